@@ -1,0 +1,144 @@
+//! The serializable flow document (format version 1). Steps stay raw JSON here: each one is
+//! parsed by its own step type when the flow is compiled, so one broken step does not hide the
+//! problems of the others.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::ids::{FlowId, StepId, Target, VarName};
+
+/// A flow as written.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// The flow format version; must be 1.
+    pub version: u32,
+    /// A unique id for the flow.
+    pub id: FlowId,
+    /// A human-readable name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the flow does.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// What starts the flow. Without a trigger the flow runs only when started explicitly.
+    #[serde(default)]
+    pub trigger: Option<TriggerConfig>,
+    /// Variables with their initial values; `tern run --var NAME=VALUE` overrides them.
+    #[serde(default)]
+    pub variables: BTreeMap<VarName, Value>,
+    /// The steps, run in order unless a step says otherwise.
+    pub steps: Vec<Value>,
+}
+
+/// The fields every step has, whatever its type.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepHeader {
+    /// The step's id, unique in the flow.
+    pub id: StepId,
+    /// The step type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Where to go after this step (a step id or `end`); the next step in order when omitted.
+    #[serde(default)]
+    pub next: Option<Target>,
+    /// Where to go when this step fails; without it a failure fails the run.
+    #[serde(default)]
+    pub on_error: Option<Target>,
+    /// A note for people reading the flow.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The names of the [`StepHeader`] fields.
+pub const HEADER_FIELDS: &[&str] = &["id", "type", "next", "on_error", "description"];
+
+/// What starts a flow.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TriggerConfig {
+    /// An incoming conversation message.
+    Message {
+        /// Which messages; every message when omitted.
+        #[serde(default, rename = "match")]
+        matcher: Option<MessageMatch>,
+        /// Higher wins when several flows match (default 0); ties go to the flow id in order.
+        #[serde(default)]
+        priority: i32,
+    },
+}
+
+/// Conditions on the message text. With both, either may match.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageMatch {
+    /// A regular expression (Rust `regex` syntax) searched in the text; `(?i)` for case-insensitive.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Words or phrases; matches when the text contains one as whole words, ignoring case.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+}
+
+/// A compiled trigger.
+#[derive(Clone, Debug)]
+pub enum Trigger {
+    /// An incoming message.
+    Message {
+        /// The regular expression, if any.
+        regex: Option<Regex>,
+        /// Lower-cased keywords.
+        keywords: Vec<String>,
+        /// Priority among matching flows.
+        priority: i32,
+    },
+}
+
+impl Trigger {
+    /// Whether a message with `text` starts this flow.
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Trigger::Message { regex, keywords, .. } => {
+                if regex.is_none() && keywords.is_empty() {
+                    return true;
+                }
+                regex.as_ref().is_some_and(|r| r.is_match(text)) || keywords.iter().any(|k| contains_words(text, k))
+            }
+        }
+    }
+
+    /// The priority among matching flows.
+    pub fn priority(&self) -> i32 {
+        match self {
+            Trigger::Message { priority, .. } => *priority,
+        }
+    }
+}
+
+/// Whether `text` contains `phrase` (already lower-case) as whole words, ignoring case.
+fn contains_words(text: &str, phrase: &str) -> bool {
+    let lower = text.to_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    let want: Vec<&str> = phrase.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    !want.is_empty() && words.windows(want.len()).any(|w| w == want.as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_match_whole_words() {
+        let t = Trigger::Message { regex: None, keywords: vec!["last name".into(), "hi".into()], priority: 0 };
+        assert!(t.matches("What is my LAST NAME?"));
+        assert!(t.matches("hi"));
+        assert!(!t.matches("this"));
+        let any = Trigger::Message { regex: None, keywords: vec![], priority: 0 };
+        assert!(any.matches("anything"));
+    }
+}

@@ -1,0 +1,318 @@
+//! The one outbound HTTP client: no automatic redirects, no proxies, the SSRF-guarded resolver,
+//! a deadline per request and a response size cap counted after decompression.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+type Bytes = Vec<u8>;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use serde_json::Value;
+use url::Url;
+
+use super::{PreparedRequest, guard};
+use crate::tokens::Credential;
+
+
+/// Limits and switches for outbound HTTP.
+#[derive(Clone, Debug)]
+pub struct HttpPolicy {
+    /// Allow private, loopback and link-local destinations.
+    pub allow_private_network: bool,
+    /// Most redirects followed for one request.
+    pub max_redirects: usize,
+    /// Timeout for a request whose step sets none.
+    pub default_timeout: Duration,
+    /// Largest response body, counted after decompression.
+    pub max_response_bytes: usize,
+    /// The User-Agent header.
+    pub user_agent: String,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self {
+            allow_private_network: false,
+            max_redirects: 5,
+            default_timeout: Duration::from_secs(10),
+            max_response_bytes: 10 * 1024 * 1024,
+            user_agent: concat!("tern/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// Why an outbound request failed. URLs are shown without their query string, which may carry
+/// secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The destination is not allowed (SSRF guard, scheme).
+    #[error("request to {url} was denied: {reason}")]
+    Denied {
+        /// The URL (query removed).
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request did not finish in time.
+    #[error("request to {url} timed out after {} ms", timeout.as_millis())]
+    Timeout {
+        /// The URL (query removed).
+        url: String,
+        /// The time allowed.
+        timeout: Duration,
+    },
+    /// The body is larger than allowed.
+    #[error("response from {url} is larger than {limit} bytes; raise the limit or ask the API for less")]
+    TooLarge {
+        /// The URL (query removed).
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many redirects.
+    #[error("{url} redirected more than {max} times")]
+    TooManyRedirects {
+        /// The last URL (query removed).
+        url: String,
+        /// The limit.
+        max: usize,
+    },
+    /// A redirect without a usable Location.
+    #[error("{url} answered {status} with an unusable Location header: {reason}")]
+    BadRedirect {
+        /// The URL (query removed).
+        url: String,
+        /// The redirect status.
+        status: u16,
+        /// Why it is unusable.
+        reason: String,
+    },
+    /// Connecting, sending or reading failed.
+    #[error("could not complete the request to {url}: {reason}")]
+    Transport {
+        /// The URL (query removed).
+        url: String,
+        /// The underlying error, as text.
+        reason: String,
+    },
+    /// The response is not JSON where JSON was required.
+    #[error("response from {url} is not JSON (status {status}, content type `{content_type}`): {reason}")]
+    NotJson {
+        /// The URL (query removed).
+        url: String,
+        /// The status.
+        status: u16,
+        /// The content type sent, or `none`.
+        content_type: String,
+        /// What is wrong, with a short excerpt of the body.
+        reason: String,
+    },
+    /// The integration's token may not go to this origin.
+    #[error("the token of integration `{integration}` may not be sent to {origin}; the integration's api_origins are {allowed}. Fix the URL, or add the origin to the integration")]
+    OriginNotAllowed {
+        /// The integration.
+        integration: String,
+        /// The request's origin.
+        origin: String,
+        /// The allowed origins.
+        allowed: String,
+    },
+    /// No token could be had.
+    #[error(transparent)]
+    Token(#[from] crate::tokens::TokenError),
+}
+
+/// The URL without its query and fragment, for messages.
+pub fn display_url(url: &Url) -> String {
+    let mut u = url.clone();
+    let had_query = u.query().is_some();
+    u.set_query(None);
+    u.set_fragment(None);
+    if had_query { format!("{u}?…") } else { u.to_string() }
+}
+
+/// A received response.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    /// The status.
+    pub status: StatusCode,
+    /// The final URL, after redirects.
+    pub url: Url,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, decompressed.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// The content type, or `none`.
+    pub fn content_type(&self) -> &str {
+        self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("none")
+    }
+
+    /// Whether the content type says JSON (`application/json`, `…+json`).
+    pub fn is_json_type(&self) -> bool {
+        let ct = self.content_type().split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        ct == "application/json" || ct.ends_with("+json")
+    }
+
+    /// Parses the body as JSON (depth is capped at 128 by serde_json). A body without a content
+    /// type is accepted when it parses; any other non-JSON content type is an error.
+    pub fn json(&self) -> Result<Value, HttpError> {
+        let not_json = |reason: String| HttpError::NotJson {
+            url: display_url(&self.url),
+            status: self.status.as_u16(),
+            content_type: self.content_type().to_string(),
+            reason,
+        };
+        if !self.is_json_type() && self.headers.contains_key(CONTENT_TYPE) {
+            return Err(not_json(format!("body starts with {:?}", self.excerpt())));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| not_json(format!("{e}; body starts with {:?}", self.excerpt())))
+    }
+
+    /// The body as JSON when it is JSON, as a string otherwise.
+    pub fn body_value(&self) -> Value {
+        if self.body.is_empty() {
+            return Value::Null;
+        }
+        match self.json() {
+            Ok(v) => v,
+            Err(_) => Value::String(String::from_utf8_lossy(&self.body).into_owned()),
+        }
+    }
+
+    /// The first 80 characters of the body, for messages.
+    pub fn excerpt(&self) -> String {
+        String::from_utf8_lossy(&self.body[..self.body.len().min(200)]).chars().take(80).collect()
+    }
+}
+
+/// The guarded HTTP client. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    policy: Arc<HttpPolicy>,
+}
+
+impl HttpClient {
+    /// Builds the client.
+    pub fn new(policy: HttpPolicy) -> Result<Self, HttpError> {
+        let inner = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(guard::GuardedResolver { allow_private: policy.allow_private_network }))
+            .user_agent(policy.user_agent.clone())
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| HttpError::Transport { url: "(client setup)".into(), reason: e.to_string() })?;
+        Ok(Self { inner, policy: Arc::new(policy) })
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
+    }
+
+    /// Sends a request, following redirects itself. `credential` is sent only to the request's
+    /// original origin: when a redirect leaves it, the credential and every header the flow set
+    /// are dropped for the rest of the exchange.
+    pub async fn send(&self, req: &PreparedRequest, credential: Option<&Credential>) -> Result<HttpResponse, HttpError> {
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let first_origin = req.url.origin();
+        let mut url = req.url.clone();
+        let mut method = req.method.to_reqwest();
+        let mut body = req.body.as_ref().map(serde_json::to_vec).transpose().map_err(|e| HttpError::Transport {
+            url: display_url(&req.url),
+            reason: format!("body could not be encoded: {e}"),
+        })?;
+        let mut headers = req.headers.clone();
+        let mut credential = credential;
+        for hop in 0..=self.policy.max_redirects {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(HttpError::Denied { url: display_url(&url), reason: format!("scheme `{}` is not allowed", url.scheme()) });
+            }
+            guard::check_url_host(&url, self.policy.allow_private_network)
+                .map_err(|reason| HttpError::Denied { url: display_url(&url), reason })?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(HttpError::Timeout { url: display_url(&url), timeout: req.timeout });
+            }
+            let mut rb = self.inner.request(method.clone(), url.clone()).headers(headers.clone()).timeout(remaining);
+            if let Some(c) = credential {
+                rb = rb.header(c.header.clone(), c.value.clone());
+            }
+            if let Some(b) = &body {
+                rb = rb.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(b.clone());
+            }
+            let resp = rb.send().await.map_err(|e| self.transport_error(&url, req.timeout, e))?;
+            let status = resp.status();
+            if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                if hop == self.policy.max_redirects {
+                    return Err(HttpError::TooManyRedirects { url: display_url(&url), max: self.policy.max_redirects });
+                }
+                let bad = |reason: String| HttpError::BadRedirect { url: display_url(&url), status: status.as_u16(), reason };
+                let location = resp
+                    .headers()
+                    .get(LOCATION)
+                    .ok_or_else(|| bad("missing".into()))?
+                    .to_str()
+                    .map_err(|_| bad("not text".into()))?;
+                let next = url.join(location).map_err(|e| bad(e.to_string()))?;
+                if next.origin() != first_origin {
+                    credential = None;
+                    headers.clear();
+                }
+                if status == StatusCode::SEE_OTHER
+                    || (matches!(status.as_u16(), 301 | 302) && method == reqwest::Method::POST)
+                {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                tracing::debug!(from = %display_url(&url), to = %display_url(&next), status = status.as_u16(), "following redirect");
+                url = next;
+                continue;
+            }
+            return self.read(resp, url, req.timeout).await;
+        }
+        Err(HttpError::TooManyRedirects { url: display_url(&url), max: self.policy.max_redirects })
+    }
+
+    async fn read(&self, mut resp: reqwest::Response, url: Url, timeout: Duration) -> Result<HttpResponse, HttpError> {
+        let limit = self.policy.max_response_bytes;
+        let too_large = || HttpError::TooLarge { url: display_url(&url), limit };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let status = resp.status();
+        let headers = std::mem::take(resp.headers_mut());
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.transport_error(&url, timeout, e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(HttpResponse { status, url, headers, body })
+    }
+
+    fn transport_error(&self, url: &Url, timeout: Duration, e: reqwest::Error) -> HttpError {
+        if e.is_timeout() {
+            return HttpError::Timeout { url: display_url(url), timeout };
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut reasons = Vec::new();
+        while let Some(err) = source {
+            if let Some(denied) = err.downcast_ref::<guard::Denied>() {
+                return HttpError::Denied { url: display_url(url), reason: denied.reason.clone() };
+            }
+            reasons.push(err.to_string());
+            source = err.source();
+        }
+        reasons.dedup();
+        // reqwest's own message repeats the URL with its query; keep only the causes.
+        let reason = if reasons.len() > 1 { reasons[1..].join(": ") } else { reasons.join(": ") };
+        HttpError::Transport { url: display_url(url), reason }
+    }
+}

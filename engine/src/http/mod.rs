@@ -1,0 +1,12 @@
+//! Outbound HTTP for every step, the token endpoint and plugins (DESIGN §5, SECURITY R1–R3, R9).
+
+mod client;
+pub mod guard;
+mod outbound;
+mod request;
+mod url_template;
+
+pub use client::{HttpClient, HttpError, HttpPolicy, HttpResponse, display_url};
+pub use outbound::Outbound;
+pub use request::{MAX_TIMEOUT, Method, PreparedRequest, RequestConfig, RequestTemplate};
+pub use url_template::UrlTemplate;

@@ -1,0 +1,49 @@
+//! # tern-engine
+//!
+//! The core of Tern, a flow engine for conversational automation: the flow model and its
+//! validation, the compiled runtime form, the executor with pause/resume, templates with
+//! context-aware escaping, response mapping, and the guarded outbound HTTP client.
+//!
+//! ## Design choices
+//!
+//! - **Parse, then validate, then compile** (Vector's `TransformConfig::build`): the serializable
+//!   [`FlowConfig`] is separate from the runtime [`CompiledFlow`]. Loading reports *every*
+//!   problem at once as [`Diagnostic`]s with JSON pointers, lines and columns; it does no I/O.
+//!   Templates, JSON paths, regexes and jump targets are resolved once, never per message.
+//! - **Steps are plug-ins of the engine**: the engine never names a concrete step type. A
+//!   [`StepType`] builds a [`Step`] through a [`BuildContext`] that records variables used and
+//!   set, jump targets and integrations, which is what the whole-flow checks need. Built-in
+//!   steps and WebAssembly plugins register in the same [`Registry`].
+//! - **Runs are data**: a paused run is a [`RunSnapshot`] (serializable), so a conversation can
+//!   resume in another process or after a restart.
+//! - **Tokens are injected, never read**: there is no template for a token; a step names an
+//!   integration and [`http::Outbound`] asks the [`TokenSource`] for a credential, checks that the
+//!   URL's origin is one of the integration's `api_origins` before connecting, and refreshes once
+//!   after a 401.
+//! - **Outbound HTTP is guarded** (SECURITY R1–R3, R9): no automatic redirects (each hop is
+//!   re-checked and credentials are dropped when the origin changes), an SSRF guard on resolved
+//!   addresses, a deadline per request and a response size cap after decompression.
+
+pub mod analysis;
+pub mod compile;
+pub mod diagnostics;
+mod error;
+pub mod flow;
+pub mod http;
+pub mod ids;
+pub mod mapping;
+pub mod run;
+pub mod schema;
+pub mod secrets;
+pub mod step;
+pub mod template;
+pub mod tokens;
+
+pub use compile::{BuildContext, CompiledFlow, CompiledStep, FlowLimits, LoadOptions, load_flow};
+pub use diagnostics::{Diagnostic, Severity};
+pub use error::Error;
+pub use flow::{FlowConfig, Trigger};
+pub use ids::{FlowId, IntegrationName, StepId, Target, VarName};
+pub use run::{Engine, Message, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry};
+pub use step::{Behavior, Jump, Outcome, Registry, Reply, ReplySink, Step, StepContext, StepFailure, StepType};
+pub use tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};

@@ -1,0 +1,192 @@
+//! Response mapping: pulling fields such as `data.last_name` out of a JSON response.
+//!
+//! Two notations: a dot path (`data.last_name`, `data.emails.0.email`), the form flow designers
+//! know from Bird's *Fetch variables*, and JSONPath (`$.data.emails[0].email`, RFC 9535 through
+//! `jsonpath-rust`). Both are compiled when the flow is loaded; nothing is parsed per request.
+
+use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::template::describe;
+
+/// A compiled path into a response body.
+#[derive(Clone, Debug)]
+pub enum ResponsePath {
+    /// `data.last_name`: object fields and array indexes separated by dots.
+    Dot {
+        /// The path as written.
+        raw: String,
+        /// Its segments.
+        segments: Vec<String>,
+    },
+    /// `$.data.emails[0].email`: a JSONPath query.
+    JsonPath {
+        /// The path as written.
+        raw: String,
+        /// The compiled query.
+        query: Box<JpQuery>,
+        /// Whether the query can select at most one node (names and indexes only). A singular
+        /// query yields the node itself; any other yields an array of all matches.
+        singular: bool,
+    },
+}
+
+impl ResponsePath {
+    /// Compiles a path. Paths starting with `$` are JSONPath, others dot paths.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.starts_with('$') {
+            let query = jsonpath_rust::parser::parse_json_path(raw)
+                .map_err(|e| format!("`{raw}` is not valid JSONPath: {e}"))?;
+            let singular = query.segments.iter().all(|s| {
+                matches!(s, Segment::Selector(Selector::Name(_) | Selector::Index(_)))
+            });
+            return Ok(Self::JsonPath { raw: raw.to_string(), query: Box::new(query), singular });
+        }
+        if raw.is_empty() {
+            return Err("the path is empty; write `data.field` or `$.data.field`".into());
+        }
+        let segments: Vec<String> = raw.split('.').map(str::to_string).collect();
+        if segments.iter().any(String::is_empty) {
+            return Err(format!("`{raw}` has an empty segment (two dots in a row, or a leading/trailing dot)"));
+        }
+        if let Some(seg) = segments.iter().find(|s| s.contains(['[', ']', '*', ' '])) {
+            return Err(format!(
+                "`{raw}`: segment `{seg}` is not a plain name; use `$.` JSONPath for brackets, wildcards or filters"
+            ));
+        }
+        Ok(Self::Dot { raw: raw.to_string(), segments })
+    }
+
+    /// The path as written.
+    pub fn raw(&self) -> &str {
+        match self {
+            Self::Dot { raw, .. } | Self::JsonPath { raw, .. } => raw,
+        }
+    }
+
+    /// Selects the value; `Err` explains what was found instead.
+    pub fn select(&self, body: &Value) -> Result<Value, String> {
+        match self {
+            Self::Dot { raw, segments } => {
+                let mut current = body;
+                for (i, seg) in segments.iter().enumerate() {
+                    let next = match current {
+                        Value::Object(m) => m.get(seg),
+                        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+                        _ => None,
+                    };
+                    current = next.ok_or_else(|| {
+                        let at = if i == 0 { "the response".to_string() } else { format!("`{}`", segments[..i].join(".")) };
+                        format!("`{raw}` not found: {at} has no `{seg}` ({})", describe(current))
+                    })?;
+                }
+                Ok(current.clone())
+            }
+            Self::JsonPath { raw, query, singular } => {
+                let found = jsonpath_rust::query::js_path_process(query, body)
+                    .map_err(|e| format!("`{raw}` could not be evaluated: {e}"))?;
+                match (singular, found.as_slice()) {
+                    (_, []) => Err(format!("`{raw}` matched nothing in the response ({})", describe(body))),
+                    (true, [one]) => Ok(one.val.clone()),
+                    _ => Ok(Value::Array(found.into_iter().map(|r| r.val.clone()).collect())),
+                }
+            }
+        }
+    }
+}
+
+/// A mapping as written in a flow: `"var": "data.path"` or `{ "path": ..., "default": ... }`.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MappingConfig {
+    /// A dot path or JSONPath.
+    Path(String),
+    /// A path with a default used when the path is missing.
+    WithDefault(MappingWithDefault),
+}
+
+/// The long form of a mapping.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MappingWithDefault {
+    /// A dot path (`data.last_name`) or JSONPath (`$.data.emails[0].email`).
+    pub path: String,
+    /// The value used when the path is missing. Without it, a missing path takes the step's
+    /// error path.
+    #[serde(default)]
+    pub default: Option<Value>,
+}
+
+impl MappingConfig {
+    /// The path text and the default.
+    pub fn parts(&self) -> (&str, Option<&Value>) {
+        match self {
+            Self::Path(p) => (p, None),
+            Self::WithDefault(m) => (&m.path, m.default.as_ref()),
+        }
+    }
+}
+
+/// A compiled mapping.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    /// Where to read.
+    pub path: ResponsePath,
+    /// What to use when the path is missing.
+    pub default: Option<Value>,
+}
+
+impl Mapping {
+    /// Reads the value, falling back to the default.
+    pub fn apply(&self, body: &Value) -> Result<Value, String> {
+        match self.path.select(body) {
+            Ok(v) => Ok(v),
+            Err(e) => self.default.clone().ok_or(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body() -> Value {
+        json!({"data": {"first_name": "Erlich", "last_name": "Bachman",
+                        "emails": [{"type": "primary", "email": "e@piedpiper.com"}, {"email": "x@y.z"}]}})
+    }
+
+    #[test]
+    fn dot_paths() {
+        let p = ResponsePath::parse("data.last_name").unwrap();
+        assert_eq!(p.select(&body()).unwrap(), json!("Bachman"));
+        let p = ResponsePath::parse("data.emails.0.email").unwrap();
+        assert_eq!(p.select(&body()).unwrap(), json!("e@piedpiper.com"));
+        let err = ResponsePath::parse("data.lastname").unwrap().select(&body()).unwrap_err();
+        assert!(err.contains("`data` has no `lastname`") && err.contains("last_name"), "{err}");
+        assert!(ResponsePath::parse("data..x").is_err());
+        assert!(ResponsePath::parse("data[0]").is_err());
+    }
+
+    #[test]
+    fn json_paths() {
+        let p = ResponsePath::parse("$.data.emails[0].email").unwrap();
+        assert_eq!(p.select(&body()).unwrap(), json!("e@piedpiper.com"));
+        let p = ResponsePath::parse("$.data.emails[*].email").unwrap();
+        assert_eq!(p.select(&body()).unwrap(), json!(["e@piedpiper.com", "x@y.z"]));
+        let p = ResponsePath::parse("$.data.emails[?@.type == 'primary'].email").unwrap();
+        assert_eq!(p.select(&body()).unwrap(), json!(["e@piedpiper.com"]));
+        assert!(ResponsePath::parse("$.data[").is_err());
+        let err = ResponsePath::parse("$.data.phone").unwrap().select(&body()).unwrap_err();
+        assert!(err.contains("matched nothing"), "{err}");
+    }
+
+    #[test]
+    fn defaults() {
+        let m = Mapping { path: ResponsePath::parse("data.phone").unwrap(), default: Some(json!("none")) };
+        assert_eq!(m.apply(&body()).unwrap(), json!("none"));
+    }
+}

@@ -1,0 +1,383 @@
+//! The executor: runs a compiled flow step by step, follows `next`/`on_error`, pauses at steps
+//! that wait for the user (returning a serializable [`RunSnapshot`]) and resumes from one.
+//!
+//! Every run has a step budget (a loop cannot spin forever) and a deadline per activation.
+//! Every step leaves a [`TraceEntry`] whose details have secret values masked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::compile::CompiledFlow;
+use crate::http::Outbound;
+use crate::ids::{FlowId, IntegrationName, StepId};
+use crate::secrets::{Masker, SecretMap, SecretSource};
+use crate::step::{Jump, Outcome, Registry, Reply, ReplySink, StepContext, StepFailure};
+
+/// An incoming conversation message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Message {
+    /// The text.
+    pub text: String,
+    /// The channel's message id, when it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// What a run starts or resumes with.
+#[derive(Clone, Debug, Default)]
+pub struct RunInput {
+    /// The conversation.
+    pub conversation_id: String,
+    /// The contact: `{"id": …}` plus whatever attributes the channel sends.
+    pub contact: Value,
+    /// The message.
+    pub message: Message,
+}
+
+/// What templates can see besides variables. Built once per activation.
+#[derive(Debug, Default)]
+pub struct RunEnv {
+    /// `{{conversation.id}}`.
+    pub conversation_id: String,
+    /// `{{contact.*}}`.
+    pub contact: Value,
+    /// `{{message.text}}`.
+    pub message: Message,
+    /// `{{secrets.NAME}}`, only those the flow uses.
+    pub secrets: SecretMap,
+    /// `{{integration.NAME.FIELD}}`.
+    pub integrations: HashMap<IntegrationName, Map<String, Value>>,
+    /// Masks the values of `secrets` in replies, errors and history.
+    pub masker: Masker,
+}
+
+/// Limits on one run.
+#[derive(Clone, Debug)]
+pub struct RunLimits {
+    /// Most steps executed over the whole run, resumes included.
+    pub max_steps: u32,
+    /// Longest time one activation (start or resume until pause or end) may take.
+    pub deadline: Duration,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self { max_steps: 1000, deadline: Duration::from_secs(60) }
+    }
+}
+
+/// A paused run, enough to resume it later (in another process, after a restart).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunSnapshot {
+    /// The run.
+    pub run_id: String,
+    /// The flow.
+    pub flow_id: FlowId,
+    /// The step that paused.
+    pub step: StepId,
+    /// Variables at the pause.
+    pub variables: Map<String, Value>,
+    /// Steps executed so far.
+    pub executed_steps: u32,
+    /// What the step paused with.
+    pub paused_with: Value,
+}
+
+/// How a run (activation) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// The flow reached its end.
+    Completed,
+    /// The flow waits for the next message.
+    Paused,
+    /// A step failed without an `on_error`, or a limit was hit.
+    Failed,
+}
+
+/// How one step went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// It succeeded.
+    Ok,
+    /// It paused the run.
+    Paused,
+    /// It failed and the run took its `on_error`.
+    ErrorHandled,
+    /// It failed the run.
+    Failed,
+}
+
+/// A failure, as shown in results and history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunError {
+    /// The step, when a step failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepId>,
+    /// A stable code.
+    pub code: String,
+    /// What went wrong, secrets masked.
+    pub message: String,
+}
+
+/// One executed step.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TraceEntry {
+    /// The step.
+    pub step: StepId,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub step_type: String,
+    /// How it went.
+    pub status: StepStatus,
+    /// Wall time in microseconds.
+    pub duration_us: u64,
+    /// Request/response summaries and other details, secrets masked.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub detail: Map<String, Value>,
+    /// The failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+}
+
+/// The result of starting or resuming a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    /// The run.
+    pub run_id: String,
+    /// The flow.
+    pub flow_id: FlowId,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Replies sent in this activation.
+    pub replies: Vec<Reply>,
+    /// Variables at the end (secrets masked).
+    pub variables: Map<String, Value>,
+    /// Executed steps.
+    pub trace: Vec<TraceEntry>,
+    /// The failure, when `status` is `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// The state to resume from, when `status` is `paused`.
+    #[serde(skip)]
+    pub snapshot: Option<RunSnapshot>,
+}
+
+/// Runs flows. Cheap to share behind an `Arc`.
+#[derive(Clone)]
+pub struct Engine {
+    /// The step types (kept for schema and plugin listings).
+    pub registry: Arc<Registry>,
+    /// Outbound HTTP and tokens.
+    pub outbound: Outbound,
+    /// Where `{{secrets.NAME}}` comes from.
+    pub secrets: Arc<dyn SecretSource>,
+    /// Per-run limits.
+    pub limits: RunLimits,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("registry", &self.registry).field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+struct Activation<'a> {
+    flow: &'a CompiledFlow,
+    env: RunEnv,
+    run_id: String,
+    vars: Map<String, Value>,
+    executed: u32,
+    replies: Vec<Reply>,
+    trace: Vec<TraceEntry>,
+}
+
+impl Engine {
+    /// Starts a run of `flow`. `overrides` replace the flow's initial variables.
+    pub async fn start(&self, flow: &CompiledFlow, input: RunInput, overrides: Map<String, Value>, sink: Option<&ReplySink>) -> RunResult {
+        let mut vars = flow.variables.clone();
+        vars.extend(overrides);
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let act = self.activation(flow, input, run_id, vars, 0).await;
+        self.drive(act, 0, None, sink).await
+    }
+
+    /// Resumes a paused run with the next message.
+    pub async fn resume(&self, flow: &CompiledFlow, snapshot: RunSnapshot, input: RunInput, sink: Option<&ReplySink>) -> RunResult {
+        let RunSnapshot { run_id, step, variables, executed_steps, paused_with, flow_id } = snapshot;
+        let act = self.activation(flow, input, run_id, variables, executed_steps).await;
+        let Some(index) = flow.step_index(&step).filter(|_| flow_id == flow.id) else {
+            let mut act = act;
+            let error = RunError {
+                step: Some(step.clone()),
+                code: "stale-snapshot".into(),
+                message: format!("the paused run is at step `{step}` of flow `{flow_id}`, which the loaded flow `{}` does not have", flow.id),
+            };
+            return finish(&mut act, RunStatus::Failed, Some(error), None);
+        };
+        self.drive(act, index, Some(paused_with), sink).await
+    }
+
+    async fn activation<'a>(&self, flow: &'a CompiledFlow, input: RunInput, run_id: String, vars: Map<String, Value>, executed: u32) -> Activation<'a> {
+        let secrets: SecretMap = flow.secrets.iter().filter_map(|n| self.secrets.get(n).map(|s| (n.clone(), s))).collect();
+        let masker = Masker::new(secrets.values());
+        let mut integrations = HashMap::new();
+        if let Some(tokens) = &self.outbound.tokens {
+            for name in &flow.integrations {
+                match tokens.metadata(name).await {
+                    Ok(meta) => {
+                        integrations.insert(name.clone(), meta);
+                    }
+                    Err(e) => tracing::debug!(integration = %name, error = %e, "no integration metadata"),
+                }
+            }
+        }
+        let env = RunEnv {
+            conversation_id: input.conversation_id,
+            contact: if input.contact.is_object() { input.contact } else { Value::Object(Map::new()) },
+            message: input.message,
+            secrets,
+            integrations,
+            masker,
+        };
+        Activation { flow, env, run_id, vars, executed, replies: Vec::new(), trace: Vec::new() }
+    }
+
+    async fn drive(&self, mut act: Activation<'_>, mut index: usize, mut resume_with: Option<Value>, sink: Option<&ReplySink>) -> RunResult {
+        let flow = act.flow;
+        let deadline = tokio::time::Instant::now() + self.limits.deadline;
+        tracing::info!(flow = %flow.id, run = %act.run_id, resumed = resume_with.is_some(), "run activation");
+        loop {
+            let Some(compiled) = flow.steps.get(index) else {
+                return finish(&mut act, RunStatus::Completed, None, None);
+            };
+            if act.executed >= self.limits.max_steps {
+                let error = RunError {
+                    step: Some(compiled.id.clone()),
+                    code: "step-budget".into(),
+                    message: format!("the run executed {} steps, its budget; a loop in the flow probably never ends", self.limits.max_steps),
+                };
+                return finish(&mut act, RunStatus::Failed, Some(error), None);
+            }
+            act.executed += 1;
+            let started = Instant::now();
+            let mut detail = Map::new();
+            let result = {
+                let mut cx = StepContext {
+                    step_id: &compiled.id,
+                    vars: &mut act.vars,
+                    env: &act.env,
+                    outbound: &self.outbound,
+                    replies: &mut act.replies,
+                    sink,
+                    detail: &mut detail,
+                };
+                let fut = async {
+                    match resume_with.take() {
+                        Some(v) => compiled.step.resume(&mut cx, v).await,
+                        None => compiled.step.run(&mut cx).await,
+                    }
+                };
+                match tokio::time::timeout_at(deadline, fut).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        let error = RunError {
+                            step: Some(compiled.id.clone()),
+                            code: "deadline".into(),
+                            message: format!("the run took longer than {} s", self.limits.deadline.as_secs_f64()),
+                        };
+                        push_trace(&mut act, index, started, detail, StepStatus::Failed, Some(error.clone()));
+                        return finish(&mut act, RunStatus::Failed, Some(error), None);
+                    }
+                }
+            };
+            let jump = match result {
+                Ok(Outcome::Next) => compiled.next.unwrap_or(Jump::Step(index + 1)),
+                Ok(Outcome::Goto(j)) => j,
+                Ok(Outcome::End) => Jump::End,
+                Ok(Outcome::Pause(with)) => {
+                    push_trace(&mut act, index, started, detail, StepStatus::Paused, None);
+                    let snapshot = RunSnapshot {
+                        run_id: act.run_id.clone(),
+                        flow_id: flow.id.clone(),
+                        step: compiled.id.clone(),
+                        variables: act.vars.clone(),
+                        executed_steps: act.executed,
+                        paused_with: with,
+                    };
+                    return finish(&mut act, RunStatus::Paused, None, Some(snapshot));
+                }
+                Err(failure) => {
+                    let error = step_error(&act.env.masker, &compiled.id, &failure);
+                    tracing::warn!(flow = %flow.id, run = %act.run_id, step = %compiled.id, code = %error.code, error = %error.message, "step failed");
+                    match compiled.on_error {
+                        Some(j) => {
+                            push_trace(&mut act, index, started, detail, StepStatus::ErrorHandled, Some(error));
+                            index = match j {
+                                Jump::Step(i) => i,
+                                Jump::End => return finish(&mut act, RunStatus::Completed, None, None),
+                            };
+                            continue;
+                        }
+                        None => {
+                            push_trace(&mut act, index, started, detail, StepStatus::Failed, Some(error.clone()));
+                            return finish(&mut act, RunStatus::Failed, Some(error), None);
+                        }
+                    }
+                }
+            };
+            push_trace(&mut act, index, started, detail, StepStatus::Ok, None);
+            index = match jump {
+                Jump::Step(i) => i,
+                Jump::End => return finish(&mut act, RunStatus::Completed, None, None),
+            };
+        }
+    }
+}
+
+fn step_error(masker: &Masker, step: &StepId, failure: &StepFailure) -> RunError {
+    RunError { step: Some(step.clone()), code: failure.code().to_string(), message: masker.mask(&failure.to_string()) }
+}
+
+fn push_trace(act: &mut Activation<'_>, index: usize, started: Instant, mut detail: Map<String, Value>, status: StepStatus, error: Option<RunError>) {
+    let step = &act.flow.steps[index];
+    let mut d = Value::Object(std::mem::take(&mut detail));
+    act.env.masker.mask_value(&mut d);
+    let detail = match d {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    act.trace.push(TraceEntry {
+        step: step.id.clone(),
+        step_type: step.type_name.clone(),
+        status,
+        duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        detail,
+        error,
+    });
+}
+
+fn finish(act: &mut Activation<'_>, status: RunStatus, error: Option<RunError>, snapshot: Option<RunSnapshot>) -> RunResult {
+    let mut variables = Value::Object(act.vars.clone());
+    act.env.masker.mask_value(&mut variables);
+    let replies = std::mem::take(&mut act.replies);
+    tracing::info!(flow = %act.flow.id, run = %act.run_id, ?status, steps = act.trace.len(), "run activation ended");
+    RunResult {
+        run_id: act.run_id.clone(),
+        flow_id: act.flow.id.clone(),
+        status,
+        replies,
+        variables: match variables {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        trace: std::mem::take(&mut act.trace),
+        error,
+        snapshot,
+    }
+}

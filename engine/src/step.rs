@@ -1,0 +1,302 @@
+//! The step abstraction: a [`StepType`] turns a step's JSON into a runnable [`Step`] when the
+//! flow is compiled; the executor runs steps through a [`StepContext`].
+//!
+//! Step types are registered explicitly in a [`Registry`] (built-in ones in `tern-steps`,
+//! WebAssembly plugins in `tern-plugins`); the engine never names a concrete step type.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::compile::BuildContext;
+use crate::http::{HttpError, Outbound};
+use crate::ids::{StepId, VarName};
+use crate::run::RunEnv;
+use crate::template::{RenderError, Root, Scope, VarRef, walk_path};
+
+/// Where the executor goes after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jump {
+    /// The step at this index in the flow.
+    Step(usize),
+    /// The end of the run.
+    End,
+}
+
+/// What a step asks the executor to do next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Continue with the step's `next` (or the following step).
+    Next,
+    /// Jump somewhere else (a branch taken, an outcome label).
+    Goto(Jump),
+    /// Pause the run until the next message of the conversation; the value is given back to
+    /// [`Step::resume`].
+    Pause(Value),
+    /// End the run.
+    End,
+}
+
+/// Static facts about a step that validation needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Behavior {
+    /// The step can pause the run (a cycle through it is not a busy loop).
+    pub pauses: bool,
+    /// The step never continues to a following step (`end`).
+    pub terminal: bool,
+}
+
+/// Why a step failed. The executor adds the step id; `on_error` catches every kind.
+#[derive(Debug, thiserror::Error)]
+pub enum StepFailure {
+    /// A template could not be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The HTTP exchange failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The API answered with a status the step does not accept.
+    #[error("{url} answered {status}{excerpt}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The URL (query removed).
+        url: String,
+        /// `: <start of body>` or empty.
+        excerpt: String,
+    },
+    /// A response field could not be mapped into a variable.
+    #[error("variable `{var}`: {reason}")]
+    Mapping {
+        /// The variable.
+        var: VarName,
+        /// What is missing, and what was found instead.
+        reason: String,
+    },
+    /// Anything else, with a stable code.
+    #[error("{message}")]
+    Other {
+        /// A stable, kebab-case code.
+        code: &'static str,
+        /// What went wrong and what to do.
+        message: String,
+    },
+}
+
+impl StepFailure {
+    /// A stable, kebab-case code for the failure.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StepFailure::Render(_) => "template",
+            StepFailure::Http(HttpError::Denied { .. }) => "http-denied",
+            StepFailure::Http(HttpError::Timeout { .. }) => "http-timeout",
+            StepFailure::Http(HttpError::TooLarge { .. }) => "http-too-large",
+            StepFailure::Http(HttpError::NotJson { .. }) => "not-json",
+            StepFailure::Http(HttpError::OriginNotAllowed { .. }) => "token-origin",
+            StepFailure::Http(HttpError::Token(_)) => "integration",
+            StepFailure::Http(_) => "http",
+            StepFailure::Status { .. } => "http-status",
+            StepFailure::Mapping { .. } => "mapping",
+            StepFailure::Other { code, .. } => code,
+        }
+    }
+}
+
+/// A message the run sends to the contact.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct Reply {
+    /// The step that sent it.
+    pub step: StepId,
+    /// The text.
+    pub text: String,
+}
+
+/// Receives replies as soon as a step sends them (the CLI prints them live).
+pub type ReplySink = Arc<dyn Fn(&Reply) + Send + Sync>;
+
+/// Everything a running step can see and change.
+pub struct StepContext<'a> {
+    pub(crate) step_id: &'a StepId,
+    pub(crate) vars: &'a mut Map<String, Value>,
+    pub(crate) env: &'a RunEnv,
+    pub(crate) outbound: &'a Outbound,
+    pub(crate) replies: &'a mut Vec<Reply>,
+    pub(crate) sink: Option<&'a ReplySink>,
+    pub(crate) detail: &'a mut Map<String, Value>,
+}
+
+impl StepContext<'_> {
+    /// The running step's id.
+    pub fn step_id(&self) -> &StepId {
+        self.step_id
+    }
+
+    /// Resolves placeholders against this run.
+    pub fn scope(&self) -> RunScope<'_> {
+        RunScope { vars: self.vars, env: self.env }
+    }
+
+    /// A variable's current value.
+    pub fn var(&self, name: &VarName) -> Option<&Value> {
+        self.vars.get(name.as_str())
+    }
+
+    /// Sets a variable.
+    pub fn set_var(&mut self, name: &VarName, value: Value) {
+        self.vars.insert(name.as_str().to_string(), value);
+    }
+
+    /// The text of the message that triggered or resumed the run.
+    pub fn message_text(&self) -> &str {
+        &self.env.message.text
+    }
+
+    /// Sends a reply to the contact.
+    pub fn reply(&mut self, text: String) {
+        let reply = Reply { step: self.step_id.clone(), text: self.env.masker.mask(&text) };
+        if let Some(sink) = self.sink {
+            sink(&reply);
+        }
+        self.replies.push(reply);
+    }
+
+    /// Outbound HTTP (guarded client and token injection).
+    pub fn outbound(&self) -> &Outbound {
+        self.outbound
+    }
+
+    /// Default timeout for HTTP requests.
+    pub fn default_timeout(&self) -> std::time::Duration {
+        self.outbound.client.policy().default_timeout
+    }
+
+    /// The contact's id, when the channel sent one.
+    pub fn contact_id(&self) -> Option<&str> {
+        self.env.contact.get("id").and_then(Value::as_str)
+    }
+
+    /// Records a detail for the run history (request and response summaries). Secret values
+    /// are masked before the trace is stored or shown.
+    pub fn record(&mut self, key: &str, value: Value) {
+        self.detail.insert(key.to_string(), value);
+    }
+}
+
+/// Placeholder resolution over a run's variables and environment.
+pub struct RunScope<'a> {
+    vars: &'a Map<String, Value>,
+    env: &'a RunEnv,
+}
+
+impl Scope for RunScope<'_> {
+    fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
+        let missing = |reason: &str| RenderError::Missing { var: var.raw.clone(), reason: reason.to_string() };
+        let root: Cow<'_, Value> = match &var.root {
+            Root::Var(name) => Cow::Borrowed(self.vars.get(name.as_str()).ok_or_else(|| missing("the variable is not set yet"))?),
+            Root::Message => Cow::Owned(serde_json::json!({ "text": self.env.message.text, "id": self.env.message.id })),
+            Root::Contact => Cow::Borrowed(&self.env.contact),
+            Root::Conversation => Cow::Owned(serde_json::json!({ "id": self.env.conversation_id })),
+            Root::Secret(name) => {
+                use secrecy::ExposeSecret;
+                let s = self.env.secrets.get(name).ok_or_else(|| {
+                    missing(&format!("no secret `{name}`; set it with `tern secrets set {name}` or TERN_SECRET_{name}"))
+                })?;
+                return Ok(Cow::Owned(Value::String(s.expose_secret().to_string())));
+            }
+            Root::Integration(name) => {
+                let meta = self.env.integrations.get(name).ok_or_else(|| missing("the integration has no stored metadata; authorize it first"))?;
+                let field = var.path.first().map(String::as_str).unwrap_or_default();
+                return meta
+                    .get(field)
+                    .map(|v| Cow::Owned(v.clone()))
+                    .ok_or_else(|| missing(&format!("the integration's token response had no `{field}`")));
+            }
+        };
+        match root {
+            Cow::Borrowed(v) => walk_path(v, &var.path, &var.raw).map(Cow::Borrowed),
+            Cow::Owned(v) => walk_path(&v, &var.path, &var.raw).map(|x| Cow::Owned(x.clone())),
+        }
+    }
+}
+
+/// A runnable step, built once per flow load.
+#[async_trait]
+pub trait Step: Send + Sync + fmt::Debug {
+    /// Runs the step.
+    async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure>;
+
+    /// Continues after a pause, with the value the step paused with. The message that resumed
+    /// the run is in [`StepContext::message_text`].
+    async fn resume(&self, cx: &mut StepContext<'_>, paused_with: Value) -> Result<Outcome, StepFailure> {
+        let _ = (cx, paused_with);
+        Err(StepFailure::Other { code: "cannot-resume", message: "this step does not pause".into() })
+    }
+
+    /// Facts validation needs.
+    fn behavior(&self) -> Behavior {
+        Behavior::default()
+    }
+}
+
+/// A kind of step, as registered in the [`Registry`].
+pub trait StepType: Send + Sync {
+    /// The name used in `"type"`.
+    fn name(&self) -> &str;
+    /// One line for `tern schema` and error hints.
+    fn description(&self) -> &str;
+    /// JSON Schema of the step's own fields (the common `id`, `type`, `next`, `on_error` and
+    /// `description` are added by the engine).
+    fn config_schema(&self) -> Value;
+    /// Builds the step from its own fields. Problems are reported through `cx`; return `None`
+    /// when the step cannot be built.
+    fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>>;
+}
+
+/// The step types a flow may use.
+#[derive(Clone, Default)]
+pub struct Registry {
+    types: BTreeMap<String, Arc<dyn StepType>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.types.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a step type; a name can be registered once.
+    pub fn register(&mut self, step_type: Arc<dyn StepType>) -> Result<(), crate::Error> {
+        let name = step_type.name().to_string();
+        if self.types.contains_key(&name) {
+            return Err(crate::Error::DuplicateStepType { name });
+        }
+        self.types.insert(name, step_type);
+        Ok(())
+    }
+
+    /// The step type called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn StepType>> {
+        self.types.get(name)
+    }
+
+    /// All registered step types, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn StepType>> {
+        self.types.values()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.types.keys().map(String::as_str).collect()
+    }
+}

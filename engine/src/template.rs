@@ -1,0 +1,450 @@
+//! `{{name}}` templates, parsed once when a flow is loaded.
+//!
+//! A template is literal text with placeholders. A placeholder names a flow variable (optionally
+//! followed by a dotted path into its JSON value, `{{user.emails.0}}`) or one of the built-in
+//! roots: `message.text`, `contact.*`, `conversation.id`, `secrets.NAME` and
+//! `integration.NAME.FIELD`. There is no expression language and no code execution, and there
+//! is no placeholder that yields an access token: tokens are injected by the HTTP layer, never
+//! read by a flow.
+//!
+//! How a value is escaped depends on where it lands, so rendering is parameterised by an
+//! encoder: URL templates percent-encode (see [`crate::http::UrlTemplate`]), JSON bodies keep the
+//! value's JSON type ([`JsonTemplate`]) and headers reject CR/LF.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::ids::{IntegrationName, VarName};
+
+/// Largest string a single template may render to.
+pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
+/// Names that cannot be used as flow variables because they are template roots.
+pub const RESERVED_ROOTS: &[&str] = &["message", "contact", "conversation", "secrets", "integration"];
+
+/// What a placeholder refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Root {
+    /// A flow variable.
+    Var(VarName),
+    /// The message that triggered or resumed the run (`message.text`).
+    Message,
+    /// The contact of the conversation (`contact.id`, plus any attributes the channel sent).
+    Contact,
+    /// The conversation (`conversation.id`).
+    Conversation,
+    /// A named secret (`secrets.NAME`); the path has exactly one element.
+    Secret(String),
+    /// Token-response metadata of an integration (`integration.NAME.FIELD`).
+    Integration(IntegrationName),
+}
+
+/// A parsed placeholder: a root and a path into its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VarRef {
+    /// What the placeholder starts from.
+    pub root: Root,
+    /// Field names or array indexes below the root.
+    pub path: Vec<String>,
+    /// The placeholder as written, without braces, for error messages.
+    pub raw: String,
+}
+
+impl fmt::Display for VarRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl VarRef {
+    /// Parses the inside of `{{ … }}`.
+    pub fn parse(inner: &str) -> Result<Self, String> {
+        let raw = inner.trim().to_string();
+        if raw.is_empty() {
+            return Err("empty placeholder `{{}}`".into());
+        }
+        let parts: Vec<&str> = raw.split('.').collect();
+        if let Some(bad) = parts.iter().find(|p| p.is_empty()) {
+            let _ = bad;
+            return Err(format!("`{raw}` has an empty path segment"));
+        }
+        for p in &parts {
+            if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+                return Err(format!(
+                    "`{raw}` contains `{c}`; placeholders are names and dotted paths only (no expressions)"
+                ));
+            }
+        }
+        let rest = |n: usize| parts[n..].iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let root = match parts[0] {
+            "message" => Root::Message,
+            "contact" => Root::Contact,
+            "conversation" => Root::Conversation,
+            "secrets" => {
+                if parts.len() != 2 {
+                    return Err(format!("`{raw}`: write secrets as `secrets.NAME`"));
+                }
+                return Ok(Self { root: Root::Secret(parts[1].to_string()), path: Vec::new(), raw });
+            }
+            "integration" => {
+                if parts.len() != 3 {
+                    return Err(format!(
+                        "`{raw}`: write integration metadata as `integration.NAME.FIELD` (for example `integration.zoho.api_domain`)"
+                    ));
+                }
+                let name = IntegrationName::new(parts[1]).map_err(|e| format!("`{raw}`: {e}"))?;
+                return Ok(Self { root: Root::Integration(name), path: rest(2), raw });
+            }
+            first => Root::Var(VarName::new(first).map_err(|e| format!("`{raw}`: {e}"))?),
+        };
+        Ok(Self { root, path: rest(1), raw })
+    }
+}
+
+/// Why a template could not be rendered at run time.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The placeholder names something that has no value in this run.
+    #[error("`{{{{{var}}}}}` has no value: {reason}")]
+    Missing {
+        /// The placeholder as written.
+        var: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The rendered text is larger than [`MAX_RENDERED_BYTES`].
+    #[error("the rendered text is larger than {MAX_RENDERED_BYTES} bytes")]
+    TooLarge,
+    /// The value cannot go where the placeholder is (for example CR/LF in a header).
+    #[error("`{{{{{var}}}}}` {reason}")]
+    Rejected {
+        /// The placeholder as written.
+        var: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// Resolves placeholders against the state of a run.
+pub trait Scope {
+    /// The value a placeholder refers to.
+    fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError>;
+}
+
+/// Follows a dotted path into a JSON value, explaining what is missing when it fails.
+pub fn walk_path<'v>(mut value: &'v Value, path: &[String], raw: &str) -> Result<&'v Value, RenderError> {
+    for (i, seg) in path.iter().enumerate() {
+        let next = match value {
+            Value::Object(map) => map.get(seg),
+            Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        value = match next {
+            Some(v) => v,
+            None => {
+                let at = if i == 0 { "the value".to_string() } else { format!("`{}`", path[..i].join(".")) };
+                return Err(RenderError::Missing {
+                    var: raw.to_string(),
+                    reason: format!("{at} has no `{seg}` ({})", describe(value)),
+                });
+            }
+        };
+    }
+    Ok(value)
+}
+
+/// A short description of a JSON value for error messages: its type and, for objects, its keys.
+pub fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "it is null".into(),
+        Value::Bool(_) => "it is a boolean".into(),
+        Value::Number(_) => "it is a number".into(),
+        Value::String(_) => "it is a string".into(),
+        Value::Array(a) => format!("it is an array of {} items", a.len()),
+        Value::Object(m) if m.is_empty() => "it is an empty object".into(),
+        Value::Object(m) => {
+            let mut keys: Vec<&str> = m.keys().map(String::as_str).take(10).collect();
+            if m.len() > 10 {
+                keys.push("…");
+            }
+            format!("it has {}", keys.join(", "))
+        }
+    }
+}
+
+/// The text form of a value when it is spliced into a string: strings as they are, `null` as
+/// nothing, everything else as compact JSON.
+pub fn value_text(value: &Value) -> Cow<'_, str> {
+    match value {
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Part {
+    Lit(String),
+    Var(VarRef),
+}
+
+/// A parsed template string.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// A template that does not parse, with the byte offset of the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Template {
+    /// Parses a template. `{{` always opens a placeholder; an unclosed one is an error.
+    pub fn parse(source: &str) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Lit(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or_else(|| TemplateError {
+                message: format!("`{{{{` at byte {} is never closed with `}}}}`", source.len() - rest.len() + open),
+            })?;
+            let var = VarRef::parse(&after[..close]).map_err(|message| TemplateError { message })?;
+            parts.push(Part::Var(var));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        Ok(Self { parts })
+    }
+
+    /// A template with no placeholders.
+    pub fn literal(text: impl Into<String>) -> Self {
+        Self { parts: vec![Part::Lit(text.into())] }
+    }
+
+    /// The placeholders, in order.
+    pub fn vars(&self) -> impl Iterator<Item = &VarRef> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v),
+            Part::Lit(_) => None,
+        })
+    }
+
+    /// The text when the template has no placeholders.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Lit(s)] => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The placeholder when the whole template is exactly one placeholder.
+    pub fn as_single_var(&self) -> Option<&VarRef> {
+        match self.parts.as_slice() {
+            [Part::Var(v)] => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Renders to a string, splicing values with [`value_text`].
+    pub fn render(&self, scope: &dyn Scope) -> Result<String, RenderError> {
+        self.render_encoded(scope, |_, text, out| {
+            out.push_str(text);
+            Ok(())
+        })
+    }
+
+    /// Renders to a string; each value's text goes through `encode` (literal text does not).
+    pub fn render_encoded(
+        &self,
+        scope: &dyn Scope,
+        mut encode: impl FnMut(&VarRef, &str, &mut String) -> Result<(), RenderError>,
+    ) -> Result<String, RenderError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Var(v) => {
+                    let value = scope.resolve(v)?;
+                    encode(v, &value_text(&value), &mut out)?;
+                }
+            }
+            if out.len() > MAX_RENDERED_BYTES {
+                return Err(RenderError::TooLarge);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renders to a JSON value: a template that is exactly one placeholder keeps the value's JSON
+    /// type; anything else is a string.
+    pub fn render_value(&self, scope: &dyn Scope) -> Result<Value, RenderError> {
+        match self.as_single_var() {
+            Some(v) => Ok(scope.resolve(v)?.into_owned()),
+            None => self.render(scope).map(Value::String),
+        }
+    }
+}
+
+/// A JSON value whose strings are templates, rendered into a JSON value (never by splicing text
+/// into JSON source, so a value can never break out of its string).
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonTemplate {
+    /// A value without templates.
+    Literal(Value),
+    /// A string template; see [`Template::render_value`].
+    Text(Template),
+    /// An array of templates.
+    Array(Vec<JsonTemplate>),
+    /// An object whose values are templates (keys are literal).
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    /// Parses every string in `value` as a template. Errors carry the JSON pointer (relative to
+    /// `value`) of the bad string.
+    pub fn parse(value: &Value) -> Result<Self, (String, TemplateError)> {
+        Self::parse_at(value, "")
+    }
+
+    fn parse_at(value: &Value, pointer: &str) -> Result<Self, (String, TemplateError)> {
+        Ok(match value {
+            Value::String(s) => {
+                let t = Template::parse(s).map_err(|e| (pointer.to_string(), e))?;
+                match t.as_literal() {
+                    Some(_) => JsonTemplate::Literal(value.clone()),
+                    None => JsonTemplate::Text(t),
+                }
+            }
+            Value::Array(items) => JsonTemplate::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Self::parse_at(v, &format!("{pointer}/{i}")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => JsonTemplate::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let p = crate::diagnostics::pointer_push(pointer, k);
+                        Ok((k.clone(), Self::parse_at(v, &p)?))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => JsonTemplate::Literal(other.clone()),
+        })
+    }
+
+    /// Every placeholder with the JSON pointer (relative to the template root) of its string.
+    pub fn vars(&self) -> Vec<(String, &VarRef)> {
+        let mut out = Vec::new();
+        self.collect_vars("", &mut out);
+        out
+    }
+
+    fn collect_vars<'a>(&'a self, pointer: &str, out: &mut Vec<(String, &'a VarRef)>) {
+        match self {
+            JsonTemplate::Literal(_) => {}
+            JsonTemplate::Text(t) => out.extend(t.vars().map(|v| (pointer.to_string(), v))),
+            JsonTemplate::Array(items) => {
+                for (i, t) in items.iter().enumerate() {
+                    t.collect_vars(&format!("{pointer}/{i}"), out);
+                }
+            }
+            JsonTemplate::Object(fields) => {
+                for (k, t) in fields {
+                    t.collect_vars(&crate::diagnostics::pointer_push(pointer, k), out);
+                }
+            }
+        }
+    }
+
+    /// Renders into a JSON value.
+    pub fn render(&self, scope: &dyn Scope) -> Result<Value, RenderError> {
+        Ok(match self {
+            JsonTemplate::Literal(v) => v.clone(),
+            JsonTemplate::Text(t) => t.render_value(scope)?,
+            JsonTemplate::Array(items) => {
+                Value::Array(items.iter().map(|t| t.render(scope)).collect::<Result<_, _>>()?)
+            }
+            JsonTemplate::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), t.render(scope)?)))
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Vars(Value);
+    impl Scope for Vars {
+        fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
+            let name = match &var.root {
+                Root::Var(n) => n.as_str().to_string(),
+                Root::Message => "message".into(),
+                other => panic!("unexpected root {other:?}"),
+            };
+            let root = self.0.get(&name).ok_or_else(|| RenderError::Missing {
+                var: var.raw.clone(),
+                reason: "not set".into(),
+            })?;
+            walk_path(root, &var.path, &var.raw).map(Cow::Borrowed)
+        }
+    }
+
+    #[test]
+    fn parses_roots() {
+        let t = Template::parse("Hi {{ first }} {{message.text}} {{secrets.API_KEY}} {{integration.zoho.api_domain}}").unwrap();
+        let roots: Vec<_> = t.vars().map(|v| v.root.clone()).collect();
+        assert!(matches!(roots[0], Root::Var(_)));
+        assert_eq!(roots[1], Root::Message);
+        assert_eq!(roots[2], Root::Secret("API_KEY".into()));
+        assert!(matches!(roots[3], Root::Integration(_)));
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert!(Template::parse("{{ unclosed").unwrap_err().message.contains("never closed"));
+        assert!(Template::parse("{{ a + b }}").unwrap_err().message.contains("no expressions"));
+        assert!(Template::parse("{{}}").is_err());
+        assert!(Template::parse("{{secrets}}").is_err());
+        assert!(Template::parse("{{integration.zoho}}").is_err());
+        assert!(Template::parse("{{a..b}}").is_err());
+    }
+
+    #[test]
+    fn renders_text_and_values() {
+        let scope = Vars(json!({"id": 42, "user": {"emails": ["a@b.c"]}, "n": null}));
+        let t = Template::parse("id={{id}} email={{user.emails.0}} n={{n}}").unwrap();
+        assert_eq!(t.render(&scope).unwrap(), "id=42 email=a@b.c n=");
+        assert_eq!(Template::parse("{{id}}").unwrap().render_value(&scope).unwrap(), json!(42));
+        let err = Template::parse("{{user.phone}}").unwrap().render(&scope).unwrap_err();
+        assert!(err.to_string().contains("has no `phone`"), "{err}");
+    }
+
+    #[test]
+    fn json_templates_cannot_break_out() {
+        let scope = Vars(json!({"id": "\"},\"x\":1", "n": 7}));
+        let t = JsonTemplate::parse(&json!({"id": "{{id}}", "n": "{{n}}", "s": "n={{n}}", "k": [true]})).unwrap();
+        let out = t.render(&scope).unwrap();
+        assert_eq!(out, json!({"id": "\"},\"x\":1", "n": 7, "s": "n=7", "k": [true]}));
+        assert_eq!(t.vars().len(), 3);
+    }
+}
