@@ -1,1 +1,32 @@
-fn main() {}
+//! `tern`: run, validate and serve conversational flows.
+//!
+//! Exit codes: 0 success, 1 the flow (or command) failed, 2 usage or configuration error
+//! (including an invalid flow).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(cli::EXIT_USAGE);
+        }
+    };
+    match runtime.block_on(cli::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the whole cause chain.
+            eprintln!("error: {e:#}");
+            ExitCode::from(cli::exit_code_for(&e))
+        }
+    }
+}

@@ -131,7 +131,7 @@ impl BuildContext<'_> {
     /// name) and the first other problem.
     pub fn config<T: DeserializeOwned>(&mut self, config: &Value) -> Option<T> {
         let base = self.base.clone();
-        deserialize_reporting(config, &base, self.diagnostics)
+        deserialize_reporting_with(config, &base, HEADER_FIELDS, self.diagnostics)
     }
 
     /// Parses a template at `rel` and records the variables it uses.
@@ -275,21 +275,35 @@ fn resolve_target(target: &Target, ids: &HashMap<StepId, usize>, pointer: &str, 
 
 /// The closest candidate by edit distance, if it is close enough to be a likely typo.
 pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let word_lower = word.to_lowercase();
     candidates
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .map(|c| (strsim::damerau_levenshtein(&word_lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d < word.len().max(1) && *d <= 1.max(word.len().min(c.len()) / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
 
 /// Deserializes `value`, reporting each unknown field (and removing it to look for more) and
 /// then the first remaining problem, with pointers under `base`.
+///
+/// After unknown fields the value is still returned (without them), so that later checks can
+/// report more problems; the diagnostics already make the flow fail to load.
 pub(crate) fn deserialize_reporting<T: DeserializeOwned>(value: &Value, base: &str, diags: &mut Vec<Diagnostic>) -> Option<T> {
+    deserialize_reporting_with(value, base, &[], diags)
+}
+
+/// Like [`deserialize_reporting`]; `also_known` are fields handled elsewhere at the top level of
+/// `value` (a step's common fields), offered as suggestions too.
+pub(crate) fn deserialize_reporting_with<T: DeserializeOwned>(
+    value: &Value,
+    base: &str,
+    also_known: &[&str],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
     let mut value = value.clone();
-    let mut had_unknown = false;
     for _ in 0..64 {
         match serde_path_to_error::deserialize::<_, T>(&value) {
-            Ok(t) => return (!had_unknown).then_some(t),
+            Ok(t) => return Some(t),
             Err(err) => {
                 let mut tokens = path_tokens(err.path());
                 let inner = err.inner().to_string();
@@ -299,6 +313,10 @@ pub(crate) fn deserialize_reporting<T: DeserializeOwned>(value: &Value, base: &s
                         tokens.pop();
                     }
                     let parent: String = tokens.iter().fold(String::new(), |p, t| pointer_push(&p, t));
+                    let mut expected = expected;
+                    if tokens.is_empty() {
+                        expected.extend(also_known.iter().map(|s| s.to_string()));
+                    }
                     let hint = match nearest(&field, expected.iter().map(String::as_str)) {
                         Some(n) => format!("did you mean `{n}`? Known fields: {}", expected.join(", ")),
                         None => format!("known fields: {}", expected.join(", ")),
@@ -307,7 +325,6 @@ pub(crate) fn deserialize_reporting<T: DeserializeOwned>(value: &Value, base: &s
                         Diagnostic::error("unknown-field", pointer_push(&format!("{base}{parent}"), &field), format!("unknown field `{field}`"))
                             .with_hint(hint),
                     );
-                    had_unknown = true;
                     if !remove_at(&mut value, &tokens, &field) {
                         return None;
                     }

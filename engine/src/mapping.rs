@@ -99,7 +99,7 @@ impl ResponsePath {
 }
 
 /// A mapping as written in a flow: `"var": "data.path"` or `{ "path": ..., "default": ... }`.
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, JsonSchema)]
 #[serde(untagged)]
 pub enum MappingConfig {
     /// A dot path or JSONPath.
@@ -118,6 +118,20 @@ pub struct MappingWithDefault {
     /// error path.
     #[serde(default)]
     pub default: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for MappingConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Self::Path(s)),
+            v @ Value::Object(_) => serde_json::from_value(v).map(Self::WithDefault).map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "expected a path such as \"data.last_name\" or {{\"path\": …, \"default\": …}}, but {}",
+                describe(&other)
+            ))),
+        }
+    }
 }
 
 impl MappingConfig {

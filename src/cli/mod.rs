@@ -1,0 +1,111 @@
+//! Command-line interface: one module per subcommand.
+
+mod run;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tern_engine::{CompiledFlow, Diagnostic, LoadOptions, Registry, load_flow};
+
+/// Exit code: the flow or command failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or configuration error, including an invalid flow.
+pub const EXIT_USAGE: u8 = 2;
+
+const EXIT_CODES: &str = "Exit codes: 0 success, 1 the flow or command failed, 2 usage or configuration error (including an invalid flow).";
+
+/// Tern: a flow engine for conversational automation with OAuth integrations.
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one flow in an in-memory conversation.
+    Run(run::RunArgs),
+    /// Check flow files and report every problem (file, JSON pointer, line:column, hint).
+    Validate(validate::ValidateArgs),
+    /// Print the JSON Schema of the flow format.
+    Schema(schema::SchemaArgs),
+}
+
+/// The step types available to flows.
+pub fn registry() -> Registry {
+    tern_steps::registry()
+}
+
+/// Runs the chosen subcommand.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run::run(args).await,
+        Command::Validate(args) => validate::validate(args),
+        Command::Schema(args) => schema::schema(args),
+    }
+}
+
+/// Maps an error to its exit code.
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Failed>().is_some() { EXIT_FAILED } else { EXIT_USAGE }
+}
+
+/// Marks an error as "the flow or command failed" (exit code 1).
+#[derive(Debug)]
+pub struct Failed(pub String);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Failed {}
+
+/// Prints diagnostics the way compilers do: `file:line:col: error[code] at /pointer: message`.
+pub fn print_diagnostics(file: &Path, diagnostics: &[Diagnostic]) {
+    for d in diagnostics {
+        eprintln!("{}:{d}", file.display());
+    }
+}
+
+/// Reads and compiles a flow file; on errors prints every diagnostic and fails with exit code 2.
+pub fn load_file(path: &Path, registry: &Registry) -> anyhow::Result<CompiledFlow> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read flow file {}", path.display()))?;
+    let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+    match load_flow(&text, &opts) {
+        Ok(flow) => {
+            print_diagnostics(path, &flow.warnings);
+            Ok(flow)
+        }
+        Err(diags) => {
+            print_diagnostics(path, &diags);
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            anyhow::bail!("{}: the flow has {errors} error(s); run `tern validate {}` after fixing them", path.display(), path.display())
+        }
+    }
+}
+
+/// Expands directories into the `.json` files they contain (sorted).
+pub fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot list {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|e| e == "json"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}

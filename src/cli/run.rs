@@ -1,0 +1,149 @@
+//! `tern run`: run one flow in an in-memory conversation. The first message triggers it; each
+//! later one answers the step the flow is waiting on (`ask`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Map, Value, json};
+use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
+use tern_engine::secrets::EnvSecrets;
+use tern_engine::{Engine, Message, ReplySink, RunInput, RunLimits, RunResult, RunStatus, VarName};
+
+use super::Failed;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The flow file.
+    #[arg(value_name = "FLOW")]
+    flow: PathBuf,
+    /// A user message; repeat for a conversation (the first triggers the flow, later ones answer
+    /// its questions). When they run out and standard input is a terminal, Tern asks there.
+    #[arg(short, long = "message", value_name = "TEXT")]
+    messages: Vec<String>,
+    /// Set a variable before the run: NAME=VALUE (VALUE is parsed as JSON when it is valid
+    /// JSON, otherwise taken as text).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(VarName, Value)>,
+    /// Print the run result (replies, variables, step trace) as JSON instead of the replies.
+    #[arg(long)]
+    json: bool,
+    /// Allow requests to private, loopback and link-local addresses (local development).
+    #[arg(long, env = "TERN_ALLOW_PRIVATE_NETWORK", value_parser = clap::builder::FalseyValueParser::new())]
+    allow_private_network: bool,
+    /// The conversation id the run sees as `{{conversation.id}}`.
+    #[arg(long, default_value = "cli")]
+    conversation: String,
+    /// The contact id the run sees as `{{contact.id}}`.
+    #[arg(long, default_value = "cli-user")]
+    contact: String,
+}
+
+fn parse_var(s: &str) -> Result<(VarName, Value), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let name = VarName::new(k)?;
+    let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+    Ok((name, value))
+}
+
+/// The engine the CLI runs flows with.
+pub fn engine(allow_private_network: bool) -> anyhow::Result<Engine> {
+    let client = HttpClient::new(HttpPolicy { allow_private_network, ..HttpPolicy::default() })?;
+    Ok(Engine {
+        registry: Arc::new(super::registry()),
+        outbound: Outbound { client, tokens: None },
+        secrets: Arc::new(EnvSecrets),
+        limits: RunLimits::default(),
+    })
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let engine = engine(args.allow_private_network)?;
+    let flow = super::load_file(&args.flow, &engine.registry)?;
+    let interactive = std::io::stdin().is_terminal() && !args.json;
+    let mut messages = args.messages.into_iter();
+    let mut next_message = move || -> anyhow::Result<Option<String>> {
+        if let Some(m) = messages.next() {
+            return Ok(Some(m));
+        }
+        if !interactive {
+            return Ok(None);
+        }
+        eprint!("you> ");
+        std::io::stderr().flush().ok();
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).context("cannot read standard input")?;
+        Ok((read > 0).then(|| line.trim_end_matches(['\r', '\n']).to_string()))
+    };
+    let Some(first) = next_message()? else {
+        anyhow::bail!("no message to start the flow with; pass --message TEXT");
+    };
+    if let Some(trigger) = &flow.trigger
+        && !trigger.matches(&first)
+    {
+        eprintln!("note: {first:?} does not match the trigger of flow `{}`; running it anyway", flow.id);
+    }
+    let sink: Option<ReplySink> = (!args.json).then(|| {
+        Arc::new(|r: &tern_engine::Reply| {
+            println!("{}", r.text);
+        }) as ReplySink
+    });
+    let input = |text: String| RunInput {
+        conversation_id: args.conversation.clone(),
+        contact: json!({ "id": args.contact }),
+        message: Message { text, id: None },
+    };
+    let overrides: Map<String, Value> = args.vars.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect();
+
+    let mut result = engine.start(&flow, input(first), overrides, sink.as_ref()).await;
+    let mut all = Collected::default();
+    loop {
+        all.add(&result);
+        if result.status != RunStatus::Paused {
+            break;
+        }
+        let Some(text) = next_message()? else { break };
+        let Some(snapshot) = result.snapshot.take() else { break };
+        result = engine.resume(&flow, snapshot, input(text), sink.as_ref()).await;
+    }
+
+    if args.json {
+        let out = json!({
+            "run_id": result.run_id,
+            "flow_id": result.flow_id,
+            "status": result.status,
+            "replies": all.replies,
+            "variables": result.variables,
+            "trace": all.trace,
+            "error": result.error,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if result.status == RunStatus::Paused {
+        eprintln!("(the flow is waiting for a reply; pass another --message to answer it)");
+    }
+    match (&result.status, &result.error) {
+        (RunStatus::Failed, Some(e)) => {
+            let at = e.step.as_ref().map(|s| format!("step `{s}` ")).unwrap_or_default();
+            Err(Failed(format!("{at}failed [{}]: {}", e.code, e.message)).into())
+        }
+        (RunStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Replies and trace across all activations of the run.
+#[derive(Default)]
+struct Collected {
+    replies: Vec<Value>,
+    trace: Vec<Value>,
+}
+
+impl Collected {
+    fn add(&mut self, r: &RunResult) {
+        self.replies.extend(r.replies.iter().filter_map(|x| serde_json::to_value(x).ok()));
+        self.trace.extend(r.trace.iter().filter_map(|x| serde_json::to_value(x).ok()));
+    }
+}

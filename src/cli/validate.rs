@@ -1,0 +1,51 @@
+//! `tern validate`: report every problem in every flow file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+use tern_engine::{LoadOptions, load_flow};
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Flow files, or directories of `.json` flows.
+    #[arg(required = true, value_name = "FLOW")]
+    paths: Vec<PathBuf>,
+    /// Print the diagnostics as JSON (one object per file) on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let registry = super::registry();
+    let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
+    let files = super::expand_paths(&args.paths)?;
+    let (mut errors, mut warnings) = (0, 0);
+    let mut report = Vec::new();
+    for file in &files {
+        let diags = match std::fs::read_to_string(file) {
+            Ok(text) => match load_flow(&text, &opts) {
+                Ok(flow) => flow.warnings,
+                Err(diags) => diags,
+            },
+            Err(e) => {
+                eprintln!("{}: error[unreadable]: {e}", file.display());
+                errors += 1;
+                continue;
+            }
+        };
+        errors += diags.iter().filter(|d| d.is_error()).count();
+        warnings += diags.iter().filter(|d| !d.is_error()).count();
+        if args.json {
+            report.push(json!({ "file": file, "diagnostics": diags }));
+        } else {
+            super::print_diagnostics(file, &diags);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    eprintln!("checked {} file(s): {errors} error(s), {warnings} warning(s)", files.len());
+    Ok(if errors > 0 { ExitCode::from(super::EXIT_USAGE) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,207 @@
+//! `branch`: choose the next step by conditions on variables. The first case whose condition
+//! holds wins; when none does, the step continues like any other (its `next`, or the following
+//! step).
+
+use async_trait::async_trait;
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use tern_engine::template::{JsonTemplate, Scope, VarRef, value_text};
+use tern_engine::{BuildContext, Jump, Outcome, Step, StepContext, StepFailure, StepType, Target, schema::schema_of};
+
+/// Config of `branch`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Cases, tried in order.
+    cases: Vec<CaseConfig>,
+}
+
+/// One case.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CaseConfig {
+    /// The condition.
+    when: ConditionConfig,
+    /// Where to go when it holds: a step id or `end`.
+    next: Target,
+}
+
+/// A test on one value. Give `var` and exactly one operator.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ConditionConfig {
+    /// What to test: a variable or a dotted path (`last_name`, `user.age`, `message.text`).
+    var: String,
+    /// Equal to this value (a template; numbers and numeric strings compare as numbers).
+    #[serde(default)]
+    equals: Option<Value>,
+    /// Not equal to this value.
+    #[serde(default)]
+    not_equals: Option<Value>,
+    /// `true`: the value is set and not null; `false`: it is not.
+    #[serde(default)]
+    exists: Option<bool>,
+    /// The value's text matches this regular expression.
+    #[serde(default)]
+    matches: Option<String>,
+    /// Greater than (numeric).
+    #[serde(default)]
+    gt: Option<f64>,
+    /// Greater than or equal (numeric).
+    #[serde(default)]
+    gte: Option<f64>,
+    /// Less than (numeric).
+    #[serde(default)]
+    lt: Option<f64>,
+    /// Less than or equal (numeric).
+    #[serde(default)]
+    lte: Option<f64>,
+}
+
+#[derive(Debug)]
+enum Test {
+    Equals(JsonTemplate),
+    NotEquals(JsonTemplate),
+    Exists(bool),
+    Matches(Regex),
+    Compare(fn(f64, f64) -> bool, f64),
+}
+
+#[derive(Debug)]
+struct Case {
+    var: VarRef,
+    test: Test,
+    jump: Jump,
+}
+
+pub struct Branch;
+
+impl StepType for Branch {
+    fn name(&self) -> &str {
+        "branch"
+    }
+    fn description(&self) -> &str {
+        "Go to the first case whose condition holds (equals, not_equals, exists, matches, gt/gte/lt/lte)"
+    }
+    fn config_schema(&self) -> Value {
+        schema_of::<Config>()
+    }
+    fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
+        let cfg: Config = cx.config(config)?;
+        if cfg.cases.is_empty() {
+            cx.error("invalid-value", "/cases", "a branch needs at least one case", None);
+            return None;
+        }
+        let mut cases = Vec::new();
+        let mut ok = true;
+        for (i, case) in cfg.cases.iter().enumerate() {
+            let rel = format!("/cases/{i}");
+            let jump = cx.target(&format!("{rel}/next"), &case.next);
+            let c = &case.when;
+            let var = match VarRef::parse(&c.var) {
+                Ok(v) => {
+                    cx.use_var(&format!("{rel}/when/var"), &v);
+                    Some(v)
+                }
+                Err(e) => {
+                    cx.error("bad-template", &format!("{rel}/when/var"), e, Some("write a variable name or dotted path, without braces".into()));
+                    None
+                }
+            };
+            let mut tests = Vec::new();
+            if let Some(v) = &c.equals {
+                tests.push(cx.json_template(&format!("{rel}/when/equals"), v).map(Test::Equals));
+            }
+            if let Some(v) = &c.not_equals {
+                tests.push(cx.json_template(&format!("{rel}/when/not_equals"), v).map(Test::NotEquals));
+            }
+            if let Some(b) = c.exists {
+                tests.push(Some(Test::Exists(b)));
+            }
+            if let Some(p) = &c.matches {
+                tests.push(cx.regex(&format!("{rel}/when/matches"), p).map(Test::Matches));
+            }
+            let cmp: [(Option<f64>, fn(f64, f64) -> bool); 4] =
+                [(c.gt, |a, b| a > b), (c.gte, |a, b| a >= b), (c.lt, |a, b| a < b), (c.lte, |a, b| a <= b)];
+            for (bound, op) in cmp {
+                if let Some(b) = bound {
+                    tests.push(Some(Test::Compare(op, b)));
+                }
+            }
+            if tests.len() != 1 {
+                cx.error(
+                    "invalid-value",
+                    &format!("{rel}/when"),
+                    format!("a condition needs exactly one operator, found {}", tests.len()),
+                    Some("use one of equals, not_equals, exists, matches, gt, gte, lt, lte".into()),
+                );
+                ok = false;
+                continue;
+            }
+            match (var, tests.pop().flatten(), jump) {
+                (Some(var), Some(test), Some(jump)) => cases.push(Case { var, test, jump }),
+                _ => ok = false,
+            }
+        }
+        ok.then(|| Box::new(BranchStep { cases }) as Box<dyn Step>)
+    }
+}
+
+#[derive(Debug)]
+struct BranchStep {
+    cases: Vec<Case>,
+}
+
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// JSON equality, with numbers and numeric strings comparing as numbers (answers typed by a
+/// person arrive as text).
+fn loosely_equal(a: &Value, b: &Value) -> bool {
+    if a == b {
+        return true;
+    }
+    match (a, b) {
+        (Value::Number(_), Value::String(_)) | (Value::String(_), Value::Number(_)) => {
+            matches!((as_number(a), as_number(b)), (Some(x), Some(y)) if x == y)
+        }
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Step for BranchStep {
+    async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
+        let mut taken = None;
+        {
+            let scope = cx.scope();
+            for (i, case) in self.cases.iter().enumerate() {
+                let value = scope.resolve(&case.var).ok().map(|v| v.into_owned());
+                let holds = match (&case.test, &value) {
+                    (Test::Exists(want), v) => *want == v.as_ref().is_some_and(|v| !v.is_null()),
+                    (_, None) => false,
+                    (Test::Equals(t), Some(v)) => loosely_equal(v, &t.render(&scope)?),
+                    (Test::NotEquals(t), Some(v)) => !loosely_equal(v, &t.render(&scope)?),
+                    (Test::Matches(r), Some(v)) => r.is_match(&value_text(v)),
+                    (Test::Compare(op, b), Some(v)) => as_number(v).is_some_and(|a| op(a, *b)),
+                };
+                if holds {
+                    taken = Some(i);
+                    break;
+                }
+            }
+        }
+        cx.record("case", taken.map_or(Value::Null, |i| Value::from(i as u64)));
+        Ok(match taken {
+            Some(i) => Outcome::Goto(self.cases[i].jump),
+            None => Outcome::Next,
+        })
+    }
+}

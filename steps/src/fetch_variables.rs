@@ -1,0 +1,89 @@
+//! `fetch_variables`: call an API and map fields of its JSON response (`data.last_name`) into
+//! variables, like Bird Flow Builder's *Fetch variables* step.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use tern_engine::http::RequestConfig;
+use tern_engine::mapping::{Mapping, MappingConfig};
+use tern_engine::{BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of};
+
+use crate::http_common::{Call, StatusPattern, TokenChoice, apply_mappings, build_mappings};
+
+/// Config of `fetch_variables`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// The request.
+    request: RequestConfig,
+    /// An authorized integration whose token is injected (only for its `api_origins`).
+    #[serde(default)]
+    integration: Option<IntegrationName>,
+    /// Whose token: `workspace` (default) or `contact`.
+    #[serde(default)]
+    token: TokenChoice,
+    /// Variable → response path: `"data.last_name"`, `"$.data.emails[0].email"`, or
+    /// `{ "path": …, "default": … }`. A missing path without a default takes `on_error`.
+    variables: BTreeMap<VarName, MappingConfig>,
+    /// Statuses that count as success (default `["2xx"]`); others take `on_error`.
+    #[serde(default)]
+    accept_status: Vec<StatusPattern>,
+    /// Variable that receives the status code (also when the status is not accepted).
+    #[serde(default)]
+    save_status_as: Option<VarName>,
+}
+
+pub struct FetchVariables;
+
+impl StepType for FetchVariables {
+    fn name(&self) -> &str {
+        "fetch_variables"
+    }
+    fn description(&self) -> &str {
+        "Call an API and map fields of its JSON response into variables"
+    }
+    fn config_schema(&self) -> Value {
+        schema_of::<Config>()
+    }
+    fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
+        let cfg: Config = cx.config(config)?;
+        let call = Call::build(cx, &cfg.request, cfg.integration.as_ref(), cfg.token, &cfg.accept_status);
+        if cfg.variables.is_empty() {
+            cx.error("invalid-value", "/variables", "fetch_variables needs at least one variable", Some("map a response field: \"last_name\": \"data.last_name\"".into()));
+        }
+        if let Some(v) = &cfg.save_status_as {
+            cx.defines("/save_status_as", v);
+        }
+        let mappings = build_mappings(cx, &cfg.variables);
+        if cfg.variables.is_empty() {
+            return None;
+        }
+        Some(Box::new(Fetch { call: call?, save_status_as: cfg.save_status_as, mappings: mappings? }))
+    }
+}
+
+#[derive(Debug)]
+struct Fetch {
+    call: Call,
+    save_status_as: Option<VarName>,
+    mappings: Vec<(VarName, Mapping)>,
+}
+
+#[async_trait]
+impl Step for Fetch {
+    async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
+        let resp = self.call.perform(cx).await?;
+        if let Some(v) = &self.save_status_as {
+            cx.set_var(v, Value::from(resp.status.as_u16()));
+        }
+        if !self.call.accepts(resp.status.as_u16()) {
+            return Err(self.call.status_error(&resp));
+        }
+        let body = resp.json()?;
+        apply_mappings(cx, &self.mappings, &body)?;
+        Ok(Outcome::Next)
+    }
+}
