@@ -1,1 +1,9 @@
+//! End-to-end tests of the `tern` binary. One test binary; the shared environment lives in
+//! `support` (a recording HTTP API on 127.0.0.1:0, temporary flow files, the binary runner).
 
+mod support;
+
+mod http_steps;
+mod run_cli;
+mod schema;
+mod validate;

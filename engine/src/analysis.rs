@@ -9,7 +9,11 @@ use crate::step::Jump;
 use crate::template::Root;
 
 /// Reports placeholders naming variables that nothing sets; returns the secrets used.
-pub(crate) fn check_variables(facts: &Facts, initial: &BTreeSet<&str>, diags: &mut Vec<Diagnostic>) -> BTreeSet<String> {
+pub(crate) fn check_variables(
+    facts: &Facts,
+    initial: &BTreeSet<&str>,
+    diags: &mut Vec<Diagnostic>,
+) -> BTreeSet<String> {
     let mut defined: BTreeSet<&str> = initial.clone();
     defined.extend(facts.defines.iter().map(|(_, v)| v.as_str()));
     let mut secrets = BTreeSet::new();
@@ -25,8 +29,12 @@ pub(crate) fn check_variables(facts: &Facts, initial: &BTreeSet<&str>, diags: &m
                     None => "declare it in the flow's `variables`, or set it with a step (`ask` save_as, `set_variables`, `fetch_variables` variables)".into(),
                 };
                 diags.push(
-                    Diagnostic::error("undefined-variable", pointer.clone(), format!("`{{{{{var}}}}}` uses variable `{name}`, which no step sets"))
-                        .with_hint(hint),
+                    Diagnostic::error(
+                        "undefined-variable",
+                        pointer.clone(),
+                        format!("`{{{{{var}}}}}` uses variable `{name}`, which no step sets"),
+                    )
+                    .with_hint(hint),
                 );
             }
             Root::Secret(name) => {
@@ -94,13 +102,21 @@ pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, diags: &mut Vec
         let first = *scc.iter().min().unwrap_or(&0);
         if has_exit {
             diags.push(
-                Diagnostic::warning("loop-without-pause", format!("/steps/{first}"), format!("steps {names} form a loop that never waits for the user"))
-                    .with_hint("make sure a branch leaves the loop; a run is stopped after its step budget (1000 steps)"),
+                Diagnostic::warning(
+                    "loop-without-pause",
+                    format!("/steps/{first}"),
+                    format!("steps {names} form a loop that never waits for the user"),
+                )
+                .with_hint("make sure a branch leaves the loop; a run is stopped after its step budget (1000 steps)"),
             );
         } else {
             diags.push(
-                Diagnostic::error("endless-loop", format!("/steps/{first}"), format!("steps {names} loop forever without pausing"))
-                    .with_hint("add an `ask` step inside the loop, or a `branch` that leaves it"),
+                Diagnostic::error(
+                    "endless-loop",
+                    format!("/steps/{first}"),
+                    format!("steps {names} loop forever without pausing"),
+                )
+                .with_hint("add an `ask` step inside the loop, or a `branch` that leaves it"),
             );
         }
     }

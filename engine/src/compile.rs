@@ -144,7 +144,12 @@ impl BuildContext<'_> {
                 Some(t)
             }
             Err(e) => {
-                self.error("bad-template", rel, e.message, Some("placeholders look like `{{name}}` or `{{message.text}}`".into()));
+                self.error(
+                    "bad-template",
+                    rel,
+                    e.message,
+                    Some("placeholders look like `{{name}}` or `{{message.text}}`".into()),
+                );
                 None
             }
         }
@@ -256,7 +261,12 @@ impl BuildContext<'_> {
     }
 }
 
-fn resolve_target(target: &Target, ids: &HashMap<StepId, usize>, pointer: &str, diags: &mut Vec<Diagnostic>) -> Option<Jump> {
+fn resolve_target(
+    target: &Target,
+    ids: &HashMap<StepId, usize>,
+    pointer: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Jump> {
     match target {
         Target::End => Some(Jump::End),
         Target::Step(id) => match ids.get(id) {
@@ -266,7 +276,9 @@ fn resolve_target(target: &Target, ids: &HashMap<StepId, usize>, pointer: &str, 
                     Some(n) => format!("did you mean `{n}`? Targets are step ids or `end`"),
                     None => "targets are step ids or `end`".into(),
                 };
-                diags.push(Diagnostic::error("dangling-target", pointer, format!("no step has id `{id}`")).with_hint(hint));
+                diags.push(
+                    Diagnostic::error("dangling-target", pointer, format!("no step has id `{id}`")).with_hint(hint),
+                );
                 None
             }
         },
@@ -288,7 +300,11 @@ pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
 ///
 /// After unknown fields the value is still returned (without them), so that later checks can
 /// report more problems; the diagnostics already make the flow fail to load.
-pub(crate) fn deserialize_reporting<T: DeserializeOwned>(value: &Value, base: &str, diags: &mut Vec<Diagnostic>) -> Option<T> {
+pub(crate) fn deserialize_reporting<T: DeserializeOwned>(
+    value: &Value,
+    base: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
     deserialize_reporting_with(value, base, &[], diags)
 }
 
@@ -322,8 +338,12 @@ pub(crate) fn deserialize_reporting_with<T: DeserializeOwned>(
                         None => format!("known fields: {}", expected.join(", ")),
                     };
                     diags.push(
-                        Diagnostic::error("unknown-field", pointer_push(&format!("{base}{parent}"), &field), format!("unknown field `{field}`"))
-                            .with_hint(hint),
+                        Diagnostic::error(
+                            "unknown-field",
+                            pointer_push(&format!("{base}{parent}"), &field),
+                            format!("unknown field `{field}`"),
+                        )
+                        .with_hint(hint),
                     );
                     if !remove_at(&mut value, &tokens, &field) {
                         return None;
@@ -405,7 +425,11 @@ pub fn load_flow(source: &str, opts: &LoadOptions<'_>) -> Result<CompiledFlow, V
 
 fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>) -> Option<CompiledFlow> {
     if source.len() > opts.limits.max_bytes {
-        diags.push(Diagnostic::error("too-large", "", format!("the flow is {} bytes; the limit is {}", source.len(), opts.limits.max_bytes)));
+        diags.push(Diagnostic::error(
+            "too-large",
+            "",
+            format!("the flow is {} bytes; the limit is {}", source.len(), opts.limits.max_bytes),
+        ));
         return None;
     }
     let doc: Value = match serde_json::from_str(source) {
@@ -420,7 +444,11 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         }
     };
     if !doc.is_object() {
-        diags.push(Diagnostic::error("invalid-value", "", "a flow must be a JSON object with `version`, `id` and `steps`"));
+        diags.push(Diagnostic::error(
+            "invalid-value",
+            "",
+            "a flow must be a JSON object with `version`, `id` and `steps`",
+        ));
         return None;
     }
     let cfg: Option<FlowConfig> = deserialize_reporting(&doc, "", diags);
@@ -431,19 +459,34 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     };
     if let Some(c) = &cfg {
         if c.version != 1 {
-            diags.push(Diagnostic::error("unsupported-version", "/version", format!("flow format version {} is not supported", c.version)).with_hint("this Tern reads version 1"));
+            diags.push(
+                Diagnostic::error(
+                    "unsupported-version",
+                    "/version",
+                    format!("flow format version {} is not supported", c.version),
+                )
+                .with_hint("this Tern reads version 1"),
+            );
         }
         if c.steps.is_empty() {
             diags.push(Diagnostic::error("no-steps", "/steps", "the flow has no steps"));
         }
         for name in c.variables.keys() {
             if RESERVED_ROOTS.contains(&name.as_str()) {
-                diags.push(Diagnostic::error("reserved-variable", pointer_push("/variables", name.as_str()), format!("`{name}` is a built-in template root and cannot be a variable")));
+                diags.push(Diagnostic::error(
+                    "reserved-variable",
+                    pointer_push("/variables", name.as_str()),
+                    format!("`{name}` is a built-in template root and cannot be a variable"),
+                ));
             }
         }
     }
     if raw_steps.len() > opts.limits.max_steps {
-        diags.push(Diagnostic::error("too-many-steps", "/steps", format!("{} steps; the limit is {}", raw_steps.len(), opts.limits.max_steps)));
+        diags.push(Diagnostic::error(
+            "too-many-steps",
+            "/steps",
+            format!("{} steps; the limit is {}", raw_steps.len(), opts.limits.max_steps),
+        ));
         return None;
     }
 
@@ -462,11 +505,18 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         let header: Option<StepHeader> = deserialize_reporting(&Value::Object(head), &base, diags);
         if let Some(h) = &header {
             if h.id.as_str() == "end" {
-                diags.push(Diagnostic::error("reserved-id", format!("{base}/id"), "`end` is reserved for ending the run").with_hint("choose another id"));
+                diags.push(
+                    Diagnostic::error("reserved-id", format!("{base}/id"), "`end` is reserved for ending the run")
+                        .with_hint("choose another id"),
+                );
             } else if let Some(first) = ids.get(&h.id) {
                 diags.push(
-                    Diagnostic::error("duplicate-id", format!("{base}/id"), format!("step id `{}` is already used by /steps/{first}", h.id))
-                        .with_hint("step ids must be unique in a flow"),
+                    Diagnostic::error(
+                        "duplicate-id",
+                        format!("{base}/id"),
+                        format!("step id `{}` is already used by /steps/{first}", h.id),
+                    )
+                    .with_hint("step ids must be unique in a flow"),
                 );
             } else {
                 ids.insert(h.id.clone(), i);
@@ -487,7 +537,8 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
             continue;
         };
         let next = header.next.as_ref().and_then(|t| resolve_target(t, &ids, &format!("{base}/next"), diags));
-        let on_error = header.on_error.as_ref().and_then(|t| resolve_target(t, &ids, &format!("{base}/on_error"), diags));
+        let on_error =
+            header.on_error.as_ref().and_then(|t| resolve_target(t, &ids, &format!("{base}/on_error"), diags));
         facts.edges[i].extend(next.iter().chain(on_error.iter()).copied());
         let Some(step_type) = opts.registry.get(&header.kind) else {
             let names = opts.registry.names();
@@ -495,7 +546,14 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
                 Some(n) => format!("did you mean `{n}`? Known step types: {}", names.join(", ")),
                 None => format!("known step types: {}", names.join(", ")),
             };
-            diags.push(Diagnostic::error("unknown-step-type", format!("{base}/type"), format!("unknown step type `{}`", header.kind)).with_hint(hint));
+            diags.push(
+                Diagnostic::error(
+                    "unknown-step-type",
+                    format!("{base}/type"),
+                    format!("unknown step type `{}`", header.kind),
+                )
+                .with_hint(hint),
+            );
             all_built = false;
             continue;
         };
@@ -512,7 +570,14 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         match step_type.build(config, &mut cx) {
             Some(step) => {
                 let behavior = step.behavior();
-                steps.push(CompiledStep { id: header.id.clone(), type_name: header.kind.clone(), next, on_error, step, behavior });
+                steps.push(CompiledStep {
+                    id: header.id.clone(),
+                    type_name: header.kind.clone(),
+                    next,
+                    on_error,
+                    step,
+                    behavior,
+                });
             }
             None => all_built = false,
         }
@@ -547,11 +612,19 @@ fn compile_trigger(cfg: Option<&TriggerConfig>, diags: &mut Vec<Diagnostic>) -> 
         Some(p) => match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
             Ok(r) => Some(r),
             Err(e) => {
-                diags.push(Diagnostic::error("bad-regex", "/trigger/match/regex", format!("invalid regular expression: {e}")));
+                diags.push(Diagnostic::error(
+                    "bad-regex",
+                    "/trigger/match/regex",
+                    format!("invalid regular expression: {e}"),
+                ));
                 None
             }
         },
         None => None,
     };
-    Some(Trigger::Message { regex, keywords: matcher.keywords.iter().map(|k| k.to_lowercase()).collect(), priority: *priority })
+    Some(Trigger::Message {
+        regex,
+        keywords: matcher.keywords.iter().map(|k| k.to_lowercase()).collect(),
+        priority: *priority,
+    })
 }

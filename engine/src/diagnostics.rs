@@ -56,15 +56,8 @@ impl Diagnostic {
     }
 
     /// A new warning at `pointer`.
-    pub fn warning(
-        code: &'static str,
-        pointer: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            severity: Severity::Warning,
-            ..Self::error(code, pointer, message)
-        }
+    pub fn warning(code: &'static str, pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { severity: Severity::Warning, ..Self::error(code, pointer, message) }
     }
 
     /// Adds a hint.
@@ -108,11 +101,7 @@ pub fn pointer_tokens(pointer: &str) -> Vec<String> {
     if pointer.is_empty() {
         return Vec::new();
     }
-    pointer
-        .split('/')
-        .skip(1)
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect()
+    pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect()
 }
 
 /// Fills in `line` and `column` for each diagnostic from the source text. A pointer to something
@@ -193,11 +182,7 @@ impl<'a> LineIndex<'a> {
     fn position(&self, offset: usize) -> (usize, usize) {
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
-        let column = self
-            .source
-            .get(start..offset)
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
+        let column = self.source.get(start..offset).map(|s| s.chars().count()).unwrap_or(0);
         (line, column + 1)
     }
 }

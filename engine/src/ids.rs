@@ -20,13 +20,8 @@ fn check_ident(kind: &str, s: &str) -> Result<(), String> {
     if !(first.is_ascii_alphabetic() || first == '_') {
         return Err(format!("{kind} `{s}` must start with a letter or `_`"));
     }
-    if let Some(bad) = s
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        return Err(format!(
-            "{kind} `{s}` contains `{bad}`; use letters, digits, `_` and `-` only"
-        ));
+    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(format!("{kind} `{s}` contains `{bad}`; use letters, digits, `_` and `-` only"));
     }
     Ok(())
 }
@@ -129,9 +124,7 @@ impl<'de> Deserialize<'de> for Target {
         if s == "end" {
             return Ok(Target::End);
         }
-        StepId::new(s)
-            .map(Target::Step)
-            .map_err(serde::de::Error::custom)
+        StepId::new(s).map(Target::Step).map_err(serde::de::Error::custom)
     }
 }
 

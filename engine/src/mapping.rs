@@ -40,9 +40,8 @@ impl ResponsePath {
         if raw.starts_with('$') {
             let query = jsonpath_rust::parser::parse_json_path(raw)
                 .map_err(|e| format!("`{raw}` is not valid JSONPath: {e}"))?;
-            let singular = query.segments.iter().all(|s| {
-                matches!(s, Segment::Selector(Selector::Name(_) | Selector::Index(_)))
-            });
+            let singular =
+                query.segments.iter().all(|s| matches!(s, Segment::Selector(Selector::Name(_) | Selector::Index(_))));
             return Ok(Self::JsonPath { raw: raw.to_string(), query: Box::new(query), singular });
         }
         if raw.is_empty() {
@@ -79,7 +78,8 @@ impl ResponsePath {
                         _ => None,
                     };
                     current = next.ok_or_else(|| {
-                        let at = if i == 0 { "the response".to_string() } else { format!("`{}`", segments[..i].join(".")) };
+                        let at =
+                            if i == 0 { "the response".to_string() } else { format!("`{}`", segments[..i].join(".")) };
                         format!("`{raw}` not found: {at} has no `{seg}` ({})", describe(current))
                     })?;
                 }

@@ -199,7 +199,13 @@ struct Activation<'a> {
 
 impl Engine {
     /// Starts a run of `flow`. `overrides` replace the flow's initial variables.
-    pub async fn start(&self, flow: &CompiledFlow, input: RunInput, overrides: Map<String, Value>, sink: Option<&ReplySink>) -> RunResult {
+    pub async fn start(
+        &self,
+        flow: &CompiledFlow,
+        input: RunInput,
+        overrides: Map<String, Value>,
+        sink: Option<&ReplySink>,
+    ) -> RunResult {
         let mut vars = flow.variables.clone();
         vars.extend(overrides);
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -208,7 +214,13 @@ impl Engine {
     }
 
     /// Resumes a paused run with the next message.
-    pub async fn resume(&self, flow: &CompiledFlow, snapshot: RunSnapshot, input: RunInput, sink: Option<&ReplySink>) -> RunResult {
+    pub async fn resume(
+        &self,
+        flow: &CompiledFlow,
+        snapshot: RunSnapshot,
+        input: RunInput,
+        sink: Option<&ReplySink>,
+    ) -> RunResult {
         let RunSnapshot { run_id, step, variables, executed_steps, paused_with, flow_id } = snapshot;
         let act = self.activation(flow, input, run_id, variables, executed_steps).await;
         let Some(index) = flow.step_index(&step).filter(|_| flow_id == flow.id) else {
@@ -216,15 +228,26 @@ impl Engine {
             let error = RunError {
                 step: Some(step.clone()),
                 code: "stale-snapshot".into(),
-                message: format!("the paused run is at step `{step}` of flow `{flow_id}`, which the loaded flow `{}` does not have", flow.id),
+                message: format!(
+                    "the paused run is at step `{step}` of flow `{flow_id}`, which the loaded flow `{}` does not have",
+                    flow.id
+                ),
             };
             return finish(&mut act, RunStatus::Failed, Some(error), None);
         };
         self.drive(act, index, Some(paused_with), sink).await
     }
 
-    async fn activation<'a>(&self, flow: &'a CompiledFlow, input: RunInput, run_id: String, vars: Map<String, Value>, executed: u32) -> Activation<'a> {
-        let secrets: SecretMap = flow.secrets.iter().filter_map(|n| self.secrets.get(n).map(|s| (n.clone(), s))).collect();
+    async fn activation<'a>(
+        &self,
+        flow: &'a CompiledFlow,
+        input: RunInput,
+        run_id: String,
+        vars: Map<String, Value>,
+        executed: u32,
+    ) -> Activation<'a> {
+        let secrets: SecretMap =
+            flow.secrets.iter().filter_map(|n| self.secrets.get(n).map(|s| (n.clone(), s))).collect();
         let masker = Masker::new(secrets.values());
         let mut integrations = HashMap::new();
         if let Some(tokens) = &self.outbound.tokens {
@@ -248,7 +271,13 @@ impl Engine {
         Activation { flow, env, run_id, vars, executed, replies: Vec::new(), trace: Vec::new() }
     }
 
-    async fn drive(&self, mut act: Activation<'_>, mut index: usize, mut resume_with: Option<Value>, sink: Option<&ReplySink>) -> RunResult {
+    async fn drive(
+        &self,
+        mut act: Activation<'_>,
+        mut index: usize,
+        mut resume_with: Option<Value>,
+        sink: Option<&ReplySink>,
+    ) -> RunResult {
         let flow = act.flow;
         let deadline = tokio::time::Instant::now() + self.limits.deadline;
         tracing::info!(flow = %flow.id, run = %act.run_id, resumed = resume_with.is_some(), "run activation");
@@ -260,7 +289,10 @@ impl Engine {
                 let error = RunError {
                     step: Some(compiled.id.clone()),
                     code: "step-budget".into(),
-                    message: format!("the run executed {} steps, its budget; a loop in the flow probably never ends", self.limits.max_steps),
+                    message: format!(
+                        "the run executed {} steps, its budget; a loop in the flow probably never ends",
+                        self.limits.max_steps
+                    ),
                 };
                 return finish(&mut act, RunStatus::Failed, Some(error), None);
             }
@@ -344,7 +376,14 @@ fn step_error(masker: &Masker, step: &StepId, failure: &StepFailure) -> RunError
     RunError { step: Some(step.clone()), code: failure.code().to_string(), message: masker.mask(&failure.to_string()) }
 }
 
-fn push_trace(act: &mut Activation<'_>, index: usize, started: Instant, mut detail: Map<String, Value>, status: StepStatus, error: Option<RunError>) {
+fn push_trace(
+    act: &mut Activation<'_>,
+    index: usize,
+    started: Instant,
+    mut detail: Map<String, Value>,
+    status: StepStatus,
+    error: Option<RunError>,
+) {
     let step = &act.flow.steps[index];
     let mut d = Value::Object(std::mem::take(&mut detail));
     act.env.masker.mask_value(&mut d);
@@ -362,7 +401,12 @@ fn push_trace(act: &mut Activation<'_>, index: usize, started: Instant, mut deta
     });
 }
 
-fn finish(act: &mut Activation<'_>, status: RunStatus, error: Option<RunError>, snapshot: Option<RunSnapshot>) -> RunResult {
+fn finish(
+    act: &mut Activation<'_>,
+    status: RunStatus,
+    error: Option<RunError>,
+    snapshot: Option<RunSnapshot>,
+) -> RunResult {
     let mut variables = Value::Object(act.vars.clone());
     act.env.masker.mask_value(&mut variables);
     let replies = std::mem::take(&mut act.replies);

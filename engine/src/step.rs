@@ -70,13 +70,11 @@ pub enum StepFailure {
         /// `: <start of body>` or empty.
         excerpt: String,
     },
-    /// A response field could not be mapped into a variable.
-    #[error("variable `{var}`: {reason}")]
+    /// Response fields could not be mapped into variables (every missing one is listed).
+    #[error("{}", missing.iter().map(|(v, r)| format!("variable `{v}`: {r}")).collect::<Vec<_>>().join("; "))]
     Mapping {
-        /// The variable.
-        var: VarName,
-        /// What is missing, and what was found instead.
-        reason: String,
+        /// Each variable with what is missing and what was found instead.
+        missing: Vec<(VarName, String)>,
     },
     /// Anything else, with a stable code.
     #[error("{message}")]
@@ -197,8 +195,12 @@ impl Scope for RunScope<'_> {
     fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
         let missing = |reason: &str| RenderError::Missing { var: var.raw.clone(), reason: reason.to_string() };
         let root: Cow<'_, Value> = match &var.root {
-            Root::Var(name) => Cow::Borrowed(self.vars.get(name.as_str()).ok_or_else(|| missing("the variable is not set yet"))?),
-            Root::Message => Cow::Owned(serde_json::json!({ "text": self.env.message.text, "id": self.env.message.id })),
+            Root::Var(name) => {
+                Cow::Borrowed(self.vars.get(name.as_str()).ok_or_else(|| missing("the variable is not set yet"))?)
+            }
+            Root::Message => {
+                Cow::Owned(serde_json::json!({ "text": self.env.message.text, "id": self.env.message.id }))
+            }
             Root::Contact => Cow::Borrowed(&self.env.contact),
             Root::Conversation => Cow::Owned(serde_json::json!({ "id": self.env.conversation_id })),
             Root::Secret(name) => {
@@ -209,7 +211,11 @@ impl Scope for RunScope<'_> {
                 return Ok(Cow::Owned(Value::String(s.expose_secret().to_string())));
             }
             Root::Integration(name) => {
-                let meta = self.env.integrations.get(name).ok_or_else(|| missing("the integration has no stored metadata; authorize it first"))?;
+                let meta = self
+                    .env
+                    .integrations
+                    .get(name)
+                    .ok_or_else(|| missing("the integration has no stored metadata; authorize it first"))?;
                 let field = var.path.first().map(String::as_str).unwrap_or_default();
                 return meta
                     .get(field)

@@ -379,10 +379,7 @@ impl JsonTemplate {
                 Value::Array(items.iter().map(|t| t.render(scope)).collect::<Result<_, _>>()?)
             }
             JsonTemplate::Object(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), t.render(scope)?)))
-                    .collect::<Result<_, RenderError>>()?,
+                fields.iter().map(|(k, t)| Ok((k.clone(), t.render(scope)?))).collect::<Result<_, RenderError>>()?,
             ),
         })
     }
@@ -401,17 +398,18 @@ mod tests {
                 Root::Message => "message".into(),
                 other => panic!("unexpected root {other:?}"),
             };
-            let root = self.0.get(&name).ok_or_else(|| RenderError::Missing {
-                var: var.raw.clone(),
-                reason: "not set".into(),
-            })?;
+            let root = self
+                .0
+                .get(&name)
+                .ok_or_else(|| RenderError::Missing { var: var.raw.clone(), reason: "not set".into() })?;
             walk_path(root, &var.path, &var.raw).map(Cow::Borrowed)
         }
     }
 
     #[test]
     fn parses_roots() {
-        let t = Template::parse("Hi {{ first }} {{message.text}} {{secrets.API_KEY}} {{integration.zoho.api_domain}}").unwrap();
+        let t = Template::parse("Hi {{ first }} {{message.text}} {{secrets.API_KEY}} {{integration.zoho.api_domain}}")
+            .unwrap();
         let roots: Vec<_> = t.vars().map(|v| v.root.clone()).collect();
         assert!(matches!(roots[0], Root::Var(_)));
         assert_eq!(roots[1], Root::Message);

@@ -69,7 +69,9 @@ pub enum TokenError {
         integration: IntegrationName,
     },
     /// The integration exists but was never authorized (or the contact never logged in).
-    #[error("integration `{integration}` is not authorized{for_whom}; run `tern integrations authorize {integration}` or use the Authorize button on the integrations page")]
+    #[error(
+        "integration `{integration}` is not authorized{for_whom}; run `tern integrations authorize {integration}` or use the Authorize button on the integrations page"
+    )]
     NotAuthorized {
         /// The integration.
         integration: IntegrationName,

@@ -16,7 +16,8 @@ pub const EXIT_FAILED: u8 = 1;
 /// Exit code: usage or configuration error, including an invalid flow.
 pub const EXIT_USAGE: u8 = 2;
 
-const EXIT_CODES: &str = "Exit codes: 0 success, 1 the flow or command failed, 2 usage or configuration error (including an invalid flow).";
+const EXIT_CODES: &str =
+    "Exit codes: 0 success, 1 the flow or command failed, 2 usage or configuration error (including an invalid flow).";
 
 /// Tern: a flow engine for conversational automation with OAuth integrations.
 #[derive(Debug, Parser)]
@@ -86,7 +87,11 @@ pub fn load_file(path: &Path, registry: &Registry) -> anyhow::Result<CompiledFlo
         Err(diags) => {
             print_diagnostics(path, &diags);
             let errors = diags.iter().filter(|d| d.is_error()).count();
-            anyhow::bail!("{}: the flow has {errors} error(s); run `tern validate {}` after fixing them", path.display(), path.display())
+            anyhow::bail!(
+                "{}: the flow has {errors} error(s); run `tern validate {}` after fixing them",
+                path.display(),
+                path.display()
+            )
         }
     }
 }

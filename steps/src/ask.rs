@@ -5,7 +5,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use tern_engine::template::Template;
-use tern_engine::{Behavior, BuildContext, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of};
+use tern_engine::{
+    Behavior, BuildContext, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of,
+};
 
 /// Config of `ask`.
 #[derive(Deserialize, JsonSchema)]

@@ -60,13 +60,16 @@ struct ConditionConfig {
     lte: Option<f64>,
 }
 
+/// A numeric comparison.
+type CompareFn = fn(f64, f64) -> bool;
+
 #[derive(Debug)]
 enum Test {
     Equals(JsonTemplate),
     NotEquals(JsonTemplate),
     Exists(bool),
     Matches(Regex),
-    Compare(fn(f64, f64) -> bool, f64),
+    Compare(CompareFn, f64),
 }
 
 #[derive(Debug)]
@@ -106,7 +109,12 @@ impl StepType for Branch {
                     Some(v)
                 }
                 Err(e) => {
-                    cx.error("bad-template", &format!("{rel}/when/var"), e, Some("write a variable name or dotted path, without braces".into()));
+                    cx.error(
+                        "bad-template",
+                        &format!("{rel}/when/var"),
+                        e,
+                        Some("write a variable name or dotted path, without braces".into()),
+                    );
                     None
                 }
             };
@@ -123,7 +131,7 @@ impl StepType for Branch {
             if let Some(p) = &c.matches {
                 tests.push(cx.regex(&format!("{rel}/when/matches"), p).map(Test::Matches));
             }
-            let cmp: [(Option<f64>, fn(f64, f64) -> bool); 4] =
+            let cmp: [(Option<f64>, CompareFn); 4] =
                 [(c.gt, |a, b| a > b), (c.gte, |a, b| a >= b), (c.lt, |a, b| a < b), (c.lte, |a, b| a <= b)];
             for (bound, op) in cmp {
                 if let Some(b) = bound {

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tern_engine::http::RequestConfig;
 use tern_engine::mapping::{Mapping, MappingConfig};
-use tern_engine::{BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of};
+use tern_engine::{
+    BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of,
+};
 
 use crate::http_common::{Call, StatusPattern, TokenChoice, apply_mappings, build_mappings};
 
@@ -52,7 +54,12 @@ impl StepType for FetchVariables {
         let cfg: Config = cx.config(config)?;
         let call = Call::build(cx, &cfg.request, cfg.integration.as_ref(), cfg.token, &cfg.accept_status);
         if cfg.variables.is_empty() {
-            cx.error("invalid-value", "/variables", "fetch_variables needs at least one variable", Some("map a response field: \"last_name\": \"data.last_name\"".into()));
+            cx.error(
+                "invalid-value",
+                "/variables",
+                "fetch_variables needs at least one variable",
+                Some("map a response field: \"last_name\": \"data.last_name\"".into()),
+            );
         }
         if let Some(v) = &cfg.save_status_as {
             cx.defines("/save_status_as", v);

@@ -40,7 +40,8 @@ impl<'de> Deserialize<'de> for StatusPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let v = Value::deserialize(d)?;
-        let bad = || D::Error::custom(format!("expected a status code such as 404 or a class such as \"2xx\", found {v}"));
+        let bad =
+            || D::Error::custom(format!("expected a status code such as 404 or a class such as \"2xx\", found {v}"));
         match &v {
             Value::Number(n) => match n.as_u64() {
                 Some(c @ 100..=599) => Ok(Self { lo: c as u16, hi: c as u16 }),
@@ -115,7 +116,8 @@ impl Call {
                 cx.contact_id()
                     .ok_or_else(|| StepFailure::Other {
                         code: "no-contact",
-                        message: "`token: contact` needs the conversation's contact id, and the message had none".into(),
+                        message: "`token: contact` needs the conversation's contact id, and the message had none"
+                            .into(),
                     })?
                     .to_string(),
             ),
@@ -156,7 +158,10 @@ impl Call {
 }
 
 /// Compiles `variables` mappings, recording the variables as defined.
-pub fn build_mappings(cx: &mut BuildContext<'_>, mappings: &BTreeMap<VarName, MappingConfig>) -> Option<Vec<(VarName, Mapping)>> {
+pub fn build_mappings(
+    cx: &mut BuildContext<'_>,
+    mappings: &BTreeMap<VarName, MappingConfig>,
+) -> Option<Vec<(VarName, Mapping)>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (name, cfg) in mappings {
@@ -170,13 +175,24 @@ pub fn build_mappings(cx: &mut BuildContext<'_>, mappings: &BTreeMap<VarName, Ma
     ok.then_some(out)
 }
 
-/// Applies mappings to a body: every variable is set, or none is and the first missing path is
-/// the error.
-pub fn apply_mappings(cx: &mut StepContext<'_>, mappings: &[(VarName, Mapping)], body: &Value) -> Result<(), StepFailure> {
-    let values = mappings
-        .iter()
-        .map(|(name, m)| m.apply(body).map(|v| (name, v)).map_err(|reason| StepFailure::Mapping { var: name.clone(), reason }))
-        .collect::<Result<Vec<_>, _>>()?;
+/// Applies mappings to a body: every variable is set, or none is and the error lists every
+/// missing path.
+pub fn apply_mappings(
+    cx: &mut StepContext<'_>,
+    mappings: &[(VarName, Mapping)],
+    body: &Value,
+) -> Result<(), StepFailure> {
+    let mut values = Vec::with_capacity(mappings.len());
+    let mut missing = Vec::new();
+    for (name, m) in mappings {
+        match m.apply(body) {
+            Ok(v) => values.push((name, v)),
+            Err(reason) => missing.push((name.clone(), reason)),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(StepFailure::Mapping { missing });
+    }
     for (name, value) in values {
         cx.set_var(name, value);
     }

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tern_engine::http::RequestConfig;
 use tern_engine::mapping::{Mapping, MappingConfig};
-use tern_engine::{BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of};
+use tern_engine::{
+    BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of,
+};
 
 use crate::http_common::{Call, StatusPattern, TokenChoice, apply_mappings, build_mappings};
 

@@ -55,11 +55,8 @@ struct Set {
 impl Step for Set {
     async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
         // Render everything first, so that values see the variables as they were before the step.
-        let values = self
-            .vars
-            .iter()
-            .map(|(n, t)| Ok((n, t.render(&cx.scope())?)))
-            .collect::<Result<Vec<_>, StepFailure>>()?;
+        let values =
+            self.vars.iter().map(|(n, t)| Ok((n, t.render(&cx.scope())?))).collect::<Result<Vec<_>, StepFailure>>()?;
         for (name, value) in values {
             cx.set_var(name, value);
         }

@@ -13,7 +13,6 @@ use url::Url;
 use super::{PreparedRequest, guard};
 use crate::tokens::Credential;
 
-
 /// Limits and switches for outbound HTTP.
 #[derive(Clone, Debug)]
 pub struct HttpPolicy {
@@ -108,7 +107,9 @@ pub enum HttpError {
         reason: String,
     },
     /// The integration's token may not go to this origin.
-    #[error("the token of integration `{integration}` may not be sent to {origin}; the integration's api_origins are {allowed}. Fix the URL, or add the origin to the integration")]
+    #[error(
+        "the token of integration `{integration}` may not be sent to {origin}; the integration's api_origins are {allowed}. Fix the URL, or add the origin to the integration"
+    )]
     OriginNotAllowed {
         /// The integration.
         integration: String,
@@ -218,7 +219,11 @@ impl HttpClient {
     /// Sends a request, following redirects itself. `credential` is sent only to the request's
     /// original origin: when a redirect leaves it, the credential and every header the flow set
     /// are dropped for the rest of the exchange.
-    pub async fn send(&self, req: &PreparedRequest, credential: Option<&Credential>) -> Result<HttpResponse, HttpError> {
+    pub async fn send(
+        &self,
+        req: &PreparedRequest,
+        credential: Option<&Credential>,
+    ) -> Result<HttpResponse, HttpError> {
         let deadline = tokio::time::Instant::now() + req.timeout;
         let first_origin = req.url.origin();
         let mut url = req.url.clone();
@@ -231,7 +236,10 @@ impl HttpClient {
         let mut credential = credential;
         for hop in 0..=self.policy.max_redirects {
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(HttpError::Denied { url: display_url(&url), reason: format!("scheme `{}` is not allowed", url.scheme()) });
+                return Err(HttpError::Denied {
+                    url: display_url(&url),
+                    reason: format!("scheme `{}` is not allowed", url.scheme()),
+                });
             }
             guard::check_url_host(&url, self.policy.allow_private_network)
                 .map_err(|reason| HttpError::Denied { url: display_url(&url), reason })?;
@@ -252,7 +260,8 @@ impl HttpClient {
                 if hop == self.policy.max_redirects {
                     return Err(HttpError::TooManyRedirects { url: display_url(&url), max: self.policy.max_redirects });
                 }
-                let bad = |reason: String| HttpError::BadRedirect { url: display_url(&url), status: status.as_u16(), reason };
+                let bad =
+                    |reason: String| HttpError::BadRedirect { url: display_url(&url), status: status.as_u16(), reason };
                 let location = resp
                     .headers()
                     .get(LOCATION)

@@ -32,10 +32,8 @@ impl Outbound {
         let Some((integration, owner)) = auth else {
             return self.client.send(req, None).await;
         };
-        let tokens = self
-            .tokens
-            .as_ref()
-            .ok_or_else(|| TokenError::NoTokenSource { integration: integration.clone() })?;
+        let tokens =
+            self.tokens.as_ref().ok_or_else(|| TokenError::NoTokenSource { integration: integration.clone() })?;
         let grant = tokens.grant(integration, owner).await?;
         check_origin(integration, &grant, req)?;
         let resp = self.client.send(req, Some(&grant.credential)).await?;

@@ -142,7 +142,10 @@ impl RequestTemplate {
             None => None,
         };
         if cfg.body.is_some() && matches!(cfg.method, Method::Get | Method::Head) {
-            errors.push(("/body".into(), format!("a {:?} request cannot have a body; use `query` or another method", cfg.method).to_uppercase()));
+            errors.push((
+                "/body".into(),
+                format!("a {:?} request cannot have a body; use `query` or another method", cfg.method).to_uppercase(),
+            ));
         }
         let timeout = cfg.timeout_ms.map(Duration::from_millis);
         if let Some(t) = timeout
@@ -161,9 +164,7 @@ impl RequestTemplate {
         let mut out: Vec<(String, &VarRef)> = self.url.vars().map(|v| ("/url".to_string(), v)).collect();
         out.extend(self.query.iter().flat_map(|(k, t)| t.vars().map(move |v| (pointer_push("/query", k), v))));
         out.extend(
-            self.headers
-                .iter()
-                .flat_map(|(k, t)| t.vars().map(move |v| (pointer_push("/headers", k.as_str()), v))),
+            self.headers.iter().flat_map(|(k, t)| t.vars().map(move |v| (pointer_push("/headers", k.as_str()), v))),
         );
         if let Some(b) = &self.body {
             out.extend(b.vars().into_iter().map(|(p, v)| (format!("/body{p}"), v)));

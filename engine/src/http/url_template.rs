@@ -54,12 +54,17 @@ impl UrlTemplate {
             } else if lower.starts_with("http://") {
                 7
             } else {
-                return Err("the URL must start with `https://` or `http://` (or an `{{integration.NAME.FIELD}}` origin)".into());
+                return Err(
+                    "the URL must start with `https://` or `http://` (or an `{{integration.NAME.FIELD}}` origin)"
+                        .into(),
+                );
             };
             let end = raw[scheme_len..].find(['/', '?', '#']).map_or(raw.len(), |i| i + scheme_len);
             let origin = &raw[..end];
             if origin.contains("{{") {
-                return Err("a placeholder cannot be part of the host; the host is fixed when the flow is loaded".into());
+                return Err(
+                    "a placeholder cannot be part of the host; the host is fixed when the flow is loaded".into()
+                );
             }
             let parsed = Url::parse(origin).map_err(|e| format!("`{origin}` is not a valid origin: {e}"))?;
             if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -84,12 +89,7 @@ impl UrlTemplate {
             None => (rest, None),
         };
         let tpl = |s: &str| Template::parse(s).map_err(|e| e.message);
-        let this = Self {
-            raw: raw.to_string(),
-            origin,
-            path: tpl(path)?,
-            query: query.map(tpl).transpose()?,
-        };
+        let this = Self { raw: raw.to_string(), origin, path: tpl(path)?, query: query.map(tpl).transpose()? };
         // Check the literal parts with every placeholder standing for a plain value: they must
         // survive URL parsing unchanged, or a value could never be placed safely.
         let sample = |t: &Template| {

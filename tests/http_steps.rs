@@ -1,0 +1,330 @@
+//! `fetch_variables` and `http_request` against a real HTTP server on loopback: the exact
+//! request it received, response mapping, errors, and the outbound policy.
+
+use serde_json::{Value, json};
+
+use crate::support::{Flows, TestApi, run};
+
+fn teamleader_flow(api: &TestApi) -> Value {
+    json!({
+        "version": 1, "id": "tl", "trigger": {"type": "message", "match": {"regex": "(?i)^last name"}},
+        "steps": [
+            {"id": "ask_id", "type": "ask", "text": "What is your Teamleader contact ID?", "save_as": "id"},
+            {"id": "lookup", "type": "fetch_variables",
+             "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()), "body": {"id": "{{id}}"}},
+             "variables": {"last_name": "data.last_name", "first_name": "$.data.first_name",
+                           "email": "$.data.emails[0].email"},
+             "on_error": "not_found"},
+            {"id": "greet", "type": "send_message", "text": "Hello {{first_name}} {{last_name}} <{{email}}>!", "next": "end"},
+            {"id": "not_found", "type": "send_message", "text": "I could not find contact {{id}}."}
+        ]
+    })
+}
+
+/// The Teamleader flow without its error path, so that a failing lookup fails the run.
+fn without_error_path(mut flow: Value) -> Value {
+    flow["steps"][1].as_object_mut().unwrap().remove("on_error");
+    flow["steps"].as_array_mut().unwrap().pop();
+    flow
+}
+
+fn run_flow(path: &std::path::Path, messages: &[&str], extra: &[&str]) -> crate::support::Run {
+    let mut args: Vec<String> = vec!["run".into(), path.display().to_string(), "--allow-private-network".into()];
+    for m in messages {
+        args.push("--message".into());
+        args.push((*m).into());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run(args)
+}
+
+#[test]
+fn fetch_variables_maps_last_name() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("tl", &teamleader_flow(&api));
+    let r = run_flow(&path, &["last name", "c1a2"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "What is your Teamleader contact ID?\nHello Erlich Bachman <erlich@piedpiper.com>!\n");
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].uri, "/contacts.info");
+    assert_eq!(reqs[0].header("content-type"), Some("application/json"));
+    assert_eq!(reqs[0].json(), json!({"id": "c1a2"}));
+    assert!(reqs[0].header("authorization").is_none());
+}
+
+#[test]
+fn not_found_takes_the_error_path() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("tl", &teamleader_flow(&api));
+    let r = run_flow(&path, &["last name", "nobody"], &["--json"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let out = r.json();
+    assert_eq!(out["status"], "completed");
+    assert_eq!(out["replies"][1]["text"], "I could not find contact nobody.");
+    let lookup = out["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap();
+    assert_eq!(lookup["status"], "error_handled");
+    assert_eq!(lookup["error"]["code"], "http-status");
+    assert!(lookup["error"]["message"].as_str().unwrap().contains("404"));
+    assert_eq!(lookup["detail"]["response"]["status"], 404);
+    assert!(lookup["duration_us"].is_u64());
+}
+
+#[test]
+fn missing_field_names_path_and_what_was_found() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let flow = without_error_path(teamleader_flow(&api));
+    let path = flows.write("tl", &flow);
+    let r = run_flow(&path, &["last name", "no-last-name"], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let err = r.stderr();
+    assert!(err.contains("step `lookup` failed [mapping]"), "{err}");
+    assert!(err.contains("`data.last_name` not found: `data` has no `last_name` (it has id, first_name)"), "{err}");
+}
+
+#[test]
+fn defaults_fill_missing_fields() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let mut flow = teamleader_flow(&api);
+    flow["steps"][1]["variables"]["last_name"] = json!({"path": "data.last_name", "default": "(unknown)"});
+    flow["steps"][1]["variables"]["email"] = json!({"path": "$.data.emails[0].email", "default": "-"});
+    let path = flows.write("tl", &flow);
+    let r = run_flow(&path, &["last name", "no-last-name"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("Hello Solo (unknown) <->!"), "{}", r.stdout());
+}
+
+#[test]
+fn non_json_response_is_a_clear_error() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let mut flow = without_error_path(teamleader_flow(&api));
+    flow["steps"][1]["accept_status"] = json!(["2xx", "5xx"]);
+    let path = flows.write("tl", &flow);
+    let r = run_flow(&path, &["last name", "html"], &[]);
+    assert_eq!(r.code(), 1);
+    let err = r.stderr();
+    assert!(
+        err.contains("[not-json]") && err.contains("status 500") && err.contains("content type `text/html`"),
+        "{err}"
+    );
+}
+
+fn echo_flow(api: &TestApi, url_suffix: &str) -> Value {
+    json!({
+        "version": 1, "id": "echo",
+        "variables": {"v": ""},
+        "steps": [
+            {"id": "call", "type": "http_request",
+             "request": {"method": "POST", "url": format!("{}{url_suffix}", api.url()),
+                         "headers": {"X-Value": "{{v}}"},
+                         "body": {"v": "{{v}}", "wrapped": "<{{v}}>", "n": 1}},
+             "save_response_as": "resp"},
+            {"id": "done", "type": "send_message", "text": "ok"}
+        ]
+    })
+}
+
+#[test]
+fn hostile_values_cannot_change_path_query_or_body() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("echo", &echo_flow(&api, "/items/{{v}}?q={{v}}&x=1"));
+    let cases = [
+        ("../admin", "/items/..%2Fadmin?q=..%2Fadmin&x=1"),
+        ("a?b=1#c", "/items/a%3Fb%3D1%23c?q=a%3Fb%3D1%23c&x=1"),
+        (r#""},"x":1"#, "/items/%22%7D%2C%22x%22%3A1?q=%22%7D%2C%22x%22%3A1&x=1"),
+        ("a b&c=d", "/items/a%20b%26c%3Dd?q=a%20b%26c%3Dd&x=1"),
+    ];
+    for (value, want_uri) in cases {
+        let before = api.requests().len();
+        let r = run_flow(&path, &["go"], &["--var", &format!("v={value}")]);
+        assert_eq!(r.code(), 0, "{value}: {}", r.stderr());
+        let req = api.requests()[before].clone();
+        assert_eq!(req.uri, want_uri, "value {value:?}");
+        assert_eq!(req.json(), json!({"v": value, "wrapped": format!("<{value}>"), "n": 1}), "value {value:?}");
+        assert_eq!(req.header("x-value"), Some(value));
+    }
+}
+
+#[test]
+fn whole_string_template_keeps_json_type() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("echo", &echo_flow(&api, "/typed"));
+    let r = run_flow(&path, &["go"], &["--var", r#"v={"nested":[1,true]}"#]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let body = api.requests()[0].json();
+    assert_eq!(body["v"], json!({"nested": [1, true]}));
+    assert_eq!(body["wrapped"], json!(r#"<{"nested":[1,true]}>"#));
+}
+
+#[test]
+fn dot_segments_and_crlf_are_rejected_before_sending() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("echo", &echo_flow(&api, "/items/{{v}}"));
+    let r = run_flow(&path, &["go"], &["--var", "v=.."]);
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("would change the URL"), "{}", r.stderr());
+    let path = flows.write("echo2", &echo_flow(&api, "/ok"));
+    let r = run_flow(&path, &["go"], &["--var", "v=a\r\nX-Injected: 1"]);
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("CR, LF or NUL"), "{}", r.stderr());
+    assert!(api.requests().is_empty(), "nothing may be sent: {:?}", api.requests());
+}
+
+#[test]
+fn private_addresses_are_denied_by_default() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("tl", &teamleader_flow(&api));
+    let r = run([
+        "run".to_string(),
+        path.display().to_string(),
+        "-m".into(),
+        "last name".into(),
+        "-m".into(),
+        "c1a2".into(),
+        "--json".into(),
+    ]);
+    assert_eq!(r.code(), 0, "the flow handles the error: {}", r.stderr());
+    let out = r.json();
+    let lookup = out["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap();
+    assert_eq!(lookup["error"]["code"], "http-denied");
+    assert!(lookup["error"]["message"].as_str().unwrap().contains("loopback"), "{lookup}");
+    // The same through a host name that resolves to loopback.
+    let mut flow = teamleader_flow(&api);
+    flow["steps"][1]["request"]["url"] = json!(format!("{}/contacts.info", api.other_origin_url()));
+    let path = flows.write("tl-name", &flow);
+    let r = run([
+        "run".to_string(),
+        path.display().to_string(),
+        "-m".into(),
+        "last name".into(),
+        "-m".into(),
+        "c1a2".into(),
+        "--json".into(),
+    ]);
+    let out = r.json();
+    let lookup = out["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap();
+    assert_eq!(lookup["error"]["code"], "http-denied", "{lookup}");
+    assert!(api.requests().is_empty());
+}
+
+#[test]
+fn redirects_are_followed_and_rechecked() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    // Same origin: headers kept.
+    let path = flows.write("same", &echo_flow(&api, "/redirect?to=/landed"));
+    let r = run_flow(&path, &["go"], &["--var", "v=secret-ish"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].uri, "/landed");
+    assert_eq!(reqs[1].method, "GET", "302 after POST becomes GET");
+    assert_eq!(reqs[1].header("x-value"), Some("secret-ish"));
+
+    // Another origin: every header the flow set is dropped.
+    let target = format!("{}/elsewhere", api.other_origin_url());
+    let path = flows.write("cross", &echo_flow(&api, &format!("/redirect?to={}", urlencode(&target))));
+    let r = run_flow(&path, &["go"], &["--var", "v=secret-ish"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let reqs = api.requests();
+    assert_eq!(reqs.len(), 4);
+    assert_eq!(reqs[3].uri, "/elsewhere");
+    assert_eq!(reqs[3].header("host"), Some(format!("localhost:{}", api.addr.port()).as_str()));
+    assert!(reqs[3].header("x-value").is_none(), "flow headers must not cross origins");
+
+    // Loops stop after 5 redirects.
+    let path = flows.write("loop", &echo_flow(&api, "/loop"));
+    let before = api.requests().len();
+    let r = run_flow(&path, &["go"], &[]);
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("redirected more than 5 times"), "{}", r.stderr());
+    assert_eq!(api.requests().len() - before, 6, "the first request and 5 redirects");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+#[test]
+fn body_size_is_capped_after_decompression() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let flow = json!({"version": 1, "id": "big", "steps": [
+        {"id": "get", "type": "fetch_variables", "request": {"url": format!("{}/gzip-bomb", api.url())},
+         "variables": {"a": "a"}}
+    ]});
+    let path = flows.write("big", &flow);
+    let r = run_flow(&path, &["go"], &[]);
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("[http-too-large]") && r.stderr().contains("10485760 bytes"), "{}", r.stderr());
+    let req = &api.requests()[0];
+    assert!(req.header("accept-encoding").unwrap_or("").contains("gzip"));
+}
+
+#[test]
+fn step_timeout_is_enforced() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let flow = json!({"version": 1, "id": "slow", "steps": [
+        {"id": "get", "type": "http_request", "request": {"url": format!("{}/slow", api.url()), "timeout_ms": 300}}
+    ]});
+    let path = flows.write("slow", &flow);
+    let started = std::time::Instant::now();
+    let r = run_flow(&path, &["go"], &[]);
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("[http-timeout]") && r.stderr().contains("timed out after 300 ms"), "{}", r.stderr());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "did not wait for the slow server");
+}
+
+#[test]
+fn http_request_keeps_non_json_body_as_text() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let flow = json!({"version": 1, "id": "html", "steps": [
+        {"id": "get", "type": "http_request", "request": {"url": format!("{}/html", api.url())},
+         "save_response_as": "page", "save_status_as": "status"},
+        {"id": "say", "type": "send_message", "text": "{{status}}: {{page}}"}
+    ]});
+    let path = flows.write("html", &flow);
+    let r = run_flow(&path, &["go"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "200: <!doctype html><p>hello</p>\n");
+}
+
+#[test]
+fn secrets_are_masked_in_output() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let flow = json!({"version": 1, "id": "sec", "steps": [
+        {"id": "get", "type": "http_request",
+         "request": {"url": format!("{}/status/404?key={{{{secrets.API_KEY}}}}", api.url()),
+                     "headers": {"X-Key": "{{secrets.API_KEY}}"}},
+         "save_response_as": "echo"},
+        {"id": "say", "type": "send_message", "text": "echo: {{echo.uri}}"}
+    ]});
+    let path = flows.write("sec", &flow);
+    let out = crate::support::tern()
+        .env("TERN_SECRET_API_KEY", "sk_live_very_secret_value")
+        .args(["run", path.to_str().unwrap(), "-m", "go", "--allow-private-network", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(api.requests()[0].header("x-key"), Some("sk_live_very_secret_value"), "the API gets the secret");
+    assert!(
+        !stdout.contains("sk_live_very_secret_value") && !stderr.contains("sk_live_very_secret_value"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("[redacted]"), "{stdout}");
+}

@@ -1,0 +1,217 @@
+//! The test environment: a real HTTP API on 127.0.0.1:0 that records every request it
+//! receives, temporary flow files, and a runner for the `tern` binary.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use serde_json::{Value, json};
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query exactly as sent (percent-encoding preserved).
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    log: Arc<Mutex<Vec<Recorded>>>,
+}
+
+/// A Teamleader-like API plus endpoints for redirects, big and slow responses.
+pub struct TestApi {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl TestApi {
+    /// Starts the server on its own thread and runtime.
+    pub fn start() -> Self {
+        let shared = Shared::default();
+        let log = shared.log.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                tx.send(listener.local_addr().expect("addr")).expect("send addr");
+                axum::serve(listener, app(shared)).await.expect("serve");
+            });
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+        Self { addr, log }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The same server under another origin (`localhost` instead of `127.0.0.1`).
+    pub fn other_origin_url(&self) -> String {
+        format!("http://localhost:{}", self.addr.port())
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().expect("log").clone()
+    }
+}
+
+fn app(shared: Shared) -> Router {
+    Router::new()
+        .route("/contacts.info", post(contacts_info))
+        .route("/redirect", any(redirect))
+        .route("/loop", any(loop_redirect))
+        .route("/gzip-bomb", any(gzip_bomb))
+        .route("/slow", any(slow))
+        .route("/html", any(html))
+        .fallback(echo)
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
+        .with_state(shared)
+}
+
+async fn record(State(s): State<Shared>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    s.log.lock().expect("log").push(Recorded {
+        method: parts.method.to_string(),
+        uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        headers: parts.headers.clone(),
+        body: bytes.to_vec(),
+    });
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+async fn contacts_info(body: Bytes) -> Response {
+    let id = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("id").cloned());
+    match id.as_ref().and_then(Value::as_str) {
+        Some("c1a2") => axum::Json(json!({"data": {
+            "id": "c1a2", "first_name": "Erlich", "last_name": "Bachman",
+            "emails": [{"type": "primary", "email": "erlich@piedpiper.com"}]
+        }}))
+        .into_response(),
+        Some("no-last-name") => axum::Json(json!({"data": {"id": "x", "first_name": "Solo"}})).into_response(),
+        Some("html") => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/html")], "<html>oops</html>")
+            .into_response(),
+        _ => (StatusCode::NOT_FOUND, axum::Json(json!({"errors": [{"status": 404, "title": "Not found"}]})))
+            .into_response(),
+    }
+}
+
+async fn echo(method: Method, OriginalUri(uri): OriginalUri) -> Response {
+    axum::Json(json!({"method": method.as_str(), "uri": uri.to_string(), "ok": true})).into_response()
+}
+
+async fn redirect(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let to = q.get("to").cloned().unwrap_or_else(|| "/".into());
+    (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+}
+
+async fn loop_redirect() -> Response {
+    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, "/loop")]).into_response()
+}
+
+/// 11 MiB of JSON whitespace, gzip-compressed to a few KiB.
+async fn gzip_bomb() -> Response {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(b"{\"a\":").expect("gzip");
+    enc.write_all(&vec![b' '; 11 * 1024 * 1024]).expect("gzip");
+    enc.write_all(b"1}").expect("gzip");
+    let body = enc.finish().expect("gzip");
+    ([(header::CONTENT_TYPE, "application/json"), (header::CONTENT_ENCODING, "gzip")], body).into_response()
+}
+
+async fn slow() -> Response {
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    axum::Json(json!({"late": true})).into_response()
+}
+
+async fn html() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], "<!doctype html><p>hello</p>")
+        .into_response()
+}
+
+/// A temporary directory holding flow files.
+pub struct Flows {
+    pub dir: tempfile::TempDir,
+}
+
+impl Flows {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// Writes a flow and returns its path.
+    pub fn write(&self, name: &str, flow: &Value) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(flow).expect("json")).expect("write flow");
+        path
+    }
+}
+
+/// The `tern` binary built for these tests, with a clean environment.
+pub fn tern() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
+    cmd.env_remove("TERN_ALLOW_PRIVATE_NETWORK").env_remove("RUST_LOG");
+    cmd
+}
+
+/// The output of a finished command, with convenient accessors.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.output.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout(), self.stderr()))
+    }
+}
+
+/// Runs `tern` with arguments.
+pub fn run<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Run { output: tern().args(args).output().expect("run tern") }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
