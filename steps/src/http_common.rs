@@ -122,15 +122,14 @@ impl Call {
                     .to_string(),
             ),
         };
-        cx.record(
-            "request",
-            json!({
-                "method": format!("{:?}", prepared.method).to_uppercase(),
-                "url": display_url(&prepared.url),
-                "integration": self.integration.as_ref().map(IntegrationName::as_str),
-                "headers": prepared.headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            }),
-        );
+        let mut summary = json!({ "method": prepared.method.as_str(), "url": display_url(&prepared.url) });
+        if let Some(i) = &self.integration {
+            summary["integration"] = Value::from(i.as_str());
+        }
+        if !prepared.headers.is_empty() {
+            summary["headers"] = prepared.headers.keys().map(|k| k.as_str()).collect();
+        }
+        cx.record("request", summary);
         let started = Instant::now();
         let auth = self.integration.as_ref().map(|i| (i, &owner));
         let resp = cx.outbound().execute(&prepared, auth).await?;
@@ -140,7 +139,7 @@ impl Call {
                 "status": resp.status.as_u16(),
                 "content_type": resp.content_type(),
                 "bytes": resp.body.len(),
-                "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
+                "duration_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             }),
         );
         Ok(resp)

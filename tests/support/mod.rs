@@ -40,6 +40,8 @@ impl Recorded {
 #[derive(Clone, Default)]
 struct Shared {
     log: Arc<Mutex<Vec<Recorded>>>,
+    /// Benchmarks turn recording off so the log does not grow without bound.
+    quiet: bool,
 }
 
 /// A Teamleader-like API plus endpoints for redirects, big and slow responses.
@@ -51,7 +53,15 @@ pub struct TestApi {
 impl TestApi {
     /// Starts the server on its own thread and runtime.
     pub fn start() -> Self {
-        let shared = Shared::default();
+        Self::start_with(Shared::default())
+    }
+
+    /// Starts a server that does not record requests (for benchmarks).
+    pub fn start_quiet() -> Self {
+        Self::start_with(Shared { quiet: true, ..Shared::default() })
+    }
+
+    fn start_with(shared: Shared) -> Self {
         let log = shared.log.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -96,6 +106,9 @@ fn app(shared: Shared) -> Router {
 }
 
 async fn record(State(s): State<Shared>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if s.quiet {
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
     s.log.lock().expect("log").push(Recorded {

@@ -123,13 +123,10 @@ pub enum HttpError {
     Token(#[from] crate::tokens::TokenError),
 }
 
-/// The URL without its query and fragment, for messages.
+/// The URL without its query and fragment, for messages (the query may carry secrets).
 pub fn display_url(url: &Url) -> String {
-    let mut u = url.clone();
-    let had_query = u.query().is_some();
-    u.set_query(None);
-    u.set_fragment(None);
-    if had_query { format!("{u}?…") } else { u.to_string() }
+    let base = &url[..url::Position::AfterPath];
+    if url.query().is_some() { format!("{base}?…") } else { base.to_string() }
 }
 
 /// A received response.
@@ -225,14 +222,13 @@ impl HttpClient {
         credential: Option<&Credential>,
     ) -> Result<HttpResponse, HttpError> {
         let deadline = tokio::time::Instant::now() + req.timeout;
-        let first_origin = req.url.origin();
         let mut url = req.url.clone();
         let mut method = req.method.to_reqwest();
         let mut body = req.body.as_ref().map(serde_json::to_vec).transpose().map_err(|e| HttpError::Transport {
             url: display_url(&req.url),
             reason: format!("body could not be encoded: {e}"),
         })?;
-        let mut headers = req.headers.clone();
+        let mut headers = Some(&req.headers);
         let mut credential = credential;
         for hop in 0..=self.policy.max_redirects {
             if !matches!(url.scheme(), "http" | "https") {
@@ -247,7 +243,10 @@ impl HttpClient {
             if remaining.is_zero() {
                 return Err(HttpError::Timeout { url: display_url(&url), timeout: req.timeout });
             }
-            let mut rb = self.inner.request(method.clone(), url.clone()).headers(headers.clone()).timeout(remaining);
+            let mut rb = self.inner.request(method.clone(), url.clone()).timeout(remaining);
+            if let Some(h) = headers.filter(|h| !h.is_empty()) {
+                rb = rb.headers(h.clone());
+            }
             if let Some(c) = credential {
                 rb = rb.header(c.header.clone(), c.value.clone());
             }
@@ -269,9 +268,9 @@ impl HttpClient {
                     .to_str()
                     .map_err(|_| bad("not text".into()))?;
                 let next = url.join(location).map_err(|e| bad(e.to_string()))?;
-                if next.origin() != first_origin {
+                if next.origin() != req.url.origin() {
                     credential = None;
-                    headers.clear();
+                    headers = None;
                 }
                 if status == StatusCode::SEE_OTHER
                     || (matches!(status.as_u16(), 301 | 302) && method == reqwest::Method::POST)

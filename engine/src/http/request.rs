@@ -46,6 +46,18 @@ impl Method {
         }
     }
 
+    /// The method's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+        }
+    }
+
     /// Whether repeating the request is safe (RFC 9110 idempotent methods).
     pub fn is_idempotent(self) -> bool {
         !matches!(self, Method::Post | Method::Patch)
@@ -144,7 +156,7 @@ impl RequestTemplate {
         if cfg.body.is_some() && matches!(cfg.method, Method::Get | Method::Head) {
             errors.push((
                 "/body".into(),
-                format!("a {:?} request cannot have a body; use `query` or another method", cfg.method).to_uppercase(),
+                format!("a {} request cannot have a body; use `query` or another method", cfg.method.as_str()),
             ));
         }
         let timeout = cfg.timeout_ms.map(Duration::from_millis);

@@ -28,6 +28,8 @@ pub struct UrlTemplate {
     origin: Origin,
     path: Template,
     query: Option<Template>,
+    /// The parsed URL when the template has no placeholders at all (rendering is a clone).
+    fixed: Option<Url>,
 }
 
 fn encode_component(_: &VarRef, text: &str, out: &mut String) -> Result<(), RenderError> {
@@ -89,7 +91,8 @@ impl UrlTemplate {
             None => (rest, None),
         };
         let tpl = |s: &str| Template::parse(s).map_err(|e| e.message);
-        let this = Self { raw: raw.to_string(), origin, path: tpl(path)?, query: query.map(tpl).transpose()? };
+        let mut this =
+            Self { raw: raw.to_string(), origin, path: tpl(path)?, query: query.map(tpl).transpose()?, fixed: None };
         // Check the literal parts with every placeholder standing for a plain value: they must
         // survive URL parsing unchanged, or a value could never be placed safely.
         let sample = |t: &Template| {
@@ -104,8 +107,11 @@ impl UrlTemplate {
         };
         let path = sample(&this.path).map_err(|e| e.to_string())?;
         let query = this.query.as_ref().map(sample).transpose().map_err(|e| e.to_string())?;
-        assemble(&origin, &path, query.as_deref())
+        let sample = assemble(&origin, &path, query.as_deref())
             .map_err(|e| format!("{e}; percent-encode special characters in the URL's literal text"))?;
+        if this.vars().next().is_none() {
+            this.fixed = Some(sample);
+        }
         Ok(this)
     }
 
@@ -125,6 +131,9 @@ impl UrlTemplate {
 
     /// Renders the URL.
     pub fn render(&self, scope: &dyn Scope) -> Result<Url, RenderError> {
+        if let Some(url) = &self.fixed {
+            return Ok(url.clone());
+        }
         let origin = match &self.origin {
             Origin::Literal(o) => o.clone(),
             Origin::Var(v) => {
