@@ -26,16 +26,19 @@
 
 pub mod analysis;
 pub mod compile;
+pub mod crypto;
 pub mod diagnostics;
 mod error;
 pub mod flow;
 pub mod http;
 pub mod ids;
+pub mod integrations;
 pub mod mapping;
 pub mod run;
 pub mod schema;
 pub mod secrets;
 pub mod step;
+pub mod store;
 pub mod template;
 pub mod tokens;
 

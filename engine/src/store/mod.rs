@@ -1,0 +1,279 @@
+//! Persistent state behind one trait: integrations, tokens, pending authorizations and named
+//! secrets. SQLite (one file, WAL, created on first run) is the default; the trait is what a
+//! Postgres implementation provides too, and the store test suite runs against any of them.
+//!
+//! Every secret column is encrypted with the [`Keyring`](crate::crypto::Keyring), with the
+//! table, row and column as associated data. Reads that return secrets return
+//! [`SecretString`]s, which never print.
+
+mod sqlite;
+#[cfg(test)]
+mod suite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use sqlite::SqliteStore;
+
+use crate::crypto::CryptoError;
+use crate::ids::IntegrationName;
+use crate::integrations::config::IntegrationConfig;
+use crate::tokens::TokenOwner;
+
+/// Why the store failed. Messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened or queried.
+    #[error("store {location}: {source}")]
+    Database {
+        /// The database file or URL (no credentials).
+        location: String,
+        /// The error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored value could not be decrypted, or the key is wrong.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The master key does not match the data already stored.
+    #[error("the master key (id {key_id}) does not match the store at {location}, which was created with key {stored_key_id}; set TERN_MASTER_KEY to the original key or restore {location}'s master.key")]
+    WrongKey {
+        /// The loaded key's id.
+        key_id: String,
+        /// The key id the store was created with.
+        stored_key_id: String,
+        /// The store.
+        location: String,
+    },
+    /// The store holds data but no key was found.
+    #[error("the store at {location} holds encrypted data but no master key was found; set TERN_MASTER_KEY or restore master.key in the data directory")]
+    MissingKey {
+        /// The store.
+        location: String,
+    },
+    /// A stored row is not what this version of Tern expects.
+    #[error("stored {what} is corrupt: {reason}")]
+    Corrupt {
+        /// Which row.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where an integration stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationStatus {
+    /// Added, never authorized.
+    Incomplete,
+    /// Usable.
+    Authorized,
+    /// The refresh token was rejected; a person must authorize again.
+    NeedsReauthorization,
+}
+
+impl IntegrationStatus {
+    /// The stored and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Incomplete => "incomplete",
+            Self::Authorized => "authorized",
+            Self::NeedsReauthorization => "needs_reauthorization",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "incomplete" => Self::Incomplete,
+            "authorized" => Self::Authorized,
+            "needs_reauthorization" => Self::NeedsReauthorization,
+            _ => return None,
+        })
+    }
+}
+
+/// An integration as stored (the client secret is read separately, on purpose).
+#[derive(Clone, Debug, Serialize)]
+pub struct IntegrationRecord {
+    /// Its name.
+    pub name: IntegrationName,
+    /// Its settings.
+    pub config: IntegrationConfig,
+    /// Whether a client secret is stored (the secret itself is never returned here).
+    pub client_secret_set: bool,
+    /// Where it stands.
+    pub status: IntegrationStatus,
+    /// Why, when it needs attention.
+    pub status_message: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A stored token.
+#[derive(Clone)]
+pub struct TokenRecord {
+    /// The access token.
+    pub access_token: SecretString,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<SecretString>,
+    /// Unix seconds; `None` means the token does not expire (GitHub, Intercom).
+    pub expires_at: Option<i64>,
+    /// Granted scopes, when the provider said.
+    pub scopes: Option<Vec<String>>,
+    /// Non-secret token-response fields (Zoho `api_domain`) and callback data.
+    pub metadata: Map<String, Value>,
+    /// Increases with every write; a refresh compares it to know whether someone else already
+    /// refreshed.
+    pub version: i64,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRecord")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .field("metadata", &self.metadata)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// An authorization in progress: what the callback needs, keyed by the hash of `state`.
+#[derive(Clone)]
+pub struct PendingAuthorization {
+    /// The integration.
+    pub integration: IntegrationName,
+    /// Whose token this will be.
+    pub owner: TokenOwner,
+    /// The PKCE verifier.
+    pub verifier: SecretString,
+    /// The exact redirect URI sent.
+    pub redirect_uri: String,
+    /// Unix seconds after which the state is rejected.
+    pub expires_at: i64,
+}
+
+impl fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("integration", &self.integration)
+            .field("owner", &self.owner)
+            .field("verifier", &"[redacted]")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// An exclusive section for one credential, across every process sharing the store. Dropping
+/// it without [`commit`](TokenLock::commit) releases the lock and keeps nothing.
+#[async_trait]
+pub trait TokenLock: Send {
+    /// The token as stored now (read inside the lock).
+    async fn read(&mut self) -> Result<Option<TokenRecord>, StoreError>;
+    /// Replaces the token; returns the new version.
+    async fn write(&mut self, token: &TokenRecord) -> Result<i64, StoreError>;
+    /// Sets the integration's status.
+    async fn set_status(&mut self, status: IntegrationStatus, message: Option<&str>) -> Result<(), StoreError>;
+    /// Makes the writes durable and releases the lock.
+    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// Names and dates of stored secrets (values are never listed).
+#[derive(Clone, Debug, Serialize)]
+pub struct SecretInfo {
+    /// The name.
+    pub name: String,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// The store.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Adds or updates an integration; `client_secret` `None` keeps the stored one.
+    async fn put_integration(
+        &self,
+        name: &IntegrationName,
+        config: &IntegrationConfig,
+        client_secret: Option<&SecretString>,
+    ) -> Result<(), StoreError>;
+    /// One integration.
+    async fn get_integration(&self, name: &IntegrationName) -> Result<Option<IntegrationRecord>, StoreError>;
+    /// Every integration, by name.
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError>;
+    /// The client secret.
+    async fn client_secret(&self, name: &IntegrationName) -> Result<Option<SecretString>, StoreError>;
+    /// Removes an integration with its tokens; `false` when there was none.
+    async fn remove_integration(&self, name: &IntegrationName) -> Result<bool, StoreError>;
+    /// Sets an integration's status.
+    async fn set_status(
+        &self,
+        name: &IntegrationName,
+        status: IntegrationStatus,
+        message: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// A token.
+    async fn get_token(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Option<TokenRecord>, StoreError>;
+    /// Stores a token (outside any lock: first authorization); returns its version.
+    async fn put_token(&self, name: &IntegrationName, owner: &TokenOwner, token: &TokenRecord) -> Result<i64, StoreError>;
+    /// Takes the cross-process lock for one credential.
+    async fn lock_token(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Box<dyn TokenLock>, StoreError>;
+
+    /// Records a pending authorization under the hash of its `state`.
+    async fn put_pending(&self, state: &str, pending: &PendingAuthorization) -> Result<(), StoreError>;
+    /// Takes (and deletes: single use) the pending authorization for `state`.
+    async fn take_pending(&self, state: &str) -> Result<Option<PendingAuthorization>, StoreError>;
+
+    /// Stores a named secret.
+    async fn put_secret(&self, name: &str, value: &SecretString) -> Result<(), StoreError>;
+    /// Every secret, decrypted (for `{{secrets.NAME}}` at run time).
+    async fn all_secrets(&self) -> Result<Vec<(String, SecretString)>, StoreError>;
+    /// Names of stored secrets.
+    async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError>;
+    /// Removes a secret; `false` when there was none.
+    async fn remove_secret(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+/// The stored form of a token owner.
+pub fn owner_key(owner: &TokenOwner) -> String {
+    match owner {
+        TokenOwner::Workspace => "workspace".into(),
+        TokenOwner::Contact(id) => format!("contact:{id}"),
+    }
+}
+
+/// Parses [`owner_key`]'s output.
+pub fn parse_owner(key: &str) -> Option<TokenOwner> {
+    match key {
+        "workspace" => Some(TokenOwner::Workspace),
+        other => other.strip_prefix("contact:").map(|id| TokenOwner::Contact(id.to_string())),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
