@@ -18,7 +18,9 @@ const MAGIC: &[u8; 2] = b"T1";
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     /// The key material is not 32 bytes of base64.
-    #[error("{source_name} is not a valid master key: {reason}; a key is 32 random bytes in base64 (generate one with `openssl rand -base64 32`)")]
+    #[error(
+        "{source_name} is not a valid master key: {reason}; a key is 32 random bytes in base64 (generate one with `openssl rand -base64 32`)"
+    )]
     BadKey {
         /// Where the key came from (`TERN_MASTER_KEY` or a file path).
         source_name: String,
@@ -42,7 +44,9 @@ pub enum CryptoError {
         mode: u32,
     },
     /// The ciphertext was made with a key that is not in the keyring.
-    #[error("a stored value ({aad}) was encrypted with key {key_id}, which is not loaded; set TERN_MASTER_KEY (or restore the key file) to the key used when it was stored")]
+    #[error(
+        "a stored value ({aad}) was encrypted with key {key_id}, which is not loaded; set TERN_MASTER_KEY (or restore the key file) to the key used when it was stored"
+    )]
     UnknownKey {
         /// The key id in the ciphertext.
         key_id: String,
@@ -294,7 +298,9 @@ mod tests {
     fn keys_never_print() {
         let (k, text) = MasterKey::generate();
         assert!(!format!("{k:?}").contains(text.as_str()));
-        assert!(MasterKey::from_base64("c2hvcnQ=", "TERN_MASTER_KEY").unwrap_err().to_string().contains("TERN_MASTER_KEY"));
+        assert!(
+            MasterKey::from_base64("c2hvcnQ=", "TERN_MASTER_KEY").unwrap_err().to_string().contains("TERN_MASTER_KEY")
+        );
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct Grant {
     pub refresh_on_status: Vec<u16>,
     /// Whether [`TokenSource::refresh`] can produce a new token.
     pub refreshable: bool,
+    /// The stored token's version; a refresh after a rejection compares it to know whether
+    /// another caller already refreshed.
+    pub generation: i64,
 }
 
 /// Why no token could be had. Every message says what the operator should do.
@@ -92,6 +95,14 @@ pub enum TokenError {
         /// The integration.
         integration: IntegrationName,
         /// What went wrong (secrets masked).
+        reason: String,
+    },
+    /// The store failed.
+    #[error("integration `{integration}`: {reason}")]
+    Store {
+        /// The integration.
+        integration: IntegrationName,
+        /// The store's error.
         reason: String,
     },
     /// No token source is configured (for example `tern run` without a data directory).

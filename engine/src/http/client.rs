@@ -186,6 +186,18 @@ impl HttpResponse {
     }
 }
 
+/// One request exchange (possibly several hops).
+struct Exchange<'a> {
+    method: reqwest::Method,
+    url: &'a Url,
+    headers: &'a HeaderMap,
+    body: Option<Vec<u8>>,
+    json_body: bool,
+    timeout: Duration,
+    credential: Option<&'a Credential>,
+    max_redirects: usize,
+}
+
 /// The guarded HTTP client. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
@@ -221,16 +233,56 @@ impl HttpClient {
         req: &PreparedRequest,
         credential: Option<&Credential>,
     ) -> Result<HttpResponse, HttpError> {
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let mut url = req.url.clone();
-        let mut method = req.method.to_reqwest();
-        let mut body = req.body.as_ref().map(serde_json::to_vec).transpose().map_err(|e| HttpError::Transport {
+        let body = req.body.as_ref().map(serde_json::to_vec).transpose().map_err(|e| HttpError::Transport {
             url: display_url(&req.url),
             reason: format!("body could not be encoded: {e}"),
         })?;
-        let mut headers = Some(&req.headers);
-        let mut credential = credential;
-        for hop in 0..=self.policy.max_redirects {
+        let exchange = Exchange {
+            method: req.method.to_reqwest(),
+            url: &req.url,
+            headers: &req.headers,
+            body,
+            json_body: true,
+            timeout: req.timeout,
+            credential,
+            max_redirects: self.policy.max_redirects,
+        };
+        self.exchange(exchange).await
+    }
+
+    /// Sends a request with a ready-made body and headers (the token endpoint). With
+    /// `follow_redirects` false a redirect is returned as the response.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        timeout: Duration,
+        follow_redirects: bool,
+    ) -> Result<HttpResponse, HttpError> {
+        let exchange = Exchange {
+            method,
+            url: &url,
+            headers: &headers,
+            body: (!body.is_empty()).then_some(body),
+            json_body: false,
+            timeout,
+            credential: None,
+            max_redirects: if follow_redirects { self.policy.max_redirects } else { 0 },
+        };
+        self.exchange(exchange).await
+    }
+
+    async fn exchange(&self, x: Exchange<'_>) -> Result<HttpResponse, HttpError> {
+        let deadline = tokio::time::Instant::now() + x.timeout;
+        let first_origin = x.url.origin();
+        let mut url = x.url.clone();
+        let mut method = x.method;
+        let mut body = x.body;
+        let mut headers = Some(x.headers);
+        let mut credential = x.credential;
+        for hop in 0..=x.max_redirects {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(HttpError::Denied {
                     url: display_url(&url),
@@ -241,7 +293,7 @@ impl HttpClient {
                 .map_err(|reason| HttpError::Denied { url: display_url(&url), reason })?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
-                return Err(HttpError::Timeout { url: display_url(&url), timeout: req.timeout });
+                return Err(HttpError::Timeout { url: display_url(&url), timeout: x.timeout });
             }
             let mut rb = self.inner.request(method.clone(), url.clone()).timeout(remaining);
             if let Some(h) = headers.filter(|h| !h.is_empty()) {
@@ -251,13 +303,16 @@ impl HttpClient {
                 rb = rb.header(c.header.clone(), c.value.clone());
             }
             if let Some(b) = &body {
-                rb = rb.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(b.clone());
+                if x.json_body {
+                    rb = rb.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                }
+                rb = rb.body(b.clone());
             }
-            let resp = rb.send().await.map_err(|e| self.transport_error(&url, req.timeout, e))?;
+            let resp = rb.send().await.map_err(|e| self.transport_error(&url, x.timeout, e))?;
             let status = resp.status();
-            if matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
-                if hop == self.policy.max_redirects {
-                    return Err(HttpError::TooManyRedirects { url: display_url(&url), max: self.policy.max_redirects });
+            if x.max_redirects > 0 && matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+                if hop == x.max_redirects {
+                    return Err(HttpError::TooManyRedirects { url: display_url(&url), max: x.max_redirects });
                 }
                 let bad =
                     |reason: String| HttpError::BadRedirect { url: display_url(&url), status: status.as_u16(), reason };
@@ -268,7 +323,7 @@ impl HttpClient {
                     .to_str()
                     .map_err(|_| bad("not text".into()))?;
                 let next = url.join(location).map_err(|e| bad(e.to_string()))?;
-                if next.origin() != req.url.origin() {
+                if next.origin() != first_origin {
                     credential = None;
                     headers = None;
                 }
@@ -282,9 +337,9 @@ impl HttpClient {
                 url = next;
                 continue;
             }
-            return self.read(resp, url, req.timeout).await;
+            return self.read(resp, url, x.timeout).await;
         }
-        Err(HttpError::TooManyRedirects { url: display_url(&url), max: self.policy.max_redirects })
+        Err(HttpError::TooManyRedirects { url: display_url(&url), max: x.max_redirects })
     }
 
     async fn read(&self, mut resp: reqwest::Response, url: Url, timeout: Duration) -> Result<HttpResponse, HttpError> {

@@ -154,15 +154,8 @@ fn default_skew() -> u64 {
 
 /// Parameters Tern sets in the authorization request; `extra_authorize_params` cannot override
 /// them.
-pub const RESERVED_AUTHORIZE_PARAMS: &[&str] = &[
-    "state",
-    "code_challenge",
-    "code_challenge_method",
-    "redirect_uri",
-    "response_type",
-    "client_id",
-    "scope",
-];
+pub const RESERVED_AUTHORIZE_PARAMS: &[&str] =
+    &["state", "code_challenge", "code_challenge_method", "redirect_uri", "response_type", "client_id", "scope"];
 
 impl Default for IntegrationConfig {
     fn default() -> Self {
@@ -212,10 +205,11 @@ impl IntegrationConfig {
                 self.scope_delimiter = ",".into();
                 self.client_auth = ClientAuth::Body;
                 let dc = self.data_center.clone().unwrap_or_else(|| "us".into());
-                let (_, accounts, api) = ZOHO_DATA_CENTERS.iter().find(|(code, _, _)| *code == dc).ok_or_else(|| {
-                    let codes: Vec<&str> = ZOHO_DATA_CENTERS.iter().map(|d| d.0).collect();
-                    format!("unknown Zoho data center `{dc}`; known: {}", codes.join(", "))
-                })?;
+                let (_, accounts, api) =
+                    ZOHO_DATA_CENTERS.iter().find(|(code, _, _)| *code == dc).ok_or_else(|| {
+                        let codes: Vec<&str> = ZOHO_DATA_CENTERS.iter().map(|d| d.0).collect();
+                        format!("unknown Zoho data center `{dc}`; known: {}", codes.join(", "))
+                    })?;
                 self.data_center = Some(dc);
                 (format!("{accounts}/oauth/v2/auth"), format!("{accounts}/oauth/v2/token"), vec![(*api).to_string()])
             }
@@ -284,7 +278,10 @@ impl IntegrationConfig {
             }
             Kind::Static => {
                 if self.static_secret.is_none() {
-                    out.push("a static integration needs --static-secret NAME (set it with `tern secrets set NAME`)".to_string());
+                    out.push(
+                        "a static integration needs --static-secret NAME (set it with `tern secrets set NAME`)"
+                            .to_string(),
+                    );
                 }
             }
         }
@@ -333,16 +330,19 @@ mod tests {
 
     #[test]
     fn zoho_profile_per_data_center() {
-        let mut c = IntegrationConfig { profile: Some(Profile::Zoho), data_center: Some("eu".into()), ..Default::default() };
+        let mut c =
+            IntegrationConfig { profile: Some(Profile::Zoho), data_center: Some("eu".into()), ..Default::default() };
         c.apply_profile().unwrap();
         assert_eq!(c.token_url.unwrap().as_str(), "https://accounts.zoho.eu/oauth/v2/token");
         assert_eq!(c.api_origins, vec!["https://www.zohoapis.eu"]);
         assert_eq!(c.scope_delimiter, ",");
         assert_eq!(c.extra_authorize_params.get("access_type").map(String::as_str), Some("offline"));
-        let mut ca = IntegrationConfig { profile: Some(Profile::Zoho), data_center: Some("ca".into()), ..Default::default() };
+        let mut ca =
+            IntegrationConfig { profile: Some(Profile::Zoho), data_center: Some("ca".into()), ..Default::default() };
         ca.apply_profile().unwrap();
         assert_eq!(ca.authorization_url.unwrap().as_str(), "https://accounts.zohocloud.ca/oauth/v2/auth");
-        let mut bad = IntegrationConfig { profile: Some(Profile::Zoho), data_center: Some("mars".into()), ..Default::default() };
+        let mut bad =
+            IntegrationConfig { profile: Some(Profile::Zoho), data_center: Some("mars".into()), ..Default::default() };
         assert!(bad.apply_profile().unwrap_err().contains("mars"));
     }
 

@@ -1,4 +1,75 @@
 //! OAuth integrations: settings and provider profiles, the authorization flow (PKCE, state,
 //! callback), the token endpoint client and the token source that steps use.
+//!
+//! [`Integrations`] is the service: it starts and completes authorizations and implements
+//! [`TokenSource`](crate::TokenSource) over the store, with single-flight refresh inside the
+//! process (one async mutex per credential) and across processes (the store's token lock,
+//! then a re-read of the stored token).
 
+mod authorize;
 pub mod config;
+pub mod oauth;
+mod source;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub use authorize::{AuthError, AuthorizationStart, CallbackParams, Completed};
+
+use crate::http::HttpClient;
+use crate::ids::IntegrationName;
+use crate::secrets::SecretSource;
+use crate::store::Store;
+use crate::tokens::TokenOwner;
+
+/// How long a `state` stays valid.
+pub const STATE_TTL_SECS: i64 = 600;
+
+type CredentialKey = (IntegrationName, TokenOwner);
+
+/// The integrations service.
+pub struct Integrations {
+    store: Arc<dyn Store>,
+    http: HttpClient,
+    public_url: url::Url,
+    secrets: Arc<dyn SecretSource>,
+    flights: Mutex<HashMap<CredentialKey, Arc<tokio::sync::Mutex<()>>>>,
+    cache: Mutex<HashMap<CredentialKey, source::Cached>>,
+}
+
+impl std::fmt::Debug for Integrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Integrations")
+            .field("store", &self.store)
+            .field("public_url", &self.public_url.as_str())
+            .finish()
+    }
+}
+
+impl Integrations {
+    /// The service over a store. `public_url` is where Tern is reachable; the callback URL is
+    /// `{public_url}/oauth/callback`. `http` is used for token requests.
+    pub fn new(store: Arc<dyn Store>, http: HttpClient, public_url: url::Url, secrets: Arc<dyn SecretSource>) -> Self {
+        Self { store, http, public_url, secrets, flights: Mutex::default(), cache: Mutex::default() }
+    }
+
+    /// The callback URL to register at the provider.
+    pub fn callback_url(&self) -> url::Url {
+        callback_url(&self.public_url)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+/// `{public_url}/oauth/callback`.
+pub fn callback_url(public_url: &url::Url) -> url::Url {
+    let mut u = public_url.clone();
+    let path = format!("{}/oauth/callback", public_url.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u.set_query(None);
+    u.set_fragment(None);
+    u
+}

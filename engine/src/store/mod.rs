@@ -40,7 +40,9 @@ pub enum StoreError {
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     /// The master key does not match the data already stored.
-    #[error("the master key (id {key_id}) does not match the store at {location}, which was created with key {stored_key_id}; set TERN_MASTER_KEY to the original key or restore {location}'s master.key")]
+    #[error(
+        "the master key (id {key_id}) does not match the store at {location}, which was created with key {stored_key_id}; set TERN_MASTER_KEY to the original key or restore {location}'s master.key"
+    )]
     WrongKey {
         /// The loaded key's id.
         key_id: String,
@@ -50,7 +52,9 @@ pub enum StoreError {
         location: String,
     },
     /// The store holds data but no key was found.
-    #[error("the store at {location} holds encrypted data but no master key was found; set TERN_MASTER_KEY or restore master.key in the data directory")]
+    #[error(
+        "the store at {location} holds encrypted data but no master key was found; set TERN_MASTER_KEY or restore master.key in the data directory"
+    )]
     MissingKey {
         /// The store.
         location: String,
@@ -235,7 +239,12 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A token.
     async fn get_token(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Option<TokenRecord>, StoreError>;
     /// Stores a token (outside any lock: first authorization); returns its version.
-    async fn put_token(&self, name: &IntegrationName, owner: &TokenOwner, token: &TokenRecord) -> Result<i64, StoreError>;
+    async fn put_token(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        token: &TokenRecord,
+    ) -> Result<i64, StoreError>;
     /// Takes the cross-process lock for one credential.
     async fn lock_token(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Box<dyn TokenLock>, StoreError>;
 

@@ -66,7 +66,10 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("location", &self.location).field("key_id", &self.keys.current_id()).finish()
+        f.debug_struct("SqliteStore")
+            .field("location", &self.location)
+            .field("key_id", &self.keys.current_id())
+            .finish()
     }
 }
 
@@ -148,7 +151,8 @@ impl SqliteStore {
         }
         let location = path.display().to_string();
         let db_err = |source| StoreError::Database { location: location.clone(), source };
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).map_err(db_err)?.read_only(true);
+        let opts =
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).map_err(db_err)?.read_only(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.map_err(db_err)?;
         let has: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'")
             .fetch_optional(&pool)
@@ -157,8 +161,10 @@ impl SqliteStore {
         if has.is_none() {
             return Ok(false);
         }
-        let check: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM meta WHERE key='key_check'").fetch_optional(&pool).await.map_err(db_err)?;
+        let check: Option<i64> = sqlx::query_scalar("SELECT 1 FROM meta WHERE key='key_check'")
+            .fetch_optional(&pool)
+            .await
+            .map_err(db_err)?;
         pool.close().await;
         Ok(check.is_some())
     }
@@ -210,8 +216,10 @@ impl SqliteStore {
 
     fn decrypt_secret(&self, table: &str, row: &str, column: &str, blob: &[u8]) -> Result<SecretString, StoreError> {
         let plain = self.keys.decrypt(Aad { table, row, column }, blob)?;
-        let text = std::str::from_utf8(&plain)
-            .map_err(|_| StoreError::Corrupt { what: format!("{table}.{column} of {row}"), reason: "not UTF-8".into() })?;
+        let text = std::str::from_utf8(&plain).map_err(|_| StoreError::Corrupt {
+            what: format!("{table}.{column} of {row}"),
+            reason: "not UTF-8".into(),
+        })?;
         Ok(SecretString::from(text.to_string()))
     }
 
@@ -389,7 +397,8 @@ impl Store for SqliteStore {
     }
 
     async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM integrations ORDER BY name").fetch_all(&self.pool).await.map_err(self.db())?;
+        let rows =
+            sqlx::query("SELECT * FROM integrations ORDER BY name").fetch_all(&self.pool).await.map_err(self.db())?;
         rows.iter().map(|r| self.integration_row(r)).collect()
     }
 
@@ -429,7 +438,12 @@ impl Store for SqliteStore {
         read_token(self, &self.pool, name, owner).await
     }
 
-    async fn put_token(&self, name: &IntegrationName, owner: &TokenOwner, token: &TokenRecord) -> Result<i64, StoreError> {
+    async fn put_token(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        token: &TokenRecord,
+    ) -> Result<i64, StoreError> {
         write_token(self, &self.pool, name, owner, token).await
     }
 
@@ -478,7 +492,12 @@ impl Store for SqliteStore {
         Ok(Some(PendingAuthorization {
             integration: IntegrationName::new(r.get::<String, _>("integration")).map_err(corrupt)?,
             owner: parse_owner(&owner).ok_or_else(|| corrupt(format!("bad owner `{owner}`")))?,
-            verifier: self.decrypt_secret("pending_authorizations", &hash, "verifier", &r.get::<Vec<u8>, _>("verifier"))?,
+            verifier: self.decrypt_secret(
+                "pending_authorizations",
+                &hash,
+                "verifier",
+                &r.get::<Vec<u8>, _>("verifier"),
+            )?,
             redirect_uri: r.get("redirect_uri"),
             expires_at: r.get("expires_at"),
         }))
@@ -500,7 +519,10 @@ impl Store for SqliteStore {
     }
 
     async fn all_secrets(&self) -> Result<Vec<(String, SecretString)>, StoreError> {
-        let rows = sqlx::query("SELECT name, value FROM secrets ORDER BY name").fetch_all(&self.pool).await.map_err(self.db())?;
+        let rows = sqlx::query("SELECT name, value FROM secrets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?;
         rows.iter()
             .map(|r| {
                 let name: String = r.get("name");
@@ -511,13 +533,19 @@ impl Store for SqliteStore {
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, updated_at FROM secrets ORDER BY name").fetch_all(&self.pool).await.map_err(self.db())?;
+        let rows = sqlx::query("SELECT name, updated_at FROM secrets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?;
         Ok(rows.iter().map(|r| SecretInfo { name: r.get("name"), updated_at: r.get("updated_at") }).collect())
     }
 
     async fn remove_secret(&self, name: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM secrets WHERE name = ?").bind(name).execute(&self.pool).await.map_err(self.db())?;
+        let r = sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
         Ok(r.rows_affected() > 0)
     }
 }

@@ -36,7 +36,8 @@ pub async fn run_suite(store: &dyn Store) {
 }
 
 async fn integrations(store: &dyn Store) {
-    let mut config = IntegrationConfig { profile: Some(Profile::Teamleader), client_id: Some("cid".into()), ..Default::default() };
+    let mut config =
+        IntegrationConfig { profile: Some(Profile::Teamleader), client_id: Some("cid".into()), ..Default::default() };
     config.apply_profile().unwrap();
     let tl = name("teamleader");
     store.put_integration(&tl, &config, Some(&SecretString::from("client-secret-1".to_string()))).await.unwrap();
@@ -122,7 +123,10 @@ async fn secrets(store: &dyn Store) {
     let all = store.all_secrets().await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].1.expose_secret(), "k-2");
-    assert_eq!(store.list_secrets().await.unwrap().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["API_KEY", "OTHER"]);
+    assert_eq!(
+        store.list_secrets().await.unwrap().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["API_KEY", "OTHER"]
+    );
     assert!(store.remove_secret("OTHER").await.unwrap());
     assert!(!store.remove_secret("OTHER").await.unwrap());
 }

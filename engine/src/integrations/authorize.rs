@@ -1,0 +1,222 @@
+//! The authorization-code flow with PKCE (SECURITY R8): `begin` builds the provider URL with an
+//! S256 challenge and a 256-bit `state` stored (hashed, with the verifier and the exact redirect
+//! URI) for ten minutes; `complete` takes the state once, rejects forged, replayed or expired
+//! ones before any token request, surfaces the provider's `error=`, exchanges the code and
+//! stores the token with its metadata.
+
+use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, Scope};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::config::{Kind, Profile, RESERVED_AUTHORIZE_PARAMS, ZOHO_DATA_CENTERS};
+use super::oauth::{self, TokenEndpointError};
+use super::{Integrations, STATE_TTL_SECS};
+use crate::ids::IntegrationName;
+use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, now};
+use crate::tokens::TokenOwner;
+
+/// Why an authorization could not start or finish. Messages are safe to show to a person.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No such integration.
+    #[error("integration `{0}` does not exist; add it with `tern integrations add {0} …`")]
+    Unknown(IntegrationName),
+    /// The integration is not of the authorization-code kind.
+    #[error(
+        "integration `{name}` is a {kind} integration; only authorization_code integrations are authorized in a browser"
+    )]
+    WrongKind {
+        /// The integration.
+        name: IntegrationName,
+        /// Its kind.
+        kind: &'static str,
+    },
+    /// The integration's settings are incomplete.
+    #[error("integration `{name}` cannot be authorized yet: {}", problems.join("; "))]
+    Incomplete {
+        /// The integration.
+        name: IntegrationName,
+        /// What is missing.
+        problems: Vec<String>,
+    },
+    /// The callback had no `state`.
+    #[error("the callback has no `state`; start again with `tern integrations authorize`")]
+    MissingState,
+    /// The `state` is unknown: forged, or already used.
+    #[error("the callback's `state` is unknown or was already used; start the authorization again")]
+    UnknownState,
+    /// The `state` expired.
+    #[error("the authorization took longer than {} minutes; start it again", STATE_TTL_SECS / 60)]
+    Expired,
+    /// The provider reported an error on the callback (`error=`).
+    #[error("the provider refused the authorization: {error}{}", description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Provider {
+        /// The `error` parameter.
+        error: String,
+        /// The `error_description` parameter.
+        description: Option<String>,
+    },
+    /// The callback had no `code`.
+    #[error("the callback has neither `code` nor `error`")]
+    MissingCode,
+    /// The callback named an accounts server that is not one of the provider's.
+    #[error(
+        "the callback names accounts server `{0}`, which is not a known Zoho accounts server; refusing to send the code there"
+    )]
+    BadAccountsServer(String),
+    /// The code exchange failed.
+    #[error("exchanging the code failed: {0}")]
+    Exchange(#[from] TokenEndpointError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where to send the person.
+#[derive(Clone, Debug)]
+pub struct AuthorizationStart {
+    /// The provider's authorization URL.
+    pub url: url::Url,
+    /// The redirect URI in it.
+    pub redirect_uri: url::Url,
+    /// Unix seconds after which the callback is rejected.
+    pub expires_at: i64,
+}
+
+/// The query of `GET /oauth/callback`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CallbackParams {
+    /// The authorization code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The state.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// An OAuth error code.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Its description.
+    #[serde(default)]
+    pub error_description: Option<String>,
+    /// Zoho: the data center.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Zoho: the accounts server to exchange the code at.
+    #[serde(default, rename = "accounts-server")]
+    pub accounts_server: Option<String>,
+}
+
+/// A finished authorization.
+#[derive(Clone, Debug)]
+pub struct Completed {
+    /// The integration.
+    pub integration: IntegrationName,
+    /// Whose token it is.
+    pub owner: TokenOwner,
+}
+
+impl Integrations {
+    /// Starts an authorization for `owner`.
+    pub async fn begin(&self, name: &IntegrationName, owner: TokenOwner) -> Result<AuthorizationStart, AuthError> {
+        let rec = self.store.get_integration(name).await?.ok_or_else(|| AuthError::Unknown(name.clone()))?;
+        let config = rec.config;
+        if config.kind != Kind::AuthorizationCode {
+            return Err(AuthError::WrongKind { name: name.clone(), kind: config.kind.as_str() });
+        }
+        let problems = config.problems();
+        let (Some(auth_url), Some(token_url), true) =
+            (&config.authorization_url, &config.token_url, problems.is_empty())
+        else {
+            return Err(AuthError::Incomplete { name: name.clone(), problems });
+        };
+        let secret = self.store.client_secret(name).await?;
+        let redirect = self.callback_url();
+        let client = oauth::full_client(&config, secret.as_ref(), auth_url, token_url, &redirect);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = client.authorize_url(|| CsrfToken::new_random_len(32)).set_pkce_challenge(challenge);
+        if !config.scopes.is_empty() {
+            req = req.add_scope(Scope::new(config.scopes.join(&config.scope_delimiter)));
+        }
+        for (k, v) in &config.extra_authorize_params {
+            if !RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str()) {
+                req = req.add_extra_param(k.clone(), v.clone());
+            }
+        }
+        let (url, state) = req.url();
+        let expires_at = now() + STATE_TTL_SECS;
+        let pending = PendingAuthorization {
+            integration: name.clone(),
+            owner,
+            verifier: SecretString::from(verifier.secret().clone()),
+            redirect_uri: redirect.to_string(),
+            expires_at,
+        };
+        self.store.put_pending(state.secret(), &pending).await?;
+        Ok(AuthorizationStart { url, redirect_uri: redirect, expires_at })
+    }
+
+    /// Completes an authorization from the callback's query.
+    pub async fn complete(&self, params: &CallbackParams) -> Result<Completed, AuthError> {
+        let state = params.state.as_deref().filter(|s| !s.is_empty()).ok_or(AuthError::MissingState)?;
+        let pending = self.store.take_pending(state).await?.ok_or(AuthError::UnknownState)?;
+        if pending.expires_at < now() {
+            return Err(AuthError::Expired);
+        }
+        if let Some(error) = &params.error {
+            return Err(AuthError::Provider { error: error.clone(), description: params.error_description.clone() });
+        }
+        let code = params.code.as_deref().filter(|c| !c.is_empty()).ok_or(AuthError::MissingCode)?;
+        let name = &pending.integration;
+        let rec = self.store.get_integration(name).await?.ok_or_else(|| AuthError::Unknown(name.clone()))?;
+        let mut config = rec.config;
+        // Zoho: exchange at the accounts server of the person's data center, if it is a real one.
+        if config.profile == Some(Profile::Zoho)
+            && let Some(server) = &params.accounts_server
+        {
+            let server = server.trim_end_matches('/');
+            let (dc, accounts, api) = ZOHO_DATA_CENTERS
+                .iter()
+                .find(|(_, a, _)| *a == server)
+                .ok_or_else(|| AuthError::BadAccountsServer(server.to_string()))?;
+            config.data_center = Some((*dc).to_string());
+            config.token_url = url::Url::parse(&format!("{accounts}/oauth/v2/token")).ok();
+            config.authorization_url = url::Url::parse(&format!("{accounts}/oauth/v2/auth")).ok();
+            if !config.api_origins.iter().any(|o| o == api) {
+                config.api_origins = vec![(*api).to_string()];
+            }
+            self.store.put_integration(name, &config, None).await?;
+        }
+        let (Some(auth_url), Some(token_url)) = (&config.authorization_url, &config.token_url) else {
+            return Err(AuthError::Incomplete { name: name.clone(), problems: config.problems() });
+        };
+        let redirect = url::Url::parse(&pending.redirect_uri)
+            .map_err(|e| StoreError::Corrupt { what: "pending authorization".into(), reason: e.to_string() })?;
+        let secret = self.store.client_secret(name).await?;
+        let client = oauth::full_client(&config, secret.as_ref(), auth_url, token_url, &redirect);
+        let http = self.http.clone();
+        let send = move |req| {
+            let http = http.clone();
+            async move { oauth::send(&http, req).await }
+        };
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.expose_secret().to_string()))
+            .request_async(&send)
+            .await
+            .map_err(oauth::classify)?;
+        let mut record = response.into_record(config.profile, None);
+        for (k, v) in [("location", &params.location), ("accounts_server", &params.accounts_server)] {
+            if let Some(v) = v {
+                record.metadata.insert(k.to_string(), Value::String(v.clone()));
+            }
+        }
+        self.store.put_token(name, &pending.owner, &record).await?;
+        if pending.owner == TokenOwner::Workspace {
+            self.store.set_status(name, IntegrationStatus::Authorized, None).await?;
+        }
+        self.forget(name, &pending.owner);
+        tracing::info!(integration = %name, "authorization complete");
+        Ok(Completed { integration: name.clone(), owner: pending.owner })
+    }
+}

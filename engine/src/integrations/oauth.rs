@@ -1,0 +1,286 @@
+//! The token endpoint, through the `oauth2` crate with two adaptations real providers need:
+//!
+//! - [`TernTokenResponse`] accepts `expires_in` as a number or a string (Azure v1, NetSuite),
+//!   a missing `expires_in` (GitHub, Intercom: the token does not expire), `token_type` in any
+//!   case, scopes separated by spaces or commas, and keeps every other field (Zoho's
+//!   `api_domain`) as metadata.
+//! - The HTTP adapter sends token requests through Tern's guarded client (SSRF guard, timeout,
+//!   size cap, no redirects) and turns form-encoded responses (GitHub without `Accept`) into
+//!   JSON before `oauth2` parses them.
+
+use std::time::Duration;
+
+use oauth2::basic::{
+    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
+use oauth2::{
+    AccessToken, AuthType, AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, StandardRevocableToken, TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use super::config::{ClientAuth, IntegrationConfig, Profile};
+use crate::http::{HttpClient, HttpError};
+use crate::store::{TokenRecord, now};
+
+/// A token response as real providers send them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TernTokenResponse {
+    access_token: AccessToken,
+    #[serde(default = "bearer", deserialize_with = "token_type_any_case")]
+    token_type: BasicTokenType,
+    #[serde(default, deserialize_with = "number_or_string")]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    refresh_token: Option<RefreshToken>,
+    #[serde(default, deserialize_with = "scopes_any_delimiter")]
+    scope: Option<Vec<Scope>>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+fn bearer() -> BasicTokenType {
+    BasicTokenType::Bearer
+}
+
+fn token_type_any_case<'de, D: Deserializer<'de>>(d: D) -> Result<BasicTokenType, D::Error> {
+    let s = String::deserialize(d)?;
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "bearer" => BasicTokenType::Bearer,
+        "mac" => BasicTokenType::Mac,
+        other => BasicTokenType::Extension(other.to_string()),
+    })
+}
+
+fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    Ok(match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                .ok_or_else(|| D::Error::custom(format!("expires_in {n} is not a non-negative number")))?,
+        ),
+        Some(Value::String(s)) => {
+            Some(s.trim().parse().map_err(|_| D::Error::custom(format!("expires_in `{s}` is not a number")))?)
+        }
+        Some(other) => return Err(D::Error::custom(format!("expires_in must be a number, found {other}"))),
+    })
+}
+
+fn scopes_any_delimiter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Scope>>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.and_then(|v| match v {
+        Value::String(s) => {
+            Some(s.split([' ', ',']).filter(|x| !x.is_empty()).map(|x| Scope::new(x.to_string())).collect())
+        }
+        Value::Array(items) => {
+            Some(items.iter().filter_map(Value::as_str).map(|x| Scope::new(x.to_string())).collect())
+        }
+        _ => None,
+    }))
+}
+
+impl oauth2::TokenResponse for TernTokenResponse {
+    type TokenType = BasicTokenType;
+    fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+    fn token_type(&self) -> &BasicTokenType {
+        &self.token_type
+    }
+    fn expires_in(&self) -> Option<Duration> {
+        self.expires_in.map(Duration::from_secs)
+    }
+    fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+    fn scopes(&self) -> Option<&Vec<Scope>> {
+        self.scope.as_ref()
+    }
+}
+
+/// Fields of a token response that are never kept as metadata (they are secrets or tokens).
+fn is_secretish(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("token") || k.contains("secret") || k.contains("password") || k.contains("code")
+}
+
+impl TernTokenResponse {
+    /// The record to store. `previous_refresh` is kept when the provider did not send a new
+    /// refresh token (Zoho, Google).
+    pub fn into_record(self, profile: Option<Profile>, previous_refresh: Option<SecretString>) -> TokenRecord {
+        let mut expires_in = self.expires_in;
+        // Zoho once sent expires_in in milliseconds with expires_in_sec beside it.
+        if let Some(sec) =
+            self.extra.get("expires_in_sec").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        {
+            expires_in = Some(sec);
+        } else if profile == Some(Profile::Zoho) && expires_in.is_some_and(|e| e > 86_400 * 2) {
+            expires_in = expires_in.map(|ms| ms / 1000);
+        }
+        let metadata: Map<String, Value> = self.extra.into_iter().filter(|(k, _)| !is_secretish(k)).collect();
+        TokenRecord {
+            access_token: SecretString::from(self.access_token.secret().clone()),
+            refresh_token: self.refresh_token.map(|r| SecretString::from(r.secret().clone())).or(previous_refresh),
+            expires_at: expires_in.map(|s| now().saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            scopes: self.scope.map(|s| s.into_iter().map(|x| x.to_string()).collect()),
+            metadata,
+            version: 0,
+        }
+    }
+}
+
+/// The `oauth2` client type Tern uses.
+pub type OAuthClient<HasAuthUrl, HasTokenUrl> = oauth2::Client<
+    BasicErrorResponse,
+    TernTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    HasAuthUrl,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    HasTokenUrl,
+>;
+
+/// A client for the token endpoint only.
+pub fn token_client(
+    config: &IntegrationConfig,
+    secret: Option<&SecretString>,
+    token_url: &url::Url,
+) -> OAuthClient<EndpointNotSet, EndpointSet> {
+    let mut c = oauth2::Client::new(ClientId::new(config.client_id.clone().unwrap_or_default()))
+        .set_token_uri(TokenUrl::from_url(token_url.clone()))
+        .set_auth_type(match config.client_auth {
+            ClientAuth::Basic => AuthType::BasicAuth,
+            ClientAuth::Body => AuthType::RequestBody,
+        });
+    if let Some(s) = secret {
+        c = c.set_client_secret(ClientSecret::new(s.expose_secret().to_string()));
+    }
+    c
+}
+
+/// A client for the authorization and token endpoints with a redirect URI.
+pub fn full_client(
+    config: &IntegrationConfig,
+    secret: Option<&SecretString>,
+    auth_url: &url::Url,
+    token_url: &url::Url,
+    redirect: &url::Url,
+) -> OAuthClient<EndpointSet, EndpointSet> {
+    token_client(config, secret, token_url)
+        .set_auth_uri(AuthUrl::from_url(auth_url.clone()))
+        .set_redirect_uri(RedirectUrl::from_url(redirect.clone()))
+}
+
+/// Why a token request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenEndpointError {
+    /// The provider refused the grant (`invalid_grant`): the refresh token or code is dead.
+    #[error("the provider rejected the grant (invalid_grant){}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    InvalidGrant {
+        /// The provider's `error_description`.
+        description: Option<String>,
+    },
+    /// The provider answered with another OAuth error.
+    #[error("the provider answered `{error}`{}", description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    OAuth {
+        /// The `error` code.
+        error: String,
+        /// The provider's `error_description`.
+        description: Option<String>,
+    },
+    /// The request could not be made or the answer was not a token response.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// The HTTP adapter's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AdapterError(String);
+
+/// Sends an `oauth2` request through Tern's guarded client.
+pub async fn send(client: &HttpClient, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, AdapterError> {
+    let (parts, body) = req.into_parts();
+    let url = url::Url::parse(&parts.uri.to_string()).map_err(|e| AdapterError(format!("bad token URL: {e}")))?;
+    let resp = client
+        .send_raw(parts.method, url, parts.headers, body, Duration::from_secs(15), false)
+        .await
+        .map_err(|e: HttpError| AdapterError(e.to_string()))?;
+    let status = resp.status;
+    let ct = resp.content_type().to_ascii_lowercase();
+    let mut body = resp.body.clone();
+    let mut headers = resp.headers.clone();
+    if ct.starts_with("application/x-www-form-urlencoded") || (ct.starts_with("text/plain") && body.contains(&b'=')) {
+        // GitHub answers form-encoded unless asked for JSON (and sometimes mislabels it).
+        let map: Map<String, Value> =
+            url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect();
+        body = serde_json::to_vec(&map).unwrap_or_default();
+        headers.insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
+    } else if !ct.contains("json") {
+        let excerpt: String = String::from_utf8_lossy(&body[..body.len().min(200)]).chars().take(80).collect();
+        return Err(AdapterError(format!(
+            "the token endpoint answered {status} with content type `{ct}` instead of JSON (body starts with {excerpt:?})"
+        )));
+    }
+    let mut out = http::Response::builder().status(status.as_u16());
+    if let Some(h) = out.headers_mut() {
+        *h = headers;
+    }
+    out.body(body).map_err(|e| AdapterError(e.to_string()))
+}
+
+/// Maps `oauth2`'s error into ours, keeping `invalid_grant` distinct.
+pub fn classify(e: RequestTokenError<AdapterError, BasicErrorResponse>) -> TokenEndpointError {
+    match e {
+        RequestTokenError::ServerResponse(r) => match r.error() {
+            BasicErrorResponseType::InvalidGrant => {
+                TokenEndpointError::InvalidGrant { description: r.error_description().cloned() }
+            }
+            other => {
+                TokenEndpointError::OAuth { error: other.to_string(), description: r.error_description().cloned() }
+            }
+        },
+        RequestTokenError::Request(e) => TokenEndpointError::Transport(e.0),
+        RequestTokenError::Parse(e, _) => {
+            TokenEndpointError::Transport(format!("the token response could not be read: {e}"))
+        }
+        RequestTokenError::Other(s) => TokenEndpointError::Transport(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oauth2::TokenResponse as _;
+
+    #[test]
+    fn lenient_token_responses() {
+        let r: TernTokenResponse = serde_json::from_str(
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":"3599","scope":"a,b c","api_domain":"https://www.zohoapis.eu","id_token":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.expires_in(), Some(Duration::from_secs(3599)));
+        assert_eq!(r.token_type(), &BasicTokenType::Bearer);
+        assert_eq!(r.scopes().unwrap().len(), 3);
+        let rec = r.into_record(None, Some(SecretString::from("old-rt".to_string())));
+        assert_eq!(rec.refresh_token.unwrap().expose_secret(), "old-rt");
+        assert_eq!(rec.metadata.get("api_domain"), Some(&Value::from("https://www.zohoapis.eu")));
+        assert!(!rec.metadata.contains_key("id_token"), "token-like fields are not metadata");
+
+        let r: TernTokenResponse = serde_json::from_str(r#"{"access_token":"a","token_type":"bearer"}"#).unwrap();
+        assert_eq!(r.expires_in(), None);
+        assert!(r.into_record(None, None).expires_at.is_none());
+
+        let z: TernTokenResponse =
+            serde_json::from_str(r#"{"access_token":"a","expires_in":3600000,"expires_in_sec":3600}"#).unwrap();
+        let rec = z.into_record(Some(Profile::Zoho), None);
+        assert!((rec.expires_at.unwrap() - now() - 3600).abs() <= 2);
+    }
+}

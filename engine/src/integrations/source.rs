@@ -1,0 +1,283 @@
+//! [`TokenSource`] over the store: fresh tokens for steps, refreshed before they expire or once
+//! after a rejection, single-flight inside the process and across processes, rotation-safe.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use oauth2::{RefreshToken, Scope};
+use reqwest::header::{HeaderName, HeaderValue};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use super::config::Kind;
+use super::oauth::{self, TokenEndpointError};
+use super::{CredentialKey, Integrations};
+use crate::ids::IntegrationName;
+use crate::store::{IntegrationRecord, IntegrationStatus, StoreError, TokenRecord, now};
+use crate::tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
+
+/// How long a grant is served from memory before the store is consulted again.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+pub(super) struct Cached {
+    grant: Grant,
+    expires_at: Option<i64>,
+    skew: i64,
+    fetched: Instant,
+}
+
+impl Cached {
+    fn usable(&self) -> bool {
+        self.fetched.elapsed() < CACHE_TTL && !expiring(self.expires_at, self.skew)
+    }
+}
+
+fn expiring(expires_at: Option<i64>, skew: i64) -> bool {
+    expires_at.is_some_and(|t| t - now() <= skew)
+}
+
+fn for_whom(owner: &TokenOwner) -> String {
+    match owner {
+        TokenOwner::Workspace => String::new(),
+        TokenOwner::Contact(id) => format!(" for contact `{id}`"),
+    }
+}
+
+impl Integrations {
+    fn store_err(name: &IntegrationName) -> impl Fn(StoreError) -> TokenError + '_ {
+        move |e| TokenError::Store { integration: name.clone(), reason: e.to_string() }
+    }
+
+    fn flight(&self, key: &CredentialKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        flights.entry(key.clone()).or_default().clone()
+    }
+
+    pub(super) fn forget(&self, name: &IntegrationName, owner: &TokenOwner) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&(name.clone(), owner.clone()));
+    }
+
+    fn remember(&self, key: CredentialKey, grant: &Grant, expires_at: Option<i64>, skew: i64) {
+        let cached = Cached { grant: grant.clone(), expires_at, skew, fetched: Instant::now() };
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, cached);
+    }
+
+    async fn record(&self, name: &IntegrationName) -> Result<IntegrationRecord, TokenError> {
+        self.store
+            .get_integration(name)
+            .await
+            .map_err(Self::store_err(name))?
+            .ok_or_else(|| TokenError::Unknown { integration: name.clone() })
+    }
+
+    fn make_grant(rec: &IntegrationRecord, token: &TokenRecord) -> Result<Grant, TokenError> {
+        let credential =
+            Credential::bearer(token.access_token.expose_secret()).ok_or_else(|| TokenError::Provider {
+                integration: rec.name.clone(),
+                reason: "the access token contains characters that cannot go into a header".into(),
+            })?;
+        let refreshable = token.refresh_token.is_some() || rec.config.kind == Kind::ClientCredentials;
+        Ok(Grant {
+            credential,
+            api_origins: rec.config.origins(),
+            refresh_on_status: rec.config.refresh_on_status.clone(),
+            refreshable,
+            generation: token.version,
+        })
+    }
+
+    fn static_grant(&self, rec: &IntegrationRecord) -> Result<Grant, TokenError> {
+        let secret_name = rec.config.static_secret.clone().unwrap_or_default();
+        let value = self.secrets.get(&secret_name).ok_or_else(|| TokenError::NotAuthorized {
+            integration: rec.name.clone(),
+            for_whom: format!(" (secret `{secret_name}` is not set; `tern secrets set {secret_name}`)"),
+        })?;
+        let header = rec.config.static_header.as_deref().unwrap_or("Authorization");
+        let bad = |reason: &str| TokenError::Provider { integration: rec.name.clone(), reason: reason.to_string() };
+        let header =
+            HeaderName::from_bytes(header.as_bytes()).map_err(|_| bad("static_header is not a header name"))?;
+        let text = if header == reqwest::header::AUTHORIZATION {
+            format!("Bearer {}", value.expose_secret())
+        } else {
+            value.expose_secret().to_string()
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| bad("the secret cannot go into a header"))?;
+        value.set_sensitive(true);
+        Ok(Grant {
+            credential: Credential { header, value },
+            api_origins: rec.config.origins(),
+            refresh_on_status: Vec::new(),
+            refreshable: false,
+            generation: 0,
+        })
+    }
+
+    /// Refreshes (or, for service accounts, fetches) the token unless someone already did since
+    /// version `seen`. Single-flight in this process; the store lock covers other processes.
+    async fn refresh_token(
+        &self,
+        rec: &IntegrationRecord,
+        owner: &TokenOwner,
+        seen: i64,
+    ) -> Result<TokenRecord, TokenError> {
+        let name = &rec.name;
+        let skew = i64::try_from(rec.config.refresh_skew_secs).unwrap_or(300);
+        let key = (name.clone(), owner.clone());
+        let flight = self.flight(&key);
+        let _in_process = flight.lock().await;
+        // Another task of this process may have refreshed while we waited.
+        if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
+            && t.version > seen
+            && !expiring(t.expires_at, skew)
+        {
+            return Ok(t);
+        }
+        let mut lock = self.store.lock_token(name, owner).await.map_err(Self::store_err(name))?;
+        let current = lock.read().await.map_err(Self::store_err(name))?;
+        if let Some(t) = &current
+            && t.version > seen
+            && !expiring(t.expires_at, skew)
+        {
+            // Another process refreshed while we waited for the lock.
+            let t = t.clone();
+            lock.commit().await.map_err(Self::store_err(name))?;
+            return Ok(t);
+        }
+        let current_version = current.as_ref().map_or(0, |t| t.version);
+        let token_url = rec.config.token_url.clone().ok_or_else(|| TokenError::Provider {
+            integration: name.clone(),
+            reason: "no token URL is configured".into(),
+        })?;
+        let secret = self.store.client_secret(name).await.map_err(Self::store_err(name))?;
+        let client = oauth::token_client(&rec.config, secret.as_ref(), &token_url);
+        let http = self.http.clone();
+        let send = move |req| {
+            let http = http.clone();
+            async move { oauth::send(&http, req).await }
+        };
+        let previous_refresh = current.as_ref().and_then(|t| t.refresh_token.clone());
+        let result = match rec.config.kind {
+            Kind::ClientCredentials => {
+                let mut req = client.exchange_client_credentials();
+                if !rec.config.scopes.is_empty() {
+                    req = req.add_scope(Scope::new(rec.config.scopes.join(&rec.config.scope_delimiter)));
+                }
+                req.request_async(&send).await
+            }
+            _ => {
+                let Some(rt) = &previous_refresh else {
+                    drop(lock);
+                    return Err(TokenError::NeedsReauthorization {
+                        integration: name.clone(),
+                        reason: "the token expired and the provider issued no refresh token".into(),
+                    });
+                };
+                let rt = RefreshToken::new(rt.expose_secret().to_string());
+                client.exchange_refresh_token(&rt).request_async(&send).await
+            }
+        };
+        match result.map_err(oauth::classify) {
+            Ok(resp) => {
+                let mut fresh = resp.into_record(rec.config.profile, previous_refresh);
+                // Keep metadata the provider sends only once (Zoho's api_domain on refresh is
+                // repeated, but callback data such as `location` is not).
+                if let Some(old) = &current {
+                    let mut merged: Map<String, Value> = old.metadata.clone();
+                    merged.extend(fresh.metadata);
+                    fresh.metadata = merged;
+                }
+                // Rotation is durable before the new token is used (SECURITY R5).
+                fresh.version = lock.write(&fresh).await.map_err(Self::store_err(name))?;
+                if *owner == TokenOwner::Workspace {
+                    lock.set_status(IntegrationStatus::Authorized, None).await.map_err(Self::store_err(name))?;
+                }
+                lock.commit().await.map_err(Self::store_err(name))?;
+                tracing::info!(integration = %name, version = fresh.version, "token refreshed");
+                Ok(fresh)
+            }
+            Err(TokenEndpointError::InvalidGrant { description }) => {
+                drop(lock);
+                // Another process may have rotated the refresh token: read the store once more.
+                if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
+                    && t.version > current_version
+                {
+                    return Ok(t);
+                }
+                let reason = format!(
+                    "the provider rejected the refresh token (invalid_grant{}); run `tern integrations authorize {name}`",
+                    description.map(|d| format!(": {d}")).unwrap_or_default()
+                );
+                if *owner == TokenOwner::Workspace {
+                    self.store
+                        .set_status(name, IntegrationStatus::NeedsReauthorization, Some(&reason))
+                        .await
+                        .map_err(Self::store_err(name))?;
+                }
+                self.forget(name, owner);
+                tracing::warn!(integration = %name, "refresh token rejected; needs re-authorization");
+                Err(TokenError::NeedsReauthorization { integration: name.clone(), reason })
+            }
+            Err(e) => Err(TokenError::Provider { integration: name.clone(), reason: e.to_string() }),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenSource for Integrations {
+    async fn grant(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Grant, TokenError> {
+        let key = (name.clone(), owner.clone());
+        if let Some(c) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key).filter(|c| c.usable()) {
+            return Ok(c.grant.clone());
+        }
+        let rec = self.record(name).await?;
+        if rec.config.kind == Kind::Static {
+            return self.static_grant(&rec);
+        }
+        if rec.config.kind == Kind::AuthorizationCode && *owner == TokenOwner::Workspace {
+            match rec.status {
+                IntegrationStatus::NeedsReauthorization => {
+                    return Err(TokenError::NeedsReauthorization {
+                        integration: name.clone(),
+                        reason: rec.status_message.clone().unwrap_or_else(|| "the refresh token was rejected".into()),
+                    });
+                }
+                IntegrationStatus::Incomplete => {
+                    return Err(TokenError::NotAuthorized { integration: name.clone(), for_whom: String::new() });
+                }
+                IntegrationStatus::Authorized => {}
+            }
+        }
+        let skew = i64::try_from(rec.config.refresh_skew_secs).unwrap_or(300);
+        let stored = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?;
+        let token = match stored {
+            None if rec.config.kind == Kind::ClientCredentials => self.refresh_token(&rec, owner, 0).await?,
+            None => return Err(TokenError::NotAuthorized { integration: name.clone(), for_whom: for_whom(owner) }),
+            Some(t)
+                if expiring(t.expires_at, skew)
+                    && (t.refresh_token.is_some() || rec.config.kind == Kind::ClientCredentials) =>
+            {
+                self.refresh_token(&rec, owner, t.version).await?
+            }
+            Some(t) => t,
+        };
+        let grant = Self::make_grant(&rec, &token)?;
+        self.remember(key, &grant, token.expires_at, skew);
+        Ok(grant)
+    }
+
+    async fn refresh(&self, name: &IntegrationName, owner: &TokenOwner, rejected: &Grant) -> Result<Grant, TokenError> {
+        self.forget(name, owner);
+        let rec = self.record(name).await?;
+        let token = self.refresh_token(&rec, owner, rejected.generation).await?;
+        let grant = Self::make_grant(&rec, &token)?;
+        let skew = i64::try_from(rec.config.refresh_skew_secs).unwrap_or(300);
+        self.remember((name.clone(), owner.clone()), &grant, token.expires_at, skew);
+        Ok(grant)
+    }
+
+    async fn metadata(&self, name: &IntegrationName) -> Result<Map<String, Value>, TokenError> {
+        let token = self.store.get_token(name, &TokenOwner::Workspace).await.map_err(Self::store_err(name))?;
+        Ok(token.map(|t| t.metadata).unwrap_or_default())
+    }
+}
