@@ -1,7 +1,11 @@
 //! Command-line interface: one module per subcommand.
 
+pub mod context;
+mod integrations;
 mod run;
 mod schema;
+mod secret_input;
+mod secrets;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +27,8 @@ const EXIT_CODES: &str =
 #[derive(Debug, Parser)]
 #[command(name = "tern", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
+    #[command(flatten)]
+    shared: context::Shared,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +41,10 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Print the JSON Schema of the flow format.
     Schema(schema::SchemaArgs),
+    /// Manage OAuth integrations (add, list, show, authorize, remove).
+    Integrations(integrations::IntegrationsArgs),
+    /// Manage named secrets for `{{secrets.NAME}}`.
+    Secrets(secrets::SecretsArgs),
 }
 
 /// The step types available to flows.
@@ -45,9 +55,11 @@ pub fn registry() -> Registry {
 /// Runs the chosen subcommand.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run::run(args).await,
+        Command::Run(args) => run::run(&cli.shared, args).await,
         Command::Validate(args) => validate::validate(args),
         Command::Schema(args) => schema::schema(args),
+        Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
+        Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
     }
 }
 

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
-use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
-use tern_engine::secrets::EnvSecrets;
-use tern_engine::{Engine, Message, ReplySink, RunInput, RunLimits, RunResult, RunStatus, VarName};
+use tern_engine::http::Outbound;
+use tern_engine::secrets::SecretSource;
+use tern_engine::{Engine, Message, ReplySink, RunInput, RunLimits, RunResult, RunStatus, TokenSource, VarName};
+
+use super::context::Shared;
 
 use super::Failed;
 
@@ -31,9 +33,6 @@ pub struct RunArgs {
     /// Print the run result (replies, variables, step trace) as JSON instead of the replies.
     #[arg(long)]
     json: bool,
-    /// Allow requests to private, loopback and link-local addresses (local development).
-    #[arg(long, env = "TERN_ALLOW_PRIVATE_NETWORK", value_parser = clap::builder::FalseyValueParser::new())]
-    allow_private_network: bool,
     /// The conversation id the run sees as `{{conversation.id}}`.
     #[arg(long, default_value = "cli")]
     conversation: String,
@@ -49,20 +48,30 @@ fn parse_var(s: &str) -> Result<(VarName, Value), String> {
     Ok((name, value))
 }
 
-/// The engine the CLI runs flows with.
-pub fn engine(allow_private_network: bool) -> anyhow::Result<Engine> {
-    let client = HttpClient::new(HttpPolicy { allow_private_network, ..HttpPolicy::default() })?;
+/// The engine the CLI runs flows with. With a store, integrations and stored secrets are
+/// available; without one, only `TERN_SECRET_*` secrets.
+pub async fn engine(shared: &Shared, with_store: bool) -> anyhow::Result<Engine> {
+    let client = shared.http()?;
+    let (tokens, secrets): (Option<Arc<dyn TokenSource>>, Arc<dyn SecretSource>) = if with_store {
+        let store = shared.open_store().await?;
+        let secrets = shared.secrets(Some(&*store)).await?;
+        (Some(shared.integrations(store).await? as Arc<dyn TokenSource>), secrets)
+    } else {
+        (None, shared.secrets(None).await?)
+    };
     Ok(Engine {
         registry: Arc::new(super::registry()),
-        outbound: Outbound { client, tokens: None },
-        secrets: Arc::new(EnvSecrets),
+        outbound: Outbound { client, tokens },
+        secrets,
         limits: RunLimits::default(),
     })
 }
 
-pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(args.allow_private_network)?;
-    let flow = super::load_file(&args.flow, &engine.registry)?;
+pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let registry = super::registry();
+    let flow = super::load_file(&args.flow, &registry)?;
+    // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
+    let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store()).await?;
     let interactive = std::io::stdin().is_terminal() && !args.json;
     let mut messages = args.messages.into_iter();
     let mut next_message = move || -> anyhow::Result<Option<String>> {

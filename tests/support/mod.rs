@@ -187,10 +187,29 @@ impl Flows {
     }
 }
 
-/// The `tern` binary built for these tests, with a clean environment.
+/// A directory removed when the test process ends.
+fn scratch_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+}
+
+/// A fresh, empty data directory.
+pub fn fresh_data_dir() -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    scratch_root().join(format!("data-{n}"))
+}
+
+/// The `tern` binary built for these tests, with a clean environment and its own empty data
+/// directory (pass `--data-dir` to share one between commands).
 pub fn tern() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
-    cmd.env_remove("TERN_ALLOW_PRIVATE_NETWORK").env_remove("RUST_LOG");
+    for var in
+        ["TERN_ALLOW_PRIVATE_NETWORK", "RUST_LOG", "TERN_MASTER_KEY", "TERN_MASTER_KEY_PREVIOUS", "TERN_PUBLIC_URL"]
+    {
+        cmd.env_remove(var);
+    }
+    cmd.env("TERN_DATA_DIR", fresh_data_dir());
     cmd
 }
 

@@ -1,0 +1,143 @@
+//! What every subcommand shares: the data directory with the store and its master key, the
+//! public URL, and the outbound HTTP policy.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use secrecy::SecretString;
+use tern_engine::crypto::{self, Keyring, MasterKey};
+use tern_engine::http::{HttpClient, HttpPolicy};
+use tern_engine::integrations::Integrations;
+use tern_engine::secrets::{EnvSecrets, SecretSource};
+use tern_engine::store::{SqliteStore, Store};
+
+/// Options shared by every subcommand.
+#[derive(Clone, Debug, Args)]
+pub struct Shared {
+    /// Where Tern keeps its SQLite store and master key file.
+    #[arg(long, global = true, env = "TERN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The URL Tern is reachable at; the OAuth callback is `{public_url}/oauth/callback`.
+    #[arg(long, global = true, env = "TERN_PUBLIC_URL", default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub public_url: url::Url,
+    /// Allow requests to private, loopback and link-local addresses (local development, tests).
+    #[arg(long, global = true, env = "TERN_ALLOW_PRIVATE_NETWORK", value_parser = clap::builder::FalseyValueParser::new())]
+    pub allow_private_network: bool,
+}
+
+/// The database file in a data directory.
+pub const DB_FILE: &str = "tern.db";
+
+impl Shared {
+    /// The data directory: `--data-dir`, `TERN_DATA_DIR`, or `$XDG_DATA_HOME/tern`
+    /// (`~/.local/share/tern`).
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("tern")
+    }
+
+    /// Whether the data directory already has a store.
+    pub fn has_store(&self) -> bool {
+        self.data_dir().join(DB_FILE).exists()
+    }
+
+    /// The guarded HTTP client.
+    pub fn http(&self) -> anyhow::Result<HttpClient> {
+        Ok(HttpClient::new(HttpPolicy { allow_private_network: self.allow_private_network, ..HttpPolicy::default() })?)
+    }
+
+    /// Opens the store, creating the data directory, the database and the key file on first
+    /// use. A store that holds data without its key fails closed.
+    pub async fn open_store(&self) -> anyhow::Result<Arc<SqliteStore>> {
+        let dir = self.data_dir();
+        create_private_dir(&dir)?;
+        let db = dir.join(DB_FILE);
+        let keys = load_keyring(&dir, &db).await?;
+        let store = SqliteStore::open(&db, keys).await?;
+        Ok(Arc::new(store))
+    }
+
+    /// The integrations service over the store.
+    pub async fn integrations(&self, store: Arc<SqliteStore>) -> anyhow::Result<Arc<Integrations>> {
+        let secrets = self.secrets(Some(&*store)).await?;
+        Ok(Arc::new(Integrations::new(store, self.http()?, self.public_url.clone(), secrets)))
+    }
+
+    /// `{{secrets.NAME}}`: the store's secrets, then `TERN_SECRET_<NAME>`.
+    pub async fn secrets(&self, store: Option<&dyn Store>) -> anyhow::Result<Arc<dyn SecretSource>> {
+        let stored = match store {
+            Some(s) => s.all_secrets().await?,
+            None => Vec::new(),
+        };
+        Ok(Arc::new(Layered { stored: stored.into_iter().collect() }))
+    }
+}
+
+/// Stored secrets first, then the environment.
+struct Layered {
+    stored: std::collections::HashMap<String, SecretString>,
+}
+
+impl SecretSource for Layered {
+    fn get(&self, name: &str) -> Option<SecretString> {
+        self.stored.get(name).cloned().or_else(|| EnvSecrets.get(name))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict data directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The keyring: `TERN_MASTER_KEY` or the key file (created on first use), plus the previous key
+/// during a rotation (`TERN_MASTER_KEY_PREVIOUS`, or the file a rotation left behind).
+pub async fn load_keyring(dir: &Path, db: &Path) -> anyhow::Result<Keyring> {
+    let key_file = dir.join(crypto::KEY_FILE);
+    let next_file = dir.join(crypto::NEXT_KEY_FILE);
+    let mut older = Vec::new();
+    let current = match std::env::var(crypto::MASTER_KEY_ENV) {
+        Ok(text) => MasterKey::from_base64(&text, crypto::MASTER_KEY_ENV)?,
+        Err(_) if next_file.exists() => {
+            // A rotation was interrupted after re-encrypting: the next key decrypts the rows it
+            // wrote, the old one the rest.
+            if key_file.exists() {
+                older.push(crypto::read_key_file(&key_file)?);
+            }
+            crypto::read_key_file(&next_file)?
+        }
+        Err(_) if key_file.exists() => crypto::read_key_file(&key_file)?,
+        Err(_) => {
+            if SqliteStore::is_initialized(db).await? {
+                anyhow::bail!(tern_engine::store::StoreError::MissingKey { location: db.display().to_string() });
+            }
+            let (key, text) = MasterKey::generate();
+            crypto::write_key_file(&key_file, &text)?;
+            eprintln!(
+                "note: created a new master key at {} (back it up; without it the store cannot be read)",
+                key_file.display()
+            );
+            key
+        }
+    };
+    if let Ok(text) = std::env::var(crypto::PREVIOUS_KEY_ENV) {
+        older.push(MasterKey::from_base64(&text, crypto::PREVIOUS_KEY_ENV)?);
+    }
+    Ok(older.into_iter().fold(Keyring::new(current), Keyring::with_older))
+}

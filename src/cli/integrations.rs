@@ -1,0 +1,342 @@
+//! `tern integrations add|list|show|authorize|remove`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use tern_engine::IntegrationName;
+use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_origin};
+use tern_engine::integrations::{CallbackParams, Integrations};
+use tern_engine::store::{Store, now};
+use tern_engine::tokens::TokenOwner;
+
+use super::context::Shared;
+use super::secret_input::read_secret;
+
+#[derive(Debug, Args)]
+pub struct IntegrationsArgs {
+    #[command(subcommand)]
+    command: IntegrationsCommand,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KindArg {
+    AuthorizationCode,
+    ClientCredentials,
+    Static,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClientAuthArg {
+    Basic,
+    Body,
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The integration's name, used in flows as `"integration": "NAME"`.
+    name: IntegrationName,
+    /// Provider preset: teamleader, zoho, google, microsoft, github, intercom.
+    #[arg(long, value_parser = Profile::parse)]
+    profile: Option<Profile>,
+    /// Data center for multi-DC providers (Zoho: us, eu, in, au, cn, jp, ca, sa; Intercom: us, eu, au).
+    #[arg(long)]
+    data_center: Option<String>,
+    /// How tokens are obtained.
+    #[arg(long, value_enum, default_value = "authorization-code")]
+    kind: KindArg,
+    /// The OAuth client id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Read the client secret from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "client_secret_file")]
+    client_secret_env: Option<String>,
+    /// Read the client secret from this file.
+    #[arg(long, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// Read the client secret from standard input.
+    #[arg(long, conflicts_with_all = ["client_secret_env", "client_secret_file"])]
+    client_secret_stdin: bool,
+    /// Scopes, separated by spaces or commas.
+    #[arg(long, default_value = "")]
+    scopes: String,
+    /// The authorization endpoint.
+    #[arg(long)]
+    authorization_url: Option<url::Url>,
+    /// The token endpoint.
+    #[arg(long)]
+    token_url: Option<url::Url>,
+    /// An origin the token may be sent to (repeat for several).
+    #[arg(long = "api-origin", value_name = "ORIGIN")]
+    api_origins: Vec<String>,
+    /// Client authentication at the token endpoint.
+    #[arg(long, value_enum)]
+    client_auth: Option<ClientAuthArg>,
+    /// An extra authorization parameter KEY=VALUE (repeat for several).
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_kv)]
+    params: Vec<(String, String)>,
+    /// Statuses that mean "token rejected" (default 401).
+    #[arg(long, value_delimiter = ',')]
+    refresh_on_status: Vec<u16>,
+    /// For `static`: the secret holding the key (see `tern secrets set`).
+    #[arg(long)]
+    static_secret: Option<String>,
+    /// For `static`: the header to send it in (default Authorization, as a Bearer token).
+    #[arg(long)]
+    static_header: Option<String>,
+    /// Replace an existing integration of the same name (its tokens are kept).
+    #[arg(long)]
+    update: bool,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[derive(Debug, Subcommand)]
+enum IntegrationsCommand {
+    /// Add an integration and print the callback URL to register at the provider.
+    Add(Box<AddArgs>),
+    /// List integrations with their status.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one integration (never its secrets) and its callback URL.
+    Show {
+        /// The integration.
+        name: IntegrationName,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Authorize an integration in a browser (authorization code + PKCE).
+    Authorize {
+        /// The integration.
+        name: IntegrationName,
+        /// Do not try to open a browser; just print the URL.
+        #[arg(long)]
+        no_browser: bool,
+        /// How long to wait for the callback, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Remove an integration and its tokens.
+    Remove {
+        /// The integration.
+        name: IntegrationName,
+    },
+}
+
+pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Result<ExitCode> {
+    let store = shared.open_store().await?;
+    let service = shared.integrations(store.clone()).await?;
+    match args.command {
+        IntegrationsCommand::Add(a) => add(&service, *a).await,
+        IntegrationsCommand::List { json } => list(&*store, json).await,
+        IntegrationsCommand::Show { name, json } => show(&service, &name, json).await,
+        IntegrationsCommand::Authorize { name, no_browser, timeout } => {
+            authorize(shared, service, &name, no_browser, Duration::from_secs(timeout)).await
+        }
+        IntegrationsCommand::Remove { name } => {
+            anyhow::ensure!(store.remove_integration(&name).await?, "no integration named `{name}`");
+            println!("integration `{name}` removed with its tokens");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
+    let store = service.store();
+    if !a.update && store.get_integration(&a.name).await?.is_some() {
+        anyhow::bail!("integration `{}` already exists; pass --update to change it, or remove it first", a.name);
+    }
+    let mut config = IntegrationConfig {
+        kind: match a.kind {
+            KindArg::AuthorizationCode => Kind::AuthorizationCode,
+            KindArg::ClientCredentials => Kind::ClientCredentials,
+            KindArg::Static => Kind::Static,
+        },
+        client_id: a.client_id,
+        scopes: a.scopes.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        authorization_url: a.authorization_url,
+        token_url: a.token_url,
+        api_origins: a.api_origins.iter().map(|o| o.trim_end_matches('/').to_string()).collect(),
+        extra_authorize_params: a.params.into_iter().collect::<BTreeMap<_, _>>(),
+        profile: a.profile,
+        data_center: a.data_center,
+        static_secret: a.static_secret,
+        static_header: a.static_header,
+        ..IntegrationConfig::default()
+    };
+    if !a.refresh_on_status.is_empty() {
+        config.refresh_on_status = a.refresh_on_status;
+    }
+    config.apply_profile().map_err(anyhow::Error::msg)?;
+    if let Some(ca) = a.client_auth {
+        config.client_auth = match ca {
+            ClientAuthArg::Basic => ClientAuth::Basic,
+            ClientAuthArg::Body => ClientAuth::Body,
+        };
+    }
+    for o in &config.api_origins {
+        parse_origin(o).map_err(anyhow::Error::msg)?;
+    }
+    let problems = config.problems();
+    anyhow::ensure!(problems.is_empty(), "integration `{}` is not complete:\n  - {}", a.name, problems.join("\n  - "));
+    let secret = if a.client_secret_env.is_some() || a.client_secret_file.is_some() || a.client_secret_stdin {
+        Some(read_secret(a.client_secret_env.as_deref(), a.client_secret_file.as_ref(), "client secret")?)
+    } else {
+        None
+    };
+    if secret.is_none() && config.kind == Kind::ClientCredentials {
+        anyhow::bail!(
+            "a client_credentials integration needs a client secret (--client-secret-env, --client-secret-file or --client-secret-stdin)"
+        );
+    }
+    store.put_integration(&a.name, &config, secret.as_ref()).await?;
+    println!("integration `{}` saved ({}).", a.name, config.kind.as_str());
+    if config.kind == Kind::AuthorizationCode {
+        println!("Register this callback URL at the provider:\n  {}", service.callback_url());
+        println!("Then run: tern integrations authorize {}", a.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list(store: &dyn Store, as_json: bool) -> anyhow::Result<ExitCode> {
+    let all = store.list_integrations().await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if all.is_empty() {
+        println!("no integrations; add one with `tern integrations add NAME --profile …`");
+    }
+    for r in all {
+        println!(
+            "{:<20} {:<19} {:<22} {}",
+            r.name,
+            r.config.kind.as_str(),
+            r.status.as_str(),
+            r.config.api_origins.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> anyhow::Result<ExitCode> {
+    let store = service.store();
+    let rec = store.get_integration(name).await?.with_context(|| format!("no integration named `{name}`"))?;
+    let token = store.get_token(name, &TokenOwner::Workspace).await?;
+    let token_info = token.map(|t| {
+        json!({
+            "expires_in_secs": t.expires_at.map(|e| e - now()),
+            "has_refresh_token": t.refresh_token.is_some(),
+            "scopes": t.scopes,
+            "metadata": t.metadata,
+            "version": t.version,
+        })
+    });
+    let out = json!({
+        "integration": rec,
+        "callback_url": service.callback_url().as_str(),
+        "token": token_info,
+    });
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const ALL_SET: &str = "All set! Your authorization is complete!";
+
+async fn authorize(
+    shared: &Shared,
+    service: Arc<Integrations>,
+    name: &IntegrationName,
+    no_browser: bool,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let start = service.begin(name, TokenOwner::Workspace).await?;
+    let callback = start.redirect_uri.clone();
+    let host = callback.host_str().context("the public URL has no host")?.to_string();
+    let port = callback.port_or_known_default().context("the public URL has no port")?;
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await.with_context(|| {
+        format!("cannot listen on {host}:{port} for the callback (is `tern serve` running there? set --public-url to a free address)")
+    })?;
+    println!("Open this URL in a browser to authorize `{name}`:");
+    println!("{}", start.url);
+    std::io::Write::flush(&mut std::io::stdout()).ok();
+    if !no_browser {
+        open_browser(start.url.as_str());
+    }
+    eprintln!("waiting for the callback on {callback} …");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(), String>>(1);
+    let path = callback.path().to_string();
+    let app = axum::Router::new().route(
+        &path,
+        axum::routing::get(move |q: axum::extract::Query<CallbackParams>| {
+            let service = service.clone();
+            let tx = tx.clone();
+            async move {
+                let result = service.complete(&q.0).await.map(|_| ()).map_err(|e| e.to_string());
+                let page = callback_page(&result);
+                let _ = tx.send(result).await;
+                page
+            }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let outcome = tokio::time::timeout(timeout, rx.recv()).await;
+    // Let the browser receive its page before the server stops.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.abort();
+    let _ = shared;
+    match outcome {
+        Ok(Some(Ok(()))) => {
+            println!("{ALL_SET}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Some(Err(e))) => Err(super::Failed(format!("authorization of `{name}` failed: {e}")).into()),
+        _ => {
+            Err(super::Failed(format!("no callback arrived within {} s; run the command again", timeout.as_secs()))
+                .into())
+        }
+    }
+}
+
+/// The page the browser shows after the callback; the provider's error text is escaped.
+pub fn callback_page(result: &Result<(), String>) -> axum::response::Html<String> {
+    let (title, body) = match result {
+        Ok(()) => (ALL_SET.to_string(), "You can close this window.".to_string()),
+        Err(e) => ("Authorization failed".to_string(), html_escape::encode_text(e).into_owned()),
+    };
+    axum::response::Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tern</title></head>\
+         <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>{}</h1><p>{body}</p></body></html>",
+        html_escape::encode_text(&title)
+    ))
+}
+
+fn open_browser(url: &str) {
+    for cmd in ["xdg-open", "open"] {
+        if std::process::Command::new(cmd)
+            .arg(url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `tern secrets set|list|remove`: named secrets for `{{secrets.NAME}}`, stored encrypted.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::context::Shared;
+use super::secret_input::{SecretInput, read_secret};
+
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    command: SecretsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Store a secret (value from --from-env, --from-file or standard input; never argv).
+    Set {
+        /// The name used in templates as `{{secrets.NAME}}`.
+        name: String,
+        #[command(flatten)]
+        input: SecretInput,
+    },
+    /// List secret names (values are never shown).
+    List,
+    /// Remove a secret.
+    Remove {
+        /// The name.
+        name: String,
+    },
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "secret names use letters, digits and `_` (got `{name}`)"
+    );
+    Ok(())
+}
+
+pub async fn secrets(shared: &Shared, args: SecretsArgs) -> anyhow::Result<ExitCode> {
+    let store = shared.open_store().await?;
+    match args.command {
+        SecretsCommand::Set { name, input } => {
+            check_name(&name)?;
+            let value =
+                read_secret(input.from_env.as_deref(), input.from_file.as_ref(), &format!("value of secret {name}"))?;
+            tern_engine::store::Store::put_secret(&*store, &name, &value).await?;
+            println!("secret `{name}` stored; use it as {{{{secrets.{name}}}}}");
+        }
+        SecretsCommand::List => {
+            let list = tern_engine::store::Store::list_secrets(&*store).await?;
+            if list.is_empty() {
+                println!("no secrets; add one with `tern secrets set NAME`");
+            }
+            for s in list {
+                println!("{}", s.name);
+            }
+        }
+        SecretsCommand::Remove { name } => {
+            if !tern_engine::store::Store::remove_secret(&*store, &name).await? {
+                anyhow::bail!("no secret named `{name}`");
+            }
+            println!("secret `{name}` removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
