@@ -4,6 +4,7 @@
 mod support;
 
 mod http_steps;
+mod integrations;
 mod run_cli;
 mod schema;
 mod validate;

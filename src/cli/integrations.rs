@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::json;
+use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_origin};
-use tern_engine::integrations::{CallbackParams, Integrations};
+use tern_engine::integrations::{AuthError, CallbackParams, Integrations};
 use tern_engine::store::{Store, now};
 use tern_engine::tokens::TokenOwner;
 
@@ -251,8 +251,39 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
     });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let c = &rec.config;
+    let opt = |u: &Option<url::Url>| u.as_ref().map_or("-".to_string(), url::Url::to_string);
+    println!("name:              {}", rec.name);
+    println!("kind:              {}", c.kind.as_str());
+    println!(
+        "status:            {}{}",
+        rec.status.as_str(),
+        rec.status_message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+    );
+    if let Some(p) = c.profile {
+        println!(
+            "profile:           {}{}",
+            serde_json::to_value(p)?.as_str().unwrap_or(""),
+            c.data_center.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+        );
+    }
+    println!("client id:         {}", c.client_id.as_deref().unwrap_or("-"));
+    println!("client secret:     {}", if rec.client_secret_set { "set" } else { "not set" });
+    println!("scopes:            {}", c.scopes.join(&c.scope_delimiter));
+    println!("authorization URL: {}", opt(&c.authorization_url));
+    println!("token URL:         {}", opt(&c.token_url));
+    println!("API origins:       {}", c.api_origins.join(", "));
+    println!("client auth:       {}", serde_json::to_value(c.client_auth)?.as_str().unwrap_or(""));
+    println!("callback URL:      {}", service.callback_url());
+    match &out["token"] {
+        Value::Null => println!("token:             none"),
+        t => println!(
+            "token:             {}, refresh token {}",
+            t["expires_in_secs"].as_i64().map_or("never expires".to_string(), |s| format!("expires in {s} s")),
+            if t["has_refresh_token"] == true { "stored" } else { "none" }
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -288,9 +319,17 @@ async fn authorize(
             let service = service.clone();
             let tx = tx.clone();
             async move {
-                let result = service.complete(&q.0).await.map(|_| ()).map_err(|e| e.to_string());
+                let result = service.complete(&q.0).await;
+                // A callback with a forged or stale state is answered but does not end the wait:
+                // anyone can send one, and the real one may still come.
+                let ends_wait = !matches!(result, Err(AuthError::UnknownState | AuthError::MissingState));
+                let result = result.map(|_| ()).map_err(|e| e.to_string());
                 let page = callback_page(&result);
-                let _ = tx.send(result).await;
+                if ends_wait {
+                    let _ = tx.send(result).await;
+                } else {
+                    tracing::warn!("ignored a callback with an unknown state");
+                }
                 page
             }
         }),

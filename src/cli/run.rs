@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// The contact id the run sees as `{{contact.id}}`.
     #[arg(long, default_value = "cli-user")]
     contact: String,
+    /// Run this many conversations concurrently with the same messages (a quick load test);
+    /// prints a summary instead of the replies.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    repeat: usize,
 }
 
 fn parse_var(s: &str) -> Result<(VarName, Value), String> {
@@ -72,6 +76,9 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let flow = super::load_file(&args.flow, &registry)?;
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
     let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store()).await?;
+    if args.repeat > 1 {
+        return repeat(&engine, &flow, &args).await;
+    }
     let interactive = std::io::stdin().is_terminal() && !args.json;
     let mut messages = args.messages.into_iter();
     let mut next_message = move || -> anyhow::Result<Option<String>> {
@@ -154,5 +161,41 @@ impl Collected {
     fn add(&mut self, r: &RunResult) {
         self.replies.extend(r.replies.iter().filter_map(|x| serde_json::to_value(x).ok()));
         self.trace.extend(r.trace.iter().filter_map(|x| serde_json::to_value(x).ok()));
+    }
+}
+
+/// `--repeat N`: N conversations at once, each fed the same messages.
+async fn repeat(engine: &Engine, flow: &tern_engine::CompiledFlow, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let runs = (0..args.repeat).map(|i| async move {
+        let input = |text: &str| RunInput {
+            conversation_id: format!("{}-{i}", args.conversation),
+            contact: json!({ "id": format!("{}-{i}", args.contact) }),
+            message: Message { text: text.to_string(), id: None },
+        };
+        let mut messages = args.messages.iter();
+        let first = messages.next().map(String::as_str).unwrap_or_default();
+        let mut result = engine.start(flow, input(first), Map::new(), None).await;
+        for text in messages {
+            let Some(snapshot) = result.snapshot.take() else { break };
+            result = engine.resume(flow, snapshot, input(text), None).await;
+        }
+        result
+    });
+    let results = futures_util::future::join_all(runs).await;
+    let failed: Vec<&RunResult> = results.iter().filter(|r| r.status == RunStatus::Failed).collect();
+    let summary = json!({
+        "runs": results.len(),
+        "completed": results.iter().filter(|r| r.status == RunStatus::Completed).count(),
+        "paused": results.iter().filter(|r| r.status == RunStatus::Paused).count(),
+        "failed": failed.len(),
+        "seconds": started.elapsed().as_secs_f64(),
+        "first_errors": failed.iter().take(3).map(|r| &r.error).collect::<Vec<_>>(),
+    });
+    println!("{}", if args.json { serde_json::to_string_pretty(&summary)? } else { summary.to_string() });
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failed(format!("{} of {} runs failed", failed.len(), results.len())).into())
     }
 }

@@ -37,6 +37,12 @@ fn expiring(expires_at: Option<i64>, skew: i64) -> bool {
     expires_at.is_some_and(|t| t - now() <= skew)
 }
 
+/// A token someone else just refreshed is used unless it is already expired: the skew is for
+/// deciding *when* to refresh, and refreshing again would only burn the provider's rate limit.
+fn usable_after_refresh(expires_at: Option<i64>) -> bool {
+    !expiring(expires_at, 0)
+}
+
 fn for_whom(owner: &TokenOwner) -> String {
     match owner {
         TokenOwner::Workspace => String::new(),
@@ -122,14 +128,13 @@ impl Integrations {
         seen: i64,
     ) -> Result<TokenRecord, TokenError> {
         let name = &rec.name;
-        let skew = i64::try_from(rec.config.refresh_skew_secs).unwrap_or(300);
         let key = (name.clone(), owner.clone());
         let flight = self.flight(&key);
         let _in_process = flight.lock().await;
         // Another task of this process may have refreshed while we waited.
         if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
             && t.version > seen
-            && !expiring(t.expires_at, skew)
+            && usable_after_refresh(t.expires_at)
         {
             return Ok(t);
         }
@@ -137,7 +142,7 @@ impl Integrations {
         let current = lock.read().await.map_err(Self::store_err(name))?;
         if let Some(t) = &current
             && t.version > seen
-            && !expiring(t.expires_at, skew)
+            && usable_after_refresh(t.expires_at)
         {
             // Another process refreshed while we waited for the lock.
             let t = t.clone();

@@ -1,0 +1,356 @@
+//! OAuth integrations end to end: `tern integrations add` and `authorize` against the test
+//! authorization server (the browser is played by an HTTP client), then flows that use the
+//! token, expiry, refresh, rotation, 401 retry, invalid_grant, origin binding, lenient token
+//! responses and single-flight refresh under 1000 concurrent runs in one and two processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+use crate::support::{Flows, Run, fresh_data_dir, tern};
+
+struct Env {
+    auth: AuthServer,
+    data: PathBuf,
+    public_url: String,
+    flows: Flows,
+    /// Everything every command printed, for the secret scanner.
+    outputs: std::cell::RefCell<Vec<String>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            auth: AuthServer::start(),
+            data: fresh_data_dir(),
+            public_url: format!("http://127.0.0.1:{}", free_port()),
+            flows: Flows::new(),
+            outputs: Default::default(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = tern();
+        c.env("TERN_DATA_DIR", &self.data)
+            .env("TERN_PUBLIC_URL", &self.public_url)
+            .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+            .env("CS", CLIENT_SECRET);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let r = Run { output: self.cmd().args(args).output().unwrap() };
+        self.outputs.borrow_mut().push(format!("{}{}", r.stdout(), r.stderr()));
+        r
+    }
+
+    fn add(&self, extra: &[&str]) -> Run {
+        let auth = self.auth.url();
+        let mut args = vec![
+            "integrations".to_string(),
+            "add".into(),
+            "crm".into(),
+            "--client-id".into(),
+            CLIENT_ID.into(),
+            "--client-secret-env".into(),
+            "CS".into(),
+            "--authorization-url".into(),
+            format!("{auth}/authorize"),
+            "--token-url".into(),
+            format!("{auth}/token"),
+            "--api-origin".into(),
+            auth.clone(),
+            "--scopes".into(),
+            "contacts offline".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&refs)
+    }
+
+    /// Runs `tern integrations authorize crm`, plays the browser, returns (command, callback page).
+    fn authorize(&self) -> (Run, String) {
+        let mut child = self
+            .cmd()
+            .args(["integrations", "authorize", "crm", "--no-browser", "--timeout", "20"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut printed = String::new();
+        let url = loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "authorize printed no URL: {printed}");
+            printed.push_str(&line);
+            if line.starts_with("http") {
+                break line.trim().to_string();
+            }
+        };
+        let page = browser(&url);
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let run = Run { output: std::process::Output { stdout: format!("{printed}{rest}").into_bytes(), ..output } };
+        self.outputs.borrow_mut().push(format!("{}{}{page}", run.stdout(), run.stderr()));
+        (run, page)
+    }
+
+    fn flow(&self, origin: &str) -> PathBuf {
+        self.flows.write("crm", &json!({
+            "version": 1, "id": "crm", "variables": {"id": "c1a2"},
+            "steps": [
+                {"id": "lookup", "type": "fetch_variables", "integration": "crm",
+                 "request": {"method": "POST", "url": format!("{origin}/api/contacts.info"), "body": {"id": "{{id}}"}},
+                 "variables": {"last_name": "data.last_name"}},
+                {"id": "greet", "type": "send_message", "text": "Hello {{last_name}}"}
+            ]
+        }))
+    }
+
+    fn run_flow(&self, extra: &[&str]) -> Run {
+        let path = self.flow(&self.auth.url());
+        let mut args = vec!["run", path.to_str().unwrap(), "-m", "hi"];
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    fn show(&self) -> Value {
+        serde_json::from_str(&self.run(&["integrations", "show", "crm", "--json"]).stdout()).unwrap()
+    }
+
+    /// The secret scanner: no client secret, code, verifier or token in anything printed, nor
+    /// in plaintext in the data directory.
+    fn assert_no_secrets_leaked(&self) {
+        let outputs = self.outputs.borrow().join("\n");
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(&self.data).unwrap() {
+            files.extend(std::fs::read(e.unwrap().path()).unwrap_or_default());
+        }
+        for secret in self.auth.secrets() {
+            assert!(!outputs.contains(&secret), "{secret} leaked into command output");
+            assert!(!files.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} stored in plaintext");
+        }
+    }
+}
+
+/// Plays the browser: follows the provider's redirect to Tern's callback and returns the page.
+fn browser(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let resp = client.get(url).send().await.unwrap();
+        let location = resp.headers().get("location").expect("provider redirects").to_str().unwrap().to_string();
+        client.get(location).send().await.unwrap().text().await.unwrap()
+    })
+}
+
+#[test]
+fn add_authorize_and_fetch_with_injected_token() {
+    let env = Env::new();
+    let r = env.add(&[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let callback = format!("{}/oauth/callback", env.public_url);
+    assert!(r.stdout().contains(&callback), "add prints the callback URL: {}", r.stdout());
+    let before = env.show();
+    assert_eq!(before["integration"]["status"], "incomplete");
+    assert_eq!(before["integration"]["client_secret_set"], true);
+
+    // Not authorized yet: a clear error that says what to do.
+    let r = env.run_flow(&[]);
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("tern integrations authorize crm"), "{}", r.stderr());
+
+    let (auth, page) = env.authorize();
+    assert_eq!(auth.code(), 0, "{}\n{}", auth.stdout(), auth.stderr());
+    assert!(auth.stdout().contains("All set! Your authorization is complete!"));
+    assert!(page.contains("All set! Your authorization is complete!"), "{page}");
+    assert_eq!(env.auth.redirect_uris(), vec![callback], "exact redirect URI");
+    let shown = env.show();
+    assert_eq!(shown["integration"]["status"], "authorized");
+    assert_eq!(shown["token"]["has_refresh_token"], true);
+
+    let r = env.run_flow(&[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "Hello Bachman\n");
+    let headers = env.auth.api_auth_headers();
+    assert!(headers.last().unwrap().starts_with("Bearer at_"), "{headers:?}");
+    assert_eq!(env.auth.token_requests("refresh_token"), 0);
+    env.assert_no_secrets_leaked();
+}
+
+#[test]
+fn expiring_token_is_refreshed_and_rotated() {
+    let env = Env::new();
+    env.auth.set(|f| f.expires_in = 60); // inside the 5-minute skew: every use refreshes first
+    env.add(&[]);
+    assert_eq!(env.authorize().0.code(), 0);
+    for i in 1..=2 {
+        let r = env.run_flow(&[]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        // Each refresh used the refresh token the previous one returned (the server rejects
+        // a rotated-out one), so rotation was stored before use.
+        assert_eq!(env.auth.token_requests("refresh_token"), i);
+    }
+    env.assert_no_secrets_leaked();
+}
+
+#[test]
+fn unauthorized_response_refreshes_once_and_retries() {
+    let env = Env::new();
+    env.add(&[]);
+    assert_eq!(env.authorize().0.code(), 0);
+    env.auth.revoke_access_tokens();
+    let r = env.run_flow(&[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(env.auth.token_requests("refresh_token"), 1);
+    let headers = env.auth.api_auth_headers();
+    assert_eq!(headers.len(), 2, "the request, then one retry");
+    assert_ne!(headers[0], headers[1], "the retry carries the new token");
+}
+
+#[test]
+fn invalid_grant_latches_without_a_retry_storm() {
+    let env = Env::new();
+    env.add(&[]);
+    assert_eq!(env.authorize().0.code(), 0);
+    env.auth.revoke_access_tokens();
+    env.auth.revoke_refresh_tokens();
+    let r = env.run_flow(&[]);
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stderr().contains("needs to be authorized again") && r.stderr().contains("tern integrations authorize crm"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(env.show()["integration"]["status"], "needs_reauthorization");
+    for _ in 0..3 {
+        assert_eq!(env.run_flow(&[]).code(), 1);
+    }
+    assert_eq!(env.auth.token_requests("refresh_token"), 1, "no retry storm");
+    // Authorizing again recovers.
+    assert_eq!(env.authorize().0.code(), 0);
+    assert_eq!(env.run_flow(&[]).code(), 0);
+}
+
+#[test]
+fn token_is_never_sent_to_another_origin() {
+    let env = Env::new();
+    env.add(&[]);
+    assert_eq!(env.authorize().0.code(), 0);
+    let other = format!("http://localhost:{}", env.auth.addr.port());
+    let path = env.flow(&other);
+    let r = env.run(&["run", path.to_str().unwrap(), "-m", "hi"]);
+    assert_eq!(r.code(), 1);
+    assert!(
+        r.stderr().contains("[token-origin]") && r.stderr().contains("may not be sent to http://localhost"),
+        "{}",
+        r.stderr()
+    );
+    assert!(env.auth.api_auth_headers().is_empty(), "nothing reached the API");
+}
+
+#[test]
+fn forged_state_is_ignored_and_provider_errors_are_escaped() {
+    let env = Env::new();
+    env.add(&[]);
+    // A forged callback is rejected before any token request, and the real one still works.
+    let mut child = env
+        .cmd()
+        .args(["integrations", "authorize", "crm", "--no-browser", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0);
+        if line.starts_with("http") {
+            break line.trim().to_string();
+        }
+    };
+    let forged = format!("{}/oauth/callback?code=stolen&state=forged", env.public_url);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let page = rt.block_on(async { reqwest::get(&forged).await.unwrap().text().await.unwrap() });
+    assert!(page.contains("unknown or was already used"), "{page}");
+    assert_eq!(env.auth.token_requests("authorization_code"), 0);
+    let page = browser(&url);
+    assert!(page.contains("All set"), "{page}");
+    assert!(child.wait().unwrap().success());
+
+    // The provider's error is shown, escaped.
+    env.auth.set(|f| f.deny = Some("access_denied".into()));
+    let (r, page) = env.authorize();
+    assert_eq!(r.code(), 1);
+    assert!(r.stderr().contains("access_denied"), "{}", r.stderr());
+    assert!(page.contains("&lt;script&gt;") && !page.contains("<script>"), "{page}");
+}
+
+#[test]
+fn lenient_token_responses_are_accepted() {
+    let env = Env::new();
+    env.auth.set(|f| {
+        f.form_encoded = true;
+        f.expires_in_as_string = true;
+        f.lowercase_token_type = true;
+    });
+    env.add(&["--client-auth", "body"]);
+    assert_eq!(env.authorize().0.code(), 0);
+    let r = env.run_flow(&[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let shown = env.show();
+    assert!(shown["token"]["expires_in_secs"].as_i64().unwrap() > 3500);
+    // No expires_in at all (GitHub, Intercom): the token never expires, no refresh.
+    env.auth.set(|f| {
+        f.form_encoded = false;
+        f.omit_expires_in = true;
+    });
+    assert_eq!(env.authorize().0.code(), 0);
+    assert!(env.show()["token"]["expires_in_secs"].is_null());
+    assert_eq!(env.run_flow(&[]).code(), 0);
+    assert_eq!(env.auth.token_requests("refresh_token"), 0);
+}
+
+#[test]
+fn thousand_concurrent_runs_cause_one_refresh() {
+    let env = Env::new();
+    env.auth.set(|f| f.expires_in = 60);
+    env.add(&[]);
+    assert_eq!(env.authorize().0.code(), 0);
+    env.auth.set(|f| f.token_delay = std::time::Duration::from_millis(300));
+    let r = env.run_flow(&["--repeat", "1000", "--json"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["completed"], 1000);
+    assert_eq!(env.auth.token_requests("refresh_token"), 1, "one process");
+
+    // Two processes on the same store: still one refresh between them.
+    env.auth.set(|f| f.expires_in = 60);
+    let path = env.flow(&env.auth.url());
+    let spawn = || {
+        env.cmd()
+            .args(["run", path.to_str().unwrap(), "-m", "hi", "--repeat", "500", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The token stored by the first refresh expires within the skew, so both processes want to
+    // refresh at once.
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert_eq!(env.auth.token_requests("refresh_token"), 2, "one more refresh for both processes together");
+}
