@@ -4,6 +4,7 @@
 //! (including an invalid flow).
 
 mod cli;
+mod demo;
 
 use std::process::ExitCode;
 

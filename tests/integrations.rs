@@ -189,10 +189,16 @@ fn add_authorize_and_fetch_with_injected_token() {
 #[test]
 fn expiring_token_is_refreshed_and_rotated() {
     let env = Env::new();
-    env.auth.set(|f| f.expires_in = 60); // inside the 5-minute skew: every use refreshes first
+    // Four-second tokens: refreshed when two seconds are left (the skew is capped at half the
+    // lifetime, so short-lived tokens are not refreshed on every use).
+    env.auth.set(|f| f.expires_in = 4);
     env.add(&[]);
     assert_eq!(env.authorize().0.code(), 0);
+    let r = env.run_flow(&[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(env.auth.token_requests("refresh_token"), 0, "a fresh token is used as it is");
     for i in 1..=2 {
+        std::thread::sleep(std::time::Duration::from_millis(2100));
         let r = env.run_flow(&[]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
         // Each refresh used the refresh token the previous one returned (the server rejects
@@ -322,17 +328,21 @@ fn lenient_token_responses_are_accepted() {
 #[test]
 fn thousand_concurrent_runs_cause_one_refresh() {
     let env = Env::new();
-    env.auth.set(|f| f.expires_in = 60);
+    env.auth.set(|f| f.expires_in = 2);
     env.add(&[]);
     assert_eq!(env.authorize().0.code(), 0);
-    env.auth.set(|f| f.token_delay = std::time::Duration::from_millis(300));
+    env.auth.set(|f| {
+        f.expires_in = 3600;
+        f.token_delay = std::time::Duration::from_millis(300);
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // the stored token is now expiring
     let r = env.run_flow(&["--repeat", "1000", "--json"]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
     assert_eq!(r.json()["completed"], 1000);
     assert_eq!(env.auth.token_requests("refresh_token"), 1, "one process");
 
-    // Two processes on the same store: still one refresh between them.
-    env.auth.set(|f| f.expires_in = 60);
+    // Two processes on the same store, every run rejected with 401: one refresh between them.
+    env.auth.revoke_access_tokens();
     let path = env.flow(&env.auth.url());
     let spawn = || {
         env.cmd()
@@ -342,8 +352,6 @@ fn thousand_concurrent_runs_cause_one_refresh() {
             .spawn()
             .unwrap()
     };
-    // The token stored by the first refresh expires within the skew, so both processes want to
-    // refresh at once.
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(
@@ -353,4 +361,74 @@ fn thousand_concurrent_runs_cause_one_refresh() {
         String::from_utf8_lossy(&b.stderr)
     );
     assert_eq!(env.auth.token_requests("refresh_token"), 2, "one more refresh for both processes together");
+}
+
+#[test]
+fn service_accounts_and_static_keys() {
+    let env = Env::new();
+    let auth = env.auth.url();
+    let r = env.run(&[
+        "integrations",
+        "add",
+        "crm",
+        "--kind",
+        "client-credentials",
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-env",
+        "CS",
+        "--token-url",
+        &format!("{auth}/token"),
+        "--api-origin",
+        &auth,
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    for _ in 0..2 {
+        let r = env.run_flow(&[]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+    }
+    assert_eq!(env.auth.token_requests("client_credentials"), 1, "the token is cached in the store until it expires");
+
+    // A static API key from a stored secret, sent only to its origin.
+    let api = crate::support::TestApi::start();
+    let mut set = env.cmd();
+    let out = set
+        .args(["secrets", "set", "ECHO_KEY", "--from-env", "KEYVAL"])
+        .env("KEYVAL", "sk_static_0123456789")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = env.run(&[
+        "integrations",
+        "add",
+        "echo",
+        "--kind",
+        "static",
+        "--static-secret",
+        "ECHO_KEY",
+        "--static-header",
+        "X-Api-Key",
+        "--api-origin",
+        &api.url(),
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let path = env.flows.write("echo", &json!({"version": 1, "id": "echo", "steps": [
+        {"id": "call", "type": "http_request", "integration": "echo", "request": {"url": format!("{}/anything", api.url())}}
+    ]}));
+    let r = env.run(&["run", path.to_str().unwrap(), "-m", "go"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(api.requests()[0].header("x-api-key"), Some("sk_static_0123456789"));
+    let listed = env.run(&["secrets", "list"]).stdout();
+    assert!(listed.contains("ECHO_KEY") && !listed.contains("sk_static"), "{listed}");
+    assert!(!env.outputs.borrow().join("").contains("sk_static_0123456789"));
+}
+
+#[test]
+fn demo_runs_the_whole_mission() {
+    let r = crate::support::run(["demo"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
+    let out = r.stdout();
+    assert!(out.contains("All set! Your authorization is complete!"), "{out}");
+    assert_eq!(out.matches("tern: Hello Erlich Bachman!").count(), 2, "{out}");
+    assert!(out.contains("token requests: 1 × refresh_token"), "{out}");
 }

@@ -45,6 +45,9 @@ enum Command {
     Integrations(integrations::IntegrationsArgs),
     /// Manage named secrets for `{{secrets.NAME}}`.
     Secrets(secrets::SecretsArgs),
+    /// The whole mission on loopback, no setup: authorize a demo integration, run the example
+    /// flow, force an expiry and show the refresh.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// The step types available to flows.
@@ -60,6 +63,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::schema(args),
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
+        Command::Demo(args) => crate::demo::demo(args).await,
     }
 }
 

@@ -126,6 +126,7 @@ impl TernTokenResponse {
             access_token: SecretString::from(self.access_token.secret().clone()),
             refresh_token: self.refresh_token.map(|r| SecretString::from(r.secret().clone())).or(previous_refresh),
             expires_at: expires_in.map(|s| now().saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            obtained_at: now(),
             scopes: self.scope.map(|s| s.into_iter().map(|x| x.to_string()).collect()),
             metadata,
             version: 0,

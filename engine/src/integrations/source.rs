@@ -14,7 +14,7 @@ use super::config::Kind;
 use super::oauth::{self, TokenEndpointError};
 use super::{CredentialKey, Integrations};
 use crate::ids::IntegrationName;
-use crate::store::{IntegrationRecord, IntegrationStatus, StoreError, TokenRecord, now};
+use crate::store::{IntegrationRecord, IntegrationStatus, StoreError, TokenRecord};
 use crate::tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
 
 /// How long a grant is served from memory before the store is consulted again.
@@ -22,25 +22,21 @@ const CACHE_TTL: Duration = Duration::from_secs(5);
 
 pub(super) struct Cached {
     grant: Grant,
-    expires_at: Option<i64>,
+    token: TokenRecord,
     skew: i64,
     fetched: Instant,
 }
 
 impl Cached {
     fn usable(&self) -> bool {
-        self.fetched.elapsed() < CACHE_TTL && !expiring(self.expires_at, self.skew)
+        self.fetched.elapsed() < CACHE_TTL && !self.token.expires_within(self.skew)
     }
-}
-
-fn expiring(expires_at: Option<i64>, skew: i64) -> bool {
-    expires_at.is_some_and(|t| t - now() <= skew)
 }
 
 /// A token someone else just refreshed is used unless it is already expired: the skew is for
 /// deciding *when* to refresh, and refreshing again would only burn the provider's rate limit.
-fn usable_after_refresh(expires_at: Option<i64>) -> bool {
-    !expiring(expires_at, 0)
+fn usable_after_refresh(t: &TokenRecord) -> bool {
+    !t.is_expired()
 }
 
 fn for_whom(owner: &TokenOwner) -> String {
@@ -60,12 +56,18 @@ impl Integrations {
         flights.entry(key.clone()).or_default().clone()
     }
 
+    /// Drops every cached grant of an integration, so that the next use reads the store (after
+    /// an operator changed or re-authorized it in another process, for example).
+    pub fn invalidate(&self, name: &IntegrationName) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _), _| n != name);
+    }
+
     pub(super) fn forget(&self, name: &IntegrationName, owner: &TokenOwner) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&(name.clone(), owner.clone()));
     }
 
-    fn remember(&self, key: CredentialKey, grant: &Grant, expires_at: Option<i64>, skew: i64) {
-        let cached = Cached { grant: grant.clone(), expires_at, skew, fetched: Instant::now() };
+    fn remember(&self, key: CredentialKey, grant: &Grant, token: &TokenRecord, skew: i64) {
+        let cached = Cached { grant: grant.clone(), token: token.clone(), skew, fetched: Instant::now() };
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, cached);
     }
 
@@ -134,7 +136,7 @@ impl Integrations {
         // Another task of this process may have refreshed while we waited.
         if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
             && t.version > seen
-            && usable_after_refresh(t.expires_at)
+            && usable_after_refresh(&t)
         {
             return Ok(t);
         }
@@ -142,7 +144,7 @@ impl Integrations {
         let current = lock.read().await.map_err(Self::store_err(name))?;
         if let Some(t) = &current
             && t.version > seen
-            && usable_after_refresh(t.expires_at)
+            && usable_after_refresh(t)
         {
             // Another process refreshed while we waited for the lock.
             let t = t.clone();
@@ -259,7 +261,7 @@ impl TokenSource for Integrations {
             None if rec.config.kind == Kind::ClientCredentials => self.refresh_token(&rec, owner, 0).await?,
             None => return Err(TokenError::NotAuthorized { integration: name.clone(), for_whom: for_whom(owner) }),
             Some(t)
-                if expiring(t.expires_at, skew)
+                if t.expires_within(skew)
                     && (t.refresh_token.is_some() || rec.config.kind == Kind::ClientCredentials) =>
             {
                 self.refresh_token(&rec, owner, t.version).await?
@@ -267,7 +269,7 @@ impl TokenSource for Integrations {
             Some(t) => t,
         };
         let grant = Self::make_grant(&rec, &token)?;
-        self.remember(key, &grant, token.expires_at, skew);
+        self.remember(key, &grant, &token, skew);
         Ok(grant)
     }
 
@@ -277,7 +279,7 @@ impl TokenSource for Integrations {
         let token = self.refresh_token(&rec, owner, rejected.generation).await?;
         let grant = Self::make_grant(&rec, &token)?;
         let skew = i64::try_from(rec.config.refresh_skew_secs).unwrap_or(300);
-        self.remember((name.clone(), owner.clone()), &grant, token.expires_at, skew);
+        self.remember((name.clone(), owner.clone()), &grant, &token, skew);
         Ok(grant)
     }
 

@@ -138,6 +138,8 @@ pub struct TokenRecord {
     pub refresh_token: Option<SecretString>,
     /// Unix seconds; `None` means the token does not expire (GitHub, Intercom).
     pub expires_at: Option<i64>,
+    /// Unix seconds when the provider issued it (with `expires_at`, its lifetime).
+    pub obtained_at: i64,
     /// Granted scopes, when the provider said.
     pub scopes: Option<Vec<String>>,
     /// Non-secret token-response fields (Zoho `api_domain`) and callback data.
@@ -153,6 +155,7 @@ impl fmt::Debug for TokenRecord {
             .field("access_token", &"[redacted]")
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
             .field("expires_at", &self.expires_at)
+            .field("obtained_at", &self.obtained_at)
             .field("scopes", &self.scopes)
             .field("metadata", &self.metadata)
             .field("version", &self.version)
@@ -261,6 +264,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError>;
     /// Removes a secret; `false` when there was none.
     async fn remove_secret(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+impl TokenRecord {
+    /// Whether the token should be refreshed now: it expires within `skew` seconds, with the
+    /// skew capped at half the token's lifetime (a provider issuing 60-second tokens must not
+    /// make every use refresh).
+    pub fn expires_within(&self, skew: i64) -> bool {
+        let Some(expires_at) = self.expires_at else { return false };
+        let lifetime = (expires_at - self.obtained_at).max(0);
+        expires_at - now() <= skew.min(lifetime / 2)
+    }
+
+    /// Whether the token is already expired.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|t| t <= now())
+    }
 }
 
 /// The stored form of a token owner.

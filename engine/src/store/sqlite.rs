@@ -39,6 +39,7 @@ CREATE TABLE tokens (
     access_token BLOB NOT NULL,
     refresh_token BLOB,
     expires_at INTEGER,
+    obtained_at INTEGER NOT NULL DEFAULT 0,
     scopes TEXT,
     metadata TEXT NOT NULL DEFAULT '{}',
     version INTEGER NOT NULL,
@@ -249,6 +250,7 @@ impl SqliteStore {
             access_token: self.decrypt_secret("tokens", row_key, "access_token", &access)?,
             refresh_token: refresh.map(|b| self.decrypt_secret("tokens", row_key, "refresh_token", &b)).transpose()?,
             expires_at: r.get("expires_at"),
+            obtained_at: r.get("obtained_at"),
             scopes: scopes.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt(e.to_string()))?,
             metadata: serde_json::from_str(r.get::<&str, _>("metadata")).map_err(|e| corrupt(e.to_string()))?,
             version: r.get("version"),
@@ -260,7 +262,7 @@ fn token_key(name: &IntegrationName, owner: &TokenOwner) -> String {
     format!("{name}/{}", owner_key(owner))
 }
 
-const TOKEN_COLUMNS: &str = "access_token, refresh_token, expires_at, scopes, metadata, version";
+const TOKEN_COLUMNS: &str = "access_token, refresh_token, expires_at, obtained_at, scopes, metadata, version";
 
 async fn read_token<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
     store: &SqliteStore,
@@ -290,11 +292,11 @@ async fn write_token<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
     let scopes = token.scopes.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
     let metadata = serde_json::to_string(&token.metadata).unwrap_or_else(|_| "{}".into());
     let version: i64 = sqlx::query_scalar(
-        "INSERT INTO tokens (integration, owner, access_token, refresh_token, expires_at, scopes, metadata, version, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?)
+        "INSERT INTO tokens (integration, owner, access_token, refresh_token, expires_at, obtained_at, scopes, metadata, version, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
          ON CONFLICT (integration, owner) DO UPDATE SET
            access_token = excluded.access_token, refresh_token = excluded.refresh_token,
-           expires_at = excluded.expires_at, scopes = excluded.scopes, metadata = excluded.metadata,
+           expires_at = excluded.expires_at, obtained_at = excluded.obtained_at, scopes = excluded.scopes, metadata = excluded.metadata,
            version = tokens.version + 1, updated_at = excluded.updated_at
          RETURNING version",
     )
@@ -303,6 +305,7 @@ async fn write_token<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
     .bind(access)
     .bind(refresh)
     .bind(token.expires_at)
+    .bind(token.obtained_at)
     .bind(scopes)
     .bind(metadata)
     .bind(now())

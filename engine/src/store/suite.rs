@@ -20,6 +20,7 @@ fn token(access: &str, refresh: Option<&str>) -> TokenRecord {
         access_token: SecretString::from(access.to_string()),
         refresh_token: refresh.map(|r| SecretString::from(r.to_string())),
         expires_at: Some(now() + 3600),
+        obtained_at: now(),
         scopes: Some(vec!["contacts".into()]),
         metadata,
         version: 0,
@@ -79,6 +80,12 @@ async fn tokens(store: &dyn Store) {
     assert_eq!(c.access_token.expose_secret(), "at-contact");
     assert!(c.refresh_token.is_none());
     assert!(!format!("{c:?}").contains("at-contact"));
+    // The refresh skew is capped at half the lifetime.
+    let short = TokenRecord { expires_at: Some(now() + 50), obtained_at: now() - 10, ..t };
+    assert!(!short.expires_within(300), "a fresh 60-second token is not refreshed at once");
+    let old = TokenRecord { expires_at: Some(now() + 20), obtained_at: now() - 40, ..short.clone() };
+    assert!(old.expires_within(300));
+    assert!(!old.is_expired());
 }
 
 async fn locks_serialize(store: &dyn Store) {
