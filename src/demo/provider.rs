@@ -132,7 +132,7 @@ async fn contacts(State(s): State<Shared>, headers: HeaderMap, body: axum::body:
     let Ok(st) = s.lock() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     let token =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !token.and_then(|t| st.access.get(t)).is_some_and(|exp| *exp > now()) {
+    if token.and_then(|t| st.access.get(t)).is_none_or(|exp| *exp <= now()) {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"errors": [{"title": "Unauthorized"}]}))).into_response();
     }
     let id = serde_json::from_slice::<Value>(&body)
