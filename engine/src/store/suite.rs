@@ -81,7 +81,7 @@ async fn tokens(store: &dyn Store) {
     assert!(c.refresh_token.is_none());
     assert!(!format!("{c:?}").contains("at-contact"));
     // The refresh skew is capped at half the lifetime.
-    let short = TokenRecord { expires_at: Some(now() + 50), obtained_at: now() - 10, ..t };
+    let short = TokenRecord { expires_at: Some(now() + 50), obtained_at: now() - 10, ..c.clone() };
     assert!(!short.expires_within(300), "a fresh 60-second token is not refreshed at once");
     let old = TokenRecord { expires_at: Some(now() + 20), obtained_at: now() - 40, ..short.clone() };
     assert!(old.expires_within(300));
