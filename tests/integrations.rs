@@ -432,3 +432,45 @@ fn demo_runs_the_whole_mission() {
     assert_eq!(out.matches("tern: Hello Erlich Bachman!").count(), 2, "{out}");
     assert!(out.contains("token requests: 1 × refresh_token"), "{out}");
 }
+
+#[test]
+fn keys_rotate_reencrypts_and_survives_interruption() {
+    let env = Env::new();
+    env.add(&[]);
+    assert_eq!(env.authorize().0.code(), 0);
+    let key_file = env.data.join("master.key");
+    let before = std::fs::read_to_string(&key_file).unwrap();
+
+    let r = env.run(&["keys", "rotate"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let after = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(before, after, "a new key is installed");
+    assert!(env.data.join("master.key.previous").exists());
+    assert_eq!(env.run_flow(&[]).code(), 0, "the token decrypts under the new key");
+
+    // Simulate a crash right after `master.key.next` was written.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask 077; head -c 32 /dev/urandom | base64 > {}", env.data.join("master.key.next").display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(env.run_flow(&[]).code(), 0, "works mid-rotation");
+    let r = env.run(&["keys", "rotate"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(!env.data.join("master.key.next").exists());
+    assert_eq!(env.run_flow(&[]).code(), 0);
+
+    // A wrong key fails closed, naming what to do.
+    let r = Run {
+        output: env
+            .cmd()
+            .env("TERN_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .args(["integrations", "list"])
+            .output()
+            .unwrap(),
+    };
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().contains("does not match") && r.stderr().contains("TERN_MASTER_KEY"), "{}", r.stderr());
+    env.assert_no_secrets_leaked();
+}

@@ -2,6 +2,7 @@
 
 pub mod context;
 mod integrations;
+mod keys;
 mod run;
 mod schema;
 mod secret_input;
@@ -45,6 +46,8 @@ enum Command {
     Integrations(integrations::IntegrationsArgs),
     /// Manage named secrets for `{{secrets.NAME}}`.
     Secrets(secrets::SecretsArgs),
+    /// Manage the master key (rotate).
+    Keys(keys::KeysArgs),
     /// The whole mission on loopback, no setup: authorize a demo integration, run the example
     /// flow, force an expiry and show the refresh.
     Demo(crate::demo::DemoArgs),
@@ -63,6 +66,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::schema(args),
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
+        Command::Keys(args) => keys::keys(&cli.shared, args).await,
         Command::Demo(args) => crate::demo::demo(args).await,
     }
 }
