@@ -75,6 +75,8 @@ pub struct CompiledFlow {
     pub steps: Vec<CompiledStep>,
     /// Integrations the flow uses.
     pub integrations: BTreeSet<IntegrationName>,
+    /// Integrations whose metadata templates read (`{{integration.NAME.FIELD}}`).
+    pub integration_metadata: BTreeSet<IntegrationName>,
     /// Secrets the flow uses.
     pub secrets: BTreeSet<String>,
     /// Warnings found while loading.
@@ -107,6 +109,7 @@ pub struct BuildContext<'a> {
     diagnostics: &'a mut Vec<Diagnostic>,
     facts: &'a mut Facts,
     used_integrations: &'a mut BTreeSet<IntegrationName>,
+    metadata_integrations: &'a mut BTreeSet<IntegrationName>,
 }
 
 impl BuildContext<'_> {
@@ -256,6 +259,7 @@ impl BuildContext<'_> {
         if let Root::Integration(name) = &var.root {
             let name = name.clone();
             self.integration(rel, &name);
+            self.metadata_integrations.insert(name);
         }
         self.facts.uses.push((self.pointer(rel), var.clone()));
     }
@@ -528,6 +532,7 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     // Pass 2: build each step.
     let mut facts = Facts { edges: vec![Vec::new(); raw_steps.len()], ..Facts::default() };
     let mut used_integrations = BTreeSet::new();
+    let mut metadata_integrations = BTreeSet::new();
     let mut steps = Vec::new();
     let mut all_built = true;
     for (i, entry) in headers.iter().enumerate() {
@@ -566,6 +571,7 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
             diagnostics: diags,
             facts: &mut facts,
             used_integrations: &mut used_integrations,
+            metadata_integrations: &mut metadata_integrations,
         };
         match step_type.build(config, &mut cx) {
             Some(step) => {
@@ -600,6 +606,7 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         variables: cfg.variables.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect(),
         steps,
         integrations: used_integrations,
+        integration_metadata: metadata_integrations,
         secrets,
         warnings: Vec::new(),
     })

@@ -251,7 +251,7 @@ impl Engine {
         let masker = Masker::new(secrets.values());
         let mut integrations = HashMap::new();
         if let Some(tokens) = &self.outbound.tokens {
-            for name in &flow.integrations {
+            for name in &flow.integration_metadata {
                 match tokens.metadata(name).await {
                     Ok(meta) => {
                         integrations.insert(name.clone(), meta);

@@ -51,15 +51,35 @@ impl fmt::Debug for Credential {
 pub struct Grant {
     /// The header to inject.
     pub credential: Credential,
-    /// The only origins the credential may be sent to.
-    pub api_origins: Vec<url::Origin>,
+    /// The only origins the credential may be sent to (shared: grants are cloned per request).
+    pub api_origins: std::sync::Arc<[url::Origin]>,
     /// Response statuses that mean "token rejected": refresh once and retry.
-    pub refresh_on_status: Vec<u16>,
+    pub refresh_on_status: std::sync::Arc<[u16]>,
     /// Whether [`TokenSource::refresh`] can produce a new token.
     pub refreshable: bool,
     /// The stored token's version; a refresh after a rejection compares it to know whether
     /// another caller already refreshed.
     pub generation: i64,
+}
+
+impl Grant {
+    /// Whether the credential may be sent to `url` (its scheme, host and port are one of the
+    /// API origins), without allocating.
+    pub fn allows(&self, url: &url::Url) -> bool {
+        self.api_origins.iter().any(|o| match o {
+            url::Origin::Tuple(scheme, host, port) => {
+                url.scheme() == scheme
+                    && url.port_or_known_default() == Some(*port)
+                    && match (host, url.host()) {
+                        (url::Host::Domain(d), Some(url::Host::Domain(u))) => d.eq_ignore_ascii_case(u),
+                        (url::Host::Ipv4(a), Some(url::Host::Ipv4(b))) => *a == b,
+                        (url::Host::Ipv6(a), Some(url::Host::Ipv6(b))) => *a == b,
+                        _ => false,
+                    }
+            }
+            url::Origin::Opaque(_) => false,
+        })
+    }
 }
 
 /// Why no token could be had. Every message says what the operator should do.

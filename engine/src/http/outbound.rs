@@ -48,10 +48,10 @@ impl Outbound {
 }
 
 fn check_origin(integration: &IntegrationName, grant: &Grant, req: &PreparedRequest) -> Result<(), HttpError> {
-    let origin = req.url.origin();
-    if grant.api_origins.contains(&origin) {
+    if grant.allows(&req.url) {
         return Ok(());
     }
+    let origin = req.url.origin();
     Err(HttpError::OriginNotAllowed {
         integration: integration.to_string(),
         origin: origin.ascii_serialization(),

@@ -34,7 +34,7 @@ pub struct Integrations {
     public_url: url::Url,
     secrets: Arc<dyn SecretSource>,
     flights: Mutex<HashMap<CredentialKey, Arc<tokio::sync::Mutex<()>>>>,
-    cache: Mutex<HashMap<CredentialKey, source::Cached>>,
+    cache: Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>,
 }
 
 impl std::fmt::Debug for Integrations {

@@ -59,16 +59,24 @@ impl Integrations {
     /// Drops every cached grant of an integration, so that the next use reads the store (after
     /// an operator changed or re-authorized it in another process, for example).
     pub fn invalidate(&self, name: &IntegrationName) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).retain(|(n, _), _| n != name);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
     }
 
     pub(super) fn forget(&self, name: &IntegrationName, owner: &TokenOwner) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(&(name.clone(), owner.clone()));
+        if let Some(owners) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name) {
+            owners.remove(owner);
+        }
     }
 
     fn remember(&self, key: CredentialKey, grant: &Grant, token: &TokenRecord, skew: i64) {
         let cached = Cached { grant: grant.clone(), token: token.clone(), skew, fetched: Instant::now() };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, cached);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).entry(key.0).or_default().insert(key.1, cached);
+    }
+
+    /// A usable cached grant, looked up without allocating.
+    fn cached<T>(&self, name: &IntegrationName, owner: &TokenOwner, f: impl FnOnce(&Cached) -> T) -> Option<T> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(name).and_then(|o| o.get(owner)).filter(|c| c.usable()).map(f)
     }
 
     async fn record(&self, name: &IntegrationName) -> Result<IntegrationRecord, TokenError> {
@@ -88,8 +96,8 @@ impl Integrations {
         let refreshable = token.refresh_token.is_some() || rec.config.kind == Kind::ClientCredentials;
         Ok(Grant {
             credential,
-            api_origins: rec.config.origins(),
-            refresh_on_status: rec.config.refresh_on_status.clone(),
+            api_origins: rec.config.origins().into(),
+            refresh_on_status: rec.config.refresh_on_status.clone().into(),
             refreshable,
             generation: token.version,
         })
@@ -114,8 +122,8 @@ impl Integrations {
         value.set_sensitive(true);
         Ok(Grant {
             credential: Credential { header, value },
-            api_origins: rec.config.origins(),
-            refresh_on_status: Vec::new(),
+            api_origins: rec.config.origins().into(),
+            refresh_on_status: Vec::new().into(),
             refreshable: false,
             generation: 0,
         })
@@ -233,10 +241,10 @@ impl Integrations {
 #[async_trait]
 impl TokenSource for Integrations {
     async fn grant(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Grant, TokenError> {
-        let key = (name.clone(), owner.clone());
-        if let Some(c) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key).filter(|c| c.usable()) {
-            return Ok(c.grant.clone());
+        if let Some(grant) = self.cached(name, owner, |c| c.grant.clone()) {
+            return Ok(grant);
         }
+        let key = (name.clone(), owner.clone());
         let rec = self.record(name).await?;
         if rec.config.kind == Kind::Static {
             return self.static_grant(&rec);
@@ -284,6 +292,9 @@ impl TokenSource for Integrations {
     }
 
     async fn metadata(&self, name: &IntegrationName) -> Result<Map<String, Value>, TokenError> {
+        if let Some(meta) = self.cached(name, &TokenOwner::Workspace, |c| c.token.metadata.clone()) {
+            return Ok(meta);
+        }
         let token = self.store.get_token(name, &TokenOwner::Workspace).await.map_err(Self::store_err(name))?;
         Ok(token.map(|t| t.metadata).unwrap_or_default())
     }
