@@ -41,6 +41,8 @@ impl Env {
         c.env("TERN_DATA_DIR", &self.data)
             .env("TERN_PUBLIC_URL", &self.public_url)
             .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+            // Debug logs on, so that the secret scanner reads every log line too.
+            .env("RUST_LOG", "debug")
             .env("CS", CLIENT_SECRET);
         c
     }
@@ -473,4 +475,229 @@ fn keys_rotate_reencrypts_and_survives_interruption() {
     assert_eq!(r.code(), 2);
     assert!(r.stderr().contains("does not match") && r.stderr().contains("TERN_MASTER_KEY"), "{}", r.stderr());
     env.assert_no_secrets_leaked();
+}
+
+/// panva's `oidc-provider` (an independent, certified OpenID Connect server from npm) running
+/// under Node on 127.0.0.1, configured with PKCE required, rotating refresh tokens and
+/// 3-second access tokens.
+struct OidcProvider {
+    child: std::process::Child,
+    issuer: String,
+}
+
+impl Drop for OidcProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const OIDC_SECRET: &str = "oidc-interop-secret-7f3a9c";
+
+fn oidc_dir() -> PathBuf {
+    crate::support::repo().join("tests/oidc")
+}
+
+/// Installs the server's npm dependencies on first use (`.ci/run` does it up front).
+fn ensure_node_modules() {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONCE.lock().unwrap_or_else(|p| p.into_inner());
+    if oidc_dir().join("node_modules/oidc-provider").exists() {
+        return;
+    }
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(oidc_dir())
+        .output()
+        .expect("npm must be installed to run the interop tests (apt-get install nodejs npm)");
+    assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl OidcProvider {
+    fn start(redirect_uri: &str) -> Self {
+        ensure_node_modules();
+        let port = free_port();
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .current_dir(oidc_dir())
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect_uri)
+            .env("CLIENT_SECRET", OIDC_SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node must be installed to run the interop tests");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let issuer = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("oidc-provider did not start: {line}"))
+            .to_string();
+        Self { child, issuer }
+    }
+}
+
+/// Plays a person at oidc-provider's login and consent pages: follows redirects, keeps cookies,
+/// submits the forms, and stops at Tern's callback, which it calls. Returns Tern's page.
+fn oidc_browser(start: &str, callback_prefix: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let mut cookies: std::collections::BTreeMap<String, String> = Default::default();
+        let mut url = url::Url::parse(start).unwrap();
+        let mut form: Option<Vec<(String, String)>> = None;
+        for _ in 0..20 {
+            if url.as_str().starts_with(callback_prefix) {
+                return client.get(url.as_str()).send().await.unwrap().text().await.unwrap();
+            }
+            let cookie = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+            let req = match form.take() {
+                Some(fields) => client.post(url.as_str()).form(&fields),
+                None => client.get(url.as_str()),
+            };
+            let resp = req.header("cookie", cookie).send().await.unwrap();
+            for c in resp.headers().get_all("set-cookie") {
+                let pair = c.to_str().unwrap().split(';').next().unwrap().to_string();
+                if let Some((k, v)) = pair.split_once('=') {
+                    cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+            if resp.status().is_redirection() {
+                url = url.join(resp.headers()["location"].to_str().unwrap()).unwrap();
+                continue;
+            }
+            let html = resp.text().await.unwrap();
+            let action = html
+                .split("action=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .unwrap_or_else(|| panic!("no form in {html}"));
+            url = url.join(&action.replace("&amp;", "&")).unwrap();
+            form = Some(if html.contains("name=\"login\"") {
+                vec![
+                    ("prompt".into(), "login".into()),
+                    ("login".into(), "erlich".into()),
+                    ("password".into(), "any".into()),
+                ]
+            } else {
+                vec![("prompt".into(), "consent".into())]
+            });
+        }
+        panic!("the login did not reach Tern's callback");
+    })
+}
+
+#[test]
+fn interop_with_a_real_oidc_server() {
+    let env = Env::new();
+    let callback = format!("{}/oauth/callback", env.public_url);
+    let oidc = OidcProvider::start(&callback);
+    let iss = &oidc.issuer;
+    let r = Run {
+        output: env
+            .cmd()
+            .env("OIDC_SECRET", OIDC_SECRET)
+            .args([
+                "integrations",
+                "add",
+                "oidc",
+                "--client-id",
+                "tern-interop",
+                "--client-secret-env",
+                "OIDC_SECRET",
+                "--authorization-url",
+                &format!("{iss}/auth"),
+                "--token-url",
+                &format!("{iss}/token"),
+                "--api-origin",
+                iss,
+                "--scopes",
+                "openid offline_access",
+                "--param",
+                "prompt=consent",
+            ])
+            .output()
+            .unwrap(),
+    };
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+
+    let mut child = env
+        .cmd()
+        .args(["integrations", "authorize", "oidc", "--no-browser", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0);
+        if line.starts_with("http") {
+            break line.trim().to_string();
+        }
+    };
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    let page = oidc_browser(&url, &callback);
+    assert!(page.contains("All set! Your authorization is complete!"), "{page}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A flow reads the bearer-protected userinfo endpoint.
+    let flow = env.flows.write(
+        "me",
+        &json!({"version": 1, "id": "me", "steps": [
+            {"id": "me", "type": "fetch_variables", "integration": "oidc",
+             "request": {"url": format!("{iss}/me")}, "variables": {"last_name": "family_name", "sub": "sub"}},
+            {"id": "say", "type": "send_message", "text": "Hello {{last_name}} ({{sub}})"}
+        ]}),
+    );
+    let run = |env: &Env| env.run(&["run", flow.to_str().unwrap(), "-m", "hi"]);
+    let r = run(&env);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "Hello Bachman (erlich)\n");
+
+    // Let the 3-second token come close to expiry: Tern refreshes before using it, and stores
+    // the rotated refresh token.
+    let before = stored_refresh_token(&env);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let r = run(&env);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let after = stored_refresh_token(&env);
+    assert_ne!(before, after, "oidc-provider rotated the refresh token and Tern stored the new one");
+    std::thread::sleep(std::time::Duration::from_millis(3100));
+    assert_eq!(run(&env).code(), 0, "a second refresh uses the rotated token");
+
+    // The old refresh token is now rejected by the server.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        let resp = reqwest::Client::new()
+            .post(format!("{iss}/token"))
+            .basic_auth("tern-interop", Some(OIDC_SECRET))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", before.as_str())])
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    });
+    assert_eq!(status.0, 400, "{}", status.1);
+    assert!(status.1.contains("invalid_grant"), "{}", status.1);
+}
+
+/// Reads the stored refresh token through the engine's store (the test has the key file).
+fn stored_refresh_token(env: &Env) -> String {
+    use secrecy::ExposeSecret;
+    use tern_engine::store::Store;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let key = tern_engine::crypto::read_key_file(&env.data.join("master.key")).unwrap();
+        let store =
+            tern_engine::store::SqliteStore::open(&env.data.join("tern.db"), tern_engine::crypto::Keyring::new(key))
+                .await
+                .unwrap();
+        let name = tern_engine::IntegrationName::new("oidc").unwrap();
+        let token = store.get_token(&name, &tern_engine::TokenOwner::Workspace).await.unwrap().unwrap();
+        token.refresh_token.unwrap().expose_secret().to_string()
+    })
 }
