@@ -8,6 +8,10 @@
 //!
 //! Run with `cargo bench --bench engine`; numbers go to benches/BENCHMARKS.md.
 
+// The same allocator as the `tern` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -6,6 +6,10 @@
 //!
 //! `cargo bench --bench fetch_ratio` (ROUNDS and ROUND_MS environment variables tune it).
 
+// The same allocator as the `tern` binary, so the driver measures what the binary does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -122,8 +126,13 @@ fn main() {
         for i in 0..rounds {
             // Alternate which side goes first so neither always gets the warmer slot.
             let order = if i % 2 == 0 { [Side::Tern, Side::Raw] } else { [Side::Raw, Side::Tern] };
+            // ONLY=tern runs Tern's side alone (for profiling); the ratio is then meaningless.
+            let only_tern = std::env::var("ONLY").as_deref() == Ok("tern");
             let mut rps = [0.0f64; 2];
             for side in order {
+                if only_tern && matches!(side, Side::Raw) {
+                    continue;
+                }
                 let (n, lat) = rt.block_on(round(ctx.clone(), side, concurrency, dur));
                 let r = n as f64 / dur.as_secs_f64();
                 match side {

@@ -8,6 +8,10 @@
 //!
 //! `cargo bench --bench tokens`.
 
+// The same allocator as the `tern` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -48,8 +48,8 @@ pub struct LoadOptions<'a> {
 pub struct CompiledStep {
     /// The id.
     pub id: StepId,
-    /// The type name.
-    pub type_name: String,
+    /// The type name (shared: copied into every trace entry).
+    pub type_name: std::sync::Arc<str>,
     /// Where to go after the step (`None`: the following step).
     pub next: Option<Jump>,
     /// Where to go when it fails.
@@ -578,7 +578,7 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
                 let behavior = step.behavior();
                 steps.push(CompiledStep {
                     id: header.id.clone(),
-                    type_name: header.kind.clone(),
+                    type_name: header.kind.as_str().into(),
                     next,
                     on_error,
                     step,

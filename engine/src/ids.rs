@@ -29,20 +29,33 @@ fn check_ident(kind: &str, s: &str) -> Result<(), String> {
 macro_rules! ident_newtype {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Cheap to clone (a shared string): ids are copied into every trace entry and reply.
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Parses and validates an identifier.
             pub fn new(s: impl Into<String>) -> Result<Self, String> {
                 let s = s.into();
                 check_ident($kind, &s)?;
-                Ok(Self(s))
+                Ok(Self(s.into()))
             }
 
             /// The identifier as a string slice.
             pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
                 &self.0
             }
         }

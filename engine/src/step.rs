@@ -126,6 +126,7 @@ pub struct StepContext<'a> {
     pub(crate) replies: &'a mut Vec<Reply>,
     pub(crate) sink: Option<&'a ReplySink>,
     pub(crate) detail: &'a mut Map<String, Value>,
+    pub(crate) deadline: tokio::time::Instant,
 }
 
 impl StepContext<'_> {
@@ -168,9 +169,15 @@ impl StepContext<'_> {
         self.outbound
     }
 
-    /// Default timeout for HTTP requests.
+    /// Default timeout for HTTP requests (never more than the run has left).
     pub fn default_timeout(&self) -> std::time::Duration {
-        self.outbound.client.policy().default_timeout
+        self.outbound.client.policy().default_timeout.min(self.time_left())
+    }
+
+    /// Time left before the run's deadline. Steps must not take longer: HTTP requests are
+    /// capped at it, and plugins get it as their execution deadline.
+    pub fn time_left(&self) -> std::time::Duration {
+        self.deadline.saturating_duration_since(tokio::time::Instant::now())
     }
 
     /// The contact's id, when the channel sent one.

@@ -148,7 +148,7 @@ async fn converse(engine: &Engine, flow: &tern_engine::CompiledFlow) -> anyhow::
             println!("   tern: {}", r.text);
         }
     }
-    for t in result.trace.iter().filter(|t| t.step_type == "fetch_variables") {
+    for t in result.trace.iter().filter(|t| &*t.step_type == "fetch_variables") {
         let status = t.detail.get("response").and_then(|r| r.get("status")).cloned().unwrap_or_default();
         println!(
             "   (step `{}`: POST /contacts.info → {status}, mapped data.last_name = {})",

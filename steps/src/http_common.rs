@@ -109,7 +109,8 @@ impl Call {
 
     /// Renders and sends the request, recording summaries for the run history.
     pub async fn perform(&self, cx: &mut StepContext<'_>) -> Result<HttpResponse, StepFailure> {
-        let prepared = self.request.render(&cx.scope(), cx.default_timeout())?;
+        let mut prepared = self.request.render(&cx.scope(), cx.default_timeout())?;
+        prepared.timeout = prepared.timeout.min(cx.time_left());
         let owner = match self.token {
             TokenChoice::Workspace => TokenOwner::Workspace,
             TokenChoice::Contact => TokenOwner::Contact(

@@ -150,8 +150,9 @@ impl HttpResponse {
 
     /// Whether the content type says JSON (`application/json`, `…+json`).
     pub fn is_json_type(&self) -> bool {
-        let ct = self.content_type().split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        ct == "application/json" || ct.ends_with("+json")
+        let ct = self.content_type().split(';').next().unwrap_or("").trim();
+        ct.eq_ignore_ascii_case("application/json")
+            || ct.len() > 5 && ct.get(ct.len() - 5..).is_some_and(|s| s.eq_ignore_ascii_case("+json"))
     }
 
     /// Parses the body as JSON (depth is capped at 128 by serde_json). A body without a content
