@@ -7,4 +7,5 @@ mod http_steps;
 mod integrations;
 mod run_cli;
 mod schema;
+mod serve;
 mod validate;

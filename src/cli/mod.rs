@@ -1,12 +1,14 @@
 //! Command-line interface: one module per subcommand.
 
 pub mod context;
+pub use integrations::callback_page;
 mod integrations;
 mod keys;
 mod run;
 mod schema;
 mod secret_input;
 mod secrets;
+mod serve;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ enum Command {
     Integrations(integrations::IntegrationsArgs),
     /// Manage named secrets for `{{secrets.NAME}}`.
     Secrets(secrets::SecretsArgs),
+    /// Serve the conversation API (messages in, replies out) and the OAuth callback.
+    Serve(serve::ServeArgs),
     /// Manage the master key (rotate).
     Keys(keys::KeysArgs),
     /// The whole mission on loopback, no setup: authorize a demo integration, run the example
@@ -66,6 +70,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::schema(args),
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
+        Command::Serve(args) => serve::serve(&cli.shared, args).await,
         Command::Keys(args) => keys::keys(&cli.shared, args).await,
         Command::Demo(args) => crate::demo::demo(args).await,
     }

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{PausedConversation, SqliteStore};
 
 use crate::crypto::CryptoError;
 use crate::ids::IntegrationName;

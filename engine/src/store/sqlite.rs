@@ -22,7 +22,8 @@ use crate::integrations::config::IntegrationConfig;
 use crate::tokens::TokenOwner;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE integrations (
     name TEXT PRIMARY KEY,
@@ -55,7 +56,33 @@ CREATE TABLE pending_authorizations (
     expires_at INTEGER NOT NULL
 );
 CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL, updated_at INTEGER NOT NULL);
-"#];
+"#,
+    r#"
+CREATE TABLE flow_versions (hash TEXT PRIMARY KEY, flow_id TEXT NOT NULL, source TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE conversations (
+    conversation_id TEXT PRIMARY KEY,
+    flow_hash TEXT NOT NULL,
+    snapshot BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE processed_messages (
+    conversation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, message_id)
+);
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#,
+];
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -182,6 +209,7 @@ impl SqliteStore {
             ("tokens", "integration || '/' || owner", "refresh_token"),
             ("pending_authorizations", "state_hash", "verifier"),
             ("secrets", "name", "value"),
+            ("conversations", "conversation_id", "snapshot"),
             ("meta", "key", "value"),
         ];
         for (table, row_expr, column) in columns {
@@ -255,6 +283,145 @@ impl SqliteStore {
             metadata: serde_json::from_str(r.get::<&str, _>("metadata")).map_err(|e| corrupt(e.to_string()))?,
             version: r.get("version"),
         })
+    }
+}
+
+/// A paused conversation as stored.
+#[derive(Clone, Debug)]
+pub struct PausedConversation {
+    /// The flow version (content hash) the run started with.
+    pub flow_hash: String,
+    /// The snapshot, as JSON.
+    pub snapshot: serde_json::Value,
+    /// Unix seconds after which the paused run is discarded.
+    pub expires_at: i64,
+}
+
+impl SqliteStore {
+    /// Records a flow version (idempotent).
+    pub async fn put_flow_version(&self, hash: &str, flow_id: &str, source: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO flow_versions (hash, flow_id, source, created_at) VALUES (?, ?, ?, ?)")
+            .bind(hash)
+            .bind(flow_id)
+            .bind(source)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// The source of a flow version.
+    pub async fn flow_version(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT source FROM flow_versions WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())
+    }
+
+    /// The paused run of a conversation (snapshots are encrypted: they hold what people typed).
+    pub async fn paused(&self, conversation: &str) -> Result<Option<PausedConversation>, StoreError> {
+        let row = sqlx::query("SELECT flow_hash, snapshot, expires_at FROM conversations WHERE conversation_id = ?")
+            .bind(conversation)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())?;
+        let Some(r) = row else { return Ok(None) };
+        let blob: Vec<u8> = r.get("snapshot");
+        let plain = self.keys.decrypt(Aad { table: "conversations", row: conversation, column: "snapshot" }, &blob)?;
+        let snapshot = serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt { what: format!("conversation {conversation}"), reason: e.to_string() })?;
+        Ok(Some(PausedConversation { flow_hash: r.get("flow_hash"), snapshot, expires_at: r.get("expires_at") }))
+    }
+
+    /// Stores (or clears, with `None`) the paused run of a conversation.
+    pub async fn set_paused(&self, conversation: &str, paused: Option<&PausedConversation>) -> Result<(), StoreError> {
+        match paused {
+            None => {
+                sqlx::query("DELETE FROM conversations WHERE conversation_id = ?")
+                    .bind(conversation)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(self.db())?;
+            }
+            Some(p) => {
+                let plain = serde_json::to_vec(&p.snapshot).unwrap_or_default();
+                let blob =
+                    self.keys.encrypt(Aad { table: "conversations", row: conversation, column: "snapshot" }, &plain);
+                sqlx::query(
+                    "INSERT INTO conversations (conversation_id, flow_hash, snapshot, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)
+                     ON CONFLICT (conversation_id) DO UPDATE SET flow_hash = excluded.flow_hash, snapshot = excluded.snapshot,
+                       expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                )
+                .bind(conversation)
+                .bind(&p.flow_hash)
+                .bind(blob)
+                .bind(p.expires_at)
+                .bind(now())
+                .execute(&self.pool)
+                .await
+                .map_err(self.db())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The response already given to a message id, if any.
+    pub async fn processed(&self, conversation: &str, message_id: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT response FROM processed_messages WHERE conversation_id = ? AND message_id = ?")
+            .bind(conversation)
+            .bind(message_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())
+    }
+
+    /// Remembers the response to a message id.
+    pub async fn set_processed(&self, conversation: &str, message_id: &str, response: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO processed_messages (conversation_id, message_id, response, created_at) VALUES (?, ?, ?, ?)")
+            .bind(conversation)
+            .bind(message_id)
+            .bind(response)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Records a run's result (already masked) for `GET /v1/runs/{id}`.
+    pub async fn put_run(
+        &self,
+        run_id: &str,
+        conversation: &str,
+        flow_id: &str,
+        status: &str,
+        result: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO runs (run_id, conversation_id, flow_id, status, result, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, updated_at = excluded.updated_at",
+        )
+        .bind(run_id)
+        .bind(conversation)
+        .bind(flow_id)
+        .bind(status)
+        .bind(result)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// A run's recorded result.
+    pub async fn run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT result FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())
     }
 }
 

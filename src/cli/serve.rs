@@ -1,0 +1,131 @@
+//! `tern serve`: load the flows, open the store, serve the conversation API.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use tern_engine::http::Outbound;
+use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
+
+use super::context::Shared;
+use crate::server::{AppState, LoadedFlow, app, flow_hash};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The directory of flow files (`*.json`).
+    #[arg(long, default_value = "flows/examples", env = "TERN_FLOWS")]
+    flows: PathBuf,
+    /// The address to listen on (loopback by default; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "TERN_LISTEN")]
+    listen: SocketAddr,
+    /// Skip invalid flows with a warning instead of refusing to start.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// How long a paused run waits for the contact's next message, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pause_ttl: i64,
+}
+
+pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let store = shared.open_store().await?;
+    let integrations = shared.integrations(store.clone()).await?;
+    let registry = Arc::new(super::registry());
+    let mut flows = Vec::new();
+    let mut versions = HashMap::new();
+    let mut broken = 0;
+    for path in super::expand_paths(std::slice::from_ref(&args.flows))? {
+        let source = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
+        match load_flow(&source, &opts) {
+            Ok(flow) => {
+                super::print_diagnostics(&path, &flow.warnings);
+                let hash = flow_hash(&source);
+                store.put_flow_version(&hash, flow.id.as_str(), &source).await?;
+                let flow = Arc::new(flow);
+                versions.insert(hash.clone(), flow.clone());
+                flows.push(LoadedFlow { hash, flow });
+            }
+            Err(diags) => {
+                super::print_diagnostics(&path, &diags);
+                broken += 1;
+            }
+        }
+    }
+    if broken > 0 && !args.skip_invalid {
+        anyhow::bail!(
+            "{broken} flow(s) in {} are invalid; fix them or start with --skip-invalid",
+            args.flows.display()
+        );
+    }
+    if broken > 0 {
+        eprintln!("warning: skipped {broken} invalid flow(s)");
+    }
+    flows.sort_by(|a, b| {
+        let pa = a.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
+        let pb = b.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
+        pb.cmp(&pa).then_with(|| a.flow.id.cmp(&b.flow.id))
+    });
+    let admin_token = admin_token(shared)?;
+    let engine = Engine {
+        registry,
+        outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
+        secrets: shared.secrets(Some(&*store)).await?,
+        limits: RunLimits::default(),
+    };
+    let state = Arc::new(AppState {
+        engine,
+        store,
+        integrations,
+        flows,
+        versions: Mutex::new(versions),
+        locks: Mutex::default(),
+        pause_ttl_secs: args.pause_ttl,
+        admin_token,
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    std::io::Write::flush(&mut std::io::stdout()).ok();
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `TERN_ADMIN_TOKEN`, or a token kept in `admin.token` in the data directory (created 0600).
+fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
+    if let Ok(t) = std::env::var("TERN_ADMIN_TOKEN") {
+        anyhow::ensure!(t.len() >= 16, "TERN_ADMIN_TOKEN must be at least 16 characters");
+        return Ok(SecretString::from(t));
+    }
+    let path = shared.data_dir().join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return Ok(SecretString::from(t.trim().to_string()));
+    }
+    let bytes: [u8; 24] = rand::random();
+    let token = SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    tern_engine::crypto::write_key_file(&path, token.expose_secret())?;
+    eprintln!("note: the admin API token is in {}", path.display());
+    Ok(token)
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    eprintln!("shutting down: finishing in-flight requests");
+}

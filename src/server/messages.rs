@@ -1,0 +1,135 @@
+//! `POST /v1/conversations/{id}/messages`: resume the conversation's paused run, or start the
+//! flow whose trigger matches; answer with the replies.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tern_engine::store::{PausedConversation, now};
+use tern_engine::{Message, RunInput, RunResult, RunSnapshot, RunStatus};
+
+use super::{AppState, error};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncomingMessage {
+    /// What the contact wrote.
+    pub text: String,
+    /// The contact: `{"id": …}` plus any attributes.
+    #[serde(default)]
+    pub contact: Option<Map<String, Value>>,
+    /// The channel's id for the message; a repeated id is answered from the first time.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+pub async fn post_message(
+    State(state): State<Arc<AppState>>,
+    Path(conversation): Path<String>,
+    body: Result<axum::Json<IncomingMessage>, JsonRejection>,
+) -> Response {
+    let axum::Json(msg) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                e.status(),
+                format!(
+                    "{}; send {{\"text\": \"…\", \"contact\": {{\"id\": \"…\"}}, \"message_id\": \"…\"}}",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    if conversation.is_empty() || conversation.len() > 200 {
+        return error(StatusCode::BAD_REQUEST, "the conversation id must be 1 to 200 characters");
+    }
+    // One message of a conversation at a time, in arrival order.
+    let lock = {
+        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(conversation.clone()).or_default().clone()
+    };
+    let response = {
+        let _guard = lock.lock().await;
+        handle(&state, &conversation, msg).await
+    };
+    {
+        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.get(&conversation).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(&conversation);
+        }
+    }
+    match response {
+        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn handle(state: &AppState, conversation: &str, msg: IncomingMessage) -> Result<String, String> {
+    let store = &state.store;
+    if let Some(id) = &msg.message_id
+        && let Some(previous) = store.processed(conversation, id).await.map_err(|e| e.to_string())?
+    {
+        return Ok(previous);
+    }
+    let contact = Value::Object(msg.contact.clone().unwrap_or_default());
+    let input = RunInput {
+        conversation_id: conversation.to_string(),
+        contact,
+        message: Message { text: msg.text.clone(), id: msg.message_id.clone() },
+    };
+    let paused = store.paused(conversation).await.map_err(|e| e.to_string())?.filter(|p| p.expires_at > now());
+    let (result, hash) = match paused {
+        Some(p) => {
+            let flow = state.version(&p.flow_hash).await.ok_or("the paused run's flow version is gone")?;
+            let snapshot: RunSnapshot = serde_json::from_value(p.snapshot).map_err(|e| e.to_string())?;
+            (state.engine.resume(&flow, snapshot, input, None).await, p.flow_hash)
+        }
+        None => {
+            let Some(loaded) =
+                state.flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&msg.text)))
+            else {
+                let body = json!({"status": "no_flow", "replies": []}).to_string();
+                return Ok(body);
+            };
+            (state.engine.start(&loaded.flow, input, Map::new(), None).await, loaded.hash.clone())
+        }
+    };
+    record(state, conversation, &result, &hash).await?;
+    let body = json!({
+        "run_id": result.run_id,
+        "flow_id": result.flow_id,
+        "status": result.status,
+        "replies": result.replies.iter().map(|r| json!({"text": r.text})).collect::<Vec<_>>(),
+        "error": result.error,
+    })
+    .to_string();
+    if let Some(id) = &msg.message_id {
+        store.set_processed(conversation, id, &body).await.map_err(|e| e.to_string())?;
+    }
+    Ok(body)
+}
+
+async fn record(state: &AppState, conversation: &str, result: &RunResult, hash: &str) -> Result<(), String> {
+    let store = &state.store;
+    let paused = match (&result.status, &result.snapshot) {
+        (RunStatus::Paused, Some(s)) => Some(PausedConversation {
+            flow_hash: hash.to_string(),
+            snapshot: serde_json::to_value(s).map_err(|e| e.to_string())?,
+            expires_at: now() + state.pause_ttl_secs,
+        }),
+        _ => None,
+    };
+    store.set_paused(conversation, paused.as_ref()).await.map_err(|e| e.to_string())?;
+    let status =
+        serde_json::to_value(result.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let history = serde_json::to_string(result).map_err(|e| e.to_string())?;
+    store
+        .put_run(&result.run_id, conversation, result.flow_id.as_str(), &status, &history)
+        .await
+        .map_err(|e| e.to_string())
+}

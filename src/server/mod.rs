@@ -1,0 +1,115 @@
+//! `tern serve`: the conversation server. `app(state)` is the axum router; handlers are in
+//! their own modules.
+//!
+//! Messages of one conversation are processed one at a time, in arrival order (an async mutex
+//! per conversation); different conversations run in parallel. A paused run is stored
+//! (encrypted) with the content hash of the flow version it started with, so it resumes on
+//! that version after a reload or a restart.
+
+mod messages;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sha2::Digest;
+use tern_engine::integrations::{CallbackParams, Integrations};
+use tern_engine::store::SqliteStore;
+use tern_engine::{CompiledFlow, Engine, LoadOptions, load_flow};
+
+/// A loaded flow and its version.
+pub struct LoadedFlow {
+    /// SHA-256 of the source.
+    pub hash: String,
+    /// The compiled flow.
+    pub flow: Arc<CompiledFlow>,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub engine: Engine,
+    pub store: Arc<SqliteStore>,
+    pub integrations: Arc<Integrations>,
+    /// Flows that can start, by trigger priority (highest first), then id.
+    pub flows: Vec<LoadedFlow>,
+    /// Every flow version seen by this process, by hash.
+    pub versions: Mutex<HashMap<String, Arc<CompiledFlow>>>,
+    /// One lock per conversation being processed.
+    pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// How long a paused run waits for the next message.
+    pub pause_ttl_secs: i64,
+    /// The bearer token for the admin API.
+    pub admin_token: SecretString,
+}
+
+/// SHA-256 of a flow's source, hex.
+pub fn flow_hash(source: &str) -> String {
+    sha2::Sha256::digest(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl AppState {
+    /// The flow version with this hash: in memory, or recompiled from the stored source.
+    pub async fn version(&self, hash: &str) -> Option<Arc<CompiledFlow>> {
+        if let Some(f) = self.versions.lock().unwrap_or_else(|p| p.into_inner()).get(hash) {
+            return Some(f.clone());
+        }
+        let source = self.store.flow_version(hash).await.ok().flatten()?;
+        let opts = LoadOptions { registry: &self.engine.registry, integrations: None, limits: Default::default() };
+        let flow = Arc::new(load_flow(&source, &opts).ok()?);
+        self.versions.lock().unwrap_or_else(|p| p.into_inner()).insert(hash.to_string(), flow.clone());
+        Some(flow)
+    }
+
+    fn is_admin(&self, headers: &HeaderMap) -> bool {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        subtle::ConstantTimeEq::ct_eq(given.as_bytes(), self.admin_token.expose_secret().as_bytes()).into()
+    }
+}
+
+/// The router.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/conversations/{id}/messages", post(messages::post_message))
+        .route("/v1/runs/{id}", get(get_run))
+        .route("/oauth/callback", get(callback))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// A JSON error body with a status.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if !state.is_admin(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
+    }
+    match state.store.run(&id).await {
+        Ok(Some(result)) => ([(axum::http::header::CONTENT_TYPE, "application/json")], result).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn callback(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<CallbackParams>,
+) -> Response {
+    let result = state.integrations.complete(&q).await;
+    if let Ok(done) = &result {
+        state.integrations.invalidate(&done.integration);
+    }
+    crate::cli::callback_page(&result.map(|_| ()).map_err(|e| e.to_string())).into_response()
+}

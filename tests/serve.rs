@@ -1,0 +1,203 @@
+//! `tern serve` end to end: the message webhook, pause/resume across a restart, run history
+//! behind the admin token, idempotent message ids, bad bodies, and 200 concurrent conversations
+//! of 20 messages each.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApi, fresh_data_dir, tern};
+
+const ADMIN: &str = "admin-token-for-tests-0123456789";
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(data: &Path, flows: &Path) -> Self {
+        let mut child = tern()
+            .env("TERN_DATA_DIR", data)
+            .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+            .env("TERN_ADMIN_TOKEN", ADMIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--flows", flows.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line}")).to_string();
+        Self { child, url }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn post(client: &reqwest::Client, base: &str, conv: &str, body: Value) -> (u16, Value) {
+    let resp = client.post(format!("{base}/v1/conversations/{conv}/messages")).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+fn flows_dir(api: &TestApi) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let tl = std::fs::read_to_string(crate::support::repo().join("flows/examples/teamleader-last-name.json"))
+        .unwrap()
+        .replace("https://api.focus.teamleader.eu", &api.url())
+        .replace("\"integration\": \"teamleader\",", "");
+    std::fs::write(dir.path().join("tl.json"), tl).unwrap();
+    std::fs::write(
+        dir.path().join("echo.json"),
+        json!({"version": 1, "id": "echo", "trigger": {"type": "message", "match": {"regex": "^start$"}},
+        "steps": [
+          {"id": "wait", "type": "ask", "text": "ready", "save_as": "m"},
+          {"id": "say", "type": "send_message", "text": "got {{m}}", "next": "wait"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+#[test]
+fn conversation_pauses_survives_restart_and_resumes() {
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    let data = fresh_data_dir();
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let server = Server::start(&data, &flows);
+    let (status, first) =
+        rt.block_on(post(&client, &server.url, "c-1", json!({"text": "last name", "contact": {"id": "u1"}})));
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["status"], "paused");
+    assert_eq!(first["replies"][0]["text"], "What is your Teamleader contact ID?");
+    drop(server); // killed between the question and the answer
+
+    let server = Server::start(&data, &flows);
+    let (status, second) = rt.block_on(post(&client, &server.url, "c-1", json!({"text": "c1a2"})));
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["status"], "completed", "{second}");
+    assert_eq!(second["replies"][0]["text"], "Hello Erlich Bachman!");
+    assert_eq!(first["run_id"], second["run_id"], "the same run resumed");
+    assert_eq!(api.requests()[0].json(), json!({"id": "c1a2"}));
+
+    // Run history is behind the admin token.
+    let run_url = format!("{}/v1/runs/{}", server.url, second["run_id"].as_str().unwrap());
+    let (anon, authed) = rt.block_on(async {
+        let anon = client.get(&run_url).send().await.unwrap().status().as_u16();
+        let authed: Value = client.get(&run_url).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        (anon, authed)
+    });
+    assert_eq!(anon, 401);
+    assert_eq!(authed["status"], "completed");
+    assert!(authed["trace"].as_array().unwrap().iter().any(|t| t["step"] == "lookup"), "{authed}");
+    // Nothing matched: no flow, no error.
+    let (_, none) = rt.block_on(post(&client, &server.url, "c-2", json!({"text": "hello"})));
+    assert_eq!(none["status"], "no_flow");
+    let health: Value = rt
+        .block_on(async { client.get(format!("{}/healthz", server.url)).send().await.unwrap().json().await.unwrap() });
+    assert_eq!(health["status"], "ok");
+}
+
+#[test]
+fn repeated_message_ids_are_processed_once_and_bad_bodies_are_explained() {
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    let server = Server::start(&fresh_data_dir(), &flows);
+    let rt = rt();
+    let client = reqwest::Client::new();
+    rt.block_on(async {
+        post(&client, &server.url, "c", json!({"text": "last name", "message_id": "m1"})).await;
+        let (_, a) = post(&client, &server.url, "c", json!({"text": "c1a2", "message_id": "m2"})).await;
+        let (_, b) = post(&client, &server.url, "c", json!({"text": "c1a2", "message_id": "m2"})).await;
+        assert_eq!(a, b, "the retry gets the first answer");
+        assert_eq!(api.requests().len(), 1, "and the API was called once");
+
+        let resp = client
+            .post(format!("{}/v1/conversations/c/messages", server.url))
+            .body("{not json")
+            .header("content-type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("send {\"text\""), "{body}");
+        let (status, body) = post(&client, &server.url, "c", json!({"txt": "x"})).await;
+        assert_eq!(status, 422, "well-formed JSON of the wrong shape");
+        assert!(body["error"].as_str().unwrap().contains("unknown field `txt`"), "{body}");
+        let big = "x".repeat(100 * 1024);
+        let resp = client
+            .post(format!("{}/v1/conversations/c/messages", server.url))
+            .json(&json!({"text": big}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 413, "the body limit is 64 KiB");
+    });
+}
+
+#[test]
+fn two_hundred_conversations_of_twenty_messages_keep_order() {
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    let server = Server::start(&fresh_data_dir(), &flows);
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let base = server.url.clone();
+    rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for c in 0..200 {
+            let (client, base) = (client.clone(), base.clone());
+            set.spawn(async move {
+                let conv = format!("conv-{c}");
+                let (_, r) = post(&client, &base, &conv, json!({"text": "start"})).await;
+                assert_eq!(r["replies"][0]["text"], "ready");
+                for i in 1..20 {
+                    let (status, r) =
+                        post(&client, &base, &conv, json!({"text": format!("{c}:{i}"), "message_id": format!("{i}")}))
+                            .await;
+                    assert_eq!(status, 200, "{r}");
+                    let texts: Vec<&str> =
+                        r["replies"].as_array().unwrap().iter().map(|x| x["text"].as_str().unwrap()).collect();
+                    assert_eq!(texts, vec![format!("got {c}:{i}").as_str(), "ready"], "conversation {c} message {i}");
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        // Concurrent messages to one conversation are processed one at a time, each exactly once.
+        post(&client, &base, "burst", json!({"text": "start"})).await;
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let (client, base) = (client.clone(), base.clone());
+            set.spawn(async move {
+                post(&client, &base, "burst", json!({"text": format!("b{i}"), "message_id": format!("b{i}")})).await.1
+            });
+        }
+        let mut got = Vec::new();
+        while let Some(r) = set.join_next().await {
+            got.push(r.unwrap()["replies"][0]["text"].as_str().unwrap().to_string());
+        }
+        got.sort();
+        let mut want: Vec<String> = (0..20).map(|i| format!("got b{i}")).collect();
+        want.sort();
+        assert_eq!(got, want);
+    });
+}
