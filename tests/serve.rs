@@ -112,6 +112,15 @@ fn conversation_pauses_survives_restart_and_resumes() {
     let health: Value = rt
         .block_on(async { client.get(format!("{}/healthz", server.url)).send().await.unwrap().json().await.unwrap() });
     assert_eq!(health["status"], "ok");
+    let metrics = rt
+        .block_on(async { client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap() });
+    // This process saw two messages: the answer (which completed the run) and "hello".
+    assert!(metrics.contains("tern_messages_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("tern_run_activations_total{flow=\"teamleader-last-name\",status=\"completed\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tern_step_duration_seconds_bucket{"), "{metrics}");
 }
 
 #[test]

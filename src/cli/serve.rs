@@ -29,6 +29,12 @@ pub struct ServeArgs {
     /// How long a paused run waits for the contact's next message, in seconds.
     #[arg(long, default_value_t = 86_400)]
     pause_ttl: i64,
+    /// Most requests handled at once; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = 1024)]
+    max_concurrency: usize,
+    /// Longest time one request may take, in seconds.
+    #[arg(long, default_value_t = 60)]
+    request_timeout: u64,
 }
 
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -86,6 +92,9 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         locks: Mutex::default(),
         pause_ttl_secs: args.pause_ttl,
         admin_token,
+        metrics: crate::server::Metrics::default(),
+        max_concurrency: args.max_concurrency.max(1),
+        request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -71,6 +71,7 @@ pub async fn post_message(
 
 async fn handle(state: &AppState, conversation: &str, msg: IncomingMessage) -> Result<String, String> {
     let store = &state.store;
+    state.metrics.message();
     if let Some(id) = &msg.message_id
         && let Some(previous) = store.processed(conversation, id).await.map_err(|e| e.to_string())?
     {
@@ -99,6 +100,7 @@ async fn handle(state: &AppState, conversation: &str, msg: IncomingMessage) -> R
             (state.engine.start(&loaded.flow, input, Map::new(), None).await, loaded.hash.clone())
         }
     };
+    state.metrics.observe(&result);
     record(state, conversation, &result, &hash).await?;
     let body = json!({
         "run_id": result.run_id,

@@ -7,6 +7,9 @@
 //! that version after a reload or a restart.
 
 mod messages;
+mod metrics;
+
+pub use metrics::Metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +49,12 @@ pub struct AppState {
     pub pause_ttl_secs: i64,
     /// The bearer token for the admin API.
     pub admin_token: SecretString,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Most requests handled at once; more get 503 with Retry-After.
+    pub max_concurrency: usize,
+    /// Longest time one request may take.
+    pub request_timeout: std::time::Duration,
 }
 
 /// SHA-256 of a flow's source, hex.
@@ -76,15 +85,43 @@ impl AppState {
     }
 }
 
-/// The router.
+/// The router: every route has a body limit (64 KiB), a request timeout and a concurrency
+/// limit that answers 503 with `Retry-After` instead of queueing without bound.
 pub fn app(state: Arc<AppState>) -> Router {
+    let limits = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
+        .load_shed()
+        .concurrency_limit(state.max_concurrency)
+        .timeout(state.request_timeout);
     Router::new()
         .route("/v1/conversations/{id}/messages", post(messages::post_message))
         .route("/v1/runs/{id}", get(get_run))
         .route("/oauth/callback", get(callback))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(limits)
         .with_state(state)
+}
+
+async fn overloaded(err: tower::BoxError) -> Response {
+    if err.is::<tower::load_shed::error::Overloaded>() {
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "the server is at its concurrency limit; retry shortly");
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        return r;
+    }
+    if err.is::<tower::timeout::error::Elapsed>() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the request took longer than the server's request timeout");
+    }
+    error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// A JSON error body with a status.

@@ -1,0 +1,93 @@
+//! Prometheus metrics for `GET /metrics`: messages, runs by flow and outcome, step latency by
+//! step type and outcome, step failures by code.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tern_engine::RunResult;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    flow: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step_type: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    step_type: String,
+    code: String,
+}
+
+type HistogramFamily = Family<StepLabels, Histogram, fn() -> Histogram>;
+
+fn step_histogram() -> Histogram {
+    // 50 µs … ~13 s.
+    Histogram::new(exponential_buckets(0.000_05, 4.0, 10))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    messages: Counter,
+    runs: Family<RunLabels, Counter>,
+    steps: HistogramFamily,
+    failures: Family<FailureLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tern");
+        let messages = Counter::default();
+        let runs = Family::<RunLabels, Counter>::default();
+        let steps: HistogramFamily = Family::new_with_constructor(step_histogram);
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register("messages", "Conversation messages received", messages.clone());
+        registry.register("run_activations", "Run activations by flow and how they ended", runs.clone());
+        registry.register("step_duration_seconds", "Step latency by step type and outcome", steps.clone());
+        registry.register("step_failures", "Step failures by step type and error code", failures.clone());
+        Self { registry, messages, runs, steps, failures }
+    }
+}
+
+impl Metrics {
+    /// Counts a received message.
+    pub fn message(&self) {
+        self.messages.inc();
+    }
+
+    /// Records a finished activation.
+    pub fn observe(&self, result: &RunResult) {
+        let status =
+            serde_json::to_value(result.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        self.runs.get_or_create(&RunLabels { flow: result.flow_id.to_string(), status }).inc();
+        for t in &result.trace {
+            let status =
+                serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            self.steps
+                .get_or_create(&StepLabels { step_type: t.step_type.to_string(), status })
+                .observe(t.duration_us as f64 / 1e6);
+            if let Some(e) = &t.error {
+                self.failures
+                    .get_or_create(&FailureLabels { step_type: t.step_type.to_string(), code: e.code.clone() })
+                    .inc();
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
