@@ -184,15 +184,7 @@ fn private_addresses_are_denied_by_default() {
     let api = TestApi::start();
     let flows = Flows::new();
     let path = flows.write("tl", &teamleader_flow(&api));
-    let r = run([
-        "run".to_string(),
-        path.display().to_string(),
-        "-m".into(),
-        "last name".into(),
-        "-m".into(),
-        "c1a2".into(),
-        "--json".into(),
-    ]);
+    let r = run(["run", path.to_str().unwrap(), "-m", "last name", "-m", "c1a2", "--json"]);
     assert_eq!(r.code(), 0, "the flow handles the error: {}", r.stderr());
     let out = r.json();
     let lookup = out["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap();
@@ -202,15 +194,7 @@ fn private_addresses_are_denied_by_default() {
     let mut flow = teamleader_flow(&api);
     flow["steps"][1]["request"]["url"] = json!(format!("{}/contacts.info", api.other_origin_url()));
     let path = flows.write("tl-name", &flow);
-    let r = run([
-        "run".to_string(),
-        path.display().to_string(),
-        "-m".into(),
-        "last name".into(),
-        "-m".into(),
-        "c1a2".into(),
-        "--json".into(),
-    ]);
+    let r = run(["run", path.to_str().unwrap(), "-m", "last name", "-m", "c1a2", "--json"]);
     let out = r.json();
     let lookup = out["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap();
     assert_eq!(lookup["error"]["code"], "http-denied", "{lookup}");

@@ -19,6 +19,8 @@ struct Env {
     flows: Flows,
     /// Everything every command printed, for the secret scanner.
     outputs: std::cell::RefCell<Vec<String>>,
+    /// Readers of `authorize` commands' standard output.
+    pending_stdout: std::cell::RefCell<Vec<std::thread::JoinHandle<String>>>,
 }
 
 fn free_port() -> u16 {
@@ -33,6 +35,7 @@ impl Env {
             public_url: format!("http://127.0.0.1:{}", free_port()),
             flows: Flows::new(),
             outputs: Default::default(),
+            pending_stdout: Default::default(),
         }
     }
 
@@ -77,11 +80,12 @@ impl Env {
         self.run(&refs)
     }
 
-    /// Runs `tern integrations authorize crm`, plays the browser, returns (command, callback page).
-    fn authorize(&self) -> (Run, String) {
+    /// Starts `tern integrations authorize NAME` and returns it with the URL it printed; the
+    /// rest of its standard output is collected by a thread in `pending_stdout`.
+    fn spawn_authorize(&self, name: &str) -> (std::process::Child, String) {
         let mut child = self
             .cmd()
-            .args(["integrations", "authorize", "crm", "--no-browser", "--timeout", "20"])
+            .args(["integrations", "authorize", name, "--no-browser", "--timeout", "30"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -96,11 +100,23 @@ impl Env {
                 break line.trim().to_string();
             }
         };
+        // Keep draining standard output in the background so the child never blocks on it.
+        let mut rest = printed;
+        let handle = std::thread::spawn(move || {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+            rest
+        });
+        self.pending_stdout.borrow_mut().push(handle);
+        (child, url)
+    }
+
+    /// Runs `tern integrations authorize crm`, plays the browser, returns (command, callback page).
+    fn authorize(&self) -> (Run, String) {
+        let (child, url) = self.spawn_authorize("crm");
         let page = browser(&url);
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
         let output = child.wait_with_output().unwrap();
-        let run = Run { output: std::process::Output { stdout: format!("{printed}{rest}").into_bytes(), ..output } };
+        let stdout = self.pending_stdout.borrow_mut().pop().and_then(|h| h.join().ok()).unwrap_or_default();
+        let run = Run { output: std::process::Output { stdout: stdout.into_bytes(), ..output } };
         self.outputs.borrow_mut().push(format!("{}{}{page}", run.stdout(), run.stderr()));
         (run, page)
     }
@@ -270,21 +286,7 @@ fn forged_state_is_ignored_and_provider_errors_are_escaped() {
     let env = Env::new();
     env.add(&[]);
     // A forged callback is rejected before any token request, and the real one still works.
-    let mut child = env
-        .cmd()
-        .args(["integrations", "authorize", "crm", "--no-browser", "--timeout", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0);
-        if line.starts_with("http") {
-            break line.trim().to_string();
-        }
-    };
+    let (mut child, url) = env.spawn_authorize("crm");
     let forged = format!("{}/oauth/callback?code=stolen&state=forged", env.public_url);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let page = rt.block_on(async { reqwest::get(&forged).await.unwrap().text().await.unwrap() });
@@ -623,21 +625,7 @@ fn interop_with_a_real_oidc_server() {
     };
     assert_eq!(r.code(), 0, "{}", r.stderr());
 
-    let mut child = env
-        .cmd()
-        .args(["integrations", "authorize", "oidc", "--no-browser", "--timeout", "30"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let url = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0);
-        if line.starts_with("http") {
-            break line.trim().to_string();
-        }
-    };
+    let (child, url) = env.spawn_authorize("oidc");
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     let page = oidc_browser(&url, &callback);
     assert!(page.contains("All set! Your authorization is complete!"), "{page}");
