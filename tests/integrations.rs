@@ -19,8 +19,8 @@ struct Env {
     flows: Flows,
     /// Everything every command printed, for the secret scanner.
     outputs: std::cell::RefCell<Vec<String>>,
-    /// Readers of `authorize` commands' standard output.
-    pending_stdout: std::cell::RefCell<Vec<std::thread::JoinHandle<String>>>,
+    /// Readers of `authorize` commands' standard output and error.
+    pending_stdout: std::cell::RefCell<Vec<std::thread::JoinHandle<(String, String)>>>,
 }
 
 fn free_port() -> u16 {
@@ -100,11 +100,17 @@ impl Env {
                 break line.trim().to_string();
             }
         };
-        // Keep draining standard output in the background so the child never blocks on it.
+        // Keep draining both pipes in the background so the child never blocks on them.
+        let mut stderr = child.stderr.take().unwrap();
         let mut rest = printed;
         let handle = std::thread::spawn(move || {
+            let err = std::thread::spawn(move || {
+                let mut e = String::new();
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut e);
+                e
+            });
             let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
-            rest
+            (rest, err.join().unwrap_or_default())
         });
         self.pending_stdout.borrow_mut().push(handle);
         (child, url)
@@ -114,9 +120,11 @@ impl Env {
     fn authorize(&self) -> (Run, String) {
         let (child, url) = self.spawn_authorize("crm");
         let page = browser(&url);
-        let output = child.wait_with_output().unwrap();
-        let stdout = self.pending_stdout.borrow_mut().pop().and_then(|h| h.join().ok()).unwrap_or_default();
-        let run = Run { output: std::process::Output { stdout: stdout.into_bytes(), ..output } };
+        let mut child = child;
+        let status = child.wait().unwrap();
+        let (stdout, stderr) = self.pending_stdout.borrow_mut().pop().and_then(|h| h.join().ok()).unwrap_or_default();
+        let run =
+            Run { output: std::process::Output { status, stdout: stdout.into_bytes(), stderr: stderr.into_bytes() } };
         self.outputs.borrow_mut().push(format!("{}{}{page}", run.stdout(), run.stderr()));
         (run, page)
     }
@@ -356,8 +364,14 @@ fn thousand_concurrent_runs_cause_one_refresh() {
             .spawn()
             .unwrap()
     };
+    // Drain both processes at once: with debug logs on, a process whose output is not read
+    // blocks on a full pipe, possibly while holding the store's lock the other one waits for.
     let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (a, b) = (
+        std::thread::spawn(move || a.wait_with_output().unwrap()),
+        std::thread::spawn(move || b.wait_with_output().unwrap()),
+    );
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
     assert!(
         a.status.success() && b.status.success(),
         "{}\n{}",
@@ -625,12 +639,13 @@ fn interop_with_a_real_oidc_server() {
     };
     assert_eq!(r.code(), 0, "{}", r.stderr());
 
-    let (child, url) = env.spawn_authorize("oidc");
+    let (mut child, url) = env.spawn_authorize("oidc");
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     let page = oidc_browser(&url, &callback);
     assert!(page.contains("All set! Your authorization is complete!"), "{page}");
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = child.wait().unwrap();
+    let (_, stderr) = env.pending_stdout.borrow_mut().pop().and_then(|h| h.join().ok()).unwrap_or_default();
+    assert!(status.success(), "{stderr}");
 
     // A flow reads the bearer-protected userinfo endpoint.
     let flow = env.flows.write(
