@@ -26,11 +26,16 @@ impl Drop for Server {
 
 impl Server {
     fn start(data: &Path, flows: &Path) -> Self {
+        Self::start_at(data, flows, "127.0.0.1:0", "http://127.0.0.1:8080")
+    }
+
+    fn start_at(data: &Path, flows: &Path, listen: &str, public_url: &str) -> Self {
         let mut child = tern()
             .env("TERN_DATA_DIR", data)
+            .env("TERN_PUBLIC_URL", public_url)
             .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
             .env("TERN_ADMIN_TOKEN", ADMIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--flows", flows.to_str().unwrap()])
+            .args(["serve", "--listen", listen, "--flows", flows.to_str().unwrap()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -208,5 +213,146 @@ fn two_hundred_conversations_of_twenty_messages_keep_order() {
         let mut want: Vec<String> = (0..20).map(|i| format!("got b{i}")).collect();
         want.sort();
         assert_eq!(got, want);
+    });
+}
+
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in the page")
+        .to_string()
+}
+
+#[test]
+fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
+    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+    let auth = AuthServer::start();
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    std::fs::write(
+        flows.join("crm.json"),
+        json!({"version": 1, "id": "crm", "trigger": {"type": "message", "match": {"regex": "^crm$"}},
+        "steps": [
+          {"id": "lookup", "type": "fetch_variables", "integration": "crm",
+           "request": {"method": "POST", "url": format!("{}/api/contacts.info", auth.url()), "body": {"id": "c1a2"}},
+           "variables": {"last_name": "data.last_name"}},
+          {"id": "say", "type": "send_message", "text": "Hello {{last_name}}"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Server::start_at(&fresh_data_dir(), &flows, &format!("127.0.0.1:{port}"), &base);
+    assert_eq!(server.url, base);
+    let rt = rt();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    rt.block_on(async {
+        let anon = client.get(&base).send().await.unwrap();
+        assert_eq!(anon.status().as_u16(), 401);
+        assert!(anon.headers().contains_key("www-authenticate"));
+        let page = client.get(&base).basic_auth("admin", Some(ADMIN)).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains(&format!("value=\"{base}/oauth/callback\"")), "the callback URL is shown: {page}");
+        let csrf = csrf_of(&page);
+
+        // A forged form is refused.
+        let forged = client
+            .post(format!("{base}/integrations"))
+            .basic_auth("admin", Some(ADMIN))
+            .form(&[("csrf", "nope"), ("name", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status().as_u16(), 403);
+
+        let a = auth.url();
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("name", "crm"),
+            ("profile", ""),
+            ("data_center", ""),
+            ("kind", "authorization_code"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scopes", "contacts"),
+            ("authorization_url", &format!("{a}/authorize")),
+            ("token_url", &format!("{a}/token")),
+            ("api_origins", &a),
+            ("client_auth", "basic"),
+            ("params", ""),
+        ];
+        let saved = client
+            .post(format!("{base}/integrations"))
+            .basic_auth("admin", Some(ADMIN))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(saved.status().as_u16(), 303);
+        assert_eq!(saved.headers()["location"], "/?saved=crm");
+        let page = client
+            .get(format!("{base}/?saved=crm"))
+            .basic_auth("admin", Some(ADMIN))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("id=\"status-crm\">incomplete<"), "{page}");
+
+        // Authorize: the button goes to the provider, the provider back to Tern, Tern to the page.
+        let go = client
+            .post(format!("{base}/integrations/crm/authorize"))
+            .basic_auth("admin", Some(ADMIN))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(go.status().as_u16(), 303);
+        let provider = go.headers()["location"].to_str().unwrap().to_string();
+        assert!(
+            provider.starts_with(&format!("{a}/authorize?")) && provider.contains("code_challenge_method=S256"),
+            "{provider}"
+        );
+        let back = client.get(&provider).send().await.unwrap();
+        let callback = back.headers()["location"].to_str().unwrap().to_string();
+        assert!(callback.starts_with(&format!("{base}/oauth/callback?")), "{callback}");
+        let done = client.get(&callback).send().await.unwrap();
+        assert_eq!(done.status().as_u16(), 303);
+        assert_eq!(done.headers()["location"], "/?authorized=crm");
+        let page = client
+            .get(format!("{base}/?authorized=crm"))
+            .basic_auth("admin", Some(ADMIN))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("All set! Your authorization is complete!"), "{page}");
+        assert!(page.contains("id=\"status-crm\">authorized<"), "{page}");
+        assert!(!page.contains(CLIENT_SECRET), "the page never shows a secret");
+
+        // A replayed callback is refused and reported on the page.
+        let replay = client.get(&callback).send().await.unwrap();
+        assert!(replay.headers()["location"].to_str().unwrap().contains("error="), "single-use state");
+
+        // The admin API lists it without secrets.
+        let listed = client
+            .get(format!("{base}/v1/integrations"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(listed.contains("\"client_secret_set\":true") && !listed.contains(CLIENT_SECRET), "{listed}");
+
+        // A conversation uses it.
+        let (_, r) = post(&client, &base, "c-crm", json!({"text": "crm"})).await;
+        assert_eq!(r["replies"][0]["text"], "Hello Bachman", "{r}");
     });
 }

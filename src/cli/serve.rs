@@ -93,6 +93,10 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         pause_ttl_secs: args.pause_ttl,
         admin_token,
         metrics: crate::server::Metrics::default(),
+        csrf: SecretString::from({
+            let bytes: [u8; 24] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        }),
         max_concurrency: args.max_concurrency.max(1),
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
     });

@@ -8,6 +8,7 @@
 
 mod messages;
 mod metrics;
+mod web;
 
 pub use metrics::Metrics;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub admin_token: SecretString,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The web page's CSRF token (random per process).
+    pub csrf: SecretString,
     /// Most requests handled at once; more get 503 with Retry-After.
     pub max_concurrency: usize,
     /// Longest time one request may take.
@@ -97,6 +100,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/conversations/{id}/messages", post(messages::post_message))
         .route("/v1/runs/{id}", get(get_run))
         .route("/oauth/callback", get(callback))
+        .route("/", get(web::page))
+        .route("/integrations", post(web::add))
+        .route("/integrations/{name}/authorize", post(web::authorize))
+        .route("/v1/integrations", get(web::api_list))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -140,13 +147,20 @@ async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id
     }
 }
 
+/// Completes an authorization and goes back to the integrations page with the banner.
 async fn callback(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(q): axum::extract::Query<CallbackParams>,
 ) -> Response {
-    let result = state.integrations.complete(&q).await;
-    if let Ok(done) = &result {
-        state.integrations.invalidate(&done.integration);
+    match state.integrations.complete(&q).await {
+        Ok(done) => {
+            state.integrations.invalidate(&done.integration);
+            axum::response::Redirect::to(&format!("/?authorized={}", done.integration)).into_response()
+        }
+        Err(e) => {
+            let q: String =
+                url::form_urlencoded::Serializer::new(String::new()).append_pair("error", &e.to_string()).finish();
+            axum::response::Redirect::to(&format!("/?{q}")).into_response()
+        }
     }
-    crate::cli::callback_page(&result.map(|_| ()).map_err(|e| e.to_string())).into_response()
 }
