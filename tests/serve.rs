@@ -216,6 +216,11 @@ fn two_hundred_conversations_of_twenty_messages_keep_order() {
     });
 }
 
+/// The integrations page, logged in with the admin token.
+async fn admin_page(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).basic_auth("admin", Some(ADMIN)).send().await.unwrap().text().await.unwrap()
+}
+
 fn csrf_of(html: &str) -> String {
     html.split("name=\"csrf\" value=\"")
         .nth(1)
@@ -291,15 +296,7 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
             .unwrap();
         assert_eq!(saved.status().as_u16(), 303);
         assert_eq!(saved.headers()["location"], "/?saved=crm");
-        let page = client
-            .get(format!("{base}/?saved=crm"))
-            .basic_auth("admin", Some(ADMIN))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = admin_page(&client, &format!("{base}/?saved=crm")).await;
         assert!(page.contains("id=\"status-crm\">incomplete<"), "{page}");
 
         // Authorize: the button goes to the provider, the provider back to Tern, Tern to the page.
@@ -322,15 +319,7 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
         let done = client.get(&callback).send().await.unwrap();
         assert_eq!(done.status().as_u16(), 303);
         assert_eq!(done.headers()["location"], "/?authorized=crm");
-        let page = client
-            .get(format!("{base}/?authorized=crm"))
-            .basic_auth("admin", Some(ADMIN))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = admin_page(&client, &format!("{base}/?authorized=crm")).await;
         assert!(page.contains("All set! Your authorization is complete!"), "{page}");
         assert!(page.contains("id=\"status-crm\">authorized<"), "{page}");
         assert!(!page.contains(CLIENT_SECRET), "the page never shows a secret");

@@ -143,7 +143,7 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
         IntegrationsCommand::List { json } => list(&*store, json).await,
         IntegrationsCommand::Show { name, json } => show(&service, &name, json).await,
         IntegrationsCommand::Authorize { name, no_browser, timeout } => {
-            authorize(shared, service, &name, no_browser, Duration::from_secs(timeout)).await
+            authorize(service, &name, no_browser, Duration::from_secs(timeout)).await
         }
         IntegrationsCommand::Remove { name } => {
             anyhow::ensure!(store.remove_integration(&name).await?, "no integration named `{name}`");
@@ -291,7 +291,6 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
 const ALL_SET: &str = "All set! Your authorization is complete!";
 
 async fn authorize(
-    shared: &Shared,
     service: Arc<Integrations>,
     name: &IntegrationName,
     no_browser: bool,
@@ -339,7 +338,6 @@ async fn authorize(
     // Let the browser receive its page before the server stops.
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.abort();
-    let _ = shared;
     match outcome {
         Ok(Some(Ok(()))) => {
             println!("{ALL_SET}");

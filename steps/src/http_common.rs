@@ -1,5 +1,9 @@
 //! What `http_request` and `fetch_variables` share: the request with its integration, status
 //! patterns, and mapping response fields into variables.
+//!
+//! The two steps' config structs repeat the common fields on purpose: serde's `flatten` does
+//! not work with `deny_unknown_fields`, and unknown-field errors with suggestions matter more
+//! to flow designers than a few repeated lines.
 
 use std::collections::BTreeMap;
 use std::time::Instant;

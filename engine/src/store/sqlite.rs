@@ -124,11 +124,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Whether a store file exists and already holds encrypted data (so a key must exist too).
-    pub async fn has_data(path: &Path) -> bool {
-        path.exists()
-    }
-
     fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         move |source| StoreError::Database { location: self.location.clone(), source }
     }
