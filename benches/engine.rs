@@ -41,6 +41,7 @@ fn compile(engine: &Engine, flow: &Value) -> CompiledFlow {
 
 fn input() -> RunInput {
     RunInput {
+        event: None,
         conversation_id: "bench".into(),
         contact: json!({"id": "u1"}),
         message: Message { text: "go".into(), id: None },

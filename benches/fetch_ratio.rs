@@ -42,6 +42,7 @@ async fn one(ctx: &Ctx, side: Side) {
     match side {
         Side::Tern => {
             let input = RunInput {
+                event: None,
                 conversation_id: "load".into(),
                 contact: json!({"id": "u1"}),
                 message: Message { text: "go".into(), id: None },

@@ -30,7 +30,15 @@ impl Server {
     }
 
     fn start_at(data: &Path, flows: &Path, listen: &str, public_url: &str) -> Self {
-        let mut child = tern()
+        Self::start_with(data, flows, listen, public_url, None)
+    }
+
+    fn start_with(data: &Path, flows: &Path, listen: &str, public_url: &str, webhook: Option<&str>) -> Self {
+        let mut cmd = tern();
+        if let Some(w) = webhook {
+            cmd.env("TERN_WEBHOOK_URL", w);
+        }
+        let mut child = cmd
             .env("TERN_DATA_DIR", data)
             .env("TERN_PUBLIC_URL", public_url)
             .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
@@ -344,4 +352,97 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
         let (_, r) = post(&client, &base, "c-crm", json!({"text": "crm"})).await;
         assert_eq!(r["replies"][0]["text"], "Hello Bachman", "{r}");
     });
+}
+
+#[test]
+fn contact_logs_in_inside_the_conversation() {
+    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+    let auth = AuthServer::start();
+    let hook = TestApi::start();
+    let (_keep, flows) = flows_dir(&hook);
+    std::fs::write(
+        flows.join("login.json"),
+        json!({"version": 1, "id": "login", "trigger": {"type": "message", "match": {"regex": "^login$"}},
+               "steps": [
+                 {"id": "login", "type": "oauth_request", "integration": "crm", "text": "Please log in to the CRM:", "save_as": "login"},
+                 {"id": "lookup", "type": "fetch_variables", "integration": "crm", "token": "contact",
+                  "request": {"method": "POST", "url": format!("{}/api/contacts.info", auth.url()), "body": {"id": "c1a2"}},
+                  "variables": {"last_name": "data.last_name"}},
+                 {"id": "say", "type": "send_message", "text": "Hello {{last_name}} ({{login.success}})"}
+               ]})
+        .to_string(),
+    )
+    .unwrap();
+    let data = fresh_data_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let a = auth.url();
+    let added = tern()
+        .env("TERN_DATA_DIR", &data)
+        .env("TERN_PUBLIC_URL", &base)
+        .env("CS", CLIENT_SECRET)
+        .args([
+            "integrations",
+            "add",
+            "crm",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-env",
+            "CS",
+            "--authorization-url",
+            &format!("{a}/authorize"),
+            "--token-url",
+            &format!("{a}/token"),
+            "--api-origin",
+            &a,
+        ])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let server =
+        Server::start_with(&data, &flows, &format!("127.0.0.1:{port}"), &base, Some(&format!("{}/hook", hook.url())));
+
+    let rt = rt();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    rt.block_on(async {
+        let contact = json!({"id": "u-9"});
+        let (_, r) = post(&client, &base, "chat-9", json!({"text": "login", "contact": contact})).await;
+        assert_eq!(r["status"], "paused", "{r}");
+        let text = r["replies"][0]["text"].as_str().unwrap();
+        assert!(text.starts_with("Please log in to the CRM:\n"), "{text}");
+        // Writing instead of logging in gets a fresh link.
+        let (_, r) = post(&client, &base, "chat-9", json!({"text": "what now?", "contact": contact})).await;
+        let again = r["replies"][0]["text"].as_str().unwrap();
+        assert!(again.starts_with("Please log in first:\n"), "{again}");
+        let link = again.lines().nth(1).unwrap().to_string();
+        assert!(link.starts_with(&format!("{a}/authorize?")) && link.contains("code_challenge_method=S256"));
+
+        // The contact logs in: the provider sends them to Tern's callback, which resumes the run.
+        let back = client.get(&link).send().await.unwrap();
+        let callback = back.headers()["location"].to_str().unwrap().to_string();
+        let page = client.get(&callback).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("All set! Your authorization is complete!"), "{page}");
+        let delivered = async {
+            for _ in 0..50 {
+                if let Some(r) =
+                    hook.requests().into_iter().find(|r| r.uri == "/hook" && r.json()["status"] == "completed")
+                {
+                    return r.json();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the resumed run's replies never reached the webhook: {:?}", hook.requests());
+        }
+        .await;
+        assert_eq!(delivered["conversation_id"], "chat-9");
+        assert_eq!(delivered["replies"][0]["text"], "Hello Bachman (true)", "{delivered}");
+        // The contact's own token was used.
+        assert!(auth.api_auth_headers().last().unwrap().starts_with("Bearer at_"));
+
+        // Next time the contact is already logged in: no link.
+        let (_, r) = post(&client, &base, "chat-10", json!({"text": "login", "contact": contact})).await;
+        assert_eq!(r["status"], "completed", "{r}");
+        assert_eq!(r["replies"][0]["text"], "Hello Bachman (true)");
+    });
+    drop(server);
 }

@@ -36,6 +36,9 @@ pub struct RunInput {
     pub contact: Value,
     /// The message.
     pub message: Message,
+    /// A non-message event that resumes the run (a contact's login finishing), for the step
+    /// that paused to read with [`StepContext::event`](crate::StepContext::event).
+    pub event: Option<Value>,
 }
 
 /// What templates can see besides variables. Built once per activation.
@@ -47,6 +50,8 @@ pub struct RunEnv {
     pub contact: Value,
     /// `{{message.text}}`.
     pub message: Message,
+    /// The event that resumed the run, if it was not a message.
+    pub event: Option<Value>,
     /// `{{secrets.NAME}}`, only those the flow uses.
     pub secrets: SecretMap,
     /// `{{integration.NAME.FIELD}}`.
@@ -266,6 +271,7 @@ impl Engine {
             conversation_id: input.conversation_id,
             contact: if input.contact.is_object() { input.contact } else { Value::Object(Map::new()) },
             message: input.message,
+            event: input.event,
             secrets,
             integrations,
             masker,

@@ -155,6 +155,16 @@ impl StepContext<'_> {
         &self.env.message.text
     }
 
+    /// The event that resumed the run, when it was not a message.
+    pub fn event(&self) -> Option<&Value> {
+        self.env.event.as_ref()
+    }
+
+    /// The conversation's id.
+    pub fn conversation_id(&self) -> &str {
+        &self.env.conversation_id
+    }
+
     /// Sends a reply to the contact.
     pub fn reply(&mut self, text: String) {
         let reply = Reply { step: self.step_id.clone(), text: self.env.masker.mask(&text) };

@@ -151,6 +151,19 @@ pub trait TokenSource: Send + Sync {
     /// Token-response metadata for `{{integration.NAME.FIELD}}` (for example Zoho's
     /// `api_domain`). Never contains a token.
     async fn metadata(&self, integration: &IntegrationName) -> Result<Map<String, Value>, TokenError>;
+
+    /// A login link for `owner` (a contact) that, once the authorization completes, resumes
+    /// `conversation`. Token sources without a browser flow answer
+    /// [`TokenError::NoTokenSource`].
+    async fn login_url(
+        &self,
+        integration: &IntegrationName,
+        owner: &TokenOwner,
+        conversation: &str,
+    ) -> Result<url::Url, TokenError> {
+        let _ = (owner, conversation);
+        Err(TokenError::NoTokenSource { integration: integration.clone() })
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 pub mod context;
+pub use integrations::callback_page;
 mod integrations;
 mod keys;
 mod run;

@@ -108,6 +108,7 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
         }) as ReplySink
     });
     let input = |text: String| RunInput {
+        event: None,
         conversation_id: args.conversation.clone(),
         contact: json!({ "id": args.contact }),
         message: Message { text, id: None },
@@ -169,6 +170,7 @@ async fn repeat(engine: &Engine, flow: &tern_engine::CompiledFlow, args: &RunArg
     let started = std::time::Instant::now();
     let runs = (0..args.repeat).map(|i| async move {
         let input = |text: &str| RunInput {
+            event: None,
             conversation_id: format!("{}-{i}", args.conversation),
             contact: json!({ "id": format!("{}-{i}", args.contact) }),
             message: Message { text: text.to_string(), id: None },

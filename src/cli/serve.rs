@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Longest time one request may take, in seconds.
     #[arg(long, default_value_t = 60)]
     request_timeout: u64,
+    /// Also post every run's replies here (`{"conversation_id", "run_id", "status", "replies"}`);
+    /// needed for replies to runs resumed by a contact's login.
+    #[arg(long, env = "TERN_WEBHOOK_URL")]
+    webhook_url: Option<url::Url>,
 }
 
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -93,6 +97,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         pause_ttl_secs: args.pause_ttl,
         admin_token,
         metrics: crate::server::Metrics::default(),
+        webhook: args.webhook_url.clone(),
         csrf: SecretString::from({
             let bytes: [u8; 24] = rand::random();
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()

@@ -132,6 +132,7 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
 
 async fn converse(engine: &Engine, flow: &tern_engine::CompiledFlow) -> anyhow::Result<()> {
     let input = |text: &str| RunInput {
+        event: None,
         conversation_id: "demo".into(),
         contact: json!({"id": "demo-user"}),
         message: Message { text: text.into(), id: None },

@@ -48,28 +48,41 @@ pub async fn post_message(
     if conversation.is_empty() || conversation.len() > 200 {
         return error(StatusCode::BAD_REQUEST, "the conversation id must be 1 to 200 characters");
     }
-    // One message of a conversation at a time, in arrival order.
-    let lock = {
-        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(conversation.clone()).or_default().clone()
-    };
-    let response = {
-        let _guard = lock.lock().await;
-        handle(&state, &conversation, msg).await
-    };
-    {
-        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
-        if locks.get(&conversation).is_some_and(|l| Arc::strong_count(l) == 1) {
-            locks.remove(&conversation);
-        }
-    }
-    match response {
+    match handle_locked(&state, &conversation, msg, None).await {
         Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
-async fn handle(state: &AppState, conversation: &str, msg: IncomingMessage) -> Result<String, String> {
+/// Handles a message or event with the conversation's lock held: one at a time, in arrival
+/// order.
+pub async fn handle_locked(
+    state: &Arc<AppState>,
+    conversation: &str,
+    msg: IncomingMessage,
+    event: Option<Value>,
+) -> Result<String, String> {
+    let lock = {
+        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(conversation.to_string()).or_default().clone()
+    };
+    let response = {
+        let _guard = lock.lock().await;
+        handle(state, conversation, msg, event).await
+    };
+    let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
+    if locks.get(conversation).is_some_and(|l| Arc::strong_count(l) == 1) {
+        locks.remove(conversation);
+    }
+    response
+}
+
+async fn handle(
+    state: &Arc<AppState>,
+    conversation: &str,
+    msg: IncomingMessage,
+    event: Option<Value>,
+) -> Result<String, String> {
     let store = &state.store;
     state.metrics.message();
     if let Some(id) = &msg.message_id
@@ -78,7 +91,9 @@ async fn handle(state: &AppState, conversation: &str, msg: IncomingMessage) -> R
         return Ok(previous);
     }
     let contact = Value::Object(msg.contact.clone().unwrap_or_default());
+    let is_event = event.is_some();
     let input = RunInput {
+        event,
         conversation_id: conversation.to_string(),
         contact,
         message: Message { text: msg.text.clone(), id: msg.message_id.clone() },
@@ -90,6 +105,7 @@ async fn handle(state: &AppState, conversation: &str, msg: IncomingMessage) -> R
             let snapshot: RunSnapshot = serde_json::from_value(p.snapshot).map_err(|e| e.to_string())?;
             (state.engine.resume(&flow, snapshot, input, None).await, p.flow_hash)
         }
+        None if is_event => return Ok(json!({"status": "no_paused_run", "replies": []}).to_string()),
         None => {
             let Some(loaded) =
                 state.flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&msg.text)))
@@ -113,7 +129,31 @@ async fn handle(state: &AppState, conversation: &str, msg: IncomingMessage) -> R
     if let Some(id) = &msg.message_id {
         store.set_processed(conversation, id, &body).await.map_err(|e| e.to_string())?;
     }
+    deliver(state, conversation, &body);
     Ok(body)
+}
+
+/// Posts the answer to the outbound webhook, when one is configured (in the background; a
+/// failing webhook is logged, never retried blindly).
+fn deliver(state: &Arc<AppState>, conversation: &str, body: &str) {
+    let Some(url) = state.webhook.clone() else { return };
+    let Ok(mut payload) = serde_json::from_str::<Value>(body) else { return };
+    payload["conversation_id"] = Value::from(conversation);
+    let client = state.engine.outbound.client.clone();
+    tokio::spawn(async move {
+        let req = tern_engine::http::PreparedRequest {
+            method: tern_engine::http::Method::Post,
+            url: url.clone(),
+            headers: Default::default(),
+            body: Some(payload),
+            timeout: std::time::Duration::from_secs(10),
+        };
+        match client.send(&req, None).await {
+            Ok(r) if r.status.is_success() => {}
+            Ok(r) => tracing::warn!(status = r.status.as_u16(), "the outbound webhook refused the replies"),
+            Err(e) => tracing::warn!(error = %e, "the outbound webhook failed"),
+        }
+    });
 }
 
 async fn record(state: &AppState, conversation: &str, result: &RunResult, hash: &str) -> Result<(), String> {

@@ -54,6 +54,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The web page's CSRF token (random per process).
     pub csrf: SecretString,
+    /// Where every run's replies are also posted, when set.
+    pub webhook: Option<url::Url>,
     /// Most requests handled at once; more get 503 with Retry-After.
     pub max_concurrency: usize,
     /// Longest time one request may take.
@@ -155,6 +157,17 @@ async fn callback(
     match state.integrations.complete(&q).await {
         Ok(done) => {
             state.integrations.invalidate(&done.integration);
+            if let (Some(conversation), tern_engine::TokenOwner::Contact(contact)) = (&done.conversation, &done.owner) {
+                // A contact logged in from a conversation: resume it (replies go to the webhook).
+                let event = json!({"login": {"integration": done.integration.as_str(), "success": true}});
+                let mut who = serde_json::Map::new();
+                who.insert("id".into(), json!(contact));
+                let msg = messages::IncomingMessage { text: String::new(), contact: Some(who), message_id: None };
+                if let Err(e) = messages::handle_locked(&state, conversation, msg, Some(event)).await {
+                    tracing::warn!(error = %e, "could not resume the conversation after a login");
+                }
+                return crate::cli::callback_page(&Ok(())).into_response();
+            }
             axum::response::Redirect::to(&format!("/?authorized={}", done.integration)).into_response()
         }
         Err(e) => {

@@ -9,6 +9,7 @@ mod end;
 mod fetch_variables;
 mod http_common;
 mod http_request;
+mod oauth_request;
 mod send_message;
 mod set_variables;
 
@@ -25,6 +26,7 @@ pub fn builtins() -> Vec<Arc<dyn StepType>> {
         Arc::new(branch::Branch),
         Arc::new(http_request::HttpRequest),
         Arc::new(fetch_variables::FetchVariables),
+        Arc::new(oauth_request::OAuthRequest),
         Arc::new(end::End),
     ]
 }

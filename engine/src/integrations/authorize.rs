@@ -114,11 +114,23 @@ pub struct Completed {
     pub integration: IntegrationName,
     /// Whose token it is.
     pub owner: TokenOwner,
+    /// The conversation waiting for this login (contact logins).
+    pub conversation: Option<String>,
 }
 
 impl Integrations {
     /// Starts an authorization for `owner`.
     pub async fn begin(&self, name: &IntegrationName, owner: TokenOwner) -> Result<AuthorizationStart, AuthError> {
+        self.begin_for(name, owner, None).await
+    }
+
+    /// Starts an authorization that, when it completes, resumes `conversation`.
+    pub async fn begin_for(
+        &self,
+        name: &IntegrationName,
+        owner: TokenOwner,
+        conversation: Option<&str>,
+    ) -> Result<AuthorizationStart, AuthError> {
         let rec = self.store.get_integration(name).await?.ok_or_else(|| AuthError::Unknown(name.clone()))?;
         let config = rec.config;
         if config.kind != Kind::AuthorizationCode {
@@ -151,6 +163,7 @@ impl Integrations {
             verifier: SecretString::from(verifier.secret().clone()),
             redirect_uri: redirect.to_string(),
             expires_at,
+            conversation: conversation.map(str::to_string),
         };
         self.store.put_pending(state.secret(), &pending).await?;
         Ok(AuthorizationStart { url, redirect_uri: redirect, expires_at })
@@ -217,6 +230,6 @@ impl Integrations {
         }
         self.forget(name, &pending.owner);
         tracing::info!(integration = %name, "authorization complete");
-        Ok(Completed { integration: name.clone(), owner: pending.owner })
+        Ok(Completed { integration: name.clone(), owner: pending.owner, conversation: pending.conversation })
     }
 }

@@ -291,6 +291,19 @@ impl TokenSource for Integrations {
         Ok(grant)
     }
 
+    async fn login_url(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        conversation: &str,
+    ) -> Result<url::Url, TokenError> {
+        match self.begin_for(name, owner.clone(), Some(conversation)).await {
+            Ok(start) => Ok(start.url),
+            Err(super::AuthError::Unknown(_)) => Err(TokenError::Unknown { integration: name.clone() }),
+            Err(e) => Err(TokenError::Provider { integration: name.clone(), reason: e.to_string() }),
+        }
+    }
+
     async fn metadata(&self, name: &IntegrationName) -> Result<Map<String, Value>, TokenError> {
         if let Some(meta) = self.cached(name, &TokenOwner::Workspace, |c| c.token.metadata.clone()) {
             return Ok(meta);

@@ -176,6 +176,8 @@ pub struct PendingAuthorization {
     pub redirect_uri: String,
     /// Unix seconds after which the state is rejected.
     pub expires_at: i64,
+    /// The conversation to resume when a contact's login completes.
+    pub conversation: Option<String>,
 }
 
 impl fmt::Debug for PendingAuthorization {
@@ -186,6 +188,7 @@ impl fmt::Debug for PendingAuthorization {
             .field("verifier", &"[redacted]")
             .field("redirect_uri", &self.redirect_uri)
             .field("expires_at", &self.expires_at)
+            .field("conversation", &self.conversation)
             .finish()
     }
 }

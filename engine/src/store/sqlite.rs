@@ -53,7 +53,8 @@ CREATE TABLE pending_authorizations (
     owner TEXT NOT NULL,
     verifier BLOB NOT NULL,
     redirect_uri TEXT NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    conversation TEXT
 );
 CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL, updated_at INTEGER NOT NULL);
 "#,
@@ -626,8 +627,8 @@ impl Store for SqliteStore {
             .await
             .map_err(self.db())?;
         sqlx::query(
-            "INSERT INTO pending_authorizations (state_hash, integration, owner, verifier, redirect_uri, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pending_authorizations (state_hash, integration, owner, verifier, redirect_uri, expires_at, conversation)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&hash)
         .bind(p.integration.as_str())
@@ -635,6 +636,7 @@ impl Store for SqliteStore {
         .bind(verifier)
         .bind(&p.redirect_uri)
         .bind(p.expires_at)
+        .bind(&p.conversation)
         .execute(&self.pool)
         .await
         .map_err(self.db())?;
@@ -645,7 +647,7 @@ impl Store for SqliteStore {
         let hash = state_hash(state);
         let row = sqlx::query(
             "DELETE FROM pending_authorizations WHERE state_hash = ?
-             RETURNING integration, owner, verifier, redirect_uri, expires_at",
+             RETURNING integration, owner, verifier, redirect_uri, expires_at, conversation",
         )
         .bind(&hash)
         .fetch_optional(&self.pool)
@@ -665,6 +667,7 @@ impl Store for SqliteStore {
             )?,
             redirect_uri: r.get("redirect_uri"),
             expires_at: r.get("expires_at"),
+            conversation: r.get("conversation"),
         }))
     }
 

@@ -114,12 +114,14 @@ async fn pending(store: &dyn Store) {
         verifier: SecretString::from("verifier-abc".to_string()),
         redirect_uri: "http://127.0.0.1:8080/oauth/callback".into(),
         expires_at: now() + 600,
+        conversation: Some("conv-9".into()),
     };
     store.put_pending("state-xyz", &p).await.unwrap();
     assert!(store.take_pending("other").await.unwrap().is_none());
     let got = store.take_pending("state-xyz").await.unwrap().unwrap();
     assert_eq!(got.verifier.expose_secret(), "verifier-abc");
     assert_eq!(got.owner, TokenOwner::Contact("c-1".into()));
+    assert_eq!(got.conversation.as_deref(), Some("conv-9"));
     assert!(store.take_pending("state-xyz").await.unwrap().is_none(), "single use");
 }
 
