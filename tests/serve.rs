@@ -113,8 +113,16 @@ fn conversation_pauses_survives_restart_and_resumes() {
     let run_url = format!("{}/v1/runs/{}", server.url, second["run_id"].as_str().unwrap());
     let (anon, authed) = rt.block_on(async {
         let anon = client.get(&run_url).send().await.unwrap().status().as_u16();
-        let authed: Value = client.get(&run_url).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
-        (anon, authed)
+        // History is written in the background, a few milliseconds after the answer.
+        for _ in 0..50 {
+            let resp = client.get(&run_url).bearer_auth(ADMIN).send().await.unwrap();
+            if resp.status().is_success() {
+                let authed: Value = resp.json().await.unwrap();
+                return (anon, authed);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the run never appeared in the history");
     });
     assert_eq!(anon, 401);
     assert_eq!(authed["status"], "completed");

@@ -98,7 +98,10 @@ async fn handle(
         contact,
         message: Message { text: msg.text.clone(), id: msg.message_id.clone() },
     };
-    let paused = store.paused(conversation).await.map_err(|e| e.to_string())?.filter(|p| p.expires_at > now());
+    let stored = store.paused(conversation).await.map_err(|e| e.to_string())?;
+    // An expired paused run is replaced (or cleared) like a live one.
+    let was_paused = stored.is_some();
+    let paused = stored.filter(|p| p.expires_at > now());
     let (result, hash) = match paused {
         Some(p) => {
             let flow = state.version(&p.flow_hash).await.ok_or("the paused run's flow version is gone")?;
@@ -117,7 +120,7 @@ async fn handle(
         }
     };
     state.metrics.observe(&result);
-    record(state, conversation, &result, &hash).await?;
+    record(state, conversation, &result, &hash, was_paused).await?;
     let body = json!({
         "run_id": result.run_id,
         "flow_id": result.flow_id,
@@ -156,7 +159,13 @@ fn deliver(state: &Arc<AppState>, conversation: &str, body: &str) {
     });
 }
 
-async fn record(state: &AppState, conversation: &str, result: &RunResult, hash: &str) -> Result<(), String> {
+async fn record(
+    state: &AppState,
+    conversation: &str,
+    result: &RunResult,
+    hash: &str,
+    was_paused: bool,
+) -> Result<(), String> {
     let store = &state.store;
     let paused = match (&result.status, &result.snapshot) {
         (RunStatus::Paused, Some(s)) => Some(PausedConversation {
@@ -166,12 +175,13 @@ async fn record(state: &AppState, conversation: &str, result: &RunResult, hash: 
         }),
         _ => None,
     };
-    store.set_paused(conversation, paused.as_ref()).await.map_err(|e| e.to_string())?;
+    // A conversation that was not paused and did not pause has nothing to store or clear.
+    if paused.is_some() || was_paused {
+        store.set_paused(conversation, paused.as_ref()).await.map_err(|e| e.to_string())?;
+    }
     let status =
         serde_json::to_value(result.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let history = serde_json::to_string(result).map_err(|e| e.to_string())?;
-    store
-        .put_run(&result.run_id, conversation, result.flow_id.as_str(), &status, &history)
-        .await
-        .map_err(|e| e.to_string())
+    store.put_run(&result.run_id, conversation, result.flow_id.as_str(), &status, &history);
+    Ok(())
 }

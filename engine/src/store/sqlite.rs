@@ -91,6 +91,20 @@ pub struct SqliteStore {
     pool: SqlitePool,
     keys: Arc<Keyring>,
     location: String,
+    /// Serializes this process's conversation writes: SQLite has one writer at a time, and
+    /// letting pool connections contend for it means its busy handler's sleeps.
+    write_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Run history goes to a background writer that commits batches.
+    history: tokio::sync::mpsc::UnboundedSender<RunRecord>,
+}
+
+/// A run's history entry, queued for the background writer.
+struct RunRecord {
+    run_id: String,
+    conversation: String,
+    flow_id: String,
+    status: String,
+    result: String,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -119,7 +133,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(db_err)?;
-        let store = Self { pool, keys: Arc::new(keys), location };
+        let (history, queue) = tokio::sync::mpsc::unbounded_channel();
+        let store = Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default(), history };
+        tokio::spawn(history_writer(store.pool.clone(), store.location.clone(), queue));
         store.migrate().await?;
         store.check_key().await?;
         Ok(store)
@@ -333,6 +349,7 @@ impl SqliteStore {
 
     /// Stores (or clears, with `None`) the paused run of a conversation.
     pub async fn set_paused(&self, conversation: &str, paused: Option<&PausedConversation>) -> Result<(), StoreError> {
+        let _gate = self.write_gate.lock().await;
         match paused {
             None => {
                 sqlx::query("DELETE FROM conversations WHERE conversation_id = ?")
@@ -375,6 +392,7 @@ impl SqliteStore {
 
     /// Remembers the response to a message id.
     pub async fn set_processed(&self, conversation: &str, message_id: &str, response: &str) -> Result<(), StoreError> {
+        let _gate = self.write_gate.lock().await;
         sqlx::query("INSERT OR IGNORE INTO processed_messages (conversation_id, message_id, response, created_at) VALUES (?, ?, ?, ?)")
             .bind(conversation)
             .bind(message_id)
@@ -386,29 +404,19 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Records a run's result (already masked) for `GET /v1/runs/{id}`.
-    pub async fn put_run(
-        &self,
-        run_id: &str,
-        conversation: &str,
-        flow_id: &str,
-        status: &str,
-        result: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO runs (run_id, conversation_id, flow_id, status, result, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, updated_at = excluded.updated_at",
-        )
-        .bind(run_id)
-        .bind(conversation)
-        .bind(flow_id)
-        .bind(status)
-        .bind(result)
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(self.db())?;
-        Ok(())
+    /// Queues a run's result (already masked) for `GET /v1/runs/{id}`; a background writer
+    /// commits queued results in batches, so history never slows a conversation down.
+    pub fn put_run(&self, run_id: &str, conversation: &str, flow_id: &str, status: &str, result: &str) {
+        let record = RunRecord {
+            run_id: run_id.to_string(),
+            conversation: conversation.to_string(),
+            flow_id: flow_id.to_string(),
+            status: status.to_string(),
+            result: result.to_string(),
+        };
+        if self.history.send(record).is_err() {
+            tracing::warn!("the run history writer has stopped; a run was not recorded");
+        }
     }
 
     /// A run's recorded result.
@@ -418,6 +426,40 @@ impl SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(self.db())
+    }
+}
+
+/// Drains queued run records and commits them in batches (up to 256 per transaction).
+async fn history_writer(
+    pool: SqlitePool,
+    location: String,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<RunRecord>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while queue.recv_many(&mut batch, 256).await > 0 {
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = pool.begin().await?;
+            for r in &batch {
+                sqlx::query(
+                    "INSERT INTO runs (run_id, conversation_id, flow_id, status, result, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, updated_at = excluded.updated_at",
+                )
+                .bind(&r.run_id)
+                .bind(&r.conversation)
+                .bind(&r.flow_id)
+                .bind(&r.status)
+                .bind(&r.result)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(store = %location, error = %e, lost = batch.len(), "could not record run history");
+        }
+        batch.clear();
     }
 }
 
