@@ -373,10 +373,12 @@ fn contact_logs_in_inside_the_conversation() {
         json!({"version": 1, "id": "login", "trigger": {"type": "message", "match": {"regex": "^login$"}},
                "steps": [
                  {"id": "login", "type": "oauth_request", "integration": "crm", "text": "Please log in to the CRM:", "save_as": "login"},
+                 {"id": "check", "type": "branch", "cases": [{"when": {"var": "login.success", "equals": false}, "next": "failed"}]},
                  {"id": "lookup", "type": "fetch_variables", "integration": "crm", "token": "contact",
                   "request": {"method": "POST", "url": format!("{}/api/contacts.info", auth.url()), "body": {"id": "c1a2"}},
                   "variables": {"last_name": "data.last_name"}},
-                 {"id": "say", "type": "send_message", "text": "Hello {{last_name}} ({{login.success}})"}
+                 {"id": "say", "type": "send_message", "text": "Hello {{last_name}} ({{login.success}})", "next": "end"},
+                 {"id": "failed", "type": "send_message", "text": "Login failed"}
                ]})
         .to_string(),
     )
@@ -451,6 +453,26 @@ fn contact_logs_in_inside_the_conversation() {
         let (_, r) = post(&client, &base, "chat-10", json!({"text": "login", "contact": contact})).await;
         assert_eq!(r["status"], "completed", "{r}");
         assert_eq!(r["replies"][0]["text"], "Hello Bachman (true)");
+
+        // Another contact refuses at the provider: the run resumes with success false.
+        auth.set(|f| f.deny = Some("access_denied".into()));
+        let (_, r) = post(&client, &base, "chat-11", json!({"text": "login", "contact": {"id": "u-11"}})).await;
+        let link = r["replies"][0]["text"].as_str().unwrap().lines().nth(1).unwrap().to_string();
+        let back = client.get(&link).send().await.unwrap();
+        let callback = back.headers()["location"].to_str().unwrap().to_string();
+        let page = client.get(&callback).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains("access_denied") && !page.contains("<script>"), "{page}");
+        for _ in 0..50 {
+            if hook.requests().iter().any(|r| {
+                r.uri == "/hook"
+                    && r.json()["conversation_id"] == "chat-11"
+                    && r.json()["replies"][0]["text"] == "Login failed"
+            }) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the failed login did not resume the run: {:?}", hook.requests());
     });
     drop(server);
 }

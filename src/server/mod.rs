@@ -149,30 +149,51 @@ async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id
     }
 }
 
-/// Completes an authorization and goes back to the integrations page with the banner.
+/// Resumes a conversation waiting for a contact's login with the outcome.
+async fn resume_after_login(
+    state: &Arc<AppState>,
+    done: &tern_engine::integrations::Completed,
+    error: Option<String>,
+) -> bool {
+    let (Some(conversation), tern_engine::TokenOwner::Contact(contact)) = (&done.conversation, &done.owner) else {
+        return false;
+    };
+    let mut login = json!({"integration": done.integration.as_str(), "success": error.is_none()});
+    if let Some(e) = error {
+        login["error"] = json!(e);
+    }
+    let mut who = serde_json::Map::new();
+    who.insert("id".into(), json!(contact));
+    let msg = messages::IncomingMessage { text: String::new(), contact: Some(who), message_id: None };
+    if let Err(e) = messages::handle_locked(state, conversation, msg, Some(json!({"login": login}))).await {
+        tracing::warn!(error = %e, "could not resume the conversation after a login");
+    }
+    true
+}
+
+/// Completes an authorization. An operator's goes back to the integrations page with the
+/// banner; a contact's resumes the conversation that asked for it and shows the outcome.
 async fn callback(
     State(state): State<Arc<AppState>>,
     axum::extract::Query(q): axum::extract::Query<CallbackParams>,
 ) -> Response {
-    match state.integrations.complete(&q).await {
+    match state.integrations.complete_with_context(&q).await {
         Ok(done) => {
             state.integrations.invalidate(&done.integration);
-            if let (Some(conversation), tern_engine::TokenOwner::Contact(contact)) = (&done.conversation, &done.owner) {
-                // A contact logged in from a conversation: resume it (replies go to the webhook).
-                let event = json!({"login": {"integration": done.integration.as_str(), "success": true}});
-                let mut who = serde_json::Map::new();
-                who.insert("id".into(), json!(contact));
-                let msg = messages::IncomingMessage { text: String::new(), contact: Some(who), message_id: None };
-                if let Err(e) = messages::handle_locked(&state, conversation, msg, Some(event)).await {
-                    tracing::warn!(error = %e, "could not resume the conversation after a login");
-                }
+            if resume_after_login(&state, &done, None).await {
                 return crate::cli::callback_page(&Ok(())).into_response();
             }
             axum::response::Redirect::to(&format!("/?authorized={}", done.integration)).into_response()
         }
-        Err(e) => {
+        Err((context, e)) => {
+            let message = e.to_string();
+            if let Some(done) = context
+                && resume_after_login(&state, &done, Some(message.clone())).await
+            {
+                return crate::cli::callback_page(&Err(message)).into_response();
+            }
             let q: String =
-                url::form_urlencoded::Serializer::new(String::new()).append_pair("error", &e.to_string()).finish();
+                url::form_urlencoded::Serializer::new(String::new()).append_pair("error", &message).finish();
             axum::response::Redirect::to(&format!("/?{q}")).into_response()
         }
     }

@@ -171,8 +171,32 @@ impl Integrations {
 
     /// Completes an authorization from the callback's query.
     pub async fn complete(&self, params: &CallbackParams) -> Result<Completed, AuthError> {
-        let state = params.state.as_deref().filter(|s| !s.is_empty()).ok_or(AuthError::MissingState)?;
-        let pending = self.store.take_pending(state).await?.ok_or(AuthError::UnknownState)?;
+        self.complete_with_context(params).await.map_err(|(_, e)| e)
+    }
+
+    /// Like [`complete`](Self::complete), but a failure once the `state` was recognised comes
+    /// with who was logging in, so that a conversation waiting for a contact's login can be
+    /// told it failed.
+    pub async fn complete_with_context(
+        &self,
+        params: &CallbackParams,
+    ) -> Result<Completed, (Option<Completed>, AuthError)> {
+        let state = params.state.as_deref().filter(|s| !s.is_empty()).ok_or((None, AuthError::MissingState))?;
+        let pending = self
+            .store
+            .take_pending(state)
+            .await
+            .map_err(|e| (None, e.into()))?
+            .ok_or((None, AuthError::UnknownState))?;
+        let context = Completed {
+            integration: pending.integration.clone(),
+            owner: pending.owner.clone(),
+            conversation: pending.conversation.clone(),
+        };
+        self.exchange(params, pending).await.map_err(|e| (Some(context), e))
+    }
+
+    async fn exchange(&self, params: &CallbackParams, pending: PendingAuthorization) -> Result<Completed, AuthError> {
         if pending.expires_at < now() {
             return Err(AuthError::Expired);
         }
