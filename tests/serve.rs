@@ -476,3 +476,53 @@ fn contact_logs_in_inside_the_conversation() {
     });
     drop(server);
 }
+
+#[test]
+fn sighup_reloads_flows_and_paused_runs_keep_their_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |version: &str| {
+        std::fs::write(
+            dir.path().join("greet.json"),
+            json!({"version": 1, "id": "greet", "trigger": {"type": "message", "match": {"regex": "^hi$"}},
+            "steps": [
+              {"id": "q", "type": "ask", "text": format!("{version} question?"), "save_as": "a"},
+              {"id": "s", "type": "send_message", "text": format!("{version} got {{{{a}}}}")}
+            ]})
+            .to_string(),
+        )
+        .unwrap();
+    };
+    write("v1");
+    let server = Server::start(&fresh_data_dir(), dir.path());
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let hup = || {
+        let ok = std::process::Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    };
+    rt.block_on(async {
+        let (_, r) = post(&client, &server.url, "old", json!({"text": "hi"})).await;
+        assert_eq!(r["replies"][0]["text"], "v1 question?");
+        write("v2");
+        hup();
+        let mut n = 0;
+        let reloaded = loop {
+            n += 1;
+            let (_, r) = post(&client, &server.url, &format!("new-{n}"), json!({"text": "hi"})).await;
+            if r["replies"][0]["text"] == "v2 question?" || n > 50 {
+                break r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        assert_eq!(reloaded["replies"][0]["text"], "v2 question?", "SIGHUP reloads the flows");
+        let (_, r) = post(&client, &server.url, "old", json!({"text": "x"})).await;
+        assert_eq!(r["replies"][0]["text"], "v1 got x", "a paused run keeps the version it started with");
+
+        // A broken flow makes the reload refuse as a whole; the loaded flows stay.
+        std::fs::write(dir.path().join("broken.json"), "{\"version\": 1, \"id\": \"b\", \"steps\": [").unwrap();
+        hup();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (_, r) = post(&client, &server.url, "after-broken", json!({"text": "hi"})).await;
+        assert_eq!(r["replies"][0]["text"], "v2 question?");
+    });
+}

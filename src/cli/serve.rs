@@ -45,27 +45,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let store = shared.open_store().await?;
     let integrations = shared.integrations(store.clone()).await?;
     let registry = Arc::new(super::registry());
-    let mut flows = Vec::new();
-    let mut versions = HashMap::new();
-    let mut broken = 0;
-    for path in super::expand_paths(std::slice::from_ref(&args.flows))? {
-        let source = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
-        match load_flow(&source, &opts) {
-            Ok(flow) => {
-                super::print_diagnostics(&path, &flow.warnings);
-                let hash = flow_hash(&source);
-                store.put_flow_version(&hash, flow.id.as_str(), &source).await?;
-                let flow = Arc::new(flow);
-                versions.insert(hash.clone(), flow.clone());
-                flows.push(LoadedFlow { hash, flow });
-            }
-            Err(diags) => {
-                super::print_diagnostics(&path, &diags);
-                broken += 1;
-            }
-        }
-    }
+    let (flows, broken) = load_dir(&args.flows, &registry, &store).await?;
     if broken > 0 && !args.skip_invalid {
         anyhow::bail!(
             "{broken} flow(s) in {} are invalid; fix them or start with --skip-invalid",
@@ -75,11 +55,8 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     if broken > 0 {
         eprintln!("warning: skipped {broken} invalid flow(s)");
     }
-    flows.sort_by(|a, b| {
-        let pa = a.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
-        let pb = b.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
-        pb.cmp(&pa).then_with(|| a.flow.id.cmp(&b.flow.id))
-    });
+    let versions: HashMap<String, Arc<tern_engine::CompiledFlow>> =
+        flows.iter().map(|f| (f.hash.clone(), f.flow.clone())).collect();
     let admin_token = admin_token(shared)?;
     let engine = Engine {
         registry,
@@ -91,7 +68,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         engine,
         store,
         integrations,
-        flows,
+        flows: std::sync::RwLock::new(Arc::new(flows)),
         versions: Mutex::new(versions),
         locks: Mutex::default(),
         pause_ttl_secs: args.pause_ttl,
@@ -105,6 +82,8 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         max_concurrency: args.max_concurrency.max(1),
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
     });
+    #[cfg(unix)]
+    tokio::spawn(reload_on_sighup(state.clone(), args.flows.clone(), args.skip_invalid));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -146,4 +125,61 @@ async fn shutdown() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     eprintln!("shutting down: finishing in-flight requests");
+}
+
+/// Loads every flow in a directory; returns the valid ones (by trigger priority, then id) and
+/// how many were invalid (their diagnostics are printed).
+async fn load_dir(
+    dir: &std::path::Path,
+    registry: &tern_engine::Registry,
+    store: &tern_engine::store::SqliteStore,
+) -> anyhow::Result<(Vec<LoadedFlow>, usize)> {
+    let mut flows = Vec::new();
+    let mut broken = 0;
+    for path in super::expand_paths(&[dir.to_path_buf()])? {
+        let source = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+        match load_flow(&source, &opts) {
+            Ok(flow) => {
+                super::print_diagnostics(&path, &flow.warnings);
+                let hash = flow_hash(&source);
+                store.put_flow_version(&hash, flow.id.as_str(), &source).await?;
+                flows.push(LoadedFlow { hash, flow: Arc::new(flow) });
+            }
+            Err(diags) => {
+                super::print_diagnostics(&path, &diags);
+                broken += 1;
+            }
+        }
+    }
+    flows.sort_by(|a, b| {
+        let pa = a.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
+        let pb = b.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
+        pb.cmp(&pa).then_with(|| a.flow.id.cmp(&b.flow.id))
+    });
+    Ok((flows, broken))
+}
+
+/// On SIGHUP, reloads the flows. New conversations use the new versions; paused runs keep
+/// the version they started with. A directory with invalid flows is refused as a whole
+/// (unless --skip-invalid), keeping the flows already loaded.
+#[cfg(unix)]
+async fn reload_on_sighup(state: Arc<AppState>, dir: PathBuf, skip_invalid: bool) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        match load_dir(&dir, &state.engine.registry, &state.store).await {
+            Ok((flows, broken)) if broken == 0 || skip_invalid => {
+                let mut versions = state.versions.lock().unwrap_or_else(|p| p.into_inner());
+                for f in &flows {
+                    versions.insert(f.hash.clone(), f.flow.clone());
+                }
+                drop(versions);
+                let n = flows.len();
+                *state.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(flows);
+                eprintln!("reloaded {n} flow(s) from {}", dir.display());
+            }
+            Ok((_, broken)) => eprintln!("reload refused: {broken} invalid flow(s); keeping the flows already loaded"),
+            Err(e) => eprintln!("reload failed: {e:#}; keeping the flows already loaded"),
+        }
+    }
 }

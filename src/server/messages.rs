@@ -110,8 +110,9 @@ async fn handle(
         }
         None if is_event => return Ok(json!({"status": "no_paused_run", "replies": []}).to_string()),
         None => {
-            let Some(loaded) =
-                state.flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&msg.text)))
+            // The flow set as it is now (a reload swaps it whole).
+            let flows = state.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&msg.text)))
             else {
                 let body = json!({"status": "no_flow", "replies": []}).to_string();
                 return Ok(body);

@@ -40,8 +40,9 @@ pub struct AppState {
     pub engine: Engine,
     pub store: Arc<SqliteStore>,
     pub integrations: Arc<Integrations>,
-    /// Flows that can start, by trigger priority (highest first), then id.
-    pub flows: Vec<LoadedFlow>,
+    /// Flows that can start, by trigger priority (highest first), then id; replaced as a
+    /// whole on reload.
+    pub flows: std::sync::RwLock<Arc<Vec<LoadedFlow>>>,
     /// Every flow version seen by this process, by hash.
     pub versions: Mutex<HashMap<String, Arc<CompiledFlow>>>,
     /// One lock per conversation being processed.
