@@ -34,6 +34,17 @@ impl Server {
     }
 
     fn start_with(data: &Path, flows: &Path, listen: &str, public_url: &str, webhook: Option<&str>) -> Self {
+        Self::start_args(data, flows, listen, public_url, webhook, &[])
+    }
+
+    fn start_args(
+        data: &Path,
+        flows: &Path,
+        listen: &str,
+        public_url: &str,
+        webhook: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
         let mut cmd = tern();
         if let Some(w) = webhook {
             cmd.env("TERN_WEBHOOK_URL", w);
@@ -44,6 +55,7 @@ impl Server {
             .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
             .env("TERN_ADMIN_TOKEN", ADMIN)
             .args(["serve", "--listen", listen, "--flows", flows.to_str().unwrap()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -525,4 +537,38 @@ fn sighup_reloads_flows_and_paused_runs_keep_their_version() {
         let (_, r) = post(&client, &server.url, "after-broken", json!({"text": "hi"})).await;
         assert_eq!(r["replies"][0]["text"], "v2 question?");
     });
+}
+
+#[test]
+fn slow_headers_are_cut_off() {
+    use std::io::{Read, Write};
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    let server = Server::start_args(
+        &fresh_data_dir(),
+        &flows,
+        "127.0.0.1:0",
+        "http://127.0.0.1:8080",
+        None,
+        &["--header-read-timeout", "1"],
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /v1/conversations/c/messages HTTP/1.1\r\nHost: x\r\n").unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    // The server answers 408 or just closes; either way the connection ends within the timeout.
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("the server kept a connection with unfinished headers open: {e}"),
+        }
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    // A normal request still works.
+    let rt = rt();
+    let (status, _) = rt.block_on(post(&reqwest::Client::new(), &server.url, "c", json!({"text": "hello"})));
+    assert_eq!(status, 200);
 }

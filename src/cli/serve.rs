@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Longest time one request may take, in seconds.
     #[arg(long, default_value_t = 60)]
     request_timeout: u64,
+    /// Longest time a client may take to send a request's headers, in seconds.
+    #[arg(long, default_value_t = 10)]
+    header_read_timeout: u64,
     /// Also post every run's replies here (`{"conversation_id", "run_id", "status", "replies"}`);
     /// needed for replies to runs resumed by a contact's login.
     #[arg(long, env = "TERN_WEBHOOK_URL")]
@@ -90,7 +93,13 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     std::io::Write::flush(&mut std::io::stdout()).ok();
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown()).await?;
+    crate::server::listen::serve(
+        listener,
+        app(state),
+        std::time::Duration::from_secs(args.header_read_timeout.max(1)),
+        shutdown(),
+    )
+    .await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@
 //! (encrypted) with the content hash of the flow version it started with, so it resumes on
 //! that version after a reload or a restart.
 
+pub mod listen;
 mod messages;
 mod metrics;
 mod web;
