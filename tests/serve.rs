@@ -125,16 +125,20 @@ fn conversation_pauses_survives_restart_and_resumes() {
     let run_url = format!("{}/v1/runs/{}", server.url, second["run_id"].as_str().unwrap());
     let (anon, authed) = rt.block_on(async {
         let anon = client.get(&run_url).send().await.unwrap().status().as_u16();
-        // History is written in the background, a few milliseconds after the answer.
-        for _ in 0..50 {
+        // History is written in the background, a few milliseconds after the answer: wait for
+        // the second activation's record (the first one's, "paused", may be there already).
+        let mut last = Value::Null;
+        for _ in 0..100 {
             let resp = client.get(&run_url).bearer_auth(ADMIN).send().await.unwrap();
             if resp.status().is_success() {
-                let authed: Value = resp.json().await.unwrap();
-                return (anon, authed);
+                last = resp.json().await.unwrap();
+                if last["status"] == "completed" {
+                    return (anon, last);
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        panic!("the run never appeared in the history");
+        panic!("the completed run never appeared in the history; last seen: {last}");
     });
     assert_eq!(anon, 401);
     assert_eq!(authed["status"], "completed");
