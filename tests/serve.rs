@@ -576,3 +576,88 @@ fn slow_headers_are_cut_off() {
     let (status, _) = rt.block_on(post(&reqwest::Client::new(), &server.url, "c", json!({"text": "hello"})));
     assert_eq!(status, 200);
 }
+
+#[test]
+fn integration_events_are_routed_by_account_identifier() {
+    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+    let auth = AuthServer::start();
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    std::fs::write(
+        flows.join("events.json"),
+        json!({"version": 1, "id": "events", "trigger": {"type": "integration_event", "integration": "crm"},
+               "steps": [{"id": "say", "type": "send_message", "text": "Event {{event.type}} for {{event.account.id}}"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let data = fresh_data_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let a = auth.url();
+    let added = tern()
+        .env("TERN_DATA_DIR", &data)
+        .env("TERN_PUBLIC_URL", &base)
+        .env("CS", CLIENT_SECRET)
+        .args([
+            "integrations",
+            "add",
+            "crm",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-env",
+            "CS",
+            "--authorization-url",
+            &format!("{a}/authorize"),
+            "--token-url",
+            &format!("{a}/token"),
+            "--api-origin",
+            &a,
+            "--event-identifier",
+            "account.id",
+            "--account-field",
+            "account_id",
+        ])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let server = Server::start_at(&data, &flows, &format!("127.0.0.1:{port}"), &base);
+    let rt = rt();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    rt.block_on(async {
+        let events = format!("{base}/v1/integrations/crm/events");
+        // Before authorization no account identifier is known: rejected.
+        let r =
+            client.post(&events).json(&json!({"account": {"id": "acct-42"}, "type": "deal.won"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+
+        // Authorize through the page (the token response carries account_id).
+        let csrf = csrf_of(&admin_page(&client, &base).await);
+        let go = client
+            .post(format!("{base}/integrations/crm/authorize"))
+            .basic_auth("admin", Some(ADMIN))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let provider = go.headers()["location"].to_str().unwrap().to_string();
+        let back = client.get(&provider).send().await.unwrap();
+        let done = client.get(back.headers()["location"].to_str().unwrap()).send().await.unwrap();
+        assert_eq!(done.headers()["location"], "/?authorized=crm");
+
+        let r =
+            client.post(&events).json(&json!({"account": {"id": "acct-42"}, "type": "deal.won"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["replies"][0]["text"], "Event deal.won for acct-42", "{body}");
+
+        let r = client.post(&events).json(&json!({"account": {"id": "acct-999"}, "type": "x"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "an unknown identifier is rejected, never guessed");
+        let r = client.post(&events).json(&json!({"type": "x"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("no account identifier"), "{body}");
+        let r = client.post(format!("{base}/v1/integrations/nope/events")).json(&json!({})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+    });
+    drop(server);
+}

@@ -590,7 +590,7 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     }
 
     let cfg = cfg?;
-    let trigger = compile_trigger(cfg.trigger.as_ref(), diags);
+    let trigger = compile_trigger(cfg.trigger.as_ref(), opts.integrations, diags);
     let initial: BTreeSet<&str> = cfg.variables.keys().map(VarName::as_str).collect();
     let secrets = analysis::check_variables(&facts, &initial, diags);
     if all_built && steps.len() == raw_steps.len() {
@@ -612,8 +612,29 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     })
 }
 
-fn compile_trigger(cfg: Option<&TriggerConfig>, diags: &mut Vec<Diagnostic>) -> Option<Trigger> {
-    let TriggerConfig::Message { matcher, priority } = cfg?;
+fn compile_trigger(
+    cfg: Option<&TriggerConfig>,
+    integrations: Option<&BTreeSet<IntegrationName>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Trigger> {
+    let (matcher, priority) = match cfg? {
+        TriggerConfig::Message { matcher, priority } => (matcher, priority),
+        TriggerConfig::IntegrationEvent { integration, priority } => {
+            if let Some(known) = integrations
+                && !known.contains(integration)
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-integration",
+                        "/trigger/integration",
+                        format!("integration `{integration}` does not exist"),
+                    )
+                    .with_hint(format!("add it with `tern integrations add {integration}`")),
+                );
+            }
+            return Some(Trigger::IntegrationEvent { integration: integration.clone(), priority: *priority });
+        }
+    };
     let matcher = matcher.clone().unwrap_or_default();
     let regex = match &matcher.regex {
         Some(p) => match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::ids::{FlowId, StepId, Target, VarName};
+use crate::ids::{FlowId, IntegrationName, StepId, Target, VarName};
 
 /// A flow as written.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
@@ -71,6 +71,15 @@ pub enum TriggerConfig {
         #[serde(default)]
         priority: i32,
     },
+    /// An event the integration's service posted to `/v1/integrations/{name}/events`
+    /// (the event body is `{{event.*}}`).
+    IntegrationEvent {
+        /// The integration whose events start the flow.
+        integration: IntegrationName,
+        /// Higher wins when several flows match (default 0).
+        #[serde(default)]
+        priority: i32,
+    },
 }
 
 /// Conditions on the message text. With both, either may match.
@@ -97,12 +106,25 @@ pub enum Trigger {
         /// Priority among matching flows.
         priority: i32,
     },
+    /// An integration's event.
+    IntegrationEvent {
+        /// The integration.
+        integration: IntegrationName,
+        /// Priority among matching flows.
+        priority: i32,
+    },
 }
 
 impl Trigger {
+    /// Whether an event of `integration` starts this flow.
+    pub fn matches_event(&self, integration: &IntegrationName) -> bool {
+        matches!(self, Trigger::IntegrationEvent { integration: i, .. } if i == integration)
+    }
+
     /// Whether a message with `text` starts this flow.
     pub fn matches(&self, text: &str) -> bool {
         match self {
+            Trigger::IntegrationEvent { .. } => false,
             Trigger::Message { regex, keywords, .. } => {
                 if regex.is_none() && keywords.is_empty() {
                     return true;
@@ -115,7 +137,7 @@ impl Trigger {
     /// The priority among matching flows.
     pub fn priority(&self) -> i32 {
         match self {
-            Trigger::Message { priority, .. } => *priority,
+            Trigger::Message { priority, .. } | Trigger::IntegrationEvent { priority, .. } => *priority,
         }
     }
 }

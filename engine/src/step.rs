@@ -220,6 +220,9 @@ impl Scope for RunScope<'_> {
             }
             Root::Contact => Cow::Borrowed(&self.env.contact),
             Root::Conversation => Cow::Owned(serde_json::json!({ "id": self.env.conversation_id })),
+            Root::Event => Cow::Borrowed(
+                self.env.event.as_ref().ok_or_else(|| missing("the run was not started by an integration event"))?,
+            ),
             Root::Secret(name) => {
                 use secrecy::ExposeSecret;
                 let s = self.env.secrets.get(name).ok_or_else(|| {

@@ -22,7 +22,7 @@ use crate::ids::{IntegrationName, VarName};
 pub const MAX_RENDERED_BYTES: usize = 1024 * 1024;
 
 /// Names that cannot be used as flow variables because they are template roots.
-pub const RESERVED_ROOTS: &[&str] = &["message", "contact", "conversation", "secrets", "integration"];
+pub const RESERVED_ROOTS: &[&str] = &["message", "contact", "conversation", "secrets", "integration", "event"];
 
 /// What a placeholder refers to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub enum Root {
     Contact,
     /// The conversation (`conversation.id`).
     Conversation,
+    /// The integration event that started the run (`event.*`).
+    Event,
     /// A named secret (`secrets.NAME`); the path has exactly one element.
     Secret(String),
     /// Token-response metadata of an integration (`integration.NAME.FIELD`).
@@ -82,6 +84,7 @@ impl VarRef {
             "message" => Root::Message,
             "contact" => Root::Contact,
             "conversation" => Root::Conversation,
+            "event" => Root::Event,
             "secrets" => {
                 if parts.len() != 2 {
                     return Err(format!("`{raw}`: write secrets as `secrets.NAME`"));

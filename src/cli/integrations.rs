@@ -89,6 +89,12 @@ struct AddArgs {
     /// For `static`: the header to send it in (default Authorization, as a Bearer token).
     #[arg(long)]
     static_header: Option<String>,
+    /// Where the account identifier is in the integration's events (`account.id`, `$.team_id`).
+    #[arg(long)]
+    event_identifier: Option<String>,
+    /// The token-response field captured at authorization that identifies the account.
+    #[arg(long)]
+    account_field: Option<String>,
     /// Replace an existing integration of the same name (its tokens are kept).
     #[arg(long)]
     update: bool,
@@ -174,6 +180,8 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
         data_center: a.data_center,
         static_secret: a.static_secret,
         static_header: a.static_header,
+        event_identifier: a.event_identifier,
+        account_field: a.account_field,
         ..IntegrationConfig::default()
     };
     if !a.refresh_on_status.is_empty() {

@@ -186,3 +186,37 @@ async fn record(
     store.put_run(&result.run_id, conversation, result.flow_id.as_str(), &status, &history);
     Ok(())
 }
+
+/// Starts `loaded` for an integration event, under the conversation's lock.
+pub async fn start_with_event(
+    state: &Arc<AppState>,
+    conversation: &str,
+    loaded: &super::LoadedFlow,
+    event: Value,
+) -> Result<String, String> {
+    let lock = {
+        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(conversation.to_string()).or_default().clone()
+    };
+    let _guard = lock.lock().await;
+    let input = RunInput {
+        conversation_id: conversation.to_string(),
+        contact: Value::Object(Map::new()),
+        message: Message::default(),
+        event: Some(event),
+    };
+    let result = state.engine.start(&loaded.flow, input, Map::new(), None).await;
+    state.metrics.observe(&result);
+    let was_paused = state.store.paused(conversation).await.map_err(|e| e.to_string())?.is_some();
+    record(state, conversation, &result, &loaded.hash, was_paused).await?;
+    let body = json!({
+        "run_id": result.run_id,
+        "flow_id": result.flow_id,
+        "status": result.status,
+        "replies": result.replies.iter().map(|r| json!({"text": r.text})).collect::<Vec<_>>(),
+        "error": result.error,
+    })
+    .to_string();
+    deliver(state, conversation, &body);
+    Ok(body)
+}

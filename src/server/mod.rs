@@ -6,6 +6,7 @@
 //! (encrypted) with the content hash of the flow version it started with, so it resumes on
 //! that version after a reload or a restart.
 
+mod events;
 pub mod listen;
 mod messages;
 mod metrics;
@@ -108,6 +109,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/integrations", post(web::add))
         .route("/integrations/{name}/authorize", post(web::authorize))
         .route("/v1/integrations", get(web::api_list))
+        .route("/v1/integrations/{name}/events", post(events::post_event))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(64 * 1024))

@@ -263,6 +263,7 @@ async fn token(State(s): State<Shared>, headers: HeaderMap, Form(form): Form<Has
             if f.expires_in_as_string { json!(f.expires_in.to_string()) } else { json!(f.expires_in) },
         );
     }
+    body.insert("account_id".into(), json!("acct-42"));
     body.insert(
         "api_domain".into(),
         json!(format!("http://{}", headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or(""))),

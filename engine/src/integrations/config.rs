@@ -140,6 +140,13 @@ pub struct IntegrationConfig {
     /// `static` kind: the header to send it in; `Authorization` (the default) sends `Bearer …`.
     #[serde(default)]
     pub static_header: Option<String>,
+    /// Events: where the account identifier is in an event body (`account.id`, `$.team_id`).
+    #[serde(default)]
+    pub event_identifier: Option<String>,
+    /// Events: the token-response field captured at authorization that holds this account's
+    /// identifier; an event whose identifier differs is rejected.
+    #[serde(default)]
+    pub account_field: Option<String>,
 }
 
 fn default_delimiter() -> String {
@@ -175,6 +182,8 @@ impl Default for IntegrationConfig {
             refresh_skew_secs: default_skew(),
             static_secret: None,
             static_header: None,
+            event_identifier: None,
+            account_field: None,
         }
     }
 }
@@ -297,6 +306,14 @@ impl IntegrationConfig {
             if let Err(e) = parse_origin(o) {
                 out.push(e);
             }
+        }
+        if self.event_identifier.is_some() != self.account_field.is_some() {
+            out.push("events need both --event-identifier (where the account is in an event) and --account-field (the token-response field it must equal)".to_string());
+        }
+        if let Some(p) = &self.event_identifier
+            && let Err(e) = crate::mapping::ResponsePath::parse(p)
+        {
+            out.push(format!("--event-identifier: {e}"));
         }
         for k in self.extra_authorize_params.keys() {
             if RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str()) {

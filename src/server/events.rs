@@ -1,0 +1,63 @@
+//! `POST /v1/integrations/{name}/events`: events a third party posts (Botpress-style). The
+//! account identifier is read from the event with the integration's `event_identifier` path and
+//! must equal the `account_field` captured when the integration was authorized; anything else
+//! is rejected and logged, never guessed. A matching event starts the first flow with an
+//! `integration_event` trigger for the integration, with the event as `{{event.*}}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tern_engine::mapping::ResponsePath;
+use tern_engine::store::Store;
+use tern_engine::template::value_text;
+use tern_engine::{IntegrationName, TokenOwner};
+
+use super::{AppState, error, messages};
+
+pub async fn post_event(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Result<axum::Json<Value>, JsonRejection>,
+) -> Response {
+    let axum::Json(event) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), format!("{}; send the event as a JSON object", e.body_text())),
+    };
+    let Ok(name) = IntegrationName::new(name) else { return error(StatusCode::NOT_FOUND, "no such integration") };
+    let rec = match state.store.get_integration(&name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no integration `{name}`")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (Some(path), Some(field)) = (&rec.config.event_identifier, &rec.config.account_field) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("integration `{name}` does not accept events; configure --event-identifier and --account-field"),
+        );
+    };
+    let identifier = match ResponsePath::parse(path).and_then(|p| p.select(&event)) {
+        Ok(v) => value_text(&v).into_owned(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the event has no account identifier: {e}")),
+    };
+    let expected = match state.store.get_token(&name, &TokenOwner::Workspace).await {
+        Ok(t) => t.and_then(|t| t.metadata.get(field).map(|v| value_text(v).into_owned())),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    if expected.as_deref() != Some(identifier.as_str()) {
+        tracing::warn!(integration = %name, "rejected an event for an unknown account identifier");
+        return error(StatusCode::NOT_FOUND, "unknown account identifier for this integration");
+    }
+    let flows = state.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches_event(&name))) else {
+        return axum::Json(json!({"status": "no_flow", "replies": []})).into_response();
+    };
+    let conversation = format!("event:{name}:{identifier}");
+    match messages::start_with_event(&state, &conversation, loaded, event).await {
+        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
