@@ -248,6 +248,26 @@ fn two_hundred_conversations_of_twenty_messages_keep_order() {
     });
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `tern integrations add crm` against the test authorization server at `auth`.
+fn add_crm(data: &Path, public_url: &str, auth: &str, extra: &[&str]) {
+    use crate::support::oauth::{CLIENT_ID, CLIENT_SECRET};
+    let (authorize, token) = (format!("{auth}/authorize"), format!("{auth}/token"));
+    let out = tern()
+        .env("TERN_DATA_DIR", data)
+        .env("TERN_PUBLIC_URL", public_url)
+        .env("CS", CLIENT_SECRET)
+        .args(["integrations", "add", "crm", "--client-id", CLIENT_ID, "--client-secret-env", "CS"])
+        .args(["--authorization-url", &authorize, "--token-url", &token, "--api-origin", auth])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// The integrations page, logged in with the admin token.
 async fn admin_page(client: &reqwest::Client, url: &str) -> String {
     client.get(url).basic_auth("admin", Some(ADMIN)).send().await.unwrap().text().await.unwrap()
@@ -279,7 +299,7 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
         .to_string(),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let server = Server::start_at(&fresh_data_dir(), &flows, &format!("127.0.0.1:{port}"), &base);
     assert_eq!(server.url, base);
@@ -380,7 +400,7 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
 
 #[test]
 fn contact_logs_in_inside_the_conversation() {
-    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+    use crate::support::oauth::AuthServer;
     let auth = AuthServer::start();
     let hook = TestApi::start();
     let (_keep, flows) = flows_dir(&hook);
@@ -399,32 +419,10 @@ fn contact_logs_in_inside_the_conversation() {
         .to_string(),
     )
     .unwrap();
-    let data = fresh_data_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (data, port) = (fresh_data_dir(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let a = auth.url();
-    let added = tern()
-        .env("TERN_DATA_DIR", &data)
-        .env("TERN_PUBLIC_URL", &base)
-        .env("CS", CLIENT_SECRET)
-        .args([
-            "integrations",
-            "add",
-            "crm",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-env",
-            "CS",
-            "--authorization-url",
-            &format!("{a}/authorize"),
-            "--token-url",
-            &format!("{a}/token"),
-            "--api-origin",
-            &a,
-        ])
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    add_crm(&data, &base, &a, &[]);
     let server =
         Server::start_with(&data, &flows, &format!("127.0.0.1:{port}"), &base, Some(&format!("{}/hook", hook.url())));
 
@@ -579,7 +577,7 @@ fn slow_headers_are_cut_off() {
 
 #[test]
 fn integration_events_are_routed_by_account_identifier() {
-    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+    use crate::support::oauth::AuthServer;
     let auth = AuthServer::start();
     let api = TestApi::start();
     let (_keep, flows) = flows_dir(&api);
@@ -590,36 +588,10 @@ fn integration_events_are_routed_by_account_identifier() {
         .to_string(),
     )
     .unwrap();
-    let data = fresh_data_dir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (data, port) = (fresh_data_dir(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let a = auth.url();
-    let added = tern()
-        .env("TERN_DATA_DIR", &data)
-        .env("TERN_PUBLIC_URL", &base)
-        .env("CS", CLIENT_SECRET)
-        .args([
-            "integrations",
-            "add",
-            "crm",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-env",
-            "CS",
-            "--authorization-url",
-            &format!("{a}/authorize"),
-            "--token-url",
-            &format!("{a}/token"),
-            "--api-origin",
-            &a,
-            "--event-identifier",
-            "account.id",
-            "--account-field",
-            "account_id",
-        ])
-        .output()
-        .unwrap();
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    add_crm(&data, &base, &a, &["--event-identifier", "account.id", "--account-field", "account_id"]);
     let server = Server::start_at(&data, &flows, &format!("127.0.0.1:{port}"), &base);
     let rt = rt();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

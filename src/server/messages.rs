@@ -62,18 +62,13 @@ pub async fn handle_locked(
     msg: IncomingMessage,
     event: Option<Value>,
 ) -> Result<String, String> {
-    let lock = {
-        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(conversation.to_string()).or_default().clone()
-    };
+    let lock = conversation_lock(state, conversation);
     let response = {
         let _guard = lock.lock().await;
         handle(state, conversation, msg, event).await
     };
-    let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
-    if locks.get(conversation).is_some_and(|l| Arc::strong_count(l) == 1) {
-        locks.remove(conversation);
-    }
+    drop(lock);
+    release_lock(state, conversation);
     response
 }
 
@@ -122,14 +117,7 @@ async fn handle(
     };
     state.metrics.observe(&result);
     record(state, conversation, &result, &hash, was_paused).await?;
-    let body = json!({
-        "run_id": result.run_id,
-        "flow_id": result.flow_id,
-        "status": result.status,
-        "replies": result.replies.iter().map(|r| json!({"text": r.text})).collect::<Vec<_>>(),
-        "error": result.error,
-    })
-    .to_string();
+    let body = answer(&result);
     if let Some(id) = &msg.message_id {
         store.set_processed(conversation, id, &body).await.map_err(|e| e.to_string())?;
     }
@@ -194,11 +182,8 @@ pub async fn start_with_event(
     loaded: &super::LoadedFlow,
     event: Value,
 ) -> Result<String, String> {
-    let lock = {
-        let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
-        locks.entry(conversation.to_string()).or_default().clone()
-    };
-    let _guard = lock.lock().await;
+    let lock = conversation_lock(state, conversation);
+    let guard = lock.lock().await;
     let input = RunInput {
         conversation_id: conversation.to_string(),
         contact: Value::Object(Map::new()),
@@ -209,14 +194,36 @@ pub async fn start_with_event(
     state.metrics.observe(&result);
     let was_paused = state.store.paused(conversation).await.map_err(|e| e.to_string())?.is_some();
     record(state, conversation, &result, &loaded.hash, was_paused).await?;
-    let body = json!({
+    let body = answer(&result);
+    deliver(state, conversation, &body);
+    drop(guard);
+    drop(lock);
+    release_lock(state, conversation);
+    Ok(body)
+}
+
+/// The JSON answer to a message or event: the run, its status and replies.
+fn answer(result: &RunResult) -> String {
+    json!({
         "run_id": result.run_id,
         "flow_id": result.flow_id,
         "status": result.status,
         "replies": result.replies.iter().map(|r| json!({"text": r.text})).collect::<Vec<_>>(),
         "error": result.error,
     })
-    .to_string();
-    deliver(state, conversation, &body);
-    Ok(body)
+    .to_string()
+}
+
+/// The lock of one conversation (created on first use).
+fn conversation_lock(state: &AppState, conversation: &str) -> Arc<tokio::sync::Mutex<()>> {
+    let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
+    locks.entry(conversation.to_string()).or_default().clone()
+}
+
+/// Forgets a conversation's lock when nobody else holds or waits for it.
+fn release_lock(state: &AppState, conversation: &str) {
+    let mut locks = state.locks.lock().unwrap_or_else(|p| p.into_inner());
+    if locks.get(conversation).is_some_and(|l| Arc::strong_count(l) == 1) {
+        locks.remove(conversation);
+    }
 }
