@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use tern_engine::IntegrationName;
-use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_origin};
+use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
 use tern_engine::integrations::{AuthError, CallbackParams, Integrations};
 use tern_engine::store::{Store, now};
 use tern_engine::tokens::TokenOwner;
@@ -171,10 +171,10 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
             KindArg::Static => Kind::Static,
         },
         client_id: a.client_id,
-        scopes: a.scopes.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+        scopes: IntegrationConfig::split_scopes(&a.scopes),
         authorization_url: a.authorization_url,
         token_url: a.token_url,
-        api_origins: a.api_origins.iter().map(|o| o.trim_end_matches('/').to_string()).collect(),
+        api_origins: a.api_origins,
         extra_authorize_params: a.params.into_iter().collect::<BTreeMap<_, _>>(),
         profile: a.profile,
         data_center: a.data_center,
@@ -187,18 +187,13 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
     if !a.refresh_on_status.is_empty() {
         config.refresh_on_status = a.refresh_on_status;
     }
-    config.apply_profile().map_err(anyhow::Error::msg)?;
-    if let Some(ca) = a.client_auth {
-        config.client_auth = match ca {
-            ClientAuthArg::Basic => ClientAuth::Basic,
-            ClientAuthArg::Body => ClientAuth::Body,
-        };
-    }
-    for o in &config.api_origins {
-        parse_origin(o).map_err(anyhow::Error::msg)?;
-    }
-    let problems = config.problems();
-    anyhow::ensure!(problems.is_empty(), "integration `{}` is not complete:\n  - {}", a.name, problems.join("\n  - "));
+    let client_auth = a.client_auth.map(|ca| match ca {
+        ClientAuthArg::Basic => ClientAuth::Basic,
+        ClientAuthArg::Body => ClientAuth::Body,
+    });
+    let config = config.finish(client_auth).map_err(|problems| {
+        anyhow::anyhow!("integration `{}` is not complete:\n  - {}", a.name, problems.join("\n  - "))
+    })?;
     let secret = if a.client_secret_env.is_some() || a.client_secret_file.is_some() || a.client_secret_stdin {
         Some(read_secret(a.client_secret_env.as_deref(), a.client_secret_file.as_ref(), "client secret")?)
     } else {

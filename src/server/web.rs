@@ -183,13 +183,13 @@ pub async fn add(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(f)
         let name = IntegrationName::new(f.name.trim())?;
         let parse_url =
             |s: &str, what: &str| opt(s).map(|u| url::Url::parse(&u).map_err(|e| format!("{what}: {e}"))).transpose();
-        let mut config = IntegrationConfig {
+        let config = IntegrationConfig {
             kind: if f.kind == "client_credentials" { Kind::ClientCredentials } else { Kind::AuthorizationCode },
             client_id: opt(&f.client_id),
-            scopes: f.scopes.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            scopes: IntegrationConfig::split_scopes(&f.scopes),
             authorization_url: parse_url(&f.authorization_url, "authorization URL")?,
             token_url: parse_url(&f.token_url, "token URL")?,
-            api_origins: f.api_origins.split_whitespace().map(|o| o.trim_end_matches('/').to_string()).collect(),
+            api_origins: f.api_origins.split_whitespace().map(str::to_string).collect(),
             extra_authorize_params: f
                 .params
                 .split_whitespace()
@@ -203,16 +203,12 @@ pub async fn add(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(f)
             data_center: opt(&f.data_center),
             ..IntegrationConfig::default()
         };
-        config.apply_profile()?;
-        match f.client_auth.as_str() {
-            "basic" => config.client_auth = ClientAuth::Basic,
-            "body" => config.client_auth = ClientAuth::Body,
-            _ => {}
-        }
-        let problems = config.problems();
-        if !problems.is_empty() {
-            return Err(problems.join("; "));
-        }
+        let client_auth = match f.client_auth.as_str() {
+            "basic" => Some(ClientAuth::Basic),
+            "body" => Some(ClientAuth::Body),
+            _ => None,
+        };
+        let config = config.finish(client_auth).map_err(|problems| problems.join("; "))?;
         Ok((name, config, opt(&f.client_secret).map(SecretString::from)))
     })();
     match result {

@@ -270,6 +270,26 @@ impl IntegrationConfig {
         Ok(())
     }
 
+    /// Scopes written as one text, separated by spaces or commas.
+    pub fn split_scopes(text: &str) -> Vec<String> {
+        text.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    }
+
+    /// Finishes settings an operator wrote (command line or web form): trailing slashes off the
+    /// origins, the profile's defaults filled in, an explicit client-authentication choice
+    /// applied over the profile's, then every problem checked. `Err` lists every problem.
+    pub fn finish(mut self, client_auth: Option<ClientAuth>) -> Result<Self, Vec<String>> {
+        for o in &mut self.api_origins {
+            *o = o.trim_end_matches('/').to_string();
+        }
+        self.apply_profile().map_err(|e| vec![e])?;
+        if let Some(ca) = client_auth {
+            self.client_auth = ca;
+        }
+        let problems = self.problems();
+        if problems.is_empty() { Ok(self) } else { Err(problems) }
+    }
+
     /// Every problem with the settings, each a sentence that says what to do.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -361,6 +381,23 @@ mod tests {
         let mut bad =
             IntegrationConfig { profile: Some(Profile::Zoho), data_center: Some("mars".into()), ..Default::default() };
         assert!(bad.apply_profile().unwrap_err().contains("mars"));
+    }
+
+    #[test]
+    fn finish_applies_profile_then_explicit_choices() {
+        let c = IntegrationConfig {
+            profile: Some(Profile::Teamleader),
+            client_id: Some("id".into()),
+            scopes: IntegrationConfig::split_scopes("contacts, deals companies"),
+            ..Default::default()
+        };
+        let c = c.finish(Some(ClientAuth::Basic)).unwrap();
+        assert_eq!(c.client_auth, ClientAuth::Basic, "explicit choice wins over the profile");
+        assert_eq!(c.scopes, vec!["contacts", "deals", "companies"]);
+        let bad = IntegrationConfig { api_origins: vec!["https://api.example.com/".into()], ..Default::default() };
+        let problems = bad.finish(None).unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("client id")), "{problems:?}");
+        assert!(!problems.iter().any(|p| p.contains("without a path")), "trailing slash is trimmed: {problems:?}");
     }
 
     #[test]
