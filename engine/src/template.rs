@@ -230,11 +230,6 @@ impl Template {
         Ok(Self { parts })
     }
 
-    /// A template with no placeholders.
-    pub fn literal(text: impl Into<String>) -> Self {
-        Self { parts: vec![Part::Lit(text.into())] }
-    }
-
     /// The placeholders, in order.
     pub fn vars(&self) -> impl Iterator<Item = &VarRef> {
         self.parts.iter().filter_map(|p| match p {

@@ -66,8 +66,11 @@ impl Shared {
     }
 
     /// The integrations service over the store.
-    pub async fn integrations(&self, store: Arc<SqliteStore>) -> anyhow::Result<Arc<Integrations>> {
-        let secrets = self.secrets(Some(&*store)).await?;
+    pub fn integrations(
+        &self,
+        store: Arc<SqliteStore>,
+        secrets: Arc<dyn SecretSource>,
+    ) -> anyhow::Result<Arc<Integrations>> {
         Ok(Arc::new(Integrations::new(store, self.http()?, self.public_url.clone(), secrets)))
     }
 

@@ -143,7 +143,8 @@ enum IntegrationsCommand {
 
 pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Result<ExitCode> {
     let store = shared.open_store().await?;
-    let service = shared.integrations(store.clone()).await?;
+    let secrets = shared.secrets(Some(&*store)).await?;
+    let service = shared.integrations(store.clone(), secrets)?;
     match args.command {
         IntegrationsCommand::Add(a) => add(&service, *a).await,
         IntegrationsCommand::List { json } => list(&*store, json).await,

@@ -59,7 +59,7 @@ pub async fn engine(shared: &Shared, with_store: bool) -> anyhow::Result<Engine>
     let (tokens, secrets): (Option<Arc<dyn TokenSource>>, Arc<dyn SecretSource>) = if with_store {
         let store = shared.open_store().await?;
         let secrets = shared.secrets(Some(&*store)).await?;
-        (Some(shared.integrations(store).await? as Arc<dyn TokenSource>), secrets)
+        (Some(shared.integrations(store, secrets.clone())? as Arc<dyn TokenSource>), secrets)
     } else {
         (None, shared.secrets(None).await?)
     };

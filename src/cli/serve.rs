@@ -46,7 +46,8 @@ pub struct ServeArgs {
 
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = shared.open_store().await?;
-    let integrations = shared.integrations(store.clone()).await?;
+    let secrets = shared.secrets(Some(&*store)).await?;
+    let integrations = shared.integrations(store.clone(), secrets.clone())?;
     let registry = Arc::new(super::registry());
     let (flows, broken) = load_dir(&args.flows, &registry, &store).await?;
     if broken > 0 && !args.skip_invalid {
@@ -64,7 +65,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let engine = Engine {
         registry,
         outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
-        secrets: shared.secrets(Some(&*store)).await?,
+        secrets,
         limits: RunLimits::default(),
     };
     let state = Arc::new(AppState {

@@ -57,11 +57,6 @@ impl Method {
             Method::Head => "HEAD",
         }
     }
-
-    /// Whether repeating the request is safe (RFC 9110 idempotent methods).
-    pub fn is_idempotent(self) -> bool {
-        !matches!(self, Method::Post | Method::Patch)
-    }
 }
 
 /// A request as written in a flow.
