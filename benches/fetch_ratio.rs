@@ -13,6 +13,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common.rs"]
+mod common;
+use common::{env_num, pct_ms};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,10 +24,6 @@ use serde_json::{Map, Value, json};
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::NoSecrets;
 use tern_engine::{Engine, LoadOptions, Message, RunInput, RunLimits, load_flow};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 #[derive(Clone, Copy)]
 enum Side {
@@ -79,13 +79,6 @@ async fn round(ctx: Arc<Ctx>, side: Side, concurrency: usize, dur: Duration) -> 
         all.extend(r.expect("worker"));
     }
     (all.len(), all)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {
@@ -160,15 +153,15 @@ fn main() {
         println!(
             "| {concurrency} | tern fetch_variables | {:.0} | {:.0} µs | {:.0} µs | {:.2} |",
             median(&tern_rps),
-            pct(&tern_lat, 0.5).as_secs_f64() * 1e6,
-            pct(&tern_lat, 0.99).as_secs_f64() * 1e6,
+            pct_ms(&tern_lat, 0.5) * 1e3,
+            pct_ms(&tern_lat, 0.99) * 1e3,
             median(&ratios)
         );
         println!(
             "| {concurrency} | raw reqwest | {:.0} | {:.0} µs | {:.0} µs | |",
             median(&raw_rps),
-            pct(&raw_lat, 0.5).as_secs_f64() * 1e6,
-            pct(&raw_lat, 0.99).as_secs_f64() * 1e6
+            pct_ms(&raw_lat, 0.5) * 1e3,
+            pct_ms(&raw_lat, 0.99) * 1e3
         );
     }
 }

@@ -11,22 +11,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common.rs"]
+mod common;
+use common::{env_num, pct_ms};
+
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
-}
 
 async fn round(
     client: &reqwest::Client,
@@ -144,13 +137,13 @@ fn main() {
     println!(
         "| tern serve: message → fetch_variables → reply | {:.0} | {:.2} ms | {:.2} ms |",
         tern_rps[rounds / 2],
-        pct(&tern_lat, 0.5),
-        pct(&tern_lat, 0.99)
+        pct_ms(&tern_lat, 0.5),
+        pct_ms(&tern_lat, 0.99)
     );
     println!(
         "| the API alone (raw reqwest) | {:.0} | {:.2} ms | {:.2} ms |",
         raw_rps[rounds / 2],
-        pct(&raw_lat, 0.5),
-        pct(&raw_lat, 0.99)
+        pct_ms(&raw_lat, 0.5),
+        pct_ms(&raw_lat, 0.99)
     );
 }

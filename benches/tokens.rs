@@ -15,6 +15,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+#[path = "common.rs"]
+mod common;
+use common::pct_ms;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,10 +51,6 @@ fn flow(engine: &Engine, url: &str, integration: Option<&str>) -> CompiledFlow {
     let text = json!({"version": 1, "id": "f", "steps": [step]}).to_string();
     load_flow(&text, &LoadOptions { registry: &engine.registry, integrations: None, limits: Default::default() })
         .expect("flow")
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
 }
 
 async fn concurrent(engine: &Arc<Engine>, flow: &Arc<CompiledFlow>, n: usize) -> (Duration, Vec<Duration>) {
@@ -191,16 +191,16 @@ fn main() {
         println!(
             "| fresh token | {:.0} ms | {:.1} ms | {:.1} ms | {:.1} ms | 0 |",
             total_fresh.as_secs_f64() * 1e3,
-            pct(&fresh, 0.5),
-            pct(&fresh, 0.99),
-            pct(&fresh, 1.0)
+            pct_ms(&fresh, 0.5),
+            pct_ms(&fresh, 0.99),
+            pct_ms(&fresh, 1.0)
         );
         println!(
             "| expired token, refreshed once | {:.0} ms | {:.1} ms | {:.1} ms | {:.1} ms | {refreshes} |",
             total_refresh.as_secs_f64() * 1e3,
-            pct(&during, 0.5),
-            pct(&during, 0.99),
-            pct(&during, 1.0)
+            pct_ms(&during, 0.5),
+            pct_ms(&during, 0.99),
+            pct_ms(&during, 1.0)
         );
     });
 }
