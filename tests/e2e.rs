@@ -3,6 +3,7 @@
 
 mod support;
 
+mod browser;
 mod http_steps;
 mod integrations;
 mod run_cli;

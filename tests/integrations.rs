@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
-use crate::support::{Flows, Run, fresh_data_dir, tern};
+use crate::support::oidc::{OIDC_SECRET, OidcProvider};
+use crate::support::{Flows, Run, free_port, fresh_data_dir, tern};
 
 struct Env {
     auth: AuthServer,
@@ -21,10 +22,6 @@ struct Env {
     outputs: std::cell::RefCell<Vec<String>>,
     /// Readers of `authorize` commands' standard output and error.
     pending_stdout: std::cell::RefCell<Vec<std::thread::JoinHandle<(String, String)>>>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Env {
@@ -491,68 +488,6 @@ fn keys_rotate_reencrypts_and_survives_interruption() {
     assert_eq!(r.code(), 2);
     assert!(r.stderr().contains("does not match") && r.stderr().contains("TERN_MASTER_KEY"), "{}", r.stderr());
     env.assert_no_secrets_leaked();
-}
-
-/// panva's `oidc-provider` (an independent, certified OpenID Connect server from npm) running
-/// under Node on 127.0.0.1, configured with PKCE required, rotating refresh tokens and
-/// 3-second access tokens.
-struct OidcProvider {
-    child: std::process::Child,
-    issuer: String,
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const OIDC_SECRET: &str = "oidc-interop-secret-7f3a9c";
-
-fn oidc_dir() -> PathBuf {
-    crate::support::repo().join("tests/oidc")
-}
-
-/// Installs the server's npm dependencies on first use (`.ci/run` does it up front).
-fn ensure_node_modules() {
-    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = ONCE.lock().unwrap_or_else(|p| p.into_inner());
-    if oidc_dir().join("node_modules/oidc-provider").exists() {
-        return;
-    }
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(oidc_dir())
-        .output()
-        .expect("npm must be installed to run the interop tests (apt-get install nodejs npm)");
-    assert!(out.status.success(), "npm ci failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-impl OidcProvider {
-    fn start(redirect_uri: &str) -> Self {
-        ensure_node_modules();
-        let port = free_port();
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(oidc_dir())
-            .env("PORT", port.to_string())
-            .env("REDIRECT_URI", redirect_uri)
-            .env("CLIENT_SECRET", OIDC_SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node must be installed to run the interop tests");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let issuer = line
-            .trim()
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("oidc-provider did not start: {line}"))
-            .to_string();
-        Self { child, issuer }
-    }
 }
 
 /// Plays a person at oidc-provider's login and consent pages: follows redirects, keeps cookies,

@@ -8,13 +8,13 @@ use std::process::{Child, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{TestApi, fresh_data_dir, tern};
+use crate::support::{TestApi, free_port, fresh_data_dir, tern};
 
-const ADMIN: &str = "admin-token-for-tests-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-for-tests-0123456789";
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Server {
@@ -29,7 +29,7 @@ impl Server {
         Self::start_at(data, flows, "127.0.0.1:0", "http://127.0.0.1:8080")
     }
 
-    fn start_at(data: &Path, flows: &Path, listen: &str, public_url: &str) -> Self {
+    pub(crate) fn start_at(data: &Path, flows: &Path, listen: &str, public_url: &str) -> Self {
         Self::start_with(data, flows, listen, public_url, None)
     }
 
@@ -67,11 +67,11 @@ impl Server {
     }
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-async fn post(client: &reqwest::Client, base: &str, conv: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(client: &reqwest::Client, base: &str, conv: &str, body: Value) -> (u16, Value) {
     let resp = client.post(format!("{base}/v1/conversations/{conv}/messages")).json(&body).send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
@@ -246,10 +246,6 @@ fn two_hundred_conversations_of_twenty_messages_keep_order() {
         want.sort();
         assert_eq!(got, want);
     });
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `tern integrations add crm` against the test authorization server at `auth`.
@@ -507,7 +503,15 @@ fn sighup_reloads_flows_and_paused_runs_keep_their_version() {
         .unwrap();
     };
     write("v1");
-    let server = Server::start(&fresh_data_dir(), dir.path());
+    // Without the file watcher, so that only SIGHUP can reload.
+    let server = Server::start_args(
+        &fresh_data_dir(),
+        dir.path(),
+        "127.0.0.1:0",
+        "http://127.0.0.1:8080",
+        None,
+        &["--watch", "false"],
+    );
     let rt = rt();
     let client = reqwest::Client::new();
     let hup = || {
@@ -632,4 +636,242 @@ fn integration_events_are_routed_by_account_identifier() {
         assert_eq!(r.status().as_u16(), 404);
     });
     drop(server);
+}
+
+/// Authorizes `crm` through the integrations page and the test provider.
+async fn authorize_crm(client: &reqwest::Client, base: &str) {
+    let csrf = csrf_of(&admin_page(client, base).await);
+    let go = client
+        .post(format!("{base}/integrations/crm/authorize"))
+        .basic_auth("admin", Some(ADMIN))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let provider = go.headers()["location"].to_str().unwrap().to_string();
+    let back = client.get(&provider).send().await.unwrap();
+    let done = client.get(back.headers()["location"].to_str().unwrap()).send().await.unwrap();
+    assert_eq!(done.headers()["location"], "/?authorized=crm", "{:?}", done.headers());
+}
+
+#[test]
+fn admin_api_manages_integrations_secrets_and_flows() {
+    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+    let auth = AuthServer::start();
+    auth.set(|f| f.expires_in = 2);
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    let a = auth.url();
+    std::fs::write(
+        flows.join("crm.json"),
+        json!({"version": 1, "id": "crm", "trigger": {"type": "message", "match": {"keywords": ["crm"]}, "priority": 5},
+        "steps": [
+          {"id": "lookup", "type": "fetch_variables", "integration": "crm",
+           "request": {"method": "POST", "url": format!("{a}/api/contacts.info"), "body": {"id": "c1a2"}},
+           "variables": {"last_name": "data.last_name"}},
+          {"id": "say", "type": "send_message", "text": "Hello {{last_name}} ({{secrets.GREETING_KEY}})"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        flows.join("events.json"),
+        json!({"version": 1, "id": "events", "trigger": {"type": "integration_event", "integration": "crm"},
+               "steps": [{"id": "say", "type": "send_message", "text": "Event for {{event.account}}"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let (data, port) = (fresh_data_dir(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let server = Server::start_at(&data, &flows, &format!("127.0.0.1:{port}"), &base);
+    let rt = rt();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    rt.block_on(async {
+        let put = |path: &str, body: Value| client.put(format!("{base}{path}")).bearer_auth(ADMIN).json(&body).send();
+        // Without the token: 401.
+        let r = client.put(format!("{base}/v1/integrations/crm")).json(&json!({})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+
+        // Mistakes are explained with where they are.
+        let r = put("/v1/integrations/crm", json!({"client_idd": "x"})).await.unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("client_idd"), "{body}");
+        let r =
+            put("/v1/integrations/crm", json!({"client_id": "x", "token_url": format!("{a}/token")})).await.unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("API origin"), "{body}");
+        let r = client
+            .put(format!("{base}/v1/integrations/crm"))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+
+        // A complete integration whose account identifier comes from an identity request.
+        let settings = json!({
+            "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "authorization_url": format!("{a}/authorize"), "token_url": format!("{a}/token"),
+            "api_origins": [a], "client_auth": "basic",
+            "event_identifier": "account", "account_field": "data.account.id",
+            "identity_url": format!("{a}/api/users.me"),
+        });
+        let r = put("/v1/integrations/crm", settings).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("\"client_secret_set\":true") && !text.contains(CLIENT_SECRET), "write-only: {text}");
+
+        // Secrets are write-only.
+        let r = put("/v1/secrets/GREETING_KEY", json!({"value": "gk-secret-value-123"})).await.unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let r = put("/v1/secrets/bad-name", json!({"value": "x"})).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let listed =
+            client.get(format!("{base}/v1/secrets")).bearer_auth(ADMIN).send().await.unwrap().text().await.unwrap();
+        assert!(listed.contains("GREETING_KEY") && !listed.contains("gk-secret-value-123"), "{listed}");
+
+        let flows: Value =
+            client.get(format!("{base}/v1/flows")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        assert_eq!(flows["flows"][0]["id"], "crm", "highest priority first: {flows}");
+        assert_eq!(flows["flows"][0]["integrations"], json!(["crm"]));
+
+        authorize_crm(&client, &base).await;
+        // The identity request's account id routes events.
+        let events = format!("{base}/v1/integrations/crm/events");
+        let r = client.post(&events).json(&json!({"account": "acct-77"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["replies"][0]["text"], "Event for acct-77", "{body}");
+        let r = client.post(&events).json(&json!({"account": "acct-42"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+
+        // The stored secret is used and masked in the reply; the 2-second token is refreshed.
+        let (_, r) = post(&client, &base, "c-admin", json!({"text": "crm please"})).await;
+        assert_eq!(r["replies"][0]["text"], "Hello Bachman ([redacted])", "{r}");
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let (_, r) = post(&client, &base, "c-admin-2", json!({"text": "crm again"})).await;
+        assert_eq!(r["replies"][0]["text"], "Hello Bachman ([redacted])", "{r}");
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.contains("tern_token_requests_total{integration=\"crm\",outcome=\"refreshed\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("tern_http_responses_total{step_type=\"fetch_variables\",status=\"200\"} 2"),
+            "{metrics}"
+        );
+
+        // Removing.
+        let r = client.delete(format!("{base}/v1/secrets/GREETING_KEY")).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let r = client.delete(format!("{base}/v1/integrations/crm")).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let r = client.delete(format!("{base}/v1/integrations/crm")).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        let (_, r) = post(&client, &base, "c-admin-3", json!({"text": "crm"})).await;
+        assert_eq!(r["status"], "failed", "{r}");
+    });
+    drop(server);
+}
+
+#[test]
+fn flow_files_are_watched_and_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        std::fs::write(
+            dir.path().join(format!("{name}.json")),
+            json!({"version": 1, "id": name, "trigger": {"type": "message", "match": {"regex": format!("^{name}$")}},
+            "steps": [{"id": "s", "type": "send_message", "text": text}]})
+            .to_string(),
+        )
+        .unwrap();
+    };
+    write("one", "first");
+    let server = Server::start(&fresh_data_dir(), dir.path());
+    let rt = rt();
+    let client = reqwest::Client::new();
+    rt.block_on(async {
+        let (_, r) = post(&client, &server.url, "w1", json!({"text": "one"})).await;
+        assert_eq!(r["replies"][0]["text"], "first");
+        write("one", "edited");
+        write("two", "added");
+        let mut n = 0;
+        loop {
+            n += 1;
+            let (_, a) = post(&client, &server.url, &format!("w-a{n}"), json!({"text": "one"})).await;
+            let (_, b) = post(&client, &server.url, &format!("w-b{n}"), json!({"text": "two"})).await;
+            if a["replies"][0]["text"] == "edited" && b["replies"][0]["text"] == "added" {
+                break;
+            }
+            assert!(n < 100, "the edited and added flows were not picked up: {a} {b}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        std::fs::remove_file(dir.path().join("two.json")).unwrap();
+        let mut n = 0;
+        loop {
+            n += 1;
+            let (_, b) = post(&client, &server.url, &format!("w-c{n}"), json!({"text": "two"})).await;
+            if b["status"] == "no_flow" {
+                break;
+            }
+            assert!(n < 100, "the removed flow still runs: {b}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[test]
+fn tern_toml_configures_serve_under_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("my-flows");
+    std::fs::create_dir(&flows).unwrap();
+    std::fs::write(
+        flows.join("hi.json"),
+        json!({"version": 1, "id": "hi", "trigger": {"type": "message"},
+               "steps": [{"id": "s", "type": "send_message", "text": "from toml"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let data = fresh_data_dir();
+    std::fs::write(
+        dir.path().join("tern.toml"),
+        format!(
+            "data_dir = {:?}\nallow_private_network = true\n\n[serve]\nflows = \"my-flows\"\nlisten = \"127.0.0.1:1\"\nmax_concurrency = 7\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    // The file's listen address (port 1) would fail: the flag wins.
+    let mut child = tern()
+        .current_dir(dir.path())
+        .env_remove("TERN_DATA_DIR")
+        .env("TERN_ADMIN_TOKEN", ADMIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line}")).to_string();
+    let server = Server { child, url };
+    let (_, r) = rt().block_on(post(&reqwest::Client::new(), &server.url, "t1", json!({"text": "x"})));
+    assert_eq!(r["replies"][0]["text"], "from toml", "flows from the file's directory: {r}");
+    assert!(data.join("tern.db").exists(), "data_dir from the file");
+    drop(server);
+
+    // The environment wins over the file too; mistakes in the file are explained.
+    std::fs::write(dir.path().join("bad.toml"), "[serve]\nmax_concurency = 3\nlisten = 5\n").unwrap();
+    let out = tern().current_dir(dir.path()).args(["--config", "bad.toml", "serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown key `serve.max_concurency` (did you mean `max_concurrency`?)"), "{err}");
+    let out = tern().current_dir(dir.path()).env("TERN_LISTEN", "not-an-address").args(["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not-an-address"), "TERN_LISTEN is used over the file: {err}");
 }

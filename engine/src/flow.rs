@@ -134,6 +134,20 @@ impl Trigger {
         }
     }
 
+    /// The trigger as JSON, for listings.
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            Trigger::Message { regex, keywords, .. } => serde_json::json!({
+                "type": "message",
+                "regex": regex.as_ref().map(Regex::as_str),
+                "keywords": keywords,
+            }),
+            Trigger::IntegrationEvent { integration, .. } => {
+                serde_json::json!({"type": "integration_event", "integration": integration.as_str()})
+            }
+        }
+    }
+
     /// The priority among matching flows.
     pub fn priority(&self) -> i32 {
         match self {

@@ -16,6 +16,10 @@ use tern_engine::store::{SqliteStore, Store};
 /// Options shared by every subcommand.
 #[derive(Clone, Debug, Args)]
 pub struct Shared {
+    /// A `tern.toml` with defaults for these options (see the README); `./tern.toml` is read
+    /// when it exists. Command-line flags and environment variables win over the file.
+    #[arg(long, global = true, env = "TERN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where Tern keeps its SQLite store and master key file.
     #[arg(long, global = true, env = "TERN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -75,23 +79,37 @@ impl Shared {
     }
 
     /// `{{secrets.NAME}}`: the store's secrets, then `TERN_SECRET_<NAME>`.
-    pub async fn secrets(&self, store: Option<&dyn Store>) -> anyhow::Result<Arc<dyn SecretSource>> {
+    pub async fn secrets(&self, store: Option<&dyn Store>) -> anyhow::Result<Arc<LayeredSecrets>> {
         let stored = match store {
             Some(s) => s.all_secrets().await?,
             None => Vec::new(),
         };
-        Ok(Arc::new(Layered { stored: stored.into_iter().collect() }))
+        Ok(Arc::new(LayeredSecrets { stored: std::sync::RwLock::new(stored.into_iter().collect()) }))
     }
 }
 
-/// Stored secrets first, then the environment.
-struct Layered {
-    stored: std::collections::HashMap<String, SecretString>,
+/// Stored secrets first, then the environment. The server updates the stored layer when the
+/// admin API sets or removes a secret.
+pub struct LayeredSecrets {
+    stored: std::sync::RwLock<std::collections::HashMap<String, SecretString>>,
 }
 
-impl SecretSource for Layered {
+impl LayeredSecrets {
+    /// Sets (`Some`) or removes (`None`) a stored secret in memory; the store is written by the
+    /// caller.
+    pub fn update(&self, name: &str, value: Option<SecretString>) {
+        let mut stored = self.stored.write().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(v) => stored.insert(name.to_string(), v),
+            None => stored.remove(name),
+        };
+    }
+}
+
+impl SecretSource for LayeredSecrets {
     fn get(&self, name: &str) -> Option<SecretString> {
-        self.stored.get(name).cloned().or_else(|| EnvSecrets.get(name))
+        let stored = self.stored.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        stored.or_else(|| EnvSecrets.get(name))
     }
 }
 

@@ -92,9 +92,14 @@ struct AddArgs {
     /// Where the account identifier is in the integration's events (`account.id`, `$.team_id`).
     #[arg(long)]
     event_identifier: Option<String>,
-    /// The token-response field captured at authorization that identifies the account.
+    /// Where the account identifier is, captured at authorization: a path into the
+    /// --identity-url answer when given, else into the token response.
     #[arg(long)]
     account_field: Option<String>,
+    /// A URL on an API origin fetched with the new token right after authorization, whose JSON
+    /// holds the account identifier (for example `https://api.example.com/v1/me`).
+    #[arg(long)]
+    identity_url: Option<url::Url>,
     /// Replace an existing integration of the same name (its tokens are kept).
     #[arg(long)]
     update: bool,
@@ -183,6 +188,7 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
         static_header: a.static_header,
         event_identifier: a.event_identifier,
         account_field: a.account_field,
+        identity_url: a.identity_url,
         ..IntegrationConfig::default()
     };
     if !a.refresh_on_status.is_empty() {

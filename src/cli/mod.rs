@@ -1,5 +1,6 @@
 //! Command-line interface: one module per subcommand.
 
+pub mod config_file;
 pub mod context;
 pub use integrations::callback_page;
 mod integrations;

@@ -11,6 +11,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use tern_engine::http::Outbound;
 use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
+use tokio::sync::mpsc;
 
 use super::context::Shared;
 use crate::server::{AppState, LoadedFlow, app, flow_hash};
@@ -24,19 +25,22 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080", env = "TERN_LISTEN")]
     listen: SocketAddr,
     /// Skip invalid flows with a warning instead of refusing to start.
-    #[arg(long)]
+    #[arg(long, env = "TERN_SKIP_INVALID", value_parser = clap::builder::FalseyValueParser::new())]
     skip_invalid: bool,
+    /// Reload the flows when a file in the directory changes (SIGHUP always reloads).
+    #[arg(long, env = "TERN_WATCH", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    watch: bool,
     /// How long a paused run waits for the contact's next message, in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    #[arg(long, default_value_t = 86_400, env = "TERN_PAUSE_TTL")]
     pause_ttl: i64,
     /// Most requests handled at once; more are answered 503 with Retry-After.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, env = "TERN_MAX_CONCURRENCY")]
     max_concurrency: usize,
     /// Longest time one request may take, in seconds.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, env = "TERN_REQUEST_TIMEOUT")]
     request_timeout: u64,
     /// Longest time a client may take to send a request's headers, in seconds.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, env = "TERN_HEADER_READ_TIMEOUT")]
     header_read_timeout: u64,
     /// Also post every run's replies here (`{"conversation_id", "run_id", "status", "replies"}`);
     /// needed for replies to runs resumed by a contact's login.
@@ -47,7 +51,22 @@ pub struct ServeArgs {
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = shared.open_store().await?;
     let secrets = shared.secrets(Some(&*store)).await?;
-    let integrations = shared.integrations(store.clone(), secrets.clone())?;
+    let metrics = Arc::new(crate::server::Metrics::default());
+    let observer = {
+        let metrics = metrics.clone();
+        Arc::new(move |name: &tern_engine::IntegrationName, event: tern_engine::integrations::TokenEvent| {
+            metrics.token(name.as_str(), event.as_str());
+        })
+    };
+    let integrations = Arc::new(
+        tern_engine::integrations::Integrations::new(
+            store.clone(),
+            shared.http()?,
+            shared.public_url.clone(),
+            secrets.clone(),
+        )
+        .with_observer(observer),
+    );
     let registry = Arc::new(super::registry());
     let (flows, broken) = load_dir(&args.flows, &registry, &store).await?;
     if broken > 0 && !args.skip_invalid {
@@ -65,19 +84,20 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let engine = Engine {
         registry,
         outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
-        secrets,
+        secrets: secrets.clone(),
         limits: RunLimits::default(),
     };
     let state = Arc::new(AppState {
         engine,
         store,
         integrations,
+        secrets,
         flows: std::sync::RwLock::new(Arc::new(flows)),
         versions: Mutex::new(versions),
         locks: Mutex::default(),
         pause_ttl_secs: args.pause_ttl,
         admin_token,
-        metrics: crate::server::Metrics::default(),
+        metrics,
         webhook: args.webhook_url.clone(),
         csrf: SecretString::from({
             let bytes: [u8; 24] = rand::random();
@@ -86,8 +106,11 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         max_concurrency: args.max_concurrency.max(1),
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
     });
+    let (reload_tx, reload_rx) = mpsc::channel(8);
+    tokio::spawn(reload_loop(state.clone(), args.flows.clone(), args.skip_invalid, reload_rx));
     #[cfg(unix)]
-    tokio::spawn(reload_on_sighup(state.clone(), args.flows.clone(), args.skip_invalid));
+    tokio::spawn(on_sighup(reload_tx.clone()));
+    let _watcher = if args.watch { Some(watch(&args.flows, reload_tx)?) } else { None };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -170,13 +193,20 @@ async fn load_dir(
     Ok((flows, broken))
 }
 
-/// On SIGHUP, reloads the flows. New conversations use the new versions; paused runs keep
-/// the version they started with. A directory with invalid flows is refused as a whole
-/// (unless --skip-invalid), keeping the flows already loaded.
-#[cfg(unix)]
-async fn reload_on_sighup(state: Arc<AppState>, dir: PathBuf, skip_invalid: bool) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
-    while hup.recv().await.is_some() {
+/// Reloads the flows whenever `requests` fires (SIGHUP, a change in the directory). New
+/// conversations use the new versions; paused runs keep the version they started with. A
+/// directory with invalid flows is refused as a whole (unless --skip-invalid), keeping the flows
+/// already loaded.
+async fn reload_loop(
+    state: Arc<AppState>,
+    dir: PathBuf,
+    skip_invalid: bool,
+    mut requests: mpsc::Receiver<&'static str>,
+) {
+    while let Some(why) = requests.recv().await {
+        // Editors write a file in several steps: wait for the burst to end.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        while requests.try_recv().is_ok() {}
         match load_dir(&dir, &state.engine.registry, &state.store).await {
             Ok((flows, broken)) if broken == 0 || skip_invalid => {
                 let mut versions = state.versions.lock().unwrap_or_else(|p| p.into_inner());
@@ -186,10 +216,39 @@ async fn reload_on_sighup(state: Arc<AppState>, dir: PathBuf, skip_invalid: bool
                 drop(versions);
                 let n = flows.len();
                 *state.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(flows);
-                eprintln!("reloaded {n} flow(s) from {}", dir.display());
+                eprintln!("reloaded {n} flow(s) from {} ({why})", dir.display());
             }
-            Ok((_, broken)) => eprintln!("reload refused: {broken} invalid flow(s); keeping the flows already loaded"),
-            Err(e) => eprintln!("reload failed: {e:#}; keeping the flows already loaded"),
+            Ok((_, broken)) => {
+                eprintln!("reload refused ({why}): {broken} invalid flow(s); keeping the flows already loaded")
+            }
+            Err(e) => eprintln!("reload failed ({why}): {e:#}; keeping the flows already loaded"),
         }
     }
+}
+
+/// Sends a reload request on every SIGHUP.
+#[cfg(unix)]
+async fn on_sighup(tx: mpsc::Sender<&'static str>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        let _ = tx.try_send("SIGHUP");
+    }
+}
+
+/// Watches the flow directory; the watcher must be kept alive for as long as it should report.
+fn watch(dir: &std::path::Path, tx: mpsc::Sender<&'static str>) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(e) = event
+            && (e.kind.is_create() || e.kind.is_modify() || e.kind.is_remove())
+            && e.paths.iter().any(|p| p.extension().is_some_and(|x| x == "json"))
+        {
+            let _ = tx.try_send("file change");
+        }
+    })
+    .context("cannot watch the flow directory")?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("cannot watch {}", dir.display()))?;
+    Ok(watcher)
 }

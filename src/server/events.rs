@@ -44,7 +44,12 @@ pub async fn post_event(
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("the event has no account identifier: {e}")),
     };
     let expected = match state.store.get_token(&name, &TokenOwner::Workspace).await {
-        Ok(t) => t.and_then(|t| t.metadata.get(field).map(|v| value_text(v).into_owned())),
+        // Captured at authorization; tokens authorized before `account_id` existed keep the
+        // token-response field itself.
+        Ok(t) => t.and_then(|t| {
+            let captured = t.metadata.get(tern_engine::integrations::ACCOUNT_ID).or_else(|| t.metadata.get(field));
+            captured.map(|v| value_text(v).into_owned())
+        }),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     if expected.as_deref() != Some(identifier.as_str()) {

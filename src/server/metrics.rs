@@ -1,5 +1,6 @@
 //! Prometheus metrics for `GET /metrics`: messages, runs by flow and outcome, step latency by
-//! step type and outcome, step failures by code.
+//! step type and outcome, step failures by code, token requests by integration and outcome, and
+//! the HTTP statuses steps received.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +27,18 @@ struct FailureLabels {
     code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    integration: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    step_type: String,
+    status: String,
+}
+
 type HistogramFamily = Family<StepLabels, Histogram, fn() -> Histogram>;
 
 fn step_histogram() -> Histogram {
@@ -40,6 +53,8 @@ pub struct Metrics {
     runs: Family<RunLabels, Counter>,
     steps: HistogramFamily,
     failures: Family<FailureLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+    http: Family<HttpLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -53,7 +68,11 @@ impl Default for Metrics {
         registry.register("run_activations", "Run activations by flow and how they ended", runs.clone());
         registry.register("step_duration_seconds", "Step latency by step type and outcome", steps.clone());
         registry.register("step_failures", "Step failures by step type and error code", failures.clone());
-        Self { registry, messages, runs, steps, failures }
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register("token_requests", "Token refreshes by integration and outcome", tokens.clone());
+        registry.register("http_responses", "Responses of steps' HTTP requests by step type and status", http.clone());
+        Self { registry, messages, runs, steps, failures, tokens, http }
     }
 }
 
@@ -61,6 +80,11 @@ impl Metrics {
     /// Counts a received message.
     pub fn message(&self) {
         self.messages.inc();
+    }
+
+    /// Counts a token request's outcome.
+    pub fn token(&self, integration: &str, outcome: &str) {
+        self.tokens.get_or_create(&TokenLabels { integration: integration.into(), outcome: outcome.into() }).inc();
     }
 
     /// Records a finished activation.
@@ -74,6 +98,11 @@ impl Metrics {
             self.steps
                 .get_or_create(&StepLabels { step_type: t.step_type.to_string(), status })
                 .observe(t.duration_us as f64 / 1e6);
+            if let Some(status) = t.detail.get("response").and_then(|r| r.get("status")).and_then(|s| s.as_u64()) {
+                self.http
+                    .get_or_create(&HttpLabels { step_type: t.step_type.to_string(), status: status.to_string() })
+                    .inc();
+            }
             if let Some(e) = &t.error {
                 self.failures
                     .get_or_create(&FailureLabels { step_type: t.step_type.to_string(), code: e.code.clone() })

@@ -6,6 +6,7 @@
 //! (encrypted) with the content hash of the flow version it started with, so it resumes on
 //! that version after a reload or a restart.
 
+mod admin;
 mod events;
 pub mod listen;
 mod messages;
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::Digest;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub engine: Engine,
     pub store: Arc<SqliteStore>,
     pub integrations: Arc<Integrations>,
+    /// `{{secrets.NAME}}` values; the admin API updates the stored layer.
+    pub secrets: Arc<crate::cli::context::LayeredSecrets>,
     /// Flows that can start, by trigger priority (highest first), then id; replaced as a
     /// whole on reload.
     pub flows: std::sync::RwLock<Arc<Vec<LoadedFlow>>>,
@@ -54,7 +57,7 @@ pub struct AppState {
     /// The bearer token for the admin API.
     pub admin_token: SecretString,
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The web page's CSRF token (random per process).
     pub csrf: SecretString,
     /// Where every run's replies are also posted, when set.
@@ -109,6 +112,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/integrations", post(web::add))
         .route("/integrations/{name}/authorize", post(web::authorize))
         .route("/v1/integrations", get(web::api_list))
+        .route("/v1/integrations/{name}", put(admin::put_integration).delete(admin::delete_integration))
+        .route("/v1/secrets", get(admin::list_secrets))
+        .route("/v1/secrets/{name}", put(admin::put_secret).delete(admin::delete_secret))
+        .route("/v1/flows", get(admin::list_flows))
         .route("/v1/integrations/{name}/events", post(events::post_event))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/metrics", get(metrics_text))

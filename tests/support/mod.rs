@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod oauth;
+pub mod oidc;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -248,4 +249,9 @@ where
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A port that was free a moment ago (for servers whose address must be known before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

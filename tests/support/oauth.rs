@@ -151,6 +151,7 @@ fn app(state: Shared) -> Router {
         .route("/authorize", get(authorize))
         .route("/token", post(token))
         .route("/api/contacts.info", post(api))
+        .route("/api/users.me", get(me))
         .with_state(state)
 }
 
@@ -302,4 +303,15 @@ async fn api(State(s): State<Shared>, headers: HeaderMap, body: axum::body::Byte
         }
         _ => (StatusCode::NOT_FOUND, axum::Json(json!({"errors": [{"title": "Not found"}]}))).into_response(),
     }
+}
+
+/// Who the token belongs to (Teamleader's `users.me`): the account id Tern captures for events.
+async fn me(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    let st = s.0.lock().unwrap();
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let valid = auth.strip_prefix("Bearer ").and_then(|t| st.access.get(t)).is_some_and(|exp| *exp > Instant::now());
+    if !valid {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"errors": [{"title": "Unauthorized"}]}))).into_response();
+    }
+    axum::Json(json!({"data": {"id": "user-1", "account": {"id": "acct-77"}}})).into_response()
 }

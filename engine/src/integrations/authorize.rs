@@ -9,12 +9,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::config::{Kind, Profile, RESERVED_AUTHORIZE_PARAMS, ZOHO_DATA_CENTERS};
+use super::config::{IntegrationConfig, Kind, Profile, RESERVED_AUTHORIZE_PARAMS, ZOHO_DATA_CENTERS};
 use super::oauth::{self, TokenEndpointError};
 use super::{Integrations, STATE_TTL_SECS};
+use crate::http::{Method, PreparedRequest, display_url};
 use crate::ids::IntegrationName;
-use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, now};
-use crate::tokens::TokenOwner;
+use crate::mapping::ResponsePath;
+use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, TokenRecord, now};
+use crate::tokens::{Credential, TokenOwner};
 
 /// Why an authorization could not start or finish. Messages are safe to show to a person.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,16 @@ pub enum AuthError {
     /// The code exchange failed.
     #[error("exchanging the code failed: {0}")]
     Exchange(#[from] TokenEndpointError),
+    /// The identity request made right after the exchange failed.
+    #[error(
+        "integration `{name}`: the identity request failed: {reason}; check --identity-url and --account-field, then authorize again"
+    )]
+    Identity {
+        /// The integration.
+        name: IntegrationName,
+        /// Why.
+        reason: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -248,6 +260,10 @@ impl Integrations {
                 record.metadata.insert(k.to_string(), Value::String(v.clone()));
             }
         }
+        if let Some(field) = &config.account_field {
+            let id = self.account_id(name, &config, &record, field).await?;
+            record.metadata.insert(ACCOUNT_ID.to_string(), Value::String(id));
+        }
         self.store.put_token(name, &pending.owner, &record).await?;
         if pending.owner == TokenOwner::Workspace {
             self.store.set_status(name, IntegrationStatus::Authorized, None).await?;
@@ -256,4 +272,52 @@ impl Integrations {
         tracing::info!(integration = %name, "authorization complete");
         Ok(Completed { integration: name.clone(), owner: pending.owner, conversation: pending.conversation })
     }
+
+    /// The account identifier: `account_field` in the identity response when the integration
+    /// has an `identity_url` (fetched with the new token, under the same outbound policy as
+    /// steps), else in the token response.
+    async fn account_id(
+        &self,
+        name: &IntegrationName,
+        config: &IntegrationConfig,
+        record: &TokenRecord,
+        field: &str,
+    ) -> Result<String, AuthError> {
+        let fail = |reason: String| AuthError::Identity { name: name.clone(), reason };
+        let path = ResponsePath::parse(field).map_err(|e| fail(format!("--account-field: {e}")))?;
+        let source = match &config.identity_url {
+            None => Value::Object(record.metadata.clone()),
+            Some(url) => {
+                if !config.origins().contains(&url.origin()) {
+                    return Err(fail(format!(
+                        "{} is not one of the integration's API origins",
+                        url.origin().ascii_serialization()
+                    )));
+                }
+                let credential = Credential::bearer(record.access_token.expose_secret())
+                    .ok_or_else(|| fail("the access token cannot be sent in a header".into()))?;
+                let req = PreparedRequest {
+                    method: Method::Get,
+                    url: url.clone(),
+                    headers: Default::default(),
+                    body: None,
+                    timeout: self.http.policy().default_timeout,
+                };
+                let resp = self.http.send(&req, Some(&credential)).await.map_err(|e| fail(e.to_string()))?;
+                if !resp.status.is_success() {
+                    return Err(fail(format!("{} answered {}", display_url(url), resp.status.as_u16())));
+                }
+                resp.json().map_err(|e| fail(e.to_string()))?
+            }
+        };
+        let value = path.select(&source).map_err(|e| fail(e.to_string()))?;
+        match value {
+            Value::String(s) if !s.is_empty() => Ok(s),
+            Value::Number(n) => Ok(n.to_string()),
+            other => Err(fail(format!("`{field}` is {other}, not an identifier"))),
+        }
+    }
 }
+
+/// The token metadata key holding the account identifier captured at authorization.
+pub const ACCOUNT_ID: &str = "account_id";

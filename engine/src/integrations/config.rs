@@ -143,10 +143,15 @@ pub struct IntegrationConfig {
     /// Events: where the account identifier is in an event body (`account.id`, `$.team_id`).
     #[serde(default)]
     pub event_identifier: Option<String>,
-    /// Events: the token-response field captured at authorization that holds this account's
-    /// identifier; an event whose identifier differs is rejected.
+    /// Events: where this account's identifier is, captured at authorization: a path into the
+    /// identity response when `identity_url` is set, else into the token response. An event
+    /// whose identifier differs is rejected.
     #[serde(default)]
     pub account_field: Option<String>,
+    /// Events: a URL (on one of the API origins) fetched with the new token right after
+    /// authorization, whose JSON holds the account identifier (`/me`, `/users.me`).
+    #[serde(default)]
+    pub identity_url: Option<Url>,
 }
 
 fn default_delimiter() -> String {
@@ -184,6 +189,7 @@ impl Default for IntegrationConfig {
             static_header: None,
             event_identifier: None,
             account_field: None,
+            identity_url: None,
         }
     }
 }
@@ -334,6 +340,22 @@ impl IntegrationConfig {
             && let Err(e) = crate::mapping::ResponsePath::parse(p)
         {
             out.push(format!("--event-identifier: {e}"));
+        }
+        if let Some(p) = &self.account_field
+            && let Err(e) = crate::mapping::ResponsePath::parse(p)
+        {
+            out.push(format!("--account-field: {e}"));
+        }
+        if let Some(u) = &self.identity_url {
+            if self.account_field.is_none() {
+                out.push("--identity-url needs --account-field (where the identifier is in its answer)".to_string());
+            }
+            if !self.api_origins.is_empty() && !self.origins().contains(&u.origin()) {
+                out.push(format!(
+                    "--identity-url {} is not on one of the API origins; the token is only ever sent there",
+                    u.origin().ascii_serialization()
+                ));
+            }
         }
         for k in self.extra_authorize_params.keys() {
             if RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str()) {

@@ -14,7 +14,7 @@ mod source;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use authorize::{AuthError, AuthorizationStart, CallbackParams, Completed};
+pub use authorize::{ACCOUNT_ID, AuthError, AuthorizationStart, CallbackParams, Completed};
 
 use crate::http::HttpClient;
 use crate::ids::IntegrationName;
@@ -35,7 +35,33 @@ pub struct Integrations {
     secrets: Arc<dyn SecretSource>,
     flights: Mutex<HashMap<CredentialKey, Arc<tokio::sync::Mutex<()>>>>,
     cache: Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>,
+    observer: Option<TokenObserver>,
 }
+
+/// What happened to a token refresh, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenEvent {
+    /// A new access token was obtained (refresh or client credentials).
+    Refreshed,
+    /// The token endpoint failed (network, 5xx, a malformed answer); a later try may work.
+    Failed,
+    /// The provider rejected the grant; someone must authorize again.
+    NeedsReauthorization,
+}
+
+impl TokenEvent {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenEvent::Refreshed => "refreshed",
+            TokenEvent::Failed => "failed",
+            TokenEvent::NeedsReauthorization => "needs_reauthorization",
+        }
+    }
+}
+
+/// Called after every token request (the server counts them for `/metrics`).
+pub type TokenObserver = Arc<dyn Fn(&IntegrationName, TokenEvent) + Send + Sync>;
 
 impl std::fmt::Debug for Integrations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +76,19 @@ impl Integrations {
     /// The service over a store. `public_url` is where Tern is reachable; the callback URL is
     /// `{public_url}/oauth/callback`. `http` is used for token requests.
     pub fn new(store: Arc<dyn Store>, http: HttpClient, public_url: url::Url, secrets: Arc<dyn SecretSource>) -> Self {
-        Self { store, http, public_url, secrets, flights: Mutex::default(), cache: Mutex::default() }
+        Self { store, http, public_url, secrets, flights: Mutex::default(), cache: Mutex::default(), observer: None }
+    }
+
+    /// Reports every token request's outcome to `observer`.
+    pub fn with_observer(mut self, observer: TokenObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, name: &IntegrationName, event: TokenEvent) {
+        if let Some(o) = &self.observer {
+            o(name, event);
+        }
     }
 
     /// The callback URL to register at the provider.

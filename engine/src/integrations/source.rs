@@ -209,6 +209,7 @@ impl Integrations {
                 }
                 lock.commit().await.map_err(Self::store_err(name))?;
                 tracing::info!(integration = %name, version = fresh.version, "token refreshed");
+                self.observe(name, super::TokenEvent::Refreshed);
                 Ok(fresh)
             }
             Err(TokenEndpointError::InvalidGrant { description }) => {
@@ -231,9 +232,13 @@ impl Integrations {
                 }
                 self.forget(name, owner);
                 tracing::warn!(integration = %name, "refresh token rejected; needs re-authorization");
+                self.observe(name, super::TokenEvent::NeedsReauthorization);
                 Err(TokenError::NeedsReauthorization { integration: name.clone(), reason })
             }
-            Err(e) => Err(TokenError::Provider { integration: name.clone(), reason: e.to_string() }),
+            Err(e) => {
+                self.observe(name, super::TokenEvent::Failed);
+                Err(TokenError::Provider { integration: name.clone(), reason: e.to_string() })
+            }
         }
     }
 }

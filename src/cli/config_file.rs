@@ -1,0 +1,156 @@
+//! `tern.toml`: the same options as the command line, in a file.
+//!
+//! Precedence, highest first: a command-line flag, its environment variable, the file, the
+//! built-in default. The file's keys are the long flag names with `_` for `-`: shared options at
+//! the top level, `tern serve`'s in a `[serve]` table:
+//!
+//! ```toml
+//! data_dir = "/var/lib/tern"
+//! public_url = "https://tern.example.com"
+//!
+//! [serve]
+//! listen = "127.0.0.1:8080"
+//! flows = "/etc/tern/flows"
+//! max_concurrency = 512
+//! ```
+//!
+//! The file is `--config FILE` / `TERN_CONFIG`, else `./tern.toml` when it exists. Rather than a
+//! second description of every option, the file is turned into command-line arguments for the
+//! options the user did not already give on the command line or in the environment, and parsed
+//! by the same clap definitions, so validation, help text and defaults have one source.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Command, CommandFactory as _};
+
+/// Subcommands whose options the file may set, as `[table]` names.
+const SECTIONS: &[&str] = &["serve"];
+
+/// Where the file is: `--config`/`TERN_CONFIG`, or `./tern.toml` when present.
+fn locate(matches: &ArgMatches) -> Option<(PathBuf, bool)> {
+    if let Some(p) = matches.get_one::<PathBuf>("config") {
+        return Some((p.clone(), true));
+    }
+    let default = PathBuf::from("tern.toml");
+    default.is_file().then_some((default, false))
+}
+
+/// Parses the command line, merging `tern.toml` under it.
+pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
+    use clap::FromArgMatches as _;
+    let command = super::Cli::command();
+    let matches = match command.clone().try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) => e.exit(),
+    };
+    let Some((path, explicit)) = locate(&matches) else {
+        return super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read the configuration file {}", path.display())),
+    };
+    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let extra = arguments(&command, &matches, &table, &path)?;
+    if extra.is_empty() {
+        return super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from);
+    }
+    // Before a `--` that ends the options, if there is one.
+    let mut full = argv;
+    let at = full.iter().position(|a| a == "--").unwrap_or(full.len());
+    full.splice(at..at, extra);
+    let matches = match command.try_get_matches_from(full) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("note: options from {} were added to the command line", path.display());
+            e.exit()
+        }
+    };
+    super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from)
+}
+
+/// The arguments the file contributes: one `--flag value` per key the user did not set.
+fn arguments(
+    command: &Command,
+    matches: &ArgMatches,
+    table: &toml::Table,
+    path: &Path,
+) -> anyhow::Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    let active = matches.subcommand_name();
+    for (key, value) in table {
+        if SECTIONS.contains(&key.as_str()) {
+            let Some(section) = value.as_table() else {
+                problems.push(format!("`{key}` must be a table (`[{key}]`)"));
+                continue;
+            };
+            let Some(sub) = command.find_subcommand(key) else { continue };
+            // Options of other subcommands are checked but only used by their own.
+            let sub_matches = (active == Some(key.as_str())).then(|| matches.subcommand_matches(key)).flatten();
+            for (k, v) in section {
+                add(sub, sub_matches, &format!("{key}.{k}"), k, v, &mut out, &mut problems);
+            }
+        } else {
+            add(command, Some(matches), key, key, value, &mut out, &mut problems);
+        }
+    }
+    if !problems.is_empty() {
+        bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+    }
+    Ok(out)
+}
+
+fn add(
+    command: &Command,
+    matches: Option<&ArgMatches>,
+    shown: &str,
+    key: &str,
+    value: &toml::Value,
+    out: &mut Vec<OsString>,
+    problems: &mut Vec<String>,
+) {
+    let long = key.replace('_', "-");
+    let arg = command.get_arguments().find(|a| a.get_long() == Some(long.as_str()) && !a.is_positional());
+    let Some(arg) = arg.filter(|a| a.get_id() != "config") else {
+        let known: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| *l != "config" && *l != "help" && *l != "version")
+            .map(|l| l.replace('-', "_"))
+            .collect();
+        let hint = known
+            .iter()
+            .min_by_key(|k| strsim::levenshtein(k, key))
+            .filter(|k| strsim::levenshtein(k, key) <= 3)
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_else(|| format!("; known keys here: {}", known.join(", ")));
+        problems.push(format!("unknown key `{shown}`{hint}"));
+        return;
+    };
+    let Some(matches) = matches else { return };
+    let given = matches.value_source(arg.get_id().as_str());
+    if matches!(given, Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+        return;
+    }
+    let flag = OsString::from(format!("--{long}"));
+    match (arg.get_action(), value) {
+        (ArgAction::SetTrue, toml::Value::Boolean(b)) => {
+            if *b {
+                out.push(flag);
+            }
+        }
+        (ArgAction::SetTrue, other) => {
+            problems.push(format!("`{shown}` must be true or false, not a {}", other.type_str()))
+        }
+        (_, toml::Value::String(s)) => out.extend([flag, s.into()]),
+        (_, toml::Value::Integer(i)) => out.extend([flag, i.to_string().into()]),
+        (_, toml::Value::Float(f)) => out.extend([flag, f.to_string().into()]),
+        (_, toml::Value::Boolean(b)) => out.extend([flag, b.to_string().into()]),
+        (_, other) => problems.push(format!("`{shown}` must be a string or a number, not a {}", other.type_str())),
+    }
+}

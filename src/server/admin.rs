@@ -1,0 +1,179 @@
+//! The admin API under `/v1/`: integrations (add, replace, remove), secrets (write-only: names
+//! and times, never values) and the loaded flows. Every route needs the bearer admin token.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tern_engine::IntegrationName;
+use tern_engine::integrations::config::{ClientAuth, IntegrationConfig};
+use tern_engine::store::Store as _;
+
+use super::{AppState, error};
+
+/// An admin API error: a status and a message for the JSON body.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.is_admin(headers) {
+        return Ok(());
+    }
+    Err(ApiError(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`".into()))
+}
+
+fn integration_name(name: &str) -> Result<IntegrationName, ApiError> {
+    IntegrationName::new(name).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+}
+
+/// Parses a JSON body, or explains where it is wrong.
+fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e} (send `Content-Type: application/json`)"))
+    })
+}
+
+/// `PUT /v1/integrations/{name}`: the settings of DESIGN §4 as JSON (the same fields as
+/// `tern integrations show --json`), plus an optional write-only `client_secret`.
+pub async fn put_integration(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin(&state, &headers)?;
+    let name = integration_name(&name)?;
+    let mut value = json_body(&body)?;
+    let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| unprocessable("the body must be a JSON object of integration settings".into()))?;
+    let secret = match object.remove("client_secret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
+        Some(_) => return Err(unprocessable("/client_secret must be a non-empty string".into())),
+    };
+    let explicit_auth = object.contains_key("client_auth");
+    let config: IntegrationConfig = serde_path_to_error::deserialize(value)
+        .map_err(|e| unprocessable(format!("at /{}: {}", e.path().to_string().replace('.', "/"), e.inner())))?;
+    let client_auth: Option<ClientAuth> = explicit_auth.then_some(config.client_auth);
+    let config = config.finish(client_auth).map_err(|problems| unprocessable(problems.join("; ")))?;
+    state.store.put_integration(&name, &config, secret.as_ref()).await.map_err(internal)?;
+    state.integrations.invalidate(&name);
+    let record = state
+        .store
+        .get_integration(&name)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal("the integration vanished after it was saved"))?;
+    let callback = state.integrations.callback_url();
+    Ok(axum::Json(json!({"integration": record, "callback_url": callback.as_str()})).into_response())
+}
+
+/// `DELETE /v1/integrations/{name}`: removes it with its tokens.
+pub async fn delete_integration(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&state, &headers)?;
+    let name = integration_name(&name)?;
+    if !state.store.remove_integration(&name).await.map_err(internal)? {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no integration `{name}`")));
+    }
+    state.integrations.invalidate(&name);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/secrets`: which secrets are set, never their values.
+pub async fn list_secrets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin(&state, &headers)?;
+    let list = state.store.list_secrets().await.map_err(internal)?;
+    let stored: Vec<Value> =
+        list.iter().map(|s| json!({"name": s.name, "set": true, "updated_at": s.updated_at})).collect();
+    let mut env: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.to_str().and_then(|k| k.strip_prefix("TERN_SECRET_")).map(str::to_string))
+        .collect();
+    env.sort();
+    Ok(axum::Json(json!({"stored": stored, "environment": env})).into_response())
+}
+
+fn secret_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::BAD_REQUEST, format!("`{name}` is not a secret name (letters, digits and `_`)")))
+    }
+}
+
+/// `PUT /v1/secrets/{name}` with `{"value": "..."}`: sets a secret (write-only).
+pub async fn put_secret(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin(&state, &headers)?;
+    secret_name(&name)?;
+    let value = json_body(&body)?;
+    let text = value.get("value").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, "the body must be {\"value\": \"<non-empty string>\"}".into())
+    })?;
+    let secret = SecretString::from(text.to_string());
+    state.store.put_secret(&name, &secret).await.map_err(internal)?;
+    state.secrets.update(&name, Some(secret));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /v1/secrets/{name}`.
+pub async fn delete_secret(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&state, &headers)?;
+    secret_name(&name)?;
+    if !state.store.remove_secret(&name).await.map_err(internal)? {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no stored secret `{name}`")));
+    }
+    state.secrets.update(&name, None);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/flows`: the flows that can start, in the order they are tried.
+pub async fn list_flows(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin(&state, &headers)?;
+    let flows = state.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let list: Vec<Value> = flows
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.flow.id.as_str(),
+                "name": f.flow.name,
+                "version": f.hash,
+                "trigger": f.flow.trigger.as_ref().map(|t| t.describe()),
+                "priority": f.flow.trigger.as_ref().map(|t| t.priority()),
+                "steps": f.flow.steps.len(),
+                "integrations": f.flow.integrations.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"flows": list})).into_response())
+}
