@@ -310,6 +310,8 @@ impl Engine {
             let result = {
                 let mut cx = StepContext {
                     step_id: &compiled.id,
+                    flow_id: flow.id.as_str(),
+                    run_id: &act.run_id,
                     vars: &mut act.vars,
                     env: &act.env,
                     outbound: &self.outbound,

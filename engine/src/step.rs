@@ -120,6 +120,8 @@ pub type ReplySink = Arc<dyn Fn(&Reply) + Send + Sync>;
 /// Everything a running step can see and change.
 pub struct StepContext<'a> {
     pub(crate) step_id: &'a StepId,
+    pub(crate) flow_id: &'a str,
+    pub(crate) run_id: &'a str,
     pub(crate) vars: &'a mut Map<String, Value>,
     pub(crate) env: &'a RunEnv,
     pub(crate) outbound: &'a Outbound,
@@ -133,6 +135,21 @@ impl StepContext<'_> {
     /// The running step's id.
     pub fn step_id(&self) -> &StepId {
         self.step_id
+    }
+
+    /// The flow's id.
+    pub fn flow_id(&self) -> &str {
+        self.flow_id
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        self.run_id
+    }
+
+    /// Every variable of the run.
+    pub fn vars(&self) -> &Map<String, Value> {
+        self.vars
     }
 
     /// Resolves placeholders against this run.

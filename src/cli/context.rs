@@ -26,6 +26,10 @@ pub struct Shared {
     /// The URL Tern is reachable at; the OAuth callback is `{public_url}/oauth/callback`.
     #[arg(long, global = true, env = "TERN_PUBLIC_URL", default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub public_url: url::Url,
+    /// The directory of installed step plugins (`*.wasm`); `plugins` in the data directory by
+    /// default.
+    #[arg(long, global = true, env = "TERN_PLUGINS_DIR", value_name = "DIR")]
+    pub plugins_dir: Option<PathBuf>,
     /// Allow requests to private, loopback and link-local addresses (local development, tests).
     #[arg(long, global = true, env = "TERN_ALLOW_PRIVATE_NETWORK", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_private_network: bool,
@@ -46,6 +50,18 @@ impl Shared {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
             .unwrap_or_else(|| PathBuf::from("."));
         base.join("tern")
+    }
+
+    /// The plugin directory.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins_dir.clone().unwrap_or_else(|| self.data_dir().join("plugins"))
+    }
+
+    /// The WebAssembly runtime, with its compilation cache in the data directory.
+    pub fn plugin_runtime(&self) -> anyhow::Result<tern_plugins::Runtime> {
+        create_private_dir(&self.data_dir())?;
+        let cache = self.data_dir().join("cache").join("wasm");
+        Ok(tern_plugins::Runtime::new(tern_plugins::Limits::default(), Some(&cache))?)
     }
 
     /// Whether the data directory already has a store.

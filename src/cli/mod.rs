@@ -5,6 +5,7 @@ pub mod context;
 pub use integrations::callback_page;
 mod integrations;
 mod keys;
+mod plugins;
 mod run;
 mod schema;
 mod secret_input;
@@ -53,26 +54,52 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage the master key (rotate).
     Keys(keys::KeysArgs),
+    /// WebAssembly step plugins (list, check, install).
+    Plugins(plugins::PluginsArgs),
     /// The whole mission on loopback, no setup: authorize a demo integration, run the example
     /// flow, force an expiry and show the refresh.
     Demo(crate::demo::DemoArgs),
 }
 
-/// The step types available to flows.
-pub fn registry() -> Registry {
-    tern_steps::registry()
+/// The step types available to flows: the built-in ones and the plugins installed in the
+/// plugin directory.
+pub async fn registry(shared: &context::Shared) -> anyhow::Result<Registry> {
+    let mut registry = tern_steps::registry();
+    let dir = shared.plugins_dir();
+    if tern_plugins::plugin_files(&dir)?.is_empty() {
+        return Ok(registry);
+    }
+    let runtime = shared.plugin_runtime()?;
+    let plugins = tern_plugins::load_dir(&runtime, &dir).await.map_err(plugin_errors)?;
+    for plugin in plugins {
+        let (name, path) = (plugin.info.name.clone(), plugin.path.clone());
+        registry.register(std::sync::Arc::new(tern_plugins::PluginStepType::new(plugin))).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: step type `{name}` is already defined by a built-in step or another plugin; rename or remove it",
+                path.display()
+            )
+        })?;
+    }
+    Ok(registry)
+}
+
+/// Every plugin that failed to load, one per line.
+pub fn plugin_errors(errors: Vec<tern_plugins::PluginError>) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("{} plugin(s) could not be loaded:\n  {}", errors.len(), lines.join("\n  "))
 }
 
 /// Runs the chosen subcommand.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&cli.shared, args).await,
-        Command::Validate(args) => validate::validate(args),
-        Command::Schema(args) => schema::schema(args),
+        Command::Validate(args) => validate::validate(&cli.shared, args).await,
+        Command::Schema(args) => schema::schema(&cli.shared, args).await,
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
         Command::Serve(args) => serve::serve(&cli.shared, args).await,
         Command::Keys(args) => keys::keys(&cli.shared, args).await,
+        Command::Plugins(args) => plugins::plugins(&cli.shared, args).await,
         Command::Demo(args) => crate::demo::demo(args).await,
     }
 }

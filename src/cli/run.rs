@@ -11,7 +11,9 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use tern_engine::http::Outbound;
 use tern_engine::secrets::SecretSource;
-use tern_engine::{Engine, Message, ReplySink, RunInput, RunLimits, RunResult, RunStatus, TokenSource, VarName};
+use tern_engine::{
+    Engine, Message, Registry, ReplySink, RunInput, RunLimits, RunResult, RunStatus, TokenSource, VarName,
+};
 
 use super::context::Shared;
 
@@ -54,7 +56,7 @@ fn parse_var(s: &str) -> Result<(VarName, Value), String> {
 
 /// The engine the CLI runs flows with. With a store, integrations and stored secrets are
 /// available; without one, only `TERN_SECRET_*` secrets.
-pub async fn engine(shared: &Shared, with_store: bool) -> anyhow::Result<Engine> {
+pub async fn engine(shared: &Shared, with_store: bool, registry: Arc<Registry>) -> anyhow::Result<Engine> {
     let client = shared.http()?;
     let (tokens, secrets): (Option<Arc<dyn TokenSource>>, Arc<dyn SecretSource>) = if with_store {
         let store = shared.open_store().await?;
@@ -63,19 +65,14 @@ pub async fn engine(shared: &Shared, with_store: bool) -> anyhow::Result<Engine>
     } else {
         (None, shared.secrets(None).await?)
     };
-    Ok(Engine {
-        registry: Arc::new(super::registry()),
-        outbound: Outbound { client, tokens },
-        secrets,
-        limits: RunLimits::default(),
-    })
+    Ok(Engine { registry, outbound: Outbound { client, tokens }, secrets, limits: RunLimits::default() })
 }
 
 pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let registry = super::registry();
+    let registry = Arc::new(super::registry(shared).await?);
     let flow = super::load_file(&args.flow, &registry)?;
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
-    let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store()).await?;
+    let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store(), registry.clone()).await?;
     if args.repeat > 1 {
         return repeat(&engine, &flow, &args).await;
     }

@@ -7,8 +7,8 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct SchemaArgs {}
 
-pub fn schema(_: SchemaArgs) -> anyhow::Result<ExitCode> {
-    let schema = tern_engine::schema::flow_schema(&super::registry());
+pub async fn schema(shared: &super::context::Shared, _: SchemaArgs) -> anyhow::Result<ExitCode> {
+    let schema = tern_engine::schema::flow_schema(&super::registry(shared).await?);
     println!("{}", serde_json::to_string_pretty(&schema)?);
     Ok(ExitCode::SUCCESS)
 }

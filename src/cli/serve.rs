@@ -67,7 +67,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         )
         .with_observer(observer),
     );
-    let registry = Arc::new(super::registry());
+    let registry = Arc::new(super::registry(shared).await?);
     let (flows, broken) = load_dir(&args.flows, &registry, &store).await?;
     if broken > 0 && !args.skip_invalid {
         anyhow::bail!(

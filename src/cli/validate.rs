@@ -17,8 +17,8 @@ pub struct ValidateArgs {
     json: bool,
 }
 
-pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let registry = super::registry();
+pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let registry = super::registry(shared).await?;
     let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
     let files = super::expand_paths(&args.paths)?;
     let (mut errors, mut warnings) = (0, 0);

@@ -137,7 +137,7 @@ fn deliver(state: &Arc<AppState>, conversation: &str, body: &str) {
             method: tern_engine::http::Method::Post,
             url: url.clone(),
             headers: Default::default(),
-            body: Some(payload),
+            body: Some(tern_engine::http::RequestBody::Json(payload)),
             timeout: std::time::Duration::from_secs(10),
         };
         match client.send(&req, None).await {

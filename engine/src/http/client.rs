@@ -10,7 +10,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use serde_json::Value;
 use url::Url;
 
-use super::{PreparedRequest, guard};
+use super::{PreparedRequest, RequestBody, guard};
 use crate::tokens::Credential;
 
 /// Limits and switches for outbound HTTP.
@@ -234,16 +234,23 @@ impl HttpClient {
         req: &PreparedRequest,
         credential: Option<&Credential>,
     ) -> Result<HttpResponse, HttpError> {
-        let body = req.body.as_ref().map(serde_json::to_vec).transpose().map_err(|e| HttpError::Transport {
-            url: display_url(&req.url),
-            reason: format!("body could not be encoded: {e}"),
-        })?;
+        let (body, json_body) = match &req.body {
+            None => (None, false),
+            Some(RequestBody::Bytes(b)) => (Some(b.clone()), false),
+            Some(RequestBody::Json(v)) => {
+                let encoded = serde_json::to_vec(v).map_err(|e| HttpError::Transport {
+                    url: display_url(&req.url),
+                    reason: format!("body could not be encoded: {e}"),
+                })?;
+                (Some(encoded), true)
+            }
+        };
         let exchange = Exchange {
             method: req.method.to_reqwest(),
             url: &req.url,
             headers: &req.headers,
             body,
-            json_body: true,
+            json_body,
             timeout: req.timeout,
             credential,
             max_redirects: self.policy.max_redirects,

@@ -8,5 +8,5 @@ mod url_template;
 
 pub use client::{HttpClient, HttpError, HttpPolicy, HttpResponse, display_url};
 pub use outbound::Outbound;
-pub use request::{MAX_TIMEOUT, Method, PreparedRequest, RequestConfig, RequestTemplate};
+pub use request::{MAX_TIMEOUT, Method, PreparedRequest, RequestBody, RequestConfig, RequestTemplate};
 pub use url_template::UrlTemplate;

@@ -213,7 +213,7 @@ impl RequestTemplate {
             })?;
             headers.append(name.clone(), value);
         }
-        let body = self.body.as_ref().map(|b| b.render(scope)).transpose()?;
+        let body = self.body.as_ref().map(|b| b.render(scope)).transpose()?.map(RequestBody::Json);
         Ok(PreparedRequest {
             method: self.method,
             url,
@@ -222,6 +222,15 @@ impl RequestTemplate {
             timeout: self.timeout.unwrap_or(default_timeout),
         })
     }
+}
+
+/// A request body.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RequestBody {
+    /// JSON, sent with `Content-Type: application/json`.
+    Json(Value),
+    /// Bytes as they are, with whatever content type the headers say (plugins).
+    Bytes(Vec<u8>),
 }
 
 /// A rendered request, ready to send.
@@ -233,8 +242,8 @@ pub struct PreparedRequest {
     pub url: Url,
     /// Headers the flow set.
     pub headers: HeaderMap,
-    /// A JSON body.
-    pub body: Option<Value>,
+    /// The body.
+    pub body: Option<RequestBody>,
     /// Time allowed for the whole exchange, redirects included.
     pub timeout: Duration,
 }

@@ -1,0 +1,340 @@
+//! Plugin step types in the engine's registry, and one execution of a plugin step: a fresh
+//! store and instance, the memory cap, fuel and an epoch deadline, the output cap, and every
+//! failure turned into a step error that names the plugin.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tern_engine::compile::BuildContext;
+use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
+use tern_engine::step::{Jump, Outcome, Step, StepContext, StepFailure, StepType};
+use tern_engine::template::JsonTemplate;
+use tern_engine::{IntegrationName, Target, VarName};
+use wasmtime::{Store, StoreLimitsBuilder};
+
+use crate::bindings::tern::step::host::{Invocation, StepError};
+use crate::host::HostState;
+use crate::limits::TICK;
+use crate::plugin::Plugin;
+use crate::runtime::Runtime;
+
+/// A plugin as a step type.
+#[derive(Clone, Debug)]
+pub struct PluginStepType {
+    plugin: Arc<Plugin>,
+    schema: Value,
+}
+
+impl PluginStepType {
+    /// Wraps a loaded plugin.
+    pub fn new(plugin: Arc<Plugin>) -> Self {
+        let mut schema = plugin.info.config_schema.clone();
+        if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert(
+                "outcomes".into(),
+                json!({"type": "object", "additionalProperties": {"type": "string"},
+                       "description": "Where to go for each outcome label the plugin returns (step id or `end`)."}),
+            );
+        }
+        Self { plugin, schema }
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+}
+
+impl StepType for PluginStepType {
+    fn name(&self) -> &str {
+        &self.plugin.info.name
+    }
+
+    fn description(&self) -> &str {
+        &self.plugin.info.description
+    }
+
+    fn config_schema(&self) -> Value {
+        self.schema.clone()
+    }
+
+    fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
+        let mut config = config.clone();
+        let mut outcomes = BTreeMap::new();
+        let mut ok = true;
+        match config.as_object_mut().and_then(|m| m.remove("outcomes")) {
+            None => {}
+            Some(Value::Object(o)) => {
+                for (label, target) in o {
+                    let rel = format!("/outcomes/{}", label.replace('~', "~0").replace('/', "~1"));
+                    match serde_json::from_value::<Target>(target) {
+                        Ok(t) => match cx.target(&rel, &t) {
+                            Some(j) => {
+                                outcomes.insert(label, j);
+                            }
+                            None => ok = false,
+                        },
+                        Err(e) => {
+                            cx.error("bad-target", &rel, e.to_string(), Some("a step id or `end`".into()));
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                cx.error("bad-outcomes", "/outcomes", "`outcomes` must be an object of label → step id", None);
+                ok = false;
+            }
+        }
+        for error in self.plugin.validator.iter_errors(&config) {
+            let pointer = error.instance_path().to_string();
+            cx.error(
+                "plugin-config",
+                &pointer,
+                format!("{error}"),
+                Some(format!("see `tern schema` for the `{}` step's fields", self.plugin.info.name)),
+            );
+            ok = false;
+        }
+        let integrations = integrations_named(&config, cx, &mut ok);
+        let declared = declared_variables(&self.plugin, &config, cx);
+        let template = cx.json_template("", &config)?;
+        if !ok {
+            return None;
+        }
+        Some(Box::new(PluginStep {
+            plugin: self.plugin.clone(),
+            name: Arc::from(self.plugin.info.name.as_str()),
+            template,
+            outcomes,
+            integrations: Arc::new(integrations),
+            declared,
+        }))
+    }
+}
+
+/// `integration` (string) and `integrations` (array) in the config: the integrations the
+/// plugin may use.
+fn integrations_named(config: &Value, cx: &mut BuildContext<'_>, ok: &mut bool) -> BTreeSet<IntegrationName> {
+    let mut out = BTreeSet::new();
+    let mut add = |rel: String, v: &Value, cx: &mut BuildContext<'_>| match v.as_str().map(IntegrationName::new) {
+        Some(Ok(name)) => {
+            cx.integration(&rel, &name);
+            out.insert(name);
+        }
+        Some(Err(e)) => {
+            cx.error("bad-integration", &rel, e, None);
+            *ok = false;
+        }
+        None => {}
+    };
+    if let Some(v) = config.get("integration") {
+        add("/integration".into(), v, cx);
+    }
+    if let Some(list) = config.get("integrations").and_then(Value::as_array) {
+        for (i, v) in list.iter().enumerate() {
+            add(format!("/integrations/{i}"), v, cx);
+        }
+    }
+    out
+}
+
+/// The variables a plugin step may set: the output schema's properties, and the values of
+/// config fields named `save_as` or `*_as` (variable names chosen by the flow).
+fn declared_variables(plugin: &Plugin, config: &Value, cx: &mut BuildContext<'_>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    if let Some(props) = plugin.info.output_schema.as_ref().and_then(|s| s.get("properties")).and_then(Value::as_object)
+    {
+        for name in props.keys() {
+            if let Ok(var) = VarName::new(name.as_str()) {
+                cx.defines("", &var);
+                out.insert(name.clone());
+            }
+        }
+    }
+    if let Some(map) = config.as_object() {
+        for (key, value) in map {
+            if !(key == "save_as" || key.ends_with("_as")) {
+                continue;
+            }
+            let Some(text) = value.as_str() else { continue };
+            match VarName::new(text) {
+                Ok(var) => {
+                    cx.defines(&format!("/{key}"), &var);
+                    out.insert(text.to_string());
+                }
+                Err(e) => cx.error("bad-variable", &format!("/{key}"), e, None),
+            }
+        }
+    }
+    out
+}
+
+/// A plugin step in a flow.
+#[derive(Debug)]
+pub struct PluginStep {
+    plugin: Arc<Plugin>,
+    name: Arc<str>,
+    template: JsonTemplate,
+    outcomes: BTreeMap<String, Jump>,
+    integrations: Arc<BTreeSet<IntegrationName>>,
+    declared: BTreeSet<String>,
+}
+
+fn failure(code: &'static str, message: String) -> StepFailure {
+    StepFailure::Other { code, message }
+}
+
+impl PluginStep {
+    fn fail(&self, code: &'static str, what: impl std::fmt::Display) -> StepFailure {
+        failure(code, format!("plugin `{}`: {what}", self.name))
+    }
+}
+
+/// A store with the runtime's limits: memory cap, fuel, and an epoch deadline `time` from now.
+pub(crate) fn new_store(runtime: &Runtime, mut state: HostState, time: Duration) -> Store<HostState> {
+    state.limits = StoreLimitsBuilder::new()
+        .memory_size(runtime.limits.memory_bytes)
+        .instances(64)
+        .tables(64)
+        .memories(4)
+        .trap_on_grow_failure(true)
+        .build();
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|s| s);
+    let _ = store.set_fuel(runtime.limits.fuel);
+    let ticks = time.as_micros().div_ceil(TICK.as_micros()).saturating_add(1);
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    store.epoch_deadline_trap();
+    store
+}
+
+/// An outbound client for contexts that must not make requests (`describe`).
+pub(crate) fn no_outbound() -> Result<Outbound, String> {
+    let client = HttpClient::new(HttpPolicy::default()).map_err(|e| e.to_string())?;
+    Ok(Outbound { client, tokens: None })
+}
+
+/// A trap, in words: deadline, fuel, memory, or the guest's own trap.
+pub(crate) fn explain_trap(e: &wasmtime::Error, runtime: &Runtime) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            format!("did not finish before its deadline (at most {} ms)", runtime.limits.max_duration.as_millis())
+        }
+        Some(wasmtime::Trap::OutOfFuel) => {
+            format!("ran out of fuel ({} instructions); it probably loops forever", runtime.limits.fuel)
+        }
+        Some(trap) => format!("trapped: {trap}"),
+        None => {
+            let text = format!("{e:#}");
+            if text.contains("memory") && text.contains("limit") || text.contains("forcing trap when growing memory") {
+                format!("needed more than {} MiB of memory", runtime.limits.memory_bytes >> 20)
+            } else {
+                format!("failed: {text}")
+            }
+        }
+    }
+}
+
+fn trap_code(e: &wasmtime::Error) -> &'static str {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) | Some(wasmtime::Trap::OutOfFuel) => "plugin-timeout",
+        Some(_) => "plugin-trap",
+        None => {
+            let text = format!("{e:#}");
+            if text.contains("forcing trap when growing memory") || text.contains("memory") && text.contains("limit") {
+                "plugin-memory"
+            } else {
+                "plugin-trap"
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Step for PluginStep {
+    async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
+        let runtime = &self.plugin.runtime;
+        let config = self.template.render(&cx.scope())?;
+        let config_json = serde_json::to_string(&config).map_err(|e| self.fail("plugin-input", e))?;
+        let variables_json = serde_json::to_string(cx.vars()).map_err(|e| self.fail("plugin-input", e))?;
+        let time = cx.time_left().min(runtime.limits.max_duration);
+        let deadline = tokio::time::Instant::now() + time;
+        let state = HostState {
+            limits: StoreLimitsBuilder::new().build(),
+            plugin: self.name.clone(),
+            step: cx.step_id().to_string(),
+            outbound: cx.outbound().clone(),
+            contact: cx.contact_id().map(str::to_string),
+            integrations: self.integrations.clone(),
+            allowed_origins: self.plugin.allowed_origins.clone(),
+            http_calls_left: runtime.limits.http_calls,
+            deadline,
+            fetches: Vec::new(),
+        };
+        let mut store = new_store(runtime, state, time);
+        let invocation = Invocation {
+            flow_id: cx.flow_id().to_string(),
+            step_id: cx.step_id().to_string(),
+            run_id: cx.run_id().to_string(),
+            conversation_id: cx.conversation_id().to_string(),
+            message_text: cx.message_text().to_string(),
+            deadline_ms: u64::try_from(time.as_millis()).unwrap_or(u64::MAX),
+        };
+        let result = async {
+            let instance = self.plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &invocation, &config_json, &variables_json).await
+        }
+        .await;
+        let fetches = std::mem::take(&mut store.data_mut().fetches);
+        if !fetches.is_empty() {
+            cx.record("requests", Value::Array(fetches));
+        }
+        if let Ok(fuel) = store.get_fuel() {
+            cx.record("fuel", Value::from(runtime.limits.fuel.saturating_sub(fuel)));
+        }
+        drop(store);
+        let output = match result {
+            Err(e) => return Err(self.fail(trap_code(&e), explain_trap(&e, runtime))),
+            Ok(Err(StepError::InvalidConfig(m))) => return Err(self.fail("plugin-invalid-config", m)),
+            Ok(Err(StepError::Retryable(m))) => return Err(self.fail("plugin-retryable", m)),
+            Ok(Err(StepError::Fatal(m))) => return Err(self.fail("plugin-fatal", m)),
+            Ok(Ok(output)) => output,
+        };
+        let size = output.variables_json.len() + output.outcome.as_ref().map_or(0, String::len);
+        if size > runtime.limits.output_bytes {
+            return Err(self.fail(
+                "plugin-output",
+                format!("returned {size} bytes of output; the limit is {} bytes", runtime.limits.output_bytes),
+            ));
+        }
+        let variables: Map<String, Value> = serde_json::from_str(&output.variables_json)
+            .map_err(|e| self.fail("plugin-output", format!("variables-json is not a JSON object: {e}")))?;
+        for name in variables.keys() {
+            if !self.declared.contains(name) {
+                return Err(self.fail(
+                    "plugin-output",
+                    format!(
+                        "set variable `{name}`, which the step does not declare (declared: {}); variables come from the plugin's output schema or the step's `*_as` fields",
+                        if self.declared.is_empty() { "none".to_string() } else { self.declared.iter().cloned().collect::<Vec<_>>().join(", ") }
+                    ),
+                ));
+            }
+        }
+        for (name, value) in variables {
+            if let Ok(var) = VarName::new(name.as_str()) {
+                cx.set_var(&var, value);
+            }
+        }
+        if let Some(label) = &output.outcome {
+            cx.record("outcome", Value::from(label.as_str()));
+            if let Some(jump) = self.outcomes.get(label) {
+                return Ok(Outcome::Goto(*jump));
+            }
+        }
+        Ok(Outcome::Next)
+    }
+}

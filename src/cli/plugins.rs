@@ -1,0 +1,224 @@
+//! `tern plugins list|check|install`: WebAssembly step plugins (see plugins/README.md).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+use tern_engine::{LoadOptions, Message, RunInput, load_flow};
+use tern_plugins::{Plugin, PluginStepType};
+
+use super::context::Shared;
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    #[command(subcommand)]
+    command: PluginsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List the installed plugins (the `*.wasm` files in the plugin directory).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a component, print its step info, check its imports and run it once.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The step's configuration for the sample run (JSON object).
+        #[arg(long = "step-config", default_value = "{}", value_name = "JSON")]
+        step_config: String,
+        /// Variables for the sample run (JSON object).
+        #[arg(long, default_value = "{}", value_name = "JSON")]
+        vars: String,
+        /// The message text of the sample run.
+        #[arg(long, default_value = "hello", value_name = "TEXT")]
+        message: String,
+        /// Origins the plugin may call without an integration during the sample run.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
+    },
+    /// Check a component and copy it into the plugin directory as `<step type>.wasm`
+    /// (compiling it into the cache, so later starts are fast).
+    Install {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// An origin (`https://api.example.com`) the plugin may call without an integration;
+        /// repeat for several. Requests that name an integration go to its API origins only.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
+        /// Replace an installed plugin with the same step type.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        PluginsCommand::List { json } => list(shared, json).await,
+        PluginsCommand::Check { file, step_config, vars, message, allow_origins } => {
+            check(shared, &file, &step_config, &vars, &message, &allow_origins).await
+        }
+        PluginsCommand::Install { file, allow_origins, replace } => {
+            install(shared, &file, &allow_origins, replace).await
+        }
+    }
+}
+
+fn origins(list: &[String]) -> anyhow::Result<Vec<url::Origin>> {
+    list.iter()
+        .map(|o| {
+            tern_engine::integrations::config::parse_origin(o).map_err(|e| anyhow::anyhow!("--allow-origin {o}: {e}"))
+        })
+        .collect()
+}
+
+fn describe(plugin: &Plugin) -> Value {
+    json!({
+        "type": plugin.info.name,
+        "version": plugin.info.version,
+        "description": plugin.info.description,
+        "file": plugin.path.display().to_string(),
+        "sha256": plugin.sha256,
+        "allowed_origins": plugin.allowed_origins().iter().map(|o| o.ascii_serialization()).collect::<Vec<_>>(),
+        "load_ms": plugin.load_time.as_secs_f64() * 1000.0,
+    })
+}
+
+async fn list(shared: &Shared, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = shared.plugins_dir();
+    let files = tern_plugins::plugin_files(&dir)?;
+    if files.is_empty() {
+        if json {
+            println!("[]");
+        } else {
+            println!("no plugins in {} (install one with `tern plugins install FILE`)", dir.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = shared.plugin_runtime()?;
+    let plugins = tern_plugins::load_dir(&runtime, &dir).await.map_err(super::plugin_errors)?;
+    if json {
+        let list: Vec<Value> = plugins.iter().map(|p| describe(p)).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        for p in &plugins {
+            println!("{:<28} {:<10} {}  {}", p.info.name, p.info.version, p.path.display(), p.info.description);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(
+    shared: &Shared,
+    file: &Path,
+    config: &str,
+    vars: &str,
+    message: &str,
+    allow: &[String],
+) -> anyhow::Result<ExitCode> {
+    let config: Map<String, Value> = serde_json::from_str(config).context("--step-config must be a JSON object")?;
+    let vars: Map<String, Value> = serde_json::from_str(vars).context("--vars must be a JSON object")?;
+    let runtime = shared.plugin_runtime()?;
+    let plugin = Arc::new(Plugin::load(&runtime, file, origins(allow)?).await?);
+    println!("{}", serde_json::to_string_pretty(&describe(&plugin))?);
+    println!(
+        "imports: only {}@{} (no WASI); world version OK",
+        tern_plugins::HOST_INTERFACE,
+        tern_plugins::WORLD_VERSION
+    );
+
+    // One run: a flow with this step alone, through the same engine as `tern run`.
+    let mut registry = tern_steps::registry();
+    registry.register(Arc::new(PluginStepType::new(plugin.clone())))?;
+    let mut step = config.clone();
+    step.insert("id".into(), json!("check"));
+    step.insert("type".into(), json!(plugin.info.name));
+    let flow = json!({"version": 1, "id": "plugin-check", "steps": [Value::Object(step)]});
+    let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
+    let flow = match load_flow(&flow.to_string(), &opts) {
+        Ok(f) => f,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("sample config: {d}");
+            }
+            anyhow::bail!("the sample configuration does not fit the plugin's config schema; pass --step-config JSON");
+        }
+    };
+    let with_store = !flow.integrations.is_empty() || shared.has_store();
+    let engine = super::run::engine(shared, with_store, Arc::new(registry)).await?;
+    let input = RunInput {
+        conversation_id: "plugin-check".into(),
+        contact: json!({"id": "cli-user"}),
+        message: Message { text: message.to_string(), id: None },
+        event: None,
+    };
+    let started = Instant::now();
+    let result = engine.start(&flow, input, vars, None).await;
+    let elapsed = started.elapsed();
+    let trace = result.trace.first();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "status": result.status,
+            "variables": result.variables,
+            "outcome": trace.and_then(|t| t.detail.get("outcome")),
+            "requests": trace.and_then(|t| t.detail.get("requests")),
+            "fuel": trace.and_then(|t| t.detail.get("fuel")),
+            "error": result.error,
+            "run_ms": elapsed.as_secs_f64() * 1000.0,
+        }))?
+    );
+    if result.error.is_some() {
+        return Err(super::Failed("the sample run failed".into()).into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn install(shared: &Shared, file: &Path, allow: &[String], replace: bool) -> anyhow::Result<ExitCode> {
+    let allowed = origins(allow)?;
+    let runtime = shared.plugin_runtime()?;
+    let plugin = Plugin::load(&runtime, file, allowed.clone()).await?;
+    let name = &plugin.info.name;
+    if tern_steps::registry().get(name).is_some() {
+        anyhow::bail!("{}: step type `{name}` is a built-in step; the plugin must use another name", file.display());
+    }
+    let dir = shared.plugins_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let target = dir.join(format!("{name}.wasm"));
+    if target.exists() && !replace {
+        anyhow::bail!("{name} is already installed at {}; pass --replace to replace it", target.display());
+    }
+    // Another file may declare the same step type under another file name.
+    for other in tern_plugins::plugin_files(&dir)? {
+        if other != target
+            && let Ok(p) = Plugin::load(&runtime, &other, Vec::new()).await
+            && p.info.name == *name
+        {
+            anyhow::bail!("{} already provides step type `{name}`; remove it first", other.display());
+        }
+    }
+    let tmp = target.with_extension("wasm.tmp");
+    std::fs::copy(file, &tmp).with_context(|| format!("cannot copy {} to {}", file.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &target).with_context(|| format!("cannot install {}", target.display()))?;
+    let allow_file = tern_plugins::allowlist_path(&target);
+    if allowed.is_empty() {
+        let _ = std::fs::remove_file(&allow_file);
+    } else {
+        let text: String = allowed.iter().map(|o| format!("{}\n", o.ascii_serialization())).collect();
+        std::fs::write(&allow_file, text).with_context(|| format!("cannot write {}", allow_file.display()))?;
+    }
+    println!(
+        "installed {name} {} at {} (compiled in {} ms); flows can use \"type\": \"{name}\"",
+        plugin.info.version,
+        target.display(),
+        plugin.load_time.as_millis()
+    );
+    Ok(ExitCode::SUCCESS)
+}
