@@ -6,6 +6,7 @@ mod support;
 mod browser;
 mod http_steps;
 mod integrations;
+mod plugins;
 mod run_cli;
 mod schema;
 mod serve;

@@ -25,6 +25,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Wraps a started `tern serve` (killed on drop).
+    pub(crate) fn from_child(child: Child, url: String) -> Self {
+        Self { child, url }
+    }
+
     fn start(data: &Path, flows: &Path) -> Self {
         Self::start_at(data, flows, "127.0.0.1:0", "http://127.0.0.1:8080")
     }

@@ -197,7 +197,10 @@ async fn describe(runtime: &Runtime, pre: &StepPre<HostState>) -> Result<StepInf
         runtime.limits.max_duration,
     );
     let instance = pre.instantiate_async(&mut store).await.map_err(|e| format!("{e:#}"))?;
-    instance.call_describe(&mut store).await.map_err(|e| crate::step::explain_trap(&e, runtime))
+    instance
+        .call_describe(&mut store)
+        .await
+        .map_err(|e| crate::step::explain_trap(&e, runtime, runtime.limits.max_duration))
 }
 
 fn check_info(raw: StepInfo) -> Result<PluginInfo, String> {

@@ -38,6 +38,11 @@ impl PluginStepType {
                 json!({"type": "object", "additionalProperties": {"type": "string"},
                        "description": "Where to go for each outcome label the plugin returns (step id or `end`)."}),
             );
+            props.insert(
+                "timeout_ms".into(),
+                json!({"type": "integer", "minimum": 1,
+                       "description": "Longest time the plugin may run, in milliseconds (capped by Tern's limit and the run's deadline)."}),
+            );
         }
         Self { plugin, schema }
     }
@@ -65,6 +70,17 @@ impl StepType for PluginStepType {
         let mut config = config.clone();
         let mut outcomes = BTreeMap::new();
         let mut ok = true;
+        let timeout = match config.as_object_mut().and_then(|m| m.remove("timeout_ms")) {
+            None => None,
+            Some(v) => match v.as_u64().filter(|ms| *ms > 0) {
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => {
+                    cx.error("bad-timeout", "/timeout_ms", "`timeout_ms` must be a positive integer", None);
+                    ok = false;
+                    None
+                }
+            },
+        };
         match config.as_object_mut().and_then(|m| m.remove("outcomes")) {
             None => {}
             Some(Value::Object(o)) => {
@@ -112,6 +128,7 @@ impl StepType for PluginStepType {
             outcomes,
             integrations: Arc::new(integrations),
             declared,
+            timeout,
         }))
     }
 }
@@ -182,6 +199,7 @@ pub struct PluginStep {
     outcomes: BTreeMap<String, Jump>,
     integrations: Arc<BTreeSet<IntegrationName>>,
     declared: BTreeSet<String>,
+    timeout: Option<Duration>,
 }
 
 fn failure(code: &'static str, message: String) -> StepFailure {
@@ -219,11 +237,9 @@ pub(crate) fn no_outbound() -> Result<Outbound, String> {
 }
 
 /// A trap, in words: deadline, fuel, memory, or the guest's own trap.
-pub(crate) fn explain_trap(e: &wasmtime::Error, runtime: &Runtime) -> String {
+pub(crate) fn explain_trap(e: &wasmtime::Error, runtime: &Runtime, time: Duration) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            format!("did not finish before its deadline (at most {} ms)", runtime.limits.max_duration.as_millis())
-        }
+        Some(wasmtime::Trap::Interrupt) => format!("did not finish within its {} ms", time.as_millis()),
         Some(wasmtime::Trap::OutOfFuel) => {
             format!("ran out of fuel ({} instructions); it probably loops forever", runtime.limits.fuel)
         }
@@ -261,7 +277,10 @@ impl Step for PluginStep {
         let config = self.template.render(&cx.scope())?;
         let config_json = serde_json::to_string(&config).map_err(|e| self.fail("plugin-input", e))?;
         let variables_json = serde_json::to_string(cx.vars()).map_err(|e| self.fail("plugin-input", e))?;
-        let time = cx.time_left().min(runtime.limits.max_duration);
+        let mut time = cx.time_left().min(runtime.limits.max_duration);
+        if let Some(t) = self.timeout {
+            time = time.min(t);
+        }
         let deadline = tokio::time::Instant::now() + time;
         let state = HostState {
             limits: StoreLimitsBuilder::new().build(),
@@ -298,7 +317,7 @@ impl Step for PluginStep {
         }
         drop(store);
         let output = match result {
-            Err(e) => return Err(self.fail(trap_code(&e), explain_trap(&e, runtime))),
+            Err(e) => return Err(self.fail(trap_code(&e), explain_trap(&e, runtime, time))),
             Ok(Err(StepError::InvalidConfig(m))) => return Err(self.fail("plugin-invalid-config", m)),
             Ok(Err(StepError::Retryable(m))) => return Err(self.fail("plugin-retryable", m)),
             Ok(Err(StepError::Fatal(m))) => return Err(self.fail("plugin-fatal", m)),

@@ -5,6 +5,7 @@
 
 pub mod oauth;
 pub mod oidc;
+pub mod wasm;
 
 use std::io::Write;
 use std::net::SocketAddr;
