@@ -43,18 +43,16 @@ impl Drop for Ticker {
     }
 }
 
-fn base_config(limits: &Limits, cache_dir: Option<&Path>) -> Result<Config, PluginError> {
+fn base_config(cache_dir: Option<&Path>) -> Result<Config, PluginError> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.consume_fuel(true);
     config.parallel_compilation(true);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-    // Linear memories are reserved at the cap (bounds-checked beyond it) so that a pool of a
-    // thousand slots stays within a reasonable amount of address space.
-    config.memory_reservation(limits.memory_bytes as u64);
-    config.memory_guard_size(64 << 10);
-    config.memory_reservation_for_growth(0);
+    // Linear memories keep wasmtime's default 4 GiB reservation plus guard pages, so that
+    // compiled code needs no bounds checks; the pool reserves that address space (not memory)
+    // per slot and the store's limiter caps what a plugin can actually use.
     if let Some(dir) = cache_dir {
         std::fs::create_dir_all(dir)
             .map_err(|e| PluginError::Runtime(format!("cache directory {}: {e}", dir.display())))?;
@@ -76,7 +74,12 @@ fn pooling(limits: &Limits) -> PoolingAllocationConfig {
         .max_memories_per_component(4)
         .max_tables_per_component(8)
         .max_core_instances_per_component(16)
-        .max_memory_size(limits.memory_bytes);
+        .max_memory_size(limits.memory_bytes)
+        // Reset small memories, tables and stacks in place instead of returning their pages to
+        // the kernel after every execution (each execution is a fresh instance).
+        .linear_memory_keep_resident(128 << 10)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(64 << 10);
     pool
 }
 
@@ -84,13 +87,13 @@ impl Runtime {
     /// Starts the runtime. `cache_dir` holds compiled components keyed by the component's hash
     /// and the engine's settings; `None` compiles every time.
     pub fn new(limits: Limits, cache_dir: Option<&Path>) -> Result<Self, PluginError> {
-        let mut config = base_config(&limits, cache_dir)?;
+        let mut config = base_config(cache_dir)?;
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(&limits)));
         let (engine, pooling) = match Engine::new(&config) {
             Ok(e) => (e, true),
             Err(e) => {
                 tracing::warn!(error = %e, "the pooling allocator is not available here; using on-demand allocation");
-                let config = base_config(&limits, cache_dir)?;
+                let config = base_config(cache_dir)?;
                 (Engine::new(&config).map_err(|e| PluginError::Runtime(e.to_string()))?, false)
             }
         };

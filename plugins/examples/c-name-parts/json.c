@@ -134,33 +134,56 @@ static int skip_value(cursor *c, int depth) {
   return c->p > start ? 0 : -1;
 }
 
-int json_get_string(const char *json, size_t len, const char *key, char **out) {
+// Reads an object key: `*raw`/`*raw_len` point into the source when it has no escapes (the
+// common case, no allocation); otherwise `*decoded` holds it.
+static int read_key(cursor *c, const char **raw, size_t *raw_len, char **decoded) {
+  *decoded = NULL;
+  if (c->p >= c->end || *c->p != '"') return -1;
+  const char *start = c->p + 1, *q = start;
+  while (q < c->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+  if (q < c->end && *q == '"') {
+    *raw = start;
+    *raw_len = (size_t)(q - start);
+    c->p = q + 1;
+    return 0;
+  }
+  if (read_string(c, decoded)) return -1;
+  *raw = *decoded;
+  *raw_len = strlen(*decoded);
+  return 0;
+}
+
+int json_get_strings(const char *json, size_t len, const char *const *keys, char **out, int n) {
+  for (int i = 0; i < n; i++) out[i] = NULL;
   cursor c = {json, json + len};
   skip_ws(&c);
   if (c.p >= c.end || *c.p != '{') return -1;
   c.p++;
   skip_ws(&c);
   if (c.p < c.end && *c.p == '}') return 0;
-  int found = 0;
   for (;;) {
     skip_ws(&c);
-    char *name = NULL;
-    if (read_string(&c, &name)) return -1;
+    const char *name;
+    size_t name_len;
+    char *decoded;
+    if (read_key(&c, &name, &name_len, &decoded)) return -1;
+    int which = -1;
+    for (int i = 0; i < n; i++) {
+      if (strlen(keys[i]) == name_len && memcmp(keys[i], name, name_len) == 0) which = i;
+    }
+    free(decoded);
     skip_ws(&c);
-    if (c.p >= c.end || *c.p++ != ':') { free(name); return -1; }
+    if (c.p >= c.end || *c.p++ != ':') return -1;
     skip_ws(&c);
-    int match = strcmp(name, key) == 0;
-    free(name);
-    if (match && c.p < c.end && *c.p == '"' && !found) {
-      if (read_string(&c, out)) return -1;
-      found = 1;
+    if (which >= 0 && !out[which] && c.p < c.end && *c.p == '"') {
+      if (read_string(&c, &out[which])) return -1;
     } else if (skip_value(&c, 1)) {
       return -1;
     }
     skip_ws(&c);
     if (c.p >= c.end) return -1;
     char ch = *c.p++;
-    if (ch == '}') return found;
+    if (ch == '}') return 0;
     if (ch != ',') return -1;
   }
 }

@@ -5,10 +5,11 @@
 
 #include <stddef.h>
 
-// Finds the top-level member `key` of the JSON object in `json[0..len)`. If it is a string,
-// stores its decoded UTF-8 value (malloc'd, NUL-terminated) in `*out` and returns 1; returns 0
-// when the member is missing or not a string, -1 when the document is not valid JSON.
-int json_get_string(const char *json, size_t len, const char *key, char **out);
+// Reads the top-level members `keys[0..n)` of the JSON object in `json[0..len)` in one pass.
+// For each key whose value is a string, stores the decoded UTF-8 value (malloc'd,
+// NUL-terminated) in `out[i]`; other keys leave `out[i]` NULL. Returns -1 when the document is
+// not a valid JSON object, 0 otherwise.
+int json_get_strings(const char *json, size_t len, const char *const *keys, char **out, int n);
 
 // A growable output buffer.
 typedef struct {

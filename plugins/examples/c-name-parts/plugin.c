@@ -74,19 +74,19 @@ static bool fail(step_step_error_t *err, uint8_t tag, const char *message) {
 
 bool exports_step_run(step_invocation_t *invocation, step_string_t *config_json, step_string_t *variables_json,
                       step_output_t *ret, step_step_error_t *err) {
-  char *name = NULL, *first_as = NULL, *last_as = NULL;
-  int got = json_get_string((const char *)config_json->ptr, config_json->len, "name", &name);
-  int first = json_get_string((const char *)config_json->ptr, config_json->len, "first_as", &first_as);
-  int last = json_get_string((const char *)config_json->ptr, config_json->len, "last_as", &last_as);
+  static const char *const keys[] = {"name", "first_as", "last_as"};
+  char *values[3];
+  int parsed = json_get_strings((const char *)config_json->ptr, config_json->len, keys, values, 3);
+  char *name = values[0], *first_as = values[1], *last_as = values[2];
   step_invocation_free(invocation);
   step_string_free(config_json);
   step_string_free(variables_json);
   bool ok = false;
-  if (got < 0 || first < 0 || last < 0) {
+  if (parsed < 0) {
     fail(err, TERN_STEP_HOST_STEP_ERROR_INVALID_CONFIG, "the configuration is not a JSON object");
     goto done;
   }
-  if (got == 0) {
+  if (!name) {
     fail(err, TERN_STEP_HOST_STEP_ERROR_INVALID_CONFIG, "`name` is missing or not a string");
     goto done;
   }
@@ -113,11 +113,11 @@ bool exports_step_run(step_invocation_t *invocation, step_string_t *config_json,
 
   json_buf out = {0};
   json_put_raw(&out, "{");
-  json_put_string(&out, first > 0 ? first_as : "first_name");
+  json_put_string(&out, first_as ? first_as : "first_name");
   json_put_raw(&out, ":");
   json_put_string(&out, first_name);
   json_put_raw(&out, ",");
-  json_put_string(&out, last > 0 ? last_as : "last_name");
+  json_put_string(&out, last_as ? last_as : "last_name");
   json_put_raw(&out, ":");
   json_put_string(&out, last_name);
   json_put_raw(&out, "}");
