@@ -91,7 +91,7 @@ impl Step for NativeStep {
 
 fn build_js(out: &Path) {
     let bin = repo().join("plugins/examples/js-crm-lookup/node_modules/.bin/componentize-qjs");
-    assert!(bin.exists(), "run `npm ci --prefix plugins/examples/js-crm-lookup` first");
+    assert!(bin.exists(), "run `npm install --prefix plugins/examples/js-crm-lookup` first");
     let status = std::process::Command::new(bin)
         .args([
             "--wit",

@@ -288,8 +288,8 @@ fn build_js_example(dir: &Path) -> PathBuf {
     let src = repo().join("plugins/examples/js-crm-lookup");
     let _guard = NPM.lock().unwrap_or_else(|p| p.into_inner());
     if !src.join("node_modules/.bin/componentize-qjs").exists() {
-        let out = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&src).output().unwrap();
-        assert!(out.status.success(), "npm ci: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("npm").args(["install", "--no-audit", "--no-fund"]).current_dir(&src).output().unwrap();
+        assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
     }
     let out_file = dir.join("crm-lookup.wasm");
     let out = Command::new(src.join("node_modules/.bin/componentize-qjs"))
@@ -400,4 +400,27 @@ fn the_javascript_example_calls_the_crm_through_an_integration() {
         let (_, r) = crate::serve::post(&client, &url, "crm-1", json!({"text": "c1a2"})).await;
         assert_eq!(r["replies"][0]["text"], "Erlich Bachman (c1a2)", "{r}");
     });
+}
+
+#[test]
+fn what_a_plugin_logs_is_tagged_and_secrets_are_masked() {
+    let env = Env::new();
+    // Logs its whole configuration at info level.
+    let body = "(call $log (i32.const 2) (local.get 11) (local.get 12))
+        (call $ok (global.get $vars_ptr) (global.get $vars_len) (global.get $ok_ptr) (global.get $ok_len))";
+    env.install("p.wasm", &Plugin::new(body).build());
+    let flow = env.flows.write("f", &one_step(json!({"id": "p", "type": "wat.test", "key": "{{secrets.PLUGIN_KEY}}"})));
+    let out = env
+        .cmd()
+        .env("RUST_LOG", "info")
+        .env("TERN_SECRET_PLUGIN_KEY", "pk_live_0123456789abcdef")
+        .args(["run", flow.to_str().unwrap(), "-m", "go"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "hi\n");
+    assert!(stderr.contains("plugin=\"wat.test\"") && stderr.contains("step=\"p\""), "{stderr}");
+    assert!(stderr.contains(r#"{"key":"[redacted]"}"#), "{stderr}");
+    assert!(!stderr.contains("pk_live_0123456789abcdef") && !stdout.contains("pk_live"), "{stderr}");
 }

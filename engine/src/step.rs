@@ -147,6 +147,11 @@ impl StepContext<'_> {
         self.run_id
     }
 
+    /// Masks the run's known secret values in text bound for logs.
+    pub fn masker(&self) -> &crate::secrets::Masker {
+        &self.env.masker
+    }
+
     /// Every variable of the run.
     pub fn vars(&self) -> &Map<String, Value> {
         self.vars

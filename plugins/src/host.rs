@@ -13,6 +13,7 @@ use std::sync::Arc;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use tern_engine::http::{HttpError as EngineHttpError, Method, Outbound, PreparedRequest, RequestBody, display_url};
+use tern_engine::secrets::Masker;
 use tern_engine::tokens::TokenError;
 use tern_engine::{IntegrationName, TokenOwner as EngineOwner};
 use wasmtime::{ResourceLimiter, StoreLimits};
@@ -37,6 +38,8 @@ pub struct HostState {
     pub(crate) deadline: tokio::time::Instant,
     /// Request summaries for the run trace.
     pub(crate) fetches: Vec<Value>,
+    /// The run's secret values, masked in what the plugin logs.
+    pub(crate) masker: Masker,
 }
 
 impl ResourceLimiter for HostState {
@@ -55,7 +58,7 @@ impl ResourceLimiter for HostState {
 
 impl host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
-        let message: String = message.chars().take(4096).collect();
+        let message: String = self.masker.mask(&message.chars().take(4096).collect::<String>());
         let (plugin, step) = (&*self.plugin, self.step.as_str());
         match level {
             LogLevel::Trace => tracing::trace!(plugin, step, "{message}"),

@@ -193,6 +193,7 @@ async fn describe(runtime: &Runtime, pre: &StepPre<HostState>) -> Result<StepInf
             http_calls_left: 0,
             deadline: tokio::time::Instant::now() + runtime.limits.max_duration,
             fetches: Vec::new(),
+            masker: Default::default(),
         },
         runtime.limits.max_duration,
     );

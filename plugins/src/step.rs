@@ -293,6 +293,7 @@ impl Step for PluginStep {
             http_calls_left: runtime.limits.http_calls,
             deadline,
             fetches: Vec::new(),
+            masker: cx.masker().clone(),
         };
         let mut store = new_store(runtime, state, time);
         let invocation = Invocation {
