@@ -2,9 +2,8 @@
 //! for the host's HTTP policy, and the two example plugins (C and JavaScript) built from source
 //! and run through `tern run` and `tern serve`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -307,21 +306,19 @@ fn example_flow(name: &str) -> Value {
         .unwrap()
 }
 
-/// `tern serve` with a plugin directory; returns the child and its base URL.
+/// `tern serve` with a plugin directory; returns the server and its base URL.
 fn serve(env: &Env, flows: &Path) -> (crate::serve::Server, String) {
-    let mut child = env
-        .cmd()
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .env("TERN_ADMIN_TOKEN", crate::serve::ADMIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--flows", flows.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line}")).to_string();
-    (crate::serve::Server::from_child(child, url.clone()), url)
+    let mut cmd = env.cmd();
+    cmd.env("TERN_ALLOW_PRIVATE_NETWORK", "1").env("TERN_ADMIN_TOKEN", crate::serve::ADMIN).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--flows",
+        flows.to_str().unwrap(),
+    ]);
+    let server = crate::serve::Server::spawn(cmd);
+    let url = server.url.clone();
+    (server, url)
 }
 
 #[test]

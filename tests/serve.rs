@@ -25,8 +25,12 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Wraps a started `tern serve` (killed on drop).
-    pub(crate) fn from_child(child: Child, url: String) -> Self {
+    /// Spawns `cmd` (a `tern serve` command) and waits for its "listening on" line.
+    pub(crate) fn spawn(mut cmd: std::process::Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line}")).to_string();
         Self { child, url }
     }
 
@@ -54,21 +58,13 @@ impl Server {
         if let Some(w) = webhook {
             cmd.env("TERN_WEBHOOK_URL", w);
         }
-        let mut child = cmd
-            .env("TERN_DATA_DIR", data)
+        cmd.env("TERN_DATA_DIR", data)
             .env("TERN_PUBLIC_URL", public_url)
             .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
             .env("TERN_ADMIN_TOKEN", ADMIN)
             .args(["serve", "--listen", listen, "--flows", flows.to_str().unwrap()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line}")).to_string();
-        Self { child, url }
+            .args(extra);
+        Self::spawn(cmd)
     }
 }
 
@@ -612,18 +608,7 @@ fn integration_events_are_routed_by_account_identifier() {
         assert_eq!(r.status().as_u16(), 404);
 
         // Authorize through the page (the token response carries account_id).
-        let csrf = csrf_of(&admin_page(&client, &base).await);
-        let go = client
-            .post(format!("{base}/integrations/crm/authorize"))
-            .basic_auth("admin", Some(ADMIN))
-            .form(&[("csrf", csrf.as_str())])
-            .send()
-            .await
-            .unwrap();
-        let provider = go.headers()["location"].to_str().unwrap().to_string();
-        let back = client.get(&provider).send().await.unwrap();
-        let done = client.get(back.headers()["location"].to_str().unwrap()).send().await.unwrap();
-        assert_eq!(done.headers()["location"], "/?authorized=crm");
+        authorize_crm(&client, &base).await;
 
         let r =
             client.post(&events).json(&json!({"account": {"id": "acct-42"}, "type": "deal.won"})).send().await.unwrap();
@@ -851,19 +836,13 @@ fn tern_toml_configures_serve_under_flags_and_environment() {
     )
     .unwrap();
     // The file's listen address (port 1) would fail: the flag wins.
-    let mut child = tern()
-        .current_dir(dir.path())
-        .env_remove("TERN_DATA_DIR")
-        .env("TERN_ADMIN_TOKEN", ADMIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line}")).to_string();
-    let server = Server { child, url };
+    let mut cmd = tern();
+    cmd.current_dir(dir.path()).env_remove("TERN_DATA_DIR").env("TERN_ADMIN_TOKEN", ADMIN).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let server = Server::spawn(cmd);
     let (_, r) = rt().block_on(post(&reqwest::Client::new(), &server.url, "t1", json!({"text": "x"})));
     assert_eq!(r["replies"][0]["text"], "from toml", "flows from the file's directory: {r}");
     assert!(data.join("tern.db").exists(), "data_dir from the file");
