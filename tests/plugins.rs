@@ -259,6 +259,20 @@ fn plugins_install_list_and_clash_with_built_in_steps() {
     let schema = env.run(&["schema"], false).stdout();
     assert!(schema.contains("\"wat.test\"") && schema.contains("timeout_ms"), "the plugin is in the schema");
 
+    // `check` loads, describes and runs a component once.
+    let r = env.run(&["plugins", "check", file.to_str().unwrap(), "--step-config", r#"{"x": 1}"#], false);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stdout().contains("\"type\": \"wat.test\"") && r.stdout().contains("world version OK"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("\"outcome\": \"first\"") && r.stdout().contains("\"greeting\": \"hi\""),
+        "{}",
+        r.stdout()
+    );
+    std::fs::write(&file, Plugin::new("(unreachable)").build()).unwrap();
+    let r = env.run(&["plugins", "check", file.to_str().unwrap()], false);
+    assert_eq!(r.code(), 1, "a failing sample run fails the check");
+    assert!(r.stdout().contains("plugin-trap"), "{}", r.stdout());
+
     let mut clash = Plugin::new(FIRST_CALL);
     clash.name = "send_message".into();
     std::fs::write(&file, clash.build()).unwrap();
