@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
+use tern_engine::{CompiledFlow, LoadOptions, Message, Registry, RunInput, load_flow};
+
 /// A number from the environment, or the default.
 pub fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -15,4 +18,29 @@ pub fn pct_ms(sorted: &[Duration], p: f64) -> f64 {
         return 0.0;
     }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+}
+
+/// Compiles a flow document against `registry`.
+pub fn compile(registry: &Registry, flow: &Value) -> CompiledFlow {
+    let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+    load_flow(&flow.to_string(), &opts).expect("valid flow")
+}
+
+/// The message every benchmark run starts with.
+pub fn input() -> RunInput {
+    RunInput {
+        event: None,
+        conversation_id: "bench".into(),
+        contact: json!({"id": "u1"}),
+        message: Message { text: "go".into(), id: None },
+    }
+}
+
+/// Every worker's latencies, gathered: (how many, all of them).
+pub async fn gather(mut set: tokio::task::JoinSet<Vec<Duration>>) -> (usize, Vec<Duration>) {
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.expect("worker"));
+    }
+    (all.len(), all)
 }

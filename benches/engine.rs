@@ -15,6 +15,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use common::input;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +26,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde_json::{Map, Value, json};
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::NoSecrets;
-use tern_engine::{CompiledFlow, Engine, LoadOptions, Message, RunInput, RunLimits, RunStatus, load_flow};
+use tern_engine::{CompiledFlow, Engine, RunLimits, RunStatus};
 
 fn engine(allow_private_network: bool) -> Engine {
     let client = HttpClient::new(HttpPolicy { allow_private_network, ..HttpPolicy::default() }).expect("client");
@@ -35,17 +39,7 @@ fn engine(allow_private_network: bool) -> Engine {
 }
 
 fn compile(engine: &Engine, flow: &Value) -> CompiledFlow {
-    let opts = LoadOptions { registry: &engine.registry, integrations: None, limits: Default::default() };
-    load_flow(&flow.to_string(), &opts).expect("valid flow")
-}
-
-fn input() -> RunInput {
-    RunInput {
-        event: None,
-        conversation_id: "bench".into(),
-        contact: json!({"id": "u1"}),
-        message: Message { text: "go".into(), id: None },
-    }
+    common::compile(&engine.registry, flow)
 }
 
 /// 20 steps: 8 set_variables, 6 branches, 6 send_message, all with templates.

@@ -74,11 +74,7 @@ async fn round(ctx: Arc<Ctx>, side: Side, concurrency: usize, dur: Duration) -> 
             lat
         });
     }
-    let mut all = Vec::new();
-    while let Some(r) = set.join_next().await {
-        all.extend(r.expect("worker"));
-    }
-    (all.len(), all)
+    common::gather(set).await
 }
 
 fn main() {

@@ -27,9 +27,7 @@ use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::NoSecrets;
 use tern_engine::step::{Outcome, Step, StepContext, StepFailure, StepType};
 use tern_engine::template::JsonTemplate;
-use tern_engine::{
-    CompiledFlow, Engine, LoadOptions, Message, Registry, RunInput, RunLimits, RunStatus, VarName, load_flow,
-};
+use tern_engine::{CompiledFlow, Engine, Registry, RunLimits, RunStatus, VarName};
 use tern_plugins::{Limits, Plugin, PluginStepType, Runtime};
 
 fn repo() -> PathBuf {
@@ -115,17 +113,7 @@ fn flow(registry: &Registry, step_type: &str) -> CompiledFlow {
     let flow = json!({"version": 1, "id": "bench", "variables": {"full_name": ""}, "steps": [
         {"id": "s", "type": step_type, "name": "{{full_name}}", "first_as": "first", "last_as": "last"}
     ]});
-    let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
-    load_flow(&flow.to_string(), &opts).expect("valid flow")
-}
-
-fn input() -> RunInput {
-    RunInput {
-        event: None,
-        conversation_id: "bench".into(),
-        contact: json!({"id": "u1"}),
-        message: Message { text: "go".into(), id: None },
-    }
+    common::compile(registry, &flow)
 }
 
 fn median_us(mut v: Vec<Duration>) -> (f64, f64) {
@@ -223,7 +211,7 @@ fn main() {
             rt.block_on(async {
                 for _ in 0..per_round {
                     let t = Instant::now();
-                    let r = engine.start(f, input(), vars.clone(), None).await;
+                    let r = engine.start(f, common::input(), vars.clone(), None).await;
                     samples[i + 1].push(t.elapsed());
                     assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
                     assert_eq!(r.variables.get("first"), Some(&json!("Ada")));

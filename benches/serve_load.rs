@@ -49,11 +49,7 @@ async fn round(
             lat
         });
     }
-    let mut all = Vec::new();
-    while let Some(r) = set.join_next().await {
-        all.extend(r.expect("worker"));
-    }
-    (all.len(), all)
+    common::gather(set).await
 }
 
 fn main() {
