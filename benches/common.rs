@@ -30,9 +30,10 @@ pub fn compile(registry: &Registry, flow: &Value) -> CompiledFlow {
 pub fn input() -> RunInput {
     RunInput {
         event: None,
+        journal: None,
         conversation_id: "bench".into(),
         contact: json!({"id": "u1"}),
-        message: Message { text: "go".into(), id: None },
+        message: Message { text: "go".into(), ..Default::default() },
     }
 }
 

@@ -43,9 +43,10 @@ async fn one(ctx: &Ctx, side: Side) {
         Side::Tern => {
             let input = RunInput {
                 event: None,
+                journal: None,
                 conversation_id: "load".into(),
                 contact: json!({"id": "u1"}),
-                message: Message { text: "go".into(), id: None },
+                message: Message { text: "go".into(), ..Default::default() },
             };
             let r = ctx.engine.start(&ctx.flow, input, Map::new(), None).await;
             assert_eq!(r.variables.get("last_name"), Some(&json!("Bachman")), "{:?}", r.error);

@@ -35,9 +35,10 @@ use tern_engine::{CompiledFlow, Engine, IntegrationName, LoadOptions, Message, R
 fn input(i: usize) -> RunInput {
     RunInput {
         event: None,
+        journal: None,
         conversation_id: format!("c{i}"),
         contact: json!({"id": "u"}),
-        message: Message { text: "go".into(), id: None },
+        message: Message { text: "go".into(), ..Default::default() },
     }
 }
 

@@ -8,6 +8,7 @@ mod http_steps;
 mod integrations;
 mod plugins;
 mod run_cli;
+mod runtime;
 mod schema;
 mod serve;
 mod validate;

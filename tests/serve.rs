@@ -143,7 +143,15 @@ fn conversation_pauses_survives_restart_and_resumes() {
     });
     assert_eq!(anon, 401);
     assert_eq!(authed["status"], "completed");
-    assert!(authed["trace"].as_array().unwrap().iter().any(|t| t["step"] == "lookup"), "{authed}");
+    // Both activations, across the restart: the question asked before the pause, then the
+    // lookup after it.
+    let segments = authed["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 2, "{authed}");
+    assert_eq!(segments[0]["replies"][0]["text"], "What is your Teamleader contact ID?");
+    assert_eq!(segments[0]["message"], "last name");
+    assert_eq!(segments[1]["message"], "c1a2");
+    assert!(segments[1]["trace"].as_array().unwrap().iter().any(|t| t["step"] == "lookup"), "{authed}");
+    assert_eq!(authed["contact_id"], "u1");
     // Nothing matched: no flow, no error.
     let (_, none) = rt.block_on(post(&client, &server.url, "c-2", json!({"text": "hello"})));
     assert_eq!(none["status"], "no_flow");
@@ -187,7 +195,9 @@ fn repeated_message_ids_are_processed_once_and_bad_bodies_are_explained() {
         assert!(body["error"].as_str().unwrap().contains("send {\"text\""), "{body}");
         let (status, body) = post(&client, &server.url, "c", json!({"txt": "x"})).await;
         assert_eq!(status, 422, "well-formed JSON of the wrong shape");
-        assert!(body["error"].as_str().unwrap().contains("unknown field `txt`"), "{body}");
+        assert!(body["error"].as_str().unwrap().contains("missing field `text`"), "{body}");
+        let (status, body) = post(&client, &server.url, "c", json!({"text": 5})).await;
+        assert_eq!(status, 422, "known fields keep their types: {body}");
         let big = "x".repeat(100 * 1024);
         let resp = client
             .post(format!("{}/v1/conversations/c/messages", server.url))
@@ -629,7 +639,7 @@ fn integration_events_are_routed_by_account_identifier() {
 }
 
 /// Authorizes `crm` through the integrations page and the test provider.
-async fn authorize_crm(client: &reqwest::Client, base: &str) {
+pub(crate) async fn authorize_crm(client: &reqwest::Client, base: &str) {
     let csrf = csrf_of(&admin_page(client, base).await);
     let go = client
         .post(format!("{base}/integrations/crm/authorize"))

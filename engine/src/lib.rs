@@ -20,14 +20,21 @@
 //!   integration and [`http::Outbound`] asks the [`TokenSource`] for a credential, checks that the
 //!   URL's origin is one of the integration's `api_origins` before connecting, and refreshes once
 //!   after a 401.
+//! - **Conversations are a service, not a handler**: [`conversation::Conversations`] turns a
+//!   message into an answer (dedupe, resume or trigger, the run, history, the webhook outbox)
+//!   over a [`conversation::ConversationStore`]; runs happen in the service's tasks, never in
+//!   the caller's future, and calls that are not idempotent go through an [`effects`] journal so
+//!   that a crash never repeats them silently (SECURITY R12).
 //! - **Outbound HTTP is guarded** (SECURITY R1–R3, R9): no automatic redirects (each hop is
 //!   re-checked and credentials are dropped when the origin changes), an SSRF guard on resolved
 //!   addresses, a deadline per request and a response size cap after decompression.
 
 pub mod analysis;
 pub mod compile;
+pub mod conversation;
 pub mod crypto;
 pub mod diagnostics;
+pub mod effects;
 mod error;
 pub mod flow;
 pub mod http;

@@ -25,6 +25,9 @@ pub struct Message {
     /// The channel's message id, when it sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Fields the channel sent besides the ones Tern knows (`{{message.metadata.*}}`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
 }
 
 /// What a run starts or resumes with.
@@ -39,6 +42,8 @@ pub struct RunInput {
     /// A non-message event that resumes the run (a contact's login finishing), for the step
     /// that paused to read with [`StepContext::event`](crate::StepContext::event).
     pub event: Option<Value>,
+    /// Where calls that are not idempotent are recorded (SECURITY R12); `None` runs without.
+    pub journal: Option<crate::effects::JournalScope>,
 }
 
 /// What templates can see besides variables. Built once per activation.
@@ -58,6 +63,8 @@ pub struct RunEnv {
     pub integrations: HashMap<IntegrationName, Map<String, Value>>,
     /// Masks the values of `secrets` in replies, errors and history.
     pub masker: Masker,
+    /// The effect journal of the message being processed.
+    pub journal: Option<crate::effects::JournalScope>,
 }
 
 /// Limits on one run.
@@ -172,6 +179,10 @@ pub struct RunResult {
     /// The state to resume from, when `status` is `paused`.
     #[serde(skip)]
     pub snapshot: Option<RunSnapshot>,
+    /// Masks the run's secret values (for whatever the caller keeps about the run: the
+    /// message text in history, events).
+    #[serde(skip)]
+    pub masker: Masker,
 }
 
 /// Runs flows. Cheap to share behind an `Arc`.
@@ -275,6 +286,7 @@ impl Engine {
             secrets,
             integrations,
             masker,
+            journal: input.journal,
         };
         Activation { flow, env, run_id, vars, executed, replies: Vec::new(), trace: Vec::new() }
     }
@@ -319,6 +331,7 @@ impl Engine {
                     sink,
                     detail: &mut detail,
                     deadline,
+                    seq: act.executed - 1,
                 };
                 if tokio::time::Instant::now() >= deadline {
                     let error = RunError {
@@ -430,5 +443,6 @@ fn finish(
         trace: std::mem::take(&mut act.trace),
         error,
         snapshot,
+        masker: act.env.masker.clone(),
     }
 }

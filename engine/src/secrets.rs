@@ -72,6 +72,36 @@ impl Masker {
     }
 }
 
+/// Stored secrets first, then the environment. The server updates the stored layer when the
+/// admin API sets or removes a secret.
+pub struct LayeredSecrets {
+    stored: std::sync::RwLock<std::collections::HashMap<String, SecretString>>,
+}
+
+impl LayeredSecrets {
+    /// The stored layer, as read from the store.
+    pub fn new(stored: impl IntoIterator<Item = (String, SecretString)>) -> Self {
+        Self { stored: std::sync::RwLock::new(stored.into_iter().collect()) }
+    }
+
+    /// Sets (`Some`) or removes (`None`) a stored secret in memory; the store is written by the
+    /// caller.
+    pub fn update(&self, name: &str, value: Option<SecretString>) {
+        let mut stored = self.stored.write().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(v) => stored.insert(name.to_string(), v),
+            None => stored.remove(name),
+        };
+    }
+}
+
+impl SecretSource for LayeredSecrets {
+    fn get(&self, name: &str) -> Option<SecretString> {
+        let stored = self.stored.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        stored.or_else(|| EnvSecrets.get(name))
+    }
+}
+
 /// The secrets a run uses, fetched once when the run starts.
 pub type SecretMap = HashMap<String, SecretString>;
 

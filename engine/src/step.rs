@@ -129,6 +129,8 @@ pub struct StepContext<'a> {
     pub(crate) sink: Option<&'a ReplySink>,
     pub(crate) detail: &'a mut Map<String, Value>,
     pub(crate) deadline: tokio::time::Instant,
+    /// Steps the run executed before this one (the step's position, for the effect journal).
+    pub(crate) seq: u32,
 }
 
 impl StepContext<'_> {
@@ -201,6 +203,69 @@ impl StepContext<'_> {
         self.outbound
     }
 
+    /// Sends a request the way steps should: through [`Outbound::execute`], and for a request
+    /// that is not idempotent (POST, PATCH) through the effect journal when the run has one
+    /// (SECURITY R12, see [`crate::effects`]): the intent is recorded before sending and the
+    /// response after; a message processed again after a crash replays the recorded response
+    /// or fails with `outcome-unknown` instead of repeating the call, unless the request
+    /// carries an `Idempotency-Key` header (then it is sent again with the same key).
+    ///
+    /// # Errors
+    /// [`StepFailure::Http`] when the exchange failed; `outcome-unknown` as above;
+    /// `journal` when the store could not record the intent (nothing was sent).
+    pub async fn send(
+        &self,
+        req: &crate::http::PreparedRequest,
+        auth: Option<(&crate::ids::IntegrationName, &crate::tokens::TokenOwner)>,
+    ) -> Result<crate::http::HttpResponse, StepFailure> {
+        use crate::effects::{EffectKey, PriorEffect, RecordedResponse};
+        let journal = match &self.env.journal {
+            Some(j) if !req.method.is_idempotent() => j,
+            _ => return Ok(self.outbound.execute(req, auth).await?),
+        };
+        let key = EffectKey {
+            conversation: journal.conversation.clone(),
+            message_id: journal.message_id.clone(),
+            seq: self.seq,
+            step: self.step_id.to_string(),
+        };
+        let prior = journal.journal.begin_effect(&key).await.map_err(|e| {
+            tracing::error!(step = %self.step_id, error = %e, "could not record a call's intent; not sending it");
+            StepFailure::Other {
+                code: "journal",
+                message: "the call was not sent because Tern could not record it first (the store failed); try again"
+                    .into(),
+            }
+        })?;
+        match prior {
+            PriorEffect::None => {}
+            PriorEffect::Done(recorded) => {
+                tracing::info!(step = %self.step_id, "replaying a call recorded before a restart");
+                return recorded.into_response().ok_or_else(|| StepFailure::Other {
+                    code: "journal",
+                    message: "the call recorded before a restart cannot be replayed".into(),
+                });
+            }
+            PriorEffect::Unknown if req.headers.contains_key("idempotency-key") => {
+                tracing::info!(step = %self.step_id, "re-sending a call with its Idempotency-Key after a restart");
+            }
+            PriorEffect::Unknown => {
+                return Err(StepFailure::Other {
+                    code: "outcome-unknown",
+                    message: format!(
+                        "Tern stopped after sending this {} request and before recording its answer, so it may or may not have taken effect; it is not sent again. Give the request an `Idempotency-Key` header to have it re-sent safely, or handle `outcome-unknown` with `on_error`",
+                        req.method.as_str()
+                    ),
+                });
+            }
+        }
+        let resp = self.outbound.execute(req, auth).await?;
+        if let Err(e) = journal.journal.finish_effect(&key, &RecordedResponse::of(&resp)).await {
+            tracing::warn!(step = %self.step_id, error = %e, "could not record a call's response");
+        }
+        Ok(resp)
+    }
+
     /// Default timeout for HTTP requests (never more than the run has left).
     pub fn default_timeout(&self) -> std::time::Duration {
         self.outbound.client.policy().default_timeout.min(self.time_left())
@@ -238,7 +303,11 @@ impl Scope for RunScope<'_> {
                 Cow::Borrowed(self.vars.get(name.as_str()).ok_or_else(|| missing("the variable is not set yet"))?)
             }
             Root::Message => {
-                Cow::Owned(serde_json::json!({ "text": self.env.message.text, "id": self.env.message.id }))
+                Cow::Owned(serde_json::json!({
+                "text": self.env.message.text,
+                "id": self.env.message.id,
+                "metadata": self.env.message.metadata,
+            }))
             }
             Root::Contact => Cow::Borrowed(&self.env.contact),
             Root::Conversation => Cow::Owned(serde_json::json!({ "id": self.env.conversation_id })),

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use secrecy::SecretString;
 use tern_engine::crypto::{self, Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy};
 use tern_engine::integrations::Integrations;
-use tern_engine::secrets::{EnvSecrets, SecretSource};
+use tern_engine::secrets::{LayeredSecrets, SecretSource};
 use tern_engine::store::{SqliteStore, Store};
 
 /// Options shared by every subcommand.
@@ -100,32 +99,7 @@ impl Shared {
             Some(s) => s.all_secrets().await?,
             None => Vec::new(),
         };
-        Ok(Arc::new(LayeredSecrets { stored: std::sync::RwLock::new(stored.into_iter().collect()) }))
-    }
-}
-
-/// Stored secrets first, then the environment. The server updates the stored layer when the
-/// admin API sets or removes a secret.
-pub struct LayeredSecrets {
-    stored: std::sync::RwLock<std::collections::HashMap<String, SecretString>>,
-}
-
-impl LayeredSecrets {
-    /// Sets (`Some`) or removes (`None`) a stored secret in memory; the store is written by the
-    /// caller.
-    pub fn update(&self, name: &str, value: Option<SecretString>) {
-        let mut stored = self.stored.write().unwrap_or_else(|p| p.into_inner());
-        match value {
-            Some(v) => stored.insert(name.to_string(), v),
-            None => stored.remove(name),
-        };
-    }
-}
-
-impl SecretSource for LayeredSecrets {
-    fn get(&self, name: &str) -> Option<SecretString> {
-        let stored = self.stored.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
-        stored.or_else(|| EnvSecrets.get(name))
+        Ok(Arc::new(LayeredSecrets::new(stored)))
     }
 }
 

@@ -298,7 +298,7 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-const ALL_SET: &str = "All set! Your authorization is complete!";
+use crate::server::pages::{ALL_SET, callback_page};
 
 async fn authorize(
     service: Arc<Integrations>,
@@ -359,19 +359,6 @@ async fn authorize(
                 .into())
         }
     }
-}
-
-/// The page the browser shows after the callback; the provider's error text is escaped.
-pub fn callback_page(result: &Result<(), String>) -> axum::response::Html<String> {
-    let (title, body) = match result {
-        Ok(()) => (ALL_SET.to_string(), "You can close this window.".to_string()),
-        Err(e) => ("Authorization failed".to_string(), html_escape::encode_text(e).into_owned()),
-    };
-    axum::response::Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tern</title></head>\
-         <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>{}</h1><p>{body}</p></body></html>",
-        html_escape::encode_text(&title)
-    ))
 }
 
 fn open_browser(url: &str) {

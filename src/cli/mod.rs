@@ -2,7 +2,6 @@
 
 pub mod config_file;
 pub mod context;
-pub use integrations::callback_page;
 mod integrations;
 mod keys;
 mod plugins;

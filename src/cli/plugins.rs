@@ -156,8 +156,9 @@ async fn check(
     let input = RunInput {
         conversation_id: "plugin-check".into(),
         contact: json!({"id": "cli-user"}),
-        message: Message { text: message.to_string(), id: None },
+        message: Message { text: message.to_string(), ..Default::default() },
         event: None,
+        journal: None,
     };
     let started = Instant::now();
     let result = engine.start(&flow, input, vars, None).await;

@@ -11,9 +11,11 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 use tern_engine::http::Outbound;
 use tern_engine::secrets::SecretSource;
-use tern_engine::{
-    Engine, Message, Registry, ReplySink, RunInput, RunLimits, RunResult, RunStatus, TokenSource, VarName,
+use tern_engine::conversation::{
+    Answer, AnswerStatus, ConversationError, ConversationId, ConversationOptions, Conversations, Inbound, LoadedFlow,
+    MemoryConversationStore, Trigger, flow_hash,
 };
+use tern_engine::{Engine, Registry, ReplySink, RunLimits, TokenSource, VarName};
 
 use super::context::Shared;
 
@@ -68,13 +70,40 @@ pub async fn engine(shared: &Shared, with_store: bool, registry: Arc<Registry>) 
     Ok(Engine { registry, outbound: Outbound { client, tokens }, secrets, limits: RunLimits::default() })
 }
 
+/// The conversation service over an in-memory store, with `flow` as the only flow.
+fn service(engine: Engine, flow: Arc<tern_engine::CompiledFlow>, hash: String, max_in_flight: usize) -> Conversations {
+    let options = ConversationOptions { max_in_flight: max_in_flight.max(4096), ..ConversationOptions::default() };
+    let conversations = Conversations::start(engine, Arc::new(MemoryConversationStore::default()), options, None);
+    conversations.set_flows(vec![LoadedFlow { hash, flow }]);
+    conversations
+}
+
+/// The first message starts the flow (whatever its trigger); later ones resume it.
+fn inbound(
+    conversation: &ConversationId,
+    contact: &str,
+    text: String,
+    start: Option<(&tern_engine::CompiledFlow, &Map<String, Value>)>,
+) -> Inbound {
+    let mut m = Inbound::message(conversation.clone(), None, text);
+    m.contact.insert("id".into(), json!(contact));
+    if let Some((flow, vars)) = start {
+        m.trigger = Trigger::Start { flow_id: flow.id.to_string(), event: None };
+        m.variables = vars.clone();
+    }
+    m
+}
+
 pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(super::registry(shared).await?);
-    let flow = super::load_file(&args.flow, &registry)?;
+    let flow = Arc::new(super::load_file(&args.flow, &registry)?);
+    let hash = flow_hash(&std::fs::read_to_string(&args.flow).unwrap_or_default());
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
     let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store(), registry.clone()).await?;
+    let conversation = ConversationId::new(args.conversation.clone()).map_err(|e| anyhow::anyhow!("--conversation: {e}"))?;
     if args.repeat > 1 {
-        return repeat(&engine, &flow, &args).await;
+        let conversations = service(engine, flow.clone(), hash, args.repeat);
+        return repeat(&conversations, &flow, &args).await;
     }
     let interactive = std::io::stdin().is_terminal() && !args.json;
     let mut messages = args.messages.into_iter();
@@ -104,89 +133,81 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("{}", r.text);
         }) as ReplySink
     });
-    let input = |text: String| RunInput {
-        event: None,
-        conversation_id: args.conversation.clone(),
-        contact: json!({ "id": args.contact }),
-        message: Message { text, id: None },
-    };
     let overrides: Map<String, Value> = args.vars.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect();
-
-    let mut result = engine.start(&flow, input(first), overrides, sink.as_ref()).await;
-    let mut all = Collected::default();
-    loop {
-        all.add(&result);
-        if result.status != RunStatus::Paused {
-            break;
-        }
+    let conversations = service(engine, flow.clone(), hash, 1);
+    let first = inbound(&conversation, &args.contact, first, Some((&flow, &overrides)));
+    let mut answer = conversations.submit(first, sink.clone())?.wait().await?;
+    while answer.status == AnswerStatus::Paused {
         let Some(text) = next_message()? else { break };
-        let Some(snapshot) = result.snapshot.take() else { break };
-        result = engine.resume(&flow, snapshot, input(text), sink.as_ref()).await;
+        let next = inbound(&conversation, &args.contact, text, None);
+        answer = conversations.submit(next, sink.clone())?.wait().await?;
     }
+    // Commits the run's history (the in-memory store), which `--json` prints.
+    conversations.shutdown(std::time::Duration::from_secs(5)).await;
 
     if args.json {
+        let history = match &answer.run_id {
+            Some(id) => conversations.run(id).await?,
+            None => None,
+        };
+        let segments = history.map(|h| h.segments).unwrap_or_default();
+        let replies: Vec<&tern_engine::conversation::ReplyText> = segments.iter().flat_map(|s| &s.replies).collect();
+        let trace: Vec<&tern_engine::TraceEntry> = segments.iter().flat_map(|s| &s.trace).collect();
         let out = json!({
-            "run_id": result.run_id,
-            "flow_id": result.flow_id,
-            "status": result.status,
-            "replies": all.replies,
-            "variables": result.variables,
-            "trace": all.trace,
-            "error": result.error,
+            "run_id": answer.run_id,
+            "flow_id": answer.flow_id,
+            "status": answer.status,
+            "replies": replies,
+            "variables": segments.last().map(|s| s.variables.clone()).unwrap_or_default(),
+            "trace": trace,
+            "error": answer.error,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else if result.status == RunStatus::Paused {
+    } else if answer.status == AnswerStatus::Paused {
         eprintln!("(the flow is waiting for a reply; pass another --message to answer it)");
     }
-    match (&result.status, &result.error) {
-        (RunStatus::Failed, Some(e)) => {
+    match (&answer.status, &answer.error) {
+        (AnswerStatus::Failed, Some(e)) => {
             let at = e.step.as_ref().map(|s| format!("step `{s}` ")).unwrap_or_default();
             Err(Failed(format!("{at}failed [{}]: {}", e.code, e.message)).into())
         }
-        (RunStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
+        (AnswerStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
         _ => Ok(ExitCode::SUCCESS),
     }
 }
 
-/// Replies and trace across all activations of the run.
-#[derive(Default)]
-struct Collected {
-    replies: Vec<Value>,
-    trace: Vec<Value>,
-}
-
-impl Collected {
-    fn add(&mut self, r: &RunResult) {
-        self.replies.extend(r.replies.iter().filter_map(|x| serde_json::to_value(x).ok()));
-        self.trace.extend(r.trace.iter().filter_map(|x| serde_json::to_value(x).ok()));
-    }
-}
-
 /// `--repeat N`: N conversations at once, each fed the same messages.
-async fn repeat(engine: &Engine, flow: &tern_engine::CompiledFlow, args: &RunArgs) -> anyhow::Result<ExitCode> {
+async fn repeat(
+    conversations: &Conversations,
+    flow: &tern_engine::CompiledFlow,
+    args: &RunArgs,
+) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
-    let runs = (0..args.repeat).map(|i| async move {
-        let input = |text: &str| RunInput {
-            event: None,
-            conversation_id: format!("{}-{i}", args.conversation),
-            contact: json!({ "id": format!("{}-{i}", args.contact) }),
-            message: Message { text: text.to_string(), id: None },
-        };
-        let mut messages = args.messages.iter();
-        let first = messages.next().map(String::as_str).unwrap_or_default();
-        let mut result = engine.start(flow, input(first), Map::new(), None).await;
-        for text in messages {
-            let Some(snapshot) = result.snapshot.take() else { break };
-            result = engine.resume(flow, snapshot, input(text), None).await;
+    let none = Map::new();
+    let runs = (0..args.repeat).map(|i| {
+        let none = &none;
+        async move {
+            let conversation = ConversationId::new(format!("{}-{i}", args.conversation))?;
+            let contact = format!("{}-{i}", args.contact);
+            let mut messages = args.messages.iter();
+            let first = messages.next().cloned().unwrap_or_default();
+            let mut answer =
+                conversations.submit(inbound(&conversation, &contact, first, Some((flow, none))), None)?.wait().await?;
+            for text in messages {
+                if answer.status != AnswerStatus::Paused {
+                    break;
+                }
+                answer = conversations.submit(inbound(&conversation, &contact, text.clone(), None), None)?.wait().await?;
+            }
+            Ok::<Answer, ConversationError>(answer)
         }
-        result
     });
-    let results = futures_util::future::join_all(runs).await;
-    let failed: Vec<&RunResult> = results.iter().filter(|r| r.status == RunStatus::Failed).collect();
+    let results: Vec<Answer> = futures_util::future::join_all(runs).await.into_iter().collect::<Result<_, _>>()?;
+    let failed: Vec<&Answer> = results.iter().filter(|r| r.status == AnswerStatus::Failed).collect();
     let summary = json!({
         "runs": results.len(),
-        "completed": results.iter().filter(|r| r.status == RunStatus::Completed).count(),
-        "paused": results.iter().filter(|r| r.status == RunStatus::Paused).count(),
+        "completed": results.iter().filter(|r| r.status == AnswerStatus::Completed).count(),
+        "paused": results.iter().filter(|r| r.status == AnswerStatus::Paused).count(),
         "failed": failed.len(),
         "seconds": started.elapsed().as_secs_f64(),
         "first_errors": failed.iter().take(3).map(|r| &r.error).collect::<Vec<_>>(),

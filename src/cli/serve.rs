@@ -1,20 +1,22 @@
 //! `tern serve`: load the flows, open the store, serve the conversation API.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
+use tern_engine::conversation::{
+    ConversationOptions, ConversationStore, Conversations, LoadedFlow, Retention, flow_hash,
+};
 use tern_engine::http::Outbound;
 use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
 use tokio::sync::mpsc;
 
 use super::context::Shared;
-use crate::server::{AppState, LoadedFlow, app, flow_hash};
+use crate::server::{AppState, app};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -43,9 +45,49 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10, env = "TERN_HEADER_READ_TIMEOUT")]
     header_read_timeout: u64,
     /// Also post every run's replies here (`{"conversation_id", "run_id", "status", "replies"}`);
-    /// needed for replies to runs resumed by a contact's login.
+    /// needed for replies to runs resumed by a contact's login. Deliveries are stored and
+    /// retried with backoff (12 attempts over about an hour).
     #[arg(long, env = "TERN_WEBHOOK_URL")]
     webhook_url: Option<url::Url>,
+    /// How long a message request waits for its run before answering 202 with the URL of the
+    /// answer (the run goes on), in seconds.
+    #[arg(long, default_value_t = 25, env = "TERN_REPLY_WAIT", value_name = "SECS")]
+    reply_wait: u64,
+    /// Most messages queued or running at once; more are answered 503 with Retry-After.
+    #[arg(long, default_value_t = 4096, env = "TERN_MAX_IN_FLIGHT")]
+    max_in_flight: usize,
+    /// How long run history is kept (e.g. `30d`, `12h`).
+    #[arg(long, default_value = "30d", env = "TERN_HISTORY_RETENTION", value_name = "AGE")]
+    history_retention: humantime::Duration,
+    /// Most runs kept in history (the oldest go first).
+    #[arg(long, default_value_t = 100_000, env = "TERN_HISTORY_MAX_RUNS", value_name = "N")]
+    history_max_runs: u64,
+    /// How long a message id is remembered, so that a repeat is answered from memory (e.g.
+    /// `1d`); at most 1,000,000 ids are kept.
+    #[arg(long, default_value = "1d", env = "TERN_DEDUPE_WINDOW", value_name = "AGE")]
+    dedupe_window: humantime::Duration,
+    /// How often retention runs (it also runs at start-up), e.g. `1m`.
+    #[arg(long, default_value = "1m", env = "TERN_PRUNE_INTERVAL", value_name = "INTERVAL")]
+    prune_interval: humantime::Duration,
+}
+
+impl ServeArgs {
+    fn conversation_options(&self) -> ConversationOptions {
+        let ms = |d: &humantime::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        ConversationOptions {
+            pause_ttl: std::time::Duration::from_secs(u64::try_from(self.pause_ttl.max(1)).unwrap_or(1)),
+            webhook: self.webhook_url.clone(),
+            max_in_flight: self.max_in_flight.max(1),
+            retention: Retention {
+                history_max_age_ms: ms(&self.history_retention),
+                history_max_runs: self.history_max_runs,
+                dedupe_window_ms: ms(&self.dedupe_window),
+                ..Retention::default()
+            },
+            prune_every: (*self.prune_interval).max(std::time::Duration::from_secs(1)),
+            ..ConversationOptions::default()
+        }
+    }
 }
 
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -68,7 +110,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         .with_observer(observer),
     );
     let registry = Arc::new(super::registry(shared).await?);
-    let (flows, broken) = load_dir(&args.flows, &registry, &store).await?;
+    let (flows, broken) = load_dir(&args.flows, &registry, &*store).await?;
     if broken > 0 && !args.skip_invalid {
         anyhow::bail!(
             "{broken} flow(s) in {} are invalid; fix them or start with --skip-invalid",
@@ -78,8 +120,6 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     if broken > 0 {
         eprintln!("warning: skipped {broken} invalid flow(s)");
     }
-    let versions: HashMap<String, Arc<tern_engine::CompiledFlow>> =
-        flows.iter().map(|f| (f.hash.clone(), f.flow.clone())).collect();
     let admin_token = admin_token(shared)?;
     let engine = Engine {
         registry,
@@ -87,25 +127,29 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         secrets: secrets.clone(),
         limits: RunLimits::default(),
     };
+    let observer = {
+        let metrics = metrics.clone();
+        Arc::new(move |r: &tern_engine::RunResult| metrics.observe(r)) as tern_engine::conversation::RunObserver
+    };
+    let conversations = Conversations::start(engine, store.clone(), args.conversation_options(), Some(observer));
+    conversations.set_flows(flows);
     let state = Arc::new(AppState {
-        engine,
+        conversations: conversations.clone(),
         store,
         integrations,
         secrets,
-        flows: std::sync::RwLock::new(Arc::new(flows)),
-        versions: Mutex::new(versions),
-        locks: Mutex::default(),
-        pause_ttl_secs: args.pause_ttl,
         admin_token,
         metrics,
-        webhook: args.webhook_url.clone(),
         csrf: SecretString::from({
             let bytes: [u8; 24] = rand::random();
             bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
         }),
         max_concurrency: args.max_concurrency.max(1),
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
+        reply_wait: std::time::Duration::from_secs(args.reply_wait.max(1)),
     });
+    // Messages acknowledged before a crash and not answered yet.
+    conversations.recover().await?;
     let (reload_tx, reload_rx) = mpsc::channel(8);
     tokio::spawn(reload_loop(state.clone(), args.flows.clone(), args.skip_invalid, reload_rx));
     #[cfg(unix)]
@@ -124,6 +168,8 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         shutdown(),
     )
     .await;
+    // Runs still going finish, history and answers are committed, then the process ends.
+    conversations.shutdown(std::time::Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,7 +211,7 @@ async fn shutdown() {
 async fn load_dir(
     dir: &std::path::Path,
     registry: &tern_engine::Registry,
-    store: &tern_engine::store::SqliteStore,
+    store: &dyn ConversationStore,
 ) -> anyhow::Result<(Vec<LoadedFlow>, usize)> {
     let mut flows = Vec::new();
     let mut broken = 0;
@@ -185,11 +231,6 @@ async fn load_dir(
             }
         }
     }
-    flows.sort_by(|a, b| {
-        let pa = a.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
-        let pb = b.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
-        pb.cmp(&pa).then_with(|| a.flow.id.cmp(&b.flow.id))
-    });
     Ok((flows, broken))
 }
 
@@ -207,15 +248,10 @@ async fn reload_loop(
         // Editors write a file in several steps: wait for the burst to end.
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         while requests.try_recv().is_ok() {}
-        match load_dir(&dir, &state.engine.registry, &state.store).await {
+        match load_dir(&dir, &state.conversations.engine().registry, &*state.store).await {
             Ok((flows, broken)) if broken == 0 || skip_invalid => {
-                let mut versions = state.versions.lock().unwrap_or_else(|p| p.into_inner());
-                for f in &flows {
-                    versions.insert(f.hash.clone(), f.flow.clone());
-                }
-                drop(versions);
                 let n = flows.len();
-                *state.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(flows);
+                state.conversations.set_flows(flows);
                 eprintln!("reloaded {n} flow(s) from {} ({why})", dir.display());
             }
             Ok((_, broken)) => {

@@ -133,9 +133,10 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
 async fn converse(engine: &Engine, flow: &tern_engine::CompiledFlow) -> anyhow::Result<()> {
     let input = |text: &str| RunInput {
         event: None,
+        journal: None,
         conversation_id: "demo".into(),
         contact: json!({"id": "demo-user"}),
-        message: Message { text: text.into(), id: None },
+        message: Message { text: text.into(), ..Default::default() },
     };
     println!("   you:  last name");
     let mut result = engine.start(flow, input("last name"), Map::new(), None).await;

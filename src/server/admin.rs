@@ -24,8 +24,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A store failure: the detail (paths, driver messages) goes to the log, not to the caller.
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    tracing::error!(error = %e, "the admin API could not use the store");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the server log".into())
 }
 
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -160,7 +162,7 @@ pub async fn delete_secret(
 /// `GET /v1/flows`: the flows that can start, in the order they are tried.
 pub async fn list_flows(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     admin(&state, &headers)?;
-    let flows = state.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let flows = state.conversations.flows();
     let list: Vec<Value> = flows
         .iter()
         .map(|f| {

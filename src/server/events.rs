@@ -31,7 +31,7 @@ pub async fn post_event(
     let rec = match state.store.get_integration(&name).await {
         Ok(Some(r)) => r,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no integration `{name}`")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return internal(&e),
     };
     let (Some(path), Some(field)) = (&rec.config.event_identifier, &rec.config.account_field) else {
         return error(
@@ -50,19 +50,20 @@ pub async fn post_event(
             let captured = t.metadata.get(tern_engine::integrations::ACCOUNT_ID).or_else(|| t.metadata.get(field));
             captured.map(|v| value_text(v).into_owned())
         }),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return internal(&e),
     };
     if expected.as_deref() != Some(identifier.as_str()) {
         tracing::warn!(integration = %name, "rejected an event for an unknown account identifier");
         return error(StatusCode::NOT_FOUND, "unknown account identifier for this integration");
     }
-    let flows = state.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let flows = state.conversations.flows();
     let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches_event(&name))) else {
         return axum::Json(json!({"status": "no_flow", "replies": []})).into_response();
     };
-    let conversation = format!("event:{name}:{identifier}");
-    match messages::start_with_event(&state, &conversation, loaded, event).await {
-        Ok(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    messages::start_with_event(&state, format!("event:{name}:{identifier}"), loaded.flow.id.as_str(), event).await
+}
+
+fn internal(e: &tern_engine::store::StoreError) -> Response {
+    tracing::error!(error = %e, "the store failed while handling an integration event");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
 }

@@ -1,22 +1,22 @@
 //! `tern serve`: the conversation server. `app(state)` is the axum router; handlers are in
 //! their own modules.
 //!
-//! Messages of one conversation are processed one at a time, in arrival order (an async mutex
-//! per conversation); different conversations run in parallel. A paused run is stored
-//! (encrypted) with the content hash of the flow version it started with, so it resumes on
-//! that version after a reload or a restart.
+//! The handlers are adapters: conversations go through
+//! [`Conversations`](tern_engine::conversation::Conversations) (ordering, dedupe, runs detached
+//! from requests, history, the webhook outbox), integrations through
+//! [`Integrations`](tern_engine::integrations::Integrations).
 
 mod admin;
 mod events;
 pub mod listen;
 mod messages;
 mod metrics;
+pub mod pages;
 mod web;
 
 pub use metrics::Metrics;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -25,67 +25,38 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sha2::Digest;
 use tern_engine::integrations::{CallbackParams, Integrations};
+use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
+use tern_engine::conversation::Conversations;
+use tern_engine::secrets::LayeredSecrets;
 use tern_engine::store::SqliteStore;
-use tern_engine::{CompiledFlow, Engine, LoadOptions, load_flow};
-
-/// A loaded flow and its version.
-pub struct LoadedFlow {
-    /// SHA-256 of the source.
-    pub hash: String,
-    /// The compiled flow.
-    pub flow: Arc<CompiledFlow>,
-}
 
 /// Everything the handlers share.
 pub struct AppState {
-    pub engine: Engine,
+    /// The conversation service.
+    pub conversations: Conversations,
+    /// The store (integrations, secrets).
     pub store: Arc<SqliteStore>,
+    /// The integrations service.
     pub integrations: Arc<Integrations>,
     /// `{{secrets.NAME}}` values; the admin API updates the stored layer.
-    pub secrets: Arc<crate::cli::context::LayeredSecrets>,
-    /// Flows that can start, by trigger priority (highest first), then id; replaced as a
-    /// whole on reload.
-    pub flows: std::sync::RwLock<Arc<Vec<LoadedFlow>>>,
-    /// Every flow version seen by this process, by hash.
-    pub versions: Mutex<HashMap<String, Arc<CompiledFlow>>>,
-    /// One lock per conversation being processed.
-    pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// How long a paused run waits for the next message.
-    pub pause_ttl_secs: i64,
+    pub secrets: Arc<LayeredSecrets>,
     /// The bearer token for the admin API.
     pub admin_token: SecretString,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The web page's CSRF token (random per process).
     pub csrf: SecretString,
-    /// Where every run's replies are also posted, when set.
-    pub webhook: Option<url::Url>,
     /// Most requests handled at once; more get 503 with Retry-After.
     pub max_concurrency: usize,
     /// Longest time one request may take.
     pub request_timeout: std::time::Duration,
-}
-
-/// SHA-256 of a flow's source, hex.
-pub fn flow_hash(source: &str) -> String {
-    sha2::Sha256::digest(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    /// How long a message request waits for the run's answer before answering 202 with the
+    /// URL to fetch it from.
+    pub reply_wait: std::time::Duration,
 }
 
 impl AppState {
-    /// The flow version with this hash: in memory, or recompiled from the stored source.
-    pub async fn version(&self, hash: &str) -> Option<Arc<CompiledFlow>> {
-        if let Some(f) = self.versions.lock().unwrap_or_else(|p| p.into_inner()).get(hash) {
-            return Some(f.clone());
-        }
-        let source = self.store.flow_version(hash).await.ok().flatten()?;
-        let opts = LoadOptions { registry: &self.engine.registry, integrations: None, limits: Default::default() };
-        let flow = Arc::new(load_flow(&source, &opts).ok()?);
-        self.versions.lock().unwrap_or_else(|p| p.into_inner()).insert(hash.to_string(), flow.clone());
-        Some(flow)
-    }
-
     fn is_admin(&self, headers: &HeaderMap) -> bool {
         let given = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -93,6 +64,12 @@ impl AppState {
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
         subtle::ConstantTimeEq::ct_eq(given.as_bytes(), self.admin_token.expose_secret().as_bytes()).into()
+    }
+
+    /// How long a request may wait for a run: the reply wait, within the request timeout.
+    pub fn answer_wait(&self) -> std::time::Duration {
+        let margin = std::time::Duration::from_millis(500);
+        self.reply_wait.min(self.request_timeout.saturating_sub(margin)).max(std::time::Duration::from_millis(100))
     }
 }
 
@@ -106,6 +83,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .timeout(state.request_timeout);
     Router::new()
         .route("/v1/conversations/{id}/messages", post(messages::post_message))
+        .route("/v1/conversations/{id}/messages/{message_id}", get(messages::get_message))
         .route("/v1/runs/{id}", get(get_run))
         .route("/oauth/callback", get(callback))
         .route("/", get(web::page))
@@ -153,14 +131,18 @@ async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id
     if !state.is_admin(&headers) {
         return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
     }
-    match state.store.run(&id).await {
-        Ok(Some(result)) => ([(axum::http::header::CONTENT_TYPE, "application/json")], result).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match state.conversations.run(&id).await {
+        Ok(Some(run)) => axum::Json(run).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id} (runs are kept as long as --history-retention says)")),
+        Err(e) => {
+            tracing::error!(run = %id, error = %e, "could not read a run");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
+        }
     }
 }
 
-/// Resumes a conversation waiting for a contact's login with the outcome.
+/// Resumes a conversation waiting for a contact's login with the outcome. The replies reach
+/// the channel through the webhook.
 async fn resume_after_login(
     state: &Arc<AppState>,
     done: &tern_engine::integrations::Completed,
@@ -169,15 +151,24 @@ async fn resume_after_login(
     let (Some(conversation), tern_engine::TokenOwner::Contact(contact)) = (&done.conversation, &done.owner) else {
         return false;
     };
+    let Ok(conversation) = ConversationId::new(conversation.clone()) else { return false };
     let mut login = json!({"integration": done.integration.as_str(), "success": error.is_none()});
     if let Some(e) = error {
         login["error"] = json!(e);
     }
-    let mut who = serde_json::Map::new();
-    who.insert("id".into(), json!(contact));
-    let msg = messages::IncomingMessage { text: String::new(), contact: Some(who), message_id: None };
-    if let Err(e) = messages::handle_locked(state, conversation, msg, Some(json!({"login": login}))).await {
-        tracing::warn!(error = %e, "could not resume the conversation after a login");
+    let mut inbound = Inbound::message(conversation, Some(MessageId::generated()), "");
+    inbound.contact.insert("id".into(), json!(contact));
+    inbound.trigger = Trigger::Resume { event: json!({"login": login}) };
+    match state.conversations.submit(inbound, None) {
+        Ok(mut ticket) => {
+            if ticket.wait_for(state.answer_wait()).await.is_none() {
+                // The run goes on; make sure a crash cannot lose it.
+                if let Err(e) = state.conversations.accept(&mut ticket).await {
+                    tracing::warn!(error = %e, "could not make the resumed conversation durable");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not resume the conversation after a login"),
     }
     true
 }
@@ -192,7 +183,7 @@ async fn callback(
         Ok(done) => {
             state.integrations.invalidate(&done.integration);
             if resume_after_login(&state, &done, None).await {
-                return crate::cli::callback_page(&Ok(())).into_response();
+                return pages::callback_page(&Ok(())).into_response();
             }
             axum::response::Redirect::to(&format!("/?authorized={}", done.integration)).into_response()
         }
@@ -201,7 +192,7 @@ async fn callback(
             if let Some(done) = context
                 && resume_after_login(&state, &done, Some(message.clone())).await
             {
-                return crate::cli::callback_page(&Err(message)).into_response();
+                return pages::callback_page(&Err(message)).into_response();
             }
             let q: String =
                 url::form_urlencoded::Serializer::new(String::new()).append_pair("error", &message).finish();

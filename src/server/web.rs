@@ -25,7 +25,7 @@ use tern_engine::tokens::TokenOwner;
 
 use super::{AppState, error};
 
-const ALL_SET: &str = "All set! Your authorization is complete!";
+use super::pages::ALL_SET;
 
 fn basic_ok(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(b64) =
@@ -65,7 +65,7 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(
     }
     let list = match state.store.list_integrations().await {
         Ok(l) => l,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return store_failed(&e),
     };
     let csrf = attr(state.csrf.expose_secret()).into_owned();
     let mut banner = String::new();
@@ -221,7 +221,10 @@ pub async fn add(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(f)
                 ))
                 .into_response()
             }
-            Err(e) => back_with_error(&e.to_string()),
+            Err(e) => {
+                tracing::error!(error = %e, "could not save an integration");
+                back_with_error("the store failed; see the server log")
+            }
         },
         Err(e) => back_with_error(&e),
     }
@@ -262,6 +265,12 @@ pub async fn api_list(State(state): State<Arc<AppState>>, headers: HeaderMap) ->
             axum::Json(json!({ "integrations": list, "callback_url": state.integrations.callback_url().as_str() }))
                 .into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_failed(&e),
     }
+}
+
+/// A store failure: the detail goes to the log, not to the page.
+fn store_failed(e: &tern_engine::store::StoreError) -> Response {
+    tracing::error!(error = %e, "the integrations page could not read the store");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the server log")
 }

@@ -137,7 +137,7 @@ impl Call {
         cx.record("request", summary);
         let started = Instant::now();
         let auth = self.integration.as_ref().map(|i| (i, &owner));
-        let resp = cx.outbound().execute(&prepared, auth).await?;
+        let resp = cx.send(&prepared, auth).await?;
         cx.record(
             "response",
             json!({

@@ -46,6 +46,8 @@ struct Shared {
     log: Arc<Mutex<Vec<Recorded>>>,
     /// Benchmarks turn recording off so the log does not grow without bound.
     quiet: bool,
+    /// Tickets opened by `/tickets`.
+    tickets: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A Teamleader-like API plus endpoints for redirects, big and slow responses.
@@ -104,6 +106,7 @@ fn app(shared: Shared) -> Router {
         .route("/gzip-bomb", any(gzip_bomb))
         .route("/slow", any(slow))
         .route("/html", any(html))
+        .route("/tickets", post(tickets))
         .fallback(echo)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -166,6 +169,15 @@ async fn gzip_bomb() -> Response {
 async fn slow() -> Response {
     tokio::time::sleep(Duration::from_secs(5)).await;
     axum::Json(json!({"late": true})).into_response()
+}
+
+/// Opens a ticket (`{"id": "T-<n>"}`, n counting from 1 per server), after `?delay_ms=`
+/// milliseconds.
+async fn tickets(State(s): State<Shared>, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let delay = q.get("delay_ms").and_then(|d| d.parse().ok()).unwrap_or(0);
+    let n = s.tickets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    tokio::time::sleep(Duration::from_millis(delay)).await;
+    axum::Json(json!({"id": format!("T-{n}")})).into_response()
 }
 
 async fn html() -> Response {

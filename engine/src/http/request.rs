@@ -34,6 +34,12 @@ pub enum Method {
 }
 
 impl Method {
+    /// Whether repeating the request has the same effect as sending it once (RFC 9110
+    /// §9.2.2): GET, HEAD, PUT and DELETE are; POST and PATCH are not.
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch)
+    }
+
     /// The reqwest method.
     pub fn to_reqwest(self) -> reqwest::Method {
         match self {

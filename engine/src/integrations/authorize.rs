@@ -80,6 +80,9 @@ pub enum AuthError {
         /// Why.
         reason: String,
     },
+    /// The task that exchanged the code ended abnormally (a bug; the log has the detail).
+    #[error("the authorization was interrupted by an internal error; start it again")]
+    Interrupted,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -205,7 +208,19 @@ impl Integrations {
             owner: pending.owner.clone(),
             conversation: pending.conversation.clone(),
         };
-        self.exchange(params, pending).await.map_err(|e| (Some(context), e))
+        // The state is spent: the exchange and the write of its tokens run in their own task,
+        // so a browser that closes the connection cannot leave a code exchanged at the provider
+        // but its tokens unstored.
+        let this = self.clone();
+        let params = params.clone();
+        let task = tokio::spawn(async move { this.exchange(&params, pending).await });
+        match task.await {
+            Ok(result) => result.map_err(|e| (Some(context), e)),
+            Err(join) => {
+                tracing::error!(error = %join, "the authorization task failed");
+                Err((Some(context), AuthError::Interrupted))
+            }
+        }
     }
 
     async fn exchange(&self, params: &CallbackParams, pending: PendingAuthorization) -> Result<Completed, AuthError> {

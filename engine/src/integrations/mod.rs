@@ -27,14 +27,18 @@ pub const STATE_TTL_SECS: i64 = 600;
 
 type CredentialKey = (IntegrationName, TokenOwner);
 
-/// The integrations service.
+/// The integrations service. Cheap to clone (every field is shared): work that must finish
+/// whoever waits for it — a token refresh, a code exchange — runs on a clone in its own task.
+#[derive(Clone)]
 pub struct Integrations {
     store: Arc<dyn Store>,
     http: HttpClient,
     public_url: url::Url,
     secrets: Arc<dyn SecretSource>,
-    flights: Mutex<HashMap<CredentialKey, Arc<tokio::sync::Mutex<()>>>>,
-    cache: Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>,
+    /// One entry per credential being refreshed; removed when nobody holds or waits for it.
+    flights: Arc<Mutex<HashMap<CredentialKey, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Usable grants, bounded by [`source::CACHE_CAPACITY`] credentials.
+    cache: Arc<Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>>,
     observer: Option<TokenObserver>,
 }
 
@@ -76,7 +80,7 @@ impl Integrations {
     /// The service over a store. `public_url` is where Tern is reachable; the callback URL is
     /// `{public_url}/oauth/callback`. `http` is used for token requests.
     pub fn new(store: Arc<dyn Store>, http: HttpClient, public_url: url::Url, secrets: Arc<dyn SecretSource>) -> Self {
-        Self { store, http, public_url, secrets, flights: Mutex::default(), cache: Mutex::default(), observer: None }
+        Self { store, http, public_url, secrets, flights: Arc::default(), cache: Arc::default(), observer: None }
     }
 
     /// Reports every token request's outcome to `observer`.

@@ -1,6 +1,7 @@
 //! [`TokenSource`] over the store: fresh tokens for steps, refreshed before they expire or once
 //! after a rejection, single-flight inside the process and across processes, rotation-safe.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,9 @@ use crate::tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
 
 /// How long a grant is served from memory before the store is consulted again.
 const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Most credentials (integration × owner) whose grants are kept in memory.
+pub(super) const CACHE_CAPACITY: usize = 10_000;
 
 pub(super) struct Cached {
     grant: Grant,
@@ -56,6 +60,16 @@ impl Integrations {
         flights.entry(key.clone()).or_default().clone()
     }
 
+    /// Forgets a credential's flight when nobody else holds or waits for it (the map holds one
+    /// entry per credential being refreshed, not per credential ever refreshed).
+    fn land(&self, key: &CredentialKey, flight: Arc<tokio::sync::Mutex<()>>) {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        drop(flight);
+        if flights.get(key).is_some_and(|f| Arc::strong_count(f) == 1) {
+            flights.remove(key);
+        }
+    }
+
     /// Drops every cached grant of an integration, so that the next use reads the store (after
     /// an operator changed or re-authorized it in another process, for example).
     pub fn invalidate(&self, name: &IntegrationName) {
@@ -70,7 +84,20 @@ impl Integrations {
 
     fn remember(&self, key: CredentialKey, grant: &Grant, token: &TokenRecord, skew: i64) {
         let cached = Cached { grant: grant.clone(), token: token.clone(), skew, fetched: Instant::now() };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).entry(key.0).or_default().insert(key.1, cached);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let entries: usize = cache.values().map(HashMap::len).sum();
+        if entries >= CACHE_CAPACITY {
+            // Bounded: drop what has gone stale; if everything is fresh, start over (the store
+            // is the source of truth, the cache only saves reads).
+            cache.retain(|_, owners| {
+                owners.retain(|_, c| c.usable());
+                !owners.is_empty()
+            });
+            if cache.values().map(HashMap::len).sum::<usize>() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.entry(key.0).or_default().insert(key.1, cached);
     }
 
     /// A usable cached grant, looked up without allocating.
@@ -131,16 +158,43 @@ impl Integrations {
 
     /// Refreshes (or, for service accounts, fetches) the token unless someone already did since
     /// version `seen`. Single-flight in this process; the store lock covers other processes.
+    ///
+    /// The refresh runs in its own task: once the request is sent, it finishes and commits the
+    /// result (a rotated refresh token above all, SECURITY R5) even when every caller waiting
+    /// for it has gone away (a client that disconnected, a timeout).
     async fn refresh_token(
         &self,
         rec: &IntegrationRecord,
         owner: &TokenOwner,
         seen: i64,
     ) -> Result<TokenRecord, TokenError> {
+        let this = self.clone();
+        let (rec, owner) = (rec.clone(), owner.clone());
+        let name = rec.name.clone();
+        let task = tokio::spawn(async move {
+            let key = (rec.name.clone(), owner.clone());
+            let flight = this.flight(&key);
+            let result = {
+                let _in_process = flight.lock().await;
+                this.refresh_locked(&rec, &owner, seen).await
+            };
+            this.land(&key, flight);
+            result
+        });
+        task.await.unwrap_or_else(|join| {
+            tracing::error!(integration = %name, error = %join, "the token refresh task failed");
+            Err(TokenError::Provider { integration: name, reason: "the token refresh was interrupted".into() })
+        })
+    }
+
+    /// [`refresh_token`](Self::refresh_token) with this process's flight lock held.
+    async fn refresh_locked(
+        &self,
+        rec: &IntegrationRecord,
+        owner: &TokenOwner,
+        seen: i64,
+    ) -> Result<TokenRecord, TokenError> {
         let name = &rec.name;
-        let key = (name.clone(), owner.clone());
-        let flight = self.flight(&key);
-        let _in_process = flight.lock().await;
         // Another task of this process may have refreshed while we waited.
         if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
             && t.version > seen

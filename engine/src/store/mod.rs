@@ -6,6 +6,7 @@
 //! table, row and column as associated data. Reads that return secrets return
 //! [`SecretString`]s, which never print.
 
+mod conversations;
 mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -17,7 +18,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use sqlite::{PausedConversation, SqliteStore};
+pub use sqlite::SqliteStore;
 
 use crate::crypto::CryptoError;
 use crate::ids::IntegrationName;

@@ -83,28 +83,81 @@ CREATE TABLE runs (
     updated_at INTEGER NOT NULL
 );
 "#,
+    // The conversation service: encrypted answers, accepted messages, run history in segments,
+    // the webhook outbox. The plaintext `runs` and `processed_messages` of version 2 are
+    // dropped (they could hold tokens an API echoed; dedupe only spans minutes).
+    r#"
+DROP TABLE runs;
+DROP TABLE processed_messages;
+CREATE TABLE answers (
+    conversation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    answer BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, message_id)
+);
+CREATE INDEX answers_created ON answers (created_at_ms);
+CREATE TABLE inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    accepted_at_ms INTEGER NOT NULL,
+    UNIQUE (conversation_id, message_id)
+);
+CREATE TABLE run_history (
+    run_id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    contact_id TEXT,
+    flow_id TEXT NOT NULL,
+    flow_version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    finished_at_ms INTEGER,
+    segments INTEGER NOT NULL
+);
+CREATE INDEX run_history_updated ON run_history (updated_at_ms);
+CREATE INDEX run_history_conversation ON run_history (conversation_id, updated_at_ms);
+CREATE INDEX run_history_flow ON run_history (flow_id, updated_at_ms);
+CREATE TABLE run_segments (
+    run_id TEXT NOT NULL REFERENCES run_history (run_id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_ms);
+CREATE TABLE effects (
+    conversation_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step_id TEXT NOT NULL,
+    response BLOB,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, message_id, seq)
+);
+CREATE INDEX effects_created ON effects (created_at_ms);
+CREATE INDEX conversations_expires ON conversations (expires_at);
+CREATE INDEX pending_expires ON pending_authorizations (expires_at);
+"#,
 ];
 
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    keys: Arc<Keyring>,
-    location: String,
+    pub(super) pool: SqlitePool,
+    pub(super) keys: Arc<Keyring>,
+    pub(super) location: String,
     /// Serializes this process's conversation writes: SQLite has one writer at a time, and
     /// letting pool connections contend for it means its busy handler's sleeps.
-    write_gate: Arc<tokio::sync::Mutex<()>>,
-    /// Run history goes to a background writer that commits batches.
-    history: tokio::sync::mpsc::UnboundedSender<RunRecord>,
-}
-
-/// A run's history entry, queued for the background writer.
-struct RunRecord {
-    run_id: String,
-    conversation: String,
-    flow_id: String,
-    status: String,
-    result: String,
+    pub(super) write_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -133,15 +186,13 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(db_err)?;
-        let (history, queue) = tokio::sync::mpsc::unbounded_channel();
-        let store = Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default(), history };
-        tokio::spawn(history_writer(store.pool.clone(), store.location.clone(), queue));
+        let store = Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default() };
         store.migrate().await?;
         store.check_key().await?;
         Ok(store)
     }
 
-    fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+    pub(super) fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         move |source| StoreError::Database { location: self.location.clone(), source }
     }
 
@@ -222,6 +273,11 @@ impl SqliteStore {
             ("pending_authorizations", "state_hash", "verifier"),
             ("secrets", "name", "value"),
             ("conversations", "conversation_id", "snapshot"),
+            ("answers", super::conversations::ANSWER_ROW_SQL, "answer"),
+            ("inbox", super::conversations::ANSWER_ROW_SQL, "body"),
+            ("run_segments", "run_id || '/' || seq", "body"),
+            ("outbox", "id", "body"),
+            ("effects", super::conversations::EFFECT_ROW_SQL, "response"),
             ("meta", "key", "value"),
         ];
         for (table, row_expr, column) in columns {
@@ -295,171 +351,6 @@ impl SqliteStore {
             metadata: serde_json::from_str(r.get::<&str, _>("metadata")).map_err(|e| corrupt(e.to_string()))?,
             version: r.get("version"),
         })
-    }
-}
-
-/// A paused conversation as stored.
-#[derive(Clone, Debug)]
-pub struct PausedConversation {
-    /// The flow version (content hash) the run started with.
-    pub flow_hash: String,
-    /// The snapshot, as JSON.
-    pub snapshot: serde_json::Value,
-    /// Unix seconds after which the paused run is discarded.
-    pub expires_at: i64,
-}
-
-impl SqliteStore {
-    /// Records a flow version (idempotent).
-    pub async fn put_flow_version(&self, hash: &str, flow_id: &str, source: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO flow_versions (hash, flow_id, source, created_at) VALUES (?, ?, ?, ?)")
-            .bind(hash)
-            .bind(flow_id)
-            .bind(source)
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(self.db())?;
-        Ok(())
-    }
-
-    /// The source of a flow version.
-    pub async fn flow_version(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT source FROM flow_versions WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.db())
-    }
-
-    /// The paused run of a conversation (snapshots are encrypted: they hold what people typed).
-    pub async fn paused(&self, conversation: &str) -> Result<Option<PausedConversation>, StoreError> {
-        let row = sqlx::query("SELECT flow_hash, snapshot, expires_at FROM conversations WHERE conversation_id = ?")
-            .bind(conversation)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.db())?;
-        let Some(r) = row else { return Ok(None) };
-        let blob: Vec<u8> = r.get("snapshot");
-        let plain = self.keys.decrypt(Aad { table: "conversations", row: conversation, column: "snapshot" }, &blob)?;
-        let snapshot = serde_json::from_slice(&plain)
-            .map_err(|e| StoreError::Corrupt { what: format!("conversation {conversation}"), reason: e.to_string() })?;
-        Ok(Some(PausedConversation { flow_hash: r.get("flow_hash"), snapshot, expires_at: r.get("expires_at") }))
-    }
-
-    /// Stores (or clears, with `None`) the paused run of a conversation.
-    pub async fn set_paused(&self, conversation: &str, paused: Option<&PausedConversation>) -> Result<(), StoreError> {
-        let _gate = self.write_gate.lock().await;
-        match paused {
-            None => {
-                sqlx::query("DELETE FROM conversations WHERE conversation_id = ?")
-                    .bind(conversation)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(self.db())?;
-            }
-            Some(p) => {
-                let plain = serde_json::to_vec(&p.snapshot).unwrap_or_default();
-                let blob =
-                    self.keys.encrypt(Aad { table: "conversations", row: conversation, column: "snapshot" }, &plain);
-                sqlx::query(
-                    "INSERT INTO conversations (conversation_id, flow_hash, snapshot, expires_at, updated_at) VALUES (?, ?, ?, ?, ?)
-                     ON CONFLICT (conversation_id) DO UPDATE SET flow_hash = excluded.flow_hash, snapshot = excluded.snapshot,
-                       expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-                )
-                .bind(conversation)
-                .bind(&p.flow_hash)
-                .bind(blob)
-                .bind(p.expires_at)
-                .bind(now())
-                .execute(&self.pool)
-                .await
-                .map_err(self.db())?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The response already given to a message id, if any.
-    pub async fn processed(&self, conversation: &str, message_id: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT response FROM processed_messages WHERE conversation_id = ? AND message_id = ?")
-            .bind(conversation)
-            .bind(message_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.db())
-    }
-
-    /// Remembers the response to a message id.
-    pub async fn set_processed(&self, conversation: &str, message_id: &str, response: &str) -> Result<(), StoreError> {
-        let _gate = self.write_gate.lock().await;
-        sqlx::query("INSERT OR IGNORE INTO processed_messages (conversation_id, message_id, response, created_at) VALUES (?, ?, ?, ?)")
-            .bind(conversation)
-            .bind(message_id)
-            .bind(response)
-            .bind(now())
-            .execute(&self.pool)
-            .await
-            .map_err(self.db())?;
-        Ok(())
-    }
-
-    /// Queues a run's result (already masked) for `GET /v1/runs/{id}`; a background writer
-    /// commits queued results in batches, so history never slows a conversation down.
-    pub fn put_run(&self, run_id: &str, conversation: &str, flow_id: &str, status: &str, result: &str) {
-        let record = RunRecord {
-            run_id: run_id.to_string(),
-            conversation: conversation.to_string(),
-            flow_id: flow_id.to_string(),
-            status: status.to_string(),
-            result: result.to_string(),
-        };
-        if self.history.send(record).is_err() {
-            tracing::warn!("the run history writer has stopped; a run was not recorded");
-        }
-    }
-
-    /// A run's recorded result.
-    pub async fn run(&self, run_id: &str) -> Result<Option<String>, StoreError> {
-        sqlx::query_scalar("SELECT result FROM runs WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.db())
-    }
-}
-
-/// Drains queued run records and commits them in batches (up to 256 per transaction).
-async fn history_writer(
-    pool: SqlitePool,
-    location: String,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<RunRecord>,
-) {
-    let mut batch = Vec::with_capacity(256);
-    while queue.recv_many(&mut batch, 256).await > 0 {
-        let result: Result<(), sqlx::Error> = async {
-            let mut tx = pool.begin().await?;
-            for r in &batch {
-                sqlx::query(
-                    "INSERT INTO runs (run_id, conversation_id, flow_id, status, result, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, result = excluded.result, updated_at = excluded.updated_at",
-                )
-                .bind(&r.run_id)
-                .bind(&r.conversation)
-                .bind(&r.flow_id)
-                .bind(&r.status)
-                .bind(&r.result)
-                .bind(now())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(store = %location, error = %e, lost = batch.len(), "could not record run history");
-        }
-        batch.clear();
     }
 }
 

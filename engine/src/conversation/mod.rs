@@ -1,0 +1,807 @@
+//! # The conversation service
+//!
+//! One place turns a conversation message into an answer: message-id dedupe, resume-or-trigger,
+//! the run, the paused run, history and the outbound webhook. The HTTP server and `tern run`
+//! are thin adapters over [`Conversations`]; the storage is a [`ConversationStore`] (SQLite in
+//! [`crate::store`], in memory for `tern run`).
+//!
+//! ## Design choices
+//!
+//! - **Runs outlive the request.** [`Conversations::submit`] queues the message and returns a
+//!   [`Ticket`] at once; the run happens in a task of the service, so a caller that disconnects
+//!   or times out cancels nothing. A repeated message id while the first is still running gets
+//!   the same ticket (it waits for that run's answer); afterwards, the remembered answer.
+//! - **One worker per active conversation.** Messages of a conversation are processed one at a
+//!   time in the order they were submitted; different conversations run in parallel. The worker
+//!   exists only while its queue is not empty, so memory follows load, not the number of
+//!   conversations ever seen.
+//! - **Everything is bounded.** At most `max_in_flight` messages are queued or running
+//!   ([`ConversationError::Overloaded`] beyond: the server answers 503 with `Retry-After`), at
+//!   most `max_queued_per_conversation` per conversation, the write queue has a fixed capacity
+//!   (callers wait: backpressure, never unbounded memory), and [`Retention`] prunes history,
+//!   remembered answers and expired paused runs.
+//! - **Group commit.** Every write goes through one writer task that commits whatever is
+//!   queued in one transaction. A message whose answer later messages depend on (a paused run,
+//!   a remembered answer, a webhook delivery) is answered only after its commit; a run whose
+//!   only trace is history is answered at once and its history follows in the next batch.
+//! - **Acknowledged means durable.** A caller that gives up waiting calls
+//!   [`Conversations::accept`]: the message is stored before the caller is told "accepted", and
+//!   after a crash [`Conversations::recover`] processes what was accepted but not answered.
+//! - **The webhook is an outbox.** Deliveries are committed with the run's result and sent by a
+//!   background task with exponential backoff until the channel accepts them or
+//!   [`OutboxPolicy::max_attempts`] is reached.
+
+mod outbox;
+mod store;
+mod types;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+pub use outbox::OutboxPolicy;
+pub use store::{
+    Completion, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned, Retention, WriteOp,
+};
+pub use types::{
+    Answer, AnswerStatus, ConversationId, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun,
+    ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash, now_ms,
+};
+
+use crate::compile::{CompiledFlow, LoadOptions, load_flow};
+use crate::run::{Engine, Message, RunInput, RunResult, RunStatus};
+use crate::step::ReplySink;
+use crate::store::StoreError;
+
+/// Why a message could not be handled. Messages are for the channel or the person at the
+/// command line; [`code`](ConversationError::code) is stable.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ConversationError {
+    /// A conversation or message id is malformed.
+    #[error("the {what} must be 1 to {max} characters without control characters")]
+    BadId {
+        /// Which id.
+        what: &'static str,
+        /// The most characters.
+        max: usize,
+    },
+    /// Too many messages of one conversation are waiting.
+    #[error("conversation `{conversation}` already has {limit} messages waiting; send this one again shortly")]
+    ConversationBusy {
+        /// The conversation.
+        conversation: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many messages are being processed.
+    #[error("{limit} messages are already being processed; send this one again shortly")]
+    Overloaded {
+        /// The limit.
+        limit: usize,
+    },
+    /// The service is shutting down.
+    #[error("Tern is shutting down; send the message again in a moment")]
+    ShuttingDown,
+    /// `Trigger::Start` named a flow that is not loaded.
+    #[error("no flow `{flow_id}` is loaded")]
+    UnknownFlow {
+        /// The flow id.
+        flow_id: String,
+    },
+    /// The store failed. The detail went to the log, not here.
+    #[error("the store failed while handling conversation `{conversation}`; the message was not answered, send it again")]
+    Store {
+        /// The conversation.
+        conversation: String,
+    },
+    /// The paused run cannot be resumed.
+    #[error("the paused run of conversation `{conversation}` cannot be resumed: {reason}")]
+    Paused {
+        /// The conversation.
+        conversation: String,
+        /// Why.
+        reason: String,
+    },
+    /// The task running the message ended abnormally (a bug; the log has the detail).
+    #[error("handling the message of conversation `{conversation}` was interrupted by an internal error; send it again")]
+    Interrupted {
+        /// The conversation.
+        conversation: String,
+    },
+}
+
+impl ConversationError {
+    /// A stable code for the channel: `bad-id`, `conversation-busy`, `overloaded`,
+    /// `shutting-down`, `unknown-flow`, `store-unavailable`, `paused-run-unreadable`,
+    /// `interrupted`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadId { .. } => "bad-id",
+            Self::ConversationBusy { .. } => "conversation-busy",
+            Self::Overloaded { .. } => "overloaded",
+            Self::ShuttingDown => "shutting-down",
+            Self::UnknownFlow { .. } => "unknown-flow",
+            Self::Store { .. } => "store-unavailable",
+            Self::Paused { .. } => "paused-run-unreadable",
+            Self::Interrupted { .. } => "interrupted",
+        }
+    }
+
+    /// Whether sending the same message again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::ConversationBusy { .. }
+                | Self::Overloaded { .. }
+                | Self::ShuttingDown
+                | Self::Store { .. }
+                | Self::Interrupted { .. }
+        )
+    }
+
+    /// Logs the store's detail (paths, driver messages) and returns the error for callers.
+    pub(crate) fn store(conversation: &ConversationId, e: &StoreError) -> Self {
+        tracing::error!(conversation = %conversation, error = %e, "conversation store failed");
+        Self::Store { conversation: conversation.to_string() }
+    }
+}
+
+/// Settings of the service.
+#[derive(Clone, Debug)]
+pub struct ConversationOptions {
+    /// How long a paused run waits for the contact's next message.
+    pub pause_ttl: Duration,
+    /// Where every run's replies are also posted.
+    pub webhook: Option<url::Url>,
+    /// Most messages queued or running at once.
+    pub max_in_flight: usize,
+    /// Most messages queued for one conversation.
+    pub max_queued_per_conversation: usize,
+    /// What history and dedupe keep.
+    pub retention: Retention,
+    /// How often retention runs.
+    pub prune_every: Duration,
+    /// Webhook delivery.
+    pub outbox: OutboxPolicy,
+    /// Capacity of the write queue (operations).
+    pub write_queue: usize,
+}
+
+impl Default for ConversationOptions {
+    fn default() -> Self {
+        Self {
+            pause_ttl: Duration::from_secs(86_400),
+            webhook: None,
+            max_in_flight: 4096,
+            max_queued_per_conversation: 64,
+            retention: Retention::default(),
+            prune_every: Duration::from_secs(60),
+            outbox: OutboxPolicy::default(),
+            write_queue: 4096,
+        }
+    }
+}
+
+/// Called with every run result (the server counts them for `/metrics`).
+pub type RunObserver = Arc<dyn Fn(&RunResult) + Send + Sync>;
+
+type Outcome = Arc<Result<Answer, ConversationError>>;
+
+struct Flight {
+    tx: watch::Sender<Option<Outcome>>,
+    /// The message, to make it durable if the caller stops waiting.
+    inbound: Inbound,
+    /// The caller was given the message id to fetch the answer later: keep the answer.
+    remember: bool,
+    /// The result is being committed; too late to change what is kept.
+    finishing: bool,
+}
+
+struct Job {
+    inbound: Inbound,
+    sink: Option<ReplySink>,
+    /// Recovered after a restart: it may have been answered before the crash.
+    recovered: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A submitted message: wait for its answer, or give up waiting (the run goes on).
+#[derive(Debug)]
+pub struct Ticket {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The message (the channel's id, or a generated one).
+    pub message_id: MessageId,
+    rx: watch::Receiver<Option<Outcome>>,
+}
+
+impl Ticket {
+    /// Waits for the answer.
+    ///
+    /// # Errors
+    /// What the processing failed with.
+    pub async fn wait(&mut self) -> Result<Answer, ConversationError> {
+        let conversation = self.conversation.to_string();
+        match self.rx.wait_for(Option::is_some).await {
+            Ok(v) => v.as_ref().map(|o| (**o).clone()).unwrap_or(Err(ConversationError::Interrupted { conversation })),
+            Err(_) => Err(ConversationError::Interrupted { conversation }),
+        }
+    }
+
+    /// Waits at most `limit`; `None` when the run is still going.
+    pub async fn wait_for(&mut self, limit: Duration) -> Option<Result<Answer, ConversationError>> {
+        tokio::time::timeout(limit, self.wait()).await.ok()
+    }
+}
+
+/// Where a message stands, for `GET …/messages/{id}`.
+#[derive(Clone, Debug)]
+pub enum MessageState {
+    /// Queued or running.
+    Running,
+    /// Answered.
+    Answered(Answer),
+    /// Not known (never received, or answered longer ago than the dedupe window).
+    Unknown,
+}
+
+/// The conversation service. Cheap to clone.
+#[derive(Clone)]
+pub struct Conversations {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    store: Arc<dyn ConversationStore>,
+    options: ConversationOptions,
+    flows: RwLock<Arc<Vec<LoadedFlow>>>,
+    versions: Mutex<HashMap<String, Arc<CompiledFlow>>>,
+    queues: Mutex<HashMap<ConversationId, VecDeque<Job>>>,
+    in_flight: Mutex<HashMap<(ConversationId, MessageId), Flight>>,
+    permits: Arc<Semaphore>,
+    writer: writer::Writer,
+    observer: Option<RunObserver>,
+    closing: AtomicBool,
+    stop: watch::Sender<bool>,
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    outbox_wake: Arc<tokio::sync::Notify>,
+}
+
+/// Most compiled flow versions kept in memory (others are recompiled from the store).
+const MAX_VERSIONS: usize = 256;
+
+impl std::fmt::Debug for Conversations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conversations").field("store", &self.inner.store).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Conversations {
+    /// Starts the service (its writer, pruner and webhook outbox tasks) on the current Tokio
+    /// runtime.
+    pub fn start(
+        engine: Engine,
+        store: Arc<dyn ConversationStore>,
+        options: ConversationOptions,
+        observer: Option<RunObserver>,
+    ) -> Self {
+        let (stop, _) = watch::channel(false);
+        let (writer, writer_task) = writer::Writer::start(store.clone(), options.write_queue.max(1));
+        let outbox_wake = Arc::new(tokio::sync::Notify::new());
+        let inner = Arc::new(Inner {
+            permits: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            engine,
+            store,
+            options,
+            flows: RwLock::default(),
+            versions: Mutex::default(),
+            queues: Mutex::default(),
+            in_flight: Mutex::default(),
+            writer,
+            observer,
+            closing: AtomicBool::new(false),
+            stop,
+            background: Mutex::default(),
+            outbox_wake,
+        });
+        let mut tasks = vec![writer_task, tokio::spawn(prune_loop(inner.clone()))];
+        if let Some(url) = inner.options.webhook.clone() {
+            tasks.push(tokio::spawn(outbox::deliver_loop(
+                inner.store.clone(),
+                inner.engine.outbound.client.clone(),
+                url,
+                inner.options.outbox.clone(),
+                inner.outbox_wake.clone(),
+                inner.stop.subscribe(),
+            )));
+        }
+        *lock(&inner.background) = tasks;
+        Self { inner }
+    }
+
+    /// The engine runs use.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ConversationStore> {
+        &self.inner.store
+    }
+
+    /// Replaces the flows that can start (sorted here by trigger priority, highest first, then
+    /// id) and remembers their versions. Paused runs keep the version they started with.
+    pub fn set_flows(&self, mut flows: Vec<LoadedFlow>) {
+        flows.sort_by(|a, b| {
+            let pa = a.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
+            let pb = b.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
+            pb.cmp(&pa).then_with(|| a.flow.id.cmp(&b.flow.id))
+        });
+        {
+            let mut versions = lock(&self.inner.versions);
+            for f in &flows {
+                if versions.len() >= MAX_VERSIONS && !versions.contains_key(&f.hash) {
+                    versions.clear();
+                }
+                versions.insert(f.hash.clone(), f.flow.clone());
+            }
+        }
+        *self.inner.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(flows);
+    }
+
+    /// The flows that can start, in the order triggers are tried.
+    pub fn flows(&self) -> Arc<Vec<LoadedFlow>> {
+        self.inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Queues a message. The run happens in the service whatever the caller does with the
+    /// ticket; a message id already queued or running gets that message's ticket.
+    ///
+    /// # Errors
+    /// [`ConversationError::ShuttingDown`], [`ConversationError::Overloaded`] or
+    /// [`ConversationError::ConversationBusy`]: nothing was queued; send it again later.
+    pub fn submit(&self, inbound: Inbound, sink: Option<ReplySink>) -> Result<Ticket, ConversationError> {
+        self.enqueue(inbound, sink, false)
+    }
+
+    fn enqueue(&self, inbound: Inbound, sink: Option<ReplySink>, recovered: bool) -> Result<Ticket, ConversationError> {
+        let inner = &self.inner;
+        if inner.closing.load(Ordering::Acquire) {
+            return Err(ConversationError::ShuttingDown);
+        }
+        let conversation = inbound.conversation.clone();
+        let message_id = inbound.message_id.clone();
+        let key = (conversation.clone(), message_id.clone());
+        let mut flights = lock(&inner.in_flight);
+        if let Some(f) = flights.get(&key) {
+            return Ok(Ticket { conversation, message_id, rx: f.tx.subscribe() });
+        }
+        let permit = inner
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ConversationError::Overloaded { limit: inner.options.max_in_flight })?;
+        let mut queues = lock(&inner.queues);
+        let start_worker = !queues.contains_key(&conversation);
+        let queue = queues.entry(conversation.clone()).or_default();
+        if queue.len() >= inner.options.max_queued_per_conversation.max(1) {
+            return Err(ConversationError::ConversationBusy {
+                conversation: conversation.to_string(),
+                limit: inner.options.max_queued_per_conversation,
+            });
+        }
+        let (tx, rx) = watch::channel(None);
+        flights.insert(key, Flight { tx, inbound: inbound.clone(), remember: false, finishing: false });
+        queue.push_back(Job { inbound, sink, recovered, _permit: permit });
+        drop(queues);
+        drop(flights);
+        if start_worker {
+            tokio::spawn(worker(self.inner.clone(), conversation.clone()));
+        }
+        Ok(Ticket { conversation, message_id, rx })
+    }
+
+    /// The caller stops waiting but was told the message is accepted: make it durable (it is
+    /// processed after a crash) and keep its answer for [`message`](Self::message). Returns
+    /// the answer instead when it is already there.
+    ///
+    /// # Errors
+    /// The store failed: the message was not made durable (it is still being processed).
+    pub async fn accept(&self, ticket: &mut Ticket) -> Result<Option<Answer>, ConversationError> {
+        let key = (ticket.conversation.clone(), ticket.message_id.clone());
+        let inbound = {
+            let mut flights = lock(&self.inner.in_flight);
+            match flights.get_mut(&key) {
+                Some(f) if !f.finishing => {
+                    f.remember = true;
+                    Some(f.inbound.clone())
+                }
+                _ => None,
+            }
+        };
+        let Some(inbound) = inbound else {
+            // Finished or finishing: the answer is moments away.
+            return ticket.wait().await.map(Some);
+        };
+        self.inner.writer.write(WriteOp::Accept(Box::new(inbound)), true).await.map_err(|e| {
+            tracing::error!(conversation = %ticket.conversation, error = %e, "could not accept a message durably");
+            ConversationError::Store { conversation: ticket.conversation.to_string() }
+        })?;
+        Ok(None)
+    }
+
+    /// Where a message stands.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn message(
+        &self,
+        conversation: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<MessageState, ConversationError> {
+        if lock(&self.inner.in_flight).contains_key(&(conversation.clone(), message_id.clone())) {
+            return Ok(MessageState::Running);
+        }
+        let store = &self.inner.store;
+        if let Some(a) =
+            store.answer(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))?
+        {
+            return Ok(MessageState::Answered(a));
+        }
+        if store.is_accepted(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))? {
+            return Ok(MessageState::Running);
+        }
+        Ok(MessageState::Unknown)
+    }
+
+    /// A run's history.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store failed.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
+        self.inner.store.run(run_id).await
+    }
+
+    /// Queues every message that was accepted but not answered before the last stop (a crash
+    /// or `kill -9`). Returns how many.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        let accepted = self.inner.store.accepted().await?;
+        let n = accepted.len();
+        for m in accepted {
+            let conversation = m.conversation.clone();
+            if let Err(e) = self.enqueue(m, None, true) {
+                tracing::warn!(conversation = %conversation, error = %e, "could not queue an accepted message after a restart; it stays accepted for the next start");
+            }
+        }
+        if n > 0 {
+            tracing::info!(messages = n, "recovered accepted messages after a restart");
+        }
+        Ok(n)
+    }
+
+    /// Stops taking messages, lets the queued and running ones finish (at most `grace`),
+    /// commits every queued write and stops the background tasks. Webhook deliveries not yet
+    /// sent stay in the store for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::Release);
+        let all = u32::try_from(inner.options.max_in_flight.max(1)).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, inner.permits.acquire_many(all)).await.is_err() {
+            tracing::warn!("shutdown: some runs were still going after the grace period");
+        }
+        let _ = inner.stop.send(true);
+        inner.writer.close();
+        let tasks = std::mem::take(&mut *lock(&inner.background));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Runs retention once now.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn prune(&self) -> Result<Pruned, StoreError> {
+        self.inner.store.prune(&self.inner.options.retention, now_ms()).await
+    }
+
+    /// Deliveries waiting for the webhook.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.inner.store.outbox_len().await
+    }
+
+    /// Messages queued or running now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.options.max_in_flight.max(1) - self.inner.permits.available_permits()
+    }
+}
+
+impl Inner {
+    /// The flow version with this hash: in memory, or recompiled from the stored source.
+    async fn version(&self, hash: &str) -> Result<Option<Arc<CompiledFlow>>, StoreError> {
+        if let Some(f) = lock(&self.versions).get(hash) {
+            return Ok(Some(f.clone()));
+        }
+        let Some(source) = self.store.flow_version(hash).await? else { return Ok(None) };
+        let opts = LoadOptions { registry: &self.engine.registry, integrations: None, limits: Default::default() };
+        let Ok(flow) = load_flow(&source, &opts) else { return Ok(None) };
+        let flow = Arc::new(flow);
+        let mut versions = lock(&self.versions);
+        if versions.len() >= MAX_VERSIONS {
+            versions.clear();
+        }
+        versions.insert(hash.to_string(), flow.clone());
+        Ok(Some(flow))
+    }
+
+    /// Marks a message as finishing and says whether its answer must be kept.
+    fn finishing(&self, key: &(ConversationId, MessageId)) -> bool {
+        let mut flights = lock(&self.in_flight);
+        match flights.get_mut(key) {
+            Some(f) => {
+                f.finishing = true;
+                f.remember
+            }
+            None => false,
+        }
+    }
+}
+
+async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
+    loop {
+        let job = {
+            let mut queues = lock(&inner.queues);
+            match queues.get_mut(&conversation).and_then(VecDeque::pop_front) {
+                Some(j) => j,
+                None => {
+                    queues.remove(&conversation);
+                    return;
+                }
+            }
+        };
+        let key = (job.inbound.conversation.clone(), job.inbound.message_id.clone());
+        // Its own task: a panic in a step fails this message, not the conversation's worker.
+        let task = tokio::spawn(process(inner.clone(), job));
+        let outcome = task.await.unwrap_or_else(|e| {
+            tracing::error!(conversation = %conversation, error = %e, "the task handling a message failed");
+            Err(ConversationError::Interrupted { conversation: conversation.to_string() })
+        });
+        if let Some(f) = lock(&inner.in_flight).remove(&key) {
+            let _ = f.tx.send(Some(Arc::new(outcome)));
+        }
+    }
+}
+
+fn answer_status(s: RunStatus) -> AnswerStatus {
+    match s {
+        RunStatus::Completed => AnswerStatus::Completed,
+        RunStatus::Paused => AnswerStatus::Paused,
+        RunStatus::Failed => AnswerStatus::Failed,
+    }
+}
+
+/// Handles one message with the conversation's worker: everything between the queue and the
+/// commit.
+async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, ConversationError> {
+    let Job { inbound, sink, recovered, _permit } = job;
+    let conversation = inbound.conversation.clone();
+    let message_id = inbound.message_id.clone();
+    let key = (conversation.clone(), message_id.clone());
+    let store_err = |e: StoreError| ConversationError::store(&conversation, &e);
+    if (!message_id.is_generated() || recovered)
+        && let Some(answer) = inner.store.answer(&conversation, &message_id).await.map_err(store_err)?
+    {
+        if recovered {
+            let _ = inner.writer.write(WriteOp::Forget(conversation.clone(), message_id.clone()), true).await;
+        }
+        return Ok(answer);
+    }
+    let stored = inner.store.paused(&conversation).await.map_err(store_err)?;
+    let was_paused = stored.is_some();
+    let now_s = now_ms() / 1000;
+    let live = stored.filter(|p| p.expires_at > now_s);
+    let started_ms = now_ms();
+    let input = RunInput {
+        conversation_id: conversation.to_string(),
+        contact: Value::Object(inbound.contact.clone()),
+        message: Message {
+            text: inbound.text.clone(),
+            id: (!message_id.is_generated()).then(|| message_id.to_string()),
+            metadata: inbound.metadata.clone(),
+        },
+        event: None,
+        journal: Some(crate::effects::JournalScope {
+            journal: inner.store.clone(),
+            conversation: conversation.to_string(),
+            message_id: message_id.to_string(),
+        }),
+    };
+    let engine = &inner.engine;
+    let (result, flow_hash, run_started_ms) = match (&inbound.trigger, live) {
+        (Trigger::Start { flow_id, event }, _) => {
+            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let loaded = flows
+                .iter()
+                .find(|f| f.flow.id.as_str() == flow_id)
+                .ok_or_else(|| ConversationError::UnknownFlow { flow_id: flow_id.clone() })?;
+            let input = RunInput { event: event.clone(), ..input };
+            let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
+            (result, loaded.hash.clone(), started_ms)
+        }
+        (Trigger::Message | Trigger::Resume { .. }, Some(paused)) => {
+            let flow = inner.version(&paused.flow_hash).await.map_err(store_err)?.ok_or_else(|| {
+                ConversationError::Paused {
+                    conversation: conversation.to_string(),
+                    reason: format!("its flow version {} is no longer stored", paused.flow_hash),
+                }
+            })?;
+            let event = match &inbound.trigger {
+                Trigger::Resume { event } => Some(event.clone()),
+                _ => None,
+            };
+            let input = RunInput { event, ..input };
+            let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
+            (result, paused.flow_hash, paused.started_at_ms)
+        }
+        (Trigger::Resume { .. }, None) => {
+            let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
+            return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
+        }
+        (Trigger::Message, None) => {
+            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(loaded) =
+                flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&inbound.text)))
+            else {
+                let answer = Answer::without_run(AnswerStatus::NoFlow, &message_id);
+                return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
+            };
+            let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
+            (result, loaded.hash.clone(), started_ms)
+        }
+    };
+    if let Some(observe) = &inner.observer {
+        observe(&result);
+    }
+    let finished_ms = now_ms();
+    let status = answer_status(result.status);
+    let replies: Vec<ReplyText> = result.replies.iter().map(|r| ReplyText { text: r.text.clone() }).collect();
+    let answer = Answer {
+        run_id: Some(result.run_id.clone()),
+        flow_id: Some(result.flow_id.to_string()),
+        status,
+        replies: replies.clone(),
+        error: result.error.clone(),
+        message_id: Some(message_id.to_string()),
+    };
+    let paused = match (&result.status, result.snapshot) {
+        (RunStatus::Paused, Some(snapshot)) => PausedChange::Set(Box::new(PausedRun {
+            format: PAUSED_FORMAT,
+            flow_hash: flow_hash.clone(),
+            snapshot,
+            started_at_ms: run_started_ms,
+            expires_at: now_s.saturating_add(i64::try_from(inner.options.pause_ttl.as_secs()).unwrap_or(i64::MAX)),
+        })),
+        _ if was_paused => PausedChange::Clear,
+        _ => PausedChange::Keep,
+    };
+    let finished = status != AnswerStatus::Paused;
+    let summary = RunSummary {
+        run_id: result.run_id.clone(),
+        conversation_id: conversation.to_string(),
+        contact_id: inbound.contact_id(),
+        flow_id: result.flow_id.to_string(),
+        flow_version: flow_hash,
+        status,
+        started_at_ms: run_started_ms,
+        updated_at_ms: finished_ms,
+        finished_at_ms: finished.then_some(finished_ms),
+        duration_ms: finished_ms - run_started_ms,
+    };
+    let masker = &result.masker;
+    let segment = Segment {
+        message_id: message_id.to_string(),
+        message: masker.mask(&inbound.text),
+        event: match &inbound.trigger {
+            Trigger::Resume { event } => Some(masked(masker, event)),
+            Trigger::Start { event, .. } => event.as_ref().map(|e| masked(masker, e)),
+            Trigger::Message => None,
+        },
+        started_at_ms: started_ms,
+        finished_at_ms: finished_ms,
+        status,
+        replies,
+        trace: result.trace,
+        variables: result.variables,
+        error: result.error,
+    };
+    commit(&inner, &key, answer, paused, Some((summary, segment)), recovered).await
+}
+
+fn masked(masker: &crate::secrets::Masker, value: &Value) -> Value {
+    let mut v = value.clone();
+    masker.mask_value(&mut v);
+    v
+}
+
+async fn finish_without_run(
+    inner: &Arc<Inner>,
+    key: &(ConversationId, MessageId),
+    answer: Answer,
+    was_paused: bool,
+    recovered: bool,
+) -> Result<Answer, ConversationError> {
+    // An expired paused run is discarded with this message.
+    let paused = if was_paused { PausedChange::Clear } else { PausedChange::Keep };
+    commit(inner, key, answer, paused, None, recovered).await
+}
+
+async fn commit(
+    inner: &Arc<Inner>,
+    key: &(ConversationId, MessageId),
+    answer: Answer,
+    paused: PausedChange,
+    history: Option<(RunSummary, Segment)>,
+    recovered: bool,
+) -> Result<Answer, ConversationError> {
+    let (conversation, message_id) = key;
+    let remember_answer = inner.finishing(key) || !message_id.is_generated() || recovered;
+    let outbox = inner.options.webhook.as_ref().filter(|_| answer.run_id.is_some()).map(|_| {
+        let mut body = serde_json::to_value(&answer).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut body {
+            m.insert("conversation_id".into(), Value::String(conversation.to_string()));
+        }
+        body
+    });
+    let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
+    let has_outbox = outbox.is_some();
+    let done = Completion {
+        conversation: conversation.clone(),
+        message_id: message_id.clone(),
+        remember_answer,
+        answer: answer.clone(),
+        paused,
+        history,
+        outbox,
+    };
+    inner.writer.write(WriteOp::Complete(Box::new(done)), must_wait).await.map_err(|e| {
+        tracing::error!(conversation = %conversation, error = %e, "could not commit a message's result");
+        ConversationError::Store { conversation: conversation.to_string() }
+    })?;
+    if has_outbox {
+        inner.outbox_wake.notify_one();
+    }
+    Ok(answer)
+}
+
+async fn prune_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        match inner.store.prune(&inner.options.retention, now_ms()).await {
+            Ok(p) if p != Pruned::default() => {
+                tracing::info!(runs = p.runs, answers = p.answers, paused = p.paused, "retention pruned the store");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention could not prune the store"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(inner.options.prune_every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The storage interface of the conversation service, and an in-memory implementation for
+//! `tern run` and tests. The SQLite implementation is in [`crate::store`].
+//!
+//! Writes go through one batched [`ConversationStore::write`] call per group of operations, so
+//! that a database can commit many conversations' results in one transaction (group commit).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::types::{Answer, ConversationId, Inbound, MessageId, PausedRun, RunHistory, RunSummary, Segment};
+use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
+use crate::store::StoreError;
+
+/// What happens to a conversation's paused run when a message is done.
+#[derive(Clone, Debug)]
+pub enum PausedChange {
+    /// Nothing was paused before or after.
+    Keep,
+    /// The run ended (or an expired one is discarded).
+    Clear,
+    /// The run paused (again).
+    Set(Box<PausedRun>),
+}
+
+/// Everything one finished message changes, committed together.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The message.
+    pub message_id: MessageId,
+    /// Whether to keep the answer for a repeated message id (always for the channel's ids;
+    /// for generated ids only once the caller was given the id to fetch it later).
+    pub remember_answer: bool,
+    /// The answer.
+    pub answer: Answer,
+    /// The paused run.
+    pub paused: PausedChange,
+    /// The run's summary and this activation, when a run started or resumed.
+    pub history: Option<(RunSummary, Segment)>,
+    /// A delivery for the outbound webhook, when one is configured.
+    pub outbox: Option<Value>,
+}
+
+/// One write.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// Keeps an acknowledged message until it is answered (so that a crash cannot lose it);
+    /// skipped when the message is answered already.
+    Accept(Box<Inbound>),
+    /// Commits a finished message and removes it from the accepted ones.
+    Complete(Box<Completion>),
+    /// Removes an accepted message that turned out to be answered already.
+    Forget(ConversationId, MessageId),
+}
+
+/// A webhook delivery waiting to be sent.
+#[derive(Clone, Debug)]
+pub struct OutboxItem {
+    /// Its id.
+    pub id: String,
+    /// The JSON body to post.
+    pub body: Value,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Unix milliseconds when it was queued.
+    pub created_at_ms: i64,
+}
+
+/// What to keep (README "Retention").
+#[derive(Clone, Debug)]
+pub struct Retention {
+    /// Runs whose last activation is older than this many milliseconds are deleted.
+    pub history_max_age_ms: i64,
+    /// At most this many runs are kept (the oldest go first).
+    pub history_max_runs: u64,
+    /// A message id is remembered (and a repeat answered from memory) for this long.
+    pub dedupe_window_ms: i64,
+    /// At most this many answered message ids are remembered.
+    pub max_answers: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            history_max_age_ms: 30 * 86_400_000,
+            history_max_runs: 100_000,
+            dedupe_window_ms: 86_400_000,
+            max_answers: 1_000_000,
+        }
+    }
+}
+
+/// How much one pruning pass removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Runs (with their segments).
+    pub runs: u64,
+    /// Remembered answers.
+    pub answers: u64,
+    /// Expired paused runs.
+    pub paused: u64,
+}
+
+/// Storage for conversations: flow versions, paused runs, answers, accepted messages, run
+/// history and the webhook outbox.
+///
+/// It is also the [`EffectJournal`] of the messages it holds (SECURITY R12).
+#[async_trait]
+pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
+    /// Records a flow version (idempotent).
+    async fn put_flow_version(&self, hash: &str, flow_id: &str, source: &str) -> Result<(), StoreError>;
+    /// The source of a flow version.
+    async fn flow_version(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// The conversation's paused run, expired or not.
+    async fn paused(&self, conversation: &ConversationId) -> Result<Option<PausedRun>, StoreError>;
+    /// The remembered answer to a message.
+    async fn answer(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<Option<Answer>, StoreError>;
+    /// Whether a message was accepted and is not answered yet.
+    async fn is_accepted(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<bool, StoreError>;
+    /// Accepted messages not answered yet, in the order they were accepted (for recovery after
+    /// a crash).
+    async fn accepted(&self) -> Result<Vec<Inbound>, StoreError>;
+    /// Applies the operations in order, all or nothing.
+    async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError>;
+    /// A run's history.
+    async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError>;
+    /// Up to `limit` webhook deliveries due at `now_ms`, oldest first.
+    async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
+    /// Removes a delivery (delivered, or given up).
+    async fn outbox_remove(&self, id: &str) -> Result<(), StoreError>;
+    /// Schedules another attempt.
+    async fn outbox_retry(&self, id: &str, attempts: u32, next_at_ms: i64) -> Result<(), StoreError>;
+    /// Deliveries waiting, for metrics and bounds.
+    async fn outbox_len(&self) -> Result<u64, StoreError>;
+    /// Deletes what the retention policy no longer keeps.
+    async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError>;
+}
+
+/// An in-memory [`ConversationStore`] (for `tern run` and tests). Bounded by the same
+/// retention as a database.
+#[derive(Debug, Default)]
+pub struct MemoryConversationStore {
+    inner: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    versions: HashMap<String, String>,
+    paused: HashMap<ConversationId, PausedRun>,
+    answers: HashMap<(ConversationId, MessageId), (Answer, i64)>,
+    accepted: BTreeMap<u64, Inbound>,
+    seq: u64,
+    runs: HashMap<String, RunHistory>,
+    outbox: VecDeque<(OutboxItem, i64)>,
+    effects: HashMap<EffectKey, (Option<RecordedResponse>, i64)>,
+}
+
+impl MemoryConversationStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl ConversationStore for MemoryConversationStore {
+    async fn put_flow_version(&self, hash: &str, _flow_id: &str, source: &str) -> Result<(), StoreError> {
+        self.lock().versions.entry(hash.to_string()).or_insert_with(|| source.to_string());
+        Ok(())
+    }
+
+    async fn flow_version(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().versions.get(hash).cloned())
+    }
+
+    async fn paused(&self, conversation: &ConversationId) -> Result<Option<PausedRun>, StoreError> {
+        Ok(self.lock().paused.get(conversation).cloned())
+    }
+
+    async fn answer(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<Option<Answer>, StoreError> {
+        Ok(self.lock().answers.get(&(conversation.clone(), message_id.clone())).map(|(a, _)| a.clone()))
+    }
+
+    async fn is_accepted(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self.lock().accepted.values().any(|m| &m.conversation == conversation && &m.message_id == message_id))
+    }
+
+    async fn accepted(&self) -> Result<Vec<Inbound>, StoreError> {
+        Ok(self.lock().accepted.values().cloned().collect())
+    }
+
+    async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        let mut m = self.lock();
+        let now = super::types::now_ms();
+        for op in ops {
+            match op {
+                WriteOp::Accept(msg) => {
+                    let key = (msg.conversation.clone(), msg.message_id.clone());
+                    if !m.answers.contains_key(&key) {
+                        m.seq += 1;
+                        let seq = m.seq;
+                        m.accepted.insert(seq, (**msg).clone());
+                    }
+                }
+                WriteOp::Forget(c, id) => m.accepted.retain(|_, a| !(&a.conversation == c && &a.message_id == id)),
+                WriteOp::Complete(done) => {
+                    let c = &done.conversation;
+                    match &done.paused {
+                        PausedChange::Keep => {}
+                        PausedChange::Clear => {
+                            m.paused.remove(c);
+                        }
+                        PausedChange::Set(p) => {
+                            m.paused.insert(c.clone(), (**p).clone());
+                        }
+                    }
+                    if done.remember_answer {
+                        m.answers.insert((c.clone(), done.message_id.clone()), (done.answer.clone(), now));
+                    }
+                    m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
+                    if let Some((summary, segment)) = &done.history {
+                        let run = m
+                            .runs
+                            .entry(summary.run_id.clone())
+                            .or_insert_with(|| RunHistory { summary: summary.clone(), segments: Vec::new() });
+                        run.summary = summary.clone();
+                        run.segments.push(segment.clone());
+                    }
+                    if let Some(body) = &done.outbox {
+                        let item = OutboxItem {
+                            id: uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
+                            body: body.clone(),
+                            attempts: 0,
+                            created_at_ms: now,
+                        };
+                        m.outbox.push_back((item, now));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
+        Ok(self.lock().runs.get(run_id).cloned())
+    }
+
+    async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        Ok(self.lock().outbox.iter().filter(|(_, at)| *at <= now_ms).take(limit).map(|(i, _)| i.clone()).collect())
+    }
+
+    async fn outbox_remove(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().outbox.retain(|(i, _)| i.id != id);
+        Ok(())
+    }
+
+    async fn outbox_retry(&self, id: &str, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
+        for (item, at) in &mut self.lock().outbox {
+            if item.id == id {
+                item.attempts = attempts;
+                *at = next_at_ms;
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbox_len(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().outbox.len() as u64)
+    }
+
+    async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
+        let mut m = self.lock();
+        let mut pruned = Pruned::default();
+        let before = m.runs.len();
+        m.runs.retain(|_, r| now_ms - r.summary.updated_at_ms <= retention.history_max_age_ms);
+        let max_runs = usize::try_from(retention.history_max_runs).unwrap_or(usize::MAX);
+        if m.runs.len() > max_runs {
+            let mut ages: Vec<(i64, String)> =
+                m.runs.values().map(|r| (r.summary.updated_at_ms, r.summary.run_id.clone())).collect();
+            ages.sort();
+            let excess = m.runs.len() - max_runs;
+            for (_, id) in ages.into_iter().take(excess) {
+                m.runs.remove(&id);
+            }
+        }
+        pruned.runs = (before - m.runs.len()) as u64;
+        let before = m.answers.len();
+        m.answers.retain(|_, (_, at)| now_ms - *at <= retention.dedupe_window_ms);
+        let max_answers = usize::try_from(retention.max_answers).unwrap_or(usize::MAX);
+        if m.answers.len() > max_answers {
+            let mut ages: Vec<(i64, (ConversationId, MessageId))> =
+                m.answers.iter().map(|(k, (_, at))| (*at, k.clone())).collect();
+            ages.sort_by_key(|(at, _)| *at);
+            let excess = m.answers.len() - max_answers;
+            for (_, k) in ages.into_iter().take(excess) {
+                m.answers.remove(&k);
+            }
+        }
+        pruned.answers = (before - m.answers.len()) as u64;
+        m.effects.retain(|_, (_, at)| now_ms - *at <= retention.dedupe_window_ms);
+        let before = m.paused.len();
+        let now_s = now_ms / 1000;
+        m.paused.retain(|_, p| p.expires_at > now_s);
+        pruned.paused = (before - m.paused.len()) as u64;
+        Ok(pruned)
+    }
+}
+
+#[async_trait]
+impl EffectJournal for MemoryConversationStore {
+    async fn begin_effect(&self, key: &EffectKey) -> Result<PriorEffect, JournalError> {
+        let mut m = self.lock();
+        Ok(match m.effects.get(key) {
+            None => {
+                m.effects.insert(key.clone(), (None, super::types::now_ms()));
+                PriorEffect::None
+            }
+            Some((None, _)) => PriorEffect::Unknown,
+            Some((Some(r), _)) => PriorEffect::Done(r.clone()),
+        })
+    }
+
+    async fn finish_effect(&self, key: &EffectKey, response: &RecordedResponse) -> Result<(), JournalError> {
+        if let Some(e) = self.lock().effects.get_mut(key) {
+            e.0 = Some(response.clone());
+        }
+        Ok(())
+    }
+}

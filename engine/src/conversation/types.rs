@@ -1,0 +1,372 @@
+//! The service's vocabulary: identifiers, what a caller submits, what it gets back, and what
+//! is stored about paused runs and run history.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::compile::CompiledFlow;
+use crate::run::{RunError, RunSnapshot, TraceEntry};
+
+/// Most characters in a conversation or message id.
+pub const MAX_ID_CHARS: usize = 200;
+
+fn check_id(what: &'static str, s: &str) -> Result<(), super::ConversationError> {
+    if s.is_empty() || s.chars().count() > MAX_ID_CHARS || s.chars().any(char::is_control) {
+        return Err(super::ConversationError::BadId { what, max: MAX_ID_CHARS });
+    }
+    Ok(())
+}
+
+/// A conversation id as the channel sends it: 1 to 200 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConversationId(Arc<str>);
+
+impl ConversationId {
+    /// Validates `s`.
+    ///
+    /// # Errors
+    /// [`ConversationError::BadId`](super::ConversationError::BadId) when it is empty, too long
+    /// or has control characters.
+    pub fn new(s: impl Into<String>) -> Result<Self, super::ConversationError> {
+        let s = s.into();
+        check_id("conversation id", &s)?;
+        Ok(Self(s.into()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ConversationId {
+    type Error = super::ConversationError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<ConversationId> for String {
+    fn from(c: ConversationId) -> Self {
+        c.0.to_string()
+    }
+}
+
+impl std::fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message id: the channel's (1 to 200 characters), or one Tern made up (`tern-<uuid>`) for a
+/// message that came without one, so that its answer can be fetched later.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MessageId(Arc<str>);
+
+impl MessageId {
+    /// Validates `s`.
+    ///
+    /// # Errors
+    /// [`ConversationError::BadId`](super::ConversationError::BadId) when it is empty, too long
+    /// or has control characters.
+    pub fn new(s: impl Into<String>) -> Result<Self, super::ConversationError> {
+        let s = s.into();
+        check_id("message id", &s)?;
+        Ok(Self(s.into()))
+    }
+
+    /// A fresh id for a message the channel sent without one.
+    pub fn generated() -> Self {
+        Self(format!("tern-{}", uuid::Builder::from_random_bytes(rand::random()).into_uuid()).into())
+    }
+
+    /// Whether Tern made this id up.
+    pub fn is_generated(&self) -> bool {
+        self.0.starts_with("tern-")
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for MessageId {
+    type Error = super::ConversationError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<MessageId> for String {
+    fn from(c: MessageId) -> Self {
+        c.0.to_string()
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A flow version the service can start: the compiled flow and the SHA-256 of its source.
+#[derive(Clone, Debug)]
+pub struct LoadedFlow {
+    /// SHA-256 of the source, hex.
+    pub hash: String,
+    /// The compiled flow.
+    pub flow: Arc<CompiledFlow>,
+}
+
+/// SHA-256 of a flow's source, hex: the version a paused run is pinned to.
+pub fn flow_hash(source: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What starts or continues a conversation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// A contact's message: resumes the paused run, or starts the first flow whose trigger
+    /// matches.
+    Message,
+    /// Resumes the paused run with an event (a contact's login finishing); never starts a flow.
+    Resume {
+        /// What the paused step receives.
+        event: Value,
+    },
+    /// Starts the flow with this id (an integration event, `tern run`), replacing any paused
+    /// run; `event` becomes `{{event.*}}`.
+    Start {
+        /// The flow's id.
+        flow_id: String,
+        /// The event, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<Value>,
+    },
+}
+
+/// One inbound message or event, as the service receives it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Inbound {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The channel's message id, or a generated one.
+    pub message_id: MessageId,
+    /// What the contact wrote (empty for events).
+    pub text: String,
+    /// The contact: `{"id": …}` plus any attributes.
+    #[serde(default)]
+    pub contact: Map<String, Value>,
+    /// Fields the channel sent that Tern does not know, for `{{message.metadata.*}}`.
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// What to do with it.
+    pub trigger: Trigger,
+    /// Variables set before a started run (`tern run --var`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub variables: Map<String, Value>,
+}
+
+impl Inbound {
+    /// A contact's message.
+    pub fn message(conversation: ConversationId, message_id: Option<MessageId>, text: impl Into<String>) -> Self {
+        Self {
+            conversation,
+            message_id: message_id.unwrap_or_else(MessageId::generated),
+            text: text.into(),
+            contact: Map::new(),
+            metadata: Map::new(),
+            trigger: Trigger::Message,
+            variables: Map::new(),
+        }
+    }
+
+    /// The contact's id, when the channel sent one.
+    pub fn contact_id(&self) -> Option<String> {
+        self.contact.get("id").map(|v| crate::template::value_text(v).into_owned())
+    }
+}
+
+/// How a message was handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerStatus {
+    /// The run reached its end.
+    Completed,
+    /// The run waits for the contact's next message.
+    Paused,
+    /// The run failed; `error` says why.
+    Failed,
+    /// No paused run and no flow whose trigger matches.
+    NoFlow,
+    /// An event for a conversation that has no paused run.
+    NoPausedRun,
+}
+
+/// One reply, as the channel receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyText {
+    /// The text.
+    pub text: String,
+}
+
+/// The answer to one message: what the channel gets back, and what a repeated message id gets
+/// again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The run, when one started or resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// Its flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    /// How it went.
+    pub status: AnswerStatus,
+    /// The replies, in order.
+    pub replies: Vec<ReplyText>,
+    /// The failure, when `status` is `failed` (secrets masked).
+    #[serde(default)]
+    pub error: Option<RunError>,
+    /// The message this answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+}
+
+impl Answer {
+    pub(crate) fn without_run(status: AnswerStatus, message_id: &MessageId) -> Self {
+        Self {
+            run_id: None,
+            flow_id: None,
+            status,
+            replies: Vec::new(),
+            error: None,
+            message_id: Some(message_id.to_string()),
+        }
+    }
+}
+
+/// Current stored format of a paused run.
+pub const PAUSED_FORMAT: u32 = 2;
+
+/// A paused run as stored (encrypted). Format 2 (this one) wraps the snapshot with when the run
+/// started; format 1 was the bare [`RunSnapshot`] and is still read (see
+/// [`PausedRun::decode`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PausedRun {
+    /// The stored format, [`PAUSED_FORMAT`].
+    pub format: u32,
+    /// The flow version (content hash) the run started with.
+    pub flow_hash: String,
+    /// Where the run stands.
+    pub snapshot: RunSnapshot,
+    /// Unix milliseconds when the run started.
+    pub started_at_ms: i64,
+    /// Unix seconds after which the paused run is discarded.
+    pub expires_at: i64,
+}
+
+impl PausedRun {
+    /// Reads a stored paused run of any known format. `flow_hash` and `expires_at` come from
+    /// the row for format 1, which did not carry them in the blob.
+    ///
+    /// # Errors
+    /// A message naming the format when the blob is of a newer format or unreadable.
+    pub fn decode(blob: &[u8], flow_hash: &str, expires_at: i64, updated_at: i64) -> Result<Self, String> {
+        let value: Value = serde_json::from_slice(blob).map_err(|e| format!("not JSON: {e}"))?;
+        match value.get("format").and_then(Value::as_u64) {
+            Some(2) => serde_json::from_value(value).map_err(|e| format!("format 2: {e}")),
+            Some(n) => Err(format!(
+                "it was written by a newer Tern (paused-run format {n}; this version reads formats 1 and {PAUSED_FORMAT}); run that version, or let the paused run expire"
+            )),
+            None => {
+                let snapshot: RunSnapshot = serde_json::from_value(value).map_err(|e| format!("format 1: {e}"))?;
+                Ok(Self {
+                    format: 1,
+                    flow_hash: flow_hash.to_string(),
+                    snapshot,
+                    started_at_ms: updated_at.saturating_mul(1000),
+                    expires_at,
+                })
+            }
+        }
+    }
+}
+
+/// One activation of a run (from a message until the run paused or ended), as kept in history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Segment {
+    /// The message that started or resumed the run.
+    pub message_id: String,
+    /// What the contact wrote (masked like everything else).
+    pub message: String,
+    /// The event that resumed the run, when it was not a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    /// Unix milliseconds.
+    pub finished_at_ms: i64,
+    /// How the activation ended.
+    pub status: AnswerStatus,
+    /// What Tern replied.
+    pub replies: Vec<ReplyText>,
+    /// Every executed step, with redacted request/response summaries.
+    pub trace: Vec<TraceEntry>,
+    /// Variables at the end of the activation (secrets masked).
+    pub variables: Map<String, Value>,
+    /// The failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+}
+
+/// What history keeps about a run, whatever the number of activations.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run.
+    pub run_id: String,
+    /// The conversation.
+    pub conversation_id: String,
+    /// The contact, when the channel sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+    /// The flow.
+    pub flow_id: String,
+    /// Its version (SHA-256 of the source).
+    pub flow_version: String,
+    /// Where the run stands now.
+    pub status: AnswerStatus,
+    /// Unix milliseconds.
+    pub started_at_ms: i64,
+    /// Unix milliseconds of the last activation's end.
+    pub updated_at_ms: i64,
+    /// Unix milliseconds, once the run completed or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<i64>,
+    /// Milliseconds from start to finish (or to the last activation, while paused).
+    pub duration_ms: i64,
+}
+
+/// A run's history: the summary and every segment, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunHistory {
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: RunSummary,
+    /// Every activation.
+    pub segments: Vec<Segment>,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,83 @@
+//! The one task that writes conversation state: it takes whatever operations are queued (up to
+//! [`MAX_BATCH`]) and commits them in one [`ConversationStore::write`] call (group commit).
+//!
+//! The queue has a fixed capacity: when the store cannot keep up, callers wait for room
+//! (backpressure), so memory stays bounded under any load. Closing the writer commits what is
+//! queued, then the task ends.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{ConversationStore, WriteOp};
+
+/// Most operations committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// Why a write failed (the detail, for the log).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WriteFailed(Arc<str>);
+
+struct Request {
+    op: WriteOp,
+    done: Option<oneshot::Sender<Result<(), WriteFailed>>>,
+}
+
+/// The sending side of the writer.
+pub(super) struct Writer {
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+}
+
+impl Writer {
+    /// Starts the writer task with a queue of `capacity` operations.
+    pub(super) fn start(store: Arc<dyn ConversationStore>, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let task = tokio::spawn(run(store, rx));
+        (Self { tx: Mutex::new(Some(tx)) }, task)
+    }
+
+    /// Queues `op` (waiting for room when the queue is full); with `wait`, returns once it is
+    /// committed.
+    pub(super) async fn write(&self, op: WriteOp, wait: bool) -> Result<(), WriteFailed> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else { return Err(WriteFailed("the writer is closed".into())) };
+        let (done, committed) = if wait {
+            let (s, r) = oneshot::channel();
+            (Some(s), Some(r))
+        } else {
+            (None, None)
+        };
+        tx.send(Request { op, done }).await.map_err(|_| WriteFailed("the writer has stopped".into()))?;
+        match committed {
+            Some(r) => r.await.unwrap_or_else(|_| Err(WriteFailed("the writer stopped before committing".into()))),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops taking writes; the task commits what is queued and ends.
+    pub(super) fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>) {
+    let mut batch: Vec<Request> = Vec::with_capacity(64);
+    let mut ops: Vec<WriteOp> = Vec::with_capacity(64);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut acks = Vec::with_capacity(batch.len());
+        for r in batch.drain(..) {
+            ops.push(r.op);
+            acks.push(r.done);
+        }
+        let result = store.write(&ops).await.map_err(|e| WriteFailed(e.to_string().into()));
+        if let Err(e) = &result {
+            let unacknowledged = acks.iter().filter(|a| a.is_none()).count();
+            tracing::error!(error = %e, operations = ops.len(), history_lost = unacknowledged, "could not commit conversation writes");
+        }
+        ops.clear();
+        for ack in acks.into_iter().flatten() {
+            let _ = ack.send(result.clone());
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The conversation service with the built-in steps, in process: ordering, dedupe of a message
+//! still running, bounds, history across a pause, retention with an injected clock, and a
+//! paused run stored in the previous format (1) still resuming. No HTTP server: the seams are
+//! the service and its stores (in memory and SQLite).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tern_engine::conversation::{
+    AnswerStatus, ConversationError, ConversationId, ConversationOptions, ConversationStore, Conversations, Inbound,
+    LoadedFlow, MemoryConversationStore, MessageId, Retention, flow_hash,
+};
+use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
+use tern_engine::secrets::NoSecrets;
+use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
+
+fn engine() -> Engine {
+    Engine {
+        registry: Arc::new(tern_steps::registry()),
+        outbound: Outbound { client: HttpClient::new(HttpPolicy::default()).unwrap(), tokens: None },
+        secrets: Arc::new(NoSecrets),
+        limits: RunLimits::default(),
+    }
+}
+
+const ECHO: &str = r#"{"version": 1, "id": "echo", "trigger": {"type": "message", "match": {"regex": "^start$"}},
+  "steps": [
+    {"id": "wait", "type": "ask", "text": "ready", "save_as": "m"},
+    {"id": "say", "type": "send_message", "text": "got {{m}}", "next": "wait"}
+  ]}"#;
+
+fn flow(engine: &Engine, source: &str) -> LoadedFlow {
+    let opts = LoadOptions { registry: &engine.registry, integrations: None, limits: Default::default() };
+    LoadedFlow { hash: flow_hash(source), flow: Arc::new(load_flow(source, &opts).unwrap()) }
+}
+
+fn service(store: Arc<dyn ConversationStore>, options: ConversationOptions) -> Conversations {
+    let engine = engine();
+    let echo = flow(&engine, ECHO);
+    let s = Conversations::start(engine, store, options, None);
+    s.set_flows(vec![echo]);
+    s
+}
+
+fn msg(conversation: &str, id: Option<&str>, text: &str) -> Inbound {
+    Inbound::message(
+        ConversationId::new(conversation).unwrap(),
+        id.map(|i| MessageId::new(i).unwrap()),
+        text,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_a_conversation_are_answered_in_order_and_history_keeps_every_segment() {
+    let store = Arc::new(MemoryConversationStore::default());
+    let s = service(store.clone(), ConversationOptions::default());
+    let first = s.submit(msg("c", Some("0"), "start"), None).unwrap().wait().await.unwrap();
+    assert_eq!(first.status, AnswerStatus::Paused);
+    // Submitted back to back without waiting: processed one at a time, in order.
+    let tickets: Vec<_> = (1..=20).map(|i| s.submit(msg("c", Some(&i.to_string()), &format!("m{i}")), None).unwrap()).collect();
+    for (i, mut t) in tickets.into_iter().enumerate() {
+        let a = t.wait().await.unwrap();
+        assert_eq!(a.replies[0].text, format!("got m{}", i + 1));
+        assert_eq!(a.replies[1].text, "ready");
+    }
+    s.shutdown(Duration::from_secs(5)).await;
+    let run = s.run(first.run_id.as_deref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(run.segments.len(), 21, "the first activation and every resume");
+    assert_eq!(run.segments[0].replies[0].text, "ready");
+    assert_eq!(run.segments[3].message, "m3");
+    assert_eq!(run.summary.status, AnswerStatus::Paused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_message_id_gets_the_running_message_s_answer() {
+    let s = service(Arc::new(MemoryConversationStore::default()), ConversationOptions::default());
+    let mut a = s.submit(msg("c", Some("m-1"), "start"), None).unwrap();
+    let mut b = s.submit(msg("c", Some("m-1"), "start"), None).unwrap();
+    let (a, b) = (a.wait().await.unwrap(), b.wait().await.unwrap());
+    assert_eq!(a, b);
+    // Later: the remembered answer, and the conversation did not advance.
+    let c = s.submit(msg("c", Some("m-1"), "start"), None).unwrap().wait().await.unwrap();
+    assert_eq!(c, a);
+    let d = s.submit(msg("c", Some("m-2"), "x"), None).unwrap().wait().await.unwrap();
+    assert_eq!(d.replies[0].text, "got x", "m-1 was processed once");
+}
+
+// One thread: nothing is processed until the test awaits, so the bounds are seen exactly.
+#[tokio::test(flavor = "current_thread")]
+async fn the_service_is_bounded() {
+    let options = ConversationOptions { max_in_flight: 3, max_queued_per_conversation: 2, ..Default::default() };
+    let s = service(Arc::new(MemoryConversationStore::default()), options);
+    let mut held = Vec::new();
+    let mut errors = Vec::new();
+    for conversation in ["a", "b"] {
+        for i in 0..5 {
+            match s.submit(msg(conversation, Some(&i.to_string()), "start"), None) {
+                Ok(t) => held.push(t),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    assert_eq!(held.len(), 3, "two queued in `a` (its limit), one in `b` (the service's limit)");
+    assert!(errors.iter().any(|e| matches!(e, ConversationError::ConversationBusy { .. })), "{errors:?}");
+    assert!(errors.iter().any(|e| matches!(e, ConversationError::Overloaded { .. })), "{errors:?}");
+    assert!(errors.iter().all(ConversationError::is_retryable));
+    for mut t in held {
+        t.wait().await.unwrap();
+    }
+    assert_eq!(s.in_flight(), 0, "every permit is back");
+    s.shutdown(Duration::from_secs(5)).await;
+    let late = s.submit(msg("a", None, "start"), None);
+    assert!(matches!(late, Err(ConversationError::ShuttingDown)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_runs_answers_and_expired_pauses() {
+    let store = Arc::new(MemoryConversationStore::default());
+    let options = ConversationOptions { pause_ttl: Duration::from_secs(60), ..Default::default() };
+    let s = service(store.clone(), options);
+    for i in 0..5 {
+        s.submit(msg(&format!("c{i}"), Some("m"), "start"), None).unwrap().wait().await.unwrap();
+    }
+    s.shutdown(Duration::from_secs(5)).await;
+    let now = tern_engine::conversation::now_ms();
+    let keep_all = Retention { history_max_runs: 10, ..Retention::default() };
+    assert_eq!(store.prune(&keep_all, now).await.unwrap(), Default::default());
+    let three = Retention { history_max_runs: 3, max_answers: 2, ..Retention::default() };
+    let p = store.prune(&three, now).await.unwrap();
+    assert_eq!((p.runs, p.answers, p.paused), (2, 3, 0));
+    // Two minutes later (the clock is a parameter): the paused runs expired, the answers are
+    // outside a one-minute dedupe window.
+    let later = Retention { dedupe_window_ms: 60_000, ..three };
+    let p = store.prune(&later, now + 120_000).await.unwrap();
+    assert_eq!((p.answers, p.paused), (2, 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_store_resumes_a_paused_run_of_the_previous_format() {
+    use tern_engine::crypto::{Keyring, MasterKey};
+    use tern_engine::store::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap());
+    let engine = engine();
+    let echo = flow(&engine, ECHO);
+    store.put_flow_version(&echo.hash, "echo", ECHO).await.unwrap();
+    // What Tern stored before paused runs had a format number: the bare snapshot.
+    let v1 = json!({"run_id": "r-old", "flow_id": "echo", "step": "wait", "variables": {},
+                    "executed_steps": 1, "paused_with": null});
+    store.write_legacy_paused_run("c-old", &echo.hash, &v1, i64::MAX / 2).await.unwrap();
+    let paused = store.paused(&ConversationId::new("c-old").unwrap()).await.unwrap().unwrap();
+    assert_eq!(paused.format, 1);
+    let s = Conversations::start(engine, store.clone(), ConversationOptions::default(), None);
+    s.set_flows(vec![echo]);
+    let a = s.submit(msg("c-old", Some("m"), "hello"), None).unwrap().wait().await.unwrap();
+    assert_eq!(a.run_id.as_deref(), Some("r-old"));
+    assert_eq!(a.replies[0].text, "got hello");
+    // It is stored again in the current format.
+    let again = store.paused(&ConversationId::new("c-old").unwrap()).await.unwrap().unwrap();
+    assert_eq!(again.format, tern_engine::conversation::PAUSED_FORMAT);
+    // A format from the future is refused with a clear error.
+    let v9 = json!({"format": 9});
+    store.write_legacy_paused_run("c-new", &"x".repeat(64), &v9, i64::MAX / 2).await.unwrap();
+    let err = store.paused(&ConversationId::new("c-new").unwrap()).await.unwrap_err().to_string();
+    assert!(err.contains("newer Tern (paused-run format 9"), "{err}");
+    s.shutdown(Duration::from_secs(5)).await;
+}
