@@ -392,3 +392,46 @@ fn kill_9_at_random_points_loses_no_acknowledged_message_and_repeats_no_call() {
     assert!(plain_calls <= plain_messages, "{plain_calls} unkeyed calls for {plain_messages} messages: a call was repeated");
     eprintln!("kill -9 loop: {iterations} iterations, {} messages, {outcome_unknown} outcome-unknown", acknowledged.len());
 }
+
+#[test]
+fn channels_post_what_they_have_and_flows_read_it_as_metadata() {
+    let flow = json!({"version": 1, "id": "meta", "trigger": {"type": "message"},
+      "steps": [{"id": "say", "type": "send_message",
+                 "text": "{{message.text}} via {{message.metadata.channel}} ({{message.metadata.locale}})"}]});
+    let (_keep, flows) = flows_with(&flow);
+    let server = serve(&fresh_data_dir(), &flows, &[]);
+    let rt = rt();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let resp = client
+            .post(format!("{}/v1/conversations/m-1/messages", server.url))
+            .header("content-type", "application/json; charset=utf-8")
+            .body(
+                json!({"text": "hi", "channel": "whatsapp", "timestamp": 1764480000,
+                       "metadata": {"locale": "nl-BE"}, "contact": {"id": "u"}})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let a: Value = resp.json().await.unwrap();
+        assert_eq!(a["replies"][0]["text"], "hi via whatsapp (nl-BE)", "{a}");
+        // Known fields keep their types and sizes.
+        let (status, body) = post(&client, &server.url, "m-1", json!({"text": "hi", "contact": "u"})).await;
+        assert_eq!(status, 422, "{body}");
+        let (status, body) = post(&client, &server.url, "m-1", json!({"text": "hi", "message_id": ""})).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "bad-id");
+        let resp = client
+            .post(format!("{}/v1/conversations/m-1/messages", server.url))
+            .header("content-type", "text/plain")
+            .body("{\"text\": \"hi\"}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 415);
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("content-type application/json"), "{body}");
+    });
+}

@@ -62,7 +62,7 @@ pub async fn post_message(
             return error(
                 e.status(),
                 format!(
-                    "{}; send a JSON object like {{\"text\": \"…\", \"contact\": {{\"id\": \"…\"}}, \"message_id\": \"…\"}} with content-type application/json",
+                    "{}; send {{\"text\": \"…\", \"contact\": {{\"id\": \"…\"}}, \"message_id\": \"…\"}} as JSON with content-type application/json",
                     e.body_text()
                 ),
             );
