@@ -116,12 +116,16 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
                     let url = format!("{base}/v1/conversations/soak-{w}-{n}/messages");
                     n += 1;
                     let t = Instant::now();
-                    let resp =
-                        client.post(&url).json(&json!({"text": "hi", "contact": {"id": "u"}})).send().await.expect("send");
+                    let resp = client
+                        .post(&url)
+                        .json(&json!({"text": "hi", "contact": {"id": "u"}}))
+                        .send()
+                        .await
+                        .expect("send");
                     assert!(resp.status().is_success(), "{}", resp.status());
                     let _ = resp.bytes().await.expect("body");
                     // Keep 1 in 16 latencies: enough for p99, bounded memory in the driver.
-                    if n % 16 == 0 {
+                    if n.is_multiple_of(16) {
                         lat.push(t.elapsed());
                     }
                     sent.fetch_add(1, Ordering::Relaxed);

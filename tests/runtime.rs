@@ -19,10 +19,10 @@ fn ticket_flow(api: &TestApi, delay_ms: u64, idempotency_key: bool) -> Value {
         request["headers"] = json!({"Idempotency-Key": "{{conversation.id}}-{{message.id}}"});
     }
     json!({"version": 1, "id": "tickets", "trigger": {"type": "message", "match": {"regex": "^open"}},
-      "steps": [
-        {"id": "open", "type": "fetch_variables", "request": request, "variables": {"ticket": "id"}},
-        {"id": "say", "type": "send_message", "text": "Ticket {{ticket}} opened."}
-      ]})
+    "steps": [
+      {"id": "open", "type": "fetch_variables", "request": request, "variables": {"ticket": "id"}},
+      {"id": "say", "type": "send_message", "text": "Ticket {{ticket}} opened."}
+    ]})
 }
 
 fn flows_with(flow: &Value) -> (tempfile::TempDir, PathBuf) {
@@ -131,12 +131,12 @@ fn a_dropped_request_still_stores_the_rotated_refresh_token() {
     use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
     let auth = AuthServer::start();
     let flow = json!({"version": 1, "id": "crm", "trigger": {"type": "message", "match": {"regex": "^crm$"}},
-      "steps": [
-        {"id": "lookup", "type": "fetch_variables", "integration": "crm",
-         "request": {"method": "POST", "url": format!("{}/api/contacts.info", auth.url()), "body": {"id": "c1a2"}},
-         "variables": {"last_name": "data.last_name"}},
-        {"id": "say", "type": "send_message", "text": "Hello {{last_name}}"}
-      ]});
+    "steps": [
+      {"id": "lookup", "type": "fetch_variables", "integration": "crm",
+       "request": {"method": "POST", "url": format!("{}/api/contacts.info", auth.url()), "body": {"id": "c1a2"}},
+       "variables": {"last_name": "data.last_name"}},
+      {"id": "say", "type": "send_message", "text": "Hello {{last_name}}"}
+    ]});
     let (_keep, flows) = flows_with(&flow);
     let data = fresh_data_dir();
     let port = free_port();
@@ -387,10 +387,20 @@ fn kill_9_at_random_points_loses_no_acknowledged_message_and_repeats_no_call() {
     }
     // No ticket was opened twice for a message without an Idempotency-Key; keyed ones may be
     // re-sent, always with their key.
-    let plain_calls = api.requests().iter().filter(|r| r.uri.starts_with("/tickets") && r.header("idempotency-key").is_none()).count();
+    let plain_calls = api
+        .requests()
+        .iter()
+        .filter(|r| r.uri.starts_with("/tickets") && r.header("idempotency-key").is_none())
+        .count();
     let plain_messages = acknowledged.iter().filter(|(_, a)| a["flow_id"] == "tickets").count();
-    assert!(plain_calls <= plain_messages, "{plain_calls} unkeyed calls for {plain_messages} messages: a call was repeated");
-    eprintln!("kill -9 loop: {iterations} iterations, {} messages, {outcome_unknown} outcome-unknown", acknowledged.len());
+    assert!(
+        plain_calls <= plain_messages,
+        "{plain_calls} unkeyed calls for {plain_messages} messages: a call was repeated"
+    );
+    eprintln!(
+        "kill -9 loop: {iterations} iterations, {} messages, {outcome_unknown} outcome-unknown",
+        acknowledged.len()
+    );
 }
 
 #[test]

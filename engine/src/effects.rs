@@ -133,7 +133,7 @@ impl RecordedResponse {
             status: reqwest::StatusCode::from_u16(self.status).ok()?,
             url: url::Url::parse(&self.url).ok()?,
             headers,
-            body: self.body.into(),
+            body: self.body,
         })
     }
 }

@@ -302,13 +302,11 @@ impl Scope for RunScope<'_> {
             Root::Var(name) => {
                 Cow::Borrowed(self.vars.get(name.as_str()).ok_or_else(|| missing("the variable is not set yet"))?)
             }
-            Root::Message => {
-                Cow::Owned(serde_json::json!({
+            Root::Message => Cow::Owned(serde_json::json!({
                 "text": self.env.message.text,
                 "id": self.env.message.id,
                 "metadata": self.env.message.metadata,
-            }))
-            }
+            })),
             Root::Contact => Cow::Borrowed(&self.env.contact),
             Root::Conversation => Cow::Owned(serde_json::json!({ "id": self.env.conversation_id })),
             Root::Event => Cow::Borrowed(

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
-use tern_engine::http::Outbound;
-use tern_engine::secrets::SecretSource;
 use tern_engine::conversation::{
     Answer, AnswerStatus, ConversationError, ConversationId, ConversationOptions, Conversations, Inbound, LoadedFlow,
     MemoryConversationStore, Trigger, flow_hash,
 };
+use tern_engine::http::Outbound;
+use tern_engine::secrets::SecretSource;
 use tern_engine::{Engine, Registry, ReplySink, RunLimits, TokenSource, VarName};
 
 use super::context::Shared;
@@ -100,7 +100,8 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let hash = flow_hash(&std::fs::read_to_string(&args.flow).unwrap_or_default());
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
     let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store(), registry.clone()).await?;
-    let conversation = ConversationId::new(args.conversation.clone()).map_err(|e| anyhow::anyhow!("--conversation: {e}"))?;
+    let conversation =
+        ConversationId::new(args.conversation.clone()).map_err(|e| anyhow::anyhow!("--conversation: {e}"))?;
     if args.repeat > 1 {
         let conversations = service(engine, flow.clone(), hash, args.repeat);
         return repeat(&conversations, &flow, &args).await;
@@ -197,7 +198,8 @@ async fn repeat(
                 if answer.status != AnswerStatus::Paused {
                     break;
                 }
-                answer = conversations.submit(inbound(&conversation, &contact, text.clone(), None), None)?.wait().await?;
+                answer =
+                    conversations.submit(inbound(&conversation, &contact, text.clone(), None), None)?.wait().await?;
             }
             Ok::<Answer, ConversationError>(answer)
         }

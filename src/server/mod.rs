@@ -25,9 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use tern_engine::integrations::{CallbackParams, Integrations};
-use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
 use tern_engine::conversation::Conversations;
+use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
+use tern_engine::integrations::{CallbackParams, Integrations};
 use tern_engine::secrets::LayeredSecrets;
 use tern_engine::store::SqliteStore;
 
@@ -133,7 +133,9 @@ async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id
     }
     match state.conversations.run(&id).await {
         Ok(Some(run)) => axum::Json(run).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no run {id} (runs are kept as long as --history-retention says)")),
+        Ok(None) => {
+            error(StatusCode::NOT_FOUND, format!("no run {id} (runs are kept as long as --history-retention says)"))
+        }
         Err(e) => {
             tracing::error!(run = %id, error = %e, "could not read a run");
             error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")

@@ -16,4 +16,3 @@ pub fn callback_page(result: &Result<(), String>) -> axum::response::Html<String
         html_escape::encode_text(&title)
     ))
 }
-

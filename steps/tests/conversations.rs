@@ -44,11 +44,7 @@ fn service(store: Arc<dyn ConversationStore>, options: ConversationOptions) -> C
 }
 
 fn msg(conversation: &str, id: Option<&str>, text: &str) -> Inbound {
-    Inbound::message(
-        ConversationId::new(conversation).unwrap(),
-        id.map(|i| MessageId::new(i).unwrap()),
-        text,
-    )
+    Inbound::message(ConversationId::new(conversation).unwrap(), id.map(|i| MessageId::new(i).unwrap()), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +54,8 @@ async fn messages_of_a_conversation_are_answered_in_order_and_history_keeps_ever
     let first = s.submit(msg("c", Some("0"), "start"), None).unwrap().wait().await.unwrap();
     assert_eq!(first.status, AnswerStatus::Paused);
     // Submitted back to back without waiting: processed one at a time, in order.
-    let tickets: Vec<_> = (1..=20).map(|i| s.submit(msg("c", Some(&i.to_string()), &format!("m{i}")), None).unwrap()).collect();
+    let tickets: Vec<_> =
+        (1..=20).map(|i| s.submit(msg("c", Some(&i.to_string()), &format!("m{i}")), None).unwrap()).collect();
     for (i, mut t) in tickets.into_iter().enumerate() {
         let a = t.wait().await.unwrap();
         assert_eq!(a.replies[0].text, format!("got m{}", i + 1));

@@ -94,7 +94,9 @@ pub enum ConversationError {
         flow_id: String,
     },
     /// The store failed. The detail went to the log, not here.
-    #[error("the store failed while handling conversation `{conversation}`; the message was not answered, send it again")]
+    #[error(
+        "the store failed while handling conversation `{conversation}`; the message was not answered, send it again"
+    )]
     Store {
         /// The conversation.
         conversation: String,
@@ -108,7 +110,9 @@ pub enum ConversationError {
         reason: String,
     },
     /// The task running the message ended abnormally (a bug; the log has the detail).
-    #[error("handling the message of conversation `{conversation}` was interrupted by an internal error; send it again")]
+    #[error(
+        "handling the message of conversation `{conversation}` was interrupted by an internal error; send it again"
+    )]
     Interrupted {
         /// The conversation.
         conversation: String,
@@ -665,8 +669,7 @@ async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, ConversationErro
         }
         (Trigger::Message, None) => {
             let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let Some(loaded) =
-                flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&inbound.text)))
+            let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&inbound.text)))
             else {
                 let answer = Answer::without_run(AnswerStatus::NoFlow, &message_id);
                 return finish_without_run(&inner, &key, answer, was_paused, recovered).await;

@@ -118,7 +118,8 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     /// The conversation's paused run, expired or not.
     async fn paused(&self, conversation: &ConversationId) -> Result<Option<PausedRun>, StoreError>;
     /// The remembered answer to a message.
-    async fn answer(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<Option<Answer>, StoreError>;
+    async fn answer(&self, conversation: &ConversationId, message_id: &MessageId)
+    -> Result<Option<Answer>, StoreError>;
     /// Whether a message was accepted and is not answered yet.
     async fn is_accepted(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<bool, StoreError>;
     /// Accepted messages not answered yet, in the order they were accepted (for recovery after
@@ -180,7 +181,11 @@ impl ConversationStore for MemoryConversationStore {
         Ok(self.lock().paused.get(conversation).cloned())
     }
 
-    async fn answer(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<Option<Answer>, StoreError> {
+    async fn answer(
+        &self,
+        conversation: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<Option<Answer>, StoreError> {
         Ok(self.lock().answers.get(&(conversation.clone(), message_id.clone())).map(|(a, _)| a.clone()))
     }
 

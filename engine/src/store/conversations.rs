@@ -64,7 +64,13 @@ impl SqliteStore {
         Ok(self.keys.encrypt(Aad { table, row, column }, &plain))
     }
 
-    fn open_json<T: DeserializeOwned>(&self, table: &str, row: &str, column: &str, blob: &[u8]) -> Result<T, StoreError> {
+    fn open_json<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        row: &str,
+        column: &str,
+        blob: &[u8],
+    ) -> Result<T, StoreError> {
         let plain = self.keys.decrypt(Aad { table, row, column }, blob)?;
         serde_json::from_slice(&plain)
             .map_err(|e| StoreError::Corrupt { what: format!("{table}.{column} of {row}"), reason: e.to_string() })
@@ -206,7 +212,13 @@ impl SqliteStore {
 
     /// Deletes rows of `table` chosen by `select` (a query returning rowids, without LIMIT),
     /// at most `cap` of them, in chunks; returns how many.
-    async fn delete_chunked(&self, table: &str, select: &str, binds: &[i64], cap: Option<i64>) -> Result<u64, StoreError> {
+    async fn delete_chunked(
+        &self,
+        table: &str,
+        select: &str,
+        binds: &[i64],
+        cap: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let mut total: i64 = 0;
         loop {
             let chunk = cap.map_or(PRUNE_CHUNK, |c| (c - total).min(PRUNE_CHUNK));
@@ -271,7 +283,11 @@ impl ConversationStore for SqliteStore {
         Ok(Some(paused))
     }
 
-    async fn answer(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<Option<Answer>, StoreError> {
+    async fn answer(
+        &self,
+        conversation: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<Option<Answer>, StoreError> {
         let blob: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT answer FROM answers WHERE conversation_id = ? AND message_id = ?")
                 .bind(conversation.as_str())
@@ -305,7 +321,9 @@ impl ConversationStore for SqliteStore {
             match self.open_json::<Inbound>("inbox", &row, "body", &r.get::<Vec<u8>, _>("body")) {
                 Ok(i) => out.push(i),
                 // One unreadable message must not stop the others from being recovered.
-                Err(e) => tracing::error!(conversation = %c, error = %e, "an accepted message cannot be read; skipping it"),
+                Err(e) => {
+                    tracing::error!(conversation = %c, error = %e, "an accepted message cannot be read; skipping it")
+                }
             }
         }
         Ok(out)
@@ -356,7 +374,12 @@ impl ConversationStore for SqliteStore {
         let mut segments = Vec::with_capacity(rows.len());
         for s in rows {
             let seq: i64 = s.get("seq");
-            segments.push(self.open_json("run_segments", &format!("{run_id}/{seq}"), "body", &s.get::<Vec<u8>, _>("body"))?);
+            segments.push(self.open_json(
+                "run_segments",
+                &format!("{run_id}/{seq}"),
+                "body",
+                &s.get::<Vec<u8>, _>("body"),
+            )?);
         }
         Ok(Some(RunHistory { summary, segments }))
     }
@@ -417,12 +440,22 @@ impl ConversationStore for SqliteStore {
         let mut pruned = Pruned::default();
         let runs_before = now_ms.saturating_sub(retention.history_max_age_ms);
         pruned.runs += self
-            .delete_chunked("run_history", "SELECT rowid FROM run_history WHERE updated_at_ms < ?", &[runs_before], None)
+            .delete_chunked(
+                "run_history",
+                "SELECT rowid FROM run_history WHERE updated_at_ms < ?",
+                &[runs_before],
+                None,
+            )
             .await?;
         let excess = self.count("run_history").await? - i64::try_from(retention.history_max_runs).unwrap_or(i64::MAX);
         if excess > 0 {
             pruned.runs += self
-                .delete_chunked("run_history", "SELECT rowid FROM run_history ORDER BY updated_at_ms", &[], Some(excess))
+                .delete_chunked(
+                    "run_history",
+                    "SELECT rowid FROM run_history ORDER BY updated_at_ms",
+                    &[],
+                    Some(excess),
+                )
                 .await?;
         }
         let answers_before = now_ms.saturating_sub(retention.dedupe_window_ms);
