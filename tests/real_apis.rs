@@ -621,7 +621,7 @@ fn accepted_non_2xx_answers_are_not_mapped_unless_asked() {
 
     let mut map_404 = flow("2");
     map_404["steps"][0]["map_status"] = json!(["2xx", 404]);
-    map_404["steps"][0]["variables"] = json!({"title": "$.errors[0].title"});
+    map_404["steps"][0]["variables"] = json!({"title": "$.errors[0].title", "name": {"path": "data.name", "default": "-"}});
     map_404["steps"][3]["text"] = json!("{{title}}");
     let r = run_flow(&flows, &map_404, &[]);
     assert_eq!(r.code(), 0, "{}", r.stderr());

@@ -95,6 +95,7 @@ impl StepFailure {
             StepFailure::Http(HttpError::Timeout { .. }) => "http-timeout",
             StepFailure::Http(HttpError::TooLarge { .. }) => "http-too-large",
             StepFailure::Http(HttpError::NotJson { .. }) => "not-json",
+            StepFailure::Http(HttpError::EmptyBody { .. }) => "empty-body",
             StepFailure::Http(HttpError::OriginNotAllowed { .. }) => "token-origin",
             StepFailure::Http(HttpError::Token(_)) => "integration",
             StepFailure::Http(_) => "http",

@@ -60,11 +60,17 @@ pub struct RetryConfig {
     pub backoff_ms: u64,
 }
 
+/// `retry` before its bounds are checked.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawRetry {
+    /// Retries after the first attempt (0–10).
+    #[schemars(range(max = 10))]
     max: u64,
+    /// The wait before the first retry in milliseconds (1–60000, default 500); it doubles with
+    /// each retry up to 60 s, with jitter. A `Retry-After` header replaces it.
     #[serde(default = "default_backoff")]
+    #[schemars(range(min = 1, max = 60000))]
     backoff_ms: u64,
 }
 
