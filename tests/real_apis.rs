@@ -484,7 +484,11 @@ fn multipart_bodies_carry_text_fields() {
     bad["steps"][0]["request"]["multipart"] = json!({"a\r\nX-Injected: 1": "x"});
     let r = run_flow(&flows, &bad, &[]);
     assert_ne!(r.code(), 0);
-    assert!(r.stderr().contains("contains CR, LF or NUL") && r.stderr().contains("/request/multipart"), "{}", r.stderr());
+    assert!(
+        r.stderr().contains("contains CR, LF or NUL") && r.stderr().contains("/request/multipart"),
+        "{}",
+        r.stderr()
+    );
     assert_eq!(api.requests().len(), 1, "nothing more was sent");
 }
 
@@ -539,11 +543,14 @@ fn retries_stop_at_max_and_skip_final_answers() {
     let api = Scripted::start(vec![
         ("/down", vec![answer(502, None, "")]),
         ("/gone", vec![answer(404, None, "")]),
-        ("/later", vec![{
-            let mut a = answer(503, None, "");
-            a.headers.push(("retry-after", "3600".into()));
-            a
-        }]),
+        (
+            "/later",
+            vec![{
+                let mut a = answer(503, None, "");
+                a.headers.push(("retry-after", "3600".into()));
+                a
+            }],
+        ),
     ]);
     let flows = Flows::new();
     let r = run_flow(&flows, &retry_flow(&api, "/down", "GET", json!({"max": 2, "backoff_ms": 1})), &["--json"]);
@@ -621,7 +628,8 @@ fn accepted_non_2xx_answers_are_not_mapped_unless_asked() {
 
     let mut map_404 = flow("2");
     map_404["steps"][0]["map_status"] = json!(["2xx", 404]);
-    map_404["steps"][0]["variables"] = json!({"title": "$.errors[0].title", "name": {"path": "data.name", "default": "-"}});
+    map_404["steps"][0]["variables"] =
+        json!({"title": "$.errors[0].title", "name": {"path": "data.name", "default": "-"}});
     map_404["steps"][3]["text"] = json!("{{title}}");
     let r = run_flow(&flows, &map_404, &[]);
     assert_eq!(r.code(), 0, "{}", r.stderr());

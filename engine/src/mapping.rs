@@ -141,7 +141,11 @@ impl ResponsePath {
                         let mut missing = String::new();
                         step.write(&mut missing);
                         let within = if at == "$" { "the response".to_string() } else { format!("`{at}`") };
-                        format!("`{raw}` not found: {within} has no `{}` ({})", &missing.trim_start_matches('.'), describe(current))
+                        format!(
+                            "`{raw}` not found: {within} has no `{}` ({})",
+                            &missing.trim_start_matches('.'),
+                            describe(current)
+                        )
                     })?;
                     step.write(&mut at);
                 }

@@ -79,7 +79,9 @@ impl VarRef {
             ));
         };
         let default: Value = serde_json::from_str(literal.trim()).map_err(|_| {
-            format!("`{whole}`: the default must be a quoted string, a number or true/false, such as `| default: \"there\"`")
+            format!(
+                "`{whole}`: the default must be a quoted string, a number or true/false, such as `| default: \"there\"`"
+            )
         })?;
         if !matches!(default, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
             return Err(format!("`{whole}`: the default must be a quoted string, a number or true/false"));
@@ -519,7 +521,9 @@ mod tests {
         for bad in ["{{name | upcase}}", "{{name | default}}", "{{name | default: there}}", "{{name | default: [1]}}"] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
-        assert!(Template::parse(r#"{{secrets.KEY | default: "k"}}"#).unwrap_err().message.contains("cannot have a default"));
+        assert!(
+            Template::parse(r#"{{secrets.KEY | default: "k"}}"#).unwrap_err().message.contains("cannot have a default")
+        );
         assert!(VarRef::parse("name | default: \"x\"").is_err(), "only placeholders take a filter");
         let mut out = Vec::new();
         Template::parse("{{tags}}").unwrap().render_texts(&scope, &mut out).unwrap();

@@ -197,11 +197,9 @@ impl Call {
                         retry::retry_after(&resp.headers, SystemTime::now()),
                     )
                 }
-                Err(e) => (
-                    json!({ "error": e.to_string(), "duration_us": duration_us }),
-                    retry::is_retryable_error(e),
-                    None,
-                ),
+                Err(e) => {
+                    (json!({ "error": e.to_string(), "duration_us": duration_us }), retry::is_retryable_error(e), None)
+                }
             };
             let Some(policy) = self.retry else {
                 return Ok(result?);

@@ -77,8 +77,10 @@ impl BodyTemplate {
             }
             BodyTemplate::Text(t) => {
                 let content_type = content_type.unwrap_or(TEXT_CONTENT_TYPE);
-                let rejected =
-                    |reason: String| RenderError::Rejected { var: t.vars().map(|v| v.raw.clone()).collect::<Vec<_>>().join("}}, {{"), reason };
+                let rejected = |reason: String| RenderError::Rejected {
+                    var: t.vars().map(|v| v.raw.clone()).collect::<Vec<_>>().join("}}, {{"),
+                    reason,
+                };
                 let encoding = text_encoding(content_type).map_err(rejected)?;
                 let text = t.render(scope)?;
                 let (bytes, _, unmappable) = encoding.encode(&text);
@@ -88,8 +90,8 @@ impl BodyTemplate {
                         encoding.name()
                     )));
                 }
-                let value = HeaderValue::from_str(content_type)
-                    .unwrap_or_else(|_| HeaderValue::from_static(TEXT_CONTENT_TYPE));
+                let value =
+                    HeaderValue::from_str(content_type).unwrap_or_else(|_| HeaderValue::from_static(TEXT_CONTENT_TYPE));
                 Ok(Encoded { content_type: value, bytes: bytes.into_owned() })
             }
             BodyTemplate::Multipart(fields) => {

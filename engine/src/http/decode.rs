@@ -100,7 +100,8 @@ mod tests {
     #[test]
     fn byte_order_marks_are_skipped() {
         assert_eq!(json(None, b"\xEF\xBB\xBF{\"a\":1}").unwrap(), json!({"a": 1}));
-        let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain("{\"a\":\"é\"}".encode_utf16().flat_map(u16::to_le_bytes)).collect();
+        let utf16: Vec<u8> =
+            [0xFF, 0xFE].into_iter().chain("{\"a\":\"é\"}".encode_utf16().flat_map(u16::to_le_bytes)).collect();
         assert_eq!(json(Some("application/json; charset=utf-8"), &utf16).unwrap(), json!({"a": "é"}));
         assert!(is_blank(b"\xEF\xBB\xBF \r\n"));
         assert!(!is_blank(b"{}"));

@@ -23,7 +23,10 @@ impl<'de> Deserialize<'de> for FieldValue {
         use serde::de::Error;
         let v = Value::deserialize(d)?;
         let bad = |v: &Value| {
-            D::Error::custom(format!("expected a text such as \"{{{{name}}}}\" or a list of texts, but {}", describe(v)))
+            D::Error::custom(format!(
+                "expected a text such as \"{{{{name}}}}\" or a list of texts, but {}",
+                describe(v)
+            ))
         };
         match v {
             Value::String(s) => Ok(Self::One(s)),
@@ -131,10 +134,12 @@ impl FieldTemplates {
     pub fn vars<'a>(&'a self, base: &'a str) -> impl Iterator<Item = (String, &'a VarRef)> + 'a {
         self.0.iter().flat_map(move |(name, ts)| {
             let at = pointer_push(base, name);
-            ts.iter().flat_map(move |t| t.vars().map({
-                let at = at.clone();
-                move |v| (at.clone(), v)
-            }))
+            ts.iter().flat_map(move |t| {
+                t.vars().map({
+                    let at = at.clone();
+                    move |v| (at.clone(), v)
+                })
+            })
         })
     }
 

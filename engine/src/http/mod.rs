@@ -6,8 +6,8 @@ pub mod decode;
 mod fields;
 pub mod guard;
 mod outbound;
-pub mod retry;
 mod request;
+pub mod retry;
 mod url_template;
 
 pub use client::{HttpClient, HttpError, HttpPolicy, HttpResponse, display_url};

@@ -136,7 +136,10 @@ fn compile_body(cfg: &RequestConfig, errors: &mut Vec<(String, String)>) -> Opti
     if kinds.len() > 1 {
         errors.push((
             format!("/{}", kinds[1]),
-            format!("a request has one body; choose one of {}", kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+            format!(
+                "a request has one body; choose one of {}",
+                kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ),
         ));
         return None;
     }
@@ -195,9 +198,8 @@ fn compile_body(cfg: &RequestConfig, errors: &mut Vec<(String, String)>) -> Opti
             }
         }
     }
-    (errors.len() == before).then(|| {
-        Body::Other(if multipart { BodyTemplate::Multipart(compiled) } else { BodyTemplate::Form(compiled) })
-    })
+    (errors.len() == before)
+        .then(|| Body::Other(if multipart { BodyTemplate::Multipart(compiled) } else { BodyTemplate::Form(compiled) }))
 }
 
 impl RequestTemplate {
