@@ -91,31 +91,25 @@ pub struct Call {
     retry: Option<RetryConfig>,
 }
 
-/// The step fields [`Call::build`] reads.
-pub struct CallConfig<'a> {
-    /// `request`.
-    pub request: &'a RequestConfig,
-    /// `integration`.
-    pub integration: Option<&'a IntegrationName>,
-    /// `token`.
-    pub token: TokenChoice,
-    /// `accept_status`.
-    pub accept: &'a [StatusPattern],
-    /// `retry`.
-    pub retry: Option<RetryConfig>,
-}
-
 impl Call {
-    /// Compiles the request part of a step.
-    pub fn build(cx: &mut BuildContext<'_>, cfg: CallConfig<'_>) -> Option<Self> {
-        if let Some(i) = cfg.integration {
+    /// Compiles the request part of a step: `request`, `integration`, `token`, `accept_status`
+    /// and `retry`.
+    pub fn build(
+        cx: &mut BuildContext<'_>,
+        request: &RequestConfig,
+        integration: Option<&IntegrationName>,
+        token: TokenChoice,
+        accept: &[StatusPattern],
+        policy: Option<RetryConfig>,
+    ) -> Option<Self> {
+        if let Some(i) = integration {
             cx.integration("/integration", i);
-        } else if cfg.token == TokenChoice::Contact {
+        } else if token == TokenChoice::Contact {
             cx.error("invalid-value", "/token", "`token: contact` needs an `integration`", None);
             return None;
         }
-        let request = cx.request("/request", cfg.request)?;
-        if let Some(r) = cfg.retry
+        let request = cx.request("/request", request)?;
+        if let Some(r) = policy
             && r.max > 0
             && !retry::is_idempotent(request.method())
             && !request.has_idempotency_key()
@@ -131,14 +125,8 @@ impl Call {
             );
             return None;
         }
-        let accept = if cfg.accept.is_empty() { vec![StatusPattern::SUCCESS] } else { cfg.accept.to_vec() };
-        Some(Self {
-            request,
-            integration: cfg.integration.cloned(),
-            token: cfg.token,
-            accept,
-            retry: cfg.retry.filter(|r| r.max > 0),
-        })
+        let accept = if accept.is_empty() { vec![StatusPattern::SUCCESS] } else { accept.to_vec() };
+        Some(Self { request, integration: integration.cloned(), token, accept, retry: policy.filter(|r| r.max > 0) })
     }
 
     /// Whether the status counts as success.

@@ -13,7 +13,7 @@ use tern_engine::{
     BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of,
 };
 
-use crate::http_common::{Call, CallConfig, StatusPattern, TokenChoice, build_mappings, map_response};
+use crate::http_common::{Call, StatusPattern, TokenChoice, build_mappings, map_response};
 
 /// Config of `http_request`.
 #[derive(Deserialize, JsonSchema)]
@@ -65,16 +65,7 @@ impl StepType for HttpRequest {
     }
     fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
         let cfg: Config = cx.config(config)?;
-        let call = Call::build(
-            cx,
-            CallConfig {
-                request: &cfg.request,
-                integration: cfg.integration.as_ref(),
-                token: cfg.token,
-                accept: &cfg.accept_status,
-                retry: cfg.retry,
-            },
-        );
+        let call = Call::build(cx, &cfg.request, cfg.integration.as_ref(), cfg.token, &cfg.accept_status, cfg.retry);
         if let Some(v) = &cfg.save_status_as {
             cx.defines("/save_status_as", v);
         }
