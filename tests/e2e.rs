@@ -7,6 +7,7 @@ mod browser;
 mod http_steps;
 mod integrations;
 mod plugins;
+mod real_apis;
 mod run_cli;
 mod runtime;
 mod schema;

@@ -105,6 +105,8 @@ fn non_json_response_is_a_clear_error() {
     let flows = Flows::new();
     let mut flow = without_error_path(teamleader_flow(&api));
     flow["steps"][1]["accept_status"] = json!(["2xx", "5xx"]);
+    // Accepted non-2xx answers are mapped only when the step asks for it (issue 11).
+    flow["steps"][1]["map_status"] = json!(["2xx", "5xx"]);
     let path = flows.write("tl", &flow);
     let r = run_flow(&path, &["last name", "html"], &[]);
     assert_eq!(r.code(), 1);

@@ -10,7 +10,8 @@
 //!   unless the request carries an `Idempotency-Key` header — then it is re-sent with the same
 //!   key, which the API uses to recognise the repeat.
 //!
-//! The key of a call is (conversation, message id, the step's position in the run, step id):
+//! The key of a call is (conversation, message id, the step's position in the run, the attempt,
+//! step id):
 //! deterministic for a re-processed message, unique otherwise.
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct EffectKey {
     /// How many steps the run had executed before this one (its position; deterministic when
     /// the same message is processed again from the same paused state).
     pub seq: u32,
+    /// The try of a step that retries (0 for the first).
+    pub attempt: u32,
     /// The step.
     pub step: String,
 }

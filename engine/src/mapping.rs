@@ -3,6 +3,11 @@
 //! Two notations: a dot path (`data.last_name`, `data.emails.0.email`), the form flow designers
 //! know from Bird's *Fetch variables*, and JSONPath (`$.data.emails[0].email`, RFC 9535 through
 //! `jsonpath-rust`). Both are compiled when the flow is loaded; nothing is parsed per request.
+//!
+//! "Not found" and "found nothing" differ. A path whose names and indexes do not exist in the
+//! response is not found (a default applies, or the step fails). A wildcard, slice, filter or
+//! descendant query over parts that do exist yields the array of its matches, which is `[]`
+//! when nothing matches (RFC 9535 §2.1: the result is a possibly empty node list).
 
 use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use schemars::JsonSchema;
@@ -10,6 +15,38 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::template::describe;
+
+/// One name or index selector of a JSONPath query.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// `.name` or `['name']`.
+    Name(String),
+    /// `[3]`, or `[-1]` from the end.
+    Index(i64),
+}
+
+impl Step {
+    fn select<'v>(&self, value: &'v Value) -> Option<&'v Value> {
+        match (self, value) {
+            (Step::Name(n), Value::Object(m)) => m.get(n),
+            (Step::Index(i), Value::Array(a)) => {
+                let at = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize)? } else { *i as usize };
+                a.get(at)
+            }
+            _ => None,
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Step::Name(n) => {
+                out.push('.');
+                out.push_str(n);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+}
 
 /// A compiled path into a response body.
 #[derive(Clone, Debug)]
@@ -30,6 +67,9 @@ pub enum ResponsePath {
         /// Whether the query can select at most one node (names and indexes only). A singular
         /// query yields the node itself; any other yields an array of all matches.
         singular: bool,
+        /// The leading name and index selectors (the whole query when it is singular): when
+        /// they do not exist, the path is not found.
+        prefix: Vec<Step>,
     },
 }
 
@@ -40,9 +80,17 @@ impl ResponsePath {
         if raw.starts_with('$') {
             let query = jsonpath_rust::parser::parse_json_path(raw)
                 .map_err(|e| format!("`{raw}` is not valid JSONPath: {e}"))?;
-            let singular =
-                query.segments.iter().all(|s| matches!(s, Segment::Selector(Selector::Name(_) | Selector::Index(_))));
-            return Ok(Self::JsonPath { raw: raw.to_string(), query: Box::new(query), singular });
+            let prefix: Vec<Step> = query
+                .segments
+                .iter()
+                .map_while(|s| match s {
+                    Segment::Selector(Selector::Name(n)) => Some(Step::Name(n.clone())),
+                    Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
+                    _ => None,
+                })
+                .collect();
+            let singular = prefix.len() == query.segments.len();
+            return Ok(Self::JsonPath { raw: raw.to_string(), query: Box::new(query), singular, prefix });
         }
         if raw.is_empty() {
             return Err("the path is empty; write `data.field` or `$.data.field`".into());
@@ -85,14 +133,28 @@ impl ResponsePath {
                 }
                 Ok(current.clone())
             }
-            Self::JsonPath { raw, query, singular } => {
+            Self::JsonPath { raw, query, singular, prefix } => {
+                let mut current = body;
+                let mut at = String::from("$");
+                for step in prefix {
+                    current = step.select(current).ok_or_else(|| {
+                        let mut missing = String::new();
+                        step.write(&mut missing);
+                        let within = if at == "$" { "the response".to_string() } else { format!("`{at}`") };
+                        format!(
+                            "`{raw}` not found: {within} has no `{}` ({})",
+                            &missing.trim_start_matches('.'),
+                            describe(current)
+                        )
+                    })?;
+                    step.write(&mut at);
+                }
+                if *singular {
+                    return Ok(current.clone());
+                }
                 let found = jsonpath_rust::query::js_path_process(query, body)
                     .map_err(|e| format!("`{raw}` could not be evaluated: {e}"))?;
-                match (singular, found.as_slice()) {
-                    (_, []) => Err(format!("`{raw}` matched nothing in the response ({})", describe(body))),
-                    (true, [one]) => Ok(one.val.clone()),
-                    _ => Ok(Value::Array(found.into_iter().map(|r| r.val.clone()).collect())),
-                }
+                Ok(Value::Array(found.into_iter().map(|r| r.val.clone()).collect()))
             }
         }
     }
@@ -195,7 +257,23 @@ mod tests {
         assert_eq!(p.select(&body()).unwrap(), json!(["e@piedpiper.com"]));
         assert!(ResponsePath::parse("$.data[").is_err());
         let err = ResponsePath::parse("$.data.phone").unwrap().select(&body()).unwrap_err();
-        assert!(err.contains("matched nothing"), "{err}");
+        assert!(err.contains("not found: `$.data` has no `phone`"), "{err}");
+        assert_eq!(ResponsePath::parse("$.data.emails[-1].email").unwrap().select(&body()).unwrap(), json!("x@y.z"));
+    }
+
+    #[test]
+    fn empty_matches_are_empty_arrays_but_missing_parts_are_not_found() {
+        let desk = json!({"desk": {"escalated": [], "open": [{"p": 1}, {"p": 3}]}});
+        let sel = |p: &str| ResponsePath::parse(p).unwrap().select(&desk);
+        assert_eq!(sel("$.desk.escalated[*]").unwrap(), json!([]));
+        assert_eq!(sel("$.desk.open[?@.p > 5]").unwrap(), json!([]));
+        assert_eq!(sel("$.desk.open[?@.p > 2].p").unwrap(), json!([3]));
+        assert_eq!(sel("$.desk.open[*].missing").unwrap(), json!([]));
+        assert_eq!(sel("$..nowhere").unwrap(), json!([]));
+        let err = sel("$.desk.escalatd[*]").unwrap_err();
+        assert!(err.contains("not found: `$.desk` has no `escalatd`") && err.contains("escalated"), "{err}");
+        let m = Mapping { path: ResponsePath::parse("$.desk.escalated[*]").unwrap(), default: Some(json!("none")) };
+        assert_eq!(m.apply(&desk).unwrap(), json!([]), "an empty match is a value, not a missing path");
     }
 
     #[test]

@@ -95,6 +95,7 @@ impl StepFailure {
             StepFailure::Http(HttpError::Timeout { .. }) => "http-timeout",
             StepFailure::Http(HttpError::TooLarge { .. }) => "http-too-large",
             StepFailure::Http(HttpError::NotJson { .. }) => "not-json",
+            StepFailure::Http(HttpError::EmptyBody { .. }) => "empty-body",
             StepFailure::Http(HttpError::OriginNotAllowed { .. }) => "token-origin",
             StepFailure::Http(HttpError::Token(_)) => "integration",
             StepFailure::Http(_) => "http",
@@ -218,6 +219,21 @@ impl StepContext<'_> {
         req: &crate::http::PreparedRequest,
         auth: Option<(&crate::ids::IntegrationName, &crate::tokens::TokenOwner)>,
     ) -> Result<crate::http::HttpResponse, StepFailure> {
+        self.send_attempt(req, auth, 0).await
+    }
+
+    /// [`send`](Self::send) for the `attempt`-th try of a step that retries (0 for the first):
+    /// each attempt is journaled on its own, so that a message processed again after a crash
+    /// replays the same sequence of answers.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send).
+    pub async fn send_attempt(
+        &self,
+        req: &crate::http::PreparedRequest,
+        auth: Option<(&crate::ids::IntegrationName, &crate::tokens::TokenOwner)>,
+        attempt: u32,
+    ) -> Result<crate::http::HttpResponse, StepFailure> {
         use crate::effects::{EffectKey, PriorEffect, RecordedResponse};
         let journal = match &self.env.journal {
             Some(j) if !req.method.is_idempotent() => j,
@@ -227,6 +243,7 @@ impl StepContext<'_> {
             conversation: journal.conversation.clone(),
             message_id: journal.message_id.clone(),
             seq: self.seq,
+            attempt,
             step: self.step_id.to_string(),
         };
         let prior = journal.journal.begin_effect(&key).await.map_err(|e| {

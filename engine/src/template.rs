@@ -3,7 +3,9 @@
 //! A template is literal text with placeholders. A placeholder names a flow variable (optionally
 //! followed by a dotted path into its JSON value, `{{user.emails.0}}`) or one of the built-in
 //! roots: `message.text`, `contact.*`, `conversation.id`, `secrets.NAME` and
-//! `integration.NAME.FIELD`. There is no expression language and no code execution, and there
+//! `integration.NAME.FIELD`. One filter exists, `{{contact.name | default: "there"}}`: the
+//! literal (a JSON string, number or boolean) stands in when the value is missing, `null` or the
+//! empty string. There is no other filter, no expression language and no code execution, and there
 //! is no placeholder that yields an access token: tokens are injected by the HTTP layer, never
 //! read by a flow.
 //!
@@ -52,6 +54,8 @@ pub struct VarRef {
     pub path: Vec<String>,
     /// The placeholder as written, without braces, for error messages.
     pub raw: String,
+    /// The `| default: …` literal, used when the value is missing, `null` or `""`.
+    pub default: Option<Value>,
 }
 
 impl fmt::Display for VarRef {
@@ -61,7 +65,39 @@ impl fmt::Display for VarRef {
 }
 
 impl VarRef {
-    /// Parses the inside of `{{ … }}`.
+    /// Parses the inside of `{{ … }}`: a reference, optionally followed by
+    /// `| default: LITERAL` where the literal is a JSON string, number or boolean.
+    pub fn parse_placeholder(inner: &str) -> Result<Self, String> {
+        let Some((reference, filter)) = inner.split_once('|') else {
+            return Self::parse(inner);
+        };
+        let whole = inner.trim();
+        let literal = filter.trim().strip_prefix("default").map(str::trim_start).and_then(|f| f.strip_prefix(':'));
+        let Some(literal) = literal else {
+            return Err(format!(
+                "`{whole}`: the only filter is `| default: \"text\"` (there is no expression language)"
+            ));
+        };
+        let default: Value = serde_json::from_str(literal.trim()).map_err(|_| {
+            format!(
+                "`{whole}`: the default must be a quoted string, a number or true/false, such as `| default: \"there\"`"
+            )
+        })?;
+        if !matches!(default, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+            return Err(format!("`{whole}`: the default must be a quoted string, a number or true/false"));
+        }
+        let mut var = Self::parse(reference)?;
+        if matches!(var.root, Root::Secret(_) | Root::Integration(_)) {
+            return Err(format!(
+                "`{whole}`: secrets and integration metadata cannot have a default; set the secret or authorize the integration"
+            ));
+        }
+        var.raw = whole.to_string();
+        var.default = Some(default);
+        Ok(var)
+    }
+
+    /// Parses a reference without a filter (`user.emails.0`, `message.text`).
     pub fn parse(inner: &str) -> Result<Self, String> {
         let raw = inner.trim().to_string();
         if raw.is_empty() {
@@ -89,7 +125,7 @@ impl VarRef {
                 if parts.len() != 2 {
                     return Err(format!("`{raw}`: write secrets as `secrets.NAME`"));
                 }
-                return Ok(Self { root: Root::Secret(parts[1].to_string()), path: Vec::new(), raw });
+                return Ok(Self { root: Root::Secret(parts[1].to_string()), path: Vec::new(), raw, default: None });
             }
             "integration" => {
                 if parts.len() != 3 {
@@ -98,11 +134,23 @@ impl VarRef {
                     ));
                 }
                 let name = IntegrationName::new(parts[1]).map_err(|e| format!("`{raw}`: {e}"))?;
-                return Ok(Self { root: Root::Integration(name), path: rest(2), raw });
+                return Ok(Self { root: Root::Integration(name), path: rest(2), raw, default: None });
             }
             first => Root::Var(VarName::new(first).map_err(|e| format!("`{raw}`: {e}"))?),
         };
-        Ok(Self { root, path: rest(1), raw })
+        Ok(Self { root, path: rest(1), raw, default: None })
+    }
+
+    /// Resolves the placeholder, using its default when the value is missing, `null` or `""`.
+    pub fn resolve<'s>(&'s self, scope: &'s dyn Scope) -> Result<Cow<'s, Value>, RenderError> {
+        let Some(default) = &self.default else {
+            return scope.resolve(self);
+        };
+        match scope.resolve(self) {
+            Ok(v) if !(v.is_null() || v.as_str() == Some("")) => Ok(v),
+            Ok(_) | Err(RenderError::Missing { .. }) => Ok(Cow::Borrowed(default)),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -220,7 +268,7 @@ impl Template {
             let close = after.find("}}").ok_or_else(|| TemplateError {
                 message: format!("`{{{{` at byte {} is never closed with `}}}}`", source.len() - rest.len() + open),
             })?;
-            let var = VarRef::parse(&after[..close]).map_err(|message| TemplateError { message })?;
+            let var = VarRef::parse_placeholder(&after[..close]).map_err(|message| TemplateError { message })?;
             parts.push(Part::Var(var));
             rest = &after[close + 2..];
         }
@@ -257,25 +305,26 @@ impl Template {
 
     /// Renders to a string, splicing values with [`value_text`].
     pub fn render(&self, scope: &dyn Scope) -> Result<String, RenderError> {
-        self.render_encoded(scope, |_, text, out| {
-            out.push_str(text);
+        self.render_encoded(scope, |_, value, out| {
+            out.push_str(&value_text(value));
             Ok(())
         })
     }
 
-    /// Renders to a string; each value's text goes through `encode` (literal text does not).
+    /// Renders to a string; each value goes through `encode` (literal text does not), which
+    /// usually escapes its [`value_text`].
     pub fn render_encoded(
         &self,
         scope: &dyn Scope,
-        mut encode: impl FnMut(&VarRef, &str, &mut String) -> Result<(), RenderError>,
+        mut encode: impl FnMut(&VarRef, &Value, &mut String) -> Result<(), RenderError>,
     ) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
                 Part::Var(v) => {
-                    let value = scope.resolve(v)?;
-                    encode(v, &value_text(&value), &mut out)?;
+                    let value = v.resolve(scope)?;
+                    encode(v, &value, &mut out)?;
                 }
             }
             if out.len() > MAX_RENDERED_BYTES {
@@ -289,9 +338,26 @@ impl Template {
     /// type; anything else is a string.
     pub fn render_value(&self, scope: &dyn Scope) -> Result<Value, RenderError> {
         match self.as_single_var() {
-            Some(v) => Ok(scope.resolve(v)?.into_owned()),
+            Some(v) => Ok(v.resolve(scope)?.into_owned()),
             None => self.render(scope).map(Value::String),
         }
+    }
+
+    /// Renders to one or more texts: a template that is exactly one placeholder holding an
+    /// array gives one text per element (repeated query parameters and form fields); anything
+    /// else gives one text.
+    pub fn render_texts(&self, scope: &dyn Scope, out: &mut Vec<String>) -> Result<(), RenderError> {
+        if let Some(v) = self.as_single_var() {
+            let value = v.resolve(scope)?;
+            if let Value::Array(items) = value.as_ref() {
+                out.extend(items.iter().map(|item| value_text(item).into_owned()));
+                return Ok(());
+            }
+            out.push(value_text(&value).into_owned());
+            return Ok(());
+        }
+        out.push(self.render(scope)?);
+        Ok(())
     }
 }
 
@@ -442,5 +508,26 @@ mod tests {
         let out = t.render(&scope).unwrap();
         assert_eq!(out, json!({"id": "\"},\"x\":1", "n": 7, "s": "n=7", "k": [true]}));
         assert_eq!(t.vars().len(), 3);
+    }
+
+    #[test]
+    fn default_filter() {
+        let scope = Vars(json!({"empty": "", "nothing": null, "name": "Bo", "tags": ["a", "b"]}));
+        let t = Template::parse(r#"{{ missing | default: "there" }}/{{empty|default:"e"}}/{{nothing | default: 3}}/{{name | default: "x"}}"#)
+            .unwrap();
+        assert_eq!(t.render(&scope).unwrap(), "there/e/3/Bo");
+        assert_eq!(Template::parse("{{missing | default: 0}}").unwrap().render_value(&scope).unwrap(), json!(0));
+        assert_eq!(Template::parse(r#"{{a.b | default: "|}"}}"#).unwrap().render(&scope).unwrap(), "|}");
+        for bad in ["{{name | upcase}}", "{{name | default}}", "{{name | default: there}}", "{{name | default: [1]}}"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            Template::parse(r#"{{secrets.KEY | default: "k"}}"#).unwrap_err().message.contains("cannot have a default")
+        );
+        assert!(VarRef::parse("name | default: \"x\"").is_err(), "only placeholders take a filter");
+        let mut out = Vec::new();
+        Template::parse("{{tags}}").unwrap().render_texts(&scope, &mut out).unwrap();
+        Template::parse("x{{tags}}").unwrap().render_texts(&scope, &mut out).unwrap();
+        assert_eq!(out, ["a", "b", r#"x["a","b"]"#]);
     }
 }

@@ -6,12 +6,13 @@
 //! to flow designers than a few repeated lines.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use tern_engine::diagnostics::pointer_push;
+use tern_engine::http::retry::{self, RetryConfig};
 use tern_engine::http::{HttpResponse, RequestConfig, RequestTemplate, display_url};
 use tern_engine::mapping::{Mapping, MappingConfig};
 use tern_engine::{BuildContext, IntegrationName, StepContext, StepFailure, TokenOwner, VarName};
@@ -35,6 +36,9 @@ pub struct StatusPattern {
 }
 
 impl StatusPattern {
+    /// Every 2xx status.
+    pub const SUCCESS: Self = Self { lo: 200, hi: 299 };
+
     fn matches(self, status: u16) -> bool {
         (self.lo..=self.hi).contains(&status)
     }
@@ -77,23 +81,26 @@ impl JsonSchema for StatusPattern {
     }
 }
 
-/// A compiled request with its integration and accepted statuses.
+/// A compiled request with its integration, accepted statuses and retry policy.
 #[derive(Debug)]
 pub struct Call {
     request: RequestTemplate,
     integration: Option<IntegrationName>,
     token: TokenChoice,
     accept: Vec<StatusPattern>,
+    retry: Option<RetryConfig>,
 }
 
 impl Call {
-    /// Compiles the request part of a step.
+    /// Compiles the request part of a step: `request`, `integration`, `token`, `accept_status`
+    /// and `retry`.
     pub fn build(
         cx: &mut BuildContext<'_>,
         request: &RequestConfig,
         integration: Option<&IntegrationName>,
         token: TokenChoice,
         accept: &[StatusPattern],
+        policy: Option<RetryConfig>,
     ) -> Option<Self> {
         if let Some(i) = integration {
             cx.integration("/integration", i);
@@ -102,8 +109,24 @@ impl Call {
             return None;
         }
         let request = cx.request("/request", request)?;
-        let accept = if accept.is_empty() { vec![StatusPattern { lo: 200, hi: 299 }] } else { accept.to_vec() };
-        Some(Self { request, integration: integration.cloned(), token, accept })
+        if let Some(r) = policy
+            && r.max > 0
+            && !retry::is_idempotent(request.method())
+            && !request.has_idempotency_key()
+        {
+            cx.error(
+                "invalid-value",
+                "/retry",
+                format!(
+                    "a {} request is not idempotent, so retrying it could do the same thing twice",
+                    request.method().as_str()
+                ),
+                Some("send an `Idempotency-Key` header the API understands (for example \"{{conversation.id}}-order\"), or remove `retry`".into()),
+            );
+            return None;
+        }
+        let accept = if accept.is_empty() { vec![StatusPattern::SUCCESS] } else { accept.to_vec() };
+        Some(Self { request, integration: integration.cloned(), token, accept, retry: policy.filter(|r| r.max > 0) })
     }
 
     /// Whether the status counts as success.
@@ -111,10 +134,11 @@ impl Call {
         self.accept.iter().any(|p| p.matches(status))
     }
 
-    /// Renders and sends the request, recording summaries for the run history.
+    /// Renders and sends the request, retrying as the step's `retry` allows, and records
+    /// summaries (with every attempt) for the run history.
     pub async fn perform(&self, cx: &mut StepContext<'_>) -> Result<HttpResponse, StepFailure> {
         let mut prepared = self.request.render(&cx.scope(), cx.default_timeout())?;
-        prepared.timeout = prepared.timeout.min(cx.time_left());
+        let step_timeout = prepared.timeout;
         let owner = match self.token {
             TokenChoice::Workspace => TokenOwner::Workspace,
             TokenChoice::Contact => TokenOwner::Contact(
@@ -135,19 +159,65 @@ impl Call {
             summary["headers"] = prepared.headers.keys().map(|k| k.as_str()).collect();
         }
         cx.record("request", summary);
-        let started = Instant::now();
         let auth = self.integration.as_ref().map(|i| (i, &owner));
-        let resp = cx.send(&prepared, auth).await?;
-        cx.record(
-            "response",
-            json!({
-                "status": resp.status.as_u16(),
-                "content_type": resp.content_type(),
-                "bytes": resp.body.len(),
-                "duration_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            }),
-        );
-        Ok(resp)
+        let mut attempts = Vec::new();
+        let mut retries = 0u8;
+        loop {
+            prepared.timeout = step_timeout.min(cx.time_left());
+            let started = Instant::now();
+            let result = cx.send_attempt(&prepared, auth, u32::from(retries)).await;
+            let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let (mut attempt, retryable, server_wait) = match &result {
+                Ok(resp) => {
+                    let status = resp.status.as_u16();
+                    cx.record(
+                        "response",
+                        json!({
+                            "status": status,
+                            "content_type": resp.content_type(),
+                            "bytes": resp.body.len(),
+                            "duration_us": duration_us,
+                        }),
+                    );
+                    (
+                        json!({ "status": status, "duration_us": duration_us }),
+                        !self.accepts(status) && retry::is_retryable_status(status),
+                        retry::retry_after(&resp.headers, SystemTime::now()),
+                    )
+                }
+                Err(e) => {
+                    let retryable = matches!(e, StepFailure::Http(h) if retry::is_retryable_error(h));
+                    (json!({ "error": e.to_string(), "duration_us": duration_us }), retryable, None)
+                }
+            };
+            let Some(policy) = self.retry else {
+                return result;
+            };
+            let next = if retryable && retries < policy.max {
+                retries += 1;
+                let wait = server_wait.unwrap_or_else(|| policy.jittered_wait(retries));
+                if wait > retry::MAX_WAIT || wait >= cx.time_left() {
+                    attempt["gave_up"] = Value::from(format!(
+                        "waiting {} ms before retrying would pass the run's deadline",
+                        wait.as_millis()
+                    ));
+                    None
+                } else {
+                    attempt["wait_ms"] = Value::from(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
+                    Some(wait)
+                }
+            } else {
+                None
+            };
+            attempts.push(attempt);
+            match next {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => {
+                    cx.record("attempts", Value::Array(attempts));
+                    return result;
+                }
+            }
+        }
     }
 
     /// The error for a status that is not accepted.
@@ -180,16 +250,27 @@ pub fn build_mappings(
 }
 
 /// Applies mappings to a body: every variable is set, or none is and the error lists every
-/// missing path.
+/// missing path. An empty body (`None`, a 204) has no fields: defaults apply, and a variable
+/// without one is reported as missing because the body was empty.
 pub fn apply_mappings(
     cx: &mut StepContext<'_>,
     mappings: &[(VarName, Mapping)],
-    body: &Value,
+    body: Option<&Value>,
+    status: u16,
 ) -> Result<(), StepFailure> {
     let mut values = Vec::with_capacity(mappings.len());
     let mut missing = Vec::new();
     for (name, m) in mappings {
-        match m.apply(body) {
+        let found = match body {
+            Some(body) => m.apply(body),
+            None => m.default.clone().ok_or_else(|| {
+                format!(
+                    "`{}` not found: the response body was empty (status {status}); give the variable a default",
+                    m.path.raw()
+                )
+            }),
+        };
+        match found {
             Ok(v) => values.push((name, v)),
             Err(reason) => missing.push((name.clone(), reason)),
         }
@@ -201,4 +282,28 @@ pub fn apply_mappings(
         cx.set_var(name, value);
     }
     Ok(())
+}
+
+/// Maps the response into variables when its status is one to map on (`map_status`, default
+/// 2xx). For another accepted status nothing is read from the body: variables with a default
+/// get it, the others are left as they were, and the trace says so.
+pub fn map_response(
+    cx: &mut StepContext<'_>,
+    mappings: &[(VarName, Mapping)],
+    map_status: &[StatusPattern],
+    resp: &HttpResponse,
+) -> Result<(), StepFailure> {
+    let status = resp.status.as_u16();
+    let map_on = if map_status.is_empty() { &[StatusPattern::SUCCESS][..] } else { map_status };
+    if !map_on.iter().any(|p| p.matches(status)) {
+        cx.record("mapping", Value::from(format!("skipped: status {status} is not one to map on (map_status)")));
+        for (name, m) in mappings {
+            if let Some(d) = &m.default {
+                cx.set_var(name, d.clone());
+            }
+        }
+        return Ok(());
+    }
+    let body = resp.json_body()?;
+    apply_mappings(cx, mappings, body.as_ref(), status)
 }

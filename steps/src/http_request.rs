@@ -7,12 +7,13 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use tern_engine::http::RequestConfig;
+use tern_engine::http::retry::RetryConfig;
 use tern_engine::mapping::{Mapping, MappingConfig};
 use tern_engine::{
     BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of,
 };
 
-use crate::http_common::{Call, StatusPattern, TokenChoice, apply_mappings, build_mappings};
+use crate::http_common::{Call, StatusPattern, TokenChoice, build_mappings, map_response};
 
 /// Config of `http_request`.
 #[derive(Deserialize, JsonSchema)]
@@ -32,6 +33,16 @@ struct Config {
     /// Variable that receives the status code (also when the status is not accepted).
     #[serde(default)]
     save_status_as: Option<VarName>,
+    /// Accepted statuses whose body is mapped into `variables` (default `["2xx"]`). For any
+    /// other accepted status the body is not read: variables with a default get it, the
+    /// others keep their value; branch on `save_status_as`.
+    #[serde(default)]
+    map_status: Vec<StatusPattern>,
+    /// Retry timeouts, connection failures and 408/425/429/500/502/503/504 answers:
+    /// `{"max": 3, "backoff_ms": 500}`. Only GET, HEAD, PUT and DELETE, or a request with an
+    /// `Idempotency-Key` header.
+    #[serde(default)]
+    retry: Option<RetryConfig>,
     /// Variable that receives the body (JSON when it is JSON, text otherwise).
     #[serde(default)]
     save_response_as: Option<VarName>,
@@ -54,7 +65,7 @@ impl StepType for HttpRequest {
     }
     fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
         let cfg: Config = cx.config(config)?;
-        let call = Call::build(cx, &cfg.request, cfg.integration.as_ref(), cfg.token, &cfg.accept_status);
+        let call = Call::build(cx, &cfg.request, cfg.integration.as_ref(), cfg.token, &cfg.accept_status, cfg.retry);
         if let Some(v) = &cfg.save_status_as {
             cx.defines("/save_status_as", v);
         }
@@ -66,6 +77,7 @@ impl StepType for HttpRequest {
             call: call?,
             save_status_as: cfg.save_status_as,
             save_response_as: cfg.save_response_as,
+            map_status: cfg.map_status,
             mappings: mappings?,
         }))
     }
@@ -76,6 +88,7 @@ struct Request {
     call: Call,
     save_status_as: Option<VarName>,
     save_response_as: Option<VarName>,
+    map_status: Vec<StatusPattern>,
     mappings: Vec<(VarName, Mapping)>,
 }
 
@@ -93,8 +106,7 @@ impl Step for Request {
             cx.set_var(v, resp.body_value());
         }
         if !self.mappings.is_empty() {
-            let body = resp.json()?;
-            apply_mappings(cx, &self.mappings, &body)?;
+            map_response(cx, &self.mappings, &self.map_status, &resp)?;
         }
         Ok(Outcome::Next)
     }

@@ -10,7 +10,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use serde_json::Value;
 use url::Url;
 
-use super::{PreparedRequest, RequestBody, guard};
+use super::{PreparedRequest, RequestBody, decode, guard};
 use crate::tokens::Credential;
 
 /// Limits and switches for outbound HTTP.
@@ -106,6 +106,14 @@ pub enum HttpError {
         /// What is wrong, with a short excerpt of the body.
         reason: String,
     },
+    /// The body is empty where JSON was required.
+    #[error("response from {url} (status {status}) has an empty body; there are no fields to read")]
+    EmptyBody {
+        /// The URL (query removed).
+        url: String,
+        /// The status.
+        status: u16,
+    },
     /// The integration's token may not go to this origin.
     #[error(
         "the token of integration `{integration}` may not be sent to {origin}; the integration's api_origins are {allowed}. Fix the URL, or add the origin to the integration"
@@ -155,35 +163,60 @@ impl HttpResponse {
             || ct.len() > 5 && ct.get(ct.len() - 5..).is_some_and(|s| s.eq_ignore_ascii_case("+json"))
     }
 
-    /// Parses the body as JSON (depth is capped at 128 by serde_json). A body without a content
-    /// type is accepted when it parses; any other non-JSON content type is an error.
-    pub fn json(&self) -> Result<Value, HttpError> {
-        let not_json = |reason: String| HttpError::NotJson {
+    /// The content type as sent, if any.
+    fn content_type_header(&self) -> Option<&str> {
+        self.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    }
+
+    fn not_json(&self, reason: String) -> HttpError {
+        HttpError::NotJson {
             url: display_url(&self.url),
             status: self.status.as_u16(),
             content_type: self.content_type().to_string(),
             reason,
-        };
-        if !self.is_json_type() && self.headers.contains_key(CONTENT_TYPE) {
-            return Err(not_json(format!("body starts with {:?}", self.excerpt())));
         }
-        serde_json::from_slice(&self.body).map_err(|e| not_json(format!("{e}; body starts with {:?}", self.excerpt())))
     }
 
-    /// The body as JSON when it is JSON, as a string otherwise.
-    pub fn body_value(&self) -> Value {
-        if self.body.is_empty() {
-            return Value::Null;
+    /// Parses the body as JSON in the charset its content type declares (a byte order mark is
+    /// skipped, RFC 8259 §8.1; depth is capped at 128 by serde_json). A body without a content
+    /// type is accepted when it parses; any other non-JSON content type is an error. An empty
+    /// (or whitespace-only) body is `Ok(None)`: "no fields", not "not JSON".
+    pub fn json_body(&self) -> Result<Option<Value>, HttpError> {
+        if decode::is_blank(&self.body) {
+            return Ok(None);
         }
-        match self.json() {
-            Ok(v) => v,
-            Err(_) => Value::String(String::from_utf8_lossy(&self.body).into_owned()),
+        if !self.is_json_type() && self.headers.contains_key(CONTENT_TYPE) {
+            return Err(self.not_json(format!("body starts with {:?}", self.excerpt())));
+        }
+        decode::json(self.content_type_header(), &self.body)
+            .map(Some)
+            .map_err(|e| self.not_json(format!("{e}; body starts with {:?}", self.excerpt())))
+    }
+
+    /// Like [`Self::json_body`], but an empty body is an [`HttpError::EmptyBody`] error.
+    pub fn json(&self) -> Result<Value, HttpError> {
+        self.json_body()?
+            .ok_or_else(|| HttpError::EmptyBody { url: display_url(&self.url), status: self.status.as_u16() })
+    }
+
+    /// The body as text in its declared charset (malformed bytes become U+FFFD).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        decode::text_lossy(self.content_type_header(), &self.body)
+    }
+
+    /// The body as JSON when it is JSON, as text otherwise, `null` when empty.
+    pub fn body_value(&self) -> Value {
+        match self.json_body() {
+            Ok(Some(v)) => v,
+            Ok(None) => Value::Null,
+            Err(_) => Value::String(self.text().into_owned()),
         }
     }
 
     /// The first 80 characters of the body, for messages.
     pub fn excerpt(&self) -> String {
-        String::from_utf8_lossy(&self.body[..self.body.len().min(200)]).chars().take(80).collect()
+        let head = &self.body[..self.body.len().min(320)];
+        decode::text_lossy(self.content_type_header(), head).chars().take(80).collect()
     }
 }
 
@@ -193,7 +226,8 @@ struct Exchange<'a> {
     url: &'a Url,
     headers: &'a HeaderMap,
     body: Option<Vec<u8>>,
-    json_body: bool,
+    /// Sent with the body (not after a redirect turns the request into a GET).
+    content_type: Option<HeaderValue>,
     timeout: Duration,
     credential: Option<&'a Credential>,
     max_redirects: usize,
@@ -234,23 +268,26 @@ impl HttpClient {
         req: &PreparedRequest,
         credential: Option<&Credential>,
     ) -> Result<HttpResponse, HttpError> {
-        let (body, json_body) = match &req.body {
-            None => (None, false),
-            Some(RequestBody::Bytes(b)) => (Some(b.clone()), false),
+        let (body, content_type) = match &req.body {
+            None => (None, None),
+            Some(RequestBody::Bytes(b)) => (Some(b.clone()), None),
             Some(RequestBody::Json(v)) => {
                 let encoded = serde_json::to_vec(v).map_err(|e| HttpError::Transport {
                     url: display_url(&req.url),
                     reason: format!("body could not be encoded: {e}"),
                 })?;
-                (Some(encoded), true)
+                (Some(encoded), Some(HeaderValue::from_static("application/json")))
             }
+            Some(RequestBody::Encoded { content_type, bytes }) => (Some(bytes.clone()), Some(content_type.clone())),
         };
+        // The step's own Content-Type header wins.
+        let content_type = content_type.filter(|_| !req.headers.contains_key(CONTENT_TYPE));
         let exchange = Exchange {
             method: req.method.to_reqwest(),
             url: &req.url,
             headers: &req.headers,
             body,
-            json_body,
+            content_type,
             timeout: req.timeout,
             credential,
             max_redirects: self.policy.max_redirects,
@@ -274,7 +311,7 @@ impl HttpClient {
             url: &url,
             headers: &headers,
             body: (!body.is_empty()).then_some(body),
-            json_body: false,
+            content_type: None,
             timeout,
             credential: None,
             max_redirects: if follow_redirects { self.policy.max_redirects } else { 0 },
@@ -311,8 +348,8 @@ impl HttpClient {
                 rb = rb.header(c.header.clone(), c.value.clone());
             }
             if let Some(b) = &body {
-                if x.json_body {
-                    rb = rb.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if let Some(ct) = &x.content_type {
+                    rb = rb.header(CONTENT_TYPE, ct.clone());
                 }
                 rb = rb.body(b.clone());
             }

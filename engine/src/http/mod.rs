@@ -1,12 +1,17 @@
 //! Outbound HTTP for every step, the token endpoint and plugins (DESIGN §5, SECURITY R1–R3, R9).
 
+mod body;
 mod client;
+pub mod decode;
+mod fields;
 pub mod guard;
 mod outbound;
 mod request;
+pub mod retry;
 mod url_template;
 
 pub use client::{HttpClient, HttpError, HttpPolicy, HttpResponse, display_url};
+pub use fields::{FieldValue, Fields};
 pub use outbound::Outbound;
 pub use request::{MAX_TIMEOUT, Method, PreparedRequest, RequestBody, RequestConfig, RequestTemplate};
 pub use url_template::UrlTemplate;

@@ -4,15 +4,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
 use super::UrlTemplate;
+use super::body::{self, BodyTemplate, TEXT_CONTENT_TYPE};
+use super::fields::{FieldTemplates, Fields};
 use crate::diagnostics::pointer_push;
-use crate::template::{JsonTemplate, RenderError, Scope, Template, VarRef};
+use crate::template::{JsonTemplate, RenderError, Scope, Template, VarRef, value_text};
 
 /// HTTP methods a step may use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -74,19 +76,43 @@ pub struct RequestConfig {
     pub method: Method,
     /// The URL. Placeholders in the path and query are percent-encoded; the host is fixed.
     pub url: String,
-    /// Query parameters added to the URL (values are templates, form-encoded).
+    /// Query parameters added to the URL, in order (values are templates, form-encoded). A list,
+    /// or a placeholder holding a list, repeats the parameter: `tag=retail&tag=wholesale`.
     #[serde(default)]
-    pub query: BTreeMap<String, String>,
+    pub query: Fields,
     /// Request headers (values are templates; CR/LF is rejected).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// A JSON body. Strings are templates; a string that is exactly one placeholder keeps the
-    /// value's JSON type.
+    /// value's JSON type. Sent as `application/json` unless `headers` set a `Content-Type`.
     #[serde(default)]
     pub body: Option<Value>,
+    /// A form body (`application/x-www-form-urlencoded`), fields in order; lists repeat a field.
+    #[serde(default)]
+    pub form: Option<Fields>,
+    /// A text body (a template), sent in the charset of the `Content-Type` header
+    /// (default `text/plain; charset=utf-8`).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// A `multipart/form-data` body of text fields, in order; lists repeat a field.
+    #[serde(default)]
+    pub multipart: Option<Fields>,
     /// Timeout for the whole request in milliseconds (default 10000).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+impl RequestConfig {
+    /// Whether the request has a body of any kind.
+    pub fn has_body(&self) -> bool {
+        self.body.is_some() || self.form.is_some() || self.text.is_some() || self.multipart.is_some()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Body {
+    Json(JsonTemplate),
+    Other(BodyTemplate),
 }
 
 /// A compiled request.
@@ -94,27 +120,100 @@ pub struct RequestConfig {
 pub struct RequestTemplate {
     method: Method,
     url: UrlTemplate,
-    query: Vec<(String, Template)>,
+    query: FieldTemplates,
     headers: Vec<(HeaderName, Template)>,
-    body: Option<JsonTemplate>,
+    body: Option<Body>,
     timeout: Option<Duration>,
 }
 
 /// Largest timeout a step may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
+fn compile_body(cfg: &RequestConfig, errors: &mut Vec<(String, String)>) -> Option<Body> {
+    let kinds: Vec<&str> = [
+        ("body", cfg.body.is_some()),
+        ("form", cfg.form.is_some()),
+        ("text", cfg.text.is_some()),
+        ("multipart", cfg.multipart.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    if kinds.len() > 1 {
+        errors.push((
+            format!("/{}", kinds[1]),
+            format!(
+                "a request has one body; choose one of {}",
+                kinds.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+        return None;
+    }
+    if let Some(kind) = kinds.first()
+        && matches!(cfg.method, Method::Get | Method::Head)
+    {
+        errors.push((
+            format!("/{kind}"),
+            format!("a {} request cannot have a body; use `query` or another method", cfg.method.as_str()),
+        ));
+    }
+    let content_type = cfg.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if let Some((k, _)) = content_type
+        && (cfg.form.is_some() || cfg.multipart.is_some())
+    {
+        errors.push((
+            pointer_push("/headers", k),
+            "Tern sets the Content-Type of a `form` or `multipart` body; remove this header".into(),
+        ));
+    }
+    if let Some(b) = &cfg.body {
+        return match JsonTemplate::parse(b) {
+            Ok(t) => Some(Body::Json(t)),
+            Err((p, e)) => {
+                errors.push((format!("/body{p}"), e.message));
+                None
+            }
+        };
+    }
+    if let Some(text) = &cfg.text {
+        let ct = content_type.map_or(TEXT_CONTENT_TYPE, |(_, v)| v.as_str());
+        if !ct.contains("{{")
+            && let Err(e) = body::text_encoding(ct)
+        {
+            errors.push((pointer_push("/headers", content_type.map_or("Content-Type", |(k, _)| k.as_str())), e));
+        }
+        return match Template::parse(text) {
+            Ok(t) => Some(Body::Other(BodyTemplate::Text(t))),
+            Err(e) => {
+                errors.push(("/text".into(), e.message));
+                None
+            }
+        };
+    }
+    let (fields, at, multipart) = match (&cfg.form, &cfg.multipart) {
+        (Some(f), _) => (f, "/form", false),
+        (None, Some(m)) => (m, "/multipart", true),
+        (None, None) => return None,
+    };
+    let before = errors.len();
+    let compiled = FieldTemplates::compile(fields, at, errors);
+    if multipart {
+        for name in compiled.names() {
+            if let Err(e) = body::check_part_name(name) {
+                errors.push((pointer_push(at, name), e));
+            }
+        }
+    }
+    (errors.len() == before)
+        .then(|| Body::Other(if multipart { BodyTemplate::Multipart(compiled) } else { BodyTemplate::Form(compiled) }))
+}
+
 impl RequestTemplate {
     /// Compiles a request config. Errors come with a JSON pointer relative to the config.
     pub fn compile(cfg: &RequestConfig) -> Result<Self, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let url = UrlTemplate::parse(&cfg.url).map_err(|e| errors.push(("/url".to_string(), e))).ok();
-        let mut query = Vec::new();
-        for (k, v) in &cfg.query {
-            match Template::parse(v) {
-                Ok(t) => query.push((k.clone(), t)),
-                Err(e) => errors.push((pointer_push("/query", k), e.message)),
-            }
-        }
+        let query = FieldTemplates::compile(&cfg.query, "/query", &mut errors);
         let mut headers = Vec::new();
         for (k, v) in &cfg.headers {
             let p = pointer_push("/headers", k);
@@ -144,22 +243,7 @@ impl RequestTemplate {
                 Err(e) => errors.push((p, e.message)),
             }
         }
-        let body = match &cfg.body {
-            Some(b) => match JsonTemplate::parse(b) {
-                Ok(t) => Some(t),
-                Err((p, e)) => {
-                    errors.push((format!("/body{p}"), e.message));
-                    None
-                }
-            },
-            None => None,
-        };
-        if cfg.body.is_some() && matches!(cfg.method, Method::Get | Method::Head) {
-            errors.push((
-                "/body".into(),
-                format!("a {} request cannot have a body; use `query` or another method", cfg.method.as_str()),
-            ));
-        }
+        let body = compile_body(cfg, &mut errors);
         let timeout = cfg.timeout_ms.map(Duration::from_millis);
         if let Some(t) = timeout
             && (t.is_zero() || t > MAX_TIMEOUT)
@@ -175,12 +259,16 @@ impl RequestTemplate {
     /// Every placeholder with its pointer relative to the config.
     pub fn vars(&self) -> Vec<(String, &VarRef)> {
         let mut out: Vec<(String, &VarRef)> = self.url.vars().map(|v| ("/url".to_string(), v)).collect();
-        out.extend(self.query.iter().flat_map(|(k, t)| t.vars().map(move |v| (pointer_push("/query", k), v))));
+        out.extend(self.query.vars("/query"));
         out.extend(
             self.headers.iter().flat_map(|(k, t)| t.vars().map(move |v| (pointer_push("/headers", k.as_str()), v))),
         );
-        if let Some(b) = &self.body {
-            out.extend(b.vars().into_iter().map(|(p, v)| (format!("/body{p}"), v)));
+        match &self.body {
+            Some(Body::Json(b)) => out.extend(b.vars().into_iter().map(|(p, v)| (format!("/body{p}"), v))),
+            Some(Body::Other(BodyTemplate::Text(t))) => out.extend(t.vars().map(|v| ("/text".to_string(), v))),
+            Some(Body::Other(BodyTemplate::Form(f))) => out.extend(f.vars("/form")),
+            Some(Body::Other(BodyTemplate::Multipart(f))) => out.extend(f.vars("/multipart")),
+            None => {}
         }
         out
     }
@@ -190,27 +278,29 @@ impl RequestTemplate {
         self.method
     }
 
+    /// Whether the step sets an `Idempotency-Key` header (retrying a POST or PATCH needs one).
+    pub fn has_idempotency_key(&self) -> bool {
+        self.headers.iter().any(|(name, _)| name.as_str() == "idempotency-key")
+    }
+
     /// Renders the request.
     pub fn render(&self, scope: &dyn Scope, default_timeout: Duration) -> Result<PreparedRequest, RenderError> {
         let mut url = self.url.render(scope)?;
-        if !self.query.is_empty() {
-            let rendered: Vec<(String, String)> = self
-                .query
-                .iter()
-                .map(|(k, t)| Ok((k.clone(), t.render(scope)?)))
-                .collect::<Result<_, RenderError>>()?;
-            url.query_pairs_mut().extend_pairs(rendered);
+        let pairs = self.query.render(scope)?;
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
         }
         let mut headers = HeaderMap::new();
         for (name, t) in &self.headers {
-            let text = t.render_encoded(scope, |var, text, out| {
+            let text = t.render_encoded(scope, |var, value, out| {
+                let text = value_text(value);
                 if text.contains(['\r', '\n', '\0']) {
                     return Err(RenderError::Rejected {
                         var: var.raw.clone(),
                         reason: format!("contains CR, LF or NUL and cannot go into header `{name}`"),
                     });
                 }
-                out.push_str(text);
+                out.push_str(&text);
                 Ok(())
             })?;
             let value = HeaderValue::from_str(&text).map_err(|_| RenderError::Rejected {
@@ -219,7 +309,15 @@ impl RequestTemplate {
             })?;
             headers.append(name.clone(), value);
         }
-        let body = self.body.as_ref().map(|b| b.render(scope)).transpose()?.map(RequestBody::Json);
+        let body = match &self.body {
+            None => None,
+            Some(Body::Json(b)) => Some(RequestBody::Json(b.render(scope)?)),
+            Some(Body::Other(b)) => {
+                let declared = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                let encoded = b.render(scope, declared)?;
+                Some(RequestBody::Encoded { content_type: encoded.content_type, bytes: encoded.bytes })
+            }
+        };
         Ok(PreparedRequest {
             method: self.method,
             url,
@@ -237,6 +335,14 @@ pub enum RequestBody {
     Json(Value),
     /// Bytes as they are, with whatever content type the headers say (plugins).
     Bytes(Vec<u8>),
+    /// A form, text or multipart body, sent with its content type unless the step's headers
+    /// set one.
+    Encoded {
+        /// The `Content-Type` it needs.
+        content_type: HeaderValue,
+        /// The encoded bytes.
+        bytes: Vec<u8>,
+    },
 }
 
 /// A rendered request, ready to send.

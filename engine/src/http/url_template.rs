@@ -32,8 +32,14 @@ pub struct UrlTemplate {
     fixed: Option<Url>,
 }
 
-fn encode_component(_: &VarRef, text: &str, out: &mut String) -> Result<(), RenderError> {
-    out.extend(utf8_percent_encode(text, COMPONENT));
+fn encode_component(var: &VarRef, value: &serde_json::Value, out: &mut String) -> Result<(), RenderError> {
+    if value.is_array() {
+        return Err(RenderError::Rejected {
+            var: var.raw.clone(),
+            reason: "holds a list, which cannot go into the URL; put the parameter in the step's `query` to send it once per element (`tag=a&tag=b`)".into(),
+        });
+    }
+    out.extend(utf8_percent_encode(&crate::template::value_text(value), COMPONENT));
     Ok(())
 }
 
@@ -137,7 +143,7 @@ impl UrlTemplate {
         let origin = match &self.origin {
             Origin::Literal(o) => o.clone(),
             Origin::Var(v) => {
-                let value = scope.resolve(v)?;
+                let value = v.resolve(scope)?;
                 let text = crate::template::value_text(&value);
                 origin_of(&text).map_err(|reason| RenderError::Rejected { var: v.raw.clone(), reason })?
             }

@@ -5,8 +5,10 @@
 //!   case, scopes separated by spaces or commas, and keeps every other field (Zoho's
 //!   `api_domain`) as metadata.
 //! - The HTTP adapter sends token requests through Tern's guarded client (SSRF guard, timeout,
-//!   size cap, no redirects) and turns form-encoded responses (GitHub without `Accept`) into
-//!   JSON before `oauth2` parses them.
+//!   size cap, no redirects) and recognises the response by its shape, whatever its
+//!   `Content-Type` says: a JSON object first, then a form-encoded body (GitHub without
+//!   `Accept`), in the declared charset with any byte order mark skipped; `oauth2` then gets
+//!   plain UTF-8 JSON.
 
 use std::time::Duration;
 
@@ -215,26 +217,50 @@ pub async fn send(client: &HttpClient, req: oauth2::HttpRequest) -> Result<oauth
         .await
         .map_err(|e: HttpError| AdapterError(e.to_string()))?;
     let status = resp.status;
-    let ct = resp.content_type().to_ascii_lowercase();
-    let mut body = resp.body.clone();
     let mut headers = resp.headers.clone();
-    if ct.starts_with("application/x-www-form-urlencoded") || (ct.starts_with("text/plain") && body.contains(&b'=')) {
-        // GitHub answers form-encoded unless asked for JSON (and sometimes mislabels it).
-        let map: Map<String, Value> =
-            url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect();
-        body = serde_json::to_vec(&map).unwrap_or_default();
-        headers.insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
-    } else if !ct.contains("json") {
-        let excerpt: String = String::from_utf8_lossy(&body[..body.len().min(200)]).chars().take(80).collect();
-        return Err(AdapterError(format!(
-            "the token endpoint answered {status} with content type `{ct}` instead of JSON (body starts with {excerpt:?})"
-        )));
-    }
+    let body = token_body_as_json(&resp).map_err(|reason| {
+        // An unrecognised body may still hold a token: show its start only when it cannot.
+        let excerpt = resp.excerpt();
+        let shown = if excerpt.to_ascii_lowercase().contains("token") {
+            format!("{} bytes", resp.body.len())
+        } else {
+            format!("body starts with {excerpt:?}")
+        };
+        AdapterError(format!(
+            "the token endpoint answered {status} with content type `{}`, and the body is {reason} ({shown})",
+            resp.content_type(),
+        ))
+    })?;
+    headers.remove(reqwest::header::CONTENT_LENGTH);
+    headers.remove(reqwest::header::CONTENT_ENCODING);
+    headers.insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
     let mut out = http::Response::builder().status(status.as_u16());
     if let Some(h) = out.headers_mut() {
         *h = headers;
     }
     out.body(body).map_err(|e| AdapterError(e.to_string()))
+}
+
+/// A token endpoint's body as UTF-8 JSON, recognised by its shape: a JSON object (whatever the
+/// content type says: some providers label it `text/plain` or `text/html`), else form fields
+/// with `access_token` or `error` (RFC 6749 §5.1/§5.2 as GitHub sends them without `Accept`).
+fn token_body_as_json(resp: &crate::http::HttpResponse) -> Result<Vec<u8>, String> {
+    let ct = resp.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let text = crate::http::decode::text_strict(ct, &resp.body).map_err(|e| e.to_string())?;
+    let trimmed = text.trim();
+    if trimmed.starts_with('{') {
+        return match serde_json::from_str::<Value>(trimmed) {
+            Ok(Value::Object(_)) => Ok(trimmed.as_bytes().to_vec()),
+            _ => Err("neither a JSON object nor form fields".into()),
+        };
+    }
+    let map: Map<String, Value> = url::form_urlencoded::parse(trimmed.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    if map.contains_key("access_token") || map.contains_key("error") {
+        return serde_json::to_vec(&map).map_err(|e| e.to_string());
+    }
+    Err("neither a JSON object nor form fields with `access_token` or `error`".into())
 }
 
 /// Maps `oauth2`'s error into ours, keeping `invalid_grant` distinct.

@@ -22,10 +22,10 @@ pub(super) const ANSWER_ROW_SQL: &str = "length(conversation_id) || ':' || conve
 
 /// The associated-data row of a recorded call, as SQL.
 pub(super) const EFFECT_ROW_SQL: &str =
-    "length(conversation_id) || ':' || conversation_id || '/' || message_id || '/' || seq";
+    "length(conversation_id) || ':' || conversation_id || '/' || message_id || '/' || seq || '/' || attempt";
 
 fn effect_row(k: &EffectKey) -> String {
-    format!("{}:{}/{}/{}", k.conversation.chars().count(), k.conversation, k.message_id, k.seq)
+    format!("{}:{}/{}/{}/{}", k.conversation.chars().count(), k.conversation, k.message_id, k.seq, k.attempt)
 }
 
 /// Most rows one pruning statement deletes (a pass repeats until done, in short transactions,
@@ -492,22 +492,24 @@ impl EffectJournal for SqliteStore {
         let _gate = self.write_gate.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| fail(&e))?;
         let row = sqlx::query(
-            "SELECT step_id, response FROM effects WHERE conversation_id = ? AND message_id = ? AND seq = ?",
+            "SELECT step_id, response FROM effects WHERE conversation_id = ? AND message_id = ? AND seq = ? AND attempt = ?",
         )
         .bind(&key.conversation)
         .bind(&key.message_id)
         .bind(i64::from(key.seq))
+        .bind(i64::from(key.attempt))
         .fetch_optional(&mut *tx)
         .await
         .map_err(|e| fail(&e))?;
         let prior = match row {
             None => {
                 sqlx::query(
-                    "INSERT INTO effects (conversation_id, message_id, seq, step_id, response, created_at_ms) VALUES (?, ?, ?, ?, NULL, ?)",
+                    "INSERT INTO effects (conversation_id, message_id, seq, attempt, step_id, response, created_at_ms) VALUES (?, ?, ?, ?, ?, NULL, ?)",
                 )
                 .bind(&key.conversation)
                 .bind(&key.message_id)
                 .bind(i64::from(key.seq))
+                .bind(i64::from(key.attempt))
                 .bind(&key.step)
                 .bind(crate::conversation::now_ms())
                 .execute(&mut *tx)
@@ -533,11 +535,14 @@ impl EffectJournal for SqliteStore {
         let fail = |e: &dyn std::fmt::Display| JournalError { step: key.step.clone(), reason: e.to_string() };
         let blob = self.seal("effects", &effect_row(key), "response", response).map_err(|e| fail(&e))?;
         let _gate = self.write_gate.lock().await;
-        sqlx::query("UPDATE effects SET response = ? WHERE conversation_id = ? AND message_id = ? AND seq = ?")
-            .bind(blob)
-            .bind(&key.conversation)
-            .bind(&key.message_id)
-            .bind(i64::from(key.seq))
+        sqlx::query(
+            "UPDATE effects SET response = ? WHERE conversation_id = ? AND message_id = ? AND seq = ? AND attempt = ?",
+        )
+        .bind(blob)
+        .bind(&key.conversation)
+        .bind(&key.message_id)
+        .bind(i64::from(key.seq))
+        .bind(i64::from(key.attempt))
             .execute(&self.pool)
             .await
             .map_err(|e| fail(&e))?;

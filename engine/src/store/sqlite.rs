@@ -138,10 +138,11 @@ CREATE TABLE effects (
     conversation_id TEXT NOT NULL,
     message_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
     step_id TEXT NOT NULL,
     response BLOB,
     created_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (conversation_id, message_id, seq)
+    PRIMARY KEY (conversation_id, message_id, seq, attempt)
 );
 CREATE INDEX effects_created ON effects (created_at_ms);
 CREATE INDEX conversations_expires ON conversations (expires_at);
