@@ -89,9 +89,9 @@ fn booleans_are_flags_and_must_be_booleans() {
 
 #[test]
 fn unknown_keys_are_errors_with_the_nearest_name() {
-    let e = merged(&["serve"], "[serve]\nlisten_addr = \"0.0.0.0:9\"\n").unwrap_err().to_string();
+    let e = merged(&["serve"], "[serve]\nlisen = \"0.0.0.0:9\"\n").unwrap_err().to_string();
     assert!(e.contains("tern.toml"), "{e}");
-    assert!(e.contains("unknown key `serve.listen_addr` (did you mean `listen`?)"), "{e}");
+    assert!(e.contains("unknown key `serve.lisen` (did you mean `listen`?)"), "{e}");
     let e = merged(&["serve"], "zzzzzzzz = 1\n").unwrap_err().to_string();
     assert!(e.contains("unknown key `zzzzzzzz`; known keys here: "), "{e}");
     assert!(e.contains("data_dir"), "{e}");
