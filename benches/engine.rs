@@ -7,6 +7,8 @@
 //!   the same field; at concurrency 1 and 32.
 //!
 //! Run with `cargo bench --bench engine`; numbers go to benches/BENCHMARKS.md.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function
 
 // The same allocator as the `tern` binary.
 #[global_allocator]

@@ -5,6 +5,7 @@
 //! the per-round throughput ratios.
 //!
 //! `cargo bench --bench fetch_ratio` (ROUNDS and ROUND_MS environment variables tune it).
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
 // The same allocator as the `tern` binary, so the driver measures what the binary does.
 #[global_allocator]

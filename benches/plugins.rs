@@ -10,6 +10,7 @@
 //!
 //! Plus loading each component from the warm compilation cache. Run with
 //! `cargo bench --bench plugins`; numbers go to benches/BENCHMARKS.md.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

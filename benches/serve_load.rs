@@ -3,6 +3,7 @@
 //! interleaved. Prints req/s and p50/p99 for each.
 //!
 //! `cargo bench --bench serve_load` (CONCURRENCY, ROUND_MS, ROUNDS tune it).
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
 // The same allocator as the `tern` binary.
 #[global_allocator]

@@ -8,6 +8,8 @@
 //! first against that binary (the numbers before a change, in the same run).
 //! `SOAK_ARGS` adds arguments to the current binary's `serve` (e.g. retention settings).
 
+#![allow(clippy::unwrap_used)] // the shared test support unwraps: a panic ends the benchmark with its message
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

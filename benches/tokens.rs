@@ -7,6 +7,7 @@
 //!    latency percentiles next to 1000 concurrent runs with a fresh token.
 //!
 //! `cargo bench --bench tokens`.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
 // The same allocator as the `tern` binary.
 #[global_allocator]

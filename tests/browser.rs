@@ -3,7 +3,7 @@
 //! logs in at panva's oidc-provider, comes back to the "All set!" banner, and a conversation then
 //! uses the token.
 //!
-//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them).
+//! Needs `chromium` and `chromium-driver` (`scripts/test` installs them; see `support::tools`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::serve::{ADMIN, Server, post, rt};
 use crate::support::oidc::{OIDC_SECRET, OidcProvider};
-use crate::support::{free_port, fresh_data_dir};
+use crate::support::{free_port, fresh_data_dir, tools};
 
 struct Driver(Child);
 
@@ -89,6 +89,10 @@ async fn wait_for_text(c: &Client, needle: &str) -> String {
 
 #[test]
 fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
+    let test = "operator_adds_and_authorizes_an_integration_in_a_real_browser";
+    if !tools::available(test, &[&tools::CHROMIUM, &tools::NODE]) {
+        return;
+    }
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let oidc = OidcProvider::start(&format!("{base}/oauth/callback"));

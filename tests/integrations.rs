@@ -542,6 +542,9 @@ fn oidc_browser(start: &str, callback_prefix: &str) -> String {
 
 #[test]
 fn interop_with_a_real_oidc_server() {
+    if !crate::support::tools::available("interop_with_a_real_oidc_server", &[&crate::support::tools::NODE]) {
+        return;
+    }
     let env = Env::new();
     let callback = format!("{}/oauth/callback", env.public_url);
     let oidc = OidcProvider::start(&callback);

@@ -160,7 +160,9 @@ fn integrations_named(config: &Value, cx: &mut BuildContext<'_>, ok: &mut bool) 
 }
 
 /// The variables a plugin step may set: the output schema's properties, and the values of
-/// config fields named `save_as` or `*_as` (variable names chosen by the flow).
+/// config fields named `save_as` or `*_as` (variable names chosen by the flow). A `*_as` field
+/// the flow leaves out declares the `default` its property has in the plugin's config schema,
+/// the name the plugin falls back to.
 fn declared_variables(plugin: &Plugin, config: &Value, cx: &mut BuildContext<'_>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     if let Some(props) = plugin.info.output_schema.as_ref().and_then(|s| s.get("properties")).and_then(Value::as_object)
@@ -172,19 +174,25 @@ fn declared_variables(plugin: &Plugin, config: &Value, cx: &mut BuildContext<'_>
             }
         }
     }
-    if let Some(map) = config.as_object() {
-        for (key, value) in map {
-            if !(key == "save_as" || key.ends_with("_as")) {
-                continue;
+    let names_a_variable = |key: &str| key == "save_as" || key.ends_with("_as");
+    let chosen = config.as_object().into_iter().flatten().filter(|(key, _)| names_a_variable(key));
+    for (key, value) in chosen {
+        let Some(text) = value.as_str() else { continue };
+        match VarName::new(text) {
+            Ok(var) => {
+                cx.defines(&format!("/{key}"), &var);
+                out.insert(text.to_string());
             }
-            let Some(text) = value.as_str() else { continue };
-            match VarName::new(text) {
-                Ok(var) => {
-                    cx.defines(&format!("/{key}"), &var);
-                    out.insert(text.to_string());
-                }
-                Err(e) => cx.error("bad-variable", &format!("/{key}"), e, None),
-            }
+            Err(e) => cx.error("bad-variable", &format!("/{key}"), e, None),
+        }
+    }
+    let schema_props = plugin.info.config_schema.get("properties").and_then(Value::as_object);
+    let defaults =
+        schema_props.into_iter().flatten().filter(|(key, _)| names_a_variable(key) && config.get(key).is_none());
+    for (_, property) in defaults {
+        if let Some(var) = property.get("default").and_then(Value::as_str).and_then(|d| VarName::new(d).ok()) {
+            cx.defines("", &var);
+            out.insert(var.as_str().to_string());
         }
     }
     out

@@ -154,3 +154,7 @@ fn add(
         (_, other) => problems.push(format!("`{shown}` must be a string or a number, not a {}", other.type_str())),
     }
 }
+
+#[cfg(test)]
+#[path = "config_file_tests.rs"]
+mod tests;

@@ -5,6 +5,7 @@
 
 pub mod oauth;
 pub mod oidc;
+pub mod tools;
 pub mod wasm;
 
 use std::io::Write;

@@ -28,7 +28,7 @@ fn oidc_dir() -> PathBuf {
     crate::support::repo().join("tests/oidc")
 }
 
-/// Installs the server's npm dependencies on first use (`.ci/run` does it up front).
+/// Installs the server's npm dependencies on first use (`scripts/test` does it up front).
 fn ensure_node_modules() {
     static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = ONCE.lock().unwrap_or_else(|p| p.into_inner());

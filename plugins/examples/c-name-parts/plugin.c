@@ -6,8 +6,12 @@
 //    "first_as": "first_name", "last_as": "last_name",
 //    "outcomes": {"empty": "ask_name"}}
 //
-// `name` is rendered by Tern before the plugin sees it. The plugin sets the two variables and
-// returns the outcome `empty` when the name has no letters, `single` for one word, `full` else.
+// `name` is rendered by Tern before the plugin sees it. The first word is the first name, the
+// rest the last name, both spelt as written (names are not re-cased: "de la Cruz", "McAdams").
+// `first_as` and `last_as` default to `first_name` and `last_name`; the schema states those
+// defaults, so Tern knows which variables the step sets when a flow leaves them out. The
+// plugin returns the outcome `empty` when the name has no letters, `single` for one word,
+// `full` else.
 //
 // Memory: arguments belong to the plugin (freed here); returned strings are allocated with
 // malloc and freed by the generated post-return function after the host has copied them.
@@ -22,13 +26,13 @@ static const char CONFIG_SCHEMA[] =
     "{\"type\":\"object\",\"additionalProperties\":false,\"required\":[\"name\"],"
     "\"properties\":{"
     "\"name\":{\"type\":\"string\",\"description\":\"The full name (placeholders allowed).\"},"
-    "\"first_as\":{\"type\":\"string\",\"description\":\"Variable for the first name (default first_name).\"},"
-    "\"last_as\":{\"type\":\"string\",\"description\":\"Variable for the last name (default last_name).\"}}}";
+    "\"first_as\":{\"type\":\"string\",\"default\":\"first_name\",\"description\":\"Variable for the first name.\"},"
+    "\"last_as\":{\"type\":\"string\",\"default\":\"last_name\",\"description\":\"Variable for the last name.\"}}}";
 
 void exports_step_describe(step_step_info_t *ret) {
   step_string_dup(&ret->name, "text.name-parts");
   step_string_dup(&ret->version, "0.1.0");
-  step_string_dup(&ret->description, "Splits a full name into first and last name");
+  step_string_dup(&ret->description, "Splits a full name into first name (first word) and last name (the rest), spelt as written");
   step_string_dup(&ret->config_schema, CONFIG_SCHEMA);
   ret->output_schema.is_some = false;
 }
@@ -108,7 +112,6 @@ bool exports_step_run(step_invocation_t *invocation, step_string_t *config_json,
     last_name = space + 1;
     outcome = "full";
   }
-  if (first_name[0] >= 'a' && first_name[0] <= 'z') clean[0] = (char)(clean[0] - 'a' + 'A');
   log_debug(outcome);
 
   json_buf out = {0};

@@ -1,0 +1,273 @@
+//! The refresh logic of the token source, in process: `Integrations` over the SQLite store in a
+//! temporary directory, against a token endpoint on 127.0.0.1 that counts what it receives.
+//! Single-flight inside a process and across two stores on one database file, the rotated
+//! refresh token stored before the new access token is handed out, and the `invalid_grant`
+//! latch that stops a retry storm.
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Map;
+use tern_engine::crypto::{Keyring, MasterKey};
+use tern_engine::http::{HttpClient, HttpPolicy};
+use tern_engine::integrations::Integrations;
+use tern_engine::integrations::config::IntegrationConfig;
+use tern_engine::secrets::NoSecrets;
+use tern_engine::store::{IntegrationStatus, SqliteStore, Store, TokenRecord};
+use tern_engine::{Grant, IntegrationName, TokenError, TokenOwner, TokenSource};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// How the endpoint answers its `n`th request (from 1): status and JSON body.
+type Answer = fn(usize) -> (u16, String);
+
+/// A token endpoint on 127.0.0.1 that records the form body of every request.
+struct TokenEndpoint {
+    url: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl TokenEndpoint {
+    async fn start(answer: Answer) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let body = read_request(&mut socket).await;
+                    let n = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(body);
+                        seen.len()
+                    };
+                    let (status, json) = answer(n);
+                    let response = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                        json.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self { url, bodies }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+/// Reads one HTTP/1.1 request; returns its body.
+async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).into_owned();
+            }
+        }
+    }
+    String::new()
+}
+
+/// A fresh token each time, with a rotated refresh token.
+fn rotating(n: usize) -> (u16, String) {
+    (200, format!(r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}"}}"#))
+}
+
+fn invalid_grant(_: usize) -> (u16, String) {
+    (400, r#"{"error":"invalid_grant","error_description":"refresh token revoked"}"#.to_string())
+}
+
+fn name() -> IntegrationName {
+    IntegrationName::new("crm").unwrap()
+}
+
+/// An authorized integration whose stored token expires at `expires_at`.
+async fn store_with_token(path: &Path, token_url: &str, expires_at: i64) -> Arc<dyn Store> {
+    let store = open(path).await;
+    let config = IntegrationConfig {
+        client_id: Some("cid".into()),
+        token_url: Some(token_url.parse().unwrap()),
+        api_origins: vec!["https://api.example.com".into()],
+        ..IntegrationConfig::default()
+    };
+    store.put_integration(&name(), &config, Some(&SecretString::from("client-secret".to_string()))).await.unwrap();
+    store.set_status(&name(), IntegrationStatus::Authorized, None).await.unwrap();
+    let token = TokenRecord {
+        access_token: SecretString::from("at-0".to_string()),
+        refresh_token: Some(SecretString::from("rt-0".to_string())),
+        expires_at: Some(expires_at),
+        obtained_at: unix_now() - 3600,
+        scopes: None,
+        metadata: Map::new(),
+        version: 0,
+    };
+    store.put_token(&name(), &TokenOwner::Workspace, &token).await.unwrap();
+    store
+}
+
+/// The store in `path`, under a fixed test key (so two opens of one file share it).
+async fn open(path: &Path) -> Arc<dyn Store> {
+    let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+    Arc::new(SqliteStore::open(path, Keyring::new(key)).await.unwrap())
+}
+
+fn integrations(store: Arc<dyn Store>) -> Arc<Integrations> {
+    let http = HttpClient::new(HttpPolicy { allow_private_network: true, ..HttpPolicy::default() }).unwrap();
+    Arc::new(Integrations::new(store, http, "http://127.0.0.1:9".parse().unwrap(), Arc::new(NoSecrets)))
+}
+
+fn bearer(grant: &Grant) -> String {
+    grant.credential.value.to_str().unwrap().to_string()
+}
+
+async fn stored(store: &Arc<dyn Store>) -> TokenRecord {
+    store.get_token(&name(), &TokenOwner::Workspace).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_token_far_from_expiry_is_used_without_a_request() {
+    let endpoint = TokenEndpoint::start(rotating).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_token(&dir.path().join("tern.db"), &endpoint.url, unix_now() + 3600).await;
+    let grant = integrations(store).grant(&name(), &TokenOwner::Workspace).await.unwrap();
+    assert_eq!(bearer(&grant), "Bearer at-0");
+    assert!(endpoint.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_expiring_within_the_skew_is_refreshed_and_the_rotation_stored_first() {
+    let endpoint = TokenEndpoint::start(rotating).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Expires in 60 s: inside the default 300 s skew.
+    let store = store_with_token(&dir.path().join("tern.db"), &endpoint.url, unix_now() + 60).await;
+    let source = integrations(store.clone());
+    let grant = source.grant(&name(), &TokenOwner::Workspace).await.unwrap();
+    assert_eq!(bearer(&grant), "Bearer at-1");
+    let requests = endpoint.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(
+        requests[0].contains("grant_type=refresh_token") && requests[0].contains("refresh_token=rt-0"),
+        "{requests:?}"
+    );
+
+    // What was handed out is what the store holds: the rotated refresh token was written
+    // (with a new version) before the access token was used.
+    let token = stored(&store).await;
+    assert_eq!(token.access_token.expose_secret(), "at-1");
+    assert_eq!(token.refresh_token.as_ref().map(|t| t.expose_secret().to_string()).as_deref(), Some("rt-1"));
+    assert_eq!(grant.generation, token.version);
+    assert!(token.version > 0);
+
+    // After a rejection (a 401) the next refresh sends the rotated token.
+    let again = source.refresh(&name(), &TokenOwner::Workspace, &grant).await.unwrap();
+    assert_eq!(bearer(&again), "Bearer at-2");
+    let requests = endpoint.requests();
+    assert!(requests[1].contains("refresh_token=rt-1"), "the rotated refresh token is used: {requests:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_cause_one_refresh() {
+    let endpoint = TokenEndpoint::start(rotating).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_token(&dir.path().join("tern.db"), &endpoint.url, unix_now() - 10).await;
+    let source = integrations(store);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let source = source.clone();
+            tokio::spawn(async move { source.grant(&name(), &TokenOwner::Workspace).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(bearer(&task.await.unwrap().unwrap()), "Bearer at-1");
+    }
+    assert_eq!(endpoint.requests().len(), 1, "single-flight inside the process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_on_one_database_refresh_once() {
+    // Two `Integrations` over two connections to one file: what two processes share.
+    let endpoint = TokenEndpoint::start(rotating).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tern.db");
+    let first = integrations(store_with_token(&path, &endpoint.url, unix_now() - 10).await);
+    let second = integrations(open(&path).await);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let source = if i % 2 == 0 { first.clone() } else { second.clone() };
+            tokio::spawn(async move { source.grant(&name(), &TokenOwner::Workspace).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(bearer(&task.await.unwrap().unwrap()), "Bearer at-1");
+    }
+    assert_eq!(endpoint.requests().len(), 1, "the store lock serializes refreshes across processes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_rejected_with_the_same_token_refresh_once() {
+    let endpoint = TokenEndpoint::start(rotating).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_token(&dir.path().join("tern.db"), &endpoint.url, unix_now() + 3600).await;
+    let source = integrations(store);
+    let rejected = source.grant(&name(), &TokenOwner::Workspace).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (source, rejected) = (source.clone(), rejected.clone());
+            tokio::spawn(async move { source.refresh(&name(), &TokenOwner::Workspace, &rejected).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(bearer(&task.await.unwrap().unwrap()), "Bearer at-1");
+    }
+    assert_eq!(endpoint.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_grant_latches_until_authorized_again() {
+    let endpoint = TokenEndpoint::start(invalid_grant).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_token(&dir.path().join("tern.db"), &endpoint.url, unix_now() - 10).await;
+    let source = integrations(store.clone());
+    let e = source.grant(&name(), &TokenOwner::Workspace).await.unwrap_err();
+    assert!(matches!(e, TokenError::NeedsReauthorization { .. }), "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains("tern integrations authorize crm"), "{message}");
+    assert!(message.contains("refresh token revoked"), "the provider's reason is kept: {message}");
+    assert!(!message.contains("rt-0") && !message.contains("client-secret"), "no secret in the error: {message}");
+    let rec = store.get_integration(&name()).await.unwrap().unwrap();
+    assert_eq!(rec.status, IntegrationStatus::NeedsReauthorization);
+
+    // Every later use fails at once: no request reaches the provider again.
+    for _ in 0..5 {
+        let e = source.grant(&name(), &TokenOwner::Workspace).await.unwrap_err();
+        assert!(matches!(e, TokenError::NeedsReauthorization { .. }), "{e:?}");
+    }
+    let fresh = integrations(store.clone());
+    assert!(fresh.grant(&name(), &TokenOwner::Workspace).await.is_err(), "the latch is in the store, not in memory");
+    assert_eq!(endpoint.requests().len(), 1, "no retry storm");
+}

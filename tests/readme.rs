@@ -1,0 +1,612 @@
+//! The documentation as a test: every fenced block of `README.md` and `plugins/README.md` is
+//! listed in [`BLOCKS`] with the test that checks it, and every shell block is run as written,
+//! in a copy of the repository, with the `tern` built for these tests on `PATH`.
+//!
+//! Placeholders are only used where a real secret or provider is needed: `…` in a command
+//! becomes a placeholder value, `tern integrations authorize` (which waits for the provider's
+//! callback) gets `--no-browser --timeout 1` and must print the provider's authorization URL,
+//! the server's `127.0.0.1:8080` becomes a free port, and `cargo run --release --` becomes the
+//! `tern` binary these tests built (the README says the two are interchangeable; a release
+//! build would take longer than the whole suite), and `cargo run -p tern-plugin-build -- c DIR
+//! -o FILE` runs the library function that binary's `main` calls (a nested cargo build would
+//! resolve other features and rebuild the tool's dependencies, minutes on a 2-core machine).
+//! `cargo install` is checked without installing (see [`install_command`]).
+//!
+//! A block added to either file without an entry in [`BLOCKS`] fails
+//! [`every_block_of_the_readmes_is_checked`]; a block whose first line changes fails the test
+//! that looks it up, so the list cannot go stale.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Run, TestApi, free_port, repo, tools};
+
+/// How a block is checked: by the named test in this file, or (only for a block that is not a
+/// command) as an illustration, with the reason.
+enum Check {
+    Test(&'static str),
+    Illustration(&'static str),
+}
+
+/// Every fenced block of the two files, by file and first line.
+const BLOCKS: &[(&str, &str, Check)] = &[
+    ("README.md", "cargo install --path . --locked", Check::Test("install_command")),
+    ("README.md", "cargo run --release -- demo", Check::Test("demo_command")),
+    ("README.md", "scripts/test", Check::Test("test_command_is_what_ci_runs")),
+    ("README.md", "{", Check::Test("the_example_flow_is_the_file_in_flows_examples")),
+    ("README.md", "error: step `lookup` failed [mapping]", Check::Test("the_mapping_error_is_what_tern_prints")),
+    ("README.md", "tern run FLOW --message TEXT…", Check::Test("the_command_synopsis_matches_the_cli")),
+    ("README.md", "flows/invalid/unknown-field.json:5:63", Check::Test("the_validate_example_is_what_tern_prints")),
+    ("README.md", "tern serve --flows flows/examples", Check::Test("conversation_server_commands")),
+    ("README.md", "curl -s -X POST http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
+    ("README.md", "curl -s -X PUT http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
+    ("README.md", "data_dir = \"/var/lib/tern\"", Check::Test("the_tern_toml_example_is_accepted")),
+    ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
+    ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
+    ("README.md", "tern integrations add google", Check::Test("integration_commands")),
+    ("README.md", "tern integrations add billing", Check::Test("integration_commands")),
+    ("README.md", "cargo run -p tern-plugin-build", Check::Test("step_plugin_commands")),
+    ("README.md", "Cargo.toml        workspace", Check::Test("layouts_name_existing_paths")),
+    ("plugins/README.md", "plugins/", Check::Test("layouts_name_existing_paths")),
+    ("plugins/README.md", "{ \"id\": \"split\"", Check::Illustration("a step inside a flow; the example flows run it")),
+    ("plugins/README.md", "tern plugins check name-parts.wasm", Check::Test("plugin_guide_commands")),
+    ("plugins/README.md", "#include \"step.h\"", Check::Test("the_c_snippet_builds_with_the_crates_io_tools")),
+    ("plugins/README.md", "cargo run -p tern-plugin-build", Check::Test("plugin_guide_commands")),
+    ("plugins/README.md", "wit-bindgen c plugins/wit", Check::Test("the_c_snippet_builds_with_the_crates_io_tools")),
+    ("plugins/README.md", "import host from", Check::Test("plugin_guide_commands")),
+    ("plugins/README.md", "(cd plugins/examples/js-crm-lookup", Check::Test("plugin_guide_commands")),
+];
+
+/// A fenced block: where it starts, its language, its text (with the list indentation removed).
+struct Block {
+    file: &'static str,
+    line: usize,
+    lang: String,
+    text: String,
+}
+
+impl Block {
+    fn first_line(&self) -> &str {
+        self.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
+    }
+}
+
+fn blocks(file: &'static str) -> Vec<Block> {
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    let mut out = Vec::new();
+    let mut open: Option<(usize, String, usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("```") {
+            match open.take() {
+                None => open = Some((i + 1, rest.trim().to_string(), line.len() - trimmed.len(), String::new())),
+                Some((line, lang, _, text)) => out.push(Block { file, line, lang, text }),
+            }
+        } else if let Some((_, _, indent, body)) = open.as_mut() {
+            body.push_str(line.get(*indent..).unwrap_or(trimmed));
+            body.push('\n');
+        }
+    }
+    assert!(open.is_none(), "{file}: a fenced block is not closed");
+    out
+}
+
+/// The one block of `file` whose first line starts with `first`.
+fn block(file: &'static str, first: &str) -> Block {
+    let mut found: Vec<Block> = blocks(file).into_iter().filter(|b| b.first_line().starts_with(first)).collect();
+    assert_eq!(found.len(), 1, "{file} should have exactly one block starting with `{first}`");
+    found.remove(0)
+}
+
+#[test]
+fn every_block_of_the_readmes_is_checked() {
+    let mut problems = Vec::new();
+    for file in ["README.md", "plugins/README.md"] {
+        for b in blocks(file) {
+            let entries: Vec<_> =
+                BLOCKS.iter().filter(|(f, first, _)| *f == file && b.first_line().starts_with(first)).collect();
+            match entries.as_slice() {
+                [] => problems.push(format!(
+                    "{file}:{}: the block starting `{}` has no entry in tests/readme.rs BLOCKS (add a test that runs it)",
+                    b.line,
+                    b.first_line()
+                )),
+                [(_, _, Check::Illustration(_))] if b.lang == "sh" => problems.push(format!(
+                    "{file}:{}: a shell block cannot be an illustration; add a test that runs it",
+                    b.line
+                )),
+                [_] => {}
+                _ => problems.push(format!("{file}:{}: more than one BLOCKS entry matches", b.line)),
+            }
+        }
+    }
+    let this_file = std::fs::read_to_string(repo().join("tests/readme.rs")).unwrap();
+    for (file, first, check) in BLOCKS {
+        if !blocks(file).iter().any(|b| b.first_line().starts_with(first)) {
+            problems.push(format!("{file}: BLOCKS lists `{first}`, which is no longer there"));
+        }
+        match check {
+            Check::Test(name) if !this_file.contains(&format!("#[test]\nfn {name}()")) => {
+                problems
+                    .push(format!("{file}: `{first}` names the test `{name}`, which tests/readme.rs does not have"));
+            }
+            Check::Illustration("") => problems.push(format!("{file}: `{first}`: say why")),
+            _ => {}
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A copy of the repository (without build output and npm packages) with `tern` on `PATH`,
+/// an empty data directory and a free port for the public URL.
+struct Sandbox {
+    root: tempfile::TempDir,
+    bin: tempfile::TempDir,
+    data: tempfile::TempDir,
+    public_port: u16,
+    env: Vec<(String, String)>,
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        let (src, dst) = (entry.path(), to.join(&name));
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            if ["target", ".git", "node_modules"].iter().any(|n| name == *n) {
+                continue;
+            }
+            copy_tree(&src, &dst);
+        } else if kind.is_file() && src.extension().is_none_or(|e| e != "wasm") {
+            std::fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// The target directory the tests were built in: nested `cargo` commands share it.
+fn target_dir() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tern"));
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        copy_tree(&repo(), root.path());
+        // A copy of the npm packages already installed, instead of a download per test.
+        let modules = repo().join("plugins/examples/js-crm-lookup/node_modules");
+        if modules.exists() {
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(&modules)
+                .arg(root.path().join("plugins/examples/js-crm-lookup/"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "copying {}", modules.display());
+        }
+        let bin = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_tern"), bin.path().join("tern")).unwrap();
+        Self { root, bin, data: tempfile::tempdir().unwrap(), public_port: free_port(), env: Vec::new() }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    fn command(&self, script: &str) -> Command {
+        let path = std::env::join_paths(
+            std::iter::once(self.bin.path().to_path_buf())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .unwrap();
+        let mut c = Command::new("bash");
+        c.args(["-euo", "pipefail", "-c", script]).current_dir(self.root.path()).env("PATH", path);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TERN_") && k != "TERN_TEST_REQUIRE_TOOLS" {
+                c.env_remove(k);
+            }
+        }
+        c.env("TERN_DATA_DIR", self.data.path())
+            .env("TERN_PUBLIC_URL", format!("http://127.0.0.1:{}", self.public_port))
+            .env("CARGO_TARGET_DIR", target_dir())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    /// Runs a block (or any script) with bash `-euo pipefail` in the copy.
+    fn sh(&self, script: &str) -> Run {
+        Run { output: self.command(script).output().unwrap() }
+    }
+
+    /// Runs a block that must succeed; returns its standard output.
+    fn ok(&self, block: &Block, script: &str) -> String {
+        let r = self.sh(script);
+        assert_eq!(
+            r.code(),
+            0,
+            "{}:{} failed:\n{script}\nstdout:\n{}\nstderr:\n{}",
+            block.file,
+            block.line,
+            r.stdout(),
+            r.stderr()
+        );
+        r.stdout()
+    }
+}
+
+/// `…` (a value the reader fills in) becomes a placeholder; `tern integrations authorize NAME`
+/// prints the provider's URL and gives up after a second instead of waiting for a browser.
+fn with_placeholders(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let line = line.replace('…', "placeholder-value");
+            match line.split('#').next().map(str::trim_end) {
+                Some(cmd) if cmd.starts_with("tern integrations authorize ") => {
+                    format!("{cmd} --no-browser --timeout 1 || true")
+                }
+                _ => line,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn install_command() {
+    // `cargo install` builds a release binary (longer than the whole suite) into ~/.cargo/bin,
+    // so it is checked rather than run: the lock file is in sync (`--locked`), the package at
+    // `.` is `tern` with a `tern` binary, and its MSRV is the one the README states.
+    let b = block("README.md", "cargo install --path . --locked");
+    assert!(b.text.starts_with("cargo install --path . --locked "), "{}", b.text);
+    let s = Sandbox::new();
+    let out = s.ok(&b, "cargo metadata --locked --offline --no-deps --format-version 1");
+    let meta: Value = serde_json::from_str(&out).unwrap();
+    let root = std::fs::canonicalize(s.path("Cargo.toml")).unwrap();
+    let package = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["manifest_path"].as_str().map(PathBuf::from) == Some(root.clone()))
+        .expect("the root package");
+    assert_eq!(package["name"], "tern");
+    assert!(package["targets"].as_array().unwrap().iter().any(|t| t["name"] == "tern" && t["kind"][0] == "bin"));
+    let msrv = package["rust_version"].as_str().unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains(&format!("Rust toolchain ({msrv} or newer")), "the README states the MSRV {msrv}");
+}
+
+#[test]
+fn demo_command() {
+    let b = block("README.md", "cargo run --release -- demo");
+    let script = b.text.replace("cargo run --release --", "tern");
+    let out = Sandbox::new().ok(&b, &script);
+    assert!(out.contains("All set! Your authorization is complete!"), "{out}");
+    assert!(out.contains("Hello Erlich Bachman!"), "{out}");
+}
+
+#[test]
+fn test_command_is_what_ci_runs() {
+    // The suite cannot run itself; CI runs this exact command, and the script must at least
+    // parse and answer its usage.
+    let b = block("README.md", "scripts/test");
+    let command = b.text.trim();
+    let ci = std::fs::read_to_string(repo().join(".ci/run")).unwrap();
+    assert!(ci.lines().any(|l| l.trim() == command), ".ci/run must run `{command}`:\n{ci}");
+    let s = Sandbox::new();
+    s.ok(&b, "bash -n scripts/test && test -x scripts/test");
+    let r = s.sh("scripts/test --help");
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("usage: scripts/test"), "{}", r.stderr());
+}
+
+#[test]
+fn the_example_flow_is_the_file_in_flows_examples() {
+    let b = block("README.md", "{");
+    assert_eq!(b.lang, "json");
+    let shown: Value = serde_json::from_str(&b.text).unwrap();
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("flows/examples/teamleader-last-name.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shown, file, "README.md:{} differs from flows/examples/teamleader-last-name.json", b.line);
+}
+
+#[test]
+fn the_mapping_error_is_what_tern_prints() {
+    // The README's flow against the loopback API, which answers a contact without a last name.
+    let b = block("README.md", "error: step `lookup` failed [mapping]");
+    let api = TestApi::start();
+    let mut flow: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("flows/examples/teamleader-last-name.json")).unwrap(),
+    )
+    .unwrap();
+    let lookup = &mut flow["steps"][1];
+    lookup["request"]["url"] = json!(format!("{}/contacts.info", api.url()));
+    let lookup = lookup.as_object_mut().unwrap();
+    lookup.remove("integration");
+    lookup.remove("on_error");
+    // Without `on_error` the step that only it reached goes too.
+    flow["steps"].as_array_mut().unwrap().retain(|step| step["id"] != "not_found");
+    let s = Sandbox::new();
+    std::fs::write(s.path("flow.json"), flow.to_string()).unwrap();
+    let r = s.sh("TERN_ALLOW_PRIVATE_NETWORK=1 tern run flow.json -m 'last name' -m no-last-name");
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(
+        r.stderr().contains(b.text.trim()),
+        "README.md:{} shows\n{}\nbut tern printed\n{}",
+        b.line,
+        b.text,
+        r.stderr()
+    );
+}
+
+#[test]
+fn the_command_synopsis_matches_the_cli() {
+    let b = block("README.md", "tern run FLOW --message TEXT…");
+    let s = Sandbox::new();
+    for line in b.text.lines().filter(|l| !l.trim().is_empty()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "tern", "{line}");
+        let command = words[1];
+        let help = s.ok(&b, &format!("tern {command} --help"));
+        if let Some(subs) = words.get(2).filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '|')) {
+            for sub in subs.split('|') {
+                s.ok(&b, &format!("tern {command} {sub} --help"));
+            }
+        }
+        for flag in words.iter().filter_map(|w| w.trim_start_matches('[').split(&[' ', ']'][..]).next()) {
+            if flag.starts_with("--") {
+                assert!(help.contains(flag), "`tern {command} --help` does not mention {flag} (README.md:{})", b.line);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_validate_example_is_what_tern_prints() {
+    let b = block("README.md", "flows/invalid/unknown-field.json:5:63");
+    let r = Sandbox::new().sh("tern validate flows/invalid/unknown-field.json 2>&1");
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert!(
+        r.stdout().contains(b.text.trim_end()),
+        "README.md:{} shows\n{}\nbut tern printed\n{}",
+        b.line,
+        b.text,
+        r.stdout()
+    );
+}
+
+/// A process killed when dropped.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_healthy(s: &Sandbox, port: u16, server: &mut Background) {
+    let started = Instant::now();
+    loop {
+        if s.sh(&format!("curl -sf http://127.0.0.1:{port}/healthz")).code() == 0 {
+            return;
+        }
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("tern serve exited with {status}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "tern serve never answered /healthz");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn conversation_server_commands() {
+    let mut s = Sandbox::new();
+    let port = free_port();
+    let at = |text: &str| text.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    s.env.push(("TERN_ADMIN_TOKEN".into(), "readme-admin-token-0123456789".into()));
+    let serve = block("README.md", "tern serve --flows flows/examples");
+    let mut server = Background(
+        s.command(&format!("exec {}", at(&serve.text))).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    wait_healthy(&s, port, &mut server);
+
+    // The message, and the answer the comment under it shows (`…` stands for anything).
+    let message = block("README.md", "curl -s -X POST http://127.0.0.1:8080");
+    let out = s.ok(&message, &at(&message.text));
+    let shown = message.text.lines().find_map(|l| l.strip_prefix("# ")).expect("the answer is shown");
+    assert!(
+        matches_shown(shown, out.trim()),
+        "README.md:{} shows\n{shown}\nbut the server answered\n{out}",
+        message.line
+    );
+
+    let admin = block("README.md", "curl -s -X PUT http://127.0.0.1:8080");
+    s.ok(&admin, &at(&with_placeholders(&admin.text)));
+    let list = s.ok(
+        &admin,
+        &format!("curl -sf -H \"authorization: Bearer $TERN_ADMIN_TOKEN\" http://127.0.0.1:{port}/v1/integrations"),
+    );
+    assert!(list.contains("\"teamleader\""), "{list}");
+}
+
+/// Whether `actual` is `shown` with each `…` standing for any text without a quote.
+fn matches_shown(shown: &str, actual: &str) -> bool {
+    let mut parts = shown.split('…');
+    let Some(rest) = parts.next().and_then(|first| actual.strip_prefix(first)) else { return false };
+    let mut rest = rest;
+    for part in parts {
+        let Some(at) = rest.find(part) else { return false };
+        if rest[..at].contains('"') {
+            return false;
+        }
+        rest = &rest[at + part.len()..];
+    }
+    rest.is_empty()
+}
+
+#[test]
+fn the_tern_toml_example_is_accepted() {
+    // The README's file as `./tern.toml`; flags move what cannot be used here (the data
+    // directory, the flows, the address) and must beat the file.
+    let b = block("README.md", "data_dir = \"/var/lib/tern\"");
+    let s = Sandbox::new();
+    std::fs::write(s.path("tern.toml"), &b.text).unwrap();
+    let port = free_port();
+    let data = s.data.path().display().to_string();
+    let mut server = Background(
+        s.command(&format!(
+            "exec tern --data-dir {data} serve --flows flows/examples --listen 127.0.0.1:{port} --watch false"
+        ))
+        .env_remove("TERN_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    wait_healthy(&s, port, &mut server);
+}
+
+#[test]
+fn integration_commands() {
+    let mut s = Sandbox::new();
+    for var in ["ZOHO_SECRET", "GOOGLE_SECRET", "S", "MAPS_KEY"] {
+        s.env.push((var.into(), format!("placeholder-{var}")));
+    }
+    let teamleader = block("README.md", "export TL_SECRET=…");
+    let out = s.ok(&teamleader, &with_placeholders(&teamleader.text));
+    assert!(out.contains("https://focus.teamleader.eu/oauth2/authorize?"), "{out}");
+    assert!(out.contains("client_id=YOUR_ID") && out.contains("code_challenge="), "{out}");
+
+    let zoho = block("README.md", "tern integrations add zoho");
+    let out = s.ok(&zoho, &with_placeholders(&zoho.text));
+    assert!(out.contains("https://accounts.zoho.eu/oauth/v2/auth?"), "{out}");
+    assert!(out.contains("access_type=offline") && out.contains("prompt=consent"), "{out}");
+
+    let google = block("README.md", "tern integrations add google");
+    let out = s.ok(&google, &with_placeholders(&google.text));
+    assert!(out.contains("https://accounts.google.com/"), "{out}");
+    assert!(out.contains("access_type=offline"), "{out}");
+
+    let services = block("README.md", "tern integrations add billing");
+    s.ok(&services, &with_placeholders(&services.text));
+
+    let list = s.ok(&services, "tern integrations list");
+    for name in ["teamleader", "zoho", "google", "billing", "maps"] {
+        assert!(list.contains(name), "{list}");
+    }
+    assert!(!list.contains("placeholder-"), "no secret is shown: {list}");
+}
+
+/// Runs each `cargo run -p tern-plugin-build -- c DIR -o FILE` line of `text` through
+/// `tern_plugin_build::build_c` (what the tool's `main` calls); returns the other lines.
+fn with_plugin_builds_done(s: &Sandbox, text: &str) -> String {
+    let mut rest = Vec::new();
+    for line in text.lines() {
+        let Some(args) = line.strip_prefix("cargo run -p tern-plugin-build -- ") else {
+            rest.push(line);
+            continue;
+        };
+        let words: Vec<&str> = args.split_whitespace().collect();
+        assert!(words.len() == 4 && words[0] == "c" && words[2] == "-o", "unexpected build line: {line}");
+        let work = tempfile::tempdir().unwrap();
+        tern_plugin_build::build_c(&s.path(words[1]), &s.path("plugins/wit"), work.path(), &s.path(words[3]))
+            .unwrap_or_else(|e| panic!("{line}: {e:#}"));
+    }
+    rest.join("\n")
+}
+
+#[test]
+fn step_plugin_commands() {
+    if !tools::available("step_plugin_commands", &[&tools::CLANG_WASI]) {
+        return;
+    }
+    let b = block("README.md", "cargo run -p tern-plugin-build");
+    let s = Sandbox::new();
+    let out = s.ok(&b, &with_plugin_builds_done(&s, &b.text));
+    assert_check_output(&out);
+    assert!(out.contains("Nice to meet you, ada! (lovelace)"), "{out}");
+}
+
+/// What `tern plugins check name-parts.wasm --step-config '{"name": "ada lovelace"}'` prints:
+/// the first word as the first name, the rest as the last name, spelt as written.
+fn assert_check_output(out: &str) {
+    assert!(out.contains("\"type\": \"text.name-parts\""), "{out}");
+    assert!(out.contains("\"status\": \"completed\""), "{out}");
+    assert!(out.contains("\"first_name\": \"ada\""), "{out}");
+    assert!(out.contains("\"last_name\": \"lovelace\""), "{out}");
+    assert!(out.contains("\"outcome\": \"full\""), "{out}");
+}
+
+#[test]
+fn plugin_guide_commands() {
+    if !tools::available("plugin_guide_commands", &[&tools::CLANG_WASI, &tools::NODE]) {
+        return;
+    }
+    let s = Sandbox::new();
+    let file = "plugins/README.md";
+    let c = block(file, "cargo run -p tern-plugin-build");
+    s.ok(&c, &with_plugin_builds_done(&s, &c.text));
+    let js = block(file, "(cd plugins/examples/js-crm-lookup");
+    s.ok(&js, &js.text);
+    assert!(s.path("plugins/examples/js-crm-lookup/crm-lookup.wasm").exists());
+
+    let usage = block(file, "tern plugins check name-parts.wasm");
+    let out = s.ok(&usage, &usage.text);
+    assert_check_output(&out);
+    assert!(out.contains("installed crm.lookup-contact"), "{out}");
+    assert!(out.contains("Nice to meet you, ada! (lovelace)"), "{out}");
+
+    // The guide's JavaScript plugin, built the way the example is.
+    let snippet = block(file, "import host from");
+    std::fs::write(s.path("plugins/examples/js-crm-lookup/hello.js"), &snippet.text).unwrap();
+    s.ok(
+        &snippet,
+        "cd plugins/examples/js-crm-lookup && node_modules/.bin/componentize-qjs --wit ../../wit --world step \
+         --js hello.js --sync --stub-wasi -o hello.wasm",
+    );
+    let out = s.ok(&snippet, "tern plugins check plugins/examples/js-crm-lookup/hello.wasm");
+    assert!(out.contains("\"greeting\": \"hello\""), "{out}");
+}
+
+#[test]
+fn the_c_snippet_builds_with_the_crates_io_tools() {
+    if !tools::available("the_c_snippet_builds_with_the_crates_io_tools", &[&tools::CLANG_WASI, &tools::COMPONENT_CLIS])
+    {
+        return;
+    }
+    let s = Sandbox::new();
+    let snippet = block("plugins/README.md", "#include \"step.h\"");
+    std::fs::write(s.path("plugin.c"), &snippet.text).unwrap();
+    let b = block("plugins/README.md", "wit-bindgen c plugins/wit");
+    s.ok(&b, &b.text);
+    let out = s.ok(&b, "tern plugins check plugin.wasm");
+    assert!(out.contains("\"type\": \"acme.hello\""), "{out}");
+    assert!(out.contains("\"greeting\": \"hello\""), "{out}");
+}
+
+#[test]
+fn layouts_name_existing_paths() {
+    // The README's layout: the first word of each unindented line is a path. The plugin
+    // guide's: `plugins/`, then indented paths relative to it.
+    let b = block("README.md", "Cargo.toml        workspace");
+    for line in b.text.lines().filter(|l| !l.starts_with(' ')) {
+        let word = line.split_whitespace().next().unwrap_or("");
+        assert!(repo().join(word).exists(), "README.md:{}: `{word}` does not exist", b.line);
+    }
+    let b = block("plugins/README.md", "plugins/");
+    for line in b.text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let word = line.split_whitespace().next().unwrap_or("");
+        assert!(
+            repo().join("plugins").join(word).exists(),
+            "plugins/README.md:{}: `plugins/{word}` does not exist",
+            b.line
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! Tools from outside Cargo that some tests need: Chromium and chromedriver, clang-19 with
+//! wasi-libc, Node.js and npm, and the crates.io command-line tools the plugin guide shows.
+//!
+//! `scripts/test` installs all of them and sets `TERN_TEST_REQUIRE_TOOLS=1`, so there (and in
+//! CI, which runs `scripts/test`) a missing tool fails the test with the command that installs
+//! it. A plain `cargo test` on a machine without one skips the test instead, and says so on the
+//! terminal (straight to standard error, past the test harness's output capture), with the
+//! same command.
+
+use std::io::Write;
+use std::path::Path;
+
+/// A tool some tests need, how to tell it is there, and how to install it.
+pub struct Tool {
+    /// What it is, for the message.
+    pub name: &'static str,
+    /// Programs that must be on `PATH`.
+    pub programs: &'static [&'static str],
+    /// Files that must exist (system libraries and headers).
+    pub files: &'static [&'static str],
+    /// The command that installs it.
+    pub install: &'static str,
+}
+
+/// Debian's Chromium and chromedriver, for the browser test.
+pub const CHROMIUM: Tool = Tool {
+    name: "Chromium and chromedriver",
+    programs: &["chromium", "chromedriver"],
+    files: &[],
+    install: "apt-get install chromium chromium-driver",
+};
+
+/// clang-19, wasm-ld and wasi-libc: the C plugin toolchain.
+pub const CLANG_WASI: Tool = Tool {
+    name: "clang-19 for wasm32-wasi",
+    programs: &["clang-19", "wasm-ld-19"],
+    files: &[
+        "/usr/include/wasm32-wasi/stdlib.h",
+        "/usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a",
+    ],
+    install: "apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32",
+};
+
+/// Node.js and npm: panva's oidc-provider and componentize-qjs.
+pub const NODE: Tool =
+    Tool { name: "Node.js and npm", programs: &["node", "npm"], files: &[], install: "apt-get install nodejs npm" };
+
+/// The command-line tools from crates.io that `plugins/README.md` shows next to
+/// `tern-plugin-build` (the versions match the crates the build tool uses).
+pub const COMPONENT_CLIS: Tool = Tool {
+    name: "wit-bindgen and wasm-tools",
+    programs: &["wit-bindgen", "wasm-tools"],
+    files: &[],
+    install: "cargo install --locked wit-bindgen-cli@0.60.0 wasm-tools@1.254.2",
+};
+
+fn on_path(program: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else { return false };
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
+}
+
+/// Whether every tool is there. A missing one fails the test when `TERN_TEST_REQUIRE_TOOLS=1`
+/// (set by `scripts/test`); otherwise it prints `SKIPPED <test>: …` with the install command
+/// and returns false, and the test returns early.
+pub fn available(test: &str, tools: &[&Tool]) -> bool {
+    let mut missing = Vec::new();
+    for tool in tools {
+        let programs = tool.programs.iter().filter(|p| !on_path(p));
+        let files = tool.files.iter().filter(|f| !Path::new(f).exists());
+        let absent: Vec<&str> = programs.chain(files).copied().collect();
+        if !absent.is_empty() {
+            missing.push(format!("{} (missing {}; install with `{}`)", tool.name, absent.join(", "), tool.install));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("{test} needs {}. `scripts/test` installs everything the tests need", missing.join(" and "));
+    if std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{message}");
+    }
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
+    false
+}
