@@ -9,5 +9,6 @@ mod integrations;
 mod plugins;
 mod run_cli;
 mod schema;
+mod security;
 mod serve;
 mod validate;

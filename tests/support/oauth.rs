@@ -152,6 +152,7 @@ fn app(state: Shared) -> Router {
         .route("/token", post(token))
         .route("/api/contacts.info", post(api))
         .route("/api/users.me", get(me))
+        .route("/api/echo-headers", axum::routing::any(echo_headers))
         .with_state(state)
 }
 
@@ -314,4 +315,10 @@ async fn me(State(s): State<Shared>, headers: HeaderMap) -> Response {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"errors": [{"title": "Unauthorized"}]}))).into_response();
     }
     axum::Json(json!({"data": {"id": "user-1", "account": {"id": "acct-77"}}})).into_response()
+}
+
+/// An API that, like many, echoes the request's credentials in a 400 error body.
+async fn echo_headers(headers: HeaderMap) -> Response {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "bad request", "echo": auth}))).into_response()
 }

@@ -106,6 +106,30 @@ pub enum HttpError {
         /// What is wrong, with a short excerpt of the body.
         reason: String,
     },
+    /// A redirect would carry the request body to another origin (307/308 keep the body).
+    #[error(
+        "{url} answered {status} redirecting to another origin, {to}; the request body is not sent there (it may hold secrets). Call {to} directly if it is meant to receive the body"
+    )]
+    RedirectBodyCrossOrigin {
+        /// The redirecting URL (query removed).
+        url: String,
+        /// The redirect status.
+        status: u16,
+        /// The other origin.
+        to: String,
+    },
+    /// The response is JSON nested deeper than the parser allows.
+    #[error(
+        "response from {url} is JSON nested deeper than {limit} levels (status {status}); ask the API for a flatter or smaller answer"
+    )]
+    TooDeep {
+        /// The URL (query removed).
+        url: String,
+        /// The status.
+        status: u16,
+        /// The nesting limit.
+        limit: usize,
+    },
     /// The integration's token may not go to this origin.
     #[error(
         "the token of integration `{integration}` may not be sent to {origin}; the integration's api_origins are {allowed}. Fix the URL, or add the origin to the integration"
@@ -121,6 +145,56 @@ pub enum HttpError {
     /// No token could be had.
     #[error(transparent)]
     Token(#[from] crate::tokens::TokenError),
+}
+
+impl HttpError {
+    /// A stable, kebab-case code for the failure, as shown in run results.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HttpError::Denied { .. } => "http-denied",
+            HttpError::Timeout { .. } => "http-timeout",
+            HttpError::TooLarge { .. } => "http-too-large",
+            HttpError::NotJson { .. } => "not-json",
+            HttpError::TooDeep { .. } => "response-too-deep",
+            HttpError::RedirectBodyCrossOrigin { .. } => "redirect-body-cross-origin",
+            HttpError::OriginNotAllowed { .. } => "token-origin",
+            HttpError::Token(_) => "integration",
+            HttpError::TooManyRedirects { .. } | HttpError::BadRedirect { .. } | HttpError::Transport { .. } => "http",
+        }
+    }
+}
+
+/// serde_json's nesting limit for parsed documents.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// The deepest nesting of arrays and objects in `bytes` read as JSON (strings skipped), counted
+/// without parsing, stopping once past `stop_at`.
+fn json_depth(bytes: &[u8], stop_at: usize) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > stop_at {
+                    break;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The URL without its query and fragment, for messages (the query may carry secrets).
@@ -167,7 +241,16 @@ impl HttpResponse {
         if !self.is_json_type() && self.headers.contains_key(CONTENT_TYPE) {
             return Err(not_json(format!("body starts with {:?}", self.excerpt())));
         }
-        serde_json::from_slice(&self.body).map_err(|e| not_json(format!("{e}; body starts with {:?}", self.excerpt())))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            if json_depth(&self.body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH {
+                return HttpError::TooDeep {
+                    url: display_url(&self.url),
+                    status: self.status.as_u16(),
+                    limit: MAX_JSON_DEPTH,
+                };
+            }
+            not_json(format!("{e}; body starts with {:?}", self.excerpt()))
+        })
     }
 
     /// The body as JSON when it is JSON, as a string otherwise.
@@ -340,6 +423,15 @@ impl HttpClient {
                 {
                     method = reqwest::Method::GET;
                     body = None;
+                }
+                // 307/308 (and 301/302 for methods other than POST) resend the body: never to
+                // another origin (SECURITY R2).
+                if body.is_some() && next.origin() != first_origin {
+                    return Err(HttpError::RedirectBodyCrossOrigin {
+                        url: display_url(&url),
+                        status: status.as_u16(),
+                        to: next.origin().ascii_serialization(),
+                    });
                 }
                 tracing::debug!(from = %display_url(&url), to = %display_url(&next), status = status.as_u16(), "following redirect");
                 url = next;

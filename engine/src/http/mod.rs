@@ -1,11 +1,14 @@
 //! Outbound HTTP for every step, the token endpoint and plugins (DESIGN §5, SECURITY R1–R3, R9).
 
+mod budget;
 mod client;
 pub mod guard;
+pub mod special_purpose;
 mod outbound;
 mod request;
 mod url_template;
 
+pub use budget::MAX_REQUEST_TEMPLATE_BYTES;
 pub use client::{HttpClient, HttpError, HttpPolicy, HttpResponse, display_url};
 pub use outbound::Outbound;
 pub use request::{MAX_TIMEOUT, Method, PreparedRequest, RequestBody, RequestConfig, RequestTemplate};
