@@ -282,26 +282,26 @@ fn exits_by_itself(mut cmd: Command) -> Run {
 fn public_urls_must_be_https_or_loopback_and_authorization_urls_cannot_inject_parameters() {
     let data = fresh_data_dir();
     let flows = tempfile::tempdir().unwrap();
-    let add = |public: &str, auth_url: &str| {
+    let add = |name: &str, public: &str, auth_url: &str| {
         let mut c = tern();
         c.env("TERN_DATA_DIR", &data).env("CS", "client-secret-0123").args([
-            "--public-url", public, "integrations", "add", "crm", "--client-id", "id", "--client-secret-env", "CS",
+            "--public-url", public, "integrations", "add", name, "--client-id", "id", "--client-secret-env", "CS",
             "--authorization-url", auth_url, "--token-url", "https://as.example/token", "--api-origin",
             "https://api.example",
         ]);
         Run { output: c.output().unwrap() }
     };
     let injected = "https://as.example/authorize?response_type=token&redirect_uri=https%3A%2F%2Fevil.example&state=x&code_challenge=y";
-    let r = add("https://tern.example", injected);
+    let r = add("crm", "https://tern.example", injected);
     assert_eq!(r.code(), 2, "{}", r.stderr());
     for name in ["response_type", "redirect_uri", "state", "code_challenge"] {
         assert!(r.stderr().contains(&format!("sets `{name}`")), "{name}: {}", r.stderr());
     }
-    let r = add("http://203.0.113.10", "https://as.example/authorize?tenant=t");
+    let r = add("crm", "http://203.0.113.10", "https://as.example/authorize?tenant=t");
     assert_eq!(r.code(), 2, "{}", r.stderr());
     assert!(r.stderr().contains("--insecure-public-url"), "{}", r.stderr());
-    for ok in ["https://tern.example", "http://localhost:8080", "http://127.0.0.2:9000", "http://[::1]:8080"] {
-        let r = add(ok, "https://as.example/authorize?tenant=t");
+    for (i, ok) in ["https://tern.example", "http://localhost:8080", "http://127.0.0.2:9000", "http://[::1]:8080"].iter().enumerate() {
+        let r = add(&format!("crm{i}"), ok, "https://as.example/authorize?tenant=t");
         assert_eq!(r.code(), 0, "{ok}: {}", r.stderr());
     }
 

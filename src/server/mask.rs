@@ -36,11 +36,14 @@ pub async fn mask_answer(req: Request, next: Next) -> Response {
         }
     };
     let masked = match known::mask_bytes(&bytes) {
-        std::borrow::Cow::Borrowed(_) => bytes,
-        std::borrow::Cow::Owned(m) => {
-            parts.headers.remove(header::CONTENT_LENGTH);
-            m.into()
-        }
+        std::borrow::Cow::Borrowed(_) => None,
+        std::borrow::Cow::Owned(m) => Some(m),
     };
-    Response::from_parts(parts, Body::from(masked))
+    match masked {
+        Some(m) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(m))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }

@@ -264,9 +264,10 @@ impl HttpResponse {
         }
     }
 
-    /// The first 80 characters of the body, for messages.
+    /// The first 80 characters of the body, for messages, with known secrets masked before the
+    /// cut.
     pub fn excerpt(&self) -> String {
-        String::from_utf8_lossy(&self.body[..self.body.len().min(200)]).chars().take(80).collect()
+        crate::secrets::known::masked_excerpt(&self.body, 80)
     }
 }
 

@@ -76,7 +76,7 @@ pub const IPV4: &[Block<Ipv4Addr>] = &[
 
 /// The IPv6 table (IPv4-mapped, NAT64 and 6to4 are decided by their embedded address first).
 pub const IPV6: &[Block<Ipv6Addr>] = &[
-    v6([0, 0, 0, 0, 0, 0, 0, 0], 8, "IETF-reserved (::/8, IPv4-compatible)", "RFC 4291", false),
+    v6([0, 0, 0, 0, 0, 0, 0, 0], 8, "reserved by the IETF, once IPv4-compatible", "RFC 4291", false),
     v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified", "RFC 4291", false),
     v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback", "RFC 4291", false),
     v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96, "IPv4-mapped", "RFC 4291", false),
@@ -137,6 +137,6 @@ pub fn lookup_v6(ip: Ipv6Addr) -> Option<&'static Block<Ipv6Addr>> {
 
 impl<A: std::fmt::Display> std::fmt::Display for Block<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a {} address ({}/{}, {})", self.name, self.addr, self.len, self.rfc)
+        write!(f, "an address in {}/{} ({}, {})", self.addr, self.len, self.name, self.rfc)
     }
 }

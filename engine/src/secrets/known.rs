@@ -26,8 +26,9 @@ use secrecy::{ExposeSecret, SecretString};
 pub const MAX_VALUES: usize = 4096;
 /// Longest value registered, in bytes (longer values are not credentials anyone echoes).
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
-/// Shortest value registered, in characters.
-pub const MIN_VALUE_CHARS: usize = 4;
+/// Shortest value registered, in characters. Credentials are longer; a shorter value could
+/// match ordinary text or JSON syntax (`true`, a count) in a whole answer body.
+pub const MIN_VALUE_CHARS: usize = 8;
 /// What a masked value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
@@ -146,6 +147,14 @@ pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// The first `chars` characters of `bytes` (lossy UTF-8) with every registered secret masked
+/// *before* the cut, so that a secret straddling the cut cannot leave a prefix behind. Only the
+/// first `4 × chars + MAX_VALUE_BYTES` bytes are read.
+pub fn masked_excerpt(bytes: &[u8], chars: usize) -> String {
+    let window = &bytes[..bytes.len().min(chars.saturating_mul(4).saturating_add(MAX_VALUE_BYTES))];
+    mask(&String::from_utf8_lossy(window)).chars().take(chars).collect()
+}
+
 /// How many values are registered (for tests and metrics).
 pub fn len() -> usize {
     KNOWN.read().unwrap_or_else(|p| p.into_inner()).values.len()
@@ -163,13 +172,16 @@ mod tests {
         remember_str("quote\"d-secret-0002");
         assert_eq!(mask(r#"{"echo":"quote\"d-secret-0002"}"#), r#"{"echo":"[redacted]"}"#);
         assert!(matches!(mask("nothing here"), Cow::Borrowed(_)));
+        // A cut through the secret leaves no prefix of it.
+        let excerpt = masked_excerpt(b"0123456789 tok/en+with=chars-0001", 16);
+        assert_eq!(excerpt, "0123456789 [reda");
         assert_eq!(&*mask_bytes(b"x tok/en+with=chars-0001 y"), b"x [redacted] y");
     }
 
     #[test]
     fn short_values_are_not_registered_and_longest_wins() {
-        remember_str("ab");
-        assert_eq!(mask("ab cd"), "ab cd");
+        remember_str("abcdefg");
+        assert_eq!(mask("abcdefg h"), "abcdefg h");
         remember_str("overlap-0003");
         remember_str("overlap-0003-longer");
         assert_eq!(mask("overlap-0003-longer"), "[redacted]");

@@ -35,6 +35,9 @@ impl SecretSource for NoSecrets {
     }
 }
 
+/// Shortest value a [`Masker`] masks in a run's results, in characters.
+pub const MIN_MASKED_CHARS: usize = 4;
+
 /// Replaces secret values with `[redacted]` in text bound for logs, errors, replies and history:
 /// the values it was made with (a run's `{{secrets.*}}`) and every value in the process-wide
 /// registry ([`known`]: tokens, client secrets, verifiers, static keys, the admin token).
@@ -45,12 +48,12 @@ pub struct Masker {
 
 impl Masker {
     /// A masker for these secrets, which are also registered process-wide (values shorter than
-    /// [`known::MIN_VALUE_CHARS`] characters are not masked: they would mangle ordinary text and
-    /// are not secrets worth the name).
+    /// [`MIN_MASKED_CHARS`] characters are not masked: they would mangle ordinary text and are
+    /// not secrets worth the name).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a SecretString>) -> Self {
         let mut values: Vec<SecretString> = secrets
             .into_iter()
-            .filter(|s| s.expose_secret().chars().count() >= known::MIN_VALUE_CHARS)
+            .filter(|s| s.expose_secret().chars().count() >= MIN_MASKED_CHARS)
             .cloned()
             .collect();
         values.iter().for_each(known::remember);
