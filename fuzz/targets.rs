@@ -14,8 +14,11 @@ use tern_engine::mapping::{Mapping, ResponsePath};
 use tern_engine::template::{JsonTemplate, RenderError, Root, Scope, Template, VarRef, walk_path};
 use tern_engine::{LoadOptions, Registry, load_flow};
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("flow_load", flow_load),
     ("template", template),
     ("response_mapping", response_mapping),

@@ -14,11 +14,7 @@ const STATIC_KEY: &str = "sk_static_echoed_0123456789";
 
 /// Every secret in `secrets` that occurs in `haystack`.
 fn leaked<'a>(haystack: &[u8], secrets: &'a [String]) -> Vec<&'a str> {
-    secrets
-        .iter()
-        .filter(|s| haystack.windows(s.len()).any(|w| w == s.as_bytes()))
-        .map(String::as_str)
-        .collect()
+    secrets.iter().filter(|s| haystack.windows(s.len()).any(|w| w == s.as_bytes())).map(String::as_str).collect()
 }
 
 /// Every byte of every file in the data directory (the SQLite database, its WAL, key files
@@ -46,28 +42,52 @@ impl Echoing {
     /// A client-credentials integration `crm` and a static-key integration `echo`, both pointed
     /// at APIs that echo the credential in a 400 body, and a flow `leak` that calls both.
     fn new() -> Self {
-        let env = Self { auth: AuthServer::start(), api: TestApi::start(), data: fresh_data_dir(), flows: tempfile::tempdir().unwrap() };
+        let env = Self {
+            auth: AuthServer::start(),
+            api: TestApi::start(),
+            data: fresh_data_dir(),
+            flows: tempfile::tempdir().unwrap(),
+        };
         let a = env.auth.url();
         let r = env.run(&[
-            "integrations", "add", "crm", "--kind", "client-credentials", "--client-id", CLIENT_ID,
-            "--client-secret-env", "CS", "--token-url", &format!("{a}/token"), "--api-origin", &a,
+            "integrations",
+            "add",
+            "crm",
+            "--kind",
+            "client-credentials",
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret-env",
+            "CS",
+            "--token-url",
+            &format!("{a}/token"),
+            "--api-origin",
+            &a,
         ]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
         let r = env.run(&["secrets", "set", "ECHO_KEY", "--from-env", "KEYVAL"]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
         let r = env.run(&[
-            "integrations", "add", "echo", "--kind", "static", "--static-secret", "ECHO_KEY", "--api-origin", &env.api.url(),
+            "integrations",
+            "add",
+            "echo",
+            "--kind",
+            "static",
+            "--static-secret",
+            "ECHO_KEY",
+            "--api-origin",
+            &env.api.url(),
         ]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
         let flow = json!({"version": 1, "id": "leak", "trigger": {"type": "message", "match": {"keywords": ["leak"]}},
-            "steps": [
-                {"id": "crm", "type": "http_request", "integration": "crm",
-                 "request": {"url": format!("{a}/api/echo-headers")},
-                 "accept_status": ["2xx", "4xx"], "save_response_as": "said"},
-                {"id": "tell", "type": "send_message", "text": "the API said {{said.echo}}"},
-                {"id": "key", "type": "http_request", "integration": "echo",
-                 "request": {"url": format!("{}/echo-headers", env.api.url())}}
-            ]});
+        "steps": [
+            {"id": "crm", "type": "http_request", "integration": "crm",
+             "request": {"url": format!("{a}/api/echo-headers")},
+             "accept_status": ["2xx", "4xx"], "save_response_as": "said"},
+            {"id": "tell", "type": "send_message", "text": "the API said {{said.echo}}"},
+            {"id": "key", "type": "http_request", "integration": "echo",
+             "request": {"url": format!("{}/echo-headers", env.api.url())}}
+        ]});
         std::fs::write(env.flows.path().join("leak.json"), flow.to_string()).unwrap();
         env
     }
@@ -109,7 +129,11 @@ fn credentials_echoed_by_an_api_are_masked_in_output_answers_history_and_logs() 
     let issued = env.auth.secrets().len();
     assert!(issued >= 2, "the server issued an access token");
     let printed = format!("{}{}", r.stdout(), r.stderr());
-    assert!(leaked(printed.as_bytes(), &env.secrets()).is_empty(), "leaked: {:?}\n{printed}", leaked(printed.as_bytes(), &env.secrets()));
+    assert!(
+        leaked(printed.as_bytes(), &env.secrets()).is_empty(),
+        "leaked: {:?}\n{printed}",
+        leaked(printed.as_bytes(), &env.secrets())
+    );
     // The echoes did reach the output, masked.
     assert!(out["error"]["message"].as_str().unwrap().contains("[redacted]"), "{out}");
     assert!(out["replies"][0]["text"].as_str().unwrap().contains("Bearer [redacted]"), "{out}");
@@ -175,11 +199,14 @@ fn a_request_body_never_follows_a_redirect_to_another_origin() {
     let flows = crate::support::Flows::new();
     let card = "4111-1111-1111-1111";
     let flow = |name: &str, to: &str, method: &str| {
-        flows.write(name, &json!({"version": 1, "id": name, "steps": [
-            {"id": "pay", "type": "http_request",
-             "request": {"method": method, "url": format!("{}/redirect307?to={}", api.url(), urlencode(to)),
-                         "body": {"card": "{{secrets.CARD}}"}}}
-        ]}))
+        flows.write(
+            name,
+            &json!({"version": 1, "id": name, "steps": [
+                {"id": "pay", "type": "http_request",
+                 "request": {"method": method, "url": format!("{}/redirect307?to={}", api.url(), urlencode(to)),
+                             "body": {"card": "{{secrets.CARD}}"}}}
+            ]}),
+        )
     };
     let cross = format!("{}/collect", api.other_origin_url());
     for method in ["POST", "PUT", "PATCH", "DELETE"] {
@@ -205,14 +232,15 @@ fn a_request_body_never_follows_a_redirect_to_another_origin() {
 fn every_template_position_counts_against_one_request_limit() {
     let api = TestApi::start();
     let flows = crate::support::Flows::new();
-    let flow = |name: &str, bytes: usize, body: Value| {
-        flows.write(name, &json!({"version": 1, "id": name, "steps": [
+    let flow =
+        |name: &str, bytes: usize, body: Value| {
+            flows.write(name, &json!({"version": 1, "id": name, "steps": [
             {"id": "get", "type": "fetch_variables", "request": {"url": format!("{}/big?bytes={bytes}", api.url())},
              "variables": {"big": "v"}},
             {"id": "send", "type": "http_request",
              "request": {"method": "POST", "url": format!("{}/sink", api.url()), "body": body}}
         ]}))
-    };
+        };
     let twenty: serde_json::Map<String, Value> = (0..20).map(|i| (format!("f{i}"), json!("{{big}}"))).collect();
     let cases = [
         ("one-5mb", 5_000_000, json!({"card": "{{big}}"})),
@@ -241,10 +269,13 @@ fn every_template_position_counts_against_one_request_limit() {
 fn a_response_nested_too_deep_has_its_own_code() {
     let api = TestApi::start();
     let flows = crate::support::Flows::new();
-    let path = flows.write("deep", &json!({"version": 1, "id": "deep", "steps": [
-        {"id": "get", "type": "fetch_variables", "request": {"url": format!("{}/deep?levels=500", api.url())},
-         "variables": {"x": "$[0]"}}
-    ]}));
+    let path = flows.write(
+        "deep",
+        &json!({"version": 1, "id": "deep", "steps": [
+            {"id": "get", "type": "fetch_variables", "request": {"url": format!("{}/deep?levels=500", api.url())},
+             "variables": {"x": "$[0]"}}
+        ]}),
+    );
     let (r, out) = run_json(&["run", path.to_str().unwrap(), "-m", "go"], &[]);
     assert_eq!(r.code(), 1, "{}", r.stderr());
     assert_eq!(out["error"]["code"], "response-too-deep", "{out}");
@@ -275,7 +306,10 @@ fn exits_by_itself(mut cmd: Command) -> Run {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let _ = child.kill();
-    panic!("the command kept running: {:?}", child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()));
+    panic!(
+        "the command kept running: {:?}",
+        child.wait_with_output().map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+    );
 }
 
 #[test]
@@ -285,8 +319,20 @@ fn public_urls_must_be_https_or_loopback_and_authorization_urls_cannot_inject_pa
     let add = |name: &str, public: &str, auth_url: &str| {
         let mut c = tern();
         c.env("TERN_DATA_DIR", &data).env("CS", "client-secret-0123").args([
-            "--public-url", public, "integrations", "add", name, "--client-id", "id", "--client-secret-env", "CS",
-            "--authorization-url", auth_url, "--token-url", "https://as.example/token", "--api-origin",
+            "--public-url",
+            public,
+            "integrations",
+            "add",
+            name,
+            "--client-id",
+            "id",
+            "--client-secret-env",
+            "CS",
+            "--authorization-url",
+            auth_url,
+            "--token-url",
+            "https://as.example/token",
+            "--api-origin",
             "https://api.example",
         ]);
         Run { output: c.output().unwrap() }
@@ -300,7 +346,10 @@ fn public_urls_must_be_https_or_loopback_and_authorization_urls_cannot_inject_pa
     let r = add("crm", "http://203.0.113.10", "https://as.example/authorize?tenant=t");
     assert_eq!(r.code(), 2, "{}", r.stderr());
     assert!(r.stderr().contains("--insecure-public-url"), "{}", r.stderr());
-    for (i, ok) in ["https://tern.example", "http://localhost:8080", "http://127.0.0.2:9000", "http://[::1]:8080"].iter().enumerate() {
+    for (i, ok) in ["https://tern.example", "http://localhost:8080", "http://127.0.0.2:9000", "http://[::1]:8080"]
+        .iter()
+        .enumerate()
+    {
         let r = add(&format!("crm{i}"), ok, "https://as.example/authorize?tenant=t");
         assert_eq!(r.code(), 0, "{ok}: {}", r.stderr());
     }
@@ -308,7 +357,12 @@ fn public_urls_must_be_https_or_loopback_and_authorization_urls_cannot_inject_pa
     // `tern serve` refuses the plain-http public URL, or takes it with a warning when told to.
     let mut cmd = tern();
     cmd.env("TERN_DATA_DIR", &data).env("TERN_ADMIN_TOKEN", ADMIN).args([
-        "serve", "--listen", "127.0.0.1:0", "--flows", flows.path().to_str().unwrap(), "--public-url",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--flows",
+        flows.path().to_str().unwrap(),
+        "--public-url",
         "http://203.0.113.10",
     ]);
     let r = exits_by_itself(cmd);
@@ -366,7 +420,12 @@ fn one_undecryptable_secret_fails_only_its_users() {
     let flows = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
         let path = flows.path().join(format!("{name}.json"));
-        std::fs::write(&path, json!({"version": 1, "id": name, "steps": [{"id": "say", "type": "send_message", "text": text}]}).to_string()).unwrap();
+        std::fs::write(
+            &path,
+            json!({"version": 1, "id": name, "steps": [{"id": "say", "type": "send_message", "text": text}]})
+                .to_string(),
+        )
+        .unwrap();
         path
     };
     let plain = write("plain", "hello");
@@ -389,10 +448,15 @@ fn one_undecryptable_secret_fails_only_its_users() {
 
     // `tern serve` starts and answers.
     let mut serve = cmd();
-    serve.env("TERN_ADMIN_TOKEN", ADMIN).args(["serve", "--listen", "127.0.0.1:0", "--flows", flows.path().to_str().unwrap()]);
+    serve.env("TERN_ADMIN_TOKEN", ADMIN).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--flows",
+        flows.path().to_str().unwrap(),
+    ]);
     let server = Server::spawn(serve);
-    let status = rt().block_on(async {
-        reqwest::get(format!("{}/healthz", server.url)).await.unwrap().status().as_u16()
-    });
+    let status =
+        rt().block_on(async { reqwest::get(format!("{}/healthz", server.url)).await.unwrap().status().as_u16() });
     assert_eq!(status, 200);
 }

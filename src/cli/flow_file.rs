@@ -36,11 +36,9 @@ impl FlowFileError {
     /// `load_flow` gives for a too-large text), or `None` for read errors.
     pub fn diagnostic(&self) -> Option<Diagnostic> {
         match self {
-            FlowFileError::TooLarge { bytes, limit, .. } => Some(Diagnostic::error(
-                "too-large",
-                "",
-                format!("the flow is {bytes} bytes; the limit is {limit}"),
-            )),
+            FlowFileError::TooLarge { bytes, limit, .. } => {
+                Some(Diagnostic::error("too-large", "", format!("the flow is {bytes} bytes; the limit is {limit}")))
+            }
             FlowFileError::Io { .. } => None,
         }
     }

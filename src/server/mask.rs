@@ -4,11 +4,11 @@
 //! streamed bodies pass as they are (no handler produces one with secrets in it).
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::body::HttpBody as _;
 use tern_engine::secrets::known;
 
 /// Largest body masked, in bytes.

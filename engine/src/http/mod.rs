@@ -3,9 +3,9 @@
 mod budget;
 mod client;
 pub mod guard;
-pub mod special_purpose;
 mod outbound;
 mod request;
+pub mod special_purpose;
 mod url_template;
 
 pub use budget::MAX_REQUEST_TEMPLATE_BYTES;

@@ -35,12 +35,27 @@ pub struct Block<A> {
 }
 
 #[allow(clippy::too_many_arguments)]
-const fn v4(a: u8, b: u8, c: u8, d: u8, len: u8, name: &'static str, rfc: &'static str, global: bool) -> Block<Ipv4Addr> {
+const fn v4(
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+    len: u8,
+    name: &'static str,
+    rfc: &'static str,
+    global: bool,
+) -> Block<Ipv4Addr> {
     Block { addr: Ipv4Addr::new(a, b, c, d), len, name, rfc, globally_reachable: global }
 }
 
 const fn v6(s: [u16; 8], len: u8, name: &'static str, rfc: &'static str, global: bool) -> Block<Ipv6Addr> {
-    Block { addr: Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]), len, name, rfc, globally_reachable: global }
+    Block {
+        addr: Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
+        len,
+        name,
+        rfc,
+        globally_reachable: global,
+    }
 }
 
 /// The IPv4 table.

@@ -468,7 +468,9 @@ mod tests {
         )
         .ok();
         let p = c.problems().join("\n");
-        for name in ["response_type", "redirect_uri", "state", "code_challenge", "Client_ID", "SCOPE", "code_challenge_method"] {
+        for name in
+            ["response_type", "redirect_uri", "state", "code_challenge", "Client_ID", "SCOPE", "code_challenge_method"]
+        {
             assert!(p.contains(&format!("query sets `{name}`")), "{name}: {p}");
         }
         assert!(!p.contains("`tenant`"), "other parameters are the provider's business: {p}");

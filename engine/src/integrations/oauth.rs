@@ -315,16 +315,21 @@ mod tests {
     }
 
     fn record(body: &str) -> TokenRecord {
-        serde_json::from_str::<TernTokenResponse>(body).unwrap_or_else(|e| panic!("{body}: {e}")).into_record(None, None)
+        serde_json::from_str::<TernTokenResponse>(body)
+            .unwrap_or_else(|e| panic!("{body}: {e}"))
+            .into_record(None, None)
     }
 
     #[test]
     fn absurd_expires_in_values_are_expired_or_clamped() {
-        for negative in [r#""expires_in":-1"#, r#""expires_in":-0.5"#, r#""expires_in":"-30""#, r#""expires_in":-1e300"#] {
+        for negative in
+            [r#""expires_in":-1"#, r#""expires_in":-0.5"#, r#""expires_in":"-30""#, r#""expires_in":-1e300"#]
+        {
             let rec = record(&format!(r#"{{"access_token":"a",{negative}}}"#));
             assert!(rec.is_expired(), "{negative}: treated as already expired");
         }
-        for huge in [r#""expires_in":1e12"#, r#""expires_in":"1000000000000""#, r#""expires_in":18446744073709551615"#] {
+        for huge in [r#""expires_in":1e12"#, r#""expires_in":"1000000000000""#, r#""expires_in":18446744073709551615"#]
+        {
             let rec = record(&format!(r#"{{"access_token":"a",{huge}}}"#));
             let lifetime = rec.expires_at.unwrap() - rec.obtained_at;
             // (`now()` is read twice: a second may pass between.)

@@ -51,11 +51,8 @@ impl Masker {
     /// [`MIN_MASKED_CHARS`] characters are not masked: they would mangle ordinary text and are
     /// not secrets worth the name).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a SecretString>) -> Self {
-        let mut values: Vec<SecretString> = secrets
-            .into_iter()
-            .filter(|s| s.expose_secret().chars().count() >= MIN_MASKED_CHARS)
-            .cloned()
-            .collect();
+        let mut values: Vec<SecretString> =
+            secrets.into_iter().filter(|s| s.expose_secret().chars().count() >= MIN_MASKED_CHARS).cloned().collect();
         values.iter().for_each(known::remember);
         // Longer values first, so a secret that contains another is masked whole.
         values.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
