@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::serve::{ADMIN, Server, rt};
-use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+use crate::support::oauth::{AuthServer, CLIENT_SECRET, client_credentials_add};
 use crate::support::{Run, TestApi, fresh_data_dir, tern};
 
 const STATIC_KEY: &str = "sk_static_echoed_0123456789";
@@ -49,21 +49,8 @@ impl Echoing {
             flows: tempfile::tempdir().unwrap(),
         };
         let a = env.auth.url();
-        let r = env.run(&[
-            "integrations",
-            "add",
-            "crm",
-            "--kind",
-            "client-credentials",
-            "--client-id",
-            CLIENT_ID,
-            "--client-secret-env",
-            "CS",
-            "--token-url",
-            &format!("{a}/token"),
-            "--api-origin",
-            &a,
-        ]);
+        let args = client_credentials_add("crm", &a);
+        let r = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(r.code(), 0, "{}", r.stderr());
         let r = env.run(&["secrets", "set", "ECHO_KEY", "--from-env", "KEYVAL"]);
         assert_eq!(r.code(), 0, "{}", r.stderr());

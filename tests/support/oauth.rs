@@ -81,6 +81,28 @@ pub struct AuthServer {
     state: Shared,
 }
 
+/// The arguments of `tern integrations add NAME` for a service account of the server at
+/// `auth_url` (client secret in the environment variable `CS`), its API origin the server too.
+pub fn client_credentials_add(name: &str, auth_url: &str) -> Vec<String> {
+    [
+        "integrations",
+        "add",
+        name,
+        "--kind",
+        "client-credentials",
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-env",
+        "CS",
+        "--token-url",
+        &format!("{auth_url}/token"),
+        "--api-origin",
+        auth_url,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 fn random_token(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
     format!("{prefix}_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
