@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        .with_writer(cli::masked_log::MaskedStderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -39,8 +39,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            // `{:#}` prints the whole cause chain.
-            eprintln!("error: {e:#}");
+            // `{:#}` prints the whole cause chain, with every known secret masked.
+            eprintln!("error: {}", tern_engine::secrets::known::mask(&format!("{e:#}")));
             ExitCode::from(cli::exit_code_for(&e))
         }
     }

@@ -13,5 +13,6 @@ mod real_apis;
 mod run_cli;
 mod runtime;
 mod schema;
+mod security;
 mod serve;
 mod validate;

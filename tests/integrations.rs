@@ -382,21 +382,8 @@ fn thousand_concurrent_runs_cause_one_refresh() {
 fn service_accounts_and_static_keys() {
     let env = Env::new();
     let auth = env.auth.url();
-    let r = env.run(&[
-        "integrations",
-        "add",
-        "crm",
-        "--kind",
-        "client-credentials",
-        "--client-id",
-        CLIENT_ID,
-        "--client-secret-env",
-        "CS",
-        "--token-url",
-        &format!("{auth}/token"),
-        "--api-origin",
-        &auth,
-    ]);
+    let args = crate::support::oauth::client_credentials_add("crm", &auth);
+    let r = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.code(), 0, "{}", r.stderr());
     for _ in 0..2 {
         let r = env.run_flow(&[]);

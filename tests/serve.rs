@@ -27,7 +27,13 @@ impl Drop for Server {
 impl Server {
     /// Spawns `cmd` (a `tern serve` command) and waits for its "listening on" line.
     pub(crate) fn spawn(mut cmd: std::process::Command) -> Self {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        cmd.stderr(Stdio::null());
+        Self::spawn_keeping_stderr(cmd)
+    }
+
+    /// [`Server::spawn`] for a command whose standard error the caller has already directed.
+    pub(crate) fn spawn_keeping_stderr(mut cmd: std::process::Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line}")).to_string();

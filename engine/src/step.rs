@@ -91,14 +91,7 @@ impl StepFailure {
     pub fn code(&self) -> &'static str {
         match self {
             StepFailure::Render(_) => "template",
-            StepFailure::Http(HttpError::Denied { .. }) => "http-denied",
-            StepFailure::Http(HttpError::Timeout { .. }) => "http-timeout",
-            StepFailure::Http(HttpError::TooLarge { .. }) => "http-too-large",
-            StepFailure::Http(HttpError::NotJson { .. }) => "not-json",
-            StepFailure::Http(HttpError::EmptyBody { .. }) => "empty-body",
-            StepFailure::Http(HttpError::OriginNotAllowed { .. }) => "token-origin",
-            StepFailure::Http(HttpError::Token(_)) => "integration",
-            StepFailure::Http(_) => "http",
+            StepFailure::Http(e) => e.code(),
             StepFailure::Status { .. } => "http-status",
             StepFailure::Mapping { .. } => "mapping",
             StepFailure::Other { code, .. } => code,

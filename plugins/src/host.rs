@@ -58,7 +58,9 @@ impl ResourceLimiter for HostState {
 
 impl host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
-        let message: String = self.masker.mask(&message.chars().take(4096).collect::<String>());
+        // Masked before the cut, so a secret straddling it leaves no prefix behind.
+        let window: String = message.chars().take(4096 + tern_engine::secrets::known::MAX_VALUE_BYTES).collect();
+        let message: String = self.masker.mask(&window).chars().take(4096).collect();
         let (plugin, step) = (&*self.plugin, self.step.as_str());
         match level {
             LogLevel::Trace => tracing::trace!(plugin, step, "{message}"),

@@ -29,6 +29,10 @@ pub struct Shared {
     /// default.
     #[arg(long, global = true, env = "TERN_PLUGINS_DIR", value_name = "DIR")]
     pub plugins_dir: Option<PathBuf>,
+    /// Accept a plain-http `--public-url` that is not a loopback address. Authorization codes
+    /// and the admin login then travel in clear: only for a network you fully trust.
+    #[arg(long, global = true, env = "TERN_INSECURE_PUBLIC_URL", value_parser = clap::builder::FalseyValueParser::new())]
+    pub insecure_public_url: bool,
     /// Allow requests to private, loopback and link-local addresses (local development, tests).
     #[arg(long, global = true, env = "TERN_ALLOW_PRIVATE_NETWORK", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_private_network: bool,
@@ -84,22 +88,67 @@ impl Shared {
         Ok(Arc::new(store))
     }
 
-    /// The integrations service over the store.
+    /// The public URL, checked: https, or http on a loopback address (`localhost`,
+    /// 127.0.0.0/8, `[::1]`), or any http with `--insecure-public-url` (with a warning).
+    pub fn checked_public_url(&self) -> anyhow::Result<url::Url> {
+        let url = &self.public_url;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(url) => {}
+            "http" if self.insecure_public_url => {
+                eprintln!(
+                    "WARNING: --public-url {url} is plain http on a non-loopback address: OAuth authorization codes and the admin login will travel unencrypted. Use https in production."
+                );
+                tracing::warn!(public_url = %url, "insecure public URL accepted");
+            }
+            "http" => anyhow::bail!(
+                "--public-url {url} is plain http on a non-loopback address: OAuth authorization codes and the admin login would travel unencrypted. Use an https URL (behind a TLS proxy), or pass --insecure-public-url if this network is fully trusted"
+            ),
+            other => anyhow::bail!("--public-url {url}: scheme `{other}` is not http or https"),
+        }
+        Ok(url.clone())
+    }
+
+    /// The integrations service over the store (refused when the public URL is unsafe, see
+    /// [`Shared::checked_public_url`]).
     pub fn integrations(
         &self,
         store: Arc<SqliteStore>,
         secrets: Arc<dyn SecretSource>,
     ) -> anyhow::Result<Arc<Integrations>> {
+        self.checked_public_url()?;
         Ok(Arc::new(Integrations::new(store, self.http()?, self.public_url.clone(), secrets)))
     }
 
     /// `{{secrets.NAME}}`: the store's secrets, then `TERN_SECRET_<NAME>`.
     pub async fn secrets(&self, store: Option<&dyn Store>) -> anyhow::Result<Arc<LayeredSecrets>> {
-        let stored = match store {
-            Some(s) => s.all_secrets().await?,
-            None => Vec::new(),
+        let Some(store) = store else {
+            return Ok(Arc::new(LayeredSecrets::new(Vec::new())));
         };
+        let stored: std::collections::HashMap<String, secrecy::SecretString> =
+            store.all_secrets().await?.into_iter().collect();
+        for info in store.list_secrets().await? {
+            if !stored.contains_key(&info.name) {
+                eprintln!(
+                    "warning: the stored secret `{0}` cannot be decrypted with this master key; flows and integrations that use it fail until it is set again (`tern secrets set {0}`)",
+                    info.name
+                );
+            }
+        }
         Ok(Arc::new(LayeredSecrets::new(stored)))
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost` (RFC 6761 §6.3).
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        None => false,
     }
 }
 
@@ -124,7 +173,10 @@ pub async fn load_keyring(dir: &Path, db: &Path) -> anyhow::Result<Keyring> {
     let next_file = dir.join(crypto::NEXT_KEY_FILE);
     let mut older = Vec::new();
     let current = match std::env::var(crypto::MASTER_KEY_ENV) {
-        Ok(text) => MasterKey::from_base64(&text, crypto::MASTER_KEY_ENV)?,
+        Ok(text) => {
+            tern_engine::secrets::known::remember_str(text.trim());
+            MasterKey::from_base64(&text, crypto::MASTER_KEY_ENV)?
+        }
         Err(_) if next_file.exists() => {
             // A rotation was interrupted after re-encrypting: the next key decrypts the rows it
             // wrote, the old one the rest.
@@ -148,6 +200,7 @@ pub async fn load_keyring(dir: &Path, db: &Path) -> anyhow::Result<Keyring> {
         }
     };
     if let Ok(text) = std::env::var(crypto::PREVIOUS_KEY_ENV) {
+        tern_engine::secrets::known::remember_str(text.trim());
         older.push(MasterKey::from_base64(&text, crypto::PREVIOUS_KEY_ENV)?);
     }
     Ok(older.into_iter().fold(Keyring::new(current), Keyring::with_older))

@@ -2,8 +2,10 @@
 
 pub mod config_file;
 pub mod context;
+pub mod flow_file;
 mod integrations;
 mod keys;
+pub mod masked_log;
 mod plugins;
 mod run;
 mod schema;
@@ -129,8 +131,8 @@ pub fn print_diagnostics(file: &Path, diagnostics: &[Diagnostic]) {
 
 /// Reads and compiles a flow file; on errors prints every diagnostic and fails with exit code 2.
 pub fn load_file(path: &Path, registry: &Registry) -> anyhow::Result<CompiledFlow> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read flow file {}", path.display()))?;
     let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+    let text = flow_file::read_flow(path, opts.limits.max_bytes)?;
     match load_flow(&text, &opts) {
         Ok(flow) => {
             print_diagnostics(path, &flow.warnings);

@@ -91,6 +91,7 @@ impl ServeArgs {
 }
 
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    shared.checked_public_url()?;
     let store = shared.open_store().await?;
     let secrets = shared.secrets(Some(&*store)).await?;
     let metrics = Arc::new(crate::server::Metrics::default());
@@ -121,6 +122,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         eprintln!("warning: skipped {broken} invalid flow(s)");
     }
     let admin_token = admin_token(shared)?;
+    tern_engine::secrets::known::remember(&admin_token);
     let engine = Engine {
         registry,
         outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
@@ -216,8 +218,18 @@ async fn load_dir(
     let mut flows = Vec::new();
     let mut broken = 0;
     for path in super::expand_paths(&[dir.to_path_buf()])? {
-        let source = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+        let source = match super::flow_file::read_flow(&path, opts.limits.max_bytes) {
+            Ok(source) => source,
+            Err(e) => match e.diagnostic() {
+                Some(d) => {
+                    super::print_diagnostics(&path, &[d]);
+                    broken += 1;
+                    continue;
+                }
+                None => return Err(e.into()),
+            },
+        };
         match load_flow(&source, &opts) {
             Ok(flow) => {
                 super::print_diagnostics(&path, &flow.warnings);

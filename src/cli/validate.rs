@@ -24,16 +24,17 @@ pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> an
     let (mut errors, mut warnings) = (0, 0);
     let mut report = Vec::new();
     for file in &files {
-        let diags = match std::fs::read_to_string(file) {
+        let diags = match super::flow_file::read_flow(file, opts.limits.max_bytes) {
             Ok(text) => match load_flow(&text, &opts) {
                 Ok(flow) => flow.warnings,
                 Err(diags) => diags,
             },
-            Err(e) => {
-                eprintln!("{}: error[unreadable]: {e}", file.display());
+            Err(super::flow_file::FlowFileError::Io { source, .. }) => {
+                eprintln!("{}: error[unreadable]: {source}", file.display());
                 errors += 1;
                 continue;
             }
+            Err(e) => e.diagnostic().into_iter().collect(),
         };
         errors += diags.iter().filter(|d| d.is_error()).count();
         warnings += diags.iter().filter(|d| !d.is_error()).count();

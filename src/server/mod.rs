@@ -9,6 +9,7 @@
 mod admin;
 mod events;
 pub mod listen;
+mod mask;
 mod messages;
 mod metrics;
 pub mod pages;
@@ -99,6 +100,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(limits)
+        .layer(axum::middleware::from_fn(mask::mask_answer))
         .with_state(state)
 }
 

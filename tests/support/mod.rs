@@ -108,6 +108,10 @@ fn app(shared: Shared) -> Router {
         .route("/slow", any(slow))
         .route("/html", any(html))
         .route("/tickets", post(tickets))
+        .route("/echo-headers", any(echo_headers))
+        .route("/redirect307", any(redirect_307))
+        .route("/big", any(big))
+        .route("/deep", any(deep))
         .fallback(echo)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -148,9 +152,37 @@ async fn echo(method: Method, OriginalUri(uri): OriginalUri) -> Response {
     axum::Json(json!({"method": method.as_str(), "uri": uri.to_string(), "ok": true})).into_response()
 }
 
+/// Echoes every request header in a 400 error body (as many APIs do), credentials included.
+async fn echo_headers(headers: HeaderMap) -> Response {
+    let all: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned())))
+        .collect();
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "bad request", "headers": all}))).into_response()
+}
+
 async fn redirect(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
     let to = q.get("to").cloned().unwrap_or_else(|| "/".into());
     (StatusCode::FOUND, [(header::LOCATION, to)]).into_response()
+}
+
+/// `307 Location: {to}`: the client must resend the method and body.
+async fn redirect_307(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let to = q.get("to").cloned().unwrap_or_else(|| "/".into());
+    (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response()
+}
+
+/// `{"v": "xxx…"}` with `bytes` characters.
+async fn big(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let n = q.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(1024usize).min(20 << 20);
+    axum::Json(json!({"v": "x".repeat(n)})).into_response()
+}
+
+/// JSON arrays nested `levels` deep.
+async fn deep(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let n = q.get("levels").and_then(|b| b.parse().ok()).unwrap_or(10usize).min(100_000);
+    let body = format!("{}{}", "[".repeat(n), "]".repeat(n));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn loop_redirect() -> Response {

@@ -81,6 +81,28 @@ pub struct AuthServer {
     state: Shared,
 }
 
+/// The arguments of `tern integrations add NAME` for a service account of the server at
+/// `auth_url` (client secret in the environment variable `CS`), its API origin the server too.
+pub fn client_credentials_add(name: &str, auth_url: &str) -> Vec<String> {
+    [
+        "integrations",
+        "add",
+        name,
+        "--kind",
+        "client-credentials",
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret-env",
+        "CS",
+        "--token-url",
+        &format!("{auth_url}/token"),
+        "--api-origin",
+        auth_url,
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 fn random_token(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
     format!("{prefix}_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -152,6 +174,7 @@ fn app(state: Shared) -> Router {
         .route("/token", post(token))
         .route("/api/contacts.info", post(api))
         .route("/api/users.me", get(me))
+        .route("/api/echo-headers", axum::routing::any(echo_headers))
         .with_state(state)
 }
 
@@ -314,4 +337,10 @@ async fn me(State(s): State<Shared>, headers: HeaderMap) -> Response {
         return (StatusCode::UNAUTHORIZED, axum::Json(json!({"errors": [{"title": "Unauthorized"}]}))).into_response();
     }
     axum::Json(json!({"data": {"id": "user-1", "account": {"id": "acct-77"}}})).into_response()
+}
+
+/// An API that, like many, echoes the request's credentials in a 400 error body.
+async fn echo_headers(headers: HeaderMap) -> Response {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "bad request", "echo": auth}))).into_response()
 }

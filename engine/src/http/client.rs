@@ -114,6 +114,30 @@ pub enum HttpError {
         /// The status.
         status: u16,
     },
+    /// A redirect would carry the request body to another origin (307/308 keep the body).
+    #[error(
+        "{url} answered {status} redirecting to another origin, {to}; the request body is not sent there (it may hold secrets). Call {to} directly if it is meant to receive the body"
+    )]
+    RedirectBodyCrossOrigin {
+        /// The redirecting URL (query removed).
+        url: String,
+        /// The redirect status.
+        status: u16,
+        /// The other origin.
+        to: String,
+    },
+    /// The response is JSON nested deeper than the parser allows.
+    #[error(
+        "response from {url} is JSON nested deeper than {limit} levels (status {status}); ask the API for a flatter or smaller answer"
+    )]
+    TooDeep {
+        /// The URL (query removed).
+        url: String,
+        /// The status.
+        status: u16,
+        /// The nesting limit.
+        limit: usize,
+    },
     /// The integration's token may not go to this origin.
     #[error(
         "the token of integration `{integration}` may not be sent to {origin}; the integration's api_origins are {allowed}. Fix the URL, or add the origin to the integration"
@@ -129,6 +153,57 @@ pub enum HttpError {
     /// No token could be had.
     #[error(transparent)]
     Token(#[from] crate::tokens::TokenError),
+}
+
+impl HttpError {
+    /// A stable, kebab-case code for the failure, as shown in run results.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HttpError::Denied { .. } => "http-denied",
+            HttpError::Timeout { .. } => "http-timeout",
+            HttpError::TooLarge { .. } => "http-too-large",
+            HttpError::NotJson { .. } => "not-json",
+            HttpError::EmptyBody { .. } => "empty-body",
+            HttpError::TooDeep { .. } => "response-too-deep",
+            HttpError::RedirectBodyCrossOrigin { .. } => "redirect-body-cross-origin",
+            HttpError::OriginNotAllowed { .. } => "token-origin",
+            HttpError::Token(_) => "integration",
+            HttpError::TooManyRedirects { .. } | HttpError::BadRedirect { .. } | HttpError::Transport { .. } => "http",
+        }
+    }
+}
+
+/// serde_json's nesting limit for parsed documents.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// The deepest nesting of arrays and objects in `bytes` read as JSON (strings skipped), counted
+/// without parsing, stopping once past `stop_at`.
+fn json_depth(bytes: &[u8], stop_at: usize) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > stop_at {
+                    break;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// The URL without its query and fragment, for messages (the query may carry secrets).
@@ -188,9 +263,16 @@ impl HttpResponse {
         if !self.is_json_type() && self.headers.contains_key(CONTENT_TYPE) {
             return Err(self.not_json(format!("body starts with {:?}", self.excerpt())));
         }
-        decode::json(self.content_type_header(), &self.body)
-            .map(Some)
-            .map_err(|e| self.not_json(format!("{e}; body starts with {:?}", self.excerpt())))
+        decode::json(self.content_type_header(), &self.body).map(Some).map_err(|e| {
+            if json_depth(&self.body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH {
+                return HttpError::TooDeep {
+                    url: display_url(&self.url),
+                    status: self.status.as_u16(),
+                    limit: MAX_JSON_DEPTH,
+                };
+            }
+            self.not_json(format!("{e}; body starts with {:?}", self.excerpt()))
+        })
     }
 
     /// Like [`Self::json_body`], but an empty body is an [`HttpError::EmptyBody`] error.
@@ -213,10 +295,14 @@ impl HttpResponse {
         }
     }
 
-    /// The first 80 characters of the body, for messages.
+    /// The first 80 characters of the body, for messages, with known secrets masked before the
+    /// cut.
     pub fn excerpt(&self) -> String {
-        let head = &self.body[..self.body.len().min(320)];
-        decode::text_lossy(self.content_type_header(), head).chars().take(80).collect()
+        // Decoded in the declared charset, masked before the cut (a cut secret would no longer
+        // match the masker).
+        let head = &self.body[..self.body.len().min(64 * 1024)];
+        let text = decode::text_lossy(self.content_type_header(), head);
+        crate::secrets::known::masked_excerpt(text.as_bytes(), 80)
     }
 }
 
@@ -377,6 +463,15 @@ impl HttpClient {
                 {
                     method = reqwest::Method::GET;
                     body = None;
+                }
+                // 307/308 (and 301/302 for methods other than POST) resend the body: never to
+                // another origin (SECURITY R2).
+                if body.is_some() && next.origin() != first_origin {
+                    return Err(HttpError::RedirectBodyCrossOrigin {
+                        url: display_url(&url),
+                        status: status.as_u16(),
+                        to: next.origin().ascii_serialization(),
+                    });
                 }
                 tracing::debug!(from = %display_url(&url), to = %display_url(&next), status = status.as_u16(), "following redirect");
                 url = next;

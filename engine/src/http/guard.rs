@@ -10,61 +10,35 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Why an address is not public, or `None` when it is.
-pub fn non_public_reason(ip: IpAddr) -> Option<&'static str> {
+use super::special_purpose;
+
+/// Why an address is not public, or `None` when it is: the most specific block of the IANA
+/// Special-Purpose Address Registries holding it, unless that block is globally reachable
+/// (see [`super::special_purpose`]).
+pub fn non_public_reason(ip: IpAddr) -> Option<String> {
     match ip {
         IpAddr::V4(v4) => v4_reason(v4),
         IpAddr::V6(v6) => v6_reason(v6),
     }
 }
 
-fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
-    let o = ip.octets();
-    Some(match o {
-        [0, ..] => "an unspecified (0.0.0.0/8) address",
-        [127, ..] => "a loopback address",
-        [10, ..] => "a private (10.0.0.0/8) address",
-        [172, b, ..] if (16..32).contains(&b) => "a private (172.16.0.0/12) address",
-        [192, 168, ..] => "a private (192.168.0.0/16) address",
-        [169, 254, 169, 254] => "the cloud metadata address",
-        [169, 254, ..] => "a link-local address",
-        [100, b, ..] if (64..128).contains(&b) => "a carrier-grade NAT (100.64.0.0/10) address",
-        [192, 0, 0, _] => "an IETF protocol assignment (192.0.0.0/24)",
-        [192, 0, 2, _] | [198, 51, 100, _] | [203, 0, 113, _] => "a documentation address",
-        [198, b, ..] if b == 18 || b == 19 => "a benchmarking (198.18.0.0/15) address",
-        [a, ..] if a >= 224 => "a multicast, reserved or broadcast address",
-        _ => return None,
-    })
+fn v4_reason(ip: Ipv4Addr) -> Option<String> {
+    special_purpose::lookup_v4(ip).filter(|b| !b.globally_reachable).map(ToString::to_string)
 }
 
-fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
+fn v6_reason(ip: Ipv6Addr) -> Option<String> {
     if let Some(v4) = ip.to_ipv4_mapped() {
-        return v4_reason(v4);
+        return v4_reason(v4).map(|r| format!("{r} mapped into IPv6"));
     }
-    let s = ip.segments();
-    if ip.is_unspecified() {
-        return Some("the unspecified address");
-    }
-    if ip.is_loopback() {
-        return Some("a loopback address");
-    }
+    let (s, o) = (ip.segments(), ip.octets());
     // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) embed an IPv4 address that decides.
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        let o = ip.octets();
-        return v4_reason(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+        return v4_reason(Ipv4Addr::new(o[12], o[13], o[14], o[15])).map(|r| format!("{r} behind NAT64"));
     }
     if s[0] == 0x2002 {
-        let o = ip.octets();
-        return v4_reason(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+        return v4_reason(Ipv4Addr::new(o[2], o[3], o[4], o[5])).map(|r| format!("{r} inside 6to4"));
     }
-    Some(match s[0] {
-        x if x & 0xfe00 == 0xfc00 => "a unique-local (fc00::/7) address",
-        x if x & 0xffc0 == 0xfe80 => "a link-local address",
-        x if x & 0xff00 == 0xff00 => "a multicast address",
-        0x2001 if s[1] == 0x0db8 => "a documentation address",
-        0 => "a reserved (::/96 IPv4-compatible) address",
-        _ => return None,
-    })
+    special_purpose::lookup_v6(ip).filter(|b| !b.globally_reachable).map(ToString::to_string)
 }
 
 /// Addresses that are never reachable, even when private networks are allowed.
@@ -75,7 +49,7 @@ fn never_allowed(ip: IpAddr) -> bool {
 /// Whether a connection to `ip` is allowed; `Err` says why not.
 pub fn check_ip(ip: IpAddr, allow_private: bool) -> Result<(), String> {
     if never_allowed(ip) {
-        return Err(format!("{ip} is {}", non_public_reason(ip).unwrap_or("not routable")));
+        return Err(format!("{ip} is {}", non_public_reason(ip).unwrap_or_else(|| "not routable".into())));
     }
     match non_public_reason(ip) {
         Some(reason) if !allow_private => Err(format!(
@@ -174,6 +148,202 @@ mod tests {
         }
         for s in ["8.8.8.8", "172.32.0.1", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
             assert!(!denied(s), "{s} should be allowed");
+        }
+    }
+
+    /// One address (or two) in every block of the IANA registries, with the decision the
+    /// registry's "Globally Reachable" column asks for; written out by hand, independently of
+    /// the table.
+    #[test]
+    fn every_registry_block_is_decided_as_the_registry_says() {
+        let denied_v4 = [
+            "0.0.0.0",
+            "0.255.255.255",
+            "10.0.0.0",
+            "10.255.255.255",
+            "100.64.0.0",
+            "100.127.255.255",
+            "127.0.0.0",
+            "127.255.255.255",
+            "169.254.0.0",
+            "169.254.255.255",
+            "169.254.169.254",
+            "172.16.0.0",
+            "172.31.255.255",
+            "192.0.0.0",
+            "192.0.0.7",
+            "192.0.0.8",
+            "192.0.0.11",
+            "192.0.0.170",
+            "192.0.0.171",
+            "192.0.0.255",
+            "192.0.2.0",
+            "192.0.2.255",
+            "192.88.99.0",
+            "192.88.99.255",
+            "192.168.0.0",
+            "192.168.255.255",
+            "198.18.0.0",
+            "198.19.255.255",
+            "198.51.100.0",
+            "198.51.100.255",
+            "203.0.113.0",
+            "203.0.113.255",
+            "224.0.0.0",
+            "239.255.255.255",
+            "240.0.0.0",
+            "255.255.255.254",
+            "255.255.255.255",
+        ];
+        let allowed_v4 = [
+            "192.0.0.9",
+            "192.0.0.10",
+            "192.31.196.0",
+            "192.31.196.255",
+            "192.52.193.0",
+            "192.52.193.255",
+            "192.175.48.0",
+            "192.175.48.255",
+            "1.0.0.0",
+            "9.255.255.255",
+            "11.0.0.0",
+            "100.63.255.255",
+            "100.128.0.0",
+            "126.255.255.255",
+            "128.0.0.0",
+            "169.253.255.255",
+            "169.255.0.0",
+            "172.15.255.255",
+            "172.32.0.0",
+            "192.0.1.0",
+            "192.0.3.0",
+            "192.88.98.255",
+            "192.88.100.0",
+            "192.167.255.255",
+            "192.169.0.0",
+            "198.17.255.255",
+            "198.20.0.0",
+            "198.51.99.255",
+            "198.51.101.0",
+            "203.0.112.255",
+            "203.0.114.0",
+            "223.255.255.255",
+        ];
+        let denied_v6 = [
+            "::",
+            "::1",
+            "::2",
+            "::7f00:1",
+            "ff::",
+            "::ffff:0.0.0.0",
+            "::ffff:10.0.0.1",
+            "::ffff:192.0.2.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::c0a8:1",
+            "64:ff9b:1::",
+            "64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+            "100::",
+            "100::ffff:ffff:ffff:ffff",
+            "100:0:0:1::",
+            "100:0:0:1:ffff:ffff:ffff:ffff",
+            "2001::",
+            "2001::1",
+            "2001:0:ffff:ffff:ffff:ffff:ffff:ffff",
+            "2001:1::",
+            "2001:1::4",
+            "2001:2::",
+            "2001:2:0:ffff::",
+            "2001:10::",
+            "2001:1f:ffff:ffff::",
+            "2001:40::",
+            "2001:1ff:ffff:ffff::",
+            "2001:db8::",
+            "2001:db8:ffff:ffff::",
+            "2002:a00:1::",
+            "2002:c0a8:101::",
+            "3fff::",
+            "3fff:fff:ffff::",
+            "5f00::",
+            "5f00:ffff::",
+            "fc00::",
+            "fdff:ffff::",
+            "fe80::",
+            "febf:ffff::",
+            "fec0::",
+            "feff::",
+            "ff00::",
+            "ff02::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ];
+        let allowed_v6 = [
+            "2001:1::1",
+            "2001:1::2",
+            "2001:1::3",
+            "2001:3::",
+            "2001:3:ffff:ffff::",
+            "2001:4:112::",
+            "2001:4:112:ffff::",
+            "2001:20::",
+            "2001:2f:ffff::",
+            "2001:30::",
+            "2001:3f:ffff::",
+            "2620:4f:8000::",
+            "2620:4f:8000:ffff::",
+            "64:ff9b::808:808",
+            "::ffff:8.8.8.8",
+            "2002:808:808::",
+            "2001:200::",
+            "2606:4700:4700::1111",
+            "2001:db9::",
+            "3ffe:ffff::",
+            "4000::",
+            "5eff:ffff::",
+            "5f01::",
+            "fbff:ffff::",
+            "2a00:1450::1",
+            "400::",
+        ];
+        for a in denied_v4.iter().chain(&denied_v6) {
+            assert!(denied(a), "{a} should be denied");
+        }
+        for a in allowed_v4.iter().chain(&allowed_v6) {
+            assert!(!denied(a), "{a} should be allowed: {:?}", check_ip(a.parse().unwrap(), false));
+        }
+    }
+
+    /// Every entry of the table is exercised at its first and last address and named in the
+    /// reason, so an entry cannot be shadowed by a broader one by mistake.
+    #[test]
+    fn every_table_entry_decides_its_own_edges() {
+        use super::special_purpose::{IPV4, IPV6};
+        for b in IPV4 {
+            let first = u32::from(b.addr);
+            let last = first | u32::MAX.checked_shr(u32::from(b.len)).unwrap_or(0);
+            for ip in [first, last].map(Ipv4Addr::from) {
+                let inner = IPV4.iter().filter(|x| x.contains(ip)).max_by_key(|x| x.len).unwrap();
+                if inner != b {
+                    continue;
+                }
+                match non_public_reason(IpAddr::V4(ip)) {
+                    Some(r) => assert!(!b.globally_reachable && r.contains(b.name), "{ip}: {r}"),
+                    None => assert!(b.globally_reachable, "{ip} in {b} should be denied"),
+                }
+            }
+        }
+        for b in IPV6 {
+            let first = u128::from(b.addr);
+            let last = first | u128::MAX.checked_shr(u32::from(b.len)).unwrap_or(0);
+            for ip in [first, last].map(Ipv6Addr::from) {
+                let inner = IPV6.iter().filter(|x| x.contains(ip)).max_by_key(|x| x.len).unwrap();
+                let embeds_v4 = ip.to_ipv4_mapped().is_some() || b.name == "6to4" || b.name == "IPv4-IPv6 translation";
+                if inner != b || embeds_v4 {
+                    continue;
+                }
+                match non_public_reason(IpAddr::V6(ip)) {
+                    Some(r) => assert!(!b.globally_reachable && r.contains(b.name), "{ip}: {r}"),
+                    None => assert!(b.globally_reachable, "{ip} in {b} should be denied"),
+                }
+            }
         }
     }
 

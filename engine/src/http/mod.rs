@@ -1,6 +1,7 @@
 //! Outbound HTTP for every step, the token endpoint and plugins (DESIGN §5, SECURITY R1–R3, R9).
 
 mod body;
+mod budget;
 mod client;
 pub mod decode;
 mod fields;
@@ -8,8 +9,10 @@ pub mod guard;
 mod outbound;
 mod request;
 pub mod retry;
+pub mod special_purpose;
 mod url_template;
 
+pub use budget::MAX_REQUEST_TEMPLATE_BYTES;
 pub use client::{HttpClient, HttpError, HttpPolicy, HttpResponse, display_url};
 pub use fields::{FieldValue, Fields};
 pub use outbound::Outbound;

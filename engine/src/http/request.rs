@@ -283,8 +283,11 @@ impl RequestTemplate {
         self.headers.iter().any(|(name, _)| name.as_str() == "idempotency-key")
     }
 
-    /// Renders the request.
+    /// Renders the request. The values spliced into all its templates together count against
+    /// [`MAX_REQUEST_TEMPLATE_BYTES`](super::MAX_REQUEST_TEMPLATE_BYTES).
     pub fn render(&self, scope: &dyn Scope, default_timeout: Duration) -> Result<PreparedRequest, RenderError> {
+        let budgeted = super::budget::Budgeted::new(scope, super::MAX_REQUEST_TEMPLATE_BYTES);
+        let scope: &dyn Scope = &budgeted;
         let mut url = self.url.render(scope)?;
         let pairs = self.query.render(scope)?;
         if !pairs.is_empty() {

@@ -357,6 +357,9 @@ impl IntegrationConfig {
                 ));
             }
         }
+        if let Some(u) = &self.authorization_url {
+            out.extend(authorization_url_problems(u));
+        }
         for k in self.extra_authorize_params.keys() {
             if RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str()) {
                 out.push(format!("`{k}` is set by Tern and cannot be an extra authorization parameter"));
@@ -369,6 +372,26 @@ impl IntegrationConfig {
     pub fn origins(&self) -> Vec<url::Origin> {
         self.api_origins.iter().filter_map(|o| parse_origin(o).ok()).collect()
     }
+}
+
+/// What is wrong with an authorization endpoint URL: a query parameter Tern sets itself (the
+/// request would carry it twice, and a server that takes the first value would obey the URL's
+/// `redirect_uri` or `response_type`), or a fragment (RFC 6749 §3.1 forbids one).
+fn authorization_url_problems(u: &Url) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, _) in u.query_pairs() {
+        let lower = k.to_ascii_lowercase();
+        if RESERVED_AUTHORIZE_PARAMS.contains(&lower.as_str()) && seen.insert(lower) {
+            out.push(format!(
+                "the authorization URL's query sets `{k}`, which Tern sets itself; remove it from --authorization-url (extra parameters go in --param NAME=VALUE)"
+            ));
+        }
+    }
+    if u.fragment().is_some() {
+        out.push("the authorization URL must not have a #fragment (RFC 6749 §3.1); remove it".to_string());
+    }
+    out
 }
 
 /// Parses `https://host[:port]` (nothing else) into an origin.
@@ -430,5 +453,31 @@ mod tests {
         let p = c.problems().join("\n");
         assert!(p.contains("client id") && p.contains("token URL") && p.contains("authorization URL"), "{p}");
         assert!(p.contains("`state` is set by Tern") && p.contains("without a path"), "{p}");
+    }
+
+    #[test]
+    fn reserved_parameters_in_the_authorization_url_are_refused_by_name() {
+        let mut c = IntegrationConfig {
+            client_id: Some("id".into()),
+            token_url: Url::parse("https://as.example/token").ok(),
+            api_origins: vec!["https://api.example".into()],
+            ..Default::default()
+        };
+        c.authorization_url = Url::parse(
+            "https://as.example/authorize?response_type=token&redirect_uri=https%3A%2F%2Fevil.example&state=x&code_challenge=y&Client_ID=z&SCOPE=a&code_challenge_method=plain&tenant=t",
+        )
+        .ok();
+        let p = c.problems().join("\n");
+        for name in
+            ["response_type", "redirect_uri", "state", "code_challenge", "Client_ID", "SCOPE", "code_challenge_method"]
+        {
+            assert!(p.contains(&format!("query sets `{name}`")), "{name}: {p}");
+        }
+        assert!(!p.contains("`tenant`"), "other parameters are the provider's business: {p}");
+        c.authorization_url = Url::parse("https://as.example/authorize?tenant=t#frag").ok();
+        let p = c.problems().join("\n");
+        assert!(p.contains("fragment") && !p.contains("query sets"), "{p}");
+        c.authorization_url = Url::parse("https://as.example/authorize?tenant=t").ok();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
     }
 }

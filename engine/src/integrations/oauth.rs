@@ -57,21 +57,31 @@ fn token_type_any_case<'de, D: Deserializer<'de>>(d: D) -> Result<BasicTokenType
     })
 }
 
+/// `expires_in` as a number or a string. A negative value means the token is already expired
+/// (`Some(0)`: refreshed before use); fractions are cut.
 fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     use serde::de::Error;
+    let seconds = |f: f64| if f <= 0.0 { 0 } else { f as u64 };
     Ok(match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some(
-            n.as_u64()
-                .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-                .ok_or_else(|| D::Error::custom(format!("expires_in {n} is not a non-negative number")))?,
-        ),
-        Some(Value::String(s)) => {
-            Some(s.trim().parse().map_err(|_| D::Error::custom(format!("expires_in `{s}` is not a number")))?)
-        }
+        Some(Value::Number(n)) => Some(n.as_u64().unwrap_or_else(|| n.as_f64().map_or(0, seconds))),
+        Some(Value::String(s)) => Some(match s.trim().parse::<u64>() {
+            Ok(n) => n,
+            Err(_) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(seconds)
+                .ok_or_else(|| D::Error::custom(format!("expires_in `{s}` is not a number")))?,
+        }),
         Some(other) => return Err(D::Error::custom(format!("expires_in must be a number, found {other}"))),
     })
 }
+
+/// The longest token lifetime believed (one year, in seconds); a longer `expires_in` is clamped
+/// to it, with a warning, so that an absurd value cannot keep a token for millennia.
+pub const MAX_TOKEN_LIFETIME_SECS: u64 = 365 * 24 * 60 * 60;
 
 fn scopes_any_delimiter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Scope>>, D::Error> {
     Ok(Option::<Value>::deserialize(d)?.and_then(|v| match v {
@@ -123,7 +133,20 @@ impl TernTokenResponse {
         } else if profile == Some(Profile::Zoho) && expires_in.is_some_and(|e| e > 86_400 * 2) {
             expires_in = expires_in.map(|ms| ms / 1000);
         }
+        if let Some(e) = expires_in.filter(|e| *e > MAX_TOKEN_LIFETIME_SECS) {
+            tracing::warn!(
+                expires_in = e,
+                max = MAX_TOKEN_LIFETIME_SECS,
+                "the token endpoint's expires_in is longer than a year; clamped to a year"
+            );
+            expires_in = Some(MAX_TOKEN_LIFETIME_SECS);
+        }
         let metadata: Map<String, Value> = self.extra.into_iter().filter(|(k, _)| !is_secretish(k)).collect();
+        // Masked everywhere from the moment they are known, before they are stored.
+        crate::secrets::known::remember_str(self.access_token.secret());
+        if let Some(r) = &self.refresh_token {
+            crate::secrets::known::remember_str(r.secret());
+        }
         TokenRecord {
             access_token: SecretString::from(self.access_token.secret().clone()),
             refresh_token: self.refresh_token.map(|r| SecretString::from(r.secret().clone())).or(previous_refresh),
@@ -163,6 +186,7 @@ pub fn token_client(
             ClientAuth::Body => AuthType::RequestBody,
         });
     if let Some(s) = secret {
+        crate::secrets::known::remember_basic_credential(config.client_id.as_deref().unwrap_or_default(), s);
         c = c.set_client_secret(ClientSecret::new(s.expose_secret().to_string()));
     }
     c
@@ -207,6 +231,13 @@ pub enum TokenEndpointError {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct AdapterError(String);
+
+/// A form-encoded token response as the JSON object `oauth2` parses (every value a string).
+pub fn form_body_to_json(body: &[u8]) -> Vec<u8> {
+    let map: Map<String, Value> =
+        url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), Value::String(v.into_owned()))).collect();
+    serde_json::to_vec(&map).unwrap_or_default()
+}
 
 /// Sends an `oauth2` request through Tern's guarded client.
 pub async fn send(client: &HttpClient, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, AdapterError> {
@@ -309,5 +340,29 @@ mod tests {
             serde_json::from_str(r#"{"access_token":"a","expires_in":3600000,"expires_in_sec":3600}"#).unwrap();
         let rec = z.into_record(Some(Profile::Zoho), None);
         assert!((rec.expires_at.unwrap() - now() - 3600).abs() <= 2);
+    }
+
+    fn record(body: &str) -> TokenRecord {
+        serde_json::from_str::<TernTokenResponse>(body)
+            .unwrap_or_else(|e| panic!("{body}: {e}"))
+            .into_record(None, None)
+    }
+
+    #[test]
+    fn absurd_expires_in_values_are_expired_or_clamped() {
+        for negative in
+            [r#""expires_in":-1"#, r#""expires_in":-0.5"#, r#""expires_in":"-30""#, r#""expires_in":-1e300"#]
+        {
+            let rec = record(&format!(r#"{{"access_token":"a",{negative}}}"#));
+            assert!(rec.is_expired(), "{negative}: treated as already expired");
+        }
+        for huge in [r#""expires_in":1e12"#, r#""expires_in":"1000000000000""#, r#""expires_in":18446744073709551615"#]
+        {
+            let rec = record(&format!(r#"{{"access_token":"a",{huge}}}"#));
+            let lifetime = rec.expires_at.unwrap() - rec.obtained_at;
+            // (`now()` is read twice: a second may pass between.)
+            assert!((lifetime - i64::try_from(MAX_TOKEN_LIFETIME_SECS).unwrap()).abs() <= 1, "{huge}: {lifetime}");
+        }
+        assert!(serde_json::from_str::<TernTokenResponse>(r#"{"access_token":"a","expires_in":"soon"}"#).is_err());
     }
 }

@@ -543,9 +543,9 @@ impl EffectJournal for SqliteStore {
         .bind(&key.message_id)
         .bind(i64::from(key.seq))
         .bind(i64::from(key.attempt))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| fail(&e))?;
+        .execute(&self.pool)
+        .await
+        .map_err(|e| fail(&e))?;
         Ok(())
     }
 }

@@ -262,7 +262,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Stores a named secret.
     async fn put_secret(&self, name: &str, value: &SecretString) -> Result<(), StoreError>;
-    /// Every secret, decrypted (for `{{secrets.NAME}}` at run time).
+    /// Every secret that decrypts (for `{{secrets.NAME}}` at run time); one that does not is
+    /// left out, so that only the flows using it fail (compare with [`Store::list_secrets`]).
     async fn all_secrets(&self) -> Result<Vec<(String, SecretString)>, StoreError>;
     /// Names of stored secrets.
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError>;

@@ -309,6 +309,8 @@ impl SqliteStore {
     }
 
     fn encrypt_secret(&self, table: &str, row: &str, column: &str, value: &SecretString) -> Vec<u8> {
+        // Every secret the store holds is masked wherever text leaves the process.
+        crate::secrets::known::remember(value);
         self.keys.encrypt(Aad { table, row, column }, value.expose_secret().as_bytes())
     }
 
@@ -318,7 +320,9 @@ impl SqliteStore {
             what: format!("{table}.{column} of {row}"),
             reason: "not UTF-8".into(),
         })?;
-        Ok(SecretString::from(text.to_string()))
+        let value = SecretString::from(text.to_string());
+        crate::secrets::known::remember(&value);
+        Ok(value)
     }
 
     fn integration_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<IntegrationRecord, StoreError> {
@@ -625,13 +629,21 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(self.db())?;
-        rows.iter()
-            .map(|r| {
+        // One secret that no longer decrypts must not stop every flow: it is left out (the
+        // caller compares with `list_secrets` to name it) and only its users fail.
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
                 let name: String = r.get("name");
-                let value = self.decrypt_secret("secrets", &name, "value", &r.get::<Vec<u8>, _>("value"))?;
-                Ok((name, value))
+                match self.decrypt_secret("secrets", &name, "value", &r.get::<Vec<u8>, _>("value")) {
+                    Ok(value) => Some((name, value)),
+                    Err(e) => {
+                        tracing::warn!(secret = %name, error = %e, "a stored secret cannot be decrypted; left out");
+                        None
+                    }
+                }
             })
-            .collect()
+            .collect())
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError> {

@@ -1,4 +1,7 @@
-//! Named secrets for `{{secrets.NAME}}`, and masking of their values wherever run output goes.
+//! Named secrets for `{{secrets.NAME}}`, and masking of every secret value the process knows
+//! wherever text leaves it (see [`known`]).
+
+pub mod known;
 
 use std::collections::HashMap;
 
@@ -16,7 +19,9 @@ pub struct EnvSecrets;
 
 impl SecretSource for EnvSecrets {
     fn get(&self, name: &str) -> Option<SecretString> {
-        std::env::var(format!("TERN_SECRET_{name}")).ok().map(SecretString::from)
+        let value = std::env::var(format!("TERN_SECRET_{name}")).ok().map(SecretString::from)?;
+        known::remember(&value);
+        Some(value)
     }
 }
 
@@ -30,18 +35,25 @@ impl SecretSource for NoSecrets {
     }
 }
 
-/// Replaces known secret values with `[redacted]` in text bound for logs, errors and history.
+/// Shortest value a [`Masker`] masks in a run's results, in characters.
+pub const MIN_MASKED_CHARS: usize = 4;
+
+/// Replaces secret values with `[redacted]` in text bound for logs, errors, replies and history:
+/// the values it was made with (a run's `{{secrets.*}}`) and every value in the process-wide
+/// registry ([`known`]: tokens, client secrets, verifiers, static keys, the admin token).
 #[derive(Clone, Debug, Default)]
 pub struct Masker {
     values: Vec<SecretString>,
 }
 
 impl Masker {
-    /// A masker for these secrets (values shorter than 4 characters are not masked: they would
-    /// mangle ordinary text and are not secrets worth the name).
+    /// A masker for these secrets, which are also registered process-wide (values shorter than
+    /// [`MIN_MASKED_CHARS`] characters are not masked: they would mangle ordinary text and are
+    /// not secrets worth the name).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a SecretString>) -> Self {
         let mut values: Vec<SecretString> =
-            secrets.into_iter().filter(|s| s.expose_secret().len() >= 4).cloned().collect();
+            secrets.into_iter().filter(|s| s.expose_secret().chars().count() >= MIN_MASKED_CHARS).cloned().collect();
+        values.iter().for_each(known::remember);
         // Longer values first, so a secret that contains another is masked whole.
         values.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
         Self { values }
@@ -49,10 +61,11 @@ impl Masker {
 
     /// `text` with every known secret value replaced.
     pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        let mut out = known::mask(text).into_owned();
+        // The run's own values, in case the bounded registry has since forgotten them.
         for v in &self.values {
             if out.contains(v.expose_secret()) {
-                out = out.replace(v.expose_secret(), "[redacted]");
+                out = out.replace(v.expose_secret(), known::REDACTED);
             }
         }
         out
@@ -60,9 +73,6 @@ impl Masker {
 
     /// Masks every string inside a JSON value.
     pub fn mask_value(&self, value: &mut serde_json::Value) {
-        if self.values.is_empty() {
-            return;
-        }
         match value {
             serde_json::Value::String(s) => *s = self.mask(s),
             serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.mask_value(v)),
@@ -87,6 +97,9 @@ impl LayeredSecrets {
     /// Sets (`Some`) or removes (`None`) a stored secret in memory; the store is written by the
     /// caller.
     pub fn update(&self, name: &str, value: Option<SecretString>) {
+        if let Some(v) = &value {
+            known::remember(v);
+        }
         let mut stored = self.stored.write().unwrap_or_else(|p| p.into_inner());
         match value {
             Some(v) => stored.insert(name.to_string(), v),
@@ -115,6 +128,8 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let m = Masker::new([&s, &SecretString::from("ab")]);
         assert_eq!(m.mask("pw=hunter2-long ab"), "pw=[redacted] ab");
+        // Registered process-wide too: a masker that never saw it masks it.
+        assert_eq!(Masker::default().mask("pw=hunter2-long"), "pw=[redacted]");
         let mut v = serde_json::json!({"a": ["x hunter2-long"]});
         m.mask_value(&mut v);
         assert_eq!(v, serde_json::json!({"a": ["x [redacted]"]}));
