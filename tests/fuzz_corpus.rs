@@ -3,6 +3,8 @@
 //! body the libFuzzer binaries run (`fuzz/targets.rs`), so CI catches a regression without
 //! nightly. See the README's "Fuzzing" section for running the fuzzers themselves.
 
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
+
 #[path = "../fuzz/targets.rs"]
 mod targets;
 
