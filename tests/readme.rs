@@ -50,6 +50,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "tern integrations add billing", Check::Test("integration_commands")),
     ("README.md", "cargo run -p tern-plugin-build", Check::Test("step_plugin_commands")),
     ("README.md", "Cargo.toml        workspace", Check::Test("layouts_name_existing_paths")),
+    ("README.md", "cargo install cargo-fuzz --locked", Check::Test("fuzz_commands_name_real_targets")),
     ("plugins/README.md", "plugins/", Check::Test("layouts_name_existing_paths")),
     ("plugins/README.md", "{ \"id\": \"split\"", Check::Illustration("a step inside a flow; the example flows run it")),
     ("plugins/README.md", "tern plugins check name-parts.wasm", Check::Test("plugin_guide_commands")),
@@ -609,4 +610,19 @@ fn layouts_name_existing_paths() {
             b.line
         );
     }
+}
+
+/// The fuzzing block needs cargo-fuzz and minutes of sanitizer builds, so it is not run here:
+/// what it names must exist (the target in `fuzz/Cargo.toml`, its corpus directory), and the
+/// corpus it points at is replayed on stable by `tests/fuzz_corpus.rs`.
+#[test]
+fn fuzz_commands_name_real_targets() {
+    let b = block("README.md", "cargo install cargo-fuzz --locked");
+    let manifest = std::fs::read_to_string(repo().join("fuzz/Cargo.toml")).unwrap();
+    let run = b.text.lines().find(|l| l.contains("cargo fuzz run")).expect("a `cargo fuzz run` line");
+    let mut words = run.split_whitespace().skip_while(|w| *w != "run").skip(1);
+    let (target, corpus) = (words.next().unwrap(), words.next().unwrap());
+    assert!(manifest.contains(&format!("name = \"{target}\"")), "fuzz/Cargo.toml has no target `{target}`");
+    assert!(repo().join("fuzz").join(corpus).is_dir(), "fuzz/{corpus} is not a directory");
+    assert!(b.text.contains("cd fuzz"), "the commands run in fuzz/");
 }
