@@ -12,7 +12,8 @@ use serde_json::{Map, Value, json};
 use tern_engine::http::Outbound;
 use tern_engine::secrets::SecretSource;
 use tern_engine::{
-    Engine, Message, Registry, ReplySink, RunInput, RunLimits, RunResult, RunStatus, TokenSource, VarName,
+    Engine, ErrorHandling, Message, Registry, ReplySink, RunInput, RunLimits, RunResult, RunStatus, StepStatus,
+    TokenSource, VarName,
 };
 
 use super::context::Shared;
@@ -41,6 +42,14 @@ pub struct RunArgs {
     /// The contact id the run sees as `{{contact.id}}`.
     #[arg(long, default_value = "cli-user")]
     contact: String,
+    /// A flow started when the run fails and nothing in the flow caught it (its trigger must be
+    /// `{"type": "error"}`; it reads the failure as `{{error.code}}`, `{{error.step}}`,
+    /// `{{error.message}}`).
+    #[arg(long, value_name = "FLOW")]
+    error_flow: Option<PathBuf>,
+    /// A reply sent to the contact when the run fails and no error flow answered.
+    #[arg(long, value_name = "TEXT")]
+    error_reply: Option<String>,
     /// Run this many conversations concurrently with the same messages (a quick load test);
     /// prints a summary instead of the replies.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -70,9 +79,17 @@ pub async fn engine(shared: &Shared, with_store: bool, registry: Arc<Registry>) 
 
 pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(super::registry(shared).await?);
-    let flow = super::load_file(&args.flow, &registry)?;
+    let integrations = super::known_integrations(shared).await;
+    let flow = super::load_file(&args.flow, &registry, integrations.as_ref())?;
+    let error_flow = match &args.error_flow {
+        Some(path) => Some(Arc::new(super::load_file(path, &registry, integrations.as_ref())?)),
+        None => None,
+    };
+    let uses_integrations = error_flow.iter().any(|f| !f.integrations.is_empty());
+    let handling = ErrorHandling::new(args.error_reply.clone(), error_flow)?;
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
-    let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store(), registry.clone()).await?;
+    let engine =
+        engine(shared, !flow.integrations.is_empty() || uses_integrations || shared.has_store(), registry.clone()).await?;
     if args.repeat > 1 {
         return repeat(&engine, &flow, &args).await;
     }
@@ -112,17 +129,43 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let overrides: Map<String, Value> = args.vars.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect();
 
+    let notes = Notes::for_stderr();
+    let mut last = first.clone();
     let mut result = engine.start(&flow, input(first), overrides, sink.as_ref()).await;
+    let mut current: &tern_engine::CompiledFlow = &flow;
+    let mut failure: Option<RunResult> = None;
     let mut all = Collected::default();
     loop {
+        if !args.json {
+            notes.caught(&result);
+        }
+        if result.status == RunStatus::Failed && failure.is_none() {
+            let handled = handling.handle(&engine, &mut result, input(last.clone()), sink.as_ref()).await;
+            all.add(&result);
+            if let Some(run) = handled.error_run {
+                if !args.json {
+                    notes.line(&format!("the run failed; the error flow `{}` ran", run.flow_id));
+                }
+                failure = Some(std::mem::replace(&mut result, run));
+                current = handling.flow().map_or(current, |f| &**f);
+                continue;
+            }
+            break;
+        }
         all.add(&result);
         if result.status != RunStatus::Paused {
             break;
         }
         let Some(text) = next_message()? else { break };
+        last = text.clone();
         let Some(snapshot) = result.snapshot.take() else { break };
-        result = engine.resume(&flow, snapshot, input(text), sink.as_ref()).await;
+        result = engine.resume(current, snapshot, input(text), sink.as_ref()).await;
     }
+    // The exit status and message are those of the flow's run, even when an error flow answered.
+    let error_run = match failure {
+        Some(failed) => Some(std::mem::replace(&mut result, failed)),
+        None => None,
+    };
 
     if args.json {
         let out = json!({
@@ -133,6 +176,7 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
             "variables": result.variables,
             "trace": all.trace,
             "error": result.error,
+            "error_flow": error_run.as_ref().map(|r| json!({ "flow_id": r.flow_id, "status": r.status, "error": r.error })),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if result.status == RunStatus::Paused {
@@ -145,6 +189,35 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         (RunStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Notes on standard error about errors the flow caught (dimmed on a terminal unless
+/// `NO_COLOR` is set), so plain `tern run` shows why the flow took its error path.
+struct Notes {
+    dim: bool,
+}
+
+impl Notes {
+    fn for_stderr() -> Self {
+        Self { dim: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+    }
+
+    fn line(&self, text: &str) {
+        if self.dim {
+            eprintln!("\x1b[2mnote: {text}\x1b[0m");
+        } else {
+            eprintln!("note: {text}");
+        }
+    }
+
+    /// One line per step whose failure `on_error` (the step's or the flow's) caught.
+    fn caught(&self, result: &RunResult) {
+        for entry in result.trace.iter().filter(|t| t.status == StepStatus::ErrorHandled) {
+            if let Some(e) = &entry.error {
+                self.line(&format!("step `{}` failed [{}]: {} (caught by on_error)", entry.step, e.code, e.message));
+            }
+        }
     }
 }
 
