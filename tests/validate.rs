@@ -107,7 +107,17 @@ fn data_dir_with_crm() -> std::path::PathBuf {
     };
     ok(&["secrets", "set", "CRM_KEY", "--from-env", "KEYVAL"], &[("KEYVAL", "k_0123456789")]);
     ok(
-        &["integrations", "add", "crm", "--kind", "static", "--static-secret", "CRM_KEY", "--api-origin", "https://crm.example.com"],
+        &[
+            "integrations",
+            "add",
+            "crm",
+            "--kind",
+            "static",
+            "--static-secret",
+            "CRM_KEY",
+            "--api-origin",
+            "https://crm.example.com",
+        ],
         &[],
     );
     dir
@@ -127,7 +137,8 @@ fn integrations_are_checked_against_the_store() {
     };
     let bad = flows.write("bad", &flow("crn"));
     let good = flows.write("good", &flow("crm"));
-    let validate = |path: &std::path::Path| tern().env("TERN_DATA_DIR", &dir).arg("validate").arg(path).output().unwrap();
+    let validate =
+        |path: &std::path::Path| tern().env("TERN_DATA_DIR", &dir).arg("validate").arg(path).output().unwrap();
 
     let out = validate(&bad);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -76,8 +76,12 @@ fn check_root_field(pointer: &str, var: &VarRef, diags: &mut Vec<Diagnostic>) {
         None => format!("known: {known}"),
     };
     diags.push(
-        Diagnostic::error("unknown-placeholder", pointer, format!("`{{{{{var}}}}}`: the {root} has no field `{field}`"))
-            .with_hint(hint),
+        Diagnostic::error(
+            "unknown-placeholder",
+            pointer,
+            format!("`{{{{{var}}}}}`: the {root} has no field `{field}`"),
+        )
+        .with_hint(hint),
     );
 }
 

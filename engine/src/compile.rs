@@ -360,7 +360,8 @@ pub(crate) fn parse_checked<T: DeserializeOwned + JsonSchema>(
         Ok(t) => (Some(t), report),
         Err(err) => {
             let pointer = path_tokens(err.path()).iter().fold(base.to_string(), |p, t| pointer_push(&p, t));
-            let code = if err.inner().to_string().starts_with("missing field") { "missing-field" } else { "invalid-value" };
+            let code =
+                if err.inner().to_string().starts_with("missing field") { "missing-field" } else { "invalid-value" };
             diags.push(Diagnostic::error(code, pointer, designer_words(&err.inner().to_string())));
             report.fatal = true;
             (None, report)
@@ -597,8 +598,12 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
                     None => format!("known step types: {}", names.join(", ")),
                 };
                 diags.push(
-                    Diagnostic::error("unknown-step-type", format!("{base}/type"), format!("unknown step type `{kind}`"))
-                        .with_hint(hint),
+                    Diagnostic::error(
+                        "unknown-step-type",
+                        format!("{base}/type"),
+                        format!("unknown step type `{kind}`"),
+                    )
+                    .with_hint(hint),
                 );
             }
             facts.defines.extend(guess_defines(config).into_iter().map(|(p, v)| (format!("{base}{p}"), v)));
@@ -656,10 +661,13 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     let initial: BTreeSet<&str> = initial.iter().map(String::as_str).collect();
     let secrets = analysis::check_variables(&facts, &initial, diags);
     if all_built && steps.len() == raw_steps.len() {
-        let roots: Vec<usize> = flow_on_error.iter().filter_map(|j| match j {
-            Jump::Step(i) => Some(*i),
-            Jump::End => None,
-        }).collect();
+        let roots: Vec<usize> = flow_on_error
+            .iter()
+            .filter_map(|j| match j {
+                Jump::Step(i) => Some(*i),
+                Jump::End => None,
+            })
+            .collect();
         analysis::check_graph(&steps, &facts, &roots, diags);
     }
     let cfg = cfg?;

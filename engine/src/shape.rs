@@ -207,8 +207,11 @@ impl<'s> Walker<'s> {
         }
         // Objects told apart by a tag field (`"type": "message"`).
         if let (Value::Object(m), Some(tag)) = (value, tag_field(&variants)) {
-            let tags: Vec<String> =
-                variants.iter().filter_map(|v| v.pointer(&format!("/properties/{tag}/const"))).map(value_name).collect();
+            let tags: Vec<String> = variants
+                .iter()
+                .filter_map(|v| v.pointer(&format!("/properties/{tag}/const")))
+                .map(value_name)
+                .collect();
             let Some(given) = m.get(tag) else {
                 let message = format!("missing field `{tag}`");
                 self.error("missing-field", pointer, message, Some(format!("`{tag}` is one of {}", backticked(&tags))));
@@ -217,13 +220,18 @@ impl<'s> Walker<'s> {
             let chosen = variants.iter().find(|v| v.pointer(&format!("/properties/{tag}/const")) == Some(given));
             return match chosen {
                 Some(variant) => self.node(value, variant, pointer, depth + 1),
-                None => self.one_of_values(given, &tags.iter().map(|t| Value::from(t.as_str())).collect::<Vec<_>>(), &pointer_push(pointer, tag)),
+                None => self.one_of_values(
+                    given,
+                    &tags.iter().map(|t| Value::from(t.as_str())).collect::<Vec<_>>(),
+                    &pointer_push(pointer, tag),
+                ),
             };
         }
         // Otherwise: the first variant that accepts the value wins; when none does and exactly
         // one has the value's JSON kind, its problems are the useful ones.
         for &variant in &variants {
-            let mut trial = Walker { defs: self.defs, also_known: &[], base: self.base, report: ShapeReport::default() };
+            let mut trial =
+                Walker { defs: self.defs, also_known: &[], base: self.base, report: ShapeReport::default() };
             if trial.node(value, variant, pointer, depth + 1) && trial.report.diags.is_empty() {
                 self.report.defines.extend(trial.report.defines);
                 self.report.targets.extend(trial.report.targets);
@@ -254,14 +262,19 @@ impl<'s> Walker<'s> {
         let props = s.get("properties").and_then(Value::as_object);
         let pattern = s.get("patternProperties").and_then(Value::as_object).and_then(|p| p.iter().next());
         let additional = s.get("additionalProperties");
-        let required: Vec<&str> =
-            s.get("required").and_then(Value::as_array).map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let required: Vec<&str> = s
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let mut ok = true;
         for name in &required {
             if !m.contains_key(*name) {
-                let hint = props.and_then(|p| p.get(*name)).and_then(|p| p.get("description")).and_then(Value::as_str).map(|d| {
-                    format!("add `\"{name}\"`: {}", first_sentence(d))
-                });
+                let hint = props
+                    .and_then(|p| p.get(*name))
+                    .and_then(|p| p.get("description"))
+                    .and_then(Value::as_str)
+                    .map(|d| format!("add `\"{name}\"`: {}", first_sentence(d)));
                 self.error("missing-field", pointer, format!("missing field `{name}`"), hint);
                 ok = false;
             }
@@ -335,10 +348,7 @@ fn tag_field<'a>(variants: &[&'a Value]) -> Option<&'a str> {
     let first = variants.first()?.get("properties")?.as_object()?;
     first.iter().find_map(|(name, p)| {
         p.get("const")?;
-        variants
-            .iter()
-            .all(|v| v.pointer(&format!("/properties/{name}/const")).is_some())
-            .then_some(name.as_str())
+        variants.iter().all(|v| v.pointer(&format!("/properties/{name}/const")).is_some()).then_some(name.as_str())
     })
 }
 
@@ -448,8 +458,11 @@ fn describe_at(schema: &Value, defs: &Map<String, Value>, depth: usize) -> Strin
             return format!("one of {}", backticked(&consts));
         }
         if let Some(tag) = tag_field(&non_null) {
-            let tags: Vec<String> =
-                non_null.iter().filter_map(|v| v.pointer(&format!("/properties/{tag}/const"))).map(value_name).collect();
+            let tags: Vec<String> = non_null
+                .iter()
+                .filter_map(|v| v.pointer(&format!("/properties/{tag}/const")))
+                .map(value_name)
+                .collect();
             return format!("an object whose `{tag}` is one of {}", backticked(&tags));
         }
         return non_null.iter().map(|v| describe_at(v, defs, depth + 1)).collect::<Vec<_>>().join(" or ");
@@ -465,8 +478,11 @@ fn describe_at(schema: &Value, defs: &Map<String, Value>, depth: usize) -> Strin
             "integer" => whole_number(schema),
             "number" => "a number".to_string(),
             "boolean" => "true or false".to_string(),
-            "array" => match s.get("items") {
-                Some(items) => format!("a list of {}", plural(items, defs, depth)),
+            "array" => match s.get("items").map(|items| plural(items, defs, depth)) {
+                Some(Some(items)) => format!("a list of {items}"),
+                Some(None) => {
+                    format!("a list, each item {}", describe_at(&s["items"], defs, depth + 1))
+                }
                 None => "a list".to_string(),
             },
             "object" => object_phrase(s, defs, depth),
@@ -489,8 +505,11 @@ fn whole_number(schema: &Value) -> String {
 
 fn object_phrase(s: &Map<String, Value>, defs: &Map<String, Value>, depth: usize) -> String {
     if let Some(props) = s.get("properties").and_then(Value::as_object).filter(|p| !p.is_empty()) {
-        let required: Vec<&str> =
-            s.get("required").and_then(Value::as_array).map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let required: Vec<&str> = s
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let mut names: Vec<&str> = required.clone();
         names.extend(props.keys().map(String::as_str).filter(|k| !required.contains(k)));
         let shown: Vec<String> = names.iter().take(2).map(|n| format!("\"{n}\": …")).collect();
@@ -500,28 +519,32 @@ fn object_phrase(s: &Map<String, Value>, defs: &Map<String, Value>, depth: usize
         return "an object of variable names to values".into();
     }
     match s.get("additionalProperties") {
-        Some(p @ Value::Object(_)) => format!("an object of names to {}", plural(p, defs, depth)),
+        Some(p @ Value::Object(_)) => match plural(p, defs, depth) {
+            Some(values) => format!("an object of names to {values}"),
+            None => format!("an object whose values are each {}", describe_at(p, defs, depth + 1)),
+        },
         _ => "an object".into(),
     }
 }
 
-fn plural(schema: &Value, defs: &Map<String, Value>, depth: usize) -> String {
-    let Some(s) = schema.as_object() else { return "values".into() };
+/// The plural of a simple item schema (`strings`, `step ids`), if there is a short one.
+fn plural(schema: &Value, defs: &Map<String, Value>, depth: usize) -> Option<String> {
+    let s = schema.as_object()?;
     if let Some(name) = s.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/$defs/")) {
-        match name {
-            "StepId" => return "step ids".into(),
-            "VarName" => return "variable names".into(),
-            "IntegrationName" => return "integration names".into(),
-            _ => {}
-        }
+        return match name {
+            "StepId" => Some("step ids".into()),
+            "VarName" => Some("variable names".into()),
+            "IntegrationName" => Some("integration names".into()),
+            _ => defs.get(name).filter(|_| depth < 4).and_then(|d| plural(d, defs, depth + 1)),
+        };
     }
     let types: Vec<&str> = types_of(s).into_iter().filter(|t| *t != "null").collect();
     match types.as_slice() {
-        ["string"] => "strings".into(),
-        ["integer"] => "whole numbers".into(),
-        ["number"] => "numbers".into(),
-        ["boolean"] => "true/false values".into(),
-        _ => format!("values that are each {}", describe_at(schema, defs, depth + 1)),
+        ["string"] => Some("strings".into()),
+        ["integer"] => Some("whole numbers".into()),
+        ["number"] => Some("numbers".into()),
+        ["boolean"] => Some("true/false values".into()),
+        _ => None,
     }
 }
 
@@ -585,9 +608,9 @@ mod tests {
         assert!(messages.contains(&"/steps/0 missing field `text`".to_string()), "{messages:?}");
         assert!(messages.contains(&"/steps/0/count expected a whole number ≥ 0, found the string \"3\"".to_string()));
         assert!(messages.contains(&"/steps/0/tags expected a list of strings, found the string \"a\"".to_string()));
-        assert!(
-            messages.contains(&"/steps/0/when expected an object like {\"var\": …, \"equals\": …}, found the number 1".to_string())
-        );
+        assert!(messages.contains(
+            &"/steps/0/when expected an object like {\"var\": …, \"equals\": …}, found the number 1".to_string()
+        ));
         assert!(messages.contains(&"/steps/0/txt unknown field `txt`".to_string()));
         assert_eq!(r.defines.len(), 1, "the valid variable is still recorded");
     }

@@ -89,7 +89,8 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let handling = ErrorHandling::new(args.error_reply.clone(), error_flow)?;
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
     let engine =
-        engine(shared, !flow.integrations.is_empty() || uses_integrations || shared.has_store(), registry.clone()).await?;
+        engine(shared, !flow.integrations.is_empty() || uses_integrations || shared.has_store(), registry.clone())
+            .await?;
     if args.repeat > 1 {
         return repeat(&engine, &flow, &args).await;
     }

@@ -54,7 +54,8 @@ impl StepType for OAuthRequest {
         cx.integration("/integration", &cfg.integration);
         cx.defines("/save_as", &cfg.save_as);
         let text = cx.template_with_locals("/text", &cfg.text, &[LOGIN_URL]);
-        let reprompt = cx.template_with_locals("/reprompt_text", cfg.reprompt_text.as_deref().unwrap_or(REPROMPT), &[LOGIN_URL]);
+        let reprompt =
+            cx.template_with_locals("/reprompt_text", cfg.reprompt_text.as_deref().unwrap_or(REPROMPT), &[LOGIN_URL]);
         Some(Box::new(Login { integration: cfg.integration, text: text?, reprompt: reprompt?, save_as: cfg.save_as }))
     }
 }
