@@ -60,12 +60,17 @@ fn every_file_is_reported_in_one_pass() {
     }
 }
 
+/// `tern validate --json` on one file of flows/invalid, which must fail validation.
+fn validate_invalid_json(name: &str) -> crate::support::Run {
+    let file = repo().join("flows/invalid").join(name);
+    let r = run([std::ffi::OsStr::new("validate"), std::ffi::OsStr::new("--json"), file.as_os_str()]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    r
+}
+
 #[test]
 fn validate_json_output() {
-    let file = repo().join("flows/invalid/dangling-target.json");
-    let r = run([std::ffi::OsStr::new("validate"), std::ffi::OsStr::new("--json"), file.as_os_str()]);
-    assert_eq!(r.code(), 2);
-    let report = r.json();
+    let report = validate_invalid_json("dangling-target.json").json();
     let d = &report[0]["diagnostics"][0];
     assert_eq!(d["code"], "dangling-target");
     assert!(d["pointer"].as_str().unwrap().ends_with("/next"));
@@ -74,9 +79,7 @@ fn validate_json_output() {
 
 #[test]
 fn sixteen_mistakes_are_reported_in_one_run() {
-    let file = repo().join("flows/invalid/sixteen-mistakes.json");
-    let r = run([std::ffi::OsStr::new("validate"), std::ffi::OsStr::new("--json"), file.as_os_str()]);
-    assert_eq!(r.code(), 2);
+    let r = validate_invalid_json("sixteen-mistakes.json");
     let report = r.json();
     let diags = report[0]["diagnostics"].as_array().unwrap();
     assert_eq!(diags.len(), 16, "{diags:#?}");

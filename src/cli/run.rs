@@ -216,7 +216,9 @@ impl Notes {
     fn caught(&self, result: &RunResult) {
         for entry in result.trace.iter().filter(|t| t.status == StepStatus::ErrorHandled) {
             if let Some(e) = &entry.error {
-                self.line(&format!("step `{}` failed [{}]: {} (caught by on_error)", entry.step, e.code, e.message));
+                // One line, however the API's answer was laid out.
+                let message = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
+                self.line(&format!("step `{}` failed [{}]: {message} (caught by on_error)", entry.step, e.code));
             }
         }
     }
