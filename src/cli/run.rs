@@ -148,7 +148,7 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
                     notes.line(&format!("the run failed; the error flow `{}` ran", run.flow_id));
                 }
                 failure = Some(std::mem::replace(&mut result, run));
-                current = handling.flow().map_or(current, |f| &**f);
+                current = handling.flow().map_or(current, Arc::as_ref);
                 continue;
             }
             break;
@@ -163,10 +163,7 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
         result = engine.resume(current, snapshot, input(text), sink.as_ref()).await;
     }
     // The exit status and message are those of the flow's run, even when an error flow answered.
-    let error_run = match failure {
-        Some(failed) => Some(std::mem::replace(&mut result, failed)),
-        None => None,
-    };
+    let error_run = failure.map(|failed| std::mem::replace(&mut result, failed));
 
     if args.json {
         let out = json!({
