@@ -26,6 +26,9 @@ use crate::ids::{FlowId, IntegrationName, StepId, Target, VarName};
 /// it are variable names.
 const IDENT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$";
 
+/// Checks the text of an identifier (`StepId::new` and the like).
+type IdentCheck = fn(&str) -> Result<(), String>;
+
 /// Deepest nesting the checker follows (flows are far shallower; `$ref` cycles stop here).
 const MAX_DEPTH: usize = 64;
 
@@ -143,7 +146,7 @@ impl<'s> Walker<'s> {
     /// `$ref`: identifiers are checked with their own rules (and recorded when they define a
     /// variable or name a target); other definitions are followed.
     fn reference(&mut self, value: &Value, name: &str, pointer: &str, depth: usize) -> bool {
-        let ident: Option<fn(&str) -> Result<(), String>> = match name {
+        let ident: Option<IdentCheck> = match name {
             "StepId" => Some(|s| StepId::new(s).map(drop)),
             "FlowId" => Some(|s| FlowId::new(s).map(drop)),
             "IntegrationName" => Some(|s| IntegrationName::new(s).map(drop)),
