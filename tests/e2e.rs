@@ -5,6 +5,7 @@
 mod support;
 
 mod browser;
+mod failures;
 mod http_steps;
 mod integrations;
 mod plugins;

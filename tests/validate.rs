@@ -1,7 +1,7 @@
 //! `tern validate`: examples are valid; each file in flows/invalid reports exactly the expected
 //! diagnostics (snapshots next to the files).
 
-use crate::support::{repo, run};
+use crate::support::{Flows, fresh_data_dir, repo, run, tern};
 
 #[test]
 fn examples_are_valid() {
@@ -51,19 +51,113 @@ fn every_file_is_reported_in_one_pass() {
         "undefined-variable",
         "bad-json-path",
         "syntax",
+        "duplicate-key",
+        "invalid-type",
+        "missing-field",
+        "unknown-placeholder",
     ] {
         assert!(stderr.contains(&format!("error[{code}]")), "missing {code} in:\n{stderr}");
     }
 }
 
+/// `tern validate --json` on one file of flows/invalid, which must fail validation.
+fn validate_invalid_json(name: &str) -> crate::support::Run {
+    let file = repo().join("flows/invalid").join(name);
+    let r = run([std::ffi::OsStr::new("validate"), std::ffi::OsStr::new("--json"), file.as_os_str()]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    r
+}
+
 #[test]
 fn validate_json_output() {
-    let file = repo().join("flows/invalid/dangling-target.json");
-    let r = run([std::ffi::OsStr::new("validate"), std::ffi::OsStr::new("--json"), file.as_os_str()]);
-    assert_eq!(r.code(), 2);
-    let report = r.json();
+    let report = validate_invalid_json("dangling-target.json").json();
     let d = &report[0]["diagnostics"][0];
     assert_eq!(d["code"], "dangling-target");
     assert!(d["pointer"].as_str().unwrap().ends_with("/next"));
     assert!(d["line"].as_u64().unwrap() > 1);
+}
+
+#[test]
+fn sixteen_mistakes_are_reported_in_one_run() {
+    let r = validate_invalid_json("sixteen-mistakes.json");
+    let report = r.json();
+    let diags = report[0]["diagnostics"].as_array().unwrap();
+    assert_eq!(diags.len(), 16, "{diags:#?}");
+    // No Rust type names, and no false errors caused by the steps that could not be parsed.
+    let text = r.stdout();
+    for rust in ["u32", "u64", "f64", "a sequence", "a map", "struct "] {
+        assert!(!text.contains(rust), "`{rust}` in {text}");
+    }
+    assert!(!diags.iter().any(|d| d["message"].as_str().unwrap().contains("`rating`")), "{diags:#?}");
+    assert!(!diags.iter().any(|d| d["message"].as_str().unwrap().contains("`eta`")), "{diags:#?}");
+    // Each duplicate names both places.
+    let dup = diags.iter().find(|d| d["code"] == "duplicate-key").unwrap();
+    assert_eq!(dup["pointer"], "/variables/greeting");
+    assert!(dup["message"].as_str().unwrap().contains("first written at 7:"), "{dup}");
+}
+
+/// A data directory with one registered integration, `crm`.
+fn data_dir_with_crm() -> std::path::PathBuf {
+    let dir = fresh_data_dir();
+    let ok = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = tern();
+        cmd.env("TERN_DATA_DIR", &dir).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    ok(&["secrets", "set", "CRM_KEY", "--from-env", "KEYVAL"], &[("KEYVAL", "k_0123456789")]);
+    ok(
+        &[
+            "integrations",
+            "add",
+            "crm",
+            "--kind",
+            "static",
+            "--static-secret",
+            "CRM_KEY",
+            "--api-origin",
+            "https://crm.example.com",
+        ],
+        &[],
+    );
+    dir
+}
+
+#[test]
+fn integrations_are_checked_against_the_store() {
+    let dir = data_dir_with_crm();
+    let flows = Flows::new();
+    let flow = |integration: &str| {
+        serde_json::json!({"version": 1, "id": "i", "steps": [
+            {"id": "get", "type": "http_request", "integration": integration,
+             "request": {"url": "https://crm.example.com/me"}},
+            {"id": "login", "type": "oauth_request", "integration": integration, "text": "Log in: {{login_url}}",
+             "save_as": "login"}
+        ]})
+    };
+    let bad = flows.write("bad", &flow("crn"));
+    let good = flows.write("good", &flow("crm"));
+    let validate =
+        |path: &std::path::Path| tern().env("TERN_DATA_DIR", &dir).arg("validate").arg(path).output().unwrap();
+
+    let out = validate(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("error[unknown-integration]").count(), 2, "{stderr}");
+    assert!(stderr.contains("integration `crn` does not exist"), "{stderr}");
+    assert!(stderr.contains("did you mean `crm`?"), "{stderr}");
+    let out = validate(&good);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // `tern run` loads flows with the same check.
+    let out = tern().env("TERN_DATA_DIR", &dir).args(["run", bad.to_str().unwrap(), "-m", "hi"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `crm`?"));
+
+    // Without a store there is nothing to check against.
+    let r = run([std::ffi::OsStr::new("validate"), bad.as_os_str()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
 }

@@ -6,9 +6,14 @@ use std::collections::{BTreeSet, HashSet};
 use crate::compile::{CompiledStep, Facts, nearest};
 use crate::diagnostics::Diagnostic;
 use crate::step::Jump;
-use crate::template::Root;
+use crate::template::{RESERVED_ROOTS, Root, VarRef};
 
-/// Reports placeholders naming variables that nothing sets; returns the secrets used.
+/// Fields of the built-in roots whose shape Tern defines (`contact`, `event` and integration
+/// metadata carry whatever the channel, the service or the token response sent).
+const ROOT_FIELDS: &[(&str, &[&str])] = &[("message", &["text", "id", "metadata"]), ("conversation", &["id"])];
+
+/// Reports placeholders naming variables that nothing sets and misspelled fields of built-in
+/// roots (`{{message.txt}}`); returns the secrets used.
 pub(crate) fn check_variables(
     facts: &Facts,
     initial: &BTreeSet<&str>,
@@ -21,11 +26,19 @@ pub(crate) fn check_variables(
     for (pointer, var) in &facts.uses {
         match &var.root {
             Root::Var(name) if !defined.contains(name.as_str()) => {
-                if !seen.insert((pointer.clone(), name.clone())) {
+                if !seen.insert((pointer.clone(), name.as_str().to_string())) {
                     continue;
                 }
-                let hint = match nearest(name.as_str(), defined.iter().copied()) {
+                let candidates = defined.iter().copied().chain(RESERVED_ROOTS.iter().copied());
+                let hint = match nearest(name.as_str(), candidates) {
+                    Some(n) if RESERVED_ROOTS.contains(&n) => {
+                        let rest = var.raw.split_once('.').map_or(String::new(), |(_, r)| format!(".{r}"));
+                        format!("did you mean `{{{{{n}{rest}}}}}`?")
+                    }
                     Some(n) => format!("did you mean `{n}`?"),
+                    None if name.as_str() == crate::fallback::ERROR_VARIABLE => {
+                        "only an error flow has `error`: give the flow \"trigger\": {\"type\": \"error\"}".into()
+                    }
                     None => "declare it in the flow's `variables`, or set it with a step (`ask` save_as, `set_variables`, `fetch_variables` variables)".into(),
                 };
                 diags.push(
@@ -40,14 +53,41 @@ pub(crate) fn check_variables(
             Root::Secret(name) => {
                 secrets.insert(name.clone());
             }
+            Root::Message | Root::Conversation if seen.insert((pointer.clone(), var.raw.clone())) => {
+                check_root_field(pointer, var, diags);
+            }
             _ => {}
         }
     }
     secrets
 }
 
-/// Reports unreachable steps and loops without a pausing step.
-pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, diags: &mut Vec<Diagnostic>) {
+/// `{{message.txt}}`: a field the root does not have.
+fn check_root_field(pointer: &str, var: &VarRef, diags: &mut Vec<Diagnostic>) {
+    let root = if var.root == Root::Message { "message" } else { "conversation" };
+    let Some((_, fields)) = ROOT_FIELDS.iter().find(|(r, _)| *r == root) else { return };
+    let Some(field) = var.path.first() else { return };
+    if fields.contains(&field.as_str()) {
+        return;
+    }
+    let known = fields.iter().map(|f| format!("`{root}.{f}`")).collect::<Vec<_>>().join(", ");
+    let hint = match nearest(field, fields.iter().copied()) {
+        Some(n) => format!("did you mean `{{{{{root}.{n}}}}}`? Known: {known}"),
+        None => format!("known: {known}"),
+    };
+    diags.push(
+        Diagnostic::error(
+            "unknown-placeholder",
+            pointer,
+            format!("`{{{{{var}}}}}`: the {root} has no field `{field}`"),
+        )
+        .with_hint(hint),
+    );
+}
+
+/// Reports unreachable steps and loops without a pausing step. `roots` are steps reachable
+/// without an edge (the flow-level `on_error` step).
+pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, roots: &[usize], diags: &mut Vec<Diagnostic>) {
     let n = steps.len();
     // Successors; `n` stands for "the run ends".
     let succ: Vec<Vec<usize>> = (0..n)
@@ -73,6 +113,7 @@ pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, diags: &mut Vec
 
     let mut reachable = vec![false; n + 1];
     let mut stack = vec![0];
+    stack.extend_from_slice(roots);
     while let Some(i) = stack.pop() {
         if i > n || reachable[i] {
             continue;

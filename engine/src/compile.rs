@@ -4,15 +4,18 @@
 use std::collections::{BTreeSet, HashMap};
 
 use regex::Regex;
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::analysis;
 use crate::diagnostics::{Diagnostic, locate, pointer_push};
+use crate::duplicates;
 use crate::flow::{FlowConfig, HEADER_FIELDS, StepHeader, Trigger, TriggerConfig};
 use crate::http::{RequestConfig, RequestTemplate};
 use crate::ids::{FlowId, IntegrationName, StepId, Target, VarName};
 use crate::mapping::{Mapping, MappingConfig, ResponsePath};
+use crate::shape::{self, ShapeReport};
 use crate::step::{Behavior, Jump, Registry, Step};
 use crate::template::{JsonTemplate, RESERVED_ROOTS, Root, Template, VarRef};
 
@@ -73,6 +76,9 @@ pub struct CompiledFlow {
     pub variables: Map<String, Value>,
     /// The steps, in document order.
     pub steps: Vec<CompiledStep>,
+    /// The flow-level fallback: where a failing step without its own `on_error` goes (taken at
+    /// most once per activation, so a failing fallback cannot loop).
+    pub on_error: Option<Jump>,
     /// Integrations the flow uses.
     pub integrations: BTreeSet<IntegrationName>,
     /// Integrations whose metadata templates read (`{{integration.NAME.FIELD}}`).
@@ -110,6 +116,7 @@ pub struct BuildContext<'a> {
     facts: &'a mut Facts,
     used_integrations: &'a mut BTreeSet<IntegrationName>,
     metadata_integrations: &'a mut BTreeSet<IntegrationName>,
+    config_checked: bool,
 }
 
 impl BuildContext<'_> {
@@ -130,19 +137,48 @@ impl BuildContext<'_> {
         self.diagnostics.push(d);
     }
 
-    /// Deserializes the step's own fields, reporting every unknown field (with the nearest known
-    /// name) and the first other problem.
-    pub fn config<T: DeserializeOwned>(&mut self, config: &Value) -> Option<T> {
+    /// Checks the step's own fields against the JSON Schema of `T` and deserializes them. Every
+    /// problem is reported at once, in the flow's vocabulary (unknown fields with the nearest
+    /// known name, missing fields, wrong types at any depth); optional fields with problems are
+    /// dropped so the step can still be built and checked further.
+    ///
+    /// When the fields cannot be used, what they define (`VarName` fields, keys of variable maps)
+    /// and the targets they name are still recorded, so later steps get no false
+    /// `undefined-variable` errors and a misspelled target is reported.
+    pub fn config<T: DeserializeOwned + JsonSchema>(&mut self, config: &Value) -> Option<T> {
         let base = self.base.clone();
-        deserialize_reporting_with(config, &base, HEADER_FIELDS, self.diagnostics)
+        let (parsed, report) = parse_checked::<T>(config, &base, HEADER_FIELDS, self.diagnostics);
+        self.config_checked = true;
+        // Variables of fields dropped for their problems still count as defined.
+        let dropped = |p: &str| report.removals.iter().any(|r| p == r || p.starts_with(&format!("{r}/")));
+        let defines = report.defines.iter().filter(|(p, _)| parsed.is_none() || dropped(p)).cloned();
+        self.facts.defines.extend(defines);
+        if parsed.is_none() {
+            for (pointer, target) in report.targets {
+                if let Some(jump) = resolve_target(&target, self.ids, &pointer, self.diagnostics) {
+                    self.facts.edges[self.index].push(jump);
+                }
+            }
+        }
+        parsed
     }
 
     /// Parses a template at `rel` and records the variables it uses.
     pub fn template(&mut self, rel: &str, text: &str) -> Option<Template> {
+        self.template_with_locals(rel, text, &[])
+    }
+
+    /// Like [`BuildContext::template`], for a template that may also use names the step itself
+    /// provides when rendering (`{{login_url}}` in `oauth_request`); those are not flow
+    /// variables and are not checked as such.
+    pub fn template_with_locals(&mut self, rel: &str, text: &str, locals: &[&str]) -> Option<Template> {
         match Template::parse(text) {
             Ok(t) => {
                 for v in t.vars() {
-                    self.use_var(rel, v);
+                    let local = matches!(&v.root, Root::Var(name) if locals.contains(&name.as_str()));
+                    if !local {
+                        self.use_var(rel, v);
+                    }
                 }
                 Some(t)
             }
@@ -276,7 +312,8 @@ fn resolve_target(
         Target::Step(id) => match ids.get(id) {
             Some(i) => Some(Jump::Step(*i)),
             None => {
-                let hint = match nearest(id.as_str(), ids.keys().map(StepId::as_str)) {
+                let candidates = ids.keys().map(StepId::as_str).chain(std::iter::once("end"));
+                let hint = match nearest(id.as_str(), candidates) {
                     Some(n) => format!("did you mean `{n}`? Targets are step ids or `end`"),
                     None => "targets are step ids or `end`".into(),
                 };
@@ -299,79 +336,37 @@ pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
-/// Deserializes `value`, reporting each unknown field (and removing it to look for more) and
-/// then the first remaining problem, with pointers under `base`.
+/// Checks `value` (at `base`) against the JSON Schema of `T`, reporting every problem in the
+/// flow's vocabulary, then deserializes what is usable. `also_known` are fields handled
+/// elsewhere at the top level of `value` (a step's common fields), offered as suggestions too.
 ///
-/// After unknown fields the value is still returned (without them), so that later checks can
-/// report more problems; the diagnostics already make the flow fail to load.
-pub(crate) fn deserialize_reporting<T: DeserializeOwned>(
-    value: &Value,
-    base: &str,
-    diags: &mut Vec<Diagnostic>,
-) -> Option<T> {
-    deserialize_reporting_with(value, base, &[], diags)
-}
-
-/// Like [`deserialize_reporting`]; `also_known` are fields handled elsewhere at the top level of
-/// `value` (a step's common fields), offered as suggestions too.
-pub(crate) fn deserialize_reporting_with<T: DeserializeOwned>(
+/// Optional fields with problems are dropped before deserializing, so the value is still
+/// returned and later checks can report more; the diagnostics already make the flow fail. The
+/// report tells what the value defines and targets even when `T` could not be built.
+pub(crate) fn parse_checked<T: DeserializeOwned + JsonSchema>(
     value: &Value,
     base: &str,
     also_known: &[&str],
     diags: &mut Vec<Diagnostic>,
-) -> Option<T> {
-    let mut value = value.clone();
-    for _ in 0..64 {
-        match serde_path_to_error::deserialize::<_, T>(&value) {
-            Ok(t) => return Some(t),
-            Err(err) => {
-                let mut tokens = path_tokens(err.path());
-                let inner = err.inner().to_string();
-                if let Some((field, expected)) = parse_unknown(&inner, "unknown field") {
-                    // serde_path_to_error's path may or may not already end in the field.
-                    if tokens.last() == Some(&field) {
-                        tokens.pop();
-                    }
-                    let parent: String = tokens.iter().fold(String::new(), |p, t| pointer_push(&p, t));
-                    let mut expected = expected;
-                    if tokens.is_empty() {
-                        expected.extend(also_known.iter().map(|s| s.to_string()));
-                    }
-                    let hint = match nearest(&field, expected.iter().map(String::as_str)) {
-                        Some(n) => format!("did you mean `{n}`? Known fields: {}", expected.join(", ")),
-                        None => format!("known fields: {}", expected.join(", ")),
-                    };
-                    diags.push(
-                        Diagnostic::error(
-                            "unknown-field",
-                            pointer_push(&format!("{base}{parent}"), &field),
-                            format!("unknown field `{field}`"),
-                        )
-                        .with_hint(hint),
-                    );
-                    if !remove_at(&mut value, &tokens, &field) {
-                        return None;
-                    }
-                    continue;
-                }
-                let pointer: String = tokens.iter().fold(base.to_string(), |p, t| pointer_push(&p, t));
-                let mut d = Diagnostic::error("invalid-value", pointer, inner.clone());
-                if let Some((variant, expected)) = parse_unknown(&inner, "unknown variant") {
-                    let hint = match nearest(&variant, expected.iter().map(String::as_str)) {
-                        Some(n) => format!("did you mean `{n}`? Allowed: {}", expected.join(", ")),
-                        None => format!("allowed: {}", expected.join(", ")),
-                    };
-                    d = d.with_hint(hint);
-                }
-                if inner.starts_with("missing field") {
-                    d.code = "missing-field";
-                }
-                diags.push(d);
-                return None;
-            }
+) -> (Option<T>, ShapeReport) {
+    let schema = crate::schema::schema_of::<T>();
+    let mut report = shape::check(value, &schema, base, also_known);
+    diags.append(&mut report.diags);
+    if report.fatal {
+        return (None, report);
+    }
+    let cleaned = report.cleaned(value, base);
+    match serde_path_to_error::deserialize::<_, T>(&cleaned) {
+        Ok(t) => (Some(t), report),
+        Err(err) => {
+            let pointer = path_tokens(err.path()).iter().fold(base.to_string(), |p, t| pointer_push(&p, t));
+            let code =
+                if err.inner().to_string().starts_with("missing field") { "missing-field" } else { "invalid-value" };
+            diags.push(Diagnostic::error(code, pointer, designer_words(&err.inner().to_string())));
+            report.fatal = true;
+            (None, report)
         }
     }
-    None
 }
 
 fn path_tokens(path: &serde_path_to_error::Path) -> Vec<String> {
@@ -386,30 +381,46 @@ fn path_tokens(path: &serde_path_to_error::Path) -> Vec<String> {
         .collect()
 }
 
-/// Parses serde's "unknown field `x`, expected one of `a`, `b`" (and "unknown variant").
-fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
-    let rest = message.strip_prefix(prefix)?.trim_start();
-    let mut quoted = rest.split('`').skip(1).step_by(2).map(str::to_string);
-    let name = quoted.next()?;
-    Some((name, quoted.collect()))
+/// Rewrites what serde says about a type (`invalid type: string "x", expected u32`) in the flow's
+/// words. The schema check catches these first; this covers custom validation messages, which
+/// are written for designers already and pass through unchanged.
+fn designer_words(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("invalid type: ") else { return message.to_string() };
+    let Some((found, expected)) = rest.rsplit_once(", expected ") else { return message.to_string() };
+    let expected = match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number ≥ 0",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a sequence" => "a list",
+        "a boolean" => "true or false",
+        "a map" => "an object",
+        e if e.starts_with("struct ") => "an object",
+        e => e,
+    };
+    let found = match found {
+        "sequence" => "a list",
+        "map" => "an object",
+        f => f,
+    };
+    format!("expected {expected}, found {found}")
 }
 
-fn remove_at(value: &mut Value, tokens: &[String], field: &str) -> bool {
-    let mut current = value;
-    for t in tokens {
-        current = match current {
-            Value::Object(m) => match m.get_mut(t) {
-                Some(v) => v,
-                None => return false,
-            },
-            Value::Array(a) => match t.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                Some(v) => v,
-                None => return false,
-            },
-            _ => return false,
-        };
+/// Variables a step of an unknown type (or one that checks its own config) probably defines:
+/// `save_as`, `*_as` and the keys of `variables`, so later steps get no false errors.
+fn guess_defines(config: &Value) -> Vec<(String, VarName)> {
+    let mut out = Vec::new();
+    let Some(map) = config.as_object() else { return out };
+    for (key, value) in map {
+        if key.ends_with("_as")
+            && let Some(v) = value.as_str().and_then(|s| VarName::new(s).ok())
+        {
+            out.push((pointer_push("", key), v));
+        }
     }
-    current.as_object_mut().and_then(|m| m.remove(field)).is_some()
+    if let Some(vars) = map.get("variables").and_then(Value::as_object) {
+        out.extend(vars.keys().filter_map(|k| Some((pointer_push("/variables", k), VarName::new(k.as_str()).ok()?))));
+    }
+    out
 }
 
 /// Loads a flow from its JSON text: every problem is reported at once, with line and column.
@@ -436,8 +447,13 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         ));
         return None;
     }
-    let doc: Value = match serde_json::from_str(source) {
-        Ok(v) => v,
+    let doc: Value = match duplicates::parse(source) {
+        Ok((v, repeated)) => {
+            if !repeated.is_empty() {
+                diags.extend(duplicates::diagnostics(source, &repeated));
+            }
+            v
+        }
         Err(e) => {
             let mut d = Diagnostic::error("syntax", "", format!("not valid JSON: {e}"))
                 .with_hint("check for a missing comma or quote near this position");
@@ -455,11 +471,21 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         ));
         return None;
     }
-    let cfg: Option<FlowConfig> = deserialize_reporting(&doc, "", diags);
-    // Even when the top level is broken, look at the steps to report their problems too.
+    let (cfg, top) = parse_checked::<FlowConfig>(&doc, "", &[], diags);
+    // Even when the top level is broken, look at the steps and variables to report their
+    // problems too (and not report variables as undefined because the top level is broken).
     let raw_steps: Vec<Value> = match &cfg {
         Some(c) => c.steps.clone(),
         None => doc.get("steps").and_then(Value::as_array).cloned().unwrap_or_default(),
+    };
+    let mut initial: BTreeSet<String> = match &cfg {
+        Some(c) => c.variables.keys().map(|k| k.as_str().to_string()).collect(),
+        None => top
+            .defines
+            .iter()
+            .filter(|(p, _)| p.starts_with("/variables/"))
+            .map(|(_, v)| v.as_str().to_string())
+            .collect(),
     };
     if let Some(c) = &cfg {
         if c.version != 1 {
@@ -484,6 +510,11 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
                 ));
             }
         }
+        if matches!(c.trigger, Some(TriggerConfig::Error {})) {
+            initial.insert(crate::fallback::ERROR_VARIABLE.to_string());
+        }
+    } else if doc.pointer("/trigger/type").and_then(Value::as_str) == Some("error") {
+        initial.insert(crate::fallback::ERROR_VARIABLE.to_string());
     }
     if raw_steps.len() > opts.limits.max_steps {
         diags.push(Diagnostic::error(
@@ -495,8 +526,9 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     }
 
     // Pass 1: headers and ids.
-    let mut headers: Vec<Option<(StepHeader, Value)>> = Vec::new();
+    let mut headers: Vec<Option<(Option<StepHeader>, String, Value)>> = Vec::new();
     let mut ids: HashMap<StepId, usize> = HashMap::new();
+    let mut header_targets = Vec::new();
     for (i, raw) in raw_steps.iter().enumerate() {
         let base = format!("/steps/{i}");
         let Some(obj) = raw.as_object() else {
@@ -506,7 +538,8 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         };
         let (head, rest): (Map<String, Value>, Map<String, Value>) =
             obj.clone().into_iter().partition(|(k, _)| HEADER_FIELDS.contains(&k.as_str()));
-        let header: Option<StepHeader> = deserialize_reporting(&Value::Object(head), &base, diags);
+        let kind = head.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+        let (header, report): (Option<StepHeader>, _) = parse_checked(&Value::Object(head), &base, &[], diags);
         if let Some(h) = &header {
             if h.id.as_str() == "end" {
                 diags.push(
@@ -525,8 +558,13 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
             } else {
                 ids.insert(h.id.clone(), i);
             }
+        } else {
+            header_targets.extend(report.targets);
         }
-        headers.push(header.map(|h| (h, Value::Object(rest))));
+        headers.push(Some((header, kind, Value::Object(rest))));
+    }
+    for (pointer, target) in &header_targets {
+        resolve_target(target, &ids, pointer, diags);
     }
 
     // Pass 2: build each step.
@@ -535,35 +573,48 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     let mut metadata_integrations = BTreeSet::new();
     let mut steps = Vec::new();
     let mut all_built = true;
+    let placeholder_id = StepId::new("_").ok()?;
     for (i, entry) in headers.iter().enumerate() {
         let base = format!("/steps/{i}");
-        let Some((header, config)) = entry else {
+        let Some((header, kind, config)) = entry else {
             all_built = false;
             continue;
         };
-        let next = header.next.as_ref().and_then(|t| resolve_target(t, &ids, &format!("{base}/next"), diags));
-        let on_error =
-            header.on_error.as_ref().and_then(|t| resolve_target(t, &ids, &format!("{base}/on_error"), diags));
-        facts.edges[i].extend(next.iter().chain(on_error.iter()).copied());
-        let Some(step_type) = opts.registry.get(&header.kind) else {
-            let names = opts.registry.names();
-            let hint = match nearest(&header.kind, names.iter().copied()) {
-                Some(n) => format!("did you mean `{n}`? Known step types: {}", names.join(", ")),
-                None => format!("known step types: {}", names.join(", ")),
-            };
-            diags.push(
-                Diagnostic::error(
-                    "unknown-step-type",
-                    format!("{base}/type"),
-                    format!("unknown step type `{}`", header.kind),
-                )
-                .with_hint(hint),
-            );
+        let (next, on_error) = match header {
+            Some(h) => {
+                let next = h.next.as_ref().and_then(|t| resolve_target(t, &ids, &format!("{base}/next"), diags));
+                let on_error =
+                    h.on_error.as_ref().and_then(|t| resolve_target(t, &ids, &format!("{base}/on_error"), diags));
+                facts.edges[i].extend(next.iter().chain(on_error.iter()).copied());
+                (next, on_error)
+            }
+            None => (None, None),
+        };
+        let Some(step_type) = opts.registry.get(kind) else {
+            if header.is_some() {
+                let names = opts.registry.names();
+                let hint = match nearest(kind, names.iter().copied()) {
+                    Some(n) => format!("did you mean `{n}`? Known step types: {}", names.join(", ")),
+                    None => format!("known step types: {}", names.join(", ")),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-step-type",
+                        format!("{base}/type"),
+                        format!("unknown step type `{kind}`"),
+                    )
+                    .with_hint(hint),
+                );
+            }
+            facts.defines.extend(guess_defines(config).into_iter().map(|(p, v)| (format!("{base}{p}"), v)));
             all_built = false;
             continue;
         };
+        // A step whose header is broken is still built (under a placeholder id) to report the
+        // problems of its own fields.
+        let step_id = header.as_ref().map_or(&placeholder_id, |h| &h.id);
         let mut cx = BuildContext {
-            step_id: &header.id,
+            step_id,
             base: base.clone(),
             ids: &ids,
             index: i,
@@ -572,9 +623,12 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
             facts: &mut facts,
             used_integrations: &mut used_integrations,
             metadata_integrations: &mut metadata_integrations,
+            config_checked: false,
         };
-        match step_type.build(config, &mut cx) {
-            Some(step) => {
+        let built = step_type.build(config, &mut cx);
+        let config_checked = cx.config_checked;
+        match (built, header) {
+            (Some(step), Some(header)) => {
                 let behavior = step.behavior();
                 steps.push(CompiledStep {
                     id: header.id.clone(),
@@ -585,17 +639,38 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
                     behavior,
                 });
             }
-            None => all_built = false,
+            (built, _) => {
+                if built.is_none() && !config_checked {
+                    facts.defines.extend(guess_defines(config).into_iter().map(|(p, v)| (format!("{base}{p}"), v)));
+                }
+                all_built = false;
+            }
         }
     }
 
-    let cfg = cfg?;
-    let trigger = compile_trigger(cfg.trigger.as_ref(), opts.integrations, diags);
-    let initial: BTreeSet<&str> = cfg.variables.keys().map(VarName::as_str).collect();
+    let flow_on_error = match &cfg {
+        Some(c) => c.on_error.as_ref().and_then(|t| resolve_target(t, &ids, "/on_error", diags)),
+        None => {
+            for (pointer, target) in top.targets.iter().filter(|(p, _)| p == "/on_error") {
+                resolve_target(target, &ids, pointer, diags);
+            }
+            None
+        }
+    };
+    let trigger = cfg.as_ref().and_then(|c| compile_trigger(c.trigger.as_ref(), opts.integrations, diags));
+    let initial: BTreeSet<&str> = initial.iter().map(String::as_str).collect();
     let secrets = analysis::check_variables(&facts, &initial, diags);
     if all_built && steps.len() == raw_steps.len() {
-        analysis::check_graph(&steps, &facts, diags);
+        let roots: Vec<usize> = flow_on_error
+            .iter()
+            .filter_map(|j| match j {
+                Jump::Step(i) => Some(*i),
+                Jump::End => None,
+            })
+            .collect();
+        analysis::check_graph(&steps, &facts, &roots, diags);
     }
+    let cfg = cfg?;
     if !all_built {
         return None;
     }
@@ -605,6 +680,7 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
         trigger,
         variables: cfg.variables.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect(),
         steps,
+        on_error: flow_on_error,
         integrations: used_integrations,
         integration_metadata: metadata_integrations,
         secrets,
@@ -619,6 +695,7 @@ fn compile_trigger(
 ) -> Option<Trigger> {
     let (matcher, priority) = match cfg? {
         TriggerConfig::Message { matcher, priority } => (matcher, priority),
+        TriggerConfig::Error {} => return Some(Trigger::Error),
         TriggerConfig::IntegrationEvent { integration, priority } => {
             if let Some(known) = integrations
                 && !known.contains(integration)

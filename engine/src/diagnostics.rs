@@ -167,19 +167,19 @@ fn value_start(v: &jsonc_parser::ast::Value<'_>) -> usize {
 }
 
 /// Maps byte offsets to 1-based line and character column.
-struct LineIndex<'a> {
+pub(crate) struct LineIndex<'a> {
     source: &'a str,
     starts: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
-    fn new(source: &'a str) -> Self {
+    pub(crate) fn new(source: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
         Self { source, starts }
     }
 
-    fn position(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
         let column = self.source.get(start..offset).map(|s| s.chars().count()).unwrap_or(0);

@@ -22,6 +22,12 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// A flow configured as the error flow does not have the `error` trigger.
+    #[error("flow `{flow}` cannot be the error flow: its trigger must be {{\"type\": \"error\"}}")]
+    NotAnErrorFlow {
+        /// The flow's id.
+        flow: String,
+    },
     /// A flow file could not be read.
     #[error("cannot read flow file {}: {source}", path.display())]
     ReadFlow {

@@ -31,6 +31,10 @@ pub struct FlowConfig {
     /// Variables with their initial values; `tern run --var NAME=VALUE` overrides them.
     #[serde(default)]
     pub variables: BTreeMap<VarName, Value>,
+    /// Where a failing step without its own `on_error` goes (a step id, or `end` to finish
+    /// quietly). Taken at most once per run activation: a failure after it fails the run.
+    #[serde(default)]
+    pub on_error: Option<Target>,
     /// The steps, run in order unless a step says otherwise.
     pub steps: Vec<Value>,
 }
@@ -80,6 +84,10 @@ pub enum TriggerConfig {
         #[serde(default)]
         priority: i32,
     },
+    /// Another flow's run failed and nothing in it caught the failure (the error flow, as in
+    /// n8n). The failure is in the variable `error`: `{{error.code}}`, `{{error.step}}`,
+    /// `{{error.message}}`, `{{error.flow}}`.
+    Error {},
 }
 
 /// Conditions on the message text. With both, either may match.
@@ -113,6 +121,8 @@ pub enum Trigger {
         /// Priority among matching flows.
         priority: i32,
     },
+    /// Started for another flow's failure (see [`crate::fallback`]); never by a message.
+    Error,
 }
 
 impl Trigger {
@@ -124,7 +134,7 @@ impl Trigger {
     /// Whether a message with `text` starts this flow.
     pub fn matches(&self, text: &str) -> bool {
         match self {
-            Trigger::IntegrationEvent { .. } => false,
+            Trigger::IntegrationEvent { .. } | Trigger::Error => false,
             Trigger::Message { regex, keywords, .. } => {
                 if regex.is_none() && keywords.is_empty() {
                     return true;
@@ -145,6 +155,7 @@ impl Trigger {
             Trigger::IntegrationEvent { integration, .. } => {
                 serde_json::json!({"type": "integration_event", "integration": integration.as_str()})
             }
+            Trigger::Error => serde_json::json!({"type": "error"}),
         }
     }
 
@@ -152,6 +163,7 @@ impl Trigger {
     pub fn priority(&self) -> i32 {
         match self {
             Trigger::Message { priority, .. } | Trigger::IntegrationEvent { priority, .. } => *priority,
+            Trigger::Error => 0,
         }
     }
 }

@@ -212,6 +212,8 @@ struct Activation<'a> {
     executed: u32,
     replies: Vec<Reply>,
     trace: Vec<TraceEntry>,
+    /// Whether the flow-level `on_error` was taken in this activation (it is taken once).
+    fallback_taken: bool,
 }
 
 impl Engine {
@@ -288,7 +290,7 @@ impl Engine {
             masker,
             journal: input.journal,
         };
-        Activation { flow, env, run_id, vars, executed, replies: Vec::new(), trace: Vec::new() }
+        Activation { flow, env, run_id, vars, executed, replies: Vec::new(), trace: Vec::new(), fallback_taken: false }
     }
 
     async fn drive(
@@ -367,7 +369,10 @@ impl Engine {
                 Err(failure) => {
                     let error = step_error(&act.env.masker, &compiled.id, &failure);
                     tracing::warn!(flow = %flow.id, run = %act.run_id, step = %compiled.id, code = %error.code, error = %error.message, "step failed");
-                    match compiled.on_error {
+                    // The step's own `on_error`, else the flow's (once per activation).
+                    let flow_fallback = flow.on_error.filter(|_| !act.fallback_taken);
+                    act.fallback_taken |= compiled.on_error.is_none() && flow_fallback.is_some();
+                    match compiled.on_error.or(flow_fallback) {
                         Some(j) => {
                             push_trace(&mut act, index, started, detail, StepStatus::ErrorHandled, Some(error));
                             index = match j {

@@ -14,12 +14,13 @@ mod secrets;
 mod serve;
 mod validate;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tern_engine::{CompiledFlow, Diagnostic, LoadOptions, Registry, load_flow};
+use tern_engine::{CompiledFlow, Diagnostic, IntegrationName, LoadOptions, Registry, load_flow};
 
 /// Exit code: the flow or command failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -129,9 +130,34 @@ pub fn print_diagnostics(file: &Path, diagnostics: &[Diagnostic]) {
     }
 }
 
+/// The integrations registered in the store, when the data directory has one, so that flows are
+/// checked against them (`unknown-integration` with suggestions); `None` without a store, or
+/// when the store cannot be opened (a note says so and the check is skipped).
+pub async fn known_integrations(shared: &context::Shared) -> Option<BTreeSet<IntegrationName>> {
+    if !shared.has_store() {
+        return None;
+    }
+    let listed = async {
+        let store = shared.open_store().await?;
+        anyhow::Ok(tern_engine::store::Store::list_integrations(&*store).await?)
+    };
+    match listed.await {
+        Ok(records) => Some(records.into_iter().map(|r| r.name).collect()),
+        Err(e) => {
+            eprintln!("note: integrations are not checked: cannot read the store ({e})");
+            None
+        }
+    }
+}
+
 /// Reads and compiles a flow file; on errors prints every diagnostic and fails with exit code 2.
-pub fn load_file(path: &Path, registry: &Registry) -> anyhow::Result<CompiledFlow> {
-    let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+/// `integrations` are the known ones, when a store is available.
+pub fn load_file(
+    path: &Path,
+    registry: &Registry,
+    integrations: Option<&BTreeSet<IntegrationName>>,
+) -> anyhow::Result<CompiledFlow> {
+    let opts = LoadOptions { registry, integrations, limits: Default::default() };
     let text = flow_file::read_flow(path, opts.limits.max_bytes)?;
     match load_flow(&text, &opts) {
         Ok(flow) => {

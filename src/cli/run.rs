@@ -9,13 +9,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
-use tern_engine::conversation::{
-    Answer, AnswerStatus, ConversationError, ConversationId, ConversationOptions, Conversations, Inbound, LoadedFlow,
-    MemoryConversationStore, Trigger, flow_hash,
-};
 use tern_engine::http::Outbound;
 use tern_engine::secrets::SecretSource;
-use tern_engine::{Engine, Registry, ReplySink, RunLimits, TokenSource, VarName};
+use tern_engine::{
+    Engine, ErrorHandling, Message, Registry, ReplySink, RunInput, RunLimits, RunResult, RunStatus, StepStatus,
+    TokenSource, VarName,
+};
 
 use super::context::Shared;
 
@@ -43,6 +42,14 @@ pub struct RunArgs {
     /// The contact id the run sees as `{{contact.id}}`.
     #[arg(long, default_value = "cli-user")]
     contact: String,
+    /// A flow started when the run fails and nothing in the flow caught it (its trigger must be
+    /// `{"type": "error"}`; it reads the failure as `{{error.code}}`, `{{error.step}}`,
+    /// `{{error.message}}`).
+    #[arg(long, value_name = "FLOW")]
+    error_flow: Option<PathBuf>,
+    /// A reply sent to the contact when the run fails and no error flow answered.
+    #[arg(long, value_name = "TEXT")]
+    error_reply: Option<String>,
     /// Run this many conversations concurrently with the same messages (a quick load test);
     /// prints a summary instead of the replies.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -70,41 +77,22 @@ pub async fn engine(shared: &Shared, with_store: bool, registry: Arc<Registry>) 
     Ok(Engine { registry, outbound: Outbound { client, tokens }, secrets, limits: RunLimits::default() })
 }
 
-/// The conversation service over an in-memory store, with `flow` as the only flow.
-fn service(engine: Engine, flow: Arc<tern_engine::CompiledFlow>, hash: String, max_in_flight: usize) -> Conversations {
-    let options = ConversationOptions { max_in_flight: max_in_flight.max(4096), ..ConversationOptions::default() };
-    let conversations = Conversations::start(engine, Arc::new(MemoryConversationStore::default()), options, None);
-    conversations.set_flows(vec![LoadedFlow { hash, flow }]);
-    conversations
-}
-
-/// The first message starts the flow (whatever its trigger); later ones resume it.
-fn inbound(
-    conversation: &ConversationId,
-    contact: &str,
-    text: String,
-    start: Option<(&tern_engine::CompiledFlow, &Map<String, Value>)>,
-) -> Inbound {
-    let mut m = Inbound::message(conversation.clone(), None, text);
-    m.contact.insert("id".into(), json!(contact));
-    if let Some((flow, vars)) = start {
-        m.trigger = Trigger::Start { flow_id: flow.id.to_string(), event: None };
-        m.variables = vars.clone();
-    }
-    m
-}
-
 pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(super::registry(shared).await?);
-    let flow = Arc::new(super::load_file(&args.flow, &registry)?);
-    let hash = flow_hash(&std::fs::read_to_string(&args.flow).unwrap_or_default());
+    let integrations = super::known_integrations(shared).await;
+    let flow = super::load_file(&args.flow, &registry, integrations.as_ref())?;
+    let error_flow = match &args.error_flow {
+        Some(path) => Some(Arc::new(super::load_file(path, &registry, integrations.as_ref())?)),
+        None => None,
+    };
+    let uses_integrations = error_flow.iter().any(|f| !f.integrations.is_empty());
+    let handling = ErrorHandling::new(args.error_reply.clone(), error_flow)?;
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
-    let engine = engine(shared, !flow.integrations.is_empty() || shared.has_store(), registry.clone()).await?;
-    let conversation =
-        ConversationId::new(args.conversation.clone()).map_err(|e| anyhow::anyhow!("--conversation: {e}"))?;
+    let engine =
+        engine(shared, !flow.integrations.is_empty() || uses_integrations || shared.has_store(), registry.clone())
+            .await?;
     if args.repeat > 1 {
-        let conversations = service(engine, flow.clone(), hash, args.repeat);
-        return repeat(&conversations, &flow, &args).await;
+        return repeat(&engine, &flow, &args).await;
     }
     let interactive = std::io::stdin().is_terminal() && !args.json;
     let mut messages = args.messages.into_iter();
@@ -134,82 +122,146 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("{}", r.text);
         }) as ReplySink
     });
+    let input = |text: String| RunInput {
+        event: None,
+        conversation_id: args.conversation.clone(),
+        contact: json!({ "id": args.contact }),
+        message: Message { text, ..Default::default() },
+        journal: None,
+    };
     let overrides: Map<String, Value> = args.vars.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect();
-    let conversations = service(engine, flow.clone(), hash, 1);
-    let first = inbound(&conversation, &args.contact, first, Some((&flow, &overrides)));
-    let mut answer = conversations.submit(first, sink.clone())?.wait().await?;
-    while answer.status == AnswerStatus::Paused {
+
+    let notes = Notes::for_stderr();
+    let mut last = first.clone();
+    let mut result = engine.start(&flow, input(first), overrides, sink.as_ref()).await;
+    let mut current: &tern_engine::CompiledFlow = &flow;
+    let mut failure: Option<RunResult> = None;
+    let mut all = Collected::default();
+    loop {
+        if !args.json {
+            notes.caught(&result);
+        }
+        if result.status == RunStatus::Failed && failure.is_none() {
+            let handled = handling.handle(&engine, &mut result, input(last.clone()), sink.as_ref()).await;
+            all.add(&result);
+            if let Some(run) = handled.error_run {
+                if !args.json {
+                    notes.line(&format!("the run failed; the error flow `{}` ran", run.flow_id));
+                }
+                failure = Some(std::mem::replace(&mut result, run));
+                current = handling.flow().map_or(current, Arc::as_ref);
+                continue;
+            }
+            break;
+        }
+        all.add(&result);
+        if result.status != RunStatus::Paused {
+            break;
+        }
         let Some(text) = next_message()? else { break };
-        let next = inbound(&conversation, &args.contact, text, None);
-        answer = conversations.submit(next, sink.clone())?.wait().await?;
+        last = text.clone();
+        let Some(snapshot) = result.snapshot.take() else { break };
+        result = engine.resume(current, snapshot, input(text), sink.as_ref()).await;
     }
-    // Commits the run's history (the in-memory store), which `--json` prints.
-    conversations.shutdown(std::time::Duration::from_secs(5)).await;
+    // The exit status and message are those of the flow's run, even when an error flow answered.
+    let error_run = failure.map(|failed| std::mem::replace(&mut result, failed));
 
     if args.json {
-        let history = match &answer.run_id {
-            Some(id) => conversations.run(id).await?,
-            None => None,
-        };
-        let segments = history.map(|h| h.segments).unwrap_or_default();
-        let replies: Vec<&tern_engine::conversation::ReplyText> = segments.iter().flat_map(|s| &s.replies).collect();
-        let trace: Vec<&tern_engine::TraceEntry> = segments.iter().flat_map(|s| &s.trace).collect();
         let out = json!({
-            "run_id": answer.run_id,
-            "flow_id": answer.flow_id,
-            "status": answer.status,
-            "replies": replies,
-            "variables": segments.last().map(|s| s.variables.clone()).unwrap_or_default(),
-            "trace": trace,
-            "error": answer.error,
+            "run_id": result.run_id,
+            "flow_id": result.flow_id,
+            "status": result.status,
+            "replies": all.replies,
+            "variables": result.variables,
+            "trace": all.trace,
+            "error": result.error,
+            "error_flow": error_run.as_ref().map(|r| json!({ "flow_id": r.flow_id, "status": r.status, "error": r.error })),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else if answer.status == AnswerStatus::Paused {
+    } else if result.status == RunStatus::Paused {
         eprintln!("(the flow is waiting for a reply; pass another --message to answer it)");
     }
-    match (&answer.status, &answer.error) {
-        (AnswerStatus::Failed, Some(e)) => {
+    match (&result.status, &result.error) {
+        (RunStatus::Failed, Some(e)) => {
             let at = e.step.as_ref().map(|s| format!("step `{s}` ")).unwrap_or_default();
             Err(Failed(format!("{at}failed [{}]: {}", e.code, e.message)).into())
         }
-        (AnswerStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
+        (RunStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
         _ => Ok(ExitCode::SUCCESS),
     }
 }
 
-/// `--repeat N`: N conversations at once, each fed the same messages.
-async fn repeat(
-    conversations: &Conversations,
-    flow: &tern_engine::CompiledFlow,
-    args: &RunArgs,
-) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
-    let none = Map::new();
-    let runs = (0..args.repeat).map(|i| {
-        let none = &none;
-        async move {
-            let conversation = ConversationId::new(format!("{}-{i}", args.conversation))?;
-            let contact = format!("{}-{i}", args.contact);
-            let mut messages = args.messages.iter();
-            let first = messages.next().cloned().unwrap_or_default();
-            let mut answer =
-                conversations.submit(inbound(&conversation, &contact, first, Some((flow, none))), None)?.wait().await?;
-            for text in messages {
-                if answer.status != AnswerStatus::Paused {
-                    break;
-                }
-                answer =
-                    conversations.submit(inbound(&conversation, &contact, text.clone(), None), None)?.wait().await?;
-            }
-            Ok::<Answer, ConversationError>(answer)
+/// Notes on standard error about errors the flow caught (dimmed on a terminal unless
+/// `NO_COLOR` is set), so plain `tern run` shows why the flow took its error path.
+struct Notes {
+    dim: bool,
+}
+
+impl Notes {
+    fn for_stderr() -> Self {
+        Self { dim: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+    }
+
+    fn line(&self, text: &str) {
+        if self.dim {
+            eprintln!("\x1b[2mnote: {text}\x1b[0m");
+        } else {
+            eprintln!("note: {text}");
         }
+    }
+
+    /// One line per step whose failure `on_error` (the step's or the flow's) caught.
+    fn caught(&self, result: &RunResult) {
+        for entry in result.trace.iter().filter(|t| t.status == StepStatus::ErrorHandled) {
+            if let Some(e) = &entry.error {
+                // One line, however the API's answer was laid out.
+                let message = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
+                self.line(&format!("step `{}` failed [{}]: {message} (caught by on_error)", entry.step, e.code));
+            }
+        }
+    }
+}
+
+/// Replies and trace across all activations of the run.
+#[derive(Default)]
+struct Collected {
+    replies: Vec<Value>,
+    trace: Vec<Value>,
+}
+
+impl Collected {
+    fn add(&mut self, r: &RunResult) {
+        self.replies.extend(r.replies.iter().filter_map(|x| serde_json::to_value(x).ok()));
+        self.trace.extend(r.trace.iter().filter_map(|x| serde_json::to_value(x).ok()));
+    }
+}
+
+/// `--repeat N`: N conversations at once, each fed the same messages.
+async fn repeat(engine: &Engine, flow: &tern_engine::CompiledFlow, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let runs = (0..args.repeat).map(|i| async move {
+        let input = |text: &str| RunInput {
+            event: None,
+            conversation_id: format!("{}-{i}", args.conversation),
+            contact: json!({ "id": format!("{}-{i}", args.contact) }),
+            message: Message { text: text.to_string(), ..Default::default() },
+            journal: None,
+        };
+        let mut messages = args.messages.iter();
+        let first = messages.next().map(String::as_str).unwrap_or_default();
+        let mut result = engine.start(flow, input(first), Map::new(), None).await;
+        for text in messages {
+            let Some(snapshot) = result.snapshot.take() else { break };
+            result = engine.resume(flow, snapshot, input(text), None).await;
+        }
+        result
     });
-    let results: Vec<Answer> = futures_util::future::join_all(runs).await.into_iter().collect::<Result<_, _>>()?;
-    let failed: Vec<&Answer> = results.iter().filter(|r| r.status == AnswerStatus::Failed).collect();
+    let results = futures_util::future::join_all(runs).await;
+    let failed: Vec<&RunResult> = results.iter().filter(|r| r.status == RunStatus::Failed).collect();
     let summary = json!({
         "runs": results.len(),
-        "completed": results.iter().filter(|r| r.status == AnswerStatus::Completed).count(),
-        "paused": results.iter().filter(|r| r.status == AnswerStatus::Paused).count(),
+        "completed": results.iter().filter(|r| r.status == RunStatus::Completed).count(),
+        "paused": results.iter().filter(|r| r.status == RunStatus::Paused).count(),
         "failed": failed.len(),
         "seconds": started.elapsed().as_secs_f64(),
         "first_errors": failed.iter().take(3).map(|r| &r.error).collect::<Vec<_>>(),

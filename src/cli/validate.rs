@@ -19,7 +19,9 @@ pub struct ValidateArgs {
 
 pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let registry = super::registry(shared).await?;
-    let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
+    // With a store in the data directory, integrations are checked against it.
+    let integrations = super::known_integrations(shared).await;
+    let opts = LoadOptions { registry: &registry, integrations: integrations.as_ref(), limits: Default::default() };
     let files = super::expand_paths(&args.paths)?;
     let (mut errors, mut warnings) = (0, 0);
     let mut report = Vec::new();

@@ -33,8 +33,8 @@ impl StepType for Ask {
     }
     fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
         let cfg: Config = cx.config(config)?;
-        let text = cx.template("/text", &cfg.text)?;
         cx.defines("/save_as", &cfg.save_as);
+        let text = cx.template("/text", &cfg.text)?;
         Some(Box::new(AskStep { text, save_as: cfg.save_as }))
     }
 }

@@ -73,6 +73,7 @@ impl JsonSchema for StatusPattern {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
+            "description": "a status code such as 404 or a class such as \"2xx\"",
             "oneOf": [
                 { "type": "integer", "minimum": 100, "maximum": 599 },
                 { "type": "string", "pattern": "^[1-5][xX][xX]$" }

@@ -3,12 +3,18 @@
 //! conversation), pauses, and resumes when the login completes, with `{"success": true}` (or
 //! `false` and an `error`) in `save_as`. Later steps use the contact's token with
 //! `"token": "contact"`. A contact who already has a token skips the link.
+//!
+//! The link goes where the text says `{{login_url}}`, or on its own line after the text. When
+//! the contact writes something instead of logging in, the step sends `reprompt_text` with a
+//! fresh link.
+
+use std::borrow::Cow;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tern_engine::template::Template;
+use tern_engine::template::{RenderError, Root, Scope, Template, VarRef};
 use tern_engine::{
     Behavior, BuildContext, IntegrationName, Outcome, Step, StepContext, StepFailure, StepType, TokenOwner, VarName,
     schema::schema_of,
@@ -20,8 +26,13 @@ use tern_engine::{
 struct Config {
     /// The integration to log in to.
     integration: IntegrationName,
-    /// The message sent with the login link (a template); the link follows on its own line.
+    /// The message sent with the login link (a template). Place the link with `{{login_url}}`;
+    /// without it, the link follows on its own line.
     text: String,
+    /// Sent with a fresh link when the contact writes instead of logging in (a template, may
+    /// use `{{login_url}}`; default "Please log in first:").
+    #[serde(default)]
+    reprompt_text: Option<String>,
     /// Variable that receives `{"success": true}` or `{"success": false, "error": "…"}`.
     save_as: VarName,
 }
@@ -42,16 +53,47 @@ impl StepType for OAuthRequest {
         let cfg: Config = cx.config(config)?;
         cx.integration("/integration", &cfg.integration);
         cx.defines("/save_as", &cfg.save_as);
-        let text = cx.template("/text", &cfg.text)?;
-        Some(Box::new(Login { integration: cfg.integration, text, save_as: cfg.save_as }))
+        let text = cx.template_with_locals("/text", &cfg.text, &[LOGIN_URL]);
+        let reprompt =
+            cx.template_with_locals("/reprompt_text", cfg.reprompt_text.as_deref().unwrap_or(REPROMPT), &[LOGIN_URL]);
+        Some(Box::new(Login { integration: cfg.integration, text: text?, reprompt: reprompt?, save_as: cfg.save_as }))
     }
 }
+
+/// The placeholder for the link in `text` and `reprompt_text`.
+const LOGIN_URL: &str = "login_url";
+
+/// The default `reprompt_text`.
+const REPROMPT: &str = "Please log in first:";
 
 #[derive(Debug)]
 struct Login {
     integration: IntegrationName,
     text: Template,
+    reprompt: Template,
     save_as: VarName,
+}
+
+/// The run's scope plus `{{login_url}}`.
+struct WithLoginUrl<'a> {
+    run: &'a dyn Scope,
+    url: &'a str,
+}
+
+impl Scope for WithLoginUrl<'_> {
+    fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
+        match &var.root {
+            Root::Var(name) if name.as_str() == LOGIN_URL && var.path.is_empty() => {
+                Ok(Cow::Owned(Value::String(self.url.to_string())))
+            }
+            _ => self.run.resolve(var),
+        }
+    }
+}
+
+/// Whether a template places the link itself.
+fn uses_login_url(t: &Template) -> bool {
+    t.vars().any(|v| matches!(&v.root, Root::Var(n) if n.as_str() == LOGIN_URL))
 }
 
 impl Login {
@@ -62,7 +104,7 @@ impl Login {
         })
     }
 
-    async fn send_link(&self, cx: &mut StepContext<'_>, prefix: String) -> Result<Outcome, StepFailure> {
+    async fn send_link(&self, cx: &mut StepContext<'_>, text: &Template) -> Result<Outcome, StepFailure> {
         let owner = Self::owner(cx)?;
         let tokens = cx.outbound().tokens.clone().ok_or_else(|| {
             StepFailure::Http(tern_engine::http::HttpError::Token(tern_engine::TokenError::NoTokenSource {
@@ -74,7 +116,12 @@ impl Login {
             .login_url(&self.integration, &owner, &conversation)
             .await
             .map_err(|e| StepFailure::Http(tern_engine::http::HttpError::Token(e)))?;
-        cx.reply(format!("{prefix}\n{url}"));
+        let url = url.to_string();
+        let rendered = {
+            let run = cx.scope();
+            text.render(&WithLoginUrl { run: &run, url: &url })?
+        };
+        cx.reply(if uses_login_url(text) { rendered } else { format!("{rendered}\n{url}") });
         Ok(Outcome::Pause(json!({ "integration": self.integration.as_str() })))
     }
 }
@@ -89,8 +136,7 @@ impl Step for Login {
             cx.set_var(&self.save_as, json!({ "success": true }));
             return Ok(Outcome::Next);
         }
-        let text = self.text.render(&cx.scope())?;
-        self.send_link(cx, text).await
+        self.send_link(cx, &self.text).await
     }
 
     async fn resume(&self, cx: &mut StepContext<'_>, _: Value) -> Result<Outcome, StepFailure> {
@@ -106,7 +152,7 @@ impl Step for Login {
                 Ok(Outcome::Next)
             }
             // The contact wrote something instead of logging in: send a fresh link.
-            _ => self.send_link(cx, "Please log in first:".to_string()).await,
+            _ => self.send_link(cx, &self.reprompt).await,
         }
     }
 

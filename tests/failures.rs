@@ -1,0 +1,152 @@
+//! Failures that still answer the contact, through `tern run` against a real API on loopback:
+//! caught errors are shown as notes, the flow-level `on_error`, the default error reply and the
+//! error flow.
+
+use serde_json::{Value, json};
+
+use crate::support::{Flows, TestApi, run};
+
+/// A lookup that the API answers 404 (`http-status`), then a goodbye.
+fn lookup_flow(api: &TestApi, step_on_error: Option<&str>, flow_on_error: Option<&str>) -> Value {
+    let mut lookup = json!({"id": "lookup", "type": "http_request",
+        "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()), "body": {"id": "nobody"}}});
+    if let Some(t) = step_on_error {
+        lookup["on_error"] = json!(t);
+    }
+    let mut flow = json!({
+        "version": 1, "id": "crm",
+        "steps": [lookup, {"id": "done", "type": "send_message", "text": "Found you.", "next": "end"}]
+    });
+    // The apology exists only when something leads to it (an unreachable step is an error).
+    if step_on_error == Some("sorry") || flow_on_error == Some("sorry") {
+        let sorry = json!({"id": "sorry", "type": "send_message", "text": "The CRM is not answering.", "next": "end"});
+        flow["steps"].as_array_mut().unwrap().push(sorry);
+    }
+    if let Some(t) = flow_on_error {
+        flow["on_error"] = json!(t);
+    }
+    flow
+}
+
+fn tern_run(path: &std::path::Path, extra: &[&str]) -> crate::support::Run {
+    let mut args = vec!["run", path.to_str().unwrap(), "--allow-private-network", "-m", "hi"];
+    args.extend_from_slice(extra);
+    run(args)
+}
+
+#[test]
+fn caught_errors_are_noted_under_the_reply() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("crm", &lookup_flow(&api, Some("sorry"), None));
+    let r = tern_run(&path, &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "The CRM is not answering.\n");
+    let note = r.stderr().lines().find(|l| l.starts_with("note: step `lookup` failed")).map(str::to_string);
+    let note = note.unwrap_or_else(|| panic!("no note in {}", r.stderr()));
+    assert!(note.contains("[http-status]") && note.contains("404"), "{note}");
+    assert!(!note.contains('\u{1b}'), "no colour when standard error is not a terminal: {note:?}");
+}
+
+#[test]
+fn flow_level_on_error_catches_steps_without_their_own() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("crm", &lookup_flow(&api, None, Some("sorry")));
+    let r = tern_run(&path, &["--json"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let out = r.json();
+    assert_eq!(out["status"], "completed");
+    assert_eq!(out["replies"][0]["text"], "The CRM is not answering.");
+    assert_eq!(out["trace"][0]["status"], "error_handled");
+    assert_eq!(out["trace"][0]["error"]["code"], "http-status");
+    assert_eq!(out["trace"][1]["step"], "sorry");
+}
+
+#[test]
+fn flow_level_on_error_is_taken_once() {
+    // The fallback itself fails: the run fails instead of looping back to the fallback.
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let mut flow = lookup_flow(&api, None, Some("retry"));
+    flow["steps"].as_array_mut().unwrap().push(json!({"id": "retry", "type": "http_request",
+        "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()), "body": {"id": "again"}}}));
+    let path = flows.write("crm", &flow);
+    let r = tern_run(&path, &["--json"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let out = r.json();
+    assert_eq!(out["status"], "failed");
+    assert_eq!(out["error"]["step"], "retry");
+    let steps: Vec<&str> = out["trace"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["lookup", "retry"]);
+    assert_eq!(api.requests().len(), 2);
+}
+
+#[test]
+fn default_error_reply_answers_an_uncaught_failure() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("crm", &lookup_flow(&api, None, None));
+    let r = tern_run(&path, &["--error-reply", "Sorry, something went wrong on our side."]);
+    assert_eq!(r.code(), 1, "the run still failed: {}", r.stderr());
+    assert_eq!(r.stdout(), "Sorry, something went wrong on our side.\n");
+    assert!(r.stderr().contains("step `lookup` failed [http-status]"), "{}", r.stderr());
+}
+
+fn error_flow(flows: &Flows, text: &str) -> std::path::PathBuf {
+    flows.write(
+        "on-error",
+        &json!({"version": 1, "id": "on-error", "trigger": {"type": "error"}, "steps": [
+            {"id": "tell", "type": "send_message", "text": text}
+        ]}),
+    )
+}
+
+#[test]
+fn error_flow_gets_the_failure_as_variables() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("crm", &lookup_flow(&api, None, None));
+    let handler = error_flow(&flows, "{{error.flow}}/{{error.step}} failed [{{error.code}}] for {{message.text}}");
+    let r = tern_run(&path, &["--error-flow", handler.to_str().unwrap(), "--error-reply", "unused"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert_eq!(r.stdout(), "crm/lookup failed [http-status] for hi\n", "the error flow answered, so no default reply");
+    assert!(r.stderr().contains("the error flow `on-error` ran"), "{}", r.stderr());
+
+    let r = tern_run(&path, &["--error-flow", handler.to_str().unwrap(), "--json"]);
+    let out = r.json();
+    assert_eq!(out["error"]["code"], "http-status");
+    assert_eq!(out["error_flow"]["status"], "completed");
+    assert_eq!(out["replies"][0]["text"], "crm/lookup failed [http-status] for hi");
+}
+
+#[test]
+fn failing_error_flow_falls_back_to_the_default_reply() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("crm", &lookup_flow(&api, None, None));
+    let handler = flows.write(
+        "broken-handler",
+        &json!({"version": 1, "id": "broken-handler", "trigger": {"type": "error"}, "steps": [
+            {"id": "notify", "type": "http_request", "request": {"method": "POST",
+             "url": format!("{}/contacts.info", api.url()), "body": {"id": "{{error.code}}"}}}
+        ]}),
+    );
+    let r = tern_run(&path, &["--error-flow", handler.to_str().unwrap(), "--error-reply", "We are on it."]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert_eq!(r.stdout(), "We are on it.\n");
+    let seen = api.requests();
+    assert_eq!(seen.len(), 2, "the flow's request and the error flow's");
+    assert_eq!(seen[1].json(), json!({"id": "http-status"}));
+}
+
+#[test]
+fn error_flow_needs_the_error_trigger() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write("crm", &lookup_flow(&api, None, None));
+    let r = tern_run(&path, &["--error-flow", path.to_str().unwrap()]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("its trigger must be {\"type\": \"error\"}"), "{}", r.stderr());
+    assert!(api.requests().is_empty(), "nothing ran");
+}
