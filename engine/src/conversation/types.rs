@@ -19,66 +19,68 @@ fn check_id(what: &'static str, s: &str) -> Result<(), super::ConversationError>
     Ok(())
 }
 
-/// A conversation id as the channel sends it: 1 to 200 characters, no control characters.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ConversationId(Arc<str>);
+/// An identifier newtype: validated by [`check_id`] (1 to 200 characters, no control
+/// characters), serialized as a string, cheap to clone.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Arc<str>);
 
-impl ConversationId {
-    /// Validates `s`.
-    ///
-    /// # Errors
-    /// [`ConversationError::BadId`](super::ConversationError::BadId) when it is empty, too long
-    /// or has control characters.
-    pub fn new(s: impl Into<String>) -> Result<Self, super::ConversationError> {
-        let s = s.into();
-        check_id("conversation id", &s)?;
-        Ok(Self(s.into()))
-    }
+        impl $name {
+            /// Validates `s`.
+            ///
+            /// # Errors
+            /// [`ConversationError::BadId`](super::ConversationError::BadId) when it is empty,
+            /// too long or has control characters.
+            pub fn new(s: impl Into<String>) -> Result<Self, super::ConversationError> {
+                let s = s.into();
+                check_id($what, &s)?;
+                Ok(Self(s.into()))
+            }
 
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            /// The id.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = super::ConversationError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(c: $name) -> Self {
+                c.0.to_string()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for ConversationId {
-    type Error = super::ConversationError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(s)
-    }
-}
+id_type!(
+    /// A conversation id as the channel sends it.
+    ConversationId,
+    "conversation id"
+);
 
-impl From<ConversationId> for String {
-    fn from(c: ConversationId) -> Self {
-        c.0.to_string()
-    }
-}
-
-impl std::fmt::Display for ConversationId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A message id: the channel's (1 to 200 characters), or one Tern made up (`tern-<uuid>`) for a
-/// message that came without one, so that its answer can be fetched later.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct MessageId(Arc<str>);
+id_type!(
+    /// A message id: the channel's, or one Tern made up (`tern-<uuid>`) for a message that came
+    /// without one, so that its answer can be fetched later.
+    MessageId,
+    "message id"
+);
 
 impl MessageId {
-    /// Validates `s`.
-    ///
-    /// # Errors
-    /// [`ConversationError::BadId`](super::ConversationError::BadId) when it is empty, too long
-    /// or has control characters.
-    pub fn new(s: impl Into<String>) -> Result<Self, super::ConversationError> {
-        let s = s.into();
-        check_id("message id", &s)?;
-        Ok(Self(s.into()))
-    }
-
     /// A fresh id for a message the channel sent without one.
     pub fn generated() -> Self {
         Self(format!("tern-{}", uuid::Builder::from_random_bytes(rand::random()).into_uuid()).into())
@@ -87,30 +89,6 @@ impl MessageId {
     /// Whether Tern made this id up.
     pub fn is_generated(&self) -> bool {
         self.0.starts_with("tern-")
-    }
-
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for MessageId {
-    type Error = super::ConversationError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(s)
-    }
-}
-
-impl From<MessageId> for String {
-    fn from(c: MessageId) -> Self {
-        c.0.to_string()
-    }
-}
-
-impl std::fmt::Display for MessageId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
