@@ -630,7 +630,11 @@ async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, ConversationErro
             metadata: inbound.metadata.clone(),
         },
         event: None,
-        journal: Some(crate::effects::JournalScope {
+        // The journal protects messages that can come back with the same id: the channel's
+        // own ids (a re-send carries it) and recovered messages. A message without an id gets
+        // a new one if it is sent again, so journaling it would cost two synchronous writes
+        // per call and protect nothing (README "Crash-safe calls").
+        journal: (!message_id.is_generated() || recovered).then(|| crate::effects::JournalScope {
             journal: inner.store.clone(),
             conversation: conversation.to_string(),
             message_id: message_id.to_string(),
