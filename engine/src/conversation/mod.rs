@@ -50,7 +50,7 @@ pub use store::{
 };
 pub use types::{
     Answer, AnswerStatus, ConversationId, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun,
-    ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash, now_ms,
+    PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash, now_ms,
 };
 
 use crate::compile::{CompiledFlow, LoadOptions, load_flow};

@@ -255,16 +255,17 @@ impl PausedRun {
     /// the row for format 1, which did not carry them in the blob.
     ///
     /// # Errors
-    /// A message naming the format when the blob is of a newer format or unreadable.
-    pub fn decode(blob: &[u8], flow_hash: &str, expires_at: i64, updated_at: i64) -> Result<Self, String> {
-        let value: Value = serde_json::from_slice(blob).map_err(|e| format!("not JSON: {e}"))?;
+    /// [`PausedRunError`] naming the format when the blob is of a newer format or unreadable.
+    pub fn decode(blob: &[u8], flow_hash: &str, expires_at: i64, updated_at: i64) -> Result<Self, PausedRunError> {
+        let value: Value = serde_json::from_slice(blob)
+            .map_err(|e| PausedRunError::Unreadable { format: 0, reason: e.to_string() })?;
         match value.get("format").and_then(Value::as_u64) {
-            Some(2) => serde_json::from_value(value).map_err(|e| format!("format 2: {e}")),
-            Some(n) => Err(format!(
-                "it was written by a newer Tern (paused-run format {n}; this version reads formats 1 and {PAUSED_FORMAT}); run that version, or let the paused run expire"
-            )),
+            Some(2) => serde_json::from_value(value)
+                .map_err(|e| PausedRunError::Unreadable { format: 2, reason: e.to_string() }),
+            Some(n) => Err(PausedRunError::Newer { format: n }),
             None => {
-                let snapshot: RunSnapshot = serde_json::from_value(value).map_err(|e| format!("format 1: {e}"))?;
+                let snapshot: RunSnapshot = serde_json::from_value(value)
+                    .map_err(|e| PausedRunError::Unreadable { format: 1, reason: e.to_string() })?;
                 Ok(Self {
                     format: 1,
                     flow_hash: flow_hash.to_string(),
@@ -275,6 +276,27 @@ impl PausedRun {
             }
         }
     }
+}
+
+/// Why a stored paused run cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PausedRunError {
+    /// Written by a newer Tern.
+    #[error(
+        "it was written by a newer Tern (paused-run format {format}; this version reads formats 1 and {PAUSED_FORMAT}); run that version, or let the paused run expire"
+    )]
+    Newer {
+        /// The stored format.
+        format: u64,
+    },
+    /// The blob does not parse as its format (0: not JSON).
+    #[error("format {format}: {reason}")]
+    Unreadable {
+        /// The format it claimed (0 when not JSON).
+        format: u64,
+        /// The parser's message.
+        reason: String,
+    },
 }
 
 /// One activation of a run (from a message until the run paused or ended), as kept in history.

@@ -278,8 +278,10 @@ impl ConversationStore for SqliteStore {
         let Some(r) = row else { return Ok(None) };
         let blob: Vec<u8> = r.get("snapshot");
         let plain = self.keys.decrypt(Aad { table: "conversations", row: c, column: "snapshot" }, &blob)?;
-        let paused = PausedRun::decode(&plain, r.get("flow_hash"), r.get("expires_at"), r.get("updated_at"))
-            .map_err(|reason| StoreError::Corrupt { what: format!("the paused run of conversation {c}"), reason })?;
+        let paused =
+            PausedRun::decode(&plain, r.get("flow_hash"), r.get("expires_at"), r.get("updated_at")).map_err(|e| {
+                StoreError::Corrupt { what: format!("the paused run of conversation {c}"), reason: e.to_string() }
+            })?;
         Ok(Some(paused))
     }
 
