@@ -150,3 +150,134 @@ fn error_flow_needs_the_error_trigger() {
     assert!(r.stderr().contains("its trigger must be {\"type\": \"error\"}"), "{}", r.stderr());
     assert!(api.requests().is_empty(), "nothing ran");
 }
+
+// ---- The same through `tern serve`: the error flow is the flow in the directory whose
+// trigger is `{"type": "error"}`, the default reply is `--error-reply`.
+
+/// A flows directory with the failing lookup (triggered by "lookup") and, optionally, an error
+/// flow.
+fn serve_flows(api: &TestApi, error_flow: Option<Value>) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut crm = lookup_flow(api, None, None);
+    crm["trigger"] = json!({"type": "message", "match": {"keywords": ["lookup"]}});
+    std::fs::write(dir.path().join("crm.json"), crm.to_string()).unwrap();
+    if let Some(f) = error_flow {
+        std::fs::write(dir.path().join("on-error.json"), f.to_string()).unwrap();
+    }
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+fn serve(flows: &std::path::Path, extra: &[&str]) -> crate::serve::Server {
+    let mut cmd = crate::support::tern();
+    cmd.env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .env("TERN_ADMIN_TOKEN", crate::serve::ADMIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.to_str().unwrap()])
+        .args(extra);
+    crate::serve::Server::spawn(cmd)
+}
+
+async fn history(base: &str, run_id: &str) -> Value {
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let r = client.get(format!("{base}/v1/runs/{run_id}")).bearer_auth(crate::serve::ADMIN).send().await.unwrap();
+        if r.status() == 200 {
+            return r.json().await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {run_id} never reached history");
+}
+
+#[test]
+fn serve_starts_the_error_flow_for_an_uncaught_failure() {
+    let api = TestApi::start();
+    let handler = json!({"version": 1, "id": "on-error", "trigger": {"type": "error"}, "steps": [
+        {"id": "tell", "type": "send_message", "text": "{{error.flow}}/{{error.step}} failed [{{error.code}}]"}
+    ]});
+    let (_keep, flows) = serve_flows(&api, Some(handler));
+    let server = serve(&flows, &["--error-reply", "unused: the error flow answers"]);
+    crate::serve::rt().block_on(async {
+        let client = reqwest::Client::new();
+        let body = json!({"text": "lookup please", "message_id": "m-1"});
+        let (status, answer) = crate::serve::post(&client, &server.url, "c-1", body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["status"], "failed", "the flow's run failed: {answer}");
+        assert_eq!(answer["error"]["code"], "http-status");
+        assert_eq!(answer["replies"], json!([{"text": "crm/lookup failed [http-status]"}]), "{answer}");
+        assert_eq!(answer["error_flow"]["flow_id"], "on-error");
+        assert_eq!(answer["error_flow"]["status"], "completed");
+        // The error flow's run is a run of its own in history.
+        let run = history(&server.url, answer["error_flow"]["run_id"].as_str().unwrap()).await;
+        assert_eq!(run["flow_id"], "on-error");
+        assert_eq!(run["segments"][0]["message"], "lookup please");
+        assert_eq!(run["segments"][0]["replies"][0]["text"], "crm/lookup failed [http-status]");
+        let failed = history(&server.url, answer["run_id"].as_str().unwrap()).await;
+        assert_eq!(failed["status"], "failed");
+        // A re-send of the message gets the same answer; nothing runs again.
+        let (_, again) = crate::serve::post(&client, &server.url, "c-1", body).await;
+        assert_eq!(again, answer);
+        assert_eq!(api.requests().len(), 1);
+    });
+}
+
+#[test]
+fn serve_sends_the_default_error_reply_when_no_error_flow_answers() {
+    let api = TestApi::start();
+    let (_keep, flows) = serve_flows(&api, None);
+    let server = serve(&flows, &["--error-reply", "Sorry, something went wrong on our side."]);
+    crate::serve::rt().block_on(async {
+        let client = reqwest::Client::new();
+        let (status, answer) = crate::serve::post(&client, &server.url, "c-1", json!({"text": "lookup"})).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["status"], "failed");
+        assert_eq!(answer["replies"], json!([{"text": "Sorry, something went wrong on our side."}]));
+        assert!(answer.get("error_flow").is_none(), "{answer}");
+    });
+    // Without --error-reply and without an error flow the contact gets nothing, as before.
+    let server = serve(&flows, &[]);
+    crate::serve::rt().block_on(async {
+        let client = reqwest::Client::new();
+        let (_, answer) = crate::serve::post(&client, &server.url, "c-2", json!({"text": "lookup"})).await;
+        assert_eq!(answer["status"], "failed");
+        assert_eq!(answer["replies"], json!([]));
+    });
+}
+
+#[test]
+fn serve_resumes_an_error_flow_that_asks_a_question() {
+    let api = TestApi::start();
+    let handler = json!({"version": 1, "id": "on-error", "trigger": {"type": "error"}, "steps": [
+        {"id": "ask", "type": "ask", "text": "Something broke. Shall a colleague call you back?", "save_as": "callback"},
+        {"id": "ok", "type": "send_message", "text": "Noted: {{callback}}."}
+    ]});
+    let (_keep, flows) = serve_flows(&api, Some(handler));
+    let server = serve(&flows, &[]);
+    crate::serve::rt().block_on(async {
+        let client = reqwest::Client::new();
+        let (_, first) = crate::serve::post(&client, &server.url, "c-1", json!({"text": "lookup"})).await;
+        assert_eq!(first["status"], "failed");
+        assert_eq!(first["error_flow"]["status"], "paused", "{first}");
+        assert_eq!(first["replies"][0]["text"], "Something broke. Shall a colleague call you back?");
+        // The contact's answer resumes the error flow, not a new run of a flow.
+        let (_, second) = crate::serve::post(&client, &server.url, "c-1", json!({"text": "yes"})).await;
+        assert_eq!(second["run_id"], first["error_flow"]["run_id"], "{second}");
+        assert_eq!(second["flow_id"], "on-error");
+        assert_eq!(second["status"], "completed");
+        assert_eq!(second["replies"], json!([{"text": "Noted: yes."}]));
+    });
+}
+
+#[test]
+fn serve_refuses_two_error_flows() {
+    let api = TestApi::start();
+    let handler = |id: &str| json!({"version": 1, "id": id, "trigger": {"type": "error"}, "steps": [
+        {"id": "tell", "type": "send_message", "text": "sorry"}
+    ]});
+    let (dir, flows) = serve_flows(&api, Some(handler("on-error")));
+    std::fs::write(dir.path().join("second.json"), handler("second-handler").to_string()).unwrap();
+    let r = run(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.to_str().unwrap()]);
+    assert_ne!(r.code(), 0, "{}", r.stderr());
+    assert!(r.stderr().contains("2 error flows (`on-error`, `second-handler`)"), "{}", r.stderr());
+    assert!(r.stderr().contains("keep one"), "{}", r.stderr());
+}

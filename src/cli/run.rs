@@ -1,19 +1,24 @@
 //! `tern run`: run one flow in an in-memory conversation. The first message triggers it; each
-//! later one answers the step the flow is waiting on (`ask`).
+//! later one answers the step the flow is waiting on (`ask`). It goes through the same
+//! conversation service as `tern serve` (with a [`MemoryConversationStore`]), so error flows,
+//! the default error reply, pauses and history behave the same.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
+use tern_engine::conversation::{
+    Answer, AnswerStatus, ConversationError, ConversationId, ConversationOptions, Conversations, ErrorFlowRun,
+    Inbound, LoadedFlow, MemoryConversationStore, ReplyText, RunObserver, Trigger as ConversationTrigger, flow_hash,
+};
 use tern_engine::http::Outbound;
 use tern_engine::secrets::SecretSource;
 use tern_engine::{
-    Engine, ErrorHandling, Message, Registry, ReplySink, RunInput, RunLimits, RunResult, RunStatus, StepStatus,
-    TokenSource, VarName,
+    CompiledFlow, Engine, Registry, ReplySink, RunLimits, RunResult, StepStatus, TokenSource, VarName,
 };
 
 use super::context::Shared;
@@ -80,20 +85,69 @@ pub async fn engine(shared: &Shared, with_store: bool, registry: Arc<Registry>) 
 pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(super::registry(shared).await?);
     let integrations = super::known_integrations(shared).await;
-    let flow = super::load_file(&args.flow, &registry, integrations.as_ref())?;
+    let flow = Arc::new(super::load_file(&args.flow, &registry, integrations.as_ref())?);
     let error_flow = match &args.error_flow {
         Some(path) => Some(Arc::new(super::load_file(path, &registry, integrations.as_ref())?)),
         None => None,
     };
+    if let Some(f) = &error_flow
+        && !matches!(f.trigger, Some(tern_engine::Trigger::Error))
+    {
+        return Err(tern_engine::Error::NotAnErrorFlow { flow: f.id.to_string() }.into());
+    }
     let uses_integrations = error_flow.iter().any(|f| !f.integrations.is_empty());
-    let handling = ErrorHandling::new(args.error_reply.clone(), error_flow)?;
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
     let engine =
         engine(shared, !flow.integrations.is_empty() || uses_integrations || shared.has_store(), registry.clone())
             .await?;
-    if args.repeat > 1 {
-        return repeat(&engine, &flow, &args).await;
+    // The same conversation service as `tern serve`, over an in-memory store. A flow's version
+    // key only has to tell the two flows apart here.
+    let mut flows = vec![LoadedFlow { hash: flow_hash(&format!("run\n{}", args.flow.display())), flow: flow.clone() }];
+    if let (Some(f), Some(path)) = (&error_flow, &args.error_flow) {
+        flows.push(LoadedFlow { hash: flow_hash(&format!("error\n{}", path.display())), flow: f.clone() });
     }
+    let runs = Arc::new(Mutex::new(Vec::<Observed>::new()));
+    let observer = (args.repeat <= 1).then(|| {
+        let runs = runs.clone();
+        Arc::new(move |r: &RunResult| lock(&runs).push(Observed::of(r))) as RunObserver
+    });
+    let options = ConversationOptions {
+        error_reply: args.error_reply.clone().filter(|r| !r.trim().is_empty()),
+        max_in_flight: args.repeat.max(1),
+        ..ConversationOptions::default()
+    };
+    let service = Conversations::start(engine, Arc::new(MemoryConversationStore::default()), options, observer);
+    service.set_flows(flows);
+    let outcome = if args.repeat > 1 { repeat(&service, &flow, &args).await } else { converse(&service, &flow, args, &runs).await };
+    service.shutdown(std::time::Duration::from_secs(5)).await;
+    outcome
+}
+
+/// What the run observer saw of one activation (for notes and `--json`).
+struct Observed {
+    run_id: String,
+    trace: Vec<tern_engine::TraceEntry>,
+    variables: Map<String, Value>,
+}
+
+impl Observed {
+    fn of(r: &RunResult) -> Self {
+        Self { run_id: r.run_id.clone(), trace: r.trace.clone(), variables: r.variables.clone() }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One conversation: the first message starts the flow, each later one answers the step it
+/// waits on, until it stops waiting or the messages run out.
+async fn converse(
+    service: &Conversations,
+    flow: &CompiledFlow,
+    args: RunArgs,
+    runs: &Mutex<Vec<Observed>>,
+) -> anyhow::Result<ExitCode> {
     let interactive = std::io::stdin().is_terminal() && !args.json;
     let mut messages = args.messages.into_iter();
     let mut next_message = move || -> anyhow::Result<Option<String>> {
@@ -122,72 +176,95 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("{}", r.text);
         }) as ReplySink
     });
-    let input = |text: String| RunInput {
-        event: None,
-        conversation_id: args.conversation.clone(),
-        contact: json!({ "id": args.contact }),
-        message: Message { text, ..Default::default() },
-        journal: None,
+    let conversation = ConversationId::new(args.conversation.clone())?;
+    let contact = Map::from_iter([("id".to_string(), Value::String(args.contact.clone()))]);
+    let inbound = |text: String, trigger: ConversationTrigger| Inbound {
+        contact: contact.clone(),
+        trigger,
+        ..Inbound::message(conversation.clone(), None, text)
     };
-    let overrides: Map<String, Value> = args.vars.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect();
+    let mut start = inbound(first, ConversationTrigger::Start { flow_id: flow.id.to_string(), event: None });
+    start.variables = args.vars.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect();
 
     let notes = Notes::for_stderr();
-    let mut last = first.clone();
-    let mut result = engine.start(&flow, input(first), overrides, sink.as_ref()).await;
-    let mut current: &tern_engine::CompiledFlow = &flow;
-    let mut failure: Option<RunResult> = None;
-    let mut all = Collected::default();
+    let mut seen = 0;
+    let mut conversation_log = Conversation::default();
+    let mut answer = service.submit(start, sink.clone())?.wait().await?;
     loop {
         if !args.json {
-            notes.caught(&result);
-        }
-        if result.status == RunStatus::Failed && failure.is_none() {
-            let handled = handling.handle(&engine, &mut result, input(last.clone()), sink.as_ref()).await;
-            all.add(&result);
-            if let Some(run) = handled.error_run {
-                if !args.json {
-                    notes.line(&format!("the run failed; the error flow `{}` ran", run.flow_id));
-                }
-                failure = Some(std::mem::replace(&mut result, run));
-                current = handling.flow().map_or(current, Arc::as_ref);
-                continue;
+            for r in &lock(runs)[seen..] {
+                notes.caught(&r.trace);
             }
-            break;
+            if let Some(e) = &answer.error_flow {
+                notes.line(&format!("the run failed; the error flow `{}` ran", e.flow_id));
+            }
         }
-        all.add(&result);
-        if result.status != RunStatus::Paused {
+        seen = lock(runs).len();
+        conversation_log.add(&answer);
+        if !conversation_log.waiting(&answer) {
             break;
         }
         let Some(text) = next_message()? else { break };
-        last = text.clone();
-        let Some(snapshot) = result.snapshot.take() else { break };
-        result = engine.resume(current, snapshot, input(text), sink.as_ref()).await;
+        answer = service.submit(inbound(text, ConversationTrigger::Message), sink.clone())?.wait().await?;
     }
-    // The exit status and message are those of the flow's run, even when an error flow answered.
-    let error_run = failure.map(|failed| std::mem::replace(&mut result, failed));
-
+    let main = conversation_log.main.take().context("the flow did not run")?;
     if args.json {
+        let runs = lock(runs);
+        let of = |id: &str| runs.iter().filter(move |r| r.run_id == id);
+        let trace: Vec<&tern_engine::TraceEntry> = runs.iter().flat_map(|r| &r.trace).collect();
+        let variables = main.run_id.as_deref().and_then(|id| of(id).last()).map(|r| &r.variables);
         let out = json!({
-            "run_id": result.run_id,
-            "flow_id": result.flow_id,
-            "status": result.status,
-            "replies": all.replies,
-            "variables": result.variables,
-            "trace": all.trace,
-            "error": result.error,
-            "error_flow": error_run.as_ref().map(|r| json!({ "flow_id": r.flow_id, "status": r.status, "error": r.error })),
+            "run_id": main.run_id,
+            "flow_id": main.flow_id,
+            "status": main.status,
+            "replies": conversation_log.replies,
+            "variables": variables,
+            "trace": trace,
+            "error": main.error,
+            "error_flow": conversation_log.error_flow.as_ref().map(|r| json!({ "flow_id": r.flow_id, "status": r.status, "error": r.error })),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else if result.status == RunStatus::Paused {
+    } else if conversation_log.waiting(&answer) {
         eprintln!("(the flow is waiting for a reply; pass another --message to answer it)");
     }
-    match (&result.status, &result.error) {
-        (RunStatus::Failed, Some(e)) => {
+    // The exit status and message are those of the flow's run, even when an error flow answered.
+    match (&main.status, &main.error) {
+        (AnswerStatus::Failed, Some(e)) => {
             let at = e.step.as_ref().map(|s| format!("step `{s}` ")).unwrap_or_default();
             Err(Failed(format!("{at}failed [{}]: {}", e.code, e.message)).into())
         }
-        (RunStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
+        (AnswerStatus::Failed, None) => Err(Failed("the run failed".into()).into()),
         _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// The answers of one `tern run` conversation: the flow's run, the error flow's run (when the
+/// flow failed) and every reply in order.
+#[derive(Default)]
+struct Conversation {
+    main: Option<Answer>,
+    error_flow: Option<ErrorFlowRun>,
+    replies: Vec<ReplyText>,
+}
+
+impl Conversation {
+    fn add(&mut self, answer: &Answer) {
+        self.replies.extend(answer.replies.iter().cloned());
+        let main_id = self.main.as_ref().and_then(|m| m.run_id.clone());
+        if self.main.is_none() || answer.run_id == main_id {
+            self.main = Some(answer.clone());
+        }
+        if let Some(e) = &answer.error_flow {
+            self.error_flow = Some(e.clone());
+        } else if let Some(e) = self.error_flow.as_mut().filter(|e| answer.run_id.as_deref() == Some(&e.run_id)) {
+            e.status = answer.status;
+            e.error = answer.error.clone();
+        }
+    }
+
+    /// Whether a run (the flow's, or the error flow's) waits for the next message.
+    fn waiting(&self, last: &Answer) -> bool {
+        last.status == AnswerStatus::Paused || last.error_flow.as_ref().is_some_and(|e| e.status == AnswerStatus::Paused)
     }
 }
 
@@ -211,8 +288,8 @@ impl Notes {
     }
 
     /// One line per step whose failure `on_error` (the step's or the flow's) caught.
-    fn caught(&self, result: &RunResult) {
-        for entry in result.trace.iter().filter(|t| t.status == StepStatus::ErrorHandled) {
+    fn caught(&self, trace: &[tern_engine::TraceEntry]) {
+        for entry in trace.iter().filter(|t| t.status == StepStatus::ErrorHandled) {
             if let Some(e) = &entry.error {
                 // One line, however the API's answer was laid out.
                 let message = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -222,54 +299,51 @@ impl Notes {
     }
 }
 
-/// Replies and trace across all activations of the run.
-#[derive(Default)]
-struct Collected {
-    replies: Vec<Value>,
-    trace: Vec<Value>,
-}
-
-impl Collected {
-    fn add(&mut self, r: &RunResult) {
-        self.replies.extend(r.replies.iter().filter_map(|x| serde_json::to_value(x).ok()));
-        self.trace.extend(r.trace.iter().filter_map(|x| serde_json::to_value(x).ok()));
-    }
-}
-
 /// `--repeat N`: N conversations at once, each fed the same messages.
-async fn repeat(engine: &Engine, flow: &tern_engine::CompiledFlow, args: &RunArgs) -> anyhow::Result<ExitCode> {
+async fn repeat(service: &Conversations, flow: &CompiledFlow, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let runs = (0..args.repeat).map(|i| async move {
-        let input = |text: &str| RunInput {
-            event: None,
-            conversation_id: format!("{}-{i}", args.conversation),
-            contact: json!({ "id": format!("{}-{i}", args.contact) }),
-            message: Message { text: text.to_string(), ..Default::default() },
-            journal: None,
-        };
+        let conversation = ConversationId::new(format!("{}-{i}", args.conversation))?;
+        let contact = Map::from_iter([("id".to_string(), Value::String(format!("{}-{i}", args.contact)))]);
         let mut messages = args.messages.iter();
-        let first = messages.next().map(String::as_str).unwrap_or_default();
-        let mut result = engine.start(flow, input(first), Map::new(), None).await;
+        let first = messages.next().cloned().unwrap_or_default();
+        let mut inbound = Inbound {
+            contact: contact.clone(),
+            trigger: ConversationTrigger::Start { flow_id: flow.id.to_string(), event: None },
+            ..Inbound::message(conversation.clone(), None, first)
+        };
+        let mut answer = service.submit(inbound, None)?.wait().await?;
         for text in messages {
-            let Some(snapshot) = result.snapshot.take() else { break };
-            result = engine.resume(flow, snapshot, input(text), None).await;
+            if answer.status != AnswerStatus::Paused {
+                break;
+            }
+            inbound = Inbound { contact: contact.clone(), ..Inbound::message(conversation.clone(), None, text.clone()) };
+            answer = service.submit(inbound, None)?.wait().await?;
         }
-        result
+        Ok::<Answer, ConversationError>(answer)
     });
     let results = futures_util::future::join_all(runs).await;
-    let failed: Vec<&RunResult> = results.iter().filter(|r| r.status == RunStatus::Failed).collect();
+    let count = |s: AnswerStatus| results.iter().filter(|r| r.as_ref().is_ok_and(|a| a.status == s)).count();
+    let errors: Vec<Value> = results
+        .iter()
+        .filter_map(|r| match r {
+            Ok(a) if a.status == AnswerStatus::Failed => Some(json!(a.error)),
+            Ok(_) => None,
+            Err(e) => Some(json!({ "code": e.code(), "message": e.to_string() })),
+        })
+        .collect();
     let summary = json!({
         "runs": results.len(),
-        "completed": results.iter().filter(|r| r.status == RunStatus::Completed).count(),
-        "paused": results.iter().filter(|r| r.status == RunStatus::Paused).count(),
-        "failed": failed.len(),
+        "completed": count(AnswerStatus::Completed),
+        "paused": count(AnswerStatus::Paused),
+        "failed": errors.len(),
         "seconds": started.elapsed().as_secs_f64(),
-        "first_errors": failed.iter().take(3).map(|r| &r.error).collect::<Vec<_>>(),
+        "first_errors": errors.iter().take(3).collect::<Vec<_>>(),
     });
     println!("{}", if args.json { serde_json::to_string_pretty(&summary)? } else { summary.to_string() });
-    if failed.is_empty() {
+    if errors.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
-        Err(Failed(format!("{} of {} runs failed", failed.len(), results.len())).into())
+        Err(Failed(format!("{} of {} runs failed", errors.len(), results.len())).into())
     }
 }

@@ -69,6 +69,11 @@ pub struct ServeArgs {
     /// How often retention runs (it also runs at start-up), e.g. `1m`.
     #[arg(long, default_value = "1m", env = "TERN_PRUNE_INTERVAL", value_name = "INTERVAL")]
     prune_interval: humantime::Duration,
+    /// A reply sent to the contact when a run fails, nothing in its flow caught the failure and
+    /// no error flow answered (a flow in the directory whose trigger is `{"type": "error"}` is
+    /// the error flow).
+    #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT")]
+    error_reply: Option<String>,
 }
 
 impl ServeArgs {
@@ -85,6 +90,7 @@ impl ServeArgs {
                 ..Retention::default()
             },
             prune_every: (*self.prune_interval).max(std::time::Duration::from_secs(1)),
+            error_reply: self.error_reply.clone().filter(|r| !r.trim().is_empty()),
             ..ConversationOptions::default()
         }
     }
@@ -242,6 +248,17 @@ async fn load_dir(
                 broken += 1;
             }
         }
+    }
+    let error_flows = tern_engine::conversation::error_flows(&flows);
+    if error_flows.len() > 1 {
+        let ids: Vec<String> = error_flows.iter().map(|f| format!("`{}`", f.flow.id)).collect();
+        eprintln!(
+            "error: {} has {} error flows ({}): a failed run starts one error flow; keep one and give the others another trigger",
+            dir.display(),
+            ids.len(),
+            ids.join(", ")
+        );
+        broken += ids.len() - 1;
     }
     Ok((flows, broken))
 }

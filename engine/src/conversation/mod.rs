@@ -32,6 +32,7 @@
 //!   [`OutboxPolicy::max_attempts`] is reached.
 
 mod outbox;
+mod process;
 mod store;
 mod types;
 mod writer;
@@ -49,12 +50,13 @@ pub use store::{
     Completion, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned, Retention, WriteOp,
 };
 pub use types::{
-    Answer, AnswerStatus, ConversationId, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun,
+    Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun,
     PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash, now_ms,
 };
 
 use crate::compile::{CompiledFlow, LoadOptions, load_flow};
-use crate::run::{Engine, Message, RunInput, RunResult, RunStatus};
+use crate::flow::Trigger as FlowTrigger;
+use crate::run::{Engine, RunResult};
 use crate::step::ReplySink;
 use crate::store::StoreError;
 
@@ -174,6 +176,9 @@ pub struct ConversationOptions {
     pub outbox: OutboxPolicy,
     /// Capacity of the write queue (operations).
     pub write_queue: usize,
+    /// The default error reply: sent when a run fails, nothing in its flow caught the failure
+    /// and no error flow answered (README "When a step fails"). `None` sends nothing.
+    pub error_reply: Option<String>,
 }
 
 impl Default for ConversationOptions {
@@ -187,6 +192,7 @@ impl Default for ConversationOptions {
             prune_every: Duration::from_secs(60),
             outbox: OutboxPolicy::default(),
             write_queue: 4096,
+            error_reply: None,
         }
     }
 }
@@ -265,6 +271,8 @@ struct Inner {
     store: Arc<dyn ConversationStore>,
     options: ConversationOptions,
     flows: RwLock<Arc<Vec<LoadedFlow>>>,
+    /// The flow started when a run fails (trigger `{"type": "error"}`), if one is loaded.
+    error_flow: RwLock<Option<LoadedFlow>>,
     versions: Mutex<HashMap<String, Arc<CompiledFlow>>>,
     queues: Mutex<HashMap<ConversationId, VecDeque<Job>>>,
     in_flight: Mutex<HashMap<(ConversationId, MessageId), Flight>>,
@@ -308,6 +316,7 @@ impl Conversations {
             store,
             options,
             flows: RwLock::default(),
+            error_flow: RwLock::default(),
             versions: Mutex::default(),
             queues: Mutex::default(),
             in_flight: Mutex::default(),
@@ -345,7 +354,14 @@ impl Conversations {
 
     /// Replaces the flows that can start (sorted here by trigger priority, highest first, then
     /// id) and remembers their versions. Paused runs keep the version they started with.
+    ///
+    /// A flow whose trigger is `{"type": "error"}` becomes the error flow: it is started, with
+    /// the failure in `{{error.*}}`, when a run fails and nothing in its flow caught it (README
+    /// "When a step fails"). With several, the first by id is used; [`error_flows`] lets a
+    /// loader refuse that.
     pub fn set_flows(&self, mut flows: Vec<LoadedFlow>) {
+        let error_flow = flows.iter().filter(|f| matches!(f.flow.trigger, Some(FlowTrigger::Error))).min_by(|a, b| a.flow.id.cmp(&b.flow.id)).cloned();
+        *self.inner.error_flow.write().unwrap_or_else(|p| p.into_inner()) = error_flow;
         flows.sort_by(|a, b| {
             let pa = a.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
             let pb = b.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
@@ -536,7 +552,18 @@ impl Conversations {
     }
 }
 
+/// The error flows among `flows` (trigger `{"type": "error"}`): more than one is a mistake a
+/// loader should report, naming them.
+pub fn error_flows(flows: &[LoadedFlow]) -> Vec<&LoadedFlow> {
+    flows.iter().filter(|f| matches!(f.flow.trigger, Some(FlowTrigger::Error))).collect()
+}
+
 impl Inner {
+    /// The error flow, if one is loaded.
+    fn error_flow(&self) -> Option<LoadedFlow> {
+        self.error_flow.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The flow version with this hash: in memory, or recompiled from the stored source.
     async fn version(&self, hash: &str) -> Result<Option<Arc<CompiledFlow>>, StoreError> {
         if let Some(f) = lock(&self.versions).get(hash) {
@@ -581,7 +608,7 @@ async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
         };
         let key = (job.inbound.conversation.clone(), job.inbound.message_id.clone());
         // Its own task: a panic in a step fails this message, not the conversation's worker.
-        let task = tokio::spawn(process(inner.clone(), job));
+        let task = tokio::spawn(process::process(inner.clone(), job));
         let outcome = task.await.unwrap_or_else(|e| {
             tracing::error!(conversation = %conversation, error = %e, "the task handling a message failed");
             Err(ConversationError::Interrupted { conversation: conversation.to_string() })
@@ -590,210 +617,6 @@ async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
             let _ = f.tx.send(Some(Arc::new(outcome)));
         }
     }
-}
-
-fn answer_status(s: RunStatus) -> AnswerStatus {
-    match s {
-        RunStatus::Completed => AnswerStatus::Completed,
-        RunStatus::Paused => AnswerStatus::Paused,
-        RunStatus::Failed => AnswerStatus::Failed,
-    }
-}
-
-/// Handles one message with the conversation's worker: everything between the queue and the
-/// commit.
-async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, ConversationError> {
-    let Job { inbound, sink, recovered, _permit } = job;
-    let conversation = inbound.conversation.clone();
-    let message_id = inbound.message_id.clone();
-    let key = (conversation.clone(), message_id.clone());
-    let store_err = |e: StoreError| ConversationError::store(&conversation, &e);
-    if (!message_id.is_generated() || recovered)
-        && let Some(answer) = inner.store.answer(&conversation, &message_id).await.map_err(store_err)?
-    {
-        if recovered {
-            let _ = inner.writer.write(WriteOp::Forget(conversation.clone(), message_id.clone()), true).await;
-        }
-        return Ok(answer);
-    }
-    let stored = inner.store.paused(&conversation).await.map_err(store_err)?;
-    let was_paused = stored.is_some();
-    let now_s = now_ms() / 1000;
-    let live = stored.filter(|p| p.expires_at > now_s);
-    let started_ms = now_ms();
-    let input = RunInput {
-        conversation_id: conversation.to_string(),
-        contact: Value::Object(inbound.contact.clone()),
-        message: Message {
-            text: inbound.text.clone(),
-            id: (!message_id.is_generated()).then(|| message_id.to_string()),
-            metadata: inbound.metadata.clone(),
-        },
-        event: None,
-        // The journal protects messages that can come back with the same id: the channel's
-        // own ids (a re-send carries it) and recovered messages. A message without an id gets
-        // a new one if it is sent again, so journaling it would cost two synchronous writes
-        // per call and protect nothing (README "Crash-safe calls").
-        journal: (!message_id.is_generated() || recovered).then(|| crate::effects::JournalScope {
-            journal: inner.store.clone(),
-            conversation: conversation.to_string(),
-            message_id: message_id.to_string(),
-        }),
-    };
-    let engine = &inner.engine;
-    let (result, flow_hash, run_started_ms) = match (&inbound.trigger, live) {
-        (Trigger::Start { flow_id, event }, _) => {
-            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let loaded = flows
-                .iter()
-                .find(|f| f.flow.id.as_str() == flow_id)
-                .ok_or_else(|| ConversationError::UnknownFlow { flow_id: flow_id.clone() })?;
-            let input = RunInput { event: event.clone(), ..input };
-            let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
-            (result, loaded.hash.clone(), started_ms)
-        }
-        (Trigger::Message | Trigger::Resume { .. }, Some(paused)) => {
-            let flow = inner.version(&paused.flow_hash).await.map_err(store_err)?.ok_or_else(|| {
-                ConversationError::Paused {
-                    conversation: conversation.to_string(),
-                    reason: format!("its flow version {} is no longer stored", paused.flow_hash),
-                }
-            })?;
-            let event = match &inbound.trigger {
-                Trigger::Resume { event } => Some(event.clone()),
-                _ => None,
-            };
-            let input = RunInput { event, ..input };
-            let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
-            (result, paused.flow_hash, paused.started_at_ms)
-        }
-        (Trigger::Resume { .. }, None) => {
-            let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
-            return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
-        }
-        (Trigger::Message, None) => {
-            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&inbound.text)))
-            else {
-                let answer = Answer::without_run(AnswerStatus::NoFlow, &message_id);
-                return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
-            };
-            let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
-            (result, loaded.hash.clone(), started_ms)
-        }
-    };
-    if let Some(observe) = &inner.observer {
-        observe(&result);
-    }
-    let finished_ms = now_ms();
-    let status = answer_status(result.status);
-    let replies: Vec<ReplyText> = result.replies.iter().map(|r| ReplyText { text: r.text.clone() }).collect();
-    let answer = Answer {
-        run_id: Some(result.run_id.clone()),
-        flow_id: Some(result.flow_id.to_string()),
-        status,
-        replies: replies.clone(),
-        error: result.error.clone(),
-        message_id: Some(message_id.to_string()),
-    };
-    let paused = match (&result.status, result.snapshot) {
-        (RunStatus::Paused, Some(snapshot)) => PausedChange::Set(Box::new(PausedRun {
-            format: PAUSED_FORMAT,
-            flow_hash: flow_hash.clone(),
-            snapshot,
-            started_at_ms: run_started_ms,
-            expires_at: now_s.saturating_add(i64::try_from(inner.options.pause_ttl.as_secs()).unwrap_or(i64::MAX)),
-        })),
-        _ if was_paused => PausedChange::Clear,
-        _ => PausedChange::Keep,
-    };
-    let finished = status != AnswerStatus::Paused;
-    let summary = RunSummary {
-        run_id: result.run_id.clone(),
-        conversation_id: conversation.to_string(),
-        contact_id: inbound.contact_id(),
-        flow_id: result.flow_id.to_string(),
-        flow_version: flow_hash,
-        status,
-        started_at_ms: run_started_ms,
-        updated_at_ms: finished_ms,
-        finished_at_ms: finished.then_some(finished_ms),
-        duration_ms: finished_ms - run_started_ms,
-    };
-    let masker = &result.masker;
-    let segment = Segment {
-        message_id: message_id.to_string(),
-        message: masker.mask(&inbound.text),
-        event: match &inbound.trigger {
-            Trigger::Resume { event } => Some(masked(masker, event)),
-            Trigger::Start { event, .. } => event.as_ref().map(|e| masked(masker, e)),
-            Trigger::Message => None,
-        },
-        started_at_ms: started_ms,
-        finished_at_ms: finished_ms,
-        status,
-        replies,
-        trace: result.trace,
-        variables: result.variables,
-        error: result.error,
-    };
-    commit(&inner, &key, answer, paused, Some((summary, segment)), recovered).await
-}
-
-fn masked(masker: &crate::secrets::Masker, value: &Value) -> Value {
-    let mut v = value.clone();
-    masker.mask_value(&mut v);
-    v
-}
-
-async fn finish_without_run(
-    inner: &Arc<Inner>,
-    key: &(ConversationId, MessageId),
-    answer: Answer,
-    was_paused: bool,
-    recovered: bool,
-) -> Result<Answer, ConversationError> {
-    // An expired paused run is discarded with this message.
-    let paused = if was_paused { PausedChange::Clear } else { PausedChange::Keep };
-    commit(inner, key, answer, paused, None, recovered).await
-}
-
-async fn commit(
-    inner: &Arc<Inner>,
-    key: &(ConversationId, MessageId),
-    answer: Answer,
-    paused: PausedChange,
-    history: Option<(RunSummary, Segment)>,
-    recovered: bool,
-) -> Result<Answer, ConversationError> {
-    let (conversation, message_id) = key;
-    let remember_answer = inner.finishing(key) || !message_id.is_generated() || recovered;
-    let outbox = inner.options.webhook.as_ref().filter(|_| answer.run_id.is_some()).map(|_| {
-        let mut body = serde_json::to_value(&answer).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut body {
-            m.insert("conversation_id".into(), Value::String(conversation.to_string()));
-        }
-        body
-    });
-    let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
-    let has_outbox = outbox.is_some();
-    let done = Completion {
-        conversation: conversation.clone(),
-        message_id: message_id.clone(),
-        remember_answer,
-        answer: answer.clone(),
-        paused,
-        history,
-        outbox,
-    };
-    inner.writer.write(WriteOp::Complete(Box::new(done)), must_wait).await.map_err(|e| {
-        tracing::error!(conversation = %conversation, error = %e, "could not commit a message's result");
-        ConversationError::Store { conversation: conversation.to_string() }
-    })?;
-    if has_outbox {
-        inner.outbox_wake.notify_one();
-    }
-    Ok(answer)
 }
 
 async fn prune_loop(inner: Arc<Inner>) {

@@ -39,8 +39,9 @@ pub struct Completion {
     pub answer: Answer,
     /// The paused run.
     pub paused: PausedChange,
-    /// The run's summary and this activation, when a run started or resumed.
-    pub history: Option<(RunSummary, Segment)>,
+    /// The run's summary and this activation, when a run started or resumed; a second entry
+    /// for the error flow's run when the run failed and the error flow ran.
+    pub history: Vec<(RunSummary, Segment)>,
     /// A delivery for the outbound webhook, when one is configured.
     pub outbox: Option<Value>,
 }
@@ -226,7 +227,7 @@ impl ConversationStore for MemoryConversationStore {
                         m.answers.insert((c.clone(), done.message_id.clone()), (done.answer.clone(), now));
                     }
                     m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
-                    if let Some((summary, segment)) = &done.history {
+                    for (summary, segment) in &done.history {
                         let run = m
                             .runs
                             .entry(summary.run_id.clone())

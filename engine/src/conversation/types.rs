@@ -215,6 +215,25 @@ pub struct Answer {
     /// The message this answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The error flow's run, when the run failed and the error flow was started (its replies
+    /// are in `replies`, after the failed run's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_flow: Option<ErrorFlowRun>,
+}
+
+/// The error flow's run started for a failed run (README "When a step fails"). It is a run of
+/// its own in history; when it pauses, the conversation's next message resumes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorFlowRun {
+    /// Its run id.
+    pub run_id: String,
+    /// The error flow's id.
+    pub flow_id: String,
+    /// How it went.
+    pub status: AnswerStatus,
+    /// Its own failure (it is not handled again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
 }
 
 impl Answer {
@@ -226,6 +245,7 @@ impl Answer {
             replies: Vec::new(),
             error: None,
             message_id: Some(message_id.to_string()),
+            error_flow: None,
         }
     }
 }

@@ -151,7 +151,7 @@ impl SqliteStore {
                     .execute(&mut **tx)
                     .await
                     .map_err(self.db())?;
-                if let Some((summary, segment)) = &done.history {
+                for (summary, segment) in &done.history {
                     self.append_history(tx, summary, segment).await?;
                 }
                 if let Some(body) = &done.outbox {

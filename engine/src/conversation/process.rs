@@ -1,0 +1,319 @@
+//! One message, from the queue to the commit: dedupe, resume-or-trigger, the run, the failure
+//! handling (error flow, default error reply), and what is written for it.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::store::{Completion, PausedChange, WriteOp};
+use super::types::{
+    Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MessageId, PAUSED_FORMAT, PausedRun,
+    ReplyText, RunSummary, Segment, Trigger, now_ms,
+};
+use super::{ConversationError, Inner, Job};
+use crate::fallback::ErrorHandling;
+use crate::run::{Message, RunInput, RunResult, RunStatus};
+use crate::step::ReplySink;
+use crate::store::StoreError;
+
+pub(super) fn answer_status(s: RunStatus) -> AnswerStatus {
+    match s {
+        RunStatus::Completed => AnswerStatus::Completed,
+        RunStatus::Paused => AnswerStatus::Paused,
+        RunStatus::Failed => AnswerStatus::Failed,
+    }
+}
+
+/// A finished activation with what history needs to know about it.
+struct Activation {
+    result: RunResult,
+    flow_hash: String,
+    /// When the run started (an earlier activation's time for a resumed run).
+    run_started_ms: i64,
+    /// When this activation started.
+    started_ms: i64,
+    finished_ms: i64,
+}
+
+/// Handles one message with the conversation's worker: everything between the queue and the
+/// commit.
+pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, ConversationError> {
+    let Job { inbound, sink, recovered, _permit } = job;
+    let conversation = inbound.conversation.clone();
+    let message_id = inbound.message_id.clone();
+    let key = (conversation.clone(), message_id.clone());
+    let store_err = |e: StoreError| ConversationError::store(&conversation, &e);
+    if (!message_id.is_generated() || recovered)
+        && let Some(answer) = inner.store.answer(&conversation, &message_id).await.map_err(store_err)?
+    {
+        if recovered {
+            let _ = inner.writer.write(WriteOp::Forget(conversation.clone(), message_id.clone()), true).await;
+        }
+        return Ok(answer);
+    }
+    let stored = inner.store.paused(&conversation).await.map_err(store_err)?;
+    let was_paused = stored.is_some();
+    let now_s = now_ms() / 1000;
+    let live = stored.filter(|p| p.expires_at > now_s);
+    let started_ms = now_ms();
+    let engine = &inner.engine;
+    let (result, flow_hash, run_started_ms) = match (&inbound.trigger, live) {
+        (Trigger::Start { flow_id, event }, _) => {
+            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let loaded = flows
+                .iter()
+                .find(|f| f.flow.id.as_str() == flow_id)
+                .or_else(|| inner.error_flow().filter(|f| f.flow.id.as_str() == flow_id))
+                .ok_or_else(|| ConversationError::UnknownFlow { flow_id: flow_id.clone() })?;
+            let input = run_input(&inner, &inbound, recovered, event.clone(), "");
+            let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
+            (result, loaded.hash.clone(), started_ms)
+        }
+        (Trigger::Message | Trigger::Resume { .. }, Some(paused)) => {
+            let flow = inner.version(&paused.flow_hash).await.map_err(store_err)?.ok_or_else(|| {
+                ConversationError::Paused {
+                    conversation: conversation.to_string(),
+                    reason: format!("its flow version {} is no longer stored", paused.flow_hash),
+                }
+            })?;
+            let event = match &inbound.trigger {
+                Trigger::Resume { event } => Some(event.clone()),
+                _ => None,
+            };
+            let input = run_input(&inner, &inbound, recovered, event, "");
+            let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
+            (result, paused.flow_hash, paused.started_at_ms)
+        }
+        (Trigger::Resume { .. }, None) => {
+            let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
+            return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
+        }
+        (Trigger::Message, None) => {
+            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&inbound.text)))
+            else {
+                let answer = Answer::without_run(AnswerStatus::NoFlow, &message_id);
+                return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
+            };
+            let input = run_input(&inner, &inbound, recovered, None, "");
+            let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
+            (result, loaded.hash.clone(), started_ms)
+        }
+    };
+    if let Some(observe) = &inner.observer {
+        observe(&result);
+    }
+    let mut main = Activation { result, flow_hash, run_started_ms, started_ms, finished_ms: now_ms() };
+    let error_run = if main.result.status == RunStatus::Failed {
+        handle_failure(&inner, &mut main.result, &inbound, recovered, sink.as_ref()).await
+    } else {
+        None
+    };
+
+    let mut replies: Vec<ReplyText> = main.result.replies.iter().map(|r| ReplyText { text: r.text.clone() }).collect();
+    let error_flow = error_run.as_ref().map(|e| {
+        replies.extend(e.result.replies.iter().map(|r| ReplyText { text: r.text.clone() }));
+        ErrorFlowRun {
+            run_id: e.result.run_id.clone(),
+            flow_id: e.result.flow_id.to_string(),
+            status: answer_status(e.result.status),
+            error: e.result.error.clone(),
+        }
+    });
+    let answer = Answer {
+        run_id: Some(main.result.run_id.clone()),
+        flow_id: Some(main.result.flow_id.to_string()),
+        status: answer_status(main.result.status),
+        replies,
+        error: main.result.error.clone(),
+        message_id: Some(message_id.to_string()),
+        error_flow,
+    };
+    // Only one of the two can be paused: the flow's run (then there is no error run), or the
+    // error flow's run that the flow's failure started.
+    let ttl = i64::try_from(inner.options.pause_ttl.as_secs()).unwrap_or(i64::MAX);
+    let mut paused = PausedChange::Keep;
+    let mut history = Vec::with_capacity(2);
+    for activation in std::iter::once(main).chain(error_run) {
+        if let Some(change) = activation.paused_change(now_s.saturating_add(ttl)) {
+            paused = change;
+        }
+        history.push(activation.into_history(&inbound));
+    }
+    if matches!(paused, PausedChange::Keep) && was_paused {
+        paused = PausedChange::Clear;
+    }
+    commit(&inner, &key, answer, paused, history, recovered).await
+}
+
+impl Activation {
+    /// The paused run to store, when this activation paused.
+    fn paused_change(&mut self, expires_at: i64) -> Option<PausedChange> {
+        if self.result.status != RunStatus::Paused {
+            return None;
+        }
+        let snapshot = self.result.snapshot.take()?;
+        Some(PausedChange::Set(Box::new(PausedRun {
+            format: PAUSED_FORMAT,
+            flow_hash: self.flow_hash.clone(),
+            snapshot,
+            started_at_ms: self.run_started_ms,
+            expires_at,
+        })))
+    }
+
+    /// The run's summary and this activation's segment, masked with the run's secrets.
+    fn into_history(self, inbound: &Inbound) -> (RunSummary, Segment) {
+        let Self { result, flow_hash, run_started_ms, started_ms, finished_ms } = self;
+        let status = answer_status(result.status);
+        let finished = status != AnswerStatus::Paused;
+        let summary = RunSummary {
+            run_id: result.run_id.clone(),
+            conversation_id: inbound.conversation.to_string(),
+            contact_id: inbound.contact_id(),
+            flow_id: result.flow_id.to_string(),
+            flow_version: flow_hash,
+            status,
+            started_at_ms: run_started_ms,
+            updated_at_ms: finished_ms,
+            finished_at_ms: finished.then_some(finished_ms),
+            duration_ms: finished_ms - run_started_ms,
+        };
+        let masker = &result.masker;
+        let segment = Segment {
+            message_id: inbound.message_id.to_string(),
+            message: masker.mask(&inbound.text),
+            event: match &inbound.trigger {
+                Trigger::Resume { event } => Some(masked(masker, event)),
+                Trigger::Start { event, .. } => event.as_ref().map(|e| masked(masker, e)),
+                Trigger::Message => None,
+            },
+            started_at_ms: started_ms,
+            finished_at_ms: finished_ms,
+            status,
+            replies: result.replies.iter().map(|r| ReplyText { text: r.text.clone() }).collect(),
+            trace: result.trace,
+            variables: result.variables,
+            error: result.error,
+        };
+        (summary, segment)
+    }
+}
+
+/// What a run of this message starts or resumes with. `scope` tells the journal keys of the
+/// error flow's run apart from those of the run that failed (same message, other steps).
+fn run_input(inner: &Inner, inbound: &Inbound, recovered: bool, event: Option<Value>, scope: &str) -> RunInput {
+    let message_id = &inbound.message_id;
+    RunInput {
+        conversation_id: inbound.conversation.to_string(),
+        contact: Value::Object(inbound.contact.clone()),
+        message: Message {
+            text: inbound.text.clone(),
+            id: (!message_id.is_generated()).then(|| message_id.to_string()),
+            metadata: inbound.metadata.clone(),
+        },
+        event,
+        // The journal protects messages that can come back with the same id: the channel's
+        // own ids (a re-send carries it) and recovered messages. A message without an id gets
+        // a new one if it is sent again, so journaling it would cost two synchronous writes
+        // per call and protect nothing (README "Crash-safe calls").
+        journal: (!message_id.is_generated() || recovered).then(|| crate::effects::JournalScope {
+            journal: inner.store.clone(),
+            conversation: inbound.conversation.to_string(),
+            message_id: format!("{message_id}{scope}"),
+        }),
+    }
+}
+
+/// A run failed and nothing in its flow caught it: start the error flow and/or send the
+/// default error reply (appended to `failed`'s replies). Returns the error flow's activation.
+async fn handle_failure(
+    inner: &Inner,
+    failed: &mut RunResult,
+    inbound: &Inbound,
+    recovered: bool,
+    sink: Option<&ReplySink>,
+) -> Option<Activation> {
+    let error_flow: Option<LoadedFlow> = inner.error_flow();
+    if error_flow.is_none() && inner.options.error_reply.is_none() {
+        return None;
+    }
+    let handling =
+        match ErrorHandling::new(inner.options.error_reply.clone(), error_flow.as_ref().map(|f| f.flow.clone())) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "the error flow cannot be used");
+                return None;
+            }
+        };
+    let started_ms = now_ms();
+    let input = run_input(inner, inbound, recovered, None, "#error");
+    let handled = handling.handle(&inner.engine, failed, input, sink).await;
+    let result = handled.error_run?;
+    if let Some(observe) = &inner.observer {
+        observe(&result);
+    }
+    Some(Activation {
+        result,
+        flow_hash: error_flow.map(|f| f.hash).unwrap_or_default(),
+        run_started_ms: started_ms,
+        started_ms,
+        finished_ms: now_ms(),
+    })
+}
+
+fn masked(masker: &crate::secrets::Masker, value: &Value) -> Value {
+    let mut v = value.clone();
+    masker.mask_value(&mut v);
+    v
+}
+
+async fn finish_without_run(
+    inner: &Arc<Inner>,
+    key: &(ConversationId, MessageId),
+    answer: Answer,
+    was_paused: bool,
+    recovered: bool,
+) -> Result<Answer, ConversationError> {
+    // An expired paused run is discarded with this message.
+    let paused = if was_paused { PausedChange::Clear } else { PausedChange::Keep };
+    commit(inner, key, answer, paused, Vec::new(), recovered).await
+}
+
+async fn commit(
+    inner: &Arc<Inner>,
+    key: &(ConversationId, MessageId),
+    answer: Answer,
+    paused: PausedChange,
+    history: Vec<(RunSummary, Segment)>,
+    recovered: bool,
+) -> Result<Answer, ConversationError> {
+    let (conversation, message_id) = key;
+    let remember_answer = inner.finishing(key) || !message_id.is_generated() || recovered;
+    let outbox = inner.options.webhook.as_ref().filter(|_| answer.run_id.is_some()).map(|_| {
+        let mut body = serde_json::to_value(&answer).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut body {
+            m.insert("conversation_id".into(), Value::String(conversation.to_string()));
+        }
+        body
+    });
+    let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
+    let has_outbox = outbox.is_some();
+    let done = Completion {
+        conversation: conversation.clone(),
+        message_id: message_id.clone(),
+        remember_answer,
+        answer: answer.clone(),
+        paused,
+        history,
+        outbox,
+    };
+    inner.writer.write(WriteOp::Complete(Box::new(done)), must_wait).await.map_err(|e| {
+        tracing::error!(conversation = %conversation, error = %e, "could not commit a message's result");
+        ConversationError::Store { conversation: conversation.to_string() }
+    })?;
+    if has_outbox {
+        inner.outbox_wake.notify_one();
+    }
+    Ok(answer)
+}
