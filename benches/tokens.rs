@@ -30,7 +30,8 @@ use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig};
 use tern_engine::integrations::{CallbackParams, Integrations};
 use tern_engine::secrets::NoSecrets;
-use tern_engine::store::{IntegrationStatus, SqliteStore, Store, TokenRecord, now};
+use tern_engine::clock::{Clock, SystemClock};
+use tern_engine::store::{IntegrationStatus, SqliteStore, Store, TokenRecord};
 use tern_engine::{CompiledFlow, Engine, IntegrationName, LoadOptions, Message, RunInput, TokenOwner, load_flow};
 
 fn input(i: usize) -> RunInput {
@@ -56,12 +57,12 @@ fn flow(engine: &Engine, url: &str, integration: Option<&str>) -> CompiledFlow {
 }
 
 async fn concurrent(engine: &Arc<Engine>, flow: &Arc<CompiledFlow>, n: usize) -> (Duration, Vec<Duration>) {
-    let started = Instant::now();
+    let started = Instant::SystemClock.now_s();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
         let (engine, flow) = (engine.clone(), flow.clone());
         set.spawn(async move {
-            let t = Instant::now();
+            let t = Instant::SystemClock.now_s();
             let r = engine.start(&flow, input(i), Map::new(), None).await;
             assert_eq!(r.variables.get("last_name"), Some(&json!("Bachman")), "{:?}", r.error);
             t.elapsed()
@@ -103,8 +104,8 @@ fn main() {
         let token = TokenRecord {
             access_token: SecretString::from("at_bench_token".to_string()),
             refresh_token: None,
-            expires_at: Some(now() + 86_400),
-            obtained_at: now(),
+            expires_at: Some(SystemClock.now_s() + 86_400),
+            obtained_at: SystemClock.now_s(),
             scopes: None,
             metadata: Map::new(),
             version: 0,
@@ -121,13 +122,13 @@ fn main() {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
                 let f = if side == 0 { with.clone() } else { without.clone() };
-                let until = Instant::now() + Duration::from_millis(300);
+                let until = Instant::SystemClock.now_s() + Duration::from_millis(300);
                 let mut set = tokio::task::JoinSet::new();
                 for w in 0..32 {
                     let (engine, f) = (engine.clone(), f.clone());
                     set.spawn(async move {
                         let mut n = 0usize;
-                        while Instant::now() < until {
+                        while Instant::SystemClock.now_s() < until {
                             let r = engine.start(&f, input(w), Map::new(), None).await;
                             assert!(r.error.is_none(), "{:?}", r.error);
                             n += 1;
@@ -182,7 +183,7 @@ fn main() {
         let (total_fresh, fresh) = concurrent(&engine, &crm_flow, 1000).await;
         // Expire the stored token so the next burst must refresh it (once).
         let mut t = store.get_token(&crm, &TokenOwner::Workspace).await.expect("get").expect("token");
-        t.expires_at = Some(now() - 1);
+        t.expires_at = Some(SystemClock.now_s() - 1);
         store.put_token(&crm, &TokenOwner::Workspace, &t).await.expect("put");
         integrations.invalidate(&crm);
         let before = auth.token_requests("refresh_token");

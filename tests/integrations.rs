@@ -6,8 +6,19 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use tern_engine::clock::{Clock, ManualClock, SystemClock};
+use tern_engine::crypto::{Keyring, MasterKey};
+use tern_engine::http::{HttpClient, HttpPolicy};
+use tern_engine::integrations::config::IntegrationConfig;
+use tern_engine::integrations::{AuthError, CallbackParams, Integrations, STATE_TTL_SECS};
+use tern_engine::secrets::NoSecrets;
+use tern_engine::store::{SqliteStore, Store};
+use tern_engine::{IntegrationName, TokenOwner, TokenSource};
 
 use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
 use crate::support::oidc::{OIDC_SECRET, OidcProvider};
@@ -212,16 +223,15 @@ fn add_authorize_and_fetch_with_injected_token() {
 #[test]
 fn expiring_token_is_refreshed_and_rotated() {
     let env = Env::new();
-    // Four-second tokens: refreshed when two seconds are left (the skew is capped at half the
-    // lifetime, so short-lived tokens are not refreshed on every use).
-    env.auth.set(|f| f.expires_in = 4);
     env.add(&[]);
     assert_eq!(env.authorize().0.code(), 0);
     let r = env.run_flow(&[]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(env.auth.token_requests("refresh_token"), 0, "a fresh token is used as it is");
     for i in 1..=2 {
-        std::thread::sleep(std::time::Duration::from_millis(2100));
+        // The stored token expires (when exactly a token counts as expiring is timed with a
+        // manual clock in `expiring_token_refresh_follows_the_clock`).
+        expire_stored_token(&env, "crm");
         let r = env.run_flow(&[]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
         // Each refresh used the refresh token the previous one returned (the server rejects
@@ -337,14 +347,10 @@ fn lenient_token_responses_are_accepted() {
 #[test]
 fn thousand_concurrent_runs_cause_one_refresh() {
     let env = Env::new();
-    env.auth.set(|f| f.expires_in = 2);
     env.add(&[]);
     assert_eq!(env.authorize().0.code(), 0);
-    env.auth.set(|f| {
-        f.expires_in = 3600;
-        f.token_delay = std::time::Duration::from_millis(300);
-    });
-    std::thread::sleep(std::time::Duration::from_millis(1100)); // the stored token is now expiring
+    env.auth.set(|f| f.token_delay = std::time::Duration::from_millis(300));
+    expire_stored_token(&env, "crm");
     let r = env.run_flow(&["--repeat", "1000", "--json"]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout(), r.stderr());
     assert_eq!(r.json()["completed"], 1000);
@@ -586,16 +592,17 @@ fn interop_with_a_real_oidc_server() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(r.stdout(), "Hello Bachman (erlich)\n");
 
-    // Let the 3-second token come close to expiry: Tern refreshes before using it, and stores
-    // the rotated refresh token.
+    // The stored token expires: Tern refreshes before using it, and stores the rotated refresh
+    // token.
     let before = stored_refresh_token(&env);
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    expire_stored_token(&env, "oidc");
     let r = run(&env);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let after = stored_refresh_token(&env);
     assert_ne!(before, after, "oidc-provider rotated the refresh token and Tern stored the new one");
-    std::thread::sleep(std::time::Duration::from_millis(3100));
+    expire_stored_token(&env, "oidc");
     assert_eq!(run(&env).code(), 0, "a second refresh uses the rotated token");
+    assert_ne!(stored_refresh_token(&env), after, "rotated again");
 
     // The old refresh token is now rejected by the server.
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -613,19 +620,156 @@ fn interop_with_a_real_oidc_server() {
     assert!(status.1.contains("invalid_grant"), "{}", status.1);
 }
 
-/// Reads the stored refresh token through the engine's store (the test has the key file).
-fn stored_refresh_token(env: &Env) -> String {
-    use secrecy::ExposeSecret;
-    use tern_engine::store::Store;
+/// Runs `f` on the engine's store in the environment's data directory (the test has the key
+/// file), as an operator's tool would.
+fn with_store<T>(env: &Env, f: impl AsyncFnOnce(&SqliteStore) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let key = tern_engine::crypto::read_key_file(&env.data.join("master.key")).unwrap();
-        let store =
-            tern_engine::store::SqliteStore::open(&env.data.join("tern.db"), tern_engine::crypto::Keyring::new(key))
-                .await
-                .unwrap();
-        let name = tern_engine::IntegrationName::new("oidc").unwrap();
-        let token = store.get_token(&name, &tern_engine::TokenOwner::Workspace).await.unwrap().unwrap();
+        let store = SqliteStore::open(&env.data.join("tern.db"), Keyring::new(key)).await.unwrap();
+        f(&store).await
+    })
+}
+
+/// Reads the stored refresh token of the `oidc` integration.
+fn stored_refresh_token(env: &Env) -> String {
+    with_store(env, async |store| {
+        let name = IntegrationName::new("oidc").unwrap();
+        let token = store.get_token(&name, &TokenOwner::Workspace).await.unwrap().unwrap();
         token.refresh_token.unwrap().expose_secret().to_string()
     })
+}
+
+/// Makes the stored workspace token of integration `name` expired (a second ago, after an
+/// hour's life) instead of waiting for it to expire.
+fn expire_stored_token(env: &Env, name: &str) {
+    with_store(env, async |store| {
+        let name = IntegrationName::new(name).unwrap();
+        let mut token = store.get_token(&name, &TokenOwner::Workspace).await.unwrap().unwrap();
+        let now = store.clock().now_s();
+        token.obtained_at = now - 3601;
+        token.expires_at = Some(now - 1);
+        store.put_token(&name, &TokenOwner::Workspace, &token).await.unwrap();
+    })
+}
+
+/// A store on a manual clock in a temporary directory, the integrations service over it, and
+/// the test authorization server's `crm` integration added (not authorized yet).
+struct InProcess {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    store: Arc<dyn Store>,
+    service: Integrations,
+}
+
+impl InProcess {
+    async fn new(auth: &AuthServer) -> Self {
+        // On a whole second, so that "n seconds later" is exact in Unix seconds too.
+        let clock = Arc::new(ManualClock::new(SystemClock.now_s() * 1000));
+        let dir = tempfile::tempdir().unwrap();
+        let (key, _) = MasterKey::generate();
+        let store = SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(key)).await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store.with_clock(clock.clone()));
+        let a = auth.url();
+        let config = IntegrationConfig {
+            client_id: Some(CLIENT_ID.into()),
+            authorization_url: Some(format!("{a}/authorize").parse().unwrap()),
+            token_url: Some(format!("{a}/token").parse().unwrap()),
+            api_origins: vec![a.clone()],
+            scopes: vec!["contacts".into(), "offline".into()],
+            ..IntegrationConfig::default()
+        };
+        let secret = SecretString::from(CLIENT_SECRET.to_string());
+        store.put_integration(&crm(), &config, Some(&secret)).await.unwrap();
+        let http = HttpClient::new(HttpPolicy { allow_private_network: true, ..HttpPolicy::default() }).unwrap();
+        let public = format!("http://127.0.0.1:{}", free_port()).parse().unwrap();
+        let service = Integrations::new(store.clone(), http, public, Arc::new(NoSecrets));
+        Self { _dir: dir, clock, store, service }
+    }
+
+    /// Plays the browser up to the callback: the authorization server redirects with a code
+    /// and the state, which are returned as the callback's query.
+    async fn consent(&self) -> CallbackParams {
+        let start = self.service.begin(&crm(), TokenOwner::Workspace).await.unwrap();
+        let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let r = browser.get(start.url.as_str()).send().await.unwrap();
+        let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+        let query: std::collections::HashMap<String, String> = location.query_pairs().into_owned().collect();
+        CallbackParams { code: query.get("code").cloned(), state: query.get("state").cloned(), ..Default::default() }
+    }
+
+    async fn bearer(&self) -> String {
+        let grant = self.service.grant(&crm(), &TokenOwner::Workspace).await.unwrap();
+        grant.credential.value.to_str().unwrap().to_string()
+    }
+}
+
+fn crm() -> IntegrationName {
+    IntegrationName::new("crm").unwrap()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// When a token counts as expiring, on a manual clock instead of sleeps: four-second tokens
+/// are refreshed when two seconds are left (the skew is capped at half the lifetime, so
+/// short-lived tokens are not refreshed on every use), each refresh with the refresh token the
+/// previous one returned (the server rejects a rotated-out one), and every new token works.
+#[test]
+fn expiring_token_refresh_follows_the_clock() {
+    let auth = AuthServer::start();
+    auth.set(|f| f.expires_in = 4);
+    rt().block_on(async {
+        let t = InProcess::new(&auth).await;
+        t.service.complete(&t.consent().await).await.unwrap();
+        let first = t.bearer().await;
+        let api = format!("{}/api/contacts.info", auth.url());
+        let works = async |bearer: &str| {
+            let r = reqwest::Client::new()
+                .post(&api)
+                .header("authorization", bearer)
+                .json(&json!({"id": "c1a2"}))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        };
+        assert_eq!(works(&first).await, 200);
+        t.clock.advance(Duration::from_secs(1));
+        assert_eq!(t.bearer().await, first, "three seconds left: used as it is");
+        assert_eq!(auth.token_requests("refresh_token"), 0);
+        for i in 1..=2 {
+            t.clock.advance(Duration::from_secs(1));
+            let fresh = t.bearer().await;
+            assert_eq!(auth.token_requests("refresh_token"), i, "two seconds left: refreshed");
+            assert_ne!(fresh, first);
+            assert_eq!(works(&fresh).await, 200);
+            assert_eq!(t.bearer().await, fresh, "the new token is used until it is expiring in turn");
+            t.clock.advance(Duration::from_secs(1));
+        }
+        let stored = t.store.get_token(&crm(), &TokenOwner::Workspace).await.unwrap().unwrap();
+        assert_eq!(stored.obtained_at, t.clock.now_s() - 1, "stamped by the manual clock");
+        assert_eq!(stored.expires_at, Some(stored.obtained_at + 4));
+    });
+}
+
+/// An authorization whose state is older than its ten minutes is refused at the callback,
+/// on a manual clock.
+#[test]
+fn authorization_state_expires_on_the_clock() {
+    let auth = AuthServer::start();
+    rt().block_on(async {
+        let t = InProcess::new(&auth).await;
+        let callback = t.consent().await;
+        t.clock.advance(Duration::from_secs(u64::try_from(STATE_TTL_SECS).unwrap() + 1));
+        let err = t.service.complete(&callback).await.unwrap_err();
+        assert!(matches!(err, AuthError::Expired), "{err}");
+        assert_eq!(auth.token_requests("authorization_code"), 0, "the code was not exchanged");
+        // In time, the same steps succeed.
+        let callback = t.consent().await;
+        t.clock.advance(Duration::from_secs(u64::try_from(STATE_TTL_SECS).unwrap() - 1));
+        t.service.complete(&callback).await.unwrap();
+        assert_eq!(auth.token_requests("authorization_code"), 1);
+    });
 }

@@ -578,10 +578,11 @@ fn slow_headers_are_cut_off() {
     let addr = server.url.trim_start_matches("http://").to_string();
     let mut slow = std::net::TcpStream::connect(&addr).unwrap();
     slow.write_all(b"POST /v1/conversations/c/messages HTTP/1.1\r\nHost: x\r\n").unwrap();
-    slow.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-    let started = std::time::Instant::now();
+    // A guard against hanging forever, far longer than the server's one-second header timeout:
+    // what is tested is that the server ends the connection itself (the client never does).
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
     let mut buf = [0u8; 512];
-    // The server answers 408 or just closes; either way the connection ends within the timeout.
+    // The server answers 408 or just closes; either way it is the server that ends it.
     loop {
         match slow.read(&mut buf) {
             Ok(0) => break,
@@ -589,7 +590,6 @@ fn slow_headers_are_cut_off() {
             Err(e) => panic!("the server kept a connection with unfinished headers open: {e}"),
         }
     }
-    assert!(started.elapsed() < std::time::Duration::from_secs(4));
     // A normal request still works.
     let rt = rt();
     let (status, _) = rt.block_on(post(&reqwest::Client::new(), &server.url, "c", json!({"text": "hello"})));
@@ -664,7 +664,6 @@ pub(crate) async fn authorize_crm(client: &reqwest::Client, base: &str) {
 fn admin_api_manages_integrations_secrets_and_flows() {
     use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
     let auth = AuthServer::start();
-    auth.set(|f| f.expires_in = 2);
     let api = TestApi::start();
     let (_keep, flows) = flows_dir(&api);
     let a = auth.url();
@@ -755,10 +754,12 @@ fn admin_api_manages_integrations_secrets_and_flows() {
         let r = client.post(&events).json(&json!({"account": "acct-42"})).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 404);
 
-        // The stored secret is used and masked in the reply; the 2-second token is refreshed.
+        // The stored secret is used and masked in the reply; a token the provider no longer
+        // accepts is refreshed (refresh before expiry is timed with a manual clock in
+        // integrations::expiring_token_refresh_follows_the_clock).
         let (_, r) = post(&client, &base, "c-admin", json!({"text": "crm please"})).await;
         assert_eq!(r["replies"][0]["text"], "Hello Bachman ([redacted])", "{r}");
-        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        auth.revoke_access_tokens();
         let (_, r) = post(&client, &base, "c-admin-2", json!({"text": "crm again"})).await;
         assert_eq!(r["replies"][0]["text"], "Hello Bachman ([redacted])", "{r}");
         let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();

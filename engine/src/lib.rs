@@ -30,6 +30,7 @@
 //!   addresses, a deadline per request and a response size cap after decompression.
 
 pub mod analysis;
+pub mod clock;
 pub mod compile;
 pub mod conversation;
 pub mod crypto;

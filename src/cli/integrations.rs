@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
 use tern_engine::integrations::{AuthError, CallbackParams, Integrations};
-use tern_engine::store::{Store, now};
+use tern_engine::store::Store;
 use tern_engine::tokens::TokenOwner;
 
 use super::context::Shared;
@@ -245,9 +245,10 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
     let store = service.store();
     let rec = store.get_integration(name).await?.with_context(|| format!("no integration named `{name}`"))?;
     let token = store.get_token(name, &TokenOwner::Workspace).await?;
+    let now = store.clock().now_s();
     let token_info = token.map(|t| {
         json!({
-            "expires_in_secs": t.expires_at.map(|e| e - now()),
+            "expires_in_secs": t.expires_at.map(|e| e - now),
             "has_refresh_token": t.refresh_token.is_some(),
             "scopes": t.scopes,
             "metadata": t.metadata,

@@ -18,7 +18,7 @@ use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig};
 use tern_engine::integrations::{CallbackParams, Integrations};
 use tern_engine::secrets::NoSecrets;
-use tern_engine::store::{SqliteStore, Store, now};
+use tern_engine::store::{SqliteStore, Store};
 use tern_engine::{
     Engine, IntegrationName, LoadOptions, Message, RunInput, RunLimits, RunStatus, TokenOwner, load_flow,
 };
@@ -108,7 +108,7 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
     converse(&engine, &flow).await?;
 
     let mut token = store.get_token(&name, &TokenOwner::Workspace).await?.context("no token stored")?;
-    token.expires_at = Some(now() - 1);
+    token.expires_at = Some(store.clock().now_s() - 1);
     store.put_token(&name, &TokenOwner::Workspace, &token).await?;
     integrations.invalidate(&name);
     say(6, "Forced the stored access token to expire, and ran the flow again:");

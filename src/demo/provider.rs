@@ -39,7 +39,7 @@ fn random(prefix: &str) -> String {
 }
 
 fn now() -> i64 {
-    tern_engine::store::now()
+    tern_engine::clock::Clock::now_s(&tern_engine::clock::SystemClock)
 }
 
 impl DemoProvider {

@@ -121,7 +121,7 @@ async fn retention_prunes_runs_answers_and_expired_pauses() {
         s.submit(msg(&format!("c{i}"), Some("m"), "start"), None).unwrap().wait().await.unwrap();
     }
     s.shutdown(Duration::from_secs(5)).await;
-    let now = tern_engine::conversation::now_ms();
+    let now = tern_engine::clock::Clock::now_ms(&tern_engine::clock::SystemClock);
     let keep_all = Retention { history_max_runs: 10, ..Retention::default() };
     assert_eq!(store.prune(&keep_all, now).await.unwrap(), Default::default());
     let three = Retention { history_max_runs: 3, max_answers: 2, ..Retention::default() };
@@ -132,6 +132,49 @@ async fn retention_prunes_runs_answers_and_expired_pauses() {
     let later = Retention { dedupe_window_ms: 60_000, ..three };
     let p = store.prune(&later, now + 120_000).await.unwrap();
     assert_eq!((p.answers, p.paused), (2, 5));
+}
+
+/// A paused run waits `pause_ttl` on the service's clock, not the wall clock: a manual clock
+/// moved past it makes the next message start afresh, in memory and on SQLite alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_run_expires_on_the_service_clock() {
+    use tern_engine::clock::{Clock, ManualClock};
+    use tern_engine::crypto::{Keyring, MasterKey};
+    use tern_engine::store::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    for on_sqlite in [false, true] {
+        let clock = Arc::new(ManualClock::at_system_time());
+        let store: Arc<dyn ConversationStore> = if on_sqlite {
+            let (key, _) = MasterKey::generate();
+            let db = SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap();
+            Arc::new(db.with_clock(clock.clone()))
+        } else {
+            Arc::new(MemoryConversationStore::with_clock(clock.clone()))
+        };
+        let options = ConversationOptions { pause_ttl: Duration::from_secs(60), clock: clock.clone(), ..Default::default() };
+        let s = service(store.clone(), options);
+        let first = s.submit(msg("c", Some("1"), "start"), None).unwrap().wait().await.unwrap();
+        assert_eq!(first.status, AnswerStatus::Paused);
+        clock.advance(Duration::from_secs(59));
+        let a = s.submit(msg("c", Some("2"), "in time"), None).unwrap().wait().await.unwrap();
+        assert_eq!(a.replies[0].text, "got in time", "resumed within the minute (sqlite: {on_sqlite})");
+        assert_eq!(a.run_id, first.run_id);
+        // The resume paused again, for another minute from now.
+        clock.advance(Duration::from_secs(61));
+        let late = s.submit(msg("c", Some("3"), "too late"), None).unwrap().wait().await.unwrap();
+        assert_eq!(late.status, AnswerStatus::NoFlow, "expired: not resumed (sqlite: {on_sqlite})");
+        let again = s.submit(msg("c", Some("4"), "start"), None).unwrap().wait().await.unwrap();
+        assert_eq!(again.status, AnswerStatus::Paused);
+        assert_ne!(again.run_id, first.run_id, "a new run");
+        s.shutdown(Duration::from_secs(5)).await;
+        let run = s.run(first.run_id.as_deref().unwrap()).await.unwrap().unwrap();
+        assert_eq!(run.summary.started_at_ms, clock.now_ms() - 120_000, "history is stamped by the same clock");
+        // Retention on the same clock: the expired pause is gone, the new one is kept.
+        let pruned = s.prune().await.unwrap();
+        assert_eq!(pruned.paused, 0, "the expired pause was replaced, the new one is live");
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(s.prune().await.unwrap().paused, 1, "a minute later the new pause expired too");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,12 +49,15 @@ struct Shared {
     quiet: bool,
     /// Tickets opened by `/tickets`.
     tickets: Arc<std::sync::atomic::AtomicUsize>,
+    /// Responses `/slow` finished sending.
+    slow_answered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A Teamleader-like API plus endpoints for redirects, big and slow responses.
 pub struct TestApi {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Recorded>>>,
+    slow_answered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl TestApi {
@@ -70,6 +73,7 @@ impl TestApi {
 
     fn start_with(shared: Shared) -> Self {
         let log = shared.log.clone();
+        let slow_answered = shared.slow_answered.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -80,7 +84,7 @@ impl TestApi {
             });
         });
         let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
-        Self { addr, log }
+        Self { addr, log, slow_answered }
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -96,6 +100,12 @@ impl TestApi {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.log.lock().expect("log").clone()
+    }
+
+    /// How many `/slow` responses the server has sent (it answers a minute after the request,
+    /// so a client that finished before that gave up on its own).
+    pub fn slow_answered(&self) -> usize {
+        self.slow_answered.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -199,8 +209,11 @@ async fn gzip_bomb() -> Response {
     ([(header::CONTENT_TYPE, "application/json"), (header::CONTENT_ENCODING, "gzip")], body).into_response()
 }
 
-async fn slow() -> Response {
-    tokio::time::sleep(Duration::from_secs(5)).await;
+/// Answers a minute after the request: longer than any test waits, so a client that got an
+/// outcome did not get it from here.
+async fn slow(State(s): State<Shared>) -> Response {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    s.slow_answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     axum::Json(json!({"late": true})).into_response()
 }
 

@@ -51,9 +51,10 @@ pub use store::{
 };
 pub use types::{
     Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun,
-    PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash, now_ms,
+    PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash,
 };
 
+use crate::clock::{self, Clock};
 use crate::compile::{CompiledFlow, LoadOptions, load_flow};
 use crate::flow::Trigger as FlowTrigger;
 use crate::run::{Engine, RunResult};
@@ -179,6 +180,10 @@ pub struct ConversationOptions {
     /// The default error reply: sent when a run fails, nothing in its flow caught the failure
     /// and no error flow answered (README "When a step fails"). `None` sends nothing.
     pub error_reply: Option<String>,
+    /// What paused-run expiry, retention, history times and webhook retries are judged by
+    /// (the system clock; tests pass a [`ManualClock`](crate::clock::ManualClock), and give
+    /// the store the same one).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for ConversationOptions {
@@ -193,6 +198,7 @@ impl Default for ConversationOptions {
             outbox: OutboxPolicy::default(),
             write_queue: 4096,
             error_reply: None,
+            clock: clock::system(),
         }
     }
 }
@@ -336,6 +342,7 @@ impl Conversations {
                 inner.options.outbox.clone(),
                 inner.outbox_wake.clone(),
                 inner.stop.subscribe(),
+                inner.options.clock.clone(),
             )));
         }
         *lock(&inner.background) = tasks;
@@ -535,7 +542,7 @@ impl Conversations {
     /// # Errors
     /// The store failed.
     pub async fn prune(&self) -> Result<Pruned, StoreError> {
-        self.inner.store.prune(&self.inner.options.retention, now_ms()).await
+        self.inner.store.prune(&self.inner.options.retention, self.inner.now_ms()).await
     }
 
     /// Deliveries waiting for the webhook.
@@ -559,6 +566,11 @@ pub fn error_flows(flows: &[LoadedFlow]) -> Vec<&LoadedFlow> {
 }
 
 impl Inner {
+    /// Unix milliseconds on the service's clock.
+    fn now_ms(&self) -> i64 {
+        self.options.clock.now_ms()
+    }
+
     /// The error flow, if one is loaded.
     fn error_flow(&self) -> Option<LoadedFlow> {
         self.error_flow.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -622,7 +634,7 @@ async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
 async fn prune_loop(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
     loop {
-        match inner.store.prune(&inner.options.retention, now_ms()).await {
+        match inner.store.prune(&inner.options.retention, inner.now_ms()).await {
             Ok(p) if p != Pruned::default() => {
                 tracing::info!(runs = p.runs, answers = p.answers, paused = p.paused, "retention pruned the store");
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::store::ConversationStore;
-use super::types::now_ms;
+use crate::clock::Clock;
 use crate::http::{HttpClient, Method, PreparedRequest, RequestBody};
 
 /// How deliveries are retried.
@@ -59,10 +59,11 @@ pub(super) async fn deliver_loop(
     policy: OutboxPolicy,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
+    clock: Arc<dyn Clock>,
 ) {
     loop {
         let mut next_wait = Duration::from_secs(1);
-        match store.outbox_due(now_ms(), policy.batch.max(1)).await {
+        match store.outbox_due(clock.now_ms(), policy.batch.max(1)).await {
             Ok(items) => {
                 if items.len() == policy.batch.max(1) {
                     next_wait = Duration::ZERO;
@@ -73,6 +74,7 @@ pub(super) async fn deliver_loop(
                     let url = url.clone();
                     let store = store.clone();
                     let policy = policy.clone();
+                    let clock = clock.clone();
                     sends.spawn(async move {
                         let req = PreparedRequest {
                             method: Method::Post,
@@ -96,7 +98,7 @@ pub(super) async fn deliver_loop(
                             Some(why) => {
                                 let wait = policy.backoff(attempts);
                                 tracing::warn!(delivery = %item.id, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "the webhook delivery failed; retrying");
-                                let next = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+                                let next = clock.now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
                                 store.outbox_retry(&item.id, attempts, next).await
                             }
                         };

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::store::{Completion, PausedChange, WriteOp};
 use super::types::{
     Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MessageId, PAUSED_FORMAT, PausedRun,
-    ReplyText, RunSummary, Segment, Trigger, now_ms,
+    ReplyText, RunSummary, Segment, Trigger,
 };
 use super::{ConversationError, Inner, Job};
 use crate::fallback::ErrorHandling;
@@ -53,9 +53,9 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
     }
     let stored = inner.store.paused(&conversation).await.map_err(store_err)?;
     let was_paused = stored.is_some();
-    let now_s = now_ms() / 1000;
+    let now_s = inner.now_ms() / 1000;
     let live = stored.filter(|p| p.expires_at > now_s);
-    let started_ms = now_ms();
+    let started_ms = inner.now_ms();
     let engine = &inner.engine;
     let (result, flow_hash, run_started_ms) = match (&inbound.trigger, live) {
         (Trigger::Start { flow_id, event }, _) => {
@@ -103,7 +103,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
     if let Some(observe) = &inner.observer {
         observe(&result);
     }
-    let mut main = Activation { result, flow_hash, run_started_ms, started_ms, finished_ms: now_ms() };
+    let mut main = Activation { result, flow_hash, run_started_ms, started_ms, finished_ms: inner.now_ms() };
     let error_run = if main.result.status == RunStatus::Failed {
         handle_failure(&inner, &mut main.result, &inbound, recovered, sink.as_ref()).await
     } else {
@@ -246,7 +246,7 @@ async fn handle_failure(
                 return None;
             }
         };
-    let started_ms = now_ms();
+    let started_ms = inner.now_ms();
     let input = run_input(inner, inbound, recovered, None, "#error");
     let handled = handling.handle(&inner.engine, failed, input, sink).await;
     let result = handled.error_run?;
@@ -258,7 +258,7 @@ async fn handle_failure(
         flow_hash: error_flow.map(|f| f.hash).unwrap_or_default(),
         run_started_ms: started_ms,
         started_ms,
-        finished_ms: now_ms(),
+        finished_ms: inner.now_ms(),
     })
 }
 

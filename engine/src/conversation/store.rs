@@ -5,12 +5,13 @@
 //! that a database can commit many conversations' results in one transaction (group commit).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::types::{Answer, ConversationId, Inbound, MessageId, PausedRun, RunHistory, RunSummary, Segment};
+use crate::clock::{self, Clock};
 use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
 use crate::store::StoreError;
 
@@ -144,9 +145,17 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
 
 /// An in-memory [`ConversationStore`] (for `tern run` and tests). Bounded by the same
 /// retention as a database.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryConversationStore {
     inner: Mutex<Memory>,
+    /// What answers, deliveries and effects are stamped with.
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryConversationStore {
+    fn default() -> Self {
+        Self::with_clock(clock::system())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -162,6 +171,11 @@ struct Memory {
 }
 
 impl MemoryConversationStore {
+    /// An empty store on `clock` (tests pass a [`ManualClock`](crate::clock::ManualClock)).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self { inner: Mutex::default(), clock }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -200,7 +214,7 @@ impl ConversationStore for MemoryConversationStore {
 
     async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         let mut m = self.lock();
-        let now = super::types::now_ms();
+        let now = self.clock.now_ms();
         for op in ops {
             match op {
                 WriteOp::Accept(msg) => {
@@ -321,7 +335,7 @@ impl EffectJournal for MemoryConversationStore {
         let mut m = self.lock();
         Ok(match m.effects.get(key) {
             None => {
-                m.effects.insert(key.clone(), (None, super::types::now_ms()));
+                m.effects.insert(key.clone(), (None, self.clock.now_ms()));
                 PriorEffect::None
             }
             Some((None, _)) => PriorEffect::Unknown,

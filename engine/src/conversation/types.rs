@@ -382,11 +382,3 @@ pub struct RunHistory {
     /// Every activation.
     pub segments: Vec<Segment>,
 }
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}

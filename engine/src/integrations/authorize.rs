@@ -15,7 +15,7 @@ use super::{Integrations, STATE_TTL_SECS};
 use crate::http::{Method, PreparedRequest, display_url};
 use crate::ids::IntegrationName;
 use crate::mapping::ResponsePath;
-use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, TokenRecord, now};
+use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, TokenRecord};
 use crate::tokens::{Credential, TokenOwner};
 
 /// Why an authorization could not start or finish. Messages are safe to show to a person.
@@ -171,7 +171,7 @@ impl Integrations {
             }
         }
         let (url, state) = req.url();
-        let expires_at = now() + STATE_TTL_SECS;
+        let expires_at = self.now_s() + STATE_TTL_SECS;
         let pending = PendingAuthorization {
             integration: name.clone(),
             owner,
@@ -224,7 +224,7 @@ impl Integrations {
     }
 
     async fn exchange(&self, params: &CallbackParams, pending: PendingAuthorization) -> Result<Completed, AuthError> {
-        if pending.expires_at < now() {
+        if pending.expires_at < self.now_s() {
             return Err(AuthError::Expired);
         }
         if let Some(error) = &params.error {
@@ -269,7 +269,7 @@ impl Integrations {
             .request_async(&send)
             .await
             .map_err(oauth::classify)?;
-        let mut record = response.into_record(config.profile, None);
+        let mut record = response.into_record(config.profile, None, self.now_s());
         for (k, v) in [("location", &params.location), ("accounts_server", &params.accounts_server)] {
             if let Some(v) = v {
                 record.metadata.insert(k.to_string(), Value::String(v.clone()));

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 pub use authorize::{ACCOUNT_ID, AuthError, AuthorizationStart, CallbackParams, Completed};
 
+use crate::clock::Clock;
 use crate::http::HttpClient;
 use crate::ids::IntegrationName;
 use crate::secrets::SecretSource;
@@ -40,6 +41,8 @@ pub struct Integrations {
     /// Usable grants, bounded by [`source::CACHE_CAPACITY`] credentials.
     cache: Arc<Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>>,
     observer: Option<TokenObserver>,
+    /// What token and authorization-state expiry are judged by.
+    clock: Arc<dyn Clock>,
 }
 
 /// What happened to a token refresh, for metrics.
@@ -78,9 +81,24 @@ impl std::fmt::Debug for Integrations {
 
 impl Integrations {
     /// The service over a store. `public_url` is where Tern is reachable; the callback URL is
-    /// `{public_url}/oauth/callback`. `http` is used for token requests.
+    /// `{public_url}/oauth/callback`. `http` is used for token requests. Time is the store's
+    /// [`clock`](Store::clock).
     pub fn new(store: Arc<dyn Store>, http: HttpClient, public_url: url::Url, secrets: Arc<dyn SecretSource>) -> Self {
-        Self { store, http, public_url, secrets, flights: Arc::default(), cache: Arc::default(), observer: None }
+        let clock = store.clock();
+        Self { store, http, public_url, secrets, flights: Arc::default(), cache: Arc::default(), observer: None, clock }
+    }
+
+    /// Judges token and authorization-state expiry by `clock` instead of the store's (tests
+    /// move a [`ManualClock`](crate::clock::ManualClock) forward instead of sleeping).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix seconds on the service's clock.
+    fn now_s(&self) -> i64 {
+        self.clock.now_s()
     }
 
     /// Reports every token request's outcome to `observer`.

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use super::config::{ClientAuth, IntegrationConfig, Profile};
 use crate::http::{HttpClient, HttpError};
-use crate::store::{TokenRecord, now};
+use crate::store::TokenRecord;
 
 /// A token response as real providers send them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,9 +121,15 @@ fn is_secretish(key: &str) -> bool {
 }
 
 impl TernTokenResponse {
-    /// The record to store. `previous_refresh` is kept when the provider did not send a new
-    /// refresh token (Zoho, Google).
-    pub fn into_record(self, profile: Option<Profile>, previous_refresh: Option<SecretString>) -> TokenRecord {
+    /// The record to store, for a response received at `now_s` (Unix seconds, from the
+    /// service's [`Clock`](crate::clock::Clock)). `previous_refresh` is kept when the provider
+    /// did not send a new refresh token (Zoho, Google).
+    pub fn into_record(
+        self,
+        profile: Option<Profile>,
+        previous_refresh: Option<SecretString>,
+        now_s: i64,
+    ) -> TokenRecord {
         let mut expires_in = self.expires_in;
         // Zoho once sent expires_in in milliseconds with expires_in_sec beside it.
         if let Some(sec) =
@@ -150,8 +156,8 @@ impl TernTokenResponse {
         TokenRecord {
             access_token: SecretString::from(self.access_token.secret().clone()),
             refresh_token: self.refresh_token.map(|r| SecretString::from(r.secret().clone())).or(previous_refresh),
-            expires_at: expires_in.map(|s| now().saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
-            obtained_at: now(),
+            expires_at: expires_in.map(|s| now_s.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            obtained_at: now_s,
             scopes: self.scope.map(|s| s.into_iter().map(|x| x.to_string()).collect()),
             metadata,
             version: 0,
@@ -318,6 +324,9 @@ mod tests {
     use super::*;
     use oauth2::TokenResponse as _;
 
+    /// The time the tests' responses are received at.
+    const NOW: i64 = 1_700_000_000;
+
     #[test]
     fn lenient_token_responses() {
         let r: TernTokenResponse = serde_json::from_str(
@@ -327,25 +336,25 @@ mod tests {
         assert_eq!(r.expires_in(), Some(Duration::from_secs(3599)));
         assert_eq!(r.token_type(), &BasicTokenType::Bearer);
         assert_eq!(r.scopes().unwrap().len(), 3);
-        let rec = r.into_record(None, Some(SecretString::from("old-rt".to_string())));
+        let rec = r.into_record(None, Some(SecretString::from("old-rt".to_string())), NOW);
         assert_eq!(rec.refresh_token.unwrap().expose_secret(), "old-rt");
         assert_eq!(rec.metadata.get("api_domain"), Some(&Value::from("https://www.zohoapis.eu")));
         assert!(!rec.metadata.contains_key("id_token"), "token-like fields are not metadata");
 
         let r: TernTokenResponse = serde_json::from_str(r#"{"access_token":"a","token_type":"bearer"}"#).unwrap();
         assert_eq!(r.expires_in(), None);
-        assert!(r.into_record(None, None).expires_at.is_none());
+        assert!(r.into_record(None, None, NOW).expires_at.is_none());
 
         let z: TernTokenResponse =
             serde_json::from_str(r#"{"access_token":"a","expires_in":3600000,"expires_in_sec":3600}"#).unwrap();
-        let rec = z.into_record(Some(Profile::Zoho), None);
-        assert!((rec.expires_at.unwrap() - now() - 3600).abs() <= 2);
+        let rec = z.into_record(Some(Profile::Zoho), None, NOW);
+        assert_eq!(rec.expires_at, Some(NOW + 3600));
     }
 
     fn record(body: &str) -> TokenRecord {
         serde_json::from_str::<TernTokenResponse>(body)
             .unwrap_or_else(|e| panic!("{body}: {e}"))
-            .into_record(None, None)
+            .into_record(None, None, NOW)
     }
 
     #[test]
@@ -354,14 +363,13 @@ mod tests {
             [r#""expires_in":-1"#, r#""expires_in":-0.5"#, r#""expires_in":"-30""#, r#""expires_in":-1e300"#]
         {
             let rec = record(&format!(r#"{{"access_token":"a",{negative}}}"#));
-            assert!(rec.is_expired(), "{negative}: treated as already expired");
+            assert!(rec.is_expired(NOW), "{negative}: treated as already expired");
         }
         for huge in [r#""expires_in":1e12"#, r#""expires_in":"1000000000000""#, r#""expires_in":18446744073709551615"#]
         {
             let rec = record(&format!(r#"{{"access_token":"a",{huge}}}"#));
             let lifetime = rec.expires_at.unwrap() - rec.obtained_at;
-            // (`now()` is read twice: a second may pass between.)
-            assert!((lifetime - i64::try_from(MAX_TOKEN_LIFETIME_SECS).unwrap()).abs() <= 1, "{huge}: {lifetime}");
+            assert_eq!(lifetime, i64::try_from(MAX_TOKEN_LIFETIME_SECS).unwrap(), "{huge}");
         }
         assert!(serde_json::from_str::<TernTokenResponse>(r#"{"access_token":"a","expires_in":"soon"}"#).is_err());
     }

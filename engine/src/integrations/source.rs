@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use oauth2::{RefreshToken, Scope};
@@ -18,8 +18,9 @@ use crate::ids::IntegrationName;
 use crate::store::{IntegrationRecord, IntegrationStatus, StoreError, TokenRecord};
 use crate::tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
 
-/// How long a grant is served from memory before the store is consulted again.
-const CACHE_TTL: Duration = Duration::from_secs(5);
+/// How long a grant is served from memory before the store is consulted again (milliseconds
+/// on the service's clock).
+const CACHE_TTL_MS: i64 = 5_000;
 
 /// Most credentials (integration × owner) whose grants are kept in memory.
 pub(super) const CACHE_CAPACITY: usize = 10_000;
@@ -28,19 +29,21 @@ pub(super) struct Cached {
     grant: Grant,
     token: TokenRecord,
     skew: i64,
-    fetched: Instant,
+    /// Unix milliseconds on the service's clock.
+    fetched_ms: i64,
 }
 
 impl Cached {
-    fn usable(&self) -> bool {
-        self.fetched.elapsed() < CACHE_TTL && !self.token.expires_within(self.skew)
+    fn usable(&self, now_ms: i64) -> bool {
+        now_ms.saturating_sub(self.fetched_ms) < CACHE_TTL_MS
+            && !self.token.expires_within(self.skew, now_ms.div_euclid(1000))
     }
 }
 
 /// A token someone else just refreshed is used unless it is already expired: the skew is for
 /// deciding *when* to refresh, and refreshing again would only burn the provider's rate limit.
-fn usable_after_refresh(t: &TokenRecord) -> bool {
-    !t.is_expired()
+fn usable_after_refresh(t: &TokenRecord, now_s: i64) -> bool {
+    !t.is_expired(now_s)
 }
 
 fn for_whom(owner: &TokenOwner) -> String {
@@ -83,14 +86,15 @@ impl Integrations {
     }
 
     fn remember(&self, key: CredentialKey, grant: &Grant, token: &TokenRecord, skew: i64) {
-        let cached = Cached { grant: grant.clone(), token: token.clone(), skew, fetched: Instant::now() };
+        let now_ms = self.clock.now_ms();
+        let cached = Cached { grant: grant.clone(), token: token.clone(), skew, fetched_ms: now_ms };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let entries: usize = cache.values().map(HashMap::len).sum();
         if entries >= CACHE_CAPACITY {
             // Bounded: drop what has gone stale; if everything is fresh, start over (the store
             // is the source of truth, the cache only saves reads).
             cache.retain(|_, owners| {
-                owners.retain(|_, c| c.usable());
+                owners.retain(|_, c| c.usable(now_ms));
                 !owners.is_empty()
             });
             if cache.values().map(HashMap::len).sum::<usize>() >= CACHE_CAPACITY {
@@ -102,8 +106,9 @@ impl Integrations {
 
     /// A usable cached grant, looked up without allocating.
     fn cached<T>(&self, name: &IntegrationName, owner: &TokenOwner, f: impl FnOnce(&Cached) -> T) -> Option<T> {
+        let now_ms = self.clock.now_ms();
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(name).and_then(|o| o.get(owner)).filter(|c| c.usable()).map(f)
+        cache.get(name).and_then(|o| o.get(owner)).filter(|c| c.usable(now_ms)).map(f)
     }
 
     async fn record(&self, name: &IntegrationName) -> Result<IntegrationRecord, TokenError> {
@@ -198,7 +203,7 @@ impl Integrations {
         // Another task of this process may have refreshed while we waited.
         if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
             && t.version > seen
-            && usable_after_refresh(&t)
+            && usable_after_refresh(&t, self.now_s())
         {
             return Ok(t);
         }
@@ -206,7 +211,7 @@ impl Integrations {
         let current = lock.read().await.map_err(Self::store_err(name))?;
         if let Some(t) = &current
             && t.version > seen
-            && usable_after_refresh(t)
+            && usable_after_refresh(t, self.now_s())
         {
             // Another process refreshed while we waited for the lock.
             let t = t.clone();
@@ -248,7 +253,7 @@ impl Integrations {
         };
         match result.map_err(oauth::classify) {
             Ok(resp) => {
-                let mut fresh = resp.into_record(rec.config.profile, previous_refresh);
+                let mut fresh = resp.into_record(rec.config.profile, previous_refresh, self.now_s());
                 // Keep metadata the provider sends only once (Zoho's api_domain on refresh is
                 // repeated, but callback data such as `location` is not).
                 if let Some(old) = &current {
@@ -328,7 +333,7 @@ impl TokenSource for Integrations {
             None if rec.config.kind == Kind::ClientCredentials => self.refresh_token(&rec, owner, 0).await?,
             None => return Err(TokenError::NotAuthorized { integration: name.clone(), for_whom: for_whom(owner) }),
             Some(t)
-                if t.expires_within(skew)
+                if t.expires_within(skew, self.now_s())
                     && (t.refresh_token.is_some() || rec.config.kind == Kind::ClientCredentials) =>
             {
                 self.refresh_token(&rec, owner, t.version).await?

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{SqliteStore, StoreError, now};
+use super::{SqliteStore, StoreError};
 use crate::conversation::{
     Answer, AnswerStatus, ConversationId, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
     Pruned, Retention, RunHistory, RunSummary, Segment, WriteOp,
@@ -77,7 +77,7 @@ impl SqliteStore {
     }
 
     async fn apply(&self, tx: &mut Transaction<'_, Sqlite>, op: &WriteOp) -> Result<(), StoreError> {
-        let now_ms = crate::conversation::now_ms();
+        let now_ms = self.now_ms();
         match op {
             WriteOp::Accept(m) => {
                 let row = message_row(&m.conversation, &m.message_id);
@@ -125,7 +125,7 @@ impl SqliteStore {
                         .bind(&p.flow_hash)
                         .bind(blob)
                         .bind(p.expires_at)
-                        .bind(now())
+                        .bind(self.now_s())
                         .execute(&mut **tx)
                         .await
                         .map_err(self.db())?;
@@ -251,7 +251,7 @@ impl ConversationStore for SqliteStore {
             .bind(hash)
             .bind(flow_id)
             .bind(source)
-            .bind(now())
+            .bind(self.now_s())
             .execute(&self.pool)
             .await
             .map_err(self.db())?;
@@ -513,7 +513,7 @@ impl EffectJournal for SqliteStore {
                 .bind(i64::from(key.seq))
                 .bind(i64::from(key.attempt))
                 .bind(&key.step)
-                .bind(crate::conversation::now_ms())
+                .bind(self.now_ms())
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| fail(&e))?;
@@ -574,7 +574,7 @@ impl SqliteStore {
         .bind(flow_hash)
         .bind(sealed)
         .bind(expires_at)
-        .bind(now())
+        .bind(self.now_s())
         .execute(&self.pool)
         .await
         .map_err(self.db())?;

@@ -12,6 +12,7 @@ mod sqlite;
 mod suite;
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 pub use sqlite::SqliteStore;
 
+use crate::clock::Clock;
 use crate::crypto::CryptoError;
 use crate::ids::IntegrationName;
 use crate::integrations::config::IntegrationConfig;
@@ -269,21 +271,26 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError>;
     /// Removes a secret; `false` when there was none.
     async fn remove_secret(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// The clock the store stamps rows with and judges expiry by; services built over the
+    /// store use it too unless given another.
+    fn clock(&self) -> Arc<dyn Clock>;
 }
 
 impl TokenRecord {
-    /// Whether the token should be refreshed now: it expires within `skew` seconds, with the
-    /// skew capped at half the token's lifetime (a provider issuing 60-second tokens must not
-    /// make every use refresh).
-    pub fn expires_within(&self, skew: i64) -> bool {
+    /// Whether the token should be refreshed at `now_s` (Unix seconds, from a
+    /// [`Clock`](crate::clock::Clock)): it expires within `skew` seconds, with the skew capped at
+    /// half the token's lifetime (a provider issuing 60-second tokens must not make every use
+    /// refresh).
+    pub fn expires_within(&self, skew: i64, now_s: i64) -> bool {
         let Some(expires_at) = self.expires_at else { return false };
         let lifetime = (expires_at - self.obtained_at).max(0);
-        expires_at - now() <= skew.min(lifetime / 2)
+        expires_at.saturating_sub(now_s) <= skew.min(lifetime / 2)
     }
 
-    /// Whether the token is already expired.
-    pub fn is_expired(&self) -> bool {
-        self.expires_at.is_some_and(|t| t <= now())
+    /// Whether the token is already expired at `now_s` (Unix seconds).
+    pub fn is_expired(&self, now_s: i64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now_s)
     }
 }
 
@@ -301,12 +308,4 @@ pub fn parse_owner(key: &str) -> Option<TokenOwner> {
         "workspace" => Some(TokenOwner::Workspace),
         other => other.strip_prefix("contact:").map(|id| TokenOwner::Contact(id.to_string())),
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -14,8 +14,9 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
     IntegrationRecord, IntegrationStatus, PendingAuthorization, SecretInfo, Store, StoreError, TokenLock, TokenRecord,
-    now, owner_key, parse_owner,
+    owner_key, parse_owner,
 };
+use crate::clock::{self, Clock};
 use crate::crypto::{Aad, Keyring};
 use crate::ids::IntegrationName;
 use crate::integrations::config::IntegrationConfig;
@@ -159,6 +160,8 @@ pub struct SqliteStore {
     /// Serializes this process's conversation writes: SQLite has one writer at a time, and
     /// letting pool connections contend for it means its busy handler's sleeps.
     pub(super) write_gate: Arc<tokio::sync::Mutex<()>>,
+    /// What rows are stamped with and expiry is judged by.
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -187,10 +190,29 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(db_err)?;
-        let store = Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default() };
+        let store =
+            Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default(), clock: clock::system() };
         store.migrate().await?;
         store.check_key().await?;
         Ok(store)
+    }
+
+    /// The same store on another clock (tests pass a [`ManualClock`](crate::clock::ManualClock)
+    /// to move time forward without sleeping).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Unix seconds on the store's clock.
+    pub(super) fn now_s(&self) -> i64 {
+        self.clock.now_s()
+    }
+
+    /// Unix milliseconds on the store's clock.
+    pub(super) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     pub(super) fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
@@ -409,7 +431,7 @@ async fn write_token<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
     .bind(token.obtained_at)
     .bind(scopes)
     .bind(metadata)
-    .bind(now())
+    .bind(store.now_s())
     .fetch_one(exec)
     .await
     .map_err(store.db())?;
@@ -426,7 +448,7 @@ async fn write_status<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
     sqlx::query("UPDATE integrations SET status = ?, status_message = ?, updated_at = ? WHERE name = ?")
         .bind(status.as_str())
         .bind(message)
-        .bind(now())
+        .bind(store.now_s())
         .bind(name.as_str())
         .execute(exec)
         .await
@@ -472,7 +494,7 @@ impl Store for SqliteStore {
         let config_json = serde_json::to_string(config)
             .map_err(|e| StoreError::Corrupt { what: format!("integration `{name}`"), reason: e.to_string() })?;
         let secret = client_secret.map(|s| self.encrypt_secret("integrations", name.as_str(), "client_secret", s));
-        let t = now();
+        let t = self.now_s();
         sqlx::query(
             "INSERT INTO integrations (name, config, client_secret, status, created_at, updated_at)
              VALUES (?, ?, ?, 'incomplete', ?, ?)
@@ -560,7 +582,7 @@ impl Store for SqliteStore {
         let hash = state_hash(state);
         let verifier = self.encrypt_secret("pending_authorizations", &hash, "verifier", &p.verifier);
         sqlx::query("DELETE FROM pending_authorizations WHERE expires_at < ?")
-            .bind(now())
+            .bind(self.now_s())
             .execute(&self.pool)
             .await
             .map_err(self.db())?;
@@ -617,7 +639,7 @@ impl Store for SqliteStore {
         )
         .bind(name)
         .bind(blob)
-        .bind(now())
+        .bind(self.now_s())
         .execute(&self.pool)
         .await
         .map_err(self.db())?;
@@ -652,6 +674,10 @@ impl Store for SqliteStore {
             .await
             .map_err(self.db())?;
         Ok(rows.iter().map(|r| SecretInfo { name: r.get("name"), updated_at: r.get("updated_at") }).collect())
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     async fn remove_secret(&self, name: &str) -> Result<bool, StoreError> {

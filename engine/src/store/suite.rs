@@ -9,6 +9,11 @@ use super::*;
 use crate::crypto::{Keyring, MasterKey};
 use crate::integrations::config::{IntegrationConfig, Profile};
 
+/// Unix seconds now (the store under test runs on the system clock).
+fn now() -> i64 {
+    crate::clock::Clock::now_s(&crate::clock::SystemClock)
+}
+
 fn name(s: &str) -> IntegrationName {
     IntegrationName::new(s).unwrap()
 }
@@ -82,10 +87,10 @@ async fn tokens(store: &dyn Store) {
     assert!(!format!("{c:?}").contains("at-contact"));
     // The refresh skew is capped at half the lifetime.
     let short = TokenRecord { expires_at: Some(now() + 50), obtained_at: now() - 10, ..c.clone() };
-    assert!(!short.expires_within(300), "a fresh 60-second token is not refreshed at once");
+    assert!(!short.expires_within(300, now()), "a fresh 60-second token is not refreshed at once");
     let old = TokenRecord { expires_at: Some(now() + 20), obtained_at: now() - 40, ..short.clone() };
-    assert!(old.expires_within(300));
-    assert!(!old.is_expired());
+    assert!(old.expires_within(300, now()));
+    assert!(!old.is_expired(now()));
 }
 
 async fn locks_serialize(store: &dyn Store) {
