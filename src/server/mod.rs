@@ -13,6 +13,8 @@ mod mask;
 mod messages;
 mod metrics;
 pub mod pages;
+#[cfg(test)]
+mod tests;
 mod web;
 
 pub use metrics::Metrics;
