@@ -13,8 +13,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use testkit as support;
 
 #[path = "common.rs"]
 mod common;

@@ -1,8 +1,34 @@
-//! End-to-end tests of the `tern` binary. One test binary; the shared environment lives in
-//! `support` (a recording HTTP API on 127.0.0.1:0, temporary flow files, the binary runner).
+//! End-to-end tests of the `tern` binary. One test binary; the shared environment is the
+//! `testkit` crate (a recording HTTP API on 127.0.0.1:0, the OAuth test servers, temporary flow
+//! files, the binary runner), reached as `support` bound to the binary these tests built.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
-mod support;
+/// [`testkit`], with [`tern`](support::tern) and [`run`](support::run) starting the binary
+/// built for these tests.
+mod support {
+    pub use testkit::*;
+
+    /// Hands `testkit` the binary Cargo built for these tests.
+    fn bind() {
+        testkit::set_bin(env!("CARGO_BIN_EXE_tern"));
+    }
+
+    /// [`testkit::tern`] on this build's binary.
+    pub fn tern() -> std::process::Command {
+        bind();
+        testkit::tern()
+    }
+
+    /// [`testkit::run`] on this build's binary.
+    pub fn run<I, S>(args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        bind();
+        testkit::run(args)
+    }
+}
 
 mod browser;
 mod failures;

@@ -1,7 +1,15 @@
-//! The test environment: a real HTTP API on 127.0.0.1:0 that records every request it
-//! receives, temporary flow files, and a runner for the `tern` binary.
+//! Tern's shared test support, for the root package's tests and benchmarks: a real HTTP API
+//! on 127.0.0.1:0 that records every request it receives, the OAuth 2.0 test server
+//! ([`oauth`]), panva's oidc-provider under Node ([`oidc`]), hand-written WebAssembly plugins
+//! ([`wasm`]), the checks for tools from outside Cargo ([`tools`]), temporary flow files, and a
+//! runner for the `tern` binary.
+//!
+//! `env!("CARGO_BIN_EXE_tern")` is only defined while the root package's tests and benchmarks
+//! compile, so they hand the binary's path in with [`set_bin`] before [`tern`] or [`run`] is
+//! used (`tests/e2e.rs` does it in its `support` module).
 
-#![allow(dead_code)]
+// Test support: a panic is a failed test with its message.
+#![allow(clippy::unwrap_used)]
 
 pub mod oauth;
 pub mod oidc;
@@ -26,17 +34,22 @@ use serde_json::{Value, json};
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// The method.
     pub method: String,
     /// Path and query exactly as sent (percent-encoding preserved).
     pub uri: String,
+    /// The headers.
     pub headers: HeaderMap,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 impl Recorded {
+    /// The body as JSON (panics when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("request body is JSON")
     }
+    /// A header as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -55,6 +68,7 @@ struct Shared {
 
 /// A Teamleader-like API plus endpoints for redirects, big and slow responses.
 pub struct TestApi {
+    /// Where it listens.
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Recorded>>>,
     slow_answered: Arc<std::sync::atomic::AtomicUsize>,
@@ -233,10 +247,18 @@ async fn html() -> Response {
 
 /// A temporary directory holding flow files.
 pub struct Flows {
+    /// The directory.
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Flows {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Flows {
+    /// A new, empty directory.
     pub fn new() -> Self {
         Self { dir: tempfile::tempdir().expect("tempdir") }
     }
@@ -262,10 +284,33 @@ pub fn fresh_data_dir() -> PathBuf {
     scratch_root().join(format!("data-{n}"))
 }
 
-/// The `tern` binary built for these tests, with a clean environment and its own empty data
+static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the `tern` binary [`tern`] and [`run`] start: pass `env!("CARGO_BIN_EXE_tern")`. The
+/// first call wins; later calls with the same path are no-ops.
+///
+/// # Panics
+/// When a different path was set before (two binaries in one test process is a mistake).
+pub fn set_bin(path: impl Into<PathBuf>) {
+    let path = path.into();
+    let set = BIN.get_or_init(|| path.clone());
+    assert_eq!(*set, path, "testkit::set_bin was given two different binaries");
+}
+
+/// The binary set with [`set_bin`].
+///
+/// # Panics
+/// When none was set, with what to do.
+pub fn bin() -> &'static std::path::Path {
+    BIN.get().map(PathBuf::as_path).unwrap_or_else(|| {
+        panic!("call testkit::set_bin(env!(\"CARGO_BIN_EXE_tern\")) before starting the binary")
+    })
+}
+
+/// The `tern` binary (see [`set_bin`]), with a clean environment and its own empty data
 /// directory (pass `--data-dir` to share one between commands).
 pub fn tern() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tern"));
+    let mut cmd = Command::new(bin());
     for var in
         ["TERN_ALLOW_PRIVATE_NETWORK", "RUST_LOG", "TERN_MASTER_KEY", "TERN_MASTER_KEY_PREVIOUS", "TERN_PUBLIC_URL"]
     {
@@ -277,19 +322,24 @@ pub fn tern() -> Command {
 
 /// The output of a finished command, with convenient accessors.
 pub struct Run {
+    /// What the process returned.
     pub output: Output,
 }
 
 impl Run {
+    /// The exit code (-1 when killed by a signal).
     pub fn code(&self) -> i32 {
         self.output.status.code().unwrap_or(-1)
     }
+    /// Standard output as text.
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.output.stdout).into_owned()
     }
+    /// Standard error as text.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
     }
+    /// Standard output as JSON (panics when it is not).
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.output.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout(), self.stderr()))
@@ -305,9 +355,10 @@ where
     Run { output: tern().args(args).output().expect("run tern") }
 }
 
-/// The repository root.
+/// The repository root (the parent of this crate's directory).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
 }
 
 /// A port that was free a moment ago (for servers whose address must be known before they start).

@@ -12,6 +12,7 @@ use super::free_port;
 /// 3-second access tokens.
 pub struct OidcProvider {
     child: std::process::Child,
+    /// The issuer URL.
     pub issuer: String,
 }
 
@@ -22,10 +23,11 @@ impl Drop for OidcProvider {
     }
 }
 
+/// The client secret the server is configured with.
 pub const OIDC_SECRET: &str = "oidc-interop-secret-7f3a9c";
 
 fn oidc_dir() -> PathBuf {
-    crate::support::repo().join("tests/oidc")
+    crate::repo().join("tests/oidc")
 }
 
 /// Installs the server's npm dependencies on first use (`scripts/test` does it up front).
@@ -44,6 +46,7 @@ fn ensure_node_modules() {
 }
 
 impl OidcProvider {
+    /// Starts it (installing its npm packages on first use) with `redirect_uri` registered.
     pub fn start(redirect_uri: &str) -> Self {
         ensure_node_modules();
         let port = free_port();

@@ -17,7 +17,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::Digest;
 
+/// The only client the server knows.
 pub const CLIENT_ID: &str = "tern-test-client";
+/// Its secret.
 pub const CLIENT_SECRET: &str = "cs_test_0123456789abcdef";
 
 /// Faults and knobs, changeable while the server runs.
@@ -77,6 +79,7 @@ struct Shared(Arc<Mutex<AsState>>);
 
 /// The running server.
 pub struct AuthServer {
+    /// Where it listens.
     pub addr: SocketAddr,
     state: Shared,
 }
@@ -109,6 +112,7 @@ fn random_token(prefix: &str) -> String {
 }
 
 impl AuthServer {
+    /// Starts the server on its own thread and runtime.
     pub fn start() -> Self {
         let state = Shared::default();
         state.0.lock().unwrap().issued.push(CLIENT_SECRET.to_string());
@@ -126,6 +130,7 @@ impl AuthServer {
         Self { addr, state }
     }
 
+    /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
