@@ -29,7 +29,7 @@
 //!   re-checked and credentials are dropped when the origin changes), an SSRF guard on resolved
 //!   addresses, a deadline per request and a response size cap after decompression.
 
-pub mod analysis;
+mod analysis;
 pub mod clock;
 pub mod compile;
 pub mod conversation;
@@ -38,13 +38,13 @@ pub mod diagnostics;
 mod duplicates;
 pub mod effects;
 mod error;
-pub mod fallback;
-pub mod flow;
+mod fallback;
+mod flow;
 pub mod http;
-pub mod ids;
+mod ids;
 pub mod integrations;
 pub mod mapping;
-pub mod run;
+mod run;
 pub mod schema;
 pub mod secrets;
 mod shape;
@@ -56,9 +56,11 @@ pub mod tokens;
 pub use compile::{BuildContext, CompiledFlow, CompiledStep, FlowLimits, LoadOptions, load_flow};
 pub use diagnostics::{Diagnostic, Severity};
 pub use error::Error;
-pub use fallback::{ErrorHandling, Handled};
-pub use flow::{FlowConfig, Trigger};
+pub use fallback::{ERROR_VARIABLE, ErrorHandling, Handled};
+pub use flow::{FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
 pub use ids::{FlowId, IntegrationName, StepId, Target, VarName};
-pub use run::{Engine, Message, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry};
+pub use run::{
+    Engine, Message, RunEnv, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry,
+};
 pub use step::{Behavior, Jump, Outcome, Registry, Reply, ReplySink, Step, StepContext, StepFailure, StepType};
 pub use tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
