@@ -267,7 +267,7 @@ async fn admin_integrations_secrets_and_flows() {
         h.admin(Method::PUT, "/v1/integrations/crm", Some(ADMIN), Some(json!({"client_id": 5}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("client_id"), "points at the field: {body}");
-    let (status, body) = h.admin(Method::PUT, "/v1/integrations/BAD NAME", Some(ADMIN), Some(json!({}))).await;
+    let (status, body) = h.admin(Method::PUT, "/v1/integrations/BAD%20NAME", Some(ADMIN), Some(json!({}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, list) = h.admin(Method::GET, "/v1/integrations", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK);

@@ -533,7 +533,9 @@ impl Conversations {
         if tokio::time::timeout(grace, inner.permits.acquire_many(all)).await.is_err() {
             tracing::warn!("shutdown: some runs were still going after the grace period");
         }
-        let _ = inner.stop.send(true);
+        // `send_replace`, not `send`: a background task that has not subscribed yet (a shutdown
+        // right after the start) must still see the value when it does.
+        inner.stop.send_replace(true);
         inner.writer.close();
         let tasks = std::mem::take(&mut *lock(&inner.background));
         for t in tasks {
