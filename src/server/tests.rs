@@ -156,7 +156,8 @@ async fn a_bad_conversation_or_message_id_is_a_400_with_its_code() {
         h.post_json("/v1/conversations/c/messages", &json!({"text": "hello", "message_id": "a\u{7}b"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "bad-id");
-    let (status, _, body) = h.send(Request::get(format!("/v1/conversations/c/messages/{long}")).body(Body::empty()).unwrap()).await;
+    let (status, _, body) =
+        h.send(Request::get(format!("/v1/conversations/c/messages/{long}")).body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     h.stop().await;
 }
@@ -211,7 +212,8 @@ async fn an_answer_is_fetched_by_message_id_and_a_repeat_gets_the_same_answer() 
     // A re-sent message id is answered from the first time, not run again.
     let (_, again) = h.post_json("/v1/conversations/c-2/messages", &json!({"text": "ask", "message_id": "m-1"})).await;
     assert_eq!(again, first);
-    let (_, answer) = h.post_json("/v1/conversations/c-2/messages", &json!({"text": "blue", "message_id": "m-2"})).await;
+    let (_, answer) =
+        h.post_json("/v1/conversations/c-2/messages", &json!({"text": "blue", "message_id": "m-2"})).await;
     assert_eq!(answer["replies"], json!([{"text": "got blue"}]), "{answer}");
     let (status, _, body) =
         h.send(Request::get("/v1/conversations/c-2/messages/never").body(Body::empty()).unwrap()).await;
@@ -263,8 +265,7 @@ async fn admin_integrations_secrets_and_flows() {
     assert_eq!(body["integration"]["client_secret_set"], true);
     assert_eq!(body["callback_url"], "http://127.0.0.1:8080/oauth/callback");
     assert!(!body.to_string().contains("cs-oneshot-secret-value"), "write-only: {body}");
-    let (status, body) =
-        h.admin(Method::PUT, "/v1/integrations/crm", Some(ADMIN), Some(json!({"client_id": 5}))).await;
+    let (status, body) = h.admin(Method::PUT, "/v1/integrations/crm", Some(ADMIN), Some(json!({"client_id": 5}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("client_id"), "points at the field: {body}");
     let (status, body) = h.admin(Method::PUT, "/v1/integrations/BAD%20NAME", Some(ADMIN), Some(json!({}))).await;

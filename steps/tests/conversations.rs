@@ -151,7 +151,8 @@ async fn a_paused_run_expires_on_the_service_clock() {
         } else {
             Arc::new(MemoryConversationStore::with_clock(clock.clone()))
         };
-        let options = ConversationOptions { pause_ttl: Duration::from_secs(60), clock: clock.clone(), ..Default::default() };
+        let options =
+            ConversationOptions { pause_ttl: Duration::from_secs(60), clock: clock.clone(), ..Default::default() };
         let s = service(store.clone(), options);
         let first = s.submit(msg("c", Some("1"), "start"), None).unwrap().wait().await.unwrap();
         assert_eq!(first.status, AnswerStatus::Paused);

@@ -302,9 +302,9 @@ pub fn set_bin(path: impl Into<PathBuf>) {
 /// # Panics
 /// When none was set, with what to do.
 pub fn bin() -> &'static std::path::Path {
-    BIN.get().map(PathBuf::as_path).unwrap_or_else(|| {
-        panic!("call testkit::set_bin(env!(\"CARGO_BIN_EXE_tern\")) before starting the binary")
-    })
+    BIN.get()
+        .map(PathBuf::as_path)
+        .unwrap_or_else(|| panic!("call testkit::set_bin(env!(\"CARGO_BIN_EXE_tern\")) before starting the binary"))
 }
 
 /// The `tern` binary (see [`set_bin`]), with a clean environment and its own empty data

@@ -190,8 +190,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(db_err)?;
-        let store =
-            Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default(), clock: clock::system() };
+        let store = Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default(), clock: clock::system() };
         store.migrate().await?;
         store.check_key().await?;
         Ok(store)
