@@ -218,3 +218,39 @@ async fn an_uncaught_failure_gets_the_default_reply_without_an_error_flow() {
     assert_eq!(a.status, AnswerStatus::Failed);
     assert!(a.replies.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paused_run_index_survives_a_restart_and_follows_pauses_and_ends() {
+    use tern_engine::crypto::{Keyring, MasterKey};
+    use tern_engine::store::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap());
+    let echo = flow(&engine(), ECHO);
+    store.put_flow_version(&echo.hash, "echo", ECHO).await.unwrap();
+    let index = store.paused_index(10).await.unwrap().unwrap();
+    assert!(index.is_empty(), "a SQLite store gives an index: it has one writer");
+
+    let s = service(store.clone(), ConversationOptions::default());
+    s.recover().await.unwrap();
+    let a = s.submit(msg("c-1", Some("1"), "start"), None).unwrap().wait().await.unwrap();
+    assert_eq!(a.status, AnswerStatus::Paused);
+    // The index learnt the pause: the next message resumes the run.
+    let b = s.submit(msg("c-1", Some("2"), "one"), None).unwrap().wait().await.unwrap();
+    assert_eq!((b.run_id.as_deref(), b.replies[0].text.as_str()), (a.run_id.as_deref(), "got one"));
+    s.shutdown(Duration::from_secs(5)).await;
+
+    // After a restart the index is loaded from the store before any message runs.
+    assert_eq!(store.paused_index(10).await.unwrap().unwrap().len(), 1);
+    assert!(store.paused_index(0).await.unwrap().is_none(), "more paused runs than the limit: no index");
+    let s = service(store.clone(), ConversationOptions::default());
+    s.recover().await.unwrap();
+    let c = s.submit(msg("c-1", Some("3"), "two"), None).unwrap().wait().await.unwrap();
+    assert_eq!((c.run_id.as_deref(), c.replies[0].text.as_str()), (a.run_id.as_deref(), "got two"));
+    // A conversation without a paused run starts the flow as before.
+    let d = s.submit(msg("c-2", Some("1"), "start"), None).unwrap().wait().await.unwrap();
+    assert_ne!(d.run_id, a.run_id);
+    assert_eq!(d.status, AnswerStatus::Paused);
+    s.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(store.paused_index(10).await.unwrap().unwrap().len(), 2);
+}
