@@ -18,7 +18,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -392,18 +391,23 @@ impl Drop for Background {
     }
 }
 
+/// Waits for the event that `tern serve` is up, its `listening on` line (printed once the socket
+/// is bound), then checks `/healthz` with curl as the README does.
 fn wait_healthy(s: &Sandbox, port: u16, server: &mut Background) {
-    let started = Instant::now();
+    use std::io::BufRead as _;
+    let stdout = server.0.stdout.take().expect("tern serve's standard output is piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
     loop {
-        if s.sh(&format!("curl -sf http://127.0.0.1:{port}/healthz")).code() == 0 {
-            return;
+        match lines.next() {
+            Some(Ok(line)) if line.starts_with("listening on ") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("tern serve stopped before listening: {:?}", server.0.try_wait()),
         }
-        if let Ok(Some(status)) = server.0.try_wait() {
-            panic!("tern serve exited with {status}");
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "tern serve never answered /healthz");
-        std::thread::sleep(Duration::from_millis(100));
     }
+    // Keep reading, so that the server never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let r = s.sh(&format!("curl -sf http://127.0.0.1:{port}/healthz"));
+    assert_eq!(r.code(), 0, "tern serve is listening but /healthz failed: {}", r.stderr());
 }
 
 #[test]
@@ -414,7 +418,7 @@ fn conversation_server_commands() {
     s.env.push(("TERN_ADMIN_TOKEN".into(), "readme-admin-token-0123456789".into()));
     let serve = block("README.md", "tern serve --flows flows/examples");
     let mut server = Background(
-        s.command(&format!("exec {}", at(&serve.text))).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+        s.command(&format!("exec {}", at(&serve.text))).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap(),
     );
     wait_healthy(&s, port, &mut server);
 
@@ -466,7 +470,7 @@ fn the_tern_toml_example_is_accepted() {
             "exec tern --data-dir {data} serve --flows flows/examples --listen 127.0.0.1:{port} --watch false"
         ))
         .env_remove("TERN_DATA_DIR")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap(),
