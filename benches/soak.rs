@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench soak`. With `BASELINE_BIN=/path/to/older/tern`, the same soak runs
 //! first against that binary (the numbers before a change, in the same run).
-//! `SOAK_ARGS` adds arguments to the current binary's `serve` (e.g. retention settings).
+//! `SOAK_ARGS` adds arguments to the current binary's `serve` (e.g. retention settings);
+//! `TERN_BIN` soaks another build of the current version instead of this profile's binary.
 
 #![allow(clippy::unwrap_used)] // the shared test support unwraps: a panic ends the benchmark with its message
 
@@ -184,7 +185,10 @@ fn main() {
     }
     let extra: Vec<String> =
         std::env::var("SOAK_ARGS").map(|a| a.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
-    reports.push(soak("this build", env!("CARGO_BIN_EXE_tern"), &extra, &api.url(), secs, concurrency));
+    // TERN_BIN: soak another build of this version (e.g. `target/release/tern` while the
+    // driver itself is a debug build).
+    let bin = std::env::var("TERN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tern").to_string());
+    reports.push(soak("this build", &bin, &extra, &api.url(), secs, concurrency));
     println!(
         "\n{concurrency} connections, {secs} s\n\n| binary | messages/s | p50 | p99 | server CPU per message | RSS at end | RSS change, last 30 s | store at end |\n|---|---|---|---|---|---|---|---|"
     );
