@@ -80,7 +80,7 @@ pub enum StoreError {
 }
 
 /// Where an integration stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrationStatus {
     /// Added, never authorized.
@@ -112,7 +112,7 @@ impl IntegrationStatus {
 }
 
 /// An integration as stored (the client secret is read separately, on purpose).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IntegrationRecord {
     /// Its name.
     pub name: IntegrationName,
