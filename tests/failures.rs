@@ -271,9 +271,11 @@ fn serve_resumes_an_error_flow_that_asks_a_question() {
 #[test]
 fn serve_refuses_two_error_flows() {
     let api = TestApi::start();
-    let handler = |id: &str| json!({"version": 1, "id": id, "trigger": {"type": "error"}, "steps": [
-        {"id": "tell", "type": "send_message", "text": "sorry"}
-    ]});
+    let handler = |id: &str| {
+        json!({"version": 1, "id": id, "trigger": {"type": "error"}, "steps": [
+            {"id": "tell", "type": "send_message", "text": "sorry"}
+        ]})
+    };
     let (dir, flows) = serve_flows(&api, Some(handler("on-error")));
     std::fs::write(dir.path().join("second.json"), handler("second-handler").to_string()).unwrap();
     let r = run(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.to_str().unwrap()]);

@@ -12,14 +12,12 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Map, Value, json};
 use tern_engine::conversation::{
-    Answer, AnswerStatus, ConversationError, ConversationId, ConversationOptions, Conversations, ErrorFlowRun,
-    Inbound, LoadedFlow, MemoryConversationStore, ReplyText, RunObserver, Trigger as ConversationTrigger, flow_hash,
+    Answer, AnswerStatus, ConversationError, ConversationId, ConversationOptions, Conversations, ErrorFlowRun, Inbound,
+    LoadedFlow, MemoryConversationStore, ReplyText, RunObserver, Trigger as ConversationTrigger, flow_hash,
 };
 use tern_engine::http::Outbound;
 use tern_engine::secrets::SecretSource;
-use tern_engine::{
-    CompiledFlow, Engine, Registry, ReplySink, RunLimits, RunResult, StepStatus, TokenSource, VarName,
-};
+use tern_engine::{CompiledFlow, Engine, Registry, ReplySink, RunLimits, RunResult, StepStatus, TokenSource, VarName};
 
 use super::context::Shared;
 
@@ -118,7 +116,11 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let service = Conversations::start(engine, Arc::new(MemoryConversationStore::default()), options, observer);
     service.set_flows(flows);
-    let outcome = if args.repeat > 1 { repeat(&service, &flow, &args).await } else { converse(&service, &flow, args, &runs).await };
+    let outcome = if args.repeat > 1 {
+        repeat(&service, &flow, &args).await
+    } else {
+        converse(&service, &flow, args, &runs).await
+    };
     service.shutdown(std::time::Duration::from_secs(5)).await;
     outcome
 }
@@ -210,9 +212,8 @@ async fn converse(
     let main = conversation_log.main.take().context("the flow did not run")?;
     if args.json {
         let runs = lock(runs);
-        let of = |id: &str| runs.iter().filter(move |r| r.run_id == id);
         let trace: Vec<&tern_engine::TraceEntry> = runs.iter().flat_map(|r| &r.trace).collect();
-        let variables = main.run_id.as_deref().and_then(|id| of(id).last()).map(|r| &r.variables);
+        let variables = runs.iter().rev().find(|r| Some(&r.run_id) == main.run_id.as_ref()).map(|r| &r.variables);
         let out = json!({
             "run_id": main.run_id,
             "flow_id": main.flow_id,
@@ -264,7 +265,8 @@ impl Conversation {
 
     /// Whether a run (the flow's, or the error flow's) waits for the next message.
     fn waiting(&self, last: &Answer) -> bool {
-        last.status == AnswerStatus::Paused || last.error_flow.as_ref().is_some_and(|e| e.status == AnswerStatus::Paused)
+        last.status == AnswerStatus::Paused
+            || last.error_flow.as_ref().is_some_and(|e| e.status == AnswerStatus::Paused)
     }
 }
 
@@ -317,7 +319,8 @@ async fn repeat(service: &Conversations, flow: &CompiledFlow, args: &RunArgs) ->
             if answer.status != AnswerStatus::Paused {
                 break;
             }
-            inbound = Inbound { contact: contact.clone(), ..Inbound::message(conversation.clone(), None, text.clone()) };
+            inbound =
+                Inbound { contact: contact.clone(), ..Inbound::message(conversation.clone(), None, text.clone()) };
             answer = service.submit(inbound, None)?.wait().await?;
         }
         Ok::<Answer, ConversationError>(answer)

@@ -42,7 +42,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 pub use outbox::OutboxPolicy;
@@ -50,8 +49,8 @@ pub use store::{
     Completion, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned, Retention, WriteOp,
 };
 pub use types::{
-    Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun,
-    PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash, now_ms,
+    Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,
+    PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash, now_ms,
 };
 
 use crate::compile::{CompiledFlow, LoadOptions, load_flow};
@@ -204,8 +203,8 @@ type Outcome = Arc<Result<Answer, ConversationError>>;
 
 struct Flight {
     tx: watch::Sender<Option<Outcome>>,
-    /// The message, to make it durable if the caller stops waiting.
-    inbound: Inbound,
+    /// The message, to make it durable if the caller stops waiting (shared with the job).
+    inbound: Arc<Inbound>,
     /// The caller was given the message id to fetch the answer later: keep the answer.
     remember: bool,
     /// The result is being committed; too late to change what is kept.
@@ -213,7 +212,7 @@ struct Flight {
 }
 
 struct Job {
-    inbound: Inbound,
+    inbound: Arc<Inbound>,
     sink: Option<ReplySink>,
     /// Recovered after a restart: it may have been answered before the crash.
     recovered: bool,
@@ -360,7 +359,11 @@ impl Conversations {
     /// "When a step fails"). With several, the first by id is used; [`error_flows`] lets a
     /// loader refuse that.
     pub fn set_flows(&self, mut flows: Vec<LoadedFlow>) {
-        let error_flow = flows.iter().filter(|f| matches!(f.flow.trigger, Some(FlowTrigger::Error))).min_by(|a, b| a.flow.id.cmp(&b.flow.id)).cloned();
+        let error_flow = flows
+            .iter()
+            .filter(|f| matches!(f.flow.trigger, Some(FlowTrigger::Error)))
+            .min_by(|a, b| a.flow.id.cmp(&b.flow.id))
+            .cloned();
         *self.inner.error_flow.write().unwrap_or_else(|p| p.into_inner()) = error_flow;
         flows.sort_by(|a, b| {
             let pa = a.flow.trigger.as_ref().map_or(i32::MIN, |t| t.priority());
@@ -421,6 +424,7 @@ impl Conversations {
             });
         }
         let (tx, rx) = watch::channel(None);
+        let inbound = Arc::new(inbound);
         flights.insert(key, Flight { tx, inbound: inbound.clone(), remember: false, finishing: false });
         queue.push_back(Job { inbound, sink, recovered, _permit: permit });
         drop(queues);
@@ -453,7 +457,7 @@ impl Conversations {
             // Finished or finishing: the answer is moments away.
             return ticket.wait().await.map(Some);
         };
-        self.inner.writer.write(WriteOp::Accept(Box::new(inbound)), true).await.map_err(|e| {
+        self.inner.writer.write(WriteOp::Accept(Box::new(Inbound::clone(&inbound))), true).await.map_err(|e| {
             tracing::error!(conversation = %ticket.conversation, error = %e, "could not accept a message durably");
             ConversationError::Store { conversation: ticket.conversation.to_string() }
         })?;

@@ -63,7 +63,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
             let loaded = flows
                 .iter()
                 .find(|f| f.flow.id.as_str() == flow_id)
-                .or_else(|| inner.error_flow().filter(|f| f.flow.id.as_str() == flow_id))
+                .cloned()
                 .ok_or_else(|| ConversationError::UnknownFlow { flow_id: flow_id.clone() })?;
             let input = run_input(&inner, &inbound, recovered, event.clone(), "");
             let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
@@ -134,7 +134,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
     let ttl = i64::try_from(inner.options.pause_ttl.as_secs()).unwrap_or(i64::MAX);
     let mut paused = PausedChange::Keep;
     let mut history = Vec::with_capacity(2);
-    for activation in std::iter::once(main).chain(error_run) {
+    for mut activation in std::iter::once(main).chain(error_run) {
         if let Some(change) = activation.paused_change(now_s.saturating_add(ttl)) {
             paused = change;
         }
@@ -289,7 +289,9 @@ async fn commit(
     recovered: bool,
 ) -> Result<Answer, ConversationError> {
     let (conversation, message_id) = key;
-    let remember_answer = inner.finishing(key) || !message_id.is_generated() || recovered;
+    // A caller that stopped waiting had the message accepted (stored) and was given its id.
+    let accepted = inner.finishing(key) || recovered;
+    let remember_answer = accepted || !message_id.is_generated();
     let outbox = inner.options.webhook.as_ref().filter(|_| answer.run_id.is_some()).map(|_| {
         let mut body = serde_json::to_value(&answer).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut body {
@@ -303,6 +305,7 @@ async fn commit(
         conversation: conversation.clone(),
         message_id: message_id.clone(),
         remember_answer,
+        accepted,
         answer: answer.clone(),
         paused,
         history,

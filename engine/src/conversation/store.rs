@@ -35,6 +35,9 @@ pub struct Completion {
     /// Whether to keep the answer for a repeated message id (always for the channel's ids;
     /// for generated ids only once the caller was given the id to fetch it later).
     pub remember_answer: bool,
+    /// Whether the message may be among the accepted ones (a caller stopped waiting for it, or
+    /// it was recovered after a restart); when not, there is nothing to remove.
+    pub accepted: bool,
     /// The answer.
     pub answer: Answer,
     /// The paused run.
@@ -226,7 +229,9 @@ impl ConversationStore for MemoryConversationStore {
                     if done.remember_answer {
                         m.answers.insert((c.clone(), done.message_id.clone()), (done.answer.clone(), now));
                     }
-                    m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
+                    if done.accepted {
+                        m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
+                    }
                     for (summary, segment) in &done.history {
                         let run = m
                             .runs

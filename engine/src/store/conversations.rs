@@ -145,12 +145,14 @@ impl SqliteStore {
                     .await
                     .map_err(self.db())?;
                 }
-                sqlx::query("DELETE FROM inbox WHERE conversation_id = ? AND message_id = ?")
-                    .bind(c)
-                    .bind(done.message_id.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(self.db())?;
+                if done.accepted {
+                    sqlx::query("DELETE FROM inbox WHERE conversation_id = ? AND message_id = ?")
+                        .bind(c)
+                        .bind(done.message_id.as_str())
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(self.db())?;
+                }
                 for (summary, segment) in &done.history {
                     self.append_history(tx, summary, segment).await?;
                 }
