@@ -133,7 +133,7 @@ pub fn token_response(data: &[u8]) {
 /// the server accepts must be stored and read back unchanged (the journal, paused runs and
 /// history are JSON that serde_json reads back at most 128 levels deep).
 pub fn message_body(data: &[u8]) {
-    let Ok(message) = incoming::IncomingMessage::parse(data) else { return };
+    let Ok(message) = serde_json::from_slice::<incoming::IncomingMessage>(data) else { return };
     let Ok(conversation) = ConversationId::new("fuzz") else { return };
     let Ok(inbound) = message.into_inbound(conversation) else { return };
     let stored = serde_json::to_vec(&inbound).expect("an accepted message serializes");

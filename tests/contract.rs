@@ -21,7 +21,7 @@ use crate::support::tools::{Tool, available};
 use crate::support::{Flows, free_port, fresh_data_dir, repo, tern};
 
 /// Generated requests per operation and phase (`--max-examples`).
-const MAX_EXAMPLES: &str = "20";
+const MAX_EXAMPLES: &str = "50";
 
 /// Longest a schemathesis run may take before the test kills it.
 const RUN_BOUND: Duration = Duration::from_secs(600);
@@ -55,10 +55,10 @@ fn flows() -> Flows {
     flows.write(
         "ask",
         &json!({"version": 1, "id": "ask", "trigger": {"type": "message", "match": {"regex": "^ask"}, "priority": 10},
-            "steps": [
-                {"id": "wait", "type": "ask", "text": "what?", "save_as": "answer"},
-                {"id": "say", "type": "send_message", "text": "got {{answer}}"}
-            ]}),
+        "steps": [
+            {"id": "wait", "type": "ask", "text": "what?", "save_as": "answer"},
+            {"id": "say", "type": "send_message", "text": "got {{answer}}"}
+        ]}),
     );
     flows.write(
         "fail",
@@ -86,17 +86,20 @@ fn start() -> (Server, Flows) {
     (Server::spawn(cmd), flows)
 }
 
-/// Puts an integration and a secret, so that the lists have entries to check.
-fn seed(base: &str) {
+/// Puts an integration and a secret, so that the lists have entries to check, and runs a flow
+/// that fails; returns that run's id, for `GET /v1/runs/{id}`.
+fn seed(base: &str) -> String {
     rt().block_on(async {
         let client = reqwest::Client::new();
         let auth = format!("Bearer {ADMIN}");
         let r = client
             .put(format!("{base}/v1/integrations/crm"))
             .header("authorization", &auth)
-            .json(&json!({"authorization_url": "https://crm.example/authorize", "token_url": "https://crm.example/token",
+            .json(
+                &json!({"authorization_url": "https://crm.example/authorize", "token_url": "https://crm.example/token",
                 "client_id": "tern", "client_secret": "s3cret-client", "api_origins": ["https://api.crm.example"],
-                "scopes": ["read"], "event_identifier": "account.id", "account_field": "account_id"}))
+                "scopes": ["read"], "event_identifier": "account.id", "account_field": "account_id"}),
+            )
             .send()
             .await
             .unwrap();
@@ -109,7 +112,35 @@ fn seed(base: &str) {
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
-    });
+        let r = client
+            .post(format!("{base}/v1/conversations/seed/messages"))
+            .json(&json!({"text": "fail now", "message_id": "seed-1"}))
+            .send()
+            .await
+            .unwrap();
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["status"], "failed", "{answer}");
+        answer["run_id"].as_str().unwrap().to_string()
+    })
+}
+
+/// schemathesis's configuration: the admin token as a bearer token for the JSON API and as the
+/// HTTP Basic password for the integrations page, and a run that exists for `GET /v1/runs/{id}`.
+fn config(run_id: &str) -> String {
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN}"));
+    format!(
+        r#"headers = {{ Authorization = "Bearer {ADMIN}" }}
+
+[[operations]]
+include-path-regex = "^/(integrations(/.*)?)?$"
+headers = {{ Authorization = "Basic {basic}" }}
+
+[[operations]]
+include-path = "/v1/runs/{{id}}"
+parameters = {{ "path.id" = "{run_id}" }}
+"#
+    )
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> (u16, Option<String>, Value) {
@@ -191,14 +222,14 @@ fn every_error_answer_is_json() {
 fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let Some(program) = schemathesis() else { return };
     let (server, _flows) = start();
-    seed(&server.url);
+    let run_id = seed(&server.url);
     let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("schemathesis.toml"), config(&run_id)).unwrap();
     let started = Instant::now();
     let mut child = Command::new(&program)
         .current_dir(work.path())
         .env("NO_COLOR", "1")
         .args(["run", &format!("{}/openapi.json", server.url)])
-        .args(["--header", &format!("Authorization: Bearer {ADMIN}")])
         .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"])
         .args(["--max-examples", MAX_EXAMPLES, "--workers", "1", "--no-color", "--generation-database", "none"])
         .args(["--phases", "examples,coverage,fuzzing", "--max-redirects", "0", "--request-timeout", "30"])

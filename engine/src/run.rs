@@ -145,6 +145,7 @@ pub struct TraceEntry {
     pub step: StepId,
     /// Its type.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub step_type: std::sync::Arc<str>,
     /// How it went.
     pub status: StepStatus,

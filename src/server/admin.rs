@@ -212,8 +212,7 @@ pub async fn delete_integration(
 pub async fn list_secrets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     admin(&state, &headers)?;
     let list = state.store.list_secrets().await.map_err(internal)?;
-    let stored =
-        list.into_iter().map(|s| StoredSecret { name: s.name, set: true, updated_at: s.updated_at }).collect();
+    let stored = list.into_iter().map(|s| StoredSecret { name: s.name, set: true, updated_at: s.updated_at }).collect();
     let mut env: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.to_str().and_then(|k| k.strip_prefix("TERN_SECRET_")).map(str::to_string))
         .collect();

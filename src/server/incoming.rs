@@ -1,6 +1,7 @@
 //! The body of `POST /v1/conversations/{id}/messages` and how it becomes the service's
 //! [`Inbound`]. It depends on serde and the engine only, so the fuzz target `message_body`
-//! (`fuzz/targets.rs`) parses bodies with exactly this code.
+//! (`fuzz/targets.rs`) takes bodies with exactly this code (parsed with `serde_json::from_slice`,
+//! as `axum::Json` does).
 //!
 //! Bounded: besides the server's 64 KiB body limit, `contact`, `metadata` and other fields may
 //! nest at most [`MAX_VALUE_DEPTH`] levels. The message is stored (journal, paused runs,
@@ -77,14 +78,6 @@ pub struct IncomingMessage {
 }
 
 impl IncomingMessage {
-    /// Parses a body (what `axum::Json` does after the content-type check).
-    ///
-    /// # Errors
-    /// serde's error, with the line and column.
-    pub fn parse(body: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
-    }
-
     /// The message as the service takes it.
     ///
     /// # Errors
@@ -119,7 +112,9 @@ mod tests {
     }
 
     fn take(body: &str) -> Result<Inbound, IncomingError> {
-        IncomingMessage::parse(body.as_bytes()).unwrap().into_inbound(ConversationId::new("c").unwrap())
+        serde_json::from_slice::<IncomingMessage>(body.as_bytes())
+            .unwrap()
+            .into_inbound(ConversationId::new("c").unwrap())
     }
 
     #[test]
@@ -140,7 +135,7 @@ mod tests {
         let inbound = take(r#"{"text": "hi", "metadata": {"a": 1, "b": 1}, "b": 2, "message_id": "m-1"}"#).unwrap();
         assert_eq!(inbound.message_id.as_str(), "m-1");
         assert_eq!(serde_json::Value::Object(inbound.metadata), serde_json::json!({"a": 1, "b": 2}));
-        assert!(IncomingMessage::parse(br#"{"text": "hi", "metadata": "x"}"#).is_err());
+        assert!(serde_json::from_slice::<IncomingMessage>(br#"{"text": "hi", "metadata": "x"}"#).is_err());
         assert_eq!(take(r#"{"text": "hi", "message_id": ""}"#).unwrap_err().code(), "bad-id");
     }
 }

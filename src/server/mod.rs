@@ -273,10 +273,18 @@ async fn resume_after_login(
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = openapi::ErrorBody),
     )
 )]
-async fn callback(State(state): State<Arc<AppState>>, query: Result<axum::extract::Query<CallbackParams>, QueryRejection>) -> Response {
+async fn callback(
+    State(state): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<CallbackParams>, QueryRejection>,
+) -> Response {
     let axum::extract::Query(q) = match query {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the callback's query string is malformed: {}", e.body_text())),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the callback's query string is malformed: {}", e.body_text()),
+            );
+        }
     };
     match state.integrations.complete_with_context(&q).await {
         Ok(done) => {
