@@ -165,3 +165,92 @@ async fn sqlite_store_resumes_a_paused_run_of_the_previous_format() {
     assert!(err.contains("newer Tern (paused-run format 9"), "{err}");
     s.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A flow whose only step fails (the address is refused by the outbound guard: no network).
+const FAILING: &str = r#"{"version": 1, "id": "crm", "trigger": {"type": "message", "match": {"regex": "^lookup$"}},
+  "steps": [{"id": "lookup", "type": "http_request", "request": {"method": "GET", "url": "http://127.0.0.1:9/x"}}]}"#;
+
+const HANDLER: &str = r#"{"version": 1, "id": "on-error", "trigger": {"type": "error"}, "steps": [
+    {"id": "ask", "type": "ask", "text": "{{error.flow}}/{{error.step}} failed. Call you back?", "save_as": "yes"},
+    {"id": "ok", "type": "send_message", "text": "Noted: {{yes}}"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncaught_failure_starts_the_error_flow_which_the_next_message_resumes() {
+    let engine = engine();
+    let (failing, handler) = (flow(&engine, FAILING), flow(&engine, HANDLER));
+    let options = ConversationOptions { error_reply: Some("unused".into()), ..ConversationOptions::default() };
+    let s = Conversations::start(engine, Arc::new(MemoryConversationStore::default()), options, None);
+    s.set_flows(vec![failing, handler]);
+    let first = s.submit(msg("c", Some("1"), "lookup"), None).unwrap().wait().await.unwrap();
+    assert_eq!(first.status, AnswerStatus::Failed);
+    assert_eq!(first.error.as_ref().unwrap().step.as_ref().unwrap().as_str(), "lookup");
+    assert_eq!(first.replies.len(), 1, "the error flow answered, so no default reply: {first:?}");
+    assert_eq!(first.replies[0].text, "crm/lookup failed. Call you back?");
+    let error_flow = first.error_flow.clone().unwrap();
+    assert_eq!((error_flow.flow_id.as_str(), error_flow.status), ("on-error", AnswerStatus::Paused));
+    let second = s.submit(msg("c", Some("2"), "yes"), None).unwrap().wait().await.unwrap();
+    assert_eq!(second.run_id.as_deref(), Some(error_flow.run_id.as_str()));
+    assert_eq!(second.replies[0].text, "Noted: yes");
+    assert_eq!(second.status, AnswerStatus::Completed);
+    assert!(second.error_flow.is_none());
+    s.shutdown(Duration::from_secs(5)).await;
+    let failed = s.run(first.run_id.as_deref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(failed.summary.status, AnswerStatus::Failed);
+    let handled = s.run(&error_flow.run_id).await.unwrap().unwrap();
+    assert_eq!(handled.segments.len(), 2, "the question and the resume");
+    assert_eq!(handled.summary.status, AnswerStatus::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncaught_failure_gets_the_default_reply_without_an_error_flow() {
+    let engine = engine();
+    let failing = flow(&engine, FAILING);
+    let options = ConversationOptions { error_reply: Some("Sorry.".into()), ..ConversationOptions::default() };
+    let s = Conversations::start(engine, Arc::new(MemoryConversationStore::default()), options, None);
+    s.set_flows(vec![failing.clone()]);
+    let a = s.submit(msg("c", None, "lookup"), None).unwrap().wait().await.unwrap();
+    assert_eq!((a.status, a.replies.len(), a.replies[0].text.as_str()), (AnswerStatus::Failed, 1, "Sorry."));
+    assert!(a.error_flow.is_none());
+    // Without a default reply the contact gets nothing, as before.
+    let plain = service(Arc::new(MemoryConversationStore::default()), ConversationOptions::default());
+    plain.set_flows(vec![failing]);
+    let a = plain.submit(msg("c", None, "lookup"), None).unwrap().wait().await.unwrap();
+    assert_eq!(a.status, AnswerStatus::Failed);
+    assert!(a.replies.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paused_run_index_survives_a_restart_and_follows_pauses_and_ends() {
+    use tern_engine::crypto::{Keyring, MasterKey};
+    use tern_engine::store::SqliteStore;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap());
+    let echo = flow(&engine(), ECHO);
+    store.put_flow_version(&echo.hash, "echo", ECHO).await.unwrap();
+    let index = store.paused_index(10).await.unwrap().unwrap();
+    assert!(index.is_empty(), "a SQLite store gives an index: it has one writer");
+
+    let s = service(store.clone(), ConversationOptions::default());
+    s.recover().await.unwrap();
+    let a = s.submit(msg("c-1", Some("1"), "start"), None).unwrap().wait().await.unwrap();
+    assert_eq!(a.status, AnswerStatus::Paused);
+    // The index learnt the pause: the next message resumes the run.
+    let b = s.submit(msg("c-1", Some("2"), "one"), None).unwrap().wait().await.unwrap();
+    assert_eq!((b.run_id.as_deref(), b.replies[0].text.as_str()), (a.run_id.as_deref(), "got one"));
+    s.shutdown(Duration::from_secs(5)).await;
+
+    // After a restart the index is loaded from the store before any message runs.
+    assert_eq!(store.paused_index(10).await.unwrap().unwrap().len(), 1);
+    assert!(store.paused_index(0).await.unwrap().is_none(), "more paused runs than the limit: no index");
+    let s = service(store.clone(), ConversationOptions::default());
+    s.recover().await.unwrap();
+    let c = s.submit(msg("c-1", Some("3"), "two"), None).unwrap().wait().await.unwrap();
+    assert_eq!((c.run_id.as_deref(), c.replies[0].text.as_str()), (a.run_id.as_deref(), "got two"));
+    // A conversation without a paused run starts the flow as before.
+    let d = s.submit(msg("c-2", Some("1"), "start"), None).unwrap().wait().await.unwrap();
+    assert_ne!(d.run_id, a.run_id);
+    assert_eq!(d.status, AnswerStatus::Paused);
+    s.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(store.paused_index(10).await.unwrap().unwrap().len(), 2);
+}

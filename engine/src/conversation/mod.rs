@@ -27,6 +27,16 @@
 //! - **Acknowledged means durable.** A caller that gives up waiting calls
 //!   [`Conversations::accept`]: the message is stored before the caller is told "accepted", and
 //!   after a crash [`Conversations::recover`] processes what was accepted but not answered.
+//! - **Most messages skip the paused-run read.** A store with one writer (SQLite) gives the
+//!   service the conversations that have a paused run at start-up
+//!   ([`ConversationStore::paused_index`]); the service then keeps that index itself (added
+//!   before a pause is committed, removed after it is cleared, so it never holds less than the
+//!   store). A shared store (several instances) gives none, and every message reads.
+//! - **Failures still answer.** A run that fails with nothing in its flow to catch it starts
+//!   the error flow (the loaded flow whose trigger is `{"type": "error"}`) and/or sends the
+//!   default error reply ([`ConversationOptions::error_reply`]), through
+//!   [`crate::ErrorHandling`]; the error flow's run is a run of its own in history and may
+//!   pause like any other.
 //! - **The webhook is an outbox.** Deliveries are committed with the run's result and sent by a
 //!   background task with exponential backoff until the channel accepts them or
 //!   [`OutboxPolicy::max_attempts`] is reached.
@@ -254,7 +264,7 @@ pub enum MessageState {
     /// Queued or running.
     Running,
     /// Answered.
-    Answered(Answer),
+    Answered(Box<Answer>),
     /// Not known (never received, or answered longer ago than the dedupe window).
     Unknown,
 }
@@ -272,6 +282,10 @@ struct Inner {
     flows: RwLock<Arc<Vec<LoadedFlow>>>,
     /// The flow started when a run fails (trigger `{"type": "error"}`), if one is loaded.
     error_flow: RwLock<Option<LoadedFlow>>,
+    /// The conversations that may have a paused run, with when it expires (Unix seconds):
+    /// see [`ConversationStore::paused_index`]. `None` until loaded, when the store cannot
+    /// give one, or past [`PAUSED_INDEX_LIMIT`]: then every message reads the store.
+    paused_index: Mutex<Option<HashMap<ConversationId, i64>>>,
     versions: Mutex<HashMap<String, Arc<CompiledFlow>>>,
     queues: Mutex<HashMap<ConversationId, VecDeque<Job>>>,
     in_flight: Mutex<HashMap<(ConversationId, MessageId), Flight>>,
@@ -286,6 +300,10 @@ struct Inner {
 
 /// Most compiled flow versions kept in memory (others are recompiled from the store).
 const MAX_VERSIONS: usize = 256;
+
+/// Most conversations the in-memory paused-run index holds (about 100 bytes each); beyond it
+/// the index is dropped and every message reads its conversation's paused run from the store.
+pub const PAUSED_INDEX_LIMIT: usize = 100_000;
 
 impl std::fmt::Debug for Conversations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -316,6 +334,7 @@ impl Conversations {
             options,
             flows: RwLock::default(),
             error_flow: RwLock::default(),
+            paused_index: Mutex::default(),
             versions: Mutex::default(),
             queues: Mutex::default(),
             in_flight: Mutex::default(),
@@ -480,7 +499,7 @@ impl Conversations {
         if let Some(a) =
             store.answer(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))?
         {
-            return Ok(MessageState::Answered(a));
+            return Ok(MessageState::Answered(Box::new(a)));
         }
         if store.is_accepted(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))? {
             return Ok(MessageState::Running);
@@ -502,6 +521,10 @@ impl Conversations {
     /// # Errors
     /// The store failed.
     pub async fn recover(&self) -> Result<usize, StoreError> {
+        // Before any message runs: from here on this process keeps the index up to date.
+        if let Some(rows) = self.inner.store.paused_index(PAUSED_INDEX_LIMIT).await? {
+            *lock(&self.inner.paused_index) = Some(rows.into_iter().collect());
+        }
         let accepted = self.inner.store.accepted().await?;
         let n = accepted.len();
         for m in accepted {
@@ -563,6 +586,42 @@ pub fn error_flows(flows: &[LoadedFlow]) -> Vec<&LoadedFlow> {
 }
 
 impl Inner {
+    /// Whether the conversation may have a paused run (the store must be read).
+    fn may_be_paused(&self, conversation: &ConversationId) -> bool {
+        lock(&self.paused_index).as_ref().is_none_or(|index| index.contains_key(conversation))
+    }
+
+    /// Records a paused run about to be committed (before the commit: the index may hold more
+    /// than the store, never less).
+    fn index_paused(&self, conversation: &ConversationId, expires_at: i64) {
+        let mut index = lock(&self.paused_index);
+        if let Some(map) = index.as_mut() {
+            if map.len() >= PAUSED_INDEX_LIMIT && !map.contains_key(conversation) {
+                tracing::info!(
+                    limit = PAUSED_INDEX_LIMIT,
+                    "more paused runs than the index holds; reading the store for every message"
+                );
+                *index = None;
+            } else {
+                map.insert(conversation.clone(), expires_at);
+            }
+        }
+    }
+
+    /// Forgets a paused run that was cleared (after the commit).
+    fn unindex_paused(&self, conversation: &ConversationId) {
+        if let Some(map) = lock(&self.paused_index).as_mut() {
+            map.remove(conversation);
+        }
+    }
+
+    /// Forgets expired paused runs (retention deletes their rows).
+    fn unindex_expired(&self, now_s: i64) {
+        if let Some(map) = lock(&self.paused_index).as_mut() {
+            map.retain(|_, expires_at| *expires_at > now_s);
+        }
+    }
+
     /// The error flow, if one is loaded.
     fn error_flow(&self) -> Option<LoadedFlow> {
         self.error_flow.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -626,6 +685,7 @@ async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
 async fn prune_loop(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
     loop {
+        inner.unindex_expired(now_ms() / 1000);
         match inner.store.prune(&inner.options.retention, now_ms()).await {
             Ok(p) if p != Pruned::default() => {
                 tracing::info!(runs = p.runs, answers = p.answers, paused = p.paused, "retention pruned the store");

@@ -51,7 +51,11 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
         }
         return Ok(answer);
     }
-    let stored = inner.store.paused(&conversation).await.map_err(store_err)?;
+    let stored = if inner.may_be_paused(&conversation) {
+        inner.store.paused(&conversation).await.map_err(store_err)?
+    } else {
+        None
+    };
     let was_paused = stored.is_some();
     let now_s = now_ms() / 1000;
     let live = stored.filter(|p| p.expires_at > now_s);
@@ -300,6 +304,10 @@ async fn commit(
         body
     });
     let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
+    let cleared = matches!(paused, PausedChange::Clear);
+    if let PausedChange::Set(p) = &paused {
+        inner.index_paused(conversation, p.expires_at);
+    }
     let has_outbox = outbox.is_some();
     let done = Completion {
         conversation: conversation.clone(),
@@ -315,6 +323,9 @@ async fn commit(
         tracing::error!(conversation = %conversation, error = %e, "could not commit a message's result");
         ConversationError::Store { conversation: conversation.to_string() }
     })?;
+    if cleared {
+        inner.unindex_paused(conversation);
+    }
     if has_outbox {
         inner.outbox_wake.notify_one();
     }

@@ -143,6 +143,18 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn outbox_len(&self) -> Result<u64, StoreError>;
     /// Deletes what the retention policy no longer keeps.
     async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError>;
+    /// Every conversation with a paused run (expired or not) and when it expires (Unix
+    /// seconds), when this process is the store's only writer and there are at most `limit`;
+    /// `None` otherwise. With it the service skips the paused-run read for the other
+    /// conversations (most messages). A store shared by several processes returns `None`
+    /// (the default): another process may pause a run at any time.
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn paused_index(&self, limit: usize) -> Result<Option<Vec<(ConversationId, i64)>>, StoreError> {
+        let _ = limit;
+        Ok(None)
+    }
 }
 
 /// An in-memory [`ConversationStore`] (for `tern run` and tests). Bounded by the same
@@ -280,6 +292,11 @@ impl ConversationStore for MemoryConversationStore {
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {
         Ok(self.lock().outbox.len() as u64)
+    }
+
+    async fn paused_index(&self, limit: usize) -> Result<Option<Vec<(ConversationId, i64)>>, StoreError> {
+        let m = self.lock();
+        Ok((m.paused.len() <= limit).then(|| m.paused.iter().map(|(c, p)| (c.clone(), p.expires_at)).collect()))
     }
 
     async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {

@@ -287,6 +287,22 @@ impl ConversationStore for SqliteStore {
         Ok(Some(paused))
     }
 
+    /// The SQLite file belongs to one `tern serve` (the data directory is not shared), so
+    /// the index is exact.
+    async fn paused_index(&self, limit: usize) -> Result<Option<Vec<(ConversationId, i64)>>, StoreError> {
+        let cap = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT conversation_id, expires_at FROM conversations LIMIT ?")
+            .bind(cap)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?;
+        if rows.len() > limit {
+            return Ok(None);
+        }
+        // An id that does not validate cannot be asked for; leaving it out is safe.
+        Ok(Some(rows.into_iter().filter_map(|(c, at)| ConversationId::new(c).ok().map(|c| (c, at))).collect()))
+    }
+
     async fn answer(
         &self,
         conversation: &ConversationId,
