@@ -8,11 +8,18 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use tern_engine::conversation::{ConversationId, Inbound};
 use tern_engine::http::{RequestConfig, RequestTemplate, UrlTemplate};
 use tern_engine::integrations::oauth::{TernTokenResponse, form_body_to_json};
 use tern_engine::mapping::{Mapping, ResponsePath};
 use tern_engine::template::{JsonTemplate, RenderError, Root, Scope, Template, VarRef, walk_path};
 use tern_engine::{LoadOptions, Registry, load_flow};
+
+/// The server's message body type (`src/server/incoming.rs`), compiled into the fuzz targets
+/// as it is into `tern`.
+#[path = "../src/server/incoming.rs"]
+#[allow(dead_code)] // the server uses more of it than the fuzz target
+mod incoming;
 
 /// A target's body.
 pub type Target = fn(&[u8]);
@@ -23,6 +30,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("template", template),
     ("response_mapping", response_mapping),
     ("token_response", token_response),
+    ("message_body", message_body),
 ];
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(tern_steps::registry);
@@ -118,4 +126,22 @@ pub fn token_response(data: &[u8]) {
             let _ = r.into_record(Some(tern_engine::integrations::config::Profile::Zoho), None, now);
         }
     }
+}
+
+/// The webhook message body: the bytes as the JSON body of `POST /v1/conversations/{id}/messages`,
+/// parsed by the server's own type and turned into the message the service journals. A message
+/// the server accepts must be stored and read back unchanged (the journal, paused runs and
+/// history are JSON that serde_json reads back at most 128 levels deep).
+pub fn message_body(data: &[u8]) {
+    let Ok(message) = serde_json::from_slice::<incoming::IncomingMessage>(data) else { return };
+    let Ok(conversation) = ConversationId::new("fuzz") else { return };
+    let Ok(inbound) = message.into_inbound(conversation) else { return };
+    let stored = serde_json::to_vec(&inbound).expect("an accepted message serializes");
+    let back: Inbound = serde_json::from_slice(&stored).expect("an accepted message reads back from the journal");
+    // A paused run keeps the message inside its variables, a few levels deeper still.
+    let snapshot = json!({"snapshot": {"vars": {"message": {"metadata": back.metadata, "contact": back.contact}}}});
+    let stored_snapshot = serde_json::to_vec(&snapshot).expect("a snapshot serializes");
+    let read: Value = serde_json::from_slice(&stored_snapshot).expect("a paused run with the message reads back");
+    assert_eq!(read, snapshot, "a paused run with the message reads back unchanged");
+    assert_eq!(serde_json::to_vec(&back).ok(), Some(stored), "an accepted message reads back unchanged");
 }

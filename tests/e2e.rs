@@ -31,6 +31,7 @@ mod support {
 }
 
 mod browser;
+mod contract;
 mod failures;
 mod http_steps;
 mod integrations;

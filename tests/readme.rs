@@ -42,6 +42,11 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "tern serve --flows flows/examples", Check::Test("conversation_server_commands")),
     ("README.md", "curl -s -X POST http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
     ("README.md", "curl -s -X PUT http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
+    (
+        "README.md",
+        "tern openapi > docs/openapi.json",
+        Check::Test("openapi_command_regenerates_the_committed_document"),
+    ),
     ("README.md", "data_dir = \"/var/lib/tern\"", Check::Test("the_tern_toml_example_is_accepted")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
@@ -439,6 +444,21 @@ fn conversation_server_commands() {
         &format!("curl -sf -H \"authorization: Bearer $TERN_ADMIN_TOKEN\" http://127.0.0.1:{port}/v1/integrations"),
     );
     assert!(list.contains("\"teamleader\""), "{list}");
+}
+
+#[test]
+fn openapi_command_regenerates_the_committed_document() {
+    let b = block("README.md", "tern openapi > docs/openapi.json");
+    let s = Sandbox::new();
+    s.ok(&b, &b.text);
+    let written = std::fs::read_to_string(s.path("docs/openapi.json")).unwrap();
+    let committed = std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap();
+    assert!(written.starts_with("{"), "`tern openapi` printed no JSON document:\n{written}");
+    assert!(
+        written == committed,
+        "README.md:{}: `tern openapi` prints a document other than docs/openapi.json (stale)",
+        b.line
+    );
 }
 
 /// Whether `actual` is `shown` with each `…` standing for any text without a quote.

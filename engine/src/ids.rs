@@ -86,6 +86,18 @@ macro_rules! ident_newtype {
             }
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some("^[A-Za-z_][A-Za-z0-9_-]{0,63}$"))
+                    .description(Some($kind))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl JsonSchema for $name {
             fn schema_name() -> std::borrow::Cow<'static, str> {
                 stringify!($name).into()

@@ -113,7 +113,7 @@ pub enum RunStatus {
 }
 
 /// How one step went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// It succeeded.
@@ -127,7 +127,7 @@ pub enum StepStatus {
 }
 
 /// A failure, as shown in results and history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunError {
     /// The step, when a step failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -139,12 +139,13 @@ pub struct RunError {
 }
 
 /// One executed step.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TraceEntry {
     /// The step.
     pub step: StepId,
     /// Its type.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub step_type: std::sync::Arc<str>,
     /// How it went.
     pub status: StepStatus,

@@ -6,6 +6,7 @@ pub mod flow_file;
 mod integrations;
 mod keys;
 pub mod masked_log;
+mod openapi;
 mod plugins;
 mod run;
 mod schema;
@@ -48,6 +49,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Print the JSON Schema of the flow format.
     Schema(schema::SchemaArgs),
+    /// Print the OpenAPI 3.1 document of the server's HTTP API (served at `/openapi.json`).
+    Openapi(openapi::OpenapiArgs),
     /// Manage OAuth integrations (add, list, show, authorize, remove).
     Integrations(integrations::IntegrationsArgs),
     /// Manage named secrets for `{{secrets.NAME}}`.
@@ -97,6 +100,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&cli.shared, args).await,
         Command::Validate(args) => validate::validate(&cli.shared, args).await,
         Command::Schema(args) => schema::schema(&cli.shared, args).await,
+        Command::Openapi(args) => openapi::openapi(args).await,
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
         Command::Serve(args) => serve::serve(&cli.shared, args).await,

@@ -8,12 +8,78 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tern_engine::IntegrationName;
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig};
-use tern_engine::store::Store as _;
+use tern_engine::store::{IntegrationRecord, Store as _};
 
+use super::openapi::{ErrorBody, IntegrationSettings};
 use super::{AppState, error};
+
+/// An integration as saved, with the callback URL to register at the provider.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SavedIntegration {
+    /// The integration (never its secret).
+    pub integration: IntegrationRecord,
+    /// The OAuth callback URL.
+    pub callback_url: String,
+}
+
+/// `GET /v1/secrets`: names, never values.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SecretList {
+    /// Secrets stored with `tern secrets set` or the admin API.
+    pub stored: Vec<StoredSecret>,
+    /// Names of `TERN_SECRET_*` environment variables (without the prefix).
+    pub environment: Vec<String>,
+}
+
+/// A stored secret's name and when it was set.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StoredSecret {
+    /// Its name.
+    pub name: String,
+    /// Always true: the value is set (and never returned).
+    pub set: bool,
+    /// Unix seconds.
+    pub updated_at: i64,
+}
+
+/// `PUT /v1/secrets/{name}`'s body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the schema of a body read as JSON by hand
+pub struct SecretValue {
+    /// The value (write-only).
+    #[schema(min_length = 1)]
+    value: String,
+}
+
+/// `GET /v1/flows`: the flows that can start, in the order triggers are tried.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlowList {
+    /// The flows.
+    pub flows: Vec<FlowSummary>,
+}
+
+/// One loaded flow.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FlowSummary {
+    /// Its id.
+    pub id: String,
+    /// Its name, when it has one.
+    pub name: Option<String>,
+    /// Its version: SHA-256 of the source, hex.
+    pub version: String,
+    /// Its trigger, described (`{"type": "message", …}`), when it has one.
+    pub trigger: Option<Value>,
+    /// The trigger's priority (higher is tried first).
+    pub priority: Option<i32>,
+    /// How many steps it has.
+    pub steps: usize,
+    /// The integrations it uses.
+    pub integrations: Vec<String>,
+}
 
 /// An admin API error: a status and a message for the JSON body.
 pub struct ApiError(StatusCode, String);
@@ -50,6 +116,23 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
 
 /// `PUT /v1/integrations/{name}`: the settings of DESIGN §4 as JSON (the same fields as
 /// `tern integrations show --json`), plus an optional write-only `client_secret`.
+#[utoipa::path(
+    put,
+    path = "/v1/integrations/{name}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The integration name", pattern = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$")),
+    request_body(content = IntegrationSettings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Saved", body = SavedIntegration),
+        (status = 400, description = "A bad name, or a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such route (an empty or dot-segment name)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Settings that are wrong or incomplete (the JSON path and the problem)", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn put_integration(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -82,10 +165,24 @@ pub async fn put_integration(
         .map_err(internal)?
         .ok_or_else(|| internal("the integration vanished after it was saved"))?;
     let callback = state.integrations.callback_url();
-    Ok(axum::Json(json!({"integration": record, "callback_url": callback.as_str()})).into_response())
+    Ok(axum::Json(SavedIntegration { integration: record, callback_url: callback.to_string() }).into_response())
 }
 
 /// `DELETE /v1/integrations/{name}`: removes it with its tokens.
+#[utoipa::path(
+    delete,
+    path = "/v1/integrations/{name}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The integration name", pattern = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$")),
+    responses(
+        (status = 204, description = "Removed with its tokens"),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such integration", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn delete_integration(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -101,16 +198,26 @@ pub async fn delete_integration(
 }
 
 /// `GET /v1/secrets`: which secrets are set, never their values.
+#[utoipa::path(
+    get,
+    path = "/v1/secrets",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Secret names", body = SecretList),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn list_secrets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     admin(&state, &headers)?;
     let list = state.store.list_secrets().await.map_err(internal)?;
-    let stored: Vec<Value> =
-        list.iter().map(|s| json!({"name": s.name, "set": true, "updated_at": s.updated_at})).collect();
+    let stored = list.into_iter().map(|s| StoredSecret { name: s.name, set: true, updated_at: s.updated_at }).collect();
     let mut env: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.to_str().and_then(|k| k.strip_prefix("TERN_SECRET_")).map(str::to_string))
         .collect();
     env.sort();
-    Ok(axum::Json(json!({"stored": stored, "environment": env})).into_response())
+    Ok(axum::Json(SecretList { stored, environment: env }).into_response())
 }
 
 fn secret_name(name: &str) -> Result<(), ApiError> {
@@ -126,6 +233,23 @@ fn secret_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// `PUT /v1/secrets/{name}` with `{"value": "..."}`: sets a secret (write-only).
+#[utoipa::path(
+    put,
+    path = "/v1/secrets/{name}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The secret name: letters, digits and `_`, not starting with a digit", pattern = "^[A-Za-z_][A-Za-z0-9_]{0,63}$")),
+    request_body(content = SecretValue, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Set; used by the next run"),
+        (status = 400, description = "A bad name, or a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such route (an empty or dot-segment name)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "The body is not `{\"value\": \"<non-empty string>\"}`", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn put_secret(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -145,6 +269,20 @@ pub async fn put_secret(
 }
 
 /// `DELETE /v1/secrets/{name}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/secrets/{name}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The secret name", pattern = "^[A-Za-z_][A-Za-z0-9_]{0,63}$")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such stored secret", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn delete_secret(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -160,22 +298,31 @@ pub async fn delete_secret(
 }
 
 /// `GET /v1/flows`: the flows that can start, in the order they are tried.
+#[utoipa::path(
+    get,
+    path = "/v1/flows",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The loaded flows", body = FlowList),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn list_flows(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
     admin(&state, &headers)?;
     let flows = state.conversations.flows();
-    let list: Vec<Value> = flows
+    let list = flows
         .iter()
-        .map(|f| {
-            json!({
-                "id": f.flow.id.as_str(),
-                "name": f.flow.name,
-                "version": f.hash,
-                "trigger": f.flow.trigger.as_ref().map(|t| t.describe()),
-                "priority": f.flow.trigger.as_ref().map(|t| t.priority()),
-                "steps": f.flow.steps.len(),
-                "integrations": f.flow.integrations.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
-            })
+        .map(|f| FlowSummary {
+            id: f.flow.id.to_string(),
+            name: f.flow.name.clone(),
+            version: f.hash.clone(),
+            trigger: f.flow.trigger.as_ref().map(|t| t.describe()),
+            priority: f.flow.trigger.as_ref().map(|t| t.priority()),
+            steps: f.flow.steps.len(),
+            integrations: f.flow.integrations.iter().map(|i| i.to_string()).collect(),
         })
         .collect();
-    Ok(axum::Json(json!({"flows": list})).into_response())
+    Ok(axum::Json(FlowList { flows: list }).into_response())
 }

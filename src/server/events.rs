@@ -16,8 +16,28 @@ use tern_engine::store::Store;
 use tern_engine::template::value_text;
 use tern_engine::{IntegrationName, TokenOwner};
 
+use super::openapi::ErrorBody;
 use super::{AppState, error, messages};
 
+/// `POST /v1/integrations/{name}/events`.
+#[utoipa::path(
+    post,
+    path = "/v1/integrations/{name}/events",
+    tag = "integrations",
+    params(("name" = String, Path, description = "The integration name")),
+    request_body(content = Object, content_type = "application/json", description = "The third party's event; the account identifier is read with the integration's `event_identifier`"),
+    responses(
+        (status = 200, description = "The started flow's answer (`no_flow` when no flow has an `integration_event` trigger for the integration)", body = tern_engine::conversation::Answer),
+        (status = 202, description = "The run takes longer than the reply wait", body = messages::Accepted, headers(("location" = String, description = "The answer URL"))),
+        (status = 400, description = "The body is not JSON, has no account identifier, or the path is not UTF-8", body = ErrorBody),
+        (status = 404, description = "No such integration, one that takes no events, or an unknown account identifier", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The content type is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON is not an event", body = ErrorBody),
+        (status = 429, description = "Too many events waiting in this conversation (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Overloaded or shutting down (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn post_event(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

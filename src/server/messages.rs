@@ -11,46 +11,55 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use tern_engine::conversation::{
-    Answer, ConversationError, ConversationId, Inbound, MessageId, MessageState, Ticket, Trigger,
+    Answer, ConversationError, ConversationId, Inbound, MessageId, MessageState, ReplyText, Ticket, Trigger,
 };
 
+use super::incoming::{IncomingError, IncomingMessage};
+use super::openapi::ErrorBody;
 use super::{AppState, error};
 
-/// The request body. Unknown top-level fields are accepted and handed to flows as
-/// `{{message.metadata.*}}`, together with the fields of a `metadata` object.
-#[derive(Debug, Deserialize)]
-pub struct IncomingMessage {
-    /// What the contact wrote.
-    pub text: String,
-    /// The contact: `{"id": …}` plus any attributes.
-    #[serde(default)]
-    pub contact: Option<Map<String, Value>>,
-    /// The channel's id for the message; a repeated id is answered from the first time.
-    #[serde(default)]
-    pub message_id: Option<String>,
-    /// Anything else the channel sends.
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
+/// `202 Accepted`: the run goes on; its answer appears at `answer_url`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Always `running`.
+    pub status: Running,
+    /// The message's id (the channel's, or the one Tern gave it).
+    pub message_id: String,
+    /// Where the answer appears (also in `Location`).
+    pub answer_url: String,
+    /// Empty: the replies come with the answer.
+    pub replies: Vec<ReplyText>,
 }
 
-impl IncomingMessage {
-    /// The message as the service takes it.
-    fn into_inbound(self, conversation: ConversationId) -> Result<Inbound, ConversationError> {
-        let message_id = self.message_id.map(MessageId::new).transpose()?;
-        let mut inbound = Inbound::message(conversation, message_id, self.text);
-        inbound.contact = self.contact.unwrap_or_default();
-        let mut extra = self.extra;
-        if let Some(Value::Object(m)) = extra.remove("metadata") {
-            inbound.metadata.extend(m);
-        }
-        inbound.metadata.extend(extra);
-        Ok(inbound)
-    }
+/// The status of an accepted message.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Running {
+    /// The run has not finished yet.
+    Running,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/messages",
+    tag = "conversations",
+    params(("id" = String, Path, description = "The conversation id: 1 to 200 characters, no control characters", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")),
+    request_body(content = IncomingMessage, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The run's answer: replies, status and the failure if any", body = Answer),
+        (status = 202, description = "The run takes longer than the reply wait; the answer appears at `answer_url`", body = Accepted, headers(("location" = String, description = "The answer URL"))),
+        (status = 400, description = "A bad conversation or message id (`bad-id`), or a body that is not JSON", body = ErrorBody),
+        (status = 404, description = "No such route (an empty id)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The content type is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not have the fields' types, or a field nests deeper than 32 levels (`too-deep`)", body = ErrorBody),
+        (status = 429, description = "Too many messages waiting in this conversation (`conversation-busy`, `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Overloaded or shutting down (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn post_message(
     State(state): State<Arc<AppState>>,
     Path(conversation): Path<String>,
@@ -68,9 +77,17 @@ pub async fn post_message(
             );
         }
     };
-    let inbound = match ConversationId::new(conversation).and_then(|c| msg.into_inbound(c)) {
-        Ok(i) => i,
+    let conversation = match ConversationId::new(conversation) {
+        Ok(c) => c,
         Err(e) => return conversation_error(&e),
+    };
+    let inbound = match msg.into_inbound(conversation) {
+        Ok(i) => i,
+        Err(IncomingError::Id(e)) => return conversation_error(&e),
+        Err(e @ IncomingError::TooDeep { .. }) => {
+            let body = ErrorBody { error: e.to_string(), code: Some(e.code().to_string()) };
+            return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
+        }
     };
     state.metrics.message();
     match state.conversations.submit(inbound, None) {
@@ -93,6 +110,22 @@ pub async fn answer_or_accept(state: &AppState, mut ticket: Ticket) -> Response 
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/messages/{message_id}",
+    tag = "conversations",
+    params(
+        ("id" = String, Path, description = "The conversation id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ("message_id" = String, Path, description = "The message id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    responses(
+        (status = 200, description = "The answer", body = Answer),
+        (status = 202, description = "The run is still going", body = Accepted, headers(("location" = String, description = "The answer URL"))),
+        (status = 400, description = "A bad id (`bad-id`)", body = ErrorBody),
+        (status = 404, description = "No such message (answers are kept for the dedupe window)", body = ErrorBody),
+        (status = 503, description = "Overloaded or shutting down (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn get_message(
     State(state): State<Arc<AppState>>,
     Path((conversation, message_id)): Path<(String, String)>,
@@ -124,16 +157,13 @@ fn accepted(conversation: &ConversationId, message_id: &MessageId) -> Response {
         url::form_urlencoded::byte_serialize(conversation.as_str().as_bytes()).collect::<String>(),
         url::form_urlencoded::byte_serialize(message_id.as_str().as_bytes()).collect::<String>()
     );
-    let mut r = (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({
-            "status": "running",
-            "message_id": message_id.as_str(),
-            "answer_url": path,
-            "replies": [],
-        })),
-    )
-        .into_response();
+    let body = Accepted {
+        status: Running::Running,
+        message_id: message_id.to_string(),
+        answer_url: path.clone(),
+        replies: Vec::new(),
+    };
+    let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&path) {
         r.headers_mut().insert(header::LOCATION, v);
     }
@@ -152,7 +182,8 @@ pub fn conversation_error(e: &ConversationError) -> Response {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     };
-    let mut r = (status, axum::Json(json!({"error": e.to_string(), "code": e.code()}))).into_response();
+    let body = ErrorBody { error: e.to_string(), code: Some(e.code().to_string()) };
+    let mut r = (status, axum::Json(body)).into_response();
     if e.is_retryable() && status != StatusCode::INTERNAL_SERVER_ERROR {
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

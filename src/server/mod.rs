@@ -8,10 +8,13 @@
 
 mod admin;
 mod events;
+mod incoming;
+mod json_errors;
 pub mod listen;
 mod mask;
 mod messages;
 mod metrics;
+pub mod openapi;
 pub mod pages;
 #[cfg(test)]
 mod tests;
@@ -22,11 +25,13 @@ pub use metrics::Metrics;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use serde_json::json;
 use tern_engine::conversation::Conversations;
 use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
@@ -76,34 +81,86 @@ impl AppState {
     }
 }
 
+/// One route: the method, the path (axum's `{param}` syntax, which is also OpenAPI's) and the
+/// handler.
+pub type Route = (Method, &'static str, MethodRouter<Arc<AppState>>);
+
+/// Every route of the server. [`app`] serves exactly these, and the OpenAPI document
+/// ([`openapi`]) describes each of them (a test compares the two).
+pub fn routes() -> Vec<Route> {
+    vec![
+        (Method::POST, "/v1/conversations/{id}/messages", post(messages::post_message)),
+        (Method::GET, "/v1/conversations/{id}/messages/{message_id}", get(messages::get_message)),
+        (Method::GET, "/v1/runs/{id}", get(get_run)),
+        (Method::GET, "/oauth/callback", get(callback)),
+        (Method::GET, "/", get(web::page)),
+        (Method::POST, "/integrations", post(web::add)),
+        (Method::POST, "/integrations/{name}/authorize", post(web::authorize)),
+        (Method::GET, "/v1/integrations", get(web::api_list)),
+        (Method::PUT, "/v1/integrations/{name}", put(admin::put_integration)),
+        (Method::DELETE, "/v1/integrations/{name}", delete(admin::delete_integration)),
+        (Method::GET, "/v1/secrets", get(admin::list_secrets)),
+        (Method::PUT, "/v1/secrets/{name}", put(admin::put_secret)),
+        (Method::DELETE, "/v1/secrets/{name}", delete(admin::delete_secret)),
+        (Method::GET, "/v1/flows", get(admin::list_flows)),
+        (Method::POST, "/v1/integrations/{name}/events", post(events::post_event)),
+        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/metrics", get(metrics_text)),
+        (Method::GET, "/openapi.json", get(openapi::openapi_json)),
+    ]
+}
+
 /// The router: every route has a body limit (64 KiB), a request timeout and a concurrency
-/// limit that answers 503 with `Retry-After` instead of queueing without bound.
+/// limit that answers 503 with `Retry-After` instead of queueing without bound. Every error
+/// answer is JSON (see [`json_errors`]), unknown paths included.
 pub fn app(state: Arc<AppState>) -> Router {
     let limits = tower::ServiceBuilder::new()
         .layer(axum::error_handling::HandleErrorLayer::new(overloaded))
         .load_shed()
         .concurrency_limit(state.max_concurrency)
         .timeout(state.request_timeout);
-    Router::new()
-        .route("/v1/conversations/{id}/messages", post(messages::post_message))
-        .route("/v1/conversations/{id}/messages/{message_id}", get(messages::get_message))
-        .route("/v1/runs/{id}", get(get_run))
-        .route("/oauth/callback", get(callback))
-        .route("/", get(web::page))
-        .route("/integrations", post(web::add))
-        .route("/integrations/{name}/authorize", post(web::authorize))
-        .route("/v1/integrations", get(web::api_list))
-        .route("/v1/integrations/{name}", put(admin::put_integration).delete(admin::delete_integration))
-        .route("/v1/secrets", get(admin::list_secrets))
-        .route("/v1/secrets/{name}", put(admin::put_secret).delete(admin::delete_secret))
-        .route("/v1/flows", get(admin::list_flows))
-        .route("/v1/integrations/{name}/events", post(events::post_event))
-        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
-        .route("/metrics", get(metrics_text))
+    let mut router = Router::new();
+    for (_, path, handler) in routes() {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(limits)
+        .layer(axum::middleware::from_fn(json_errors::json_errors))
         .layer(axum::middleware::from_fn(mask::mask_answer))
         .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such route; GET /openapi.json lists them")
+}
+
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "this route does not take this method; GET /openapi.json lists them")
+}
+
+/// `GET /healthz`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    /// Always `ok` while the server answers.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
+
+/// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The server answers", body = Health),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = openapi::ErrorBody),
+    )
+)]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
 async fn overloaded(err: tower::BoxError) -> Response {
@@ -118,6 +175,16 @@ async fn overloaded(err: tower::BoxError) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
 }
 
+/// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text", body = String),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = openapi::ErrorBody),
+    )
+)]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
@@ -128,9 +195,24 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 
 /// A JSON error body with a status.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": message.into()}))).into_response()
+    (status, axum::Json(openapi::ErrorBody { error: message.into(), code: None })).into_response()
 }
 
+/// `GET /v1/runs/{id}`: a run's history.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The run id (`run_id` of an answer)")),
+    responses(
+        (status = 200, description = "The run: summary and every activation", body = tern_engine::conversation::RunHistory),
+        (status = 400, description = "The path is not UTF-8", body = openapi::ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = openapi::ErrorBody),
+        (status = 404, description = "No such run (or no longer kept)", body = openapi::ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = openapi::ErrorBody),
+    )
+)]
 async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if !state.is_admin(&headers) {
         return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
@@ -181,10 +263,31 @@ async fn resume_after_login(
 
 /// Completes an authorization. An operator's goes back to the integrations page with the
 /// banner; a contact's resumes the conversation that asked for it and shows the outcome.
+#[utoipa::path(
+    get,
+    path = "/oauth/callback",
+    tag = "integrations",
+    params(CallbackParams),
+    responses(
+        (status = 200, description = "A contact's login finished: the outcome as a page (the conversation resumes)", content_type = "text/html", body = String),
+        (status = 303, description = "An operator's authorization: back to the integrations page with the outcome", headers(("location" = String, description = "`/?authorized=NAME` or `/?error=…`"))),
+        (status = 400, description = "The query string is malformed", body = openapi::ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = openapi::ErrorBody),
+    )
+)]
 async fn callback(
     State(state): State<Arc<AppState>>,
-    axum::extract::Query(q): axum::extract::Query<CallbackParams>,
+    query: Result<axum::extract::Query<CallbackParams>, QueryRejection>,
 ) -> Response {
+    let axum::extract::Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the callback's query string is malformed: {}", e.body_text()),
+            );
+        }
+    };
     match state.integrations.complete_with_context(&q).await {
         Ok(done) => {
             state.integrations.invalidate(&done.integration);

@@ -10,19 +10,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tern_engine::IntegrationName;
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
-use tern_engine::store::Store;
+use tern_engine::store::{IntegrationRecord, Store};
 use tern_engine::tokens::TokenOwner;
 
+use super::openapi::ErrorBody;
 use super::{AppState, error};
 
 use super::pages::ALL_SET;
@@ -49,20 +50,46 @@ fn challenge() -> Response {
 }
 
 /// Query of `GET /`: what the banner says.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// An authorization of this integration completed.
     #[serde(default)]
     authorized: Option<String>,
+    /// An authorization or a save failed with this message.
     #[serde(default)]
     error: Option<String>,
+    /// This integration was saved.
     #[serde(default)]
     saved: Option<String>,
 }
 
-pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<PageQuery>) -> Response {
+/// `GET /`: the integrations page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "integrations",
+    security(("admin_basic" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "The integrations page", content_type = "text/html", body = String),
+        (status = 400, description = "The query string is malformed", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token (HTTP Basic, any user name)", body = ErrorBody, headers(("www-authenticate" = String, description = "`Basic realm=\"Tern\"`"))),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
     if !basic_ok(&state, &headers) {
         return challenge();
     }
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the query string is malformed: {}", e.body_text())),
+    };
     let list = match state.store.list_integrations().await {
         Ok(l) => l,
         Err(e) => return store_failed(&e),
@@ -134,7 +161,7 @@ pub async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(
 }
 
 /// The "Add integration" form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct AddForm {
     csrf: String,
     name: String,
@@ -171,10 +198,35 @@ fn back_with_error(message: &str) -> Response {
     Redirect::to(&format!("/?{q}")).into_response()
 }
 
-pub async fn add(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(f): Form<AddForm>) -> Response {
+/// `POST /integrations`: the page's "Add integration" form.
+#[utoipa::path(
+    post,
+    path = "/integrations",
+    tag = "integrations",
+    security(("admin_basic" = [])),
+    request_body(content = AddForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Back to the page with `?saved=NAME` or `?error=…`", headers(("location" = String, description = "The page with the outcome"))),
+        (status = 401, description = "No or wrong admin token (HTTP Basic, any user name)", body = ErrorBody),
+        (status = 403, description = "The form's CSRF token is stale or forged", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The content type is not a form", body = ErrorBody),
+        (status = 422, description = "A required form field is missing", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn add(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<AddForm>, FormRejection>,
+) -> Response {
     if !basic_ok(&state, &headers) {
         return challenge();
     }
+    let Form(f) = match form {
+        Ok(f) => f,
+        Err(e) => return error(e.status(), format!("the form is malformed: {}", e.body_text())),
+    };
     if !csrf_ok(&state, &f.csrf) {
         return error(StatusCode::FORBIDDEN, "the form is stale or forged; reload the page");
     }
@@ -231,20 +283,45 @@ pub async fn add(State(state): State<Arc<AppState>>, headers: HeaderMap, Form(f)
 }
 
 /// The Authorize button's form.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CsrfForm {
+    /// The page's CSRF token.
     csrf: String,
 }
 
+/// `POST /integrations/{name}/authorize`: the page's Authorize button.
+#[utoipa::path(
+    post,
+    path = "/integrations/{name}/authorize",
+    tag = "integrations",
+    security(("admin_basic" = [])),
+    params(("name" = String, Path, description = "The integration name")),
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "To the provider's authorization page, or back to the page with `?error=…`", headers(("location" = String, description = "Where the browser goes"))),
+        (status = 400, description = "The path is not UTF-8", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token (HTTP Basic, any user name)", body = ErrorBody),
+        (status = 403, description = "The form's CSRF token is stale or forged", body = ErrorBody),
+        (status = 404, description = "No such route (an empty or dot-segment name)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The content type is not a form", body = ErrorBody),
+        (status = 422, description = "The form has no CSRF token", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn authorize(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Form(f): Form<CsrfForm>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     if !basic_ok(&state, &headers) {
         return challenge();
     }
+    let Form(f) = match form {
+        Ok(f) => f,
+        Err(e) => return error(e.status(), format!("the form is malformed: {}", e.body_text())),
+    };
     if !csrf_ok(&state, &f.csrf) {
         return error(StatusCode::FORBIDDEN, "the form is stale or forged; reload the page");
     }
@@ -255,16 +332,37 @@ pub async fn authorize(
     }
 }
 
+/// `GET /v1/integrations`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IntegrationList {
+    /// Every integration (never a secret).
+    pub integrations: Vec<IntegrationRecord>,
+    /// The OAuth callback URL to register at providers.
+    pub callback_url: String,
+}
+
 /// `GET /v1/integrations`: every integration, never a secret.
+#[utoipa::path(
+    get,
+    path = "/v1/integrations",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every integration with its status and settings", body = IntegrationList),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
 pub async fn api_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if !state.is_admin(&headers) {
         return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
     }
     match state.store.list_integrations().await {
-        Ok(list) => {
-            axum::Json(json!({ "integrations": list, "callback_url": state.integrations.callback_url().as_str() }))
-                .into_response()
-        }
+        Ok(list) => axum::Json(IntegrationList {
+            integrations: list,
+            callback_url: state.integrations.callback_url().to_string(),
+        })
+        .into_response(),
         Err(e) => store_failed(&e),
     }
 }

@@ -173,7 +173,7 @@ impl Inbound {
 }
 
 /// How a message was handled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerStatus {
     /// The run reached its end.
@@ -189,7 +189,7 @@ pub enum AnswerStatus {
 }
 
 /// One reply, as the channel receives it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplyText {
     /// The text.
     pub text: String,
@@ -197,7 +197,7 @@ pub struct ReplyText {
 
 /// The answer to one message: what the channel gets back, and what a repeated message id gets
 /// again.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Answer {
     /// The run, when one started or resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,7 +223,7 @@ pub struct Answer {
 
 /// The error flow's run started for a failed run (README "When a step fails"). It is a run of
 /// its own in history; when it pauses, the conversation's next message resumes it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorFlowRun {
     /// Its run id.
     pub run_id: String,
@@ -320,7 +320,7 @@ pub enum PausedRunError {
 }
 
 /// One activation of a run (from a message until the run paused or ended), as kept in history.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     /// The message that started or resumed the run.
     pub message_id: String,
@@ -347,7 +347,7 @@ pub struct Segment {
 }
 
 /// What history keeps about a run, whatever the number of activations.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
     /// The run.
     pub run_id: String,
@@ -374,7 +374,7 @@ pub struct RunSummary {
 }
 
 /// A run's history: the summary and every segment, oldest first.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunHistory {
     /// The summary.
     #[serde(flatten)]

@@ -100,7 +100,8 @@ pub struct AuthorizationStart {
 }
 
 /// The query of `GET /oauth/callback`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackParams {
     /// The authorization code.
     #[serde(default)]

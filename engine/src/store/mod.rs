@@ -82,7 +82,7 @@ pub enum StoreError {
 }
 
 /// Where an integration stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IntegrationStatus {
     /// Added, never authorized.
@@ -114,7 +114,7 @@ impl IntegrationStatus {
 }
 
 /// An integration as stored (the client secret is read separately, on purpose).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct IntegrationRecord {
     /// Its name.
     pub name: IntegrationName,

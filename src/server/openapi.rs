@@ -1,0 +1,197 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' `#[utoipa::path]`
+//! attributes and the request and answer types (`utoipa`), served at `GET /openapi.json` and
+//! printed by `tern openapi`. The committed copy is `docs/openapi.json`; a test fails when it
+//! is stale, and another when a route of [`super::routes`] is missing from it.
+
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+/// The error body of every 4xx and 5xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong and what to do.
+    pub error: String,
+    /// A stable, kebab-case code (conversation errors: `bad-id`, `conversation-busy`,
+    /// `overloaded`, `shutting-down`, `store-unavailable`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// `PUT /v1/integrations/{name}`'s body: the integration's settings plus the write-only
+/// `client_secret`.
+pub struct IntegrationSettings;
+
+impl PartialSchema for IntegrationSettings {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut schema = <tern_engine::integrations::config::IntegrationConfig as PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            let secret = ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                .min_length(Some(1))
+                .description(Some("The OAuth client secret (write-only: never returned)."));
+            object.properties.insert("client_secret".into(), secret.into());
+        }
+        schema
+    }
+}
+
+impl ToSchema for IntegrationSettings {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <tern_engine::integrations::config::IntegrationConfig as ToSchema>::schemas(schemas);
+    }
+}
+
+/// The security schemes: the admin token as a bearer token (the JSON API) and as the password
+/// of HTTP Basic (the integrations page).
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme("admin_basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
+    }
+}
+
+/// The document's source: every operation of the API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tern",
+        description = "The HTTP API of `tern serve`: conversation messages, the admin API, run history, the OAuth callback, integration events, the integrations page, health and metrics. Every error answer is JSON `{\"error\": …}` (with a `code` for conversation errors). Request bodies are limited to 64 KiB (413).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        super::messages::post_message,
+        super::messages::get_message,
+        super::get_run,
+        super::callback,
+        super::web::page,
+        super::web::add,
+        super::web::authorize,
+        super::web::api_list,
+        super::admin::put_integration,
+        super::admin::delete_integration,
+        super::admin::list_secrets,
+        super::admin::put_secret,
+        super::admin::delete_secret,
+        super::admin::list_flows,
+        super::events::post_event,
+        super::healthz,
+        super::metrics_text,
+        openapi_json,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&Security),
+    tags(
+        (name = "conversations", description = "Messages from a chat channel and their answers"),
+        (name = "admin", description = "The admin API: `Authorization: Bearer <admin token>`"),
+        (name = "integrations", description = "OAuth callback, integration events and the integrations page"),
+        (name = "operations", description = "Health, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document, as served.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The document as pretty JSON with a final newline (what `docs/openapi.json` holds).
+pub fn document_json() -> String {
+    let mut text = document().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(document_json);
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object))
+)]
+pub async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// `docs/openapi.json` is what the code generates. Regenerate with
+    /// `cargo run -- openapi > docs/openapi.json`.
+    #[test]
+    fn committed_document_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == document_json(),
+            "{} is stale: regenerate it with `cargo run -- openapi > docs/openapi.json` and commit it",
+            path.display()
+        );
+    }
+
+    /// Every route the router serves is an operation of the document, and every operation is a
+    /// route.
+    #[test]
+    fn every_route_is_documented() {
+        let doc = document();
+        let mut routes: Vec<(String, String)> =
+            super::super::routes().iter().map(|(m, p, _)| (m.as_str().to_lowercase(), (*p).to_string())).collect();
+        routes.sort();
+        let mut documented = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                ("get", &item.get),
+                ("put", &item.put),
+                ("post", &item.post),
+                ("delete", &item.delete),
+                ("patch", &item.patch),
+                ("head", &item.head),
+                ("options", &item.options),
+                ("trace", &item.trace),
+            ];
+            for (method, op) in ops {
+                if op.is_some() {
+                    documented.push((method.to_string(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        assert_eq!(routes, documented, "the router's routes and the document's operations differ");
+    }
+
+    /// Every operation says what each status means, and every error status has the JSON error
+    /// body.
+    #[test]
+    fn every_operation_documents_its_errors_as_json() {
+        let doc = serde_json::to_value(document()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                assert!(!responses.is_empty(), "{method} {path} has no responses");
+                for (status, r) in responses {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let schema = &r["content"]["application/json"]["schema"]["$ref"];
+                        assert_eq!(
+                            schema, "#/components/schemas/ErrorBody",
+                            "{method} {path} {status} is not documented as the JSON error body"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
