@@ -117,6 +117,7 @@ fn error_flow_gets_the_failure_as_variables() {
     let out = r.json();
     assert_eq!(out["error"]["code"], "http-status");
     assert_eq!(out["error_flow"]["status"], "completed");
+    assert!(out["error_flow"]["run_id"].as_str().is_some_and(|id| id != out["run_id"]), "{out}");
     assert_eq!(out["replies"][0]["text"], "crm/lookup failed [http-status] for hi");
 }
 
@@ -280,6 +281,68 @@ fn serve_refuses_two_error_flows() {
     std::fs::write(dir.path().join("second.json"), handler("second-handler").to_string()).unwrap();
     let r = run(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.to_str().unwrap()]);
     assert_ne!(r.code(), 0, "{}", r.stderr());
-    assert!(r.stderr().contains("2 error flows (`on-error`, `second-handler`)"), "{}", r.stderr());
-    assert!(r.stderr().contains("keep one"), "{}", r.stderr());
+    assert!(r.stderr().contains("flow `second-handler` is a second error flow: `on-error`"), "{}", r.stderr());
+    assert!(r.stderr().contains("keep one error flow"), "{}", r.stderr());
+    // `tern validate` reports the same mistake.
+    let v = run(["validate", flows.to_str().unwrap()]);
+    assert_eq!(v.code(), 2, "{}", v.stderr());
+    assert!(v.stderr().contains("second-error-flow"), "{}", v.stderr());
+    // With --skip-invalid the second one is not loaded: the first stays the error flow.
+    let server = serve(&flows, &["--skip-invalid"]);
+    crate::serve::rt().block_on(async {
+        let client = reqwest::Client::new();
+        let flows: Value = client
+            .get(format!("{}/v1/flows", server.url))
+            .bearer_auth(crate::serve::ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = flows["flows"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+        assert!(ids.contains(&"on-error") && !ids.contains(&"second-handler"), "{flows}");
+    });
+}
+
+#[test]
+fn an_error_flow_run_alone_needs_the_failure_as_a_variable() {
+    let flows = Flows::new();
+    let handler = error_flow(&flows, "{{error.step}} failed [{{error.code}}]");
+    let r = run(["run", handler.to_str().unwrap(), "-m", "hi"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("is an error flow") && r.stderr().contains("--var 'error="), "{}", r.stderr());
+    let r = run([
+        "run",
+        handler.to_str().unwrap(),
+        "-m",
+        "hi",
+        "--var",
+        r#"error={"code": "http-status", "step": "lookup"}"#,
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert_eq!(r.stdout(), "lookup failed [http-status]\n");
+}
+
+#[test]
+fn the_default_error_reply_is_checked_plain_text() {
+    let flows = Flows::new();
+    let api = TestApi::start();
+    let path = flows.write("crm", &lookup_flow(&api, None, None));
+    let long = "x".repeat(4097);
+    for (reply, expected) in [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("Sorry ({{error.code}})", "plain text, sent as is"),
+        (long.as_str(), "4097 characters; at most 4096"),
+    ] {
+        let r = tern_run(&path, &["--error-reply", reply]);
+        assert_eq!(r.code(), 2, "{reply:.20}: {}", r.stderr());
+        assert!(r.stderr().contains(expected), "{reply:.20}: {}", r.stderr());
+        let dir = path.parent().unwrap().to_str().unwrap();
+        let s = run(["serve", "--listen", "127.0.0.1:0", "--flows", dir, "--error-reply", reply]);
+        assert_eq!(s.code(), 2, "{reply:.20}: {}", s.stderr());
+        assert!(s.stderr().contains(expected), "{reply:.20}: {}", s.stderr());
+    }
+    assert!(api.requests().is_empty(), "nothing ran");
 }

@@ -128,6 +128,60 @@ impl std::fmt::Display for Failed {
 impl std::error::Error for Failed {}
 
 /// Prints diagnostics the way compilers do: `file:line:col: error[code] at /pointer: message`.
+/// Most characters in a default error reply (`--error-reply`).
+pub const MAX_ERROR_REPLY_CHARS: usize = 4096;
+
+/// Parses `--error-reply`: plain text (not a template), 1 to [`MAX_ERROR_REPLY_CHARS`]
+/// characters.
+pub fn parse_error_reply(s: &str) -> Result<String, String> {
+    let n = s.chars().count();
+    if s.trim().is_empty() {
+        return Err("the default error reply is empty; leave the option out to send none".into());
+    }
+    if n > MAX_ERROR_REPLY_CHARS {
+        return Err(format!("the default error reply has {n} characters; at most {MAX_ERROR_REPLY_CHARS}"));
+    }
+    if s.contains("{{") {
+        return Err("the default error reply is plain text, sent as is: `{{…}}` would reach the contact literally; use an error flow (trigger {\"type\": \"error\"}) to put the failure in the text".into());
+    }
+    Ok(s.to_string())
+}
+
+/// Tells the error flows of one directory apart: the first (in load order) is the error flow;
+/// each later one gets an error diagnostic (a failed run starts one error flow, so a second is
+/// a mistake `tern validate` and `tern serve` report alike).
+#[derive(Default)]
+pub struct ErrorFlows {
+    first: Option<(String, std::path::PathBuf)>,
+}
+
+impl ErrorFlows {
+    /// `None` when `flow` is not an error flow or is the first; the diagnostic otherwise.
+    pub fn check(&mut self, flow: &tern_engine::CompiledFlow, file: &Path) -> Option<Diagnostic> {
+        if !matches!(flow.trigger, Some(tern_engine::Trigger::Error)) {
+            return None;
+        }
+        match &self.first {
+            None => {
+                self.first = Some((flow.id.to_string(), file.to_path_buf()));
+                None
+            }
+            Some((id, path)) => Some(
+                Diagnostic::error(
+                    "second-error-flow",
+                    "/trigger",
+                    format!(
+                        "flow `{}` is a second error flow: `{id}` ({}) is the error flow already, and a failed run starts one",
+                        flow.id,
+                        path.display()
+                    ),
+                )
+                .with_hint("keep one error flow in the directory; give the others another trigger"),
+            ),
+        }
+    }
+}
+
 pub fn print_diagnostics(file: &Path, diagnostics: &[Diagnostic]) {
     for d in diagnostics {
         eprintln!("{}:{d}", file.display());

@@ -50,8 +50,9 @@ pub struct RunArgs {
     /// `{{error.message}}`).
     #[arg(long, value_name = "FLOW")]
     error_flow: Option<PathBuf>,
-    /// A reply sent to the contact when the run fails and no error flow answered.
-    #[arg(long, value_name = "TEXT")]
+    /// A reply sent to the contact when the run fails and no error flow answered (plain text,
+    /// not a template; at most 4,096 characters).
+    #[arg(long, value_name = "TEXT", value_parser = super::parse_error_reply)]
     error_reply: Option<String>,
     /// Run this many conversations concurrently with the same messages (a quick load test);
     /// prints a summary instead of the replies.
@@ -92,6 +93,15 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
         && !matches!(f.trigger, Some(tern_engine::Trigger::Error))
     {
         return Err(tern_engine::Error::NotAnErrorFlow { flow: f.id.to_string() }.into());
+    }
+    if matches!(flow.trigger, Some(tern_engine::Trigger::Error))
+        && !args.vars.iter().any(|(k, _)| k.as_str() == "error")
+    {
+        anyhow::bail!(
+            "flow `{}` is an error flow: it starts when another flow fails, with the failure in `error`; run that flow with --error-flow {}, or try this one alone with --var 'error={{\"code\": \"http-status\", \"step\": \"lookup\", \"message\": \"…\"}}'",
+            flow.id,
+            args.flow.display()
+        );
     }
     let uses_integrations = error_flow.iter().any(|f| !f.integrations.is_empty());
     // Open the store when the flow needs it (integrations) or when one exists (stored secrets).
@@ -222,7 +232,7 @@ async fn converse(
             "variables": variables,
             "trace": trace,
             "error": main.error,
-            "error_flow": conversation_log.error_flow.as_ref().map(|r| json!({ "flow_id": r.flow_id, "status": r.status, "error": r.error })),
+            "error_flow": conversation_log.error_flow,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if conversation_log.waiting(&answer) {

@@ -72,7 +72,8 @@ pub struct ServeArgs {
     /// A reply sent to the contact when a run fails, nothing in its flow caught the failure and
     /// no error flow answered (a flow in the directory whose trigger is `{"type": "error"}` is
     /// the error flow).
-    #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT")]
+    /// Plain text (not a template), at most 4,096 characters.
+    #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT", value_parser = super::parse_error_reply)]
     error_reply: Option<String>,
 }
 
@@ -223,6 +224,7 @@ async fn load_dir(
 ) -> anyhow::Result<(Vec<LoadedFlow>, usize)> {
     let mut flows = Vec::new();
     let mut broken = 0;
+    let mut error_flows = super::ErrorFlows::default();
     for path in super::expand_paths(&[dir.to_path_buf()])? {
         let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
         let source = match super::flow_file::read_flow(&path, opts.limits.max_bytes) {
@@ -238,6 +240,12 @@ async fn load_dir(
         };
         match load_flow(&source, &opts) {
             Ok(flow) => {
+                if let Some(d) = error_flows.check(&flow, &path) {
+                    // Not loaded: with --skip-invalid the first error flow stays the one.
+                    super::print_diagnostics(&path, &[d]);
+                    broken += 1;
+                    continue;
+                }
                 super::print_diagnostics(&path, &flow.warnings);
                 let hash = flow_hash(&source);
                 store.put_flow_version(&hash, flow.id.as_str(), &source).await?;
@@ -248,17 +256,6 @@ async fn load_dir(
                 broken += 1;
             }
         }
-    }
-    let error_flows = tern_engine::conversation::error_flows(&flows);
-    if error_flows.len() > 1 {
-        let ids: Vec<String> = error_flows.iter().map(|f| format!("`{}`", f.flow.id)).collect();
-        eprintln!(
-            "error: {} has {} error flows ({}): a failed run starts one error flow; keep one and give the others another trigger",
-            dir.display(),
-            ids.len(),
-            ids.join(", ")
-        );
-        broken += ids.len() - 1;
     }
     Ok((flows, broken))
 }

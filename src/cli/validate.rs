@@ -25,10 +25,15 @@ pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> an
     let files = super::expand_paths(&args.paths)?;
     let (mut errors, mut warnings) = (0, 0);
     let mut report = Vec::new();
+    let mut error_flows = super::ErrorFlows::default();
     for file in &files {
         let diags = match super::flow_file::read_flow(file, opts.limits.max_bytes) {
             Ok(text) => match load_flow(&text, &opts) {
-                Ok(flow) => flow.warnings,
+                Ok(flow) => {
+                    let mut diags = flow.warnings.clone();
+                    diags.extend(error_flows.check(&flow, file));
+                    diags
+                }
                 Err(diags) => diags,
             },
             Err(super::flow_file::FlowFileError::Io { source, .. }) => {

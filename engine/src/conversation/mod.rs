@@ -382,8 +382,8 @@ impl Conversations {
     ///
     /// A flow whose trigger is `{"type": "error"}` becomes the error flow: it is started, with
     /// the failure in `{{error.*}}`, when a run fails and nothing in its flow caught it (README
-    /// "When a step fails"). With several, the first by id is used; [`error_flows`] lets a
-    /// loader refuse that.
+    /// "When a step fails"). With several, the first by id is used (`tern serve` refuses a
+    /// second one when it loads the directory).
     pub fn set_flows(&self, mut flows: Vec<LoadedFlow>) {
         let error_flow = flows
             .iter()
@@ -586,12 +586,6 @@ impl Conversations {
     pub fn in_flight(&self) -> usize {
         self.inner.options.max_in_flight.max(1) - self.inner.permits.available_permits()
     }
-}
-
-/// The error flows among `flows` (trigger `{"type": "error"}`): more than one is a mistake a
-/// loader should report, naming them.
-pub fn error_flows(flows: &[LoadedFlow]) -> Vec<&LoadedFlow> {
-    flows.iter().filter(|f| matches!(f.flow.trigger, Some(FlowTrigger::Error))).collect()
 }
 
 impl Inner {
