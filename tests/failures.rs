@@ -178,18 +178,6 @@ fn serve(flows: &std::path::Path, extra: &[&str]) -> crate::serve::Server {
     crate::serve::Server::spawn(cmd)
 }
 
-async fn history(base: &str, run_id: &str) -> Value {
-    let client = reqwest::Client::new();
-    for _ in 0..100 {
-        let r = client.get(format!("{base}/v1/runs/{run_id}")).bearer_auth(crate::serve::ADMIN).send().await.unwrap();
-        if r.status() == 200 {
-            return r.json().await.unwrap();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("run {run_id} never reached history");
-}
-
 #[test]
 fn serve_starts_the_error_flow_for_an_uncaught_failure() {
     let api = TestApi::start();
@@ -209,11 +197,12 @@ fn serve_starts_the_error_flow_for_an_uncaught_failure() {
         assert_eq!(answer["error_flow"]["flow_id"], "on-error");
         assert_eq!(answer["error_flow"]["status"], "completed");
         // The error flow's run is a run of its own in history.
-        let run = history(&server.url, answer["error_flow"]["run_id"].as_str().unwrap()).await;
+        let run =
+            crate::runtime::fetch_run(&client, &server.url, answer["error_flow"]["run_id"].as_str().unwrap()).await;
         assert_eq!(run["flow_id"], "on-error");
         assert_eq!(run["segments"][0]["message"], "lookup please");
         assert_eq!(run["segments"][0]["replies"][0]["text"], "crm/lookup failed [http-status]");
-        let failed = history(&server.url, answer["run_id"].as_str().unwrap()).await;
+        let failed = crate::runtime::fetch_run(&client, &server.url, answer["run_id"].as_str().unwrap()).await;
         assert_eq!(failed["status"], "failed");
         // A re-send of the message gets the same answer; nothing runs again.
         let (_, again) = crate::serve::post(&client, &server.url, "c-1", body).await;
@@ -291,15 +280,7 @@ fn serve_refuses_two_error_flows() {
     let server = serve(&flows, &["--skip-invalid"]);
     crate::serve::rt().block_on(async {
         let client = reqwest::Client::new();
-        let flows: Value = client
-            .get(format!("{}/v1/flows", server.url))
-            .bearer_auth(crate::serve::ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let flows = crate::serve::admin_get(&client, &server.url, "/v1/flows").await;
         let ids: Vec<&str> = flows["flows"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
         assert!(ids.contains(&"on-error") && !ids.contains(&"second-handler"), "{flows}");
     });

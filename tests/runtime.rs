@@ -79,7 +79,7 @@ fn a_channel_that_gives_up_loses_nothing_and_its_resend_gets_the_first_answer() 
 
 /// Polls `GET /v1/runs/{id}` until the run is there (history of a run without state to keep
 /// is committed in the writer's next batch, moments after the answer).
-async fn fetch_run(client: &reqwest::Client, base: &str, id: &str) -> Value {
+pub(crate) async fn fetch_run(client: &reqwest::Client, base: &str, id: &str) -> Value {
     for _ in 0..200 {
         let resp = client.get(format!("{base}/v1/runs/{id}")).bearer_auth(ADMIN).send().await.unwrap();
         if resp.status().is_success() {
@@ -188,15 +188,7 @@ fn a_dropped_request_still_stores_the_rotated_refresh_token() {
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["replies"][0]["text"], "Hello Bachman", "the rotated refresh token was kept: {answer}");
         assert_eq!(auth.token_requests("refresh_token"), 1, "one refresh, not a second one with a dead token");
-        let list: Value = client
-            .get(format!("{}/v1/integrations", server.url))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = crate::serve::admin_get(&client, &server.url, "/v1/integrations").await;
         assert_eq!(list["integrations"][0]["status"], "authorized", "{list}");
     });
 }

@@ -78,6 +78,11 @@ pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
+/// `GET base+path` with the admin token, as JSON.
+pub(crate) async fn admin_get(client: &reqwest::Client, base: &str, path: &str) -> Value {
+    client.get(format!("{base}{path}")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap()
+}
+
 pub(crate) async fn post(client: &reqwest::Client, base: &str, conv: &str, body: Value) -> (u16, Value) {
     let resp = client.post(format!("{base}/v1/conversations/{conv}/messages")).json(&body).send().await.unwrap();
     let status = resp.status().as_u16();

@@ -131,18 +131,40 @@ impl std::error::Error for Failed {}
 /// Most characters in a default error reply (`--error-reply`).
 pub const MAX_ERROR_REPLY_CHARS: usize = 4096;
 
+/// Why an `--error-reply` text is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorReplyError {
+    /// Blank.
+    #[error("the default error reply is empty; leave the option out to send none")]
+    Empty,
+    /// Longer than [`MAX_ERROR_REPLY_CHARS`].
+    #[error("the default error reply has {chars} characters; at most {MAX_ERROR_REPLY_CHARS}")]
+    TooLong {
+        /// Its length in characters.
+        chars: usize,
+    },
+    /// It looks like a template, which it is not.
+    #[error(
+        "the default error reply is plain text, sent as is: `{{{{…}}}}` would reach the contact literally; use an error flow (trigger {{\"type\": \"error\"}}) to put the failure in the text"
+    )]
+    Template,
+}
+
 /// Parses `--error-reply`: plain text (not a template), 1 to [`MAX_ERROR_REPLY_CHARS`]
 /// characters.
-pub fn parse_error_reply(s: &str) -> Result<String, String> {
-    let n = s.chars().count();
+///
+/// # Errors
+/// [`ErrorReplyError`] saying which rule the text breaks.
+pub fn parse_error_reply(s: &str) -> Result<String, ErrorReplyError> {
+    let chars = s.chars().count();
     if s.trim().is_empty() {
-        return Err("the default error reply is empty; leave the option out to send none".into());
+        return Err(ErrorReplyError::Empty);
     }
-    if n > MAX_ERROR_REPLY_CHARS {
-        return Err(format!("the default error reply has {n} characters; at most {MAX_ERROR_REPLY_CHARS}"));
+    if chars > MAX_ERROR_REPLY_CHARS {
+        return Err(ErrorReplyError::TooLong { chars });
     }
     if s.contains("{{") {
-        return Err("the default error reply is plain text, sent as is: `{{…}}` would reach the contact literally; use an error flow (trigger {\"type\": \"error\"}) to put the failure in the text".into());
+        return Err(ErrorReplyError::Template);
     }
     Ok(s.to_string())
 }

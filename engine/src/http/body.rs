@@ -19,26 +19,58 @@ use crate::template::{RenderError, Scope, Template};
 /// The default content type of a `text` body.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
-/// The charset a content type asks a text body to be written in; `Err` says why it cannot be.
-pub fn text_encoding(content_type: &str) -> Result<&'static Encoding, String> {
+/// Why a body setting that is fixed in the flow file cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// The `charset` of a text body's content type is not an encoding.
+    #[error("charset `{label}` is not a known encoding")]
+    UnknownCharset {
+        /// The charset as written.
+        label: String,
+    },
+    /// The charset is known but only decodes (e.g. UTF-16, which WHATWG maps to UTF-8 output).
+    #[error("Tern cannot write text in `{label}`; use UTF-8")]
+    UnwritableCharset {
+        /// The charset as written.
+        label: String,
+    },
+    /// A multipart part name is empty.
+    #[error("a part name cannot be empty")]
+    EmptyPartName,
+    /// A multipart part name holds CR, LF or NUL (RFC 7578 §4.2: they would break the header).
+    #[error("the part name {name:?} contains CR, LF or NUL")]
+    BadPartName {
+        /// The name.
+        name: String,
+    },
+}
+
+/// The charset a content type asks a text body to be written in.
+///
+/// # Errors
+/// [`BodyError::UnknownCharset`] or [`BodyError::UnwritableCharset`].
+pub fn text_encoding(content_type: &str) -> Result<&'static Encoding, BodyError> {
     let Some(label) = charset_param(content_type) else {
         return Ok(UTF_8);
     };
     let encoding =
-        Encoding::for_label(label.as_bytes()).ok_or_else(|| format!("charset `{label}` is not a known encoding"))?;
+        Encoding::for_label(label.as_bytes()).ok_or_else(|| BodyError::UnknownCharset { label: label.to_string() })?;
     if encoding.output_encoding() != encoding {
-        return Err(format!("Tern cannot write text in `{label}`; use UTF-8"));
+        return Err(BodyError::UnwritableCharset { label: label.to_string() });
     }
     Ok(encoding)
 }
 
 /// Checks a multipart part name (literal, from the flow file).
-pub fn check_part_name(name: &str) -> Result<(), String> {
+///
+/// # Errors
+/// [`BodyError::EmptyPartName`] or [`BodyError::BadPartName`].
+pub fn check_part_name(name: &str) -> Result<(), BodyError> {
     if name.is_empty() {
-        return Err("a part name cannot be empty".into());
+        return Err(BodyError::EmptyPartName);
     }
     if name.contains(['\r', '\n', '\0']) {
-        return Err(format!("the part name {name:?} contains CR, LF or NUL"));
+        return Err(BodyError::BadPartName { name: name.to_string() });
     }
     Ok(())
 }
@@ -81,7 +113,7 @@ impl BodyTemplate {
                     var: t.vars().map(|v| v.raw.clone()).collect::<Vec<_>>().join("}}, {{"),
                     reason,
                 };
-                let encoding = text_encoding(content_type).map_err(rejected)?;
+                let encoding = text_encoding(content_type).map_err(|e| rejected(e.to_string()))?;
                 let text = t.render(scope)?;
                 let (bytes, _, unmappable) = encoding.encode(&text);
                 if unmappable {

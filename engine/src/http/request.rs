@@ -180,7 +180,10 @@ fn compile_body(cfg: &RequestConfig, errors: &mut Vec<(String, String)>) -> Opti
         if !ct.contains("{{")
             && let Err(e) = body::text_encoding(ct)
         {
-            errors.push((pointer_push("/headers", content_type.map_or("Content-Type", |(k, _)| k.as_str())), e));
+            errors.push((
+                pointer_push("/headers", content_type.map_or("Content-Type", |(k, _)| k.as_str())),
+                e.to_string(),
+            ));
         }
         return match Template::parse(text) {
             Ok(t) => Some(Body::Other(BodyTemplate::Text(t))),
@@ -200,7 +203,7 @@ fn compile_body(cfg: &RequestConfig, errors: &mut Vec<(String, String)>) -> Opti
     if multipart {
         for name in compiled.names() {
             if let Err(e) = body::check_part_name(name) {
-                errors.push((pointer_push(at, name), e));
+                errors.push((pointer_push(at, name), e.to_string()));
             }
         }
     }
