@@ -1,7 +1,11 @@
-//! The integrations page in a real headless browser: Debian's Chromium driven by chromedriver
-//! over WebDriver (fantoccini). The operator fills the "Add integration" form, clicks Authorize,
-//! logs in at panva's oidc-provider, comes back to the "All set!" banner, and a conversation then
-//! uses the token.
+//! The console in a real headless browser: Debian's Chromium driven by chromedriver over
+//! WebDriver (fantoccini). The operator signs in, adds an integration with a mistake, fixes it,
+//! clicks Authorize, logs in at panva's oidc-provider, comes back to the "All set!" banner,
+//! tests, edits and removes it; a conversation uses the token in between. A second test looks
+//! at every example flow's picture, chats on the Try it page through a pause, and opens the
+//! run's page from the runs list.
+//!
+//! `TERN_SCREENSHOTS=DIR` saves a PNG of each page there (kept out of the repository).
 //!
 //! Needs `chromium` and `chromium-driver` (`scripts/test` installs them; see `support::tools`).
 
@@ -55,6 +59,28 @@ async fn connect(webdriver: &str) -> Client {
             Err(e) => panic!("could not start Chromium through chromedriver: {e}"),
         }
     }
+}
+
+/// Saves a screenshot as `DIR/NAME.png` when `TERN_SCREENSHOTS=DIR` is set.
+async fn shot(c: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("TERN_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// Signs in on the console's sign-in page.
+async fn sign_in(c: &Client, base: &str) {
+    c.goto(base).await.unwrap();
+    wait_for_text(c, "Admin token").await;
+    shot(c, "sign-in").await;
+    c.find(Locator::Id("token")).await.unwrap().send_keys("wrong-token-0000000000").await.unwrap();
+    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    wait_for_text(c, "That is not the admin token.").await;
+    c.find(Locator::Id("token")).await.unwrap().send_keys(ADMIN).await.unwrap();
+    c.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    wait_for_text(c, "Sign out").await;
 }
 
 async fn fill(c: &Client, name: &str, value: &str) {
@@ -115,23 +141,32 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
     rt().block_on(async {
         let c = connect(&webdriver).await;
         let result = async {
-            // Basic credentials in a top-level navigation; the browser keeps them for the realm.
-            c.goto(&format!("http://admin:{ADMIN}@127.0.0.1:{port}/")).await.unwrap();
+            sign_in(&c, &base).await;
             let page = wait_for_text(&c, "Add integration").await;
             assert!(page.contains(&format!("{base}/oauth/callback")), "the callback URL is shown");
+            shot(&c, "integrations-empty").await;
 
+            // A mistake first: no token URL. What was typed stays (not the secret), the
+            // problem is next to its field.
             fill(&c, "name", "oidc").await;
             select(&c, "kind", "authorization_code").await;
             fill(&c, "client_id", "tern-interop").await;
             fill(&c, "client_secret", OIDC_SECRET).await;
             fill(&c, "scopes", "openid offline_access").await;
             fill(&c, "authorization_url", &format!("{iss}/auth")).await;
-            fill(&c, "token_url", &format!("{iss}/token")).await;
             fill(&c, "api_origins", &iss).await;
             select(&c, "client_auth", "basic").await;
             fill(&c, "params", "prompt=consent").await;
             c.find(Locator::Id("save")).await.unwrap().click().await.unwrap();
-            wait_for_text(&c, "incomplete").await;
+            let page = wait_for_text(&c, "The integration was not saved").await;
+            shot(&c, "integrations-mistake").await;
+            assert!(page.contains("a token URL is required"), "{page}");
+            assert!(page.contains("value=\"tern-interop\""), "typed values stay");
+            assert!(!page.contains(OIDC_SECRET), "the secret is never sent back");
+            fill(&c, "token_url", &format!("{iss}/token")).await;
+            fill(&c, "client_secret", OIDC_SECRET).await;
+            c.find(Locator::Id("save")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Incomplete").await;
 
             // Authorize → oidc-provider's login page → consent → Tern's callback → the banner.
             c.find(Locator::Id("authorize-oidc")).await.unwrap().click().await.unwrap();
@@ -142,9 +177,15 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
             wait_for_text(&c, "Authorize").await;
             c.find(Locator::Css("button[type=\"submit\"]")).await.unwrap().click().await.unwrap();
             let page = wait_for_text(&c, "All set! Your authorization is complete!").await;
-            assert!(page.contains("id=\"status-oidc\">authorized<"), "{page}");
+            shot(&c, "integrations-authorized").await;
+            assert!(page.contains("data-status=\"authorized\">Authorized<"), "{page}");
             assert!(!page.contains(OIDC_SECRET), "the page never shows the client secret");
             assert!(c.current_url().await.unwrap().as_str().starts_with(&base), "back on Tern's page");
+
+            // Test: a usable token.
+            c.find(Locator::Id("test-oidc")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Test of oidc: it works.").await;
+            shot(&c, "integrations-test").await;
         }
         .await;
         let _ = c.close().await;
@@ -157,5 +198,104 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
         let (status, r) = post(&client, &server.url, "browser-1", json!({"text": "me"})).await;
         assert_eq!(status, 200, "{r}");
         assert_eq!(r["replies"][0]["text"], "Hello Bachman", "{r}");
+    });
+
+    // Edit (the secret left blank stays), then remove with confirmation.
+    let (_driver, webdriver) = chromedriver();
+    rt().block_on(async {
+        let c = connect(&webdriver).await;
+        let result = async {
+            sign_in(&c, &base).await;
+            c.find(Locator::Id("edit-oidc")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Edit integration oidc").await;
+            shot(&c, "integrations-edit").await;
+            fill(&c, "scopes", "openid profile offline_access").await;
+            c.find(Locator::Id("save")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Integration oidc saved.").await;
+            c.find(Locator::Id("remove-oidc")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Remove oidc?").await;
+            shot(&c, "integrations-remove").await;
+            c.find(Locator::Id("confirm-remove")).await.unwrap().click().await.unwrap();
+            let page = wait_for_text(&c, "Integration oidc removed with its tokens.").await;
+            assert!(!page.contains("id=\"row-oidc\""), "{page}");
+        }
+        .await;
+        let _ = c.close().await;
+        result
+    });
+    rt().block_on(async {
+        let client = reqwest::Client::new();
+        let (_, r) = post(&client, &server.url, "browser-2", json!({"text": "me"})).await;
+        assert_eq!(r["status"], "failed", "the flow's integration is gone: {r}");
+    });
+}
+
+#[test]
+fn flows_try_it_and_runs_in_a_real_browser() {
+    let test = "flows_try_it_and_runs_in_a_real_browser";
+    if !tools::available(test, &[&tools::CHROMIUM]) {
+        return;
+    }
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let examples = crate::support::repo().join("flows/examples");
+    let _server = Server::start_at(&fresh_data_dir(), &examples, &format!("127.0.0.1:{port}"), &base);
+    let (_driver, webdriver) = chromedriver();
+    rt().block_on(async {
+        let c = connect(&webdriver).await;
+        let result = async {
+            sign_in(&c, &base).await;
+            // A picture of every example flow, drawn (the image loaded and has a size).
+            c.goto(&format!("{base}/flows")).await.unwrap();
+            wait_for_text(&c, "Trigger").await;
+            shot(&c, "flows").await;
+            let mut ids = Vec::new();
+            for f in std::fs::read_dir(&examples).unwrap() {
+                let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                ids.push(v["id"].as_str().unwrap().to_string());
+            }
+            for id in &ids {
+                let script = format!("return document.querySelector('#flow-{id} img').naturalWidth");
+                let mut width = 0;
+                for _ in 0..100 {
+                    width = c.execute(&script, vec![]).await.unwrap().as_u64().unwrap_or(0);
+                    if width > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert!(width > 0, "the picture of {id} did not load");
+            }
+
+            // Try it: the Teamleader flow asks, pauses, and the answer resumes it.
+            c.goto(&format!("{base}/try")).await.unwrap();
+            wait_for_text(&c, "No messages yet.").await;
+            c.find(Locator::Id("try-text")).await.unwrap().send_keys("last name").await.unwrap();
+            c.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "What is your Teamleader contact ID?").await;
+            c.find(Locator::Id("try-text")).await.unwrap().send_keys("c1a2").await.unwrap();
+            c.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
+            let page = wait_for_text(&c, "run of teamleader-last-name").await;
+            shot(&c, "try-it").await;
+            assert!(page.contains("c1a2"), "{page}");
+
+            // The runs list has it; its page has the transcript across the pause and the steps.
+            c.goto(&format!("{base}/runs")).await.unwrap();
+            wait_for_text(&c, "teamleader-last-name").await;
+            c.find(Locator::Css("#f-flow")).await.unwrap().select_by_value("teamleader-last-name").await.unwrap();
+            c.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Any status").await;
+            shot(&c, "runs").await;
+            c.find(Locator::Css("#runs tbody tr a")).await.unwrap().click().await.unwrap();
+            let page = wait_for_text(&c, "Activation 2").await;
+            shot(&c, "run").await;
+            for part in ["last name", "What is your Teamleader contact ID?", "c1a2", "Activation 1"] {
+                assert!(page.contains(part), "{part} in the run page");
+            }
+        }
+        .await;
+        let _ = c.close().await;
+        result
     });
 }

@@ -39,6 +39,7 @@ mod plugins;
 mod readme;
 mod real_apis;
 mod run_cli;
+mod runs;
 mod runtime;
 mod schema;
 mod security;

@@ -773,3 +773,164 @@ fn authorization_state_expires_on_the_clock() {
         assert_eq!(auth.token_requests("authorization_code"), 1);
     });
 }
+
+#[test]
+fn api_and_test_commands_use_the_token_like_a_flow() {
+    let env = Env::new();
+    let auth = env.auth.url();
+    let r = env.add(&[
+        "--identity-url",
+        &format!("{auth}/api/users.me"),
+        "--account-field",
+        "data.account.id",
+        "--event-identifier",
+        "account.id",
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+
+    // Never authorized: `test` says so and exits 1.
+    let t = env.run(&["integrations", "test", "crm"]);
+    assert_eq!(t.code(), 1, "{}", t.stdout());
+    assert!(t.stdout().contains("integration crm: Incomplete (never authorized)"), "{}", t.stdout());
+    assert!(t.stdout().contains("tern integrations authorize crm"), "{}", t.stdout());
+
+    assert_eq!(env.authorize().0.code(), 0);
+    let t = env.run(&["integrations", "test", "crm"]);
+    assert_eq!(t.code(), 0, "{}\n{}", t.stdout(), t.stderr());
+    let out = t.stdout();
+    for part in [
+        "integration crm: Authorized",
+        "account:       acct-77",
+        "scopes:        contacts",
+        "refresh token stored",
+        "last refresh:",
+        &format!("live call:     GET {auth}/api/users.me → 200 OK"),
+    ] {
+        assert!(out.contains(part), "{part} in:\n{out}");
+    }
+
+    // `tern api`: a path under the API origin, a JSON body, the answer printed as JSON.
+    let a = env.run(&["api", "crm", "/api/contacts.info", "-d", r#"{"id": "c1a2"}"#]);
+    assert_eq!(a.code(), 0, "{}", a.stderr());
+    let body: Value = serde_json::from_str(&a.stdout()).unwrap();
+    assert_eq!(body["data"]["last_name"], "Bachman");
+    // A revoked access token is refreshed once and the call retried, as in a flow.
+    env.auth.revoke_access_tokens();
+    let a = env.run(&["api", "crm", &format!("{auth}/api/users.me"), "-i"]);
+    assert_eq!(a.code(), 0, "{}", a.stderr());
+    assert!(a.stdout().starts_with("200 OK\n"), "{}", a.stdout());
+    assert_eq!(env.auth.token_requests("refresh_token"), 1);
+    // An answer that is not 2xx is printed, and the exit code is 1.
+    let a = env.run(&["api", "crm", "/api/contacts.info", "-X", "post", "-d", r#"{"id": "nobody"}"#]);
+    assert_eq!(a.code(), 1);
+    assert!(a.stdout().contains("Not found") && a.stderr().contains("answered 404"), "{}\n{}", a.stdout(), a.stderr());
+    // The token never goes to another origin; mistakes are explained.
+    let a = env.run(&["api", "crm", "http://127.0.0.1:9/steal"]);
+    assert_eq!(a.code(), 1);
+    assert!(a.stderr().contains("http://127.0.0.1:9"), "{}", a.stderr());
+    for (args, says) in [
+        (vec!["api", "crm", "contacts"], "is not a path (`/v1/me`) or an http(s) URL"),
+        (vec!["api", "crm", "/x", "-d", "{nope"], "-d is not JSON"),
+        (vec!["api", "crm", "/x", "-H", "no colon"], "header `no colon` is not `Name: value`"),
+        (vec!["api", "crm", "/x", "-X", "BREW"], "`BREW` is not one of GET, POST"),
+        (vec!["api", "nope", "/x"], "no integration named `nope`"),
+    ] {
+        let a = env.run(&args);
+        assert_ne!(a.code(), 0, "{args:?}");
+        assert!(a.stderr().contains(says), "{args:?}: {}", a.stderr());
+    }
+
+    // The grant dies: `test` shows it as soon as the refresh fails.
+    env.auth.revoke_access_tokens();
+    env.auth.revoke_refresh_tokens();
+    expire_stored_token(&env, "crm");
+    let t = env.run(&["integrations", "test", "crm"]);
+    assert_eq!(t.code(), 1);
+    assert!(t.stdout().contains("integration crm: Needs re-authorization"), "{}", t.stdout());
+    assert!(t.stdout().contains("invalid_grant"), "{}", t.stdout());
+    env.assert_no_secrets_leaked();
+}
+
+#[test]
+fn a_token_url_tern_would_refuse_is_flagged_when_the_integration_is_added() {
+    let data = fresh_data_dir();
+    for (i, token_url) in
+        ["http://127.0.0.1:9/token", "http://localhost:9/token", "http://10.1.2.3/token"].iter().enumerate()
+    {
+        let add = |allow: bool| {
+            let mut cmd = tern();
+            cmd.env("TERN_DATA_DIR", &data).env("CS", CLIENT_SECRET);
+            if allow {
+                cmd.env("TERN_ALLOW_PRIVATE_NETWORK", "1");
+            }
+            Run {
+                output: cmd
+                    .args(["integrations", "add", &format!("local{i}"), "--update", "--client-id", CLIENT_ID])
+                    .args(["--client-secret-env", "CS", "--authorization-url", "https://auth.example/authorize"])
+                    .args(["--token-url", token_url, "--api-origin", "https://api.example"])
+                    .output()
+                    .unwrap(),
+            }
+        };
+        let r = add(false);
+        assert_eq!(r.code(), 0, "{token_url}: {}", r.stderr());
+        assert!(r.stderr().contains(&format!("warning: Tern would refuse to call {token_url}")), "{}", r.stderr());
+        assert!(r.stderr().contains("--allow-private-network"), "{}", r.stderr());
+        // Where private networks are allowed, there is nothing to flag.
+        let r = add(true);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        assert!(!r.stderr().contains("warning:"), "{}", r.stderr());
+    }
+    // A public name is not flagged.
+    let r = Run {
+        output: tern()
+            .env("TERN_DATA_DIR", &data)
+            .env("CS", CLIENT_SECRET)
+            .args(["integrations", "add", "public", "--client-id", CLIENT_ID, "--client-secret-env", "CS"])
+            .args([
+                "--authorization-url",
+                "https://auth.example/authorize",
+                "--token-url",
+                "https://93.184.215.14/token",
+            ])
+            .args(["--api-origin", "https://api.example"])
+            .output()
+            .unwrap(),
+    };
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(!r.stderr().contains("warning:"), "{}", r.stderr());
+}
+
+#[test]
+fn authorize_hands_over_to_a_running_server_and_explains_a_missing_callback() {
+    let env = Env::new();
+    env.add(&[]);
+    // `tern serve` owns the public URL: `authorize` gives the link and waits for the token the
+    // server's callback stores.
+    let flows = tempfile::tempdir().unwrap();
+    let listen = env.public_url.trim_start_matches("http://").to_string();
+    let mut serve = env.cmd();
+    serve.env("TERN_ADMIN_TOKEN", "admin-token-for-tests-0123456789").args([
+        "serve",
+        "--listen",
+        &listen,
+        "--flows",
+        flows.path().to_str().unwrap(),
+    ]);
+    let _server = crate::serve::Server::spawn(serve);
+    let (child, url) = env.spawn_authorize("crm");
+    browser(&url);
+    let mut child = child;
+    let status = child.wait().unwrap();
+    let (stdout, stderr) = env.pending_stdout.borrow_mut().pop().and_then(|h| h.join().ok()).unwrap_or_default();
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("most likely by `tern serve`"), "{stdout}");
+    assert!(stdout.contains("All set! Your authorization is complete!"), "{stdout}");
+    assert_eq!(env.show()["integration"]["status"], "authorized");
+
+    // Nobody comes back: the message names the redirect URI to register.
+    let r = env.run(&["integrations", "authorize", "crm", "--no-browser", "--timeout", "1"]);
+    assert_eq!(r.code(), 1);
+    let callback = format!("{}/oauth/callback", env.public_url);
+    assert!(r.stderr().contains(&format!("register exactly {callback}")), "{}", r.stderr());
+}

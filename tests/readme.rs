@@ -42,6 +42,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "tern serve --flows flows/examples", Check::Test("conversation_server_commands")),
     ("README.md", "curl -s -X POST http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
     ("README.md", "curl -s -X PUT http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
+    ("README.md", "tern runs list --status failed", Check::Test("conversation_server_commands")),
     (
         "README.md",
         "tern openapi > docs/openapi.json",
@@ -52,6 +53,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
     ("README.md", "tern integrations add billing", Check::Test("integration_commands")),
+    ("README.md", "tern api teamleader /contacts.info", Check::Test("integration_commands")),
     ("README.md", "cargo run -p tern-plugin-build", Check::Test("step_plugin_commands")),
     ("README.md", "Cargo.toml        workspace", Check::Test("layouts_name_existing_paths")),
     ("README.md", "cargo install cargo-fuzz --locked", Check::Test("fuzz_commands_name_real_targets")),
@@ -437,6 +439,22 @@ fn conversation_server_commands() {
         message.line
     );
 
+    // The run it started, from the command line (history is written moments after the answer).
+    let runs = block("README.md", "tern runs list --status failed");
+    let answer: Value = serde_json::from_str(out.trim()).unwrap();
+    let script = runs.text.replace("RUN_ID", answer["run_id"].as_str().expect("the answer has a run id"));
+    let mut shown = s.sh(&script);
+    for _ in 0..100 {
+        if shown.code() == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        shown = s.sh(&script);
+    }
+    assert_eq!(shown.code(), 0, "README.md:{}: {}", runs.line, shown.stderr());
+    assert!(shown.stdout().contains("no runs match"), "no run failed: {}", shown.stdout());
+    assert!(shown.stdout().contains("contact: "), "the transcript: {}", shown.stdout());
+
     let admin = block("README.md", "curl -s -X PUT http://127.0.0.1:8080");
     s.ok(&admin, &at(&with_placeholders(&admin.text)));
     let list = s.ok(
@@ -527,6 +545,13 @@ fn integration_commands() {
         assert!(list.contains(name), "{list}");
     }
     assert!(!list.contains("placeholder-"), "no secret is shown: {list}");
+
+    // `tern api` on the Teamleader integration added above: not authorized here (no browser),
+    // so it says what to run instead of calling.
+    let api = block("README.md", "tern api teamleader /contacts.info");
+    let r = s.sh(&with_placeholders(&api.text));
+    assert_eq!(r.code(), 1, "README.md:{}: {}", api.line, r.stdout());
+    assert!(r.stderr().contains("tern integrations authorize teamleader"), "{}", r.stderr());
 }
 
 /// Runs each `cargo run -p tern-plugin-build -- c DIR -o FILE` line of `text` through

@@ -40,7 +40,7 @@ impl Server {
         Self { child, url }
     }
 
-    fn start(data: &Path, flows: &Path) -> Self {
+    pub(crate) fn start(data: &Path, flows: &Path) -> Self {
         Self::start_at(data, flows, "127.0.0.1:0", "http://127.0.0.1:8080")
     }
 
@@ -89,7 +89,7 @@ pub(crate) async fn post(client: &reqwest::Client, base: &str, conv: &str, body:
     (status, resp.json().await.unwrap())
 }
 
-fn flows_dir(api: &TestApi) -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn flows_dir(api: &TestApi) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let tl = std::fs::read_to_string(crate::support::repo().join("flows/examples/teamleader-last-name.json"))
         .unwrap()
@@ -277,6 +277,7 @@ fn add_crm(data: &Path, public_url: &str, auth: &str, extra: &[&str]) {
     let out = tern()
         .env("TERN_DATA_DIR", data)
         .env("TERN_PUBLIC_URL", public_url)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
         .env("CS", CLIENT_SECRET)
         .args(["integrations", "add", "crm", "--client-id", CLIENT_ID, "--client-secret-env", "CS"])
         .args(["--authorization-url", &authorize, "--token-url", &token, "--api-origin", auth])
@@ -286,9 +287,18 @@ fn add_crm(data: &Path, public_url: &str, auth: &str, extra: &[&str]) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The integrations page, logged in with the admin token.
-async fn admin_page(client: &reqwest::Client, url: &str) -> String {
-    client.get(url).basic_auth("admin", Some(ADMIN)).send().await.unwrap().text().await.unwrap()
+/// Signs in to the console with the admin token; returns the session's `Cookie` header value.
+pub(crate) async fn console_sign_in(client: &reqwest::Client, base: &str) -> String {
+    let resp = client.post(format!("{base}/login")).form(&[("token", ADMIN), ("next", "/")]).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 303, "sign-in redirects");
+    let set = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    set.split(';').next().unwrap().to_string()
+}
+
+/// A console page, signed in.
+async fn admin_page(client: &reqwest::Client, url: &str, cookie: &str) -> String {
+    client.get(url).header("cookie", cookie).send().await.unwrap().text().await.unwrap()
 }
 
 fn csrf_of(html: &str) -> String {
@@ -325,16 +335,17 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     rt.block_on(async {
         let anon = client.get(&base).send().await.unwrap();
-        assert_eq!(anon.status().as_u16(), 401);
-        assert!(anon.headers().contains_key("www-authenticate"));
-        let page = client.get(&base).basic_auth("admin", Some(ADMIN)).send().await.unwrap().text().await.unwrap();
-        assert!(page.contains(&format!("value=\"{base}/oauth/callback\"")), "the callback URL is shown: {page}");
+        assert_eq!(anon.status().as_u16(), 303);
+        assert_eq!(anon.headers()["location"], "/login?next=%2F");
+        let cookie = console_sign_in(&client, &base).await;
+        let page = admin_page(&client, &base, &cookie).await;
+        assert!(page.contains(&format!(">{base}/oauth/callback<")), "the callback URL is shown: {page}");
         let csrf = csrf_of(&page);
 
         // A forged form is refused.
         let forged = client
             .post(format!("{base}/integrations"))
-            .basic_auth("admin", Some(ADMIN))
+            .header("cookie", &cookie)
             .form(&[("csrf", "nope"), ("name", "x")])
             .send()
             .await
@@ -357,22 +368,17 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
             ("client_auth", "basic"),
             ("params", ""),
         ];
-        let saved = client
-            .post(format!("{base}/integrations"))
-            .basic_auth("admin", Some(ADMIN))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let saved =
+            client.post(format!("{base}/integrations")).header("cookie", &cookie).form(&form).send().await.unwrap();
         assert_eq!(saved.status().as_u16(), 303);
         assert_eq!(saved.headers()["location"], "/?saved=crm");
-        let page = admin_page(&client, &format!("{base}/?saved=crm")).await;
-        assert!(page.contains("id=\"status-crm\">incomplete<"), "{page}");
+        let page = admin_page(&client, &format!("{base}/?saved=crm"), &cookie).await;
+        assert!(page.contains("id=\"status-crm\" data-status=\"incomplete\">Incomplete<"), "{page}");
 
         // Authorize: the button goes to the provider, the provider back to Tern, Tern to the page.
         let go = client
             .post(format!("{base}/integrations/crm/authorize"))
-            .basic_auth("admin", Some(ADMIN))
+            .header("cookie", &cookie)
             .form(&[("csrf", csrf.as_str())])
             .send()
             .await
@@ -389,9 +395,12 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
         let done = client.get(&callback).send().await.unwrap();
         assert_eq!(done.status().as_u16(), 303);
         assert_eq!(done.headers()["location"], "/?authorized=crm");
-        let page = admin_page(&client, &format!("{base}/?authorized=crm")).await;
-        assert!(page.contains("All set! Your authorization is complete!"), "{page}");
-        assert!(page.contains("id=\"status-crm\">authorized<"), "{page}");
+        let page = admin_page(&client, &format!("{base}/?authorized=crm"), &cookie).await;
+        assert!(
+            page.contains("All set! Your authorization is complete! Integration <strong>crm</strong> is authorized."),
+            "{page}"
+        );
+        assert!(page.contains("id=\"status-crm\" data-status=\"authorized\">Authorized<"), "{page}");
         assert!(!page.contains(CLIENT_SECRET), "the page never shows a secret");
 
         // A replayed callback is refused and reported on the page.
@@ -651,10 +660,11 @@ fn integration_events_are_routed_by_account_identifier() {
 
 /// Authorizes `crm` through the integrations page and the test provider.
 pub(crate) async fn authorize_crm(client: &reqwest::Client, base: &str) {
-    let csrf = csrf_of(&admin_page(client, base).await);
+    let cookie = console_sign_in(client, base).await;
+    let csrf = csrf_of(&admin_page(client, base, &cookie).await);
     let go = client
         .post(format!("{base}/integrations/crm/authorize"))
-        .basic_auth("admin", Some(ADMIN))
+        .header("cookie", &cookie)
         .form(&[("csrf", csrf.as_str())])
         .send()
         .await
@@ -880,4 +890,76 @@ fn tern_toml_configures_serve_under_flags_and_environment() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not-an-address"), "TERN_LISTEN is used over the file: {err}");
+}
+
+/// The default log of `tern serve`: a start-up summary and warnings, as JSON lines with
+/// `--log-format json` (the test reads them from a file the server's standard error goes to).
+#[test]
+fn serve_logs_a_start_up_summary_and_warnings_as_json_lines() {
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    std::fs::write(
+        flows.join("broken.json"),
+        "{\"version\": 1, \"id\": \"broken\", \"steps\": [{\"id\": \"a\", \"type\": \"nope\"}]}",
+    )
+    .unwrap();
+    let data = fresh_data_dir();
+    // An integration that was never authorized: warned about at start-up.
+    let add = crate::support::run([
+        "--data-dir",
+        data.to_str().unwrap(),
+        "integrations",
+        "add",
+        "crm",
+        "--profile",
+        "teamleader",
+        "--client-id",
+        "id",
+    ]);
+    assert_eq!(add.code(), 0, "{}", add.stderr());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = tern();
+    cmd.env("TERN_DATA_DIR", &data)
+        .env("TERN_ADMIN_TOKEN", ADMIN)
+        .env_remove("RUST_LOG")
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--skip-invalid", "--flows"])
+        .arg(&flows)
+        .stderr(log.reopen().unwrap());
+    let server = Server::spawn_keeping_stderr(cmd);
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let (_, a) = rt.block_on(post(&client, &server.url, "c-log", json!({"text": "last name"})));
+    assert_eq!(a["status"], "paused", "{a}");
+    let mut lines: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        lines = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        if lines.iter().any(|l| l["fields"]["message"] == "tern serve started") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "tern serve started")
+        .unwrap_or_else(|| panic!("no start-up summary in {lines:?}"));
+    assert_eq!(started["level"], "INFO");
+    let f = &started["fields"];
+    assert_eq!(f["listen"], server.url.as_str());
+    assert_eq!(f["flows"], 2, "{f}");
+    assert_eq!(f["skipped_invalid"], 1, "{f}");
+    assert_eq!(f["console"], "http://127.0.0.1:8080/");
+    assert!(f["store"].as_str().unwrap().ends_with("tern.db"), "{f}");
+    assert!(f["version"].is_string());
+    let warned = lines.iter().any(|l| {
+        l["level"] == "WARN"
+            && l["fields"]["integration"] == "crm"
+            && l["fields"]["message"].as_str().unwrap_or("").contains("never authorized")
+    });
+    assert!(warned, "a warning for the integration that was never authorized: {lines:?}");
+    // Nothing but JSON on standard error.
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "not JSON: {line}");
+    }
 }

@@ -303,7 +303,7 @@ impl Engine {
     ) -> RunResult {
         let flow = act.flow;
         let deadline = tokio::time::Instant::now() + self.limits.deadline;
-        tracing::info!(flow = %flow.id, run = %act.run_id, resumed = resume_with.is_some(), "run activation");
+        tracing::debug!(flow = %flow.id, run = %act.run_id, resumed = resume_with.is_some(), "run activation");
         loop {
             let Some(compiled) = flow.steps.get(index) else {
                 return finish(&mut act, RunStatus::Completed, None, None);
@@ -369,7 +369,7 @@ impl Engine {
                 }
                 Err(failure) => {
                     let error = step_error(&act.env.masker, &compiled.id, &failure);
-                    tracing::warn!(flow = %flow.id, run = %act.run_id, step = %compiled.id, code = %error.code, error = %error.message, "step failed");
+                    tracing::info!(flow = %flow.id, run = %act.run_id, step = %compiled.id, code = %error.code, error = %error.message, "step failed");
                     // The step's own `on_error`, else the flow's (once per activation).
                     let flow_fallback = flow.on_error.filter(|_| !act.fallback_taken);
                     act.fallback_taken |= compiled.on_error.is_none() && flow_fallback.is_some();
@@ -436,7 +436,7 @@ fn finish(
     let mut variables = Value::Object(act.vars.clone());
     act.env.masker.mask_value(&mut variables);
     let replies = std::mem::take(&mut act.replies);
-    tracing::info!(flow = %act.flow.id, run = %act.run_id, ?status, steps = act.trace.len(), "run activation ended");
+    tracing::debug!(flow = %act.flow.id, run = %act.run_id, ?status, steps = act.trace.len(), "run activation ended");
     RunResult {
         run_id: act.run_id.clone(),
         flow_id: act.flow.id.clone(),

@@ -12,11 +12,12 @@ use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
 use tern_engine::integrations::{AuthError, CallbackParams, Integrations};
-use tern_engine::store::Store;
+use tern_engine::store::{IntegrationStatus, Store};
 use tern_engine::tokens::TokenOwner;
 
 use super::context::Shared;
 use super::secret_input::read_secret;
+use crate::humanize::{relative_s, time_s};
 
 #[derive(Debug, Args)]
 pub struct IntegrationsArgs {
@@ -139,6 +140,13 @@ enum IntegrationsCommand {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
+    /// Check an integration end to end, like `gh auth status`: who it is authorized as,
+    /// scopes, token expiry, last refresh, and one live call (the identity URL). Exits 1 when
+    /// the integration cannot be used.
+    Test {
+        /// The integration.
+        name: IntegrationName,
+    },
     /// Remove an integration and its tokens.
     Remove {
         /// The integration.
@@ -157,6 +165,7 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
         IntegrationsCommand::Authorize { name, no_browser, timeout } => {
             authorize(service, &name, no_browser, Duration::from_secs(timeout)).await
         }
+        IntegrationsCommand::Test { name } => test(&service, &name).await,
         IntegrationsCommand::Remove { name } => {
             anyhow::ensure!(store.remove_integration(&name).await?, "no integration named `{name}`");
             println!("integration `{name}` removed with its tokens");
@@ -210,6 +219,11 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "a client_credentials integration needs a client secret (--client-secret-env, --client-secret-file or --client-secret-stdin)"
         );
+    }
+    // Flagged now, not after a person has signed in and consented. Saved anyway: `tern serve`
+    // may run with --allow-private-network where this command does not.
+    for (_, problem) in service.refused_endpoints(&config).await {
+        eprintln!("warning: {problem}");
     }
     store.put_integration(&a.name, &config, secret.as_ref()).await?;
     println!("integration `{}` saved ({}).", a.name, config.kind.as_str());
@@ -299,6 +313,66 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tern integrations test NAME`.
+async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<ExitCode> {
+    let report = service.test(name).await?;
+    let now = service.store().clock().now_s();
+    let rec = &report.record;
+    let status = match rec.status {
+        IntegrationStatus::Authorized => "Authorized",
+        IntegrationStatus::NeedsReauthorization => "Needs re-authorization",
+        IntegrationStatus::Incomplete => "Incomplete (never authorized)",
+    };
+    println!("integration {name}: {status}");
+    if let Some(m) = &rec.status_message {
+        println!("  why:           {m}");
+    }
+    println!("  kind:          {}", rec.config.kind.as_str());
+    let account =
+        report.live.as_ref().and_then(|l| l.account.clone()).or_else(|| report.token.as_ref()?.account.clone());
+    if let Some(a) = account {
+        println!("  account:       {a}");
+    }
+    match &report.token {
+        None => println!("  token:         none"),
+        Some(t) => {
+            let scopes = t.scopes.as_ref().map_or_else(|| rec.config.scopes.join(" "), |s| s.join(" "));
+            println!("  scopes:        {}", if scopes.is_empty() { "-" } else { &scopes });
+            let expiry = match t.expires_at {
+                None => "does not expire".to_string(),
+                Some(e) if e <= now => format!("expired at {} ({})", time_s(e), relative_s(e, now)),
+                Some(e) => format!("expires at {} ({})", time_s(e), relative_s(e, now)),
+            };
+            println!("  token:         {expiry}; refresh token {}", if t.refreshable { "stored" } else { "none" });
+            println!("  last refresh:  {} ({})", time_s(t.obtained_at), relative_s(t.obtained_at.min(now), now));
+        }
+    }
+    let mut usable = report.token_error.is_none();
+    if let Some(e) = &report.token_error {
+        println!("  problem:       {e}");
+    }
+    match &report.live {
+        Some(l) => {
+            let outcome = match (l.status, &l.error) {
+                (Some(s), None) => format!("{s} OK"),
+                (Some(_), Some(e)) | (None, Some(e)) => {
+                    usable = false;
+                    e.clone()
+                }
+                (None, None) => "no answer".into(),
+            };
+            println!("  live call:     GET {} → {outcome}", l.url);
+        }
+        None if usable => println!("  live call:     none (no --identity-url); try one with `tern api {name} PATH`"),
+        None => {}
+    }
+    Ok(if usable && rec.status == IntegrationStatus::Authorized {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::EXIT_FAILED)
+    })
+}
+
 use crate::server::pages::{ALL_SET, callback_page};
 
 async fn authorize(
@@ -307,13 +381,51 @@ async fn authorize(
     no_browser: bool,
     timeout: Duration,
 ) -> anyhow::Result<ExitCode> {
+    let before = service.store().get_token(name, &TokenOwner::Workspace).await?.map(|t| t.version);
     let start = service.begin(name, TokenOwner::Workspace).await?;
     let callback = start.redirect_uri.clone();
     let host = callback.host_str().context("the public URL has no host")?.to_string();
     let port = callback.port_or_known_default().context("the public URL has no port")?;
-    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await.with_context(|| {
-        format!("cannot listen on {host}:{port} for the callback (is `tern serve` running there? set --public-url to a free address)")
-    })?;
+    let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            // Most likely `tern serve` on this data directory: its callback completes the
+            // authorization (the pending state is in the shared store). Wait for the token.
+            let console = callback.join("/").map(|u| u.to_string()).unwrap_or_default();
+            println!(
+                "The callback address {host}:{port} is taken, most likely by `tern serve`, which completes the authorization."
+            );
+            println!(
+                "Open this URL in a browser to authorize `{name}` (or use Authorize in the console at {console}):"
+            );
+            println!("{}", start.url);
+            std::io::Write::flush(&mut std::io::stdout()).ok();
+            if !no_browser {
+                open_browser(start.url.as_str());
+            }
+            let waited = tokio::time::timeout(timeout, async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    match service.store().get_token(name, &TokenOwner::Workspace).await {
+                        Ok(Some(t)) if Some(t.version) != before => return Ok(t),
+                        Ok(_) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            })
+            .await;
+            return match waited {
+                Ok(Ok(token)) => authorized(name, &token),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(no_callback(name, timeout, &callback, true)),
+            };
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot listen on {host}:{port} for the callback; set --public-url to an address of this machine"
+            )));
+        }
+    };
     println!("Open this URL in a browser to authorize `{name}`:");
     println!("{}", start.url);
     std::io::Write::flush(&mut std::io::stdout()).ok();
@@ -323,10 +435,11 @@ async fn authorize(
     eprintln!("waiting for the callback on {callback} …");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(), String>>(1);
     let path = callback.path().to_string();
+    let handler_service = service.clone();
     let app = axum::Router::new().route(
         &path,
         axum::routing::get(move |q: axum::extract::Query<CallbackParams>| {
-            let service = service.clone();
+            let service = handler_service.clone();
             let tx = tx.clone();
             async move {
                 let result = service.complete(&q.0).await;
@@ -350,16 +463,42 @@ async fn authorize(
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.abort();
     match outcome {
-        Ok(Some(Ok(()))) => {
-            println!("{ALL_SET}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Ok(Some(Ok(()))) => match service.store().get_token(name, &TokenOwner::Workspace).await? {
+            Some(token) => authorized(name, &token),
+            None => {
+                println!("{ALL_SET}");
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Ok(Some(Err(e))) => Err(super::Failed(format!("authorization of `{name}` failed: {e}")).into()),
-        _ => {
-            Err(super::Failed(format!("no callback arrived within {} s; run the command again", timeout.as_secs()))
-                .into())
-        }
+        _ => Err(no_callback(name, timeout, &callback, false)),
     }
+}
+
+/// The success line, with the account when Tern knows it.
+fn authorized(name: &IntegrationName, token: &tern_engine::store::TokenRecord) -> anyhow::Result<ExitCode> {
+    println!("{ALL_SET}");
+    match token.metadata.get(tern_engine::integrations::ACCOUNT_ID).and_then(Value::as_str) {
+        Some(account) => println!("`{name}` is authorized as {account}."),
+        None => println!(
+            "`{name}` is authorized (`tern integrations test {name}` shows the account when it has an identity URL)."
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What to say when no callback came: the usual causes, with the exact redirect URI.
+fn no_callback(name: &IntegrationName, timeout: Duration, callback: &url::Url, via_server: bool) -> anyhow::Error {
+    let mut why = format!(
+        "no callback for `{name}` arrived within {} s. Usually the provider does not have the redirect URI registered: register exactly {callback} in the provider's app settings, then run the command again.",
+        timeout.as_secs()
+    );
+    if via_server {
+        why.push_str(" Also check that the server holding that address is `tern serve` with this same data directory.");
+    } else {
+        why.push_str(" Also check that your browser can reach that address (the --public-url).");
+    }
+    super::Failed(why).into()
 }
 
 fn open_browser(url: &str) {

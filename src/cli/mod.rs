@@ -1,14 +1,17 @@
 //! Command-line interface: one module per subcommand.
 
+mod api;
 pub mod config_file;
 pub mod context;
 pub mod flow_file;
 mod integrations;
 mod keys;
+pub mod logging;
 pub mod masked_log;
 mod openapi;
 mod plugins;
 mod run;
+mod runs;
 mod schema;
 mod secret_input;
 mod secrets;
@@ -37,8 +40,20 @@ const EXIT_CODES: &str =
 pub struct Cli {
     #[command(flatten)]
     shared: context::Shared,
+    /// How log lines on standard error look: `text`, or `json` (one object per line, for log
+    /// pipelines). `RUST_LOG` sets the level (default: `info` for `tern serve`, errors only
+    /// for the other commands).
+    #[arg(long, global = true, env = "TERN_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// Installs logging for this command (see [`logging`]).
+    pub fn init_logging(&self) {
+        logging::init(self.log_format, matches!(self.command, Command::Serve(_)));
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +72,10 @@ enum Command {
     Secrets(secrets::SecretsArgs),
     /// Serve the conversation API (messages in, replies out) and the OAuth callback.
     Serve(serve::ServeArgs),
+    /// Browse run history recorded by `tern serve` (list, show).
+    Runs(runs::RunsArgs),
+    /// Call an integration's API with its token and print the answer (like `gh api`).
+    Api(api::ApiArgs),
     /// Manage the master key (rotate).
     Keys(keys::KeysArgs),
     /// WebAssembly step plugins (list, check, install).
@@ -104,6 +123,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
         Command::Serve(args) => serve::serve(&cli.shared, args).await,
+        Command::Runs(args) => runs::runs(&cli.shared, args).await,
+        Command::Api(args) => api::api(&cli.shared, args).await,
         Command::Keys(args) => keys::keys(&cli.shared, args).await,
         Command::Plugins(args) => plugins::plugins(&cli.shared, args).await,
         Command::Demo(args) => crate::demo::demo(args).await,

@@ -16,7 +16,7 @@ use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
 use tokio::sync::mpsc;
 
 use super::context::Shared;
-use crate::server::{AppState, app};
+use crate::server::{AppState, InvalidFlow, app};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -118,7 +118,8 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         .with_observer(observer),
     );
     let registry = Arc::new(super::registry(shared).await?);
-    let (flows, broken) = load_dir(&args.flows, &registry, &*store).await?;
+    let (flows, invalid) = load_dir(&args.flows, &registry, &*store).await?;
+    let broken = invalid.len();
     if broken > 0 && !args.skip_invalid {
         anyhow::bail!(
             "{broken} flow(s) in {} are invalid; fix them or start with --skip-invalid",
@@ -126,7 +127,10 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         );
     }
     if broken > 0 {
-        eprintln!("warning: skipped {broken} invalid flow(s)");
+        tracing::warn!(
+            skipped = broken,
+            "skipped invalid flow(s) (--skip-invalid); the console's Flows page lists them"
+        );
     }
     let admin_token = admin_token(shared)?;
     tern_engine::secrets::known::remember(&admin_token);
@@ -149,10 +153,9 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         secrets,
         admin_token,
         metrics,
-        csrf: SecretString::from({
-            let bytes: [u8; 24] = rand::random();
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        }),
+        sessions: Default::default(),
+        secure_cookies: shared.public_url.scheme() == "https",
+        invalid_flows: std::sync::RwLock::new(invalid),
         max_concurrency: args.max_concurrency.max(1),
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
         reply_wait: std::time::Duration::from_secs(args.reply_wait.max(1)),
@@ -170,6 +173,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     std::io::Write::flush(&mut std::io::stdout()).ok();
+    startup_summary(shared, &state, addr, broken).await;
     crate::server::listen::serve(
         listener,
         app(state),
@@ -180,6 +184,52 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     // Runs still going finish, history and answers are committed, then the process ends.
     conversations.shutdown(std::time::Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The start-up summary at `info` (what an operator checks first), and a warning for each
+/// integration that cannot be used until a person acts.
+async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::SocketAddr, skipped: usize) {
+    use tern_engine::Trigger;
+    let flows = state.conversations.flows();
+    let count = |f: &dyn Fn(&Trigger) -> bool| flows.iter().filter(|l| l.flow.trigger.as_ref().is_some_and(f)).count();
+    let on_messages = count(&|t| matches!(t, Trigger::Message { .. }));
+    let on_events = count(&|t| matches!(t, Trigger::IntegrationEvent { .. }));
+    let error_flows = count(&|t| matches!(t, Trigger::Error));
+    let console = shared.public_url.join("/").map(|u| u.to_string()).unwrap_or_default();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %format!("http://{addr}"),
+        public_url = %shared.public_url,
+        console = %console,
+        store = %state.store.location(),
+        flows = flows.len(),
+        on_messages,
+        on_events,
+        error_flows,
+        skipped_invalid = skipped,
+        "tern serve started"
+    );
+    match tern_engine::store::Store::list_integrations(&*state.store).await {
+        Ok(list) => {
+            for r in list {
+                match r.status {
+                    tern_engine::store::IntegrationStatus::Authorized => {}
+                    tern_engine::store::IntegrationStatus::NeedsReauthorization => tracing::warn!(
+                        integration = %r.name,
+                        reason = r.status_message.as_deref().unwrap_or(""),
+                        "integration needs re-authorization: flows that use it fail until `tern integrations authorize {}` or the console's Authorize button",
+                        r.name
+                    ),
+                    tern_engine::store::IntegrationStatus::Incomplete => tracing::warn!(
+                        integration = %r.name,
+                        "integration was never authorized: run `tern integrations authorize {}` or use the console's Authorize button",
+                        r.name
+                    ),
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not read the integrations"),
+    }
 }
 
 /// `TERN_ADMIN_TOKEN`, or a token kept in `admin.token` in the data directory (created 0600).
@@ -195,7 +245,7 @@ fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
     let bytes: [u8; 24] = rand::random();
     let token = SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
     tern_engine::crypto::write_key_file(&path, token.expose_secret())?;
-    eprintln!("note: the admin API token is in {}", path.display());
+    tracing::info!(file = %path.display(), "created the admin token (for the console's sign-in and the admin API)");
     Ok(token)
 }
 
@@ -212,18 +262,33 @@ async fn shutdown() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    eprintln!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// A flow file's diagnostics as warnings in the log (`file:line:col: error[code] at /pointer:
+/// message`), so that `--log-format json` keeps standard error all JSON.
+fn log_diagnostics(path: &std::path::Path, diags: &[tern_engine::Diagnostic]) {
+    for d in diags {
+        tracing::warn!("{}:{d}", path.display());
+    }
 }
 
 /// Loads every flow in a directory; returns the valid ones (by trigger priority, then id) and
-/// how many were invalid (their diagnostics are printed).
+/// the invalid ones with their diagnostics (also printed).
 async fn load_dir(
     dir: &std::path::Path,
     registry: &tern_engine::Registry,
     store: &dyn ConversationStore,
-) -> anyhow::Result<(Vec<LoadedFlow>, usize)> {
+) -> anyhow::Result<(Vec<LoadedFlow>, Vec<InvalidFlow>)> {
     let mut flows = Vec::new();
-    let mut broken = 0;
+    let mut broken = Vec::new();
+    let mut invalid = |path: &std::path::Path, diags: &[tern_engine::Diagnostic]| {
+        log_diagnostics(path, diags);
+        broken.push(InvalidFlow {
+            file: path.display().to_string(),
+            problems: diags.iter().map(ToString::to_string).collect(),
+        });
+    };
     let mut error_flows = super::ErrorFlows::default();
     for path in super::expand_paths(&[dir.to_path_buf()])? {
         let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
@@ -231,8 +296,7 @@ async fn load_dir(
             Ok(source) => source,
             Err(e) => match e.diagnostic() {
                 Some(d) => {
-                    super::print_diagnostics(&path, &[d]);
-                    broken += 1;
+                    invalid(&path, &[d]);
                     continue;
                 }
                 None => return Err(e.into()),
@@ -242,19 +306,15 @@ async fn load_dir(
             Ok(flow) => {
                 if let Some(d) = error_flows.check(&flow, &path) {
                     // Not loaded: with --skip-invalid the first error flow stays the one.
-                    super::print_diagnostics(&path, &[d]);
-                    broken += 1;
+                    invalid(&path, &[d]);
                     continue;
                 }
-                super::print_diagnostics(&path, &flow.warnings);
+                log_diagnostics(&path, &flow.warnings);
                 let hash = flow_hash(&source);
                 store.put_flow_version(&hash, flow.id.as_str(), &source).await?;
                 flows.push(LoadedFlow { hash, flow: Arc::new(flow) });
             }
-            Err(diags) => {
-                super::print_diagnostics(&path, &diags);
-                broken += 1;
-            }
+            Err(diags) => invalid(&path, &diags),
         }
     }
     Ok((flows, broken))
@@ -275,15 +335,23 @@ async fn reload_loop(
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         while requests.try_recv().is_ok() {}
         match load_dir(&dir, &state.conversations.engine().registry, &*state.store).await {
-            Ok((flows, broken)) if broken == 0 || skip_invalid => {
+            Ok((flows, invalid)) if invalid.is_empty() || skip_invalid => {
                 let n = flows.len();
                 state.conversations.set_flows(flows);
-                eprintln!("reloaded {n} flow(s) from {} ({why})", dir.display());
+                *state.invalid_flows.write().unwrap_or_else(|p| p.into_inner()) = invalid;
+                tracing::info!(flows = n, dir = %dir.display(), reason = why, "reloaded the flows");
             }
-            Ok((_, broken)) => {
-                eprintln!("reload refused ({why}): {broken} invalid flow(s); keeping the flows already loaded")
+            Ok((_, invalid)) => {
+                tracing::warn!(
+                    invalid = invalid.len(),
+                    reason = why,
+                    "reload refused: invalid flow(s); keeping the flows already loaded"
+                );
+                *state.invalid_flows.write().unwrap_or_else(|p| p.into_inner()) = invalid;
             }
-            Err(e) => eprintln!("reload failed ({why}): {e:#}; keeping the flows already loaded"),
+            Err(e) => {
+                tracing::warn!(reason = why, error = %format!("{e:#}"), "reload failed; keeping the flows already loaded")
+            }
         }
     }
 }

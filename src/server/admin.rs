@@ -326,3 +326,41 @@ pub async fn list_flows(State(state): State<Arc<AppState>>, headers: HeaderMap) 
         .collect();
     Ok(axum::Json(FlowList { flows: list }).into_response())
 }
+
+/// `GET /v1/integrations`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IntegrationList {
+    /// Every integration (never a secret).
+    pub integrations: Vec<IntegrationRecord>,
+    /// The OAuth callback URL to register at providers.
+    pub callback_url: String,
+}
+
+/// `GET /v1/integrations`: every integration, never a secret.
+#[utoipa::path(
+    get,
+    path = "/v1/integrations",
+    tag = "admin",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every integration with its status and settings", body = IntegrationList),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn api_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !state.is_admin(&headers) {
+        return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
+    }
+    match state.store.list_integrations().await {
+        Ok(list) => axum::Json(IntegrationList {
+            integrations: list,
+            callback_url: state.integrations.callback_url().to_string(),
+        })
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not list the integrations");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the server log")
+        }
+    }
+}

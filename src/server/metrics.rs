@@ -98,7 +98,7 @@ impl Metrics {
             self.steps
                 .get_or_create(&StepLabels { step_type: t.step_type.to_string(), status })
                 .observe(t.duration_us as f64 / 1e6);
-            if let Some(status) = t.detail.get("response").and_then(|r| r.get("status")).and_then(|s| s.as_u64()) {
+            for status in http_statuses(&t.detail) {
                 self.http
                     .get_or_create(&HttpLabels { step_type: t.step_type.to_string(), status: status.to_string() })
                     .inc();
@@ -118,5 +118,32 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// The HTTP statuses a step's trace detail records: the built-in steps' `response.status`, and
+/// each of a plugin's `requests[].status` (one per `http-fetch` call that got an answer).
+fn http_statuses(detail: &serde_json::Map<String, serde_json::Value>) -> impl Iterator<Item = u64> + '_ {
+    let builtin = detail.get("response").and_then(|r| r.get("status")).and_then(serde_json::Value::as_u64);
+    let plugin = detail
+        .get("requests")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("status").and_then(serde_json::Value::as_u64));
+    builtin.into_iter().chain(plugin)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn statuses_come_from_built_in_steps_and_every_plugin_request() {
+        let builtin = json!({"response": {"status": 200}});
+        assert_eq!(super::http_statuses(builtin.as_object().unwrap()).collect::<Vec<_>>(), [200]);
+        let plugin = json!({"requests": [{"status": 404}, {"error": "timeout"}, {"status": 201}], "fuel": 9});
+        assert_eq!(super::http_statuses(plugin.as_object().unwrap()).collect::<Vec<_>>(), [404, 201]);
+        assert_eq!(super::http_statuses(json!({}).as_object().unwrap()).count(), 0);
     }
 }

@@ -7,6 +7,7 @@
 //! [`Integrations`](tern_engine::integrations::Integrations).
 
 mod admin;
+pub mod console;
 mod events;
 mod incoming;
 mod json_errors;
@@ -16,9 +17,9 @@ mod messages;
 mod metrics;
 pub mod openapi;
 pub mod pages;
+mod runs;
 #[cfg(test)]
 mod tests;
-mod web;
 
 pub use metrics::Metrics;
 
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -53,8 +54,13 @@ pub struct AppState {
     pub admin_token: SecretString,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// The web page's CSRF token (random per process).
-    pub csrf: SecretString,
+    /// Console sign-in sessions (each with its CSRF token).
+    pub sessions: console::session::Sessions,
+    /// Whether session cookies are `Secure` (the public URL is https).
+    pub secure_cookies: bool,
+    /// Flow files in the flow directory that did not load, with their diagnostics (the console
+    /// shows them).
+    pub invalid_flows: std::sync::RwLock<Vec<InvalidFlow>>,
     /// Most requests handled at once; more get 503 with Retry-After.
     pub max_concurrency: usize,
     /// Longest time one request may take.
@@ -81,6 +87,15 @@ impl AppState {
     }
 }
 
+/// A flow file that did not load.
+#[derive(Clone, Debug)]
+pub struct InvalidFlow {
+    /// The file.
+    pub file: String,
+    /// Its diagnostics, one line each (`line:col: error[code] at /pointer: message`).
+    pub problems: Vec<String>,
+}
+
 /// One route: the method, the path (axum's `{param}` syntax, which is also OpenAPI's) and the
 /// handler.
 pub type Route = (Method, &'static str, MethodRouter<Arc<AppState>>);
@@ -91,12 +106,10 @@ pub fn routes() -> Vec<Route> {
     vec![
         (Method::POST, "/v1/conversations/{id}/messages", post(messages::post_message)),
         (Method::GET, "/v1/conversations/{id}/messages/{message_id}", get(messages::get_message)),
-        (Method::GET, "/v1/runs/{id}", get(get_run)),
+        (Method::GET, "/v1/runs", get(runs::list_runs)),
+        (Method::GET, "/v1/runs/{id}", get(runs::get_run)),
         (Method::GET, "/oauth/callback", get(callback)),
-        (Method::GET, "/", get(web::page)),
-        (Method::POST, "/integrations", post(web::add)),
-        (Method::POST, "/integrations/{name}/authorize", post(web::authorize)),
-        (Method::GET, "/v1/integrations", get(web::api_list)),
+        (Method::GET, "/v1/integrations", get(admin::api_list)),
         (Method::PUT, "/v1/integrations/{name}", put(admin::put_integration)),
         (Method::DELETE, "/v1/integrations/{name}", delete(admin::delete_integration)),
         (Method::GET, "/v1/secrets", get(admin::list_secrets)),
@@ -119,7 +132,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .load_shed()
         .concurrency_limit(state.max_concurrency)
         .timeout(state.request_timeout);
-    let mut router = Router::new();
+    let mut router = console::router();
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
     }
@@ -196,37 +209,6 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 /// A JSON error body with a status.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(openapi::ErrorBody { error: message.into(), code: None })).into_response()
-}
-
-/// `GET /v1/runs/{id}`: a run's history.
-#[utoipa::path(
-    get,
-    path = "/v1/runs/{id}",
-    tag = "admin",
-    security(("admin_token" = [])),
-    params(("id" = String, Path, description = "The run id (`run_id` of an answer)")),
-    responses(
-        (status = 200, description = "The run: summary and every activation", body = tern_engine::conversation::RunHistory),
-        (status = 400, description = "The path is not UTF-8", body = openapi::ErrorBody),
-        (status = 401, description = "No or wrong admin token", body = openapi::ErrorBody),
-        (status = 404, description = "No such run (or no longer kept)", body = openapi::ErrorBody),
-        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = openapi::ErrorBody),
-    )
-)]
-async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if !state.is_admin(&headers) {
-        return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
-    }
-    match state.conversations.run(&id).await {
-        Ok(Some(run)) => axum::Json(run).into_response(),
-        Ok(None) => {
-            error(StatusCode::NOT_FOUND, format!("no run {id} (runs are kept as long as --history-retention says)"))
-        }
-        Err(e) => {
-            tracing::error!(run = %id, error = %e, "could not read a run");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
-        }
-    }
 }
 
 /// Resumes a conversation waiting for a contact's login with the outcome. The replies reach

@@ -48,15 +48,13 @@ impl ToSchema for IntegrationSettings {
     }
 }
 
-/// The security schemes: the admin token as a bearer token (the JSON API) and as the password
-/// of HTTP Basic (the integrations page).
+/// The security scheme: the admin token as a bearer token.
 struct Security;
 
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
-        components.add_security_scheme("admin_basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     }
 }
 
@@ -65,18 +63,16 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "Tern",
-        description = "The HTTP API of `tern serve`: conversation messages, the admin API, run history, the OAuth callback, integration events, the integrations page, health and metrics. Every error answer is JSON `{\"error\": …}` (with a `code` for conversation errors). Request bodies are limited to 64 KiB (413).",
+        description = "The HTTP API of `tern serve`: conversation messages, the admin API, run history, the OAuth callback, integration events, health and metrics (the console's HTML pages are not part of it). Every error answer is JSON `{\"error\": …}` (with a `code` for conversation errors). Request bodies are limited to 64 KiB (413).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
         super::messages::post_message,
         super::messages::get_message,
-        super::get_run,
+        super::runs::list_runs,
+        super::runs::get_run,
         super::callback,
-        super::web::page,
-        super::web::add,
-        super::web::authorize,
-        super::web::api_list,
+        super::admin::api_list,
         super::admin::put_integration,
         super::admin::delete_integration,
         super::admin::list_secrets,
@@ -93,7 +89,7 @@ impl Modify for Security {
     tags(
         (name = "conversations", description = "Messages from a chat channel and their answers"),
         (name = "admin", description = "The admin API: `Authorization: Bearer <admin token>`"),
-        (name = "integrations", description = "OAuth callback, integration events and the integrations page"),
+        (name = "integrations", description = "OAuth callback and integration events"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

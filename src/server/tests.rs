@@ -76,7 +76,12 @@ impl Harness {
             secrets,
             admin_token: SecretString::from(ADMIN.to_string()),
             metrics: Arc::new(Metrics::default()),
-            csrf: SecretString::from("csrf-test-token".to_string()),
+            sessions: Default::default(),
+            secure_cookies: false,
+            invalid_flows: std::sync::RwLock::new(vec![super::InvalidFlow {
+                file: "flows/broken.json".into(),
+                problems: vec!["3:5: error[unknown-field] at /steps/0/nxt: unknown field `nxt`".into()],
+            }]),
             max_concurrency: 16,
             request_timeout: Duration::from_secs(30),
             reply_wait: Duration::from_secs(10),
@@ -308,6 +313,25 @@ async fn an_unknown_run_is_a_404_that_says_how_long_runs_are_kept() {
 }
 
 #[tokio::test]
+async fn runs_are_listed_behind_the_admin_token_and_bad_parameters_are_each_named() {
+    let h = Harness::new().await;
+    assert_eq!(h.admin(Method::GET, "/v1/runs", None, None).await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = h.admin(Method::GET, "/v1/runs", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"runs": []}));
+    let (status, body) =
+        h.admin(Method::GET, "/v1/runs?status=done&limit=500&after=yesterday&flow=x", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"].as_str().unwrap();
+    for part in
+        ["status: `done` is not a run status", "limit: must be a whole number from 1 to 200", "after: `yesterday`"]
+    {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn healthz_and_metrics() {
     let h = Harness::new().await;
     let (status, _, body) = h.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
@@ -328,5 +352,170 @@ async fn an_unknown_route_is_a_404() {
     let h = Harness::new().await;
     let (status, _, _) = h.send(Request::get("/v1/nothing").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    h.stop().await;
+}
+
+/// Signs in to the console; returns the `Cookie` header value.
+async fn sign_in(h: &Harness) -> String {
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={ADMIN}&next=%2Fruns")))
+        .unwrap();
+    let (status, headers, _) = h.send(req).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/runs");
+    let set = headers[header::SET_COOKIE].to_str().unwrap().to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(set.contains(part), "{part} in {set}");
+    }
+    set.split(';').next().unwrap().to_string()
+}
+
+async fn page(h: &Harness, uri: &str, cookie: &str) -> (StatusCode, String) {
+    let req = Request::get(uri).header(header::COOKIE, cookie).body(Body::empty()).unwrap();
+    let (status, _, body) = h.send(req).await;
+    (status, body.as_str().map(str::to_owned).unwrap_or_else(|| body.to_string()))
+}
+
+async fn form(h: &Harness, uri: &str, cookie: &str, body: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let req = Request::post(uri)
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (status, headers, body) = h.send(req).await;
+    (status, headers, body.as_str().map(str::to_owned).unwrap_or_default())
+}
+
+fn csrf_in(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_console_needs_a_sign_in_and_refuses_a_wrong_token() {
+    let h = Harness::new().await;
+    for uri in ["/", "/runs", "/flows", "/try", "/runs/x", "/flows/hello/graph.svg"] {
+        let (status, headers, _) = h.send(Request::get(uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{uri}");
+        assert!(headers[header::LOCATION].to_str().unwrap().starts_with("/login?next="), "{uri}");
+    }
+    let req = Request::post("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("token=wrong-token&next=%2F%2Fevil.example"))
+        .unwrap();
+    let (status, headers, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(headers.get(header::SET_COOKIE).is_none());
+    let body = body.as_str().unwrap();
+    assert!(body.contains("That is not the admin token.") && !body.contains("wrong-token"), "{body}");
+    assert!(!body.contains("evil.example"), "the next URL is only ever local: {body}");
+    // A forged session id is no session; a form without the session's CSRF token is refused.
+    let (status, _) = page(&h, "/runs", "tern_session=forged").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = sign_in(&h).await;
+    let (status, _, body) = form(&h, "/integrations", &cookie, "csrf=forged&name=x").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Signing out ends the session.
+    let (_, html) = page(&h, "/", &cookie).await;
+    let (status, _, _) = form(&h, "/logout", &cookie, &format!("csrf={}", csrf_in(&html))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(page(&h, "/", &cookie).await.0, StatusCode::SEE_OTHER);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    // Try it: two messages to the `ask` flow in a test conversation.
+    let (_, html) = page(&h, "/try", &cookie).await;
+    let csrf = csrf_in(&html);
+    let at = html.find("name=\"conversation\" value=\"").unwrap() + 27;
+    let conversation = html[at..].split('"').next().unwrap().to_string();
+    assert!(conversation.starts_with("try-"), "{conversation}");
+    for text in ["ask", "<b>bold</b>"] {
+        let body = format!(
+            "csrf={csrf}&conversation={conversation}&text={}&flow=",
+            url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>()
+        );
+        let (status, headers, _) = form(&h, "/try", &cookie, &body).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers[header::LOCATION], format!("/try?conversation={conversation}"));
+    }
+    let (status, html) = page(&h, &format!("/try?conversation={conversation}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("what?") && html.contains("got &lt;b&gt;bold&lt;/b&gt;"), "escaped: {html}");
+    assert!(!html.contains("<b>bold"), "{html}");
+
+    // Runs: the one run, with both activations.
+    let (status, html) = page(&h, &format!("/runs?conversation={conversation}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("<tr>").count(), 2, "a header and one run: {html}");
+    let at = html.find("href=\"/runs/").unwrap() + 12;
+    let run = html[at..].split('"').next().unwrap().to_string();
+    let (status, html) = page(&h, &format!("/runs/{run}"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for part in ["ask", "what?", "got &lt;b&gt;bold&lt;/b&gt;", "Activation 1", "Activation 2", "Completed"] {
+        assert!(html.contains(part), "{part} in the run page");
+    }
+    let (status, html) = page(&h, "/runs?status=bogus", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("`bogus` is not a run status"), "{html}");
+    assert_eq!(page(&h, "/runs/no-such-run", &cookie).await.0, StatusCode::NOT_FOUND);
+
+    // Flows: both flows with a picture, and the invalid file with its diagnostic.
+    let (_, html) = page(&h, "/flows", &cookie).await;
+    for part in ["flow-hello", "flow-ask", "/flows/ask/graph.svg", "flows/broken.json", "unknown field `nxt`"] {
+        assert!(html.contains(part), "{part} in the flows page");
+    }
+    let req = Request::get("/flows/ask/graph.svg").header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
+    let (status, headers, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
+    let svg = body.as_str().unwrap();
+    assert!(svg.contains("<svg") && svg.contains("q") && svg.contains("say"), "{svg}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_integrations_form_keeps_what_was_typed_lists_every_problem_and_asks_before_replacing() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let (_, html) = page(&h, "/", &cookie).await;
+    let csrf = csrf_in(&html);
+    let bad = format!(
+        "csrf={csrf}&name=crm&kind=authorization_code&client_secret=typed-secret-123&authorization_url=nope&token_url=&api_origins=&params=novalue&scopes=read+write"
+    );
+    let (status, _, html) = form(&h, "/integrations", &cookie, &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!html.contains("typed-secret-123"), "the secret is never sent back");
+    assert!(html.contains("value=\"read write\""), "what was typed stays");
+    for part in ["not a URL", "`novalue` is not key=value", "“Client ID”", "at least one API origin"] {
+        assert!(html.contains(part), "{part} in the form");
+    }
+    let good = format!(
+        "csrf={csrf}&name=crm&kind=authorization_code&client_id=id&client_secret=s&authorization_url=https%3A%2F%2Fa.example%2Fauth&token_url=https%3A%2F%2Fa.example%2Ftoken&api_origins=https%3A%2F%2Fapi.example"
+    );
+    let (status, headers, _) = form(&h, "/integrations", &cookie, &good).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/?saved=crm");
+    let (_, html) = page(&h, "/?saved=crm", &cookie).await;
+    assert!(html.contains("Integration <strong>crm</strong> saved") && html.contains("Incomplete"), "{html}");
+    // The same name again: asked, not replaced.
+    let (status, _, html) = form(&h, "/integrations", &cookie, &good).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("already exists") && html.contains("name=\"replace\""), "{html}");
+    let (status, _, _) = form(&h, "/integrations", &cookie, &format!("{good}&replace=yes")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // Edit keeps the stored secret when the field is blank; remove asks first.
+    let (_, html) = page(&h, "/?edit=crm", &cookie).await;
+    assert!(html.contains("Edit integration crm") && html.contains("Leave blank to keep the stored secret"), "{html}");
+    let (status, _, html) = form(&h, "/integrations/crm/remove", &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Remove crm?"), "{html}");
+    let (status, headers, _) = form(&h, "/integrations/crm/remove", &cookie, &format!("csrf={csrf}&confirm=yes")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/?removed=crm");
     h.stop().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 use tern_engine::conversation::{
     AnswerStatus, ConversationError, ConversationId, ConversationOptions, ConversationStore, Conversations, Inbound,
-    LoadedFlow, MemoryConversationStore, MessageId, Retention, flow_hash,
+    LoadedFlow, MemoryConversationStore, MessageId, Retention, RunQuery, flow_hash,
 };
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::NoSecrets;
@@ -48,9 +48,20 @@ fn msg(conversation: &str, id: Option<&str>, text: &str) -> Inbound {
     Inbound::message(ConversationId::new(conversation).unwrap(), id.map(|i| MessageId::new(i).unwrap()), text)
 }
 
+async fn sqlite(dir: &tempfile::TempDir) -> Arc<tern_engine::store::SqliteStore> {
+    use tern_engine::crypto::{Keyring, MasterKey};
+    let (key, _) = MasterKey::generate();
+    Arc::new(tern_engine::store::SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_of_a_conversation_are_answered_in_order_and_history_keeps_every_segment() {
-    let store = Arc::new(MemoryConversationStore::default());
+    in_order_with_every_segment(Arc::new(MemoryConversationStore::default())).await;
+    let dir = tempfile::tempdir().unwrap();
+    in_order_with_every_segment(sqlite(&dir).await).await;
+}
+
+async fn in_order_with_every_segment(store: Arc<dyn ConversationStore>) {
     let s = service(store.clone(), ConversationOptions::default());
     let first = s.submit(msg("c", Some("0"), "start"), None).unwrap().wait().await.unwrap();
     assert_eq!(first.status, AnswerStatus::Paused);
@@ -68,6 +79,27 @@ async fn messages_of_a_conversation_are_answered_in_order_and_history_keeps_ever
     assert_eq!(run.segments[0].replies[0].text, "ready");
     assert_eq!(run.segments[3].message, "m3");
     assert_eq!(run.summary.status, AnswerStatus::Paused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_written_before_the_inline_first_segment_keeps_every_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let s = service(store.clone(), ConversationOptions::default());
+    let first = s.submit(msg("c", Some("0"), "start"), None).unwrap().wait().await.unwrap();
+    let run_id = first.run_id.clone().unwrap();
+    s.shutdown(Duration::from_secs(5)).await;
+    // Schema version 3 kept segment 0 in run_segments.
+    store.write_legacy_first_segment(&run_id).await.unwrap();
+    let s = service(store.clone(), ConversationOptions::default());
+    for i in 1..=2 {
+        let a = s.submit(msg("c", Some(&i.to_string()), &format!("m{i}")), None).unwrap().wait().await.unwrap();
+        assert_eq!(a.replies[0].text, format!("got m{i}"));
+    }
+    s.shutdown(Duration::from_secs(5)).await;
+    let run = s.run(&run_id).await.unwrap().unwrap();
+    let said: Vec<_> = run.segments.iter().map(|g| g.replies[0].text.as_str()).collect();
+    assert_eq!(said, ["ready", "got m1", "got m2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,4 +329,65 @@ async fn the_paused_run_index_survives_a_restart_and_follows_pauses_and_ends() {
     assert_eq!(d.status, AnswerStatus::Paused);
     s.shutdown(Duration::from_secs(5)).await;
     assert_eq!(store.paused_index(10).await.unwrap().unwrap().len(), 2);
+}
+
+const HELLO: &str = r#"{"version": 1, "id": "hello", "trigger": {"type": "message", "match": {"regex": "^hi$"}},
+  "steps": [{"id": "say", "type": "send_message", "text": "hello"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_are_listed_newest_first_filtered_and_paged_without_gaps() {
+    list_runs(Arc::new(MemoryConversationStore::default())).await;
+    let dir = tempfile::tempdir().unwrap();
+    list_runs(sqlite(&dir).await).await;
+}
+
+async fn list_runs(store: Arc<dyn ConversationStore>) {
+    let engine = engine();
+    let flows = vec![flow(&engine, ECHO), flow(&engine, HELLO)];
+    let clock = Arc::new(tern_engine::clock::ManualClock::at_system_time());
+    let options = ConversationOptions { clock: clock.clone(), ..ConversationOptions::default() };
+    let s = Conversations::start(engine, store, options, None);
+    s.set_flows(flows);
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let text = if i % 2 == 0 { "start" } else { "hi" };
+        let a = s.submit(msg(&format!("c{i}"), None, text), None).unwrap().wait().await.unwrap();
+        ids.push(a.run_id.unwrap());
+        clock.advance(Duration::from_millis(5));
+    }
+    // Resuming c0 makes it the newest activity.
+    s.submit(msg("c0", None, "again"), None).unwrap().wait().await.unwrap();
+    s.shutdown(Duration::from_secs(5)).await;
+
+    let all = s.runs(&RunQuery { limit: 100, ..RunQuery::default() }).await.unwrap();
+    assert_eq!(all.runs.len(), 7);
+    assert!(all.next.is_none());
+    assert_eq!(all.runs[0].run_id, ids[0], "the resumed run has the newest activity");
+    let order: Vec<_> = all.runs.iter().map(|r| (r.updated_at_ms, r.run_id.clone())).collect();
+    assert!(order.windows(2).all(|w| w[0] > w[1]), "newest first, no ties: {order:?}");
+
+    // Pages of 3 give every run once, in the same order.
+    let mut paged = Vec::new();
+    let mut query = RunQuery { limit: 3, ..RunQuery::default() };
+    loop {
+        let page = s.runs(&query).await.unwrap();
+        assert!(page.runs.len() <= 3);
+        paged.extend(page.runs.iter().map(|r| r.run_id.clone()));
+        let Some(next) = page.next else { break };
+        query.after = Some(next.to_string().parse().unwrap());
+    }
+    assert_eq!(paged, all.runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>());
+
+    let hello = s.runs(&RunQuery { flow_id: Some("hello".into()), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(hello.runs.len(), 3);
+    assert!(hello.runs.iter().all(|r| r.flow_id == "hello" && r.status == AnswerStatus::Completed));
+    let paused = s.runs(&RunQuery { status: Some(AnswerStatus::Paused), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(paused.runs.len(), 4);
+    let c3 = s.runs(&RunQuery { conversation_id: Some("c3".into()), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(c3.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), [ids[3].as_str()]);
+    let none = s
+        .runs(&RunQuery { flow_id: Some("hello".into()), status: Some(AnswerStatus::Paused), ..RunQuery::default() })
+        .await
+        .unwrap();
+    assert!(none.runs.is_empty());
 }

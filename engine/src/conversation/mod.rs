@@ -41,6 +41,7 @@
 //!   background task with exponential backoff until the channel accepts them or
 //!   [`OutboxPolicy::max_attempts`] is reached.
 
+mod listing;
 mod outbox;
 mod process;
 mod store;
@@ -54,13 +55,14 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+pub use listing::{DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE, RunCursor, RunCursorError, RunPage, RunQuery};
 pub use outbox::OutboxPolicy;
 pub use store::{
     Completion, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned, Retention, WriteOp,
 };
 pub use types::{
     Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,
-    PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, flow_hash,
+    PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, UnknownStatus, flow_hash,
 };
 
 use crate::clock::{self, Clock};
@@ -520,6 +522,14 @@ impl Conversations {
     /// [`StoreError`] when the store failed.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
         self.inner.store.run(run_id).await
+    }
+
+    /// One page of run summaries, newest activity first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store failed.
+    pub async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        self.inner.store.runs(query).await
     }
 
     /// Queues every message that was accepted but not answered before the last stop (a crash

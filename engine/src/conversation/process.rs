@@ -109,6 +109,17 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
     }
     let mut main = Activation { result, flow_hash, run_started_ms, started_ms, finished_ms: inner.now_ms() };
     let error_run = if main.result.status == RunStatus::Failed {
+        if let Some(e) = &main.result.error {
+            tracing::warn!(
+                flow = %main.result.flow_id,
+                run = %main.result.run_id,
+                conversation = %key.0,
+                step = e.step.as_ref().map_or("", |s| s.as_str()),
+                code = %e.code,
+                error = %e.message,
+                "run failed"
+            );
+        }
         handle_failure(&inner, &mut main.result, &inbound, recovered, sink.as_ref()).await
     } else {
         None

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use super::listing::{RunPage, RunQuery};
 use super::types::{Answer, ConversationId, Inbound, MessageId, PausedRun, RunHistory, RunSummary, Segment};
 use crate::clock::{self, Clock};
 use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
@@ -134,6 +135,8 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError>;
     /// A run's history.
     async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError>;
+    /// One page of run summaries, newest activity first (see [`RunQuery`]).
+    async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
     /// Up to `limit` webhook deliveries due at `now_ms`, oldest first.
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     /// Removes a delivery (delivered, or given up).
@@ -283,6 +286,15 @@ impl ConversationStore for MemoryConversationStore {
 
     async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
         Ok(self.lock().runs.get(run_id).cloned())
+    }
+
+    async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        let mut runs: Vec<RunSummary> =
+            self.lock().runs.values().map(|r| &r.summary).filter(|r| query.matches(r)).cloned().collect();
+        runs.sort_by(|a, b| (b.updated_at_ms, &b.run_id).cmp(&(a.updated_at_ms, &a.run_id)));
+        let size = query.page_size();
+        runs.truncate(size + 1);
+        Ok(RunPage::from_overfetch(runs, size))
     }
 
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {

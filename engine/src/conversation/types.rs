@@ -188,6 +188,48 @@ pub enum AnswerStatus {
     NoPausedRun,
 }
 
+impl AnswerStatus {
+    /// Every status, in the order they are documented.
+    pub const ALL: [Self; 5] = [Self::Completed, Self::Paused, Self::Failed, Self::NoFlow, Self::NoPausedRun];
+
+    /// The name used in JSON, the store and the command line (`completed`, `paused`, `failed`,
+    /// `no_flow`, `no_paused_run`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Paused => "paused",
+            Self::Failed => "failed",
+            Self::NoFlow => "no_flow",
+            Self::NoPausedRun => "no_paused_run",
+        }
+    }
+}
+
+impl std::fmt::Display for AnswerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not one of [`AnswerStatus::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not a run status; use one of completed, paused, failed, no_flow, no_paused_run")]
+pub struct UnknownStatus {
+    /// What was given (cut to 40 characters).
+    pub given: String,
+}
+
+impl std::str::FromStr for AnswerStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownStatus { given: s.chars().take(40).collect() })
+    }
+}
+
 /// One reply, as the channel receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReplyText {

@@ -9,12 +9,14 @@
 mod authorize;
 pub mod config;
 pub mod oauth;
+mod probe;
 mod source;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use authorize::{ACCOUNT_ID, AuthError, AuthorizationStart, CallbackParams, Completed};
+pub use probe::{ApiCall, LiveCall, ProbeError, TestReport, TokenFacts};
 
 use crate::clock::Clock;
 use crate::http::HttpClient;

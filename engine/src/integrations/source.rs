@@ -294,6 +294,7 @@ impl Integrations {
                 Err(TokenError::NeedsReauthorization { integration: name.clone(), reason })
             }
             Err(e) => {
+                tracing::warn!(integration = %name, error = %e, "token refresh failed; the next use tries again");
                 self.observe(name, super::TokenEvent::Failed);
                 Err(TokenError::Provider { integration: name.clone(), reason: e.to_string() })
             }

@@ -11,7 +11,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{SqliteStore, StoreError};
 use crate::conversation::{
     Answer, AnswerStatus, ConversationId, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
-    Pruned, Retention, RunHistory, RunSummary, Segment, WriteOp,
+    Pruned, Retention, RunHistory, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
 use crate::crypto::Aad;
 use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
@@ -30,30 +30,33 @@ fn effect_row(k: &EffectKey) -> String {
 
 /// Most rows one pruning statement deletes (a pass repeats until done, in short transactions,
 /// so the writer is never blocked for long).
-const PRUNE_CHUNK: i64 = 5_000;
+const PRUNE_CHUNK: i64 = 500;
 
 fn message_row(c: &ConversationId, m: &MessageId) -> String {
     format!("{}:{}/{}", c.as_str().chars().count(), c, m)
 }
 
-fn status_text(s: AnswerStatus) -> &'static str {
-    match s {
-        AnswerStatus::Completed => "completed",
-        AnswerStatus::Paused => "paused",
-        AnswerStatus::Failed => "failed",
-        AnswerStatus::NoFlow => "no_flow",
-        AnswerStatus::NoPausedRun => "no_paused_run",
-    }
-}
-
-fn parse_status(s: &str) -> Option<AnswerStatus> {
-    Some(match s {
-        "completed" => AnswerStatus::Completed,
-        "paused" => AnswerStatus::Paused,
-        "failed" => AnswerStatus::Failed,
-        "no_flow" => AnswerStatus::NoFlow,
-        "no_paused_run" => AnswerStatus::NoPausedRun,
-        _ => return None,
+/// A run summary from a `run_history` row.
+fn summary_of(r: &sqlx::sqlite::SqliteRow) -> Result<RunSummary, StoreError> {
+    let run_id: String = r.get("run_id");
+    let status: String = r.get("status");
+    let started_at_ms: i64 = r.get("started_at_ms");
+    let updated_at_ms: i64 = r.get("updated_at_ms");
+    let finished_at_ms: Option<i64> = r.get("finished_at_ms");
+    Ok(RunSummary {
+        status: status.parse::<AnswerStatus>().map_err(|_| StoreError::Corrupt {
+            what: format!("run {run_id}"),
+            reason: format!("unknown status `{status}`"),
+        })?,
+        run_id,
+        conversation_id: r.get("conversation_id"),
+        contact_id: r.get("contact_id"),
+        flow_id: r.get("flow_id"),
+        flow_version: r.get("flow_version"),
+        started_at_ms,
+        updated_at_ms,
+        finished_at_ms,
+        duration_ms: finished_at_ms.unwrap_or(updated_at_ms) - started_at_ms,
     })
 }
 
@@ -181,9 +184,13 @@ impl SqliteStore {
         s: &RunSummary,
         segment: &Segment,
     ) -> Result<(), StoreError> {
+        // One statement for a new run: the segment goes into the summary row. When the run
+        // already has a row (it paused and resumed), the row is updated and the segment is
+        // appended to `run_segments` under the next seq.
+        let first = self.seal("run_history", &s.run_id, "first_segment", segment)?;
         let count: i64 = sqlx::query_scalar(
             "INSERT INTO run_history (run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms,
-               updated_at_ms, finished_at_ms, segments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)
+               updated_at_ms, finished_at_ms, segments, first_segment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
              ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at_ms = excluded.updated_at_ms,
                finished_at_ms = excluded.finished_at_ms, segments = segments + 1
              RETURNING segments",
@@ -193,22 +200,25 @@ impl SqliteStore {
         .bind(&s.contact_id)
         .bind(&s.flow_id)
         .bind(&s.flow_version)
-        .bind(status_text(s.status))
+        .bind(s.status.as_str())
         .bind(s.started_at_ms)
         .bind(s.updated_at_ms)
         .bind(s.finished_at_ms)
+        .bind(first)
         .fetch_one(&mut **tx)
         .await
         .map_err(self.db())?;
-        let seq = count - 1;
-        let blob = self.seal("run_segments", &format!("{}/{seq}", s.run_id), "body", segment)?;
-        sqlx::query("INSERT OR REPLACE INTO run_segments (run_id, seq, body) VALUES (?, ?, ?)")
-            .bind(&s.run_id)
-            .bind(seq)
-            .bind(blob)
-            .execute(&mut **tx)
-            .await
-            .map_err(self.db())?;
+        if count > 1 {
+            let seq = count - 1;
+            let blob = self.seal("run_segments", &format!("{}/{seq}", s.run_id), "body", segment)?;
+            sqlx::query("INSERT OR REPLACE INTO run_segments (run_id, seq, body) VALUES (?, ?, ?)")
+                .bind(&s.run_id)
+                .bind(seq)
+                .bind(blob)
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db())?;
+        }
         Ok(())
     }
 
@@ -367,31 +377,17 @@ impl ConversationStore for SqliteStore {
         else {
             return Ok(None);
         };
-        let status: String = r.get("status");
-        let started_at_ms: i64 = r.get("started_at_ms");
-        let updated_at_ms: i64 = r.get("updated_at_ms");
-        let finished_at_ms: Option<i64> = r.get("finished_at_ms");
-        let summary = RunSummary {
-            run_id: run_id.to_string(),
-            conversation_id: r.get("conversation_id"),
-            contact_id: r.get("contact_id"),
-            flow_id: r.get("flow_id"),
-            flow_version: r.get("flow_version"),
-            status: parse_status(&status).ok_or_else(|| StoreError::Corrupt {
-                what: format!("run {run_id}"),
-                reason: format!("unknown status `{status}`"),
-            })?,
-            started_at_ms,
-            updated_at_ms,
-            finished_at_ms,
-            duration_ms: finished_at_ms.unwrap_or(updated_at_ms) - started_at_ms,
-        };
+        let summary = summary_of(&r)?;
+        let first: Option<Vec<u8>> = r.get("first_segment");
         let rows = sqlx::query("SELECT seq, body FROM run_segments WHERE run_id = ? ORDER BY seq")
             .bind(run_id)
             .fetch_all(&self.pool)
             .await
             .map_err(self.db())?;
-        let mut segments = Vec::with_capacity(rows.len());
+        let mut segments = Vec::with_capacity(rows.len() + 1);
+        if let Some(blob) = first {
+            segments.push(self.open_json("run_history", run_id, "first_segment", &blob)?);
+        }
         for s in rows {
             let seq: i64 = s.get("seq");
             segments.push(self.open_json(
@@ -402,6 +398,46 @@ impl ConversationStore for SqliteStore {
             )?);
         }
         Ok(Some(RunHistory { summary, segments }))
+    }
+
+    async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        // Only the filters that are set go into the statement, so SQLite can use the
+        // (flow_id, updated_at_ms) and (conversation_id, updated_at_ms) indexes.
+        let mut sql = String::from(
+            "SELECT run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms, updated_at_ms,
+               finished_at_ms FROM run_history WHERE 1 = 1",
+        );
+        if query.flow_id.is_some() {
+            sql.push_str(" AND flow_id = ?");
+        }
+        if query.status.is_some() {
+            sql.push_str(" AND status = ?");
+        }
+        if query.conversation_id.is_some() {
+            sql.push_str(" AND conversation_id = ?");
+        }
+        if query.after.is_some() {
+            sql.push_str(" AND (updated_at_ms < ? OR (updated_at_ms = ? AND run_id < ?))");
+        }
+        sql.push_str(" ORDER BY updated_at_ms DESC, run_id DESC LIMIT ?");
+        let mut q = sqlx::query(&sql);
+        if let Some(f) = &query.flow_id {
+            q = q.bind(f);
+        }
+        if let Some(st) = query.status {
+            q = q.bind(st.as_str());
+        }
+        if let Some(c) = &query.conversation_id {
+            q = q.bind(c);
+        }
+        if let Some(a) = &query.after {
+            q = q.bind(a.updated_at_ms).bind(a.updated_at_ms).bind(&a.run_id);
+        }
+        let size = query.page_size();
+        let rows =
+            q.bind(i64::try_from(size + 1).unwrap_or(i64::MAX)).fetch_all(&self.pool).await.map_err(self.db())?;
+        let runs = rows.iter().map(summary_of).collect::<Result<Vec<_>, _>>()?;
+        Ok(RunPage::from_overfetch(runs, size))
     }
 
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
@@ -596,6 +632,35 @@ impl SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Moves a run's first segment to where schema version 3 kept it (`run_segments`, seq 0),
+    /// for tests of history written before the segment moved into the summary row.
+    ///
+    /// # Errors
+    /// The database failed or the run has no inline first segment.
+    pub async fn write_legacy_first_segment(&self, run_id: &str) -> Result<(), StoreError> {
+        let blob: Option<Vec<u8>> = sqlx::query_scalar("SELECT first_segment FROM run_history WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.db())?;
+        let blob = blob
+            .ok_or_else(|| StoreError::Corrupt { what: format!("run {run_id}"), reason: "no first segment".into() })?;
+        let segment: Segment = self.open_json("run_history", run_id, "first_segment", &blob)?;
+        let sealed = self.seal("run_segments", &format!("{run_id}/0"), "body", &segment)?;
+        sqlx::query("INSERT INTO run_segments (run_id, seq, body) VALUES (?, 0, ?)")
+            .bind(run_id)
+            .bind(sealed)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        sqlx::query("UPDATE run_history SET first_segment = NULL WHERE run_id = ?")
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
         Ok(())
     }
 }

@@ -149,6 +149,12 @@ CREATE INDEX effects_created ON effects (created_at_ms);
 CREATE INDEX conversations_expires ON conversations (expires_at);
 CREATE INDEX pending_expires ON pending_authorizations (expires_at);
 "#,
+    // A run's first segment is stored in its summary row, so a run that never pauses (most of
+    // them) costs one statement; later segments still go to `run_segments` (seq 1, 2, …).
+    // Rows written by version 3 keep their segment 0 in `run_segments`.
+    r#"
+ALTER TABLE run_history ADD COLUMN first_segment BLOB;
+"#,
 ];
 
 /// The SQLite store.
@@ -282,6 +288,11 @@ impl SqliteStore {
         Ok(check.is_some())
     }
 
+    /// Where the database is (a file path), for the operator's log; never sent to callers.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
     /// Re-encrypts every secret column under the keyring's current key, in one transaction (a
     /// crash leaves the old ciphertexts, still readable with the old key). Returns how many
     /// values were rewritten.
@@ -298,6 +309,7 @@ impl SqliteStore {
             ("answers", super::conversations::ANSWER_ROW_SQL, "answer"),
             ("inbox", super::conversations::ANSWER_ROW_SQL, "body"),
             ("run_segments", "run_id || '/' || seq", "body"),
+            ("run_history", "run_id", "first_segment"),
             ("outbox", "id", "body"),
             ("effects", super::conversations::EFFECT_ROW_SQL, "response"),
             ("meta", "key", "value"),

@@ -1,0 +1,192 @@
+//! `tern runs list|show`: run history from the data directory's store (what `tern serve`
+//! recorded), readable while the server runs. Thin adapter over
+//! [`ConversationStore::runs`](tern_engine::conversation::ConversationStore::runs) and `run`.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use tern_engine::conversation::{AnswerStatus, ConversationStore, MAX_RUNS_PAGE, RunHistory, RunQuery, RunSummary};
+
+use super::context::Shared;
+use crate::humanize::{duration_ms as duration, time_ms as time};
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    command: RunsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// List runs, newest activity first.
+    List(ListArgs),
+    /// Show one run: every activation with what the contact wrote, the replies and the steps.
+    Show {
+        /// The run id (from `tern runs list` or an answer's `run_id`).
+        run_id: String,
+        /// Print the run as JSON (the same document as `GET /v1/runs/{id}`).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Only runs of this flow id.
+    #[arg(long, value_name = "FLOW_ID")]
+    flow: Option<String>,
+    /// Only runs with this status.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    status: Option<AnswerStatus>,
+    /// Only runs of this conversation.
+    #[arg(long, value_name = "CONVERSATION_ID")]
+    conversation: Option<String>,
+    /// How many runs (1 to 200).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=MAX_RUNS_PAGE as i64))]
+    limit: u16,
+    /// Print the page as JSON (the same document as `GET /v1/runs`).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_status(s: &str) -> Result<AnswerStatus, String> {
+    s.parse::<AnswerStatus>().map_err(|e| e.to_string())
+}
+
+pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        shared.has_store(),
+        "no store in {}: runs are recorded by `tern serve` (pass the same --data-dir)",
+        shared.data_dir().display()
+    );
+    let store = shared.open_store().await?;
+    match args.command {
+        RunsCommand::List(a) => {
+            let query = RunQuery {
+                flow_id: a.flow,
+                status: a.status,
+                conversation_id: a.conversation,
+                after: None,
+                limit: usize::from(a.limit),
+            };
+            let page = store.runs(&query).await.context("could not read run history")?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else if page.runs.is_empty() {
+                println!("no runs match (runs are kept as long as `tern serve --history-retention` says)");
+            } else {
+                print!("{}", table(&page.runs));
+                if page.next.is_some() {
+                    println!("(more runs: raise --limit or narrow with --flow, --status, --conversation)");
+                }
+            }
+        }
+        RunsCommand::Show { run_id, json } => {
+            let Some(run) = store.run(&run_id).await.context("could not read run history")? else {
+                anyhow::bail!(
+                    "no run {run_id} (runs are kept as long as `tern serve --history-retention` says; `tern runs list` shows what is kept)"
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                print!("{}", show(&run));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The runs as aligned columns.
+fn table(runs: &[RunSummary]) -> String {
+    let header = ["UPDATED (UTC)", "RUN", "FLOW", "CONVERSATION", "CONTACT", "STATUS", "DURATION"];
+    let rows: Vec<[String; 7]> = runs
+        .iter()
+        .map(|r| {
+            [
+                time(r.updated_at_ms),
+                r.run_id.clone(),
+                r.flow_id.clone(),
+                r.conversation_id.clone(),
+                r.contact_id.clone().unwrap_or_else(|| "-".into()),
+                r.status.to_string(),
+                duration(r.duration_ms),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// A run as a transcript with its step timeline.
+fn show(run: &RunHistory) -> String {
+    let s = &run.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "run {}  flow {} ({})  {}", s.run_id, s.flow_id, short(&s.flow_version), s.status);
+    let _ = writeln!(
+        out,
+        "conversation {}{}  started {}  {}",
+        s.conversation_id,
+        s.contact_id.as_deref().map(|c| format!("  contact {c}")).unwrap_or_default(),
+        time(s.started_at_ms),
+        match s.finished_at_ms {
+            Some(f) => format!("finished {} ({})", time(f), duration(s.duration_ms)),
+            None => format!("last activity {}", time(s.updated_at_ms)),
+        }
+    );
+    for (i, g) in run.segments.iter().enumerate() {
+        let _ = writeln!(out, "\n[{}] {}  {}", i + 1, time(g.started_at_ms), g.status);
+        if let Some(event) = &g.event {
+            let _ = writeln!(out, "  event:   {event}");
+        } else {
+            let _ = writeln!(out, "  contact: {}", g.message);
+        }
+        for r in &g.replies {
+            let _ = writeln!(out, "  tern:    {}", r.text);
+        }
+        for t in &g.trace {
+            let status = serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+            let _ = writeln!(
+                out,
+                "    {:<24} {:<16} {:<10} {}",
+                t.step.as_str(),
+                &*t.step_type,
+                status.as_deref().unwrap_or("?"),
+                duration(i64::try_from(t.duration_us / 1000).unwrap_or(i64::MAX))
+            );
+            if let Some(e) = &t.error {
+                let _ = writeln!(out, "      error[{}]: {}", e.code, e.message);
+            }
+        }
+        if let Some(e) = &g.error {
+            let _ = writeln!(
+                out,
+                "  failed{}: [{}] {}",
+                e.step.as_ref().map(|s| format!(" at step {}", s.as_str())).unwrap_or_default(),
+                e.code,
+                e.message
+            );
+        }
+    }
+    out
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}

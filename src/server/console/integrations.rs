@@ -1,0 +1,661 @@
+//! The integrations page (`GET /`): every integration with its status in words, token expiry,
+//! last refresh, last error and the account it is authorized as; Authorize, Test, Edit and
+//! Remove; and the add/edit form, which keeps what was typed (never the secret) when a save
+//! fails and lists every problem next to its field, and asks before replacing an existing
+//! integration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use secrecy::SecretString;
+use serde::Deserialize;
+use tern_engine::IntegrationName;
+use tern_engine::integrations::ACCOUNT_ID;
+use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
+use tern_engine::store::{IntegrationRecord, IntegrationStatus, Store as _};
+use tern_engine::tokens::TokenOwner;
+
+use super::layout::{Nav, page};
+use super::runs::url_query;
+use super::session::Session;
+use super::{html, message_page, signed_in, signed_in_form, store_failed};
+use crate::server::AppState;
+use crate::server::pages::ALL_SET;
+
+/// What the page shows above the list.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    /// An authorization of this integration completed.
+    #[serde(default)]
+    authorized: Option<String>,
+    /// An authorization failed with this message.
+    #[serde(default)]
+    error: Option<String>,
+    /// This integration was saved.
+    #[serde(default)]
+    saved: Option<String>,
+    /// This integration was removed.
+    #[serde(default)]
+    removed: Option<String>,
+    /// Open the form on this integration.
+    #[serde(default)]
+    edit: Option<String>,
+}
+
+/// The add/edit form, as typed. The client secret is never sent back to the browser.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct IntegrationForm {
+    #[serde(default)]
+    csrf: String,
+    /// The name the form was opened on (editing), empty when adding.
+    #[serde(default)]
+    original: String,
+    /// Set when the person confirmed replacing an integration of the same name.
+    #[serde(default)]
+    replace: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    profile: String,
+    #[serde(default)]
+    data_center: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    scopes: String,
+    #[serde(default)]
+    authorization_url: String,
+    #[serde(default)]
+    token_url: String,
+    #[serde(default)]
+    api_origins: String,
+    #[serde(default)]
+    client_auth: String,
+    #[serde(default)]
+    params: String,
+    #[serde(default)]
+    static_secret: String,
+    #[serde(default)]
+    static_header: String,
+    #[serde(default)]
+    identity_url: String,
+    #[serde(default)]
+    account_field: String,
+}
+
+impl IntegrationForm {
+    /// The form filled from a stored integration (for Edit).
+    fn of(r: &IntegrationRecord) -> Self {
+        let c = &r.config;
+        let url = |u: &Option<url::Url>| u.as_ref().map(url::Url::to_string).unwrap_or_default();
+        Self {
+            original: r.name.to_string(),
+            name: r.name.to_string(),
+            kind: c.kind.as_str().to_string(),
+            profile: c
+                .profile
+                .and_then(|p| serde_json::to_value(p).ok())
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            data_center: c.data_center.clone().unwrap_or_default(),
+            client_id: c.client_id.clone().unwrap_or_default(),
+            scopes: c.scopes.join(" "),
+            authorization_url: url(&c.authorization_url),
+            token_url: url(&c.token_url),
+            api_origins: c.api_origins.join(" "),
+            client_auth: serde_json::to_value(c.client_auth)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            params: c.extra_authorize_params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            static_secret: c.static_secret.clone().unwrap_or_default(),
+            static_header: c.static_header.clone().unwrap_or_default(),
+            identity_url: url(&c.identity_url),
+            account_field: c.account_field.clone().unwrap_or_default(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Problems with a form, by field (`""` for the form as a whole).
+type Problems = Vec<(&'static str, String)>;
+
+/// The form's fields: name, label, help.
+const FIELDS: &[(&str, &str, &str)] = &[
+    ("client_id", "Client ID", "From the provider's app registration."),
+    ("client_secret", "Client secret", "Stored encrypted; never shown again."),
+    ("scopes", "Scopes", "Space-separated, e.g. `contacts offline_access`."),
+    ("authorization_url", "Authorization URL", "Not needed with a profile."),
+    ("token_url", "Token URL", "Not needed with a profile."),
+    (
+        "api_origins",
+        "API origins",
+        "Space-separated; the token is only ever sent to these, e.g. `https://api.example.com`.",
+    ),
+    ("params", "Extra authorization parameters", "Space-separated key=value, e.g. `prompt=consent`."),
+    (
+        "static_secret",
+        "Static key: secret name",
+        "For the static kind: the name of a secret set with `tern secrets set`.",
+    ),
+    ("static_header", "Static key: header", "Header that carries the key (default Authorization: Bearer)."),
+    ("identity_url", "Identity URL", "Called with the token to learn the account (and by Test)."),
+    ("account_field", "Account field", "Where the account id is in the identity answer, e.g. `data.id`."),
+    ("data_center", "Data center", "Zoho and Intercom: e.g. `eu`."),
+];
+
+/// The field a configuration problem is about, from the flag it names; and its text in the
+/// console's words.
+fn locate(problem: &str) -> (&'static str, String) {
+    const FLAGS: &[(&str, &str, &str)] = &[
+        ("--client-id", "client_id", "Client ID"),
+        ("--token-url", "token_url", "Token URL"),
+        ("--authorization-url", "authorization_url", "Authorization URL"),
+        ("--static-secret", "static_secret", "Static key: secret name"),
+        ("--api-origin", "api_origins", "API origins"),
+        ("--identity-url", "identity_url", "Identity URL"),
+        ("--account-field", "account_field", "Account field"),
+        ("--event-identifier", "", "event identifier"),
+        ("--profile", "profile", "Profile"),
+        ("--param", "params", "Extra authorization parameters"),
+    ];
+    let mut field = "";
+    let mut text = problem.to_string();
+    for (flag, name, label) in FLAGS {
+        if text.contains(flag) {
+            if field.is_empty() {
+                field = name;
+            }
+            text = text.replace(flag, &format!("“{label}”"));
+        }
+    }
+    (field, text)
+}
+
+fn status_badge(r: &IntegrationRecord) -> Markup {
+    let (class, words) = match r.status {
+        IntegrationStatus::Authorized => ("ok", "Authorized"),
+        IntegrationStatus::NeedsReauthorization => ("bad", "Needs re-authorization"),
+        IntegrationStatus::Incomplete => ("warn", "Incomplete"),
+    };
+    html! { span class={"badge " (class)} id={"status-" (r.name.as_str())} data-status=(r.status.as_str()) { (words) } }
+}
+
+use crate::humanize::relative_s as relative;
+
+fn secs_time(s: i64) -> String {
+    super::layout::time_ms(s.saturating_mul(1000))
+}
+
+/// The reason without the command-line advice (the page has its own Authorize button).
+fn reason(message: &str) -> &str {
+    message.split("; run `tern integrations authorize").next().unwrap_or(message)
+}
+
+struct Row {
+    record: IntegrationRecord,
+    expires_at: Option<Option<i64>>,
+    obtained_at: Option<i64>,
+    account: Option<String>,
+}
+
+async fn rows(state: &AppState) -> Result<Vec<Row>, tern_engine::store::StoreError> {
+    let mut out = Vec::new();
+    for record in state.store.list_integrations().await? {
+        let token = state.store.get_token(&record.name, &TokenOwner::Workspace).await?;
+        out.push(Row {
+            expires_at: token.as_ref().map(|t| t.expires_at),
+            obtained_at: token.as_ref().map(|t| t.obtained_at),
+            account: token
+                .as_ref()
+                .and_then(|t| t.metadata.get(ACCOUNT_ID))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            record,
+        });
+    }
+    Ok(out)
+}
+
+/// Renders the page: banners, the list, the form (with what was typed and its problems).
+async fn render(
+    state: &AppState,
+    session: &Session,
+    banners: Markup,
+    form: &IntegrationForm,
+    problems: &Problems,
+    status: StatusCode,
+) -> Response {
+    let list = match rows(state).await {
+        Ok(l) => l,
+        Err(e) => return store_failed("read the integrations", &e, Some(&session.csrf)),
+    };
+    let now = state.store.clock().now_s();
+    let csrf = session.csrf.as_str();
+    let problem_of =
+        |field: &str| problems.iter().filter(|(f, _)| *f == field).map(|(_, p)| p.clone()).collect::<Vec<_>>();
+    let general = problem_of("");
+    let editing = !form.original.is_empty();
+    let body = html! {
+        h1 { "Integrations" }
+        (banners)
+        @if list.is_empty() {
+            p.card { "No integrations yet. Add one below: Tern keeps its tokens fresh and sends them only to its API origins." }
+        } @else {
+            div.scroll {
+                table #integrations {
+                    thead { tr { th { "Name" } th { "Status" } th { "Account" } th { "Token" } th { "Last refresh" } th { "Last problem" } th { "Actions" } } }
+                    tbody {
+                        @for r in &list {
+                            @let rec = &r.record;
+                            @let name = rec.name.as_str();
+                            tr id={"row-" (name)} {
+                                td { strong { (name) } br; span.muted { (rec.config.kind.as_str().replace('_', " ")) } }
+                                td { (status_badge(rec)) }
+                                td { (r.account.as_deref().unwrap_or("–")) }
+                                td {
+                                    @match r.expires_at {
+                                        None => { span.muted { "none" } }
+                                        Some(None) => { "does not expire" }
+                                        Some(Some(e)) if e <= now => { span.badge.bad { "expired " (relative(e, now)) } }
+                                        Some(Some(e)) => { "expires " (relative(e, now)) }
+                                    }
+                                }
+                                td { @if let Some(o) = r.obtained_at { span title=(secs_time(o)) { (relative(o.min(now), now)) } } @else { "–" } }
+                                td {
+                                    @if let Some(m) = &rec.status_message {
+                                        (reason(m)) br; span.muted { (secs_time(rec.updated_at)) }
+                                    } @else { "–" }
+                                }
+                                td {
+                                    @if rec.config.kind == Kind::AuthorizationCode {
+                                        form.inline method="post" action={"/integrations/" (name) "/authorize"} {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            button id={"authorize-" (name)} type="submit" { "Authorize" }
+                                        } " "
+                                    }
+                                    form.inline method="post" action={"/integrations/" (name) "/test"} {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button.secondary id={"test-" (name)} type="submit" { "Test" }
+                                    } " "
+                                    a id={"edit-" (name)} href={"/?edit=" (url_query(name)) "#add"} { "Edit" } " "
+                                    form.inline method="post" action={"/integrations/" (name) "/remove"} {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button.danger id={"remove-" (name)} type="submit" { "Remove" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 #form-title { @if editing { "Edit integration " (form.original) } @else { "Add integration" } }
+        form.card #add method="post" action="/integrations" novalidate {
+            input type="hidden" name="csrf" value=(csrf);
+            input type="hidden" name="original" value=(form.original);
+            @if !general.is_empty() {
+                div.banner.bad role="alert" #problems {
+                    p { "The integration was not saved:" }
+                    ul { @for p in &general { li { (p) } } }
+                }
+            }
+            @if problems.iter().any(|(f, _)| !f.is_empty()) && general.is_empty() {
+                p.banner.bad role="alert" #problems { "The integration was not saved; see the problems next to the fields below." }
+            }
+            p.muted { "Callback URL to register at the provider: " code #callback { (state.integrations.callback_url()) } }
+            label for="f-name" { "Name" }
+            input #f-name type="text" name="name" value=(form.name) required aria-invalid=[(!problem_of("name").is_empty()).then_some("true")];
+            @for p in problem_of("name") { p.field-error { (p) } }
+            @if problems.iter().any(|(f, _)| *f == "name") && form.replace != "yes" && !editing {
+                label { input type="checkbox" name="replace" value="yes"; " Replace the existing integration of this name" }
+            }
+            label for="f-kind" { "Kind" }
+            select #f-kind name="kind" {
+                @for (v, l) in [("authorization_code", "Authorization code (a person signs in)"), ("client_credentials", "Service account (client credentials)"), ("static", "Static API key")] {
+                    option value=(v) selected[form.kind == v] { (l) }
+                }
+            }
+            label for="f-profile" { "Profile" }
+            select #f-profile name="profile" {
+                option value="" { "None (enter the URLs)" }
+                @for p in Profile::NAMES { option value=(p) selected[form.profile == *p] { (p) } }
+            }
+            @for p in problem_of("profile") { p.field-error { (p) } }
+            @for (field, label, help) in FIELDS {
+                label for={"f-" (field)} { (label) }
+                @let value = if *field == "client_secret" { "" } else { field_value(form, field) };
+                input id={"f-" (field)} type=(if *field == "client_secret" { "password" } else { "text" }) name=(field) value=(value)
+                    autocomplete="off" aria-invalid=[(!problem_of(field).is_empty()).then_some("true")]
+                    aria-describedby={"h-" (field)};
+                p.muted id={"h-" (field)} {
+                    (help)
+                    @if *field == "client_secret" && editing { " Leave blank to keep the stored secret." }
+                }
+                @for p in problem_of(field) { p.field-error { (p) } }
+            }
+            label for="f-client_auth" { "Client authentication" }
+            select #f-client_auth name="client_auth" {
+                option value="" { "Provider default" }
+                option value="basic" selected[form.client_auth == "basic"] { "HTTP Basic (client_secret_basic)" }
+                option value="body" selected[form.client_auth == "body"] { "In the body (client_secret_post)" }
+            }
+            p { button #save type="submit" { @if editing { "Save changes" } @else { "Save" } } " "
+                @if editing { a href="/" { "Cancel" } } }
+        }
+    };
+    (status, html(page("Integrations", Nav::Integrations, Some(csrf), body))).into_response()
+}
+
+fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
+    match field {
+        "client_id" => &f.client_id,
+        "scopes" => &f.scopes,
+        "authorization_url" => &f.authorization_url,
+        "token_url" => &f.token_url,
+        "api_origins" => &f.api_origins,
+        "params" => &f.params,
+        "static_secret" => &f.static_secret,
+        "static_header" => &f.static_header,
+        "identity_url" => &f.identity_url,
+        "account_field" => &f.account_field,
+        "data_center" => &f.data_center,
+        _ => "",
+    }
+}
+
+/// `GET /`.
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let session = match signed_in(&state, &headers, "/") {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let q = q.map(|Query(q)| q).unwrap_or_default();
+    let banners = html! {
+        @if let Some(n) = &q.authorized {
+            p.banner.ok role="status" { (ALL_SET) " Integration " strong { (n) } " is authorized." }
+        }
+        @if let Some(e) = &q.error { p.banner.bad role="alert" { "Authorization failed: " (e) } }
+        @if let Some(n) = &q.saved {
+            p.banner.ok role="status" { "Integration " strong { (n) } " saved. Register the callback URL at the provider, then click Authorize." }
+        }
+        @if let Some(n) = &q.removed { p.banner.ok role="status" { "Integration " strong { (n) } " removed with its tokens." } }
+    };
+    let mut form = IntegrationForm { kind: "authorization_code".into(), ..IntegrationForm::default() };
+    if let Some(name) = q.edit.as_deref().and_then(|n| IntegrationName::new(n).ok()) {
+        match state.store.get_integration(&name).await {
+            Ok(Some(r)) => form = IntegrationForm::of(&r),
+            Ok(None) => {}
+            Err(e) => return store_failed("read an integration", &e, Some(&session.csrf)),
+        }
+    }
+    render(&state, &session, banners, &form, &Vec::new(), StatusCode::OK).await
+}
+
+/// Checks the form; returns what to save, or every problem by field.
+fn parse(f: &IntegrationForm) -> Result<(IntegrationName, IntegrationConfig, Option<SecretString>), Problems> {
+    let mut problems: Problems = Vec::new();
+    let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let name = IntegrationName::new(f.name.trim()).map_err(|e| problems.push(("name", e))).ok();
+    let mut url = |field: &'static str, s: &str| {
+        opt(s).and_then(|u| url::Url::parse(&u).map_err(|e| problems.push((field, format!("not a URL: {e}")))).ok())
+    };
+    let authorization_url = url("authorization_url", &f.authorization_url);
+    let token_url = url("token_url", &f.token_url);
+    let identity_url = url("identity_url", &f.identity_url);
+    let mut params = BTreeMap::new();
+    for kv in f.params.split_whitespace() {
+        match kv.split_once('=') {
+            Some((k, v)) => {
+                params.insert(k.to_string(), v.to_string());
+            }
+            None => problems.push(("params", format!("`{kv}` is not key=value"))),
+        }
+    }
+    let profile = opt(&f.profile).and_then(|p| Profile::parse(&p).map_err(|e| problems.push(("profile", e))).ok());
+    let kind = match f.kind.as_str() {
+        "client_credentials" => Kind::ClientCredentials,
+        "static" => Kind::Static,
+        _ => Kind::AuthorizationCode,
+    };
+    let config = IntegrationConfig {
+        kind,
+        client_id: opt(&f.client_id),
+        scopes: IntegrationConfig::split_scopes(&f.scopes),
+        authorization_url,
+        token_url,
+        api_origins: f.api_origins.split_whitespace().map(str::to_string).collect(),
+        extra_authorize_params: params,
+        profile,
+        data_center: opt(&f.data_center),
+        static_secret: opt(&f.static_secret),
+        static_header: opt(&f.static_header),
+        identity_url,
+        account_field: opt(&f.account_field),
+        ..IntegrationConfig::default()
+    };
+    let client_auth = match f.client_auth.as_str() {
+        "basic" => Some(ClientAuth::Basic),
+        "body" => Some(ClientAuth::Body),
+        _ => None,
+    };
+    let config = match config.finish(client_auth) {
+        Ok(c) => Some(c),
+        Err(found) => {
+            problems.extend(found.iter().map(|p| locate(p)));
+            None
+        }
+    };
+    let secret = opt(&f.client_secret).map(SecretString::from);
+    if kind == Kind::ClientCredentials && secret.is_none() && f.original.is_empty() {
+        problems.push(("client_secret", "a service account needs its client secret".into()));
+    }
+    match (name, config) {
+        (Some(n), Some(c)) if problems.is_empty() => Ok((n, c, secret)),
+        _ => Err(problems),
+    }
+}
+
+/// `POST /integrations`: add or edit.
+pub async fn save(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<IntegrationForm>, FormRejection>,
+) -> Response {
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(_) => {
+            return message_page(StatusCode::BAD_REQUEST, "The form was incomplete", "Go back and try again.", None);
+        }
+    };
+    let session = match signed_in_form(&state, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let (name, config, secret) = match parse(&f) {
+        Ok(v) => v,
+        Err(problems) => {
+            return render(&state, &session, html! {}, &f, &problems, StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
+    };
+    let refused = state.integrations.refused_endpoints(&config).await;
+    if !refused.is_empty() {
+        let problems: Problems = refused;
+        return render(&state, &session, html! {}, &f, &problems, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    // Adding under a name that exists asks first; renaming in the edit form does too.
+    if f.original != name.as_str() && f.replace != "yes" {
+        match state.store.get_integration(&name).await {
+            Ok(Some(_)) => {
+                let problems = vec![(
+                    "name",
+                    format!(
+                        "an integration named `{name}` already exists; tick the box below to replace it, or choose another name"
+                    ),
+                )];
+                return render(&state, &session, html! {}, &f, &problems, StatusCode::CONFLICT).await;
+            }
+            Ok(None) => {}
+            Err(e) => return store_failed("read an integration", &e, Some(&session.csrf)),
+        }
+    }
+    match state.store.put_integration(&name, &config, secret.as_ref()).await {
+        Ok(()) => {
+            state.integrations.invalidate(&name);
+            Redirect::to(&format!("/?saved={}", url_query(name.as_str()))).into_response()
+        }
+        Err(e) => store_failed("save an integration", &e, Some(&session.csrf)),
+    }
+}
+
+/// A form with only the CSRF token (Authorize, Test, Remove).
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+fn csrf_form(form: Result<Form<CsrfForm>, FormRejection>) -> CsrfForm {
+    form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), confirm: String::new() })
+}
+
+/// `POST /integrations/{name}/authorize`: to the provider.
+pub async fn authorize(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    if let Err(r) = signed_in_form(&state, &headers, &csrf_form(form).csrf) {
+        return *r;
+    }
+    let Ok(name) = IntegrationName::new(name) else {
+        return Redirect::to("/?error=no+such+integration").into_response();
+    };
+    match state.integrations.begin(&name, TokenOwner::Workspace).await {
+        Ok(start) => Redirect::to(start.url.as_str()).into_response(),
+        Err(e) => Redirect::to(&format!("/?error={}", url_query(&e.to_string()))).into_response(),
+    }
+}
+
+/// `POST /integrations/{name}/test`: one live check, shown above the list.
+pub async fn test(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let session = match signed_in_form(&state, &headers, &csrf_form(form).csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let Ok(name) = IntegrationName::new(name) else { return Redirect::to("/").into_response() };
+    let banner = match state.integrations.test(&name).await {
+        Ok(report) => {
+            let ok = report.token_error.is_none()
+                && report.live.as_ref().is_none_or(|l| l.error.is_none())
+                && report.record.status == IntegrationStatus::Authorized;
+            let account =
+                report.live.as_ref().and_then(|l| l.account.clone()).or_else(|| report.token.as_ref()?.account.clone());
+            html! {
+                div #test-result class={"banner " (if ok { "ok" } else { "bad" })} role="status" {
+                    p { strong { "Test of " (name.as_str()) ": " } (if ok { "it works." } else { "it cannot be used." }) }
+                    ul {
+                        @if let Some(a) = account { li { "Authorized as " strong { (a) } } }
+                        @if let Some(e) = &report.token_error { li { "Token: " (reason(e)) } }
+                        @if let Some(t) = &report.token {
+                            li { "Token " (t.expires_at.map_or("does not expire".to_string(), |e| format!("expires {}", relative(e, state.store.clock().now_s())))) "; refresh token " (if t.refreshable { "stored" } else { "none" }) }
+                        }
+                        @if let Some(l) = &report.live {
+                            li { "Live call GET " code { (l.url) } ": " (l.status.map(|s| s.to_string()).unwrap_or_default()) " " (l.error.as_deref().unwrap_or("OK")) }
+                        } @else if ok { li { "No identity URL is set: edit the integration to add one for a live call." } }
+                    }
+                }
+            }
+        }
+        Err(e) => html! { p.banner.bad role="alert" #test-result { (e.to_string()) } },
+    };
+    let form = IntegrationForm { kind: "authorization_code".into(), ..IntegrationForm::default() };
+    render(&state, &session, banner, &form, &Vec::new(), StatusCode::OK).await
+}
+
+/// `POST /integrations/{name}/remove`: asks first, then removes it with its tokens.
+pub async fn remove(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let f = csrf_form(form);
+    let session = match signed_in_form(&state, &headers, &f.csrf) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let Ok(name) = IntegrationName::new(name) else { return Redirect::to("/").into_response() };
+    if f.confirm != "yes" {
+        let body = html! {
+            h1 { "Remove " (name.as_str()) "?" }
+            p { "Its settings and tokens are deleted. Flows that use it fail until it is added and authorized again." }
+            form method="post" action={"/integrations/" (name.as_str()) "/remove"} {
+                input type="hidden" name="csrf" value=(session.csrf);
+                input type="hidden" name="confirm" value="yes";
+                button.danger #confirm-remove type="submit" { "Remove " (name.as_str()) } " "
+                a href="/" { "Keep it" }
+            }
+        };
+        return html(page("Remove integration", Nav::Integrations, Some(&session.csrf), body)).into_response();
+    }
+    match state.store.remove_integration(&name).await {
+        Ok(true) => {
+            state.integrations.invalidate(&name);
+            Redirect::to(&format!("/?removed={}", url_query(name.as_str()))).into_response()
+        }
+        Ok(false) => Redirect::to("/").into_response(),
+        Err(e) => store_failed("remove an integration", &e, Some(&session.csrf)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_form_lists_every_problem_by_field_and_keeps_no_secret() {
+        let f = IntegrationForm {
+            name: "bad name!".into(),
+            kind: "authorization_code".into(),
+            client_secret: "s3cret".into(),
+            authorization_url: "not a url".into(),
+            params: "novalue".into(),
+            ..IntegrationForm::default()
+        };
+        let problems = parse(&f).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+        for want in ["name", "authorization_url", "params"] {
+            assert!(fields.contains(&want), "{want} in {problems:?}");
+        }
+        assert!(problems.iter().all(|(_, p)| !p.contains("s3cret")));
+    }
+
+    #[test]
+    fn flags_in_configuration_problems_become_field_labels() {
+        let (field, text) = locate("a client id is required (--client-id)");
+        assert_eq!(field, "client_id");
+        assert_eq!(text, "a client id is required (“Client ID”)");
+    }
+}

@@ -1,0 +1,101 @@
+//! The operator console, served by `tern serve` at `/`: integrations, runs, flows and a chat
+//! box to try them, behind a sign-in with the admin token.
+//!
+//! Server-rendered HTML (`maud` templates, which escape every value), a few lines of plain
+//! JavaScript at most, nothing from a CDN, usable on a phone-sized window. The pages are thin
+//! adapters over the same services as the admin API ([`Conversations`], the store, the
+//! integrations service); they are not part of the API document (`/openapi.json`), which
+//! describes the machine interface.
+//!
+//! Sign-in replaces HTTP Basic: `POST /login` with the admin token starts a session
+//! ([`session`]); every page needs one (otherwise: a redirect to `/login`), and every form
+//! carries the session's CSRF token.
+//!
+//! [`Conversations`]: tern_engine::conversation::Conversations
+
+mod flows;
+mod integrations;
+mod layout;
+mod runs;
+pub mod session;
+mod sign_in;
+mod try_it;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use maud::Markup;
+
+use super::AppState;
+pub use layout::Nav;
+
+/// The console's routes.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/login", get(sign_in::form).post(sign_in::sign_in))
+        .route("/logout", post(sign_in::sign_out))
+        .route("/", get(integrations::show))
+        .route("/integrations", post(integrations::save))
+        .route("/integrations/{name}/authorize", post(integrations::authorize))
+        .route("/integrations/{name}/test", post(integrations::test))
+        .route("/integrations/{name}/remove", post(integrations::remove))
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::show))
+        .route("/flows", get(flows::list))
+        .route("/flows/{id}/graph.svg", get(flows::graph))
+        .route("/try", get(try_it::show).post(try_it::send))
+}
+
+/// The signed-in session, or the response that sends the browser to sign in.
+pub(crate) fn signed_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<session::Session, Box<Response>> {
+    match state.sessions.of(headers) {
+        Some((_, s)) => Ok(s),
+        None => {
+            let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            Err(Box::new(Redirect::to(&format!("/login?next={next}")).into_response()))
+        }
+    }
+}
+
+/// The same, for a form post: also checks the CSRF token.
+pub(crate) fn signed_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<session::Session, Box<Response>> {
+    let s = signed_in(state, headers, "/")?;
+    if !session::csrf_matches(&s, csrf) {
+        return Err(Box::new(message_page(
+            StatusCode::FORBIDDEN,
+            "This form is stale",
+            "The form was opened in an earlier session or came from another site. Go back, reload the page and try again.",
+            Some(&s.csrf),
+        )));
+    }
+    Ok(s)
+}
+
+/// A page with a heading and one paragraph (errors, confirmations).
+pub(crate) fn message_page(status: StatusCode, title: &str, text: &str, csrf: Option<&str>) -> Response {
+    let body = maud::html! { h1 { (title) } p { (text) } p { a href="/" { "Back to the console" } } };
+    (status, html(layout::page(title, Nav::None, csrf, body))).into_response()
+}
+
+/// Markup as an HTML response.
+pub(crate) fn html(m: Markup) -> Html<String> {
+    Html(m.into_string())
+}
+
+/// A store failure: the detail to the log, a plain page to the browser.
+pub(crate) fn store_failed(what: &str, e: &dyn std::fmt::Display, csrf: Option<&str>) -> Response {
+    tracing::error!(error = %e, "the console could not {what}");
+    message_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The store could not be read",
+        "Tern could not read its store; the server log has the detail.",
+        csrf,
+    )
+}

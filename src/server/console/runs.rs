@@ -1,0 +1,249 @@
+//! `GET /runs` (n8n's Executions: newest first, filters, pages) and `GET /runs/{id}` (the
+//! conversation transcript across pauses and the step timeline).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use tern_engine::conversation::{AnswerStatus, RunCursor, RunHistory, RunQuery, Segment};
+
+use super::layout::{Nav, duration_ms, page, run_status, time_ms};
+use super::{html, message_page, signed_in, store_failed};
+use crate::server::AppState;
+
+/// Filters of the runs list (empty fields are ignored).
+#[derive(Debug, Default, Deserialize)]
+pub struct Filters {
+    #[serde(default)]
+    flow: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    conversation: String,
+    #[serde(default)]
+    after: String,
+}
+
+const PAGE: usize = 50;
+
+fn query_string(f: &Filters, after: Option<&RunCursor>) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [("flow", &f.flow), ("status", &f.status), ("conversation", &f.conversation)] {
+        if !v.is_empty() {
+            q.append_pair(k, v);
+        }
+    }
+    if let Some(a) = after {
+        q.append_pair("after", &a.to_string());
+    }
+    q.finish()
+}
+
+/// `GET /runs`.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<Filters>, QueryRejection>,
+) -> Response {
+    let f = q.map(|Query(f)| f).unwrap_or_default();
+    let session = match signed_in(&state, &headers, &format!("/runs?{}", query_string(&f, None))) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let mut problems = Vec::new();
+    let status = (!f.status.is_empty())
+        .then(|| f.status.parse::<AnswerStatus>().map_err(|e| problems.push(e.to_string())).ok())
+        .flatten();
+    let after = (!f.after.is_empty())
+        .then(|| f.after.parse::<RunCursor>().map_err(|e| problems.push(e.to_string())).ok())
+        .flatten();
+    let query = RunQuery {
+        flow_id: (!f.flow.is_empty()).then(|| f.flow.clone()),
+        status,
+        conversation_id: (!f.conversation.is_empty()).then(|| f.conversation.trim().to_string()),
+        after,
+        limit: PAGE,
+    };
+    let runs = match state.conversations.runs(&query).await {
+        Ok(p) => p,
+        Err(e) => return store_failed("list runs", &e, Some(&session.csrf)),
+    };
+    let flows = state.conversations.flows();
+    let body = html! {
+        h1 { "Runs" }
+        form.filters method="get" action="/runs" role="search" {
+            div {
+                label for="f-flow" { "Flow" }
+                select #f-flow name="flow" {
+                    option value="" { "Any flow" }
+                    @for l in flows.iter() {
+                        option value=(l.flow.id.as_str()) selected[f.flow == l.flow.id.as_str()] { (l.flow.id.as_str()) }
+                    }
+                }
+            }
+            div {
+                label for="f-status" { "Status" }
+                select #f-status name="status" {
+                    option value="" { "Any status" }
+                    @for s in [AnswerStatus::Completed, AnswerStatus::Paused, AnswerStatus::Failed] {
+                        option value=(s.as_str()) selected[f.status == s.as_str()] { (run_status_words(s)) }
+                    }
+                }
+            }
+            div {
+                label for="f-conversation" { "Conversation" }
+                input #f-conversation type="text" name="conversation" value=(f.conversation) placeholder="conversation id";
+            }
+            div { button type="submit" { "Filter" } }
+        }
+        @for p in &problems { p.banner.bad role="alert" { (p) } }
+        @if runs.runs.is_empty() {
+            p.card { "No runs match. Runs are kept as long as --history-retention says; send a message on the "
+                a href="/try" { "Try it" } " page to make one." }
+        } @else {
+            div.scroll {
+                table #runs {
+                    thead { tr { th { "Last activity" } th { "Flow" } th { "Conversation" } th { "Contact" } th { "Status" } th { "Duration" } } }
+                    tbody {
+                        @for r in &runs.runs {
+                            tr {
+                                td { a href={"/runs/" (url_path(&r.run_id))} { (time_ms(r.updated_at_ms)) } }
+                                td { (r.flow_id) }
+                                td { a href={"/runs?conversation=" (url_query(&r.conversation_id))} { (r.conversation_id) } }
+                                td { (r.contact_id.as_deref().unwrap_or("–")) }
+                                td { (run_status(r.status.as_str())) }
+                                td { (duration_ms(r.duration_ms)) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &runs.next {
+                p { a #older href={"/runs?" (query_string(&f, Some(next)))} { "Older runs →" } }
+            }
+        }
+    };
+    html(page("Runs", Nav::Runs, Some(&session.csrf), body)).into_response()
+}
+
+fn run_status_words(s: AnswerStatus) -> &'static str {
+    match s {
+        AnswerStatus::Completed => "Completed",
+        AnswerStatus::Paused => "Waiting for the contact",
+        AnswerStatus::Failed => "Failed",
+        AnswerStatus::NoFlow => "No flow matched",
+        AnswerStatus::NoPausedRun => "No paused run",
+    }
+}
+
+/// `GET /runs/{id}`.
+pub async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let session = match signed_in(&state, &headers, &format!("/runs/{}", url_path(&id))) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let run = match state.conversations.run(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "No such run",
+                "This run is not in the history: runs are kept as long as --history-retention says.",
+                Some(&session.csrf),
+            );
+        }
+        Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
+    };
+    html(page(&format!("Run {}", run.summary.run_id), Nav::Runs, Some(&session.csrf), run_page(&run))).into_response()
+}
+
+/// A run: facts, transcript, then each activation's steps.
+pub fn run_page(run: &RunHistory) -> Markup {
+    let s = &run.summary;
+    html! {
+        h1 { "Run " code { (s.run_id) } " " (run_status(s.status.as_str())) }
+        div.card {
+            dl.facts {
+                dt { "Flow" } dd { (s.flow_id) " " span.muted { "version " code { (s.flow_version.get(..12).unwrap_or(&s.flow_version)) } } }
+                dt { "Conversation" } dd { a href={"/runs?conversation=" (url_query(&s.conversation_id))} { (s.conversation_id) } }
+                dt { "Contact" } dd { (s.contact_id.as_deref().unwrap_or("–")) }
+                dt { "Started" } dd { (time_ms(s.started_at_ms)) }
+                @if let Some(f) = s.finished_at_ms { dt { "Finished" } dd { (time_ms(f)) } }
+                @else { dt { "Last activity" } dd { (time_ms(s.updated_at_ms)) } }
+                dt { "Duration" } dd { (duration_ms(s.duration_ms)) }
+            }
+        }
+        h2 { "Conversation" }
+        div.chat #transcript {
+            @for g in &run.segments {
+                @if let Some(e) = &g.event {
+                    div.bubble.contact { "Event: " (e.to_string()) }
+                } @else {
+                    div.bubble.contact aria-label="The contact wrote" { (g.message) }
+                }
+                @for r in &g.replies { div.bubble.tern aria-label="Tern replied" { (r.text) } }
+            }
+        }
+        @for (i, g) in run.segments.iter().enumerate() { (segment(i, g)) }
+    }
+}
+
+fn segment(i: usize, g: &Segment) -> Markup {
+    html! {
+        h2 { "Activation " (i + 1) " " (run_status(g.status.as_str())) }
+        p.muted { (time_ms(g.started_at_ms)) " – " (duration_ms(g.finished_at_ms - g.started_at_ms)) }
+        div.scroll {
+            table.steps {
+                thead { tr { th { "Step" } th { "Type" } th { "Status" } th { "Time" } th { "Details" } } }
+                tbody {
+                    @for t in &g.trace {
+                        @let status = serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                        tr {
+                            td { code { (t.step.as_str()) } }
+                            td { (&*t.step_type) }
+                            td { span class={"badge " (step_class(&status))} { (status.replace('_', " ")) } }
+                            td { (duration_ms(i64::try_from(t.duration_us / 1000).unwrap_or(i64::MAX))) }
+                            td {
+                                @if let Some(e) = &t.error { p.field-error { "[" (e.code) "] " (e.message) } }
+                                @if !t.detail.is_empty() {
+                                    details {
+                                        summary { "Request and response (secrets masked)" }
+                                        pre { (serde_json::to_string_pretty(&t.detail).unwrap_or_default()) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(e) = &g.error {
+            p.banner.bad role="alert" {
+                "Failed" @if let Some(step) = &e.step { " at step " code { (step.as_str()) } } ": [" (e.code) "] " (e.message)
+            }
+        }
+    }
+}
+
+fn step_class(status: &str) -> &'static str {
+    match status {
+        "ok" => "ok",
+        "failed" => "bad",
+        "error_handled" => "warn",
+        _ => "muted",
+    }
+}
+
+/// A value for a path segment.
+pub fn url_path(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A value for a query string.
+pub fn url_query(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,185 @@
+//! `GET /try` and `POST /try`: a chat box that sends messages into a test conversation through
+//! the same conversation service as the channel's webhook, and shows the replies with a link
+//! to each run. Plain forms (post, redirect, get): no script needed.
+//!
+//! A test conversation's id starts with `try-`. Its first message can start a chosen flow
+//! whatever its trigger; later messages are ordinary messages (they answer the paused run, or
+//! start the flow whose trigger matches).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use serde::Deserialize;
+use tern_engine::conversation::{ConversationId, Inbound, MessageId, RunQuery, Trigger};
+
+use super::layout::{Nav, page, run_status};
+use super::runs::{url_path, url_query};
+use super::{html, signed_in, signed_in_form, store_failed};
+use crate::server::AppState;
+
+/// Most characters in one test message.
+const MAX_TEXT: usize = 4096;
+/// Runs of the test conversation shown (newest last).
+const SHOWN_RUNS: usize = 20;
+
+fn new_conversation() -> String {
+    let bytes: [u8; 6] = rand::random();
+    format!("try-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// Which test conversation, and the flow its first message starts.
+#[derive(Debug, Default, Deserialize)]
+pub struct TryQuery {
+    #[serde(default)]
+    conversation: String,
+    #[serde(default)]
+    flow: String,
+    #[serde(default)]
+    problem: String,
+}
+
+/// The chat page.
+async fn page_handler(state: &AppState, headers: &HeaderMap, q: TryQuery) -> Response {
+    let session = match signed_in(state, headers, "/try") {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let conversation = if q.conversation.starts_with("try-") && ConversationId::new(q.conversation.as_str()).is_ok() {
+        q.conversation.clone()
+    } else {
+        new_conversation()
+    };
+    let query = RunQuery { conversation_id: Some(conversation.clone()), limit: SHOWN_RUNS, ..RunQuery::default() };
+    let mut runs = Vec::new();
+    match state.conversations.runs(&query).await {
+        Ok(page) => {
+            for summary in page.runs.iter().rev() {
+                match state.conversations.run(&summary.run_id).await {
+                    Ok(Some(r)) => runs.push(r),
+                    Ok(None) => {}
+                    Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
+                }
+            }
+        }
+        Err(e) => return store_failed("list runs", &e, Some(&session.csrf)),
+    }
+    let flows = state.conversations.flows();
+    let body = html! {
+        h1 { "Try it" }
+        p.muted { "Messages go to test conversation " code #conversation { (conversation) }
+            " through the same service as the channel's webhook. "
+            a href="/try" { "Start a new conversation" } }
+        @if !q.problem.is_empty() { p.banner.bad role="alert" { (q.problem) } }
+        div.chat #chat aria-live="polite" {
+            @if runs.is_empty() { p.muted { "No messages yet." } }
+            @for r in &runs {
+                @for g in &r.segments {
+                    @if g.event.is_none() { div.bubble.contact { (g.message) } }
+                    @for reply in &g.replies { div.bubble.tern { (reply.text) } }
+                }
+                p.muted {
+                    (run_status(r.summary.status.as_str())) " "
+                    a href={"/runs/" (url_path(&r.summary.run_id))} { "run of " (r.summary.flow_id) }
+                    @if let Some(e) = r.segments.last().and_then(|g| g.error.as_ref()) { " — " (e.message) }
+                }
+            }
+        }
+        form.card method="post" action="/try" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="conversation" value=(conversation);
+            @if runs.is_empty() {
+                label for="try-flow" { "Flow" }
+                select #try-flow name="flow" {
+                    option value="" { "Whichever flow's trigger matches" }
+                    @for l in flows.iter() {
+                        option value=(l.flow.id.as_str()) selected[q.flow == l.flow.id.as_str()] { (l.flow.id.as_str()) }
+                    }
+                }
+            }
+            label for="try-text" { "Message" }
+            input #try-text type="text" name="text" required maxlength=(MAX_TEXT) autocomplete="off" autofocus;
+            p { button #send type="submit" { "Send" } }
+        }
+    };
+    html(page("Try it", Nav::Try, Some(&session.csrf), body)).into_response()
+}
+
+/// `GET /try`.
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<TryQuery>, QueryRejection>,
+) -> Response {
+    page_handler(&state, &headers, q.map(|Query(q)| q).unwrap_or_default()).await
+}
+
+/// The chat box's form.
+#[derive(Debug, Deserialize)]
+pub struct SendForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    conversation: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    flow: String,
+}
+
+fn back(conversation: &str, problem: Option<&str>) -> Response {
+    let mut to = format!("/try?conversation={}", url_query(conversation));
+    if let Some(p) = problem {
+        to.push_str(&format!("&problem={}", url_query(p)));
+    }
+    Redirect::to(&to).into_response()
+}
+
+/// `POST /try`.
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<SendForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return super::message_page(
+            StatusCode::BAD_REQUEST,
+            "The form was incomplete",
+            "Go back and type a message.",
+            None,
+        );
+    };
+    if let Err(r) = signed_in_form(&state, &headers, &f.csrf) {
+        return *r;
+    }
+    let Ok(conversation) = ConversationId::new(f.conversation.as_str()) else {
+        return Redirect::to("/try").into_response();
+    };
+    if !f.conversation.starts_with("try-") {
+        return Redirect::to("/try").into_response();
+    }
+    let text = f.text.trim();
+    if text.is_empty() || text.chars().count() > MAX_TEXT {
+        return back(&f.conversation, Some(&format!("Type a message of 1 to {MAX_TEXT} characters.")));
+    }
+    let bytes: [u8; 8] = rand::random();
+    let id = format!("try-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let Ok(message_id) = MessageId::new(id) else { return back(&f.conversation, None) };
+    let mut inbound = Inbound::message(conversation, Some(message_id), text);
+    inbound.contact.insert("id".into(), serde_json::Value::String("console".into()));
+    if !f.flow.is_empty() {
+        inbound.trigger = Trigger::Start { flow_id: f.flow.clone(), event: None };
+    }
+    let mut ticket = match state.conversations.submit(inbound, None) {
+        Ok(t) => t,
+        Err(e) => return back(&f.conversation, Some(&e.to_string())),
+    };
+    match ticket.wait_for(state.answer_wait()).await {
+        Some(Err(e)) => back(&f.conversation, Some(&e.to_string())),
+        Some(Ok(_)) => back(&f.conversation, None),
+        None => back(&f.conversation, Some("The run is still going; reload this page in a moment to see its replies.")),
+    }
+}

@@ -1,0 +1,131 @@
+//! Run history over the admin API: `GET /v1/runs` (one page of summaries, filtered) and
+//! `GET /v1/runs/{id}` (a run with every activation). Thin adapters over
+//! [`Conversations::runs`](tern_engine::conversation::Conversations::runs) and
+//! [`Conversations::run`](tern_engine::conversation::Conversations::run).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tern_engine::conversation::{AnswerStatus, MAX_RUNS_PAGE, RunCursor, RunQuery};
+
+use super::openapi::ErrorBody;
+use super::{AppState, error};
+
+const UNAUTHORIZED: &str = "the admin API needs `Authorization: Bearer <admin token>`";
+
+/// Query of `GET /v1/runs`. Every parameter that is given narrows the list.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsParams {
+    /// Only runs of this flow id.
+    flow: Option<String>,
+    /// Only runs with this status: `completed`, `paused`, `failed`.
+    status: Option<String>,
+    /// Only runs of this conversation id.
+    conversation: Option<String>,
+    /// Runs per page, 1 to 200 (default 50).
+    limit: Option<String>,
+    /// Where the page starts: the `next` of the previous page.
+    after: Option<String>,
+}
+
+impl RunsParams {
+    /// The query, or every problem with the parameters.
+    fn query(self) -> Result<RunQuery, Vec<String>> {
+        let mut problems = Vec::new();
+        let status = self
+            .status
+            .as_deref()
+            .and_then(|s| s.parse::<AnswerStatus>().map_err(|e| problems.push(format!("status: {e}"))).ok());
+        let limit = match self.limit.as_deref().map(str::parse::<usize>) {
+            None => tern_engine::conversation::DEFAULT_RUNS_PAGE,
+            Some(Ok(n)) if (1..=MAX_RUNS_PAGE).contains(&n) => n,
+            Some(_) => {
+                problems.push(format!("limit: must be a whole number from 1 to {MAX_RUNS_PAGE}"));
+                0
+            }
+        };
+        let after = self
+            .after
+            .as_deref()
+            .and_then(|a| a.parse::<RunCursor>().map_err(|e| problems.push(format!("after: {e}"))).ok());
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(RunQuery { flow_id: self.flow, status, conversation_id: self.conversation, after, limit })
+    }
+}
+
+/// `GET /v1/runs`: run summaries, newest activity first, one page at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/runs",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(RunsParams),
+    responses(
+        (status = 200, description = "One page of runs; `next` is where the following page starts", body = tern_engine::conversation::RunPage),
+        (status = 400, description = "A parameter is not valid (every problem is listed)", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn list_runs(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<RunsParams>, QueryRejection>,
+) -> Response {
+    if !state.is_admin(&headers) {
+        return error(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
+    }
+    let query = match params {
+        Ok(Query(p)) => p.query(),
+        Err(e) => Err(vec![format!("the query string is malformed: {}", e.body_text())]),
+    };
+    let query = match query {
+        Ok(q) => q,
+        Err(problems) => return error(StatusCode::BAD_REQUEST, problems.join("; ")),
+    };
+    match state.conversations.runs(&query).await {
+        Ok(page) => axum::Json(page).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not list runs");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
+        }
+    }
+}
+
+/// `GET /v1/runs/{id}`: a run's history.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The run id (`run_id` of an answer)")),
+    responses(
+        (status = 200, description = "The run: summary and every activation", body = tern_engine::conversation::RunHistory),
+        (status = 400, description = "The path is not UTF-8", body = ErrorBody),
+        (status = 401, description = "No or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such run (or no longer kept)", body = ErrorBody),
+        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if !state.is_admin(&headers) {
+        return error(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
+    }
+    match state.conversations.run(&id).await {
+        Ok(Some(run)) => axum::Json(run).into_response(),
+        Ok(None) => {
+            error(StatusCode::NOT_FOUND, format!("no run {id} (runs are kept as long as --history-retention says)"))
+        }
+        Err(e) => {
+            tracing::error!(run = %id, error = %e, "could not read a run");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
+        }
+    }
+}
