@@ -33,6 +33,7 @@ mod support {
 mod browser;
 mod contract;
 mod failures;
+mod flows_graph;
 mod http_steps;
 mod integrations;
 mod plugins;

@@ -39,6 +39,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "error: step `lookup` failed [mapping]", Check::Test("the_mapping_error_is_what_tern_prints")),
     ("README.md", "tern run FLOW --message TEXT…", Check::Test("the_command_synopsis_matches_the_cli")),
     ("README.md", "flows/invalid/unknown-field.json:5:63", Check::Test("the_validate_example_is_what_tern_prints")),
+    ("README.md", "tern flows graph flows/examples/", Check::Test("flows_graph_commands")),
     ("README.md", "tern serve --flows flows/examples", Check::Test("conversation_server_commands")),
     ("README.md", "curl -s -X POST http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
     ("README.md", "curl -s -X PUT http://127.0.0.1:8080", Check::Test("conversation_server_commands")),
@@ -360,10 +361,11 @@ fn the_command_synopsis_matches_the_cli() {
         let words: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(words[0], "tern", "{line}");
         let command = words[1];
-        let help = s.ok(&b, &format!("tern {command} --help"));
+        let mut help = s.ok(&b, &format!("tern {command} --help"));
         if let Some(subs) = words.get(2).filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '|')) {
             for sub in subs.split('|') {
-                s.ok(&b, &format!("tern {command} {sub} --help"));
+                // A subcommand's flags are in its own help.
+                help.push_str(&s.ok(&b, &format!("tern {command} {sub} --help")));
             }
         }
         for flag in words.iter().filter_map(|w| w.trim_start_matches('[').split(&[' ', ']'][..]).next()) {
@@ -371,6 +373,22 @@ fn the_command_synopsis_matches_the_cli() {
                 assert!(help.contains(flag), "`tern {command} --help` does not mention {flag} (README.md:{})", b.line);
             }
         }
+    }
+}
+
+#[test]
+fn flows_graph_commands() {
+    let b = block("README.md", "tern flows graph flows/examples/");
+    let s = Sandbox::new();
+    let out = s.ok(&b, &b.text);
+    let svg = std::fs::read_to_string(s.path("order-size.svg")).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "{svg}");
+    assert!(out.starts_with("flowchart TD"), "{out}");
+    for text in [&svg, &out] {
+        for id in ["ask_qty", "route", "check_bulk", "bulk_reply", "invalid"] {
+            assert!(text.contains(id), "README.md:{}: `{id}` is not drawn:\n{text}", b.line);
+        }
+        assert!(text.contains("qty gte 100"), "the branch case's condition labels its arrow:\n{text}");
     }
 }
 

@@ -57,10 +57,27 @@ pub struct CompiledStep {
     pub next: Option<Jump>,
     /// Where to go when it fails.
     pub on_error: Option<Jump>,
+    /// The other places the step may jump to, named in its own fields (branch cases, plugin
+    /// outcomes), as the step type declared them through [`BuildContext::target`].
+    pub jumps: Vec<StepJump>,
+    /// The step's `description`, a note for people reading the flow.
+    pub description: Option<String>,
     /// The step.
     pub step: Box<dyn Step>,
     /// Its behaviour.
     pub behavior: Behavior,
+}
+
+/// A place a step may jump to, declared in its own fields (not `next` or `on_error`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepJump {
+    /// The target's JSON pointer, relative to the step (`/cases/0/next`).
+    pub pointer: String,
+    /// A short text for people (`qty gte 100`), when the step type gave one
+    /// ([`BuildContext::labeled_target`]).
+    pub label: Option<String>,
+    /// Where.
+    pub jump: Jump,
 }
 
 /// A flow ready to run.
@@ -103,6 +120,8 @@ pub(crate) struct Facts {
     pub defines: Vec<(String, VarName)>,
     /// Explicit edges of each step (targets named in its config, `next`, `on_error`).
     pub edges: Vec<Vec<Jump>>,
+    /// The targets each step declared through [`BuildContext::target`], for pictures of the flow.
+    pub jumps: Vec<Vec<StepJump>>,
 }
 
 /// The interface a [`crate::StepType`] uses to parse its config and report problems.
@@ -256,10 +275,23 @@ impl BuildContext<'_> {
         }
     }
 
-    /// Resolves a jump target at `rel`, reporting a dangling one.
+    /// Resolves a jump target at `rel`, reporting a dangling one. Every target a step may jump
+    /// to must be resolved here (or with [`BuildContext::labeled_target`]): the whole-flow checks
+    /// and pictures of the flow know the step's edges from these calls.
     pub fn target(&mut self, rel: &str, target: &Target) -> Option<Jump> {
+        self.jump_to(rel, target, None)
+    }
+
+    /// [`BuildContext::target`] with a short text for people saying when the step takes this
+    /// way (a branch case's condition), shown on the edge in pictures of the flow.
+    pub fn labeled_target(&mut self, rel: &str, target: &Target, label: impl Into<String>) -> Option<Jump> {
+        self.jump_to(rel, target, Some(label.into()))
+    }
+
+    fn jump_to(&mut self, rel: &str, target: &Target, label: Option<String>) -> Option<Jump> {
         let jump = resolve_target(target, self.ids, &self.pointer(rel), self.diagnostics)?;
         self.facts.edges[self.index].push(jump);
+        self.facts.jumps[self.index].push(StepJump { pointer: rel.to_string(), label, jump });
         Some(jump)
     }
 
@@ -568,7 +600,8 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     }
 
     // Pass 2: build each step.
-    let mut facts = Facts { edges: vec![Vec::new(); raw_steps.len()], ..Facts::default() };
+    let mut facts =
+        Facts { edges: vec![Vec::new(); raw_steps.len()], jumps: vec![Vec::new(); raw_steps.len()], ..Facts::default() };
     let mut used_integrations = BTreeSet::new();
     let mut metadata_integrations = BTreeSet::new();
     let mut steps = Vec::new();
@@ -635,6 +668,8 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
                     type_name: header.kind.as_str().into(),
                     next,
                     on_error,
+                    jumps: std::mem::take(&mut facts.jumps[i]),
+                    description: header.description.clone(),
                     step,
                     behavior,
                 });

@@ -40,6 +40,7 @@ pub mod effects;
 mod error;
 mod fallback;
 mod flow;
+pub mod graph;
 pub mod http;
 mod ids;
 pub mod integrations;
@@ -53,7 +54,7 @@ pub mod store;
 pub mod template;
 pub mod tokens;
 
-pub use compile::{BuildContext, CompiledFlow, CompiledStep, FlowLimits, LoadOptions, load_flow};
+pub use compile::{BuildContext, CompiledFlow, CompiledStep, FlowLimits, LoadOptions, StepJump, load_flow};
 pub use diagnostics::{Diagnostic, Severity};
 pub use error::Error;
 pub use fallback::{ERROR_VARIABLE, ErrorHandling, Handled};

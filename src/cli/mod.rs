@@ -4,6 +4,7 @@ mod api;
 pub mod config_file;
 pub mod context;
 pub mod flow_file;
+mod flows;
 mod integrations;
 mod keys;
 pub mod logging;
@@ -62,6 +63,8 @@ enum Command {
     Run(run::RunArgs),
     /// Check flow files and report every problem (file, JSON pointer, line:column, hint).
     Validate(validate::ValidateArgs),
+    /// Work with flow files: `graph` draws one (SVG, Graphviz DOT or Mermaid).
+    Flows(flows::FlowsArgs),
     /// Print the JSON Schema of the flow format.
     Schema(schema::SchemaArgs),
     /// Print the OpenAPI 3.1 document of the server's HTTP API (served at `/openapi.json`).
@@ -118,6 +121,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&cli.shared, args).await,
         Command::Validate(args) => validate::validate(&cli.shared, args).await,
+        Command::Flows(args) => flows::flows(&cli.shared, args).await,
         Command::Schema(args) => schema::schema(&cli.shared, args).await,
         Command::Openapi(args) => openapi::openapi(args).await,
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,

@@ -60,6 +60,25 @@ struct ConditionConfig {
     lte: Option<f64>,
 }
 
+impl ConditionConfig {
+    /// The condition in a few words (`qty gte 100`), for pictures of the flow.
+    fn label(&self) -> String {
+        let text = |v: &Value| match v {
+            Value::String(s) => format!("\"{s}\""),
+            v => v.to_string(),
+        };
+        let mut ops = Vec::new();
+        ops.extend(self.equals.as_ref().map(|v| format!("equals {}", text(v))));
+        ops.extend(self.not_equals.as_ref().map(|v| format!("not_equals {}", text(v))));
+        ops.extend(self.exists.map(|b| if b { "exists".to_string() } else { "does not exist".to_string() }));
+        ops.extend(self.matches.as_ref().map(|p| format!("matches /{p}/")));
+        for (name, bound) in [("gt", self.gt), ("gte", self.gte), ("lt", self.lt), ("lte", self.lte)] {
+            ops.extend(bound.map(|b| format!("{name} {b}")));
+        }
+        format!("{} {}", self.var, ops.join(", "))
+    }
+}
+
 /// A numeric comparison.
 type CompareFn = fn(f64, f64) -> bool;
 
@@ -101,8 +120,8 @@ impl StepType for Branch {
         let mut ok = true;
         for (i, case) in cfg.cases.iter().enumerate() {
             let rel = format!("/cases/{i}");
-            let jump = cx.target(&format!("{rel}/next"), &case.next);
             let c = &case.when;
+            let jump = cx.labeled_target(&format!("{rel}/next"), &case.next, c.label());
             let var = match VarRef::parse(&c.var) {
                 Ok(v) => {
                     cx.use_var(&format!("{rel}/when/var"), &v);
