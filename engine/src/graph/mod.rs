@@ -199,8 +199,7 @@ impl FlowGraph {
 /// (`/outcomes/found` → `found`), or the pointer without `next` when that token is a number
 /// (`/cases/0/next` → `cases/0`).
 fn label_of_pointer(pointer: &str) -> String {
-    let mut tokens: Vec<String> =
-        pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
+    let mut tokens: Vec<String> = pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
     if tokens.len() > 1 && tokens.last().is_some_and(|t| t == "next") {
         tokens.pop();
     }
