@@ -287,6 +287,12 @@ fn flows_try_it_and_runs_in_a_real_browser() {
             c.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
             wait_for_text(&c, "Any status").await;
             shot(&c, "runs").await;
+            // On a phone-sized window nothing is wider than the screen (tables scroll inside).
+            c.set_window_size(390, 844).await.unwrap();
+            shot(&c, "runs-phone").await;
+            let fits =
+                c.execute("return document.documentElement.scrollWidth <= window.innerWidth", vec![]).await.unwrap();
+            assert_eq!(fits, serde_json::Value::Bool(true), "the runs page is wider than a phone's screen");
             c.find(Locator::Css("#runs tbody tr a")).await.unwrap().click().await.unwrap();
             let page = wait_for_text(&c, "Activation 2").await;
             shot(&c, "run").await;

@@ -247,12 +247,16 @@ fn unauthorized_response_refreshes_once_and_retries() {
     env.add(&[]);
     assert_eq!(env.authorize().0.code(), 0);
     env.auth.revoke_access_tokens();
-    let r = env.run_flow(&[]);
+    let r = env.run_flow(&["--json"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(env.auth.token_requests("refresh_token"), 1);
     let headers = env.auth.api_auth_headers();
     assert_eq!(headers.len(), 2, "the request, then one retry");
     assert_ne!(headers[0], headers[1], "the retry carries the new token");
+    // The step's trace (run history, the console's run page) says the token was refreshed.
+    let out = r.json();
+    let lookup = out["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap().clone();
+    assert!(lookup["detail"]["response"]["token_refreshed"].as_str().unwrap().contains("refreshed"), "{lookup}");
 }
 
 #[test]
@@ -270,6 +274,8 @@ fn invalid_grant_latches_without_a_retry_storm() {
         r.stderr()
     );
     assert_eq!(env.show()["integration"]["status"], "needs_reauthorization");
+    let shown = env.run(&["integrations", "show", "crm"]).stdout();
+    assert!(shown.contains("(unusable: the provider revoked the grant; authorize again)"), "{shown}");
     for _ in 0..3 {
         assert_eq!(env.run_flow(&[]).code(), 1);
     }

@@ -137,6 +137,7 @@ impl RecordedResponse {
             url: url::Url::parse(&self.url).ok()?,
             headers,
             body: self.body,
+            token_refreshed: false,
         })
     }
 }

@@ -305,9 +305,15 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
     match &out["token"] {
         Value::Null => println!("token:             none"),
         t => println!(
-            "token:             {}, refresh token {}",
+            "token:             {}, refresh token {}{}",
             t["expires_in_secs"].as_i64().map_or("never expires".to_string(), |s| format!("expires in {s} s")),
-            if t["has_refresh_token"] == true { "stored" } else { "none" }
+            if t["has_refresh_token"] == true { "stored" } else { "none" },
+            // The stored token outlives a revoked grant: say it cannot be used.
+            if rec.status == IntegrationStatus::NeedsReauthorization {
+                " (unusable: the provider revoked the grant; authorize again)"
+            } else {
+                ""
+            }
         ),
     }
     Ok(ExitCode::SUCCESS)

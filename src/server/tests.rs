@@ -414,6 +414,11 @@ async fn the_console_needs_a_sign_in_and_refuses_a_wrong_token() {
     let (status, _) = page(&h, "/runs", "tern_session=forged").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let cookie = sign_in(&h).await;
+    let req = Request::get("/runs").header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
+    let (_, headers, _) = h.send(req).await;
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     let (status, _, body) = form(&h, "/integrations", &cookie, "csrf=forged&name=x").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     // Signing out ends the session.

@@ -171,15 +171,18 @@ impl Call {
             let (mut attempt, retryable, server_wait) = match &result {
                 Ok(resp) => {
                     let status = resp.status.as_u16();
-                    cx.record(
-                        "response",
-                        json!({
-                            "status": status,
-                            "content_type": resp.content_type(),
-                            "bytes": resp.body.len(),
-                            "duration_us": duration_us,
-                        }),
-                    );
+                    let mut response = json!({
+                        "status": status,
+                        "content_type": resp.content_type(),
+                        "bytes": resp.body.len(),
+                        "duration_us": duration_us,
+                    });
+                    if resp.token_refreshed {
+                        response["token_refreshed"] = Value::from(
+                            "the provider rejected the token; Tern refreshed it and sent the request again",
+                        );
+                    }
+                    cx.record("response", response);
                     (
                         json!({ "status": status, "duration_us": duration_us }),
                         !self.accepts(status) && retry::is_retryable_status(status),

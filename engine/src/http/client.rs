@@ -223,6 +223,9 @@ pub struct HttpResponse {
     pub headers: HeaderMap,
     /// The body, decompressed.
     pub body: Bytes,
+    /// Whether the integration's token was refreshed and the request sent again after the
+    /// provider rejected the first token (`refresh_on_status`, 401 by default).
+    pub token_refreshed: bool,
 }
 
 impl HttpResponse {
@@ -497,7 +500,7 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, url, headers, body })
+        Ok(HttpResponse { status, url, headers, body, token_refreshed: false })
     }
 
     fn transport_error(&self, url: &Url, timeout: Duration, e: reqwest::Error) -> HttpError {

@@ -41,7 +41,9 @@ impl Outbound {
             tracing::info!(%integration, status = resp.status.as_u16(), "token rejected; refreshing once");
             let fresh = tokens.refresh(integration, owner, &grant).await?;
             check_origin(integration, &fresh, req)?;
-            return self.client.send(req, Some(&fresh.credential)).await;
+            let mut resp = self.client.send(req, Some(&fresh.credential)).await?;
+            resp.token_refreshed = true;
+            return Ok(resp);
         }
         Ok(resp)
     }

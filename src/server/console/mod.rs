@@ -47,6 +47,23 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/flows", get(flows::list))
         .route("/flows/{id}/graph.svg", get(flows::graph))
         .route("/try", get(try_it::show).post(try_it::send))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Headers every console answer carries: no framing (clickjacking), nothing loaded from
+/// elsewhere, no referrer to other sites, no caching of pages that show run data. A route
+/// that sets its own `Content-Security-Policy` (the flow pictures) keeps it.
+async fn security_headers(mut r: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let h = r.headers_mut();
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
+        "default-src 'self'; style-src 'unsafe-inline'; img-src 'self'; script-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    ));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    r
 }
 
 /// The signed-in session, or the response that sends the browser to sign in.
