@@ -830,6 +830,10 @@ fn api_and_test_commands_use_the_token_like_a_flow() {
     let a = env.run(&["api", "crm", "/api/contacts.info", "-X", "post", "-d", r#"{"id": "nobody"}"#]);
     assert_eq!(a.code(), 1);
     assert!(a.stdout().contains("Not found") && a.stderr().contains("answered 404"), "{}\n{}", a.stdout(), a.stderr());
+    // An API that echoes the credential: masked in what `tern api` prints.
+    let a = env.run(&["api", "crm", "/api/echo-headers", "-i"]);
+    assert_eq!(a.code(), 1, "it answers 400");
+    assert!(a.stdout().contains("\"echo\": \"Bearer [redacted]\""), "{}", a.stdout());
     // The token never goes to another origin; mistakes are explained.
     let a = env.run(&["api", "crm", "http://127.0.0.1:9/steal"]);
     assert_eq!(a.code(), 1);

@@ -963,3 +963,49 @@ fn serve_logs_a_start_up_summary_and_warnings_as_json_lines() {
         assert!(serde_json::from_str::<Value>(line).is_ok(), "not JSON: {line}");
     }
 }
+
+/// `tern secrets set` is another process: a running server picks the secret up within a few
+/// seconds, without a restart or the admin API.
+#[test]
+fn a_secret_set_from_the_command_line_reaches_a_running_server() {
+    let api = TestApi::start();
+    let flows = tempfile::tempdir().unwrap();
+    std::fs::write(
+        flows.path().join("key.json"),
+        json!({"version": 1, "id": "key", "trigger": {"type": "message", "match": {"regex": "^key$"}},
+        "steps": [
+          {"id": "call", "type": "http_request",
+           "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()),
+                       "headers": {"x-key": "{{secrets.CLI_KEY}}"}, "body": {"id": "c1a2"}}},
+          {"id": "say", "type": "send_message", "text": "called"}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let data = fresh_data_dir();
+    let server = Server::start(&data, flows.path());
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let (_, before) = rt.block_on(post(&client, &server.url, "k-1", json!({"text": "key"})));
+    assert_eq!(before["status"], "failed", "no secret yet: {before}");
+    let set = tern()
+        .env("TERN_DATA_DIR", &data)
+        .env("K", "cli-secret-value-42")
+        .args(["secrets", "set", "CLI_KEY", "--from-env", "K"])
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let mut last = Value::Null;
+    for i in 0..40 {
+        let (_, a) = rt.block_on(post(&client, &server.url, &format!("k-2-{i}"), json!({"text": "key"})));
+        if a["status"] == "completed" {
+            last = a;
+            break;
+        }
+        last = a;
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(last["status"], "completed", "the server never saw the secret: {last}");
+    let sent = api.requests().last().unwrap().header("x-key").map(str::to_string);
+    assert_eq!(sent.as_deref(), Some("cli-secret-value-42"));
+}

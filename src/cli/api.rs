@@ -59,16 +59,19 @@ pub async fn api(shared: &Shared, args: ApiArgs) -> anyhow::Result<ExitCode> {
         ProbeError::Http { .. } => anyhow::Error::new(super::Failed(e.to_string())),
         other => other.into(),
     })?;
+    // What the API answers can echo the credential (or any other secret Tern holds): masked
+    // like everything else that leaves the process.
+    let mask = |text: &str| tern_engine::secrets::known::mask(text).into_owned();
     if args.include {
         println!("{} {}", resp.status.as_u16(), resp.status.canonical_reason().unwrap_or(""));
         for (k, v) in &resp.headers {
-            println!("{k}: {}", v.to_str().unwrap_or("(not text)"));
+            println!("{k}: {}", mask(v.to_str().unwrap_or("(not text)")));
         }
         println!();
     }
     match serde_json::from_slice::<Value>(&resp.body) {
-        Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-        Err(_) => println!("{}", String::from_utf8_lossy(&resp.body)),
+        Ok(json) => println!("{}", mask(&serde_json::to_string_pretty(&json)?)),
+        Err(_) => println!("{}", mask(&String::from_utf8_lossy(&resp.body))),
     }
     if resp.status.is_success() {
         Ok(ExitCode::SUCCESS)

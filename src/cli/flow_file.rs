@@ -11,13 +11,12 @@ use tern_engine::Diagnostic;
 #[derive(Debug, thiserror::Error)]
 pub enum FlowFileError {
     /// The file could not be opened or read.
-    #[error("cannot read flow file {path}: {source}")]
+    #[error("cannot read flow file {path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (in the message, not as a source: `{:#}` would print it twice).
+        cause: std::io::Error,
     },
     /// The file is larger than flows may be.
     #[error("{path}: the flow is {bytes} bytes; the limit is {limit}")]
@@ -46,7 +45,7 @@ impl FlowFileError {
 
 /// The text of the flow file at `path`, if it is at most `limit` bytes.
 pub fn read_flow(path: &Path, limit: usize) -> Result<String, FlowFileError> {
-    let io = |source| FlowFileError::Io { path: path.display().to_string(), source };
+    let io = |cause| FlowFileError::Io { path: path.display().to_string(), cause };
     let too_large = |bytes| FlowFileError::TooLarge { path: path.display().to_string(), bytes, limit };
     let file = std::fs::File::open(path).map_err(io)?;
     let limit64 = u64::try_from(limit).unwrap_or(u64::MAX);

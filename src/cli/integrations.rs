@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
 use tern_engine::integrations::{AuthError, CallbackParams, Integrations};
-use tern_engine::store::{IntegrationStatus, Store};
+use tern_engine::store::{IntegrationStatus, Readiness, Store};
 use tern_engine::tokens::TokenOwner;
 
 use super::context::Shared;
@@ -324,10 +324,8 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
     let report = service.test(name).await?;
     let now = service.store().clock().now_s();
     let rec = &report.record;
-    let status = match rec.status {
-        IntegrationStatus::Authorized => "Authorized",
-        IntegrationStatus::NeedsReauthorization => "Needs re-authorization",
-        IntegrationStatus::Incomplete => "Incomplete (never authorized)",
+    let status = match rec.readiness() {
+        Readiness::Ready(w) | Readiness::NeedsAction(w) => w,
     };
     println!("integration {name}: {status}");
     if let Some(m) = &rec.status_message {
@@ -372,11 +370,8 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
         None if usable => println!("  live call:     none (no --identity-url); try one with `tern api {name} PATH`"),
         None => {}
     }
-    Ok(if usable && rec.status == IntegrationStatus::Authorized {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(super::EXIT_FAILED)
-    })
+    let ready = matches!(rec.readiness(), Readiness::Ready(_));
+    Ok(if usable && ready { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_FAILED) })
 }
 
 use crate::server::pages::{ALL_SET, callback_page};

@@ -69,7 +69,7 @@ enum Command {
     Schema(schema::SchemaArgs),
     /// Print the OpenAPI 3.1 document of the server's HTTP API (served at `/openapi.json`).
     Openapi(openapi::OpenapiArgs),
-    /// Manage OAuth integrations (add, list, show, authorize, remove).
+    /// Manage OAuth integrations (add, list, show, test, authorize, remove).
     Integrations(integrations::IntegrationsArgs),
     /// Manage named secrets for `{{secrets.NAME}}`.
     Secrets(secrets::SecretsArgs),

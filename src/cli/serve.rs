@@ -162,6 +162,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     });
     // Messages acknowledged before a crash and not answered yet.
     conversations.recover().await?;
+    tokio::spawn(refresh_secrets(state.clone()));
     let (reload_tx, reload_rx) = mpsc::channel(8);
     tokio::spawn(reload_loop(state.clone(), args.flows.clone(), args.skip_invalid, reload_rx));
     #[cfg(unix)]
@@ -211,6 +212,17 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
     );
     match tern_engine::store::Store::list_integrations(&*state.store).await {
         Ok(list) => {
+            let added: std::collections::BTreeSet<&str> = list.iter().map(|r| r.name.as_str()).collect();
+            for l in flows.iter() {
+                for name in l.flow.integrations.iter().filter(|n| !added.contains(n.as_str())) {
+                    tracing::warn!(
+                        flow = %l.flow.id,
+                        integration = %name,
+                        "flow uses an integration that is not added: its steps fail until it is (`tern integrations add {}` or the console)",
+                        name
+                    );
+                }
+            }
             for r in list {
                 match r.status {
                     tern_engine::store::IntegrationStatus::Authorized => {}
@@ -220,6 +232,8 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
                         "integration needs re-authorization: flows that use it fail until `tern integrations authorize {}` or the console's Authorize button",
                         r.name
                     ),
+                    tern_engine::store::IntegrationStatus::Incomplete
+                        if r.config.kind != tern_engine::integrations::config::Kind::AuthorizationCode => {}
                     tern_engine::store::IntegrationStatus::Incomplete => tracing::warn!(
                         integration = %r.name,
                         "integration was never authorized: run `tern integrations authorize {}` or use the console's Authorize button",
@@ -263,6 +277,21 @@ async fn shutdown() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// How often the server re-reads stored secrets, so that `tern secrets set` (another process)
+/// reaches it; the admin API updates them at once.
+const SECRETS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Re-reads the stored secrets every [`SECRETS_REFRESH`].
+async fn refresh_secrets(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(SECRETS_REFRESH).await;
+        match tern_engine::store::Store::all_secrets(&*state.store).await {
+            Ok(all) => state.secrets.replace_stored(all),
+            Err(e) => tracing::warn!(error = %e, "could not re-read the stored secrets"),
+        }
+    }
 }
 
 /// A flow file's diagnostics as warnings in the log (`file:line:col: error[code] at /pointer:

@@ -36,8 +36,8 @@ pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> an
                 }
                 Err(diags) => diags,
             },
-            Err(super::flow_file::FlowFileError::Io { source, .. }) => {
-                eprintln!("{}: error[unreadable]: {source}", file.display());
+            Err(super::flow_file::FlowFileError::Io { cause, .. }) => {
+                eprintln!("{}: error[unreadable]: {cause}", file.display());
                 errors += 1;
                 continue;
             }

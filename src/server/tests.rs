@@ -452,6 +452,11 @@ async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() 
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("what?") && html.contains("got &lt;b&gt;bold&lt;/b&gt;"), "escaped: {html}");
     assert!(!html.contains("<b>bold"), "{html}");
+    // A message no flow answers is said so, not lost.
+    let body = format!("csrf={csrf}&conversation={conversation}&text=zzz&flow=");
+    let (_, headers, _) = form(&h, "/try", &cookie, &body).await;
+    let (_, html) = page(&h, headers[header::LOCATION].to_str().unwrap(), &cookie).await;
+    assert!(html.contains("No flow answered “zzz”"), "{html}");
 
     // Runs: the one run, with both activations.
     let (status, html) = page(&h, &format!("/runs?conversation={conversation}"), &cookie).await;

@@ -94,6 +94,14 @@ impl LayeredSecrets {
         Self { stored: std::sync::RwLock::new(stored.into_iter().collect()) }
     }
 
+    /// Replaces the whole stored layer with what the store holds now (the server re-reads it
+    /// periodically, so secrets set with `tern secrets set` reach a running server).
+    pub fn replace_stored(&self, stored: impl IntoIterator<Item = (String, SecretString)>) {
+        let fresh: HashMap<String, SecretString> = stored.into_iter().collect();
+        fresh.values().for_each(known::remember);
+        *self.stored.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    }
+
     /// Sets (`Some`) or removes (`None`) a stored secret in memory; the store is written by the
     /// caller.
     pub fn update(&self, name: &str, value: Option<SecretString>) {

@@ -132,6 +132,32 @@ pub struct IntegrationRecord {
     pub updated_at: i64,
 }
 
+/// Whether an integration can be used, in a person's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Usable (authorized, or a service account / static key that needs no person).
+    Ready(&'static str),
+    /// A person must act first (authorize, or authorize again).
+    NeedsAction(&'static str),
+}
+
+impl IntegrationRecord {
+    /// What the console and `tern integrations test` say about the integration: service
+    /// accounts and static keys need no authorization, so they are never "incomplete".
+    pub fn readiness(&self) -> Readiness {
+        use crate::integrations::config::Kind;
+        match (self.status, self.config.kind) {
+            (IntegrationStatus::NeedsReauthorization, _) => Readiness::NeedsAction("Needs re-authorization"),
+            (IntegrationStatus::Authorized, Kind::AuthorizationCode) => Readiness::Ready("Authorized"),
+            (IntegrationStatus::Incomplete, Kind::AuthorizationCode) => {
+                Readiness::NeedsAction("Incomplete (never authorized)")
+            }
+            (_, Kind::ClientCredentials) => Readiness::Ready("Ready (service account)"),
+            (_, Kind::Static) => Readiness::Ready("Ready (static key)"),
+        }
+    }
+}
+
 /// A stored token.
 #[derive(Clone)]
 pub struct TokenRecord {

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use tern_engine::Trigger;
 use tern_engine::graph::FlowGraph;
+use tern_engine::store::Store as _;
 
 use super::layout::{Nav, page};
 use super::runs::{url_path, url_query};
@@ -40,6 +41,10 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
     };
     let flows = state.conversations.flows();
     let invalid = state.invalid_flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let added: std::collections::BTreeSet<String> = match state.store.list_integrations().await {
+        Ok(list) => list.into_iter().map(|r| r.name.to_string()).collect(),
+        Err(e) => return super::store_failed("read the integrations", &e, Some(&session.csrf)),
+    };
     let body = html! {
         h1 { "Flows" }
         @if flows.is_empty() { p.card { "No flows are loaded. Put flow files in the --flows directory; they are loaded on change." } }
@@ -53,7 +58,13 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
                     dt { "Steps" } dd { (f.steps.len()) }
                     dt { "Integrations" } dd {
                         @if f.integrations.is_empty() { "none" }
-                        @else { @for (i, n) in f.integrations.iter().enumerate() { @if i > 0 { ", " } (n.as_str()) } }
+                        @else {
+                            @for (i, n) in f.integrations.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                (n.as_str())
+                                @if !added.contains(n.as_str()) { " " span.badge.bad { "not added: its steps fail" } }
+                            }
+                        }
                     }
                     dt { "Runs" } dd { a href={"/runs?flow=" (url_query(f.id.as_str()))} { "Runs of this flow" } }
                 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tern_engine::IntegrationName;
 use tern_engine::integrations::ACCOUNT_ID;
 use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
-use tern_engine::store::{IntegrationRecord, IntegrationStatus, Store as _};
+use tern_engine::store::{IntegrationRecord, IntegrationStatus, Readiness, Store as _};
 use tern_engine::tokens::TokenOwner;
 
 use super::layout::{Nav, page};
@@ -90,6 +90,8 @@ pub struct IntegrationForm {
     identity_url: String,
     #[serde(default)]
     account_field: String,
+    #[serde(default)]
+    event_identifier: String,
 }
 
 impl IntegrationForm {
@@ -121,6 +123,7 @@ impl IntegrationForm {
             static_header: c.static_header.clone().unwrap_or_default(),
             identity_url: url(&c.identity_url),
             account_field: c.account_field.clone().unwrap_or_default(),
+            event_identifier: c.event_identifier.clone().unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -133,25 +136,51 @@ type Problems = Vec<(&'static str, String)>;
 const FIELDS: &[(&str, &str, &str)] = &[
     ("client_id", "Client ID", "From the provider's app registration."),
     ("client_secret", "Client secret", "Stored encrypted; never shown again."),
-    ("scopes", "Scopes", "Space-separated, e.g. `contacts offline_access`."),
+    ("scopes", "Scopes", "Space-separated, e.g. contacts offline_access."),
     ("authorization_url", "Authorization URL", "Not needed with a profile."),
     ("token_url", "Token URL", "Not needed with a profile."),
     (
         "api_origins",
         "API origins",
-        "Space-separated; the token is only ever sent to these, e.g. `https://api.example.com`.",
+        "Space-separated; the token is only ever sent to these, e.g. https://api.example.com.",
     ),
-    ("params", "Extra authorization parameters", "Space-separated key=value, e.g. `prompt=consent`."),
+    ("params", "Extra authorization parameters", "Space-separated key=value, e.g. prompt=consent."),
     (
         "static_secret",
         "Static key: secret name",
-        "For the static kind: the name of a secret set with `tern secrets set`.",
+        "For the static kind: the name of a secret set with tern secrets set.",
     ),
     ("static_header", "Static key: header", "Header that carries the key (default Authorization: Bearer)."),
-    ("identity_url", "Identity URL", "Called with the token to learn the account (and by Test)."),
-    ("account_field", "Account field", "Where the account id is in the identity answer, e.g. `data.id`."),
+    (
+        "identity_url",
+        "Identity URL",
+        "Called with the token to learn the account (and by Test); needs the two fields below.",
+    ),
+    (
+        "account_field",
+        "Account field",
+        "Where the account id is in the identity answer (or, without an identity URL, in the token response), e.g. data.id.",
+    ),
+    (
+        "event_identifier",
+        "Event identifier",
+        "Where the account id is in an event the service posts to Tern, e.g. account.id.",
+    ),
     ("data_center", "Data center", "Zoho and Intercom: e.g. `eu`."),
 ];
+
+/// The field of a problem that names no flag: the URL field whose value it quotes, or the API
+/// origins when it is about an origin.
+fn field_of_unnamed(f: &IntegrationForm, problem: &str) -> &'static str {
+    for (field, value) in
+        [("authorization_url", &f.authorization_url), ("token_url", &f.token_url), ("identity_url", &f.identity_url)]
+    {
+        if !value.trim().is_empty() && problem.contains(value.trim()) {
+            return field;
+        }
+    }
+    if problem.contains("origin") { "api_origins" } else { "" }
+}
 
 /// The field a configuration problem is about, from the flag it names; and its text in the
 /// console's words.
@@ -164,7 +193,7 @@ fn locate(problem: &str) -> (&'static str, String) {
         ("--api-origin", "api_origins", "API origins"),
         ("--identity-url", "identity_url", "Identity URL"),
         ("--account-field", "account_field", "Account field"),
-        ("--event-identifier", "", "event identifier"),
+        ("--event-identifier", "event_identifier", "Event identifier"),
         ("--profile", "profile", "Profile"),
         ("--param", "params", "Extra authorization parameters"),
     ];
@@ -182,10 +211,10 @@ fn locate(problem: &str) -> (&'static str, String) {
 }
 
 fn status_badge(r: &IntegrationRecord) -> Markup {
-    let (class, words) = match r.status {
-        IntegrationStatus::Authorized => ("ok", "Authorized"),
-        IntegrationStatus::NeedsReauthorization => ("bad", "Needs re-authorization"),
-        IntegrationStatus::Incomplete => ("warn", "Incomplete"),
+    let (class, words) = match r.readiness() {
+        Readiness::Ready(w) => ("ok", w),
+        Readiness::NeedsAction(w) if r.status == IntegrationStatus::NeedsReauthorization => ("bad", w),
+        Readiness::NeedsAction(_) => ("warn", "Incomplete"),
     };
     html! { span class={"badge " (class)} id={"status-" (r.name.as_str())} data-status=(r.status.as_str()) { (words) } }
 }
@@ -368,6 +397,7 @@ fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
         "static_header" => &f.static_header,
         "identity_url" => &f.identity_url,
         "account_field" => &f.account_field,
+        "event_identifier" => &f.event_identifier,
         "data_center" => &f.data_center,
         _ => "",
     }
@@ -377,9 +407,12 @@ fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
 pub async fn show(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    let session = match signed_in(&state, &headers, "/") {
+    // After signing in, back here with the query: an authorization's outcome is not lost.
+    let here = raw.map_or_else(|| "/".to_string(), |r| format!("/?{r}"));
+    let session = match signed_in(&state, &headers, &here) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -445,6 +478,7 @@ fn parse(f: &IntegrationForm) -> Result<(IntegrationName, IntegrationConfig, Opt
         static_header: opt(&f.static_header),
         identity_url,
         account_field: opt(&f.account_field),
+        event_identifier: opt(&f.event_identifier),
         ..IntegrationConfig::default()
     };
     let client_auth = match f.client_auth.as_str() {
@@ -455,7 +489,17 @@ fn parse(f: &IntegrationForm) -> Result<(IntegrationName, IntegrationConfig, Opt
     let config = match config.finish(client_auth) {
         Ok(c) => Some(c),
         Err(found) => {
-            problems.extend(found.iter().map(|p| locate(p)));
+            for p in &found {
+                let (mut field, text) = locate(p);
+                if field.is_empty() {
+                    field = field_of_unnamed(f, p);
+                }
+                // A URL that did not parse already has its problem; "required" would contradict it.
+                if !field.is_empty() && problems.iter().any(|(f, _)| *f == field) {
+                    continue;
+                }
+                problems.push((field, text));
+            }
             None
         }
     };
@@ -569,7 +613,7 @@ pub async fn test(
         Ok(report) => {
             let ok = report.token_error.is_none()
                 && report.live.as_ref().is_none_or(|l| l.error.is_none())
-                && report.record.status == IntegrationStatus::Authorized;
+                && matches!(report.record.readiness(), Readiness::Ready(_));
             let account =
                 report.live.as_ref().and_then(|l| l.account.clone()).or_else(|| report.token.as_ref()?.account.clone());
             html! {
@@ -578,6 +622,7 @@ pub async fn test(
                     ul {
                         @if let Some(a) = account { li { "Authorized as " strong { (a) } } }
                         @if let Some(e) = &report.token_error { li { "Token: " (reason(e)) } }
+                        @if let Readiness::NeedsAction(w) = report.record.readiness() { li { (w) ": click Authorize." } }
                         @if let Some(t) = &report.token {
                             li { "Token " (t.expires_at.map_or("does not expire".to_string(), |e| format!("expires {}", relative(e, state.store.clock().now_s())))) "; refresh token " (if t.refreshable { "stored" } else { "none" }) }
                         }

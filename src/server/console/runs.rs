@@ -194,7 +194,7 @@ pub fn run_page(run: &RunHistory) -> Markup {
 
 fn segment(i: usize, g: &Segment) -> Markup {
     html! {
-        h2 { "Activation " (i + 1) " " (run_status(g.status.as_str())) }
+        h2 { "Activation " (i + 1) " " (activation_status(g.status.as_str())) }
         p.muted { (time_ms(g.started_at_ms)) " – " (duration_ms(g.finished_at_ms - g.started_at_ms)) }
         div.scroll {
             table.steps {
@@ -211,7 +211,7 @@ fn segment(i: usize, g: &Segment) -> Markup {
                                 @if let Some(e) = &t.error { p.field-error { "[" (e.code) "] " (e.message) } }
                                 @if !t.detail.is_empty() {
                                     details {
-                                        summary { "Request and response (secrets masked)" }
+                                        summary { "Details (secrets masked)" }
                                         pre { (serde_json::to_string_pretty(&t.detail).unwrap_or_default()) }
                                     }
                                 }
@@ -221,11 +221,25 @@ fn segment(i: usize, g: &Segment) -> Markup {
                 }
             }
         }
+        @if !g.variables.is_empty() {
+            details.variables {
+                summary { "Variables at the end of this activation (secrets masked)" }
+                pre { (serde_json::to_string_pretty(&g.variables).unwrap_or_default()) }
+            }
+        }
         @if let Some(e) = &g.error {
             p.banner.bad role="alert" {
                 "Failed" @if let Some(step) = &e.step { " at step " code { (step.as_str()) } } ": [" (e.code) "] " (e.message)
             }
         }
+    }
+}
+
+/// How one activation ended (a paused one is over: it asked and the run waited).
+fn activation_status(status: &str) -> Markup {
+    match status {
+        "paused" => html! { span.badge.warn data-status="paused" { "Asked the contact" } },
+        other => run_status(other),
     }
 }
 
@@ -238,9 +252,13 @@ fn step_class(status: &str) -> &'static str {
     }
 }
 
+/// What a path segment escapes: everything but letters, digits, `-`, `_` and `~` (RFC 3986
+/// §2.3 unreserved characters, less `.`, so that no segment is a dot segment).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
+
 /// A value for a path segment.
 pub fn url_path(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// A value for a query string.

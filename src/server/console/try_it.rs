@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
-use tern_engine::conversation::{ConversationId, Inbound, MessageId, RunQuery, Trigger};
+use tern_engine::conversation::{AnswerStatus, ConversationId, Inbound, MessageId, RunQuery, Trigger};
 
 use super::layout::{Nav, page, run_status};
 use super::runs::{url_path, url_query};
@@ -95,7 +95,8 @@ async fn page_handler(state: &AppState, headers: &HeaderMap, q: TryQuery) -> Res
                 label for="try-flow" { "Flow" }
                 select #try-flow name="flow" {
                     option value="" { "Whichever flow's trigger matches" }
-                    @for l in flows.iter() {
+                    // Error flows start for another flow's failure, never from a message.
+                    @for l in flows.iter().filter(|l| !matches!(l.flow.trigger, Some(tern_engine::Trigger::Error))) {
                         option value=(l.flow.id.as_str()) selected[q.flow == l.flow.id.as_str()] { (l.flow.id.as_str()) }
                     }
                 }
@@ -179,6 +180,13 @@ pub async fn send(
     };
     match ticket.wait_for(state.answer_wait()).await {
         Some(Err(e)) => back(&f.conversation, Some(&e.to_string())),
+        Some(Ok(a)) if a.status == AnswerStatus::NoFlow => back(
+            &f.conversation,
+            Some(&format!(
+                "No flow answered “{}”: the conversation has no paused run and no flow's trigger matches it. Choose a flow, or check the triggers on the Flows page.",
+                text.chars().take(80).collect::<String>()
+            )),
+        ),
         Some(Ok(_)) => back(&f.conversation, None),
         None => back(&f.conversation, Some("The run is still going; reload this page in a moment to see its replies.")),
     }
