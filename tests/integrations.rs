@@ -843,6 +843,7 @@ fn api_and_test_commands_use_the_token_like_a_flow() {
         (vec!["api", "crm", "/x", "-d", "{nope"], "-d is not JSON"),
         (vec!["api", "crm", "/x", "-H", "no colon"], "header `no colon` is not `Name: value`"),
         (vec!["api", "crm", "/x", "-X", "BREW"], "`BREW` is not one of GET, POST"),
+        (vec!["api", "crm", "/x", "-H", "Host: evil.example"], "header `host` is set by Tern"),
         (vec!["api", "nope", "/x"], "no integration named `nope`"),
     ] {
         let a = env.run(&args);

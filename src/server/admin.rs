@@ -156,12 +156,23 @@ pub async fn put_integration(
         .map_err(|e| unprocessable(format!("at /{}: {}", e.path().to_string().replace('.', "/"), e.inner())))?;
     let client_auth: Option<ClientAuth> = explicit_auth.then_some(config.client_auth);
     let config = config.finish(client_auth).map_err(|problems| unprocessable(problems.join("; ")))?;
+    let stored = state.store.get_integration(&name).await.map_err(internal)?;
     // A service account without its secret cannot get a token; keep one already stored.
     if config.kind == tern_engine::integrations::config::Kind::ClientCredentials
         && secret.is_none()
-        && !state.store.get_integration(&name).await.map_err(internal)?.is_some_and(|r| r.client_secret_set)
+        && !stored.as_ref().is_some_and(|r| r.client_secret_set)
     {
         return Err(unprocessable("/client_secret: a client_credentials integration needs its client secret".into()));
+    }
+    // A stored secret only goes to the token URL it was saved for.
+    if let Some(r) = &stored
+        && secret.is_none()
+        && r.client_secret_set
+        && r.config.token_url.as_ref().map(url::Url::origin) != config.token_url.as_ref().map(url::Url::origin)
+    {
+        return Err(unprocessable(
+            "/client_secret: the token URL moved to another host; send the client secret again (a stored secret is only sent where it was saved for)".into(),
+        ));
     }
     state.store.put_integration(&name, &config, secret.as_ref()).await.map_err(internal)?;
     state.integrations.invalidate(&name);

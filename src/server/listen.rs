@@ -19,15 +19,17 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
-                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                // The peer's address, for handlers that need it (the console's sign-in throttle).
+                let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                let service = hyper_util::service::TowerToHyperService::new(app);
                 let mut builder = hyper::server::conn::http1::Builder::new();
                 builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout);
                 let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);

@@ -2,6 +2,11 @@
 //! [`tern_engine::secrets::known`]) is masked in the body and the `Location` header, whatever
 //! handler produced them. Bodies of known size up to [`MAX_MASKED_BODY`] are masked; larger or
 //! streamed bodies pass as they are (no handler produces one with secrets in it).
+//!
+//! Values the request itself carries (in its path, query or body, decoded) are left as they
+//! are: an answer that echoes the caller's input — an error naming a field's value, a message
+//! id — would otherwise show `[redacted]` exactly when the caller guessed a secret, a free
+//! oracle for every secret the process knows. The caller learns nothing from its own input.
 
 use axum::body::Body;
 use axum::body::HttpBody as _;
@@ -14,13 +19,73 @@ use tern_engine::secrets::known;
 /// Largest body masked, in bytes.
 pub const MAX_MASKED_BODY: u64 = 4 * 1024 * 1024;
 
+/// Longest wait for a request's body.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Largest request body read here (the routes refuse more than 64 KiB).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+/// Everything the caller sent, decoded the ways a handler may decode it: the path and query
+/// raw and percent-decoded, the body raw, and every string and key of a JSON body and every
+/// name and value of a form body.
+fn caller_input(uri: &axum::http::Uri, body: &[u8]) -> Vec<u8> {
+    let mut seen = Vec::with_capacity(body.len() * 2 + 256);
+    let target = uri.path_and_query().map_or("", |p| p.as_str());
+    seen.extend_from_slice(target.as_bytes());
+    seen.push(b'\n');
+    seen.extend(percent_encoding::percent_decode_str(target));
+    seen.push(b'\n');
+    seen.extend_from_slice(body);
+    seen.push(b'\n');
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        fn walk(v: &serde_json::Value, out: &mut Vec<u8>) {
+            match v {
+                serde_json::Value::String(s) => {
+                    out.extend_from_slice(s.as_bytes());
+                    out.push(b'\n');
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| {
+                    out.extend_from_slice(k.as_bytes());
+                    out.push(b'\n');
+                    walk(x, out);
+                }),
+                _ => {}
+            }
+        }
+        walk(&value, &mut seen);
+    }
+    for (k, v) in url::form_urlencoded::parse(body) {
+        seen.extend_from_slice(k.as_bytes());
+        seen.push(b'\n');
+        seen.extend_from_slice(v.as_bytes());
+        seen.push(b'\n');
+    }
+    seen
+}
+
 /// Masks the answer to `req`.
 pub async fn mask_answer(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    let (parts, body) = req.into_parts();
+    // Read here, before the request timeout layer: bounded in time on its own.
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_REQUEST_BODY)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return super::error(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB");
+        }
+        Err(_) => {
+            return super::error(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within 30 s; send it again",
+            );
+        }
+    };
+    let keep = known::present_in(&caller_input(&parts.uri, &bytes));
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let (mut parts, body) = response.into_parts();
     if let Some(location) = parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok())
-        && let std::borrow::Cow::Owned(masked) = known::mask(location)
-        && let Ok(v) = HeaderValue::from_str(&masked)
+        && let std::borrow::Cow::Owned(masked) = known::mask_bytes_except(location.as_bytes(), &keep)
+        && let Ok(v) = HeaderValue::from_bytes(&masked)
     {
         parts.headers.insert(header::LOCATION, v);
     }
@@ -35,7 +100,7 @@ pub async fn mask_answer(req: Request, next: Next) -> Response {
             return Response::from_parts(parts, Body::empty());
         }
     };
-    let masked = match known::mask_bytes(&bytes) {
+    let masked = match known::mask_bytes_except(&bytes, &keep) {
         std::borrow::Cow::Borrowed(_) => None,
         std::borrow::Cow::Owned(m) => Some(m),
     };

@@ -529,3 +529,53 @@ async fn the_integrations_form_keeps_what_was_typed_lists_every_problem_and_asks
     assert_eq!(headers[header::LOCATION], "/?removed=crm");
     h.stop().await;
 }
+
+/// Answers that echo the caller's input never mask what the caller sent: a masked echo would
+/// confirm a guessed secret. Secrets the caller did not send stay masked.
+#[tokio::test]
+async fn an_echo_of_the_caller_s_own_input_is_no_oracle_for_secrets() {
+    let h = Harness::new().await;
+    let secret = "oracle-secret-value-7731";
+    let (status, _) = h.admin(Method::PUT, "/v1/secrets/PIN", Some(ADMIN), Some(json!({"value": secret}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // In the path, echoed in a 404.
+    let uri = format!("/v1/conversations/xx{secret}yy/messages/zz{secret}zz");
+    let (status, _, body) = h.send(Request::get(uri.as_str()).body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let text = body.to_string();
+    assert!(!text.contains("[redacted]"), "a guess is not confirmed: {text}");
+    // In the body, echoed in a type error and in an answer's message id.
+    let (_, body) =
+        h.post_json("/v1/conversations/c1/messages", &json!({"text": "x", "contact": format!("a {secret} b")})).await;
+    assert!(!body.to_string().contains("[redacted]"), "{body}");
+    let (_, body) = h.post_json("/v1/conversations/c1/messages", &json!({"text": "hello", "message_id": secret})).await;
+    assert!(!body.to_string().contains("[redacted]"), "{body}");
+    // The admin token, which the caller did not send, is still masked wherever it appears.
+    let (_, body) = h.post_json("/v1/conversations/c2/messages", &json!({"text": format!("hello {ADMIN}")})).await;
+    assert!(!body.to_string().contains(ADMIN), "{body}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn console_banners_name_only_real_integrations_and_a_moved_token_url_needs_the_secret_again() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let (_, html) = page(&h, "/?authorized=Session%20expired%3A%20sign%20in%20at%20evil.example", &cookie).await;
+    assert!(!html.contains("evil.example") && !html.contains("All set"), "{html}");
+    let csrf = csrf_in(&html);
+    let good = format!(
+        "csrf={csrf}&name=svc&kind=client_credentials&client_id=id&client_secret=stored-client-secret-1&token_url=https%3A%2F%2Fa.example%2Ftoken&api_origins=https%3A%2F%2Fapi.example"
+    );
+    let (status, _, _) = form(&h, "/integrations", &cookie, &good).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // Editing without the secret: fine where the token URL stays, refused where it moves.
+    let same = format!(
+        "csrf={csrf}&original=svc&name=svc&kind=client_credentials&client_id=id2&token_url=https%3A%2F%2Fa.example%2Ftoken&api_origins=https%3A%2F%2Fapi.example"
+    );
+    assert_eq!(form(&h, "/integrations", &cookie, &same).await.0, StatusCode::SEE_OTHER);
+    let moved = same.replace("a.example%2Ftoken", "evil.example%2Ftoken");
+    let (status, _, html) = form(&h, "/integrations", &cookie, &moved).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("type the client secret again"), "{html}");
+    h.stop().await;
+}

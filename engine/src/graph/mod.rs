@@ -14,6 +14,8 @@ mod dot;
 mod mermaid;
 mod svg;
 
+pub use svg::MAX_SVG_ARROWS;
+
 use crate::compile::CompiledFlow;
 use crate::step::Jump;
 

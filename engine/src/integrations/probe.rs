@@ -56,6 +56,12 @@ pub enum ProbeError {
         /// What was given (its value left out: it may be a secret).
         header: String,
     },
+    /// A header Tern sets itself.
+    #[error("header `{header}` is set by Tern and cannot be given with -H")]
+    ReservedHeader {
+        /// The header's name.
+        header: String,
+    },
     /// The request failed (origin refused, token unavailable, network, timeout).
     #[error("integration `{integration}`: {source}")]
     Http {
@@ -193,6 +199,10 @@ impl Integrations {
             let bad = || ProbeError::BadHeader { header: h.split(':').next().unwrap_or("").chars().take(80).collect() };
             let (k, v) = h.split_once(':').ok_or_else(bad)?;
             let k = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| bad())?;
+            // Set by Tern itself, as in a flow's request (the token, the target host, framing).
+            if ["host", "authorization", "content-length", "transfer-encoding", "connection"].contains(&k.as_str()) {
+                return Err(ProbeError::ReservedHeader { header: k.to_string() });
+            }
             let v = HeaderValue::from_str(v.trim()).map_err(|_| bad())?;
             headers.append(k, v);
         }

@@ -147,6 +147,37 @@ pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// The registered values that occur in `input`: what a caller sent itself. An answer that
+/// echoes the caller's own input must leave those as they are
+/// ([`mask_bytes_except`]): masking them would tell the caller that a guess is a secret.
+pub fn present_in(input: &[u8]) -> Vec<Vec<u8>> {
+    let Some(a) = automaton() else { return Vec::new() };
+    let mut found: Vec<Vec<u8>> = a.find_iter(input).map(|m| input[m.range()].to_vec()).collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// [`mask_bytes`], leaving the values in `keep` (from [`present_in`]) as they are.
+pub fn mask_bytes_except<'a>(bytes: &'a [u8], keep: &[Vec<u8>]) -> Cow<'a, [u8]> {
+    if keep.is_empty() {
+        return mask_bytes(bytes);
+    }
+    let Some(a) = automaton() else { return Cow::Borrowed(bytes) };
+    let mut changed = false;
+    let mut out = Vec::with_capacity(bytes.len());
+    a.replace_all_with_bytes(bytes, &mut out, |_, matched, dst| {
+        if keep.iter().any(|k| k.as_slice() == matched) {
+            dst.extend_from_slice(matched);
+        } else {
+            changed = true;
+            dst.extend_from_slice(REDACTED.as_bytes());
+        }
+        true
+    });
+    if changed { Cow::Owned(out) } else { Cow::Borrowed(bytes) }
+}
+
 /// The first `chars` characters of `bytes` (lossy UTF-8) with every registered secret masked
 /// *before* the cut, so that a secret straddling the cut cannot leave a prefix behind. Only the
 /// first `4 × chars + MAX_VALUE_BYTES` bytes are read.
@@ -176,6 +207,20 @@ mod tests {
         let excerpt = masked_excerpt(b"0123456789 tok/en+with=chars-0001", 16);
         assert_eq!(excerpt, "0123456789 [reda");
         assert_eq!(&*mask_bytes(b"x tok/en+with=chars-0001 y"), b"x [redacted] y");
+    }
+
+    #[test]
+    fn what_the_caller_sent_is_not_masked_in_its_own_echo() {
+        remember_str("echoed-secret-value-0001");
+        remember_str("other-secret-value-0002");
+        let sent = br#"{"text": "echoed-secret-value-0001"}"#;
+        let keep = present_in(sent);
+        assert_eq!(keep, vec![b"echoed-secret-value-0001".to_vec()]);
+        let answer = b"you sent echoed-secret-value-0001; the key is other-secret-value-0002";
+        assert_eq!(
+            &*mask_bytes_except(answer, &keep),
+            b"you sent echoed-secret-value-0001; the key is [redacted]".as_slice()
+        );
     }
 
     #[test]

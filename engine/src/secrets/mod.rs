@@ -89,8 +89,14 @@ pub struct LayeredSecrets {
 }
 
 impl LayeredSecrets {
-    /// The stored layer, as read from the store.
+    /// The stored layer, as read from the store. Every `TERN_SECRET_*` value is registered for
+    /// masking now, also one a stored secret of the same name hides (it is still a secret).
     pub fn new(stored: impl IntoIterator<Item = (String, SecretString)>) -> Self {
+        for (k, v) in std::env::vars() {
+            if k.starts_with("TERN_SECRET_") {
+                known::remember_str(&v);
+            }
+        }
         Self { stored: std::sync::RwLock::new(stored.into_iter().collect()) }
     }
 

@@ -98,14 +98,54 @@ pub async fn graph(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(
     let Some(l) = flows.iter().find(|l| l.flow.id.as_str() == id) else {
         return message_page(StatusCode::NOT_FOUND, "No such flow", "No loaded flow has this id.", Some(&session.csrf));
     };
-    let svg = FlowGraph::of(&l.flow).to_svg();
+    let svg = match picture(&l.hash, &l.flow).await {
+        Some(svg) => svg,
+        None => {
+            return message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The picture could not be drawn",
+                "Drawing this flow failed; the server log has the detail.",
+                Some(&session.csrf),
+            );
+        }
+    };
     (
         [
             (header::CONTENT_TYPE, "image/svg+xml"),
             // The picture is drawn from the flow author's text: no scripts, even if one slipped in.
             (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
         ],
-        svg,
+        svg.to_string(),
     )
         .into_response()
+}
+
+/// Pictures already drawn, by flow version (a version never changes). At most
+/// [`MAX_CACHED_PICTURES`]; the cache starts over when full.
+static PICTURES: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Most pictures kept.
+const MAX_CACHED_PICTURES: usize = 256;
+
+/// The picture of a flow version: drawn once, on a blocking thread (layout is CPU work that
+/// must not hold up the server's other requests), then kept.
+async fn picture(hash: &str, flow: &Arc<tern_engine::CompiledFlow>) -> Option<Arc<str>> {
+    if let Some(svg) = PICTURES.lock().unwrap_or_else(|p| p.into_inner()).get(hash) {
+        return Some(svg.clone());
+    }
+    let flow = flow.clone();
+    let svg: Arc<str> = match tokio::task::spawn_blocking(move || FlowGraph::of(&flow).to_svg()).await {
+        Ok(svg) => svg.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "drawing a flow failed");
+            return None;
+        }
+    };
+    let mut cache = PICTURES.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.len() >= MAX_CACHED_PICTURES {
+        cache.clear();
+    }
+    cache.insert(hash.to_string(), svg.clone());
+    Some(svg)
 }

@@ -417,6 +417,22 @@ pub async fn show(
         Err(r) => return *r,
     };
     let q = q.map(|Query(q)| q).unwrap_or_default();
+    // Banners name only integrations that exist: a link cannot put words in the console's mouth.
+    let exists = |n: &Option<String>| {
+        let state = state.clone();
+        let n = n.clone();
+        async move {
+            match n.as_deref().and_then(|n| IntegrationName::new(n).ok()) {
+                Some(name) => state.store.get_integration(&name).await.ok().flatten().is_some(),
+                None => false,
+            }
+        }
+    };
+    let q = PageQuery {
+        authorized: if exists(&q.authorized).await { q.authorized } else { None },
+        saved: if exists(&q.saved).await { q.saved } else { None },
+        ..q
+    };
     let banners = html! {
         @if let Some(n) = &q.authorized {
             p.banner.ok role="status" { (ALL_SET) " Integration " strong { (n) } " is authorized." }
@@ -439,7 +455,10 @@ pub async fn show(
 }
 
 /// Checks the form; returns what to save, or every problem by field.
-fn parse(f: &IntegrationForm) -> Result<(IntegrationName, IntegrationConfig, Option<SecretString>), Problems> {
+fn parse(
+    f: &IntegrationForm,
+    stored: Option<&IntegrationRecord>,
+) -> Result<(IntegrationName, IntegrationConfig, Option<SecretString>), Problems> {
     let mut problems: Problems = Vec::new();
     let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let name = IntegrationName::new(f.name.trim()).map_err(|e| problems.push(("name", e))).ok();
@@ -479,7 +498,8 @@ fn parse(f: &IntegrationForm) -> Result<(IntegrationName, IntegrationConfig, Opt
         identity_url,
         account_field: opt(&f.account_field),
         event_identifier: opt(&f.event_identifier),
-        ..IntegrationConfig::default()
+        // Settings the form does not show (refresh_on_status, refresh_skew_secs, …) are kept.
+        ..stored.map(|r| r.config.clone()).unwrap_or_default()
     };
     let client_auth = match f.client_auth.as_str() {
         "basic" => Some(ClientAuth::Basic),
@@ -504,8 +524,19 @@ fn parse(f: &IntegrationForm) -> Result<(IntegrationName, IntegrationConfig, Opt
         }
     };
     let secret = opt(&f.client_secret).map(SecretString::from);
-    if kind == Kind::ClientCredentials && secret.is_none() && f.original.is_empty() {
+    if kind == Kind::ClientCredentials && secret.is_none() && stored.is_none_or(|r| !r.client_secret_set) {
         problems.push(("client_secret", "a service account needs its client secret".into()));
+    }
+    // The stored secret only ever goes to the token URL it was saved with: moving the token
+    // URL to another origin needs the secret typed again.
+    if let (Some(r), None, Some(c)) = (stored, &secret, &config)
+        && r.client_secret_set
+        && r.config.token_url.as_ref().map(url::Url::origin) != c.token_url.as_ref().map(url::Url::origin)
+    {
+        problems.push((
+            "client_secret",
+            "the token URL moved to another host: type the client secret again (a stored secret is only sent where it was saved for)".into(),
+        ));
     }
     match (name, config) {
         (Some(n), Some(c)) if problems.is_empty() => Ok((n, c, secret)),
@@ -529,7 +560,14 @@ pub async fn save(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let (name, config, secret) = match parse(&f) {
+    let stored = match IntegrationName::new(f.original.as_str()) {
+        Ok(original) if !f.original.is_empty() => match state.store.get_integration(&original).await {
+            Ok(r) => r,
+            Err(e) => return store_failed("read an integration", &e, Some(&session.csrf)),
+        },
+        _ => None,
+    };
+    let (name, config, secret) = match parse(&f, stored.as_ref()) {
         Ok(v) => v,
         Err(problems) => {
             return render(&state, &session, html! {}, &f, &problems, StatusCode::UNPROCESSABLE_ENTITY).await;
@@ -689,7 +727,7 @@ mod tests {
             params: "novalue".into(),
             ..IntegrationForm::default()
         };
-        let problems = parse(&f).unwrap_err();
+        let problems = parse(&f, None).unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
         for want in ["name", "authorization_url", "params"] {
             assert!(fields.contains(&want), "{want} in {problems:?}");

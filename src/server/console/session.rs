@@ -6,7 +6,8 @@
 //! also carry the session's CSRF token (OWASP's synchronizer token pattern), compared in
 //! constant time. Sessions end at sign-out, after [`SESSION_TTL`], or when the process
 //! restarts; at most [`MAX_SESSIONS`] exist (the oldest goes first). Failed sign-ins are
-//! throttled to [`MAX_FAILURES_PER_MINUTE`] for the whole process.
+//! throttled to [`MAX_FAILURES_PER_MINUTE`] per client address (at most [`MAX_THROTTLED`]
+//! addresses are tracked), so one client cannot lock the operator out.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,8 +21,10 @@ pub const COOKIE: &str = "tern_session";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Most sessions at once.
 pub const MAX_SESSIONS: usize = 1024;
-/// Failed sign-ins allowed per minute (for the whole process).
+/// Failed sign-ins allowed per minute and client address.
 pub const MAX_FAILURES_PER_MINUTE: usize = 10;
+/// Most client addresses whose failures are tracked.
+pub const MAX_THROTTLED: usize = 4096;
 
 /// A signed-in browser.
 #[derive(Clone, Debug)]
@@ -40,7 +43,7 @@ pub struct Sessions {
 #[derive(Debug, Default)]
 struct Inner {
     sessions: HashMap<String, Session>,
-    failures: Vec<Instant>,
+    failures: HashMap<Option<std::net::IpAddr>, Vec<Instant>>,
 }
 
 fn random_hex() -> String {
@@ -81,24 +84,33 @@ impl Sessions {
         self.lock().sessions.remove(id);
     }
 
-    /// Records a failed sign-in; `false` when there were too many in the last minute.
-    pub fn failure_allowed(&self) -> bool {
+    /// Records a failed sign-in from `client`; `false` when it had too many in the last minute.
+    pub fn failure_allowed(&self, client: Option<std::net::IpAddr>) -> bool {
         let now = Instant::now();
         let mut inner = self.lock();
-        inner.failures.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        if inner.failures.len() >= MAX_FAILURES_PER_MINUTE {
+        inner.failures.retain(|_, times| {
+            times.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
+            !times.is_empty()
+        });
+        if inner.failures.len() >= MAX_THROTTLED && !inner.failures.contains_key(&client) {
+            inner.failures.clear();
+        }
+        let times = inner.failures.entry(client).or_default();
+        if times.len() >= MAX_FAILURES_PER_MINUTE {
             return false;
         }
-        inner.failures.push(now);
+        times.push(now);
         true
     }
 
-    /// Whether too many sign-ins failed in the last minute (checked before comparing).
-    pub fn throttled(&self) -> bool {
+    /// Whether `client` had too many failed sign-ins in the last minute (checked first).
+    pub fn throttled(&self, client: Option<std::net::IpAddr>) -> bool {
         let now = Instant::now();
-        let mut inner = self.lock();
-        inner.failures.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
-        inner.failures.len() >= MAX_FAILURES_PER_MINUTE
+        let inner = self.lock();
+        inner.failures.get(&client).is_some_and(|times| {
+            times.iter().filter(|t| now.duration_since(**t) < Duration::from_secs(60)).count()
+                >= MAX_FAILURES_PER_MINUTE
+        })
     }
 }
 
@@ -183,10 +195,12 @@ mod tests {
             s.create();
         }
         assert_eq!(s.lock().sessions.len(), MAX_SESSIONS);
+        let (a, b) = (Some("10.0.0.1".parse().unwrap()), Some("10.0.0.2".parse().unwrap()));
         for _ in 0..MAX_FAILURES_PER_MINUTE {
-            assert!(s.failure_allowed());
+            assert!(s.failure_allowed(a));
         }
-        assert!(!s.failure_allowed());
-        assert!(s.throttled());
+        assert!(!s.failure_allowed(a));
+        assert!(s.throttled(a));
+        assert!(!s.throttled(b), "another client is not locked out");
     }
 }

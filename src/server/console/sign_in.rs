@@ -24,7 +24,15 @@ pub struct Next {
 /// Only a path on this server (never `//host` or a URL): no open redirect.
 fn local(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']) => {
+        // No whitespace or control characters at all: browsers drop tabs and newlines from
+        // URLs, which would turn `/\t/evil.example` into `//evil.example`.
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.chars().any(|c| c.is_control() || c.is_whitespace())
+                && n.len() <= 2048 =>
+        {
             n
         }
         _ => "/",
@@ -74,12 +82,17 @@ pub struct SignIn {
 }
 
 /// `POST /login`.
-pub async fn sign_in(State(state): State<Arc<AppState>>, form: Result<Form<SignIn>, FormRejection>) -> Response {
+pub async fn sign_in(
+    State(state): State<Arc<AppState>>,
+    extensions: axum::http::Extensions,
+    form: Result<Form<SignIn>, FormRejection>,
+) -> Response {
+    let client = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     let Ok(Form(f)) = form else {
         return form_page(StatusCode::BAD_REQUEST, "/", Some("The form was incomplete; type the admin token."));
     };
     let next = local(f.next.as_deref()).to_string();
-    if state.sessions.throttled() {
+    if state.sessions.throttled(client) {
         return form_page(
             StatusCode::TOO_MANY_REQUESTS,
             &next,
@@ -89,7 +102,7 @@ pub async fn sign_in(State(state): State<Arc<AppState>>, form: Result<Form<SignI
     let ok: bool =
         subtle::ConstantTimeEq::ct_eq(f.token.trim().as_bytes(), state.admin_token.expose_secret().as_bytes()).into();
     if !ok {
-        state.sessions.failure_allowed();
+        state.sessions.failure_allowed(client);
         tracing::warn!("console sign-in with a wrong admin token");
         return form_page(StatusCode::UNAUTHORIZED, &next, Some("That is not the admin token."));
     }
@@ -129,6 +142,9 @@ mod tests {
             (Some("/\\evil.example"), "/"),
             (Some("https://evil.example"), "/"),
             (Some("/x\r\nSet-Cookie: a=b"), "/"),
+            (Some("/\t/evil.example"), "/"),
+            (Some("/\u{c}/evil.example"), "/"),
+            (Some("/ /evil.example"), "/"),
             (None, "/"),
         ] {
             assert_eq!(super::local(given), want, "{given:?}");
