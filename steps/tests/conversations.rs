@@ -391,3 +391,27 @@ async fn list_runs(store: Arc<dyn ConversationStore>) {
         .unwrap();
     assert!(none.runs.is_empty());
 }
+
+/// On SQLite, once the pruning pass has said the limit, the writer itself keeps history at
+/// `history_max_runs` under load: every batch that adds runs deletes the oldest beyond it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_writer_keeps_history_at_its_limit_between_pruning_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let engine = engine();
+    let hello = flow(&engine, HELLO);
+    // Pruning only once, at start-up (the interval is far longer than the test).
+    let retention = Retention { history_max_runs: 10, ..Retention::default() };
+    let options = ConversationOptions { retention, prune_every: Duration::from_secs(3600), ..Default::default() };
+    let s = Conversations::start(engine, store.clone(), options, None);
+    s.set_flows(vec![hello]);
+    // The start-up pass has run once it has said the count: wait for it.
+    s.prune().await.unwrap();
+    let tickets: Vec<_> = (0..60).map(|i| s.submit(msg(&format!("h{i}"), None, "hi"), None).unwrap()).collect();
+    for mut t in tickets {
+        t.wait().await.unwrap();
+    }
+    s.shutdown(Duration::from_secs(5)).await;
+    let page = s.runs(&RunQuery { limit: 200, ..RunQuery::default() }).await.unwrap();
+    assert_eq!(page.runs.len(), 10, "the newest 10 runs are kept without another pruning pass");
+}

@@ -353,7 +353,8 @@ impl Conversations {
             background: Mutex::default(),
             outbox_wake,
         });
-        let mut tasks = vec![writer_task, tokio::spawn(prune_loop(inner.clone()))];
+        let mut tasks =
+            vec![writer_task, tokio::spawn(prune_loop(inner.clone())), tokio::spawn(checkpoint_loop(inner.clone()))];
         if let Some(url) = inner.options.webhook.clone() {
             tasks.push(tokio::spawn(outbox::deliver_loop(
                 inner.store.clone(),
@@ -696,6 +697,23 @@ async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
         });
         if let Some(f) = lock(&inner.in_flight).remove(&key) {
             let _ = f.tx.send(Some(Arc::new(outcome)));
+        }
+    }
+}
+
+/// How often the write-ahead log is checkpointed (see [`ConversationStore::checkpoint`]).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Checkpoints the store every [`CHECKPOINT_EVERY`] until the service stops.
+async fn checkpoint_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = inner.store.checkpoint().await {
+            tracing::warn!(error = %e, "could not checkpoint the store's write-ahead log");
         }
     }
 }

@@ -159,6 +159,17 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
         let _ = limit;
         Ok(None)
     }
+
+    /// Moves committed writes from the write-ahead log into the database without blocking
+    /// writers (SQLite: a passive checkpoint). The conversation service calls it every
+    /// [`CHECKPOINT_EVERY`](super::CHECKPOINT_EVERY), so that commits never pay for it.
+    /// Default: nothing to do.
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// An in-memory [`ConversationStore`] (for `tern run` and tests). Bounded by the same

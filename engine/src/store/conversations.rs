@@ -32,6 +32,28 @@ fn effect_row(k: &EffectKey) -> String {
 /// so the writer is never blocked for long).
 const PRUNE_CHUNK: i64 = 500;
 
+/// How many runs history holds, as the writer and the pruning pass see it, so that the writer
+/// can keep the count at `--history-max-runs` itself: under sustained load a separate pass
+/// competes with the writer for the one write lock and falls behind (the store would grow), so
+/// each batch that adds runs also deletes as many of the oldest beyond the limit (at most twice
+/// as many as it added, plus 64). The pruning pass sets the limit and the exact count.
+#[derive(Debug)]
+pub struct HistoryCount {
+    /// Runs in `run_history`; negative until the pruning pass has counted them.
+    rows: std::sync::atomic::AtomicI64,
+    /// `--history-max-runs`; `i64::MAX` until the pruning pass has said.
+    limit: std::sync::atomic::AtomicI64,
+}
+
+impl Default for HistoryCount {
+    fn default() -> Self {
+        Self { rows: std::sync::atomic::AtomicI64::new(-1), limit: std::sync::atomic::AtomicI64::new(i64::MAX) }
+    }
+}
+
+/// Write-ahead log frames (pages, 4 KiB each) past which a checkpoint restarts the log.
+const WAL_RESTART_FRAMES: i64 = 4096;
+
 fn message_row(c: &ConversationId, m: &MessageId) -> String {
     format!("{}:{}/{}", c.as_str().chars().count(), c, m)
 }
@@ -79,8 +101,10 @@ impl SqliteStore {
             .map_err(|e| StoreError::Corrupt { what: format!("{table}.{column} of {row}"), reason: e.to_string() })
     }
 
-    async fn apply(&self, tx: &mut Transaction<'_, Sqlite>, op: &WriteOp) -> Result<(), StoreError> {
+    /// Applies one operation; returns how many runs it added to history.
+    async fn apply(&self, tx: &mut Transaction<'_, Sqlite>, op: &WriteOp) -> Result<i64, StoreError> {
         let now_ms = self.now_ms();
+        let mut added = 0;
         match op {
             WriteOp::Accept(m) => {
                 let row = message_row(&m.conversation, &m.message_id);
@@ -157,7 +181,9 @@ impl SqliteStore {
                         .map_err(self.db())?;
                 }
                 for (summary, segment) in &done.history {
-                    self.append_history(tx, summary, segment).await?;
+                    if self.append_history(tx, summary, segment).await? {
+                        added += 1;
+                    }
                 }
                 if let Some(body) = &done.outbox {
                     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
@@ -175,15 +201,16 @@ impl SqliteStore {
                 }
             }
         }
-        Ok(())
+        Ok(added)
     }
 
+    /// Adds a segment; returns whether it started a new run.
     async fn append_history(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         s: &RunSummary,
         segment: &Segment,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // One statement for a new run: the segment goes into the summary row. When the run
         // already has a row (it paused and resumed), the row is updated and the segment is
         // appended to `run_segments` under the next seq.
@@ -219,7 +246,7 @@ impl SqliteStore {
                 .await
                 .map_err(self.db())?;
         }
-        Ok(())
+        Ok(count == 1)
     }
 
     /// Deletes rows of `table` chosen by `select` (a query returning rowids, without LIMIT),
@@ -360,12 +387,34 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
         let _gate = self.write_gate.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.db())?;
+        let mut added = 0i64;
         for op in ops {
-            self.apply(&mut tx, op).await?;
+            added += self.apply(&mut tx, op).await?;
         }
-        tx.commit().await.map_err(self.db())
+        // Keep history at its limit in the same transaction (see `HistoryCount`).
+        let rows = self.history.rows.load(Relaxed);
+        let limit = self.history.limit.load(Relaxed);
+        let mut deleted = 0i64;
+        if added > 0 && rows >= 0 && rows + added > limit {
+            let take = (rows + added - limit).min(2 * added + 64);
+            let n = sqlx::query(
+                "DELETE FROM run_history WHERE rowid IN (SELECT rowid FROM run_history ORDER BY updated_at_ms LIMIT ?)",
+            )
+            .bind(take)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db())?
+            .rows_affected();
+            deleted = i64::try_from(n).unwrap_or(0);
+        }
+        tx.commit().await.map_err(self.db())?;
+        if rows >= 0 {
+            self.history.rows.fetch_add(added - deleted, Relaxed);
+        }
+        Ok(())
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
@@ -492,6 +541,21 @@ impl ConversationStore for SqliteStore {
         Ok(u64::try_from(self.count("outbox").await?).unwrap_or(0))
     }
 
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        // Passive first: copies what it can without waiting for readers or the writer.
+        let (_, log_frames, _): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&self.pool).await.map_err(self.db())?;
+        // Under steady writes the log never empties on its own, so it would grow without end.
+        // Past WAL_RESTART_FRAMES, a restart checkpoint between two batches of this process's
+        // writer (little is left to copy after the passive one) lets the next write start the
+        // log over; `journal_size_limit` then cuts the file back.
+        if log_frames > WAL_RESTART_FRAMES {
+            let _gate = self.write_gate.lock().await;
+            sqlx::query("PRAGMA wal_checkpoint(RESTART)").execute(&self.pool).await.map_err(self.db())?;
+        }
+        Ok(())
+    }
+
     async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
         let mut pruned = Pruned::default();
         let runs_before = now_ms.saturating_sub(retention.history_max_age_ms);
@@ -503,7 +567,9 @@ impl ConversationStore for SqliteStore {
                 None,
             )
             .await?;
-        let excess = self.count("run_history").await? - i64::try_from(retention.history_max_runs).unwrap_or(i64::MAX);
+        let max_runs = i64::try_from(retention.history_max_runs).unwrap_or(i64::MAX);
+        self.history.limit.store(max_runs, std::sync::atomic::Ordering::Relaxed);
+        let excess = self.count("run_history").await? - max_runs;
         if excess > 0 {
             pruned.runs += self
                 .delete_chunked(
@@ -513,6 +579,12 @@ impl ConversationStore for SqliteStore {
                     Some(excess),
                 )
                 .await?;
+        }
+        {
+            // The exact count, taken between two of the writer's batches.
+            let _gate = self.write_gate.lock().await;
+            let rows = self.count("run_history").await?;
+            self.history.rows.store(rows, std::sync::atomic::Ordering::Relaxed);
         }
         let answers_before = now_ms.saturating_sub(retention.dedupe_window_ms);
         pruned.answers += self

@@ -168,6 +168,8 @@ pub struct SqliteStore {
     pub(super) write_gate: Arc<tokio::sync::Mutex<()>>,
     /// What rows are stamped with and expiry is judged by.
     pub(super) clock: Arc<dyn Clock>,
+    /// Run-history bookkeeping shared by the writer and the pruning pass.
+    pub(super) history: Arc<super::conversations::HistoryCount>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -194,9 +196,22 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // Commits never checkpoint (which stalls the committing writer for as long as the
+            // copy takes): the conversation service checkpoints in the background every second
+            // (`ConversationStore::checkpoint`), and the last connection to close checkpoints
+            // what is left. After a checkpoint the log file is cut back to 64 MiB.
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(db_err)?;
-        let store = Self { pool, keys: Arc::new(keys), location, write_gate: Arc::default(), clock: clock::system() };
+        let store = Self {
+            pool,
+            keys: Arc::new(keys),
+            location,
+            write_gate: Arc::default(),
+            clock: clock::system(),
+            history: Arc::default(),
+        };
         store.migrate().await?;
         store.check_key().await?;
         Ok(store)
