@@ -54,7 +54,8 @@ fn svg_is_the_default_and_output_files_take_the_format_of_their_extension() {
     let dir = tempfile::tempdir().unwrap();
     for (name, first) in [("f.dot", "digraph "), ("f.mmd", "flowchart TD"), ("f.svg", "<?xml")] {
         let out = dir.path().join(name);
-        let r = run([std::ffi::OsStr::new("flows"), "graph".as_ref(), file.as_os_str(), "-o".as_ref(), out.as_os_str()]);
+        let r =
+            run([std::ffi::OsStr::new("flows"), "graph".as_ref(), file.as_os_str(), "-o".as_ref(), out.as_os_str()]);
         assert_eq!(r.code(), 0, "{}", r.stderr());
         assert_eq!(r.stdout(), "", "nothing on standard output with -o");
         let text = std::fs::read_to_string(&out).unwrap();
@@ -84,7 +85,8 @@ fn an_invalid_flow_prints_its_diagnostics_and_exits_2() {
             {"id": "a", "type": "send_message", "text": "hi", "next": "nowhere"}
         ]}),
     );
-    let r = run([std::ffi::OsStr::new("flows"), "graph".as_ref(), file.as_os_str(), "--format".as_ref(), "dot".as_ref()]);
+    let r =
+        run([std::ffi::OsStr::new("flows"), "graph".as_ref(), file.as_os_str(), "--format".as_ref(), "dot".as_ref()]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
     assert_eq!(r.stdout(), "", "no picture of an invalid flow");
     assert!(r.stderr().contains("error[dangling-target] at /steps/0/next"), "{}", r.stderr());

@@ -600,8 +600,11 @@ fn load_inner(source: &str, opts: &LoadOptions<'_>, diags: &mut Vec<Diagnostic>)
     }
 
     // Pass 2: build each step.
-    let mut facts =
-        Facts { edges: vec![Vec::new(); raw_steps.len()], jumps: vec![Vec::new(); raw_steps.len()], ..Facts::default() };
+    let mut facts = Facts {
+        edges: vec![Vec::new(); raw_steps.len()],
+        jumps: vec![Vec::new(); raw_steps.len()],
+        ..Facts::default()
+    };
     let mut used_integrations = BTreeSet::new();
     let mut metadata_integrations = BTreeSet::new();
     let mut steps = Vec::new();

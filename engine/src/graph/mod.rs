@@ -10,6 +10,7 @@
 //!
 //! Ids and labels come from flow authors; each renderer escapes them for its format.
 
+mod cost;
 mod dot;
 mod mermaid;
 mod svg;
@@ -108,6 +109,29 @@ pub struct FlowGraph {
     pub edges: Vec<Edge>,
 }
 
+/// Why a picture could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// The flow has too many ways through it for the built-in SVG layout to finish in time.
+    #[error(
+        "flow `{flow}` ({steps} steps) has too many paths through it for the built-in SVG layout; draw it with `--format dot` (Graphviz) or `--format mermaid`"
+    )]
+    TooComplex {
+        /// The flow's id.
+        flow: String,
+        /// Its number of steps.
+        steps: usize,
+    },
+    /// The layout library failed on this graph.
+    #[error(
+        "the built-in SVG layout failed on flow `{flow}`; draw it with `--format dot` (Graphviz) or `--format mermaid`"
+    )]
+    Layout {
+        /// The flow's id.
+        flow: String,
+    },
+}
+
 /// An output format of [`FlowGraph::render`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -171,11 +195,14 @@ impl FlowGraph {
     }
 
     /// The graph in `format`.
-    pub fn render(&self, format: Format) -> String {
+    ///
+    /// # Errors
+    /// Only for SVG, as [`FlowGraph::to_svg`].
+    pub fn render(&self, format: Format) -> Result<String, GraphError> {
         match format {
             Format::Svg => self.to_svg(),
-            Format::Dot => self.to_dot(),
-            Format::Mermaid => self.to_mermaid(),
+            Format::Dot => Ok(self.to_dot()),
+            Format::Mermaid => Ok(self.to_mermaid()),
         }
     }
 
@@ -190,7 +217,11 @@ impl FlowGraph {
     }
 
     /// A standalone SVG document, laid out by `layout-rs` (no Graphviz needed).
-    pub fn to_svg(&self) -> String {
+    ///
+    /// # Errors
+    /// [`GraphError::TooComplex`] for a graph with so many paths through it that the layout
+    /// would take too long; [`GraphError::Layout`] when the layout library fails on it.
+    pub fn to_svg(&self) -> Result<String, GraphError> {
         svg::render(self)
     }
 }
@@ -199,8 +230,7 @@ impl FlowGraph {
 /// (`/outcomes/found` → `found`), or the pointer without `next` when that token is a number
 /// (`/cases/0/next` → `cases/0`).
 fn label_of_pointer(pointer: &str) -> String {
-    let mut tokens: Vec<String> =
-        pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
+    let mut tokens: Vec<String> = pointer.split('/').skip(1).map(|t| t.replace("~1", "/").replace("~0", "~")).collect();
     if tokens.len() > 1 && tokens.last().is_some_and(|t| t == "next") {
         tokens.pop();
     }

@@ -1,6 +1,18 @@
-//! SVG, laid out by `layout-rs` (a Sugiyama-style layered layout, no Graphviz needed): a box
-//! per step with its lines, a `start` circle and an `end` double circle, labelled arrows.
-//! `layout-rs` escapes the text it writes (`&`, `<`, `>`, quotes).
+//! SVG, laid out by `layout-rs` (a layered layout, no Graphviz needed): a box per step with its
+//! lines, a `start` circle and an `end` double circle, labelled arrows. `layout-rs` escapes the
+//! text it writes (`&`, `<`, `>`, quotes).
+//!
+//! `layout-rs` 0.1 has two weaknesses this module guards against: its work grows with the
+//! number of paths through the graph (see [`super::cost`]; too costly a graph is refused with
+//! [`GraphError::TooComplex`]), and for a few rare graphs it panics on a zero-length vector
+//! while routing an arrow. The layout then runs again in other settings (without the edge
+//! crossing optimisation, left to right, without arrow labels), each attempt behind
+//! `catch_unwind` with the panic message kept off standard error; when every attempt fails the
+//! result is [`GraphError::Layout`].
+
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
 
 use layout::backends::svg::SVGWriter;
 use layout::core::base::Orientation;
@@ -10,16 +22,57 @@ use layout::std_shapes::render::get_shape_size;
 use layout::std_shapes::shapes::{Arrow, Element, LineEndKind, ShapeKind};
 use layout::topo::layout::VisualGraph;
 
-use super::{EdgeKind, Endpoint, FlowGraph};
+use super::{EdgeKind, Endpoint, FlowGraph, GraphError, cost};
 
 const FONT_SIZE: usize = 14;
 const EDGE_FONT_SIZE: usize = 12;
 
-pub(super) fn render(graph: &FlowGraph) -> String {
-    let direction = Orientation::TopToBottom;
+/// The most work (see [`cost::work`]) a layout may take: about a second.
+const MAX_LAYOUT_WORK: u64 = 2_000_000_000;
+
+/// One way of laying the graph out.
+#[derive(Clone, Copy)]
+struct Attempt {
+    direction: Orientation,
+    optimize: bool,
+    labels: bool,
+}
+
+const ATTEMPTS: [Attempt; 4] = [
+    Attempt { direction: Orientation::TopToBottom, optimize: true, labels: true },
+    Attempt { direction: Orientation::TopToBottom, optimize: false, labels: true },
+    Attempt { direction: Orientation::LeftToRight, optimize: true, labels: true },
+    Attempt { direction: Orientation::TopToBottom, optimize: true, labels: false },
+];
+
+pub(super) fn render(graph: &FlowGraph) -> Result<String, GraphError> {
+    let arrows = merged_edges(graph);
+    // Nodes: `start`, the steps, `end`.
+    let end = graph.nodes.len() + 1;
+    let mut pairs: Vec<(usize, usize)> = graph.nodes.first().map(|_| (0, 1)).into_iter().collect();
+    pairs.extend(arrows.iter().map(|a| {
+        (
+            a.from + 1,
+            match a.to {
+                Endpoint::Step(i) => i + 1,
+                Endpoint::End => end,
+            },
+        )
+    }));
+    let work = cost::work(end + 1, &pairs);
+    if work > MAX_LAYOUT_WORK {
+        return Err(GraphError::TooComplex { flow: graph.flow_id.clone(), steps: graph.nodes.len() });
+    }
+    ATTEMPTS
+        .iter()
+        .find_map(|attempt| quietly(|| draw(graph, &arrows, *attempt)))
+        .ok_or_else(|| GraphError::Layout { flow: graph.flow_id.clone() })
+}
+
+fn draw(graph: &FlowGraph, arrows: &[MergedEdge], attempt: Attempt) -> String {
     // Shapes are created in the other orientation, as layout-rs's own DOT reader does.
-    let shape_direction = direction.flip();
-    let mut vg = VisualGraph::new(direction);
+    let shape_direction = attempt.direction.flip();
+    let mut vg = VisualGraph::new(attempt.direction);
     let element = |shape: ShapeKind, line_width: usize, fill: &str| {
         let size = get_shape_size(shape_direction, &shape, FONT_SIZE, false);
         let look = StyleAttr::new(Color::fast("black"), line_width, Some(Color::fast(fill)), 6, FONT_SIZE);
@@ -43,27 +96,78 @@ pub(super) fn render(graph: &FlowGraph) -> String {
         .collect();
     let end = graph.reaches_end().then(|| vg.add_node(element(ShapeKind::new_double_circle("end"), 1, "white")));
     if let Some(first) = steps.first() {
-        vg.add_edge(arrow("", LineStyleKind::Normal, "black"), start, *first);
+        vg.add_edge(arrow("", false), start, *first);
     }
-    for edge in &graph.edges {
+    for edge in arrows {
         let Some(from) = steps.get(edge.from) else { continue };
         let to = match edge.to {
             Endpoint::Step(i) => steps.get(i).copied(),
             Endpoint::End => end,
         };
         let Some(to) = to else { continue };
-        let (style, color) = match edge.kind {
-            EdgeKind::OnError => (LineStyleKind::Dashed, "red"),
-            _ => (LineStyleKind::Normal, "black"),
-        };
-        vg.add_edge(arrow(edge.label(), style, color), *from, to);
+        let label = if attempt.labels { edge.label.as_str() } else { "" };
+        vg.add_edge(arrow(label, edge.on_error), *from, to);
     }
     let mut svg = SVGWriter::new();
-    vg.do_it(false, false, false, &mut svg);
+    vg.do_it(false, !attempt.optimize, false, &mut svg);
     svg.finalize()
 }
 
-fn arrow(text: &str, style: LineStyleKind, color: &str) -> Arrow {
+/// The arrows between two steps, as one.
+struct MergedEdge {
+    from: usize,
+    to: Endpoint,
+    /// The labels of every edge between them (`next, on_error`).
+    label: String,
+    /// Every edge is an `on_error` (drawn dashed and red).
+    on_error: bool,
+}
+
+/// One arrow per pair of steps, in the order of the first edge between them: layout-rs draws
+/// parallel edges on top of each other.
+fn merged_edges(graph: &FlowGraph) -> Vec<MergedEdge> {
+    let mut merged: Vec<MergedEdge> = Vec::new();
+    for edge in &graph.edges {
+        let on_error = edge.kind == EdgeKind::OnError;
+        match merged.iter_mut().find(|m| m.from == edge.from && m.to == edge.to) {
+            Some(m) => {
+                m.label.push_str(", ");
+                m.label.push_str(edge.label());
+                m.on_error &= on_error;
+            }
+            None => merged.push(MergedEdge { from: edge.from, to: edge.to, label: edge.label().into(), on_error }),
+        }
+    }
+    merged
+}
+
+fn arrow(text: &str, on_error: bool) -> Arrow {
+    let (style, color) = if on_error { (LineStyleKind::Dashed, "red") } else { (LineStyleKind::Normal, "black") };
     let look = StyleAttr::new(Color::fast(color), 1, None, 0, EDGE_FONT_SIZE);
     Arrow::new(LineEndKind::None, LineEndKind::Arrow, style, text, &look, &None, &None)
+}
+
+thread_local! {
+    /// Set while this thread runs a layout whose panics are caught (their message is not
+    /// printed).
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, returning `None` if it panics, without the panic message: a panic hook installed
+/// once stays silent while the thread is inside `quietly` and hands every other panic to the
+/// hook that was there before.
+fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.ok()
 }
