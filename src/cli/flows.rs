@@ -68,7 +68,7 @@ async fn graph(shared: &Shared, args: GraphArgs) -> anyhow::Result<ExitCode> {
     // Drawing needs no integration: they are not checked against the store.
     let flow = super::load_file(&args.flow, &registry, None)?;
     let format = args.format.map(Format::from).unwrap_or_else(|| format_of(args.output.as_deref()));
-    let mut text = FlowGraph::of(&flow).render(format);
+    let mut text = FlowGraph::of(&flow).render(format)?;
     if !text.ends_with('\n') {
         text.push('\n');
     }

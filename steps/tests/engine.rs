@@ -138,6 +138,38 @@ fn bad_templates_regexes_and_versions_are_errors() {
 // ---- the executor -------------------------------------------------------------------------
 
 /// A flow that counts to `until` in a loop a branch leaves (a warning, not an error).
+#[test]
+fn a_branch_is_drawn_with_an_edge_per_case_labelled_by_its_condition() {
+    use tern_engine::graph::{EdgeKind, Endpoint, FlowGraph};
+    let f = compiled(&flow(json!([
+        {"id": "ask", "type": "ask", "text": "How many?", "save_as": "qty"},
+        {"id": "route", "type": "branch", "cases": [
+            {"when": {"var": "qty", "gte": 100}, "next": "bulk"},
+            {"when": {"var": "qty", "equals": "none"}, "next": "end"},
+            {"when": {"var": "qty", "matches": "^[0-9]+$"}, "next": "small"}
+        ], "next": "sorry"},
+        {"id": "small", "type": "send_message", "text": "ok", "next": "end"},
+        {"id": "bulk", "type": "fetch_variables", "request": {"url": "https://api.example.com/x"},
+         "variables": {"price": "data.price"}, "on_error": "sorry", "next": "end"},
+        {"id": "sorry", "type": "send_message", "text": "sorry"}
+    ])));
+    let g = FlowGraph::of(&f);
+    let from_route: Vec<(&str, Endpoint)> = g.edges.iter().filter(|e| e.from == 1).map(|e| (e.label(), e.to)).collect();
+    assert_eq!(
+        from_route,
+        [
+            ("next", Endpoint::Step(4)),
+            ("qty gte 100", Endpoint::Step(3)),
+            ("qty equals \"none\"", Endpoint::End),
+            ("qty matches /^[0-9]+$/", Endpoint::Step(2)),
+        ]
+    );
+    let bulk: Vec<&EdgeKind> = g.edges.iter().filter(|e| e.from == 3).map(|e| &e.kind).collect();
+    assert_eq!(bulk, [&EdgeKind::Next, &EdgeKind::OnError]);
+    assert!(g.nodes[0].start && !g.nodes[0].end);
+    assert!(g.nodes[4].end, "the last step falls through to the end");
+}
+
 fn counting_loop() -> Value {
     flow(json!([
         {"id": "init", "type": "set_variables", "variables": {"n": 0, "target": 3}},

@@ -10,11 +10,10 @@
 //!
 //! Ids and labels come from flow authors; each renderer escapes them for its format.
 
+mod cost;
 mod dot;
 mod mermaid;
 mod svg;
-
-pub use svg::MAX_SVG_ARROWS;
 
 use crate::compile::CompiledFlow;
 use crate::step::Jump;
@@ -110,6 +109,29 @@ pub struct FlowGraph {
     pub edges: Vec<Edge>,
 }
 
+/// Why a picture could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// The flow has too many ways through it for the built-in SVG layout to finish in time.
+    #[error(
+        "flow `{flow}` ({steps} steps) has too many paths through it for the built-in SVG layout; draw it with `--format dot` (Graphviz) or `--format mermaid`"
+    )]
+    TooComplex {
+        /// The flow's id.
+        flow: String,
+        /// Its number of steps.
+        steps: usize,
+    },
+    /// The layout library failed on this graph.
+    #[error(
+        "the built-in SVG layout failed on flow `{flow}`; draw it with `--format dot` (Graphviz) or `--format mermaid`"
+    )]
+    Layout {
+        /// The flow's id.
+        flow: String,
+    },
+}
+
 /// An output format of [`FlowGraph::render`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -173,11 +195,14 @@ impl FlowGraph {
     }
 
     /// The graph in `format`.
-    pub fn render(&self, format: Format) -> String {
+    ///
+    /// # Errors
+    /// Only for SVG, as [`FlowGraph::to_svg`].
+    pub fn render(&self, format: Format) -> Result<String, GraphError> {
         match format {
             Format::Svg => self.to_svg(),
-            Format::Dot => self.to_dot(),
-            Format::Mermaid => self.to_mermaid(),
+            Format::Dot => Ok(self.to_dot()),
+            Format::Mermaid => Ok(self.to_mermaid()),
         }
     }
 
@@ -192,8 +217,18 @@ impl FlowGraph {
     }
 
     /// A standalone SVG document, laid out by `layout-rs` (no Graphviz needed).
-    pub fn to_svg(&self) -> String {
+    ///
+    /// # Errors
+    /// [`GraphError::TooComplex`] for a graph with so many paths through it that the layout
+    /// would take too long; [`GraphError::Layout`] when the layout library fails on it.
+    pub fn to_svg(&self) -> Result<String, GraphError> {
         svg::render(self)
+    }
+
+    /// [`FlowGraph::to_svg`], or, when the flow cannot be drawn, a small SVG that says why and
+    /// how to draw it (for an `<img>` in the console).
+    pub fn to_svg_or_note(&self) -> String {
+        self.to_svg().unwrap_or_else(|e| svg::note(&e.to_string()))
     }
 }
 

@@ -302,7 +302,7 @@ fn assert_well_formed(svg: &str) {
 #[test]
 fn svg_has_a_box_per_step_and_escaped_labels() {
     let g = graph(small_flow());
-    let svg = g.to_svg();
+    let svg = g.to_svg().unwrap();
     assert!(svg.contains("<svg"), "{svg}");
     assert_well_formed(&svg);
     assert!(svg.matches("<rect").count() >= g.nodes.len(), "{svg}");
@@ -314,7 +314,7 @@ fn svg_has_a_box_per_step_and_escaped_labels() {
         assert!(texts.iter().any(|t| t == label), "no `{label}` in {texts:?}");
     }
 
-    let svg = hostile().to_svg();
+    let svg = hostile().to_svg().unwrap();
     assert_well_formed(&svg);
     assert!(svg.contains("say &quot;hi&quot; &lt;b&gt;&amp;amp; &lt;/b&gt;"), "{svg}");
     assert!(!svg.contains("<b>"), "{svg}");
@@ -327,9 +327,79 @@ fn svg_lays_out_loops_self_loops_and_parallel_edges() {
         {"id": "b", "type": "choose", "cases": {"up": "a"}, "outcomes": {"down": "c"}, "on_error": "a"},
         {"id": "c", "type": "say", "next": "a", "on_error": "end"}
     ]}));
-    let svg = g.to_svg();
+    let svg = g.to_svg().unwrap();
     assert_well_formed(&svg);
     for id in ["a", "b", "c"] {
         assert!(svg_texts(&svg).iter().any(|t| t.starts_with(id)), "{svg}");
     }
+}
+
+/// Random graphs (a fixed seed): the layout never panics, whatever the loops, self-loops and
+/// parallel edges.
+#[test]
+fn svg_lays_out_random_graphs() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for _ in 0..3000 {
+        let n = rng.gen_range(1..10);
+        let nodes = (0..n)
+            .map(|i| Node {
+                id: format!("s{i}"),
+                step_type: "say".into(),
+                label: None,
+                start: i == 0,
+                end: false,
+                fallback: false,
+            })
+            .collect();
+        let edges = (0..rng.gen_range(0..3 * n))
+            .map(|_| {
+                let to = rng.gen_range(0..=n);
+                Edge {
+                    from: rng.gen_range(0..n),
+                    to: if to == n { Endpoint::End } else { Endpoint::Step(to) },
+                    kind: match rng.gen_range(0..3) {
+                        0 => EdgeKind::Next,
+                        1 => EdgeKind::OnError,
+                        _ => EdgeKind::Jump("case".into()),
+                    },
+                }
+            })
+            .collect();
+        let g = FlowGraph { flow_id: "r".into(), name: None, nodes, edges };
+        let svg = g.to_svg().unwrap_or_else(|e| panic!("{e}: {g:?}"));
+        assert_well_formed(&svg);
+    }
+}
+
+#[test]
+fn svg_refuses_a_graph_too_costly_to_lay_out_at_once() {
+    // 60 steps, each going to the next two: the paths through it are a Fibonacci number.
+    let n = 60;
+    let nodes = (0..n)
+        .map(|i| Node {
+            id: format!("s{i}"),
+            step_type: "say".into(),
+            label: None,
+            start: i == 0,
+            end: false,
+            fallback: false,
+        })
+        .collect();
+    let edges = (0..n)
+        .flat_map(|i| {
+            let to = |j: usize| if j < n { Endpoint::Step(j) } else { Endpoint::End };
+            [
+                Edge { from: i, to: to(i + 1), kind: EdgeKind::Next },
+                Edge { from: i, to: to(i + 2), kind: EdgeKind::OnError },
+            ]
+        })
+        .collect();
+    let g = FlowGraph { flow_id: "diamonds".into(), name: None, nodes, edges };
+    let started = std::time::Instant::now();
+    let err = g.to_svg().unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(matches!(err, GraphError::TooComplex { steps: 60, .. }), "{err}");
+    assert!(err.to_string().contains("--format dot"), "{err}");
+    assert!(g.render(Format::Dot).unwrap().contains("\"s59\""), "DOT has no such limit");
 }

@@ -135,7 +135,7 @@ async fn picture(hash: &str, flow: &Arc<tern_engine::CompiledFlow>) -> Option<Ar
         return Some(svg.clone());
     }
     let flow = flow.clone();
-    let svg: Arc<str> = match tokio::task::spawn_blocking(move || FlowGraph::of(&flow).to_svg()).await {
+    let svg: Arc<str> = match tokio::task::spawn_blocking(move || FlowGraph::of(&flow).to_svg_or_note()).await {
         Ok(svg) => svg.into(),
         Err(e) => {
             tracing::error!(error = %e, "drawing a flow failed");
