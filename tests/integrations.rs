@@ -866,7 +866,7 @@ fn api_and_test_commands_use_the_token_like_a_flow() {
 fn a_token_url_tern_would_refuse_is_flagged_when_the_integration_is_added() {
     let data = fresh_data_dir();
     for (i, token_url) in
-        ["http://127.0.0.1:9/token", "http://localhost:9/token", "http://10.1.2.3/token"].iter().enumerate()
+        ["http://127.0.0.1:9/token", "http://localhost:9/token", "https://10.1.2.3/token"].iter().enumerate()
     {
         let add = |allow: bool| {
             let mut cmd = tern();

@@ -104,3 +104,21 @@ fn runs_are_listed_filtered_paged_and_shown_by_the_api_and_the_cli() {
 fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// The example flows do not shadow each other: each one's own trigger phrase reaches it.
+#[test]
+fn every_example_flow_is_reached_by_its_own_trigger() {
+    let examples = crate::support::repo().join("flows/examples");
+    let server = Server::start(&fresh_data_dir(), &examples);
+    let rt = rt();
+    let client = reqwest::Client::new();
+    for (text, flow) in [
+        ("where is my order", "order-status"),
+        ("I want to buy", "order-size"),
+        ("help", "support-ticket"),
+        ("last name", "teamleader-last-name"),
+    ] {
+        let (_, a) = rt.block_on(post(&client, &server.url, &format!("c-{flow}"), json!({"text": text})));
+        assert_eq!(a["flow_id"], flow, "{text}: {a}");
+    }
+}

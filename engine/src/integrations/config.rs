@@ -325,6 +325,16 @@ impl IntegrationConfig {
                 out.push(format!("{u} must be an https URL"));
             }
         }
+        // The client secret, authorization codes and refresh tokens travel to the token URL:
+        // plain http only where nothing leaves the machine (RFC 6749 §3.2 requires TLS).
+        if let Some(u) = &self.token_url
+            && u.scheme() == "http"
+            && !is_loopback(u)
+        {
+            out.push(format!(
+                "{u}: the token URL must be https (the client secret and codes travel there); plain http is accepted only on a loopback address"
+            ));
+        }
         if self.api_origins.is_empty() {
             out.push("at least one API origin is required (--api-origin https://api.example.com): the token is only ever sent there".to_string());
         }
@@ -479,5 +489,47 @@ mod tests {
         assert!(p.contains("fragment") && !p.contains("query sets"), "{p}");
         c.authorization_url = Url::parse("https://as.example/authorize?tenant=t").ok();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+}
+
+/// Whether the URL's host is a loopback address or `localhost` (RFC 6761 §6.3).
+fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod token_url_tls {
+    use super::*;
+
+    fn with_token_url(u: &str) -> Result<IntegrationConfig, Vec<String>> {
+        IntegrationConfig {
+            client_id: Some("id".into()),
+            authorization_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
+            token_url: Some(Url::parse(u).unwrap()),
+            api_origins: vec!["https://api.example.com".into()],
+            ..IntegrationConfig::default()
+        }
+        .finish(None)
+    }
+
+    #[test]
+    fn a_plain_http_token_url_is_refused_unless_it_is_loopback() {
+        let problems = with_token_url("http://auth.example.com/token").unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("the token URL must be https")), "{problems:?}");
+        for ok in [
+            "https://auth.example.com/token",
+            "http://127.0.0.1:9/token",
+            "http://localhost:9/token",
+            "http://[::1]:9/t",
+        ] {
+            assert!(with_token_url(ok).is_ok(), "{ok}");
+        }
     }
 }
