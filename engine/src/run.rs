@@ -269,7 +269,18 @@ impl Engine {
     ) -> Activation<'a> {
         let secrets: SecretMap =
             flow.secrets.iter().filter_map(|n| self.secrets.get(n).map(|s| (n.clone(), s))).collect();
-        let masker = Masker::new(secrets.values());
+        // What the caller sent is not masked in the run's output (no oracle for guessing secrets).
+        let mut sent = Vec::with_capacity(input.message.text.len() + 256);
+        sent.extend_from_slice(input.conversation_id.as_bytes());
+        sent.push(b'\n');
+        sent.extend_from_slice(input.message.text.as_bytes());
+        sent.push(b'\n');
+        for v in
+            [&input.contact, &Value::Object(input.message.metadata.clone())].into_iter().chain(input.event.as_ref())
+        {
+            collect_strings(v, &mut sent);
+        }
+        let masker = Masker::new(secrets.values()).sent_by_caller(&sent);
         let mut integrations = HashMap::new();
         if let Some(tokens) = &self.outbound.tokens {
             for name in &flow.integration_metadata {
@@ -395,6 +406,27 @@ impl Engine {
                 Jump::End => return finish(&mut act, RunStatus::Completed, None, None),
             };
         }
+    }
+}
+
+/// Every string and key in `v`, one per line.
+fn collect_strings(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::String(s) => {
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'\n');
+        }
+        Value::Number(n) => {
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.push(b'\n');
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::Object(m) => m.iter().for_each(|(k, x)| {
+            out.extend_from_slice(k.as_bytes());
+            out.push(b'\n');
+            collect_strings(x, out);
+        }),
+        _ => {}
     }
 }
 

@@ -41,9 +41,16 @@ pub const MIN_MASKED_CHARS: usize = 4;
 /// Replaces secret values with `[redacted]` in text bound for logs, errors, replies and history:
 /// the values it was made with (a run's `{{secrets.*}}`) and every value in the process-wide
 /// registry ([`known`]: tokens, client secrets, verifiers, static keys, the admin token).
+///
+/// Values the run's input carries (what the contact wrote, the contact's fields, an event) are
+/// left as they are ([`Masker::sent_by_caller`]): a flow that echoes its input would otherwise
+/// answer `[redacted]` exactly when a caller guessed a secret. The caller learns nothing from
+/// its own input.
 #[derive(Clone, Debug, Default)]
 pub struct Masker {
     values: Vec<SecretString>,
+    /// Registered values the run's input carries (see [`known::present_in`]).
+    keep: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
 impl Masker {
@@ -56,16 +63,33 @@ impl Masker {
         values.iter().for_each(known::remember);
         // Longer values first, so a secret that contains another is masked whole.
         values.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
-        Self { values }
+        Self { values, keep: std::sync::Arc::default() }
+    }
+
+    /// This masker, leaving as they are the secret values that occur in `input` (the run's
+    /// input as the caller sent it).
+    pub fn sent_by_caller(mut self, input: &[u8]) -> Self {
+        let mut keep = known::present_in(input);
+        for v in &self.values {
+            let bytes = v.expose_secret().as_bytes();
+            if !bytes.is_empty() && input.windows(bytes.len()).any(|w| w == bytes) && !keep.iter().any(|k| k == bytes) {
+                keep.push(bytes.to_vec());
+            }
+        }
+        self.keep = std::sync::Arc::new(keep);
+        self
     }
 
     /// `text` with every known secret value replaced.
     pub fn mask(&self, text: &str) -> String {
-        let mut out = known::mask(text).into_owned();
+        let masked = known::mask_bytes_except(text.as_bytes(), &self.keep);
+        let mut out = String::from_utf8(masked.into_owned())
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         // The run's own values, in case the bounded registry has since forgotten them.
         for v in &self.values {
-            if out.contains(v.expose_secret()) {
-                out = out.replace(v.expose_secret(), known::REDACTED);
+            let value = v.expose_secret();
+            if out.contains(value) && !self.keep.iter().any(|k| k.as_slice() == value.as_bytes()) {
+                out = out.replace(value, known::REDACTED);
             }
         }
         out
@@ -147,5 +171,18 @@ mod tests {
         let mut v = serde_json::json!({"a": ["x hunter2-long"]});
         m.mask_value(&mut v);
         assert_eq!(v, serde_json::json!({"a": ["x [redacted]"]}));
+    }
+
+    #[test]
+    fn what_the_caller_sent_stays_as_it_is_in_the_run_s_output() {
+        let own = SecretString::from("run-secret-value-11");
+        known::remember_str("registry-secret-value-22");
+        let m = Masker::new([&own]).sent_by_caller(b"hi run-secret-value-11 and registry-secret-value-22");
+        assert_eq!(
+            m.mask("echo: run-secret-value-11 registry-secret-value-22"),
+            "echo: run-secret-value-11 registry-secret-value-22"
+        );
+        let other = Masker::new([&own]).sent_by_caller(b"hi");
+        assert_eq!(other.mask("run-secret-value-11 registry-secret-value-22"), "[redacted] [redacted]");
     }
 }
