@@ -892,6 +892,21 @@ fn a_token_url_tern_would_refuse_is_flagged_when_the_integration_is_added() {
         assert_eq!(r.code(), 0, "{}", r.stderr());
         assert!(!r.stderr().contains("warning:"), "{}", r.stderr());
     }
+    // A URL without its scheme is explained in words, not the parser's.
+    let r = Run {
+        output: tern()
+            .env("TERN_DATA_DIR", &data)
+            .args(["integrations", "add", "x", "--client-id", CLIENT_ID, "--token-url", "auth.example.com/token"])
+            .output()
+            .unwrap(),
+    };
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr().contains("`auth.example.com/token` is not a whole URL; write it with its scheme"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!r.stderr().contains("relative URL without a base"), "{}", r.stderr());
     // A public name is not flagged.
     let r = Run {
         output: tern()

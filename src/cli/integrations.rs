@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use tern_engine::IntegrationName;
-use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
+use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
 use tern_engine::integrations::{AuthError, CallbackParams, Integrations};
 use tern_engine::store::{IntegrationStatus, Readiness, Store};
 use tern_engine::tokens::TokenOwner;
@@ -67,10 +67,10 @@ struct AddArgs {
     #[arg(long, default_value = "")]
     scopes: String,
     /// The authorization endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_endpoint)]
     authorization_url: Option<url::Url>,
     /// The token endpoint.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_endpoint)]
     token_url: Option<url::Url>,
     /// An origin the token may be sent to (repeat for several).
     #[arg(long = "api-origin", value_name = "ORIGIN")]
@@ -99,7 +99,7 @@ struct AddArgs {
     account_field: Option<String>,
     /// A URL on an API origin fetched with the new token right after authorization, whose JSON
     /// holds the account identifier (for example `https://api.example.com/v1/me`).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_endpoint)]
     identity_url: Option<url::Url>,
     /// Replace an existing integration of the same name (its tokens are kept).
     #[arg(long)]

@@ -45,7 +45,12 @@ pub async fn post_event(
 ) -> Response {
     let axum::Json(event) = match body {
         Ok(b) => b,
-        Err(e) => return error(e.status(), format!("{}; send the event as a JSON object", e.body_text())),
+        Err(e) => {
+            return error(
+                e.status(),
+                format!("{}; send the event as a JSON object", super::rejection_text(&e.body_text())),
+            );
+        }
     };
     let Ok(name) = IntegrationName::new(name) else { return error(StatusCode::NOT_FOUND, "no such integration") };
     let rec = match state.store.get_integration(&name).await {

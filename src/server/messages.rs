@@ -72,7 +72,7 @@ pub async fn post_message(
                 e.status(),
                 format!(
                     "{}; send {{\"text\": \"…\", \"contact\": {{\"id\": \"…\"}}, \"message_id\": \"…\"}} as JSON with content-type application/json",
-                    e.body_text()
+                    super::rejection_text(&e.body_text())
                 ),
             );
         }

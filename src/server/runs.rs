@@ -84,7 +84,7 @@ pub async fn list_runs(
     }
     let query = match params {
         Ok(Query(p)) => p.query(),
-        Err(e) => Err(vec![format!("the query string is malformed: {}", e.body_text())]),
+        Err(e) => Err(vec![format!("the query string is malformed: {}", super::rejection_text(&e.body_text()))]),
     };
     let query = match query {
         Ok(q) => q,

@@ -193,12 +193,19 @@ async fn the_wrong_content_type_or_a_malformed_body_is_explained() {
     assert_eq!(h.send(req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type");
     let (status, body) = h.post_json("/v1/conversations/c/messages", &json!({"txt": "hello"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("text"), "names the missing field: {body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("missing field `text`"), "names the missing field: {body}");
+    assert!(
+        !error.contains("Failed to deserialize") && !error.contains("target type"),
+        "in the caller's words: {body}"
+    );
     let req = Request::post("/v1/conversations/c/messages")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from("{not json"))
         .unwrap();
-    assert_eq!(h.send(req).await.0, StatusCode::BAD_REQUEST, "syntax error");
+    let (status, _, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "syntax error");
+    assert!(body["error"].as_str().unwrap().starts_with("the body is not valid JSON: "), "{body}");
     h.stop().await;
 }
 
@@ -501,7 +508,12 @@ async fn the_integrations_form_keeps_what_was_typed_lists_every_problem_and_asks
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!html.contains("typed-secret-123"), "the secret is never sent back");
     assert!(html.contains("value=\"read write\""), "what was typed stays");
-    for part in ["not a URL", "`novalue` is not key=value", "“Client ID”", "at least one API origin"] {
+    for part in [
+        "`nope` is not a whole URL; write it with its scheme",
+        "`novalue` is not key=value",
+        "“Client ID”",
+        "at least one API origin",
+    ] {
         assert!(html.contains(part), "{part} in the form");
     }
     let good = format!(

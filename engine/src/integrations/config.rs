@@ -492,6 +492,38 @@ mod tests {
     }
 }
 
+/// Why an endpoint URL typed by a person is not usable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointUrlError {
+    /// A path or a host without the scheme.
+    #[error("`{given}` is not a whole URL; write it with its scheme, e.g. https://auth.example.com/oauth/token")]
+    Relative {
+        /// What was given (at most 200 characters).
+        given: String,
+    },
+    /// Anything else the URL parser refused.
+    #[error("`{given}` is not a URL ({reason})")]
+    Invalid {
+        /// What was given (at most 200 characters).
+        given: String,
+        /// The parser's reason.
+        reason: String,
+    },
+}
+
+/// Parses an endpoint URL typed by a person (authorization, token and identity URLs), with an
+/// error in their words.
+///
+/// # Errors
+/// [`EndpointUrlError`].
+pub fn parse_endpoint(text: &str) -> Result<Url, EndpointUrlError> {
+    let given: String = text.chars().take(200).collect();
+    Url::parse(text.trim()).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => EndpointUrlError::Relative { given },
+        other => EndpointUrlError::Invalid { given, reason: other.to_string() },
+    })
+}
+
 /// Whether the URL's host is a loopback address or `localhost` (RFC 6761 §6.3).
 fn is_loopback(u: &Url) -> bool {
     match u.host() {

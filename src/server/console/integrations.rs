@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use tern_engine::IntegrationName;
 use tern_engine::integrations::ACCOUNT_ID;
-use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile};
+use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
 use tern_engine::store::{IntegrationRecord, IntegrationStatus, Readiness, Store as _};
 use tern_engine::tokens::TokenOwner;
 
@@ -463,7 +463,7 @@ fn parse(
     let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let name = IntegrationName::new(f.name.trim()).map_err(|e| problems.push(("name", e))).ok();
     let mut url = |field: &'static str, s: &str| {
-        opt(s).and_then(|u| url::Url::parse(&u).map_err(|e| problems.push((field, format!("not a URL: {e}")))).ok())
+        opt(s).and_then(|u| parse_endpoint(&u).map_err(|e| problems.push((field, e.to_string()))).ok())
     };
     let authorization_url = url("authorization_url", &f.authorization_url);
     let token_url = url("token_url", &f.token_url);
