@@ -36,9 +36,14 @@ pub struct ApiArgs {
     include: bool,
 }
 
-fn parse_method(s: &str) -> Result<Method, String> {
+/// A method `tern api` does not send.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not one of GET, POST, PUT, PATCH, DELETE, HEAD")]
+pub struct UnknownMethod(String);
+
+fn parse_method(s: &str) -> Result<Method, UnknownMethod> {
     serde_json::from_value(Value::String(s.to_ascii_uppercase()))
-        .map_err(|_| format!("`{s}` is not one of GET, POST, PUT, PATCH, DELETE, HEAD"))
+        .map_err(|_| UnknownMethod(s.chars().take(40).collect()))
 }
 
 pub async fn api(shared: &Shared, args: ApiArgs) -> anyhow::Result<ExitCode> {

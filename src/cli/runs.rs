@@ -51,8 +51,8 @@ struct ListArgs {
     json: bool,
 }
 
-fn parse_status(s: &str) -> Result<AnswerStatus, String> {
-    s.parse::<AnswerStatus>().map_err(|e| e.to_string())
+fn parse_status(s: &str) -> Result<AnswerStatus, tern_engine::conversation::UnknownStatus> {
+    s.parse::<AnswerStatus>()
 }
 
 pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
