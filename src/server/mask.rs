@@ -1,6 +1,7 @@
-//! The last layer of every answer: every known secret value (see
+//! The layer around every handler: every known secret value (see
 //! [`tern_engine::secrets::known`]) is masked in the body and the `Location` header, whatever
-//! handler produced them. Bodies of known size up to [`MAX_MASKED_BODY`] are masked; larger or
+//! handler produced them. Only the limits (503, timeouts) and the JSON error rewriting sit
+//! outside it; neither adds anything but the caller's own input and fixed text. Bodies of known size up to [`MAX_MASKED_BODY`] are masked; larger or
 //! streamed bodies pass as they are (no handler produces one with secrets in it).
 //!
 //! Values the request itself carries (in its path, query or body, decoded) are left as they
@@ -18,9 +19,6 @@ use tern_engine::secrets::known;
 
 /// Largest body masked, in bytes.
 pub const MAX_MASKED_BODY: u64 = 4 * 1024 * 1024;
-
-/// Longest wait for a request's body.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Largest request body read here (the routes refuse more than 64 KiB).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -67,18 +65,9 @@ fn caller_input(uri: &axum::http::Uri, body: &[u8]) -> Vec<u8> {
 /// Masks the answer to `req`.
 pub async fn mask_answer(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    // Read here, before the request timeout layer: bounded in time on its own.
-    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_REQUEST_BODY)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) => {
-            return super::error(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB");
-        }
-        Err(_) => {
-            return super::error(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive within 30 s; send it again",
-            );
-        }
+    // Inside the concurrency limit and the request timeout (see `app`): bounded like any handler.
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
+        return super::error(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB");
     };
     let keep = known::present_in(&caller_input(&parts.uri, &bytes));
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;

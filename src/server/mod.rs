@@ -140,9 +140,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
+        // Inside the limits: the masking layer reads request bodies, so that buffering counts
+        // against the concurrency limit and the request timeout like every handler's.
+        .layer(axum::middleware::from_fn(mask::mask_answer))
         .layer(limits)
         .layer(axum::middleware::from_fn(json_errors::json_errors))
-        .layer(axum::middleware::from_fn(mask::mask_answer))
         .with_state(state)
 }
 
