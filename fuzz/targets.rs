@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tern_engine::conversation::{ConversationId, Inbound};
 use tern_engine::http::{RequestConfig, RequestTemplate, UrlTemplate};
-use tern_engine::integrations::oauth::{TernTokenResponse, form_body_to_json};
+use tern_integrations::oauth::{TernTokenResponse, form_body_to_json};
 use tern_engine::mapping::{Mapping, ResponsePath};
 use tern_engine::template::{JsonTemplate, RenderError, Root, Scope, Template, VarRef, walk_path};
 use tern_engine::{LoadOptions, Registry, load_flow};
@@ -123,7 +123,7 @@ pub fn token_response(data: &[u8]) {
             if let Some(expires_at) = rec.expires_at {
                 assert!(expires_at >= rec.obtained_at, "a token never expires before it was obtained");
             }
-            let _ = r.into_record(Some(tern_engine::integrations::config::Profile::Zoho), None, now);
+            let _ = r.into_record(Some(tern_integrations::config::Profile::Zoho), None, now);
         }
     }
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tern_engine::clock::{Clock, ManualClock, SystemClock};
-use tern_engine::crypto::{Keyring, MasterKey};
+use tern_store::crypto::{Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy};
-use tern_engine::integrations::config::IntegrationConfig;
-use tern_engine::integrations::{AuthError, CallbackParams, Integrations, STATE_TTL_SECS};
+use tern_integrations::config::IntegrationConfig;
+use tern_integrations::{AuthError, CallbackParams, Integrations, STATE_TTL_SECS};
 use tern_engine::secrets::NoSecrets;
-use tern_engine::store::{SqliteStore, Store};
+use tern_store::{SqliteStore, Store};
 use tern_engine::{IntegrationName, TokenOwner, TokenSource};
 
 use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
@@ -631,7 +631,7 @@ fn interop_with_a_real_oidc_server() {
 fn with_store<T>(env: &Env, f: impl AsyncFnOnce(&SqliteStore) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let key = tern_engine::crypto::read_key_file(&env.data.join("master.key")).unwrap();
+        let key = tern_store::crypto::read_key_file(&env.data.join("master.key")).unwrap();
         let store = SqliteStore::open(&env.data.join("tern.db"), Keyring::new(key)).await.unwrap();
         f(&store).await
     })

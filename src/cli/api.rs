@@ -1,7 +1,7 @@
 //! `tern api NAME [-X METHOD] PATH_OR_URL [-d JSON] [-H 'Name: value']`: call an integration's
 //! API with its token, like `gh api`, and print the answer — the quickest way to find the path
 //! to map in a flow (`data.last_name`). Thin adapter over
-//! [`Integrations::call`](tern_engine::integrations::Integrations::call): the token goes only to
+//! [`Integrations::call`](tern_integrations::Integrations::call): the token goes only to
 //! the integration's API origins, and is refreshed when due or after a "token rejected" status.
 
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::Value;
 use tern_engine::IntegrationName;
 use tern_engine::http::Method;
-use tern_engine::integrations::{ApiCall, ProbeError};
+use tern_integrations::{ApiCall, ProbeError};
 
 use super::context::Shared;
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use tern_engine::crypto::{self, Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy};
-use tern_engine::integrations::Integrations;
 use tern_engine::secrets::{LayeredSecrets, SecretSource};
-use tern_engine::store::{SqliteStore, Store};
+use tern_integrations::Integrations;
+use tern_store::crypto::{self, Keyring, MasterKey};
+use tern_store::{Backend, DatabaseUrl, PgStore, SqliteStore, Store, StoreLocation};
 
 /// Options shared by every subcommand.
 #[derive(Clone, Debug, Args)]
@@ -22,6 +22,11 @@ pub struct Shared {
     /// Where Tern keeps its SQLite store and master key file.
     #[arg(long, global = true, env = "TERN_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL database to keep everything in instead of SQLite in the data directory
+    /// (`postgres://USER:PASSWORD@HOST:5432/DATABASE`); several `tern serve` instances can
+    /// share it (README "Running several instances"). The password is never shown.
+    #[arg(long, global = true, env = "TERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
     /// The URL Tern is reachable at; the OAuth callback is `{public_url}/oauth/callback`.
     #[arg(long, global = true, env = "TERN_PUBLIC_URL", default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub public_url: url::Url,
@@ -67,9 +72,24 @@ impl Shared {
         Ok(tern_plugins::Runtime::new(tern_plugins::Limits::default(), Some(&cache))?)
     }
 
-    /// Whether the data directory already has a store.
+    /// Whether there is a store to read: a database URL is set, or the data directory has
+    /// its SQLite file.
     pub fn has_store(&self) -> bool {
-        self.data_dir().join(DB_FILE).exists()
+        self.database_url.is_some() || self.data_dir().join(DB_FILE).exists()
+    }
+
+    /// Where the store is: `--database-url`, else the SQLite file in the data directory.
+    ///
+    /// # Errors
+    /// The URL is not a `postgres://` URL (the message never repeats it: it may hold a
+    /// password).
+    pub fn store_location(&self) -> anyhow::Result<StoreLocation> {
+        match &self.database_url {
+            Some(url) => Ok(StoreLocation::Postgres(
+                DatabaseUrl::parse(url).map_err(|e| anyhow::anyhow!("--database-url (TERN_DATABASE_URL): {e}"))?,
+            )),
+            None => Ok(StoreLocation::Sqlite(self.data_dir().join(DB_FILE))),
+        }
     }
 
     /// The guarded HTTP client.
@@ -77,15 +97,14 @@ impl Shared {
         Ok(HttpClient::new(HttpPolicy { allow_private_network: self.allow_private_network, ..HttpPolicy::default() })?)
     }
 
-    /// Opens the store, creating the data directory, the database and the key file on first
-    /// use. A store that holds data without its key fails closed.
-    pub async fn open_store(&self) -> anyhow::Result<Arc<SqliteStore>> {
+    /// Opens the store, creating the data directory, the database (or schema) and the key
+    /// file on first use. A store that holds data without its key fails closed.
+    pub async fn open_store(&self) -> anyhow::Result<Arc<dyn Backend>> {
         let dir = self.data_dir();
         create_private_dir(&dir)?;
-        let db = dir.join(DB_FILE);
-        let keys = load_keyring(&dir, &db).await?;
-        let store = SqliteStore::open(&db, keys).await?;
-        Ok(Arc::new(store))
+        let location = self.store_location()?;
+        let keys = load_keyring(&dir, &location).await?;
+        Ok(tern_store::open(&location, keys).await?)
     }
 
     /// The public URL, checked: https, or http on a loopback address (`localhost`,
@@ -113,7 +132,7 @@ impl Shared {
     /// [`Shared::checked_public_url`]).
     pub fn integrations(
         &self,
-        store: Arc<SqliteStore>,
+        store: Arc<dyn Store>,
         secrets: Arc<dyn SecretSource>,
     ) -> anyhow::Result<Arc<Integrations>> {
         self.checked_public_url()?;
@@ -168,7 +187,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// The keyring: `TERN_MASTER_KEY` or the key file (created on first use), plus the previous key
 /// during a rotation (`TERN_MASTER_KEY_PREVIOUS`, or the file a rotation left behind).
-pub async fn load_keyring(dir: &Path, db: &Path) -> anyhow::Result<Keyring> {
+pub async fn load_keyring(dir: &Path, location: &StoreLocation) -> anyhow::Result<Keyring> {
     let key_file = dir.join(crypto::KEY_FILE);
     let next_file = dir.join(crypto::NEXT_KEY_FILE);
     let mut older = Vec::new();
@@ -187,8 +206,12 @@ pub async fn load_keyring(dir: &Path, db: &Path) -> anyhow::Result<Keyring> {
         }
         Err(_) if key_file.exists() => crypto::read_key_file(&key_file)?,
         Err(_) => {
-            if SqliteStore::is_initialized(db).await? {
-                anyhow::bail!(tern_engine::store::StoreError::MissingKey { location: db.display().to_string() });
+            let (initialized, shown) = match location {
+                StoreLocation::Sqlite(db) => (SqliteStore::is_initialized(db).await?, db.display().to_string()),
+                StoreLocation::Postgres(url) => (PgStore::is_initialized(url).await?, url.redacted().to_string()),
+            };
+            if initialized {
+                anyhow::bail!(tern_store::StoreError::MissingKey { location: shown });
             }
             let (key, text) = MasterKey::generate();
             crypto::write_key_file(&key_file, &text)?;

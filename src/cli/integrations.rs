@@ -10,9 +10,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use tern_engine::IntegrationName;
-use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
-use tern_engine::integrations::{AuthError, CallbackParams, Integrations};
-use tern_engine::store::{IntegrationStatus, Readiness, Store};
+use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
+use tern_integrations::{AuthError, CallbackParams, Integrations};
+use tern_store::{IntegrationStatus, Readiness, Store};
 use tern_engine::tokens::TokenOwner;
 
 use super::context::Shared;
@@ -477,9 +477,9 @@ async fn authorize(
 }
 
 /// The success line, with the account when Tern knows it.
-fn authorized(name: &IntegrationName, token: &tern_engine::store::TokenRecord) -> anyhow::Result<ExitCode> {
+fn authorized(name: &IntegrationName, token: &tern_store::TokenRecord) -> anyhow::Result<ExitCode> {
     println!("{ALL_SET}");
-    match token.metadata.get(tern_engine::integrations::ACCOUNT_ID).and_then(Value::as_str) {
+    match token.metadata.get(tern_integrations::ACCOUNT_ID).and_then(Value::as_str) {
         Some(account) => println!("`{name}` is authorized as {account}."),
         None => println!(
             "`{name}` is authorized (`tern integrations test {name}` shows the account when it has an identity URL)."

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tern_engine::crypto::{self, MasterKey};
+use tern_store::crypto::{self, MasterKey};
 
 use super::context::Shared;
 

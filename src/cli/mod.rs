@@ -244,7 +244,7 @@ pub async fn known_integrations(shared: &context::Shared) -> Option<BTreeSet<Int
     }
     let listed = async {
         let store = shared.open_store().await?;
-        anyhow::Ok(tern_engine::store::Store::list_integrations(&*store).await?)
+        anyhow::Ok(tern_store::Store::list_integrations(&*store).await?)
     };
     match listed.await {
         Ok(records) => Some(records.into_iter().map(|r| r.name).collect()),

@@ -46,11 +46,11 @@ pub async fn secrets(shared: &Shared, args: SecretsArgs) -> anyhow::Result<ExitC
             check_name(&name)?;
             let value =
                 read_secret(input.from_env.as_deref(), input.from_file.as_ref(), &format!("value of secret {name}"))?;
-            tern_engine::store::Store::put_secret(&*store, &name, &value).await?;
+            tern_store::Store::put_secret(&*store, &name, &value).await?;
             println!("secret `{name}` stored; use it as {{{{secrets.{name}}}}}");
         }
         SecretsCommand::List => {
-            let list = tern_engine::store::Store::list_secrets(&*store).await?;
+            let list = tern_store::Store::list_secrets(&*store).await?;
             if list.is_empty() {
                 println!("no secrets; add one with `tern secrets set NAME`");
             }
@@ -59,7 +59,7 @@ pub async fn secrets(shared: &Shared, args: SecretsArgs) -> anyhow::Result<ExitC
             }
         }
         SecretsCommand::Remove { name } => {
-            if !tern_engine::store::Store::remove_secret(&*store, &name).await? {
+            if !tern_store::Store::remove_secret(&*store, &name).await? {
                 anyhow::bail!("no secret named `{name}`");
             }
             println!("secret `{name}` removed");

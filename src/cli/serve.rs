@@ -104,12 +104,12 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let metrics = Arc::new(crate::server::Metrics::default());
     let observer = {
         let metrics = metrics.clone();
-        Arc::new(move |name: &tern_engine::IntegrationName, event: tern_engine::integrations::TokenEvent| {
+        Arc::new(move |name: &tern_engine::IntegrationName, event: tern_integrations::TokenEvent| {
             metrics.token(name.as_str(), event.as_str());
         })
     };
     let integrations = Arc::new(
-        tern_engine::integrations::Integrations::new(
+        tern_integrations::Integrations::new(
             store.clone(),
             shared.http()?,
             shared.public_url.clone(),
@@ -210,7 +210,7 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
         skipped_invalid = skipped,
         "tern serve started"
     );
-    match tern_engine::store::Store::list_integrations(&*state.store).await {
+    match tern_store::Store::list_integrations(&*state.store).await {
         Ok(list) => {
             let added: std::collections::BTreeSet<&str> = list.iter().map(|r| r.name.as_str()).collect();
             for l in flows.iter() {
@@ -225,16 +225,16 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
             }
             for r in list {
                 match r.status {
-                    tern_engine::store::IntegrationStatus::Authorized => {}
-                    tern_engine::store::IntegrationStatus::NeedsReauthorization => tracing::warn!(
+                    tern_store::IntegrationStatus::Authorized => {}
+                    tern_store::IntegrationStatus::NeedsReauthorization => tracing::warn!(
                         integration = %r.name,
                         reason = r.status_message.as_deref().unwrap_or(""),
                         "integration needs re-authorization: flows that use it fail until `tern integrations authorize {}` or the console's Authorize button",
                         r.name
                     ),
-                    tern_engine::store::IntegrationStatus::Incomplete
-                        if r.config.kind != tern_engine::integrations::config::Kind::AuthorizationCode => {}
-                    tern_engine::store::IntegrationStatus::Incomplete => tracing::warn!(
+                    tern_store::IntegrationStatus::Incomplete
+                        if r.config.kind != tern_integrations::config::Kind::AuthorizationCode => {}
+                    tern_store::IntegrationStatus::Incomplete => tracing::warn!(
                         integration = %r.name,
                         "integration was never authorized: run `tern integrations authorize {}` or use the console's Authorize button",
                         r.name
@@ -258,7 +258,7 @@ fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
     }
     let bytes: [u8; 24] = rand::random();
     let token = SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    tern_engine::crypto::write_key_file(&path, token.expose_secret())?;
+    tern_store::crypto::write_key_file(&path, token.expose_secret())?;
     tracing::info!(file = %path.display(), "created the admin token (for the console's sign-in and the admin API)");
     Ok(token)
 }
@@ -287,7 +287,7 @@ const SECRETS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
 async fn refresh_secrets(state: Arc<AppState>) {
     loop {
         tokio::time::sleep(SECRETS_REFRESH).await;
-        match tern_engine::store::Store::all_secrets(&*state.store).await {
+        match tern_store::Store::all_secrets(&*state.store).await {
             Ok(all) => state.secrets.replace_stored(all),
             Err(e) => tracing::warn!(error = %e, "could not re-read the stored secrets"),
         }

@@ -13,12 +13,12 @@ use anyhow::Context as _;
 use clap::Args;
 use secrecy::SecretString;
 use serde_json::{Map, json};
-use tern_engine::crypto::{Keyring, MasterKey};
+use tern_store::crypto::{Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
-use tern_engine::integrations::config::{ClientAuth, IntegrationConfig};
-use tern_engine::integrations::{CallbackParams, Integrations};
+use tern_integrations::config::{ClientAuth, IntegrationConfig};
+use tern_integrations::{CallbackParams, Integrations};
 use tern_engine::secrets::NoSecrets;
-use tern_engine::store::{SqliteStore, Store};
+use tern_store::{SqliteStore, Store};
 use tern_engine::{
     Engine, IntegrationName, LoadOptions, Message, RunInput, RunLimits, RunStatus, TokenOwner, load_flow,
 };

@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 use tern_engine::IntegrationName;
-use tern_engine::integrations::config::{ClientAuth, IntegrationConfig};
-use tern_engine::store::{IntegrationRecord, Store as _};
+use tern_integrations::config::{ClientAuth, IntegrationConfig};
+use tern_store::{IntegrationRecord, Store as _};
 
 use super::openapi::{ErrorBody, IntegrationSettings};
 use super::{AppState, error};
@@ -158,7 +158,7 @@ pub async fn put_integration(
     let config = config.finish(client_auth).map_err(|problems| unprocessable(problems.join("; ")))?;
     let stored = state.store.get_integration(&name).await.map_err(internal)?;
     // A service account without its secret cannot get a token; keep one already stored.
-    if config.kind == tern_engine::integrations::config::Kind::ClientCredentials
+    if config.kind == tern_integrations::config::Kind::ClientCredentials
         && secret.is_none()
         && !stored.as_ref().is_some_and(|r| r.client_secret_set)
     {

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tern_engine::mapping::ResponsePath;
-use tern_engine::store::Store;
+use tern_store::Store;
 use tern_engine::template::value_text;
 use tern_engine::{IntegrationName, TokenOwner};
 
@@ -72,7 +72,7 @@ pub async fn post_event(
         // Captured at authorization; tokens authorized before `account_id` existed keep the
         // token-response field itself.
         Ok(t) => t.and_then(|t| {
-            let captured = t.metadata.get(tern_engine::integrations::ACCOUNT_ID).or_else(|| t.metadata.get(field));
+            let captured = t.metadata.get(tern_integrations::ACCOUNT_ID).or_else(|| t.metadata.get(field));
             captured.map(|v| value_text(v).into_owned())
         }),
         Err(e) => return internal(&e),
@@ -88,7 +88,7 @@ pub async fn post_event(
     messages::start_with_event(&state, format!("event:{name}:{identifier}"), loaded.flow.id.as_str(), event).await
 }
 
-fn internal(e: &tern_engine::store::StoreError) -> Response {
+fn internal(e: &tern_store::StoreError) -> Response {
     tracing::error!(error = %e, "the store failed while handling an integration event");
     error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
 }

@@ -4,7 +4,7 @@
 //! The handlers are adapters: conversations go through
 //! [`Conversations`](tern_engine::conversation::Conversations) (ordering, dedupe, runs detached
 //! from requests, history, the webhook outbox), integrations through
-//! [`Integrations`](tern_engine::integrations::Integrations).
+//! [`Integrations`](tern_integrations::Integrations).
 
 mod admin;
 pub mod console;
@@ -36,16 +36,16 @@ use serde::Serialize;
 use serde_json::json;
 use tern_engine::conversation::Conversations;
 use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
-use tern_engine::integrations::{CallbackParams, Integrations};
+use tern_integrations::{CallbackParams, Integrations};
 use tern_engine::secrets::LayeredSecrets;
-use tern_engine::store::SqliteStore;
+use tern_store::Backend;
 
 /// Everything the handlers share.
 pub struct AppState {
     /// The conversation service.
     pub conversations: Conversations,
     /// The store (integrations, secrets).
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Backend>,
     /// The integrations service.
     pub integrations: Arc<Integrations>,
     /// `{{secrets.NAME}}` values; the admin API updates the stored layer.
@@ -239,7 +239,7 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// the channel through the webhook.
 async fn resume_after_login(
     state: &Arc<AppState>,
-    done: &tern_engine::integrations::Completed,
+    done: &tern_integrations::Completed,
     error: Option<String>,
 ) -> bool {
     let (Some(conversation), tern_engine::TokenOwner::Contact(contact)) = (&done.conversation, &done.owner) else {

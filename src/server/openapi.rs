@@ -30,7 +30,7 @@ pub struct IntegrationSettings;
 impl PartialSchema for IntegrationSettings {
     fn schema() -> RefOr<Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
-        let mut schema = <tern_engine::integrations::config::IntegrationConfig as PartialSchema>::schema();
+        let mut schema = <tern_integrations::config::IntegrationConfig as PartialSchema>::schema();
         if let RefOr::T(Schema::Object(object)) = &mut schema {
             let secret = ObjectBuilder::new()
                 .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
@@ -44,7 +44,7 @@ impl PartialSchema for IntegrationSettings {
 
 impl ToSchema for IntegrationSettings {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        <tern_engine::integrations::config::IntegrationConfig as ToSchema>::schemas(schemas);
+        <tern_integrations::config::IntegrationConfig as ToSchema>::schemas(schemas);
     }
 }
 

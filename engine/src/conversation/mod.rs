@@ -2,8 +2,8 @@
 //!
 //! One place turns a conversation message into an answer: message-id dedupe, resume-or-trigger,
 //! the run, the paused run, history and the outbound webhook. The HTTP server and `tern run`
-//! are thin adapters over [`Conversations`]; the storage is a [`ConversationStore`] (SQLite in
-//! [`crate::store`], in memory for `tern run`).
+//! are thin adapters over [`Conversations`]; the storage is a [`ConversationStore`] (SQLite
+//! and PostgreSQL in the `tern-store` crate, in memory for `tern run`).
 //!
 //! ## Design choices
 //!
@@ -58,7 +58,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 pub use listing::{DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE, RunCursor, RunCursorError, RunPage, RunQuery};
 pub use outbox::OutboxPolicy;
 pub use store::{
-    Completion, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned, Retention, WriteOp,
+    Completion, ConversationLock, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned, Retention, WriteOp,
 };
 pub use types::{
     Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,
@@ -70,7 +70,7 @@ use crate::compile::{CompiledFlow, LoadOptions, load_flow};
 use crate::flow::Trigger as FlowTrigger;
 use crate::run::{Engine, RunResult};
 use crate::step::ReplySink;
-use crate::store::StoreError;
+use crate::storage::StoreError;
 
 /// Why a message could not be handled. Messages are for the channel or the person at the
 /// command line; [`code`](ConversationError::code) is stable.
@@ -304,6 +304,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     outbox_wake: Arc<tokio::sync::Notify>,
+    /// The store is shared with other processes ([`ConversationStore::is_shared`]).
+    shared: bool,
 }
 
 /// Most compiled flow versions kept in memory (others are recompiled from the store).
@@ -333,6 +335,7 @@ impl Conversations {
         observer: Option<RunObserver>,
     ) -> Self {
         let (stop, _) = watch::channel(false);
+        let store_shared = store.is_shared();
         let (writer, writer_task) = writer::Writer::start(store.clone(), options.write_queue.max(1));
         let outbox_wake = Arc::new(tokio::sync::Notify::new());
         let inner = Arc::new(Inner {
@@ -352,9 +355,13 @@ impl Conversations {
             stop,
             background: Mutex::default(),
             outbox_wake,
+            shared: store_shared,
         });
         let mut tasks =
             vec![writer_task, tokio::spawn(prune_loop(inner.clone())), tokio::spawn(checkpoint_loop(inner.clone()))];
+        if inner.shared {
+            tasks.push(tokio::spawn(adopt_loop(inner.clone())));
+        }
         if let Some(url) = inner.options.webhook.clone() {
             tasks.push(tokio::spawn(outbox::deliver_loop(
                 inner.store.clone(),
@@ -689,14 +696,85 @@ async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
             }
         };
         let key = (job.inbound.conversation.clone(), job.inbound.message_id.clone());
+        // On a shared store, the conversation is this process's until the message is done
+        // (other instances wait), so its messages are handled one at a time everywhere.
+        let held = match inner.store.lock_conversation(&conversation, CONVERSATION_LOCK_WAIT).await {
+            Ok(held) => held,
+            Err(e) => {
+                let outcome = Err(ConversationError::store(&conversation, &e));
+                drop(job);
+                if let Some(f) = lock(&inner.in_flight).remove(&key) {
+                    let _ = f.tx.send(Some(Arc::new(outcome)));
+                }
+                continue;
+            }
+        };
         // Its own task: a panic in a step fails this message, not the conversation's worker.
         let task = tokio::spawn(process::process(inner.clone(), job));
         let outcome = task.await.unwrap_or_else(|e| {
             tracing::error!(conversation = %conversation, error = %e, "the task handling a message failed");
             Err(ConversationError::Interrupted { conversation: conversation.to_string() })
         });
+        if let Some(held) = held {
+            held.release().await;
+        }
         if let Some(f) = lock(&inner.in_flight).remove(&key) {
             let _ = f.tx.send(Some(Arc::new(outcome)));
+        }
+    }
+}
+
+/// Longest a message waits for its conversation while another instance sharing the store
+/// handles one of its messages (then it fails with `store-unavailable` and can be sent again).
+pub const CONVERSATION_LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// How often an instance sharing the store looks for messages another instance accepted but
+/// did not answer ([`ConversationStore::stale_accepted`]).
+pub const ADOPT_EVERY: Duration = Duration::from_secs(5);
+
+/// How old an accepted message must be before another instance takes it over. Taking over a
+/// message that its instance is still handling is safe (the conversation lock makes one wait,
+/// then it finds the answer), only wasted effort.
+pub const ADOPT_AFTER: Duration = Duration::from_secs(10);
+
+/// Most messages taken over per look.
+const ADOPT_BATCH: usize = 256;
+
+/// On a shared store: every [`ADOPT_EVERY`], queues the messages accepted more than
+/// [`ADOPT_AFTER`] ago and still unanswered (an instance died after acknowledging them).
+async fn adopt_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let after_ms = i64::try_from(ADOPT_AFTER.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ADOPT_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let before = inner.now_ms().saturating_sub(after_ms);
+        let stale = match inner.store.stale_accepted(before, ADOPT_BATCH).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for messages left by another instance");
+                continue;
+            }
+        };
+        let service = Conversations { inner: inner.clone() };
+        let mut taken = 0usize;
+        for m in stale {
+            let key = (m.conversation.clone(), m.message_id.clone());
+            if lock(&inner.in_flight).contains_key(&key) {
+                continue;
+            }
+            match service.enqueue(m, None, true) {
+                Ok(_) => taken += 1,
+                Err(e) => {
+                    tracing::debug!(conversation = %key.0, error = %e, "could not take over an accepted message yet");
+                    break;
+                }
+            }
+        }
+        if taken > 0 {
+            tracing::info!(messages = taken, "took over accepted messages that no instance answered");
         }
     }
 }

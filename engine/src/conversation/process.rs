@@ -14,7 +14,7 @@ use super::{ConversationError, Inner, Job};
 use crate::fallback::ErrorHandling;
 use crate::run::{Message, RunInput, RunResult, RunStatus};
 use crate::step::ReplySink;
-use crate::store::StoreError;
+use crate::storage::StoreError;
 
 pub(super) fn answer_status(s: RunStatus) -> AnswerStatus {
     match s {
@@ -43,7 +43,9 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
     let message_id = inbound.message_id.clone();
     let key = (conversation.clone(), message_id.clone());
     let store_err = |e: StoreError| ConversationError::store(&conversation, &e);
-    if (!message_id.is_generated() || recovered)
+    // A generated id can only come back as a recovered message, or, on a shared store, as one
+    // another instance took over (it may have answered it already).
+    if (!message_id.is_generated() || recovered || inner.shared)
         && let Some(answer) = inner.store.answer(&conversation, &message_id).await.map_err(store_err)?
     {
         if recovered {

@@ -1,5 +1,5 @@
 //! The storage interface of the conversation service, and an in-memory implementation for
-//! `tern run` and tests. The SQLite implementation is in [`crate::store`].
+//! `tern run` and tests. The SQLite and PostgreSQL implementations are in the `tern-store` crate.
 //!
 //! Writes go through one batched [`ConversationStore::write`] call per group of operations, so
 //! that a database can commit many conversations' results in one transaction (group commit).
@@ -14,7 +14,7 @@ use super::listing::{RunPage, RunQuery};
 use super::types::{Answer, ConversationId, Inbound, MessageId, PausedRun, RunHistory, RunSummary, Segment};
 use crate::clock::{self, Clock};
 use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
-use crate::store::StoreError;
+use crate::storage::StoreError;
 
 /// What happens to a conversation's paused run when a message is done.
 #[derive(Clone, Debug)]
@@ -160,6 +160,43 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 
+    /// Whether other processes share this store (several `tern serve` on one PostgreSQL
+    /// database). Then the service holds [`lock_conversation`](Self::lock_conversation) while
+    /// it handles a message, always looks for a remembered answer first (another instance may
+    /// have answered the same message id), and periodically takes over messages that another
+    /// instance accepted but did not answer ([`stale_accepted`](Self::stale_accepted)).
+    /// Default: `false`.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Takes the conversation for this process, across every process sharing the store, until
+    /// the returned lock is released (or this process dies: the database then releases it).
+    /// Waits while another process holds it, at most `wait`. `None` when the store has a
+    /// single process (the default): the service's own per-conversation worker suffices.
+    ///
+    /// # Errors
+    /// The store failed, or another process held the conversation longer than `wait`.
+    async fn lock_conversation(
+        &self,
+        conversation: &ConversationId,
+        wait: std::time::Duration,
+    ) -> Result<Option<Box<dyn ConversationLock>>, StoreError> {
+        let _ = (conversation, wait);
+        Ok(None)
+    }
+
+    /// Up to `limit` messages accepted before `before_ms` (Unix milliseconds) and not answered
+    /// yet, oldest first: on a shared store, those an instance that died (or is very slow)
+    /// left behind. Default: none.
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn stale_accepted(&self, before_ms: i64, limit: usize) -> Result<Vec<Inbound>, StoreError> {
+        let _ = (before_ms, limit);
+        Ok(Vec::new())
+    }
+
     /// Moves committed writes from the write-ahead log into the database without blocking
     /// writers (SQLite: a passive checkpoint). The conversation service calls it every
     /// [`CHECKPOINT_EVERY`](super::CHECKPOINT_EVERY), so that commits never pay for it.
@@ -170,6 +207,14 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn checkpoint(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// A conversation held by this process ([`ConversationStore::lock_conversation`]).
+#[async_trait]
+pub trait ConversationLock: Send {
+    /// Releases the conversation. Dropping the lock without it releases it too, a moment later
+    /// (from a task of its own).
+    async fn release(self: Box<Self>);
 }
 
 /// An in-memory [`ConversationStore`] (for `tern run` and tests). Bounded by the same

@@ -279,7 +279,8 @@ pub struct ErrorFlowRun {
 }
 
 impl Answer {
-    pub(crate) fn without_run(status: AnswerStatus, message_id: &MessageId) -> Self {
+    /// The answer to a message that started no run (no flow matched, nothing to resume).
+    pub fn without_run(status: AnswerStatus, message_id: &MessageId) -> Self {
         Self {
             run_id: None,
             flow_id: None,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use tern_engine::Trigger;
 use tern_engine::graph::FlowGraph;
-use tern_engine::store::Store as _;
+use tern_store::Store as _;
 
 use super::layout::{Nav, page};
 use super::runs::{url_path, url_query};

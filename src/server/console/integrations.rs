@@ -15,9 +15,9 @@ use maud::{Markup, html};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tern_engine::IntegrationName;
-use tern_engine::integrations::ACCOUNT_ID;
-use tern_engine::integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
-use tern_engine::store::{IntegrationRecord, IntegrationStatus, Readiness, Store as _};
+use tern_integrations::ACCOUNT_ID;
+use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
+use tern_store::{IntegrationRecord, IntegrationStatus, Readiness, Store as _};
 use tern_engine::tokens::TokenOwner;
 
 use super::layout::{Nav, page};
@@ -237,7 +237,7 @@ struct Row {
     account: Option<String>,
 }
 
-async fn rows(state: &AppState) -> Result<Vec<Row>, tern_engine::store::StoreError> {
+async fn rows(state: &AppState) -> Result<Vec<Row>, tern_store::StoreError> {
     let mut out = Vec::new();
     for record in state.store.list_integrations().await? {
         let token = state.store.get_token(&record.name, &TokenOwner::Workspace).await?;

@@ -1,8 +1,20 @@
+//! # tern-integrations
+//!
 //! OAuth integrations: settings and provider profiles, the authorization flow (PKCE, state,
-//! callback), the token endpoint client and the token source that steps use.
+//! callback), the token endpoint client, the token source that steps use, and the storage
+//! interface all of that needs ([`store::Store`]).
+//!
+//! ## Where this crate sits
+//!
+//! `tern-engine` (flows, executor, templates, HTTP policy, the step API) knows nothing of
+//! OAuth: it asks a [`TokenSource`](tern_engine::TokenSource) for a credential. This crate
+//! implements that source over a [`store::Store`] and depends on the engine only. The
+//! implementations of the store (SQLite, PostgreSQL, encryption at rest, migrations) are in
+//! `tern-store`, which depends on this crate: dependencies point one way, engine ←
+//! integrations ← store.
 //!
 //! [`Integrations`] is the service: it starts and completes authorizations and implements
-//! [`TokenSource`](crate::TokenSource) over the store, with single-flight refresh inside the
+//! [`TokenSource`](tern_engine::TokenSource) over the store, with single-flight refresh inside the
 //! process (one async mutex per credential) and across processes (the store's token lock,
 //! then a re-read of the stored token).
 
@@ -11,6 +23,7 @@ pub mod config;
 pub mod oauth;
 mod probe;
 mod source;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,12 +31,12 @@ use std::sync::{Arc, Mutex};
 pub use authorize::{ACCOUNT_ID, AuthError, AuthorizationStart, CallbackParams, Completed};
 pub use probe::{ApiCall, LiveCall, ProbeError, TestReport, TokenFacts};
 
-use crate::clock::Clock;
-use crate::http::HttpClient;
-use crate::ids::IntegrationName;
-use crate::secrets::SecretSource;
+use tern_engine::clock::Clock;
+use tern_engine::http::HttpClient;
+use tern_engine::IntegrationName;
+use tern_engine::secrets::SecretSource;
 use crate::store::Store;
-use crate::tokens::TokenOwner;
+use tern_engine::tokens::TokenOwner;
 
 /// How long a `state` stays valid.
 pub const STATE_TTL_SECS: i64 = 600;
@@ -91,7 +104,7 @@ impl Integrations {
     }
 
     /// Judges token and authorization-state expiry by `clock` instead of the store's (tests
-    /// move a [`ManualClock`](crate::clock::ManualClock) forward instead of sleeping).
+    /// move a [`ManualClock`](tern_engine::clock::ManualClock) forward instead of sleeping).
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;

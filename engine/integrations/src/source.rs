@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 use super::config::Kind;
 use super::oauth::{self, TokenEndpointError};
 use super::{CredentialKey, Integrations};
-use crate::ids::IntegrationName;
+use tern_engine::IntegrationName;
 use crate::store::{IntegrationRecord, IntegrationStatus, StoreError, TokenRecord};
-use crate::tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
+use tern_engine::tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
 
 /// How long a grant is served from memory before the store is consulted again (milliseconds
 /// on the service's clock).

@@ -1,15 +1,10 @@
-//! Persistent state behind one trait: integrations, tokens, pending authorizations and named
-//! secrets. SQLite (one file, WAL, created on first run) is the default; the trait is what a
-//! Postgres implementation provides too, and the store test suite runs against any of them.
+//! The storage interface the integrations service needs: integrations, tokens, pending
+//! authorizations and named secrets, behind one trait ([`Store`]). The implementations (SQLite,
+//! the default, and PostgreSQL) are in the `tern-store` crate, whose conformance suite every
+//! implementation passes.
 //!
-//! Every secret column is encrypted with the [`Keyring`](crate::crypto::Keyring), with the
-//! table, row and column as associated data. Reads that return secrets return
-//! [`SecretString`]s, which never print.
-
-mod conversations;
-mod sqlite;
-#[cfg(test)]
-mod suite;
+//! Implementations encrypt every secret column, with the table, row and column as associated
+//! data. Reads that return secrets return [`SecretString`]s, which never print.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,67 +14,11 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use sqlite::SqliteStore;
-
-use crate::clock::Clock;
-use crate::crypto::CryptoError;
-use crate::ids::IntegrationName;
-use crate::integrations::config::IntegrationConfig;
-use crate::tokens::TokenOwner;
-
-/// Why the store failed. Messages say what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database could not be opened or queried.
-    #[error("store {location}: {source}")]
-    Database {
-        /// The database file or URL (no credentials).
-        location: String,
-        /// The error.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// A stored value could not be decrypted, or the key is wrong.
-    #[error(transparent)]
-    Crypto(#[from] CryptoError),
-    /// The master key does not match the data already stored.
-    #[error(
-        "the master key (id {key_id}) does not match the store at {location}, which was created with key {stored_key_id}; set TERN_MASTER_KEY to the original key or restore {location}'s master.key"
-    )]
-    WrongKey {
-        /// The loaded key's id.
-        key_id: String,
-        /// The key id the store was created with.
-        stored_key_id: String,
-        /// The store.
-        location: String,
-    },
-    /// The store holds data but no key was found.
-    #[error(
-        "the store at {location} holds encrypted data but no master key was found; set TERN_MASTER_KEY or restore master.key in the data directory"
-    )]
-    MissingKey {
-        /// The store.
-        location: String,
-    },
-    /// A stored row is not what this version of Tern expects.
-    #[error("stored {what} is corrupt: {reason}")]
-    Corrupt {
-        /// Which row.
-        what: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The data directory could not be prepared.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use tern_engine::storage::StoreError;
+use tern_engine::clock::Clock;
+use tern_engine::IntegrationName;
+use crate::config::IntegrationConfig;
+use tern_engine::TokenOwner;
 
 /// Where an integration stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -103,7 +42,8 @@ impl IntegrationStatus {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// Parses [`as_str`](Self::as_str)'s output.
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "incomplete" => Self::Incomplete,
             "authorized" => Self::Authorized,
@@ -145,7 +85,7 @@ impl IntegrationRecord {
     /// What the console and `tern integrations test` say about the integration: service
     /// accounts and static keys need no authorization, so they are never "incomplete".
     pub fn readiness(&self) -> Readiness {
-        use crate::integrations::config::Kind;
+        use crate::config::Kind;
         match (self.status, self.config.kind) {
             (IntegrationStatus::NeedsReauthorization, _) => Readiness::NeedsAction("Needs re-authorization"),
             (IntegrationStatus::Authorized, Kind::AuthorizationCode) => Readiness::Ready("Authorized"),
@@ -305,7 +245,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
 impl TokenRecord {
     /// Whether the token should be refreshed at `now_s` (Unix seconds, from a
-    /// [`Clock`](crate::clock::Clock)): it expires within `skew` seconds, with the skew capped at
+    /// [`Clock`](tern_engine::clock::Clock)): it expires within `skew` seconds, with the skew capped at
     /// half the token's lifetime (a provider issuing 60-second tokens must not make every use
     /// refresh).
     pub fn expires_within(&self, skew: i64, now_s: i64) -> bool {

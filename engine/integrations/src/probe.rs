@@ -15,11 +15,11 @@ use url::Url;
 
 use super::Integrations;
 use super::authorize::ACCOUNT_ID;
-use crate::http::{HttpError, HttpResponse, Method, Outbound, PreparedRequest, RequestBody};
-use crate::ids::IntegrationName;
-use crate::mapping::ResponsePath;
+use tern_engine::http::{HttpError, HttpResponse, Method, Outbound, PreparedRequest, RequestBody};
+use tern_engine::IntegrationName;
+use tern_engine::mapping::ResponsePath;
 use crate::store::{IntegrationRecord, TokenRecord};
-use crate::tokens::TokenOwner;
+use tern_engine::tokens::TokenOwner;
 
 /// Why a call by hand could not be made. Every variant names the integration.
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +228,7 @@ impl Integrations {
         let record = self.probe_record(name).await?;
         let mut token_error = None;
         let mut live = None;
-        if let Err(e) = crate::tokens::TokenSource::grant(self, name, &TokenOwner::Workspace).await {
+        if let Err(e) = tern_engine::tokens::TokenSource::grant(self, name, &TokenOwner::Workspace).await {
             token_error = Some(e.to_string());
         } else if let Some(url) = record.config.identity_url.clone() {
             let call = ApiCall { target: url.to_string(), ..ApiCall::default() };
@@ -282,13 +282,13 @@ impl Integrations {
                     match lookup {
                         Ok(Ok(addrs)) => {
                             let reasons: Vec<String> =
-                                addrs.filter_map(|a| crate::http::guard::check_ip(a.ip(), allow).err()).collect();
+                                addrs.filter_map(|a| tern_engine::http::guard::check_ip(a.ip(), allow).err()).collect();
                             reasons.into_iter().next()
                         }
                         _ => None,
                     }
                 }
-                _ => crate::http::guard::check_url_host(url, allow).err(),
+                _ => tern_engine::http::guard::check_url_host(url, allow).err(),
             };
             if let Some(reason) = refused {
                 out.push((field, format!("Tern would refuse to call {url}: {reason}")));

@@ -7,155 +7,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
+use secrecy::SecretString;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-use super::{
-    IntegrationRecord, IntegrationStatus, PendingAuthorization, SecretInfo, Store, StoreError, TokenLock, TokenRecord,
-    owner_key, parse_owner,
-};
-use crate::clock::{self, Clock};
-use crate::crypto::{Aad, Keyring};
-use crate::ids::IntegrationName;
-use crate::integrations::config::IntegrationConfig;
-use crate::tokens::TokenOwner;
+use tern_engine::clock::{self, Clock};
+use tern_engine::{IntegrationName, TokenOwner};
+use tern_integrations::config::IntegrationConfig;
 
-/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE integrations (
-    name TEXT PRIMARY KEY,
-    config TEXT NOT NULL,
-    client_secret BLOB,
-    status TEXT NOT NULL,
-    status_message TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE tokens (
-    integration TEXT NOT NULL REFERENCES integrations(name) ON DELETE CASCADE,
-    owner TEXT NOT NULL,
-    access_token BLOB NOT NULL,
-    refresh_token BLOB,
-    expires_at INTEGER,
-    obtained_at INTEGER NOT NULL DEFAULT 0,
-    scopes TEXT,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    version INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (integration, owner)
-);
-CREATE TABLE pending_authorizations (
-    state_hash TEXT PRIMARY KEY,
-    integration TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    verifier BLOB NOT NULL,
-    redirect_uri TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    conversation TEXT
-);
-CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL, updated_at INTEGER NOT NULL);
-"#,
-    r#"
-CREATE TABLE flow_versions (hash TEXT PRIMARY KEY, flow_id TEXT NOT NULL, source TEXT NOT NULL, created_at INTEGER NOT NULL);
-CREATE TABLE conversations (
-    conversation_id TEXT PRIMARY KEY,
-    flow_hash TEXT NOT NULL,
-    snapshot BLOB NOT NULL,
-    expires_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE processed_messages (
-    conversation_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    response TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (conversation_id, message_id)
-);
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY,
-    conversation_id TEXT NOT NULL,
-    flow_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    result TEXT NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-"#,
-    // The conversation service: encrypted answers, accepted messages, run history in segments,
-    // the webhook outbox. The plaintext `runs` and `processed_messages` of version 2 are
-    // dropped (they could hold tokens an API echoed; dedupe only spans minutes).
-    r#"
-DROP TABLE runs;
-DROP TABLE processed_messages;
-CREATE TABLE answers (
-    conversation_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    answer BLOB NOT NULL,
-    created_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (conversation_id, message_id)
-);
-CREATE INDEX answers_created ON answers (created_at_ms);
-CREATE TABLE inbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    accepted_at_ms INTEGER NOT NULL,
-    UNIQUE (conversation_id, message_id)
-);
-CREATE TABLE run_history (
-    run_id TEXT PRIMARY KEY,
-    conversation_id TEXT NOT NULL,
-    contact_id TEXT,
-    flow_id TEXT NOT NULL,
-    flow_version TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started_at_ms INTEGER NOT NULL,
-    updated_at_ms INTEGER NOT NULL,
-    finished_at_ms INTEGER,
-    segments INTEGER NOT NULL
-);
-CREATE INDEX run_history_updated ON run_history (updated_at_ms);
-CREATE INDEX run_history_conversation ON run_history (conversation_id, updated_at_ms);
-CREATE INDEX run_history_flow ON run_history (flow_id, updated_at_ms);
-CREATE TABLE run_segments (
-    run_id TEXT NOT NULL REFERENCES run_history (run_id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE TABLE outbox (
-    id TEXT PRIMARY KEY,
-    body BLOB NOT NULL,
-    attempts INTEGER NOT NULL,
-    next_attempt_ms INTEGER NOT NULL,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE INDEX outbox_due ON outbox (next_attempt_ms);
-CREATE TABLE effects (
-    conversation_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    attempt INTEGER NOT NULL,
-    step_id TEXT NOT NULL,
-    response BLOB,
-    created_at_ms INTEGER NOT NULL,
-    PRIMARY KEY (conversation_id, message_id, seq, attempt)
-);
-CREATE INDEX effects_created ON effects (created_at_ms);
-CREATE INDEX conversations_expires ON conversations (expires_at);
-CREATE INDEX pending_expires ON pending_authorizations (expires_at);
-"#,
-    // A run's first segment is stored in its summary row, so a run that never pauses (most of
-    // them) costs one statement; later segments still go to `run_segments` (seq 1, 2, …).
-    // Rows written by version 3 keep their segment 0 in `run_segments`.
-    r#"
-ALTER TABLE run_history ADD COLUMN first_segment BLOB;
-"#,
-];
+use crate::crypto::{Aad, Keyring};
+use crate::rows::{IntegrationRow, SECRET_COLUMNS, Sealer, TokenRow, token_columns, token_key};
+use crate::{
+    Backend, IntegrationRecord, IntegrationStatus, PendingAuthorization, SecretInfo, Store, StoreError, TokenLock,
+    TokenRecord, owner_key, parse_owner, state_hash,
+};
+
+mod conversations;
+
+/// The SQLite schema (`migrations/sqlite`), embedded.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -169,7 +39,7 @@ pub struct SqliteStore {
     /// What rows are stamped with and expiry is judged by.
     pub(super) clock: Arc<dyn Clock>,
     /// Run-history bookkeeping shared by the writer and the pruning pass.
-    pub(super) history: Arc<super::conversations::HistoryCount>,
+    pub(super) history: Arc<conversations::HistoryCount>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -181,15 +51,11 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn state_hash(state: &str) -> String {
-    Sha256::digest(state.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database file and checks the keyring against it.
     pub async fn open(path: &Path, keys: Keyring) -> Result<Self, StoreError> {
         let location = path.display().to_string();
-        let db_err = |source| StoreError::Database { location: location.clone(), source };
+        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(db_err)?
             .create_if_missing(true)
@@ -236,18 +102,43 @@ impl SqliteStore {
     }
 
     pub(super) fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-        move |source| StoreError::Database { location: self.location.clone(), source }
+        move |source| StoreError::Database { location: self.location.clone(), source: Box::new(source) }
     }
 
+    /// Applies pending migrations. A file made before the migrator counted its versions in
+    /// `PRAGMA user_version` (1 to 4, the same statements as `migrations/sqlite` 0001–0004):
+    /// those versions are recorded as applied in `_sqlx_migrations` once, in one `BEGIN
+    /// IMMEDIATE` transaction, so that the migrator carries on from there.
     async fn migrate(&self) -> Result<(), StoreError> {
+        use sqlx::migrate::Migrate;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.db())?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await.map_err(self.db())?;
-        let version = usize::try_from(version).unwrap_or(0);
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(self.db())?;
-            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1)).execute(&mut *tx).await.map_err(self.db())?;
+        let legacy: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await.map_err(self.db())?;
+        let adopted: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.db())?;
+        if legacy > 0 && adopted.is_none() {
+            tx.ensure_migrations_table().await.map_err(|e| self.migration_error(&e))?;
+            for m in MIGRATOR.iter().filter(|m| m.version <= legacy) {
+                sqlx::query(
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?, ?, TRUE, ?, 0)",
+                )
+                .bind(m.version)
+                .bind(&*m.description)
+                .bind(&*m.checksum)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.db())?;
+            }
         }
-        tx.commit().await.map_err(self.db())
+        tx.commit().await.map_err(self.db())?;
+        MIGRATOR.run(&self.pool).await.map_err(|e| self.migration_error(&e))
+    }
+
+    fn migration_error(&self, e: &sqlx::migrate::MigrateError) -> StoreError {
+        tracing::error!(store = %self.location, error = %e, "migration failed");
+        StoreError::Migration { location: self.location.clone(), reason: migrate_reason(e) }
     }
 
     /// The first open stores a check value; later opens must decrypt it (fail closed).
@@ -284,7 +175,7 @@ impl SqliteStore {
             return Ok(false);
         }
         let location = path.display().to_string();
-        let db_err = |source| StoreError::Database { location: location.clone(), source };
+        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
         let opts =
             SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).map_err(db_err)?.read_only(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.map_err(db_err)?;
@@ -308,28 +199,10 @@ impl SqliteStore {
         &self.location
     }
 
-    /// Re-encrypts every secret column under the keyring's current key, in one transaction (a
-    /// crash leaves the old ciphertexts, still readable with the old key). Returns how many
-    /// values were rewritten.
-    pub async fn reencrypt_all(&self) -> Result<usize, StoreError> {
+    async fn reencrypt(&self) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.db())?;
         let mut count = 0;
-        let columns: &[(&str, &str, &str)] = &[
-            ("integrations", "name", "client_secret"),
-            ("tokens", "integration || '/' || owner", "access_token"),
-            ("tokens", "integration || '/' || owner", "refresh_token"),
-            ("pending_authorizations", "state_hash", "verifier"),
-            ("secrets", "name", "value"),
-            ("conversations", "conversation_id", "snapshot"),
-            ("answers", super::conversations::ANSWER_ROW_SQL, "answer"),
-            ("inbox", super::conversations::ANSWER_ROW_SQL, "body"),
-            ("run_segments", "run_id || '/' || seq", "body"),
-            ("run_history", "run_id", "first_segment"),
-            ("outbox", "id", "body"),
-            ("effects", super::conversations::EFFECT_ROW_SQL, "response"),
-            ("meta", "key", "value"),
-        ];
-        for (table, row_expr, column) in columns {
+        for (table, row_expr, column) in SECRET_COLUMNS {
             let rows = sqlx::query(&format!(
                 "SELECT rowid, {row_expr} AS row_key, {column} AS blob FROM {table} WHERE {column} IS NOT NULL"
             ))
@@ -357,58 +230,38 @@ impl SqliteStore {
     }
 
     fn encrypt_secret(&self, table: &str, row: &str, column: &str, value: &SecretString) -> Vec<u8> {
-        // Every secret the store holds is masked wherever text leaves the process.
-        crate::secrets::known::remember(value);
-        self.keys.encrypt(Aad { table, row, column }, value.expose_secret().as_bytes())
+        Sealer(self.keys.clone()).encrypt_secret(table, row, column, value)
     }
 
     fn decrypt_secret(&self, table: &str, row: &str, column: &str, blob: &[u8]) -> Result<SecretString, StoreError> {
-        let plain = self.keys.decrypt(Aad { table, row, column }, blob)?;
-        let text = std::str::from_utf8(&plain).map_err(|_| StoreError::Corrupt {
-            what: format!("{table}.{column} of {row}"),
-            reason: "not UTF-8".into(),
-        })?;
-        let value = SecretString::from(text.to_string());
-        crate::secrets::known::remember(&value);
-        Ok(value)
+        Sealer(self.keys.clone()).decrypt_secret(table, row, column, blob)
     }
 
     fn integration_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<IntegrationRecord, StoreError> {
-        let name: String = r.get("name");
-        let corrupt = |reason: String| StoreError::Corrupt { what: format!("integration `{name}`"), reason };
-        let config: IntegrationConfig =
-            serde_json::from_str(r.get::<&str, _>("config")).map_err(|e| corrupt(e.to_string()))?;
-        let status: String = r.get("status");
-        Ok(IntegrationRecord {
-            name: IntegrationName::new(name.clone()).map_err(corrupt)?,
-            config,
+        IntegrationRow {
+            name: r.get("name"),
+            config: r.get("config"),
             client_secret_set: r.get::<Option<Vec<u8>>, _>("client_secret").is_some(),
-            status: IntegrationStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status `{status}`")))?,
+            status: r.get("status"),
             status_message: r.get("status_message"),
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
-        })
+        }
+        .into_record()
     }
 
     fn token_row(&self, row_key: &str, r: &sqlx::sqlite::SqliteRow) -> Result<TokenRecord, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt { what: format!("token {row_key}"), reason };
-        let access: Vec<u8> = r.get("access_token");
-        let refresh: Option<Vec<u8>> = r.get("refresh_token");
-        let scopes: Option<String> = r.get("scopes");
-        Ok(TokenRecord {
-            access_token: self.decrypt_secret("tokens", row_key, "access_token", &access)?,
-            refresh_token: refresh.map(|b| self.decrypt_secret("tokens", row_key, "refresh_token", &b)).transpose()?,
+        TokenRow {
+            access_token: r.get("access_token"),
+            refresh_token: r.get("refresh_token"),
             expires_at: r.get("expires_at"),
             obtained_at: r.get("obtained_at"),
-            scopes: scopes.map(|s| serde_json::from_str(&s)).transpose().map_err(|e| corrupt(e.to_string()))?,
-            metadata: serde_json::from_str(r.get::<&str, _>("metadata")).map_err(|e| corrupt(e.to_string()))?,
+            scopes: r.get("scopes"),
+            metadata: r.get("metadata"),
             version: r.get("version"),
-        })
+        }
+        .into_record(&Sealer(self.keys.clone()), row_key)
     }
-}
-
-fn token_key(name: &IntegrationName, owner: &TokenOwner) -> String {
-    format!("{name}/{}", owner_key(owner))
 }
 
 const TOKEN_COLUMNS: &str = "access_token, refresh_token, expires_at, obtained_at, scopes, metadata, version";
@@ -438,8 +291,7 @@ async fn write_token<'e, E: sqlx::Executor<'e, Database = Sqlite>>(
     let key = token_key(name, owner);
     let access = store.encrypt_secret("tokens", &key, "access_token", &token.access_token);
     let refresh = token.refresh_token.as_ref().map(|r| store.encrypt_secret("tokens", &key, "refresh_token", r));
-    let scopes = token.scopes.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
-    let metadata = serde_json::to_string(&token.metadata).unwrap_or_else(|_| "{}".into());
+    let (scopes, metadata) = token_columns(token);
     let version: i64 = sqlx::query_scalar(
         "INSERT INTO tokens (integration, owner, access_token, refresh_token, expires_at, obtained_at, scopes, metadata, version, updated_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
@@ -504,7 +356,7 @@ impl TokenLock for SqliteTokenLock {
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        let db = |source| StoreError::Database { location: self.store.location.clone(), source };
+        let db = |source| StoreError::Database { location: self.store.location.clone(), source: Box::new(source) };
         self.tx.commit().await.map_err(db)
     }
 }
@@ -713,5 +565,37 @@ impl Store for SqliteStore {
             .await
             .map_err(self.db())?;
         Ok(r.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteStore {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn reencrypt_all(&self) -> Result<usize, StoreError> {
+        self.reencrypt().await
+    }
+}
+
+/// What the migrator said, in words for the operator (both backends).
+pub(crate) fn migrate_reason(e: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::VersionMissing(v) => format!(
+            "it was migrated to version {v} by a newer Tern; run that version, or restore a backup made before the upgrade"
+        ),
+        MigrateError::VersionMismatch(v) => {
+            format!("migration {v} applied to it differs from this version's; it was made by another build of Tern")
+        }
+        MigrateError::Dirty(v) => {
+            format!("migration {v} failed part-way earlier; restore a backup, then start again")
+        }
+        other => format!("{other}"),
     }
 }

@@ -8,25 +8,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{SqliteStore, StoreError};
-use crate::conversation::{
-    Answer, AnswerStatus, ConversationId, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
+use tern_engine::conversation::{
+    Answer, ConversationId, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
     Pruned, Retention, RunHistory, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
+use tern_engine::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
+
+use super::SqliteStore;
+use crate::StoreError;
 use crate::crypto::Aad;
-use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
-
-/// The associated-data row of an answer or accepted message, as SQL (for key rotation); the
-/// length prefix keeps `a/b` + `c` apart from `a` + `b/c`.
-pub(super) const ANSWER_ROW_SQL: &str = "length(conversation_id) || ':' || conversation_id || '/' || message_id";
-
-/// The associated-data row of a recorded call, as SQL.
-pub(super) const EFFECT_ROW_SQL: &str =
-    "length(conversation_id) || ':' || conversation_id || '/' || message_id || '/' || seq || '/' || attempt";
-
-fn effect_row(k: &EffectKey) -> String {
-    format!("{}:{}/{}/{}/{}", k.conversation.chars().count(), k.conversation, k.message_id, k.seq, k.attempt)
-}
+use crate::rows::{Sealer, SummaryRow, effect_row, message_row, message_row_str};
 
 /// Most rows one pruning statement deletes (a pass repeats until done, in short transactions,
 /// so the writer is never blocked for long).
@@ -54,39 +45,25 @@ impl Default for HistoryCount {
 /// Write-ahead log frames (pages, 4 KiB each) past which a checkpoint restarts the log.
 const WAL_RESTART_FRAMES: i64 = 4096;
 
-fn message_row(c: &ConversationId, m: &MessageId) -> String {
-    format!("{}:{}/{}", c.as_str().chars().count(), c, m)
-}
-
 /// A run summary from a `run_history` row.
 fn summary_of(r: &sqlx::sqlite::SqliteRow) -> Result<RunSummary, StoreError> {
-    let run_id: String = r.get("run_id");
-    let status: String = r.get("status");
-    let started_at_ms: i64 = r.get("started_at_ms");
-    let updated_at_ms: i64 = r.get("updated_at_ms");
-    let finished_at_ms: Option<i64> = r.get("finished_at_ms");
-    Ok(RunSummary {
-        status: status.parse::<AnswerStatus>().map_err(|_| StoreError::Corrupt {
-            what: format!("run {run_id}"),
-            reason: format!("unknown status `{status}`"),
-        })?,
-        run_id,
+    SummaryRow {
+        run_id: r.get("run_id"),
         conversation_id: r.get("conversation_id"),
         contact_id: r.get("contact_id"),
         flow_id: r.get("flow_id"),
         flow_version: r.get("flow_version"),
-        started_at_ms,
-        updated_at_ms,
-        finished_at_ms,
-        duration_ms: finished_at_ms.unwrap_or(updated_at_ms) - started_at_ms,
-    })
+        status: r.get("status"),
+        started_at_ms: r.get("started_at_ms"),
+        updated_at_ms: r.get("updated_at_ms"),
+        finished_at_ms: r.get("finished_at_ms"),
+    }
+    .into_summary()
 }
 
 impl SqliteStore {
     fn seal<T: Serialize>(&self, table: &str, row: &str, column: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-        let plain = serde_json::to_vec(value)
-            .map_err(|e| StoreError::Corrupt { what: format!("{table}.{column} of {row}"), reason: e.to_string() })?;
-        Ok(self.keys.encrypt(Aad { table, row, column }, &plain))
+        Sealer(self.keys.clone()).seal(table, row, column, value)
     }
 
     fn open_json<T: DeserializeOwned>(
@@ -96,9 +73,7 @@ impl SqliteStore {
         column: &str,
         blob: &[u8],
     ) -> Result<T, StoreError> {
-        let plain = self.keys.decrypt(Aad { table, row, column }, blob)?;
-        serde_json::from_slice(&plain)
-            .map_err(|e| StoreError::Corrupt { what: format!("{table}.{column} of {row}"), reason: e.to_string() })
+        Sealer(self.keys.clone()).open_json(table, row, column, blob)
     }
 
     /// Applies one operation; returns how many runs it added to history.
@@ -374,7 +349,7 @@ impl ConversationStore for SqliteStore {
         for r in rows {
             let c: String = r.get("conversation_id");
             let m: String = r.get("message_id");
-            let row = format!("{}:{c}/{m}", c.chars().count());
+            let row = message_row_str(&c, &m);
             match self.open_json::<Inbound>("inbox", &row, "body", &r.get::<Vec<u8>, _>("body")) {
                 Ok(i) => out.push(i),
                 // One unreadable message must not stop the others from being recovered.
@@ -678,7 +653,7 @@ impl EffectJournal for SqliteStore {
     }
 }
 
-#[cfg(any(test, feature = "testing"))]
+#[cfg(feature = "testing")]
 impl SqliteStore {
     /// Writes a paused run's blob as given (encrypted like any other), for tests of older and
     /// newer stored formats.

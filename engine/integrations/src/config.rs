@@ -347,12 +347,12 @@ impl IntegrationConfig {
             out.push("events need both --event-identifier (where the account is in an event) and --account-field (the token-response field it must equal)".to_string());
         }
         if let Some(p) = &self.event_identifier
-            && let Err(e) = crate::mapping::ResponsePath::parse(p)
+            && let Err(e) = tern_engine::mapping::ResponsePath::parse(p)
         {
             out.push(format!("--event-identifier: {e}"));
         }
         if let Some(p) = &self.account_field
-            && let Err(e) = crate::mapping::ResponsePath::parse(p)
+            && let Err(e) = tern_engine::mapping::ResponsePath::parse(p)
         {
             out.push(format!("--account-field: {e}"));
         }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::config::{ClientAuth, IntegrationConfig, Profile};
-use crate::http::{HttpClient, HttpError};
+use tern_engine::http::{HttpClient, HttpError};
 use crate::store::TokenRecord;
 
 /// A token response as real providers send them.
@@ -122,7 +122,7 @@ fn is_secretish(key: &str) -> bool {
 
 impl TernTokenResponse {
     /// The record to store, for a response received at `now_s` (Unix seconds, from the
-    /// service's [`Clock`](crate::clock::Clock)). `previous_refresh` is kept when the provider
+    /// service's [`Clock`](tern_engine::clock::Clock)). `previous_refresh` is kept when the provider
     /// did not send a new refresh token (Zoho, Google).
     pub fn into_record(
         self,
@@ -149,9 +149,9 @@ impl TernTokenResponse {
         }
         let metadata: Map<String, Value> = self.extra.into_iter().filter(|(k, _)| !is_secretish(k)).collect();
         // Masked everywhere from the moment they are known, before they are stored.
-        crate::secrets::known::remember_str(self.access_token.secret());
+        tern_engine::secrets::known::remember_str(self.access_token.secret());
         if let Some(r) = &self.refresh_token {
-            crate::secrets::known::remember_str(r.secret());
+            tern_engine::secrets::known::remember_str(r.secret());
         }
         TokenRecord {
             access_token: SecretString::from(self.access_token.secret().clone()),
@@ -192,7 +192,7 @@ pub fn token_client(
             ClientAuth::Body => AuthType::RequestBody,
         });
     if let Some(s) = secret {
-        crate::secrets::known::remember_basic_credential(config.client_id.as_deref().unwrap_or_default(), s);
+        tern_engine::secrets::known::remember_basic_credential(config.client_id.as_deref().unwrap_or_default(), s);
         c = c.set_client_secret(ClientSecret::new(s.expose_secret().to_string()));
     }
     c
@@ -281,9 +281,9 @@ pub async fn send(client: &HttpClient, req: oauth2::HttpRequest) -> Result<oauth
 /// A token endpoint's body as UTF-8 JSON, recognised by its shape: a JSON object (whatever the
 /// content type says: some providers label it `text/plain` or `text/html`), else form fields
 /// with `access_token` or `error` (RFC 6749 §5.1/§5.2 as GitHub sends them without `Accept`).
-fn token_body_as_json(resp: &crate::http::HttpResponse) -> Result<Vec<u8>, String> {
+fn token_body_as_json(resp: &tern_engine::http::HttpResponse) -> Result<Vec<u8>, String> {
     let ct = resp.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let text = crate::http::decode::text_strict(ct, &resp.body).map_err(|e| e.to_string())?;
+    let text = tern_engine::http::decode::text_strict(ct, &resp.body).map_err(|e| e.to_string())?;
     let trimmed = text.trim();
     if trimmed.starts_with('{') {
         return match serde_json::from_str::<Value>(trimmed) {

@@ -12,11 +12,11 @@ use serde_json::Value;
 use super::config::{IntegrationConfig, Kind, Profile, RESERVED_AUTHORIZE_PARAMS, ZOHO_DATA_CENTERS};
 use super::oauth::{self, TokenEndpointError};
 use super::{Integrations, STATE_TTL_SECS};
-use crate::http::{Method, PreparedRequest, display_url};
-use crate::ids::IntegrationName;
-use crate::mapping::ResponsePath;
+use tern_engine::http::{Method, PreparedRequest, display_url};
+use tern_engine::IntegrationName;
+use tern_engine::mapping::ResponsePath;
 use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, TokenRecord};
-use crate::tokens::{Credential, TokenOwner};
+use tern_engine::tokens::{Credential, TokenOwner};
 
 /// Why an authorization could not start or finish. Messages are safe to show to a person.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,390 @@
+//! The conformance suite every backend passes (SQLite and PostgreSQL run it in this crate's
+//! tests), and a throw-away PostgreSQL database for tests ([`PgTestDb`]).
+//!
+//! The checks panic with a message on failure: they are test code.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, json};
+use tern_engine::{IntegrationName, TokenOwner};
+use tern_integrations::config::{IntegrationConfig, Profile};
+
+use crate::{
+    Backend, DatabaseUrl, IntegrationStatus, PendingAuthorization, Store, StoreError, TokenRecord,
+};
+
+/// Unix seconds now (the store under test runs on the system clock).
+fn now() -> i64 {
+    tern_engine::clock::Clock::now_s(&tern_engine::clock::SystemClock)
+}
+
+fn name(s: &str) -> IntegrationName {
+    IntegrationName::new(s).unwrap()
+}
+
+fn token(access: &str, refresh: Option<&str>) -> TokenRecord {
+    let mut metadata = Map::new();
+    metadata.insert("api_domain".into(), json!("https://www.zohoapis.eu"));
+    TokenRecord {
+        access_token: SecretString::from(access.to_string()),
+        refresh_token: refresh.map(|r| SecretString::from(r.to_string())),
+        expires_at: Some(now() + 3600),
+        obtained_at: now(),
+        scopes: Some(vec!["contacts".into()]),
+        metadata,
+        version: 0,
+    }
+}
+
+/// Runs every check of the integration store against `store` (an empty one).
+pub async fn run_suite(store: &dyn Store) {
+    integrations(store).await;
+    tokens(store).await;
+    locks_serialize(store).await;
+    pending(store).await;
+    secrets(store).await;
+}
+
+async fn integrations(store: &dyn Store) {
+    let mut config =
+        IntegrationConfig { profile: Some(Profile::Teamleader), client_id: Some("cid".into()), ..Default::default() };
+    config.apply_profile().unwrap();
+    let tl = name("teamleader");
+    store.put_integration(&tl, &config, Some(&SecretString::from("client-secret-1".to_string()))).await.unwrap();
+    let rec = store.get_integration(&tl).await.unwrap().unwrap();
+    assert_eq!(rec.config, config);
+    assert!(rec.client_secret_set);
+    assert_eq!(rec.status, IntegrationStatus::Incomplete);
+    // Updating without a secret keeps the stored one.
+    config.scopes = vec!["contacts".into()];
+    store.put_integration(&tl, &config, None).await.unwrap();
+    assert_eq!(store.client_secret(&tl).await.unwrap().unwrap().expose_secret(), "client-secret-1");
+    assert_eq!(store.get_integration(&tl).await.unwrap().unwrap().config.scopes, vec!["contacts"]);
+    store.set_status(&tl, IntegrationStatus::NeedsReauthorization, Some("invalid_grant")).await.unwrap();
+    let rec = store.get_integration(&tl).await.unwrap().unwrap();
+    assert_eq!(rec.status, IntegrationStatus::NeedsReauthorization);
+    assert_eq!(rec.status_message.as_deref(), Some("invalid_grant"));
+    assert_eq!(store.list_integrations().await.unwrap().len(), 1);
+    // Removing cascades to tokens.
+    store.put_token(&tl, &TokenOwner::Workspace, &token("a", None)).await.unwrap();
+    assert!(store.remove_integration(&tl).await.unwrap());
+    assert!(!store.remove_integration(&tl).await.unwrap());
+    assert!(store.get_token(&tl, &TokenOwner::Workspace).await.unwrap().is_none());
+}
+
+async fn tokens(store: &dyn Store) {
+    let z = name("zoho");
+    store.put_integration(&z, &IntegrationConfig::default(), None).await.unwrap();
+    let owner = TokenOwner::Workspace;
+    let contact = TokenOwner::Contact("c-42".into());
+    assert_eq!(store.put_token(&z, &owner, &token("at-1", Some("rt-1"))).await.unwrap(), 1);
+    assert_eq!(store.put_token(&z, &owner, &token("at-2", Some("rt-2"))).await.unwrap(), 2);
+    store.put_token(&z, &contact, &token("at-contact", None)).await.unwrap();
+    let t = store.get_token(&z, &owner).await.unwrap().unwrap();
+    assert_eq!(t.access_token.expose_secret(), "at-2");
+    assert_eq!(t.refresh_token.unwrap().expose_secret(), "rt-2");
+    assert_eq!(t.version, 2);
+    assert_eq!(t.metadata.get("api_domain"), Some(&json!("https://www.zohoapis.eu")));
+    let c = store.get_token(&z, &contact).await.unwrap().unwrap();
+    assert_eq!(c.access_token.expose_secret(), "at-contact");
+    assert!(c.refresh_token.is_none());
+    assert!(!format!("{c:?}").contains("at-contact"));
+    // The refresh skew is capped at half the lifetime.
+    let short = TokenRecord { expires_at: Some(now() + 50), obtained_at: now() - 10, ..c.clone() };
+    assert!(!short.expires_within(300, now()), "a fresh 60-second token is not refreshed at once");
+    let old = TokenRecord { expires_at: Some(now() + 20), obtained_at: now() - 40, ..short.clone() };
+    assert!(old.expires_within(300, now()));
+    assert!(!old.is_expired(now()));
+}
+
+async fn locks_serialize(store: &dyn Store) {
+    let z = name("zoho");
+    let owner = TokenOwner::Workspace;
+    let mut first = store.lock_token(&z, &owner).await.unwrap();
+    let before = first.read().await.unwrap().unwrap().version;
+    let second = store.lock_token(&z, &owner);
+    tokio::pin!(second);
+    // The second lock waits while the first is held.
+    assert!(tokio::time::timeout(Duration::from_millis(300), &mut second).await.is_err());
+    first.write(&token("at-3", Some("rt-3"))).await.unwrap();
+    first.commit().await.unwrap();
+    let mut second = second.await.unwrap();
+    let seen = second.read().await.unwrap().unwrap();
+    assert_eq!(seen.version, before + 1, "the second holder sees the first one's write");
+    assert_eq!(seen.access_token.expose_secret(), "at-3");
+    drop(second); // released without commit: nothing written
+    assert_eq!(store.get_token(&z, &owner).await.unwrap().unwrap().version, before + 1);
+}
+
+async fn pending(store: &dyn Store) {
+    let p = PendingAuthorization {
+        integration: name("zoho"),
+        owner: TokenOwner::Contact("c-1".into()),
+        verifier: SecretString::from("verifier-abc".to_string()),
+        redirect_uri: "http://127.0.0.1:8080/oauth/callback".into(),
+        expires_at: now() + 600,
+        conversation: Some("conv-9".into()),
+    };
+    store.put_pending("state-xyz", &p).await.unwrap();
+    assert!(store.take_pending("other").await.unwrap().is_none());
+    let got = store.take_pending("state-xyz").await.unwrap().unwrap();
+    assert_eq!(got.verifier.expose_secret(), "verifier-abc");
+    assert_eq!(got.owner, TokenOwner::Contact("c-1".into()));
+    assert_eq!(got.conversation.as_deref(), Some("conv-9"));
+    assert!(store.take_pending("state-xyz").await.unwrap().is_none(), "single use");
+}
+
+async fn secrets(store: &dyn Store) {
+    store.put_secret("API_KEY", &SecretString::from("k-1".to_string())).await.unwrap();
+    store.put_secret("API_KEY", &SecretString::from("k-2".to_string())).await.unwrap();
+    store.put_secret("OTHER", &SecretString::from("o".to_string())).await.unwrap();
+    let all = store.all_secrets().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].1.expose_secret(), "k-2");
+    assert_eq!(
+        store.list_secrets().await.unwrap().iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["API_KEY", "OTHER"]
+    );
+    assert!(store.remove_secret("OTHER").await.unwrap());
+    assert!(!store.remove_secret("OTHER").await.unwrap());
+}
+
+/// Runs every check of the conversation store against `store` (an empty one): flow
+/// versions, accepting and completing messages, remembered answers, paused runs, history in
+/// segments and its listing, the webhook outbox, the effect journal, and retention.
+pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
+    use tern_engine::conversation::{
+        Answer, AnswerStatus, Completion, ConversationId, Inbound, MessageId, PausedChange, PausedRun, Retention,
+        RunQuery, RunSummary, Segment, WriteOp,
+    };
+    use tern_engine::effects::{EffectKey, PriorEffect, RecordedResponse};
+
+    let c = ConversationId::new("conv-1").unwrap();
+    let m = |id: &str| MessageId::new(id).unwrap();
+    // Flow versions are idempotent.
+    store.put_flow_version("hash-1", "echo", "{\"v\": 1}").await.unwrap();
+    store.put_flow_version("hash-1", "echo", "{\"v\": 2}").await.unwrap();
+    assert_eq!(store.flow_version("hash-1").await.unwrap().as_deref(), Some("{\"v\": 1}"));
+    assert!(store.flow_version("nope").await.unwrap().is_none());
+
+    // Accepted messages are kept, in order, until answered.
+    let first = Inbound::message(c.clone(), Some(m("m-1")), "hello secret-text-1");
+    let second = Inbound::message(c.clone(), Some(m("m-2")), "again");
+    store
+        .write(&[WriteOp::Accept(Box::new(first.clone())), WriteOp::Accept(Box::new(second.clone()))])
+        .await
+        .unwrap();
+    let accepted = store.accepted().await.unwrap();
+    assert_eq!(accepted.iter().map(|i| i.message_id.as_str()).collect::<Vec<_>>(), ["m-1", "m-2"]);
+    assert!(store.is_accepted(&c, &m("m-1")).await.unwrap());
+    let far_future = now() * 1000 + 60_000;
+    let stale = store.stale_accepted(far_future, 1).await.unwrap();
+    if store.is_shared() {
+        assert_eq!(stale.len(), 1, "bounded by the limit");
+        assert_eq!(stale[0].text, "hello secret-text-1");
+        assert!(store.stale_accepted(0, 10).await.unwrap().is_empty(), "none accepted before 1970");
+    } else {
+        assert!(stale.is_empty(), "a store with one process has no other instance to take over from");
+    }
+
+    // Completing the first: answer, paused run, history, webhook delivery, in one write.
+    let snapshot = serde_json::from_value(json!({
+        "run_id": "run-1", "flow_id": "echo", "step": "wait", "variables": {"n": 1},
+        "executed_steps": 1, "paused_with": null
+    }))
+    .unwrap();
+    let paused = PausedRun {
+        format: tern_engine::conversation::PAUSED_FORMAT,
+        flow_hash: "hash-1".into(),
+        snapshot,
+        started_at_ms: 1_000,
+        expires_at: now() + 3600,
+    };
+    // History times are recent: retention keeps them by default.
+    let t0 = now() * 1000 - 10_000;
+    let summary = |status: AnswerStatus, updated: i64| RunSummary {
+        run_id: "run-1".into(),
+        conversation_id: c.to_string(),
+        contact_id: Some("contact-1".into()),
+        flow_id: "echo".into(),
+        flow_version: "hash-1".into(),
+        status,
+        started_at_ms: t0,
+        updated_at_ms: t0 + updated,
+        finished_at_ms: (status != AnswerStatus::Paused).then_some(t0 + updated),
+        duration_ms: updated,
+    };
+    let segment = |message: &str, status: &str| -> Segment {
+        serde_json::from_value(json!({
+            "message_id": "m", "message": message, "started_at_ms": 1, "finished_at_ms": 2, "status": status,
+            "replies": [{"text": format!("got {message}")}], "trace": [], "variables": {}
+        }))
+        .unwrap()
+    };
+    let mut answer = Answer::without_run(AnswerStatus::Paused, &m("m-1"));
+    answer.run_id = Some("run-1".into());
+    let done = Completion {
+        conversation: c.clone(),
+        message_id: m("m-1"),
+        remember_answer: true,
+        accepted: true,
+        answer: answer.clone(),
+        paused: PausedChange::Set(Box::new(paused.clone())),
+        history: vec![(summary(AnswerStatus::Paused, 2_000), segment("hello", "paused"))],
+        outbox: Some(json!({"conversation_id": "conv-1", "n": 1})),
+    };
+    store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
+    assert!(!store.is_accepted(&c, &m("m-1")).await.unwrap());
+    assert_eq!(store.answer(&c, &m("m-1")).await.unwrap().unwrap().run_id.as_deref(), Some("run-1"));
+    assert!(store.answer(&c, &m("m-2")).await.unwrap().is_none());
+    assert_eq!(store.paused(&c).await.unwrap().unwrap(), paused);
+    // Accepting a message that is answered already keeps nothing.
+    store.write(&[WriteOp::Accept(Box::new(first.clone()))]).await.unwrap();
+    assert!(!store.is_accepted(&c, &m("m-1")).await.unwrap());
+
+    // The second resumes and ends the run: a second segment, the paused run cleared.
+    let done = Completion {
+        conversation: c.clone(),
+        message_id: m("m-2"),
+        remember_answer: false,
+        accepted: true,
+        answer: Answer::without_run(AnswerStatus::Completed, &m("m-2")),
+        paused: PausedChange::Clear,
+        history: vec![(summary(AnswerStatus::Completed, 3_000), segment("again", "completed"))],
+        outbox: None,
+    };
+    store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
+    assert!(store.paused(&c).await.unwrap().is_none());
+    assert!(store.accepted().await.unwrap().is_empty());
+    let run = store.run("run-1").await.unwrap().unwrap();
+    assert_eq!(run.summary.status, AnswerStatus::Completed);
+    assert_eq!(run.summary.finished_at_ms, Some(t0 + 3_000));
+    assert_eq!(run.segments.iter().map(|s| s.message.as_str()).collect::<Vec<_>>(), ["hello", "again"]);
+    assert!(store.run("run-2").await.unwrap().is_none());
+    let page = store.runs(&RunQuery { conversation_id: Some("conv-1".into()), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(page.runs.len(), 1);
+    let none = store.runs(&RunQuery { flow_id: Some("other".into()), ..RunQuery::default() }).await.unwrap();
+    assert!(none.runs.is_empty());
+
+    // The outbox: due now, retried later, removed.
+    assert_eq!(store.outbox_len().await.unwrap(), 1);
+    let due = store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].body["n"], 1);
+    store.outbox_retry(&due[0].id, 1, now() * 1000 + 3_600_000).await.unwrap();
+    assert!(store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap().is_empty(), "not due before its retry");
+    store.outbox_remove(&due[0].id).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+
+    // The effect journal: unknown while running, the response once done.
+    let key = EffectKey {
+        conversation: "conv-1".into(),
+        message_id: "m-3".into(),
+        seq: 2,
+        attempt: 0,
+        step: "charge".into(),
+    };
+    assert!(matches!(store.begin_effect(&key).await.unwrap(), PriorEffect::None));
+    assert!(matches!(store.begin_effect(&key).await.unwrap(), PriorEffect::Unknown));
+    let response =
+        RecordedResponse { status: 201, url: "https://api.example/charges".into(), headers: vec![], body: b"ok".to_vec() };
+    store.finish_effect(&key, &response).await.unwrap();
+    match store.begin_effect(&key).await.unwrap() {
+        PriorEffect::Done(r) => assert_eq!((r.status, r.body.as_slice()), (201, &b"ok"[..])),
+        other => panic!("expected the recorded response, got {other:?}"),
+    }
+    let moved = EffectKey { step: "other".into(), ..key.clone() };
+    assert!(matches!(store.begin_effect(&moved).await.unwrap(), PriorEffect::Unknown), "another step there");
+
+    // Retention: nothing young goes; with limits of zero, runs and answers do.
+    let pruned = store.prune(&Retention::default(), now() * 1000).await.unwrap();
+    assert_eq!((pruned.runs, pruned.answers), (0, 0));
+    let none_kept = Retention { history_max_runs: 0, max_answers: 0, ..Retention::default() };
+    let pruned = store.prune(&none_kept, now() * 1000).await.unwrap();
+    assert_eq!((pruned.runs, pruned.answers), (1, 1));
+    assert!(store.run("run-1").await.unwrap().is_none());
+    assert!(store.answer(&c, &m("m-1")).await.unwrap().is_none());
+}
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Opens a store with `keys` (a fresh one the first time, the same database after).
+pub type Opener<'a> = &'a (dyn Fn(crate::crypto::Keyring) -> BoxFuture<Result<Arc<dyn Backend>, StoreError>> + Sync);
+
+/// A store made with one key refuses another (fail closed), and after a rotation (new key
+/// current, old key kept) every value is readable with the new key alone.
+pub async fn fails_closed_and_rotates(open: Opener<'_>) {
+    use crate::crypto::{Keyring, MasterKey};
+    let (key, key_text) = MasterKey::generate();
+    {
+        let store = open(Keyring::new(key)).await.unwrap();
+        store.put_secret("S", &SecretString::from("value-before-rotation".to_string())).await.unwrap();
+    }
+    let (other, _) = MasterKey::generate();
+    let err = open(Keyring::new(other)).await.err().expect("a wrong key must be refused");
+    assert!(matches!(err, StoreError::WrongKey { .. }), "{err}");
+    assert!(err.to_string().contains("TERN_MASTER_KEY"));
+    let (new, new_text) = MasterKey::generate();
+    let ring = Keyring::new(new).with_older(MasterKey::from_base64(&key_text, "old").unwrap());
+    let store = open(ring).await.unwrap();
+    assert!(store.reencrypt_all().await.unwrap() >= 2, "the secret and the key check");
+    drop(store);
+    let only_new = Keyring::new(MasterKey::from_base64(&new_text, "new").unwrap());
+    let store = open(only_new).await.unwrap();
+    assert_eq!(store.all_secrets().await.unwrap()[0].1.expose_secret(), "value-before-rotation");
+}
+
+/// The server the PostgreSQL tests use: `TERN_TEST_DATABASE_URL`, else the local server's
+/// `postgres` database over TCP (what `.ci/run` starts).
+pub fn admin_url() -> String {
+    std::env::var("TERN_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A throw-away PostgreSQL database, created on the server of [`admin_url`] and dropped by
+/// [`PgTestDb::drop_db`] (databases a failed test left behind are named `tern_test_*`;
+/// `.ci/run` drops them before the tests).
+pub struct PgTestDb {
+    /// The database's URL.
+    pub url: DatabaseUrl,
+    name: String,
+}
+
+impl PgTestDb {
+    /// Creates the database.
+    ///
+    /// # Panics
+    /// The server cannot be reached: the message says how to point the tests at one.
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        let admin = admin_url();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot reach the PostgreSQL server for tests ({e}); start it (.ci/run does) or set TERN_TEST_DATABASE_URL=postgres://USER@HOST:PORT/postgres"
+            )
+        });
+        let name = format!("tern_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(&admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        Self { url: DatabaseUrl::parse(url.as_str()).unwrap(), name }
+    }
+
+    /// The URL with its password, for a test's own connection.
+    pub fn raw_url(&self) -> String {
+        self.url.expose().to_string()
+    }
+
+    /// Drops the database (sessions still connected to it are ended first).
+    pub async fn drop_db(self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await;
+            let _ = conn.close().await;
+        }
+    }
+}

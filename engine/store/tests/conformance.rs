@@ -1,0 +1,214 @@
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
+//! The conformance suite on both backends: SQLite in a temporary directory, PostgreSQL in a
+//! throw-away database on the local server (`.ci/run` starts it; see
+//! `tern_store::testing::admin_url`). Plus what only several processes sharing PostgreSQL can
+//! show: a token lock and a conversation lock held by one store handle (one instance) make
+//! another handle (another instance) wait, and a lock is released when its holder's
+//! connections die.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tern_engine::TokenOwner;
+use tern_engine::conversation::{ConversationId, ConversationStore};
+use tern_store::crypto::{Keyring, MasterKey};
+use tern_store::testing::{self, PgTestDb};
+use tern_store::{Backend, PgStore, SqliteStore, Store, StoreLocation};
+
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        out.extend(std::fs::read(e.unwrap().path()).unwrap_or_default());
+    }
+    out
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tern.db");
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&path, Keyring::new(key)).await.unwrap());
+    testing::run_suite(&*store).await;
+    testing::run_conversation_suite(store.clone()).await;
+    // Nothing secret is stored in plaintext, in the database or its WAL.
+    let bytes = all_bytes(dir.path());
+    for needle in ["client-secret-1", "at-2", "rt-3", "at-contact", "verifier-abc", "k-2", "secret-text-1"] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found in plaintext");
+    }
+}
+
+#[tokio::test]
+async fn postgres_passes_the_suite() {
+    let db = PgTestDb::create().await;
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(PgStore::open(&db.url, Keyring::new(key)).await.unwrap());
+    testing::run_suite(&*store).await;
+    testing::run_conversation_suite(store.clone()).await;
+    // Nothing secret is stored in plaintext: every column of every row, as text.
+    let dump: Vec<String> = sqlx::query_scalar(
+        "SELECT t::text FROM (SELECT row_to_json(x)::text AS t FROM (SELECT * FROM integrations) x
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM tokens) x
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM secrets) x
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM answers) x) rows",
+    )
+    .fetch_all(&sqlx::PgPool::connect(&db.raw_url()).await.unwrap())
+    .await
+    .unwrap();
+    let dump = dump.join("\n");
+    for needle in ["client-secret-1", "at-2", "rt-3", "at-contact", "k-2", "secret-text-1"] {
+        assert!(!dump.contains(needle), "{needle} found in plaintext");
+        let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!dump.contains(&hex), "{needle} found in plaintext (bytea)");
+    }
+    drop(store);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn sqlite_fails_closed_on_a_wrong_key_and_rotates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tern.db");
+    let open = move |keys: Keyring| -> testing::BoxFuture<_> {
+        let location = StoreLocation::Sqlite(path.clone());
+        Box::pin(async move { tern_store::open(&location, keys).await })
+    };
+    testing::fails_closed_and_rotates(&open).await;
+}
+
+#[tokio::test]
+async fn postgres_fails_closed_on_a_wrong_key_and_rotates() {
+    let db = PgTestDb::create().await;
+    let url = db.url.clone();
+    let open = move |keys: Keyring| -> testing::BoxFuture<_> {
+        let location = StoreLocation::Postgres(url.clone());
+        Box::pin(async move { tern_store::open(&location, keys).await })
+    };
+    testing::fails_closed_and_rotates(&open).await;
+    db.drop_db().await;
+}
+
+/// Two handles on one database are two instances: each has its own pool and lock sessions.
+async fn two_instances(db: &PgTestDb) -> (Arc<PgStore>, Arc<PgStore>) {
+    let (key, text) = MasterKey::generate();
+    let a = PgStore::open(&db.url, Keyring::new(key)).await.unwrap();
+    let b = PgStore::open(&db.url, Keyring::new(MasterKey::from_base64(&text, "key").unwrap())).await.unwrap();
+    (Arc::new(a), Arc::new(b))
+}
+
+#[tokio::test]
+async fn postgres_locks_exclude_other_instances_and_die_with_them() {
+    let db = PgTestDb::create().await;
+    let (a, b) = two_instances(&db).await;
+    let name = tern_engine::IntegrationName::new("crm").unwrap();
+    a.put_integration(&name, &Default::default(), None).await.unwrap();
+
+    // A token lock (no token row yet: a service account's first token) makes the other wait.
+    {
+        let held = a.lock_token(&name, &TokenOwner::Workspace).await.unwrap();
+        let waiting = b.lock_token(&name, &TokenOwner::Workspace);
+        tokio::pin!(waiting);
+        assert!(tokio::time::timeout(Duration::from_millis(300), &mut waiting).await.is_err(), "b must wait for a");
+        held.commit().await.unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap();
+        drop(second);
+    }
+
+    // A conversation lock: b waits while a holds it, and gets it once a releases it.
+    let c = ConversationId::new("conv-locked").unwrap();
+    let held = a.lock_conversation(&c, Duration::from_secs(1)).await.unwrap().unwrap();
+    let err = b.lock_conversation(&c, Duration::from_millis(200)).await.err().expect("b must not get it");
+    assert!(err.to_string().contains("held by another instance"), "{err}");
+    // Another conversation is free meanwhile.
+    let other = b.lock_conversation(&ConversationId::new("conv-free").unwrap(), Duration::ZERO).await.unwrap();
+    other.unwrap().release().await;
+    held.release().await;
+    let got = b.lock_conversation(&c, Duration::from_secs(5)).await.unwrap().unwrap();
+    got.release().await;
+
+    // An instance that dies (its sessions end) releases what it held.
+    let _held = a.lock_conversation(&c, Duration::from_secs(1)).await.unwrap().unwrap();
+    let admin = sqlx::PgPool::connect(&testing::admin_url()).await.unwrap();
+    let dbname = db.url.to_string().rsplit('/').next().unwrap().to_string();
+    // Ends every session of `a`: pool and lock connections (b's lock sessions are idle and
+    // reconnect on demand; b's pool reconnects too).
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(&dbname)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let mut got = None;
+    for _ in 0..3 {
+        // The first try may meet a connection the termination closed: it reconnects.
+        if let Ok(Some(l)) = b.lock_conversation(&c, Duration::from_secs(5)).await {
+            got = Some(l);
+            break;
+        }
+    }
+    got.expect("the dead holder's lock is released").release().await;
+    drop((a, b));
+    admin.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn postgres_a_secret_set_by_one_instance_is_read_by_another() {
+    let db = PgTestDb::create().await;
+    let (a, b) = two_instances(&db).await;
+    a.put_secret("SHARED", &SecretString::from("shared-value-1".to_string())).await.unwrap();
+    let all = b.all_secrets().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(b.kind(), "postgresql");
+    drop((a, b));
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_sqlite_file_from_before_the_migrator_is_adopted_and_migrated() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tern.db");
+    {
+        // What the hand-rolled runner left: versions 1-3 applied, counted in user_version.
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        for sql in [
+            include_str!("../migrations/sqlite/0001_integrations.sql"),
+            include_str!("../migrations/sqlite/0002_conversations.sql"),
+            include_str!("../migrations/sqlite/0003_conversation_service.sql"),
+        ] {
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+        sqlx::raw_sql("PRAGMA user_version = 3").execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    }
+    let (key, _) = MasterKey::generate();
+    let store = SqliteStore::open(&path, Keyring::new(key)).await.unwrap();
+    drop(store);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(versions, [1, 2, 3, 4], "1-3 adopted, 4 applied by the migrator");
+    let column: Option<String> =
+        sqlx::query_scalar("SELECT name FROM pragma_table_info('run_history') WHERE name = 'first_segment'")
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+    assert!(column.is_some(), "migration 4 ran");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_tern_is_refused_with_words() {
+    let db = PgTestDb::create().await;
+    let (key, text) = MasterKey::generate();
+    drop(PgStore::open(&db.url, Keyring::new(key)).await.unwrap());
+    let admin = sqlx::PgPool::connect(&db.raw_url()).await.unwrap();
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99, 'future', TRUE, '\\x00', 0)")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let err = PgStore::open(&db.url, Keyring::new(MasterKey::from_base64(&text, "k").unwrap())).await.unwrap_err();
+    assert!(err.to_string().contains("newer Tern"), "{err}");
+    db.drop_db().await;
+}
