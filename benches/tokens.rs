@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use tern_engine::clock::{Clock, SystemClock};
-use tern_store::crypto::{Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
+use tern_engine::secrets::NoSecrets;
+use tern_engine::{CompiledFlow, Engine, IntegrationName, LoadOptions, Message, RunInput, TokenOwner, load_flow};
 use tern_integrations::config::{ClientAuth, IntegrationConfig};
 use tern_integrations::{CallbackParams, Integrations};
-use tern_engine::secrets::NoSecrets;
+use tern_store::crypto::{Keyring, MasterKey};
 use tern_store::{IntegrationStatus, SqliteStore, Store, TokenRecord};
-use tern_engine::{CompiledFlow, Engine, IntegrationName, LoadOptions, Message, RunInput, TokenOwner, load_flow};
 
 fn input(i: usize) -> RunInput {
     RunInput {

@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tern_engine::conversation::{ConversationId, Inbound};
 use tern_engine::http::{RequestConfig, RequestTemplate, UrlTemplate};
-use tern_integrations::oauth::{TernTokenResponse, form_body_to_json};
 use tern_engine::mapping::{Mapping, ResponsePath};
 use tern_engine::template::{JsonTemplate, RenderError, Root, Scope, Template, VarRef, walk_path};
 use tern_engine::{LoadOptions, Registry, load_flow};
+use tern_integrations::oauth::{TernTokenResponse, form_body_to_json};
 
 /// The server's message body type (`src/server/incoming.rs`), compiled into the fuzz targets
 /// as it is into `tern`.

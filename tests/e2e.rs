@@ -35,6 +35,7 @@ mod contract;
 mod failures;
 mod flows_graph;
 mod http_steps;
+mod instances;
 mod integrations;
 mod plugins;
 mod readme;

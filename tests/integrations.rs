@@ -12,13 +12,13 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tern_engine::clock::{Clock, ManualClock, SystemClock};
-use tern_store::crypto::{Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy};
+use tern_engine::secrets::NoSecrets;
+use tern_engine::{IntegrationName, TokenOwner, TokenSource};
 use tern_integrations::config::IntegrationConfig;
 use tern_integrations::{AuthError, CallbackParams, Integrations, STATE_TTL_SECS};
-use tern_engine::secrets::NoSecrets;
+use tern_store::crypto::{Keyring, MasterKey};
 use tern_store::{SqliteStore, Store};
-use tern_engine::{IntegrationName, TokenOwner, TokenSource};
 
 use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
 use crate::support::oidc::{OIDC_SECRET, OidcProvider};
@@ -491,7 +491,7 @@ fn keys_rotate_reencrypts_and_survives_interruption() {
 
 /// Plays a person at oidc-provider's login and consent pages: follows redirects, keeps cookies,
 /// submits the forms, and stops at Tern's callback, which it calls. Returns Tern's page.
-fn oidc_browser(start: &str, callback_prefix: &str) -> String {
+pub(crate) fn oidc_browser(start: &str, callback_prefix: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

@@ -25,6 +25,12 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Kills the process with SIGKILL (`kill -9`): no shutdown, nothing flushed.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Spawns `cmd` (a `tern serve` command) and waits for its "listening on" line.
     pub(crate) fn spawn(mut cmd: std::process::Command) -> Self {
         cmd.stderr(Stdio::null());

@@ -10,10 +10,10 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use tern_engine::IntegrationName;
+use tern_engine::tokens::TokenOwner;
 use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
 use tern_integrations::{AuthError, CallbackParams, Integrations};
 use tern_store::{IntegrationStatus, Readiness, Store};
-use tern_engine::tokens::TokenOwner;
 
 use super::context::Shared;
 use super::secret_input::read_secret;

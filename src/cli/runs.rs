@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tern_engine::conversation::{AnswerStatus, ConversationStore, MAX_RUNS_PAGE, RunHistory, RunQuery, RunSummary};
+use tern_engine::conversation::{AnswerStatus, MAX_RUNS_PAGE, RunHistory, RunQuery, RunSummary};
 
 use super::context::Shared;
 use crate::humanize::{duration_ms as duration, time_ms as time};

@@ -109,13 +109,8 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         })
     };
     let integrations = Arc::new(
-        tern_integrations::Integrations::new(
-            store.clone(),
-            shared.http()?,
-            shared.public_url.clone(),
-            secrets.clone(),
-        )
-        .with_observer(observer),
+        tern_integrations::Integrations::new(store.clone(), shared.http()?, shared.public_url.clone(), secrets.clone())
+            .with_observer(observer),
     );
     let registry = Arc::new(super::registry(shared).await?);
     let (flows, invalid) = load_dir(&args.flows, &registry, &*store).await?;

@@ -13,15 +13,15 @@ use anyhow::Context as _;
 use clap::Args;
 use secrecy::SecretString;
 use serde_json::{Map, json};
-use tern_store::crypto::{Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
-use tern_integrations::config::{ClientAuth, IntegrationConfig};
-use tern_integrations::{CallbackParams, Integrations};
 use tern_engine::secrets::NoSecrets;
-use tern_store::{SqliteStore, Store};
 use tern_engine::{
     Engine, IntegrationName, LoadOptions, Message, RunInput, RunLimits, RunStatus, TokenOwner, load_flow,
 };
+use tern_integrations::config::{ClientAuth, IntegrationConfig};
+use tern_integrations::{CallbackParams, Integrations};
+use tern_store::crypto::{Keyring, MasterKey};
+use tern_store::{SqliteStore, Store};
 
 const FLOW: &str = include_str!("../../flows/examples/teamleader-last-name.json");
 const CONTACT_ID: &str = "cde0bc5f";

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tern_engine::IntegrationName;
 use tern_integrations::config::{ClientAuth, IntegrationConfig};
-use tern_store::{IntegrationRecord, Store as _};
+use tern_store::IntegrationRecord;
 
 use super::openapi::{ErrorBody, IntegrationSettings};
 use super::{AppState, error};

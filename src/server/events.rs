@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tern_engine::mapping::ResponsePath;
-use tern_store::Store;
 use tern_engine::template::value_text;
 use tern_engine::{IntegrationName, TokenOwner};
 

@@ -36,8 +36,8 @@ use serde::Serialize;
 use serde_json::json;
 use tern_engine::conversation::Conversations;
 use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
-use tern_integrations::{CallbackParams, Integrations};
 use tern_engine::secrets::LayeredSecrets;
+use tern_integrations::{CallbackParams, Integrations};
 use tern_store::Backend;
 
 /// Everything the handlers share.
@@ -237,11 +237,7 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// Resumes a conversation waiting for a contact's login with the outcome. The replies reach
 /// the channel through the webhook.
-async fn resume_after_login(
-    state: &Arc<AppState>,
-    done: &tern_integrations::Completed,
-    error: Option<String>,
-) -> bool {
+async fn resume_after_login(state: &Arc<AppState>, done: &tern_integrations::Completed, error: Option<String>) -> bool {
     let (Some(conversation), tern_engine::TokenOwner::Contact(contact)) = (&done.conversation, &done.owner) else {
         return false;
     };

@@ -13,12 +13,12 @@ use axum::http::{Method, Request, StatusCode, header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tern_engine::conversation::{ConversationOptions, Conversations, LoadedFlow, flow_hash};
-use tern_store::crypto::{Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
-use tern_integrations::Integrations;
 use tern_engine::secrets::LayeredSecrets;
-use tern_store::SqliteStore;
 use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
+use tern_integrations::Integrations;
+use tern_store::SqliteStore;
+use tern_store::crypto::{Keyring, MasterKey};
 use tower::ServiceExt as _;
 
 use super::{AppState, Metrics, app};

@@ -171,8 +171,8 @@ async fn retention_prunes_runs_answers_and_expired_pauses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_run_expires_on_the_service_clock() {
     use tern_engine::clock::{Clock, ManualClock};
-    use tern_store::crypto::{Keyring, MasterKey};
     use tern_store::SqliteStore;
+    use tern_store::crypto::{Keyring, MasterKey};
     let dir = tempfile::tempdir().unwrap();
     for on_sqlite in [false, true] {
         let clock = Arc::new(ManualClock::at_system_time());
@@ -212,8 +212,8 @@ async fn a_paused_run_expires_on_the_service_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_resumes_a_paused_run_of_the_previous_format() {
-    use tern_store::crypto::{Keyring, MasterKey};
     use tern_store::SqliteStore;
+    use tern_store::crypto::{Keyring, MasterKey};
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = MasterKey::generate();
     let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap());
@@ -297,8 +297,8 @@ async fn an_uncaught_failure_gets_the_default_reply_without_an_error_flow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_paused_run_index_survives_a_restart_and_follows_pauses_and_ends() {
-    use tern_store::crypto::{Keyring, MasterKey};
     use tern_store::SqliteStore;
+    use tern_store::crypto::{Keyring, MasterKey};
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = MasterKey::generate();
     let store = Arc::new(SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap());

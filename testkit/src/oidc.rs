@@ -23,6 +23,20 @@ impl Drop for OidcProvider {
     }
 }
 
+impl OidcProvider {
+    /// How many token requests (authorization code and refresh) the server has answered.
+    pub async fn token_requests(&self) -> u64 {
+        let v: serde_json::Value = reqwest::get(format!("{}/__token_requests", self.issuer))
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("the OIDC server answers its counter")
+            .json()
+            .await
+            .expect("a JSON counter");
+        v["count"].as_u64().unwrap_or(0)
+    }
+}
+
 /// The client secret the server is configured with.
 pub const OIDC_SECRET: &str = "oidc-interop-secret-7f3a9c";
 
@@ -48,6 +62,11 @@ fn ensure_node_modules() {
 impl OidcProvider {
     /// Starts it (installing its npm packages on first use) with `redirect_uri` registered.
     pub fn start(redirect_uri: &str) -> Self {
+        Self::start_with_access_ttl(redirect_uri, 3)
+    }
+
+    /// [`OidcProvider::start`] with access tokens that live `seconds`.
+    pub fn start_with_access_ttl(redirect_uri: &str, seconds: u32) -> Self {
         ensure_node_modules();
         let port = free_port();
         let mut child = Command::new("node")
@@ -56,6 +75,7 @@ impl OidcProvider {
             .env("PORT", port.to_string())
             .env("REDIRECT_URI", redirect_uri)
             .env("CLIENT_SECRET", OIDC_SECRET)
+            .env("ACCESS_TTL", seconds.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -12,10 +12,10 @@ use serde_json::Value;
 use super::config::{IntegrationConfig, Kind, Profile, RESERVED_AUTHORIZE_PARAMS, ZOHO_DATA_CENTERS};
 use super::oauth::{self, TokenEndpointError};
 use super::{Integrations, STATE_TTL_SECS};
-use tern_engine::http::{Method, PreparedRequest, display_url};
-use tern_engine::IntegrationName;
-use tern_engine::mapping::ResponsePath;
 use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, TokenRecord};
+use tern_engine::IntegrationName;
+use tern_engine::http::{Method, PreparedRequest, display_url};
+use tern_engine::mapping::ResponsePath;
 use tern_engine::tokens::{Credential, TokenOwner};
 
 /// Why an authorization could not start or finish. Messages are safe to show to a person.

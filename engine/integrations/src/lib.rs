@@ -31,11 +31,11 @@ use std::sync::{Arc, Mutex};
 pub use authorize::{ACCOUNT_ID, AuthError, AuthorizationStart, CallbackParams, Completed};
 pub use probe::{ApiCall, LiveCall, ProbeError, TestReport, TokenFacts};
 
+use crate::store::Store;
+use tern_engine::IntegrationName;
 use tern_engine::clock::Clock;
 use tern_engine::http::HttpClient;
-use tern_engine::IntegrationName;
 use tern_engine::secrets::SecretSource;
-use crate::store::Store;
 use tern_engine::tokens::TokenOwner;
 
 /// How long a `state` stays valid.

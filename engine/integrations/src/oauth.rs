@@ -25,8 +25,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::config::{ClientAuth, IntegrationConfig, Profile};
-use tern_engine::http::{HttpClient, HttpError};
 use crate::store::TokenRecord;
+use tern_engine::http::{HttpClient, HttpError};
 
 /// A token response as real providers send them.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -15,10 +15,10 @@ use url::Url;
 
 use super::Integrations;
 use super::authorize::ACCOUNT_ID;
-use tern_engine::http::{HttpError, HttpResponse, Method, Outbound, PreparedRequest, RequestBody};
-use tern_engine::IntegrationName;
-use tern_engine::mapping::ResponsePath;
 use crate::store::{IntegrationRecord, TokenRecord};
+use tern_engine::IntegrationName;
+use tern_engine::http::{HttpError, HttpResponse, Method, Outbound, PreparedRequest, RequestBody};
+use tern_engine::mapping::ResponsePath;
 use tern_engine::tokens::TokenOwner;
 
 /// Why a call by hand could not be made. Every variant names the integration.

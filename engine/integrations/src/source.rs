@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use super::config::Kind;
 use super::oauth::{self, TokenEndpointError};
 use super::{CredentialKey, Integrations};
-use tern_engine::IntegrationName;
 use crate::store::{IntegrationRecord, IntegrationStatus, StoreError, TokenRecord};
+use tern_engine::IntegrationName;
 use tern_engine::tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};
 
 /// How long a grant is served from memory before the store is consulted again (milliseconds

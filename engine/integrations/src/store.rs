@@ -14,11 +14,11 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use tern_engine::storage::StoreError;
-use tern_engine::clock::Clock;
-use tern_engine::IntegrationName;
 use crate::config::IntegrationConfig;
+use tern_engine::IntegrationName;
 use tern_engine::TokenOwner;
+use tern_engine::clock::Clock;
+pub use tern_engine::storage::StoreError;
 
 /// Where an integration stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

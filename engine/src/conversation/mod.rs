@@ -58,7 +58,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 pub use listing::{DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE, RunCursor, RunCursorError, RunPage, RunQuery};
 pub use outbox::OutboxPolicy;
 pub use store::{
-    Completion, ConversationLock, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned, Retention, WriteOp,
+    Completion, ConversationLock, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned,
+    Retention, WriteOp,
 };
 pub use types::{
     Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,

@@ -103,7 +103,11 @@ pub async fn open(location: &StoreLocation, keys: Keyring) -> Result<Arc<dyn Bac
 /// bytes): two subjects that collide only wait for each other, never share data.
 pub(crate) fn lock_key(namespace: &str, subject: &str) -> i64 {
     use sha2::{Digest, Sha256};
-    let d = Sha256::new().chain_update(namespace.as_bytes()).chain_update(b"\0").chain_update(subject.as_bytes()).finalize();
+    let d = Sha256::new()
+        .chain_update(namespace.as_bytes())
+        .chain_update(b"\0")
+        .chain_update(subject.as_bytes())
+        .finalize();
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     i64::from_be_bytes(b)

@@ -68,14 +68,26 @@ pub(crate) struct Sealer(pub(crate) std::sync::Arc<Keyring>);
 
 impl Sealer {
     /// A JSON value, encrypted.
-    pub(crate) fn seal<T: Serialize>(&self, table: &str, row: &str, column: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn seal<T: Serialize>(
+        &self,
+        table: &str,
+        row: &str,
+        column: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, StoreError> {
         let plain = serde_json::to_vec(value)
             .map_err(|e| StoreError::Corrupt { what: format!("{table}.{column} of {row}"), reason: e.to_string() })?;
         Ok(self.0.encrypt(Aad { table, row, column }, &plain))
     }
 
     /// A JSON value, decrypted.
-    pub(crate) fn open_json<T: DeserializeOwned>(&self, table: &str, row: &str, column: &str, blob: &[u8]) -> Result<T, StoreError> {
+    pub(crate) fn open_json<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        row: &str,
+        column: &str,
+        blob: &[u8],
+    ) -> Result<T, StoreError> {
         let plain = self.0.decrypt(Aad { table, row, column }, blob)?;
         serde_json::from_slice(&plain)
             .map_err(|e| StoreError::Corrupt { what: format!("{table}.{column} of {row}"), reason: e.to_string() })
@@ -89,7 +101,13 @@ impl Sealer {
     }
 
     /// A secret, decrypted (and registered with the masker).
-    pub(crate) fn decrypt_secret(&self, table: &str, row: &str, column: &str, blob: &[u8]) -> Result<SecretString, StoreError> {
+    pub(crate) fn decrypt_secret(
+        &self,
+        table: &str,
+        row: &str,
+        column: &str,
+        blob: &[u8],
+    ) -> Result<SecretString, StoreError> {
         let plain = self.0.decrypt(Aad { table, row, column }, blob)?;
         let text = std::str::from_utf8(&plain).map_err(|_| StoreError::Corrupt {
             what: format!("{table}.{column} of {row}"),
@@ -202,4 +220,5 @@ impl SummaryRow {
 }
 
 /// The columns `runs` lists, in order (both backends).
-pub(crate) const SUMMARY_COLUMNS: &str = "run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms, updated_at_ms, finished_at_ms";
+pub(crate) const SUMMARY_COLUMNS: &str =
+    "run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms, updated_at_ms, finished_at_ms";

@@ -12,9 +12,7 @@ use serde_json::{Map, json};
 use tern_engine::{IntegrationName, TokenOwner};
 use tern_integrations::config::{IntegrationConfig, Profile};
 
-use crate::{
-    Backend, DatabaseUrl, IntegrationStatus, PendingAuthorization, Store, StoreError, TokenRecord,
-};
+use crate::{Backend, DatabaseUrl, IntegrationStatus, PendingAuthorization, Store, StoreError, TokenRecord};
 
 /// Unix seconds now (the store under test runs on the system clock).
 fn now() -> i64 {
@@ -173,10 +171,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     // Accepted messages are kept, in order, until answered.
     let first = Inbound::message(c.clone(), Some(m("m-1")), "hello secret-text-1");
     let second = Inbound::message(c.clone(), Some(m("m-2")), "again");
-    store
-        .write(&[WriteOp::Accept(Box::new(first.clone())), WriteOp::Accept(Box::new(second.clone()))])
-        .await
-        .unwrap();
+    store.write(&[WriteOp::Accept(Box::new(first.clone())), WriteOp::Accept(Box::new(second.clone()))]).await.unwrap();
     let accepted = store.accepted().await.unwrap();
     assert_eq!(accepted.iter().map(|i| i.message_id.as_str()).collect::<Vec<_>>(), ["m-1", "m-2"]);
     assert!(store.is_accepted(&c, &m("m-1")).await.unwrap());
@@ -289,8 +284,12 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     };
     assert!(matches!(store.begin_effect(&key).await.unwrap(), PriorEffect::None));
     assert!(matches!(store.begin_effect(&key).await.unwrap(), PriorEffect::Unknown));
-    let response =
-        RecordedResponse { status: 201, url: "https://api.example/charges".into(), headers: vec![], body: b"ok".to_vec() };
+    let response = RecordedResponse {
+        status: 201,
+        url: "https://api.example/charges".into(),
+        headers: vec![],
+        body: b"ok".to_vec(),
+    };
     store.finish_effect(&key, &response).await.unwrap();
     match store.begin_effect(&key).await.unwrap() {
         PriorEffect::Done(r) => assert_eq!((r.status, r.body.as_slice()), (201, &b"ok"[..])),
@@ -325,7 +324,7 @@ pub async fn fails_closed_and_rotates(open: Opener<'_>) {
         store.put_secret("S", &SecretString::from("value-before-rotation".to_string())).await.unwrap();
     }
     let (other, _) = MasterKey::generate();
-    let err = open(Keyring::new(other)).await.err().expect("a wrong key must be refused");
+    let err = open(Keyring::new(other)).await.expect_err("a wrong key must be refused");
     assert!(matches!(err, StoreError::WrongKey { .. }), "{err}");
     assert!(err.to_string().contains("TERN_MASTER_KEY"));
     let (new, new_text) = MasterKey::generate();
@@ -383,7 +382,8 @@ impl PgTestDb {
     pub async fn drop_db(self) {
         use sqlx::Connection;
         if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await;
+            let _ =
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut conn).await;
             let _ = conn.close().await;
         }
     }

@@ -133,11 +133,13 @@ async fn postgres_locks_exclude_other_instances_and_die_with_them() {
     let dbname = db.url.to_string().rsplit('/').next().unwrap().to_string();
     // Ends every session of `a`: pool and lock connections (b's lock sessions are idle and
     // reconnect on demand; b's pool reconnects too).
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-        .bind(&dbname)
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&dbname)
+    .execute(&admin)
+    .await
+    .unwrap();
     let mut got = None;
     for _ in 0..3 {
         // The first try may meet a connection the termination closed: it reconnects.

@@ -11,13 +11,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Map;
-use tern_store::crypto::{Keyring, MasterKey};
 use tern_engine::http::{HttpClient, HttpPolicy};
+use tern_engine::secrets::NoSecrets;
+use tern_engine::{Grant, IntegrationName, TokenError, TokenOwner, TokenSource};
 use tern_integrations::Integrations;
 use tern_integrations::config::IntegrationConfig;
-use tern_engine::secrets::NoSecrets;
+use tern_store::crypto::{Keyring, MasterKey};
 use tern_store::{IntegrationStatus, SqliteStore, Store, TokenRecord};
-use tern_engine::{Grant, IntegrationName, TokenError, TokenOwner, TokenSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn unix_now() -> i64 {

@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use tern_engine::Trigger;
 use tern_engine::graph::FlowGraph;
-use tern_store::Store as _;
 
 use super::layout::{Nav, page};
 use super::runs::{url_path, url_query};

@@ -15,10 +15,10 @@ use maud::{Markup, html};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tern_engine::IntegrationName;
+use tern_engine::tokens::TokenOwner;
 use tern_integrations::ACCOUNT_ID;
 use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
-use tern_store::{IntegrationRecord, IntegrationStatus, Readiness, Store as _};
-use tern_engine::tokens::TokenOwner;
+use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 
 use super::layout::{Nav, page};
 use super::runs::url_query;

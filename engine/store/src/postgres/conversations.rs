@@ -251,7 +251,8 @@ impl PgStore {
     fn inbound_of(&self, r: &PgRow) -> Option<Inbound> {
         let c: String = r.get("conversation_id");
         let m: String = r.get("message_id");
-        match self.sealer.open_json::<Inbound>("inbox", &message_row_str(&c, &m), "body", &r.get::<Vec<u8>, _>("body")) {
+        match self.sealer.open_json::<Inbound>("inbox", &message_row_str(&c, &m), "body", &r.get::<Vec<u8>, _>("body"))
+        {
             Ok(i) => Some(i),
             Err(e) => {
                 tracing::error!(conversation = %c, error = %e, "an accepted message cannot be read; skipping it");
@@ -316,8 +317,7 @@ impl ConversationStore for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(self.db())?;
-        blob.map(|b| self.sealer.open_json("answers", &message_row(conversation, message_id), "answer", &b))
-            .transpose()
+        blob.map(|b| self.sealer.open_json("answers", &message_row(conversation, message_id), "answer", &b)).transpose()
     }
 
     async fn is_accepted(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<bool, StoreError> {
@@ -354,11 +354,12 @@ impl ConversationStore for PgStore {
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
-        let Some(r) = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS}, first_segment FROM run_history WHERE run_id = $1"))
-            .bind(run_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.db())?
+        let Some(r) =
+            sqlx::query(&format!("SELECT {SUMMARY_COLUMNS}, first_segment FROM run_history WHERE run_id = $1"))
+                .bind(run_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.db())?
         else {
             return Ok(None);
         };
@@ -490,8 +491,7 @@ impl ConversationStore for PgStore {
             self.delete_chunked("run_history", "updated_at_ms < $1", runs_before, "updated_at_ms", None).await?;
         let excess = self.count("run_history").await? - i64::try_from(retention.history_max_runs).unwrap_or(i64::MAX);
         if excess > 0 {
-            pruned.runs +=
-                self.delete_chunked("run_history", "$1 = $1", 0, "updated_at_ms", Some(excess)).await?;
+            pruned.runs += self.delete_chunked("run_history", "$1 = $1", 0, "updated_at_ms", Some(excess)).await?;
         }
         let answers_before = now_ms.saturating_sub(retention.dedupe_window_ms);
         pruned.answers +=

@@ -72,7 +72,8 @@ impl PgStore {
     /// password), [`StoreError::Migration`], [`StoreError::WrongKey`].
     pub async fn open(url: &DatabaseUrl, keys: Keyring) -> Result<Self, StoreError> {
         let location = url.redacted().to_string();
-        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err =
+            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
         let opts = PgConnectOptions::from_str(url.expose()).map_err(db_err)?.application_name("tern");
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
@@ -102,7 +103,8 @@ impl PgStore {
     pub async fn is_initialized(url: &DatabaseUrl) -> Result<bool, StoreError> {
         use sqlx::Connection;
         let location = url.redacted().to_string();
-        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err =
+            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
         let opts = PgConnectOptions::from_str(url.expose()).map_err(db_err)?.application_name("tern");
         let mut conn = sqlx::PgConnection::connect_with(&opts).await.map_err(db_err)?;
         let has_table: bool =

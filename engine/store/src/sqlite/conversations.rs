@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use sqlx::{Row, Sqlite, Transaction};
 
 use tern_engine::conversation::{
-    Answer, ConversationId, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
-    Pruned, Retention, RunHistory, RunPage, RunQuery, RunSummary, Segment, WriteOp,
+    Answer, ConversationId, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun, Pruned,
+    Retention, RunHistory, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
 use tern_engine::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
 

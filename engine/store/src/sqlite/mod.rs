@@ -55,7 +55,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and checks the keyring against it.
     pub async fn open(path: &Path, keys: Keyring) -> Result<Self, StoreError> {
         let location = path.display().to_string();
-        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err =
+            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(db_err)?
             .create_if_missing(true)
@@ -175,7 +176,8 @@ impl SqliteStore {
             return Ok(false);
         }
         let location = path.display().to_string();
-        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err =
+            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
         let opts =
             SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).map_err(db_err)?.read_only(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.map_err(db_err)?;

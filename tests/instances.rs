@@ -1,0 +1,256 @@
+//! Three `tern serve` processes on one PostgreSQL database (README "Running several
+//! instances"), against panva's oidc-provider with rotating refresh tokens:
+//!
+//! 1. 1000 conversations at once, spread over the three, on an expired token: every one is
+//!    answered with data from the provider, after exactly one token request (a second refresh
+//!    with the same refresh token would make the provider revoke the grant);
+//! 2. 200 conversations × 10 messages, each message sent to the next instance round-robin:
+//!    every reply comes in order, and history holds each message once; one instance is killed
+//!    with `kill -9` in the middle, and the channel re-sends what it had not been answered to
+//!    another instance: nothing acknowledged is lost, nothing is processed twice;
+//! 3. two messages of one conversation sent at the same moment to two instances, with a slow
+//!    call in the flow: they are handled one after the other (the second resumes from where
+//!    the first left the run), not both from the same paused state.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tern_store::testing::PgTestDb;
+
+use crate::integrations::oidc_browser;
+use crate::serve::{ADMIN, Server, rt};
+use crate::support::oidc::{OIDC_SECRET, OidcProvider};
+use crate::support::{Flows, TestApi, free_port, fresh_data_dir, tern, tools};
+
+/// The flows every instance loads: `hi` reads the provider's userinfo with the integration's
+/// token; `start` begins a conversation that echoes every later message.
+fn flows(issuer: &str, api: &TestApi) -> Flows {
+    let flows = Flows::new();
+    flows.write(
+        "chain",
+        &json!({"version": 1, "id": "chain", "trigger": {"type": "message", "match": {"regex": "^chain$"}}, "steps": [
+            {"id": "init", "type": "set_variables", "variables": {"prev": "none"}},
+            {"id": "wait", "type": "ask", "text": "ready", "save_as": "m"},
+            {"id": "slow", "type": "fetch_variables",
+             "request": {"method": "POST", "url": format!("{}/tickets?delay_ms=300", api.url())},
+             "variables": {"ticket": "id"}},
+            {"id": "say", "type": "send_message", "text": "got {{m}} after {{prev}}"},
+            {"id": "remember", "type": "set_variables", "variables": {"prev": "{{m}}"}, "next": "wait"}
+        ]}),
+    );
+    flows.write(
+        "me",
+        &json!({"version": 1, "id": "me", "trigger": {"type": "message", "match": {"regex": "^hi$"}}, "steps": [
+            {"id": "me", "type": "fetch_variables", "integration": "oidc",
+             "request": {"url": format!("{issuer}/me")}, "variables": {"last_name": "family_name"}},
+            {"id": "say", "type": "send_message", "text": "Hello {{last_name}}"}
+        ]}),
+    );
+    flows.write(
+        "echo",
+        &json!({"version": 1, "id": "echo", "trigger": {"type": "message", "match": {"regex": "^start$"}}, "steps": [
+            {"id": "wait", "type": "ask", "text": "ready", "save_as": "m"},
+            {"id": "say", "type": "send_message", "text": "got {{m}}", "next": "wait"}
+        ]}),
+    );
+    flows
+}
+
+fn serve(db: &PgTestDb, key: &str, flows: &Path) -> Server {
+    let mut cmd = tern();
+    cmd.env("TERN_DATA_DIR", fresh_data_dir())
+        .env("TERN_DATABASE_URL", db.raw_url())
+        .env("TERN_MASTER_KEY", key)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .env("TERN_ADMIN_TOKEN", ADMIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.to_str().unwrap()]);
+    Server::spawn(cmd)
+}
+
+/// Adds the `oidc` integration and authorizes it through the CLI (the browser played over
+/// HTTP), all stored in the PostgreSQL database.
+fn authorize(db: &PgTestDb, key: &str, oidc: &OidcProvider, public_url: &str) {
+    let iss = &oidc.issuer;
+    let cmd = || {
+        let mut c = tern();
+        c.env("TERN_DATA_DIR", fresh_data_dir())
+            .env("TERN_DATABASE_URL", db.raw_url())
+            .env("TERN_MASTER_KEY", key)
+            .env("TERN_PUBLIC_URL", public_url)
+            .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+            .env("OIDC_SECRET", OIDC_SECRET);
+        c
+    };
+    let out = cmd()
+        .args(["integrations", "add", "oidc", "--client-id", "tern-interop", "--client-secret-env", "OIDC_SECRET"])
+        .args(["--authorization-url", &format!("{iss}/auth"), "--token-url", &format!("{iss}/token")])
+        .args(["--api-origin", iss, "--scopes", "openid offline_access", "--param", "prompt=consent"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut child = cmd()
+        .args(["integrations", "authorize", "oidc", "--no-browser", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "authorize printed no URL");
+        if line.starts_with("http") {
+            break line.trim().to_string();
+        }
+    };
+    let page = oidc_browser(&url, &format!("{public_url}/oauth/callback"));
+    assert!(page.contains("All set!"), "{page}");
+    std::thread::spawn(move || std::io::Read::read_to_end(&mut stdout, &mut Vec::new()));
+    assert!(child.wait().unwrap().success());
+}
+
+/// Posts a message to the instances, starting with `first`, and moves on to the next one
+/// when an instance is gone or busy (the channel's re-send, same message id). Returns the
+/// answer and how many sends it took.
+async fn send(client: &reqwest::Client, urls: &[String], first: usize, conversation: &str, body: Value) -> Value {
+    for attempt in 0..60 {
+        let url = &urls[(first + attempt) % urls.len()];
+        let sent = client.post(format!("{url}/v1/conversations/{conversation}/messages")).json(&body).send().await;
+        match sent {
+            Ok(r) if r.status() == 200 => return r.json().await.unwrap(),
+            // Still running (202) or busy (503): send the same message again shortly.
+            Ok(r) if r.status() == 202 || r.status() == 503 => {}
+            Ok(r) => panic!("{conversation}: {} {}", r.status(), r.text().await.unwrap_or_default()),
+            // The instance is gone: the channel tries another one.
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100 + 50 * attempt as u64)).await;
+    }
+    panic!("{conversation}: no instance answered {body}");
+}
+
+#[test]
+fn three_instances_share_one_postgres_database() {
+    if !tools::available("three_instances_share_one_postgres_database", &[&tools::NODE]) {
+        return;
+    }
+    let rt = rt();
+    let db = rt.block_on(PgTestDb::create());
+    let key = {
+        let (_, text) = tern_store::crypto::MasterKey::generate();
+        text.to_string()
+    };
+    let public_url = format!("http://127.0.0.1:{}", free_port());
+    // Access tokens live 10 minutes here, so that every refresh the test sees is the one of
+    // the expired token.
+    let oidc = OidcProvider::start_with_access_ttl(&format!("{public_url}/oauth/callback"), 600);
+    authorize(&db, &key, &oidc, &public_url);
+    let api = TestApi::start();
+    let flows = flows(&oidc.issuer, &api);
+    let mut servers: Vec<Server> = (0..3).map(|_| serve(&db, &key, flows.dir.path())).collect();
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+
+    rt.block_on(async {
+        // 1. The stored token expired an hour ago; 1000 conversations need it at once.
+        let pool = sqlx::PgPool::connect(&db.raw_url()).await.unwrap();
+        sqlx::query(
+            "UPDATE tokens SET expires_at = extract(epoch FROM now())::bigint - 1,
+               obtained_at = extract(epoch FROM now())::bigint - 3601 WHERE integration = 'oidc'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let before = oidc.token_requests().await;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let urls = Arc::new(urls);
+        let mut tasks = Vec::new();
+        for i in 0..1000usize {
+            let (client, urls) = (client.clone(), urls.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"text": "hi", "message_id": format!("hi-{i}")});
+                send(&client, &urls, i % 3, &format!("token-{i}"), body).await
+            }));
+        }
+        for t in tasks {
+            let answer = t.await.unwrap();
+            assert_eq!(answer["replies"][0]["text"], "Hello Bachman", "{answer}");
+        }
+        assert_eq!(oidc.token_requests().await - before, 1, "one refresh for the three instances");
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM integrations WHERE name = 'oidc'").fetch_one(&pool).await.unwrap();
+        assert_eq!(status, "authorized");
+
+        // 2. 200 conversations × 10 messages, round-robin over the instances; instance 1 is
+        // killed once 600 messages are answered.
+        let answered = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..200usize {
+            let (client, urls, answered) = (client.clone(), urls.clone(), answered.clone());
+            tasks.push(tokio::spawn(async move {
+                let conversation = format!("chat-{c}");
+                let first = send(&client, &urls, c, &conversation, json!({"text": "start", "message_id": "m-0"})).await;
+                assert_eq!(first["replies"][0]["text"], "ready", "{first}");
+                for i in 1..=10usize {
+                    let body = json!({"text": format!("m{i}"), "message_id": format!("m-{i}")});
+                    let a = send(&client, &urls, c + i, &conversation, body).await;
+                    assert_eq!(a["replies"][0]["text"], format!("got m{i}"), "{conversation}: {a}");
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+                first["run_id"].as_str().unwrap().to_string()
+            }));
+        }
+        while answered.load(Ordering::Relaxed) < 600 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        servers[1].kill9();
+        let mut runs = Vec::new();
+        for t in tasks {
+            runs.push(t.await.unwrap());
+        }
+        // History: every conversation's run has its first activation and ten resumes, each
+        // message once, in order.
+        for (c, run_id) in runs.iter().enumerate() {
+            let run: Value = client
+                .get(format!("{}/v1/runs/{run_id}", urls[0]))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let messages: Vec<&str> =
+                run["segments"].as_array().unwrap().iter().map(|s| s["message_id"].as_str().unwrap()).collect();
+            let expected: Vec<String> = (0..=10).map(|i| format!("m-{i}")).collect();
+            assert_eq!(messages, expected, "chat-{c}: each message once, in order");
+        }
+        // 3. Two messages of one conversation at once, on the two instances left.
+        let live = Arc::new(vec![urls[0].clone(), urls[2].clone()]);
+        for c in 0..5usize {
+            let conversation = format!("race-{c}");
+            let a = send(&client, &live, 0, &conversation, json!({"text": "chain", "message_id": "start"})).await;
+            assert_eq!(a["replies"][0]["text"], "ready", "{a}");
+            let (x, y) = tokio::join!(
+                send(&client, &live, 0, &conversation, json!({"text": "x", "message_id": "x"})),
+                send(&client, &live, 1, &conversation, json!({"text": "y", "message_id": "y"}))
+            );
+            let mut replies = [x["replies"][0]["text"].as_str().unwrap(), y["replies"][0]["text"].as_str().unwrap()];
+            replies.sort_unstable();
+            assert!(
+                replies == ["got x after none", "got y after x"] || replies == ["got x after y", "got y after none"],
+                "{conversation}: one after the other, not both from the same state: {replies:?}"
+            );
+        }
+
+        // Nothing is left accepted and unanswered.
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM inbox").fetch_one(&pool).await.unwrap();
+        assert_eq!(left, 0);
+        pool.close().await;
+    });
+    drop(servers);
+    rt.block_on(db.drop_db());
+}
