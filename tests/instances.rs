@@ -254,3 +254,71 @@ fn three_instances_share_one_postgres_database() {
     drop(servers);
     rt.block_on(db.drop_db());
 }
+
+/// The database URL's password never shows: not in `--help` (the variable is set), not in the
+/// error when the server cannot be reached or refuses the password, not in the start-up log.
+#[test]
+fn the_database_password_never_shows() {
+    const PASSWORD: &str = "Sup3r-Secret-Db-Passw0rd";
+    // Nothing listens on port 1.
+    let unreachable = format!("postgres://tern:{PASSWORD}@127.0.0.1:1/tern");
+    let help = tern().env("TERN_DATABASE_URL", &unreachable).args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("--database-url"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+    let out = tern()
+        .env("TERN_DATA_DIR", fresh_data_dir())
+        .env("TERN_DATABASE_URL", &unreachable)
+        .args(["secrets", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(err.contains("postgres://tern:***@127.0.0.1:1/tern"), "says which database: {err}");
+    // Not a postgres URL: explained, not echoed.
+    let out = tern()
+        .env("TERN_DATA_DIR", fresh_data_dir())
+        .args(["secrets", "list", "--database-url", &format!("mysql://root:{PASSWORD}@db/x")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("only postgres://") && !err.contains(PASSWORD), "{err}");
+    // A wrong password for the test server's role.
+    let rt = rt();
+    let db = rt.block_on(PgTestDb::create());
+    let mut url = url::Url::parse(&db.raw_url()).unwrap();
+    url.set_username("tern_no_such_role").unwrap();
+    url.set_password(Some(PASSWORD)).unwrap();
+    let out = tern()
+        .env("TERN_DATA_DIR", fresh_data_dir())
+        .env("TERN_DATABASE_URL", url.as_str())
+        .args(["integrations", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains(PASSWORD), "{err}");
+    // The start-up log of a server on the database names it without the password.
+    let mut url = url::Url::parse(&db.raw_url()).unwrap();
+    url.set_password(Some(PASSWORD)).unwrap(); // trust authentication ignores it
+    let flows = Flows::new();
+    let mut cmd = tern();
+    cmd.env("TERN_DATA_DIR", fresh_data_dir())
+        .env("TERN_DATABASE_URL", url.as_str())
+        .env("RUST_LOG", "debug")
+        .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{line}");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains(":***@127.0.0.1"), "the log names the database: {log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+    rt.block_on(db.drop_db());
+}

@@ -12,20 +12,20 @@ pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Why the store failed. Messages say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database could not be opened or queried.
-    #[error("store {location}: {source}")]
+    /// The database could not be opened or queried. The driver's message is part of the
+    /// message (for the operator's log and the CLI), not a separate source, so that printing
+    /// the error with its causes does not repeat it.
+    #[error("store {location}: {cause}")]
     Database {
         /// The database file, or the URL without its password.
         location: String,
         /// The driver's error.
-        #[source]
-        source: Source,
+        cause: Source,
     },
     /// A stored value could not be decrypted (wrong key, or the row was altered).
-    #[error("{source}")]
+    #[error(transparent)]
     Crypto {
         /// The decryption error.
-        #[source]
         source: Source,
     },
     /// The master key does not match the data already stored.

@@ -78,7 +78,7 @@ pub fn read_allowlist(plugin: &Path) -> Result<Vec<url::Origin>, PluginError> {
         if line.is_empty() {
             continue;
         }
-        let origin = tern_integrations::config::parse_origin(line)
+        let origin = tern_engine::http::parse_origin(line)
             .map_err(|e| PluginError::Read { path: path.clone(), reason: format!("line {}: {e}", i + 1) })?;
         out.push(origin);
     }

@@ -73,7 +73,7 @@ pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitC
 
 fn origins(list: &[String]) -> anyhow::Result<Vec<url::Origin>> {
     list.iter()
-        .map(|o| tern_integrations::config::parse_origin(o).map_err(|e| anyhow::anyhow!("--allow-origin {o}: {e}")))
+        .map(|o| tern_engine::http::parse_origin(o).map_err(|e| anyhow::anyhow!("--allow-origin {o}: {e}")))
         .collect()
 }
 

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use tern_engine::http::{OriginError, parse_origin};
+
 /// How the integration gets its token.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -340,7 +342,7 @@ impl IntegrationConfig {
         }
         for o in &self.api_origins {
             if let Err(e) = parse_origin(o) {
-                out.push(e);
+                out.push(e.to_string());
             }
         }
         if self.event_identifier.is_some() != self.account_field.is_some() {
@@ -402,18 +404,6 @@ fn authorization_url_problems(u: &Url) -> Vec<String> {
         out.push("the authorization URL must not have a #fragment (RFC 6749 §3.1); remove it".to_string());
     }
     out
-}
-
-/// Parses `https://host[:port]` (nothing else) into an origin.
-pub fn parse_origin(text: &str) -> Result<url::Origin, String> {
-    let u = Url::parse(text).map_err(|e| format!("`{text}` is not an origin: {e}"))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
-        return Err(format!("`{text}` is not an http(s) origin"));
-    }
-    if u.path() != "/" || u.query().is_some() || !u.username().is_empty() {
-        return Err(format!("`{text}` must be an origin only (scheme://host[:port]), without a path"));
-    }
-    Ok(u.origin())
 }
 
 #[cfg(test)]

@@ -54,8 +54,8 @@ fn summary_of(r: &PgRow) -> Result<RunSummary, StoreError> {
 
 /// Whether PostgreSQL aborted the transaction for a race another try can win.
 fn is_retryable(e: &StoreError) -> bool {
-    let StoreError::Database { source, .. } = e else { return false };
-    source
+    let StoreError::Database { cause, .. } = e else { return false };
+    cause
         .downcast_ref::<sqlx::Error>()
         .and_then(|e| e.as_database_error())
         .and_then(|d| d.code())

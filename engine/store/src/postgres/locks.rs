@@ -51,7 +51,7 @@ impl ConversationLocks {
     }
 
     fn db(&self, source: sqlx::Error) -> StoreError {
-        StoreError::Database { location: self.location.clone(), source: Box::new(source) }
+        StoreError::Database { location: self.location.clone(), cause: Box::new(source) }
     }
 
     /// Runs `sql` with `key` on the shard's connection (opened on first use, dropped after an
@@ -89,7 +89,7 @@ impl ConversationLocks {
             if started.elapsed() >= wait {
                 return Err(StoreError::Database {
                     location: self.location.clone(),
-                    source: format!(
+                    cause: format!(
                         "conversation `{conversation}` was held by another instance for more than {} s",
                         wait.as_secs()
                     )

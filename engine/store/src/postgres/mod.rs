@@ -72,8 +72,7 @@ impl PgStore {
     /// password), [`StoreError::Migration`], [`StoreError::WrongKey`].
     pub async fn open(url: &DatabaseUrl, keys: Keyring) -> Result<Self, StoreError> {
         let location = url.redacted().to_string();
-        let db_err =
-            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), cause: Box::new(source) };
         let opts = PgConnectOptions::from_str(url.expose()).map_err(db_err)?.application_name("tern");
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
@@ -103,8 +102,7 @@ impl PgStore {
     pub async fn is_initialized(url: &DatabaseUrl) -> Result<bool, StoreError> {
         use sqlx::Connection;
         let location = url.redacted().to_string();
-        let db_err =
-            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), cause: Box::new(source) };
         let opts = PgConnectOptions::from_str(url.expose()).map_err(db_err)?.application_name("tern");
         let mut conn = sqlx::PgConnection::connect_with(&opts).await.map_err(db_err)?;
         let has_table: bool =
@@ -135,7 +133,7 @@ impl PgStore {
     }
 
     fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-        move |source| StoreError::Database { location: self.location.clone(), source: Box::new(source) }
+        move |source| StoreError::Database { location: self.location.clone(), cause: Box::new(source) }
     }
 
     /// Stores a check value on first open (the first of several instances wins the race);
@@ -282,7 +280,7 @@ impl TokenLock for PgTokenLock {
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
         let location = self.store.location.clone();
-        self.tx.commit().await.map_err(|source| StoreError::Database { location, source: Box::new(source) })
+        self.tx.commit().await.map_err(|source| StoreError::Database { location, cause: Box::new(source) })
     }
 }
 

@@ -55,8 +55,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and checks the keyring against it.
     pub async fn open(path: &Path, keys: Keyring) -> Result<Self, StoreError> {
         let location = path.display().to_string();
-        let db_err =
-            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), cause: Box::new(source) };
         let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(db_err)?
             .create_if_missing(true)
@@ -103,7 +102,7 @@ impl SqliteStore {
     }
 
     pub(super) fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-        move |source| StoreError::Database { location: self.location.clone(), source: Box::new(source) }
+        move |source| StoreError::Database { location: self.location.clone(), cause: Box::new(source) }
     }
 
     /// Applies pending migrations. A file made before the migrator counted its versions in
@@ -176,8 +175,7 @@ impl SqliteStore {
             return Ok(false);
         }
         let location = path.display().to_string();
-        let db_err =
-            |source: sqlx::Error| StoreError::Database { location: location.clone(), source: Box::new(source) };
+        let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), cause: Box::new(source) };
         let opts =
             SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display())).map_err(db_err)?.read_only(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.map_err(db_err)?;
@@ -358,7 +356,7 @@ impl TokenLock for SqliteTokenLock {
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        let db = |source| StoreError::Database { location: self.store.location.clone(), source: Box::new(source) };
+        let db = |source| StoreError::Database { location: self.store.location.clone(), cause: Box::new(source) };
         self.tx.commit().await.map_err(db)
     }
 }
