@@ -54,11 +54,74 @@ async fn sqlite(dir: &tempfile::TempDir) -> Arc<tern_store::SqliteStore> {
     Arc::new(tern_store::SqliteStore::open(&dir.path().join("t.db"), Keyring::new(key)).await.unwrap())
 }
 
+/// A throw-away PostgreSQL database and the store on it (the local server, see
+/// `tern_store::testing::admin_url`).
+async fn postgres() -> (tern_store::testing::PgTestDb, Arc<tern_store::PgStore>) {
+    use tern_store::crypto::{Keyring, MasterKey};
+    let db = tern_store::testing::PgTestDb::create().await;
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(tern_store::PgStore::open(&db.url, Keyring::new(key)).await.unwrap());
+    (db, store)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_of_a_conversation_are_answered_in_order_and_history_keeps_every_segment() {
     in_order_with_every_segment(Arc::new(MemoryConversationStore::default())).await;
     let dir = tempfile::tempdir().unwrap();
     in_order_with_every_segment(sqlite(&dir).await).await;
+    let (db, store) = postgres().await;
+    in_order_with_every_segment(store).await;
+    db.drop_db().await;
+}
+
+/// A message an instance accepted (the caller was told `202`) and never answered, because it
+/// died, is taken over and answered by another instance sharing the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_takes_over_what_a_dead_one_accepted() {
+    use tern_engine::conversation::WriteOp;
+    let (db, store) = postgres().await;
+    let start = msg("orphan", Some("0"), "start");
+    // What the dead instance left: the message accepted, nothing else.
+    store.write(&[WriteOp::Accept(Box::new(start))]).await.unwrap();
+    let options = ConversationOptions {
+        adopt_every: Duration::from_millis(50),
+        adopt_after: Duration::ZERO,
+        ..ConversationOptions::default()
+    };
+    let b = service(store.clone(), options);
+    let c = ConversationId::new("orphan").unwrap();
+    let id = MessageId::new("0").unwrap();
+    let mut answer = None;
+    for _ in 0..200 {
+        if let Some(a) = store.answer(&c, &id).await.unwrap() {
+            answer = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let answer = answer.expect("the accepted message is answered by the other instance");
+    assert_eq!(answer.replies[0].text, "ready");
+    assert!(store.accepted().await.unwrap().is_empty(), "and no longer waiting");
+    b.shutdown(Duration::from_secs(5)).await;
+    db.drop_db().await;
+}
+
+/// Two services on one PostgreSQL database are two instances: a message id answered by one
+/// is answered from memory by the other, and the conversation goes on where the first left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_one_postgres_database_share_answers_and_paused_runs() {
+    let (db, store) = postgres().await;
+    let a = service(store.clone(), ConversationOptions::default());
+    let b = service(store.clone(), ConversationOptions::default());
+    let first = a.submit(msg("c", Some("0"), "start"), None).unwrap().wait().await.unwrap();
+    assert_eq!(first.replies[0].text, "ready");
+    let again = b.submit(msg("c", Some("0"), "start"), None).unwrap().wait().await.unwrap();
+    assert_eq!(again, first, "the remembered answer, not a second run");
+    let next = b.submit(msg("c", Some("1"), "m1"), None).unwrap().wait().await.unwrap();
+    assert_eq!(next.replies[0].text, "got m1", "b resumed the run a paused");
+    a.shutdown(Duration::from_secs(5)).await;
+    b.shutdown(Duration::from_secs(5)).await;
+    db.drop_db().await;
 }
 
 async fn in_order_with_every_segment(store: Arc<dyn ConversationStore>) {
@@ -339,6 +402,9 @@ async fn runs_are_listed_newest_first_filtered_and_paged_without_gaps() {
     list_runs(Arc::new(MemoryConversationStore::default())).await;
     let dir = tempfile::tempdir().unwrap();
     list_runs(sqlite(&dir).await).await;
+    let (db, store) = postgres().await;
+    list_runs(store).await;
+    db.drop_db().await;
 }
 
 async fn list_runs(store: Arc<dyn ConversationStore>) {

@@ -192,6 +192,11 @@ pub struct ConversationOptions {
     /// The default error reply: sent when a run fails, nothing in its flow caught the failure
     /// and no error flow answered (README "When a step fails"). `None` sends nothing.
     pub error_reply: Option<String>,
+    /// On a store shared by several instances: how often this one looks for messages another
+    /// accepted but did not answer ([`ADOPT_EVERY`] by default) …
+    pub adopt_every: Duration,
+    /// … and how old such a message must be before this one takes it over ([`ADOPT_AFTER`]).
+    pub adopt_after: Duration,
     /// What paused-run expiry, retention, history times and webhook retries are judged by
     /// (the system clock; tests pass a [`ManualClock`](crate::clock::ManualClock), and give
     /// the store the same one).
@@ -210,6 +215,8 @@ impl Default for ConversationOptions {
             outbox: OutboxPolicy::default(),
             write_queue: 4096,
             error_reply: None,
+            adopt_every: ADOPT_EVERY,
+            adopt_after: ADOPT_AFTER,
             clock: clock::system(),
         }
     }
@@ -729,11 +736,12 @@ async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
 /// handles one of its messages (then it fails with `store-unavailable` and can be sent again).
 pub const CONVERSATION_LOCK_WAIT: Duration = Duration::from_secs(300);
 
-/// How often an instance sharing the store looks for messages another instance accepted but
-/// did not answer ([`ConversationStore::stale_accepted`]).
+/// How often an instance sharing the store looks, by default, for messages another instance
+/// accepted but did not answer ([`ConversationStore::stale_accepted`]).
 pub const ADOPT_EVERY: Duration = Duration::from_secs(5);
 
-/// How old an accepted message must be before another instance takes it over. Taking over a
+/// How old an accepted message must be, by default, before another instance takes it over.
+/// Taking over a
 /// message that its instance is still handling is safe (the conversation lock makes one wait,
 /// then it finds the answer), only wasted effort.
 pub const ADOPT_AFTER: Duration = Duration::from_secs(10);
@@ -741,14 +749,15 @@ pub const ADOPT_AFTER: Duration = Duration::from_secs(10);
 /// Most messages taken over per look.
 const ADOPT_BATCH: usize = 256;
 
-/// On a shared store: every [`ADOPT_EVERY`], queues the messages accepted more than
-/// [`ADOPT_AFTER`] ago and still unanswered (an instance died after acknowledging them).
+/// On a shared store: every [`ConversationOptions::adopt_every`], queues the messages accepted
+/// more than [`ConversationOptions::adopt_after`] ago and still unanswered (an instance died
+/// after acknowledging them).
 async fn adopt_loop(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
-    let after_ms = i64::try_from(ADOPT_AFTER.as_millis()).unwrap_or(i64::MAX);
+    let after_ms = i64::try_from(inner.options.adopt_after.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(ADOPT_EVERY) => {}
+            _ = tokio::time::sleep(inner.options.adopt_every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let before = inner.now_ms().saturating_sub(after_ms);
