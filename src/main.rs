@@ -16,6 +16,7 @@ mod server;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = match cli::config_file::parse_args(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
@@ -39,4 +40,20 @@ fn main() -> ExitCode {
             ExitCode::from(cli::exit_code_for(&e))
         }
     }
+}
+
+/// `tern runs list | head`: once the reader is gone, printing fails with a broken pipe and
+/// `println!` panics. Exit as a process ended by SIGPIPE would (status 141, nothing printed)
+/// instead of showing a panic.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.contains("failed printing to stdout") && m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }

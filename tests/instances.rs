@@ -300,13 +300,27 @@ fn the_database_password_never_shows() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(!err.contains(PASSWORD), "{err}");
+    // No key: a shared database needs the same one on every instance; none is made up.
+    let data = fresh_data_dir();
+    let out = tern()
+        .env("TERN_DATA_DIR", &data)
+        .env("TERN_DATABASE_URL", db.raw_url())
+        .args(["secrets", "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("set TERN_MASTER_KEY to that key on every instance"), "{err}");
+    assert!(!data.join("master.key").exists(), "no key file for a shared database");
     // The start-up log of a server on the database names it without the password.
     let mut url = url::Url::parse(&db.raw_url()).unwrap();
     url.set_password(Some(PASSWORD)).unwrap(); // trust authentication ignores it
     let flows = Flows::new();
     let mut cmd = tern();
+    let (_, key) = tern_store::crypto::MasterKey::generate();
     cmd.env("TERN_DATA_DIR", fresh_data_dir())
         .env("TERN_DATABASE_URL", url.as_str())
+        .env("TERN_MASTER_KEY", key.as_str())
         .env("RUST_LOG", "debug")
         .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.dir.path().to_str().unwrap()])
         .stdout(Stdio::piped())

@@ -95,3 +95,21 @@ fn help_documents_exit_codes() {
     assert_eq!(r.code(), 0);
     assert!(r.stdout().contains("Exit codes: 0 success, 1"), "{}", r.stdout());
 }
+
+/// `tern … | head`: a reader that goes away early ends the command quietly (like SIGPIPE),
+/// without a panic message.
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    // `tern openapi` prints more than a pipe holds, so the write after the close must fail.
+    let mut child = crate::support::tern()
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}

@@ -25,6 +25,13 @@
 //!   over a [`conversation::ConversationStore`]; runs happen in the service's tasks, never in
 //!   the caller's future, and calls that are not idempotent go through an [`effects`] journal so
 //!   that a crash never repeats them silently (SECURITY R12).
+//! - **The engine names no database and no OAuth provider.** The conversation service defines
+//!   the storage interface it needs ([`conversation::ConversationStore`], errors in
+//!   [`storage`]); `tern-integrations` implements [`TokenSource`] over its own storage trait;
+//!   `tern-store` implements both on SQLite and PostgreSQL. Dependencies point one way: engine
+//!   ← integrations ← store. A store shared by several processes says so
+//!   ([`conversation::ConversationStore::is_shared`]) and gives per-conversation locks, so
+//!   ordering and dedupe hold across instances.
 //! - **Outbound HTTP is guarded** (SECURITY R1–R3, R9): no automatic redirects (each hop is
 //!   re-checked and credentials are dropped when the origin changes), an SSRF guard on resolved
 //!   addresses, a deadline per request and a response size cap after decompression.

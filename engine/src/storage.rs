@@ -30,7 +30,7 @@ pub enum StoreError {
     },
     /// The master key does not match the data already stored.
     #[error(
-        "the master key (id {key_id}) does not match the store at {location}, which was created with key {stored_key_id}; set TERN_MASTER_KEY to the original key or restore {location}'s master.key"
+        "the master key (id {key_id}) does not match the store at {location}, whose values are encrypted with key {stored_key_id}; set TERN_MASTER_KEY to that key (for a store in a data directory, it is the master.key file there), or, during a rotation, put the other key in TERN_MASTER_KEY_PREVIOUS"
     )]
     WrongKey {
         /// The loaded key's id.

@@ -75,7 +75,7 @@ impl Shared {
     /// Whether there is a store to read: a database URL is set, or the data directory has
     /// its SQLite file.
     pub fn has_store(&self) -> bool {
-        self.database_url.is_some() || self.data_dir().join(DB_FILE).exists()
+        self.database_url.as_deref().is_some_and(|u| !u.trim().is_empty()) || self.data_dir().join(DB_FILE).exists()
     }
 
     /// Where the store is: `--database-url`, else the SQLite file in the data directory.
@@ -84,7 +84,7 @@ impl Shared {
     /// The URL is not a `postgres://` URL (the message never repeats it: it may hold a
     /// password).
     pub fn store_location(&self) -> anyhow::Result<StoreLocation> {
-        match &self.database_url {
+        match self.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
             Some(url) => Ok(StoreLocation::Postgres(
                 DatabaseUrl::parse(url).map_err(|e| anyhow::anyhow!("--database-url (TERN_DATABASE_URL): {e}"))?,
             )),
@@ -206,12 +206,26 @@ pub async fn load_keyring(dir: &Path, location: &StoreLocation) -> anyhow::Resul
         }
         Err(_) if key_file.exists() => crypto::read_key_file(&key_file)?,
         Err(_) => {
-            let (initialized, shown) = match location {
-                StoreLocation::Sqlite(db) => (SqliteStore::is_initialized(db).await?, db.display().to_string()),
-                StoreLocation::Postgres(url) => (PgStore::is_initialized(url).await?, url.redacted().to_string()),
-            };
-            if initialized {
-                anyhow::bail!(tern_store::StoreError::MissingKey { location: shown });
+            match location {
+                StoreLocation::Sqlite(db) => {
+                    if SqliteStore::is_initialized(db).await? {
+                        anyhow::bail!(tern_store::StoreError::MissingKey { location: db.display().to_string() });
+                    }
+                }
+                // A shared database needs the same key on every instance: a key file created
+                // here would tie the database to this machine's data directory.
+                StoreLocation::Postgres(url) => {
+                    let state = if PgStore::is_initialized(url).await? {
+                        "holds data encrypted with a master key"
+                    } else {
+                        "is new"
+                    };
+                    anyhow::bail!(
+                        "the PostgreSQL store at {} {state}: set {} to that key on every instance (generate one for a new store with `openssl rand -base64 32`); Tern creates no key file for a shared database",
+                        url.redacted(),
+                        crypto::MASTER_KEY_ENV
+                    );
+                }
             }
             let (key, text) = MasterKey::generate();
             crypto::write_key_file(&key_file, &text)?;

@@ -244,13 +244,12 @@ async fn list(store: &dyn Store, as_json: bool) -> anyhow::Result<ExitCode> {
         println!("no integrations; add one with `tern integrations add NAME --profile …`");
     }
     for r in all {
-        println!(
-            "{:<20} {:<19} {:<22} {}",
-            r.name,
-            r.config.kind.as_str(),
-            r.status.as_str(),
-            r.config.api_origins.join(", ")
-        );
+        // Service accounts and static keys need no authorization: "ready", not "incomplete".
+        let status = match (r.status, r.config.kind) {
+            (IntegrationStatus::Incomplete, Kind::Static | Kind::ClientCredentials) => "ready",
+            (s, _) => s.as_str(),
+        };
+        println!("{:<20} {:<19} {:<22} {}", r.name, r.config.kind.as_str(), status, r.config.api_origins.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -74,6 +74,13 @@ impl PgStore {
         let location = url.redacted().to_string();
         let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), cause: Box::new(source) };
         let opts = PgConnectOptions::from_str(url.expose()).map_err(db_err)?.application_name("tern");
+        // One connection first: a refused connection, an unknown database or a wrong password
+        // is reported at once, in the server's words, instead of as a pool timeout 30 s later.
+        {
+            use sqlx::Connection;
+            let first = sqlx::PgConnection::connect_with(&opts).await.map_err(db_err)?;
+            let _ = first.close().await;
+        }
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
