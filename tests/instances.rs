@@ -336,3 +336,36 @@ fn the_database_password_never_shows() {
     assert!(!log.contains(PASSWORD), "{log}");
     rt.block_on(db.drop_db());
 }
+
+/// A channel's message id that looks like one Tern makes up (`tern-…`) would never be
+/// deduplicated: it is refused, with the reason.
+#[test]
+fn a_channel_message_id_with_the_generated_prefix_is_refused() {
+    let flows = Flows::new();
+    flows.write(
+        "echo",
+        &json!({"version": 1, "id": "echo", "steps": [{"id": "say", "type": "send_message", "text": "hi"}]}),
+    );
+    let mut cmd = tern();
+    cmd.env("TERN_DATA_DIR", fresh_data_dir()).env("TERN_ADMIN_TOKEN", ADMIN).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--watch",
+        "false",
+        "--flows",
+        flows.dir.path().to_str().unwrap(),
+    ]);
+    let server = Server::spawn(cmd);
+    rt().block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/conversations/c/messages", server.url))
+            .json(&json!({"text": "x", "message_id": "tern-abc"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains("reserved"), "{body}");
+    });
+}

@@ -54,7 +54,7 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read the configuration file {}", path.display())),
     };
-    let table: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| not_toml(&path, &text, &e))?;
     let extra = arguments(&command, &matches, &table, &path)?;
     if extra.is_empty() {
         return super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from);
@@ -158,3 +158,15 @@ fn add(
 #[cfg(test)]
 #[path = "config_file_tests.rs"]
 mod tests;
+
+/// A TOML syntax error, by line and column, without the offending line: the file may hold a
+/// secret (`database_url` with its password), and the parser would quote it.
+fn not_toml(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
+    let at = e.span().map(|span| {
+        let before = text.get(..span.start).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(":{line}:{column}")
+    });
+    anyhow::anyhow!("{}{} is not valid TOML: {}", path.display(), at.unwrap_or_default(), e.message().trim())
+}

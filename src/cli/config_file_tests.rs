@@ -136,3 +136,19 @@ fn parse_args_reads_the_file_named_by_config() {
     let e = super::parse_args(argv(&["--config", p, "serve"])).unwrap_err();
     assert!(format!("{e:#}").contains("is not valid TOML"), "{e:#}");
 }
+
+/// A database URL in `tern.toml` never shows: not when the file has a syntax error on its line,
+/// not in the parsed options' `Debug`.
+#[test]
+fn the_database_password_in_the_file_never_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tern.toml");
+    let p = path.to_str().unwrap();
+    std::fs::write(&path, "database_url = \"postgres://tern:Toml-Secret-42@db/tern\n").unwrap();
+    let e = format!("{:#}", super::parse_args(argv(&["--config", p, "serve"])).unwrap_err());
+    assert!(e.contains("is not valid TOML") && e.contains(":1:"), "{e}");
+    assert!(!e.contains("Toml-Secret-42"), "{e}");
+    std::fs::write(&path, "database_url = \"postgres://tern:Toml-Secret-42@db/tern\"\n").unwrap();
+    let cli = super::parse_args(argv(&["--config", p, "serve"])).unwrap();
+    assert!(!format!("{cli:?}").contains("Toml-Secret-42"), "{cli:?}");
+}

@@ -26,7 +26,7 @@ pub struct Shared {
     /// (`postgres://USER:PASSWORD@HOST:5432/DATABASE`); several `tern serve` instances can
     /// share it (README "Running several instances"). The password is never shown.
     #[arg(long, global = true, env = "TERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
-    pub database_url: Option<String>,
+    pub database_url: Option<RawDatabaseUrl>,
     /// The URL Tern is reachable at; the OAuth callback is `{public_url}/oauth/callback`.
     #[arg(long, global = true, env = "TERN_PUBLIC_URL", default_value = "http://127.0.0.1:8080", value_name = "URL")]
     pub public_url: url::Url,
@@ -41,6 +41,25 @@ pub struct Shared {
     /// Allow requests to private, loopback and link-local addresses (local development, tests).
     #[arg(long, global = true, env = "TERN_ALLOW_PRIVATE_NETWORK", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_private_network: bool,
+}
+
+/// `--database-url` as given. It is checked when the store is opened (by
+/// [`tern_store::DatabaseUrl`], whose errors never repeat it), not by clap, whose errors would
+/// quote it; `Debug` hides it.
+#[derive(Clone)]
+pub struct RawDatabaseUrl(String);
+
+impl std::fmt::Debug for RawDatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawDatabaseUrl([redacted])")
+    }
+}
+
+impl std::str::FromStr for RawDatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
 }
 
 /// The database file in a data directory.
@@ -75,7 +94,7 @@ impl Shared {
     /// Whether there is a store to read: a database URL is set, or the data directory has
     /// its SQLite file.
     pub fn has_store(&self) -> bool {
-        self.database_url.as_deref().is_some_and(|u| !u.trim().is_empty()) || self.data_dir().join(DB_FILE).exists()
+        self.database_url.as_ref().is_some_and(|u| !u.0.trim().is_empty()) || self.data_dir().join(DB_FILE).exists()
     }
 
     /// Where the store is: `--database-url`, else the SQLite file in the data directory.
@@ -84,7 +103,7 @@ impl Shared {
     /// The URL is not a `postgres://` URL (the message never repeats it: it may hold a
     /// password).
     pub fn store_location(&self) -> anyhow::Result<StoreLocation> {
-        match self.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        match self.database_url.as_ref().map(|u| u.0.trim()).filter(|u| !u.is_empty()) {
             Some(url) => Ok(StoreLocation::Postgres(
                 DatabaseUrl::parse(url).map_err(|e| anyhow::anyhow!("--database-url (TERN_DATABASE_URL): {e}"))?,
             )),

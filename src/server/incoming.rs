@@ -94,7 +94,7 @@ impl IncomingMessage {
                 return Err(IncomingError::TooDeep { field: field.to_string() });
             }
         }
-        let message_id = self.message_id.map(MessageId::new).transpose()?;
+        let message_id = self.message_id.map(MessageId::from_channel).transpose()?;
         let mut inbound = Inbound::message(conversation, message_id, self.text);
         inbound.contact = self.contact.unwrap_or_default();
         inbound.metadata.extend(self.metadata.unwrap_or_default());

@@ -174,7 +174,7 @@ fn accepted(conversation: &ConversationId, message_id: &MessageId) -> Response {
 /// database path or driver message (those are in the log).
 pub fn conversation_error(e: &ConversationError) -> Response {
     let status = match e {
-        ConversationError::BadId { .. } => StatusCode::BAD_REQUEST,
+        ConversationError::BadId { .. } | ConversationError::ReservedId { .. } => StatusCode::BAD_REQUEST,
         ConversationError::ConversationBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
         ConversationError::Overloaded { .. } | ConversationError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         ConversationError::UnknownFlow { .. } => StatusCode::NOT_FOUND,

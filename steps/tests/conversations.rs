@@ -74,6 +74,26 @@ async fn messages_of_a_conversation_are_answered_in_order_and_history_keeps_ever
     db.drop_db().await;
 }
 
+/// A contact id with a NUL (which PostgreSQL's text cannot hold) is stored, and messages
+/// committed in the same batch are not failed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_id_with_nul_fails_no_message() {
+    let (db, store) = postgres().await;
+    let s = service(store.clone(), ConversationOptions::default());
+    let mut tickets = Vec::new();
+    for i in 0..20 {
+        let mut odd = msg(&format!("nul-{i}"), Some("m"), "start");
+        odd.contact.insert("id".into(), json!("a\u{0}b"));
+        tickets.push(s.submit(odd, None).unwrap());
+        tickets.push(s.submit(msg(&format!("plain-{i}"), Some("m"), "start"), None).unwrap());
+    }
+    for mut t in tickets {
+        assert_eq!(t.wait().await.unwrap().replies[0].text, "ready");
+    }
+    s.shutdown(Duration::from_secs(5)).await;
+    db.drop_db().await;
+}
+
 /// A message an instance accepted (the caller was told `202`) and never answered, because it
 /// died, is taken over and answered by another instance sharing the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

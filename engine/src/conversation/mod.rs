@@ -85,6 +85,14 @@ pub enum ConversationError {
         /// The most characters.
         max: usize,
     },
+    /// A channel's message id uses the prefix of the ids Tern makes up.
+    #[error(
+        "message ids starting with `{prefix}` are reserved for the ids Tern makes up; send the message with another id"
+    )]
+    ReservedId {
+        /// The reserved prefix.
+        prefix: &'static str,
+    },
     /// Too many messages of one conversation are waiting.
     #[error("conversation `{conversation}` already has {limit} messages waiting; send this one again shortly")]
     ConversationBusy {
@@ -140,7 +148,7 @@ impl ConversationError {
     /// `interrupted`.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadId { .. } => "bad-id",
+            Self::BadId { .. } | Self::ReservedId { .. } => "bad-id",
             Self::ConversationBusy { .. } => "conversation-busy",
             Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting-down",

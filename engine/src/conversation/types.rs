@@ -83,14 +83,32 @@ id_type!(
 impl MessageId {
     /// A fresh id for a message the channel sent without one.
     pub fn generated() -> Self {
-        Self(format!("tern-{}", uuid::Builder::from_random_bytes(rand::random()).into_uuid()).into())
+        Self(format!("{GENERATED_PREFIX}{}", uuid::Builder::from_random_bytes(rand::random()).into_uuid()).into())
     }
 
-    /// Whether Tern made this id up.
+    /// Whether Tern made this id up (a channel cannot send such an id: [`MessageId::from_channel`]).
     pub fn is_generated(&self) -> bool {
-        self.0.starts_with("tern-")
+        self.0.starts_with(GENERATED_PREFIX)
+    }
+
+    /// A channel's message id: validated like [`MessageId::new`], and refused when it starts
+    /// with the prefix of generated ids, which are never deduplicated (a channel id that
+    /// looked generated would silently lose its dedupe).
+    ///
+    /// # Errors
+    /// [`ConversationError::BadId`](super::ConversationError::BadId) or
+    /// [`ConversationError::ReservedId`](super::ConversationError::ReservedId).
+    pub fn from_channel(s: impl Into<String>) -> Result<Self, super::ConversationError> {
+        let id = Self::new(s)?;
+        if id.is_generated() {
+            return Err(super::ConversationError::ReservedId { prefix: GENERATED_PREFIX });
+        }
+        Ok(id)
     }
 }
+
+/// The prefix of the message ids Tern makes up.
+const GENERATED_PREFIX: &str = "tern-";
 
 /// A flow version the service can start: the compiled flow and the SHA-256 of its source.
 #[derive(Clone, Debug)]

@@ -3,7 +3,8 @@
 //!
 //! The queue has a fixed capacity: when the store cannot keep up, callers wait for room
 //! (backpressure), so memory stays bounded under any load. Closing the writer commits what is
-//! queued, then the task ends.
+//! queued, then the task ends. When a batch fails, each of its operations is tried again alone,
+//! so that one message whose row the database refuses fails by itself.
 
 use std::sync::{Arc, Mutex};
 
@@ -71,6 +72,20 @@ async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>)
             acks.push(r.done);
         }
         let result = store.write(&ops).await.map_err(|e| WriteFailed(e.to_string().into()));
+        if result.is_err() && ops.len() > 1 {
+            // One message's bad row must not fail the others committed with it: each
+            // operation again, alone, and each caller gets its own result.
+            for (op, ack) in ops.drain(..).zip(acks.drain(..)) {
+                let one = store.write(std::slice::from_ref(&op)).await.map_err(|e| WriteFailed(e.to_string().into()));
+                if let Err(e) = &one {
+                    tracing::error!(error = %e, history_lost = ack.is_none(), "could not commit a conversation write");
+                }
+                if let Some(ack) = ack {
+                    let _ = ack.send(one);
+                }
+            }
+            continue;
+        }
         if let Err(e) = &result {
             let unacknowledged = acks.iter().filter(|a| a.is_none()).count();
             tracing::error!(error = %e, operations = ops.len(), history_lost = unacknowledged, "could not commit conversation writes");

@@ -214,3 +214,48 @@ async fn a_database_from_a_newer_tern_is_refused_with_words() {
     assert!(err.to_string().contains("newer Tern"), "{err}");
     db.drop_db().await;
 }
+
+/// A message waiting for a conversation another instance holds gets it before the holder's
+/// next message: PostgreSQL's queue keeps arrival order, so no instance starves another.
+#[tokio::test]
+async fn postgres_a_waiting_instance_gets_the_conversation_before_the_holder_again() {
+    let db = PgTestDb::create().await;
+    let (a, b) = two_instances(&db).await;
+    let c = ConversationId::new("fair").unwrap();
+    let held = a.lock_conversation(&c, Duration::from_secs(1)).await.unwrap().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (b2, c2, tx2) = (b.clone(), c.clone(), tx.clone());
+    let waiting = tokio::spawn(async move {
+        let l = b2.lock_conversation(&c2, Duration::from_secs(10)).await.unwrap().unwrap();
+        tx2.send("b").unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        l.release().await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // b is queued in PostgreSQL
+    held.release().await;
+    let again = a.lock_conversation(&c, Duration::from_secs(10)).await.unwrap().unwrap();
+    tx.send("a").unwrap();
+    again.release().await;
+    waiting.await.unwrap();
+    assert_eq!((rx.recv().await, rx.recv().await), (Some("b"), Some("a")), "b asked first");
+    drop((a, b));
+    db.drop_db().await;
+}
+
+/// A server-wide idle session timeout does not end a lock's session during a long run.
+#[tokio::test]
+async fn postgres_an_idle_session_timeout_does_not_release_a_held_conversation() {
+    let db = PgTestDb::create().await;
+    let name = db.raw_url().rsplit('/').next().unwrap().to_string();
+    let admin = sqlx::PgPool::connect(&testing::admin_url()).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} SET idle_session_timeout = '1s'")).execute(&admin).await.unwrap();
+    let (a, b) = two_instances(&db).await;
+    let c = ConversationId::new("long-run").unwrap();
+    let held = a.lock_conversation(&c, Duration::from_secs(1)).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the lock session sits idle
+    assert!(b.lock_conversation(&c, Duration::from_millis(300)).await.is_err(), "still held by a");
+    held.release().await;
+    drop((a, b));
+    admin.close().await;
+    db.drop_db().await;
+}

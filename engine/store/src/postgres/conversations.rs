@@ -52,6 +52,12 @@ fn summary_of(r: &PgRow) -> Result<RunSummary, StoreError> {
     .into_summary()
 }
 
+/// Text PostgreSQL accepts: a `TEXT` value cannot hold NUL, which a contact id or a provider's
+/// message may carry (SQLite stores it). NUL becomes U+FFFD; everything else is kept.
+pub(crate) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') { std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}")) } else { std::borrow::Cow::Borrowed(s) }
+}
+
 /// Whether PostgreSQL aborted the transaction for a race another try can win.
 fn is_retryable(e: &StoreError) -> bool {
     let StoreError::Database { cause, .. } = e else { return false };
@@ -180,7 +186,7 @@ impl PgStore {
         )
         .bind(&s.run_id)
         .bind(&s.conversation_id)
-        .bind(&s.contact_id)
+        .bind(s.contact_id.as_deref().map(pg_text))
         .bind(&s.flow_id)
         .bind(&s.flow_version)
         .bind(s.status.as_str())

@@ -7,9 +7,18 @@
 //!   connections (a conversation always maps to the same one, so its unlock reaches the session
 //!   that locked it). Taking a lock does not tie up a connection while the run goes on, and the
 //!   runs' own queries use the main pool: no pool exhaustion, no deadlock between the two.
-//! - **Trying, not blocking.** A blocking `pg_advisory_lock` would stall every other lock on its
-//!   shard; `pg_try_advisory_lock` is retried with a backoff from 2 ms to 50 ms instead. Only
-//!   messages of a conversation that another instance is handling right now wait.
+//! - **Arrival order when instances contend.** The first try is `pg_try_advisory_lock` on the
+//!   shard (no waiting: most conversations are free). When another instance holds the
+//!   conversation, the message waits in PostgreSQL's own queue instead: a blocking
+//!   `pg_advisory_lock` on a connection of a small waiting pool ([`WAITERS`]), which then holds
+//!   the lock for the run. PostgreSQL grants a lock to its waiters in the order they asked, and
+//!   a holder that wants the conversation again queues behind them (its try fails while they
+//!   wait), so an instance cannot starve another one's message.
+//! - **Sessions that do not time out.** Lock connections set `idle_session_timeout = 0` (a
+//!   server-wide idle timeout would end the session, and with it the lock, in the middle of a
+//!   run). A connection that dies anyway (the server restarted) loses its locks: the error is
+//!   logged when it is noticed. Connect directly or through a session-pooling proxy;
+//!   transaction pooling (e.g. PgBouncer's) breaks session locks.
 //! - **A dead instance frees its conversations.** Its sessions end and PostgreSQL releases
 //!   their locks (`kill -9` included: the server notices the closed socket).
 //! - **Within one process** the conversation service already runs one message per
@@ -33,21 +42,29 @@ use crate::{StoreError, lock_key};
 /// Dedicated lock connections per instance.
 pub const SHARDS: usize = 4;
 
-/// First wait between two tries of a lock another instance holds.
-const BACKOFF_START: Duration = Duration::from_millis(2);
-/// Longest wait between two tries.
-const BACKOFF_MAX: Duration = Duration::from_millis(50);
+/// Connections per instance on which messages wait for a conversation another instance
+/// holds (more waiting messages wait for one of these first).
+pub const WAITERS: u32 = 8;
 
 /// The lock connections of one instance.
 pub(crate) struct ConversationLocks {
     shards: Vec<Arc<Mutex<Option<PgConnection>>>>,
     options: PgConnectOptions,
+    waiters: sqlx::PgPool,
     location: String,
 }
 
+/// What every lock connection runs first.
+const SESSION_SETUP: &str = "SET idle_session_timeout = 0";
+
 impl ConversationLocks {
     pub(crate) fn new(options: PgConnectOptions, location: String) -> Self {
-        Self { shards: (0..SHARDS).map(|_| Arc::default()).collect(), options, location }
+        let waiters = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(WAITERS)
+            .min_connections(0)
+            .after_connect(|conn, _| Box::pin(async move { set_up(conn).await }))
+            .connect_lazy_with(options.clone());
+        Self { shards: (0..SHARDS).map(|_| Arc::default()).collect(), options, waiters, location }
     }
 
     fn db(&self, source: sqlx::Error) -> StoreError {
@@ -59,7 +76,9 @@ impl ConversationLocks {
     async fn on_shard(&self, shard: &Mutex<Option<PgConnection>>, sql: &str, key: i64) -> Result<bool, StoreError> {
         let mut slot = shard.lock().await;
         if slot.is_none() {
-            *slot = Some(PgConnection::connect_with(&self.options).await.map_err(|e| self.db(e))?);
+            let mut conn = PgConnection::connect_with(&self.options).await.map_err(|e| self.db(e))?;
+            set_up(&mut conn).await.map_err(|e| self.db(e))?;
+            *slot = Some(conn);
         }
         let Some(conn) = slot.as_mut() else { return Err(self.db(sqlx::Error::PoolClosed)) };
         match sqlx::query_scalar::<_, bool>(sql).bind(key).fetch_one(&mut *conn).await {
@@ -80,24 +99,32 @@ impl ConversationLocks {
     ) -> Result<Box<dyn ConversationLock>, StoreError> {
         let key = lock_key("tern-conversation", conversation.as_str());
         let shard = usize::try_from(key.unsigned_abs() % SHARDS as u64).unwrap_or(0);
+        if self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key).await? {
+            return Ok(Box::new(Held { locks: Some(self.clone()), on: On::Shard(shard), key }));
+        }
+        // Held elsewhere: wait in PostgreSQL's queue, in arrival order.
         let started = Instant::now();
-        let mut backoff = BACKOFF_START;
-        loop {
-            if self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key).await? {
-                return Ok(Box::new(Held { locks: Some(self.clone()), shard, key }));
+        let too_long = || StoreError::Database {
+            location: self.location.clone(),
+            cause: format!(
+                "conversation `{conversation}` was held by another instance for more than {} s",
+                wait.as_secs()
+            )
+            .into(),
+        };
+        let mut conn = tokio::time::timeout(wait, self.waiters.acquire())
+            .await
+            .map_err(|_| too_long())?
+            .map_err(|e| self.db(e))?;
+        let left = wait.saturating_sub(started.elapsed()).as_millis().max(1);
+        sqlx::query(&format!("SET lock_timeout = {left}")).execute(&mut *conn).await.map_err(|e| self.db(e))?;
+        match sqlx::query("SELECT pg_advisory_lock($1)").bind(key).execute(&mut *conn).await {
+            Ok(_) => Ok(Box::new(Held { locks: Some(self.clone()), on: On::Waiter(Some(conn)), key })),
+            Err(e) if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "55P03") => Err(too_long()),
+            Err(e) => {
+                conn.close_on_drop();
+                Err(self.db(e))
             }
-            if started.elapsed() >= wait {
-                return Err(StoreError::Database {
-                    location: self.location.clone(),
-                    cause: format!(
-                        "conversation `{conversation}` was held by another instance for more than {} s",
-                        wait.as_secs()
-                    )
-                    .into(),
-                });
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
@@ -110,18 +137,56 @@ impl ConversationLocks {
     }
 }
 
+/// Prepares a lock session (see [`SESSION_SETUP`]); servers older than PostgreSQL 14 have no
+/// idle session timeout, and the setting is skipped there.
+async fn set_up(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    match sqlx::query(SESSION_SETUP).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42704") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Which session holds a lock.
+enum On {
+    /// A shard connection (the lock was free).
+    Shard(usize),
+    /// A waiting-pool connection (the lock was waited for); back to the pool after unlocking.
+    Waiter(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>),
+}
+
 /// A held conversation.
 struct Held {
     locks: Option<Arc<ConversationLocks>>,
-    shard: usize,
+    on: On,
     key: i64,
+}
+
+impl Held {
+    async fn unlock(locks: Arc<ConversationLocks>, on: On, key: i64) {
+        match on {
+            On::Shard(shard) => locks.unlock(shard, key).await,
+            On::Waiter(Some(mut conn)) => {
+                let released = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await;
+                if !matches!(released, Ok(true)) {
+                    tracing::warn!(store = %locks.location, "a conversation lock was lost before it was released");
+                    conn.close_on_drop();
+                }
+            }
+            On::Waiter(None) => {}
+        }
+    }
 }
 
 #[async_trait]
 impl ConversationLock for Held {
     async fn release(mut self: Box<Self>) {
         if let Some(locks) = self.locks.take() {
-            locks.unlock(self.shard, self.key).await;
+            let on = std::mem::replace(&mut self.on, On::Waiter(None));
+            Held::unlock(locks, on, self.key).await;
         }
     }
 }
@@ -129,9 +194,10 @@ impl ConversationLock for Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if let Some(locks) = self.locks.take() {
-            let (shard, key) = (self.shard, self.key);
+            let on = std::mem::replace(&mut self.on, On::Waiter(None));
+            let key = self.key;
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { locks.unlock(shard, key).await });
+                rt.spawn(Held::unlock(locks, on, key));
             }
         }
     }

@@ -254,7 +254,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE integrations SET status = $1, status_message = $2, updated_at = $3 WHERE name = $4")
             .bind(status.as_str())
-            .bind(message)
+            .bind(message.map(conversations::pg_text))
             .bind(self.now_s())
             .bind(name.as_str())
             .execute(exec)
