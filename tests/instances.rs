@@ -369,3 +369,42 @@ fn a_channel_message_id_with_the_generated_prefix_is_refused() {
         assert!(body["error"].as_str().unwrap().contains("reserved"), "{body}");
     });
 }
+
+/// `tern keys rotate` on a PostgreSQL store: with the new key and the old one in the
+/// environment it re-encrypts everything and says what every instance needs; afterwards the
+/// new key alone reads the store and the old one is refused.
+#[test]
+fn keys_rotate_on_postgres() {
+    let rt = rt();
+    let db = rt.block_on(PgTestDb::create());
+    let (_, old) = tern_store::crypto::MasterKey::generate();
+    let (_, new) = tern_store::crypto::MasterKey::generate();
+    let cmd = |keys: &[(&str, &str)], args: &[&str]| {
+        let mut c = tern();
+        c.env("TERN_DATA_DIR", fresh_data_dir()).env("TERN_DATABASE_URL", db.raw_url()).args(args);
+        for (k, v) in keys {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let set = cmd(
+        &[("TERN_MASTER_KEY", old.as_str()), ("SECRET", "rotated-value-1")],
+        &["secrets", "set", "S", "--from-env", "SECRET"],
+    );
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let no_env = cmd(&[], &["keys", "rotate"]);
+    assert!(!no_env.status.success());
+    assert!(String::from_utf8_lossy(&no_env.stderr).contains("TERN_MASTER_KEY"));
+    let rotated =
+        cmd(&[("TERN_MASTER_KEY", new.as_str()), ("TERN_MASTER_KEY_PREVIOUS", old.as_str())], &["keys", "rotate"]);
+    let out = String::from_utf8_lossy(&rotated.stdout);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(out.contains("every instance"), "{out}");
+    let listed = cmd(&[("TERN_MASTER_KEY", new.as_str())], &["secrets", "list"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains('S'));
+    let refused = cmd(&[("TERN_MASTER_KEY", old.as_str())], &["secrets", "list"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not match the store"));
+    rt.block_on(db.drop_db());
+}

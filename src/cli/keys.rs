@@ -42,6 +42,12 @@ pub async fn keys(shared: &Shared, args: KeysArgs) -> anyhow::Result<ExitCode> {
             crypto::PREVIOUS_KEY_ENV
         );
     } else {
+        anyhow::ensure!(
+            !matches!(shared.store_location()?, tern_store::StoreLocation::Postgres(_)),
+            "a PostgreSQL store is rotated with keys in the environment: put the new key in {} and the current one in {} (on every instance, restarted), then run this again",
+            crypto::MASTER_KEY_ENV,
+            crypto::PREVIOUS_KEY_ENV
+        );
         anyhow::ensure!(shared.has_store(), "no store in {} to rotate", dir.display());
         if !next.exists() {
             let (_, text) = MasterKey::generate();
@@ -63,6 +69,14 @@ pub async fn keys(shared: &Shared, args: KeysArgs) -> anyhow::Result<ExitCode> {
         println!(
             "the old key is kept in {} for backups made before now; delete it when they are gone",
             previous.display()
+        );
+    } else if matches!(shared.store_location()?, tern_store::StoreLocation::Postgres(_)) {
+        // Instances still running with only the old key cannot read what was re-encrypted.
+        println!(
+            "re-encrypted {count} value(s) under the key in {}; every instance must already run with it (and the old one in {}): then restart them without {}",
+            crypto::MASTER_KEY_ENV,
+            crypto::PREVIOUS_KEY_ENV,
+            crypto::PREVIOUS_KEY_ENV
         );
     } else {
         println!(
