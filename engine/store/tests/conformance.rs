@@ -231,7 +231,20 @@ async fn postgres_a_waiting_instance_gets_the_conversation_before_the_holder_aga
         tokio::time::sleep(Duration::from_millis(200)).await;
         l.release().await;
     });
-    tokio::time::sleep(Duration::from_millis(300)).await; // b is queued in PostgreSQL
+    // Until b waits in PostgreSQL's queue (no sleep: a loaded machine may be slow).
+    let pool = sqlx::PgPool::connect(&db.raw_url()).await.unwrap();
+    for _ in 0..500 {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pool.close().await;
     held.release().await;
     let again = a.lock_conversation(&c, Duration::from_secs(10)).await.unwrap().unwrap();
     tx.send("a").unwrap();
