@@ -234,11 +234,13 @@ async fn postgres_a_waiting_instance_gets_the_conversation_before_the_holder_aga
     // Until b waits in PostgreSQL's queue (no sleep: a loaded machine may be slow).
     let pool = sqlx::PgPool::connect(&db.raw_url()).await.unwrap();
     for _ in 0..500 {
-        let waiting: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         if waiting > 0 {
             break;
         }
