@@ -52,9 +52,22 @@ fn for_whom(owner: &TokenOwner) -> String {
     }
 }
 
+/// What a run (and so the channel, and history) is told when the store fails: the driver's
+/// message, the database's host and name go to the log only.
+fn store_reason(name: &IntegrationName, e: &StoreError) -> String {
+    match e {
+        StoreError::Database { .. } => {
+            tracing::error!(integration = %name, error = %e, "the store failed while getting a token");
+            "the token store could not be read or written (the server's log has the detail); try again".into()
+        }
+        StoreError::Corrupt { what, reason } if what.starts_with("token owner") => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
 impl Integrations {
     fn store_err(name: &IntegrationName) -> impl Fn(StoreError) -> TokenError + '_ {
-        move |e| TokenError::Store { integration: name.clone(), reason: e.to_string() }
+        move |e| TokenError::Store { integration: name.clone(), reason: store_reason(name, &e) }
     }
 
     fn flight(&self, key: &CredentialKey) -> Arc<tokio::sync::Mutex<()>> {
@@ -364,6 +377,9 @@ impl TokenSource for Integrations {
         match self.begin_for(name, owner.clone(), Some(conversation)).await {
             Ok(start) => Ok(start.url),
             Err(super::AuthError::Unknown(_)) => Err(TokenError::Unknown { integration: name.clone() }),
+            Err(super::AuthError::Store(e)) => {
+                Err(TokenError::Store { integration: name.clone(), reason: store_reason(name, &e) })
+            }
             Err(e) => Err(TokenError::Provider { integration: name.clone(), reason: e.to_string() }),
         }
     }
@@ -374,5 +390,24 @@ impl TokenSource for Integrations {
         }
         let token = self.store.get_token(name, &TokenOwner::Workspace).await.map_err(Self::store_err(name))?;
         Ok(token.map(|t| t.metadata).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod store_reason_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A run, the channel and history never see where the store is or what its driver said.
+    #[test]
+    fn a_store_failure_is_told_without_the_database() {
+        let name = IntegrationName::new("crm").unwrap();
+        let e = StoreError::Database {
+            location: "postgres://tern:***@db.internal:5432/tern".into(),
+            cause: "relation \"tokens\" does not exist".into(),
+        };
+        let reason = store_reason(&name, &e);
+        assert!(!reason.contains("db.internal") && !reason.contains("relation"), "{reason}");
+        assert!(reason.contains("server's log"), "{reason}");
     }
 }

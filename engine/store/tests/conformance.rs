@@ -274,3 +274,53 @@ async fn postgres_an_idle_session_timeout_does_not_release_a_held_conversation()
     admin.close().await;
     db.drop_db().await;
 }
+
+/// Server-wide timeouts do not break the locks: `statement_timeout` does not cut a wait for a
+/// conversation short, `idle_in_transaction_session_timeout` does not end a token refresh's
+/// transaction (its lock) while the token request is out. Text PostgreSQL cannot hold (NUL)
+/// is refused for a token owner, in words, and matches nothing in history filters.
+#[tokio::test]
+async fn postgres_server_timeouts_and_nul_text() {
+    use tern_engine::conversation::RunQuery;
+    let db = PgTestDb::create().await;
+    let name = db.raw_url().rsplit('/').next().unwrap().to_string();
+    let admin = sqlx::PgPool::connect(&testing::admin_url()).await.unwrap();
+    for setting in ["statement_timeout = '500ms'", "idle_in_transaction_session_timeout = '500ms'"] {
+        sqlx::query(&format!("ALTER DATABASE {name} SET {setting}")).execute(&admin).await.unwrap();
+    }
+    let (a, b) = two_instances(&db).await;
+    let c = ConversationId::new("timeouts").unwrap();
+    let held = a.lock_conversation(&c, Duration::from_secs(1)).await.unwrap().unwrap();
+    let (b2, c2) = (b.clone(), c.clone());
+    let waiting = tokio::spawn(async move { b2.lock_conversation(&c2, Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    held.release().await;
+    let got = waiting.await.unwrap().expect("the wait outlives statement_timeout").unwrap();
+    got.release().await;
+
+    let crm = tern_engine::IntegrationName::new("crm").unwrap();
+    a.put_integration(&crm, &Default::default(), None).await.unwrap();
+    let mut lock = a.lock_token(&crm, &TokenOwner::Workspace).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the token request is out
+    let token = tern_store::TokenRecord {
+        access_token: SecretString::from("at-after-a-slow-refresh".to_string()),
+        refresh_token: None,
+        expires_at: None,
+        obtained_at: 0,
+        scopes: None,
+        metadata: Default::default(),
+        version: 0,
+    };
+    lock.write(&token).await.expect("the transaction is still there");
+    lock.commit().await.unwrap();
+
+    let odd = TokenOwner::Contact("a\0b".into());
+    let err = a.put_token(&crm, &odd, &token).await.unwrap_err().to_string();
+    assert!(err.contains("NUL"), "{err}");
+    let page = b.runs(&RunQuery { conversation_id: Some("a\0b".into()), ..RunQuery::default() }).await.unwrap();
+    assert!(page.runs.is_empty());
+    assert!(b.run("a\0b").await.unwrap().is_none());
+    drop((a, b));
+    admin.close().await;
+    db.drop_db().await;
+}

@@ -360,6 +360,9 @@ impl ConversationStore for PgStore {
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
+        if run_id.contains('\0') {
+            return Ok(None);
+        }
         let Some(r) =
             sqlx::query(&format!("SELECT {SUMMARY_COLUMNS}, first_segment FROM run_history WHERE run_id = $1"))
                 .bind(run_id)
@@ -414,17 +417,19 @@ impl ConversationStore for PgStore {
         }
         sql.push_str(&format!(" ORDER BY updated_at_ms DESC, run_id DESC LIMIT {}", next()));
         let mut q = sqlx::query(&sql);
+        // A filter with NUL matches nothing stored (PostgreSQL's text holds none), and must not
+        // be an error.
         if let Some(f) = &query.flow_id {
-            q = q.bind(f);
+            q = q.bind(pg_text(f).into_owned());
         }
         if let Some(st) = query.status {
             q = q.bind(st.as_str());
         }
         if let Some(c) = &query.conversation_id {
-            q = q.bind(c);
+            q = q.bind(pg_text(c).into_owned());
         }
         if let Some(a) = &query.after {
-            q = q.bind(a.updated_at_ms).bind(&a.run_id);
+            q = q.bind(a.updated_at_ms).bind(pg_text(&a.run_id).into_owned());
         }
         let size = query.page_size();
         let rows =

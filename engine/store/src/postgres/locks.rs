@@ -14,9 +14,12 @@
 //!   the lock for the run. PostgreSQL grants a lock to its waiters in the order they asked, and
 //!   a holder that wants the conversation again queues behind them (its try fails while they
 //!   wait), so an instance cannot starve another one's message.
-//! - **Sessions that do not time out.** Lock connections set `idle_session_timeout = 0` (a
-//!   server-wide idle timeout would end the session, and with it the lock, in the middle of a
-//!   run). A connection that dies anyway (the server restarted) loses its locks: the error is
+//! - **Sessions that do not time out.** Lock connections set `idle_session_timeout = 0` and
+//!   `statement_timeout = 0` (a server-wide timeout would end the session or the wait, and with
+//!   it the lock, in the middle of a run; waits are bounded by `lock_timeout` instead).
+//! - **Bound.** Arrival order holds for up to [`WAITERS`] conversations that one instance waits
+//!   for at the same moment; more waiting messages queue inside the instance first and can be
+//!   overtaken there. A connection that dies anyway (the server restarted) loses its locks: the error is
 //!   logged when it is noticed. Connect directly or through a session-pooling proxy;
 //!   transaction pooling (e.g. PgBouncer's) breaks session locks.
 //! - **A dead instance frees its conversations.** Its sessions end and PostgreSQL releases
@@ -44,7 +47,7 @@ pub const SHARDS: usize = 4;
 
 /// Connections per instance on which messages wait for a conversation another instance
 /// holds (more waiting messages wait for one of these first).
-pub const WAITERS: u32 = 8;
+pub const WAITERS: u32 = 32;
 
 /// The lock connections of one instance.
 pub(crate) struct ConversationLocks {
@@ -54,8 +57,10 @@ pub(crate) struct ConversationLocks {
     location: String,
 }
 
-/// What every lock connection runs first.
-const SESSION_SETUP: &str = "SET idle_session_timeout = 0";
+/// What every lock connection runs first: a session that holds locks for as long as runs take
+/// must not be ended by a server-wide idle timeout, and its waits are bounded by
+/// `lock_timeout` (set per wait), not by `statement_timeout`.
+const SESSION_SETUP: &[&str] = &["SET idle_session_timeout = 0", "SET statement_timeout = 0"];
 
 impl ConversationLocks {
     pub(crate) fn new(options: PgConnectOptions, location: String) -> Self {
@@ -99,7 +104,13 @@ impl ConversationLocks {
     ) -> Result<Box<dyn ConversationLock>, StoreError> {
         let key = lock_key("tern-conversation", conversation.as_str());
         let shard = usize::try_from(key.unsigned_abs() % SHARDS as u64).unwrap_or(0);
-        if self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key).await? {
+        // A shard connection the server dropped (a restart, a terminated backend) is opened
+        // again once: its locks are gone anyway, and the message should not fail for it.
+        let free = match self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key).await {
+            Ok(free) => free,
+            Err(_) => self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key).await?,
+        };
+        if free {
             return Ok(Box::new(Held { locks: Some(self.clone()), on: On::Shard(shard), key }));
         }
         // Held elsewhere: wait in PostgreSQL's queue, in arrival order.
@@ -137,14 +148,17 @@ impl ConversationLocks {
     }
 }
 
-/// Prepares a lock session (see [`SESSION_SETUP`]); servers older than PostgreSQL 14 have no
-/// idle session timeout, and the setting is skipped there.
+/// Prepares a lock session (see [`SESSION_SETUP`]); a setting the server does not have (42704:
+/// `idle_session_timeout` before PostgreSQL 14) is skipped.
 async fn set_up(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    match sqlx::query(SESSION_SETUP).execute(&mut *conn).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42704") => Ok(()),
-        Err(e) => Err(e),
+    for setting in SESSION_SETUP {
+        match sqlx::query(setting).execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(e) if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42704") => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 /// Which session holds a lock.

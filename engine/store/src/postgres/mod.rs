@@ -217,6 +217,7 @@ impl PgStore {
         owner: &TokenOwner,
         token: &TokenRecord,
     ) -> Result<i64, StoreError> {
+        owner_text(owner)?;
         let key = token_key(name, owner);
         let access = self.sealer.encrypt_secret("tokens", &key, "access_token", &token.access_token);
         let refresh =
@@ -261,6 +262,18 @@ impl PgStore {
             .await
             .map_err(self.db())?;
         Ok(())
+    }
+}
+
+/// A token owner as PostgreSQL text: a contact id with NUL cannot be stored in a `TEXT` column,
+/// and replacing the NUL would give two contacts one credential, so such an owner is refused.
+fn owner_text(owner: &TokenOwner) -> Result<(), StoreError> {
+    match owner {
+        TokenOwner::Contact(id) if id.contains('\0') => Err(StoreError::Corrupt {
+            what: "token owner".into(),
+            reason: "a contact id with a NUL character cannot own a login on a PostgreSQL store; the channel must send contact ids without control characters".into(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -388,6 +401,11 @@ impl Store for PgStore {
 
     async fn lock_token(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Box<dyn TokenLock>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
+        // The lock is held across the token request (an HTTP call): server-wide timeouts must
+        // not end the transaction, and with it the lock, in the middle (both settings exist
+        // since PostgreSQL 9.6).
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *tx).await.map_err(self.db())?;
+        sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *tx).await.map_err(self.db())?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(lock_key("tern-token", &token_key(name, owner)))
             .execute(&mut *tx)
@@ -397,6 +415,7 @@ impl Store for PgStore {
     }
 
     async fn put_pending(&self, state: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+        owner_text(&p.owner)?;
         let hash = state_hash(state);
         let verifier = self.sealer.encrypt_secret("pending_authorizations", &hash, "verifier", &p.verifier);
         sqlx::query("DELETE FROM pending_authorizations WHERE expires_at < $1")
