@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tern_engine::IntegrationName;
 use tern_engine::TokenOwner;
-use tern_engine::conversation::{AnswerStatus, ConversationId, MessageId, RunSummary};
+use tern_engine::conversation::{AnswerStatus, ConversationId, MessageId, PausedRun, RunSummary, Segment};
 use tern_engine::effects::EffectKey;
 use tern_integrations::config::IntegrationConfig;
 
@@ -116,6 +116,59 @@ impl Sealer {
         let value = SecretString::from(text.to_string());
         tern_engine::secrets::known::remember(&value);
         Ok(value)
+    }
+}
+
+impl Sealer {
+    /// A paused run from its `conversations` row (the blob and its clear columns).
+    pub(crate) fn open_paused(
+        &self,
+        conversation: &str,
+        blob: &[u8],
+        flow_hash: &str,
+        expires_at: i64,
+        updated_at: i64,
+    ) -> Result<PausedRun, StoreError> {
+        let plain = self.0.decrypt(Aad { table: "conversations", row: conversation, column: "snapshot" }, blob)?;
+        PausedRun::decode(&plain, flow_hash, expires_at, updated_at).map_err(|e| StoreError::Corrupt {
+            what: format!("the paused run of conversation {conversation}"),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A run's segments: the first from its summary row (`None` for rows written before schema
+    /// version 4), the others from `run_segments` as (seq, blob), in order.
+    pub(crate) fn open_segments(
+        &self,
+        run_id: &str,
+        first: Option<Vec<u8>>,
+        rest: impl IntoIterator<Item = (i64, Vec<u8>)>,
+    ) -> Result<Vec<Segment>, StoreError> {
+        let mut segments = Vec::new();
+        if let Some(blob) = first {
+            segments.push(self.open_json("run_history", run_id, "first_segment", &blob)?);
+        }
+        for (seq, blob) in rest {
+            segments.push(self.open_json("run_segments", &format!("{run_id}/{seq}"), "body", &blob)?);
+        }
+        Ok(segments)
+    }
+
+    /// Named secrets from their rows. One that no longer decrypts is left out (logged), so that
+    /// only the flows using it fail (callers compare with the list of names).
+    pub(crate) fn open_secrets(
+        &self,
+        rows: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Vec<(String, SecretString)> {
+        rows.into_iter()
+            .filter_map(|(name, blob)| match self.decrypt_secret("secrets", &name, "value", &blob) {
+                Ok(value) => Some((name, value)),
+                Err(e) => {
+                    tracing::warn!(secret = %name, error = %e, "a stored secret cannot be decrypted; left out");
+                    None
+                }
+            })
+            .collect()
     }
 }
 

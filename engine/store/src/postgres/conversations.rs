@@ -23,7 +23,6 @@ use tern_engine::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, 
 
 use super::PgStore;
 use crate::StoreError;
-use crate::crypto::Aad;
 use crate::rows::{SUMMARY_COLUMNS, SummaryRow, effect_row, message_row, message_row_str};
 
 /// Most rows one pruning statement deletes.
@@ -301,14 +300,16 @@ impl ConversationStore for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(self.db())?;
-        let Some(r) = row else { return Ok(None) };
-        let blob: Vec<u8> = r.get("snapshot");
-        let plain = self.sealer.0.decrypt(Aad { table: "conversations", row: c, column: "snapshot" }, &blob)?;
-        let paused =
-            PausedRun::decode(&plain, r.get("flow_hash"), r.get("expires_at"), r.get("updated_at")).map_err(|e| {
-                StoreError::Corrupt { what: format!("the paused run of conversation {c}"), reason: e.to_string() }
-            })?;
-        Ok(Some(paused))
+        row.map(|r| {
+            self.sealer.open_paused(
+                c,
+                &r.get::<Vec<u8>, _>("snapshot"),
+                r.get("flow_hash"),
+                r.get("expires_at"),
+                r.get("updated_at"),
+            )
+        })
+        .transpose()
     }
 
     async fn answer(
@@ -373,25 +374,13 @@ impl ConversationStore for PgStore {
             return Ok(None);
         };
         let summary = summary_of(&r)?;
-        let first: Option<Vec<u8>> = r.get("first_segment");
-        let rows = sqlx::query("SELECT seq, body FROM run_segments WHERE run_id = $1 ORDER BY seq")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.db())?;
-        let mut segments = Vec::with_capacity(rows.len() + 1);
-        if let Some(blob) = first {
-            segments.push(self.sealer.open_json("run_history", run_id, "first_segment", &blob)?);
-        }
-        for s in rows {
-            let seq: i64 = s.get("seq");
-            segments.push(self.sealer.open_json(
-                "run_segments",
-                &format!("{run_id}/{seq}"),
-                "body",
-                &s.get::<Vec<u8>, _>("body"),
-            )?);
-        }
+        let rest: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, body FROM run_segments WHERE run_id = $1 ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.db())?;
+        let segments = self.sealer.open_segments(run_id, r.get("first_segment"), rest)?;
         Ok(Some(RunHistory { summary, segments }))
     }
 

@@ -484,24 +484,11 @@ impl Store for PgStore {
     }
 
     async fn all_secrets(&self) -> Result<Vec<(String, SecretString)>, StoreError> {
-        let rows = sqlx::query("SELECT name, value FROM secrets ORDER BY name")
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT name, value FROM secrets ORDER BY name")
             .fetch_all(&self.pool)
             .await
             .map_err(self.db())?;
-        // As on SQLite: one secret that no longer decrypts is left out, only its users fail.
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let name: String = r.get("name");
-                match self.sealer.decrypt_secret("secrets", &name, "value", &r.get::<Vec<u8>, _>("value")) {
-                    Ok(value) => Some((name, value)),
-                    Err(e) => {
-                        tracing::warn!(secret = %name, error = %e, "a stored secret cannot be decrypted; left out");
-                        None
-                    }
-                }
-            })
-            .collect())
+        Ok(self.sealer.open_secrets(rows))
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError> {

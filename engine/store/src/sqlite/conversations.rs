@@ -16,8 +16,7 @@ use tern_engine::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, 
 
 use super::SqliteStore;
 use crate::StoreError;
-use crate::crypto::Aad;
-use crate::rows::{Sealer, SummaryRow, effect_row, message_row, message_row_str};
+use crate::rows::{SummaryRow, effect_row, message_row, message_row_str};
 
 /// Most rows one pruning statement deletes (a pass repeats until done, in short transactions,
 /// so the writer is never blocked for long).
@@ -63,7 +62,7 @@ fn summary_of(r: &sqlx::sqlite::SqliteRow) -> Result<RunSummary, StoreError> {
 
 impl SqliteStore {
     fn seal<T: Serialize>(&self, table: &str, row: &str, column: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-        Sealer(self.keys.clone()).seal(table, row, column, value)
+        self.sealer.seal(table, row, column, value)
     }
 
     fn open_json<T: DeserializeOwned>(
@@ -73,7 +72,7 @@ impl SqliteStore {
         column: &str,
         blob: &[u8],
     ) -> Result<T, StoreError> {
-        Sealer(self.keys.clone()).open_json(table, row, column, blob)
+        self.sealer.open_json(table, row, column, blob)
     }
 
     /// Applies one operation; returns how many runs it added to history.
@@ -289,14 +288,16 @@ impl ConversationStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(self.db())?;
-        let Some(r) = row else { return Ok(None) };
-        let blob: Vec<u8> = r.get("snapshot");
-        let plain = self.keys.decrypt(Aad { table: "conversations", row: c, column: "snapshot" }, &blob)?;
-        let paused =
-            PausedRun::decode(&plain, r.get("flow_hash"), r.get("expires_at"), r.get("updated_at")).map_err(|e| {
-                StoreError::Corrupt { what: format!("the paused run of conversation {c}"), reason: e.to_string() }
-            })?;
-        Ok(Some(paused))
+        row.map(|r| {
+            self.sealer.open_paused(
+                c,
+                &r.get::<Vec<u8>, _>("snapshot"),
+                r.get("flow_hash"),
+                r.get("expires_at"),
+                r.get("updated_at"),
+            )
+        })
+        .transpose()
     }
 
     /// The SQLite file belongs to one `tern serve` (the data directory is not shared), so
@@ -402,25 +403,13 @@ impl ConversationStore for SqliteStore {
             return Ok(None);
         };
         let summary = summary_of(&r)?;
-        let first: Option<Vec<u8>> = r.get("first_segment");
-        let rows = sqlx::query("SELECT seq, body FROM run_segments WHERE run_id = ? ORDER BY seq")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.db())?;
-        let mut segments = Vec::with_capacity(rows.len() + 1);
-        if let Some(blob) = first {
-            segments.push(self.open_json("run_history", run_id, "first_segment", &blob)?);
-        }
-        for s in rows {
-            let seq: i64 = s.get("seq");
-            segments.push(self.open_json(
-                "run_segments",
-                &format!("{run_id}/{seq}"),
-                "body",
-                &s.get::<Vec<u8>, _>("body"),
-            )?);
-        }
+        let rest: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, body FROM run_segments WHERE run_id = ? ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.db())?;
+        let segments = self.sealer.open_segments(run_id, r.get("first_segment"), rest)?;
         Ok(Some(RunHistory { summary, segments }))
     }
 

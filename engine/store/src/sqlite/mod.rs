@@ -31,7 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
-    pub(super) keys: Arc<Keyring>,
+    /// The keyring, with each value's binding (`sealer.0` is the keyring).
+    pub(super) sealer: Sealer,
     pub(super) location: String,
     /// Serializes this process's conversation writes: SQLite has one writer at a time, and
     /// letting pool connections contend for it means its busy handler's sleeps.
@@ -46,7 +47,7 @@ impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
             .field("location", &self.location)
-            .field("key_id", &self.keys.current_id())
+            .field("key_id", &self.sealer.0.current_id())
             .finish()
     }
 }
@@ -72,7 +73,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await.map_err(db_err)?;
         let store = Self {
             pool,
-            keys: Arc::new(keys),
+            sealer: Sealer(Arc::new(keys)),
             location,
             write_gate: Arc::default(),
             clock: clock::system(),
@@ -149,16 +150,16 @@ impl SqliteStore {
             .await
             .map_err(self.db())?;
         match row {
-            Some(blob) => match self.keys.decrypt(aad, &blob) {
+            Some(blob) => match self.sealer.0.decrypt(aad, &blob) {
                 Ok(_) => Ok(()),
                 Err(_) => Err(StoreError::WrongKey {
-                    key_id: self.keys.current_id().to_string(),
+                    key_id: self.sealer.0.current_id().to_string(),
                     stored_key_id: Keyring::key_id_of(&blob).unwrap_or("unknown").to_string(),
                     location: self.location.clone(),
                 }),
             },
             None => {
-                let blob = self.keys.encrypt(aad, b"tern key check");
+                let blob = self.sealer.0.encrypt(aad, b"tern key check");
                 sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES ('key_check', ?)")
                     .bind(blob)
                     .execute(&self.pool)
@@ -214,8 +215,8 @@ impl SqliteStore {
                 let row_key: String = r.get("row_key");
                 let blob: Vec<u8> = r.get("blob");
                 let aad = Aad { table, row: &row_key, column };
-                let plain = self.keys.decrypt(aad, &blob)?;
-                let fresh = self.keys.encrypt(aad, &plain);
+                let plain = self.sealer.0.decrypt(aad, &blob)?;
+                let fresh = self.sealer.0.encrypt(aad, &plain);
                 sqlx::query(&format!("UPDATE {table} SET {column} = ? WHERE rowid = ?"))
                     .bind(fresh)
                     .bind(rowid)
@@ -230,11 +231,11 @@ impl SqliteStore {
     }
 
     fn encrypt_secret(&self, table: &str, row: &str, column: &str, value: &SecretString) -> Vec<u8> {
-        Sealer(self.keys.clone()).encrypt_secret(table, row, column, value)
+        self.sealer.encrypt_secret(table, row, column, value)
     }
 
     fn decrypt_secret(&self, table: &str, row: &str, column: &str, blob: &[u8]) -> Result<SecretString, StoreError> {
-        Sealer(self.keys.clone()).decrypt_secret(table, row, column, blob)
+        self.sealer.decrypt_secret(table, row, column, blob)
     }
 
     fn integration_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<IntegrationRecord, StoreError> {
@@ -260,7 +261,7 @@ impl SqliteStore {
             metadata: r.get("metadata"),
             version: r.get("version"),
         }
-        .into_record(&Sealer(self.keys.clone()), row_key)
+        .into_record(&self.sealer, row_key)
     }
 }
 
@@ -525,25 +526,11 @@ impl Store for SqliteStore {
     }
 
     async fn all_secrets(&self) -> Result<Vec<(String, SecretString)>, StoreError> {
-        let rows = sqlx::query("SELECT name, value FROM secrets ORDER BY name")
+        let rows: Vec<(String, Vec<u8>)> = sqlx::query_as("SELECT name, value FROM secrets ORDER BY name")
             .fetch_all(&self.pool)
             .await
             .map_err(self.db())?;
-        // One secret that no longer decrypts must not stop every flow: it is left out (the
-        // caller compares with `list_secrets` to name it) and only its users fail.
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let name: String = r.get("name");
-                match self.decrypt_secret("secrets", &name, "value", &r.get::<Vec<u8>, _>("value")) {
-                    Ok(value) => Some((name, value)),
-                    Err(e) => {
-                        tracing::warn!(secret = %name, error = %e, "a stored secret cannot be decrypted; left out");
-                        None
-                    }
-                }
-            })
-            .collect())
+        Ok(self.sealer.open_secrets(rows))
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError> {
