@@ -10,7 +10,7 @@ use tern_engine::http::{HttpClient, HttpPolicy};
 use tern_engine::secrets::{LayeredSecrets, SecretSource};
 use tern_integrations::Integrations;
 use tern_store::crypto::{self, Keyring, MasterKey};
-use tern_store::{Backend, DatabaseUrl, PgStore, SqliteStore, Store, StoreLocation};
+use tern_store::{Backend, DatabaseUrl, Store, StoreLocation};
 
 /// Options shared by every subcommand.
 #[derive(Clone, Debug, Args)]
@@ -225,26 +225,19 @@ pub async fn load_keyring(dir: &Path, location: &StoreLocation) -> anyhow::Resul
         }
         Err(_) if key_file.exists() => crypto::read_key_file(&key_file)?,
         Err(_) => {
-            match location {
-                StoreLocation::Sqlite(db) => {
-                    if SqliteStore::is_initialized(db).await? {
-                        anyhow::bail!(tern_store::StoreError::MissingKey { location: db.display().to_string() });
-                    }
-                }
-                // A shared database needs the same key on every instance: a key file created
-                // here would tie the database to this machine's data directory.
-                StoreLocation::Postgres(url) => {
-                    let state = if PgStore::is_initialized(url).await? {
-                        "holds data encrypted with a master key"
-                    } else {
-                        "is new"
-                    };
-                    anyhow::bail!(
-                        "the PostgreSQL store at {} {state}: set {} to that key on every instance (generate one for a new store with `openssl rand -base64 32`); Tern creates no key file for a shared database",
-                        url.redacted(),
-                        crypto::MASTER_KEY_ENV
-                    );
-                }
+            // A shared database needs the same key on every instance: a key file created here
+            // would tie the database to this machine's data directory.
+            if location.is_shared() {
+                let state =
+                    if location.is_initialized().await? { "holds data encrypted with a master key" } else { "is new" };
+                anyhow::bail!(
+                    "the PostgreSQL store at {} {state}: set {} to that key on every instance (generate one for a new store with `openssl rand -base64 32`); Tern creates no key file for a shared database",
+                    location.shown(),
+                    crypto::MASTER_KEY_ENV
+                );
+            }
+            if location.is_initialized().await? {
+                anyhow::bail!(tern_store::StoreError::MissingKey { location: location.shown() });
             }
             let (key, text) = MasterKey::generate();
             crypto::write_key_file(&key_file, &text)?;

@@ -43,7 +43,7 @@ pub async fn keys(shared: &Shared, args: KeysArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         anyhow::ensure!(
-            !matches!(shared.store_location()?, tern_store::StoreLocation::Postgres(_)),
+            !shared.store_location()?.is_shared(),
             "a PostgreSQL store is rotated with keys in the environment: put the new key in {} and the current one in {} (on every instance, restarted), then run this again",
             crypto::MASTER_KEY_ENV,
             crypto::PREVIOUS_KEY_ENV
@@ -70,7 +70,7 @@ pub async fn keys(shared: &Shared, args: KeysArgs) -> anyhow::Result<ExitCode> {
             "the old key is kept in {} for backups made before now; delete it when they are gone",
             previous.display()
         );
-    } else if matches!(shared.store_location()?, tern_store::StoreLocation::Postgres(_)) {
+    } else if shared.store_location()?.is_shared() {
         // Instances still running with only the old key cannot read what was re-encrypted.
         println!(
             "re-encrypted {count} value(s) under the key in {}; every instance must already run with it (and the old one in {}): then restart them without {}",

@@ -3,13 +3,18 @@
 //! Where Tern keeps what must survive a restart: integrations, tokens, pending authorizations
 //! and named secrets ([`Store`]), and the conversation service's paused runs, flow versions,
 //! remembered answers, accepted messages, run history, webhook outbox and effect journal
-//! ([`ConversationStore`](tern_engine::conversation::ConversationStore)). Two backends implement
-//! both, behind one [`Backend`] trait, so the server never names a database:
+//! ([`ConversationStore`](tern_engine::conversation::ConversationStore)). One implementation,
+//! [`SqlStore`], writes every statement once; it runs on two databases, behind one [`Backend`]
+//! trait opened by [`open`], so that neither the server nor the CLI names a database:
 //!
 //! - [`SqliteStore`]: one file in the data directory, the default with nothing to configure.
 //!   One `tern serve` owns it; `tern` CLI commands may open it at the same time.
 //! - [`PgStore`]: a PostgreSQL database that several `tern serve` instances share
 //!   (`--database-url`).
+//!
+//! What differs between them is passed to [`SqlStore`] as data (a `Dialect`) and as the little
+//! code only one of them has (a `Flavor`: SQLite's write gate, history count and checkpoints;
+//! PostgreSQL's conversation locks and retried batches); see the `sql` module.
 //!
 //! ## Design choices
 //!
@@ -36,6 +41,7 @@ pub mod crypto;
 mod database_url;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -47,8 +53,7 @@ use async_trait::async_trait;
 use tern_engine::conversation::ConversationStore;
 
 pub use database_url::{DatabaseUrl, DatabaseUrlError};
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 pub use tern_integrations::store::*;
 
 use crate::crypto::{CryptoError, Keyring};
@@ -85,6 +90,43 @@ pub enum StoreLocation {
     Sqlite(PathBuf),
     /// A PostgreSQL database (the schema is created on first open).
     Postgres(DatabaseUrl),
+}
+
+/// The store on a SQLite file.
+pub type SqliteStore = SqlStore<sqlite::Sqlite>;
+
+/// The store on a PostgreSQL database, shared by instances.
+pub type PgStore = SqlStore<postgres::Postgres>;
+
+impl StoreLocation {
+    /// Whether several processes may share the database (each instance then needs the same
+    /// master key from the environment: a key file would tie the database to one machine's
+    /// data directory).
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// Where the data is, for messages: the file path, or the URL without its password.
+    #[must_use]
+    pub fn shown(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres(url) => url.redacted().to_string(),
+        }
+    }
+
+    /// Whether the database holds Tern's key check (it was opened with a key before). A
+    /// missing SQLite file is not initialized.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`]: cannot connect or query.
+    pub async fn is_initialized(&self) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(path) => SqliteStore::is_initialized(path).await,
+            Self::Postgres(url) => PgStore::is_initialized(url).await,
+        }
+    }
 }
 
 /// Opens the database, applies pending migrations and checks `keys` against the data.

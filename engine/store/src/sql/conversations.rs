@@ -1,42 +1,32 @@
-//! [`ConversationStore`] on PostgreSQL, shared by several instances. The same columns are
-//! encrypted with the same associated data as on SQLite. What differs:
+//! [`ConversationStore`] on SQL. Everything that holds what people typed or what Tern replied
+//! (paused runs, answers, accepted messages, run segments, webhook deliveries) is encrypted
+//! like the other secret columns, with the table, row and column as associated data.
+//! Summaries (ids, flow, status, times) stay in clear so that history can be listed and pruned.
 //!
-//! - the store says it is shared ([`ConversationStore::is_shared`]) and gives conversation
-//!   locks ([`super::locks`]) and the messages a dead instance left
-//!   ([`ConversationStore::stale_accepted`]);
-//! - a batch that loses a deadlock or serialization race against another instance's batch is
-//!   tried again ([`WRITE_ATTEMPTS`]);
-//! - webhook deliveries are claimed (`FOR UPDATE SKIP LOCKED`, then leased for
-//!   [`OUTBOX_LEASE_MS`]) so that two instances never post the same one at once;
-//! - retention deletes in chunks by `ctid`, and every instance may run it.
+//! The batch writer and the retention pass are assembled per database ([`Flavor::write`],
+//! [`Flavor::prune`]) from the pieces here: [`SqlStore::apply_all`] and
+//! [`SqlStore::prune_all`].
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 use tern_engine::conversation::{
     Answer, ConversationId, ConversationLock, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange,
     PausedRun, Pruned, Retention, RunHistory, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
-use tern_engine::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
 
-use super::PgStore;
+use super::{Flavor, SqlStore};
 use crate::StoreError;
-use crate::rows::{SUMMARY_COLUMNS, SummaryRow, effect_row, message_row, message_row_str};
+use crate::rows::{SUMMARY_COLUMNS, SummaryRow, message_row, message_row_str};
 
-/// Most rows one pruning statement deletes.
+/// Most rows one pruning statement deletes (a pass repeats until done, in short statements,
+/// so that writers are never blocked for long).
 const PRUNE_CHUNK: i64 = 500;
 
-/// Tries of one batch of writes when PostgreSQL aborts it for a deadlock or a serialization
-/// failure (SQLSTATE 40P01, 40001).
-pub const WRITE_ATTEMPTS: u32 = 3;
-
-/// How long an instance owns a webhook delivery it took; if it dies, another instance sends
-/// it after this (milliseconds).
-pub const OUTBOX_LEASE_MS: i64 = 60_000;
-
-fn summary_of(r: &PgRow) -> Result<RunSummary, StoreError> {
+/// A run summary from a `run_history` row.
+fn summary_of(r: &AnyRow) -> Result<RunSummary, StoreError> {
     SummaryRow {
         run_id: r.get("run_id"),
         conversation_id: r.get("conversation_id"),
@@ -51,25 +41,20 @@ fn summary_of(r: &PgRow) -> Result<RunSummary, StoreError> {
     .into_summary()
 }
 
-/// Text PostgreSQL accepts: a `TEXT` value cannot hold NUL, which a contact id or a provider's
-/// message may carry (SQLite stores it). NUL becomes U+FFFD; everything else is kept.
-pub(crate) fn pg_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains('\0') { std::borrow::Cow::Owned(s.replace('\0', "\u{fffd}")) } else { std::borrow::Cow::Borrowed(s) }
-}
+impl<F: Flavor> SqlStore<F> {
+    /// Applies a batch's operations in `tx`; returns how many runs they added to history.
+    pub(crate) async fn apply_all(&self, tx: &mut Transaction<'_, Any>, ops: &[WriteOp]) -> Result<i64, StoreError> {
+        let mut added = 0;
+        for op in ops {
+            added += self.apply(tx, op).await?;
+        }
+        Ok(added)
+    }
 
-/// Whether PostgreSQL aborted the transaction for a race another try can win.
-fn is_retryable(e: &StoreError) -> bool {
-    let StoreError::Database { cause, .. } = e else { return false };
-    cause
-        .downcast_ref::<sqlx::Error>()
-        .and_then(|e| e.as_database_error())
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "40P01" || c == "40001")
-}
-
-impl PgStore {
-    async fn apply(&self, tx: &mut Transaction<'_, Postgres>, op: &WriteOp) -> Result<(), StoreError> {
+    /// Applies one operation; returns how many runs it added to history.
+    async fn apply(&self, tx: &mut Transaction<'_, Any>, op: &WriteOp) -> Result<i64, StoreError> {
         let now_ms = self.now_ms();
+        let mut added = 0;
         match op {
             WriteOp::Accept(m) => {
                 let row = message_row(&m.conversation, &m.message_id);
@@ -88,14 +73,7 @@ impl PgStore {
                 .await
                 .map_err(self.db())?;
             }
-            WriteOp::Forget(c, m) => {
-                sqlx::query("DELETE FROM inbox WHERE conversation_id = $1 AND message_id = $2")
-                    .bind(c.as_str())
-                    .bind(m.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(self.db())?;
-            }
+            WriteOp::Forget(c, m) => self.forget(tx, c.as_str(), m.as_str()).await?,
             WriteOp::Complete(done) => {
                 let c = done.conversation.as_str();
                 match &done.paused {
@@ -109,19 +87,7 @@ impl PgStore {
                     }
                     PausedChange::Set(p) => {
                         let blob = self.sealer.seal("conversations", c, "snapshot", &**p)?;
-                        sqlx::query(
-                            "INSERT INTO conversations (conversation_id, flow_hash, snapshot, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5)
-                             ON CONFLICT (conversation_id) DO UPDATE SET flow_hash = excluded.flow_hash, snapshot = excluded.snapshot,
-                               expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-                        )
-                        .bind(c)
-                        .bind(&p.flow_hash)
-                        .bind(blob)
-                        .bind(p.expires_at)
-                        .bind(self.now_s())
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(self.db())?;
+                        self.put_paused(&mut **tx, c, &p.flow_hash, blob, p.expires_at).await?;
                     }
                 }
                 if done.remember_answer {
@@ -140,15 +106,12 @@ impl PgStore {
                     .map_err(self.db())?;
                 }
                 if done.accepted {
-                    sqlx::query("DELETE FROM inbox WHERE conversation_id = $1 AND message_id = $2")
-                        .bind(c)
-                        .bind(done.message_id.as_str())
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(self.db())?;
+                    self.forget(tx, c, done.message_id.as_str()).await?;
                 }
                 for (summary, segment) in &done.history {
-                    self.append_history(tx, summary, segment).await?;
+                    if self.append_history(tx, summary, segment).await? {
+                        added += 1;
+                    }
                 }
                 if let Some(body) = &done.outbox {
                     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
@@ -165,16 +128,55 @@ impl PgStore {
                 }
             }
         }
+        Ok(added)
+    }
+
+    /// Drops an accepted message from the inbox.
+    async fn forget(&self, tx: &mut Transaction<'_, Any>, c: &str, m: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM inbox WHERE conversation_id = $1 AND message_id = $2")
+            .bind(c)
+            .bind(m)
+            .execute(&mut **tx)
+            .await
+            .map_err(self.db())?;
         Ok(())
     }
 
-    /// Adds a segment: the first goes into the summary row, later ones into `run_segments`.
+    /// Writes a conversation's paused run (its sealed snapshot).
+    async fn put_paused<'e, E: sqlx::Executor<'e, Database = Any>>(
+        &self,
+        exec: E,
+        conversation: &str,
+        flow_hash: &str,
+        sealed: Vec<u8>,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO conversations (conversation_id, flow_hash, snapshot, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (conversation_id) DO UPDATE SET flow_hash = excluded.flow_hash, snapshot = excluded.snapshot,
+               expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+        )
+        .bind(conversation)
+        .bind(flow_hash)
+        .bind(sealed)
+        .bind(expires_at)
+        .bind(self.now_s())
+        .execute(exec)
+        .await
+        .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Adds a segment; returns whether it started a new run. One statement for a new run: the
+    /// segment goes into the summary row. When the run already has a row (it paused and
+    /// resumed), the row is updated and the segment is appended to `run_segments` under the
+    /// next seq.
     async fn append_history(
         &self,
-        tx: &mut Transaction<'_, Postgres>,
+        tx: &mut Transaction<'_, Any>,
         s: &RunSummary,
         segment: &Segment,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let first = self.sealer.seal("run_history", &s.run_id, "first_segment", segment)?;
         let count: i64 = sqlx::query_scalar(
             "INSERT INTO run_history (run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms,
@@ -185,7 +187,7 @@ impl PgStore {
         )
         .bind(&s.run_id)
         .bind(&s.conversation_id)
-        .bind(s.contact_id.as_deref().map(pg_text))
+        .bind(s.contact_id.as_deref().map(|c| self.text(c).into_owned()))
         .bind(&s.flow_id)
         .bind(&s.flow_version)
         .bind(s.status.as_str())
@@ -210,20 +212,15 @@ impl PgStore {
             .await
             .map_err(self.db())?;
         }
-        Ok(())
-    }
-
-    async fn write_once(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
-        for op in ops {
-            self.apply(&mut tx, op).await?;
-        }
-        tx.commit().await.map_err(self.db())
+        Ok(count == 1)
     }
 
     /// Deletes rows of `table` matching `condition` (with `$1` bound to `bind`), oldest by
-    /// `order` first, at most `cap`, in chunks; returns how many.
-    async fn delete_chunked(
+    /// `order` first, at most `cap`, in chunks by their address ([`Dialect::row_in`]); returns
+    /// how many.
+    ///
+    /// [`Dialect::row_in`]: super::Dialect::row_in
+    pub(crate) async fn delete_chunked(
         &self,
         table: &str,
         condition: &str,
@@ -231,17 +228,18 @@ impl PgStore {
         order: &str,
         cap: Option<i64>,
     ) -> Result<u64, StoreError> {
+        let id = F::DIALECT.row_id;
         let mut total: i64 = 0;
         loop {
             let chunk = cap.map_or(PRUNE_CHUNK, |c| (c - total).min(PRUNE_CHUNK));
             if chunk <= 0 {
                 return Ok(u64::try_from(total).unwrap_or(0));
             }
-            let sql = format!(
-                "DELETE FROM {table} WHERE ctid = ANY (ARRAY (SELECT ctid FROM {table} WHERE {condition} ORDER BY {order} LIMIT {chunk}))"
-            );
-            let n = sqlx::query(&sql).bind(bind).execute(&self.pool).await.map_err(self.db())?.rows_affected();
-            let n = i64::try_from(n).unwrap_or(0);
+            let rows = format!("SELECT {id} FROM {table} WHERE {condition} ORDER BY {order} LIMIT {chunk}");
+            let sql = format!("DELETE FROM {table} WHERE {}", F::DIALECT.row_in.replace("{rows}", &rows));
+            let q = sqlx::query(&sql).bind(bind);
+            let _gate = self.gate().await;
+            let n = i64::try_from(q.execute(&self.pool).await.map_err(self.db())?.rows_affected()).unwrap_or(0);
             total += n;
             if n < chunk {
                 return Ok(u64::try_from(total).unwrap_or(0));
@@ -249,11 +247,33 @@ impl PgStore {
         }
     }
 
-    async fn count(&self, table: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await.map_err(self.db())
+    /// Deletes what the retention policy no longer keeps, table by table, in chunks.
+    pub(crate) async fn prune_all(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
+        let mut pruned = Pruned::default();
+        let runs_before = now_ms.saturating_sub(retention.history_max_age_ms);
+        pruned.runs +=
+            self.delete_chunked("run_history", "updated_at_ms < $1", runs_before, "updated_at_ms", None).await?;
+        let excess = self.count("run_history").await? - i64::try_from(retention.history_max_runs).unwrap_or(i64::MAX);
+        if excess > 0 {
+            pruned.runs += self.delete_chunked("run_history", "$1 = $1", 0, "updated_at_ms", Some(excess)).await?;
+        }
+        let answers_before = now_ms.saturating_sub(retention.dedupe_window_ms);
+        pruned.answers +=
+            self.delete_chunked("answers", "created_at_ms < $1", answers_before, "created_at_ms", None).await?;
+        let excess = self.count("answers").await? - i64::try_from(retention.max_answers).unwrap_or(i64::MAX);
+        if excess > 0 {
+            pruned.answers += self.delete_chunked("answers", "$1 = $1", 0, "created_at_ms", Some(excess)).await?;
+        }
+        self.delete_chunked("effects", "created_at_ms < $1", answers_before, "created_at_ms", None).await?;
+        let now_s = now_ms / 1000;
+        pruned.paused += self.delete_chunked("conversations", "expires_at <= $1", now_s, "expires_at", None).await?;
+        self.delete_chunked("pending_authorizations", "expires_at < $1", now_s, "expires_at", None).await?;
+        Ok(pruned)
     }
 
-    fn inbound_of(&self, r: &PgRow) -> Option<Inbound> {
+    /// An accepted message from its `inbox` row; one that cannot be read is logged and left
+    /// out, so that it does not stop the others from being recovered.
+    fn inbound_of(&self, r: &AnyRow) -> Option<Inbound> {
         let c: String = r.get("conversation_id");
         let m: String = r.get("message_id");
         match self.sealer.open_json::<Inbound>("inbox", &message_row_str(&c, &m), "body", &r.get::<Vec<u8>, _>("body"))
@@ -268,7 +288,7 @@ impl PgStore {
 }
 
 #[async_trait]
-impl ConversationStore for PgStore {
+impl<F: Flavor> ConversationStore for SqlStore<F> {
     async fn put_flow_version(&self, hash: &str, flow_id: &str, source: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO flow_versions (hash, flow_id, source, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
@@ -312,6 +332,25 @@ impl ConversationStore for PgStore {
         .transpose()
     }
 
+    /// Exact where the database has one `tern serve` (a SQLite file in its data directory is
+    /// not shared); a shared database has no such index (the default).
+    async fn paused_index(&self, limit: usize) -> Result<Option<Vec<(ConversationId, i64)>>, StoreError> {
+        if F::DIALECT.shared {
+            return Ok(None);
+        }
+        let cap = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT conversation_id, expires_at FROM conversations LIMIT $1")
+            .bind(cap)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?;
+        if rows.len() > limit {
+            return Ok(None);
+        }
+        // An id that does not validate cannot be asked for; leaving it out is safe.
+        Ok(Some(rows.into_iter().filter_map(|(c, at)| ConversationId::new(c).ok().map(|c| (c, at))).collect()))
+    }
+
     async fn answer(
         &self,
         conversation: &ConversationId,
@@ -328,13 +367,12 @@ impl ConversationStore for PgStore {
     }
 
     async fn is_accepted(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<bool, StoreError> {
-        let found: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM inbox WHERE conversation_id = $1 AND message_id = $2")
-                .bind(conversation.as_str())
-                .bind(message_id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(self.db())?;
+        let found = sqlx::query("SELECT 1 FROM inbox WHERE conversation_id = $1 AND message_id = $2")
+            .bind(conversation.as_str())
+            .bind(message_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())?;
         Ok(found.is_some())
     }
 
@@ -347,21 +385,11 @@ impl ConversationStore for PgStore {
     }
 
     async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-        let mut attempt = 1;
-        loop {
-            match self.write_once(ops).await {
-                Err(e) if attempt < WRITE_ATTEMPTS && is_retryable(&e) => {
-                    tracing::info!(attempt, error = %e, "a batch of conversation writes lost a race with another instance; trying again");
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        F::write(self, ops).await
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
-        if run_id.contains('\0') {
+        if !self.storable(run_id) {
             return Ok(None);
         }
         let Some(r) =
@@ -385,7 +413,9 @@ impl ConversationStore for PgStore {
     }
 
     async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
-        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM run_history WHERE TRUE");
+        // Only the filters that are set go into the statement, so that the database can use
+        // the (flow_id, updated_at_ms) and (conversation_id, updated_at_ms) indexes.
+        let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM run_history WHERE 1 = 1");
         let mut n = 0;
         let mut next = || {
             n += 1;
@@ -401,24 +431,25 @@ impl ConversationStore for PgStore {
             sql.push_str(&format!(" AND conversation_id = {}", next()));
         }
         if query.after.is_some() {
-            let (a, b) = (next(), next());
-            sql.push_str(&format!(" AND (updated_at_ms, run_id) < ({a}, {b})"));
+            let (at, id) = (next(), next());
+            sql.push_str(" AND ");
+            sql.push_str(&F::DIALECT.runs_before.replace("{at}", &at).replace("{id}", &id));
         }
         sql.push_str(&format!(" ORDER BY updated_at_ms DESC, run_id DESC LIMIT {}", next()));
         let mut q = sqlx::query(&sql);
-        // A filter with NUL matches nothing stored (PostgreSQL's text holds none), and must not
-        // be an error.
+        // A filter with NUL matches nothing stored where text holds none, and must not be an
+        // error.
         if let Some(f) = &query.flow_id {
-            q = q.bind(pg_text(f).into_owned());
+            q = q.bind(self.text(f).into_owned());
         }
         if let Some(st) = query.status {
             q = q.bind(st.as_str());
         }
         if let Some(c) = &query.conversation_id {
-            q = q.bind(pg_text(c).into_owned());
+            q = q.bind(self.text(c).into_owned());
         }
         if let Some(a) = &query.after {
-            q = q.bind(a.updated_at_ms).bind(pg_text(&a.run_id).into_owned());
+            q = q.bind(a.updated_at_ms).bind(self.text(&a.run_id).into_owned());
         }
         let size = query.page_size();
         let rows =
@@ -427,21 +458,16 @@ impl ConversationStore for PgStore {
         Ok(RunPage::from_overfetch(runs, size))
     }
 
-    /// Claims the due deliveries for this instance: they are leased for [`OUTBOX_LEASE_MS`]
-    /// (another instance skips them), then removed or rescheduled by the delivery loop.
+    /// The due deliveries ([`Dialect::outbox_due`](super::Dialect::outbox_due): on a shared
+    /// database they are claimed for this instance). One that cannot be read is dropped.
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE outbox SET next_attempt_ms = $1 + $3 WHERE id IN (
-               SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2
-               FOR UPDATE SKIP LOCKED)
-             RETURNING id, body, attempts, created_at_ms",
-        )
-        .bind(now_ms)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(OUTBOX_LEASE_MS)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.db())?;
+        let rows = sqlx::query(F::DIALECT.outbox_due)
+            .bind(now_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(F::DIALECT.outbox_lease_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.get("id");
@@ -460,16 +486,17 @@ impl ConversationStore for PgStore {
                 created_at_ms: r.get("created_at_ms"),
             });
         }
-        out.sort_by_key(|i| i.created_at_ms);
         Ok(out)
     }
 
     async fn outbox_remove(&self, id: &str) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(&self.pool).await.map_err(self.db())?;
         Ok(())
     }
 
     async fn outbox_retry(&self, id: &str, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         sqlx::query("UPDATE outbox SET attempts = $1, next_attempt_ms = $2 WHERE id = $3")
             .bind(i64::from(attempts))
             .bind(next_at_ms)
@@ -484,31 +511,16 @@ impl ConversationStore for PgStore {
         Ok(u64::try_from(self.count("outbox").await?).unwrap_or(0))
     }
 
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        F::checkpoint(self).await
+    }
+
     async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
-        let mut pruned = Pruned::default();
-        let runs_before = now_ms.saturating_sub(retention.history_max_age_ms);
-        pruned.runs +=
-            self.delete_chunked("run_history", "updated_at_ms < $1", runs_before, "updated_at_ms", None).await?;
-        let excess = self.count("run_history").await? - i64::try_from(retention.history_max_runs).unwrap_or(i64::MAX);
-        if excess > 0 {
-            pruned.runs += self.delete_chunked("run_history", "$1 = $1", 0, "updated_at_ms", Some(excess)).await?;
-        }
-        let answers_before = now_ms.saturating_sub(retention.dedupe_window_ms);
-        pruned.answers +=
-            self.delete_chunked("answers", "created_at_ms < $1", answers_before, "created_at_ms", None).await?;
-        let excess = self.count("answers").await? - i64::try_from(retention.max_answers).unwrap_or(i64::MAX);
-        if excess > 0 {
-            pruned.answers += self.delete_chunked("answers", "$1 = $1", 0, "created_at_ms", Some(excess)).await?;
-        }
-        self.delete_chunked("effects", "created_at_ms < $1", answers_before, "created_at_ms", None).await?;
-        let now_s = now_ms / 1000;
-        pruned.paused += self.delete_chunked("conversations", "expires_at <= $1", now_s, "expires_at", None).await?;
-        self.delete_chunked("pending_authorizations", "expires_at < $1", now_s, "expires_at", None).await?;
-        Ok(pruned)
+        F::prune(self, retention, now_ms).await
     }
 
     fn is_shared(&self) -> bool {
-        true
+        F::DIALECT.shared
     }
 
     async fn lock_conversation(
@@ -516,10 +528,14 @@ impl ConversationStore for PgStore {
         conversation: &ConversationId,
         wait: Duration,
     ) -> Result<Option<Box<dyn ConversationLock>>, StoreError> {
-        self.locks.lock(conversation, wait).await.map(Some)
+        self.flavor.lock_conversation(conversation, wait).await
     }
 
+    /// On a shared database, the messages a dead (or very slow) instance left; none otherwise.
     async fn stale_accepted(&self, before_ms: i64, limit: usize) -> Result<Vec<Inbound>, StoreError> {
+        if !F::DIALECT.shared {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(
             "SELECT conversation_id, message_id, body FROM inbox WHERE accepted_at_ms < $1 ORDER BY seq LIMIT $2",
         )
@@ -532,66 +548,50 @@ impl ConversationStore for PgStore {
     }
 }
 
-#[async_trait]
-impl EffectJournal for PgStore {
-    async fn begin_effect(&self, key: &EffectKey) -> Result<PriorEffect, JournalError> {
-        let fail = |e: &dyn std::fmt::Display| JournalError { step: key.step.clone(), reason: e.to_string() };
-        let inserted: Option<i32> = sqlx::query_scalar(
-            "INSERT INTO effects (conversation_id, message_id, seq, attempt, step_id, response, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, NULL, $6) ON CONFLICT DO NOTHING RETURNING 1",
-        )
-        .bind(&key.conversation)
-        .bind(&key.message_id)
-        .bind(i64::from(key.seq))
-        .bind(i64::from(key.attempt))
-        .bind(&key.step)
-        .bind(self.now_ms())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| fail(&e))?;
-        if inserted.is_some() {
-            return Ok(PriorEffect::None);
-        }
-        let row = sqlx::query(
-            "SELECT step_id, response FROM effects WHERE conversation_id = $1 AND message_id = $2 AND seq = $3 AND attempt = $4",
-        )
-        .bind(&key.conversation)
-        .bind(&key.message_id)
-        .bind(i64::from(key.seq))
-        .bind(i64::from(key.attempt))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| fail(&e))?;
-        Ok(match row {
-            // Pruned between the two statements: as good as unknown.
-            None => PriorEffect::Unknown,
-            // Another step at this position (the flow changed): nothing can be assumed.
-            Some(r) if r.get::<String, _>("step_id") != key.step => PriorEffect::Unknown,
-            Some(r) => match r.get::<Option<Vec<u8>>, _>("response") {
-                None => PriorEffect::Unknown,
-                Some(blob) => PriorEffect::Done(
-                    self.sealer
-                        .open_json::<RecordedResponse>("effects", &effect_row(key), "response", &blob)
-                        .map_err(|e| fail(&e))?,
-                ),
-            },
-        })
+#[cfg(feature = "testing")]
+impl<F: Flavor> SqlStore<F> {
+    /// Writes a paused run's blob as given (encrypted like any other), for tests of older and
+    /// newer stored formats.
+    ///
+    /// # Errors
+    /// The database failed.
+    pub async fn write_legacy_paused_run(
+        &self,
+        conversation: &str,
+        flow_hash: &str,
+        blob: &serde_json::Value,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let sealed = self.sealer.seal("conversations", conversation, "snapshot", blob)?;
+        self.put_paused(&self.pool, conversation, flow_hash, sealed, expires_at).await
     }
 
-    async fn finish_effect(&self, key: &EffectKey, response: &RecordedResponse) -> Result<(), JournalError> {
-        let fail = |e: &dyn std::fmt::Display| JournalError { step: key.step.clone(), reason: e.to_string() };
-        let blob = self.sealer.seal("effects", &effect_row(key), "response", response).map_err(|e| fail(&e))?;
-        sqlx::query(
-            "UPDATE effects SET response = $1 WHERE conversation_id = $2 AND message_id = $3 AND seq = $4 AND attempt = $5",
-        )
-        .bind(blob)
-        .bind(&key.conversation)
-        .bind(&key.message_id)
-        .bind(i64::from(key.seq))
-        .bind(i64::from(key.attempt))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| fail(&e))?;
+    /// Moves a run's first segment to where schema version 3 kept it (`run_segments`, seq 0),
+    /// for tests of history written before the segment moved into the summary row.
+    ///
+    /// # Errors
+    /// The database failed or the run has no inline first segment.
+    pub async fn write_legacy_first_segment(&self, run_id: &str) -> Result<(), StoreError> {
+        let blob: Option<Vec<u8>> = sqlx::query_scalar("SELECT first_segment FROM run_history WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.db())?;
+        let blob = blob
+            .ok_or_else(|| StoreError::Corrupt { what: format!("run {run_id}"), reason: "no first segment".into() })?;
+        let segment: Segment = self.sealer.open_json("run_history", run_id, "first_segment", &blob)?;
+        let sealed = self.sealer.seal("run_segments", &format!("{run_id}/0"), "body", &segment)?;
+        sqlx::query("INSERT INTO run_segments (run_id, seq, body) VALUES ($1, 0, $2)")
+            .bind(run_id)
+            .bind(sealed)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        sqlx::query("UPDATE run_history SET first_segment = NULL WHERE run_id = $1")
+            .bind(run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
         Ok(())
     }
 }

@@ -1,0 +1,341 @@
+//! The store, written once for both databases: [`SqlStore`].
+//!
+//! Every statement is written in the SQL both databases accept: numbered placeholders (`$1`;
+//! sqlx's SQLite driver binds `$N` by its number), `INSERT … ON CONFLICT … DO NOTHING / DO
+//! UPDATE` and `RETURNING` (SQLite ≥ 3.35). Statements run through sqlx's `Any` driver, so
+//! there is one pool, one transaction and one row type, and one copy of the Rust around each
+//! statement. What really differs per database is passed in:
+//!
+//! - as data, the [`Dialect`]: how a writing transaction starts, whether text holds NUL, how
+//!   rows are addressed for chunked deletes and re-encryption, the keyset condition of history
+//!   pages, how due webhook deliveries are claimed, how a credential is locked for a refresh,
+//!   and how re-encryption shuts out other writers;
+//! - as code, the [`Flavor`]: what one database keeps and does on its own — SQLite's write
+//!   gate, history count and checkpoints (`crate::sqlite`), PostgreSQL's retried batches and
+//!   conversation locks (`crate::postgres`).
+//!
+//! ## Why the `Any` driver
+//!
+//! Code generic over sqlx's `Database` needs a dozen higher-ranked bounds (executors over
+//! `&mut DB::Connection`, `Encode`/`Decode`/`Type` of every bound and read type, column
+//! indexes) repeated on every impl block; a query builder would hide the statements. `Any`
+//! keeps each statement as plain text, and costs one conversion of the arguments and of each
+//! row (a copy of each value), small next to a statement's own work (see
+//! `benches/BENCHMARKS.md`). Its type mapping, checked for what the schema uses: every integer
+//! column decodes as `i64` (PostgreSQL's `INT4` too), `BLOB`/`BYTEA` as `Vec<u8>`, `TEXT` as
+//! `String`, NULL as `None`, and PostgreSQL's `void` (`pg_advisory_xact_lock`) as NULL.
+
+mod conversations;
+mod effects;
+mod integrations;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tern_engine::clock::{self, Clock};
+use tern_engine::conversation::{ConversationId, ConversationLock, Pruned, Retention, WriteOp};
+
+use crate::crypto::{Aad, Keyring};
+use crate::rows::{SECRET_COLUMNS, Sealer};
+use crate::{Backend, StoreError};
+
+/// What differs between the databases' SQL, as data (one constant per database).
+pub struct Dialect {
+    /// [`Backend::kind`]: `sqlite` or `postgresql`.
+    pub(crate) kind: &'static str,
+    /// The store's type name, for `Debug`.
+    pub(crate) name: &'static str,
+    /// Whether several processes share the database (see
+    /// [`ConversationStore::is_shared`](tern_engine::conversation::ConversationStore::is_shared)):
+    /// then the store offers the messages a dead instance left, and has no exact index of
+    /// paused runs.
+    pub(crate) shared: bool,
+    /// The statement that opens a transaction that writes, `None` for `BEGIN`. SQLite's
+    /// `BEGIN IMMEDIATE` takes the database's one write lock at once, so that a transaction
+    /// never fails to upgrade a read lock half-way.
+    pub(crate) begin_write: Option<&'static str>,
+    /// Whether `TEXT` holds NUL. PostgreSQL's does not: free text (a provider's message, a
+    /// contact id in history) is stored with NUL replaced, a token owner with NUL is refused,
+    /// and a filter or id with NUL matches nothing.
+    pub(crate) text_holds_nul: bool,
+    /// The physical address of a row, for deleting in chunks (`rowid`, `ctid`).
+    pub(crate) row_id: &'static str,
+    /// `{row_id}` among the addresses a subquery (`{rows}`) returns, in the form the planner
+    /// turns into direct row lookups.
+    pub(crate) row_in: &'static str,
+    /// A row's address as text (for re-encryption), and the condition matching it with `$2`.
+    pub(crate) row_ref: (&'static str, &'static str),
+    /// History pages' keyset condition: rows before the cursor (`{at}` its `updated_at_ms`,
+    /// `{id}` its run id), in the form the database's planner uses an index for.
+    pub(crate) runs_before: &'static str,
+    /// Due webhook deliveries (`$1` now in ms, `$2` how many, `$3` the lease): `id, body,
+    /// attempts, created_at_ms`, oldest first. On a shared database they are claimed for this
+    /// instance for the lease; SQLite leaves `$3` unused (its driver ignores the extra value).
+    pub(crate) outbox_due: &'static str,
+    /// How long a claimed delivery belongs to this instance (ms), see `outbox_due`.
+    pub(crate) outbox_lease_ms: i64,
+    /// Statements run first in the transaction of a token refresh, without parameters.
+    pub(crate) token_lock_setup: &'static [&'static str],
+    /// The statement that takes a credential for a refresh (`$1`: its lock key), if the
+    /// writing transaction alone does not.
+    pub(crate) token_lock: Option<&'static str>,
+    /// The statement that keeps other writers out of the tables (`{tables}`) while every
+    /// secret is re-encrypted, if the writing transaction alone does not.
+    pub(crate) lock_tables: Option<&'static str>,
+}
+
+/// What one database keeps and does on its own, next to its [`Dialect`].
+#[async_trait]
+pub trait Flavor: Send + Sync + Sized + 'static {
+    /// The database's SQL differences.
+    const DIALECT: Dialect;
+
+    /// A lock that serializes this process's conversation writes, if the database has one
+    /// writer at a time (SQLite).
+    fn write_gate(&self) -> Option<&tokio::sync::Mutex<()>> {
+        None
+    }
+
+    /// Applies a batch of conversation writes in one transaction (built on
+    /// [`SqlStore::apply_all`]).
+    async fn write(store: &SqlStore<Self>, ops: &[WriteOp]) -> Result<(), StoreError>;
+
+    /// One retention pass (built on [`SqlStore::prune_all`]).
+    async fn prune(store: &SqlStore<Self>, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
+        store.prune_all(retention, now_ms).await
+    }
+
+    /// Moves committed writes from a write-ahead log into the database.
+    async fn checkpoint(store: &SqlStore<Self>) -> Result<(), StoreError> {
+        let _ = store;
+        Ok(())
+    }
+
+    /// Takes a conversation across the processes sharing the database.
+    async fn lock_conversation(
+        &self,
+        conversation: &ConversationId,
+        wait: Duration,
+    ) -> Result<Option<Box<dyn ConversationLock>>, StoreError> {
+        let _ = (conversation, wait);
+        Ok(None)
+    }
+}
+
+/// The integration store and conversation store on one SQL database; `F` is the database
+/// ([`SqliteStore`](crate::SqliteStore), [`PgStore`](crate::PgStore)). Cheap to clone.
+pub struct SqlStore<F: Flavor> {
+    pub(crate) pool: AnyPool,
+    /// The keyring, with each value's binding.
+    pub(crate) sealer: Sealer,
+    /// Where the data is (a path, or the URL without its password), for the operator's log.
+    pub(crate) location: String,
+    /// What rows are stamped with and expiry is judged by.
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) flavor: Arc<F>,
+}
+
+impl<F: Flavor> Clone for SqlStore<F> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            sealer: self.sealer.clone(),
+            location: self.location.clone(),
+            clock: self.clock.clone(),
+            flavor: self.flavor.clone(),
+        }
+    }
+}
+
+impl<F: Flavor> std::fmt::Debug for SqlStore<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(F::DIALECT.name)
+            .field("location", &self.location)
+            .field("key_id", &self.sealer.0.current_id())
+            .finish()
+    }
+}
+
+impl<F: Flavor> SqlStore<F> {
+    pub(crate) fn new(pool: AnyPool, keys: Keyring, location: String, flavor: F) -> Self {
+        Self { pool, sealer: Sealer(Arc::new(keys)), location, clock: clock::system(), flavor: Arc::new(flavor) }
+    }
+
+    /// The same store on another clock (tests pass a
+    /// [`ManualClock`](tern_engine::clock::ManualClock) to move time forward without sleeping).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Where the database is (a file path, or the URL without its password), for the
+    /// operator's log.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Unix seconds on the store's clock.
+    pub(crate) fn now_s(&self) -> i64 {
+        self.clock.now_s()
+    }
+
+    /// Unix milliseconds on the store's clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        move |source| StoreError::Database { location: self.location.clone(), cause: Box::new(source) }
+    }
+
+    /// Opens a transaction that writes ([`Dialect::begin_write`]).
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        match F::DIALECT.begin_write {
+            Some(statement) => self.pool.begin_with(statement).await,
+            None => self.pool.begin().await,
+        }
+        .map_err(self.db())
+    }
+
+    /// Waits for this process's turn to write conversation data, where the database has one
+    /// writer at a time ([`Flavor::write_gate`]).
+    pub(crate) async fn gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.flavor.write_gate() {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+
+    /// Free text as the database stores it ([`Dialect::text_holds_nul`]): NUL becomes U+FFFD
+    /// where `TEXT` cannot hold it; everything else is kept.
+    pub(crate) fn text<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        if F::DIALECT.text_holds_nul || !s.contains('\0') {
+            Cow::Borrowed(s)
+        } else {
+            Cow::Owned(s.replace('\0', "\u{fffd}"))
+        }
+    }
+
+    /// Whether an id or filter can match anything stored (one with NUL cannot where `TEXT`
+    /// holds none).
+    pub(crate) fn storable(&self, s: &str) -> bool {
+        F::DIALECT.text_holds_nul || !s.contains('\0')
+    }
+
+    /// Applies the embedded migrations.
+    pub(crate) async fn migrate(&self, migrator: &sqlx::migrate::Migrator) -> Result<(), StoreError> {
+        migrator.run(&self.pool).await.map_err(|e| self.migration_error(&e))
+    }
+
+    pub(crate) fn migration_error(&self, e: &sqlx::migrate::MigrateError) -> StoreError {
+        tracing::error!(store = %self.location, error = %e, "migration failed");
+        StoreError::Migration { location: self.location.clone(), reason: migrate_reason(e) }
+    }
+
+    /// Stores a check value on first open (the first of several instances wins the race);
+    /// then every open must decrypt it (fail closed).
+    pub(crate) async fn check_key(&self) -> Result<(), StoreError> {
+        let aad = Aad { table: "meta", row: "key_check", column: "value" };
+        let keys = &self.sealer.0;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(keys.encrypt(aad, b"tern key check"))
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        let blob: Vec<u8> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'key_check'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.db())?;
+        match keys.decrypt(aad, &blob) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(StoreError::WrongKey {
+                key_id: keys.current_id().to_string(),
+                stored_key_id: Keyring::key_id_of(&blob).unwrap_or("unknown").to_string(),
+                location: self.location.clone(),
+            }),
+        }
+    }
+
+    /// How many rows `table` holds.
+    pub(crate) async fn count(&self, table: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&self.pool).await.map_err(self.db())
+    }
+
+    /// Re-encrypts every secret column in one writing transaction, which first keeps other
+    /// writers out where the transaction alone does not ([`Dialect::lock_tables`]: on
+    /// PostgreSQL other instances keep reading, and their writes wait until the rotation
+    /// commits; a row written meanwhile under the old key would otherwise be missed).
+    async fn reencrypt(&self) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(lock) = F::DIALECT.lock_tables {
+            let mut tables: Vec<&str> = SECRET_COLUMNS.iter().map(|(t, _, _)| *t).collect();
+            tables.dedup();
+            sqlx::query(&lock.replace("{tables}", &tables.join(", "))).execute(&mut *tx).await.map_err(self.db())?;
+        }
+        let (row_ref, row_is) = F::DIALECT.row_ref;
+        let keys = &self.sealer.0;
+        let mut count = 0;
+        for (table, row_expr, column) in SECRET_COLUMNS {
+            let rows: Vec<AnyRow> = sqlx::query(&format!(
+                "SELECT {row_ref} AS tid, {row_expr} AS row_key, {column} AS blob FROM {table} WHERE {column} IS NOT NULL"
+            ))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(self.db())?;
+            for r in rows {
+                let tid: String = r.get("tid");
+                let row_key: String = r.get("row_key");
+                let blob: Vec<u8> = r.get("blob");
+                let aad = Aad { table, row: &row_key, column };
+                let plain = keys.decrypt(aad, &blob)?;
+                let fresh = keys.encrypt(aad, &plain);
+                sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE {row_is}"))
+                    .bind(fresh)
+                    .bind(tid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db())?;
+                count += 1;
+            }
+        }
+        tx.commit().await.map_err(self.db())?;
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl<F: Flavor> Backend for SqlStore<F> {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn kind(&self) -> &'static str {
+        F::DIALECT.kind
+    }
+
+    async fn reencrypt_all(&self) -> Result<usize, StoreError> {
+        self.reencrypt().await
+    }
+}
+
+/// What the migrator said, in words for the operator.
+fn migrate_reason(e: &sqlx::migrate::MigrateError) -> String {
+    use sqlx::migrate::MigrateError;
+    match e {
+        MigrateError::VersionMissing(v) => format!(
+            "it was migrated to version {v} by a newer Tern; run that version, or restore a backup made before the upgrade"
+        ),
+        MigrateError::VersionMismatch(v) => {
+            format!("migration {v} applied to it differs from this version's; it was made by another build of Tern")
+        }
+        MigrateError::Dirty(v) => {
+            format!("migration {v} failed part-way earlier; restore a backup, then start again")
+        }
+        other => format!("{other}"),
+    }
+}
