@@ -37,6 +37,7 @@
 //!   addresses, a deadline per request and a response size cap after decompression.
 
 mod analysis;
+mod checked;
 pub mod clock;
 pub mod compile;
 pub mod conversation;
@@ -59,14 +60,15 @@ pub mod storage;
 pub mod template;
 pub mod tokens;
 
-pub use compile::{BuildContext, CompiledFlow, CompiledStep, FlowLimits, LoadOptions, StepJump, load_flow};
+pub use compile::{FlowLimits, LoadOptions, load_flow};
 pub use diagnostics::{Diagnostic, Severity};
 pub use error::Error;
-pub use fallback::{ERROR_VARIABLE, ErrorHandling, Handled};
-pub use flow::{FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
+pub use fallback::{ErrorHandling, Handled};
+pub use flow::{ERROR_VARIABLE, FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
 pub use ids::{FlowId, IntegrationName, StepId, Target, VarName};
-pub use run::{
-    Engine, Message, RunEnv, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry,
+pub use run::{Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry};
+pub use step::{
+    Behavior, BuildContext, CompiledFlow, CompiledStep, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv,
+    Step, StepContext, StepFailure, StepJump, StepType,
 };
-pub use step::{Behavior, Jump, Outcome, Registry, Reply, ReplySink, Step, StepContext, StepFailure, StepType};
 pub use tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};

@@ -67,10 +67,10 @@ pub use types::{
 };
 
 use crate::clock::{self, Clock};
-use crate::compile::{CompiledFlow, LoadOptions, load_flow};
+use crate::compile::{LoadOptions, load_flow};
 use crate::flow::Trigger as FlowTrigger;
 use crate::run::{Engine, RunResult};
-use crate::step::ReplySink;
+use crate::step::{CompiledFlow, ReplySink};
 use crate::storage::StoreError;
 
 /// Why a message could not be handled. Messages are for the channel or the person at the

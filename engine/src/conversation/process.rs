@@ -12,8 +12,8 @@ use super::types::{
 };
 use super::{ConversationError, Inner, Job};
 use crate::fallback::ErrorHandling;
-use crate::run::{Message, RunInput, RunResult, RunStatus};
-use crate::step::ReplySink;
+use crate::run::{RunInput, RunResult, RunStatus};
+use crate::step::{Message, ReplySink};
 use crate::storage::StoreError;
 
 pub(super) fn answer_status(s: RunStatus) -> AnswerStatus {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::compile::CompiledFlow;
 use crate::run::{RunError, RunSnapshot, TraceEntry};
+use crate::step::CompiledFlow;
 
 /// Most characters in a conversation or message id.
 pub const MAX_ID_CHARS: usize = 200;
