@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::diagnostics::{Diagnostic, nearest};
-use crate::step::{CompiledStep, Facts, Jump};
 use crate::flow::ERROR_VARIABLE;
+use crate::step::{CompiledStep, Facts, Jump};
 use crate::template::{RESERVED_ROOTS, Root, VarRef};
 
 /// Fields of the built-in roots whose shape Tern defines (`contact`, `event` and integration

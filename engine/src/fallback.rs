@@ -24,7 +24,6 @@ use crate::ids::StepId;
 use crate::run::{Engine, RunInput, RunResult, RunStatus};
 use crate::step::{CompiledFlow, Reply, ReplySink};
 
-
 /// What to do when a run fails and nothing in its flow caught the failure. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct ErrorHandling {

@@ -13,7 +13,12 @@
 //! - **Steps are plug-ins of the engine**: the engine never names a concrete step type. A
 //!   [`StepType`] builds a [`Step`] through a [`BuildContext`] that records variables used and
 //!   set, jump targets and integrations, which is what the whole-flow checks need. Built-in
-//!   steps and WebAssembly plugins register in the same [`Registry`].
+//!   steps and WebAssembly plugins register in the same [`Registry`]. That API is a module of
+//!   its own ([`step`]), below the compiler ([`compile`]) and the executor, which both use it;
+//!   engine modules import each other one way (no cycles).
+//! - **One owner for which flow runs**: a [`FlowSet`] holds the loaded flows in trigger order
+//!   and the error flow, and picks the flow for a message, an event, an id or a failure; it
+//!   also loads a directory of flow files the one way `tern validate` and `tern serve` share.
 //! - **Runs are data**: a paused run is a [`RunSnapshot`] (serializable), so a conversation can
 //!   resume in another process or after a restart.
 //! - **Tokens are injected, never read**: there is no template for a token; a step names an
@@ -47,6 +52,7 @@ pub mod effects;
 mod error;
 mod fallback;
 mod flow;
+pub mod flow_set;
 pub mod graph;
 pub mod http;
 mod ids;
@@ -57,6 +63,7 @@ pub mod secrets;
 mod shape;
 pub mod step;
 pub mod storage;
+mod sync;
 pub mod template;
 pub mod tokens;
 
@@ -65,6 +72,7 @@ pub use diagnostics::{Diagnostic, Severity};
 pub use error::Error;
 pub use fallback::{ErrorHandling, Handled};
 pub use flow::{ERROR_VARIABLE, FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
+pub use flow_set::{FlowSet, LoadedFlow, flow_hash};
 pub use ids::{FlowId, IntegrationName, StepId, Target, VarName};
 pub use run::{Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry};
 pub use step::{

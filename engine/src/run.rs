@@ -15,9 +15,7 @@ use crate::effects::JournalScope;
 use crate::http::Outbound;
 use crate::ids::{FlowId, StepId};
 use crate::secrets::{Masker, SecretMap, SecretSource};
-use crate::step::{
-    CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure,
-};
+use crate::step::{CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure};
 
 /// What a run starts or resumes with.
 #[derive(Clone, Debug, Default)]

@@ -39,8 +39,8 @@ mod registry;
 mod send;
 mod traits;
 
-pub(crate) use build::{Facts, resolve_target};
 pub use build::BuildContext;
+pub(crate) use build::{Facts, resolve_target};
 pub use compiled::{CompiledFlow, CompiledStep, StepJump};
 pub use context::{Reply, ReplySink, StepContext};
 pub use env::{Message, RunEnv, RunScope};
