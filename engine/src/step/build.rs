@@ -84,6 +84,7 @@ impl<'a> BuildContext<'a> {
     pub(crate) fn config_checked(&self) -> bool {
         self.config_checked
     }
+
     /// The id of the step being built.
     pub fn step_id(&self) -> &StepId {
         self.step_id

@@ -24,7 +24,7 @@ pub enum Outcome {
     /// Jump somewhere else (a branch taken, an outcome label).
     Goto(Jump),
     /// Pause the run until the next message of the conversation; the value is given back to
-    /// [`Step::resume`].
+    /// [`Step::resume`](super::Step::resume).
     Pause(Value),
     /// End the run.
     End,

@@ -9,7 +9,7 @@ use crate::ids::IntegrationName;
 use crate::tokens::TokenOwner;
 
 impl StepContext<'_> {
-    /// Sends a request the way steps should: through [`Outbound::execute`], and for a request
+    /// Sends a request the way steps should: through [`Outbound::execute`](crate::http::Outbound::execute), and for a request
     /// that is not idempotent (POST, PATCH) through the effect journal when the run has one
     /// (SECURITY R12, see [`crate::effects`]): the intent is recorded before sending and the
     /// response after; a message processed again after a crash replays the recorded response

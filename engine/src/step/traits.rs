@@ -27,7 +27,7 @@ pub trait Step: Send + Sync + fmt::Debug {
     }
 }
 
-/// A kind of step, as registered in the [`Registry`].
+/// A kind of step, as registered in the [`Registry`](super::Registry).
 pub trait StepType: Send + Sync {
     /// The name used in `"type"`.
     fn name(&self) -> &str;
