@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tern_engine::compile::BuildContext;
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::NoSecrets;
-use tern_engine::step::{Outcome, Step, StepContext, StepFailure, StepType};
+use tern_engine::step::{BuildContext, Outcome, Step, StepContext, StepFailure, StepType};
 use tern_engine::template::JsonTemplate;
 use tern_engine::{CompiledFlow, Engine, Registry, RunLimits, RunStatus, VarName};
 use tern_plugins::{Limits, Plugin, PluginStepType, Runtime};

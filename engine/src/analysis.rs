@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::compile::{CompiledStep, Facts, nearest};
-use crate::diagnostics::Diagnostic;
-use crate::step::Jump;
+use crate::diagnostics::{Diagnostic, nearest};
+use crate::flow::ERROR_VARIABLE;
+use crate::step::{CompiledStep, Facts, Jump};
 use crate::template::{RESERVED_ROOTS, Root, VarRef};
 
 /// Fields of the built-in roots whose shape Tern defines (`contact`, `event` and integration
@@ -36,7 +36,7 @@ pub(crate) fn check_variables(
                         format!("did you mean `{{{{{n}{rest}}}}}`?")
                     }
                     Some(n) => format!("did you mean `{n}`?"),
-                    None if name.as_str() == crate::fallback::ERROR_VARIABLE => {
+                    None if name.as_str() == ERROR_VARIABLE => {
                         "only an error flow has `error`: give the flow \"trigger\": {\"type\": \"error\"}".into()
                     }
                     None => "declare it in the flow's `variables`, or set it with a step (`ask` save_as, `set_variables`, `fetch_variables` variables)".into(),

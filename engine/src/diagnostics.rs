@@ -166,6 +166,16 @@ fn value_start(v: &jsonc_parser::ast::Value<'_>) -> usize {
     }
 }
 
+/// The closest candidate by edit distance, if it is close enough to be a likely typo.
+pub fn nearest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let word_lower = word.to_lowercase();
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(&word_lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d < word.len().max(1) && *d <= 1.max(word.len().min(c.len()) / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
 /// Maps byte offsets to 1-based line and character column.
 pub(crate) struct LineIndex<'a> {
     source: &'a str,

@@ -19,14 +19,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use crate::compile::CompiledFlow;
-use crate::flow::Trigger;
+use crate::flow::{ERROR_VARIABLE, Trigger};
 use crate::ids::StepId;
 use crate::run::{Engine, RunInput, RunResult, RunStatus};
-use crate::step::{Reply, ReplySink};
-
-/// The variable an error flow receives the failure in.
-pub const ERROR_VARIABLE: &str = "error";
+use crate::step::{CompiledFlow, Reply, ReplySink};
 
 /// What to do when a run fails and nothing in its flow caught the failure. Cheap to clone.
 #[derive(Clone, Debug, Default)]

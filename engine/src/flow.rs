@@ -102,6 +102,10 @@ pub struct MessageMatch {
     pub keywords: Vec<String>,
 }
 
+/// The variable an error flow (trigger [`Trigger::Error`]) receives the failure in; the
+/// compiler knows it is set in such a flow, and [`crate::ErrorHandling`] sets it.
+pub const ERROR_VARIABLE: &str = "error";
+
 /// A compiled trigger.
 #[derive(Clone, Debug)]
 pub enum Trigger {

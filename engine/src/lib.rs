@@ -13,7 +13,12 @@
 //! - **Steps are plug-ins of the engine**: the engine never names a concrete step type. A
 //!   [`StepType`] builds a [`Step`] through a [`BuildContext`] that records variables used and
 //!   set, jump targets and integrations, which is what the whole-flow checks need. Built-in
-//!   steps and WebAssembly plugins register in the same [`Registry`].
+//!   steps and WebAssembly plugins register in the same [`Registry`]. That API is a module of
+//!   its own ([`step`]), below the compiler ([`compile`]) and the executor, which both use it;
+//!   engine modules import each other one way (no cycles).
+//! - **One owner for which flow runs**: a [`FlowSet`] holds the loaded flows in trigger order
+//!   and the error flow, and picks the flow for a message, an event, an id or a failure; it
+//!   also loads a directory of flow files the one way `tern validate` and `tern serve` share.
 //! - **Runs are data**: a paused run is a [`RunSnapshot`] (serializable), so a conversation can
 //!   resume in another process or after a restart.
 //! - **Tokens are injected, never read**: there is no template for a token; a step names an
@@ -37,6 +42,7 @@
 //!   addresses, a deadline per request and a response size cap after decompression.
 
 mod analysis;
+mod checked;
 pub mod clock;
 pub mod compile;
 pub mod conversation;
@@ -46,6 +52,7 @@ pub mod effects;
 mod error;
 mod fallback;
 mod flow;
+pub mod flow_set;
 pub mod graph;
 pub mod http;
 mod ids;
@@ -56,17 +63,20 @@ pub mod secrets;
 mod shape;
 pub mod step;
 pub mod storage;
+mod sync;
 pub mod template;
 pub mod tokens;
 
-pub use compile::{BuildContext, CompiledFlow, CompiledStep, FlowLimits, LoadOptions, StepJump, load_flow};
+pub use compile::{FlowLimits, LoadOptions, load_flow};
 pub use diagnostics::{Diagnostic, Severity};
 pub use error::Error;
-pub use fallback::{ERROR_VARIABLE, ErrorHandling, Handled};
-pub use flow::{FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
+pub use fallback::{ErrorHandling, Handled};
+pub use flow::{ERROR_VARIABLE, FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
+pub use flow_set::{FlowSet, LoadedFlow, flow_hash};
 pub use ids::{FlowId, IntegrationName, StepId, Target, VarName};
-pub use run::{
-    Engine, Message, RunEnv, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry,
+pub use run::{Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry};
+pub use step::{
+    Behavior, BuildContext, CompiledFlow, CompiledStep, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv,
+    Step, StepContext, StepFailure, StepJump, StepType,
 };
-pub use step::{Behavior, Jump, Outcome, Registry, Reply, ReplySink, Step, StepContext, StepFailure, StepType};
 pub use tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};

@@ -11,24 +11,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::compile::CompiledFlow;
+use crate::effects::JournalScope;
 use crate::http::Outbound;
-use crate::ids::{FlowId, IntegrationName, StepId};
+use crate::ids::{FlowId, StepId};
 use crate::secrets::{Masker, SecretMap, SecretSource};
-use crate::step::{Jump, Outcome, Registry, Reply, ReplySink, StepContext, StepFailure};
-
-/// An incoming conversation message.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Message {
-    /// The text.
-    pub text: String,
-    /// The channel's message id, when it sent one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Fields the channel sent besides the ones Tern knows (`{{message.metadata.*}}`).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub metadata: Map<String, Value>,
-}
+use crate::step::{CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure};
 
 /// What a run starts or resumes with.
 #[derive(Clone, Debug, Default)]
@@ -43,28 +30,7 @@ pub struct RunInput {
     /// that paused to read with [`StepContext::event`](crate::StepContext::event).
     pub event: Option<Value>,
     /// Where calls that are not idempotent are recorded (SECURITY R12); `None` runs without.
-    pub journal: Option<crate::effects::JournalScope>,
-}
-
-/// What templates can see besides variables. Built once per activation.
-#[derive(Debug, Default)]
-pub struct RunEnv {
-    /// `{{conversation.id}}`.
-    pub conversation_id: String,
-    /// `{{contact.*}}`.
-    pub contact: Value,
-    /// `{{message.text}}`.
-    pub message: Message,
-    /// The event that resumed the run, if it was not a message.
-    pub event: Option<Value>,
-    /// `{{secrets.NAME}}`, only those the flow uses.
-    pub secrets: SecretMap,
-    /// `{{integration.NAME.FIELD}}`.
-    pub integrations: HashMap<IntegrationName, Map<String, Value>>,
-    /// Masks the values of `secrets` in replies, errors and history.
-    pub masker: Masker,
-    /// The effect journal of the message being processed.
-    pub journal: Option<crate::effects::JournalScope>,
+    pub journal: Option<JournalScope>,
 }
 
 /// Limits on one run.

@@ -1,16 +1,11 @@
 //! The JSON Schema of the flow format, assembled from the flow types and the step types in a
 //! registry (built-in steps and plugins alike), so editors can validate and complete flows.
 
-use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
+pub use crate::checked::schema_of;
 use crate::flow::{FlowConfig, StepHeader};
 use crate::step::Registry;
-
-/// The JSON Schema of `T` as a JSON value.
-pub fn schema_of<T: JsonSchema>() -> Value {
-    schemars::schema_for!(T).to_value()
-}
 
 /// The JSON Schema of a flow document whose steps may use every type in `registry`.
 pub fn flow_schema(registry: &Registry) -> Value {

@@ -18,8 +18,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::compile::nearest;
-use crate::diagnostics::{Diagnostic, pointer_push, pointer_tokens};
+use crate::diagnostics::{Diagnostic, nearest, pointer_push, pointer_tokens};
 use crate::ids::{FlowId, IntegrationName, StepId, Target, VarName};
 
 /// The pattern `schemars` emits for identifier newtypes (see `ids.rs`); keys of a map matching

@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tern_engine::compile::BuildContext;
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
-use tern_engine::step::{Jump, Outcome, Step, StepContext, StepFailure, StepType};
+use tern_engine::step::{BuildContext, Jump, Outcome, Step, StepContext, StepFailure, StepType};
 use tern_engine::template::JsonTemplate;
 use tern_engine::{IntegrationName, Target, VarName};
 use wasmtime::{Store, StoreLimitsBuilder};

@@ -3,7 +3,6 @@
 mod api;
 pub mod config_file;
 pub mod context;
-pub mod flow_file;
 mod flows;
 mod integrations;
 mod keys;
@@ -20,10 +19,9 @@ mod serve;
 mod validate;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tern_engine::{CompiledFlow, Diagnostic, IntegrationName, LoadOptions, Registry, load_flow};
 
@@ -194,41 +192,6 @@ pub fn parse_error_reply(s: &str) -> Result<String, ErrorReplyError> {
     Ok(s.to_string())
 }
 
-/// Tells the error flows of one directory apart: the first (in load order) is the error flow;
-/// each later one gets an error diagnostic (a failed run starts one error flow, so a second is
-/// a mistake `tern validate` and `tern serve` report alike).
-#[derive(Default)]
-pub struct ErrorFlows {
-    first: Option<(String, std::path::PathBuf)>,
-}
-
-impl ErrorFlows {
-    /// `None` when `flow` is not an error flow or is the first; the diagnostic otherwise.
-    pub fn check(&mut self, flow: &tern_engine::CompiledFlow, file: &Path) -> Option<Diagnostic> {
-        if !matches!(flow.trigger, Some(tern_engine::Trigger::Error)) {
-            return None;
-        }
-        match &self.first {
-            None => {
-                self.first = Some((flow.id.to_string(), file.to_path_buf()));
-                None
-            }
-            Some((id, path)) => Some(
-                Diagnostic::error(
-                    "second-error-flow",
-                    "/trigger",
-                    format!(
-                        "flow `{}` is a second error flow: `{id}` ({}) is the error flow already, and a failed run starts one",
-                        flow.id,
-                        path.display()
-                    ),
-                )
-                .with_hint("keep one error flow in the directory; give the others another trigger"),
-            ),
-        }
-    }
-}
-
 pub fn print_diagnostics(file: &Path, diagnostics: &[Diagnostic]) {
     for d in diagnostics {
         eprintln!("{}:{d}", file.display());
@@ -263,7 +226,7 @@ pub fn load_file(
     integrations: Option<&BTreeSet<IntegrationName>>,
 ) -> anyhow::Result<CompiledFlow> {
     let opts = LoadOptions { registry, integrations, limits: Default::default() };
-    let text = flow_file::read_flow(path, opts.limits.max_bytes)?;
+    let text = tern_engine::flow_set::read_flow(path, opts.limits.max_bytes)?;
     match load_flow(&text, &opts) {
         Ok(flow) => {
             print_diagnostics(path, &flow.warnings);
@@ -279,23 +242,4 @@ pub fn load_file(
             )
         }
     }
-}
-
-/// Expands directories into the `.json` files they contain (sorted).
-pub fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("cannot list {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|e| e == "json"))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
 }

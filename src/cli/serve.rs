@@ -8,11 +8,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
-use tern_engine::conversation::{
-    ConversationOptions, ConversationStore, Conversations, LoadedFlow, Retention, flow_hash,
-};
+use tern_engine::conversation::{ConversationOptions, ConversationStore, Conversations, Retention};
+use tern_engine::flow_set::{FileOutcome, load_files};
 use tern_engine::http::Outbound;
-use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
+use tern_engine::{Engine, FlowSet, LoadOptions, RunLimits};
 use tokio::sync::mpsc;
 
 use super::context::Shared;
@@ -297,13 +296,14 @@ fn log_diagnostics(path: &std::path::Path, diags: &[tern_engine::Diagnostic]) {
     }
 }
 
-/// Loads every flow in a directory; returns the valid ones (by trigger priority, then id) and
-/// the invalid ones with their diagnostics (also printed).
+/// Loads every flow in a directory and stores each version (paused runs are pinned to it);
+/// returns the valid ones as a [`FlowSet`] and the invalid ones with their diagnostics (also
+/// logged).
 async fn load_dir(
     dir: &std::path::Path,
     registry: &tern_engine::Registry,
     store: &dyn ConversationStore,
-) -> anyhow::Result<(Vec<LoadedFlow>, Vec<InvalidFlow>)> {
+) -> anyhow::Result<(FlowSet, Vec<InvalidFlow>)> {
     let mut flows = Vec::new();
     let mut broken = Vec::new();
     let mut invalid = |path: &std::path::Path, diags: &[tern_engine::Diagnostic]| {
@@ -313,35 +313,22 @@ async fn load_dir(
             problems: diags.iter().map(ToString::to_string).collect(),
         });
     };
-    let mut error_flows = super::ErrorFlows::default();
-    for path in super::expand_paths(&[dir.to_path_buf()])? {
-        let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
-        let source = match super::flow_file::read_flow(&path, opts.limits.max_bytes) {
-            Ok(source) => source,
-            Err(e) => match e.diagnostic() {
-                Some(d) => {
-                    invalid(&path, &[d]);
-                    continue;
-                }
-                None => return Err(e.into()),
-            },
-        };
-        match load_flow(&source, &opts) {
-            Ok(flow) => {
-                if let Some(d) = error_flows.check(&flow, &path) {
-                    // Not loaded: with --skip-invalid the first error flow stays the one.
-                    invalid(&path, &[d]);
-                    continue;
-                }
-                log_diagnostics(&path, &flow.warnings);
-                let hash = flow_hash(&source);
-                store.put_flow_version(&hash, flow.id.as_str(), &source).await?;
-                flows.push(LoadedFlow { hash, flow: Arc::new(flow) });
+    let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+    for file in load_files(&[dir.to_path_buf()], &opts)? {
+        let path = &file.path;
+        match file.outcome {
+            FileOutcome::Loaded { source, flow } => {
+                log_diagnostics(path, &flow.flow.warnings);
+                store.put_flow_version(&flow.hash, flow.flow.id.as_str(), &source).await?;
+                flows.push(flow);
             }
-            Err(diags) => invalid(&path, &diags),
+            // Not loaded: with --skip-invalid the first error flow stays the one.
+            FileOutcome::SecondErrorFlow { problem, .. } => invalid(path, &[problem]),
+            FileOutcome::Invalid(diags) => invalid(path, &diags),
+            FileOutcome::Unreadable(e) => return Err(e.into()),
         }
     }
-    Ok((flows, broken))
+    Ok((FlowSet::new(flows), broken))
 }
 
 /// Reloads the flows whenever `requests` fires (SIGHUP, a change in the directory). New

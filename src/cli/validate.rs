@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::json;
-use tern_engine::{LoadOptions, load_flow};
+use tern_engine::LoadOptions;
+use tern_engine::flow_set::{FileOutcome, load_files};
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -22,26 +23,28 @@ pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> an
     // With a store in the data directory, integrations are checked against it.
     let integrations = super::known_integrations(shared).await;
     let opts = LoadOptions { registry: &registry, integrations: integrations.as_ref(), limits: Default::default() };
-    let files = super::expand_paths(&args.paths)?;
+    let files = load_files(&args.paths, &opts)?;
     let (mut errors, mut warnings) = (0, 0);
     let mut report = Vec::new();
-    let mut error_flows = super::ErrorFlows::default();
-    for file in &files {
-        let diags = match super::flow_file::read_flow(file, opts.limits.max_bytes) {
-            Ok(text) => match load_flow(&text, &opts) {
-                Ok(flow) => {
-                    let mut diags = flow.warnings.clone();
-                    diags.extend(error_flows.check(&flow, file));
-                    diags
-                }
-                Err(diags) => diags,
-            },
-            Err(super::flow_file::FlowFileError::Io { cause, .. }) => {
+    for loaded in &files {
+        let file = &loaded.path;
+        let diags = match &loaded.outcome {
+            FileOutcome::Loaded { flow, .. } => flow.flow.warnings.clone(),
+            FileOutcome::SecondErrorFlow { flow, problem } => {
+                let mut diags = flow.warnings.clone();
+                diags.push(problem.clone());
+                diags
+            }
+            FileOutcome::Invalid(diags) => diags.clone(),
+            FileOutcome::Unreadable(e) => {
+                let cause = match e {
+                    tern_engine::flow_set::FlowFileError::Io { cause, .. } => cause.to_string(),
+                    e => e.to_string(),
+                };
                 eprintln!("{}: error[unreadable]: {cause}", file.display());
                 errors += 1;
                 continue;
             }
-            Err(e) => e.diagnostic().into_iter().collect(),
         };
         errors += diags.iter().filter(|d| d.is_error()).count();
         warnings += diags.iter().filter(|d| !d.is_error()).count();

@@ -81,7 +81,7 @@ pub async fn post_event(
         return error(StatusCode::NOT_FOUND, "unknown account identifier for this integration");
     }
     let flows = state.conversations.flows();
-    let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches_event(&name))) else {
+    let Some(loaded) = flows.for_event(&name) else {
         return axum::Json(json!({"status": "no_flow", "replies": []})).into_response();
     };
     messages::start_with_event(&state, format!("event:{name}:{identifier}"), loaded.flow.id.as_str(), event).await

@@ -5,15 +5,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::error::ConversationError;
+use super::inner::Inner;
+use super::queue::{Job, Key};
 use super::store::{Completion, PausedChange, WriteOp};
 use super::types::{
-    Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, LoadedFlow, MessageId, PAUSED_FORMAT, PausedRun,
-    ReplyText, RunSummary, Segment, Trigger,
+    Answer, AnswerStatus, ErrorFlowRun, Inbound, PAUSED_FORMAT, PausedRun, ReplyText, RunSummary, Segment, Trigger,
 };
-use super::{ConversationError, Inner, Job};
 use crate::fallback::ErrorHandling;
-use crate::run::{Message, RunInput, RunResult, RunStatus};
-use crate::step::ReplySink;
+use crate::flow_set::LoadedFlow;
+use crate::run::{RunInput, RunResult, RunStatus};
+use crate::step::{Message, ReplySink};
 use crate::storage::StoreError;
 
 pub(super) fn answer_status(s: RunStatus) -> AnswerStatus {
@@ -53,7 +55,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
         }
         return Ok(answer);
     }
-    let stored = if inner.may_be_paused(&conversation) {
+    let stored = if inner.paused.may_be_paused(&conversation) {
         inner.store.paused(&conversation).await.map_err(store_err)?
     } else {
         None
@@ -65,10 +67,9 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
     let engine = &inner.engine;
     let (result, flow_hash, run_started_ms) = match (&inbound.trigger, live) {
         (Trigger::Start { flow_id, event }, _) => {
-            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let flows = inner.flows.current();
             let loaded = flows
-                .iter()
-                .find(|f| f.flow.id.as_str() == flow_id)
+                .by_id(flow_id)
                 .cloned()
                 .ok_or_else(|| ConversationError::UnknownFlow { flow_id: flow_id.clone() })?;
             let input = run_input(&inner, &inbound, recovered, event.clone(), "");
@@ -76,11 +77,10 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
             (result, loaded.hash.clone(), started_ms)
         }
         (Trigger::Message | Trigger::Resume { .. }, Some(paused)) => {
-            let flow = inner.version(&paused.flow_hash).await.map_err(store_err)?.ok_or_else(|| {
-                ConversationError::Paused {
-                    conversation: conversation.to_string(),
-                    reason: format!("its flow version {} is no longer stored", paused.flow_hash),
-                }
+            let version = inner.flows.version(&paused.flow_hash, &*inner.store, &inner.engine.registry);
+            let flow = version.await.map_err(store_err)?.ok_or_else(|| ConversationError::Paused {
+                conversation: conversation.to_string(),
+                reason: format!("its flow version {} is no longer stored", paused.flow_hash),
             })?;
             let event = match &inbound.trigger {
                 Trigger::Resume { event } => Some(event.clone()),
@@ -95,9 +95,8 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
             return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
         }
         (Trigger::Message, None) => {
-            let flows = inner.flows.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let Some(loaded) = flows.iter().find(|f| f.flow.trigger.as_ref().is_some_and(|t| t.matches(&inbound.text)))
-            else {
+            let flows = inner.flows.current();
+            let Some(loaded) = flows.for_message(&inbound.text) else {
                 let answer = Answer::without_run(AnswerStatus::NoFlow, &message_id);
                 return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
             };
@@ -251,7 +250,7 @@ async fn handle_failure(
     recovered: bool,
     sink: Option<&ReplySink>,
 ) -> Option<Activation> {
-    let error_flow: Option<LoadedFlow> = inner.error_flow();
+    let error_flow: Option<LoadedFlow> = inner.flows.current().error_flow().cloned();
     if error_flow.is_none() && inner.options.error_reply.is_none() {
         return None;
     }
@@ -287,7 +286,7 @@ fn masked(masker: &crate::secrets::Masker, value: &Value) -> Value {
 
 async fn finish_without_run(
     inner: &Arc<Inner>,
-    key: &(ConversationId, MessageId),
+    key: &Key,
     answer: Answer,
     was_paused: bool,
     recovered: bool,
@@ -299,7 +298,7 @@ async fn finish_without_run(
 
 async fn commit(
     inner: &Arc<Inner>,
-    key: &(ConversationId, MessageId),
+    key: &Key,
     answer: Answer,
     paused: PausedChange,
     history: Vec<(RunSummary, Segment)>,
@@ -307,7 +306,7 @@ async fn commit(
 ) -> Result<Answer, ConversationError> {
     let (conversation, message_id) = key;
     // A caller that stopped waiting had the message accepted (stored) and was given its id.
-    let accepted = inner.finishing(key) || recovered;
+    let accepted = inner.queue.finishing(key) || recovered;
     let remember_answer = accepted || !message_id.is_generated();
     let outbox = inner.options.webhook.as_ref().filter(|_| answer.run_id.is_some()).map(|_| {
         let mut body = serde_json::to_value(&answer).unwrap_or(Value::Null);
@@ -319,7 +318,7 @@ async fn commit(
     let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
     let cleared = matches!(paused, PausedChange::Clear);
     if let PausedChange::Set(p) = &paused {
-        inner.index_paused(conversation, p.expires_at);
+        inner.paused.add(conversation, p.expires_at);
     }
     let has_outbox = outbox.is_some();
     let done = Completion {
@@ -337,7 +336,7 @@ async fn commit(
         ConversationError::Store { conversation: conversation.to_string() }
     })?;
     if cleared {
-        inner.unindex_paused(conversation);
+        inner.paused.remove(conversation);
     }
     if has_outbox {
         inner.outbox_wake.notify_one();

@@ -6,15 +6,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::compile::CompiledFlow;
+use super::error::ConversationError;
 use crate::run::{RunError, RunSnapshot, TraceEntry};
 
 /// Most characters in a conversation or message id.
 pub const MAX_ID_CHARS: usize = 200;
 
-fn check_id(what: &'static str, s: &str) -> Result<(), super::ConversationError> {
+fn check_id(what: &'static str, s: &str) -> Result<(), ConversationError> {
     if s.is_empty() || s.chars().count() > MAX_ID_CHARS || s.chars().any(char::is_control) {
-        return Err(super::ConversationError::BadId { what, max: MAX_ID_CHARS });
+        return Err(ConversationError::BadId { what, max: MAX_ID_CHARS });
     }
     Ok(())
 }
@@ -32,9 +32,9 @@ macro_rules! id_type {
             /// Validates `s`.
             ///
             /// # Errors
-            /// [`ConversationError::BadId`](super::ConversationError::BadId) when it is empty,
+            /// [`ConversationError::BadId`] when it is empty,
             /// too long or has control characters.
-            pub fn new(s: impl Into<String>) -> Result<Self, super::ConversationError> {
+            pub fn new(s: impl Into<String>) -> Result<Self, ConversationError> {
                 let s = s.into();
                 check_id($what, &s)?;
                 Ok(Self(s.into()))
@@ -47,7 +47,7 @@ macro_rules! id_type {
         }
 
         impl TryFrom<String> for $name {
-            type Error = super::ConversationError;
+            type Error = ConversationError;
             fn try_from(s: String) -> Result<Self, Self::Error> {
                 Self::new(s)
             }
@@ -96,12 +96,12 @@ impl MessageId {
     /// looked generated would silently lose its dedupe).
     ///
     /// # Errors
-    /// [`ConversationError::BadId`](super::ConversationError::BadId) or
-    /// [`ConversationError::ReservedId`](super::ConversationError::ReservedId).
-    pub fn from_channel(s: impl Into<String>) -> Result<Self, super::ConversationError> {
+    /// [`ConversationError::BadId`] or
+    /// [`ConversationError::ReservedId`].
+    pub fn from_channel(s: impl Into<String>) -> Result<Self, ConversationError> {
         let id = Self::new(s)?;
         if id.is_generated() {
-            return Err(super::ConversationError::ReservedId { prefix: GENERATED_PREFIX });
+            return Err(ConversationError::ReservedId { prefix: GENERATED_PREFIX });
         }
         Ok(id)
     }
@@ -109,21 +109,6 @@ impl MessageId {
 
 /// The prefix of the message ids Tern makes up.
 const GENERATED_PREFIX: &str = "tern-";
-
-/// A flow version the service can start: the compiled flow and the SHA-256 of its source.
-#[derive(Clone, Debug)]
-pub struct LoadedFlow {
-    /// SHA-256 of the source, hex.
-    pub hash: String,
-    /// The compiled flow.
-    pub flow: Arc<CompiledFlow>,
-}
-
-/// SHA-256 of a flow's source, hex: the version a paused run is pinned to.
-pub fn flow_hash(source: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// What starts or continues a conversation.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -15,8 +15,7 @@ mod dot;
 mod mermaid;
 mod svg;
 
-use crate::compile::CompiledFlow;
-use crate::step::Jump;
+use crate::step::{CompiledFlow, Jump};
 
 /// The longest node or edge label, in characters (longer ones end with `…`).
 pub const MAX_LABEL_CHARS: usize = 48;

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::compile::{BuildContext, LoadOptions, load_flow};
+use crate::compile::{LoadOptions, load_flow};
 use crate::ids::Target;
-use crate::step::{Behavior, Outcome, Registry, Step, StepContext, StepFailure, StepType};
+use crate::step::{Behavior, BuildContext, Outcome, Registry, Step, StepContext, StepFailure, StepType};
 
 #[derive(Debug)]
 struct Plain(bool);

@@ -1,0 +1,42 @@
+//! What the service's tasks share: the engine, the store, the settings, the flows, the queue,
+//! the paused-run index, the writer and the background tasks. Every other part of the service
+//! is a function over it; it calls none of them.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, watch};
+
+use super::flows::Flows;
+use super::options::{ConversationOptions, RunObserver};
+use super::paused_index::PausedIndex;
+use super::queue::Queue;
+use super::store::ConversationStore;
+use super::writer::Writer;
+use crate::run::Engine;
+
+/// The service's shared state.
+pub(super) struct Inner {
+    pub(super) engine: Engine,
+    pub(super) store: Arc<dyn ConversationStore>,
+    pub(super) options: ConversationOptions,
+    pub(super) flows: Flows,
+    /// See [`PausedIndex`].
+    pub(super) paused: PausedIndex,
+    pub(super) queue: Queue,
+    pub(super) writer: Writer,
+    pub(super) observer: Option<RunObserver>,
+    /// Set once, at shutdown: the background tasks end.
+    pub(super) stop: watch::Sender<bool>,
+    pub(super) background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Wakes the webhook outbox when a delivery was committed.
+    pub(super) outbox_wake: Arc<Notify>,
+    /// The store is shared with other processes ([`ConversationStore::is_shared`]).
+    pub(super) shared: bool,
+}
+
+impl Inner {
+    /// Unix milliseconds on the service's clock.
+    pub(super) fn now_ms(&self) -> i64 {
+        self.options.clock.now_ms()
+    }
+}

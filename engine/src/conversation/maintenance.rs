@@ -1,0 +1,149 @@
+//! Background maintenance: retention, checkpoints of the write-ahead log, recovery of messages
+//! accepted before a crash, taking over messages another instance accepted and did not answer
+//! (on a shared store), and the webhook outbox. Every loop ends when the service stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::inner::Inner;
+use super::outbox;
+use super::paused_index::PAUSED_INDEX_LIMIT;
+use super::store::Pruned;
+use super::workers;
+use crate::storage::StoreError;
+
+/// How often the write-ahead log is checkpointed (see [`ConversationStore::checkpoint`](super::ConversationStore::checkpoint)).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Most messages taken over per look.
+const ADOPT_BATCH: usize = 256;
+
+/// Starts the background tasks: retention, checkpoints, taking over on a shared store, and
+/// webhook delivery when there is a webhook.
+pub(super) fn spawn(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn(prune_loop(inner.clone())), tokio::spawn(checkpoint_loop(inner.clone()))];
+    if inner.shared {
+        tasks.push(tokio::spawn(adopt_loop(inner.clone())));
+    }
+    if let Some(url) = inner.options.webhook.clone() {
+        tasks.push(tokio::spawn(outbox::deliver_loop(
+            inner.store.clone(),
+            inner.engine.outbound.client.clone(),
+            url,
+            inner.options.outbox.clone(),
+            inner.outbox_wake.clone(),
+            inner.stop.subscribe(),
+            inner.options.clock.clone(),
+        )));
+    }
+    tasks
+}
+
+/// Queues every message that was accepted but not answered before the last stop (a crash or
+/// `kill -9`). Returns how many.
+///
+/// # Errors
+/// The store failed.
+pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
+    // Before any message runs: from here on this process keeps the index up to date.
+    if let Some(rows) = inner.store.paused_index(PAUSED_INDEX_LIMIT).await? {
+        inner.paused.load(rows);
+    }
+    let accepted = inner.store.accepted().await?;
+    let n = accepted.len();
+    for m in accepted {
+        let conversation = m.conversation.clone();
+        if let Err(e) = workers::enqueue(inner, m, None, true) {
+            tracing::warn!(conversation = %conversation, error = %e, "could not queue an accepted message after a restart; it stays accepted for the next start");
+        }
+    }
+    if n > 0 {
+        tracing::info!(messages = n, "recovered accepted messages after a restart");
+    }
+    Ok(n)
+}
+
+/// Runs retention once now.
+///
+/// # Errors
+/// The store failed.
+pub(super) async fn prune(inner: &Inner) -> Result<Pruned, StoreError> {
+    inner.store.prune(&inner.options.retention, inner.now_ms()).await
+}
+
+/// On a shared store: every [`ConversationOptions::adopt_every`](super::ConversationOptions::adopt_every),
+/// queues the messages accepted more than
+/// [`ConversationOptions::adopt_after`](super::ConversationOptions::adopt_after) ago and still
+/// unanswered (an instance died after acknowledging them).
+async fn adopt_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    let after_ms = i64::try_from(inner.options.adopt_after.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(inner.options.adopt_every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let before = inner.now_ms().saturating_sub(after_ms);
+        let stale = match inner.store.stale_accepted(before, ADOPT_BATCH).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for messages left by another instance");
+                continue;
+            }
+        };
+        let mut taken = 0usize;
+        for m in stale {
+            let key = (m.conversation.clone(), m.message_id.clone());
+            if inner.queue.contains(&key) {
+                continue;
+            }
+            match workers::enqueue(&inner, m, None, true) {
+                Ok(_) => taken += 1,
+                Err(e) => {
+                    tracing::debug!(conversation = %key.0, error = %e, "could not take over an accepted message yet");
+                    break;
+                }
+            }
+        }
+        if taken > 0 {
+            tracing::info!(messages = taken, "took over accepted messages that no instance answered");
+        }
+    }
+}
+
+/// Checkpoints the store every [`CHECKPOINT_EVERY`] until the service stops.
+async fn checkpoint_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = inner.store.checkpoint().await {
+            tracing::warn!(error = %e, "could not checkpoint the store's write-ahead log");
+        }
+    }
+}
+
+/// Runs retention now and every [`ConversationOptions::prune_every`](super::ConversationOptions::prune_every)
+/// until the service stops.
+async fn prune_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        let now_ms = inner.now_ms();
+        inner.paused.expire(now_ms / 1000);
+        match inner.store.prune(&inner.options.retention, now_ms).await {
+            Ok(p) if p != Pruned::default() => {
+                tracing::info!(runs = p.runs, answers = p.answers, paused = p.paused, "retention pruned the store");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention could not prune the store"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(inner.options.prune_every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

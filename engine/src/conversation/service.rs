@@ -1,0 +1,209 @@
+//! [`Conversations`], the service's public face: each method hands its work to the part that
+//! does it (the queue and workers, the flows, maintenance) over the shared state in `inner.rs`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::error::ConversationError;
+use super::flows::Flows;
+use super::inner::Inner;
+use super::listing::{RunPage, RunQuery};
+use super::maintenance;
+use super::options::{ConversationOptions, RunObserver};
+use super::paused_index::PausedIndex;
+use super::queue::{MessageState, Queue, Ticket};
+use super::store::{ConversationStore, Pruned, WriteOp};
+use super::types::{Answer, ConversationId, Inbound, MessageId, RunHistory};
+use super::workers;
+use super::writer::Writer;
+use crate::flow_set::FlowSet;
+use crate::run::Engine;
+use crate::step::ReplySink;
+use crate::storage::StoreError;
+use crate::sync::lock;
+
+/// The conversation service. Cheap to clone.
+#[derive(Clone)]
+pub struct Conversations {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Conversations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conversations").field("store", &self.inner.store).finish_non_exhaustive()
+    }
+}
+
+impl Conversations {
+    /// Starts the service (its writer, pruner and webhook outbox tasks) on the current Tokio
+    /// runtime.
+    pub fn start(
+        engine: Engine,
+        store: Arc<dyn ConversationStore>,
+        options: ConversationOptions,
+        observer: Option<RunObserver>,
+    ) -> Self {
+        let (stop, _) = watch::channel(false);
+        let shared = store.is_shared();
+        let (writer, writer_task) = Writer::start(store.clone(), options.write_queue.max(1));
+        let inner = Arc::new(Inner {
+            queue: Queue::new(options.max_in_flight, options.max_queued_per_conversation),
+            engine,
+            store,
+            options,
+            flows: Flows::default(),
+            paused: PausedIndex::default(),
+            writer,
+            observer,
+            stop,
+            background: Mutex::default(),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            shared,
+        });
+        let mut tasks = vec![writer_task];
+        tasks.extend(maintenance::spawn(&inner));
+        *lock(&inner.background) = tasks;
+        Self { inner }
+    }
+
+    /// The engine runs use.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ConversationStore> {
+        &self.inner.store
+    }
+
+    /// Replaces the flows that can start (a [`FlowSet`], or the flows to make one of) and
+    /// remembers their versions. Paused runs keep the version they started with; the set's
+    /// error flow is started when a run fails and nothing in its flow caught it.
+    pub fn set_flows(&self, flows: impl Into<FlowSet>) {
+        self.inner.flows.set(flows.into());
+    }
+
+    /// The flows that can start, in the order triggers are tried, and the error flow.
+    pub fn flows(&self) -> Arc<FlowSet> {
+        self.inner.flows.current()
+    }
+
+    /// Queues a message. The run happens in the service whatever the caller does with the
+    /// ticket; a message id already queued or running gets that message's ticket.
+    ///
+    /// # Errors
+    /// [`ConversationError::ShuttingDown`], [`ConversationError::Overloaded`] or
+    /// [`ConversationError::ConversationBusy`]: nothing was queued; send it again later.
+    pub fn submit(&self, inbound: Inbound, sink: Option<ReplySink>) -> Result<Ticket, ConversationError> {
+        workers::enqueue(&self.inner, inbound, sink, false)
+    }
+
+    /// The caller stops waiting but was told the message is accepted: make it durable (it is
+    /// processed after a crash) and keep its answer for [`message`](Self::message). Returns
+    /// the answer instead when it is already there.
+    ///
+    /// # Errors
+    /// The store failed: the message was not made durable (it is still being processed).
+    pub async fn accept(&self, ticket: &mut Ticket) -> Result<Option<Answer>, ConversationError> {
+        let key = (ticket.conversation.clone(), ticket.message_id.clone());
+        let Some(inbound) = self.inner.queue.keep_answer(&key) else {
+            // Finished or finishing: the answer is moments away.
+            return ticket.wait().await.map(Some);
+        };
+        self.inner.writer.write(WriteOp::Accept(Box::new(Inbound::clone(&inbound))), true).await.map_err(|e| {
+            tracing::error!(conversation = %ticket.conversation, error = %e, "could not accept a message durably");
+            ConversationError::Store { conversation: ticket.conversation.to_string() }
+        })?;
+        Ok(None)
+    }
+
+    /// Where a message stands.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn message(
+        &self,
+        conversation: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<MessageState, ConversationError> {
+        if self.inner.queue.contains(&(conversation.clone(), message_id.clone())) {
+            return Ok(MessageState::Running);
+        }
+        let store = &self.inner.store;
+        if let Some(a) =
+            store.answer(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))?
+        {
+            return Ok(MessageState::Answered(Box::new(a)));
+        }
+        if store.is_accepted(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))? {
+            return Ok(MessageState::Running);
+        }
+        Ok(MessageState::Unknown)
+    }
+
+    /// A run's history.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store failed.
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
+        self.inner.store.run(run_id).await
+    }
+
+    /// One page of run summaries, newest activity first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store failed.
+    pub async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
+        self.inner.store.runs(query).await
+    }
+
+    /// Queues every message that was accepted but not answered before the last stop (a crash
+    /// or `kill -9`). Returns how many.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn recover(&self) -> Result<usize, StoreError> {
+        maintenance::recover(&self.inner).await
+    }
+
+    /// Stops taking messages, lets the queued and running ones finish (at most `grace`),
+    /// commits every queued write and stops the background tasks. Webhook deliveries not yet
+    /// sent stay in the store for the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        if !inner.queue.close(grace).await {
+            tracing::warn!("shutdown: some runs were still going after the grace period");
+        }
+        // `send_replace`, not `send`: a background task that has not subscribed yet (a shutdown
+        // right after the start) must still see the value when it does.
+        inner.stop.send_replace(true);
+        inner.writer.close();
+        let tasks = std::mem::take(&mut *lock(&inner.background));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Runs retention once now.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn prune(&self) -> Result<Pruned, StoreError> {
+        maintenance::prune(&self.inner).await
+    }
+
+    /// Deliveries waiting for the webhook.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn outbox_len(&self) -> Result<u64, StoreError> {
+        self.inner.store.outbox_len().await
+    }
+
+    /// Messages queued or running now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.queue.len()
+    }
+}
