@@ -1,6 +1,7 @@
 //! The admin API under `/v1/`: integrations (add, replace, remove), secrets (write-only: names
 //! and times, never values) and the loaded flows. Every route needs the bearer admin token.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tern_engine::IntegrationName;
 use tern_integrations::config::{ClientAuth, IntegrationConfig};
+use tern_integrations::{Draft, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::IntegrationRecord;
 
 use super::openapi::{ErrorBody, IntegrationSettings};
@@ -155,35 +157,23 @@ pub async fn put_integration(
     let config: IntegrationConfig = serde_path_to_error::deserialize(value)
         .map_err(|e| unprocessable(format!("at /{}: {}", e.path().to_string().replace('.', "/"), e.inner())))?;
     let client_auth: Option<ClientAuth> = explicit_auth.then_some(config.client_auth);
-    let config = config.finish(client_auth).map_err(|problems| unprocessable(problems.join("; ")))?;
-    let stored = state.store.get_integration(&name).await.map_err(internal)?;
-    // A service account without its secret cannot get a token; keep one already stored.
-    if config.kind == tern_integrations::config::Kind::ClientCredentials
-        && secret.is_none()
-        && !stored.as_ref().is_some_and(|r| r.client_secret_set)
-    {
-        return Err(unprocessable("/client_secret: a client_credentials integration needs its client secret".into()));
-    }
-    // A stored secret only goes to the token URL it was saved for.
-    if let Some(r) = &stored
-        && secret.is_none()
-        && r.client_secret_set
-        && r.config.token_url.as_ref().map(url::Url::origin) != config.token_url.as_ref().map(url::Url::origin)
-    {
-        return Err(unprocessable(
-            "/client_secret: the token URL moved to another host; send the client secret again (a stored secret is only sent where it was saved for)".into(),
-        ));
-    }
-    state.store.put_integration(&name, &config, secret.as_ref()).await.map_err(internal)?;
-    state.integrations.invalidate(&name);
-    let record = state
-        .store
-        .get_integration(&name)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal("the integration vanished after it was saved"))?;
+    let draft = Draft { config, client_auth, client_secret: secret };
+    // A PUT replaces; it resolves no host names (what the console and the CLI flag).
+    let options = SaveOptions { replace: true, reachability: Reachability::Unchecked };
+    let saved = state.integrations.save(&name, draft, options).await.map_err(|e| match e {
+        SaveError::Invalid { problems, .. } => {
+            unprocessable(problems.iter().map(json_words).collect::<Vec<_>>().join("; "))
+        }
+        other => internal(other),
+    })?;
     let callback = state.integrations.callback_url();
-    Ok(axum::Json(SavedIntegration { integration: record, callback_url: callback.to_string() }).into_response())
+    Ok(axum::Json(SavedIntegration { integration: saved.record, callback_url: callback.to_string() }).into_response())
+}
+
+/// A problem in the API's words: at its JSON pointer, fields named as in the JSON body.
+fn json_words(problem: &Problem) -> String {
+    let message = problem.words(|f| Cow::Owned(format!("`{}`", f.json_name())));
+    format!("/{}: {message}", problem.field.json_name())
 }
 
 /// `DELETE /v1/integrations/{name}`: removes it with its tokens.
@@ -208,10 +198,9 @@ pub async fn delete_integration(
 ) -> Result<Response, ApiError> {
     admin(&state, &headers)?;
     let name = integration_name(&name)?;
-    if !state.store.remove_integration(&name).await.map_err(internal)? {
+    if !state.integrations.remove(&name).await.map_err(internal)? {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no integration `{name}`")));
     }
-    state.integrations.invalidate(&name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
