@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -16,8 +16,10 @@ use tern_integrations::config::{ClientAuth, IntegrationConfig};
 use tern_integrations::{Draft, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::IntegrationRecord;
 
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
 use super::openapi::{ErrorBody, IntegrationSettings};
-use super::{AppState, error};
 
 /// An integration as saved, with the callback URL to register at the provider.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -83,36 +85,20 @@ pub struct FlowSummary {
     pub integrations: Vec<String>,
 }
 
-/// An admin API error: a status and a message for the JSON body.
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        error(self.0, self.1)
-    }
-}
-
-/// A store failure: the detail (paths, driver messages) goes to the log, not to the caller.
+/// A store or service failure: the detail (paths, driver messages) goes to the log, not to the
+/// caller.
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "the admin API could not use the store");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the server log".into())
-}
-
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if state.is_admin(headers) {
-        return Ok(());
-    }
-    Err(ApiError(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`".into()))
+    ApiError::internal("use the store for the admin API", &e, "the store failed; see the server log")
 }
 
 fn integration_name(name: &str) -> Result<IntegrationName, ApiError> {
-    IntegrationName::new(name).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+    IntegrationName::new(name).map_err(ApiError::bad_request)
 }
 
 /// Parses a JSON body, or explains where it is wrong.
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e} (send `Content-Type: application/json`)"))
+        ApiError::bad_request(format!("the body is not JSON: {e} (send `Content-Type: application/json`)"))
     })
 }
 
@@ -137,32 +123,31 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
 )]
 pub async fn put_integration(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     let name = integration_name(&name)?;
     let mut value = json_body(&body)?;
-    let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
     let object = value
         .as_object_mut()
-        .ok_or_else(|| unprocessable("the body must be a JSON object of integration settings".into()))?;
+        .ok_or_else(|| ApiError::unprocessable("the body must be a JSON object of integration settings"))?;
     let secret = match object.remove("client_secret") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
-        Some(_) => return Err(unprocessable("/client_secret must be a non-empty string".into())),
+        Some(_) => return Err(ApiError::unprocessable("/client_secret must be a non-empty string")),
     };
     let explicit_auth = object.contains_key("client_auth");
-    let config: IntegrationConfig = serde_path_to_error::deserialize(value)
-        .map_err(|e| unprocessable(format!("at /{}: {}", e.path().to_string().replace('.', "/"), e.inner())))?;
+    let config: IntegrationConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        ApiError::unprocessable(format!("at /{}: {}", e.path().to_string().replace('.', "/"), e.inner()))
+    })?;
     let client_auth: Option<ClientAuth> = explicit_auth.then_some(config.client_auth);
     let draft = Draft { config, client_auth, client_secret: secret };
     // A PUT replaces; it resolves no host names (what the console and the CLI flag).
     let options = SaveOptions { replace: true, reachability: Reachability::Unchecked };
     let saved = state.integrations.save(&name, draft, options).await.map_err(|e| match e {
         SaveError::Invalid { problems, .. } => {
-            unprocessable(problems.iter().map(json_words).collect::<Vec<_>>().join("; "))
+            ApiError::unprocessable(problems.iter().map(json_words).collect::<Vec<_>>().join("; "))
         }
         other => internal(other),
     })?;
@@ -193,13 +178,12 @@ fn json_words(problem: &Problem) -> String {
 )]
 pub async fn delete_integration(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     let name = integration_name(&name)?;
     if !state.integrations.remove(&name).await.map_err(internal)? {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no integration `{name}`")));
+        return Err(ApiError::not_found(format!("no integration `{name}`")));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -216,8 +200,7 @@ pub async fn delete_integration(
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn list_secrets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
+pub async fn list_secrets(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
     let list = state.store.list_secrets().await.map_err(internal)?;
     let stored = list.into_iter().map(|s| StoredSecret { name: s.name, set: true, updated_at: s.updated_at }).collect();
     let mut env: Vec<String> = std::env::vars_os()
@@ -235,7 +218,7 @@ fn secret_name(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError(StatusCode::BAD_REQUEST, format!("`{name}` is not a secret name (letters, digits and `_`)")))
+        Err(ApiError::bad_request(format!("`{name}` is not a secret name (letters, digits and `_`)")))
     }
 }
 
@@ -259,16 +242,17 @@ fn secret_name(name: &str) -> Result<(), ApiError> {
 )]
 pub async fn put_secret(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     secret_name(&name)?;
     let value = json_body(&body)?;
-    let text = value.get("value").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError(StatusCode::UNPROCESSABLE_ENTITY, "the body must be {\"value\": \"<non-empty string>\"}".into())
-    })?;
+    let text = value
+        .get("value")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("the body must be {\"value\": \"<non-empty string>\"}"))?;
     let secret = SecretString::from(text.to_string());
     state.store.put_secret(&name, &secret).await.map_err(internal)?;
     state.secrets.update(&name, Some(secret));
@@ -292,13 +276,12 @@ pub async fn put_secret(
 )]
 pub async fn delete_secret(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     secret_name(&name)?;
     if !state.store.remove_secret(&name).await.map_err(internal)? {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no stored secret `{name}`")));
+        return Err(ApiError::not_found(format!("no stored secret `{name}`")));
     }
     state.secrets.update(&name, None);
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -316,8 +299,7 @@ pub async fn delete_secret(
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn list_flows(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
+pub async fn list_flows(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
     let flows = state.conversations.flows();
     let list = flows
         .iter()
@@ -355,19 +337,8 @@ pub struct IntegrationList {
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn api_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !state.is_admin(&headers) {
-        return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
-    }
-    match state.store.list_integrations().await {
-        Ok(list) => axum::Json(IntegrationList {
-            integrations: list,
-            callback_url: state.integrations.callback_url().to_string(),
-        })
-        .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "could not list the integrations");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the server log")
-        }
-    }
+pub async fn api_list(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
+    let list = state.store.list_integrations().await.map_err(internal)?;
+    let callback_url = state.integrations.callback_url().to_string();
+    Ok(axum::Json(IntegrationList { integrations: list, callback_url }).into_response())
 }

@@ -22,6 +22,7 @@
 
 mod authorize;
 pub mod config;
+mod events;
 pub mod oauth;
 mod probe;
 pub mod problems;
@@ -35,6 +36,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use authorize::{ACCOUNT_ID, AuthError, AuthorizationStart, CallbackParams, Completed};
+pub use events::EventError;
 pub use probe::{ApiCall, LiveCall, ProbeError, TestReport, TokenFacts};
 pub use problems::{Field, Problem};
 pub use rules::Draft;

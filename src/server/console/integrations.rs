@@ -8,9 +8,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Form, Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use secrecy::SecretString;
@@ -24,7 +24,7 @@ use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 use super::layout::{Nav, page};
 use super::runs::url_query;
 use super::session::Session;
-use super::{html, message_page, signed_in, signed_in_form, store_failed};
+use super::{ConsoleForm, CsrfForm, SignedIn, html, message_page, store_failed};
 use crate::server::AppState;
 use crate::server::pages::ALL_SET;
 
@@ -393,16 +393,10 @@ fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
 /// `GET /`.
 pub async fn show(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    // After signing in, back here with the query: an authorization's outcome is not lost.
+    SignedIn(session): SignedIn,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    // After signing in, back here with the query: an authorization's outcome is not lost.
-    let here = raw.map_or_else(|| "/".to_string(), |r| format!("/?{r}"));
-    let session = match signed_in(&state, &headers, &here) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let q = q.map(|Query(q)| q).unwrap_or_default();
     // Banners name only integrations that exist: a link cannot put words in the console's mouth.
     let exists = |n: &Option<String>| {
@@ -511,19 +505,8 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
 /// `POST /integrations`: add or edit.
 pub async fn save(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    form: Result<Form<IntegrationForm>, FormRejection>,
+    ConsoleForm { session, form: f }: ConsoleForm<IntegrationForm>,
 ) -> Response {
-    let f = match form {
-        Ok(Form(f)) => f,
-        Err(_) => {
-            return message_page(StatusCode::BAD_REQUEST, "The form was incomplete", "Go back and try again.", None);
-        }
-    };
-    let session = match signed_in_form(&state, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let base = match IntegrationName::new(f.original.as_str()) {
         Ok(original) if !f.original.is_empty() => match state.store.get_integration(&original).await {
             Ok(r) => r,
@@ -559,29 +542,34 @@ pub async fn save(
     }
 }
 
-/// A form with only the CSRF token (Authorize, Test, Remove).
+/// The form of a button on a row (Authorize, Test, Remove): the CSRF token, and for Remove
+/// whether it was confirmed.
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
+pub struct ActionForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     confirm: String,
 }
 
-fn csrf_form(form: Result<Form<CsrfForm>, FormRejection>) -> CsrfForm {
-    form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), confirm: String::new() })
+impl CsrfForm for ActionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for IntegrationForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// `POST /integrations/{name}/authorize`: to the provider.
 pub async fn authorize(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    _: ConsoleForm<ActionForm>,
 ) -> Response {
-    if let Err(r) = signed_in_form(&state, &headers, &csrf_form(form).csrf) {
-        return *r;
-    }
     let Ok(name) = IntegrationName::new(name) else {
         return Redirect::to("/?error=no+such+integration").into_response();
     };
@@ -594,14 +582,9 @@ pub async fn authorize(
 /// `POST /integrations/{name}/test`: one live check, shown above the list.
 pub async fn test(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    ConsoleForm { session, .. }: ConsoleForm<ActionForm>,
 ) -> Response {
-    let session = match signed_in_form(&state, &headers, &csrf_form(form).csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let Ok(name) = IntegrationName::new(name) else { return Redirect::to("/").into_response() };
     let banner = match state.integrations.test(&name).await {
         Ok(report) => {
@@ -636,15 +619,9 @@ pub async fn test(
 /// `POST /integrations/{name}/remove`: asks first, then removes it with its tokens.
 pub async fn remove(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    ConsoleForm { session, form: f }: ConsoleForm<ActionForm>,
 ) -> Response {
-    let f = csrf_form(form);
-    let session = match signed_in_form(&state, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let Ok(name) = IntegrationName::new(name) else { return Redirect::to("/").into_response() };
     if f.confirm != "yes" {
         let body = html! {
