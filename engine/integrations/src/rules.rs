@@ -46,11 +46,11 @@ impl Draft {
     /// # Errors
     /// Every [`Problem`] found.
     pub fn check(self, stored: Option<&IntegrationRecord>) -> Result<Checked, Vec<Problem>> {
+        let kind = self.config.kind;
         let (config, mut problems) = match self.config.finish(self.client_auth) {
             Ok(c) => (Some(c), Vec::new()),
             Err(p) => (None, p),
         };
-        let kind = config.as_ref().map_or(Kind::default(), |c| c.kind);
         let stored_secret = stored.is_some_and(|r| r.client_secret_set);
         if self.client_secret.is_none() {
             if kind == Kind::ClientCredentials && !stored_secret {
@@ -434,6 +434,10 @@ mod tests {
         assert_eq!(moved[0].field, Field::ClientSecret);
         assert!(moved[0].to_string().contains("type the client secret again"), "{moved:?}");
         assert!(draft("https://evil.example/token", Some("s2")).check(Some(&saved)).is_ok(), "a new secret may go");
+        let mut incomplete = draft("https://as.example/token", None);
+        incomplete.config.api_origins.clear();
+        let fields: Vec<Field> = incomplete.check(None).unwrap_err().iter().map(|p| p.field).collect();
+        assert_eq!(fields, [Field::ApiOrigins, Field::ClientSecret], "every problem at once");
         let unset = stored(service_account("https://as.example/token"), false);
         assert_eq!(draft("https://evil.example/token", None).check(Some(&unset)).unwrap_err().len(), 1);
     }

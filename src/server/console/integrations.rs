@@ -24,7 +24,7 @@ use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 use super::layout::{Nav, page};
 use super::runs::url_query;
 use super::session::Session;
-use super::{ConsoleForm, CsrfForm, SignedIn, html, message_page, store_failed};
+use super::{ConsoleForm, CsrfForm, SignedIn, html, store_failed};
 use crate::server::AppState;
 use crate::server::pages::ALL_SET;
 
