@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::tokens::TokenOwner;
 use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
-use tern_integrations::{AuthError, CallbackParams, Integrations};
+use tern_integrations::{AuthError, CallbackParams, Draft, Integrations, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationStatus, Readiness, Store};
 
 use super::context::Shared;
@@ -167,7 +167,7 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
         }
         IntegrationsCommand::Test { name } => test(&service, &name).await,
         IntegrationsCommand::Remove { name } => {
-            anyhow::ensure!(store.remove_integration(&name).await?, "no integration named `{name}`");
+            anyhow::ensure!(service.remove(&name).await?, "no integration named `{name}`");
             println!("integration `{name}` removed with its tokens");
             Ok(ExitCode::SUCCESS)
         }
@@ -175,10 +175,6 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
 }
 
 async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
-    let store = service.store();
-    if !a.update && store.get_integration(&a.name).await?.is_some() {
-        anyhow::bail!("integration `{}` already exists; pass --update to change it, or remove it first", a.name);
-    }
     let mut config = IntegrationConfig {
         kind: match a.kind {
             KindArg::AuthorizationCode => Kind::AuthorizationCode,
@@ -207,27 +203,33 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
         ClientAuthArg::Basic => ClientAuth::Basic,
         ClientAuthArg::Body => ClientAuth::Body,
     });
-    let config = config.finish(client_auth).map_err(|problems| {
-        anyhow::anyhow!("integration `{}` is not complete:\n  - {}", a.name, problems.join("\n  - "))
-    })?;
-    let secret = if a.client_secret_env.is_some() || a.client_secret_file.is_some() || a.client_secret_stdin {
+    let client_secret = if a.client_secret_env.is_some() || a.client_secret_file.is_some() || a.client_secret_stdin {
         Some(read_secret(a.client_secret_env.as_deref(), a.client_secret_file.as_ref(), "client secret")?)
     } else {
         None
     };
-    if secret.is_none() && config.kind == Kind::ClientCredentials {
-        anyhow::bail!(
-            "a client_credentials integration needs a client secret (--client-secret-env, --client-secret-file or --client-secret-stdin)"
-        );
-    }
-    // Flagged now, not after a person has signed in and consented. Saved anyway: `tern serve`
-    // may run with --allow-private-network where this command does not.
-    for (_, problem) in service.refused_endpoints(&config).await {
+    // Endpoints Tern would refuse are flagged now, not after a person has signed in and
+    // consented, but saved anyway: `tern serve` may run with --allow-private-network where this
+    // command does not.
+    let options = SaveOptions { replace: a.update, reachability: Reachability::Warn };
+    let saved = match service.save(&a.name, Draft { config, client_auth, client_secret }, options).await {
+        Ok(saved) => saved,
+        Err(SaveError::Exists { integration }) => {
+            anyhow::bail!("integration `{integration}` already exists; pass --update to change it, or remove it first")
+        }
+        // Problems are worded with this command's options (their `Display`).
+        Err(SaveError::Invalid { integration, problems }) => {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::bail!("integration `{integration}` is not complete:\n  - {}", problems.join("\n  - "))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for problem in &saved.warnings {
         eprintln!("warning: {problem}");
     }
-    store.put_integration(&a.name, &config, secret.as_ref()).await?;
-    println!("integration `{}` saved ({}).", a.name, config.kind.as_str());
-    if config.kind == Kind::AuthorizationCode {
+    let kind = saved.record.config.kind;
+    println!("integration `{}` saved ({}).", a.name, kind.as_str());
+    if kind == Kind::AuthorizationCode {
         println!("Register this callback URL at the provider:\n  {}", service.callback_url());
         println!("Then run: tern integrations authorize {}", a.name);
     }
@@ -289,7 +291,7 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
     if let Some(p) = c.profile {
         println!(
             "profile:           {}{}",
-            serde_json::to_value(p)?.as_str().unwrap_or(""),
+            p.as_str(),
             c.data_center.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
         );
     }

@@ -1,21 +1,25 @@
 //! The admin API under `/v1/`: integrations (add, replace, remove), secrets (write-only: names
 //! and times, never values) and the loaded flows. Every route needs the bearer admin token.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 use tern_engine::IntegrationName;
 use tern_integrations::config::{ClientAuth, IntegrationConfig};
+use tern_integrations::{Draft, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::IntegrationRecord;
 
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
 use super::openapi::{ErrorBody, IntegrationSettings};
-use super::{AppState, error};
 
 /// An integration as saved, with the callback URL to register at the provider.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -81,36 +85,20 @@ pub struct FlowSummary {
     pub integrations: Vec<String>,
 }
 
-/// An admin API error: a status and a message for the JSON body.
-pub struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        error(self.0, self.1)
-    }
-}
-
-/// A store failure: the detail (paths, driver messages) goes to the log, not to the caller.
+/// A store or service failure: the detail (paths, driver messages) goes to the log, not to the
+/// caller.
 fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "the admin API could not use the store");
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the server log".into())
-}
-
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if state.is_admin(headers) {
-        return Ok(());
-    }
-    Err(ApiError(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`".into()))
+    ApiError::internal("use the store for the admin API", &e, "the store failed; see the server log")
 }
 
 fn integration_name(name: &str) -> Result<IntegrationName, ApiError> {
-    IntegrationName::new(name).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
+    IntegrationName::new(name).map_err(ApiError::bad_request)
 }
 
 /// Parses a JSON body, or explains where it is wrong.
 fn json_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e} (send `Content-Type: application/json`)"))
+        ApiError::bad_request(format!("the body is not JSON: {e} (send `Content-Type: application/json`)"))
     })
 }
 
@@ -135,55 +123,42 @@ fn json_body(body: &[u8]) -> Result<Value, ApiError> {
 )]
 pub async fn put_integration(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     let name = integration_name(&name)?;
     let mut value = json_body(&body)?;
-    let unprocessable = |m: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, m);
     let object = value
         .as_object_mut()
-        .ok_or_else(|| unprocessable("the body must be a JSON object of integration settings".into()))?;
+        .ok_or_else(|| ApiError::unprocessable("the body must be a JSON object of integration settings"))?;
     let secret = match object.remove("client_secret") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
-        Some(_) => return Err(unprocessable("/client_secret must be a non-empty string".into())),
+        Some(_) => return Err(ApiError::unprocessable("/client_secret must be a non-empty string")),
     };
     let explicit_auth = object.contains_key("client_auth");
-    let config: IntegrationConfig = serde_path_to_error::deserialize(value)
-        .map_err(|e| unprocessable(format!("at /{}: {}", e.path().to_string().replace('.', "/"), e.inner())))?;
+    let config: IntegrationConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        ApiError::unprocessable(format!("at /{}: {}", e.path().to_string().replace('.', "/"), e.inner()))
+    })?;
     let client_auth: Option<ClientAuth> = explicit_auth.then_some(config.client_auth);
-    let config = config.finish(client_auth).map_err(|problems| unprocessable(problems.join("; ")))?;
-    let stored = state.store.get_integration(&name).await.map_err(internal)?;
-    // A service account without its secret cannot get a token; keep one already stored.
-    if config.kind == tern_integrations::config::Kind::ClientCredentials
-        && secret.is_none()
-        && !stored.as_ref().is_some_and(|r| r.client_secret_set)
-    {
-        return Err(unprocessable("/client_secret: a client_credentials integration needs its client secret".into()));
-    }
-    // A stored secret only goes to the token URL it was saved for.
-    if let Some(r) = &stored
-        && secret.is_none()
-        && r.client_secret_set
-        && r.config.token_url.as_ref().map(url::Url::origin) != config.token_url.as_ref().map(url::Url::origin)
-    {
-        return Err(unprocessable(
-            "/client_secret: the token URL moved to another host; send the client secret again (a stored secret is only sent where it was saved for)".into(),
-        ));
-    }
-    state.store.put_integration(&name, &config, secret.as_ref()).await.map_err(internal)?;
-    state.integrations.invalidate(&name);
-    let record = state
-        .store
-        .get_integration(&name)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal("the integration vanished after it was saved"))?;
+    let draft = Draft { config, client_auth, client_secret: secret };
+    // A PUT replaces; it resolves no host names (what the console and the CLI flag).
+    let options = SaveOptions { replace: true, reachability: Reachability::Unchecked };
+    let saved = state.integrations.save(&name, draft, options).await.map_err(|e| match e {
+        SaveError::Invalid { problems, .. } => {
+            ApiError::unprocessable(problems.iter().map(json_words).collect::<Vec<_>>().join("; "))
+        }
+        other => internal(other),
+    })?;
     let callback = state.integrations.callback_url();
-    Ok(axum::Json(SavedIntegration { integration: record, callback_url: callback.to_string() }).into_response())
+    Ok(axum::Json(SavedIntegration { integration: saved.record, callback_url: callback.to_string() }).into_response())
+}
+
+/// A problem in the API's words: at its JSON pointer, fields named as in the JSON body.
+fn json_words(problem: &Problem) -> String {
+    let message = problem.words(|f| Cow::Owned(format!("`{}`", f.json_name())));
+    format!("/{}: {message}", problem.field.json_name())
 }
 
 /// `DELETE /v1/integrations/{name}`: removes it with its tokens.
@@ -203,15 +178,13 @@ pub async fn put_integration(
 )]
 pub async fn delete_integration(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     let name = integration_name(&name)?;
-    if !state.store.remove_integration(&name).await.map_err(internal)? {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no integration `{name}`")));
+    if !state.integrations.remove(&name).await.map_err(internal)? {
+        return Err(ApiError::not_found(format!("no integration `{name}`")));
     }
-    state.integrations.invalidate(&name);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -227,8 +200,7 @@ pub async fn delete_integration(
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn list_secrets(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
+pub async fn list_secrets(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
     let list = state.store.list_secrets().await.map_err(internal)?;
     let stored = list.into_iter().map(|s| StoredSecret { name: s.name, set: true, updated_at: s.updated_at }).collect();
     let mut env: Vec<String> = std::env::vars_os()
@@ -246,7 +218,7 @@ fn secret_name(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError(StatusCode::BAD_REQUEST, format!("`{name}` is not a secret name (letters, digits and `_`)")))
+        Err(ApiError::bad_request(format!("`{name}` is not a secret name (letters, digits and `_`)")))
     }
 }
 
@@ -270,16 +242,17 @@ fn secret_name(name: &str) -> Result<(), ApiError> {
 )]
 pub async fn put_secret(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     secret_name(&name)?;
     let value = json_body(&body)?;
-    let text = value.get("value").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
-        ApiError(StatusCode::UNPROCESSABLE_ENTITY, "the body must be {\"value\": \"<non-empty string>\"}".into())
-    })?;
+    let text = value
+        .get("value")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::unprocessable("the body must be {\"value\": \"<non-empty string>\"}"))?;
     let secret = SecretString::from(text.to_string());
     state.store.put_secret(&name, &secret).await.map_err(internal)?;
     state.secrets.update(&name, Some(secret));
@@ -303,13 +276,12 @@ pub async fn put_secret(
 )]
 pub async fn delete_secret(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
     secret_name(&name)?;
     if !state.store.remove_secret(&name).await.map_err(internal)? {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no stored secret `{name}`")));
+        return Err(ApiError::not_found(format!("no stored secret `{name}`")));
     }
     state.secrets.update(&name, None);
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -327,8 +299,7 @@ pub async fn delete_secret(
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn list_flows(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin(&state, &headers)?;
+pub async fn list_flows(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
     let flows = state.conversations.flows();
     let list = flows
         .iter()
@@ -366,19 +337,8 @@ pub struct IntegrationList {
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn api_list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !state.is_admin(&headers) {
-        return error(StatusCode::UNAUTHORIZED, "the admin API needs `Authorization: Bearer <admin token>`");
-    }
-    match state.store.list_integrations().await {
-        Ok(list) => axum::Json(IntegrationList {
-            integrations: list,
-            callback_url: state.integrations.callback_url().to_string(),
-        })
-        .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "could not list the integrations");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the store failed; see the server log")
-        }
-    }
+pub async fn api_list(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
+    let list = state.store.list_integrations().await.map_err(internal)?;
+    let callback_url = state.integrations.callback_url().to_string();
+    Ok(axum::Json(IntegrationList { integrations: list, callback_url }).into_response())
 }

@@ -1,22 +1,22 @@
 //! `POST /v1/integrations/{name}/events`: events a third party posts (Botpress-style). The
-//! account identifier is read from the event with the integration's `event_identifier` path and
-//! must equal the `account_field` captured when the integration was authorized; anything else
-//! is rejected and logged, never guessed. A matching event starts the first flow with an
+//! integrations service says whose account an event is for
+//! ([`Integrations::event_account`](tern_integrations::Integrations::event_account): the
+//! identifier must equal the one captured when the integration was authorized; anything else is
+//! rejected and logged, never guessed). A matching event starts the first flow with an
 //! `integration_event` trigger for the integration, with the event as `{{event.*}}`.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tern_engine::mapping::ResponsePath;
-use tern_engine::template::value_text;
-use tern_engine::{IntegrationName, TokenOwner};
+use tern_engine::IntegrationName;
+use tern_integrations::EventError;
 
+use super::error::ApiError;
 use super::openapi::ErrorBody;
-use super::{AppState, error, messages};
+use super::{AppState, messages};
 
 /// `POST /v1/integrations/{name}/events`.
 #[utoipa::path(
@@ -41,53 +41,23 @@ pub async fn post_event(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     body: Result<axum::Json<Value>, JsonRejection>,
-) -> Response {
-    let axum::Json(event) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                e.status(),
-                format!("{}; send the event as a JSON object", super::rejection_text(&e.body_text())),
-            );
+) -> Result<Response, ApiError> {
+    let axum::Json(event) = body.map_err(|e| {
+        ApiError::new(e.status(), format!("{}; send the event as a JSON object", super::rejection_text(&e.body_text())))
+    })?;
+    let name = IntegrationName::new(name).map_err(|_| ApiError::not_found("no such integration"))?;
+    let identifier = state.integrations.event_account(&name, &event).await.map_err(|e| match e {
+        EventError::NoIdentifier { .. } => ApiError::bad_request(e.to_string()),
+        EventError::Store { .. } => {
+            ApiError::internal("handle an integration event", &e, "the store could not be read; see the server log")
         }
-    };
-    let Ok(name) = IntegrationName::new(name) else { return error(StatusCode::NOT_FOUND, "no such integration") };
-    let rec = match state.store.get_integration(&name).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no integration `{name}`")),
-        Err(e) => return internal(&e),
-    };
-    let (Some(path), Some(field)) = (&rec.config.event_identifier, &rec.config.account_field) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("integration `{name}` does not accept events; configure --event-identifier and --account-field"),
-        );
-    };
-    let identifier = match ResponsePath::parse(path).and_then(|p| p.select(&event)) {
-        Ok(v) => value_text(&v).into_owned(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("the event has no account identifier: {e}")),
-    };
-    let expected = match state.store.get_token(&name, &TokenOwner::Workspace).await {
-        // Captured at authorization; tokens authorized before `account_id` existed keep the
-        // token-response field itself.
-        Ok(t) => t.and_then(|t| {
-            let captured = t.metadata.get(tern_integrations::ACCOUNT_ID).or_else(|| t.metadata.get(field));
-            captured.map(|v| value_text(v).into_owned())
-        }),
-        Err(e) => return internal(&e),
-    };
-    if expected.as_deref() != Some(identifier.as_str()) {
-        tracing::warn!(integration = %name, "rejected an event for an unknown account identifier");
-        return error(StatusCode::NOT_FOUND, "unknown account identifier for this integration");
-    }
+        EventError::Unknown { .. } | EventError::NoEvents { .. } | EventError::UnknownAccount { .. } => {
+            ApiError::not_found(e.to_string())
+        }
+    })?;
     let flows = state.conversations.flows();
     let Some(loaded) = flows.for_event(&name) else {
-        return axum::Json(json!({"status": "no_flow", "replies": []})).into_response();
+        return Ok(axum::Json(json!({"status": "no_flow", "replies": []})).into_response());
     };
     messages::start_with_event(&state, format!("event:{name}:{identifier}"), loaded.flow.id.as_str(), event).await
-}
-
-fn internal(e: &tern_store::StoreError) -> Response {
-    tracing::error!(error = %e, "the store failed while handling an integration event");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
 }

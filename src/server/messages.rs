@@ -13,13 +13,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
-use tern_engine::conversation::{
-    Answer, ConversationError, ConversationId, Inbound, MessageId, MessageState, ReplyText, Ticket, Trigger,
-};
+use tern_engine::conversation::{Answer, ConversationId, Inbound, MessageId, MessageState, ReplyText, Ticket, Trigger};
 
+use super::AppState;
+use super::error::ApiError;
 use super::incoming::{IncomingError, IncomingMessage};
 use super::openapi::ErrorBody;
-use super::{AppState, error};
 
 /// `202 Accepted`: the run goes on; its answer appears at `answer_url`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -64,50 +63,36 @@ pub async fn post_message(
     State(state): State<Arc<AppState>>,
     Path(conversation): Path<String>,
     body: Result<axum::Json<IncomingMessage>, JsonRejection>,
-) -> Response {
-    let axum::Json(msg) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return error(
-                e.status(),
-                format!(
-                    "{}; send {{\"text\": \"…\", \"contact\": {{\"id\": \"…\"}}, \"message_id\": \"…\"}} as JSON with content-type application/json",
-                    super::rejection_text(&e.body_text())
-                ),
-            );
-        }
-    };
-    let conversation = match ConversationId::new(conversation) {
-        Ok(c) => c,
-        Err(e) => return conversation_error(&e),
-    };
-    let inbound = match msg.into_inbound(conversation) {
-        Ok(i) => i,
-        Err(IncomingError::Id(e)) => return conversation_error(&e),
-        Err(e @ IncomingError::TooDeep { .. }) => {
-            let body = ErrorBody { error: e.to_string(), code: Some(e.code().to_string()) };
-            return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
-        }
-    };
+) -> Result<Response, ApiError> {
+    let axum::Json(msg) = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            format!(
+                "{}; send {{\"text\": \"…\", \"contact\": {{\"id\": \"…\"}}, \"message_id\": \"…\"}} as JSON with content-type application/json",
+                super::rejection_text(&e.body_text())
+            ),
+        )
+    })?;
+    let conversation = ConversationId::new(conversation)?;
+    let inbound = msg.into_inbound(conversation).map_err(|e| match e {
+        IncomingError::Id(e) => ApiError::from(e),
+        e @ IncomingError::TooDeep { .. } => ApiError::unprocessable(e.to_string()).code(e.code()),
+    })?;
     state.metrics.message();
-    match state.conversations.submit(inbound, None) {
-        Ok(ticket) => answer_or_accept(&state, ticket).await,
-        Err(e) => conversation_error(&e),
-    }
+    let ticket = state.conversations.submit(inbound, None)?;
+    answer_or_accept(&state, ticket).await
 }
 
 /// Waits for the answer within the reply wait; past it, makes the message durable and answers
 /// 202 with where to fetch the answer.
-pub async fn answer_or_accept(state: &AppState, mut ticket: Ticket) -> Response {
-    match ticket.wait_for(state.answer_wait()).await {
-        Some(Ok(answer)) => answered(&answer),
-        Some(Err(e)) => conversation_error(&e),
-        None => match state.conversations.accept(&mut ticket).await {
-            Ok(Some(answer)) => answered(&answer),
-            Ok(None) => accepted(&ticket.conversation, &ticket.message_id),
-            Err(e) => conversation_error(&e),
+pub async fn answer_or_accept(state: &AppState, mut ticket: Ticket) -> Result<Response, ApiError> {
+    Ok(match ticket.wait_for(state.answer_wait()).await {
+        Some(answer) => answered(&answer?),
+        None => match state.conversations.accept(&mut ticket).await? {
+            Some(answer) => answered(&answer),
+            None => accepted(&ticket.conversation, &ticket.message_id),
         },
-    }
+    })
 }
 
 #[utoipa::path(
@@ -129,22 +114,17 @@ pub async fn answer_or_accept(state: &AppState, mut ticket: Ticket) -> Response 
 pub async fn get_message(
     State(state): State<Arc<AppState>>,
     Path((conversation, message_id)): Path<(String, String)>,
-) -> Response {
-    let (conversation, message_id) = match (ConversationId::new(conversation), MessageId::new(message_id)) {
-        (Ok(c), Ok(m)) => (c, m),
-        (Err(e), _) | (_, Err(e)) => return conversation_error(&e),
-    };
-    match state.conversations.message(&conversation, &message_id).await {
-        Ok(MessageState::Answered(a)) => answered(&a),
-        Ok(MessageState::Running) => accepted(&conversation, &message_id),
-        Ok(MessageState::Unknown) => error(
-            StatusCode::NOT_FOUND,
-            format!(
+) -> Result<Response, ApiError> {
+    let (conversation, message_id) = (ConversationId::new(conversation)?, MessageId::new(message_id)?);
+    Ok(match state.conversations.message(&conversation, &message_id).await? {
+        MessageState::Answered(a) => answered(&a),
+        MessageState::Running => accepted(&conversation, &message_id),
+        MessageState::Unknown => {
+            return Err(ApiError::not_found(format!(
                 "no message `{message_id}` in conversation `{conversation}` (answers are kept for the dedupe window, --dedupe-window)"
-            ),
-        ),
-        Err(e) => conversation_error(&e),
-    }
+            )));
+        }
+    })
 }
 
 fn answered(answer: &Answer) -> Response {
@@ -170,36 +150,15 @@ fn accepted(conversation: &ConversationId, message_id: &MessageId) -> Response {
     r
 }
 
-/// The HTTP answer to a service error: a stable code, a message for the channel, never a
-/// database path or driver message (those are in the log).
-pub fn conversation_error(e: &ConversationError) -> Response {
-    let status = match e {
-        ConversationError::BadId { .. } | ConversationError::ReservedId { .. } => StatusCode::BAD_REQUEST,
-        ConversationError::ConversationBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-        ConversationError::Overloaded { .. } | ConversationError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-        ConversationError::UnknownFlow { .. } => StatusCode::NOT_FOUND,
-        ConversationError::Store { .. } | ConversationError::Paused { .. } | ConversationError::Interrupted { .. } => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
-    };
-    let body = ErrorBody { error: e.to_string(), code: Some(e.code().to_string()) };
-    let mut r = (status, axum::Json(body)).into_response();
-    if e.is_retryable() && status != StatusCode::INTERNAL_SERVER_ERROR {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    r
-}
-
 /// Starts `flow_id` for an integration event in `conversation` and answers like a message.
-pub async fn start_with_event(state: &AppState, conversation: String, flow_id: &str, event: Value) -> Response {
-    let conversation = match ConversationId::new(conversation) {
-        Ok(c) => c,
-        Err(e) => return conversation_error(&e),
-    };
-    let mut inbound = Inbound::message(conversation, None, "");
+pub async fn start_with_event(
+    state: &AppState,
+    conversation: String,
+    flow_id: &str,
+    event: Value,
+) -> Result<Response, ApiError> {
+    let mut inbound = Inbound::message(ConversationId::new(conversation)?, None, "");
     inbound.trigger = Trigger::Start { flow_id: flow_id.to_string(), event: Some(event) };
-    match state.conversations.submit(inbound, None) {
-        Ok(ticket) => answer_or_accept(state, ticket).await,
-        Err(e) => conversation_error(&e),
-    }
+    let ticket = state.conversations.submit(inbound, None)?;
+    answer_or_accept(state, ticket).await
 }

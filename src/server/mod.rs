@@ -7,7 +7,9 @@
 //! [`Integrations`](tern_integrations::Integrations).
 
 mod admin;
+mod auth;
 pub mod console;
+mod error;
 mod events;
 mod incoming;
 mod json_errors;
@@ -28,10 +30,10 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::json;
 use tern_engine::conversation::Conversations;
@@ -71,15 +73,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    fn is_admin(&self, headers: &HeaderMap) -> bool {
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        subtle::ConstantTimeEq::ct_eq(given.as_bytes(), self.admin_token.expose_secret().as_bytes()).into()
-    }
-
     /// How long a request may wait for a run: the reply wait, within the request timeout.
     pub fn answer_wait(&self) -> std::time::Duration {
         let margin = std::time::Duration::from_millis(500);
@@ -230,9 +223,9 @@ pub(crate) fn rejection_text(text: &str) -> String {
     text.to_string()
 }
 
-/// A JSON error body with a status.
+/// A JSON error body with a status (an [`ApiError`](error::ApiError) answered at once).
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(openapi::ErrorBody { error: message.into(), code: None })).into_response()
+    error::ApiError::new(status, message).into_response()
 }
 
 /// Resumes a conversation waiting for a contact's login with the outcome. The replies reach

@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tern_engine::conversation::{AnswerStatus, MAX_RUNS_PAGE, RunCursor, RunQuery};
 
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
 use super::openapi::ErrorBody;
-use super::{AppState, error};
 
-const UNAUTHORIZED: &str = "the admin API needs `Authorization: Bearer <admin token>`";
+/// What the caller is told when the run history cannot be read (the detail is logged).
+const UNREADABLE: &str = "the store could not be read; see the server log";
 
 /// Query of `GET /v1/runs`. Every parameter that is given narrows the list.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -76,27 +78,16 @@ impl RunsParams {
 )]
 pub async fn list_runs(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Admin,
     params: Result<Query<RunsParams>, QueryRejection>,
-) -> Response {
-    if !state.is_admin(&headers) {
-        return error(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
-    }
+) -> Result<Response, ApiError> {
     let query = match params {
         Ok(Query(p)) => p.query(),
         Err(e) => Err(vec![format!("the query string is malformed: {}", super::rejection_text(&e.body_text()))]),
     };
-    let query = match query {
-        Ok(q) => q,
-        Err(problems) => return error(StatusCode::BAD_REQUEST, problems.join("; ")),
-    };
-    match state.conversations.runs(&query).await {
-        Ok(page) => axum::Json(page).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "could not list runs");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
-        }
-    }
+    let query = query.map_err(|problems| ApiError::bad_request(problems.join("; ")))?;
+    let page = state.conversations.runs(&query).await.map_err(|e| ApiError::internal("list runs", &e, UNREADABLE))?;
+    Ok(axum::Json(page).into_response())
 }
 
 /// `GET /v1/runs/{id}`: a run's history.
@@ -114,18 +105,18 @@ pub async fn list_runs(
         (status = 503, description = "At the concurrency limit (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn get_run(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if !state.is_admin(&headers) {
-        return error(StatusCode::UNAUTHORIZED, UNAUTHORIZED);
-    }
-    match state.conversations.run(&id).await {
-        Ok(Some(run)) => axum::Json(run).into_response(),
-        Ok(None) => {
-            error(StatusCode::NOT_FOUND, format!("no run {id} (runs are kept as long as --history-retention says)"))
-        }
-        Err(e) => {
-            tracing::error!(run = %id, error = %e, "could not read a run");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "the store could not be read; see the server log")
-        }
-    }
+pub async fn get_run(
+    State(state): State<Arc<AppState>>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = state
+        .conversations
+        .run(&id)
+        .await
+        .map_err(|e| ApiError::internal(&format!("read run {id}"), &e, UNREADABLE))?;
+    let run = run.ok_or_else(|| {
+        ApiError::not_found(format!("no run {id} (runs are kept as long as --history-retention says)"))
+    })?;
+    Ok(axum::Json(run).into_response())
 }

@@ -571,6 +571,35 @@ async fn an_echo_of_the_caller_s_own_input_is_no_oracle_for_secrets() {
     h.stop().await;
 }
 
+/// The admin API saves through the same rules as the console and the command line, and words
+/// each problem with its JSON field.
+#[tokio::test]
+async fn the_admin_api_words_problems_with_json_fields_and_a_moved_token_url_needs_the_secret_again() {
+    let h = Harness::new().await;
+    let service = json!({"kind": "client_credentials", "client_id": "id", "token_url": "https://a.example/token"});
+    let (status, body) = h.admin(Method::PUT, "/v1/integrations/svc", Some(ADMIN), Some(service.clone())).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("/api_origins: at least one API origin is required (`api_origins`"), "{error}");
+    assert!(error.contains("/client_secret: a client_credentials integration needs its client secret"), "{error}");
+    assert!(!error.contains("--"), "no command-line options in the API's words: {error}");
+    let mut good = service.clone();
+    good["api_origins"] = json!(["https://api.example"]);
+    good["client_secret"] = json!("admin-client-secret-1");
+    assert_eq!(h.admin(Method::PUT, "/v1/integrations/svc", Some(ADMIN), Some(good.clone())).await.0, StatusCode::OK);
+    let mut same = good.clone();
+    same.as_object_mut().unwrap().remove("client_secret");
+    assert_eq!(h.admin(Method::PUT, "/v1/integrations/svc", Some(ADMIN), Some(same.clone())).await.0, StatusCode::OK);
+    same["token_url"] = json!("https://evil.example/token");
+    let (status, body) = h.admin(Method::PUT, "/v1/integrations/svc", Some(ADMIN), Some(same)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("/client_secret: the token URL moved to another host"),
+        "{body}"
+    );
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn console_banners_name_only_real_integrations_and_a_moved_token_url_needs_the_secret_again() {
     let h = Harness::new().await;

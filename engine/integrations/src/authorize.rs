@@ -9,9 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::config::{IntegrationConfig, Kind, Profile, RESERVED_AUTHORIZE_PARAMS, ZOHO_DATA_CENTERS};
+use super::config::{IntegrationConfig, Kind, RESERVED_AUTHORIZE_PARAMS};
 use super::oauth::{self, TokenEndpointError};
 use super::{Integrations, STATE_TTL_SECS};
+use crate::problems::Problem;
 use crate::store::{IntegrationStatus, PendingAuthorization, StoreError, TokenRecord};
 use tern_engine::IntegrationName;
 use tern_engine::http::{Method, PreparedRequest, display_url};
@@ -35,12 +36,12 @@ pub enum AuthError {
         kind: &'static str,
     },
     /// The integration's settings are incomplete.
-    #[error("integration `{name}` cannot be authorized yet: {}", problems.join("; "))]
+    #[error("integration `{name}` cannot be authorized yet: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Incomplete {
         /// The integration.
         name: IntegrationName,
         /// What is missing.
-        problems: Vec<String>,
+        problems: Vec<Problem>,
     },
     /// The callback had no `state`.
     #[error("the callback has no `state`; start again with `tern integrations authorize`")]
@@ -64,9 +65,14 @@ pub enum AuthError {
     MissingCode,
     /// The callback named an accounts server that is not one of the provider's.
     #[error(
-        "the callback names accounts server `{0}`, which is not a known Zoho accounts server; refusing to send the code there"
+        "the callback names accounts server `{server}`, which is not a known {provider} accounts server; refusing to send the code there"
     )]
-    BadAccountsServer(String),
+    BadAccountsServer {
+        /// The provider's name.
+        provider: &'static str,
+        /// The accounts server named (at most 200 characters).
+        server: String,
+    },
     /// The code exchange failed.
     #[error("exchanging the code failed: {0}")]
     Exchange(#[from] TokenEndpointError),
@@ -235,21 +241,17 @@ impl Integrations {
         let name = &pending.integration;
         let rec = self.store.get_integration(name).await?.ok_or_else(|| AuthError::Unknown(name.clone()))?;
         let mut config = rec.config;
-        // Zoho: exchange at the accounts server of the person's data center, if it is a real one.
-        if config.profile == Some(Profile::Zoho)
+        // A provider with regions (Zoho) may name the person's in the callback: exchange the
+        // code there, if it is one of the provider's.
+        if let Some(spec) = config.profile.map(|p| p.spec())
+            && spec.follows_accounts_server()
             && let Some(server) = &params.accounts_server
         {
-            let server = server.trim_end_matches('/');
-            let (dc, accounts, api) = ZOHO_DATA_CENTERS
-                .iter()
-                .find(|(_, a, _)| *a == server)
-                .ok_or_else(|| AuthError::BadAccountsServer(server.to_string()))?;
-            config.data_center = Some((*dc).to_string());
-            config.token_url = url::Url::parse(&format!("{accounts}/oauth/v2/token")).ok();
-            config.authorization_url = url::Url::parse(&format!("{accounts}/oauth/v2/auth")).ok();
-            if !config.api_origins.iter().any(|o| o == api) {
-                config.api_origins = vec![(*api).to_string()];
-            }
+            let region = spec.region_of_accounts_server(server).ok_or_else(|| AuthError::BadAccountsServer {
+                provider: spec.label,
+                server: server.trim_end_matches('/').chars().take(200).collect(),
+            })?;
+            config.move_to(region);
             self.store.put_integration(name, &config, None).await?;
         }
         let (Some(auth_url), Some(token_url)) = (&config.authorization_url, &config.token_url) else {

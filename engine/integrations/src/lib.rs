@@ -13,15 +13,22 @@
 //! `tern-store`, which depends on this crate: dependencies point one way, engine ←
 //! integrations ← store.
 //!
-//! [`Integrations`] is the service: it starts and completes authorizations and implements
+//! [`Integrations`] is the service: it saves and removes integrations under the rules of
+//! [`rules`] (every front end goes through [`Integrations::save`], and words the typed
+//! [`Problem`]s for itself), starts and completes authorizations and implements
 //! [`TokenSource`](tern_engine::TokenSource) over the store, with single-flight refresh inside the
 //! process (one async mutex per credential) and across processes (the store's token lock,
 //! then a re-read of the stored token).
 
 mod authorize;
 pub mod config;
+mod events;
 pub mod oauth;
 mod probe;
+pub mod problems;
+pub mod profiles;
+pub mod rules;
+mod save;
 mod source;
 pub mod store;
 
@@ -29,7 +36,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use authorize::{ACCOUNT_ID, AuthError, AuthorizationStart, CallbackParams, Completed};
+pub use events::EventError;
 pub use probe::{ApiCall, LiveCall, ProbeError, TestReport, TokenFacts};
+pub use problems::{Field, Problem};
+pub use rules::Draft;
+pub use save::{Reachability, SaveError, SaveOptions, Saved};
 
 use crate::store::Store;
 use tern_engine::IntegrationName;

@@ -131,12 +131,13 @@ impl TernTokenResponse {
         now_s: i64,
     ) -> TokenRecord {
         let mut expires_in = self.expires_in;
-        // Zoho once sent expires_in in milliseconds with expires_in_sec beside it.
+        // Zoho once sent expires_in in milliseconds with expires_in_sec beside it (the profile's
+        // `expires_in_may_be_ms`).
         if let Some(sec) =
             self.extra.get("expires_in_sec").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
         {
             expires_in = Some(sec);
-        } else if profile == Some(Profile::Zoho) && expires_in.is_some_and(|e| e > 86_400 * 2) {
+        } else if profile.is_some_and(|p| p.spec().expires_in_may_be_ms) && expires_in.is_some_and(|e| e > 86_400 * 2) {
             expires_in = expires_in.map(|ms| ms / 1000);
         }
         if let Some(e) = expires_in.filter(|e| *e > MAX_TOKEN_LIFETIME_SECS) {

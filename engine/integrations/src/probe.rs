@@ -262,38 +262,3 @@ impl Integrations {
         Ok(TestReport { record, token, live, token_error })
     }
 }
-
-impl Integrations {
-    /// The endpoints Tern itself calls for `config` (the token URL and the identity URL) that
-    /// the outbound guard would refuse — a loopback, private or link-local address, unless
-    /// private networks are allowed — as `(field, problem)`. Said when the integration is
-    /// added, not after a person has signed in and consented. Host names are resolved (at most
-    /// 2 s each); one that does not resolve is not reported here (it may resolve later).
-    pub async fn refused_endpoints(&self, config: &super::config::IntegrationConfig) -> Vec<(&'static str, String)> {
-        let allow = self.http.policy().allow_private_network;
-        let mut out = Vec::new();
-        for (field, url) in [("token_url", &config.token_url), ("identity_url", &config.identity_url)] {
-            let Some(url) = url else { continue };
-            let refused = match url.host() {
-                Some(url::Host::Domain(host)) => {
-                    let port = url.port_or_known_default().unwrap_or(443);
-                    let lookup =
-                        tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((host, port))).await;
-                    match lookup {
-                        Ok(Ok(addrs)) => {
-                            let reasons: Vec<String> =
-                                addrs.filter_map(|a| tern_engine::http::guard::check_ip(a.ip(), allow).err()).collect();
-                            reasons.into_iter().next()
-                        }
-                        _ => None,
-                    }
-                }
-                _ => tern_engine::http::guard::check_url_host(url, allow).err(),
-            };
-            if let Some(reason) = refused {
-                out.push((field, format!("Tern would refuse to call {url}: {reason}")));
-            }
-        }
-        out
-    }
-}

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::html;
 use tern_engine::Trigger;
@@ -13,7 +13,7 @@ use tern_engine::graph::FlowGraph;
 
 use super::layout::{Nav, page};
 use super::runs::{url_path, url_query};
-use super::{html, message_page, signed_in};
+use super::{SignedIn, html, message_page};
 use crate::server::AppState;
 
 fn describe(trigger: Option<&Trigger>) -> String {
@@ -33,11 +33,7 @@ fn describe(trigger: Option<&Trigger>) -> String {
 }
 
 /// `GET /flows`.
-pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&state, &headers, "/flows") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn list(State(state): State<Arc<AppState>>, SignedIn(session): SignedIn) -> Response {
     let flows = state.conversations.flows();
     let invalid = state.invalid_flows.read().unwrap_or_else(|p| p.into_inner()).clone();
     let added: std::collections::BTreeSet<String> = match state.store.list_integrations().await {
@@ -88,11 +84,11 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 }
 
 /// `GET /flows/{id}/graph.svg`.
-pub async fn graph(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let session = match signed_in(&state, &headers, "/flows") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn graph(
+    State(state): State<Arc<AppState>>,
+    SignedIn(session): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
     let flows = state.conversations.flows();
     let Some(l) = flows.iter().find(|l| l.flow.id.as_str() == id) else {
         return message_page(StatusCode::NOT_FOUND, "No such flow", "No loaded flow has this id.", Some(&session.csrf));

@@ -4,26 +4,27 @@
 //! fails and lists every problem next to its field, and asks before replacing an existing
 //! integration.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Form, Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tern_engine::IntegrationName;
 use tern_engine::tokens::TokenOwner;
-use tern_integrations::ACCOUNT_ID;
 use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
+use tern_integrations::{ACCOUNT_ID, Draft, Field, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 
 use super::layout::{Nav, page};
 use super::runs::url_query;
 use super::session::Session;
-use super::{html, message_page, signed_in, signed_in_form, store_failed};
+use super::{ConsoleForm, CsrfForm, SignedIn, html, store_failed};
 use crate::server::AppState;
 use crate::server::pages::ALL_SET;
 
@@ -103,11 +104,7 @@ impl IntegrationForm {
             original: r.name.to_string(),
             name: r.name.to_string(),
             kind: c.kind.as_str().to_string(),
-            profile: c
-                .profile
-                .and_then(|p| serde_json::to_value(p).ok())
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            profile: c.profile.map(|p| p.as_str().to_string()).unwrap_or_default(),
             data_center: c.data_center.clone().unwrap_or_default(),
             client_id: c.client_id.clone().unwrap_or_default(),
             scopes: c.scopes.join(" "),
@@ -169,45 +166,35 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ("data_center", "Data center", "Zoho and Intercom: e.g. `eu`."),
 ];
 
-/// The field of a problem that names no flag: the URL field whose value it quotes, or the API
-/// origins when it is about an origin.
-fn field_of_unnamed(f: &IntegrationForm, problem: &str) -> &'static str {
-    for (field, value) in
-        [("authorization_url", &f.authorization_url), ("token_url", &f.token_url), ("identity_url", &f.identity_url)]
-    {
-        if !value.trim().is_empty() && problem.contains(value.trim()) {
-            return field;
-        }
+/// The form field a setting is edited in.
+fn form_field(field: Field) -> &'static str {
+    match field {
+        Field::Profile => "profile",
+        Field::DataCenter => "data_center",
+        Field::ClientId => "client_id",
+        Field::ClientSecret => "client_secret",
+        Field::AuthorizationUrl => "authorization_url",
+        Field::TokenUrl => "token_url",
+        Field::ApiOrigins => "api_origins",
+        Field::ExtraAuthorizeParams => "params",
+        Field::StaticSecret => "static_secret",
+        Field::EventIdentifier => "event_identifier",
+        Field::AccountField => "account_field",
+        Field::IdentityUrl => "identity_url",
     }
-    if problem.contains("origin") { "api_origins" } else { "" }
 }
 
-/// The field a configuration problem is about, from the flag it names; and its text in the
-/// console's words.
-fn locate(problem: &str) -> (&'static str, String) {
-    const FLAGS: &[(&str, &str, &str)] = &[
-        ("--client-id", "client_id", "Client ID"),
-        ("--token-url", "token_url", "Token URL"),
-        ("--authorization-url", "authorization_url", "Authorization URL"),
-        ("--static-secret", "static_secret", "Static key: secret name"),
-        ("--api-origin", "api_origins", "API origins"),
-        ("--identity-url", "identity_url", "Identity URL"),
-        ("--account-field", "account_field", "Account field"),
-        ("--event-identifier", "event_identifier", "Event identifier"),
-        ("--profile", "profile", "Profile"),
-        ("--param", "params", "Extra authorization parameters"),
-    ];
-    let mut field = "";
-    let mut text = problem.to_string();
-    for (flag, name, label) in FLAGS {
-        if text.contains(flag) {
-            if field.is_empty() {
-                field = name;
-            }
-            text = text.replace(flag, &format!("“{label}”"));
-        }
-    }
-    (field, text)
+/// A problem in the console's words, at its form field: the fields it mentions by their labels.
+fn worded(problem: &Problem) -> (&'static str, String) {
+    let label = |field: Field| {
+        let name = form_field(field);
+        let label = match FIELDS.iter().find(|(f, _, _)| *f == name) {
+            Some((_, label, _)) => label,
+            None => "Profile",
+        };
+        Cow::Owned(format!("“{label}”"))
+    };
+    (form_field(problem.field), problem.words(label))
 }
 
 fn status_badge(r: &IntegrationRecord) -> Markup {
@@ -357,7 +344,7 @@ async fn render(
             label for="f-profile" { "Profile" }
             select #f-profile name="profile" {
                 option value="" { "None (enter the URLs)" }
-                @for p in Profile::NAMES { option value=(p) selected[form.profile == *p] { (p) } }
+                @for p in Profile::names() { option value=(p) selected[form.profile == p] { (p) } }
             }
             @for p in problem_of("profile") { p.field-error { (p) } }
             @for (field, label, help) in FIELDS {
@@ -406,16 +393,10 @@ fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
 /// `GET /`.
 pub async fn show(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
+    // After signing in, back here with the query: an authorization's outcome is not lost.
+    SignedIn(session): SignedIn,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
-    // After signing in, back here with the query: an authorization's outcome is not lost.
-    let here = raw.map_or_else(|| "/".to_string(), |r| format!("/?{r}"));
-    let session = match signed_in(&state, &headers, &here) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let q = q.map(|Query(q)| q).unwrap_or_default();
     // Banners name only integrations that exist: a link cannot put words in the console's mouth.
     let exists = |n: &Option<String>| {
@@ -454,11 +435,10 @@ pub async fn show(
     render(&state, &session, banners, &form, &Vec::new(), StatusCode::OK).await
 }
 
-/// Checks the form; returns what to save, or every problem by field.
-fn parse(
-    f: &IntegrationForm,
-    stored: Option<&IntegrationRecord>,
-) -> Result<(IntegrationName, IntegrationConfig, Option<SecretString>), Problems> {
+/// Reads the form over `base` (the integration the form was opened on, whose settings the form
+/// does not show are kept): the name and what to save, or every problem by field. A form that
+/// cannot be read is checked all the same, so that every problem shows at once.
+fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(IntegrationName, Draft), Problems> {
     let mut problems: Problems = Vec::new();
     let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let name = IntegrationName::new(f.name.trim()).map_err(|e| problems.push(("name", e))).ok();
@@ -477,14 +457,14 @@ fn parse(
             None => problems.push(("params", format!("`{kv}` is not key=value"))),
         }
     }
-    let profile = opt(&f.profile).and_then(|p| Profile::parse(&p).map_err(|e| problems.push(("profile", e))).ok());
-    let kind = match f.kind.as_str() {
-        "client_credentials" => Kind::ClientCredentials,
-        "static" => Kind::Static,
-        _ => Kind::AuthorizationCode,
-    };
+    let profile =
+        opt(&f.profile).and_then(|p| Profile::parse(&p).map_err(|e| problems.push(("profile", e.to_string()))).ok());
     let config = IntegrationConfig {
-        kind,
+        kind: match f.kind.as_str() {
+            "client_credentials" => Kind::ClientCredentials,
+            "static" => Kind::Static,
+            _ => Kind::AuthorizationCode,
+        },
         client_id: opt(&f.client_id),
         scopes: IntegrationConfig::split_scopes(&f.scopes),
         authorization_url,
@@ -499,133 +479,97 @@ fn parse(
         account_field: opt(&f.account_field),
         event_identifier: opt(&f.event_identifier),
         // Settings the form does not show (refresh_on_status, refresh_skew_secs, …) are kept.
-        ..stored.map(|r| r.config.clone()).unwrap_or_default()
+        ..base.map(|r| r.config.clone()).unwrap_or_default()
     };
     let client_auth = match f.client_auth.as_str() {
         "basic" => Some(ClientAuth::Basic),
         "body" => Some(ClientAuth::Body),
         _ => None,
     };
-    let config = match config.finish(client_auth) {
-        Ok(c) => Some(c),
-        Err(found) => {
-            for p in &found {
-                let (mut field, text) = locate(p);
-                if field.is_empty() {
-                    field = field_of_unnamed(f, p);
-                }
+    let draft = Draft { config, client_auth, client_secret: opt(&f.client_secret).map(SecretString::from) };
+    match name {
+        Some(name) if problems.is_empty() => Ok((name, draft)),
+        _ => {
+            let unreadable: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+            for (field, text) in draft.check(base).err().iter().flatten().map(worded) {
                 // A URL that did not parse already has its problem; "required" would contradict it.
-                if !field.is_empty() && problems.iter().any(|(f, _)| *f == field) {
-                    continue;
+                if !unreadable.contains(&field) {
+                    problems.push((field, text));
                 }
-                problems.push((field, text));
             }
-            None
+            Err(problems)
         }
-    };
-    let secret = opt(&f.client_secret).map(SecretString::from);
-    if kind == Kind::ClientCredentials && secret.is_none() && stored.is_none_or(|r| !r.client_secret_set) {
-        problems.push(("client_secret", "a service account needs its client secret".into()));
-    }
-    // The stored secret only ever goes to the token URL it was saved with: moving the token
-    // URL to another origin needs the secret typed again.
-    if let (Some(r), None, Some(c)) = (stored, &secret, &config)
-        && r.client_secret_set
-        && r.config.token_url.as_ref().map(url::Url::origin) != c.token_url.as_ref().map(url::Url::origin)
-    {
-        problems.push((
-            "client_secret",
-            "the token URL moved to another host: type the client secret again (a stored secret is only sent where it was saved for)".into(),
-        ));
-    }
-    match (name, config) {
-        (Some(n), Some(c)) if problems.is_empty() => Ok((n, c, secret)),
-        _ => Err(problems),
     }
 }
 
 /// `POST /integrations`: add or edit.
 pub async fn save(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    form: Result<Form<IntegrationForm>, FormRejection>,
+    ConsoleForm { session, form: f }: ConsoleForm<IntegrationForm>,
 ) -> Response {
-    let f = match form {
-        Ok(Form(f)) => f,
-        Err(_) => {
-            return message_page(StatusCode::BAD_REQUEST, "The form was incomplete", "Go back and try again.", None);
-        }
-    };
-    let session = match signed_in_form(&state, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let stored = match IntegrationName::new(f.original.as_str()) {
+    let base = match IntegrationName::new(f.original.as_str()) {
         Ok(original) if !f.original.is_empty() => match state.store.get_integration(&original).await {
             Ok(r) => r,
             Err(e) => return store_failed("read an integration", &e, Some(&session.csrf)),
         },
         _ => None,
     };
-    let (name, config, secret) = match parse(&f, stored.as_ref()) {
+    let (name, draft) = match parse(&f, base.as_ref()) {
         Ok(v) => v,
         Err(problems) => {
             return render(&state, &session, html! {}, &f, &problems, StatusCode::UNPROCESSABLE_ENTITY).await;
         }
     };
-    let refused = state.integrations.refused_endpoints(&config).await;
-    if !refused.is_empty() {
-        let problems: Problems = refused;
-        return render(&state, &session, html! {}, &f, &problems, StatusCode::UNPROCESSABLE_ENTITY).await;
-    }
     // Adding under a name that exists asks first; renaming in the edit form does too.
-    if f.original != name.as_str() && f.replace != "yes" {
-        match state.store.get_integration(&name).await {
-            Ok(Some(_)) => {
-                let problems = vec![(
-                    "name",
-                    format!(
-                        "an integration named `{name}` already exists; tick the box below to replace it, or choose another name"
-                    ),
-                )];
-                return render(&state, &session, html! {}, &f, &problems, StatusCode::CONFLICT).await;
-            }
-            Ok(None) => {}
-            Err(e) => return store_failed("read an integration", &e, Some(&session.csrf)),
+    let options =
+        SaveOptions { replace: f.original == name.as_str() || f.replace == "yes", reachability: Reachability::Refuse };
+    match state.integrations.save(&name, draft, options).await {
+        Ok(_) => Redirect::to(&format!("/?saved={}", url_query(name.as_str()))).into_response(),
+        Err(SaveError::Invalid { problems, .. }) => {
+            let problems: Problems = problems.iter().map(worded).collect();
+            render(&state, &session, html! {}, &f, &problems, StatusCode::UNPROCESSABLE_ENTITY).await
         }
-    }
-    match state.store.put_integration(&name, &config, secret.as_ref()).await {
-        Ok(()) => {
-            state.integrations.invalidate(&name);
-            Redirect::to(&format!("/?saved={}", url_query(name.as_str()))).into_response()
+        Err(SaveError::Exists { integration }) => {
+            let problems = vec![(
+                "name",
+                format!(
+                    "an integration named `{integration}` already exists; tick the box below to replace it, or choose another name"
+                ),
+            )];
+            render(&state, &session, html! {}, &f, &problems, StatusCode::CONFLICT).await
         }
         Err(e) => store_failed("save an integration", &e, Some(&session.csrf)),
     }
 }
 
-/// A form with only the CSRF token (Authorize, Test, Remove).
+/// The form of a button on a row (Authorize, Test, Remove): the CSRF token, and for Remove
+/// whether it was confirmed.
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
+pub struct ActionForm {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     confirm: String,
 }
 
-fn csrf_form(form: Result<Form<CsrfForm>, FormRejection>) -> CsrfForm {
-    form.map(|Form(f)| f).unwrap_or(CsrfForm { csrf: String::new(), confirm: String::new() })
+impl CsrfForm for ActionForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfForm for IntegrationForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// `POST /integrations/{name}/authorize`: to the provider.
 pub async fn authorize(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    _: ConsoleForm<ActionForm>,
 ) -> Response {
-    if let Err(r) = signed_in_form(&state, &headers, &csrf_form(form).csrf) {
-        return *r;
-    }
     let Ok(name) = IntegrationName::new(name) else {
         return Redirect::to("/?error=no+such+integration").into_response();
     };
@@ -638,14 +582,9 @@ pub async fn authorize(
 /// `POST /integrations/{name}/test`: one live check, shown above the list.
 pub async fn test(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    ConsoleForm { session, .. }: ConsoleForm<ActionForm>,
 ) -> Response {
-    let session = match signed_in_form(&state, &headers, &csrf_form(form).csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let Ok(name) = IntegrationName::new(name) else { return Redirect::to("/").into_response() };
     let banner = match state.integrations.test(&name).await {
         Ok(report) => {
@@ -680,15 +619,9 @@ pub async fn test(
 /// `POST /integrations/{name}/remove`: asks first, then removes it with its tokens.
 pub async fn remove(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    ConsoleForm { session, form: f }: ConsoleForm<ActionForm>,
 ) -> Response {
-    let f = csrf_form(form);
-    let session = match signed_in_form(&state, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let Ok(name) = IntegrationName::new(name) else { return Redirect::to("/").into_response() };
     if f.confirm != "yes" {
         let body = html! {
@@ -703,11 +636,8 @@ pub async fn remove(
         };
         return html(page("Remove integration", Nav::Integrations, Some(&session.csrf), body)).into_response();
     }
-    match state.store.remove_integration(&name).await {
-        Ok(true) => {
-            state.integrations.invalidate(&name);
-            Redirect::to(&format!("/?removed={}", url_query(name.as_str()))).into_response()
-        }
+    match state.integrations.remove(&name).await {
+        Ok(true) => Redirect::to(&format!("/?removed={}", url_query(name.as_str()))).into_response(),
         Ok(false) => Redirect::to("/").into_response(),
         Err(e) => store_failed("remove an integration", &e, Some(&session.csrf)),
     }
@@ -736,9 +666,13 @@ mod tests {
     }
 
     #[test]
-    fn flags_in_configuration_problems_become_field_labels() {
-        let (field, text) = locate("a client id is required (--client-id)");
+    fn fields_in_configuration_problems_become_field_labels() {
+        let problems = IntegrationConfig::default().problems();
+        let client_id = problems.iter().find(|p| p.field == Field::ClientId).unwrap();
+        let (field, text) = worded(client_id);
         assert_eq!(field, "client_id");
         assert_eq!(text, "a client id is required (“Client ID”)");
+        let token = problems.iter().find(|p| p.field == Field::TokenUrl).unwrap();
+        assert_eq!(worded(token), ("token_url", "a token URL is required (“Token URL”, or a “Profile”)".into()));
     }
 }

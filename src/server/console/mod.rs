@@ -9,7 +9,8 @@
 //!
 //! Sign-in replaces HTTP Basic: `POST /login` with the admin token starts a session
 //! ([`session`]); every page needs one (otherwise: a redirect to `/login`), and every form
-//! carries the session's CSRF token.
+//! carries the session's CSRF token. Handlers say so by their arguments, not by checks of
+//! their own: a page takes [`SignedIn`], a form [`ConsoleForm`].
 //!
 //! [`Conversations`]: tern_engine::conversation::Conversations
 
@@ -24,10 +25,13 @@ mod try_it;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Form, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::Markup;
+use serde::de::DeserializeOwned;
 
 use super::AppState;
 pub use layout::Nav;
@@ -66,33 +70,66 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// The signed-in session, or the response that sends the browser to sign in.
-pub(crate) fn signed_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<session::Session, Box<Response>> {
+/// A signed-in browser on a console page. Without a current session the page is not shown:
+/// the browser is sent to sign in, and back to this page (its path and query) after.
+pub(crate) struct SignedIn(pub session::Session);
+
+impl FromRequestParts<Arc<AppState>> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Response> {
+        let here = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        session_or_sign_in(state, &parts.headers, here).map(SignedIn)
+    }
+}
+
+/// A console form posted by a signed-in browser with its session's CSRF token (OWASP's
+/// synchronizer token pattern). Refused otherwise: without a session, to the sign-in page; a
+/// form that cannot be read, 400; a wrong token, 403 ("this form is stale").
+pub(crate) struct ConsoleForm<F> {
+    /// The session.
+    pub session: session::Session,
+    /// The form's fields.
+    pub form: F,
+}
+
+/// A console form's fields.
+pub(crate) trait CsrfForm: DeserializeOwned + Send {
+    /// What to do when the form cannot be read (after "The form was incomplete").
+    const INCOMPLETE: &'static str = "Go back and try again.";
+    /// The CSRF token the form carries.
+    fn csrf(&self) -> &str;
+}
+
+impl<F: CsrfForm> FromRequest<Arc<AppState>> for ConsoleForm<F> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
+        let session = session_or_sign_in(state, req.headers(), "/")?;
+        let Ok(Form(form)) = Form::<F>::from_request(req, state).await else {
+            return Err(message_page(StatusCode::BAD_REQUEST, "The form was incomplete", F::INCOMPLETE, None));
+        };
+        if !session::csrf_matches(&session, form.csrf()) {
+            return Err(message_page(
+                StatusCode::FORBIDDEN,
+                "This form is stale",
+                "The form was opened in an earlier session or came from another site. Go back, reload the page and try again.",
+                Some(&session.csrf),
+            ));
+        }
+        Ok(Self { session, form })
+    }
+}
+
+/// The current session, or the redirect to sign in and come back to `here`.
+fn session_or_sign_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<session::Session, Response> {
     match state.sessions.of(headers) {
         Some((_, s)) => Ok(s),
         None => {
             let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
-            Err(Box::new(Redirect::to(&format!("/login?next={next}")).into_response()))
+            Err(Redirect::to(&format!("/login?next={next}")).into_response())
         }
     }
-}
-
-/// The same, for a form post: also checks the CSRF token.
-pub(crate) fn signed_in_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    csrf: &str,
-) -> Result<session::Session, Box<Response>> {
-    let s = signed_in(state, headers, "/")?;
-    if !session::csrf_matches(&s, csrf) {
-        return Err(Box::new(message_page(
-            StatusCode::FORBIDDEN,
-            "This form is stale",
-            "The form was opened in an earlier session or came from another site. Go back, reload the page and try again.",
-            Some(&s.csrf),
-        )));
-    }
-    Ok(s)
 }
 
 /// A page with a heading and one paragraph (errors, confirmations).

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use tern_engine::conversation::{AnswerStatus, RunCursor, RunHistory, RunQuery, Segment};
 
 use super::layout::{Nav, duration_ms, page, run_status, time_ms};
-use super::{html, message_page, signed_in, store_failed};
+use super::{SignedIn, html, message_page, store_failed};
 use crate::server::AppState;
 
 /// Filters of the runs list (empty fields are ignored).
@@ -46,14 +46,10 @@ fn query_string(f: &Filters, after: Option<&RunCursor>) -> String {
 /// `GET /runs`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     q: Result<Query<Filters>, QueryRejection>,
 ) -> Response {
     let f = q.map(|Query(f)| f).unwrap_or_default();
-    let session = match signed_in(&state, &headers, &format!("/runs?{}", query_string(&f, None))) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let mut problems = Vec::new();
     let status = (!f.status.is_empty())
         .then(|| f.status.parse::<AnswerStatus>().map_err(|e| problems.push(e.to_string())).ok())
@@ -141,11 +137,7 @@ fn run_status_words(s: AnswerStatus) -> &'static str {
 }
 
 /// `GET /runs/{id}`.
-pub async fn show(State(state): State<Arc<AppState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let session = match signed_in(&state, &headers, &format!("/runs/{}", url_path(&id))) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn show(State(state): State<Arc<AppState>>, SignedIn(session): SignedIn, Path(id): Path<String>) -> Response {
     let run = match state.conversations.run(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => {

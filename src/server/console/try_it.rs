@@ -8,9 +8,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Form, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
@@ -18,7 +17,8 @@ use tern_engine::conversation::{AnswerStatus, ConversationId, Inbound, MessageId
 
 use super::layout::{Nav, page, run_status};
 use super::runs::{url_path, url_query};
-use super::{html, signed_in, signed_in_form, store_failed};
+use super::session::Session;
+use super::{ConsoleForm, CsrfForm, SignedIn, html, store_failed};
 use crate::server::AppState;
 
 /// Most characters in one test message.
@@ -43,11 +43,7 @@ pub struct TryQuery {
 }
 
 /// The chat page.
-async fn page_handler(state: &AppState, headers: &HeaderMap, q: TryQuery) -> Response {
-    let session = match signed_in(state, headers, "/try") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Response {
     let conversation = if q.conversation.starts_with("try-") && ConversationId::new(q.conversation.as_str()).is_ok() {
         q.conversation.clone()
     } else {
@@ -112,10 +108,10 @@ async fn page_handler(state: &AppState, headers: &HeaderMap, q: TryQuery) -> Res
 /// `GET /try`.
 pub async fn show(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     q: Result<Query<TryQuery>, QueryRejection>,
 ) -> Response {
-    page_handler(&state, &headers, q.map(|Query(q)| q).unwrap_or_default()).await
+    page_handler(&state, &session, q.map(|Query(q)| q).unwrap_or_default()).await
 }
 
 /// The chat box's form.
@@ -131,6 +127,14 @@ pub struct SendForm {
     flow: String,
 }
 
+impl CsrfForm for SendForm {
+    const INCOMPLETE: &'static str = "Go back and type a message.";
+
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 fn back(conversation: &str, problem: Option<&str>) -> Response {
     let mut to = format!("/try?conversation={}", url_query(conversation));
     if let Some(p) = problem {
@@ -140,22 +144,7 @@ fn back(conversation: &str, problem: Option<&str>) -> Response {
 }
 
 /// `POST /try`.
-pub async fn send(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    form: Result<Form<SendForm>, FormRejection>,
-) -> Response {
-    let Ok(Form(f)) = form else {
-        return super::message_page(
-            StatusCode::BAD_REQUEST,
-            "The form was incomplete",
-            "Go back and type a message.",
-            None,
-        );
-    };
-    if let Err(r) = signed_in_form(&state, &headers, &f.csrf) {
-        return *r;
-    }
+pub async fn send(State(state): State<Arc<AppState>>, ConsoleForm { form: f, .. }: ConsoleForm<SendForm>) -> Response {
     let Ok(conversation) = ConversationId::new(f.conversation.as_str()) else {
         return Redirect::to("/try").into_response();
     };

@@ -1,0 +1,444 @@
+//! What may be saved for an integration: the one place the rules live. The command line, the
+//! console and the admin API each turn what a person wrote into a [`Draft`] and save it through
+//! [`Integrations::save`](crate::Integrations::save); what is wrong comes back as
+//! [`Problem`]s at their fields, every one of them at once.
+//!
+//! The rules: the profile's defaults are filled in first and an explicit client-authentication
+//! choice wins over the profile's; the endpoints are whole http(s) URLs, the token URL https
+//! unless on a loopback address (RFC 6749 §3.2), the authorization URL without a fragment or a
+//! parameter Tern sets (RFC 6749 §3.1); the token only goes to API origins; events need both
+//! ends of the account match; a service account needs its client secret; and a stored client
+//! secret only goes to the token URL's origin it was saved for.
+
+use std::collections::BTreeSet;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::config::{ClientAuth, IntegrationConfig, Kind, RESERVED_AUTHORIZE_PARAMS, parse_origin};
+use crate::problems::{Field, Problem};
+use crate::store::IntegrationRecord;
+
+/// Settings an operator wrote, before the profile's defaults and the checks.
+#[derive(Clone, Debug, Default)]
+pub struct Draft {
+    /// The settings as written (origins may end in `/`; the profile is not applied yet).
+    pub config: IntegrationConfig,
+    /// The client authentication the operator chose explicitly, which wins over the profile's.
+    pub client_auth: Option<ClientAuth>,
+    /// A new client secret; `None` keeps the stored one.
+    pub client_secret: Option<SecretString>,
+}
+
+/// A draft that passed every rule: what to store.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The finished settings.
+    pub config: IntegrationConfig,
+    /// A new client secret; `None` keeps the stored one.
+    pub client_secret: Option<SecretString>,
+}
+
+impl Draft {
+    /// Finishes the settings and checks them against the integration as stored under the name
+    /// they are saved as (`stored`, for the client-secret rules).
+    ///
+    /// # Errors
+    /// Every [`Problem`] found.
+    pub fn check(self, stored: Option<&IntegrationRecord>) -> Result<Checked, Vec<Problem>> {
+        let kind = self.config.kind;
+        let (config, mut problems) = match self.config.finish(self.client_auth) {
+            Ok(c) => (Some(c), Vec::new()),
+            Err(p) => (None, p),
+        };
+        let stored_secret = stored.is_some_and(|r| r.client_secret_set);
+        if self.client_secret.is_none() {
+            if kind == Kind::ClientCredentials && !stored_secret {
+                problems.push(
+                    Problem::at(Field::ClientSecret)
+                        .text("a client_credentials integration needs its client secret (")
+                        .field(Field::ClientSecret)
+                        .text(")"),
+                );
+            }
+            if let (Some(r), Some(c)) = (stored, &config)
+                && stored_secret
+                && r.config.token_url.as_ref().map(Url::origin) != c.token_url.as_ref().map(Url::origin)
+            {
+                problems.push(
+                    Problem::at(Field::ClientSecret)
+                        .text("the token URL moved to another host: type the client secret again (")
+                        .field(Field::ClientSecret)
+                        .text("); a stored secret is only sent where it was saved for"),
+                );
+            }
+        }
+        match config {
+            Some(config) if problems.is_empty() => Ok(Checked { config, client_secret: self.client_secret }),
+            _ => Err(problems),
+        }
+    }
+}
+
+impl IntegrationConfig {
+    /// Finishes settings an operator wrote: trailing slashes off the origins, the profile's
+    /// defaults filled in, an explicit client-authentication choice applied over the
+    /// profile's, then every problem checked.
+    ///
+    /// # Errors
+    /// Every problem; only the profile's when the profile cannot be applied.
+    pub(crate) fn finish(mut self, client_auth: Option<ClientAuth>) -> Result<Self, Vec<Problem>> {
+        for o in &mut self.api_origins {
+            *o = o.trim_end_matches('/').to_string();
+        }
+        self.apply_profile().map_err(|e| vec![e])?;
+        if let Some(ca) = client_auth {
+            self.client_auth = ca;
+        }
+        let problems = self.problems();
+        if problems.is_empty() { Ok(self) } else { Err(problems) }
+    }
+
+    /// Every problem with the settings, each at its field and saying what to do.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        self.endpoint_problems(&mut out);
+        if self.api_origins.is_empty() {
+            out.push(
+                Problem::at(Field::ApiOrigins)
+                    .text("at least one API origin is required (")
+                    .field(Field::ApiOrigins)
+                    .text(" https://api.example.com): the token is only ever sent there"),
+            );
+        }
+        for o in &self.api_origins {
+            if let Err(e) = parse_origin(o) {
+                out.push(Problem::at(Field::ApiOrigins).text(e.to_string()));
+            }
+        }
+        self.event_problems(&mut out);
+        for k in self.extra_authorize_params.keys() {
+            if RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str()) {
+                out.push(
+                    Problem::at(Field::ExtraAuthorizeParams)
+                        .text(format!("`{k}` is set by Tern and cannot be an extra authorization parameter")),
+                );
+            }
+        }
+        out
+    }
+
+    /// What the kind needs, and what is wrong with the authorization and token URLs.
+    fn endpoint_problems(&self, out: &mut Vec<Problem>) {
+        match self.kind {
+            Kind::AuthorizationCode | Kind::ClientCredentials => {
+                if self.client_id.as_deref().is_none_or(str::is_empty) {
+                    out.push(
+                        Problem::at(Field::ClientId).text("a client id is required (").field(Field::ClientId).text(")"),
+                    );
+                }
+                if self.token_url.is_none() {
+                    out.push(required(Field::TokenUrl, "a token URL"));
+                }
+                if self.kind == Kind::AuthorizationCode && self.authorization_url.is_none() {
+                    out.push(required(Field::AuthorizationUrl, "an authorization URL"));
+                }
+            }
+            Kind::Static => {
+                if self.static_secret.is_none() {
+                    out.push(
+                        Problem::at(Field::StaticSecret)
+                            .text("a static integration needs ")
+                            .field(Field::StaticSecret)
+                            .text(" NAME (set it with `tern secrets set NAME`)"),
+                    );
+                }
+            }
+        }
+        for (field, u) in [(Field::AuthorizationUrl, &self.authorization_url), (Field::TokenUrl, &self.token_url)] {
+            if let Some(u) = u
+                && !matches!(u.scheme(), "https" | "http")
+            {
+                out.push(Problem::at(field).text(format!("{u} must be an https URL")));
+            }
+        }
+        // The client secret, authorization codes and refresh tokens travel to the token URL:
+        // plain http only where nothing leaves the machine (RFC 6749 §3.2 requires TLS).
+        if let Some(u) = &self.token_url
+            && u.scheme() == "http"
+            && !is_loopback(u)
+        {
+            out.push(Problem::at(Field::TokenUrl).text(format!(
+                "{u}: the token URL must be https (the client secret and codes travel there); plain http is accepted only on a loopback address"
+            )));
+        }
+        if let Some(u) = &self.authorization_url {
+            out.extend(authorization_url_problems(u));
+        }
+    }
+
+    /// Events and the identity request: both ends of the account match, paths that parse, an
+    /// identity URL on an API origin.
+    fn event_problems(&self, out: &mut Vec<Problem>) {
+        if self.event_identifier.is_some() != self.account_field.is_some() {
+            let missing = if self.event_identifier.is_none() { Field::EventIdentifier } else { Field::AccountField };
+            out.push(
+                Problem::at(missing)
+                    .text("events need both ")
+                    .field(Field::EventIdentifier)
+                    .text(" (where the account is in an event) and ")
+                    .field(Field::AccountField)
+                    .text(" (the token-response field it must equal)"),
+            );
+        }
+        for (field, path) in
+            [(Field::EventIdentifier, &self.event_identifier), (Field::AccountField, &self.account_field)]
+        {
+            if let Some(p) = path
+                && let Err(e) = tern_engine::mapping::ResponsePath::parse(p)
+            {
+                out.push(Problem::at(field).field(field).text(format!(": {e}")));
+            }
+        }
+        if let Some(u) = &self.identity_url {
+            if self.account_field.is_none() {
+                out.push(
+                    Problem::at(Field::IdentityUrl)
+                        .field(Field::IdentityUrl)
+                        .text(" needs ")
+                        .field(Field::AccountField)
+                        .text(" (where the identifier is in its answer)"),
+                );
+            }
+            if !self.api_origins.is_empty() && !self.origins().contains(&u.origin()) {
+                out.push(Problem::at(Field::IdentityUrl).field(Field::IdentityUrl).text(format!(
+                    " {} is not on one of the API origins; the token is only ever sent there",
+                    u.origin().ascii_serialization()
+                )));
+            }
+        }
+    }
+}
+
+/// "`what` is required (`field`, or a `profile`)".
+fn required(field: Field, what: &str) -> Problem {
+    Problem::at(field)
+        .text(format!("{what} is required ("))
+        .field(field)
+        .text(", or a ")
+        .field(Field::Profile)
+        .text(")")
+}
+
+/// What is wrong with an authorization endpoint URL: a query parameter Tern sets itself (the
+/// request would carry it twice, and a server that takes the first value would obey the URL's
+/// `redirect_uri` or `response_type`), or a fragment (RFC 6749 §3.1 forbids one).
+fn authorization_url_problems(u: &Url) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (k, _) in u.query_pairs() {
+        let lower = k.to_ascii_lowercase();
+        if RESERVED_AUTHORIZE_PARAMS.contains(&lower.as_str()) && seen.insert(lower) {
+            out.push(
+                Problem::at(Field::AuthorizationUrl)
+                    .text(format!("the authorization URL's query sets `{k}`, which Tern sets itself; remove it from "))
+                    .field(Field::AuthorizationUrl)
+                    .text(" (extra parameters go in ")
+                    .field(Field::ExtraAuthorizeParams)
+                    .text(" NAME=VALUE)"),
+            );
+        }
+    }
+    if u.fragment().is_some() {
+        out.push(
+            Problem::at(Field::AuthorizationUrl)
+                .text("the authorization URL must not have a #fragment (RFC 6749 §3.1); remove it"),
+        );
+    }
+    out
+}
+
+/// Whether the URL's host is a loopback address or `localhost` (RFC 6761 §6.3).
+fn is_loopback(u: &Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Profile;
+    use crate::store::IntegrationStatus;
+    use tern_engine::IntegrationName;
+
+    fn text(problems: &[Problem]) -> String {
+        problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn finish_applies_profile_then_explicit_choices() {
+        let c = IntegrationConfig {
+            profile: Some(Profile::Teamleader),
+            client_id: Some("id".into()),
+            scopes: IntegrationConfig::split_scopes("contacts, deals companies"),
+            ..Default::default()
+        };
+        let c = c.finish(Some(ClientAuth::Basic)).unwrap();
+        assert_eq!(c.client_auth, ClientAuth::Basic, "explicit choice wins over the profile");
+        assert_eq!(c.scopes, vec!["contacts", "deals", "companies"]);
+        let bad = IntegrationConfig { api_origins: vec!["https://api.example.com/".into()], ..Default::default() };
+        let problems = bad.finish(None).unwrap_err();
+        assert!(problems.iter().any(|p| p.to_string().contains("client id")), "{problems:?}");
+        assert!(!text(&problems).contains("without a path"), "trailing slash is trimmed: {problems:?}");
+    }
+
+    #[test]
+    fn problems_are_listed() {
+        let mut c = IntegrationConfig::default();
+        c.extra_authorize_params.insert("state".into(), "x".into());
+        c.api_origins.push("https://api.example.com/v1".into());
+        let problems = c.problems();
+        let p = text(&problems);
+        assert!(p.contains("client id") && p.contains("token URL") && p.contains("authorization URL"), "{p}");
+        assert!(p.contains("`state` is set by Tern") && p.contains("without a path"), "{p}");
+        assert!(p.contains("a client id is required (--client-id)"), "worded with options by default: {p}");
+        let fields: BTreeSet<Field> = problems.iter().map(|p| p.field).collect();
+        let want =
+            [Field::ClientId, Field::TokenUrl, Field::AuthorizationUrl, Field::ApiOrigins, Field::ExtraAuthorizeParams];
+        assert_eq!(fields, want.into_iter().collect(), "each at its field");
+    }
+
+    #[test]
+    fn events_need_both_ends_and_the_problem_is_at_the_missing_one() {
+        let c = IntegrationConfig {
+            kind: Kind::Static,
+            static_secret: Some("K".into()),
+            api_origins: vec!["https://api.example".into()],
+            event_identifier: Some("account.id".into()),
+            identity_url: Url::parse("https://other.example/me").ok(),
+            ..Default::default()
+        };
+        let problems = c.problems();
+        let p = text(&problems);
+        assert!(
+            p.contains("events need both --event-identifier (where the account is in an event) and --account-field")
+        );
+        assert!(
+            p.contains("--identity-url needs --account-field")
+                && p.contains("--identity-url https://other.example is not on one of the API origins"),
+            "{p}"
+        );
+        assert_eq!(problems[0].field, Field::AccountField);
+    }
+
+    #[test]
+    fn reserved_parameters_in_the_authorization_url_are_refused_by_name() {
+        let mut c = IntegrationConfig {
+            client_id: Some("id".into()),
+            token_url: Url::parse("https://as.example/token").ok(),
+            api_origins: vec!["https://api.example".into()],
+            ..Default::default()
+        };
+        c.authorization_url = Url::parse(
+            "https://as.example/authorize?response_type=token&redirect_uri=https%3A%2F%2Fevil.example&state=x&code_challenge=y&Client_ID=z&SCOPE=a&code_challenge_method=plain&tenant=t",
+        )
+        .ok();
+        let p = text(&c.problems());
+        for name in
+            ["response_type", "redirect_uri", "state", "code_challenge", "Client_ID", "SCOPE", "code_challenge_method"]
+        {
+            assert!(p.contains(&format!("query sets `{name}`")), "{name}: {p}");
+        }
+        assert!(!p.contains("`tenant`"), "other parameters are the provider's business: {p}");
+        c.authorization_url = Url::parse("https://as.example/authorize?tenant=t#frag").ok();
+        let problems = c.problems();
+        let p = text(&problems);
+        assert!(p.contains("fragment") && !p.contains("query sets"), "{p}");
+        assert!(problems.iter().all(|p| p.field == Field::AuthorizationUrl));
+        c.authorization_url = Url::parse("https://as.example/authorize?tenant=t").ok();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+    }
+
+    fn with_token_url(u: &str) -> Result<IntegrationConfig, Vec<Problem>> {
+        IntegrationConfig {
+            client_id: Some("id".into()),
+            authorization_url: Some(Url::parse("https://auth.example.com/authorize").unwrap()),
+            token_url: Some(Url::parse(u).unwrap()),
+            api_origins: vec!["https://api.example.com".into()],
+            ..IntegrationConfig::default()
+        }
+        .finish(None)
+    }
+
+    #[test]
+    fn a_plain_http_token_url_is_refused_unless_it_is_loopback() {
+        let problems = with_token_url("http://auth.example.com/token").unwrap_err();
+        assert!(text(&problems).contains("the token URL must be https"), "{problems:?}");
+        assert_eq!(problems[0].field, Field::TokenUrl);
+        for ok in [
+            "https://auth.example.com/token",
+            "http://127.0.0.1:9/token",
+            "http://localhost:9/token",
+            "http://[::1]:9/t",
+        ] {
+            assert!(with_token_url(ok).is_ok(), "{ok}");
+        }
+    }
+
+    fn service_account(token_url: &str) -> IntegrationConfig {
+        IntegrationConfig {
+            kind: Kind::ClientCredentials,
+            client_id: Some("id".into()),
+            token_url: Url::parse(token_url).ok(),
+            api_origins: vec!["https://api.example".into()],
+            ..Default::default()
+        }
+    }
+
+    fn stored(config: IntegrationConfig, client_secret_set: bool) -> IntegrationRecord {
+        IntegrationRecord {
+            name: IntegrationName::new("svc").unwrap(),
+            config,
+            client_secret_set,
+            status: IntegrationStatus::Incomplete,
+            status_message: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_service_account_needs_its_secret_which_only_goes_where_it_was_saved_for() {
+        let draft = |url: &str, secret: Option<&str>| Draft {
+            config: service_account(url),
+            client_secret: secret.map(|s| SecretString::from(s.to_string())),
+            ..Draft::default()
+        };
+        let problems = draft("https://as.example/token", None).check(None).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].field, Field::ClientSecret);
+        assert_eq!(
+            problems[0].to_string(),
+            "a client_credentials integration needs its client secret (--client-secret-env, --client-secret-file or --client-secret-stdin)"
+        );
+        assert!(draft("https://as.example/token", Some("s")).check(None).is_ok());
+        let saved = stored(service_account("https://as.example/token"), true);
+        assert!(draft("https://as.example/other-path", None).check(Some(&saved)).is_ok(), "same origin");
+        let moved = draft("https://evil.example/token", None).check(Some(&saved)).unwrap_err();
+        assert_eq!(moved[0].field, Field::ClientSecret);
+        assert!(moved[0].to_string().contains("type the client secret again"), "{moved:?}");
+        assert!(draft("https://evil.example/token", Some("s2")).check(Some(&saved)).is_ok(), "a new secret may go");
+        let mut incomplete = draft("https://as.example/token", None);
+        incomplete.config.api_origins.clear();
+        let fields: Vec<Field> = incomplete.check(None).unwrap_err().iter().map(|p| p.field).collect();
+        assert_eq!(fields, [Field::ApiOrigins, Field::ClientSecret], "every problem at once");
+        let unset = stored(service_account("https://as.example/token"), false);
+        assert_eq!(draft("https://evil.example/token", None).check(Some(&unset)).unwrap_err().len(), 1);
+    }
+}
