@@ -16,13 +16,21 @@ fn examples_are_valid() {
 #[test]
 fn invalid_flows_report_expected_diagnostics() {
     let dir = repo().join("flows/invalid");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 9, "one invalid example per kind of mistake");
+    let with_extension = |ext: &str| -> Vec<String> {
+        let mut stems: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        stems.sort();
+        stems
+    };
+    // Exactly one snapshot per invalid flow: a flow without its snapshot, or a snapshot whose
+    // flow was deleted (whose mistake is no longer checked), fails here.
+    let (flows, snapshots) = (with_extension("json"), with_extension("snap"));
+    assert_eq!(flows, snapshots, "flows/invalid: every NAME.json has its NAME.snap and no snapshot is left over");
+    let files: Vec<_> = flows.iter().map(|name| dir.join(format!("{name}.json"))).collect();
     for file in files {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let r =
