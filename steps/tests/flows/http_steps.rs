@@ -207,7 +207,7 @@ async fn redirects_are_followed_and_rechecked() {
     let service = Service::builder().flow(&echo_flow(&api, "/loop")).start();
     let before = api.requests().len();
     let c = service.converse(&["go"]).await;
-    let err = c.failed_at("call", "http-redirect");
+    let err = c.failed_at("call", "http");
     assert!(err.contains("redirected more than 5 times"), "{err}");
     assert_eq!(api.requests().len() - before, 6, "the first request and 5 redirects");
 }
