@@ -7,9 +7,20 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tern_engine::{CompiledFlow, LoadOptions, Message, Registry, RunInput, load_flow};
 
-/// A number from the environment, or the default.
-pub fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+/// Whether this is a smoke run rather than a measurement. `cargo bench` passes `--bench` to
+/// every benchmark binary; `cargo test --benches` (which `scripts/test` runs, so that a broken
+/// benchmark fails CI) passes nothing. Without `--bench` each driver runs a few iterations and
+/// prints its table, whose numbers mean nothing; it asserts what it always asserts (answers,
+/// statuses), never a timing. Criterion's benchmarks (`engine`) make the same distinction
+/// themselves (their "test mode").
+pub fn smoke() -> bool {
+    !std::env::args().any(|a| a == "--bench")
+}
+
+/// A number from the environment, or the default (`smoke` in a [`smoke`] run).
+pub fn env_num(name: &str, default: u64, smoke: u64) -> u64 {
+    let fallback = if self::smoke() { smoke } else { default };
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(fallback)
 }
 
 /// The `p` quantile (0..=1) of sorted latencies, in milliseconds.

@@ -82,8 +82,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let rounds = env_num("ROUNDS", 12) as usize;
-    let round_ms = env_num("ROUND_MS", 400);
+    let rounds = env_num("ROUNDS", 12, 1) as usize;
+    let round_ms = env_num("ROUND_MS", 400, 20);
     let api = support::TestApi::start_quiet();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     let client = HttpClient::new(HttpPolicy { allow_private_network: true, ..HttpPolicy::default() }).expect("client");
@@ -110,8 +110,9 @@ fn main() {
     for concurrency in [1usize, 32] {
         let dur = Duration::from_millis(round_ms);
         // Warm up both sides (connections, allocator).
-        rt.block_on(round(ctx.clone(), Side::Tern, concurrency, Duration::from_millis(200)));
-        rt.block_on(round(ctx.clone(), Side::Raw, concurrency, Duration::from_millis(200)));
+        let warm = Duration::from_millis(200).min(dur);
+        rt.block_on(round(ctx.clone(), Side::Tern, concurrency, warm));
+        rt.block_on(round(ctx.clone(), Side::Raw, concurrency, warm));
         let (mut tern_rps, mut raw_rps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         let (mut tern_lat, mut raw_lat) = (Vec::new(), Vec::new());
         for i in 0..rounds {

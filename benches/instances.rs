@@ -84,9 +84,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let concurrency = env_num("CONCURRENCY", 16) as usize;
-    let round_ms = env_num("ROUND_MS", 3000);
-    let rounds = env_num("ROUNDS", 3) as usize;
+    let concurrency = env_num("CONCURRENCY", 16, 2) as usize;
+    let round_ms = env_num("ROUND_MS", 3000, 100);
+    let rounds = env_num("ROUNDS", 3, 1) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let db = rt.block_on(tern_store::testing::PgTestDb::create());
     let flows = tempfile::tempdir().unwrap();
@@ -114,7 +114,7 @@ fn main() {
     let mut lat = vec![Vec::new(); setups.len()];
     rt.block_on(async {
         for (i, (_, targets)) in setups.iter().enumerate() {
-            round(&client, targets, concurrency, Duration::from_millis(500), &format!("warm{i}")).await;
+            round(&client, targets, concurrency, Duration::from_millis(500).min(dur), &format!("warm{i}")).await;
         }
         for r in 0..rounds {
             for (i, (_, targets)) in setups.iter().enumerate() {

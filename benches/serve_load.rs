@@ -56,9 +56,9 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let concurrency = env_num("CONCURRENCY", 64) as usize;
-    let round_ms = env_num("ROUND_MS", 1000);
-    let rounds = env_num("ROUNDS", 5) as usize;
+    let concurrency = env_num("CONCURRENCY", 64, 4) as usize;
+    let round_ms = env_num("ROUND_MS", 1000, 50);
+    let rounds = env_num("ROUNDS", 5, 1) as usize;
     let api = support::TestApi::start_quiet();
     let flows = tempfile::tempdir().expect("tempdir");
     std::fs::write(
@@ -101,8 +101,9 @@ fn main() {
     let (mut tern_rps, mut raw_rps) = (Vec::new(), Vec::new());
     let (mut tern_lat, mut raw_lat) = (Vec::new(), Vec::new());
     rt.block_on(async {
-        round(&client, &base, json!({"text": "hi"}), concurrency, Duration::from_millis(300), true).await;
-        round(&client, &raw_url, json!({"id": "c1a2"}), concurrency, Duration::from_millis(300), false).await;
+        let warm = Duration::from_millis(300).min(dur);
+        round(&client, &base, json!({"text": "hi"}), concurrency, warm, true).await;
+        round(&client, &raw_url, json!({"id": "c1a2"}), concurrency, warm, false).await;
         for i in 0..rounds {
             for side in if i % 2 == 0 { [true, false] } else { [false, true] } {
                 let (n, lat) = if side {

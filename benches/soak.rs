@@ -136,13 +136,15 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
             });
         }
         let sampler = async {
-            let mut t = 5;
+            // Every 5 s (every second in a short smoke run).
+            let every = secs.clamp(1, 5);
+            let mut t = every;
             while Instant::now() < until {
                 tokio::time::sleep_until((started + Duration::from_secs(t)).into()).await;
                 let rss = rss_mib(pid);
                 samples.push((t as f64, rss));
                 println!("| {t} | {rss:.1} | {} | {:.1} |", sent.load(Ordering::Relaxed), dir_mib(data.path()));
-                t += 5;
+                t += every;
             }
         };
         let (lat, ()) = tokio::join!(common::gather(set), sampler);
@@ -176,8 +178,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let secs = env_num("SOAK_SECS", 60);
-    let concurrency = env_num("CONCURRENCY", 16) as usize;
+    let secs = env_num("SOAK_SECS", 60, 1);
+    let concurrency = env_num("CONCURRENCY", 16, 2) as usize;
     let api = support::TestApi::start_quiet();
     let mut reports = Vec::new();
     if let Ok(baseline) = std::env::var("BASELINE_BIN") {

@@ -17,7 +17,7 @@ use testkit as support;
 
 #[path = "common.rs"]
 mod common;
-use common::pct_ms;
+use common::{env_num, pct_ms};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,14 +114,17 @@ fn main() {
         let url = format!("{}/contacts.info", api.url());
         let with = Arc::new(flow(&engine, &url, Some("bench")));
         let without = Arc::new(flow(&engine, &url, None));
-        println!("## Token injection on the hot path ({} rounds × 300 ms per side, concurrency 32)", 10);
+        let rounds = env_num("ROUNDS", 10, 1) as usize;
+        let round_ms = env_num("ROUND_MS", 300, 20);
+        let burst = env_num("BURST", 1000, 20) as usize;
+        println!("## Token injection on the hot path ({rounds} rounds × {round_ms} ms per side, concurrency 32)");
         let (mut ratios, mut rps_with, mut rps_without) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..10 {
+        for round in 0..rounds {
             let mut rps = [0.0; 2];
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
                 let f = if side == 0 { with.clone() } else { without.clone() };
-                let until = Instant::now() + Duration::from_millis(300);
+                let until = Instant::now() + Duration::from_millis(round_ms);
                 let mut set = tokio::task::JoinSet::new();
                 for w in 0..32 {
                     let (engine, f) = (engine.clone(), f.clone());
@@ -139,7 +142,7 @@ fn main() {
                 while let Some(n) = set.join_next().await {
                     total += n.expect("worker");
                 }
-                rps[side] = total as f64 / 0.3;
+                rps[side] = total as f64 / (round_ms as f64 / 1e3);
             }
             rps_with.push(rps[0]);
             rps_without.push(rps[1]);
@@ -149,9 +152,9 @@ fn main() {
             v.sort_by(|a, b| a.total_cmp(b));
         }
         println!("| side | req/s (median round) |\n|---|---|");
-        println!("| with integration (token injected) | {:.0} |", rps_with[5]);
-        println!("| without integration | {:.0} |", rps_without[5]);
-        println!("cost ratio (time with / time without, median of rounds): {:.3}", ratios[5]);
+        println!("| with integration (token injected) | {:.0} |", rps_with[rounds / 2]);
+        println!("| without integration | {:.0} |", rps_without[rounds / 2]);
+        println!("cost ratio (time with / time without, median of rounds): {:.3}", ratios[rounds / 2]);
 
         // 2. 1000 concurrent runs during one refresh.
         let auth = support::oauth::AuthServer::start();
@@ -179,16 +182,16 @@ fn main() {
         auth.set(|f| f.token_delay = Duration::from_millis(50));
         let crm_flow = Arc::new(flow(&engine, &format!("{a}/api/contacts.info"), Some("crm")));
 
-        let (total_fresh, fresh) = concurrent(&engine, &crm_flow, 1000).await;
+        let (total_fresh, fresh) = concurrent(&engine, &crm_flow, burst).await;
         // Expire the stored token so the next burst must refresh it (once).
         let mut t = store.get_token(&crm, &TokenOwner::Workspace).await.expect("get").expect("token");
         t.expires_at = Some(SystemClock.now_s() - 1);
         store.put_token(&crm, &TokenOwner::Workspace, &t).await.expect("put");
         integrations.invalidate(&crm);
         let before = auth.token_requests("refresh_token");
-        let (total_refresh, during) = concurrent(&engine, &crm_flow, 1000).await;
+        let (total_refresh, during) = concurrent(&engine, &crm_flow, burst).await;
         let refreshes = auth.token_requests("refresh_token") - before;
-        println!("\n## 1000 concurrent runs (token endpoint latency 50 ms)");
+        println!("\n## {burst} concurrent runs (token endpoint latency 50 ms)");
         println!("| burst | wall time | p50 | p99 | max | token requests |\n|---|---|---|---|---|---|");
         println!(
             "| fresh token | {:.0} ms | {:.1} ms | {:.1} ms | {:.1} ms | 0 |",

@@ -1,6 +1,8 @@
-//! Failures that still answer the contact, through `tern run` against a real API on loopback:
-//! caught errors are shown as notes, the flow-level `on_error`, the default error reply and the
-//! error flow.
+//! Failures that still answer the contact, through `tern run` and `tern serve` against a real
+//! API on loopback: caught errors are shown as notes, `--error-flow` and `--error-reply` are
+//! checked and reported, the error flow's run in history. What the service does with failures
+//! (the flow-level `on_error`, the default error reply, the error flow) is tested in process:
+//! steps/tests/flows/failures.rs.
 
 use serde_json::{Value, json};
 
@@ -48,51 +50,6 @@ fn caught_errors_are_noted_under_the_reply() {
     assert!(!note.contains('\u{1b}'), "no colour when standard error is not a terminal: {note:?}");
 }
 
-#[test]
-fn flow_level_on_error_catches_steps_without_their_own() {
-    let api = TestApi::start();
-    let flows = Flows::new();
-    let path = flows.write("crm", &lookup_flow(&api, None, Some("sorry")));
-    let r = tern_run(&path, &["--json"]);
-    assert_eq!(r.code(), 0, "{}", r.stderr());
-    let out = r.json();
-    assert_eq!(out["status"], "completed");
-    assert_eq!(out["replies"][0]["text"], "The CRM is not answering.");
-    assert_eq!(out["trace"][0]["status"], "error_handled");
-    assert_eq!(out["trace"][0]["error"]["code"], "http-status");
-    assert_eq!(out["trace"][1]["step"], "sorry");
-}
-
-#[test]
-fn flow_level_on_error_is_taken_once() {
-    // The fallback itself fails: the run fails instead of looping back to the fallback.
-    let api = TestApi::start();
-    let flows = Flows::new();
-    let mut flow = lookup_flow(&api, None, Some("retry"));
-    flow["steps"].as_array_mut().unwrap().push(json!({"id": "retry", "type": "http_request",
-        "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()), "body": {"id": "again"}}}));
-    let path = flows.write("crm", &flow);
-    let r = tern_run(&path, &["--json"]);
-    assert_eq!(r.code(), 1, "{}", r.stderr());
-    let out = r.json();
-    assert_eq!(out["status"], "failed");
-    assert_eq!(out["error"]["step"], "retry");
-    let steps: Vec<&str> = out["trace"].as_array().unwrap().iter().map(|t| t["step"].as_str().unwrap()).collect();
-    assert_eq!(steps, ["lookup", "retry"]);
-    assert_eq!(api.requests().len(), 2);
-}
-
-#[test]
-fn default_error_reply_answers_an_uncaught_failure() {
-    let api = TestApi::start();
-    let flows = Flows::new();
-    let path = flows.write("crm", &lookup_flow(&api, None, None));
-    let r = tern_run(&path, &["--error-reply", "Sorry, something went wrong on our side."]);
-    assert_eq!(r.code(), 1, "the run still failed: {}", r.stderr());
-    assert_eq!(r.stdout(), "Sorry, something went wrong on our side.\n");
-    assert!(r.stderr().contains("step `lookup` failed [http-status]"), "{}", r.stderr());
-}
-
 fn error_flow(flows: &Flows, text: &str) -> std::path::PathBuf {
     flows.write(
         "on-error",
@@ -119,26 +76,6 @@ fn error_flow_gets_the_failure_as_variables() {
     assert_eq!(out["error_flow"]["status"], "completed");
     assert!(out["error_flow"]["run_id"].as_str().is_some_and(|id| id != out["run_id"]), "{out}");
     assert_eq!(out["replies"][0]["text"], "crm/lookup failed [http-status] for hi");
-}
-
-#[test]
-fn failing_error_flow_falls_back_to_the_default_reply() {
-    let api = TestApi::start();
-    let flows = Flows::new();
-    let path = flows.write("crm", &lookup_flow(&api, None, None));
-    let handler = flows.write(
-        "broken-handler",
-        &json!({"version": 1, "id": "broken-handler", "trigger": {"type": "error"}, "steps": [
-            {"id": "notify", "type": "http_request", "request": {"method": "POST",
-             "url": format!("{}/contacts.info", api.url()), "body": {"id": "{{error.code}}"}}}
-        ]}),
-    );
-    let r = tern_run(&path, &["--error-flow", handler.to_str().unwrap(), "--error-reply", "We are on it."]);
-    assert_eq!(r.code(), 1, "{}", r.stderr());
-    assert_eq!(r.stdout(), "We are on it.\n");
-    let seen = api.requests();
-    assert_eq!(seen.len(), 2, "the flow's request and the error flow's");
-    assert_eq!(seen[1].json(), json!({"id": "http-status"}));
 }
 
 #[test]
@@ -208,53 +145,6 @@ fn serve_starts_the_error_flow_for_an_uncaught_failure() {
         let (_, again) = crate::serve::post(&client, &server.url, "c-1", body).await;
         assert_eq!(again, answer);
         assert_eq!(api.requests().len(), 1);
-    });
-}
-
-#[test]
-fn serve_sends_the_default_error_reply_when_no_error_flow_answers() {
-    let api = TestApi::start();
-    let (_keep, flows) = serve_flows(&api, None);
-    let server = serve(&flows, &["--error-reply", "Sorry, something went wrong on our side."]);
-    crate::serve::rt().block_on(async {
-        let client = reqwest::Client::new();
-        let (status, answer) = crate::serve::post(&client, &server.url, "c-1", json!({"text": "lookup"})).await;
-        assert_eq!(status, 200, "{answer}");
-        assert_eq!(answer["status"], "failed");
-        assert_eq!(answer["replies"], json!([{"text": "Sorry, something went wrong on our side."}]));
-        assert!(answer.get("error_flow").is_none(), "{answer}");
-    });
-    // Without --error-reply and without an error flow the contact gets nothing, as before.
-    let server = serve(&flows, &[]);
-    crate::serve::rt().block_on(async {
-        let client = reqwest::Client::new();
-        let (_, answer) = crate::serve::post(&client, &server.url, "c-2", json!({"text": "lookup"})).await;
-        assert_eq!(answer["status"], "failed");
-        assert_eq!(answer["replies"], json!([]));
-    });
-}
-
-#[test]
-fn serve_resumes_an_error_flow_that_asks_a_question() {
-    let api = TestApi::start();
-    let handler = json!({"version": 1, "id": "on-error", "trigger": {"type": "error"}, "steps": [
-        {"id": "ask", "type": "ask", "text": "Something broke. Shall a colleague call you back?", "save_as": "callback"},
-        {"id": "ok", "type": "send_message", "text": "Noted: {{callback}}."}
-    ]});
-    let (_keep, flows) = serve_flows(&api, Some(handler));
-    let server = serve(&flows, &[]);
-    crate::serve::rt().block_on(async {
-        let client = reqwest::Client::new();
-        let (_, first) = crate::serve::post(&client, &server.url, "c-1", json!({"text": "lookup"})).await;
-        assert_eq!(first["status"], "failed");
-        assert_eq!(first["error_flow"]["status"], "paused", "{first}");
-        assert_eq!(first["replies"][0]["text"], "Something broke. Shall a colleague call you back?");
-        // The contact's answer resumes the error flow, not a new run of a flow.
-        let (_, second) = crate::serve::post(&client, &server.url, "c-1", json!({"text": "yes"})).await;
-        assert_eq!(second["run_id"], first["error_flow"]["run_id"], "{second}");
-        assert_eq!(second["flow_id"], "on-error");
-        assert_eq!(second["status"], "completed");
-        assert_eq!(second["replies"], json!([{"text": "Noted: yes."}]));
     });
 }
 

@@ -298,15 +298,9 @@ fn build_c_example(dir: &Path) -> PathBuf {
 
 /// Builds the JavaScript example from source (componentize-qjs from npm) into `dir`.
 fn build_js_example(dir: &Path) -> PathBuf {
-    static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let src = repo().join("plugins/examples/js-crm-lookup");
-    let _guard = NPM.lock().unwrap_or_else(|p| p.into_inner());
-    if !src.join("node_modules/.bin/componentize-qjs").exists() {
-        let out = Command::new("npm").args(["install", "--no-audit", "--no-fund"]).current_dir(&src).output().unwrap();
-        assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
-    }
     let out_file = dir.join("crm-lookup.wasm");
-    let out = Command::new(src.join("node_modules/.bin/componentize-qjs"))
+    let out = Command::new(tools::componentize_qjs())
         .args(["--wit", "../../wit", "--world", "step", "--js", "plugin.js", "--sync", "--stub-wasi", "-o"])
         .arg(&out_file)
         .current_dir(&src)

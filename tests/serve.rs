@@ -540,15 +540,39 @@ fn sighup_reloads_flows_and_paused_runs_keep_their_version() {
         .unwrap();
     };
     write("v1");
-    // Without the file watcher, so that only SIGHUP can reload.
-    let server = Server::start_args(
-        &fresh_data_dir(),
-        dir.path(),
-        "127.0.0.1:0",
-        "http://127.0.0.1:8080",
-        None,
-        &["--watch", "false"],
-    );
+    // Without the file watcher, so that only SIGHUP can reload; the log (JSON lines in a file)
+    // says when a reload was done or refused.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = tern();
+    cmd.env("TERN_ADMIN_TOKEN", ADMIN)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows"])
+        .arg(dir.path())
+        .stderr(log.reopen().unwrap());
+    let server = Server::spawn_keeping_stderr(cmd);
+    // The messages of the reloads logged so far, in order.
+    let reloads = || -> Vec<String> {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|l| l["fields"]["message"].as_str().map(str::to_string))
+            .filter(|m| m.starts_with("reload"))
+            .collect()
+    };
+    // Waits until `n` reloads were logged (done or refused).
+    let wait_for_reloads = |n: usize| {
+        let reloads = &reloads;
+        async move {
+            for _ in 0..300 {
+                let logged = reloads();
+                if logged.len() >= n {
+                    return logged;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("{n} reload(s) were not logged: {:?}", reloads());
+        }
+    };
     let rt = rt();
     let client = reqwest::Client::new();
     let hup = || {
@@ -573,12 +597,17 @@ fn sighup_reloads_flows_and_paused_runs_keep_their_version() {
         let (_, r) = post(&client, &server.url, "old", json!({"text": "x"})).await;
         assert_eq!(r["replies"][0]["text"], "v1 got x", "a paused run keeps the version it started with");
 
-        // A broken flow makes the reload refuse as a whole; the loaded flows stay.
+        // A broken flow makes the reload refuse as a whole: the loaded flows stay, so the edit
+        // made with it (v3) is not taken either.
+        let first = wait_for_reloads(1).await;
+        assert_eq!(first, ["reloaded the flows"]);
+        write("v3");
         std::fs::write(dir.path().join("broken.json"), "{\"version\": 1, \"id\": \"b\", \"steps\": [").unwrap();
         hup();
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let outcome = wait_for_reloads(2).await;
+        assert!(outcome[1].starts_with("reload refused"), "{outcome:?}");
         let (_, r) = post(&client, &server.url, "after-broken", json!({"text": "hi"})).await;
-        assert_eq!(r["replies"][0]["text"], "v2 question?");
+        assert_eq!(r["replies"][0]["text"], "v2 question?", "the refused reload changed nothing");
     });
 }
 

@@ -8,7 +8,7 @@
 //! same command.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A tool some tests need, how to tell it is there, and how to install it.
 pub struct Tool {
@@ -81,4 +81,27 @@ pub fn available(test: &str, tools: &[&Tool]) -> bool {
     }
     let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
     false
+}
+
+/// `componentize-qjs` (the JavaScript plugin compiler) from the npm packages of
+/// `plugins/examples/js-crm-lookup`, installed there with `npm install` when missing (once at a
+/// time per process). Needs [`NODE`].
+///
+/// # Panics
+/// When `npm install` fails, with its output.
+pub fn componentize_qjs() -> PathBuf {
+    static NPM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let src = crate::repo().join("plugins/examples/js-crm-lookup");
+    let bin = src.join("node_modules/.bin/componentize-qjs");
+    let _guard = NPM.lock().unwrap_or_else(|p| p.into_inner());
+    if !bin.exists() {
+        // `npm install`, not `npm ci`: see scripts/test.
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund"])
+            .current_dir(&src)
+            .output()
+            .expect("run npm");
+        assert!(out.status.success(), "npm install: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    bin
 }

@@ -1,29 +1,16 @@
-//! In-process tests of the two seams every flow goes through, with the built-in steps:
-//! the compiler (`load_flow` on small flows: what compiles, and every problem reported at once
-//! with its JSON pointer) and the executor (pause and resume through a serialized snapshot,
-//! `on_error`, the step budget and the deadline). No binary, no network: milliseconds each.
+//! The two seams every flow goes through, with the engine's test steps (tests/support): the
+//! compiler (`load_flow` on small flows: what compiles, and every problem reported at once with
+//! its JSON pointer) and the executor (pause and resume through a serialized snapshot,
+//! `on_error`, the step budget and the deadline). No network: milliseconds each.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
-use tern_engine::secrets::NoSecrets;
-use tern_engine::{
-    CompiledFlow, Diagnostic, Engine, LoadOptions, Message, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus,
-    Severity, load_flow,
-};
-
-fn compile(flow: &Value) -> Result<CompiledFlow, Vec<Diagnostic>> {
-    let registry = tern_steps::registry();
-    let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
-    load_flow(&flow.to_string(), &opts)
-}
-
-fn compiled(flow: &Value) -> CompiledFlow {
-    compile(flow).unwrap_or_else(|d| panic!("the flow should compile: {d:#?}"))
-}
+use support::{compile, compile_source, compiled, engine, flow, input};
+use tern_engine::{CompiledFlow, Diagnostic, Engine, RunLimits, RunResult, RunSnapshot, RunStatus, Severity};
 
 fn errors(flow: &Value) -> Vec<Diagnostic> {
     match compile(flow) {
@@ -37,10 +24,6 @@ fn codes(diags: &[Diagnostic]) -> Vec<(&str, &str)> {
     diags.iter().filter(|d| d.severity == Severity::Error).map(|d| (d.code, d.pointer.as_str())).collect()
 }
 
-fn flow(steps: Value) -> Value {
-    json!({"version": 1, "id": "t", "steps": steps})
-}
-
 // ---- the compiler -------------------------------------------------------------------------
 
 #[test]
@@ -51,7 +34,7 @@ fn a_small_flow_compiles_with_its_steps_trigger_and_variables() {
         "variables": {"who": "world"},
         "steps": [
             {"id": "ask", "type": "ask", "text": "Name?", "save_as": "who"},
-            {"id": "say", "type": "send_message", "text": "Hello {{who}}"}
+            {"id": "say", "type": "say", "text": "Hello {{who}}"}
         ]
     }));
     assert_eq!(f.id.as_str(), "greet");
@@ -66,9 +49,9 @@ fn a_small_flow_compiles_with_its_steps_trigger_and_variables() {
 #[test]
 fn every_problem_is_reported_at_once_with_its_pointer() {
     let d = errors(&flow(json!([
-        {"id": "a", "type": "send_message", "text": "x", "nxt": "b"},
-        {"id": "a", "type": "send_message", "text": "y", "next": "nowhere"},
-        {"id": "c", "type": "sned_message", "text": "z"}
+        {"id": "a", "type": "say", "text": "x", "nxt": "b"},
+        {"id": "a", "type": "say", "text": "y", "next": "nowhere"},
+        {"id": "c", "type": "sya", "text": "z"}
     ])));
     let found = codes(&d);
     assert!(found.contains(&("unknown-field", "/steps/0/nxt")), "{d:#?}");
@@ -78,15 +61,13 @@ fn every_problem_is_reported_at_once_with_its_pointer() {
     let unknown = d.iter().find(|x| x.code == "unknown-field").unwrap();
     assert!(unknown.hint.as_deref().is_some_and(|h| h.contains("next")), "the hint names `next`: {unknown:?}");
     let typo = d.iter().find(|x| x.code == "unknown-step-type").unwrap();
-    assert!(format!("{typo}").contains("send_message"), "the nearest step type is suggested: {typo}");
+    assert!(format!("{typo}").contains("`say`"), "the nearest step type is suggested: {typo}");
 }
 
 #[test]
 fn diagnostics_carry_line_and_column_of_the_source() {
-    let text = "{\n  \"version\": 1,\n  \"id\": \"t\",\n  \"steps\": [\n    {\"id\": \"a\", \"type\": \"end\", \"oops\": 1}\n  ]\n}";
-    let registry = tern_steps::registry();
-    let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
-    let d = load_flow(text, &opts).unwrap_err();
+    let text = "{\n  \"version\": 1,\n  \"id\": \"t\",\n  \"steps\": [\n    {\"id\": \"a\", \"type\": \"say\", \"text\": \"x\", \"oops\": 1}\n  ]\n}";
+    let d = compile_source(text).unwrap_err();
     let unknown = d.iter().find(|x| x.code == "unknown-field").expect("unknown field");
     assert_eq!(unknown.line, Some(5), "{unknown:?}");
     assert!(unknown.column.is_some(), "{unknown:?}");
@@ -95,13 +76,13 @@ fn diagnostics_carry_line_and_column_of_the_source() {
 #[test]
 fn a_loop_without_a_pause_is_an_error_unless_it_can_leave() {
     let endless = flow(json!([
-        {"id": "tick", "type": "set_variables", "variables": {"n": 1}},
-        {"id": "tock", "type": "send_message", "text": "{{n}}", "next": "tick"}
+        {"id": "tick", "type": "set", "variables": {"n": 1}},
+        {"id": "tock", "type": "say", "text": "{{n}}", "next": "tick"}
     ]));
     let d = errors(&endless);
     assert!(codes(&d).iter().any(|(code, _)| *code == "endless-loop"), "{d:#?}");
 
-    // A branch that leaves the loop turns the error into a warning.
+    // A jump that leaves the loop turns the error into a warning.
     let leaves = counting_loop();
     let f = compiled(&leaves);
     assert!(f.warnings.iter().any(|w| w.code == "loop-without-pause"), "{:?}", f.warnings);
@@ -109,14 +90,14 @@ fn a_loop_without_a_pause_is_an_error_unless_it_can_leave() {
     // An `ask` in the loop pauses it: no diagnostic at all.
     let pauses = flow(json!([
         {"id": "q", "type": "ask", "text": "again?", "save_as": "answer"},
-        {"id": "say", "type": "send_message", "text": "{{answer}}", "next": "q"}
+        {"id": "say", "type": "say", "text": "{{answer}}", "next": "q"}
     ]));
     assert!(compiled(&pauses).warnings.is_empty());
 }
 
 #[test]
 fn variables_used_before_they_are_set_are_reported() {
-    let f = compile(&flow(json!([{"id": "say", "type": "send_message", "text": "Hello {{nobody}}"}])));
+    let f = compile(&flow(json!([{"id": "say", "type": "say", "text": "Hello {{nobody}}"}])));
     let diags = match f {
         Ok(f) => f.warnings,
         Err(d) => d,
@@ -126,79 +107,25 @@ fn variables_used_before_they_are_set_are_reported() {
 
 #[test]
 fn bad_templates_regexes_and_versions_are_errors() {
-    let d = errors(&json!({"version": 2, "id": "t", "steps": [{"id": "a", "type": "end"}]}));
+    let d = errors(&json!({"version": 2, "id": "t", "steps": [{"id": "a", "type": "say", "text": "x"}]}));
     assert!(codes(&d).iter().any(|(c, p)| *c == "unsupported-version" && *p == "/version"), "{d:#?}");
-    let d = errors(&flow(json!([{"id": "say", "type": "send_message", "text": "Hello {{who"}])));
+    let d = errors(&flow(json!([{"id": "say", "type": "say", "text": "Hello {{who"}])));
     assert!(codes(&d).iter().any(|(c, p)| *c == "bad-template" && p.starts_with("/steps/0/text")), "{d:#?}");
     let d = errors(&json!({"version": 1, "id": "t", "trigger": {"type": "message", "match": {"regex": "("}},
-                          "steps": [{"id": "a", "type": "end"}]}));
+                          "steps": [{"id": "a", "type": "say", "text": "x"}]}));
     assert!(codes(&d).iter().any(|(c, _)| *c == "bad-regex"), "{d:#?}");
 }
 
 // ---- the executor -------------------------------------------------------------------------
 
-/// A flow that counts to `until` in a loop a branch leaves (a warning, not an error).
-#[test]
-fn a_branch_is_drawn_with_an_edge_per_case_labelled_by_its_condition() {
-    use tern_engine::graph::{EdgeKind, Endpoint, FlowGraph};
-    let f = compiled(&flow(json!([
-        {"id": "ask", "type": "ask", "text": "How many?", "save_as": "qty"},
-        {"id": "route", "type": "branch", "cases": [
-            {"when": {"var": "qty", "gte": 100}, "next": "bulk"},
-            {"when": {"var": "qty", "equals": "none"}, "next": "end"},
-            {"when": {"var": "qty", "matches": "^[0-9]+$"}, "next": "small"}
-        ], "next": "sorry"},
-        {"id": "small", "type": "send_message", "text": "ok", "next": "end"},
-        {"id": "bulk", "type": "fetch_variables", "request": {"url": "https://api.example.com/x"},
-         "variables": {"price": "data.price"}, "on_error": "sorry", "next": "end"},
-        {"id": "sorry", "type": "send_message", "text": "sorry"}
-    ])));
-    let g = FlowGraph::of(&f);
-    let from_route: Vec<(&str, Endpoint)> = g.edges.iter().filter(|e| e.from == 1).map(|e| (e.label(), e.to)).collect();
-    assert_eq!(
-        from_route,
-        [
-            ("next", Endpoint::Step(4)),
-            ("qty gte 100", Endpoint::Step(3)),
-            ("qty equals \"none\"", Endpoint::End),
-            ("qty matches /^[0-9]+$/", Endpoint::Step(2)),
-        ]
-    );
-    let bulk: Vec<&EdgeKind> = g.edges.iter().filter(|e| e.from == 3).map(|e| &e.kind).collect();
-    assert_eq!(bulk, [&EdgeKind::Next, &EdgeKind::OnError]);
-    assert!(g.nodes[0].start && !g.nodes[0].end);
-    assert!(g.nodes[4].end, "the last step falls through to the end");
-}
-
+/// A flow that counts in a loop a jump leaves (a warning, not an error).
 fn counting_loop() -> Value {
     flow(json!([
-        {"id": "init", "type": "set_variables", "variables": {"n": 0, "target": 3}},
-        {"id": "check", "type": "branch", "cases": [{"when": {"var": "n", "gte": 1000000}, "next": "done"}]},
-        {"id": "tick", "type": "set_variables", "variables": {"n": "{{n}}"}, "next": "check"},
-        {"id": "done", "type": "send_message", "text": "done"}
+        {"id": "init", "type": "set", "variables": {"n": 0, "target": 3}},
+        {"id": "check", "type": "jump_if", "var": "n", "at_least": 1000000, "then": "done"},
+        {"id": "tick", "type": "set", "variables": {"n": "{{n}}"}, "next": "check"},
+        {"id": "done", "type": "say", "text": "done"}
     ]))
-}
-
-fn engine(limits: RunLimits) -> Engine {
-    // The default policy: the SSRF guard refuses loopback, so a request to 127.0.0.1 fails
-    // before any connection.
-    let client = HttpClient::new(HttpPolicy::default()).expect("client");
-    Engine {
-        registry: Arc::new(tern_steps::registry()),
-        outbound: Outbound { client, tokens: None },
-        secrets: Arc::new(NoSecrets),
-        limits,
-    }
-}
-
-fn input(text: &str) -> RunInput {
-    RunInput {
-        journal: None,
-        conversation_id: "c-1".into(),
-        contact: json!({"id": "u-1"}),
-        message: Message { text: text.into(), ..Default::default() },
-        event: None,
-    }
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -217,7 +144,7 @@ fn replies(r: &RunResult) -> Vec<String> {
 fn a_run_pauses_at_ask_and_resumes_from_a_serialized_snapshot() {
     let f = compiled(&flow(json!([
         {"id": "q", "type": "ask", "text": "Your name?", "save_as": "name"},
-        {"id": "say", "type": "send_message", "text": "Hello {{name}} ({{message.text}})"}
+        {"id": "say", "type": "say", "text": "Hello {{name}} ({{message.text}})"}
     ])));
     let e = engine(RunLimits::default());
     let first = start(&e, &f, "hi");
@@ -254,21 +181,20 @@ fn a_snapshot_of_another_flow_is_refused() {
     assert!(error.message.contains("`q`"), "{}", error.message);
 }
 
-/// A request the SSRF guard refuses (loopback), then a reply.
-fn failing_request(on_error: Option<&str>) -> Value {
-    let mut request = json!({"id": "call", "type": "http_request",
-        "request": {"method": "GET", "url": "http://127.0.0.1:9/never"}, "save_response_as": "r"});
-    let mut ok = json!({"id": "ok", "type": "send_message", "text": "fine"});
+/// A step that fails, then a reply.
+fn failing_step(on_error: Option<&str>) -> Value {
+    let mut failing = json!({"id": "call", "type": "fail"});
+    let mut ok = json!({"id": "ok", "type": "say", "text": "fine"});
     if let Some(target) = on_error {
-        request["on_error"] = json!(target);
+        failing["on_error"] = json!(target);
         ok["next"] = json!("end");
     }
-    flow(json!([request, ok, {"id": "sorry", "type": "send_message", "text": "sorry"}]))
+    flow(json!([failing, ok, {"id": "sorry", "type": "say", "text": "sorry"}]))
 }
 
 #[test]
 fn a_failing_step_takes_on_error() {
-    let r = start(&engine(RunLimits::default()), &compiled(&failing_request(Some("sorry"))), "go");
+    let r = start(&engine(RunLimits::default()), &compiled(&failing_step(Some("sorry"))), "go");
     assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
     assert_eq!(replies(&r), ["sorry"]);
     let call = r.trace.iter().find(|t| t.step.as_str() == "call").expect("the step is traced");
@@ -277,7 +203,7 @@ fn a_failing_step_takes_on_error() {
 
 #[test]
 fn a_failing_step_without_on_error_fails_the_run_naming_the_step() {
-    let r = start(&engine(RunLimits::default()), &compiled(&failing_request(None)), "go");
+    let r = start(&engine(RunLimits::default()), &compiled(&failing_step(None)), "go");
     assert_eq!(r.status, RunStatus::Failed);
     assert!(replies(&r).is_empty());
     let error = r.error.expect("an error");
@@ -300,8 +226,8 @@ fn the_step_budget_stops_a_loop() {
 fn the_budget_counts_across_resumes() {
     let f = compiled(&flow(json!([
         {"id": "q", "type": "ask", "text": "?", "save_as": "a"},
-        {"id": "say", "type": "send_message", "text": "{{a}}"},
-        {"id": "again", "type": "send_message", "text": "again", "next": "q"}
+        {"id": "say", "type": "say", "text": "{{a}}"},
+        {"id": "again", "type": "say", "text": "again", "next": "q"}
     ])));
     let e = engine(RunLimits { max_steps: 5, ..RunLimits::default() });
     let first = start(&e, &f, "go");
@@ -315,7 +241,7 @@ fn the_budget_counts_across_resumes() {
 
 #[test]
 fn a_spent_deadline_fails_the_run_before_the_next_step() {
-    let f = compiled(&flow(json!([{"id": "say", "type": "send_message", "text": "hi"}])));
+    let f = compiled(&flow(json!([{"id": "say", "type": "say", "text": "hi"}])));
     let r = start(&engine(RunLimits { deadline: Duration::ZERO, ..RunLimits::default() }), &f, "go");
     assert_eq!(r.status, RunStatus::Failed);
     assert_eq!(r.error.unwrap().code, "deadline");
