@@ -12,12 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
-use tern_engine::clock::Clock;
 use tern_engine::conversation::{
-    Answer, AnswerStatus, Completion, ConversationId, ConversationStore, Inbound, MessageId, PausedChange, RunSummary,
-    Segment, WriteOp,
+    Answer, AnswerStatus, Completion, ConversationId, Inbound, MessageId, PausedChange, RunSummary, Segment, WriteOp,
 };
-use tern_engine::effects::{EffectJournal, EffectKey, RecordedResponse};
+use tern_engine::effects::{EffectKey, RecordedResponse};
 use tern_store::Backend;
 use tern_store::crypto::{Keyring, MasterKey};
 

@@ -3,11 +3,18 @@
 //! common case and costs one statement; an existing one is read back to tell what is known.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, Row};
 use tern_engine::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
 
 use super::{Flavor, SqlStore};
 use crate::rows::effect_row;
+
+/// Binds a call's row (conversation, message, seq, attempt) to the next four placeholders.
+fn bind_key<'q>(q: Query<'q, Any, AnyArguments<'q>>, key: &'q EffectKey) -> Query<'q, Any, AnyArguments<'q>> {
+    q.bind(&key.conversation).bind(&key.message_id).bind(i64::from(key.seq)).bind(i64::from(key.attempt))
+}
 
 #[async_trait]
 impl<F: Flavor> EffectJournal for SqlStore<F> {
@@ -15,14 +22,13 @@ impl<F: Flavor> EffectJournal for SqlStore<F> {
         let fail = |e: &dyn std::fmt::Display| JournalError { step: key.step.clone(), reason: e.to_string() };
         let inserted = {
             let _gate = self.gate().await;
-            sqlx::query(
-                "INSERT INTO effects (conversation_id, message_id, seq, attempt, step_id, response, created_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, NULL, $6) ON CONFLICT DO NOTHING RETURNING seq",
+            bind_key(
+                sqlx::query(
+                    "INSERT INTO effects (conversation_id, message_id, seq, attempt, step_id, response, created_at_ms)
+                     VALUES ($1, $2, $3, $4, $5, NULL, $6) ON CONFLICT DO NOTHING RETURNING seq",
+                ),
+                key,
             )
-            .bind(&key.conversation)
-            .bind(&key.message_id)
-            .bind(i64::from(key.seq))
-            .bind(i64::from(key.attempt))
             .bind(&key.step)
             .bind(self.now_ms())
             .fetch_optional(&self.pool)
@@ -32,13 +38,12 @@ impl<F: Flavor> EffectJournal for SqlStore<F> {
         if inserted.is_some() {
             return Ok(PriorEffect::None);
         }
-        let row = sqlx::query(
-            "SELECT step_id, response FROM effects WHERE conversation_id = $1 AND message_id = $2 AND seq = $3 AND attempt = $4",
+        let row = bind_key(
+            sqlx::query(
+                "SELECT step_id, response FROM effects WHERE conversation_id = $1 AND message_id = $2 AND seq = $3 AND attempt = $4",
+            ),
+            key,
         )
-        .bind(&key.conversation)
-        .bind(&key.message_id)
-        .bind(i64::from(key.seq))
-        .bind(i64::from(key.attempt))
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| fail(&e))?;
@@ -62,14 +67,13 @@ impl<F: Flavor> EffectJournal for SqlStore<F> {
         let fail = |e: &dyn std::fmt::Display| JournalError { step: key.step.clone(), reason: e.to_string() };
         let blob = self.sealer.seal("effects", &effect_row(key), "response", response).map_err(|e| fail(&e))?;
         let _gate = self.gate().await;
-        sqlx::query(
-            "UPDATE effects SET response = $1 WHERE conversation_id = $2 AND message_id = $3 AND seq = $4 AND attempt = $5",
+        bind_key(
+            sqlx::query(
+                "UPDATE effects SET response = $5 WHERE conversation_id = $1 AND message_id = $2 AND seq = $3 AND attempt = $4",
+            ),
+            key,
         )
         .bind(blob)
-        .bind(&key.conversation)
-        .bind(&key.message_id)
-        .bind(i64::from(key.seq))
-        .bind(i64::from(key.attempt))
         .execute(&self.pool)
         .await
         .map_err(|e| fail(&e))?;

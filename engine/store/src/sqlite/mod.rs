@@ -246,3 +246,23 @@ impl Flavor for Sqlite {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::path::Path;
+    use std::str::FromStr;
+
+    use sqlx::any::AnyConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    #[test]
+    fn a_path_reaches_the_driver_as_written() {
+        for path in ["/tmp/data dir/tern.db", "relative/tern.db", "/tmp/a#b?c%41/tern.db", "/tmp/ünï/tern.db"] {
+            let any =
+                AnyConnectOptions::from_str(&format!("sqlite:{}?mode=rwc", super::url_path(Path::new(path)))).unwrap();
+            let opts = SqliteConnectOptions::try_from(&any).unwrap();
+            assert_eq!(opts.get_filename(), Path::new(path), "{path}");
+        }
+    }
+}
