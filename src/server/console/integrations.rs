@@ -166,21 +166,11 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ("data_center", "Data center", "Zoho and Intercom: e.g. `eu`."),
 ];
 
-/// The form field a setting is edited in.
+/// The form field a setting is edited in: its JSON name, but for the extra parameters.
 fn form_field(field: Field) -> &'static str {
     match field {
-        Field::Profile => "profile",
-        Field::DataCenter => "data_center",
-        Field::ClientId => "client_id",
-        Field::ClientSecret => "client_secret",
-        Field::AuthorizationUrl => "authorization_url",
-        Field::TokenUrl => "token_url",
-        Field::ApiOrigins => "api_origins",
         Field::ExtraAuthorizeParams => "params",
-        Field::StaticSecret => "static_secret",
-        Field::EventIdentifier => "event_identifier",
-        Field::AccountField => "account_field",
-        Field::IdentityUrl => "identity_url",
+        other => other.json_name(),
     }
 }
 
