@@ -96,8 +96,7 @@ async fn default_error_reply_answers_an_uncaught_failure() {
 async fn error_flow_gets_the_failure_as_variables() {
     let api = TestApi::start();
     let handler = error_flow("{{error.flow}}/{{error.step}} failed [{{error.code}}] for {{message.text}}");
-    let service =
-        Service::builder().flow(&lookup_flow(&api, None, None)).flow(&handler).error_reply("unused").start();
+    let service = Service::builder().flow(&lookup_flow(&api, None, None)).flow(&handler).error_reply("unused").start();
     let c = service.converse(&["hi"]).await;
     c.failed_at("lookup", "http-status");
     assert_eq!(c.replies(), ["crm/lookup failed [http-status] for hi"], "the error flow answered, so no default reply");

@@ -193,8 +193,7 @@ async fn redirects_are_followed_and_rechecked() {
 
     // Another origin: every header the flow set is dropped.
     let target = format!("{}/elsewhere", api.other_origin_url());
-    let service =
-        Service::builder().flow(&echo_flow(&api, &format!("/redirect?to={}", urlencode(&target)))).start();
+    let service = Service::builder().flow(&echo_flow(&api, &format!("/redirect?to={}", urlencode(&target)))).start();
     let c = service.converse_with(var_v(json!("secret-ish")), &["go"]).await;
     assert_eq!(c.json()["status"], "completed", "{:#}", c.json());
     let reqs = api.requests();
