@@ -124,7 +124,7 @@ fn main() {
         return;
     }
     let rounds = common::env_num("ROUNDS", 20, 1) as usize;
-    let loads = common::env_num("LOADS", 20, 1);
+    let warm_loads = common::env_num("LOADS", 20, 1);
     let per_round = common::env_num("PER_ROUND", 200, 2) as usize;
     let scratch = tempfile::tempdir().expect("tempdir");
     let c_file = scratch.path().join("name-parts.wasm");
@@ -159,7 +159,7 @@ fn main() {
 
     // Loading from the warm cache, as every later start does.
     let mut loads: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..loads {
+    for _ in 0..warm_loads {
         for (i, f) in [&c_file, &js_file].iter().enumerate() {
             let p = rt.block_on(Plugin::load(&runtime, f, Vec::new())).expect("load");
             loads[i].push(p.load_time);
@@ -167,7 +167,7 @@ fn main() {
     }
     let (c_load, _) = median_us(loads[0].clone());
     let (js_load, _) = median_us(loads[1].clone());
-    println!("precompiled load (median of {loads}): C {:.3} ms, JS {:.3} ms", c_load / 1e3, js_load / 1e3);
+    println!("precompiled load (median of {warm_loads}): C {:.3} ms, JS {:.3} ms", c_load / 1e3, js_load / 1e3);
 
     let mut registry = tern_steps::registry();
     registry.register(Arc::new(NativeNameParts)).expect("native");

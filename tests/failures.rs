@@ -6,29 +6,8 @@
 
 use serde_json::{Value, json};
 
+use crate::support::fixtures::lookup_flow;
 use crate::support::{Flows, TestApi, run};
-
-/// A lookup that the API answers 404 (`http-status`), then a goodbye.
-fn lookup_flow(api: &TestApi, step_on_error: Option<&str>, flow_on_error: Option<&str>) -> Value {
-    let mut lookup = json!({"id": "lookup", "type": "http_request",
-        "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()), "body": {"id": "nobody"}}});
-    if let Some(t) = step_on_error {
-        lookup["on_error"] = json!(t);
-    }
-    let mut flow = json!({
-        "version": 1, "id": "crm",
-        "steps": [lookup, {"id": "done", "type": "send_message", "text": "Found you.", "next": "end"}]
-    });
-    // The apology exists only when something leads to it (an unreachable step is an error).
-    if step_on_error == Some("sorry") || flow_on_error == Some("sorry") {
-        let sorry = json!({"id": "sorry", "type": "send_message", "text": "The CRM is not answering.", "next": "end"});
-        flow["steps"].as_array_mut().unwrap().push(sorry);
-    }
-    if let Some(t) = flow_on_error {
-        flow["on_error"] = json!(t);
-    }
-    flow
-}
 
 fn tern_run(path: &std::path::Path, extra: &[&str]) -> crate::support::Run {
     let mut args = vec!["run", path.to_str().unwrap(), "--allow-private-network", "-m", "hi"];

@@ -1,8 +1,9 @@
 //! Tern's shared test support, for the tests and benchmarks: the conversation service in
 //! process with the built-in steps ([`service`]), a real HTTP API on 127.0.0.1:0 that records
-//! every request it receives (and a scripted one, [`scripted`]), the OAuth 2.0 test server ([`oauth`]), panva's oidc-provider
-//! under Node ([`oidc`]), hand-written WebAssembly plugins ([`wasm`]), the checks for tools
-//! from outside Cargo ([`tools`]), temporary flow files, and a runner for the `tern` binary.
+//! every request it receives (and a scripted one, [`scripted`]), the OAuth 2.0 test server
+//! ([`oauth`]), panva's oidc-provider under Node ([`oidc`]), hand-written WebAssembly plugins
+//! ([`wasm`]), the checks for tools from outside Cargo ([`tools`]), flow documents tests share
+//! ([`fixtures`]), temporary flow files, and a runner for the `tern` binary.
 //!
 //! `env!("CARGO_BIN_EXE_tern")` is only defined while the root package's tests and benchmarks
 //! compile, so they hand the binary's path in with [`set_bin`] before [`tern`] or [`run`] is
@@ -11,6 +12,7 @@
 // Test support: a panic is a failed test with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod fixtures;
 pub mod oauth;
 pub mod oidc;
 pub mod scripted;

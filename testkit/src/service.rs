@@ -76,11 +76,9 @@ impl ServiceBuilder {
     /// # Errors
     /// The diagnostics of the first flow that does not compile (every problem in it).
     pub fn try_start(self) -> Result<Service, Vec<Diagnostic>> {
-        let client = HttpClient::new(HttpPolicy {
-            allow_private_network: self.allow_private_network,
-            ..HttpPolicy::default()
-        })
-        .expect("HTTP client");
+        let client =
+            HttpClient::new(HttpPolicy { allow_private_network: self.allow_private_network, ..HttpPolicy::default() })
+                .expect("HTTP client");
         // Set one by one, as the admin API does: each value is registered for masking.
         let secrets = LayeredSecrets::new(Vec::new());
         for (name, value) in self.secrets {

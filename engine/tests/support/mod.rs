@@ -221,8 +221,11 @@ struct SetStep {
 #[async_trait]
 impl Step for SetStep {
     async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
-        let values: Vec<(VarName, Value)> =
-            self.vars.iter().map(|(n, t)| Ok((n.clone(), t.render(&cx.scope())?))).collect::<Result<_, StepFailure>>()?;
+        let values: Vec<(VarName, Value)> = self
+            .vars
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), t.render(&cx.scope())?)))
+            .collect::<Result<_, StepFailure>>()?;
         for (name, value) in values {
             cx.set_var(&name, value);
         }

@@ -4,29 +4,8 @@
 
 use serde_json::{Value, json};
 use testkit::TestApi;
+use testkit::fixtures::lookup_flow;
 use testkit::service::Service;
-
-/// A lookup that the API answers 404 (`http-status`), then a goodbye.
-fn lookup_flow(api: &TestApi, step_on_error: Option<&str>, flow_on_error: Option<&str>) -> Value {
-    let mut lookup = json!({"id": "lookup", "type": "http_request",
-        "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()), "body": {"id": "nobody"}}});
-    if let Some(t) = step_on_error {
-        lookup["on_error"] = json!(t);
-    }
-    let mut flow = json!({
-        "version": 1, "id": "crm",
-        "steps": [lookup, {"id": "done", "type": "send_message", "text": "Found you.", "next": "end"}]
-    });
-    // The apology exists only when something leads to it (an unreachable step is an error).
-    if step_on_error == Some("sorry") || flow_on_error == Some("sorry") {
-        let sorry = json!({"id": "sorry", "type": "send_message", "text": "The CRM is not answering.", "next": "end"});
-        flow["steps"].as_array_mut().unwrap().push(sorry);
-    }
-    if let Some(t) = flow_on_error {
-        flow["on_error"] = json!(t);
-    }
-    flow
-}
 
 /// An error flow that says `text`.
 fn error_flow(text: &str) -> Value {
@@ -96,8 +75,7 @@ async fn default_error_reply_answers_an_uncaught_failure() {
 async fn error_flow_gets_the_failure_as_variables() {
     let api = TestApi::start();
     let handler = error_flow("{{error.flow}}/{{error.step}} failed [{{error.code}}] for {{message.text}}");
-    let service =
-        Service::builder().flow(&lookup_flow(&api, None, None)).flow(&handler).error_reply("unused").start();
+    let service = Service::builder().flow(&lookup_flow(&api, None, None)).flow(&handler).error_reply("unused").start();
     let c = service.converse(&["hi"]).await;
     c.failed_at("lookup", "http-status");
     assert_eq!(c.replies(), ["crm/lookup failed [http-status] for hi"], "the error flow answered, so no default reply");

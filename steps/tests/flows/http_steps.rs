@@ -4,30 +4,8 @@
 
 use serde_json::{Map, Value, json};
 use testkit::TestApi;
+use testkit::fixtures::{teamleader_flow, without_error_path};
 use testkit::service::Service;
-
-fn teamleader_flow(api: &TestApi) -> Value {
-    json!({
-        "version": 1, "id": "tl", "trigger": {"type": "message", "match": {"regex": "(?i)^last name"}},
-        "steps": [
-            {"id": "ask_id", "type": "ask", "text": "What is your Teamleader contact ID?", "save_as": "id"},
-            {"id": "lookup", "type": "fetch_variables",
-             "request": {"method": "POST", "url": format!("{}/contacts.info", api.url()), "body": {"id": "{{id}}"}},
-             "variables": {"last_name": "data.last_name", "first_name": "$.data.first_name",
-                           "email": "$.data.emails[0].email"},
-             "on_error": "not_found"},
-            {"id": "greet", "type": "send_message", "text": "Hello {{first_name}} {{last_name}} <{{email}}>!", "next": "end"},
-            {"id": "not_found", "type": "send_message", "text": "I could not find contact {{id}}."}
-        ]
-    })
-}
-
-/// The Teamleader flow without its error path, so that a failing lookup fails the run.
-fn without_error_path(mut flow: Value) -> Value {
-    flow["steps"][1].as_object_mut().unwrap().remove("on_error");
-    flow["steps"].as_array_mut().unwrap().pop();
-    flow
-}
 
 /// `v` set to `value` before the run (`tern run --var v=…`).
 fn var_v(value: Value) -> Map<String, Value> {
@@ -193,8 +171,7 @@ async fn redirects_are_followed_and_rechecked() {
 
     // Another origin: every header the flow set is dropped.
     let target = format!("{}/elsewhere", api.other_origin_url());
-    let service =
-        Service::builder().flow(&echo_flow(&api, &format!("/redirect?to={}", urlencode(&target)))).start();
+    let service = Service::builder().flow(&echo_flow(&api, &format!("/redirect?to={}", urlencode(&target)))).start();
     let c = service.converse_with(var_v(json!("secret-ish")), &["go"]).await;
     assert_eq!(c.json()["status"], "completed", "{:#}", c.json());
     let reqs = api.requests();
