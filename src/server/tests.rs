@@ -60,7 +60,7 @@ impl Harness {
             secrets: secrets.clone(),
             limits: RunLimits::default(),
         };
-        let flows = [HELLO, ASK]
+        let flows: Vec<LoadedFlow> = [HELLO, ASK]
             .iter()
             .map(|source| {
                 let opts = LoadOptions { registry: &engine.registry, integrations: None, limits: Default::default() };
