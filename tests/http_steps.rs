@@ -2,7 +2,7 @@
 //! and exits with, and secrets from the environment. What the steps do (the exact request,
 //! mapping, errors, the outbound policy) is tested in process: steps/tests/flows/http_steps.rs.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::fixtures::{teamleader_flow, without_error_path};
 use crate::support::{Flows, TestApi, run};
