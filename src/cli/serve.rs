@@ -139,7 +139,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         Arc::new(move |r: &tern_engine::RunResult| metrics.observe(r)) as tern_engine::conversation::RunObserver
     };
     let conversations = Conversations::start(engine, store.clone(), args.conversation_options(), Some(observer));
-    conversations.set_flows(flows);
+    conversations.set_flow_set(flows);
     let state = Arc::new(AppState {
         conversations: conversations.clone(),
         store,
@@ -348,7 +348,7 @@ async fn reload_loop(
         match load_dir(&dir, &state.conversations.engine().registry, &*state.store).await {
             Ok((flows, invalid)) if invalid.is_empty() || skip_invalid => {
                 let n = flows.len();
-                state.conversations.set_flows(flows);
+                state.conversations.set_flow_set(flows);
                 *state.invalid_flows.write().unwrap_or_else(|p| p.into_inner()) = invalid;
                 tracing::info!(flows = n, dir = %dir.display(), reason = why, "reloaded the flows");
             }

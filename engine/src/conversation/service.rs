@@ -18,7 +18,7 @@ use super::store::{ConversationStore, Pruned, WriteOp};
 use super::types::{Answer, ConversationId, Inbound, MessageId, RunHistory};
 use super::workers;
 use super::writer::Writer;
-use crate::flow_set::FlowSet;
+use crate::flow_set::{FlowSet, LoadedFlow};
 use crate::run::Engine;
 use crate::step::ReplySink;
 use crate::storage::StoreError;
@@ -78,11 +78,17 @@ impl Conversations {
         &self.inner.store
     }
 
-    /// Replaces the flows that can start (a [`FlowSet`], or the flows to make one of) and
-    /// remembers their versions. Paused runs keep the version they started with; the set's
-    /// error flow is started when a run fails and nothing in its flow caught it.
-    pub fn set_flows(&self, flows: impl Into<FlowSet>) {
-        self.inner.flows.set(flows.into());
+    /// Replaces the flows that can start with a [`FlowSet`] of `flows` (ordered by trigger
+    /// priority, then id; see [`FlowSet::new`] for the error flow).
+    pub fn set_flows(&self, flows: Vec<LoadedFlow>) {
+        self.set_flow_set(FlowSet::new(flows));
+    }
+
+    /// Replaces the flows that can start and remembers their versions. Paused runs keep the
+    /// version they started with; the set's error flow is started when a run fails and nothing
+    /// in its flow caught it.
+    pub fn set_flow_set(&self, set: FlowSet) {
+        self.inner.flows.set(set);
     }
 
     /// The flows that can start, in the order triggers are tried, and the error flow.

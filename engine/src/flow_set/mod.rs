@@ -110,12 +110,6 @@ impl FlowSet {
     }
 }
 
-impl From<Vec<LoadedFlow>> for FlowSet {
-    fn from(flows: Vec<LoadedFlow>) -> Self {
-        Self::new(flows)
-    }
-}
-
 impl<'a> IntoIterator for &'a FlowSet {
     type Item = &'a LoadedFlow;
     type IntoIter = std::slice::Iter<'a, LoadedFlow>;

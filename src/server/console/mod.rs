@@ -79,7 +79,7 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Response> {
         let here = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        session_or_sign_in(state, &parts.headers, here).map(SignedIn)
+        session_or_sign_in(state, &parts.headers, here).map(SignedIn).map_err(|r| *r)
     }
 }
 
@@ -105,7 +105,7 @@ impl<F: CsrfForm> FromRequest<Arc<AppState>> for ConsoleForm<F> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Response> {
-        let session = session_or_sign_in(state, req.headers(), "/")?;
+        let session = session_or_sign_in(state, req.headers(), "/").map_err(|r| *r)?;
         let Ok(Form(form)) = Form::<F>::from_request(req, state).await else {
             return Err(message_page(StatusCode::BAD_REQUEST, "The form was incomplete", F::INCOMPLETE, None));
         };
@@ -122,12 +122,12 @@ impl<F: CsrfForm> FromRequest<Arc<AppState>> for ConsoleForm<F> {
 }
 
 /// The current session, or the redirect to sign in and come back to `here`.
-fn session_or_sign_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<session::Session, Response> {
+fn session_or_sign_in(state: &AppState, headers: &HeaderMap, here: &str) -> Result<session::Session, Box<Response>> {
     match state.sessions.of(headers) {
         Some((_, s)) => Ok(s),
         None => {
             let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
-            Err(Redirect::to(&format!("/login?next={next}")).into_response())
+            Err(Box::new(Redirect::to(&format!("/login?next={next}")).into_response()))
         }
     }
 }
