@@ -137,7 +137,7 @@ impl Plugin {
     ) -> Result<Self, PluginError> {
         let invalid = |reason: String| PluginError::Invalid { path: path.to_path_buf(), reason };
         component_kind(&bytes).map_err(invalid)?;
-        let sha256: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let sha256: String = hex::encode(sha2::Sha256::digest(&bytes));
         let engine = runtime.engine.clone();
         let compile = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes));
         let component = match tokio::time::timeout(runtime.limits.compile_timeout, compile).await {

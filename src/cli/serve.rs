@@ -251,7 +251,7 @@ fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
         return Ok(SecretString::from(t.trim().to_string()));
     }
     let bytes: [u8; 24] = rand::random();
-    let token = SecretString::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let token = SecretString::from(hex::encode(bytes));
     tern_store::crypto::write_key_file(&path, token.expose_secret())?;
     tracing::info!(file = %path.display(), "created the admin token (for the console's sign-in and the admin API)");
     Ok(token)

@@ -37,7 +37,7 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("Tern demo: an OAuth integration, a flow that fetches `data.last_name`, and a token refresh.");
     let client_secret: String = {
         let bytes: [u8; 16] = rand::random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(bytes)
     };
     let provider = provider::DemoProvider::start(&client_secret).await.context("cannot start the demo provider")?;
     let origin = provider.origin();

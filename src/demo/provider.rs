@@ -35,7 +35,7 @@ pub struct DemoProvider {
 
 fn random(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
-    format!("{prefix}_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("{prefix}_{}", hex::encode(bytes))
 }
 
 fn now() -> i64 {

@@ -108,7 +108,7 @@ pub fn client_credentials_add(name: &str, auth_url: &str) -> Vec<String> {
 
 fn random_token(prefix: &str) -> String {
     let bytes: [u8; 16] = rand::random();
-    format!("{prefix}_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("{prefix}_{}", hex::encode(bytes))
 }
 
 impl AuthServer {

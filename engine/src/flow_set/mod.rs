@@ -42,7 +42,7 @@ pub struct LoadedFlow {
 /// SHA-256 of a flow's source, hex: the version a paused run is pinned to.
 pub fn flow_hash(source: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(source.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(source.as_bytes()))
 }
 
 /// The flows that can start, in the order their triggers are tried (priority, highest first,

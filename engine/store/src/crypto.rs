@@ -86,7 +86,7 @@ impl MasterKey {
             return Err(format!("it is {} bytes, not 32", bytes.len()));
         }
         let digest = Sha256::new().chain_update(b"tern-key-id:").chain_update(bytes).finalize();
-        let id = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let id = hex::encode(&digest[..6]);
         let cipher = Aes256Gcm::new_from_slice(bytes).map_err(|e| e.to_string())?;
         Ok(Self { id, cipher })
     }

@@ -159,5 +159,5 @@ pub(crate) fn lock_key(namespace: &str, subject: &str) -> i64 {
 /// by (the state itself is a bearer secret and is never stored).
 pub(crate) fn state_hash(state: &str) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(state.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(state.as_bytes()))
 }

@@ -59,8 +59,8 @@ async fn postgres_passes_the_suite() {
     let dump = dump.join("\n");
     for needle in ["client-secret-1", "at-2", "rt-3", "at-contact", "k-2", "secret-text-1"] {
         assert!(!dump.contains(needle), "{needle} found in plaintext");
-        let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
-        assert!(!dump.contains(&hex), "{needle} found in plaintext (bytea)");
+        let hexed = hex::encode(needle);
+        assert!(!dump.contains(&hexed), "{needle} found in plaintext (bytea)");
     }
     drop(store);
     db.drop_db().await;

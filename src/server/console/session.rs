@@ -48,7 +48,7 @@ struct Inner {
 
 fn random_hex() -> String {
     let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 impl Sessions {

@@ -28,7 +28,7 @@ const SHOWN_RUNS: usize = 20;
 
 fn new_conversation() -> String {
     let bytes: [u8; 6] = rand::random();
-    format!("try-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("try-{}", hex::encode(bytes))
 }
 
 /// Which test conversation, and the flow its first message starts.
@@ -156,7 +156,7 @@ pub async fn send(State(state): State<Arc<AppState>>, ConsoleForm { form: f, .. 
         return back(&f.conversation, Some(&format!("Type a message of 1 to {MAX_TEXT} characters.")));
     }
     let bytes: [u8; 8] = rand::random();
-    let id = format!("try-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let id = format!("try-{}", hex::encode(bytes));
     let Ok(message_id) = MessageId::new(id) else { return back(&f.conversation, None) };
     let mut inbound = Inbound::message(conversation, Some(message_id), text);
     inbound.contact.insert("id".into(), serde_json::Value::String("console".into()));
