@@ -60,6 +60,7 @@ pub mod mapping;
 mod run;
 pub mod schema;
 pub mod secrets;
+pub mod standard_webhooks;
 mod shape;
 pub mod step;
 pub mod storage;
