@@ -129,6 +129,12 @@ ident_newtype!(
     "integration name"
 );
 ident_newtype!(
+    /// The name of a channel (`tern channels add NAME`): where messages come from and how
+    /// replies go back. `default` is the channel of the `/v1/conversations/…` routes.
+    ChannelName,
+    "channel name"
+);
+ident_newtype!(
     /// The id of a flow, unique among the flows a server loads.
     FlowId,
     "flow id"

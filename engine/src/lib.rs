@@ -42,6 +42,7 @@
 //!   addresses, a deadline per request and a response size cap after decompression.
 
 mod analysis;
+pub mod channel;
 mod checked;
 pub mod clock;
 pub mod compile;
@@ -60,8 +61,8 @@ pub mod mapping;
 mod run;
 pub mod schema;
 pub mod secrets;
-pub mod standard_webhooks;
 mod shape;
+pub mod standard_webhooks;
 pub mod step;
 pub mod storage;
 mod sync;
@@ -74,7 +75,7 @@ pub use error::Error;
 pub use fallback::{ErrorHandling, Handled};
 pub use flow::{ERROR_VARIABLE, FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
 pub use flow_set::{FlowSet, LoadedFlow, flow_hash};
-pub use ids::{FlowId, IntegrationName, StepId, Target, VarName};
+pub use ids::{ChannelName, FlowId, IntegrationName, StepId, Target, VarName};
 pub use run::{Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry};
 pub use step::{
     Behavior, BuildContext, CompiledFlow, CompiledStep, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv,

@@ -156,7 +156,9 @@ pub enum SignatureError {
     #[error("the `webhook-timestamp` header is not a Unix time in whole seconds")]
     BadTimestamp,
     /// The timestamp is older than the tolerance.
-    #[error("the signature is {age_secs} s old, more than the {tolerance_secs} s allowed (a replay, or a clock that is off)")]
+    #[error(
+        "the signature is {age_secs} s old, more than the {tolerance_secs} s allowed (a replay, or a clock that is off)"
+    )]
     TooOld {
         /// How old, in seconds.
         age_secs: i64,
@@ -164,7 +166,9 @@ pub enum SignatureError {
         tolerance_secs: i64,
     },
     /// The timestamp is further in the future than the tolerance.
-    #[error("the signature is dated {ahead_secs} s in the future, more than the {tolerance_secs} s allowed (a clock that is off)")]
+    #[error(
+        "the signature is dated {ahead_secs} s in the future, more than the {tolerance_secs} s allowed (a clock that is off)"
+    )]
     TooNew {
         /// How far ahead, in seconds.
         ahead_secs: i64,
@@ -172,7 +176,9 @@ pub enum SignatureError {
         tolerance_secs: i64,
     },
     /// No `v1` signature in the header matches any of the secrets.
-    #[error("no signature in `webhook-signature` matches the channel's secret(s) (a wrong secret, or a body changed in transit)")]
+    #[error(
+        "no signature in `webhook-signature` matches the channel's secret(s) (a wrong secret, or a body changed in transit)"
+    )]
     NoMatch,
 }
 

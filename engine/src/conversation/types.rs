@@ -136,6 +136,9 @@ pub enum Trigger {
 /// One inbound message or event, as the service receives it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Inbound {
+    /// The channel it came through (`default` for records written before channels existed).
+    #[serde(default)]
+    pub channel: crate::channel::ChannelName,
     /// The conversation.
     pub conversation: ConversationId,
     /// The channel's message id, or a generated one.
@@ -159,6 +162,7 @@ impl Inbound {
     /// A contact's message.
     pub fn message(conversation: ConversationId, message_id: Option<MessageId>, text: impl Into<String>) -> Self {
         Self {
+            channel: crate::channel::ChannelName::default_channel(),
             conversation,
             message_id: message_id.unwrap_or_else(MessageId::generated),
             text: text.into(),

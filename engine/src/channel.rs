@@ -1,0 +1,88 @@
+//! Channels: where messages come from and how replies go back. A channel is a named, stored
+//! (encrypted at rest) configuration: its kind, how it proves that a request is its own
+//! ([`InboundAuth`]) and where its replies are delivered ([`Delivery`]). The `default` channel
+//! is the one of the `/v1/conversations/…` routes.
+//!
+//! These are the runtime types every part shares: the edge checks [`InboundAuth`], the outbox
+//! sends to a channel's [`Delivery`], the stores and front ends (CLI, admin API, console,
+//! `tern.toml`) save and show [`Channel`]s. Secret values are unprintable by construction
+//! (`SecretString`, [`WebhookSecret`]).
+
+use secrecy::SecretString;
+
+pub use crate::ids::ChannelName;
+use crate::standard_webhooks::WebhookSecret;
+
+/// The name of the channel of the `/v1/conversations/…` routes.
+pub const DEFAULT_CHANNEL: &str = "default";
+
+impl ChannelName {
+    /// The `default` channel.
+    pub fn default_channel() -> Self {
+        Self::new(DEFAULT_CHANNEL).unwrap_or_else(|_| unreachable!("`default` is a valid channel name"))
+    }
+
+    /// Whether this is the `default` channel.
+    pub fn is_default(&self) -> bool {
+        self.as_str() == DEFAULT_CHANNEL
+    }
+}
+
+impl Default for ChannelName {
+    fn default() -> Self {
+        Self::default_channel()
+    }
+}
+
+/// What kind of platform a channel talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// Posts Tern's own JSON (`{"text", "contact", "message_id"}`) and takes replies at a
+    /// webhook URL.
+    Generic,
+}
+
+impl ChannelKind {
+    /// The name used in JSON, the store and the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Generic => "generic",
+        }
+    }
+}
+
+/// How a channel proves that a request is its own. A request passes with any one of the
+/// tokens (`Authorization: Bearer …`) or a Standard Webhooks signature by any one of the
+/// signing secrets; several of each are accepted during a rotation.
+#[derive(Clone, Debug, Default)]
+pub struct InboundAuth {
+    /// Bearer tokens.
+    pub tokens: Vec<SecretString>,
+    /// Standard Webhooks secrets (`whsec_…`).
+    pub signing_secrets: Vec<WebhookSecret>,
+    /// Accept requests without credentials: only `--insecure-open-channel NAME` sets this.
+    pub open: bool,
+}
+
+/// Where a channel's replies are delivered.
+#[derive(Clone, Debug, Default)]
+pub struct Delivery {
+    /// The receiver's URL (a user:password or a token in it is masked wherever it is shown).
+    pub webhook_url: Option<url::Url>,
+    /// The secret every delivery is signed with (Standard Webhooks).
+    pub webhook_secret: Option<WebhookSecret>,
+}
+
+/// A channel.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    /// Its name.
+    pub name: ChannelName,
+    /// Its kind.
+    pub kind: ChannelKind,
+    /// How its requests are authenticated.
+    pub inbound: InboundAuth,
+    /// Where its replies go.
+    pub delivery: Delivery,
+}
