@@ -86,3 +86,35 @@ pub struct Channel {
     /// Where its replies go.
     pub delivery: Delivery,
 }
+
+/// Where channels are looked up by name: the stored channels plus those configured by flags
+/// and `tern.toml` (the `default` channel among them). The edge asks it for every request, the
+/// outbox for every delivery; implementations keep lookups cheap (a bounded cache).
+#[async_trait::async_trait]
+pub trait ChannelDirectory: Send + Sync + std::fmt::Debug {
+    /// The channel called `name`, if there is one.
+    ///
+    /// # Errors
+    /// The store could not be read.
+    async fn channel(&self, name: &ChannelName) -> Result<Option<std::sync::Arc<Channel>>, crate::storage::StoreError>;
+}
+
+/// A fixed set of channels (tests, and a server whose only channel is `default`).
+#[derive(Debug, Default)]
+pub struct FixedChannels {
+    channels: std::collections::HashMap<ChannelName, std::sync::Arc<Channel>>,
+}
+
+impl FixedChannels {
+    /// The set of `channels` (a later one replaces an earlier one of the same name).
+    pub fn new(channels: impl IntoIterator<Item = Channel>) -> Self {
+        Self { channels: channels.into_iter().map(|c| (c.name.clone(), std::sync::Arc::new(c))).collect() }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChannelDirectory for FixedChannels {
+    async fn channel(&self, name: &ChannelName) -> Result<Option<std::sync::Arc<Channel>>, crate::storage::StoreError> {
+        Ok(self.channels.get(name).cloned())
+    }
+}
