@@ -180,3 +180,23 @@ pub async fn mask_answer(req: Request, next: Next) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caller's input is decoded (its JSON parsed) only for an answer that holds a known
+    /// secret; then what the caller sent stays and the rest is masked.
+    #[test]
+    fn the_caller_s_input_is_decoded_only_when_an_answer_holds_a_known_secret() {
+        known::remember_str("lazy-sent-secret-0001");
+        known::remember_str("lazy-other-secret-0002");
+        let uri: axum::http::Uri = "/v1/conversations/c/messages".parse().unwrap();
+        let caller = CallerInput::new(&uri, axum::body::Bytes::from_static(br#"{"text": "lazy-sent-secret-0001"}"#));
+        assert!(matches!(caller.mask(b"{\"replies\": []}"), Cow::Borrowed(_)));
+        assert!(caller.0.keep.get().is_none(), "nothing to mask: the request was not decoded");
+        let masked = caller.mask(b"sent lazy-sent-secret-0001, not lazy-other-secret-0002");
+        assert_eq!(&*masked, b"sent lazy-sent-secret-0001, not [redacted]".as_slice());
+        assert_eq!(caller.0.keep.get().map(Vec::len), Some(1));
+    }
+}
