@@ -10,7 +10,8 @@ use super::inner::Inner;
 use super::queue::{Job, Key};
 use super::store::{Completion, PausedChange, WriteOp};
 use super::types::{
-    Answer, AnswerStatus, Answered, ErrorFlowRun, Inbound, PAUSED_FORMAT, PausedRun, ReplyText, RunSummary, Segment, Trigger,
+    Answer, AnswerStatus, Answered, ErrorFlowRun, Inbound, PAUSED_FORMAT, PausedRun, ReplyText, RunSummary, Segment,
+    Trigger,
 };
 use crate::fallback::ErrorHandling;
 use crate::flow_set::LoadedFlow;
@@ -378,7 +379,7 @@ mod tests {
         let mut expected = serde_json::to_value(&answer).unwrap();
         expected.as_object_mut().unwrap().insert("conversation_id".into(), c.as_str().into());
         assert_eq!(body, expected);
-        assert_eq!(body.as_object().unwrap().keys().last().unwrap(), "conversation_id");
+        assert_eq!(body.as_object().unwrap().keys().next_back().unwrap(), "conversation_id");
         let empty: serde_json::Value = serde_json::from_slice(&webhook_body(b"{}", &c)).unwrap();
         assert_eq!(empty, serde_json::json!({"conversation_id": c.as_str()}));
     }

@@ -328,8 +328,10 @@ impl ConversationStore for MemoryConversationStore {
                         run.segments.push(segment.clone());
                     }
                     if let Some(body) = &done.outbox {
-                        let body = serde_json::from_slice(body)
-                            .map_err(|e| StoreError::Corrupt { what: "a webhook delivery".into(), reason: e.to_string() })?;
+                        let body = serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
+                            what: "a webhook delivery".into(),
+                            reason: e.to_string(),
+                        })?;
                         let item = OutboxItem {
                             id: uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
                             body,

@@ -90,9 +90,9 @@ impl Masker {
     pub fn masked<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut out = match known::mask_bytes_except(text.as_bytes(), &self.keep) {
             Cow::Borrowed(_) => Cow::Borrowed(text),
-            Cow::Owned(m) => Cow::Owned(
-                String::from_utf8(m).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            ),
+            Cow::Owned(m) => {
+                Cow::Owned(String::from_utf8(m).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+            }
         };
         // The run's own values, in case the bounded registry has since forgotten them.
         for v in &self.values {

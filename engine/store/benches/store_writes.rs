@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use tern_engine::conversation::{
-    Answered,
-    Answer, AnswerStatus, Completion, ConversationId, Inbound, MessageId, PausedChange, RunSummary, Segment, WriteOp,
+    Answer, AnswerStatus, Answered, Completion, ConversationId, Inbound, MessageId, PausedChange, RunSummary, Segment,
+    WriteOp,
 };
 use tern_engine::effects::{EffectKey, RecordedResponse};
 use tern_store::Backend;

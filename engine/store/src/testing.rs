@@ -155,9 +155,8 @@ async fn secrets(store: &dyn Store) {
 /// segments and its listing, the webhook outbox, the effect journal, and retention.
 pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     use tern_engine::conversation::{
-        Answered,
-        Answer, AnswerStatus, Completion, ConversationId, Inbound, MessageId, PausedChange, PausedRun, Retention,
-        RunQuery, RunSummary, Segment, WriteOp,
+        Answer, AnswerStatus, Answered, Completion, ConversationId, Inbound, MessageId, PausedChange, PausedRun,
+        Retention, RunQuery, RunSummary, Segment, WriteOp,
     };
     use tern_engine::effects::{EffectKey, PriorEffect, RecordedResponse};
 
