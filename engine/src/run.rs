@@ -431,7 +431,8 @@ fn finish(
     error: Option<RunError>,
     snapshot: Option<RunSnapshot>,
 ) -> RunResult {
-    let mut variables = Value::Object(act.vars.clone());
+    // The activation ends here: its variables are moved, not copied.
+    let mut variables = Value::Object(std::mem::take(&mut act.vars));
     act.env.masker.mask_value(&mut variables);
     let replies = std::mem::take(&mut act.replies);
     tracing::debug!(flow = %act.flow.id, run = %act.run_id, ?status, steps = act.trace.len(), "run activation ended");

@@ -8,13 +8,23 @@
 //! are: an answer that echoes the caller's input — an error naming a field's value, a message
 //! id — would otherwise show `[redacted]` exactly when the caller guessed a secret, a free
 //! oracle for every secret the process knows. The caller learns nothing from its own input.
+//!
+//! One pass per request: the layer keeps the request's target and body ([`CallerInput`], a
+//! request extension) and decodes them into the set of values to leave as they are only when
+//! an answer contains a known secret at all — most answers contain none, and then the body is
+//! parsed once, by the handler. A handler that serializes its answer itself masks it with the
+//! same [`CallerInput`] ([`masked_json`]) and marks it [`Masked`]; the layer passes such a body
+//! as it is instead of reading it back. Every other answer is masked here.
+
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::body::HttpBody as _;
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tern_engine::secrets::known;
 
 /// Largest body masked, in bytes.
@@ -62,21 +72,94 @@ fn caller_input(uri: &axum::http::Uri, body: &[u8]) -> Vec<u8> {
     seen
 }
 
+/// What the caller sent, kept by [`mask_answer`] for masking the answer: the request target
+/// and body as received. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct CallerInput(Arc<Sent>);
+
+struct Sent {
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+    /// The known secret values the caller sent ([`known::present_in`] of [`caller_input`]),
+    /// computed the first time an answer contains a known secret.
+    keep: OnceLock<Vec<Vec<u8>>>,
+}
+
+impl CallerInput {
+    fn new(uri: &axum::http::Uri, body: axum::body::Bytes) -> Self {
+        Self(Arc::new(Sent { uri: uri.clone(), body, keep: OnceLock::new() }))
+    }
+
+    /// The known secret values the caller sent itself (decoded the ways a handler may decode
+    /// them).
+    fn keep(&self) -> &[Vec<u8>] {
+        self.0.keep.get_or_init(|| known::present_in(&caller_input(&self.0.uri, &self.0.body)))
+    }
+
+    /// `bytes` with every known secret value masked except those the caller sent; borrowed
+    /// (and the request never decoded) when no known secret occurs in `bytes`.
+    pub fn mask<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        if !known::occurs_in(bytes) {
+            return Cow::Borrowed(bytes);
+        }
+        known::mask_bytes_except(bytes, self.keep())
+    }
+}
+
+/// Marks an answer whose body was masked already with the request's [`CallerInput`]
+/// ([`masked_json`]): [`mask_answer`] passes its body as it is.
+#[derive(Clone, Copy, Debug)]
+pub struct Masked;
+
+/// `value` as a JSON answer with `status`: serialized once, masked with `caller` and marked
+/// [`Masked`]. Without a `caller` (a handler reached without the layer) the answer is left for
+/// the layer to mask.
+pub fn masked_json<T: serde::Serialize>(status: StatusCode, value: &T, caller: Option<&CallerInput>) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(json) => json_bytes(status, json.into(), caller),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize an answer");
+            super::error(StatusCode::INTERNAL_SERVER_ERROR, "the answer could not be written; try again")
+        }
+    }
+}
+
+/// `json` (a serialized JSON value) as an answer with `status`, masked with `caller` and
+/// marked [`Masked`] (see [`masked_json`]).
+pub fn json_bytes(status: StatusCode, json: axum::body::Bytes, caller: Option<&CallerInput>) -> Response {
+    let (body, masked) = match caller {
+        Some(c) => match c.mask(&json) {
+            Cow::Borrowed(_) => (json, true),
+            Cow::Owned(m) => (m.into(), true),
+        },
+        None => (json, false),
+    };
+    let mut r = (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response();
+    if masked {
+        r.extensions_mut().insert(Masked);
+    }
+    r
+}
+
 /// Masks the answer to `req`.
 pub async fn mask_answer(req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // Inside the concurrency limit and the request timeout (see `app`): bounded like any handler.
     let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
         return super::error(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB");
     };
-    let keep = known::present_in(&caller_input(&parts.uri, &bytes));
+    let caller = CallerInput::new(&parts.uri, bytes.clone());
+    parts.extensions.insert(caller.clone());
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let (mut parts, body) = response.into_parts();
-    if let Some(location) = parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok())
-        && let std::borrow::Cow::Owned(masked) = known::mask_bytes_except(location.as_bytes(), &keep)
+    if let Some(location) = parts.headers.get(header::LOCATION)
+        && let Cow::Owned(masked) = caller.mask(location.as_bytes())
         && let Ok(v) = HeaderValue::from_bytes(&masked)
     {
         parts.headers.insert(header::LOCATION, v);
+    }
+    if parts.extensions.remove::<Masked>().is_some() {
+        return Response::from_parts(parts, body);
     }
     let size = body.size_hint().exact();
     if !size.is_some_and(|n| n > 0 && n <= MAX_MASKED_BODY) {
@@ -89,15 +172,31 @@ pub async fn mask_answer(req: Request, next: Next) -> Response {
             return Response::from_parts(parts, Body::empty());
         }
     };
-    let masked = match known::mask_bytes_except(&bytes, &keep) {
-        std::borrow::Cow::Borrowed(_) => None,
-        std::borrow::Cow::Owned(m) => Some(m),
-    };
-    match masked {
-        Some(m) => {
+    match caller.mask(&bytes) {
+        Cow::Borrowed(_) => Response::from_parts(parts, Body::from(bytes)),
+        Cow::Owned(m) => {
             parts.headers.remove(header::CONTENT_LENGTH);
             Response::from_parts(parts, Body::from(m))
         }
-        None => Response::from_parts(parts, Body::from(bytes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The caller's input is decoded (its JSON parsed) only for an answer that holds a known
+    /// secret; then what the caller sent stays and the rest is masked.
+    #[test]
+    fn the_caller_s_input_is_decoded_only_when_an_answer_holds_a_known_secret() {
+        known::remember_str("lazy-sent-secret-0001");
+        known::remember_str("lazy-other-secret-0002");
+        let uri: axum::http::Uri = "/v1/conversations/c/messages".parse().unwrap();
+        let caller = CallerInput::new(&uri, axum::body::Bytes::from_static(br#"{"text": "lazy-sent-secret-0001"}"#));
+        assert!(matches!(caller.mask(b"{\"replies\": []}"), Cow::Borrowed(_)));
+        assert!(caller.0.keep.get().is_none(), "nothing to mask: the request was not decoded");
+        let masked = caller.mask(b"sent lazy-sent-secret-0001, not lazy-other-secret-0002");
+        assert_eq!(&*masked, b"sent lazy-sent-secret-0001, not [redacted]".as_slice());
+        assert_eq!(caller.0.keep.get().map(Vec::len), Some(1));
     }
 }

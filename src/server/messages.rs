@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -18,6 +18,7 @@ use tern_engine::conversation::{Answer, ConversationId, Inbound, MessageId, Mess
 use super::AppState;
 use super::error::ApiError;
 use super::incoming::{IncomingError, IncomingMessage};
+use super::mask::{CallerInput, json_bytes, masked_json};
 use super::openapi::ErrorBody;
 
 /// `202 Accepted`: the run goes on; its answer appears at `answer_url`.
@@ -62,6 +63,7 @@ pub enum Running {
 pub async fn post_message(
     State(state): State<Arc<AppState>>,
     Path(conversation): Path<String>,
+    caller: Option<Extension<CallerInput>>,
     body: Result<axum::Json<IncomingMessage>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let axum::Json(msg) = body.map_err(|e| {
@@ -80,16 +82,21 @@ pub async fn post_message(
     })?;
     state.metrics.message();
     let ticket = state.conversations.submit(inbound, None)?;
-    answer_or_accept(&state, ticket).await
+    answer_or_accept(&state, ticket, caller.as_deref()).await
 }
 
 /// Waits for the answer within the reply wait; past it, makes the message durable and answers
-/// 202 with where to fetch the answer.
-pub async fn answer_or_accept(state: &AppState, mut ticket: Ticket) -> Result<Response, ApiError> {
-    Ok(match ticket.wait_for(state.answer_wait()).await {
-        Some(answer) => answered(&answer?),
+/// 202 with where to fetch the answer. The answer's JSON is the one the service serialized
+/// when it committed the message, masked here with what the caller sent.
+pub async fn answer_or_accept(
+    state: &AppState,
+    mut ticket: Ticket,
+    caller: Option<&CallerInput>,
+) -> Result<Response, ApiError> {
+    Ok(match ticket.wait_json_for(state.answer_wait()).await {
+        Some(json) => json_bytes(StatusCode::OK, axum::body::Bytes::from_owner(json?), caller),
         None => match state.conversations.accept(&mut ticket).await? {
-            Some(answer) => answered(&answer),
+            Some(answer) => masked_json(StatusCode::OK, &answer, caller),
             None => accepted(&ticket.conversation, &ticket.message_id),
         },
     })
@@ -114,10 +121,11 @@ pub async fn answer_or_accept(state: &AppState, mut ticket: Ticket) -> Result<Re
 pub async fn get_message(
     State(state): State<Arc<AppState>>,
     Path((conversation, message_id)): Path<(String, String)>,
+    caller: Option<Extension<CallerInput>>,
 ) -> Result<Response, ApiError> {
     let (conversation, message_id) = (ConversationId::new(conversation)?, MessageId::new(message_id)?);
     Ok(match state.conversations.message(&conversation, &message_id).await? {
-        MessageState::Answered(a) => answered(&a),
+        MessageState::Answered(a) => masked_json(StatusCode::OK, &a, caller.as_deref()),
         MessageState::Running => accepted(&conversation, &message_id),
         MessageState::Unknown => {
             return Err(ApiError::not_found(format!(
@@ -125,10 +133,6 @@ pub async fn get_message(
             )));
         }
     })
-}
-
-fn answered(answer: &Answer) -> Response {
-    axum::Json(answer).into_response()
 }
 
 fn accepted(conversation: &ConversationId, message_id: &MessageId) -> Response {
@@ -160,5 +164,5 @@ pub async fn start_with_event(
     let mut inbound = Inbound::message(ConversationId::new(conversation)?, None, "");
     inbound.trigger = Trigger::Start { flow_id: flow_id.to_string(), event: Some(event) };
     let ticket = state.conversations.submit(inbound, None)?;
-    answer_or_accept(state, ticket).await
+    answer_or_accept(state, ticket, None).await
 }

@@ -571,6 +571,48 @@ async fn an_echo_of_the_caller_s_own_input_is_no_oracle_for_secrets() {
     h.stop().await;
 }
 
+/// The masking layer masks every handler's answer except one its handler serialized and
+/// masked already (marked [`super::mask::Masked`], as the message answers are), which it passes
+/// without reading it back; the handler's masking leaves what the caller sent.
+#[tokio::test]
+async fn the_layer_masks_every_answer_but_one_its_handler_masked_already() {
+    use super::mask::{CallerInput, Masked, masked_json};
+    use axum::response::IntoResponse;
+    let secret = "layer-secret-value-4411";
+    tern_engine::secrets::known::remember_str(secret);
+    let app = Router::new()
+        .route("/plain", axum::routing::get(move || async move { format!("the key is {secret}") }))
+        .route(
+            "/marked",
+            axum::routing::get(move || async move {
+                // A (wrong) claim that the body is masked: the layer trusts the mark.
+                let mut r = format!("the key is {secret}").into_response();
+                r.extensions_mut().insert(Masked);
+                r
+            }),
+        )
+        .route(
+            "/json",
+            axum::routing::get(move |axum::Extension(caller): axum::Extension<CallerInput>| async move {
+                masked_json(StatusCode::OK, &json!({"key": secret}), Some(&caller))
+            }),
+        )
+        .layer(axum::middleware::from_fn(super::mask::mask_answer));
+    let get = |uri: &str| {
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        }
+    };
+    assert_eq!(get("/plain").await, "the key is [redacted]");
+    assert_eq!(get("/marked").await, format!("the key is {secret}"), "a marked body is not read back");
+    assert_eq!(get("/json").await, r#"{"key":"[redacted]"}"#);
+    assert_eq!(get(&format!("/json?guess={secret}")).await, format!(r#"{{"key":"{secret}"}}"#));
+}
+
 /// The admin API saves through the same rules as the console and the command line, and words
 /// each problem with its JSON field.
 #[tokio::test]

@@ -63,7 +63,7 @@ pub struct Integrations {
     public_url: url::Url,
     secrets: Arc<dyn SecretSource>,
     /// One entry per credential being refreshed; removed when nobody holds or waits for it.
-    flights: Arc<Mutex<HashMap<CredentialKey, Arc<tokio::sync::Mutex<()>>>>>,
+    flights: Arc<Mutex<HashMap<CredentialKey, source::Flight>>>,
     /// Usable grants, bounded by [`source::CACHE_CAPACITY`] credentials.
     cache: Arc<Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>>,
     observer: Option<TokenObserver>,

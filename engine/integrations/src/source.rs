@@ -24,6 +24,11 @@ const CACHE_TTL_MS: i64 = 5_000;
 /// Most credentials (integration × owner) whose grants are kept in memory.
 pub(super) const CACHE_CAPACITY: usize = 10_000;
 
+/// One credential's refresh in this process: the async mutex its refreshers take in turn, and
+/// the token the last of them obtained (so that those who waited use it without reading the
+/// store again).
+pub(super) type Flight = Arc<tokio::sync::Mutex<Option<TokenRecord>>>;
+
 pub(super) struct Cached {
     grant: Grant,
     token: TokenRecord,
@@ -70,14 +75,14 @@ impl Integrations {
         move |e| TokenError::Store { integration: name.clone(), reason: store_reason(name, &e) }
     }
 
-    fn flight(&self, key: &CredentialKey) -> Arc<tokio::sync::Mutex<()>> {
+    fn flight(&self, key: &CredentialKey) -> Flight {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         flights.entry(key.clone()).or_default().clone()
     }
 
     /// Forgets a credential's flight when nobody else holds or waits for it (the map holds one
     /// entry per credential being refreshed, not per credential ever refreshed).
-    fn land(&self, key: &CredentialKey, flight: Arc<tokio::sync::Mutex<()>>) {
+    fn land(&self, key: &CredentialKey, flight: Flight) {
         let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
         drop(flight);
         if flights.get(key).is_some_and(|f| Arc::strong_count(f) == 1) {
@@ -192,8 +197,18 @@ impl Integrations {
             let key = (rec.name.clone(), owner.clone());
             let flight = this.flight(&key);
             let result = {
-                let _in_process = flight.lock().await;
-                this.refresh_locked(&rec, &owner, seen).await
+                let mut in_process = flight.lock().await;
+                match in_process.as_ref() {
+                    // The task that held the flight before us refreshed it: no store read.
+                    Some(t) if t.version > seen && usable_after_refresh(t, this.now_s()) => Ok(t.clone()),
+                    _ => {
+                        let result = this.refresh_locked(&rec, &owner, seen).await;
+                        if let Ok(t) = &result {
+                            *in_process = Some(t.clone());
+                        }
+                        result
+                    }
+                }
             };
             this.land(&key, flight);
             result
@@ -204,7 +219,9 @@ impl Integrations {
         })
     }
 
-    /// [`refresh_token`](Self::refresh_token) with this process's flight lock held.
+    /// [`refresh_token`](Self::refresh_token) with this process's flight lock held. The token
+    /// row is read once, inside the store's lock (the caller's own read, from before the lock,
+    /// may be stale: another process may have refreshed since).
     async fn refresh_locked(
         &self,
         rec: &IntegrationRecord,
@@ -212,13 +229,6 @@ impl Integrations {
         seen: i64,
     ) -> Result<TokenRecord, TokenError> {
         let name = &rec.name;
-        // Another task of this process may have refreshed while we waited.
-        if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
-            && t.version > seen
-            && usable_after_refresh(&t, self.now_s())
-        {
-            return Ok(t);
-        }
         let mut lock = self.store.lock_token(name, owner).await.map_err(Self::store_err(name))?;
         let current = lock.read().await.map_err(Self::store_err(name))?;
         if let Some(t) = &current

@@ -87,8 +87,8 @@ pub use store::{
     Retention, WriteOp,
 };
 pub use types::{
-    Answer, AnswerStatus, ConversationId, ErrorFlowRun, Inbound, MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun,
-    PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, UnknownStatus,
+    Answer, AnswerStatus, Answered, ConversationId, ErrorFlowRun, Inbound, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,
+    PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, UnknownStatus,
 };
 pub use workers::CONVERSATION_LOCK_WAIT;
 

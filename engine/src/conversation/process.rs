@@ -10,7 +10,8 @@ use super::inner::Inner;
 use super::queue::{Job, Key};
 use super::store::{Completion, PausedChange, WriteOp};
 use super::types::{
-    Answer, AnswerStatus, ErrorFlowRun, Inbound, PAUSED_FORMAT, PausedRun, ReplyText, RunSummary, Segment, Trigger,
+    Answer, AnswerStatus, Answered, ErrorFlowRun, Inbound, PAUSED_FORMAT, PausedRun, ReplyText, RunSummary, Segment,
+    Trigger,
 };
 use crate::fallback::ErrorHandling;
 use crate::flow_set::LoadedFlow;
@@ -39,7 +40,7 @@ struct Activation {
 
 /// Handles one message with the conversation's worker: everything between the queue and the
 /// commit.
-pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, ConversationError> {
+pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, ConversationError> {
     let Job { inbound, sink, recovered, _permit } = job;
     let conversation = inbound.conversation.clone();
     let message_id = inbound.message_id.clone();
@@ -53,7 +54,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answer, Conve
         if recovered {
             let _ = inner.writer.write(WriteOp::Forget(conversation.clone(), message_id.clone()), true).await;
         }
-        return Ok(answer);
+        return Ok(Answered::new(answer));
     }
     let stored = if inner.paused.may_be_paused(&conversation) {
         inner.store.paused(&conversation).await.map_err(store_err)?
@@ -290,7 +291,7 @@ async fn finish_without_run(
     answer: Answer,
     was_paused: bool,
     recovered: bool,
-) -> Result<Answer, ConversationError> {
+) -> Result<Answered, ConversationError> {
     // An expired paused run is discarded with this message.
     let paused = if was_paused { PausedChange::Clear } else { PausedChange::Keep };
     commit(inner, key, answer, paused, Vec::new(), recovered).await
@@ -303,18 +304,19 @@ async fn commit(
     paused: PausedChange,
     history: Vec<(RunSummary, Segment)>,
     recovered: bool,
-) -> Result<Answer, ConversationError> {
+) -> Result<Answered, ConversationError> {
     let (conversation, message_id) = key;
     // A caller that stopped waiting had the message accepted (stored) and was given its id.
     let accepted = inner.queue.finishing(key) || recovered;
     let remember_answer = accepted || !message_id.is_generated();
-    let outbox = inner.options.webhook.as_ref().filter(|_| answer.run_id.is_some()).map(|_| {
-        let mut body = serde_json::to_value(&answer).unwrap_or(Value::Null);
-        if let Value::Object(m) = &mut body {
-            m.insert("conversation_id".into(), Value::String(conversation.to_string()));
-        }
-        body
-    });
+    // Serialized once: the stored answer, the webhook delivery and the caller's answer.
+    let answered = Answered::new(answer);
+    let outbox = inner
+        .options
+        .webhook
+        .as_ref()
+        .filter(|_| answered.answer.run_id.is_some())
+        .map(|_| webhook_body(&answered.json, conversation));
     let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
     let cleared = matches!(paused, PausedChange::Clear);
     if let PausedChange::Set(p) = &paused {
@@ -326,7 +328,7 @@ async fn commit(
         message_id: message_id.clone(),
         remember_answer,
         accepted,
-        answer: answer.clone(),
+        answer: answered.clone(),
         paused,
         history,
         outbox,
@@ -341,5 +343,44 @@ async fn commit(
     if has_outbox {
         inner.outbox_wake.notify_one();
     }
-    Ok(answer)
+    Ok(answered)
+}
+
+/// The webhook delivery of an answer: its JSON object (`answer_json`) with `conversation_id`
+/// added as the last field.
+fn webhook_body(answer_json: &[u8], conversation: &super::types::ConversationId) -> Vec<u8> {
+    let id = serde_json::to_vec(conversation.as_str()).unwrap_or_else(|_| b"\"\"".to_vec());
+    let open = answer_json.strip_suffix(b"}").unwrap_or(b"{");
+    let mut body = Vec::with_capacity(answer_json.len() + id.len() + 24);
+    body.extend_from_slice(open);
+    if open.len() > 1 {
+        body.push(b',');
+    }
+    body.extend_from_slice(b"\"conversation_id\":");
+    body.extend_from_slice(&id);
+    body.push(b'}');
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::conversation::types::{ConversationId, MessageId};
+
+    /// The delivery is the answer with the conversation's id, as if the field had been added
+    /// to the answer's JSON object.
+    #[test]
+    fn the_webhook_body_is_the_answer_with_the_conversation_id() {
+        let answer = Answer::without_run(AnswerStatus::NoFlow, &MessageId::new("m\"1").unwrap());
+        let answered = Answered::new(answer.clone());
+        let c = ConversationId::new("c \"quoted\" é").unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&webhook_body(&answered.json, &c)).unwrap();
+        let mut expected = serde_json::to_value(&answer).unwrap();
+        expected.as_object_mut().unwrap().insert("conversation_id".into(), c.as_str().into());
+        assert_eq!(body, expected);
+        assert_eq!(body.as_object().unwrap().keys().next_back().unwrap(), "conversation_id");
+        let empty: serde_json::Value = serde_json::from_slice(&webhook_body(b"{}", &c)).unwrap();
+        assert_eq!(empty, serde_json::json!({"conversation_id": c.as_str()}));
+    }
 }

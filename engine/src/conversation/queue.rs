@@ -13,12 +13,12 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::error::ConversationError;
-use super::types::{Answer, ConversationId, Inbound, MessageId};
+use super::types::{Answer, Answered, ConversationId, Inbound, MessageId};
 use crate::step::ReplySink;
 use crate::sync::lock;
 
 /// A message's outcome, shared by every ticket waiting for it.
-type Outcome = Arc<Result<Answer, ConversationError>>;
+type Outcome = Arc<Result<Answered, ConversationError>>;
 
 /// A conversation and a message in it.
 pub(super) type Key = (ConversationId, MessageId);
@@ -62,16 +62,30 @@ impl Ticket {
     /// # Errors
     /// What the processing failed with.
     pub async fn wait(&mut self) -> Result<Answer, ConversationError> {
-        let conversation = self.conversation.to_string();
-        match self.rx.wait_for(Option::is_some).await {
-            Ok(v) => v.as_ref().map(|o| (**o).clone()).unwrap_or(Err(ConversationError::Interrupted { conversation })),
-            Err(_) => Err(ConversationError::Interrupted { conversation }),
-        }
+        self.outcome(|a| a.answer.clone()).await
     }
 
     /// Waits at most `limit`; `None` when the run is still going.
     pub async fn wait_for(&mut self, limit: Duration) -> Option<Result<Answer, ConversationError>> {
         tokio::time::timeout(limit, self.wait()).await.ok()
+    }
+
+    /// Waits at most `limit` for the answer as JSON (serialized once, when the message was
+    /// committed: see [`Answered`]); `None` when the run is still going.
+    pub async fn wait_json_for(&mut self, limit: Duration) -> Option<Result<Arc<[u8]>, ConversationError>> {
+        tokio::time::timeout(limit, self.outcome(|a| a.json.clone())).await.ok()
+    }
+
+    async fn outcome<T>(&mut self, f: impl FnOnce(&Answered) -> T) -> Result<T, ConversationError> {
+        let interrupted = || ConversationError::Interrupted { conversation: self.conversation.to_string() };
+        match self.rx.wait_for(Option::is_some).await {
+            Ok(v) => match v.as_deref() {
+                Some(Ok(answered)) => Ok(f(answered)),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(interrupted()),
+            },
+            Err(_) => Err(interrupted()),
+        }
     }
 }
 
@@ -166,7 +180,7 @@ impl Queue {
 
     /// Gives a message's outcome to every ticket waiting for it; the message is no longer in
     /// flight.
-    pub(super) fn answer(&self, key: &Key, outcome: Result<Answer, ConversationError>) {
+    pub(super) fn answer(&self, key: &Key, outcome: Result<Answered, ConversationError>) {
         if let Some(f) = lock(&self.in_flight).remove(key) {
             let _ = f.tx.send(Some(Arc::new(outcome)));
         }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::listing::{RunPage, RunQuery};
-use super::types::{Answer, ConversationId, Inbound, MessageId, PausedRun, RunHistory, RunSummary, Segment};
+use super::types::{Answer, Answered, ConversationId, Inbound, MessageId, PausedRun, RunHistory, RunSummary, Segment};
 use crate::clock::{self, Clock};
 use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
 use crate::storage::StoreError;
@@ -40,15 +40,17 @@ pub struct Completion {
     /// Whether the message may be among the accepted ones (a caller stopped waiting for it, or
     /// it was recovered after a restart); when not, there is nothing to remove.
     pub accepted: bool,
-    /// The answer.
-    pub answer: Answer,
+    /// The answer, with the JSON to store (serialized once for the store, the webhook and the
+    /// caller).
+    pub answer: Answered,
     /// The paused run.
     pub paused: PausedChange,
     /// The run's summary and this activation, when a run started or resumed; a second entry
     /// for the error flow's run when the run failed and the error flow ran.
     pub history: Vec<(RunSummary, Segment)>,
-    /// A delivery for the outbound webhook, when one is configured.
-    pub outbox: Option<Value>,
+    /// A delivery for the outbound webhook, when one is configured: its JSON body (the
+    /// answer's JSON with `conversation_id`).
+    pub outbox: Option<Vec<u8>>,
 }
 
 /// One write.
@@ -312,7 +314,7 @@ impl ConversationStore for MemoryConversationStore {
                         }
                     }
                     if done.remember_answer {
-                        m.answers.insert((c.clone(), done.message_id.clone()), (done.answer.clone(), now));
+                        m.answers.insert((c.clone(), done.message_id.clone()), (done.answer.answer.clone(), now));
                     }
                     if done.accepted {
                         m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
@@ -326,9 +328,13 @@ impl ConversationStore for MemoryConversationStore {
                         run.segments.push(segment.clone());
                     }
                     if let Some(body) = &done.outbox {
+                        let body = serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
+                            what: "a webhook delivery".into(),
+                            reason: e.to_string(),
+                        })?;
                         let item = OutboxItem {
                             id: uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
-                            body: body.clone(),
+                            body,
                             attempts: 0,
                             created_at_ms: now,
                         };

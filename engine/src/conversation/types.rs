@@ -270,6 +270,25 @@ pub struct Answer {
     pub error_flow: Option<ErrorFlowRun>,
 }
 
+/// An answer with its JSON, serialized once when the message is committed: the same bytes are
+/// kept for a repeated message id, make up the webhook delivery and answer the caller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answered {
+    /// The answer.
+    pub answer: Answer,
+    /// `answer` as JSON (an object).
+    pub json: Arc<[u8]>,
+}
+
+impl Answered {
+    /// `answer` with its JSON.
+    pub fn new(answer: Answer) -> Self {
+        // An answer is strings, numbers and enums: it always serializes.
+        let json = serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec());
+        Self { answer, json: json.into() }
+    }
+}
+
 /// The error flow's run started for a failed run (README "When a step fails"). It is a run of
 /// its own in history; when it pauses, the conversation's next message resumes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

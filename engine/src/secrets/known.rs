@@ -147,6 +147,13 @@ pub fn mask_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Whether any registered secret value occurs in `bytes`: one scan, no copy. A caller that
+/// needs more than [`mask_bytes`] (the set of values to leave as they are, from
+/// [`present_in`]) computes it only when this says there is something to mask.
+pub fn occurs_in(bytes: &[u8]) -> bool {
+    automaton().is_some_and(|a| a.is_match(bytes))
+}
+
 /// The registered values that occur in `input`: what a caller sent itself. An answer that
 /// echoes the caller's own input must leave those as they are
 /// ([`mask_bytes_except`]): masking them would tell the caller that a guess is a secret.
@@ -164,6 +171,9 @@ pub fn mask_bytes_except<'a>(bytes: &'a [u8], keep: &[Vec<u8>]) -> Cow<'a, [u8]>
         return mask_bytes(bytes);
     }
     let Some(a) = automaton() else { return Cow::Borrowed(bytes) };
+    if !a.is_match(bytes) {
+        return Cow::Borrowed(bytes);
+    }
     let mut changed = false;
     let mut out = Vec::with_capacity(bytes.len());
     a.replace_all_with_bytes(bytes, &mut out, |_, matched, dst| {

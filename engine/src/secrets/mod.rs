@@ -3,6 +3,7 @@
 
 pub mod known;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -82,23 +83,36 @@ impl Masker {
 
     /// `text` with every known secret value replaced.
     pub fn mask(&self, text: &str) -> String {
-        let masked = known::mask_bytes_except(text.as_bytes(), &self.keep);
-        let mut out = String::from_utf8(masked.into_owned())
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        self.masked(text).into_owned()
+    }
+
+    /// [`mask`](Self::mask), borrowed (no copy) when there was nothing to mask: most text.
+    pub fn masked<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = match known::mask_bytes_except(text.as_bytes(), &self.keep) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            Cow::Owned(m) => {
+                Cow::Owned(String::from_utf8(m).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+            }
+        };
         // The run's own values, in case the bounded registry has since forgotten them.
         for v in &self.values {
             let value = v.expose_secret();
             if out.contains(value) && !self.keep.iter().any(|k| k.as_slice() == value.as_bytes()) {
-                out = out.replace(value, known::REDACTED);
+                out = Cow::Owned(out.replace(value, known::REDACTED));
             }
         }
         out
     }
 
-    /// Masks every string inside a JSON value.
+    /// Masks every string inside a JSON value (a string is replaced only when something in it
+    /// was masked).
     pub fn mask_value(&self, value: &mut serde_json::Value) {
         match value {
-            serde_json::Value::String(s) => *s = self.mask(s),
+            serde_json::Value::String(s) => {
+                if let Cow::Owned(m) = self.masked(s) {
+                    *s = m;
+                }
+            }
             serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.mask_value(v)),
             serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.mask_value(v)),
             _ => {}

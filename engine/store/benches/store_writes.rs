@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use tern_engine::conversation::{
-    Answer, AnswerStatus, Completion, ConversationId, Inbound, MessageId, PausedChange, RunSummary, Segment, WriteOp,
+    Answer, AnswerStatus, Answered, Completion, ConversationId, Inbound, MessageId, PausedChange, RunSummary, Segment,
+    WriteOp,
 };
 use tern_engine::effects::{EffectKey, RecordedResponse};
 use tern_store::Backend;
@@ -62,7 +63,7 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
         message_id: m.clone(),
         remember_answer: true,
         accepted: true,
-        answer,
+        answer: Answered::new(answer),
         paused: PausedChange::Keep,
         history: vec![(summary, segment)],
         outbox: None,

@@ -80,6 +80,11 @@ impl Sealer {
         Ok(self.0.encrypt(Aad { table, row, column }, &plain))
     }
 
+    /// JSON already serialized (an answer's, a webhook delivery's), encrypted as it is.
+    pub(crate) fn seal_json_bytes(&self, table: &str, row: &str, column: &str, json: &[u8]) -> Vec<u8> {
+        self.0.encrypt(Aad { table, row, column }, json)
+    }
+
     /// A JSON value, decrypted.
     pub(crate) fn open_json<T: DeserializeOwned>(
         &self,

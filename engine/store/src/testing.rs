@@ -155,8 +155,8 @@ async fn secrets(store: &dyn Store) {
 /// segments and its listing, the webhook outbox, the effect journal, and retention.
 pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     use tern_engine::conversation::{
-        Answer, AnswerStatus, Completion, ConversationId, Inbound, MessageId, PausedChange, PausedRun, Retention,
-        RunQuery, RunSummary, Segment, WriteOp,
+        Answer, AnswerStatus, Answered, Completion, ConversationId, Inbound, MessageId, PausedChange, PausedRun,
+        Retention, RunQuery, RunSummary, Segment, WriteOp,
     };
     use tern_engine::effects::{EffectKey, PriorEffect, RecordedResponse};
 
@@ -226,10 +226,10 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         message_id: m("m-1"),
         remember_answer: true,
         accepted: true,
-        answer: answer.clone(),
+        answer: Answered::new(answer.clone()),
         paused: PausedChange::Set(Box::new(paused.clone())),
         history: vec![(summary(AnswerStatus::Paused, 2_000), segment("hello", "paused"))],
-        outbox: Some(json!({"conversation_id": "conv-1", "n": 1})),
+        outbox: Some(json!({"conversation_id": "conv-1", "n": 1}).to_string().into_bytes()),
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(!store.is_accepted(&c, &m("m-1")).await.unwrap());
@@ -246,7 +246,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         message_id: m("m-2"),
         remember_answer: false,
         accepted: true,
-        answer: Answer::without_run(AnswerStatus::Completed, &m("m-2")),
+        answer: Answered::new(Answer::without_run(AnswerStatus::Completed, &m("m-2"))),
         paused: PausedChange::Clear,
         history: vec![(summary(AnswerStatus::Completed, 3_000), segment("again", "completed"))],
         outbox: None,

@@ -271,3 +271,163 @@ async fn invalid_grant_latches_until_authorized_again() {
     assert!(fresh.grant(&name(), &TokenOwner::Workspace).await.is_err(), "the latch is in the store, not in memory");
     assert_eq!(endpoint.requests().len(), 1, "no retry storm");
 }
+
+/// The SQLite store, counting the token reads of the token source: `get_token` (outside any
+/// lock) and reads inside the token lock.
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn Store>,
+    unlocked: Arc<std::sync::atomic::AtomicUsize>,
+    locked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct CountingLock {
+    inner: Box<dyn tern_store::TokenLock>,
+    locked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl tern_store::TokenLock for CountingLock {
+    async fn read(&mut self) -> Result<Option<TokenRecord>, tern_store::StoreError> {
+        self.locked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.read().await
+    }
+    async fn write(&mut self, token: &TokenRecord) -> Result<i64, tern_store::StoreError> {
+        self.inner.write(token).await
+    }
+    async fn set_status(
+        &mut self,
+        status: IntegrationStatus,
+        message: Option<&str>,
+    ) -> Result<(), tern_store::StoreError> {
+        self.inner.set_status(status, message).await
+    }
+    async fn commit(self: Box<Self>) -> Result<(), tern_store::StoreError> {
+        self.inner.commit().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn put_integration(
+        &self,
+        name: &IntegrationName,
+        config: &IntegrationConfig,
+        client_secret: Option<&SecretString>,
+    ) -> Result<(), tern_store::StoreError> {
+        self.inner.put_integration(name, config, client_secret).await
+    }
+    async fn get_integration(
+        &self,
+        name: &IntegrationName,
+    ) -> Result<Option<tern_store::IntegrationRecord>, tern_store::StoreError> {
+        self.inner.get_integration(name).await
+    }
+    async fn list_integrations(&self) -> Result<Vec<tern_store::IntegrationRecord>, tern_store::StoreError> {
+        self.inner.list_integrations().await
+    }
+    async fn client_secret(&self, name: &IntegrationName) -> Result<Option<SecretString>, tern_store::StoreError> {
+        self.inner.client_secret(name).await
+    }
+    async fn remove_integration(&self, name: &IntegrationName) -> Result<bool, tern_store::StoreError> {
+        self.inner.remove_integration(name).await
+    }
+    async fn set_status(
+        &self,
+        name: &IntegrationName,
+        status: IntegrationStatus,
+        message: Option<&str>,
+    ) -> Result<(), tern_store::StoreError> {
+        self.inner.set_status(name, status, message).await
+    }
+    async fn get_token(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+    ) -> Result<Option<TokenRecord>, tern_store::StoreError> {
+        self.unlocked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get_token(name, owner).await
+    }
+    async fn put_token(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        token: &TokenRecord,
+    ) -> Result<i64, tern_store::StoreError> {
+        self.inner.put_token(name, owner, token).await
+    }
+    async fn lock_token(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+    ) -> Result<Box<dyn tern_store::TokenLock>, tern_store::StoreError> {
+        let inner = self.inner.lock_token(name, owner).await?;
+        Ok(Box::new(CountingLock { inner, locked: self.locked.clone() }))
+    }
+    async fn put_pending(
+        &self,
+        state: &str,
+        pending: &tern_store::PendingAuthorization,
+    ) -> Result<(), tern_store::StoreError> {
+        self.inner.put_pending(state, pending).await
+    }
+    async fn take_pending(
+        &self,
+        state: &str,
+    ) -> Result<Option<tern_store::PendingAuthorization>, tern_store::StoreError> {
+        self.inner.take_pending(state).await
+    }
+    async fn put_secret(&self, name: &str, value: &SecretString) -> Result<(), tern_store::StoreError> {
+        self.inner.put_secret(name, value).await
+    }
+    async fn all_secrets(&self) -> Result<Vec<(String, SecretString)>, tern_store::StoreError> {
+        self.inner.all_secrets().await
+    }
+    async fn list_secrets(&self) -> Result<Vec<tern_store::SecretInfo>, tern_store::StoreError> {
+        self.inner.list_secrets().await
+    }
+    async fn remove_secret(&self, name: &str) -> Result<bool, tern_store::StoreError> {
+        self.inner.remove_secret(name).await
+    }
+    fn clock(&self) -> Arc<dyn tern_engine::clock::Clock> {
+        self.inner.clock()
+    }
+}
+
+/// A refresh reads the token row once to decide (the caller's read) and once inside the
+/// store's lock; callers that waited for another task's refresh take its token without reading
+/// the store again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_reads_the_token_once_outside_the_lock_and_once_inside() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let endpoint = TokenEndpoint::start(rotating).await;
+    let dir = tempfile::tempdir().unwrap();
+    let real = store_with_token(&dir.path().join("tern.db"), &endpoint.url, unix_now() - 10).await;
+    let counting = CountingStore { inner: real.clone(), unlocked: Arc::default(), locked: Arc::default() };
+    let (unlocked, locked) = (counting.unlocked.clone(), counting.locked.clone());
+    let source = integrations(Arc::new(counting));
+    let grant = source.grant(&name(), &TokenOwner::Workspace).await.unwrap();
+    assert_eq!(bearer(&grant), "Bearer at-1");
+    assert_eq!((unlocked.load(SeqCst), locked.load(SeqCst)), (1, 1), "one read to decide, one inside the lock");
+
+    // A 401 with the token just handed out: the refresh reads inside the lock only.
+    let again = source.refresh(&name(), &TokenOwner::Workspace, &grant).await.unwrap();
+    assert_eq!(bearer(&again), "Bearer at-2");
+    assert_eq!((unlocked.load(SeqCst), locked.load(SeqCst)), (1, 2));
+
+    // Many callers rejected with the same token: one refresh, and no read outside the lock
+    // (those who waited for the refreshing task take its token; one that came after it
+    // finished reads inside the lock and finds the token newer than the one it was refused).
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (source, rejected) = (source.clone(), again.clone());
+            tokio::spawn(async move { source.refresh(&name(), &TokenOwner::Workspace, &rejected).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(bearer(&task.await.unwrap().unwrap()), "Bearer at-3");
+    }
+    assert_eq!(endpoint.requests().len(), 3);
+    assert_eq!(unlocked.load(SeqCst), 1);
+    assert!((3..=22).contains(&locked.load(SeqCst)), "{}", locked.load(SeqCst));
+}

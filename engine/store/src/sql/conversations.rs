@@ -92,7 +92,7 @@ impl<F: Flavor> SqlStore<F> {
                 }
                 if done.remember_answer {
                     let row = message_row(&done.conversation, &done.message_id);
-                    let blob = self.sealer.seal("answers", &row, "answer", &done.answer)?;
+                    let blob = self.sealer.seal_json_bytes("answers", &row, "answer", &done.answer.json);
                     sqlx::query(
                         "INSERT INTO answers (conversation_id, message_id, answer, created_at_ms) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (conversation_id, message_id) DO UPDATE SET answer = excluded.answer, created_at_ms = excluded.created_at_ms",
@@ -115,7 +115,7 @@ impl<F: Flavor> SqlStore<F> {
                 }
                 if let Some(body) = &done.outbox {
                     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
-                    let blob = self.sealer.seal("outbox", &id, "body", body)?;
+                    let blob = self.sealer.seal_json_bytes("outbox", &id, "body", body);
                     sqlx::query(
                         "INSERT INTO outbox (id, body, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, 0, $3, $3)",
                     )
