@@ -11,8 +11,10 @@
 //!   key, which the API uses to recognise the repeat.
 //!
 //! The key of a call is (conversation, message id, the step's position in the run, the attempt,
-//! step id):
-//! deterministic for a re-processed message, unique otherwise.
+//! step id): deterministic for a re-processed message, unique otherwise. The attempt tells the
+//! tries of a step that retries apart (`http_request`'s `retry`), and the calls of a step that
+//! makes several (a plugin's `http-fetch` calls, numbered in the order it makes them; see
+//! [`CallJournal`](crate::step::CallJournal)).
 
 use std::sync::Arc;
 
@@ -29,7 +31,8 @@ pub struct EffectKey {
     /// How many steps the run had executed before this one (its position; deterministic when
     /// the same message is processed again from the same paused state).
     pub seq: u32,
-    /// The try of a step that retries (0 for the first).
+    /// The try of a step that retries, or the call of a step that makes several (0 for the
+    /// first).
     pub attempt: u32,
     /// The step.
     pub step: String,

@@ -1,13 +1,22 @@
 //! Validated identifiers. Each is parsed once at the serde boundary, so the rest of the engine
 //! never sees an empty step id or a variable name with a dot in it.
 
-use std::fmt;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// Rules shared by every identifier kind: ASCII letters, digits, `_` and `-`, starting with a
-/// letter or `_`, at most 64 characters.
+/// The identifier rule as a regular expression (JSON Schema, OpenAPI): ASCII letters, digits,
+/// `_` and `-`, starting with a letter or `_`, at most 64 characters. [`check_ident`] is the
+/// same rule in code.
+pub const IDENT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$";
+
+/// Whether `c` may appear in an identifier (and in a placeholder's path segment): an ASCII
+/// letter or digit, `_` or `-`.
+pub fn is_ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// Rules shared by every identifier kind ([`IDENT_PATTERN`]): ASCII letters, digits, `_` and
+/// `-`, starting with a letter or `_`, at most 64 characters.
 fn check_ident(kind: &str, s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err(format!("{kind} must not be empty"));
@@ -20,37 +29,68 @@ fn check_ident(kind: &str, s: &str) -> Result<(), String> {
     if !(first.is_ascii_alphabetic() || first == '_') {
         return Err(format!("{kind} `{s}` must start with a letter or `_`"));
     }
-    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+    if let Some(bad) = s.chars().find(|c| !is_ident_char(*c)) {
         return Err(format!("{kind} `{s}` contains `{bad}`; use letters, digits, `_` and `-` only"));
     }
     Ok(())
 }
 
-macro_rules! ident_newtype {
-    ($(#[$meta:meta])* $name:ident, $kind:literal) => {
+/// Most characters in an opaque id (a conversation, message or run id).
+pub const MAX_ID_CHARS: usize = 200;
+
+/// The rule of opaque ids, which channels and the engine make up rather than flow designers:
+/// 1 to [`MAX_ID_CHARS`] characters, no control characters.
+///
+/// # Errors
+/// What the id must be, naming its `kind`.
+pub fn check_opaque_id(kind: &str, s: &str) -> Result<(), String> {
+    if s.is_empty() || s.chars().count() > MAX_ID_CHARS || s.chars().any(char::is_control) {
+        return Err(format!("the {kind} must be 1 to {MAX_ID_CHARS} characters without control characters"));
+    }
+    Ok(())
+}
+
+/// Declares an id newtype over a shared string (cheap to clone: ids are copied into every trace
+/// entry, reply and history row). `$check(kind, text)` validates it wherever it is parsed
+/// (`new`, serde, `FromStr`, `TryFrom<String>`) and its error is `$err`; it serializes as the
+/// string; its JSON Schema and OpenAPI schema are a string described as `$kind`, with the
+/// regular expression `$pattern` when that is `Some`. The one macro for every id kind:
+/// identifiers here, conversation and message ids in `conversation/types.rs`.
+macro_rules! id_newtype {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $check:path, $err:ty, $pattern:expr) => {
         $(#[$meta])*
         ///
-        /// Cheap to clone (a shared string): ids are copied into every trace entry and reply.
+        /// Cheap to clone (a shared string).
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(std::sync::Arc<str>);
 
         impl $name {
-            /// Parses and validates an identifier.
-            pub fn new(s: impl Into<String>) -> Result<Self, String> {
+            /// Parses and validates the id.
+            ///
+            /// # Errors
+            /// When the text breaks the rule of its kind (what is wrong and what is allowed).
+            pub fn new(s: impl Into<String>) -> Result<Self, $err> {
                 let s = s.into();
-                check_ident($kind, &s)?;
+                $check($kind, &s)?;
                 Ok(Self(s.into()))
             }
 
-            /// The identifier as a string slice.
+            /// The id as a string slice.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
         }
 
-        impl Serialize for $name {
+        impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::new(s).map_err(serde::de::Error::custom)
             }
         }
 
@@ -60,37 +100,44 @@ macro_rules! ident_newtype {
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = String::deserialize(d)?;
-                Self::new(s).map_err(serde::de::Error::custom)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{:?}", self.0)
             }
         }
 
         impl std::str::FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
+            type Err = $err;
+            fn from_str(s: &str) -> Result<Self, $err> {
                 Self::new(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, $err> {
+                Self::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0.to_string()
             }
         }
 
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let pattern: Option<&str> = $pattern;
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
-                    .pattern(Some("^[A-Za-z_][A-Za-z0-9_-]{0,63}$"))
+                    .pattern(pattern)
                     .description(Some($kind))
                     .into()
             }
@@ -98,18 +145,33 @@ macro_rules! ident_newtype {
 
         impl utoipa::ToSchema for $name {}
 
-        impl JsonSchema for $name {
+        impl schemars::JsonSchema for $name {
             fn schema_name() -> std::borrow::Cow<'static, str> {
                 stringify!($name).into()
             }
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                schemars::json_schema!({
-                    "type": "string",
-                    "pattern": "^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
-                    "description": $kind,
-                })
+                let pattern: Option<&str> = $pattern;
+                match pattern {
+                    Some(pattern) => schemars::json_schema!({
+                        "type": "string",
+                        "pattern": pattern,
+                        "description": $kind,
+                    }),
+                    None => schemars::json_schema!({
+                        "type": "string",
+                        "description": $kind,
+                    }),
+                }
             }
         }
+    };
+}
+pub(crate) use id_newtype;
+
+/// Declares an identifier (a name flow designers write): [`check_ident`], [`IDENT_PATTERN`].
+macro_rules! ident_newtype {
+    ($(#[$meta:meta])* $name:ident, $kind:literal) => {
+        id_newtype!($(#[$meta])* $name, $kind, check_ident, String, Some(IDENT_PATTERN));
     };
 }
 
@@ -139,6 +201,22 @@ ident_newtype!(
     FlowId,
     "flow id"
 );
+id_newtype!(
+    /// The id of a run (a v4 UUID the engine makes up when a run starts), from the run's result
+    /// to history, the API and `tern runs show`.
+    RunId,
+    "run id",
+    check_opaque_id,
+    String,
+    None
+);
+
+impl RunId {
+    /// A fresh run id: a v4 UUID from the thread-local RNG (no system call per run).
+    pub fn generate() -> Self {
+        Self(uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string().into())
+    }
+}
 
 /// Where a step goes next: another step, or the end of the run.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -175,7 +253,7 @@ impl JsonSchema for Target {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
+            "pattern": IDENT_PATTERN,
             "description": "a step id, or `end` to finish the run",
         })
     }

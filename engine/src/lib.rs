@@ -48,6 +48,7 @@ pub mod clock;
 pub mod compile;
 pub mod conversation;
 pub mod diagnostics;
+pub mod dot_path;
 mod duplicates;
 pub mod effects;
 mod error;
@@ -75,8 +76,10 @@ pub use error::Error;
 pub use fallback::{ErrorHandling, Handled};
 pub use flow::{ERROR_VARIABLE, FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
 pub use flow_set::{FlowSet, LoadedFlow, flow_hash};
-pub use ids::{ChannelName, FlowId, IntegrationName, StepId, Target, VarName};
-pub use run::{Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry};
+pub use ids::{ChannelName, FlowId, IDENT_PATTERN, IntegrationName, RunId, StepId, Target, VarName, is_ident_char};
+pub use run::{
+    Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry, UnknownStatus,
+};
 pub use step::{
     Behavior, BuildContext, CompiledFlow, CompiledStep, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv,
     Step, StepContext, StepFailure, StepJump, StepType,

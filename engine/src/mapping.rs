@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::template::describe;
+use crate::dot_path::describe;
 
 /// One name or index selector of a JSONPath query.
 #[derive(Clone, Debug)]
@@ -117,22 +117,9 @@ impl ResponsePath {
     /// Selects the value; `Err` explains what was found instead.
     pub fn select(&self, body: &Value) -> Result<Value, String> {
         match self {
-            Self::Dot { raw, segments } => {
-                let mut current = body;
-                for (i, seg) in segments.iter().enumerate() {
-                    let next = match current {
-                        Value::Object(m) => m.get(seg),
-                        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-                        _ => None,
-                    };
-                    current = next.ok_or_else(|| {
-                        let at =
-                            if i == 0 { "the response".to_string() } else { format!("`{}`", segments[..i].join(".")) };
-                        format!("`{raw}` not found: {at} has no `{seg}` ({})", describe(current))
-                    })?;
-                }
-                Ok(current.clone())
-            }
+            Self::Dot { raw, segments } => crate::dot_path::walk(body, segments)
+                .cloned()
+                .map_err(|miss| format!("`{raw}` not found: {}", miss.explain(segments, "the response"))),
             Self::JsonPath { raw, query, singular, prefix } => {
                 let mut current = body;
                 let mut at = String::from("$");

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::effects::JournalScope;
 use crate::http::Outbound;
-use crate::ids::{FlowId, StepId};
+use crate::ids::{FlowId, RunId, StepId};
 use crate::secrets::{Masker, SecretMap, SecretSource};
 use crate::step::{CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure};
 
@@ -53,7 +53,7 @@ impl Default for RunLimits {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunSnapshot {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The flow.
     pub flow_id: FlowId,
     /// The step that paused.
@@ -66,8 +66,9 @@ pub struct RunSnapshot {
     pub paused_with: Value,
 }
 
-/// How a run (activation) ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a run (activation) ended: the one run status, from the run's result to history (each
+/// activation and the run's summary), the runs filter and the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// The flow reached its end.
@@ -76,6 +77,46 @@ pub enum RunStatus {
     Paused,
     /// A step failed without an `on_error`, or a limit was hit.
     Failed,
+}
+
+impl RunStatus {
+    /// Every status, in the order they are documented.
+    pub const ALL: [Self; 3] = [Self::Completed, Self::Paused, Self::Failed];
+
+    /// The name used in JSON, the store, metrics and the command line (`completed`, `paused`,
+    /// `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Paused => "paused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not one of [`RunStatus::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not a run status; use one of completed, paused, failed")]
+pub struct UnknownStatus {
+    /// What was given (cut to 40 characters).
+    pub given: String,
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| UnknownStatus { given: s.chars().take(40).collect() })
+    }
 }
 
 /// How one step went.
@@ -90,6 +131,18 @@ pub enum StepStatus {
     ErrorHandled,
     /// It failed the run.
     Failed,
+}
+
+impl StepStatus {
+    /// The name used in JSON and metrics (`ok`, `paused`, `error_handled`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Paused => "paused",
+            Self::ErrorHandled => "error_handled",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// A failure, as shown in results and history.
@@ -129,7 +182,7 @@ pub struct TraceEntry {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunResult {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The flow.
     pub flow_id: FlowId,
     /// How it ended.
@@ -174,7 +227,7 @@ impl std::fmt::Debug for Engine {
 struct Activation<'a> {
     flow: &'a CompiledFlow,
     env: RunEnv,
-    run_id: String,
+    run_id: RunId,
     vars: Map<String, Value>,
     executed: u32,
     replies: Vec<Reply>,
@@ -194,8 +247,7 @@ impl Engine {
     ) -> RunResult {
         let mut vars = flow.variables.clone();
         vars.extend(overrides);
-        // A v4 UUID from the thread-local RNG (no system call per run).
-        let run_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
+        let run_id = RunId::generate();
         let act = self.activation(flow, input, run_id, vars, 0).await;
         self.drive(act, 0, None, sink).await
     }
@@ -229,7 +281,7 @@ impl Engine {
         &self,
         flow: &'a CompiledFlow,
         input: RunInput,
-        run_id: String,
+        run_id: RunId,
         vars: Map<String, Value>,
         executed: u32,
     ) -> Activation<'a> {
@@ -449,5 +501,24 @@ fn finish(
         error,
         snapshot,
         masker: act.env.masker.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RunStatus, StepStatus};
+
+    /// `as_str` (metrics, the store, the command line) and serde (JSON, history) name each
+    /// status the same way, and a run status reads back from its name.
+    #[test]
+    fn status_names_are_the_serde_names() {
+        for s in RunStatus::ALL {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
+        }
+        assert!("no_flow".parse::<RunStatus>().unwrap_err().to_string().contains("is not a run status"));
+        for s in [StepStatus::Ok, StepStatus::Paused, StepStatus::ErrorHandled, StepStatus::Failed] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }

@@ -19,11 +19,9 @@
 use serde_json::{Map, Value};
 
 use crate::diagnostics::{Diagnostic, nearest, pointer_push, pointer_tokens};
-use crate::ids::{FlowId, IntegrationName, StepId, Target, VarName};
-
-/// The pattern `schemars` emits for identifier newtypes (see `ids.rs`); keys of a map matching
-/// it are variable names.
-const IDENT_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$";
+// `IDENT_PATTERN` is the pattern `schemars` emits for identifier newtypes; keys of a map
+// matching it are variable names.
+use crate::ids::{FlowId, IDENT_PATTERN, IntegrationName, StepId, Target, VarName};
 
 /// Checks the text of an identifier (`StepId::new` and the like).
 type IdentCheck = fn(&str) -> Result<(), String>;

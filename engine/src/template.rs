@@ -109,7 +109,7 @@ impl VarRef {
             return Err(format!("`{raw}` has an empty path segment"));
         }
         for p in &parts {
-            if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+            if let Some(c) = p.chars().find(|c| !crate::ids::is_ident_char(*c)) {
                 return Err(format!(
                     "`{raw}` contains `{c}`; placeholders are names and dotted paths only (no expressions)"
                 ));
@@ -185,45 +185,12 @@ pub trait Scope {
 }
 
 /// Follows a dotted path into a JSON value, explaining what is missing when it fails.
-pub fn walk_path<'v>(mut value: &'v Value, path: &[String], raw: &str) -> Result<&'v Value, RenderError> {
-    for (i, seg) in path.iter().enumerate() {
-        let next = match value {
-            Value::Object(map) => map.get(seg),
-            Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        };
-        value = match next {
-            Some(v) => v,
-            None => {
-                let at = if i == 0 { "the value".to_string() } else { format!("`{}`", path[..i].join(".")) };
-                return Err(RenderError::Missing {
-                    var: raw.to_string(),
-                    reason: format!("{at} has no `{seg}` ({})", describe(value)),
-                });
-            }
-        };
-    }
-    Ok(value)
+pub fn walk_path<'v>(value: &'v Value, path: &[String], raw: &str) -> Result<&'v Value, RenderError> {
+    crate::dot_path::walk(value, path)
+        .map_err(|miss| RenderError::Missing { var: raw.to_string(), reason: miss.explain(path, "the value") })
 }
 
-/// A short description of a JSON value for error messages: its type and, for objects, its keys.
-pub fn describe(value: &Value) -> String {
-    match value {
-        Value::Null => "it is null".into(),
-        Value::Bool(_) => "it is a boolean".into(),
-        Value::Number(_) => "it is a number".into(),
-        Value::String(_) => "it is a string".into(),
-        Value::Array(a) => format!("it is an array of {} items", a.len()),
-        Value::Object(m) if m.is_empty() => "it is an empty object".into(),
-        Value::Object(m) => {
-            let mut keys: Vec<&str> = m.keys().map(String::as_str).take(10).collect();
-            if m.len() > 10 {
-                keys.push("…");
-            }
-            format!("it has {}", keys.join(", "))
-        }
-    }
-}
+pub use crate::dot_path::describe;
 
 /// The text form of a value when it is spliced into a string: strings as they are, `null` as
 /// nothing, everything else as compact JSON.

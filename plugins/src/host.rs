@@ -1,8 +1,13 @@
 //! The host side of the world: what a plugin's `log` and `http-fetch` imports do.
 //!
-//! `http-fetch` goes through the same [`Outbound`] as the built-in steps: the SSRF guard,
-//! redirects checked hop by hop, timeouts capped by the step's deadline, the response size cap,
-//! and token injection with one refresh after a rejected token. Before that, the host removes
+//! `http-fetch` goes through the same journaled call path as the built-in steps (a
+//! [`CallJournal`]): the guarded [`Outbound`](tern_engine::http::Outbound) client with the SSRF
+//! guard, redirects checked hop by hop, timeouts capped by the step's deadline, the response
+//! size cap, and token injection with one refresh after a rejected token; and for a call that
+//! is not idempotent (POST, PATCH) the effect journal (SECURITY R12): each of the step's calls
+//! is recorded under its own number, so that a message processed again after a crash replays
+//! a recorded answer instead of sending the call again, and a call whose answer was never
+//! recorded comes back to the plugin as a `failed` error saying so. Before that, the host removes
 //! any `Authorization` the plugin set, allows only the integrations the step's configuration
 //! names, and sends requests without an integration only to the origins the operator allowed
 //! for the plugin. The plugin never sees a token.
@@ -12,8 +17,9 @@ use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use tern_engine::http::{HttpError as EngineHttpError, Method, Outbound, PreparedRequest, RequestBody, display_url};
+use tern_engine::http::{HttpError as EngineHttpError, Method, PreparedRequest, RequestBody, display_url};
 use tern_engine::secrets::Masker;
+use tern_engine::step::{CallJournal, StepFailure};
 use tern_engine::tokens::TokenError;
 use tern_engine::{IntegrationName, TokenOwner as EngineOwner};
 use wasmtime::{ResourceLimiter, StoreLimits};
@@ -28,7 +34,9 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     pub(crate) plugin: Arc<str>,
     pub(crate) step: String,
-    pub(crate) outbound: Outbound,
+    /// The step's journaled call path (guarded client, effect journal, call numbers); `None`
+    /// outside a run (`describe`), where no call can be made.
+    pub(crate) calls: Option<CallJournal>,
     pub(crate) contact: Option<String>,
     /// Integrations the step's configuration names; the only ones `http-fetch` may use.
     pub(crate) integrations: Arc<BTreeSet<IntegrationName>>,
@@ -75,16 +83,28 @@ impl host::Host for HostState {
         if self.http_calls_left == 0 {
             return Err(HttpError::Denied("this step already made its allowed number of http-fetch calls".into()));
         }
+        let Some(default_timeout) = self.calls.as_ref().map(|c| c.outbound().client.policy().default_timeout) else {
+            return Err(outside_a_run());
+        };
         self.http_calls_left -= 1;
-        let (prepared, auth) = self.prepare(request)?;
+        let (prepared, auth) = self.prepare(request, default_timeout)?;
         let mut summary = json!({"method": prepared.method.as_str(), "url": display_url(&prepared.url)});
         if let Some((i, _)) = &auth {
             summary["integration"] = Value::from(i.as_str());
         }
-        let result = self.outbound.execute(&prepared, auth.as_ref().map(|(i, o)| (i, o))).await;
+        let auth = auth.as_ref().map(|(i, o)| (i, o));
+        let result = match self.calls.as_mut() {
+            Some(calls) => calls.send_next(&prepared, auth).await,
+            None => return Err(outside_a_run()),
+        };
         match &result {
             Ok(r) => summary["status"] = Value::from(r.status.as_u16()),
-            Err(e) => summary["error"] = Value::from(e.to_string()),
+            Err(e) => {
+                summary["error"] = Value::from(e.to_string());
+                if let StepFailure::Other { code, .. } = e {
+                    summary["code"] = Value::from(*code);
+                }
+            }
         }
         self.fetches.push(summary);
         let resp = result.map_err(to_wit_error)?;
@@ -100,7 +120,11 @@ impl host::Host for HostState {
 
 impl HostState {
     /// Checks a plugin's request and turns it into an engine request.
-    fn prepare(&self, r: HttpRequest) -> Result<(PreparedRequest, Option<(IntegrationName, EngineOwner)>), HttpError> {
+    fn prepare(
+        &self,
+        r: HttpRequest,
+        default_timeout: std::time::Duration,
+    ) -> Result<(PreparedRequest, Option<(IntegrationName, EngineOwner)>), HttpError> {
         let denied = |m: String| HttpError::Denied(m);
         let method = match r.method.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
@@ -157,11 +181,8 @@ impl HostState {
             }
         };
         let left = self.deadline.saturating_duration_since(tokio::time::Instant::now());
-        let timeout = r
-            .timeout_ms
-            .map(|ms| std::time::Duration::from_millis(u64::from(ms)))
-            .unwrap_or(self.outbound.client.policy().default_timeout)
-            .min(left);
+        let timeout =
+            r.timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms))).unwrap_or(default_timeout).min(left);
         let body = r.body.filter(|b| !b.is_empty()).map(RequestBody::Bytes);
         if body.is_some() && matches!(method, Method::Get | Method::Head) {
             return Err(denied(format!("{} requests cannot have a body", method.as_str())));
@@ -170,7 +191,18 @@ impl HostState {
     }
 }
 
-fn to_wit_error(e: EngineHttpError) -> HttpError {
+/// `http-fetch` where there is no step's run (`describe`).
+fn outside_a_run() -> HttpError {
+    HttpError::Denied("http-fetch is only available while the step runs".into())
+}
+
+/// A failed call in the world's terms. The journal's own failures (`outcome-unknown`, the store
+/// could not record the call) are `failed`, with the message that says what happened.
+fn to_wit_error(e: StepFailure) -> HttpError {
+    let e = match e {
+        StepFailure::Http(e) => e,
+        other => return HttpError::Failed(other.to_string()),
+    };
     let text = e.to_string();
     match e {
         EngineHttpError::Denied { .. }

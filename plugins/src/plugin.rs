@@ -186,7 +186,7 @@ async fn describe(runtime: &Runtime, pre: &StepPre<HostState>) -> Result<StepInf
             limits: StoreLimitsBuilder::new().build(),
             plugin: Arc::from("(loading)"),
             step: String::new(),
-            outbound: crate::step::no_outbound()?,
+            calls: None,
             contact: None,
             integrations: Arc::default(),
             allowed_origins: Arc::default(),

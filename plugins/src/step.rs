@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::step::{BuildContext, Jump, Outcome, Step, StepContext, StepFailure, StepType};
 use tern_engine::template::JsonTemplate;
 use tern_engine::{IntegrationName, Target, VarName};
@@ -237,12 +236,6 @@ pub(crate) fn new_store(runtime: &Runtime, mut state: HostState, time: Duration)
     store
 }
 
-/// An outbound client for contexts that must not make requests (`describe`).
-pub(crate) fn no_outbound() -> Result<Outbound, String> {
-    let client = HttpClient::new(HttpPolicy::default()).map_err(|e| e.to_string())?;
-    Ok(Outbound { client, tokens: None })
-}
-
 /// A trap, in words: deadline, fuel, memory, or the guest's own trap.
 pub(crate) fn explain_trap(e: &wasmtime::Error, runtime: &Runtime, time: Duration) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
@@ -293,8 +286,8 @@ impl Step for PluginStep {
             limits: StoreLimitsBuilder::new().build(),
             plugin: self.name.clone(),
             step: cx.step_id().to_string(),
-            outbound: cx.outbound().clone(),
-            contact: cx.contact_id().map(str::to_string),
+            calls: Some(cx.call_journal()),
+            contact: cx.contact_id().map(std::borrow::Cow::into_owned),
             integrations: self.integrations.clone(),
             allowed_origins: self.plugin.allowed_origins.clone(),
             http_calls_left: runtime.limits.http_calls,

@@ -137,7 +137,7 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// What the run observer saw of one activation (for notes and `--json`).
 struct Observed {
-    run_id: String,
+    run_id: tern_engine::RunId,
     trace: Vec<tern_engine::TraceEntry>,
     variables: Map<String, Value>,
 }
@@ -267,7 +267,7 @@ impl Conversation {
         }
         if let Some(e) = &answer.error_flow {
             self.error_flow = Some(e.clone());
-        } else if let Some(e) = self.error_flow.as_mut().filter(|e| answer.run_id.as_deref() == Some(&e.run_id)) {
+        } else if let Some(e) = self.error_flow.as_mut().filter(|e| answer.run_id.as_ref() == Some(&e.run_id)) {
             e.status = answer.status;
             e.error = answer.error.clone();
         }

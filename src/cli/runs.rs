@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tern_engine::conversation::{AnswerStatus, MAX_RUNS_PAGE, RunHistory, RunQuery, RunSummary};
+use tern_engine::conversation::{MAX_RUNS_PAGE, RunHistory, RunId, RunQuery, RunStatus, RunSummary};
 
 use super::context::Shared;
 use crate::humanize::{duration_ms as duration, time_ms as time};
@@ -39,7 +39,7 @@ struct ListArgs {
     flow: Option<String>,
     /// Only runs with this status.
     #[arg(long, value_name = "STATUS", value_parser = parse_status)]
-    status: Option<AnswerStatus>,
+    status: Option<RunStatus>,
     /// Only runs of this conversation.
     #[arg(long, value_name = "CONVERSATION_ID")]
     conversation: Option<String>,
@@ -51,8 +51,8 @@ struct ListArgs {
     json: bool,
 }
 
-fn parse_status(s: &str) -> Result<AnswerStatus, tern_engine::conversation::UnknownStatus> {
-    s.parse::<AnswerStatus>()
+fn parse_status(s: &str) -> Result<RunStatus, tern_engine::conversation::UnknownStatus> {
+    s.parse::<RunStatus>()
 }
 
 pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
@@ -84,7 +84,12 @@ pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         RunsCommand::Show { run_id, json } => {
-            let Some(run) = store.run(&run_id).await.context("could not read run history")? else {
+            // An id that cannot be a run id names no run.
+            let run = match RunId::new(run_id.as_str()) {
+                Ok(id) => store.run(&id).await.context("could not read run history")?,
+                Err(_) => None,
+            };
+            let Some(run) = run else {
                 anyhow::bail!(
                     "no run {run_id} (runs are kept as long as `tern serve --history-retention` says; `tern runs list` shows what is kept)"
                 );
@@ -107,7 +112,7 @@ fn table(runs: &[RunSummary]) -> String {
         .map(|r| {
             [
                 time(r.updated_at_ms),
-                r.run_id.clone(),
+                r.run_id.to_string(),
                 r.flow_id.clone(),
                 r.conversation_id.clone(),
                 r.contact_id.clone().unwrap_or_else(|| "-".into()),
@@ -161,13 +166,12 @@ fn show(run: &RunHistory) -> String {
             let _ = writeln!(out, "  tern:    {}", r.text);
         }
         for t in &g.trace {
-            let status = serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_owned));
             let _ = writeln!(
                 out,
                 "    {:<24} {:<16} {:<10} {}",
                 t.step.as_str(),
                 &*t.step_type,
-                status.as_deref().unwrap_or("?"),
+                t.status.as_str(),
                 duration(i64::try_from(t.duration_us / 1000).unwrap_or(i64::MAX))
             );
             if let Some(e) = &t.error {

@@ -32,11 +32,7 @@ enum SecretsCommand {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-        "secret names use letters, digits and `_` (got `{name}`)"
-    );
-    Ok(())
+    tern_engine::secrets::check_secret_name(name).map_err(anyhow::Error::msg)
 }
 
 pub async fn secrets(shared: &Shared, args: SecretsArgs) -> anyhow::Result<ExitCode> {

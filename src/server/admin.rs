@@ -210,16 +210,10 @@ pub async fn list_secrets(State(state): State<Arc<AppState>>, _: Admin) -> Resul
     Ok(axum::Json(SecretList { stored, environment: env }).into_response())
 }
 
+// The `pattern`s of the name parameters below are string literals (utoipa takes no constant
+// there); `openapi::tests` checks them against `IDENT_PATTERN` and `SECRET_NAME_PATTERN`.
 fn secret_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!("`{name}` is not a secret name (letters, digits and `_`)")))
-    }
+    tern_engine::secrets::check_secret_name(name).map_err(ApiError::bad_request)
 }
 
 /// `PUT /v1/secrets/{name}` with `{"value": "..."}`: sets a secret (write-only).

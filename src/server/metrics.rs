@@ -89,12 +89,10 @@ impl Metrics {
 
     /// Records a finished activation.
     pub fn observe(&self, result: &RunResult) {
-        let status =
-            serde_json::to_value(result.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let status = result.status.as_str().to_string();
         self.runs.get_or_create(&RunLabels { flow: result.flow_id.to_string(), status }).inc();
         for t in &result.trace {
-            let status =
-                serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let status = t.status.as_str().to_string();
             self.steps
                 .get_or_create(&StepLabels { step_type: t.step_type.to_string(), status })
                 .observe(t.duration_us as f64 / 1e6);

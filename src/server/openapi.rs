@@ -190,4 +190,28 @@ mod tests {
             }
         }
     }
+
+    /// The `name` parameters' patterns (string literals in the handlers' attributes) are the
+    /// engine's rules: integration names are identifiers, secret names are secret names.
+    #[test]
+    fn name_parameters_carry_the_engine_s_patterns() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let want = if path == "/v1/integrations/{name}" {
+                tern_engine::IDENT_PATTERN
+            } else if path == "/v1/secrets/{name}" {
+                tern_engine::secrets::SECRET_NAME_PATTERN
+            } else {
+                continue;
+            };
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten().filter(|p| p["name"] == "name") {
+                    assert_eq!(p["schema"]["pattern"], want, "{method} {path}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 4, "only {checked} name parameters found");
+    }
 }

@@ -9,7 +9,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tern_engine::conversation::{AnswerStatus, MAX_RUNS_PAGE, RunCursor, RunQuery};
+use tern_engine::conversation::{MAX_RUNS_PAGE, RunCursor, RunId, RunQuery, RunStatus};
 
 use super::AppState;
 use super::auth::Admin;
@@ -42,7 +42,7 @@ impl RunsParams {
         let status = self
             .status
             .as_deref()
-            .and_then(|s| s.parse::<AnswerStatus>().map_err(|e| problems.push(format!("status: {e}"))).ok());
+            .and_then(|s| s.parse::<RunStatus>().map_err(|e| problems.push(format!("status: {e}"))).ok());
         let limit = match self.limit.as_deref().map(str::parse::<usize>) {
             None => tern_engine::conversation::DEFAULT_RUNS_PAGE,
             Some(Ok(n)) if (1..=MAX_RUNS_PAGE).contains(&n) => n,
@@ -110,11 +110,15 @@ pub async fn get_run(
     _: Admin,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = state
-        .conversations
-        .run(&id)
-        .await
-        .map_err(|e| ApiError::internal(&format!("read run {id}"), &e, UNREADABLE))?;
+    // An id that cannot be a run id names no run.
+    let run = match RunId::new(id.as_str()) {
+        Ok(run_id) => state
+            .conversations
+            .run(&run_id)
+            .await
+            .map_err(|e| ApiError::internal(&format!("read run {id}"), &e, UNREADABLE))?,
+        Err(_) => None,
+    };
     let run = run.ok_or_else(|| {
         ApiError::not_found(format!("no run {id} (runs are kept as long as --history-retention says)"))
     })?;

@@ -149,7 +149,7 @@ impl Call {
                         message: "`token: contact` needs the conversation's contact id, and the message had none"
                             .into(),
                     })?
-                    .to_string(),
+                    .into_owned(),
             ),
         };
         let mut summary = json!({ "method": prepared.method.as_str(), "url": display_url(&prepared.url) });

@@ -98,7 +98,7 @@ fn uses_login_url(t: &Template) -> bool {
 
 impl Login {
     fn owner(cx: &StepContext<'_>) -> Result<TokenOwner, StepFailure> {
-        cx.contact_id().map(|id| TokenOwner::Contact(id.to_string())).ok_or_else(|| StepFailure::Other {
+        cx.contact_id().map(|id| TokenOwner::Contact(id.into_owned())).ok_or_else(|| StepFailure::Other {
             code: "no-contact",
             message: "oauth_request needs the conversation's contact id, and the message had none".into(),
         })

@@ -14,7 +14,7 @@ use tern_engine::conversation::{
 };
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::NoSecrets;
-use tern_engine::{Engine, LoadOptions, RunLimits, load_flow};
+use tern_engine::{Engine, LoadOptions, RunLimits, RunStatus, load_flow};
 
 fn engine() -> Engine {
     Engine {
@@ -157,11 +157,11 @@ async fn in_order_with_every_segment(store: Arc<dyn ConversationStore>) {
         assert_eq!(a.replies[1].text, "ready");
     }
     s.shutdown(Duration::from_secs(5)).await;
-    let run = s.run(first.run_id.as_deref().unwrap()).await.unwrap().unwrap();
+    let run = s.run(first.run_id.as_ref().unwrap()).await.unwrap().unwrap();
     assert_eq!(run.segments.len(), 21, "the first activation and every resume");
     assert_eq!(run.segments[0].replies[0].text, "ready");
     assert_eq!(run.segments[3].message, "m3");
-    assert_eq!(run.summary.status, AnswerStatus::Paused);
+    assert_eq!(run.summary.status, RunStatus::Paused);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,7 +173,7 @@ async fn history_written_before_the_inline_first_segment_keeps_every_segment() {
     let run_id = first.run_id.clone().unwrap();
     s.shutdown(Duration::from_secs(5)).await;
     // Schema version 3 kept segment 0 in run_segments.
-    store.write_legacy_first_segment(&run_id).await.unwrap();
+    store.write_legacy_first_segment(run_id.as_str()).await.unwrap();
     let s = service(store.clone(), ConversationOptions::default());
     for i in 1..=2 {
         let a = s.submit(msg("c", Some(&i.to_string()), &format!("m{i}")), None).unwrap().wait().await.unwrap();
@@ -283,7 +283,7 @@ async fn a_paused_run_expires_on_the_service_clock() {
         assert_eq!(again.status, AnswerStatus::Paused);
         assert_ne!(again.run_id, first.run_id, "a new run");
         s.shutdown(Duration::from_secs(5)).await;
-        let run = s.run(first.run_id.as_deref().unwrap()).await.unwrap().unwrap();
+        let run = s.run(first.run_id.as_ref().unwrap()).await.unwrap().unwrap();
         assert_eq!(run.summary.started_at_ms, clock.now_ms() - 120_000, "history is stamped by the same clock");
         // Retention on the same clock: the expired pause is gone, the new one is kept.
         let pruned = s.prune().await.unwrap();
@@ -312,7 +312,7 @@ async fn sqlite_store_resumes_a_paused_run_of_the_previous_format() {
     let s = Conversations::start(engine, store.clone(), ConversationOptions::default(), None);
     s.set_flows(vec![echo]);
     let a = s.submit(msg("c-old", Some("m"), "hello"), None).unwrap().wait().await.unwrap();
-    assert_eq!(a.run_id.as_deref(), Some("r-old"));
+    assert_eq!(a.run_id.as_ref().map(|r| r.as_str()), Some("r-old"));
     assert_eq!(a.replies[0].text, "got hello");
     // It is stored again in the current format.
     let again = store.paused(&ConversationId::new("c-old").unwrap()).await.unwrap().unwrap();
@@ -348,16 +348,16 @@ async fn an_uncaught_failure_starts_the_error_flow_which_the_next_message_resume
     let error_flow = first.error_flow.clone().unwrap();
     assert_eq!((error_flow.flow_id.as_str(), error_flow.status), ("on-error", AnswerStatus::Paused));
     let second = s.submit(msg("c", Some("2"), "yes"), None).unwrap().wait().await.unwrap();
-    assert_eq!(second.run_id.as_deref(), Some(error_flow.run_id.as_str()));
+    assert_eq!(second.run_id.as_ref().map(|r| r.as_str()), Some(error_flow.run_id.as_str()));
     assert_eq!(second.replies[0].text, "Noted: yes");
     assert_eq!(second.status, AnswerStatus::Completed);
     assert!(second.error_flow.is_none());
     s.shutdown(Duration::from_secs(5)).await;
-    let failed = s.run(first.run_id.as_deref().unwrap()).await.unwrap().unwrap();
-    assert_eq!(failed.summary.status, AnswerStatus::Failed);
+    let failed = s.run(first.run_id.as_ref().unwrap()).await.unwrap().unwrap();
+    assert_eq!(failed.summary.status, RunStatus::Failed);
     let handled = s.run(&error_flow.run_id).await.unwrap().unwrap();
     assert_eq!(handled.segments.len(), 2, "the question and the resume");
-    assert_eq!(handled.summary.status, AnswerStatus::Completed);
+    assert_eq!(handled.summary.status, RunStatus::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,7 +396,10 @@ async fn the_paused_run_index_survives_a_restart_and_follows_pauses_and_ends() {
     assert_eq!(a.status, AnswerStatus::Paused);
     // The index learnt the pause: the next message resumes the run.
     let b = s.submit(msg("c-1", Some("2"), "one"), None).unwrap().wait().await.unwrap();
-    assert_eq!((b.run_id.as_deref(), b.replies[0].text.as_str()), (a.run_id.as_deref(), "got one"));
+    assert_eq!(
+        (b.run_id.as_ref().map(|r| r.as_str()), b.replies[0].text.as_str()),
+        (a.run_id.as_ref().map(|r| r.as_str()), "got one")
+    );
     s.shutdown(Duration::from_secs(5)).await;
 
     // After a restart the index is loaded from the store before any message runs.
@@ -405,7 +408,10 @@ async fn the_paused_run_index_survives_a_restart_and_follows_pauses_and_ends() {
     let s = service(store.clone(), ConversationOptions::default());
     s.recover().await.unwrap();
     let c = s.submit(msg("c-1", Some("3"), "two"), None).unwrap().wait().await.unwrap();
-    assert_eq!((c.run_id.as_deref(), c.replies[0].text.as_str()), (a.run_id.as_deref(), "got two"));
+    assert_eq!(
+        (c.run_id.as_ref().map(|r| r.as_str()), c.replies[0].text.as_str()),
+        (a.run_id.as_ref().map(|r| r.as_str()), "got two")
+    );
     // A conversation without a paused run starts the flow as before.
     let d = s.submit(msg("c-2", Some("1"), "start"), None).unwrap().wait().await.unwrap();
     assert_ne!(d.run_id, a.run_id);
@@ -466,13 +472,13 @@ async fn list_runs(store: Arc<dyn ConversationStore>) {
 
     let hello = s.runs(&RunQuery { flow_id: Some("hello".into()), ..RunQuery::default() }).await.unwrap();
     assert_eq!(hello.runs.len(), 3);
-    assert!(hello.runs.iter().all(|r| r.flow_id == "hello" && r.status == AnswerStatus::Completed));
-    let paused = s.runs(&RunQuery { status: Some(AnswerStatus::Paused), ..RunQuery::default() }).await.unwrap();
+    assert!(hello.runs.iter().all(|r| r.flow_id == "hello" && r.status == RunStatus::Completed));
+    let paused = s.runs(&RunQuery { status: Some(RunStatus::Paused), ..RunQuery::default() }).await.unwrap();
     assert_eq!(paused.runs.len(), 4);
     let c3 = s.runs(&RunQuery { conversation_id: Some("c3".into()), ..RunQuery::default() }).await.unwrap();
     assert_eq!(c3.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), [ids[3].as_str()]);
     let none = s
-        .runs(&RunQuery { flow_id: Some("hello".into()), status: Some(AnswerStatus::Paused), ..RunQuery::default() })
+        .runs(&RunQuery { flow_id: Some("hello".into()), status: Some(RunStatus::Paused), ..RunQuery::default() })
         .await
         .unwrap();
     assert!(none.runs.is_empty());

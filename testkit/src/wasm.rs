@@ -56,6 +56,7 @@ impl Plugin {
         let mut strings = vec![
             ("name".to_string(), self.name.clone()),
             ("get".to_string(), "GET".to_string()),
+            ("post".to_string(), "POST".to_string()),
             ("version".to_string(), "0.0.1".to_string()),
             ("description".to_string(), "a hand-written test plugin".to_string()),
             ("schema".to_string(), r#"{"type":"object"}"#.to_string()),
@@ -133,6 +134,26 @@ impl Plugin {
       (then (call $ok (global.get $vars_ptr) (global.get $vars_len) (global.get $ok_ptr) (global.get $ok_len)))
       (else (call $ok (global.get $vars_ptr) (global.get $vars_len)
         (i32.load (i32.const {f8})) (i32.load (i32.const {f12}))))))
+  ;; Calls http-fetch with POST `url`, no headers and no body; leaves the result at
+  ;; {FETCH_AT} and returns 0 when the call succeeded.
+  (func $post (param $up i32) (param $ul i32) (result i32)
+    (call $fetch
+      (global.get $post_ptr) (global.get $post_len)
+      (local.get $up) (local.get $ul)
+      (i32.const {HEADERS_AT}) (i32.const 0)
+      (i32.const 0) (i32.const 0) (i32.const 0)
+      (i32.const 0) (i32.const 0) (i32.const 0)
+      (i32.const 0) (i32.const 0)
+      (i32.const 0) (i32.const 0)
+      (i32.const {FETCH_AT}))
+    (i32.load8_u (i32.const {FETCH_AT})))
+  ;; The last call's result at {FETCH_AT} as the step's result: its body as the variables with
+  ;; outcome `ok`, or `{{"greeting":"hi"}}` with the error's message as the outcome.
+  (func $answer (result i32)
+    (if (result i32) (i32.eqz (i32.load8_u (i32.const {FETCH_AT})))
+      (then (call $ok (i32.load (i32.const {f16})) (i32.load (i32.const {f20})) (global.get $ok_ptr) (global.get $ok_len)))
+      (else (call $ok (global.get $vars_ptr) (global.get $vars_len)
+        (i32.load (i32.const {f8})) (i32.load (i32.const {f12}))))))
   (func (export "run") (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i64 i32 i32 i32 i32) (result i32)
 {run})
 )"#,
@@ -153,6 +174,8 @@ impl Plugin {
             r20 = RESULT_AT + 20,
             f8 = FETCH_AT + 8,
             f12 = FETCH_AT + 12,
+            f16 = FETCH_AT + 16,
+            f20 = FETCH_AT + 20,
         );
         let mut module = wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"));
         let mut resolve = wit_parser::Resolve::default();
@@ -176,6 +199,14 @@ pub const FIRST_CALL: &str = r#"
     (if (result i32) (i32.eq (global.get $count) (i32.const 1))
       (then (call $ok (global.get $vars_ptr) (global.get $vars_len) (global.get $first_ptr) (global.get $first_len)))
       (else (call $ok (global.get $vars_ptr) (global.get $vars_len) (global.get $again_ptr) (global.get $again_len))))"#;
+
+/// A `run` body that POSTs to the string `url` twice (stopping at a failed call) and returns
+/// the last call's result: its body as the variables (a JSON object) with outcome `ok`, or the
+/// error's message as the outcome.
+pub const POST_TWICE: &str = r#"
+    (if (result i32) (call $post (global.get $url_ptr) (global.get $url_len))
+      (then (call $answer))
+      (else (drop (call $post (global.get $url_ptr) (global.get $url_len))) (call $answer)))"#;
 
 /// Writes one header (name, value strings) into the header list `http-fetch` reads.
 pub fn header_store(index: u32, name: &str, value: &str) -> String {

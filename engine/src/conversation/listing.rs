@@ -11,7 +11,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use super::types::{AnswerStatus, RunSummary};
+use super::types::RunSummary;
+use crate::ids::RunId;
+use crate::run::RunStatus;
 
 /// Most runs on one page.
 pub const MAX_RUNS_PAGE: usize = 200;
@@ -25,7 +27,7 @@ pub struct RunQuery {
     /// Only runs of this flow id.
     pub flow_id: Option<String>,
     /// Only runs whose status is this one.
-    pub status: Option<AnswerStatus>,
+    pub status: Option<RunStatus>,
     /// Only runs of this conversation.
     pub conversation_id: Option<String>,
     /// Only runs after this position in the listing order (from [`RunPage::next`]).
@@ -62,7 +64,7 @@ pub struct RunCursor {
     /// The run's `updated_at_ms`.
     pub updated_at_ms: i64,
     /// The run's id.
-    pub run_id: String,
+    pub run_id: RunId,
 }
 
 impl RunCursor {
@@ -99,10 +101,8 @@ impl FromStr for RunCursor {
         let bad = || RunCursorError { cursor: s.chars().take(80).collect() };
         let (ms, id) = s.split_once(':').ok_or_else(bad)?;
         let updated_at_ms = ms.parse::<i64>().map_err(|_| bad())?;
-        if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
-            return Err(bad());
-        }
-        Ok(Self { updated_at_ms, run_id: id.to_string() })
+        let run_id = RunId::new(id).map_err(|_| bad())?;
+        Ok(Self { updated_at_ms, run_id })
     }
 }
 
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_cursor_reads_back_what_it_wrote_and_refuses_anything_else() {
-        let c = RunCursor { updated_at_ms: 1_764_495_000_123, run_id: "r-1:x".into() };
+        let c = RunCursor { updated_at_ms: 1_764_495_000_123, run_id: RunId::new("r-1:x").unwrap() };
         assert_eq!(c.to_string().parse::<RunCursor>().unwrap(), c);
         for bad in ["", "12", ":r", "x:r", "12:", "12:a\nb"] {
             let e = bad.parse::<RunCursor>().unwrap_err();

@@ -88,8 +88,10 @@ pub use store::{
 };
 pub use types::{
     Answer, AnswerStatus, Answered, ConversationId, ErrorFlowRun, Inbound, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,
-    PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger, UnknownStatus,
+    PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger,
 };
 pub use workers::CONVERSATION_LOCK_WAIT;
 
 pub use crate::flow_set::{LoadedFlow, flow_hash};
+pub use crate::ids::RunId;
+pub use crate::run::{RunStatus, UnknownStatus};

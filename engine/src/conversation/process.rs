@@ -19,14 +19,6 @@ use crate::run::{RunInput, RunResult, RunStatus};
 use crate::step::{Message, ReplySink};
 use crate::storage::StoreError;
 
-pub(super) fn answer_status(s: RunStatus) -> AnswerStatus {
-    match s {
-        RunStatus::Completed => AnswerStatus::Completed,
-        RunStatus::Paused => AnswerStatus::Paused,
-        RunStatus::Failed => AnswerStatus::Failed,
-    }
-}
-
 /// A finished activation with what history needs to know about it.
 struct Activation {
     result: RunResult,
@@ -133,14 +125,14 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
         ErrorFlowRun {
             run_id: e.result.run_id.clone(),
             flow_id: e.result.flow_id.to_string(),
-            status: answer_status(e.result.status),
+            status: e.result.status.into(),
             error: e.result.error.clone(),
         }
     });
     let answer = Answer {
         run_id: Some(main.result.run_id.clone()),
         flow_id: Some(main.result.flow_id.to_string()),
-        status: answer_status(main.result.status),
+        status: main.result.status.into(),
         replies,
         error: main.result.error.clone(),
         message_id: Some(message_id.to_string()),
@@ -182,8 +174,8 @@ impl Activation {
     /// The run's summary and this activation's segment, masked with the run's secrets.
     fn into_history(self, inbound: &Inbound) -> (RunSummary, Segment) {
         let Self { result, flow_hash, run_started_ms, started_ms, finished_ms } = self;
-        let status = answer_status(result.status);
-        let finished = status != AnswerStatus::Paused;
+        let status = result.status;
+        let finished = status != RunStatus::Paused;
         let summary = RunSummary {
             run_id: result.run_id.clone(),
             conversation_id: inbound.conversation.to_string(),

@@ -19,6 +19,7 @@ use super::types::{Answer, ConversationId, Inbound, MessageId, RunHistory};
 use super::workers;
 use super::writer::Writer;
 use crate::flow_set::{FlowSet, LoadedFlow};
+use crate::ids::RunId;
 use crate::run::Engine;
 use crate::step::ReplySink;
 use crate::storage::StoreError;
@@ -153,7 +154,7 @@ impl Conversations {
     ///
     /// # Errors
     /// [`StoreError`] when the store failed.
-    pub async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
+    pub async fn run(&self, run_id: &RunId) -> Result<Option<RunHistory>, StoreError> {
         self.inner.store.run(run_id).await
     }
 

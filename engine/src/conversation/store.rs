@@ -14,6 +14,7 @@ use super::listing::{RunPage, RunQuery};
 use super::types::{Answer, Answered, ConversationId, Inbound, MessageId, PausedRun, RunHistory, RunSummary, Segment};
 use crate::clock::{self, Clock};
 use crate::effects::{EffectJournal, EffectKey, JournalError, PriorEffect, RecordedResponse};
+use crate::ids::RunId;
 use crate::storage::StoreError;
 
 /// What happens to a conversation's paused run when a message is done.
@@ -136,7 +137,7 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     /// Applies the operations in order, all or nothing.
     async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError>;
     /// A run's history.
-    async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError>;
+    async fn run(&self, run_id: &RunId) -> Result<Option<RunHistory>, StoreError>;
     /// One page of run summaries, newest activity first (see [`RunQuery`]).
     async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
     /// Up to `limit` webhook deliveries due at `now_ms`, oldest first.
@@ -241,7 +242,7 @@ struct Memory {
     answers: HashMap<(ConversationId, MessageId), (Answer, i64)>,
     accepted: BTreeMap<u64, Inbound>,
     seq: u64,
-    runs: HashMap<String, RunHistory>,
+    runs: HashMap<RunId, RunHistory>,
     outbox: VecDeque<(OutboxItem, i64)>,
     effects: HashMap<EffectKey, (Option<RecordedResponse>, i64)>,
 }
@@ -346,7 +347,7 @@ impl ConversationStore for MemoryConversationStore {
         Ok(())
     }
 
-    async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
+    async fn run(&self, run_id: &RunId) -> Result<Option<RunHistory>, StoreError> {
         Ok(self.lock().runs.get(run_id).cloned())
     }
 
@@ -394,7 +395,7 @@ impl ConversationStore for MemoryConversationStore {
         m.runs.retain(|_, r| now_ms - r.summary.updated_at_ms <= retention.history_max_age_ms);
         let max_runs = usize::try_from(retention.history_max_runs).unwrap_or(usize::MAX);
         if m.runs.len() > max_runs {
-            let mut ages: Vec<(i64, String)> =
+            let mut ages: Vec<(i64, RunId)> =
                 m.runs.values().map(|r| (r.summary.updated_at_ms, r.summary.run_id.clone())).collect();
             ages.sort();
             let excess = m.runs.len() - max_runs;

@@ -1,83 +1,38 @@
 //! The service's vocabulary: identifiers, what a caller submits, what it gets back, and what
 //! is stored about paused runs and run history.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::ConversationError;
-use crate::run::{RunError, RunSnapshot, TraceEntry};
+use crate::ids::RunId;
+use crate::run::{RunError, RunSnapshot, RunStatus, TraceEntry};
 
-/// Most characters in a conversation or message id.
-pub const MAX_ID_CHARS: usize = 200;
+pub use crate::ids::MAX_ID_CHARS;
 
+/// The opaque-id rule ([`check_opaque_id`](crate::ids::check_opaque_id)) with the service's
+/// error.
 fn check_id(what: &'static str, s: &str) -> Result<(), ConversationError> {
-    if s.is_empty() || s.chars().count() > MAX_ID_CHARS || s.chars().any(char::is_control) {
-        return Err(ConversationError::BadId { what, max: MAX_ID_CHARS });
-    }
-    Ok(())
+    crate::ids::check_opaque_id(what, s).map_err(|_| ConversationError::BadId { what, max: MAX_ID_CHARS })
 }
 
-/// An identifier newtype: validated by [`check_id`] (1 to 200 characters, no control
-/// characters), serialized as a string, cheap to clone.
-macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(Arc<str>);
-
-        impl $name {
-            /// Validates `s`.
-            ///
-            /// # Errors
-            /// [`ConversationError::BadId`] when it is empty,
-            /// too long or has control characters.
-            pub fn new(s: impl Into<String>) -> Result<Self, ConversationError> {
-                let s = s.into();
-                check_id($what, &s)?;
-                Ok(Self(s.into()))
-            }
-
-            /// The id.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = ConversationError;
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                Self::new(s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(c: $name) -> Self {
-                c.0.to_string()
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-id_type!(
+crate::ids::id_newtype!(
     /// A conversation id as the channel sends it.
     ConversationId,
-    "conversation id"
+    "conversation id",
+    check_id,
+    ConversationError,
+    None
 );
 
-id_type!(
+crate::ids::id_newtype!(
     /// A message id: the channel's, or one Tern made up (`tern-<uuid>`) for a message that came
     /// without one, so that its answer can be fetched later.
     MessageId,
-    "message id"
+    "message id",
+    check_id,
+    ConversationError,
+    None
 );
 
 impl MessageId {
@@ -173,9 +128,10 @@ impl Inbound {
         }
     }
 
-    /// The contact's id, when the channel sent one.
+    /// The contact's id, when the channel sent one (a string, or a number as its text: see
+    /// [`contact_id`](crate::step::contact_id)).
     pub fn contact_id(&self) -> Option<String> {
-        self.contact.get("id").map(|v| crate::template::value_text(v).into_owned())
+        crate::step::contact_id(&self.contact).map(std::borrow::Cow::into_owned)
     }
 }
 
@@ -196,11 +152,7 @@ pub enum AnswerStatus {
 }
 
 impl AnswerStatus {
-    /// Every status, in the order they are documented.
-    pub const ALL: [Self; 5] = [Self::Completed, Self::Paused, Self::Failed, Self::NoFlow, Self::NoPausedRun];
-
-    /// The name used in JSON, the store and the command line (`completed`, `paused`, `failed`,
-    /// `no_flow`, `no_paused_run`).
+    /// The name used in JSON (`completed`, `paused`, `failed`, `no_flow`, `no_paused_run`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "completed",
@@ -212,28 +164,20 @@ impl AnswerStatus {
     }
 }
 
-impl std::fmt::Display for AnswerStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl From<RunStatus> for AnswerStatus {
+    /// A message that started or resumed a run is answered with how the run's activation ended.
+    fn from(s: RunStatus) -> Self {
+        match s {
+            RunStatus::Completed => Self::Completed,
+            RunStatus::Paused => Self::Paused,
+            RunStatus::Failed => Self::Failed,
+        }
     }
 }
 
-/// A status name that is not one of [`AnswerStatus::ALL`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{given}` is not a run status; use one of completed, paused, failed, no_flow, no_paused_run")]
-pub struct UnknownStatus {
-    /// What was given (cut to 40 characters).
-    pub given: String,
-}
-
-impl std::str::FromStr for AnswerStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| UnknownStatus { given: s.chars().take(40).collect() })
+impl std::fmt::Display for AnswerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -250,7 +194,7 @@ pub struct ReplyText {
 pub struct Answer {
     /// The run, when one started or resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<String>,
+    pub run_id: Option<RunId>,
     /// Its flow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_id: Option<String>,
@@ -294,7 +238,7 @@ impl Answered {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorFlowRun {
     /// Its run id.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The error flow's id.
     pub flow_id: String,
     /// How it went.
@@ -403,7 +347,7 @@ pub struct Segment {
     /// Unix milliseconds.
     pub finished_at_ms: i64,
     /// How the activation ended.
-    pub status: AnswerStatus,
+    pub status: RunStatus,
     /// What Tern replied.
     pub replies: Vec<ReplyText>,
     /// Every executed step, with redacted request/response summaries.
@@ -419,7 +363,7 @@ pub struct Segment {
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunSummary {
     /// The run.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The conversation.
     pub conversation_id: String,
     /// The contact, when the channel sent one.
@@ -430,7 +374,7 @@ pub struct RunSummary {
     /// Its version (SHA-256 of the source).
     pub flow_version: String,
     /// Where the run stands now.
-    pub status: AnswerStatus,
+    pub status: RunStatus,
     /// Unix milliseconds.
     pub started_at_ms: i64,
     /// Unix milliseconds of the last activation's end.

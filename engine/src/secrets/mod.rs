@@ -8,6 +8,29 @@ use std::collections::HashMap;
 
 use secrecy::{ExposeSecret, SecretString};
 
+/// The secret name rule as a regular expression (OpenAPI): ASCII letters, digits and `_`, not
+/// starting with a digit, at most 64 characters, so that `TERN_SECRET_NAME` is an environment
+/// variable name. [`check_secret_name`] is the same rule in code.
+pub const SECRET_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,63}$";
+
+/// Checks a secret name against [`SECRET_NAME_PATTERN`] (the admin API and `tern secrets`).
+///
+/// # Errors
+/// The name and the rule, in words.
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a secret name (letters, digits and `_`, not starting with a digit, at most 64 characters)"
+        ))
+    }
+}
+
 /// Where `{{secrets.NAME}}` values come from.
 pub trait SecretSource: Send + Sync {
     /// The secret called `name`, if there is one.

@@ -1,6 +1,7 @@
 //! What a running step sees and changes: the [`StepContext`] the executor gives it, and the
 //! [`Reply`] it sends to the contact. The journaled way to send a request is in `send.rs`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::env::{RunEnv, RunScope};
 use crate::http::Outbound;
-use crate::ids::{StepId, VarName};
+use crate::ids::{RunId, StepId, VarName};
 use crate::secrets::Masker;
 
 /// A message the run sends to the contact.
@@ -27,7 +28,7 @@ pub type ReplySink = Arc<dyn Fn(&Reply) + Send + Sync>;
 pub struct StepContext<'a> {
     pub(crate) step_id: &'a StepId,
     pub(crate) flow_id: &'a str,
-    pub(crate) run_id: &'a str,
+    pub(crate) run_id: &'a RunId,
     pub(crate) vars: &'a mut Map<String, Value>,
     pub(crate) env: &'a RunEnv,
     pub(crate) outbound: &'a Outbound,
@@ -51,7 +52,7 @@ impl StepContext<'_> {
     }
 
     /// The run's id.
-    pub fn run_id(&self) -> &str {
+    pub fn run_id(&self) -> &RunId {
         self.run_id
     }
 
@@ -120,14 +121,71 @@ impl StepContext<'_> {
         self.deadline.saturating_duration_since(tokio::time::Instant::now())
     }
 
-    /// The contact's id, when the channel sent one.
-    pub fn contact_id(&self) -> Option<&str> {
-        self.env.contact.get("id").and_then(Value::as_str)
+    /// The contact's id, when the channel sent one (a string, or a number as its text: see
+    /// [`contact_id`](super::contact_id)).
+    pub fn contact_id(&self) -> Option<Cow<'_, str>> {
+        self.env.contact.as_object().and_then(super::contact_id)
     }
 
     /// Records a detail for the run history (request and response summaries). Secret values
     /// are masked before the trace is stored or shown.
     pub fn record(&mut self, key: &str, value: Value) {
         self.detail.insert(key.to_string(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::StepContext;
+    use crate::conversation::{ConversationId, Inbound};
+    use crate::http::{HttpClient, HttpPolicy, Outbound};
+    use crate::ids::{RunId, StepId};
+    use crate::step::RunEnv;
+
+    /// What `token: contact` and plugins get as the contact's id for this contact object.
+    fn step_sees(contact: &Value) -> Option<String> {
+        let env = RunEnv { contact: contact.clone(), ..RunEnv::default() };
+        let outbound = Outbound { client: HttpClient::new(HttpPolicy::default()).unwrap(), tokens: None };
+        let step = StepId::new("s").unwrap();
+        let run = RunId::generate();
+        let (mut vars, mut replies, mut detail) = (Map::new(), Vec::new(), Map::new());
+        let cx = StepContext {
+            step_id: &step,
+            flow_id: "f",
+            run_id: &run,
+            vars: &mut vars,
+            env: &env,
+            outbound: &outbound,
+            replies: &mut replies,
+            sink: None,
+            detail: &mut detail,
+            deadline: tokio::time::Instant::now(),
+            seq: 0,
+        };
+        cx.contact_id().map(std::borrow::Cow::into_owned)
+    }
+
+    /// What history records as the contact's id for this contact object.
+    fn history_sees(contact: &Value) -> Option<String> {
+        let conversation = ConversationId::new("c").unwrap();
+        let inbound =
+            Inbound { contact: contact.as_object().unwrap().clone(), ..Inbound::message(conversation, None, "hi") };
+        inbound.contact_id()
+    }
+
+    #[tokio::test]
+    async fn a_contact_id_reads_the_same_for_history_and_for_tokens() {
+        for (contact, id) in [
+            (json!({"id": 42}), Some("42")),
+            (json!({"id": "u-7", "name": "Ada"}), Some("u-7")),
+            (json!({"id": null}), None),
+            (json!({"id": {"nested": 1}}), None),
+            (json!({"name": "no id"}), None),
+        ] {
+            assert_eq!(step_sees(&contact).as_deref(), id, "step, {contact}");
+            assert_eq!(history_sees(&contact).as_deref(), id, "history, {contact}");
+        }
     }
 }

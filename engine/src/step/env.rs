@@ -26,6 +26,18 @@ pub struct Message {
     pub metadata: Map<String, Value>,
 }
 
+/// The contact's id in the contact object a channel sends (`{"id": …}`): a string as written,
+/// a number as its decimal text (`{"id": 42}` is `"42"`); anything else (no `id`, `null`, an
+/// object) is no id. The one reading of a contact id: history records it, `token: contact` and
+/// plugins use it as the token owner.
+pub fn contact_id(contact: &Map<String, Value>) -> Option<Cow<'_, str>> {
+    match contact.get("id")? {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    }
+}
+
 /// What templates can see besides variables. Built once per activation.
 #[derive(Debug, Default)]
 pub struct RunEnv {

@@ -18,15 +18,16 @@
 //!   cannot declare an edge the checks and the flow pictures do not know about.
 //! - **Running sees a narrow context.** A step reads and sets variables, replies, and sends
 //!   HTTP through [`StepContext::send`], the journaled path (SECURITY R12); it never sees the
-//!   store, the flow or other steps.
+//!   store, the flow or other steps. A step whose calls outlive the context's borrow (a
+//!   plugin's host) takes the same path as an owned [`CallJournal`].
 //!
 //! | file | what |
 //! |---|---|
 //! | `outcome.rs` | [`Jump`], [`Outcome`], [`Behavior`], [`StepFailure`] |
 //! | `build.rs` | [`BuildContext`] and the facts it records |
 //! | `compiled.rs` | [`CompiledFlow`], [`CompiledStep`], [`StepJump`] |
-//! | `context.rs`, `send.rs` | [`StepContext`], [`Reply`]; the journaled call path |
-//! | `env.rs` | [`RunEnv`], [`Message`], [`RunScope`] (placeholders at run time) |
+//! | `context.rs`, `send.rs` | [`StepContext`], [`Reply`]; the journaled call path, [`CallJournal`] |
+//! | `env.rs` | [`RunEnv`], [`Message`], [`RunScope`] (placeholders at run time), [`contact_id`] |
 //! | `traits.rs` | [`Step`], [`StepType`] |
 //! | `registry.rs` | [`Registry`] |
 
@@ -43,7 +44,8 @@ pub use build::BuildContext;
 pub(crate) use build::{Facts, resolve_target};
 pub use compiled::{CompiledFlow, CompiledStep, StepJump};
 pub use context::{Reply, ReplySink, StepContext};
-pub use env::{Message, RunEnv, RunScope};
+pub use env::{Message, RunEnv, RunScope, contact_id};
 pub use outcome::{Behavior, Jump, Outcome, StepFailure};
 pub use registry::Registry;
+pub use send::CallJournal;
 pub use traits::{Step, StepType};

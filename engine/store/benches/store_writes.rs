@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use tern_engine::conversation::{
-    Answer, AnswerStatus, Answered, Completion, ConversationId, Inbound, MessageId, PausedChange, RunSummary, Segment,
-    WriteOp,
+    Answer, AnswerStatus, Answered, Completion, ConversationId, Inbound, MessageId, PausedChange, RunId, RunStatus,
+    RunSummary, Segment, WriteOp,
 };
 use tern_engine::effects::{EffectKey, RecordedResponse};
 use tern_store::Backend;
@@ -37,7 +37,7 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
         body: br#"{"name":"Ada","balance":42}"#.to_vec(),
     };
     store.finish_effect(&key, &response).await.unwrap();
-    let run_id = format!("run-{worker}-{n}");
+    let run_id = RunId::new(format!("run-{worker}-{n}")).expect("run id");
     let mut answer = Answer::without_run(AnswerStatus::Completed, &m);
     answer.run_id = Some(run_id.clone());
     let now = tern_engine::clock::system().now_ms();
@@ -47,7 +47,7 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
         contact_id: Some(format!("contact-{worker}")),
         flow_id: "echo".into(),
         flow_version: "hash-1".into(),
-        status: AnswerStatus::Completed,
+        status: RunStatus::Completed,
         started_at_ms: now - 3,
         updated_at_ms: now,
         finished_at_ms: Some(now),

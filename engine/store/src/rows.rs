@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tern_engine::IntegrationName;
 use tern_engine::TokenOwner;
-use tern_engine::conversation::{AnswerStatus, ConversationId, MessageId, PausedRun, RunSummary, Segment};
+use tern_engine::conversation::{ConversationId, MessageId, PausedRun, RunId, RunStatus, RunSummary, Segment};
 use tern_engine::effects::EffectKey;
 use tern_integrations::config::IntegrationConfig;
 
@@ -259,11 +259,11 @@ pub(crate) struct SummaryRow {
 impl SummaryRow {
     pub(crate) fn into_summary(self) -> Result<RunSummary, StoreError> {
         let Self { run_id, status, started_at_ms, updated_at_ms, finished_at_ms, .. } = self;
+        let corrupt = |reason: String| StoreError::Corrupt { what: format!("run {run_id}"), reason };
+        let status = status.parse::<RunStatus>().map_err(|_| corrupt(format!("unknown status `{status}`")))?;
+        let run_id = RunId::new(run_id.as_str()).map_err(corrupt)?;
         Ok(RunSummary {
-            status: status.parse::<AnswerStatus>().map_err(|_| StoreError::Corrupt {
-                what: format!("run {run_id}"),
-                reason: format!("unknown status `{status}`"),
-            })?,
+            status,
             run_id,
             conversation_id: self.conversation_id,
             contact_id: self.contact_id,

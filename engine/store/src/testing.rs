@@ -156,7 +156,7 @@ async fn secrets(store: &dyn Store) {
 pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     use tern_engine::conversation::{
         Answer, AnswerStatus, Answered, Completion, ConversationId, Inbound, MessageId, PausedChange, PausedRun,
-        Retention, RunQuery, RunSummary, Segment, WriteOp,
+        Retention, RunId, RunQuery, RunStatus, RunSummary, Segment, WriteOp,
     };
     use tern_engine::effects::{EffectKey, PriorEffect, RecordedResponse};
 
@@ -200,8 +200,9 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     };
     // History times are recent: retention keeps them by default.
     let t0 = now() * 1000 - 10_000;
-    let summary = |status: AnswerStatus, updated: i64| RunSummary {
-        run_id: "run-1".into(),
+    let run_1 = RunId::new("run-1").unwrap();
+    let summary = |status: RunStatus, updated: i64| RunSummary {
+        run_id: run_1.clone(),
         conversation_id: c.to_string(),
         contact_id: Some("contact-1".into()),
         flow_id: "echo".into(),
@@ -209,7 +210,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         status,
         started_at_ms: t0,
         updated_at_ms: t0 + updated,
-        finished_at_ms: (status != AnswerStatus::Paused).then_some(t0 + updated),
+        finished_at_ms: (status != RunStatus::Paused).then_some(t0 + updated),
         duration_ms: updated,
     };
     let segment = |message: &str, status: &str| -> Segment {
@@ -220,7 +221,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         .unwrap()
     };
     let mut answer = Answer::without_run(AnswerStatus::Paused, &m("m-1"));
-    answer.run_id = Some("run-1".into());
+    answer.run_id = Some(run_1.clone());
     let done = Completion {
         conversation: c.clone(),
         message_id: m("m-1"),
@@ -228,12 +229,12 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         accepted: true,
         answer: Answered::new(answer.clone()),
         paused: PausedChange::Set(Box::new(paused.clone())),
-        history: vec![(summary(AnswerStatus::Paused, 2_000), segment("hello", "paused"))],
+        history: vec![(summary(RunStatus::Paused, 2_000), segment("hello", "paused"))],
         outbox: Some(json!({"conversation_id": "conv-1", "n": 1}).to_string().into_bytes()),
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(!store.is_accepted(&c, &m("m-1")).await.unwrap());
-    assert_eq!(store.answer(&c, &m("m-1")).await.unwrap().unwrap().run_id.as_deref(), Some("run-1"));
+    assert_eq!(store.answer(&c, &m("m-1")).await.unwrap().unwrap().run_id, Some(run_1.clone()));
     assert!(store.answer(&c, &m("m-2")).await.unwrap().is_none());
     assert_eq!(store.paused(&c).await.unwrap().unwrap(), paused);
     // Accepting a message that is answered already keeps nothing.
@@ -248,17 +249,17 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         accepted: true,
         answer: Answered::new(Answer::without_run(AnswerStatus::Completed, &m("m-2"))),
         paused: PausedChange::Clear,
-        history: vec![(summary(AnswerStatus::Completed, 3_000), segment("again", "completed"))],
+        history: vec![(summary(RunStatus::Completed, 3_000), segment("again", "completed"))],
         outbox: None,
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(store.paused(&c).await.unwrap().is_none());
     assert!(store.accepted().await.unwrap().is_empty());
-    let run = store.run("run-1").await.unwrap().unwrap();
-    assert_eq!(run.summary.status, AnswerStatus::Completed);
+    let run = store.run(&run_1).await.unwrap().unwrap();
+    assert_eq!(run.summary.status, RunStatus::Completed);
     assert_eq!(run.summary.finished_at_ms, Some(t0 + 3_000));
     assert_eq!(run.segments.iter().map(|s| s.message.as_str()).collect::<Vec<_>>(), ["hello", "again"]);
-    assert!(store.run("run-2").await.unwrap().is_none());
+    assert!(store.run(&RunId::new("run-2").unwrap()).await.unwrap().is_none());
     let page = store.runs(&RunQuery { conversation_id: Some("conv-1".into()), ..RunQuery::default() }).await.unwrap();
     assert_eq!(page.runs.len(), 1);
     let none = store.runs(&RunQuery { flow_id: Some("other".into()), ..RunQuery::default() }).await.unwrap();
@@ -304,7 +305,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     let none_kept = Retention { history_max_runs: 0, max_answers: 0, ..Retention::default() };
     let pruned = store.prune(&none_kept, now() * 1000).await.unwrap();
     assert_eq!((pruned.runs, pruned.answers), (1, 1));
-    assert!(store.run("run-1").await.unwrap().is_none());
+    assert!(store.run(&run_1).await.unwrap().is_none());
     assert!(store.answer(&c, &m("m-1")).await.unwrap().is_none());
 }
 

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use tern_engine::conversation::{AnswerStatus, RunCursor, RunHistory, RunQuery, Segment};
+use tern_engine::conversation::{RunCursor, RunHistory, RunId, RunQuery, RunStatus, Segment};
 
 use super::layout::{Nav, duration_ms, page, run_status, time_ms};
 use super::{SignedIn, html, message_page, store_failed};
@@ -52,7 +52,7 @@ pub async fn list(
     let f = q.map(|Query(f)| f).unwrap_or_default();
     let mut problems = Vec::new();
     let status = (!f.status.is_empty())
-        .then(|| f.status.parse::<AnswerStatus>().map_err(|e| problems.push(e.to_string())).ok())
+        .then(|| f.status.parse::<RunStatus>().map_err(|e| problems.push(e.to_string())).ok())
         .flatten();
     let after = (!f.after.is_empty())
         .then(|| f.after.parse::<RunCursor>().map_err(|e| problems.push(e.to_string())).ok())
@@ -85,7 +85,7 @@ pub async fn list(
                 label for="f-status" { "Status" }
                 select #f-status name="status" {
                     option value="" { "Any status" }
-                    @for s in [AnswerStatus::Completed, AnswerStatus::Paused, AnswerStatus::Failed] {
+                    @for s in RunStatus::ALL {
                         option value=(s.as_str()) selected[f.status == s.as_str()] { (run_status_words(s)) }
                     }
                 }
@@ -107,7 +107,7 @@ pub async fn list(
                     tbody {
                         @for r in &runs.runs {
                             tr {
-                                td { a href={"/runs/" (url_path(&r.run_id))} { (time_ms(r.updated_at_ms)) } }
+                                td { a href={"/runs/" (url_path(r.run_id.as_str()))} { (time_ms(r.updated_at_ms)) } }
                                 td { (r.flow_id) }
                                 td { a href={"/runs?conversation=" (url_query(&r.conversation_id))} { (r.conversation_id) } }
                                 td { (r.contact_id.as_deref().unwrap_or("–")) }
@@ -126,19 +126,22 @@ pub async fn list(
     html(page("Runs", Nav::Runs, Some(&session.csrf), body)).into_response()
 }
 
-fn run_status_words(s: AnswerStatus) -> &'static str {
+fn run_status_words(s: RunStatus) -> &'static str {
     match s {
-        AnswerStatus::Completed => "Completed",
-        AnswerStatus::Paused => "Waiting for the contact",
-        AnswerStatus::Failed => "Failed",
-        AnswerStatus::NoFlow => "No flow matched",
-        AnswerStatus::NoPausedRun => "No paused run",
+        RunStatus::Completed => "Completed",
+        RunStatus::Paused => "Waiting for the contact",
+        RunStatus::Failed => "Failed",
     }
 }
 
 /// `GET /runs/{id}`.
 pub async fn show(State(state): State<Arc<AppState>>, SignedIn(session): SignedIn, Path(id): Path<String>) -> Response {
-    let run = match state.conversations.run(&id).await {
+    // An id that cannot be a run id names no run.
+    let found = match RunId::new(id.as_str()) {
+        Ok(run_id) => state.conversations.run(&run_id).await,
+        Err(_) => Ok(None),
+    };
+    let run = match found {
         Ok(Some(r)) => r,
         Ok(None) => {
             return message_page(
@@ -193,11 +196,11 @@ fn segment(i: usize, g: &Segment) -> Markup {
                 thead { tr { th { "Step" } th { "Type" } th { "Status" } th { "Time" } th { "Details" } } }
                 tbody {
                     @for t in &g.trace {
-                        @let status = serde_json::to_value(t.status).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                        @let status = t.status.as_str();
                         tr {
                             td { code { (t.step.as_str()) } }
                             td { (&*t.step_type) }
-                            td { span class={"badge " (step_class(&status))} { (status.replace('_', " ")) } }
+                            td { span class={"badge " (step_class(status))} { (status.replace('_', " ")) } }
                             td { (duration_ms(i64::try_from(t.duration_us / 1000).unwrap_or(i64::MAX))) }
                             td {
                                 @if let Some(e) = &t.error { p.field-error { "[" (e.code) "] " (e.message) } }

@@ -79,7 +79,7 @@ async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Respo
                 }
                 p.muted {
                     (run_status(r.summary.status.as_str())) " "
-                    a href={"/runs/" (url_path(&r.summary.run_id))} { "run of " (r.summary.flow_id) }
+                    a href={"/runs/" (url_path(r.summary.run_id.as_str()))} { "run of " (r.summary.flow_id) }
                     @if let Some(e) = r.segments.last().and_then(|g| g.error.as_ref()) { " — " (e.message) }
                 }
             }

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use tern_engine::conversation::{
     Answer, ConversationId, ConversationLock, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange,
-    PausedRun, Pruned, Retention, RunHistory, RunPage, RunQuery, RunSummary, Segment, WriteOp,
+    PausedRun, Pruned, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
 
 use super::{Flavor, SqlStore};
@@ -177,7 +177,7 @@ impl<F: Flavor> SqlStore<F> {
         s: &RunSummary,
         segment: &Segment,
     ) -> Result<bool, StoreError> {
-        let first = self.sealer.seal("run_history", &s.run_id, "first_segment", segment)?;
+        let first = self.sealer.seal("run_history", s.run_id.as_str(), "first_segment", segment)?;
         let count: i64 = sqlx::query_scalar(
             "INSERT INTO run_history (run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms,
                updated_at_ms, finished_at_ms, segments, first_segment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)
@@ -185,7 +185,7 @@ impl<F: Flavor> SqlStore<F> {
                finished_at_ms = excluded.finished_at_ms, segments = run_history.segments + 1
              RETURNING segments",
         )
-        .bind(&s.run_id)
+        .bind(s.run_id.as_str())
         .bind(&s.conversation_id)
         .bind(s.contact_id.as_deref().map(|c| self.text(c).into_owned()))
         .bind(&s.flow_id)
@@ -205,7 +205,7 @@ impl<F: Flavor> SqlStore<F> {
                 "INSERT INTO run_segments (run_id, seq, body) VALUES ($1, $2, $3)
                  ON CONFLICT (run_id, seq) DO UPDATE SET body = excluded.body",
             )
-            .bind(&s.run_id)
+            .bind(s.run_id.as_str())
             .bind(seq)
             .bind(blob)
             .execute(&mut **tx)
@@ -388,7 +388,8 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         F::write(self, ops).await
     }
 
-    async fn run(&self, run_id: &str) -> Result<Option<RunHistory>, StoreError> {
+    async fn run(&self, run_id: &RunId) -> Result<Option<RunHistory>, StoreError> {
+        let run_id = run_id.as_str();
         if !self.storable(run_id) {
             return Ok(None);
         }
@@ -449,7 +450,7 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
             q = q.bind(self.text(c).into_owned());
         }
         if let Some(a) = &query.after {
-            q = q.bind(a.updated_at_ms).bind(self.text(&a.run_id).into_owned());
+            q = q.bind(a.updated_at_ms).bind(self.text(a.run_id.as_str()).into_owned());
         }
         let size = query.page_size();
         let rows =
