@@ -32,6 +32,7 @@ mod support {
 
 mod browser;
 mod contract;
+mod deliveries;
 mod failures;
 mod flows_graph;
 mod http_steps;

@@ -50,6 +50,11 @@ const BLOCKS: &[(&str, &str, Check)] = &[
         Check::Test("openapi_command_regenerates_the_committed_document"),
     ),
     ("README.md", "data_dir = \"/var/lib/tern\"", Check::Test("the_tern_toml_example_is_accepted")),
+    (
+        "README.md",
+        "from standardwebhooks.webhooks import Webhook",
+        Check::Test("the_webhook_receiver_example_is_the_tested_receiver"),
+    ),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
@@ -322,6 +327,19 @@ fn the_example_flow_is_the_file_in_flows_examples() {
     )
     .unwrap();
     assert_eq!(shown, file, "README.md:{} differs from flows/examples/teamleader-last-name.json", b.line);
+}
+
+/// The README's receiver is an excerpt of `tests/webhooks/receiver.py`, which
+/// `deliveries::deliveries_verify_with_the_python_and_npm_reference_libraries` runs against
+/// `tern serve`.
+#[test]
+fn the_webhook_receiver_example_is_the_tested_receiver() {
+    let b = block("README.md", "from standardwebhooks.webhooks import Webhook");
+    assert_eq!(b.lang, "python");
+    let receiver = std::fs::read_to_string(repo().join("tests/webhooks/receiver.py")).unwrap();
+    for line in b.text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        assert!(receiver.contains(line), "README.md:{}: `{line}` is not in tests/webhooks/receiver.py", b.line);
+    }
 }
 
 #[test]

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
-use tern_engine::conversation::{ConversationOptions, ConversationStore, Conversations, Retention};
+use tern_engine::channel::{Channel, ChannelDirectory, ChannelKind, ChannelName, Delivery, FixedChannels, InboundAuth};
+use tern_engine::conversation::{ConversationOptions, ConversationStore, Conversations, OutboxPolicy, Retention};
 use tern_engine::flow_set::{FileOutcome, load_files};
 use tern_engine::http::Outbound;
+use tern_engine::standard_webhooks::WebhookSecret;
 use tern_engine::{Engine, FlowSet, LoadOptions, RunLimits};
 use tokio::sync::mpsc;
 
@@ -43,11 +45,22 @@ pub struct ServeArgs {
     /// Longest time a client may take to send a request's headers, in seconds.
     #[arg(long, default_value_t = 10, env = "TERN_HEADER_READ_TIMEOUT")]
     header_read_timeout: u64,
-    /// Also post every run's replies here (`{"conversation_id", "run_id", "status", "replies"}`);
-    /// needed for replies to runs resumed by a contact's login. Deliveries are stored and
-    /// retried with backoff (12 attempts over about an hour).
+    /// Also post every run's replies of the `default` channel here (`{"conversation_id",
+    /// "run_id", "status", "replies"}`), signed with the Standard Webhooks scheme; needed for
+    /// replies to runs resumed by a contact's login. Deliveries are stored and retried with
+    /// backoff (12 attempts over about an hour), with the same `webhook-id` on every attempt.
     #[arg(long, env = "TERN_WEBHOOK_URL")]
     webhook_url: Option<url::Url>,
+    /// The secret deliveries to `--webhook-url` are signed with (`whsec_` and 24 to 64 bytes
+    /// in base64). Without it, one is generated on first start and kept in the data directory
+    /// as `webhook.secret`; give that value to the receiver.
+    #[arg(long, env = "TERN_WEBHOOK_SECRET", value_name = "WHSEC", value_parser = parse_webhook_secret, hide_env_values = true)]
+    webhook_secret: Option<WebhookSecret>,
+    /// How long one delivery attempt may take, in seconds (at most 30, half the time a claimed
+    /// delivery is held: an attempt always ends before its delivery could be sent again).
+    #[arg(long, default_value_t = 10, env = "TERN_WEBHOOK_TIMEOUT", value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=30))]
+    webhook_timeout: u64,
     /// How long a message request waits for its run before answering 202 with the URL of the
     /// answer (the run goes on), in seconds.
     #[arg(long, default_value_t = 25, env = "TERN_REPLY_WAIT", value_name = "SECS")]
@@ -77,11 +90,15 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn conversation_options(&self) -> ConversationOptions {
+    fn conversation_options(&self, channels: Arc<dyn ChannelDirectory>) -> ConversationOptions {
         let ms = |d: &humantime::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         ConversationOptions {
             pause_ttl: std::time::Duration::from_secs(u64::try_from(self.pause_ttl.max(1)).unwrap_or(1)),
-            webhook: self.webhook_url.clone(),
+            channels,
+            outbox: OutboxPolicy {
+                timeout: std::time::Duration::from_secs(self.webhook_timeout),
+                ..OutboxPolicy::default()
+            },
             max_in_flight: self.max_in_flight.max(1),
             retention: Retention {
                 history_max_age_ms: ms(&self.history_retention),
@@ -138,7 +155,9 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         let metrics = metrics.clone();
         Arc::new(move |r: &tern_engine::RunResult| metrics.observe(r)) as tern_engine::conversation::RunObserver
     };
-    let conversations = Conversations::start(engine, store.clone(), args.conversation_options(), Some(observer));
+    let channels = default_channels(shared, &args)?;
+    let conversations =
+        Conversations::start(engine, store.clone(), args.conversation_options(channels), Some(observer));
     conversations.set_flow_set(flows);
     let state = Arc::new(AppState {
         conversations: conversations.clone(),
@@ -241,6 +260,49 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
 }
 
 /// `TERN_ADMIN_TOKEN`, or a token kept in `admin.token` in the data directory (created 0600).
+/// Reads `--webhook-secret` (the value is never echoed in the error).
+fn parse_webhook_secret(s: &str) -> Result<WebhookSecret, String> {
+    WebhookSecret::parse(s).map_err(|e| format!("{e} (--webhook-secret / TERN_WEBHOOK_SECRET)"))
+}
+
+/// The channels of a server configured by flags: `default`, whose replies go to
+/// `--webhook-url`, signed with `--webhook-secret` or the kept `webhook.secret`. (The channels
+/// service adds the stored ones.)
+fn default_channels(shared: &Shared, args: &ServeArgs) -> anyhow::Result<Arc<dyn ChannelDirectory>> {
+    let webhook_secret = match (&args.webhook_url, &args.webhook_secret) {
+        (None, _) => None,
+        (Some(_), Some(secret)) => Some(secret.clone()),
+        (Some(_), None) => Some(kept_webhook_secret(shared)?),
+    };
+    if let Some(url) = &args.webhook_url {
+        tern_engine::http::remember_url_secrets(url);
+        tracing::info!(url = %tern_engine::http::display_url(url), "replies of the default channel are delivered to the webhook, signed (Standard Webhooks)");
+    }
+    if let Some(secret) = &webhook_secret {
+        tern_engine::secrets::known::remember_str(&secret.to_whsec());
+    }
+    let default = Channel {
+        name: ChannelName::default_channel(),
+        kind: ChannelKind::Generic,
+        inbound: InboundAuth::default(),
+        delivery: Delivery { webhook_url: args.webhook_url.clone(), webhook_secret },
+    };
+    Ok(Arc::new(FixedChannels::new([default])))
+}
+
+/// The webhook secret kept in the data directory (`webhook.secret`, created on first use,
+/// readable by its owner only).
+fn kept_webhook_secret(shared: &Shared) -> anyhow::Result<WebhookSecret> {
+    let path = shared.data_dir().join("webhook.secret");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return WebhookSecret::parse(&t).with_context(|| format!("{} is not a webhook secret", path.display()));
+    }
+    let secret = WebhookSecret::generate();
+    tern_store::crypto::write_key_file(&path, &secret.to_whsec())?;
+    tracing::info!(file = %path.display(), "created the webhook signing secret (give it to the receiver of --webhook-url to verify deliveries)");
+    Ok(secret)
+}
+
 fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
     if let Ok(t) = std::env::var("TERN_ADMIN_TOKEN") {
         anyhow::ensure!(t.len() >= 16, "TERN_ADMIN_TOKEN must be at least 16 characters");

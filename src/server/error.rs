@@ -90,6 +90,7 @@ impl From<&ConversationError> for ApiError {
     fn from(e: &ConversationError) -> Self {
         let status = match e {
             ConversationError::BadId { .. } | ConversationError::ReservedId { .. } => StatusCode::BAD_REQUEST,
+            ConversationError::MessageIdReused { .. } => StatusCode::CONFLICT,
             ConversationError::ConversationBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             ConversationError::Overloaded { .. } | ConversationError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ConversationError::UnknownFlow { .. } => StatusCode::NOT_FOUND,

@@ -53,6 +53,7 @@ pub enum Running {
         (status = 202, description = "The run takes longer than the reply wait; the answer appears at `answer_url`", body = Accepted, headers(("location" = String, description = "The answer URL"))),
         (status = 400, description = "A bad conversation or message id (`bad-id`), or a body that is not JSON", body = ErrorBody),
         (status = 404, description = "No such route (an empty id)", body = ErrorBody),
+        (status = 409, description = "The message id was already used in this conversation for a message with another text, contact or metadata (`message-id-reused`); the message was not processed: send it with a new id", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
         (status = 415, description = "The content type is not `application/json`", body = ErrorBody),
         (status = 422, description = "The JSON does not have the fields' types, or a field nests deeper than 32 levels (`too-deep`)", body = ErrorBody),

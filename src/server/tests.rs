@@ -150,6 +150,32 @@ async fn a_message_is_answered_with_the_run_s_replies_and_unknown_fields_reach_t
 }
 
 #[tokio::test]
+async fn a_message_id_reused_for_another_message_is_a_409_and_the_same_message_gets_its_answer() {
+    let h = Harness::new().await;
+    let uri = "/v1/conversations/c-r/messages";
+    let first = json!({"text": "hello", "contact": {"id": "k-1"}, "message_id": "m-1"});
+    let (status, answer) = h.post_json(uri, &first).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // The same message again (keys in another order): the first answer.
+    let (status, again) =
+        h.post_json(uri, &json!({"message_id": "m-1", "contact": {"id": "k-1"}, "text": "hello"})).await;
+    assert_eq!((status, &again), (StatusCode::OK, &answer));
+    // Another text, or another contact, under the same id: refused, and told so.
+    for other in [
+        json!({"text": "hello again", "contact": {"id": "k-1"}, "message_id": "m-1"}),
+        json!({"text": "hello", "contact": {"id": "k-2"}, "message_id": "m-1"}),
+    ] {
+        let (status, body) = h.post_json(uri, &other).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["code"], "message-id-reused", "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains("`m-1`") && error.contains("new message id"), "{error}");
+        assert!(!body.to_string().contains("Hi hello"), "never another message's reply: {body}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_conversation_or_message_id_is_a_400_with_its_code() {
     let h = Harness::new().await;
     let long = "x".repeat(201);

@@ -113,8 +113,8 @@ async fn another_instance_takes_over_what_a_dead_one_accepted() {
     let id = MessageId::new("0").unwrap();
     let mut answer = None;
     for _ in 0..200 {
-        if let Some(a) = store.answer(&c, &id).await.unwrap() {
-            answer = Some(a);
+        if let Some(r) = store.answer(&c, &id).await.unwrap() {
+            answer = Some(r.answer);
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -506,4 +506,41 @@ async fn the_sqlite_writer_keeps_history_at_its_limit_between_pruning_passes() {
     s.shutdown(Duration::from_secs(5)).await;
     let page = s.runs(&RunQuery { limit: 200, ..RunQuery::default() }).await.unwrap();
     assert_eq!(page.runs.len(), 10, "the newest 10 runs are kept without another pruning pass");
+}
+
+/// A message id re-sent with other content (text, contact) is refused with
+/// `message-id-reused`, while its first message is still queued (the queue) and once it is
+/// answered (the store); the same message again gets the first answer. A current-thread
+/// runtime keeps the first message queued until the test awaits.
+#[tokio::test]
+async fn a_message_id_reused_for_other_content_is_refused_queued_and_answered() {
+    message_id_reuse(Arc::new(MemoryConversationStore::default())).await;
+    let dir = tempfile::tempdir().unwrap();
+    message_id_reuse(sqlite(&dir).await).await;
+    let (db, store) = postgres().await;
+    message_id_reuse(store).await;
+    db.drop_db().await;
+}
+
+async fn message_id_reuse(store: Arc<dyn ConversationStore>) {
+    let s = service(store, ConversationOptions::default());
+    let reused = |e: ConversationError| assert_eq!(e.code(), "message-id-reused", "{e}");
+    let mut first = s.submit(msg("reuse", Some("m-1"), "start"), None).unwrap();
+    // Queued: another text under its id is refused at once; the same message shares its ticket.
+    reused(s.submit(msg("reuse", Some("m-1"), "start over"), None).unwrap_err());
+    let mut same = s.submit(msg("reuse", Some("m-1"), "start"), None).unwrap();
+    let answer = first.wait().await.unwrap();
+    assert_eq!(same.wait().await.unwrap(), answer);
+    assert_eq!(answer.replies[0].text, "ready");
+    // Answered: the store's digest tells them apart.
+    let mut other_text = s.submit(msg("reuse", Some("m-1"), "start over"), None).unwrap();
+    reused(other_text.wait().await.unwrap_err());
+    let mut other_contact = msg("reuse", Some("m-1"), "start");
+    other_contact.contact.insert("id".into(), json!("k-2"));
+    reused(s.submit(other_contact, None).unwrap().wait().await.unwrap_err());
+    assert_eq!(s.submit(msg("reuse", Some("m-1"), "start"), None).unwrap().wait().await.unwrap(), answer);
+    // Nothing else ran: the paused run still waits for its next message.
+    let next = s.submit(msg("reuse", Some("m-2"), "hi"), None).unwrap().wait().await.unwrap();
+    assert_eq!(next.replies[0].text, "got hi");
+    s.shutdown(Duration::from_secs(5)).await;
 }

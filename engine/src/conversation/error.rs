@@ -25,6 +25,15 @@ pub enum ConversationError {
         /// The reserved prefix.
         prefix: &'static str,
     },
+    /// A message id of the conversation was already used for a message with other content
+    /// (text, contact or metadata). The new message was not processed.
+    #[error(
+        "message id `{message_id}` was already used in this conversation for a message with another text, contact or metadata; this message was not processed: send it with a new message id"
+    )]
+    MessageIdReused {
+        /// The message id.
+        message_id: String,
+    },
     /// Too many messages of one conversation are waiting.
     #[error("conversation `{conversation}` already has {limit} messages waiting; send this one again shortly")]
     ConversationBusy {
@@ -75,12 +84,13 @@ pub enum ConversationError {
 }
 
 impl ConversationError {
-    /// A stable code for the channel: `bad-id`, `conversation-busy`, `overloaded`,
+    /// A stable code for the channel: `bad-id`, `message-id-reused`, `conversation-busy`, `overloaded`,
     /// `shutting-down`, `unknown-flow`, `store-unavailable`, `paused-run-unreadable`,
     /// `interrupted`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadId { .. } | Self::ReservedId { .. } => "bad-id",
+            Self::MessageIdReused { .. } => "message-id-reused",
             Self::ConversationBusy { .. } => "conversation-busy",
             Self::Overloaded { .. } => "overloaded",
             Self::ShuttingDown => "shutting-down",

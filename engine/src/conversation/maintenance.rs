@@ -21,23 +21,20 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 const ADOPT_BATCH: usize = 256;
 
 /// Starts the background tasks: retention, checkpoints, taking over on a shared store, and
-/// webhook delivery when there is a webhook.
+/// webhook delivery (channels' webhooks are looked up per delivery).
 pub(super) fn spawn(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(prune_loop(inner.clone())), tokio::spawn(checkpoint_loop(inner.clone()))];
     if inner.shared {
         tasks.push(tokio::spawn(adopt_loop(inner.clone())));
     }
-    if let Some(url) = inner.options.webhook.clone() {
-        tasks.push(tokio::spawn(outbox::deliver_loop(
-            inner.store.clone(),
-            inner.engine.outbound.client.clone(),
-            url,
-            inner.options.outbox.clone(),
-            inner.outbox_wake.clone(),
-            inner.stop.subscribe(),
-            inner.options.clock.clone(),
-        )));
-    }
+    let outbox = outbox::Outbox::new(
+        inner.store.clone(),
+        inner.engine.outbound.client.clone(),
+        inner.options.channels.clone(),
+        inner.options.outbox.clone(),
+        inner.options.clock.clone(),
+    );
+    tasks.push(tokio::spawn(outbox::deliver_loop(Arc::new(outbox), inner.outbox_wake.clone(), inner.stop.subscribe())));
     tasks
 }
 

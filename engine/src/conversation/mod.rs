@@ -37,8 +37,10 @@
 //!   default error reply ([`ConversationOptions::error_reply`]), through
 //!   [`crate::ErrorHandling`]; the error flow's run is a run of its own in history and may
 //!   pause like any other.
-//! - **The webhook is an outbox.** Deliveries are committed with the run's result and sent by a
-//!   background task with exponential backoff until the channel accepts them or
+//! - **The webhook is an outbox.** Deliveries are committed with the run's result and its
+//!   channel, and sent by a background task to the channel's webhook, signed (Standard
+//!   Webhooks, the same `webhook-id` on every attempt), each delivery in a task of its own with
+//!   bounded concurrency per URL, with exponential backoff until the receiver accepts them or
 //!   [`OutboxPolicy::max_attempts`] is reached.
 //! - **One file per job, over one shared state.** `inner.rs` holds what the service's tasks
 //!   share and calls nothing; each job is a file of functions over it, and dependencies point
@@ -78,13 +80,13 @@ pub use error::ConversationError;
 pub use listing::{DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE, RunCursor, RunCursorError, RunPage, RunQuery};
 pub use maintenance::CHECKPOINT_EVERY;
 pub use options::{ADOPT_AFTER, ADOPT_EVERY, ConversationOptions, RunObserver};
-pub use outbox::OutboxPolicy;
+pub use outbox::{DEFER, MAX_ATTEMPT_TIMEOUT, OUTBOX_LEASE, OutboxPolicy, new_delivery_id};
 pub use paused_index::PAUSED_INDEX_LIMIT;
 pub use queue::{MessageState, Ticket};
 pub use service::Conversations;
 pub use store::{
     Completion, ConversationLock, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned,
-    Retention, WriteOp,
+    Remembered, Retention, WriteOp,
 };
 pub use types::{
     Answer, AnswerStatus, Answered, ConversationId, ErrorFlowRun, Inbound, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,

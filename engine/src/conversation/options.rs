@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::outbox::OutboxPolicy;
 use super::store::Retention;
+use crate::channel::{ChannelDirectory, FixedChannels};
 use crate::clock::{self, Clock};
 use crate::run::RunResult;
 
@@ -13,8 +14,11 @@ use crate::run::RunResult;
 pub struct ConversationOptions {
     /// How long a paused run waits for the contact's next message.
     pub pause_ttl: Duration,
-    /// Where every run's replies are also posted.
-    pub webhook: Option<url::Url>,
+    /// Where channels are looked up: a message's replies are also posted to its channel's
+    /// webhook ([`Delivery`](crate::channel::Delivery)), signed with the channel's secret. A
+    /// channel without a webhook URL gets no deliveries. Default: no channels (nothing is
+    /// delivered).
+    pub channels: Arc<dyn ChannelDirectory>,
     /// Most messages queued or running at once.
     pub max_in_flight: usize,
     /// Most messages queued for one conversation.
@@ -45,7 +49,7 @@ impl Default for ConversationOptions {
     fn default() -> Self {
         Self {
             pause_ttl: Duration::from_secs(86_400),
-            webhook: None,
+            channels: Arc::new(FixedChannels::default()),
             max_in_flight: 4096,
             max_queued_per_conversation: 64,
             retention: Retention::default(),

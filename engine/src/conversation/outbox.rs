@@ -1,19 +1,56 @@
-//! Delivery of replies to the outbound webhook (the channel). Deliveries are rows in the store,
-//! committed with the run's result, so a channel that is down loses nothing: this task posts
-//! them oldest first and retries with exponential backoff (with jitter) until the channel
-//! answers 2xx or [`OutboxPolicy::max_attempts`] is reached, then drops the delivery with an
-//! error in the log.
+//! Delivery of replies to the channels' webhooks. Deliveries are rows in the store, committed
+//! with the run's result and the channel the message came through, so a receiver that is down
+//! loses nothing: this task claims due rows oldest first, resolves each row's channel through
+//! the [`ChannelDirectory`] (its [`Delivery`](crate::channel::Delivery): URL and secret), signs
+//! the body the [Standard Webhooks] way and posts it, retrying with exponential backoff (with
+//! jitter) until the receiver answers 2xx or [`OutboxPolicy::max_attempts`] is reached, then
+//! drops the delivery with an error in the log.
+//!
+//! - **Same id on every attempt.** A row's id is its `webhook-id`; a retry (after a refusal, a
+//!   network error, or a timeout on Tern's side while the receiver was still working) sends it
+//!   again with the same id, a new `webhook-timestamp` and a new signature, so the receiver
+//!   dedupes.
+//! - **One receiver never holds back another.** Each delivery is a task of its own; the loop
+//!   never waits for a batch. At most [`OutboxPolicy::per_destination`] deliveries are in
+//!   flight to one URL (a due delivery beyond that is put back for [`DEFER`]), at most
+//!   [`OutboxPolicy::max_in_flight`] in all. A row in flight is not claimed again: the store
+//!   leases it for [`OUTBOX_LEASE`], longer than any attempt can take
+//!   ([`MAX_ATTEMPT_TIMEOUT`]), and this process also remembers which ids it is sending.
+//!
+//! [Standard Webhooks]: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use super::store::ConversationStore;
+use super::store::{ConversationStore, OutboxItem};
+use crate::channel::ChannelDirectory;
 use crate::clock::Clock;
-use crate::http::{HttpClient, Method, PreparedRequest, RequestBody};
+use crate::http::{HttpClient, Method, PreparedRequest, RequestBody, display_url};
+use crate::standard_webhooks::WebhookSecret;
+use crate::sync::lock;
 
-/// How deliveries are retried.
+/// How long a claimed delivery is not due again ([`ConversationStore::outbox_due`]): if the
+/// process sending it dies, it is sent again (same id) after this.
+pub const OUTBOX_LEASE: Duration = Duration::from_secs(60);
+
+/// Longest per-attempt timeout: half the lease, so that an attempt always ends (and is
+/// recorded) before its row could be claimed again.
+pub const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a due delivery waits when its destination already has
+/// [`OutboxPolicy::per_destination`] deliveries in flight.
+pub const DEFER: Duration = Duration::from_secs(1);
+
+/// A new delivery id (`msg_` and 32 hex digits), the `webhook-id` of all its attempts.
+pub fn new_delivery_id() -> String {
+    format!("msg_{}", uuid::Builder::from_random_bytes(rand::random()).into_uuid().simple())
+}
+
+/// How deliveries are sent and retried.
 #[derive(Clone, Debug)]
 pub struct OutboxPolicy {
     /// Most attempts per delivery (the first included).
@@ -22,15 +59,19 @@ pub struct OutboxPolicy {
     pub first_backoff: Duration,
     /// Longest wait between attempts.
     pub max_backoff: Duration,
-    /// Timeout of one attempt.
+    /// Timeout of one attempt (capped at [`MAX_ATTEMPT_TIMEOUT`]).
     pub timeout: Duration,
-    /// Most deliveries sent at once.
+    /// Most deliveries claimed from the store at once.
     pub batch: usize,
+    /// Most deliveries in flight to one webhook URL.
+    pub per_destination: usize,
+    /// Most deliveries in flight in all.
+    pub max_in_flight: usize,
 }
 
 impl Default for OutboxPolicy {
     /// 12 attempts over about an hour (1 s, 2 s, 4 s, … capped at 15 minutes), 10 s per
-    /// attempt.
+    /// attempt, 8 at once per URL, 256 at once in all.
     fn default() -> Self {
         Self {
             max_attempts: 12,
@@ -38,6 +79,8 @@ impl Default for OutboxPolicy {
             max_backoff: Duration::from_secs(900),
             timeout: Duration::from_secs(10),
             batch: 32,
+            per_destination: 8,
+            max_in_flight: 256,
         }
     }
 }
@@ -50,75 +93,216 @@ impl OutboxPolicy {
         let jitter = 0.8 + rand::random::<f64>() * 0.4;
         base.mul_f64(jitter)
     }
+
+    fn attempt_timeout(&self) -> Duration {
+        self.timeout.min(MAX_ATTEMPT_TIMEOUT)
+    }
 }
 
-pub(super) async fn deliver_loop(
-    store: Arc<dyn ConversationStore>,
-    client: HttpClient,
+/// What the delivery loop and its tasks share.
+pub(super) struct Outbox {
+    pub(super) store: Arc<dyn ConversationStore>,
+    pub(super) client: HttpClient,
+    pub(super) channels: Arc<dyn ChannelDirectory>,
+    pub(super) policy: OutboxPolicy,
+    pub(super) clock: Arc<dyn Clock>,
+    /// Ids being sent by this process.
+    in_flight: Mutex<HashSet<String>>,
+    /// One semaphore per webhook URL with deliveries in flight.
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Slots for deliveries in flight, in all.
+    slots: Arc<Semaphore>,
+}
+
+impl Outbox {
+    pub(super) fn new(
+        store: Arc<dyn ConversationStore>,
+        client: HttpClient,
+        channels: Arc<dyn ChannelDirectory>,
+        policy: OutboxPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let slots = Arc::new(Semaphore::new(policy.max_in_flight.max(1)));
+        Self {
+            store,
+            client,
+            channels,
+            policy,
+            clock,
+            in_flight: Mutex::default(),
+            destinations: Mutex::default(),
+            slots,
+        }
+    }
+
+    fn ms_from_now(&self, wait: Duration) -> i64 {
+        self.clock.now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Where one delivery goes, once its channel is looked up.
+struct Target {
     url: url::Url,
-    policy: OutboxPolicy,
-    wake: Arc<Notify>,
-    mut stop: watch::Receiver<bool>,
-    clock: Arc<dyn Clock>,
-) {
+    secret: WebhookSecret,
+}
+
+/// Why a delivery cannot be sent now.
+enum NoTarget {
+    /// Nothing to send it to any more (the channel was removed or has no webhook URL).
+    Drop(String),
+    /// A failed attempt (retried with backoff).
+    Fail(String),
+}
+
+pub(super) async fn deliver_loop(outbox: Arc<Outbox>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        while tasks.try_join_next().is_some() {}
+        lock(&outbox.destinations).retain(|_, s| Arc::strong_count(s) > 1);
+        let free = outbox.slots.available_permits().min(outbox.policy.batch.max(1));
         let mut next_wait = Duration::from_secs(1);
-        match store.outbox_due(clock.now_ms(), policy.batch.max(1)).await {
-            Ok(items) => {
-                if items.len() == policy.batch.max(1) {
-                    next_wait = Duration::ZERO;
+        if free > 0 {
+            match outbox.store.outbox_due(outbox.clock.now_ms(), free).await {
+                Ok(items) => {
+                    if items.len() == free {
+                        next_wait = Duration::ZERO;
+                    }
+                    for item in items {
+                        dispatch(&outbox, item, &mut tasks, &wake).await;
+                    }
                 }
-                let mut sends = tokio::task::JoinSet::new();
-                for item in items {
-                    let client = client.clone();
-                    let url = url.clone();
-                    let store = store.clone();
-                    let policy = policy.clone();
-                    let clock = clock.clone();
-                    sends.spawn(async move {
-                        let req = PreparedRequest {
-                            method: Method::Post,
-                            url,
-                            headers: Default::default(),
-                            body: Some(RequestBody::Json(item.body.clone())),
-                            timeout: policy.timeout,
-                        };
-                        let attempts = item.attempts + 1;
-                        let failure = match client.send(&req, None).await {
-                            Ok(r) if r.status.is_success() => None,
-                            Ok(r) => Some(format!("the channel answered {}", r.status.as_u16())),
-                            Err(e) => Some(e.to_string()),
-                        };
-                        let result = match failure {
-                            None => store.outbox_remove(&item.id).await,
-                            Some(why) if attempts >= policy.max_attempts => {
-                                tracing::error!(delivery = %item.id, attempts, error = %why, "the webhook delivery was given up");
-                                store.outbox_remove(&item.id).await
-                            }
-                            Some(why) => {
-                                let wait = policy.backoff(attempts);
-                                tracing::warn!(delivery = %item.id, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "the webhook delivery failed; retrying");
-                                let next = clock.now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-                                store.outbox_retry(&item.id, attempts, next).await
-                            }
-                        };
-                        if let Err(e) = result {
-                            tracing::warn!(delivery = %item.id, error = %e, "could not record a webhook delivery attempt");
-                        }
-                    });
-                }
-                // Deliveries in flight finish (and record their attempt) even at shutdown.
-                while sends.join_next().await.is_some() {}
+                Err(e) => tracing::warn!(error = %e, "could not read the webhook outbox"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not read the webhook outbox"),
         }
         if *stop.borrow() {
-            return;
+            break;
         }
         tokio::select! {
             _ = tokio::time::sleep(next_wait) => {}
             _ = wake.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => break,
         }
+    }
+    // Deliveries in flight finish (and record their attempt) even at shutdown; each is bounded
+    // by its timeout.
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Starts sending one claimed delivery in a task of its own, or puts it back when its
+/// destination is busy.
+async fn dispatch(outbox: &Arc<Outbox>, item: OutboxItem, tasks: &mut tokio::task::JoinSet<()>, wake: &Arc<Notify>) {
+    if !lock(&outbox.in_flight).insert(item.id.clone()) {
+        return;
+    }
+    let Ok(slot) = outbox.slots.clone().try_acquire_owned() else {
+        defer(outbox, &item).await;
+        return;
+    };
+    let target = target(outbox, &item).await;
+    let permit = match &target {
+        Ok(t) => {
+            let destination = lock(&outbox.destinations)
+                .entry(t.url.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(outbox.policy.per_destination.max(1))))
+                .clone();
+            match destination.try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    defer(outbox, &item).await;
+                    return;
+                }
+            }
+        }
+        Err(_) => None,
+    };
+    let outbox = outbox.clone();
+    let wake = wake.clone();
+    tasks.spawn(async move {
+        let _held: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>) = (slot, permit);
+        let outcome = match target {
+            Ok(t) => send(&outbox, &item, &t).await.map_err(|why| (why, Some(t.url))),
+            Err(NoTarget::Fail(why)) => Err((why, None)),
+            Err(NoTarget::Drop(why)) => {
+                tracing::error!(delivery = %item.id, channel = %item.channel, error = %why, "a webhook delivery was dropped");
+                Ok(())
+            }
+        };
+        record(&outbox, &item, outcome).await;
+        lock(&outbox.in_flight).remove(&item.id);
+        wake.notify_one();
+    });
+}
+
+/// Puts a claimed delivery back, due after [`DEFER`], without counting an attempt.
+async fn defer(outbox: &Outbox, item: &OutboxItem) {
+    if let Err(e) = outbox.store.outbox_retry(&item.id, item.attempts, outbox.ms_from_now(DEFER)).await {
+        tracing::warn!(delivery = %item.id, error = %e, "could not put back a webhook delivery; it is sent when its lease ends");
+    }
+    lock(&outbox.in_flight).remove(&item.id);
+}
+
+/// The delivery's channel's webhook URL and secret.
+async fn target(outbox: &Outbox, item: &OutboxItem) -> Result<Target, NoTarget> {
+    let channel = match outbox.channels.channel(&item.channel).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(NoTarget::Drop(format!("the channel `{}` no longer exists", item.channel))),
+        Err(e) => return Err(NoTarget::Fail(format!("the channel `{}` could not be read: {e}", item.channel))),
+    };
+    let Some(url) = channel.delivery.webhook_url.clone() else {
+        return Err(NoTarget::Drop(format!("the channel `{}` no longer has a webhook URL", item.channel)));
+    };
+    crate::http::remember_url_secrets(&url);
+    let Some(secret) = channel.delivery.webhook_secret.clone() else {
+        return Err(NoTarget::Fail(format!(
+            "the channel `{}` has no webhook secret, and deliveries are always signed; give it one (`whsec_…`)",
+            item.channel
+        )));
+    };
+    Ok(Target { url, secret })
+}
+
+/// One attempt: the body signed at this moment, posted with the per-attempt timeout.
+async fn send(outbox: &Outbox, item: &OutboxItem, target: &Target) -> Result<(), String> {
+    let body = serde_json::to_vec(&item.body).map_err(|e| format!("the delivery's body cannot be written: {e}"))?;
+    let timestamp = outbox.clock.now_ms().div_euclid(1000);
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in target.secret.headers(&item.id, timestamp, &body) {
+        let value = HeaderValue::from_str(&value).map_err(|_| format!("the `{name}` header is not valid"))?;
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    let req = PreparedRequest {
+        method: Method::Post,
+        url: target.url.clone(),
+        headers,
+        body: Some(RequestBody::Bytes(body)),
+        timeout: outbox.policy.attempt_timeout(),
+    };
+    match outbox.client.send(&req, None).await {
+        Ok(r) if r.status.is_success() => Ok(()),
+        Ok(r) => Err(format!("the receiver answered {}", r.status.as_u16())),
+        Err(e) => Err(crate::secrets::known::mask(&e.to_string()).into_owned()),
+    }
+}
+
+/// Records an attempt: removes a delivered (or dropped) row, schedules a retry or gives up.
+async fn record(outbox: &Outbox, item: &OutboxItem, outcome: Result<(), (String, Option<url::Url>)>) {
+    let attempts = item.attempts + 1;
+    let result = match outcome {
+        Ok(()) => outbox.store.outbox_remove(&item.id).await,
+        Err((why, url)) => {
+            let url = url.as_ref().map(display_url).unwrap_or_default();
+            if attempts >= outbox.policy.max_attempts {
+                tracing::error!(delivery = %item.id, channel = %item.channel, url, attempts, error = %why, "the webhook delivery was given up");
+                outbox.store.outbox_remove(&item.id).await
+            } else {
+                let wait = outbox.policy.backoff(attempts);
+                tracing::warn!(delivery = %item.id, channel = %item.channel, url, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "the webhook delivery failed; retrying");
+                outbox.store.outbox_retry(&item.id, attempts, outbox.ms_from_now(wait)).await
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(delivery = %item.id, error = %e, "could not record a webhook delivery attempt");
     }
 }

@@ -41,12 +41,15 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
     // A generated id can only come back as a recovered message, or, on a shared store, as one
     // another instance took over (it may have answered it already).
     if (!message_id.is_generated() || recovered || inner.shared)
-        && let Some(answer) = inner.store.answer(&conversation, &message_id).await.map_err(store_err)?
+        && let Some(remembered) = inner.store.answer(&conversation, &message_id).await.map_err(store_err)?
     {
         if recovered {
             let _ = inner.writer.write(WriteOp::Forget(conversation.clone(), message_id.clone()), true).await;
+        } else if remembered.digest.as_ref().is_some_and(|d| *d != inbound.digest()) {
+            // Another message under an answered id: refused, never answered with another's reply.
+            return Err(ConversationError::MessageIdReused { message_id: message_id.to_string() });
         }
-        return Ok(Answered::new(answer));
+        return Ok(Answered::new(remembered.answer));
     }
     let stored = if inner.paused.may_be_paused(&conversation) {
         inner.store.paused(&conversation).await.map_err(store_err)?
@@ -85,13 +88,13 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
         }
         (Trigger::Resume { .. }, None) => {
             let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
-            return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
+            return finish_without_run(&inner, &inbound, answer, was_paused, recovered).await;
         }
         (Trigger::Message, None) => {
             let flows = inner.flows.current();
             let Some(loaded) = flows.for_message(&inbound.text) else {
                 let answer = Answer::without_run(AnswerStatus::NoFlow, &message_id);
-                return finish_without_run(&inner, &key, answer, was_paused, recovered).await;
+                return finish_without_run(&inner, &inbound, answer, was_paused, recovered).await;
             };
             let input = run_input(&inner, &inbound, recovered, None, "");
             let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
@@ -152,7 +155,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
     if matches!(paused, PausedChange::Keep) && was_paused {
         paused = PausedChange::Clear;
     }
-    commit(&inner, &key, answer, paused, history, recovered).await
+    commit(&inner, &inbound, answer, paused, history, recovered).await
 }
 
 impl Activation {
@@ -279,36 +282,33 @@ fn masked(masker: &crate::secrets::Masker, value: &Value) -> Value {
 
 async fn finish_without_run(
     inner: &Arc<Inner>,
-    key: &Key,
+    inbound: &Inbound,
     answer: Answer,
     was_paused: bool,
     recovered: bool,
 ) -> Result<Answered, ConversationError> {
     // An expired paused run is discarded with this message.
     let paused = if was_paused { PausedChange::Clear } else { PausedChange::Keep };
-    commit(inner, key, answer, paused, Vec::new(), recovered).await
+    commit(inner, inbound, answer, paused, Vec::new(), recovered).await
 }
 
 async fn commit(
     inner: &Arc<Inner>,
-    key: &Key,
+    inbound: &Inbound,
     answer: Answer,
     paused: PausedChange,
     history: Vec<(RunSummary, Segment)>,
     recovered: bool,
 ) -> Result<Answered, ConversationError> {
-    let (conversation, message_id) = key;
+    let (conversation, message_id) = (&inbound.conversation, &inbound.message_id);
+    let key: Key = (conversation.clone(), message_id.clone());
     // A caller that stopped waiting had the message accepted (stored) and was given its id.
-    let accepted = inner.queue.finishing(key) || recovered;
+    let accepted = inner.queue.finishing(&key) || recovered;
     let remember_answer = accepted || !message_id.is_generated();
     // Serialized once: the stored answer, the webhook delivery and the caller's answer.
     let answered = Answered::new(answer);
-    let outbox = inner
-        .options
-        .webhook
-        .as_ref()
-        .filter(|_| answered.answer.run_id.is_some())
-        .map(|_| webhook_body(&answered.json, conversation));
+    let deliver = answered.answer.run_id.is_some() && has_webhook(inner, &inbound.channel).await;
+    let outbox = deliver.then(|| webhook_body(&answered.json, conversation));
     let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
     let cleared = matches!(paused, PausedChange::Clear);
     if let PausedChange::Set(p) = &paused {
@@ -316,11 +316,13 @@ async fn commit(
     }
     let has_outbox = outbox.is_some();
     let done = Completion {
+        channel: inbound.channel.clone(),
         conversation: conversation.clone(),
         message_id: message_id.clone(),
         remember_answer,
         accepted,
         answer: answered.clone(),
+        digest: Some(inbound.digest()),
         paused,
         history,
         outbox,
@@ -374,5 +376,18 @@ mod tests {
         assert_eq!(body.as_object().unwrap().keys().next_back().unwrap(), "conversation_id");
         let empty: serde_json::Value = serde_json::from_slice(&webhook_body(b"{}", &c)).unwrap();
         assert_eq!(empty, serde_json::json!({"conversation_id": c.as_str()}));
+    }
+}
+
+/// Whether the channel's replies are delivered to a webhook. When the channel cannot be read,
+/// the delivery is stored anyway (nothing is lost): the outbox looks the channel up again when
+/// it sends it.
+async fn has_webhook(inner: &Inner, channel: &crate::channel::ChannelName) -> bool {
+    match inner.options.channels.channel(channel).await {
+        Ok(c) => c.is_some_and(|c| c.delivery.webhook_url.is_some()),
+        Err(e) => {
+            tracing::warn!(channel = %channel, error = %e, "could not read a channel; its delivery is stored and sent when the channel can be read");
+            true
+        }
     }
 }

@@ -124,10 +124,12 @@ impl Queue {
         }
     }
 
-    /// Queues a message; a message id already queued or running gets that message's ticket.
+    /// Queues a message; a message id already queued or running gets that message's ticket when
+    /// it is the same message ([`Inbound::digest`]).
     /// Returns the ticket and whether the conversation needs a worker (its queue was empty).
     ///
     /// # Errors
+    /// [`ConversationError::MessageIdReused`] (the id is queued or running with other content),
     /// [`ConversationError::ShuttingDown`], [`ConversationError::Overloaded`] or
     /// [`ConversationError::ConversationBusy`]: nothing was queued.
     pub(super) fn push(
@@ -144,6 +146,10 @@ impl Queue {
         let key = (conversation.clone(), message_id.clone());
         let mut flights = lock(&self.in_flight);
         if let Some(f) = flights.get(&key) {
+            // The same message sent again waits for the first; another under its id is refused.
+            if !recovered && f.inbound.digest() != inbound.digest() {
+                return Err(ConversationError::MessageIdReused { message_id: message_id.to_string() });
+            }
             return Ok((Ticket { conversation, message_id, rx: f.tx.subscribe() }, false));
         }
         let permit = self

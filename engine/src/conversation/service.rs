@@ -139,10 +139,10 @@ impl Conversations {
             return Ok(MessageState::Running);
         }
         let store = &self.inner.store;
-        if let Some(a) =
+        if let Some(r) =
             store.answer(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))?
         {
-            return Ok(MessageState::Answered(Box::new(a)));
+            return Ok(MessageState::Answered(Box::new(r.answer)));
         }
         if store.is_accepted(conversation, message_id).await.map_err(|e| ConversationError::store(conversation, &e))? {
             return Ok(MessageState::Running);

@@ -31,6 +31,8 @@ pub enum PausedChange {
 /// Everything one finished message changes, committed together.
 #[derive(Clone, Debug)]
 pub struct Completion {
+    /// The channel the message came through (where its delivery goes).
+    pub channel: crate::channel::ChannelName,
     /// The conversation.
     pub conversation: ConversationId,
     /// The message.
@@ -44,13 +46,17 @@ pub struct Completion {
     /// The answer, with the JSON to store (serialized once for the store, the webhook and the
     /// caller).
     pub answer: Answered,
+    /// The message's [`Inbound::digest`], kept with the remembered answer so that a message id
+    /// re-sent with other content is refused instead of answered.
+    pub digest: Option<String>,
     /// The paused run.
     pub paused: PausedChange,
     /// The run's summary and this activation, when a run started or resumed; a second entry
     /// for the error flow's run when the run failed and the error flow ran.
     pub history: Vec<(RunSummary, Segment)>,
-    /// A delivery for the outbound webhook, when one is configured: its JSON body (the
-    /// answer's JSON with `conversation_id`).
+    /// A delivery to the channel's webhook, when the channel has one: its JSON body (the
+    /// answer's JSON with `conversation_id`), stored with [`Completion::channel`], whose
+    /// [`Delivery`](crate::channel::Delivery) is looked up when it is sent.
     pub outbox: Option<Vec<u8>>,
 }
 
@@ -66,11 +72,24 @@ pub enum WriteOp {
     Forget(ConversationId, MessageId),
 }
 
+/// A remembered answer and the digest of the message it answered ([`Inbound::digest`];
+/// `None` for answers remembered before digests were kept).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Remembered {
+    /// The answer.
+    pub answer: Answer,
+    /// The message's digest.
+    pub digest: Option<String>,
+}
+
 /// A webhook delivery waiting to be sent.
 #[derive(Clone, Debug)]
 pub struct OutboxItem {
-    /// Its id.
+    /// Its id: the `webhook-id` of every attempt (the same on every retry, so that a receiver
+    /// can dedupe).
     pub id: String,
+    /// The channel whose webhook it goes to.
+    pub channel: crate::channel::ChannelName,
     /// The JSON body to post.
     pub body: Value,
     /// Attempts so far.
@@ -126,9 +145,12 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn flow_version(&self, hash: &str) -> Result<Option<String>, StoreError>;
     /// The conversation's paused run, expired or not.
     async fn paused(&self, conversation: &ConversationId) -> Result<Option<PausedRun>, StoreError>;
-    /// The remembered answer to a message.
-    async fn answer(&self, conversation: &ConversationId, message_id: &MessageId)
-    -> Result<Option<Answer>, StoreError>;
+    /// The remembered answer to a message, with the message's digest.
+    async fn answer(
+        &self,
+        conversation: &ConversationId,
+        message_id: &MessageId,
+    ) -> Result<Option<Remembered>, StoreError>;
     /// Whether a message was accepted and is not answered yet.
     async fn is_accepted(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<bool, StoreError>;
     /// Accepted messages not answered yet, in the order they were accepted (for recovery after
@@ -140,7 +162,12 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn run(&self, run_id: &RunId) -> Result<Option<RunHistory>, StoreError>;
     /// One page of run summaries, newest activity first (see [`RunQuery`]).
     async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
-    /// Up to `limit` webhook deliveries due at `now_ms`, oldest first.
+    /// Claims up to `limit` webhook deliveries due at `now_ms`, oldest first: each one
+    /// returned is not due again (for this process or another sharing the store) for
+    /// [`OUTBOX_LEASE`](super::OUTBOX_LEASE), so that a delivery in flight is not picked
+    /// twice; the delivery loop removes or reschedules it well before that (its per-attempt
+    /// timeout is shorter), and a process that dies leaves it to be sent again, with the same
+    /// id, once the lease ends.
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     /// Removes a delivery (delivered, or given up).
     async fn outbox_remove(&self, id: &str) -> Result<(), StoreError>;
@@ -239,7 +266,7 @@ impl Default for MemoryConversationStore {
 struct Memory {
     versions: HashMap<String, String>,
     paused: HashMap<ConversationId, PausedRun>,
-    answers: HashMap<(ConversationId, MessageId), (Answer, i64)>,
+    answers: HashMap<(ConversationId, MessageId), (Remembered, i64)>,
     accepted: BTreeMap<u64, Inbound>,
     seq: u64,
     runs: HashMap<RunId, RunHistory>,
@@ -277,7 +304,7 @@ impl ConversationStore for MemoryConversationStore {
         &self,
         conversation: &ConversationId,
         message_id: &MessageId,
-    ) -> Result<Option<Answer>, StoreError> {
+    ) -> Result<Option<Remembered>, StoreError> {
         Ok(self.lock().answers.get(&(conversation.clone(), message_id.clone())).map(|(a, _)| a.clone()))
     }
 
@@ -315,7 +342,8 @@ impl ConversationStore for MemoryConversationStore {
                         }
                     }
                     if done.remember_answer {
-                        m.answers.insert((c.clone(), done.message_id.clone()), (done.answer.answer.clone(), now));
+                        let remembered = Remembered { answer: done.answer.answer.clone(), digest: done.digest.clone() };
+                        m.answers.insert((c.clone(), done.message_id.clone()), (remembered, now));
                     }
                     if done.accepted {
                         m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
@@ -334,7 +362,8 @@ impl ConversationStore for MemoryConversationStore {
                             reason: e.to_string(),
                         })?;
                         let item = OutboxItem {
-                            id: uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
+                            id: super::outbox::new_delivery_id(),
+                            channel: done.channel.clone(),
                             body,
                             attempts: 0,
                             created_at_ms: now,
@@ -361,7 +390,18 @@ impl ConversationStore for MemoryConversationStore {
     }
 
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        Ok(self.lock().outbox.iter().filter(|(_, at)| *at <= now_ms).take(limit).map(|(i, _)| i.clone()).collect())
+        let lease = i64::try_from(super::OUTBOX_LEASE.as_millis()).unwrap_or(i64::MAX);
+        let mut m = self.lock();
+        let mut due: Vec<&mut (OutboxItem, i64)> = m.outbox.iter_mut().filter(|(_, at)| *at <= now_ms).collect();
+        due.sort_by_key(|(i, at)| (*at, i.created_at_ms));
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|(i, at)| {
+                *at = now_ms.saturating_add(lease);
+                i.clone()
+            })
+            .collect())
     }
 
     async fn outbox_remove(&self, id: &str) -> Result<(), StoreError> {

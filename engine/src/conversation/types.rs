@@ -128,10 +128,59 @@ impl Inbound {
         }
     }
 
+    /// What tells a re-sent message from another message under the same id: SHA-256 (hex) of
+    /// the canonical JSON (object keys sorted, no whitespace) of `{"channel", "contact",
+    /// "metadata", "text"}`. A message id comes back with the first answer only when its
+    /// digest is the same ([`ConversationError::MessageIdReused`] otherwise).
+    pub fn digest(&self) -> String {
+        use sha2::Digest as _;
+        let content = serde_json::json!({
+            "channel": self.channel.as_str(),
+            "contact": self.contact,
+            "metadata": self.metadata,
+            "text": self.text,
+        });
+        let mut canonical = String::new();
+        write_canonical(&content, &mut canonical);
+        hex::encode(sha2::Sha256::digest(canonical.as_bytes()))
+    }
+
     /// The contact's id, when the channel sent one (a string, or a number as its text: see
     /// [`contact_id`](crate::step::contact_id)).
     pub fn contact_id(&self) -> Option<String> {
         crate::step::contact_id(&self.contact).map(std::borrow::Cow::into_owned)
+    }
+}
+
+/// `value` as canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace, strings
+/// and numbers as `serde_json` writes them.
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 

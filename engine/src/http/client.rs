@@ -206,10 +206,77 @@ fn json_depth(bytes: &[u8], stop_at: usize) -> usize {
     deepest
 }
 
-/// The URL without its query and fragment, for messages (the query may carry secrets).
+/// What replaces a credential in a displayed URL.
+pub const MASKED: &str = "***";
+
+/// The URL as it may be shown (logs, errors, traces, the console, the CLI): without its
+/// user:password (shown `***@`), its query (shown `?…`) and its fragment, and with every
+/// path segment that looks like a credential shown `***` (see [`is_token_like`]: a Slack,
+/// Discord or Telegram webhook URL is a secret in itself). This is the one function that
+/// shows a URL; [`remember_url_secrets`] registers the same parts with the masker.
 pub fn display_url(url: &Url) -> String {
-    let base = &url[..url::Position::AfterPath];
-    if url.query().is_some() { format!("{base}?…") } else { base.to_string() }
+    let mut out = format!("{}:", url.scheme());
+    if url.has_host() {
+        out.push_str("//");
+        if !url.username().is_empty() || url.password().is_some() {
+            out.push_str(MASKED);
+            out.push('@');
+        }
+        out.push_str(url.host_str().unwrap_or_default());
+        if let Some(port) = url.port() {
+            out.push_str(&format!(":{port}"));
+        }
+    }
+    let path = url.path();
+    if url.cannot_be_a_base() {
+        out.push_str(if is_token_like(path) { MASKED } else { path });
+    } else {
+        let masked: Vec<&str> = path.split('/').map(|s| if is_token_like(s) { MASKED } else { s }).collect();
+        out.push_str(&masked.join("/"));
+    }
+    if url.query().is_some() {
+        out.push_str("?…");
+    }
+    out
+}
+
+/// Whether a path segment (as written in the URL) looks like a credential: a `bot<id>:<key>`
+/// (Telegram), or 16 characters or more of letters, digits and `-_.~=+%` with at least one
+/// letter and one digit (random tokens, Slack's and Discord's webhook keys, UUIDs of
+/// capability URLs). Ordinary path words (`v1`, `webhooks`, `messages`) do not.
+pub fn is_token_like(segment: &str) -> bool {
+    if segment.contains(':') && segment.len() >= 16 {
+        return true;
+    }
+    segment.len() >= 16
+        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~=+%".contains(&b))
+        && segment.bytes().any(|b| b.is_ascii_digit())
+        && segment.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// Registers the credentials in a URL with the process-wide masker
+/// ([`crate::secrets::known`]): the password (and a token-like user name), every token-like
+/// path segment and every query value, as written and percent-decoded, so that a
+/// URL printed by a library (or echoed by a server) is masked too.
+pub fn remember_url_secrets(url: &Url) {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(password) = url.password() {
+        parts.push(password.to_string());
+    }
+    if is_token_like(url.username()) {
+        parts.push(url.username().to_string());
+    }
+    parts.extend(url.path().split('/').filter(|s| is_token_like(s)).map(str::to_string));
+    if let Some(query) = url.query() {
+        parts.extend(query.split('&').filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string())));
+    }
+    for part in parts {
+        let decoded = percent_encoding::percent_decode_str(&part).decode_utf8_lossy().into_owned();
+        crate::secrets::known::remember_str(&part);
+        if decoded != part {
+            crate::secrets::known::remember_str(&decoded);
+        }
+    }
 }
 
 /// A received response.
@@ -520,5 +587,55 @@ impl HttpClient {
         // reqwest's own message repeats the URL with its query; keep only the causes.
         let reason = if reasons.len() > 1 { reasons[1..].join(": ") } else { reasons.join(": ") };
         HttpError::Transport { url: display_url(url), reason }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::*;
+
+    fn shown(url: &str) -> String {
+        display_url(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn display_url_hides_credentials_and_keeps_the_rest() {
+        assert_eq!(
+            shown("https://user:hunter2-password@hooks.example.com:8443/in?x=1#f"),
+            "https://***@hooks.example.com:8443/in?…"
+        );
+        assert_eq!(shown("https://only-user@example.com/"), "https://***@example.com/");
+        assert_eq!(
+            shown("https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdEFGH1234ijklMNOP5678"),
+            "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/***"
+        );
+        assert_eq!(
+            shown("https://api.telegram.org/bot123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11/sendMessage"),
+            "https://api.telegram.org/***/sendMessage"
+        );
+        assert_eq!(
+            shown("https://example.com/hooks/3f2a9c1e-7b4d-4e8f-9a0b-1c2d3e4f5a6b/in"),
+            "https://example.com/hooks/***/in"
+        );
+        // Ordinary paths are shown as they are.
+        assert_eq!(
+            shown("http://127.0.0.1:8080/v1/conversations/messages"),
+            "http://127.0.0.1:8080/v1/conversations/messages"
+        );
+        assert_eq!(shown("https://api.example.com/v2/contacts.search"), "https://api.example.com/v2/contacts.search");
+    }
+
+    #[test]
+    fn remembered_url_parts_are_masked_in_text() {
+        let url = Url::parse(
+            "https://tern:pa55-w0rd-remembered@example.com/hook/tok3n-remembered-abcdef?sig=q5ery-remembered",
+        )
+        .unwrap();
+        remember_url_secrets(&url);
+        let text = format!("failed: {url} pa55-w0rd-remembered tok3n-remembered-abcdef q5ery-remembered");
+        let masked = crate::secrets::known::mask(&text);
+        for part in ["pa55-w0rd-remembered", "tok3n-remembered-abcdef", "q5ery-remembered"] {
+            assert!(!masked.contains(part), "{masked}");
+        }
     }
 }

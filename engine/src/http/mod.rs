@@ -14,7 +14,9 @@ pub mod special_purpose;
 mod url_template;
 
 pub use budget::MAX_REQUEST_TEMPLATE_BYTES;
-pub use client::{HttpClient, HttpError, HttpPolicy, HttpResponse, display_url};
+pub use client::{
+    HttpClient, HttpError, HttpPolicy, HttpResponse, MASKED, display_url, is_token_like, remember_url_secrets,
+};
 pub use fields::{FieldValue, Fields};
 pub use origin::{OriginError, parse_origin};
 pub use outbound::Outbound;

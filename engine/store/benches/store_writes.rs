@@ -59,11 +59,13 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
     }))
     .unwrap();
     let done = Completion {
+        channel: tern_engine::channel::ChannelName::default_channel(),
         conversation: c.clone(),
         message_id: m.clone(),
         remember_answer: true,
         accepted: true,
         answer: Answered::new(answer),
+        digest: None,
         paused: PausedChange::Keep,
         history: vec![(summary, segment)],
         outbox: None,

@@ -26,6 +26,7 @@ pub(crate) const SECRET_COLUMNS: &[(&str, &str, &str)] = &[
     ("secrets", "name", "value"),
     ("conversations", "conversation_id", "snapshot"),
     ("answers", ANSWER_ROW_SQL, "answer"),
+    ("answers", ANSWER_ROW_SQL, "digest"),
     ("inbox", ANSWER_ROW_SQL, "body"),
     ("run_segments", "run_id || '/' || seq", "body"),
     ("run_history", "run_id", "first_segment"),

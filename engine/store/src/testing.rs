@@ -223,18 +223,22 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     let mut answer = Answer::without_run(AnswerStatus::Paused, &m("m-1"));
     answer.run_id = Some(run_1.clone());
     let done = Completion {
+        channel: tern_engine::channel::ChannelName::new("sms").unwrap(),
         conversation: c.clone(),
         message_id: m("m-1"),
         remember_answer: true,
         accepted: true,
         answer: Answered::new(answer.clone()),
+        digest: Some("d-1".into()),
         paused: PausedChange::Set(Box::new(paused.clone())),
         history: vec![(summary(RunStatus::Paused, 2_000), segment("hello", "paused"))],
         outbox: Some(json!({"conversation_id": "conv-1", "n": 1}).to_string().into_bytes()),
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(!store.is_accepted(&c, &m("m-1")).await.unwrap());
-    assert_eq!(store.answer(&c, &m("m-1")).await.unwrap().unwrap().run_id, Some(run_1.clone()));
+    let remembered = store.answer(&c, &m("m-1")).await.unwrap().unwrap();
+    assert_eq!(remembered.answer.run_id, Some(run_1.clone()));
+    assert_eq!(remembered.digest.as_deref(), Some("d-1"), "the message's digest is kept with its answer");
     assert!(store.answer(&c, &m("m-2")).await.unwrap().is_none());
     assert_eq!(store.paused(&c).await.unwrap().unwrap(), paused);
     // Accepting a message that is answered already keeps nothing.
@@ -243,11 +247,13 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
 
     // The second resumes and ends the run: a second segment, the paused run cleared.
     let done = Completion {
+        channel: tern_engine::channel::ChannelName::default_channel(),
         conversation: c.clone(),
         message_id: m("m-2"),
         remember_answer: false,
         accepted: true,
         answer: Answered::new(Answer::without_run(AnswerStatus::Completed, &m("m-2"))),
+        digest: None,
         paused: PausedChange::Clear,
         history: vec![(summary(RunStatus::Completed, 3_000), segment("again", "completed"))],
         outbox: None,
@@ -265,11 +271,22 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     let none = store.runs(&RunQuery { flow_id: Some("other".into()), ..RunQuery::default() }).await.unwrap();
     assert!(none.runs.is_empty());
 
-    // The outbox: due now, retried later, removed.
+    // The outbox: due now with its channel and a Standard Webhooks id, claimed (not due
+    // again while in flight, until the lease ends), retried later, removed.
     assert_eq!(store.outbox_len().await.unwrap(), 1);
     let due = store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].body["n"], 1);
+    assert_eq!(due[0].channel.as_str(), "sms");
+    assert!(due[0].id.starts_with("msg_"), "{}", due[0].id);
+    assert!(store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap().is_empty(), "claimed: not picked twice");
+    let lease = i64::try_from(tern_engine::conversation::OUTBOX_LEASE.as_millis()).unwrap();
+    let again = store.outbox_due(now() * 1000 + 1_000 + lease, 10).await.unwrap();
+    assert_eq!(
+        again.iter().map(|d| &d.id).collect::<Vec<_>>(),
+        [&due[0].id],
+        "due again, same id, once the lease ends"
+    );
     store.outbox_retry(&due[0].id, 1, now() * 1000 + 3_600_000).await.unwrap();
     assert!(store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap().is_empty(), "not due before its retry");
     store.outbox_remove(&due[0].id).await.unwrap();

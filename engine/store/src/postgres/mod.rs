@@ -15,7 +15,8 @@
 //!   ([`ConversationStore::stale_accepted`](tern_engine::conversation::ConversationStore::stale_accepted)).
 //! - **Races between instances**: a batch of writes that loses a deadlock or serialization race
 //!   against another instance's batch is tried again ([`WRITE_ATTEMPTS`]); webhook deliveries
-//!   are claimed (`FOR UPDATE SKIP LOCKED`, then leased for [`OUTBOX_LEASE_MS`]) so that two
+//!   are claimed (`FOR UPDATE SKIP LOCKED`, then leased for
+//!   [`OUTBOX_LEASE`](tern_engine::conversation::OUTBOX_LEASE)) so that two
 //!   instances never post the same one at once; retention deletes in chunks by `ctid`, and
 //!   every instance may run it.
 //! - **Pool**: [`POOL_SIZE`] connections per instance for queries, plus [`locks::SHARDS`]
@@ -49,10 +50,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tries of one batch of writes when PostgreSQL aborts it for a deadlock or a serialization
 /// failure (SQLSTATE 40P01, 40001).
 pub const WRITE_ATTEMPTS: u32 = 3;
-
-/// How long an instance owns a webhook delivery it took; if it dies, another instance sends
-/// it after this (milliseconds).
-pub const OUTBOX_LEASE_MS: i64 = 60_000;
 
 /// The name the sessions show in `pg_stat_activity`.
 const APPLICATION_NAME: &str = "tern";
@@ -151,15 +148,12 @@ impl Flavor for Postgres {
         row_in: "ctid = ANY (ARRAY ({rows}))",
         row_ref: ("ctid::text", "ctid = $2::tid"),
         runs_before: "(updated_at_ms, run_id) < ({at}, {id})",
-        // Claimed for this instance: leased for OUTBOX_LEASE_MS (another instance skips them),
-        // then removed or rescheduled by the delivery loop.
-        outbox_due: "WITH claimed AS (
-                       UPDATE outbox SET next_attempt_ms = $1 + $3 WHERE id IN (
-                         SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2
-                         FOR UPDATE SKIP LOCKED)
-                       RETURNING id, body, attempts, created_at_ms)
-                     SELECT * FROM claimed ORDER BY created_at_ms",
-        outbox_lease_ms: OUTBOX_LEASE_MS,
+        // Claimed for this instance: leased (another instance skips them), then removed or
+        // rescheduled by the delivery loop.
+        outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3 WHERE id IN (
+                       SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2
+                       FOR UPDATE SKIP LOCKED)
+                     RETURNING id, channel, body, attempts, created_at_ms",
         token_lock_setup: &["SET LOCAL idle_in_transaction_session_timeout = 0", "SET LOCAL statement_timeout = 0"],
         token_lock: Some("SELECT pg_advisory_xact_lock($1)"),
         lock_tables: Some("LOCK TABLE {tables} IN EXCLUSIVE MODE"),

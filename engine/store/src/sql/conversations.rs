@@ -12,9 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
+use tern_engine::channel::ChannelName;
 use tern_engine::conversation::{
     Answer, ConversationId, ConversationLock, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange,
-    PausedRun, Pruned, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
+    PausedRun, Pruned, Remembered, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
 
 use super::{Flavor, SqlStore};
@@ -93,14 +94,19 @@ impl<F: Flavor> SqlStore<F> {
                 if done.remember_answer {
                     let row = message_row(&done.conversation, &done.message_id);
                     let blob = self.sealer.seal_json_bytes("answers", &row, "answer", &done.answer.json);
+                    // Sealed like the answer: a bare digest of a short text could be guessed.
+                    let digest =
+                        done.digest.as_ref().map(|d| self.sealer.seal("answers", &row, "digest", d)).transpose()?;
                     sqlx::query(
-                        "INSERT INTO answers (conversation_id, message_id, answer, created_at_ms) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (conversation_id, message_id) DO UPDATE SET answer = excluded.answer, created_at_ms = excluded.created_at_ms",
+                        "INSERT INTO answers (conversation_id, message_id, answer, created_at_ms, digest) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (conversation_id, message_id) DO UPDATE SET answer = excluded.answer,
+                           created_at_ms = excluded.created_at_ms, digest = excluded.digest",
                     )
                     .bind(c)
                     .bind(done.message_id.as_str())
                     .bind(blob)
                     .bind(now_ms)
+                    .bind(digest)
                     .execute(&mut **tx)
                     .await
                     .map_err(self.db())?;
@@ -114,12 +120,13 @@ impl<F: Flavor> SqlStore<F> {
                     }
                 }
                 if let Some(body) = &done.outbox {
-                    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
+                    let id = tern_engine::conversation::new_delivery_id();
                     let blob = self.sealer.seal_json_bytes("outbox", &id, "body", body);
                     sqlx::query(
-                        "INSERT INTO outbox (id, body, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, 0, $3, $3)",
+                        "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, $3, 0, $4, $4)",
                     )
                     .bind(&id)
+                    .bind(done.channel.as_str())
                     .bind(blob)
                     .bind(now_ms)
                     .execute(&mut **tx)
@@ -355,15 +362,21 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         &self,
         conversation: &ConversationId,
         message_id: &MessageId,
-    ) -> Result<Option<Answer>, StoreError> {
-        let blob: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT answer FROM answers WHERE conversation_id = $1 AND message_id = $2")
-                .bind(conversation.as_str())
-                .bind(message_id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(self.db())?;
-        blob.map(|b| self.sealer.open_json("answers", &message_row(conversation, message_id), "answer", &b)).transpose()
+    ) -> Result<Option<Remembered>, StoreError> {
+        let Some(r) = sqlx::query("SELECT answer, digest FROM answers WHERE conversation_id = $1 AND message_id = $2")
+            .bind(conversation.as_str())
+            .bind(message_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())?
+        else {
+            return Ok(None);
+        };
+        let row = message_row(conversation, message_id);
+        let answer = self.sealer.open_json("answers", &row, "answer", &r.get::<Vec<u8>, _>("answer"))?;
+        let digest: Option<Vec<u8>> = r.get("digest");
+        let digest = digest.map(|d| self.sealer.open_json("answers", &row, "digest", &d)).transpose()?;
+        Ok(Some(Remembered { answer, digest }))
     }
 
     async fn is_accepted(&self, conversation: &ConversationId, message_id: &MessageId) -> Result<bool, StoreError> {
@@ -459,16 +472,22 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         Ok(RunPage::from_overfetch(runs, size))
     }
 
-    /// The due deliveries ([`Dialect::outbox_due`](super::Dialect::outbox_due): on a shared
-    /// database they are claimed for this instance). One that cannot be read is dropped.
+    /// The due deliveries, claimed for [`OUTBOX_LEASE`](tern_engine::conversation::OUTBOX_LEASE)
+    /// ([`Dialect::outbox_due`](super::Dialect::outbox_due)), oldest first. One that cannot be
+    /// read is dropped.
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
-        let rows = sqlx::query(F::DIALECT.outbox_due)
-            .bind(now_ms)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .bind(F::DIALECT.outbox_lease_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.db())?;
+        let lease = i64::try_from(tern_engine::conversation::OUTBOX_LEASE.as_millis()).unwrap_or(i64::MAX);
+        let mut rows = {
+            let _gate = self.gate().await;
+            sqlx::query(F::DIALECT.outbox_due)
+                .bind(now_ms)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(lease)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.db())?
+        };
+        rows.sort_by_key(|r| r.get::<i64, _>("created_at_ms"));
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.get("id");
@@ -480,8 +499,18 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
                     continue;
                 }
             };
+            let channel: String = r.get("channel");
+            let channel = match ChannelName::new(&channel) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(delivery = %id, error = %e, "a webhook delivery names a channel that is not valid; dropping it");
+                    self.outbox_remove(&id).await?;
+                    continue;
+                }
+            };
             out.push(OutboxItem {
                 id,
+                channel,
                 body,
                 attempts: u32::try_from(r.get::<i64, _>("attempts")).unwrap_or(0),
                 created_at_ms: r.get("created_at_ms"),

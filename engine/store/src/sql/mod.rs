@@ -73,12 +73,11 @@ pub struct Dialect {
     /// History pages' keyset condition: rows before the cursor (`{at}` its `updated_at_ms`,
     /// `{id}` its run id), in the form the database's planner uses an index for.
     pub(crate) runs_before: &'static str,
-    /// Due webhook deliveries (`$1` now in ms, `$2` how many, `$3` the lease): `id, body,
-    /// attempts, created_at_ms`, oldest first. On a shared database they are claimed for this
-    /// instance for the lease; SQLite leaves `$3` unused (its driver ignores the extra value).
+    /// Claims due webhook deliveries (`$1` now in ms, `$2` how many, `$3` the lease in ms):
+    /// moves their `next_attempt_ms` to `$1 + $3` and returns `id, channel, body, attempts,
+    /// created_at_ms` of the oldest due ones (in any order; the caller sorts), so that neither
+    /// this process nor another sharing the database picks one twice while it is in flight.
     pub(crate) outbox_due: &'static str,
-    /// How long a claimed delivery belongs to this instance (ms), see `outbox_due`.
-    pub(crate) outbox_lease_ms: i64,
     /// Statements run first in the transaction of a token refresh, without parameters.
     pub(crate) token_lock_setup: &'static [&'static str],
     /// The statement that takes a credential for a refresh (`$1`: its lock key), if the
