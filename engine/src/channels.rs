@@ -152,7 +152,9 @@ pub enum ChannelError {
         name: ChannelName,
     },
     /// A channel of that name is stored already (and replacing was not asked for).
-    #[error("channel `{name}` exists already; pass --update to replace its settings, or `tern channels remove {name}` first")]
+    #[error(
+        "channel `{name}` exists already; pass --update to replace its settings, or `tern channels remove {name}` first"
+    )]
     Exists {
         /// The name.
         name: ChannelName,
@@ -236,7 +238,8 @@ impl ChannelDraft {
         let mut problems = Vec::new();
         let name = ChannelName::new(name).map_err(|e| problems.push(Problem::at(Field::Name, e))).ok();
         if self.kind.is_none() {
-            problems.push(Problem::at(Field::Kind, "the kind is required: `generic` (a channel that posts Tern's JSON)"));
+            problems
+                .push(Problem::at(Field::Kind, "the kind is required: `generic` (a channel that posts Tern's JSON)"));
         }
         if self.tokens.is_empty() && self.signing_secrets.is_empty() && !open {
             problems.push(Problem::at(
@@ -275,9 +278,12 @@ impl ChannelDraft {
                 Err(e) => problems.push(Problem::at(Field::SigningSecrets, format!("signing secret {}: {e}", i + 1))),
             }
         }
-        let webhook_url = self.webhook_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).and_then(|u| {
-            check_webhook_url(u).map_err(|m| problems.push(Problem::at(Field::WebhookUrl, m))).ok()
-        });
+        let webhook_url = self
+            .webhook_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .and_then(|u| check_webhook_url(u).map_err(|m| problems.push(Problem::at(Field::WebhookUrl, m))).ok());
         let webhook_secret = self.webhook_secret.as_ref().and_then(|s| {
             WebhookSecret::parse(s.expose_secret())
                 .map_err(|e| problems.push(Problem::at(Field::WebhookSecret, e.to_string())))
@@ -510,7 +516,11 @@ impl Channels {
             if self.configured.contains_key(&channel.name) {
                 continue;
             }
-            out.push(ChannelSummary::of(&self.with_open(channel), ChannelSource::Stored, Some((created_at, updated_at))));
+            out.push(ChannelSummary::of(
+                &self.with_open(channel),
+                ChannelSource::Stored,
+                Some((created_at, updated_at)),
+            ));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -525,11 +535,9 @@ impl Channels {
             return Ok(ChannelSummary::of(c, *source, None));
         }
         match self.store.get_channel(name).await? {
-            Some(StoredChannel { channel, created_at, updated_at }) => Ok(ChannelSummary::of(
-                &self.with_open(channel),
-                ChannelSource::Stored,
-                Some((created_at, updated_at)),
-            )),
+            Some(StoredChannel { channel, created_at, updated_at }) => {
+                Ok(ChannelSummary::of(&self.with_open(channel), ChannelSource::Stored, Some((created_at, updated_at))))
+            }
             None => Err(ChannelError::NotFound { name: name.clone() }),
         }
     }

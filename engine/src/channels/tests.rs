@@ -29,9 +29,10 @@ fn a_channel_with_a_token_or_a_signing_secret_is_valid() {
     assert_eq!(c.inbound.tokens.len(), 1);
     assert!(!c.inbound.open);
     assert_eq!(c.delivery.webhook_url.unwrap().host_str(), Some("chat.example.com"));
-    let c = ChannelDraft { kind: Some(ChannelKind::Generic), signing_secrets: vec![secret(WHSEC)], ..Default::default() }
-        .check("signed", false)
-        .unwrap();
+    let c =
+        ChannelDraft { kind: Some(ChannelKind::Generic), signing_secrets: vec![secret(WHSEC)], ..Default::default() }
+            .check("signed", false)
+            .unwrap();
     assert_eq!(c.inbound.signing_secrets[0].to_whsec(), WHSEC);
 }
 

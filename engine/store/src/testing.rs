@@ -345,7 +345,10 @@ fn rotated_channel() -> tern_engine::channel::Channel {
     Channel {
         name: ChannelName::new("rotated").unwrap(),
         kind: ChannelKind::Generic,
-        inbound: InboundAuth { tokens: vec![SecretString::from("token-before-rotation".to_string())], ..Default::default() },
+        inbound: InboundAuth {
+            tokens: vec![SecretString::from("token-before-rotation".to_string())],
+            ..Default::default()
+        },
         delivery: Delivery::default(),
     }
 }

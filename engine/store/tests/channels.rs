@@ -32,7 +32,10 @@ fn default_channel() -> Channel {
     Channel {
         name: ChannelName::default_channel(),
         kind: ChannelKind::Generic,
-        inbound: InboundAuth { tokens: vec![SecretString::from("default-token-0123456789".to_string())], ..Default::default() },
+        inbound: InboundAuth {
+            tokens: vec![SecretString::from("default-token-0123456789".to_string())],
+            ..Default::default()
+        },
         delivery: Delivery::default(),
     }
 }
@@ -75,14 +78,16 @@ async fn lifecycle(store: Arc<dyn ChannelStore>) {
     assert!(channels.channel(&name("nobody")).await.unwrap().is_none());
 
     // Rules: every problem at its field; nothing saved.
-    let err = channels.save("bare", ChannelDraft { kind: Some(ChannelKind::Generic), ..Default::default() }, false).await;
+    let err =
+        channels.save("bare", ChannelDraft { kind: Some(ChannelKind::Generic), ..Default::default() }, false).await;
     match err {
         Err(ChannelError::Invalid { problems, .. }) => assert_eq!(problems[0].field, Field::Tokens),
         other => panic!("{other:?}"),
     }
     assert!(matches!(channels.get(&name("bare")).await, Err(ChannelError::NotFound { .. })));
     // An insecurely open channel may have no credentials; the flag is applied on lookup.
-    let kiosk = channels.save("kiosk", ChannelDraft { kind: Some(ChannelKind::Generic), ..Default::default() }, false).await;
+    let kiosk =
+        channels.save("kiosk", ChannelDraft { kind: Some(ChannelKind::Generic), ..Default::default() }, false).await;
     assert!(kiosk.unwrap().open);
     assert!(channels.channel(&name("kiosk")).await.unwrap().unwrap().inbound.open);
 
@@ -145,10 +150,19 @@ async fn postgres_another_instance_sees_a_change_when_its_cache_entry_expires() 
 
     // A rotation by the first instance reaches the second within the same bound.
     first.save("support", token_draft("rotated-token-0123456789"), true).await.unwrap();
-    assert_eq!(first.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(), "rotated-token-0123456789");
-    assert_eq!(second.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(), "support-token-0123456789");
+    assert_eq!(
+        first.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(),
+        "rotated-token-0123456789"
+    );
+    assert_eq!(
+        second.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(),
+        "support-token-0123456789"
+    );
     clock.advance(Duration::from_millis(u64::try_from(CACHE_TTL_MS).unwrap()));
-    assert_eq!(second.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(), "rotated-token-0123456789");
+    assert_eq!(
+        second.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(),
+        "rotated-token-0123456789"
+    );
 
     first.remove(&name("support")).await.unwrap();
     clock.advance(Duration::from_millis(u64::try_from(CACHE_TTL_MS).unwrap()));
