@@ -175,13 +175,14 @@ fn bad_channel_settings_are_refused_with_every_problem_at_its_option() {
 fn serve_keeps_the_default_token_serves_the_admin_api_and_warns_about_open_channels() {
     let data = fresh_data_dir();
     let flows = tempfile::tempdir().unwrap();
+    let log = flows.path().join("serve.log");
     let mut cmd = tern();
     cmd.env("TERN_DATA_DIR", &data)
         .env_remove("TERN_CHANNEL_TOKEN")
         .env("TERN_ADMIN_TOKEN", ADMIN)
         .env("TERN_INSECURE_OPEN_CHANNEL", "kiosk,lobby")
         .args(["serve", "--listen", "127.0.0.1:0", "--flows", flows.path().to_str().unwrap(), "--watch", "false"])
-        .stderr(Stdio::from(std::fs::File::create(data.join("serve.log")).unwrap()));
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     let mut server = Server::spawn_keeping_stderr(cmd);
     let token = std::fs::read_to_string(data.join("channel.token")).unwrap();
     assert_eq!(token.trim().len(), 48);
@@ -232,7 +233,7 @@ fn serve_keeps_the_default_token_serves_the_admin_api_and_warns_about_open_chann
         assert_eq!(r.status(), 204);
     });
     server.kill9();
-    let stderr = std::fs::read_to_string(data.join("serve.log")).unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
     for name in ["kiosk", "lobby"] {
         assert!(
             stderr.contains(&format!("WARNING: channel `{name}` is OPEN (--insecure-open-channel)")),
