@@ -135,7 +135,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .load_shed()
         .concurrency_limit(state.max_concurrency)
         .timeout(state.request_timeout);
-    let mut router = console::router();
+    // Every console page shows a banner while a channel is open (`--insecure-open-channel`).
+    let mut router =
+        console::router().layer(axum::middleware::from_fn_with_state(state.clone(), console::open_channels::banner));
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
     }

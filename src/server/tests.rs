@@ -725,3 +725,16 @@ async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and
     assert_eq!(body["code"], "no-such-channel");
     h.stop().await;
 }
+
+#[tokio::test]
+async fn every_console_page_warns_while_a_channel_is_open() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    for uri in ["/", "/runs", "/flows", "/try"] {
+        let (status, html) = page(&h, uri, &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        let banner = html.split("id=\"open-channels\"").nth(1).unwrap_or_else(|| panic!("no banner on {uri}: {html}"));
+        assert!(banner.contains("channel kiosk accepts messages without credentials"), "{uri}: {banner}");
+    }
+    h.stop().await;
+}

@@ -17,6 +17,7 @@
 mod flows;
 mod integrations;
 mod layout;
+pub mod open_channels;
 mod runs;
 pub mod session;
 mod sign_in;
