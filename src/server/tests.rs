@@ -730,11 +730,30 @@ async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and
 async fn every_console_page_warns_while_a_channel_is_open() {
     let h = Harness::new().await;
     let cookie = sign_in(&h).await;
-    for uri in ["/", "/runs", "/flows", "/try"] {
+    for uri in ["/", "/runs", "/flows", "/try", "/channels"] {
         let (status, html) = page(&h, uri, &cookie).await;
         assert_eq!(status, StatusCode::OK, "{uri}");
         let banner = html.split("id=\"open-channels\"").nth(1).unwrap_or_else(|| panic!("no banner on {uri}: {html}"));
         assert!(banner.contains("channel kiosk accepts messages without credentials"), "{uri}: {banner}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_channels_page_lists_channels_without_their_credentials() {
+    let h = Harness::new().await;
+    let settings = json!({"kind": "generic", "tokens": ["console-page-token-0123456789"],
+        "webhook_url": "https://chat.example.com/replies?key=console-query-secret"});
+    let (status, _) = h.admin(Method::PUT, "/v1/channels/support", Some(ADMIN), Some(settings)).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = sign_in(&h).await;
+    let (status, html) = page(&h, "/channels", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in ["id=\"channel-default\"", "id=\"channel-support\"", "https://chat.example.com/replies", "1 set"] {
+        assert!(html.contains(expected), "{expected} missing: {html}");
+    }
+    for secret in ["console-page-token-0123456789", "console-query-secret", CHANNEL] {
+        assert!(!html.contains(secret), "{secret} on the page");
     }
     h.stop().await;
 }
