@@ -590,6 +590,21 @@ fn integration_commands() {
     assert!(r.stderr().contains("tern integrations authorize teamleader"), "{}", r.stderr());
 }
 
+#[test]
+fn channel_commands() {
+    let s = Sandbox::new();
+    let b = block("README.md", "export SUPPORT_TOKEN=…");
+    let text = b.text.replace("export SUPPORT_TOKEN=…", "export SUPPORT_TOKEN=placeholder-support-token-0123");
+    let out = s.ok(&b, &text);
+    assert!(out.contains("channel `support` saved (generic, 1 token)"), "{out}");
+    assert!(out.contains("channel `web` saved") && out.contains("shown once"), "{out}");
+    assert!(out.contains("webhook URL:     https://chat.example.com/tern-replies"), "{out}");
+    assert!(out.contains("channel `web` removed"), "{out}");
+    let list = s.ok(&b, "tern channels list");
+    assert!(list.contains("support") && list.contains("default") && !list.contains("web "), "{list}");
+    assert!(!out.contains("placeholder-support-token") && !list.contains("placeholder-"), "no secret is shown: {out}");
+}
+
 /// Runs each `cargo run -p tern-plugin-build -- c DIR -o FILE` line of `text` through
 /// `tern_plugin_build::build_c` (what the tool's `main` calls); returns the other lines.
 fn with_plugin_builds_done(s: &Sandbox, text: &str) -> String {

@@ -118,3 +118,45 @@ impl ChannelDirectory for FixedChannels {
         Ok(self.channels.get(name).cloned())
     }
 }
+
+/// A channel as the store keeps it: the channel (its `open` flag is never stored: only
+/// `--insecure-open-channel` sets it, at start-up) and when it was saved.
+#[derive(Clone, Debug)]
+pub struct StoredChannel {
+    /// The channel.
+    pub channel: Channel,
+    /// When it was first saved, Unix seconds.
+    pub created_at: i64,
+    /// When it was last saved, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// Where channels are stored (`tern-store` implements it on SQLite and PostgreSQL). The whole
+/// configuration but the name and kind (tokens, signing secrets, the webhook URL and its secret)
+/// is one value encrypted at rest, bound to the table, the row and the column.
+#[async_trait::async_trait]
+pub trait ChannelStore: Send + Sync {
+    /// Saves `channel`, replacing a channel of the same name (its `created_at` is kept).
+    ///
+    /// # Errors
+    /// The store could not be written.
+    async fn put_channel(&self, channel: &Channel) -> Result<(), crate::storage::StoreError>;
+
+    /// The channel called `name`, if it is stored.
+    ///
+    /// # Errors
+    /// The store could not be read, or the row does not decrypt.
+    async fn get_channel(&self, name: &ChannelName) -> Result<Option<StoredChannel>, crate::storage::StoreError>;
+
+    /// Every stored channel, by name.
+    ///
+    /// # Errors
+    /// The store could not be read, or a row does not decrypt.
+    async fn list_channels(&self) -> Result<Vec<StoredChannel>, crate::storage::StoreError>;
+
+    /// Removes the channel called `name`; whether there was one.
+    ///
+    /// # Errors
+    /// The store could not be written.
+    async fn remove_channel(&self, name: &ChannelName) -> Result<bool, crate::storage::StoreError>;
+}

@@ -43,6 +43,7 @@
 
 mod analysis;
 pub mod channel;
+pub mod channels;
 mod checked;
 pub mod clock;
 pub mod compile;

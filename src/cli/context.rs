@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
 use tern_engine::http::{HttpClient, HttpPolicy};
 use tern_engine::secrets::{LayeredSecrets, SecretSource};
 use tern_integrations::Integrations;
@@ -109,6 +110,48 @@ impl Shared {
             )),
             None => Ok(StoreLocation::Sqlite(self.data_dir().join(DB_FILE))),
         }
+    }
+
+    /// A bearer token Tern hands out: `given` (a flag or its environment variable, named
+    /// `given_name` in errors; at least 16 characters), else the one kept in `file` in the data
+    /// directory, created (0600, 48 hex characters) on first use and logged as `what`. The
+    /// admin token (`admin.token`) and the `default` channel's (`channel.token`) are kept this
+    /// way. The value is registered with the masker.
+    pub fn kept_token(
+        &self,
+        given: Option<SecretString>,
+        given_name: &str,
+        file: &str,
+        what: &str,
+    ) -> anyhow::Result<SecretString> {
+        let token = if let Some(t) = given {
+            anyhow::ensure!(
+                t.expose_secret().len() >= tern_engine::channels::MIN_TOKEN_CHARS,
+                "{given_name} must be at least {} characters",
+                tern_engine::channels::MIN_TOKEN_CHARS
+            );
+            t
+        } else if let Some(t) = self.existing_token(file) {
+            t
+        } else {
+            create_private_dir(&self.data_dir())?;
+            let path = self.data_dir().join(file);
+            let token = tern_engine::channels::generate_token();
+            tern_store::crypto::write_key_file(&path, token.expose_secret())?;
+            tracing::info!(file = %path.display(), "created the {what}");
+            token
+        };
+        tern_engine::secrets::known::remember(&token);
+        Ok(token)
+    }
+
+    /// The token kept in `file` in the data directory, if there is one (see
+    /// [`Shared::kept_token`]); nothing is created.
+    pub fn existing_token(&self, file: &str) -> Option<SecretString> {
+        let text = std::fs::read_to_string(self.data_dir().join(file)).ok()?;
+        let token = SecretString::from(text.trim().to_string());
+        tern_engine::secrets::known::remember(&token);
+        Some(token)
     }
 
     /// The guarded HTTP client.

@@ -1,6 +1,7 @@
 //! Command-line interface: one module per subcommand.
 
 mod api;
+mod channels;
 pub mod config_file;
 pub mod context;
 mod flows;
@@ -16,6 +17,8 @@ mod schema;
 mod secret_input;
 mod secrets;
 mod serve;
+#[cfg(test)]
+pub use serve::default_channel;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -71,6 +74,9 @@ enum Command {
     Integrations(integrations::IntegrationsArgs),
     /// Manage named secrets for `{{secrets.NAME}}`.
     Secrets(secrets::SecretsArgs),
+    /// Manage channels: where messages come from and how replies go back (add, list, show,
+    /// remove).
+    Channels(channels::ChannelsArgs),
     /// Serve the conversation API (messages in, replies out) and the OAuth callback.
     Serve(serve::ServeArgs),
     /// Browse run history recorded by `tern serve` (list, show).
@@ -124,6 +130,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Openapi(args) => openapi::openapi(args).await,
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
+        Command::Channels(args) => channels::channels(&cli.shared, args).await,
         Command::Serve(args) => serve::serve(&cli.shared, args).await,
         Command::Runs(args) => runs::runs(&cli.shared, args).await,
         Command::Api(args) => api::api(&cli.shared, args).await,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
-use tern_engine::channel::{Channel, ChannelDirectory, ChannelKind, ChannelName, Delivery, FixedChannels, InboundAuth};
+use tern_engine::channel::{Channel, ChannelDirectory, ChannelKind, ChannelName, Delivery, InboundAuth};
 use tern_engine::conversation::{ConversationOptions, ConversationStore, Conversations, OutboxPolicy, Retention};
 use tern_engine::flow_set::{FileOutcome, load_files};
 use tern_engine::http::Outbound;
@@ -61,6 +61,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10, env = "TERN_WEBHOOK_TIMEOUT", value_name = "SECS",
           value_parser = clap::value_parser!(u64).range(1..=30))]
     webhook_timeout: u64,
+    /// The bearer token of the `default` channel (the `/v1/conversations/…` routes), at least 16
+    /// characters; without it, a token generated on first start and kept in `channel.token` in
+    /// the data directory.
+    #[arg(long, env = "TERN_CHANNEL_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = secret_arg)]
+    channel_token: Option<SecretString>,
+    /// Accept messages WITHOUT credentials on these channels (comma-separated names): anyone
+    /// who can reach the server can then start runs on them. Only for a demo or a closed
+    /// network; a warning is logged at start-up and shown on every console page.
+    #[arg(long, env = "TERN_INSECURE_OPEN_CHANNEL", value_delimiter = ',', value_name = "NAME")]
+    insecure_open_channel: Vec<tern_engine::channel::ChannelName>,
     /// How long a message request waits for its run before answering 202 with the URL of the
     /// answer (the run goes on), in seconds.
     #[arg(long, default_value_t = 25, env = "TERN_REPLY_WAIT", value_name = "SECS")]
@@ -145,6 +155,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     }
     let admin_token = admin_token(shared)?;
     tern_engine::secrets::known::remember(&admin_token);
+    let channels = channels(shared, &args, store.clone()).await?;
     let engine = Engine {
         registry,
         outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
@@ -155,14 +166,15 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         let metrics = metrics.clone();
         Arc::new(move |r: &tern_engine::RunResult| metrics.observe(r)) as tern_engine::conversation::RunObserver
     };
-    let channels = default_channels(shared, &args)?;
     let conversations =
-        Conversations::start(engine, store.clone(), args.conversation_options(channels), Some(observer));
+        Conversations::start(engine, store.clone(), args.conversation_options(channels.clone()), Some(observer));
     conversations.set_flow_set(flows);
     let state = Arc::new(AppState {
         conversations: conversations.clone(),
         store,
         integrations,
+        channels: channels.clone(),
+        channel_service: channels,
         secrets,
         admin_token,
         metrics,
@@ -200,6 +212,38 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+/// The channels service: the `default` channel from the flags, the stored channels, and the
+/// channels opened insecurely (each warned about, loudly).
+async fn channels(
+    shared: &Shared,
+    args: &ServeArgs,
+    store: Arc<dyn tern_store::Backend>,
+) -> anyhow::Result<Arc<tern_engine::channels::Channels>> {
+    use tern_engine::channels::{ChannelSource, Channels};
+    let token = shared.kept_token(
+        args.channel_token.clone(),
+        "--channel-token (TERN_CHANNEL_TOKEN)",
+        CHANNEL_TOKEN_FILE,
+        "default channel's bearer token (for POST /v1/conversations/{id}/messages)",
+    )?;
+    let default = default_channel(Some(token), args.webhook_url.clone(), default_webhook_secret(shared, args)?);
+    let open: std::collections::BTreeSet<_> = args.insecure_open_channel.iter().cloned().collect();
+    let channels = Channels::new(store, [(default, ChannelSource::Flags)], open.clone(), tern_engine::clock::system());
+    for name in &open {
+        let known = tern_engine::channel::ChannelDirectory::channel(&channels, name).await?.is_some();
+        eprintln!(
+            "WARNING: channel `{name}` is OPEN (--insecure-open-channel): anyone who can reach this server can post messages to it and start runs, without any credential{}",
+            if known { "" } else { " (no such channel yet: it is open as soon as it is added)" }
+        );
+        tracing::warn!(
+            channel = %name,
+            exists = known,
+            "channel accepts messages without credentials (--insecure-open-channel): anyone who can reach the server can start runs on it"
+        );
+    }
+    Ok(Arc::new(channels))
+}
+
 /// The start-up summary at `info` (what an operator checks first), and a warning for each
 /// integration that cannot be used until a person acts.
 async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::SocketAddr, skipped: usize) {
@@ -223,6 +267,14 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
         skipped_invalid = skipped,
         "tern serve started"
     );
+    let default = tern_engine::channel::ChannelName::default_channel();
+    if let Ok(Some(channel)) = state.channels.channel(&default).await {
+        tracing::info!(
+            tokens = channel.inbound.tokens.len(),
+            webhook_url = %channel.delivery.webhook_url.as_ref().map(tern_engine::http::display_url).unwrap_or_else(|| "-".into()),
+            "channel `default` (POST /v1/conversations/{{id}}/messages)"
+        );
+    }
     match tern_store::Store::list_integrations(&*state.store).await {
         Ok(list) => {
             let added: std::collections::BTreeSet<&str> = list.iter().map(|r| r.name.as_str()).collect();
@@ -265,29 +317,18 @@ fn parse_webhook_secret(s: &str) -> Result<WebhookSecret, String> {
     WebhookSecret::parse(s).map_err(|e| format!("{e} (--webhook-secret / TERN_WEBHOOK_SECRET)"))
 }
 
-/// The channels of a server configured by flags: `default`, whose replies go to
-/// `--webhook-url`, signed with `--webhook-secret` or the kept `webhook.secret`. (The channels
-/// service adds the stored ones.)
-fn default_channels(shared: &Shared, args: &ServeArgs) -> anyhow::Result<Arc<dyn ChannelDirectory>> {
-    let webhook_secret = match (&args.webhook_url, &args.webhook_secret) {
-        (None, _) => None,
-        (Some(_), Some(secret)) => Some(secret.clone()),
-        (Some(_), None) => Some(kept_webhook_secret(shared)?),
+/// The `default` channel's webhook secret: `--webhook-secret`, or the kept `webhook.secret`
+/// when replies go to `--webhook-url` (registered with the masker, as the URL's credentials).
+fn default_webhook_secret(shared: &Shared, args: &ServeArgs) -> anyhow::Result<Option<WebhookSecret>> {
+    let Some(url) = &args.webhook_url else { return Ok(None) };
+    tern_engine::http::remember_url_secrets(url);
+    tracing::info!(url = %tern_engine::http::display_url(url), "replies of the default channel are delivered to the webhook, signed (Standard Webhooks)");
+    let secret = match &args.webhook_secret {
+        Some(secret) => secret.clone(),
+        None => kept_webhook_secret(shared)?,
     };
-    if let Some(url) = &args.webhook_url {
-        tern_engine::http::remember_url_secrets(url);
-        tracing::info!(url = %tern_engine::http::display_url(url), "replies of the default channel are delivered to the webhook, signed (Standard Webhooks)");
-    }
-    if let Some(secret) = &webhook_secret {
-        tern_engine::secrets::known::remember_str(&secret.to_whsec());
-    }
-    let default = Channel {
-        name: ChannelName::default_channel(),
-        kind: ChannelKind::Generic,
-        inbound: InboundAuth::default(),
-        delivery: Delivery { webhook_url: args.webhook_url.clone(), webhook_secret },
-    };
-    Ok(Arc::new(FixedChannels::new([default])))
+    tern_engine::secrets::known::remember_str(&secret.to_whsec());
+    Ok(Some(secret))
 }
 
 /// The webhook secret kept in the data directory (`webhook.secret`, created on first use,
@@ -304,19 +345,36 @@ fn kept_webhook_secret(shared: &Shared) -> anyhow::Result<WebhookSecret> {
 }
 
 fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
-    if let Ok(t) = std::env::var("TERN_ADMIN_TOKEN") {
-        anyhow::ensure!(t.len() >= 16, "TERN_ADMIN_TOKEN must be at least 16 characters");
-        return Ok(SecretString::from(t));
+    let given = std::env::var("TERN_ADMIN_TOKEN").ok().map(SecretString::from);
+    shared.kept_token(
+        given,
+        "TERN_ADMIN_TOKEN",
+        "admin.token",
+        "admin token (for the console's sign-in and the admin API)",
+    )
+}
+
+/// A secret given as an option's value (never repeated by clap's errors: any text is accepted).
+fn secret_arg(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s.to_string()))
+}
+
+/// The file in the data directory that keeps the `default` channel's generated token.
+pub const CHANNEL_TOKEN_FILE: &str = "channel.token";
+
+/// The `default` channel (the `/v1/conversations/…` routes): its bearer token and where its
+/// replies go, from `tern serve`'s flags.
+pub fn default_channel(
+    token: Option<SecretString>,
+    webhook_url: Option<url::Url>,
+    webhook_secret: Option<WebhookSecret>,
+) -> Channel {
+    Channel {
+        name: ChannelName::default_channel(),
+        kind: ChannelKind::Generic,
+        inbound: InboundAuth { tokens: token.into_iter().collect(), ..Default::default() },
+        delivery: Delivery { webhook_url, webhook_secret },
     }
-    let path = shared.data_dir().join("admin.token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        return Ok(SecretString::from(t.trim().to_string()));
-    }
-    let bytes: [u8; 24] = rand::random();
-    let token = SecretString::from(hex::encode(bytes));
-    tern_store::crypto::write_key_file(&path, token.expose_secret())?;
-    tracing::info!(file = %path.display(), "created the admin token (for the console's sign-in and the admin API)");
-    Ok(token)
 }
 
 async fn shutdown() {

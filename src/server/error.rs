@@ -29,7 +29,7 @@ pub struct ApiError {
 impl ApiError {
     /// An answer with `status` and `message` (what went wrong and what to do).
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody { error: message.into(), code: None }, retry_after: false }
+        Self { status, body: ErrorBody { error: message.into(), code: None, problems: Vec::new() }, retry_after: false }
     }
 
     /// `400 Bad Request`.
@@ -63,6 +63,13 @@ impl ApiError {
     #[must_use]
     pub fn code(mut self, code: &str) -> Self {
         self.body.code = Some(code.to_string());
+        self
+    }
+
+    /// With the problems of the request's settings, each at its field.
+    #[must_use]
+    pub fn problems(mut self, problems: Vec<super::openapi::FieldProblem>) -> Self {
+        self.body.problems = problems;
         self
     }
 

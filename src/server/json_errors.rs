@@ -30,7 +30,8 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         Err(_) => String::new(),
     };
     let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
-    let body = serde_json::to_vec(&super::openapi::ErrorBody { error: message, code: None }).unwrap_or_default();
+    let body = serde_json::to_vec(&super::openapi::ErrorBody { error: message, code: None, problems: Vec::new() })
+        .unwrap_or_default();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))

@@ -8,6 +8,7 @@
 
 mod admin;
 mod auth;
+mod channel_admin;
 pub mod console;
 mod error;
 mod events;
@@ -50,6 +51,11 @@ pub struct AppState {
     pub store: Arc<dyn Backend>,
     /// The integrations service.
     pub integrations: Arc<Integrations>,
+    /// Where channels are looked up by name (the edge, the outbox).
+    pub channels: Arc<dyn tern_engine::channel::ChannelDirectory>,
+    /// The channels service behind `channels`: the admin API and the console save and remove
+    /// channels through it.
+    pub channel_service: Arc<tern_engine::channels::Channels>,
     /// `{{secrets.NAME}}` values; the admin API updates the stored layer.
     pub secrets: Arc<LayeredSecrets>,
     /// The bearer token for the admin API.
@@ -109,6 +115,10 @@ pub fn routes() -> Vec<Route> {
         (Method::PUT, "/v1/secrets/{name}", put(admin::put_secret)),
         (Method::DELETE, "/v1/secrets/{name}", delete(admin::delete_secret)),
         (Method::GET, "/v1/flows", get(admin::list_flows)),
+        (Method::GET, "/v1/channels", get(channel_admin::list_channels)),
+        (Method::GET, "/v1/channels/{name}", get(channel_admin::get_channel)),
+        (Method::PUT, "/v1/channels/{name}", put(channel_admin::put_channel)),
+        (Method::DELETE, "/v1/channels/{name}", delete(channel_admin::delete_channel)),
         (Method::POST, "/v1/integrations/{name}/events", post(events::post_event)),
         (Method::GET, "/healthz", get(healthz)),
         (Method::GET, "/metrics", get(metrics_text)),
@@ -125,7 +135,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .load_shed()
         .concurrency_limit(state.max_concurrency)
         .timeout(state.request_timeout);
-    let mut router = console::router();
+    // Every console page shows a banner while a channel is open (`--insecure-open-channel`).
+    let mut router =
+        console::router().layer(axum::middleware::from_fn_with_state(state.clone(), console::open_channels::banner));
     for (_, path, handler) in routes() {
         router = router.route(path, handler);
     }

@@ -21,6 +21,18 @@ pub struct ErrorBody {
     /// `overloaded`, `shutting-down`, `store-unavailable`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Settings that break rules (code `invalid-settings`): each problem at its field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<FieldProblem>,
+}
+
+/// One broken rule of a request's settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldProblem {
+    /// The field, as the request's JSON names it (`tokens`, `webhook_url`, …).
+    pub field: String,
+    /// What is wrong and what to do.
+    pub message: String,
 }
 
 /// `PUT /v1/integrations/{name}`'s body: the integration's settings plus the write-only
@@ -79,6 +91,10 @@ impl Modify for Security {
         super::admin::put_secret,
         super::admin::delete_secret,
         super::admin::list_flows,
+        super::channel_admin::list_channels,
+        super::channel_admin::get_channel,
+        super::channel_admin::put_channel,
+        super::channel_admin::delete_channel,
         super::events::post_event,
         super::healthz,
         super::metrics_text,

@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use tern_engine::channels::ChannelSource;
 use tern_engine::conversation::{ConversationOptions, Conversations, LoadedFlow, flow_hash};
 use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::LayeredSecrets;
@@ -24,6 +25,8 @@ use tower::ServiceExt as _;
 use super::{AppState, Metrics, app};
 
 const ADMIN: &str = "oneshot-admin-token-0123456789abcdef";
+/// The `default` channel's token.
+const CHANNEL: &str = "oneshot-channel-token-0123456789";
 
 /// Answers with a reply that shows a field the channel sent beside the known ones.
 const HELLO: &str = r#"{"version": 1, "id": "hello",
@@ -69,10 +72,18 @@ impl Harness {
             .collect();
         let conversations = Conversations::start(engine, store.clone(), ConversationOptions::default(), None);
         conversations.set_flows(flows);
+        let channels = Arc::new(tern_engine::channels::Channels::new(
+            store.clone(),
+            [(crate::cli::default_channel(Some(SecretString::from(CHANNEL.to_string())), None, None), ChannelSource::Flags)],
+            ["kiosk".parse().unwrap()].into_iter().collect(),
+            tern_engine::clock::system(),
+        ));
         let state = Arc::new(AppState {
             conversations: conversations.clone(),
             store,
             integrations,
+            channels: channels.clone(),
+            channel_service: channels,
             secrets,
             admin_token: SecretString::from(ADMIN.to_string()),
             metrics: Arc::new(Metrics::default()),
@@ -689,5 +700,128 @@ async fn console_banners_name_only_real_integrations_and_a_moved_token_url_needs
     let (status, _, html) = form(&h, "/integrations", &cookie, &moved).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("type the client secret again"), "{html}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and_no_secret_in_answers() {
+    let h = Harness::new().await;
+    const TOKEN: &str = "oneshot-support-token-0123456789";
+    const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let settings = json!({"kind": "generic", "tokens": [TOKEN], "signing_secrets": [SIGNING],
+        "webhook_url": "https://chat.example.com/replies?sig=query-secret", "webhook_secret": SIGNING});
+    for (method, uri) in [
+        (Method::GET, "/v1/channels"),
+        (Method::GET, "/v1/channels/support"),
+        (Method::PUT, "/v1/channels/support"),
+        (Method::DELETE, "/v1/channels/support"),
+    ] {
+        let (status, body) = h.admin(method.clone(), uri, None, Some(settings.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {body}");
+        let (status, _) = h.admin(method.clone(), uri, Some("wrong-token"), Some(settings.clone())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+    }
+    let (status, _) = h.admin(Method::GET, "/v1/channels/support", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved without the token");
+
+    let (status, saved) = h.admin(Method::PUT, "/v1/channels/support", Some(ADMIN), Some(settings.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["tokens"], 1);
+    assert_eq!(saved["signing_secrets"], 1);
+    assert_eq!(saved["webhook_secret_set"], true);
+    assert_eq!(saved["webhook_url"], "https://chat.example.com/replies?…");
+    let (status, one) = h.admin(Method::GET, "/v1/channels/support", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["source"], "stored");
+    let (status, list) = h.admin(Method::GET, "/v1/channels", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["channels"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["default", "support"]);
+    assert_eq!(list["channels"][0]["source"], "flags");
+    for answer in [&saved, &one, &list] {
+        let text = answer.to_string();
+        for secret in [TOKEN, SIGNING, &SIGNING[6..], "query-secret", CHANNEL] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+
+    // Every broken rule, each at its field.
+    let (status, body) = h
+        .admin(
+            Method::PUT,
+            "/v1/channels/bad",
+            Some(ADMIN),
+            Some(json!({"kind": "generic", "tokens": ["short"], "signing_secrets": ["whsec_@@"], "webhook_url": "ftp://x.example/"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["code"], "invalid-settings");
+    let fields: Vec<&str> = body["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["tokens", "signing_secrets", "webhook_url"], "{body}");
+    assert!(body["error"].as_str().unwrap().contains("/webhook_url: the webhook URL must be http or https"), "{body}");
+    // A body of the wrong shape names the field too.
+    let (status, body) =
+        h.admin(Method::PUT, "/v1/channels/bad", Some(ADMIN), Some(json!({"kind": "telepathy", "tokens": []}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["problems"][0]["field"], "kind", "{body}");
+    let (status, body) =
+        h.admin(Method::PUT, "/v1/channels/bad", Some(ADMIN), Some(json!({"kind": "generic", "token": "x"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("unknown field `token`"), "{body}");
+    // No credentials: refused, unless the channel is opened insecurely (`kiosk` here).
+    let (status, body) = h.admin(Method::PUT, "/v1/channels/bare", Some(ADMIN), Some(json!({"kind": "generic"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["problems"][0]["field"], "tokens");
+    let (status, body) =
+        h.admin(Method::PUT, "/v1/channels/kiosk", Some(ADMIN), Some(json!({"kind": "generic"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["open"], true);
+
+    // `default` is configured by flags.
+    let (status, body) = h.admin(Method::PUT, "/v1/channels/default", Some(ADMIN), Some(settings.clone())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("--channel-token"), "{body}");
+    let (status, _) = h.admin(Method::DELETE, "/v1/channels/default", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = h.admin(Method::GET, "/v1/channels/no.dots", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, _) = h.admin(Method::DELETE, "/v1/channels/support", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = h.admin(Method::DELETE, "/v1/channels/support", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "no-such-channel");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn every_console_page_warns_while_a_channel_is_open() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    for uri in ["/", "/runs", "/flows", "/try", "/channels"] {
+        let (status, html) = page(&h, uri, &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        let banner = html.split("id=\"open-channels\"").nth(1).unwrap_or_else(|| panic!("no banner on {uri}: {html}"));
+        assert!(banner.contains("channel kiosk accepts messages without credentials"), "{uri}: {banner}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_channels_page_lists_channels_without_their_credentials() {
+    let h = Harness::new().await;
+    let settings = json!({"kind": "generic", "tokens": ["console-page-token-0123456789"],
+        "webhook_url": "https://chat.example.com/replies?key=console-query-secret"});
+    let (status, _) = h.admin(Method::PUT, "/v1/channels/support", Some(ADMIN), Some(settings)).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = sign_in(&h).await;
+    let (status, html) = page(&h, "/channels", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in ["id=\"channel-default\"", "id=\"channel-support\"", "https://chat.example.com/replies", "1 set"] {
+        assert!(html.contains(expected), "{expected} missing: {html}");
+    }
+    for secret in ["console-page-token-0123456789", "console-query-secret", CHANNEL] {
+        assert!(!html.contains(secret), "{secret} on the page");
+    }
     h.stop().await;
 }

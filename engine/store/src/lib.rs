@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tern_engine::channel::ChannelStore;
 use tern_engine::conversation::ConversationStore;
 
 pub use database_url::{DatabaseUrl, DatabaseUrlError};
@@ -65,9 +66,9 @@ impl From<CryptoError> for StoreError {
 }
 
 /// Everything Tern keeps, on one database: the integration store, the conversation store (and
-/// its effect journal), and what operators run on the whole database.
+/// its effect journal), the channels, and what operators run on the whole database.
 #[async_trait]
-pub trait Backend: Store + ConversationStore {
+pub trait Backend: Store + ConversationStore + ChannelStore {
     /// Where the data is, for the operator's log: a file path, or the URL without its password.
     fn location(&self) -> &str;
 

@@ -32,6 +32,7 @@ pub(crate) const SECRET_COLUMNS: &[(&str, &str, &str)] = &[
     ("run_history", "run_id", "first_segment"),
     ("outbox", "id", "body"),
     ("effects", EFFECT_ROW_SQL, "response"),
+    ("channels", "name", "config"),
     ("meta", "key", "value"),
 ];
 

@@ -340,6 +340,7 @@ pub async fn fails_closed_and_rotates(open: Opener<'_>) {
     {
         let store = open(Keyring::new(key)).await.unwrap();
         store.put_secret("S", &SecretString::from("value-before-rotation".to_string())).await.unwrap();
+        store.put_channel(&rotated_channel()).await.unwrap();
     }
     let (other, _) = MasterKey::generate();
     let err = open(Keyring::new(other)).await.expect_err("a wrong key must be refused");
@@ -348,11 +349,26 @@ pub async fn fails_closed_and_rotates(open: Opener<'_>) {
     let (new, new_text) = MasterKey::generate();
     let ring = Keyring::new(new).with_older(MasterKey::from_base64(&key_text, "old").unwrap());
     let store = open(ring).await.unwrap();
-    assert!(store.reencrypt_all().await.unwrap() >= 2, "the secret and the key check");
+    assert!(store.reencrypt_all().await.unwrap() >= 3, "the secret, the channel and the key check");
     drop(store);
     let only_new = Keyring::new(MasterKey::from_base64(&new_text, "new").unwrap());
     let store = open(only_new).await.unwrap();
     assert_eq!(store.all_secrets().await.unwrap()[0].1.expose_secret(), "value-before-rotation");
+    let channel = store.get_channel(&rotated_channel().name).await.unwrap().unwrap();
+    assert_eq!(channel.channel.inbound.tokens[0].expose_secret(), "token-before-rotation");
+}
+
+fn rotated_channel() -> tern_engine::channel::Channel {
+    use tern_engine::channel::{Channel, ChannelKind, ChannelName, Delivery, InboundAuth};
+    Channel {
+        name: ChannelName::new("rotated").unwrap(),
+        kind: ChannelKind::Generic,
+        inbound: InboundAuth {
+            tokens: vec![SecretString::from("token-before-rotation".to_string())],
+            ..Default::default()
+        },
+        delivery: Delivery::default(),
+    }
 }
 
 /// The server the PostgreSQL tests use: `TERN_TEST_DATABASE_URL`, else the local server's
@@ -406,3 +422,68 @@ impl PgTestDb {
         }
     }
 }
+
+/// Runs every check of the channel store against `store` (one without channels). Its secret
+/// values (`channel-token-1`, the `whsec_` secrets below, `hook-password-1`) must not appear in
+/// plaintext anywhere in the database afterwards (the callers check).
+pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
+    use tern_engine::channel::{Channel, ChannelKind, ChannelName, Delivery, InboundAuth};
+    use tern_engine::standard_webhooks::WebhookSecret;
+    let name = ChannelName::new("support").unwrap();
+    assert!(store.get_channel(&name).await.unwrap().is_none());
+    assert!(store.list_channels().await.unwrap().is_empty());
+    let signing = WebhookSecret::parse(CHANNEL_SIGNING_SECRET).unwrap();
+    let hook = WebhookSecret::parse(CHANNEL_WEBHOOK_SECRET).unwrap();
+    let channel = Channel {
+        name: name.clone(),
+        kind: ChannelKind::Generic,
+        inbound: InboundAuth {
+            tokens: vec![SecretString::from("channel-token-1".to_string())],
+            signing_secrets: vec![signing.clone()],
+            open: true,
+        },
+        delivery: Delivery {
+            webhook_url: Some(url::Url::parse("https://bot:hook-password-1@example.com/replies").unwrap()),
+            webhook_secret: Some(hook.clone()),
+        },
+    };
+    store.put_channel(&channel).await.unwrap();
+    let got = store.get_channel(&name).await.unwrap().unwrap();
+    assert_eq!(got.channel.name, name);
+    assert_eq!(got.channel.kind, ChannelKind::Generic);
+    assert_eq!(got.channel.inbound.tokens.len(), 1);
+    assert_eq!(got.channel.inbound.tokens[0].expose_secret(), "channel-token-1");
+    assert_eq!(got.channel.inbound.signing_secrets[0].to_whsec(), signing.to_whsec());
+    assert!(!got.channel.inbound.open, "`open` is never stored: only a start-up flag sets it");
+    assert_eq!(got.channel.delivery.webhook_url, channel.delivery.webhook_url);
+    assert_eq!(got.channel.delivery.webhook_secret.unwrap().to_whsec(), hook.to_whsec());
+    assert!(got.created_at > 0 && got.updated_at >= got.created_at);
+
+    // Saving again replaces the settings and keeps the creation time.
+    let mut replaced = channel.clone();
+    replaced.inbound.tokens.clear();
+    replaced.delivery = Delivery::default();
+    store.put_channel(&replaced).await.unwrap();
+    let got2 = store.get_channel(&name).await.unwrap().unwrap();
+    assert!(got2.channel.inbound.tokens.is_empty());
+    assert_eq!(got2.channel.inbound.signing_secrets.len(), 1);
+    assert!(got2.channel.delivery.webhook_url.is_none() && got2.channel.delivery.webhook_secret.is_none());
+    assert_eq!(got2.created_at, got.created_at);
+    // The first version again, for the callers' plaintext checks.
+    store.put_channel(&channel).await.unwrap();
+
+    let other = ChannelName::new("alerts").unwrap();
+    store.put_channel(&Channel { name: other.clone(), ..channel.clone() }).await.unwrap();
+    let names: Vec<String> =
+        store.list_channels().await.unwrap().into_iter().map(|c| c.channel.name.to_string()).collect();
+    assert_eq!(names, ["alerts", "support"]);
+    assert!(store.remove_channel(&other).await.unwrap());
+    assert!(!store.remove_channel(&other).await.unwrap());
+    assert!(store.get_channel(&other).await.unwrap().is_none());
+    assert_eq!(store.list_channels().await.unwrap().len(), 1);
+}
+
+/// The signing secret [`run_channel_suite`] stores.
+pub const CHANNEL_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The webhook secret [`run_channel_suite`] stores.
+pub const CHANNEL_WEBHOOK_SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGhlLXdlYmhvb2stMDE=";

@@ -32,9 +32,23 @@ async fn sqlite_passes_the_suite() {
     let store = Arc::new(SqliteStore::open(&path, Keyring::new(key)).await.unwrap());
     testing::run_suite(&*store).await;
     testing::run_conversation_suite(store.clone()).await;
+    testing::run_channel_suite(&*store).await;
     // Nothing secret is stored in plaintext, in the database or its WAL.
     let bytes = all_bytes(dir.path());
-    for needle in ["client-secret-1", "at-2", "rt-3", "at-contact", "verifier-abc", "k-2", "secret-text-1"] {
+    for needle in [
+        "client-secret-1",
+        "at-2",
+        "rt-3",
+        "at-contact",
+        "verifier-abc",
+        "k-2",
+        "secret-text-1",
+        "channel-token-1",
+        "hook-password-1",
+        testing::CHANNEL_SIGNING_SECRET,
+        testing::CHANNEL_WEBHOOK_SECRET,
+        &testing::CHANNEL_SIGNING_SECRET[6..],
+    ] {
         assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found in plaintext");
     }
 }
@@ -46,18 +60,31 @@ async fn postgres_passes_the_suite() {
     let store = Arc::new(PgStore::open(&db.url, Keyring::new(key)).await.unwrap());
     testing::run_suite(&*store).await;
     testing::run_conversation_suite(store.clone()).await;
+    testing::run_channel_suite(&*store).await;
     // Nothing secret is stored in plaintext: every column of every row, as text.
     let dump: Vec<String> = sqlx::query_scalar(
         "SELECT t::text FROM (SELECT row_to_json(x)::text AS t FROM (SELECT * FROM integrations) x
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM tokens) x
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM secrets) x
-           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM answers) x) rows",
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM answers) x
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM channels) x) rows",
     )
     .fetch_all(&sqlx::PgPool::connect(&db.raw_url()).await.unwrap())
     .await
     .unwrap();
     let dump = dump.join("\n");
-    for needle in ["client-secret-1", "at-2", "rt-3", "at-contact", "k-2", "secret-text-1"] {
+    for needle in [
+        "client-secret-1",
+        "at-2",
+        "rt-3",
+        "at-contact",
+        "k-2",
+        "secret-text-1",
+        "channel-token-1",
+        "hook-password-1",
+        testing::CHANNEL_SIGNING_SECRET,
+        testing::CHANNEL_WEBHOOK_SECRET,
+    ] {
         assert!(!dump.contains(needle), "{needle} found in plaintext");
         let hexed = hex::encode(needle);
         assert!(!dump.contains(&hexed), "{needle} found in plaintext (bytea)");

@@ -15,6 +15,8 @@ pub enum Nav {
     Flows,
     /// Try it.
     Try,
+    /// Channels.
+    Channels,
     /// None (sign-in).
     None,
 }
@@ -84,6 +86,7 @@ pub fn page(title: &str, nav: Nav, csrf: Option<&str>, body: Markup) -> Markup {
                             (item(Nav::Integrations, "/", "Integrations")) " "
                             (item(Nav::Runs, "/runs", "Runs")) " "
                             (item(Nav::Flows, "/flows", "Flows")) " "
+                            (item(Nav::Channels, "/channels", "Channels")) " "
                             (item(Nav::Try, "/try", "Try it"))
                         }
                         form method="post" action="/logout" {

@@ -14,9 +14,11 @@
 //!
 //! [`Conversations`]: tern_engine::conversation::Conversations
 
+mod channels;
 mod flows;
 mod integrations;
 mod layout;
+pub mod open_channels;
 mod runs;
 pub mod session;
 mod sign_in;
@@ -49,6 +51,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/runs", get(runs::list))
         .route("/runs/{id}", get(runs::show))
         .route("/flows", get(flows::list))
+        .route("/channels", get(channels::list))
         .route("/flows/{id}/graph.svg", get(flows::graph))
         .route("/try", get(try_it::show).post(try_it::send))
         .layer(axum::middleware::map_response(security_headers))

@@ -26,6 +26,7 @@
 //! column decodes as `i64` (PostgreSQL's `INT4` too), `BLOB`/`BYTEA` as `Vec<u8>`, `TEXT` as
 //! `String`, NULL as `None`, and PostgreSQL's `void` (`pg_advisory_xact_lock`) as NULL.
 
+mod channels;
 mod conversations;
 mod effects;
 mod integrations;

@@ -1,0 +1,578 @@
+//! The channels service, [`Channels`]: saves, lists, shows and removes channels (the stored ones,
+//! through a [`ChannelStore`]) and answers the edge's and the outbox's lookups
+//! ([`ChannelDirectory`]) from a bounded cache.
+//!
+//! - **Configured channels** come from start-up flags (the `default` channel: `--channel-token`
+//!   or `channel.token`, `--webhook-url`) and `tern.toml`. They are not stored and cannot be
+//!   saved over or removed through the service: they are changed where they are configured.
+//! - **Rules** are checked in one place, [`ChannelDraft::check`], for every front end (the CLI,
+//!   the admin API, the console, `tern.toml`); each broken rule is a [`Problem`] at its
+//!   [`Field`], every one of them at once.
+//! - **Open channels** (`--insecure-open-channel NAME`) get [`InboundAuth::open`] set when they
+//!   are looked up; `open` is never stored.
+//! - **Cache**: at most [`CACHE_MAX`] names (channels and names that are no channel), each for
+//!   [`CACHE_TTL_MS`]. A save or remove through this service drops the name from this
+//!   instance's cache at once; another instance sharing the database (or a `tern channels`
+//!   command in another process) is seen when the entry expires, so within
+//!   [`CACHE_TTL_MS`].
+//! - **Secrets**: every token and secret of every channel read or saved is registered with
+//!   [`known::remember`](crate::secrets::known::remember), so that it is masked in every log
+//!   line and answer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::channel::{
+    Channel, ChannelDirectory, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, StoredChannel,
+};
+use crate::clock::Clock;
+use crate::secrets::known;
+use crate::standard_webhooks::WebhookSecret;
+use crate::storage::StoreError;
+
+/// How long a looked-up channel (or the absence of one) is kept, in milliseconds: how soon this
+/// instance sees a change made by another instance or process.
+pub const CACHE_TTL_MS: i64 = 5_000;
+/// Most names the lookup cache holds.
+pub const CACHE_MAX: usize = 1024;
+/// Shortest bearer token, in characters.
+pub const MIN_TOKEN_CHARS: usize = 16;
+/// Longest bearer token, in characters.
+pub const MAX_TOKEN_CHARS: usize = 512;
+/// Most bearer tokens (or signing secrets) one channel has: enough for a rotation.
+pub const MAX_CREDENTIALS: usize = 8;
+/// Longest webhook URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// A new random bearer token: 24 random bytes in hex (48 characters). The one way Tern makes
+/// the tokens it hands out (`channel.token`, `admin.token`, `tern channels add`).
+pub fn generate_token() -> SecretString {
+    let bytes: [u8; 24] = rand::random();
+    let token = SecretString::from(hex::encode(bytes));
+    known::remember(&token);
+    token
+}
+
+/// A setting a [`Problem`] is at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    /// The channel's name.
+    Name,
+    /// Its kind.
+    Kind,
+    /// The bearer tokens.
+    Tokens,
+    /// The Standard Webhooks secrets the channel signs with.
+    SigningSecrets,
+    /// Where replies are posted.
+    WebhookUrl,
+    /// The secret replies are signed with.
+    WebhookSecret,
+}
+
+impl Field {
+    /// Its name in the admin API's JSON.
+    pub fn json_name(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Kind => "kind",
+            Self::Tokens => "tokens",
+            Self::SigningSecrets => "signing_secrets",
+            Self::WebhookUrl => "webhook_url",
+            Self::WebhookSecret => "webhook_secret",
+        }
+    }
+
+    /// Its option of `tern channels add`.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Name => "NAME",
+            Self::Kind => "--kind",
+            Self::Tokens => "--token-env",
+            Self::SigningSecrets => "--secret-env",
+            Self::WebhookUrl => "--webhook-url",
+            Self::WebhookSecret => "--webhook-secret-env",
+        }
+    }
+
+    /// Its label on the console's form.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Name => "Name",
+            Self::Kind => "Kind",
+            Self::Tokens => "Bearer token",
+            Self::SigningSecrets => "Signing secret",
+            Self::WebhookUrl => "Webhook URL",
+            Self::WebhookSecret => "Webhook secret",
+        }
+    }
+}
+
+/// One broken rule: the field to correct and what to do, in words that name no front end's
+/// option (each front end puts its own name for the field in front: [`Problem`]'s `Display` is
+/// the command line's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The field to correct.
+    pub field: Field,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Problem {
+    fn at(field: Field, message: impl Into<String>) -> Self {
+        Self { field, message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field.flag(), self.message)
+    }
+}
+
+/// Why the service refused or failed. Messages are the command line's words.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The settings break rules (every problem at once).
+    #[error("channel `{name}` was not saved:\n  {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid {
+        /// The channel (as given).
+        name: String,
+        /// Each broken rule.
+        problems: Vec<Problem>,
+    },
+    /// No such stored channel.
+    #[error("there is no channel `{name}`; `tern channels list` shows them")]
+    NotFound {
+        /// The name.
+        name: ChannelName,
+    },
+    /// A channel of that name is stored already (and replacing was not asked for).
+    #[error(
+        "channel `{name}` exists already; pass --update to replace its settings, or `tern channels remove {name}` first"
+    )]
+    Exists {
+        /// The name.
+        name: ChannelName,
+    },
+    /// The channel is configured at start-up, not stored.
+    #[error("channel `{name}` is configured by {}, not stored: change it there", defined_by.describe())]
+    Configured {
+        /// The name.
+        name: ChannelName,
+        /// Where it is configured.
+        defined_by: ChannelSource,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a channel is defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelSource {
+    /// `tern serve`'s flags (the `default` channel).
+    Flags,
+    /// `tern.toml`'s `[channels.NAME]`.
+    ConfigFile,
+    /// The store (`tern channels add`, the admin API, the console).
+    Stored,
+}
+
+impl ChannelSource {
+    /// Where, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Flags => {
+                "`tern serve`'s flags (--channel-token or TERN_CHANNEL_TOKEN, else channel.token in the data directory; --webhook-url)"
+            }
+            Self::ConfigFile => "tern.toml ([channels.NAME])",
+            Self::Stored => "the store",
+        }
+    }
+}
+
+/// A channel's settings as a front end gives them, before the rules are checked.
+#[derive(Default)]
+pub struct ChannelDraft {
+    /// Its kind.
+    pub kind: Option<ChannelKind>,
+    /// Bearer tokens.
+    pub tokens: Vec<SecretString>,
+    /// Standard Webhooks secrets (`whsec_…`), as written.
+    pub signing_secrets: Vec<SecretString>,
+    /// Where replies are posted (http or https).
+    pub webhook_url: Option<String>,
+    /// The secret replies are signed with (`whsec_…`), as written.
+    pub webhook_secret: Option<SecretString>,
+}
+
+impl fmt::Debug for ChannelDraft {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelDraft")
+            .field("kind", &self.kind)
+            .field("tokens", &self.tokens.len())
+            .field("signing_secrets", &self.signing_secrets.len())
+            .field("webhook_url", &self.webhook_url.as_ref().map(|_| "[set]"))
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+impl ChannelDraft {
+    /// The channel called `name`, or every rule it breaks: a name that is a channel name; a kind;
+    /// at least one bearer token or signing secret unless the channel is `open`
+    /// (`--insecure-open-channel`); tokens of [`MIN_TOKEN_CHARS`] to [`MAX_TOKEN_CHARS`]
+    /// printable characters; secrets read by [`WebhookSecret::parse`]; at most
+    /// [`MAX_CREDENTIALS`] of each; an http(s) webhook URL with a host, at most
+    /// [`MAX_URL_BYTES`]; a webhook secret only with a webhook URL.
+    ///
+    /// # Errors
+    /// Each [`Problem`].
+    pub fn check(self, name: &str, open: bool) -> Result<Channel, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let name = ChannelName::new(name).map_err(|e| problems.push(Problem::at(Field::Name, e))).ok();
+        if self.kind.is_none() {
+            problems
+                .push(Problem::at(Field::Kind, "the kind is required: `generic` (a channel that posts Tern's JSON)"));
+        }
+        if self.tokens.is_empty() && self.signing_secrets.is_empty() && !open {
+            problems.push(Problem::at(
+                Field::Tokens,
+                "a channel needs a bearer token or a signing secret (or both), so that only it can post messages",
+            ));
+        }
+        if self.tokens.len() > MAX_CREDENTIALS {
+            problems.push(Problem::at(Field::Tokens, format!("at most {MAX_CREDENTIALS} tokens")));
+        }
+        for (i, token) in self.tokens.iter().enumerate() {
+            let t = token.expose_secret();
+            let chars = t.chars().count();
+            let nth = i + 1;
+            if !(MIN_TOKEN_CHARS..=MAX_TOKEN_CHARS).contains(&chars) {
+                problems.push(Problem::at(
+                    Field::Tokens,
+                    format!(
+                        "token {nth} has {chars} characters; a token has {MIN_TOKEN_CHARS} to {MAX_TOKEN_CHARS} (generate one with `openssl rand -hex 24`)"
+                    ),
+                ));
+            } else if t.chars().any(|c| !c.is_ascii_graphic()) {
+                problems.push(Problem::at(
+                    Field::Tokens,
+                    format!("token {nth} has a space or a character that is not printable ASCII; it must fit in an Authorization header"),
+                ));
+            }
+        }
+        if self.signing_secrets.len() > MAX_CREDENTIALS {
+            problems.push(Problem::at(Field::SigningSecrets, format!("at most {MAX_CREDENTIALS} signing secrets")));
+        }
+        let mut signing_secrets = Vec::new();
+        for (i, s) in self.signing_secrets.iter().enumerate() {
+            match WebhookSecret::parse(s.expose_secret()) {
+                Ok(secret) => signing_secrets.push(secret),
+                Err(e) => problems.push(Problem::at(Field::SigningSecrets, format!("signing secret {}: {e}", i + 1))),
+            }
+        }
+        let webhook_url = self
+            .webhook_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .and_then(|u| check_webhook_url(u).map_err(|m| problems.push(Problem::at(Field::WebhookUrl, m))).ok());
+        let webhook_secret = self.webhook_secret.as_ref().and_then(|s| {
+            WebhookSecret::parse(s.expose_secret())
+                .map_err(|e| problems.push(Problem::at(Field::WebhookSecret, e.to_string())))
+                .ok()
+        });
+        if webhook_secret.is_some() && self.webhook_url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+            problems.push(Problem::at(
+                Field::WebhookSecret,
+                "a webhook secret signs the replies posted to the webhook URL; give the webhook URL too",
+            ));
+        }
+        match (name, self.kind) {
+            (Some(name), Some(kind)) if problems.is_empty() => Ok(Channel {
+                name,
+                kind,
+                inbound: InboundAuth { tokens: self.tokens, signing_secrets, open },
+                delivery: Delivery { webhook_url, webhook_secret },
+            }),
+            _ => Err(problems),
+        }
+    }
+}
+
+/// A webhook URL: absolute, http or https, with a host, at most [`MAX_URL_BYTES`].
+fn check_webhook_url(text: &str) -> Result<url::Url, String> {
+    if text.len() > MAX_URL_BYTES {
+        return Err(format!("the webhook URL is longer than {MAX_URL_BYTES} bytes"));
+    }
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("not a URL ({e}); write it in full, e.g. https://chat.example.com/tern-replies"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the webhook URL must be http or https, not `{}`", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the webhook URL has no host".into());
+    }
+    Ok(url)
+}
+
+/// Registers every secret value of `channel` with the masker: tokens, signing and webhook
+/// secrets (written out and as their base64 key), and a password in the webhook URL.
+pub fn remember_secrets(channel: &Channel) {
+    for t in &channel.inbound.tokens {
+        known::remember(t);
+    }
+    for s in channel.inbound.signing_secrets.iter().chain(&channel.delivery.webhook_secret) {
+        let written = s.to_whsec();
+        known::remember_str(&written);
+        if let Some(key) = written.strip_prefix(crate::standard_webhooks::SECRET_PREFIX) {
+            known::remember_str(key);
+        }
+    }
+    if let Some(password) = channel.delivery.webhook_url.as_ref().and_then(url::Url::password) {
+        known::remember_str(password);
+        if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+            known::remember_str(&decoded);
+        }
+    }
+}
+
+/// What may be shown of a channel: which credentials are set (never their values) and the
+/// webhook URL as [`display_url`](crate::http::display_url) shows it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ChannelSummary {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: ChannelKind,
+    /// Where it is defined.
+    pub source: ChannelSource,
+    /// How many bearer tokens it accepts.
+    pub tokens: usize,
+    /// How many signing secrets it accepts.
+    pub signing_secrets: usize,
+    /// Where replies are posted, with credentials in it masked.
+    pub webhook_url: Option<String>,
+    /// Whether replies are signed with a channel secret.
+    pub webhook_secret_set: bool,
+    /// Whether it accepts messages without credentials (`--insecure-open-channel`).
+    pub open: bool,
+    /// When it was first saved (stored channels), Unix seconds.
+    pub created_at: Option<i64>,
+    /// When it was last saved (stored channels), Unix seconds.
+    pub updated_at: Option<i64>,
+}
+
+impl ChannelSummary {
+    fn of(channel: &Channel, source: ChannelSource, times: Option<(i64, i64)>) -> Self {
+        Self {
+            name: channel.name.to_string(),
+            kind: channel.kind,
+            source,
+            tokens: channel.inbound.tokens.len(),
+            signing_secrets: channel.inbound.signing_secrets.len(),
+            webhook_url: channel.delivery.webhook_url.as_ref().map(crate::http::display_url),
+            webhook_secret_set: channel.delivery.webhook_secret.is_some(),
+            open: channel.inbound.open,
+            created_at: times.map(|t| t.0),
+            updated_at: times.map(|t| t.1),
+        }
+    }
+}
+
+/// One cached lookup: the channel (or none) and when it was read, in ms.
+type Cached = (Option<Arc<Channel>>, i64);
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<ChannelName, Cached>,
+    /// Bumped by every save and remove, so that a lookup that read the store before a change
+    /// does not cache what it read.
+    generation: u64,
+}
+
+/// The channels service (see the module documentation).
+pub struct Channels {
+    store: Arc<dyn ChannelStore>,
+    configured: HashMap<ChannelName, (Arc<Channel>, ChannelSource)>,
+    open: BTreeSet<ChannelName>,
+    cache: Mutex<Cache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Channels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channels")
+            .field("configured", &self.configured.keys().collect::<Vec<_>>())
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channels {
+    /// The service over `store`, with the channels `configured` at start-up (each with where it
+    /// comes from; a later one replaces an earlier one of the same name) and the channels that
+    /// accept messages without credentials (`open`).
+    pub fn new(
+        store: Arc<dyn ChannelStore>,
+        configured: impl IntoIterator<Item = (Channel, ChannelSource)>,
+        open: BTreeSet<ChannelName>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let configured = configured
+            .into_iter()
+            .map(|(mut c, source)| {
+                c.inbound.open = open.contains(&c.name);
+                remember_secrets(&c);
+                (c.name.clone(), (Arc::new(c), source))
+            })
+            .collect();
+        Self { store, configured, open, cache: Mutex::default(), clock }
+    }
+
+    /// How many names the lookup cache holds now (at most [`CACHE_MAX`]).
+    pub fn cached(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).entries.len()
+    }
+
+    /// The channels that accept messages without credentials.
+    pub fn open_channels(&self) -> &BTreeSet<ChannelName> {
+        &self.open
+    }
+
+    /// Where `name` is configured, when it is not a stored channel (`default` is always
+    /// configured: by flags).
+    fn configured_source(&self, name: &ChannelName) -> Option<ChannelSource> {
+        self.configured.get(name).map(|(_, s)| *s).or_else(|| name.is_default().then_some(ChannelSource::Flags))
+    }
+
+    fn invalidate(&self, name: &ChannelName) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.entries.remove(name);
+        cache.generation += 1;
+    }
+
+    /// Checks `draft` ([`ChannelDraft::check`]) and stores it as channel `name`; a stored
+    /// channel of that name is replaced when `replace`, else refused.
+    ///
+    /// # Errors
+    /// [`ChannelError::Invalid`] (every problem), [`ChannelError::Configured`] (`default` or a
+    /// `tern.toml` channel), [`ChannelError::Exists`], [`ChannelError::Store`].
+    pub async fn save(&self, name: &str, draft: ChannelDraft, replace: bool) -> Result<ChannelSummary, ChannelError> {
+        if let Ok(n) = ChannelName::new(name) {
+            if let Some(source) = self.configured_source(&n) {
+                return Err(ChannelError::Configured { name: n, defined_by: source });
+            }
+            if !replace && self.store.get_channel(&n).await?.is_some() {
+                return Err(ChannelError::Exists { name: n });
+            }
+        }
+        let open = ChannelName::new(name).is_ok_and(|n| self.open.contains(&n));
+        let channel =
+            draft.check(name, open).map_err(|problems| ChannelError::Invalid { name: name.to_string(), problems })?;
+        remember_secrets(&channel);
+        self.store.put_channel(&channel).await?;
+        self.invalidate(&channel.name);
+        let stored = self.store.get_channel(&channel.name).await?;
+        let times = stored.as_ref().map(|s| (s.created_at, s.updated_at));
+        Ok(ChannelSummary::of(&channel, ChannelSource::Stored, times))
+    }
+
+    /// Removes the stored channel `name`.
+    ///
+    /// # Errors
+    /// [`ChannelError::Configured`] (`default`, a `tern.toml` channel), [`ChannelError::NotFound`],
+    /// [`ChannelError::Store`].
+    pub async fn remove(&self, name: &ChannelName) -> Result<(), ChannelError> {
+        if let Some(source) = self.configured_source(name) {
+            return Err(ChannelError::Configured { name: name.clone(), defined_by: source });
+        }
+        let removed = self.store.remove_channel(name).await?;
+        self.invalidate(name);
+        if removed { Ok(()) } else { Err(ChannelError::NotFound { name: name.clone() }) }
+    }
+
+    fn with_open(&self, mut channel: Channel) -> Channel {
+        channel.inbound.open = self.open.contains(&channel.name);
+        remember_secrets(&channel);
+        channel
+    }
+
+    /// Every channel: the configured ones, then the stored ones, by name.
+    ///
+    /// # Errors
+    /// [`ChannelError::Store`].
+    pub async fn list(&self) -> Result<Vec<ChannelSummary>, ChannelError> {
+        let mut out: Vec<ChannelSummary> =
+            self.configured.values().map(|(c, source)| ChannelSummary::of(c, *source, None)).collect();
+        for StoredChannel { channel, created_at, updated_at } in self.store.list_channels().await? {
+            if self.configured.contains_key(&channel.name) {
+                continue;
+            }
+            out.push(ChannelSummary::of(
+                &self.with_open(channel),
+                ChannelSource::Stored,
+                Some((created_at, updated_at)),
+            ));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The channel `name`, as it may be shown.
+    ///
+    /// # Errors
+    /// [`ChannelError::NotFound`], [`ChannelError::Store`].
+    pub async fn get(&self, name: &ChannelName) -> Result<ChannelSummary, ChannelError> {
+        if let Some((c, source)) = self.configured.get(name) {
+            return Ok(ChannelSummary::of(c, *source, None));
+        }
+        match self.store.get_channel(name).await? {
+            Some(StoredChannel { channel, created_at, updated_at }) => {
+                Ok(ChannelSummary::of(&self.with_open(channel), ChannelSource::Stored, Some((created_at, updated_at))))
+            }
+            None => Err(ChannelError::NotFound { name: name.clone() }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChannelDirectory for Channels {
+    async fn channel(&self, name: &ChannelName) -> Result<Option<Arc<Channel>>, StoreError> {
+        if let Some((c, _)) = self.configured.get(name) {
+            return Ok(Some(c.clone()));
+        }
+        let now = self.clock.now_ms();
+        let generation = {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((hit, at)) = cache.entries.get(name)
+                && now.saturating_sub(*at) < CACHE_TTL_MS
+            {
+                return Ok(hit.clone());
+            }
+            cache.generation
+        };
+        let found = self.store.get_channel(name).await?.map(|s| Arc::new(self.with_open(s.channel)));
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation == generation {
+            if cache.entries.len() >= CACHE_MAX {
+                cache.entries.retain(|_, (_, at)| now.saturating_sub(*at) < CACHE_TTL_MS);
+                if cache.entries.len() >= CACHE_MAX {
+                    cache.entries.clear();
+                }
+            }
+            cache.entries.insert(name.clone(), (found.clone(), now));
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests;

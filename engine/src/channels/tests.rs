@@ -1,0 +1,144 @@
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
+
+use secrecy::SecretString;
+
+use super::*;
+
+fn secret(s: &str) -> SecretString {
+    SecretString::from(s.to_string())
+}
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn fields(problems: &[Problem]) -> Vec<Field> {
+    problems.iter().map(|p| p.field).collect()
+}
+
+#[test]
+fn a_channel_with_a_token_or_a_signing_secret_is_valid() {
+    let c = ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("0123456789abcdef0123")],
+        webhook_url: Some("https://user:pw-123456789@chat.example.com/replies".into()),
+        webhook_secret: Some(secret(WHSEC)),
+        ..Default::default()
+    }
+    .check("support", false)
+    .unwrap();
+    assert_eq!(c.name.as_str(), "support");
+    assert_eq!(c.inbound.tokens.len(), 1);
+    assert!(!c.inbound.open);
+    assert_eq!(c.delivery.webhook_url.unwrap().host_str(), Some("chat.example.com"));
+    let c =
+        ChannelDraft { kind: Some(ChannelKind::Generic), signing_secrets: vec![secret(WHSEC)], ..Default::default() }
+            .check("signed", false)
+            .unwrap();
+    assert_eq!(c.inbound.signing_secrets[0].to_whsec(), WHSEC);
+}
+
+#[test]
+fn a_channel_without_credentials_is_refused_unless_opened_insecurely() {
+    let draft = || ChannelDraft { kind: Some(ChannelKind::Generic), ..Default::default() };
+    let problems = draft().check("bare", false).unwrap_err();
+    assert_eq!(fields(&problems), [Field::Tokens]);
+    assert!(problems[0].message.contains("bearer token or a signing secret"), "{}", problems[0]);
+    assert_eq!(problems[0].to_string().split(':').next(), Some("--token-env"));
+    let open = draft().check("bare", true).unwrap();
+    assert!(open.inbound.open);
+}
+
+#[test]
+fn every_broken_rule_is_named_at_its_field_at_once() {
+    let problems = ChannelDraft {
+        kind: None,
+        tokens: vec![secret("short"), secret("has a space in it, sadly")],
+        signing_secrets: vec![secret("whsec_not base64!")],
+        webhook_url: Some("ftp://files.example.com/".into()),
+        webhook_secret: Some(secret("whsec_AAAA")),
+    }
+    .check("9lives", false)
+    .unwrap_err();
+    assert_eq!(
+        fields(&problems),
+        [
+            Field::Name,
+            Field::Kind,
+            Field::Tokens,
+            Field::Tokens,
+            Field::SigningSecrets,
+            Field::WebhookUrl,
+            Field::WebhookSecret
+        ],
+        "{problems:?}"
+    );
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(text[2].contains("token 1 has 5 characters"), "{}", text[2]);
+    assert!(text[3].contains("token 2 has a space"), "{}", text[3]);
+    assert!(text[5].contains("http or https, not `ftp`"), "{}", text[5]);
+    assert!(text[6].starts_with("--webhook-secret-env: "), "{}", text[6]);
+    // No message repeats a secret value.
+    for t in &text {
+        assert!(!t.contains("short") && !t.contains("sadly") && !t.contains("AAAA"), "{t}");
+    }
+}
+
+#[test]
+fn a_webhook_secret_needs_a_webhook_url() {
+    let problems = ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("0123456789abcdef0123")],
+        webhook_secret: Some(secret(WHSEC)),
+        ..Default::default()
+    }
+    .check("support", false)
+    .unwrap_err();
+    assert_eq!(fields(&problems), [Field::WebhookSecret]);
+    assert!(problems[0].message.contains("give the webhook URL too"));
+}
+
+#[test]
+fn the_draft_debug_shows_no_secret() {
+    let draft = ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("0123456789abcdef-visible?")],
+        webhook_url: Some("https://u:pass-visible@x.example/".into()),
+        ..Default::default()
+    };
+    let debug = format!("{draft:?}");
+    assert!(!debug.contains("visible"), "{debug}");
+}
+
+#[test]
+fn generated_tokens_are_long_unique_and_masked() {
+    let a = generate_token();
+    let b = generate_token();
+    assert_eq!(a.expose_secret().len(), 48);
+    assert_ne!(a.expose_secret(), b.expose_secret());
+    let line = format!("token {}", a.expose_secret());
+    assert_eq!(known::mask(&line), "token [redacted]");
+}
+
+#[test]
+fn every_secret_of_a_channel_is_masked() {
+    let hook = WebhookSecret::generate();
+    let signing = WebhookSecret::generate();
+    let channel = ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("masked-token-0123456789")],
+        signing_secrets: vec![secret(&signing.to_whsec())],
+        webhook_url: Some("https://bot:p%40ss-word-123@chat.example.com/r".into()),
+        webhook_secret: Some(secret(&hook.to_whsec())),
+    }
+    .check("masked", false)
+    .unwrap();
+    remember_secrets(&channel);
+    for value in [
+        "masked-token-0123456789".to_string(),
+        signing.to_whsec(),
+        hook.to_whsec()[6..].to_string(),
+        "p%40ss-word-123".into(),
+        "p@ss-word-123".into(),
+    ] {
+        assert_eq!(known::mask(&format!("<{value}>")), "<[redacted]>", "{value}");
+    }
+}

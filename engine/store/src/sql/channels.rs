@@ -1,0 +1,124 @@
+//! [`ChannelStore`] on SQL: the `channels` table. The name and kind are clear columns (to list
+//! and look up); everything else of a channel — bearer tokens, signing secrets, the webhook URL
+//! (which may hold a password) and its secret — is one JSON value encrypted like every other
+//! secret column ([`Sealer::seal`], bound to `("channels", name, "config")`).
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tern_engine::channel::{Channel, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, StoredChannel};
+use tern_engine::standard_webhooks::WebhookSecret;
+
+use super::{Flavor, SqlStore};
+use crate::StoreError;
+
+/// The encrypted part of a channel, as stored (version 1 of the format).
+#[derive(Serialize, Deserialize)]
+struct SealedConfig {
+    tokens: Vec<String>,
+    signing_secrets: Vec<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+}
+
+impl SealedConfig {
+    fn of(channel: &Channel) -> Self {
+        Self {
+            tokens: channel.inbound.tokens.iter().map(|t| t.expose_secret().to_string()).collect(),
+            signing_secrets: channel.inbound.signing_secrets.iter().map(WebhookSecret::to_whsec).collect(),
+            webhook_url: channel.delivery.webhook_url.as_ref().map(ToString::to_string),
+            webhook_secret: channel.delivery.webhook_secret.as_ref().map(WebhookSecret::to_whsec),
+        }
+    }
+
+    fn into_parts(self, name: &str) -> Result<(InboundAuth, Delivery), StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt { what: format!("channel `{name}`"), reason };
+        let secret = |s: &str| WebhookSecret::parse(s).map_err(|e| corrupt(e.to_string()));
+        for value in self.tokens.iter().chain(&self.signing_secrets).chain(&self.webhook_secret) {
+            tern_engine::secrets::known::remember_str(value);
+        }
+        let inbound = InboundAuth {
+            tokens: self.tokens.into_iter().map(SecretString::from).collect(),
+            signing_secrets: self.signing_secrets.iter().map(|s| secret(s)).collect::<Result<_, _>>()?,
+            open: false,
+        };
+        let delivery = Delivery {
+            webhook_url: self
+                .webhook_url
+                .map(|u| url::Url::parse(&u))
+                .transpose()
+                .map_err(|e| corrupt(format!("webhook URL: {e}")))?,
+            webhook_secret: self.webhook_secret.as_deref().map(secret).transpose()?,
+        };
+        Ok((inbound, delivery))
+    }
+}
+
+impl<F: Flavor> SqlStore<F> {
+    fn channel_of(&self, r: &AnyRow) -> Result<StoredChannel, StoreError> {
+        let name: String = r.get("name");
+        let corrupt = |reason: String| StoreError::Corrupt { what: format!("channel `{name}`"), reason };
+        let kind: String = r.get("kind");
+        let kind = match kind.as_str() {
+            "generic" => ChannelKind::Generic,
+            other => return Err(corrupt(format!("unknown kind `{other}`"))),
+        };
+        let blob: Vec<u8> = r.get("config");
+        let sealed: SealedConfig = self.sealer.open_json("channels", &name, "config", &blob)?;
+        let (inbound, delivery) = sealed.into_parts(&name)?;
+        Ok(StoredChannel {
+            channel: Channel { name: ChannelName::new(name.clone()).map_err(corrupt)?, kind, inbound, delivery },
+            created_at: r.get("created_at"),
+            updated_at: r.get("updated_at"),
+        })
+    }
+}
+
+#[async_trait]
+impl<F: Flavor> ChannelStore for SqlStore<F> {
+    async fn put_channel(&self, channel: &Channel) -> Result<(), StoreError> {
+        let name = channel.name.as_str();
+        let blob = self.sealer.seal("channels", name, "config", &SealedConfig::of(channel))?;
+        sqlx::query(
+            "INSERT INTO channels (name, kind, config, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, config = excluded.config,
+               updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(channel.kind.as_str())
+        .bind(blob)
+        .bind(self.now_s())
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(())
+    }
+
+    async fn get_channel(&self, name: &ChannelName) -> Result<Option<StoredChannel>, StoreError> {
+        let row = sqlx::query("SELECT name, kind, config, created_at, updated_at FROM channels WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())?;
+        row.as_ref().map(|r| self.channel_of(r)).transpose()
+    }
+
+    async fn list_channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
+        let rows = sqlx::query("SELECT name, kind, config, created_at, updated_at FROM channels ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?;
+        rows.iter().map(|r| self.channel_of(r)).collect()
+    }
+
+    async fn remove_channel(&self, name: &ChannelName) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM channels WHERE name = $1")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(r.rows_affected() > 0)
+    }
+}

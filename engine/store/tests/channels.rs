@@ -1,0 +1,189 @@
+#![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
+//! The channels service ([`Channels`]) on the real stores: SQLite in a temporary directory and a
+//! throw-away PostgreSQL database shared by two instances (two store handles, two services).
+//! Lookups go through the bounded cache; time is a [`ManualClock`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tern_engine::channel::{Channel, ChannelDirectory, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth};
+use tern_engine::channels::{CACHE_TTL_MS, ChannelDraft, ChannelError, ChannelSource, Channels, Field};
+use tern_engine::clock::ManualClock;
+use tern_store::crypto::{Keyring, MasterKey};
+use tern_store::testing::PgTestDb;
+use tern_store::{PgStore, SqliteStore};
+
+fn name(s: &str) -> ChannelName {
+    ChannelName::new(s).unwrap()
+}
+
+fn token_draft(token: &str) -> ChannelDraft {
+    ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![SecretString::from(token.to_string())],
+        webhook_url: Some("https://bot:hook-pass-42@chat.example.com/replies?key=k".into()),
+        ..Default::default()
+    }
+}
+
+fn default_channel() -> Channel {
+    Channel {
+        name: ChannelName::default_channel(),
+        kind: ChannelKind::Generic,
+        inbound: InboundAuth {
+            tokens: vec![SecretString::from("default-token-0123456789".to_string())],
+            ..Default::default()
+        },
+        delivery: Delivery::default(),
+    }
+}
+
+fn service(store: Arc<dyn ChannelStore>, clock: &Arc<ManualClock>, open: &[&str]) -> Channels {
+    Channels::new(
+        store,
+        [(default_channel(), ChannelSource::Flags)],
+        open.iter().map(|n| name(n)).collect::<BTreeSet<_>>(),
+        clock.clone(),
+    )
+}
+
+/// What every backend must do: save, get, list, remove, the rules, the `default` channel.
+async fn lifecycle(store: Arc<dyn ChannelStore>) {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let channels = service(store, &clock, &["kiosk"]);
+    // Only `default` at first.
+    let list = channels.list().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].name.as_str(), list[0].source, list[0].tokens), ("default", ChannelSource::Flags, 1));
+
+    let saved = channels.save("support", token_draft("support-token-0123456789"), false).await.unwrap();
+    assert_eq!((saved.source, saved.tokens, saved.signing_secrets), (ChannelSource::Stored, 1, 0));
+    // The URL is shown as `display_url` shows URLs (without its query; credentials in it are
+    // masked there), and its password is a known secret, masked wherever text leaves Tern.
+    let url = url::Url::parse("https://bot:hook-pass-42@chat.example.com/replies?key=k").unwrap();
+    let shown = saved.webhook_url.clone().unwrap();
+    assert_eq!(shown, tern_engine::http::display_url(&url));
+    assert!(!shown.contains("key=k"), "{shown}");
+    assert_eq!(tern_engine::secrets::known::mask("<hook-pass-42>"), "<[redacted]>");
+    assert!(saved.created_at.is_some());
+
+    let again = channels.save("support", token_draft("other-token-0123456789"), false).await.unwrap_err();
+    assert!(again.to_string().contains("exists already; pass --update"), "{again}");
+
+    let found = channels.channel(&name("support")).await.unwrap().unwrap();
+    assert_eq!(found.inbound.tokens[0].expose_secret(), "support-token-0123456789");
+    assert!(!found.inbound.open);
+    assert!(channels.channel(&name("nobody")).await.unwrap().is_none());
+
+    // Rules: every problem at its field; nothing saved.
+    let err =
+        channels.save("bare", ChannelDraft { kind: Some(ChannelKind::Generic), ..Default::default() }, false).await;
+    match err {
+        Err(ChannelError::Invalid { problems, .. }) => assert_eq!(problems[0].field, Field::Tokens),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(channels.get(&name("bare")).await, Err(ChannelError::NotFound { .. })));
+    // An insecurely open channel may have no credentials; the flag is applied on lookup.
+    let kiosk =
+        channels.save("kiosk", ChannelDraft { kind: Some(ChannelKind::Generic), ..Default::default() }, false).await;
+    assert!(kiosk.unwrap().open);
+    assert!(channels.channel(&name("kiosk")).await.unwrap().unwrap().inbound.open);
+
+    // `default` is configured by flags: it can be neither saved over nor removed.
+    let err = channels.save("default", token_draft("other-token-0123456789"), true).await.unwrap_err();
+    assert!(matches!(err, ChannelError::Configured { defined_by: ChannelSource::Flags, .. }), "{err}");
+    let err = channels.remove(&ChannelName::default_channel()).await.unwrap_err();
+    assert!(err.to_string().contains("--channel-token"), "{err}");
+    assert_eq!(
+        channels.channel(&ChannelName::default_channel()).await.unwrap().unwrap().inbound.tokens[0].expose_secret(),
+        "default-token-0123456789"
+    );
+
+    let names: Vec<String> = channels.list().await.unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["default", "kiosk", "support"]);
+
+    // A removal is seen by this instance's lookups at once.
+    channels.remove(&name("support")).await.unwrap();
+    assert!(channels.channel(&name("support")).await.unwrap().is_none());
+    let err = channels.remove(&name("support")).await.unwrap_err();
+    assert!(err.to_string().contains("there is no channel `support`"), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_channels_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = MasterKey::generate();
+    let store = SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(key)).await.unwrap();
+    lifecycle(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn postgres_channels_lifecycle() {
+    let db = PgTestDb::create().await;
+    let (key, _) = MasterKey::generate();
+    let store = PgStore::open(&db.url, Keyring::new(key)).await.unwrap();
+    lifecycle(Arc::new(store)).await;
+    db.drop_db().await;
+}
+
+/// Two instances on one PostgreSQL database: a change made by one is seen by the other once its
+/// cache entry expires (the documented bound, [`CACHE_TTL_MS`]), and not before.
+#[tokio::test]
+async fn postgres_another_instance_sees_a_change_when_its_cache_entry_expires() {
+    let db = PgTestDb::create().await;
+    let (key, text) = MasterKey::generate();
+    let a = PgStore::open(&db.url, Keyring::new(key)).await.unwrap();
+    let b = PgStore::open(&db.url, Keyring::new(MasterKey::from_base64(&text, "key").unwrap())).await.unwrap();
+    let clock = Arc::new(ManualClock::at_system_time());
+    let first = service(Arc::new(a), &clock, &[]);
+    let second = service(Arc::new(b), &clock, &[]);
+
+    assert!(second.channel(&name("support")).await.unwrap().is_none());
+    first.save("support", token_draft("support-token-0123456789"), false).await.unwrap();
+    // The second instance cached "no such channel" a moment ago.
+    assert!(second.channel(&name("support")).await.unwrap().is_none());
+    clock.advance(Duration::from_millis(u64::try_from(CACHE_TTL_MS).unwrap()));
+    let seen = second.channel(&name("support")).await.unwrap().unwrap();
+    assert_eq!(seen.inbound.tokens[0].expose_secret(), "support-token-0123456789");
+
+    // A rotation by the first instance reaches the second within the same bound.
+    first.save("support", token_draft("rotated-token-0123456789"), true).await.unwrap();
+    assert_eq!(
+        first.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(),
+        "rotated-token-0123456789"
+    );
+    assert_eq!(
+        second.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(),
+        "support-token-0123456789"
+    );
+    clock.advance(Duration::from_millis(u64::try_from(CACHE_TTL_MS).unwrap()));
+    assert_eq!(
+        second.channel(&name("support")).await.unwrap().unwrap().inbound.tokens[0].expose_secret(),
+        "rotated-token-0123456789"
+    );
+
+    first.remove(&name("support")).await.unwrap();
+    clock.advance(Duration::from_millis(u64::try_from(CACHE_TTL_MS).unwrap()));
+    assert!(second.channel(&name("support")).await.unwrap().is_none());
+    drop((first, second));
+    db.drop_db().await;
+}
+
+/// The cache is bounded: looking up more names than it holds keeps working and keeps answering
+/// from the store.
+#[tokio::test]
+async fn the_lookup_cache_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = MasterKey::generate();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(key)).await.unwrap());
+    let clock = Arc::new(ManualClock::at_system_time());
+    let channels = service(store, &clock, &[]);
+    channels.save("support", token_draft("support-token-0123456789"), false).await.unwrap();
+    for i in 0..(tern_engine::channels::CACHE_MAX + 10) {
+        assert!(channels.channel(&name(&format!("probe{i}"))).await.unwrap().is_none());
+        assert!(channels.cached() <= tern_engine::channels::CACHE_MAX);
+    }
+    assert!(channels.channel(&name("support")).await.unwrap().is_some());
+}

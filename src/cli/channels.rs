@@ -1,0 +1,210 @@
+//! `tern channels add|list|show|remove`: a thin adapter over
+//! [`Channels`](tern_engine::channels::Channels), which holds the rules.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use tern_engine::channel::{ChannelKind, ChannelName};
+use tern_engine::channels::{ChannelDraft, ChannelError, ChannelSource, ChannelSummary, Channels};
+
+use super::context::Shared;
+use super::secret_input::read_secret;
+
+#[derive(Debug, Args)]
+pub struct ChannelsArgs {
+    #[command(subcommand)]
+    command: ChannelsCommand,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KindArg {
+    /// Posts Tern's own JSON and takes replies at a webhook URL.
+    Generic,
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The channel's name: its messages are posted to `/v1/channels/NAME/conversations/…`.
+    name: String,
+    /// What kind of platform the channel is.
+    #[arg(long, value_enum, default_value = "generic")]
+    kind: KindArg,
+    /// Read a bearer token from this environment variable (repeat for several, during a
+    /// rotation). With neither a token nor a secret, a token is generated and shown once.
+    #[arg(long = "token-env", value_name = "VAR")]
+    token_env: Vec<String>,
+    /// Read a Standard Webhooks signing secret (`whsec_…`) from this environment variable
+    /// (repeat for several).
+    #[arg(long = "secret-env", value_name = "VAR")]
+    secret_env: Vec<String>,
+    /// Where the channel's replies are posted (http or https).
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// Read the secret replies are signed with (`whsec_…`) from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    webhook_secret_env: Option<String>,
+    /// Replace the settings of a channel of the same name.
+    #[arg(long)]
+    update: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum ChannelsCommand {
+    /// Add a channel (its credentials from environment variables, never the command line).
+    Add(Box<AddArgs>),
+    /// List the channels: which credentials each has (never their values).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one channel: its kind, which credentials are set (never their values) and its
+    /// webhook URL (credentials in it masked).
+    Show {
+        /// The channel.
+        name: ChannelName,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stored channel (`default` is configured by `tern serve`'s flags).
+    Remove {
+        /// The channel.
+        name: ChannelName,
+    },
+}
+
+/// The service as this process sees it: the stored channels, and `default` with the token
+/// `tern serve` would use (`TERN_CHANNEL_TOKEN`, else `channel.token` if it was created).
+async fn service(shared: &Shared) -> anyhow::Result<Channels> {
+    let store = shared.open_store().await?;
+    let token = std::env::var("TERN_CHANNEL_TOKEN")
+        .ok()
+        .map(SecretString::from)
+        .or_else(|| shared.existing_token(super::serve::CHANNEL_TOKEN_FILE));
+    let default = super::serve::default_channel(token, None, None);
+    Ok(Channels::new(
+        store as Arc<dyn tern_engine::channel::ChannelStore>,
+        [(default, ChannelSource::Flags)],
+        Default::default(),
+        tern_engine::clock::system(),
+    ))
+}
+
+pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<ExitCode> {
+    let channels = service(shared).await?;
+    match args.command {
+        ChannelsCommand::Add(a) => add(&channels, *a).await?,
+        ChannelsCommand::List { json } => {
+            let all = channels.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:<20} {:<8} {:<10} {:<28} WEBHOOK", "NAME", "KIND", "DEFINED BY", "CREDENTIALS");
+                for c in &all {
+                    println!(
+                        "{:<20} {:<8} {:<10} {:<28} {}",
+                        c.name,
+                        c.kind.as_str(),
+                        source_word(c.source),
+                        credentials(c),
+                        c.webhook_url.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        ChannelsCommand::Show { name, json } => {
+            let c = channels.get(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print_channel(&c);
+            }
+        }
+        ChannelsCommand::Remove { name } => {
+            channels.remove(&name).await?;
+            println!("channel `{name}` removed; `tern serve` refuses its messages within 5 seconds");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
+    let read_all = |vars: &[String], what: &str| -> anyhow::Result<Vec<SecretString>> {
+        vars.iter().map(|v| read_secret(Some(v), None, what)).collect()
+    };
+    let mut tokens = read_all(&a.token_env, "bearer token")?;
+    let signing_secrets = read_all(&a.secret_env, "signing secret")?;
+    let webhook_secret =
+        a.webhook_secret_env.as_deref().map(|v| read_secret(Some(v), None, "webhook secret")).transpose()?;
+    let generated = (tokens.is_empty() && signing_secrets.is_empty()).then(tern_engine::channels::generate_token);
+    tokens.extend(generated.clone());
+    let kind = match a.kind {
+        KindArg::Generic => ChannelKind::Generic,
+    };
+    let draft = ChannelDraft { kind: Some(kind), tokens, signing_secrets, webhook_url: a.webhook_url, webhook_secret };
+    let saved = match channels.save(&a.name, draft, a.update).await {
+        Ok(saved) => saved,
+        Err(ChannelError::Invalid { name, problems }) => {
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::bail!("channel `{name}` was not saved:\n  - {}", lines.join("\n  - "))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("channel `{}` saved ({}, {}).", saved.name, saved.kind.as_str(), credentials(&saved));
+    if let Some(token) = generated {
+        println!("Its bearer token (shown once, not again: keep it in the channel's settings now):");
+        println!("  {}", token.expose_secret());
+    }
+    println!(
+        "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
+        saved.name
+    );
+    Ok(())
+}
+
+fn source_word(source: ChannelSource) -> &'static str {
+    match source {
+        ChannelSource::Flags => "flags",
+        ChannelSource::ConfigFile => "tern.toml",
+        ChannelSource::Stored => "store",
+    }
+}
+
+/// Which credentials are set, never their values: `1 token, 2 signing secrets`.
+fn credentials(c: &ChannelSummary) -> String {
+    let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    let mut parts = Vec::new();
+    if c.tokens > 0 {
+        parts.push(plural(c.tokens, "token"));
+    }
+    if c.signing_secrets > 0 {
+        parts.push(plural(c.signing_secrets, "signing secret"));
+    }
+    if c.open {
+        parts.push("OPEN (no credentials needed)".into());
+    }
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+}
+
+fn print_channel(c: &ChannelSummary) {
+    println!("name:            {}", c.name);
+    println!("kind:            {}", c.kind.as_str());
+    println!("defined by:      {}", c.source.describe());
+    println!("bearer tokens:   {}", if c.tokens == 0 { "none".to_string() } else { format!("{} set", c.tokens) });
+    println!(
+        "signing secrets: {}",
+        if c.signing_secrets == 0 { "none".to_string() } else { format!("{} set", c.signing_secrets) }
+    );
+    println!("webhook URL:     {}", c.webhook_url.as_deref().unwrap_or("-"));
+    println!("webhook secret:  {}", if c.webhook_secret_set { "set" } else { "not set" });
+    if c.open {
+        println!("WARNING:         open: accepts messages without credentials (--insecure-open-channel)");
+    }
+    if let (Some(created), Some(updated)) = (c.created_at, c.updated_at) {
+        println!("created:         {}", crate::humanize::time_s(created));
+        println!("updated:         {}", crate::humanize::time_s(updated));
+    }
+}
