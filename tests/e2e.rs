@@ -31,6 +31,7 @@ mod support {
 }
 
 mod browser;
+mod channels;
 mod contract;
 mod failures;
 mod flows_graph;

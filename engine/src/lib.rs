@@ -43,6 +43,7 @@
 
 mod analysis;
 pub mod channel;
+pub mod channel_auth;
 mod checked;
 pub mod clock;
 pub mod compile;

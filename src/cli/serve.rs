@@ -74,6 +74,55 @@ pub struct ServeArgs {
     /// Plain text (not a template), at most 4,096 characters.
     #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT", value_parser = super::parse_error_reply)]
     error_reply: Option<String>,
+    /// The bearer token of the `default` channel (the `/v1/conversations/…` routes), at least
+    /// 16 characters. Without it the `default` channel refuses every message.
+    #[arg(long, env = "TERN_CHANNEL_TOKEN", value_name = "TOKEN", hide_env_values = true, value_parser = parse_channel_token)]
+    channel_token: Option<SecretString>,
+    /// A Standard Webhooks secret (`whsec_…`) the `default` channel may sign its requests with
+    /// instead of sending the token; several, comma-separated, during a rotation.
+    #[arg(long, env = "TERN_CHANNEL_SECRET", value_name = "WHSEC", hide_env_values = true, value_delimiter = ',', value_parser = parse_channel_secret)]
+    channel_secret: Vec<tern_engine::standard_webhooks::WebhookSecret>,
+}
+
+/// Reads a `--channel-secret`.
+fn parse_channel_secret(s: &str) -> Result<tern_engine::standard_webhooks::WebhookSecret, String> {
+    tern_engine::standard_webhooks::WebhookSecret::parse(s).map_err(|e| e.to_string())
+}
+
+/// Reads `--channel-token`: at least 16 characters, no whitespace.
+fn parse_channel_token(s: &str) -> Result<SecretString, String> {
+    if s.chars().count() < 16 || s.chars().any(char::is_whitespace) {
+        return Err(
+            "the channel token must be at least 16 characters without spaces (e.g. `openssl rand -hex 24`)".into()
+        );
+    }
+    Ok(SecretString::from(s.to_string()))
+}
+
+/// The channels of a server whose only channel is `default`, its token from `--channel-token`
+/// and its signing secrets from `--channel-secret` (neither: it refuses every message). The
+/// channels service replaces this with the stored channels.
+fn default_channels(
+    token: Option<&SecretString>,
+    secrets: &[tern_engine::standard_webhooks::WebhookSecret],
+) -> tern_engine::channel::FixedChannels {
+    use tern_engine::channel::{Channel, ChannelKind, ChannelName, Delivery, FixedChannels, InboundAuth};
+    let inbound = InboundAuth {
+        tokens: token.into_iter().cloned().collect(),
+        signing_secrets: secrets.to_vec(),
+        ..InboundAuth::default()
+    };
+    if token.is_none() && secrets.is_empty() {
+        tracing::warn!(
+            "the `default` channel has no token and no secret: every POST /v1/conversations/… is refused; start with --channel-token (TERN_CHANNEL_TOKEN)"
+        );
+    }
+    FixedChannels::new([Channel {
+        name: ChannelName::default_channel(),
+        kind: ChannelKind::Generic,
+        inbound,
+        delivery: Delivery::default(),
+    }])
 }
 
 impl ServeArgs {
@@ -128,6 +177,12 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     }
     let admin_token = admin_token(shared)?;
     tern_engine::secrets::known::remember(&admin_token);
+    if let Some(token) = &args.channel_token {
+        tern_engine::secrets::known::remember(token);
+    }
+    for secret in &args.channel_secret {
+        tern_engine::secrets::known::remember_str(&secret.to_whsec());
+    }
     let engine = Engine {
         registry,
         outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
@@ -146,6 +201,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         integrations,
         secrets,
         admin_token,
+        channels: Arc::new(default_channels(args.channel_token.as_ref(), &args.channel_secret)),
         metrics,
         sessions: Default::default(),
         secure_cookies: shared.public_url.scheme() == "https",

@@ -311,7 +311,10 @@ async fn commit(
     let outbox = inner.options.webhook.as_ref().filter(|_| answer.run_id.is_some()).map(|_| {
         let mut body = serde_json::to_value(&answer).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut body {
-            m.insert("conversation_id".into(), Value::String(conversation.to_string()));
+            // The conversation as its channel knows it (not the stored, channel-scoped id).
+            let (channel, id) = conversation.channel_and_id();
+            m.insert("conversation_id".into(), Value::String(id.to_string()));
+            m.insert("channel".into(), Value::String(channel.to_string()));
         }
         body
     });

@@ -9,20 +9,32 @@ use serde_json::{Map, Value};
 use super::error::ConversationError;
 use crate::run::{RunError, RunSnapshot, TraceEntry};
 
-/// Most characters in a conversation or message id.
+/// Most characters in a conversation or message id, as a channel sends it.
 pub const MAX_ID_CHARS: usize = 200;
 
-fn check_id(what: &'static str, s: &str) -> Result<(), ConversationError> {
-    if s.is_empty() || s.chars().count() > MAX_ID_CHARS || s.chars().any(char::is_control) {
-        return Err(ConversationError::BadId { what, max: MAX_ID_CHARS });
+/// Most characters in a stored conversation id: a channel's id with its channel's prefix
+/// (`channel:` + a 64-character name + `:` + 200 characters; see [`ConversationId::of_channel`]).
+pub const MAX_STORED_CONVERSATION_ID_CHARS: usize = CHANNEL_PREFIX.len() + 64 + 1 + MAX_ID_CHARS;
+
+/// The prefix of the stored ids of conversations of a channel other than `default` (and of
+/// `default` conversation ids that would otherwise look reserved).
+const CHANNEL_PREFIX: &str = "channel:";
+
+/// Prefixes no channel's conversation id is stored under as it is: the channels' own
+/// ([`CHANNEL_PREFIX`]) and the integration events' (`event:`).
+const RESERVED_CONVERSATION_PREFIXES: [&str; 2] = [CHANNEL_PREFIX, "event:"];
+
+fn check_id(what: &'static str, s: &str, max: usize) -> Result<(), ConversationError> {
+    if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+        return Err(ConversationError::BadId { what, max });
     }
     Ok(())
 }
 
-/// An identifier newtype: validated by [`check_id`] (1 to 200 characters, no control
+/// An identifier newtype: validated by [`check_id`] (1 to `$max` characters, no control
 /// characters), serialized as a string, cheap to clone.
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -36,7 +48,7 @@ macro_rules! id_type {
             /// too long or has control characters.
             pub fn new(s: impl Into<String>) -> Result<Self, ConversationError> {
                 let s = s.into();
-                check_id($what, &s)?;
+                check_id($what, &s, $max)?;
                 Ok(Self(s.into()))
             }
 
@@ -68,17 +80,56 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// A conversation id as the channel sends it.
+    /// A conversation id as the service stores it: for a channel's conversation, the channel's
+    /// id scoped to the channel ([`ConversationId::of_channel`]); for an integration event's,
+    /// `event:{integration}:{account}`. At most [`MAX_STORED_CONVERSATION_ID_CHARS`] characters.
     ConversationId,
-    "conversation id"
+    "conversation id",
+    MAX_STORED_CONVERSATION_ID_CHARS
 );
 
 id_type!(
     /// A message id: the channel's, or one Tern made up (`tern-<uuid>`) for a message that came
     /// without one, so that its answer can be fetched later.
     MessageId,
-    "message id"
+    "message id",
+    MAX_ID_CHARS
 );
+
+impl ConversationId {
+    /// The conversation `id` (as the channel sends it: 1 to [`MAX_ID_CHARS`] characters, no
+    /// control characters) of `channel`, as stored. Conversations are isolated per channel:
+    /// the same `id` in two channels is two conversations, and no channel reaches another's,
+    /// nor the integration events' (`event:…`).
+    ///
+    /// - `default`: the id as it is (conversations stored before channels existed stay
+    ///   valid), unless it starts with `channel:` or `event:`, then `channel:default:{id}`;
+    /// - any other channel: `channel:{channel}:{id}`.
+    ///
+    /// Channel names have no `:`, so no two (channel, id) pairs share a stored id.
+    ///
+    /// # Errors
+    /// [`ConversationError::BadId`] (with the channel's limit, [`MAX_ID_CHARS`]).
+    pub fn of_channel(channel: &crate::channel::ChannelName, id: &str) -> Result<Self, ConversationError> {
+        check_id("conversation id", id, MAX_ID_CHARS)?;
+        let reserved = RESERVED_CONVERSATION_PREFIXES.iter().any(|p| id.starts_with(p));
+        if channel.is_default() && !reserved {
+            return Self::new(id);
+        }
+        Self::new(format!("{CHANNEL_PREFIX}{channel}:{id}"))
+    }
+
+    /// The channel this conversation belongs to (`default` for unscoped ids and integration
+    /// events), and its id as that channel knows it: the inverse of [`Self::of_channel`].
+    pub fn channel_and_id(&self) -> (crate::channel::ChannelName, &str) {
+        if let Some((name, id)) = self.0.strip_prefix(CHANNEL_PREFIX).and_then(|rest| rest.split_once(':'))
+            && let Ok(name) = crate::channel::ChannelName::new(name)
+        {
+            return (name, id);
+        }
+        (crate::channel::ChannelName::default_channel(), &self.0)
+    }
+}
 
 impl MessageId {
     /// A fresh id for a message the channel sent without one.
@@ -159,10 +210,10 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// A contact's message.
+    /// A contact's message. Its channel is the conversation's ([`ConversationId::channel_and_id`]).
     pub fn message(conversation: ConversationId, message_id: Option<MessageId>, text: impl Into<String>) -> Self {
         Self {
-            channel: crate::channel::ChannelName::default_channel(),
+            channel: conversation.channel_and_id().0,
             conversation,
             message_id: message_id.unwrap_or_else(MessageId::generated),
             text: text.into(),
@@ -431,4 +482,39 @@ pub struct RunHistory {
     pub summary: RunSummary,
     /// Every activation.
     pub segments: Vec<Segment>,
+}
+
+#[cfg(test)]
+mod channel_scope_tests {
+    use super::*;
+    use crate::channel::ChannelName;
+
+    #[test]
+    fn conversations_are_scoped_per_channel_and_the_default_ones_keep_their_ids() {
+        let default = ChannelName::default_channel();
+        let support = ChannelName::new("support").unwrap();
+        let sales = ChannelName::new("sales").unwrap();
+        let of = |c: &ChannelName, id: &str| ConversationId::of_channel(c, id).unwrap();
+        assert_eq!(of(&default, "c-1").as_str(), "c-1");
+        assert_eq!(of(&support, "c-1").as_str(), "channel:support:c-1");
+        assert_ne!(of(&support, "c-1"), of(&sales, "c-1"));
+        // Nobody reaches an integration event's conversation or another channel's.
+        assert_eq!(of(&default, "event:crm:42").as_str(), "channel:default:event:crm:42");
+        assert_eq!(of(&default, "channel:support:c-1").as_str(), "channel:default:channel:support:c-1");
+        assert_eq!(of(&support, "event:crm:42").as_str(), "channel:support:event:crm:42");
+        for (c, id) in [(&default, "c-1"), (&support, "c-1"), (&default, "event:crm:42"), (&sales, "a:b")] {
+            let stored = of(c, id);
+            assert_eq!(stored.channel_and_id(), (c.clone(), id), "{stored}");
+            assert_eq!(Inbound::message(stored, None, "").channel, *c);
+        }
+        let events = ConversationId::new("event:crm:42").unwrap();
+        assert_eq!(events.channel_and_id(), (default.clone(), "event:crm:42"));
+        // The channel's limit is the channel's id, whatever the prefix adds.
+        let longest = "x".repeat(MAX_ID_CHARS);
+        assert!(ConversationId::of_channel(&ChannelName::new("a".repeat(64)).unwrap(), &longest).is_ok());
+        let err = ConversationId::of_channel(&support, &format!("{longest}x")).unwrap_err();
+        assert!(err.to_string().contains("1 to 200 characters"), "{err}");
+        assert!(ConversationId::of_channel(&support, "").is_err());
+        assert!(ConversationId::of_channel(&support, "a\nb").is_err());
+    }
 }

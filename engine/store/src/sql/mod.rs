@@ -29,6 +29,7 @@
 mod conversations;
 mod effects;
 mod integrations;
+mod webhook_ids;
 
 use std::borrow::Cow;
 use std::sync::Arc;
