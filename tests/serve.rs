@@ -691,9 +691,9 @@ fn integration_events_are_routed_by_account_identifier() {
     let signed = |url: &str, event: Value| {
         let body = event.to_string();
         let id = format!("evt-{}", sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let mut req = client.post(url).header("content-type", "application/json").body(body.clone());
-        for (k, v) in secret.headers(&id, now, body.as_bytes()) {
+        for (k, v) in secret.headers(&id, i64::try_from(now).unwrap(), body.as_bytes()) {
             req = req.header(k, v);
         }
         req.send()
@@ -821,7 +821,7 @@ fn admin_api_manages_integrations_secrets_and_flows() {
             "authorization_url": format!("{a}/authorize"), "token_url": format!("{a}/token"),
             "api_origins": [a], "client_auth": "basic",
             "event_identifier": "account", "account_field": "data.account.id",
-            "identity_url": format!("{a}/api/users.me"),
+            "identity_url": format!("{a}/api/users.me"), "events_secret": "CRM_EVENTS",
         });
         let r = put("/v1/integrations/crm", settings).await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
@@ -843,14 +843,29 @@ fn admin_api_manages_integrations_secrets_and_flows() {
         assert_eq!(flows["flows"][0]["integrations"], json!(["crm"]));
 
         authorize_crm(&client, &base).await;
-        // The identity request's account id routes events.
+        // The identity request's account id routes events, signed with the events secret the
+        // admin API stored.
+        let events_secret = tern_engine::standard_webhooks::WebhookSecret::generate();
+        let r = put("/v1/secrets/CRM_EVENTS", json!({"value": events_secret.to_whsec()})).await.unwrap();
+        assert_eq!(r.status().as_u16(), 204);
         let events = format!("{base}/v1/integrations/crm/events");
-        let r = client.post(&events).json(&json!({"account": "acct-77"})).send().await.unwrap();
+        let signed = |id: &str, event: Value| {
+            let body = event.to_string();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let mut req = client.post(&events).header("content-type", "application/json").body(body.clone());
+            for (k, v) in events_secret.headers(id, i64::try_from(now).unwrap(), body.as_bytes()) {
+                req = req.header(k, v);
+            }
+            req.send()
+        };
+        let r = signed("evt-1", json!({"account": "acct-77"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["replies"][0]["text"], "Event for acct-77", "{body}");
-        let r = client.post(&events).json(&json!({"account": "acct-42"})).send().await.unwrap();
+        let r = signed("evt-2", json!({"account": "acct-42"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 404);
+        let r = client.post(&events).json(&json!({"account": "acct-77"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "unsigned");
 
         // The stored secret is used and masked in the reply; a token the provider no longer
         // accepts is refreshed (refresh before expiry is timed with a manual clock in

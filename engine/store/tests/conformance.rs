@@ -190,7 +190,13 @@ async fn a_sqlite_file_from_before_the_migrator_is_adopted_and_migrated() {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [1, 2, 3, 4], "1-3 adopted, 4 applied by the migrator");
+    assert_eq!(versions, [1, 2, 3, 4, 5], "1-3 adopted, 4 and 5 applied by the migrator");
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'webhook_ids'")
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+    assert!(table.is_some(), "migration 5 ran");
     let column: Option<String> =
         sqlx::query_scalar("SELECT name FROM pragma_table_info('run_history') WHERE name = 'first_segment'")
             .fetch_optional(&mut conn)
