@@ -38,6 +38,7 @@ fn serve(flows: &std::path::Path, database_url: Option<&str>, key: &str) -> Serv
     }
     let mut child = cmd
         .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--max-concurrency", "4096"])
+        .args(["--channel-token", testkit::CHANNEL_TOKEN])
         .args(["--flows", flows.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -69,7 +70,13 @@ async fn round(
                 let url = format!("{base}/v1/conversations/{tag}-{w}-{n}/messages");
                 n += 1;
                 let t = Instant::now();
-                let resp = client.post(&url).json(&json!({"text": "hi", "message_id": "m-1"})).send().await.unwrap();
+                let resp = client
+                    .post(&url)
+                    .bearer_auth(testkit::CHANNEL_TOKEN)
+                    .json(&json!({"text": "hi", "message_id": "m-1"}))
+                    .send()
+                    .await
+                    .unwrap();
                 assert!(resp.status().is_success(), "{}", resp.status());
                 let _ = resp.bytes().await.unwrap();
                 lat.push(t.elapsed());

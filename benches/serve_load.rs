@@ -41,7 +41,8 @@ async fn round(
                     if tern { format!("{target}/v1/conversations/load-{w}-{n}/messages") } else { target.clone() };
                 n += 1;
                 let t = Instant::now();
-                let resp = client.post(&url).json(&body).send().await.expect("send");
+                let resp =
+                    client.post(&url).bearer_auth(support::CHANNEL_TOKEN).json(&body).send().await.expect("send");
                 assert!(resp.status().is_success(), "{}", resp.status());
                 let _ = resp.bytes().await.expect("body");
                 lat.push(t.elapsed());
@@ -79,6 +80,8 @@ fn main() {
         .env("TERN_ADMIN_TOKEN", "load-test-admin-token-0123")
         .args([
             "serve",
+            "--channel-token",
+            support::CHANNEL_TOKEN,
             "--listen",
             "127.0.0.1:0",
             "--flows",

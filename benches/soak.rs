@@ -87,7 +87,16 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
         .env("TERN_DATA_DIR", data.path())
         .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
         .env("TERN_ADMIN_TOKEN", "soak-test-admin-token-0123")
-        .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows"])
+        .args([
+            "serve",
+            "--channel-token",
+            support::CHANNEL_TOKEN,
+            "--listen",
+            "127.0.0.1:0",
+            "--watch",
+            "false",
+            "--flows",
+        ])
         .arg(flows.path())
         .args(["--max-concurrency", "4096"])
         .args(extra)
@@ -120,6 +129,7 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
                     let t = Instant::now();
                     let resp = client
                         .post(&url)
+                        .bearer_auth(support::CHANNEL_TOKEN)
                         .json(&json!({"text": "hi", "contact": {"id": "u"}}))
                         .send()
                         .await

@@ -117,6 +117,7 @@ fn seed(base: &str) -> String {
         assert_eq!(r.status(), 204);
         let r = client
             .post(format!("{base}/v1/conversations/seed/messages"))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .json(&json!({"text": "fail now", "message_id": "seed-1"}))
             .send()
             .await
@@ -127,21 +128,34 @@ fn seed(base: &str) -> String {
     })
 }
 
-/// schemathesis's configuration: the admin token as a bearer token for the JSON API, and a run
-/// that exists for `GET /v1/runs/{id}`. (The console's HTML pages are not in the document.)
+/// schemathesis's configuration: the admin token as a bearer token for the JSON API, the
+/// `default` channel's token for the message routes (the channel routes on the `default`
+/// channel), and a run that exists for `GET /v1/runs/{id}`. (The console's HTML pages are not
+/// in the document; integration events need a signature schemathesis cannot make, so they are
+/// checked for their documented 401.)
 fn config(run_id: &str) -> String {
+    let channel = crate::support::CHANNEL_TOKEN;
     format!(
         r#"headers = {{ Authorization = "Bearer {ADMIN}" }}
 
 [[operations]]
 include-path = "/v1/runs/{{id}}"
 parameters = {{ "path.id" = "{run_id}" }}
+
+[[operations]]
+include-path-regex = "^/v1/conversations/"
+headers = {{ Authorization = "Bearer {channel}" }}
+
+[[operations]]
+include-path-regex = "^/v1/channels/"
+headers = {{ Authorization = "Bearer {channel}" }}
+parameters = {{ "path.name" = "default" }}
 "#
     )
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> (u16, Option<String>, Value) {
-    let r = client.get(url).header("authorization", format!("Bearer {ADMIN}")).send().await.unwrap();
+async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, Option<String>, Value) {
+    let r = client.get(url).header("authorization", format!("Bearer {token}")).send().await.unwrap();
     let status = r.status().as_u16();
     let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
     let text = r.text().await.unwrap();
@@ -155,7 +169,7 @@ fn the_server_serves_the_committed_document() {
         serde_json::from_str(&std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap()).unwrap();
     rt().block_on(async {
         let client = reqwest::Client::new();
-        let (status, ct, served) = get(&client, &format!("{}/openapi.json", server.url)).await;
+        let (status, ct, served) = get(&client, &format!("{}/openapi.json", server.url), ADMIN).await;
         assert_eq!(status, 200);
         assert_eq!(ct.as_deref(), Some("application/json"));
         assert_eq!(served, committed, "GET /openapi.json differs from docs/openapi.json");
@@ -171,14 +185,17 @@ fn every_error_answer_is_json() {
     let base = &server.url;
     rt().block_on(async {
         let client = reqwest::Client::new();
+        let channel = crate::support::CHANNEL_TOKEN;
         let cases = [
-            (format!("{base}/v1/runs/%FF"), 400),
-            (format!("{base}/v1/conversations/%FF/messages/m"), 400),
-            (format!("{base}/no/such/route"), 404),
-            (format!("{base}/oauth/callback?state=a&state=b"), 400),
+            (format!("{base}/v1/runs/%FF"), 400, ADMIN),
+            (format!("{base}/v1/conversations/%FF/messages/m"), 400, channel),
+            (format!("{base}/v1/conversations/%FF/messages/m"), 401, ADMIN),
+            (format!("{base}/v1/channels/%FF/conversations/c/messages/m"), 401, channel),
+            (format!("{base}/no/such/route"), 404, ADMIN),
+            (format!("{base}/oauth/callback?state=a&state=b"), 400, ADMIN),
         ];
-        for (url, expected) in &cases {
-            let (status, ct, body) = get(&client, url).await;
+        for (url, expected, token) in &cases {
+            let (status, ct, body) = get(&client, url, token).await;
             assert_eq!(status, *expected, "{url}: {body}");
             assert_eq!(ct.as_deref(), Some("application/json"), "{url}");
             assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{url}: {body}");
@@ -206,6 +223,7 @@ fn every_error_answer_is_json() {
         let deep = format!(r#"{{"text": "x", "k": {}{}}}"#, "[".repeat(100), "]".repeat(100));
         let r = client
             .post(format!("{base}/v1/conversations/c/messages"))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .header("content-type", "application/json")
             .body(deep)
             .send()

@@ -31,6 +31,7 @@ mod support {
 }
 
 mod browser;
+mod channel_edge;
 mod channels;
 mod contract;
 mod deliveries;

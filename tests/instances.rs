@@ -119,7 +119,12 @@ fn authorize(db: &PgTestDb, key: &str, oidc: &OidcProvider, public_url: &str) {
 async fn send(client: &reqwest::Client, urls: &[String], first: usize, conversation: &str, body: Value) -> Value {
     for attempt in 0..60 {
         let url = &urls[(first + attempt) % urls.len()];
-        let sent = client.post(format!("{url}/v1/conversations/{conversation}/messages")).json(&body).send().await;
+        let sent = client
+            .post(format!("{url}/v1/conversations/{conversation}/messages"))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
+            .json(&body)
+            .send()
+            .await;
         match sent {
             Ok(r) if r.status() == 200 => return r.json().await.unwrap(),
             // Still running (202) or busy (503): send the same message again shortly.
@@ -381,6 +386,7 @@ fn a_channel_message_id_with_the_generated_prefix_is_refused() {
     rt().block_on(async {
         let r = reqwest::Client::new()
             .post(format!("{}/v1/conversations/c/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .json(&json!({"text": "x", "message_id": "tern-abc"}))
             .send()
             .await

@@ -300,6 +300,9 @@ fn demo_command() {
     let out = Sandbox::new().ok(&b, &script);
     assert!(out.contains("All set! Your authorization is complete!"), "{out}");
     assert!(out.contains("Hello Erlich Bachman!"), "{out}");
+    // How to post a message to the server, with the channel's token.
+    assert!(out.contains("--channel-token \"$TERN_CHANNEL_TOKEN\""), "{out}");
+    assert!(out.contains("-H \"authorization: Bearer $TERN_CHANNEL_TOKEN\""), "{out}");
 }
 
 #[test]
@@ -459,6 +462,7 @@ fn conversation_server_commands() {
     let port = free_port();
     let at = |text: &str| text.replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
     s.env.push(("TERN_ADMIN_TOKEN".into(), "readme-admin-token-0123456789".into()));
+    s.env.push(("TERN_CHANNEL_TOKEN".into(), "readme-channel-token-0123456789".into()));
     let serve = block("README.md", "tern serve --flows flows/examples");
     let mut server = Background(
         s.command(&format!("exec {}", at(&serve.text))).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap(),

@@ -55,7 +55,12 @@ fn a_channel_that_gives_up_loses_nothing_and_its_resend_gets_the_first_answer() 
     rt.block_on(async {
         let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
         let url = format!("{}/v1/conversations/c-1/messages", server.url);
-        let gave_up = impatient.post(&url).json(&json!({"text": "open", "message_id": "m-1"})).send().await;
+        let gave_up = impatient
+            .post(&url)
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
+            .json(&json!({"text": "open", "message_id": "m-1"}))
+            .send()
+            .await;
         assert!(gave_up.is_err(), "the channel timed out and disconnected");
         // The channel sends m-1 again while the run is still going: it waits for that run.
         let client = reqwest::Client::new();
@@ -100,6 +105,7 @@ fn a_run_longer_than_the_reply_wait_is_accepted_and_its_answer_fetched_later() {
         let client = reqwest::Client::new();
         let resp = client
             .post(format!("{}/v1/conversations/c-9/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .json(&json!({"text": "open"}))
             .send()
             .await
@@ -112,7 +118,12 @@ fn a_run_longer_than_the_reply_wait_is_accepted_and_its_answer_fetched_later() {
         assert!(body["message_id"].as_str().unwrap().starts_with("tern-"), "a generated id: {body}");
         let mut answer = Value::Null;
         for _ in 0..200 {
-            let r = client.get(format!("{}{location}", server.url)).send().await.unwrap();
+            let r = client
+                .get(format!("{}{location}", server.url))
+                .bearer_auth(crate::support::CHANNEL_TOKEN)
+                .send()
+                .await
+                .unwrap();
             if r.status().as_u16() == 200 {
                 answer = r.json().await.unwrap();
                 break;
@@ -121,7 +132,12 @@ fn a_run_longer_than_the_reply_wait_is_accepted_and_its_answer_fetched_later() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(answer["replies"][0]["text"], "Ticket T-1 opened.", "{answer}");
-        let unknown = client.get(format!("{}/v1/conversations/c-9/messages/nope", server.url)).send().await.unwrap();
+        let unknown = client
+            .get(format!("{}/v1/conversations/c-9/messages/nope", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(unknown.status().as_u16(), 404);
     });
 }
@@ -169,6 +185,7 @@ fn a_dropped_request_still_stores_the_rotated_refresh_token() {
         let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
         let gave_up = impatient
             .post(format!("{}/v1/conversations/c/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .json(&json!({"text": "crm"}))
             .send()
             .await;
@@ -336,7 +353,8 @@ fn kill_9_at_random_points_loses_no_acknowledged_message_and_repeats_no_call() {
                 let url = format!("{}/v1/conversations/{conv}/messages", server.url);
                 let body = json!({"text": text, "message_id": id});
                 async move {
-                    let resp = client.post(url).json(&body).send().await.ok()?;
+                    let resp =
+                        client.post(url).bearer_auth(crate::support::CHANNEL_TOKEN).json(&body).send().await.ok()?;
                     (resp.status().as_u16() == 200).then_some(())?;
                     resp.json::<Value>().await.ok()
                 }
@@ -407,6 +425,7 @@ fn channels_post_what_they_have_and_flows_read_it_as_metadata() {
         let client = reqwest::Client::new();
         let resp = client
             .post(format!("{}/v1/conversations/m-1/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .header("content-type", "application/json; charset=utf-8")
             .body(
                 json!({"text": "hi", "channel": "whatsapp", "timestamp": 1764480000,
@@ -427,6 +446,7 @@ fn channels_post_what_they_have_and_flows_read_it_as_metadata() {
         assert_eq!(body["code"], "bad-id");
         let resp = client
             .post(format!("{}/v1/conversations/m-1/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .header("content-type", "text/plain")
             .body("{\"text\": \"hi\"}")
             .send()

@@ -137,6 +137,7 @@ fn credentials_echoed_by_an_api_are_masked_in_output_answers_history_and_logs() 
     let (answer, history) = rt().block_on(async {
         let resp = client
             .post(format!("{}/v1/conversations/c-leak/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .json(&json!({"text": "leak"}))
             .send()
             .await

@@ -90,7 +90,13 @@ pub(crate) async fn admin_get(client: &reqwest::Client, base: &str, path: &str) 
 }
 
 pub(crate) async fn post(client: &reqwest::Client, base: &str, conv: &str, body: Value) -> (u16, Value) {
-    let resp = client.post(format!("{base}/v1/conversations/{conv}/messages")).json(&body).send().await.unwrap();
+    let resp = client
+        .post(format!("{base}/v1/conversations/{conv}/messages"))
+        .bearer_auth(crate::support::CHANNEL_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
 }
@@ -202,6 +208,7 @@ fn repeated_message_ids_are_processed_once_and_bad_bodies_are_explained() {
 
         let resp = client
             .post(format!("{}/v1/conversations/c/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .body("{not json")
             .header("content-type", "application/json")
             .send()
@@ -218,6 +225,7 @@ fn repeated_message_ids_are_processed_once_and_bad_bodies_are_explained() {
         let big = "x".repeat(100 * 1024);
         let resp = client
             .post(format!("{}/v1/conversations/c/messages", server.url))
+            .bearer_auth(crate::support::CHANNEL_TOKEN)
             .json(&json!({"text": big}))
             .send()
             .await
@@ -661,34 +669,74 @@ fn integration_events_are_routed_by_account_identifier() {
     let (data, port) = (fresh_data_dir(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let a = auth.url();
-    add_crm(&data, &base, &a, &["--event-identifier", "account.id", "--account-field", "account_id"]);
-    let server = Server::start_at(&data, &flows, &format!("127.0.0.1:{port}"), &base);
+    add_crm(
+        &data,
+        &base,
+        &a,
+        &["--event-identifier", "account.id", "--account-field", "account_id", "--events-secret", "CRM_EVENTS"],
+    );
+    // The integration's events are signed with its events secret (Standard Webhooks).
+    let secret = tern_engine::standard_webhooks::WebhookSecret::generate();
+    let mut cmd = tern();
+    cmd.env("TERN_DATA_DIR", &data)
+        .env("TERN_PUBLIC_URL", &base)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .env("TERN_ADMIN_TOKEN", ADMIN)
+        .env("TERN_SECRET_CRM_EVENTS", secret.to_whsec())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--flows", flows.to_str().unwrap()]);
+    let server = Server::spawn(cmd);
     let rt = rt();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let signed = |url: &str, event: Value| {
+        let body = event.to_string();
+        let id = format!("evt-{}", sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let mut req = client.post(url).header("content-type", "application/json").body(body.clone());
+        for (k, v) in secret.headers(&id, i64::try_from(now).unwrap(), body.as_bytes()) {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
     rt.block_on(async {
         let events = format!("{base}/v1/integrations/crm/events");
         // Before authorization no account identifier is known: rejected.
-        let r =
-            client.post(&events).json(&json!({"account": {"id": "acct-42"}, "type": "deal.won"})).send().await.unwrap();
+        let r = signed(&events, json!({"account": {"id": "acct-42"}, "type": "deal.won"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 404);
 
         // Authorize through the page (the token response carries account_id).
         authorize_crm(&client, &base).await;
 
-        let r =
-            client.post(&events).json(&json!({"account": {"id": "acct-42"}, "type": "deal.won"})).send().await.unwrap();
+        let r = signed(&events, json!({"account": {"id": "acct-42"}, "type": "deal.won"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["replies"][0]["text"], "Event deal.won for acct-42", "{body}");
 
-        let r = client.post(&events).json(&json!({"account": {"id": "acct-999"}, "type": "x"})).send().await.unwrap();
+        let r = signed(&events, json!({"account": {"id": "acct-999"}, "type": "x"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "an unknown identifier is rejected, never guessed");
-        let r = client.post(&events).json(&json!({"type": "x"})).send().await.unwrap();
+        let r = signed(&events, json!({"type": "x"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 400);
         let body: Value = r.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains("no account identifier"), "{body}");
-        let r = client.post(format!("{base}/v1/integrations/nope/events")).json(&json!({})).send().await.unwrap();
-        assert_eq!(r.status().as_u16(), 404);
+        // Unsigned, signed with another secret, or for an integration that does not exist: the
+        // same 401, before the event is looked at.
+        let unsigned =
+            client.post(&events).json(&json!({"account": {"id": "acct-42"}, "type": "deal.won"})).send().await.unwrap();
+        assert_eq!(unsigned.status().as_u16(), 401);
+        let unsigned: Value = unsigned.json().await.unwrap();
+        assert_eq!(unsigned["code"], "unauthorized", "{unsigned}");
+        let r = signed(&format!("{base}/v1/integrations/nope/events"), json!({})).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap(), unsigned);
+        let other = tern_engine::standard_webhooks::WebhookSecret::generate();
+        let body = json!({"account": {"id": "acct-42"}, "type": "deal.won"}).to_string();
+        let mut req = client.post(&events).header("content-type", "application/json").body(body.clone());
+        for (k, v) in other.headers("evt-other", 1_900_000_000, body.as_bytes()) {
+            req = req.header(k, v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(r.json::<Value>().await.unwrap(), unsigned);
     });
     drop(server);
 }
@@ -773,7 +821,7 @@ fn admin_api_manages_integrations_secrets_and_flows() {
             "authorization_url": format!("{a}/authorize"), "token_url": format!("{a}/token"),
             "api_origins": [a], "client_auth": "basic",
             "event_identifier": "account", "account_field": "data.account.id",
-            "identity_url": format!("{a}/api/users.me"),
+            "identity_url": format!("{a}/api/users.me"), "events_secret": "CRM_EVENTS",
         });
         let r = put("/v1/integrations/crm", settings).await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
@@ -795,14 +843,29 @@ fn admin_api_manages_integrations_secrets_and_flows() {
         assert_eq!(flows["flows"][0]["integrations"], json!(["crm"]));
 
         authorize_crm(&client, &base).await;
-        // The identity request's account id routes events.
+        // The identity request's account id routes events, signed with the events secret the
+        // admin API stored.
+        let events_secret = tern_engine::standard_webhooks::WebhookSecret::generate();
+        let r = put("/v1/secrets/CRM_EVENTS", json!({"value": events_secret.to_whsec()})).await.unwrap();
+        assert_eq!(r.status().as_u16(), 204);
         let events = format!("{base}/v1/integrations/crm/events");
-        let r = client.post(&events).json(&json!({"account": "acct-77"})).send().await.unwrap();
+        let signed = |id: &str, event: Value| {
+            let body = event.to_string();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let mut req = client.post(&events).header("content-type", "application/json").body(body.clone());
+            for (k, v) in events_secret.headers(id, i64::try_from(now).unwrap(), body.as_bytes()) {
+                req = req.header(k, v);
+            }
+            req.send()
+        };
+        let r = signed("evt-1", json!({"account": "acct-77"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 200);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["replies"][0]["text"], "Event for acct-77", "{body}");
-        let r = client.post(&events).json(&json!({"account": "acct-42"})).send().await.unwrap();
+        let r = signed("evt-2", json!({"account": "acct-42"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 404);
+        let r = client.post(&events).json(&json!({"account": "acct-77"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "unsigned");
 
         // The stored secret is used and masked in the reply; a token the provider no longer
         // accepts is refreshed (refresh before expiry is timed with a manual clock in

@@ -44,8 +44,14 @@ pub const MAX_ID_CHARS: usize = 200;
 /// # Errors
 /// What the id must be, naming its `kind`.
 pub fn check_opaque_id(kind: &str, s: &str) -> Result<(), String> {
-    if s.is_empty() || s.chars().count() > MAX_ID_CHARS || s.chars().any(char::is_control) {
-        return Err(format!("the {kind} must be 1 to {MAX_ID_CHARS} characters without control characters"));
+    check_opaque_id_within(kind, s, MAX_ID_CHARS)
+}
+
+/// The opaque-id rule with another length limit (`max` characters): a stored conversation id
+/// carries its channel's prefix.
+pub fn check_opaque_id_within(kind: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+        return Err(format!("the {kind} must be 1 to {max} characters without control characters"));
     }
     Ok(())
 }

@@ -44,6 +44,7 @@
 mod analysis;
 pub mod channel;
 pub mod channels;
+pub mod channel_auth;
 mod checked;
 pub mod clock;
 pub mod compile;

@@ -84,7 +84,7 @@ async fn service(shared: &Shared) -> anyhow::Result<Channels> {
         .ok()
         .map(SecretString::from)
         .or_else(|| shared.existing_token(super::serve::CHANNEL_TOKEN_FILE));
-    let default = super::serve::default_channel(token, None, None);
+    let default = super::serve::default_channel(token, Vec::new(), None, None);
     Ok(Channels::new(
         store as Arc<dyn tern_engine::channel::ChannelStore>,
         [(default, ChannelSource::Flags)],

@@ -101,6 +101,10 @@ struct AddArgs {
     /// holds the account identifier (for example `https://api.example.com/v1/me`).
     #[arg(long, value_parser = parse_endpoint)]
     identity_url: Option<url::Url>,
+    /// The secret (see `tern secrets set`) holding the `whsec_…` key the integration's events
+    /// are signed with (Standard Webhooks); events without a valid signature are refused.
+    #[arg(long, value_name = "NAME")]
+    events_secret: Option<String>,
     /// Replace an existing integration of the same name (its tokens are kept).
     #[arg(long)]
     update: bool,
@@ -194,6 +198,7 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
         event_identifier: a.event_identifier,
         account_field: a.account_field,
         identity_url: a.identity_url,
+        events_secret: a.events_secret,
         ..IntegrationConfig::default()
     };
     if !a.refresh_on_status.is_empty() {

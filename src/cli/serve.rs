@@ -64,7 +64,7 @@ pub struct ServeArgs {
     /// The bearer token of the `default` channel (the `/v1/conversations/…` routes), at least 16
     /// characters; without it, a token generated on first start and kept in `channel.token` in
     /// the data directory.
-    #[arg(long, env = "TERN_CHANNEL_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = secret_arg)]
+    #[arg(long, env = "TERN_CHANNEL_TOKEN", hide_env_values = true, value_name = "TOKEN", value_parser = parse_channel_token)]
     channel_token: Option<SecretString>,
     /// Accept messages WITHOUT credentials on these channels (comma-separated names): anyone
     /// who can reach the server can then start runs on them. Only for a demo or a closed
@@ -97,6 +97,25 @@ pub struct ServeArgs {
     /// Plain text (not a template), at most 4,096 characters.
     #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT", value_parser = super::parse_error_reply)]
     error_reply: Option<String>,
+    /// A Standard Webhooks secret (`whsec_…`) the `default` channel may sign its requests with
+    /// instead of sending the token; several, comma-separated, during a rotation.
+    #[arg(long, env = "TERN_CHANNEL_SECRET", value_name = "WHSEC", hide_env_values = true, value_delimiter = ',', value_parser = parse_channel_secret)]
+    channel_secret: Vec<tern_engine::standard_webhooks::WebhookSecret>,
+}
+
+/// Reads a `--channel-secret`.
+fn parse_channel_secret(s: &str) -> Result<tern_engine::standard_webhooks::WebhookSecret, String> {
+    tern_engine::standard_webhooks::WebhookSecret::parse(s).map_err(|e| e.to_string())
+}
+
+/// Reads `--channel-token`: at least 16 characters, no whitespace.
+fn parse_channel_token(s: &str) -> Result<SecretString, String> {
+    if s.chars().count() < 16 || s.chars().any(char::is_whitespace) {
+        return Err(
+            "the channel token must be at least 16 characters without spaces (e.g. `openssl rand -hex 24`)".into()
+        );
+    }
+    Ok(SecretString::from(s.to_string()))
 }
 
 impl ServeArgs {
@@ -156,6 +175,9 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let admin_token = admin_token(shared)?;
     tern_engine::secrets::known::remember(&admin_token);
     let channels = channels(shared, &args, store.clone()).await?;
+    for secret in &args.channel_secret {
+        tern_engine::secrets::known::remember_str(&secret.to_whsec());
+    }
     let engine = Engine {
         registry,
         outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
@@ -226,7 +248,12 @@ async fn channels(
         CHANNEL_TOKEN_FILE,
         "default channel's bearer token (for POST /v1/conversations/{id}/messages)",
     )?;
-    let default = default_channel(Some(token), args.webhook_url.clone(), default_webhook_secret(shared, args)?);
+    let default = default_channel(
+        Some(token),
+        args.channel_secret.clone(),
+        args.webhook_url.clone(),
+        default_webhook_secret(shared, args)?,
+    );
     let open: std::collections::BTreeSet<_> = args.insecure_open_channel.iter().cloned().collect();
     let channels = Channels::new(store, [(default, ChannelSource::Flags)], open.clone(), tern_engine::clock::system());
     for name in &open {
@@ -354,10 +381,6 @@ fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
     )
 }
 
-/// A secret given as an option's value (never repeated by clap's errors: any text is accepted).
-fn secret_arg(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s.to_string()))
-}
 
 /// The file in the data directory that keeps the `default` channel's generated token.
 pub const CHANNEL_TOKEN_FILE: &str = "channel.token";
@@ -366,13 +389,14 @@ pub const CHANNEL_TOKEN_FILE: &str = "channel.token";
 /// replies go, from `tern serve`'s flags.
 pub fn default_channel(
     token: Option<SecretString>,
+    signing_secrets: Vec<WebhookSecret>,
     webhook_url: Option<url::Url>,
     webhook_secret: Option<WebhookSecret>,
 ) -> Channel {
     Channel {
         name: ChannelName::default_channel(),
         kind: ChannelKind::Generic,
-        inbound: InboundAuth { tokens: token.into_iter().collect(), ..Default::default() },
+        inbound: InboundAuth { tokens: token.into_iter().collect(), signing_secrets, ..Default::default() },
         delivery: Delivery { webhook_url, webhook_secret },
     }
 }

@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -16,6 +15,7 @@ use serde_json::Value;
 use tern_engine::conversation::{Answer, ConversationId, Inbound, MessageId, MessageState, ReplyText, Ticket, Trigger};
 
 use super::AppState;
+use super::channel_request::ChannelRequest;
 use super::error::ApiError;
 use super::incoming::{IncomingError, IncomingMessage};
 use super::mask::{CallerInput, json_bytes, masked_json};
@@ -46,12 +46,15 @@ pub enum Running {
     post,
     path = "/v1/conversations/{id}/messages",
     tag = "conversations",
+    description = "A message in a conversation of the `default` channel (its token: `--channel-token` / `TERN_CHANNEL_TOKEN`).",
     params(("id" = String, Path, description = "The conversation id: 1 to 200 characters, no control characters", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")),
     request_body(content = IncomingMessage, content_type = "application/json"),
+    security(("channel_token" = []), ("channel_signature" = [])),
     responses(
         (status = 200, description = "The run's answer: replies, status and the failure if any", body = Answer),
         (status = 202, description = "The run takes longer than the reply wait; the answer appears at `answer_url`", body = Accepted, headers(("location" = String, description = "The answer URL"))),
         (status = 400, description = "A bad conversation or message id (`bad-id`), or a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid channel credentials (`unauthorized`); the same answer whatever the reason", body = ErrorBody),
         (status = 404, description = "No such route (an empty id)", body = ErrorBody),
         (status = 409, description = "The message id was already used in this conversation for a message with another text, contact or metadata (`message-id-reused`); the message was not processed: send it with a new id", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
@@ -61,13 +64,44 @@ pub enum Running {
         (status = 503, description = "Overloaded or shutting down (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn post_message(
+pub async fn post_message(State(state): State<Arc<AppState>>, req: ChannelRequest) -> Result<Response, ApiError> {
+    take_message(&state, req).await
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/channels/{name}/conversations/{id}/messages",
+    tag = "conversations",
+    description = "A message in a conversation of the channel `name`. Conversations are the channel's own: the same id in another channel is another conversation.",
+    params(
+        ("name" = String, Path, description = "The channel name"),
+        ("id" = String, Path, description = "The conversation id: 1 to 200 characters, no control characters", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    request_body(content = IncomingMessage, content_type = "application/json"),
+    security(("channel_token" = []), ("channel_signature" = [])),
+    responses(
+        (status = 200, description = "The run's answer: replies, status and the failure if any", body = Answer),
+        (status = 202, description = "The run takes longer than the reply wait; the answer appears at `answer_url`", body = Accepted, headers(("location" = String, description = "The answer URL"))),
+        (status = 400, description = "A bad conversation or message id (`bad-id`), or a body that is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid credentials of this channel, or no such channel (`unauthorized`); the same answer whatever the reason", body = ErrorBody),
+        (status = 404, description = "No such route (an empty id)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 415, description = "The content type is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The JSON does not have the fields' types, or a field nests deeper than 32 levels (`too-deep`)", body = ErrorBody),
+        (status = 429, description = "Too many messages waiting in this conversation (`conversation-busy`, `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Overloaded or shutting down (`Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn post_channel_message(
     State(state): State<Arc<AppState>>,
-    Path(conversation): Path<String>,
-    caller: Option<Extension<CallerInput>>,
-    body: Result<axum::Json<IncomingMessage>, JsonRejection>,
+    req: ChannelRequest,
 ) -> Result<Response, ApiError> {
-    let axum::Json(msg) = body.map_err(|e| {
+    take_message(&state, req).await
+}
+
+/// Both message routes, once the channel is authenticated.
+async fn take_message(state: &AppState, req: ChannelRequest) -> Result<Response, ApiError> {
+    let msg: IncomingMessage = req.json().await.map_err(|e| {
         ApiError::new(
             e.status(),
             format!(
@@ -76,14 +110,14 @@ pub async fn post_message(
             ),
         )
     })?;
-    let conversation = ConversationId::new(conversation)?;
+    let conversation = ConversationId::of_channel(&req.channel.name, req.param("id"))?;
     let inbound = msg.into_inbound(conversation).map_err(|e| match e {
         IncomingError::Id(e) => ApiError::from(e),
         e @ IncomingError::TooDeep { .. } => ApiError::unprocessable(e.to_string()).code(e.code()),
     })?;
     state.metrics.message();
     let ticket = state.conversations.submit(inbound, None)?;
-    answer_or_accept(&state, ticket, caller.as_deref()).await
+    answer_or_accept(state, ticket, req.caller.as_ref()).await
 }
 
 /// Waits for the answer within the reply wait; past it, makes the message durable and answers
@@ -107,41 +141,88 @@ pub async fn answer_or_accept(
     get,
     path = "/v1/conversations/{id}/messages/{message_id}",
     tag = "conversations",
+    description = "The answer to a message of the `default` channel; only its credentials read it.",
     params(
         ("id" = String, Path, description = "The conversation id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
         ("message_id" = String, Path, description = "The message id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
     ),
+    security(("channel_token" = []), ("channel_signature" = [])),
     responses(
         (status = 200, description = "The answer", body = Answer),
         (status = 202, description = "The run is still going", body = Accepted, headers(("location" = String, description = "The answer URL"))),
         (status = 400, description = "A bad id (`bad-id`)", body = ErrorBody),
+        (status = 401, description = "No valid channel credentials (`unauthorized`)", body = ErrorBody),
         (status = 404, description = "No such message (answers are kept for the dedupe window)", body = ErrorBody),
         (status = 503, description = "Overloaded or shutting down (`Retry-After`)", body = ErrorBody),
     )
 )]
-pub async fn get_message(
+pub async fn get_message(State(state): State<Arc<AppState>>, req: ChannelRequest) -> Result<Response, ApiError> {
+    read_answer(&state, &req).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/channels/{name}/conversations/{id}/messages/{message_id}",
+    tag = "conversations",
+    description = "The answer to a message of the channel `name`; only the channel's credentials read it.",
+    params(
+        ("name" = String, Path, description = "The channel name"),
+        ("id" = String, Path, description = "The conversation id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ("message_id" = String, Path, description = "The message id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+    ),
+    security(("channel_token" = []), ("channel_signature" = [])),
+    responses(
+        (status = 200, description = "The answer", body = Answer),
+        (status = 202, description = "The run is still going", body = Accepted, headers(("location" = String, description = "The answer URL"))),
+        (status = 400, description = "A bad id (`bad-id`)", body = ErrorBody),
+        (status = 401, description = "No valid credentials of this channel, or no such channel (`unauthorized`)", body = ErrorBody),
+        (status = 404, description = "No such message (answers are kept for the dedupe window)", body = ErrorBody),
+        (status = 503, description = "Overloaded or shutting down (`Retry-After`)", body = ErrorBody),
+    )
+)]
+pub async fn get_channel_message(
     State(state): State<Arc<AppState>>,
-    Path((conversation, message_id)): Path<(String, String)>,
-    caller: Option<Extension<CallerInput>>,
+    req: ChannelRequest,
 ) -> Result<Response, ApiError> {
-    let (conversation, message_id) = (ConversationId::new(conversation)?, MessageId::new(message_id)?);
+    read_answer(&state, &req).await
+}
+
+/// Both answer routes, once the channel is authenticated.
+async fn read_answer(state: &AppState, req: &ChannelRequest) -> Result<Response, ApiError> {
+    let conversation = ConversationId::of_channel(&req.channel.name, req.param("id"))?;
+    let message_id = MessageId::new(req.param("message_id"))?;
     Ok(match state.conversations.message(&conversation, &message_id).await? {
-        MessageState::Answered(a) => masked_json(StatusCode::OK, &a, caller.as_deref()),
+        MessageState::Answered(a) => masked_json(StatusCode::OK, &a, req.caller.as_ref()),
         MessageState::Running => accepted(&conversation, &message_id),
         MessageState::Unknown => {
+            let (_, id) = conversation.channel_and_id();
             return Err(ApiError::not_found(format!(
-                "no message `{message_id}` in conversation `{conversation}` (answers are kept for the dedupe window, --dedupe-window)"
+                "no message `{message_id}` in conversation `{id}` (answers are kept for the dedupe window, --dedupe-window)"
             )));
         }
     })
 }
 
+/// Where the answer to `message_id` in `conversation` is read: the route of the conversation's
+/// channel, with the ids as the channel knows them (percent-encoded). Empty for an integration
+/// event's conversation, which no channel's route reaches.
+pub(super) fn answer_path(conversation: &ConversationId, message_id: &MessageId) -> String {
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let (channel, id) = conversation.channel_and_id();
+    if channel.is_default() && conversation.as_str().starts_with("event:") {
+        return String::new();
+    }
+    let (id, message_id) = (encode(id), encode(message_id.as_str()));
+    if channel.is_default() {
+        format!("/v1/conversations/{id}/messages/{message_id}")
+    } else {
+        format!("/v1/channels/{channel}/conversations/{id}/messages/{message_id}")
+    }
+}
+
+/// `202` with the answer's URL ([`answer_path`]).
 fn accepted(conversation: &ConversationId, message_id: &MessageId) -> Response {
-    let path = format!(
-        "/v1/conversations/{}/messages/{}",
-        url::form_urlencoded::byte_serialize(conversation.as_str().as_bytes()).collect::<String>(),
-        url::form_urlencoded::byte_serialize(message_id.as_str().as_bytes()).collect::<String>()
-    );
+    let path = answer_path(conversation, message_id);
     let body = Accepted {
         status: Running::Running,
         message_id: message_id.to_string(),
@@ -149,7 +230,9 @@ fn accepted(conversation: &ConversationId, message_id: &MessageId) -> Response {
         replies: Vec::new(),
     };
     let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&path) {
+    if let Ok(v) = HeaderValue::from_str(&path)
+        && !path.is_empty()
+    {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r

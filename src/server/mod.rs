@@ -9,6 +9,7 @@
 mod admin;
 mod auth;
 mod channel_admin;
+pub mod channel_request;
 pub mod console;
 mod error;
 mod events;
@@ -60,6 +61,9 @@ pub struct AppState {
     pub secrets: Arc<LayeredSecrets>,
     /// The bearer token for the admin API.
     pub admin_token: SecretString,
+    /// The channels, looked up by name for every message request (their credentials, see
+    /// [`channel_request`]).
+    pub channels: Arc<dyn tern_engine::channel::ChannelDirectory>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Console sign-in sessions (each with its CSRF token).
@@ -105,6 +109,12 @@ pub fn routes() -> Vec<Route> {
     vec![
         (Method::POST, "/v1/conversations/{id}/messages", post(messages::post_message)),
         (Method::GET, "/v1/conversations/{id}/messages/{message_id}", get(messages::get_message)),
+        (Method::POST, "/v1/channels/{name}/conversations/{id}/messages", post(messages::post_channel_message)),
+        (
+            Method::GET,
+            "/v1/channels/{name}/conversations/{id}/messages/{message_id}",
+            get(messages::get_channel_message),
+        ),
         (Method::GET, "/v1/runs", get(runs::list_runs)),
         (Method::GET, "/v1/runs/{id}", get(runs::get_run)),
         (Method::GET, "/oauth/callback", get(callback)),

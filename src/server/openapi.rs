@@ -60,13 +60,31 @@ impl ToSchema for IntegrationSettings {
     }
 }
 
-/// The security scheme: the admin token as a bearer token.
+/// The security schemes: the admin token and a channel's token as bearer tokens, and the
+/// Standard Webhooks signature of a channel's or an integration's requests (OpenAPI has no
+/// scheme for a signature over the body: it is described as its `webhook-signature` header,
+/// which goes with `webhook-id` and `webhook-timestamp`).
 struct Security;
 
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        let mut channel = Http::new(HttpAuthScheme::Bearer);
+        channel.description =
+            Some("The channel's token (`--channel-token` / `TERN_CHANNEL_TOKEN` for the `default` channel)".into());
+        components.add_security_scheme("channel_token", SecurityScheme::Http(channel));
+        let signature = |what: &str| {
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "webhook-signature",
+                &format!(
+                    "A Standard Webhooks signature (https://www.standardwebhooks.com/) over `{{webhook-id}}.{{webhook-timestamp}}.{{raw body}}` with {what} (`whsec_…`), sent with the `webhook-id` and `webhook-timestamp` headers; within 5 minutes of the server's clock, each `webhook-id` once"
+                ),
+            )))
+        };
+        components.add_security_scheme("channel_signature", signature("one of the channel's signing secrets"));
+        components.add_security_scheme("events_signature", signature("the integration's events secret"));
     }
 }
 
@@ -81,6 +99,8 @@ impl Modify for Security {
     paths(
         super::messages::post_message,
         super::messages::get_message,
+        super::messages::post_channel_message,
+        super::messages::get_channel_message,
         super::runs::list_runs,
         super::runs::get_run,
         super::callback,

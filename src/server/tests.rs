@@ -28,6 +28,12 @@ const ADMIN: &str = "oneshot-admin-token-0123456789abcdef";
 /// The `default` channel's token.
 const CHANNEL: &str = "oneshot-channel-token-0123456789";
 
+/// The `default` channel's token.
+const CHANNEL: &str = "oneshot-channel-token-0123456789";
+
+/// The `support` channel's token.
+const SUPPORT: &str = "oneshot-support-token-0123456789";
+
 /// Answers with a reply that shows a field the channel sent beside the known ones.
 const HELLO: &str = r#"{"version": 1, "id": "hello",
   "trigger": {"type": "message", "match": {"keywords": ["hello"]}, "priority": 2},
@@ -74,7 +80,7 @@ impl Harness {
         conversations.set_flows(flows);
         let channels = Arc::new(tern_engine::channels::Channels::new(
             store.clone(),
-            [(crate::cli::default_channel(Some(SecretString::from(CHANNEL.to_string())), None, None), ChannelSource::Flags)],
+            [(crate::cli::default_channel(Some(SecretString::from(CHANNEL.to_string())), Vec::new(), None, None), ChannelSource::Flags)],
             ["kiosk".parse().unwrap()].into_iter().collect(),
             tern_engine::clock::system(),
         ));
@@ -86,6 +92,26 @@ impl Harness {
             channel_service: channels,
             secrets,
             admin_token: SecretString::from(ADMIN.to_string()),
+            channels: Arc::new(tern_engine::channel::FixedChannels::new([
+                tern_engine::channel::Channel {
+                    name: tern_engine::channel::ChannelName::default_channel(),
+                    kind: tern_engine::channel::ChannelKind::Generic,
+                    inbound: tern_engine::channel::InboundAuth {
+                        tokens: vec![SecretString::from(CHANNEL.to_string())],
+                        ..Default::default()
+                    },
+                    delivery: Default::default(),
+                },
+                tern_engine::channel::Channel {
+                    name: tern_engine::channel::ChannelName::new("support").unwrap(),
+                    kind: tern_engine::channel::ChannelKind::Generic,
+                    inbound: tern_engine::channel::InboundAuth {
+                        tokens: vec![SecretString::from(SUPPORT.to_string())],
+                        ..Default::default()
+                    },
+                    delivery: Default::default(),
+                },
+            ])),
             metrics: Arc::new(Metrics::default()),
             sessions: Default::default(),
             secure_cookies: false,
@@ -101,8 +127,17 @@ impl Harness {
     }
 
     /// One request through the router: status, headers and body (JSON when it parses, else
-    /// the text as a JSON string).
-    async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    /// the text as a JSON string). A request to a message route without an `Authorization`
+    /// header gets the `default` channel's token ([`Self::send_as_is`] sends none).
+    async fn send(&self, mut req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        if req.uri().path().starts_with("/v1/conversations/") && !req.headers().contains_key(header::AUTHORIZATION) {
+            req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {CHANNEL}").parse().unwrap());
+        }
+        self.send_as_is(req).await
+    }
+
+    /// One request through the router, exactly as given.
+    async fn send_as_is(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -795,6 +830,125 @@ async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and
 }
 
 #[tokio::test]
+async fn a_message_route_without_the_channel_s_credentials_is_a_401_that_tells_nothing() {
+    let h = Harness::new().await;
+    let (status, body) =
+        h.post_json("/v1/conversations/c-a/messages", &json!({"text": "ask", "message_id": "m-1"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let post = |uri: &str, auth: Option<&str>| {
+        let mut req = Request::post(uri.to_string()).header(header::CONTENT_TYPE, "application/json");
+        if let Some(a) = auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        req.body(Body::from(r#"{"text": "blue", "message_id": "m-2"}"#)).unwrap()
+    };
+    let get = |uri: &str| Request::get(uri.to_string()).body(Body::empty()).unwrap();
+    let mut answers = Vec::new();
+    for req in [
+        post("/v1/conversations/c-a/messages", None),
+        post("/v1/conversations/c-a/messages", Some("Bearer wrong-token-0123456789")),
+        post("/v1/conversations/c-a/messages", Some(&format!("Basic {CHANNEL}"))),
+        post("/v1/conversations/never/messages", None),
+        post("/v1/channels/default/conversations/c-a/messages", Some("Bearer nope")),
+        post("/v1/channels/nobody/conversations/c-a/messages", Some(&format!("Bearer {CHANNEL}"))),
+        post("/v1/channels/bad%20name/conversations/c-a/messages", None),
+        get("/v1/conversations/c-a/messages/m-1"),
+        get("/v1/conversations/c-a/messages/never"),
+        get("/v1/channels/nobody/conversations/c-a/messages/m-1"),
+    ] {
+        let (status, headers, body) = h.send_as_is(req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(headers.get(header::WWW_AUTHENTICATE).unwrap(), "Bearer");
+        answers.push(body);
+    }
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(answers[0]["code"], "unauthorized");
+    // Nothing was run or stored: the conversation still waits for its answer.
+    let (status, body) = h.post_json("/v1/conversations/c-a/messages", &json!({"text": "green"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["replies"][0]["text"], "got green", "{body}");
+    // The same channel's other route is the same conversation.
+    let (status, _, body) = h.send(get("/v1/channels/default/conversations/c-a/messages/m-1")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the channel route takes explicit credentials: {body}");
+    let req = Request::get("/v1/channels/default/conversations/c-a/messages/m-1")
+        .header(header::AUTHORIZATION, format!("Bearer {CHANNEL}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = h.send_as_is(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["replies"][0]["text"], "what?");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_default_channel_cannot_reach_an_integration_event_s_conversation() {
+    let h = Harness::new().await;
+    // An event conversation paused on its question.
+    let mut inbound = tern_engine::conversation::Inbound::message(
+        tern_engine::conversation::ConversationId::new("event:crm:42").unwrap(),
+        Some(tern_engine::conversation::MessageId::new("e-1").unwrap()),
+        "ask",
+    );
+    inbound.trigger = tern_engine::conversation::Trigger::Message;
+    let answer = h.conversations.submit(inbound, None).unwrap().wait().await.unwrap();
+    assert_eq!(answer.replies[0].text, "what?");
+    // The same id from the default channel is another conversation (nothing paused there).
+    let (status, body) = h.post_json("/v1/conversations/event:crm:42/messages", &json!({"text": "blue"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "no_flow", "{body}");
+    let (status, _, body) =
+        h.send(Request::get("/v1/conversations/event:crm:42/messages/e-1").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    h.stop().await;
+}
+
+/// A request with a bearer token.
+fn with_token(method: Method, uri: &str, token: &str, body: Option<Value>) -> Request<Body> {
+    let req = Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    match body {
+        Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())).unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn conversations_and_answers_are_each_channel_s_own() {
+    let h = Harness::new().await;
+    let support = "/v1/channels/support/conversations/c-1/messages";
+    // The same conversation id in two channels: two conversations.
+    let (status, _, body) = h
+        .send_as_is(with_token(Method::POST, support, SUPPORT, Some(json!({"text": "ask", "message_id": "m-1"}))))
+        .await;
+    assert_eq!((status, body["status"].clone()), (StatusCode::OK, json!("paused")), "{body}");
+    let (status, body) =
+        h.post_json("/v1/conversations/c-1/messages", &json!({"text": "blue", "message_id": "m-1"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "no_flow", "the default channel's c-1 has nothing paused: {body}");
+    let (_, _, body) = h
+        .send_as_is(with_token(Method::POST, support, SUPPORT, Some(json!({"text": "green", "message_id": "m-2"}))))
+        .await;
+    assert_eq!(body["replies"][0]["text"], "got green", "{body}");
+    // Each channel reads its own answers, and only those: the other's token is refused.
+    let (status, _, body) = h.send_as_is(with_token(Method::GET, &format!("{support}/m-1"), SUPPORT, None)).await;
+    assert_eq!((status, body["replies"][0]["text"].clone()), (StatusCode::OK, json!("what?")));
+    let (status, _, _) = h.send_as_is(with_token(Method::GET, &format!("{support}/m-1"), CHANNEL, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) =
+        h.send_as_is(with_token(Method::GET, "/v1/conversations/c-1/messages/m-1", SUPPORT, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) =
+        h.send_as_is(with_token(Method::GET, "/v1/conversations/c-1/messages/m-1", CHANNEL, None)).await;
+    assert_eq!((status, body["status"].clone()), (StatusCode::OK, json!("no_flow")));
+    // The default channel cannot name another channel's conversation by its stored id.
+    let (_, body) = h.post_json("/v1/conversations/channel:support:c-1/messages", &json!({"text": "red"})).await;
+    assert_eq!(body["status"], "no_flow", "{body}");
+    let (status, _, _) =
+        h.send(Request::get("/v1/conversations/channel:support:c-1/messages/m-1").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn every_console_page_warns_while_a_channel_is_open() {
     let h = Harness::new().await;
     let cookie = sign_in(&h).await;
@@ -823,5 +977,31 @@ async fn the_channels_page_lists_channels_without_their_credentials() {
     for secret in ["console-page-token-0123456789", "console-query-secret", CHANNEL] {
         assert!(!html.contains(secret), "{secret} on the page");
     }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_202_points_at_the_channel_s_own_route_with_the_channel_s_ids() {
+    use tern_engine::channel::ChannelName;
+    use tern_engine::conversation::{ConversationId, Inbound, MessageId};
+    let h = Harness::new().await;
+    let support = ChannelName::new("support").unwrap();
+    let id = ConversationId::of_channel(&support, "c/9 é").unwrap();
+    let path = super::messages::answer_path(&id, &MessageId::new("m 1+").unwrap());
+    assert_eq!(path, "/v1/channels/support/conversations/c%2F9%20%C3%A9/messages/m%201%2B");
+    let default = ConversationId::of_channel(&ChannelName::default_channel(), "event:x").unwrap();
+    assert_eq!(
+        super::messages::answer_path(&default, &MessageId::new("m").unwrap()),
+        "/v1/conversations/event%3Ax/messages/m"
+    );
+    let event = ConversationId::new("event:crm:42").unwrap();
+    assert_eq!(super::messages::answer_path(&event, &MessageId::new("m").unwrap()), "");
+    // The path reads the answer back, with the channel's credentials.
+    let inbound = Inbound::message(id, Some(MessageId::new("m 1+").unwrap()), "ask");
+    assert_eq!(inbound.channel, support);
+    h.conversations.submit(inbound, None).unwrap().wait().await.unwrap();
+    let (status, _, body) = h.send_as_is(with_token(Method::GET, &path, SUPPORT, None)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["replies"][0]["text"], "what?");
     h.stop().await;
 }

@@ -311,8 +311,14 @@ pub fn bin() -> &'static std::path::Path {
         .unwrap_or_else(|| panic!("call testkit::set_bin(env!(\"CARGO_BIN_EXE_tern\")) before starting the binary"))
 }
 
-/// The `tern` binary (see [`set_bin`]), with a clean environment and its own empty data
-/// directory (pass `--data-dir` to share one between commands).
+/// The `default` channel's token of every server the tests start (`TERN_CHANNEL_TOKEN`, the
+/// environment form of `tern serve --channel-token`): message requests send it as
+/// `Authorization: Bearer …`.
+pub const CHANNEL_TOKEN: &str = "testkit-channel-token-0123456789abcdef";
+
+/// The `tern` binary (see [`set_bin`]), with a clean environment, its own empty data
+/// directory (pass `--data-dir` to share one between commands) and the `default` channel's
+/// token [`CHANNEL_TOKEN`] (`TERN_CHANNEL_TOKEN`; remove it to start a server without one).
 pub fn tern() -> Command {
     let mut cmd = Command::new(bin());
     for var in
@@ -321,6 +327,7 @@ pub fn tern() -> Command {
         cmd.env_remove(var);
     }
     cmd.env("TERN_DATA_DIR", fresh_data_dir());
+    cmd.env("TERN_CHANNEL_TOKEN", CHANNEL_TOKEN);
     cmd
 }
 

@@ -124,6 +124,11 @@ pub struct IntegrationConfig {
     /// authorization, whose JSON holds the account identifier (`/me`, `/users.me`).
     #[serde(default)]
     pub identity_url: Option<Url>,
+    /// Events: the Tern secret (`tern secrets set NAME`) holding the `whsec_…` key the third
+    /// party signs its events with (Standard Webhooks). Without it every event is refused
+    /// (401); during a rotation the secret may hold several keys separated by spaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_secret: Option<String>,
 }
 
 fn default_delimiter() -> String {
@@ -162,6 +167,7 @@ impl Default for IntegrationConfig {
             event_identifier: None,
             account_field: None,
             identity_url: None,
+            events_secret: None,
         }
     }
 }

@@ -2,6 +2,10 @@
 //! account an event is for. The identifier is read from the event with the integration's
 //! `event_identifier` path and must equal the one captured when the integration was authorized
 //! (`account_field`); anything else is refused and logged, never guessed.
+//!
+//! Before any of that, an event must be signed ([`Integrations::authenticate_event`]): a
+//! Standard Webhooks signature with the integration's `events_secret`, within the replay window,
+//! with a `webhook-id` not seen before for the integration.
 
 use serde_json::Value;
 
@@ -42,6 +46,17 @@ pub enum EventError {
         /// The integration.
         integration: IntegrationName,
     },
+    /// The event is not signed with the integration's events secret (or there is no such
+    /// integration, or it has no events secret). Every case is answered alike.
+    #[error("an event for integration `{integration}` was refused: {reason}")]
+    Refused {
+        /// The name in the request (at most 64 characters).
+        integration: String,
+        /// Why, for the log (never a secret value).
+        reason: String,
+        /// A stable, kebab-case name of the reason.
+        code: &'static str,
+    },
     /// The store failed.
     #[error("integration `{integration}`: {source}")]
     Store {
@@ -53,6 +68,64 @@ pub enum EventError {
 }
 
 impl Integrations {
+    /// Checks that an event posted for integration `name` (its `headers` and raw `body`) is
+    /// signed with the integration's `events_secret` (a Tern secret holding one or more
+    /// `whsec_…` keys separated by spaces), within the replay window, with a `webhook-id` not
+    /// seen before (remembered in `seen`).
+    ///
+    /// # Errors
+    /// [`EventError::Refused`] (log it; answer every one alike), [`EventError::Store`].
+    pub async fn authenticate_event(
+        &self,
+        name: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        seen: &dyn tern_engine::channel_auth::SeenWebhookIds,
+        now_ms: i64,
+    ) -> Result<IntegrationName, EventError> {
+        use secrecy::ExposeSecret as _;
+        use tern_engine::channel::InboundAuth;
+        use tern_engine::channel_auth::{check, integration_scope};
+        use tern_engine::standard_webhooks::WebhookSecret;
+        let shown: String = name.chars().take(64).collect();
+        let refused =
+            |reason: String, code: &'static str| EventError::Refused { integration: shown.clone(), reason, code };
+        let Ok(name) = IntegrationName::new(name) else {
+            return Err(refused("there is no such integration".into(), "no-such-integration"));
+        };
+        let record = self
+            .store
+            .get_integration(&name)
+            .await
+            .map_err(|source| EventError::Store { integration: name.clone(), source })?
+            .ok_or_else(|| refused("there is no such integration".into(), "no-such-integration"))?;
+        let Some(secret_name) = record.config.events_secret.as_deref() else {
+            return Err(refused(
+                "the integration has no events secret, so it refuses every event (set one with `tern integrations add … --events-secret NAME --update`)".into(),
+                "no-events-secret",
+            ));
+        };
+        let Some(value) = self.secrets.get(secret_name) else {
+            return Err(refused(
+                format!("its events secret `{secret_name}` is not set (`tern secrets set {secret_name}`)"),
+                "events-secret-not-set",
+            ));
+        };
+        let keys: Result<Vec<WebhookSecret>, _> =
+            value.expose_secret().split_whitespace().map(WebhookSecret::parse).collect();
+        let keys = keys.map_err(|e| {
+            refused(format!("its events secret `{secret_name}` is not usable: {e}"), "events-secret-invalid")
+        })?;
+        let auth = InboundAuth { signing_secrets: keys, ..InboundAuth::default() };
+        // Only a signature is accepted here: a bearer header is ignored, not checked.
+        let mut signed = headers.clone();
+        signed.remove(http::header::AUTHORIZATION);
+        check(&integration_scope(&name), &auth, &signed, body, seen, now_ms)
+            .await
+            .map_err(|r| refused(r.to_string(), r.reason()))?;
+        Ok(name)
+    }
+
     /// The account identifier of `event` for integration `name`, when it is the account the
     /// integration was authorized for (captured as [`ACCOUNT_ID`] at authorization; tokens
     /// authorized before that was captured keep the token-response field itself).

@@ -341,17 +341,22 @@ async fn commit(
 }
 
 /// The webhook delivery of an answer: its JSON object (`answer_json`) with `conversation_id`
-/// added as the last field.
+/// (the conversation as its channel knows it, not the stored, channel-scoped id) and `channel`
+/// added as the last fields.
 fn webhook_body(answer_json: &[u8], conversation: &super::types::ConversationId) -> Vec<u8> {
-    let id = serde_json::to_vec(conversation.as_str()).unwrap_or_else(|_| b"\"\"".to_vec());
+    let (channel, id) = conversation.channel_and_id();
+    let text = |s: &str| serde_json::to_vec(s).unwrap_or_else(|_| b"\"\"".to_vec());
+    let (id, channel) = (text(id), text(channel.as_str()));
     let open = answer_json.strip_suffix(b"}").unwrap_or(b"{");
-    let mut body = Vec::with_capacity(answer_json.len() + id.len() + 24);
+    let mut body = Vec::with_capacity(answer_json.len() + id.len() + channel.len() + 40);
     body.extend_from_slice(open);
     if open.len() > 1 {
         body.push(b',');
     }
     body.extend_from_slice(b"\"conversation_id\":");
     body.extend_from_slice(&id);
+    body.extend_from_slice(b",\"channel\":");
+    body.extend_from_slice(&channel);
     body.push(b'}');
     body
 }
@@ -362,20 +367,22 @@ mod tests {
     use super::*;
     use crate::conversation::types::{ConversationId, MessageId};
 
-    /// The delivery is the answer with the conversation's id, as if the field had been added
-    /// to the answer's JSON object.
+    /// The delivery is the answer with the conversation's id (as its channel knows it) and the
+    /// channel, as if the fields had been added to the answer's JSON object.
     #[test]
-    fn the_webhook_body_is_the_answer_with_the_conversation_id() {
+    fn the_webhook_body_is_the_answer_with_the_conversation_id_and_channel() {
         let answer = Answer::without_run(AnswerStatus::NoFlow, &MessageId::new("m\"1").unwrap());
         let answered = Answered::new(answer.clone());
         let c = ConversationId::new("c \"quoted\" é").unwrap();
         let body: serde_json::Value = serde_json::from_slice(&webhook_body(&answered.json, &c)).unwrap();
         let mut expected = serde_json::to_value(&answer).unwrap();
         expected.as_object_mut().unwrap().insert("conversation_id".into(), c.as_str().into());
+        expected.as_object_mut().unwrap().insert("channel".into(), "default".into());
         assert_eq!(body, expected);
-        assert_eq!(body.as_object().unwrap().keys().next_back().unwrap(), "conversation_id");
-        let empty: serde_json::Value = serde_json::from_slice(&webhook_body(b"{}", &c)).unwrap();
-        assert_eq!(empty, serde_json::json!({"conversation_id": c.as_str()}));
+        assert_eq!(body.as_object().unwrap().keys().next_back().unwrap(), "channel");
+        let site = ConversationId::of_channel(&crate::channel::ChannelName::new("site").unwrap(), "v-1").unwrap();
+        let empty: serde_json::Value = serde_json::from_slice(&webhook_body(b"{}", &site)).unwrap();
+        assert_eq!(empty, serde_json::json!({"conversation_id": "v-1", "channel": "site"}));
     }
 }
 

@@ -1,6 +1,8 @@
 //! The service's vocabulary: identifiers, what a caller submits, what it gets back, and what
 //! is stored about paused runs and run history.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -10,17 +12,37 @@ use crate::run::{RunError, RunSnapshot, RunStatus, TraceEntry};
 
 pub use crate::ids::MAX_ID_CHARS;
 
+/// Most characters in a stored conversation id: a channel's id with its channel's prefix
+/// (`channel:` + a 64-character name + `:` + 200 characters; see [`ConversationId::of_channel`]).
+pub const MAX_STORED_CONVERSATION_ID_CHARS: usize = CHANNEL_PREFIX.len() + 64 + 1 + MAX_ID_CHARS;
+
+/// The prefix of the stored ids of conversations of a channel other than `default` (and of
+/// `default` conversation ids that would otherwise look reserved).
+const CHANNEL_PREFIX: &str = "channel:";
+
+/// Prefixes no channel's conversation id is stored under as it is: the channels' own
+/// ([`CHANNEL_PREFIX`]) and the integration events' (`event:`).
+const RESERVED_CONVERSATION_PREFIXES: [&str; 2] = [CHANNEL_PREFIX, "event:"];
+
 /// The opaque-id rule ([`check_opaque_id`](crate::ids::check_opaque_id)) with the service's
 /// error.
 fn check_id(what: &'static str, s: &str) -> Result<(), ConversationError> {
     crate::ids::check_opaque_id(what, s).map_err(|_| ConversationError::BadId { what, max: MAX_ID_CHARS })
 }
 
+/// The same rule for a stored conversation id, which may carry its channel's prefix.
+fn check_stored_id(what: &'static str, s: &str) -> Result<(), ConversationError> {
+    crate::ids::check_opaque_id_within(what, s, MAX_STORED_CONVERSATION_ID_CHARS)
+        .map_err(|_| ConversationError::BadId { what, max: MAX_STORED_CONVERSATION_ID_CHARS })
+}
+
 crate::ids::id_newtype!(
-    /// A conversation id as the channel sends it.
+    /// A conversation id as the service stores it: for a channel's conversation, the channel's
+    /// id scoped to the channel ([`ConversationId::of_channel`]); for an integration event's,
+    /// `event:{integration}:{account}`. At most [`MAX_STORED_CONVERSATION_ID_CHARS`] characters.
     ConversationId,
     "conversation id",
-    check_id,
+    check_stored_id,
     ConversationError,
     None
 );
@@ -34,6 +56,41 @@ crate::ids::id_newtype!(
     ConversationError,
     None
 );
+
+impl ConversationId {
+    /// The conversation `id` (as the channel sends it: 1 to [`MAX_ID_CHARS`] characters, no
+    /// control characters) of `channel`, as stored. Conversations are isolated per channel:
+    /// the same `id` in two channels is two conversations, and no channel reaches another's,
+    /// nor the integration events' (`event:…`).
+    ///
+    /// - `default`: the id as it is (conversations stored before channels existed stay
+    ///   valid), unless it starts with `channel:` or `event:`, then `channel:default:{id}`;
+    /// - any other channel: `channel:{channel}:{id}`.
+    ///
+    /// Channel names have no `:`, so no two (channel, id) pairs share a stored id.
+    ///
+    /// # Errors
+    /// [`ConversationError::BadId`] (with the channel's limit, [`MAX_ID_CHARS`]).
+    pub fn of_channel(channel: &crate::channel::ChannelName, id: &str) -> Result<Self, ConversationError> {
+        check_id("conversation id", id)?;
+        let reserved = RESERVED_CONVERSATION_PREFIXES.iter().any(|p| id.starts_with(p));
+        if channel.is_default() && !reserved {
+            return Self::new(id);
+        }
+        Self::new(format!("{CHANNEL_PREFIX}{channel}:{id}"))
+    }
+
+    /// The channel this conversation belongs to (`default` for unscoped ids and integration
+    /// events), and its id as that channel knows it: the inverse of [`Self::of_channel`].
+    pub fn channel_and_id(&self) -> (crate::channel::ChannelName, &str) {
+        if let Some((name, id)) = self.0.strip_prefix(CHANNEL_PREFIX).and_then(|rest| rest.split_once(':'))
+            && let Ok(name) = crate::channel::ChannelName::new(name)
+        {
+            return (name, id);
+        }
+        (crate::channel::ChannelName::default_channel(), &self.0)
+    }
+}
 
 impl MessageId {
     /// A fresh id for a message the channel sent without one.
@@ -114,10 +171,10 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// A contact's message.
+    /// A contact's message. Its channel is the conversation's ([`ConversationId::channel_and_id`]).
     pub fn message(conversation: ConversationId, message_id: Option<MessageId>, text: impl Into<String>) -> Self {
         Self {
-            channel: crate::channel::ChannelName::default_channel(),
+            channel: conversation.channel_and_id().0,
             conversation,
             message_id: message_id.unwrap_or_else(MessageId::generated),
             text: text.into(),
@@ -443,4 +500,39 @@ pub struct RunHistory {
     pub summary: RunSummary,
     /// Every activation.
     pub segments: Vec<Segment>,
+}
+
+#[cfg(test)]
+mod channel_scope_tests {
+    use super::*;
+    use crate::channel::ChannelName;
+
+    #[test]
+    fn conversations_are_scoped_per_channel_and_the_default_ones_keep_their_ids() {
+        let default = ChannelName::default_channel();
+        let support = ChannelName::new("support").unwrap();
+        let sales = ChannelName::new("sales").unwrap();
+        let of = |c: &ChannelName, id: &str| ConversationId::of_channel(c, id).unwrap();
+        assert_eq!(of(&default, "c-1").as_str(), "c-1");
+        assert_eq!(of(&support, "c-1").as_str(), "channel:support:c-1");
+        assert_ne!(of(&support, "c-1"), of(&sales, "c-1"));
+        // Nobody reaches an integration event's conversation or another channel's.
+        assert_eq!(of(&default, "event:crm:42").as_str(), "channel:default:event:crm:42");
+        assert_eq!(of(&default, "channel:support:c-1").as_str(), "channel:default:channel:support:c-1");
+        assert_eq!(of(&support, "event:crm:42").as_str(), "channel:support:event:crm:42");
+        for (c, id) in [(&default, "c-1"), (&support, "c-1"), (&default, "event:crm:42"), (&sales, "a:b")] {
+            let stored = of(c, id);
+            assert_eq!(stored.channel_and_id(), (c.clone(), id), "{stored}");
+            assert_eq!(Inbound::message(stored, None, "").channel, *c);
+        }
+        let events = ConversationId::new("event:crm:42").unwrap();
+        assert_eq!(events.channel_and_id(), (default.clone(), "event:crm:42"));
+        // The channel's limit is the channel's id, whatever the prefix adds.
+        let longest = "x".repeat(MAX_ID_CHARS);
+        assert!(ConversationId::of_channel(&ChannelName::new("a".repeat(64)).unwrap(), &longest).is_ok());
+        let err = ConversationId::of_channel(&support, &format!("{longest}x")).unwrap_err();
+        assert!(err.to_string().contains("1 to 200 characters"), "{err}");
+        assert!(ConversationId::of_channel(&support, "").is_err());
+        assert!(ConversationId::of_channel(&support, "a\nb").is_err());
+    }
 }

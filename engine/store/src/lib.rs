@@ -66,9 +66,10 @@ impl From<CryptoError> for StoreError {
 }
 
 /// Everything Tern keeps, on one database: the integration store, the conversation store (and
-/// its effect journal), the channels, and what operators run on the whole database.
+/// its effect journal), the channels, the `webhook-id`s of signed channel requests, and what
+/// operators run on the whole database.
 #[async_trait]
-pub trait Backend: Store + ConversationStore + ChannelStore {
+pub trait Backend: Store + ConversationStore + ChannelStore + tern_engine::channel_auth::SeenWebhookIds {
     /// Where the data is, for the operator's log: a file path, or the URL without its password.
     fn location(&self) -> &str;
 

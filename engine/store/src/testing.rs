@@ -324,6 +324,19 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!((pruned.runs, pruned.answers), (1, 1));
     assert!(store.run(&run_1).await.unwrap().is_none());
     assert!(store.answer(&c, &m("m-1")).await.unwrap().is_none());
+
+    // Signed requests' ids: once per sender within the window; an expired one is new again,
+    // and retention forgets it.
+    let seen: Arc<dyn tern_engine::channel_auth::SeenWebhookIds> = store.clone();
+    let t = now() * 1000;
+    assert!(seen.first_sighting("support", "msg-1", t + 600_000, t).await.unwrap());
+    assert!(!seen.first_sighting("support", "msg-1", t + 600_000, t + 1).await.unwrap(), "a replay");
+    assert!(seen.first_sighting("sales", "msg-1", t + 600_000, t).await.unwrap(), "another sender");
+    assert!(seen.first_sighting("integration:crm", "msg-1", t + 600_000, t).await.unwrap());
+    assert!(seen.first_sighting("support", "msg-1", t + 1_200_000, t + 600_000).await.unwrap(), "expired");
+    assert!(!seen.first_sighting("support", "msg-1", t + 1_200_000, t + 600_001).await.unwrap());
+    store.prune(&Retention::default(), t + 1_200_000).await.unwrap();
+    assert!(seen.first_sighting("sales", "msg-1", t + 2_000_000, t + 1_200_000).await.unwrap(), "expired and pruned");
 }
 
 /// A boxed, sendable future.

@@ -217,7 +217,16 @@ async fn a_sqlite_file_from_before_the_migrator_is_adopted_and_migrated() {
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version").fetch_all(&mut conn).await.unwrap();
-    assert_eq!(versions, [1, 2, 3, 4, 5], "1-3 adopted, 4 and 5 applied by the migrator");
+    // Every migration file, counted from the directory, so that a new one cannot be forgotten.
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite")).unwrap().count();
+    let expected: Vec<i64> = (1..=i64::try_from(files).unwrap()).collect();
+    assert_eq!(versions, expected, "1-3 adopted, the later ones applied by the migrator");
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'webhook_ids'")
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+    assert!(table.is_some(), "the webhook_ids migration ran");
     let column: Option<String> =
         sqlx::query_scalar("SELECT name FROM pragma_table_info('run_history') WHERE name = 'first_segment'")
             .fetch_optional(&mut conn)

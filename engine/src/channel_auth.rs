@@ -1,0 +1,343 @@
+//! Authenticating a request that claims to come from a channel, against the channel's
+//! [`InboundAuth`]: a bearer token (`Authorization: Bearer …`, compared in constant time) or a
+//! [Standard Webhooks](crate::standard_webhooks) signature over the raw body, within
+//! [`REPLAY_WINDOW_SECS`] of now, whose `webhook-id` was not seen for that channel before
+//! (remembered in the store through [`SeenWebhookIds`], so that the check holds across
+//! instances sharing a database).
+//!
+//! Each refusal has its own [`Refusal`] (logged by the caller, without any secret value); the
+//! sender always gets the same answer, whether the channel exists or not.
+
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+
+use crate::channel::{Channel, ChannelDirectory, ChannelName, InboundAuth};
+use crate::clock::Clock;
+use crate::standard_webhooks::{self, SignatureError};
+use crate::storage::StoreError;
+
+/// How far a signature's `webhook-timestamp` may be from now, either way, in seconds (the
+/// Standard Webhooks recommendation: five minutes). A signed request is refused outside it,
+/// and its `webhook-id` is remembered until the timestamp leaves it.
+pub const REPLAY_WINDOW_SECS: i64 = standard_webhooks::DEFAULT_TOLERANCE_SECS;
+
+/// Most `webhook-id`s remembered at once, over all channels; past it the oldest are forgotten
+/// at the next retention pass (a sender would need more than this many signed requests in ten
+/// minutes to replay one).
+pub const MAX_SEEN_WEBHOOK_IDS: u64 = 1_000_000;
+
+/// Where the `webhook-id`s of accepted signed requests are remembered (the store's
+/// `webhook_ids` table), per sender, until they expire. The sender's scope is a channel's name,
+/// or `integration:NAME` for an integration's events ([`integration_scope`]); channel names
+/// have no `:`, so the two never meet.
+#[async_trait::async_trait]
+pub trait SeenWebhookIds: Send + Sync + std::fmt::Debug {
+    /// Remembers `id` for `scope` until `expires_at_ms` (Unix ms) and returns `true`, or
+    /// returns `false` when it is already remembered and not expired at `now_ms` (a replay).
+    ///
+    /// # Errors
+    /// The store could not be written.
+    async fn first_sighting(&self, scope: &str, id: &str, expires_at_ms: i64, now_ms: i64) -> Result<bool, StoreError>;
+}
+
+/// The replay scope of integration `name`'s events.
+pub fn integration_scope(name: &crate::IntegrationName) -> String {
+    format!("integration:{name}")
+}
+
+/// `webhook-id`s remembered in memory (tests, and `tern run`): bounded by
+/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills.
+#[derive(Debug, Default)]
+pub struct MemorySeenIds {
+    seen: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
+}
+
+#[async_trait::async_trait]
+impl SeenWebhookIds for MemorySeenIds {
+    async fn first_sighting(&self, scope: &str, id: &str, expires_at_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let mut seen = crate::sync::lock(&self.seen);
+        if u64::try_from(seen.len()).unwrap_or(u64::MAX) >= MAX_SEEN_WEBHOOK_IDS {
+            seen.retain(|_, expires| *expires > now_ms);
+        }
+        let key = (scope.to_string(), id.to_string());
+        match seen.get(&key) {
+            Some(expires) if *expires > now_ms => Ok(false),
+            _ => {
+                seen.insert(key, expires_at_ms);
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// How a request proved it is the channel's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// The channel is open (`--insecure-open-channel`): nothing was checked.
+    Open,
+    /// One of the channel's bearer tokens.
+    Token,
+    /// A Standard Webhooks signature; the sender's `webhook-id`.
+    Signature {
+        /// The `webhook-id`.
+        id: String,
+    },
+}
+
+/// Why a request was refused. The caller logs it (it names no secret value) and answers every
+/// one of them with the same 401.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No channel of that name.
+    #[error("there is no channel `{channel}`")]
+    NoSuchChannel {
+        /// The name in the request.
+        channel: String,
+    },
+    /// Neither an `Authorization` header nor the signature headers.
+    #[error(
+        "the request carries no credentials (neither `Authorization: Bearer …` nor the `webhook-id`, `webhook-timestamp` and `webhook-signature` headers)"
+    )]
+    NoCredentials,
+    /// `Authorization` is not `Bearer …`.
+    #[error("the `Authorization` header is not `Bearer <token>`")]
+    NotBearer,
+    /// A bearer token that is none of the channel's.
+    #[error("the bearer token is not one of the channel's tokens")]
+    WrongToken,
+    /// The channel has no tokens and no signing secrets (and is not open).
+    #[error(
+        "the channel has no token and no signing secret, so it refuses every request (set --channel-token / TERN_CHANNEL_TOKEN, or give it a secret)"
+    )]
+    NoCredentialsConfigured,
+    /// A signature that does not check out.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// A signed request whose `webhook-id` was already accepted within the window.
+    #[error("the `webhook-id` was already accepted within the last {REPLAY_WINDOW_SECS} s (a replay)")]
+    Replayed,
+    /// The channel or the seen ids could not be read.
+    #[error("the store could not be read: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl Refusal {
+    /// A stable, kebab-case name of the reason, for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NoSuchChannel { .. } => "no-such-channel",
+            Self::NoCredentials => "no-credentials",
+            Self::NotBearer => "not-bearer",
+            Self::WrongToken => "wrong-token",
+            Self::NoCredentialsConfigured => "channel-without-credentials",
+            Self::Signature(SignatureError::MissingHeader { .. }) => "signature-header-missing",
+            Self::Signature(SignatureError::BadId) => "signature-bad-id",
+            Self::Signature(SignatureError::BadTimestamp) => "signature-bad-timestamp",
+            Self::Signature(SignatureError::TooOld { .. }) => "signature-too-old",
+            Self::Signature(SignatureError::TooNew { .. }) => "signature-too-new",
+            Self::Signature(SignatureError::NoMatch) => "signature-mismatch",
+            Self::Replayed => "replayed-webhook-id",
+            Self::Store(_) => "store-error",
+        }
+    }
+}
+
+/// Checks a request against `auth` alone (no channel lookup): the bearer token when the request
+/// has an `Authorization` header, else the signature (with replay protection through `seen`,
+/// under `scope`: the channel's name, or [`integration_scope`]).
+///
+/// # Errors
+/// A [`Refusal`] naming why.
+pub async fn check(
+    scope: &str,
+    auth: &InboundAuth,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    seen: &dyn SeenWebhookIds,
+    now_ms: i64,
+) -> Result<Credential, Refusal> {
+    let authorization = headers.get(http::header::AUTHORIZATION);
+    let signed = headers.contains_key(standard_webhooks::HEADER_ID)
+        || headers.contains_key(standard_webhooks::HEADER_SIGNATURE)
+        || headers.contains_key(standard_webhooks::HEADER_TIMESTAMP);
+    if auth.open {
+        return Ok(Credential::Open);
+    }
+    if auth.tokens.is_empty() && auth.signing_secrets.is_empty() {
+        return Err(Refusal::NoCredentialsConfigured);
+    }
+    if let Some(value) = authorization {
+        let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or(Refusal::NotBearer)?;
+        // Every token is compared, so that the time taken does not say which one matched.
+        let mut any = false;
+        for token in &auth.tokens {
+            any |= bool::from(subtle::ConstantTimeEq::ct_eq(given.trim().as_bytes(), token.expose_secret().as_bytes()));
+        }
+        return if any { Ok(Credential::Token) } else { Err(Refusal::WrongToken) };
+    }
+    if !signed {
+        return Err(Refusal::NoCredentials);
+    }
+    let now_s = now_ms.div_euclid(1000);
+    let verified = standard_webhooks::verify(&auth.signing_secrets, headers, body, now_s, REPLAY_WINDOW_SECS)?;
+    // The signature stays valid until its timestamp is older than the window: remember the id
+    // until then.
+    let expires_at_ms = verified.timestamp.saturating_add(REPLAY_WINDOW_SECS).saturating_add(1).saturating_mul(1000);
+    if !seen.first_sighting(scope, &verified.id, expires_at_ms, now_ms).await? {
+        return Err(Refusal::Replayed);
+    }
+    Ok(Credential::Signature { id: verified.id })
+}
+
+/// The edge's check of channel requests: looks the channel up and checks the request against
+/// its [`InboundAuth`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ChannelAuth {
+    /// Where channels are looked up.
+    pub channels: Arc<dyn ChannelDirectory>,
+    /// Where accepted `webhook-id`s are remembered.
+    pub seen: Arc<dyn SeenWebhookIds>,
+    /// What "now" is for signature timestamps.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ChannelAuth {
+    /// The channel called `name`, when the request (its `headers` and raw `body`) carries its
+    /// credentials.
+    ///
+    /// # Errors
+    /// A [`Refusal`]: log it, and answer every one alike.
+    pub async fn authenticate(
+        &self,
+        name: &str,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<(Arc<Channel>, Credential), Refusal> {
+        let unknown = || Refusal::NoSuchChannel { channel: name.chars().take(64).collect() };
+        let name = ChannelName::new(name).map_err(|_| unknown())?;
+        let channel = self.channels.channel(&name).await?.ok_or_else(unknown)?;
+        let credential =
+            check(channel.name.as_str(), &channel.inbound, headers, body, &*self.seen, self.clock.now_ms()).await?;
+        Ok((channel, credential))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::channel::{ChannelKind, Delivery, FixedChannels};
+    use crate::clock::ManualClock;
+    use crate::standard_webhooks::WebhookSecret;
+
+    const TOKEN: &str = "channel-token-0123456789";
+    const NOW_S: i64 = 1_700_000_000;
+
+    fn auth(secret: &WebhookSecret) -> (ChannelAuth, Arc<ManualClock>) {
+        let channel = Channel {
+            name: ChannelName::new("support").unwrap(),
+            kind: ChannelKind::Generic,
+            inbound: InboundAuth {
+                tokens: vec![SecretString::from("old-token-0123456789"), SecretString::from(TOKEN)],
+                signing_secrets: vec![secret.clone()],
+                open: false,
+            },
+            delivery: Delivery::default(),
+        };
+        let closed = Channel {
+            name: ChannelName::default_channel(),
+            kind: ChannelKind::Generic,
+            inbound: InboundAuth::default(),
+            delivery: Delivery::default(),
+        };
+        let clock = Arc::new(ManualClock::new(NOW_S * 1000));
+        let a = ChannelAuth {
+            channels: Arc::new(FixedChannels::new([channel, closed])),
+            seen: Arc::new(MemorySeenIds::default()),
+            clock: clock.clone(),
+        };
+        (a, clock)
+    }
+
+    fn bearer(token: &str) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        h
+    }
+
+    fn signed(secret: &WebhookSecret, id: &str, ts: i64, body: &[u8]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in secret.headers(id, ts, body) {
+            h.insert(k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[tokio::test]
+    async fn tokens_are_checked_and_each_refusal_is_named() {
+        let secret = WebhookSecret::generate();
+        let (a, _) = auth(&secret);
+        let ok = a.authenticate("support", &bearer(TOKEN), b"{}").await.unwrap();
+        assert_eq!(ok.1, Credential::Token);
+        assert!(a.authenticate("support", &bearer("old-token-0123456789"), b"{}").await.is_ok());
+        let reason = |r: Result<_, Refusal>| r.map(|_| ()).unwrap_err().reason();
+        assert_eq!(reason(a.authenticate("support", &bearer("nope"), b"{}").await), "wrong-token");
+        assert_eq!(reason(a.authenticate("support", &bearer(""), b"{}").await), "wrong-token");
+        assert_eq!(reason(a.authenticate("nobody", &bearer(TOKEN), b"{}").await), "no-such-channel");
+        assert_eq!(reason(a.authenticate("bad name!", &bearer(TOKEN), b"{}").await), "no-such-channel");
+        assert_eq!(reason(a.authenticate("support", &http::HeaderMap::new(), b"{}").await), "no-credentials");
+        let mut basic = http::HeaderMap::new();
+        basic.insert(http::header::AUTHORIZATION, "Basic dTpw".parse().unwrap());
+        assert_eq!(reason(a.authenticate("support", &basic, b"{}").await), "not-bearer");
+        // A channel without credentials refuses everything, even an empty bearer token.
+        assert_eq!(reason(a.authenticate("default", &bearer(""), b"{}").await), "channel-without-credentials");
+        let refusal = a.authenticate("support", &bearer("nope"), b"{}").await.unwrap_err().to_string();
+        assert!(!refusal.contains(TOKEN) && !refusal.contains("nope"), "{refusal}");
+    }
+
+    #[tokio::test]
+    async fn signatures_are_checked_within_the_window_and_never_twice() {
+        let secret = WebhookSecret::generate();
+        let (a, clock) = auth(&secret);
+        let body = br#"{"text":"hi"}"#;
+        let h = signed(&secret, "msg_1", NOW_S - 10, body);
+        let ok = a.authenticate("support", &h, body).await.unwrap();
+        assert_eq!(ok.1, Credential::Signature { id: "msg_1".into() });
+        let reason = |r: Result<_, Refusal>| r.map(|_| ()).unwrap_err().reason();
+        assert_eq!(reason(a.authenticate("support", &h, body).await), "replayed-webhook-id");
+        assert_eq!(reason(a.authenticate("support", &h, b"{}").await), "signature-mismatch");
+        let other = WebhookSecret::generate();
+        assert_eq!(
+            reason(a.authenticate("support", &signed(&other, "msg_2", NOW_S, body), body).await),
+            "signature-mismatch"
+        );
+        assert_eq!(
+            reason(a.authenticate("support", &signed(&secret, "msg_3", NOW_S - 301, body), body).await),
+            "signature-too-old"
+        );
+        let mut missing = signed(&secret, "msg_4", NOW_S, body);
+        missing.remove(standard_webhooks::HEADER_SIGNATURE);
+        assert_eq!(reason(a.authenticate("support", &missing, body).await), "signature-header-missing");
+        // Once the window has passed, the old signature is too old whatever its id.
+        clock.advance(std::time::Duration::from_secs(400));
+        assert_eq!(reason(a.authenticate("support", &h, body).await), "signature-too-old");
+        // A fresh signature with the same id, after the window, is a new request.
+        let later = signed(&secret, "msg_1", NOW_S + 400, body);
+        assert!(a.authenticate("support", &later, body).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_open_channel_takes_anything() {
+        let channel = Channel {
+            name: ChannelName::default_channel(),
+            kind: ChannelKind::Generic,
+            inbound: InboundAuth { open: true, ..InboundAuth::default() },
+            delivery: Delivery::default(),
+        };
+        let seen = MemorySeenIds::default();
+        let got = check("default", &channel.inbound, &http::HeaderMap::new(), b"", &seen, NOW_S * 1000).await.unwrap();
+        assert_eq!(got, Credential::Open);
+    }
+}

@@ -1,0 +1,45 @@
+//! [`SeenWebhookIds`] on SQL: the `webhook-id`s of accepted signed channel requests, one row
+//! per sender (a channel, or an integration's events) and id until the signature leaves the replay window. One statement decides: a
+//! new id is inserted, an expired one (not pruned yet) is taken again, a live one is a replay
+//! and changes nothing. Retention ([`SqlStore::prune_webhook_ids`]) deletes expired rows and
+//! keeps at most [`MAX_SEEN_WEBHOOK_IDS`].
+
+use async_trait::async_trait;
+use tern_engine::channel_auth::{MAX_SEEN_WEBHOOK_IDS, SeenWebhookIds};
+
+use super::{Flavor, SqlStore};
+use crate::StoreError;
+
+#[async_trait]
+impl<F: Flavor> SeenWebhookIds for SqlStore<F> {
+    async fn first_sighting(&self, scope: &str, id: &str, expires_at_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let _gate = self.gate().await;
+        let row = sqlx::query(
+            "INSERT INTO webhook_ids (scope, webhook_id, expires_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (scope, webhook_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
+             WHERE webhook_ids.expires_at_ms <= $4
+             RETURNING expires_at_ms",
+        )
+        .bind(scope)
+        .bind(id)
+        .bind(expires_at_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(row.is_some())
+    }
+}
+
+impl<F: Flavor> SqlStore<F> {
+    /// Deletes the expired `webhook-id`s, then the oldest beyond [`MAX_SEEN_WEBHOOK_IDS`].
+    /// Returns how many.
+    pub(crate) async fn prune_webhook_ids(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let mut n = self.delete_chunked("webhook_ids", "expires_at_ms <= $1", now_ms, "expires_at_ms", None).await?;
+        let excess = self.count("webhook_ids").await? - i64::try_from(MAX_SEEN_WEBHOOK_IDS).unwrap_or(i64::MAX);
+        if excess > 0 {
+            n += self.delete_chunked("webhook_ids", "$1 = $1", 0, "expires_at_ms", Some(excess)).await?;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,117 @@
+//! The edge's extractor: [`ChannelRequest`], a request authenticated as its channel's before
+//! anything of it is stored or run. The channel is the path's `{name}`
+//! (`/v1/channels/{name}/…`) or `default` (`/v1/conversations/…`); the check is
+//! [`tern_engine::channel_auth`] (a bearer token, or a Standard Webhooks signature over the raw
+//! body with replay protection). The raw body is read once here, and the handler parses JSON
+//! from it.
+//!
+//! Every refusal is logged with its own reason (never a secret value) and answered with the
+//! same 401 ([`unauthorized`]), whether the channel, the conversation or the message exists or
+//! not.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use tern_engine::channel::{Channel, DEFAULT_CHANNEL};
+use tern_engine::channel_auth::{ChannelAuth, Credential};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The one answer to a request without valid channel credentials.
+pub const UNAUTHORIZED: &str = "this route needs the channel's credentials: `Authorization: Bearer <channel token>`, or a Standard Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`) made with the channel's secret";
+
+/// Largest body read (the router's limit).
+const MAX_BODY: usize = 64 * 1024;
+
+/// `401` with `{"error": UNAUTHORIZED, "code": "unauthorized"}` and `WWW-Authenticate: Bearer`.
+pub fn unauthorized() -> axum::response::Response {
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED).code("unauthorized").into_response();
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// A request that carries its channel's credentials, with its path parameters and raw body.
+#[derive(Debug)]
+pub struct ChannelRequest {
+    /// The channel.
+    pub channel: Arc<Channel>,
+    /// The path parameters (`id`, `message_id`, …) as the caller wrote them, decoded.
+    pub params: HashMap<String, String>,
+    /// The request's headers.
+    pub headers: axum::http::HeaderMap,
+    /// The raw body (at most 64 KiB).
+    pub body: Bytes,
+    /// What the caller sent, as the masking layer kept it (answers are masked with it).
+    pub caller: Option<super::mask::CallerInput>,
+}
+
+impl ChannelRequest {
+    /// A path parameter (empty when the route has none of that name, which the routes rule out).
+    pub fn param(&self, name: &str) -> &str {
+        self.params.get(name).map_or("", String::as_str)
+    }
+
+    /// The body parsed as JSON, exactly as `axum::Json` does it (415 without a JSON content
+    /// type, 400 for malformed JSON, 422 for JSON of the wrong shape).
+    ///
+    /// # Errors
+    /// Axum's [`JsonRejection`](axum::extract::rejection::JsonRejection).
+    pub async fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, axum::extract::rejection::JsonRejection> {
+        let mut req = Request::new(axum::body::Body::from(self.body.clone()));
+        *req.headers_mut() = self.headers.clone();
+        axum::Json::<T>::from_request(req, &()).await.map(|axum::Json(v)| v)
+    }
+}
+
+impl AppState {
+    /// The check of channel requests over this server's channels, store and clock.
+    pub(crate) fn channel_auth(&self) -> ChannelAuth {
+        ChannelAuth { channels: self.channels.clone(), seen: self.store.clone(), clock: tern_engine::clock::system() }
+    }
+}
+
+impl FromRequest<Arc<AppState>> for ChannelRequest {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        // A path that does not decode names no channel: refused like an unknown one.
+        let params = Path::<HashMap<String, String>>::from_request_parts(&mut parts, state)
+            .await
+            .map(|Path(p)| p)
+            .unwrap_or_default();
+        let name = if parts.uri.path().starts_with("/v1/channels/") {
+            params.get("name").cloned().unwrap_or_default()
+        } else {
+            DEFAULT_CHANNEL.to_string()
+        };
+        let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB").into_response());
+        };
+        match state.channel_auth().authenticate(&name, &parts.headers, &body).await {
+            Ok((channel, credential)) => {
+                if credential == Credential::Open {
+                    tracing::debug!(channel = %channel.name, "request to an open channel (--insecure-open-channel)");
+                }
+                let caller = parts.extensions.get::<super::mask::CallerInput>().cloned();
+                Ok(Self { channel, params, headers: parts.headers, body, caller })
+            }
+            Err(refusal) => {
+                let shown: String = name.chars().take(64).collect();
+                tracing::warn!(
+                    channel = %shown.escape_debug(),
+                    path = %parts.uri.path(),
+                    reason = refusal.reason(),
+                    error = %refusal,
+                    "refused a channel request"
+                );
+                Err(unauthorized())
+            }
+        }
+    }
+}
