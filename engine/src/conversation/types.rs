@@ -1,6 +1,8 @@
 //! The service's vocabulary: identifiers, what a caller submits, what it gets back, and what
 //! is stored about paused runs and run history.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
