@@ -290,24 +290,37 @@ fn an_attacker_without_credentials_can_neither_run_nor_read_nor_probe() {
 }
 
 #[test]
-fn a_server_without_a_channel_token_refuses_every_message() {
+fn a_server_given_no_channel_token_keeps_a_generated_one_and_refuses_every_message_without_it() {
     let flows = flows();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let server = start(&flows, &log, &[]);
+    let data = fresh_data_dir();
+    let mut cmd = tern();
+    cmd.env("TERN_DATA_DIR", &data)
+        .env("TERN_ADMIN_TOKEN", ADMIN)
+        .env_remove("TERN_CHANNEL_TOKEN")
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows"])
+        .arg(flows.dir.path())
+        .stderr(log.reopen().unwrap());
+    let server = Server::spawn_keeping_stderr(cmd);
+    let generated = std::fs::read_to_string(data.join("channel.token")).unwrap();
+    let generated = generated.trim();
+    assert!(generated.len() >= 16, "a generated token is kept in channel.token");
     rt().block_on(async {
         let client = reqwest::Client::new();
-        for auth in ["", "Bearer ", "Bearer anything-at-all-0123456789"] {
-            let r = client
+        let post = |auth: String| {
+            client
                 .post(format!("{}/v1/conversations/c/messages", server.url))
                 .header("authorization", auth)
                 .json(&json!({"text": "hello"}))
                 .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 401, "{auth:?}");
+        };
+        for auth in ["", "Bearer ", "Bearer anything-at-all-0123456789"] {
+            assert_eq!(post(auth.to_string()).await.unwrap().status(), 401, "{auth:?}");
         }
+        let r = post(format!("Bearer {generated}")).await.unwrap();
+        assert_eq!(r.status(), 200, "the kept token is the default channel's");
     });
+    assert_eq!(refusals(&log, 3).len(), 3, "each refusal is logged");
     let text = std::fs::read_to_string(log.path()).unwrap();
-    assert!(text.contains("the `default` channel has no token and no secret"), "a warning at start-up: {text}");
-    assert_eq!(refusals(&log, 3), ["channel-without-credentials"; 3]);
+    assert!(!text.contains(generated), "the generated token is not in the log");
 }

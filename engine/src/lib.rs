@@ -43,8 +43,8 @@
 
 mod analysis;
 pub mod channel;
-pub mod channels;
 pub mod channel_auth;
+pub mod channels;
 mod checked;
 pub mod clock;
 pub mod compile;

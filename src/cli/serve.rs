@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tern_engine::channel::{Channel, ChannelDirectory, ChannelKind, ChannelName, Delivery, InboundAuth};
 use tern_engine::conversation::{ConversationOptions, ConversationStore, Conversations, OutboxPolicy, Retention};
 use tern_engine::flow_set::{FileOutcome, load_files};
@@ -380,7 +380,6 @@ fn admin_token(shared: &Shared) -> anyhow::Result<SecretString> {
         "admin token (for the console's sign-in and the admin API)",
     )
 }
-
 
 /// The file in the data directory that keeps the `default` channel's generated token.
 pub const CHANNEL_TOKEN_FILE: &str = "channel.token";

@@ -77,6 +77,13 @@ fn caller_input(uri: &axum::http::Uri, body: &[u8]) -> Vec<u8> {
 #[derive(Clone)]
 pub struct CallerInput(Arc<Sent>);
 
+impl std::fmt::Debug for CallerInput {
+    /// Never the caller's input (it may hold secrets the caller sent).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallerInput(..)")
+    }
+}
+
 struct Sent {
     uri: axum::http::Uri,
     body: axum::body::Bytes,

@@ -52,7 +52,8 @@ pub struct AppState {
     pub store: Arc<dyn Backend>,
     /// The integrations service.
     pub integrations: Arc<Integrations>,
-    /// Where channels are looked up by name (the edge, the outbox).
+    /// Where channels are looked up by name: the edge for every message request (their
+    /// credentials, see [`channel_request`]) and the outbox.
     pub channels: Arc<dyn tern_engine::channel::ChannelDirectory>,
     /// The channels service behind `channels`: the admin API and the console save and remove
     /// channels through it.
@@ -61,9 +62,6 @@ pub struct AppState {
     pub secrets: Arc<LayeredSecrets>,
     /// The bearer token for the admin API.
     pub admin_token: SecretString,
-    /// The channels, looked up by name for every message request (their credentials, see
-    /// [`channel_request`]).
-    pub channels: Arc<dyn tern_engine::channel::ChannelDirectory>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Console sign-in sessions (each with its CSRF token).

@@ -28,9 +28,6 @@ const ADMIN: &str = "oneshot-admin-token-0123456789abcdef";
 /// The `default` channel's token.
 const CHANNEL: &str = "oneshot-channel-token-0123456789";
 
-/// The `default` channel's token.
-const CHANNEL: &str = "oneshot-channel-token-0123456789";
-
 /// The `support` channel's token.
 const SUPPORT: &str = "oneshot-support-token-0123456789";
 
@@ -80,7 +77,10 @@ impl Harness {
         conversations.set_flows(flows);
         let channels = Arc::new(tern_engine::channels::Channels::new(
             store.clone(),
-            [(crate::cli::default_channel(Some(SecretString::from(CHANNEL.to_string())), Vec::new(), None, None), ChannelSource::Flags)],
+            [(
+                crate::cli::default_channel(Some(SecretString::from(CHANNEL.to_string())), Vec::new(), None, None),
+                ChannelSource::Flags,
+            )],
             ["kiosk".parse().unwrap()].into_iter().collect(),
             tern_engine::clock::system(),
         ));
@@ -92,26 +92,6 @@ impl Harness {
             channel_service: channels,
             secrets,
             admin_token: SecretString::from(ADMIN.to_string()),
-            channels: Arc::new(tern_engine::channel::FixedChannels::new([
-                tern_engine::channel::Channel {
-                    name: tern_engine::channel::ChannelName::default_channel(),
-                    kind: tern_engine::channel::ChannelKind::Generic,
-                    inbound: tern_engine::channel::InboundAuth {
-                        tokens: vec![SecretString::from(CHANNEL.to_string())],
-                        ..Default::default()
-                    },
-                    delivery: Default::default(),
-                },
-                tern_engine::channel::Channel {
-                    name: tern_engine::channel::ChannelName::new("support").unwrap(),
-                    kind: tern_engine::channel::ChannelKind::Generic,
-                    inbound: tern_engine::channel::InboundAuth {
-                        tokens: vec![SecretString::from(SUPPORT.to_string())],
-                        ..Default::default()
-                    },
-                    delivery: Default::default(),
-                },
-            ])),
             metrics: Arc::new(Metrics::default()),
             sessions: Default::default(),
             secure_cookies: false,
@@ -903,6 +883,13 @@ async fn the_default_channel_cannot_reach_an_integration_event_s_conversation() 
 }
 
 /// A request with a bearer token.
+/// Adds the `support` channel (token [`SUPPORT`]) through the admin API.
+async fn add_support_channel(h: &Harness) {
+    let settings = json!({"kind": "generic", "tokens": [SUPPORT]});
+    let (status, body) = h.admin(Method::PUT, "/v1/channels/support", Some(ADMIN), Some(settings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 fn with_token(method: Method, uri: &str, token: &str, body: Option<Value>) -> Request<Body> {
     let req = Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
     match body {
@@ -914,6 +901,7 @@ fn with_token(method: Method, uri: &str, token: &str, body: Option<Value>) -> Re
 #[tokio::test]
 async fn conversations_and_answers_are_each_channel_s_own() {
     let h = Harness::new().await;
+    add_support_channel(&h).await;
     let support = "/v1/channels/support/conversations/c-1/messages";
     // The same conversation id in two channels: two conversations.
     let (status, _, body) = h
@@ -985,6 +973,7 @@ async fn a_202_points_at_the_channel_s_own_route_with_the_channel_s_ids() {
     use tern_engine::channel::ChannelName;
     use tern_engine::conversation::{ConversationId, Inbound, MessageId};
     let h = Harness::new().await;
+    add_support_channel(&h).await;
     let support = ChannelName::new("support").unwrap();
     let id = ConversationId::of_channel(&support, "c/9 é").unwrap();
     let path = super::messages::answer_path(&id, &MessageId::new("m 1+").unwrap());

@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use tern_engine::channel::ChannelName;
 use tern_engine::conversation::{
-    Answer, ConversationId, ConversationLock, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange,
-    PausedRun, Pruned, Remembered, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
+    ConversationId, ConversationLock, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
+    Pruned, Remembered, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
 
 use super::{Flavor, SqlStore};
