@@ -361,6 +361,19 @@ fn webhook_body(answer_json: &[u8], conversation: &super::types::ConversationId)
     body
 }
 
+/// Whether the channel's replies are delivered to a webhook. When the channel cannot be read,
+/// the delivery is stored anyway (nothing is lost): the outbox looks the channel up again when
+/// it sends it.
+async fn has_webhook(inner: &Inner, channel: &crate::channel::ChannelName) -> bool {
+    match inner.options.channels.channel(channel).await {
+        Ok(c) => c.is_some_and(|c| c.delivery.webhook_url.is_some()),
+        Err(e) => {
+            tracing::warn!(channel = %channel, error = %e, "could not read a channel; its delivery is stored and sent when the channel can be read");
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -383,18 +396,5 @@ mod tests {
         let site = ConversationId::of_channel(&crate::channel::ChannelName::new("site").unwrap(), "v-1").unwrap();
         let empty: serde_json::Value = serde_json::from_slice(&webhook_body(b"{}", &site)).unwrap();
         assert_eq!(empty, serde_json::json!({"conversation_id": "v-1", "channel": "site"}));
-    }
-}
-
-/// Whether the channel's replies are delivered to a webhook. When the channel cannot be read,
-/// the delivery is stored anyway (nothing is lost): the outbox looks the channel up again when
-/// it sends it.
-async fn has_webhook(inner: &Inner, channel: &crate::channel::ChannelName) -> bool {
-    match inner.options.channels.channel(channel).await {
-        Ok(c) => c.is_some_and(|c| c.delivery.webhook_url.is_some()),
-        Err(e) => {
-            tracing::warn!(channel = %channel, error = %e, "could not read a channel; its delivery is stored and sent when the channel can be read");
-            true
-        }
     }
 }
