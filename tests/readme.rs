@@ -55,6 +55,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
         "from standardwebhooks.webhooks import Webhook",
         Check::Test("the_webhook_receiver_example_is_the_tested_receiver"),
     ),
+    ("README.md", "export SUPPORT_TOKEN=…", Check::Test("channel_commands")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),

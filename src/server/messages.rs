@@ -85,6 +85,7 @@ pub async fn post_message(State(state): State<Arc<AppState>>, req: ChannelReques
         (status = 400, description = "A bad conversation or message id (`bad-id`), or a body that is not JSON", body = ErrorBody),
         (status = 401, description = "No valid credentials of this channel, or no such channel (`unauthorized`); the same answer whatever the reason", body = ErrorBody),
         (status = 404, description = "No such route (an empty id)", body = ErrorBody),
+        (status = 409, description = "The message id was already used in this conversation for a message with another text, contact or metadata (`message-id-reused`); the message was not processed: send it with a new id", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
         (status = 415, description = "The content type is not `application/json`", body = ErrorBody),
         (status = 422, description = "The JSON does not have the fields' types, or a field nests deeper than 32 levels (`too-deep`)", body = ErrorBody),
