@@ -85,12 +85,21 @@ pub enum Credential {
     },
 }
 
+/// How a name from a request appears in a log line: at most 64 characters, control and other
+/// non-printable characters escaped, so that an unauthenticated caller can neither forge log
+/// lines (a `%0a` in the path) nor make each refusal log kilobytes.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    let more = if name.chars().nth(64).is_some() { "…" } else { "" };
+    format!("{}{more}", cut.escape_debug())
+}
+
 /// Why a request was refused. The caller logs it (it names no secret value) and answers every
 /// one of them with the same 401.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// No channel of that name.
-    #[error("there is no channel `{channel}`")]
+    #[error("there is no channel `{}`", shown(.channel))]
     NoSuchChannel {
         /// The name in the request.
         channel: String,
@@ -234,6 +243,17 @@ mod tests {
 
     const TOKEN: &str = "channel-token-0123456789";
     const NOW_S: i64 = 1_700_000_000;
+
+    /// A channel name from the request cannot forge a log line or make one long.
+    #[test]
+    fn an_unknown_channel_s_name_is_escaped_and_cut_in_the_refusal() {
+        let forged = format!("x\n2026-12-06T10:23:00Z  INFO tern: admin token rotated{}", "y".repeat(30_000));
+        let text = Refusal::NoSuchChannel { channel: forged }.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.contains("x\\n2026"), "{text}");
+        assert!(text.chars().count() < 120, "{} characters", text.chars().count());
+        assert_eq!(Refusal::NoSuchChannel { channel: "support".into() }.to_string(), "there is no channel `support`");
+    }
 
     fn auth(secret: &WebhookSecret) -> (ChannelAuth, Arc<ManualClock>) {
         let channel = Channel {

@@ -105,7 +105,7 @@ impl FromRequest<Arc<AppState>> for ChannelRequest {
                 let shown: String = name.chars().take(64).collect();
                 tracing::warn!(
                     channel = %shown.escape_debug(),
-                    path = %parts.uri.path(),
+                    path = %parts.uri.path().chars().take(256).collect::<String>(),
                     reason = refusal.reason(),
                     error = %refusal,
                     "refused a channel request"
