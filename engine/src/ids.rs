@@ -38,20 +38,34 @@ fn check_ident(kind: &str, s: &str) -> Result<(), String> {
 /// Most characters in an opaque id (a conversation, message or run id).
 pub const MAX_ID_CHARS: usize = 200;
 
+/// An opaque id (a conversation, message or run id) that breaks the rule of
+/// [`check_opaque_id`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {kind} must be 1 to {max} characters without control characters")]
+pub struct BadOpaqueId {
+    /// What kind of id (`run id`, `conversation id`, …).
+    pub kind: &'static str,
+    /// Its most characters.
+    pub max: usize,
+}
+
 /// The rule of opaque ids, which channels and the engine make up rather than flow designers:
 /// 1 to [`MAX_ID_CHARS`] characters, no control characters.
 ///
 /// # Errors
-/// What the id must be, naming its `kind`.
-pub fn check_opaque_id(kind: &str, s: &str) -> Result<(), String> {
+/// [`BadOpaqueId`]: what the id must be, naming its `kind`.
+pub fn check_opaque_id(kind: &'static str, s: &str) -> Result<(), BadOpaqueId> {
     check_opaque_id_within(kind, s, MAX_ID_CHARS)
 }
 
 /// The opaque-id rule with another length limit (`max` characters): a stored conversation id
 /// carries its channel's prefix.
-pub fn check_opaque_id_within(kind: &str, s: &str, max: usize) -> Result<(), String> {
+///
+/// # Errors
+/// [`BadOpaqueId`] with `max`.
+pub fn check_opaque_id_within(kind: &'static str, s: &str, max: usize) -> Result<(), BadOpaqueId> {
     if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
-        return Err(format!("the {kind} must be 1 to {max} characters without control characters"));
+        return Err(BadOpaqueId { kind, max });
     }
     Ok(())
 }
@@ -213,7 +227,7 @@ id_newtype!(
     RunId,
     "run id",
     check_opaque_id,
-    String,
+    BadOpaqueId,
     None
 );
 

@@ -32,7 +32,7 @@ enum SecretsCommand {
 }
 
 fn check_name(name: &str) -> anyhow::Result<()> {
-    tern_engine::secrets::check_secret_name(name).map_err(anyhow::Error::msg)
+    tern_engine::secrets::check_secret_name(name).map_err(anyhow::Error::from)
 }
 
 pub async fn secrets(shared: &Shared, args: SecretsArgs) -> anyhow::Result<ExitCode> {

@@ -213,7 +213,7 @@ pub async fn list_secrets(State(state): State<Arc<AppState>>, _: Admin) -> Resul
 // The `pattern`s of the name parameters below are string literals (utoipa takes no constant
 // there); `openapi::tests` checks them against `IDENT_PATTERN` and `SECRET_NAME_PATTERN`.
 fn secret_name(name: &str) -> Result<(), ApiError> {
-    tern_engine::secrets::check_secret_name(name).map_err(ApiError::bad_request)
+    tern_engine::secrets::check_secret_name(name).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// `PUT /v1/secrets/{name}` with `{"value": "..."}`: sets a secret (write-only).

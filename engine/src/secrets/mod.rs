@@ -13,22 +13,24 @@ use secrecy::{ExposeSecret, SecretString};
 /// variable name. [`check_secret_name`] is the same rule in code.
 pub const SECRET_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,63}$";
 
+/// A name that breaks [`SECRET_NAME_PATTERN`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{name}` is not a secret name (letters, digits and `_`, not starting with a digit, at most 64 characters)")]
+pub struct BadSecretName {
+    /// The name given.
+    pub name: String,
+}
+
 /// Checks a secret name against [`SECRET_NAME_PATTERN`] (the admin API and `tern secrets`).
 ///
 /// # Errors
-/// The name and the rule, in words.
-pub fn check_secret_name(name: &str) -> Result<(), String> {
+/// [`BadSecretName`]: the name and the rule, in words.
+pub fn check_secret_name(name: &str) -> Result<(), BadSecretName> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{name}` is not a secret name (letters, digits and `_`, not starting with a digit, at most 64 characters)"
-        ))
-    }
+    if ok { Ok(()) } else { Err(BadSecretName { name: name.to_string() }) }
 }
 
 /// Where `{{secrets.NAME}}` values come from.

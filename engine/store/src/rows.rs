@@ -263,7 +263,7 @@ impl SummaryRow {
         let Self { run_id, status, started_at_ms, updated_at_ms, finished_at_ms, .. } = self;
         let corrupt = |reason: String| StoreError::Corrupt { what: format!("run {run_id}"), reason };
         let status = status.parse::<RunStatus>().map_err(|_| corrupt(format!("unknown status `{status}`")))?;
-        let run_id = RunId::new(run_id.as_str()).map_err(corrupt)?;
+        let run_id = RunId::new(run_id.as_str()).map_err(|e| corrupt(e.to_string()))?;
         Ok(RunSummary {
             status,
             run_id,
