@@ -122,6 +122,7 @@ fn requests_signed_by_the_reference_library_are_accepted_and_each_bad_one_is_ref
     );
     let body = json!({"text": "hello", "message_id": "m-1"}).to_string();
     let other = json!({"text": "hello", "message_id": "m-2"}).to_string();
+    let unnumbered = json!({"text": "once"}).to_string();
     let signed = reference_signatures(
         &python,
         &json!([
@@ -132,6 +133,11 @@ fn requests_signed_by_the_reference_library_are_accepted_and_each_bad_one_is_ref
             ["missing", current, "msg_missing", 0, other],
             ["rotation", retiring, "msg_rotation", 0, other],
             ["retired", retiring, "msg_retired", 0, other],
+            // A sender's retry: the same id and body (without a message id of its own), signed
+            // again later; then the same id with another body.
+            ["first", current, "msg_first", 5, unnumbered],
+            ["first_retry", current, "msg_first", 0, unnumbered],
+            ["reused", current, "msg_first", 0, other],
         ]),
     );
     let flows = flows();
@@ -145,6 +151,14 @@ fn requests_signed_by_the_reference_library_are_accepted_and_each_bad_one_is_ref
         assert_eq!(answer["replies"][0]["text"], "you said hello");
         let (status, answer) = post_signed(&client, &server.url, &signed["rotation"], &other).await;
         assert_eq!(status, 200, "the old secret during a rotation: {answer}");
+        // The retry gets the first answer: the message took the `webhook-id` as its id, and
+        // the run is not repeated.
+        let (status, first) = post_signed(&client, &server.url, &signed["first"], &unnumbered).await;
+        assert_eq!(status, 200, "{first}");
+        assert_eq!(first["message_id"], "msg_first");
+        let (status, retried) = post_signed(&client, &server.url, &signed["first_retry"], &unnumbered).await;
+        assert_eq!(status, 200, "a retry is not a replay: {retried}");
+        assert_eq!((&retried["run_id"], &retried["replies"]), (&first["run_id"], &first["replies"]));
 
         let mut missing = signed["missing"].clone();
         missing.as_object_mut().unwrap().remove("webhook-signature");
@@ -155,6 +169,9 @@ fn requests_signed_by_the_reference_library_are_accepted_and_each_bad_one_is_ref
             (&signed["wrong_secret"], other.as_str()),
             (&signed["old"], other.as_str()),
             (&missing, other.as_str()),
+            (&signed["first"], unnumbered.as_str()),
+            (&signed["first_retry"], unnumbered.as_str()),
+            (&signed["reused"], other.as_str()),
         ];
         let mut answers = Vec::new();
         for (headers, body) in refused {
@@ -167,13 +184,16 @@ fn requests_signed_by_the_reference_library_are_accepted_and_each_bad_one_is_ref
         answers.remove(0)
     });
     assert_eq!(
-        refusals(&log, 5),
+        refusals(&log, 8),
         [
             "replayed-webhook-id",
             "signature-mismatch",
             "signature-mismatch",
             "signature-too-old",
-            "signature-header-missing"
+            "signature-header-missing",
+            "replayed-webhook-id",
+            "replayed-webhook-id",
+            "webhook-id-reused"
         ]
     );
     let text = std::fs::read_to_string(log.path()).unwrap();

@@ -58,7 +58,11 @@ fn add_generates_a_token_shown_once_and_list_show_remove_never_print_it() {
     assert_eq!(listed.code(), 0, "{}", listed.stderr());
     let list = listed.stdout();
     assert!(list.lines().any(|l| l.starts_with("default ") && l.contains("flags")), "{list}");
+    // This process cannot see what `tern serve` was given: it says so rather than "none".
+    assert!(list.lines().any(|l| l.starts_with("default ") && l.contains("set by `tern serve`")), "{list}");
     assert!(list.lines().any(|l| l.starts_with("web ") && l.contains("store") && l.contains("1 token")), "{list}");
+    let default = channels(&data, &[], &["show", "default"]).stdout();
+    assert!(default.contains("credentials:     set by `tern serve` (not visible here)"), "{default}");
 
     let shown = channels(&data, &[], &["show", "web"]);
     assert_eq!(shown.code(), 0, "{}", shown.stderr());
@@ -203,7 +207,7 @@ fn serve_keeps_the_default_token_serves_the_admin_api_and_warns_about_open_chann
         let r = client.get(format!("{base}/v1/channels")).send().await.unwrap();
         assert_eq!(r.status(), 401);
         let r =
-            put("support", json!({"kind": "generic", "tokens": [TOKEN], "webhook_url": "https://chat.example.com/r"}))
+            put("support", json!({"kind": "generic", "tokens": [TOKEN], "webhook_url": "https://chat.example.com/r", "webhook_secret": SIGNING}))
                 .await
                 .unwrap();
         assert_eq!(r.status(), 200);
@@ -216,7 +220,7 @@ fn serve_keeps_the_default_token_serves_the_admin_api_and_warns_about_open_chann
         let body: Value = r.json().await.unwrap();
         let fields: Vec<&str> =
             body["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
-        assert_eq!(fields, ["tokens", "webhook_url"], "{body}");
+        assert_eq!(fields, ["tokens", "webhook_url", "webhook_secret"], "{body}");
         let list: Value =
             client.get(format!("{base}/v1/channels")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
         let names: Vec<(&str, bool)> = list["channels"]
@@ -257,4 +261,23 @@ fn serve_keeps_the_default_token_serves_the_admin_api_and_warns_about_open_chann
     let server = Server::spawn(again);
     assert_eq!(std::fs::read_to_string(data.join("channel.token")).unwrap(), token);
     drop(server);
+}
+
+/// A webhook URL without a webhook secret gets a generated secret, shown once (replies are
+/// always signed); upper-case names are refused (no look-alikes of `support`).
+#[test]
+fn a_webhook_url_gets_a_generated_secret_and_names_are_lower_case() {
+    let data = fresh_data_dir();
+    let added = channels(&data, &[], &["add", "hooks", "--webhook-url", "https://chat.example.com/replies"]);
+    assert_eq!(added.code(), 0, "{}", added.stderr());
+    let out = added.stdout();
+    assert!(out.contains("signed with"), "{out}");
+    let secret = out.lines().map(str::trim).find(|l| l.starts_with("whsec_")).unwrap_or_else(|| panic!("{out}"));
+    tern_engine::standard_webhooks::WebhookSecret::parse(secret).unwrap();
+    let shown = channels(&data, &[], &["show", "hooks"]).stdout();
+    assert!(shown.contains("webhook secret:  set") && !shown.contains(secret), "{shown}");
+
+    let upper = channels(&data, &[], &["add", "Hooks"]);
+    assert_eq!(upper.code(), 2);
+    assert!(upper.stderr().contains("lower case (`hooks`)"), "{}", upper.stderr());
 }

@@ -302,7 +302,11 @@ fn demo_command() {
     assert!(out.contains("All set! Your authorization is complete!"), "{out}");
     assert!(out.contains("Hello Erlich Bachman!"), "{out}");
     // How to post a message to the server, with the channel's token.
-    assert!(out.contains("--channel-token \"$TERN_CHANNEL_TOKEN\""), "{out}");
+    assert!(
+        out.contains("export TERN_CHANNEL_TOKEN=") && out.contains("reads TERN_CHANNEL_TOKEN from the environment"),
+        "{out}"
+    );
+    assert!(!out.contains("--channel-token"), "a secret on the command line: {out}");
     assert!(out.contains("-H \"authorization: Bearer $TERN_CHANNEL_TOKEN\""), "{out}");
 }
 
@@ -544,17 +548,40 @@ fn the_tern_toml_example_is_accepted() {
     std::fs::write(s.path("tern.toml"), &b.text).unwrap();
     let port = free_port();
     let data = s.data.path().display().to_string();
+    const SUPPORT_TOKEN: &str = "readme-support-token-0123456789";
+    let hook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let mut server = Background(
         s.command(&format!(
             "exec tern --data-dir {data} serve --flows flows/examples --listen 127.0.0.1:{port} --watch false"
         ))
         .env_remove("TERN_DATA_DIR")
+        .env("SUPPORT_TOKEN", SUPPORT_TOKEN)
+        .env("SUPPORT_WEBHOOK_SECRET", hook_secret)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap(),
     );
     wait_healthy(&s, port, &mut server);
+    // The file's channel takes messages with its token from the environment.
+    let post = |token: &str| {
+        s.sh(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' -X POST http://127.0.0.1:{port}/v1/channels/support/conversations/c-1/messages -H 'authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"text\": \"hi\"}}'"
+        ))
+        .stdout()
+    };
+    assert_eq!(post(SUPPORT_TOKEN), "200");
+    assert_eq!(post("not-the-support-token-0123"), "401");
+    // `tern channels list` shows it, defined by the file.
+    let listed = s
+        .command(&format!("tern --data-dir {data} channels list"))
+        .env_remove("TERN_DATA_DIR")
+        .env("SUPPORT_TOKEN", SUPPORT_TOKEN)
+        .env("SUPPORT_WEBHOOK_SECRET", hook_secret)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.lines().any(|l| l.starts_with("support ") && l.contains("tern.toml")), "{listed}");
 }
 
 #[test]
@@ -602,6 +629,7 @@ fn channel_commands() {
     let text = b.text.replace("export SUPPORT_TOKEN=…", "export SUPPORT_TOKEN=placeholder-support-token-0123");
     let out = s.ok(&b, &text);
     assert!(out.contains("channel `support` saved (generic, 1 token)"), "{out}");
+    assert!(out.contains("The secret its replies are signed with"), "a generated webhook secret: {out}");
     assert!(out.contains("channel `web` saved") && out.contains("shown once"), "{out}");
     assert!(out.contains("webhook URL:     https://chat.example.com/tern-replies"), "{out}");
     assert!(out.contains("channel `web` removed"), "{out}");

@@ -16,7 +16,17 @@ use crate::standard_webhooks::WebhookSecret;
 /// The name of the channel of the `/v1/conversations/…` routes.
 pub const DEFAULT_CHANNEL: &str = "default";
 
+/// The name of the channel of the console's test conversations (`try-…`): configured by Tern
+/// itself, it has no credentials (no request reaches it from outside) and no webhook (test
+/// replies are shown on the console, never delivered to a production receiver).
+pub const CONSOLE_CHANNEL: &str = "console";
+
 impl ChannelName {
+    /// The `console` channel ([`CONSOLE_CHANNEL`]).
+    pub fn console_channel() -> Self {
+        Self::new(CONSOLE_CHANNEL).unwrap_or_else(|_| unreachable!("`console` is a valid channel name"))
+    }
+
     /// The `default` channel.
     pub fn default_channel() -> Self {
         Self::new(DEFAULT_CHANNEL).unwrap_or_else(|_| unreachable!("`default` is a valid channel name"))
@@ -74,11 +84,96 @@ pub struct Delivery {
     pub webhook_secret: Option<WebhookSecret>,
 }
 
+/// Which life of a stored channel this is: 64 random bits, written as 16 lower-case hex
+/// digits, made when a channel is first saved and kept when its settings are replaced. A channel
+/// removed and added again under the same name is a new incarnation, and its conversations,
+/// waiting runs, answers and deliveries are kept apart from the old one's
+/// ([`ChannelRef`]): a new token never reads what the old channel's contacts were told.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Incarnation(std::sync::Arc<str>);
+
+impl Incarnation {
+    /// A new, random incarnation.
+    pub fn generate() -> Self {
+        let bits: u64 = rand::random();
+        Self(format!("{bits:016x}").into())
+    }
+
+    /// An incarnation as written by [`Self::as_str`]: 16 lower-case hex digits; `None` for
+    /// anything else (the empty text of a channel stored before incarnations existed among them).
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then(|| Self(text.into()))
+    }
+
+    /// The 16 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Incarnation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// A channel as its conversations, replay records and deliveries name it: its name and, for a
+/// stored channel, its [`Incarnation`]. Written `name` or `name@incarnation` (channel names have
+/// no `@`), e.g. in the outbox's `channel` column.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelRef {
+    /// The channel's name.
+    pub name: ChannelName,
+    /// Its incarnation: `None` for a configured channel (`default`, `tern.toml`) and for a
+    /// channel stored before incarnations existed.
+    pub incarnation: Option<Incarnation>,
+}
+
+impl ChannelRef {
+    /// The channel `name` without an incarnation.
+    pub fn named(name: ChannelName) -> Self {
+        Self { name, incarnation: None }
+    }
+
+    /// `channel`'s reference.
+    pub fn of(channel: &Channel) -> Self {
+        Self { name: channel.name.clone(), incarnation: channel.incarnation.clone() }
+    }
+
+    /// Reads `name` or `name@incarnation`; `None` when either part is not valid.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.split_once('@') {
+            Some((name, incarnation)) => {
+                Some(Self { name: ChannelName::new(name).ok()?, incarnation: Some(Incarnation::parse(incarnation)?) })
+            }
+            None => Some(Self::named(ChannelName::new(text).ok()?)),
+        }
+    }
+
+    /// Whether `channel` is this one: the same name and the same incarnation (a channel removed
+    /// and added again is not).
+    pub fn is(&self, channel: &Channel) -> bool {
+        self.name == channel.name && self.incarnation == channel.incarnation
+    }
+}
+
+impl std::fmt::Display for ChannelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.incarnation {
+            Some(i) => write!(f, "{}@{}", self.name, i.as_str()),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
+
 /// A channel.
 #[derive(Clone, Debug)]
 pub struct Channel {
     /// Its name.
     pub name: ChannelName,
+    /// Which life of the stored channel this is (`None` for a configured channel, and for a
+    /// channel not saved yet: the store makes one when it first saves the channel).
+    pub incarnation: Option<Incarnation>,
     /// Its kind.
     pub kind: ChannelKind,
     /// How its requests are authenticated.

@@ -1,9 +1,11 @@
 //! Authenticating a request that claims to come from a channel, against the channel's
 //! [`InboundAuth`]: a bearer token (`Authorization: Bearer …`, compared in constant time) or a
 //! [Standard Webhooks](crate::standard_webhooks) signature over the raw body, within
-//! [`REPLAY_WINDOW_SECS`] of now, whose `webhook-id` was not seen for that channel before
+//! [`REPLAY_WINDOW_SECS`] of now, that is not a replay: its `webhook-id` was not accepted for
+//! that channel before, or it is the sender's retry of the same body signed again later
 //! (remembered in the store through [`SeenWebhookIds`], so that the check holds across
-//! instances sharing a database).
+//! instances sharing a database; a retried message gets its first answer from the message id's
+//! dedupe).
 //!
 //! Each refusal has its own [`Refusal`] (logged by the caller, without any secret value); the
 //! sender always gets the same answer, whether the channel exists or not.
@@ -27,18 +29,55 @@ pub const REPLAY_WINDOW_SECS: i64 = standard_webhooks::DEFAULT_TOLERANCE_SECS;
 /// minutes to replay one).
 pub const MAX_SEEN_WEBHOOK_IDS: u64 = 1_000_000;
 
+/// What the replay record says of a signed request's `webhook-id` ([`SeenWebhookIds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    /// Not seen within the window (now remembered), or a sender's retry: the same id and body,
+    /// signed again with a later timestamp. Either way the request goes on (a retried message is
+    /// answered from the first time by the message id's dedupe).
+    Accepted,
+    /// The same id, body and timestamp (or an older one) again: a replay of a captured request.
+    Replayed,
+    /// The id was accepted with another body within the window.
+    Reused,
+}
+
 /// Where the `webhook-id`s of accepted signed requests are remembered (the store's
-/// `webhook_ids` table), per sender, until they expire. The sender's scope is a channel's name,
-/// or `integration:NAME` for an integration's events ([`integration_scope`]); channel names
-/// have no `:`, so the two never meet.
+/// `webhook_ids` table), per sender, until they expire, with the SHA-256 of the body and the
+/// latest timestamp they were accepted with. The sender's scope is a channel
+/// ([`ChannelRef`](crate::channel::ChannelRef) as text), or `integration:NAME` for an
+/// integration's events ([`integration_scope`]); channel names have no `:`, so the two never
+/// meet.
+///
+/// The rule, decided in one step (so that it holds across instances): an id not remembered (or
+/// expired) is remembered and [`Sighting::Accepted`]; a remembered id with the same body and a
+/// later `signed_at` is a retry: its timestamp is remembered and it is
+/// [`Sighting::Accepted`]; with the same body and the same or an earlier timestamp it is
+/// [`Sighting::Replayed`]; with another body [`Sighting::Reused`].
 #[async_trait::async_trait]
 pub trait SeenWebhookIds: Send + Sync + std::fmt::Debug {
-    /// Remembers `id` for `scope` until `expires_at_ms` (Unix ms) and returns `true`, or
-    /// returns `false` when it is already remembered and not expired at `now_ms` (a replay).
+    /// Applies the rule to `id` of `scope`, signed at `signed_at` (Unix seconds) over a body
+    /// whose SHA-256 is `body_sha256` (hex), remembered until `expires_at_ms` (Unix ms) when it
+    /// is accepted; `now_ms` says what has expired.
     ///
     /// # Errors
     /// The store could not be written.
-    async fn first_sighting(&self, scope: &str, id: &str, expires_at_ms: i64, now_ms: i64) -> Result<bool, StoreError>;
+    async fn sighting(&self, sighting: &SignedRequest<'_>, now_ms: i64) -> Result<Sighting, StoreError>;
+}
+
+/// A signed request as the replay record knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// The sender's scope.
+    pub scope: &'a str,
+    /// Its `webhook-id`.
+    pub id: &'a str,
+    /// SHA-256 of the raw body, lower-case hex.
+    pub body_sha256: &'a str,
+    /// Its `webhook-timestamp`, Unix seconds.
+    pub signed_at: i64,
+    /// Until when it is remembered, Unix ms (when the timestamp leaves the window).
+    pub expires_at_ms: i64,
 }
 
 /// The replay scope of integration `name`'s events.
@@ -46,26 +85,44 @@ pub fn integration_scope(name: &crate::IntegrationName) -> String {
     format!("integration:{name}")
 }
 
+/// One remembered `webhook-id`: until when, over which body, the latest timestamp.
+#[derive(Debug)]
+struct Seen {
+    expires_at_ms: i64,
+    body_sha256: String,
+    signed_at: i64,
+}
+
 /// `webhook-id`s remembered in memory (tests, and `tern run`): bounded by
-/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills.
+/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills, then (when every entry is
+/// live) the one that expires first, like the store's retention.
 #[derive(Debug, Default)]
 pub struct MemorySeenIds {
-    seen: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
+    seen: std::sync::Mutex<std::collections::HashMap<(String, String), Seen>>,
 }
 
 #[async_trait::async_trait]
 impl SeenWebhookIds for MemorySeenIds {
-    async fn first_sighting(&self, scope: &str, id: &str, expires_at_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+    async fn sighting(&self, r: &SignedRequest<'_>, now_ms: i64) -> Result<Sighting, StoreError> {
         let mut seen = crate::sync::lock(&self.seen);
-        if u64::try_from(seen.len()).unwrap_or(u64::MAX) >= MAX_SEEN_WEBHOOK_IDS {
-            seen.retain(|_, expires| *expires > now_ms);
+        let full = |n: usize| u64::try_from(n).unwrap_or(u64::MAX) >= MAX_SEEN_WEBHOOK_IDS;
+        if full(seen.len()) {
+            seen.retain(|_, s| s.expires_at_ms > now_ms);
+            if full(seen.len())
+                && let Some(oldest) = seen.iter().min_by_key(|(_, s)| s.expires_at_ms).map(|(k, _)| k.clone())
+            {
+                seen.remove(&oldest);
+            }
         }
-        let key = (scope.to_string(), id.to_string());
+        let key = (r.scope.to_string(), r.id.to_string());
+        let remember =
+            || Seen { expires_at_ms: r.expires_at_ms, body_sha256: r.body_sha256.to_string(), signed_at: r.signed_at };
         match seen.get(&key) {
-            Some(expires) if *expires > now_ms => Ok(false),
+            Some(s) if s.expires_at_ms > now_ms && s.body_sha256 != r.body_sha256 => Ok(Sighting::Reused),
+            Some(s) if s.expires_at_ms > now_ms && s.signed_at >= r.signed_at => Ok(Sighting::Replayed),
             _ => {
-                seen.insert(key, expires_at_ms);
-                Ok(true)
+                seen.insert(key, remember());
+                Ok(Sighting::Accepted)
             }
         }
     }
@@ -123,9 +180,17 @@ pub enum Refusal {
     /// A signature that does not check out.
     #[error(transparent)]
     Signature(#[from] SignatureError),
-    /// A signed request whose `webhook-id` was already accepted within the window.
-    #[error("the `webhook-id` was already accepted within the last {REPLAY_WINDOW_SECS} s (a replay)")]
+    /// A signed request whose `webhook-id`, body and timestamp were already accepted within the
+    /// window (a sender's retry signs again with a later timestamp).
+    #[error(
+        "the `webhook-id` was already accepted with this body and timestamp within the last {REPLAY_WINDOW_SECS} s (a replay; a retry is signed again with a new timestamp)"
+    )]
     Replayed,
+    /// A signed request whose `webhook-id` was accepted with another body within the window.
+    #[error(
+        "the `webhook-id` was already accepted with another body within the last {REPLAY_WINDOW_SECS} s; each request needs its own id"
+    )]
+    IdReused,
     /// The channel or the seen ids could not be read.
     #[error("the store could not be read: {0}")]
     Store(#[from] StoreError),
@@ -147,6 +212,7 @@ impl Refusal {
             Self::Signature(SignatureError::TooNew { .. }) => "signature-too-new",
             Self::Signature(SignatureError::NoMatch) => "signature-mismatch",
             Self::Replayed => "replayed-webhook-id",
+            Self::IdReused => "webhook-id-reused",
             Self::Store(_) => "store-error",
         }
     }
@@ -193,10 +259,22 @@ pub async fn check(
     // The signature stays valid until its timestamp is older than the window: remember the id
     // until then.
     let expires_at_ms = verified.timestamp.saturating_add(REPLAY_WINDOW_SECS).saturating_add(1).saturating_mul(1000);
-    if !seen.first_sighting(scope, &verified.id, expires_at_ms, now_ms).await? {
-        return Err(Refusal::Replayed);
+    let body_sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(body))
+    };
+    let request = SignedRequest {
+        scope,
+        id: &verified.id,
+        body_sha256: &body_sha256,
+        signed_at: verified.timestamp,
+        expires_at_ms,
+    };
+    match seen.sighting(&request, now_ms).await? {
+        Sighting::Accepted => Ok(Credential::Signature { id: verified.id }),
+        Sighting::Replayed => Err(Refusal::Replayed),
+        Sighting::Reused => Err(Refusal::IdReused),
     }
-    Ok(Credential::Signature { id: verified.id })
 }
 
 /// The edge's check of channel requests: looks the channel up and checks the request against
@@ -226,8 +304,8 @@ impl ChannelAuth {
         let unknown = || Refusal::NoSuchChannel { channel: name.chars().take(64).collect() };
         let name = ChannelName::new(name).map_err(|_| unknown())?;
         let channel = self.channels.channel(&name).await?.ok_or_else(unknown)?;
-        let credential =
-            check(channel.name.as_str(), &channel.inbound, headers, body, &*self.seen, self.clock.now_ms()).await?;
+        let scope = crate::channel::ChannelRef::of(&channel).to_string();
+        let credential = check(&scope, &channel.inbound, headers, body, &*self.seen, self.clock.now_ms()).await?;
         Ok((channel, credential))
     }
 }
@@ -258,6 +336,7 @@ mod tests {
     fn auth(secret: &WebhookSecret) -> (ChannelAuth, Arc<ManualClock>) {
         let channel = Channel {
             name: ChannelName::new("support").unwrap(),
+            incarnation: None,
             kind: ChannelKind::Generic,
             inbound: InboundAuth {
                 tokens: vec![SecretString::from("old-token-0123456789"), SecretString::from(TOKEN)],
@@ -268,6 +347,7 @@ mod tests {
         };
         let closed = Channel {
             name: ChannelName::default_channel(),
+            incarnation: None,
             kind: ChannelKind::Generic,
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
@@ -328,6 +408,17 @@ mod tests {
         let reason = |r: Result<_, Refusal>| r.map(|_| ()).unwrap_err().reason();
         assert_eq!(reason(a.authenticate("support", &h, body).await), "replayed-webhook-id");
         assert_eq!(reason(a.authenticate("support", &h, b"{}").await), "signature-mismatch");
+        // The sender's retry: the same id and body, signed again later, goes on; the first
+        // request replayed after it does not, nor the id with another body.
+        let retry = signed(&secret, "msg_1", NOW_S - 5, body);
+        assert!(a.authenticate("support", &retry, body).await.is_ok());
+        assert_eq!(reason(a.authenticate("support", &retry, body).await), "replayed-webhook-id");
+        assert_eq!(reason(a.authenticate("support", &h, body).await), "replayed-webhook-id");
+        let other_body = br#"{"text":"other"}"#;
+        assert_eq!(
+            reason(a.authenticate("support", &signed(&secret, "msg_1", NOW_S, other_body), other_body).await),
+            "webhook-id-reused"
+        );
         let other = WebhookSecret::generate();
         assert_eq!(
             reason(a.authenticate("support", &signed(&other, "msg_2", NOW_S, body), body).await),
@@ -352,6 +443,7 @@ mod tests {
     async fn an_open_channel_takes_anything() {
         let channel = Channel {
             name: ChannelName::default_channel(),
+            incarnation: None,
             kind: ChannelKind::Generic,
             inbound: InboundAuth { open: true, ..InboundAuth::default() },
             delivery: Delivery::default(),

@@ -47,13 +47,21 @@ pub const MAX_CREDENTIALS: usize = 8;
 /// Longest webhook URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2048;
 
-/// A new random bearer token: 24 random bytes in hex (48 characters). The one way Tern makes
-/// the tokens it hands out (`channel.token`, `admin.token`, `tern channels add`).
+/// A new random bearer token: 24 random bytes in hex (48 characters), registered with the
+/// masker. The one way Tern makes the tokens it hands out (`channel.token`, `admin.token`,
+/// `tern channels add`).
 pub fn generate_token() -> SecretString {
-    let bytes: [u8; 24] = rand::random();
-    let token = SecretString::from(hex::encode(bytes));
+    let token = new_token();
     known::remember(&token);
     token
+}
+
+/// A new random bearer token like [`generate_token`]'s, not registered with the masker: for a
+/// value proposed on a form before anything is saved with it (the console's add form), which
+/// the page must show. Saving a channel registers its tokens.
+pub fn new_token() -> SecretString {
+    let bytes: [u8; 24] = rand::random();
+    SecretString::from(hex::encode(bytes))
 }
 
 /// A setting a [`Problem`] is at.
@@ -182,6 +190,8 @@ pub enum ChannelSource {
     ConfigFile,
     /// The store (`tern channels add`, the admin API, the console).
     Stored,
+    /// Tern itself: the `console` channel of the console's test conversations.
+    Builtin,
 }
 
 impl ChannelSource {
@@ -193,6 +203,7 @@ impl ChannelSource {
             }
             Self::ConfigFile => "tern.toml ([channels.NAME])",
             Self::Stored => "the store",
+            Self::Builtin => "Tern itself (the console's test conversations: no credentials, no webhook)",
         }
     }
 }
@@ -230,7 +241,8 @@ impl ChannelDraft {
     /// (`--insecure-open-channel`); tokens of [`MIN_TOKEN_CHARS`] to [`MAX_TOKEN_CHARS`]
     /// printable characters; secrets read by [`WebhookSecret::parse`]; at most
     /// [`MAX_CREDENTIALS`] of each; an http(s) webhook URL with a host, at most
-    /// [`MAX_URL_BYTES`]; a webhook secret only with a webhook URL.
+    /// [`MAX_URL_BYTES`]; a webhook secret with a webhook URL, and only with one (deliveries are
+    /// always signed).
     ///
     /// # Errors
     /// Each [`Problem`].
@@ -289,7 +301,14 @@ impl ChannelDraft {
                 .map_err(|e| problems.push(Problem::at(Field::WebhookSecret, e.to_string())))
                 .ok()
         });
-        if webhook_secret.is_some() && self.webhook_url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        let has_url = self.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty());
+        if has_url && self.webhook_secret.is_none() {
+            problems.push(Problem::at(
+                Field::WebhookSecret,
+                "replies are always signed (Standard Webhooks), so a webhook URL needs the secret its receiver verifies them with: `whsec_` and 24 to 64 random bytes in base64 (e.g. `whsec_` followed by the output of `openssl rand -base64 32`)",
+            ));
+        }
+        if webhook_secret.is_some() && !has_url {
             problems.push(Problem::at(
                 Field::WebhookSecret,
                 "a webhook secret signs the replies posted to the webhook URL; give the webhook URL too",
@@ -298,6 +317,7 @@ impl ChannelDraft {
         match (name, self.kind) {
             (Some(name), Some(kind)) if problems.is_empty() => Ok(Channel {
                 name,
+                incarnation: None,
                 kind,
                 inbound: InboundAuth { tokens: self.tokens, signing_secrets, open },
                 delivery: Delivery { webhook_url, webhook_secret },
@@ -418,18 +438,27 @@ impl fmt::Debug for Channels {
 
 impl Channels {
     /// The service over `store`, with the channels `configured` at start-up (each with where it
-    /// comes from; a later one replaces an earlier one of the same name) and the channels that
-    /// accept messages without credentials (`open`).
+    /// comes from; a later one replaces an earlier one of the same name), the built-in
+    /// `console` channel ([`CONSOLE_CHANNEL`](crate::channel::CONSOLE_CHANNEL)) and the channels
+    /// that accept messages without credentials (`open`).
     pub fn new(
         store: Arc<dyn ChannelStore>,
         configured: impl IntoIterator<Item = (Channel, ChannelSource)>,
         open: BTreeSet<ChannelName>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let configured = configured
-            .into_iter()
+        let console = Channel {
+            name: ChannelName::console_channel(),
+            incarnation: None,
+            kind: ChannelKind::Generic,
+            inbound: InboundAuth::default(),
+            delivery: Delivery::default(),
+        };
+        let configured = std::iter::once((console, ChannelSource::Builtin))
+            .chain(configured)
             .map(|(mut c, source)| {
-                c.inbound.open = open.contains(&c.name);
+                // The console's channel is never open: only the signed-in console posts to it.
+                c.inbound.open = source != ChannelSource::Builtin && open.contains(&c.name);
                 remember_secrets(&c);
                 (c.name.clone(), (Arc::new(c), source))
             })

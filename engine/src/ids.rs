@@ -35,13 +35,65 @@ fn check_ident(kind: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The rule of channel names as a regular expression: an identifier ([`IDENT_PATTERN`]) in
+/// lower case, so that no two channels differ only in case (`support` and `Support`).
+pub const CHANNEL_NAME_PATTERN: &str = "^[a-z_][a-z0-9_-]{0,63}$";
+
+/// A channel name: an identifier ([`check_ident`]) without upper-case letters.
+fn check_channel_name(kind: &str, s: &str) -> Result<(), String> {
+    check_ident(kind, s)?;
+    if s.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "{kind} `{s}` has upper-case letters; channel names are lower case (`{}`), so that no two look alike",
+            s.to_ascii_lowercase()
+        ));
+    }
+    Ok(())
+}
+
 /// Most characters in an opaque id (a conversation, message or run id).
 pub const MAX_ID_CHARS: usize = 200;
+
+/// The opaque-id rule as a regular expression (OpenAPI): no character for which
+/// [`is_hidden_char`] holds. [`check_opaque_id`] also bounds the length.
+pub const OPAQUE_ID_PATTERN: &str = "^[^\\x00-\\x1F\\x7F-\\x9F\\xAD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF0-\\uFFFB]*$";
+
+/// Whether `c` is invisible or changes how the text around it is shown, so that an id holding
+/// it would look like another id (in the console, the run list, a log line): a control
+/// character (Unicode category Cc), a line or paragraph separator (Zl, Zp), a bidirectional
+/// control (U+061C, U+200E/F, U+202A–E, U+2066–9), or a default-ignorable code point (Unicode
+/// `DerivedCoreProperties.txt`, `Default_Ignorable_Code_Point`: zero-width spaces and joiners,
+/// soft hyphen, variation selectors, the byte order mark, tag characters, …).
+pub fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{AD}'
+                | '\u{34F}'
+                | '\u{61C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180B}'..='\u{180F}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{206F}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+                | '\u{FFF0}'..='\u{FFFB}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E0FFF}'
+        )
+}
 
 /// An opaque id (a conversation, message or run id) that breaks the rule of
 /// [`check_opaque_id`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the {kind} must be 1 to {max} characters without control characters")]
+#[error("the {kind} must be 1 to {max} characters without control, invisible or text-direction characters")]
 pub struct BadOpaqueId {
     /// What kind of id (`run id`, `conversation id`, …).
     pub kind: &'static str,
@@ -50,7 +102,8 @@ pub struct BadOpaqueId {
 }
 
 /// The rule of opaque ids, which channels and the engine make up rather than flow designers:
-/// 1 to [`MAX_ID_CHARS`] characters, no control characters.
+/// 1 to [`MAX_ID_CHARS`] characters, none of them hidden ([`is_hidden_char`]: control,
+/// invisible and text-direction characters).
 ///
 /// # Errors
 /// [`BadOpaqueId`]: what the id must be, naming its `kind`.
@@ -64,7 +117,7 @@ pub fn check_opaque_id(kind: &'static str, s: &str) -> Result<(), BadOpaqueId> {
 /// # Errors
 /// [`BadOpaqueId`] with `max`.
 pub fn check_opaque_id_within(kind: &'static str, s: &str, max: usize) -> Result<(), BadOpaqueId> {
-    if s.is_empty() || s.chars().count() > max || s.chars().any(char::is_control) {
+    if s.is_empty() || s.chars().count() > max || s.chars().any(is_hidden_char) {
         return Err(BadOpaqueId { kind, max });
     }
     Ok(())
@@ -210,11 +263,15 @@ ident_newtype!(
     IntegrationName,
     "integration name"
 );
-ident_newtype!(
+id_newtype!(
     /// The name of a channel (`tern channels add NAME`): where messages come from and how
-    /// replies go back. `default` is the channel of the `/v1/conversations/…` routes.
+    /// replies go back. `default` is the channel of the `/v1/conversations/…` routes. Lower
+    /// case ([`CHANNEL_NAME_PATTERN`]).
     ChannelName,
-    "channel name"
+    "channel name",
+    check_channel_name,
+    String,
+    Some(CHANNEL_NAME_PATTERN)
 );
 ident_newtype!(
     /// The id of a flow, unique among the flows a server loads.
@@ -291,6 +348,47 @@ mod tests {
         assert!(StepId::new("2fast").is_err());
         assert!(VarName::new("a.b").unwrap_err().contains("`.`"));
         assert!(IntegrationName::new("x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn channel_names_are_lower_case_identifiers() {
+        assert!(ChannelName::new("support-2").is_ok());
+        for name in ["Default", "DEFAULT", "Support", "sUpport"] {
+            let err = ChannelName::new(name).unwrap_err();
+            assert!(err.contains("lower case") && err.contains(&name.to_ascii_lowercase()), "{err}");
+        }
+        let pattern = regex::Regex::new(CHANNEL_NAME_PATTERN).unwrap();
+        for name in ["support", "a", "_x", "Support", "2x", "a b", "é"] {
+            assert_eq!(pattern.is_match(name), ChannelName::new(name).is_ok(), "{name}");
+        }
+    }
+
+    /// Ids that would look like other ids are refused: zero-width, bidi and other hidden
+    /// characters, as well as control characters; the OpenAPI pattern says the same for every
+    /// character of the Basic Multilingual Plane.
+    #[test]
+    fn opaque_ids_refuse_hidden_characters() {
+        for id in ["c-1", "c/9 é", "+4915112345678", "❤", "C1234567890"] {
+            assert!(check_opaque_id("conversation id", id).is_ok(), "{id}");
+        }
+        for id in [
+            "a\u{200B}b",
+            "\u{202E}1-c",
+            "a\u{2066}b\u{2069}",
+            "\u{FEFF}a",
+            "a\u{00AD}",
+            "a\u{E0041}",
+            "a\nb",
+            "a\u{2028}b",
+            "a\u{180E}",
+        ] {
+            let err = check_opaque_id("conversation id", id).unwrap_err();
+            assert!(err.to_string().contains("invisible"), "{err}");
+        }
+        let pattern = regex::Regex::new(OPAQUE_ID_PATTERN).unwrap();
+        for c in (0..=0xFFFFu32).filter_map(char::from_u32) {
+            assert_eq!(pattern.is_match(&c.to_string()), !is_hidden_char(c), "U+{:04X}", c as u32);
+        }
     }
 
     #[test]

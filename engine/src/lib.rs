@@ -79,7 +79,8 @@ pub use fallback::{ErrorHandling, Handled};
 pub use flow::{ERROR_VARIABLE, FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
 pub use flow_set::{FlowSet, LoadedFlow, flow_hash};
 pub use ids::{
-    BadOpaqueId, ChannelName, FlowId, IDENT_PATTERN, IntegrationName, RunId, StepId, Target, VarName, is_ident_char,
+    BadOpaqueId, CHANNEL_NAME_PATTERN, ChannelName, FlowId, IDENT_PATTERN, IntegrationName, OPAQUE_ID_PATTERN, RunId,
+    StepId, Target, VarName, is_hidden_char, is_ident_char,
 };
 pub use run::{
     Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry, UnknownStatus,

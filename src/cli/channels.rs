@@ -43,6 +43,7 @@ struct AddArgs {
     #[arg(long, value_name = "URL")]
     webhook_url: Option<String>,
     /// Read the secret replies are signed with (`whsec_…`) from this environment variable.
+    /// With a webhook URL and without this, a secret is generated and shown once.
     #[arg(long, value_name = "VAR")]
     webhook_secret_env: Option<String>,
     /// Replace the settings of a channel of the same name.
@@ -76,18 +77,28 @@ enum ChannelsCommand {
     },
 }
 
-/// The service as this process sees it: the stored channels, and `default` with the token
-/// `tern serve` would use (`TERN_CHANNEL_TOKEN`, else `channel.token` if it was created).
+/// The service as this process sees it: the stored channels, and `default` with what of
+/// `tern serve`'s settings this process can see (`TERN_CHANNEL_TOKEN`, else `channel.token` if
+/// it was created; `TERN_CHANNEL_SECRET`; `TERN_WEBHOOK_URL`). What `tern serve` was given on
+/// its own command line is not visible here, and is said so.
 async fn service(shared: &Shared) -> anyhow::Result<Channels> {
     let store = shared.open_store().await?;
     let token = std::env::var("TERN_CHANNEL_TOKEN")
         .ok()
         .map(SecretString::from)
         .or_else(|| shared.existing_token(super::serve::CHANNEL_TOKEN_FILE));
-    let default = super::serve::default_channel(token, Vec::new(), None, None);
+    let signing = std::env::var("TERN_CHANNEL_SECRET")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| tern_engine::standard_webhooks::WebhookSecret::parse(s).ok()).collect())
+        .unwrap_or_default();
+    let webhook_url = std::env::var("TERN_WEBHOOK_URL").ok().and_then(|u| url::Url::parse(&u).ok());
+    let default = super::serve::default_channel(token, signing, webhook_url, None);
+    let configured = std::iter::once((default, ChannelSource::Flags))
+        .chain(shared.file_channels.channels(&Default::default())?)
+        .collect::<Vec<_>>();
     Ok(Channels::new(
         store as Arc<dyn tern_engine::channel::ChannelStore>,
-        [(default, ChannelSource::Flags)],
+        configured,
         Default::default(),
         tern_engine::clock::system(),
     ))
@@ -137,8 +148,15 @@ async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
     };
     let mut tokens = read_all(&a.token_env, "bearer token")?;
     let signing_secrets = read_all(&a.secret_env, "signing secret")?;
-    let webhook_secret =
+    let mut webhook_secret =
         a.webhook_secret_env.as_deref().map(|v| read_secret(Some(v), None, "webhook secret")).transpose()?;
+    // Replies are always signed: a webhook URL without a secret gets a new one, shown once.
+    let generated_webhook_secret = (webhook_secret.is_none()
+        && a.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty()))
+    .then(|| SecretString::from(tern_engine::standard_webhooks::WebhookSecret::generate().to_whsec()));
+    if generated_webhook_secret.is_some() {
+        webhook_secret.clone_from(&generated_webhook_secret);
+    }
     let generated = (tokens.is_empty() && signing_secrets.is_empty()).then(tern_engine::channels::generate_token);
     tokens.extend(generated.clone());
     let kind = match a.kind {
@@ -158,6 +176,12 @@ async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
         println!("Its bearer token (shown once, not again: keep it in the channel's settings now):");
         println!("  {}", token.expose_secret());
     }
+    if let Some(secret) = generated_webhook_secret {
+        println!(
+            "The secret its replies are signed with (Standard Webhooks; shown once, not again: give it to the receiver at the webhook URL now):"
+        );
+        println!("  {}", secret.expose_secret());
+    }
     println!(
         "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
         saved.name
@@ -170,6 +194,7 @@ fn source_word(source: ChannelSource) -> &'static str {
         ChannelSource::Flags => "flags",
         ChannelSource::ConfigFile => "tern.toml",
         ChannelSource::Stored => "store",
+        ChannelSource::Builtin => "tern",
     }
 }
 
@@ -186,18 +211,34 @@ fn credentials(c: &ChannelSummary) -> String {
     if c.open {
         parts.push("OPEN (no credentials needed)".into());
     }
-    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+    if parts.is_empty() { unseen_or_none(c).into() } else { parts.join(", ") }
+}
+
+/// What to say of a channel that shows no credentials here: the `default` channel's come from
+/// `tern serve`'s own flags or environment, which this process may not see (it reads
+/// TERN_CHANNEL_TOKEN, TERN_CHANNEL_SECRET and the kept channel.token), and `tern serve`
+/// never runs it without one.
+fn unseen_or_none(c: &ChannelSummary) -> &'static str {
+    match c.source {
+        ChannelSource::Flags => "set by `tern serve` (not visible here)",
+        ChannelSource::Builtin => "none (the console's test conversations)",
+        _ => "none",
+    }
 }
 
 fn print_channel(c: &ChannelSummary) {
     println!("name:            {}", c.name);
     println!("kind:            {}", c.kind.as_str());
     println!("defined by:      {}", c.source.describe());
-    println!("bearer tokens:   {}", if c.tokens == 0 { "none".to_string() } else { format!("{} set", c.tokens) });
-    println!(
-        "signing secrets: {}",
-        if c.signing_secrets == 0 { "none".to_string() } else { format!("{} set", c.signing_secrets) }
-    );
+    if c.tokens == 0 && c.signing_secrets == 0 && !c.open {
+        println!("credentials:     {}", unseen_or_none(c));
+    } else {
+        println!("bearer tokens:   {}", if c.tokens == 0 { "none".to_string() } else { format!("{} set", c.tokens) });
+        println!(
+            "signing secrets: {}",
+            if c.signing_secrets == 0 { "none".to_string() } else { format!("{} set", c.signing_secrets) }
+        );
+    }
     println!("webhook URL:     {}", c.webhook_url.as_deref().unwrap_or("-"));
     println!("webhook secret:  {}", if c.webhook_secret_set { "set" } else { "not set" });
     if c.open {

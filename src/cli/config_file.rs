@@ -6,6 +6,7 @@
 //!
 //! ```toml
 //! data_dir = "/var/lib/tern"
+//! # (channels: `[channels.NAME]` tables, see `file_channels`)
 //! public_url = "https://tern.example.com"
 //!
 //! [serve]
@@ -46,6 +47,9 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
         Ok(m) => m,
         Err(e) => e.exit(),
     };
+    for warning in secret_flag_warnings(&command, &matches) {
+        eprintln!("warning: {warning}");
+    }
     let Some((path, explicit)) = locate(&matches) else {
         return super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from);
     };
@@ -54,10 +58,23 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read the configuration file {}", path.display())),
     };
-    let table: toml::Table = toml::from_str(&text).map_err(|e| not_toml(&path, &text, &e))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| not_toml(&path, &text, &e))?;
+    // `[channels.NAME]` tables are channels, not options.
+    let mut problems = Vec::new();
+    let channels = table
+        .remove("channels")
+        .map(|v| super::file_channels::FileChannels::parse(&v, &mut problems))
+        .unwrap_or_default();
+    if !problems.is_empty() {
+        bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+    }
+    let with_channels = |mut cli: super::Cli| {
+        cli.shared.file_channels = channels.clone();
+        cli
+    };
     let extra = arguments(&command, &matches, &table, &path)?;
     if extra.is_empty() {
-        return super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from);
+        return super::Cli::from_arg_matches(&matches).map(with_channels).map_err(anyhow::Error::from);
     }
     // Before a `--` that ends the options, if there is one.
     let mut full = argv;
@@ -70,7 +87,7 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
             e.exit()
         }
     };
-    super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from)
+    super::Cli::from_arg_matches(&matches).map(with_channels).map_err(anyhow::Error::from)
 }
 
 /// The arguments the file contributes: one `--flag value` per key the user did not set.
@@ -169,4 +186,28 @@ fn not_toml(path: &Path, text: &str, e: &toml::de::Error) -> anyhow::Error {
         format!(":{line}:{column}")
     });
     anyhow::anyhow!("{}{} is not valid TOML: {}", path.display(), at.unwrap_or_default(), e.message().trim())
+}
+
+/// A warning for each option that holds a secret (those whose environment value help hides)
+/// and was given on the command line, where every local user can read it (`ps`,
+/// `/proc/PID/cmdline`): its environment variable keeps it out of sight.
+fn secret_flag_warnings(command: &Command, matches: &ArgMatches) -> Vec<String> {
+    let mut out = Vec::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if !arg.is_hide_env_values_set() || matches.value_source(id) != Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let flag = arg.get_long().map_or_else(|| id.to_string(), |l| format!("--{l}"));
+        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push(format!(
+            "{flag} was given on the command line, where other users of this machine can read it (ps, /proc); set {env} in the environment instead"
+        ));
+    }
+    if let Some((name, sub)) = matches.subcommand()
+        && let Some(sub_command) = command.find_subcommand(name)
+    {
+        out.extend(secret_flag_warnings(sub_command, sub));
+    }
+    out
 }

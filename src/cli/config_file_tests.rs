@@ -6,7 +6,7 @@ use std::path::Path;
 
 use clap::{Arg, ArgMatches, Command, CommandFactory as _};
 
-use super::arguments;
+use super::{arguments, secret_flag_warnings};
 use crate::cli::Cli;
 
 fn argv(args: &[&str]) -> Vec<OsString> {
@@ -151,4 +151,27 @@ fn the_database_password_in_the_file_never_shows() {
     std::fs::write(&path, "database_url = \"postgres://tern:Toml-Secret-42@db/tern\"\n").unwrap();
     let cli = super::parse_args(argv(&["--config", p, "serve"])).unwrap();
     assert!(!format!("{cli:?}").contains("Toml-Secret-42"), "{cli:?}");
+}
+
+/// A secret given as a flag is visible to every local user: each such flag is warned about,
+/// with the environment variable to use instead; the same value from the environment is not.
+#[test]
+fn secrets_on_the_command_line_are_warned_about() {
+    let command = Cli::command();
+    let token = "0123456789abcdef0123456789";
+    let m = command.clone().try_get_matches_from(argv(&["serve", "--channel-token", token])).unwrap();
+    let warnings = secret_flag_warnings(&command, &m);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("--channel-token was given on the command line"), "{warnings:?}");
+    assert!(warnings[0].contains("set TERN_CHANNEL_TOKEN in the environment"), "{warnings:?}");
+    assert!(!warnings[0].contains(token), "{warnings:?}");
+    let m = command.clone().try_get_matches_from(argv(&["serve", "--listen", "127.0.0.1:0"])).unwrap();
+    assert!(secret_flag_warnings(&command, &m).is_empty());
+    // Every option whose environment value is hidden is one of these secrets.
+    let serve = command.find_subcommand("serve").unwrap();
+    let hidden: Vec<&str> =
+        serve.get_arguments().filter(|a| a.is_hide_env_values_set()).filter_map(Arg::get_long).collect();
+    for flag in ["channel-token", "channel-secret", "webhook-secret"] {
+        assert!(hidden.contains(&flag), "{flag} is not treated as a secret: {hidden:?}");
+    }
 }

@@ -42,6 +42,9 @@ pub struct Shared {
     /// Allow requests to private, loopback and link-local addresses (local development, tests).
     #[arg(long, global = true, env = "TERN_ALLOW_PRIVATE_NETWORK", value_parser = clap::builder::FalseyValueParser::new())]
     pub allow_private_network: bool,
+    /// The channels of `tern.toml` (`[channels.NAME]`), set after parsing.
+    #[arg(skip)]
+    pub file_channels: super::file_channels::FileChannels,
 }
 
 /// `--database-url` as given. It is checked when the store is opened (by

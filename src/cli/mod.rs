@@ -4,6 +4,7 @@ mod api;
 mod channels;
 pub mod config_file;
 pub mod context;
+mod file_channels;
 mod flows;
 mod integrations;
 mod keys;

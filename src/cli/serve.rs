@@ -234,8 +234,8 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-/// The channels service: the `default` channel from the flags, the stored channels, and the
-/// channels opened insecurely (each warned about, loudly).
+/// The channels service: the `default` channel from the flags, the channels of `tern.toml`, the
+/// stored channels, and the channels opened insecurely (each warned about, loudly).
 async fn channels(
     shared: &Shared,
     args: &ServeArgs,
@@ -255,7 +255,8 @@ async fn channels(
         default_webhook_secret(shared, args)?,
     );
     let open: std::collections::BTreeSet<_> = args.insecure_open_channel.iter().cloned().collect();
-    let channels = Channels::new(store, [(default, ChannelSource::Flags)], open.clone(), tern_engine::clock::system());
+    let configured = std::iter::once((default, ChannelSource::Flags)).chain(shared.file_channels.channels(&open)?);
+    let channels = Channels::new(store, configured, open.clone(), tern_engine::clock::system());
     for name in &open {
         let known = tern_engine::channel::ChannelDirectory::channel(&channels, name).await?.is_some();
         eprintln!(
@@ -394,6 +395,7 @@ pub fn default_channel(
 ) -> Channel {
     Channel {
         name: ChannelName::default_channel(),
+        incarnation: None,
         kind: ChannelKind::Generic,
         inbound: InboundAuth { tokens: token.into_iter().collect(), signing_secrets, ..Default::default() },
         delivery: Delivery { webhook_url, webhook_secret },

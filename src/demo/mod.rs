@@ -128,7 +128,7 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("   tern integrations authorize teamleader");
     println!("   tern run flows/examples/teamleader-last-name.json -m \"last name\" -m <contact id>");
     println!("   export TERN_CHANNEL_TOKEN=$(openssl rand -hex 24)   # the `default` channel's token");
-    println!("   tern serve --flows flows/examples --channel-token \"$TERN_CHANNEL_TOKEN\"");
+    println!("   tern serve --flows flows/examples   # reads TERN_CHANNEL_TOKEN from the environment");
     println!(
         "   curl -s -X POST http://127.0.0.1:8080/v1/conversations/conv-42/messages -H \"authorization: Bearer $TERN_CHANNEL_TOKEN\" -H 'content-type: application/json' -d '{{\"text\": \"last name\", \"message_id\": \"m-1\"}}'"
     );

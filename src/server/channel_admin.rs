@@ -101,7 +101,7 @@ pub async fn list_channels(State(state): State<Arc<AppState>>, _: Admin) -> Resu
     path = "/v1/channels/{name}",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("name" = String, Path, description = "The channel name", pattern = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$")),
+    params(("name" = String, Path, description = "The channel name")),
     responses(
         (status = 200, description = "The channel (which credentials are set, never their values)", body = ChannelSummary),
         (status = 400, description = "A bad name", body = ErrorBody),
@@ -126,7 +126,7 @@ pub async fn get_channel(
     path = "/v1/channels/{name}",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("name" = String, Path, description = "The channel name", pattern = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$")),
+    params(("name" = String, Path, description = "The channel name")),
     request_body(content = ChannelSettings, content_type = "application/json"),
     responses(
         (status = 200, description = "Saved (used by lookups on this instance at once, on others within 5 s)", body = ChannelSummary),
@@ -146,16 +146,11 @@ pub async fn put_channel(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let name = channel_name(&name)?;
-    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("the body is not JSON: {e} (send `Content-Type: application/json`)"))
-    })?;
-    let settings: ChannelSettings = serde_path_to_error::deserialize(json).map_err(|e| {
-        let at = e.path().to_string().replace('.', "/");
-        let field = at.split(['/', '[']).next().unwrap_or_default().to_string();
-        let message = e.inner().to_string();
-        ApiError::unprocessable(format!("at /{at}: {message}"))
+    let json = super::json_errors::json_body(&body)?;
+    let settings: ChannelSettings = super::json_errors::from_value(json).map_err(|e| {
+        ApiError::unprocessable(format!("at {}: {}", e.pointer, e.message))
             .code("invalid-settings")
-            .problems(vec![FieldProblem { field, message }])
+            .problems(vec![FieldProblem { field: e.field, message: e.message }])
     })?;
     let secret = |s: String| SecretString::from(s);
     let draft = ChannelDraft {
@@ -175,7 +170,7 @@ pub async fn put_channel(
     path = "/v1/channels/{name}",
     tag = "admin",
     security(("admin_token" = [])),
-    params(("name" = String, Path, description = "The channel name", pattern = "^[A-Za-z_][A-Za-z0-9_-]{0,63}$")),
+    params(("name" = String, Path, description = "The channel name")),
     responses(
         (status = 204, description = "Removed (its messages are refused on this instance at once, on others within 5 s)"),
         (status = 400, description = "A bad name", body = ErrorBody),

@@ -40,6 +40,8 @@ pub fn unauthorized() -> axum::response::Response {
 pub struct ChannelRequest {
     /// The channel.
     pub channel: Arc<Channel>,
+    /// How the request proved it is the channel's.
+    pub credential: Credential,
     /// The path parameters (`id`, `message_id`, …) as the caller wrote them, decoded.
     pub params: HashMap<String, String>,
     /// The request's headers.
@@ -54,6 +56,15 @@ impl ChannelRequest {
     /// A path parameter (empty when the route has none of that name, which the routes rule out).
     pub fn param(&self, name: &str) -> &str {
         self.params.get(name).map_or("", String::as_str)
+    }
+
+    /// The conversation of the path's `{id}` in this channel (its incarnation's).
+    ///
+    /// # Errors
+    /// A bad id.
+    pub fn conversation(&self) -> Result<tern_engine::conversation::ConversationId, ApiError> {
+        let channel = tern_engine::channel::ChannelRef::of(&self.channel);
+        Ok(tern_engine::conversation::ConversationId::for_channel(&channel, self.param("id"))?)
     }
 
     /// The body parsed as JSON, exactly as `axum::Json` does it (415 without a JSON content
@@ -95,11 +106,11 @@ impl FromRequest<Arc<AppState>> for ChannelRequest {
         };
         match state.channel_auth().authenticate(&name, &parts.headers, &body).await {
             Ok((channel, credential)) => {
-                if credential == Credential::Open {
+                if matches!(credential, Credential::Open) {
                     tracing::debug!(channel = %channel.name, "request to an open channel (--insecure-open-channel)");
                 }
                 let caller = parts.extensions.get::<super::mask::CallerInput>().cloned();
-                Ok(Self { channel, params, headers: parts.headers, body, caller })
+                Ok(Self { channel, credential, params, headers: parts.headers, body, caller })
             }
             Err(refusal) => {
                 let shown: String = name.chars().take(64).collect();

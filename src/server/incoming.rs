@@ -66,7 +66,7 @@ pub struct IncomingMessage {
     /// The channel's id for the message (1 to 200 characters, no control characters); a
     /// repeated id is answered from the first time.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")]
+    #[schema(min_length = 1, max_length = 200)]
     pub message_id: Option<String>,
     /// Fields for `{{message.metadata.*}}`.
     #[serde(default)]

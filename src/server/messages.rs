@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
+use tern_engine::channel_auth::Credential;
 use tern_engine::conversation::{Answer, ConversationId, Inbound, MessageId, MessageState, ReplyText, Ticket, Trigger};
 
 use super::AppState;
@@ -47,7 +48,7 @@ pub enum Running {
     path = "/v1/conversations/{id}/messages",
     tag = "conversations",
     description = "A message in a conversation of the `default` channel (its token: `--channel-token` / `TERN_CHANNEL_TOKEN`).",
-    params(("id" = String, Path, description = "The conversation id: 1 to 200 characters, no control characters", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$")),
+    params(("id" = String, Path, description = "The conversation id: 1 to 200 characters, no control, invisible or text-direction characters", min_length = 1, max_length = 200)),
     request_body(content = IncomingMessage, content_type = "application/json"),
     security(("channel_token" = []), ("channel_signature" = [])),
     responses(
@@ -75,7 +76,7 @@ pub async fn post_message(State(state): State<Arc<AppState>>, req: ChannelReques
     description = "A message in a conversation of the channel `name`. Conversations are the channel's own: the same id in another channel is another conversation.",
     params(
         ("name" = String, Path, description = "The channel name"),
-        ("id" = String, Path, description = "The conversation id: 1 to 200 characters, no control characters", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ("id" = String, Path, description = "The conversation id: 1 to 200 characters, no control, invisible or text-direction characters", min_length = 1, max_length = 200),
     ),
     request_body(content = IncomingMessage, content_type = "application/json"),
     security(("channel_token" = []), ("channel_signature" = [])),
@@ -102,7 +103,7 @@ pub async fn post_channel_message(
 
 /// Both message routes, once the channel is authenticated.
 async fn take_message(state: &AppState, req: ChannelRequest) -> Result<Response, ApiError> {
-    let msg: IncomingMessage = req.json().await.map_err(|e| {
+    let mut msg: IncomingMessage = req.json().await.map_err(|e| {
         ApiError::new(
             e.status(),
             format!(
@@ -111,7 +112,15 @@ async fn take_message(state: &AppState, req: ChannelRequest) -> Result<Response,
             ),
         )
     })?;
-    let conversation = ConversationId::of_channel(&req.channel.name, req.param("id"))?;
+    let conversation = req.conversation()?;
+    // A signed message without an id of its own takes its `webhook-id`, the same on the
+    // sender's every retry, so that a retry is answered from the first time.
+    if msg.message_id.is_none()
+        && let Credential::Signature { id } = &req.credential
+        && MessageId::from_channel(id.as_str()).is_ok()
+    {
+        msg.message_id = Some(id.clone());
+    }
     let inbound = msg.into_inbound(conversation).map_err(|e| match e {
         IncomingError::Id(e) => ApiError::from(e),
         e @ IncomingError::TooDeep { .. } => ApiError::unprocessable(e.to_string()).code(e.code()),
@@ -144,8 +153,8 @@ pub async fn answer_or_accept(
     tag = "conversations",
     description = "The answer to a message of the `default` channel; only its credentials read it.",
     params(
-        ("id" = String, Path, description = "The conversation id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
-        ("message_id" = String, Path, description = "The message id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ("id" = String, Path, description = "The conversation id", min_length = 1, max_length = 200),
+        ("message_id" = String, Path, description = "The message id", min_length = 1, max_length = 200),
     ),
     security(("channel_token" = []), ("channel_signature" = [])),
     responses(
@@ -168,8 +177,8 @@ pub async fn get_message(State(state): State<Arc<AppState>>, req: ChannelRequest
     description = "The answer to a message of the channel `name`; only the channel's credentials read it.",
     params(
         ("name" = String, Path, description = "The channel name"),
-        ("id" = String, Path, description = "The conversation id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
-        ("message_id" = String, Path, description = "The message id", min_length = 1, max_length = 200, pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*$"),
+        ("id" = String, Path, description = "The conversation id", min_length = 1, max_length = 200),
+        ("message_id" = String, Path, description = "The message id", min_length = 1, max_length = 200),
     ),
     security(("channel_token" = []), ("channel_signature" = [])),
     responses(
@@ -190,7 +199,7 @@ pub async fn get_channel_message(
 
 /// Both answer routes, once the channel is authenticated.
 async fn read_answer(state: &AppState, req: &ChannelRequest) -> Result<Response, ApiError> {
-    let conversation = ConversationId::of_channel(&req.channel.name, req.param("id"))?;
+    let conversation = req.conversation()?;
     let message_id = MessageId::new(req.param("message_id"))?;
     Ok(match state.conversations.message(&conversation, &message_id).await? {
         MessageState::Answered(a) => masked_json(StatusCode::OK, &a, req.caller.as_ref()),

@@ -221,27 +221,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// An axum rejection's text in the caller's words: without the library's own phrasing
-/// ("Failed to deserialize the JSON body into the target type: …").
-pub(crate) fn rejection_text(text: &str) -> String {
-    const PREFIXES: &[(&str, &str)] = &[
-        ("Failed to deserialize the JSON body into the target type: ", "the body does not fit: "),
-        ("Failed to parse the request body as JSON: ", "the body is not valid JSON: "),
-        ("Failed to deserialize query string: ", ""),
-        ("Failed to deserialize form body: ", ""),
-        ("Failed to deserialize form: ", ""),
-        ("Failed to buffer the request body: ", "the body could not be read: "),
-    ];
-    for (prefix, instead) in PREFIXES {
-        if let Some(rest) = text.strip_prefix(prefix) {
-            return format!("{instead}{rest}");
-        }
-    }
-    if text.starts_with("Expected request with `Content-Type: application/json`") {
-        return "the content type must be application/json".into();
-    }
-    text.to_string()
-}
+pub(crate) use json_errors::rejection_text;
 
 /// A JSON error body with a status (an [`ApiError`](error::ApiError) answered at once).
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -88,6 +88,49 @@ impl Modify for Security {
     }
 }
 
+/// The patterns of the path parameters and id fields, set here from the engine's constants
+/// (utoipa's attributes take literals only, so the rules are not written a second time in
+/// them): integration names are identifiers, secret names secret names, channel names lower-case
+/// identifiers, and conversation and message ids opaque ids.
+struct Patterns;
+
+impl Patterns {
+    fn for_parameter(path: &str, name: &str) -> Option<&'static str> {
+        match name {
+            "name" if path.starts_with("/v1/integrations/") => Some(tern_engine::IDENT_PATTERN),
+            "name" if path.starts_with("/v1/secrets/") => Some(tern_engine::secrets::SECRET_NAME_PATTERN),
+            "name" if path.starts_with("/v1/channels/") => Some(tern_engine::CHANNEL_NAME_PATTERN),
+            "id" | "message_id" if path.contains("/conversations/") => Some(tern_engine::OPAQUE_ID_PATTERN),
+            _ => None,
+        }
+    }
+
+    fn set(schema: Option<&mut RefOr<Schema>>, pattern: &str) {
+        if let Some(RefOr::T(Schema::Object(object))) = schema {
+            object.pattern = Some(pattern.to_string());
+        }
+    }
+}
+
+impl Modify for Patterns {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                for p in op.parameters.iter_mut().flatten() {
+                    if let Some(pattern) = Self::for_parameter(path, &p.name) {
+                        Self::set(p.schema.as_mut(), pattern);
+                    }
+                }
+            }
+        }
+        let schemas = openapi.components.as_mut().map(|c| &mut c.schemas);
+        if let Some(RefOr::T(Schema::Object(message))) = schemas.and_then(|s| s.get_mut("IncomingMessage")) {
+            Self::set(message.properties.get_mut("message_id"), tern_engine::OPAQUE_ID_PATTERN);
+        }
+    }
+}
+
 /// The document's source: every operation of the API.
 #[derive(OpenApi)]
 #[openapi(
@@ -121,7 +164,7 @@ impl Modify for Security {
         openapi_json,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Security),
+    modifiers(&Security, &Patterns),
     tags(
         (name = "conversations", description = "Messages from a chat channel and their answers"),
         (name = "admin", description = "The admin API: `Authorization: Bearer <admin token>`"),
@@ -227,27 +270,28 @@ mod tests {
         }
     }
 
-    /// The `name` parameters' patterns (string literals in the handlers' attributes) are the
-    /// engine's rules: integration names are identifiers, secret names are secret names.
+    /// The path parameters' patterns are the engine's rules (set by [`Patterns`]).
     #[test]
     fn name_parameters_carry_the_engine_s_patterns() {
         let doc = serde_json::to_value(document()).unwrap();
         let mut checked = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
-            let want = if path == "/v1/integrations/{name}" {
-                tern_engine::IDENT_PATTERN
-            } else if path == "/v1/secrets/{name}" {
-                tern_engine::secrets::SECRET_NAME_PATTERN
-            } else {
-                continue;
-            };
             for (method, op) in item.as_object().unwrap() {
-                for p in op["parameters"].as_array().into_iter().flatten().filter(|p| p["name"] == "name") {
-                    assert_eq!(p["schema"]["pattern"], want, "{method} {path}");
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let want = match p["name"].as_str().unwrap() {
+                        "name" if path.starts_with("/v1/integrations/") => tern_engine::IDENT_PATTERN,
+                        "name" if path.starts_with("/v1/secrets/") => tern_engine::secrets::SECRET_NAME_PATTERN,
+                        "name" if path.starts_with("/v1/channels/") => tern_engine::CHANNEL_NAME_PATTERN,
+                        "id" | "message_id" if path.contains("/conversations/") => tern_engine::OPAQUE_ID_PATTERN,
+                        _ => continue,
+                    };
+                    assert_eq!(p["schema"]["pattern"], want, "{method} {path} {}", p["name"]);
                     checked += 1;
                 }
             }
         }
-        assert!(checked >= 4, "only {checked} name parameters found");
+        assert!(checked >= 17, "only {checked} parameters found");
+        let message_id = &doc["components"]["schemas"]["IncomingMessage"]["properties"]["message_id"];
+        assert_eq!(message_id["pattern"], tern_engine::OPAQUE_ID_PATTERN);
     }
 }

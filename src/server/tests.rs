@@ -517,8 +517,12 @@ async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() 
     let (_, html) = page(&h, headers[header::LOCATION].to_str().unwrap(), &cookie).await;
     assert!(html.contains("No flow answered “zzz”"), "{html}");
 
-    // Runs: the one run, with both activations.
-    let (status, html) = page(&h, &format!("/runs?conversation={conversation}"), &cookie).await;
+    // Runs: the one run, with both activations, in the console's own channel (apart from the
+    // `default` channel's conversation of the same id, and never delivered to its webhook).
+    let (_, html) = page(&h, &format!("/runs?conversation={conversation}"), &cookie).await;
+    assert_eq!(html.matches("<tr>").count(), 0, "not a `default` conversation: {html}");
+    let stored = format!("channel%3Aconsole%3A{conversation}");
+    let (status, html) = page(&h, &format!("/runs?conversation={stored}"), &cookie).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(html.matches("<tr>").count(), 2, "a header and one run: {html}");
     let at = html.find("href=\"/runs/").unwrap() + 12;
@@ -772,7 +776,7 @@ async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["code"], "invalid-settings");
     let fields: Vec<&str> = body["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["tokens", "signing_secrets", "webhook_url"], "{body}");
+    assert_eq!(fields, ["tokens", "signing_secrets", "webhook_url", "webhook_secret"], "{body}");
     assert!(body["error"].as_str().unwrap().contains("/webhook_url: the webhook URL must be http or https"), "{body}");
     // A body of the wrong shape names the field too.
     let (status, body) =
@@ -953,7 +957,8 @@ async fn every_console_page_warns_while_a_channel_is_open() {
 async fn the_channels_page_lists_channels_without_their_credentials() {
     let h = Harness::new().await;
     let settings = json!({"kind": "generic", "tokens": ["console-page-token-0123456789"],
-        "webhook_url": "https://chat.example.com/replies?key=console-query-secret"});
+        "webhook_url": "https://chat.example.com/replies?key=console-query-secret",
+        "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"});
     let (status, _) = h.admin(Method::PUT, "/v1/channels/support", Some(ADMIN), Some(settings)).await;
     assert_eq!(status, StatusCode::OK);
     let cookie = sign_in(&h).await;
@@ -992,5 +997,150 @@ async fn a_202_points_at_the_channel_s_own_route_with_the_channel_s_ids() {
     let (status, _, body) = h.send_as_is(with_token(Method::GET, &path, SUPPORT, None)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["replies"][0]["text"], "what?");
+    h.stop().await;
+}
+
+/// A channel removed and added again under the same name is a new channel: its new token reads
+/// none of the old channel's answers and resumes none of its waiting runs, and the old token is
+/// refused.
+#[tokio::test]
+async fn a_channel_removed_and_added_again_reaches_nothing_of_the_old_one() {
+    const OLD: &str = "old-support-token-0123456789";
+    const NEW: &str = "new-support-token-0123456789";
+    let h = Harness::new().await;
+    let settings = |token: &str| json!({"kind": "generic", "tokens": [token]});
+    let as_channel = |method: Method, uri: &str, token: &str, body: Option<Value>| {
+        let req = Request::builder().method(method).uri(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+        match body {
+            Some(b) => req.header(header::CONTENT_TYPE, "application/json").body(Body::from(b.to_string())).unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        }
+    };
+    let messages = "/v1/channels/support/conversations/c-1/messages";
+    assert_eq!(h.admin(Method::PUT, "/v1/channels/support", Some(ADMIN), Some(settings(OLD))).await.0, StatusCode::OK);
+    let (status, _, asked) =
+        h.send(as_channel(Method::POST, messages, OLD, Some(json!({"text": "ask", "message_id": "m-1"})))).await;
+    assert_eq!((status, &asked["replies"][0]["text"]), (StatusCode::OK, &json!("what?")), "{asked}");
+
+    let (status, _) = h.admin(Method::DELETE, "/v1/channels/support", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(h.admin(Method::PUT, "/v1/channels/support", Some(ADMIN), Some(settings(NEW))).await.0, StatusCode::OK);
+
+    // The old answer is not the new channel's to read.
+    let (status, _, body) = h.send(as_channel(Method::GET, &format!("{messages}/m-1"), NEW, None)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The old waiting run is not the new channel's to resume.
+    let (status, _, body) =
+        h.send(as_channel(Method::POST, messages, NEW, Some(json!({"text": "blue", "message_id": "m-2"})))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "no_flow", "the old run was resumed: {body}");
+    // The old token is refused.
+    let (status, _, _) = h.send(as_channel(Method::GET, &format!("{messages}/m-1"), OLD, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    h.stop().await;
+}
+
+/// The console adds a channel with the proposed token and webhook secret, shows each broken
+/// rule at its field, and removes a stored channel after asking.
+#[tokio::test]
+async fn the_console_adds_and_removes_channels() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let (status, html) = page(&h, "/channels", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = csrf_in(&html);
+    let value_of = |html: &str, id: &str| {
+        let at = html.find(&format!("id=\"c-{id}\"")).unwrap();
+        let rest = &html[at..];
+        let v = rest.find("value=\"").unwrap() + 7;
+        rest[v..].split('"').next().unwrap().to_string()
+    };
+    let token = value_of(&html, "token");
+    let hook = value_of(&html, "webhook_secret");
+    assert_eq!(token.len(), 48, "a proposed token: {token}");
+    assert!(hook.starts_with("whsec_"), "a proposed webhook secret: {hook}");
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+
+    // Every broken rule, at its field, nothing saved.
+    let bad = format!(
+        "csrf={csrf}&name=Web&token=short&webhook_url={}&webhook_secret={}",
+        enc("ftp://x.example/"),
+        enc(&hook)
+    );
+    let (status, _, html) = form(&h, "/channels", &cookie, &bad).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    for part in ["upper-case letters", "token 1 has 5 characters", "http or https"] {
+        assert!(html.contains(part), "{part} in {html}");
+    }
+    // Saved, then usable with the token, and listed without it.
+    let good = format!(
+        "csrf={csrf}&name=web&token={token}&signing_secret=&webhook_url={}&webhook_secret={}",
+        enc("https://chat.example.com/replies"),
+        enc(&hook)
+    );
+    let (status, headers, _) = form(&h, "/channels", &cookie, &good).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/channels?saved=web");
+    let req = Request::post("/v1/channels/web/conversations/c-1/messages")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(json!({"text": "hello"}).to_string()))
+        .unwrap();
+    assert_eq!(h.send(req).await.0, StatusCode::OK);
+    let (_, html) = page(&h, "/channels?saved=web", &cookie).await;
+    assert!(html.contains("id=\"channel-web\"") && html.contains("Channel <code>web</code> saved"), "{html}");
+    assert!(!html.contains(&token) && !html.contains(&hook), "a saved secret is never shown again");
+    // The same name again is refused at the name.
+    let (status, _, html) = form(&h, "/channels", &cookie, &good).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("exists already"), "{html}");
+    // Removing asks first, then removes; `default` has no remove button.
+    assert!(!html.contains("id=\"remove-default\""));
+    let (status, _, html) = form(&h, "/channels/web/remove", &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Remove channel web?"), "{html}");
+    let (status, headers, _) = form(&h, "/channels/web/remove", &cookie, &format!("csrf={csrf}&confirm=yes")).await;
+    assert_eq!((status, headers[header::LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/channels?removed=web"));
+    let (_, html) = page(&h, "/channels", &cookie).await;
+    assert!(!html.contains("id=\"channel-web\""), "{html}");
+    h.stop().await;
+}
+
+/// A value of the wrong type is never quoted back: a secret sent as a string where a list was
+/// expected, in a field of another kind, or in a body that is not JSON.
+#[tokio::test]
+async fn a_secret_sent_in_the_wrong_type_is_not_echoed_back() {
+    const SECRET: &str = "misplaced-secret-0123456789abcdef";
+    let h = Harness::new().await;
+    for (uri, body) in [
+        ("/v1/channels/web", json!({"kind": "generic", "tokens": SECRET})),
+        ("/v1/channels/web", json!({"kind": SECRET, "tokens": ["0123456789abcdef0123"]})),
+        ("/v1/channels/web", json!({"kind": "generic", "tokens": [SECRET], "webhook_url": 12345678901234_i64})),
+        ("/v1/integrations/crm", json!({"kind": SECRET, "client_id": "x"})),
+        ("/v1/integrations/crm", json!({"client_id": [SECRET]})),
+        ("/v1/secrets/CRM_KEY", json!({"value": [SECRET]})),
+    ] {
+        let (status, answer) = h.admin(Method::PUT, uri, Some(ADMIN), Some(body.clone())).await;
+        assert!(status.is_client_error(), "{uri} {body}: {status} {answer}");
+        let text = answer.to_string();
+        assert!(!text.contains(SECRET) && !text.contains("12345678901234"), "{uri} echoes the value: {text}");
+    }
+    let (status, answer) =
+        h.admin(Method::PUT, "/v1/channels/web", Some(ADMIN), Some(json!({"kind": "generic", "tokens": SECRET}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["problems"][0]["field"], "tokens", "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("at /tokens: invalid type: a string, expected a sequence"),
+        "{answer}"
+    );
+    // Not JSON at all, with the secret in it.
+    let req = Request::put("/v1/channels/web")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(format!("{{\"tokens\": [\"{SECRET}\"")))
+        .unwrap();
+    let (status, _, answer) = h.send(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!answer.to_string().contains(SECRET), "{answer}");
     h.stop().await;
 }

@@ -142,3 +142,34 @@ fn every_secret_of_a_channel_is_masked() {
         assert_eq!(known::mask(&format!("<{value}>")), "<[redacted]>", "{value}");
     }
 }
+
+/// Deliveries are always signed: a webhook URL without the secret to sign with would make a
+/// channel whose replies are never delivered, so it is refused when it is saved.
+#[test]
+fn a_webhook_url_needs_a_webhook_secret() {
+    let problems = ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("0123456789abcdef0123")],
+        webhook_url: Some("https://chat.example.com/replies".into()),
+        ..Default::default()
+    }
+    .check("support", false)
+    .unwrap_err();
+    assert_eq!(fields(&problems), [Field::WebhookSecret]);
+    assert!(problems[0].message.contains("always signed"), "{}", problems[0]);
+}
+
+/// Channel names are lower case, so `Support` is not a look-alike of `support`.
+#[test]
+fn channel_names_with_upper_case_letters_are_refused() {
+    let draft = || ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("0123456789abcdef0123")],
+        ..Default::default()
+    };
+    for name in ["Default", "Support", "SALES"] {
+        let problems = draft().check(name, false).unwrap_err();
+        assert_eq!(fields(&problems), [Field::Name], "{name}");
+        assert!(problems[0].message.contains("lower case"), "{}", problems[0]);
+    }
+}

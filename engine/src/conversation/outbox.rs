@@ -243,19 +243,24 @@ async fn defer(outbox: &Outbox, item: &OutboxItem) {
 
 /// The delivery's channel's webhook URL and secret.
 async fn target(outbox: &Outbox, item: &OutboxItem) -> Result<Target, NoTarget> {
-    let channel = match outbox.channels.channel(&item.channel).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(NoTarget::Drop(format!("the channel `{}` no longer exists", item.channel))),
-        Err(e) => return Err(NoTarget::Fail(format!("the channel `{}` could not be read: {e}", item.channel))),
+    let name = &item.channel.name;
+    let channel = match outbox.channels.channel(name).await {
+        Ok(Some(c)) if item.channel.is(&c) => c,
+        Ok(Some(_)) => {
+            return Err(NoTarget::Drop(format!(
+                "the channel `{name}` was removed and added again after this reply was written; the reply is not sent to the new channel"
+            )));
+        }
+        Ok(None) => return Err(NoTarget::Drop(format!("the channel `{name}` no longer exists"))),
+        Err(e) => return Err(NoTarget::Fail(format!("the channel `{name}` could not be read: {e}"))),
     };
     let Some(url) = channel.delivery.webhook_url.clone() else {
-        return Err(NoTarget::Drop(format!("the channel `{}` no longer has a webhook URL", item.channel)));
+        return Err(NoTarget::Drop(format!("the channel `{name}` no longer has a webhook URL")));
     };
     crate::http::remember_url_secrets(&url);
     let Some(secret) = channel.delivery.webhook_secret.clone() else {
         return Err(NoTarget::Fail(format!(
-            "the channel `{}` has no webhook secret, and deliveries are always signed; give it one (`whsec_…`)",
-            item.channel
+            "the channel `{name}` has no webhook secret, and deliveries are always signed; give it one (`whsec_…`)"
         )));
     };
     Ok(Target { url, secret })
@@ -304,5 +309,50 @@ async fn record(outbox: &Outbox, item: &OutboxItem, outcome: Result<(), (String,
     };
     if let Err(e) = result {
         tracing::warn!(delivery = %item.id, error = %e, "could not record a webhook delivery attempt");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::channel::{Channel, ChannelKind, ChannelName, ChannelRef, Delivery, FixedChannels, Incarnation};
+
+    fn item(channel: ChannelRef) -> OutboxItem {
+        OutboxItem { id: "d-1".into(), channel, body: serde_json::Value::Null, attempts: 0, created_at_ms: 0 }
+    }
+
+    /// A delivery goes to its own channel's incarnation only: the same name removed and added
+    /// again (another incarnation), or gone, drops it; the same incarnation gets it.
+    #[tokio::test]
+    async fn a_delivery_goes_only_to_the_incarnation_it_was_written_for() {
+        let name = ChannelName::new("support").unwrap();
+        let now = Some(Incarnation::generate());
+        let channel = Channel {
+            name: name.clone(),
+            incarnation: now.clone(),
+            kind: ChannelKind::Generic,
+            inbound: Default::default(),
+            delivery: Delivery {
+                webhook_url: Some("https://chat.example.com/replies".parse().unwrap()),
+                webhook_secret: Some(WebhookSecret::generate()),
+            },
+        };
+        let outbox = Outbox::new(
+            Arc::new(crate::conversation::MemoryConversationStore::default()),
+            HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
+            Arc::new(FixedChannels::new([channel])),
+            OutboxPolicy::default(),
+            crate::clock::system(),
+        );
+        let same = ChannelRef { name: name.clone(), incarnation: now };
+        assert!(target(&outbox, &item(same)).await.is_ok());
+        let before = ChannelRef { name: name.clone(), incarnation: Some(Incarnation::generate()) };
+        match target(&outbox, &item(before)).await {
+            Err(NoTarget::Drop(why)) => assert!(why.contains("removed and added again"), "{why}"),
+            _ => panic!("a delivery of an earlier incarnation is dropped"),
+        }
+        let gone = ChannelRef::named(ChannelName::new("gone").unwrap());
+        assert!(matches!(target(&outbox, &item(gone)).await, Err(NoTarget::Drop(_))));
     }
 }

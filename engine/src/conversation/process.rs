@@ -307,7 +307,8 @@ async fn commit(
     let remember_answer = accepted || !message_id.is_generated();
     // Serialized once: the stored answer, the webhook delivery and the caller's answer.
     let answered = Answered::new(answer);
-    let deliver = answered.answer.run_id.is_some() && has_webhook(inner, &inbound.channel).await;
+    let channel = conversation.channel_ref_and_id().0;
+    let deliver = answered.answer.run_id.is_some() && has_webhook(inner, &channel).await;
     let outbox = deliver.then(|| webhook_body(&answered.json, conversation));
     let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
     let cleared = matches!(paused, PausedChange::Clear);
@@ -316,7 +317,7 @@ async fn commit(
     }
     let has_outbox = outbox.is_some();
     let done = Completion {
-        channel: inbound.channel.clone(),
+        channel,
         conversation: conversation.clone(),
         message_id: message_id.clone(),
         remember_answer,
@@ -361,12 +362,12 @@ fn webhook_body(answer_json: &[u8], conversation: &super::types::ConversationId)
     body
 }
 
-/// Whether the channel's replies are delivered to a webhook. When the channel cannot be read,
-/// the delivery is stored anyway (nothing is lost): the outbox looks the channel up again when
-/// it sends it.
-async fn has_webhook(inner: &Inner, channel: &crate::channel::ChannelName) -> bool {
-    match inner.options.channels.channel(channel).await {
-        Ok(c) => c.is_some_and(|c| c.delivery.webhook_url.is_some()),
+/// Whether the channel's replies are delivered to a webhook (the channel is still the same
+/// incarnation and has a webhook URL). When the channel cannot be read, the delivery is stored
+/// anyway (nothing is lost): the outbox looks the channel up again when it sends it.
+async fn has_webhook(inner: &Inner, channel: &crate::channel::ChannelRef) -> bool {
+    match inner.options.channels.channel(&channel.name).await {
+        Ok(c) => c.is_some_and(|c| channel.is(&c) && c.delivery.webhook_url.is_some()),
         Err(e) => {
             tracing::warn!(channel = %channel, error = %e, "could not read a channel; its delivery is stored and sent when the channel can be read");
             true

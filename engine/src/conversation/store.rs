@@ -31,8 +31,8 @@ pub enum PausedChange {
 /// Everything one finished message changes, committed together.
 #[derive(Clone, Debug)]
 pub struct Completion {
-    /// The channel the message came through (where its delivery goes).
-    pub channel: crate::channel::ChannelName,
+    /// The channel the message came through, with its incarnation (where its delivery goes).
+    pub channel: crate::channel::ChannelRef,
     /// The conversation.
     pub conversation: ConversationId,
     /// The message.
@@ -88,8 +88,9 @@ pub struct OutboxItem {
     /// Its id: the `webhook-id` of every attempt (the same on every retry, so that a receiver
     /// can dedupe).
     pub id: String,
-    /// The channel whose webhook it goes to.
-    pub channel: crate::channel::ChannelName,
+    /// The channel whose webhook it goes to, with its incarnation: the delivery is dropped when
+    /// the channel was removed (and perhaps added again) since.
+    pub channel: crate::channel::ChannelRef,
     /// The JSON body to post.
     pub body: Value,
     /// Attempts so far.

@@ -13,8 +13,9 @@ use crate::run::{RunError, RunSnapshot, RunStatus, TraceEntry};
 pub use crate::ids::MAX_ID_CHARS;
 
 /// Most characters in a stored conversation id: a channel's id with its channel's prefix
-/// (`channel:` + a 64-character name + `:` + 200 characters; see [`ConversationId::of_channel`]).
-pub const MAX_STORED_CONVERSATION_ID_CHARS: usize = CHANNEL_PREFIX.len() + 64 + 1 + MAX_ID_CHARS;
+/// (`channel:` + a 64-character name + `@` + a 16-character incarnation + `:` + 200
+/// characters; see [`ConversationId::for_channel`]).
+pub const MAX_STORED_CONVERSATION_ID_CHARS: usize = CHANNEL_PREFIX.len() + 64 + 1 + 16 + 1 + MAX_ID_CHARS;
 
 /// The prefix of the stored ids of conversations of a channel other than `default` (and of
 /// `default` conversation ids that would otherwise look reserved).
@@ -58,37 +59,56 @@ crate::ids::id_newtype!(
 );
 
 impl ConversationId {
-    /// The conversation `id` (as the channel sends it: 1 to [`MAX_ID_CHARS`] characters, no
-    /// control characters) of `channel`, as stored. Conversations are isolated per channel:
-    /// the same `id` in two channels is two conversations, and no channel reaches another's,
-    /// nor the integration events' (`event:…`).
-    ///
-    /// - `default`: the id as it is (conversations stored before channels existed stay
-    ///   valid), unless it starts with `channel:` or `event:`, then `channel:default:{id}`;
-    /// - any other channel: `channel:{channel}:{id}`.
-    ///
-    /// Channel names have no `:`, so no two (channel, id) pairs share a stored id.
+    /// The conversation `id` of the channel `channel` without an incarnation (`default` and
+    /// the channels of `tern.toml`): [`Self::for_channel`].
     ///
     /// # Errors
     /// [`ConversationError::BadId`] (with the channel's limit, [`MAX_ID_CHARS`]).
     pub fn of_channel(channel: &crate::channel::ChannelName, id: &str) -> Result<Self, ConversationError> {
+        Self::for_channel(&crate::channel::ChannelRef::named(channel.clone()), id)
+    }
+
+    /// The conversation `id` (as the channel sends it: 1 to [`MAX_ID_CHARS`] characters, none
+    /// hidden: [`is_hidden_char`](crate::ids::is_hidden_char)) of `channel`, as stored.
+    /// Conversations are isolated per channel and per incarnation: the same `id` in two
+    /// channels, or in a channel removed and added again, is two conversations, and no channel
+    /// reaches another's, nor the integration events' (`event:…`).
+    ///
+    /// - `default`: the id as it is (conversations stored before channels existed stay
+    ///   valid), unless it starts with `channel:` or `event:`, then `channel:default:{id}`;
+    /// - any other channel: `channel:{channel}:{id}`, or `channel:{channel}@{incarnation}:{id}`
+    ///   for a stored channel.
+    ///
+    /// Channel names have no `:` and no `@`, so no two (channel, id) pairs share a stored id.
+    ///
+    /// # Errors
+    /// [`ConversationError::BadId`] (with the channel's limit, [`MAX_ID_CHARS`]).
+    pub fn for_channel(channel: &crate::channel::ChannelRef, id: &str) -> Result<Self, ConversationError> {
         check_id("conversation id", id)?;
         let reserved = RESERVED_CONVERSATION_PREFIXES.iter().any(|p| id.starts_with(p));
-        if channel.is_default() && !reserved {
+        if channel.name.is_default() && channel.incarnation.is_none() && !reserved {
             return Self::new(id);
         }
         Self::new(format!("{CHANNEL_PREFIX}{channel}:{id}"))
     }
 
     /// The channel this conversation belongs to (`default` for unscoped ids and integration
-    /// events), and its id as that channel knows it: the inverse of [`Self::of_channel`].
-    pub fn channel_and_id(&self) -> (crate::channel::ChannelName, &str) {
-        if let Some((name, id)) = self.0.strip_prefix(CHANNEL_PREFIX).and_then(|rest| rest.split_once(':'))
-            && let Ok(name) = crate::channel::ChannelName::new(name)
+    /// events), with its incarnation, and its id as that channel knows it: the inverse of
+    /// [`Self::for_channel`].
+    pub fn channel_ref_and_id(&self) -> (crate::channel::ChannelRef, &str) {
+        if let Some((scope, id)) = self.0.strip_prefix(CHANNEL_PREFIX).and_then(|rest| rest.split_once(':'))
+            && let Some(channel) = crate::channel::ChannelRef::parse(scope)
         {
-            return (name, id);
+            return (channel, id);
         }
-        (crate::channel::ChannelName::default_channel(), &self.0)
+        (crate::channel::ChannelRef::named(crate::channel::ChannelName::default_channel()), &self.0)
+    }
+
+    /// The channel's name and the id as the channel knows it ([`Self::channel_ref_and_id`]
+    /// without the incarnation).
+    pub fn channel_and_id(&self) -> (crate::channel::ChannelName, &str) {
+        let (channel, id) = self.channel_ref_and_id();
+        (channel.name, id)
     }
 }
 
@@ -534,5 +554,28 @@ mod channel_scope_tests {
         assert!(err.to_string().contains("1 to 200 characters"), "{err}");
         assert!(ConversationId::of_channel(&support, "").is_err());
         assert!(ConversationId::of_channel(&support, "a\nb").is_err());
+        assert!(ConversationId::of_channel(&support, "a\u{200B}b").is_err());
+    }
+
+    /// A stored channel's conversations are its incarnation's: the same name removed and added
+    /// again reaches none of them.
+    #[test]
+    fn conversations_are_scoped_per_incarnation() {
+        use crate::channel::{ChannelRef, Incarnation};
+        let support = ChannelName::new("support").unwrap();
+        let first = ChannelRef { name: support.clone(), incarnation: Some(Incarnation::generate()) };
+        let second = ChannelRef { name: support.clone(), incarnation: Some(Incarnation::generate()) };
+        let a = ConversationId::for_channel(&first, "c-1").unwrap();
+        let b = ConversationId::for_channel(&second, "c-1").unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a, ConversationId::of_channel(&support, "c-1").unwrap());
+        assert_eq!(a.channel_ref_and_id(), (first.clone(), "c-1"));
+        assert_eq!(b.channel_and_id(), (support.clone(), "c-1"));
+        assert!(a.as_str().starts_with(&format!("channel:support@{}:", first.incarnation.as_ref().unwrap().as_str())));
+        // The longest id of the longest name still fits.
+        let long = ChannelRef { name: ChannelName::new("a".repeat(64)).unwrap(), incarnation: first.incarnation };
+        assert!(ConversationId::for_channel(&long, &"x".repeat(MAX_ID_CHARS)).is_ok());
+        assert_eq!(ChannelRef::parse(&second.to_string()), Some(second));
+        assert_eq!(ChannelRef::parse("support@nothex"), None);
     }
 }

@@ -231,7 +231,7 @@ pub fn display_url(url: &Url) -> String {
     if url.cannot_be_a_base() {
         out.push_str(if is_token_like(path) { MASKED } else { path });
     } else {
-        let masked: Vec<&str> = path.split('/').map(|s| if is_token_like(s) { MASKED } else { s }).collect();
+        let masked: Vec<std::borrow::Cow<'_, str>> = path.split('/').map(shown_segment).collect();
         out.push_str(&masked.join("/"));
     }
     if url.query().is_some() {
@@ -240,18 +240,50 @@ pub fn display_url(url: &Url) -> String {
     out
 }
 
-/// Whether a path segment (as written in the URL) looks like a credential: a `bot<id>:<key>`
-/// (Telegram), or 16 characters or more of letters, digits and `-_.~=+%` with at least one
-/// letter and one digit (random tokens, Slack's and Discord's webhook keys, UUIDs of
-/// capability URLs). Ordinary path words (`v1`, `webhooks`, `messages`) do not.
+/// A path segment as [`display_url`] shows it: its parameters (`;…`) masked when it has any,
+/// and the whole of it when [`is_token_like`] holds for what is left.
+fn shown_segment(segment: &str) -> std::borrow::Cow<'_, str> {
+    let (name, params) = match segment.split_once(';') {
+        Some((name, _)) => (name, true),
+        None => (segment, false),
+    };
+    match (name.is_empty() || is_token_like(name), params) {
+        (true, true) => MASKED.into(),
+        (true, false) if !name.is_empty() => MASKED.into(),
+        (false, true) => format!("{name};{MASKED}").into(),
+        _ => segment.into(),
+    }
+}
+
+/// Whether a path segment (as written in the URL) may be a credential, so that it is never
+/// shown: a segment with parameters (`;token=…`: the parameters are hidden, see
+/// [`display_url`]) or a `bot<id>:<key>` (Telegram) of 16 characters or more; or 16 characters
+/// or more of letters, digits and `-_.~=+%` that are not up to four plain lower-case words
+/// (each at most 12 letters, with a vowel): anything with a digit, an upper-case letter or a
+/// percent escape (random tokens, Slack's and Discord's webhook keys, UUIDs of capability
+/// URLs), a run of more than 12 letters (a letters-only token) or a chunk without a vowel (a
+/// dashed one). Ordinary path words (`v1`, `webhooks`, `tern-replies`, `contacts.search`) are
+/// shown; a URL that must show nothing of its path keeps its secret in the query or userinfo.
 pub fn is_token_like(segment: &str) -> bool {
-    if segment.contains(':') && segment.len() >= 16 {
+    if segment.contains(';') || (segment.contains(':') && segment.len() >= 16) {
         return true;
     }
-    segment.len() >= 16
-        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~=+%".contains(&b))
-        && segment.bytes().any(|b| b.is_ascii_digit())
-        && segment.bytes().any(|b| b.is_ascii_alphabetic())
+    if segment.len() < 16 {
+        return false;
+    }
+    if !segment.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~=+%".contains(&b)) {
+        return false;
+    }
+    // Plain words: at most four, each of at most 12 lower-case letters with a vowel (random
+    // letters soon make a chunk without one).
+    let words: Vec<&str> = segment.split(['-', '_', '.', '~']).collect();
+    let plain_words = words.len() <= 4
+        && words.iter().all(|word| {
+            word.len() <= 12
+                && word.bytes().all(|b| b.is_ascii_lowercase())
+                && word.bytes().any(|b| b"aeiouy".contains(&b))
+        });
+    !plain_words
 }
 
 /// Registers the credentials in a URL with the process-wide masker
@@ -266,7 +298,16 @@ pub fn remember_url_secrets(url: &Url) {
     if is_token_like(url.username()) {
         parts.push(url.username().to_string());
     }
-    parts.extend(url.path().split('/').filter(|s| is_token_like(s)).map(str::to_string));
+    for segment in url.path().split('/') {
+        match segment.split_once(';') {
+            Some((name, params)) => {
+                parts.extend(is_token_like(name).then(|| name.to_string()));
+                parts.extend(params.split(';').map(|p| p.split_once('=').map_or(p, |(_, v)| v).to_string()));
+            }
+            None if is_token_like(segment) => parts.push(segment.to_string()),
+            None => {}
+        }
+    }
     if let Some(query) = url.query() {
         parts.extend(query.split('&').filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string())));
     }
@@ -623,6 +664,25 @@ mod display_tests {
             "http://127.0.0.1:8080/v1/conversations/messages"
         );
         assert_eq!(shown("https://api.example.com/v2/contacts.search"), "https://api.example.com/v2/contacts.search");
+        assert_eq!(
+            shown("https://chat.example.com/tern-replies-endpoint"),
+            "https://chat.example.com/tern-replies-endpoint"
+        );
+        // Path parameters, letters-only and dashed tokens, mixed case, percent escapes.
+        for (url, want) in [
+            ("https://h.example.com/in;token=s3cr3t", "https://h.example.com/in;***"),
+            ("https://h.example.com/in;jsessionid=ABC/x", "https://h.example.com/in;***/x"),
+            ("https://h.example.com/;k=v/x", "https://h.example.com/***/x"),
+            ("https://h.example.com/hooks/abcdefghijklmnopqrstuvwx", "https://h.example.com/hooks/***"),
+            ("https://h.example.com/hooks/aBcD-eFgH-iJkL-mNoP", "https://h.example.com/hooks/***"),
+            ("https://h.example.com/hooks/qwer-tyui-opas-dfgh-jklz", "https://h.example.com/hooks/***"),
+            ("https://h.example.com/hooks/xkcd-qwrt-plmn-bvcx", "https://h.example.com/hooks/***"),
+            ("https://h.example.com/hooks/replies-from-tern", "https://h.example.com/hooks/replies-from-tern"),
+            ("https://h.example.com/hooks/QWERTYUIOPASDFGH", "https://h.example.com/hooks/***"),
+            ("https://h.example.com/hooks/abc%2Fdefghijklmnop", "https://h.example.com/hooks/***"),
+        ] {
+            assert_eq!(shown(url), want, "{url}");
+        }
     }
 
     #[test]

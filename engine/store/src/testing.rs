@@ -222,8 +222,13 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     };
     let mut answer = Answer::without_run(AnswerStatus::Paused, &m("m-1"));
     answer.run_id = Some(run_1.clone());
+    // A stored channel's delivery keeps its incarnation.
+    let sms = tern_engine::channel::ChannelRef {
+        name: tern_engine::channel::ChannelName::new("sms").unwrap(),
+        incarnation: Some(tern_engine::channel::Incarnation::generate()),
+    };
     let done = Completion {
-        channel: tern_engine::channel::ChannelName::new("sms").unwrap(),
+        channel: sms.clone(),
         conversation: c.clone(),
         message_id: m("m-1"),
         remember_answer: true,
@@ -247,7 +252,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
 
     // The second resumes and ends the run: a second segment, the paused run cleared.
     let done = Completion {
-        channel: tern_engine::channel::ChannelName::default_channel(),
+        channel: tern_engine::channel::ChannelRef::named(tern_engine::channel::ChannelName::default_channel()),
         conversation: c.clone(),
         message_id: m("m-2"),
         remember_answer: false,
@@ -277,7 +282,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     let due = store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].body["n"], 1);
-    assert_eq!(due[0].channel.as_str(), "sms");
+    assert_eq!(due[0].channel, sms);
     assert!(due[0].id.starts_with("msg_"), "{}", due[0].id);
     assert!(store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap().is_empty(), "claimed: not picked twice");
     let lease = i64::try_from(tern_engine::conversation::OUTBOX_LEASE.as_millis()).unwrap();
@@ -325,18 +330,36 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert!(store.run(&run_1).await.unwrap().is_none());
     assert!(store.answer(&c, &m("m-1")).await.unwrap().is_none());
 
-    // Signed requests' ids: once per sender within the window; an expired one is new again,
-    // and retention forgets it.
+    // Signed requests' ids: once per sender within the window; a retry (same body, later
+    // timestamp) goes on, a replay or another body does not; an expired one is new again, and
+    // retention forgets it.
+    use tern_engine::channel_auth::{Sighting, SignedRequest};
     let seen: Arc<dyn tern_engine::channel_auth::SeenWebhookIds> = store.clone();
     let t = now() * 1000;
-    assert!(seen.first_sighting("support", "msg-1", t + 600_000, t).await.unwrap());
-    assert!(!seen.first_sighting("support", "msg-1", t + 600_000, t + 1).await.unwrap(), "a replay");
-    assert!(seen.first_sighting("sales", "msg-1", t + 600_000, t).await.unwrap(), "another sender");
-    assert!(seen.first_sighting("integration:crm", "msg-1", t + 600_000, t).await.unwrap());
-    assert!(seen.first_sighting("support", "msg-1", t + 1_200_000, t + 600_000).await.unwrap(), "expired");
-    assert!(!seen.first_sighting("support", "msg-1", t + 1_200_000, t + 600_001).await.unwrap());
+    let ts = now();
+    let req = |scope: &'static str, body: &'static str, signed_at: i64, expires: i64| SignedRequest {
+        scope,
+        id: "msg-1",
+        body_sha256: body,
+        signed_at,
+        expires_at_ms: expires,
+    };
+    let at = |r: SignedRequest<'static>, now_ms: i64| {
+        let seen = seen.clone();
+        async move { seen.sighting(&r, now_ms).await.unwrap() }
+    };
+    assert_eq!(at(req("support", "aa", ts, t + 600_000), t).await, Sighting::Accepted);
+    assert_eq!(at(req("support", "aa", ts, t + 600_000), t + 1).await, Sighting::Replayed, "a replay");
+    assert_eq!(at(req("support", "aa", ts - 1, t + 600_000), t + 1).await, Sighting::Replayed, "an older one");
+    assert_eq!(at(req("support", "bb", ts + 1, t + 600_000), t + 1).await, Sighting::Reused, "another body");
+    assert_eq!(at(req("support", "aa", ts + 2, t + 602_000), t + 2).await, Sighting::Accepted, "a retry");
+    assert_eq!(at(req("support", "aa", ts + 2, t + 602_000), t + 3).await, Sighting::Replayed, "the retry replayed");
+    assert_eq!(at(req("sales", "aa", ts, t + 600_000), t).await, Sighting::Accepted, "another sender");
+    assert_eq!(at(req("integration:crm", "aa", ts, t + 600_000), t).await, Sighting::Accepted);
+    assert_eq!(at(req("support", "bb", ts, t + 1_200_000), t + 602_000).await, Sighting::Accepted, "expired");
+    assert_eq!(at(req("support", "bb", ts, t + 1_200_000), t + 602_001).await, Sighting::Replayed);
     store.prune(&Retention::default(), t + 1_200_000).await.unwrap();
-    assert!(seen.first_sighting("sales", "msg-1", t + 2_000_000, t + 1_200_000).await.unwrap(), "expired and pruned");
+    assert_eq!(at(req("sales", "cc", ts, t + 2_000_000), t + 1_200_000).await, Sighting::Accepted, "pruned");
 }
 
 /// A boxed, sendable future.
@@ -375,6 +398,7 @@ fn rotated_channel() -> tern_engine::channel::Channel {
     use tern_engine::channel::{Channel, ChannelKind, ChannelName, Delivery, InboundAuth};
     Channel {
         name: ChannelName::new("rotated").unwrap(),
+        incarnation: None,
         kind: ChannelKind::Generic,
         inbound: InboundAuth {
             tokens: vec![SecretString::from("token-before-rotation".to_string())],
@@ -449,6 +473,7 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
     let hook = WebhookSecret::parse(CHANNEL_WEBHOOK_SECRET).unwrap();
     let channel = Channel {
         name: name.clone(),
+        incarnation: None,
         kind: ChannelKind::Generic,
         inbound: InboundAuth {
             tokens: vec![SecretString::from("channel-token-1".to_string())],
@@ -482,6 +507,9 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
     assert_eq!(got2.channel.inbound.signing_secrets.len(), 1);
     assert!(got2.channel.delivery.webhook_url.is_none() && got2.channel.delivery.webhook_secret.is_none());
     assert_eq!(got2.created_at, got.created_at);
+    // The first save made an incarnation; saving again keeps it.
+    let incarnation = got.channel.incarnation.clone().expect("a stored channel has an incarnation");
+    assert_eq!(got2.channel.incarnation.as_ref(), Some(&incarnation));
     // The first version again, for the callers' plaintext checks.
     store.put_channel(&channel).await.unwrap();
 
@@ -494,6 +522,12 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
     assert!(!store.remove_channel(&other).await.unwrap());
     assert!(store.get_channel(&other).await.unwrap().is_none());
     assert_eq!(store.list_channels().await.unwrap().len(), 1);
+    // Removed and added again under the same name, a channel is a new incarnation.
+    let first = got.channel.incarnation.clone();
+    assert!(store.remove_channel(&name).await.unwrap());
+    store.put_channel(&channel).await.unwrap();
+    let again = store.get_channel(&name).await.unwrap().unwrap();
+    assert!(again.channel.incarnation.is_some() && again.channel.incarnation != first);
 }
 
 /// The signing secret [`run_channel_suite`] stores.

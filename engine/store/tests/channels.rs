@@ -31,6 +31,7 @@ fn token_draft(token: &str) -> ChannelDraft {
 fn default_channel() -> Channel {
     Channel {
         name: ChannelName::default_channel(),
+        incarnation: None,
         kind: ChannelKind::Generic,
         inbound: InboundAuth {
             tokens: vec![SecretString::from("default-token-0123456789".to_string())],

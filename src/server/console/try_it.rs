@@ -2,9 +2,12 @@
 //! the same conversation service as the channel's webhook, and shows the replies with a link
 //! to each run. Plain forms (post, redirect, get): no script needed.
 //!
-//! A test conversation's id starts with `try-`. Its first message can start a chosen flow
-//! whatever its trigger; later messages are ordinary messages (they answer the paused run, or
-//! start the flow whose trigger matches).
+//! A test conversation's id starts with `try-`, in the built-in `console` channel
+//! ([`CONSOLE_CHANNEL`](tern_engine::channel::CONSOLE_CHANNEL)): apart from every real
+//! channel's conversations (no channel's token reaches it), and its replies are shown here,
+//! never delivered to a channel's webhook. Its first message can start a chosen flow whatever
+//! its trigger; later messages are ordinary messages (they answer the paused run, or start the
+//! flow whose trigger matches).
 
 use std::sync::Arc;
 
@@ -26,6 +29,14 @@ const MAX_TEXT: usize = 4096;
 /// Runs of the test conversation shown (newest last).
 const SHOWN_RUNS: usize = 20;
 
+/// The stored id of the test conversation `id` (`try-…`), in the `console` channel.
+fn test_conversation(id: &str) -> Option<ConversationId> {
+    if !id.starts_with("try-") {
+        return None;
+    }
+    ConversationId::of_channel(&tern_engine::channel::ChannelName::console_channel(), id).ok()
+}
+
 fn new_conversation() -> String {
     let bytes: [u8; 6] = rand::random();
     format!("try-{}", hex::encode(bytes))
@@ -44,12 +55,10 @@ pub struct TryQuery {
 
 /// The chat page.
 async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Response {
-    let conversation = if q.conversation.starts_with("try-") && ConversationId::new(q.conversation.as_str()).is_ok() {
-        q.conversation.clone()
-    } else {
-        new_conversation()
-    };
-    let query = RunQuery { conversation_id: Some(conversation.clone()), limit: SHOWN_RUNS, ..RunQuery::default() };
+    let conversation =
+        if test_conversation(&q.conversation).is_some() { q.conversation.clone() } else { new_conversation() };
+    let stored = test_conversation(&conversation).map(|c| c.to_string());
+    let query = RunQuery { conversation_id: stored, limit: SHOWN_RUNS, ..RunQuery::default() };
     let mut runs = Vec::new();
     match state.conversations.runs(&query).await {
         Ok(page) => {
@@ -145,12 +154,9 @@ fn back(conversation: &str, problem: Option<&str>) -> Response {
 
 /// `POST /try`.
 pub async fn send(State(state): State<Arc<AppState>>, ConsoleForm { form: f, .. }: ConsoleForm<SendForm>) -> Response {
-    let Ok(conversation) = ConversationId::new(f.conversation.as_str()) else {
+    let Some(conversation) = test_conversation(&f.conversation) else {
         return Redirect::to("/try").into_response();
     };
-    if !f.conversation.starts_with("try-") {
-        return Redirect::to("/try").into_response();
-    }
     let text = f.text.trim();
     if text.is_empty() || text.chars().count() > MAX_TEXT {
         return back(&f.conversation, Some(&format!("Type a message of 1 to {MAX_TEXT} characters.")));

@@ -1,14 +1,17 @@
 //! [`ChannelStore`] on SQL: the `channels` table. The name and kind are clear columns (to list
 //! and look up); everything else of a channel — bearer tokens, signing secrets, the webhook URL
 //! (which may hold a password) and its secret — is one JSON value encrypted like every other
-//! secret column ([`Sealer::seal`], bound to `("channels", name, "config")`).
+//! secret column ([`Sealer::seal`], bound to `("channels", name, "config")`). The incarnation
+//! ([`Incarnation`]) is made by the first save of a name and kept by later saves.
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use tern_engine::channel::{Channel, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, StoredChannel};
+use tern_engine::channel::{
+    Channel, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, Incarnation, StoredChannel,
+};
 use tern_engine::standard_webhooks::WebhookSecret;
 
 use super::{Flavor, SqlStore};
@@ -65,11 +68,18 @@ impl<F: Flavor> SqlStore<F> {
             "generic" => ChannelKind::Generic,
             other => return Err(corrupt(format!("unknown kind `{other}`"))),
         };
+        let incarnation: String = r.get("incarnation");
         let blob: Vec<u8> = r.get("config");
         let sealed: SealedConfig = self.sealer.open_json("channels", &name, "config", &blob)?;
         let (inbound, delivery) = sealed.into_parts(&name)?;
         Ok(StoredChannel {
-            channel: Channel { name: ChannelName::new(name.clone()).map_err(corrupt)?, kind, inbound, delivery },
+            channel: Channel {
+                name: ChannelName::new(name.clone()).map_err(corrupt)?,
+                incarnation: Incarnation::parse(&incarnation),
+                kind,
+                inbound,
+                delivery,
+            },
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),
         })
@@ -82,7 +92,7 @@ impl<F: Flavor> ChannelStore for SqlStore<F> {
         let name = channel.name.as_str();
         let blob = self.sealer.seal("channels", name, "config", &SealedConfig::of(channel))?;
         sqlx::query(
-            "INSERT INTO channels (name, kind, config, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+            "INSERT INTO channels (name, kind, config, created_at, updated_at, incarnation) VALUES ($1, $2, $3, $4, $4, $5)
              ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, config = excluded.config,
                updated_at = excluded.updated_at",
         )
@@ -90,6 +100,7 @@ impl<F: Flavor> ChannelStore for SqlStore<F> {
         .bind(channel.kind.as_str())
         .bind(blob)
         .bind(self.now_s())
+        .bind(Incarnation::generate().as_str().to_string())
         .execute(&self.pool)
         .await
         .map_err(self.db())?;
@@ -97,19 +108,21 @@ impl<F: Flavor> ChannelStore for SqlStore<F> {
     }
 
     async fn get_channel(&self, name: &ChannelName) -> Result<Option<StoredChannel>, StoreError> {
-        let row = sqlx::query("SELECT name, kind, config, created_at, updated_at FROM channels WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.db())?;
+        let row =
+            sqlx::query("SELECT name, kind, config, created_at, updated_at, incarnation FROM channels WHERE name = $1")
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.db())?;
         row.as_ref().map(|r| self.channel_of(r)).transpose()
     }
 
     async fn list_channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
-        let rows = sqlx::query("SELECT name, kind, config, created_at, updated_at FROM channels ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(self.db())?;
+        let rows =
+            sqlx::query("SELECT name, kind, config, created_at, updated_at, incarnation FROM channels ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.db())?;
         rows.iter().map(|r| self.channel_of(r)).collect()
     }
 

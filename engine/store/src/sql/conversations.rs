@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
-use tern_engine::channel::ChannelName;
+use tern_engine::channel::ChannelRef;
 use tern_engine::conversation::{
     ConversationId, ConversationLock, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
     Pruned, Remembered, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
@@ -121,12 +121,13 @@ impl<F: Flavor> SqlStore<F> {
                 }
                 if let Some(body) = &done.outbox {
                     let id = tern_engine::conversation::new_delivery_id();
+                    let channel = done.channel.to_string();
                     let blob = self.sealer.seal_json_bytes("outbox", &id, "body", body);
                     sqlx::query(
                         "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, $3, 0, $4, $4)",
                     )
                     .bind(&id)
-                    .bind(done.channel.as_str())
+                    .bind(&channel)
                     .bind(blob)
                     .bind(now_ms)
                     .execute(&mut **tx)
@@ -492,6 +493,7 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.get("id");
+            let channel: String = r.get("channel");
             let body = match self.sealer.open_json("outbox", &id, "body", &r.get::<Vec<u8>, _>("body")) {
                 Ok(b) => b,
                 Err(e) => {
@@ -500,11 +502,10 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
                     continue;
                 }
             };
-            let channel: String = r.get("channel");
-            let channel = match ChannelName::new(&channel) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(delivery = %id, error = %e, "a webhook delivery names a channel that is not valid; dropping it");
+            let channel = match ChannelRef::parse(&channel) {
+                Some(c) => c,
+                None => {
+                    tracing::error!(delivery = %id, channel = %channel.escape_debug(), "a webhook delivery names a channel that is not valid; dropping it");
                     self.outbox_remove(&id).await?;
                     continue;
                 }

@@ -1,33 +1,50 @@
 //! [`SeenWebhookIds`] on SQL: the `webhook-id`s of accepted signed channel requests, one row
-//! per sender (a channel, or an integration's events) and id until the signature leaves the replay window. One statement decides: a
-//! new id is inserted, an expired one (not pruned yet) is taken again, a live one is a replay
-//! and changes nothing. Retention ([`SqlStore::prune_webhook_ids`]) deletes expired rows and
+//! per sender (a channel, or an integration's events) and id until the signature leaves the
+//! replay window, with the body's SHA-256 and the latest accepted timestamp. One statement
+//! decides ([`SeenWebhookIds`]'s rule): a new id is inserted, an expired one (not pruned yet) is
+//! taken again, a live one is taken again only by a retry (the same body, a later timestamp);
+//! anything else changes nothing. Retention ([`SqlStore::prune_webhook_ids`]) deletes expired rows and
 //! keeps at most [`MAX_SEEN_WEBHOOK_IDS`].
 
 use async_trait::async_trait;
-use tern_engine::channel_auth::{MAX_SEEN_WEBHOOK_IDS, SeenWebhookIds};
+use tern_engine::channel_auth::{MAX_SEEN_WEBHOOK_IDS, SeenWebhookIds, Sighting, SignedRequest};
 
 use super::{Flavor, SqlStore};
 use crate::StoreError;
 
 #[async_trait]
 impl<F: Flavor> SeenWebhookIds for SqlStore<F> {
-    async fn first_sighting(&self, scope: &str, id: &str, expires_at_ms: i64, now_ms: i64) -> Result<bool, StoreError> {
+    async fn sighting(&self, r: &SignedRequest<'_>, now_ms: i64) -> Result<Sighting, StoreError> {
         let _gate = self.gate().await;
-        let row = sqlx::query(
-            "INSERT INTO webhook_ids (scope, webhook_id, expires_at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (scope, webhook_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms
-             WHERE webhook_ids.expires_at_ms <= $4
+        let accepted = sqlx::query(
+            "INSERT INTO webhook_ids (scope, webhook_id, expires_at_ms, body_sha256, signed_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (scope, webhook_id) DO UPDATE SET expires_at_ms = excluded.expires_at_ms,
+               body_sha256 = excluded.body_sha256, signed_at = excluded.signed_at
+             WHERE webhook_ids.expires_at_ms <= $6
+                OR (webhook_ids.body_sha256 = excluded.body_sha256 AND webhook_ids.signed_at < excluded.signed_at)
              RETURNING expires_at_ms",
         )
-        .bind(scope)
-        .bind(id)
-        .bind(expires_at_ms)
+        .bind(r.scope)
+        .bind(r.id)
+        .bind(r.expires_at_ms)
+        .bind(r.body_sha256)
+        .bind(r.signed_at)
         .bind(now_ms)
         .fetch_optional(&self.pool)
         .await
         .map_err(self.db())?;
-        Ok(row.is_some())
+        if accepted.is_some() {
+            return Ok(Sighting::Accepted);
+        }
+        // Refused: only which reason to log is left to tell.
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body_sha256 FROM webhook_ids WHERE scope = $1 AND webhook_id = $2")
+                .bind(r.scope)
+                .bind(r.id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(self.db())?;
+        Ok(if body.as_deref() == Some(r.body_sha256) { Sighting::Replayed } else { Sighting::Reused })
     }
 }
 

@@ -1,0 +1,252 @@
+//! `tern.toml`'s `[channels.NAME]` tables: channels configured in the file rather than stored.
+//! Their settings are `tern channels add`'s, by the same names, and their secrets come from
+//! environment variables named in the file, never from the file itself:
+//!
+//! ```toml
+//! [channels.support]
+//! kind = "generic"                         # the default
+//! token_env = "SUPPORT_TOKEN"              # or a list, during a rotation
+//! secret_env = ["SUPPORT_SIGNING"]         # Standard Webhooks secrets (`whsec_…`)
+//! webhook_url = "https://chat.example.com/replies"
+//! webhook_secret_env = "SUPPORT_HOOK_SECRET"
+//! ```
+//!
+//! The file is read once ([`FileChannels::parse`], at argument parsing: every problem of every
+//! table at once), and each channel is built when a command needs it
+//! ([`FileChannels::channels`]: the variables read, then the rules of
+//! [`ChannelDraft::check`], the one owner of the rules). A file channel cannot be saved over or
+//! removed through the admin API, the console or `tern channels`; `default` and `console` are
+//! not file channels.
+
+use std::collections::BTreeSet;
+
+use tern_engine::channel::{CONSOLE_CHANNEL, Channel, ChannelKind, ChannelName, DEFAULT_CHANNEL};
+use tern_engine::channels::{ChannelDraft, ChannelSource};
+
+use super::secret_input::read_secret;
+
+/// The keys of a `[channels.NAME]` table.
+const KEYS: &[&str] = &["kind", "token_env", "secret_env", "webhook_url", "webhook_secret_env"];
+
+/// One `[channels.NAME]` table, as written (the names of variables, not their values).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileChannel {
+    name: String,
+    kind: Option<ChannelKind>,
+    token_env: Vec<String>,
+    secret_env: Vec<String>,
+    webhook_url: Option<String>,
+    webhook_secret_env: Option<String>,
+}
+
+/// The `[channels.NAME]` tables of `tern.toml`, in the file's order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileChannels(Vec<FileChannel>);
+
+impl FileChannels {
+    /// Reads the `channels` value of the file; each problem (a message naming
+    /// `channels.NAME.key`) goes to `problems`.
+    pub fn parse(value: &toml::Value, problems: &mut Vec<String>) -> Self {
+        let Some(tables) = value.as_table() else {
+            problems.push("`channels` must hold one table per channel (`[channels.NAME]`)".into());
+            return Self::default();
+        };
+        let mut out = Vec::new();
+        for (name, table) in tables {
+            let at = format!("channels.{name}");
+            if name == DEFAULT_CHANNEL || name == CONSOLE_CHANNEL {
+                problems.push(format!(
+                    "`[{at}]`: `{name}` is not configured here ({})",
+                    if name == DEFAULT_CHANNEL {
+                        "the `default` channel takes `tern serve`'s --channel-token, --channel-secret and --webhook-url, also in `[serve]`"
+                    } else {
+                        "`console` is the console's own channel"
+                    }
+                ));
+                continue;
+            }
+            if let Err(e) = ChannelName::new(name.as_str()) {
+                problems.push(format!("`[{at}]`: {e}"));
+                continue;
+            }
+            let Some(table) = table.as_table() else {
+                problems.push(format!("`{at}` must be a table (`[{at}]`)"));
+                continue;
+            };
+            out.push(parse_one(name, &at, table, problems));
+        }
+        Self(out)
+    }
+
+    /// The channels, their secrets read from the environment and their rules checked (`open`:
+    /// the channels of `--insecure-open-channel`).
+    ///
+    /// # Errors
+    /// Every problem of every channel at once: a variable that is not set, or a rule of
+    /// [`ChannelDraft::check`], each at its key.
+    pub fn channels(&self, open: &BTreeSet<ChannelName>) -> anyhow::Result<Vec<(Channel, ChannelSource)>> {
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        for c in &self.0 {
+            let at = format!("[channels.{}]", c.name);
+            let mut read = |vars: &[String], key: &str, what: &str| {
+                vars.iter()
+                    .filter_map(|v| {
+                        read_secret(Some(v), None, what).map_err(|e| problems.push(format!("{at} {key}: {e:#}"))).ok()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let tokens = read(&c.token_env, "token_env", "bearer token");
+            let signing_secrets = read(&c.secret_env, "secret_env", "signing secret");
+            let webhook_secret =
+                read(c.webhook_secret_env.as_slice(), "webhook_secret_env", "webhook secret").into_iter().next();
+            let draft = ChannelDraft {
+                kind: Some(c.kind.unwrap_or(ChannelKind::Generic)),
+                tokens,
+                signing_secrets,
+                webhook_url: c.webhook_url.clone(),
+                webhook_secret,
+            };
+            let is_open = ChannelName::new(c.name.as_str()).is_ok_and(|n| open.contains(&n));
+            match draft.check(&c.name, is_open) {
+                Ok(channel) => out.push((channel, ChannelSource::ConfigFile)),
+                Err(rules) => problems.extend(rules.iter().map(|p| {
+                    let key = p.field.flag().trim_start_matches("--").replace('-', "_");
+                    format!("{at} {key}: {}", p.message)
+                })),
+            }
+        }
+        anyhow::ensure!(problems.is_empty(), "the channels of tern.toml are not valid:\n  {}", problems.join("\n  "));
+        Ok(out)
+    }
+}
+
+fn parse_one(name: &str, at: &str, table: &toml::Table, problems: &mut Vec<String>) -> FileChannel {
+    let mut c = FileChannel { name: name.to_string(), ..FileChannel::default() };
+    for (key, value) in table {
+        let shown = format!("{at}.{key}");
+        match key.as_str() {
+            "kind" => match value.as_str() {
+                Some("generic") => c.kind = Some(ChannelKind::Generic),
+                _ => problems.push(format!("`{shown}` must be \"generic\" (a channel that posts Tern's JSON)")),
+            },
+            "token_env" => c.token_env = names(value, &shown, problems),
+            "secret_env" => c.secret_env = names(value, &shown, problems),
+            "webhook_secret_env" => match value.as_str() {
+                Some(var) => c.webhook_secret_env = Some(var.to_string()),
+                None => problems.push(format!("`{shown}` must be the name of an environment variable")),
+            },
+            "webhook_url" => match value.as_str() {
+                Some(url) => c.webhook_url = Some(url.to_string()),
+                None => problems.push(format!("`{shown}` must be a URL in a string")),
+            },
+            other => {
+                let hint = KEYS
+                    .iter()
+                    .min_by_key(|k| strsim::levenshtein(k, other))
+                    .filter(|k| strsim::levenshtein(k, other) <= 3)
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_else(|| format!("; known keys here: {}", KEYS.join(", ")));
+                problems.push(format!("unknown key `{shown}`{hint}"));
+            }
+        }
+    }
+    c
+}
+
+/// One variable name or a list of them. The values are never in the file: a key that holds
+/// what looks like a secret rather than a variable's name is said so.
+fn names(value: &toml::Value, shown: &str, problems: &mut Vec<String>) -> Vec<String> {
+    let list: Vec<&toml::Value> = match value {
+        toml::Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    let mut out = Vec::new();
+    for item in list {
+        match item.as_str() {
+            Some(var) if !var.is_empty() && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                out.push(var.to_string());
+            }
+            _ => problems.push(format!(
+                "`{shown}` takes the names of environment variables (letters, digits and `_`), never a secret value itself"
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (FileChannels, Vec<String>) {
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut problems = Vec::new();
+        let channels = FileChannels::parse(&table["channels"], &mut problems);
+        (channels, problems)
+    }
+
+    #[test]
+    fn tables_are_read_and_every_problem_is_named_at_its_key() {
+        let (channels, problems) = parse(
+            r#"
+[channels.support]
+token_env = "SUPPORT_TOKEN"
+secret_env = ["A", "B"]
+webhook_url = "https://chat.example.com/r"
+webhook_secret_env = "HOOK"
+"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(channels.0[0].token_env, ["SUPPORT_TOKEN"]);
+        assert_eq!(channels.0[0].secret_env, ["A", "B"]);
+
+        let (_, problems) = parse(
+            r#"
+[channels.default]
+token_env = "X"
+[channels.Support]
+token_env = "X"
+[channels.sales]
+kind = "whatsapp"
+tokens_env = "X"
+token_env = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+webhook_url = 5
+"#,
+        );
+        let text = problems.join("\n");
+        for part in [
+            "`[channels.default]`: `default` is not configured here",
+            "`[channels.Support]`: channel name `Support` has upper-case letters",
+            "`channels.sales.kind` must be \"generic\"",
+            "unknown key `channels.sales.tokens_env` (did you mean `token_env`?)",
+            "`channels.sales.token_env` takes the names of environment variables",
+            "`channels.sales.webhook_url` must be a URL in a string",
+        ] {
+            assert!(text.contains(part), "{part} in\n{text}");
+        }
+        assert!(!text.contains("MfKQ9r8"), "a secret written in the file is not repeated: {text}");
+    }
+
+    #[test]
+    fn the_channels_are_built_with_the_rules_of_every_front_end() {
+        let (channels, problems) = parse(
+            r#"
+[channels.nokey]
+token_env = "TERN_TEST_FILE_CHANNEL_UNSET_VARIABLE"
+[channels.bare]
+webhook_url = "ftp://x.example/"
+"#,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let err = format!("{:#}", channels.channels(&BTreeSet::new()).unwrap_err());
+        for part in [
+            "[channels.nokey] token_env: environment variable TERN_TEST_FILE_CHANNEL_UNSET_VARIABLE",
+            "[channels.bare] token_env: a channel needs a bearer token or a signing secret",
+            "[channels.bare] webhook_url: the webhook URL must be http or https",
+            "[channels.bare] webhook_secret_env: replies are always signed",
+        ] {
+            assert!(err.contains(part), "{part} in\n{err}");
+        }
+    }
+}
