@@ -229,7 +229,7 @@ fn serve_keeps_the_default_token_serves_the_admin_api_and_warns_about_open_chann
             .iter()
             .map(|c| (c["name"].as_str().unwrap(), c["open"].as_bool().unwrap()))
             .collect();
-        assert_eq!(names, [("default", false), ("kiosk", true), ("support", false)]);
+        assert_eq!(names, [("console", false), ("default", false), ("kiosk", true), ("support", false)]);
         assert!(!list.to_string().contains(TOKEN) && !list.to_string().contains(token.trim()));
         let r = client.delete(format!("{base}/v1/channels/default")).bearer_auth(ADMIN).send().await.unwrap();
         assert_eq!(r.status(), 409);

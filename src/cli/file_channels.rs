@@ -164,11 +164,15 @@ fn names(value: &toml::Value, shown: &str, problems: &mut Vec<String>) -> Vec<St
     let mut out = Vec::new();
     for item in list {
         match item.as_str() {
-            Some(var) if !var.is_empty() && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+            Some(var)
+                if var.len() <= 64
+                    && var.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+                    && var.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') =>
+            {
                 out.push(var.to_string());
             }
             _ => problems.push(format!(
-                "`{shown}` takes the names of environment variables (letters, digits and `_`), never a secret value itself"
+                "`{shown}` takes the names of environment variables (capitals, digits and `_`, e.g. `SUPPORT_TOKEN`), never a secret value itself"
             )),
         }
     }

@@ -755,8 +755,9 @@ async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and
     let (status, list) = h.admin(Method::GET, "/v1/channels", Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> = list["channels"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["default", "support"]);
-    assert_eq!(list["channels"][0]["source"], "flags");
+    assert_eq!(names, ["console", "default", "support"]);
+    assert_eq!(list["channels"][0]["source"], "builtin");
+    assert_eq!(list["channels"][1]["source"], "flags");
     for answer in [&saved, &one, &list] {
         let text = answer.to_string();
         for secret in [TOKEN, SIGNING, &SIGNING[6..], "query-secret", CHANNEL] {
@@ -990,10 +991,14 @@ async fn a_202_points_at_the_channel_s_own_route_with_the_channel_s_ids() {
     );
     let event = ConversationId::new("event:crm:42").unwrap();
     assert_eq!(super::messages::answer_path(&event, &MessageId::new("m").unwrap()), "");
-    // The path reads the answer back, with the channel's credentials.
     let inbound = Inbound::message(id, Some(MessageId::new("m 1+").unwrap()), "ask");
     assert_eq!(inbound.channel, support);
-    h.conversations.submit(inbound, None).unwrap().wait().await.unwrap();
+    // The path reads the answer back, with the channel's credentials (a message posted to the
+    // stored channel, whose conversations are its incarnation's).
+    let post = "/v1/channels/support/conversations/c%2F9%20%C3%A9/messages";
+    let (status, _, _) =
+        h.send_as_is(with_token(Method::POST, post, SUPPORT, Some(json!({"text": "ask", "message_id": "m 1+"})))).await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _, body) = h.send_as_is(with_token(Method::GET, &path, SUPPORT, None)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["replies"][0]["text"], "what?");
