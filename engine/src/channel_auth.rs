@@ -22,9 +22,10 @@ use crate::storage::StoreError;
 /// and its `webhook-id` is remembered until the timestamp leaves it.
 pub const REPLAY_WINDOW_SECS: i64 = standard_webhooks::DEFAULT_TOLERANCE_SECS;
 
-/// Most `webhook-id`s remembered at once, over all channels; past it the oldest are forgotten
-/// at the next retention pass (a sender would need more than this many signed requests in ten
-/// minutes to replay one).
+/// Most `webhook-id`s remembered at once, over all channels. An id is never forgotten while
+/// its signature is in the replay window (its request could be replayed): when this many are,
+/// a new signed request is refused like a replay until some expire (a sender would need more
+/// than this many signed requests in ten minutes).
 pub const MAX_SEEN_WEBHOOK_IDS: u64 = 1_000_000;
 
 /// Where the `webhook-id`s of accepted signed requests are remembered (the store's
@@ -47,7 +48,9 @@ pub fn integration_scope(name: &crate::IntegrationName) -> String {
 }
 
 /// `webhook-id`s remembered in memory (tests, and `tern run`): bounded by
-/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills.
+/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills. An id that has not expired
+/// is never forgotten (that would let its request be replayed): when the table is full of
+/// them, a new id is refused like a replay until one expires.
 #[derive(Debug, Default)]
 pub struct MemorySeenIds {
     seen: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
@@ -63,6 +66,13 @@ impl SeenWebhookIds for MemorySeenIds {
         let key = (scope.to_string(), id.to_string());
         match seen.get(&key) {
             Some(expires) if *expires > now_ms => Ok(false),
+            None if u64::try_from(seen.len()).unwrap_or(u64::MAX) >= MAX_SEEN_WEBHOOK_IDS => {
+                tracing::warn!(
+                    limit = MAX_SEEN_WEBHOOK_IDS,
+                    "every remembered webhook-id is still in the replay window; a new signed request is refused until one expires"
+                );
+                Ok(false)
+            }
             _ => {
                 seen.insert(key, expires_at_ms);
                 Ok(true)

@@ -146,7 +146,7 @@ pub async fn put_channel(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let name = channel_name(&name)?;
-    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+    let json: serde_json::Value = tern_engine::json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the body is not JSON: {e} (send `Content-Type: application/json`)"))
     })?;
     let settings: ChannelSettings = serde_path_to_error::deserialize(json).map_err(|e| {

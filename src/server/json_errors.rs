@@ -1,7 +1,8 @@
 //! Every error answer is JSON `{"error": "…"}`. Handlers answer errors with
 //! [`super::error`]; this layer converts what axum itself answers before a handler runs (a path
 //! that is not UTF-8, a body over the 64 KiB limit, a malformed form) from `text/plain` to the
-//! same JSON, so that a client (and the OpenAPI document) sees one error format.
+//! same JSON, so that a client (and the OpenAPI document) sees one error format. A 503 without
+//! `Retry-After` gets `Retry-After: 1` here.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -15,8 +16,12 @@ pub const MAX_ERROR_TEXT: usize = 16 * 1024;
 
 /// Converts a plain-text or empty error answer to `req` into the JSON error body.
 pub async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
     let status = response.status();
+    // Every 503 says when to come back, whoever answered it.
+    if status == axum::http::StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
