@@ -82,10 +82,10 @@ pub struct Health {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckOutcome {
     /// `store-query` (the store answers a query) or `store-write` (it takes a write).
-    #[schema(example = "store-write")]
+    #[schema(value_type = String, example = "store-write")]
     pub name: &'static str,
     /// `ok` or `failed`.
-    #[schema(example = "ok")]
+    #[schema(value_type = String, example = "ok")]
     pub status: &'static str,
     /// Why it failed: `unreachable`, `timed-out`, `read-only`, `disk-full`, `locked`, `io`,
     /// `not-available`, `failed`.

@@ -37,7 +37,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use secrecy::SecretString;
-use serde::Serialize;
 use serde_json::json;
 use tern_engine::conversation::Conversations;
 use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
