@@ -97,16 +97,15 @@ pub struct CheckOutcome {
     pub error: Option<String>,
 }
 
-/// A failing `GET /readyz`'s answer: the error body with the checks.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// A failing `GET /readyz`'s answer: the error body ([`ErrorBody`]'s `error` and `code`) with
+/// the checks.
+#[derive(Debug, Serialize)]
 pub struct NotReady {
     /// `unavailable`.
-    #[schema(value_type = String, example = "unavailable")]
     pub status: &'static str,
     /// Which check failed and why, in words.
     pub error: String,
     /// `not-ready`.
-    #[schema(value_type = String, example = "not-ready")]
     pub code: &'static str,
     /// Every check.
     pub checks: Vec<CheckOutcome>,
@@ -147,7 +146,7 @@ pub async fn livez() -> axum::Json<Health> {
     description = "Readiness: the store answers a query and takes a write, each within 2 s (checked at most once a second). Comes back by itself when the database does. `/healthz` is the same check.",
     responses(
         (status = 200, description = "Ready: every check passed", body = Health),
-        (status = 503, description = "Not ready (`not-ready`): which check failed and why (`Retry-After`); or at the concurrency limit", body = NotReady, headers(("retry-after" = u32, description = "Seconds"))),
+        (status = 503, description = "Not ready (`not-ready`, `Retry-After`): the error body with `status: \"unavailable\"` and `checks` (each check's `name`, `status`, and when it failed its `fault` and `error`); or at the concurrency limit", body = ErrorBody, headers(("retry-after" = u32, description = "Seconds"))),
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -162,7 +161,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     description = "The documented health check: readiness, the same as `/readyz` (the store answers a query and takes a write). For liveness alone, `/livez`.",
     responses(
         (status = 200, description = "Ready: every check passed", body = Health),
-        (status = 503, description = "Not ready (`not-ready`): which check failed and why (`Retry-After`); or at the concurrency limit", body = NotReady, headers(("retry-after" = u32, description = "Seconds"))),
+        (status = 503, description = "Not ready (`not-ready`, `Retry-After`): the error body with `status: \"unavailable\"` and `checks` (each check's `name`, `status`, and when it failed its `fault` and `error`); or at the concurrency limit", body = ErrorBody, headers(("retry-after" = u32, description = "Seconds"))),
     )
 )]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {

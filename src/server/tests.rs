@@ -1031,7 +1031,7 @@ async fn json_bodies_with_a_byte_order_mark_are_read_everywhere() {
     let (status, _, body) =
         h.send(with_bom("/v1/secrets/BOM_SECRET", Method::PUT, ADMIN, &json!({"value": "bom-secret-value-1"}))).await;
     assert!(status.is_success(), "{status} {body}");
-    let settings = json!({"client_id": "cid", "authorization_url": "https://auth.example.com/authorize",
+    let settings = json!({"client_id": "cid", "client_secret": "cs-bom-secret-value", "authorization_url": "https://auth.example.com/authorize",
         "token_url": "https://auth.example.com/token", "api_origins": ["https://api.example.com"]});
     let (status, _, body) = h.send(with_bom("/v1/integrations/bom", Method::PUT, ADMIN, &settings)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -1040,7 +1040,7 @@ async fn json_bodies_with_a_byte_order_mark_are_read_everywhere() {
             "/v1/channels/bomchan",
             Method::PUT,
             ADMIN,
-            &json!({"tokens": ["bom-channel-token-0123456789"]}),
+            &json!({"kind": "generic", "tokens": ["bom-channel-token-0123456789"]}),
         ))
         .await;
     assert!(status.is_success(), "{status} {body}");
