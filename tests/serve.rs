@@ -711,6 +711,17 @@ fn integration_events_are_routed_by_account_identifier() {
         assert_eq!(r.status().as_u16(), 200);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["replies"][0]["text"], "Event deal.won for acct-42", "{body}");
+        // A body that starts with a UTF-8 byte order mark (signed as sent) reads the same.
+        let bom = format!("\u{feff}{}", json!({"account": {"id": "acct-42"}, "type": "deal.bom"}));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let mut req = client.post(&events).header("content-type", "application/json").body(bom.clone());
+        for (k, v) in secret.headers("evt-bom", i64::try_from(now).unwrap(), bom.as_bytes()) {
+            req = req.header(k, v);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["replies"][0]["text"], "Event deal.bom for acct-42", "{body}");
 
         let r = signed(&events, json!({"account": {"id": "acct-999"}, "type": "x"})).await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "an unknown identifier is rejected, never guessed");

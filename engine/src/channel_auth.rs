@@ -24,9 +24,10 @@ use crate::storage::StoreError;
 /// and its `webhook-id` is remembered until the timestamp leaves it.
 pub const REPLAY_WINDOW_SECS: i64 = standard_webhooks::DEFAULT_TOLERANCE_SECS;
 
-/// Most `webhook-id`s remembered at once, over all channels; past it the oldest are forgotten
-/// at the next retention pass (a sender would need more than this many signed requests in ten
-/// minutes to replay one).
+/// Most `webhook-id`s remembered at once, over all channels. An id is never forgotten while
+/// its signature is in the replay window (its request could be replayed): when this many are,
+/// a new signed request is refused like a replay until some expire (a sender would need more
+/// than this many signed requests in ten minutes).
 pub const MAX_SEEN_WEBHOOK_IDS: u64 = 1_000_000;
 
 /// What the replay record says of a signed request's `webhook-id` ([`SeenWebhookIds`]).
@@ -94,8 +95,9 @@ struct Seen {
 }
 
 /// `webhook-id`s remembered in memory (tests, and `tern run`): bounded by
-/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills, then (when every entry is
-/// live) the one that expires first, like the store's retention.
+/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills. An id that has not expired
+/// is never forgotten (that would let its request be replayed): when the table is full of
+/// them, a new id is refused like a replay until one expires.
 #[derive(Debug, Default)]
 pub struct MemorySeenIds {
     seen: std::sync::Mutex<std::collections::HashMap<(String, String), Seen>>,
@@ -108,11 +110,6 @@ impl SeenWebhookIds for MemorySeenIds {
         let full = |n: usize| u64::try_from(n).unwrap_or(u64::MAX) >= MAX_SEEN_WEBHOOK_IDS;
         if full(seen.len()) {
             seen.retain(|_, s| s.expires_at_ms > now_ms);
-            if full(seen.len())
-                && let Some(oldest) = seen.iter().min_by_key(|(_, s)| s.expires_at_ms).map(|(k, _)| k.clone())
-            {
-                seen.remove(&oldest);
-            }
         }
         let key = (r.scope.to_string(), r.id.to_string());
         let remember =
@@ -120,6 +117,13 @@ impl SeenWebhookIds for MemorySeenIds {
         match seen.get(&key) {
             Some(s) if s.expires_at_ms > now_ms && s.body_sha256 != r.body_sha256 => Ok(Sighting::Reused),
             Some(s) if s.expires_at_ms > now_ms && s.signed_at >= r.signed_at => Ok(Sighting::Replayed),
+            None if full(seen.len()) => {
+                tracing::warn!(
+                    limit = MAX_SEEN_WEBHOOK_IDS,
+                    "every remembered webhook-id is still in the replay window; a new signed request is refused until one expires"
+                );
+                Ok(Sighting::Replayed)
+            }
             _ => {
                 seen.insert(key, remember());
                 Ok(Sighting::Accepted)

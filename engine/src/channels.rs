@@ -591,10 +591,14 @@ impl ChannelDirectory for Channels {
         let found = self.store.get_channel(name).await?.map(|s| Arc::new(self.with_open(s.channel)));
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.generation == generation {
-            if cache.entries.len() >= CACHE_MAX {
+            if cache.entries.len() >= CACHE_MAX && !cache.entries.contains_key(name) {
                 cache.entries.retain(|_, (_, at)| now.saturating_sub(*at) < CACHE_TTL_MS);
-                if cache.entries.len() >= CACHE_MAX {
-                    cache.entries.clear();
+                // Still full of fresh names: the oldest goes, not all of them (a flood of
+                // unknown names would otherwise send every lookup to the store at once).
+                if cache.entries.len() >= CACHE_MAX
+                    && let Some(oldest) = cache.entries.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone())
+                {
+                    cache.entries.remove(&oldest);
                 }
             }
             cache.entries.insert(name.clone(), (found.clone(), now));

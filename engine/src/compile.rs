@@ -71,6 +71,8 @@ fn guess_defines(config: &Value) -> Vec<(String, VarName)> {
 
 /// Loads a flow from its JSON text: every problem is reported at once, with line and column.
 pub fn load_flow(source: &str, opts: &LoadOptions<'_>) -> Result<CompiledFlow, Vec<Diagnostic>> {
+    // A flow file saved with a byte order mark reads like one without (crate::json).
+    let source = crate::json::without_bom_str(source);
     let mut load = Load::new(source, opts);
     let stopped = PASSES.iter().find(|(_, pass)| pass(&mut load).is_break());
     if let Some((name, _)) = stopped {

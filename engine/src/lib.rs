@@ -60,6 +60,7 @@ pub mod flow_set;
 pub mod graph;
 pub mod http;
 mod ids;
+pub mod json;
 pub mod mapping;
 mod run;
 pub mod schema;

@@ -299,6 +299,12 @@ impl Engine {
             collect_strings(v, &mut sent);
         }
         let masker = Masker::new(secrets.values()).sent_by_caller(&sent);
+        let undecryptable_secrets = flow
+            .secrets
+            .iter()
+            .filter(|n| !secrets.contains_key(*n) && self.secrets.undecryptable(n))
+            .cloned()
+            .collect();
         let mut integrations = HashMap::new();
         if let Some(tokens) = &self.outbound.tokens {
             for name in &flow.integration_metadata {
@@ -316,6 +322,7 @@ impl Engine {
             message: input.message,
             event: input.event,
             secrets,
+            undecryptable_secrets,
             integrations,
             masker,
             journal: input.journal,

@@ -215,13 +215,13 @@ fn check_info(raw: StepInfo) -> Result<PluginInfo, String> {
         return Err("the plugin version is empty".into());
     }
     let config_schema: Value =
-        serde_json::from_str(&raw.config_schema).map_err(|e| format!("the config schema is not JSON: {e}"))?;
+        tern_engine::json::from_str(&raw.config_schema).map_err(|e| format!("the config schema is not JSON: {e}"))?;
     if !config_schema.is_object() {
         return Err("the config schema must be a JSON object".into());
     }
     let output_schema = raw
         .output_schema
-        .map(|s| serde_json::from_str::<Value>(&s).map_err(|e| format!("the output schema is not JSON: {e}")))
+        .map(|s| tern_engine::json::from_str::<Value>(&s).map_err(|e| format!("the output schema is not JSON: {e}")))
         .transpose()?;
     Ok(PluginInfo { name: raw.name, version: raw.version, description: raw.description, config_schema, output_schema })
 }

@@ -331,7 +331,7 @@ impl Step for PluginStep {
                 format!("returned {size} bytes of output; the limit is {} bytes", runtime.limits.output_bytes),
             ));
         }
-        let variables: Map<String, Value> = serde_json::from_str(&output.variables_json)
+        let variables: Map<String, Value> = tern_engine::json::from_str(&output.variables_json)
             .map_err(|e| self.fail("plugin-output", format!("variables-json is not a JSON object: {e}")))?;
         for name in variables.keys() {
             if !self.declared.contains(name) {

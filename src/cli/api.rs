@@ -80,7 +80,7 @@ pub async fn api(shared: &Shared, args: ApiArgs) -> anyhow::Result<ExitCode> {
         }
         println!();
     }
-    match serde_json::from_slice::<Value>(&resp.body) {
+    match tern_engine::json::from_slice::<Value>(&resp.body) {
         Ok(json) => println!("{}", mask(&serde_json::to_string_pretty(&json)?)),
         Err(_) => println!("{}", mask(&String::from_utf8_lossy(&resp.body))),
     }

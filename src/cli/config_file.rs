@@ -58,7 +58,9 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read the configuration file {}", path.display())),
     };
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| not_toml(&path, &text, &e))?;
+    // Saved with a byte order mark (Notepad does) it reads the same (tern_engine::json).
+    let text = tern_engine::json::without_bom_str(&text);
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| not_toml(&path, text, &e))?;
     // `[channels.NAME]` tables are channels, not options.
     let mut problems = Vec::new();
     let channels = table

@@ -211,16 +211,25 @@ impl Shared {
         };
         let stored: std::collections::HashMap<String, secrecy::SecretString> =
             store.all_secrets().await?.into_iter().collect();
-        for info in store.list_secrets().await? {
-            if !stored.contains_key(&info.name) {
-                eprintln!(
-                    "warning: the stored secret `{0}` cannot be decrypted with this master key; flows and integrations that use it fail until it is set again (`tern secrets set {0}`)",
-                    info.name
-                );
-            }
+        let undecryptable = undecryptable_secrets(store).await?;
+        for name in &undecryptable {
+            eprintln!(
+                "warning: {}; flows and integrations that use it fail until then",
+                tern_engine::secrets::unreadable_secret(name)
+            );
         }
-        Ok(Arc::new(LayeredSecrets::new(stored)))
+        let secrets = LayeredSecrets::new(stored);
+        secrets.set_undecryptable(undecryptable);
+        Ok(Arc::new(secrets))
     }
+}
+
+/// The names of the stored secrets that do not decrypt with the loaded keys.
+///
+/// # Errors
+/// The store could not be read.
+pub async fn undecryptable_secrets(store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    Ok(store.list_secrets().await?.into_iter().filter(|s| !s.decrypts).map(|s| s.name).collect())
 }
 
 /// Whether the URL's host is a loopback address or `localhost` (RFC 6761 §6.3).

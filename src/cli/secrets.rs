@@ -51,7 +51,13 @@ pub async fn secrets(shared: &Shared, args: SecretsArgs) -> anyhow::Result<ExitC
                 println!("no secrets; add one with `tern secrets set NAME`");
             }
             for s in list {
-                println!("{}", s.name);
+                if s.decrypts {
+                    println!("{}", s.name);
+                } else {
+                    // Marked on its line; the diagnosis and what to do go to standard error.
+                    println!("{}\t(does not decrypt)", s.name);
+                    eprintln!("warning: {}", tern_engine::secrets::unreadable_secret(&s.name));
+                }
             }
         }
         SecretsCommand::Remove { name } => {

@@ -206,10 +206,12 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         max_concurrency: args.max_concurrency.max(1),
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
         reply_wait: std::time::Duration::from_secs(args.reply_wait.max(1)),
+        readiness: Default::default(),
     });
     // Messages acknowledged before a crash and not answered yet.
     conversations.recover().await?;
     tokio::spawn(refresh_secrets(state.clone()));
+    tokio::spawn(crate::server::health::watch(state.clone()));
     let (reload_tx, reload_rx) = mpsc::channel(8);
     tokio::spawn(reload_loop(state.clone(), args.flows.clone(), args.skip_invalid, reload_rx));
     #[cfg(unix)]
@@ -429,6 +431,10 @@ async fn refresh_secrets(state: Arc<AppState>) {
         match tern_store::Store::all_secrets(&*state.store).await {
             Ok(all) => state.secrets.replace_stored(all),
             Err(e) => tracing::warn!(error = %e, "could not re-read the stored secrets"),
+        }
+        match super::context::undecryptable_secrets(&*state.store).await {
+            Ok(names) => state.secrets.set_undecryptable(names),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not re-read the stored secrets"),
         }
     }
 }

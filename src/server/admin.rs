@@ -49,6 +49,9 @@ pub struct StoredSecret {
     pub set: bool,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Whether the value decrypts with the loaded master key; `false` means flows that use it
+    /// fail (restore the key it was stored with, or set the secret again).
+    pub decrypts: bool,
 }
 
 /// `PUT /v1/secrets/{name}`'s body.
@@ -195,7 +198,10 @@ pub async fn delete_integration(
 )]
 pub async fn list_secrets(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
     let list = state.store.list_secrets().await.map_err(internal)?;
-    let stored = list.into_iter().map(|s| StoredSecret { name: s.name, set: true, updated_at: s.updated_at }).collect();
+    let stored = list
+        .into_iter()
+        .map(|s| StoredSecret { name: s.name, set: true, updated_at: s.updated_at, decrypts: s.decrypts })
+        .collect();
     let mut env: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.to_str().and_then(|k| k.strip_prefix("TERN_SECRET_")).map(str::to_string))
         .collect();

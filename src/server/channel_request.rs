@@ -73,10 +73,24 @@ impl ChannelRequest {
     /// # Errors
     /// Axum's [`JsonRejection`](axum::extract::rejection::JsonRejection).
     pub async fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, axum::extract::rejection::JsonRejection> {
-        let mut req = Request::new(axum::body::Body::from(self.body.clone()));
-        *req.headers_mut() = self.headers.clone();
-        axum::Json::<T>::from_request(req, &()).await.map(|axum::Json(v)| v)
+        json_body(&self.headers, &self.body).await
     }
+}
+
+/// A JSON request body read the one way every route reads JSON: one leading UTF-8 byte order
+/// mark is skipped ([`tern_engine::json`]), then exactly as `axum::Json` does it (415 without
+/// a JSON content type, 400 for malformed JSON, 422 for JSON of the wrong shape).
+///
+/// # Errors
+/// Axum's [`JsonRejection`](axum::extract::rejection::JsonRejection).
+pub async fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &Bytes,
+) -> Result<T, axum::extract::rejection::JsonRejection> {
+    let bom = body.len() - tern_engine::json::without_bom(body).len();
+    let mut req = Request::new(axum::body::Body::from(body.slice(bom..)));
+    *req.headers_mut() = headers.clone();
+    axum::Json::<T>::from_request(req, &()).await.map(|axum::Json(v)| v)
 }
 
 impl AppState {

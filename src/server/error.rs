@@ -22,14 +22,18 @@ pub const ADMIN_TOKEN_NEEDED: &str = "the admin API needs `Authorization: Bearer
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
-    /// Whether to send `Retry-After: 1` (overload, a busy conversation).
-    retry_after: bool,
+    /// The `Retry-After` to send, in seconds (overload, a busy conversation, the store down).
+    retry_after: Option<u32>,
 }
+
+/// `Retry-After` of a `store-unavailable` answer, in seconds: long enough for a connection to
+/// come back, short next to a channel's patience.
+pub const STORE_RETRY_SECS: u32 = 5;
 
 impl ApiError {
     /// An answer with `status` and `message` (what went wrong and what to do).
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody { error: message.into(), code: None, problems: Vec::new() }, retry_after: false }
+        Self { status, body: ErrorBody { error: message.into(), code: None, problems: Vec::new() }, retry_after: None }
     }
 
     /// `400 Bad Request`.
@@ -52,11 +56,14 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, ADMIN_TOKEN_NEEDED)
     }
 
-    /// `500`: `detail` (a store's or a service's error, which may name files and databases)
-    /// goes to the log with `what` the server was doing; the caller gets `public`.
+    /// `500 store-unavailable` with `Retry-After`: `detail` (the store's error, which may name
+    /// files and databases) goes to the log with `what` the server was doing; the caller gets
+    /// `public`.
     pub fn internal(what: &str, detail: &dyn Display, public: &'static str) -> Self {
         tracing::error!(error = %detail, "could not {what}");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, public)
+            .code("store-unavailable")
+            .retry_after_secs(STORE_RETRY_SECS)
     }
 
     /// With a stable, kebab-case code.
@@ -75,8 +82,14 @@ impl ApiError {
 
     /// With `Retry-After: 1`.
     #[must_use]
-    pub fn retry_after(mut self) -> Self {
-        self.retry_after = true;
+    pub fn retry_after(self) -> Self {
+        self.retry_after_secs(1)
+    }
+
+    /// With `Retry-After: secs`.
+    #[must_use]
+    pub fn retry_after_secs(mut self, secs: u32) -> Self {
+        self.retry_after = Some(secs);
         self
     }
 }
@@ -84,8 +97,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut r = (self.status, axum::Json(self.body)).into_response();
-        if self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         r
     }
@@ -106,7 +119,11 @@ impl From<&ConversationError> for ApiError {
             | ConversationError::Interrupted { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let error = Self::new(status, e.to_string()).code(e.code());
-        if e.is_retryable() && status != StatusCode::INTERNAL_SERVER_ERROR { error.retry_after() } else { error }
+        match e {
+            ConversationError::Store { .. } => error.retry_after_secs(STORE_RETRY_SECS),
+            e if e.is_retryable() => error.retry_after(),
+            _ => error,
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest as _, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -75,9 +75,7 @@ pub async fn post_event(
             ));
         }
     };
-    let mut req = axum::extract::Request::new(axum::body::Body::from(body));
-    *req.headers_mut() = headers;
-    let axum::Json(event) = axum::Json::<Value>::from_request(req, &()).await.map_err(|e| {
+    let event: Value = super::channel_request::json_body(&headers, &body).await.map_err(|e| {
         ApiError::new(e.status(), format!("{}; send the event as a JSON object", super::rejection_text(&e.body_text())))
     })?;
     let identifier = state.integrations.event_account(&name, &event).await.map_err(|e| match e {

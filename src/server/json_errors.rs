@@ -1,7 +1,8 @@
 //! Every error answer is JSON `{"error": "…"}`. Handlers answer errors with
 //! [`super::error`]; this layer converts what axum itself answers before a handler runs (a path
 //! that is not UTF-8, a body over the 64 KiB limit, a malformed form) from `text/plain` to the
-//! same JSON, so that a client (and the OpenAPI document) sees one error format.
+//! same JSON, so that a client (and the OpenAPI document) sees one error format. A 503 without
+//! `Retry-After` gets `Retry-After: 1` here.
 //!
 //! Every rejection's text goes through [`rejection_text`], which also takes out the values the
 //! parser quotes (`invalid type: string "…"`): a secret sent in a field of the wrong type, or
@@ -19,8 +20,12 @@ pub const MAX_ERROR_TEXT: usize = 16 * 1024;
 
 /// Converts a plain-text or empty error answer to `req` into the JSON error body.
 pub async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
     let status = response.status();
+    // Every 503 says when to come back, whoever answered it.
+    if status == axum::http::StatusCode::SERVICE_UNAVAILABLE && !response.headers().contains_key(header::RETRY_AFTER) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
@@ -47,7 +52,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 /// # Errors
 /// 400 with where the JSON breaks (line and column), never quoting the body.
 pub(crate) fn json_body(body: &[u8]) -> Result<serde_json::Value, super::error::ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
+    tern_engine::json::from_slice(body).map_err(|e| {
         super::error::ApiError::bad_request(format!(
             "the body is not JSON: {} (send `Content-Type: application/json`)",
             without_values(&e.to_string())

@@ -45,7 +45,7 @@ fn caller_input(uri: &axum::http::Uri, body: &[u8]) -> Vec<u8> {
     seen.push(b'\n');
     seen.extend_from_slice(body);
     seen.push(b'\n');
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+    if let Ok(value) = tern_engine::json::from_slice::<serde_json::Value>(body) {
         fn walk(v: &serde_json::Value, out: &mut Vec<u8>) {
             match v {
                 serde_json::Value::String(s) => {

@@ -13,6 +13,7 @@ pub mod channel_request;
 pub mod console;
 mod error;
 mod events;
+pub mod health;
 mod incoming;
 mod json_errors;
 pub mod listen;
@@ -36,7 +37,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use secrecy::SecretString;
-use serde::Serialize;
 use serde_json::json;
 use tern_engine::conversation::Conversations;
 use tern_engine::conversation::{ConversationId, Inbound, MessageId, Trigger};
@@ -78,6 +78,8 @@ pub struct AppState {
     /// How long a message request waits for the run's answer before answering 202 with the
     /// URL to fetch it from.
     pub reply_wait: std::time::Duration,
+    /// The last readiness check of the store (`/readyz`, `/healthz`).
+    pub readiness: health::ReadyCache,
 }
 
 impl AppState {
@@ -128,7 +130,9 @@ pub fn routes() -> Vec<Route> {
         (Method::PUT, "/v1/channels/{name}", put(channel_admin::put_channel)),
         (Method::DELETE, "/v1/channels/{name}", delete(channel_admin::delete_channel)),
         (Method::POST, "/v1/integrations/{name}/events", post(events::post_event)),
-        (Method::GET, "/healthz", get(healthz)),
+        (Method::GET, "/healthz", get(health::healthz)),
+        (Method::GET, "/livez", get(health::livez)),
+        (Method::GET, "/readyz", get(health::readyz)),
         (Method::GET, "/metrics", get(metrics_text)),
         (Method::GET, "/openapi.json", get(openapi::openapi_json)),
     ]
@@ -169,28 +173,6 @@ async fn method_not_allowed() -> Response {
     error(StatusCode::METHOD_NOT_ALLOWED, "this route does not take this method; GET /openapi.json lists them")
 }
 
-/// `GET /healthz`'s answer.
-#[derive(Serialize, utoipa::ToSchema)]
-struct Health {
-    /// Always `ok` while the server answers.
-    #[schema(value_type = String, example = "ok")]
-    status: &'static str,
-}
-
-/// `GET /healthz`.
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses(
-        (status = 200, description = "The server answers", body = Health),
-        (status = 503, description = "At the concurrency limit (`Retry-After`)", body = openapi::ErrorBody),
-    )
-)]
-async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok" })
-}
-
 async fn overloaded(err: tower::BoxError) -> Response {
     if err.is::<tower::load_shed::error::Overloaded>() {
         let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "the server is at its concurrency limit; retry shortly");
@@ -198,7 +180,9 @@ async fn overloaded(err: tower::BoxError) -> Response {
         return r;
     }
     if err.is::<tower::timeout::error::Elapsed>() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the request took longer than the server's request timeout");
+        let mut r = error(StatusCode::SERVICE_UNAVAILABLE, "the request took longer than the server's request timeout");
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        return r;
     }
     error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
 }

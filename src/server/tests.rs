@@ -102,6 +102,7 @@ impl Harness {
             max_concurrency: 16,
             request_timeout: Duration::from_secs(30),
             reply_wait: Duration::from_secs(10),
+            readiness: Default::default(),
         });
         Self { _dir: dir, app: app(state), conversations }
     }
@@ -395,7 +396,13 @@ async fn healthz_and_metrics() {
     let h = Harness::new().await;
     let (status, _, body) = h.send(Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"status": "ok"}));
+    let ready = json!({"status": "ok", "checks": [
+        {"name": "store-query", "status": "ok"}, {"name": "store-write", "status": "ok"}]});
+    assert_eq!(body, ready, "/healthz is readiness");
+    let (status, _, body) = h.send(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, ready));
+    let (status, _, body) = h.send(Request::get("/livez").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
     h.post_json("/v1/conversations/c-m/messages", &json!({"text": "hello"})).await;
     let (status, headers, body) = h.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
@@ -1147,5 +1154,81 @@ async fn a_secret_sent_in_the_wrong_type_is_not_echoed_back() {
     let (status, _, answer) = h.send(req).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!answer.to_string().contains(SECRET), "{answer}");
+    h.stop().await;
+}
+
+/// One leading UTF-8 byte order mark is skipped wherever JSON comes in: the message webhook
+/// and the admin API (secrets, integrations, channels); a second one is still an error.
+#[tokio::test]
+async fn json_bodies_with_a_byte_order_mark_are_read_everywhere() {
+    let h = Harness::new().await;
+    let with_bom = |uri: &str, method: Method, auth: &str, json: &Value| {
+        let mut body = tern_engine::json::UTF8_BOM.to_vec();
+        body.extend_from_slice(json.to_string().as_bytes());
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {auth}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (status, _, body) = h
+        .send(with_bom(
+            "/v1/conversations/c-bom/messages",
+            Method::POST,
+            CHANNEL,
+            &json!({"text": "hello", "channel": "web"}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["replies"][0]["text"], "Hi hello via web", "{body}");
+    let (status, _, body) =
+        h.send(with_bom("/v1/secrets/BOM_SECRET", Method::PUT, ADMIN, &json!({"value": "bom-secret-value-1"}))).await;
+    assert!(status.is_success(), "{status} {body}");
+    let settings = json!({"client_id": "cid", "client_secret": "cs-bom-secret-value", "authorization_url": "https://auth.example.com/authorize",
+        "token_url": "https://auth.example.com/token", "api_origins": ["https://api.example.com"]});
+    let (status, _, body) = h.send(with_bom("/v1/integrations/bom", Method::PUT, ADMIN, &settings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = h
+        .send(with_bom(
+            "/v1/channels/bomchan",
+            Method::PUT,
+            ADMIN,
+            &json!({"kind": "generic", "tokens": ["bom-channel-token-0123456789"]}),
+        ))
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    // Two marks are not one.
+    let mut twice = tern_engine::json::UTF8_BOM.repeat(2);
+    twice.extend_from_slice(br#"{"text": "hello"}"#);
+    let req = Request::post("/v1/conversations/c-bom/messages")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(twice))
+        .unwrap();
+    let (status, _, _) = h.send(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    h.stop().await;
+}
+
+/// Wrong admin tokens are throttled with `Retry-After` (the throttle's table itself is tested
+/// in `console::session`).
+#[tokio::test]
+async fn too_many_wrong_sign_ins_get_429_with_retry_after() {
+    let h = Harness::new().await;
+    let wrong = || {
+        Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("token=wrong-token"))
+            .unwrap()
+    };
+    for _ in 0..crate::server::console::session::MAX_FAILURES_PER_MINUTE {
+        assert_eq!(h.send(wrong()).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, headers, body) = h.send(wrong()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let secs: u64 = headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&secs), "{secs}");
+    assert!(body.as_str().unwrap().contains(&format!("try again in {secs} s")), "{body}");
     h.stop().await;
 }

@@ -106,6 +106,12 @@ impl Integrations {
             ));
         };
         let Some(value) = self.secrets.get(secret_name) else {
+            if self.secrets.undecryptable(secret_name) {
+                return Err(refused(
+                    format!("its events secret: {}", tern_engine::secrets::unreadable_secret(secret_name)),
+                    "events-secret-undecryptable",
+                ));
+            }
             return Err(refused(
                 format!("its events secret `{secret_name}` is not set (`tern secrets set {secret_name}`)"),
                 "events-secret-not-set",

@@ -156,7 +156,11 @@ impl Integrations {
         let secret_name = rec.config.static_secret.clone().unwrap_or_default();
         let value = self.secrets.get(&secret_name).ok_or_else(|| TokenError::NotAuthorized {
             integration: rec.name.clone(),
-            for_whom: format!(" (secret `{secret_name}` is not set; `tern secrets set {secret_name}`)"),
+            for_whom: if self.secrets.undecryptable(&secret_name) {
+                format!(" ({})", tern_engine::secrets::unreadable_secret(&secret_name))
+            } else {
+                format!(" (secret `{secret_name}` is not set; `tern secrets set {secret_name}`)")
+            },
         })?;
         let header = rec.config.static_header.as_deref().unwrap_or("Authorization");
         let bad = |reason: &str| TokenError::Provider { integration: rec.name.clone(), reason: reason.to_string() };

@@ -183,6 +183,9 @@ pub struct SecretInfo {
     pub name: String,
     /// Unix seconds.
     pub updated_at: i64,
+    /// Whether the stored value decrypts with the loaded keys. One that does not (a wrong
+    /// master key, a modified row) is not usable: [`tern_engine::secrets::unreadable_secret`] says what to do.
+    pub decrypts: bool,
 }
 
 /// The store.
@@ -233,7 +236,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Every secret that decrypts (for `{{secrets.NAME}}` at run time); one that does not is
     /// left out, so that only the flows using it fail (compare with [`Store::list_secrets`]).
     async fn all_secrets(&self) -> Result<Vec<(String, SecretString)>, StoreError>;
-    /// Names of stored secrets.
+    /// Names of stored secrets, each with whether it decrypts.
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError>;
     /// Removes a secret; `false` when there was none.
     async fn remove_secret(&self, name: &str) -> Result<bool, StoreError>;

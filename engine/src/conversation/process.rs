@@ -310,7 +310,9 @@ async fn commit(
     let channel = conversation.channel_ref_and_id().0;
     let deliver = answered.answer.run_id.is_some() && has_webhook(inner, &channel).await;
     let outbox = deliver.then(|| webhook_body(&answered.json, conversation));
-    let must_wait = remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some();
+    // While the store refuses writes, nothing is answered before it is stored (writer.rs).
+    let must_wait =
+        remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some() || inner.writer.failing();
     let cleared = matches!(paused, PausedChange::Clear);
     if let PausedChange::Set(p) = &paused {
         inner.paused.add(conversation, p.expires_at);

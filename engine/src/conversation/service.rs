@@ -209,6 +209,18 @@ impl Conversations {
         self.inner.store.outbox_len().await
     }
 
+    /// Tells the service that the store refuses writes (a readiness check found it read-only,
+    /// full or unreachable): until a commit succeeds again, every message is answered only
+    /// after its commit, so that nothing is acknowledged that was not stored.
+    pub fn store_refuses_writes(&self) {
+        self.inner.writer.mark_failing();
+    }
+
+    /// Whether the last commit failed and none succeeded since.
+    pub fn writes_failing(&self) -> bool {
+        self.inner.writer.failing()
+    }
+
     /// Messages queued or running now.
     pub fn in_flight(&self) -> usize {
         self.inner.queue.len()

@@ -5,7 +5,13 @@
 //! (backpressure), so memory stays bounded under any load. Closing the writer commits what is
 //! queued, then the task ends. When a batch fails, each of its operations is tried again alone,
 //! so that one message whose row the database refuses fails by itself.
+//!
+//! While commits fail (a full disk, a read-only file, the database down: [`Writer::failing`]
+//! until a commit succeeds again), callers that would not wait for their commit (a run whose
+//! only trace is history) wait for it too, so that nothing is answered as done that was not
+//! stored.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
@@ -28,14 +34,27 @@ struct Request {
 /// The sending side of the writer.
 pub(super) struct Writer {
     tx: Mutex<Option<mpsc::Sender<Request>>>,
+    /// Whether the last commit failed (set by the task, cleared by its next success).
+    failing: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer task with a queue of `capacity` operations.
     pub(super) fn start(store: Arc<dyn ConversationStore>, capacity: usize) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let task = tokio::spawn(run(store, rx));
-        (Self { tx: Mutex::new(Some(tx)) }, task)
+        let failing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(store, rx, failing.clone()));
+        (Self { tx: Mutex::new(Some(tx)), failing }, task)
+    }
+
+    /// Whether the last commit failed and none succeeded since: the store refuses writes.
+    pub(super) fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// Treats the store as refusing writes until the next commit succeeds.
+    pub(super) fn mark_failing(&self) {
+        self.failing.store(true, Ordering::Relaxed);
     }
 
     /// Queues `op` (waiting for room when the queue is full); with `wait`, returns once it is
@@ -62,7 +81,7 @@ impl Writer {
     }
 }
 
-async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>) {
+async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>, failing: Arc<AtomicBool>) {
     let mut batch: Vec<Request> = Vec::with_capacity(64);
     let mut ops: Vec<WriteOp> = Vec::with_capacity(64);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -72,11 +91,15 @@ async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>)
             acks.push(r.done);
         }
         let result = store.write(&ops).await.map_err(|e| WriteFailed(e.to_string().into()));
+        failing.store(result.is_err(), Ordering::Relaxed);
         if result.is_err() && ops.len() > 1 {
             // One message's bad row must not fail the others committed with it: each
             // operation again, alone, and each caller gets its own result.
             for (op, ack) in ops.drain(..).zip(acks.drain(..)) {
                 let one = store.write(std::slice::from_ref(&op)).await.map_err(|e| WriteFailed(e.to_string().into()));
+                if one.is_ok() {
+                    failing.store(false, Ordering::Relaxed);
+                }
                 if let Err(e) = &one {
                     tracing::error!(error = %e, history_lost = ack.is_none(), "could not commit a conversation write");
                 }

@@ -37,6 +37,30 @@ pub fn check_secret_name(name: &str) -> Result<(), BadSecretName> {
 pub trait SecretSource: Send + Sync {
     /// The secret called `name`, if there is one.
     fn get(&self, name: &str) -> Option<SecretString>;
+
+    /// Whether a secret called `name` is stored but does not decrypt (a wrong master key, a
+    /// modified row), so that a missing value is diagnosed as that ([`unreadable_secret`])
+    /// rather than as "not set".
+    fn undecryptable(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+}
+
+/// The diagnosis of a stored secret `name` that does not decrypt, with what to do.
+pub fn unreadable_secret(name: &str) -> String {
+    format!(
+        "the stored secret `{name}` does not decrypt with the loaded master key (the key it was stored with is not loaded, or the row was modified): load that key again (TERN_MASTER_KEY, or TERN_MASTER_KEY_PREVIOUS during `tern keys rotate`), or set the secret again with `tern secrets set {name}`"
+    )
+}
+
+/// Why a run has no value for `{{secrets.NAME}}`, with what to do.
+pub fn missing_secret(source: &dyn SecretSource, name: &str) -> String {
+    if source.undecryptable(name) {
+        unreadable_secret(name)
+    } else {
+        format!("no secret `{name}`; set it with `tern secrets set {name}` or TERN_SECRET_{name}")
+    }
 }
 
 /// Secrets from the environment: `{{secrets.API_KEY}}` reads `TERN_SECRET_API_KEY`.
@@ -149,6 +173,8 @@ impl Masker {
 /// admin API sets or removes a secret.
 pub struct LayeredSecrets {
     stored: std::sync::RwLock<std::collections::HashMap<String, SecretString>>,
+    /// Stored secrets that do not decrypt (their names only).
+    undecryptable: std::sync::RwLock<std::collections::BTreeSet<String>>,
 }
 
 impl LayeredSecrets {
@@ -160,7 +186,13 @@ impl LayeredSecrets {
                 known::remember_str(&v);
             }
         }
-        Self { stored: std::sync::RwLock::new(stored.into_iter().collect()) }
+        Self { stored: std::sync::RwLock::new(stored.into_iter().collect()), undecryptable: Default::default() }
+    }
+
+    /// Records which stored secrets do not decrypt (all of them, replacing the previous list):
+    /// a flow that uses one fails saying so ([`unreadable_secret`]).
+    pub fn set_undecryptable(&self, names: impl IntoIterator<Item = String>) {
+        *self.undecryptable.write().unwrap_or_else(|p| p.into_inner()) = names.into_iter().collect();
     }
 
     /// Replaces the whole stored layer with what the store holds now (the server re-reads it
@@ -177,6 +209,7 @@ impl LayeredSecrets {
         if let Some(v) = &value {
             known::remember(v);
         }
+        self.undecryptable.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         let mut stored = self.stored.write().unwrap_or_else(|p| p.into_inner());
         match value {
             Some(v) => stored.insert(name.to_string(), v),
@@ -189,6 +222,10 @@ impl SecretSource for LayeredSecrets {
     fn get(&self, name: &str) -> Option<SecretString> {
         let stored = self.stored.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
         stored.or_else(|| EnvSecrets.get(name))
+    }
+
+    fn undecryptable(&self, name: &str) -> bool {
+        self.undecryptable.read().unwrap_or_else(|p| p.into_inner()).contains(name)
     }
 }
 

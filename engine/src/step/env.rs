@@ -51,6 +51,9 @@ pub struct RunEnv {
     pub event: Option<Value>,
     /// `{{secrets.NAME}}`, only those the flow uses.
     pub secrets: SecretMap,
+    /// Secrets the flow uses that are stored but do not decrypt (a missing one is diagnosed
+    /// as that, not as "not set").
+    pub undecryptable_secrets: Vec<String>,
     /// `{{integration.NAME.FIELD}}`.
     pub integrations: HashMap<IntegrationName, Map<String, Value>>,
     /// Masks the values of `secrets` in replies, errors and history.
@@ -85,7 +88,13 @@ impl Scope for RunScope<'_> {
             Root::Secret(name) => {
                 use secrecy::ExposeSecret;
                 let s = self.env.secrets.get(name).ok_or_else(|| {
-                    missing(&format!("no secret `{name}`; set it with `tern secrets set {name}` or TERN_SECRET_{name}"))
+                    if self.env.undecryptable_secrets.iter().any(|n| n == name) {
+                        missing(&crate::secrets::unreadable_secret(name))
+                    } else {
+                        missing(&format!(
+                            "no secret `{name}`; set it with `tern secrets set {name}` or TERN_SECRET_{name}"
+                        ))
+                    }
                 })?;
                 return Ok(Cow::Owned(Value::String(s.expose_secret().to_string())));
             }

@@ -39,6 +39,7 @@
 
 pub mod crypto;
 mod database_url;
+pub mod health;
 mod postgres;
 mod rows;
 mod sql;
@@ -75,6 +76,10 @@ pub trait Backend: Store + ConversationStore + ChannelStore + tern_engine::chann
 
     /// `sqlite` or `postgresql`.
     fn kind(&self) -> &'static str;
+
+    /// Whether the store can serve now: a query answers and a write commits, each within
+    /// [`health::READY_TIMEOUT`] (see [`health`]). Never fails: a failure is a check's fault.
+    async fn readiness(&self) -> health::Readiness;
 
     /// Re-encrypts every secret column under the keyring's current key, in one transaction (a
     /// crash leaves the old ciphertexts, still readable with the old key). Returns how many

@@ -92,17 +92,20 @@ pub async fn sign_in(
         return form_page(StatusCode::BAD_REQUEST, "/", Some("The form was incomplete; type the admin token."));
     };
     let next = local(f.next.as_deref()).to_string();
-    if state.sessions.throttled(client) {
-        return form_page(
+    if let Some(wait) = state.sessions.throttled(client) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut r = form_page(
             StatusCode::TOO_MANY_REQUESTS,
             &next,
-            Some("Too many wrong tokens in the last minute; wait a minute and try again."),
+            Some(&format!("Too many wrong tokens from this address in the last minute; try again in {secs} s.")),
         );
+        r.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        return r;
     }
     let ok: bool =
         subtle::ConstantTimeEq::ct_eq(f.token.trim().as_bytes(), state.admin_token.expose_secret().as_bytes()).into();
     if !ok {
-        state.sessions.failure_allowed(client);
+        state.sessions.failed(client);
         tracing::warn!("console sign-in with a wrong admin token");
         return form_page(StatusCode::UNAUTHORIZED, &next, Some("That is not the admin token."));
     }

@@ -345,11 +345,19 @@ impl<F: Flavor> Store for SqlStore<F> {
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretInfo>, StoreError> {
-        let rows = sqlx::query("SELECT name, updated_at FROM secrets ORDER BY name")
+        let rows = sqlx::query("SELECT name, value, updated_at FROM secrets ORDER BY name")
             .fetch_all(&self.pool)
             .await
             .map_err(self.db())?;
-        Ok(rows.iter().map(|r| SecretInfo { name: r.get("name"), updated_at: r.get("updated_at") }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let name: String = r.get("name");
+                let blob: Vec<u8> = r.get("value");
+                let decrypts = self.sealer.decrypt_secret("secrets", &name, "value", &blob).is_ok();
+                SecretInfo { name, updated_at: r.get("updated_at"), decrypts }
+            })
+            .collect())
     }
 
     async fn remove_secret(&self, name: &str) -> Result<bool, StoreError> {

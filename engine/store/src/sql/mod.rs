@@ -43,6 +43,7 @@ use tern_engine::clock::{self, Clock};
 use tern_engine::conversation::{ConversationId, ConversationLock, Pruned, Retention, WriteOp};
 
 use crate::crypto::{Aad, Keyring};
+use crate::health::{CHECK_QUERY, CHECK_WRITE, Check, Fault, READY_TIMEOUT, Readiness};
 use crate::rows::{SECRET_COLUMNS, Sealer};
 use crate::{Backend, StoreError};
 
@@ -117,6 +118,12 @@ pub trait Flavor: Send + Sync + Sized + 'static {
         Ok(())
     }
 
+    /// Whether the database's files can be written, where the database is files (SQLite):
+    /// the fault and the detail for the log.
+    fn writable(&self) -> Result<(), (crate::health::Fault, String)> {
+        Ok(())
+    }
+
     /// Takes a conversation across the processes sharing the database.
     async fn lock_conversation(
         &self,
@@ -139,6 +146,9 @@ pub struct SqlStore<F: Flavor> {
     /// What rows are stamped with and expiry is judged by.
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) flavor: Arc<F>,
+    /// Whether the last retention pass found the `webhook_ids` table full of live ids (see
+    /// `webhook_ids.rs`).
+    pub(crate) seen_ids_full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<F: Flavor> Clone for SqlStore<F> {
@@ -149,6 +159,7 @@ impl<F: Flavor> Clone for SqlStore<F> {
             location: self.location.clone(),
             clock: self.clock.clone(),
             flavor: self.flavor.clone(),
+            seen_ids_full: self.seen_ids_full.clone(),
         }
     }
 }
@@ -164,7 +175,14 @@ impl<F: Flavor> std::fmt::Debug for SqlStore<F> {
 
 impl<F: Flavor> SqlStore<F> {
     pub(crate) fn new(pool: AnyPool, keys: Keyring, location: String, flavor: F) -> Self {
-        Self { pool, sealer: Sealer(Arc::new(keys)), location, clock: clock::system(), flavor: Arc::new(flavor) }
+        Self {
+            pool,
+            sealer: Sealer(Arc::new(keys)),
+            location,
+            clock: clock::system(),
+            flavor: Arc::new(flavor),
+            seen_ids_full: Arc::default(),
+        }
     }
 
     /// The same store on another clock (tests pass a
@@ -310,6 +328,59 @@ impl<F: Flavor> SqlStore<F> {
     }
 }
 
+impl<F: Flavor> SqlStore<F> {
+    /// The readiness checks ([`crate::health`]).
+    async fn check_readiness(&self) -> Readiness {
+        let query = self
+            .bounded(CHECK_QUERY, async {
+                sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.pool).await.map(drop)
+            })
+            .await;
+        let write = if let (Some(fault), detail) = (query.fault, &query.detail) {
+            Check { name: CHECK_WRITE, fault: Some(fault), detail: detail.clone() }
+        } else if let Err((fault, detail)) = self.flavor.writable() {
+            Check::failed(CHECK_WRITE, fault, detail)
+        } else {
+            self.bounded(CHECK_WRITE, self.write_probe()).await
+        };
+        Readiness { checks: vec![query, write] }
+    }
+
+    /// Runs one check within [`READY_TIMEOUT`].
+    async fn bounded(
+        &self,
+        name: &'static str,
+        check: impl std::future::Future<Output = Result<(), sqlx::Error>>,
+    ) -> Check {
+        match tokio::time::timeout(READY_TIMEOUT, check).await {
+            Ok(Ok(())) => Check::passed(name),
+            Ok(Err(e)) => Check::failed(name, Fault::of(&e), format!("store {}: {e}", self.location)),
+            Err(_) => Check::failed(
+                name,
+                Fault::TimedOut,
+                format!("store {}: no answer within {} ms", self.location, READY_TIMEOUT.as_millis()),
+            ),
+        }
+    }
+
+    /// Writes the `ready_probe` row of `meta` in a writing transaction of its own (behind this
+    /// process's write gate, as conversation writes are).
+    async fn write_probe(&self) -> Result<(), sqlx::Error> {
+        let _gate = self.gate().await;
+        let mut tx = match F::DIALECT.begin_write {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        };
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('ready_probe', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(self.now_ms().to_be_bytes().to_vec())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+}
+
 #[async_trait]
 impl<F: Flavor> Backend for SqlStore<F> {
     fn location(&self) -> &str {
@@ -318,6 +389,10 @@ impl<F: Flavor> Backend for SqlStore<F> {
 
     fn kind(&self) -> &'static str {
         F::DIALECT.kind
+    }
+
+    async fn readiness(&self) -> Readiness {
+        self.check_readiness().await
     }
 
     async fn reencrypt_all(&self) -> Result<usize, StoreError> {

@@ -3,8 +3,11 @@
 //! replay window, with the body's SHA-256 and the latest accepted timestamp. One statement
 //! decides ([`SeenWebhookIds`]'s rule): a new id is inserted, an expired one (not pruned yet) is
 //! taken again, a live one is taken again only by a retry (the same body, a later timestamp);
-//! anything else changes nothing. Retention ([`SqlStore::prune_webhook_ids`]) deletes expired rows and
-//! keeps at most [`MAX_SEEN_WEBHOOK_IDS`].
+//! anything else changes nothing. Retention ([`SqlStore::prune_webhook_ids`]) deletes expired
+//! rows. An id still in the replay window is never deleted (its request could be replayed):
+//! when more than [`MAX_SEEN_WEBHOOK_IDS`] are live at a retention pass, new ids are refused
+//! like replays until a pass finds fewer (the table holds at most that many plus what senders
+//! sign between two passes).
 
 use async_trait::async_trait;
 use tern_engine::channel_auth::{MAX_SEEN_WEBHOOK_IDS, SeenWebhookIds, Sighting, SignedRequest};
@@ -15,6 +18,13 @@ use crate::StoreError;
 #[async_trait]
 impl<F: Flavor> SeenWebhookIds for SqlStore<F> {
     async fn sighting(&self, r: &SignedRequest<'_>, now_ms: i64) -> Result<Sighting, StoreError> {
+        if self.seen_ids_full.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                limit = MAX_SEEN_WEBHOOK_IDS,
+                "more webhook-ids are in the replay window than are kept; a new signed request is refused until retention finds fewer"
+            );
+            return Ok(Sighting::Replayed);
+        }
         let _gate = self.gate().await;
         let accepted = sqlx::query(
             "INSERT INTO webhook_ids (scope, webhook_id, expires_at_ms, body_sha256, signed_at) VALUES ($1, $2, $3, $4, $5)
@@ -49,14 +59,13 @@ impl<F: Flavor> SeenWebhookIds for SqlStore<F> {
 }
 
 impl<F: Flavor> SqlStore<F> {
-    /// Deletes the expired `webhook-id`s, then the oldest beyond [`MAX_SEEN_WEBHOOK_IDS`].
-    /// Returns how many.
+    /// Deletes the expired `webhook-id`s and notes whether the live ones fill the table (then
+    /// new ids are refused until a pass finds room). Returns how many were deleted.
     pub(crate) async fn prune_webhook_ids(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let mut n = self.delete_chunked("webhook_ids", "expires_at_ms <= $1", now_ms, "expires_at_ms", None).await?;
-        let excess = self.count("webhook_ids").await? - i64::try_from(MAX_SEEN_WEBHOOK_IDS).unwrap_or(i64::MAX);
-        if excess > 0 {
-            n += self.delete_chunked("webhook_ids", "$1 = $1", 0, "expires_at_ms", Some(excess)).await?;
-        }
+        let n = self.delete_chunked("webhook_ids", "expires_at_ms <= $1", now_ms, "expires_at_ms", None).await?;
+        let live = self.count("webhook_ids").await?;
+        let full = live >= i64::try_from(MAX_SEEN_WEBHOOK_IDS).unwrap_or(i64::MAX);
+        self.seen_ids_full.store(full, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }

@@ -45,6 +45,8 @@ const WAL_RESTART_FRAMES: i64 = 4096;
 pub struct Sqlite {
     write_gate: tokio::sync::Mutex<()>,
     history: HistoryCount,
+    /// The database file (its write-ahead log is next to it, `-wal`).
+    file: std::path::PathBuf,
 }
 
 /// How many runs history holds, as the writer and the pruning pass see it, so that the writer
@@ -83,7 +85,7 @@ impl SqlStore<Sqlite> {
             .connect_with(opts)
             .await
             .map_err(db_err)?;
-        let store = Self::new(pool, keys, location, Sqlite::default());
+        let store = Self::new(pool, keys, location, Sqlite { file: path.to_path_buf(), ..Sqlite::default() });
         store.adopt_legacy_versions().await?;
         store.migrate(&MIGRATOR).await?;
         store.check_key().await?;
@@ -189,6 +191,16 @@ impl Flavor for Sqlite {
 
     fn write_gate(&self) -> Option<&tokio::sync::Mutex<()>> {
         Some(&self.write_gate)
+    }
+
+    /// The database file and its write-ahead log can be written: a file made read-only while
+    /// the server runs is refused by the next connection the pool opens and at every restart,
+    /// though the connections already open keep writing.
+    fn writable(&self) -> Result<(), (crate::health::Fault, String)> {
+        crate::health::file_writable(&self.file, false)?;
+        let mut wal = self.file.clone().into_os_string();
+        wal.push("-wal");
+        crate::health::file_writable(std::path::Path::new(&wal), true)
     }
 
     /// One `BEGIN IMMEDIATE` transaction behind the write gate, which also keeps history at
