@@ -72,7 +72,11 @@ impl Fault {
 
     /// A SQLite result code (decimal, possibly extended) or a PostgreSQL SQLSTATE.
     fn of_code(code: &str) -> Self {
-        if let Ok(n) = code.parse::<i64>() {
+        // PostgreSQL's SQLSTATEs are five characters, some of them all digits (`25006`); SQLite's
+        // codes are numbers of at most four digits.
+        if let Ok(n) = code.parse::<i64>()
+            && code.len() < 5
+        {
             // SQLite: the primary code is the low byte of an extended one.
             return match n & 0xff {
                 8 => Self::ReadOnly,
