@@ -59,7 +59,7 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
     }))
     .unwrap();
     let done = Completion {
-        channel: tern_engine::channel::ChannelName::default_channel(),
+        channel: tern_engine::channel::ChannelRef::named(tern_engine::channel::ChannelName::default_channel()),
         conversation: c.clone(),
         message_id: m.clone(),
         remember_answer: true,
