@@ -423,7 +423,7 @@ fn one_undecryptable_secret_fails_only_its_users() {
     let out = cmd().args(["integrations", "list"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("`BAD` cannot be decrypted"), "the bad secret is named: {stderr}");
+    assert!(stderr.contains("the stored secret `BAD` does not decrypt"), "the bad secret is named: {stderr}");
     let out = cmd().args(["run", plain.to_str().unwrap(), "-m", "x"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");

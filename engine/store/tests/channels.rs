@@ -24,6 +24,7 @@ fn token_draft(token: &str) -> ChannelDraft {
         kind: Some(ChannelKind::Generic),
         tokens: vec![SecretString::from(token.to_string())],
         webhook_url: Some("https://bot:hook-pass-42@chat.example.com/replies?key=k".into()),
+        webhook_secret: Some(SecretString::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string())),
         ..Default::default()
     }
 }
@@ -54,10 +55,11 @@ fn service(store: Arc<dyn ChannelStore>, clock: &Arc<ManualClock>, open: &[&str]
 async fn lifecycle(store: Arc<dyn ChannelStore>) {
     let clock = Arc::new(ManualClock::at_system_time());
     let channels = service(store, &clock, &["kiosk"]);
-    // Only `default` at first.
+    // Only the built-in `console` and `default` at first.
     let list = channels.list().await.unwrap();
-    assert_eq!(list.len(), 1);
-    assert_eq!((list[0].name.as_str(), list[0].source, list[0].tokens), ("default", ChannelSource::Flags, 1));
+    assert_eq!(list.len(), 2);
+    assert_eq!((list[0].name.as_str(), list[0].source, list[0].tokens), ("console", ChannelSource::Builtin, 0));
+    assert_eq!((list[1].name.as_str(), list[1].source, list[1].tokens), ("default", ChannelSource::Flags, 1));
 
     let saved = channels.save("support", token_draft("support-token-0123456789"), false).await.unwrap();
     assert_eq!((saved.source, saved.tokens, saved.signing_secrets), (ChannelSource::Stored, 1, 0));
@@ -103,7 +105,7 @@ async fn lifecycle(store: Arc<dyn ChannelStore>) {
     );
 
     let names: Vec<String> = channels.list().await.unwrap().into_iter().map(|c| c.name).collect();
-    assert_eq!(names, ["default", "kiosk", "support"]);
+    assert_eq!(names, ["console", "default", "kiosk", "support"]);
 
     // A removal is seen by this instance's lookups at once.
     channels.remove(&name("support")).await.unwrap();
