@@ -4,8 +4,11 @@
 //! its answer remembered: the store is on every message's path) and runs a one-step flow.
 //!
 //! `cargo bench --bench instances` (CONCURRENCY=16, ROUND_MS=3000, ROUNDS=3; TERN_BIN picks the
-//! binary, e.g. a release build; TERN_TEST_DATABASE_URL the PostgreSQL server). The rounds of
-//! the three set-ups are interleaved, so that drift on the machine affects each alike.
+//! binary, e.g. a release build; TERN_TEST_DATABASE_URL the PostgreSQL server). With
+//! `BASELINE_BIN=/path/to/older/tern`, the two PostgreSQL set-ups run with that binary too, on
+//! a database of their own (a newer schema would be refused by it), as the baseline of the same
+//! run. The rounds of every set-up are interleaved, so that drift on the machine affects each
+//! alike.
 #![allow(clippy::unwrap_used)] // bench code: a panic is a failed run with its message
 
 #[path = "common.rs"]
@@ -28,8 +31,7 @@ impl Drop for Serve {
     }
 }
 
-fn serve(flows: &std::path::Path, database_url: Option<&str>, key: &str) -> Serve {
-    let bin = std::env::var("TERN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tern").to_string());
+fn serve(bin: &str, flows: &std::path::Path, database_url: Option<&str>, key: &str) -> Serve {
     let data = tempfile::tempdir().unwrap().keep();
     let mut cmd = std::process::Command::new(bin);
     cmd.env("TERN_DATA_DIR", &data).env("TERN_MASTER_KEY", key).env("TERN_ADMIN_TOKEN", "bench-admin-token-0123456789");
@@ -107,14 +109,27 @@ fn main() {
     .unwrap();
     let (_, key) = tern_store::crypto::MasterKey::generate();
     let url = db.raw_url();
-    let sqlite = serve(flows.path(), None, &key);
-    let pg_a = serve(flows.path(), Some(&url), &key);
-    let pg_b = serve(flows.path(), Some(&url), &key);
-    let setups: Vec<(&str, Vec<String>)> = vec![
-        ("SQLite, 1 instance", vec![sqlite.1.clone()]),
-        ("PostgreSQL, 1 instance", vec![pg_a.1.clone()]),
-        ("PostgreSQL, 2 instances", vec![pg_a.1.clone(), pg_b.1.clone()]),
+    let bin = std::env::var("TERN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tern").to_string());
+    let sqlite = serve(&bin, flows.path(), None, &key);
+    let pg_a = serve(&bin, flows.path(), Some(&url), &key);
+    let pg_b = serve(&bin, flows.path(), Some(&url), &key);
+    let mut setups: Vec<(String, Vec<String>)> = vec![
+        ("SQLite, 1 instance".into(), vec![sqlite.1.clone()]),
+        ("PostgreSQL, 1 instance".into(), vec![pg_a.1.clone()]),
+        ("PostgreSQL, 2 instances".into(), vec![pg_a.1.clone(), pg_b.1.clone()]),
     ];
+    let mut baseline = Vec::new();
+    let baseline_db = std::env::var("BASELINE_BIN").ok().map(|old| {
+        let db = rt.block_on(tern_store::testing::PgTestDb::create());
+        let (a, b) = (
+            serve(&old, flows.path(), Some(&db.raw_url()), &key),
+            serve(&old, flows.path(), Some(&db.raw_url()), &key),
+        );
+        setups.push(("PostgreSQL, 1 instance (BASELINE_BIN)".into(), vec![a.1.clone()]));
+        setups.push(("PostgreSQL, 2 instances (BASELINE_BIN)".into(), vec![a.1.clone(), b.1.clone()]));
+        baseline.extend([a, b]);
+        db
+    });
     let client = reqwest::Client::new();
     let dur = Duration::from_millis(round_ms);
     let mut rps = vec![Vec::new(); setups.len()];
@@ -143,6 +158,9 @@ fn main() {
             pct_ms(&lat[i], 0.99)
         );
     }
-    drop((sqlite, pg_a, pg_b));
+    drop((sqlite, pg_a, pg_b, baseline));
     rt.block_on(db.drop_db());
+    if let Some(db) = baseline_db {
+        rt.block_on(db.drop_db());
+    }
 }

@@ -42,6 +42,7 @@ mod health;
 mod http_steps;
 mod instances;
 mod integrations;
+mod lock_loss;
 mod plugins;
 mod readme;
 mod real_apis;

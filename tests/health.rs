@@ -307,3 +307,41 @@ fn a_read_only_sqlite_file_is_not_ready_and_nothing_is_acknowledged_unstored() {
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert!(text.contains("not ready: a store check failed"), "{text}");
 }
+
+/// The readiness check of a SQLite store never opens the database's files itself: closing a
+/// descriptor releases every POSIX lock the process holds on the file, SQLite's included, and
+/// a `tern` command run meanwhile then believed it was alone with the database (it deleted
+/// the write-ahead log the server was still writing: the two saw different data from then on,
+/// and the file could end up malformed). After readiness checks, a command run while the
+/// server serves leaves the log in place, and each sees what the other wrote.
+#[test]
+fn commands_beside_a_serving_sqlite_store_see_the_same_data_after_readiness_checks() {
+    let rt = rt();
+    let flows = flows();
+    let data = fresh_data_dir();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let data_env = data.to_str().unwrap();
+    let server = serve(&[("TERN_DATA_DIR", data_env)], flows.dir.path(), log.path());
+    let client = reqwest::Client::new();
+    let base = server.url.clone();
+    let runs = || {
+        let out = tern().env("TERN_DATA_DIR", data_env).args(["runs", "list", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["runs"].as_array().map_or(0, Vec::len)
+    };
+    rt.block_on(async {
+        for (i, conversation) in ["c-1", "c-2", "c-3"].iter().enumerate() {
+            let (status, _, hi) = post(&client, &base, conversation, json!({"text": "hello"})).await;
+            assert_eq!((status, &hi["replies"][0]["text"]), (200, &json!("hi there")), "{hi}");
+            // Two readiness checks (checked at most once a second), then a command.
+            wait_readyz(&client, &base, 200).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            wait_readyz(&client, &base, 200).await;
+            assert_eq!(runs(), i + 1, "the command sees every run the server wrote");
+            assert!(data.join("tern.db-wal").exists(), "the command deleted the server's write-ahead log");
+        }
+    });
+    drop(server);
+    let out = tern().env("TERN_DATA_DIR", data_env).args(["runs", "list", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

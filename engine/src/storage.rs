@@ -74,4 +74,16 @@ pub enum StoreError {
         /// What the migrator said.
         reason: String,
     },
+    /// A conversation's write was refused because this process no longer holds the
+    /// conversation: its lock was lost (the lock's database session ended) and another process
+    /// may have taken it since (see
+    /// [`ConversationLock::fence`](crate::conversation::ConversationLock::fence)). Nothing of
+    /// the write was committed; the message can be handled again from the start.
+    #[error(
+        "conversation `{conversation}` was taken over by another instance while this one handled a message (its lock was lost); nothing was committed"
+    )]
+    Fenced {
+        /// The conversation.
+        conversation: String,
+    },
 }

@@ -142,13 +142,7 @@ fn add(
             .filter(|l| *l != "config" && *l != "help" && *l != "version")
             .map(|l| l.replace('-', "_"))
             .collect();
-        let hint = known
-            .iter()
-            .min_by_key(|k| strsim::levenshtein(k, key))
-            .filter(|k| strsim::levenshtein(k, key) <= 3)
-            .map(|k| format!(" (did you mean `{k}`?)"))
-            .unwrap_or_else(|| format!("; known keys here: {}", known.join(", ")));
-        problems.push(format!("unknown key `{shown}`{hint}"));
+        problems.push(unknown_key(shown, key, &known));
         return;
     };
     let Some(matches) = matches else { return };
@@ -172,6 +166,19 @@ fn add(
         (_, toml::Value::Boolean(b)) => out.extend([flag, b.to_string().into()]),
         (_, other) => problems.push(format!("`{shown}` must be a string or a number, not a {}", other.type_str())),
     }
+}
+
+/// The problem of an unknown key of `tern.toml` (`shown` with its table, `key` alone): the
+/// nearest known key as a "did you mean" (the product's one typo rule,
+/// [`tern_engine::diagnostics::nearest`]), else every known key.
+pub(crate) fn unknown_key(shown: &str, key: &str, known: &[impl AsRef<str>]) -> String {
+    let hint = tern_engine::diagnostics::nearest(key, known.iter().map(AsRef::as_ref))
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_else(|| {
+            let all: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
+            format!("; known keys here: {}", all.join(", "))
+        });
+    format!("unknown key `{shown}`{hint}")
 }
 
 #[cfg(test)]

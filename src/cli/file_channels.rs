@@ -140,15 +140,7 @@ fn parse_one(name: &str, at: &str, table: &toml::Table, problems: &mut Vec<Strin
                 Some(url) => c.webhook_url = Some(url.to_string()),
                 None => problems.push(format!("`{shown}` must be a URL in a string")),
             },
-            other => {
-                let hint = KEYS
-                    .iter()
-                    .min_by_key(|k| strsim::levenshtein(k, other))
-                    .filter(|k| strsim::levenshtein(k, other) <= 3)
-                    .map(|k| format!(" (did you mean `{k}`?)"))
-                    .unwrap_or_else(|| format!("; known keys here: {}", KEYS.join(", ")));
-                problems.push(format!("unknown key `{shown}`{hint}"));
-            }
+            other => problems.push(super::config_file::unknown_key(&shown, other, KEYS)),
         }
     }
     c

@@ -112,7 +112,9 @@ impl From<&ConversationError> for ApiError {
             ConversationError::BadId { .. } | ConversationError::ReservedId { .. } => StatusCode::BAD_REQUEST,
             ConversationError::MessageIdReused { .. } => StatusCode::CONFLICT,
             ConversationError::ConversationBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ConversationError::Overloaded { .. } | ConversationError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ConversationError::Overloaded { .. }
+            | ConversationError::ShuttingDown
+            | ConversationError::LockLost { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ConversationError::UnknownFlow { .. } => StatusCode::NOT_FOUND,
             ConversationError::Store { .. }
             | ConversationError::Paused { .. }

@@ -223,6 +223,45 @@ impl Integrations {
         })
     }
 
+    /// A refresh succeeded but its locked transaction could not store the new token (its
+    /// database connection dropped, and with it the credential's lock): the provider may have
+    /// rotated the refresh token already, so the new token is stored outside the lock, unless
+    /// another refresh has stored a newer one since (`seen_version` is the version the refresh
+    /// started from: compare-and-set, [`Store::put_token_if_version`](crate::store::Store::put_token_if_version)). Returns the version to
+    /// use the token with.
+    ///
+    /// # Errors
+    /// The store failed again, or another refresh came first and its token cannot be read.
+    async fn keep_rotated(
+        &self,
+        rec: &IntegrationRecord,
+        owner: &TokenOwner,
+        fresh: &TokenRecord,
+        seen_version: i64,
+        first: &StoreError,
+    ) -> Result<i64, TokenError> {
+        let name = &rec.name;
+        tracing::warn!(integration = %name, error = %first, "the refreshed token could not be stored under its lock; storing it unless a newer one was stored meanwhile");
+        match self.store.put_token_if_version(name, owner, fresh, seen_version).await {
+            Ok(Some(version)) => {
+                if *owner == TokenOwner::Workspace {
+                    self.store
+                        .set_status(name, IntegrationStatus::Authorized, None)
+                        .await
+                        .map_err(Self::store_err(name))?;
+                }
+                Ok(version)
+            }
+            // Another refresh stored a newer token: it is the one to keep; this access token
+            // is still good for this use.
+            Ok(None) => {
+                tracing::info!(integration = %name, "another refresh stored a newer token first; it is kept");
+                Ok(seen_version)
+            }
+            Err(e) => Err(Self::store_err(name)(e)),
+        }
+    }
+
     /// [`refresh_token`](Self::refresh_token) with this process's flight lock held. The token
     /// row is read once, inside the store's lock (the caller's own read, from before the lock,
     /// may be stale: another process may have refreshed since).
@@ -288,11 +327,17 @@ impl Integrations {
                     fresh.metadata = merged;
                 }
                 // Rotation is durable before the new token is used (SECURITY R5).
-                fresh.version = lock.write(&fresh).await.map_err(Self::store_err(name))?;
-                if *owner == TokenOwner::Workspace {
-                    lock.set_status(IntegrationStatus::Authorized, None).await.map_err(Self::store_err(name))?;
-                }
-                lock.commit().await.map_err(Self::store_err(name))?;
+                let stored = async {
+                    let version = lock.write(&fresh).await?;
+                    if *owner == TokenOwner::Workspace {
+                        lock.set_status(IntegrationStatus::Authorized, None).await?;
+                    }
+                    lock.commit().await.map(|()| version)
+                };
+                fresh.version = match stored.await {
+                    Ok(version) => version,
+                    Err(e) => self.keep_rotated(rec, owner, &fresh, current_version, &e).await?,
+                };
                 tracing::info!(integration = %name, version = fresh.version, "token refreshed");
                 self.observe(name, super::TokenEvent::Refreshed);
                 Ok(fresh)

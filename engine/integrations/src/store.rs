@@ -223,6 +223,17 @@ pub trait Store: Send + Sync + fmt::Debug {
         owner: &TokenOwner,
         token: &TokenRecord,
     ) -> Result<i64, StoreError>;
+    /// Stores a token only if the stored one still has `version` (0: none is stored), and
+    /// returns its new version; `None` when another write came first. For a refresh whose lock
+    /// was lost before it could commit (the provider may have rotated the refresh token
+    /// already, so it must be kept), without overwriting a newer token stored since.
+    async fn put_token_if_version(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        token: &TokenRecord,
+        version: i64,
+    ) -> Result<Option<i64>, StoreError>;
     /// Takes the cross-process lock for one credential.
     async fn lock_token(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Box<dyn TokenLock>, StoreError>;
 

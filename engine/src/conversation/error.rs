@@ -65,6 +65,16 @@ pub enum ConversationError {
         /// The conversation.
         conversation: String,
     },
+    /// The conversation's lock was lost while the message was handled (another instance took
+    /// the conversation), [`LOCK_LOST_RERUNS`](super::LOCK_LOST_RERUNS) times in a row: nothing
+    /// of it was committed, and it can be sent again.
+    #[error(
+        "conversation `{conversation}` was taken over by another instance while this message was handled; nothing of it was kept, send it again"
+    )]
+    LockLost {
+        /// The conversation.
+        conversation: String,
+    },
     /// The paused run cannot be resumed.
     #[error("the paused run of conversation `{conversation}` cannot be resumed: {reason}")]
     Paused {
@@ -85,8 +95,8 @@ pub enum ConversationError {
 
 impl ConversationError {
     /// A stable code for the channel: `bad-id`, `message-id-reused`, `conversation-busy`, `overloaded`,
-    /// `shutting-down`, `unknown-flow`, `store-unavailable`, `paused-run-unreadable`,
-    /// `interrupted`.
+    /// `shutting-down`, `unknown-flow`, `store-unavailable`, `lock-lost`,
+    /// `paused-run-unreadable`, `interrupted`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadId { .. } | Self::ReservedId { .. } => "bad-id",
@@ -96,6 +106,7 @@ impl ConversationError {
             Self::ShuttingDown => "shutting-down",
             Self::UnknownFlow { .. } => "unknown-flow",
             Self::Store { .. } => "store-unavailable",
+            Self::LockLost { .. } => "lock-lost",
             Self::Paused { .. } => "paused-run-unreadable",
             Self::Interrupted { .. } => "interrupted",
         }
@@ -109,12 +120,17 @@ impl ConversationError {
                 | Self::Overloaded { .. }
                 | Self::ShuttingDown
                 | Self::Store { .. }
+                | Self::LockLost { .. }
                 | Self::Interrupted { .. }
         )
     }
 
     /// Logs the store's detail (paths, driver messages) and returns the error for callers.
     pub(crate) fn store(conversation: &impl fmt::Display, e: &StoreError) -> Self {
+        if let StoreError::Fenced { .. } = e {
+            tracing::warn!(conversation = %conversation, error = %e, "conversation lock lost");
+            return Self::LockLost { conversation: conversation.to_string() };
+        }
         tracing::error!(conversation = %conversation, error = %e, "conversation store failed");
         Self::Store { conversation: conversation.to_string() }
     }

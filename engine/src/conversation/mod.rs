@@ -92,7 +92,7 @@ pub use types::{
     Answer, AnswerStatus, Answered, ConversationId, ErrorFlowRun, Inbound, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,
     PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger,
 };
-pub use workers::CONVERSATION_LOCK_WAIT;
+pub use workers::{CONVERSATION_LOCK_WAIT, LOCK_LOST_RERUNS};
 
 pub use crate::flow_set::{LoadedFlow, flow_hash};
 pub use crate::ids::RunId;

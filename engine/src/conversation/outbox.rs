@@ -235,7 +235,7 @@ async fn dispatch(outbox: &Arc<Outbox>, item: OutboxItem, tasks: &mut tokio::tas
 
 /// Puts a claimed delivery back, due after [`DEFER`], without counting an attempt.
 async fn defer(outbox: &Outbox, item: &OutboxItem) {
-    if let Err(e) = outbox.store.outbox_retry(&item.id, item.attempts, outbox.ms_from_now(DEFER)).await {
+    if let Err(e) = outbox.store.outbox_retry(&item.id, item.lease, item.attempts, outbox.ms_from_now(DEFER)).await {
         tracing::warn!(delivery = %item.id, error = %e, "could not put back a webhook delivery; it is sent when its lease ends");
     }
     lock(&outbox.in_flight).remove(&item.id);
@@ -303,7 +303,7 @@ async fn record(outbox: &Outbox, item: &OutboxItem, outcome: Result<(), (String,
             } else {
                 let wait = outbox.policy.backoff(attempts);
                 tracing::warn!(delivery = %item.id, channel = %item.channel, url, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "the webhook delivery failed; retrying");
-                outbox.store.outbox_retry(&item.id, attempts, outbox.ms_from_now(wait)).await
+                outbox.store.outbox_retry(&item.id, item.lease, attempts, outbox.ms_from_now(wait)).await
             }
         }
     };
@@ -319,7 +319,7 @@ mod tests {
     use crate::channel::{Channel, ChannelKind, ChannelName, ChannelRef, Delivery, FixedChannels, Incarnation};
 
     fn item(channel: ChannelRef) -> OutboxItem {
-        OutboxItem { id: "d-1".into(), channel, body: serde_json::Value::Null, attempts: 0, created_at_ms: 0 }
+        OutboxItem { id: "d-1".into(), channel, body: serde_json::Value::Null, attempts: 0, created_at_ms: 0, lease: 1 }
     }
 
     /// A delivery goes to its own channel's incarnation only: the same name removed and added

@@ -32,8 +32,16 @@ struct Activation {
 
 /// Handles one message with the conversation's worker: everything between the queue and the
 /// commit.
-pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, ConversationError> {
-    let Job { inbound, sink, recovered, _permit } = job;
+///
+/// `fence` is the conversation lock's fencing token ([`ConversationLock::fence`](super::ConversationLock::fence)),
+/// carried to the commit. The job is shared with the worker, which hands it in again when the
+/// lock was lost before the commit (`LockLost`).
+pub(super) async fn process(
+    inner: Arc<Inner>,
+    job: Arc<Job>,
+    fence: Option<i64>,
+) -> Result<Answered, ConversationError> {
+    let (inbound, sink, recovered) = (&job.inbound, &job.sink, job.recovered);
     let conversation = inbound.conversation.clone();
     let message_id = inbound.message_id.clone();
     let key = (conversation.clone(), message_id.clone());
@@ -68,7 +76,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
                 .by_id(flow_id)
                 .cloned()
                 .ok_or_else(|| ConversationError::UnknownFlow { flow_id: flow_id.clone() })?;
-            let input = run_input(&inner, &inbound, recovered, event.clone(), "");
+            let input = run_input(&inner, inbound, recovered, event.clone(), "");
             let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
             (result, loaded.hash.clone(), started_ms)
         }
@@ -82,25 +90,33 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
                 Trigger::Resume { event } => Some(event.clone()),
                 _ => None,
             };
-            let input = run_input(&inner, &inbound, recovered, event, "");
+            let input = run_input(&inner, inbound, recovered, event, "");
             let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
             (result, paused.flow_hash, paused.started_at_ms)
         }
         (Trigger::Resume { .. }, None) => {
             let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
-            return finish_without_run(&inner, &inbound, answer, was_paused, recovered).await;
+            return finish_without_run(&inner, inbound, answer, was_paused, recovered, fence).await;
         }
         (Trigger::Message, None) => {
             let flows = inner.flows.current();
             let Some(loaded) = flows.for_message(&inbound.text) else {
                 let answer = Answer::without_run(AnswerStatus::NoFlow, &message_id);
-                return finish_without_run(&inner, &inbound, answer, was_paused, recovered).await;
+                return finish_without_run(&inner, inbound, answer, was_paused, recovered, fence).await;
             };
-            let input = run_input(&inner, &inbound, recovered, None, "");
+            let input = run_input(&inner, inbound, recovered, None, "");
             let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
             (result, loaded.hash.clone(), started_ms)
         }
     };
+    if let Some(e) = &result.error
+        && e.code == crate::step::JOURNAL_UNAVAILABLE
+    {
+        // Nothing was sent, and the store is failing: the message fails (it can be sent
+        // again), rather than a failed run committed and answered.
+        tracing::error!(conversation = %key.0, step = e.step.as_ref().map_or("", |s| s.as_str()), "a call could not be recorded before it was sent; the message is not answered");
+        return Err(ConversationError::Store { conversation: conversation.to_string() });
+    }
     if let Some(observe) = &inner.observer {
         observe(&result);
     }
@@ -117,7 +133,7 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
                 "run failed"
             );
         }
-        handle_failure(&inner, &mut main.result, &inbound, recovered, sink.as_ref()).await
+        handle_failure(&inner, &mut main.result, inbound, recovered, sink.as_ref()).await
     } else {
         None
     };
@@ -150,12 +166,12 @@ pub(super) async fn process(inner: Arc<Inner>, job: Job) -> Result<Answered, Con
         if let Some(change) = activation.paused_change(now_s.saturating_add(ttl)) {
             paused = change;
         }
-        history.push(activation.into_history(&inbound));
+        history.push(activation.into_history(inbound));
     }
     if matches!(paused, PausedChange::Keep) && was_paused {
         paused = PausedChange::Clear;
     }
-    commit(&inner, &inbound, answer, paused, history, recovered).await
+    commit(&inner, inbound, answer, paused, history, recovered, fence).await
 }
 
 impl Activation {
@@ -286,10 +302,11 @@ async fn finish_without_run(
     answer: Answer,
     was_paused: bool,
     recovered: bool,
+    fence: Option<i64>,
 ) -> Result<Answered, ConversationError> {
     // An expired paused run is discarded with this message.
     let paused = if was_paused { PausedChange::Clear } else { PausedChange::Keep };
-    commit(inner, inbound, answer, paused, Vec::new(), recovered).await
+    commit(inner, inbound, answer, paused, Vec::new(), recovered, fence).await
 }
 
 async fn commit(
@@ -299,6 +316,7 @@ async fn commit(
     paused: PausedChange,
     history: Vec<(RunSummary, Segment)>,
     recovered: bool,
+    fence: Option<i64>,
 ) -> Result<Answered, ConversationError> {
     let (conversation, message_id) = (&inbound.conversation, &inbound.message_id);
     let key: Key = (conversation.clone(), message_id.clone());
@@ -310,9 +328,13 @@ async fn commit(
     let channel = conversation.channel_ref_and_id().0;
     let deliver = answered.answer.run_id.is_some() && has_webhook(inner, &channel).await;
     let outbox = deliver.then(|| webhook_body(&answered.json, conversation));
-    // While the store refuses writes, nothing is answered before it is stored (writer.rs).
-    let must_wait =
-        remember_answer || !matches!(paused, PausedChange::Keep) || outbox.is_some() || inner.writer.failing();
+    // While the store refuses writes, nothing is answered before it is stored (writer.rs); a
+    // fenced commit (the conversation lock was lost) is known only once it is tried.
+    let must_wait = remember_answer
+        || !matches!(paused, PausedChange::Keep)
+        || outbox.is_some()
+        || fence.is_some()
+        || inner.writer.failing();
     let cleared = matches!(paused, PausedChange::Clear);
     if let PausedChange::Set(p) = &paused {
         inner.paused.add(conversation, p.expires_at);
@@ -329,8 +351,13 @@ async fn commit(
         paused,
         history,
         outbox,
+        fence,
     };
     inner.writer.write(WriteOp::Complete(Box::new(done)), must_wait).await.map_err(|e| {
+        if e.fenced {
+            inner.queue.unfinished(&key);
+            return ConversationError::LockLost { conversation: conversation.to_string() };
+        }
         tracing::error!(conversation = %conversation, error = %e, "could not commit a message's result");
         ConversationError::Store { conversation: conversation.to_string() }
     })?;

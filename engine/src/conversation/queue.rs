@@ -217,6 +217,14 @@ impl Queue {
         }
     }
 
+    /// The message's commit was refused (its conversation lock was lost) and it runs again: a
+    /// caller may still stop waiting and have it accepted.
+    pub(super) fn unfinished(&self, key: &Key) {
+        if let Some(f) = lock(&self.in_flight).get_mut(key) {
+            f.finishing = false;
+        }
+    }
+
     /// Whether the message is queued or running.
     pub(super) fn contains(&self, key: &Key) -> bool {
         lock(&self.in_flight).contains_key(key)

@@ -58,6 +58,10 @@ pub struct Completion {
     /// answer's JSON with `conversation_id`), stored with [`Completion::channel`], whose
     /// [`Delivery`](crate::channel::Delivery) is looked up when it is sent.
     pub outbox: Option<Vec<u8>>,
+    /// The fencing token of the conversation lock the message was handled under
+    /// ([`ConversationLock::fence`]): the store commits nothing of this completion unless the
+    /// token is still the conversation's current one ([`StoreError::Fenced`]).
+    pub fence: Option<i64>,
 }
 
 /// One write.
@@ -97,6 +101,10 @@ pub struct OutboxItem {
     pub attempts: u32,
     /// Unix milliseconds when it was queued.
     pub created_at_ms: i64,
+    /// The number of this claim ([`ConversationStore::outbox_due`] counts them per
+    /// delivery): a retry scheduled under an older claim, whose lease ended while its attempt
+    /// was still running, changes nothing ([`ConversationStore::outbox_retry`]).
+    pub lease: i64,
 }
 
 /// What to keep (README "Retention").
@@ -172,8 +180,10 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     /// Removes a delivery (delivered, or given up).
     async fn outbox_remove(&self, id: &str) -> Result<(), StoreError>;
-    /// Schedules another attempt.
-    async fn outbox_retry(&self, id: &str, attempts: u32, next_at_ms: i64) -> Result<(), StoreError>;
+    /// Schedules another attempt of the delivery claimed as `lease` ([`OutboxItem::lease`]);
+    /// nothing when it was claimed again since (its lease had ended: the newer claim's
+    /// attempt decides).
+    async fn outbox_retry(&self, id: &str, lease: i64, attempts: u32, next_at_ms: i64) -> Result<(), StoreError>;
     /// Deliveries waiting, for metrics and bounds.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
     /// Deletes what the retention policy no longer keeps.
@@ -246,6 +256,17 @@ pub trait ConversationLock: Send {
     /// Releases the conversation. Dropping the lock without it releases it too, a moment later
     /// (from a task of its own).
     async fn release(self: Box<Self>);
+
+    /// The fencing token of this hold, where the lock can be lost while it is held (a
+    /// database session lock whose connection drops): a number that grows every time another
+    /// holder (another process, or another session of this one) takes the conversation. A
+    /// commit for the conversation carries it ([`Completion::fence`]) and the store refuses
+    /// the commit with [`StoreError::Fenced`] when the number is no longer current, so that
+    /// work done under a lost lock never overwrites the work of the next holder. `None`: the
+    /// lock cannot be lost while held.
+    fn fence(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// An in-memory [`ConversationStore`] (for `tern run` and tests). Bounded by the same
@@ -368,6 +389,7 @@ impl ConversationStore for MemoryConversationStore {
                             body,
                             attempts: 0,
                             created_at_ms: now,
+                            lease: 0,
                         };
                         m.outbox.push_back((item, now));
                     }
@@ -400,6 +422,7 @@ impl ConversationStore for MemoryConversationStore {
             .take(limit)
             .map(|(i, at)| {
                 *at = now_ms.saturating_add(lease);
+                i.lease += 1;
                 i.clone()
             })
             .collect())
@@ -410,9 +433,9 @@ impl ConversationStore for MemoryConversationStore {
         Ok(())
     }
 
-    async fn outbox_retry(&self, id: &str, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
+    async fn outbox_retry(&self, id: &str, lease: i64, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
         for (item, at) in &mut self.lock().outbox {
-            if item.id == id {
+            if item.id == id && item.lease == lease {
                 item.attempts = attempts;
                 *at = next_at_ms;
             }

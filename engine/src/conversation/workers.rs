@@ -2,6 +2,12 @@
 //! at a time, in the order they were queued, and ends when the queue is empty (so memory follows
 //! load, not the number of conversations ever seen). Each message runs in a task of its own: a
 //! panic in a step fails that message, not the conversation's worker.
+//!
+//! On a shared store a conversation lock can be lost while a message runs (its database
+//! session ended, and another instance may have taken the conversation since). The store then
+//! refuses the message's commit ([`StoreError::Fenced`](crate::storage::StoreError::Fenced)),
+//! and the worker takes the conversation again and handles the message again from the start,
+//! on the state the other instance left, up to [`LOCK_LOST_RERUNS`] times.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +15,17 @@ use std::time::Duration;
 use super::error::ConversationError;
 use super::inner::Inner;
 use super::process;
-use super::queue::Ticket;
-use super::types::{ConversationId, Inbound};
+use super::queue::{Job, Ticket};
+use super::types::{Answered, ConversationId, Inbound};
 use crate::step::ReplySink;
 
 /// Longest a message waits for its conversation while another instance sharing the store
 /// handles one of its messages (then it fails with `store-unavailable` and can be sent again).
 pub const CONVERSATION_LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// How many times a message whose conversation lock was lost while it ran is handled again
+/// before it fails with `lock-lost` (503, it can be sent again).
+pub const LOCK_LOST_RERUNS: u32 = 3;
 
 /// Queues a message and starts its conversation's worker when it has none.
 ///
@@ -37,26 +47,45 @@ pub(super) fn enqueue(
 async fn worker(inner: Arc<Inner>, conversation: ConversationId) {
     while let Some(job) = inner.queue.pop(&conversation) {
         let key = (job.inbound.conversation.clone(), job.inbound.message_id.clone());
-        // On a shared store, the conversation is this process's until the message is done
-        // (other instances wait), so its messages are handled one at a time everywhere.
-        let held = match inner.store.lock_conversation(&conversation, CONVERSATION_LOCK_WAIT).await {
-            Ok(held) => held,
-            Err(e) => {
-                let outcome = Err(ConversationError::store(&conversation, &e));
-                drop(job);
-                inner.queue.answer(&key, outcome);
-                continue;
+        let job = Arc::new(job);
+        let mut reruns = 0;
+        let outcome = loop {
+            let outcome = handle(&inner, &conversation, &job).await;
+            match outcome {
+                Err(ConversationError::LockLost { .. }) if reruns < LOCK_LOST_RERUNS => {
+                    reruns += 1;
+                    tracing::warn!(conversation = %conversation, rerun = reruns, "the conversation lock was lost while a message ran; nothing of it was committed, handling it again");
+                }
+                other => break other,
             }
         };
-        // Its own task: a panic in a step fails this message, not the conversation's worker.
-        let task = tokio::spawn(process::process(inner.clone(), job));
-        let outcome = task.await.unwrap_or_else(|e| {
-            tracing::error!(conversation = %conversation, error = %e, "the task handling a message failed");
-            Err(ConversationError::Interrupted { conversation: conversation.to_string() })
-        });
-        if let Some(held) = held {
-            held.release().await;
-        }
+        drop(job);
         inner.queue.answer(&key, outcome);
     }
+}
+
+/// Handles one message under the conversation's lock.
+async fn handle(
+    inner: &Arc<Inner>,
+    conversation: &ConversationId,
+    job: &Arc<Job>,
+) -> Result<Answered, ConversationError> {
+    // On a shared store, the conversation is this process's until the message is done
+    // (other instances wait), so its messages are handled one at a time everywhere.
+    let held = inner
+        .store
+        .lock_conversation(conversation, CONVERSATION_LOCK_WAIT)
+        .await
+        .map_err(|e| ConversationError::store(conversation, &e))?;
+    let fence = held.as_ref().and_then(|h| h.fence());
+    // Its own task: a panic in a step fails this message, not the conversation's worker.
+    let task = tokio::spawn(process::process(inner.clone(), job.clone(), fence));
+    let outcome = task.await.unwrap_or_else(|e| {
+        tracing::error!(conversation = %conversation, error = %e, "the task handling a message failed");
+        Err(ConversationError::Interrupted { conversation: conversation.to_string() })
+    });
+    if let Some(held) = held {
+        held.release().await;
+    }
+    outcome
 }

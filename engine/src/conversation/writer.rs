@@ -23,8 +23,26 @@ pub const MAX_BATCH: usize = 512;
 
 /// Why a write failed (the detail, for the log).
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct WriteFailed(Arc<str>);
+#[error("{detail}")]
+pub struct WriteFailed {
+    detail: Arc<str>,
+    /// The store refused the write because its conversation lock was lost
+    /// ([`StoreError::Fenced`](crate::storage::StoreError::Fenced)): the store itself works.
+    pub(super) fenced: bool,
+}
+
+impl WriteFailed {
+    fn new(detail: &str) -> Self {
+        Self { detail: detail.into(), fenced: false }
+    }
+}
+
+impl From<crate::storage::StoreError> for WriteFailed {
+    fn from(e: crate::storage::StoreError) -> Self {
+        let fenced = matches!(e, crate::storage::StoreError::Fenced { .. });
+        Self { detail: e.to_string().into(), fenced }
+    }
+}
 
 struct Request {
     op: WriteOp,
@@ -61,16 +79,16 @@ impl Writer {
     /// committed.
     pub(super) async fn write(&self, op: WriteOp, wait: bool) -> Result<(), WriteFailed> {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(tx) = tx else { return Err(WriteFailed("the writer is closed".into())) };
+        let Some(tx) = tx else { return Err(WriteFailed::new("the writer is closed")) };
         let (done, committed) = if wait {
             let (s, r) = oneshot::channel();
             (Some(s), Some(r))
         } else {
             (None, None)
         };
-        tx.send(Request { op, done }).await.map_err(|_| WriteFailed("the writer has stopped".into()))?;
+        tx.send(Request { op, done }).await.map_err(|_| WriteFailed::new("the writer has stopped"))?;
         match committed {
-            Some(r) => r.await.unwrap_or_else(|_| Err(WriteFailed("the writer stopped before committing".into()))),
+            Some(r) => r.await.unwrap_or_else(|_| Err(WriteFailed::new("the writer stopped before committing"))),
             None => Ok(()),
         }
     }
@@ -90,17 +108,20 @@ async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>,
             ops.push(r.op);
             acks.push(r.done);
         }
-        let result = store.write(&ops).await.map_err(|e| WriteFailed(e.to_string().into()));
-        failing.store(result.is_err(), Ordering::Relaxed);
+        let result = store.write(&ops).await.map_err(WriteFailed::from);
+        // A fenced write (a lost conversation lock) says nothing about the store itself.
+        failing.store(result.as_ref().is_err_and(|e| !e.fenced), Ordering::Relaxed);
         if result.is_err() && ops.len() > 1 {
             // One message's bad row must not fail the others committed with it: each
             // operation again, alone, and each caller gets its own result.
             for (op, ack) in ops.drain(..).zip(acks.drain(..)) {
-                let one = store.write(std::slice::from_ref(&op)).await.map_err(|e| WriteFailed(e.to_string().into()));
-                if one.is_ok() {
+                let one = store.write(std::slice::from_ref(&op)).await.map_err(WriteFailed::from);
+                if one.as_ref().is_ok() || one.as_ref().is_err_and(|e| e.fenced) {
                     failing.store(false, Ordering::Relaxed);
                 }
-                if let Err(e) = &one {
+                if let Err(e) = &one
+                    && !e.fenced
+                {
                     tracing::error!(error = %e, history_lost = ack.is_none(), "could not commit a conversation write");
                 }
                 if let Some(ack) = ack {
@@ -109,7 +130,9 @@ async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>,
             }
             continue;
         }
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && !e.fenced
+        {
             let unacknowledged = acks.iter().filter(|a| a.is_none()).count();
             tracing::error!(error = %e, operations = ops.len(), history_lost = unacknowledged, "could not commit conversation writes");
         }

@@ -38,6 +38,7 @@ mod env;
 mod outcome;
 mod registry;
 mod send;
+pub(crate) use send::JOURNAL_UNAVAILABLE;
 mod traits;
 
 pub use build::BuildContext;

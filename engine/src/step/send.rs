@@ -12,6 +12,12 @@ use crate::http::{HttpResponse, Outbound, PreparedRequest};
 use crate::ids::{IntegrationName, StepId};
 use crate::tokens::TokenOwner;
 
+/// The step error code of a call that was not sent because the effect journal could not
+/// record its intent (the store failed): nothing happened outside, and the conversation
+/// service fails the whole message as a store failure (retryable) instead of committing a
+/// failed run.
+pub(crate) const JOURNAL_UNAVAILABLE: &str = "journal";
+
 impl StepContext<'_> {
     /// Sends a request the way steps should: through [`Outbound::execute`], and for a request
     /// that is not idempotent (POST, PATCH) through the effect journal when the run has one
@@ -137,7 +143,7 @@ impl CallPath<'_> {
         let prior = journal.journal.begin_effect(&key).await.map_err(|e| {
             tracing::error!(step = %step, error = %e, "could not record a call's intent; not sending it");
             StepFailure::Other {
-                code: "journal",
+                code: JOURNAL_UNAVAILABLE,
                 message: "the call was not sent because Tern could not record it first (the store failed); try again"
                     .into(),
             }

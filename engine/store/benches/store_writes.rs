@@ -69,6 +69,7 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
         paused: PausedChange::Keep,
         history: vec![(summary, segment)],
         outbox: None,
+        fence: None,
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
 }

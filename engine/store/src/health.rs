@@ -121,8 +121,14 @@ impl Check {
 }
 
 /// Whether the file at `path` can be written: its permission bits (a file chmod'ed read-only
-/// counts as read-only, also for a superuser, whom the bits do not stop) and opening it for
-/// writing (a read-only file system, permissions). A missing file is fine when `optional`.
+/// counts as read-only, also for a superuser, whom the bits do not stop), then `access(2)`
+/// with `W_OK` (a read-only file system, an immutable file, permissions). A missing file is
+/// fine when `optional`.
+///
+/// The file is never opened: closing any descriptor of a file releases every POSIX lock the
+/// process holds on it, SQLite's included (fcntl locks belong to the process, not to the
+/// descriptor), and another process's SQLite connection would then think it is alone with
+/// the database (deleting its write-ahead log, or writing under a reader) — a corrupted file.
 pub(crate) fn file_writable(path: &std::path::Path, optional: bool) -> Result<(), (Fault, String)> {
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
@@ -133,10 +139,9 @@ pub(crate) fn file_writable(path: &std::path::Path, optional: bool) -> Result<()
     if meta.permissions().readonly() {
         return Err((Fault::ReadOnly, format!("{shown} has no write permission")));
     }
-    std::fs::OpenOptions::new().write(true).open(path).map(drop).map_err(|e| {
-        let fault = match e.kind() {
-            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => Fault::ReadOnly,
-            std::io::ErrorKind::StorageFull => Fault::DiskFull,
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).map_err(|e| {
+        let fault = match e {
+            rustix::io::Errno::ROFS | rustix::io::Errno::ACCESS | rustix::io::Errno::PERM => Fault::ReadOnly,
             _ => Fault::Io,
         };
         (fault, format!("{shown}: {e}"))

@@ -30,7 +30,7 @@ pub(crate) const SECRET_COLUMNS: &[(&str, &str, &str)] = &[
     ("inbox", ANSWER_ROW_SQL, "body"),
     ("run_segments", "run_id || '/' || seq", "body"),
     ("run_history", "run_id", "first_segment"),
-    ("outbox", "id", "body"),
+    ("outbox", OUTBOX_ROW_SQL, "body"),
     ("effects", EFFECT_ROW_SQL, "response"),
     ("channels", "name", "config"),
     ("meta", "key", "value"),
@@ -43,6 +43,22 @@ const ANSWER_ROW_SQL: &str = "length(conversation_id) || ':' || conversation_id 
 /// The associated-data row of a recorded call, as SQL ([`effect_row`]).
 const EFFECT_ROW_SQL: &str =
     "length(conversation_id) || ':' || conversation_id || '/' || message_id || '/' || seq || '/' || attempt";
+
+/// The associated-data row of a webhook delivery, as SQL ([`outbox_row`]): its id and its
+/// channel since binding 2, its id alone in rows written before (binding 1).
+const OUTBOX_ROW_SQL: &str = "CASE WHEN binding = 2 THEN id || '/' || channel ELSE id END";
+
+/// The binding new webhook deliveries are sealed with ([`outbox_row`]).
+pub(crate) const OUTBOX_BINDING: i64 = 2;
+
+/// The associated-data row of a webhook delivery sealed with `binding`: binding 2 binds the
+/// body to its channel (`NAME@INCARNATION`), so that a row whose `channel` column was changed
+/// does not decrypt and is dropped, never sent to another channel's webhook. A body sealed
+/// with binding 2 never opens as binding 1 (the rows differ), so setting the column back does
+/// not help either. Delivery ids have no `/`.
+pub(crate) fn outbox_row(binding: i64, id: &str, channel: &str) -> String {
+    if binding == OUTBOX_BINDING { format!("{id}/{channel}") } else { id.to_string() }
+}
 
 /// The row key of an answer or accepted message.
 pub(crate) fn message_row(c: &ConversationId, m: &MessageId) -> String {

@@ -96,6 +96,19 @@ async fn tokens(store: &dyn Store) {
     let old = TokenRecord { expires_at: Some(now() + 20), obtained_at: now() - 40, ..short.clone() };
     assert!(old.expires_within(300, now()));
     assert!(!old.is_expired(now()));
+
+    // Compare-and-set (a refresh whose lock was lost): stored only over the version it read.
+    let rotated = token("at-cas", Some("rt-cas"));
+    assert_eq!(store.put_token_if_version(&z, &owner, &rotated, 1).await.unwrap(), None, "a newer token is kept");
+    assert_eq!(store.get_token(&z, &owner).await.unwrap().unwrap().access_token.expose_secret(), "at-2");
+    assert_eq!(store.put_token_if_version(&z, &owner, &rotated, 2).await.unwrap(), Some(3));
+    let t = store.get_token(&z, &owner).await.unwrap().unwrap();
+    assert_eq!((t.refresh_token.unwrap().expose_secret(), t.version), ("rt-cas", 3));
+    let fresh_owner = TokenOwner::Contact("c-cas".into());
+    assert_eq!(store.put_token_if_version(&z, &fresh_owner, &rotated, 0).await.unwrap(), Some(1), "none stored yet");
+    assert_eq!(store.put_token_if_version(&z, &fresh_owner, &rotated, 0).await.unwrap(), None, "one was stored first");
+    // Back to the token the rest of the suite expects.
+    assert_eq!(store.put_token(&z, &owner, &token("at-2", Some("rt-2"))).await.unwrap(), 4);
 }
 
 async fn locks_serialize(store: &dyn Store) {
@@ -238,6 +251,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         paused: PausedChange::Set(Box::new(paused.clone())),
         history: vec![(summary(RunStatus::Paused, 2_000), segment("hello", "paused"))],
         outbox: Some(json!({"conversation_id": "conv-1", "n": 1}).to_string().into_bytes()),
+        fence: None,
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(!store.is_accepted(&c, &m("m-1")).await.unwrap());
@@ -262,6 +276,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         paused: PausedChange::Clear,
         history: vec![(summary(RunStatus::Completed, 3_000), segment("again", "completed"))],
         outbox: None,
+        fence: None,
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(store.paused(&c).await.unwrap().is_none());
@@ -292,7 +307,15 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         [&due[0].id],
         "due again, same id, once the lease ends"
     );
-    store.outbox_retry(&due[0].id, 1, now() * 1000 + 3_600_000).await.unwrap();
+    assert_eq!(again[0].lease, due[0].lease + 1, "each claim has its number");
+    // The first claim's attempt ends after its lease: its retry changes nothing of the
+    // second claim's (which is still in flight, not due again before its own lease ends).
+    store.outbox_retry(&due[0].id, due[0].lease, 1, now() * 1000).await.unwrap();
+    assert!(
+        store.outbox_due(now() * 1000 + 2_000 + lease, 10).await.unwrap().is_empty(),
+        "a stale claim's retry is ignored"
+    );
+    store.outbox_retry(&again[0].id, again[0].lease, 1, now() * 1000 + 3_600_000).await.unwrap();
     assert!(store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap().is_empty(), "not due before its retry");
     store.outbox_remove(&due[0].id).await.unwrap();
     assert_eq!(store.outbox_len().await.unwrap(), 0);
@@ -534,3 +557,30 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
 pub const CHANNEL_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// The webhook secret [`run_channel_suite`] stores.
 pub const CHANNEL_WEBHOOK_SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItdGhlLXdlYmhvb2stMDE=";
+
+/// A finished message of `conversation` without a run, committed under the conversation
+/// lock's fencing token `fence` ([`Completion::fence`]), remembering its answer.
+///
+/// # Panics
+/// `message_id` is not a valid message id.
+pub fn fenced_completion(
+    conversation: &tern_engine::conversation::ConversationId,
+    message_id: &str,
+    fence: Option<i64>,
+) -> tern_engine::conversation::WriteOp {
+    use tern_engine::conversation::{Answer, AnswerStatus, Answered, Completion, MessageId, PausedChange, WriteOp};
+    let message_id = MessageId::new(message_id).unwrap();
+    WriteOp::Complete(Box::new(Completion {
+        channel: tern_engine::channel::ChannelRef::named(tern_engine::channel::ChannelName::default_channel()),
+        conversation: conversation.clone(),
+        message_id: message_id.clone(),
+        remember_answer: true,
+        accepted: false,
+        answer: Answered::new(Answer::without_run(AnswerStatus::NoFlow, &message_id)),
+        digest: None,
+        paused: PausedChange::Keep,
+        history: Vec::new(),
+        outbox: None,
+        fence,
+    }))
+}

@@ -117,6 +117,158 @@ async fn postgres_fails_closed_on_a_wrong_key_and_rotates() {
 }
 
 /// Two handles on one database are two instances: each has its own pool and lock sessions.
+/// A conversation lock's session ends (`pg_terminate_backend`) while its holder still runs:
+/// another instance takes the conversation with a newer fencing token, and the first
+/// holder's commit is refused ([`StoreError::Fenced`]) while the new holder's goes through. A
+/// holder that keeps its session keeps its token (no write per message).
+#[tokio::test]
+async fn postgres_a_commit_under_a_lost_lock_is_refused() {
+    let db = PgTestDb::create().await;
+    let (a, b) = two_instances(&db).await;
+    let c = ConversationId::new("conv-fenced").unwrap();
+    let first = a.lock_conversation(&c, Duration::from_secs(1)).await.unwrap().unwrap();
+    let epoch = first.fence().expect("a PostgreSQL lock has a fencing token");
+    first.release().await;
+    let again = a.lock_conversation(&c, Duration::from_secs(1)).await.unwrap().unwrap();
+    assert_eq!(again.fence(), Some(epoch), "the same lock session keeps the epoch");
+    a.write(&[testing::fenced_completion(&c, "m-0", again.fence())]).await.unwrap();
+
+    // The lock's session ends; b takes the conversation.
+    let admin = sqlx::PgPool::connect(&testing::admin_url()).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = $1)",
+    )
+    .bind(db.url.to_string().rsplit('/').next().unwrap())
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(ended, [true], "one lock session held the conversation");
+    let taken = b.lock_conversation(&c, Duration::from_secs(5)).await.unwrap().unwrap();
+    let newer = taken.fence().unwrap();
+    assert!(newer > epoch, "{newer} > {epoch}");
+
+    // a's run, under the lost lock, commits nothing; b's does.
+    let err = a.write(&[testing::fenced_completion(&c, "m-1", again.fence())]).await.unwrap_err();
+    assert!(matches!(err, tern_store::StoreError::Fenced { .. }), "{err}");
+    assert!(err.to_string().contains("taken over by another instance"), "{err}");
+    let m = |id: &str| tern_engine::conversation::MessageId::new(id).unwrap();
+    assert!(a.answer(&c, &m("m-1")).await.unwrap().is_none(), "nothing of the fenced commit");
+    // In a batch with other conversations' writes, only the fenced one fails (each alone).
+    b.write(&[testing::fenced_completion(&c, "m-1", Some(newer))]).await.unwrap();
+    assert!(b.answer(&c, &m("m-1")).await.unwrap().is_some());
+    drop(again);
+    taken.release().await;
+
+    // a takes it again on a new session: a newer epoch still.
+    let mut back = None;
+    for _ in 0..3 {
+        if let Ok(Some(l)) = a.lock_conversation(&c, Duration::from_secs(5)).await {
+            back = Some(l);
+            break;
+        }
+    }
+    let back = back.expect("a takes the conversation again");
+    assert!(back.fence().unwrap() > newer);
+    back.release().await;
+    drop((a, b));
+    admin.close().await;
+    db.drop_db().await;
+}
+
+/// SQLite opens a file it cannot write read-only, silently: a connection the pool opened
+/// while the file was immutable must not stay in the pool, read-only, after the file is
+/// writable again (every write that happened to use it would fail).
+#[tokio::test]
+async fn sqlite_connections_opened_while_the_file_is_unwritable_do_not_stay_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tern.db");
+    let (key, _) = MasterKey::generate();
+    let store = SqliteStore::open(&path, Keyring::new(key)).await.unwrap();
+    store.put_secret("before", &SecretString::from("v".to_string())).await.unwrap();
+    let files = [path.clone(), dir.path().join("tern.db-wal")];
+    let chattr = |flag: &str| {
+        files.iter().all(|f| std::process::Command::new("chattr").arg(flag).arg(f).status().is_ok_and(|s| s.success()))
+    };
+    if !chattr("+i") {
+        chattr("-i");
+        assert!(std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_none(), "chattr +i is not possible here");
+        eprintln!("SKIPPED sqlite_connections_opened_while_the_file_is_unwritable…: chattr +i is not possible here");
+        return;
+    }
+    // Many reads at once: the pool opens every connection it may while the file is immutable.
+    let reads: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.all_secrets().await.map(drop) })
+        })
+        .collect();
+    for r in reads {
+        let _ = r.await.unwrap();
+    }
+    assert!(store.put_secret("during", &SecretString::from("v".to_string())).await.is_err());
+    // A transaction whose commit fails (and whose rollback then fails too: SQLite ended it
+    // already) must not leave its connection in the pool, counted as inside a transaction.
+    let c = ConversationId::new("conv-unwritable").unwrap();
+    for i in 0..4 {
+        assert!(store.write(&[testing::fenced_completion(&c, &format!("d-{i}"), None)]).await.is_err());
+    }
+    assert!(chattr("-i"));
+    // Every connection the pool holds now writes, in and out of transactions.
+    for i in 0..64 {
+        store.put_secret(&format!("after-{i}"), &SecretString::from("v".to_string())).await.unwrap();
+        store.write(&[testing::fenced_completion(&c, &format!("a-{i}"), None)]).await.unwrap();
+    }
+}
+
+/// A webhook delivery's body is sealed with its channel: a row moved to another channel (by
+/// someone who can write the database but has no key) does not decrypt and is dropped, never
+/// posted to the other channel's webhook; setting its binding back to the one before channels
+/// were bound does not open it either.
+#[tokio::test]
+async fn a_delivery_moved_to_another_channel_is_dropped() {
+    use tern_engine::conversation::{Answer, AnswerStatus, Answered, Completion, MessageId, PausedChange, WriteOp};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tern.db");
+    let (key, _) = MasterKey::generate();
+    let store = SqliteStore::open(&path, Keyring::new(key)).await.unwrap();
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let c = ConversationId::new("conv-moved").unwrap();
+    for (n, tamper) in [
+        "UPDATE outbox SET channel = 'default'",
+        "UPDATE outbox SET binding = 1",
+        "UPDATE outbox SET binding = 1, channel = 'default'",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let message_id = MessageId::new(format!("m-{n}")).unwrap();
+        let done = Completion {
+            channel: tern_engine::channel::ChannelRef {
+                name: tern_engine::channel::ChannelName::new("sms").unwrap(),
+                incarnation: Some(tern_engine::channel::Incarnation::generate()),
+            },
+            conversation: c.clone(),
+            message_id: message_id.clone(),
+            remember_answer: false,
+            accepted: false,
+            answer: Answered::new(Answer::without_run(AnswerStatus::NoFlow, &message_id)),
+            digest: None,
+            paused: PausedChange::Keep,
+            history: Vec::new(),
+            outbox: Some(b"{\"n\":1}".to_vec()),
+            fence: None,
+        };
+        store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
+        assert_eq!(store.outbox_len().await.unwrap(), 1);
+        sqlx::query(tamper).execute(&raw).await.unwrap();
+        let due = store.outbox_due(i64::MAX / 2, 10).await.unwrap();
+        assert!(due.is_empty(), "{tamper}: {due:?}");
+        assert_eq!(store.outbox_len().await.unwrap(), 0, "{tamper}: dropped");
+    }
+    raw.close().await;
+}
+
 async fn two_instances(db: &PgTestDb) -> (Arc<PgStore>, Arc<PgStore>) {
     let (key, text) = MasterKey::generate();
     let a = PgStore::open(&db.url, Keyring::new(key)).await.unwrap();

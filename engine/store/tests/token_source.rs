@@ -356,6 +356,15 @@ impl Store for CountingStore {
     ) -> Result<i64, tern_store::StoreError> {
         self.inner.put_token(name, owner, token).await
     }
+    async fn put_token_if_version(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        token: &TokenRecord,
+        version: i64,
+    ) -> Result<Option<i64>, tern_store::StoreError> {
+        self.inner.put_token_if_version(name, owner, token, version).await
+    }
     async fn lock_token(
         &self,
         name: &IntegrationName,

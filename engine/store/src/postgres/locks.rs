@@ -28,8 +28,20 @@
 //!   conversation at a time, so a lock is never taken twice concurrently by one instance.
 //!   (Advisory locks are re-entrant per session; two conversations whose keys collide simply
 //!   share it inside one instance and exclude each other across instances.)
-//! - **A lost lock connection** (the server restarted) loses the locks on it: the error is
-//!   logged, the connection is opened again for the next lock.
+//! - **A lost lock connection** (the server restarted, `pg_terminate_backend`, a proxy or
+//!   failover that cuts sessions) loses the locks on it, and another instance can take the
+//!   conversation while this one still runs a message of it. So each hold has a **fencing
+//!   token**: right after taking the lock, on the lock's own session, the instance makes the
+//!   conversation's epoch (`conversation_fences`) its own ([`FENCE`]: a new epoch when the row
+//!   names another lock session as holder, none otherwise, so that an instance that keeps its
+//!   sessions writes nothing). The message's commit locks that row and checks the epoch
+//!   ([`Dialect::fence_check`](crate::sql::Dialect::fence_check)); a new holder's move of the
+//!   epoch waits for such a commit, and such a commit after the move fails
+//!   ([`StoreError::Fenced`]): the run commits nothing and is handled again. Every session has
+//!   its own holder number (random, per connection of a shard; per hold on a waiting
+//!   connection), so a session opened again after a loss always moves the epoch. Fence rows
+//!   are kept [`FENCE_RETENTION`] after their epoch last moved; a removed row only costs the
+//!   next holder a new epoch (a run under an older one is then refused, never let through).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +54,28 @@ use tokio::sync::Mutex;
 
 use crate::{StoreError, lock_key};
 
+/// Makes a conversation's fencing epoch this lock session's (`$1` conversation, `$2` the
+/// session's holder number) and returns it: the current epoch when the row already names this
+/// holder (no write), else a new one from `conversation_epochs`.
+const FENCE: &str = "WITH mine AS (
+        SELECT epoch FROM conversation_fences WHERE conversation_id = $1 AND holder = $2
+    ), moved AS (
+        INSERT INTO conversation_fences AS f (conversation_id, epoch, holder, fenced_at_ms)
+        SELECT $1, nextval('conversation_epochs'), $2, (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+        WHERE NOT EXISTS (SELECT 1 FROM mine)
+        ON CONFLICT (conversation_id) DO UPDATE
+            SET epoch = excluded.epoch, holder = excluded.holder, fenced_at_ms = excluded.fenced_at_ms
+        RETURNING epoch
+    )
+    SELECT epoch FROM mine UNION ALL SELECT epoch FROM moved";
+
+/// How long a fence row is kept after its epoch last moved (then retention removes it).
+pub const FENCE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Removes fence rows whose epoch has not moved for [`FENCE_RETENTION`] (`$1`, in ms).
+pub(crate) const PRUNE_FENCES: &str = "DELETE FROM conversation_fences
+    WHERE fenced_at_ms < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1";
+
 /// Dedicated lock connections per instance.
 pub const SHARDS: usize = 4;
 
@@ -51,7 +85,7 @@ pub const WAITERS: u32 = 32;
 
 /// The lock connections of one instance.
 pub(crate) struct ConversationLocks {
-    shards: Vec<Arc<Mutex<Option<PgConnection>>>>,
+    shards: Vec<Arc<Mutex<Option<Session>>>>,
     options: PgConnectOptions,
     waiters: sqlx::PgPool,
     location: String,
@@ -77,23 +111,37 @@ impl ConversationLocks {
     }
 
     /// Runs `sql` with `key` on the shard's connection (opened on first use, dropped after an
-    /// error so that the next call opens a fresh one).
-    async fn on_shard(&self, shard: &Mutex<Option<PgConnection>>, sql: &str, key: i64) -> Result<bool, StoreError> {
+    /// error so that the next call opens a fresh one); with `fence`, when `sql` answered
+    /// `true`, also makes the conversation's epoch this session's ([`FENCE`]). Returns the
+    /// answer and the epoch.
+    async fn on_shard(
+        &self,
+        shard: &Mutex<Option<Session>>,
+        sql: &str,
+        key: i64,
+        fence: Option<&ConversationId>,
+    ) -> Result<(bool, Option<i64>), StoreError> {
         let mut slot = shard.lock().await;
         if slot.is_none() {
             let mut conn = PgConnection::connect_with(&self.options).await.map_err(|e| self.db(e))?;
             set_up(&mut conn).await.map_err(|e| self.db(e))?;
-            *slot = Some(conn);
+            *slot = Some(Session { conn, holder: rand::random() });
         }
-        let Some(conn) = slot.as_mut() else { return Err(self.db(sqlx::Error::PoolClosed)) };
-        match sqlx::query_scalar::<_, bool>(sql).bind(key).fetch_one(&mut *conn).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                tracing::error!(store = %self.location, error = %e, "a conversation-lock connection failed; the locks it held are released, opening a new one");
-                *slot = None;
-                Err(self.db(e))
-            }
-        }
+        let Some(session) = slot.as_mut() else { return Err(self.db(sqlx::Error::PoolClosed)) };
+        let answer = match sqlx::query_scalar::<_, bool>(sql).bind(key).fetch_one(&mut session.conn).await {
+            Ok(true) => match fence {
+                Some(conversation) => {
+                    fence_epoch(&mut session.conn, conversation, session.holder).await.map(|e| (true, Some(e)))
+                }
+                None => Ok((true, None)),
+            },
+            other => other.map(|v| (v, None)),
+        };
+        answer.map_err(|e| {
+            tracing::error!(store = %self.location, error = %e, "a conversation-lock connection failed; the locks it held are released, opening a new one");
+            *slot = None;
+            self.db(e)
+        })
     }
 
     /// Takes the conversation's lock, waiting at most `wait` while another instance holds it.
@@ -106,12 +154,13 @@ impl ConversationLocks {
         let shard = usize::try_from(key.unsigned_abs() % SHARDS as u64).unwrap_or(0);
         // A shard connection the server dropped (a restart, a terminated backend) is opened
         // again once: its locks are gone anyway, and the message should not fail for it.
-        let free = match self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key).await {
-            Ok(free) => free,
-            Err(_) => self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key).await?,
+        let take = || self.on_shard(&self.shards[shard], "SELECT pg_try_advisory_lock($1)", key, Some(conversation));
+        let (free, epoch) = match take().await {
+            Ok(taken) => taken,
+            Err(_) => take().await?,
         };
-        if free {
-            return Ok(Box::new(Held { locks: Some(self.clone()), on: On::Shard(shard), key }));
+        if let (true, Some(epoch)) = (free, epoch) {
+            return Ok(Box::new(Held { locks: Some(self.clone()), on: On::Shard(shard), key, epoch }));
         }
         // Held elsewhere: wait in PostgreSQL's queue, in arrival order.
         let started = Instant::now();
@@ -130,7 +179,14 @@ impl ConversationLocks {
         let left = wait.saturating_sub(started.elapsed()).as_millis().max(1);
         sqlx::query(&format!("SET lock_timeout = {left}")).execute(&mut *conn).await.map_err(|e| self.db(e))?;
         match sqlx::query("SELECT pg_advisory_lock($1)").bind(key).execute(&mut *conn).await {
-            Ok(_) => Ok(Box::new(Held { locks: Some(self.clone()), on: On::Waiter(Some(conn)), key })),
+            // A waiting connection serves many holds: each one is a new holder.
+            Ok(_) => match fence_epoch(&mut conn, conversation, rand::random()).await {
+                Ok(epoch) => Ok(Box::new(Held { locks: Some(self.clone()), on: On::Waiter(Some(conn)), key, epoch })),
+                Err(e) => {
+                    conn.close_on_drop();
+                    Err(self.db(e))
+                }
+            },
             Err(e) if e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "55P03") => Err(too_long()),
             Err(e) => {
                 conn.close_on_drop();
@@ -140,12 +196,24 @@ impl ConversationLocks {
     }
 
     async fn unlock(&self, shard: usize, key: i64) {
-        match self.on_shard(&self.shards[shard], "SELECT pg_advisory_unlock($1)", key).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(store = %self.location, "a conversation lock was not held when released"),
+        match self.on_shard(&self.shards[shard], "SELECT pg_advisory_unlock($1)", key, None).await {
+            Ok((true, _)) => {}
+            Ok((false, _)) => tracing::warn!(store = %self.location, "a conversation lock was not held when released"),
             Err(_) => {} // logged by on_shard; the session (and its locks) is gone
         }
     }
+}
+
+/// A shard's lock session and its holder number ([`FENCE`]).
+struct Session {
+    conn: PgConnection,
+    holder: i64,
+}
+
+/// Makes the conversation's fencing epoch `holder`'s ([`FENCE`]), on the session that holds
+/// the conversation's lock.
+async fn fence_epoch(conn: &mut PgConnection, conversation: &ConversationId, holder: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar::<_, i64>(FENCE).bind(conversation.as_str()).bind(holder).fetch_one(&mut *conn).await
 }
 
 /// Prepares a lock session (see [`SESSION_SETUP`]); a setting the server does not have (42704:
@@ -174,6 +242,8 @@ struct Held {
     locks: Option<Arc<ConversationLocks>>,
     on: On,
     key: i64,
+    /// The fencing token of this hold.
+    epoch: i64,
 }
 
 impl Held {
@@ -202,6 +272,10 @@ impl ConversationLock for Held {
             let on = std::mem::replace(&mut self.on, On::Waiter(None));
             Held::unlock(locks, on, self.key).await;
         }
+    }
+
+    fn fence(&self) -> Option<i64> {
+        Some(self.epoch)
     }
 }
 

@@ -10,7 +10,8 @@
 //!   token request (an HTTP call): server-wide timeouts must not end the transaction, and with
 //!   it the lock, in the middle (both settings exist since PostgreSQL 9.6).
 //! - **Conversations across instances**: see [`locks`]: a session advisory lock per
-//!   conversation, held while an instance handles one of its messages; messages a dead
+//!   conversation, held while an instance handles one of its messages, with a fencing token
+//!   that the message's commit checks (a run whose lock was lost commits nothing); messages a dead
 //!   instance accepted are taken over by the others
 //!   ([`ConversationStore::stale_accepted`](tern_engine::conversation::ConversationStore::stale_accepted)).
 //! - **Races between instances**: a batch of writes that loses a deadlock or serialization race
@@ -32,7 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::PgConnectOptions;
-use tern_engine::conversation::{ConversationId, ConversationLock, WriteOp};
+use tern_engine::conversation::{ConversationId, ConversationLock, Pruned, Retention, WriteOp};
 
 use crate::crypto::Keyring;
 use crate::sql::{Dialect, Flavor, SqlStore};
@@ -88,6 +89,7 @@ impl SqlStore<Postgres> {
         let pool = AnyPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_release(crate::sql::still_usable)
             .connect_with(AnyConnectOptions::from_str(any_url.as_str()).map_err(db_err)?)
             .await
             .map_err(db_err)?;
@@ -150,13 +152,16 @@ impl Flavor for Postgres {
         runs_before: "(updated_at_ms, run_id) < ({at}, {id})",
         // Claimed for this instance: leased (another instance skips them), then removed or
         // rescheduled by the delivery loop.
-        outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3 WHERE id IN (
+        outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3, lease = lease + 1 WHERE id IN (
                        SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2
                        FOR UPDATE SKIP LOCKED)
-                     RETURNING id, channel, body, attempts, created_at_ms",
+                     RETURNING id, channel, body, attempts, created_at_ms, lease, binding",
         token_lock_setup: &["SET LOCAL idle_in_transaction_session_timeout = 0", "SET LOCAL statement_timeout = 0"],
         token_lock: Some("SELECT pg_advisory_xact_lock($1)"),
         lock_tables: Some("LOCK TABLE {tables} IN EXCLUSIVE MODE"),
+        // The row lock waits for (and then fails) a new holder's move of the epoch, and a new
+        // holder's move waits for this transaction: see `locks`.
+        fence_check: Some("SELECT 1 FROM conversation_fences WHERE conversation_id = $1 AND epoch = $2 FOR UPDATE"),
     };
 
     async fn write(store: &SqlStore<Self>, ops: &[WriteOp]) -> Result<(), StoreError> {
@@ -179,5 +184,14 @@ impl Flavor for Postgres {
         wait: Duration,
     ) -> Result<Option<Box<dyn ConversationLock>>, StoreError> {
         self.locks.lock(conversation, wait).await.map(Some)
+    }
+
+    /// Retention, and the conversation fences whose epoch has not moved for
+    /// [`locks::FENCE_RETENTION`].
+    async fn prune(store: &SqlStore<Self>, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
+        let pruned = store.prune_all(retention, now_ms).await?;
+        let keep_ms = i64::try_from(locks::FENCE_RETENTION.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query(locks::PRUNE_FENCES).bind(keep_ms).execute(&store.pool).await.map_err(store.db())?;
+        Ok(pruned)
     }
 }

@@ -20,7 +20,7 @@ use tern_engine::conversation::{
 
 use super::{Flavor, SqlStore};
 use crate::StoreError;
-use crate::rows::{SUMMARY_COLUMNS, SummaryRow, message_row, message_row_str};
+use crate::rows::{OUTBOX_BINDING, SUMMARY_COLUMNS, SummaryRow, message_row, message_row_str, outbox_row};
 
 /// Most rows one pruning statement deletes (a pass repeats until done, in short statements,
 /// so that writers are never blocked for long).
@@ -52,6 +52,23 @@ impl<F: Flavor> SqlStore<F> {
         Ok(added)
     }
 
+    /// Fails with [`StoreError::Fenced`] unless `epoch` is still the conversation's fencing
+    /// token, and then keeps the token's row locked until `tx` ends
+    /// ([`Dialect::fence_check`](super::Dialect::fence_check)).
+    async fn check_fence(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        conversation: &str,
+        epoch: i64,
+    ) -> Result<(), StoreError> {
+        let fenced = || StoreError::Fenced { conversation: conversation.to_string() };
+        // A fence from a store without fences cannot be checked: refuse rather than commit.
+        let Some(check) = F::DIALECT.fence_check else { return Err(fenced()) };
+        let current =
+            sqlx::query(check).bind(conversation).bind(epoch).fetch_optional(&mut **tx).await.map_err(self.db())?;
+        current.map(drop).ok_or_else(fenced)
+    }
+
     /// Applies one operation; returns how many runs it added to history.
     async fn apply(&self, tx: &mut Transaction<'_, Any>, op: &WriteOp) -> Result<i64, StoreError> {
         let now_ms = self.now_ms();
@@ -77,6 +94,9 @@ impl<F: Flavor> SqlStore<F> {
             WriteOp::Forget(c, m) => self.forget(tx, c.as_str(), m.as_str()).await?,
             WriteOp::Complete(done) => {
                 let c = done.conversation.as_str();
+                if let Some(epoch) = done.fence {
+                    self.check_fence(tx, c, epoch).await?;
+                }
                 match &done.paused {
                     PausedChange::Keep => {}
                     PausedChange::Clear => {
@@ -122,14 +142,16 @@ impl<F: Flavor> SqlStore<F> {
                 if let Some(body) = &done.outbox {
                     let id = tern_engine::conversation::new_delivery_id();
                     let channel = done.channel.to_string();
-                    let blob = self.sealer.seal_json_bytes("outbox", &id, "body", body);
+                    let row = outbox_row(OUTBOX_BINDING, &id, &channel);
+                    let blob = self.sealer.seal_json_bytes("outbox", &row, "body", body);
                     sqlx::query(
-                        "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms) VALUES ($1, $2, $3, 0, $4, $4)",
+                        "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms, binding) VALUES ($1, $2, $3, 0, $4, $4, $5)",
                     )
                     .bind(&id)
                     .bind(&channel)
                     .bind(blob)
                     .bind(now_ms)
+                    .bind(OUTBOX_BINDING)
                     .execute(&mut **tx)
                     .await
                     .map_err(self.db())?;
@@ -494,7 +516,8 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         for r in rows {
             let id: String = r.get("id");
             let channel: String = r.get("channel");
-            let body = match self.sealer.open_json("outbox", &id, "body", &r.get::<Vec<u8>, _>("body")) {
+            let row = outbox_row(r.get("binding"), &id, &channel);
+            let body = match self.sealer.open_json("outbox", &row, "body", &r.get::<Vec<u8>, _>("body")) {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(delivery = %id, error = %e, "a webhook delivery cannot be read; dropping it");
@@ -516,6 +539,7 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
                 body,
                 attempts: u32::try_from(r.get::<i64, _>("attempts")).unwrap_or(0),
                 created_at_ms: r.get("created_at_ms"),
+                lease: r.get("lease"),
             });
         }
         Ok(out)
@@ -527,12 +551,13 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         Ok(())
     }
 
-    async fn outbox_retry(&self, id: &str, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
+    async fn outbox_retry(&self, id: &str, lease: i64, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
         let _gate = self.gate().await;
-        sqlx::query("UPDATE outbox SET attempts = $1, next_attempt_ms = $2 WHERE id = $3")
+        sqlx::query("UPDATE outbox SET attempts = $1, next_attempt_ms = $2 WHERE id = $3 AND lease = $4")
             .bind(i64::from(attempts))
             .bind(next_at_ms)
             .bind(id)
+            .bind(lease)
             .execute(&self.pool)
             .await
             .map_err(self.db())?;

@@ -80,7 +80,8 @@ impl<F: Flavor> SqlStore<F> {
         name: &IntegrationName,
         owner: &TokenOwner,
         token: &TokenRecord,
-    ) -> Result<i64, StoreError> {
+        expected: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
         self.check_owner(owner)?;
         let key = token_key(name, owner);
         let access = self.sealer.encrypt_secret("tokens", &key, "access_token", &token.access_token);
@@ -94,6 +95,7 @@ impl<F: Flavor> SqlStore<F> {
                access_token = excluded.access_token, refresh_token = excluded.refresh_token,
                expires_at = excluded.expires_at, obtained_at = excluded.obtained_at, scopes = excluded.scopes,
                metadata = excluded.metadata, version = tokens.version + 1, updated_at = excluded.updated_at
+             WHERE $10 < 0 OR tokens.version = $10
              RETURNING version",
         )
         .bind(name.as_str())
@@ -105,9 +107,24 @@ impl<F: Flavor> SqlStore<F> {
         .bind(scopes)
         .bind(metadata)
         .bind(self.now_s())
-        .fetch_one(exec)
+        .bind(expected.unwrap_or(-1))
+        .fetch_optional(exec)
         .await
         .map_err(self.db())
+    }
+
+    /// [`write_token`](Self::write_token) without a condition: always stored.
+    async fn write_token_always<'e, E: Executor<'e, Database = Any>>(
+        &self,
+        exec: E,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        token: &TokenRecord,
+    ) -> Result<i64, StoreError> {
+        self.write_token(exec, name, owner, token, None).await?.ok_or_else(|| StoreError::Corrupt {
+            what: format!("token of integration `{name}`"),
+            reason: "the database stored it without giving its version".into(),
+        })
     }
 
     async fn write_status<'e, E: Executor<'e, Database = Any>>(
@@ -145,7 +162,7 @@ impl<F: Flavor> TokenLock for SqlTokenLock<F> {
     }
 
     async fn write(&mut self, token: &TokenRecord) -> Result<i64, StoreError> {
-        self.store.write_token(&mut *self.tx, &self.name, &self.owner, token).await
+        self.store.write_token_always(&mut *self.tx, &self.name, &self.owner, token).await
     }
 
     async fn set_status(&mut self, status: IntegrationStatus, message: Option<&str>) -> Result<(), StoreError> {
@@ -249,7 +266,17 @@ impl<F: Flavor> Store for SqlStore<F> {
         owner: &TokenOwner,
         token: &TokenRecord,
     ) -> Result<i64, StoreError> {
-        self.write_token(&self.pool, name, owner, token).await
+        self.write_token_always(&self.pool, name, owner, token).await
+    }
+
+    async fn put_token_if_version(
+        &self,
+        name: &IntegrationName,
+        owner: &TokenOwner,
+        token: &TokenRecord,
+        version: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.write_token(&self.pool, name, owner, token, Some(version)).await
     }
 
     async fn lock_token(&self, name: &IntegrationName, owner: &TokenOwner) -> Result<Box<dyn TokenLock>, StoreError> {

@@ -77,8 +77,8 @@ pub struct Dialect {
     /// `{id}` its run id), in the form the database's planner uses an index for.
     pub(crate) runs_before: &'static str,
     /// Claims due webhook deliveries (`$1` now in ms, `$2` how many, `$3` the lease in ms):
-    /// moves their `next_attempt_ms` to `$1 + $3` and returns `id, channel, body, attempts,
-    /// created_at_ms` of the oldest due ones (in any order; the caller sorts), so that neither
+    /// moves their `next_attempt_ms` to `$1 + $3`, counts the claim in `lease`, and returns
+    /// `id, channel, body, attempts, created_at_ms, lease, binding` of the oldest due ones (in any order; the caller sorts), so that neither
     /// this process nor another sharing the database picks one twice while it is in flight.
     pub(crate) outbox_due: &'static str,
     /// Statements run first in the transaction of a token refresh, without parameters.
@@ -89,6 +89,11 @@ pub struct Dialect {
     /// The statement that keeps other writers out of the tables (`{tables}`) while every
     /// secret is re-encrypted, if the writing transaction alone does not.
     pub(crate) lock_tables: Option<&'static str>,
+    /// Where conversation locks can be lost while held: the statement, run first in the
+    /// transaction that commits a message's result, that locks the conversation's fence row
+    /// if its epoch is still `$2` (`$1` the conversation) and returns a row only then
+    /// ([`Completion::fence`](tern_engine::conversation::Completion::fence)).
+    pub(crate) fence_check: Option<&'static str>,
 }
 
 /// What one database keeps and does on its own, next to its [`Dialect`].
@@ -398,6 +403,29 @@ impl<F: Flavor> Backend for SqlStore<F> {
     async fn reencrypt_all(&self) -> Result<usize, StoreError> {
         self.reencrypt().await
     }
+}
+
+/// Whether a connection given back goes back into the pool (sqlx's `after_release`): not when
+/// it is still inside a transaction. That happens when a commit failed (a disk I/O error, a
+/// file made read-only) and the rollback that follows failed too, because the database had
+/// already ended the transaction itself: the driver still counts it as open, and every later
+/// `BEGIN` on that connection would fail ("non-zero transaction depth"), for whichever write
+/// picked it. The ping first lets the driver finish a rollback it was still doing.
+pub(crate) fn still_usable(
+    conn: &mut sqlx::AnyConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    use sqlx::Connection;
+    Box::pin(async move {
+        conn.ping().await?;
+        let usable = !conn.is_in_transaction();
+        if !usable {
+            tracing::warn!(
+                "a database connection was left inside a transaction (its commit and rollback failed); closing it"
+            );
+        }
+        Ok(usable)
+    })
 }
 
 /// What the migrator said, in words for the operator.

@@ -82,6 +82,7 @@ impl SqlStore<Sqlite> {
         let pool = AnyPoolOptions::new()
             .max_connections(POOL_SIZE)
             .after_connect(set_up)
+            .after_release(crate::sql::still_usable)
             .connect_with(opts)
             .await
             .map_err(db_err)?;
@@ -151,14 +152,33 @@ impl SqlStore<Sqlite> {
 }
 
 /// Prepares a new connection ([`CONNECTION_SETUP`]).
+///
+/// First the connection must be able to write ([`WRITE_PROBE`]): SQLite opens a database file
+/// it cannot open for writing (made read-only or immutable) read-only, silently, and such a
+/// connection would stay read-only in the pool after the file is writable again, failing every
+/// write that happens to use it. The probe takes no lock wait (`busy_timeout = 0`): when
+/// another connection is writing, the file is writable and the connection is kept.
 fn set_up(
     conn: &mut sqlx::AnyConnection,
     _: sqlx::pool::PoolConnectionMetadata,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + '_>> {
     use sqlx::Executor;
-    let setup = conn.execute(CONNECTION_SETUP);
-    Box::pin(async move { setup.await.map(drop) })
+    Box::pin(async move {
+        let probe = conn.execute(WRITE_PROBE).await;
+        let _ = conn.execute("ROLLBACK").await;
+        if let Err(e) = probe
+            && crate::health::Fault::of(&e) != crate::health::Fault::Locked
+        {
+            return Err(e);
+        }
+        conn.execute(CONNECTION_SETUP).await.map(drop)
+    })
 }
+
+/// A write that is always rolled back (the caller ends the transaction): it fails on a
+/// connection that SQLite opened read-only ([`set_up`]).
+const WRITE_PROBE: &str =
+    "PRAGMA busy_timeout = 0; BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS tern_write_probe (x INTEGER);";
 
 /// A file path as the path of a `sqlite:` URL: percent-encoded except for unreserved
 /// characters and `/`, so that the driver decodes exactly the path back (`?`, `#`, `%` and
@@ -181,12 +201,14 @@ impl Flavor for Sqlite {
         row_in: "rowid IN ({rows})",
         row_ref: ("CAST(rowid AS TEXT)", "rowid = CAST($2 AS INTEGER)"),
         runs_before: "(updated_at_ms < {at} OR (updated_at_ms = {at} AND run_id < {id}))",
-        outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3 WHERE id IN (
+        outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3, lease = lease + 1 WHERE id IN (
                        SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2)
-                     RETURNING id, channel, body, attempts, created_at_ms",
+                     RETURNING id, channel, body, attempts, created_at_ms, lease, binding",
         token_lock_setup: &[],
         token_lock: None,
         lock_tables: None,
+        // One process: its conversation locks are in memory and cannot be lost.
+        fence_check: None,
     };
 
     fn write_gate(&self) -> Option<&tokio::sync::Mutex<()>> {
