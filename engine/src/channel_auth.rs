@@ -155,6 +155,22 @@ fn shown(name: &str) -> String {
     format!("{}{more}", cut.escape_debug())
 }
 
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750 §2.1), the scheme
+/// name in any case (RFC 7235 §2.1); `None` for another scheme or a value that is not text.
+pub fn bearer_token(value: &http::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+/// A request's channel, after its headers were checked ([`ChannelAuth::admit`]).
+#[derive(Debug)]
+pub enum Admission {
+    /// The headers decided: an open channel, or a valid bearer token.
+    Decided(Arc<Channel>, Credential),
+    /// The request is signed: its body must be read and verified ([`ChannelAuth::verify`]).
+    Signed(Arc<Channel>),
+}
+
 /// Why a request was refused. The caller logs it (it names no secret value) and answers every
 /// one of them with the same 401.
 #[derive(Debug, thiserror::Error)]
@@ -236,28 +252,61 @@ pub async fn check(
     seen: &dyn SeenWebhookIds,
     now_ms: i64,
 ) -> Result<Credential, Refusal> {
-    let authorization = headers.get(http::header::AUTHORIZATION);
+    match check_headers(auth, headers)? {
+        Some(credential) => Ok(credential),
+        None => check_signature(scope, auth, headers, body, seen, now_ms).await,
+    }
+}
+
+/// The part of [`check`] that needs no body, so that a request is refused before its body is
+/// read (a caller without credentials cannot hold a connection by sending the body slowly):
+/// the decision for an open channel or a bearer token, `None` when the request is signed (the
+/// signature covers the body: [`check_signature`]).
+///
+/// The scheme name of `Authorization` is case-insensitive (RFC 7235 §2.1; RFC 6750 §2.1).
+///
+/// # Errors
+/// [`Refusal::NoCredentialsConfigured`], [`Refusal::NotBearer`], [`Refusal::WrongToken`],
+/// [`Refusal::NoCredentials`].
+pub fn check_headers(auth: &InboundAuth, headers: &http::HeaderMap) -> Result<Option<Credential>, Refusal> {
     let signed = headers.contains_key(standard_webhooks::HEADER_ID)
         || headers.contains_key(standard_webhooks::HEADER_SIGNATURE)
         || headers.contains_key(standard_webhooks::HEADER_TIMESTAMP);
     if auth.open {
-        return Ok(Credential::Open);
+        return Ok(Some(Credential::Open));
     }
     if auth.tokens.is_empty() && auth.signing_secrets.is_empty() {
         return Err(Refusal::NoCredentialsConfigured);
     }
-    if let Some(value) = authorization {
-        let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or(Refusal::NotBearer)?;
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        let given = bearer_token(value).ok_or(Refusal::NotBearer)?;
         // Every token is compared, so that the time taken does not say which one matched.
         let mut any = false;
         for token in &auth.tokens {
             any |= bool::from(subtle::ConstantTimeEq::ct_eq(given.trim().as_bytes(), token.expose_secret().as_bytes()));
         }
-        return if any { Ok(Credential::Token) } else { Err(Refusal::WrongToken) };
+        return if any { Ok(Some(Credential::Token)) } else { Err(Refusal::WrongToken) };
     }
     if !signed {
         return Err(Refusal::NoCredentials);
     }
+    Ok(None)
+}
+
+/// The part of [`check`] for a signed request (after [`check_headers`] said it is one): the
+/// Standard Webhooks signature over `body`, then the replay check of its `webhook-id` through
+/// `seen`, under `scope`.
+///
+/// # Errors
+/// [`Refusal::Signature`], [`Refusal::Replayed`], [`Refusal::IdReused`], [`Refusal::Store`].
+pub async fn check_signature(
+    scope: &str,
+    auth: &InboundAuth,
+    headers: &http::HeaderMap,
+    body: &[u8],
+    seen: &dyn SeenWebhookIds,
+    now_ms: i64,
+) -> Result<Credential, Refusal> {
     let now_s = now_ms.div_euclid(1000);
     let verified = standard_webhooks::verify(&auth.signing_secrets, headers, body, now_s, REPLAY_WINDOW_SECS)?;
     // The signature stays valid until its timestamp is older than the window: remember the id
@@ -305,11 +354,41 @@ impl ChannelAuth {
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> Result<(Arc<Channel>, Credential), Refusal> {
+        match self.admit(name, headers).await? {
+            Admission::Decided(channel, credential) => Ok((channel, credential)),
+            Admission::Signed(channel) => self.verify(channel, headers, body).await,
+        }
+    }
+
+    /// The first half of [`authenticate`](Self::authenticate), before the body is read: the
+    /// channel, and the decision when the headers suffice ([`check_headers`]).
+    ///
+    /// # Errors
+    /// [`Refusal::NoSuchChannel`], a refusal of [`check_headers`], [`Refusal::Store`].
+    pub async fn admit(&self, name: &str, headers: &http::HeaderMap) -> Result<Admission, Refusal> {
         let unknown = || Refusal::NoSuchChannel { channel: name.chars().take(64).collect() };
         let name = ChannelName::new(name).map_err(|_| unknown())?;
         let channel = self.channels.channel(&name).await?.ok_or_else(unknown)?;
+        Ok(match check_headers(&channel.inbound, headers)? {
+            Some(credential) => Admission::Decided(channel, credential),
+            None => Admission::Signed(channel),
+        })
+    }
+
+    /// The second half of [`authenticate`](Self::authenticate) for a signed request: the
+    /// signature over the body ([`check_signature`], scoped to the channel's incarnation).
+    ///
+    /// # Errors
+    /// A refusal of [`check_signature`].
+    pub async fn verify(
+        &self,
+        channel: Arc<Channel>,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Result<(Arc<Channel>, Credential), Refusal> {
         let scope = crate::channel::ChannelRef::of(&channel).to_string();
-        let credential = check(&scope, &channel.inbound, headers, body, &*self.seen, self.clock.now_ms()).await?;
+        let credential =
+            check_signature(&scope, &channel.inbound, headers, body, &*self.seen, self.clock.now_ms()).await?;
         Ok((channel, credential))
     }
 }

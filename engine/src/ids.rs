@@ -56,19 +56,22 @@ pub const MAX_ID_CHARS: usize = 200;
 
 /// The opaque-id rule as a regular expression (OpenAPI): no character for which
 /// [`is_hidden_char`] holds. [`check_opaque_id`] also bounds the length.
-pub const OPAQUE_ID_PATTERN: &str = "^[^\\x00-\\x1F\\x7F-\\x9F\\xAD\\u034F\\u061C\\u115F\\u1160\\u17B4\\u17B5\\u180B-\\u180F\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u206F\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF0-\\uFFFB]*$";
+pub const OPAQUE_ID_PATTERN: &str = "^[^\\x00-\\x1F\\x7F-\\xA0\\xAD\\u034F\\u061C\\u115F\\u1160\\u1680\\u17B4\\u17B5\\u180B-\\u180F\\u2000-\\u200F\\u2028-\\u202F\\u205F-\\u206F\\u2800\\u3000\\u3164\\uFE00-\\uFE0F\\uFEFF\\uFFA0\\uFFF0-\\uFFFB]*$";
 
 /// Whether `c` is invisible or changes how the text around it is shown, so that an id holding
 /// it would look like another id (in the console, the run list, a log line): a control
 /// character (Unicode category Cc), a line or paragraph separator (Zl, Zp), a bidirectional
 /// control (U+061C, U+200E/F, U+202A–E, U+2066–9), or a default-ignorable code point (Unicode
 /// `DerivedCoreProperties.txt`, `Default_Ignorable_Code_Point`: zero-width spaces and joiners,
-/// soft hyphen, variation selectors, the byte order mark, tag characters, …).
+/// soft hyphen, variation selectors, the byte order mark, tag characters, …), or a space other
+/// than U+0020 (the no-break and typographic spaces of category Zs, and the blank braille
+/// pattern U+2800), which shows as a plain space.
 pub fn is_hidden_char(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
-            '\u{AD}'
+            '\u{A0}'
+                | '\u{AD}'
                 | '\u{34F}'
                 | '\u{61C}'
                 | '\u{115F}'
@@ -76,9 +79,12 @@ pub fn is_hidden_char(c: char) -> bool {
                 | '\u{17B4}'
                 | '\u{17B5}'
                 | '\u{180B}'..='\u{180F}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{206F}'
+                | '\u{1680}'
+                | '\u{2000}'..='\u{200F}'
+                | '\u{2028}'..='\u{202F}'
+                | '\u{205F}'..='\u{206F}'
+                | '\u{2800}'
+                | '\u{3000}'
                 | '\u{3164}'
                 | '\u{FE00}'..='\u{FE0F}'
                 | '\u{FEFF}'
@@ -93,7 +99,9 @@ pub fn is_hidden_char(c: char) -> bool {
 /// An opaque id (a conversation, message or run id) that breaks the rule of
 /// [`check_opaque_id`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the {kind} must be 1 to {max} characters without control, invisible or text-direction characters")]
+#[error(
+    "the {kind} must be 1 to {max} characters without control, invisible, text-direction or space-like characters (a plain space is fine, but not at either end), and not `.` or `..`"
+)]
 pub struct BadOpaqueId {
     /// What kind of id (`run id`, `conversation id`, …).
     pub kind: &'static str,
@@ -103,7 +111,8 @@ pub struct BadOpaqueId {
 
 /// The rule of opaque ids, which channels and the engine make up rather than flow designers:
 /// 1 to [`MAX_ID_CHARS`] characters, none of them hidden ([`is_hidden_char`]: control,
-/// invisible and text-direction characters).
+/// invisible, text-direction and space-like characters), no space at either end, and not `.`
+/// or `..` (the pattern, [`OPAQUE_ID_PATTERN`], says the characters only).
 ///
 /// # Errors
 /// [`BadOpaqueId`]: what the id must be, naming its `kind`.
@@ -117,7 +126,16 @@ pub fn check_opaque_id(kind: &'static str, s: &str) -> Result<(), BadOpaqueId> {
 /// # Errors
 /// [`BadOpaqueId`] with `max`.
 pub fn check_opaque_id_within(kind: &'static str, s: &str, max: usize) -> Result<(), BadOpaqueId> {
-    if s.is_empty() || s.chars().count() > max || s.chars().any(is_hidden_char) {
+    // `.` and `..` are dot segments (RFC 3986 §5.2.4): in an answer URL a client's URL parser
+    // removes them, and the URL then names another resource.
+    if s.is_empty()
+        || s.chars().count() > max
+        || s.chars().any(is_hidden_char)
+        || s.starts_with(' ')
+        || s.ends_with(' ')
+        || s == "."
+        || s == ".."
+    {
         return Err(BadOpaqueId { kind, max });
     }
     Ok(())

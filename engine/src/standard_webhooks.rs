@@ -46,11 +46,13 @@ pub const MAX_KEY_LEN: usize = 64;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SecretError {
     /// Not `whsec_` followed by base64.
-    #[error("a webhook secret is `whsec_` followed by the key in base64; this one is not base64 after the prefix")]
+    #[error(
+        "a webhook secret is `whsec_` followed by the key in base64 (make one with `openssl rand -base64 32` and put `whsec_` before it); this one is not base64"
+    )]
     NotBase64,
     /// The key is too short or too long.
     #[error(
-        "a webhook secret's key must be {MIN_KEY_LEN} to {MAX_KEY_LEN} bytes; this one has {len} (generate one with `tern channels add`, or `openssl rand -base64 32` and prefix it with `whsec_`)"
+        "a webhook secret's key must be {MIN_KEY_LEN} to {MAX_KEY_LEN} bytes; this one has {len} (make one with `openssl rand -base64 32` and put `whsec_` before it)"
     )]
     KeyLength {
         /// The decoded key's length, in bytes.

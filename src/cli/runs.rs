@@ -114,8 +114,8 @@ fn table(runs: &[RunSummary]) -> String {
                 time(r.updated_at_ms),
                 r.run_id.to_string(),
                 r.flow_id.clone(),
-                r.conversation_id.clone(),
-                r.contact_id.clone().unwrap_or_else(|| "-".into()),
+                plain(&r.conversation_id).into_owned(),
+                r.contact_id.as_deref().map_or_else(|| "-".into(), |c| plain(c).into_owned()),
                 r.status.to_string(),
                 duration(r.duration_ms),
             ]
@@ -147,8 +147,8 @@ fn show(run: &RunHistory) -> String {
     let _ = writeln!(
         out,
         "conversation {}{}  started {}  {}",
-        s.conversation_id,
-        s.contact_id.as_deref().map(|c| format!("  contact {c}")).unwrap_or_default(),
+        plain(&s.conversation_id),
+        s.contact_id.as_deref().map(|c| format!("  contact {}", plain(c))).unwrap_or_default(),
         time(s.started_at_ms),
         match s.finished_at_ms {
             Some(f) => format!("finished {} ({})", time(f), duration(s.duration_ms)),
@@ -158,12 +158,12 @@ fn show(run: &RunHistory) -> String {
     for (i, g) in run.segments.iter().enumerate() {
         let _ = writeln!(out, "\n[{}] {}  {}", i + 1, time(g.started_at_ms), g.status);
         if let Some(event) = &g.event {
-            let _ = writeln!(out, "  event:   {event}");
+            let _ = writeln!(out, "  event:   {}", plain(&event.to_string()));
         } else {
-            let _ = writeln!(out, "  contact: {}", g.message);
+            let _ = writeln!(out, "  contact: {}", plain(&g.message));
         }
         for r in &g.replies {
-            let _ = writeln!(out, "  tern:    {}", r.text);
+            let _ = writeln!(out, "  tern:    {}", plain(&r.text));
         }
         for t in &g.trace {
             let _ = writeln!(
@@ -175,7 +175,7 @@ fn show(run: &RunHistory) -> String {
                 duration(i64::try_from(t.duration_us / 1000).unwrap_or(i64::MAX))
             );
             if let Some(e) = &t.error {
-                let _ = writeln!(out, "      error[{}]: {}", e.code, e.message);
+                let _ = writeln!(out, "      error[{}]: {}", e.code, plain(&e.message));
             }
         }
         if let Some(e) = &g.error {
@@ -184,13 +184,49 @@ fn show(run: &RunHistory) -> String {
                 "  failed{}: [{}] {}",
                 e.step.as_ref().map(|s| format!(" at step {}", s.as_str())).unwrap_or_default(),
                 e.code,
-                e.message
+                plain(&e.message)
             );
         }
     }
     out
 }
 
+/// Text from a conversation (what a contact typed, ids a channel chose, replies, provider
+/// errors) as it may reach a terminal: control characters (line breaks included, so that a
+/// message cannot fake transcript lines), escape sequences, and invisible or text-direction
+/// characters ([`tern_engine::is_hidden_char`]) are shown escaped (`\n`, `\u{1b}`), not
+/// acted on by the terminal. The console escapes the same text as HTML.
+fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || tern_engine::is_hidden_char(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else if tern_engine::is_hidden_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A contact's text cannot drive the terminal or fake a transcript line.
+    #[test]
+    fn conversation_text_reaches_the_terminal_escaped() {
+        assert_eq!(super::plain("Hello, Ana"), "Hello, Ana");
+        assert_eq!(
+            super::plain("hi \u{1b}[2J\u{1b}]0;pwned\u{7}\r\nInjected line"),
+            "hi \\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\r\\nInjected line"
+        );
+        assert_eq!(super::plain("a\u{202E}b\u{A0}c"), "a\\u{202e}b\\u{a0}c");
+    }
 }

@@ -30,11 +30,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
 impl AppState {
     /// Whether `headers` carry the admin token as a bearer token (compared in constant time).
     pub(crate) fn is_admin(&self, headers: &HeaderMap) -> bool {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given = headers.get(header::AUTHORIZATION).and_then(tern_engine::channel_auth::bearer_token).unwrap_or("");
         subtle::ConstantTimeEq::ct_eq(given.as_bytes(), self.admin_token.expose_secret().as_bytes()).into()
     }
 }

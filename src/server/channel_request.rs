@@ -17,7 +17,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use tern_engine::channel::{Channel, DEFAULT_CHANNEL};
-use tern_engine::channel_auth::{ChannelAuth, Credential};
+use tern_engine::channel_auth::{Admission, ChannelAuth, Credential};
 
 use super::AppState;
 use super::error::ApiError;
@@ -27,6 +27,10 @@ pub const UNAUTHORIZED: &str = "this route needs the channel's credentials: `Aut
 
 /// Largest body read (the router's limit).
 const MAX_BODY: usize = 64 * 1024;
+
+/// Longest a request's body (at most 64 KiB) may take to arrive once its headers passed the
+/// channel's check (a bearer token, or signature headers); then `408`.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `401` with `{"error": UNAUTHORIZED, "code": "unauthorized"}` and `WWW-Authenticate: Bearer`.
 pub fn unauthorized() -> axum::response::Response {
@@ -115,10 +119,34 @@ impl FromRequest<Arc<AppState>> for ChannelRequest {
         } else {
             DEFAULT_CHANNEL.to_string()
         };
-        let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB").into_response());
+        // The headers first: a request without valid credentials is refused before its body is
+        // read, so that it cannot hold a connection by sending the body slowly.
+        let auth = state.channel_auth();
+        let admitted = auth.admit(&name, &parts.headers).await;
+        let body = match &admitted {
+            Ok(_) => match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(_)) => {
+                    return Err(
+                        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB").into_response()
+                    );
+                }
+                Err(_) => {
+                    return Err(ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+                    )
+                    .into_response());
+                }
+            },
+            Err(_) => Bytes::new(),
         };
-        match state.channel_auth().authenticate(&name, &parts.headers, &body).await {
+        let authenticated = match admitted {
+            Ok(Admission::Decided(channel, credential)) => Ok((channel, credential)),
+            Ok(Admission::Signed(channel)) => auth.verify(channel, &parts.headers, &body).await,
+            Err(refusal) => Err(refusal),
+        };
+        match authenticated {
             Ok((channel, credential)) => {
                 if matches!(credential, Credential::Open) {
                     tracing::debug!(channel = %channel.name, "request to an open channel (--insecure-open-channel)");
@@ -130,7 +158,7 @@ impl FromRequest<Arc<AppState>> for ChannelRequest {
                 let shown: String = name.chars().take(64).collect();
                 tracing::warn!(
                     channel = %shown.escape_debug(),
-                    path = %parts.uri.path().chars().take(256).collect::<String>(),
+                    path = %parts.uri.path().chars().take(256).collect::<String>().escape_debug(),
                     reason = refusal.reason(),
                     error = %refusal,
                     "refused a channel request"

@@ -9,15 +9,17 @@
 //! id — would otherwise show `[redacted]` exactly when the caller guessed a secret, a free
 //! oracle for every secret the process knows. The caller learns nothing from its own input.
 //!
-//! One pass per request: the layer keeps the request's target and body ([`CallerInput`], a
-//! request extension) and decodes them into the set of values to leave as they are only when
+//! One pass per request: the layer keeps the request's target and the body as the handler
+//! reads it ([`CallerInput`], a request extension: the body is recorded on its way through,
+//! never read ahead, so that a handler can refuse a request on its headers without waiting for
+//! its body) and decodes them into the set of values to leave as they are only when
 //! an answer contains a known secret at all — most answers contain none, and then the body is
 //! parsed once, by the handler. A handler that serializes its answer itself masks it with the
 //! same [`CallerInput`] ([`masked_json`]) and marks it [`Masked`]; the layer passes such a body
 //! as it is instead of reading it back. Every other answer is masked here.
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::body::HttpBody as _;
@@ -86,21 +88,25 @@ impl std::fmt::Debug for CallerInput {
 
 struct Sent {
     uri: axum::http::Uri,
-    body: axum::body::Bytes,
+    /// The body as far as the handler read it (at most [`MAX_REQUEST_BODY`] bytes).
+    body: Arc<Mutex<Vec<u8>>>,
     /// The known secret values the caller sent ([`known::present_in`] of [`caller_input`]),
     /// computed the first time an answer contains a known secret.
     keep: OnceLock<Vec<Vec<u8>>>,
 }
 
 impl CallerInput {
-    fn new(uri: &axum::http::Uri, body: axum::body::Bytes) -> Self {
+    fn new(uri: &axum::http::Uri, body: Arc<Mutex<Vec<u8>>>) -> Self {
         Self(Arc::new(Sent { uri: uri.clone(), body, keep: OnceLock::new() }))
     }
 
     /// The known secret values the caller sent itself (decoded the ways a handler may decode
     /// them).
     fn keep(&self) -> &[Vec<u8>] {
-        self.0.keep.get_or_init(|| known::present_in(&caller_input(&self.0.uri, &self.0.body)))
+        self.0.keep.get_or_init(|| {
+            let body = self.0.body.lock().unwrap_or_else(|p| p.into_inner());
+            known::present_in(&caller_input(&self.0.uri, &body))
+        })
     }
 
     /// `bytes` with every known secret value masked except those the caller sent; borrowed
@@ -148,16 +154,50 @@ pub fn json_bytes(status: StatusCode, json: axum::body::Bytes, caller: Option<&C
     r
 }
 
+/// A request body that records what passes through it (up to [`MAX_REQUEST_BODY`] bytes) for
+/// the request's [`CallerInput`], as the handler reads it.
+struct Recording {
+    inner: Body,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl http_body::Body for Recording {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let mut seen = this.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let room = MAX_REQUEST_BODY.saturating_sub(seen.len());
+            seen.extend_from_slice(&data[..data.len().min(room)]);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Masks the answer to `req`.
 pub async fn mask_answer(req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    // Inside the concurrency limit and the request timeout (see `app`): bounded like any handler.
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BODY).await else {
-        return super::error(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB");
-    };
-    let caller = CallerInput::new(&parts.uri, bytes.clone());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let caller = CallerInput::new(&parts.uri, seen.clone());
     parts.extensions.insert(caller.clone());
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let body = Body::new(Recording { inner: body, seen });
+    let response = next.run(Request::from_parts(parts, body)).await;
     let (mut parts, body) = response.into_parts();
     if let Some(location) = parts.headers.get(header::LOCATION)
         && let Cow::Owned(masked) = caller.mask(location.as_bytes())
@@ -199,7 +239,7 @@ mod tests {
         known::remember_str("lazy-sent-secret-0001");
         known::remember_str("lazy-other-secret-0002");
         let uri: axum::http::Uri = "/v1/conversations/c/messages".parse().unwrap();
-        let caller = CallerInput::new(&uri, axum::body::Bytes::from_static(br#"{"text": "lazy-sent-secret-0001"}"#));
+        let caller = CallerInput::new(&uri, Arc::new(Mutex::new(br#"{"text": "lazy-sent-secret-0001"}"#.to_vec())));
         assert!(matches!(caller.mask(b"{\"replies\": []}"), Cow::Borrowed(_)));
         assert!(caller.0.keep.get().is_none(), "nothing to mask: the request was not decoded");
         let masked = caller.mask(b"sent lazy-sent-secret-0001, not lazy-other-secret-0002");

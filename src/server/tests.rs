@@ -872,6 +872,56 @@ async fn a_message_route_without_the_channel_s_credentials_is_a_401_that_tells_n
     h.stop().await;
 }
 
+/// A request without valid credentials is refused on its headers: its body is never waited
+/// for (a body that never arrives gets the 401 at once, so an anonymous caller cannot hold a
+/// connection by trickling a body). The scheme name `Bearer` may be in any case.
+#[tokio::test]
+async fn credentials_are_checked_before_the_body_is_read() {
+    let h = Harness::new().await;
+    let never = || Body::from_stream(futures_util::stream::pending::<Result<Vec<u8>, std::io::Error>>());
+    for auth in [None, Some("Bearer wrong-token-0123456789".to_string()), Some(format!("Basic {CHANNEL}"))] {
+        let mut req = Request::post("/v1/conversations/c-slow/messages")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, "60000");
+        if let Some(a) = &auth {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let answered = tokio::time::timeout(Duration::from_secs(5), h.send_as_is(req.body(never()).unwrap())).await;
+        let (status, _, body) = answered.unwrap_or_else(|_| panic!("{auth:?}: waited for the body"));
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}: {body}");
+    }
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let req = Request::post("/v1/conversations/c-case/messages")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("{scheme} {CHANNEL}"))
+            .body(Body::from(r#"{"text": "hello"}"#))
+            .unwrap();
+        let (status, _, body) = h.send_as_is(req).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {body}");
+    }
+    h.stop().await;
+}
+
+/// Ids that would name another resource in an answer URL (dot segments) or look like another
+/// id (space-like characters, spaces at either end) are refused.
+#[tokio::test]
+async fn dot_segment_and_look_alike_ids_are_refused() {
+    let h = Harness::new().await;
+    for id in ["%2E", "%2E%2E", "a%C2%A0b", "%E3%80%80", "%E2%A0%80", "%20a", "a%20", "a%E2%80%AFb"] {
+        let (status, body) = h.post_json(&format!("/v1/conversations/{id}/messages"), &json!({"text": "hello"})).await;
+        assert_eq!((status, &body["code"]), (StatusCode::BAD_REQUEST, &json!("bad-id")), "{id}: {body}");
+    }
+    for id in [".", "..", "m\u{a0}1", " m", "m "] {
+        let (status, body) =
+            h.post_json("/v1/conversations/c/messages", &json!({"text": "hello", "message_id": id})).await;
+        assert_eq!((status, &body["code"]), (StatusCode::BAD_REQUEST, &json!("bad-id")), "{id:?}: {body}");
+    }
+    // A plain space inside is fine.
+    let (status, body) = h.post_json("/v1/conversations/a%20b/messages", &json!({"text": "hello"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn the_default_channel_cannot_reach_an_integration_event_s_conversation() {
     let h = Harness::new().await;

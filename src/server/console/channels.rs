@@ -229,7 +229,7 @@ pub async fn remove(
     if f.confirm != "yes" {
         let body = html! {
             h1 { "Remove channel " (name) "?" }
-            p { "Its messages are refused from now on, and its conversations, waiting runs and undelivered replies stay with it: a channel added later under the same name starts afresh." }
+            p { "Its messages are refused from now on, its replies not yet delivered are dropped, and its conversations and waiting runs stay with it, out of reach: a channel added later under the same name starts afresh." }
             form method="post" action={"/channels/" (name) "/remove"} {
                 input type="hidden" name="csrf" value=(session.csrf);
                 input type="hidden" name="confirm" value="yes";
