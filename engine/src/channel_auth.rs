@@ -64,6 +64,14 @@ pub trait SeenWebhookIds: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// The store could not be written.
     async fn sighting(&self, sighting: &SignedRequest<'_>, now_ms: i64) -> Result<Sighting, StoreError>;
+
+    /// Forgets `id` of `scope`: its request was accepted as authentic but refused for now
+    /// (overloaded, the store down) with nothing kept, so that the sender's retry of the same
+    /// bytes is let through like the first time.
+    ///
+    /// # Errors
+    /// The store could not be written.
+    async fn forget_webhook_id(&self, scope: &str, id: &str) -> Result<(), StoreError>;
 }
 
 /// A signed request as the replay record knows it.
@@ -129,6 +137,11 @@ impl SeenWebhookIds for MemorySeenIds {
                 Ok(Sighting::Accepted)
             }
         }
+    }
+
+    async fn forget_webhook_id(&self, scope: &str, id: &str) -> Result<(), StoreError> {
+        crate::sync::lock(&self.seen).remove(&(scope.to_string(), id.to_string()));
+        Ok(())
     }
 }
 

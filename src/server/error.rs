@@ -31,6 +31,12 @@ pub struct ApiError {
 pub const STORE_RETRY_SECS: u32 = 5;
 
 impl ApiError {
+    /// Whether the answer says to send the request again later (`Retry-After`): nothing of it
+    /// was kept.
+    pub fn is_retry_later(&self) -> bool {
+        self.retry_after.is_some()
+    }
+
     /// An answer with `status` and `message` (what went wrong and what to do).
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, body: ErrorBody { error: message.into(), code: None, problems: Vec::new() }, retry_after: None }

@@ -114,11 +114,20 @@ async fn take_message(state: &AppState, req: ChannelRequest) -> Result<Response,
     })?;
     let conversation = req.conversation()?;
     // A signed message without an id of its own takes its `webhook-id`, the same on the
-    // sender's every retry, so that a retry is answered from the first time.
+    // sender's every retry, so that a retry is answered from the first time. One that cannot
+    // be a message id is refused, not replaced by a new id (the retry would run again).
     if msg.message_id.is_none()
         && let Credential::Signature { id } = &req.credential
-        && MessageId::from_channel(id.as_str()).is_ok()
     {
+        MessageId::from_channel(id.as_str()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the `webhook-id` stands for the message id when the body has none, and this one cannot ({e}); put a `message_id` in the body"
+                ),
+            )
+            .code("bad-id")
+        })?;
         msg.message_id = Some(id.clone());
     }
     let inbound = msg.into_inbound(conversation).map_err(|e| match e {
@@ -126,8 +135,21 @@ async fn take_message(state: &AppState, req: ChannelRequest) -> Result<Response,
         e @ IncomingError::TooDeep { .. } => ApiError::unprocessable(e.to_string()).code(e.code()),
     })?;
     state.metrics.message();
-    let ticket = state.conversations.submit(inbound, None)?;
-    answer_or_accept(state, ticket, req.caller.as_ref()).await
+    let outcome = match state.conversations.submit(inbound, None) {
+        Ok(ticket) => answer_or_accept(state, ticket, req.caller.as_ref()).await,
+        Err(e) => Err(ApiError::from(e)),
+    };
+    // Refused for now (overloaded, busy, the store down): the sender's retry of these exact
+    // bytes (what a client following `Retry-After` sends) must not meet a replay refusal.
+    if let (Err(e), Credential::Signature { id }) = (&outcome, &req.credential)
+        && e.is_retry_later()
+    {
+        let scope = tern_engine::channel::ChannelRef::of(&req.channel).to_string();
+        if let Err(e) = state.store.forget_webhook_id(&scope, id).await {
+            tracing::warn!(error = %e, "could not forget the webhook-id of a message refused for now; its retry is refused as a replay");
+        }
+    }
+    outcome
 }
 
 /// Waits for the answer within the reply wait; past it, makes the message durable and answers

@@ -902,6 +902,36 @@ async fn credentials_are_checked_before_the_body_is_read() {
     h.stop().await;
 }
 
+/// A signed message without a `message_id` takes its `webhook-id`; one that cannot be a
+/// message id (the prefix of generated ids) is refused with 400, not replaced by a new id under
+/// which the sender's retry would run the message again.
+#[tokio::test]
+async fn a_webhook_id_that_cannot_be_a_message_id_is_refused_not_replaced() {
+    let h = Harness::new().await;
+    const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let settings = json!({"kind": "generic", "signing_secrets": [SIGNING]});
+    let (status, saved) = h.admin(Method::PUT, "/v1/channels/signed", Some(ADMIN), Some(settings)).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let secret = tern_engine::standard_webhooks::WebhookSecret::parse(SIGNING).unwrap();
+    let signed = |id: &str| {
+        let body = br#"{"text": "hello"}"#;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let mut req = Request::post("/v1/channels/signed/conversations/c-1/messages")
+            .header(header::CONTENT_TYPE, "application/json");
+        for (k, v) in secret.headers(id, i64::try_from(now).unwrap(), body) {
+            req = req.header(k, v);
+        }
+        req.body(Body::from(&body[..])).unwrap()
+    };
+    let (status, _, body) = h.send_as_is(signed("tern-retry-1")).await;
+    assert_eq!((status, &body["code"]), (StatusCode::BAD_REQUEST, &json!("bad-id")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("put a `message_id` in the body"), "{body}");
+    let (status, _, body) = h.send_as_is(signed("msg_ok-1")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["message_id"], "msg_ok-1");
+    h.stop().await;
+}
+
 /// Ids that would name another resource in an answer URL (dot segments) or look like another
 /// id (space-like characters, spaces at either end) are refused.
 #[tokio::test]

@@ -377,6 +377,10 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!(at(req("support", "bb", ts + 1, t + 600_000), t + 1).await, Sighting::Reused, "another body");
     assert_eq!(at(req("support", "aa", ts + 2, t + 602_000), t + 2).await, Sighting::Accepted, "a retry");
     assert_eq!(at(req("support", "aa", ts + 2, t + 602_000), t + 3).await, Sighting::Replayed, "the retry replayed");
+    // Refused for now (overloaded) and forgotten: the same bytes again go through, once.
+    seen.forget_webhook_id("support", "msg-1").await.unwrap();
+    assert_eq!(at(req("support", "aa", ts + 2, t + 602_000), t + 4).await, Sighting::Accepted, "after forgetting");
+    assert_eq!(at(req("support", "aa", ts + 2, t + 602_000), t + 5).await, Sighting::Replayed);
     assert_eq!(at(req("sales", "aa", ts, t + 600_000), t).await, Sighting::Accepted, "another sender");
     assert_eq!(at(req("integration:crm", "aa", ts, t + 600_000), t).await, Sighting::Accepted);
     assert_eq!(at(req("support", "bb", ts, t + 1_200_000), t + 602_000).await, Sighting::Accepted, "expired");

@@ -56,6 +56,17 @@ impl<F: Flavor> SeenWebhookIds for SqlStore<F> {
                 .map_err(self.db())?;
         Ok(if body.as_deref() == Some(r.body_sha256) { Sighting::Replayed } else { Sighting::Reused })
     }
+
+    async fn forget_webhook_id(&self, scope: &str, id: &str) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
+        sqlx::query("DELETE FROM webhook_ids WHERE scope = $1 AND webhook_id = $2")
+            .bind(scope)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(())
+    }
 }
 
 impl<F: Flavor> SqlStore<F> {
