@@ -94,7 +94,14 @@ pub(crate) struct ConversationLocks {
 /// What every lock connection runs first: a session that holds locks for as long as runs take
 /// must not be ended by a server-wide idle timeout, and its waits are bounded by
 /// `lock_timeout` (set per wait), not by `statement_timeout`.
-const SESSION_SETUP: &[&str] = &["SET idle_session_timeout = 0", "SET statement_timeout = 0"];
+///
+/// The fencing epoch's moves ([`FENCE`]) commit without waiting for the disk
+/// (`synchronous_commit = off`): a move lost in a crash of the server had no commit of the new
+/// holder after it (the new holder's commit is flushed with the move before it, in WAL order),
+/// so the older epoch that comes back protects the same state. No waiting for a flush per
+/// conversation taken is what keeps fencing cheap.
+const SESSION_SETUP: &[&str] =
+    &["SET idle_session_timeout = 0", "SET statement_timeout = 0", "SET synchronous_commit = off"];
 
 impl ConversationLocks {
     pub(crate) fn new(options: PgConnectOptions, location: String) -> Self {
