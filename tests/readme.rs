@@ -545,11 +545,21 @@ fn the_tern_toml_example_is_accepted() {
     // directory, the flows, the address) and must beat the file.
     let b = block("README.md", "data_dir = \"/var/lib/tern\"");
     let s = Sandbox::new();
-    std::fs::write(s.path("tern.toml"), &b.text).unwrap();
     let port = free_port();
     let data = s.data.path().display().to_string();
+    // A stored channel of the same name, from before the file: the file's hides it, and
+    // `tern serve` says so.
+    let stored = s
+        .command(&format!("tern --data-dir {data} channels add support --token-env OLD_TOKEN"))
+        .env_remove("TERN_DATA_DIR")
+        .env("OLD_TOKEN", "stored-support-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(stored.status.success(), "{}", String::from_utf8_lossy(&stored.stderr));
+    std::fs::write(s.path("tern.toml"), &b.text).unwrap();
     const SUPPORT_TOKEN: &str = "readme-support-token-0123456789";
     let hook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut server = Background(
         s.command(&format!(
             "exec tern --data-dir {data} serve --flows flows/examples --listen 127.0.0.1:{port} --watch false"
@@ -558,11 +568,13 @@ fn the_tern_toml_example_is_accepted() {
         .env("SUPPORT_TOKEN", SUPPORT_TOKEN)
         .env("SUPPORT_WEBHOOK_SECRET", hook_secret)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap(),
     );
     wait_healthy(&s, port, &mut server);
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    assert!(said.contains("channel `support` of tern.toml hides the stored channel of the same name"), "{said}");
     // The file's channel takes messages with its token from the environment.
     let post = |token: &str| {
         s.sh(&format!(
@@ -572,6 +584,7 @@ fn the_tern_toml_example_is_accepted() {
     };
     assert_eq!(post(SUPPORT_TOKEN), "200");
     assert_eq!(post("not-the-support-token-0123"), "401");
+    assert_eq!(post("stored-support-token-0123456789"), "401", "the hidden stored channel's token");
     // `tern channels list` shows it, defined by the file.
     let listed = s
         .command(&format!("tern --data-dir {data} channels list"))

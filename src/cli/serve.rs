@@ -257,7 +257,21 @@ async fn channels(
         default_webhook_secret(shared, args)?,
     );
     let open: std::collections::BTreeSet<_> = args.insecure_open_channel.iter().cloned().collect();
-    let configured = std::iter::once((default, ChannelSource::Flags)).chain(shared.file_channels.channels(&open)?);
+    let configured: Vec<_> =
+        std::iter::once((default, ChannelSource::Flags)).chain(shared.file_channels.channels(&open)?).collect();
+    // A `tern.toml` channel takes the place of a stored one of the same name: said at start-up,
+    // since the stored one's credentials stop working.
+    for (c, source) in &configured {
+        if *source == ChannelSource::ConfigFile
+            && tern_engine::channel::ChannelStore::get_channel(&*store, &c.name).await?.is_some()
+        {
+            eprintln!(
+                "WARNING: channel `{}` of tern.toml hides the stored channel of the same name: the stored channel's credentials and webhook are not used while [channels.{}] is in tern.toml",
+                c.name, c.name
+            );
+            tracing::warn!(channel = %c.name, "a tern.toml channel hides the stored channel of the same name");
+        }
+    }
     let channels = Channels::new(store, configured, open.clone(), tern_engine::clock::system());
     for name in &open {
         let known = tern_engine::channel::ChannelDirectory::channel(&channels, name).await?.is_some();
