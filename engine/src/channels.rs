@@ -425,6 +425,9 @@ pub struct Channels {
     open: BTreeSet<ChannelName>,
     cache: Mutex<Cache>,
     clock: Arc<dyn Clock>,
+    /// Values no channel may have as a bearer token (the admin token: whoever holds a
+    /// channel's token must not hold the admin API too).
+    reserved: Vec<SecretString>,
 }
 
 impl fmt::Debug for Channels {
@@ -463,7 +466,36 @@ impl Channels {
                 (c.name.clone(), (Arc::new(c), source))
             })
             .collect();
-        Self { store, configured, open, cache: Mutex::default(), clock }
+        Self { store, configured, open, cache: Mutex::default(), clock, reserved: Vec::new() }
+    }
+
+    /// The same service refusing `tokens` as any saved channel's bearer token (the admin
+    /// token), with a problem at `tokens`.
+    #[must_use]
+    pub fn reserving(mut self, tokens: impl IntoIterator<Item = SecretString>) -> Self {
+        self.reserved.extend(tokens);
+        self
+    }
+
+    /// The first channel configured at start-up (flags, `tern.toml`) whose bearer token is
+    /// reserved ([`Channels::reserving`]), with the problem: such a configuration is refused.
+    pub fn configured_with_reserved_token(&self) -> Option<(ChannelName, Problem)> {
+        self.configured.values().find_map(|(c, _)| self.reserved_token(c).map(|p| (c.name.clone(), p)))
+    }
+
+    /// The problem of a channel that uses a reserved value as a bearer token.
+    fn reserved_token(&self, channel: &Channel) -> Option<Problem> {
+        let reused = channel.inbound.tokens.iter().any(|t| {
+            self.reserved.iter().any(|r| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(t.expose_secret().as_bytes(), r.expose_secret().as_bytes()))
+            })
+        });
+        reused.then(|| {
+            Problem::at(
+                Field::Tokens,
+                "this token is the admin token: whoever holds a channel's token would hold the admin API too; give the channel a token of its own",
+            )
+        })
     }
 
     /// How many names the lookup cache holds now (at most [`CACHE_MAX`]).
@@ -506,6 +538,9 @@ impl Channels {
         let open = ChannelName::new(name).is_ok_and(|n| self.open.contains(&n));
         let channel =
             draft.check(name, open).map_err(|problems| ChannelError::Invalid { name: name.to_string(), problems })?;
+        if let Some(problem) = self.reserved_token(&channel) {
+            return Err(ChannelError::Invalid { name: name.to_string(), problems: vec![problem] });
+        }
         remember_secrets(&channel);
         self.store.put_channel(&channel).await?;
         self.invalidate(&channel.name);

@@ -96,12 +96,17 @@ async fn service(shared: &Shared) -> anyhow::Result<Channels> {
     let configured = std::iter::once((default, ChannelSource::Flags))
         .chain(shared.file_channels.channels(&Default::default())?)
         .collect::<Vec<_>>();
+    // The admin token, where this command can know it (the variable, or the data directory's
+    // file): no channel may use it as its token.
+    let admin =
+        std::env::var("TERN_ADMIN_TOKEN").ok().map(SecretString::from).or_else(|| shared.existing_token("admin.token"));
     Ok(Channels::new(
         store as Arc<dyn tern_engine::channel::ChannelStore>,
         configured,
         Default::default(),
         tern_engine::clock::system(),
-    ))
+    )
+    .reserving(admin))
 }
 
 pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<ExitCode> {

@@ -174,7 +174,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     }
     let admin_token = admin_token(shared)?;
     tern_engine::secrets::known::remember(&admin_token);
-    let channels = channels(shared, &args, store.clone()).await?;
+    let channels = channels(shared, &args, store.clone(), &admin_token).await?;
     for secret in &args.channel_secret {
         tern_engine::secrets::known::remember_str(&secret.to_whsec());
     }
@@ -242,6 +242,7 @@ async fn channels(
     shared: &Shared,
     args: &ServeArgs,
     store: Arc<dyn tern_store::Backend>,
+    admin: &SecretString,
 ) -> anyhow::Result<Arc<tern_engine::channels::Channels>> {
     use tern_engine::channels::{ChannelSource, Channels};
     let token = shared.kept_token(
@@ -272,7 +273,11 @@ async fn channels(
             tracing::warn!(channel = %c.name, "a tern.toml channel hides the stored channel of the same name");
         }
     }
-    let channels = Channels::new(store, configured, open.clone(), tern_engine::clock::system());
+    let channels =
+        Channels::new(store, configured, open.clone(), tern_engine::clock::system()).reserving([admin.clone()]);
+    if let Some((name, problem)) = channels.configured_with_reserved_token() {
+        anyhow::bail!("channel `{name}` (tern.toml or flags): {}", problem.message);
+    }
     for name in &open {
         let known = tern_engine::channel::ChannelDirectory::channel(&channels, name).await?.is_some();
         eprintln!(

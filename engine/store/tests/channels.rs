@@ -190,3 +190,29 @@ async fn the_lookup_cache_stays_bounded() {
     }
     assert!(channels.channel(&name("support")).await.unwrap().is_some());
 }
+
+/// The admin token is reserved: no saved channel may take it as its bearer token (whoever holds
+/// a channel's token must not hold the admin API too), and a configured channel that has it is
+/// found so that `tern serve` refuses to start.
+#[tokio::test]
+async fn the_admin_token_is_no_channel_s_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(MasterKey::generate().0)).await.unwrap());
+    let clock = Arc::new(ManualClock::at_system_time());
+    const ADMIN: &str = "admin-token-for-this-test-0123456789";
+    let channels = service(store.clone(), &clock, &[]).reserving([SecretString::from(ADMIN.to_string())]);
+    assert!(channels.configured_with_reserved_token().is_none());
+    let err = channels.save("support", token_draft(ADMIN), false).await.unwrap_err();
+    let ChannelError::Invalid { problems, .. } = &err else { panic!("{err}") };
+    assert_eq!(problems[0].field, Field::Tokens, "{err}");
+    assert!(problems[0].message.contains("is the admin token"), "{err}");
+    assert!(!err.to_string().contains(ADMIN), "{err}");
+    assert!(channels.save("support", token_draft("support-token-0123456789"), false).await.is_ok());
+    // A configured channel with it is found.
+    let mut with_admin = default_channel();
+    with_admin.inbound.tokens = vec![SecretString::from(ADMIN.to_string())];
+    let configured = Channels::new(store, [(with_admin, ChannelSource::Flags)], BTreeSet::new(), clock.clone())
+        .reserving([SecretString::from(ADMIN.to_string())]);
+    assert_eq!(configured.configured_with_reserved_token().map(|(n, _)| n), Some(ChannelName::default_channel()));
+}
