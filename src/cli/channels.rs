@@ -94,7 +94,7 @@ async fn service(shared: &Shared) -> anyhow::Result<Channels> {
     let webhook_url = std::env::var("TERN_WEBHOOK_URL").ok().and_then(|u| url::Url::parse(&u).ok());
     let default = super::serve::default_channel(token, signing, webhook_url, None);
     let configured = std::iter::once((default, ChannelSource::Flags))
-        .chain(shared.file_channels.channels(&Default::default())?)
+        .chain(shared.file_channels.channels_here()?)
         .collect::<Vec<_>>();
     // The admin token, where this command can know it (the variable, or the data directory's
     // file): no channel may use it as its token.

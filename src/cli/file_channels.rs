@@ -79,20 +79,36 @@ impl FileChannels {
     }
 
     /// The channels, their secrets read from the environment and their rules checked (`open`:
-    /// the channels of `--insecure-open-channel`).
+    /// the channels of `--insecure-open-channel`), for `tern serve`.
     ///
     /// # Errors
     /// Every problem of every channel at once: a variable that is not set, or a rule of
     /// [`ChannelDraft::check`], each at its key.
     pub fn channels(&self, open: &BTreeSet<ChannelName>) -> anyhow::Result<Vec<(Channel, ChannelSource)>> {
+        self.read(open, true)
+    }
+
+    /// The channels as a command other than `tern serve` sees them (`tern channels list`, …):
+    /// a variable that is not set in this shell is said on stderr and the channel is shown
+    /// without that credential, instead of failing the command (only `tern serve` needs the
+    /// values).
+    ///
+    /// # Errors
+    /// A rule of [`ChannelDraft::check`] broken by what is set.
+    pub fn channels_here(&self) -> anyhow::Result<Vec<(Channel, ChannelSource)>> {
+        self.read(&BTreeSet::new(), false)
+    }
+
+    fn read(&self, open: &BTreeSet<ChannelName>, strict: bool) -> anyhow::Result<Vec<(Channel, ChannelSource)>> {
         let mut out = Vec::new();
         let mut problems = Vec::new();
         for c in &self.0 {
             let at = format!("[channels.{}]", c.name);
+            let mut missing = Vec::new();
             let mut read = |vars: &[String], key: &str, what: &str| {
                 vars.iter()
                     .filter_map(|v| {
-                        read_secret(Some(v), None, what).map_err(|e| problems.push(format!("{at} {key}: {e:#}"))).ok()
+                        read_secret(Some(v), None, what).map_err(|e| missing.push(format!("{at} {key}: {e}"))).ok()
                     })
                     .collect::<Vec<_>>()
             };
@@ -100,13 +116,27 @@ impl FileChannels {
             let signing_secrets = read(&c.secret_env, "secret_env", "signing secret");
             let webhook_secret =
                 read(c.webhook_secret_env.as_slice(), "webhook_secret_env", "webhook secret").into_iter().next();
+            let kind = c.kind.unwrap_or(ChannelKind::Generic);
             let draft = ChannelDraft {
-                kind: Some(c.kind.unwrap_or(ChannelKind::Generic)),
+                kind: Some(kind),
                 tokens,
                 signing_secrets,
                 webhook_url: c.webhook_url.clone(),
                 webhook_secret,
             };
+            if !missing.is_empty() {
+                // The rules are checked once every value is there: what follows from a missing
+                // one ("needs a token") would only repeat it.
+                if strict {
+                    problems.extend(missing);
+                } else {
+                    for m in &missing {
+                        eprintln!("note: {m}; the channel is shown without it here (`tern serve` needs it)");
+                    }
+                    out.push((as_written(c, kind, draft), ChannelSource::ConfigFile));
+                }
+                continue;
+            }
             let is_open = ChannelName::new(c.name.as_str()).is_ok_and(|n| open.contains(&n));
             match draft.check(&c.name, is_open) {
                 Ok(channel) => out.push((channel, ChannelSource::ConfigFile)),
@@ -118,6 +148,32 @@ impl FileChannels {
         }
         anyhow::ensure!(problems.is_empty(), "the channels of tern.toml are not valid:\n  {}", problems.join("\n  "));
         Ok(out)
+    }
+}
+
+/// A channel of the file with the credentials this shell has, unchecked (for display only).
+fn as_written(c: &FileChannel, kind: ChannelKind, draft: ChannelDraft) -> Channel {
+    Channel {
+        name: ChannelName::new(c.name.as_str()).unwrap_or_else(|_| ChannelName::default_channel()),
+        incarnation: None,
+        kind,
+        inbound: tern_engine::channel::InboundAuth {
+            tokens: draft.tokens,
+            signing_secrets: draft
+                .signing_secrets
+                .iter()
+                .filter_map(|s| {
+                    tern_engine::standard_webhooks::WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(s)).ok()
+                })
+                .collect(),
+            open: false,
+        },
+        delivery: tern_engine::channel::Delivery {
+            webhook_url: c.webhook_url.as_deref().and_then(|u| url::Url::parse(u).ok()),
+            webhook_secret: draft.webhook_secret.and_then(|s| {
+                tern_engine::standard_webhooks::WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&s)).ok()
+            }),
+        },
     }
 }
 
@@ -244,5 +300,27 @@ webhook_url = "ftp://x.example/"
         ] {
             assert!(err.contains(part), "{part} in\n{err}");
         }
+        // A missing variable is said once, without what would follow from it.
+        assert!(!err.contains("[channels.nokey] token_env: a channel needs"), "{err}");
+        assert!(!err.contains("not set: environment variable not found"), "{err}");
+    }
+
+    /// Commands other than `tern serve` show a channel whose variables are not set in their
+    /// shell, without those credentials, instead of failing.
+    #[test]
+    fn other_commands_show_a_channel_whose_variables_are_not_set_here() {
+        let (channels, _) = parse(
+            r#"
+[channels.helpdesk]
+token_env = "TERN_TEST_FILE_CHANNEL_UNSET_VARIABLE"
+webhook_url = "https://chat.example.com/r"
+"#,
+        );
+        let here = channels.channels_here().unwrap();
+        assert_eq!(here.len(), 1);
+        assert_eq!(here[0].0.name.as_str(), "helpdesk");
+        assert!(here[0].0.inbound.tokens.is_empty());
+        assert_eq!(here[0].1, ChannelSource::ConfigFile);
+        assert!(channels.channels(&BTreeSet::new()).is_err(), "tern serve still needs it");
     }
 }
