@@ -62,6 +62,11 @@ fn flows(issuer: &str, api: &TestApi) -> Flows {
 }
 
 fn serve(db: &PgTestDb, key: &str, flows: &Path) -> Server {
+    serve_logged(db, key, flows, None)
+}
+
+/// A `tern serve` instance on `db`, its warnings and errors in `log` when given.
+pub(crate) fn serve_logged(db: &PgTestDb, key: &str, flows: &Path, log: Option<&Path>) -> Server {
     let mut cmd = tern();
     cmd.env("TERN_DATA_DIR", fresh_data_dir())
         .env("TERN_DATABASE_URL", db.raw_url())
@@ -69,7 +74,13 @@ fn serve(db: &PgTestDb, key: &str, flows: &Path) -> Server {
         .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
         .env("TERN_ADMIN_TOKEN", ADMIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.to_str().unwrap()]);
-    Server::spawn(cmd)
+    match log {
+        Some(log) => {
+            cmd.env("RUST_LOG", "warn").stderr(std::fs::File::create(log).unwrap());
+            Server::spawn_keeping_stderr(cmd)
+        }
+        None => Server::spawn(cmd),
+    }
 }
 
 /// Adds the `oidc` integration and authorizes it through the CLI (the browser played over

@@ -16,7 +16,6 @@
 //! printed.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,8 +25,9 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tern_store::testing::{PgTestDb, admin_url};
 
+use crate::instances::serve_logged;
 use crate::serve::{ADMIN, Server, rt};
-use crate::support::{CHANNEL_TOKEN, Flows, TestApi, fresh_data_dir, tern};
+use crate::support::{CHANNEL_TOKEN, Flows, TestApi};
 
 const CONVERSATIONS: usize = 24;
 /// Rounds of faults (every 20–120 ms); the conversations go on until they are over.
@@ -53,19 +53,6 @@ fn flows(api: &TestApi) -> Flows {
         ]}),
     );
     flows
-}
-
-fn serve(db: &PgTestDb, key: &str, flows: &Path, log: &Path) -> Server {
-    let mut cmd = tern();
-    cmd.env("TERN_DATA_DIR", fresh_data_dir())
-        .env("TERN_DATABASE_URL", db.raw_url())
-        .env("TERN_MASTER_KEY", key)
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .env("TERN_ADMIN_TOKEN", ADMIN)
-        .env("RUST_LOG", "warn")
-        .args(["serve", "--listen", "127.0.0.1:0", "--watch", "false", "--flows", flows.to_str().unwrap()])
-        .stderr(std::fs::File::create(log).unwrap());
-    Server::spawn_keeping_stderr(cmd)
 }
 
 /// Posts the message to the instances in turn until one answers 200; re-sends it (same id)
@@ -114,7 +101,8 @@ fn no_acknowledged_message_is_lost_when_the_database_drops_connections() {
     let flows = flows(&api);
     let logs = tempfile::tempdir().unwrap();
     let log_paths: Vec<_> = (0..2).map(|i| logs.path().join(format!("tern-{i}.log"))).collect();
-    let servers: Vec<Server> = log_paths.iter().map(|log| serve(&db, &key, flows.dir.path(), log)).collect();
+    let servers: Vec<Server> =
+        log_paths.iter().map(|log| serve_logged(&db, &key, flows.dir.path(), Some(log))).collect();
     let urls: Arc<Vec<String>> = Arc::new(servers.iter().map(|s| s.url.clone()).collect());
 
     rt.block_on(async {

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::channel::{Channel, ChannelDirectory, ChannelName, InboundAuth};
 use crate::clock::Clock;
@@ -175,6 +175,16 @@ pub fn bearer_token(value: &http::HeaderValue) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
+/// Whether `given` is one of `tokens`, compared in constant time, every one of them, so that
+/// the time taken says neither whether nor which one matched.
+pub fn is_one_of(given: &str, tokens: &[SecretString]) -> bool {
+    let mut any = false;
+    for token in tokens {
+        any |= bool::from(subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.expose_secret().as_bytes()));
+    }
+    any
+}
+
 /// A request's channel, after its headers were checked ([`ChannelAuth::admit`]).
 #[derive(Debug)]
 pub enum Admission {
@@ -293,12 +303,11 @@ pub fn check_headers(auth: &InboundAuth, headers: &http::HeaderMap) -> Result<Op
     }
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let given = bearer_token(value).ok_or(Refusal::NotBearer)?;
-        // Every token is compared, so that the time taken does not say which one matched.
-        let mut any = false;
-        for token in &auth.tokens {
-            any |= bool::from(subtle::ConstantTimeEq::ct_eq(given.trim().as_bytes(), token.expose_secret().as_bytes()));
-        }
-        return if any { Ok(Some(Credential::Token)) } else { Err(Refusal::WrongToken) };
+        return if is_one_of(given.trim(), &auth.tokens) {
+            Ok(Some(Credential::Token))
+        } else {
+            Err(Refusal::WrongToken)
+        };
     }
     if !signed {
         return Err(Refusal::NoCredentials);
@@ -408,7 +417,6 @@ impl ChannelAuth {
 
 #[cfg(test)]
 mod tests {
-    use secrecy::SecretString;
 
     use super::*;
     use crate::channel::{ChannelKind, Delivery, FixedChannels};

@@ -485,11 +485,8 @@ impl Channels {
 
     /// The problem of a channel that uses a reserved value as a bearer token.
     fn reserved_token(&self, channel: &Channel) -> Option<Problem> {
-        let reused = channel.inbound.tokens.iter().any(|t| {
-            self.reserved.iter().any(|r| {
-                bool::from(subtle::ConstantTimeEq::ct_eq(t.expose_secret().as_bytes(), r.expose_secret().as_bytes()))
-            })
-        });
+        let reused =
+            channel.inbound.tokens.iter().any(|t| crate::channel_auth::is_one_of(t.expose_secret(), &self.reserved));
         reused.then(|| {
             Problem::at(
                 Field::Tokens,

@@ -133,7 +133,9 @@ impl FileChannels {
                     for m in &missing {
                         eprintln!("note: {m}; the channel is shown without it here (`tern serve` needs it)");
                     }
-                    out.push((as_written(c, kind, draft), ChannelSource::ConfigFile));
+                    if let Ok(name) = ChannelName::new(c.name.as_str()) {
+                        out.push((as_written(name, c, kind, draft), ChannelSource::ConfigFile));
+                    }
                 }
                 continue;
             }
@@ -152,9 +154,9 @@ impl FileChannels {
 }
 
 /// A channel of the file with the credentials this shell has, unchecked (for display only).
-fn as_written(c: &FileChannel, kind: ChannelKind, draft: ChannelDraft) -> Channel {
+fn as_written(name: ChannelName, c: &FileChannel, kind: ChannelKind, draft: ChannelDraft) -> Channel {
     Channel {
-        name: ChannelName::new(c.name.as_str()).unwrap_or_else(|_| ChannelName::default_channel()),
+        name,
         incarnation: None,
         kind,
         inbound: tern_engine::channel::InboundAuth {

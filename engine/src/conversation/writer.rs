@@ -35,6 +35,12 @@ impl WriteFailed {
     fn new(detail: &str) -> Self {
         Self { detail: detail.into(), fenced: false }
     }
+
+    /// Whether `result` says the store refuses writes: a failure other than a fenced write (a
+    /// lost conversation lock says nothing about the store itself).
+    fn store_fault(result: &Result<(), Self>) -> bool {
+        result.as_ref().is_err_and(|e| !e.fenced)
+    }
 }
 
 impl From<crate::storage::StoreError> for WriteFailed {
@@ -109,19 +115,17 @@ async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>,
             acks.push(r.done);
         }
         let result = store.write(&ops).await.map_err(WriteFailed::from);
-        // A fenced write (a lost conversation lock) says nothing about the store itself.
-        failing.store(result.as_ref().is_err_and(|e| !e.fenced), Ordering::Relaxed);
+        failing.store(WriteFailed::store_fault(&result), Ordering::Relaxed);
         if result.is_err() && ops.len() > 1 {
             // One message's bad row must not fail the others committed with it: each
             // operation again, alone, and each caller gets its own result.
             for (op, ack) in ops.drain(..).zip(acks.drain(..)) {
                 let one = store.write(std::slice::from_ref(&op)).await.map_err(WriteFailed::from);
-                if one.as_ref().is_ok() || one.as_ref().is_err_and(|e| e.fenced) {
+                let fault = WriteFailed::store_fault(&one);
+                if !fault {
                     failing.store(false, Ordering::Relaxed);
                 }
-                if let Err(e) = &one
-                    && !e.fenced
-                {
+                if let (true, Err(e)) = (fault, &one) {
                     tracing::error!(error = %e, history_lost = ack.is_none(), "could not commit a conversation write");
                 }
                 if let Some(ack) = ack {
@@ -130,9 +134,7 @@ async fn run(store: Arc<dyn ConversationStore>, mut rx: mpsc::Receiver<Request>,
             }
             continue;
         }
-        if let Err(e) = &result
-            && !e.fenced
-        {
+        if let (true, Err(e)) = (WriteFailed::store_fault(&result), &result) {
             let unacknowledged = acks.iter().filter(|a| a.is_none()).count();
             tracing::error!(error = %e, operations = ops.len(), history_lost = unacknowledged, "could not commit conversation writes");
         }

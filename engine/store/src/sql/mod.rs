@@ -410,14 +410,18 @@ impl<F: Flavor> Backend for SqlStore<F> {
 /// file made read-only) and the rollback that follows failed too, because the database had
 /// already ended the transaction itself: the driver still counts it as open, and every later
 /// `BEGIN` on that connection would fail ("non-zero transaction depth"), for whichever write
-/// picked it. The ping first lets the driver finish a rollback it was still doing.
+/// picked it.
+///
+/// No query is sent: the check reads the driver's count, so a release costs nothing more. A
+/// transaction merely dropped (its rollback still queued in SQLite's worker) may be counted
+/// as open here and its connection closed too; that happens on error paths only, and the pool
+/// opens a new one.
 pub(crate) fn still_usable(
     conn: &mut sqlx::AnyConnection,
     _: sqlx::pool::PoolConnectionMetadata,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
     use sqlx::Connection;
     Box::pin(async move {
-        conn.ping().await?;
         let usable = !conn.is_in_transaction();
         if !usable {
             tracing::warn!(
