@@ -73,6 +73,15 @@ fn runs_are_listed_filtered_paged_and_shown_by_the_api_and_the_cli() {
     assert_eq!(page["runs"].as_array().unwrap().len(), 1);
     let limited = run(["--data-dir", dir, "runs", "list", "--flow", "echo", "--limit", "2"]);
     assert!(limited.stdout().contains("(more runs:"), "{}", limited.stdout());
+    // A channel's conversation by the channel's own id.
+    let by_channel =
+        run(["--data-dir", dir, "runs", "list", "--channel", "default", "--conversation", "c-1", "--json"]);
+    assert_eq!(by_channel.code(), 0, "{}", by_channel.stderr());
+    let page: Value = serde_json::from_str(&by_channel.stdout()).unwrap();
+    assert_eq!(page["runs"][0]["run_id"], tl_run.as_str(), "{page}");
+    let no_channel = run(["--data-dir", dir, "runs", "list", "--channel", "nope", "--conversation", "c-1"]);
+    assert_ne!(no_channel.code(), 0);
+    assert!(no_channel.stderr().contains("no channel `nope`"), "{}", no_channel.stderr());
     let bad = run(["--data-dir", dir, "runs", "list", "--status", "done"]);
     assert_ne!(bad.code(), 0);
     assert!(bad.stderr().contains("`done` is not a run status"), "{}", bad.stderr());

@@ -24,11 +24,13 @@ use crate::storage::StoreError;
 /// and its `webhook-id` is remembered until the timestamp leaves it.
 pub const REPLAY_WINDOW_SECS: i64 = standard_webhooks::DEFAULT_TOLERANCE_SECS;
 
-/// Most `webhook-id`s remembered at once, over all channels. An id is never forgotten while
-/// its signature is in the replay window (its request could be replayed): when this many are,
-/// a new signed request is refused like a replay until some expire (a sender would need more
-/// than this many signed requests in ten minutes).
-pub const MAX_SEEN_WEBHOOK_IDS: u64 = 1_000_000;
+/// Most `webhook-id`s remembered at once per sender (a channel, an integration's events). An
+/// id is never forgotten while its signature is in the replay window (its request could be
+/// replayed): when a sender has this many, its new signed requests are refused like replays
+/// until some expire (it would need more than this many signed requests within the window,
+/// over 300 a second), while every other sender goes on. The whole record is bounded by this
+/// times the number of channels and integrations.
+pub const MAX_SEEN_WEBHOOK_IDS_PER_SENDER: u64 = 200_000;
 
 /// What the replay record says of a signed request's `webhook-id` ([`SeenWebhookIds`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,45 +104,63 @@ struct Seen {
     signed_at: i64,
 }
 
-/// `webhook-id`s remembered in memory (tests, and `tern run`): bounded by
-/// [`MAX_SEEN_WEBHOOK_IDS`], expired entries dropped when it fills. An id that has not expired
-/// is never forgotten (that would let its request be replayed): when the table is full of
-/// them, a new id is refused like a replay until one expires.
-#[derive(Debug, Default)]
+/// `webhook-id`s remembered in memory (tests, and `tern run`): at most `limit` per sender
+/// ([`MAX_SEEN_WEBHOOK_IDS_PER_SENDER`] by default), a sender's expired entries dropped when it
+/// reaches it. An id that has not expired is never forgotten (that would let its request be
+/// replayed): when a sender's ids are all live, its new id is refused like a replay until one
+/// expires; other senders are not affected.
+#[derive(Debug)]
 pub struct MemorySeenIds {
-    seen: std::sync::Mutex<std::collections::HashMap<(String, String), Seen>>,
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::collections::HashMap<String, Seen>>>,
+    limit: u64,
+}
+
+impl Default for MemorySeenIds {
+    fn default() -> Self {
+        Self::with_limit(MAX_SEEN_WEBHOOK_IDS_PER_SENDER)
+    }
+}
+
+impl MemorySeenIds {
+    /// A record keeping at most `limit` live ids per sender.
+    pub fn with_limit(limit: u64) -> Self {
+        Self { seen: std::sync::Mutex::default(), limit }
+    }
 }
 
 #[async_trait::async_trait]
 impl SeenWebhookIds for MemorySeenIds {
     async fn sighting(&self, r: &SignedRequest<'_>, now_ms: i64) -> Result<Sighting, StoreError> {
-        let mut seen = crate::sync::lock(&self.seen);
-        let full = |n: usize| u64::try_from(n).unwrap_or(u64::MAX) >= MAX_SEEN_WEBHOOK_IDS;
+        let mut senders = crate::sync::lock(&self.seen);
+        let full = |n: usize| u64::try_from(n).unwrap_or(u64::MAX) >= self.limit;
+        let seen = senders.entry(r.scope.to_string()).or_default();
         if full(seen.len()) {
             seen.retain(|_, s| s.expires_at_ms > now_ms);
         }
-        let key = (r.scope.to_string(), r.id.to_string());
         let remember =
             || Seen { expires_at_ms: r.expires_at_ms, body_sha256: r.body_sha256.to_string(), signed_at: r.signed_at };
-        match seen.get(&key) {
+        match seen.get(r.id) {
             Some(s) if s.expires_at_ms > now_ms && s.body_sha256 != r.body_sha256 => Ok(Sighting::Reused),
             Some(s) if s.expires_at_ms > now_ms && s.signed_at >= r.signed_at => Ok(Sighting::Replayed),
             None if full(seen.len()) => {
                 tracing::warn!(
-                    limit = MAX_SEEN_WEBHOOK_IDS,
-                    "every remembered webhook-id is still in the replay window; a new signed request is refused until one expires"
+                    sender = r.scope,
+                    limit = self.limit,
+                    "every webhook-id this sender sent is still in the replay window; its new signed requests are refused until one expires"
                 );
                 Ok(Sighting::Replayed)
             }
             _ => {
-                seen.insert(key, remember());
+                seen.insert(r.id.to_string(), remember());
                 Ok(Sighting::Accepted)
             }
         }
     }
 
     async fn forget_webhook_id(&self, scope: &str, id: &str) -> Result<(), StoreError> {
-        crate::sync::lock(&self.seen).remove(&(scope.to_string(), id.to_string()));
+        if let Some(seen) = crate::sync::lock(&self.seen).get_mut(scope) {
+            seen.remove(id);
+        }
         Ok(())
     }
 }
@@ -555,5 +575,25 @@ mod tests {
         let seen = MemorySeenIds::default();
         let got = check("default", &channel.inbound, &http::HeaderMap::new(), b"", &seen, NOW_S * 1000).await.unwrap();
         assert_eq!(got, Credential::Open);
+    }
+
+    #[tokio::test]
+    async fn a_sender_that_fills_its_record_does_not_stop_the_others() {
+        let seen = MemorySeenIds::with_limit(2);
+        let req = |scope, id| SignedRequest {
+            scope,
+            id,
+            body_sha256: "aa",
+            signed_at: NOW_S,
+            expires_at_ms: NOW_S * 1000 + 1,
+        };
+        let now = NOW_S * 1000;
+        for id in ["a", "b"] {
+            assert_eq!(seen.sighting(&req("support", id), now).await.unwrap(), Sighting::Accepted);
+        }
+        assert_eq!(seen.sighting(&req("support", "c"), now).await.unwrap(), Sighting::Replayed, "support is full");
+        assert_eq!(seen.sighting(&req("sales", "c"), now).await.unwrap(), Sighting::Accepted, "sales is not");
+        // Once support's ids expire, it has room again.
+        assert_eq!(seen.sighting(&req("support", "c"), now + 1).await.unwrap(), Sighting::Accepted);
     }
 }

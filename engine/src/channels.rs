@@ -407,6 +407,42 @@ impl ChannelSummary {
     }
 }
 
+/// The problems of `channel` sharing a bearer token or a signing secret with one of `others`
+/// (a channel of the same name is the one being replaced, not another): a credential names one
+/// channel, so that a request or a signature made for one channel is never accepted by another
+/// (the signature covers the body, not the URL it is posted to). Compared in constant time;
+/// the problems name the other channel, never the value.
+fn shared_credentials(channel: &Channel, others: &[&Channel]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for other in others.iter().filter(|o| o.name != channel.name) {
+        if channel
+            .inbound
+            .tokens
+            .iter()
+            .any(|t| crate::channel_auth::is_one_of(t.expose_secret(), &other.inbound.tokens))
+        {
+            problems.push(Problem::at(
+                Field::Tokens,
+                format!(
+                    "this token is also channel `{}`'s: a request with it could not tell which channel it comes from; give each channel a token of its own (e.g. `openssl rand -hex 32`)",
+                    other.name
+                ),
+            ));
+        }
+        let secrets = &other.inbound.signing_secrets;
+        if channel.inbound.signing_secrets.iter().any(|s| secrets.iter().any(|o| s.same_key(o))) {
+            problems.push(Problem::at(
+                Field::SigningSecrets,
+                format!(
+                    "this secret is also channel `{}`'s: a message signed for one channel would be accepted by the other; give each channel a secret of its own (`whsec_` followed by `openssl rand -base64 32`)",
+                    other.name
+                ),
+            ));
+        }
+    }
+    problems
+}
+
 /// One cached lookup: the channel (or none) and when it was read, in ms.
 type Cached = (Option<Arc<Channel>>, i64);
 
@@ -428,6 +464,9 @@ pub struct Channels {
     /// Values no channel may have as a bearer token (the admin token: whoever holds a
     /// channel's token must not hold the admin API too).
     reserved: Vec<SecretString>,
+    /// Whether webhook URLs may point into private networks (`--allow-private-network`): a URL
+    /// the outbound guard would refuse is refused when a channel is saved.
+    allow_private_network: bool,
 }
 
 impl fmt::Debug for Channels {
@@ -466,7 +505,25 @@ impl Channels {
                 (c.name.clone(), (Arc::new(c), source))
             })
             .collect();
-        Self { store, configured, open, cache: Mutex::default(), clock, reserved: Vec::new() }
+        Self {
+            store,
+            configured,
+            open,
+            cache: Mutex::default(),
+            clock,
+            reserved: Vec::new(),
+            allow_private_network: false,
+        }
+    }
+
+    /// The same service accepting webhook URLs in private networks when
+    /// `allow_private_network` (`--allow-private-network`, for local development); without it,
+    /// a webhook URL on a loopback, private or link-local address is refused when saved, as
+    /// every delivery to it would be.
+    #[must_use]
+    pub fn allowing_private_network(mut self, allow_private_network: bool) -> Self {
+        self.allow_private_network = allow_private_network;
+        self
     }
 
     /// The same service refusing `tokens` as any saved channel's bearer token (the admin
@@ -477,10 +534,34 @@ impl Channels {
         self
     }
 
-    /// The first channel configured at start-up (flags, `tern.toml`) whose bearer token is
-    /// reserved ([`Channels::reserving`]), with the problem: such a configuration is refused.
-    pub fn configured_with_reserved_token(&self) -> Option<(ChannelName, Problem)> {
-        self.configured.values().find_map(|(c, _)| self.reserved_token(c).map(|p| (c.name.clone(), p)))
+    /// The first channel configured at start-up (flags, `tern.toml`) that breaks a rule only
+    /// the service can check: its bearer token is reserved ([`Channels::reserving`]), it shares
+    /// a token or a signing secret with another configured channel, or its webhook URL is one
+    /// the outbound guard refuses; with the problem: such a configuration is refused.
+    pub async fn configured_problem(&self) -> Option<(ChannelName, Problem)> {
+        let mut configured: Vec<&Channel> = self.configured.values().map(|(c, _)| c.as_ref()).collect();
+        configured.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in &configured {
+            let problem = match self.reserved_token(c).or_else(|| shared_credentials(c, &configured).into_iter().next())
+            {
+                Some(p) => Some(p),
+                None => self.refused_webhook(c).await,
+            };
+            if let Some(p) = problem {
+                return Some((c.name.clone(), p));
+            }
+        }
+        None
+    }
+
+    /// The problem of a channel whose webhook URL the outbound guard refuses.
+    async fn refused_webhook(&self, channel: &Channel) -> Option<Problem> {
+        let url = channel.delivery.webhook_url.as_ref()?;
+        let reason = crate::http::guard::refusal(url, self.allow_private_network).await?;
+        Some(Problem::at(
+            Field::WebhookUrl,
+            format!("Tern would refuse to deliver replies to {}: {reason}", crate::http::display_url(url)),
+        ))
     }
 
     /// The problem of a channel that uses a reserved value as a bearer token.
@@ -537,6 +618,18 @@ impl Channels {
             draft.check(name, open).map_err(|problems| ChannelError::Invalid { name: name.to_string(), problems })?;
         if let Some(problem) = self.reserved_token(&channel) {
             return Err(ChannelError::Invalid { name: name.to_string(), problems: vec![problem] });
+        }
+        let stored = self.store.list_channels().await?;
+        let others: Vec<&Channel> = self
+            .configured
+            .values()
+            .map(|(c, _)| c.as_ref())
+            .chain(stored.iter().map(|s| &s.channel).filter(|c| !self.configured.contains_key(&c.name)))
+            .collect();
+        let mut problems = shared_credentials(&channel, &others);
+        problems.extend(self.refused_webhook(&channel).await);
+        if !problems.is_empty() {
+            return Err(ChannelError::Invalid { name: name.to_string(), problems });
         }
         remember_secrets(&channel);
         self.store.put_channel(&channel).await?;

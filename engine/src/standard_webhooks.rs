@@ -33,8 +33,6 @@ pub const HEADER_SIGNATURE: &str = "webhook-signature";
 pub const DEFAULT_TOLERANCE_SECS: i64 = 5 * 60;
 /// Longest accepted `webhook-id`, in bytes.
 pub const MAX_ID_LEN: usize = 200;
-/// Most signatures read from one `webhook-signature` header (a rotation needs two or three).
-pub const MAX_SIGNATURES: usize = 8;
 /// The prefix of a written secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 /// Shortest key, in bytes (the spec: "between 24 bytes and 64 bytes").
@@ -133,11 +131,14 @@ impl WebhookSecret {
         ]
     }
 
-    /// Whether `signature` (the base64 part of one `v1,` entry) is this key's signature,
-    /// compared in constant time.
-    fn matches(&self, id: &str, timestamp: i64, body: &[u8], signature: &str) -> bool {
-        let Ok(given) = BASE64.decode(signature) else { return false };
-        self.mac(id, timestamp, body).verify_slice(&given).is_ok()
+    /// Whether `other` is the same key, compared in constant time.
+    pub fn same_key(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self.key.expose_secret(), other.key.expose_secret()).into()
+    }
+
+    /// This key's signature of `body` as raw bytes (the HMAC-SHA256 tag).
+    fn tag(&self, id: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {
+        self.mac(id, timestamp, body).finalize().into_bytes().into()
     }
 }
 
@@ -230,15 +231,19 @@ pub fn verify(
     if -age > tolerance_secs {
         return Err(SignatureError::TooNew { ahead_secs: -age, tolerance_secs });
     }
-    let mut any = false;
-    for entry in signatures.split(' ').filter(|s| !s.is_empty()).take(MAX_SIGNATURES) {
+    // Each secret's tag is computed once; every `v1` entry of the header (as many as the
+    // header holds: its size is bounded by the HTTP server) is compared with every tag in
+    // constant time, so the time taken does not say which secret or which entry matched.
+    let expected: Vec<[u8; 32]> = secrets.iter().map(|s| s.tag(id, timestamp, body)).collect();
+    let mut any = subtle::Choice::from(0);
+    for entry in signatures.split(' ').filter(|s| !s.is_empty()) {
         let Some(("v1", signature)) = entry.split_once(',') else { continue };
-        // Every secret is tried for every signature, so the time taken does not say which
-        // secret or which entry matched.
-        for secret in secrets {
-            any |= secret.matches(id, timestamp, body, signature);
+        let Ok(given) = BASE64.decode(signature) else { continue };
+        for tag in &expected {
+            any |= subtle::ConstantTimeEq::ct_eq(given.as_slice(), tag.as_slice());
         }
     }
+    let any: bool = any.into();
     if any { Ok(Verified { id: id.to_string(), timestamp }) } else { Err(SignatureError::NoMatch) }
 }
 
@@ -319,6 +324,17 @@ mod tests {
         let two = format!("{} {}", new.sign(ID, TS, BODY), SIGNATURE);
         assert!(verify(&[old], &headers(ID, TS, &two), BODY, TS, 300).is_ok());
         assert!(verify(&[new], &headers(ID, TS, &two), BODY, TS, 300).is_ok());
+    }
+
+    #[test]
+    fn the_matching_signature_counts_wherever_it_is_in_a_long_header() {
+        // As the reference libraries do: every entry is read, not the first few.
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        let others: Vec<String> = (0..40).map(|_| WebhookSecret::generate().sign(ID, TS, BODY)).collect();
+        let last = format!("{} v2,abc v1,not-base64 {SIGNATURE}", others.join(" "));
+        assert!(verify(std::slice::from_ref(&secret), &headers(ID, TS, &last), BODY, TS, 300).is_ok());
+        let none = others.join(" ");
+        assert_eq!(verify(&[secret], &headers(ID, TS, &none), BODY, TS, 300), Err(SignatureError::NoMatch));
     }
 
     #[test]

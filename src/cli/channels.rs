@@ -81,7 +81,7 @@ enum ChannelsCommand {
 /// `tern serve`'s settings this process can see (`TERN_CHANNEL_TOKEN`, else `channel.token` if
 /// it was created; `TERN_CHANNEL_SECRET`; `TERN_WEBHOOK_URL`). What `tern serve` was given on
 /// its own command line is not visible here, and is said so.
-async fn service(shared: &Shared) -> anyhow::Result<Channels> {
+pub(crate) async fn service(shared: &Shared) -> anyhow::Result<Channels> {
     let store = shared.open_store().await?;
     let token = std::env::var("TERN_CHANNEL_TOKEN")
         .ok()
@@ -106,7 +106,8 @@ async fn service(shared: &Shared) -> anyhow::Result<Channels> {
         Default::default(),
         tern_engine::clock::system(),
     )
-    .reserving(admin))
+    .reserving(admin)
+    .allowing_private_network(shared.allow_private_network))
 }
 
 pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<ExitCode> {
@@ -118,17 +119,19 @@ pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<Exi
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:<20} {:<8} {:<10} {:<28} WEBHOOK", "NAME", "KIND", "DEFINED BY", "CREDENTIALS");
-                for c in &all {
-                    println!(
-                        "{:<20} {:<8} {:<10} {:<28} {}",
-                        c.name,
-                        c.kind.as_str(),
-                        source_word(c.source),
-                        credentials(c),
-                        c.webhook_url.as_deref().unwrap_or("-")
-                    );
-                }
+                let rows: Vec<[String; 5]> = all
+                    .iter()
+                    .map(|c| {
+                        [
+                            c.name.to_string(),
+                            c.kind.as_str().to_string(),
+                            source_word(c.source).to_string(),
+                            credentials(c),
+                            c.webhook_url.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                print!("{}", super::table::table(["NAME", "KIND", "DEFINED BY", "CREDENTIALS", "WEBHOOK"], &rows));
             }
         }
         ChannelsCommand::Show { name, json } => {

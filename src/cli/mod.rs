@@ -18,6 +18,7 @@ mod schema;
 mod secret_input;
 mod secrets;
 mod serve;
+mod table;
 #[cfg(test)]
 pub use serve::default_channel;
 mod validate;

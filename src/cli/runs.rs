@@ -40,15 +40,33 @@ struct ListArgs {
     /// Only runs with this status.
     #[arg(long, value_name = "STATUS", value_parser = parse_status)]
     status: Option<RunStatus>,
-    /// Only runs of this conversation.
+    /// Only runs of this conversation: the channel's own id with --channel, else the id as
+    /// this list shows it (`channel:NAME@INCARNATION:ID` for a stored channel's).
     #[arg(long, value_name = "CONVERSATION_ID")]
     conversation: Option<String>,
+    /// The channel whose conversation --conversation is (its current incarnation).
+    #[arg(long, value_name = "CHANNEL", requires = "conversation")]
+    channel: Option<tern_engine::channel::ChannelName>,
     /// How many runs (1 to 200).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=MAX_RUNS_PAGE as i64))]
     limit: u16,
     /// Print the page as JSON (the same document as `GET /v1/runs`).
     #[arg(long)]
     json: bool,
+}
+
+/// The stored id of conversation `id` of channel `name` as it is now.
+async fn channel_conversation(
+    shared: &Shared,
+    name: &tern_engine::channel::ChannelName,
+    id: &str,
+) -> anyhow::Result<String> {
+    let channels = super::channels::service(shared).await?;
+    match tern_engine::conversation::ConversationId::of_current_channel(&channels, name, id).await {
+        Ok(Some(id)) => Ok(id.as_str().to_string()),
+        Ok(None) => anyhow::bail!("no channel `{name}` (`tern channels list` shows them)"),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn parse_status(s: &str) -> Result<RunStatus, tern_engine::conversation::UnknownStatus> {
@@ -64,10 +82,14 @@ pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
     let store = shared.open_store().await?;
     match args.command {
         RunsCommand::List(a) => {
+            let conversation_id = match (&a.channel, a.conversation) {
+                (Some(channel), Some(id)) => Some(channel_conversation(shared, channel, &id).await?),
+                (_, id) => id,
+            };
             let query = RunQuery {
                 flow_id: a.flow,
                 status: a.status,
-                conversation_id: a.conversation,
+                conversation_id,
                 after: None,
                 limit: usize::from(a.limit),
             };
@@ -121,22 +143,7 @@ fn table(runs: &[RunSummary]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
-    };
-    line(&header);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
-    }
-    out
+    super::table::table(header, &rows)
 }
 
 /// A run as a transcript with its step timeline.

@@ -273,9 +273,10 @@ async fn channels(
             tracing::warn!(channel = %c.name, "a tern.toml channel hides the stored channel of the same name");
         }
     }
-    let channels =
-        Channels::new(store, configured, open.clone(), tern_engine::clock::system()).reserving([admin.clone()]);
-    if let Some((name, problem)) = channels.configured_with_reserved_token() {
+    let channels = Channels::new(store, configured, open.clone(), tern_engine::clock::system())
+        .reserving([admin.clone()])
+        .allowing_private_network(shared.allow_private_network);
+    if let Some((name, problem)) = channels.configured_problem().await {
         anyhow::bail!("channel `{name}` (tern.toml or flags): {}", problem.message);
     }
     for name in &open {

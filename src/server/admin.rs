@@ -135,8 +135,8 @@ pub async fn put_integration(
         Some(_) => return Err(ApiError::unprocessable("/client_secret must be a non-empty string")),
     };
     let explicit_auth = object.contains_key("client_auth");
-    let config: IntegrationConfig = super::json_errors::from_value(value)
-        .map_err(|e| ApiError::unprocessable(format!("at {}: {}", e.pointer, e.message)))?;
+    let config: IntegrationConfig =
+        super::json_errors::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let client_auth: Option<ClientAuth> = explicit_auth.then_some(config.client_auth);
     let draft = Draft { config, client_auth, client_secret: secret };
     // A PUT replaces; it resolves no host names (what the console and the CLI flag).

@@ -52,8 +52,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal("use the store for the channels API", &e, "the store failed; see the server log")
 }
 
+/// The channel name of the path, or a 400 `bad-channel-name` with the problem at `name`.
 fn channel_name(name: &str) -> Result<ChannelName, ApiError> {
-    ChannelName::new(name).map_err(ApiError::bad_request)
+    ChannelName::new(name).map_err(|e| {
+        let message = e.to_string();
+        ApiError::bad_request(message.clone())
+            .code("bad-channel-name")
+            .problems(vec![FieldProblem { field: "name".into(), message }])
+    })
 }
 
 /// A service error as an answer.
@@ -148,7 +154,7 @@ pub async fn put_channel(
     let name = channel_name(&name)?;
     let json = super::json_errors::json_body(&body)?;
     let settings: ChannelSettings = super::json_errors::from_value(json).map_err(|e| {
-        ApiError::unprocessable(format!("at {}: {}", e.pointer, e.message))
+        ApiError::unprocessable(e.to_string())
             .code("invalid-settings")
             .problems(vec![FieldProblem { field: e.field, message: e.message }])
     })?;

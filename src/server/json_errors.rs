@@ -79,10 +79,26 @@ pub(crate) struct ShapeError {
 pub(crate) fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ShapeError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let pointer = if path == "." { String::new() } else { format!("/{}", path.replace('.', "/")) };
+        let mut pointer = if path == "." { String::new() } else { format!("/{}", path.replace('.', "/")) };
+        let message = without_values(&e.inner().to_string());
+        // A missing field is reported at its parent: point at the field itself.
+        if let Some(missing) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            pointer = format!("{pointer}/{missing}");
+        }
         let field = pointer.trim_start_matches('/').split(['/', '[']).next().unwrap_or_default().to_string();
-        ShapeError { pointer, field, message: without_values(&e.inner().to_string()) }
+        ShapeError { pointer, field, message }
     })
+}
+
+impl std::fmt::Display for ShapeError {
+    /// `at /kind: missing field `kind``, or `the body: …` for the whole body.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pointer.is_empty() {
+            write!(f, "the body: {}", self.message)
+        } else {
+            write!(f, "at {}: {}", self.pointer, self.message)
+        }
+    }
 }
 
 /// An axum rejection's text in the caller's words: without the library's own phrasing

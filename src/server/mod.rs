@@ -162,7 +162,19 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(mask::mask_answer))
         .layer(limits)
         .layer(axum::middleware::from_fn(json_errors::json_errors))
+        .layer(axum::middleware::map_response(no_store))
         .with_state(state)
+}
+
+/// Every answer is private to its caller (a contact's replies, run history, channel
+/// settings): no cache between Tern and the caller keeps it (`Cache-Control: no-store`, unless
+/// a route says otherwise), and no browser guesses its type.
+async fn no_store(mut r: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let h = r.headers_mut();
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    h.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
+    r
 }
 
 async fn not_found() -> Response {

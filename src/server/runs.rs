@@ -27,8 +27,11 @@ pub struct RunsParams {
     flow: Option<String>,
     /// Only runs with this status: `completed`, `paused`, `failed`.
     status: Option<String>,
-    /// Only runs of this conversation id.
+    /// Only runs of this conversation id: the channel's own id with `channel`, else the id as
+    /// run summaries show it (`channel:NAME@INCARNATION:ID` for a stored channel's).
     conversation: Option<String>,
+    /// The channel whose conversation `conversation` is (needs `conversation`).
+    channel: Option<String>,
     /// Runs per page, 1 to 200 (default 50).
     limit: Option<String>,
     /// Where the page starts: the `next` of the previous page.
@@ -81,13 +84,35 @@ pub async fn list_runs(
     _: Admin,
     params: Result<Query<RunsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let channel = params.as_ref().ok().and_then(|Query(p)| p.channel.clone());
     let query = match params {
         Ok(Query(p)) => p.query(),
         Err(e) => Err(vec![format!("the query string is malformed: {}", super::rejection_text(&e.body_text()))]),
     };
-    let query = query.map_err(|problems| ApiError::bad_request(problems.join("; ")))?;
+    let mut query = query.map_err(|problems| ApiError::bad_request(problems.join("; ")))?;
+    if let Some(channel) = &channel {
+        query.conversation_id = Some(channel_conversation(&state, channel, query.conversation_id.as_deref()).await?);
+    }
     let page = state.conversations.runs(&query).await.map_err(|e| ApiError::internal("list runs", &e, UNREADABLE))?;
     Ok(axum::Json(page).into_response())
+}
+
+/// The stored conversation id of `conversation` of channel `name`, or a 400 that says what is
+/// wrong.
+async fn channel_conversation(state: &AppState, name: &str, conversation: Option<&str>) -> Result<String, ApiError> {
+    let name =
+        tern_engine::channel::ChannelName::new(name).map_err(|e| ApiError::bad_request(format!("channel: {e}")))?;
+    let Some(id) = conversation else {
+        return Err(ApiError::bad_request("channel: give `conversation` too (the channel's own conversation id)"));
+    };
+    match tern_engine::conversation::ConversationId::of_current_channel(state.channels.as_ref(), &name, id).await {
+        Ok(Some(id)) => Ok(id.as_str().to_string()),
+        Ok(None) => Err(ApiError::bad_request(format!("channel: no channel `{name}`; GET /v1/channels lists them"))),
+        Err(e @ tern_engine::conversation::ConversationError::BadId { .. }) => {
+            Err(ApiError::bad_request(format!("conversation: {e}")))
+        }
+        Err(e) => Err(ApiError::internal("look up a channel", &e, UNREADABLE)),
+    }
 }
 
 /// `GET /v1/runs/{id}`: a run's history.

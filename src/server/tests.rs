@@ -270,10 +270,19 @@ async fn an_answer_is_fetched_by_message_id_and_a_repeat_gets_the_same_answer() 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(first["status"], "paused", "{first}");
     assert_eq!(first["replies"], json!([{"text": "what?"}]));
-    let (status, _, fetched) =
+    let (status, headers, fetched) =
         h.send(Request::get("/v1/conversations/c-2/messages/m-1").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched, first);
+    // A contact's answer is never kept by a cache between Tern and the channel.
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let post = Request::post("/v1/conversations/c-2/messages")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(r#"{"text": "ask", "message_id": "m-1"}"#))
+        .unwrap();
+    let (_, headers, _) = h.send(post).await;
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     // A re-sent message id is answered from the first time, not run again.
     let (_, again) = h.post_json("/v1/conversations/c-2/messages", &json!({"text": "ask", "message_id": "m-1"})).await;
     assert_eq!(again, first);
@@ -795,6 +804,17 @@ async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and
         h.admin(Method::PUT, "/v1/channels/bad", Some(ADMIN), Some(json!({"kind": "generic", "token": "x"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("unknown field `token`"), "{body}");
+    // A missing field is pointed at, not at the body's root.
+    let (status, body) = h.admin(Method::PUT, "/v1/channels/bad", Some(ADMIN), Some(json!({"tokens": []}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "at /kind: missing field `kind`", "{body}");
+    assert_eq!(body["problems"][0]["field"], "kind", "{body}");
+    // A bad name in the path: its own code and the problem at `name`.
+    let (status, body) = h.admin(Method::PUT, "/v1/channels/Support", Some(ADMIN), Some(settings.clone())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "bad-channel-name", "{body}");
+    assert_eq!(body["problems"][0]["field"], "name", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("lower case (`support`)"), "{body}");
     // No credentials: refused, unless the channel is opened insecurely (`kiosk` here).
     let (status, body) = h.admin(Method::PUT, "/v1/channels/bare", Some(ADMIN), Some(json!({"kind": "generic"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -1025,6 +1045,29 @@ async fn conversations_and_answers_are_each_channel_s_own() {
     let (status, _, _) =
         h.send(Request::get("/v1/conversations/channel:support:c-1/messages/m-1").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The admin finds the channel's runs by the channel's own conversation id (history is
+    // written in the background: wait for it).
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let (status, page) = h.admin(Method::GET, "/v1/runs?channel=support&conversation=c-1", Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        if page["runs"].as_array().is_some_and(|r| !r.is_empty()) {
+            found = page;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let runs = found["runs"].as_array().expect("the support channel's run is listed");
+    assert!(runs.iter().all(|r| r["conversation_id"].as_str().unwrap().starts_with("channel:support@")), "{found}");
+    for (query, says) in [
+        ("/v1/runs?channel=nope&conversation=c-1", "no channel `nope`"),
+        ("/v1/runs?channel=support", "give `conversation` too"),
+        ("/v1/runs?channel=Support&conversation=c-1", "lower case"),
+    ] {
+        let (status, body) = h.admin(Method::GET, query, Some(ADMIN), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(says), "{query}: {body}");
+    }
     h.stop().await;
 }
 

@@ -10,8 +10,6 @@
 //! `--allow-private-network` where the command does not), the admin API leaves them alone (it
 //! resolves no host names inside a request).
 
-use std::time::Duration;
-
 use crate::Integrations;
 use crate::config::IntegrationConfig;
 use crate::problems::{Field, Problem};
@@ -135,20 +133,7 @@ impl Integrations {
         let mut out = Vec::new();
         for (field, url) in [(Field::TokenUrl, &config.token_url), (Field::IdentityUrl, &config.identity_url)] {
             let Some(url) = url else { continue };
-            let refused = match url.host() {
-                Some(url::Host::Domain(host)) => {
-                    let port = url.port_or_known_default().unwrap_or(443);
-                    let lookup =
-                        tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host((host, port))).await;
-                    match lookup {
-                        Ok(Ok(addrs)) => {
-                            addrs.filter_map(|a| tern_engine::http::guard::check_ip(a.ip(), allow).err()).next()
-                        }
-                        _ => None,
-                    }
-                }
-                _ => tern_engine::http::guard::check_url_host(url, allow).err(),
-            };
+            let refused = tern_engine::http::guard::refusal(url, allow).await;
             if let Some(reason) = refused {
                 out.push(Problem::at(field).text(format!("Tern would refuse to call {url}: {reason}")));
             }

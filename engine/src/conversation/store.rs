@@ -118,6 +118,11 @@ pub struct Retention {
     pub dedupe_window_ms: i64,
     /// At most this many answered message ids are remembered.
     pub max_answers: u64,
+    /// At most this many signed requests' `webhook-id`s are remembered per sender (a channel,
+    /// an integration's events) while their signatures are in the replay window: a sender with
+    /// this many live ids at a retention pass has its new signed requests refused like replays
+    /// until a pass finds fewer, and no other sender is affected.
+    pub max_webhook_ids_per_sender: u64,
 }
 
 impl Default for Retention {
@@ -127,6 +132,7 @@ impl Default for Retention {
             history_max_runs: 100_000,
             dedupe_window_ms: 86_400_000,
             max_answers: 1_000_000,
+            max_webhook_ids_per_sender: crate::channel_auth::MAX_SEEN_WEBHOOK_IDS_PER_SENDER,
         }
     }
 }

@@ -92,6 +92,25 @@ impl ConversationId {
         Self::new(format!("{CHANNEL_PREFIX}{channel}:{id}"))
     }
 
+    /// The stored id of conversation `id` of the channel called `name` as it is now (its
+    /// current incarnation, looked up in `channels`), e.g. to find its runs from the id the
+    /// channel uses; `Ok(None)` when no channel has that name.
+    ///
+    /// # Errors
+    /// [`ConversationError::BadId`], [`ConversationError::Store`] (the channel could not be
+    /// looked up; the detail is logged).
+    pub async fn of_current_channel(
+        channels: &dyn crate::channel::ChannelDirectory,
+        name: &crate::channel::ChannelName,
+        id: &str,
+    ) -> Result<Option<Self>, ConversationError> {
+        let channel = channels.channel(name).await.map_err(|e| {
+            tracing::warn!(channel = %name, error = %e, "could not look up a channel");
+            ConversationError::Store { conversation: id.to_string() }
+        })?;
+        channel.map(|c| Self::for_channel(&crate::channel::ChannelRef::of(&c), id)).transpose()
+    }
+
     /// The channel this conversation belongs to (`default` for unscoped ids and integration
     /// events), with its incarnation, and its id as that channel knows it: the inverse of
     /// [`Self::for_channel`].

@@ -70,6 +70,27 @@ pub fn check_url_host(url: &url::Url, allow_private: bool) -> Result<(), String>
     }
 }
 
+/// How long [`refusal`] waits for a host name to resolve.
+pub const SAVE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why the guard would refuse to call `url`, or `None`, for settings being saved (an
+/// integration's endpoints, a channel's webhook URL): a URL Tern would never call is refused
+/// when it is written, not at the first call. An IP-literal host is checked as it is; a host
+/// name is resolved (at most [`SAVE_LOOKUP_TIMEOUT`]) and its addresses checked, and one that
+/// does not resolve is not reported (it may resolve later; the call is checked again then).
+pub async fn refusal(url: &url::Url, allow_private: bool) -> Option<String> {
+    match url.host() {
+        Some(url::Host::Domain(host)) => {
+            let port = url.port_or_known_default().unwrap_or(443);
+            match tokio::time::timeout(SAVE_LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+                Ok(Ok(addrs)) => addrs.filter_map(|a| check_ip(a.ip(), allow_private).err()).next(),
+                _ => None,
+            }
+        }
+        _ => check_url_host(url, allow_private).err(),
+    }
+}
+
 /// The error a [`GuardedResolver`] returns; the HTTP client finds it in reqwest's error chain
 /// to report a denial instead of a generic connection error.
 #[derive(Debug, thiserror::Error)]

@@ -387,6 +387,15 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!(at(req("support", "bb", ts, t + 1_200_000), t + 602_001).await, Sighting::Replayed);
     store.prune(&Retention::default(), t + 1_200_000).await.unwrap();
     assert_eq!(at(req("sales", "cc", ts, t + 2_000_000), t + 1_200_000).await, Sighting::Accepted, "pruned");
+    // A sender with as many live ids as are kept per sender has its new ids refused until a
+    // pass finds fewer; the other senders go on.
+    let one_each = Retention { max_webhook_ids_per_sender: 1, ..Retention::default() };
+    store.prune(&one_each, t + 1_200_001).await.unwrap();
+    let other = |scope: &'static str| SignedRequest { id: "msg-2", ..req(scope, "dd", ts, t + 2_000_000) };
+    assert_eq!(at(other("sales"), t + 1_200_002).await, Sighting::Replayed, "sales is full");
+    assert_eq!(at(other("support"), t + 1_200_002).await, Sighting::Accepted, "support is not");
+    store.prune(&Retention::default(), t + 1_200_003).await.unwrap();
+    assert_eq!(at(other("sales"), t + 1_200_004).await, Sighting::Accepted, "room again");
 }
 
 /// A boxed, sendable future.

@@ -202,7 +202,7 @@ async fn the_admin_token_is_no_channel_s_token() {
     let clock = Arc::new(ManualClock::at_system_time());
     const ADMIN: &str = "admin-token-for-this-test-0123456789";
     let channels = service(store.clone(), &clock, &[]).reserving([SecretString::from(ADMIN.to_string())]);
-    assert!(channels.configured_with_reserved_token().is_none());
+    assert!(channels.configured_problem().await.is_none());
     let err = channels.save("support", token_draft(ADMIN), false).await.unwrap_err();
     let ChannelError::Invalid { problems, .. } = &err else { panic!("{err}") };
     assert_eq!(problems[0].field, Field::Tokens, "{err}");
@@ -214,5 +214,86 @@ async fn the_admin_token_is_no_channel_s_token() {
     with_admin.inbound.tokens = vec![SecretString::from(ADMIN.to_string())];
     let configured = Channels::new(store, [(with_admin, ChannelSource::Flags)], BTreeSet::new(), clock.clone())
         .reserving([SecretString::from(ADMIN.to_string())]);
-    assert_eq!(configured.configured_with_reserved_token().map(|(n, _)| n), Some(ChannelName::default_channel()));
+    assert_eq!(configured.configured_problem().await.map(|(n, _)| n), Some(ChannelName::default_channel()));
+}
+
+/// A credential names one channel: a second channel may not take another's bearer token or
+/// signing secret (stored or configured), so that a request or a signature made for one
+/// channel is never accepted by the other; replacing a channel keeps its own.
+#[tokio::test]
+async fn two_channels_never_share_a_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(MasterKey::generate().0)).await.unwrap());
+    let clock = Arc::new(ManualClock::at_system_time());
+    let channels = service(store.clone(), &clock, &[]);
+    const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    let signed = |secret: &str| ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        signing_secrets: vec![SecretString::from(secret.to_string())],
+        ..Default::default()
+    };
+    channels.save("support", token_draft("support-token-0123456789"), false).await.unwrap();
+    channels.save("shop", signed(SECRET), false).await.unwrap();
+    // Replacing a channel with its own credentials is no conflict.
+    channels.save("support", token_draft("support-token-0123456789"), true).await.unwrap();
+    channels.save("shop", signed(SECRET), true).await.unwrap();
+    for (draft, field, other) in [
+        (token_draft("support-token-0123456789"), Field::Tokens, "support"),
+        (token_draft("default-token-0123456789"), Field::Tokens, "default"),
+        // The same key written without the prefix is the same secret.
+        (signed("C2FVsBQIhrscChlQIMV+b5sSYspob7oD"), Field::SigningSecrets, "shop"),
+    ] {
+        let err = channels.save("sales", draft, false).await.unwrap_err();
+        let ChannelError::Invalid { problems, .. } = &err else { panic!("{err}") };
+        assert_eq!(problems.len(), 1, "{err}");
+        assert_eq!(problems[0].field, field, "{err}");
+        assert!(problems[0].message.contains(&format!("also channel `{other}`'s")), "{err}");
+        assert!(!err.to_string().contains("0123456789") && !err.to_string().contains("C2FVsBQ"), "{err}");
+    }
+    assert!(channels.get(&name("sales")).await.is_err(), "nothing was saved");
+    // Two configured channels with one token: found, so that `tern serve` refuses to start.
+    let mut twin = default_channel();
+    twin.name = name("twin");
+    let configured = Channels::new(
+        store,
+        [(default_channel(), ChannelSource::Flags), (twin, ChannelSource::ConfigFile)],
+        BTreeSet::new(),
+        clock.clone(),
+    );
+    let (found, problem) = configured.configured_problem().await.unwrap();
+    assert_eq!(found, ChannelName::default_channel());
+    assert!(problem.message.contains("also channel `twin`'s"), "{}", problem.message);
+}
+
+/// A webhook URL the outbound guard would refuse (a loopback or private address without
+/// `--allow-private-network`; an unspecified or multicast one always) is refused when the
+/// channel is saved, with the reason, instead of failing every delivery later.
+#[tokio::test]
+async fn a_webhook_url_tern_would_never_call_is_refused_when_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(MasterKey::generate().0)).await.unwrap());
+    let clock = Arc::new(ManualClock::at_system_time());
+    let draft =
+        |url: &str| ChannelDraft { webhook_url: Some(url.to_string()), ..token_draft("support-token-0123456789") };
+    let guarded = service(store.clone(), &clock, &[]);
+    for url in [
+        "http://127.0.0.1:9/replies",
+        "http://[::1]/r",
+        "http://10.1.2.3/r",
+        "http://localhost:8080/r",
+        "http://0.0.0.0/r",
+    ] {
+        let err = guarded.save("support", draft(url), false).await.unwrap_err();
+        let ChannelError::Invalid { problems, .. } = &err else { panic!("{err}") };
+        assert_eq!(problems[0].field, Field::WebhookUrl, "{url}: {err}");
+        assert!(problems[0].message.contains("Tern would refuse to deliver replies"), "{url}: {err}");
+    }
+    let local = service(store, &clock, &[]).allowing_private_network(true);
+    local.save("support", draft("http://127.0.0.1:9/replies"), false).await.unwrap();
+    for url in ["http://0.0.0.0/r", "http://224.0.0.1/r"] {
+        let err = local.save("support", draft(url), true).await.unwrap_err();
+        assert!(err.to_string().contains("Tern would refuse to deliver replies"), "{url}: {err}");
+    }
 }

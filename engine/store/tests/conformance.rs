@@ -93,6 +93,23 @@ async fn postgres_passes_the_suite() {
     db.drop_db().await;
 }
 
+/// The database file (and the `-wal` file SQLite makes beside it) is its owner's alone, even
+/// in a directory anyone can read and with a permissive umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_readable_by_their_owner_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("tern.db");
+    let store = SqliteStore::open(&path, Keyring::new(MasterKey::generate().0)).await.unwrap();
+    store.put_secret("probe", &SecretString::from("v".to_string())).await.unwrap();
+    for file in [path.clone(), dir.path().join("tern.db-wal")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", file.display());
+    }
+}
+
 #[tokio::test]
 async fn sqlite_fails_closed_on_a_wrong_key_and_rotates() {
     let dir = tempfile::tempdir().unwrap();

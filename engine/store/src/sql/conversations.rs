@@ -298,7 +298,7 @@ impl<F: Flavor> SqlStore<F> {
         let now_s = now_ms / 1000;
         pruned.paused += self.delete_chunked("conversations", "expires_at <= $1", now_s, "expires_at", None).await?;
         self.delete_chunked("pending_authorizations", "expires_at < $1", now_s, "expires_at", None).await?;
-        self.prune_webhook_ids(now_ms).await?;
+        self.prune_webhook_ids(retention, now_ms).await?;
         Ok(pruned)
     }
 

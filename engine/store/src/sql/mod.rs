@@ -151,9 +151,9 @@ pub struct SqlStore<F: Flavor> {
     /// What rows are stamped with and expiry is judged by.
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) flavor: Arc<F>,
-    /// Whether the last retention pass found the `webhook_ids` table full of live ids (see
-    /// `webhook_ids.rs`).
-    pub(crate) seen_ids_full: Arc<std::sync::atomic::AtomicBool>,
+    /// The senders the last retention pass found with as many live `webhook-id`s as are kept
+    /// per sender (see `webhook_ids.rs`); at most one per channel and integration.
+    pub(crate) full_senders: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl<F: Flavor> Clone for SqlStore<F> {
@@ -164,7 +164,7 @@ impl<F: Flavor> Clone for SqlStore<F> {
             location: self.location.clone(),
             clock: self.clock.clone(),
             flavor: self.flavor.clone(),
-            seen_ids_full: self.seen_ids_full.clone(),
+            full_senders: self.full_senders.clone(),
         }
     }
 }
@@ -186,7 +186,7 @@ impl<F: Flavor> SqlStore<F> {
             location,
             clock: clock::system(),
             flavor: Arc::new(flavor),
-            seen_ids_full: Arc::default(),
+            full_senders: Arc::default(),
         }
     }
 

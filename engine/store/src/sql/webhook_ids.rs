@@ -5,12 +5,14 @@
 //! taken again, a live one is taken again only by a retry (the same body, a later timestamp);
 //! anything else changes nothing. Retention ([`SqlStore::prune_webhook_ids`]) deletes expired
 //! rows. An id still in the replay window is never deleted (its request could be replayed):
-//! when more than [`MAX_SEEN_WEBHOOK_IDS`] are live at a retention pass, new ids are refused
-//! like replays until a pass finds fewer (the table holds at most that many plus what senders
-//! sign between two passes).
+//! a sender with more than [`Retention::max_webhook_ids_per_sender`] live ids at a retention
+//! pass has its new ids refused like replays until a pass finds fewer, and the other senders go
+//! on (the table holds at most that many per sender plus what senders sign between two
+//! passes).
 
 use async_trait::async_trait;
-use tern_engine::channel_auth::{MAX_SEEN_WEBHOOK_IDS, SeenWebhookIds, Sighting, SignedRequest};
+use tern_engine::channel_auth::{SeenWebhookIds, Sighting, SignedRequest};
+use tern_engine::conversation::Retention;
 
 use super::{Flavor, SqlStore};
 use crate::StoreError;
@@ -18,10 +20,10 @@ use crate::StoreError;
 #[async_trait]
 impl<F: Flavor> SeenWebhookIds for SqlStore<F> {
     async fn sighting(&self, r: &SignedRequest<'_>, now_ms: i64) -> Result<Sighting, StoreError> {
-        if self.seen_ids_full.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.full_senders.lock().unwrap_or_else(|p| p.into_inner()).contains(r.scope) {
             tracing::warn!(
-                limit = MAX_SEEN_WEBHOOK_IDS,
-                "more webhook-ids are in the replay window than are kept; a new signed request is refused until retention finds fewer"
+                sender = r.scope,
+                "this sender has more webhook-ids in the replay window than are kept for it; its new signed requests are refused until retention finds fewer"
             );
             return Ok(Sighting::Replayed);
         }
@@ -70,13 +72,19 @@ impl<F: Flavor> SeenWebhookIds for SqlStore<F> {
 }
 
 impl<F: Flavor> SqlStore<F> {
-    /// Deletes the expired `webhook-id`s and notes whether the live ones fill the table (then
-    /// new ids are refused until a pass finds room). Returns how many were deleted.
-    pub(crate) async fn prune_webhook_ids(&self, now_ms: i64) -> Result<u64, StoreError> {
+    /// Deletes the expired `webhook-id`s and notes the senders whose live ones reach
+    /// `retention.max_webhook_ids_per_sender` (their new ids are refused until a pass finds
+    /// room). Returns how many were deleted.
+    pub(crate) async fn prune_webhook_ids(&self, retention: &Retention, now_ms: i64) -> Result<u64, StoreError> {
         let n = self.delete_chunked("webhook_ids", "expires_at_ms <= $1", now_ms, "expires_at_ms", None).await?;
-        let live = self.count("webhook_ids").await?;
-        let full = live >= i64::try_from(MAX_SEEN_WEBHOOK_IDS).unwrap_or(i64::MAX);
-        self.seen_ids_full.store(full, std::sync::atomic::Ordering::Relaxed);
+        let limit = i64::try_from(retention.max_webhook_ids_per_sender).unwrap_or(i64::MAX);
+        let full: Vec<String> =
+            sqlx::query_scalar("SELECT scope FROM webhook_ids GROUP BY scope HAVING COUNT(*) >= $1")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.db())?;
+        *self.full_senders.lock().unwrap_or_else(|p| p.into_inner()) = full.into_iter().collect();
         Ok(n)
     }
 }

@@ -68,8 +68,24 @@ impl Default for HistoryCount {
     }
 }
 
+/// Creates the database file readable and writable by its owner alone (0600) when it does not
+/// exist yet, whatever the umask and the directory's mode: it holds conversation ids and
+/// metadata in the clear beside the encrypted values. SQLite gives its `-wal` and `-shm` files
+/// the database file's mode. An existing file is left as it is.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl SqlStore<Sqlite> {
-    /// Opens (creating if needed) the database file, applies pending migrations and checks the
+    /// Opens (creating if needed, owner-only) the database file, applies pending migrations and checks the
     /// keyring against it.
     ///
     /// # Errors
@@ -78,6 +94,7 @@ impl SqlStore<Sqlite> {
         sqlx::any::install_default_drivers();
         let location = path.display().to_string();
         let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), cause: Box::new(source) };
+        create_private_file(path).map_err(|e| db_err(sqlx::Error::Io(e)))?;
         let opts = AnyConnectOptions::from_str(&format!("sqlite:{}?mode=rwc", url_path(path))).map_err(db_err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(POOL_SIZE)
