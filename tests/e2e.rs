@@ -52,4 +52,5 @@ mod runtime;
 mod schema;
 mod security;
 mod serve;
+mod telegram;
 mod validate;

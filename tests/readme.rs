@@ -56,6 +56,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
         Check::Test("the_webhook_receiver_example_is_the_tested_receiver"),
     ),
     ("README.md", "export SUPPORT_TOKEN=…", Check::Test("channel_commands")),
+    ("README.md", "export TELEGRAM_BOT_TOKEN=…", Check::Test("telegram_commands")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
@@ -649,6 +650,29 @@ fn channel_commands() {
     let list = s.ok(&b, "tern channels list");
     assert!(list.contains("support") && list.contains("default") && !list.contains("web "), "{list}");
     assert!(!out.contains("placeholder-support-token") && !list.contains("placeholder-"), "no secret is shown: {out}");
+}
+
+/// The Telegram block: the channel is added, and the `setWebhook` call reaches a local Bot API
+/// (in place of `https://api.telegram.org`) with the webhook URL and the secret token.
+#[test]
+fn telegram_commands() {
+    const BOT: &str = "123456789:AAReadmeTestTokenOnly_0123456789abc";
+    let fake = crate::support::telegram::FakeTelegram::start(BOT);
+    let s = Sandbox::new();
+    let b = block("README.md", "export TELEGRAM_BOT_TOKEN=…");
+    let text = b
+        .text
+        .replace("export TELEGRAM_BOT_TOKEN=…", &format!("export TELEGRAM_BOT_TOKEN={BOT}"))
+        .replace("https://api.telegram.org", &fake.url());
+    let out = s.ok(&b, &text);
+    assert!(out.contains("channel `telegram` saved (telegram"), "{out}");
+    assert!(out.contains("Webhook was set"), "{out}");
+    let form = fake.webhook();
+    assert!(form.contains(&("url".into(), "https://tern.example.com/v1/channels/telegram/webhook".into())), "{form:?}");
+    assert!(form.iter().any(|(k, v)| k == "secret_token" && v.len() == 64), "{form:?}");
+    let shown = s.ok(&b, "tern channels show telegram");
+    assert!(shown.contains("API base:        https://api.telegram.org/"), "{shown}");
+    assert!(!out.contains(BOT) && !shown.contains(BOT), "the bot token is never shown");
 }
 
 /// Runs each `cargo run -p tern-plugin-build -- c DIR -o FILE` line of `text` through

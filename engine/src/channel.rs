@@ -51,6 +51,9 @@ pub enum ChannelKind {
     /// Posts Tern's own JSON (`{"text", "contact", "message_id"}`) and takes replies at a
     /// webhook URL.
     Generic,
+    /// A Telegram bot: updates at `/v1/channels/{name}/webhook`, replies through the Bot API
+    /// ([`crate::platforms::telegram`]).
+    Telegram,
 }
 
 impl ChannelKind {
@@ -58,6 +61,7 @@ impl ChannelKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Generic => "generic",
+            Self::Telegram => "telegram",
         }
     }
 }
@@ -180,6 +184,9 @@ pub struct Channel {
     pub inbound: InboundAuth,
     /// Where its replies go.
     pub delivery: Delivery,
+    /// A messaging platform's settings: `Some` exactly when [`Channel::kind`] is a platform's
+    /// (checked where channels are made: [`crate::channels::ChannelDraft::check`], the stores).
+    pub platform: Option<crate::platforms::Platform>,
 }
 
 /// Where channels are looked up by name: the stored channels plus those configured by flags

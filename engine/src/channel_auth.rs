@@ -254,6 +254,18 @@ pub enum Refusal {
         "the `webhook-id` was already accepted with another body within the last {REPLAY_WINDOW_SECS} s; each request needs its own id"
     )]
     IdReused,
+    /// A request to the platform webhook route of a channel that is not a platform's.
+    #[error(
+        "the channel is not a messaging platform's (its kind is generic): its messages go to /v1/channels/NAME/conversations/ID/messages"
+    )]
+    NotAPlatform,
+    /// A platform request without the channel's platform credential (Telegram: the
+    /// `X-Telegram-Bot-Api-Secret-Token` header is missing or not the channel's secret token).
+    #[error("the request does not carry the channel's {proof} (set with the platform when its webhook was set)")]
+    WrongPlatformProof {
+        /// What was expected, in the platform's words.
+        proof: &'static str,
+    },
     /// The channel or the seen ids could not be read.
     #[error("the store could not be read: {0}")]
     Store(#[from] StoreError),
@@ -276,6 +288,8 @@ impl Refusal {
             Self::Signature(SignatureError::NoMatch) => "signature-mismatch",
             Self::Replayed => "replayed-webhook-id",
             Self::IdReused => "webhook-id-reused",
+            Self::NotAPlatform => "not-a-platform-channel",
+            Self::WrongPlatformProof { .. } => "wrong-platform-secret",
             Self::Store(_) => "store-error",
         }
     }
@@ -417,6 +431,30 @@ impl ChannelAuth {
         })
     }
 
+    /// The channel called `name` for a request to its platform webhook route
+    /// (`/v1/channels/{name}/webhook`), when the headers carry the platform's proof for it
+    /// (Telegram: its secret token, [`crate::platforms::telegram::verify`]). Decided on the
+    /// headers alone, before the body is read.
+    ///
+    /// # Errors
+    /// [`Refusal::NoSuchChannel`], [`Refusal::NotAPlatform`], [`Refusal::WrongPlatformProof`],
+    /// [`Refusal::Store`].
+    pub async fn admit_platform(&self, name: &str, headers: &http::HeaderMap) -> Result<Arc<Channel>, Refusal> {
+        let unknown = || Refusal::NoSuchChannel { channel: name.chars().take(64).collect() };
+        let name = ChannelName::new(name).map_err(|_| unknown())?;
+        let channel = self.channels.channel(&name).await?.ok_or_else(unknown)?;
+        match &channel.platform {
+            None => Err(Refusal::NotAPlatform),
+            Some(crate::platforms::Platform::Telegram(t)) => {
+                if crate::platforms::telegram::verify(t, headers) {
+                    Ok(channel)
+                } else {
+                    Err(Refusal::WrongPlatformProof { proof: "secret token (X-Telegram-Bot-Api-Secret-Token)" })
+                }
+            }
+        }
+    }
+
     /// The second half of [`authenticate`](Self::authenticate) for a signed request: the
     /// signature over the body ([`check_signature`], scoped to the channel's incarnation).
     ///
@@ -468,6 +506,7 @@ mod tests {
                 open: false,
             },
             delivery: Delivery::default(),
+            platform: None,
         };
         let closed = Channel {
             name: ChannelName::default_channel(),
@@ -475,6 +514,7 @@ mod tests {
             kind: ChannelKind::Generic,
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
+            platform: None,
         };
         let clock = Arc::new(ManualClock::new(NOW_S * 1000));
         let a = ChannelAuth {
@@ -571,6 +611,7 @@ mod tests {
             kind: ChannelKind::Generic,
             inbound: InboundAuth { open: true, ..InboundAuth::default() },
             delivery: Delivery::default(),
+            platform: None,
         };
         let seen = MemorySeenIds::default();
         let got = check("default", &channel.inbound, &http::HeaderMap::new(), b"", &seen, NOW_S * 1000).await.unwrap();

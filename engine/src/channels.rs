@@ -79,6 +79,12 @@ pub enum Field {
     WebhookUrl,
     /// The secret replies are signed with.
     WebhookSecret,
+    /// A platform's webhook secret (Telegram's `secret_token`).
+    SecretToken,
+    /// A platform's bot token (Telegram).
+    BotToken,
+    /// A platform API's base URL.
+    ApiBase,
 }
 
 impl Field {
@@ -91,6 +97,9 @@ impl Field {
             Self::SigningSecrets => "signing_secrets",
             Self::WebhookUrl => "webhook_url",
             Self::WebhookSecret => "webhook_secret",
+            Self::SecretToken => "secret_token",
+            Self::BotToken => "bot_token",
+            Self::ApiBase => "api_base",
         }
     }
 
@@ -103,6 +112,9 @@ impl Field {
             Self::SigningSecrets => "--secret-env",
             Self::WebhookUrl => "--webhook-url",
             Self::WebhookSecret => "--webhook-secret-env",
+            Self::SecretToken => "--secret-token-env",
+            Self::BotToken => "--bot-token-env",
+            Self::ApiBase => "--api-base",
         }
     }
 
@@ -115,6 +127,9 @@ impl Field {
             Self::SigningSecrets => "Signing secret",
             Self::WebhookUrl => "Webhook URL",
             Self::WebhookSecret => "Webhook secret",
+            Self::SecretToken => "Secret token",
+            Self::BotToken => "Bot token",
+            Self::ApiBase => "API base URL",
         }
     }
 }
@@ -221,6 +236,12 @@ pub struct ChannelDraft {
     pub webhook_url: Option<String>,
     /// The secret replies are signed with (`whsec_…`), as written.
     pub webhook_secret: Option<SecretString>,
+    /// A platform's webhook secret (Telegram: setWebhook's `secret_token`).
+    pub secret_token: Option<SecretString>,
+    /// A platform's bot token (Telegram).
+    pub bot_token: Option<SecretString>,
+    /// A platform API's base URL (its default when `None`: tests and regional endpoints set it).
+    pub api_base: Option<String>,
 }
 
 impl fmt::Debug for ChannelDraft {
@@ -231,6 +252,9 @@ impl fmt::Debug for ChannelDraft {
             .field("signing_secrets", &self.signing_secrets.len())
             .field("webhook_url", &self.webhook_url.as_ref().map(|_| "[set]"))
             .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "[redacted]"))
+            .field("secret_token", &self.secret_token.as_ref().map(|_| "[redacted]"))
+            .field("bot_token", &self.bot_token.as_ref().map(|_| "[redacted]"))
+            .field("api_base", &self.api_base)
             .finish()
     }
 }
@@ -250,9 +274,26 @@ impl ChannelDraft {
         let mut problems = Vec::new();
         let name = ChannelName::new(name).map_err(|e| problems.push(Problem::at(Field::Name, e))).ok();
         if self.kind.is_none() {
-            problems
-                .push(Problem::at(Field::Kind, "the kind is required: `generic` (a channel that posts Tern's JSON)"));
+            problems.push(Problem::at(
+                Field::Kind,
+                "the kind is required: `generic` (a channel that posts Tern's JSON) or `telegram` (a Telegram bot)",
+            ));
         }
+        if let Some(kind) = self.kind.filter(|k| *k != ChannelKind::Generic) {
+            let platform = platform_settings::check(kind, &self, &mut problems);
+            return match (name, platform) {
+                (Some(name), Some(platform)) if problems.is_empty() => Ok(Channel {
+                    name,
+                    incarnation: None,
+                    kind,
+                    inbound: InboundAuth::default(),
+                    delivery: Delivery::default(),
+                    platform: Some(platform),
+                }),
+                _ => Err(problems),
+            };
+        }
+        platform_settings::none_for_generic(&self, &mut problems);
         if self.tokens.is_empty() && self.signing_secrets.is_empty() && !open {
             problems.push(Problem::at(
                 Field::Tokens,
@@ -321,6 +362,7 @@ impl ChannelDraft {
                 kind,
                 inbound: InboundAuth { tokens: self.tokens, signing_secrets, open },
                 delivery: Delivery { webhook_url, webhook_secret },
+                platform: None,
             }),
             _ => Err(problems),
         }
@@ -346,7 +388,7 @@ fn check_webhook_url(text: &str) -> Result<url::Url, String> {
 /// Registers every secret value of `channel` with the masker: tokens, signing and webhook
 /// secrets (written out and as their base64 key), and a password in the webhook URL.
 pub fn remember_secrets(channel: &Channel) {
-    for t in &channel.inbound.tokens {
+    for t in channel.inbound.tokens.iter().chain(channel.platform.iter().flat_map(|p| p.secrets())) {
         known::remember(t);
     }
     for s in channel.inbound.signing_secrets.iter().chain(&channel.delivery.webhook_secret) {
@@ -384,6 +426,12 @@ pub struct ChannelSummary {
     pub webhook_secret_set: bool,
     /// Whether it accepts messages without credentials (`--insecure-open-channel`).
     pub open: bool,
+    /// A platform channel's API base URL (`None` for a generic channel).
+    pub api_base: Option<String>,
+    /// Whether a platform channel's webhook secret is set (Telegram's secret token).
+    pub secret_token_set: bool,
+    /// Whether a platform channel's bot token is set.
+    pub bot_token_set: bool,
     /// When it was first saved (stored channels), Unix seconds.
     pub created_at: Option<i64>,
     /// When it was last saved (stored channels), Unix seconds.
@@ -401,6 +449,9 @@ impl ChannelSummary {
             webhook_url: channel.delivery.webhook_url.as_ref().map(crate::http::display_url),
             webhook_secret_set: channel.delivery.webhook_secret.is_some(),
             open: channel.inbound.open,
+            api_base: channel.platform.as_ref().map(|p| crate::http::display_url(p.api_base())),
+            secret_token_set: channel.platform.is_some(),
+            bot_token_set: channel.platform.is_some(),
             created_at: times.map(|t| t.0),
             updated_at: times.map(|t| t.1),
         }
@@ -425,6 +476,17 @@ fn shared_credentials(channel: &Channel, others: &[&Channel]) -> Vec<Problem> {
                 Field::Tokens,
                 format!(
                     "this token is also channel `{}`'s: a request with it could not tell which channel it comes from; give each channel a token of its own (e.g. `openssl rand -hex 32`)",
+                    other.name
+                ),
+            ));
+        }
+        let mine: Vec<SecretString> = channel.platform.iter().flat_map(|p| p.secrets()).cloned().collect();
+        let theirs: Vec<SecretString> = other.platform.iter().flat_map(|p| p.secrets()).cloned().collect();
+        if mine.iter().any(|t| crate::channel_auth::is_one_of(t.expose_secret(), &theirs)) {
+            problems.push(Problem::at(
+                Field::SecretToken,
+                format!(
+                    "this token is also channel `{}`'s: give each channel its own secret token, and each bot its own channel",
                     other.name
                 ),
             ));
@@ -495,6 +557,7 @@ impl Channels {
             kind: ChannelKind::Generic,
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
+            platform: None,
         };
         let configured = std::iter::once((console, ChannelSource::Builtin))
             .chain(configured)
@@ -554,12 +617,17 @@ impl Channels {
         None
     }
 
-    /// The problem of a channel whose webhook URL the outbound guard refuses.
+    /// The problem of a channel whose webhook URL (or platform API) the outbound guard
+    /// refuses.
     async fn refused_webhook(&self, channel: &Channel) -> Option<Problem> {
-        let url = channel.delivery.webhook_url.as_ref()?;
+        let (field, url) = match (&channel.delivery.webhook_url, &channel.platform) {
+            (Some(url), _) => (Field::WebhookUrl, url),
+            (None, Some(platform)) => (Field::ApiBase, platform.api_base()),
+            (None, None) => return None,
+        };
         let reason = crate::http::guard::refusal(url, self.allow_private_network).await?;
         Some(Problem::at(
-            Field::WebhookUrl,
+            field,
             format!("Tern would refuse to deliver replies to {}: {reason}", crate::http::display_url(url)),
         ))
     }
@@ -732,5 +800,6 @@ impl ChannelDirectory for Channels {
     }
 }
 
+mod platform_settings;
 #[cfg(test)]
 mod tests;

@@ -62,6 +62,7 @@ pub mod http;
 mod ids;
 pub mod json;
 pub mod mapping;
+pub mod platforms;
 mod run;
 pub mod schema;
 pub mod secrets;

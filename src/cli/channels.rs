@@ -22,6 +22,9 @@ pub struct ChannelsArgs {
 enum KindArg {
     /// Posts Tern's own JSON and takes replies at a webhook URL.
     Generic,
+    /// A Telegram bot: Telegram posts updates to /v1/channels/NAME/webhook; replies go
+    /// through the Bot API (--secret-token-env, --bot-token-env).
+    Telegram,
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +49,17 @@ struct AddArgs {
     /// With a webhook URL and without this, a secret is generated and shown once.
     #[arg(long, value_name = "VAR")]
     webhook_secret_env: Option<String>,
+    /// Telegram: read the webhook's secret token (setWebhook's `secret_token`, 1 to 256
+    /// characters of letters, digits, `_` and `-`) from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    secret_token_env: Option<String>,
+    /// Telegram: read the bot token (from @BotFather) from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    bot_token_env: Option<String>,
+    /// A platform's API base URL (default: the platform's own, e.g. https://api.telegram.org;
+    /// for tests and regional endpoints).
+    #[arg(long, value_name = "URL")]
+    api_base: Option<String>,
     /// Replace the settings of a channel of the same name.
     #[arg(long)]
     update: bool,
@@ -165,12 +179,25 @@ async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
     if generated_webhook_secret.is_some() {
         webhook_secret.clone_from(&generated_webhook_secret);
     }
-    let generated = (tokens.is_empty() && signing_secrets.is_empty()).then(tern_engine::channels::generate_token);
-    tokens.extend(generated.clone());
     let kind = match a.kind {
         KindArg::Generic => ChannelKind::Generic,
+        KindArg::Telegram => ChannelKind::Telegram,
     };
-    let draft = ChannelDraft { kind: Some(kind), tokens, signing_secrets, webhook_url: a.webhook_url, webhook_secret };
+    let generated = (kind == ChannelKind::Generic && tokens.is_empty() && signing_secrets.is_empty())
+        .then(tern_engine::channels::generate_token);
+    tokens.extend(generated.clone());
+    let secret_token = a.secret_token_env.as_deref().map(|v| read_secret(Some(v), None, "secret token")).transpose()?;
+    let bot_token = a.bot_token_env.as_deref().map(|v| read_secret(Some(v), None, "bot token")).transpose()?;
+    let draft = ChannelDraft {
+        kind: Some(kind),
+        tokens,
+        signing_secrets,
+        webhook_url: a.webhook_url,
+        webhook_secret,
+        secret_token,
+        bot_token,
+        api_base: a.api_base,
+    };
     let saved = match channels.save(&a.name, draft, a.update).await {
         Ok(saved) => saved,
         Err(ChannelError::Invalid { name, problems }) => {
@@ -190,10 +217,22 @@ async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
         );
         println!("  {}", secret.expose_secret());
     }
-    println!(
-        "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
-        saved.name
-    );
+    if saved.kind == ChannelKind::Telegram {
+        println!(
+            "Telegram posts its updates to https://YOUR-PUBLIC-HOST/v1/channels/{}/webhook; register that URL and the secret token once with the Bot API:",
+            saved.name
+        );
+        println!(
+            "  curl -sS \"https://api.telegram.org/bot$BOT_TOKEN/setWebhook\" -d url=https://YOUR-PUBLIC-HOST/v1/channels/{}/webhook -d \"secret_token=$SECRET_TOKEN\"",
+            saved.name
+        );
+        println!("Replies are sent with sendMessage from the outbox (retried; a restart loses none).");
+    } else {
+        println!(
+            "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
+            saved.name
+        );
+    }
     Ok(())
 }
 
@@ -219,6 +258,9 @@ fn credentials(c: &ChannelSummary) -> String {
     if c.open {
         parts.push("OPEN (no credentials needed)".into());
     }
+    if c.secret_token_set {
+        parts.push("secret token, bot token".into());
+    }
     if parts.is_empty() { unseen_or_none(c).into() } else { parts.join(", ") }
 }
 
@@ -238,7 +280,12 @@ fn print_channel(c: &ChannelSummary) {
     println!("name:            {}", c.name);
     println!("kind:            {}", c.kind.as_str());
     println!("defined by:      {}", c.source.describe());
-    if c.tokens == 0 && c.signing_secrets == 0 && !c.open {
+    if let Some(api_base) = &c.api_base {
+        println!("webhook:         POST /v1/channels/{}/webhook (the platform posts its updates there)", c.name);
+        println!("secret token:    {}", if c.secret_token_set { "set" } else { "not set" });
+        println!("bot token:       {}", if c.bot_token_set { "set" } else { "not set" });
+        println!("API base:        {api_base}");
+    } else if c.tokens == 0 && c.signing_secrets == 0 && !c.open {
         println!("credentials:     {}", unseen_or_none(c));
     } else {
         println!("bearer tokens:   {}", if c.tokens == 0 { "none".to_string() } else { format!("{} set", c.tokens) });
@@ -247,8 +294,10 @@ fn print_channel(c: &ChannelSummary) {
             if c.signing_secrets == 0 { "none".to_string() } else { format!("{} set", c.signing_secrets) }
         );
     }
-    println!("webhook URL:     {}", c.webhook_url.as_deref().unwrap_or("-"));
-    println!("webhook secret:  {}", if c.webhook_secret_set { "set" } else { "not set" });
+    if c.api_base.is_none() {
+        println!("webhook URL:     {}", c.webhook_url.as_deref().unwrap_or("-"));
+        println!("webhook secret:  {}", if c.webhook_secret_set { "set" } else { "not set" });
+    }
     if c.open {
         println!("WARNING:         open: accepts messages without credentials (--insecure-open-channel)");
     }

@@ -9,6 +9,12 @@
 //! secret_env = ["SUPPORT_SIGNING"]         # Standard Webhooks secrets (`whsec_…`)
 //! webhook_url = "https://chat.example.com/replies"
 //! webhook_secret_env = "SUPPORT_HOOK_SECRET"
+//!
+//! [channels.telegram]
+//! kind = "telegram"
+//! secret_token_env = "TELEGRAM_SECRET_TOKEN"  # setWebhook's secret_token
+//! bot_token_env = "TELEGRAM_BOT_TOKEN"
+//! # api_base = "https://api.telegram.org"   # the default
 //! ```
 //!
 //! The file is read once ([`FileChannels::parse`], at argument parsing: every problem of every
@@ -26,7 +32,16 @@ use tern_engine::channels::{ChannelDraft, ChannelSource};
 use super::secret_input::read_secret;
 
 /// The keys of a `[channels.NAME]` table.
-const KEYS: &[&str] = &["kind", "token_env", "secret_env", "webhook_url", "webhook_secret_env"];
+const KEYS: &[&str] = &[
+    "kind",
+    "token_env",
+    "secret_env",
+    "webhook_url",
+    "webhook_secret_env",
+    "secret_token_env",
+    "bot_token_env",
+    "api_base",
+];
 
 /// One `[channels.NAME]` table, as written (the names of variables, not their values).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,6 +52,9 @@ pub struct FileChannel {
     secret_env: Vec<String>,
     webhook_url: Option<String>,
     webhook_secret_env: Option<String>,
+    secret_token_env: Option<String>,
+    bot_token_env: Option<String>,
+    api_base: Option<String>,
 }
 
 /// The `[channels.NAME]` tables of `tern.toml`, in the file's order.
@@ -116,6 +134,9 @@ impl FileChannels {
             let signing_secrets = read(&c.secret_env, "secret_env", "signing secret");
             let webhook_secret =
                 read(c.webhook_secret_env.as_slice(), "webhook_secret_env", "webhook secret").into_iter().next();
+            let secret_token =
+                read(c.secret_token_env.as_slice(), "secret_token_env", "secret token").into_iter().next();
+            let bot_token = read(c.bot_token_env.as_slice(), "bot_token_env", "bot token").into_iter().next();
             let kind = c.kind.unwrap_or(ChannelKind::Generic);
             let draft = ChannelDraft {
                 kind: Some(kind),
@@ -123,6 +144,9 @@ impl FileChannels {
                 signing_secrets,
                 webhook_url: c.webhook_url.clone(),
                 webhook_secret,
+                secret_token,
+                bot_token,
+                api_base: c.api_base.clone(),
             };
             if !missing.is_empty() {
                 // The rules are checked once every value is there: what follows from a missing
@@ -176,6 +200,7 @@ fn as_written(name: ChannelName, c: &FileChannel, kind: ChannelKind, draft: Chan
                 tern_engine::standard_webhooks::WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&s)).ok()
             }),
         },
+        platform: None,
     }
 }
 
@@ -186,7 +211,20 @@ fn parse_one(name: &str, at: &str, table: &toml::Table, problems: &mut Vec<Strin
         match key.as_str() {
             "kind" => match value.as_str() {
                 Some("generic") => c.kind = Some(ChannelKind::Generic),
-                _ => problems.push(format!("`{shown}` must be \"generic\" (a channel that posts Tern's JSON)")),
+                Some("telegram") => c.kind = Some(ChannelKind::Telegram),
+                _ => problems.push(format!(
+                    "`{shown}` must be \"generic\" (a channel that posts Tern's JSON) or \"telegram\" (a Telegram bot)"
+                )),
+            },
+            "secret_token_env" | "bot_token_env" => match names(value, &shown, problems).as_slice() {
+                [var] if key == "secret_token_env" => c.secret_token_env = Some(var.clone()),
+                [var] => c.bot_token_env = Some(var.clone()),
+                [] => {}
+                _ => problems.push(format!("`{shown}` takes one environment variable's name")),
+            },
+            "api_base" => match value.as_str() {
+                Some(url) => c.api_base = Some(url.to_string()),
+                None => problems.push(format!("`{shown}` must be a URL in a string")),
             },
             "token_env" => c.token_env = names(value, &shown, problems),
             "secret_env" => c.secret_env = names(value, &shown, problems),

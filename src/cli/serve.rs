@@ -421,6 +421,7 @@ pub fn default_channel(
         kind: ChannelKind::Generic,
         inbound: InboundAuth { tokens: token.into_iter().collect(), signing_secrets, ..Default::default() },
         delivery: Delivery { webhook_url, webhook_secret },
+        platform: None,
     }
 }
 

@@ -45,6 +45,16 @@ pub struct ChannelSettings {
     /// The secret replies are signed with (`whsec_…`, write-only); needs `webhook_url`.
     #[serde(default)]
     webhook_secret: Option<String>,
+    /// Telegram: the secret token Telegram sends with every update (setWebhook's
+    /// `secret_token`; write-only).
+    #[serde(default)]
+    secret_token: Option<String>,
+    /// Telegram: the bot's token from @BotFather (write-only).
+    #[serde(default)]
+    bot_token: Option<String>,
+    /// A platform's API base URL (default: the platform's own, e.g. `https://api.telegram.org`).
+    #[serde(default)]
+    api_base: Option<String>,
 }
 
 /// A store failure: the detail goes to the log, not to the caller.
@@ -165,6 +175,9 @@ pub async fn put_channel(
         signing_secrets: settings.signing_secrets.into_iter().map(secret).collect(),
         webhook_url: settings.webhook_url,
         webhook_secret: settings.webhook_secret.map(secret),
+        secret_token: settings.secret_token.map(secret),
+        bot_token: settings.bot_token.map(secret),
+        api_base: settings.api_base,
     };
     let saved = state.channel_service.save(name.as_str(), draft, true).await.map_err(answer)?;
     Ok(axum::Json(saved).into_response())

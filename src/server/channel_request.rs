@@ -97,6 +97,38 @@ pub async fn json_body<T: serde::de::DeserializeOwned>(
     axum::Json::<T>::from_request(req, &()).await.map(|axum::Json(v)| v)
 }
 
+/// The body of a request whose headers passed its channel's check: at most 64 KiB (else
+/// `413`), within [`BODY_READ_TIMEOUT`] (else `408`).
+///
+/// # Errors
+/// The answer to send instead.
+pub async fn read_body(body: axum::body::Body) -> Result<Bytes, axum::response::Response> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => {
+            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB").into_response())
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
+        )
+        .into_response()),
+    }
+}
+
+/// Logs a refused channel request: the channel name as sent (escaped, cut), the path, the
+/// reason (never a secret value).
+pub fn log_refusal(name: &str, path: &str, refusal: &tern_engine::channel_auth::Refusal) {
+    let shown: String = name.chars().take(64).collect();
+    tracing::warn!(
+        channel = %shown.escape_debug(),
+        path = %path.chars().take(256).collect::<String>().escape_debug(),
+        reason = refusal.reason(),
+        error = %refusal,
+        "refused a channel request"
+    );
+}
+
 impl AppState {
     /// The check of channel requests over this server's channels, store and clock.
     pub(crate) fn channel_auth(&self) -> ChannelAuth {
@@ -124,21 +156,7 @@ impl FromRequest<Arc<AppState>> for ChannelRequest {
         let auth = state.channel_auth();
         let admitted = auth.admit(&name, &parts.headers).await;
         let body = match &admitted {
-            Ok(_) => match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
-                Ok(Ok(body)) => body,
-                Ok(Err(_)) => {
-                    return Err(
-                        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over 64 KiB").into_response()
-                    );
-                }
-                Err(_) => {
-                    return Err(ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        format!("the request body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()),
-                    )
-                    .into_response());
-                }
-            },
+            Ok(_) => read_body(body).await?,
             Err(_) => Bytes::new(),
         };
         let authenticated = match admitted {
@@ -155,14 +173,7 @@ impl FromRequest<Arc<AppState>> for ChannelRequest {
                 Ok(Self { channel, credential, params, headers: parts.headers, body, caller })
             }
             Err(refusal) => {
-                let shown: String = name.chars().take(64).collect();
-                tracing::warn!(
-                    channel = %shown.escape_debug(),
-                    path = %parts.uri.path().chars().take(256).collect::<String>().escape_debug(),
-                    reason = refusal.reason(),
-                    error = %refusal,
-                    "refused a channel request"
-                );
+                log_refusal(&name, parts.uri.path(), &refusal);
                 Err(unauthorized())
             }
         }

@@ -34,6 +34,12 @@ struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlatformLabels {
+    channel: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     step_type: String,
     status: String,
@@ -55,6 +61,7 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
     http: Family<HttpLabels, Counter>,
+    platform: Family<PlatformLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,7 +79,13 @@ impl Default for Metrics {
         let http = Family::<HttpLabels, Counter>::default();
         registry.register("token_requests", "Token refreshes by integration and outcome", tokens.clone());
         registry.register("http_responses", "Responses of steps' HTTP requests by step type and status", http.clone());
-        Self { registry, messages, runs, steps, failures, tokens, http }
+        let platform = Family::<PlatformLabels, Counter>::default();
+        registry.register(
+            "platform_updates",
+            "Updates messaging platforms posted to platform channels, by channel and outcome (accepted, ignored, malformed, retry-later, or the reason of a refusal)",
+            platform.clone(),
+        );
+        Self { registry, messages, runs, steps, failures, tokens, http, platform }
     }
 }
 
@@ -80,6 +93,12 @@ impl Metrics {
     /// Counts a received message.
     pub fn message(&self) {
         self.messages.inc();
+    }
+
+    /// Counts a platform update's outcome on `channel` (an existing channel's name, or
+    /// `unknown`: the label set stays bounded by the channels there are).
+    pub fn platform_update(&self, channel: &str, outcome: &str) {
+        self.platform.get_or_create(&PlatformLabels { channel: channel.into(), outcome: outcome.into() }).inc();
     }
 
     /// Counts a token request's outcome.

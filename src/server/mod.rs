@@ -22,6 +22,7 @@ mod messages;
 mod metrics;
 pub mod openapi;
 pub mod pages;
+mod platform_webhook;
 mod runs;
 #[cfg(test)]
 mod tests;
@@ -115,6 +116,7 @@ pub fn routes() -> Vec<Route> {
             "/v1/channels/{name}/conversations/{id}/messages/{message_id}",
             get(messages::get_channel_message),
         ),
+        (Method::POST, "/v1/channels/{name}/webhook", post(platform_webhook::post_webhook)),
         (Method::GET, "/v1/runs", get(runs::list_runs)),
         (Method::GET, "/v1/runs/{id}", get(runs::get_run)),
         (Method::GET, "/oauth/callback", get(callback)),

@@ -85,6 +85,13 @@ impl Modify for Security {
         };
         components.add_security_scheme("channel_signature", signature("one of the channel's signing secrets"));
         components.add_security_scheme("events_signature", signature("the integration's events secret"));
+        components.add_security_scheme(
+            "platform_secret",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-telegram-bot-api-secret-token",
+                "A platform channel's own proof: for Telegram, the secret token set with setWebhook, which Telegram sends with every update",
+            ))),
+        );
     }
 }
 
@@ -144,6 +151,7 @@ impl Modify for Patterns {
         super::messages::get_message,
         super::messages::post_channel_message,
         super::messages::get_channel_message,
+        super::platform_webhook::post_webhook,
         super::runs::list_runs,
         super::runs::get_run,
         super::callback,

@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod oidc;
 pub mod scripted;
 pub mod service;
+pub mod telegram;
 pub mod tools;
 pub mod wasm;
 

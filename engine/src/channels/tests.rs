@@ -51,6 +51,9 @@ fn a_channel_without_credentials_is_refused_unless_opened_insecurely() {
 fn every_broken_rule_is_named_at_its_field_at_once() {
     let problems = ChannelDraft {
         kind: None,
+        secret_token: None,
+        bot_token: None,
+        api_base: None,
         tokens: vec![secret("short"), secret("has a space in it, sadly")],
         signing_secrets: vec![secret("whsec_not base64!")],
         webhook_url: Some("ftp://files.example.com/".into()),
@@ -128,6 +131,7 @@ fn every_secret_of_a_channel_is_masked() {
         signing_secrets: vec![secret(&signing.to_whsec())],
         webhook_url: Some("https://bot:p%40ss-word-123@chat.example.com/r".into()),
         webhook_secret: Some(secret(&hook.to_whsec())),
+        ..Default::default()
     }
     .check("masked", false)
     .unwrap();
@@ -172,4 +176,58 @@ fn channel_names_with_upper_case_letters_are_refused() {
         assert_eq!(fields(&problems), [Field::Name], "{name}");
         assert!(problems[0].message.contains("lower case"), "{}", problems[0]);
     }
+}
+
+const BOT_TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw";
+
+fn telegram_draft() -> ChannelDraft {
+    ChannelDraft {
+        kind: Some(ChannelKind::Telegram),
+        secret_token: Some(secret("tg-secret-0123456789")),
+        bot_token: Some(secret(BOT_TOKEN)),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_telegram_channel_needs_its_tokens_and_takes_none_of_the_generic_settings() {
+    let channel = telegram_draft().check("bot", false).unwrap();
+    assert_eq!(channel.kind, ChannelKind::Telegram);
+    let Some(crate::platforms::Platform::Telegram(t)) = &channel.platform else { panic!("{channel:?}") };
+    assert_eq!(t.api_base.as_str(), "https://api.telegram.org/");
+    // Its tokens are masked once the channel is known.
+    remember_secrets(&channel);
+    assert_eq!(known::mask(&format!("/bot{BOT_TOKEN}/sendMessage")), "/bot[redacted]/sendMessage");
+
+    let problems = ChannelDraft {
+        kind: Some(ChannelKind::Telegram),
+        tokens: vec![secret("a-generic-token-0123456789")],
+        webhook_url: Some("https://chat.example.com/r".into()),
+        secret_token: Some(secret("has spaces in it")),
+        bot_token: None,
+        api_base: Some("ftp://api.example.com".into()),
+        ..Default::default()
+    }
+    .check("bot", false)
+    .unwrap_err();
+    let fields: Vec<Field> = problems.iter().map(|p| p.field).collect();
+    assert_eq!(
+        fields,
+        [Field::Tokens, Field::WebhookUrl, Field::SecretToken, Field::BotToken, Field::ApiBase],
+        "{problems:?}"
+    );
+    assert!(problems[0].message.contains("a telegram channel takes its messages from the platform"), "{problems:?}");
+    assert!(!format!("{problems:?}").contains("a-generic-token"), "no value is echoed");
+
+    // A generic channel takes none of a platform's settings.
+    let problems = ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("a-generic-token-0123456789")],
+        bot_token: Some(secret(BOT_TOKEN)),
+        ..Default::default()
+    }
+    .check("site", false)
+    .unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].field, Field::BotToken);
 }

@@ -141,9 +141,31 @@ impl Outbox {
 }
 
 /// Where one delivery goes, once its channel is looked up.
-struct Target {
-    url: url::Url,
-    secret: WebhookSecret,
+enum Target {
+    /// A generic channel's webhook: the answer posted as it is, signed.
+    Webhook { url: url::Url, secret: WebhookSecret },
+    /// A Telegram chat: each reply sent with `sendMessage`.
+    Telegram { telegram: crate::platforms::telegram::Telegram, chat_id: String },
+}
+
+impl Target {
+    /// What limits concurrency, and how many deliveries may be in flight to it: a webhook URL
+    /// takes [`OutboxPolicy::per_destination`] at once; a chat takes one at a time, so that a
+    /// conversation's replies arrive in order.
+    fn destination(&self, item: &OutboxItem, policy: &OutboxPolicy) -> (String, usize) {
+        match self {
+            Self::Webhook { url, .. } => (url.to_string(), policy.per_destination.max(1)),
+            Self::Telegram { chat_id, .. } => (format!("telegram:{}:{chat_id}", item.channel), 1),
+        }
+    }
+
+    /// Where it goes, as it may be logged (never a token).
+    fn shown(&self) -> String {
+        match self {
+            Self::Webhook { url, .. } => display_url(url),
+            Self::Telegram { telegram, .. } => format!("Telegram ({})", display_url(&telegram.api_base)),
+        }
+    }
 }
 
 /// Why a delivery cannot be sent now.
@@ -152,6 +174,27 @@ enum NoTarget {
     Drop(String),
     /// A failed attempt (retried with backoff).
     Fail(String),
+}
+
+/// Why an attempt did not deliver.
+#[derive(Debug)]
+enum SendFailure {
+    /// Try again later: after the backoff, or after `after` when the receiver said so.
+    Retry {
+        /// Why, for the log (no secret in it).
+        why: String,
+        /// The receiver's own wait (Telegram's `retry_after`).
+        after: Option<Duration>,
+    },
+    /// The receiver refused it for good (a Telegram chat that does not exist, a bot blocked
+    /// by the contact): dropped with an error in the log.
+    Refused(String),
+}
+
+impl SendFailure {
+    fn retry(why: impl Into<String>) -> Self {
+        Self::Retry { why: why.into(), after: None }
+    }
 }
 
 pub(super) async fn deliver_loop(outbox: Arc<Outbox>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
@@ -201,10 +244,9 @@ async fn dispatch(outbox: &Arc<Outbox>, item: OutboxItem, tasks: &mut tokio::tas
     let target = target(outbox, &item).await;
     let permit = match &target {
         Ok(t) => {
-            let destination = lock(&outbox.destinations)
-                .entry(t.url.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(outbox.policy.per_destination.max(1))))
-                .clone();
+            let (key, capacity) = t.destination(&item, &outbox.policy);
+            let destination =
+                lock(&outbox.destinations).entry(key).or_insert_with(|| Arc::new(Semaphore::new(capacity))).clone();
             match destination.try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
@@ -220,12 +262,9 @@ async fn dispatch(outbox: &Arc<Outbox>, item: OutboxItem, tasks: &mut tokio::tas
     tasks.spawn(async move {
         let _held: (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>) = (slot, permit);
         let outcome = match target {
-            Ok(t) => send(&outbox, &item, &t).await.map_err(|why| (why, Some(t.url))),
-            Err(NoTarget::Fail(why)) => Err((why, None)),
-            Err(NoTarget::Drop(why)) => {
-                tracing::error!(delivery = %item.id, channel = %item.channel, error = %why, "a webhook delivery was dropped");
-                Ok(())
-            }
+            Ok(t) => send(&outbox, &item, &t).await.map_err(|why| (why, Some(t.shown()))),
+            Err(NoTarget::Fail(why)) => Err((SendFailure::retry(why), None)),
+            Err(NoTarget::Drop(why)) => Err((SendFailure::Refused(why), None)),
         };
         record(&outbox, &item, outcome).await;
         lock(&outbox.in_flight).remove(&item.id);
@@ -241,7 +280,7 @@ async fn defer(outbox: &Outbox, item: &OutboxItem) {
     lock(&outbox.in_flight).remove(&item.id);
 }
 
-/// The delivery's channel's webhook URL and secret.
+/// The delivery's channel's destination: its webhook URL and secret, or its platform's chat.
 async fn target(outbox: &Outbox, item: &OutboxItem) -> Result<Target, NoTarget> {
     let name = &item.channel.name;
     let channel = match outbox.channels.channel(name).await {
@@ -254,6 +293,12 @@ async fn target(outbox: &Outbox, item: &OutboxItem) -> Result<Target, NoTarget> 
         Ok(None) => return Err(NoTarget::Drop(format!("the channel `{name}` no longer exists"))),
         Err(e) => return Err(NoTarget::Fail(format!("the channel `{name}` could not be read: {e}"))),
     };
+    if let Some(crate::platforms::Platform::Telegram(telegram)) = &channel.platform {
+        let Some(chat_id) = item.body.get("conversation_id").and_then(serde_json::Value::as_str) else {
+            return Err(NoTarget::Drop("the delivery names no conversation".into()));
+        };
+        return Ok(Target::Telegram { telegram: telegram.clone(), chat_id: chat_id.to_string() });
+    }
     let Some(url) = channel.delivery.webhook_url.clone() else {
         return Err(NoTarget::Drop(format!("the channel `{name}` no longer has a webhook URL")));
     };
@@ -263,52 +308,111 @@ async fn target(outbox: &Outbox, item: &OutboxItem) -> Result<Target, NoTarget> 
             "the channel `{name}` has no webhook secret, and deliveries are always signed; give it one (`whsec_…`)"
         )));
     };
-    Ok(Target { url, secret })
+    Ok(Target::Webhook { url, secret })
 }
 
-/// One attempt: the body signed at this moment, posted with the per-attempt timeout.
-async fn send(outbox: &Outbox, item: &OutboxItem, target: &Target) -> Result<(), String> {
-    let body = serde_json::to_vec(&item.body).map_err(|e| format!("the delivery's body cannot be written: {e}"))?;
+/// One attempt.
+async fn send(outbox: &Outbox, item: &OutboxItem, target: &Target) -> Result<(), SendFailure> {
+    match target {
+        Target::Webhook { url, secret } => send_webhook(outbox, item, url, secret).await,
+        Target::Telegram { telegram, chat_id } => send_telegram(outbox, item, telegram, chat_id).await,
+    }
+}
+
+/// The body signed at this moment, posted with the per-attempt timeout.
+async fn send_webhook(
+    outbox: &Outbox,
+    item: &OutboxItem,
+    url: &url::Url,
+    secret: &WebhookSecret,
+) -> Result<(), SendFailure> {
+    let body = serde_json::to_vec(&item.body)
+        .map_err(|e| SendFailure::Refused(format!("the delivery's body cannot be written: {e}")))?;
     let timestamp = outbox.clock.now_ms().div_euclid(1000);
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for (name, value) in target.secret.headers(&item.id, timestamp, &body) {
-        let value = HeaderValue::from_str(&value).map_err(|_| format!("the `{name}` header is not valid"))?;
+    for (name, value) in secret.headers(&item.id, timestamp, &body) {
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| SendFailure::Refused(format!("the `{name}` header is not valid")))?;
         headers.insert(HeaderName::from_static(name), value);
     }
     let req = PreparedRequest {
         method: Method::Post,
-        url: target.url.clone(),
+        url: url.clone(),
         headers,
         body: Some(RequestBody::Bytes(body)),
         timeout: outbox.policy.attempt_timeout(),
     };
     match outbox.client.send(&req, None).await {
         Ok(r) if r.status.is_success() => Ok(()),
-        Ok(r) => Err(format!("the receiver answered {}", r.status.as_u16())),
-        Err(e) => Err(crate::secrets::known::mask(&e.to_string()).into_owned()),
+        Ok(r) => Err(SendFailure::retry(format!("the receiver answered {}", r.status.as_u16()))),
+        Err(e) => Err(SendFailure::retry(crate::secrets::known::mask(&e.to_string()))),
     }
 }
 
-/// Records an attempt: removes a delivered (or dropped) row, schedules a retry or gives up.
-async fn record(outbox: &Outbox, item: &OutboxItem, outcome: Result<(), (String, Option<url::Url>)>) {
+/// Each part of each reply ([`telegram::parts`](crate::platforms::telegram::parts)) with
+/// `sendMessage`, in order, from the first part the Bot API has not taken yet
+/// ([`OutboxItem::sent`]); the progress is recorded after every part, so that a retry sends no
+/// part twice.
+async fn send_telegram(
+    outbox: &Outbox,
+    item: &OutboxItem,
+    telegram: &crate::platforms::telegram::Telegram,
+    chat_id: &str,
+) -> Result<(), SendFailure> {
+    use crate::platforms::telegram::{self, Outcome};
+    let replies = item.body.get("replies").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let parts: Vec<String> = replies
+        .iter()
+        .filter_map(|r| r.get("text").and_then(serde_json::Value::as_str))
+        .flat_map(telegram::parts)
+        .collect();
+    let start = usize::try_from(item.sent).unwrap_or(usize::MAX);
+    for (n, text) in parts.iter().enumerate().skip(start) {
+        let req = telegram::send_message(telegram, chat_id, text, outbox.policy.attempt_timeout())
+            .map_err(SendFailure::Refused)?;
+        let answer = outbox.client.send(&req, None).await.map_err(|e| {
+            // The error may name the URL, which holds the bot token: masked.
+            SendFailure::retry(crate::secrets::known::mask(&e.to_string()))
+        })?;
+        match telegram::outcome(answer.status.as_u16(), &answer.body) {
+            Outcome::Sent => {
+                let sent = u32::try_from(n + 1).unwrap_or(u32::MAX);
+                if let Err(e) = outbox.store.outbox_progress(&item.id, item.lease, sent).await {
+                    tracing::warn!(delivery = %item.id, error = %e, "could not record a delivery's progress; if it is retried, its sent parts are sent again");
+                }
+            }
+            Outcome::Retry { why, after } => return Err(SendFailure::Retry { why, after }),
+            Outcome::Refused { why } => return Err(SendFailure::Refused(why)),
+        }
+    }
+    Ok(())
+}
+
+/// Records an attempt: removes a delivered (or refused) row, schedules a retry or gives up.
+async fn record(outbox: &Outbox, item: &OutboxItem, outcome: Result<(), (SendFailure, Option<String>)>) {
     let attempts = item.attempts + 1;
     let result = match outcome {
         Ok(()) => outbox.store.outbox_remove(&item.id).await,
-        Err((why, url)) => {
-            let url = url.as_ref().map(display_url).unwrap_or_default();
+        Err((SendFailure::Refused(why), to)) => {
+            let to = to.unwrap_or_default();
+            tracing::error!(delivery = %item.id, channel = %item.channel, to, error = %why, "a delivery was refused for good and dropped");
+            outbox.store.outbox_remove(&item.id).await
+        }
+        Err((SendFailure::Retry { why, after }, to)) => {
+            let to = to.unwrap_or_default();
             if attempts >= outbox.policy.max_attempts {
-                tracing::error!(delivery = %item.id, channel = %item.channel, url, attempts, error = %why, "the webhook delivery was given up");
+                tracing::error!(delivery = %item.id, channel = %item.channel, to, attempts, error = %why, "the delivery was given up");
                 outbox.store.outbox_remove(&item.id).await
             } else {
-                let wait = outbox.policy.backoff(attempts);
-                tracing::warn!(delivery = %item.id, channel = %item.channel, url, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "the webhook delivery failed; retrying");
+                let wait = outbox.policy.backoff(attempts).max(after.unwrap_or_default());
+                tracing::warn!(delivery = %item.id, channel = %item.channel, to, attempts, retry_in_ms = wait.as_millis() as u64, error = %why, "the delivery failed; retrying");
                 outbox.store.outbox_retry(&item.id, item.lease, attempts, outbox.ms_from_now(wait)).await
             }
         }
     };
     if let Err(e) = result {
-        tracing::warn!(delivery = %item.id, error = %e, "could not record a webhook delivery attempt");
+        tracing::warn!(delivery = %item.id, error = %e, "could not record a delivery attempt");
     }
 }
 
@@ -319,7 +423,15 @@ mod tests {
     use crate::channel::{Channel, ChannelKind, ChannelName, ChannelRef, Delivery, FixedChannels, Incarnation};
 
     fn item(channel: ChannelRef) -> OutboxItem {
-        OutboxItem { id: "d-1".into(), channel, body: serde_json::Value::Null, attempts: 0, created_at_ms: 0, lease: 1 }
+        OutboxItem {
+            id: "d-1".into(),
+            channel,
+            body: serde_json::Value::Null,
+            attempts: 0,
+            created_at_ms: 0,
+            lease: 1,
+            sent: 0,
+        }
     }
 
     /// A delivery goes to its own channel's incarnation only: the same name removed and added
@@ -337,6 +449,7 @@ mod tests {
                 webhook_url: Some("https://chat.example.com/replies".parse().unwrap()),
                 webhook_secret: Some(WebhookSecret::generate()),
             },
+            platform: None,
         };
         let outbox = Outbox::new(
             Arc::new(crate::conversation::MemoryConversationStore::default()),

@@ -391,12 +391,12 @@ fn webhook_body(answer_json: &[u8], conversation: &super::types::ConversationId)
     body
 }
 
-/// Whether the channel's replies are delivered to a webhook (the channel is still the same
-/// incarnation and has a webhook URL). When the channel cannot be read, the delivery is stored
+/// Whether the channel's replies are delivered (the channel is still the same incarnation,
+/// and has a webhook URL or is a messaging platform's, whose API takes them). When the channel cannot be read, the delivery is stored
 /// anyway (nothing is lost): the outbox looks the channel up again when it sends it.
 async fn has_webhook(inner: &Inner, channel: &crate::channel::ChannelRef) -> bool {
     match inner.options.channels.channel(&channel.name).await {
-        Ok(c) => c.is_some_and(|c| channel.is(&c) && c.delivery.webhook_url.is_some()),
+        Ok(c) => c.is_some_and(|c| channel.is(&c) && (c.delivery.webhook_url.is_some() || c.platform.is_some())),
         Err(e) => {
             tracing::warn!(channel = %channel, error = %e, "could not read a channel; its delivery is stored and sent when the channel can be read");
             true

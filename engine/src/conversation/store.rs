@@ -105,6 +105,10 @@ pub struct OutboxItem {
     /// delivery): a retry scheduled under an older claim, whose lease ended while its attempt
     /// was still running, changes nothing ([`ConversationStore::outbox_retry`]).
     pub lease: i64,
+    /// How many parts of it a platform has already taken (a platform channel sends each reply
+    /// as its own API call: a retry goes on from here, so that no part is sent twice;
+    /// [`ConversationStore::outbox_progress`]). Always 0 for a webhook delivery (one call).
+    pub sent: u32,
 }
 
 /// What to keep (README "Retention").
@@ -190,6 +194,9 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     /// nothing when it was claimed again since (its lease had ended: the newer claim's
     /// attempt decides).
     async fn outbox_retry(&self, id: &str, lease: i64, attempts: u32, next_at_ms: i64) -> Result<(), StoreError>;
+    /// Records that the platform has taken the first `sent` parts of the delivery claimed as
+    /// `lease`, before the next part is sent; nothing when it was claimed again since.
+    async fn outbox_progress(&self, id: &str, lease: i64, sent: u32) -> Result<(), StoreError>;
     /// Deliveries waiting, for metrics and bounds.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
     /// Deletes what the retention policy no longer keeps.
@@ -396,6 +403,7 @@ impl ConversationStore for MemoryConversationStore {
                             attempts: 0,
                             created_at_ms: now,
                             lease: 0,
+                            sent: 0,
                         };
                         m.outbox.push_back((item, now));
                     }
@@ -444,6 +452,15 @@ impl ConversationStore for MemoryConversationStore {
             if item.id == id && item.lease == lease {
                 item.attempts = attempts;
                 *at = next_at_ms;
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbox_progress(&self, id: &str, lease: i64, sent: u32) -> Result<(), StoreError> {
+        for (item, _) in &mut self.lock().outbox {
+            if item.id == id && item.lease == lease {
+                item.sent = sent;
             }
         }
         Ok(())

@@ -315,8 +315,15 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         store.outbox_due(now() * 1000 + 2_000 + lease, 10).await.unwrap().is_empty(),
         "a stale claim's retry is ignored"
     );
+    // A platform took the first part: the next claim goes on from there; a stale claim's
+    // progress changes nothing.
+    assert_eq!(again[0].sent, 0);
+    store.outbox_progress(&again[0].id, again[0].lease, 1).await.unwrap();
+    store.outbox_progress(&due[0].id, due[0].lease, 5).await.unwrap();
     store.outbox_retry(&again[0].id, again[0].lease, 1, now() * 1000 + 3_600_000).await.unwrap();
     assert!(store.outbox_due(now() * 1000 + 1_000, 10).await.unwrap().is_empty(), "not due before its retry");
+    let third = store.outbox_due(now() * 1000 + 3_600_000, 10).await.unwrap();
+    assert_eq!((third.len(), third[0].sent, third[0].attempts), (1, 1, 1), "progress and attempts are kept");
     store.outbox_remove(&due[0].id).await.unwrap();
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 
@@ -441,6 +448,7 @@ fn rotated_channel() -> tern_engine::channel::Channel {
             ..Default::default()
         },
         delivery: Delivery::default(),
+        platform: None,
     }
 }
 
@@ -520,6 +528,7 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
             webhook_url: Some(url::Url::parse("https://bot:hook-password-1@example.com/replies").unwrap()),
             webhook_secret: Some(hook.clone()),
         },
+        platform: None,
     };
     store.put_channel(&channel).await.unwrap();
     let got = store.get_channel(&name).await.unwrap().unwrap();
@@ -558,6 +567,31 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
     assert!(!store.remove_channel(&other).await.unwrap());
     assert!(store.get_channel(&other).await.unwrap().is_none());
     assert_eq!(store.list_channels().await.unwrap().len(), 1);
+    // A platform channel keeps its settings, encrypted like every other.
+    let bot = ChannelName::new("tgbot").unwrap();
+    let telegram = tern_engine::platforms::telegram::Telegram {
+        secret_token: SecretString::from("tg-secret-token-1".to_string()),
+        bot_token: SecretString::from("123456:ABCdefGHIjklMNOpqrSTUvwxyz0123".to_string()),
+        api_base: url::Url::parse("https://api.telegram.org").unwrap(),
+    };
+    store
+        .put_channel(&Channel {
+            name: bot.clone(),
+            incarnation: None,
+            kind: ChannelKind::Telegram,
+            inbound: InboundAuth::default(),
+            delivery: Delivery::default(),
+            platform: Some(tern_engine::platforms::Platform::Telegram(telegram)),
+        })
+        .await
+        .unwrap();
+    let got_bot = store.get_channel(&bot).await.unwrap().unwrap().channel;
+    assert_eq!(got_bot.kind, ChannelKind::Telegram);
+    let Some(tern_engine::platforms::Platform::Telegram(t)) = &got_bot.platform else { panic!("{got_bot:?}") };
+    assert_eq!(t.bot_token.expose_secret(), "123456:ABCdefGHIjklMNOpqrSTUvwxyz0123");
+    assert_eq!(t.secret_token.expose_secret(), "tg-secret-token-1");
+    assert_eq!(t.api_base.as_str(), "https://api.telegram.org/");
+    assert!(store.remove_channel(&bot).await.unwrap());
     // Removed and added again under the same name, a channel is a new incarnation.
     let first = got.channel.incarnation.clone();
     assert!(store.remove_channel(&name).await.unwrap());

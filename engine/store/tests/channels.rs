@@ -39,6 +39,7 @@ fn default_channel() -> Channel {
             ..Default::default()
         },
         delivery: Delivery::default(),
+        platform: None,
     }
 }
 

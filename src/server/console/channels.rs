@@ -90,6 +90,9 @@ fn form_field(field: Field) -> &'static str {
         Field::SigningSecrets => "signing_secret",
         Field::WebhookUrl => "webhook_url",
         Field::WebhookSecret => "webhook_secret",
+        // The console's form makes generic channels only (platform channels: the CLI, the
+        // admin API, tern.toml).
+        Field::SecretToken | Field::BotToken | Field::ApiBase => "",
     }
 }
 
@@ -205,6 +208,7 @@ pub async fn save(
         webhook_url: has_url.then(|| f.webhook_url.trim().to_string()),
         // The form always carries a webhook secret; it is only for a webhook URL.
         webhook_secret: if has_url { text(&f.webhook_secret) } else { None },
+        ..ChannelDraft::default()
     };
     let name = f.name.trim();
     let problems: Problems = match state.channel_service.save(name, draft, false).await {

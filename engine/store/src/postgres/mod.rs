@@ -155,7 +155,7 @@ impl Flavor for Postgres {
         outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3, lease = lease + 1 WHERE id IN (
                        SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2
                        FOR UPDATE SKIP LOCKED)
-                     RETURNING id, channel, body, attempts, created_at_ms, lease, binding",
+                     RETURNING id, channel, body, attempts, created_at_ms, lease, binding, sent",
         token_lock_setup: &["SET LOCAL idle_in_transaction_session_timeout = 0", "SET LOCAL statement_timeout = 0"],
         token_lock: Some("SELECT pg_advisory_xact_lock($1)"),
         lock_tables: Some("LOCK TABLE {tables} IN EXCLUSIVE MODE"),

@@ -12,6 +12,8 @@ use sqlx::any::AnyRow;
 use tern_engine::channel::{
     Channel, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, Incarnation, StoredChannel,
 };
+use tern_engine::platforms::Platform;
+use tern_engine::platforms::telegram::Telegram;
 use tern_engine::standard_webhooks::WebhookSecret;
 
 use super::{Flavor, SqlStore};
@@ -24,6 +26,17 @@ struct SealedConfig {
     signing_secrets: Vec<String>,
     webhook_url: Option<String>,
     webhook_secret: Option<String>,
+    /// A Telegram channel's settings (absent for every other kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    telegram: Option<SealedTelegram>,
+}
+
+/// A Telegram channel's settings, as stored (inside the encrypted config).
+#[derive(Serialize, Deserialize)]
+struct SealedTelegram {
+    secret_token: String,
+    bot_token: String,
+    api_base: String,
 }
 
 impl SealedConfig {
@@ -33,15 +46,32 @@ impl SealedConfig {
             signing_secrets: channel.inbound.signing_secrets.iter().map(WebhookSecret::to_whsec).collect(),
             webhook_url: channel.delivery.webhook_url.as_ref().map(ToString::to_string),
             webhook_secret: channel.delivery.webhook_secret.as_ref().map(WebhookSecret::to_whsec),
+            telegram: channel.platform.as_ref().map(|p| match p {
+                Platform::Telegram(t) => SealedTelegram {
+                    secret_token: t.secret_token.expose_secret().to_string(),
+                    bot_token: t.bot_token.expose_secret().to_string(),
+                    api_base: t.api_base.to_string(),
+                },
+            }),
         }
     }
 
-    fn into_parts(self, name: &str) -> Result<(InboundAuth, Delivery), StoreError> {
+    fn into_parts(self, name: &str) -> Result<(InboundAuth, Delivery, Option<Platform>), StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt { what: format!("channel `{name}`"), reason };
         let secret = |s: &str| WebhookSecret::parse(s).map_err(|e| corrupt(e.to_string()));
-        for value in self.tokens.iter().chain(&self.signing_secrets).chain(&self.webhook_secret) {
+        let telegram_secrets = self.telegram.iter().flat_map(|t| [&t.secret_token, &t.bot_token]);
+        for value in self.tokens.iter().chain(&self.signing_secrets).chain(&self.webhook_secret).chain(telegram_secrets)
+        {
             tern_engine::secrets::known::remember_str(value);
         }
+        let platform = match self.telegram {
+            None => None,
+            Some(t) => Some(Platform::Telegram(Telegram {
+                secret_token: SecretString::from(t.secret_token),
+                bot_token: SecretString::from(t.bot_token),
+                api_base: url::Url::parse(&t.api_base).map_err(|e| corrupt(format!("API base: {e}")))?,
+            })),
+        };
         let inbound = InboundAuth {
             tokens: self.tokens.into_iter().map(SecretString::from).collect(),
             signing_secrets: self.signing_secrets.iter().map(|s| secret(s)).collect::<Result<_, _>>()?,
@@ -55,7 +85,7 @@ impl SealedConfig {
                 .map_err(|e| corrupt(format!("webhook URL: {e}")))?,
             webhook_secret: self.webhook_secret.as_deref().map(secret).transpose()?,
         };
-        Ok((inbound, delivery))
+        Ok((inbound, delivery, platform))
     }
 }
 
@@ -66,12 +96,16 @@ impl<F: Flavor> SqlStore<F> {
         let kind: String = r.get("kind");
         let kind = match kind.as_str() {
             "generic" => ChannelKind::Generic,
+            "telegram" => ChannelKind::Telegram,
             other => return Err(corrupt(format!("unknown kind `{other}`"))),
         };
         let incarnation: String = r.get("incarnation");
         let blob: Vec<u8> = r.get("config");
         let sealed: SealedConfig = self.sealer.open_json("channels", &name, "config", &blob)?;
-        let (inbound, delivery) = sealed.into_parts(&name)?;
+        let (inbound, delivery, platform) = sealed.into_parts(&name)?;
+        if platform.as_ref().map(Platform::kind).unwrap_or(ChannelKind::Generic) != kind {
+            return Err(corrupt(format!("its settings are not those of a {} channel", kind.as_str())));
+        }
         Ok(StoredChannel {
             channel: Channel {
                 name: ChannelName::new(name.clone()).map_err(corrupt)?,
@@ -79,6 +113,7 @@ impl<F: Flavor> SqlStore<F> {
                 kind,
                 inbound,
                 delivery,
+                platform,
             },
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),

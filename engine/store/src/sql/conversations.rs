@@ -540,6 +540,7 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
                 attempts: u32::try_from(r.get::<i64, _>("attempts")).unwrap_or(0),
                 created_at_ms: r.get("created_at_ms"),
                 lease: r.get("lease"),
+                sent: u32::try_from(r.get::<i64, _>("sent")).unwrap_or(0),
             });
         }
         Ok(out)
@@ -556,6 +557,18 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         sqlx::query("UPDATE outbox SET attempts = $1, next_attempt_ms = $2 WHERE id = $3 AND lease = $4")
             .bind(i64::from(attempts))
             .bind(next_at_ms)
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    async fn outbox_progress(&self, id: &str, lease: i64, sent: u32) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
+        sqlx::query("UPDATE outbox SET sent = $1 WHERE id = $2 AND lease = $3")
+            .bind(i64::from(sent))
             .bind(id)
             .bind(lease)
             .execute(&self.pool)

@@ -1,0 +1,113 @@
+//! The rules of a platform channel's settings ([`ChannelDraft::check`] for every kind but
+//! `generic`): the platform's own credentials are required and checked, and the generic kind's
+//! settings (bearer tokens, signing secrets, a webhook URL) are refused, since the platform
+//! proves its requests its own way and replies go to its API. A generic channel, the other way
+//! round, takes none of a platform's settings.
+
+use secrecy::ExposeSecret;
+
+use super::{ChannelDraft, Field, MAX_URL_BYTES, Problem};
+use crate::channel::ChannelKind;
+use crate::platforms::{Platform, telegram};
+
+/// The settings of a `kind` channel from `draft`, each broken rule pushed to `problems`.
+pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<Platform> {
+    let name = kind.as_str();
+    for (field, given) in [
+        (Field::Tokens, !draft.tokens.is_empty()),
+        (Field::SigningSecrets, !draft.signing_secrets.is_empty()),
+        (Field::WebhookUrl, draft.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty())),
+        (Field::WebhookSecret, draft.webhook_secret.is_some()),
+    ] {
+        if given {
+            problems.push(Problem::at(
+                field,
+                format!(
+                    "a {name} channel takes its messages from the platform at /v1/channels/NAME/webhook and sends replies through the platform's API: it has no {}; leave it out",
+                    field.label().to_lowercase()
+                ),
+            ));
+        }
+    }
+    match kind {
+        ChannelKind::Generic => None,
+        ChannelKind::Telegram => telegram_settings(draft, problems).map(Platform::Telegram),
+    }
+}
+
+/// A generic channel's draft with a platform's settings: each is a problem.
+pub(super) fn none_for_generic(draft: &ChannelDraft, problems: &mut Vec<Problem>) {
+    for (field, given) in [
+        (Field::SecretToken, draft.secret_token.is_some()),
+        (Field::BotToken, draft.bot_token.is_some()),
+        (Field::ApiBase, draft.api_base.is_some()),
+    ] {
+        if given {
+            problems.push(Problem::at(
+                field,
+                format!(
+                    "only a platform channel (`--kind telegram`) has a {}; a generic channel has bearer tokens or signing secrets",
+                    field.label().to_lowercase()
+                ),
+            ));
+        }
+    }
+}
+
+fn telegram_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<telegram::Telegram> {
+    let secret_token = match &draft.secret_token {
+        None => {
+            problems.push(Problem::at(
+                Field::SecretToken,
+                "a Telegram channel needs the secret token Telegram sends with every update (the `secret_token` of setWebhook): make one with `openssl rand -hex 32`",
+            ));
+            None
+        }
+        Some(t) => match telegram::check_secret_token(t.expose_secret().trim()) {
+            Ok(()) => Some(secrecy::SecretString::from(t.expose_secret().trim().to_string())),
+            Err(e) => {
+                problems.push(Problem::at(Field::SecretToken, e));
+                None
+            }
+        },
+    };
+    let bot_token = match &draft.bot_token {
+        None => {
+            problems.push(Problem::at(Field::BotToken, "a Telegram channel needs the bot's token from @BotFather"));
+            None
+        }
+        Some(t) => match telegram::check_bot_token(t.expose_secret().trim()) {
+            Ok(()) => Some(secrecy::SecretString::from(t.expose_secret().trim().to_string())),
+            Err(e) => {
+                problems.push(Problem::at(Field::BotToken, e));
+                None
+            }
+        },
+    };
+    let api_base = api_base(draft.api_base.as_deref(), telegram::DEFAULT_API_BASE, problems);
+    Some(telegram::Telegram { secret_token: secret_token?, bot_token: bot_token?, api_base: api_base? })
+}
+
+/// The API base: `given` (http or https, with a host, no query or fragment, at most
+/// [`MAX_URL_BYTES`]) or the platform's default.
+fn api_base(given: Option<&str>, default: &str, problems: &mut Vec<Problem>) -> Option<url::Url> {
+    let text = given.map(str::trim).filter(|t| !t.is_empty()).unwrap_or(default);
+    let refuse = |problems: &mut Vec<Problem>, why: String| {
+        problems.push(Problem::at(Field::ApiBase, why));
+        None
+    };
+    if text.len() > MAX_URL_BYTES {
+        return refuse(problems, format!("the API base URL is longer than {MAX_URL_BYTES} bytes"));
+    }
+    let url = match url::Url::parse(text) {
+        Ok(u) => u,
+        Err(e) => return refuse(problems, format!("not a URL ({e}); write it in full, e.g. {default}")),
+    };
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return refuse(problems, format!("the API base URL must be http or https with a host, e.g. {default}"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return refuse(problems, "the API base URL takes no credentials, query or fragment".into());
+    }
+    Some(url)
+}
