@@ -282,6 +282,7 @@ impl Refusal {
             Self::NoCredentialsConfigured => "channel-without-credentials",
             Self::Signature(SignatureError::MissingHeader { .. }) => "signature-header-missing",
             Self::Signature(SignatureError::BadId) => "signature-bad-id",
+            Self::Signature(SignatureError::RepeatedHeader { .. }) => "signature-header-repeated",
             Self::Signature(SignatureError::BadTimestamp) => "signature-bad-timestamp",
             Self::Signature(SignatureError::TooOld { .. }) => "signature-too-old",
             Self::Signature(SignatureError::TooNew { .. }) => "signature-too-new",

@@ -458,53 +458,6 @@ impl ChannelSummary {
     }
 }
 
-/// The problems of `channel` sharing a bearer token or a signing secret with one of `others`
-/// (a channel of the same name is the one being replaced, not another): a credential names one
-/// channel, so that a request or a signature made for one channel is never accepted by another
-/// (the signature covers the body, not the URL it is posted to). Compared in constant time;
-/// the problems name the other channel, never the value.
-fn shared_credentials(channel: &Channel, others: &[&Channel]) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    for other in others.iter().filter(|o| o.name != channel.name) {
-        if channel
-            .inbound
-            .tokens
-            .iter()
-            .any(|t| crate::channel_auth::is_one_of(t.expose_secret(), &other.inbound.tokens))
-        {
-            problems.push(Problem::at(
-                Field::Tokens,
-                format!(
-                    "this token is also channel `{}`'s: a request with it could not tell which channel it comes from; give each channel a token of its own (e.g. `openssl rand -hex 32`)",
-                    other.name
-                ),
-            ));
-        }
-        let mine: Vec<SecretString> = channel.platform.iter().flat_map(|p| p.secrets()).cloned().collect();
-        let theirs: Vec<SecretString> = other.platform.iter().flat_map(|p| p.secrets()).cloned().collect();
-        if mine.iter().any(|t| crate::channel_auth::is_one_of(t.expose_secret(), &theirs)) {
-            problems.push(Problem::at(
-                Field::SecretToken,
-                format!(
-                    "this token is also channel `{}`'s: give each channel its own secret token, and each bot its own channel",
-                    other.name
-                ),
-            ));
-        }
-        let secrets = &other.inbound.signing_secrets;
-        if channel.inbound.signing_secrets.iter().any(|s| secrets.iter().any(|o| s.same_key(o))) {
-            problems.push(Problem::at(
-                Field::SigningSecrets,
-                format!(
-                    "this secret is also channel `{}`'s: a message signed for one channel would be accepted by the other; give each channel a secret of its own (`whsec_` followed by `openssl rand -base64 32`)",
-                    other.name
-                ),
-            ));
-        }
-    }
-    problems
-}
-
 /// One cached lookup: the channel (or none) and when it was read, in ms.
 type Cached = (Option<Arc<Channel>>, i64);
 
@@ -529,6 +482,10 @@ pub struct Channels {
     /// Whether webhook URLs may point into private networks (`--allow-private-network`): a URL
     /// the outbound guard would refuse is refused when a channel is saved.
     allow_private_network: bool,
+    /// Saves one at a time, so that two saves cannot both pass the check that no other channel
+    /// has their credentials (another process saving at once is found at the next start:
+    /// [`Channels::stored_conflicts`]).
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Channels {
@@ -576,6 +533,7 @@ impl Channels {
             clock,
             reserved: Vec::new(),
             allow_private_network: false,
+            saving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -673,6 +631,7 @@ impl Channels {
     /// [`ChannelError::Invalid`] (every problem), [`ChannelError::Configured`] (`default` or a
     /// `tern.toml` channel), [`ChannelError::Exists`], [`ChannelError::Store`].
     pub async fn save(&self, name: &str, draft: ChannelDraft, replace: bool) -> Result<ChannelSummary, ChannelError> {
+        let _one_at_a_time = self.saving.lock().await;
         if let Ok(n) = ChannelName::new(name) {
             if let Some(source) = self.configured_source(&n) {
                 return Err(ChannelError::Configured { name: n, defined_by: source });
@@ -721,8 +680,42 @@ impl Channels {
         if removed { Ok(()) } else { Err(ChannelError::NotFound { name: name.clone() }) }
     }
 
+    /// The stored channels that break a rule only the whole set of channels can check — a
+    /// credential shared with another channel, the admin token as a token — because two
+    /// processes saved at once, or a process saved without knowing the other channels (a
+    /// `tern.toml` it did not read, the admin token of another environment). Each with its
+    /// problem, for `tern serve` to warn about at start-up: they stay in service (the admin
+    /// API that mends them needs the server), and the admin token never authenticates a
+    /// channel whatever is stored ([`ChannelDirectory::channel`] leaves it out).
+    ///
+    /// # Errors
+    /// [`ChannelError::Store`].
+    pub async fn stored_conflicts(&self) -> Result<Vec<(ChannelName, Problem)>, ChannelError> {
+        let stored: Vec<Channel> = self
+            .store
+            .list_channels()
+            .await?
+            .into_iter()
+            .map(|s| s.channel)
+            .filter(|c| !self.configured.contains_key(&c.name))
+            .collect();
+        let all: Vec<&Channel> = self.configured.values().map(|(c, _)| c.as_ref()).chain(stored.iter()).collect();
+        let mut out = Vec::new();
+        for c in &stored {
+            for p in self.reserved_token(c).into_iter().chain(shared_credentials(c, &all)) {
+                out.push((c.name.clone(), p));
+            }
+        }
+        Ok(out)
+    }
+
     fn with_open(&self, mut channel: Channel) -> Channel {
         channel.inbound.open = self.open.contains(&channel.name);
+        let before = channel.inbound.tokens.len();
+        channel.inbound.tokens.retain(|t| !crate::channel_auth::is_one_of(t.expose_secret(), &self.reserved));
+        if channel.inbound.tokens.len() != before {
+            tracing::warn!(channel = %channel.name, "a stored channel has the admin token as a bearer token; it is not accepted as the channel's (give the channel a token of its own)");
+        }
         remember_secrets(&channel);
         channel
     }
@@ -801,5 +794,7 @@ impl ChannelDirectory for Channels {
 }
 
 mod platform_settings;
+mod shared;
+use shared::shared_credentials;
 #[cfg(test)]
 mod tests;

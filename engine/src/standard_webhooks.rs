@@ -152,6 +152,12 @@ pub enum SignatureError {
         /// The header's name.
         header: &'static str,
     },
+    /// `webhook-id` or `webhook-timestamp` appears more than once.
+    #[error("the `{header}` header appears more than once; send it once")]
+    RepeatedHeader {
+        /// The header's name.
+        header: &'static str,
+    },
     /// The id is empty or longer than [`MAX_ID_LEN`].
     #[error("the `webhook-id` header must be 1 to {MAX_ID_LEN} bytes")]
     BadId,
@@ -194,13 +200,32 @@ pub struct Verified {
     pub timestamp: i64,
 }
 
+/// The one value of header `name`: missing, empty, unreadable or repeated is refused (two
+/// `webhook-id`s would let a proxy that reads the other one see another request).
 fn header<'a>(headers: &'a http::HeaderMap, name: &'static str) -> Result<&'a str, SignatureError> {
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(SignatureError::RepeatedHeader { header: name });
+    }
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .ok_or(SignatureError::MissingHeader { header: name })
+}
+
+/// Every entry of every `webhook-signature` header line (a sender or proxy may split them over
+/// several lines, as HTTP allows for a list).
+fn signature_entries(headers: &http::HeaderMap) -> Result<Vec<&str>, SignatureError> {
+    let mut out = Vec::new();
+    for value in headers.get_all(HEADER_SIGNATURE) {
+        let text = value.to_str().map_err(|_| SignatureError::MissingHeader { header: HEADER_SIGNATURE })?;
+        out.extend(text.split(' ').map(str::trim).filter(|s| !s.is_empty()));
+    }
+    if out.is_empty() {
+        return Err(SignatureError::MissingHeader { header: HEADER_SIGNATURE });
+    }
+    Ok(out)
 }
 
 /// Checks a signed request: the headers are present, the timestamp is within `tolerance_secs`
@@ -219,7 +244,7 @@ pub fn verify(
 ) -> Result<Verified, SignatureError> {
     let id = header(headers, HEADER_ID)?;
     let timestamp = header(headers, HEADER_TIMESTAMP)?;
-    let signatures = header(headers, HEADER_SIGNATURE)?;
+    let signatures = signature_entries(headers)?;
     if id.len() > MAX_ID_LEN {
         return Err(SignatureError::BadId);
     }
@@ -236,7 +261,7 @@ pub fn verify(
     // constant time, so the time taken does not say which secret or which entry matched.
     let expected: Vec<[u8; 32]> = secrets.iter().map(|s| s.tag(id, timestamp, body)).collect();
     let mut any = subtle::Choice::from(0);
-    for entry in signatures.split(' ').filter(|s| !s.is_empty()) {
+    for entry in signatures {
         let Some(("v1", signature)) = entry.split_once(',') else { continue };
         let Ok(given) = BASE64.decode(signature) else { continue };
         for tag in &expected {
@@ -324,6 +349,16 @@ mod tests {
         let two = format!("{} {}", new.sign(ID, TS, BODY), SIGNATURE);
         assert!(verify(&[old], &headers(ID, TS, &two), BODY, TS, 300).is_ok());
         assert!(verify(&[new], &headers(ID, TS, &two), BODY, TS, 300).is_ok());
+    }
+
+    #[test]
+    fn signatures_on_several_lines_count_and_a_repeated_id_is_refused() {
+        let secret = WebhookSecret::parse(SECRET).unwrap();
+        let mut h = headers(ID, TS, "v1,bm90LWl0");
+        h.append(HEADER_SIGNATURE, SIGNATURE.parse().unwrap());
+        assert!(verify(std::slice::from_ref(&secret), &h, BODY, TS, 300).is_ok(), "the second line's signature");
+        h.append(HEADER_ID, "msg_other".parse().unwrap());
+        assert_eq!(verify(&[secret], &h, BODY, TS, 300), Err(SignatureError::RepeatedHeader { header: HEADER_ID }));
     }
 
     #[test]

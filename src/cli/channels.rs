@@ -100,7 +100,7 @@ pub(crate) async fn service(shared: &Shared) -> anyhow::Result<Channels> {
     let token = std::env::var("TERN_CHANNEL_TOKEN")
         .ok()
         .map(SecretString::from)
-        .or_else(|| shared.existing_token(super::serve::CHANNEL_TOKEN_FILE));
+        .map_or_else(|| shared.existing_token(super::serve::CHANNEL_TOKEN_FILE), |t| Ok(Some(t)))?;
     let signing = std::env::var("TERN_CHANNEL_SECRET")
         .ok()
         .map(|v| v.split(',').filter_map(|s| tern_engine::standard_webhooks::WebhookSecret::parse(s).ok()).collect())
@@ -112,8 +112,10 @@ pub(crate) async fn service(shared: &Shared) -> anyhow::Result<Channels> {
         .collect::<Vec<_>>();
     // The admin token, where this command can know it (the variable, or the data directory's
     // file): no channel may use it as its token.
-    let admin =
-        std::env::var("TERN_ADMIN_TOKEN").ok().map(SecretString::from).or_else(|| shared.existing_token("admin.token"));
+    let admin = std::env::var("TERN_ADMIN_TOKEN")
+        .ok()
+        .map(SecretString::from)
+        .map_or_else(|| shared.existing_token("admin.token"), |t| Ok(Some(t)))?;
     Ok(Channels::new(
         store as Arc<dyn tern_engine::channel::ChannelStore>,
         configured,

@@ -134,7 +134,7 @@ impl Shared {
                 tern_engine::channels::MIN_TOKEN_CHARS
             );
             t
-        } else if let Some(t) = self.existing_token(file) {
+        } else if let Some(t) = self.existing_token(file)? {
             t
         } else {
             create_private_dir(&self.data_dir())?;
@@ -150,11 +150,14 @@ impl Shared {
 
     /// The token kept in `file` in the data directory, if there is one (see
     /// [`Shared::kept_token`]); nothing is created.
-    pub fn existing_token(&self, file: &str) -> Option<SecretString> {
-        let text = std::fs::read_to_string(self.data_dir().join(file)).ok()?;
+    ///
+    /// # Errors
+    /// The file is readable by other users, or cannot be read.
+    pub fn existing_token(&self, file: &str) -> anyhow::Result<Option<SecretString>> {
+        let Some(text) = tern_store::crypto::read_private_file(&self.data_dir().join(file))? else { return Ok(None) };
         let token = SecretString::from(text.trim().to_string());
         tern_engine::secrets::known::remember(&token);
-        Some(token)
+        Ok(Some(token))
     }
 
     /// The guarded HTTP client.

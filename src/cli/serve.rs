@@ -279,6 +279,13 @@ async fn channels(
     if let Some((name, problem)) = channels.configured_problem().await {
         anyhow::bail!("channel `{name}` (tern.toml or flags): {}", problem.message);
     }
+    for (name, problem) in channels.stored_conflicts().await? {
+        eprintln!(
+            "WARNING: stored channel `{name}`: {} (fix it with `tern channels add {name} --update …` or PUT /v1/channels/{name})",
+            problem.message
+        );
+        tracing::warn!(channel = %name, problem = %problem.message, "a stored channel breaks a rule of the channel set");
+    }
     for name in &open {
         let known = tern_engine::channel::ChannelDirectory::channel(&channels, name).await?.is_some();
         eprintln!(
@@ -385,7 +392,7 @@ fn default_webhook_secret(shared: &Shared, args: &ServeArgs) -> anyhow::Result<O
 /// readable by its owner only).
 fn kept_webhook_secret(shared: &Shared) -> anyhow::Result<WebhookSecret> {
     let path = shared.data_dir().join("webhook.secret");
-    if let Ok(t) = std::fs::read_to_string(&path) {
+    if let Some(t) = tern_store::crypto::read_private_file(&path)? {
         return WebhookSecret::parse(&t).with_context(|| format!("{} is not a webhook secret", path.display()));
     }
     let secret = WebhookSecret::generate();

@@ -163,6 +163,12 @@ pub async fn put_channel(
 ) -> Result<Response, ApiError> {
     let name = channel_name(&name)?;
     let json = super::json_errors::json_body(&body)?;
+    if !json.is_object() {
+        return Err(ApiError::unprocessable(
+            "the body must be a JSON object of channel settings: {\"kind\": \"generic\", \"tokens\": […], …}",
+        )
+        .code("invalid-settings"));
+    }
     let settings: ChannelSettings = super::json_errors::from_value(json).map_err(|e| {
         ApiError::unprocessable(e.to_string())
             .code("invalid-settings")

@@ -89,7 +89,7 @@ pub async fn list_runs(
         Ok(Query(p)) => p.query(),
         Err(e) => Err(vec![format!("the query string is malformed: {}", super::rejection_text(&e.body_text()))]),
     };
-    let mut query = query.map_err(|problems| ApiError::bad_request(problems.join("; ")))?;
+    let mut query = query.map_err(|problems| ApiError::bad_request(problems.join("; ")).code("bad-query"))?;
     if let Some(channel) = &channel {
         query.conversation_id = Some(channel_conversation(&state, channel, query.conversation_id.as_deref()).await?);
     }
@@ -100,16 +100,18 @@ pub async fn list_runs(
 /// The stored conversation id of `conversation` of channel `name`, or a 400 that says what is
 /// wrong.
 async fn channel_conversation(state: &AppState, name: &str, conversation: Option<&str>) -> Result<String, ApiError> {
-    let name =
-        tern_engine::channel::ChannelName::new(name).map_err(|e| ApiError::bad_request(format!("channel: {e}")))?;
+    let name = tern_engine::channel::ChannelName::new(name)
+        .map_err(|e| ApiError::bad_request(format!("channel: {e}")).code("bad-query"))?;
     let Some(id) = conversation else {
-        return Err(ApiError::bad_request("channel: give `conversation` too (the channel's own conversation id)"));
+        return Err(ApiError::bad_request("channel: give `conversation` too (the channel's own conversation id)")
+            .code("bad-query"));
     };
     match tern_engine::conversation::ConversationId::of_current_channel(state.channels.as_ref(), &name, id).await {
         Ok(Some(id)) => Ok(id.as_str().to_string()),
-        Ok(None) => Err(ApiError::bad_request(format!("channel: no channel `{name}`; GET /v1/channels lists them"))),
+        Ok(None) => Err(ApiError::bad_request(format!("channel: no channel `{name}`; GET /v1/channels lists them"))
+            .code("bad-query")),
         Err(e @ tern_engine::conversation::ConversationError::BadId { .. }) => {
-            Err(ApiError::bad_request(format!("conversation: {e}")))
+            Err(ApiError::bad_request(format!("conversation: {e}")).code("bad-query"))
         }
         Err(e) => Err(ApiError::internal("look up a channel", &e, UNREADABLE)),
     }

@@ -804,6 +804,12 @@ async fn channels_are_managed_behind_the_admin_token_with_problems_per_field_and
         h.admin(Method::PUT, "/v1/channels/bad", Some(ADMIN), Some(json!({"kind": "generic", "token": "x"}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap().contains("unknown field `token`"), "{body}");
+    // A body that is not an object of settings (an array would fill the fields by position).
+    for bad in [json!(["generic", ["tok-0123456789abcdef"]]), json!(null), json!("generic")] {
+        let (status, body) = h.admin(Method::PUT, "/v1/channels/bad", Some(ADMIN), Some(bad.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("a JSON object of channel settings"), "{body}");
+    }
     // A missing field is pointed at, not at the body's root.
     let (status, body) = h.admin(Method::PUT, "/v1/channels/bad", Some(ADMIN), Some(json!({"tokens": []}))).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -1066,6 +1072,7 @@ async fn conversations_and_answers_are_each_channel_s_own() {
     ] {
         let (status, body) = h.admin(Method::GET, query, Some(ADMIN), None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "bad-query", "{query}: {body}");
         assert!(body["error"].as_str().unwrap().contains(says), "{query}: {body}");
     }
     h.stop().await;

@@ -27,23 +27,43 @@ fn v4_reason(ip: Ipv4Addr) -> Option<String> {
 }
 
 fn v6_reason(ip: Ipv6Addr) -> Option<String> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return v4_reason(v4).map(|r| format!("{r} mapped into IPv6"));
-    }
-    let (s, o) = (ip.segments(), ip.octets());
-    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) embed an IPv4 address that decides.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        return v4_reason(Ipv4Addr::new(o[12], o[13], o[14], o[15])).map(|r| format!("{r} behind NAT64"));
-    }
-    if s[0] == 0x2002 {
-        return v4_reason(Ipv4Addr::new(o[2], o[3], o[4], o[5])).map(|r| format!("{r} inside 6to4"));
+    // Mapped, NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses embed an IPv4 address that
+    // decides.
+    if let Some(v4) = embedded_v4(ip) {
+        let how = if ip.to_ipv4_mapped().is_some() {
+            "mapped into IPv6"
+        } else if ip.segments()[0] == 0x2002 {
+            "inside 6to4"
+        } else {
+            "behind NAT64"
+        };
+        return v4_reason(v4).map(|r| format!("{r} {how}"));
     }
     special_purpose::lookup_v6(ip).filter(|b| !b.globally_reachable).map(ToString::to_string)
 }
 
-/// Addresses that are never reachable, even when private networks are allowed.
+/// Addresses that are never reachable, even when private networks are allowed: unspecified,
+/// multicast and broadcast, also when an IPv6 address carries such an IPv4 address (mapped,
+/// NAT64 `64:ff9b::/96`, 6to4 `2002::/16`, the same embeddings [`non_public_reason`] reads).
 fn never_allowed(ip: IpAddr) -> bool {
-    ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::V4(Ipv4Addr::BROADCAST)
+    let v4 = |v4: Ipv4Addr| v4.is_unspecified() || v4.is_multicast() || v4 == Ipv4Addr::BROADCAST;
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_multicast() || embedded_v4(a).is_some_and(v4),
+    }
+}
+
+/// The IPv4 address an IPv6 address carries: mapped (`::ffff:a.b.c.d`), NAT64
+/// (`64:ff9b::a.b.c.d`) or 6to4 (`2002:aabb:ccdd::`).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let (s, o) = (ip.segments(), ip.octets());
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    (s[0] == 0x2002).then(|| Ipv4Addr::new(o[2], o[3], o[4], o[5]))
 }
 
 /// Whether a connection to `ip` is allowed; `Err` says why not.
@@ -80,6 +100,10 @@ pub const SAVE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// does not resolve is not reported (it may resolve later; the call is checked again then).
 pub async fn refusal(url: &url::Url, allow_private: bool) -> Option<String> {
     match url.host() {
+        // Always loopback (RFC 6761 §6.3), whether this machine resolves it or not.
+        Some(url::Host::Domain(host)) if is_localhost_name(host) => check_ip(IpAddr::V6(Ipv6Addr::LOCALHOST), allow_private)
+            .err()
+            .map(|_| format!("`{host}` is a loopback name (RFC 6761 §6.3); private networks are denied (use --allow-private-network or TERN_ALLOW_PRIVATE_NETWORK=1 for local development)")),
         Some(url::Host::Domain(host)) => {
             let port = url.port_or_known_default().unwrap_or(443);
             match tokio::time::timeout(SAVE_LOOKUP_TIMEOUT, tokio::net::lookup_host((host, port))).await {
@@ -89,6 +113,12 @@ pub async fn refusal(url: &url::Url, allow_private: bool) -> Option<String> {
         }
         _ => check_url_host(url, allow_private).err(),
     }
+}
+
+/// Whether `host` is `localhost` or a name under it (any case, with or without the final dot).
+fn is_localhost_name(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "localhost" || h.ends_with(".localhost")
 }
 
 /// The error a [`GuardedResolver`] returns; the HTTP client finds it in reqwest's error chain
@@ -169,6 +199,43 @@ mod tests {
         }
         for s in ["8.8.8.8", "172.32.0.1", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
             assert!(!denied(s), "{s} should be allowed");
+        }
+    }
+
+    /// Unspecified, multicast and broadcast addresses stay refused with private networks
+    /// allowed, also inside an IPv6 address (mapped, NAT64, 6to4).
+    #[test]
+    fn never_routable_addresses_are_refused_in_every_form() {
+        for s in [
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::",
+            "ff02::1",
+            "::ffff:0.0.0.0",
+            "::ffff:224.0.0.1",
+            "64:ff9b::e000:1",
+            "2002:e000:1::",
+            "2002:ffff:ffff::",
+        ] {
+            assert!(
+                check_ip(s.parse().unwrap(), true).is_err(),
+                "{s} must be refused even with private networks allowed"
+            );
+        }
+        for s in ["127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::"] {
+            assert!(check_ip(s.parse().unwrap(), true).is_ok(), "{s} is private, allowed with the flag");
+        }
+    }
+
+    /// A loopback name is refused when saved, whether it resolves here or not.
+    #[tokio::test]
+    async fn loopback_names_are_refused_without_a_lookup() {
+        for u in ["http://localhost/x", "http://LOCALHOST./x", "http://foo.localhost:8080/"] {
+            let url = url::Url::parse(u).unwrap();
+            let why = refusal(&url, false).await.unwrap_or_else(|| panic!("{u} is refused"));
+            assert!(why.contains("loopback name"), "{u}: {why}");
+            assert!(refusal(&url, true).await.is_none(), "{u} with private networks allowed");
         }
     }
 

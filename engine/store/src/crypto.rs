@@ -35,8 +35,8 @@ pub enum CryptoError {
         /// Why.
         source: std::io::Error,
     },
-    /// The key file can be read by other users.
-    #[error("key file {} is readable by other users (mode {mode:o}); run `chmod 600 {}`", path.display(), path.display())]
+    /// A file holding a secret (the key file, a kept token) can be read by other users.
+    #[error("{} holds a secret but is readable by other users (mode {mode:o}); run `chmod 600 {}`", path.display(), path.display())]
     KeyFileMode {
         /// The file.
         path: PathBuf,
@@ -221,21 +221,40 @@ pub const KEY_FILE: &str = "master.key";
 /// The file holding the next key while `tern keys rotate` runs.
 pub const NEXT_KEY_FILE: &str = "master.key.next";
 
-/// Reads the key file, checking that only the owner can read it.
+/// Reads the key file, checking that only the owner can read it ([`read_private_file`]).
 pub fn read_key_file(path: &Path) -> Result<MasterKey, CryptoError> {
+    let text = read_private_file(path)?.ok_or_else(|| CryptoError::KeyFile {
+        path: path.into(),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    })?;
+    MasterKey::from_base64(&text, &path.display().to_string())
+}
+
+/// The text of a file that holds a secret (the key file, `admin.token`, `channel.token`,
+/// `webhook.secret`), `None` when there is no such file. Refused when other users can read
+/// it: a secret they could read is no secret, and Tern does not use it silently.
+///
+/// # Errors
+/// [`CryptoError::KeyFileMode`] (group or other bits set), [`CryptoError::KeyFile`] (it
+/// cannot be read).
+pub fn read_private_file(path: &Path) -> Result<Option<zeroize::Zeroizing<String>>, CryptoError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CryptoError::KeyFile { path: path.into(), source }),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| CryptoError::KeyFile { path: path.into(), source })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(CryptoError::KeyFileMode { path: path.into(), mode });
         }
     }
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|source| CryptoError::KeyFile { path: path.into(), source })?,
-    );
-    MasterKey::from_base64(&text, &path.display().to_string())
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(path).map_err(|source| CryptoError::KeyFile { path: path.into(), source })?;
+    Ok(Some(zeroize::Zeroizing::new(text)))
 }
 
 /// Writes a new key file readable only by the owner; fails if the file exists.
@@ -316,6 +335,17 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(matches!(read_key_file(&path), Err(CryptoError::KeyFileMode { .. })));
+            // Every file holding a secret (kept tokens too) follows the same rule.
+            let token = dir.join("admin.token");
+            write_key_file(&token, "a-kept-token").unwrap();
+            assert_eq!(
+                read_private_file(&token).unwrap().as_deref().map(|t| t.trim().to_string()),
+                Some("a-kept-token".into())
+            );
+            std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let err = read_private_file(&token).unwrap_err().to_string();
+            assert!(err.contains("readable by other users") && err.contains("chmod 600"), "{err}");
+            assert!(read_private_file(&dir.join("none")).unwrap().is_none());
         }
         std::fs::remove_dir_all(dir).ok();
     }

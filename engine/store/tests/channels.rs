@@ -298,3 +298,70 @@ async fn a_webhook_url_tern_would_never_call_is_refused_when_saved() {
         assert!(err.to_string().contains("Tern would refuse to deliver replies"), "{url}: {err}");
     }
 }
+
+/// Two saves at once cannot both pass the check that no other channel has their token; what
+/// another process stored anyway (or before the rule) is found for `tern serve`'s warning, and
+/// the admin token never authenticates a stored channel. A value is no other channel's in any
+/// role (a token that is another channel's signing secret), and no channel lists one twice.
+#[tokio::test]
+async fn concurrent_saves_and_stored_conflicts_keep_one_credential_per_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(MasterKey::generate().0)).await.unwrap());
+    let clock = Arc::new(ManualClock::at_system_time());
+    let channels = Arc::new(service(store.clone(), &clock, &[]));
+    let saves = (0..10).map(|i| {
+        let channels = channels.clone();
+        tokio::spawn(
+            async move { channels.save(&format!("race{i}"), token_draft("race-token-0123456789ab"), false).await },
+        )
+    });
+    let mut saved = 0;
+    for handle in saves.collect::<Vec<_>>() {
+        saved += usize::from(handle.await.unwrap().is_ok());
+    }
+    assert_eq!(saved, 1, "one of ten concurrent saves of one token");
+
+    // What another process stored without the check: found, with both channels named.
+    const ADMIN: &str = "admin-token-for-this-test-0123456789";
+    let mut twin = default_channel();
+    twin.name = name("twin");
+    twin.inbound.tokens = vec![SecretString::from("race-token-0123456789ab".to_string())];
+    store.put_channel(&twin).await.unwrap();
+    let mut admin = default_channel();
+    admin.name = name("adm");
+    admin.inbound.tokens =
+        vec![SecretString::from(ADMIN.to_string()), SecretString::from("adm-own-token-0123456789".to_string())];
+    store.put_channel(&admin).await.unwrap();
+    let reserving = service(store.clone(), &clock, &[]).reserving([SecretString::from(ADMIN.to_string())]);
+    let conflicts = reserving.stored_conflicts().await.unwrap();
+    let named: Vec<String> = conflicts.iter().map(|(n, _)| n.to_string()).collect();
+    assert!(named.contains(&"twin".to_string()) && named.iter().any(|n| n.starts_with("race")), "{conflicts:?}");
+    assert!(conflicts.iter().any(|(n, p)| n.as_str() == "adm" && p.message.contains("admin token")), "{conflicts:?}");
+    // The admin token is left out of the stored channel's tokens; its own token stays.
+    let adm = reserving.channel(&name("adm")).await.unwrap().unwrap();
+    assert_eq!(adm.inbound.tokens.len(), 1);
+    assert_eq!(adm.inbound.tokens[0].expose_secret(), "adm-own-token-0123456789");
+
+    // A token that is another channel's signing secret; a token given twice.
+    const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    channels
+        .save(
+            "signed",
+            ChannelDraft {
+                signing_secrets: vec![SecretString::from(SECRET.to_string())],
+                ..token_draft("signed-token-0123456789")
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let err = channels.save("copycat", token_draft(SECRET), false).await.unwrap_err();
+    assert!(err.to_string().contains("also channel `signed`'s signing secret"), "{err}");
+    let twice = ChannelDraft {
+        tokens: vec![SecretString::from("twice-token-0123456789".to_string()); 2],
+        ..token_draft("unused-token-0123456789")
+    };
+    let err = channels.save("twice", twice, false).await.unwrap_err();
+    assert!(err.to_string().contains("the same bearer token is given twice"), "{err}");
+}
