@@ -346,7 +346,20 @@ async fn send_webhook(
     match outbox.client.send(&req, None).await {
         Ok(r) if r.status.is_success() => Ok(()),
         Ok(r) => Err(SendFailure::retry(format!("the receiver answered {}", r.status.as_u16()))),
-        Err(e) => Err(SendFailure::retry(crate::secrets::known::mask(&e.to_string()))),
+        Err(e) => Err(failure_of(&e)),
+    }
+}
+
+/// A failed call as a delivery failure: one the outbound guard refused (a private address
+/// without `--allow-private-network`, a scheme it does not call) is refused for good, since
+/// sending it again would meet the same rule; every other one is retried. The message is
+/// masked (it may name the URL, with a token in it).
+fn failure_of(e: &crate::http::HttpError) -> SendFailure {
+    let why = crate::secrets::known::mask(&e.to_string()).into_owned();
+    if matches!(e, crate::http::HttpError::Denied { .. }) {
+        SendFailure::Refused(format!("{why} (the outbound guard refuses it: sending it again would not help)"))
+    } else {
+        SendFailure::retry(why)
     }
 }
 
@@ -371,10 +384,8 @@ async fn send_telegram(
     for (n, text) in parts.iter().enumerate().skip(start) {
         let req = telegram::send_message(telegram, chat_id, text, outbox.policy.attempt_timeout())
             .map_err(SendFailure::Refused)?;
-        let answer = outbox.client.send(&req, None).await.map_err(|e| {
-            // The error may name the URL, which holds the bot token: masked.
-            SendFailure::retry(crate::secrets::known::mask(&e.to_string()))
-        })?;
+        // The error may name the URL, which holds the bot token: masked.
+        let answer = outbox.client.send(&req, None).await.map_err(|e| failure_of(&e))?;
         match telegram::outcome(answer.status.as_u16(), &answer.body) {
             Outcome::Sent => {
                 let sent = u32::try_from(n + 1).unwrap_or(u32::MAX);
@@ -467,5 +478,37 @@ mod tests {
         }
         let gone = ChannelRef::named(ChannelName::new("gone").unwrap());
         assert!(matches!(target(&outbox, &item(gone)).await, Err(NoTarget::Drop(_))));
+    }
+
+    /// A delivery the outbound guard refuses (a loopback receiver without
+    /// `--allow-private-network`) is refused for good: retrying it for an hour would meet the
+    /// same rule.
+    #[tokio::test]
+    async fn a_delivery_the_guard_refuses_is_not_retried() {
+        let name = ChannelName::new("support").unwrap();
+        let channel = Channel {
+            name: name.clone(),
+            incarnation: None,
+            kind: ChannelKind::Generic,
+            inbound: Default::default(),
+            delivery: Delivery {
+                webhook_url: Some("http://127.0.0.1:9/replies".parse().unwrap()),
+                webhook_secret: Some(WebhookSecret::generate()),
+            },
+            platform: None,
+        };
+        let outbox = Outbox::new(
+            Arc::new(crate::conversation::MemoryConversationStore::default()),
+            HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
+            Arc::new(FixedChannels::new([channel])),
+            OutboxPolicy::default(),
+            crate::clock::system(),
+        );
+        let item = item(ChannelRef::named(name));
+        let Ok(target) = target(&outbox, &item).await else { panic!("the channel is there") };
+        match send(&outbox, &item, &target).await {
+            Err(SendFailure::Refused(why)) => assert!(why.contains("outbound guard"), "{why}"),
+            other => panic!("refused for good, not {other:?}"),
+        }
     }
 }
