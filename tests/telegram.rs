@@ -89,8 +89,19 @@ fn a_telegram_bot_takes_updates_and_replies_through_the_bot_api_once_each() {
 
     rt.block_on(async {
         // Not Telegram's: refused before anything is stored or run.
-        let (status, _) = post_update(&client, &server.url, None, &update(1, 42, "/start")).await;
+        let (status, body) = post_update(&client, &server.url, None, &update(1, 42, "/start")).await;
         assert_eq!(status, 401);
+        assert!(body["error"].as_str().unwrap().contains("X-Telegram-Bot-Api-Secret-Token"), "{body}");
+        // The generic message routes are not the platform's.
+        let generic_route = client
+            .post(format!("{}/v1/channels/bot/conversations/42/messages", server.url))
+            .header("X-Telegram-Bot-Api-Secret-Token", SECRET_TOKEN)
+            .bearer_auth(SECRET_TOKEN)
+            .json(&json!({"text": "/start"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(generic_route.status().as_u16(), 401);
         let (status, _) = post_update(&client, &server.url, Some("wrong"), &update(1, 42, "/start")).await;
         assert_eq!(status, 401);
         let generic = client
@@ -170,6 +181,8 @@ fn a_telegram_bot_takes_updates_and_replies_through_the_bot_api_once_each() {
     drop(server);
     let text = std::fs::read_to_string(log.path()).unwrap();
     assert!(text.contains("wrong-platform-secret"), "the refusal is logged with its reason:\n{text}");
+    assert!(text.contains("platform-channel") && text.contains("/v1/channels/NAME/webhook"), "{text}");
+    assert!(text.contains("channel `bot` takes its platform's updates"), "the start-up log names it:\n{text}");
     assert!(!text.contains(BOT_TOKEN) && !text.contains(SECRET_TOKEN), "no token in the log:\n{text}");
 }
 

@@ -254,6 +254,15 @@ pub enum Refusal {
         "the `webhook-id` was already accepted with another body within the last {REPLAY_WINDOW_SECS} s; each request needs its own id"
     )]
     IdReused,
+    /// A request to a generic message route of a platform channel (its platform posts to its
+    /// webhook route).
+    #[error(
+        "the channel is a {kind} channel: the platform posts its updates to /v1/channels/NAME/webhook, not to the message routes"
+    )]
+    PlatformChannel {
+        /// Its kind.
+        kind: &'static str,
+    },
     /// A request to the platform webhook route of a channel that is not a platform's.
     #[error(
         "the channel is not a messaging platform's (its kind is generic): its messages go to /v1/channels/NAME/conversations/ID/messages"
@@ -290,6 +299,7 @@ impl Refusal {
             Self::Replayed => "replayed-webhook-id",
             Self::IdReused => "webhook-id-reused",
             Self::NotAPlatform => "not-a-platform-channel",
+            Self::PlatformChannel { .. } => "platform-channel",
             Self::WrongPlatformProof { .. } => "wrong-platform-secret",
             Self::Store(_) => "store-error",
         }
@@ -426,6 +436,9 @@ impl ChannelAuth {
         let unknown = || Refusal::NoSuchChannel { channel: name.chars().take(64).collect() };
         let name = ChannelName::new(name).map_err(|_| unknown())?;
         let channel = self.channels.channel(&name).await?.ok_or_else(unknown)?;
+        if channel.platform.is_some() {
+            return Err(Refusal::PlatformChannel { kind: channel.kind.as_str() });
+        }
         Ok(match check_headers(&channel.inbound, headers)? {
             Some(credential) => Admission::Decided(channel, credential),
             None => Admission::Signed(channel),

@@ -681,7 +681,9 @@ impl Channels {
     }
 
     /// The stored channels that break a rule only the whole set of channels can check — a
-    /// credential shared with another channel, the admin token as a token — because two
+    /// credential shared with another channel, the admin token as a token, a destination this
+    /// server's outbound guard refuses (an address literal or a loopback name; no lookup) —
+    /// because two
     /// processes saved at once, or a process saved without knowing the other channels (a
     /// `tern.toml` it did not read, the admin token of another environment). Each with its
     /// problem, for `tern serve` to warn about at start-up: they stay in service (the admin
@@ -704,6 +706,20 @@ impl Channels {
         for c in &stored {
             for p in self.reserved_token(c).into_iter().chain(shared_credentials(c, &all)) {
                 out.push((c.name.clone(), p));
+            }
+            // Where its replies go, as far as it can be told without a name lookup: a setting
+            // saved with --allow-private-network by another command, served without it.
+            let (field, url) = match (&c.delivery.webhook_url, &c.platform) {
+                (Some(url), _) => (Field::WebhookUrl, url),
+                (None, Some(platform)) => (Field::ApiBase, platform.api_base()),
+                (None, None) => continue,
+            };
+            if let Some(reason) = crate::http::guard::static_refusal(url, self.allow_private_network) {
+                let message = format!(
+                    "every reply would be refused: Tern would refuse to deliver to {}: {reason}",
+                    crate::http::display_url(url)
+                );
+                out.push((c.name.clone(), Problem::at(field, message)));
             }
         }
         Ok(out)

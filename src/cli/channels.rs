@@ -129,7 +129,7 @@ pub(crate) async fn service(shared: &Shared) -> anyhow::Result<Channels> {
 pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<ExitCode> {
     let channels = service(shared).await?;
     match args.command {
-        ChannelsCommand::Add(a) => add(&channels, *a).await?,
+        ChannelsCommand::Add(a) => add(&channels, *a, &shared.public_url).await?,
         ChannelsCommand::List { json } => {
             let all = channels.list().await?;
             if json {
@@ -166,7 +166,17 @@ pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
+/// Where the server is reached from the internet, for the webhook URL a platform is told:
+/// the public URL when it is https, else a placeholder to fill in.
+fn public_base(public_url: &url::Url) -> String {
+    if public_url.scheme() == "https" {
+        public_url.as_str().trim_end_matches('/').to_string()
+    } else {
+        "https://YOUR-PUBLIC-HOST".into()
+    }
+}
+
+async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::Result<()> {
     let read_all = |vars: &[String], what: &str| -> anyhow::Result<Vec<SecretString>> {
         vars.iter().map(|v| read_secret(Some(v), None, what)).collect()
     };
@@ -174,8 +184,10 @@ async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
     let signing_secrets = read_all(&a.secret_env, "signing secret")?;
     let mut webhook_secret =
         a.webhook_secret_env.as_deref().map(|v| read_secret(Some(v), None, "webhook secret")).transpose()?;
-    // Replies are always signed: a webhook URL without a secret gets a new one, shown once.
-    let generated_webhook_secret = (webhook_secret.is_none()
+    // Replies are always signed: a generic channel's webhook URL without a secret gets a new
+    // one, shown once.
+    let generated_webhook_secret = (matches!(a.kind, KindArg::Generic)
+        && webhook_secret.is_none()
         && a.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty()))
     .then(|| SecretString::from(tern_engine::standard_webhooks::WebhookSecret::generate().to_whsec()));
     if generated_webhook_secret.is_some() {
@@ -188,6 +200,7 @@ async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
     let generated = (kind == ChannelKind::Generic && tokens.is_empty() && signing_secrets.is_empty())
         .then(tern_engine::channels::generate_token);
     tokens.extend(generated.clone());
+    let (a_secret_env, a_bot_env) = (a.secret_token_env.clone(), a.bot_token_env.clone());
     let secret_token = a.secret_token_env.as_deref().map(|v| read_secret(Some(v), None, "secret token")).transpose()?;
     let bot_token = a.bot_token_env.as_deref().map(|v| read_secret(Some(v), None, "bot token")).transpose()?;
     let draft = ChannelDraft {
@@ -220,14 +233,24 @@ async fn add(channels: &Channels, a: AddArgs) -> anyhow::Result<()> {
         println!("  {}", secret.expose_secret());
     }
     if saved.kind == ChannelKind::Telegram {
+        let host = public_base(public_url);
+        let webhook = format!("{host}/v1/channels/{}/webhook", saved.name);
+        let api = saved.api_base.as_deref().unwrap_or(tern_engine::platforms::telegram::DEFAULT_API_BASE);
+        let var = |v: &Option<String>, fallback: &str| v.clone().unwrap_or_else(|| fallback.to_string());
         println!(
-            "Telegram posts its updates to https://YOUR-PUBLIC-HOST/v1/channels/{}/webhook; register that URL and the secret token once with the Bot API:",
-            saved.name
+            "Telegram posts its updates to {webhook}; register that URL and the secret token once with the Bot API:"
         );
         println!(
-            "  curl -sS \"https://api.telegram.org/bot$BOT_TOKEN/setWebhook\" -d url=https://YOUR-PUBLIC-HOST/v1/channels/{}/webhook -d \"secret_token=$SECRET_TOKEN\"",
-            saved.name
+            "  curl -sS \"{}/bot${}/setWebhook\" -d url={webhook} -d \"secret_token=${}\"",
+            api.trim_end_matches('/'),
+            var(&a_bot_env, "TELEGRAM_BOT_TOKEN"),
+            var(&a_secret_env, "TELEGRAM_SECRET_TOKEN")
         );
+        if host.contains("YOUR-PUBLIC-HOST") {
+            println!(
+                "(give --public-url or TERN_PUBLIC_URL, the https address Telegram reaches this server at, to see it here)"
+            );
+        }
         println!("Replies are sent with sendMessage from the outbox (retried; a restart loses none).");
     } else {
         println!(

@@ -97,7 +97,9 @@ pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else if page.runs.is_empty() {
-                println!("no runs match (runs are kept as long as `tern serve --history-retention` says)");
+                println!(
+                    "no runs match (a channel's conversation is found with --channel NAME --conversation ID; runs are kept as long as `tern serve --history-retention` says)"
+                );
             } else {
                 print!("{}", table(&page.runs));
                 if page.next.is_some() {

@@ -24,6 +24,14 @@ pub struct SecretInput {
 /// and errors.
 pub fn read_secret(env: Option<&str>, file: Option<&PathBuf>, what: &str) -> anyhow::Result<SecretString> {
     let value = if let Some(var) = env {
+        // A value given where the name of a variable goes is not echoed back: it may be the
+        // secret itself.
+        let is_name =
+            !var.is_empty() && var.len() <= 128 && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        anyhow::ensure!(
+            is_name,
+            "the option for the {what} takes the NAME of an environment variable that holds it (e.g. `export BOT_TOKEN=…` then `--bot-token-env BOT_TOKEN`), not the value itself; what was given is not a variable name"
+        );
         std::env::var(var).with_context(|| format!("environment variable {var} (for the {what}) is not set"))?
     } else if let Some(path) = file {
         std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} from {}", path.display()))?

@@ -332,6 +332,18 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
             "channel `default` (POST /v1/conversations/{{id}}/messages)"
         );
     }
+    // Every platform channel and where its platform posts (the URL to give it).
+    if let Ok(all) = state.channel_service.list().await {
+        for c in all.iter().filter(|c| c.api_base.is_some()) {
+            tracing::info!(
+                kind = c.kind.as_str(),
+                webhook = %format!("{}/v1/channels/{}/webhook", shared.public_url.as_str().trim_end_matches('/'), c.name),
+                api_base = %c.api_base.as_deref().unwrap_or_default(),
+                "channel `{}` takes its platform's updates",
+                c.name
+            );
+        }
+    }
     match tern_store::Store::list_integrations(&*state.store).await {
         Ok(list) => {
             let added: std::collections::BTreeSet<&str> = list.iter().map(|r| r.name.as_str()).collect();

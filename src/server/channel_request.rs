@@ -32,11 +32,19 @@ const MAX_BODY: usize = 64 * 1024;
 /// channel's check (a bearer token, or signature headers); then `408`.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The one answer to a request to a platform webhook route without the platform's proof.
+pub const UNAUTHORIZED_PLATFORM: &str = "this route takes a messaging platform's updates for a platform channel: Telegram's carry the channel's secret token in `X-Telegram-Bot-Api-Secret-Token` (set with setWebhook's secret_token)";
+
 /// `401` with `{"error": UNAUTHORIZED, "code": "unauthorized"}` and `WWW-Authenticate: Bearer`.
 pub fn unauthorized() -> axum::response::Response {
     let mut r = ApiError::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED).code("unauthorized").into_response();
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
+}
+
+/// `401` of a platform webhook route: [`UNAUTHORIZED_PLATFORM`], the same whatever the reason.
+pub fn unauthorized_platform() -> axum::response::Response {
+    ApiError::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED_PLATFORM).code("unauthorized").into_response()
 }
 
 /// A request that carries its channel's credentials, with its path parameters and raw body.

@@ -27,7 +27,7 @@ use tern_engine::platforms::Platform;
 use tern_engine::platforms::telegram::{self, Update};
 
 use super::AppState;
-use super::channel_request::{log_refusal, read_body, unauthorized};
+use super::channel_request::{log_refusal, read_body, unauthorized_platform};
 use super::error::ApiError;
 use super::openapi::ErrorBody;
 
@@ -63,7 +63,7 @@ pub async fn post_webhook(
             // unbounded.
             let known = !matches!(refusal, tern_engine::channel_auth::Refusal::NoSuchChannel { .. });
             state.metrics.platform_update(if known { &name } else { "unknown" }, refusal.reason());
-            return unauthorized();
+            return unauthorized_platform();
         }
     };
     let label = channel.name.to_string();
@@ -73,7 +73,7 @@ pub async fn post_webhook(
     };
     let update = match &channel.platform {
         Some(Platform::Telegram(_)) => telegram::parse_update(tern_engine::json::without_bom(&body)),
-        None => return unauthorized(),
+        None => return unauthorized_platform(),
     };
     let update = match update {
         Ok(u) => u,

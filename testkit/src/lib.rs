@@ -71,6 +71,21 @@ struct Shared {
     slow_answered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// Serves `app` on 127.0.0.1 (a free port) on a thread and runtime of its own, for as long as
+/// the test process runs; returns where it listens once it does.
+pub fn serve_on_thread(app: Router) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send addr");
+            axum::serve(listener, app).await.expect("serve");
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("server started")
+}
+
 /// A Teamleader-like API plus endpoints for redirects, big and slow responses.
 pub struct TestApi {
     /// Where it listens.
@@ -93,16 +108,7 @@ impl TestApi {
     fn start_with(shared: Shared) -> Self {
         let log = shared.log.clone();
         let slow_answered = shared.slow_answered.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                tx.send(listener.local_addr().expect("addr")).expect("send addr");
-                axum::serve(listener, app(shared)).await.expect("serve");
-            });
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+        let addr = serve_on_thread(app(shared));
         Self { addr, log, slow_answered }
     }
 

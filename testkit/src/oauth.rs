@@ -117,16 +117,7 @@ impl AuthServer {
         let state = Shared::default();
         state.0.lock().unwrap().issued.push(CLIENT_SECRET.to_string());
         let s2 = state.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                tx.send(listener.local_addr().expect("addr")).expect("send");
-                axum::serve(listener, app(s2)).await.expect("serve");
-            });
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("started");
+        let addr = crate::serve_on_thread(app(s2));
         Self { addr, state }
     }
 

@@ -5,7 +5,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -57,18 +56,8 @@ impl Scripted {
             routes.into_iter().map(|(p, answers)| (p.to_string(), answers.into_iter().collect())).collect(),
         ));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
         let state = (script, log.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                tx.send(listener.local_addr().expect("addr")).expect("send addr");
-                let app = Router::new().fallback(serve).with_state(state);
-                axum::serve(listener, app).await.expect("serve");
-            });
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+        let addr = crate::serve_on_thread(Router::new().fallback(serve).with_state(state));
         Self { addr, log }
     }
 

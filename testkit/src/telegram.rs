@@ -52,18 +52,8 @@ impl FakeTelegram {
     /// Starts the fake for the bot `token`, on its own thread.
     pub fn start(token: &str) -> Self {
         let state: Shared = Arc::new(Mutex::new(State_ { token: token.to_string(), ..State_::default() }));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let shared = state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                tx.send(listener.local_addr().expect("addr")).expect("send addr");
-                let app = Router::new().route("/{bot}/{method}", axum::routing::post(call)).with_state(shared);
-                axum::serve(listener, app).await.expect("serve");
-            });
-        });
-        let addr = rx.recv_timeout(Duration::from_secs(10)).expect("fake Telegram started");
+        let app = Router::new().route("/{bot}/{method}", axum::routing::post(call)).with_state(state.clone());
+        let addr = crate::serve_on_thread(app);
         Self { addr, state }
     }
 

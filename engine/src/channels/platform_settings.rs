@@ -13,22 +13,17 @@ use crate::platforms::{Platform, telegram};
 /// The settings of a `kind` channel from `draft`, each broken rule pushed to `problems`.
 pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<Platform> {
     let name = kind.as_str();
-    for (field, given) in [
+    let generic = [
         (Field::Tokens, !draft.tokens.is_empty()),
         (Field::SigningSecrets, !draft.signing_secrets.is_empty()),
         (Field::WebhookUrl, draft.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty())),
         (Field::WebhookSecret, draft.webhook_secret.is_some()),
-    ] {
-        if given {
-            problems.push(Problem::at(
-                field,
-                format!(
-                    "a {name} channel takes its messages from the platform at /v1/channels/NAME/webhook and sends replies through the platform's API: it has no {}; leave it out",
-                    field.label().to_lowercase()
-                ),
-            ));
-        }
-    }
+    ];
+    refuse_given(&generic, problems, |label| {
+        format!(
+            "a {name} channel takes its messages from the platform at /v1/channels/NAME/webhook and sends replies through the platform's API: it has no {label}; leave it out"
+        )
+    });
     match kind {
         ChannelKind::Generic => None,
         ChannelKind::Telegram => telegram_settings(draft, problems).map(Platform::Telegram),
@@ -37,19 +32,23 @@ pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<
 
 /// A generic channel's draft with a platform's settings: each is a problem.
 pub(super) fn none_for_generic(draft: &ChannelDraft, problems: &mut Vec<Problem>) {
-    for (field, given) in [
+    let platform = [
         (Field::SecretToken, draft.secret_token.is_some()),
         (Field::BotToken, draft.bot_token.is_some()),
         (Field::ApiBase, draft.api_base.is_some()),
-    ] {
-        if given {
-            problems.push(Problem::at(
-                field,
-                format!(
-                    "only a platform channel (`--kind telegram`) has a {}; a generic channel has bearer tokens or signing secrets",
-                    field.label().to_lowercase()
-                ),
-            ));
+    ];
+    refuse_given(&platform, problems, |label| {
+        format!(
+            "only a platform channel (`--kind telegram`) has a {label}; a generic channel has bearer tokens or signing secrets"
+        )
+    });
+}
+
+/// A problem at each field that is given, in words made from its label.
+fn refuse_given(fields: &[(Field, bool)], problems: &mut Vec<Problem>, message: impl Fn(&str) -> String) {
+    for (field, given) in fields {
+        if *given {
+            problems.push(Problem::at(*field, message(&field.label().to_lowercase())));
         }
     }
 }

@@ -59,12 +59,17 @@ pub(super) fn shared_credentials(channel: &Channel, others: &[&Channel]) -> Vec<
             }) else {
                 continue;
             };
+            let instead = if *field == Field::BotToken {
+                "a bot is one channel: make another bot with @BotFather for another channel"
+            } else {
+                "give each channel values of its own (e.g. `openssl rand -hex 32`, or `whsec_` followed by `openssl rand -base64 32` for a secret)"
+            };
             push(
                 &mut problems,
                 Problem::at(
                     *field,
                     format!(
-                        "this {} is also channel `{}`'s {}: a credential names one channel, so that what is made for one is never accepted by another; give each channel values of its own (e.g. `openssl rand -hex 32`, or `whsec_` followed by `openssl rand -base64 32` for a secret)",
+                        "this {} is also channel `{}`'s {}: a credential names one channel, so that what is made for one is never accepted by another; {instead}",
                         field.label().to_lowercase(),
                         other.name,
                         their_field.label().to_lowercase()

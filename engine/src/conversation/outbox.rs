@@ -445,30 +445,36 @@ mod tests {
         }
     }
 
+    /// An outbox over a memory store whose one channel, `name` (`incarnation`), delivers to
+    /// `url`, with the guard's default policy (private networks denied).
+    fn outbox_of(name: &ChannelName, incarnation: Option<Incarnation>, url: &str) -> Outbox {
+        let channel = Channel {
+            name: name.clone(),
+            incarnation,
+            kind: ChannelKind::Generic,
+            inbound: Default::default(),
+            delivery: Delivery {
+                webhook_url: Some(url.parse().unwrap()),
+                webhook_secret: Some(WebhookSecret::generate()),
+            },
+            platform: None,
+        };
+        Outbox::new(
+            Arc::new(crate::conversation::MemoryConversationStore::default()),
+            HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
+            Arc::new(FixedChannels::new([channel])),
+            OutboxPolicy::default(),
+            crate::clock::system(),
+        )
+    }
+
     /// A delivery goes to its own channel's incarnation only: the same name removed and added
     /// again (another incarnation), or gone, drops it; the same incarnation gets it.
     #[tokio::test]
     async fn a_delivery_goes_only_to_the_incarnation_it_was_written_for() {
         let name = ChannelName::new("support").unwrap();
         let now = Some(Incarnation::generate());
-        let channel = Channel {
-            name: name.clone(),
-            incarnation: now.clone(),
-            kind: ChannelKind::Generic,
-            inbound: Default::default(),
-            delivery: Delivery {
-                webhook_url: Some("https://chat.example.com/replies".parse().unwrap()),
-                webhook_secret: Some(WebhookSecret::generate()),
-            },
-            platform: None,
-        };
-        let outbox = Outbox::new(
-            Arc::new(crate::conversation::MemoryConversationStore::default()),
-            HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
-            Arc::new(FixedChannels::new([channel])),
-            OutboxPolicy::default(),
-            crate::clock::system(),
-        );
+        let outbox = outbox_of(&name, now.clone(), "https://chat.example.com/replies");
         let same = ChannelRef { name: name.clone(), incarnation: now };
         assert!(target(&outbox, &item(same)).await.is_ok());
         let before = ChannelRef { name: name.clone(), incarnation: Some(Incarnation::generate()) };
@@ -486,24 +492,7 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_the_guard_refuses_is_not_retried() {
         let name = ChannelName::new("support").unwrap();
-        let channel = Channel {
-            name: name.clone(),
-            incarnation: None,
-            kind: ChannelKind::Generic,
-            inbound: Default::default(),
-            delivery: Delivery {
-                webhook_url: Some("http://127.0.0.1:9/replies".parse().unwrap()),
-                webhook_secret: Some(WebhookSecret::generate()),
-            },
-            platform: None,
-        };
-        let outbox = Outbox::new(
-            Arc::new(crate::conversation::MemoryConversationStore::default()),
-            HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
-            Arc::new(FixedChannels::new([channel])),
-            OutboxPolicy::default(),
-            crate::clock::system(),
-        );
+        let outbox = outbox_of(&name, None, "http://127.0.0.1:9/replies");
         let item = item(ChannelRef::named(name));
         let Ok(target) = target(&outbox, &item).await else { panic!("the channel is there") };
         match send(&outbox, &item, &target).await {

@@ -30,9 +30,10 @@ pub const SECRET_TOKEN_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// The Bot API's base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
 
-/// Longest text of one `sendMessage`, in characters (the Bot API's limit, after entities
-/// parsing): a longer reply is sent in several messages.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
+/// Longest text of one `sendMessage` (the Bot API's 4,096 characters), counted in UTF-16 code
+/// units as Telegram counts text (its entity offsets are in them; an emoji is two): a longer
+/// reply is sent in several messages.
+pub const MAX_MESSAGE_UNITS: usize = 4096;
 
 /// What a Telegram channel needs: the webhook's secret token, the bot token, the API base.
 #[derive(Clone)]
@@ -306,18 +307,32 @@ pub fn webhook_response(update: &Update) -> Value {
     }
 }
 
-/// `text` cut into parts of at most [`MAX_MESSAGE_CHARS`] characters (at a line break or a
-/// space when there is one in the second half of a part), in order; an empty text is no part.
+/// `text` cut into parts of at most [`MAX_MESSAGE_UNITS`] UTF-16 units, in order: at the last
+/// line break in the second half of a part, else the last space there, else where the limit
+/// falls (never inside a character); an empty text is no part.
 pub fn parts(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
-        let Some((cut, _)) = rest.char_indices().nth(MAX_MESSAGE_CHARS) else {
+        let mut units = 0;
+        let cut = rest
+            .char_indices()
+            .find(|(_, c)| {
+                units += c.len_utf16();
+                units > MAX_MESSAGE_UNITS
+            })
+            .map(|(i, _)| i);
+        let Some(cut) = cut else {
             out.push(rest.to_string());
             break;
         };
         let head = &rest[..cut];
-        let at = head.rfind(['\n', ' ']).filter(|i| *i > cut / 2).map_or(cut, |i| i + 1);
+        let in_second_half = |i: &usize| *i > cut / 2;
+        let at = head
+            .rfind('\n')
+            .filter(in_second_half)
+            .or_else(|| head.rfind(' ').filter(in_second_half))
+            .map_or(cut, |i| i + 1);
         out.push(rest[..at].to_string());
         rest = &rest[at..];
     }
@@ -493,8 +508,17 @@ mod tests {
         assert_eq!(cut.concat(), long);
         let solid = "é".repeat(5000);
         let cut = parts(&solid);
-        assert_eq!(cut[0].chars().count(), MAX_MESSAGE_CHARS);
+        assert_eq!(cut[0].chars().count(), MAX_MESSAGE_UNITS);
         assert_eq!(cut.concat(), solid);
+        // A line break in the second half wins over a later space.
+        let lines = format!("{}\n{} {}", "a".repeat(3000), "b".repeat(900), "c".repeat(900));
+        assert_eq!(parts(&lines)[0], format!("{}\n", "a".repeat(3000)));
+        // Emoji are two UTF-16 units each: 3,000 of them are two messages.
+        let emoji = "😀".repeat(3000);
+        let cut = parts(&emoji);
+        assert_eq!(cut.len(), 2);
+        assert!(cut.iter().all(|p| p.encode_utf16().count() <= MAX_MESSAGE_UNITS), "within the limit");
+        assert_eq!(cut.concat(), emoji);
     }
 
     #[test]

@@ -333,8 +333,18 @@ async fn concurrent_saves_and_stored_conflicts_keep_one_credential_per_channel()
     admin.inbound.tokens =
         vec![SecretString::from(ADMIN.to_string()), SecretString::from("adm-own-token-0123456789".to_string())];
     store.put_channel(&admin).await.unwrap();
+    // Saved by a command with --allow-private-network, served without it.
+    let mut local = default_channel();
+    local.name = name("local");
+    local.inbound.tokens = vec![SecretString::from("local-own-token-0123456789".to_string())];
+    local.delivery.webhook_url = Some(url::Url::parse("http://127.0.0.1:9/replies").unwrap());
+    store.put_channel(&local).await.unwrap();
     let reserving = service(store.clone(), &clock, &[]).reserving([SecretString::from(ADMIN.to_string())]);
     let conflicts = reserving.stored_conflicts().await.unwrap();
+    assert!(
+        conflicts.iter().any(|(n, p)| n.as_str() == "local" && p.message.contains("every reply would be refused")),
+        "{conflicts:?}"
+    );
     let named: Vec<String> = conflicts.iter().map(|(n, _)| n.to_string()).collect();
     assert!(named.contains(&"twin".to_string()) && named.iter().any(|n| n.starts_with("race")), "{conflicts:?}");
     assert!(conflicts.iter().any(|(n, p)| n.as_str() == "adm" && p.message.contains("admin token")), "{conflicts:?}");

@@ -302,6 +302,20 @@ impl<F: Flavor> SqlStore<F> {
         Ok(pruned)
     }
 
+    /// Updates the delivery `id` only while it is claimed as `lease` (a stale claim's update
+    /// changes nothing): `set` assigns from `$1`, `$2`… in the order of `values`.
+    async fn update_claimed(&self, set: &str, values: &[i64], id: &str, lease: i64) -> Result<(), StoreError> {
+        let n = values.len();
+        let sql = format!("UPDATE outbox SET {set} WHERE id = ${} AND lease = ${}", n + 1, n + 2);
+        let _gate = self.gate().await;
+        let mut query = sqlx::query(&sql);
+        for v in values {
+            query = query.bind(*v);
+        }
+        query.bind(id).bind(lease).execute(&self.pool).await.map_err(self.db())?;
+        Ok(())
+    }
+
     /// An accepted message from its `inbox` row; one that cannot be read is logged and left
     /// out, so that it does not stop the others from being recovered.
     fn inbound_of(&self, r: &AnyRow) -> Option<Inbound> {
@@ -553,28 +567,11 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
     }
 
     async fn outbox_retry(&self, id: &str, lease: i64, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        sqlx::query("UPDATE outbox SET attempts = $1, next_attempt_ms = $2 WHERE id = $3 AND lease = $4")
-            .bind(i64::from(attempts))
-            .bind(next_at_ms)
-            .bind(id)
-            .bind(lease)
-            .execute(&self.pool)
-            .await
-            .map_err(self.db())?;
-        Ok(())
+        self.update_claimed("attempts = $1, next_attempt_ms = $2", &[i64::from(attempts), next_at_ms], id, lease).await
     }
 
     async fn outbox_progress(&self, id: &str, lease: i64, sent: u32) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        sqlx::query("UPDATE outbox SET sent = $1 WHERE id = $2 AND lease = $3")
-            .bind(i64::from(sent))
-            .bind(id)
-            .bind(lease)
-            .execute(&self.pool)
-            .await
-            .map_err(self.db())?;
-        Ok(())
+        self.update_claimed("sent = $1", &[i64::from(sent)], id, lease).await
     }
 
     async fn outbox_len(&self) -> Result<u64, StoreError> {

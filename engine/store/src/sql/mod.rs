@@ -123,6 +123,12 @@ pub trait Flavor: Send + Sync + Sized + 'static {
         Ok(())
     }
 
+    /// Told of every database error the store meets (SQLite: a read-only one makes connections
+    /// be checked before they are handed out for a while, see `sqlite::ReadOnlySeen`).
+    fn noted(&self, error: &sqlx::Error) {
+        let _ = error;
+    }
+
     /// Whether the database's files can be written, where the database is files (SQLite):
     /// the fault and the detail for the log.
     fn writable(&self) -> Result<(), (crate::health::Fault, String)> {
@@ -215,7 +221,10 @@ impl<F: Flavor> SqlStore<F> {
     }
 
     pub(crate) fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-        move |source| StoreError::Database { location: self.location.clone(), cause: Box::new(source) }
+        move |source| {
+            self.flavor.noted(&source);
+            StoreError::Database { location: self.location.clone(), cause: Box::new(source) }
+        }
     }
 
     /// Opens a transaction that writes ([`Dialect::begin_write`]).

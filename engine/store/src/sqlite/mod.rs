@@ -44,9 +44,42 @@ const WAL_RESTART_FRAMES: i64 = 4096;
 #[derive(Debug, Default)]
 pub struct Sqlite {
     write_gate: tokio::sync::Mutex<()>,
+    /// When a write last failed because the database was read-only.
+    read_only_seen: ReadOnlySeen,
     history: HistoryCount,
     /// The database file (its write-ahead log is next to it, `-wal`).
     file: std::path::PathBuf,
+}
+
+/// When (Unix ms) an error last said the database is read-only (SQLite `SQLITE_READONLY`),
+/// shared with the pool's check before a connection is handed out. SQLite opens a file it
+/// cannot write read-only, silently, and a connection that met the file while it was
+/// unwritable may stay read-only after the file is writable again; so for
+/// [`READ_ONLY_RECHECK_MS`] after such an error, every idle connection is probed with a write
+/// (rolled back) before use, and one that cannot write is closed instead of handed out. Outside
+/// that window nothing is probed (the probe takes the write lock).
+#[derive(Clone, Debug, Default)]
+struct ReadOnlySeen(std::sync::Arc<AtomicI64>);
+
+/// How long after a read-only error connections are probed before use, in ms.
+const READ_ONLY_RECHECK_MS: i64 = 60_000;
+
+impl ReadOnlySeen {
+    fn now_ms() -> i64 {
+        i64::try_from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+        )
+        .unwrap_or(i64::MAX)
+    }
+
+    fn note(&self) {
+        self.0.store(Self::now_ms(), Relaxed);
+    }
+
+    fn recent(&self) -> bool {
+        let at = self.0.load(Relaxed);
+        at > 0 && Self::now_ms().saturating_sub(at) < READ_ONLY_RECHECK_MS
+    }
 }
 
 /// How many runs history holds, as the writer and the pruning pass see it, so that the writer
@@ -109,14 +142,21 @@ impl SqlStore<Sqlite> {
         let db_err = |source: sqlx::Error| StoreError::Database { location: location.clone(), cause: Box::new(source) };
         create_private_file(path).map_err(|e| db_err(sqlx::Error::Io(e)))?;
         let opts = AnyConnectOptions::from_str(&format!("sqlite:{}?mode=rwc", url_path(path))).map_err(db_err)?;
+        let read_only_seen = ReadOnlySeen::default();
+        let seen = read_only_seen.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(POOL_SIZE)
             .after_connect(set_up)
+            .before_acquire(move |conn, _| {
+                let recheck = seen.recent();
+                Box::pin(async move { if recheck { can_write(conn).await } else { Ok(true) } })
+            })
             .after_release(crate::sql::still_usable)
             .connect_with(opts)
             .await
             .map_err(db_err)?;
-        let store = Self::new(pool, keys, location, Sqlite { file: path.to_path_buf(), ..Sqlite::default() });
+        let flavor = Sqlite { file: path.to_path_buf(), read_only_seen, ..Sqlite::default() };
+        let store = Self::new(pool, keys, location, flavor);
         store.adopt_legacy_versions().await?;
         store.migrate(&MIGRATOR).await?;
         store.check_key().await?;
@@ -205,6 +245,21 @@ fn set_up(
     })
 }
 
+/// Whether an idle connection still writes ([`ReadOnlySeen`]): the write probe, rolled back;
+/// `false` (the pool closes it) when SQLite says it is read-only.
+async fn can_write(conn: &mut sqlx::AnyConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Executor;
+    let probe = conn.execute(WRITE_PROBE).await;
+    let _ = conn.execute("ROLLBACK").await;
+    match probe {
+        Err(e) if crate::health::Fault::of(&e) == crate::health::Fault::ReadOnly => {
+            tracing::warn!("a database connection stayed read-only after the file was; closing it");
+            Ok(false)
+        }
+        _ => Ok(true),
+    }
+}
+
 /// A write that is always rolled back (the caller ends the transaction): it fails on a
 /// connection that SQLite opened read-only ([`set_up`]).
 const WRITE_PROBE: &str =
@@ -243,6 +298,12 @@ impl Flavor for Sqlite {
 
     fn write_gate(&self) -> Option<&tokio::sync::Mutex<()>> {
         Some(&self.write_gate)
+    }
+
+    fn noted(&self, error: &sqlx::Error) {
+        if crate::health::Fault::of(error) == crate::health::Fault::ReadOnly {
+            self.read_only_seen.note();
+        }
     }
 
     /// The database file and its write-ahead log can be written: a file made read-only while
