@@ -54,37 +54,45 @@ fn refuse_given(fields: &[(Field, bool)], problems: &mut Vec<Problem>, message: 
 }
 
 fn telegram_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<telegram::Telegram> {
-    let secret_token = match &draft.secret_token {
-        None => {
-            problems.push(Problem::at(
-                Field::SecretToken,
-                "a Telegram channel needs the secret token Telegram sends with every update (the `secret_token` of setWebhook): make one with `openssl rand -hex 32`",
-            ));
-            None
-        }
-        Some(t) => match telegram::check_secret_token(t.expose_secret().trim()) {
-            Ok(()) => Some(secrecy::SecretString::from(t.expose_secret().trim().to_string())),
-            Err(e) => {
-                problems.push(Problem::at(Field::SecretToken, e));
-                None
-            }
-        },
-    };
-    let bot_token = match &draft.bot_token {
-        None => {
-            problems.push(Problem::at(Field::BotToken, "a Telegram channel needs the bot's token from @BotFather"));
-            None
-        }
-        Some(t) => match telegram::check_bot_token(t.expose_secret().trim()) {
-            Ok(()) => Some(secrecy::SecretString::from(t.expose_secret().trim().to_string())),
-            Err(e) => {
-                problems.push(Problem::at(Field::BotToken, e));
-                None
-            }
-        },
-    };
+    let secret_token = token(
+        draft.secret_token.as_ref(),
+        Field::SecretToken,
+        "a Telegram channel needs the secret token Telegram sends with every update (the `secret_token` of setWebhook): make one with `openssl rand -hex 32`",
+        telegram::check_secret_token,
+        problems,
+    );
+    let bot_token = token(
+        draft.bot_token.as_ref(),
+        Field::BotToken,
+        "a Telegram channel needs the bot's token from @BotFather",
+        telegram::check_bot_token,
+        problems,
+    );
     let api_base = api_base(draft.api_base.as_deref(), telegram::DEFAULT_API_BASE, problems);
     Some(telegram::Telegram { secret_token: secret_token?, bot_token: bot_token?, api_base: api_base? })
+}
+
+/// A required token at `field`: trimmed and checked by `rule`; `missing` says what to do when
+/// it is not given.
+fn token(
+    given: Option<&secrecy::SecretString>,
+    field: Field,
+    missing: &str,
+    rule: fn(&str) -> Result<(), &'static str>,
+    problems: &mut Vec<Problem>,
+) -> Option<secrecy::SecretString> {
+    let Some(t) = given else {
+        problems.push(Problem::at(field, missing));
+        return None;
+    };
+    let t = t.expose_secret().trim();
+    match rule(t) {
+        Ok(()) => Some(secrecy::SecretString::from(t.to_string())),
+        Err(e) => {
+            problems.push(Problem::at(field, e));
+            None
+        }
+    }
 }
 
 /// The API base: `given` (http or https, with a host, no query or fragment, at most

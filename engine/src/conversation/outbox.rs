@@ -382,8 +382,7 @@ async fn send_telegram(
         .collect();
     let start = usize::try_from(item.sent).unwrap_or(usize::MAX);
     for (n, text) in parts.iter().enumerate().skip(start) {
-        let req = telegram::send_message(telegram, chat_id, text, outbox.policy.attempt_timeout())
-            .map_err(SendFailure::Refused)?;
+        let req = telegram::send_message(telegram, chat_id, text, outbox.policy.attempt_timeout());
         // The error may name the URL, which holds the bot token: masked.
         let answer = outbox.client.send(&req, None).await.map_err(|e| failure_of(&e))?;
         match telegram::outcome(answer.status.as_u16(), &answer.body) {
