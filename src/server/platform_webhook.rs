@@ -59,9 +59,10 @@ pub async fn post_webhook(
         Ok(c) => c,
         Err(refusal) => {
             log_refusal(&name, &format!("/v1/channels/{name}/webhook"), &refusal);
-            // Only a channel that exists is a label: unknown names would make the metric
-            // unbounded.
-            let known = !matches!(refusal, tern_engine::channel_auth::Refusal::NoSuchChannel { .. });
+            // Only a channel found to exist is a label (not one that is unknown, nor one whose
+            // lookup failed): any other name would make the metric unbounded.
+            use tern_engine::channel_auth::Refusal;
+            let known = matches!(refusal, Refusal::NotAPlatform | Refusal::WrongPlatformProof { .. });
             state.metrics.platform_update(if known { &name } else { "unknown" }, refusal.reason());
             return unauthorized_platform();
         }
