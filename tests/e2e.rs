@@ -54,3 +54,4 @@ mod security;
 mod serve;
 mod telegram;
 mod validate;
+mod whatsapp;

@@ -57,6 +57,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ),
     ("README.md", "export SUPPORT_TOKEN=…", Check::Test("channel_commands")),
     ("README.md", "export TELEGRAM_BOT_TOKEN=…", Check::Test("telegram_commands")),
+    ("README.md", "export WHATSAPP_APP_SECRET=…", Check::Test("whatsapp_commands")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
@@ -673,6 +674,29 @@ fn telegram_commands() {
     let shown = s.ok(&b, "tern channels show telegram");
     assert!(shown.contains("API base:        https://api.telegram.org/"), "{shown}");
     assert!(!out.contains(BOT) && !shown.contains(BOT), "the bot token is never shown");
+}
+
+/// The WhatsApp block: the token kept as a secret, the integration and the channel added, and
+/// what to paste into the Meta app dashboard printed (the callback URL, the verify token's
+/// variable), no secret shown.
+#[test]
+fn whatsapp_commands() {
+    const APP_SECRET: &str = "6c0ffee0ddba11a5f00dfeedc0de4b1d";
+    const META_TOKEN: &str = "EAAGReadmeTestSystemUserToken0123456789";
+    let s = Sandbox::new();
+    let b = block("README.md", "export WHATSAPP_APP_SECRET=…");
+    let text = b
+        .text
+        .replace("export WHATSAPP_APP_SECRET=…", &format!("export WHATSAPP_APP_SECRET={APP_SECRET}"))
+        .replace("export META_TOKEN=…", &format!("export META_TOKEN={META_TOKEN}"));
+    let out = s.ok(&b, &text);
+    assert!(out.contains("channel `whatsapp` saved (whatsapp, app secret, verify token)"), "{out}");
+    assert!(out.contains("Callback URL: https://tern.example.com/v1/channels/whatsapp/webhook"), "{out}");
+    assert!(out.contains("Verify token: the value of $WHATSAPP_VERIFY_TOKEN"), "{out}");
+    assert!(out.contains("phone number id: 106540352242922"), "{out}");
+    assert!(out.contains("integration:     meta"), "{out}");
+    assert!(out.contains("API base:        https://graph.facebook.com/v23.0"), "{out}");
+    assert!(!out.contains(APP_SECRET) && !out.contains(META_TOKEN), "no secret is shown: {out}");
 }
 
 /// Runs each `cargo run -p tern-plugin-build -- c DIR -o FILE` line of `text` through

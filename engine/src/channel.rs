@@ -54,6 +54,9 @@ pub enum ChannelKind {
     /// A Telegram bot: updates at `/v1/channels/{name}/webhook`, replies through the Bot API
     /// ([`crate::platforms::telegram`]).
     Telegram,
+    /// A WhatsApp Business number (Cloud API): notifications at `/v1/channels/{name}/webhook`,
+    /// replies through the Cloud API ([`crate::platforms::whatsapp`]).
+    Whatsapp,
 }
 
 impl ChannelKind {
@@ -62,6 +65,7 @@ impl ChannelKind {
         match self {
             Self::Generic => "generic",
             Self::Telegram => "telegram",
+            Self::Whatsapp => "whatsapp",
         }
     }
 }

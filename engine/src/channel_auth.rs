@@ -269,7 +269,8 @@ pub enum Refusal {
     )]
     NotAPlatform,
     /// A platform request without the channel's platform credential (Telegram: the
-    /// `X-Telegram-Bot-Api-Secret-Token` header is missing or not the channel's secret token).
+    /// `X-Telegram-Bot-Api-Secret-Token` header is missing or not the channel's secret token;
+    /// WhatsApp: `X-Hub-Signature-256` is missing or not the app secret's signature of the body).
     #[error("the request does not carry the channel's {proof} (set with the platform when its webhook was set)")]
     WrongPlatformProof {
         /// What was expected, in the platform's words.
@@ -447,8 +448,10 @@ impl ChannelAuth {
 
     /// The channel called `name` for a request to its platform webhook route
     /// (`/v1/channels/{name}/webhook`), when the headers carry the platform's proof for it
-    /// (Telegram: its secret token, [`crate::platforms::telegram::verify`]). Decided on the
-    /// headers alone, before the body is read.
+    /// ([`Platform::check_headers`](crate::platforms::Platform::check_headers): Telegram's
+    /// secret token; WhatsApp's signature header, whose check on the body follows with
+    /// [`Platform::check_body`](crate::platforms::Platform::check_body)). Decided on the headers
+    /// alone, before the body is read.
     ///
     /// # Errors
     /// [`Refusal::NoSuchChannel`], [`Refusal::NotAPlatform`], [`Refusal::WrongPlatformProof`],
@@ -459,13 +462,10 @@ impl ChannelAuth {
         let channel = self.channels.channel(&name).await?.ok_or_else(unknown)?;
         match &channel.platform {
             None => Err(Refusal::NotAPlatform),
-            Some(crate::platforms::Platform::Telegram(t)) => {
-                if crate::platforms::telegram::verify(t, headers) {
-                    Ok(channel)
-                } else {
-                    Err(Refusal::WrongPlatformProof { proof: "secret token (X-Telegram-Bot-Api-Secret-Token)" })
-                }
-            }
+            Some(platform) => match platform.check_headers(headers) {
+                Ok(()) => Ok(channel),
+                Err(proof) => Err(Refusal::WrongPlatformProof { proof }),
+            },
         }
     }
 

@@ -29,6 +29,7 @@ use crate::channel::{
     Channel, ChannelDirectory, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, StoredChannel,
 };
 use crate::clock::Clock;
+use crate::platforms::Platform;
 use crate::secrets::known;
 use crate::standard_webhooks::WebhookSecret;
 use crate::storage::StoreError;
@@ -85,6 +86,14 @@ pub enum Field {
     BotToken,
     /// A platform API's base URL.
     ApiBase,
+    /// The secret a platform signs its requests with (WhatsApp: the Meta app secret).
+    AppSecret,
+    /// The token of a platform's verification handshake (WhatsApp).
+    VerifyToken,
+    /// The platform's id of the business phone number replies are sent from (WhatsApp).
+    PhoneNumberId,
+    /// The integration whose token authenticates the replies (WhatsApp).
+    Integration,
 }
 
 impl Field {
@@ -100,6 +109,10 @@ impl Field {
             Self::SecretToken => "secret_token",
             Self::BotToken => "bot_token",
             Self::ApiBase => "api_base",
+            Self::AppSecret => "app_secret",
+            Self::VerifyToken => "verify_token",
+            Self::PhoneNumberId => "phone_number_id",
+            Self::Integration => "integration",
         }
     }
 
@@ -115,6 +128,10 @@ impl Field {
             Self::SecretToken => "--secret-token-env",
             Self::BotToken => "--bot-token-env",
             Self::ApiBase => "--api-base",
+            Self::AppSecret => "--app-secret-env",
+            Self::VerifyToken => "--verify-token-env",
+            Self::PhoneNumberId => "--phone-number-id",
+            Self::Integration => "--integration",
         }
     }
 
@@ -130,6 +147,10 @@ impl Field {
             Self::SecretToken => "Secret token",
             Self::BotToken => "Bot token",
             Self::ApiBase => "API base URL",
+            Self::AppSecret => "App secret",
+            Self::VerifyToken => "Verify token",
+            Self::PhoneNumberId => "Phone number id",
+            Self::Integration => "Integration",
         }
     }
 }
@@ -242,6 +263,14 @@ pub struct ChannelDraft {
     pub bot_token: Option<SecretString>,
     /// A platform API's base URL (its default when `None`: tests and regional endpoints set it).
     pub api_base: Option<String>,
+    /// The secret a platform signs its requests with (WhatsApp: the Meta app secret).
+    pub app_secret: Option<SecretString>,
+    /// The token of a platform's verification handshake (WhatsApp).
+    pub verify_token: Option<SecretString>,
+    /// The business phone number's id (WhatsApp).
+    pub phone_number_id: Option<String>,
+    /// The integration that authenticates the replies (WhatsApp), by name.
+    pub integration: Option<String>,
 }
 
 impl fmt::Debug for ChannelDraft {
@@ -255,6 +284,10 @@ impl fmt::Debug for ChannelDraft {
             .field("secret_token", &self.secret_token.as_ref().map(|_| "[redacted]"))
             .field("bot_token", &self.bot_token.as_ref().map(|_| "[redacted]"))
             .field("api_base", &self.api_base)
+            .field("app_secret", &self.app_secret.as_ref().map(|_| "[redacted]"))
+            .field("verify_token", &self.verify_token.as_ref().map(|_| "[redacted]"))
+            .field("phone_number_id", &self.phone_number_id)
+            .field("integration", &self.integration)
             .finish()
     }
 }
@@ -276,7 +309,7 @@ impl ChannelDraft {
         if self.kind.is_none() {
             problems.push(Problem::at(
                 Field::Kind,
-                "the kind is required: `generic` (a channel that posts Tern's JSON) or `telegram` (a Telegram bot)",
+                "the kind is required: `generic` (a channel that posts Tern's JSON), `telegram` (a Telegram bot) or `whatsapp` (a WhatsApp Business number)",
             ));
         }
         if let Some(kind) = self.kind.filter(|k| *k != ChannelKind::Generic) {
@@ -428,10 +461,18 @@ pub struct ChannelSummary {
     pub open: bool,
     /// A platform channel's API base URL (`None` for a generic channel).
     pub api_base: Option<String>,
-    /// Whether a platform channel's webhook secret is set (Telegram's secret token).
+    /// Whether a Telegram channel's secret token is set.
     pub secret_token_set: bool,
-    /// Whether a platform channel's bot token is set.
+    /// Whether a Telegram channel's bot token is set.
     pub bot_token_set: bool,
+    /// Whether a WhatsApp channel's app secret is set.
+    pub app_secret_set: bool,
+    /// Whether a WhatsApp channel's verify token is set.
+    pub verify_token_set: bool,
+    /// A WhatsApp channel's phone number id.
+    pub phone_number_id: Option<String>,
+    /// The integration that authenticates a platform channel's replies (WhatsApp).
+    pub integration: Option<String>,
     /// When it was first saved (stored channels), Unix seconds.
     pub created_at: Option<i64>,
     /// When it was last saved (stored channels), Unix seconds.
@@ -450,8 +491,15 @@ impl ChannelSummary {
             webhook_secret_set: channel.delivery.webhook_secret.is_some(),
             open: channel.inbound.open,
             api_base: channel.platform.as_ref().map(|p| crate::http::display_url(p.api_base())),
-            secret_token_set: channel.platform.is_some(),
-            bot_token_set: channel.platform.is_some(),
+            secret_token_set: matches!(channel.platform, Some(Platform::Telegram(_))),
+            bot_token_set: matches!(channel.platform, Some(Platform::Telegram(_))),
+            app_secret_set: matches!(channel.platform, Some(Platform::WhatsApp(_))),
+            verify_token_set: matches!(channel.platform, Some(Platform::WhatsApp(_))),
+            phone_number_id: match &channel.platform {
+                Some(Platform::WhatsApp(w)) => Some(w.phone_number_id.clone()),
+                _ => None,
+            },
+            integration: channel.platform.as_ref().and_then(Platform::integration).map(ToString::to_string),
             created_at: times.map(|t| t.0),
             updated_at: times.map(|t| t.1),
         }

@@ -25,6 +25,10 @@ enum KindArg {
     /// A Telegram bot: Telegram posts updates to /v1/channels/NAME/webhook; replies go
     /// through the Bot API (--secret-token-env, --bot-token-env).
     Telegram,
+    /// A WhatsApp Business number (Cloud API): Meta posts notifications to
+    /// /v1/channels/NAME/webhook; replies go through the Cloud API with an integration's
+    /// token (--app-secret-env, --verify-token-env, --phone-number-id, --integration).
+    Whatsapp,
 }
 
 #[derive(Debug, Args)]
@@ -56,10 +60,26 @@ struct AddArgs {
     /// Telegram: read the bot token (from @BotFather) from this environment variable.
     #[arg(long, value_name = "VAR")]
     bot_token_env: Option<String>,
-    /// A platform's API base URL (default: the platform's own, e.g. https://api.telegram.org;
-    /// for tests and regional endpoints).
+    /// A platform's API base URL (default: the platform's own, e.g. https://api.telegram.org,
+    /// https://graph.facebook.com/v23.0; for tests and regional endpoints).
     #[arg(long, value_name = "URL")]
     api_base: Option<String>,
+    /// WhatsApp: read the Meta app's secret (App settings > Basic), which signs every
+    /// notification, from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    app_secret_env: Option<String>,
+    /// WhatsApp: read the verify token (typed into the app dashboard with the callback URL)
+    /// from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    verify_token_env: Option<String>,
+    /// WhatsApp: the id of the business phone number replies are sent from (WhatsApp > API
+    /// Setup in the app dashboard).
+    #[arg(long, value_name = "ID")]
+    phone_number_id: Option<String>,
+    /// WhatsApp: the integration whose token sends the replies (a system user's token, e.g.
+    /// `--kind static` with `--api-origin https://graph.facebook.com`).
+    #[arg(long, value_name = "INTEGRATION")]
+    integration: Option<String>,
     /// Replace the settings of a channel of the same name.
     #[arg(long)]
     update: bool,
@@ -196,13 +216,22 @@ async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::
     let kind = match a.kind {
         KindArg::Generic => ChannelKind::Generic,
         KindArg::Telegram => ChannelKind::Telegram,
+        KindArg::Whatsapp => ChannelKind::Whatsapp,
     };
     let generated = (kind == ChannelKind::Generic && tokens.is_empty() && signing_secrets.is_empty())
         .then(tern_engine::channels::generate_token);
     tokens.extend(generated.clone());
-    let (a_secret_env, a_bot_env) = (a.secret_token_env.clone(), a.bot_token_env.clone());
-    let secret_token = a.secret_token_env.as_deref().map(|v| read_secret(Some(v), None, "secret token")).transpose()?;
-    let bot_token = a.bot_token_env.as_deref().map(|v| read_secret(Some(v), None, "bot token")).transpose()?;
+    let read_one =
+        |var: &Option<String>, what: &str| var.as_deref().map(|v| read_secret(Some(v), None, what)).transpose();
+    let secret_token = read_one(&a.secret_token_env, "secret token")?;
+    let bot_token = read_one(&a.bot_token_env, "bot token")?;
+    let app_secret = read_one(&a.app_secret_env, "app secret")?;
+    let verify_token = read_one(&a.verify_token_env, "verify token")?;
+    let vars = Vars {
+        secret_token: a.secret_token_env.clone(),
+        bot_token: a.bot_token_env.clone(),
+        verify_token: a.verify_token_env.clone(),
+    };
     let draft = ChannelDraft {
         kind: Some(kind),
         tokens,
@@ -212,6 +241,10 @@ async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::
         secret_token,
         bot_token,
         api_base: a.api_base,
+        app_secret,
+        verify_token,
+        phone_number_id: a.phone_number_id,
+        integration: a.integration,
     };
     let saved = match channels.save(&a.name, draft, a.update).await {
         Ok(saved) => saved,
@@ -232,33 +265,68 @@ async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::
         );
         println!("  {}", secret.expose_secret());
     }
-    if saved.kind == ChannelKind::Telegram {
-        let host = public_base(public_url);
-        let webhook = format!("{host}/v1/channels/{}/webhook", saved.name);
-        let api = saved.api_base.as_deref().unwrap_or(tern_engine::platforms::telegram::DEFAULT_API_BASE);
-        let var = |v: &Option<String>, fallback: &str| v.clone().unwrap_or_else(|| fallback.to_string());
-        println!(
-            "Telegram posts its updates to {webhook}; register that URL and the secret token once with the Bot API:"
-        );
-        println!(
-            "  curl -sS \"{}/bot${}/setWebhook\" -d url={webhook} -d \"secret_token=${}\"",
-            api.trim_end_matches('/'),
-            var(&a_bot_env, "TELEGRAM_BOT_TOKEN"),
-            var(&a_secret_env, "TELEGRAM_SECRET_TOKEN")
-        );
-        if host.contains("YOUR-PUBLIC-HOST") {
+    next_steps(&saved, public_url, &vars);
+    Ok(())
+}
+
+/// The variables `add` read the platform's secrets from, to name them in what to do next.
+struct Vars {
+    secret_token: Option<String>,
+    bot_token: Option<String>,
+    verify_token: Option<String>,
+}
+
+/// What to do after a channel is saved: where its messages go, and for a platform channel what
+/// to give the platform.
+fn next_steps(saved: &ChannelSummary, public_url: &url::Url, vars: &Vars) {
+    let host = public_base(public_url);
+    let webhook = format!("{host}/v1/channels/{}/webhook", saved.name);
+    let var = |v: &Option<String>, fallback: &str| v.clone().unwrap_or_else(|| fallback.to_string());
+    match saved.kind {
+        ChannelKind::Telegram => {
+            let api = saved.api_base.as_deref().unwrap_or(tern_engine::platforms::telegram::DEFAULT_API_BASE);
             println!(
-                "(give --public-url or TERN_PUBLIC_URL, the https address Telegram reaches this server at, to see it here)"
+                "Telegram posts its updates to {webhook}; register that URL and the secret token once with the Bot API:"
+            );
+            println!(
+                "  curl -sS \"{}/bot${}/setWebhook\" -d url={webhook} -d \"secret_token=${}\"",
+                api.trim_end_matches('/'),
+                var(&vars.bot_token, "TELEGRAM_BOT_TOKEN"),
+                var(&vars.secret_token, "TELEGRAM_SECRET_TOKEN")
+            );
+            println!("Replies are sent with sendMessage from the outbox (retried; a restart loses none).");
+        }
+        ChannelKind::Whatsapp => {
+            println!("In the Meta app dashboard, under WhatsApp > Configuration, set the webhook:");
+            println!("  Callback URL: {webhook}");
+            println!("  Verify token: the value of ${}", var(&vars.verify_token, "WHATSAPP_VERIFY_TOKEN"));
+            println!(
+                "and subscribe to the `messages` field. Meta checks the URL with a GET that `tern serve` answers."
+            );
+            println!(
+                "Replies are sent from the outbox (retried; a restart loses none) with the token of integration `{}`, which must list {} as an API origin.",
+                saved.integration.as_deref().unwrap_or_default(),
+                saved
+                    .api_base
+                    .as_deref()
+                    .and_then(|b| url::Url::parse(b).ok())
+                    .map(|u| u.origin().ascii_serialization())
+                    .unwrap_or_default()
             );
         }
-        println!("Replies are sent with sendMessage from the outbox (retried; a restart loses none).");
-    } else {
+        ChannelKind::Generic => {
+            println!(
+                "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
+                saved.name
+            );
+            return;
+        }
+    }
+    if host.contains("YOUR-PUBLIC-HOST") {
         println!(
-            "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
-            saved.name
+            "(give --public-url or TERN_PUBLIC_URL, the https address the platform reaches this server at, to see it here)"
         );
     }
-    Ok(())
 }
 
 fn source_word(source: ChannelSource) -> &'static str {
@@ -286,6 +354,9 @@ fn credentials(c: &ChannelSummary) -> String {
     if c.secret_token_set {
         parts.push("secret token, bot token".into());
     }
+    if c.app_secret_set {
+        parts.push("app secret, verify token".into());
+    }
     if parts.is_empty() { unseen_or_none(c).into() } else { parts.join(", ") }
 }
 
@@ -307,8 +378,19 @@ fn print_channel(c: &ChannelSummary) {
     println!("defined by:      {}", c.source.describe());
     if let Some(api_base) = &c.api_base {
         println!("webhook:         POST /v1/channels/{}/webhook (the platform posts its updates there)", c.name);
-        println!("secret token:    {}", if c.secret_token_set { "set" } else { "not set" });
-        println!("bot token:       {}", if c.bot_token_set { "set" } else { "not set" });
+        let set = |b: bool| if b { "set" } else { "not set" };
+        if c.kind == ChannelKind::Telegram {
+            println!("secret token:    {}", set(c.secret_token_set));
+            println!("bot token:       {}", set(c.bot_token_set));
+        }
+        if c.kind == ChannelKind::Whatsapp {
+            println!("app secret:      {}", set(c.app_secret_set));
+            println!("verify token:    {}", set(c.verify_token_set));
+            println!("phone number id: {}", c.phone_number_id.as_deref().unwrap_or("-"));
+        }
+        if let Some(integration) = &c.integration {
+            println!("integration:     {integration} (its token sends the replies)");
+        }
         println!("API base:        {api_base}");
     } else if c.tokens == 0 && c.signing_secrets == 0 && !c.open {
         println!("credentials:     {}", unseen_or_none(c));

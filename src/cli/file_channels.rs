@@ -15,6 +15,14 @@
 //! secret_token_env = "TELEGRAM_SECRET_TOKEN"  # setWebhook's secret_token
 //! bot_token_env = "TELEGRAM_BOT_TOKEN"
 //! # api_base = "https://api.telegram.org"   # the default
+//!
+//! [channels.whatsapp]
+//! kind = "whatsapp"
+//! app_secret_env = "WHATSAPP_APP_SECRET"      # the Meta app's secret
+//! verify_token_env = "WHATSAPP_VERIFY_TOKEN"
+//! phone_number_id = "106540352242922"
+//! integration = "meta"                        # its token sends the replies
+//! # api_base = "https://graph.facebook.com/v23.0"   # the default
 //! ```
 //!
 //! The file is read once ([`FileChannels::parse`], at argument parsing: every problem of every
@@ -41,6 +49,10 @@ const KEYS: &[&str] = &[
     "secret_token_env",
     "bot_token_env",
     "api_base",
+    "app_secret_env",
+    "verify_token_env",
+    "phone_number_id",
+    "integration",
 ];
 
 /// One `[channels.NAME]` table, as written (the names of variables, not their values).
@@ -55,6 +67,10 @@ pub struct FileChannel {
     secret_token_env: Option<String>,
     bot_token_env: Option<String>,
     api_base: Option<String>,
+    app_secret_env: Option<String>,
+    verify_token_env: Option<String>,
+    phone_number_id: Option<String>,
+    integration: Option<String>,
 }
 
 /// The `[channels.NAME]` tables of `tern.toml`, in the file's order.
@@ -137,6 +153,9 @@ impl FileChannels {
             let secret_token =
                 read(c.secret_token_env.as_slice(), "secret_token_env", "secret token").into_iter().next();
             let bot_token = read(c.bot_token_env.as_slice(), "bot_token_env", "bot token").into_iter().next();
+            let app_secret = read(c.app_secret_env.as_slice(), "app_secret_env", "app secret").into_iter().next();
+            let verify_token =
+                read(c.verify_token_env.as_slice(), "verify_token_env", "verify token").into_iter().next();
             let kind = c.kind.unwrap_or(ChannelKind::Generic);
             let draft = ChannelDraft {
                 kind: Some(kind),
@@ -147,6 +166,10 @@ impl FileChannels {
                 secret_token,
                 bot_token,
                 api_base: c.api_base.clone(),
+                app_secret,
+                verify_token,
+                phone_number_id: c.phone_number_id.clone(),
+                integration: c.integration.clone(),
             };
             if !missing.is_empty() {
                 // The rules are checked once every value is there: what follows from a missing
@@ -212,19 +235,37 @@ fn parse_one(name: &str, at: &str, table: &toml::Table, problems: &mut Vec<Strin
             "kind" => match value.as_str() {
                 Some("generic") => c.kind = Some(ChannelKind::Generic),
                 Some("telegram") => c.kind = Some(ChannelKind::Telegram),
+                Some("whatsapp") => c.kind = Some(ChannelKind::Whatsapp),
                 _ => problems.push(format!(
-                    "`{shown}` must be \"generic\" (a channel that posts Tern's JSON) or \"telegram\" (a Telegram bot)"
+                    "`{shown}` must be \"generic\" (a channel that posts Tern's JSON), \"telegram\" (a Telegram bot) or \"whatsapp\" (a WhatsApp Business number)"
                 )),
             },
-            "secret_token_env" | "bot_token_env" => match names(value, &shown, problems).as_slice() {
-                [var] if key == "secret_token_env" => c.secret_token_env = Some(var.clone()),
-                [var] => c.bot_token_env = Some(var.clone()),
-                [] => {}
-                _ => problems.push(format!("`{shown}` takes one environment variable's name")),
-            },
-            "api_base" => match value.as_str() {
-                Some(url) => c.api_base = Some(url.to_string()),
-                None => problems.push(format!("`{shown}` must be a URL in a string")),
+            "secret_token_env" | "bot_token_env" | "app_secret_env" | "verify_token_env" => {
+                match names(value, &shown, problems).as_slice() {
+                    [var] => {
+                        let slot = match key.as_str() {
+                            "secret_token_env" => &mut c.secret_token_env,
+                            "bot_token_env" => &mut c.bot_token_env,
+                            "app_secret_env" => &mut c.app_secret_env,
+                            _ => &mut c.verify_token_env,
+                        };
+                        *slot = Some(var.clone());
+                    }
+                    [] => {}
+                    _ => problems.push(format!("`{shown}` takes one environment variable's name")),
+                }
+            }
+            "api_base" | "phone_number_id" | "integration" => match value.as_str() {
+                Some(text) => {
+                    let slot = match key.as_str() {
+                        "api_base" => &mut c.api_base,
+                        "phone_number_id" => &mut c.phone_number_id,
+                        _ => &mut c.integration,
+                    };
+                    *slot = Some(text.to_string());
+                }
+                None if key == "api_base" => problems.push(format!("`{shown}` must be a URL in a string")),
+                None => problems.push(format!("`{shown}` must be a string")),
             },
             "token_env" => c.token_env = names(value, &shown, problems),
             "secret_env" => c.secret_env = names(value, &shown, problems),
@@ -300,7 +341,7 @@ token_env = "X"
 [channels.Support]
 token_env = "X"
 [channels.sales]
-kind = "whatsapp"
+kind = "irc"
 tokens_env = "X"
 token_env = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 webhook_url = 5

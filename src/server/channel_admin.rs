@@ -52,9 +52,22 @@ pub struct ChannelSettings {
     /// Telegram: the bot's token from @BotFather (write-only).
     #[serde(default)]
     bot_token: Option<String>,
-    /// A platform's API base URL (default: the platform's own, e.g. `https://api.telegram.org`).
+    /// A platform's API base URL (default: the platform's own, e.g. `https://api.telegram.org`,
+    /// `https://graph.facebook.com/v23.0`).
     #[serde(default)]
     api_base: Option<String>,
+    /// WhatsApp: the Meta app's secret, which signs every notification (write-only).
+    #[serde(default)]
+    app_secret: Option<String>,
+    /// WhatsApp: the verify token of the webhook's handshake (write-only).
+    #[serde(default)]
+    verify_token: Option<String>,
+    /// WhatsApp: the id of the business phone number replies are sent from (digits).
+    #[serde(default)]
+    phone_number_id: Option<String>,
+    /// WhatsApp: the integration whose token authenticates the replies.
+    #[serde(default)]
+    integration: Option<String>,
 }
 
 /// A store failure: the detail goes to the log, not to the caller.
@@ -184,6 +197,10 @@ pub async fn put_channel(
         secret_token: settings.secret_token.map(secret),
         bot_token: settings.bot_token.map(secret),
         api_base: settings.api_base,
+        app_secret: settings.app_secret.map(secret),
+        verify_token: settings.verify_token.map(secret),
+        phone_number_id: settings.phone_number_id,
+        integration: settings.integration,
     };
     let saved = state.channel_service.save(name.as_str(), draft, true).await.map_err(answer)?;
     Ok(axum::Json(saved).into_response())

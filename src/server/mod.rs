@@ -117,6 +117,7 @@ pub fn routes() -> Vec<Route> {
             get(messages::get_channel_message),
         ),
         (Method::POST, "/v1/channels/{name}/webhook", post(platform_webhook::post_webhook)),
+        (Method::GET, "/v1/channels/{name}/webhook", get(platform_webhook::get_webhook)),
         (Method::GET, "/v1/runs", get(runs::list_runs)),
         (Method::GET, "/v1/runs/{id}", get(runs::get_run)),
         (Method::GET, "/oauth/callback", get(callback)),

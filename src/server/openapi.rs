@@ -92,6 +92,13 @@ impl Modify for Security {
                 "A platform channel's own proof: for Telegram, the secret token set with setWebhook, which Telegram sends with every update",
             ))),
         );
+        components.add_security_scheme(
+            "platform_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-hub-signature-256",
+                "A WhatsApp channel's proof: `sha256=` and the hex HMAC-SHA256 of the raw body with the Meta app's secret",
+            ))),
+        );
     }
 }
 
@@ -152,6 +159,7 @@ impl Modify for Patterns {
         super::messages::post_channel_message,
         super::messages::get_channel_message,
         super::platform_webhook::post_webhook,
+        super::platform_webhook::get_webhook,
         super::runs::list_runs,
         super::runs::get_run,
         super::callback,

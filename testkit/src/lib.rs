@@ -20,6 +20,7 @@ pub mod service;
 pub mod telegram;
 pub mod tools;
 pub mod wasm;
+pub mod whatsapp;
 
 use std::io::Write;
 use std::net::SocketAddr;

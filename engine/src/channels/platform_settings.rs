@@ -8,7 +8,8 @@ use secrecy::ExposeSecret;
 
 use super::{ChannelDraft, Field, MAX_URL_BYTES, Problem};
 use crate::channel::ChannelKind;
-use crate::platforms::{Platform, telegram};
+use crate::ids::IntegrationName;
+use crate::platforms::{Platform, telegram, whatsapp};
 
 /// The settings of a `kind` channel from `draft`, each broken rule pushed to `problems`.
 pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<Platform> {
@@ -24,22 +25,47 @@ pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<
             "a {name} channel takes its messages from the platform at /v1/channels/NAME/webhook and sends replies through the platform's API: it has no {label}; leave it out"
         )
     });
+    // The settings of another kind of platform.
+    let own = own_fields(kind);
+    let given = given_platform_fields(draft);
+    let foreign: Vec<(Field, bool)> = given.iter().map(|(f, g)| (*f, *g && !own.contains(f))).collect();
+    refuse_given(&foreign, problems, |label| format!("a {name} channel has no {label}; leave it out"));
     match kind {
         ChannelKind::Generic => None,
         ChannelKind::Telegram => telegram_settings(draft, problems).map(Platform::Telegram),
+        ChannelKind::Whatsapp => whatsapp_settings(draft, problems).map(Platform::WhatsApp),
     }
+}
+
+/// The platform fields a `kind` channel has.
+fn own_fields(kind: ChannelKind) -> &'static [Field] {
+    match kind {
+        ChannelKind::Generic => &[],
+        ChannelKind::Telegram => &[Field::SecretToken, Field::BotToken, Field::ApiBase],
+        ChannelKind::Whatsapp => {
+            &[Field::AppSecret, Field::VerifyToken, Field::PhoneNumberId, Field::Integration, Field::ApiBase]
+        }
+    }
+}
+
+/// Each platform field of `draft`, and whether it is given.
+fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 7] {
+    [
+        (Field::SecretToken, draft.secret_token.is_some()),
+        (Field::BotToken, draft.bot_token.is_some()),
+        (Field::ApiBase, draft.api_base.is_some()),
+        (Field::AppSecret, draft.app_secret.is_some()),
+        (Field::VerifyToken, draft.verify_token.is_some()),
+        (Field::PhoneNumberId, draft.phone_number_id.is_some()),
+        (Field::Integration, draft.integration.is_some()),
+    ]
 }
 
 /// A generic channel's draft with a platform's settings: each is a problem.
 pub(super) fn none_for_generic(draft: &ChannelDraft, problems: &mut Vec<Problem>) {
-    let platform = [
-        (Field::SecretToken, draft.secret_token.is_some()),
-        (Field::BotToken, draft.bot_token.is_some()),
-        (Field::ApiBase, draft.api_base.is_some()),
-    ];
-    refuse_given(&platform, problems, |label| {
+    refuse_given(&given_platform_fields(draft), problems, |label| {
         format!(
-            "only a platform channel (`--kind telegram`) has a {label}; a generic channel has bearer tokens or signing secrets"
+            "only a platform channel (`--kind telegram` or `--kind whatsapp`) has a {label}; a generic channel has bearer tokens or signing secrets"
         )
     });
 }
@@ -70,6 +96,56 @@ fn telegram_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Optio
     );
     let api_base = api_base(draft.api_base.as_deref(), telegram::DEFAULT_API_BASE, problems);
     Some(telegram::Telegram { secret_token: secret_token?, bot_token: bot_token?, api_base: api_base? })
+}
+
+fn whatsapp_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<whatsapp::WhatsApp> {
+    let app_secret = token(
+        draft.app_secret.as_ref(),
+        Field::AppSecret,
+        "a WhatsApp channel needs the Meta app's secret, which signs every notification (App settings > Basic > App secret)",
+        whatsapp::check_app_secret,
+        problems,
+    );
+    let verify_token = token(
+        draft.verify_token.as_ref(),
+        Field::VerifyToken,
+        "a WhatsApp channel needs a verify token, typed into the app dashboard with the callback URL: make one with `openssl rand -hex 32`",
+        whatsapp::check_verify_token,
+        problems,
+    );
+    let phone_number_id = match draft.phone_number_id.as_deref().map(str::trim) {
+        None | Some("") => {
+            problems.push(Problem::at(
+                Field::PhoneNumberId,
+                "a WhatsApp channel needs the id of the phone number it answers from (WhatsApp > API Setup in the app dashboard)",
+            ));
+            None
+        }
+        Some(id) => whatsapp::check_phone_number_id(id)
+            .map(|()| id.to_string())
+            .map_err(|e| problems.push(Problem::at(Field::PhoneNumberId, e)))
+            .ok(),
+    };
+    let integration = match draft.integration.as_deref().map(str::trim) {
+        None | Some("") => {
+            problems.push(Problem::at(
+                Field::Integration,
+                "a WhatsApp channel sends replies with the token of an integration: add one for graph.facebook.com (e.g. `tern integrations add meta --kind static --static-secret META_TOKEN --api-origin https://graph.facebook.com`) and name it",
+            ));
+            None
+        }
+        Some(name) => {
+            IntegrationName::new(name).map_err(|e| problems.push(Problem::at(Field::Integration, e.to_string()))).ok()
+        }
+    };
+    let api_base = api_base(draft.api_base.as_deref(), whatsapp::DEFAULT_API_BASE, problems);
+    Some(whatsapp::WhatsApp {
+        app_secret: app_secret?,
+        verify_token: verify_token?,
+        phone_number_id: phone_number_id?,
+        integration: integration?,
+        api_base: api_base?,
+    })
 }
 
 /// A required token at `field`: trimmed and checked by `rule`; `missing` says what to do when

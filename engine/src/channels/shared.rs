@@ -31,9 +31,16 @@ fn secret_values(channel: &Channel) -> Vec<(Field, SecretString)> {
         }
         out.push((field, SecretString::from(written)));
     }
-    if let Some(crate::platforms::Platform::Telegram(t)) = &channel.platform {
-        out.push((Field::SecretToken, t.secret_token.clone()));
-        out.push((Field::BotToken, t.bot_token.clone()));
+    match &channel.platform {
+        Some(crate::platforms::Platform::Telegram(t)) => {
+            out.push((Field::SecretToken, t.secret_token.clone()));
+            out.push((Field::BotToken, t.bot_token.clone()));
+        }
+        Some(crate::platforms::Platform::WhatsApp(w)) => {
+            out.push((Field::AppSecret, w.app_secret.clone()));
+            out.push((Field::VerifyToken, w.verify_token.clone()));
+        }
+        None => {}
     }
     out
 }
@@ -61,6 +68,8 @@ pub(super) fn shared_credentials(channel: &Channel, others: &[&Channel]) -> Vec<
             };
             let instead = if *field == Field::BotToken {
                 "a bot is one channel: make another bot with @BotFather for another channel"
+            } else if *field == Field::AppSecret {
+                "a Meta app posts to one callback URL, so it is one channel: one WhatsApp channel takes the notifications of the app's number"
             } else {
                 "give each channel values of its own (e.g. `openssl rand -hex 32`, or `whsec_` followed by `openssl rand -base64 32` for a secret)"
             };

@@ -58,6 +58,7 @@ fn every_broken_rule_is_named_at_its_field_at_once() {
         signing_secrets: vec![secret("whsec_not base64!")],
         webhook_url: Some("ftp://files.example.com/".into()),
         webhook_secret: Some(secret("whsec_AAAA")),
+        ..ChannelDraft::default()
     }
     .check("9lives", false)
     .unwrap_err();
@@ -230,4 +231,61 @@ fn a_telegram_channel_needs_its_tokens_and_takes_none_of_the_generic_settings() 
     .unwrap_err();
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].field, Field::BotToken);
+}
+
+fn whatsapp_draft() -> ChannelDraft {
+    ChannelDraft {
+        kind: Some(ChannelKind::Whatsapp),
+        app_secret: Some(secret("6c0ffee0ddba11a5f00dfeedc0de4b1d")),
+        verify_token: Some(secret("wa-verify-token-0123456789")),
+        phone_number_id: Some(" 106540352242922 ".into()),
+        integration: Some("meta".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_whatsapp_channel_needs_its_secrets_number_and_integration_and_no_other_platforms_settings() {
+    let channel = whatsapp_draft().check("wa", false).unwrap();
+    let Some(crate::platforms::Platform::WhatsApp(w)) = &channel.platform else { panic!("{channel:?}") };
+    assert_eq!((w.phone_number_id.as_str(), w.integration.as_str()), ("106540352242922", "meta"));
+    assert_eq!(w.api_base.as_str(), "https://graph.facebook.com/v23.0");
+    let summary = ChannelSummary::of(&channel, ChannelSource::Stored, None);
+    assert!(summary.app_secret_set && summary.verify_token_set && !summary.bot_token_set);
+    assert_eq!(summary.integration.as_deref(), Some("meta"));
+
+    // Every missing or wrong setting at its field, at once; another platform's settings too.
+    let problems = ChannelDraft {
+        kind: Some(ChannelKind::Whatsapp),
+        app_secret: Some(secret("short")),
+        phone_number_id: Some("+1 650 555 1234".into()),
+        integration: Some("not a name".into()),
+        bot_token: Some(secret(BOT_TOKEN)),
+        ..Default::default()
+    }
+    .check("wa", false)
+    .unwrap_err();
+    let fields: Vec<Field> = problems.iter().map(|p| p.field).collect();
+    assert_eq!(
+        fields,
+        [Field::BotToken, Field::AppSecret, Field::VerifyToken, Field::PhoneNumberId, Field::Integration],
+        "{problems:?}"
+    );
+    assert!(problems[0].message.contains("a whatsapp channel has no bot token"), "{problems:?}");
+    assert!(problems[3].message.contains("not the phone number itself"), "{problems:?}");
+    assert!(!format!("{problems:?}").contains("short"), "no value is echoed");
+
+    // A Telegram channel takes none of WhatsApp's settings, a generic one none of either.
+    let problems =
+        ChannelDraft { integration: Some("meta".into()), ..telegram_draft() }.check("bot", false).unwrap_err();
+    assert_eq!(problems.iter().map(|p| p.field).collect::<Vec<_>>(), [Field::Integration]);
+    let problems = ChannelDraft {
+        kind: Some(ChannelKind::Generic),
+        tokens: vec![secret("a-generic-token-0123456789")],
+        verify_token: Some(secret("wa-verify-token-0123456789")),
+        ..Default::default()
+    }
+    .check("site", false)
+    .unwrap_err();
+    assert_eq!(problems.iter().map(|p| p.field).collect::<Vec<_>>(), [Field::VerifyToken]);
 }

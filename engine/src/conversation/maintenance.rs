@@ -29,7 +29,7 @@ pub(super) fn spawn(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
     }
     let outbox = outbox::Outbox::new(
         inner.store.clone(),
-        inner.engine.outbound.client.clone(),
+        inner.engine.outbound.clone(),
         inner.options.channels.clone(),
         inner.options.outbox.clone(),
         inner.options.clock.clone(),

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use super::store::{ConversationStore, OutboxItem};
 use crate::channel::ChannelDirectory;
 use crate::clock::Clock;
-use crate::http::{HttpClient, Method, PreparedRequest, RequestBody, display_url};
+use crate::http::{Method, Outbound, PreparedRequest, RequestBody, display_url};
 use crate::standard_webhooks::WebhookSecret;
 use crate::sync::lock;
 
@@ -102,7 +102,7 @@ impl OutboxPolicy {
 /// What the delivery loop and its tasks share.
 pub(super) struct Outbox {
     pub(super) store: Arc<dyn ConversationStore>,
-    pub(super) client: HttpClient,
+    pub(super) outbound: Outbound,
     pub(super) channels: Arc<dyn ChannelDirectory>,
     pub(super) policy: OutboxPolicy,
     pub(super) clock: Arc<dyn Clock>,
@@ -117,7 +117,7 @@ pub(super) struct Outbox {
 impl Outbox {
     pub(super) fn new(
         store: Arc<dyn ConversationStore>,
-        client: HttpClient,
+        outbound: Outbound,
         channels: Arc<dyn ChannelDirectory>,
         policy: OutboxPolicy,
         clock: Arc<dyn Clock>,
@@ -125,7 +125,7 @@ impl Outbox {
         let slots = Arc::new(Semaphore::new(policy.max_in_flight.max(1)));
         Self {
             store,
-            client,
+            outbound,
             channels,
             policy,
             clock,
@@ -144,8 +144,8 @@ impl Outbox {
 enum Target {
     /// A generic channel's webhook: the answer posted as it is, signed.
     Webhook { url: url::Url, secret: WebhookSecret },
-    /// A Telegram chat: each reply sent with `sendMessage`.
-    Telegram { telegram: crate::platforms::telegram::Telegram, chat_id: String },
+    /// A platform's chat: each reply sent through the platform's API.
+    Platform { platform: crate::platforms::Platform, chat_id: String },
 }
 
 impl Target {
@@ -155,7 +155,9 @@ impl Target {
     fn destination(&self, item: &OutboxItem, policy: &OutboxPolicy) -> (String, usize) {
         match self {
             Self::Webhook { url, .. } => (url.to_string(), policy.per_destination.max(1)),
-            Self::Telegram { chat_id, .. } => (format!("telegram:{}:{chat_id}", item.channel), 1),
+            Self::Platform { platform, chat_id } => {
+                (format!("{}:{}:{chat_id}", platform.kind().as_str(), item.channel), 1)
+            }
         }
     }
 
@@ -163,7 +165,7 @@ impl Target {
     fn shown(&self) -> String {
         match self {
             Self::Webhook { url, .. } => display_url(url),
-            Self::Telegram { telegram, .. } => format!("Telegram ({})", display_url(&telegram.api_base)),
+            Self::Platform { platform, .. } => format!("{} ({})", platform.title(), display_url(platform.api_base())),
         }
     }
 }
@@ -293,11 +295,11 @@ async fn target(outbox: &Outbox, item: &OutboxItem) -> Result<Target, NoTarget> 
         Ok(None) => return Err(NoTarget::Drop(format!("the channel `{name}` no longer exists"))),
         Err(e) => return Err(NoTarget::Fail(format!("the channel `{name}` could not be read: {e}"))),
     };
-    if let Some(crate::platforms::Platform::Telegram(telegram)) = &channel.platform {
+    if let Some(platform) = &channel.platform {
         let Some(chat_id) = item.body.get("conversation_id").and_then(serde_json::Value::as_str) else {
             return Err(NoTarget::Drop("the delivery names no conversation".into()));
         };
-        return Ok(Target::Telegram { telegram: telegram.clone(), chat_id: chat_id.to_string() });
+        return Ok(Target::Platform { platform: platform.clone(), chat_id: chat_id.to_string() });
     }
     let Some(url) = channel.delivery.webhook_url.clone() else {
         return Err(NoTarget::Drop(format!("the channel `{name}` no longer has a webhook URL")));
@@ -315,7 +317,7 @@ async fn target(outbox: &Outbox, item: &OutboxItem) -> Result<Target, NoTarget> 
 async fn send(outbox: &Outbox, item: &OutboxItem, target: &Target) -> Result<(), SendFailure> {
     match target {
         Target::Webhook { url, secret } => send_webhook(outbox, item, url, secret).await,
-        Target::Telegram { telegram, chat_id } => send_telegram(outbox, item, telegram, chat_id).await,
+        Target::Platform { platform, chat_id } => send_platform(outbox, item, platform, chat_id).await,
     }
 }
 
@@ -343,7 +345,7 @@ async fn send_webhook(
         body: Some(RequestBody::Bytes(body)),
         timeout: outbox.policy.attempt_timeout(),
     };
-    match outbox.client.send(&req, None).await {
+    match outbox.outbound.client.send(&req, None).await {
         Ok(r) if r.status.is_success() => Ok(()),
         Ok(r) => Err(SendFailure::retry(format!("the receiver answered {}", r.status.as_u16()))),
         Err(e) => Err(failure_of(&e)),
@@ -363,29 +365,33 @@ fn failure_of(e: &crate::http::HttpError) -> SendFailure {
     }
 }
 
-/// Each part of each reply ([`telegram::parts`](crate::platforms::telegram::parts)) with
-/// `sendMessage`, in order, from the first part the Bot API has not taken yet
-/// ([`OutboxItem::sent`]); the progress is recorded after every part, so that a retry sends no
-/// part twice.
-async fn send_telegram(
+/// Each call of each reply ([`Platform::reply_requests`](crate::platforms::Platform::reply_requests):
+/// a long reply is several), in order, from the first call the platform has not taken yet
+/// ([`OutboxItem::sent`]); the progress is recorded after every call, so that a retry sends no
+/// part twice. A platform whose replies use an integration's token (WhatsApp) gets it injected
+/// like any flow step's request: only to the integration's API origins, refreshed once after a
+/// rejection.
+async fn send_platform(
     outbox: &Outbox,
     item: &OutboxItem,
-    telegram: &crate::platforms::telegram::Telegram,
+    platform: &crate::platforms::Platform,
     chat_id: &str,
 ) -> Result<(), SendFailure> {
-    use crate::platforms::telegram::{self, Outcome};
+    use crate::platforms::Outcome;
     let replies = item.body.get("replies").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    let parts: Vec<String> = replies
+    let timeout = outbox.policy.attempt_timeout();
+    let calls: Vec<PreparedRequest> = replies
         .iter()
         .filter_map(|r| r.get("text").and_then(serde_json::Value::as_str))
-        .flat_map(telegram::parts)
+        .flat_map(|text| platform.reply_requests(chat_id, text, timeout))
         .collect();
+    let owner = crate::tokens::TokenOwner::Workspace;
+    let auth = platform.integration().map(|i| (i, &owner));
     let start = usize::try_from(item.sent).unwrap_or(usize::MAX);
-    for (n, text) in parts.iter().enumerate().skip(start) {
-        let req = telegram::send_message(telegram, chat_id, text, outbox.policy.attempt_timeout());
-        // The error may name the URL, which holds the bot token: masked.
-        let answer = outbox.client.send(&req, None).await.map_err(|e| failure_of(&e))?;
-        match telegram::outcome(answer.status.as_u16(), &answer.body) {
+    for (n, req) in calls.iter().enumerate().skip(start) {
+        // The error may name the URL, which may hold a token (Telegram's): masked.
+        let answer = outbox.outbound.execute(req, auth).await.map_err(|e| failure_of(&e))?;
+        match platform.outcome(answer.status.as_u16(), &answer.body) {
             Outcome::Sent => {
                 let sent = u32::try_from(n + 1).unwrap_or(u32::MAX);
                 if let Err(e) = outbox.store.outbox_progress(&item.id, item.lease, sent).await {
@@ -460,7 +466,10 @@ mod tests {
         };
         Outbox::new(
             Arc::new(crate::conversation::MemoryConversationStore::default()),
-            HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
+            Outbound {
+                client: crate::http::HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
+                tokens: None,
+            },
             Arc::new(FixedChannels::new([channel])),
             OutboxPolicy::default(),
             crate::clock::system(),

@@ -4,16 +4,99 @@
 //! requests its own way, and replies go to the platform's API from the durable outbox.
 //!
 //! One module per platform, each with the same parts: its settings (unprintable secrets), the
-//! check of an inbound request's headers, the parsing of its payload into messages, and the
-//! requests that send a reply, with how to read the platform's answers.
+//! check of an inbound request (on the headers before the body is read, then on the body where
+//! the platform signs it), the parsing of its payload into [`PlatformMessage`]s, and the
+//! requests that send a reply, with how to read the platform's answers ([`Outcome`]).
+//! [`Platform`] puts them behind one set of methods, so that the webhook route and the outbox
+//! are written once for every platform.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::http::PreparedRequest;
+use crate::ids::IntegrationName;
 
 pub mod telegram;
+pub mod whatsapp;
 
 /// A platform channel's settings.
 #[derive(Clone, Debug)]
 pub enum Platform {
     /// The Telegram Bot API.
     Telegram(telegram::Telegram),
+    /// The WhatsApp Cloud API (Meta).
+    WhatsApp(whatsapp::WhatsApp),
+}
+
+/// A message read from a platform's payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformMessage {
+    /// Where replies go (Telegram's `chat.id`, WhatsApp's `wa_id`): the conversation id.
+    pub chat_id: String,
+    /// The platform's id of the update or message: the message id, which dedupes a payload
+    /// the platform sends again.
+    pub message_id: String,
+    /// The text (or caption, or the pressed button's payload); empty for media without one.
+    pub text: String,
+    /// What the platform says of the sender (`{{contact.*}}`).
+    pub contact: Map<String, Value>,
+    /// `{"<platform>": {…}}` for `{{message.metadata.<platform>.*}}`.
+    pub metadata: Map<String, Value>,
+}
+
+/// What a platform said of a message Tern sent (WhatsApp's `statuses[]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The platform's id of the sent message.
+    pub message_id: String,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub status: String,
+    /// Who it was sent to.
+    pub recipient: String,
+    /// For a failure: the platform's code and words.
+    pub error: Option<String>,
+}
+
+/// What one payload holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Received {
+    /// Its messages, in order (WhatsApp may send several in one payload).
+    pub messages: Vec<PlatformMessage>,
+    /// What it holds that Tern does not handle, for the log and the metrics.
+    pub ignored: Vec<String>,
+    /// What it says of sent messages.
+    pub statuses: Vec<Status>,
+    /// The webhook's answer body (Telegram: an `answerCallbackQuery` for a pressed button).
+    pub response: Value,
+}
+
+/// Why a payload cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpdateError {
+    /// Not the JSON the platform sends.
+    #[error("the body is not a platform payload ({0})")]
+    Malformed(String),
+}
+
+/// What a platform API's answer to a call means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent.
+    Sent,
+    /// Not now (rate limited, the API failing): send again later, after `after` when the
+    /// platform said (Telegram's `parameters.retry_after`).
+    Retry {
+        /// Why.
+        why: String,
+        /// The platform's own wait.
+        after: Option<Duration>,
+    },
+    /// Never (the chat does not exist, the bot was blocked, the token was revoked): drop it.
+    Refused {
+        /// Why.
+        why: String,
+    },
 }
 
 impl Platform {
@@ -21,6 +104,15 @@ impl Platform {
     pub fn kind(&self) -> crate::channel::ChannelKind {
         match self {
             Self::Telegram(_) => crate::channel::ChannelKind::Telegram,
+            Self::WhatsApp(_) => crate::channel::ChannelKind::Whatsapp,
+        }
+    }
+
+    /// The platform's name, as a person reads it.
+    pub fn title(&self) -> &'static str {
+        match self {
+            Self::Telegram(_) => "Telegram",
+            Self::WhatsApp(_) => "WhatsApp",
         }
     }
 
@@ -29,6 +121,7 @@ impl Platform {
     pub fn secrets(&self) -> Vec<&secrecy::SecretString> {
         match self {
             Self::Telegram(t) => vec![&t.secret_token, &t.bot_token],
+            Self::WhatsApp(w) => vec![&w.app_secret, &w.verify_token],
         }
     }
 
@@ -36,6 +129,149 @@ impl Platform {
     pub fn api_base(&self) -> &url::Url {
         match self {
             Self::Telegram(t) => &t.api_base,
+            Self::WhatsApp(w) => &w.api_base,
+        }
+    }
+
+    /// The integration whose token authenticates the replies (WhatsApp), if any.
+    pub fn integration(&self) -> Option<&IntegrationName> {
+        match self {
+            Self::Telegram(_) => None,
+            Self::WhatsApp(w) => Some(&w.integration),
+        }
+    }
+
+    /// Whether the headers carry the platform's proof for this channel, decided before the body
+    /// is read: Telegram's secret token (the whole check); WhatsApp's signature header, well
+    /// formed (checked on the body by [`Self::check_body`]).
+    ///
+    /// # Errors
+    /// What was expected, in the platform's words.
+    pub fn check_headers(&self, headers: &http::HeaderMap) -> Result<(), &'static str> {
+        let ok = match self {
+            Self::Telegram(t) => telegram::verify(t, headers),
+            Self::WhatsApp(_) => whatsapp::has_signature(headers),
+        };
+        if ok { Ok(()) } else { Err(self.proof()) }
+    }
+
+    /// Whether the body is the platform's, where it signs bodies (WhatsApp's
+    /// `X-Hub-Signature-256`).
+    ///
+    /// # Errors
+    /// What was expected, in the platform's words.
+    pub fn check_body(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+        let ok = match self {
+            Self::Telegram(_) => true,
+            Self::WhatsApp(w) => whatsapp::verify(w, headers, body),
+        };
+        if ok { Ok(()) } else { Err(self.proof()) }
+    }
+
+    /// The platform's proof, in its words.
+    pub fn proof(&self) -> &'static str {
+        match self {
+            Self::Telegram(_) => "secret token (X-Telegram-Bot-Api-Secret-Token)",
+            Self::WhatsApp(_) => "signature by the app secret (X-Hub-Signature-256)",
+        }
+    }
+
+    /// Reads a payload whose proof was checked.
+    ///
+    /// # Errors
+    /// [`UpdateError::Malformed`].
+    pub fn receive(&self, body: &[u8]) -> Result<Received, UpdateError> {
+        match self {
+            Self::Telegram(_) => {
+                let update = telegram::parse_update(body)?;
+                let response = telegram::webhook_response(&update);
+                Ok(match update {
+                    telegram::Update::Ignored { update_type } => {
+                        Received { ignored: vec![update_type], response, ..Received::default() }
+                    }
+                    telegram::Update::Message(m) => Received {
+                        messages: vec![PlatformMessage {
+                            chat_id: m.chat_id,
+                            message_id: m.update_id,
+                            text: m.text,
+                            contact: m.contact,
+                            metadata: m.metadata,
+                        }],
+                        response,
+                        ..Received::default()
+                    },
+                })
+            }
+            Self::WhatsApp(w) => {
+                let mut received = whatsapp::parse(w, body)?;
+                received.response = Value::Object(Map::new());
+                Ok(received)
+            }
+        }
+    }
+
+    /// The calls that send one reply's text to `chat_id`, in order (a long text is several).
+    pub fn reply_requests(&self, chat_id: &str, text: &str, timeout: Duration) -> Vec<PreparedRequest> {
+        match self {
+            Self::Telegram(t) => {
+                telegram::parts(text).iter().map(|part| telegram::send_message(t, chat_id, part, timeout)).collect()
+            }
+            Self::WhatsApp(w) => whatsapp::send_text(w, chat_id, text, timeout),
+        }
+    }
+
+    /// What the platform API's answer to a reply call means.
+    pub fn outcome(&self, status: u16, body: &[u8]) -> Outcome {
+        match self {
+            Self::Telegram(_) => telegram::outcome(status, body),
+            Self::WhatsApp(_) => whatsapp::outcome(status, body),
+        }
+    }
+}
+
+/// `text` cut into parts of at most `max` units (a character counts `units(c)`), in order: at
+/// the last line break in the second half of a part, else the last space there, else where the
+/// limit falls (never inside a character); an empty text is no part.
+pub(crate) fn parts_of(text: &str, max: usize, units: fn(char) -> usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut counted = 0;
+        let cut = rest
+            .char_indices()
+            .find(|(_, c)| {
+                counted += units(*c);
+                counted > max
+            })
+            .map(|(i, _)| i);
+        let Some(cut) = cut else {
+            out.push(rest.to_string());
+            break;
+        };
+        let head = &rest[..cut];
+        let in_second_half = |i: &usize| *i > cut / 2;
+        let at = head
+            .rfind('\n')
+            .filter(in_second_half)
+            .or_else(|| head.rfind(' ').filter(in_second_half))
+            .map_or(cut, |i| i + 1);
+        out.push(rest[..at].to_string());
+        rest = &rest[at..];
+    }
+    out
+}
+
+/// A serde error without the values it quotes (a body may hold anything).
+pub(crate) fn without_values(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("not valid JSON at line {} column {}", e.line(), e.column())
+        }
+        _ => {
+            let text = e.to_string();
+            // `missing field `update_id`` and `invalid type: …, expected i64` keep their field
+            // names; quoted values are cut off.
+            text.split(" at line").next().unwrap_or(&text).split('"').next().unwrap_or_default().trim_end().to_string()
         }
     }
 }

@@ -22,6 +22,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+pub use super::{Outcome, UpdateError};
+use super::{parts_of, without_values};
 use crate::http::{Method, PreparedRequest, RequestBody};
 
 /// The header carrying the webhook's secret token.
@@ -127,14 +129,6 @@ pub enum Update {
         /// Which type, for the log and the metrics.
         update_type: String,
     },
-}
-
-/// Why an update body cannot be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UpdateError {
-    /// Not the JSON of an update.
-    #[error("the body is not a Telegram update ({0})")]
-    Malformed(String),
 }
 
 #[derive(Deserialize)]
@@ -280,21 +274,6 @@ pub fn parse_update(body: &[u8]) -> Result<Update, UpdateError> {
     })))
 }
 
-/// A serde error without the values it quotes (a body may hold anything).
-fn without_values(e: &serde_json::Error) -> String {
-    match e.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            format!("not valid JSON at line {} column {}", e.line(), e.column())
-        }
-        _ => {
-            let text = e.to_string();
-            // `missing field `update_id`` and `invalid type: …, expected i64` keep their field
-            // names; quoted values are cut off.
-            text.split(" at line").next().unwrap_or(&text).split('"').next().unwrap_or_default().trim_end().to_string()
-        }
-    }
-}
-
 /// The webhook's response to an update: empty, or an `answerCallbackQuery` made in the
 /// response (the Bot API's "reply to the webhook" form) so that the pressed button stops
 /// spinning without another call.
@@ -311,32 +290,7 @@ pub fn webhook_response(update: &Update) -> Value {
 /// line break in the second half of a part, else the last space there, else where the limit
 /// falls (never inside a character); an empty text is no part.
 pub fn parts(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut units = 0;
-        let cut = rest
-            .char_indices()
-            .find(|(_, c)| {
-                units += c.len_utf16();
-                units > MAX_MESSAGE_UNITS
-            })
-            .map(|(i, _)| i);
-        let Some(cut) = cut else {
-            out.push(rest.to_string());
-            break;
-        };
-        let head = &rest[..cut];
-        let in_second_half = |i: &usize| *i > cut / 2;
-        let at = head
-            .rfind('\n')
-            .filter(in_second_half)
-            .or_else(|| head.rfind(' ').filter(in_second_half))
-            .map_or(cut, |i| i + 1);
-        out.push(rest[..at].to_string());
-        rest = &rest[at..];
-    }
-    out
+    parts_of(text, MAX_MESSAGE_UNITS, char::len_utf16)
 }
 
 /// The `sendMessage` request of one part of a reply. The API base is an http(s) URL with a
@@ -352,26 +306,6 @@ pub fn send_message(telegram: &Telegram, chat_id: &str, text: &str, timeout: Dur
         body: Some(RequestBody::Json(json!({"chat_id": chat_id, "text": text}))),
         timeout,
     }
-}
-
-/// What the Bot API's answer to a call means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Sent.
-    Sent,
-    /// Not now (rate limited, the API failing): send again later, after `after` when Telegram
-    /// said (`parameters.retry_after`).
-    Retry {
-        /// Why.
-        why: String,
-        /// Telegram's `retry_after`.
-        after: Option<Duration>,
-    },
-    /// Never (the chat does not exist, the bot was blocked, the token was revoked): drop it.
-    Refused {
-        /// Why.
-        why: String,
-    },
 }
 
 /// Reads the Bot API's answer: `{"ok": true, …}` is sent; 429 and 5xx are retried; other

@@ -592,6 +592,32 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
     assert_eq!(t.secret_token.expose_secret(), "tg-secret-token-1");
     assert_eq!(t.api_base.as_str(), "https://api.telegram.org/");
     assert!(store.remove_channel(&bot).await.unwrap());
+    let number = ChannelName::new("wa").unwrap();
+    let whatsapp = tern_engine::platforms::whatsapp::WhatsApp {
+        app_secret: SecretString::from("0123456789abcdef0123456789abcdef".to_string()),
+        verify_token: SecretString::from("verify-token-0123456789".to_string()),
+        phone_number_id: "106540352242922".into(),
+        integration: tern_engine::IntegrationName::new("meta").unwrap(),
+        api_base: url::Url::parse("https://graph.facebook.com/v23.0").unwrap(),
+    };
+    store
+        .put_channel(&Channel {
+            name: number.clone(),
+            incarnation: None,
+            kind: ChannelKind::Whatsapp,
+            inbound: InboundAuth::default(),
+            delivery: Delivery::default(),
+            platform: Some(tern_engine::platforms::Platform::WhatsApp(whatsapp)),
+        })
+        .await
+        .unwrap();
+    let got_number = store.get_channel(&number).await.unwrap().unwrap().channel;
+    let Some(tern_engine::platforms::Platform::WhatsApp(w)) = &got_number.platform else { panic!("{got_number:?}") };
+    assert_eq!(w.app_secret.expose_secret(), "0123456789abcdef0123456789abcdef");
+    assert_eq!(w.verify_token.expose_secret(), "verify-token-0123456789");
+    assert_eq!((w.phone_number_id.as_str(), w.integration.as_str()), ("106540352242922", "meta"));
+    assert_eq!(w.api_base.as_str(), "https://graph.facebook.com/v23.0");
+    assert!(store.remove_channel(&number).await.unwrap());
     // Removed and added again under the same name, a channel is a new incarnation.
     let first = got.channel.incarnation.clone();
     assert!(store.remove_channel(&name).await.unwrap());

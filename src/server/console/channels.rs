@@ -92,7 +92,13 @@ fn form_field(field: Field) -> &'static str {
         Field::WebhookSecret => "webhook_secret",
         // The console's form makes generic channels only (platform channels: the CLI, the
         // admin API, tern.toml).
-        Field::SecretToken | Field::BotToken | Field::ApiBase => "",
+        Field::SecretToken
+        | Field::BotToken
+        | Field::ApiBase
+        | Field::AppSecret
+        | Field::VerifyToken
+        | Field::PhoneNumberId
+        | Field::Integration => "",
     }
 }
 

@@ -9,11 +9,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use tern_engine::IntegrationName;
 use tern_engine::channel::{
     Channel, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, Incarnation, StoredChannel,
 };
 use tern_engine::platforms::Platform;
 use tern_engine::platforms::telegram::Telegram;
+use tern_engine::platforms::whatsapp::WhatsApp;
 use tern_engine::standard_webhooks::WebhookSecret;
 
 use super::{Flavor, SqlStore};
@@ -29,6 +31,19 @@ struct SealedConfig {
     /// A Telegram channel's settings (absent for every other kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     telegram: Option<SealedTelegram>,
+    /// A WhatsApp channel's settings (absent for every other kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    whatsapp: Option<SealedWhatsApp>,
+}
+
+/// A WhatsApp channel's settings, as stored (inside the encrypted config).
+#[derive(Serialize, Deserialize)]
+struct SealedWhatsApp {
+    app_secret: String,
+    verify_token: String,
+    phone_number_id: String,
+    integration: String,
+    api_base: String,
 }
 
 /// A Telegram channel's settings, as stored (inside the encrypted config).
@@ -46,13 +61,24 @@ impl SealedConfig {
             signing_secrets: channel.inbound.signing_secrets.iter().map(WebhookSecret::to_whsec).collect(),
             webhook_url: channel.delivery.webhook_url.as_ref().map(ToString::to_string),
             webhook_secret: channel.delivery.webhook_secret.as_ref().map(WebhookSecret::to_whsec),
-            telegram: channel.platform.as_ref().map(|p| match p {
-                Platform::Telegram(t) => SealedTelegram {
+            telegram: match &channel.platform {
+                Some(Platform::Telegram(t)) => Some(SealedTelegram {
                     secret_token: t.secret_token.expose_secret().to_string(),
                     bot_token: t.bot_token.expose_secret().to_string(),
                     api_base: t.api_base.to_string(),
-                },
-            }),
+                }),
+                _ => None,
+            },
+            whatsapp: match &channel.platform {
+                Some(Platform::WhatsApp(w)) => Some(SealedWhatsApp {
+                    app_secret: w.app_secret.expose_secret().to_string(),
+                    verify_token: w.verify_token.expose_secret().to_string(),
+                    phone_number_id: w.phone_number_id.clone(),
+                    integration: w.integration.to_string(),
+                    api_base: w.api_base.to_string(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -60,17 +86,28 @@ impl SealedConfig {
         let corrupt = |reason: String| StoreError::Corrupt { what: format!("channel `{name}`"), reason };
         let secret = |s: &str| WebhookSecret::parse(s).map_err(|e| corrupt(e.to_string()));
         let telegram_secrets = self.telegram.iter().flat_map(|t| [&t.secret_token, &t.bot_token]);
-        for value in self.tokens.iter().chain(&self.signing_secrets).chain(&self.webhook_secret).chain(telegram_secrets)
+        let whatsapp_secrets = self.whatsapp.iter().flat_map(|w| [&w.app_secret, &w.verify_token]);
+        let platform_secrets = telegram_secrets.chain(whatsapp_secrets);
+        for value in self.tokens.iter().chain(&self.signing_secrets).chain(&self.webhook_secret).chain(platform_secrets)
         {
             tern_engine::secrets::known::remember_str(value);
         }
-        let platform = match self.telegram {
-            None => None,
-            Some(t) => Some(Platform::Telegram(Telegram {
+        let api_base = |u: &str| url::Url::parse(u).map_err(|e| corrupt(format!("API base: {e}")));
+        let platform = match (self.telegram, self.whatsapp) {
+            (None, None) => None,
+            (Some(t), None) => Some(Platform::Telegram(Telegram {
                 secret_token: SecretString::from(t.secret_token),
                 bot_token: SecretString::from(t.bot_token),
-                api_base: url::Url::parse(&t.api_base).map_err(|e| corrupt(format!("API base: {e}")))?,
+                api_base: api_base(&t.api_base)?,
             })),
+            (None, Some(w)) => Some(Platform::WhatsApp(WhatsApp {
+                app_secret: SecretString::from(w.app_secret),
+                verify_token: SecretString::from(w.verify_token),
+                phone_number_id: w.phone_number_id,
+                integration: IntegrationName::new(w.integration).map_err(|e| corrupt(format!("integration: {e}")))?,
+                api_base: api_base(&w.api_base)?,
+            })),
+            (Some(_), Some(_)) => return Err(corrupt("it has the settings of two platforms".into())),
         };
         let inbound = InboundAuth {
             tokens: self.tokens.into_iter().map(SecretString::from).collect(),
@@ -97,6 +134,7 @@ impl<F: Flavor> SqlStore<F> {
         let kind = match kind.as_str() {
             "generic" => ChannelKind::Generic,
             "telegram" => ChannelKind::Telegram,
+            "whatsapp" => ChannelKind::Whatsapp,
             other => return Err(corrupt(format!("unknown kind `{other}`"))),
         };
         let incarnation: String = r.get("incarnation");

@@ -1,0 +1,167 @@
+//! A local WhatsApp Cloud API on 127.0.0.1:0 for platform-channel tests: `POST
+//! /{version}/{phone-number-id}/messages` checked as the real one checks it (`Authorization:
+//! Bearer` with the system user's token, the phone number id it was started with, a JSON body
+//! with `messaging_product: "whatsapp"`, a `to`, and a `text.body` of 1 to 4,096 characters,
+//! or an `interactive` message of at most 3 reply buttons of at most 20 characters), answered
+//! with the Graph API's shapes (`{"messaging_product", "contacts", "messages": [{"id"}]}` or
+//! `{"error": {"message", "type", "code", "fbtrace_id"}}`), and recorded. Faults are scripted.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// A message the fake took: the recipient and its text body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// `to`.
+    pub to: String,
+    /// `text.body`.
+    pub text: String,
+}
+
+#[derive(Default)]
+struct State_ {
+    token: String,
+    phone_number_id: String,
+    sent: Vec<Sent>,
+    /// Every call: the status it got.
+    calls: Vec<u16>,
+    /// The next calls' answers: `Some((status, code))` a failure.
+    faults: VecDeque<(u16, i64)>,
+}
+
+type Shared = Arc<Mutex<State_>>;
+
+/// The fake Cloud API.
+pub struct FakeWhatsApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Shared,
+}
+
+impl FakeWhatsApp {
+    /// Starts the fake for the business number `phone_number_id`, taking `token`.
+    pub fn start(token: &str, phone_number_id: &str) -> Self {
+        let state: Shared = Arc::new(Mutex::new(State_ {
+            token: token.to_string(),
+            phone_number_id: phone_number_id.to_string(),
+            ..State_::default()
+        }));
+        let app =
+            Router::new().route("/{version}/{number}/messages", axum::routing::post(call)).with_state(state.clone());
+        let addr = crate::serve_on_thread(app);
+        Self { addr, state }
+    }
+
+    /// `http://127.0.0.1:PORT/v23.0` (the `--api-base`).
+    pub fn url(&self) -> String {
+        format!("http://{}/v23.0", self.addr)
+    }
+
+    /// The messages taken so far, in order.
+    pub fn sent(&self) -> Vec<Sent> {
+        self.state.lock().expect("state").sent.clone()
+    }
+
+    /// The status of every call so far.
+    pub fn calls(&self) -> Vec<u16> {
+        self.state.lock().expect("state").calls.clone()
+    }
+
+    /// The next calls are refused with these (HTTP status, Graph error code) pairs, then
+    /// answered normally again: e.g. `(400, 130429)` a rate limit, `(500, 131000)` a failure,
+    /// `(400, 131047)` more than 24 hours since the contact wrote.
+    pub fn fail_next(&self, faults: &[(u16, i64)]) {
+        self.state.lock().expect("state").faults.extend(faults.iter().copied());
+    }
+
+    /// Waits until at least `n` messages were taken (at most `within`), and returns them.
+    pub fn wait_sent(&self, n: usize, within: Duration) -> Vec<Sent> {
+        let until = std::time::Instant::now() + within;
+        loop {
+            let sent = self.sent();
+            if sent.len() >= n || std::time::Instant::now() > until {
+                return sent;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn refuse(status: u16, code: i64, message: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"}});
+    (StatusCode::from_u16(status).expect("status"), axum::Json(body)).into_response()
+}
+
+async fn call(
+    State(state): State<Shared>,
+    Path((_version, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = state.lock().expect("state");
+    let answer = answer(&mut s, &number, &headers, &body);
+    let status = answer.status().as_u16();
+    s.calls.push(status);
+    answer
+}
+
+fn answer(s: &mut State_, number: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(s.token.as_str()) {
+        return refuse(401, 190, "Error validating access token: The session is invalid.");
+    }
+    if number != s.phone_number_id {
+        return refuse(400, 100, "Unsupported post request. Object with ID does not exist");
+    }
+    if let Some((status, code)) = s.faults.pop_front() {
+        return refuse(status, code, "scripted failure");
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(body) else {
+        return refuse(400, 100, "(#100) The parameter messaging_product is required.");
+    };
+    if body["messaging_product"] != "whatsapp" {
+        return refuse(400, 100, "(#100) The parameter messaging_product is required.");
+    }
+    let Some(to) = body["to"].as_str().filter(|t| !t.is_empty()) else {
+        return refuse(400, 100, "(#100) The parameter to is required.");
+    };
+    let text = match body["type"].as_str() {
+        Some("text") => body["text"]["body"].as_str().unwrap_or_default().to_string(),
+        Some("interactive") => {
+            let buttons = body["interactive"]["action"]["buttons"].as_array().cloned().unwrap_or_default();
+            if buttons.is_empty() || buttons.len() > 3 {
+                return refuse(400, 131009, "(#131009) Parameter value is not valid: buttons count is 1 to 3");
+            }
+            if buttons.iter().any(|b| b["reply"]["title"].as_str().is_none_or(|t| t.chars().count() > 20)) {
+                return refuse(
+                    400,
+                    131009,
+                    "(#131009) Parameter value is not valid: a button title is 1 to 20 characters",
+                );
+            }
+            body["interactive"]["body"]["text"].as_str().unwrap_or_default().to_string()
+        }
+        _ => return refuse(400, 100, "(#100) Param type must be one of {TEXT, INTERACTIVE, …}"),
+    };
+    if text.trim().is_empty() {
+        return refuse(400, 100, "(#100) The parameter text['body'] is required.");
+    }
+    if text.chars().count() > 4096 {
+        return refuse(400, 100, "(#100) Param text['body'] must be at most 4096 characters long.");
+    }
+    s.sent.push(Sent { to: to.to_string(), text: text.clone() });
+    let id = format!("wamid.HBgL{:08}", s.sent.len());
+    axum::Json(
+        json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": id}]}),
+    )
+    .into_response()
+}
