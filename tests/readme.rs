@@ -691,7 +691,7 @@ fn whatsapp_commands() {
         .replace("export META_TOKEN=…", &format!("export META_TOKEN={META_TOKEN}"));
     let out = s.ok(&b, &text);
     assert!(out.contains("channel `whatsapp` saved (whatsapp, app secret, verify token)"), "{out}");
-    assert!(out.contains("Callback URL: https://tern.example.com/v1/channels/whatsapp/webhook"), "{out}");
+    assert!(out.contains("Callback URL: https://YOUR-PUBLIC-HOST/v1/channels/whatsapp/webhook"), "{out}");
     assert!(out.contains("Verify token: the value of $WHATSAPP_VERIFY_TOKEN"), "{out}");
     assert!(out.contains("phone number id: 106540352242922"), "{out}");
     assert!(out.contains("integration:     meta"), "{out}");
