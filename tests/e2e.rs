@@ -52,6 +52,8 @@ mod runtime;
 mod schema;
 mod security;
 mod serve;
+mod slack;
 mod telegram;
+mod twilio;
 mod validate;
 mod whatsapp;

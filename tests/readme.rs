@@ -58,6 +58,9 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "export SUPPORT_TOKEN=…", Check::Test("channel_commands")),
     ("README.md", "export TELEGRAM_BOT_TOKEN=…", Check::Test("telegram_commands")),
     ("README.md", "export WHATSAPP_APP_SECRET=…", Check::Test("whatsapp_commands")),
+    ("README.md", "export TWILIO_AUTH_TOKEN=…", Check::Test("twilio_commands")),
+    ("README.md", "export SLACK_SIGNING_SECRET=…", Check::Test("slack_commands")),
+    ("README.md", "\"steps\": [", Check::Test("the_choices_example_runs")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
@@ -674,6 +677,63 @@ fn telegram_commands() {
     let shown = s.ok(&b, "tern channels show telegram");
     assert!(shown.contains("API base:        https://api.telegram.org/"), "{shown}");
     assert!(!out.contains(BOT) && !shown.contains(BOT), "the bot token is never shown");
+}
+
+/// The choices example is a step that validates and runs: in a flow after a search result,
+/// `tern run` shows its choices numbered and a typed number picks a payload.
+#[test]
+fn the_choices_example_runs() {
+    let b = block("README.md", "\"steps\": [");
+    let steps: serde_json::Value = serde_json::from_str(&format!("{{{}}}", b.text)).unwrap();
+    let step = steps["steps"][0].clone();
+    let flow = serde_json::json!({"version": 1, "id": "which", "steps": [
+        {"id": "found", "type": "set_variables", "variables": {"found": [{"id": "c-1", "name": "Ann"}, {"id": "c-2", "name": "Bob"}]}},
+        step,
+        {"id": "done", "type": "send_message", "text": "Chosen: {{contact_id}}"}
+    ]});
+    let s = Sandbox::new();
+    std::fs::write(s.path("which.json"), flow.to_string()).unwrap();
+    s.ok(&b, "tern validate which.json");
+    let out = s.ok(&b, "tern run which.json -m hi -m Bob");
+    assert!(out.contains("Which contact are you?\n\n1. Ann\n2. Bob"), "{out}");
+    assert!(out.contains("Chosen: c-2"), "a typed title picks its payload: {out}");
+}
+
+/// The Twilio block: the channel added and shown, the webhook to set in the Twilio Console
+/// printed with the public URL, the auth token never shown.
+#[test]
+fn twilio_commands() {
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+    let s = Sandbox::new();
+    let b = block("README.md", "export TWILIO_AUTH_TOKEN=…");
+    let text = b.text.replace("export TWILIO_AUTH_TOKEN=…", &format!("export TWILIO_AUTH_TOKEN={TOKEN}"));
+    let out = s.ok(&b, &text);
+    assert!(out.contains("channel `sms` saved (twilio, auth token)"), "{out}");
+    assert!(out.contains("Webhook, HTTP POST: https://YOUR-PUBLIC-HOST/v1/channels/sms/webhook"), "{out}");
+    assert!(out.contains("account SID:     AC5ef8732a3c49700934481addd5ce1659"), "{out}");
+    assert!(out.contains("from:            +15017122661"), "{out}");
+    assert!(out.contains("API base:        https://api.twilio.com/"), "{out}");
+    assert!(!out.contains(TOKEN), "the auth token is never shown: {out}");
+}
+
+/// The Slack block: the integration of the `slack` profile and the channel added, the request
+/// URL to set in the app's settings printed, the signing secret never shown.
+#[test]
+fn slack_commands() {
+    const SECRET: &str = "8f742231b10e8888abcd99aaabbb85a5";
+    let s = Sandbox::new();
+    let b = block("README.md", "export SLACK_SIGNING_SECRET=…");
+    let text = format!(
+        "export SLACK_CLIENT_SECRET=readme-slack-client-secret\n{}",
+        b.text.replace("export SLACK_SIGNING_SECRET=…", &format!("export SLACK_SIGNING_SECRET={SECRET}"))
+    );
+    let out = s.ok(&b, &text);
+    assert!(out.contains("channel `slack` saved (slack, signing secret)"), "{out}");
+    assert!(out.contains("https://YOUR-PUBLIC-HOST/v1/channels/slack/webhook"), "{out}");
+    let shown = s.ok(&b, "tern channels show slack && tern integrations show slack");
+    assert!(shown.contains("integration:     slack"), "{shown}");
+    assert!(shown.contains("slack.com/oauth/v2/authorize"), "the profile's endpoints: {shown}");
+    assert!(!out.contains(SECRET) && !shown.contains(SECRET), "the signing secret is never shown");
 }
 
 /// The WhatsApp block: the token kept as a secret, the integration and the channel added, and

@@ -2,8 +2,9 @@
 //! --kind whatsapp`; Meta's verification handshake; notifications shaped as the Cloud API's
 //! documented payload examples, signed as Meta signs them (HMAC-SHA256 of the raw body with the
 //! app secret, computed here with the `hmac` crate, independently of Tern's code); a
-//! conversation that asks for a Teamleader contact id, looks it up through an OAuth
-//! integration and answers; replies taken by a fake Cloud API that checks the system user's
+//! conversation that asks which Teamleader contact the sender is with reply buttons, asks again
+//! when the answer is typed, looks the pressed contact up through an OAuth integration and
+//! answers; replies taken by a fake Cloud API that checks the system user's
 //! bearer token, each once even when the API fails in between; no secret in the log.
 
 use std::process::Stdio;
@@ -28,7 +29,9 @@ fn flows(crm: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let lookup = json!({"version": 1, "id": "lookup", "trigger": {"type": "message", "match": {"keywords": ["help"]}},
     "steps": [
-        {"id": "ask", "type": "ask", "text": "Hi {{contact.name}}! What is your Teamleader contact id?", "save_as": "id"},
+        {"id": "ask", "type": "ask", "text": "Hi {{contact.name}}! Which Teamleader contact are you?", "save_as": "id",
+         "choices": [{"title": "Erlich Bachman", "payload": "c1a2"}, {"title": "Someone else", "payload": "other"}],
+         "reask": "Please press one of the buttons."},
         {"id": "find", "type": "fetch_variables", "integration": "teamleader",
          "request": {"method": "POST", "url": format!("{crm}/api/contacts.info"), "body": {"id": "{{id}}"}},
          "variables": {"first_name": "data.first_name", "last_name": "data.last_name"}},
@@ -172,18 +175,35 @@ fn a_whatsapp_number_looks_up_a_contact_and_replies_through_the_cloud_api() {
         assert_eq!(post(&client, &server.url, Some(APP_SECRET), &first).await, 200);
     });
     let sent = meta.wait_sent(1, within);
-    assert_eq!(
-        sent,
-        [Sent { to: "16505551234".into(), text: "Hi Sheena Nelson! What is your Teamleader contact id?".into() }]
-    );
+    let buttons =
+        vec![("c1a2".to_string(), "Erlich Bachman".to_string()), ("other".to_string(), "Someone else".to_string())];
+    let question = "Hi Sheena Nelson! Which Teamleader contact are you?";
+    assert_eq!(sent, [Sent { to: "16505551234".into(), text: question.into(), choices: buttons.clone() }]);
 
-    // The answer: looked up through the OAuth integration; the Cloud API fails once (a rate
-    // limit) before it takes the reply.
-    meta.fail_next(&[(400, 130429)]);
     rt.block_on(async {
         // Meta sends a notification again until it gets a 200: the wamid dedupes it.
         assert_eq!(post(&client, &server.url, Some(APP_SECRET), &first).await, 200);
-        let answer = text_message("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgB=", "16505551234", "c1a2");
+        // Typed text that picks no button: asked again, with the buttons.
+        let typed =
+            text_message("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgB=", "16505551234", "hello?");
+        assert_eq!(post(&client, &server.url, Some(APP_SECRET), &typed).await, 200);
+    });
+    let sent = meta.wait_sent(2, within);
+    assert_eq!(
+        sent[1],
+        Sent { to: "16505551234".into(), text: "Please press one of the buttons.".into(), choices: buttons }
+    );
+
+    // The press: looked up through the OAuth integration; the Cloud API fails once (a rate
+    // limit) before it takes the answer.
+    meta.fail_next(&[(400, 130429)]);
+    rt.block_on(async {
+        // The button press, as the Cloud API documents an interactive button_reply.
+        let mut answer = text_message("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgC=", "16505551234", "");
+        answer["entry"][0]["changes"][0]["value"]["messages"][0] = json!({"from": "16505551234",
+            "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgC=", "timestamp": "1749416400",
+            "context": {"from": "15550783881", "id": "wamid.HBgL00000001"},
+            "type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "c1a2", "title": "Erlich Bachman"}}});
         assert_eq!(post(&client, &server.url, Some(APP_SECRET), &answer).await, 200);
         // A status notification and a payload Tern cannot read are acknowledged, not retried.
         let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"value": {
@@ -193,12 +213,12 @@ fn a_whatsapp_number_looks_up_a_contact_and_replies_through_the_cloud_api() {
         assert_eq!(post(&client, &server.url, Some(APP_SECRET), &status).await, 200);
         assert_eq!(post(&client, &server.url, Some(APP_SECRET), &json!({"object": "page"})).await, 200);
     });
-    let sent = meta.wait_sent(2, within);
-    assert_eq!(sent[1], Sent { to: "16505551234".into(), text: "Found you: Erlich Bachman.".into() });
+    let sent = meta.wait_sent(3, within);
+    assert_eq!(sent[2], Sent::text("16505551234", "Found you: Erlich Bachman."));
     assert_eq!(meta.calls().iter().filter(|s| **s >= 400).count(), 1, "the rate limit was retried: {:?}", meta.calls());
     assert!(crm.api_auth_headers().iter().all(|h| h.starts_with("Bearer ")), "the CRM got its own token");
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(meta.sent().len(), 2, "each reply once, the repeated notification included: {:?}", meta.sent());
+    assert_eq!(meta.sent().len(), 3, "each reply once, the repeated notification included: {:?}", meta.sent());
 
     rt.block_on(async {
         let metrics = client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();

@@ -57,6 +57,13 @@ pub enum ChannelKind {
     /// A WhatsApp Business number (Cloud API): notifications at `/v1/channels/{name}/webhook`,
     /// replies through the Cloud API ([`crate::platforms::whatsapp`]).
     Whatsapp,
+    /// Twilio Programmable Messaging (SMS, and WhatsApp through Twilio): incoming messages at
+    /// `/v1/channels/{name}/webhook`, replies through the Messages API
+    /// ([`crate::platforms::twilio`]).
+    Twilio,
+    /// A Slack app: events and button presses at `/v1/channels/{name}/webhook`, replies with
+    /// `chat.postMessage` ([`crate::platforms::slack`]).
+    Slack,
 }
 
 impl ChannelKind {
@@ -66,6 +73,8 @@ impl ChannelKind {
             Self::Generic => "generic",
             Self::Telegram => "telegram",
             Self::Whatsapp => "whatsapp",
+            Self::Twilio => "twilio",
+            Self::Slack => "slack",
         }
     }
 }

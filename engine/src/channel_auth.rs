@@ -469,6 +469,25 @@ impl ChannelAuth {
         }
     }
 
+    /// The second half of [`admit_platform`](Self::admit_platform): the platform's proof on the
+    /// body, where it signs bodies ([`Platform::check_body`](crate::platforms::Platform::check_body)
+    /// at this check's clock); `url` is the URL the platform requested (the public URL and the
+    /// path, with its query).
+    ///
+    /// # Errors
+    /// [`Refusal::WrongPlatformProof`]; [`Refusal::NotAPlatform`] for a generic channel.
+    pub fn verify_platform(
+        &self,
+        channel: &Channel,
+        headers: &http::HeaderMap,
+        url: &str,
+        body: &[u8],
+    ) -> Result<(), Refusal> {
+        let platform = channel.platform.as_ref().ok_or(Refusal::NotAPlatform)?;
+        let now_s = self.clock.now_ms().div_euclid(1000);
+        platform.check_body(headers, url, body, now_s).map_err(|proof| Refusal::WrongPlatformProof { proof })
+    }
+
     /// The second half of [`authenticate`](Self::authenticate) for a signed request: the
     /// signature over the body ([`check_signature`], scoped to the channel's incarnation).
     ///

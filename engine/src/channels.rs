@@ -94,6 +94,16 @@ pub enum Field {
     PhoneNumberId,
     /// The integration whose token authenticates the replies (WhatsApp).
     Integration,
+    /// A platform account's token that signs its requests and authenticates the replies
+    /// (Twilio's auth token).
+    AuthToken,
+    /// The platform account's id (Twilio's Account SID).
+    AccountSid,
+    /// Where replies are sent from (Twilio: a number, a `whatsapp:` sender or a Messaging
+    /// Service).
+    From,
+    /// The secret a platform app signs its requests with (Slack's signing secret).
+    SigningSecret,
 }
 
 impl Field {
@@ -113,6 +123,10 @@ impl Field {
             Self::VerifyToken => "verify_token",
             Self::PhoneNumberId => "phone_number_id",
             Self::Integration => "integration",
+            Self::AuthToken => "auth_token",
+            Self::AccountSid => "account_sid",
+            Self::From => "from",
+            Self::SigningSecret => "signing_secret",
         }
     }
 
@@ -132,6 +146,10 @@ impl Field {
             Self::VerifyToken => "--verify-token-env",
             Self::PhoneNumberId => "--phone-number-id",
             Self::Integration => "--integration",
+            Self::AuthToken => "--auth-token-env",
+            Self::AccountSid => "--account-sid",
+            Self::From => "--from",
+            Self::SigningSecret => "--signing-secret-env",
         }
     }
 
@@ -151,6 +169,10 @@ impl Field {
             Self::VerifyToken => "Verify token",
             Self::PhoneNumberId => "Phone number id",
             Self::Integration => "Integration",
+            Self::AuthToken => "Auth token",
+            Self::AccountSid => "Account SID",
+            Self::From => "Sender",
+            Self::SigningSecret => "App signing secret",
         }
     }
 }
@@ -271,6 +293,14 @@ pub struct ChannelDraft {
     pub phone_number_id: Option<String>,
     /// The integration that authenticates the replies (WhatsApp), by name.
     pub integration: Option<String>,
+    /// A platform account's token (Twilio's auth token).
+    pub auth_token: Option<SecretString>,
+    /// The platform account's id (Twilio's Account SID).
+    pub account_sid: Option<String>,
+    /// Where replies are sent from (Twilio).
+    pub from: Option<String>,
+    /// The app's signing secret (Slack).
+    pub signing_secret: Option<SecretString>,
 }
 
 impl fmt::Debug for ChannelDraft {
@@ -288,6 +318,10 @@ impl fmt::Debug for ChannelDraft {
             .field("verify_token", &self.verify_token.as_ref().map(|_| "[redacted]"))
             .field("phone_number_id", &self.phone_number_id)
             .field("integration", &self.integration)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "[redacted]"))
+            .field("account_sid", &self.account_sid)
+            .field("from", &self.from)
+            .field("signing_secret", &self.signing_secret.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -309,7 +343,7 @@ impl ChannelDraft {
         if self.kind.is_none() {
             problems.push(Problem::at(
                 Field::Kind,
-                "the kind is required: `generic` (a channel that posts Tern's JSON), `telegram` (a Telegram bot) or `whatsapp` (a WhatsApp Business number)",
+                "the kind is required: `generic` (a channel that posts Tern's JSON), `telegram` (a Telegram bot), `whatsapp` (a WhatsApp Business number), `twilio` (SMS through Twilio) or `slack` (a Slack app)",
             ));
         }
         if let Some(kind) = self.kind.filter(|k| *k != ChannelKind::Generic) {
@@ -473,6 +507,14 @@ pub struct ChannelSummary {
     pub phone_number_id: Option<String>,
     /// The integration that authenticates a platform channel's replies (WhatsApp).
     pub integration: Option<String>,
+    /// Whether a Twilio channel's auth token is set.
+    pub auth_token_set: bool,
+    /// A Twilio channel's Account SID.
+    pub account_sid: Option<String>,
+    /// Where a Twilio channel's replies come from.
+    pub from: Option<String>,
+    /// Whether a Slack channel's signing secret is set.
+    pub signing_secret_set: bool,
     /// When it was first saved (stored channels), Unix seconds.
     pub created_at: Option<i64>,
     /// When it was last saved (stored channels), Unix seconds.
@@ -500,6 +542,16 @@ impl ChannelSummary {
                 _ => None,
             },
             integration: channel.platform.as_ref().and_then(Platform::integration).map(ToString::to_string),
+            auth_token_set: matches!(channel.platform, Some(Platform::Twilio(_))),
+            account_sid: match &channel.platform {
+                Some(Platform::Twilio(t)) => Some(t.account_sid.clone()),
+                _ => None,
+            },
+            from: match &channel.platform {
+                Some(Platform::Twilio(t)) => Some(t.from.clone()),
+                _ => None,
+            },
+            signing_secret_set: matches!(channel.platform, Some(Platform::Slack(_))),
             created_at: times.map(|t| t.0),
             updated_at: times.map(|t| t.1),
         }

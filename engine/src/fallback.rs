@@ -106,7 +106,7 @@ impl ErrorHandling {
         if let Some(text) = self.reply.as_ref().filter(|_| !answered) {
             let step = failed.error.as_ref().and_then(|e| e.step.clone()).or_else(|| StepId::new("_error").ok());
             if let Some(step) = step {
-                let reply = Reply { step, text: text.clone() };
+                let reply = Reply { step, text: text.clone(), choices: Vec::new() };
                 if let Some(sink) = sink {
                     sink(&reply);
                 }

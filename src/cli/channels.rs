@@ -29,6 +29,14 @@ enum KindArg {
     /// /v1/channels/NAME/webhook; replies go through the Cloud API with an integration's
     /// token (--app-secret-env, --verify-token-env, --phone-number-id, --integration).
     Whatsapp,
+    /// SMS (or WhatsApp) through Twilio: Twilio posts incoming messages to
+    /// /v1/channels/NAME/webhook; replies go through its Messages API (--auth-token-env,
+    /// --account-sid, --from).
+    Twilio,
+    /// A Slack app: Slack posts events and button presses to /v1/channels/NAME/webhook;
+    /// replies go with chat.postMessage and an integration's bot token (--signing-secret-env,
+    /// --integration).
+    Slack,
 }
 
 #[derive(Debug, Args)]
@@ -76,10 +84,26 @@ struct AddArgs {
     /// Setup in the app dashboard).
     #[arg(long, value_name = "ID")]
     phone_number_id: Option<String>,
-    /// WhatsApp: the integration whose token sends the replies (a system user's token, e.g.
-    /// `--kind static` with `--api-origin https://graph.facebook.com`).
+    /// WhatsApp and Slack: the integration whose token sends the replies (WhatsApp: a system
+    /// user's token, e.g. `--kind static` with `--api-origin https://graph.facebook.com`;
+    /// Slack: an integration of `--profile slack`).
     #[arg(long, value_name = "INTEGRATION")]
     integration: Option<String>,
+    /// Twilio: read the account's auth token (Twilio Console > Account info) from this
+    /// environment variable.
+    #[arg(long, value_name = "VAR")]
+    auth_token_env: Option<String>,
+    /// Twilio: the Account SID (`AC…`).
+    #[arg(long, value_name = "SID")]
+    account_sid: Option<String>,
+    /// Twilio: where replies come from: a Twilio number (`+15017122661`), a `whatsapp:+…`
+    /// sender, or a Messaging Service SID (`MG…`).
+    #[arg(long, value_name = "SENDER")]
+    from: Option<String>,
+    /// Slack: read the app's signing secret (Basic Information > App Credentials) from this
+    /// environment variable.
+    #[arg(long, value_name = "VAR")]
+    signing_secret_env: Option<String>,
     /// Replace the settings of a channel of the same name.
     #[arg(long)]
     update: bool,
@@ -217,6 +241,8 @@ async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::
         KindArg::Generic => ChannelKind::Generic,
         KindArg::Telegram => ChannelKind::Telegram,
         KindArg::Whatsapp => ChannelKind::Whatsapp,
+        KindArg::Twilio => ChannelKind::Twilio,
+        KindArg::Slack => ChannelKind::Slack,
     };
     let generated = (kind == ChannelKind::Generic && tokens.is_empty() && signing_secrets.is_empty())
         .then(tern_engine::channels::generate_token);
@@ -227,6 +253,8 @@ async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::
     let bot_token = read_one(&a.bot_token_env, "bot token")?;
     let app_secret = read_one(&a.app_secret_env, "app secret")?;
     let verify_token = read_one(&a.verify_token_env, "verify token")?;
+    let auth_token = read_one(&a.auth_token_env, "auth token")?;
+    let signing_secret = read_one(&a.signing_secret_env, "signing secret")?;
     let vars = Vars {
         secret_token: a.secret_token_env.clone(),
         bot_token: a.bot_token_env.clone(),
@@ -245,6 +273,10 @@ async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::
         verify_token,
         phone_number_id: a.phone_number_id,
         integration: a.integration,
+        auth_token,
+        account_sid: a.account_sid,
+        from: a.from,
+        signing_secret,
     };
     let saved = match channels.save(&a.name, draft, a.update).await {
         Ok(saved) => saved,
@@ -314,6 +346,27 @@ fn next_steps(saved: &ChannelSummary, public_url: &url::Url, vars: &Vars) {
                     .unwrap_or_default()
             );
         }
+        ChannelKind::Twilio => {
+            println!(
+                "In the Twilio Console, under the number's Messaging configuration, set \"A message comes in\" to:"
+            );
+            println!("  Webhook, HTTP POST: {webhook}");
+            println!(
+                "Twilio signs each request over that exact URL: `tern serve` must be given the same public URL (--public-url or TERN_PUBLIC_URL)."
+            );
+            println!("Replies are sent with the Messages API from the outbox (retried; a restart loses none).");
+        }
+        ChannelKind::Slack => {
+            println!(
+                "In the Slack app's settings, set this URL as the Request URL of Event Subscriptions (subscribe to the bot events message.im, and message.channels for channels) and of Interactivity:"
+            );
+            println!("  {webhook}");
+            println!("Slack checks it with a url_verification challenge that `tern serve` answers.");
+            println!(
+                "Replies are sent with chat.postMessage from the outbox (retried; a restart loses none) with the bot token of integration `{}`.",
+                saved.integration.as_deref().unwrap_or_default()
+            );
+        }
         ChannelKind::Generic => {
             println!(
                 "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
@@ -357,6 +410,12 @@ fn credentials(c: &ChannelSummary) -> String {
     if c.app_secret_set {
         parts.push("app secret, verify token".into());
     }
+    if c.auth_token_set {
+        parts.push("auth token".into());
+    }
+    if c.signing_secret_set {
+        parts.push("signing secret".into());
+    }
     if parts.is_empty() { unseen_or_none(c).into() } else { parts.join(", ") }
 }
 
@@ -387,6 +446,14 @@ fn print_channel(c: &ChannelSummary) {
             println!("app secret:      {}", set(c.app_secret_set));
             println!("verify token:    {}", set(c.verify_token_set));
             println!("phone number id: {}", c.phone_number_id.as_deref().unwrap_or("-"));
+        }
+        if c.kind == ChannelKind::Twilio {
+            println!("auth token:      {}", set(c.auth_token_set));
+            println!("account SID:     {}", c.account_sid.as_deref().unwrap_or("-"));
+            println!("from:            {}", c.from.as_deref().unwrap_or("-"));
+        }
+        if c.kind == ChannelKind::Slack {
+            println!("signing secret:  {}", set(c.signing_secret_set));
         }
         if let Some(integration) = &c.integration {
             println!("integration:     {integration} (its token sends the replies)");

@@ -23,6 +23,17 @@
 //! phone_number_id = "106540352242922"
 //! integration = "meta"                        # its token sends the replies
 //! # api_base = "https://graph.facebook.com/v23.0"   # the default
+//!
+//! [channels.sms]
+//! kind = "twilio"
+//! auth_token_env = "TWILIO_AUTH_TOKEN"
+//! account_sid = "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+//! from = "+15017122661"                       # or "whatsapp:+…", or a Messaging Service "MG…"
+//!
+//! [channels.slack]
+//! kind = "slack"
+//! signing_secret_env = "SLACK_SIGNING_SECRET"
+//! integration = "slack"                       # its bot token sends the replies
 //! ```
 //!
 //! The file is read once ([`FileChannels::parse`], at argument parsing: every problem of every
@@ -53,6 +64,10 @@ const KEYS: &[&str] = &[
     "verify_token_env",
     "phone_number_id",
     "integration",
+    "auth_token_env",
+    "account_sid",
+    "from",
+    "signing_secret_env",
 ];
 
 /// One `[channels.NAME]` table, as written (the names of variables, not their values).
@@ -71,6 +86,10 @@ pub struct FileChannel {
     verify_token_env: Option<String>,
     phone_number_id: Option<String>,
     integration: Option<String>,
+    auth_token_env: Option<String>,
+    account_sid: Option<String>,
+    from: Option<String>,
+    signing_secret_env: Option<String>,
 }
 
 /// The `[channels.NAME]` tables of `tern.toml`, in the file's order.
@@ -156,6 +175,9 @@ impl FileChannels {
             let app_secret = read(c.app_secret_env.as_slice(), "app_secret_env", "app secret").into_iter().next();
             let verify_token =
                 read(c.verify_token_env.as_slice(), "verify_token_env", "verify token").into_iter().next();
+            let auth_token = read(c.auth_token_env.as_slice(), "auth_token_env", "auth token").into_iter().next();
+            let signing_secret =
+                read(c.signing_secret_env.as_slice(), "signing_secret_env", "signing secret").into_iter().next();
             let kind = c.kind.unwrap_or(ChannelKind::Generic);
             let draft = ChannelDraft {
                 kind: Some(kind),
@@ -170,6 +192,10 @@ impl FileChannels {
                 verify_token,
                 phone_number_id: c.phone_number_id.clone(),
                 integration: c.integration.clone(),
+                auth_token,
+                account_sid: c.account_sid.clone(),
+                from: c.from.clone(),
+                signing_secret,
             };
             if !missing.is_empty() {
                 // The rules are checked once every value is there: what follows from a missing
@@ -236,17 +262,22 @@ fn parse_one(name: &str, at: &str, table: &toml::Table, problems: &mut Vec<Strin
                 Some("generic") => c.kind = Some(ChannelKind::Generic),
                 Some("telegram") => c.kind = Some(ChannelKind::Telegram),
                 Some("whatsapp") => c.kind = Some(ChannelKind::Whatsapp),
+                Some("twilio") => c.kind = Some(ChannelKind::Twilio),
+                Some("slack") => c.kind = Some(ChannelKind::Slack),
                 _ => problems.push(format!(
-                    "`{shown}` must be \"generic\" (a channel that posts Tern's JSON), \"telegram\" (a Telegram bot) or \"whatsapp\" (a WhatsApp Business number)"
+                    "`{shown}` must be \"generic\" (a channel that posts Tern's JSON), \"telegram\" (a Telegram bot), \"whatsapp\" (a WhatsApp Business number), \"twilio\" (SMS through Twilio) or \"slack\" (a Slack app)"
                 )),
             },
-            "secret_token_env" | "bot_token_env" | "app_secret_env" | "verify_token_env" => {
+            "secret_token_env" | "bot_token_env" | "app_secret_env" | "verify_token_env" | "auth_token_env"
+            | "signing_secret_env" => {
                 match names(value, &shown, problems).as_slice() {
                     [var] => {
                         let slot = match key.as_str() {
                             "secret_token_env" => &mut c.secret_token_env,
                             "bot_token_env" => &mut c.bot_token_env,
                             "app_secret_env" => &mut c.app_secret_env,
+                            "auth_token_env" => &mut c.auth_token_env,
+                            "signing_secret_env" => &mut c.signing_secret_env,
                             _ => &mut c.verify_token_env,
                         };
                         *slot = Some(var.clone());
@@ -255,11 +286,13 @@ fn parse_one(name: &str, at: &str, table: &toml::Table, problems: &mut Vec<Strin
                     _ => problems.push(format!("`{shown}` takes one environment variable's name")),
                 }
             }
-            "api_base" | "phone_number_id" | "integration" => match value.as_str() {
+            "api_base" | "phone_number_id" | "integration" | "account_sid" | "from" => match value.as_str() {
                 Some(text) => {
                     let slot = match key.as_str() {
                         "api_base" => &mut c.api_base,
                         "phone_number_id" => &mut c.phone_number_id,
+                        "account_sid" => &mut c.account_sid,
+                        "from" => &mut c.from,
                         _ => &mut c.integration,
                     };
                     *slot = Some(text.to_string());

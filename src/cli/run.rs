@@ -185,7 +185,8 @@ async fn converse(
     }
     let sink: Option<ReplySink> = (!args.json).then(|| {
         Arc::new(|r: &tern_engine::Reply| {
-            println!("{}", r.text);
+            // Choices as a channel without buttons shows them: numbered after the text.
+            println!("{}", tern_engine::Choice::numbered(&r.text, &r.choices));
         }) as ReplySink
     });
     let conversation = ConversationId::new(args.conversation.clone())?;

@@ -207,6 +207,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         request_timeout: std::time::Duration::from_secs(args.request_timeout.max(1)),
         reply_wait: std::time::Duration::from_secs(args.reply_wait.max(1)),
         readiness: Default::default(),
+        public_url: shared.public_url.clone(),
     });
     // Messages acknowledged before a crash and not answered yet.
     conversations.recover().await?;

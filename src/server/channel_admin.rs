@@ -65,9 +65,23 @@ pub struct ChannelSettings {
     /// WhatsApp: the id of the business phone number replies are sent from (digits).
     #[serde(default)]
     phone_number_id: Option<String>,
-    /// WhatsApp: the integration whose token authenticates the replies.
+    /// WhatsApp and Slack: the integration whose token authenticates the replies.
     #[serde(default)]
     integration: Option<String>,
+    /// Twilio: the account's auth token, which signs every webhook and authenticates the
+    /// replies (write-only).
+    #[serde(default)]
+    auth_token: Option<String>,
+    /// Twilio: the Account SID (`AC…`).
+    #[serde(default)]
+    account_sid: Option<String>,
+    /// Twilio: where replies come from (`+15017122661`, `whatsapp:+…` or a Messaging Service
+    /// SID `MG…`).
+    #[serde(default)]
+    from: Option<String>,
+    /// Slack: the app's signing secret, which signs every request (write-only).
+    #[serde(default)]
+    signing_secret: Option<String>,
 }
 
 /// A store failure: the detail goes to the log, not to the caller.
@@ -201,6 +215,10 @@ pub async fn put_channel(
         verify_token: settings.verify_token.map(secret),
         phone_number_id: settings.phone_number_id,
         integration: settings.integration,
+        auth_token: settings.auth_token.map(secret),
+        account_sid: settings.account_sid,
+        from: settings.from,
+        signing_secret: settings.signing_secret.map(secret),
     };
     let saved = state.channel_service.save(name.as_str(), draft, true).await.map_err(answer)?;
     Ok(axum::Json(saved).into_response())

@@ -81,6 +81,9 @@ pub struct AppState {
     pub reply_wait: std::time::Duration,
     /// The last readiness check of the store (`/readyz`, `/healthz`).
     pub readiness: health::ReadyCache,
+    /// Where the server is reached from outside (`--public-url`): the URL a platform that signs
+    /// it (Twilio) requested is this and the route's path.
+    pub public_url: url::Url,
 }
 
 impl AppState {

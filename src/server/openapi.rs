@@ -99,6 +99,20 @@ impl Modify for Security {
                 "A WhatsApp channel's proof: `sha256=` and the hex HMAC-SHA256 of the raw body with the Meta app's secret",
             ))),
         );
+        components.add_security_scheme(
+            "twilio_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-twilio-signature",
+                "A Twilio channel's proof: the Base64 HMAC-SHA1, with the account's auth token, of the public URL of this route followed by the form's parameters sorted by name",
+            ))),
+        );
+        components.add_security_scheme(
+            "slack_signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-slack-signature",
+                "A Slack channel's proof: `v0=` and the hex HMAC-SHA256, with the app's signing secret, of `v0:{X-Slack-Request-Timestamp}:{raw body}`, the timestamp within 5 minutes",
+            ))),
+        );
     }
 }
 

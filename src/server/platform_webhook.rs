@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use tern_engine::channel::ChannelRef;
 use tern_engine::channel_auth::Refusal;
 use tern_engine::conversation::{ConversationError, ConversationId, Inbound, MessageId};
-use tern_engine::platforms::{Platform, PlatformMessage};
+use tern_engine::platforms::{Platform, PlatformMessage, Received};
 
 use super::AppState;
 use super::channel_request::{log_refusal, read_body, unauthorized_platform};
@@ -50,12 +50,21 @@ fn refused(state: &AppState, name: &str, refusal: &Refusal) -> Response {
     post,
     path = "/v1/channels/{name}/webhook",
     tag = "conversations",
-    description = "Where a messaging platform posts its updates for the platform channel `name` (Telegram: set it with setWebhook and the channel's secret token; WhatsApp: the callback URL of the Meta app, whose notifications are signed with the app secret). Messages are acknowledged at once and processed in the background; replies go through the platform's API.",
+    description = "Where a messaging platform posts its updates for the platform channel `name` (Telegram: set it with setWebhook and the channel's secret token; WhatsApp: the callback URL of the Meta app, whose notifications are signed with the app secret; Twilio: the number's incoming-message webhook, signed with the auth token over this URL; Slack: the Events API and interactivity request URL, signed with the signing secret; the url_verification challenge is answered). Messages are acknowledged at once and processed in the background; replies go through the platform's API.",
     params(("name" = String, Path, description = "The channel name")),
-    request_body(content = serde_json::Value, content_type = "application/json", description = "The platform's payload (Telegram: an Update; WhatsApp: a whatsapp_business_account notification)"),
-    security(("platform_secret" = []), ("platform_signature" = [])),
+    request_body(
+        description = "The platform's payload. JSON: Telegram's Update, WhatsApp's whatsapp_business_account notification, a Slack event. A form: Twilio's incoming message, a Slack interactive payload (`payload`)",
+        content(
+            (serde_json::Value = "application/json"),
+            (String = "application/x-www-form-urlencoded"),
+        )
+    ),
+    security(("platform_secret" = []), ("platform_signature" = []), ("twilio_signature" = []), ("slack_signature" = [])),
     responses(
-        (status = 200, description = "Acknowledged: the messages queued durably, or a payload Tern does not handle (logged and counted). Telegram: may carry an answerCallbackQuery", body = serde_json::Value),
+        (status = 200, description = "Acknowledged: the messages queued durably, or a payload Tern does not handle (logged and counted). Telegram: may carry an answerCallbackQuery; Twilio: empty TwiML", content(
+            (serde_json::Value = "application/json"),
+            (String = "text/xml"),
+        )),
         (status = 401, description = "Not the platform's request for this channel (`unauthorized`); the same answer whatever the reason", body = ErrorBody),
         (status = 408, description = "The body did not arrive within 10 s", body = ErrorBody),
         (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
@@ -66,6 +75,7 @@ fn refused(state: &AppState, name: &str, refusal: &Refusal) -> Response {
 pub async fn post_webhook(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -79,15 +89,21 @@ pub async fn post_webhook(
         Err(answer) => return answer,
     };
     let Some(platform) = &channel.platform else { return unauthorized_platform() };
-    if let Err(proof) = platform.check_body(&headers, &body) {
-        return refused(&state, &label, &Refusal::WrongPlatformProof { proof });
+    // The URL as the platform requested it (Twilio signs it): the public URL and the path.
+    let url = format!(
+        "{}/v1/channels/{name}/webhook{}",
+        state.public_url.as_str().trim_end_matches('/'),
+        query.as_deref().map(|q| format!("?{q}")).unwrap_or_default()
+    );
+    if let Err(refusal) = state.channel_auth().verify_platform(&channel, &headers, &url, &body) {
+        return refused(&state, &label, &refusal);
     }
     let received = match platform.receive(tern_engine::json::without_bom(&body)) {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(channel = %label, error = %e, "a platform update cannot be read; acknowledged so that it is not sent again");
             state.metrics.platform_update(&label, "malformed");
-            return acknowledged(serde_json::json!({}));
+            return acknowledged(platform, &Received::default());
         }
     };
     for what in &received.ignored {
@@ -111,7 +127,7 @@ pub async fn post_webhook(
             return answer;
         }
     }
-    acknowledged(received.response)
+    acknowledged(platform, &received)
 }
 
 /// Queues one message durably; `Err` is the answer that makes the platform send the payload
@@ -220,6 +236,8 @@ fn inbound(channel: &tern_engine::channel::Channel, m: &PlatformMessage) -> Resu
     Ok(inbound)
 }
 
-fn acknowledged(body: serde_json::Value) -> Response {
-    (StatusCode::OK, axum::Json(body)).into_response()
+/// `200` with the platform's acknowledgement ([`Platform::acknowledgement`]).
+fn acknowledged(platform: &Platform, received: &Received) -> Response {
+    let (content_type, body) = platform.acknowledgement(received);
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }

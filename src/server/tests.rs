@@ -103,6 +103,7 @@ impl Harness {
             request_timeout: Duration::from_secs(30),
             reply_wait: Duration::from_secs(10),
             readiness: Default::default(),
+            public_url: url::Url::parse("http://127.0.0.1:8080").unwrap(),
         });
         Self { _dir: dir, app: app(state), conversations }
     }

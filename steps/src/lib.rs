@@ -5,6 +5,7 @@
 
 mod ask;
 mod branch;
+mod choices;
 mod end;
 mod fetch_variables;
 mod http_common;

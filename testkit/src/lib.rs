@@ -17,8 +17,10 @@ pub mod oauth;
 pub mod oidc;
 pub mod scripted;
 pub mod service;
+pub mod slack;
 pub mod telegram;
 pub mod tools;
+pub mod twilio;
 pub mod wasm;
 pub mod whatsapp;
 

@@ -105,3 +105,47 @@ pub fn componentize_qjs() -> PathBuf {
     }
     bin
 }
+
+/// The platforms' own Python libraries, pinned (also in `scripts/test`): Twilio's request
+/// validator and Slack's signature verifier sign the platform channel tests' webhooks.
+pub const PLATFORM_SDKS: &[(&str, &str)] = &[("twilio", "9.13.0"), ("slack_sdk", "3.48.0")];
+
+/// Python with [`PLATFORM_SDKS`] (in `~/.cache/tern-platform-sdks`), or `None` when they are
+/// not installed: then the test is skipped with the install command, or fails under
+/// `TERN_TEST_REQUIRE_TOOLS=1`.
+pub fn platform_sdks(test: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tern-platform-sdks/bin/python"));
+    let check = PLATFORM_SDKS
+        .iter()
+        .map(|(name, version)| format!("m.version('{name}') == '{version}'"))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let check = format!("import importlib.metadata as m; assert {check}");
+    if let Some(python) = venv.filter(|p| p.is_file())
+        && std::process::Command::new(&python).args(["-c", &check]).status().is_ok_and(|s| s.success())
+    {
+        return Some(python);
+    }
+    let pins: Vec<String> = PLATFORM_SDKS.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+    let message = format!(
+        "{test} needs the Python packages {} (install with `python3 -m venv ~/.cache/tern-platform-sdks && ~/.cache/tern-platform-sdks/bin/pip install {}`). `scripts/test` installs everything the tests need",
+        pins.join(" and "),
+        pins.join(" ")
+    );
+    if std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{message}");
+    }
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
+    None
+}
+
+/// Runs `script` with `python` and one argument (`arg`, JSON), and returns what it printed,
+/// trimmed.
+///
+/// # Panics
+/// When the script fails (its standard error is the message).
+pub fn python_output(python: &Path, script: &str, arg: &serde_json::Value) -> String {
+    let out = std::process::Command::new(python).args(["-c", script, &arg.to_string()]).output().expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -2,7 +2,8 @@
 //! /{version}/{phone-number-id}/messages` checked as the real one checks it (`Authorization:
 //! Bearer` with the system user's token, the phone number id it was started with, a JSON body
 //! with `messaging_product: "whatsapp"`, a `to`, and a `text.body` of 1 to 4,096 characters,
-//! or an `interactive` message of at most 3 reply buttons of at most 20 characters), answered
+//! or an `interactive` message: at most 3 reply buttons of at most 20 characters, or a list of
+//! at most 10 rows of at most 24, with a body of at most 1,024), answered
 //! with the Graph API's shapes (`{"messaging_product", "contacts", "messages": [{"id"}]}` or
 //! `{"error": {"message", "type", "code", "fbtrace_id"}}`), and recorded. Faults are scripted.
 
@@ -18,13 +19,22 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-/// A message the fake took: the recipient and its text body.
+/// A message the fake took: the recipient, its text and its reply buttons or list rows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
     /// `to`.
     pub to: String,
-    /// `text.body`.
+    /// `text.body`, or an interactive message's `body.text`.
     pub text: String,
+    /// An interactive message's buttons or rows: (id, title).
+    pub choices: Vec<(String, String)>,
+}
+
+impl Sent {
+    /// A text message.
+    pub fn text(to: &str, text: &str) -> Self {
+        Self { to: to.into(), text: text.into(), choices: Vec::new() }
+    }
 }
 
 #[derive(Default)]
@@ -134,21 +144,60 @@ fn answer(s: &mut State_, number: &str, headers: &HeaderMap, body: &[u8]) -> Res
     let Some(to) = body["to"].as_str().filter(|t| !t.is_empty()) else {
         return refuse(400, 100, "(#100) The parameter to is required.");
     };
-    let text = match body["type"].as_str() {
-        Some("text") => body["text"]["body"].as_str().unwrap_or_default().to_string(),
+    let (text, choices) = match body["type"].as_str() {
+        Some("text") => (body["text"]["body"].as_str().unwrap_or_default().to_string(), Vec::new()),
         Some("interactive") => {
-            let buttons = body["interactive"]["action"]["buttons"].as_array().cloned().unwrap_or_default();
-            if buttons.is_empty() || buttons.len() > 3 {
-                return refuse(400, 131009, "(#131009) Parameter value is not valid: buttons count is 1 to 3");
+            let i = &body["interactive"];
+            let (items, max, title_max): (Vec<Value>, usize, usize) = match i["type"].as_str() {
+                Some("button") => (
+                    i["action"]["buttons"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|b| b["reply"].clone())
+                        .collect(),
+                    3,
+                    20,
+                ),
+                Some("list") => (
+                    i["action"]["sections"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .flat_map(|s| s["rows"].as_array().cloned().unwrap_or_default())
+                        .collect(),
+                    10,
+                    24,
+                ),
+                _ => return refuse(400, 100, "(#100) interactive.type must be button or list"),
+            };
+            if items.is_empty() || items.len() > max {
+                return refuse(400, 131009, "(#131009) Parameter value is not valid: too many buttons or rows");
             }
-            if buttons.iter().any(|b| b["reply"]["title"].as_str().is_none_or(|t| t.chars().count() > 20)) {
-                return refuse(
-                    400,
-                    131009,
-                    "(#131009) Parameter value is not valid: a button title is 1 to 20 characters",
-                );
+            if items.iter().any(|b| b["title"].as_str().is_none_or(|t| t.is_empty() || t.chars().count() > title_max)) {
+                return refuse(400, 131009, "(#131009) Parameter value is not valid: a title is too long");
             }
-            body["interactive"]["body"]["text"].as_str().unwrap_or_default().to_string()
+            if i["type"] == "list"
+                && i["action"]["button"].as_str().is_none_or(|b| b.is_empty() || b.chars().count() > 20)
+            {
+                return refuse(400, 131009, "(#131009) Parameter value is not valid: the list's button text");
+            }
+            let body_text = i["body"]["text"].as_str().unwrap_or_default().to_string();
+            if body_text.chars().count() > 1024 {
+                return refuse(400, 131009, "(#131009) Parameter value is not valid: body text over 1024 characters");
+            }
+            let choices = items
+                .iter()
+                .map(|b| {
+                    (
+                        b["id"].as_str().unwrap_or_default().to_string(),
+                        b["title"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            (body_text, choices)
         }
         _ => return refuse(400, 100, "(#100) Param type must be one of {TEXT, INTERACTIVE, …}"),
     };
@@ -158,7 +207,7 @@ fn answer(s: &mut State_, number: &str, headers: &HeaderMap, body: &[u8]) -> Res
     if text.chars().count() > 4096 {
         return refuse(400, 100, "(#100) Param text['body'] must be at most 4096 characters long.");
     }
-    s.sent.push(Sent { to: to.to_string(), text: text.clone() });
+    s.sent.push(Sent { to: to.to_string(), text: text.clone(), choices });
     let id = format!("wamid.HBgL{:08}", s.sent.len());
     axum::Json(
         json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": id}]}),

@@ -60,6 +60,9 @@ pub enum Profile {
     Github,
     /// Intercom (US by default; `data_center` eu or au).
     Intercom,
+    /// A Slack app (OAuth v2): the bot token (`xoxb-…`) is the `access_token`; with token
+    /// rotation enabled it expires and comes with a refresh token.
+    Slack,
 }
 
 /// An integration's settings (no secrets).

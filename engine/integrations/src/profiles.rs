@@ -205,6 +205,24 @@ pub const PROFILES: &[ProfileSpec] = &[
         authorize_params: &[],
         expires_in_may_be_ms: false,
     },
+    // api.slack.com/authentication/oauth-v2: the bot's scopes in `scope`, comma-separated; the
+    // bot token is the answer's `access_token` (`xoxb-…`), refreshable when token rotation is
+    // on (api.slack.com/authentication/rotation).
+    ProfileSpec {
+        profile: Profile::Slack,
+        name: "slack",
+        label: "Slack",
+        regions: single!(
+            "https://slack.com/oauth/v2/authorize",
+            "https://slack.com/api/oauth.v2.access",
+            "https://slack.com"
+        ),
+        client_auth: Some(ClientAuth::Body),
+        scope_delimiter: Some(","),
+        scopes: ScopeRule::AsGiven,
+        authorize_params: &[],
+        expires_in_may_be_ms: false,
+    },
 ];
 
 /// A profile name that is not in [`PROFILES`].
@@ -351,12 +369,13 @@ mod tests {
             Profile::Microsoft,
             Profile::Github,
             Profile::Intercom,
+            Profile::Slack,
         ] {
             assert_eq!(PROFILES.iter().filter(|s| s.profile == p).count(), 1, "{p:?}");
             assert_eq!(serde_json::to_value(p).unwrap(), p.as_str(), "{p:?}");
             assert_eq!(Profile::parse(p.as_str()), Ok(p));
         }
-        assert_eq!(PROFILES.len(), 6);
+        assert_eq!(PROFILES.len(), 7);
         for spec in PROFILES {
             assert!(!spec.regions.is_empty(), "{}", spec.name);
             for r in spec.regions {

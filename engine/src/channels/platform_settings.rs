@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use super::{ChannelDraft, Field, MAX_URL_BYTES, Problem};
 use crate::channel::ChannelKind;
 use crate::ids::IntegrationName;
-use crate::platforms::{Platform, telegram, whatsapp};
+use crate::platforms::{Platform, slack, telegram, twilio, whatsapp};
 
 /// The settings of a `kind` channel from `draft`, each broken rule pushed to `problems`.
 pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<Platform> {
@@ -34,6 +34,8 @@ pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<
         ChannelKind::Generic => None,
         ChannelKind::Telegram => telegram_settings(draft, problems).map(Platform::Telegram),
         ChannelKind::Whatsapp => whatsapp_settings(draft, problems).map(Platform::WhatsApp),
+        ChannelKind::Twilio => twilio_settings(draft, problems).map(Platform::Twilio),
+        ChannelKind::Slack => slack_settings(draft, problems).map(Platform::Slack),
     }
 }
 
@@ -45,11 +47,13 @@ fn own_fields(kind: ChannelKind) -> &'static [Field] {
         ChannelKind::Whatsapp => {
             &[Field::AppSecret, Field::VerifyToken, Field::PhoneNumberId, Field::Integration, Field::ApiBase]
         }
+        ChannelKind::Twilio => &[Field::AuthToken, Field::AccountSid, Field::From, Field::ApiBase],
+        ChannelKind::Slack => &[Field::SigningSecret, Field::Integration, Field::ApiBase],
     }
 }
 
 /// Each platform field of `draft`, and whether it is given.
-fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 7] {
+fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 11] {
     [
         (Field::SecretToken, draft.secret_token.is_some()),
         (Field::BotToken, draft.bot_token.is_some()),
@@ -58,6 +62,10 @@ fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 7] {
         (Field::VerifyToken, draft.verify_token.is_some()),
         (Field::PhoneNumberId, draft.phone_number_id.is_some()),
         (Field::Integration, draft.integration.is_some()),
+        (Field::AuthToken, draft.auth_token.is_some()),
+        (Field::AccountSid, draft.account_sid.is_some()),
+        (Field::From, draft.from.is_some()),
+        (Field::SigningSecret, draft.signing_secret.is_some()),
     ]
 }
 
@@ -65,7 +73,7 @@ fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 7] {
 pub(super) fn none_for_generic(draft: &ChannelDraft, problems: &mut Vec<Problem>) {
     refuse_given(&given_platform_fields(draft), problems, |label| {
         format!(
-            "only a platform channel (`--kind telegram` or `--kind whatsapp`) has a {label}; a generic channel has bearer tokens or signing secrets"
+            "only a platform channel (`--kind telegram`, `whatsapp`, `twilio` or `slack`) has a {label}; a generic channel has bearer tokens or signing secrets"
         )
     });
 }
@@ -113,31 +121,18 @@ fn whatsapp_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Optio
         whatsapp::check_verify_token,
         problems,
     );
-    let phone_number_id = match draft.phone_number_id.as_deref().map(str::trim) {
-        None | Some("") => {
-            problems.push(Problem::at(
-                Field::PhoneNumberId,
-                "a WhatsApp channel needs the id of the phone number it answers from (WhatsApp > API Setup in the app dashboard)",
-            ));
-            None
-        }
-        Some(id) => whatsapp::check_phone_number_id(id)
-            .map(|()| id.to_string())
-            .map_err(|e| problems.push(Problem::at(Field::PhoneNumberId, e)))
-            .ok(),
-    };
-    let integration = match draft.integration.as_deref().map(str::trim) {
-        None | Some("") => {
-            problems.push(Problem::at(
-                Field::Integration,
-                "a WhatsApp channel sends replies with the token of an integration: add one for graph.facebook.com (e.g. `tern integrations add meta --kind static --static-secret META_TOKEN --api-origin https://graph.facebook.com`) and name it",
-            ));
-            None
-        }
-        Some(name) => {
-            IntegrationName::new(name).map_err(|e| problems.push(Problem::at(Field::Integration, e.to_string()))).ok()
-        }
-    };
+    let phone_number_id = text(
+        draft.phone_number_id.as_deref(),
+        Field::PhoneNumberId,
+        "a WhatsApp channel needs the id of the phone number it answers from (WhatsApp > API Setup in the app dashboard)",
+        whatsapp::check_phone_number_id,
+        problems,
+    );
+    let integration = integration(
+        draft,
+        "a WhatsApp channel sends replies with the token of an integration: add one for graph.facebook.com (e.g. `tern integrations add meta --kind static --static-secret META_TOKEN --api-origin https://graph.facebook.com`) and name it",
+        problems,
+    );
     let api_base = api_base(draft.api_base.as_deref(), whatsapp::DEFAULT_API_BASE, problems);
     Some(whatsapp::WhatsApp {
         app_secret: app_secret?,
@@ -146,6 +141,80 @@ fn whatsapp_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Optio
         integration: integration?,
         api_base: api_base?,
     })
+}
+
+fn twilio_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<twilio::Twilio> {
+    let auth_token = token(
+        draft.auth_token.as_ref(),
+        Field::AuthToken,
+        "a Twilio channel needs the account's auth token, which signs every webhook and authenticates the replies (Twilio Console > Account info)",
+        twilio::check_auth_token,
+        problems,
+    );
+    let account_sid = text(
+        draft.account_sid.as_deref(),
+        Field::AccountSid,
+        "a Twilio channel needs the Account SID (`AC…`, Twilio Console > Account info)",
+        twilio::check_account_sid,
+        problems,
+    );
+    let from = text(
+        draft.from.as_deref(),
+        Field::From,
+        "a Twilio channel needs the number its replies come from (`+15017122661`), a `whatsapp:+…` sender or a Messaging Service SID (`MG…`)",
+        twilio::check_from,
+        problems,
+    );
+    let api_base = api_base(draft.api_base.as_deref(), twilio::DEFAULT_API_BASE, problems);
+    Some(twilio::Twilio { account_sid: account_sid?, auth_token: auth_token?, from: from?, api_base: api_base? })
+}
+
+fn slack_settings(draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<slack::Slack> {
+    let signing_secret = token(
+        draft.signing_secret.as_ref(),
+        Field::SigningSecret,
+        "a Slack channel needs the app's signing secret, which signs every request (Basic Information > App Credentials)",
+        slack::check_signing_secret,
+        problems,
+    );
+    let integration = integration(
+        draft,
+        "a Slack channel sends replies with the bot token of an integration: add one with `tern integrations add slack --profile slack --client-id … --client-secret-env … --scopes chat:write,im:history`, authorize it, and name it",
+        problems,
+    );
+    let api_base = api_base(draft.api_base.as_deref(), slack::DEFAULT_API_BASE, problems);
+    Some(slack::Slack { signing_secret: signing_secret?, integration: integration?, api_base: api_base? })
+}
+
+/// The required integration name; `missing` says what to do when it is not given.
+fn integration(draft: &ChannelDraft, missing: &str, problems: &mut Vec<Problem>) -> Option<IntegrationName> {
+    match draft.integration.as_deref().map(str::trim) {
+        None | Some("") => {
+            problems.push(Problem::at(Field::Integration, missing));
+            None
+        }
+        Some(name) => {
+            IntegrationName::new(name).map_err(|e| problems.push(Problem::at(Field::Integration, e.to_string()))).ok()
+        }
+    }
+}
+
+/// A required setting at `field` that is not secret: trimmed and checked by `rule`; `missing`
+/// says what to do when it is not given.
+fn text(
+    given: Option<&str>,
+    field: Field,
+    missing: &str,
+    rule: fn(&str) -> Result<(), &'static str>,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    match given.map(str::trim).filter(|t| !t.is_empty()) {
+        None => {
+            problems.push(Problem::at(field, missing));
+            None
+        }
+        Some(t) => rule(t).map(|()| t.to_string()).map_err(|e| problems.push(Problem::at(field, e))).ok(),
+    }
 }
 
 /// A required token at `field`: trimmed and checked by `rule`; `missing` says what to do when

@@ -40,6 +40,8 @@ fn secret_values(channel: &Channel) -> Vec<(Field, SecretString)> {
             out.push((Field::AppSecret, w.app_secret.clone()));
             out.push((Field::VerifyToken, w.verify_token.clone()));
         }
+        Some(crate::platforms::Platform::Twilio(t)) => out.push((Field::AuthToken, t.auth_token.clone())),
+        Some(crate::platforms::Platform::Slack(s)) => out.push((Field::SigningSecret, s.signing_secret.clone())),
         None => {}
     }
     out
@@ -59,10 +61,15 @@ pub(super) fn shared_credentials(channel: &Channel, others: &[&Channel]) -> Vec<
         let theirs = secret_values(other);
         for (field, value) in &mine {
             // One receiver may take several channels' replies with one secret: a webhook secret
-            // may be another channel's webhook secret, but no inbound credential of any.
+            // may be another channel's webhook secret, but no inbound credential of any. One
+            // Twilio account's numbers may be several channels: its signatures cover the URL,
+            // whose path names the channel, so one made for a channel passes no other.
             let Some((their_field, _)) = theirs.iter().find(|(f, v)| {
-                !(*field == Field::WebhookSecret && *f == Field::WebhookSecret)
-                    && crate::channel_auth::is_one_of(value.expose_secret(), std::slice::from_ref(v))
+                let may_share = matches!(
+                    (*field, *f),
+                    (Field::WebhookSecret, Field::WebhookSecret) | (Field::AuthToken, Field::AuthToken)
+                );
+                !may_share && crate::channel_auth::is_one_of(value.expose_secret(), std::slice::from_ref(v))
             }) else {
                 continue;
             };

@@ -370,7 +370,7 @@ fn failure_of(e: &crate::http::HttpError) -> SendFailure {
 /// ([`OutboxItem::sent`]); the progress is recorded after every call, so that a retry sends no
 /// part twice. A platform whose replies use an integration's token (WhatsApp) gets it injected
 /// like any flow step's request: only to the integration's API origins, refreshed once after a
-/// rejection.
+/// rejection; one that holds its credential (Twilio) sends it to its API base only.
 async fn send_platform(
     outbox: &Outbox,
     item: &OutboxItem,
@@ -382,15 +382,27 @@ async fn send_platform(
     let timeout = outbox.policy.attempt_timeout();
     let calls: Vec<PreparedRequest> = replies
         .iter()
-        .filter_map(|r| r.get("text").and_then(serde_json::Value::as_str))
-        .flat_map(|text| platform.reply_requests(chat_id, text, timeout))
+        .filter_map(|r| {
+            let text = r.get("text").and_then(serde_json::Value::as_str)?;
+            // Written by this process from a `ReplyText`: choices that do not read are none.
+            let choices: Vec<crate::step::Choice> =
+                r.get("choices").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
+            Some(platform.reply_requests(chat_id, text, &choices, timeout))
+        })
+        .flatten()
         .collect();
     let owner = crate::tokens::TokenOwner::Workspace;
     let auth = platform.integration().map(|i| (i, &owner));
+    // A credential the channel holds itself (Twilio's Basic authentication).
+    let credential = platform.credential();
     let start = usize::try_from(item.sent).unwrap_or(usize::MAX);
     for (n, req) in calls.iter().enumerate().skip(start) {
         // The error may name the URL, which may hold a token (Telegram's): masked.
-        let answer = outbox.outbound.execute(req, auth).await.map_err(|e| failure_of(&e))?;
+        let answer = match (&credential, auth) {
+            (Some(c), None) => outbox.outbound.client.send(req, Some(c)).await,
+            _ => outbox.outbound.execute(req, auth).await,
+        };
+        let answer = answer.map_err(|e| failure_of(&e))?;
         match platform.outcome(answer.status.as_u16(), &answer.body) {
             Outcome::Sent => {
                 let sent = u32::try_from(n + 1).unwrap_or(u32::MAX);

@@ -138,9 +138,9 @@ pub(super) async fn process(
         None
     };
 
-    let mut replies: Vec<ReplyText> = main.result.replies.iter().map(|r| ReplyText { text: r.text.clone() }).collect();
+    let mut replies: Vec<ReplyText> = main.result.replies.iter().map(ReplyText::from).collect();
     let error_flow = error_run.as_ref().map(|e| {
-        replies.extend(e.result.replies.iter().map(|r| ReplyText { text: r.text.clone() }));
+        replies.extend(e.result.replies.iter().map(ReplyText::from));
         ErrorFlowRun {
             run_id: e.result.run_id.clone(),
             flow_id: e.result.flow_id.to_string(),
@@ -219,7 +219,7 @@ impl Activation {
             started_at_ms: started_ms,
             finished_at_ms: finished_ms,
             status,
-            replies: result.replies.iter().map(|r| ReplyText { text: r.text.clone() }).collect(),
+            replies: result.replies.iter().map(ReplyText::from).collect(),
             trace: result.trace,
             variables: result.variables,
             error: result.error,

@@ -331,6 +331,17 @@ impl std::fmt::Display for AnswerStatus {
 pub struct ReplyText {
     /// The text.
     pub text: String,
+    /// The choices offered with it (`send_message` and `ask` with `choices`): show them as
+    /// buttons or a list; the contact's answer is a choice's payload (or its number, or its
+    /// title). Absent for a plain text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<crate::step::Choice>,
+}
+
+impl From<&crate::step::Reply> for ReplyText {
+    fn from(r: &crate::step::Reply) -> Self {
+        Self { text: r.text.clone(), choices: r.choices.clone() }
+    }
 }
 
 /// The answer to one message: what the channel gets back, and what a repeated message id gets

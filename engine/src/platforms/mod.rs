@@ -16,8 +16,11 @@ use serde_json::{Map, Value};
 
 use crate::http::PreparedRequest;
 use crate::ids::IntegrationName;
+use crate::step::Choice;
 
+pub mod slack;
 pub mod telegram;
+pub mod twilio;
 pub mod whatsapp;
 
 /// A platform channel's settings.
@@ -27,6 +30,10 @@ pub enum Platform {
     Telegram(telegram::Telegram),
     /// The WhatsApp Cloud API (Meta).
     WhatsApp(whatsapp::WhatsApp),
+    /// Twilio Programmable Messaging.
+    Twilio(twilio::Twilio),
+    /// A Slack app.
+    Slack(slack::Slack),
 }
 
 /// A message read from a platform's payload.
@@ -105,6 +112,8 @@ impl Platform {
         match self {
             Self::Telegram(_) => crate::channel::ChannelKind::Telegram,
             Self::WhatsApp(_) => crate::channel::ChannelKind::Whatsapp,
+            Self::Twilio(_) => crate::channel::ChannelKind::Twilio,
+            Self::Slack(_) => crate::channel::ChannelKind::Slack,
         }
     }
 
@@ -113,6 +122,8 @@ impl Platform {
         match self {
             Self::Telegram(_) => "Telegram",
             Self::WhatsApp(_) => "WhatsApp",
+            Self::Twilio(_) => "Twilio",
+            Self::Slack(_) => "Slack",
         }
     }
 
@@ -122,6 +133,8 @@ impl Platform {
         match self {
             Self::Telegram(t) => vec![&t.secret_token, &t.bot_token],
             Self::WhatsApp(w) => vec![&w.app_secret, &w.verify_token],
+            Self::Twilio(t) => vec![&t.auth_token],
+            Self::Slack(s) => vec![&s.signing_secret],
         }
     }
 
@@ -130,14 +143,26 @@ impl Platform {
         match self {
             Self::Telegram(t) => &t.api_base,
             Self::WhatsApp(w) => &w.api_base,
+            Self::Twilio(t) => &t.api_base,
+            Self::Slack(s) => &s.api_base,
         }
     }
 
     /// The integration whose token authenticates the replies (WhatsApp), if any.
     pub fn integration(&self) -> Option<&IntegrationName> {
         match self {
-            Self::Telegram(_) => None,
+            Self::Telegram(_) | Self::Twilio(_) => None,
             Self::WhatsApp(w) => Some(&w.integration),
+            Self::Slack(s) => Some(&s.integration),
+        }
+    }
+
+    /// The credential of the reply calls when the channel holds it itself (Twilio's Basic
+    /// authentication); Telegram's token is in the path, WhatsApp's comes from an integration.
+    pub fn credential(&self) -> Option<crate::tokens::Credential> {
+        match self {
+            Self::Telegram(_) | Self::WhatsApp(_) | Self::Slack(_) => None,
+            Self::Twilio(t) => twilio::credential(t),
         }
     }
 
@@ -151,19 +176,31 @@ impl Platform {
         let ok = match self {
             Self::Telegram(t) => telegram::verify(t, headers),
             Self::WhatsApp(_) => whatsapp::has_signature(headers),
+            Self::Twilio(_) => twilio::has_signature(headers),
+            Self::Slack(_) => slack::has_signature(headers),
         };
         if ok { Ok(()) } else { Err(self.proof()) }
     }
 
     /// Whether the body is the platform's, where it signs bodies (WhatsApp's
-    /// `X-Hub-Signature-256`).
+    /// `X-Hub-Signature-256`; Twilio's `X-Twilio-Signature`, over `url` too: the URL the
+    /// platform requested, the server's public URL and the path with its query; Slack's
+    /// `X-Slack-Signature`, with a timestamp within 5 minutes of `now_s`, Unix seconds).
     ///
     /// # Errors
     /// What was expected, in the platform's words.
-    pub fn check_body(&self, headers: &http::HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+    pub fn check_body(
+        &self,
+        headers: &http::HeaderMap,
+        url: &str,
+        body: &[u8],
+        now_s: i64,
+    ) -> Result<(), &'static str> {
         let ok = match self {
             Self::Telegram(_) => true,
             Self::WhatsApp(w) => whatsapp::verify(w, headers, body),
+            Self::Twilio(t) => twilio::verify(t, headers, url, body),
+            Self::Slack(s) => slack::verify(s, headers, body, now_s),
         };
         if ok { Ok(()) } else { Err(self.proof()) }
     }
@@ -173,6 +210,8 @@ impl Platform {
         match self {
             Self::Telegram(_) => "secret token (X-Telegram-Bot-Api-Secret-Token)",
             Self::WhatsApp(_) => "signature by the app secret (X-Hub-Signature-256)",
+            Self::Twilio(_) => "signature by the auth token (X-Twilio-Signature)",
+            Self::Slack(_) => "signature by the signing secret (X-Slack-Signature, within 5 minutes)",
         }
     }
 
@@ -207,16 +246,41 @@ impl Platform {
                 received.response = Value::Object(Map::new());
                 Ok(received)
             }
+            Self::Twilio(t) => twilio::parse(t, body),
+            Self::Slack(_) => slack::parse(body),
         }
     }
 
-    /// The calls that send one reply's text to `chat_id`, in order (a long text is several).
-    pub fn reply_requests(&self, chat_id: &str, text: &str, timeout: Duration) -> Vec<PreparedRequest> {
+    /// The webhook's answer to a payload (whatever became of it): its content type and body.
+    /// JSON for Telegram (an `answerCallbackQuery` for a pressed button) and WhatsApp; empty
+    /// TwiML for Twilio, which would send any message TwiML holds.
+    pub fn acknowledgement(&self, received: &Received) -> (&'static str, String) {
         match self {
-            Self::Telegram(t) => {
-                telegram::parts(text).iter().map(|part| telegram::send_message(t, chat_id, part, timeout)).collect()
+            Self::Twilio(_) => ("text/xml", twilio::EMPTY_TWIML.to_string()),
+            Self::Telegram(_) | Self::WhatsApp(_) | Self::Slack(_) if received.response.is_null() => {
+                ("application/json", "{}".into())
             }
-            Self::WhatsApp(w) => whatsapp::send_text(w, chat_id, text, timeout),
+            Self::Telegram(_) | Self::WhatsApp(_) | Self::Slack(_) => {
+                ("application/json", received.response.to_string())
+            }
+        }
+    }
+
+    /// The calls that send one reply to `chat_id`, in order (a long text is several), with its
+    /// choices as the platform shows them: Telegram's inline keyboard, WhatsApp's reply buttons
+    /// or list, or numbered text where the platform's limits do not allow them.
+    pub fn reply_requests(
+        &self,
+        chat_id: &str,
+        text: &str,
+        choices: &[Choice],
+        timeout: Duration,
+    ) -> Vec<PreparedRequest> {
+        match self {
+            Self::Telegram(t) => telegram::send_reply(t, chat_id, text, choices, timeout),
+            Self::WhatsApp(w) => whatsapp::send_reply(w, chat_id, text, choices, timeout),
+            Self::Twilio(t) => twilio::send_reply(t, chat_id, text, choices, timeout),
+            Self::Slack(s) => slack::send_reply(s, chat_id, text, choices, timeout),
         }
     }
 
@@ -225,6 +289,8 @@ impl Platform {
         match self {
             Self::Telegram(_) => telegram::outcome(status, body),
             Self::WhatsApp(_) => whatsapp::outcome(status, body),
+            Self::Twilio(_) => twilio::outcome(status, body),
+            Self::Slack(_) => slack::outcome(status, body),
         }
     }
 }

@@ -25,6 +25,7 @@ use serde_json::{Map, Value, json};
 pub use super::{Outcome, UpdateError};
 use super::{parts_of, without_values};
 use crate::http::{Method, PreparedRequest, RequestBody};
+use crate::step::Choice;
 
 /// The header carrying the webhook's secret token.
 pub const SECRET_TOKEN_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -293,19 +294,61 @@ pub fn parts(text: &str) -> Vec<String> {
     parts_of(text, MAX_MESSAGE_UNITS, char::len_utf16)
 }
 
-/// The `sendMessage` request of one part of a reply. The API base is an http(s) URL with a
-/// host (checked when the channel is saved), so the method's path always goes on it.
-pub fn send_message(telegram: &Telegram, chat_id: &str, text: &str, timeout: Duration) -> PreparedRequest {
+/// Longest `callback_data` of an inline keyboard button, in bytes (the Bot API's 64).
+pub const MAX_CALLBACK_DATA_BYTES: usize = 64;
+
+/// The `sendMessage` request of one part of a reply, with an inline keyboard when `keyboard`
+/// is given. The API base is an http(s) URL with a host (checked when the channel is saved), so
+/// the method's path always goes on it.
+pub fn send_message(
+    telegram: &Telegram,
+    chat_id: &str,
+    text: &str,
+    keyboard: Option<&[Choice]>,
+    timeout: Duration,
+) -> PreparedRequest {
     let mut url = telegram.api_base.clone();
     let base = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{base}/bot{}/sendMessage", telegram.bot_token.expose_secret()));
+    let mut body = json!({"chat_id": chat_id, "text": text});
+    if let Some(choices) = keyboard {
+        // One button per row: titles stay readable on a phone.
+        let rows: Vec<Value> = choices.iter().map(|c| json!([{"text": c.title, "callback_data": c.payload}])).collect();
+        body["reply_markup"] = json!({"inline_keyboard": rows});
+    }
     PreparedRequest {
         method: Method::Post,
         url,
         headers: HeaderMap::new(),
-        body: Some(RequestBody::Json(json!({"chat_id": chat_id, "text": text}))),
+        body: Some(RequestBody::Json(body)),
         timeout,
     }
+}
+
+/// The `sendMessage` calls of one reply: its parts in order, the choices as an inline keyboard
+/// on the last part when every payload fits in `callback_data` ([`MAX_CALLBACK_DATA_BYTES`]),
+/// else as numbered text.
+pub fn send_reply(
+    telegram: &Telegram,
+    chat_id: &str,
+    text: &str,
+    choices: &[Choice],
+    timeout: Duration,
+) -> Vec<PreparedRequest> {
+    let as_buttons = !choices.is_empty() && choices.iter().all(|c| c.payload.len() <= MAX_CALLBACK_DATA_BYTES);
+    let text: std::borrow::Cow<'_, str> =
+        if as_buttons || choices.is_empty() { text.into() } else { Choice::numbered(text, choices).into() };
+    let mut parts = parts(&text);
+    if parts.is_empty() && as_buttons {
+        // A keyboard needs a message to hang on.
+        parts.push("\u{2063}".to_string());
+    }
+    let last = parts.len().saturating_sub(1);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| send_message(telegram, chat_id, part, (as_buttons && i == last).then_some(choices), timeout))
+        .collect()
 }
 
 /// Reads the Bot API's answer: `{"ok": true, …}` is sent; 429 and 5xx are retried; other
@@ -446,8 +489,30 @@ mod tests {
     }
 
     #[test]
+    fn choices_are_an_inline_keyboard_on_the_last_part_or_numbered_text() {
+        let choices = [Choice::new("Ann Smith", "c-1"), Choice::new("Bob Jones", "c-2")];
+        let long = format!("{} {}", "a".repeat(4000), "b".repeat(200));
+        let reqs = send_reply(&telegram(), "42", &long, &choices, Duration::from_secs(5));
+        assert_eq!(reqs.len(), 2);
+        let body = |r: &PreparedRequest| match &r.body {
+            Some(RequestBody::Json(v)) => v.clone(),
+            _ => panic!("a JSON body"),
+        };
+        assert!(body(&reqs[0]).get("reply_markup").is_none());
+        assert_eq!(
+            body(&reqs[1])["reply_markup"],
+            json!({"inline_keyboard": [[{"text": "Ann Smith", "callback_data": "c-1"}], [{"text": "Bob Jones", "callback_data": "c-2"}]]})
+        );
+        // A payload over 64 bytes cannot be callback data: numbered text.
+        let wide = [Choice::new("One", &"x".repeat(65)), Choice::new("Two", "2")];
+        let reqs = send_reply(&telegram(), "42", "Pick", &wide, Duration::from_secs(5));
+        assert_eq!(body(&reqs[0])["text"], "Pick\n\n1. One\n2. Two");
+        assert!(body(&reqs[0]).get("reply_markup").is_none());
+    }
+
+    #[test]
     fn send_message_puts_the_token_in_the_path_and_answers_are_classified() {
-        let req = send_message(&telegram(), "42", "hello", Duration::from_secs(5));
+        let req = send_message(&telegram(), "42", "hello", None, Duration::from_secs(5));
         assert_eq!(req.url.path(), "/tg/bot123456:ABCdefGHIjklMNOpqrSTUvwxYZ012345678/sendMessage");
         assert_eq!(outcome(200, br#"{"ok": true, "result": {}}"#), Outcome::Sent);
         assert_eq!(

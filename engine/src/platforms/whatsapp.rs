@@ -12,8 +12,9 @@
 //!   the message id: Meta sends a notification again until it gets a 200, and the id dedupes it.
 //!   A notification for another phone number of the same app is ignored. `statuses[]` (sent,
 //!   delivered, read, failed) are read for the log and the metrics ([`Status`]).
-//! - **Outbound.** Each reply is `POST {api_base}/{phone-number-id}/messages` with a text body of
-//!   at most [`MAX_TEXT_CHARS`] characters (a longer reply is several messages), authenticated by
+//! - **Outbound.** Each reply is `POST {api_base}/{phone-number-id}/messages`: a text body of at
+//!   most [`MAX_TEXT_CHARS`] characters (a longer reply is several messages), or an interactive
+//!   message with reply buttons or a list for a reply with choices ([`shape`]), authenticated by
 //!   the channel's integration (a system user's token, static or OAuth) with the same token
 //!   injection and origin rules as any flow step: the token goes only to the integration's API
 //!   origins, so the integration must list the API base's origin.
@@ -37,6 +38,7 @@ use sha2::Sha256;
 use super::{Outcome, PlatformMessage, Received, Status, UpdateError, parts_of, without_values};
 use crate::http::{Method, PreparedRequest, RequestBody};
 use crate::ids::IntegrationName;
+use crate::step::Choice;
 
 /// The header carrying the body's signature.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -377,29 +379,91 @@ pub fn parse(whatsapp: &WhatsApp, body: &[u8]) -> Result<Received, UpdateError> 
     Ok(received)
 }
 
-/// The requests of one reply's text: one message per part of at most [`MAX_TEXT_CHARS`]
-/// characters, to `to` (the contact's `wa_id`). The API base is an http(s) URL with a host
-/// (checked when the channel is saved).
-pub fn send_text(whatsapp: &WhatsApp, to: &str, text: &str, timeout: Duration) -> Vec<PreparedRequest> {
+/// Most reply buttons of an interactive message.
+pub const MAX_BUTTONS: usize = 3;
+/// Longest reply button title, in characters.
+pub const MAX_BUTTON_TITLE_CHARS: usize = 20;
+/// Most rows of an interactive list (all sections together).
+pub const MAX_LIST_ROWS: usize = 10;
+/// Longest list row title, in characters.
+pub const MAX_ROW_TITLE_CHARS: usize = 24;
+/// Longest body text of an interactive message, in characters.
+pub const MAX_INTERACTIVE_BODY_CHARS: usize = 1024;
+/// Longest id of a button or row, in characters.
+pub const MAX_REPLY_ID_CHARS: usize = 256;
+
+/// How one reply's choices are shown on WhatsApp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Reply buttons: at most [`MAX_BUTTONS`], titles of at most [`MAX_BUTTON_TITLE_CHARS`].
+    Buttons,
+    /// A list: at most [`MAX_LIST_ROWS`] rows, titles of at most [`MAX_ROW_TITLE_CHARS`].
+    List,
+    /// Numbered text after the reply's text (the choices do not fit, or the text is longer than
+    /// an interactive message's body).
+    Numbered,
+}
+
+/// The shape `choices` take with a body of `text`.
+pub fn shape(text: &str, choices: &[Choice]) -> Shape {
+    let titles_within = |max: usize| choices.iter().all(|c| c.title.chars().count() <= max);
+    let body_fits = (1..=MAX_INTERACTIVE_BODY_CHARS).contains(&text.trim().chars().count());
+    let ids_fit = choices.iter().all(|c| c.payload.chars().count() <= MAX_REPLY_ID_CHARS);
+    if !body_fits || !ids_fit || choices.is_empty() {
+        Shape::Numbered
+    } else if choices.len() <= MAX_BUTTONS && titles_within(MAX_BUTTON_TITLE_CHARS) {
+        Shape::Buttons
+    } else if choices.len() <= MAX_LIST_ROWS && titles_within(MAX_ROW_TITLE_CHARS) {
+        Shape::List
+    } else {
+        Shape::Numbered
+    }
+}
+
+/// The requests of one reply to `to` (the contact's `wa_id`): an interactive message with reply
+/// buttons or a list when the choices fit ([`shape`]), else text messages of at most
+/// [`MAX_TEXT_CHARS`] characters each (the choices numbered after the text). A pressed button
+/// or row comes back with its id: the choice's payload. The API base is an http(s) URL with a
+/// host (checked when the channel is saved).
+pub fn send_reply(
+    whatsapp: &WhatsApp,
+    to: &str,
+    text: &str,
+    choices: &[Choice],
+    timeout: Duration,
+) -> Vec<PreparedRequest> {
     let mut url = whatsapp.api_base.clone();
     let base = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{base}/{}/messages", whatsapp.phone_number_id));
-    parts_of(text, MAX_TEXT_CHARS, |_| 1)
-        .into_iter()
-        .map(|part| PreparedRequest {
-            method: Method::Post,
-            url: url.clone(),
-            headers: HeaderMap::new(),
-            body: Some(RequestBody::Json(json!({
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to,
-                "type": "text",
-                "text": {"preview_url": false, "body": part},
-            }))),
-            timeout,
-        })
-        .collect()
+    let request = |body: Value| PreparedRequest {
+        method: Method::Post,
+        url: url.clone(),
+        headers: HeaderMap::new(),
+        body: Some(RequestBody::Json(body)),
+        timeout,
+    };
+    let envelope = |kind: &str, content: Value| {
+        let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": kind});
+        body[kind] = content;
+        body
+    };
+    let action = match shape(text, choices) {
+        Shape::Buttons => {
+            json!({"type": "button", "action": {"buttons": choices.iter().map(|c| json!({"type": "reply", "reply": {"id": c.payload, "title": c.title}})).collect::<Vec<_>>()}})
+        }
+        Shape::List => {
+            json!({"type": "list", "action": {"button": "Choose", "sections": [{"rows": choices.iter().map(|c| json!({"id": c.payload, "title": c.title})).collect::<Vec<_>>()}]}})
+        }
+        Shape::Numbered => {
+            return parts_of(&Choice::numbered(text, choices), MAX_TEXT_CHARS, |_| 1)
+                .into_iter()
+                .map(|part| request(envelope("text", json!({"preview_url": false, "body": part}))))
+                .collect();
+        }
+    };
+    let mut interactive = action;
+    interactive["body"] = json!({"text": text.trim()});
+    vec![request(envelope("interactive", interactive))]
 }
 
 /// Error codes that mean "not now": rate limits and throttling (4, 80007, 130429, 131048,
@@ -547,8 +611,40 @@ mod tests {
     }
 
     #[test]
+    fn choices_are_buttons_a_list_or_numbered_text_within_whatsapps_limits() {
+        let c = |n: usize, title: &str| {
+            (1..=n).map(|i| Choice::new(&format!("{title} {i}"), &format!("p{i}"))).collect::<Vec<_>>()
+        };
+        assert_eq!(shape("Which one?", &c(3, "Contact")), Shape::Buttons);
+        assert_eq!(shape("Which one?", &c(4, "Contact")), Shape::List);
+        assert_eq!(shape("Which one?", &c(2, "A title of twenty-two")), Shape::List);
+        assert_eq!(shape("Which one?", &c(2, "A title longer than any row")), Shape::Numbered);
+        assert_eq!(shape(&"x".repeat(1025), &c(2, "A")), Shape::Numbered);
+        assert_eq!(shape("", &c(2, "A")), Shape::Numbered);
+        let reqs = send_reply(&whatsapp(), "1", "Which one?", &c(2, "Contact"), Duration::from_secs(5));
+        let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
+        assert_eq!(body["type"], "interactive");
+        assert_eq!(body["interactive"]["type"], "button");
+        assert_eq!(body["interactive"]["body"]["text"], "Which one?");
+        assert_eq!(
+            body["interactive"]["action"]["buttons"][1],
+            json!({"type": "reply", "reply": {"id": "p2", "title": "Contact 2"}})
+        );
+        let reqs = send_reply(&whatsapp(), "1", "Which one?", &c(5, "Contact"), Duration::from_secs(5));
+        let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
+        assert_eq!(body["interactive"]["action"]["sections"][0]["rows"][4], json!({"id": "p5", "title": "Contact 5"}));
+        let reqs =
+            send_reply(&whatsapp(), "1", "Which one?", &c(2, "A title longer than any row"), Duration::from_secs(5));
+        let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
+        assert_eq!(
+            body["text"]["body"],
+            "Which one?\n\n1. A title longer than any row 1\n2. A title longer than any row 2"
+        );
+    }
+
+    #[test]
     fn replies_are_text_messages_of_the_phone_number_and_answers_are_classified() {
-        let reqs = send_text(&whatsapp(), "16315551181", &"a".repeat(5000), Duration::from_secs(5));
+        let reqs = send_reply(&whatsapp(), "16315551181", &"a".repeat(5000), &[], Duration::from_secs(5));
         assert_eq!(reqs.len(), 2);
         assert_eq!(reqs[0].url.path(), "/v23.0/123456123/messages");
         let Some(RequestBody::Json(body)) = &reqs[1].body else { panic!() };

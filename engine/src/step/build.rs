@@ -102,6 +102,13 @@ impl<'a> BuildContext<'a> {
         self.diagnostics.push(d);
     }
 
+    /// Reports a warning (the flow still loads) at a pointer relative to the step.
+    pub fn warning(&mut self, code: &'static str, rel: &str, message: impl Into<String>, hint: Option<String>) {
+        let mut d = Diagnostic::warning(code, self.pointer(rel), message);
+        d.hint = hint;
+        self.diagnostics.push(d);
+    }
+
     /// Checks the step's own fields against the JSON Schema of `T` and deserializes them. Every
     /// problem is reported at once, in the flow's vocabulary (unknown fields with the nearest
     /// known name, missing fields, wrong types at any depth); optional fields with problems are

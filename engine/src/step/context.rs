@@ -19,6 +19,74 @@ pub struct Reply {
     pub step: StepId,
     /// The text.
     pub text: String,
+    /// The choices offered with it (buttons or a list; none for a plain text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<Choice>,
+}
+
+/// Most choices one reply offers: WhatsApp's longest list (10 rows); Telegram and the generic
+/// channel take as many.
+pub const MAX_CHOICES: usize = 10;
+
+/// Longest title of a choice, in characters (longer ones are cut): what every platform shows
+/// as numbered text. A platform with a shorter limit shows choices with longer titles as
+/// numbered text (WhatsApp: 20 for buttons, 24 for list rows).
+pub const MAX_CHOICE_TITLE_CHARS: usize = 100;
+
+/// Longest payload of a choice, in bytes (what the contact's answer becomes). Telegram's
+/// callback data holds 64 bytes: a longer payload makes the choices numbered text there.
+pub const MAX_CHOICE_PAYLOAD_BYTES: usize = 256;
+
+/// One choice offered with a reply: a button or a list row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Choice {
+    /// What the contact sees (at most [`MAX_CHOICE_TITLE_CHARS`] characters).
+    pub title: String,
+    /// What choosing it answers (at most [`MAX_CHOICE_PAYLOAD_BYTES`] bytes).
+    pub payload: String,
+}
+
+impl Choice {
+    /// A choice with `title` and `payload` cut to their bounds (never inside a character) and
+    /// trimmed; an empty payload is the title.
+    pub fn new(title: &str, payload: &str) -> Self {
+        let title: String = title.trim().chars().take(MAX_CHOICE_TITLE_CHARS).collect();
+        let payload = payload.trim();
+        let payload = if payload.is_empty() { title.as_str() } else { payload };
+        let mut end = payload.len().min(MAX_CHOICE_PAYLOAD_BYTES);
+        while !payload.is_char_boundary(end) {
+            end -= 1;
+        }
+        let payload = payload[..end].to_string();
+        Self { title, payload }
+    }
+
+    /// `text` followed by the choices as a numbered list (`1. Title`), for a channel that
+    /// shows no buttons (SMS) or choices its platform cannot show as buttons.
+    pub fn numbered(text: &str, choices: &[Self]) -> String {
+        if choices.is_empty() {
+            return text.to_string();
+        }
+        let list: Vec<String> = choices.iter().enumerate().map(|(i, c)| format!("{}. {}", i + 1, c.title)).collect();
+        if text.trim().is_empty() { list.join("\n") } else { format!("{text}\n\n{}", list.join("\n")) }
+    }
+
+    /// The payload of the choice `answer` picks: its payload or title (case and surrounding
+    /// space ignored), or its number in the list (`2`, `2.`); `None` when it picks none.
+    pub fn pick<'c>(choices: &'c [Self], answer: &str) -> Option<&'c Self> {
+        let answer = answer.trim();
+        if let Some(c) = choices.iter().find(|c| c.payload == answer) {
+            return Some(c);
+        }
+        if let Some(c) = choices
+            .iter()
+            .find(|c| c.payload.eq_ignore_ascii_case(answer) || c.title.to_lowercase() == answer.to_lowercase())
+        {
+            return Some(c);
+        }
+        let number = answer.trim_end_matches(['.', ')']).parse::<usize>().ok()?;
+        choices.get(number.checked_sub(1)?)
+    }
 }
 
 /// Receives replies as soon as a step sends them (the CLI prints them live).
@@ -98,7 +166,18 @@ impl StepContext<'_> {
 
     /// Sends a reply to the contact.
     pub fn reply(&mut self, text: String) {
-        let reply = Reply { step: self.step_id.clone(), text: self.env.masker.mask(&text) };
+        self.reply_with_choices(text, Vec::new());
+    }
+
+    /// Sends a reply with choices (buttons or a list where the channel shows them), each
+    /// masked like the text.
+    pub fn reply_with_choices(&mut self, text: String, choices: Vec<Choice>) {
+        let masker = &self.env.masker;
+        let choices = choices
+            .into_iter()
+            .map(|c| Choice { title: masker.mask(&c.title), payload: masker.mask(&c.payload) })
+            .collect();
+        let reply = Reply { step: self.step_id.clone(), text: masker.mask(&text), choices };
         if let Some(sink) = self.sink {
             sink(&reply);
         }

@@ -44,7 +44,9 @@ mod traits;
 pub use build::BuildContext;
 pub(crate) use build::{Facts, resolve_target};
 pub use compiled::{CompiledFlow, CompiledStep, StepJump};
-pub use context::{Reply, ReplySink, StepContext};
+pub use context::{
+    Choice, MAX_CHOICE_PAYLOAD_BYTES, MAX_CHOICE_TITLE_CHARS, MAX_CHOICES, Reply, ReplySink, StepContext,
+};
 pub use env::{Message, RunEnv, RunScope, contact_id};
 pub use outcome::{Behavior, Jump, Outcome, StepFailure};
 pub use registry::Registry;

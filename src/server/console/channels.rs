@@ -98,7 +98,11 @@ fn form_field(field: Field) -> &'static str {
         | Field::AppSecret
         | Field::VerifyToken
         | Field::PhoneNumberId
-        | Field::Integration => "",
+        | Field::Integration
+        | Field::AuthToken
+        | Field::AccountSid
+        | Field::From
+        | Field::SigningSecret => "",
     }
 }
 

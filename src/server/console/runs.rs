@@ -180,7 +180,7 @@ pub fn run_page(run: &RunHistory) -> Markup {
                 } @else {
                     div.bubble.contact aria-label="The contact wrote" { (g.message) }
                 }
-                @for r in &g.replies { div.bubble.tern aria-label="Tern replied" { (r.text) } }
+                @for r in &g.replies { div.bubble.tern aria-label="Tern replied" { (r.text) (super::try_it::choice_list(&r.choices)) } }
             }
         }
         @for (i, g) in run.segments.iter().enumerate() { (segment(i, g)) }

@@ -84,13 +84,20 @@ async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Respo
             @for r in &runs {
                 @for g in &r.segments {
                     @if g.event.is_none() { div.bubble.contact { (g.message) } }
-                    @for reply in &g.replies { div.bubble.tern { (reply.text) } }
+                    @for reply in &g.replies { div.bubble.tern { (reply.text) (choice_list(&reply.choices)) } }
                 }
                 p.muted {
                     (run_status(r.summary.status.as_str())) " "
                     a href={"/runs/" (url_path(r.summary.run_id.as_str()))} { "run of " (r.summary.flow_id) }
                     @if let Some(e) = r.segments.last().and_then(|g| g.error.as_ref()) { " — " (e.message) }
                 }
+            }
+        }
+        @if let Some(choices) = last_choices(&runs) {
+            form.card #choices method="post" action="/try" aria-label="Answer with a choice" {
+                input type="hidden" name="csrf" value=(session.csrf);
+                input type="hidden" name="conversation" value=(conversation);
+                @for c in choices { button type="submit" name="text" value=(c.payload) { (c.title) } " " }
             }
         }
         form.card method="post" action="/try" {
@@ -185,4 +192,17 @@ pub async fn send(State(state): State<Arc<AppState>>, ConsoleForm { form: f, .. 
         Some(Ok(_)) => back(&f.conversation, None),
         None => back(&f.conversation, Some("The run is still going; reload this page in a moment to see its replies.")),
     }
+}
+
+/// A reply's choices, as the numbered list a channel without buttons shows.
+pub(super) fn choice_list(choices: &[tern_engine::Choice]) -> maud::Markup {
+    maud::html! {
+        @if !choices.is_empty() { ol.choices { @for c in choices { li { (c.title) } } } }
+    }
+}
+
+/// The choices of the conversation's last reply, when it has some: the buttons to answer with.
+fn last_choices(runs: &[tern_engine::conversation::RunHistory]) -> Option<&[tern_engine::Choice]> {
+    let last = runs.last()?.segments.last()?.replies.last()?;
+    (!last.choices.is_empty()).then_some(last.choices.as_slice())
 }

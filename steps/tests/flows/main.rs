@@ -4,6 +4,7 @@
 //! the `tern` binary's own surfaces for the same flows are tested in tests/.
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
+mod choices;
 mod failures;
 mod http_steps;
 mod real_apis;

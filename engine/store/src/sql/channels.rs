@@ -14,7 +14,9 @@ use tern_engine::channel::{
     Channel, ChannelKind, ChannelName, ChannelStore, Delivery, InboundAuth, Incarnation, StoredChannel,
 };
 use tern_engine::platforms::Platform;
+use tern_engine::platforms::slack::Slack;
 use tern_engine::platforms::telegram::Telegram;
+use tern_engine::platforms::twilio::Twilio;
 use tern_engine::platforms::whatsapp::WhatsApp;
 use tern_engine::standard_webhooks::WebhookSecret;
 
@@ -34,6 +36,29 @@ struct SealedConfig {
     /// A WhatsApp channel's settings (absent for every other kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     whatsapp: Option<SealedWhatsApp>,
+    /// A Twilio channel's settings (absent for every other kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    twilio: Option<SealedTwilio>,
+    /// A Slack channel's settings (absent for every other kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slack: Option<SealedSlack>,
+}
+
+/// A Slack channel's settings, as stored (inside the encrypted config).
+#[derive(Serialize, Deserialize)]
+struct SealedSlack {
+    signing_secret: String,
+    integration: String,
+    api_base: String,
+}
+
+/// A Twilio channel's settings, as stored (inside the encrypted config).
+#[derive(Serialize, Deserialize)]
+struct SealedTwilio {
+    account_sid: String,
+    auth_token: String,
+    from: String,
+    api_base: String,
 }
 
 /// A WhatsApp channel's settings, as stored (inside the encrypted config).
@@ -79,6 +104,23 @@ impl SealedConfig {
                 }),
                 _ => None,
             },
+            slack: match &channel.platform {
+                Some(Platform::Slack(s)) => Some(SealedSlack {
+                    signing_secret: s.signing_secret.expose_secret().to_string(),
+                    integration: s.integration.to_string(),
+                    api_base: s.api_base.to_string(),
+                }),
+                _ => None,
+            },
+            twilio: match &channel.platform {
+                Some(Platform::Twilio(t)) => Some(SealedTwilio {
+                    account_sid: t.account_sid.clone(),
+                    auth_token: t.auth_token.expose_secret().to_string(),
+                    from: t.from.clone(),
+                    api_base: t.api_base.to_string(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -87,27 +129,41 @@ impl SealedConfig {
         let secret = |s: &str| WebhookSecret::parse(s).map_err(|e| corrupt(e.to_string()));
         let telegram_secrets = self.telegram.iter().flat_map(|t| [&t.secret_token, &t.bot_token]);
         let whatsapp_secrets = self.whatsapp.iter().flat_map(|w| [&w.app_secret, &w.verify_token]);
-        let platform_secrets = telegram_secrets.chain(whatsapp_secrets);
+        let twilio_secrets = self.twilio.iter().map(|t| &t.auth_token);
+        let slack_secrets = self.slack.iter().map(|s| &s.signing_secret);
+        let platform_secrets = telegram_secrets.chain(whatsapp_secrets).chain(twilio_secrets).chain(slack_secrets);
         for value in self.tokens.iter().chain(&self.signing_secrets).chain(&self.webhook_secret).chain(platform_secrets)
         {
             tern_engine::secrets::known::remember_str(value);
         }
         let api_base = |u: &str| url::Url::parse(u).map_err(|e| corrupt(format!("API base: {e}")));
-        let platform = match (self.telegram, self.whatsapp) {
-            (None, None) => None,
-            (Some(t), None) => Some(Platform::Telegram(Telegram {
+        let integration = |name: String| IntegrationName::new(name).map_err(|e| corrupt(format!("integration: {e}")));
+        let platform = match (self.telegram, self.whatsapp, self.twilio, self.slack) {
+            (None, None, None, None) => None,
+            (Some(t), None, None, None) => Some(Platform::Telegram(Telegram {
                 secret_token: SecretString::from(t.secret_token),
                 bot_token: SecretString::from(t.bot_token),
                 api_base: api_base(&t.api_base)?,
             })),
-            (None, Some(w)) => Some(Platform::WhatsApp(WhatsApp {
+            (None, Some(w), None, None) => Some(Platform::WhatsApp(WhatsApp {
                 app_secret: SecretString::from(w.app_secret),
                 verify_token: SecretString::from(w.verify_token),
                 phone_number_id: w.phone_number_id,
-                integration: IntegrationName::new(w.integration).map_err(|e| corrupt(format!("integration: {e}")))?,
+                integration: integration(w.integration)?,
                 api_base: api_base(&w.api_base)?,
             })),
-            (Some(_), Some(_)) => return Err(corrupt("it has the settings of two platforms".into())),
+            (None, None, None, Some(s)) => Some(Platform::Slack(Slack {
+                signing_secret: SecretString::from(s.signing_secret),
+                integration: integration(s.integration)?,
+                api_base: api_base(&s.api_base)?,
+            })),
+            (None, None, Some(t), None) => Some(Platform::Twilio(Twilio {
+                account_sid: t.account_sid,
+                auth_token: SecretString::from(t.auth_token),
+                from: t.from,
+                api_base: api_base(&t.api_base)?,
+            })),
+            _ => return Err(corrupt("it has the settings of two platforms".into())),
         };
         let inbound = InboundAuth {
             tokens: self.tokens.into_iter().map(SecretString::from).collect(),
@@ -135,6 +191,8 @@ impl<F: Flavor> SqlStore<F> {
             "generic" => ChannelKind::Generic,
             "telegram" => ChannelKind::Telegram,
             "whatsapp" => ChannelKind::Whatsapp,
+            "twilio" => ChannelKind::Twilio,
+            "slack" => ChannelKind::Slack,
             other => return Err(corrupt(format!("unknown kind `{other}`"))),
         };
         let incarnation: String = r.get("incarnation");
