@@ -100,6 +100,15 @@ fn a_slack_app_takes_signed_events_and_button_presses_and_replies_with_buttons()
         out.contains("Request URL") && out.contains("/v1/channels/slack/webhook") && !out.contains(SIGNING_SECRET),
         "{out}"
     );
+    let out = tern()
+        .env("TERN_DATA_DIR", &data)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .args(["channels", "test", "slack"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.contains("credentials: accepted by the Slack API: the bot user ternbot of workspace Example"), "{out}");
+    assert!(!out.contains(BOT_TOKEN), "{out}");
 
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = tern();

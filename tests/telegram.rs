@@ -73,6 +73,17 @@ fn a_telegram_bot_takes_updates_and_replies_through_the_bot_api_once_each() {
     assert!(!out.contains(BOT_TOKEN) && !out.contains(SECRET_TOKEN), "{out}");
     let shown = run(["--data-dir", data.to_str().unwrap(), "channels", "show", "bot"]);
     assert!(shown.stdout().contains("bot token:       set"), "{}", shown.stdout());
+    // `channels test`: the token from here (getMe), and a public URL that is not https.
+    let tested = tern()
+        .env("TERN_DATA_DIR", &data)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .args(["channels", "test", "bot"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&tested.stdout).to_string();
+    assert_eq!(tested.status.code(), Some(1), "{out}");
+    assert!(out.contains("credentials: accepted by the Telegram API: the bot @tern_test_bot"), "{out}");
+    assert!(out.contains("is not https") && !out.contains(BOT_TOKEN), "{out}");
 
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = tern();

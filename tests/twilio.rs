@@ -80,6 +80,15 @@ fn an_sms_conversation_is_signed_by_twilios_validator_and_answered_through_the_m
             && !out.contains(AUTH_TOKEN),
         "{out}"
     );
+    let tested = tern()
+        .env("TERN_DATA_DIR", &data)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .args(["channels", "test", "sms"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&tested.stdout).to_string();
+    assert!(out.contains("credentials: accepted by the Twilio API: the account Tern test account (active)"), "{out}");
+    assert!(!out.contains(AUTH_TOKEN), "{out}");
 
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = tern();

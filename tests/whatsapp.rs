@@ -127,6 +127,16 @@ fn a_whatsapp_number_looks_up_a_contact_and_replies_through_the_cloud_api() {
         ],
     ));
     assert!(out.contains("Callback URL: https://YOUR-PUBLIC-HOST/v1/channels/wa/webhook"), "{out}");
+    // `channels test`: the credentials from here (the integration's token, the number's record),
+    // and the public URL that is not https yet.
+    let tested = add(&data, &["channels", "test", "wa"]);
+    let report = String::from_utf8_lossy(&tested.stdout).to_string();
+    assert_eq!(tested.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("credentials: accepted by the WhatsApp API: the number 15550783881 (Tern Test)"),
+        "{report}"
+    );
+    assert!(report.contains("is not https") && !report.contains(SYSTEM_TOKEN), "{report}");
     assert!(out.contains("$WA_VERIFY") && !out.contains(VERIFY_TOKEN) && !out.contains(APP_SECRET), "{out}");
 
     let log = tempfile::NamedTempFile::new().unwrap();

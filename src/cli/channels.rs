@@ -133,6 +133,13 @@ enum ChannelsCommand {
         /// The channel.
         name: ChannelName,
     },
+    /// Check a platform channel from here: its credentials against the platform's API
+    /// (nothing is sent to anyone), its webhook URL as the platform will reach it, and what to
+    /// paste where in the platform's console. Exits 1 when a check fails.
+    Test {
+        /// The channel.
+        name: ChannelName,
+    },
 }
 
 /// The service as this process sees it: the stored channels, and `default` with what of
@@ -173,7 +180,10 @@ pub(crate) async fn service(shared: &Shared) -> anyhow::Result<Channels> {
 pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<ExitCode> {
     let channels = service(shared).await?;
     match args.command {
-        ChannelsCommand::Add(a) => add(&channels, *a, &shared.public_url).await?,
+        ChannelsCommand::Add(a) => {
+            let store = shared.open_store().await.ok();
+            add(&channels, *a, &shared.public_url, store).await?;
+        }
         ChannelsCommand::List { json } => {
             let all = channels.list().await?;
             if json {
@@ -206,8 +216,86 @@ pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<Exi
             channels.remove(&name).await?;
             println!("channel `{name}` removed; `tern serve` refuses its messages within 5 seconds");
         }
+        ChannelsCommand::Test { name } => return test(shared, &channels, &name).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tern channels test NAME`.
+async fn test(shared: &Shared, channels: &Channels, name: &ChannelName) -> anyhow::Result<ExitCode> {
+    use tern_engine::channel::ChannelDirectory as _;
+    let summary = channels.get(name).await?;
+    let channel = channels.channel(name).await?.ok_or_else(|| anyhow::anyhow!("there is no channel `{name}`"))?;
+    let Some(platform) = &channel.platform else {
+        println!("channel `{name}` is generic: there is no platform to check it with.");
+        next_steps(&summary, &shared.public_url, &Vars::default());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut failed = false;
+    let probe = platform.probe(std::time::Duration::from_secs(10));
+    let answer = match platform.integration() {
+        Some(integration) => {
+            let store = shared.open_store().await?;
+            let secrets = shared.secrets(Some(&*store)).await?;
+            let call = tern_integrations::ApiCall {
+                method: probe.method,
+                target: probe.url.to_string(),
+                body: None,
+                headers: Vec::new(),
+                timeout: Some(probe.timeout),
+            };
+            shared.integrations(store, secrets)?.call(integration, &call).await.map_err(|e| e.to_string())
+        }
+        None => shared.http()?.send(&probe, platform.credential().as_ref()).await.map_err(|e| e.to_string()),
+    };
+    match answer.map(|r| platform.probe_outcome(r.status.as_u16(), &r.body)) {
+        Ok(Ok(who)) => println!("credentials: accepted by the {} API: {who}", platform.title()),
+        Ok(Err(why)) | Err(why) => {
+            failed = true;
+            println!("credentials: NOT accepted: {}", tern_engine::secrets::known::mask(&why));
+        }
+    }
+    let webhook = format!("{}/v1/channels/{name}/webhook", shared.public_url.as_str().trim_end_matches('/'));
+    if shared.public_url.scheme() != "https" {
+        failed = true;
+        println!(
+            "webhook:     {webhook} is not https: platforms post only to https. Give --public-url (or TERN_PUBLIC_URL) the https address they reach `tern serve` at"
+        );
+    } else {
+        let health = shared.public_url.join("/healthz").map_err(|e| anyhow::anyhow!("the public URL: {e}"))?;
+        let reached = shared
+            .http()?
+            .send_raw(
+                reqwest::Method::GET,
+                health,
+                Default::default(),
+                Vec::new(),
+                std::time::Duration::from_secs(10),
+                false,
+            )
+            .await;
+        match reached {
+            Ok(r) if r.status.is_success() => {
+                println!("webhook:     {webhook} (reachable from here: /healthz answered)")
+            }
+            Ok(r) => {
+                failed = true;
+                println!(
+                    "webhook:     {webhook}: /healthz answered {} from here; is `tern serve` behind that address?",
+                    r.status.as_u16()
+                );
+            }
+            Err(e) => {
+                failed = true;
+                println!(
+                    "webhook:     {webhook} is not reachable from here ({}); start `tern serve`, or check the address",
+                    tern_engine::secrets::known::mask(&e.to_string())
+                );
+            }
+        }
+    }
+    next_steps(&summary, &shared.public_url, &Vars::default());
+    Ok(if failed { ExitCode::from(super::EXIT_FAILED) } else { ExitCode::SUCCESS })
 }
 
 /// Where the server is reached from the internet, for the webhook URL a platform is told:
@@ -220,7 +308,12 @@ fn public_base(public_url: &url::Url) -> String {
     }
 }
 
-async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::Result<()> {
+async fn add(
+    channels: &Channels,
+    a: AddArgs,
+    public_url: &url::Url,
+    store: Option<Arc<dyn tern_store::Backend>>,
+) -> anyhow::Result<()> {
     let read_all = |vars: &[String], what: &str| -> anyhow::Result<Vec<SecretString>> {
         vars.iter().map(|v| read_secret(Some(v), None, what)).collect()
     };
@@ -298,10 +391,44 @@ async fn add(channels: &Channels, a: AddArgs, public_url: &url::Url) -> anyhow::
         println!("  {}", secret.expose_secret());
     }
     next_steps(&saved, public_url, &vars);
+    use tern_engine::channel::ChannelDirectory as _;
+    if let Some(store) = store
+        && let Ok(name) = ChannelName::new(saved.name.clone())
+        && let Ok(Some(channel)) = channels.channel(&name).await
+        && let Some(w) = integration_warning(&*store, &channel).await
+    {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }
 
-/// The variables `add` read the platform's secrets from, to name them in what to do next.
+/// What would stop a platform channel's replies that the channel's own rules cannot see (they
+/// are checked without I/O): its integration missing, or not allowed to send its token to the
+/// platform API's origin. `None` when nothing is wrong, or the channel uses no integration.
+pub(crate) async fn integration_warning(
+    store: &dyn tern_store::Store,
+    channel: &tern_engine::channel::Channel,
+) -> Option<String> {
+    let platform = channel.platform.as_ref()?;
+    let integration = platform.integration()?;
+    let origin = platform.api_base().origin();
+    let shown = origin.ascii_serialization();
+    let name = &channel.name;
+    match store.get_integration(integration).await {
+        Err(e) => Some(format!("channel `{name}`: integration `{integration}` could not be read: {e}")),
+        Ok(None) => Some(format!(
+            "channel `{name}`: integration `{integration}` does not exist, so replies cannot be sent (they are retried, then dropped); add it, with --api-origin {shown}"
+        )),
+        Ok(Some(r)) if !r.config.origins().contains(&origin) => Some(format!(
+            "channel `{name}`: integration `{integration}` does not list {shown} as an API origin, so its token is never sent there and replies fail; add the origin (`tern integrations add {integration} --update … --api-origin {shown}`)"
+        )),
+        Ok(Some(_)) => None,
+    }
+}
+
+/// The variables `add` read the platform's secrets from, to name them in what to do next
+/// (unknown to `test`: the usual names are shown).
+#[derive(Default)]
 struct Vars {
     secret_token: Option<String>,
     bot_token: Option<String>,

@@ -343,6 +343,12 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
                 "channel `{}` takes its platform's updates",
                 c.name
             );
+            let Ok(name) = tern_engine::channel::ChannelName::new(c.name.clone()) else { continue };
+            if let Ok(Some(channel)) = state.channels.channel(&name).await
+                && let Some(w) = super::channels::integration_warning(&*state.store, &channel).await
+            {
+                tracing::warn!("{w}");
+            }
         }
     }
     match tern_store::Store::list_integrations(&*state.store).await {

@@ -33,7 +33,7 @@ const MAX_BODY: usize = 64 * 1024;
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The one answer to a request to a platform webhook route without the platform's proof.
-pub const UNAUTHORIZED_PLATFORM: &str = "this route takes a messaging platform's updates for a platform channel: Telegram's carry the channel's secret token in `X-Telegram-Bot-Api-Secret-Token` (set with setWebhook's secret_token); WhatsApp's are signed with the Meta app's secret in `X-Hub-Signature-256`";
+pub const UNAUTHORIZED_PLATFORM: &str = "this route takes a messaging platform's updates for a platform channel, with the platform's proof: Telegram's secret token in `X-Telegram-Bot-Api-Secret-Token`; WhatsApp's `X-Hub-Signature-256` by the Meta app secret; Twilio's `X-Twilio-Signature` by the auth token over the public URL; Slack's `X-Slack-Signature` by the signing secret, within 5 minutes";
 
 /// `401` with `{"error": UNAUTHORIZED, "code": "unauthorized"}` and `WWW-Authenticate: Bearer`.
 pub fn unauthorized() -> axum::response::Response {

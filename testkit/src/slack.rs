@@ -1,4 +1,4 @@
-//! A local Slack Web API on 127.0.0.1:0 for platform-channel tests: `POST
+//! A local Slack Web API on 127.0.0.1:0 for platform-channel tests: `auth.test`, and `POST
 //! /api/chat.postMessage` checked as the real one checks it (`Authorization: Bearer` with the
 //! bot token, a JSON body with a `channel` and a `text` or `blocks`; an actions block of at most
 //! 25 buttons, each with a `plain_text` text of at most 75 characters and a `value` of at most
@@ -49,7 +49,10 @@ impl FakeSlack {
     /// Starts the fake for the bot token `token`.
     pub fn start(token: &str) -> Self {
         let state: Shared = Arc::new(Mutex::new(State_ { token: token.into(), ..State_::default() }));
-        let app = Router::new().route("/api/chat.postMessage", axum::routing::post(call)).with_state(state.clone());
+        let app = Router::new()
+            .route("/api/chat.postMessage", axum::routing::post(call))
+            .route("/api/auth.test", axum::routing::post(auth_test))
+            .with_state(state.clone());
         let addr = crate::serve_on_thread(app);
         Self { addr, state }
     }
@@ -102,6 +105,16 @@ async fn call(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     let answer = answer(&mut s, &headers, &body);
     s.calls.push(answer.status().as_u16());
     answer
+}
+
+/// `POST /api/auth.test`: who the token is.
+async fn auth_test(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let s = state.lock().expect("state");
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(s.token.as_str()) {
+        return refuse(200, "invalid_auth");
+    }
+    axum::Json(json!({"ok": true, "url": "https://example.slack.com/", "team": "Example", "user": "ternbot", "team_id": "T123ABC456", "user_id": "U0BOT", "bot_id": "B0BOT"})).into_response()
 }
 
 fn answer(s: &mut State_, headers: &HeaderMap, body: &[u8]) -> Response {

@@ -1,4 +1,4 @@
-//! A local Telegram Bot API on 127.0.0.1:0 for platform-channel tests: `POST
+//! A local Telegram Bot API on 127.0.0.1:0 for platform-channel tests: `getMe`, and `POST
 //! /bot{token}/sendMessage` checked as the real one checks it (the bot token in the path, a
 //! JSON body with `chat_id` and a `text` of 1 to 4096 characters, a chat that exists), answered
 //! with the Bot API's envelope (`{"ok": true, "result": …}` or `{"ok": false, "error_code",
@@ -52,7 +52,7 @@ impl FakeTelegram {
     /// Starts the fake for the bot `token`, on its own thread.
     pub fn start(token: &str) -> Self {
         let state: Shared = Arc::new(Mutex::new(State_ { token: token.to_string(), ..State_::default() }));
-        let app = Router::new().route("/{bot}/{method}", axum::routing::post(call)).with_state(state.clone());
+        let app = Router::new().route("/{bot}/{method}", axum::routing::post(call).get(call)).with_state(state.clone());
         let addr = crate::serve_on_thread(app);
         Self { addr, state }
     }
@@ -131,6 +131,9 @@ fn answer(s: &mut State_, bot: &str, method: &str, body: &[u8]) -> Response {
     }
     if let Some(Some(status)) = s.faults.pop_front() {
         return refuse(status, "Internal Server Error");
+    }
+    if method == "getMe" {
+        return axum::Json(json!({"ok": true, "result": {"id": 987654321, "is_bot": true, "first_name": "Tern test", "username": "tern_test_bot"}})).into_response();
     }
     if method == "setWebhook" {
         // As curl's `-d` sends it: a form.

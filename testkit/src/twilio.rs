@@ -1,5 +1,5 @@
-//! A local Twilio Messages API on 127.0.0.1:0 for platform-channel tests:
-//! `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` checked as the real one checks it
+//! A local Twilio Messages API on 127.0.0.1:0 for platform-channel tests: the account's record
+//! (`GET /2010-04-01/Accounts/{AccountSid}.json`), and `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` checked as the real one checks it
 //! (HTTP Basic authentication with the Account SID and auth token, the account of the path, a
 //! form with `To`, `From` or `MessagingServiceSid`, and a `Body` of 1 to 1,600 characters),
 //! answered with the API's shapes (`201 {"sid", "status": "queued", …}` or
@@ -57,6 +57,7 @@ impl FakeTwilio {
         }));
         let app = Router::new()
             .route("/2010-04-01/Accounts/{sid}/Messages.json", axum::routing::post(call))
+            .route("/2010-04-01/Accounts/{account}", axum::routing::get(account))
             .with_state(state.clone());
         let addr = crate::serve_on_thread(app);
         Self { addr, state }
@@ -108,12 +109,27 @@ async fn call(State(state): State<Shared>, Path(sid): Path<String>, headers: Hea
     answer
 }
 
-fn answer(s: &mut State_, sid: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+/// Whether the request carries the account's Basic credential.
+fn authenticated(s: &State_, headers: &HeaderMap) -> bool {
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", s.account_sid, s.auth_token))
     );
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) || sid != s.account_sid {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+/// `GET /2010-04-01/Accounts/{AccountSid}.json`: the account's record.
+async fn account(State(state): State<Shared>, Path(account): Path<String>, headers: HeaderMap) -> Response {
+    let s = state.lock().expect("state");
+    if !authenticated(&s, &headers) || account.strip_suffix(".json") != Some(s.account_sid.as_str()) {
+        return refuse(401, 20003, "Authenticate");
+    }
+    axum::Json(json!({"sid": s.account_sid, "friendly_name": "Tern test account", "status": "active", "type": "Full"}))
+        .into_response()
+}
+
+fn answer(s: &mut State_, sid: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    if !authenticated(s, headers) || sid != s.account_sid {
         return refuse(401, 20003, "Authenticate");
     }
     if let Some((status, code)) = s.faults.pop_front() {

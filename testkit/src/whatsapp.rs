@@ -1,4 +1,5 @@
-//! A local WhatsApp Cloud API on 127.0.0.1:0 for platform-channel tests: `POST
+//! A local WhatsApp Cloud API on 127.0.0.1:0 for platform-channel tests: the phone number's
+//! record (`GET /{version}/{phone-number-id}`), and `POST
 //! /{version}/{phone-number-id}/messages` checked as the real one checks it (`Authorization:
 //! Bearer` with the system user's token, the phone number id it was started with, a JSON body
 //! with `messaging_product: "whatsapp"`, a `to`, and a `text.body` of 1 to 4,096 characters,
@@ -65,8 +66,10 @@ impl FakeWhatsApp {
             phone_number_id: phone_number_id.to_string(),
             ..State_::default()
         }));
-        let app =
-            Router::new().route("/{version}/{number}/messages", axum::routing::post(call)).with_state(state.clone());
+        let app = Router::new()
+            .route("/{version}/{number}/messages", axum::routing::post(call))
+            .route("/{version}/{number}", axum::routing::get(number))
+            .with_state(state.clone());
         let addr = crate::serve_on_thread(app);
         Self { addr, state }
     }
@@ -122,6 +125,24 @@ async fn call(
     let status = answer.status().as_u16();
     s.calls.push(status);
     answer
+}
+
+/// `GET /{version}/{phone-number-id}`: the number's record, for the bearer token only.
+async fn number(
+    State(state): State<Shared>,
+    Path((_version, number)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let s = state.lock().expect("state");
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if bearer != Some(s.token.as_str()) {
+        return refuse(401, 190, "Error validating access token: The session is invalid.");
+    }
+    if number != s.phone_number_id {
+        return refuse(400, 100, "Unsupported get request. Object with ID does not exist");
+    }
+    axum::Json(json!({"display_phone_number": "15550783881", "verified_name": "Tern Test", "id": number}))
+        .into_response()
 }
 
 fn answer(s: &mut State_, number: &str, headers: &HeaderMap, body: &[u8]) -> Response {

@@ -45,9 +45,20 @@ pub const MAX_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// [`OutboxPolicy::per_destination`] deliveries in flight.
 pub const DEFER: Duration = Duration::from_secs(1);
 
-/// A new delivery id (`msg_` and 32 hex digits), the `webhook-id` of all its attempts.
+/// A new delivery id (`msg_` and 32 hex digits), the `webhook-id` of all its attempts: the
+/// Unix time in ms (12 digits), a counter of this process (4), then 64 random bits (16). Ids
+/// made later by a process sort after earlier ones, even within one millisecond, so that the
+/// store can tell which of a conversation's deliveries was written first
+/// ([`ConversationStore::outbox_due`]).
 pub fn new_delivery_id() -> String {
-    format!("msg_{}", uuid::Builder::from_random_bytes(rand::random()).into_uuid().simple())
+    static COUNTER: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        & 0xFFFF_FFFF_FFFF;
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let random: u64 = rand::random();
+    format!("msg_{ms:012x}{n:04x}{random:016x}")
 }
 
 /// How deliveries are sent and retried.

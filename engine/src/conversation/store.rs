@@ -186,7 +186,9 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     /// [`OUTBOX_LEASE`](super::OUTBOX_LEASE), so that a delivery in flight is not picked
     /// twice; the delivery loop removes or reschedules it well before that (its per-attempt
     /// timeout is shorter), and a process that dies leaves it to be sent again, with the same
-    /// id, once the lease ends.
+    /// id, once the lease ends. Only a conversation's oldest delivery is claimed (the first
+    /// written): its replies arrive in order, a later one waiting while an earlier one is in
+    /// flight or waiting for a retry.
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     /// Removes a delivery (delivered, or given up).
     async fn outbox_remove(&self, id: &str) -> Result<(), StoreError>;
@@ -305,7 +307,8 @@ struct Memory {
     accepted: BTreeMap<u64, Inbound>,
     seq: u64,
     runs: HashMap<RunId, RunHistory>,
-    outbox: VecDeque<(OutboxItem, i64)>,
+    /// Deliveries in the order written, each with when it is due and its conversation.
+    outbox: VecDeque<(OutboxItem, i64, ConversationId)>,
     effects: HashMap<EffectKey, (Option<RecordedResponse>, i64)>,
 }
 
@@ -405,7 +408,7 @@ impl ConversationStore for MemoryConversationStore {
                             lease: 0,
                             sent: 0,
                         };
-                        m.outbox.push_back((item, now));
+                        m.outbox.push_back((item, now, done.conversation.clone()));
                     }
                 }
             }
@@ -429,12 +432,15 @@ impl ConversationStore for MemoryConversationStore {
     async fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
         let lease = i64::try_from(super::OUTBOX_LEASE.as_millis()).unwrap_or(i64::MAX);
         let mut m = self.lock();
-        let mut due: Vec<&mut (OutboxItem, i64)> = m.outbox.iter_mut().filter(|(_, at)| *at <= now_ms).collect();
-        due.sort_by_key(|(i, at)| (*at, i.created_at_ms));
+        // Only a conversation's oldest delivery (the first written) may be claimed.
+        let mut seen = std::collections::HashSet::new();
+        let mut due: Vec<&mut (OutboxItem, i64, ConversationId)> =
+            m.outbox.iter_mut().filter(|(_, at, c)| seen.insert(c.clone()) && *at <= now_ms).collect();
+        due.sort_by_key(|(i, at, _)| (*at, i.created_at_ms));
         Ok(due
             .into_iter()
             .take(limit)
-            .map(|(i, at)| {
+            .map(|(i, at, _)| {
                 *at = now_ms.saturating_add(lease);
                 i.lease += 1;
                 i.clone()
@@ -443,12 +449,12 @@ impl ConversationStore for MemoryConversationStore {
     }
 
     async fn outbox_remove(&self, id: &str) -> Result<(), StoreError> {
-        self.lock().outbox.retain(|(i, _)| i.id != id);
+        self.lock().outbox.retain(|(i, _, _)| i.id != id);
         Ok(())
     }
 
     async fn outbox_retry(&self, id: &str, lease: i64, attempts: u32, next_at_ms: i64) -> Result<(), StoreError> {
-        for (item, at) in &mut self.lock().outbox {
+        for (item, at, _) in &mut self.lock().outbox {
             if item.id == id && item.lease == lease {
                 item.attempts = attempts;
                 *at = next_at_ms;
@@ -458,7 +464,7 @@ impl ConversationStore for MemoryConversationStore {
     }
 
     async fn outbox_progress(&self, id: &str, lease: i64, sent: u32) -> Result<(), StoreError> {
-        for (item, _) in &mut self.lock().outbox {
+        for (item, _, _) in &mut self.lock().outbox {
             if item.id == id && item.lease == lease {
                 item.sent = sent;
             }

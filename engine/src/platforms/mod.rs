@@ -284,6 +284,77 @@ impl Platform {
         }
     }
 
+    /// A call that checks the platform takes the channel's credentials, sending nothing to
+    /// anyone: Telegram's `getMe`, the WhatsApp phone number's record, the Twilio account's
+    /// record, Slack's `auth.test`. Authenticated like the replies ([`Self::integration`],
+    /// [`Self::credential`]).
+    pub fn probe(&self, timeout: Duration) -> PreparedRequest {
+        let (method, path) = match self {
+            Self::Telegram(t) => {
+                (crate::http::Method::Get, format!("/bot{}/getMe", secrecy::ExposeSecret::expose_secret(&t.bot_token)))
+            }
+            Self::WhatsApp(w) => (crate::http::Method::Get, format!("/{}", w.phone_number_id)),
+            Self::Twilio(t) => (crate::http::Method::Get, format!("/2010-04-01/Accounts/{}.json", t.account_sid)),
+            Self::Slack(_) => (crate::http::Method::Post, "/api/auth.test".to_string()),
+        };
+        let mut url = self.api_base().clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        if let Self::WhatsApp(_) = self {
+            url.set_query(Some("fields=display_phone_number,verified_name"));
+        }
+        PreparedRequest { method, url, headers: reqwest::header::HeaderMap::new(), body: None, timeout }
+    }
+
+    /// What the answer to [`Self::probe`] says: who the credentials are (`Ok`), or why the
+    /// platform refused them (`Err`), in its words (masked).
+    ///
+    /// # Errors
+    /// The refusal, in words.
+    pub fn probe_outcome(&self, status: u16, body: &[u8]) -> Result<String, String> {
+        let answer: Value = serde_json::from_slice(body).unwrap_or_default();
+        let text = |pointer: &str| {
+            answer
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .map(|s| crate::secrets::known::mask(s).chars().take(200).collect::<String>())
+        };
+        let ok = (200..300).contains(&status)
+            && match self {
+                Self::Telegram(_) | Self::Slack(_) => answer.get("ok").and_then(Value::as_bool) == Some(true),
+                Self::WhatsApp(_) | Self::Twilio(_) => true,
+            };
+        if ok {
+            return Ok(match self {
+                Self::Telegram(_) => format!("the bot @{}", text("/result/username").unwrap_or_default()),
+                Self::WhatsApp(_) => format!(
+                    "the number {} ({})",
+                    text("/display_phone_number").unwrap_or_default(),
+                    text("/verified_name").unwrap_or_else(|| "no verified name".into())
+                ),
+                Self::Twilio(_) => format!(
+                    "the account {} ({})",
+                    text("/friendly_name").unwrap_or_default(),
+                    text("/status").unwrap_or_default()
+                ),
+                Self::Slack(_) => format!(
+                    "the bot user {} of workspace {}",
+                    text("/user").unwrap_or_default(),
+                    text("/team").unwrap_or_default()
+                ),
+            });
+        }
+        let words = text("/description")
+            .or_else(|| text("/error/message"))
+            .or_else(|| text("/message"))
+            .or_else(|| text("/error"));
+        Err(format!(
+            "the {} API answered {status}{}",
+            self.title(),
+            words.map(|w| format!(": {w}")).unwrap_or_default()
+        ))
+    }
+
     /// What the platform API's answer to a reply call means.
     pub fn outcome(&self, status: u16, body: &[u8]) -> Outcome {
         match self {

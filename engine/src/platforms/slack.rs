@@ -10,8 +10,10 @@
 //!   gets a 2xx within 3 seconds, `X-Slack-Retry-Num` counting: the id dedupes it). A
 //!   `block_actions` payload (a button of a reply's choices) becomes a message whose text is the
 //!   button's `value`, with its `action_ts` in the message id.
+//!   In a channel where several people write (not a direct message), each person has a
+//!   conversation of their own (`{channel}:{user}`).
 //! - **Outbound.** Each reply is `POST {api_base}/api/chat.postMessage` with `{"channel",
-//!   "text"}` and, for choices, Block Kit: a section with the text and an actions block of buttons
+//!   "text"}` (`&`, `<` and `>` escaped: a reply cannot ping `<!channel>` or hide a link) and, for choices, Block Kit: a section with the text and an actions block of buttons
 //!   (at most [`MAX_BUTTONS`], titles of at most 75 characters, values of at most 2,000), with the
 //!   bot token of the channel's integration (`xoxb-…`, an OAuth v2 integration of the `slack`
 //!   profile) injected like any flow step's.
@@ -124,6 +126,28 @@ fn text_of(v: &Value, pointer: &str, max: usize) -> Option<String> {
     v.pointer(pointer).and_then(Value::as_str).map(|s| s.chars().take(max).collect())
 }
 
+/// The conversation of `user` in the Slack channel `channel`: the channel itself for a direct
+/// message (`D…`, one person), else `{channel}:{user}`, so that two people in one channel each
+/// have their own conversation (one's answer never resumes the other's run).
+fn conversation_of(channel: &str, user: &str) -> String {
+    if channel.starts_with('D') { channel.to_string() } else { format!("{channel}:{user}") }
+}
+
+/// The Slack channel of a conversation ([`conversation_of`]), where its replies are posted.
+fn channel_of(conversation: &str) -> &str {
+    conversation.split(':').next().unwrap_or(conversation)
+}
+
+fn contact_id(contact: &Map<String, Value>) -> String {
+    contact.get("id").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// `text` with `&`, `<` and `>` escaped, as Slack asks of text it formats: what a reply quotes
+/// (a CRM field, another platform's name) cannot ping `<!channel>` or hide a link.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// Reads an event or an interactive payload whose signature was checked.
 ///
 /// # Errors
@@ -168,7 +192,7 @@ pub fn parse(body: &[u8]) -> Result<Received, UpdateError> {
                 meta.insert("team".into(), team.into());
             }
             received.messages.push(PlatformMessage {
-                chat_id: channel,
+                chat_id: conversation_of(&channel, &user),
                 message_id: event_id,
                 text: text_of(&event, "/text", 40_000).unwrap_or_default(),
                 contact: Map::from_iter([("id".to_string(), Value::String(user))]),
@@ -197,7 +221,7 @@ pub fn parse(body: &[u8]) -> Result<Received, UpdateError> {
                 }
             }
             received.messages.push(PlatformMessage {
-                chat_id: channel,
+                chat_id: conversation_of(&channel, &contact_id(&contact)),
                 message_id: format!("action-{action_ts}"),
                 text: text_of(&action, "/value", 2000).unwrap_or_default(),
                 contact,
@@ -209,16 +233,20 @@ pub fn parse(body: &[u8]) -> Result<Received, UpdateError> {
     Ok(received)
 }
 
-/// The `chat.postMessage` calls of one reply to the Slack channel `channel`: its text in parts
-/// of at most [`MAX_TEXT_CHARS`], the last with the choices as buttons (numbered text when more
-/// than [`MAX_BUTTONS`]).
+/// The `chat.postMessage` calls of one reply to `conversation` (posted in its Slack channel,
+/// [`conversation_of`]): its text, escaped ([`escape`]), in parts of at most
+/// [`MAX_TEXT_CHARS`], the last with the choices as buttons (numbered text when more than
+/// [`MAX_BUTTONS`]).
 pub fn send_reply(
     slack: &Slack,
-    channel: &str,
+    conversation: &str,
     text: &str,
     choices: &[Choice],
     timeout: Duration,
 ) -> Vec<PreparedRequest> {
+    let channel = channel_of(conversation);
+    let text = escape(text);
+    let text = text.as_str();
     let mut url = slack.api_base.clone();
     let base = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{base}/api/chat.postMessage"));
@@ -325,6 +353,9 @@ mod tests {
             (m.chat_id.as_str(), m.message_id.as_str(), m.text.as_str()),
             ("D024BE91L", "Ev0PV52K21", "Hello hello can you hear me?")
         );
+        // In a shared channel each person has a conversation of their own.
+        let shared = String::from_utf8_lossy(event).replace("D024BE91L", "C2147483705");
+        assert_eq!(parse(shared.as_bytes()).unwrap().messages[0].chat_id, "C2147483705:U2147483697");
         let bot = br#"{"type": "event_callback", "event_id": "Ev1", "event": {"type": "message", "subtype": "bot_message", "bot_id": "B1", "channel": "D1", "user": "U1", "text": "x"}}"#;
         assert!(parse(bot).unwrap().messages.is_empty());
         let payload = r#"{"type": "block_actions", "user": {"id": "U2147483697", "name": "ann"}, "channel": {"id": "D024BE91L"}, "actions": [{"action_id": "choice-1", "block_id": "b", "text": {"type": "plain_text", "text": "Antwerp"}, "value": "antwerpen", "type": "button", "action_ts": "1548426417.840180"}]}"#;
@@ -350,6 +381,16 @@ mod tests {
         let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
         assert_eq!(body["blocks"][1]["elements"][1]["value"], "antwerpen");
         assert_eq!(body["text"], "Which shop?");
+        let reqs = send_reply(&slack(), "C1:U1", "Hi <!channel> & <https://x|y>", &[], Duration::from_secs(5));
+        let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
+        assert_eq!(body["channel"], "C1");
+        assert_eq!(body["text"], "Hi &lt;!channel&gt; &amp; &lt;https://x|y&gt;");
+        let reqs = send_reply(&slack(), "C1:U1", "Hi <!channel> & <https://x|y>", &[], Duration::from_secs(5));
+        let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
+        assert_eq!(
+            (body["channel"].as_str(), body["text"].as_str()),
+            (Some("C1"), Some("Hi &lt;!channel&gt; &amp; &lt;https://x|y&gt;"))
+        );
         assert_eq!(outcome(200, br#"{"ok": true, "channel": "D1", "ts": "1"}"#), Outcome::Sent);
         assert!(matches!(outcome(200, br#"{"ok": false, "error": "channel_not_found"}"#), Outcome::Refused { .. }));
         assert!(matches!(outcome(429, br#"{"ok": false, "error": "ratelimited"}"#), Outcome::Retry { .. }));

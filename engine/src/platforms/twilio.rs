@@ -6,8 +6,11 @@
 //!   the account's auth token, of the full URL Twilio requested followed by every form
 //!   parameter's name and value, sorted by name ([`signature`]). The URL is the one Twilio was
 //!   given, so the server must know its public URL (`--public-url`); it is checked with and
-//!   without the scheme's default port, as Twilio's own validators do. A message of another
-//!   account is ignored. The `MessageSid` is the message id (Twilio retries a webhook that
+//!   without the scheme's default port, as Twilio's own validators do. The signature runs names
+//!   and values together, so a form is taken only with distinct names and a `MessageSid` of
+//!   Twilio's form (`SM`/`MM` and 32 hexadecimal digits): a captured request cannot be replayed
+//!   as another message by moving a boundary. A message without this account's `AccountSid` is
+//!   ignored. The `MessageSid` is the message id (Twilio retries a webhook that
 //!   fails): it dedupes. The answer is an empty TwiML document (`<Response/>`): replies go
 //!   through the REST API.
 //! - **Outbound.** Each reply is `POST {api_base}/2010-04-01/Accounts/{AccountSid}/Messages.json`
@@ -184,13 +187,22 @@ pub fn verify(twilio: &Twilio, headers: &http::HeaderMap, url: &str, body: &[u8]
 /// [`UpdateError::Malformed`]: without `MessageSid` or `From`.
 pub fn parse(twilio: &Twilio, body: &[u8]) -> Result<Received, UpdateError> {
     let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    // Twilio's signature runs names and values together, so a boundary moved between them
+    // keeps it: a form is taken only with distinct names and a `MessageSid` of Twilio's form,
+    // so that a captured request cannot be replayed as another message.
+    let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(UpdateError::Malformed("a parameter is given twice".into()));
+    }
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let mut received = Received { response: Value::Null, ..Received::default() };
-    if get("AccountSid").is_some_and(|a| a != twilio.account_sid) {
-        received.ignored.push("a message of another Twilio account".into());
+    if get("AccountSid") != Some(twilio.account_sid.as_str()) {
+        received.ignored.push("a message without this channel's AccountSid".into());
         return Ok(received);
     }
     if let (Some(status), None) = (get("MessageStatus").or_else(|| get("SmsStatus")), get("Body")) {
+        // Only logged and counted: nothing runs for it.
         // A status callback (sent, delivered, failed, …), not a message.
         received.statuses.push(super::Status {
             message_id: get("MessageSid").unwrap_or_default().chars().take(64).collect(),
@@ -203,6 +215,9 @@ pub fn parse(twilio: &Twilio, body: &[u8]) -> Result<Received, UpdateError> {
     let (Some(sid), Some(from)) = (get("MessageSid").or_else(|| get("SmsMessageSid")), get("From")) else {
         return Err(UpdateError::Malformed("a Twilio message has `MessageSid` and `From`".into()));
     };
+    if !is_sid(sid, "SM") && !is_sid(sid, "MM") {
+        return Err(UpdateError::Malformed("`MessageSid` is not `SM` or `MM` and 32 hexadecimal digits".into()));
+    }
     let mut contact = Map::new();
     contact.insert("id".into(), from.into());
     contact.insert("phone".into(), from.trim_start_matches("whatsapp:").into());
@@ -367,24 +382,35 @@ mod tests {
     fn messages_statuses_and_other_accounts_are_read() {
         let t = twilio();
         let sid = t.account_sid.clone();
+        let sm = |n: u8| format!("SM{}", format!("{n:x}").repeat(32));
         let form = format!(
-            "MessageSid=SM1&AccountSid={sid}&From=%2B14155550100&To=%2B15017122661&Body=Hello+there&NumMedia=0"
+            "MessageSid={}&AccountSid={sid}&From=%2B14155550100&To=%2B15017122661&Body=Hello+there&NumMedia=0",
+            sm(1)
         );
         let r = parse(&t, form.as_bytes()).unwrap();
         let m = &r.messages[0];
         assert_eq!(
             (m.chat_id.as_str(), m.message_id.as_str(), m.text.as_str()),
-            ("+14155550100", "SM1", "Hello there")
+            ("+14155550100", sm(1).as_str(), "Hello there")
         );
         assert_eq!(m.metadata["twilio"]["to"], "+15017122661");
-        let other = "MessageSid=SM2&AccountSid=ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb&From=%2B1&Body=x";
+        // A boundary moved between names and values keeps the signature: refused.
+        let shifted =
+            format!("MessageSid={}T&AccountSid={sid}&From=%2B14155550100&o=%2B15017122661&Body=Hello+there", sm(1));
+        assert!(parse(&t, shifted.as_bytes()).is_err());
+        let twice = format!("MessageSid={}&AccountSid={sid}&From=%2B1&Body=a&Body=b", sm(1));
+        assert!(parse(&t, twice.as_bytes()).is_err());
+        let no_account = format!("MessageSid={}&From=%2B1&Body=x", sm(1));
+        assert!(parse(&t, no_account.as_bytes()).unwrap().messages.is_empty());
+        let other = format!("MessageSid={}&AccountSid=ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb&From=%2B1&Body=x", sm(2));
         assert!(parse(&t, other.as_bytes()).unwrap().messages.is_empty());
-        let status = format!("MessageSid=SM3&AccountSid={sid}&MessageStatus=undelivered&To=%2B1&ErrorCode=30003");
+        let status = format!("MessageSid={}&AccountSid={sid}&MessageStatus=undelivered&To=%2B1&ErrorCode=30003", sm(3));
         let r = parse(&t, status.as_bytes()).unwrap();
         assert_eq!(r.statuses[0].status, "undelivered");
-        assert!(parse(&t, b"Body=no+sid").is_err());
+        assert!(parse(&t, format!("AccountSid={sid}&Body=no+sid").as_bytes()).is_err());
         let wa = format!(
-            "MessageSid=SM4&AccountSid={sid}&From=whatsapp%3A%2B1415&ProfileName=Ann&ButtonPayload=yes&Body=Yes"
+            "MessageSid={}&AccountSid={sid}&From=whatsapp%3A%2B1415&ProfileName=Ann&ButtonPayload=yes&Body=Yes",
+            sm(4)
         );
         let m = &parse(&t, wa.as_bytes()).unwrap().messages[0];
         assert_eq!((m.text.as_str(), m.contact["name"].as_str()), ("yes", Some("Ann")));

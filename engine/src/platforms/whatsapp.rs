@@ -335,8 +335,8 @@ pub fn parse(whatsapp: &WhatsApp, body: &[u8]) -> Result<Received, UpdateError> 
             continue;
         };
         let number = value.metadata.as_ref().and_then(|m| m.phone_number_id.as_deref());
-        if number.is_some_and(|id| id != whatsapp.phone_number_id) {
-            received.ignored.push("a notification for another phone number of the app".into());
+        if number != Some(whatsapp.phone_number_id.as_str()) {
+            received.ignored.push("a notification for another phone number of the app (or none)".into());
             continue;
         }
         let display = value.metadata.as_ref().and_then(|m| m.display_phone_number.clone());
@@ -389,8 +389,10 @@ pub const MAX_LIST_ROWS: usize = 10;
 pub const MAX_ROW_TITLE_CHARS: usize = 24;
 /// Longest body text of an interactive message, in characters.
 pub const MAX_INTERACTIVE_BODY_CHARS: usize = 1024;
-/// Longest id of a button or row, in characters.
+/// Longest id of a reply button, in characters.
 pub const MAX_REPLY_ID_CHARS: usize = 256;
+/// Longest id of a list row, in characters.
+pub const MAX_ROW_ID_CHARS: usize = 200;
 
 /// How one reply's choices are shown on WhatsApp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -413,7 +415,10 @@ pub fn shape(text: &str, choices: &[Choice]) -> Shape {
         Shape::Numbered
     } else if choices.len() <= MAX_BUTTONS && titles_within(MAX_BUTTON_TITLE_CHARS) {
         Shape::Buttons
-    } else if choices.len() <= MAX_LIST_ROWS && titles_within(MAX_ROW_TITLE_CHARS) {
+    } else if choices.len() <= MAX_LIST_ROWS
+        && titles_within(MAX_ROW_TITLE_CHARS)
+        && choices.iter().all(|c| c.payload.chars().count() <= MAX_ROW_ID_CHARS)
+    {
         Shape::List
     } else {
         Shape::Numbered
@@ -619,6 +624,11 @@ mod tests {
         assert_eq!(shape("Which one?", &c(4, "Contact")), Shape::List);
         assert_eq!(shape("Which one?", &c(2, "A title of twenty-two")), Shape::List);
         assert_eq!(shape("Which one?", &c(2, "A title longer than any row")), Shape::Numbered);
+        // Row ids are shorter than button ids.
+        let long_ids: Vec<Choice> =
+            (1..=5).map(|i| Choice::new(&format!("C{i}"), &format!("{i}{}", "x".repeat(210)))).collect();
+        assert_eq!(shape("Which one?", &long_ids), Shape::Numbered);
+        assert_eq!(shape("Which one?", &long_ids[..3]), Shape::Buttons);
         assert_eq!(shape(&"x".repeat(1025), &c(2, "A")), Shape::Numbered);
         assert_eq!(shape("", &c(2, "A")), Shape::Numbered);
         let reqs = send_reply(&whatsapp(), "1", "Which one?", &c(2, "Contact"), Duration::from_secs(5));

@@ -327,6 +327,49 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     store.outbox_remove(&due[0].id).await.unwrap();
     assert_eq!(store.outbox_len().await.unwrap(), 0);
 
+    // A conversation's deliveries go one at a time, in the order written: the second waits
+    // while the first is in flight or waiting for its retry, another conversation's does not.
+    let other = ConversationId::new("conv-2").unwrap();
+    let delivery = |conversation: &ConversationId, n: i64| {
+        WriteOp::Complete(Box::new(Completion {
+            channel: sms.clone(),
+            conversation: conversation.clone(),
+            message_id: m(&format!("d-{n}")),
+            remember_answer: false,
+            accepted: false,
+            answer: Answered::new(Answer::without_run(AnswerStatus::Completed, &m(&format!("d-{n}")))),
+            digest: None,
+            paused: PausedChange::Keep,
+            history: vec![],
+            outbox: Some(json!({"conversation_id": conversation.as_str(), "n": n}).to_string().into_bytes()),
+            fence: None,
+        }))
+    };
+    store.write(&[delivery(&c, 10)]).await.unwrap();
+    store.write(&[delivery(&c, 11)]).await.unwrap();
+    store.write(&[delivery(&other, 20)]).await.unwrap();
+    let at = now() * 1000 + 1_000;
+    let ns = |items: &[tern_engine::conversation::OutboxItem]| {
+        let mut ns: Vec<i64> = items.iter().map(|i| i.body["n"].as_i64().unwrap()).collect();
+        ns.sort_unstable();
+        ns
+    };
+    let first = store.outbox_due(at, 10).await.unwrap();
+    assert_eq!(ns(&first), [10, 20], "each conversation's oldest only");
+    let tenth = first.iter().find(|i| i.body["n"] == 10).unwrap().clone();
+    // Within the lease of the claim of 20 (still in flight).
+    store.outbox_retry(&tenth.id, tenth.lease, 1, at + 30_000).await.unwrap();
+    assert!(store.outbox_due(at + 1, 10).await.unwrap().is_empty(), "the next one waits for the retry");
+    let retried = store.outbox_due(at + 30_000, 10).await.unwrap();
+    assert_eq!(ns(&retried), [10]);
+    store.outbox_remove(&retried[0].id).await.unwrap();
+    let next = store.outbox_due(at + 30_001, 10).await.unwrap();
+    assert_eq!(ns(&next), [11], "then the next, once the first is gone");
+    for item in first.iter().chain(&next) {
+        store.outbox_remove(&item.id).await.unwrap();
+    }
+    assert_eq!(store.outbox_len().await.unwrap(), 0);
+
     // The effect journal: unknown while running, the response once done.
     let key = EffectKey {
         conversation: "conv-1".into(),

@@ -152,10 +152,7 @@ impl Flavor for Postgres {
         runs_before: "(updated_at_ms, run_id) < ({at}, {id})",
         // Claimed for this instance: leased (another instance skips them), then removed or
         // rescheduled by the delivery loop.
-        outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3, lease = lease + 1 WHERE id IN (
-                       SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2
-                       FOR UPDATE SKIP LOCKED)
-                     RETURNING id, channel, body, attempts, created_at_ms, lease, binding, sent",
+        outbox_due: crate::sql::outbox_due!("FOR UPDATE SKIP LOCKED"),
         token_lock_setup: &["SET LOCAL idle_in_transaction_session_timeout = 0", "SET LOCAL statement_timeout = 0"],
         token_lock: Some("SELECT pg_advisory_xact_lock($1)"),
         lock_tables: Some("LOCK TABLE {tables} IN EXCLUSIVE MODE"),

@@ -145,13 +145,14 @@ impl<F: Flavor> SqlStore<F> {
                     let row = outbox_row(OUTBOX_BINDING, &id, &channel);
                     let blob = self.sealer.seal_json_bytes("outbox", &row, "body", body);
                     sqlx::query(
-                        "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms, binding) VALUES ($1, $2, $3, 0, $4, $4, $5)",
+                        "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms, binding, conversation) VALUES ($1, $2, $3, 0, $4, $4, $5, $6)",
                     )
                     .bind(&id)
                     .bind(&channel)
                     .bind(blob)
                     .bind(now_ms)
                     .bind(OUTBOX_BINDING)
+                    .bind(c)
                     .execute(&mut **tx)
                     .await
                     .map_err(self.db())?;

@@ -80,6 +80,9 @@ pub struct Dialect {
     /// moves their `next_attempt_ms` to `$1 + $3`, counts the claim in `lease`, and returns
     /// `id, channel, body, attempts, created_at_ms, lease, binding` of the oldest due ones (in any order; the caller sorts), so that neither
     /// this process nor another sharing the database picks one twice while it is in flight.
+    /// Only a conversation's oldest delivery is ever claimed: its replies go out in the order
+    /// they were written, a later one waiting while an earlier one is in flight or retried
+    /// (written once, [`outbox_due!`], with the database's row lock as the argument).
     pub(crate) outbox_due: &'static str,
     /// Statements run first in the transaction of a token refresh, without parameters.
     pub(crate) token_lock_setup: &'static [&'static str],
@@ -95,6 +98,27 @@ pub struct Dialect {
     /// ([`Completion::fence`](tern_engine::conversation::Completion::fence)).
     pub(crate) fence_check: Option<&'static str>,
 }
+
+/// The statement of [`Dialect::outbox_due`], with `$lock` after the candidates' query (`""`,
+/// or PostgreSQL's `FOR UPDATE SKIP LOCKED`, so that instances sharing the database skip what
+/// another is claiming). A candidate is due and has no older delivery of its conversation
+/// (rows written before conversations were recorded have none: they are sent in any order).
+macro_rules! outbox_due {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE outbox SET next_attempt_ms = $1 + $3, lease = lease + 1 WHERE id IN (
+               SELECT candidate.id FROM outbox AS candidate
+               WHERE candidate.next_attempt_ms <= $1 AND NOT EXISTS (
+                 SELECT 1 FROM outbox AS earlier WHERE earlier.conversation = candidate.conversation
+                   AND (earlier.created_at_ms < candidate.created_at_ms
+                        OR (earlier.created_at_ms = candidate.created_at_ms AND earlier.id < candidate.id)))
+               ORDER BY candidate.next_attempt_ms, candidate.created_at_ms LIMIT $2 ",
+            $lock,
+            ") RETURNING id, channel, body, attempts, created_at_ms, lease, binding, sent"
+        )
+    };
+}
+pub(crate) use outbox_due;
 
 /// What one database keeps and does on its own, next to its [`Dialect`].
 #[async_trait]

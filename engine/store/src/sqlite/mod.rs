@@ -286,9 +286,7 @@ impl Flavor for Sqlite {
         row_in: "rowid IN ({rows})",
         row_ref: ("CAST(rowid AS TEXT)", "rowid = CAST($2 AS INTEGER)"),
         runs_before: "(updated_at_ms < {at} OR (updated_at_ms = {at} AND run_id < {id}))",
-        outbox_due: "UPDATE outbox SET next_attempt_ms = $1 + $3, lease = lease + 1 WHERE id IN (
-                       SELECT id FROM outbox WHERE next_attempt_ms <= $1 ORDER BY next_attempt_ms, created_at_ms LIMIT $2)
-                     RETURNING id, channel, body, attempts, created_at_ms, lease, binding, sent",
+        outbox_due: crate::sql::outbox_due!(""),
         token_lock_setup: &[],
         token_lock: None,
         lock_tables: None,
