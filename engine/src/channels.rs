@@ -522,6 +522,37 @@ pub struct ChannelSummary {
 }
 
 impl ChannelSummary {
+    /// What may be shown of a platform channel's settings, in order, as `(label, value)` (the
+    /// label in lower case but for names such as `API base`; a front end capitalizes it as it
+    /// shows labels): which secrets are set (never their values), the ids, the integration and
+    /// the API base. Empty for a generic channel.
+    pub fn platform_facts(&self) -> Vec<(&'static str, String)> {
+        let set = |b: bool| if b { "set" } else { "not set" }.to_string();
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let mut facts = match self.kind {
+            ChannelKind::Generic => return Vec::new(),
+            ChannelKind::Telegram => {
+                vec![("secret token", set(self.secret_token_set)), ("bot token", set(self.bot_token_set))]
+            }
+            ChannelKind::Whatsapp => vec![
+                ("app secret", set(self.app_secret_set)),
+                ("verify token", set(self.verify_token_set)),
+                ("phone number id", or_dash(&self.phone_number_id)),
+            ],
+            ChannelKind::Twilio => vec![
+                ("auth token", set(self.auth_token_set)),
+                ("account SID", or_dash(&self.account_sid)),
+                ("from", or_dash(&self.from)),
+            ],
+            ChannelKind::Slack => vec![("signing secret", set(self.signing_secret_set))],
+        };
+        if let Some(integration) = &self.integration {
+            facts.push(("integration", format!("{integration} (its token sends the replies)")));
+        }
+        facts.push(("API base", or_dash(&self.api_base)));
+        facts
+    }
+
     fn of(channel: &Channel, source: ChannelSource, times: Option<(i64, i64)>) -> Self {
         Self {
             name: channel.name.to_string(),

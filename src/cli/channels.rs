@@ -562,30 +562,11 @@ fn print_channel(c: &ChannelSummary) {
     println!("name:            {}", c.name);
     println!("kind:            {}", c.kind.as_str());
     println!("defined by:      {}", c.source.describe());
-    if let Some(api_base) = &c.api_base {
+    if c.api_base.is_some() {
         println!("webhook:         POST /v1/channels/{}/webhook (the platform posts its updates there)", c.name);
-        let set = |b: bool| if b { "set" } else { "not set" };
-        if c.kind == ChannelKind::Telegram {
-            println!("secret token:    {}", set(c.secret_token_set));
-            println!("bot token:       {}", set(c.bot_token_set));
+        for (label, value) in c.platform_facts() {
+            println!("{:<17}{value}", format!("{label}:"));
         }
-        if c.kind == ChannelKind::Whatsapp {
-            println!("app secret:      {}", set(c.app_secret_set));
-            println!("verify token:    {}", set(c.verify_token_set));
-            println!("phone number id: {}", c.phone_number_id.as_deref().unwrap_or("-"));
-        }
-        if c.kind == ChannelKind::Twilio {
-            println!("auth token:      {}", set(c.auth_token_set));
-            println!("account SID:     {}", c.account_sid.as_deref().unwrap_or("-"));
-            println!("from:            {}", c.from.as_deref().unwrap_or("-"));
-        }
-        if c.kind == ChannelKind::Slack {
-            println!("signing secret:  {}", set(c.signing_secret_set));
-        }
-        if let Some(integration) = &c.integration {
-            println!("integration:     {integration} (its token sends the replies)");
-        }
-        println!("API base:        {api_base}");
     } else if c.tokens == 0 && c.signing_secrets == 0 && !c.open {
         println!("credentials:     {}", unseen_or_none(c));
     } else {

@@ -1246,6 +1246,27 @@ async fn the_console_adds_and_removes_channels() {
     assert_eq!((status, headers[header::LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/channels?removed=web"));
     let (_, html) = page(&h, "/channels", &cookie).await;
     assert!(!html.contains("id=\"channel-web\""), "{html}");
+    // A platform channel shows its platform's settings (never a secret), not a generic one's.
+    let settings = json!({"kind": "whatsapp", "app_secret": "6c0ffee0ddba11a5f00dfeedc0de4b1d",
+        "verify_token": "wa-verify-token-0123456789", "phone_number_id": "106540352242922", "integration": "meta"});
+    let (status, body) = h.admin(Method::PUT, "/v1/channels/wa", Some(ADMIN), Some(settings)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, html) = page(&h, "/channels", &cookie).await;
+    let card = &html[html.find("id=\"channel-wa\"").unwrap()..];
+    let card = &card[..card.find("</section>").unwrap()];
+    for fact in [
+        "/v1/channels/wa/webhook",
+        "<dt>App secret</dt><dd>set</dd>",
+        "<dt>Phone number id</dt><dd>106540352242922</dd>",
+        "<dt>Integration</dt>",
+        "<dt>API base</dt><dd>https://graph.facebook.com/v23.0</dd>",
+    ] {
+        assert!(card.contains(fact), "{fact} in {card}");
+    }
+    assert!(
+        !card.contains("Bearer tokens") && !card.contains("6c0ffee0") && !card.contains("wa-verify-token"),
+        "{card}"
+    );
     h.stop().await;
 }
 

@@ -151,10 +151,15 @@ async fn render(
                 dl.facts {
                     dt { "Kind" } dd { (c.kind.as_str()) }
                     dt { "Defined by" } dd { (c.source.describe()) }
-                    dt { "Bearer tokens" } dd { @if c.tokens == 0 { "none" } @else { (c.tokens) " set" } }
-                    dt { "Signing secrets" } dd { @if c.signing_secrets == 0 { "none" } @else { (c.signing_secrets) " set" } }
-                    dt { "Webhook URL" } dd { (c.webhook_url.as_deref().unwrap_or("none")) }
-                    dt { "Webhook secret" } dd { @if c.webhook_secret_set { "set" } @else { "not set" } }
+                    @if c.api_base.is_some() {
+                        dt { "Webhook" } dd { "POST " code { "/v1/channels/" (c.name) "/webhook" } " (the platform posts its updates there)" }
+                        @for (label, value) in c.platform_facts() { dt { (capitalized(label)) } dd { (value) } }
+                    } @else {
+                        dt { "Bearer tokens" } dd { @if c.tokens == 0 { "none" } @else { (c.tokens) " set" } }
+                        dt { "Signing secrets" } dd { @if c.signing_secrets == 0 { "none" } @else { (c.signing_secrets) " set" } }
+                        dt { "Webhook URL" } dd { (c.webhook_url.as_deref().unwrap_or("none")) }
+                        dt { "Webhook secret" } dd { @if c.webhook_secret_set { "set" } @else { "not set" } }
+                    }
                 }
                 @if c.source == ChannelSource::Stored {
                     form method="post" action={"/channels/" (c.name) "/remove"} {
@@ -258,4 +263,10 @@ pub async fn remove(
         Err(ChannelError::Store(e)) => store_failed("remove a channel", &e, Some(&session.csrf)),
         Err(e) => super::message_page(StatusCode::CONFLICT, "Not removed", &e.to_string(), Some(&session.csrf)),
     }
+}
+
+/// `label` with its first letter in upper case, as the page shows labels.
+fn capitalized(label: &str) -> String {
+    let mut chars = label.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
