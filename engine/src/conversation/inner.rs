@@ -32,6 +32,8 @@ pub(super) struct Inner {
     pub(super) outbox_wake: Arc<Notify>,
     /// The store is shared with other processes ([`ConversationStore::is_shared`]).
     pub(super) shared: bool,
+    /// What each channel did lately in this process.
+    pub(super) activity: Arc<super::ChannelActivity>,
 }
 
 impl Inner {

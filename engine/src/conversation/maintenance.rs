@@ -33,6 +33,7 @@ pub(super) fn spawn(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
         inner.options.channels.clone(),
         inner.options.outbox.clone(),
         inner.options.clock.clone(),
+        inner.activity.clone(),
     );
     tasks.push(tokio::spawn(outbox::deliver_loop(Arc::new(outbox), inner.outbox_wake.clone(), inner.stop.subscribe())));
     tasks

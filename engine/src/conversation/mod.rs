@@ -60,6 +60,7 @@
 //! | `writer.rs`, `outbox.rs` | group commit; webhook delivery |
 //! | `store.rs`, `listing.rs`, `types.rs` | the storage interface, run listings, the vocabulary |
 
+mod activity;
 mod error;
 mod flows;
 mod inner;
@@ -76,6 +77,7 @@ mod types;
 mod workers;
 mod writer;
 
+pub use activity::{Activity, ChannelActivity, Delivered, MAX_CHANNELS};
 pub use error::ConversationError;
 pub use listing::{DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE, RunCursor, RunCursorError, RunPage, RunQuery};
 pub use maintenance::CHECKPOINT_EVERY;

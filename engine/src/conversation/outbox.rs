@@ -117,6 +117,8 @@ pub(super) struct Outbox {
     pub(super) channels: Arc<dyn ChannelDirectory>,
     pub(super) policy: OutboxPolicy,
     pub(super) clock: Arc<dyn Clock>,
+    /// Each channel's deliveries, counted.
+    pub(super) activity: Arc<super::ChannelActivity>,
     /// Ids being sent by this process.
     in_flight: Mutex<HashSet<String>>,
     /// One semaphore per webhook URL with deliveries in flight.
@@ -132,6 +134,7 @@ impl Outbox {
         channels: Arc<dyn ChannelDirectory>,
         policy: OutboxPolicy,
         clock: Arc<dyn Clock>,
+        activity: Arc<super::ChannelActivity>,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(policy.max_in_flight.max(1)));
         Self {
@@ -140,6 +143,7 @@ impl Outbox {
             channels,
             policy,
             clock,
+            activity,
             in_flight: Mutex::default(),
             destinations: Mutex::default(),
             slots,
@@ -431,16 +435,25 @@ async fn send_platform(
 /// Records an attempt: removes a delivered (or refused) row, schedules a retry or gives up.
 async fn record(outbox: &Outbox, item: &OutboxItem, outcome: Result<(), (SendFailure, Option<String>)>) {
     let attempts = item.attempts + 1;
+    let channel = item.channel.name.as_str();
+    let now = outbox.clock.now_ms();
+    let counted = |outcome: super::Delivered, why: Option<&str>| outbox.activity.delivered(channel, now, outcome, why);
     let result = match outcome {
-        Ok(()) => outbox.store.outbox_remove(&item.id).await,
+        Ok(()) => {
+            counted(super::Delivered::Sent, None);
+            outbox.store.outbox_remove(&item.id).await
+        }
         Err((SendFailure::Refused(why), to)) => {
+            counted(super::Delivered::Dropped, Some(&why));
             let to = to.unwrap_or_default();
             tracing::error!(delivery = %item.id, channel = %item.channel, to, error = %why, "a delivery was refused for good and dropped");
             outbox.store.outbox_remove(&item.id).await
         }
         Err((SendFailure::Retry { why, after }, to)) => {
             let to = to.unwrap_or_default();
-            if attempts >= outbox.policy.max_attempts {
+            let last = attempts >= outbox.policy.max_attempts;
+            counted(if last { super::Delivered::Dropped } else { super::Delivered::Retried }, Some(&why));
+            if last {
                 tracing::error!(delivery = %item.id, channel = %item.channel, to, attempts, error = %why, "the delivery was given up");
                 outbox.store.outbox_remove(&item.id).await
             } else {
@@ -496,6 +509,7 @@ mod tests {
             Arc::new(FixedChannels::new([channel])),
             OutboxPolicy::default(),
             crate::clock::system(),
+            Arc::default(),
         )
     }
 

@@ -62,6 +62,7 @@ impl Conversations {
             background: Mutex::default(),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             shared,
+            activity: Arc::default(),
         });
         let mut tasks = vec![writer_task];
         tasks.extend(maintenance::spawn(&inner));
@@ -104,7 +105,16 @@ impl Conversations {
     /// [`ConversationError::ShuttingDown`], [`ConversationError::Overloaded`] or
     /// [`ConversationError::ConversationBusy`]: nothing was queued; send it again later.
     pub fn submit(&self, inbound: Inbound, sink: Option<ReplySink>) -> Result<Ticket, ConversationError> {
-        workers::enqueue(&self.inner, inbound, sink, false)
+        let channel = inbound.conversation.channel_ref_and_id().0.name;
+        let ticket = workers::enqueue(&self.inner, inbound, sink, false)?;
+        self.inner.activity.received(channel.as_str(), self.inner.now_ms());
+        Ok(ticket)
+    }
+
+    /// What each channel did lately in this process: messages taken, replies delivered,
+    /// retried and lost ([`ChannelActivity`](super::ChannelActivity)).
+    pub fn activity(&self) -> &super::ChannelActivity {
+        &self.inner.activity
     }
 
     /// The caller stops waiting but was told the message is accepted: make it durable (it is

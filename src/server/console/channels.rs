@@ -160,6 +160,11 @@ async fn render(
                         dt { "Webhook URL" } dd { (c.webhook_url.as_deref().unwrap_or("none")) }
                         dt { "Webhook secret" } dd { @if c.webhook_secret_set { "set" } @else { "not set" } }
                     }
+                    @let a = state.conversations.activity().of(&c.name);
+                    dt { "Last message received" } dd { (a.last_received_ms.map(super::layout::time_ms).unwrap_or_else(|| "none since the server started".into())) }
+                    dt { "Last reply sent" } dd { (a.last_sent_ms.map(super::layout::time_ms).unwrap_or_else(|| "none since the server started".into())) }
+                    dt { "Replies" } dd { (a.sent) " sent, " (a.retried) " retried, " (a.dropped) " lost (given up or refused)" }
+                    @if let Some((at, why)) = &a.last_failure { dt { "Last failure" } dd.bad { (super::layout::time_ms(*at)) ": " (why) } }
                 }
                 @if c.source == ChannelSource::Stored {
                     form method="post" action={"/channels/" (c.name) "/remove"} {
