@@ -19,6 +19,17 @@ mod support {
         testkit::tern()
     }
 
+    /// `tern ARGS` with the data directory `data`, private networks allowed (the platform fakes
+    /// listen on loopback) and the variables `env`: its output.
+    pub fn tern_at(data: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+        let mut cmd = tern();
+        cmd.env("TERN_DATA_DIR", data).env("TERN_ALLOW_PRIVATE_NETWORK", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.args(args).output().unwrap()
+    }
+
     /// [`testkit::run`] on this build's binary.
     pub fn run<I, S>(args: I) -> Run
     where

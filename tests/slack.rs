@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::serve::{ADMIN, Server, rt};
 use crate::support::slack::{FakeSlack, Sent};
 use crate::support::tools::{platform_sdks, python_output};
-use crate::support::{fresh_data_dir, tern};
+use crate::support::{fresh_data_dir, tern, tern_at};
 
 const SIGNING_SECRET: &str = "8f742231b10e8888abcd99aaabbb85a5";
 const BOT_TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
@@ -58,14 +58,7 @@ fn a_slack_app_takes_signed_events_and_button_presses_and_replies_with_buttons()
     std::fs::write(flows.path().join("shop.json"), flow.to_string()).unwrap();
     let data = fresh_data_dir();
     let setup = |args: &[&str]| {
-        let out = tern()
-            .env("TERN_DATA_DIR", &data)
-            .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-            .env("SLACK_SECRET", SIGNING_SECRET)
-            .env("BOT_TOKEN", BOT_TOKEN)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = tern_at(&data, &[("SLACK_SECRET", SIGNING_SECRET), ("BOT_TOKEN", BOT_TOKEN)], args);
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "{text}");
         text
@@ -100,13 +93,7 @@ fn a_slack_app_takes_signed_events_and_button_presses_and_replies_with_buttons()
         out.contains("Request URL") && out.contains("/v1/channels/slack/webhook") && !out.contains(SIGNING_SECRET),
         "{out}"
     );
-    let out = tern()
-        .env("TERN_DATA_DIR", &data)
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .args(["channels", "test", "slack"])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout).to_string();
+    let out = String::from_utf8_lossy(&tern_at(&data, &[], &["channels", "test", "slack"]).stdout).to_string();
     assert!(out.contains("credentials: accepted by the Slack API: the bot user ternbot of workspace Example"), "{out}");
     assert!(!out.contains(BOT_TOKEN), "{out}");
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::serve::{ADMIN, Server, rt};
 use crate::support::telegram::{FakeTelegram, Sent};
-use crate::support::{fresh_data_dir, run, tern};
+use crate::support::{fresh_data_dir, run, tern, tern_at};
 
 const BOT_TOKEN: &str = "987654321:AAFakeTokenForTheTestsOnly_0123456789";
 const SECRET_TOKEN: &str = "tg-webhook-secret-0123456789";
@@ -74,12 +74,7 @@ fn a_telegram_bot_takes_updates_and_replies_through_the_bot_api_once_each() {
     let shown = run(["--data-dir", data.to_str().unwrap(), "channels", "show", "bot"]);
     assert!(shown.stdout().contains("bot token:       set"), "{}", shown.stdout());
     // `channels test`: the token from here (getMe), and a public URL that is not https.
-    let tested = tern()
-        .env("TERN_DATA_DIR", &data)
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .args(["channels", "test", "bot"])
-        .output()
-        .unwrap();
+    let tested = tern_at(&data, &[], &["channels", "test", "bot"]);
     let out = String::from_utf8_lossy(&tested.stdout).to_string();
     assert_eq!(tested.status.code(), Some(1), "{out}");
     assert!(out.contains("credentials: accepted by the Telegram API: the bot @tern_test_bot"), "{out}");

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::serve::{ADMIN, Server, rt};
 use crate::support::tools::{platform_sdks, python_output};
 use crate::support::twilio::{FakeTwilio, Sent};
-use crate::support::{free_port, fresh_data_dir, tern};
+use crate::support::{free_port, fresh_data_dir, tern, tern_at};
 
 const AUTH_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
@@ -80,12 +80,7 @@ fn an_sms_conversation_is_signed_by_twilios_validator_and_answered_through_the_m
             && !out.contains(AUTH_TOKEN),
         "{out}"
     );
-    let tested = tern()
-        .env("TERN_DATA_DIR", &data)
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .args(["channels", "test", "sms"])
-        .output()
-        .unwrap();
+    let tested = tern_at(&data, &[], &["channels", "test", "sms"]);
     let out = String::from_utf8_lossy(&tested.stdout).to_string();
     assert!(out.contains("credentials: accepted by the Twilio API: the account Tern test account (active)"), "{out}");
     assert!(!out.contains(AUTH_TOKEN), "{out}");

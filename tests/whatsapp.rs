@@ -17,7 +17,7 @@ use sha2::Sha256;
 use crate::serve::{ADMIN, Server, rt};
 use crate::support::oauth::{AuthServer, CLIENT_SECRET, client_credentials_add};
 use crate::support::whatsapp::{FakeWhatsApp, Sent};
-use crate::support::{fresh_data_dir, tern};
+use crate::support::{fresh_data_dir, tern, tern_at};
 
 const APP_SECRET: &str = "6c0ffee0ddba11a5f00dfeedc0de4b1d";
 const VERIFY_TOKEN: &str = "wa-verify-token-0123456789";
@@ -68,15 +68,9 @@ async fn post(client: &reqwest::Client, base: &str, secret: Option<&str>, body: 
 }
 
 fn add(data: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let mut cmd = tern();
-    cmd.env("TERN_DATA_DIR", data)
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .env("WA_SECRET", APP_SECRET)
-        .env("WA_VERIFY", VERIFY_TOKEN)
-        .env("META_TOKEN", SYSTEM_TOKEN)
-        .env("CS", CLIENT_SECRET)
-        .args(args);
-    cmd.output().unwrap()
+    let env =
+        [("WA_SECRET", APP_SECRET), ("WA_VERIFY", VERIFY_TOKEN), ("META_TOKEN", SYSTEM_TOKEN), ("CS", CLIENT_SECRET)];
+    tern_at(data, &env, args)
 }
 
 #[test]
@@ -239,6 +233,8 @@ fn a_whatsapp_number_looks_up_a_contact_and_replies_through_the_cloud_api() {
             r#"tern_platform_updates_total{channel="wa",outcome="status-read"} 1"#,
             r#"tern_platform_updates_total{channel="wa",outcome="malformed"} 1"#,
             r#"tern_platform_updates_total{channel="wa",outcome="wrong-platform-secret"} 3"#,
+            r#"tern_deliveries_total{channel="wa",outcome="sent"} 3"#,
+            r#"tern_deliveries_total{channel="wa",outcome="retried"} 1"#,
         ] {
             assert!(metrics.contains(line), "{line} in:\n{metrics}");
         }

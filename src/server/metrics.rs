@@ -1,6 +1,6 @@
 //! Prometheus metrics for `GET /metrics`: messages, runs by flow and outcome, step latency by
-//! step type and outcome, step failures by code, token requests by integration and outcome, and
-//! the HTTP statuses steps received.
+//! step type and outcome, step failures by code, token requests by integration and outcome, the
+//! HTTP statuses steps received, platform updates and reply deliveries by channel and outcome.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,6 +40,12 @@ struct PlatformLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     step_type: String,
     status: String,
@@ -62,6 +68,10 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     http: Family<HttpLabels, Counter>,
     platform: Family<PlatformLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
+    /// What `deliveries` last took from the service's channel activity, per channel: (sent,
+    /// retried, dropped).
+    delivered: std::sync::Mutex<std::collections::HashMap<String, (u64, u64, u64)>>,
 }
 
 impl Default for Metrics {
@@ -85,7 +95,24 @@ impl Default for Metrics {
             "Updates messaging platforms posted to platform channels, by channel and outcome (accepted, ignored, malformed, retry-later, or the reason of a refusal)",
             platform.clone(),
         );
-        Self { registry, messages, runs, steps, failures, tokens, http, platform }
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Reply deliveries (webhooks and platform APIs) by channel and outcome: sent, retried (an attempt failed and is tried again), dropped (given up or refused for good)",
+            deliveries.clone(),
+        );
+        Self {
+            registry,
+            messages,
+            runs,
+            steps,
+            failures,
+            tokens,
+            http,
+            platform,
+            deliveries,
+            delivered: Default::default(),
+        }
     }
 }
 
@@ -128,8 +155,25 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with the deliveries counted by the conversation
+    /// service's channel activity since the last call (bounded like it, by channel).
+    pub fn render(&self, activity: &tern_engine::conversation::ChannelActivity) -> String {
+        {
+            let mut seen = self.delivered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (channel, a) in activity.all() {
+                let before = seen.entry(channel.clone()).or_default();
+                for (outcome, now, then) in
+                    [("sent", a.sent, before.0), ("retried", a.retried, before.1), ("dropped", a.dropped, before.2)]
+                {
+                    if now > then {
+                        self.deliveries
+                            .get_or_create(&DeliveryLabels { channel: channel.clone(), outcome: outcome.into() })
+                            .inc_by(now - then);
+                    }
+                }
+                *before = (a.sent, a.retried, a.dropped);
+            }
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

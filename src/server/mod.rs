@@ -218,7 +218,7 @@ async fn overloaded(err: tower::BoxError) -> Response {
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.render(),
+        state.metrics.render(state.conversations.activity()),
     )
         .into_response()
 }

@@ -85,34 +85,34 @@ impl Modify for Security {
         };
         components.add_security_scheme("channel_signature", signature("one of the channel's signing secrets"));
         components.add_security_scheme("events_signature", signature("the integration's events secret"));
-        components.add_security_scheme(
-            "platform_secret",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+        // Each platform's own proof, in its header.
+        for (scheme, header, description) in [
+            (
+                "platform_secret",
                 "x-telegram-bot-api-secret-token",
                 "A platform channel's own proof: for Telegram, the secret token set with setWebhook, which Telegram sends with every update",
-            ))),
-        );
-        components.add_security_scheme(
-            "platform_signature",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            ),
+            (
+                "platform_signature",
                 "x-hub-signature-256",
                 "A WhatsApp channel's proof: `sha256=` and the hex HMAC-SHA256 of the raw body with the Meta app's secret",
-            ))),
-        );
-        components.add_security_scheme(
-            "twilio_signature",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            ),
+            (
+                "twilio_signature",
                 "x-twilio-signature",
                 "A Twilio channel's proof: the Base64 HMAC-SHA1, with the account's auth token, of the public URL of this route followed by the form's parameters sorted by name",
-            ))),
-        );
-        components.add_security_scheme(
-            "slack_signature",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            ),
+            (
+                "slack_signature",
                 "x-slack-signature",
                 "A Slack channel's proof: `v0=` and the hex HMAC-SHA256, with the app's signing secret, of `v0:{X-Slack-Request-Timestamp}:{raw body}`, the timestamp within 5 minutes",
-            ))),
-        );
+            ),
+        ] {
+            components.add_security_scheme(
+                scheme,
+                SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(header, description))),
+            );
+        }
     }
 }
 

@@ -214,14 +214,14 @@ pub async fn get_webhook(
         return forbidden();
     };
     match tern_engine::platforms::whatsapp::handshake(whatsapp, query.as_deref().unwrap_or_default()) {
-        Some(challenge) => {
+        Ok(challenge) => {
             tracing::info!(channel = %label, "the webhook verification passed");
             state.metrics.platform_update(&label, "verified");
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response()
         }
-        None => {
-            tracing::warn!(channel = %label, "a webhook verification without the channel's verify token");
-            state.metrics.platform_update(&label, "wrong-verify-token");
+        Err(refusal) => {
+            tracing::warn!(channel = %label, reason = refusal.reason(), "a webhook verification was refused");
+            state.metrics.platform_update(&label, refusal.reason());
             forbidden()
         }
     }

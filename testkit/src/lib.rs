@@ -382,6 +382,19 @@ pub fn repo() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
+/// What `sent` returns once it holds at least `n` items, or after `within` (what it holds
+/// then): the local platform API fakes wait for replies so.
+pub fn wait_for<T>(n: usize, within: std::time::Duration, sent: impl Fn() -> Vec<T>) -> Vec<T> {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let got = sent();
+        if got.len() >= n || std::time::Instant::now() > until {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A port that was free a moment ago (for servers whose address must be known before they start).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

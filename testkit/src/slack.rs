@@ -80,14 +80,7 @@ impl FakeSlack {
 
     /// Waits until at least `n` messages were taken (at most `within`), and returns them.
     pub fn wait_sent(&self, n: usize, within: Duration) -> Vec<Sent> {
-        let until = std::time::Instant::now() + within;
-        loop {
-            let sent = self.sent();
-            if sent.len() >= n || std::time::Instant::now() > until {
-                return sent;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_for(n, within, || self.sent())
     }
 }
 

@@ -149,24 +149,55 @@ pub fn verify(whatsapp: &WhatsApp, headers: &http::HeaderMap, body: &[u8]) -> bo
     mac.verify_slice(&given).is_ok()
 }
 
-/// The answer to the verification request: `Some(challenge)` when `hub.mode` is `subscribe` and
-/// `hub.verify_token` is the channel's (compared in constant time), else `None` (a 403).
-/// `query` is the request's raw query string.
-pub fn handshake(whatsapp: &WhatsApp, query: &str) -> Option<String> {
-    let (mut mode, mut token, mut challenge) = (None, None, None);
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match k.as_ref() {
-            "hub.mode" => mode = Some(v.into_owned()),
-            "hub.verify_token" => token = Some(v.into_owned()),
-            "hub.challenge" => challenge = Some(v.into_owned()),
-            _ => {}
+/// Why a verification request is refused (a 403), for the log and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeRefusal {
+    /// `hub.verify_token` is missing, given twice, or not the channel's.
+    WrongVerifyToken,
+    /// `hub.mode` is not `subscribe`.
+    NotSubscribe,
+    /// `hub.challenge` is missing, given twice, or not 1 to 256 printable characters.
+    BadChallenge,
+}
+
+impl HandshakeRefusal {
+    /// A stable, kebab-case name.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::WrongVerifyToken => "wrong-verify-token",
+            Self::NotSubscribe => "not-subscribe",
+            Self::BadChallenge => "bad-challenge",
         }
     }
-    let token_ok = token
-        .as_deref()
+}
+
+/// The answer to the verification request: the challenge when `hub.mode` is `subscribe`,
+/// `hub.verify_token` is the channel's (compared in constant time) and `hub.challenge` is 1 to
+/// 256 printable characters, each given once. `query` is the request's raw query string.
+///
+/// # Errors
+/// Why it is refused (a 403).
+pub fn handshake(whatsapp: &WhatsApp, query: &str) -> Result<String, HandshakeRefusal> {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let once = |name: &str| {
+        let mut values = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    };
+    let token_ok = once("hub.verify_token")
         .is_some_and(|t| crate::channel_auth::is_one_of(t, std::slice::from_ref(&whatsapp.verify_token)));
-    let challenge = challenge.filter(|c| (1..=256).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_graphic()))?;
-    (mode.as_deref() == Some("subscribe") && token_ok).then_some(challenge)
+    if !token_ok {
+        return Err(HandshakeRefusal::WrongVerifyToken);
+    }
+    if once("hub.mode") != Some("subscribe") {
+        return Err(HandshakeRefusal::NotSubscribe);
+    }
+    once("hub.challenge")
+        .filter(|c| (1..=256).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .ok_or(HandshakeRefusal::BadChallenge)
 }
 
 #[derive(Deserialize)]
@@ -554,16 +585,29 @@ mod tests {
     fn the_handshake_answers_the_challenge_for_the_verify_token_only() {
         let w = whatsapp();
         let ok = "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=verify-token-0123456789";
-        assert_eq!(handshake(&w, ok).as_deref(), Some("1158201444"));
-        assert_eq!(handshake(&w, "hub.mode=subscribe&hub.challenge=1&hub.verify_token=wrong"), None);
+        assert_eq!(handshake(&w, ok).as_deref(), Ok("1158201444"));
+        let refused = |q: &str| handshake(&w, q).unwrap_err();
         assert_eq!(
-            handshake(&w, "hub.mode=unsubscribe&hub.challenge=1&hub.verify_token=verify-token-0123456789"),
-            None
+            refused("hub.mode=subscribe&hub.challenge=1&hub.verify_token=wrong"),
+            HandshakeRefusal::WrongVerifyToken
         );
-        assert_eq!(handshake(&w, "hub.mode=subscribe&hub.verify_token=verify-token-0123456789"), None);
         assert_eq!(
-            handshake(&w, "hub.mode=subscribe&hub.challenge=%3Cscript%3E%20x&hub.verify_token=verify-token-0123456789"),
-            None
+            refused(
+                "hub.mode=subscribe&hub.challenge=1&hub.verify_token=wrong&hub.verify_token=verify-token-0123456789"
+            ),
+            HandshakeRefusal::WrongVerifyToken
+        );
+        assert_eq!(
+            refused("hub.mode=unsubscribe&hub.challenge=1&hub.verify_token=verify-token-0123456789"),
+            HandshakeRefusal::NotSubscribe
+        );
+        assert_eq!(
+            refused("hub.mode=subscribe&hub.verify_token=verify-token-0123456789"),
+            HandshakeRefusal::BadChallenge
+        );
+        assert_eq!(
+            refused("hub.mode=subscribe&hub.challenge=%3Cscript%3E%20x&hub.verify_token=verify-token-0123456789"),
+            HandshakeRefusal::BadChallenge
         );
     }
 
