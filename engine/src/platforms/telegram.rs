@@ -225,6 +225,21 @@ fn media_of(other: &Map<String, Value>) -> Map<String, Value> {
     out
 }
 
+/// The conversation of `user` in `chat`: the chat itself for a private chat (one person), else
+/// `{chat}:{user}`, so that two people in one group each have their own conversation (one's
+/// answer never resumes the other's run). Replies go to the chat ([`chat_of`]).
+fn conversation_of(chat: &RawChat, user: i64) -> String {
+    match chat.kind.as_deref() {
+        Some("group" | "supergroup") => format!("{}:{user}", chat.id),
+        _ => chat.id.to_string(),
+    }
+}
+
+/// The chat of a conversation ([`conversation_of`]), where its replies are sent.
+fn chat_of(conversation: &str) -> &str {
+    conversation.split(':').next().unwrap_or(conversation)
+}
+
 /// Reads an update (the webhook's body).
 ///
 /// # Errors
@@ -243,7 +258,7 @@ pub fn parse_update(body: &[u8]) -> Result<Update, UpdateError> {
         }
         telegram.insert("chat_type".into(), chat.kind.clone().unwrap_or_default().into());
         return Ok(Update::Message(Box::new(UpdateMessage {
-            chat_id: chat.id.to_string(),
+            chat_id: conversation_of(chat, q.from.id),
             update_id,
             text: q.data.unwrap_or_default(),
             contact: contact_of(&q.from),
@@ -266,7 +281,7 @@ pub fn parse_update(body: &[u8]) -> Result<Update, UpdateError> {
         telegram.insert("date".into(), date.into());
     }
     Ok(Update::Message(Box::new(UpdateMessage {
-        chat_id: message.chat.id.to_string(),
+        chat_id: conversation_of(&message.chat, from.id),
         update_id,
         text: message.text.or(message.caption).unwrap_or_default(),
         contact: contact_of(from),
@@ -297,12 +312,12 @@ pub fn parts(text: &str) -> Vec<String> {
 /// Longest `callback_data` of an inline keyboard button, in bytes (the Bot API's 64).
 pub const MAX_CALLBACK_DATA_BYTES: usize = 64;
 
-/// The `sendMessage` request of one part of a reply, with an inline keyboard when `keyboard`
-/// is given. The API base is an http(s) URL with a host (checked when the channel is saved), so
+/// The `sendMessage` request of one part of a reply to `conversation` (sent to its chat), with
+/// an inline keyboard when `keyboard` is given. The API base is an http(s) URL with a host (checked when the channel is saved), so
 /// the method's path always goes on it.
 pub fn send_message(
     telegram: &Telegram,
-    chat_id: &str,
+    conversation: &str,
     text: &str,
     keyboard: Option<&[Choice]>,
     timeout: Duration,
@@ -310,7 +325,7 @@ pub fn send_message(
     let mut url = telegram.api_base.clone();
     let base = url.path().trim_end_matches('/').to_string();
     url.set_path(&format!("{base}/bot{}/sendMessage", telegram.bot_token.expose_secret()));
-    let mut body = json!({"chat_id": chat_id, "text": text});
+    let mut body = json!({"chat_id": chat_of(conversation), "text": text});
     if let Some(choices) = keyboard {
         // One button per row: titles stay readable on a phone.
         let rows: Vec<Value> = choices.iter().map(|c| json!([{"text": c.title, "callback_data": c.payload}])).collect();
@@ -508,6 +523,16 @@ mod tests {
         let reqs = send_reply(&telegram(), "42", "Pick", &wide, Duration::from_secs(5));
         assert_eq!(body(&reqs[0])["text"], "Pick\n\n1. One\n2. Two");
         assert!(body(&reqs[0]).get("reply_markup").is_none());
+    }
+
+    #[test]
+    fn each_person_in_a_group_has_a_conversation_and_replies_go_to_the_group() {
+        let group = br#"{"update_id": 7, "message": {"message_id": 3, "chat": {"id": -1001234567890, "type": "supergroup"}, "from": {"id": 42, "is_bot": false, "first_name": "Ann"}, "text": "hi"}}"#;
+        let Update::Message(m) = parse_update(group).unwrap() else { panic!("a message") };
+        assert_eq!(m.chat_id, "-1001234567890:42");
+        let req = send_message(&telegram(), &m.chat_id, "hello", None, Duration::from_secs(5));
+        let Some(RequestBody::Json(body)) = &req.body else { panic!("JSON") };
+        assert_eq!(body["chat_id"], "-1001234567890");
     }
 
     #[test]
