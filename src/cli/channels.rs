@@ -250,9 +250,13 @@ async fn test(shared: &Shared, channels: &Channels, name: &ChannelName) -> anyho
     };
     match answer.map(|r| platform.probe_outcome(r.status.as_u16(), &r.body)) {
         Ok(Ok(who)) => println!("credentials: accepted by the {} API: {who}", platform.title()),
-        Ok(Err(why)) | Err(why) => {
+        Ok(Err(refused)) => {
             failed = true;
-            println!("credentials: NOT accepted: {}", tern_engine::secrets::known::mask(&why));
+            println!("credentials: NOT accepted: {refused}");
+        }
+        Err(why) => {
+            failed = true;
+            println!("credentials: NOT checked: {}", tern_engine::secrets::known::mask(&why));
         }
     }
     let webhook = format!("{}/v1/channels/{name}/webhook", shared.public_url.as_str().trim_end_matches('/'));

@@ -86,6 +86,18 @@ pub enum UpdateError {
     Malformed(String),
 }
 
+/// A platform's refusal of a channel's credentials ([`Platform::probe_outcome`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the {platform} API answered {status}{}", if words.is_empty() { String::new() } else { format!(": {words}") })]
+pub struct ProbeRefused {
+    /// The platform's name.
+    pub platform: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What the platform said (masked), or empty.
+    pub words: String,
+}
+
 /// What a platform API's answer to a call means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -310,8 +322,8 @@ impl Platform {
     /// platform refused them (`Err`), in its words (masked).
     ///
     /// # Errors
-    /// The refusal, in words.
-    pub fn probe_outcome(&self, status: u16, body: &[u8]) -> Result<String, String> {
+    /// [`ProbeRefused`]: the platform refused the credentials.
+    pub fn probe_outcome(&self, status: u16, body: &[u8]) -> Result<String, ProbeRefused> {
         let answer: Value = serde_json::from_slice(body).unwrap_or_default();
         let text = |pointer: &str| {
             answer
@@ -348,11 +360,7 @@ impl Platform {
             .or_else(|| text("/error/message"))
             .or_else(|| text("/message"))
             .or_else(|| text("/error"));
-        Err(format!(
-            "the {} API answered {status}{}",
-            self.title(),
-            words.map(|w| format!(": {w}")).unwrap_or_default()
-        ))
+        Err(ProbeRefused { platform: self.title(), status, words: words.unwrap_or_default() })
     }
 
     /// What the platform API's answer to a reply call means.

@@ -697,6 +697,25 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_reads_the_number_or_the_refusal() {
+        let p = super::super::Platform::WhatsApp(whatsapp());
+        let req = p.probe(Duration::from_secs(5));
+        assert_eq!(
+            (req.url.path(), req.url.query()),
+            ("/v23.0/123456123", Some("fields=display_phone_number,verified_name"))
+        );
+        assert_eq!(
+            p.probe_outcome(200, br#"{"display_phone_number": "15550783881", "verified_name": "Tern", "id": "1"}"#)
+                .as_deref(),
+            Ok("the number 15550783881 (Tern)")
+        );
+        let refused = p
+            .probe_outcome(401, br#"{"error": {"message": "Error validating access token", "code": 190}}"#)
+            .unwrap_err();
+        assert_eq!(refused.to_string(), "the WhatsApp API answered 401: Error validating access token");
+    }
+
+    #[test]
     fn replies_are_text_messages_of_the_phone_number_and_answers_are_classified() {
         let reqs = send_reply(&whatsapp(), "16315551181", &"a".repeat(5000), &[], Duration::from_secs(5));
         assert_eq!(reqs.len(), 2);
