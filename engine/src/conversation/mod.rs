@@ -71,6 +71,7 @@ mod outbox;
 mod paused_index;
 mod process;
 mod queue;
+mod rates;
 mod service;
 mod store;
 mod types;

@@ -123,6 +123,8 @@ pub(super) struct Outbox {
     in_flight: Mutex<HashSet<String>>,
     /// One semaphore per webhook URL with deliveries in flight.
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Each platform channel's send rate.
+    rates: super::rates::Rates,
     /// Slots for deliveries in flight, in all.
     slots: Arc<Semaphore>,
 }
@@ -146,6 +148,7 @@ impl Outbox {
             activity,
             in_flight: Mutex::default(),
             destinations: Mutex::default(),
+            rates: super::rates::Rates::default(),
             slots,
         }
     }
@@ -264,9 +267,12 @@ async fn dispatch(outbox: &Arc<Outbox>, item: OutboxItem, tasks: &mut tokio::tas
             let (key, capacity) = t.destination(&item, &outbox.policy);
             let destination =
                 lock(&outbox.destinations).entry(key).or_insert_with(|| Arc::new(Semaphore::new(capacity))).clone();
+            let within_rate = |platform: &crate::platforms::Platform| {
+                outbox.rates.try_take(item.channel.name.as_str(), platform.sends_per_second(), outbox.clock.now_ms())
+            };
             match destination.try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
+                Ok(p) if !matches!(t, Target::Platform { platform, .. } if !within_rate(platform)) => Some(p),
+                _ => {
                     defer(outbox, &item).await;
                     return;
                 }

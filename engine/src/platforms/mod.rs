@@ -160,6 +160,21 @@ impl Platform {
         }
     }
 
+    /// Most replies the outbox sends a second through one channel of this platform, below the
+    /// platform's documented limits: Telegram 30 (a bot's messages a second), WhatsApp 80 (the
+    /// Cloud API's default throughput per number), Twilio 10 (its API takes more and queues
+    /// what a number cannot send at once), Slack 20 (one conversation's replies go one at a time
+    /// anyway, within `chat.postMessage`'s one a second per Slack channel). More wait in the
+    /// outbox rather than meet the platform's 429.
+    pub fn sends_per_second(&self) -> u32 {
+        match self {
+            Self::Telegram(_) => 30,
+            Self::WhatsApp(_) => 80,
+            Self::Twilio(_) => 10,
+            Self::Slack(_) => 20,
+        }
+    }
+
     /// The integration whose token authenticates the replies (WhatsApp), if any.
     pub fn integration(&self) -> Option<&IntegrationName> {
         match self {
