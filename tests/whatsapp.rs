@@ -224,6 +224,30 @@ fn a_whatsapp_number_looks_up_a_contact_and_replies_through_the_cloud_api() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(meta.sent().len(), 3, "each reply once, the repeated notification included: {:?}", meta.sent());
 
+    // Meta's status of the last reply echoes the run it came from: it joins the run's history.
+    let (tag, wamid) = meta.callback_data().last().cloned().unwrap();
+    let run_id = tag.expect("each reply carries its run id");
+    rt.block_on(async {
+        let delivered = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"value": {
+            "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": NUMBER_ID},
+            "statuses": [{"id": wamid, "status": "delivered", "timestamp": "1749416400", "recipient_id": "16505551234",
+                "biz_opaque_callback_data": run_id, "conversation": {"id": "c1", "origin": {"type": "service"}},
+                "pricing": {"billable": false, "pricing_model": "PMP", "category": "service"}}]
+        }, "field": "messages"}]}]});
+        assert_eq!(post(&client, &server.url, Some(APP_SECRET), &delivered).await, 200);
+        let run: Value = client
+            .get(format!("{}/v1/runs/{run_id}", server.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(run["deliveries"][0]["status"], "delivered", "{run}");
+        assert_eq!(run["deliveries"][0]["message_id"], wamid.as_str(), "{run}");
+    });
+
     rt.block_on(async {
         let metrics = client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
         for line in [

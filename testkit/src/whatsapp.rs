@@ -47,6 +47,8 @@ struct State_ {
     calls: Vec<u16>,
     /// The next calls' answers: `Some((status, code))` a failure.
     faults: VecDeque<(u16, i64)>,
+    /// Each taken message's `biz_opaque_callback_data` and the `wamid` it got.
+    callback_data: Vec<(Option<String>, String)>,
 }
 
 type Shared = Arc<Mutex<State_>>;
@@ -82,6 +84,12 @@ impl FakeWhatsApp {
     /// The messages taken so far, in order.
     pub fn sent(&self) -> Vec<Sent> {
         self.state.lock().expect("state").sent.clone()
+    }
+
+    /// Each taken message's `biz_opaque_callback_data` (what Meta echoes in its statuses) and
+    /// the `wamid` the fake gave it, in order.
+    pub fn callback_data(&self) -> Vec<(Option<String>, String)> {
+        self.state.lock().expect("state").callback_data.clone()
     }
 
     /// The status of every call so far.
@@ -223,6 +231,7 @@ fn answer(s: &mut State_, number: &str, headers: &HeaderMap, body: &[u8]) -> Res
     }
     s.sent.push(Sent { to: to.to_string(), text: text.clone(), choices });
     let id = format!("wamid.HBgL{:08}", s.sent.len());
+    s.callback_data.push((body["biz_opaque_callback_data"].as_str().map(str::to_string), id.clone()));
     axum::Json(
         json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": id}]}),
     )

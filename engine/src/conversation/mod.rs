@@ -92,8 +92,9 @@ pub use store::{
     Remembered, Retention, WriteOp,
 };
 pub use types::{
-    Answer, AnswerStatus, Answered, ConversationId, ErrorFlowRun, Inbound, MAX_ID_CHARS, MessageId, PAUSED_FORMAT,
-    PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment, Trigger,
+    Answer, AnswerStatus, Answered, ConversationId, DeliveryStatus, ErrorFlowRun, Inbound, MAX_DELIVERY_STATUSES,
+    MAX_ID_CHARS, MessageId, PAUSED_FORMAT, PausedRun, PausedRunError, ReplyText, RunHistory, RunSummary, Segment,
+    Trigger,
 };
 pub use workers::{CONVERSATION_LOCK_WAIT, LOCK_LOST_RERUNS};
 

@@ -401,6 +401,7 @@ async fn send_platform(
     use crate::platforms::Outcome;
     let replies = item.body.get("replies").and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
     let timeout = outbox.policy.attempt_timeout();
+    let run_id = item.body.get("run_id").and_then(serde_json::Value::as_str);
     let calls: Vec<PreparedRequest> = replies
         .iter()
         .filter_map(|r| {
@@ -408,7 +409,7 @@ async fn send_platform(
             // Written by this process from a `ReplyText`: choices that do not read are none.
             let choices: Vec<crate::step::Choice> =
                 r.get("choices").and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
-            Some(platform.reply_requests(chat_id, text, &choices, timeout))
+            Some(platform.reply_requests(chat_id, text, &choices, run_id, timeout))
         })
         .flatten()
         .collect();

@@ -111,6 +111,22 @@ impl Conversations {
         Ok(ticket)
     }
 
+    /// Adds what a platform said of one of a run's replies to the run's history (see
+    /// [`ConversationStore::record_delivery`](super::ConversationStore::record_delivery)).
+    ///
+    /// # Errors
+    /// [`ConversationError::Store`]: the store failed (the detail is logged).
+    pub async fn record_delivery(
+        &self,
+        run_id: &crate::ids::RunId,
+        status: &super::DeliveryStatus,
+    ) -> Result<(), ConversationError> {
+        self.inner.store.record_delivery(run_id, status).await.map_err(|e| {
+            tracing::warn!(run = %run_id, error = %e, "could not record a reply's delivery status");
+            ConversationError::Store { conversation: run_id.to_string() }
+        })
+    }
+
     /// What each channel did lately in this process: messages taken, replies delivered,
     /// retried and lost ([`ChannelActivity`](super::ChannelActivity)).
     pub fn activity(&self) -> &super::ChannelActivity {

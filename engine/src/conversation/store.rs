@@ -179,6 +179,11 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError>;
     /// A run's history.
     async fn run(&self, run_id: &RunId) -> Result<Option<RunHistory>, StoreError>;
+    /// Adds what a platform said of one of the run's replies to its history
+    /// ([`RunHistory::deliveries`]); nothing when the run is not in history (pruned, or never
+    /// stored) or has [`MAX_DELIVERY_STATUSES`](super::MAX_DELIVERY_STATUSES) already. Removed
+    /// with the run.
+    async fn record_delivery(&self, run_id: &RunId, status: &super::DeliveryStatus) -> Result<(), StoreError>;
     /// One page of run summaries, newest activity first (see [`RunQuery`]).
     async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError>;
     /// Claims up to `limit` webhook deliveries due at `now_ms`, oldest first: each one
@@ -387,10 +392,11 @@ impl ConversationStore for MemoryConversationStore {
                         m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
                     }
                     for (summary, segment) in &done.history {
-                        let run = m
-                            .runs
-                            .entry(summary.run_id.clone())
-                            .or_insert_with(|| RunHistory { summary: summary.clone(), segments: Vec::new() });
+                        let run = m.runs.entry(summary.run_id.clone()).or_insert_with(|| RunHistory {
+                            summary: summary.clone(),
+                            segments: Vec::new(),
+                            deliveries: Vec::new(),
+                        });
                         run.summary = summary.clone();
                         run.segments.push(segment.clone());
                     }
@@ -418,6 +424,15 @@ impl ConversationStore for MemoryConversationStore {
 
     async fn run(&self, run_id: &RunId) -> Result<Option<RunHistory>, StoreError> {
         Ok(self.lock().runs.get(run_id).cloned())
+    }
+
+    async fn record_delivery(&self, run_id: &RunId, status: &super::DeliveryStatus) -> Result<(), StoreError> {
+        if let Some(run) = self.lock().runs.get_mut(run_id)
+            && run.deliveries.len() < super::MAX_DELIVERY_STATUSES
+        {
+            run.deliveries.push(status.clone());
+        }
+        Ok(())
     }
 
     async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {

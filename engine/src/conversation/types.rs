@@ -550,6 +550,29 @@ pub struct RunHistory {
     pub summary: RunSummary,
     /// Every activation.
     pub segments: Vec<Segment>,
+    /// What the platform said of the run's replies (WhatsApp's statuses), in the order they
+    /// came; at most [`MAX_DELIVERY_STATUSES`]. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<DeliveryStatus>,
+}
+
+/// Most delivery statuses kept per run (more are not recorded).
+pub const MAX_DELIVERY_STATUSES: usize = 50;
+
+/// What a platform said of a reply it took (WhatsApp's `statuses[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryStatus {
+    /// The platform's id of the sent message.
+    pub message_id: String,
+    /// `sent`, `delivered`, `read` or `failed`.
+    pub status: String,
+    /// Who it was sent to.
+    pub recipient: String,
+    /// For a failure: the platform's code and words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When Tern heard of it (Unix ms).
+    pub at_ms: i64,
 }
 
 #[cfg(test)]

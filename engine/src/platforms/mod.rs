@@ -63,6 +63,9 @@ pub struct Status {
     pub recipient: String,
     /// For a failure: the platform's code and words.
     pub error: Option<String>,
+    /// The run whose reply it is, when the platform echoes what Tern sent with the reply
+    /// (WhatsApp's `biz_opaque_callback_data`).
+    pub run_id: Option<String>,
 }
 
 /// What one payload holds.
@@ -295,17 +298,19 @@ impl Platform {
 
     /// The calls that send one reply to `chat_id`, in order (a long text is several), with its
     /// choices as the platform shows them: Telegram's inline keyboard, WhatsApp's reply buttons
-    /// or list, or numbered text where the platform's limits do not allow them.
+    /// or list, or numbered text where the platform's limits do not allow them. `run_id` goes
+    /// with the reply where the platform echoes it in its statuses (WhatsApp).
     pub fn reply_requests(
         &self,
         chat_id: &str,
         text: &str,
         choices: &[Choice],
+        run_id: Option<&str>,
         timeout: Duration,
     ) -> Vec<PreparedRequest> {
         match self {
             Self::Telegram(t) => telegram::send_reply(t, chat_id, text, choices, timeout),
-            Self::WhatsApp(w) => whatsapp::send_reply(w, chat_id, text, choices, timeout),
+            Self::WhatsApp(w) => whatsapp::send_reply(w, chat_id, text, choices, run_id, timeout),
             Self::Twilio(t) => twilio::send_reply(t, chat_id, text, choices, timeout),
             Self::Slack(s) => slack::send_reply(s, chat_id, text, choices, timeout),
         }

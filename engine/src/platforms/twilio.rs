@@ -209,6 +209,7 @@ pub fn parse(twilio: &Twilio, body: &[u8]) -> Result<Received, UpdateError> {
             status: status.chars().take(32).collect(),
             recipient: get("To").unwrap_or_default().chars().take(64).collect(),
             error: get("ErrorCode").map(|c| c.chars().take(16).collect()),
+            run_id: None,
         });
         return Ok(received);
     }

@@ -263,6 +263,7 @@ struct RawStatus {
     id: String,
     status: String,
     recipient_id: Option<String>,
+    biz_opaque_callback_data: Option<String>,
     #[serde(default)]
     errors: Vec<RawError>,
 }
@@ -400,10 +401,11 @@ pub fn parse(whatsapp: &WhatsApp, body: &[u8]) -> Result<Received, UpdateError> 
                     .collect()
             });
             received.statuses.push(Status {
-                message_id: s.id,
+                message_id: s.id.chars().take(200).collect(),
                 status: s.status.chars().take(32).collect(),
-                recipient: s.recipient_id.unwrap_or_default(),
+                recipient: s.recipient_id.unwrap_or_default().chars().take(64).collect(),
                 error,
+                run_id: s.biz_opaque_callback_data.filter(|r| r.len() <= MAX_CALLBACK_DATA_BYTES),
             });
         }
     }
@@ -424,6 +426,8 @@ pub const MAX_INTERACTIVE_BODY_CHARS: usize = 1024;
 pub const MAX_REPLY_ID_CHARS: usize = 256;
 /// Longest id of a list row, in characters.
 pub const MAX_ROW_ID_CHARS: usize = 200;
+/// Longest `biz_opaque_callback_data` of a message, in bytes (the run id goes there).
+pub const MAX_CALLBACK_DATA_BYTES: usize = 512;
 
 /// How one reply's choices are shown on WhatsApp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,6 +470,7 @@ pub fn send_reply(
     to: &str,
     text: &str,
     choices: &[Choice],
+    run_id: Option<&str>,
     timeout: Duration,
 ) -> Vec<PreparedRequest> {
     let mut url = whatsapp.api_base.clone();
@@ -481,6 +486,10 @@ pub fn send_reply(
     let envelope = |kind: &str, content: Value| {
         let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": kind});
         body[kind] = content;
+        // Echoed in the message's statuses: they go to the run's history.
+        if let Some(run) = run_id.filter(|r| r.len() <= MAX_CALLBACK_DATA_BYTES) {
+            body["biz_opaque_callback_data"] = run.into();
+        }
         body
     };
     let action = match shape(text, choices) {
@@ -644,11 +653,12 @@ mod tests {
             json!({"id": "ID", "mime_type": "image/jpeg", "sha256": "IMAGE_HASH", "caption": "CAPTION"})
         );
 
-        let status = br#"{"object": "whatsapp_business_account", "entry": [{"id": "X", "changes": [{"value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "P", "phone_number_id": "123456123"}, "statuses": [{"id": "wamid.S", "recipient_id": "P", "status": "failed", "timestamp": "T", "errors": [{"code": 131047, "title": "Re-engagement message"}]}]}, "field": "messages"}]}]}"#;
+        let status = br#"{"object": "whatsapp_business_account", "entry": [{"id": "X", "changes": [{"value": {"messaging_product": "whatsapp", "metadata": {"display_phone_number": "P", "phone_number_id": "123456123"}, "statuses": [{"id": "wamid.S", "recipient_id": "P", "status": "failed", "timestamp": "T", "biz_opaque_callback_data": "run-7", "errors": [{"code": 131047, "title": "Re-engagement message"}]}]}, "field": "messages"}]}]}"#;
         let r = parse(&whatsapp(), status).unwrap();
         assert!(r.messages.is_empty());
         assert_eq!(r.statuses[0].status, "failed");
         assert_eq!(r.statuses[0].error.as_deref(), Some("131047 Re-engagement message"));
+        assert_eq!(r.statuses[0].run_id.as_deref(), Some("run-7"));
 
         let other_number = String::from_utf8_lossy(text).replace("123456123", "999");
         let r = parse(&whatsapp(), other_number.as_bytes()).unwrap();
@@ -675,20 +685,27 @@ mod tests {
         assert_eq!(shape("Which one?", &long_ids[..3]), Shape::Buttons);
         assert_eq!(shape(&"x".repeat(1025), &c(2, "A")), Shape::Numbered);
         assert_eq!(shape("", &c(2, "A")), Shape::Numbered);
-        let reqs = send_reply(&whatsapp(), "1", "Which one?", &c(2, "Contact"), Duration::from_secs(5));
+        let reqs = send_reply(&whatsapp(), "1", "Which one?", &c(2, "Contact"), Some("run-1"), Duration::from_secs(5));
         let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
         assert_eq!(body["type"], "interactive");
         assert_eq!(body["interactive"]["type"], "button");
         assert_eq!(body["interactive"]["body"]["text"], "Which one?");
+        assert_eq!(body["biz_opaque_callback_data"], "run-1", "echoed in the statuses");
         assert_eq!(
             body["interactive"]["action"]["buttons"][1],
             json!({"type": "reply", "reply": {"id": "p2", "title": "Contact 2"}})
         );
-        let reqs = send_reply(&whatsapp(), "1", "Which one?", &c(5, "Contact"), Duration::from_secs(5));
+        let reqs = send_reply(&whatsapp(), "1", "Which one?", &c(5, "Contact"), None, Duration::from_secs(5));
         let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
         assert_eq!(body["interactive"]["action"]["sections"][0]["rows"][4], json!({"id": "p5", "title": "Contact 5"}));
-        let reqs =
-            send_reply(&whatsapp(), "1", "Which one?", &c(2, "A title longer than any row"), Duration::from_secs(5));
+        let reqs = send_reply(
+            &whatsapp(),
+            "1",
+            "Which one?",
+            &c(2, "A title longer than any row"),
+            None,
+            Duration::from_secs(5),
+        );
         let Some(RequestBody::Json(body)) = &reqs[0].body else { panic!() };
         assert_eq!(
             body["text"]["body"],
@@ -717,7 +734,7 @@ mod tests {
 
     #[test]
     fn replies_are_text_messages_of_the_phone_number_and_answers_are_classified() {
-        let reqs = send_reply(&whatsapp(), "16315551181", &"a".repeat(5000), &[], Duration::from_secs(5));
+        let reqs = send_reply(&whatsapp(), "16315551181", &"a".repeat(5000), &[], None, Duration::from_secs(5));
         assert_eq!(reqs.len(), 2);
         assert_eq!(reqs[0].url.path(), "/v23.0/123456123/messages");
         let Some(RequestBody::Json(body)) = &reqs[1].body else { panic!() };

@@ -286,6 +286,25 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!(run.summary.finished_at_ms, Some(t0 + 3_000));
     assert_eq!(run.segments.iter().map(|s| s.message.as_str()).collect::<Vec<_>>(), ["hello", "again"]);
     assert!(store.run(&RunId::new("run-2").unwrap()).await.unwrap().is_none());
+    // What a platform says of the run's replies joins its history, bounded; a run not in
+    // history gets none.
+    let status = |n: usize| tern_engine::conversation::DeliveryStatus {
+        message_id: format!("wamid.{n}"),
+        status: "read".into(),
+        recipient: "16505551234".into(),
+        error: None,
+        at_ms: t0 + 4_000,
+    };
+    store.record_delivery(&run_1, &status(1)).await.unwrap();
+    store.record_delivery(&RunId::new("run-2").unwrap(), &status(2)).await.unwrap();
+    assert_eq!(store.run(&run_1).await.unwrap().unwrap().deliveries, [status(1)]);
+    assert!(store.run(&RunId::new("run-2").unwrap()).await.unwrap().is_none());
+    for n in 0..tern_engine::conversation::MAX_DELIVERY_STATUSES + 5 {
+        store.record_delivery(&run_1, &status(n + 10)).await.unwrap();
+    }
+    let deliveries = store.run(&run_1).await.unwrap().unwrap().deliveries;
+    assert_eq!(deliveries.len(), tern_engine::conversation::MAX_DELIVERY_STATUSES);
+    assert_eq!(deliveries[1], status(10), "in the order they came");
     let page = store.runs(&RunQuery { conversation_id: Some("conv-1".into()), ..RunQuery::default() }).await.unwrap();
     assert_eq!(page.runs.len(), 1);
     let none = store.runs(&RunQuery { flow_id: Some("other".into()), ..RunQuery::default() }).await.unwrap();

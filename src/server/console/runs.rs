@@ -183,6 +183,17 @@ pub fn run_page(run: &RunHistory) -> Markup {
                 @for r in &g.replies { div.bubble.tern aria-label="Tern replied" { (r.text) (super::try_it::choice_list(&r.choices)) } }
             }
         }
+        @if !run.deliveries.is_empty() {
+            h2 { "Deliveries" }
+            table #deliveries {
+                thead { tr { th { "When" } th { "Message" } th { "Status" } th { "Error" } } }
+                tbody {
+                    @for d in &run.deliveries {
+                        tr { td { (time_ms(d.at_ms)) } td { code { (d.message_id) } } td { (d.status) } td { (d.error.as_deref().unwrap_or("")) } }
+                    }
+                }
+            }
+        }
         @for (i, g) in run.segments.iter().enumerate() { (segment(i, g)) }
     }
 }

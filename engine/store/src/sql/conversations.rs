@@ -462,7 +462,46 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
                 .await
                 .map_err(self.db())?;
         let segments = self.sealer.open_segments(run_id, r.get("first_segment"), rest)?;
-        Ok(Some(RunHistory { summary, segments }))
+        let statuses: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, body FROM delivery_statuses WHERE run_id = $1 ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.db())?;
+        let deliveries = statuses
+            .iter()
+            .map(|(_, body)| self.sealer.open_json("delivery_statuses", run_id, "body", body))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(RunHistory { summary, segments, deliveries }))
+    }
+
+    async fn record_delivery(
+        &self,
+        run_id: &RunId,
+        status: &tern_engine::conversation::DeliveryStatus,
+    ) -> Result<(), StoreError> {
+        let run_id = run_id.as_str();
+        if !self.storable(run_id) {
+            return Ok(());
+        }
+        let body = self.sealer.seal("delivery_statuses", run_id, "body", status)?;
+        let max = i64::try_from(tern_engine::conversation::MAX_DELIVERY_STATUSES).unwrap_or(i64::MAX);
+        // Only for a run in history, and only while it has fewer than the bound; a race of two
+        // writers for the same seq keeps the first.
+        let _gate = self.gate().await;
+        sqlx::query(
+            "INSERT INTO delivery_statuses (run_id, seq, body)
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2 FROM delivery_statuses WHERE run_id = $1
+             HAVING COUNT(*) < $3 AND EXISTS (SELECT 1 FROM run_history WHERE run_id = $1)
+             ON CONFLICT (run_id, seq) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(body)
+        .bind(max)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(())
     }
 
     async fn runs(&self, query: &RunQuery) -> Result<RunPage, StoreError> {
