@@ -4,7 +4,8 @@
 //! `choices_from`, `{{item}}` is the item and `{{index}}` its position from 0.
 //!
 //! Checked by `tern validate` where it can be: at most [`MAX_CHOICES`] fixed choices, not both
-//! forms, no two fixed payloads alike; a warning for a fixed title longer than WhatsApp's
+//! forms, no two fixed payloads alike (a warning when they differ only in letter case, since a
+//! typed answer is matched without case); a warning for a fixed title longer than WhatsApp's
 //! 20-character button (the choices are then a list, or numbered text beyond 24) and for a
 //! fixed payload longer than Telegram's 64-byte callback data. At run time titles and payloads
 //! are cut to their bounds ([`Choice::new`]) and `choices_from` takes the first
@@ -140,6 +141,14 @@ impl Choices {
                         Some("give each choice its own `payload`".into()),
                     );
                     ok = false;
+                } else if let Some((q, j)) = payloads.iter().find(|(q, _)| q.eq_ignore_ascii_case(&p)) {
+                    // A typed answer is matched without case: `yes` would always pick the first.
+                    cx.warning(
+                        "similar-choices",
+                        &format!("/choices/{i}"),
+                        format!("choice {i} answers `{p}` and choice {j} `{q}`: a contact who types either one gets choice {j}"),
+                        Some("make the payloads differ in more than letter case".into()),
+                    );
                 }
                 payloads.push((p, i));
             }

@@ -78,7 +78,8 @@ fn validate_checks_the_choices_it_can_see() {
         {"id": "twice", "type": "ask", "text": "x", "save_as": "a", "choices": [{"title": "A", "payload": "p"}, {"title": "B", "payload": "p"}]},
         {"id": "both", "type": "ask", "text": "x", "save_as": "b", "choices": [{"title": "A"}],
          "choices_from": {"variable": "nowhere", "title": "{{item.name}}"}},
-        {"id": "long", "type": "send_message", "text": "x", "choices": [{"title": "A title far longer than twenty", "payload": "x".repeat(70)}]}
+        {"id": "long", "type": "send_message", "text": "x", "choices": [{"title": "A title far longer than twenty", "payload": "x".repeat(70)}]},
+        {"id": "cased", "type": "send_message", "text": "x", "choices": [{"title": "Yes"}, {"title": "yes"}]}
     ]});
     let diags = match load_flow(&flow.to_string(), &opts) {
         Ok(_) => panic!("the flow has errors"),
@@ -92,6 +93,7 @@ fn validate_checks_the_choices_it_can_see() {
         (Severity::Error, "undefined-variable", "/steps/2/choices_from/variable"),
         (Severity::Warning, "long-choice-title", "/steps/3/choices/0/title"),
         (Severity::Warning, "long-choice-payload", "/steps/3/choices/0/payload"),
+        (Severity::Warning, "similar-choices", "/steps/4/choices/1"),
     ] {
         assert!(found.contains(&expected), "{expected:?} in {found:#?}");
     }
