@@ -121,18 +121,9 @@ pub async fn post_webhook(
             tracing::info!(channel = %label, message = %s.message_id.escape_debug(), status, "a reply's status");
         }
         state.metrics.platform_update(&label, &format!("status-{status}"));
-        // On the run's history, when the platform says whose reply it is.
-        if let Some(run_id) = s.run_id.as_deref().and_then(|r| tern_engine::RunId::new(r).ok()) {
-            let delivery = tern_engine::conversation::DeliveryStatus {
-                message_id: s.message_id.clone(),
-                status: s.status.clone(),
-                recipient: s.recipient.clone(),
-                error: s.error.clone(),
-                at_ms: tern_engine::clock::system().now_ms(),
-            };
-            // Best effort: the status is logged above whatever happens here.
-            let _ = state.conversations.record_delivery(&run_id, &delivery).await;
-        }
+        // On the run's history, when the platform says whose reply it is. Best effort: the
+        // status is logged above whatever happens there.
+        let _ = state.conversations.record_delivery(s).await;
     }
     for m in &received.messages {
         if let Err(answer) = queue(&state, &channel, &label, m).await {

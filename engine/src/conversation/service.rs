@@ -111,17 +111,25 @@ impl Conversations {
         Ok(ticket)
     }
 
-    /// Adds what a platform said of one of a run's replies to the run's history (see
-    /// [`ConversationStore::record_delivery`](super::ConversationStore::record_delivery)).
+    /// Adds what a platform said of one of a run's replies to that run's history, at the
+    /// service's clock (see [`ConversationStore::record_delivery`](super::ConversationStore::record_delivery));
+    /// nothing when the status names no run (a platform that does not echo it) or one that is
+    /// not a run id.
     ///
     /// # Errors
     /// [`ConversationError::Store`]: the store failed (the detail is logged).
-    pub async fn record_delivery(
-        &self,
-        run_id: &crate::ids::RunId,
-        status: &super::DeliveryStatus,
-    ) -> Result<(), ConversationError> {
-        self.inner.store.record_delivery(run_id, status).await.map_err(|e| {
+    pub async fn record_delivery(&self, status: &crate::platforms::Status) -> Result<(), ConversationError> {
+        let Some(run_id) = status.run_id.as_deref().and_then(|r| crate::ids::RunId::new(r).ok()) else {
+            return Ok(());
+        };
+        let delivery = super::DeliveryStatus {
+            message_id: status.message_id.clone(),
+            status: status.status.clone(),
+            recipient: status.recipient.clone(),
+            error: status.error.clone(),
+            at_ms: self.inner.now_ms(),
+        };
+        self.inner.store.record_delivery(&run_id, &delivery).await.map_err(|e| {
             tracing::warn!(run = %run_id, error = %e, "could not record a reply's delivery status");
             ConversationError::Store { conversation: run_id.to_string() }
         })

@@ -271,11 +271,8 @@ impl Platform {
                     },
                 })
             }
-            Self::WhatsApp(w) => {
-                let mut received = whatsapp::parse(w, body)?;
-                received.response = Value::Object(Map::new());
-                Ok(received)
-            }
+            // Its acknowledgement is `{}` ([`Self::acknowledgement`]).
+            Self::WhatsApp(w) => whatsapp::parse(w, body),
             Self::Twilio(t) => twilio::parse(t, body),
             Self::Slack(_) => slack::parse(body),
         }
