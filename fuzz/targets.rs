@@ -39,7 +39,12 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(tern_steps::registry);
 /// configs, whole-flow analysis) on arbitrary text.
 pub fn flow_load(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let opts = LoadOptions { registry: &REGISTRY, integrations: None, limits: Default::default() };
+    let opts = LoadOptions {
+        registry: &REGISTRY,
+        integrations: None,
+        limits: Default::default(),
+        allow_private_network: false,
+    };
     match load_flow(text, &opts) {
         Ok(flow) => {
             let _ = flow.warnings.iter().map(ToString::to_string).count();

@@ -196,3 +196,25 @@ fn the_default_error_reply_is_checked_plain_text() {
     }
     assert!(api.requests().is_empty(), "nothing ran");
 }
+
+#[test]
+fn a_failed_run_answers_the_contact_by_default_unless_told_not_to() {
+    let flows = Flows::new();
+    let api = TestApi::start();
+    let path = flows.write("crm", &lookup_flow(&api, None, None));
+    // Nothing in the flow catches the 404: the contact still gets an answer.
+    let r = tern_run(&path, &[]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert_eq!(r.stdout(), format!("{}\n", tern_engine::conversation::DEFAULT_ERROR_REPLY));
+    assert!(!r.stderr().contains("no answer"), "{}", r.stderr());
+    // Another text …
+    let r = tern_run(&path, &["--error-reply", "We are on it."]);
+    assert_eq!(r.stdout(), "We are on it.\n");
+    // … or none, said plainly.
+    let r = tern_run(&path, &["--no-error-reply"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert_eq!(r.stdout(), "");
+    assert!(r.stderr().contains("(the contact got no answer"), "{}", r.stderr());
+    let r = tern_run(&path, &["--no-error-reply", "--error-reply", "both"]);
+    assert_eq!(r.code(), 2, "the two options contradict each other: {}", r.stderr());
+}

@@ -35,6 +35,10 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "cargo install --path . --locked", Check::Test("install_command")),
     ("README.md", "cargo run --release -- demo", Check::Test("demo_command")),
     ("README.md", "scripts/test", Check::Test("test_command_is_what_ci_runs")),
+    ("README.md", "mkdir -p my-flows", Check::Test("first_flow_walkthrough")),
+    ("README.md", "tern validate my-flows/", Check::Test("first_flow_walkthrough")),
+    ("README.md", "tern run my-flows/open-ticket.json", Check::Test("first_flow_walkthrough")),
+    ("README.md", "tern serve --flows my-flows", Check::Test("first_flow_walkthrough")),
     ("README.md", "{", Check::Test("the_example_flow_is_the_file_in_flows_examples")),
     ("README.md", "error: step `lookup` failed [mapping]", Check::Test("the_mapping_error_is_what_tern_prints")),
     ("README.md", "tern run FLOW --message TEXT…", Check::Test("the_command_synopsis_matches_the_cli")),
@@ -514,6 +518,86 @@ fn conversation_server_commands() {
     assert!(list.contains("\"teamleader\""), "{list}");
 }
 
+/// The walkthrough "Your first flow, in ten minutes", against a loopback API in place of the
+/// reader's `http://127.0.0.1:9000` (its `POST /tickets` answers `{"id": "T-1"}`, then T-2…):
+/// the flow file written, validated with the `private-address` warning, run (and refused
+/// without `--allow-private-network`, with the default error reply), then served with the
+/// console's link on the listen address, where the flow answers a conversation.
+#[test]
+fn first_flow_walkthrough() {
+    let api = TestApi::start();
+    let to_api = |text: &str| text.replace("127.0.0.1:9000", &api.addr.to_string());
+    let mut s = Sandbox::new();
+
+    let write = block("README.md", "mkdir -p my-flows");
+    s.ok(&write, &to_api(&write.text));
+    assert!(s.path("my-flows/open-ticket.json").is_file(), "README.md:{}: no flow file written", write.line);
+
+    let validate = block("README.md", "tern validate my-flows/");
+    let r = s.sh(&validate.text);
+    let said = format!("{}{}", r.stdout(), r.stderr());
+    assert_eq!(r.code(), 0, "README.md:{}: {said}", validate.line);
+    assert!(said.contains("private-address"), "README.md:{}: no `private-address` warning:\n{said}", validate.line);
+
+    let run = block("README.md", "tern run my-flows/open-ticket.json");
+    let out = s.ok(&run, &run.text);
+    assert!(out.contains("What went wrong?"), "{out}");
+    assert!(out.contains("Ticket T-1 is open: we will be in touch."), "{out}");
+    let tickets = || api.requests().into_iter().filter(|r| r.uri == "/tickets").collect::<Vec<_>>();
+    let sent = tickets();
+    assert_eq!(sent.len(), 1, "one ticket opened");
+    assert_eq!(sent[0].method, "POST");
+    assert_eq!(sent[0].json(), json!({"subject": "The printer is on fire"}));
+    // Without the flag the call is refused (nothing reaches the API) and the contact gets the
+    // default error reply.
+    let refused = s.sh(&run.text.replace(" --allow-private-network", ""));
+    assert_eq!(refused.code(), 1, "{}{}", refused.stdout(), refused.stderr());
+    assert!(
+        refused.stdout().contains("Sorry, something went wrong. Please try again later."),
+        "the default error reply: {}{}",
+        refused.stdout(),
+        refused.stderr()
+    );
+    assert_eq!(tickets().len(), 1, "a refused call reaches nothing");
+
+    // `tern serve` without a public URL: the console's link is on the listen address.
+    let serve = block("README.md", "tern serve --flows my-flows");
+    let port = free_port();
+    s.env.push(("TERN_CHANNEL_TOKEN".into(), "readme-channel-token-0123456789".into()));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut server = Background(
+        s.command(&format!("exec {}", serve.text.trim().replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))))
+            .env_remove("TERN_PUBLIC_URL")
+            .stdout(Stdio::piped())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(&s, port, &mut server);
+    let said = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        said.contains(&format!("http://127.0.0.1:{port}/")),
+        "README.md:{}: the console's link:\n{said}",
+        serve.line
+    );
+    s.ok(&serve, &format!("curl -sf -o /dev/null http://127.0.0.1:{port}/"));
+    let post = |id: &str, text: &str| {
+        s.ok(
+            &serve,
+            &format!(
+                "curl -sf -X POST http://127.0.0.1:{port}/v1/conversations/walkthrough/messages \
+                 -H \"authorization: Bearer $TERN_CHANNEL_TOKEN\" -H 'content-type: application/json' \
+                 -d '{{\"text\": \"{text}\", \"message_id\": \"{id}\"}}'"
+            ),
+        )
+    };
+    let asked = post("m-1", "I need a ticket");
+    assert!(asked.contains("What went wrong?"), "{asked}");
+    let answered = post("m-2", "The printer is on fire");
+    assert!(answered.contains("is open: we will be in touch."), "{answered}");
+    assert_eq!(tickets().len(), 2, "the server opened the second ticket");
+}
+
 #[test]
 fn openapi_command_regenerates_the_committed_document() {
     let b = block("README.md", "tern openapi > docs/openapi.json");
@@ -879,4 +963,47 @@ fn fuzz_commands_name_real_targets() {
     assert!(manifest.contains(&format!("name = \"{target}\"")), "fuzz/Cargo.toml has no target `{target}`");
     assert!(repo().join("fuzz").join(corpus).is_dir(), "fuzz/{corpus} is not a directory");
     assert!(b.text.contains("cd fuzz"), "the commands run in fuzz/");
+}
+
+/// The test attributes (`#[test]`, `#[tokio::test]`, with or without arguments) in the
+/// workspace's Rust files, outside build output: what a full run reports, give or take the
+/// few that are ignored or skipped.
+fn test_functions_in_the_workspace() -> usize {
+    fn walk(dir: &Path, count: &mut usize) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if path.is_dir() {
+                if !["target", "node_modules", ".git"].contains(&name.as_str()) && !name.starts_with('.') {
+                    walk(&path, count);
+                }
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                *count += text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with("#[test") || l.starts_with("#[tokio::test"))
+                    .count();
+            }
+        }
+    }
+    let mut count = 0;
+    walk(&repo(), &mut count);
+    count
+}
+
+#[test]
+fn the_readme_test_count_is_current() {
+    // "a full run currently reports about NNN tests": within 10 % of the tests that exist, so
+    // the number cannot go stale as tests are added.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let phrase = "currently reports about ";
+    let at = readme.find(phrase).expect("the README says how many tests a full run reports");
+    let digits: String = readme[at + phrase.len()..].chars().take_while(|c| c.is_ascii_digit() || *c == ',').collect();
+    let said: f64 = digits.replace(',', "").parse().expect("a number after `currently reports about`");
+    let real = test_functions_in_the_workspace() as f64;
+    assert!(
+        (said - real).abs() <= real * 0.1,
+        "README.md says a full run reports about {said} tests; the workspace has {real} test functions: update the README"
+    );
 }

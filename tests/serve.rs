@@ -1057,7 +1057,10 @@ fn serve_logs_a_start_up_summary_and_warnings_as_json_lines() {
     assert_eq!(f["listen"], server.url.as_str());
     assert_eq!(f["flows"], 2, "{f}");
     assert_eq!(f["skipped_invalid"], 1, "{f}");
-    assert_eq!(f["console"], "http://127.0.0.1:8080/");
+    // Without --public-url, a loopback listen address is the public URL (port 0 included).
+    assert_eq!(f["console"], format!("{}/", server.url));
+    assert_eq!(f["public_url"], format!("{}/", server.url));
+    assert!(!lines.iter().any(|l| l["fields"]["message"].as_str().unwrap_or("").contains("--public-url")), "{lines:?}");
     assert!(f["store"].as_str().unwrap().ends_with("tern.db"), "{f}");
     assert!(f["version"].is_string());
     let warned = lines.iter().any(|l| {
@@ -1117,4 +1120,61 @@ fn a_secret_set_from_the_command_line_reaches_a_running_server() {
     assert_eq!(last["status"], "completed", "the server never saw the secret: {last}");
     let sent = api.requests().last().unwrap().header("x-key").map(str::to_string);
     assert_eq!(sent.as_deref(), Some("cli-secret-value-42"));
+}
+
+/// A public URL that points at this machine but not where `tern serve` listens is warned
+/// about at start-up (OAuth callbacks would reach nobody); one that agrees is not.
+#[test]
+fn a_public_url_that_is_not_where_serve_listens_is_warned_about() {
+    let api = TestApi::start();
+    let (_keep, flows) = flows_dir(&api);
+    let start = |public_url: Option<&str>, listen: &str| {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = tern();
+        cmd.env("TERN_DATA_DIR", fresh_data_dir())
+            .env("TERN_ADMIN_TOKEN", ADMIN)
+            .env_remove("RUST_LOG")
+            .env_remove("TERN_PUBLIC_URL")
+            .args(["--log-format", "json", "serve", "--listen", listen, "--flows"])
+            .arg(&flows)
+            .stderr(log.reopen().unwrap());
+        if let Some(url) = public_url {
+            cmd.args(["--public-url", url]);
+        }
+        let server = Server::spawn_keeping_stderr(cmd);
+        let mut started = None;
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(log.path()).unwrap();
+            let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            if lines.iter().any(|l| l["fields"]["message"] == "tern serve started") {
+                started = Some(lines);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        (server, started.expect("the server started"))
+    };
+    let warnings = |lines: &[Value]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["level"] == "WARN")
+            .filter_map(|l| l["fields"]["message"].as_str().map(str::to_string))
+            .filter(|m| m.contains("--public-url"))
+            .collect()
+    };
+    // The default port 8080 while the server listens elsewhere: warned, with the fix.
+    let (server, lines) = start(Some("http://127.0.0.1:8080"), "127.0.0.1:0");
+    let w = warnings(&lines);
+    assert_eq!(w.len(), 1, "{lines:?}");
+    assert!(w[0].contains("would reach nothing"), "{w:?}");
+    assert!(w[0].contains(&format!("--public-url {}", server.url)), "the fix names the address: {w:?}");
+    drop(server);
+    // `localhost` on the port it listens on: fine.
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (_server, lines) = start(Some(&format!("http://localhost:{port}")), &listen);
+    assert!(warnings(&lines).is_empty(), "{lines:?}");
+    // A public https URL (behind a proxy) is never second-guessed.
+    let (_server2, lines) = start(Some("https://tern.example.com"), "127.0.0.1:0");
+    assert!(warnings(&lines).is_empty(), "{lines:?}");
 }

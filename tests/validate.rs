@@ -36,7 +36,12 @@ fn invalid_flows_report_expected_diagnostics() {
     // report is laid out as `tern validate NAME.json` prints it (see
     // `every_file_is_reported_in_one_pass` for the command itself).
     let registry = tern_steps::registry();
-    let opts = tern_engine::LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
+    let opts = tern_engine::LoadOptions {
+        registry: &registry,
+        integrations: None,
+        limits: Default::default(),
+        allow_private_network: false,
+    };
     for file in files {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let diags = match tern_engine::load_flow(&std::fs::read_to_string(&file).unwrap(), &opts) {
@@ -178,4 +183,38 @@ fn integrations_are_checked_against_the_store() {
     // Without a store there is nothing to check against.
     let r = run([std::ffi::OsStr::new("validate"), bad.as_os_str()]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+}
+
+#[test]
+fn a_literal_private_host_is_a_warning_unless_private_networks_are_allowed() {
+    // Every other command refuses these hosts until --allow-private-network: validate says so
+    // first, without failing (the flow is fine for local development).
+    let flows = Flows::new();
+    let flow = flows.write(
+        "local",
+        &serde_json::json!({"version": 1, "id": "local", "steps": [
+            {"id": "mine", "type": "http_request", "request": {"url": "http://127.0.0.1:9000/orders"}},
+            {"id": "lan", "type": "http_request", "request": {"url": "http://192.168.1.5/x"}},
+            {"id": "name", "type": "http_request", "request": {"url": "http://localhost:3000/x"}},
+            {"id": "public", "type": "http_request", "request": {"url": "https://api.example.com/x"}}
+        ]}),
+    );
+    let out = tern().env("TERN_DATA_DIR", fresh_data_dir()).arg("validate").arg(&flow).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("warning[private-address]").count(), 3, "{stderr}");
+    for pointer in ["/steps/0/request/url", "/steps/1/request/url", "/steps/2/request/url"] {
+        assert!(stderr.contains(&format!("at {pointer}:")), "{pointer} in {stderr}");
+    }
+    assert!(stderr.contains("--allow-private-network"), "{stderr}");
+    assert!(!stderr.contains("/steps/3/"), "{stderr}");
+    let out = tern()
+        .env("TERN_DATA_DIR", fresh_data_dir())
+        .args(["validate", "--allow-private-network"])
+        .arg(&flow)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("private-address"), "{stderr}");
 }

@@ -49,6 +49,10 @@ pub struct LoadOptions<'a> {
     pub integrations: Option<&'a BTreeSet<IntegrationName>>,
     /// Size limits.
     pub limits: FlowLimits,
+    /// Whether the flows will run with `--allow-private-network`; without it, a request whose
+    /// URL has a literal private or loopback host (`http://127.0.0.1:9000/…`, `localhost`) is
+    /// warned about (`private-address`): the guard refuses it at run time.
+    pub allow_private_network: bool,
 }
 
 /// Variables a step of an unknown type (or one that checks its own config) probably defines:
@@ -107,6 +111,7 @@ const PASSES: &[(&str, Pass)] = &[
     ("trigger", read_trigger),
     ("variables", check_variables),
     ("graph", check_graph),
+    ("private hosts", check_private_hosts),
 ];
 
 /// A step's common fields (`None` when they are broken), its type name and its own fields.
@@ -454,6 +459,28 @@ fn check_graph(load: &mut Load<'_>) -> ControlFlow<()> {
             })
             .collect();
         analysis::check_graph(&load.steps, &load.facts, &roots, &mut load.diags);
+    }
+    ControlFlow::Continue(())
+}
+
+/// Requests to a literal private or loopback host (`http://127.0.0.1:9000`, `localhost`): the
+/// outbound guard refuses them unless private networks are allowed, so `tern validate` says so
+/// now (a warning: with `--allow-private-network` they work). Host names are not looked up.
+fn check_private_hosts(load: &mut Load<'_>) -> ControlFlow<()> {
+    let allow = load.opts.allow_private_network;
+    for (pointer, origin) in &load.facts.literal_origins {
+        if let Some(why) = crate::http::guard::static_refusal(origin, allow) {
+            let why = why.split(';').next().unwrap_or(&why).trim();
+            let (message, hint) = if allow {
+                (format!("{why}: no request can reach it"), "use the API's real host")
+            } else {
+                (
+                    format!("{why}: Tern refuses to call it unless private networks are allowed"),
+                    "for an API on this machine or your network, run with --allow-private-network (or TERN_ALLOW_PRIVATE_NETWORK=1); never in production",
+                )
+            };
+            load.diags.push(Diagnostic::warning("private-address", pointer.clone(), message).with_hint(hint));
+        }
     }
     ControlFlow::Continue(())
 }

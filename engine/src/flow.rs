@@ -97,7 +97,8 @@ pub struct MessageMatch {
     /// A regular expression (Rust `regex` syntax) searched in the text; `(?i)` for case-insensitive.
     #[serde(default)]
     pub regex: Option<String>,
-    /// Words or phrases; matches when the text contains one as whole words, ignoring case.
+    /// Words or phrases; matches when the text contains one as whole words, ignoring case (a word
+    /// of 3 or more letters also matches its plural: `order` matches `orders`).
     #[serde(default)]
     pub keywords: Vec<String>,
 }
@@ -172,12 +173,35 @@ impl Trigger {
     }
 }
 
-/// Whether `text` contains `phrase` (already lower-case) as whole words, ignoring case.
+/// Whether `text` contains `phrase` (already lower-case) as whole words in order, ignoring
+/// case. Words are runs of letters and digits (an apostrophe splits them: `order's` contains
+/// `order`). A keyword word of [`PLURAL_MIN_LETTERS`] or more letters also matches its English
+/// plural (`order`/`orders`, `box`/`boxes`, `company`/`companies`); no other word forms match
+/// (no stemming: `ordering` is not `order`), which a `regex` can express.
 fn contains_words(text: &str, phrase: &str) -> bool {
     let lower = text.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
     let want: Vec<&str> = phrase.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    !want.is_empty() && words.windows(want.len()).any(|w| w == want.as_slice())
+    !want.is_empty() && words.windows(want.len()).any(|w| w.iter().zip(&want).all(|(word, k)| same_word(word, k)))
+}
+
+/// The fewest letters a keyword word needs for its plural to match too (`hi` must not match
+/// `his`).
+pub const PLURAL_MIN_LETTERS: usize = 3;
+
+/// Whether `word` is `keyword` or, for a keyword of [`PLURAL_MIN_LETTERS`] letters or more, its
+/// plural: `+s`, `+es`, or `y` → `ies`.
+fn same_word(word: &str, keyword: &str) -> bool {
+    if word == keyword {
+        return true;
+    }
+    if keyword.chars().count() < PLURAL_MIN_LETTERS {
+        return false;
+    }
+    let plural_of = |suffix: &str, stem: &str| word.strip_suffix(suffix) == Some(stem);
+    plural_of("s", keyword)
+        || plural_of("es", keyword)
+        || keyword.strip_suffix('y').is_some_and(|stem| plural_of("ies", stem))
 }
 
 #[cfg(test)]
@@ -192,5 +216,22 @@ mod tests {
         assert!(!t.matches("this"));
         let any = Trigger::Message { regex: None, keywords: vec![], priority: 0 };
         assert!(any.matches("anything"));
+    }
+
+    #[test]
+    fn keywords_match_plurals_of_words_of_three_letters_or_more() {
+        let t = Trigger::Message {
+            regex: None,
+            keywords: vec!["order".into(), "box".into(), "company".into(), "hi".into(), "open ticket".into()],
+            priority: 0,
+        };
+        for text in ["my orders", "Where are my ORDERS?", "two boxes", "which companies", "my order's status"] {
+            assert!(t.matches(text), "{text}");
+        }
+        assert!(t.matches("any open tickets?"), "the last word of a phrase may be plural");
+        assert!(t.matches("open tickets"));
+        for text in ["this is his", "reordering", "ordering", "orderly", "tickets open", "boxing"] {
+            assert!(!t.matches(text), "{text}");
+        }
     }
 }

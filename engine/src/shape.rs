@@ -268,8 +268,20 @@ impl<'s> Walker<'s> {
             .map(|r| r.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let mut ok = true;
+        // A required field given under a certain misspelling is reported once, as the typo.
+        let misspelled: Vec<&str> = match (props, additional.and_then(Value::as_bool)) {
+            (Some(p), Some(false)) => m
+                .keys()
+                .filter(|k| !p.contains_key(k.as_str()))
+                .filter_map(|k| nearest(k, p.keys().map(String::as_str)))
+                .filter(|n| !m.contains_key(*n))
+                .collect(),
+            _ => Vec::new(),
+        };
         for name in &required {
-            if !m.contains_key(*name) {
+            if misspelled.contains(name) {
+                ok = false;
+            } else if !m.contains_key(*name) {
                 let hint = props
                     .and_then(|p| p.get(*name))
                     .and_then(|p| p.get("description"))
@@ -289,6 +301,7 @@ impl<'s> Walker<'s> {
             } else if additional.and_then(Value::as_bool) == Some(false) {
                 self.unknown_field(key, props, &at, pointer);
                 self.report.removals.push(at.clone());
+                self.as_if_spelled_right(key, child, props, m, &at, depth);
                 continue;
             } else if let Some(p @ Value::Object(_)) = additional {
                 self.node(child, p, &at, depth + 1)
@@ -334,12 +347,68 @@ impl<'s> Walker<'s> {
         if parent == self.base {
             known.extend(self.also_known.iter().copied());
         }
-        let hint = match nearest(key, known.iter().copied()) {
-            Some(n) => format!("did you mean `{n}`? Known fields: {}", known.join(", ")),
-            None if known.is_empty() => "this object has no fields".to_string(),
-            None => format!("known fields: {}", known.join(", ")),
+        let hint = match (nearest(key, known.iter().copied()), self.one_level_down(key, props)) {
+            (Some(n), _) => format!("did you mean `{n}`? Known fields: {}", known.join(", ")),
+            (None, Some(inner)) => format!("did you mean `{inner}.{key}`? `{key}` is a field of `{inner}`"),
+            (None, None) if known.is_empty() => "this object has no fields".to_string(),
+            (None, None) => format!("known fields: {}", known.join(", ")),
         };
         self.error("unknown-field", at, format!("unknown field `{key}`"), Some(hint));
+    }
+
+    /// The field of this object whose own object has a field named exactly `key` (`keywords`
+    /// written at the trigger level belongs in `match`).
+    fn one_level_down(&self, key: &str, props: Option<&Map<String, Value>>) -> Option<String> {
+        props?.iter().find_map(|(name, schema)| {
+            self.object_schemas(schema, 0)
+                .iter()
+                .any(|s| s.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(key)))
+                .then(|| name.clone())
+        })
+    }
+
+    /// The object schemas `schema` stands for, through `$ref`s and `oneOf`/`anyOf`.
+    fn object_schemas(&self, schema: &'s Value, depth: usize) -> Vec<&'s Map<String, Value>> {
+        let Value::Object(s) = schema else { return Vec::new() };
+        if depth > 4 {
+            return Vec::new();
+        }
+        if let Some(def) = s
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+            .and_then(|name| self.defs.get(name))
+        {
+            return self.object_schemas(def, depth + 1);
+        }
+        if let Some(variants) = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(Value::as_array) {
+            return variants.iter().flat_map(|v| self.object_schemas(v, depth + 1)).collect();
+        }
+        if is_object_schema(s) { vec![s] } else { Vec::new() }
+    }
+
+    /// An unknown field that is a certain typo of a field this object does not have yet
+    /// (`saveas` for `save_as`) counts for what that field would define and the targets it
+    /// would name: the analyses that follow (undefined variables, reachability) see the flow
+    /// as the designer meant it, so one typo is one error.
+    fn as_if_spelled_right(
+        &mut self,
+        key: &str,
+        value: &Value,
+        props: Option<&'s Map<String, Value>>,
+        present: &Map<String, Value>,
+        at: &str,
+        depth: usize,
+    ) {
+        let Some(props) = props else { return };
+        let Some(meant) = nearest(key, props.keys().map(String::as_str)).filter(|n| !present.contains_key(*n)) else {
+            return;
+        };
+        let Some(schema) = props.get(meant) else { return };
+        let mut trial = Walker { defs: self.defs, also_known: &[], base: self.base, report: ShapeReport::default() };
+        trial.node(value, schema, at, depth + 1);
+        self.report.defines.extend(trial.report.defines);
+        self.report.targets.extend(trial.report.targets);
     }
 }
 
@@ -604,8 +673,11 @@ mod tests {
         let value = json!({"count": "3", "tags": "a", "when": 1, "txt": "x", "save_as": "answer"});
         let r = check(&value, &schema(), "/steps/0", &["id"]);
         let messages: Vec<String> = r.diags.iter().map(|d| format!("{} {}", d.pointer, d.message)).collect();
-        assert!(r.fatal);
-        assert!(messages.contains(&"/steps/0 missing field `text`".to_string()), "{messages:?}");
+        assert!(r.fatal, "`text` is still missing");
+        // … reported once, as the typo that stands for it.
+        assert!(!messages.iter().any(|m| m.contains("missing field `text`")), "{messages:?}");
+        let r2 = check(&json!({"count": 1}), &schema(), "/steps/0", &["id"]);
+        assert!(r2.diags.iter().any(|d| d.message == "missing field `text`"), "without a typo it is missing");
         assert!(messages.contains(&"/steps/0/count expected a whole number ≥ 0, found the string \"3\"".to_string()));
         assert!(messages.contains(&"/steps/0/tags expected a list of strings, found the string \"a\"".to_string()));
         assert!(messages.contains(
@@ -613,6 +685,32 @@ mod tests {
         ));
         assert!(messages.contains(&"/steps/0/txt unknown field `txt`".to_string()));
         assert_eq!(r.defines.len(), 1, "the valid variable is still recorded");
+    }
+
+    #[test]
+    fn a_certain_typo_counts_for_what_the_field_would_define() {
+        let value = json!({"text": "hi", "saveas": "answer"});
+        let r = check(&value, &schema(), "/steps/0", &[]);
+        assert_eq!(r.diags.len(), 1, "{:?}", r.diags);
+        assert_eq!(r.diags[0].hint.as_deref().map(|h| h.starts_with("did you mean `save_as`?")), Some(true));
+        assert_eq!(r.defines.len(), 1, "{:?}", r.defines);
+        assert_eq!(r.defines[0].0, "/steps/0/saveas");
+        assert_eq!(r.defines[0].1.as_str(), "answer");
+        assert!(r.removals.contains(&"/steps/0/saveas".to_string()));
+        // A field far from every known one defines nothing.
+        let r = check(&json!({"text": "hi", "output_variable": "answer"}), &schema(), "/steps/0", &[]);
+        assert!(r.defines.is_empty(), "{:?}", r.defines);
+        // A typo of a field that is also given is only unknown.
+        let r = check(&json!({"text": "hi", "save_as": "a", "saveas": "b"}), &schema(), "/steps/0", &[]);
+        assert_eq!(r.defines.len(), 1, "{:?}", r.defines);
+    }
+
+    #[test]
+    fn a_field_of_a_nested_object_written_one_level_up_is_pointed_at() {
+        let value = json!({"text": "hi", "equals": 3});
+        let r = check(&value, &schema(), "", &[]);
+        let hint = r.diags[0].hint.clone().unwrap_or_default();
+        assert!(hint.starts_with("did you mean `when.equals`?"), "{hint}");
     }
 
     #[test]

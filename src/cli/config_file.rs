@@ -51,7 +51,9 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
         eprintln!("warning: {warning}");
     }
     let Some((path, explicit)) = locate(&matches) else {
-        return super::Cli::from_arg_matches(&matches).map_err(anyhow::Error::from);
+        return super::Cli::from_arg_matches(&matches)
+            .map(|cli| with_sources(cli, &matches))
+            .map_err(anyhow::Error::from);
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -76,7 +78,9 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
     };
     let extra = arguments(&command, &matches, &table, &path)?;
     if extra.is_empty() {
-        return super::Cli::from_arg_matches(&matches).map(with_channels).map_err(anyhow::Error::from);
+        return super::Cli::from_arg_matches(&matches)
+            .map(|cli| with_sources(with_channels(cli), &matches))
+            .map_err(anyhow::Error::from);
     }
     // Before a `--` that ends the options, if there is one.
     let mut full = argv;
@@ -89,7 +93,16 @@ pub fn parse_args(argv: Vec<OsString>) -> anyhow::Result<super::Cli> {
             e.exit()
         }
     };
-    super::Cli::from_arg_matches(&matches).map(with_channels).map_err(anyhow::Error::from)
+    super::Cli::from_arg_matches(&matches)
+        .map(|cli| with_sources(with_channels(cli), &matches))
+        .map_err(anyhow::Error::from)
+}
+
+/// Records which defaults were left as they are (see [`super::context::Shared::public_url_given`]).
+fn with_sources(mut cli: super::Cli, matches: &ArgMatches) -> super::Cli {
+    cli.shared.public_url_given =
+        matches.value_source("public_url").is_some_and(|source| source != ValueSource::DefaultValue);
+    cli
 }
 
 /// The arguments the file contributes: one `--flag value` per key the user did not set.

@@ -175,3 +175,18 @@ fn secrets_on_the_command_line_are_warned_about() {
         assert!(hidden.contains(&flag), "{flag} is not treated as a secret: {hidden:?}");
     }
 }
+
+/// Whether `--public-url` counts as given, as `parse_args` records it.
+fn public_url_given(args: &[&str], text: &str) -> bool {
+    use clap::FromArgMatches as _;
+    let m = merged(args, text).unwrap();
+    super::with_sources(Cli::from_arg_matches(&m).unwrap(), &m).shared.public_url_given
+}
+
+#[test]
+fn a_public_url_from_a_flag_or_the_file_counts_as_given_and_the_default_does_not() {
+    assert!(!public_url_given(&["serve"], ""));
+    assert!(public_url_given(&["serve", "--public-url", "https://flag.example"], ""));
+    assert!(public_url_given(&["--public-url", "https://flag.example", "serve"], ""));
+    assert!(public_url_given(&["serve"], "public_url = \"https://file.example\"\n"));
+}

@@ -45,6 +45,10 @@ pub struct Shared {
     /// The channels of `tern.toml` (`[channels.NAME]`), set after parsing.
     #[arg(skip)]
     pub file_channels: super::file_channels::FileChannels,
+    /// Whether `--public-url` was given (flag, environment or `tern.toml`) rather than left at
+    /// its default, set after parsing: `tern serve` then derives it from where it listens.
+    #[arg(skip)]
+    pub public_url_given: bool,
 }
 
 /// `--database-url` as given. It is checked when the store is opened (by
@@ -70,6 +74,60 @@ impl std::str::FromStr for RawDatabaseUrl {
 pub const DB_FILE: &str = "tern.db";
 
 impl Shared {
+    /// The public URL `tern serve` uses when it listens at `listen`, and a warning when the two
+    /// disagree. Without `--public-url`, a loopback `listen` is the public URL (`--listen
+    /// 127.0.0.1:8181` gives callbacks and console links on 8181), and all interfaces
+    /// (`0.0.0.0:8181`) give `http://127.0.0.1:8181`, with a warning that other machines need
+    /// `--public-url`. A given public URL on a loopback host whose port (or loopback address)
+    /// is not where the server listens is warned about: its callbacks would reach nobody.
+    pub fn public_url_for_listen(&self, listen: std::net::SocketAddr) -> (url::Url, Option<String>) {
+        let own = |ip: std::net::IpAddr| {
+            let addr = std::net::SocketAddr::new(ip, listen.port());
+            url::Url::parse(&format!("http://{addr}/")).ok()
+        };
+        let local = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        if !self.public_url_given {
+            let ip = listen.ip();
+            return match (ip.is_loopback(), ip.is_unspecified(), own(ip), own(local)) {
+                (true, _, Some(url), _) => (url, None),
+                (_, true, _, Some(url)) => {
+                    let warning = format!(
+                        "tern serve listens on all interfaces ({listen}) without --public-url: OAuth callbacks, console links and webhook URLs use {url}, which only this machine reaches. Give --public-url (or TERN_PUBLIC_URL) the address people and providers reach this server at."
+                    );
+                    (url, Some(warning))
+                }
+                _ => {
+                    let warning = format!(
+                        "tern serve listens on {listen} without --public-url: OAuth callbacks, console links and webhook URLs use {}, where this server does not listen. Give --public-url (or TERN_PUBLIC_URL) the address people and providers reach this server at.",
+                        self.public_url
+                    );
+                    (self.public_url.clone(), Some(warning))
+                }
+            };
+        }
+        let url = &self.public_url;
+        let loopback_host = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback().then_some(Some(std::net::IpAddr::V4(ip))),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback().then_some(Some(std::net::IpAddr::V6(ip))),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost").then_some(None),
+            None => None,
+        };
+        let Some(host_ip) = loopback_host else { return (url.clone(), None) };
+        let same_port = url.port_or_known_default() == Some(listen.port());
+        let reaches = listen.ip().is_unspecified()
+            || match host_ip {
+                Some(ip) => ip == listen.ip(),
+                None => listen.ip().is_loopback(),
+            };
+        if same_port && reaches {
+            return (url.clone(), None);
+        }
+        let warning = format!(
+            "--public-url {url} is this machine, but tern serve listens on {listen}: OAuth callbacks and console links would reach nothing. Give --public-url http://{listen} (or leave it out on loopback)."
+        );
+        (url.clone(), Some(warning))
+    }
+
     /// The data directory: `--data-dir`, `TERN_DATA_DIR`, or `$XDG_DATA_HOME/tern`
     /// (`~/.local/share/tern`).
     pub fn data_dir(&self) -> PathBuf {
@@ -311,4 +369,65 @@ pub async fn load_keyring(dir: &Path, location: &StoreLocation) -> anyhow::Resul
         older.push(MasterKey::from_base64(&text, crypto::PREVIOUS_KEY_ENV)?);
     }
     Ok(older.into_iter().fold(Keyring::new(current), Keyring::with_older))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(public_url: Option<&str>) -> Shared {
+        Shared {
+            config: None,
+            data_dir: None,
+            database_url: None,
+            public_url: url::Url::parse(public_url.unwrap_or("http://127.0.0.1:8080")).unwrap(),
+            plugins_dir: None,
+            insecure_public_url: false,
+            allow_private_network: false,
+            file_channels: Default::default(),
+            public_url_given: public_url.is_some(),
+        }
+    }
+
+    fn for_listen(public_url: Option<&str>, listen: &str) -> (String, Option<String>) {
+        let (url, warning) = shared(public_url).public_url_for_listen(listen.parse().unwrap());
+        (url.to_string(), warning)
+    }
+
+    #[test]
+    fn without_a_public_url_a_loopback_listen_address_is_the_public_url() {
+        assert_eq!(for_listen(None, "127.0.0.1:8181"), ("http://127.0.0.1:8181/".into(), None));
+        assert_eq!(for_listen(None, "127.0.0.1:8080"), ("http://127.0.0.1:8080/".into(), None));
+        assert_eq!(for_listen(None, "[::1]:9000"), ("http://[::1]:9000/".into(), None));
+        let (url, warning) = for_listen(None, "0.0.0.0:8181");
+        assert_eq!(url, "http://127.0.0.1:8181/");
+        assert!(warning.is_some_and(|w| w.contains("all interfaces") && w.contains("--public-url")));
+        let (url, warning) = for_listen(None, "192.168.1.5:8181");
+        assert_eq!(url, "http://127.0.0.1:8080/");
+        assert!(warning.is_some_and(|w| w.contains("does not listen")));
+    }
+
+    #[test]
+    fn a_given_public_url_on_this_machine_must_be_where_serve_listens() {
+        for (public, listen) in [
+            ("http://127.0.0.1:8181", "127.0.0.1:8181"),
+            ("http://localhost:8181", "127.0.0.1:8181"),
+            ("http://127.0.0.1:8181", "0.0.0.0:8181"),
+            ("https://tern.example.com", "127.0.0.1:8181"),
+            ("http://tern.internal:8080", "10.0.0.2:9000"),
+        ] {
+            let (url, warning) = for_listen(Some(public), listen);
+            assert_eq!(url, url::Url::parse(public).unwrap().to_string());
+            assert_eq!(warning, None, "{public} on {listen}");
+        }
+        for (public, listen) in [
+            ("http://127.0.0.1:8080", "127.0.0.1:8181"),
+            ("http://localhost", "127.0.0.1:8181"),
+            ("http://127.0.0.2:8181", "127.0.0.1:8181"),
+            ("http://[::1]:8181", "127.0.0.1:8181"),
+        ] {
+            let (_, warning) = for_listen(Some(public), listen);
+            assert!(warning.is_some_and(|w| w.contains("would reach nothing")), "{public} on {listen}");
+        }
+    }
 }

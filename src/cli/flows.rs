@@ -66,7 +66,7 @@ pub async fn flows(shared: &Shared, args: FlowsArgs) -> anyhow::Result<ExitCode>
 async fn graph(shared: &Shared, args: GraphArgs) -> anyhow::Result<ExitCode> {
     let registry = super::registry(shared).await?;
     // Drawing needs no integration: they are not checked against the store.
-    let flow = super::load_file(&args.flow, &registry, None)?;
+    let flow = super::load_file(&args.flow, &registry, None, true)?;
     let format = args.format.map(Format::from).unwrap_or_else(|| format_of(args.output.as_deref()));
     let mut text = FlowGraph::of(&flow).render(format)?;
     if !text.ends_with('\n') {

@@ -163,7 +163,9 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
     let secrets = shared.secrets(Some(&*store)).await?;
     let service = shared.integrations(store.clone(), secrets)?;
     match args.command {
-        IntegrationsCommand::Add(a) => add(&service, *a).await,
+        IntegrationsCommand::Add(a) => {
+            add(&service, *a, (!shared.public_url_given).then_some(&shared.public_url)).await
+        }
         IntegrationsCommand::List { json } => list(&*store, json).await,
         IntegrationsCommand::Show { name, json } => show(&service, &name, json).await,
         IntegrationsCommand::Authorize { name, no_browser, timeout } => {
@@ -178,7 +180,9 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
     }
 }
 
-async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
+/// `default_public_url` is the public URL when it was left at its default (said next to the
+/// callback URL, which is built from it).
+async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url::Url>) -> anyhow::Result<ExitCode> {
     let mut config = IntegrationConfig {
         kind: match a.kind {
             KindArg::AuthorizationCode => Kind::AuthorizationCode,
@@ -236,6 +240,12 @@ async fn add(service: &Integrations, a: AddArgs) -> anyhow::Result<ExitCode> {
     println!("integration `{}` saved ({}).", a.name, kind.as_str());
     if kind == Kind::AuthorizationCode {
         println!("Register this callback URL at the provider:\n  {}", service.callback_url());
+        if let Some(public_url) = default_public_url {
+            println!(
+                "(from the default public URL {}, `tern serve`'s default address; if it listens elsewhere or behind a proxy, give the same --public-url or TERN_PUBLIC_URL to both commands)",
+                public_url
+            );
+        }
         println!("Then run: tern integrations authorize {}", a.name);
     }
     Ok(ExitCode::SUCCESS)

@@ -89,8 +89,9 @@ enum Command {
     Keys(keys::KeysArgs),
     /// WebAssembly step plugins (list, check, install).
     Plugins(plugins::PluginsArgs),
-    /// The whole mission on loopback, no setup: authorize a demo integration, run the example
-    /// flow, force an expiry and show the refresh.
+    /// See Tern work in a minute, with no setup and no network: a local OAuth provider and a
+    /// CRM-like API start on this machine, Tern authorizes an integration, runs the example
+    /// flow, forces the token to expire and shows the refresh.
     Demo(crate::demo::DemoArgs),
 }
 
@@ -167,7 +168,7 @@ pub const MAX_ERROR_REPLY_CHARS: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorReplyError {
     /// Blank.
-    #[error("the default error reply is empty; leave the option out to send none")]
+    #[error("the default error reply is empty; give --no-error-reply to send none")]
     Empty,
     /// Longer than [`MAX_ERROR_REPLY_CHARS`].
     #[error("the default error reply has {chars} characters; at most {MAX_ERROR_REPLY_CHARS}")]
@@ -180,6 +181,28 @@ pub enum ErrorReplyError {
         "the default error reply is plain text, sent as is: `{{{{…}}}}` would reach the contact literally; use an error flow (trigger {{\"type\": \"error\"}}) to put the failure in the text"
     )]
     Template,
+}
+
+/// `--error-reply TEXT` and `--no-error-reply`, shared by `tern serve` and `tern run`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ErrorReplyArgs {
+    /// A reply sent to the contact when a run fails, nothing in its flow caught the failure and
+    /// no error flow answered (a flow whose trigger is `{"type": "error"}` is the error flow).
+    /// Plain text (not a template), at most 4,096 characters.
+    #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT", value_parser = parse_error_reply,
+          default_value = tern_engine::conversation::DEFAULT_ERROR_REPLY)]
+    error_reply: String,
+    /// Send no reply when a run fails and nothing caught it (the contact then gets no answer;
+    /// the run's history says so).
+    #[arg(long, env = "TERN_NO_ERROR_REPLY", value_parser = clap::builder::FalseyValueParser::new(), conflicts_with = "error_reply")]
+    no_error_reply: bool,
+}
+
+impl ErrorReplyArgs {
+    /// The reply to send, or `None` with `--no-error-reply`.
+    pub fn text(&self) -> Option<String> {
+        (!self.no_error_reply).then(|| self.error_reply.clone())
+    }
 }
 
 /// Parses `--error-reply`: plain text (not a template), 1 to [`MAX_ERROR_REPLY_CHARS`]
@@ -228,13 +251,15 @@ pub async fn known_integrations(shared: &context::Shared) -> Option<BTreeSet<Int
 }
 
 /// Reads and compiles a flow file; on errors prints every diagnostic and fails with exit code 2.
-/// `integrations` are the known ones, when a store is available.
+/// `integrations` are the known ones, when a store is available; with `allow_private_network`
+/// (the global flag) literal private hosts are not warned about.
 pub fn load_file(
     path: &Path,
     registry: &Registry,
     integrations: Option<&BTreeSet<IntegrationName>>,
+    allow_private_network: bool,
 ) -> anyhow::Result<CompiledFlow> {
-    let opts = LoadOptions { registry, integrations, limits: Default::default() };
+    let opts = LoadOptions { registry, integrations, limits: Default::default(), allow_private_network };
     let text = tern_engine::flow_set::read_flow(path, opts.limits.max_bytes)?;
     match load_flow(&text, &opts) {
         Ok(flow) => {

@@ -50,10 +50,8 @@ pub struct RunArgs {
     /// `{{error.message}}`).
     #[arg(long, value_name = "FLOW")]
     error_flow: Option<PathBuf>,
-    /// A reply sent to the contact when the run fails and no error flow answered (plain text,
-    /// not a template; at most 4,096 characters).
-    #[arg(long, value_name = "TEXT", value_parser = super::parse_error_reply)]
-    error_reply: Option<String>,
+    #[command(flatten)]
+    error_reply: super::ErrorReplyArgs,
     /// Run this many conversations concurrently with the same messages (a quick load test);
     /// prints a summary instead of the replies.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -84,9 +82,11 @@ pub async fn engine(shared: &Shared, with_store: bool, registry: Arc<Registry>) 
 pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     let registry = Arc::new(super::registry(shared).await?);
     let integrations = super::known_integrations(shared).await;
-    let flow = Arc::new(super::load_file(&args.flow, &registry, integrations.as_ref())?);
+    let flow = Arc::new(super::load_file(&args.flow, &registry, integrations.as_ref(), shared.allow_private_network)?);
     let error_flow = match &args.error_flow {
-        Some(path) => Some(Arc::new(super::load_file(path, &registry, integrations.as_ref())?)),
+        Some(path) => {
+            Some(Arc::new(super::load_file(path, &registry, integrations.as_ref(), shared.allow_private_network)?))
+        }
         None => None,
     };
     if let Some(f) = &error_flow
@@ -120,7 +120,7 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
         Arc::new(move |r: &RunResult| lock(&runs).push(Observed::of(r))) as RunObserver
     });
     let options = ConversationOptions {
-        error_reply: args.error_reply.clone().filter(|r| !r.trim().is_empty()),
+        error_reply: args.error_reply.text(),
         max_in_flight: args.repeat.max(1),
         ..ConversationOptions::default()
     };
@@ -238,6 +238,8 @@ async fn converse(
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if conversation_log.waiting(&answer) {
         eprintln!("(the flow is waiting for a reply; pass another --message to answer it)");
+    } else if conversation_log.replies.is_empty() {
+        eprintln!("(the contact got no answer: the run ended without a reply)");
     }
     // The exit status and message are those of the flow's run, even when an error flow answered.
     match (&main.status, &main.error) {

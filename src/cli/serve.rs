@@ -91,12 +91,8 @@ pub struct ServeArgs {
     /// How often retention runs (it also runs at start-up), e.g. `1m`.
     #[arg(long, default_value = "1m", env = "TERN_PRUNE_INTERVAL", value_name = "INTERVAL")]
     prune_interval: humantime::Duration,
-    /// A reply sent to the contact when a run fails, nothing in its flow caught the failure and
-    /// no error flow answered (a flow in the directory whose trigger is `{"type": "error"}` is
-    /// the error flow).
-    /// Plain text (not a template), at most 4,096 characters.
-    #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT", value_parser = super::parse_error_reply)]
-    error_reply: Option<String>,
+    #[command(flatten)]
+    error_reply: super::ErrorReplyArgs,
     /// A Standard Webhooks secret (`whsec_…`) the `default` channel may sign its requests with
     /// instead of sending the token; several, comma-separated, during a rotation.
     #[arg(long, env = "TERN_CHANNEL_SECRET", value_name = "WHSEC", hide_env_values = true, value_delimiter = ',', value_parser = parse_channel_secret)]
@@ -136,13 +132,23 @@ impl ServeArgs {
                 ..Retention::default()
             },
             prune_every: (*self.prune_interval).max(std::time::Duration::from_secs(1)),
-            error_reply: self.error_reply.clone().filter(|r| !r.trim().is_empty()),
+            error_reply: self.error_reply.text(),
             ..ConversationOptions::default()
         }
     }
 }
 
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Bound first: the public URL follows the address actually bound (port 0 included).
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let (public_url, warning) = shared.public_url_for_listen(addr);
+    if let Some(warning) = warning {
+        tracing::warn!(listen = %format!("http://{addr}"), public_url = %public_url, "{warning}");
+    }
+    let shared = &Shared { public_url, ..shared.clone() };
     shared.checked_public_url()?;
     let store = shared.open_store().await?;
     let secrets = shared.secrets(Some(&*store)).await?;
@@ -158,7 +164,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
             .with_observer(observer),
     );
     let registry = Arc::new(super::registry(shared).await?);
-    let (flows, invalid) = load_dir(&args.flows, &registry, &*store).await?;
+    let (flows, invalid) = load_dir(&args.flows, &registry, &*store, shared.allow_private_network).await?;
     let broken = invalid.len();
     if broken > 0 && !args.skip_invalid {
         anyhow::bail!(
@@ -214,14 +220,15 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     tokio::spawn(refresh_secrets(state.clone()));
     tokio::spawn(crate::server::health::watch(state.clone()));
     let (reload_tx, reload_rx) = mpsc::channel(8);
-    tokio::spawn(reload_loop(state.clone(), args.flows.clone(), args.skip_invalid, reload_rx));
+    tokio::spawn(reload_loop(
+        state.clone(),
+        args.flows.clone(),
+        (args.skip_invalid, shared.allow_private_network),
+        reload_rx,
+    ));
     #[cfg(unix)]
     tokio::spawn(on_sighup(reload_tx.clone()));
     let _watcher = if args.watch { Some(watch(&args.flows, reload_tx)?) } else { None };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     std::io::Write::flush(&mut std::io::stdout()).ok();
     startup_summary(shared, &state, addr, broken).await;
@@ -501,6 +508,7 @@ async fn load_dir(
     dir: &std::path::Path,
     registry: &tern_engine::Registry,
     store: &dyn ConversationStore,
+    allow_private_network: bool,
 ) -> anyhow::Result<(FlowSet, Vec<InvalidFlow>)> {
     let mut flows = Vec::new();
     let mut broken = Vec::new();
@@ -511,7 +519,7 @@ async fn load_dir(
             problems: diags.iter().map(ToString::to_string).collect(),
         });
     };
-    let opts = LoadOptions { registry, integrations: None, limits: Default::default() };
+    let opts = LoadOptions { registry, integrations: None, limits: Default::default(), allow_private_network };
     for file in load_files(&[dir.to_path_buf()], &opts)? {
         let path = &file.path;
         match file.outcome {
@@ -532,18 +540,18 @@ async fn load_dir(
 /// Reloads the flows whenever `requests` fires (SIGHUP, a change in the directory). New
 /// conversations use the new versions; paused runs keep the version they started with. A
 /// directory with invalid flows is refused as a whole (unless --skip-invalid), keeping the flows
-/// already loaded.
+/// already loaded. `(skip_invalid, allow_private_network)` are the flags of `tern serve`.
 async fn reload_loop(
     state: Arc<AppState>,
     dir: PathBuf,
-    skip_invalid: bool,
+    (skip_invalid, allow_private_network): (bool, bool),
     mut requests: mpsc::Receiver<&'static str>,
 ) {
     while let Some(why) = requests.recv().await {
         // Editors write a file in several steps: wait for the burst to end.
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         while requests.try_recv().is_ok() {}
-        match load_dir(&dir, &state.conversations.engine().registry, &*state.store).await {
+        match load_dir(&dir, &state.conversations.engine().registry, &*state.store, allow_private_network).await {
             Ok((flows, invalid)) if invalid.is_empty() || skip_invalid => {
                 let n = flows.len();
                 state.conversations.set_flow_set(flows);

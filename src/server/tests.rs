@@ -69,7 +69,12 @@ impl Harness {
         let flows: Vec<LoadedFlow> = [HELLO, ASK]
             .iter()
             .map(|source| {
-                let opts = LoadOptions { registry: &engine.registry, integrations: None, limits: Default::default() };
+                let opts = LoadOptions {
+                    registry: &engine.registry,
+                    integrations: None,
+                    limits: Default::default(),
+                    allow_private_network: false,
+                };
                 LoadedFlow { hash: flow_hash(source), flow: Arc::new(load_flow(source, &opts).unwrap()) }
             })
             .collect();

@@ -90,7 +90,12 @@ impl ServiceBuilder {
             secrets: Arc::new(secrets),
             limits: RunLimits::default(),
         };
-        let opts = LoadOptions { registry: &engine.registry, integrations: None, limits: Default::default() };
+        let opts = LoadOptions {
+            registry: &engine.registry,
+            integrations: None,
+            limits: Default::default(),
+            allow_private_network: false,
+        };
         let mut flows = Vec::new();
         for doc in &self.flows {
             let source = doc.to_string();

@@ -82,7 +82,7 @@ pub use activity::{Activity, ChannelActivity, Delivered, MAX_CHANNELS};
 pub use error::ConversationError;
 pub use listing::{DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE, RunCursor, RunCursorError, RunPage, RunQuery};
 pub use maintenance::CHECKPOINT_EVERY;
-pub use options::{ADOPT_AFTER, ADOPT_EVERY, ConversationOptions, RunObserver};
+pub use options::{ADOPT_AFTER, ADOPT_EVERY, ConversationOptions, DEFAULT_ERROR_REPLY, RunObserver};
 pub use outbox::{DEFER, MAX_ATTEMPT_TIMEOUT, OUTBOX_LEASE, OutboxPolicy, new_delivery_id};
 pub use paused_index::PAUSED_INDEX_LIMIT;
 pub use queue::{MessageState, Ticket};

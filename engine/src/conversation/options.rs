@@ -32,7 +32,9 @@ pub struct ConversationOptions {
     /// Capacity of the write queue (operations).
     pub write_queue: usize,
     /// The default error reply: sent when a run fails, nothing in its flow caught the failure
-    /// and no error flow answered (README "When a step fails"). `None` sends nothing.
+    /// and no error flow answered (README "When a step fails"). `None` sends nothing. The
+    /// command line sends [`DEFAULT_ERROR_REPLY`] unless told otherwise; this library default
+    /// is `None` so that embedders choose.
     pub error_reply: Option<String>,
     /// On a store shared by several instances: how often this one looks for messages another
     /// accepted but did not answer ([`ADOPT_EVERY`] by default) …
@@ -63,6 +65,11 @@ impl Default for ConversationOptions {
         }
     }
 }
+
+/// What a contact is told when a run fails and nothing caught it, unless the operator chose
+/// another text or none (`tern serve`/`tern run` `--error-reply TEXT`, `--no-error-reply`):
+/// chat tools answer something rather than leave the contact waiting.
+pub const DEFAULT_ERROR_REPLY: &str = "Sorry, something went wrong. Please try again later.";
 
 /// Called with every run result (the server counts them for `/metrics`).
 pub type RunObserver = Arc<dyn Fn(&RunResult) + Send + Sync>;

@@ -259,6 +259,11 @@ impl RequestTemplate {
         }
     }
 
+    /// The URL's origin when the flow writes it out (see [`UrlTemplate::literal_origin`]).
+    pub fn literal_origin(&self) -> Option<url::Url> {
+        self.url.literal_origin()
+    }
+
     /// Every placeholder with its pointer relative to the config.
     pub fn vars(&self) -> Vec<(String, &VarRef)> {
         let mut out: Vec<(String, &VarRef)> = self.url.vars().map(|v| ("/url".to_string(), v)).collect();

@@ -126,6 +126,15 @@ impl UrlTemplate {
         &self.raw
     }
 
+    /// The origin when the flow writes it out (`https://api.example.com`), or `None` when a
+    /// placeholder stands for it.
+    pub fn literal_origin(&self) -> Option<Url> {
+        match &self.origin {
+            Origin::Literal(o) => Url::parse(o).ok(),
+            Origin::Var(_) => None,
+        }
+    }
+
     /// Every placeholder in the URL.
     pub fn vars(&self) -> impl Iterator<Item = &VarRef> {
         let origin = match &self.origin {

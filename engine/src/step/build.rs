@@ -35,6 +35,9 @@ pub(crate) struct Facts {
     pub integrations: BTreeSet<IntegrationName>,
     /// Integrations whose metadata templates read (`{{integration.NAME.FIELD}}`).
     pub integration_metadata: BTreeSet<IntegrationName>,
+    /// Origins that requests write out, at the pointers of their URLs (checked against the
+    /// outbound guard without I/O: `private-address`).
+    pub literal_origins: Vec<(String, url::Url)>,
 }
 
 impl Facts {
@@ -125,11 +128,11 @@ impl<'a> BuildContext<'a> {
         let dropped = |p: &str| report.removals.iter().any(|r| p == r || p.starts_with(&format!("{r}/")));
         let defines = report.defines.iter().filter(|(p, _)| parsed.is_none() || dropped(p)).cloned();
         self.facts.defines.extend(defines);
-        if parsed.is_none() {
-            for (pointer, target) in report.targets {
-                if let Some(jump) = resolve_target(&target, self.ids, &pointer, self.diagnostics) {
-                    self.facts.edges[self.index].push(jump);
-                }
+        // … and so do the targets they name (a field dropped for a typo still joins the graph).
+        let targets = report.targets.into_iter().filter(|(p, _)| parsed.is_none() || dropped(p));
+        for (pointer, target) in targets {
+            if let Some(jump) = resolve_target(&target, self.ids, &pointer, self.diagnostics) {
+                self.facts.edges[self.index].push(jump);
             }
         }
         parsed
@@ -188,6 +191,9 @@ impl<'a> BuildContext<'a> {
             Ok(r) => {
                 for (p, v) in r.vars() {
                     self.use_var(&format!("{rel}{p}"), v);
+                }
+                if let Some(origin) = r.literal_origin() {
+                    self.facts.literal_origins.push((self.pointer(&format!("{rel}/url")), origin));
                 }
                 Some(r)
             }

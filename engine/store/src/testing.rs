@@ -520,9 +520,20 @@ pub fn admin_url() -> String {
     std::env::var("TERN_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// The test run databases are created for: `TERN_TEST_RUN` (letters and digits, at most 16, so that the name fits PostgreSQL's 63 bytes;
+/// `scripts/test` sets one per run and drops that run's databases at its end), else `adhoc`.
+fn test_run() -> String {
+    std::env::var("TERN_TEST_RUN")
+        .ok()
+        .map(|r| r.chars().filter(char::is_ascii_alphanumeric).take(16).collect::<String>().to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "adhoc".into())
+}
+
 /// A throw-away PostgreSQL database, created on the server of [`admin_url`] and dropped by
-/// [`PgTestDb::drop_db`] (databases a failed test left behind are named `tern_test_*`;
-/// `.ci/run` drops them before the tests).
+/// [`PgTestDb::drop_db`]. It is named `tern_test_<run>_<uuid>` (see [`test_run`]): one a failed
+/// test left behind is dropped at the end of its own run (`scripts/postgres --drop-run RUN`),
+/// never by another run sharing the server.
 pub struct PgTestDb {
     /// The database's URL.
     pub url: DatabaseUrl,
@@ -542,7 +553,7 @@ impl PgTestDb {
                 "cannot reach the PostgreSQL server for tests ({e}); start it (.ci/run does) or set TERN_TEST_DATABASE_URL=postgres://USER@HOST:PORT/postgres"
             )
         });
-        let name = format!("tern_test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("tern_test_{}_{}", test_run(), uuid::Uuid::new_v4().simple());
         sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
         let _ = conn.close().await;
         let mut url = url::Url::parse(&admin).unwrap();

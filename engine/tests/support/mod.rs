@@ -53,7 +53,12 @@ pub fn compile(flow: &Value) -> Result<CompiledFlow, Vec<Diagnostic>> {
 /// Compiles flow source text against the test steps.
 pub fn compile_source(source: &str) -> Result<CompiledFlow, Vec<Diagnostic>> {
     let registry = registry();
-    let opts = LoadOptions { registry: &registry, integrations: None, limits: Default::default() };
+    let opts = LoadOptions {
+        registry: &registry,
+        integrations: None,
+        limits: Default::default(),
+        allow_private_network: false,
+    };
     load_flow(source, &opts)
 }
 
