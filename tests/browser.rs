@@ -146,10 +146,24 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
             assert!(page.contains(&format!("{base}/oauth/callback")), "the callback URL is shown");
             shot(&c, "integrations-empty").await;
 
+            // One form per kind, chosen with tabs (links: the console runs no JavaScript);
+            // each shows only its own fields.
+            c.find(Locator::Id("kind-static")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Static key: secret name").await;
+            assert!(c.find(Locator::Css("#add [name=\"client_id\"]")).await.is_err(), "no client id for a static key");
+            assert!(c.find(Locator::Css("#add [name=\"client_auth\"]")).await.is_err());
+            c.find(Locator::Id("kind-authorization_code")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Authorization URL").await;
+            assert!(c.find(Locator::Css("#add [name=\"static_secret\"]")).await.is_err());
+            let page = c.source().await.unwrap();
+            assert!(
+                !c.find(Locator::Css("body")).await.unwrap().text().await.unwrap().contains('`'),
+                "no Markdown backticks: {page}"
+            );
+
             // A mistake first: no token URL. What was typed stays (not the secret), the
             // problem is next to its field.
             fill(&c, "name", "oidc").await;
-            select(&c, "kind", "authorization_code").await;
             fill(&c, "client_id", "tern-interop").await;
             fill(&c, "client_secret", OIDC_SECRET).await;
             fill(&c, "scopes", "openid offline_access").await;
@@ -166,7 +180,7 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
             fill(&c, "token_url", &format!("{iss}/token")).await;
             fill(&c, "client_secret", OIDC_SECRET).await;
             c.find(Locator::Id("save")).await.unwrap().click().await.unwrap();
-            wait_for_text(&c, "Incomplete").await;
+            wait_for_text(&c, "Not authorized yet").await;
 
             // Authorize → oidc-provider's login page → consent → Tern's callback → the banner.
             c.find(Locator::Id("authorize-oidc")).await.unwrap().click().await.unwrap();
@@ -182,9 +196,9 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
             assert!(!page.contains(OIDC_SECRET), "the page never shows the client secret");
             assert!(c.current_url().await.unwrap().as_str().starts_with(&base), "back on Tern's page");
 
-            // Test: a usable token.
+            // Test: a usable token, and what the test did (no identity URL: no API called).
             c.find(Locator::Id("test-oidc")).await.unwrap().click().await.unwrap();
-            wait_for_text(&c, "Test of oidc: it works.").await;
+            wait_for_text(&c, "Test of oidc: the stored token is usable; no API was called").await;
             shot(&c, "integrations-test").await;
         }
         .await;
@@ -201,6 +215,16 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
     });
 
     // Edit (the secret left blank stays), then remove with confirmation.
+    rt().block_on(async {
+        let r = reqwest::Client::new()
+            .put(format!("{}/v1/secrets/KV_KEY", server.url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"value": "kv-key-value-0123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    });
     let (_driver, webdriver) = chromedriver();
     rt().block_on(async {
         let c = connect(&webdriver).await;
@@ -218,6 +242,26 @@ fn operator_adds_and_authorizes_an_integration_in_a_real_browser() {
             c.find(Locator::Id("confirm-remove")).await.unwrap().click().await.unwrap();
             let page = wait_for_text(&c, "Integration oidc removed with its tokens.").await;
             assert!(!page.contains("id=\"row-oidc\""), "{page}");
+
+            // A static key: its own form; its test has nothing to call and says so; its edit
+            // form chooses no client authentication.
+            c.find(Locator::Id("kind-static")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Static key: secret name").await;
+            fill(&c, "name", "kv").await;
+            fill(&c, "static_secret", "KV_KEY").await;
+            fill(&c, "api_origins", "https://api.example.com").await;
+            c.find(Locator::Id("save")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Integration kv saved.").await;
+            c.find(Locator::Id("test-kv")).await.unwrap().click().await.unwrap();
+            let page = wait_for_text(&c, "Test of kv: nothing to call; add an identity URL to test it.").await;
+            shot(&c, "integrations-test-static").await;
+            assert!(!page.contains("it works"), "{page}");
+            c.find(Locator::Id("edit-kv")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Edit integration kv").await;
+            assert!(
+                c.find(Locator::Css("#add [name=\"client_auth\"]")).await.is_err(),
+                "no client authentication chosen"
+            );
         }
         .await;
         let _ = c.close().await;
@@ -245,9 +289,10 @@ fn flows_try_it_and_runs_in_a_real_browser() {
         let c = connect(&webdriver).await;
         let result = async {
             sign_in(&c, &base).await;
-            // A picture of every example flow, drawn (the image loaded and has a size).
+            // The list: every example flow, each a link to its page with its picture, drawn
+            // (the image loaded and has a size).
             c.goto(&format!("{base}/flows")).await.unwrap();
-            wait_for_text(&c, "Trigger").await;
+            wait_for_text(&c, "Last run").await;
             shot(&c, "flows").await;
             let mut ids = Vec::new();
             for f in std::fs::read_dir(&examples).unwrap() {
@@ -256,7 +301,12 @@ fn flows_try_it_and_runs_in_a_real_browser() {
                 ids.push(v["id"].as_str().unwrap().to_string());
             }
             for id in &ids {
-                let script = format!("return document.querySelector('#flow-{id} img').naturalWidth");
+                c.goto(&format!("{base}/flows")).await.unwrap();
+                wait_for_text(&c, "Last run").await;
+                c.find(Locator::Css(&format!("#flow-{id} a"))).await.unwrap().click().await.unwrap();
+                wait_for_text(&c, "All flows").await;
+                assert!(c.current_url().await.unwrap().as_str().ends_with(&format!("/flows/{id}")));
+                let script = "return document.querySelector('#picture').naturalWidth".to_string();
                 let mut width = 0;
                 for _ in 0..100 {
                     width = c.execute(&script, vec![]).await.unwrap().as_u64().unwrap_or(0);
@@ -267,6 +317,25 @@ fn flows_try_it_and_runs_in_a_real_browser() {
                 }
                 assert!(width > 0, "the picture of {id} did not load");
             }
+            shot(&c, "flow").await;
+
+            // The picture: boxes say what each step does, conditions sit in boxes of their own,
+            // and the text is in the console's font.
+            c.goto(&format!("{base}/flows/teamleader-last-name")).await.unwrap();
+            let page_font = c.execute("return getComputedStyle(document.body).fontFamily", vec![]).await.unwrap();
+            c.goto(&format!("{base}/flows/teamleader-last-name/graph.svg")).await.unwrap();
+            let svg = c.source().await.unwrap();
+            for part in [
+                "“What is your Teamleader contact ID?”",
+                "answer → id",
+                "POST https://api.focus.teamleader.eu/contacts.info",
+                "sets last_name, first_name",
+            ] {
+                assert!(svg.contains(part), "{part} in the picture: {svg}");
+            }
+            let svg_font =
+                c.execute("return getComputedStyle(document.querySelector('text')).fontFamily", vec![]).await.unwrap();
+            assert_eq!(svg_font, page_font, "the picture is in the page's font");
 
             // Try it: the Teamleader flow asks, pauses, and the answer resumes it.
             c.goto(&format!("{base}/try")).await.unwrap();
@@ -293,12 +362,28 @@ fn flows_try_it_and_runs_in_a_real_browser() {
             let fits =
                 c.execute("return document.documentElement.scrollWidth <= window.innerWidth", vec![]).await.unwrap();
             assert_eq!(fits, serde_json::Value::Bool(true), "the runs page is wider than a phone's screen");
+            // The Teamleader integration is not added: the lookup failed and the run went on
+            // through on_error, which the list shows.
+            let list = c.find(Locator::Css("#runs")).await.unwrap().text().await.unwrap();
+            assert!(list.contains("recovered via on_error"), "{list}");
             c.find(Locator::Css("#runs tbody tr a")).await.unwrap().click().await.unwrap();
             let page = wait_for_text(&c, "Activation 2").await;
             shot(&c, "run").await;
             for part in ["last name", "What is your Teamleader contact ID?", "c1a2", "Activation 1"] {
                 assert!(page.contains(part), "{part} in the run page");
             }
+            // Work and the wait for the contact apart; the recovery in words.
+            let text = c.find(Locator::Css("body")).await.unwrap().text().await.unwrap();
+            for part in [
+                "Working",
+                "Waiting for the contact",
+                "between a question and its answer",
+                "failed, went to on_error",
+                "recovered via on_error",
+            ] {
+                assert!(text.contains(part), "{part} in the run page: {text}");
+            }
+            assert!(!text.contains("The contact got no answer"), "{text}");
         }
         .await;
         let _ = c.close().await;

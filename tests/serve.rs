@@ -387,7 +387,7 @@ fn integrations_page_adds_and_authorizes_then_a_conversation_uses_it() {
         assert_eq!(saved.status().as_u16(), 303);
         assert_eq!(saved.headers()["location"], "/?saved=crm");
         let page = admin_page(&client, &format!("{base}/?saved=crm"), &cookie).await;
-        assert!(page.contains("id=\"status-crm\" data-status=\"incomplete\">Incomplete<"), "{page}");
+        assert!(page.contains("id=\"status-crm\" data-status=\"incomplete\">Not authorized yet<"), "{page}");
 
         // Authorize: the button goes to the provider, the provider back to Tern, Tern to the page.
         let go = client

@@ -185,6 +185,7 @@ impl<'a> Load<'a> {
         Some(CompiledFlow {
             id: cfg.id,
             name: cfg.name,
+            description: cfg.description,
             trigger: self.trigger.take(),
             variables: cfg.variables.into_iter().map(|(k, v)| (k.as_str().to_string(), v)).collect(),
             steps: std::mem::take(&mut self.steps),
@@ -393,6 +394,7 @@ fn build_steps(load: &mut Load<'_>) -> ControlFlow<()> {
                     on_error,
                     jumps: std::mem::take(&mut facts.jumps[i]),
                     description: header.description.clone(),
+                    summary: crate::graph::step_summary(config),
                     step,
                     behavior,
                 });

@@ -542,11 +542,11 @@ async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() 
     // Runs: the one run, with both activations, in the console's own channel (apart from the
     // `default` channel's conversation of the same id, and never delivered to its webhook).
     let (_, html) = page(&h, &format!("/runs?conversation={conversation}"), &cookie).await;
-    assert_eq!(html.matches("<tr>").count(), 0, "not a `default` conversation: {html}");
+    assert_eq!(html.matches("<tr").count(), 0, "not a `default` conversation: {html}");
     let stored = format!("channel%3Aconsole%3A{conversation}");
     let (status, html) = page(&h, &format!("/runs?conversation={stored}"), &cookie).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(html.matches("<tr>").count(), 2, "a header and one run: {html}");
+    assert_eq!(html.matches("<tr").count(), 2, "a header and one run: {html}");
     let at = html.find("href=\"/runs/").unwrap() + 12;
     let run = html[at..].split('"').next().unwrap().to_string();
     let (status, html) = page(&h, &format!("/runs/{run}"), &cookie).await;
@@ -554,16 +554,43 @@ async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() 
     for part in ["ask", "what?", "got &lt;b&gt;bold&lt;/b&gt;", "Activation 1", "Activation 2", "Completed"] {
         assert!(html.contains(part), "{part} in the run page");
     }
+    // Work and the wait for the contact's answer are told apart; the contact got answers.
+    for part in
+        ["<dt>Working</dt><dd id=\"work-time\">", "<dd id=\"wait-time\">", "(between a question and its answer)"]
+    {
+        assert!(html.contains(part), "{part} in the run page: {html}");
+    }
+    assert!(!html.contains("no-answer") && !html.contains("data-recovery"), "a clean run: {html}");
     let (status, html) = page(&h, "/runs?status=bogus", &cookie).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("`bogus` is not a run status"), "{html}");
+    assert!(html.contains("<code>bogus</code> is not a run status"), "{html}");
     assert_eq!(page(&h, "/runs/no-such-run", &cookie).await.0, StatusCode::NOT_FOUND);
 
-    // Flows: both flows with a picture, and the invalid file with its diagnostic.
+    // Flows: a table of both flows, each a link to its page, with its last run and failures;
+    // the invalid file with its diagnostic (no Markdown backticks).
     let (_, html) = page(&h, "/flows", &cookie).await;
-    for part in ["flow-hello", "flow-ask", "/flows/ask/graph.svg", "flows/broken.json", "unknown field `nxt`"] {
-        assert!(html.contains(part), "{part} in the flows page");
+    for part in [
+        "<table id=\"flows\">",
+        "id=\"flow-hello\"",
+        "<a href=\"/flows/ask\">",
+        "<th>Last run</th>",
+        "<th>Failures</th>",
+        "flows/broken.json",
+        "unknown field <code>nxt</code>",
+        "never run",
+    ] {
+        assert!(html.contains(part), "{part} in the flows page: {html}");
     }
+    assert!(!html.contains('`'), "{html}");
+    // The flow's page: its facts, its last run (the one above) and its picture.
+    let (status, html) = page(&h, "/flows/ask", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for part in
+        ["message with a keyword: ask", "/flows/ask/graph.svg", &format!("href=\"/runs/{run}\""), "Runs of this flow"]
+    {
+        assert!(html.contains(part), "{part} in the flow's page: {html}");
+    }
+    assert_eq!(page(&h, "/flows/nope", &cookie).await.0, StatusCode::NOT_FOUND);
     let req = Request::get("/flows/ask/graph.svg").header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
     let (status, headers, body) = h.send(req).await;
     assert_eq!(status, StatusCode::OK);
@@ -587,8 +614,8 @@ async fn the_integrations_form_keeps_what_was_typed_lists_every_problem_and_asks
     assert!(!html.contains("typed-secret-123"), "the secret is never sent back");
     assert!(html.contains("value=\"read write\""), "what was typed stays");
     for part in [
-        "`nope` is not a whole URL; write it with its scheme",
-        "`novalue` is not key=value",
+        "<code>nope</code> is not a whole URL; write it with its scheme",
+        "<code>novalue</code> is not key=value",
         "“Client ID”",
         "at least one API origin",
     ] {
@@ -601,7 +628,8 @@ async fn the_integrations_form_keeps_what_was_typed_lists_every_problem_and_asks
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/?saved=crm");
     let (_, html) = page(&h, "/?saved=crm", &cookie).await;
-    assert!(html.contains("Integration <strong>crm</strong> saved") && html.contains("Incomplete"), "{html}");
+    assert!(html.contains("Integration <strong>crm</strong> saved") && html.contains(">Not authorized yet<"), "{html}");
+    assert!(!html.contains("Incomplete"), "{html}");
     // The same name again: asked, not replaced.
     let (status, _, html) = form(&h, "/integrations", &cookie, &good).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -617,6 +645,161 @@ async fn the_integrations_form_keeps_what_was_typed_lists_every_problem_and_asks
     let (status, headers, _) = form(&h, "/integrations/crm/remove", &cookie, &format!("csrf={csrf}&confirm=yes")).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/?removed=crm");
+    h.stop().await;
+}
+
+/// Runs that got over a failure look different from clean ones, in the list and on their
+/// page; a branch where no case matched says so in words; a run that ended without a reply
+/// says the contact got no answer.
+#[tokio::test]
+async fn recovered_runs_unmatched_branches_and_unanswered_contacts_are_said_in_words() {
+    let h = Harness::new().await;
+    let sources = [
+        r#"{"version": 1, "id": "recover", "trigger": {"type": "message", "match": {"keywords": ["recover"]}},
+          "steps": [
+            {"id": "call", "type": "fetch_variables", "request": {"url": "http://127.0.0.1:1/x"}, "variables": {"a": "b"}, "on_error": "sorry"},
+            {"id": "fine", "type": "send_message", "text": "fine", "next": "end"},
+            {"id": "sorry", "type": "send_message", "text": "the service is down"}
+          ]}"#,
+        r#"{"version": 1, "id": "crash", "trigger": {"type": "message", "match": {"keywords": ["crash"]}},
+          "steps": [{"id": "call", "type": "fetch_variables", "request": {"url": "http://127.0.0.1:1/x"}, "variables": {"a": "b"}}]}"#,
+        r#"{"version": 1, "id": "oops", "trigger": {"type": "error"},
+          "steps": [{"id": "sorry", "type": "send_message", "text": "sorry from the error flow"}]}"#,
+        r#"{"version": 1, "id": "branchy", "trigger": {"type": "message", "match": {"keywords": ["branchy"]}},
+          "variables": {"color": "red"},
+          "steps": [
+            {"id": "route", "type": "branch", "cases": [{"when": {"var": "color", "equals": "blue"}, "next": "blue"}]},
+            {"id": "other", "type": "send_message", "text": "not blue", "next": "end"},
+            {"id": "blue", "type": "send_message", "text": "blue"}
+          ]}"#,
+        r#"{"version": 1, "id": "silent", "trigger": {"type": "message", "match": {"keywords": ["silent"]}},
+          "steps": [{"id": "set", "type": "set_variables", "variables": {"x": "1"}}]}"#,
+    ];
+    let registry = tern_steps::registry();
+    let flows = sources
+        .iter()
+        .map(|source| {
+            let opts = LoadOptions {
+                registry: &registry,
+                integrations: None,
+                limits: Default::default(),
+                allow_private_network: false,
+            };
+            let flow = load_flow(source, &opts).unwrap_or_else(|d| panic!("{d:?}"));
+            LoadedFlow { hash: flow_hash(source), flow: Arc::new(flow) }
+        })
+        .collect();
+    h.conversations.set_flows(flows);
+    let mut runs = std::collections::BTreeMap::new();
+    // With a message id of its own, each answer waits for its history to be stored.
+    for text in ["recover", "crash", "branchy", "silent"] {
+        let (status, answer) = h
+            .post_json(
+                &format!("/v1/conversations/c-{text}/messages"),
+                &json!({"text": text, "message_id": format!("m-{text}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        runs.insert(text, answer["run_id"].as_str().unwrap().to_string());
+        if text == "crash" {
+            assert_eq!(answer["status"], "failed", "{answer}");
+            runs.insert("oops", answer["error_flow"]["run_id"].as_str().unwrap().to_string());
+        }
+    }
+    let cookie = sign_in(&h).await;
+
+    // The list: badges on the recovered run and on the error flow's run, none on clean ones.
+    let (_, html) = page(&h, "/runs", &cookie).await;
+    let row = |id: &str| {
+        let at = html.find(&format!("<tr data-run=\"{id}\">")).unwrap_or_else(|| panic!("no row for {id}: {html}"));
+        html[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(row(&runs["recover"]).contains("recovered via on_error"), "{html}");
+    assert!(
+        row(&runs["oops"]).contains("data-recovery=\"error_flow\"") && row(&runs["oops"]).contains(">error flow<"),
+        "{html}"
+    );
+    for clean in ["branchy", "silent", "crash"] {
+        assert!(!row(&runs[clean]).contains("data-recovery"), "{clean}: {html}");
+    }
+
+    let (_, html) = page(&h, &format!("/runs/{}", runs["recover"]), &cookie).await;
+    assert!(html.contains("recovered via on_error") && html.contains("failed, went to on_error"), "{html}");
+    assert!(html.contains("id=\"recovered\"") && !html.contains("no-answer"), "{html}");
+    let (_, html) = page(&h, &format!("/runs/{}", runs["crash"]), &cookie).await;
+    assert!(html.contains("id=\"handled-by\"") && html.contains(&format!("href=\"/runs/{}\"", runs["oops"])), "{html}");
+    assert!(!html.contains("no-answer"), "the error flow answered: {html}");
+    let (_, html) = page(&h, &format!("/runs/{}", runs["oops"]), &cookie).await;
+    assert!(
+        html.contains("This is the error flow") && html.contains(&format!("href=\"/runs/{}\"", runs["crash"])),
+        "{html}"
+    );
+
+    let (_, html) = page(&h, &format!("/runs/{}", runs["branchy"]), &cookie).await;
+    assert!(html.contains("No case matched: the run went on to the next step."), "{html}");
+    assert!(!html.contains("&quot;case&quot;: null") && !html.contains("\"case\": null"), "{html}");
+
+    let (_, html) = page(&h, &format!("/runs/{}", runs["silent"]), &cookie).await;
+    assert!(html.contains("The contact got no answer."), "{html}");
+    h.stop().await;
+}
+
+/// Each kind has its own form with only its fields (tabs that are links: no JavaScript), a
+/// static key's edit form chooses no client authentication, no Markdown backtick reaches the
+/// page, and Test says what it did: a static key without an identity URL has nothing to call.
+#[tokio::test]
+async fn each_kind_has_its_own_form_and_test_says_what_it_did() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let (_, html) = page(&h, "/", &cookie).await;
+    let csrf = csrf_in(&html);
+    assert!(html.contains("name=\"authorization_url\"") && html.contains("id=\"callback\""), "{html}");
+    assert!(!html.contains("name=\"static_secret\""), "{html}");
+    assert!(html.contains("id=\"kind-static\" href=\"/?kind=static#add\""), "{html}");
+    assert!(!html.contains('`'), "no Markdown backticks in HTML: {html}");
+    let (_, html) = page(&h, "/?kind=static", &cookie).await;
+    assert!(html.contains("name=\"kind\" value=\"static\"") && html.contains("name=\"static_secret\""), "{html}");
+    for absent in ["client_id", "client_secret", "token_url", "authorization_url", "client_auth", "scopes", "params"] {
+        assert!(!html.contains(&format!("name=\"{absent}\"")), "{absent} in the static form: {html}");
+    }
+    assert!(!html.contains("id=\"callback\""), "{html}");
+    assert!(!html.contains('`'), "{html}");
+    let (_, html) = page(&h, "/?kind=client_credentials", &cookie).await;
+    assert!(html.contains("name=\"token_url\"") && !html.contains("name=\"authorization_url\""), "{html}");
+
+    // A static key: saved, shown ready, edited without a client authentication chosen.
+    let (status, _) =
+        h.admin(Method::PUT, "/v1/secrets/KV_KEY", Some(ADMIN), Some(json!({"value": "kv-key-value-123"}))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let body = format!("csrf={csrf}&name=kv&kind=static&static_secret=KV_KEY&api_origins=https%3A%2F%2Fapi.example");
+    let (status, _, html) = form(&h, "/integrations", &cookie, &body).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let (_, html) = page(&h, "/?edit=kv", &cookie).await;
+    assert!(html.contains("data-kind=\"static\"") && !html.contains("name=\"client_auth\""), "{html}");
+    assert!(
+        html.contains("id=\"kind-client_credentials\" href=\"/?edit=kv&amp;kind=client_credentials#add\""),
+        "{html}"
+    );
+    let (_, html) = page(&h, "/?edit=kv&kind=client_credentials", &cookie).await;
+    assert!(html.contains("<option value=\"\" selected>Provider default"), "no method chosen for a static key: {html}");
+    assert!(!html.contains("value=\"basic\" selected"), "{html}");
+
+    // Test: nothing to call is not "it works".
+    let (status, _, html) = form(&h, "/integrations/kv/test", &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Test of kv: </strong>nothing to call; add an identity URL to test it."), "{html}");
+    assert!(html.contains("The key is in the secret <code>KV_KEY</code>"), "{html}");
+    assert!(!html.contains("it works") && !html.contains("kv-key-value-123"), "{html}");
+
+    // An authorization-code integration nobody authorized: not authorized yet, in words.
+    let good = format!(
+        "csrf={csrf}&name=crm&kind=authorization_code&client_id=id&client_secret=s&authorization_url=https%3A%2F%2Fa.example%2Fauth&token_url=https%3A%2F%2Fa.example%2Ftoken&api_origins=https%3A%2F%2Fapi.example"
+    );
+    assert_eq!(form(&h, "/integrations", &cookie, &good).await.0, StatusCode::SEE_OTHER);
+    let (_, _, html) = form(&h, "/integrations/crm/test", &cookie, &format!("csrf={csrf}")).await;
+    assert!(html.contains("Test of crm: </strong>it cannot be used."), "{html}");
+    assert!(html.contains("Not authorized yet: click Authorize."), "{html}");
+    assert!(!html.contains('`') && !html.contains("Incomplete"), "{html}");
     h.stop().await;
 }
 

@@ -13,12 +13,22 @@
 mod cost;
 mod dot;
 mod mermaid;
+mod summary;
 mod svg;
+
+pub use summary::step_summary;
 
 use crate::step::{CompiledFlow, Jump};
 
 /// The longest node or edge label, in characters (longer ones end with `…`).
 pub const MAX_LABEL_CHARS: usize = 48;
+
+/// The longest line of what a step does (a request's method and URL), in characters.
+pub const MAX_SUMMARY_CHARS: usize = 64;
+
+/// The font of the SVG picture's text: the console's own (a CSS `font-family` list), so that
+/// the picture reads like the page around it.
+pub const FONT_FAMILY: &str = r#"system-ui, -apple-system, "Segoe UI", sans-serif"#;
 
 /// Where an edge leads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +82,9 @@ pub struct Node {
     pub id: String,
     /// The step type.
     pub step_type: String,
+    /// What the step does, in short lines (its message, request, variables; see
+    /// [`step_summary`]).
+    pub does: Vec<String>,
     /// The step's `description`, on one line and shortened.
     pub label: Option<String>,
     /// The run starts here (the first step).
@@ -83,10 +96,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// The lines shown in the node's box: the id, the type, the label and, for the flow's
-    /// `on_error` step, a note saying so.
+    /// The lines shown in the node's box: the id, the type, what it does, the label and, for
+    /// the flow's `on_error` step, a note saying so.
     pub fn lines(&self) -> Vec<&str> {
         let mut lines = vec![self.id.as_str(), self.step_type.as_str()];
+        lines.extend(self.does.iter().map(String::as_str));
         lines.extend(self.label.as_deref());
         if self.fallback {
             lines.push("flow on_error");
@@ -179,6 +193,7 @@ impl FlowGraph {
             .map(|(i, step)| Node {
                 id: step.id.to_string(),
                 step_type: step.type_name.to_string(),
+                does: step.summary.clone(),
                 label: step.description.as_deref().map(short).filter(|l| !l.is_empty()),
                 start: i == 0,
                 end: step.behavior.terminal || edges.iter().any(|e| e.from == i && e.to == Endpoint::End),
@@ -247,11 +262,16 @@ fn label_of_pointer(pointer: &str) -> String {
 
 /// `text` on one line (runs of whitespace become one space), at most [`MAX_LABEL_CHARS`].
 fn short(text: &str) -> String {
+    short_to(text, MAX_LABEL_CHARS)
+}
+
+/// `text` on one line, at most `max` characters (longer ones end with `…`).
+fn short_to(text: &str, max: usize) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= MAX_LABEL_CHARS {
+    if one_line.chars().count() <= max {
         return one_line;
     }
-    let mut cut: String = one_line.chars().take(MAX_LABEL_CHARS - 1).collect();
+    let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
 }

@@ -1,6 +1,9 @@
 //! SVG, laid out by `layout-rs` (a layered layout, no Graphviz needed): a box per step with its
-//! lines, a `start` circle and an `end` double circle, labelled arrows. `layout-rs` escapes the
-//! text it writes (`&`, `<`, `>`, quotes).
+//! lines, a `start` circle and an `end` double circle, arrows. An arrow's label (a branch
+//! condition, `on_error`) is a small rounded box of its own on the arrow, laid out like a step,
+//! so that it never lies over a step's box; plain `next` arrows carry no label. The text is in
+//! the console's font ([`super::FONT_FAMILY`]). `layout-rs` escapes the text it writes (`&`,
+//! `<`, `>`, quotes).
 //!
 //! `layout-rs` 0.1 has two weaknesses this module guards against: its work grows with the
 //! number of paths through the graph (see [`super::cost`]; too costly a graph is refused with
@@ -89,6 +92,11 @@ pub(super) fn note(text: &str) -> String {
     )
 }
 
+/// The style sheet that puts the picture's text in [`super::FONT_FAMILY`].
+pub(super) fn font_style() -> String {
+    format!("<style>text {{ font-family: {} !important; }}</style>", xml(super::FONT_FAMILY))
+}
+
 fn draw(graph: &FlowGraph, arrows: &[MergedEdge], attempt: Attempt) -> String {
     // Shapes are created in the other orientation, as layout-rs's own DOT reader does.
     let shape_direction = attempt.direction.flip();
@@ -116,7 +124,7 @@ fn draw(graph: &FlowGraph, arrows: &[MergedEdge], attempt: Attempt) -> String {
         .collect();
     let end = graph.reaches_end().then(|| vg.add_node(element(ShapeKind::new_double_circle("end"), 1, "white")));
     if let Some(first) = steps.first() {
-        vg.add_edge(arrow("", false), start, *first);
+        vg.add_edge(arrow(false, true), start, *first);
     }
     for edge in arrows {
         let Some(from) = steps.get(edge.from) else { continue };
@@ -126,11 +134,32 @@ fn draw(graph: &FlowGraph, arrows: &[MergedEdge], attempt: Attempt) -> String {
         };
         let Some(to) = to else { continue };
         let label = if attempt.labels { edge.label.as_str() } else { "" };
-        vg.add_edge(arrow(&clean(label), edge.on_error), *from, to);
+        if label.is_empty() || label == "next" {
+            vg.add_edge(arrow(edge.on_error, true), *from, to);
+        } else {
+            // The label on an edge of its own: a box the layout keeps apart from the steps.
+            let color = if edge.on_error { "red" } else { "gray" };
+            let shape = ShapeKind::new_box(&clean(label));
+            let size = get_shape_size(shape_direction, &shape, EDGE_FONT_SIZE, false);
+            let look = StyleAttr::new(Color::fast(color), 1, Some(Color::fast("ivory")), 12, EDGE_FONT_SIZE);
+            let mid = vg.add_node(Element::create(shape, look, shape_direction, size));
+            vg.add_edge(arrow(edge.on_error, false), *from, mid);
+            vg.add_edge(arrow(edge.on_error, true), mid, to);
+        }
     }
     let mut svg = SVGWriter::new();
     vg.do_it(false, !attempt.optimize, false, &mut svg);
-    svg.finalize()
+    with_font(&svg.finalize())
+}
+
+/// The SVG with its text in [`super::FONT_FAMILY`]: a style sheet right after the `<svg>` tag,
+/// `!important` so that it wins over the font classes `layout-rs` writes (`Times, serif`).
+fn with_font(svg: &str) -> String {
+    let style = font_style();
+    match svg.find("<svg").and_then(|at| svg[at..].find('>').map(|end| at + end + 1)) {
+        Some(at) => format!("{}{style}{}", &svg[..at], &svg[at..]),
+        None => svg.to_string(),
+    }
 }
 
 /// The arrows between two steps, as one.
@@ -161,10 +190,13 @@ fn merged_edges(graph: &FlowGraph) -> Vec<MergedEdge> {
     merged
 }
 
-fn arrow(text: &str, on_error: bool) -> Arrow {
+/// An arrow without text (labels are boxes of their own); `head`: with an arrowhead (the
+/// half of a labelled edge that leads to its label box has none).
+fn arrow(on_error: bool, head: bool) -> Arrow {
     let (style, color) = if on_error { (LineStyleKind::Dashed, "red") } else { (LineStyleKind::Normal, "black") };
     let look = StyleAttr::new(Color::fast(color), 1, None, 0, EDGE_FONT_SIZE);
-    Arrow::new(LineEndKind::None, LineEndKind::Arrow, style, text, &look, &None, &None)
+    let end = if head { LineEndKind::Arrow } else { LineEndKind::None };
+    Arrow::new(LineEndKind::None, end, style, "", &look, &None, &None)
 }
 
 thread_local! {

@@ -207,6 +207,7 @@ fn hostile() -> FlowGraph {
     let node = |id: &str, label: Option<&str>| Node {
         id: id.into(),
         step_type: "say".into(),
+        does: Vec::new(),
         label: label.map(Into::into),
         start: id == "a",
         end: id == "b",
@@ -351,6 +352,7 @@ fn svg_lays_out_random_graphs() {
             .map(|i| Node {
                 id: format!("s{i}"),
                 step_type: "say".into(),
+                does: Vec::new(),
                 label: None,
                 start: i == 0,
                 end: false,
@@ -385,6 +387,7 @@ fn svg_refuses_a_graph_too_costly_to_lay_out_at_once() {
         .map(|i| Node {
             id: format!("s{i}"),
             step_type: "say".into(),
+            does: Vec::new(),
             label: None,
             start: i == 0,
             end: false,
@@ -407,4 +410,77 @@ fn svg_refuses_a_graph_too_costly_to_lay_out_at_once() {
     assert!(matches!(err, GraphError::TooComplex { steps: 60, .. }), "{err}");
     assert!(err.to_string().contains("--format dot"), "{err}");
     assert!(g.render(Format::Dot).unwrap().contains("\"s59\""), "DOT has no such limit");
+}
+
+#[test]
+fn boxes_say_what_each_step_does() {
+    let g = graph(json!({"version": 1, "id": "does", "steps": [
+        {"id": "hello", "type": "say", "text": "Hello   {{name}},\nwelcome!"},
+        {"id": "ask_id", "type": "say", "text": "Your id?", "save_as": "id"},
+        {"id": "lookup", "type": "say", "integration": "crm",
+         "request": {"method": "post", "url": "https://api.example.com/contacts.info"},
+         "variables": {"last_name": "data.last_name", "first_name": "data.first_name"}},
+        {"id": "fetch", "type": "say", "request": {"url": "https://api.example.com/a/very/long/path/that/goes/on/and/on/and/on/and/on"}},
+        {"id": "plain", "type": "stop"}
+    ]}));
+    assert_eq!(g.nodes[0].lines(), ["hello", "say", "“Hello {{name}}, welcome!”"]);
+    assert_eq!(g.nodes[1].lines(), ["ask_id", "say", "“Your id?”", "answer → id"]);
+    assert_eq!(
+        g.nodes[2].lines(),
+        [
+            "lookup",
+            "say",
+            "POST https://api.example.com/contacts.info",
+            "with the token of crm",
+            "sets last_name, first_name"
+        ]
+    );
+    let get = &g.nodes[3].does[0];
+    assert!(get.starts_with("GET https://api.example.com/") && get.ends_with('…'), "{get}");
+    assert_eq!(get.chars().count(), MAX_SUMMARY_CHARS);
+    assert_eq!(g.nodes[4].lines(), ["plain", "stop"]);
+    let texts = svg_texts(&g.to_svg().unwrap());
+    assert!(texts.iter().any(|t| t.contains("POST https://api.example.com/contacts.info")), "{texts:?}");
+}
+
+/// A condition is a box of its own between the two steps (laid out like a step, it lies over
+/// none), `next` arrows carry no text, and the text is in the console's font.
+#[test]
+fn svg_labels_are_boxes_of_their_own_in_the_console_s_font() {
+    let g = graph(small_flow());
+    let svg = g.to_svg().unwrap();
+    assert_well_formed(&svg);
+    let texts = svg_texts(&svg);
+    assert!(!texts.iter().any(|t| t == "next"), "{texts:?}");
+    // Each label's box is a rect of its own: the steps, start/end and 3 labels (when big, none,
+    // on_error).
+    assert!(svg.matches("<rect").count() >= g.nodes.len() + 3, "{svg}");
+    let boxes = rects(&svg);
+    for label in ["when big", "none", "on_error"] {
+        assert!(texts.iter().any(|t| t == label), "no `{label}` in {texts:?}");
+    }
+    for (i, a) in boxes.iter().enumerate() {
+        for b in &boxes[i + 1..] {
+            let apart = a.0 + a.2 <= b.0 || b.0 + b.2 <= a.0 || a.1 + a.3 <= b.1 || b.1 + b.3 <= a.1;
+            assert!(apart, "boxes overlap: {a:?} {b:?}\n{svg}");
+        }
+    }
+    let style = format!("<style>text {{ font-family: {} !important; }}</style>", FONT_FAMILY.replace('"', "&quot;"));
+    assert!(svg.contains(&style), "{svg}");
+    assert_eq!(super::svg::font_style(), style);
+}
+
+/// The `x`, `y`, `width` and `height` of every `<rect>` but the background (the first).
+fn rects(svg: &str) -> Vec<(f64, f64, f64, f64)> {
+    let attr = |tag: &str, name: &str| -> f64 {
+        let at = tag.find(&format!(" {name}=\"")).map(|i| i + name.len() + 3);
+        at.and_then(|i| tag[i..].split('"').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    svg.split("<rect")
+        .skip(2)
+        .map(|t| {
+            let tag = t.split('>').next().unwrap_or("");
+            (attr(tag, "x"), attr(tag, "y"), attr(tag, "width"), attr(tag, "height"))
+        })
+        .collect()
 }

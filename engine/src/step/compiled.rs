@@ -27,6 +27,9 @@ pub struct CompiledStep {
     pub jumps: Vec<StepJump>,
     /// The step's `description`, a note for people reading the flow.
     pub description: Option<String>,
+    /// What the step does, in short lines for its box in a picture (its message, request and
+    /// variables; see [`crate::graph::step_summary`]).
+    pub summary: Vec<String>,
     /// The step.
     pub step: Box<dyn Step>,
     /// Its behaviour.
@@ -52,6 +55,8 @@ pub struct CompiledFlow {
     pub id: FlowId,
     /// The human-readable name.
     pub name: Option<String>,
+    /// What the flow does (its `description`).
+    pub description: Option<String>,
     /// The trigger, if any.
     pub trigger: Option<Trigger>,
     /// Initial variables.

@@ -180,7 +180,7 @@ async fn render(
             @if !general.is_empty() || !problems.is_empty() {
                 div.banner.bad role="alert" #problems {
                     p { "The channel was not saved" @if general.is_empty() { "; see the problems next to the fields below." } @else { ":" } }
-                    @if !general.is_empty() { ul { @for p in &general { li { (p) } } } }
+                    @if !general.is_empty() { ul { @for p in &general { li { (super::layout::prose(p)) } } } }
                 }
             }
             p.muted { "A generic channel posts Tern's JSON to " code { "/v1/channels/NAME/conversations/{id}/messages" } ". The token and the webhook secret below are new: copy them into the channel's settings before you save; they are not shown again." }
@@ -194,8 +194,8 @@ async fn render(
                 label for={"c-" (field)} { (label) }
                 input id={"c-" (field)} type=(kind) name=(field) value=(value_of(form, field)) autocomplete="off" spellcheck="false"
                     aria-invalid=[(!problem_of(field).is_empty()).then_some("true")] aria-describedby={"ch-" (field)};
-                p.muted id={"ch-" (field)} { (help) }
-                @for p in problem_of(field) { p.field-error { (p) } }
+                p.muted id={"ch-" (field)} { (super::layout::prose(help)) }
+                @for p in problem_of(field) { p.field-error { (super::layout::prose(&p)) } }
             }
             p { button #save-channel type="submit" { "Save" } }
         }

@@ -21,7 +21,7 @@ use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, pa
 use tern_integrations::{ACCOUNT_ID, Draft, Field, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 
-use super::layout::{Nav, page};
+use super::layout::{Nav, page, prose};
 use super::runs::url_query;
 use super::session::Session;
 use super::{ConsoleForm, CsrfForm, SignedIn, html, store_failed};
@@ -46,6 +46,9 @@ pub struct PageQuery {
     /// Open the form on this integration.
     #[serde(default)]
     edit: Option<String>,
+    /// Open the form of this kind (`authorization_code`, `client_credentials`, `static`).
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 /// The add/edit form, as typed. The client secret is never sent back to the browser.
@@ -111,10 +114,14 @@ impl IntegrationForm {
             authorization_url: url(&c.authorization_url),
             token_url: url(&c.token_url),
             api_origins: c.api_origins.join(" "),
-            client_auth: serde_json::to_value(c.client_auth)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            // A static key has no token endpoint: no client authentication to choose.
+            client_auth: match c.kind {
+                Kind::Static => String::new(),
+                Kind::AuthorizationCode | Kind::ClientCredentials => serde_json::to_value(c.client_auth)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            },
             params: c.extra_authorize_params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
             static_secret: c.static_secret.clone().unwrap_or_default(),
             static_header: c.static_header.clone().unwrap_or_default(),
@@ -145,7 +152,7 @@ const FIELDS: &[(&str, &str, &str)] = &[
     (
         "static_secret",
         "Static key: secret name",
-        "For the static kind: the name of a secret set with tern secrets set.",
+        "The name of a secret that holds the key, set with `tern secrets set NAME`.",
     ),
     ("static_header", "Static key: header", "Header that carries the key (default Authorization: Bearer)."),
     (
@@ -165,6 +172,28 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ),
     ("data_center", "Data center", "Zoho and Intercom: e.g. `eu`."),
 ];
+
+/// The kinds, with the words of their tabs.
+const KINDS: &[(&str, &str)] = &[
+    ("authorization_code", "Authorization code (a person signs in)"),
+    ("client_credentials", "Service account (client credentials)"),
+    ("static", "Static API key"),
+];
+
+/// Whether the form of `kind` has `field`: each kind shows only what it uses.
+fn shown(kind: &str, field: &str) -> bool {
+    match field {
+        "client_id" | "client_secret" | "scopes" | "token_url" | "client_auth" => kind != "static",
+        "authorization_url" | "params" => kind == "authorization_code",
+        "static_secret" | "static_header" => kind == "static",
+        _ => true,
+    }
+}
+
+/// The kind of the form: one of [`KINDS`], the first when `kind` is none of them.
+fn kind_of(kind: &str) -> &'static str {
+    KINDS.iter().map(|(k, _)| *k).find(|k| *k == kind).unwrap_or(KINDS[0].0)
+}
 
 /// The form field a setting is edited in: its JSON name, but for the extra parameters.
 fn form_field(field: Field) -> &'static str {
@@ -191,9 +220,17 @@ fn status_badge(r: &IntegrationRecord) -> Markup {
     let (class, words) = match r.readiness() {
         Readiness::Ready(w) => ("ok", w),
         Readiness::NeedsAction(w) if r.status == IntegrationStatus::NeedsReauthorization => ("bad", w),
-        Readiness::NeedsAction(_) => ("warn", "Incomplete"),
+        Readiness::NeedsAction(_) => ("warn", NOT_AUTHORIZED),
     };
     html! { span class={"badge " (class)} id={"status-" (r.name.as_str())} data-status=(r.status.as_str()) { (words) } }
+}
+
+/// The status of an authorization-code integration nobody has authorized yet.
+const NOT_AUTHORIZED: &str = "Not authorized yet";
+
+/// A readiness that needs a person, in the console's words.
+fn needs_action_words(r: &IntegrationRecord, words: &'static str) -> &'static str {
+    if r.status == IntegrationStatus::NeedsReauthorization { words } else { NOT_AUTHORIZED }
 }
 
 use crate::humanize::relative_s as relative;
@@ -249,8 +286,15 @@ async fn render(
     let csrf = session.csrf.as_str();
     let problem_of =
         |field: &str| problems.iter().filter(|(f, _)| *f == field).map(|(_, p)| p.clone()).collect::<Vec<_>>();
-    let general = problem_of("");
+    let kind = kind_of(&form.kind);
+    // Problems at a field this kind's form does not have are said above the form.
+    let general: Vec<String> =
+        problems.iter().filter(|(f, _)| f.is_empty() || !shown(kind, f)).map(|(_, p)| p.clone()).collect();
     let editing = !form.original.is_empty();
+    let tab_href = |k: &str| {
+        let edit = if editing { format!("edit={}&", url_query(&form.original)) } else { String::new() };
+        format!("/?{edit}kind={k}#add")
+    };
     let body = html! {
         h1 { "Integrations" }
         (banners)
@@ -279,7 +323,7 @@ async fn render(
                                 td { @if let Some(o) = r.obtained_at { span title=(secs_time(o)) { (relative(o.min(now), now)) } } @else { "–" } }
                                 td {
                                     @if let Some(m) = &rec.status_message {
-                                        (reason(m)) br; span.muted { (secs_time(rec.updated_at)) }
+                                        (prose(reason(m))) br; span.muted { (secs_time(rec.updated_at)) }
                                     } @else { "–" }
                                 }
                                 td {
@@ -306,54 +350,61 @@ async fn render(
             }
         }
         h2 #form-title { @if editing { "Edit integration " (form.original) } @else { "Add integration" } }
-        form.card #add method="post" action="/integrations" novalidate {
+        // One form per kind, each with only its own fields; the tabs are links, so that it
+        // works without JavaScript (the console runs none).
+        nav.tabs #kind-tabs aria-label="Kind of integration" {
+            span.muted { "Kind: " }
+            @for (k, words) in KINDS {
+                a id={"kind-" (k)} href=(tab_href(k)) aria-current=[(kind == *k).then_some("page")] { (words) }
+            }
+        }
+        form.card #add method="post" action="/integrations" novalidate data-kind=(kind) {
             input type="hidden" name="csrf" value=(csrf);
             input type="hidden" name="original" value=(form.original);
+            input type="hidden" name="kind" value=(kind);
             @if !general.is_empty() {
                 div.banner.bad role="alert" #problems {
                     p { "The integration was not saved:" }
-                    ul { @for p in &general { li { (p) } } }
+                    ul { @for p in &general { li { (prose(p)) } } }
                 }
             }
             @if problems.iter().any(|(f, _)| !f.is_empty()) && general.is_empty() {
                 p.banner.bad role="alert" #problems { "The integration was not saved; see the problems next to the fields below." }
             }
-            p.muted { "Callback URL to register at the provider: " code #callback { (state.integrations.callback_url()) } }
+            @if kind == "authorization_code" {
+                p.muted { "Callback URL to register at the provider: " code #callback { (state.integrations.callback_url()) } }
+            }
             label for="f-name" { "Name" }
             input #f-name type="text" name="name" value=(form.name) required aria-invalid=[(!problem_of("name").is_empty()).then_some("true")];
-            @for p in problem_of("name") { p.field-error { (p) } }
+            @for p in problem_of("name") { p.field-error { (prose(&p)) } }
             @if problems.iter().any(|(f, _)| *f == "name") && form.replace != "yes" && !editing {
                 label { input type="checkbox" name="replace" value="yes"; " Replace the existing integration of this name" }
-            }
-            label for="f-kind" { "Kind" }
-            select #f-kind name="kind" {
-                @for (v, l) in [("authorization_code", "Authorization code (a person signs in)"), ("client_credentials", "Service account (client credentials)"), ("static", "Static API key")] {
-                    option value=(v) selected[form.kind == v] { (l) }
-                }
             }
             label for="f-profile" { "Profile" }
             select #f-profile name="profile" {
                 option value="" { "None (enter the URLs)" }
                 @for p in Profile::names() { option value=(p) selected[form.profile == p] { (p) } }
             }
-            @for p in problem_of("profile") { p.field-error { (p) } }
-            @for (field, label, help) in FIELDS {
+            @for p in problem_of("profile") { p.field-error { (prose(&p)) } }
+            @for (field, label, help) in FIELDS.iter().filter(|(f, _, _)| shown(kind, f)) {
                 label for={"f-" (field)} { (label) }
                 @let value = if *field == "client_secret" { "" } else { field_value(form, field) };
                 input id={"f-" (field)} type=(if *field == "client_secret" { "password" } else { "text" }) name=(field) value=(value)
                     autocomplete="off" aria-invalid=[(!problem_of(field).is_empty()).then_some("true")]
                     aria-describedby={"h-" (field)};
                 p.muted id={"h-" (field)} {
-                    (help)
+                    (prose(help))
                     @if *field == "client_secret" && editing { " Leave blank to keep the stored secret." }
                 }
-                @for p in problem_of(field) { p.field-error { (p) } }
+                @for p in problem_of(field) { p.field-error { (prose(&p)) } }
             }
-            label for="f-client_auth" { "Client authentication" }
-            select #f-client_auth name="client_auth" {
-                option value="" { "Provider default" }
-                option value="basic" selected[form.client_auth == "basic"] { "HTTP Basic (client_secret_basic)" }
-                option value="body" selected[form.client_auth == "body"] { "In the body (client_secret_post)" }
+            @if shown(kind, "client_auth") {
+                label for="f-client_auth" { "Client authentication" }
+                select #f-client_auth name="client_auth" {
+                    option value="" selected[form.client_auth.is_empty()] { "Provider default" }
+                    option value="basic" selected[form.client_auth == "basic"] { "HTTP Basic (client_secret_basic)" }
+                    option value="body" selected[form.client_auth == "body"] { "In the body (client_secret_post)" }
+                }
             }
             p { button #save type="submit" { @if editing { "Save changes" } @else { "Save" } } " "
                 @if editing { a href="/" { "Cancel" } } }
@@ -408,7 +459,7 @@ pub async fn show(
         @if let Some(n) = &q.authorized {
             p.banner.ok role="status" { (ALL_SET) " Integration " strong { (n) } " is authorized." }
         }
-        @if let Some(e) = &q.error { p.banner.bad role="alert" { "Authorization failed: " (e) } }
+        @if let Some(e) = &q.error { p.banner.bad role="alert" { "Authorization failed: " (prose(e)) } }
         @if let Some(n) = &q.saved {
             p.banner.ok role="status" { "Integration " strong { (n) } " saved. Register the callback URL at the provider, then click Authorize." }
         }
@@ -421,6 +472,9 @@ pub async fn show(
             Ok(None) => {}
             Err(e) => return store_failed("read an integration", &e, Some(&session.csrf)),
         }
+    }
+    if let Some(k) = &q.kind {
+        form.kind = kind_of(k).to_string();
     }
     render(&state, &session, banners, &form, &Vec::new(), StatusCode::OK).await
 }
@@ -577,33 +631,67 @@ pub async fn test(
 ) -> Response {
     let Ok(name) = IntegrationName::new(name) else { return Redirect::to("/").into_response() };
     let banner = match state.integrations.test(&name).await {
-        Ok(report) => {
-            let ok = report.token_error.is_none()
-                && report.live.as_ref().is_none_or(|l| l.error.is_none())
-                && matches!(report.record.readiness(), Readiness::Ready(_));
-            let account =
-                report.live.as_ref().and_then(|l| l.account.clone()).or_else(|| report.token.as_ref()?.account.clone());
-            html! {
-                div #test-result class={"banner " (if ok { "ok" } else { "bad" })} role="status" {
-                    p { strong { "Test of " (name.as_str()) ": " } (if ok { "it works." } else { "it cannot be used." }) }
-                    ul {
-                        @if let Some(a) = account { li { "Authorized as " strong { (a) } } }
-                        @if let Some(e) = &report.token_error { li { "Token: " (reason(e)) } }
-                        @if let Readiness::NeedsAction(w) = report.record.readiness() { li { (w) ": click Authorize." } }
-                        @if let Some(t) = &report.token {
-                            li { "Token " (t.expires_at.map_or("does not expire".to_string(), |e| format!("expires {}", relative(e, state.store.clock().now_s())))) "; refresh token " (if t.refreshable { "stored" } else { "none" }) }
-                        }
-                        @if let Some(l) = &report.live {
-                            li { "Live call GET " code { (l.url) } ": " (l.status.map(|s| s.to_string()).unwrap_or_default()) " " (l.error.as_deref().unwrap_or("OK")) }
-                        } @else if ok { li { "No identity URL is set: edit the integration to add one for a live call." } }
+        Ok(report) => test_banner(&report, state.store.clock().now_s()),
+        Err(e) => html! { p.banner.bad role="alert" #test-result { (prose(&e.to_string())) } },
+    };
+    let form = IntegrationForm { kind: "authorization_code".into(), ..IntegrationForm::default() };
+    render(&state, &session, banner, &form, &Vec::new(), StatusCode::OK).await
+}
+
+/// What a test did and found, in words: the verdict first, then each thing it did. A test
+/// that called nothing says so rather than "it works".
+fn test_banner(report: &tern_integrations::TestReport, now: i64) -> Markup {
+    let record = &report.record;
+    let name = record.name.as_str();
+    let kind = record.config.kind;
+    let usable = report.token_error.is_none() && matches!(record.readiness(), Readiness::Ready(_));
+    // (class, verdict)
+    let (class, verdict) = match (&report.live, usable) {
+        (_, false) => ("bad", "it cannot be used.".to_string()),
+        (Some(l), true) if l.error.is_some() => ("bad", "the live call failed.".to_string()),
+        (Some(_), true) => ("ok", "it works: the identity URL answered.".to_string()),
+        (None, true) => match kind {
+            Kind::Static => ("warn", "nothing to call; add an identity URL to test it.".to_string()),
+            Kind::ClientCredentials => (
+                "ok",
+                "a token was fetched with the client id and secret; no API was called (add an identity URL to call one)."
+                    .to_string(),
+            ),
+            Kind::AuthorizationCode => (
+                "ok",
+                "the stored token is usable; no API was called (add an identity URL to call one).".to_string(),
+            ),
+        },
+    };
+    let account =
+        report.live.as_ref().and_then(|l| l.account.clone()).or_else(|| report.token.as_ref()?.account.clone());
+    html! {
+        div #test-result class={"banner " (class)} role="status" data-verdict=(class) {
+            p { strong { "Test of " (name) ": " } (verdict) }
+            ul {
+                @if let Some(a) = account { li { "Authorized as " strong { (a) } } }
+                @if let Some(e) = &report.token_error { li { "Token: " (prose(reason(e))) } }
+                @if let Readiness::NeedsAction(w) = record.readiness() { li { (needs_action_words(record, w)) ": click Authorize." } }
+                @if kind == Kind::Static && report.token_error.is_none() {
+                    li {
+                        "The key is in the secret "
+                        code { (record.config.static_secret.as_deref().unwrap_or("")) }
+                        ", which is set; it was not sent anywhere."
+                    }
+                }
+                @if let Some(t) = report.token.as_ref().filter(|_| kind != Kind::Static) {
+                    li { "Token " (t.expires_at.map_or("does not expire".to_string(), |e| format!("expires {}", relative(e, now)))) "; refresh token " (if t.refreshable { "stored" } else { "none" }) }
+                }
+                @if let Some(l) = &report.live {
+                    li {
+                        "Called GET " code { (l.url) } ": "
+                        @if let Some(s) = l.status { "answered " (s) }
+                        @if let Some(e) = &l.error { @if l.status.is_some() { "; " } (prose(e)) } @else { ", OK" }
                     }
                 }
             }
         }
-        Err(e) => html! { p.banner.bad role="alert" #test-result { (e.to_string()) } },
-    };
-    let form = IntegrationForm { kind: "authorization_code".into(), ..IntegrationForm::default() };
-    render(&state, &session, banner, &form, &Vec::new(), StatusCode::OK).await
+    }
 }
 
 /// `POST /integrations/{name}/remove`: asks first, then removes it with its tokens.

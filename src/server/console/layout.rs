@@ -57,6 +57,9 @@ button.secondary { background:#fff; color:var(--accent); } button.danger { backg
 .bubble { max-width:80%; padding:.45em .75em; border-radius:12px; white-space:pre-wrap; }
 .contact { align-self:flex-end; background:#2456c9; color:#fff; }
 .tern { align-self:flex-start; background:#fff; border:1px solid var(--line); }
+.tabs { display:flex; flex-wrap:wrap; gap:.3em .5em; align-items:center; margin:0 0 .6em; }
+.tabs a { padding:.3em .7em; border:1px solid var(--line); border-radius:4px; background:#fff; text-decoration:none; color:var(--accent); }
+.tabs a[aria-current=page] { background:var(--accent); color:#fff; border-color:var(--accent); }
 .graph { background:#fff; border:1px solid var(--line); border-radius:6px; padding:.5em; overflow-x:auto; }
 .graph img { max-width:100%; height:auto; }
 dl.facts { display:grid; grid-template-columns:max-content 1fr; gap:.25em 1em; margin:0; }
@@ -120,3 +123,42 @@ pub fn time_ms(ms: i64) -> String {
 }
 
 pub use crate::humanize::duration_ms;
+
+/// Text written for a terminal, where `name` marks a name or a value, as HTML: each such part
+/// in `<code>` (escaped like everything else), no backticks left. An odd backtick out stays.
+pub fn prose(text: &str) -> Markup {
+    let parts: Vec<&str> = text.split('`').collect();
+    // With an even count of backticks the parts alternate text, code, text, …; a last,
+    // unpaired one is kept as it was.
+    let paired = if parts.len() % 2 == 1 { parts.len() } else { parts.len() - 1 };
+    html! {
+        @for (i, part) in parts.iter().enumerate() {
+            @if i >= paired { "`" (part) }
+            @else if i % 2 == 1 { code { (part) } }
+            @else { (part) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prose;
+
+    #[test]
+    fn the_flow_pictures_use_the_page_s_font() {
+        let body = format!("body {{ margin:0; font:15px/1.45 {}; ", tern_engine::graph::FONT_FAMILY);
+        assert!(super::STYLE.contains(&body), "{}", super::STYLE);
+    }
+
+    #[test]
+    fn backticks_become_code_and_everything_is_escaped() {
+        assert_eq!(prose("`nope` is not <a> URL").into_string(), "<code>nope</code> is not &lt;a&gt; URL");
+        assert_eq!(
+            prose("set it with `tern secrets set NAME`)").into_string(),
+            "set it with <code>tern secrets set NAME</code>)"
+        );
+        assert_eq!(prose("plain").into_string(), "plain");
+        assert_eq!(prose("one ` alone").into_string(), "one ` alone");
+        assert_eq!(prose("`a` and ` b").into_string(), "<code>a</code> and ` b");
+    }
+}

@@ -51,6 +51,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/runs", get(runs::list))
         .route("/runs/{id}", get(runs::show))
         .route("/flows", get(flows::list))
+        .route("/flows/{id}", get(flows::show))
         .route("/channels", get(channels::list).post(channels::save))
         .route("/channels/{name}/remove", post(channels::remove))
         .route("/flows/{id}/graph.svg", get(flows::graph))
@@ -138,7 +139,7 @@ fn session_or_sign_in(state: &AppState, headers: &HeaderMap, here: &str) -> Resu
 
 /// A page with a heading and one paragraph (errors, confirmations).
 pub(crate) fn message_page(status: StatusCode, title: &str, text: &str, csrf: Option<&str>) -> Response {
-    let body = maud::html! { h1 { (title) } p { (text) } p { a href="/" { "Back to the console" } } };
+    let body = maud::html! { h1 { (title) } p { (layout::prose(text)) } p { a href="/" { "Back to the console" } } };
     (status, html(layout::page(title, Nav::None, csrf, body))).into_response()
 }
 

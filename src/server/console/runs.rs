@@ -9,9 +9,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
+use tern_engine::StepStatus;
 use tern_engine::conversation::{RunCursor, RunHistory, RunId, RunQuery, RunStatus, Segment};
 
-use super::layout::{Nav, duration_ms, page, run_status, time_ms};
+use super::layout::{Nav, duration_ms, page, prose, run_status, time_ms};
 use super::{SignedIn, html, message_page, store_failed};
 use crate::server::AppState;
 
@@ -69,6 +70,14 @@ pub async fn list(
         Err(e) => return store_failed("list runs", &e, Some(&session.csrf)),
     };
     let flows = state.conversations.flows();
+    // Each run's history, for what its summary does not say: whether it recovered.
+    let mut recoveries = Vec::with_capacity(runs.runs.len());
+    for r in &runs.runs {
+        match state.conversations.run(&r.run_id).await {
+            Ok(h) => recoveries.push(h.as_ref().map(Recovery::of).unwrap_or_default()),
+            Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
+        }
+    }
     let body = html! {
         h1 { "Runs" }
         form.filters method="get" action="/runs" role="search" {
@@ -96,7 +105,7 @@ pub async fn list(
             }
             div { button type="submit" { "Filter" } }
         }
-        @for p in &problems { p.banner.bad role="alert" { (p) } }
+        @for p in &problems { p.banner.bad role="alert" { (prose(p)) } }
         @if runs.runs.is_empty() {
             p.card { "No runs match. Runs are kept as long as --history-retention says; send a message on the "
                 a href="/try" { "Try it" } " page to make one." }
@@ -105,13 +114,13 @@ pub async fn list(
                 table #runs {
                     thead { tr { th { "Last activity" } th { "Flow" } th { "Conversation" } th { "Contact" } th { "Status" } th { "Duration" } } }
                     tbody {
-                        @for r in &runs.runs {
-                            tr {
+                        @for (r, recovery) in runs.runs.iter().zip(&recoveries) {
+                            tr data-run=(r.run_id.as_str()) {
                                 td { a href={"/runs/" (url_path(r.run_id.as_str()))} { (time_ms(r.updated_at_ms)) } }
                                 td { (r.flow_id) }
                                 td { a href={"/runs?conversation=" (url_query(&r.conversation_id))} { (r.conversation_id) } }
                                 td { (r.contact_id.as_deref().unwrap_or("–")) }
-                                td { (run_status(r.status.as_str())) }
+                                td { (run_status(r.status.as_str())) (recovery.badges()) }
                                 td { (duration_ms(r.duration_ms)) }
                             }
                         }
@@ -153,14 +162,118 @@ pub async fn show(State(state): State<Arc<AppState>>, SignedIn(session): SignedI
         }
         Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
     };
-    html(page(&format!("Run {}", run.summary.run_id), Nav::Runs, Some(&session.csrf), run_page(&run))).into_response()
+    let handled_by = match error_run_of(&state, &run).await {
+        Ok(h) => h,
+        Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
+    };
+    let body = run_page(&run, handled_by.as_ref());
+    html(page(&format!("Run {}", run.summary.run_id), Nav::Runs, Some(&session.csrf), body)).into_response()
 }
 
-/// A run: facts, transcript, then each activation's steps.
-pub fn run_page(run: &RunHistory) -> Markup {
+/// The error flow's run that a failed run started, if any: a run of the same conversation
+/// whose `error.run_id` is this run (among the conversation's latest runs).
+async fn error_run_of(
+    state: &AppState,
+    run: &RunHistory,
+) -> Result<Option<RunHistory>, tern_engine::storage::StoreError> {
+    if run.summary.status != RunStatus::Failed {
+        return Ok(None);
+    }
+    let query =
+        RunQuery { conversation_id: Some(run.summary.conversation_id.clone()), limit: PAGE, ..RunQuery::default() };
+    for r in state.conversations.runs(&query).await?.runs {
+        if r.run_id == run.summary.run_id || r.started_at_ms < run.summary.started_at_ms {
+            continue;
+        }
+        if let Some(h) = state.conversations.run(&r.run_id).await?
+            && Recovery::of(&h).after_failure_of.as_deref() == Some(run.summary.run_id.as_str())
+        {
+            return Ok(Some(h));
+        }
+    }
+    Ok(None)
+}
+
+/// What a run's history says about failures it got over.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Steps that failed and went to their `on_error` (or the flow's).
+    pub on_error: Vec<String>,
+    /// The failed run this run (of the error flow) was started for.
+    pub after_failure_of: Option<String>,
+}
+
+impl Recovery {
+    /// Reads it from the history: `error_handled` steps, and the `error` variable an error
+    /// flow starts with.
+    pub fn of(run: &RunHistory) -> Self {
+        let on_error = run
+            .segments
+            .iter()
+            .flat_map(|g| &g.trace)
+            .filter(|t| t.status == StepStatus::ErrorHandled)
+            .map(|t| t.step.as_str().to_string())
+            .collect();
+        let after_failure_of = run
+            .segments
+            .first()
+            .and_then(|g| g.variables.get("error"))
+            .and_then(|e| e.get("run_id"))
+            .and_then(|id| id.as_str())
+            .map(str::to_owned);
+        Self { on_error, after_failure_of }
+    }
+
+    /// Badges that set the run apart from a clean one (none for a clean run).
+    pub fn badges(&self) -> Markup {
+        html! {
+            @if !self.on_error.is_empty() { " " span.badge.warn data-recovery="on_error" { "recovered via on_error" } }
+            @if self.after_failure_of.is_some() { " " span.badge.warn data-recovery="error_flow" { "error flow" } }
+        }
+    }
+}
+
+/// Milliseconds of work (the activations) and of waiting for the contact (between them; a
+/// paused run's wait so far is not counted, it is still going on).
+pub fn work_and_wait_ms(run: &RunHistory) -> (i64, i64) {
+    let work = run.segments.iter().map(|g| (g.finished_at_ms - g.started_at_ms).max(0)).sum();
+    let wait = run.segments.windows(2).map(|w| (w[1].started_at_ms - w[0].finished_at_ms).max(0)).sum();
+    (work, wait)
+}
+
+/// A run: facts, transcript, then each activation's steps. `handled_by` is the error flow's
+/// run that this run's failure started, when there is one.
+pub fn run_page(run: &RunHistory, handled_by: Option<&RunHistory>) -> Markup {
     let s = &run.summary;
+    let recovery = Recovery::of(run);
+    let (work, wait) = work_and_wait_ms(run);
+    let replied = |h: &RunHistory| h.segments.iter().any(|g| !g.replies.is_empty());
+    let no_answer = s.status != RunStatus::Paused && !replied(run) && !handled_by.is_some_and(replied);
     html! {
-        h1 { "Run " code { (s.run_id) } " " (run_status(s.status.as_str())) }
+        h1 { "Run " code { (s.run_id) } " " (run_status(s.status.as_str())) (recovery.badges()) }
+        @if no_answer {
+            p.banner.warn role="status" #no-answer { "The contact got no answer." " This run ended without sending a reply." }
+        }
+        @if !recovery.on_error.is_empty() {
+            p.banner.warn #recovered {
+                "Recovered: step" @if recovery.on_error.len() > 1 { "s" } " "
+                @for (i, step) in recovery.on_error.iter().enumerate() { @if i > 0 { ", " } code { (step) } }
+                " failed and the run went on through " code { "on_error" } "."
+            }
+        }
+        @if let Some(failed) = &recovery.after_failure_of {
+            p.banner.warn #error-flow {
+                "This is the error flow: it ran because run "
+                a href={"/runs/" (url_path(failed))} { code { (failed) } } " failed."
+            }
+        }
+        @if let Some(h) = handled_by {
+            p.banner.warn #handled-by {
+                "The error flow " code { (h.summary.flow_id) } " ran for this failure: run "
+                a href={"/runs/" (url_path(h.summary.run_id.as_str()))} { code { (h.summary.run_id) } }
+                " " (run_status(h.summary.status.as_str()))
+            }
+        }
         div.card {
             dl.facts {
                 dt { "Flow" } dd { (s.flow_id) " " span.muted { "version " code { (s.flow_version.get(..12).unwrap_or(&s.flow_version)) } } }
@@ -170,6 +283,15 @@ pub fn run_page(run: &RunHistory) -> Markup {
                 @if let Some(f) = s.finished_at_ms { dt { "Finished" } dd { (time_ms(f)) } }
                 @else { dt { "Last activity" } dd { (time_ms(s.updated_at_ms)) } }
                 dt { "Duration" } dd { (duration_ms(s.duration_ms)) }
+                dt { "Working" } dd #work-time { (duration_ms(work)) " " span.muted { "(Tern running the steps)" } }
+                dt { "Waiting for the contact" } dd #wait-time {
+                    @if run.segments.len() > 1 { (duration_ms(wait)) " " span.muted { "(between a question and its answer)" } }
+                    @else if s.status != RunStatus::Paused { "no wait" }
+                    @if s.status == RunStatus::Paused {
+                        @if run.segments.len() > 1 { "; " }
+                        "waiting since " (time_ms(s.updated_at_ms))
+                    }
+                }
             }
         }
         h2 { "Conversation" }
@@ -211,11 +333,19 @@ fn segment(i: usize, g: &Segment) -> Markup {
                         tr {
                             td { code { (t.step.as_str()) } }
                             td { (&*t.step_type) }
-                            td { span class={"badge " (step_class(status))} { (status.replace('_', " ")) } }
+                            td { span class={"badge " (step_class(status))} { (step_status_words(status)) } }
                             td { (duration_ms(i64::try_from(t.duration_us / 1000).unwrap_or(i64::MAX))) }
                             td {
-                                @if let Some(e) = &t.error { p.field-error { "[" (e.code) "] " (e.message) } }
-                                @if !t.detail.is_empty() {
+                                @if let Some(e) = &t.error { p.field-error { "[" (e.code) "] " (prose(&e.message)) } }
+                                @let case = (&*t.step_type == "branch").then(|| t.detail.get("case")).flatten();
+                                @match case {
+                                    Some(serde_json::Value::Null) => { p.case { "No case matched: the run went on to the next step." } }
+                                    Some(serde_json::Value::Number(n)) => {
+                                        p.case { "Case " (n.as_u64().map_or(0, |i| i + 1)) " matched." }
+                                    }
+                                    _ => {}
+                                }
+                                @if t.detail.keys().any(|k| case.is_none() || k != "case") {
                                     details {
                                         summary { "Details (secrets masked)" }
                                         pre { (serde_json::to_string_pretty(&t.detail).unwrap_or_default()) }
@@ -235,7 +365,7 @@ fn segment(i: usize, g: &Segment) -> Markup {
         }
         @if let Some(e) = &g.error {
             p.banner.bad role="alert" {
-                "Failed" @if let Some(step) = &e.step { " at step " code { (step.as_str()) } } ": [" (e.code) "] " (e.message)
+                "Failed" @if let Some(step) = &e.step { " at step " code { (step.as_str()) } } ": [" (e.code) "] " (prose(&e.message))
             }
         }
     }
@@ -246,6 +376,17 @@ fn activation_status(status: &str) -> Markup {
     match status {
         "paused" => html! { span.badge.warn data-status="paused" { "Asked the contact" } },
         other => run_status(other),
+    }
+}
+
+/// How a step went, in words.
+fn step_status_words(status: &str) -> &str {
+    match status {
+        "ok" => "ok",
+        "paused" => "asked the contact",
+        "error_handled" => "failed, went to on_error",
+        "failed" => "failed",
+        other => other,
     }
 }
 

@@ -78,7 +78,7 @@ async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Respo
         p.muted { "Messages go to test conversation " code #conversation { (conversation) }
             " through the same service as the channel's webhook. "
             a href="/try" { "Start a new conversation" } }
-        @if !q.problem.is_empty() { p.banner.bad role="alert" { (q.problem) } }
+        @if !q.problem.is_empty() { p.banner.bad role="alert" { (super::layout::prose(&q.problem)) } }
         div.chat #chat aria-live="polite" {
             @if runs.is_empty() { p.muted { "No messages yet." } }
             @for r in &runs {
@@ -89,7 +89,7 @@ async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Respo
                 p.muted {
                     (run_status(r.summary.status.as_str())) " "
                     a href={"/runs/" (url_path(r.summary.run_id.as_str()))} { "run of " (r.summary.flow_id) }
-                    @if let Some(e) = r.segments.last().and_then(|g| g.error.as_ref()) { " — " (e.message) }
+                    @if let Some(e) = r.segments.last().and_then(|g| g.error.as_ref()) { " — " (super::layout::prose(&e.message)) }
                 }
             }
         }
