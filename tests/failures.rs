@@ -184,6 +184,8 @@ fn the_default_error_reply_is_checked_plain_text() {
         ("", "is empty"),
         ("   ", "is empty"),
         ("Sorry ({{error.code}})", "plain text, sent as is"),
+        ("Sorry\u{1b}[31m", "the character U+001B"),
+        ("Sorry \u{202e}", "the character U+202E"),
         (long.as_str(), "4097 characters; at most 4096"),
     ] {
         let r = tern_run(&path, &["--error-reply", reply]);
@@ -215,6 +217,16 @@ fn a_failed_run_answers_the_contact_by_default_unless_told_not_to() {
     assert_eq!(r.code(), 1, "{}", r.stderr());
     assert_eq!(r.stdout(), "");
     assert!(r.stderr().contains("(the contact got no answer"), "{}", r.stderr());
+    // `--no-error-reply` wins, wherever the text comes from.
     let r = tern_run(&path, &["--no-error-reply", "--error-reply", "both"]);
-    assert_eq!(r.code(), 2, "the two options contradict each other: {}", r.stderr());
+    assert_eq!((r.code(), r.stdout()), (1, String::new()), "{}", r.stderr());
+    // Asked, then failed on the answer: the question was a reply, the answer got none.
+    let mut flow = lookup_flow(&api, None, None);
+    let ask = json!({"id": "q", "type": "ask", "text": "Your id?", "save_as": "id"});
+    flow["steps"].as_array_mut().unwrap().insert(0, ask);
+    let path = flows.write("asks", &flow);
+    let r = tern_run(&path, &["--no-error-reply", "-m", "42"]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert_eq!(r.stdout(), "Your id?\n");
+    assert!(r.stderr().contains("(the contact got no answer to its last message"), "{}", r.stderr());
 }

@@ -451,6 +451,22 @@ impl Drop for Background {
     }
 }
 
+/// `tern serve` started by `script` in the sandbox (`exec` is prepended), after `tweak` has
+/// adjusted the command: its standard error goes to the returned log file. Once it is healthy.
+fn serve_logged(
+    s: &Sandbox,
+    script: &str,
+    port: u16,
+    tweak: impl FnOnce(&mut Command),
+) -> (Background, tempfile::NamedTempFile) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = s.command(&format!("exec {script}"));
+    tweak(&mut cmd);
+    let mut server = Background(cmd.stdout(Stdio::piped()).stderr(log.reopen().unwrap()).spawn().unwrap());
+    wait_healthy(s, port, &mut server);
+    (server, log)
+}
+
 /// Waits for the event that `tern serve` is up, its `listening on` line (printed once the socket
 /// is bound), then checks `/healthz` with curl as the README does.
 fn wait_healthy(s: &Sandbox, port: u16, server: &mut Background) {
@@ -478,10 +494,7 @@ fn conversation_server_commands() {
     s.env.push(("TERN_ADMIN_TOKEN".into(), "readme-admin-token-0123456789".into()));
     s.env.push(("TERN_CHANNEL_TOKEN".into(), "readme-channel-token-0123456789".into()));
     let serve = block("README.md", "tern serve --flows flows/examples");
-    let mut server = Background(
-        s.command(&format!("exec {}", at(&serve.text))).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap(),
-    );
-    wait_healthy(&s, port, &mut server);
+    let (_server, _log) = serve_logged(&s, &at(&serve.text), port, |_| {});
 
     // The message, and the answer the comment under it shows (`…` stands for anything).
     let message = block("README.md", "curl -s -X POST http://127.0.0.1:8080");
@@ -564,16 +577,10 @@ fn first_flow_walkthrough() {
     let serve = block("README.md", "tern serve --flows my-flows");
     let port = free_port();
     s.env.push(("TERN_CHANNEL_TOKEN".into(), "readme-channel-token-0123456789".into()));
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut server = Background(
-        s.command(&format!("exec {}", serve.text.trim().replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))))
-            .env_remove("TERN_PUBLIC_URL")
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_healthy(&s, port, &mut server);
+    let script = serve.text.trim().replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let (_server, log) = serve_logged(&s, &script, port, |cmd| {
+        cmd.env_remove("TERN_PUBLIC_URL");
+    });
     let said = std::fs::read_to_string(log.path()).unwrap();
     assert!(
         said.contains(&format!("http://127.0.0.1:{port}/")),
@@ -648,20 +655,10 @@ fn the_tern_toml_example_is_accepted() {
     std::fs::write(s.path("tern.toml"), &b.text).unwrap();
     const SUPPORT_TOKEN: &str = "readme-support-token-0123456789";
     let hook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut server = Background(
-        s.command(&format!(
-            "exec tern --data-dir {data} serve --flows flows/examples --listen 127.0.0.1:{port} --watch false"
-        ))
-        .env_remove("TERN_DATA_DIR")
-        .env("SUPPORT_TOKEN", SUPPORT_TOKEN)
-        .env("SUPPORT_WEBHOOK_SECRET", hook_secret)
-        .stdout(Stdio::piped())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap(),
-    );
-    wait_healthy(&s, port, &mut server);
+    let script = format!("tern --data-dir {data} serve --flows flows/examples --listen 127.0.0.1:{port} --watch false");
+    let (_server, log) = serve_logged(&s, &script, port, |cmd| {
+        cmd.env_remove("TERN_DATA_DIR").env("SUPPORT_TOKEN", SUPPORT_TOKEN).env("SUPPORT_WEBHOOK_SECRET", hook_secret);
+    });
     let said = std::fs::read_to_string(log.path()).unwrap();
     assert!(said.contains("channel `support` of tern.toml hides the stored channel of the same name"), "{said}");
     // The file's channel takes messages with its token from the environment.

@@ -99,6 +99,7 @@ fn runs_are_listed_filtered_paged_and_shown_by_the_api_and_the_cli() {
     ] {
         assert!(text.contains(part), "{part} in:\n{text}");
     }
+    assert!(!text.contains("no answer"), "the contact was answered: {text}");
     let json = run(["--data-dir", dir, "runs", "show", &tl_run, "--json"]);
     let history: Value = serde_json::from_str(&json.stdout()).unwrap();
     assert_eq!(history["segments"].as_array().unwrap().len(), 2);

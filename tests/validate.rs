@@ -196,13 +196,17 @@ fn a_literal_private_host_is_a_warning_unless_private_networks_are_allowed() {
             {"id": "mine", "type": "http_request", "request": {"url": "http://127.0.0.1:9000/orders"}},
             {"id": "lan", "type": "http_request", "request": {"url": "http://192.168.1.5/x"}},
             {"id": "name", "type": "http_request", "request": {"url": "http://localhost:3000/x"}},
-            {"id": "public", "type": "http_request", "request": {"url": "https://api.example.com/x"}}
+            {"id": "public", "type": "http_request", "request": {"url": "https://api.example.com/x"}},
+            {"id": "nowhere", "type": "http_request", "request": {"url": "http://0.0.0.0:9000/x"}}
         ]}),
     );
     let out = tern().env("TERN_DATA_DIR", fresh_data_dir()).arg("validate").arg(&flow).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(stderr.matches("warning[private-address]").count(), 3, "{stderr}");
+    assert_eq!(stderr.matches("warning[private-address]").count(), 4, "{stderr}");
+    // An address nothing reaches is not offered the flag.
+    let nowhere = stderr.lines().skip_while(|l| !l.contains("/steps/4/")).take(2).collect::<Vec<_>>().join("\n");
+    assert!(nowhere.contains("no request can reach it") && !nowhere.contains("--allow-private-network"), "{nowhere}");
     for pointer in ["/steps/0/request/url", "/steps/1/request/url", "/steps/2/request/url"] {
         assert!(stderr.contains(&format!("at {pointer}:")), "{pointer} in {stderr}");
     }
@@ -216,5 +220,32 @@ fn a_literal_private_host_is_a_warning_unless_private_networks_are_allowed() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("private-address"), "{stderr}");
+    assert_eq!(stderr.matches("private-address").count(), 1, "only the address nothing reaches: {stderr}");
+    assert!(stderr.contains("/steps/4/"), "{stderr}");
+}
+
+#[test]
+fn a_match_without_keywords_or_regex_is_warned_about() {
+    // `"match": {}` or `"keywords": []` (left "to fill in later") takes every message.
+    let flows = Flows::new();
+    for (name, matcher) in [("empty", serde_json::json!({})), ("none", serde_json::json!({"keywords": []}))] {
+        let flow = flows.write(
+            name,
+            &serde_json::json!({"version": 1, "id": name, "trigger": {"type": "message", "match": matcher},
+                "steps": [{"id": "hi", "type": "send_message", "text": "hi"}]}),
+        );
+        let out = tern().env("TERN_DATA_DIR", fresh_data_dir()).arg("validate").arg(&flow).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("warning[matches-everything] at /trigger/match"), "{stderr}");
+        assert!(stderr.contains("every message starts this flow"), "{stderr}");
+    }
+    // Without `match`, every message is meant: no warning.
+    let flow = flows.write(
+        "all",
+        &serde_json::json!({"version": 1, "id": "all", "trigger": {"type": "message"},
+            "steps": [{"id": "hi", "type": "send_message", "text": "hi"}]}),
+    );
+    let out = tern().env("TERN_DATA_DIR", fresh_data_dir()).arg("validate").arg(&flow).output().unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("matches-everything"));
 }

@@ -438,7 +438,11 @@ fn resolve_flow_on_error(load: &mut Load<'_>) -> ControlFlow<()> {
 /// The trigger, compiled.
 fn read_trigger(load: &mut Load<'_>) -> ControlFlow<()> {
     let (opts, diags) = (load.opts, &mut load.diags);
-    load.trigger = load.cfg.as_ref().and_then(|c| compile_trigger(c.trigger.as_ref(), opts.integrations, diags));
+    let matches_everything = says_nothing(&load.doc);
+    load.trigger = load
+        .cfg
+        .as_ref()
+        .and_then(|c| compile_trigger(c.trigger.as_ref(), matches_everything, opts.integrations, diags));
     ControlFlow::Continue(())
 }
 
@@ -473,7 +477,9 @@ fn check_private_hosts(load: &mut Load<'_>) -> ControlFlow<()> {
     for (pointer, origin) in &load.facts.literal_origins {
         if let Some(why) = crate::http::guard::static_refusal(origin, allow) {
             let why = why.split(';').next().unwrap_or(&why).trim();
-            let (message, hint) = if allow {
+            // Unspecified, multicast and broadcast addresses stay refused with the flag too.
+            let unreachable = allow || crate::http::guard::static_refusal(origin, true).is_some();
+            let (message, hint) = if unreachable {
                 (format!("{why}: no request can reach it"), "use the API's real host")
             } else {
                 (
@@ -487,8 +493,21 @@ fn check_private_hosts(load: &mut Load<'_>) -> ControlFlow<()> {
     ControlFlow::Continue(())
 }
 
+/// Whether the flow writes a `match` that says nothing: an object with no other fields than
+/// `regex` (absent or null) and `keywords` (absent or empty). Read from the document, so that
+/// a `match` whose fields were dropped for their problems is not warned about as well.
+fn says_nothing(doc: &Value) -> bool {
+    doc.pointer("/trigger/match").and_then(Value::as_object).is_some_and(|m| {
+        m.keys().all(|k| k == "regex" || k == "keywords")
+            && m.get("regex").is_none_or(Value::is_null)
+            && m.get("keywords").is_none_or(|k| k.as_array().is_some_and(Vec::is_empty))
+    })
+}
+
+/// The trigger; `matches_everything` is [`says_nothing`] of the document.
 fn compile_trigger(
     cfg: Option<&TriggerConfig>,
+    matches_everything: bool,
     integrations: Option<&BTreeSet<IntegrationName>>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Trigger> {
@@ -511,7 +530,29 @@ fn compile_trigger(
             return Some(Trigger::IntegrationEvent { integration: integration.clone(), priority: *priority });
         }
     };
+    if matches_everything {
+        diags.push(
+            Diagnostic::warning(
+                "matches-everything",
+                "/trigger/match",
+                "`match` has no keywords and no regex, so every message starts this flow",
+            )
+            .with_hint("add keywords (`\"keywords\": [\"order\"]`) or a `regex`; leave `match` out when every message is meant"),
+        );
+    }
     let matcher = matcher.clone().unwrap_or_default();
+    for (i, keyword) in matcher.keywords.iter().enumerate() {
+        if !keyword.chars().any(char::is_alphanumeric) {
+            diags.push(
+                Diagnostic::error(
+                    "empty-keyword",
+                    format!("/trigger/match/keywords/{i}"),
+                    format!("the keyword {keyword:?} has no letters or digits, so it never matches"),
+                )
+                .with_hint("keywords match whole words; use `match.regex` to match punctuation"),
+            );
+        }
+    }
     let regex = match &matcher.regex {
         Some(p) => match regex::RegexBuilder::new(p).size_limit(1 << 20).build() {
             Ok(r) => Some(r),

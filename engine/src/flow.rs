@@ -97,8 +97,8 @@ pub struct MessageMatch {
     /// A regular expression (Rust `regex` syntax) searched in the text; `(?i)` for case-insensitive.
     #[serde(default)]
     pub regex: Option<String>,
-    /// Words or phrases; matches when the text contains one as whole words, ignoring case (a word
-    /// of 3 or more letters also matches its plural: `order` matches `orders`).
+    /// Words or phrases; matches when the text contains one as whole words, ignoring case (a last
+    /// word of 3 or more letters also matches its plural: `order` matches `orders`).
     #[serde(default)]
     pub keywords: Vec<String>,
 }
@@ -175,33 +175,42 @@ impl Trigger {
 
 /// Whether `text` contains `phrase` (already lower-case) as whole words in order, ignoring
 /// case. Words are runs of letters and digits (an apostrophe splits them: `order's` contains
-/// `order`). A keyword word of [`PLURAL_MIN_LETTERS`] or more letters also matches its English
-/// plural (`order`/`orders`, `box`/`boxes`, `company`/`companies`); no other word forms match
-/// (no stemming: `ordering` is not `order`), which a `regex` can express.
+/// `order`). The last word of a keyword, of [`PLURAL_MIN_LETTERS`] or more letters, also
+/// matches its English plural ([`plural_of`]: `order`/`orders`, `box`/`boxes`,
+/// `company`/`companies`); no other word forms match (no stemming: `ordering` is not
+/// `order`), which a `regex` can express.
 fn contains_words(text: &str, phrase: &str) -> bool {
     let lower = text.to_lowercase();
     let words: Vec<&str> = lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
     let want: Vec<&str> = phrase.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
-    !want.is_empty() && words.windows(want.len()).any(|w| w.iter().zip(&want).all(|(word, k)| same_word(word, k)))
+    let last = want.len().saturating_sub(1);
+    !want.is_empty()
+        && words.windows(want.len()).any(|w| {
+            w.iter().zip(&want).enumerate().all(|(i, (word, k))| *word == *k || (i == last && plural_of(word, k)))
+        })
 }
 
 /// The fewest letters a keyword word needs for its plural to match too (`hi` must not match
 /// `his`).
 pub const PLURAL_MIN_LETTERS: usize = 3;
 
-/// Whether `word` is `keyword` or, for a keyword of [`PLURAL_MIN_LETTERS`] letters or more, its
-/// plural: `+s`, `+es`, or `y` → `ies`.
-fn same_word(word: &str, keyword: &str) -> bool {
-    if word == keyword {
-        return true;
-    }
+/// Whether `word` is the English plural of `keyword` (of [`PLURAL_MIN_LETTERS`] letters or
+/// more): `+s`; `+es` after `s`, `x`, `z`, `ch`, `sh` or `o` (`box`/`boxes`, not `not`/`notes`);
+/// `y` → `ies` after a consonant (`company`/`companies`).
+fn plural_of(word: &str, keyword: &str) -> bool {
     if keyword.chars().count() < PLURAL_MIN_LETTERS {
         return false;
     }
-    let plural_of = |suffix: &str, stem: &str| word.strip_suffix(suffix) == Some(stem);
-    plural_of("s", keyword)
-        || plural_of("es", keyword)
-        || keyword.strip_suffix('y').is_some_and(|stem| plural_of("ies", stem))
+    if word.strip_suffix('s') == Some(keyword) {
+        return true;
+    }
+    let sibilant = ["s", "x", "z", "ch", "sh", "o"].iter().any(|end| keyword.ends_with(end));
+    if sibilant && word.strip_suffix("es") == Some(keyword) {
+        return true;
+    }
+    keyword
+        .strip_suffix('y')
+        .is_some_and(|stem| !stem.ends_with(['a', 'e', 'i', 'o', 'u']) && word.strip_suffix("ies") == Some(stem))
 }
 
 #[cfg(test)]
@@ -230,8 +239,18 @@ mod tests {
         }
         assert!(t.matches("any open tickets?"), "the last word of a phrase may be plural");
         assert!(t.matches("open tickets"));
-        for text in ["this is his", "reordering", "ordering", "orderly", "tickets open", "boxing"] {
+        for text in ["this is his", "reordering", "ordering", "orderly", "tickets open", "boxing", "opens tickets"] {
             assert!(!t.matches(text), "{text}");
         }
+        // `+es` only where English writes it.
+        let t = Trigger::Message {
+            regex: None,
+            keywords: vec!["not".into(), "plan".into(), "rat".into(), "key".into()],
+            priority: 0,
+        };
+        for text in ["my notes", "planes to Paris", "the rates", "kies"] {
+            assert!(!t.matches(text), "{text}");
+        }
+        assert!(t.matches("two keys") && t.matches("our plans"));
     }
 }

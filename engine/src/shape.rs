@@ -269,17 +269,16 @@ impl<'s> Walker<'s> {
             .unwrap_or_default();
         let mut ok = true;
         // A required field given under a certain misspelling is reported once, as the typo.
-        let misspelled: Vec<&str> = match (props, additional.and_then(Value::as_bool)) {
+        let misspelled: Vec<String> = match (props, additional.and_then(Value::as_bool)) {
             (Some(p), Some(false)) => m
                 .keys()
                 .filter(|k| !p.contains_key(k.as_str()))
-                .filter_map(|k| nearest(k, p.keys().map(String::as_str)))
-                .filter(|n| !m.contains_key(*n))
+                .filter_map(|k| self.meant(k, props, m, pointer))
                 .collect(),
             _ => Vec::new(),
         };
         for name in &required {
-            if misspelled.contains(name) {
+            if misspelled.iter().any(|n| n == name) {
                 ok = false;
             } else if !m.contains_key(*name) {
                 let hint = props
@@ -301,7 +300,7 @@ impl<'s> Walker<'s> {
             } else if additional.and_then(Value::as_bool) == Some(false) {
                 self.unknown_field(key, props, &at, pointer);
                 self.report.removals.push(at.clone());
-                self.as_if_spelled_right(key, child, props, m, &at, depth);
+                self.as_if_spelled_right(key, child, props, m, (&at, pointer), depth);
                 continue;
             } else if let Some(p @ Value::Object(_)) = additional {
                 self.node(child, p, &at, depth + 1)
@@ -342,28 +341,52 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn unknown_field(&mut self, key: &str, props: Option<&Map<String, Value>>, at: &str, parent: &str) {
+    /// The fields an unknown one may be a typo of: this object's, and at the top level the
+    /// fields handled elsewhere (a step's common fields).
+    fn known<'k>(&'k self, props: Option<&'k Map<String, Value>>, parent: &str) -> Vec<&'k str> {
         let mut known: Vec<&str> = props.into_iter().flat_map(|p| p.keys().map(String::as_str)).collect();
         if parent == self.base {
             known.extend(self.also_known.iter().copied());
         }
+        known
+    }
+
+    /// The field of this object that the unknown `key` certainly stands for: the one the hint
+    /// names, when it is this object's own and not given too (`saveas` → `save_as`; `Next` →
+    /// none, since it stands for the common field `next`).
+    fn meant(
+        &self,
+        key: &str,
+        props: Option<&Map<String, Value>>,
+        present: &Map<String, Value>,
+        parent: &str,
+    ) -> Option<String> {
+        let meant = nearest(key, self.known(props, parent).into_iter())?;
+        (props?.contains_key(meant) && !present.contains_key(meant)).then(|| meant.to_string())
+    }
+
+    fn unknown_field(&mut self, key: &str, props: Option<&Map<String, Value>>, at: &str, parent: &str) {
+        let known = self.known(props, parent);
         let hint = match (nearest(key, known.iter().copied()), self.one_level_down(key, props)) {
             (Some(n), _) => format!("did you mean `{n}`? Known fields: {}", known.join(", ")),
-            (None, Some(inner)) => format!("did you mean `{inner}.{key}`? `{key}` is a field of `{inner}`"),
+            (None, Some(inner)) => {
+                let (parent, field) = inner.split_once('.').unwrap_or((inner.as_str(), key));
+                format!("did you mean `{inner}`? `{field}` is a field of `{parent}`")
+            }
             (None, None) if known.is_empty() => "this object has no fields".to_string(),
             (None, None) => format!("known fields: {}", known.join(", ")),
         };
         self.error("unknown-field", at, format!("unknown field `{key}`"), Some(hint));
     }
 
-    /// The field of this object whose own object has a field named exactly `key` (`keywords`
-    /// written at the trigger level belongs in `match`).
+    /// `field.inner` when this object's `field` is an object with a field `inner` named `key` in
+    /// any letter case (`keywords` written at the trigger level belongs in `match`).
     fn one_level_down(&self, key: &str, props: Option<&Map<String, Value>>) -> Option<String> {
         props?.iter().find_map(|(name, schema)| {
-            self.object_schemas(schema, 0)
-                .iter()
-                .any(|s| s.get("properties").and_then(Value::as_object).is_some_and(|p| p.contains_key(key)))
-                .then(|| name.clone())
+            self.object_schemas(schema, 0).iter().find_map(|s| {
+                let props = s.get("properties").and_then(Value::as_object)?;
+                props.keys().find(|k| k.eq_ignore_ascii_case(key)).map(|k| format!("{name}.{k}"))
+            })
         })
     }
 
@@ -397,14 +420,11 @@ impl<'s> Walker<'s> {
         value: &Value,
         props: Option<&'s Map<String, Value>>,
         present: &Map<String, Value>,
-        at: &str,
+        (at, parent): (&str, &str),
         depth: usize,
     ) {
-        let Some(props) = props else { return };
-        let Some(meant) = nearest(key, props.keys().map(String::as_str)).filter(|n| !present.contains_key(*n)) else {
-            return;
-        };
-        let Some(schema) = props.get(meant) else { return };
+        let Some(meant) = self.meant(key, props, present, parent) else { return };
+        let Some(schema) = props.and_then(|p| p.get(&meant)) else { return };
         let mut trial = Walker { defs: self.defs, also_known: &[], base: self.base, report: ShapeReport::default() };
         trial.node(value, schema, at, depth + 1);
         self.report.defines.extend(trial.report.defines);
@@ -700,6 +720,9 @@ mod tests {
         // A field far from every known one defines nothing.
         let r = check(&json!({"text": "hi", "output_variable": "answer"}), &schema(), "/steps/0", &[]);
         assert!(r.defines.is_empty(), "{:?}", r.defines);
+        // A typo of a common field (`Next` for `next`) stands for nothing of this object's.
+        let r = check(&json!({"Next": "b"}), &schema(), "/steps/0", &["next"]);
+        assert!(r.diags.iter().any(|d| d.message == "missing field `text`"), "{:?}", r.diags);
         // A typo of a field that is also given is only unknown.
         let r = check(&json!({"text": "hi", "save_as": "a", "saveas": "b"}), &schema(), "/steps/0", &[]);
         assert_eq!(r.defines.len(), 1, "{:?}", r.defines);

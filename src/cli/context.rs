@@ -29,7 +29,17 @@ pub struct Shared {
     #[arg(long, global = true, env = "TERN_DATABASE_URL", hide_env_values = true, value_name = "URL")]
     pub database_url: Option<RawDatabaseUrl>,
     /// The URL Tern is reachable at; the OAuth callback is `{public_url}/oauth/callback`.
-    #[arg(long, global = true, env = "TERN_PUBLIC_URL", default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    /// Default: for `tern serve` on a loopback address, that address (`--listen
+    /// 127.0.0.1:8181` → `http://127.0.0.1:8181`); otherwise `http://127.0.0.1:8080`, where
+    /// `tern serve` listens by default.
+    #[arg(
+        long,
+        global = true,
+        env = "TERN_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080",
+        hide_default_value = true,
+        value_name = "URL"
+    )]
     pub public_url: url::Url,
     /// The directory of installed step plugins (`*.wasm`); `plugins` in the data directory by
     /// default.
@@ -109,7 +119,7 @@ impl Shared {
         let loopback_host = match url.host() {
             Some(url::Host::Ipv4(ip)) => ip.is_loopback().then_some(Some(std::net::IpAddr::V4(ip))),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback().then_some(Some(std::net::IpAddr::V6(ip))),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost").then_some(None),
+            Some(url::Host::Domain(_)) => is_loopback_host(url).then_some(None),
             None => None,
         };
         let Some(host_ip) = loopback_host else { return (url.clone(), None) };
@@ -235,8 +245,20 @@ impl Shared {
 
     /// The public URL, checked: https, or http on a loopback address (`localhost`,
     /// 127.0.0.0/8, `[::1]`), or any http with `--insecure-public-url` (with a warning).
+    /// It must not hold a user name or password (links and logs show it) or a query or
+    /// fragment (paths are appended to it); the message never repeats such a URL.
     pub fn checked_public_url(&self) -> anyhow::Result<url::Url> {
         let url = &self.public_url;
+        if !url.username().is_empty() || url.password().is_some() {
+            anyhow::bail!(
+                "--public-url must not hold a user name or password: it is shown in links, callbacks and logs. Give the bare address (https://HOST[:PORT][/PATH])"
+            );
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            anyhow::bail!(
+                "--public-url must not have a query (`?…`) or fragment (`#…`): Tern appends paths such as /oauth/callback to it. Give https://HOST[:PORT][/PATH]"
+            );
+        }
         match url.scheme() {
             "https" => {}
             "http" if is_loopback_host(url) => {}
@@ -408,6 +430,18 @@ mod tests {
     }
 
     #[test]
+    fn a_public_url_with_credentials_a_query_or_a_fragment_is_refused_without_repeating_it() {
+        for url in
+            ["http://user:secretpw@127.0.0.1:8080/", "https://tern.example.com/?x=1", "https://tern.example.com/#f"]
+        {
+            let e = shared(Some(url)).checked_public_url().unwrap_err().to_string();
+            assert!(!e.contains("secretpw") && !e.contains("x=1"), "{e}");
+            assert!(e.contains("--public-url must not"), "{e}");
+        }
+        assert!(shared(Some("https://tern.example.com/tern/")).checked_public_url().is_ok());
+    }
+
+    #[test]
     fn a_given_public_url_on_this_machine_must_be_where_serve_listens() {
         for (public, listen) in [
             ("http://127.0.0.1:8181", "127.0.0.1:8181"),
@@ -425,6 +459,8 @@ mod tests {
             ("http://localhost", "127.0.0.1:8181"),
             ("http://127.0.0.2:8181", "127.0.0.1:8181"),
             ("http://[::1]:8181", "127.0.0.1:8181"),
+            ("http://localhost.:9999", "127.0.0.1:8181"),
+            ("http://foo.localhost:9999", "127.0.0.1:8181"),
         ] {
             let (_, warning) = for_listen(Some(public), listen);
             assert!(warning.is_some_and(|w| w.contains("would reach nothing")), "{public} on {listen}");

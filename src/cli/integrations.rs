@@ -167,7 +167,9 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
             add(&service, *a, (!shared.public_url_given).then_some(&shared.public_url)).await
         }
         IntegrationsCommand::List { json } => list(&*store, json).await,
-        IntegrationsCommand::Show { name, json } => show(&service, &name, json).await,
+        IntegrationsCommand::Show { name, json } => {
+            show(&service, &name, json, (!shared.public_url_given).then_some(&shared.public_url)).await
+        }
         IntegrationsCommand::Authorize { name, no_browser, timeout } => {
             authorize(service, &name, no_browser, Duration::from_secs(timeout)).await
         }
@@ -178,6 +180,13 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Said next to a callback URL built from the default public URL.
+fn default_public_url_note(public_url: &url::Url) -> String {
+    format!(
+        "(from the default public URL {public_url}, `tern serve`'s default address; if it listens elsewhere or behind a proxy, give the same --public-url or TERN_PUBLIC_URL to both commands)"
+    )
 }
 
 /// `default_public_url` is the public URL when it was left at its default (said next to the
@@ -241,10 +250,7 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
     if kind == Kind::AuthorizationCode {
         println!("Register this callback URL at the provider:\n  {}", service.callback_url());
         if let Some(public_url) = default_public_url {
-            println!(
-                "(from the default public URL {}, `tern serve`'s default address; if it listens elsewhere or behind a proxy, give the same --public-url or TERN_PUBLIC_URL to both commands)",
-                public_url
-            );
+            println!("{}", default_public_url_note(public_url));
         }
         println!("Then run: tern integrations authorize {}", a.name);
     }
@@ -271,7 +277,13 @@ async fn list(store: &dyn Store, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> anyhow::Result<ExitCode> {
+/// `default_public_url` as for [`add`].
+async fn show(
+    service: &Integrations,
+    name: &IntegrationName,
+    as_json: bool,
+    default_public_url: Option<&url::Url>,
+) -> anyhow::Result<ExitCode> {
     let store = service.store();
     let rec = store.get_integration(name).await?.with_context(|| format!("no integration named `{name}`"))?;
     let token = store.get_token(name, &TokenOwner::Workspace).await?;
@@ -318,6 +330,9 @@ async fn show(service: &Integrations, name: &IntegrationName, as_json: bool) -> 
     println!("API origins:       {}", c.api_origins.join(", "));
     println!("client auth:       {}", serde_json::to_value(c.client_auth)?.as_str().unwrap_or(""));
     println!("callback URL:      {}", service.callback_url());
+    if let Some(public_url) = default_public_url {
+        println!("                   {}", default_public_url_note(public_url));
+    }
     match &out["token"] {
         Value::Null => println!("token:             none"),
         t => println!(

@@ -79,7 +79,9 @@ enum Command {
     /// Manage channels: where messages come from and how replies go back (add, list, show,
     /// remove).
     Channels(channels::ChannelsArgs),
-    /// Serve the conversation API (messages in, replies out) and the OAuth callback.
+    /// Serve the flows: the conversation API (messages in, replies out), the channels'
+    /// webhooks, the OAuth callback, and the operator console at the public URL (sign in with
+    /// the admin token: `admin.token` in the data directory, or TERN_ADMIN_TOKEN).
     Serve(serve::ServeArgs),
     /// Browse run history recorded by `tern serve` (list, show).
     Runs(runs::RunsArgs),
@@ -176,6 +178,12 @@ pub enum ErrorReplyError {
         /// Its length in characters.
         chars: usize,
     },
+    /// It holds a control character (other than a line break or tab) or an invisible or
+    /// text-direction character, which would reach the contact as is.
+    #[error(
+        "the default error reply holds the character {0}, which would reach the contact as is; write plain text (line breaks are fine)"
+    )]
+    Hidden(String),
     /// It looks like a template, which it is not.
     #[error(
         "the default error reply is plain text, sent as is: `{{{{…}}}}` would reach the contact literally; use an error flow (trigger {{\"type\": \"error\"}}) to put the failure in the text"
@@ -192,9 +200,10 @@ pub struct ErrorReplyArgs {
     #[arg(long, env = "TERN_ERROR_REPLY", value_name = "TEXT", value_parser = parse_error_reply,
           default_value = tern_engine::conversation::DEFAULT_ERROR_REPLY)]
     error_reply: String,
-    /// Send no reply when a run fails and nothing caught it (the contact then gets no answer;
-    /// the run's history says so).
-    #[arg(long, env = "TERN_NO_ERROR_REPLY", value_parser = clap::builder::FalseyValueParser::new(), conflicts_with = "error_reply")]
+    /// Send no reply when a run fails and nothing caught it (the contact then gets no answer:
+    /// `tern run`, `tern runs show` and the console's run page say so). It wins over
+    /// `--error-reply` wherever that is set.
+    #[arg(long, env = "TERN_NO_ERROR_REPLY", value_parser = clap::builder::FalseyValueParser::new())]
     no_error_reply: bool,
 }
 
@@ -220,6 +229,10 @@ pub fn parse_error_reply(s: &str) -> Result<String, ErrorReplyError> {
     }
     if s.contains("{{") {
         return Err(ErrorReplyError::Template);
+    }
+    if let Some(c) = s.chars().find(|c| (c.is_control() && *c != '\n' && *c != '\t') || tern_engine::is_hidden_char(*c))
+    {
+        return Err(ErrorReplyError::Hidden(format!("U+{:04X}", u32::from(c))));
     }
     Ok(s.to_string())
 }

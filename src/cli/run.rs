@@ -240,6 +240,8 @@ async fn converse(
         eprintln!("(the flow is waiting for a reply; pass another --message to answer it)");
     } else if conversation_log.replies.is_empty() {
         eprintln!("(the contact got no answer: the run ended without a reply)");
+    } else if answer.replies.is_empty() {
+        eprintln!("(the contact got no answer to its last message: the run ended without replying to it)");
     }
     // The exit status and message are those of the flow's run, even when an error flow answered.
     match (&main.status, &main.error) {

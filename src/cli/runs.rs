@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tern_engine::conversation::{MAX_RUNS_PAGE, RunHistory, RunId, RunQuery, RunStatus, RunSummary};
+use tern_engine::conversation::{MAX_RUNS_PAGE, RunHistory, RunId, RunQuery, RunStatus, RunSummary, Unanswered};
 
 use super::context::Shared;
 use crate::humanize::{duration_ms as duration, time_ms as time};
@@ -121,7 +121,10 @@ pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&run)?);
             } else {
-                print!("{}", show(&run));
+                let error_flow = tern_engine::conversation::error_flow_run_of(&*store, &run)
+                    .await
+                    .context("could not read run history")?;
+                print!("{}", show(&run, error_flow.as_ref()));
             }
         }
     }
@@ -149,7 +152,8 @@ fn table(runs: &[RunSummary]) -> String {
 }
 
 /// A run as a transcript with its step timeline.
-fn show(run: &RunHistory) -> String {
+/// The run as text; `error_flow` is the error flow's run its failure started, if any.
+fn show(run: &RunHistory, error_flow: Option<&RunHistory>) -> String {
     let s = &run.summary;
     let mut out = String::new();
     let _ = writeln!(out, "run {}  flow {} ({})  {}", s.run_id, s.flow_id, short(&s.flow_version), s.status);
@@ -196,6 +200,23 @@ fn show(run: &RunHistory) -> String {
                 plain(&e.message)
             );
         }
+    }
+    if let Some(e) = error_flow {
+        let _ = writeln!(
+            out,
+            "\nthe error flow {} ran for this failure: run {} ({})",
+            e.summary.flow_id, e.summary.run_id, e.summary.status
+        );
+    }
+    match run.unanswered(error_flow) {
+        Some(Unanswered::Never) => {
+            let _ = writeln!(out, "\nthe contact got no answer: the run ended without sending a reply");
+        }
+        Some(Unanswered::LastMessage) => {
+            let _ =
+                writeln!(out, "\nthe contact got no answer to its last message: the run ended without replying to it");
+        }
+        None => {}
     }
     out
 }

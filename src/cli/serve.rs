@@ -22,10 +22,11 @@ use crate::server::{AppState, InvalidFlow, app};
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The directory of flow files (`*.json`).
-    #[arg(long, default_value = "flows/examples", env = "TERN_FLOWS")]
+    #[arg(long, default_value = "flows/examples", env = "TERN_FLOWS", value_name = "DIR")]
     flows: PathBuf,
-    /// The address to listen on (loopback by default; port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:8080", env = "TERN_LISTEN")]
+    /// The address to listen on, `IP:PORT` (`localhost:PORT` is 127.0.0.1; loopback by default;
+    /// port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "TERN_LISTEN", value_name = "ADDR", value_parser = parse_listen)]
     listen: SocketAddr,
     /// Skip invalid flows with a warning instead of refusing to start.
     #[arg(long, env = "TERN_SKIP_INVALID", value_parser = clap::builder::FalseyValueParser::new())]
@@ -99,6 +100,23 @@ pub struct ServeArgs {
     channel_secret: Vec<tern_engine::standard_webhooks::WebhookSecret>,
 }
 
+/// Reads `--listen`: `IP:PORT`, or `localhost:PORT` for 127.0.0.1 (no other name is looked up:
+/// where a server listens should not depend on DNS).
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if let Some(port) = s.strip_prefix("localhost:").or_else(|| s.strip_prefix("LOCALHOST:")) {
+        return port
+            .parse::<u16>()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .map_err(|_| format!("`{port}` is not a port (0 to 65535)"));
+    }
+    Err(format!(
+        "`{s}` is not IP:PORT; e.g. 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080 (all interfaces) or localhost:8080"
+    ))
+}
+
 /// Reads a `--channel-secret`.
 fn parse_channel_secret(s: &str) -> Result<tern_engine::standard_webhooks::WebhookSecret, String> {
     tern_engine::standard_webhooks::WebhookSecret::parse(s).map_err(|e| e.to_string())
@@ -139,6 +157,7 @@ impl ServeArgs {
 }
 
 pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    shared.checked_public_url()?;
     // Bound first: the public URL follows the address actually bound (port 0 included).
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -163,6 +182,13 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         tern_integrations::Integrations::new(store.clone(), shared.http()?, shared.public_url.clone(), secrets.clone())
             .with_observer(observer),
     );
+    if !args.flows.is_dir() {
+        anyhow::bail!(
+            "the flows directory {} {}; give the directory of your flow files with --flows DIR (or TERN_FLOWS)",
+            args.flows.display(),
+            if args.flows.exists() { "is not a directory" } else { "does not exist" }
+        );
+    }
     let registry = Arc::new(super::registry(shared).await?);
     let (flows, invalid) = load_dir(&args.flows, &registry, &*store, shared.allow_private_network).await?;
     let broken = invalid.len();
@@ -598,4 +624,19 @@ fn watch(dir: &std::path::Path, tx: mpsc::Sender<&'static str>) -> anyhow::Resul
         .watch(dir, notify::RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch {}", dir.display()))?;
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listen_takes_ip_port_and_localhost() {
+        assert_eq!(parse_listen("127.0.0.1:8181").unwrap().to_string(), "127.0.0.1:8181");
+        assert_eq!(parse_listen("[::1]:0").unwrap().to_string(), "[::1]:0");
+        assert_eq!(parse_listen("localhost:8181").unwrap().to_string(), "127.0.0.1:8181");
+        assert!(parse_listen("localhost:http").unwrap_err().contains("not a port"));
+        let e = parse_listen("example.com:80").unwrap_err();
+        assert!(e.contains("is not IP:PORT") && e.contains("localhost:8080"), "{e}");
+    }
 }

@@ -535,9 +535,17 @@ async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() 
     assert!(!html.contains("<b>bold"), "{html}");
     // A message no flow answers is said so, not lost.
     let body = format!("csrf={csrf}&conversation={conversation}&text=zzz&flow=");
-    let (_, headers, _) = form(&h, "/try", &cookie, &body).await;
-    let (_, html) = page(&h, headers[header::LOCATION].to_str().unwrap(), &cookie).await;
+    let (status, _, html) = form(&h, "/try", &cookie, &body).await;
+    assert_eq!(status, StatusCode::OK, "the page with the problem, not a redirect that carries it");
     assert!(html.contains("No flow answered “zzz”"), "{html}");
+    // A problem is never taken from the URL, where a link could put any text.
+    let (_, html) = page(
+        &h,
+        &format!("/try?conversation={conversation}&problem=Your+session+expired,+go+to+evil.example"),
+        &cookie,
+    )
+    .await;
+    assert!(!html.contains("evil.example"), "{html}");
 
     // Runs: the one run, with both activations, in the console's own channel (apart from the
     // `default` channel's conversation of the same id, and never delivered to its webhook).
@@ -674,6 +682,9 @@ async fn recovered_runs_unmatched_branches_and_unanswered_contacts_are_said_in_w
           ]}"#,
         r#"{"version": 1, "id": "silent", "trigger": {"type": "message", "match": {"keywords": ["silent"]}},
           "steps": [{"id": "set", "type": "set_variables", "variables": {"x": "1"}}]}"#,
+        r#"{"version": 1, "id": "asker", "trigger": {"type": "message", "match": {"keywords": ["asker"]}},
+          "steps": [{"id": "q", "type": "ask", "text": "Your name?", "save_as": "name"},
+                    {"id": "set", "type": "set_variables", "variables": {"x": "{{name}}"}}]}"#,
     ];
     let registry = tern_steps::registry();
     let flows = sources
@@ -706,6 +717,13 @@ async fn recovered_runs_unmatched_branches_and_unanswered_contacts_are_said_in_w
             runs.insert("oops", answer["error_flow"]["run_id"].as_str().unwrap().to_string());
         }
     }
+    // Asked, answered, and then the run ended without a word to that answer.
+    for (text, id) in [("asker", "m-asker-1"), ("Bob", "m-asker-2")] {
+        let (status, answer) =
+            h.post_json("/v1/conversations/c-asker/messages", &json!({"text": text, "message_id": id})).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        runs.insert("asker", answer["run_id"].as_str().unwrap().to_string());
+    }
     let cookie = sign_in(&h).await;
 
     // The list: badges on the recovered run and on the error flow's run, none on clean ones.
@@ -714,13 +732,13 @@ async fn recovered_runs_unmatched_branches_and_unanswered_contacts_are_said_in_w
         let at = html.find(&format!("<tr data-run=\"{id}\">")).unwrap_or_else(|| panic!("no row for {id}: {html}"));
         html[at..].split("</tr>").next().unwrap().to_string()
     };
-    assert!(row(&runs["recover"]).contains("recovered via on_error"), "{html}");
+    // (The list reads no run's history: what only a history says is on the run's page.)
     assert!(
         row(&runs["oops"]).contains("data-recovery=\"error_flow\"") && row(&runs["oops"]).contains(">error flow<"),
         "{html}"
     );
-    for clean in ["branchy", "silent", "crash"] {
-        assert!(!row(&runs[clean]).contains("data-recovery"), "{clean}: {html}");
+    for other in ["recover", "branchy", "silent", "crash"] {
+        assert!(!row(&runs[other]).contains("data-recovery=\"error_flow\""), "{other}: {html}");
     }
 
     let (_, html) = page(&h, &format!("/runs/{}", runs["recover"]), &cookie).await;
@@ -741,6 +759,8 @@ async fn recovered_runs_unmatched_branches_and_unanswered_contacts_are_said_in_w
 
     let (_, html) = page(&h, &format!("/runs/{}", runs["silent"]), &cookie).await;
     assert!(html.contains("The contact got no answer."), "{html}");
+    let (_, html) = page(&h, &format!("/runs/{}", runs["asker"]), &cookie).await;
+    assert!(html.contains("The contact got no answer to its last message."), "{html}");
     h.stop().await;
 }
 

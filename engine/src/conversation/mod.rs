@@ -72,6 +72,7 @@ mod paused_index;
 mod process;
 mod queue;
 mod rates;
+mod recovery;
 mod service;
 mod store;
 mod types;
@@ -86,6 +87,7 @@ pub use options::{ADOPT_AFTER, ADOPT_EVERY, ConversationOptions, DEFAULT_ERROR_R
 pub use outbox::{DEFER, MAX_ATTEMPT_TIMEOUT, OUTBOX_LEASE, OutboxPolicy, new_delivery_id};
 pub use paused_index::PAUSED_INDEX_LIMIT;
 pub use queue::{MessageState, Ticket};
+pub use recovery::{Recovery, Unanswered, error_flow_run_of};
 pub use service::Conversations;
 pub use store::{
     Completion, ConversationLock, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned,

@@ -192,6 +192,15 @@ impl Conversations {
         self.inner.store.run(run_id).await
     }
 
+    /// The error flow's run that `run`'s failure started, if any (see
+    /// [`super::error_flow_run_of`]).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store failed.
+    pub async fn error_flow_run_of(&self, run: &RunHistory) -> Result<Option<RunHistory>, StoreError> {
+        super::error_flow_run_of(&*self.inner.store, run).await
+    }
+
     /// One page of run summaries, newest activity first.
     ///
     /// # Errors

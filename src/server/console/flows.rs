@@ -81,7 +81,7 @@ fn run_cells(id: &str, facts: &RunFacts) -> (Markup, Markup) {
             @if facts.of == 0 { span.muted { "–" } } @else { "none" }
         } @else {
             a.badge.bad href={"/runs?flow=" (url_query(id)) "&status=failed"} {
-                (facts.failed) " of the last " (facts.of) " runs"
+                @if facts.of == 1 { "the only run" } @else { (facts.failed) " of the last " (facts.of) " runs" }
             }
         }
     };

@@ -183,7 +183,9 @@ const KINDS: &[(&str, &str)] = &[
 /// Whether the form of `kind` has `field`: each kind shows only what it uses.
 fn shown(kind: &str, field: &str) -> bool {
     match field {
-        "client_id" | "client_secret" | "scopes" | "token_url" | "client_auth" => kind != "static",
+        "client_id" | "client_secret" | "scopes" | "token_url" | "client_auth" | "profile" | "data_center" => {
+            kind != "static"
+        }
         "authorization_url" | "params" => kind == "authorization_code",
         "static_secret" | "static_header" => kind == "static",
         _ => true,
@@ -380,10 +382,12 @@ async fn render(
             @if problems.iter().any(|(f, _)| *f == "name") && form.replace != "yes" && !editing {
                 label { input type="checkbox" name="replace" value="yes"; " Replace the existing integration of this name" }
             }
-            label for="f-profile" { "Profile" }
-            select #f-profile name="profile" {
-                option value="" { "None (enter the URLs)" }
-                @for p in Profile::names() { option value=(p) selected[form.profile == p] { (p) } }
+            @if shown(kind, "profile") {
+                label for="f-profile" { "Profile" }
+                select #f-profile name="profile" {
+                    option value="" { "None (enter the URLs)" }
+                    @for p in Profile::names() { option value=(p) selected[form.profile == p] { (p) } }
+                }
             }
             @for p in problem_of("profile") { p.field-error { (prose(&p)) } }
             @for (field, label, help) in FIELDS.iter().filter(|(f, _, _)| shown(kind, f)) {
@@ -676,7 +680,8 @@ fn test_banner(report: &tern_integrations::TestReport, now: i64) -> Markup {
                     li {
                         "The key is in the secret "
                         code { (record.config.static_secret.as_deref().unwrap_or("")) }
-                        ", which is set; it was not sent anywhere."
+                        ", which is set"
+                        @if report.live.is_some() { "; it was sent with the call below." } @else { "; it was not sent anywhere." }
                     }
                 }
                 @if let Some(t) = report.token.as_ref().filter(|_| kind != Kind::Static) {
@@ -686,7 +691,13 @@ fn test_banner(report: &tern_integrations::TestReport, now: i64) -> Markup {
                     li {
                         "Called GET " code { (l.url) } ": "
                         @if let Some(s) = l.status { "answered " (s) }
-                        @if let Some(e) = &l.error { @if l.status.is_some() { "; " } (prose(e)) } @else { ", OK" }
+                        @match (&l.error, l.status) {
+                            // The status alone says it (the error only repeats it).
+                            (Some(e), Some(s)) if e.contains(&s.to_string()) => {}
+                            (Some(e), Some(_)) => { "; " (prose(e)) },
+                            (Some(e), None) => { (prose(e)) },
+                            (None, _) => { ", OK" },
+                        }
                     }
                 }
             }

@@ -9,8 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
-use tern_engine::StepStatus;
-use tern_engine::conversation::{RunCursor, RunHistory, RunId, RunQuery, RunStatus, Segment};
+use tern_engine::conversation::{Recovery, RunCursor, RunHistory, RunId, RunQuery, RunStatus, Segment, Unanswered};
 
 use super::layout::{Nav, duration_ms, page, prose, run_status, time_ms};
 use super::{SignedIn, html, message_page, store_failed};
@@ -70,14 +69,14 @@ pub async fn list(
         Err(e) => return store_failed("list runs", &e, Some(&session.csrf)),
     };
     let flows = state.conversations.flows();
-    // Each run's history, for what its summary does not say: whether it recovered.
-    let mut recoveries = Vec::with_capacity(runs.runs.len());
-    for r in &runs.runs {
-        match state.conversations.run(&r.run_id).await {
-            Ok(h) => recoveries.push(h.as_ref().map(Recovery::of).unwrap_or_default()),
-            Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
-        }
-    }
+    // What the summaries say, without reading each run's history (a long history is costly to
+    // read, and a page lists 50): a run of an error flow is marked by its flow's trigger. The
+    // run's page says the rest (on_error, working time, an unanswered contact).
+    let error_flows: std::collections::BTreeSet<String> = flows
+        .iter()
+        .filter(|l| matches!(l.flow.trigger, Some(tern_engine::Trigger::Error)))
+        .map(|l| l.flow.id.to_string())
+        .collect();
     let body = html! {
         h1 { "Runs" }
         form.filters method="get" action="/runs" role="search" {
@@ -114,13 +113,16 @@ pub async fn list(
                 table #runs {
                     thead { tr { th { "Last activity" } th { "Flow" } th { "Conversation" } th { "Contact" } th { "Status" } th { "Duration" } } }
                     tbody {
-                        @for (r, recovery) in runs.runs.iter().zip(&recoveries) {
+                        @for r in &runs.runs {
                             tr data-run=(r.run_id.as_str()) {
                                 td { a href={"/runs/" (url_path(r.run_id.as_str()))} { (time_ms(r.updated_at_ms)) } }
                                 td { (r.flow_id) }
                                 td { a href={"/runs?conversation=" (url_query(&r.conversation_id))} { (r.conversation_id) } }
                                 td { (r.contact_id.as_deref().unwrap_or("–")) }
-                                td { (run_status(r.status.as_str())) (recovery.badges()) }
+                                td {
+                                    (run_status(r.status.as_str()))
+                                    @if error_flows.contains(&r.flow_id) { " " span.badge.warn data-recovery="error_flow" { "error flow" } }
+                                }
                                 td { (duration_ms(r.duration_ms)) }
                             }
                         }
@@ -162,7 +164,7 @@ pub async fn show(State(state): State<Arc<AppState>>, SignedIn(session): SignedI
         }
         Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
     };
-    let handled_by = match error_run_of(&state, &run).await {
+    let handled_by = match state.conversations.error_flow_run_of(&run).await {
         Ok(h) => h,
         Err(e) => return store_failed("read a run", &e, Some(&session.csrf)),
     };
@@ -170,66 +172,12 @@ pub async fn show(State(state): State<Arc<AppState>>, SignedIn(session): SignedI
     html(page(&format!("Run {}", run.summary.run_id), Nav::Runs, Some(&session.csrf), body)).into_response()
 }
 
-/// The error flow's run that a failed run started, if any: a run of the same conversation
-/// whose `error.run_id` is this run (among the conversation's latest runs).
-async fn error_run_of(
-    state: &AppState,
-    run: &RunHistory,
-) -> Result<Option<RunHistory>, tern_engine::storage::StoreError> {
-    if run.summary.status != RunStatus::Failed {
-        return Ok(None);
-    }
-    let query =
-        RunQuery { conversation_id: Some(run.summary.conversation_id.clone()), limit: PAGE, ..RunQuery::default() };
-    for r in state.conversations.runs(&query).await?.runs {
-        if r.run_id == run.summary.run_id || r.started_at_ms < run.summary.started_at_ms {
-            continue;
-        }
-        if let Some(h) = state.conversations.run(&r.run_id).await?
-            && Recovery::of(&h).after_failure_of.as_deref() == Some(run.summary.run_id.as_str())
-        {
-            return Ok(Some(h));
-        }
-    }
-    Ok(None)
-}
-
-/// What a run's history says about failures it got over.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Recovery {
-    /// Steps that failed and went to their `on_error` (or the flow's).
-    pub on_error: Vec<String>,
-    /// The failed run this run (of the error flow) was started for.
-    pub after_failure_of: Option<String>,
-}
-
-impl Recovery {
-    /// Reads it from the history: `error_handled` steps, and the `error` variable an error
-    /// flow starts with.
-    pub fn of(run: &RunHistory) -> Self {
-        let on_error = run
-            .segments
-            .iter()
-            .flat_map(|g| &g.trace)
-            .filter(|t| t.status == StepStatus::ErrorHandled)
-            .map(|t| t.step.as_str().to_string())
-            .collect();
-        let after_failure_of = run
-            .segments
-            .first()
-            .and_then(|g| g.variables.get("error"))
-            .and_then(|e| e.get("run_id"))
-            .and_then(|id| id.as_str())
-            .map(str::to_owned);
-        Self { on_error, after_failure_of }
-    }
-
-    /// Badges that set the run apart from a clean one (none for a clean run).
-    pub fn badges(&self) -> Markup {
-        html! {
-            @if !self.on_error.is_empty() { " " span.badge.warn data-recovery="on_error" { "recovered via on_error" } }
-            @if self.after_failure_of.is_some() { " " span.badge.warn data-recovery="error_flow" { "error flow" } }
-        }
+/// The badges that set a run apart from a clean one, from its [`Recovery`] (none for a clean
+/// run).
+pub fn badges(r: &Recovery) -> Markup {
+    html! {
+        @if !r.on_error.is_empty() { " " span.badge.warn data-recovery="on_error" { "recovered via on_error" } }
+        @if r.after_failure_of.is_some() { " " span.badge.warn data-recovery="error_flow" { "error flow" } }
     }
 }
 
@@ -247,12 +195,17 @@ pub fn run_page(run: &RunHistory, handled_by: Option<&RunHistory>) -> Markup {
     let s = &run.summary;
     let recovery = Recovery::of(run);
     let (work, wait) = work_and_wait_ms(run);
-    let replied = |h: &RunHistory| h.segments.iter().any(|g| !g.replies.is_empty());
-    let no_answer = s.status != RunStatus::Paused && !replied(run) && !handled_by.is_some_and(replied);
+    let no_answer = run.unanswered(handled_by);
     html! {
-        h1 { "Run " code { (s.run_id) } " " (run_status(s.status.as_str())) (recovery.badges()) }
-        @if no_answer {
-            p.banner.warn role="status" #no-answer { "The contact got no answer." " This run ended without sending a reply." }
+        h1 { "Run " code { (s.run_id) } " " (run_status(s.status.as_str())) (badges(&recovery)) }
+        @match no_answer {
+            Some(Unanswered::Never) => p.banner.warn role="status" #no-answer {
+                "The contact got no answer." " This run ended without sending a reply."
+            },
+            Some(Unanswered::LastMessage) => p.banner.warn role="status" #no-answer {
+                "The contact got no answer to its last message." " The run ended without replying to it."
+            },
+            None => {},
         }
         @if !recovery.on_error.is_empty() {
             p.banner.warn #recovered {

@@ -49,12 +49,11 @@ pub struct TryQuery {
     conversation: String,
     #[serde(default)]
     flow: String,
-    #[serde(default)]
-    problem: String,
 }
 
-/// The chat page.
-async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Response {
+/// The chat page, with the problem of the message just sent when there was one (rendered by
+/// the `POST` itself: a problem is never read from the URL, where a link could put any text).
+async fn page_handler(state: &AppState, session: &Session, q: TryQuery, problem: Option<&str>) -> Response {
     let conversation =
         if test_conversation(&q.conversation).is_some() { q.conversation.clone() } else { new_conversation() };
     let stored = test_conversation(&conversation).map(|c| c.to_string());
@@ -78,7 +77,7 @@ async fn page_handler(state: &AppState, session: &Session, q: TryQuery) -> Respo
         p.muted { "Messages go to test conversation " code #conversation { (conversation) }
             " through the same service as the channel's webhook. "
             a href="/try" { "Start a new conversation" } }
-        @if !q.problem.is_empty() { p.banner.bad role="alert" { (super::layout::prose(&q.problem)) } }
+        @if let Some(problem) = problem { p.banner.bad role="alert" { (super::layout::prose(problem)) } }
         div.chat #chat aria-live="polite" {
             @if runs.is_empty() { p.muted { "No messages yet." } }
             @for r in &runs {
@@ -127,7 +126,7 @@ pub async fn show(
     SignedIn(session): SignedIn,
     q: Result<Query<TryQuery>, QueryRejection>,
 ) -> Response {
-    page_handler(&state, &session, q.map(|Query(q)| q).unwrap_or_default()).await
+    page_handler(&state, &session, q.map(|Query(q)| q).unwrap_or_default(), None).await
 }
 
 /// The chat box's form.
@@ -151,26 +150,39 @@ impl CsrfForm for SendForm {
     }
 }
 
-fn back(conversation: &str, problem: Option<&str>) -> Response {
-    let mut to = format!("/try?conversation={}", url_query(conversation));
-    if let Some(p) = problem {
-        to.push_str(&format!("&problem={}", url_query(p)));
+/// After a message: back to the conversation (a redirect, so that reloading does not send it
+/// again), or its page with the problem when there was one.
+async fn back(state: &AppState, session: &Session, conversation: &str, problem: Option<&str>) -> Response {
+    match problem {
+        None => Redirect::to(&format!("/try?conversation={}", url_query(conversation))).into_response(),
+        Some(p) => {
+            let q = TryQuery { conversation: conversation.to_string(), flow: String::new() };
+            page_handler(state, session, q, Some(p)).await
+        }
     }
-    Redirect::to(&to).into_response()
 }
 
 /// `POST /try`.
-pub async fn send(State(state): State<Arc<AppState>>, ConsoleForm { form: f, .. }: ConsoleForm<SendForm>) -> Response {
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    ConsoleForm { form: f, session }: ConsoleForm<SendForm>,
+) -> Response {
     let Some(conversation) = test_conversation(&f.conversation) else {
         return Redirect::to("/try").into_response();
     };
     let text = f.text.trim();
     if text.is_empty() || text.chars().count() > MAX_TEXT {
-        return back(&f.conversation, Some(&format!("Type a message of 1 to {MAX_TEXT} characters.")));
+        return back(
+            &state,
+            &session,
+            &f.conversation,
+            Some(&format!("Type a message of 1 to {MAX_TEXT} characters.")),
+        )
+        .await;
     }
     let bytes: [u8; 8] = rand::random();
     let id = format!("try-{}", hex::encode(bytes));
-    let Ok(message_id) = MessageId::new(id) else { return back(&f.conversation, None) };
+    let Ok(message_id) = MessageId::new(id) else { return back(&state, &session, &f.conversation, None).await };
     let mut inbound = Inbound::message(conversation, Some(message_id), text);
     inbound.contact.insert("id".into(), serde_json::Value::String("console".into()));
     if !f.flow.is_empty() {
@@ -178,19 +190,27 @@ pub async fn send(State(state): State<Arc<AppState>>, ConsoleForm { form: f, .. 
     }
     let mut ticket = match state.conversations.submit(inbound, None) {
         Ok(t) => t,
-        Err(e) => return back(&f.conversation, Some(&e.to_string())),
+        Err(e) => return back(&state, &session, &f.conversation, Some(&e.to_string())).await,
     };
     match ticket.wait_for(state.answer_wait()).await {
-        Some(Err(e)) => back(&f.conversation, Some(&e.to_string())),
-        Some(Ok(a)) if a.status == AnswerStatus::NoFlow => back(
-            &f.conversation,
-            Some(&format!(
+        Some(Err(e)) => back(&state, &session, &f.conversation, Some(&e.to_string())).await,
+        Some(Ok(a)) if a.status == AnswerStatus::NoFlow => {
+            let problem = format!(
                 "No flow answered “{}”: the conversation has no paused run and no flow's trigger matches it. Choose a flow, or check the triggers on the Flows page.",
                 text.chars().take(80).collect::<String>()
-            )),
-        ),
-        Some(Ok(_)) => back(&f.conversation, None),
-        None => back(&f.conversation, Some("The run is still going; reload this page in a moment to see its replies.")),
+            );
+            back(&state, &session, &f.conversation, Some(&problem)).await
+        }
+        Some(Ok(_)) => back(&state, &session, &f.conversation, None).await,
+        None => {
+            back(
+                &state,
+                &session,
+                &f.conversation,
+                Some("The run is still going; reload this page in a moment to see its replies."),
+            )
+            .await
+        }
     }
 }
 
