@@ -100,21 +100,30 @@ pub struct ServeArgs {
     channel_secret: Vec<tern_engine::standard_webhooks::WebhookSecret>,
 }
 
+/// Why a `--listen` address is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// `localhost:` followed by something that is not a port.
+    #[error("`{0}` is not a port (0 to 65535)")]
+    Port(String),
+    /// Neither `IP:PORT` nor `localhost:PORT`.
+    #[error("`{0}` is not IP:PORT; e.g. 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080 (all interfaces) or localhost:8080")]
+    Address(String),
+}
+
 /// Reads `--listen`: `IP:PORT`, or `localhost:PORT` for 127.0.0.1 (no other name is looked up:
 /// where a server listens should not depend on DNS).
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+fn parse_listen(s: &str) -> Result<SocketAddr, ListenError> {
     if let Ok(addr) = s.parse() {
         return Ok(addr);
     }
-    if let Some(port) = s.strip_prefix("localhost:").or_else(|| s.strip_prefix("LOCALHOST:")) {
-        return port
+    match s.strip_prefix("localhost:").or_else(|| s.strip_prefix("LOCALHOST:")) {
+        Some(port) => port
             .parse::<u16>()
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
-            .map_err(|_| format!("`{port}` is not a port (0 to 65535)"));
+            .map_err(|_| ListenError::Port(port.to_string())),
+        None => Err(ListenError::Address(s.to_string())),
     }
-    Err(format!(
-        "`{s}` is not IP:PORT; e.g. 127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080 (all interfaces) or localhost:8080"
-    ))
 }
 
 /// Reads a `--channel-secret`.
@@ -635,8 +644,8 @@ mod listen_tests {
         assert_eq!(parse_listen("127.0.0.1:8181").unwrap().to_string(), "127.0.0.1:8181");
         assert_eq!(parse_listen("[::1]:0").unwrap().to_string(), "[::1]:0");
         assert_eq!(parse_listen("localhost:8181").unwrap().to_string(), "127.0.0.1:8181");
-        assert!(parse_listen("localhost:http").unwrap_err().contains("not a port"));
-        let e = parse_listen("example.com:80").unwrap_err();
+        assert!(parse_listen("localhost:http").unwrap_err().to_string().contains("not a port"));
+        let e = parse_listen("example.com:80").unwrap_err().to_string();
         assert!(e.contains("is not IP:PORT") && e.contains("localhost:8080"), "{e}");
     }
 }
