@@ -363,7 +363,9 @@ fn flows_try_it_and_runs_in_a_real_browser() {
                 c.execute("return document.documentElement.scrollWidth <= window.innerWidth", vec![]).await.unwrap();
             assert_eq!(fits, serde_json::Value::Bool(true), "the runs page is wider than a phone's screen");
             // The Teamleader integration is not added: the lookup failed and the run went on
-            // through on_error, which the run's page shows.
+            // through on_error, which the list shows.
+            let list = c.find(Locator::Css("#runs")).await.unwrap().text().await.unwrap();
+            assert!(list.contains("recovered via on_error"), "{list}");
             c.find(Locator::Css("#runs tbody tr a")).await.unwrap().click().await.unwrap();
             let page = wait_for_text(&c, "Activation 2").await;
             shot(&c, "run").await;

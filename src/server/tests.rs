@@ -732,13 +732,21 @@ async fn recovered_runs_unmatched_branches_and_unanswered_contacts_are_said_in_w
         let at = html.find(&format!("<tr data-run=\"{id}\">")).unwrap_or_else(|| panic!("no row for {id}: {html}"));
         html[at..].split("</tr>").next().unwrap().to_string()
     };
-    // (The list reads no run's history: what only a history says is on the run's page.)
+    // (From the summaries: the list reads no run's history.)
+    assert!(row(&runs["recover"]).contains("recovered via on_error"), "{html}");
     assert!(
         row(&runs["oops"]).contains("data-recovery=\"error_flow\"") && row(&runs["oops"]).contains(">error flow<"),
         "{html}"
     );
-    for other in ["recover", "branchy", "silent", "crash"] {
-        assert!(!row(&runs[other]).contains("data-recovery=\"error_flow\""), "{other}: {html}");
+    for clean in ["branchy", "silent", "crash"] {
+        assert!(!row(&runs[clean]).contains("data-recovery"), "{clean}: {html}");
+    }
+    // Completed runs that left the contact without an answer (to its last message) are marked.
+    for unanswered in ["silent", "asker"] {
+        assert!(row(&runs[unanswered]).contains("data-unanswered"), "{unanswered}: {html}");
+    }
+    for answered in ["branchy", "recover"] {
+        assert!(!row(&runs[answered]).contains("data-unanswered"), "{answered}: {html}");
     }
 
     let (_, html) = page(&h, &format!("/runs/{}", runs["recover"]), &cookie).await;

@@ -206,6 +206,11 @@ impl Activation {
             updated_at_ms: finished_ms,
             finished_at_ms: finished.then_some(finished_ms),
             duration_ms: finished_ms - run_started_ms,
+            // The store adds this activation's facts to those of the run's earlier ones
+            // ([`RunSummary::with_segment`]).
+            work_ms: None,
+            recovered: None,
+            answered_last: None,
         };
         let masker = &result.masker;
         let segment = Segment {

@@ -392,12 +392,13 @@ impl ConversationStore for MemoryConversationStore {
                         m.accepted.retain(|_, a| !(&a.conversation == c && a.message_id == done.message_id));
                     }
                     for (summary, segment) in &done.history {
+                        let earlier = m.runs.get(&summary.run_id).map(|r| r.summary.clone());
                         let run = m.runs.entry(summary.run_id.clone()).or_insert_with(|| RunHistory {
                             summary: summary.clone(),
                             segments: Vec::new(),
                             deliveries: Vec::new(),
                         });
-                        run.summary = summary.clone();
+                        run.summary = summary.clone().with_segment(earlier.as_ref(), segment);
                         run.segments.push(segment.clone());
                     }
                     if let Some(body) = &done.outbox {

@@ -540,6 +540,38 @@ pub struct RunSummary {
     pub finished_at_ms: Option<i64>,
     /// Milliseconds from start to finish (or to the last activation, while paused).
     pub duration_ms: i64,
+    /// Milliseconds spent working: the activations, without the waits for the contact between
+    /// them. Absent for runs recorded before Tern kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_ms: Option<i64>,
+    /// Whether a step failed and the run went on through `on_error`. Absent as above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    /// Whether the last activation sent the contact a reply. Absent as above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_last: Option<bool>,
+}
+
+impl RunSummary {
+    /// This summary with the facts of one more activation (`segment`) added to those of the
+    /// earlier ones (`earlier`, the run's summary so far; `None` for a new run): work time
+    /// summed, `recovered` once any activation recovered, `answered_last` from this one.
+    pub fn with_segment(mut self, earlier: Option<&RunSummary>, segment: &Segment) -> Self {
+        let work = (segment.finished_at_ms - segment.started_at_ms).max(0);
+        let recovered = segment.trace.iter().any(|t| t.status == crate::StepStatus::ErrorHandled);
+        match earlier {
+            None => {
+                self.work_ms = Some(work);
+                self.recovered = Some(recovered);
+            }
+            Some(e) => {
+                self.work_ms = e.work_ms.map(|w| w + work);
+                self.recovered = if recovered { Some(true) } else { e.recovered };
+            }
+        }
+        self.answered_last = Some(!segment.replies.is_empty());
+        self
+    }
 }
 
 /// A run's history: the summary and every segment, oldest first.

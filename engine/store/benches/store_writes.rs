@@ -52,6 +52,9 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
         updated_at_ms: now,
         finished_at_ms: Some(now),
         duration_ms: 3,
+        work_ms: None,
+        recovered: None,
+        answered_last: None,
     };
     let segment: Segment = serde_json::from_value(json!({
         "message_id": m.as_str(), "message": "hello there", "started_at_ms": now - 3, "finished_at_ms": now,

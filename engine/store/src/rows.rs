@@ -272,6 +272,9 @@ pub(crate) struct SummaryRow {
     pub(crate) started_at_ms: i64,
     pub(crate) updated_at_ms: i64,
     pub(crate) finished_at_ms: Option<i64>,
+    pub(crate) work_ms: Option<i64>,
+    pub(crate) recovered: Option<i64>,
+    pub(crate) answered_last: Option<i64>,
 }
 
 impl SummaryRow {
@@ -291,10 +294,13 @@ impl SummaryRow {
             updated_at_ms,
             finished_at_ms,
             duration_ms: finished_at_ms.unwrap_or(updated_at_ms) - started_at_ms,
+            work_ms: self.work_ms,
+            recovered: self.recovered.map(|r| r != 0),
+            answered_last: self.answered_last.map(|a| a != 0),
         })
     }
 }
 
 /// The columns `runs` lists, in order (both backends).
-pub(crate) const SUMMARY_COLUMNS: &str =
-    "run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms, updated_at_ms, finished_at_ms";
+pub(crate) const SUMMARY_COLUMNS: &str = "run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms, updated_at_ms, finished_at_ms, \
+     work_ms, recovered, answered_last";

@@ -225,6 +225,9 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         updated_at_ms: t0 + updated,
         finished_at_ms: (status != RunStatus::Paused).then_some(t0 + updated),
         duration_ms: updated,
+        work_ms: None,
+        recovered: None,
+        answered_last: None,
     };
     let segment = |message: &str, status: &str| -> Segment {
         serde_json::from_value(json!({
@@ -232,6 +235,12 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
             "replies": [{"text": format!("got {message}")}], "trace": [], "variables": {}
         }))
         .unwrap()
+    };
+    // An activation that sends no reply.
+    let quiet = |message: &str, status: &str| -> Segment {
+        let mut s = segment(message, status);
+        s.replies.clear();
+        s
     };
     let mut answer = Answer::without_run(AnswerStatus::Paused, &m("m-1"));
     answer.run_id = Some(run_1.clone());
@@ -274,7 +283,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         answer: Answered::new(Answer::without_run(AnswerStatus::Completed, &m("m-2"))),
         digest: None,
         paused: PausedChange::Clear,
-        history: vec![(summary(RunStatus::Completed, 3_000), segment("again", "completed"))],
+        history: vec![(summary(RunStatus::Completed, 3_000), quiet("again", "completed"))],
         outbox: None,
         fence: None,
     };
@@ -285,6 +294,15 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!(run.summary.status, RunStatus::Completed);
     assert_eq!(run.summary.finished_at_ms, Some(t0 + 3_000));
     assert_eq!(run.segments.iter().map(|s| s.message.as_str()).collect::<Vec<_>>(), ["hello", "again"]);
+    // The summary keeps what the runs list shows without reading segments: work summed over
+    // the activations (1 ms each), no recovery, and the last activation sent nothing.
+    assert_eq!(
+        (run.summary.work_ms, run.summary.recovered, run.summary.answered_last),
+        (Some(2), Some(false), Some(false))
+    );
+    let listed = store.runs(&RunQuery { conversation_id: Some(c.to_string()), ..RunQuery::default() }).await.unwrap();
+    let listed = listed.runs.iter().find(|r| r.run_id == run_1).unwrap();
+    assert_eq!((listed.work_ms, listed.recovered, listed.answered_last), (Some(2), Some(false), Some(false)));
     assert!(store.run(&RunId::new("run-2").unwrap()).await.unwrap().is_none());
     // What a platform says of the run's replies joins its history, bounded; a run not in
     // history gets none.

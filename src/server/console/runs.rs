@@ -70,8 +70,9 @@ pub async fn list(
     };
     let flows = state.conversations.flows();
     // What the summaries say, without reading each run's history (a long history is costly to
-    // read, and a page lists 50): a run of an error flow is marked by its flow's trigger. The
-    // run's page says the rest (on_error, working time, an unanswered contact).
+    // read, and a page lists 50): a run of an error flow is marked by its flow's trigger; the
+    // summary keeps whether a step went to on_error, the working time and whether the last
+    // activation replied (unknown for runs recorded before Tern kept them).
     let error_flows: std::collections::BTreeSet<String> = flows
         .iter()
         .filter(|l| matches!(l.flow.trigger, Some(tern_engine::Trigger::Error)))
@@ -111,7 +112,7 @@ pub async fn list(
         } @else {
             div.scroll {
                 table #runs {
-                    thead { tr { th { "Last activity" } th { "Flow" } th { "Conversation" } th { "Contact" } th { "Status" } th { "Duration" } } }
+                    thead { tr { th { "Last activity" } th { "Flow" } th { "Conversation" } th { "Contact" } th { "Status" } th { "Working" } } }
                     tbody {
                         @for r in &runs.runs {
                             tr data-run=(r.run_id.as_str()) {
@@ -121,9 +122,13 @@ pub async fn list(
                                 td { (r.contact_id.as_deref().unwrap_or("–")) }
                                 td {
                                     (run_status(r.status.as_str()))
+                                    @if r.recovered == Some(true) { " " span.badge.warn data-recovery="on_error" { "recovered via on_error" } }
                                     @if error_flows.contains(&r.flow_id) { " " span.badge.warn data-recovery="error_flow" { "error flow" } }
+                                    @if r.status == RunStatus::Completed && r.answered_last == Some(false) {
+                                        " " span.badge.warn data-unanswered { "no answer" }
+                                    }
                                 }
-                                td { (duration_ms(r.duration_ms)) }
+                                td { (duration_ms(r.work_ms.unwrap_or(r.duration_ms))) }
                             }
                         }
                     }

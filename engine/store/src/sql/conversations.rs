@@ -38,6 +38,9 @@ fn summary_of(r: &AnyRow) -> Result<RunSummary, StoreError> {
         started_at_ms: r.get("started_at_ms"),
         updated_at_ms: r.get("updated_at_ms"),
         finished_at_ms: r.get("finished_at_ms"),
+        work_ms: r.get("work_ms"),
+        recovered: r.get("recovered"),
+        answered_last: r.get("answered_last"),
     }
     .into_summary()
 }
@@ -209,11 +212,16 @@ impl<F: Flavor> SqlStore<F> {
         segment: &Segment,
     ) -> Result<bool, StoreError> {
         let first = self.sealer.seal("run_history", s.run_id.as_str(), "first_segment", segment)?;
+        let facts = s.clone().with_segment(None, segment);
         let count: i64 = sqlx::query_scalar(
             "INSERT INTO run_history (run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms,
-               updated_at_ms, finished_at_ms, segments, first_segment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)
+               updated_at_ms, finished_at_ms, segments, first_segment, work_ms, recovered, answered_last)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13)
              ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at_ms = excluded.updated_at_ms,
-               finished_at_ms = excluded.finished_at_ms, segments = run_history.segments + 1
+               finished_at_ms = excluded.finished_at_ms, segments = run_history.segments + 1,
+               work_ms = run_history.work_ms + excluded.work_ms,
+               recovered = CASE WHEN excluded.recovered = 1 THEN 1 ELSE run_history.recovered END,
+               answered_last = excluded.answered_last
              RETURNING segments",
         )
         .bind(s.run_id.as_str())
@@ -226,6 +234,11 @@ impl<F: Flavor> SqlStore<F> {
         .bind(s.updated_at_ms)
         .bind(s.finished_at_ms)
         .bind(first)
+        // This activation's facts; the update adds them to the run's (RunSummary::with_segment
+        // for one activation).
+        .bind(facts.work_ms)
+        .bind(facts.recovered.map(i64::from))
+        .bind(facts.answered_last.map(i64::from))
         .fetch_one(&mut **tx)
         .await
         .map_err(self.db())?;
