@@ -33,7 +33,7 @@ pub fn pct_ms(sorted: &[Duration], p: f64) -> f64 {
 
 /// Compiles a flow document against `registry`.
 pub fn compile(registry: &Registry, flow: &Value) -> CompiledFlow {
-    let opts = LoadOptions { registry, integrations: None, limits: Default::default(), allow_private_network: false };
+    let opts = LoadOptions::new(registry);
     load_flow(&flow.to_string(), &opts).expect("valid flow")
 }
 

@@ -99,12 +99,7 @@ fn main() {
          "request": {"method": "POST", "url": url, "body": {"id": "{{id}}"}},
          "variables": {"last_name": "data.last_name"}}
     ]});
-    let opts = LoadOptions {
-        registry: &engine.registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&engine.registry);
     let flow = load_flow(&flow_json.to_string(), &opts).expect("flow");
     let raw = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let ctx = Arc::new(Ctx { engine, flow, raw, url });

@@ -51,16 +51,7 @@ fn flow(engine: &Engine, url: &str, integration: Option<&str>) -> CompiledFlow {
         step["integration"] = json!(i);
     }
     let text = json!({"version": 1, "id": "f", "steps": [step]}).to_string();
-    load_flow(
-        &text,
-        &LoadOptions {
-            registry: &engine.registry,
-            integrations: None,
-            limits: Default::default(),
-            allow_private_network: false,
-        },
-    )
-    .expect("flow")
+    load_flow(&text, &LoadOptions::new(&engine.registry)).expect("flow")
 }
 
 async fn concurrent(engine: &Arc<Engine>, flow: &Arc<CompiledFlow>, n: usize) -> (Duration, Vec<Duration>) {

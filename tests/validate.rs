@@ -36,12 +36,7 @@ fn invalid_flows_report_expected_diagnostics() {
     // report is laid out as `tern validate NAME.json` prints it (see
     // `every_file_is_reported_in_one_pass` for the command itself).
     let registry = tern_steps::registry();
-    let opts = tern_engine::LoadOptions {
-        registry: &registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = tern_engine::LoadOptions::new(&registry);
     for file in files {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let diags = match tern_engine::load_flow(&std::fs::read_to_string(&file).unwrap(), &opts) {

@@ -55,6 +55,14 @@ pub struct LoadOptions<'a> {
     pub allow_private_network: bool,
 }
 
+impl<'a> LoadOptions<'a> {
+    /// Loading with `registry` alone: integrations not checked, default limits, private hosts
+    /// warned about. Other settings by struct update: `LoadOptions { integrations, ..LoadOptions::new(r) }`.
+    pub fn new(registry: &'a Registry) -> Self {
+        Self { registry, integrations: None, limits: FlowLimits::default(), allow_private_network: false }
+    }
+}
+
 /// Variables a step of an unknown type (or one that checks its own config) probably defines:
 /// `save_as`, `*_as` and the keys of `variables`, so later steps get no false errors.
 fn guess_defines(config: &Value) -> Vec<(String, VarName)> {

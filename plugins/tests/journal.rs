@@ -38,12 +38,7 @@ async fn engine_with_post_twice(api: &TestApi) -> (Engine, CompiledFlow) {
     };
     // `ticket_as` declares the variable the plugin sets (`id`, from the ticket's JSON).
     let flow = json!({"version": 1, "id": "tickets", "steps": [{"id": "open", "type": "wat.test", "ticket_as": "id"}]});
-    let opts = LoadOptions {
-        registry: &engine.registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&engine.registry);
     let flow = load_flow(&flow.to_string(), &opts).unwrap();
     (engine, flow)
 }

@@ -272,7 +272,7 @@ pub fn load_file(
     integrations: Option<&BTreeSet<IntegrationName>>,
     allow_private_network: bool,
 ) -> anyhow::Result<CompiledFlow> {
-    let opts = LoadOptions { registry, integrations, limits: Default::default(), allow_private_network };
+    let opts = LoadOptions { integrations, allow_private_network, ..LoadOptions::new(registry) };
     let text = tern_engine::flow_set::read_flow(path, opts.limits.max_bytes)?;
     match load_flow(&text, &opts) {
         Ok(flow) => {

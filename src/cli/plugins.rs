@@ -139,12 +139,7 @@ async fn check(
     step.insert("id".into(), json!("check"));
     step.insert("type".into(), json!(plugin.info.name));
     let flow = json!({"version": 1, "id": "plugin-check", "steps": [Value::Object(step)]});
-    let opts = LoadOptions {
-        registry: &registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&registry);
     let flow = match load_flow(&flow.to_string(), &opts) {
         Ok(f) => f,
         Err(diags) => {

@@ -554,7 +554,7 @@ async fn load_dir(
             problems: diags.iter().map(ToString::to_string).collect(),
         });
     };
-    let opts = LoadOptions { registry, integrations: None, limits: Default::default(), allow_private_network };
+    let opts = LoadOptions { allow_private_network, ..LoadOptions::new(registry) };
     for file in load_files(&[dir.to_path_buf()], &opts)? {
         let path = &file.path;
         match file.outcome {

@@ -23,10 +23,9 @@ pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> an
     // With a store in the data directory, integrations are checked against it.
     let integrations = super::known_integrations(shared).await;
     let opts = LoadOptions {
-        registry: &registry,
         integrations: integrations.as_ref(),
-        limits: Default::default(),
         allow_private_network: shared.allow_private_network,
+        ..LoadOptions::new(&registry)
     };
     let files = load_files(&args.paths, &opts)?;
     let (mut errors, mut warnings) = (0, 0);

@@ -97,13 +97,8 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
     let registry = tern_steps::registry();
     let flow = load_flow(
         &flow_text,
-        &LoadOptions {
-            registry: &registry,
-            integrations: None,
-            limits: Default::default(),
-            // The demo's API is on loopback, and its client allows it.
-            allow_private_network: true,
-        },
+        // The demo's API is on loopback, and its client allows it.
+        &LoadOptions { allow_private_network: true, ..LoadOptions::new(&registry) },
     )
     .map_err(|d| anyhow::anyhow!("the embedded flow is invalid: {d:?}"))?;
     let engine = Engine {

@@ -69,12 +69,7 @@ impl Harness {
         let flows: Vec<LoadedFlow> = [HELLO, ASK]
             .iter()
             .map(|source| {
-                let opts = LoadOptions {
-                    registry: &engine.registry,
-                    integrations: None,
-                    limits: Default::default(),
-                    allow_private_network: false,
-                };
+                let opts = LoadOptions::new(&engine.registry);
                 LoadedFlow { hash: flow_hash(source), flow: Arc::new(load_flow(source, &opts).unwrap()) }
             })
             .collect();
@@ -690,12 +685,7 @@ async fn recovered_runs_unmatched_branches_and_unanswered_contacts_are_said_in_w
     let flows = sources
         .iter()
         .map(|source| {
-            let opts = LoadOptions {
-                registry: &registry,
-                integrations: None,
-                limits: Default::default(),
-                allow_private_network: false,
-            };
+            let opts = LoadOptions::new(&registry);
             let flow = load_flow(source, &opts).unwrap_or_else(|d| panic!("{d:?}"));
             LoadedFlow { hash: flow_hash(source), flow: Arc::new(flow) }
         })

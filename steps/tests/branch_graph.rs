@@ -8,12 +8,7 @@ use tern_engine::{CompiledFlow, LoadOptions, load_flow};
 
 fn compiled(flow: &Value) -> CompiledFlow {
     let registry = tern_steps::registry();
-    let opts = LoadOptions {
-        registry: &registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&registry);
     load_flow(&flow.to_string(), &opts).unwrap_or_else(|d| panic!("the flow should compile: {d:#?}"))
 }
 

@@ -32,12 +32,7 @@ const ECHO: &str = r#"{"version": 1, "id": "echo", "trigger": {"type": "message"
   ]}"#;
 
 fn flow(engine: &Engine, source: &str) -> LoadedFlow {
-    let opts = LoadOptions {
-        registry: &engine.registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&engine.registry);
     LoadedFlow { hash: flow_hash(source), flow: Arc::new(load_flow(source, &opts).unwrap()) }
 }
 

@@ -90,12 +90,7 @@ impl ServiceBuilder {
             secrets: Arc::new(secrets),
             limits: RunLimits::default(),
         };
-        let opts = LoadOptions {
-            registry: &engine.registry,
-            integrations: None,
-            limits: Default::default(),
-            allow_private_network: false,
-        };
+        let opts = LoadOptions::new(&engine.registry);
         let mut flows = Vec::new();
         for doc in &self.flows {
             let source = doc.to_string();

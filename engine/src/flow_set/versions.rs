@@ -36,8 +36,7 @@ impl FlowVersions {
     /// Compiles a stored version's `source` (as flows are loaded without a store: integrations
     /// are not checked) and remembers it; `None` when it no longer compiles with `registry`.
     pub(crate) fn compile(&self, hash: &str, source: &str, registry: &Registry) -> Option<Arc<CompiledFlow>> {
-        let opts =
-            LoadOptions { registry, integrations: None, limits: Default::default(), allow_private_network: false };
+        let opts = LoadOptions::new(registry);
         let flow = Arc::new(load_flow(source, &opts).ok()?);
         insert(&mut self.lock(), hash, flow.clone());
         Some(flow)

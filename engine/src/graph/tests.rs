@@ -60,12 +60,7 @@ fn graph(flow: Value) -> FlowGraph {
     for name in ["say", "choose", "stop"] {
         registry.register(Arc::new(TestType(name))).unwrap();
     }
-    let opts = LoadOptions {
-        registry: &registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&registry);
     let compiled = load_flow(&flow.to_string(), &opts).unwrap_or_else(|d| panic!("{d:#?}"));
     FlowGraph::of(&compiled)
 }

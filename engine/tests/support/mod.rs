@@ -53,12 +53,7 @@ pub fn compile(flow: &Value) -> Result<CompiledFlow, Vec<Diagnostic>> {
 /// Compiles flow source text against the test steps.
 pub fn compile_source(source: &str) -> Result<CompiledFlow, Vec<Diagnostic>> {
     let registry = registry();
-    let opts = LoadOptions {
-        registry: &registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&registry);
     load_flow(source, &opts)
 }
 

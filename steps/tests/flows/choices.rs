@@ -71,12 +71,7 @@ async fn send_message_offers_choices_and_a_press_is_a_message() {
 #[test]
 fn validate_checks_the_choices_it_can_see() {
     let registry = tern_steps::registry();
-    let opts = LoadOptions {
-        registry: &registry,
-        integrations: None,
-        limits: Default::default(),
-        allow_private_network: false,
-    };
+    let opts = LoadOptions::new(&registry);
     let eleven: Vec<Value> = (0..11).map(|i| json!({"title": format!("Option {i}")})).collect();
     let flow = json!({"version": 1, "id": "v", "steps": [
         {"id": "many", "type": "send_message", "text": "x", "choices": eleven},
