@@ -1,8 +1,12 @@
 //! Soak test of `tern serve`: CONCURRENCY clients (default 16) send messages for SOAK_SECS
 //! (default 60) against one flow (message → fetch_variables against a local API → reply), each
 //! message to a new conversation. Every 5 s it prints the server's RSS, messages so far and the
-//! store's size on disk; at the end messages/s, p50/p99, the server's CPU time per message, and
-//! whether RSS still rose over the last 30 s.
+//! store's size on disk; at the end messages/s, p50/p99, the server's CPU time per message, the
+//! CPU time per message of this process (the clients and the test API, which share the machine
+//! with the server), and whether RSS still rose over the last 30 s. From the driver's CPU time
+//! it prints the ceiling of messages/s on this machine: its cores divided by the driver's CPU
+//! time per message, what a server that took no CPU at all would reach under this driver (the
+//! driver, the test API and the server share the same cores).
 //!
 //! `cargo bench --bench soak`. With `BASELINE_BIN=/path/to/older/tern`, the same soak runs
 //! first against that binary (the numbers before a change, in the same run).
@@ -64,6 +68,7 @@ struct Report {
     p50: f64,
     p99: f64,
     cpu_us_per_msg: f64,
+    driver_cpu_us_per_msg: f64,
     rss_end: f64,
     rss_rise_last_30s: f64,
     store_mib_end: f64,
@@ -113,6 +118,7 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
     let sent = Arc::new(AtomicU64::new(0));
     println!("\n### {label}\n\n| t (s) | RSS (MiB) | messages | store (MiB) |\n|---|---|---|---|");
     let cpu0 = cpu_secs(pid);
+    let driver_cpu0 = cpu_secs(std::process::id());
     let started = Instant::now();
     let until = started + Duration::from_secs(secs);
     let mut samples: Vec<(f64, f64)> = Vec::new();
@@ -162,6 +168,7 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
     });
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid) - cpu0;
+    let driver_cpu = cpu_secs(std::process::id()) - driver_cpu0;
     let _ = child.kill();
     let _ = child.wait();
     let mut lat = lat;
@@ -178,6 +185,7 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
         p50: pct_ms(&lat, 0.5),
         p99: pct_ms(&lat, 0.99),
         cpu_us_per_msg: cpu * 1e6 / n.max(1.0),
+        driver_cpu_us_per_msg: driver_cpu * 1e6 / n.max(1.0),
         rss_end: samples.last().map_or(0.0, |s| s.1),
         rss_rise_last_30s: rise,
         store_mib_end: store_end,
@@ -201,13 +209,24 @@ fn main() {
     // driver itself is a debug build).
     let bin = std::env::var("TERN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tern").to_string());
     reports.push(soak("this build", &bin, &extra, &api.url(), secs, concurrency));
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
     println!(
-        "\n{concurrency} connections, {secs} s\n\n| binary | messages/s | p50 | p99 | server CPU per message | RSS at end | RSS change, last 30 s | store at end |\n|---|---|---|---|---|---|---|---|"
+        "\n{concurrency} connections, {secs} s, {cores} cores\n\n| binary | messages/s | p50 | p99 | server CPU per message | driver + test API CPU per message | ceiling (cores / driver CPU per message) | RSS at end | RSS change, last 30 s | store at end |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in reports {
+        let ceiling = cores * 1e6 / r.driver_cpu_us_per_msg.max(1.0);
         println!(
-            "| {} | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.1} MiB | {:+.1} MiB | {:.1} MiB |",
-            r.label, r.msgs_per_sec, r.p50, r.p99, r.cpu_us_per_msg, r.rss_end, r.rss_rise_last_30s, r.store_mib_end
+            "| {} | {:.0} | {:.2} ms | {:.2} ms | {:.0} µs | {:.0} µs | {:.0}/s | {:.1} MiB | {:+.1} MiB | {:.1} MiB |",
+            r.label,
+            r.msgs_per_sec,
+            r.p50,
+            r.p99,
+            r.cpu_us_per_msg,
+            r.driver_cpu_us_per_msg,
+            ceiling,
+            r.rss_end,
+            r.rss_rise_last_30s,
+            r.store_mib_end
         );
     }
 }

@@ -19,7 +19,7 @@ use crate::serve::{ADMIN, Server, post, rt};
 use crate::support::oidc::{OIDC_SECRET, OidcProvider};
 use crate::support::{free_port, fresh_data_dir, tools};
 
-struct Driver(Child);
+pub(crate) struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -28,7 +28,7 @@ impl Drop for Driver {
     }
 }
 
-fn chromedriver() -> (Driver, String) {
+pub(crate) fn chromedriver() -> (Driver, String) {
     let port = free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
@@ -39,7 +39,7 @@ fn chromedriver() -> (Driver, String) {
     (Driver(child), format!("http://127.0.0.1:{port}"))
 }
 
-async fn connect(webdriver: &str) -> Client {
+pub(crate) async fn connect(webdriver: &str) -> Client {
     let caps = json!({
         "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
@@ -62,7 +62,7 @@ async fn connect(webdriver: &str) -> Client {
 }
 
 /// Saves a screenshot as `DIR/NAME.png` when `TERN_SCREENSHOTS=DIR` is set.
-async fn shot(c: &Client, name: &str) {
+pub(crate) async fn shot(c: &Client, name: &str) {
     if let Some(dir) = std::env::var_os("TERN_SCREENSHOTS") {
         let png = c.screenshot().await.unwrap();
         std::fs::create_dir_all(&dir).unwrap();
@@ -95,7 +95,12 @@ async fn select(c: &Client, name: &str, value: &str) {
 }
 
 /// Waits until the page's text contains `needle`; returns the page source.
-async fn wait_for_text(c: &Client, needle: &str) -> String {
+pub(crate) async fn wait_for_text(c: &Client, needle: &str) -> String {
+    wait_for_text_within(c, needle, Duration::from_secs(20)).await
+}
+
+/// [`wait_for_text`] for at most `limit`.
+pub(crate) async fn wait_for_text_within(c: &Client, needle: &str, limit: Duration) -> String {
     let started = Instant::now();
     loop {
         let body = c.find(Locator::Css("body")).await.ok();
@@ -106,7 +111,7 @@ async fn wait_for_text(c: &Client, needle: &str) -> String {
         if text.contains(needle) {
             return c.source().await.unwrap_or_default();
         }
-        if started.elapsed() > Duration::from_secs(20) {
+        if started.elapsed() > limit {
             panic!("`{needle}` never appeared; the page at {:?} says:\n{text}", c.current_url().await.ok());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

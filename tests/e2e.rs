@@ -67,4 +67,5 @@ mod slack;
 mod telegram;
 mod twilio;
 mod validate;
+mod web_chat;
 mod whatsapp;

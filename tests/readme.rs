@@ -64,6 +64,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "export WHATSAPP_APP_SECRET=…", Check::Test("whatsapp_commands")),
     ("README.md", "export TWILIO_AUTH_TOKEN=…", Check::Test("twilio_commands")),
     ("README.md", "export SLACK_SIGNING_SECRET=…", Check::Test("slack_commands")),
+    ("README.md", "tern channels add site --kind web", Check::Test("web_chat_commands")),
     ("README.md", "\"steps\": [", Check::Test("the_choices_example_runs")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
@@ -815,6 +816,24 @@ fn slack_commands() {
     assert!(shown.contains("integration:     slack"), "{shown}");
     assert!(shown.contains("slack.com/oauth/v2/authorize"), "the profile's endpoints: {shown}");
     assert!(!out.contains(SECRET) && !shown.contains(SECRET), "the signing secret is never shown");
+}
+
+/// The web chat block: the channel added with its origin, and the tag to put on the pages
+/// printed with the server's address; `channels show` lists the origin.
+#[test]
+fn web_chat_commands() {
+    let s = Sandbox::new();
+    let b = block("README.md", "tern channels add site --kind web");
+    let out = s.ok(&b, &format!("{} --public-url https://tern.example.com", b.text.trim()));
+    assert!(out.contains("channel `site` saved (web, origins https://www.example.com)"), "{out}");
+    assert!(
+        out.contains(
+            r#"<script src="https://tern.example.com/v1/channels/site/web/widget.js" data-title="Chat" async></script>"#
+        ),
+        "{out}"
+    );
+    let shown = s.ok(&b, "tern channels show site");
+    assert!(shown.contains("https://www.example.com"), "{shown}");
 }
 
 /// The WhatsApp block: the token kept as a secret, the integration and the channel added, and

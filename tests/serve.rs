@@ -54,7 +54,7 @@ impl Server {
         Self::start_with(data, flows, listen, public_url, None)
     }
 
-    fn start_with(data: &Path, flows: &Path, listen: &str, public_url: &str, webhook: Option<&str>) -> Self {
+    pub(crate) fn start_with(data: &Path, flows: &Path, listen: &str, public_url: &str, webhook: Option<&str>) -> Self {
         Self::start_args(data, flows, listen, public_url, webhook, &[])
     }
 
@@ -285,7 +285,7 @@ fn two_hundred_conversations_of_twenty_messages_keep_order() {
 }
 
 /// `tern integrations add crm` against the test authorization server at `auth`.
-fn add_crm(data: &Path, public_url: &str, auth: &str, extra: &[&str]) {
+pub(crate) fn add_crm(data: &Path, public_url: &str, auth: &str, extra: &[&str]) {
     use crate::support::oauth::{CLIENT_ID, CLIENT_SECRET};
     let (authorize, token) = (format!("{auth}/authorize"), format!("{auth}/token"));
     let out = tern()

@@ -64,6 +64,10 @@ pub enum ChannelKind {
     /// A Slack app: events and button presses at `/v1/channels/{name}/webhook`, replies with
     /// `chat.postMessage` ([`crate::platforms::slack`]).
     Slack,
+    /// A web chat: the widget on the pages of the allowed origins posts the visitors' messages
+    /// to `/v1/channels/{name}/web/…` and follows the replies as a stream
+    /// ([`crate::web_chat`]).
+    Web,
 }
 
 impl ChannelKind {
@@ -75,6 +79,7 @@ impl ChannelKind {
             Self::Whatsapp => "whatsapp",
             Self::Twilio => "twilio",
             Self::Slack => "slack",
+            Self::Web => "web",
         }
     }
 }
@@ -200,6 +205,9 @@ pub struct Channel {
     /// A messaging platform's settings: `Some` exactly when [`Channel::kind`] is a platform's
     /// (checked where channels are made: [`crate::channels::ChannelDraft::check`], the stores).
     pub platform: Option<crate::platforms::Platform>,
+    /// A web chat's settings: `Some` exactly when [`Channel::kind`] is
+    /// [`ChannelKind::Web`].
+    pub web: Option<crate::web_chat::WebChat>,
 }
 
 /// Where channels are looked up by name: the stored channels plus those configured by flags

@@ -540,6 +540,7 @@ mod tests {
             },
             delivery: Delivery::default(),
             platform: None,
+            web: None,
         };
         let closed = Channel {
             name: ChannelName::default_channel(),
@@ -548,6 +549,7 @@ mod tests {
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
             platform: None,
+            web: None,
         };
         let clock = Arc::new(ManualClock::new(NOW_S * 1000));
         let a = ChannelAuth {
@@ -645,6 +647,7 @@ mod tests {
             inbound: InboundAuth { open: true, ..InboundAuth::default() },
             delivery: Delivery::default(),
             platform: None,
+            web: None,
         };
         let seen = MemorySeenIds::default();
         let got = check("default", &channel.inbound, &http::HeaderMap::new(), b"", &seen, NOW_S * 1000).await.unwrap();

@@ -104,6 +104,8 @@ pub enum Field {
     From,
     /// The secret a platform app signs its requests with (Slack's signing secret).
     SigningSecret,
+    /// The origins whose pages may use a web chat.
+    Origins,
 }
 
 impl Field {
@@ -127,6 +129,7 @@ impl Field {
             Self::AccountSid => "account_sid",
             Self::From => "from",
             Self::SigningSecret => "signing_secret",
+            Self::Origins => "origins",
         }
     }
 
@@ -150,6 +153,7 @@ impl Field {
             Self::AccountSid => "--account-sid",
             Self::From => "--from",
             Self::SigningSecret => "--signing-secret-env",
+            Self::Origins => "--origin",
         }
     }
 
@@ -173,6 +177,7 @@ impl Field {
             Self::AccountSid => "Account SID",
             Self::From => "Sender",
             Self::SigningSecret => "App signing secret",
+            Self::Origins => "Allowed origins",
         }
     }
 }
@@ -301,6 +306,11 @@ pub struct ChannelDraft {
     pub from: Option<String>,
     /// The app's signing secret (Slack).
     pub signing_secret: Option<SecretString>,
+    /// The origins whose pages may use a web chat (`https://example.com`), as written.
+    pub origins: Vec<String>,
+    /// A web chat's session key to keep (the stored one, when its settings are replaced), so
+    /// that the visitors' sessions stay valid; a new one is made when `None`.
+    pub session_key: Option<crate::web_chat::SessionKey>,
 }
 
 impl fmt::Debug for ChannelDraft {
@@ -322,6 +332,8 @@ impl fmt::Debug for ChannelDraft {
             .field("account_sid", &self.account_sid)
             .field("from", &self.from)
             .field("signing_secret", &self.signing_secret.as_ref().map(|_| "[redacted]"))
+            .field("origins", &self.origins)
+            .field("session_key", &self.session_key.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -339,12 +351,27 @@ impl ChannelDraft {
     /// Each [`Problem`].
     pub fn check(self, name: &str, open: bool) -> Result<Channel, Vec<Problem>> {
         let mut problems = Vec::new();
-        let name = ChannelName::new(name).map_err(|e| problems.push(Problem::at(Field::Name, e))).ok();
+        let name = ChannelName::new(name).map_err(|e| problems.push(Problem::at(Field::Name, e.to_string()))).ok();
         if self.kind.is_none() {
             problems.push(Problem::at(
                 Field::Kind,
-                "the kind is required: `generic` (a channel that posts Tern's JSON), `telegram` (a Telegram bot), `whatsapp` (a WhatsApp Business number), `twilio` (SMS through Twilio) or `slack` (a Slack app)",
+                "the kind is required: `generic` (a channel that posts Tern's JSON), `telegram` (a Telegram bot), `whatsapp` (a WhatsApp Business number), `twilio` (SMS through Twilio), `slack` (a Slack app) or `web` (a chat widget on web pages)",
             ));
+        }
+        if self.kind == Some(ChannelKind::Web) {
+            let web = web_settings::check(self, &mut problems);
+            return match (name, web) {
+                (Some(name), Some(web)) if problems.is_empty() => Ok(Channel {
+                    name,
+                    incarnation: None,
+                    kind: ChannelKind::Web,
+                    inbound: InboundAuth::default(),
+                    delivery: Delivery::default(),
+                    platform: None,
+                    web: Some(web),
+                }),
+                _ => Err(problems),
+            };
         }
         if let Some(kind) = self.kind.filter(|k| *k != ChannelKind::Generic) {
             let platform = platform_settings::check(kind, &self, &mut problems);
@@ -356,6 +383,7 @@ impl ChannelDraft {
                     inbound: InboundAuth::default(),
                     delivery: Delivery::default(),
                     platform: Some(platform),
+                    web: None,
                 }),
                 _ => Err(problems),
             };
@@ -430,6 +458,7 @@ impl ChannelDraft {
                 inbound: InboundAuth { tokens: self.tokens, signing_secrets, open },
                 delivery: Delivery { webhook_url, webhook_secret },
                 platform: None,
+                web: None,
             }),
             _ => Err(problems),
         }
@@ -515,6 +544,9 @@ pub struct ChannelSummary {
     pub from: Option<String>,
     /// Whether a Slack channel's signing secret is set.
     pub signing_secret_set: bool,
+    /// The origins whose pages may use a web chat (empty for every other kind).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<String>,
     /// When it was first saved (stored channels), Unix seconds.
     pub created_at: Option<i64>,
     /// When it was last saved (stored channels), Unix seconds.
@@ -531,6 +563,7 @@ impl ChannelSummary {
         let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         let mut facts = match self.kind {
             ChannelKind::Generic => return Vec::new(),
+            ChannelKind::Web => return vec![("allowed origins", self.origins.join(", "))],
             ChannelKind::Telegram => {
                 vec![("secret token", set(self.secret_token_set)), ("bot token", set(self.bot_token_set))]
             }
@@ -583,6 +616,7 @@ impl ChannelSummary {
                 _ => None,
             },
             signing_secret_set: matches!(channel.platform, Some(Platform::Slack(_))),
+            origins: channel.web.iter().flat_map(|w| w.origins.iter().map(ToString::to_string)).collect(),
             created_at: times.map(|t| t.0),
             updated_at: times.map(|t| t.1),
         }
@@ -646,6 +680,7 @@ impl Channels {
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
             platform: None,
+            web: None,
         };
         let configured = std::iter::once((console, ChannelSource::Builtin))
             .chain(configured)
@@ -772,6 +807,16 @@ impl Channels {
             }
         }
         let open = ChannelName::new(name).is_ok_and(|n| self.open.contains(&n));
+        let mut draft = draft;
+        // Replacing a web chat's settings keeps its session key: the visitors stay signed in.
+        if replace
+            && draft.kind == Some(ChannelKind::Web)
+            && draft.session_key.is_none()
+            && let Ok(n) = ChannelName::new(name)
+            && let Some(stored) = self.store.get_channel(&n).await?
+        {
+            draft.session_key = stored.channel.web.map(|w| w.session_key);
+        }
         let channel =
             draft.check(name, open).map_err(|problems| ChannelError::Invalid { name: name.to_string(), problems })?;
         if let Some(problem) = self.reserved_token(&channel) {
@@ -942,6 +987,7 @@ impl ChannelDirectory for Channels {
 
 mod platform_settings;
 mod shared;
+mod web_settings;
 use shared::shared_credentials;
 #[cfg(test)]
 mod tests;

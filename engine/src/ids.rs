@@ -15,24 +15,73 @@ pub fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
+/// What is wrong with an identifier ([`BadIdent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentProblem {
+    /// It is empty.
+    Empty,
+    /// It has more than 64 characters.
+    TooLong,
+    /// It starts with something other than a letter or `_`.
+    BadStart,
+    /// It contains this character, which is not a letter, digit, `_` or `-`.
+    BadChar(char),
+    /// A channel name with upper-case letters ([`CHANNEL_NAME_PATTERN`]).
+    UpperCase,
+}
+
+/// An identifier (a step id, variable name, flow id, integration or channel name) that breaks
+/// the identifier rule ([`IDENT_PATTERN`]; channel names: [`CHANNEL_NAME_PATTERN`]). Its
+/// message names the kind, quotes the text (cut to 64 characters) and says what is allowed,
+/// e.g. ``step id `2fast` must start with a letter or `_` ``.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct BadIdent {
+    /// What kind of identifier (`step id`, `variable name`, …).
+    pub kind: &'static str,
+    /// The text as given (at most 64 characters of it, for the message).
+    pub text: String,
+    /// What is wrong with it.
+    pub problem: IdentProblem,
+}
+
+impl BadIdent {
+    fn new(kind: &'static str, text: &str, problem: IdentProblem) -> Self {
+        Self { kind, text: text.chars().take(64).collect(), problem }
+    }
+
+    fn describe(&self) -> String {
+        let (kind, s) = (self.kind, &self.text);
+        match &self.problem {
+            IdentProblem::Empty => format!("{kind} must not be empty"),
+            IdentProblem::TooLong => format!("{kind} `{s}…` is longer than 64 characters"),
+            IdentProblem::BadStart => format!("{kind} `{s}` must start with a letter or `_`"),
+            IdentProblem::BadChar(bad) => {
+                format!("{kind} `{s}` contains `{bad}`; use letters, digits, `_` and `-` only")
+            }
+            IdentProblem::UpperCase => format!(
+                "{kind} `{s}` has upper-case letters; channel names are lower case (`{}`), so that no two look alike",
+                s.to_ascii_lowercase()
+            ),
+        }
+    }
+}
+
 /// Rules shared by every identifier kind ([`IDENT_PATTERN`]): ASCII letters, digits, `_` and
 /// `-`, starting with a letter or `_`, at most 64 characters.
-fn check_ident(kind: &str, s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err(format!("{kind} must not be empty"));
-    }
-    if s.len() > 64 {
-        return Err(format!("{kind} `{s}` is longer than 64 characters"));
-    }
-    let mut chars = s.chars();
-    let first = chars.next().unwrap_or('_');
-    if !(first.is_ascii_alphabetic() || first == '_') {
-        return Err(format!("{kind} `{s}` must start with a letter or `_`"));
-    }
-    if let Some(bad) = s.chars().find(|c| !is_ident_char(*c)) {
-        return Err(format!("{kind} `{s}` contains `{bad}`; use letters, digits, `_` and `-` only"));
-    }
-    Ok(())
+fn check_ident(kind: &'static str, s: &str) -> Result<(), BadIdent> {
+    let problem = if s.is_empty() {
+        IdentProblem::Empty
+    } else if s.len() > 64 {
+        IdentProblem::TooLong
+    } else if !s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        IdentProblem::BadStart
+    } else if let Some(bad) = s.chars().find(|c| !is_ident_char(*c)) {
+        IdentProblem::BadChar(bad)
+    } else {
+        return Ok(());
+    };
+    Err(BadIdent::new(kind, s, problem))
 }
 
 /// The rule of channel names as a regular expression: an identifier ([`IDENT_PATTERN`]) in
@@ -40,13 +89,10 @@ fn check_ident(kind: &str, s: &str) -> Result<(), String> {
 pub const CHANNEL_NAME_PATTERN: &str = "^[a-z_][a-z0-9_-]{0,63}$";
 
 /// A channel name: an identifier ([`check_ident`]) without upper-case letters.
-fn check_channel_name(kind: &str, s: &str) -> Result<(), String> {
+fn check_channel_name(kind: &'static str, s: &str) -> Result<(), BadIdent> {
     check_ident(kind, s)?;
     if s.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!(
-            "{kind} `{s}` has upper-case letters; channel names are lower case (`{}`), so that no two look alike",
-            s.to_ascii_lowercase()
-        ));
+        return Err(BadIdent::new(kind, s, IdentProblem::UpperCase));
     }
     Ok(())
 }
@@ -262,7 +308,7 @@ pub(crate) use id_newtype;
 /// Declares an identifier (a name flow designers write): [`check_ident`], [`IDENT_PATTERN`].
 macro_rules! ident_newtype {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
-        id_newtype!($(#[$meta])* $name, $kind, check_ident, String, Some(IDENT_PATTERN));
+        id_newtype!($(#[$meta])* $name, $kind, check_ident, BadIdent, Some(IDENT_PATTERN));
     };
 }
 
@@ -288,7 +334,7 @@ id_newtype!(
     ChannelName,
     "channel name",
     check_channel_name,
-    String,
+    BadIdent,
     Some(CHANNEL_NAME_PATTERN)
 );
 ident_newtype!(
@@ -364,15 +410,20 @@ mod tests {
         assert!(StepId::new("a-b_2").is_ok());
         assert!(StepId::new("").is_err());
         assert!(StepId::new("2fast").is_err());
-        assert!(VarName::new("a.b").unwrap_err().contains("`.`"));
-        assert!(IntegrationName::new("x".repeat(65)).is_err());
+        let err = VarName::new("a.b").unwrap_err();
+        assert_eq!(err.problem, IdentProblem::BadChar('.'));
+        assert_eq!(err.to_string(), "variable name `a.b` contains `.`; use letters, digits, `_` and `-` only");
+        let err = IntegrationName::new("x".repeat(65)).unwrap_err();
+        assert_eq!((err.problem, err.text.len()), (IdentProblem::TooLong, 64));
+        assert_eq!(StepId::new("2fast").unwrap_err().to_string(), "step id `2fast` must start with a letter or `_`");
+        assert_eq!(StepId::new("").unwrap_err().problem, IdentProblem::Empty);
     }
 
     #[test]
     fn channel_names_are_lower_case_identifiers() {
         assert!(ChannelName::new("support-2").is_ok());
         for name in ["Default", "DEFAULT", "Support", "sUpport"] {
-            let err = ChannelName::new(name).unwrap_err();
+            let err = ChannelName::new(name).unwrap_err().to_string();
             assert!(err.contains("lower case") && err.contains(&name.to_ascii_lowercase()), "{err}");
         }
         let pattern = regex::Regex::new(CHANNEL_NAME_PATTERN).unwrap();

@@ -63,6 +63,7 @@ mod ids;
 pub mod json;
 pub mod mapping;
 pub mod platforms;
+pub mod rates;
 mod run;
 pub mod schema;
 pub mod secrets;
@@ -73,6 +74,7 @@ pub mod storage;
 mod sync;
 pub mod template;
 pub mod tokens;
+pub mod web_chat;
 
 pub use compile::{FlowLimits, LoadOptions, load_flow};
 pub use diagnostics::{Diagnostic, Severity};
@@ -81,8 +83,8 @@ pub use fallback::{ErrorHandling, Handled};
 pub use flow::{ERROR_VARIABLE, FlowConfig, HEADER_FIELDS, MessageMatch, StepHeader, Trigger, TriggerConfig};
 pub use flow_set::{FlowSet, LoadedFlow, flow_hash};
 pub use ids::{
-    BadOpaqueId, CHANNEL_NAME_PATTERN, ChannelName, FlowId, IDENT_PATTERN, IntegrationName, OPAQUE_ID_PATTERN, RunId,
-    StepId, Target, VarName, is_hidden_char, is_ident_char,
+    BadIdent, BadOpaqueId, CHANNEL_NAME_PATTERN, ChannelName, FlowId, IDENT_PATTERN, IdentProblem, IntegrationName,
+    OPAQUE_ID_PATTERN, RunId, StepId, Target, VarName, is_hidden_char, is_ident_char,
 };
 pub use run::{
     Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry, UnknownStatus,

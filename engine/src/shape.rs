@@ -24,7 +24,7 @@ use crate::diagnostics::{Diagnostic, nearest, pointer_push, pointer_tokens};
 use crate::ids::{FlowId, IDENT_PATTERN, IntegrationName, StepId, Target, VarName};
 
 /// Checks the text of an identifier (`StepId::new` and the like).
-type IdentCheck = fn(&str) -> Result<(), String>;
+type IdentCheck = fn(&str) -> Result<(), crate::ids::BadIdent>;
 
 /// Deepest nesting the checker follows (flows are far shallower; `$ref` cycles stop here).
 const MAX_DEPTH: usize = 64;
@@ -162,11 +162,13 @@ impl<'s> Walker<'s> {
             return false;
         };
         let parsed = match name {
-            "VarName" => VarName::new(text).map(|v| self.report.defines.push((pointer.to_string(), v))),
+            "VarName" => VarName::new(text)
+                .map(|v| self.report.defines.push((pointer.to_string(), v)))
+                .map_err(|e| e.to_string()),
             "Target" => serde_json::from_value::<Target>(value.clone())
                 .map(|t| self.report.targets.push((pointer.to_string(), t)))
                 .map_err(|e| e.to_string()),
-            _ => check_ident(text),
+            _ => check_ident(text).map_err(|e| e.to_string()),
         };
         match parsed {
             Ok(()) => true,
@@ -327,7 +329,7 @@ impl<'s> Walker<'s> {
                     true
                 }
                 Err(e) => {
-                    self.error("invalid-value", at, e, None);
+                    self.error("invalid-value", at, e.to_string(), None);
                     false
                 }
             };

@@ -34,7 +34,7 @@ fn a_small_flow_compiles_with_its_steps_trigger_and_variables() {
         "variables": {"who": "world"},
         "steps": [
             {"id": "ask", "type": "ask", "text": "Name?", "save_as": "who"},
-            {"id": "say", "type": "say", "text": "Hello {{who}}"}
+            {"id": "say", "type": "send_message", "text": "Hello {{who}}"}
         ]
     }));
     assert_eq!(f.id.as_str(), "greet");
@@ -49,9 +49,9 @@ fn a_small_flow_compiles_with_its_steps_trigger_and_variables() {
 #[test]
 fn every_problem_is_reported_at_once_with_its_pointer() {
     let d = errors(&flow(json!([
-        {"id": "a", "type": "say", "text": "x", "nxt": "b"},
-        {"id": "a", "type": "say", "text": "y", "next": "nowhere"},
-        {"id": "c", "type": "sya", "text": "z"}
+        {"id": "a", "type": "send_message", "text": "x", "nxt": "b"},
+        {"id": "a", "type": "send_message", "text": "y", "next": "nowhere"},
+        {"id": "c", "type": "send_mesage", "text": "z"}
     ])));
     let found = codes(&d);
     assert!(found.contains(&("unknown-field", "/steps/0/nxt")), "{d:#?}");
@@ -61,12 +61,12 @@ fn every_problem_is_reported_at_once_with_its_pointer() {
     let unknown = d.iter().find(|x| x.code == "unknown-field").unwrap();
     assert!(unknown.hint.as_deref().is_some_and(|h| h.contains("next")), "the hint names `next`: {unknown:?}");
     let typo = d.iter().find(|x| x.code == "unknown-step-type").unwrap();
-    assert!(format!("{typo}").contains("`say`"), "the nearest step type is suggested: {typo}");
+    assert!(format!("{typo}").contains("`send_message`"), "the nearest step type is suggested: {typo}");
 }
 
 #[test]
 fn diagnostics_carry_line_and_column_of_the_source() {
-    let text = "{\n  \"version\": 1,\n  \"id\": \"t\",\n  \"steps\": [\n    {\"id\": \"a\", \"type\": \"say\", \"text\": \"x\", \"oops\": 1}\n  ]\n}";
+    let text = "{\n  \"version\": 1,\n  \"id\": \"t\",\n  \"steps\": [\n    {\"id\": \"a\", \"type\": \"send_message\", \"text\": \"x\", \"oops\": 1}\n  ]\n}";
     let d = compile_source(text).unwrap_err();
     let unknown = d.iter().find(|x| x.code == "unknown-field").expect("unknown field");
     assert_eq!(unknown.line, Some(5), "{unknown:?}");
@@ -76,8 +76,8 @@ fn diagnostics_carry_line_and_column_of_the_source() {
 #[test]
 fn a_loop_without_a_pause_is_an_error_unless_it_can_leave() {
     let endless = flow(json!([
-        {"id": "tick", "type": "set", "variables": {"n": 1}},
-        {"id": "tock", "type": "say", "text": "{{n}}", "next": "tick"}
+        {"id": "tick", "type": "set_variables", "variables": {"n": 1}},
+        {"id": "tock", "type": "send_message", "text": "{{n}}", "next": "tick"}
     ]));
     let d = errors(&endless);
     assert!(codes(&d).iter().any(|(code, _)| *code == "endless-loop"), "{d:#?}");
@@ -90,14 +90,14 @@ fn a_loop_without_a_pause_is_an_error_unless_it_can_leave() {
     // An `ask` in the loop pauses it: no diagnostic at all.
     let pauses = flow(json!([
         {"id": "q", "type": "ask", "text": "again?", "save_as": "answer"},
-        {"id": "say", "type": "say", "text": "{{answer}}", "next": "q"}
+        {"id": "say", "type": "send_message", "text": "{{answer}}", "next": "q"}
     ]));
     assert!(compiled(&pauses).warnings.is_empty());
 }
 
 #[test]
 fn variables_used_before_they_are_set_are_reported() {
-    let f = compile(&flow(json!([{"id": "say", "type": "say", "text": "Hello {{nobody}}"}])));
+    let f = compile(&flow(json!([{"id": "say", "type": "send_message", "text": "Hello {{nobody}}"}])));
     let diags = match f {
         Ok(f) => f.warnings,
         Err(d) => d,
@@ -107,12 +107,12 @@ fn variables_used_before_they_are_set_are_reported() {
 
 #[test]
 fn bad_templates_regexes_and_versions_are_errors() {
-    let d = errors(&json!({"version": 2, "id": "t", "steps": [{"id": "a", "type": "say", "text": "x"}]}));
+    let d = errors(&json!({"version": 2, "id": "t", "steps": [{"id": "a", "type": "send_message", "text": "x"}]}));
     assert!(codes(&d).iter().any(|(c, p)| *c == "unsupported-version" && *p == "/version"), "{d:#?}");
-    let d = errors(&flow(json!([{"id": "say", "type": "say", "text": "Hello {{who"}])));
+    let d = errors(&flow(json!([{"id": "say", "type": "send_message", "text": "Hello {{who"}])));
     assert!(codes(&d).iter().any(|(c, p)| *c == "bad-template" && p.starts_with("/steps/0/text")), "{d:#?}");
     let d = errors(&json!({"version": 1, "id": "t", "trigger": {"type": "message", "match": {"regex": "("}},
-                          "steps": [{"id": "a", "type": "say", "text": "x"}]}));
+                          "steps": [{"id": "a", "type": "send_message", "text": "x"}]}));
     assert!(codes(&d).iter().any(|(c, _)| *c == "bad-regex"), "{d:#?}");
 }
 
@@ -121,10 +121,10 @@ fn bad_templates_regexes_and_versions_are_errors() {
 /// A flow that counts in a loop a jump leaves (a warning, not an error).
 fn counting_loop() -> Value {
     flow(json!([
-        {"id": "init", "type": "set", "variables": {"n": 0, "target": 3}},
+        {"id": "init", "type": "set_variables", "variables": {"n": 0, "target": 3}},
         {"id": "check", "type": "jump_if", "var": "n", "at_least": 1000000, "then": "done"},
-        {"id": "tick", "type": "set", "variables": {"n": "{{n}}"}, "next": "check"},
-        {"id": "done", "type": "say", "text": "done"}
+        {"id": "tick", "type": "set_variables", "variables": {"n": "{{n}}"}, "next": "check"},
+        {"id": "done", "type": "send_message", "text": "done"}
     ]))
 }
 
@@ -144,7 +144,7 @@ fn replies(r: &RunResult) -> Vec<String> {
 fn a_run_pauses_at_ask_and_resumes_from_a_serialized_snapshot() {
     let f = compiled(&flow(json!([
         {"id": "q", "type": "ask", "text": "Your name?", "save_as": "name"},
-        {"id": "say", "type": "say", "text": "Hello {{name}} ({{message.text}})"}
+        {"id": "say", "type": "send_message", "text": "Hello {{name}} ({{message.text}})"}
     ])));
     let e = engine(RunLimits::default());
     let first = start(&e, &f, "hi");
@@ -184,12 +184,12 @@ fn a_snapshot_of_another_flow_is_refused() {
 /// A step that fails, then a reply.
 fn failing_step(on_error: Option<&str>) -> Value {
     let mut failing = json!({"id": "call", "type": "fail"});
-    let mut ok = json!({"id": "ok", "type": "say", "text": "fine"});
+    let mut ok = json!({"id": "ok", "type": "send_message", "text": "fine"});
     if let Some(target) = on_error {
         failing["on_error"] = json!(target);
         ok["next"] = json!("end");
     }
-    flow(json!([failing, ok, {"id": "sorry", "type": "say", "text": "sorry"}]))
+    flow(json!([failing, ok, {"id": "sorry", "type": "send_message", "text": "sorry"}]))
 }
 
 #[test]
@@ -226,8 +226,8 @@ fn the_step_budget_stops_a_loop() {
 fn the_budget_counts_across_resumes() {
     let f = compiled(&flow(json!([
         {"id": "q", "type": "ask", "text": "?", "save_as": "a"},
-        {"id": "say", "type": "say", "text": "{{a}}"},
-        {"id": "again", "type": "say", "text": "again", "next": "q"}
+        {"id": "say", "type": "send_message", "text": "{{a}}"},
+        {"id": "again", "type": "send_message", "text": "again", "next": "q"}
     ])));
     let e = engine(RunLimits { max_steps: 5, ..RunLimits::default() });
     let first = start(&e, &f, "go");
@@ -241,7 +241,7 @@ fn the_budget_counts_across_resumes() {
 
 #[test]
 fn a_spent_deadline_fails_the_run_before_the_next_step() {
-    let f = compiled(&flow(json!([{"id": "say", "type": "say", "text": "hi"}])));
+    let f = compiled(&flow(json!([{"id": "say", "type": "send_message", "text": "hi"}])));
     let r = start(&engine(RunLimits { deadline: Duration::ZERO, ..RunLimits::default() }), &f, "go");
     assert_eq!(r.status, RunStatus::Failed);
     assert_eq!(r.error.unwrap().code, "deadline");

@@ -164,7 +164,7 @@ impl HostState {
                 None
             }
             Some(name) => {
-                let name = IntegrationName::new(name.as_str()).map_err(denied)?;
+                let name = IntegrationName::new(name.as_str()).map_err(|e| denied(e.to_string()))?;
                 if !self.integrations.contains(&name) {
                     return Err(denied(format!(
                         "integration `{name}` is not named in this step's configuration (`integration` or `integrations`)"

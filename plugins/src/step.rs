@@ -141,7 +141,7 @@ fn integrations_named(config: &Value, cx: &mut BuildContext<'_>, ok: &mut bool) 
             out.insert(name);
         }
         Some(Err(e)) => {
-            cx.error("bad-integration", &rel, e, None);
+            cx.error("bad-integration", &rel, e.to_string(), None);
             *ok = false;
         }
         None => {}
@@ -181,7 +181,7 @@ fn declared_variables(plugin: &Plugin, config: &Value, cx: &mut BuildContext<'_>
                 cx.defines(&format!("/{key}"), &var);
                 out.insert(text.to_string());
             }
-            Err(e) => cx.error("bad-variable", &format!("/{key}"), e, None),
+            Err(e) => cx.error("bad-variable", &format!("/{key}"), e.to_string(), None),
         }
     }
     let schema_props = plugin.info.config_schema.get("properties").and_then(Value::as_object);

@@ -37,6 +37,9 @@ enum KindArg {
     /// replies go with chat.postMessage and an integration's bot token (--signing-secret-env,
     /// --integration).
     Slack,
+    /// A chat widget on web pages: one `<script>` tag on the pages of the allowed origins
+    /// (--origin); visitors' sessions are signed by Tern, replies stream to the page.
+    Web,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +107,10 @@ struct AddArgs {
     /// environment variable.
     #[arg(long, value_name = "VAR")]
     signing_secret_env: Option<String>,
+    /// Web: the origin of the pages that embed the chat (`https://www.example.com`; repeat for
+    /// several). Pages of other origins get nothing.
+    #[arg(long = "origin", value_name = "ORIGIN")]
+    origins: Vec<String>,
     /// Replace the settings of a channel of the same name.
     #[arg(long)]
     update: bool,
@@ -340,6 +347,7 @@ async fn add(
         KindArg::Whatsapp => ChannelKind::Whatsapp,
         KindArg::Twilio => ChannelKind::Twilio,
         KindArg::Slack => ChannelKind::Slack,
+        KindArg::Web => ChannelKind::Web,
     };
     let generated = (kind == ChannelKind::Generic && tokens.is_empty() && signing_secrets.is_empty())
         .then(tern_engine::channels::generate_token);
@@ -374,6 +382,8 @@ async fn add(
         account_sid: a.account_sid,
         from: a.from,
         signing_secret,
+        origins: a.origins,
+        session_key: None,
     };
     let saved = match channels.save(&a.name, draft, a.update).await {
         Ok(saved) => saved,
@@ -498,6 +508,19 @@ fn next_steps(saved: &ChannelSummary, public_url: &url::Url, vars: &Vars) {
                 saved.integration.as_deref().unwrap_or_default()
             );
         }
+        ChannelKind::Web => {
+            println!("Put this tag on the pages of {} to show the chat:", saved.origins.join(", "));
+            println!("  {}", tern_engine::web_chat::snippet(public_url.as_str(), &saved.name));
+            println!(
+                "(data-title sets the chat's title, data-avatar an image; the look follows the CSS variables --tern-accent, --tern-font and others on .tern-chat)"
+            );
+            if !public_url.scheme().eq_ignore_ascii_case("https") {
+                println!(
+                    "Pages served over https need the server at an https address too: give --public-url (or TERN_PUBLIC_URL) with the address visitors' browsers reach it at."
+                );
+            }
+            return;
+        }
         ChannelKind::Generic => {
             println!(
                 "It posts messages to /v1/channels/{}/conversations/{{id}}/messages with `Authorization: Bearer <token>` or a Standard Webhooks signature.",
@@ -547,6 +570,9 @@ fn credentials(c: &ChannelSummary) -> String {
     if c.signing_secret_set {
         parts.push("signing secret".into());
     }
+    if !c.origins.is_empty() {
+        parts.push(format!("origins {}", c.origins.join(", ")));
+    }
     if parts.is_empty() { unseen_or_none(c).into() } else { parts.join(", ") }
 }
 
@@ -566,7 +592,10 @@ fn print_channel(c: &ChannelSummary) {
     println!("name:            {}", c.name);
     println!("kind:            {}", c.kind.as_str());
     println!("defined by:      {}", c.source.describe());
-    if c.api_base.is_some() {
+    if c.kind == ChannelKind::Web {
+        println!("origins:         {}", c.origins.join(", "));
+        println!("routes:          /v1/channels/{}/web/… (the widget and its visitors' sessions)", c.name);
+    } else if c.api_base.is_some() {
         println!("webhook:         POST /v1/channels/{}/webhook (the platform posts its updates there)", c.name);
         for (label, value) in c.platform_facts() {
             println!("{:<17}{value}", format!("{label}:"));
@@ -580,7 +609,7 @@ fn print_channel(c: &ChannelSummary) {
             if c.signing_secrets == 0 { "none".to_string() } else { format!("{} set", c.signing_secrets) }
         );
     }
-    if c.api_base.is_none() {
+    if c.api_base.is_none() && c.kind != ChannelKind::Web {
         println!("webhook URL:     {}", c.webhook_url.as_deref().unwrap_or("-"));
         println!("webhook secret:  {}", if c.webhook_secret_set { "set" } else { "not set" });
     }

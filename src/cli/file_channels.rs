@@ -196,6 +196,8 @@ impl FileChannels {
                 account_sid: c.account_sid.clone(),
                 from: c.from.clone(),
                 signing_secret,
+                origins: Vec::new(),
+                session_key: None,
             };
             if !missing.is_empty() {
                 // The rules are checked once every value is there: what follows from a missing
@@ -250,6 +252,7 @@ fn as_written(name: ChannelName, c: &FileChannel, kind: ChannelKind, draft: Chan
             }),
         },
         platform: None,
+        web: None,
     }
 }
 
@@ -264,6 +267,9 @@ fn parse_one(name: &str, at: &str, table: &toml::Table, problems: &mut Vec<Strin
                 Some("whatsapp") => c.kind = Some(ChannelKind::Whatsapp),
                 Some("twilio") => c.kind = Some(ChannelKind::Twilio),
                 Some("slack") => c.kind = Some(ChannelKind::Slack),
+                Some("web") => problems.push(format!(
+                    "`{shown}`: a web chat cannot be configured in tern.toml, since the key that signs its visitors' sessions must be the same on every start and every instance; add it with `tern channels add {name} --kind web --origin https://…` (it is stored, key included)"
+                )),
                 _ => problems.push(format!(
                     "`{shown}` must be \"generic\" (a channel that posts Tern's JSON), \"telegram\" (a Telegram bot), \"whatsapp\" (a WhatsApp Business number), \"twilio\" (SMS through Twilio) or \"slack\" (a Slack app)"
                 )),

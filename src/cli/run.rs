@@ -60,7 +60,7 @@ pub struct RunArgs {
 
 fn parse_var(s: &str) -> Result<(VarName, Value), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
-    let name = VarName::new(k)?;
+    let name = VarName::new(k).map_err(|e| e.to_string())?;
     let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
     Ok((name, value))
 }

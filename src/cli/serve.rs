@@ -249,6 +249,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         reply_wait: std::time::Duration::from_secs(args.reply_wait.max(1)),
         readiness: Default::default(),
         public_url: shared.public_url.clone(),
+        web: Default::default(),
     });
     // Messages acknowledged before a crash and not answered yet.
     conversations.recover().await?;
@@ -490,6 +491,7 @@ pub fn default_channel(
         inbound: InboundAuth { tokens: token.into_iter().collect(), signing_secrets, ..Default::default() },
         delivery: Delivery { webhook_url, webhook_secret },
         platform: None,
+        web: None,
     }
 }
 

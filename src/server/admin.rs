@@ -96,7 +96,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn integration_name(name: &str) -> Result<IntegrationName, ApiError> {
-    IntegrationName::new(name).map_err(ApiError::bad_request)
+    IntegrationName::new(name).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// `PUT /v1/integrations/{name}`: the settings of DESIGN §4 as JSON (the same fields as

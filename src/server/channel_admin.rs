@@ -82,6 +82,9 @@ pub struct ChannelSettings {
     /// Slack: the app's signing secret, which signs every request (write-only).
     #[serde(default)]
     signing_secret: Option<String>,
+    /// Web: the origins of the pages that embed the chat (`https://www.example.com`).
+    #[serde(default)]
+    origins: Vec<String>,
 }
 
 /// A store failure: the detail goes to the log, not to the caller.
@@ -219,6 +222,8 @@ pub async fn put_channel(
         account_sid: settings.account_sid,
         from: settings.from,
         signing_secret: settings.signing_secret.map(secret),
+        origins: settings.origins,
+        session_key: None,
     };
     let saved = state.channel_service.save(name.as_str(), draft, true).await.map_err(answer)?;
     Ok(axum::Json(saved).into_response())

@@ -26,6 +26,7 @@ mod platform_webhook;
 mod runs;
 #[cfg(test)]
 mod tests;
+pub mod web_chat;
 
 pub use metrics::Metrics;
 
@@ -84,6 +85,8 @@ pub struct AppState {
     /// Where the server is reached from outside (`--public-url`): the URL a platform that signs
     /// it (Twilio) requested is this and the route's path.
     pub public_url: url::Url,
+    /// The web chat's limits and open streams.
+    pub web: web_chat::WebEdge,
 }
 
 impl AppState {
@@ -121,6 +124,13 @@ pub fn routes() -> Vec<Route> {
         ),
         (Method::POST, "/v1/channels/{name}/webhook", post(platform_webhook::post_webhook)),
         (Method::GET, "/v1/channels/{name}/webhook", get(platform_webhook::get_webhook)),
+        (Method::GET, "/v1/channels/{name}/web/widget.js", get(web_chat::get_widget_js)),
+        (Method::GET, "/v1/channels/{name}/web/widget.css", get(web_chat::get_widget_css)),
+        // The visitors' routes answer the browser's CORS preflight (OPTIONS) too.
+        (Method::POST, "/v1/channels/{name}/web/sessions", post(web_chat::post_session).options(web_chat::preflight)),
+        (Method::POST, "/v1/channels/{name}/web/messages", post(web_chat::post_message).options(web_chat::preflight)),
+        (Method::GET, "/v1/channels/{name}/web/history", get(web_chat::get_history).options(web_chat::preflight)),
+        (Method::GET, "/v1/channels/{name}/web/stream", get(web_chat::get_stream).options(web_chat::preflight)),
         (Method::GET, "/v1/runs", get(runs::list_runs)),
         (Method::GET, "/v1/runs/{id}", get(runs::get_run)),
         (Method::GET, "/oauth/callback", get(callback)),

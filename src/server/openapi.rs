@@ -75,6 +75,12 @@ impl Modify for Security {
         channel.description =
             Some("The channel's token (`--channel-token` / `TERN_CHANNEL_TOKEN` for the `default` channel)".into());
         components.add_security_scheme("channel_token", SecurityScheme::Http(channel));
+        let mut web = Http::new(HttpAuthScheme::Bearer);
+        web.description = Some(
+            "A web chat visitor's session token, from `POST /v1/channels/{name}/web/sessions` (signed by the channel, 7 days)"
+                .into(),
+        );
+        components.add_security_scheme("web_session", SecurityScheme::Http(web));
         let signature = |what: &str| {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "webhook-signature",
@@ -174,6 +180,12 @@ impl Modify for Patterns {
         super::messages::get_channel_message,
         super::platform_webhook::post_webhook,
         super::platform_webhook::get_webhook,
+        super::web_chat::get_widget_js,
+        super::web_chat::get_widget_css,
+        super::web_chat::post_session,
+        super::web_chat::post_message,
+        super::web_chat::get_history,
+        super::web_chat::get_stream,
         super::runs::list_runs,
         super::runs::get_run,
         super::callback,
@@ -201,6 +213,7 @@ impl Modify for Patterns {
         (name = "conversations", description = "Messages from a chat channel and their answers"),
         (name = "admin", description = "The admin API: `Authorization: Bearer <admin token>`"),
         (name = "integrations", description = "OAuth callback and integration events"),
+        (name = "web chat", description = "The web chat widget and its visitors' requests: only from pages of the channel's allowed origins (`Origin`), with a visitor's session token"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

@@ -45,14 +45,16 @@ const ASK: &str = r#"{"version": 1, "id": "ask",
   ]}"#;
 
 /// The app over a fresh store (kept alive by the returned directory).
-struct Harness {
+pub(crate) struct Harness {
     _dir: tempfile::TempDir,
-    app: Router,
-    conversations: Conversations,
+    pub(crate) app: Router,
+    pub(crate) conversations: Conversations,
+    /// The channels service (to add channels).
+    pub(crate) channels: Arc<tern_engine::channels::Channels>,
 }
 
 impl Harness {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (key, _) = MasterKey::generate();
         let store = Arc::new(SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(key)).await.unwrap());
@@ -73,8 +75,6 @@ impl Harness {
                 LoadedFlow { hash: flow_hash(source), flow: Arc::new(load_flow(source, &opts).unwrap()) }
             })
             .collect();
-        let conversations = Conversations::start(engine, store.clone(), ConversationOptions::default(), None);
-        conversations.set_flows(flows);
         let channels = Arc::new(tern_engine::channels::Channels::new(
             store.clone(),
             [(
@@ -84,12 +84,16 @@ impl Harness {
             ["kiosk".parse().unwrap()].into_iter().collect(),
             tern_engine::clock::system(),
         ));
+        // Replies find their channel as in `tern serve` (a web chat's go to its transcript).
+        let options = ConversationOptions { channels: channels.clone(), ..ConversationOptions::default() };
+        let conversations = Conversations::start(engine, store.clone(), options, None);
+        conversations.set_flows(flows);
         let state = Arc::new(AppState {
             conversations: conversations.clone(),
             store,
             integrations,
             channels: channels.clone(),
-            channel_service: channels,
+            channel_service: channels.clone(),
             secrets,
             admin_token: SecretString::from(ADMIN.to_string()),
             metrics: Arc::new(Metrics::default()),
@@ -104,8 +108,9 @@ impl Harness {
             reply_wait: Duration::from_secs(10),
             readiness: Default::default(),
             public_url: url::Url::parse("http://127.0.0.1:8080").unwrap(),
+            web: Default::default(),
         });
-        Self { _dir: dir, app: app(state), conversations }
+        Self { _dir: dir, app: app(state), conversations, channels }
     }
 
     /// One request through the router: status, headers and body (JSON when it parses, else
@@ -119,7 +124,7 @@ impl Harness {
     }
 
     /// One request through the router, exactly as given.
-    async fn send_as_is(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    pub(crate) async fn send_as_is(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -36,6 +36,8 @@ pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<
         ChannelKind::Whatsapp => whatsapp_settings(draft, problems).map(Platform::WhatsApp),
         ChannelKind::Twilio => twilio_settings(draft, problems).map(Platform::Twilio),
         ChannelKind::Slack => slack_settings(draft, problems).map(Platform::Slack),
+        // Checked by web_settings, never here.
+        ChannelKind::Web => None,
     }
 }
 
@@ -49,11 +51,12 @@ fn own_fields(kind: ChannelKind) -> &'static [Field] {
         }
         ChannelKind::Twilio => &[Field::AuthToken, Field::AccountSid, Field::From, Field::ApiBase],
         ChannelKind::Slack => &[Field::SigningSecret, Field::Integration, Field::ApiBase],
+        ChannelKind::Web => &[Field::Origins],
     }
 }
 
-/// Each platform field of `draft`, and whether it is given.
-fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 11] {
+/// Each platform field of `draft` (a web chat's among them), and whether it is given.
+pub(super) fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 12] {
     [
         (Field::SecretToken, draft.secret_token.is_some()),
         (Field::BotToken, draft.bot_token.is_some()),
@@ -66,6 +69,7 @@ fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 11] {
         (Field::AccountSid, draft.account_sid.is_some()),
         (Field::From, draft.from.is_some()),
         (Field::SigningSecret, draft.signing_secret.is_some()),
+        (Field::Origins, !draft.origins.is_empty()),
     ]
 }
 
@@ -73,13 +77,14 @@ fn given_platform_fields(draft: &ChannelDraft) -> [(Field, bool); 11] {
 pub(super) fn none_for_generic(draft: &ChannelDraft, problems: &mut Vec<Problem>) {
     refuse_given(&given_platform_fields(draft), problems, |label| {
         format!(
-            "only a platform channel (`--kind telegram`, `whatsapp`, `twilio` or `slack`) has a {label}; a generic channel has bearer tokens or signing secrets"
+            "only a platform or web channel (`--kind telegram`, `whatsapp`, `twilio`, `slack` or `web`) has {}{label}; a generic channel has bearer tokens or signing secrets",
+            if label.ends_with('s') { "" } else { "a " }
         )
     });
 }
 
 /// A problem at each field that is given, in words made from its label.
-fn refuse_given(fields: &[(Field, bool)], problems: &mut Vec<Problem>, message: impl Fn(&str) -> String) {
+pub(super) fn refuse_given(fields: &[(Field, bool)], problems: &mut Vec<Problem>, message: impl Fn(&str) -> String) {
     for (field, given) in fields {
         if *given {
             problems.push(Problem::at(*field, message(&field.label().to_lowercase())));

@@ -34,6 +34,8 @@ pub(super) struct Inner {
     pub(super) shared: bool,
     /// What each channel did lately in this process.
     pub(super) activity: Arc<super::ChannelActivity>,
+    /// The web chat streams open in this process, woken when their transcript grows.
+    pub(super) transcripts: crate::web_chat::Watchers,
 }
 
 impl Inner {

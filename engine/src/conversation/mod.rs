@@ -71,7 +71,6 @@ mod outbox;
 mod paused_index;
 mod process;
 mod queue;
-mod rates;
 mod recovery;
 mod service;
 mod store;

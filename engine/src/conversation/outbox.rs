@@ -124,7 +124,7 @@ pub(super) struct Outbox {
     /// One semaphore per webhook URL with deliveries in flight.
     destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Each platform channel's send rate.
-    rates: super::rates::Rates,
+    rates: crate::rates::Rates,
     /// Slots for deliveries in flight, in all.
     slots: Arc<Semaphore>,
 }
@@ -148,7 +148,7 @@ impl Outbox {
             activity,
             in_flight: Mutex::default(),
             destinations: Mutex::default(),
-            rates: super::rates::Rates::default(),
+            rates: crate::rates::Rates::new(super::MAX_CHANNELS),
             slots,
         }
     }
@@ -268,7 +268,11 @@ async fn dispatch(outbox: &Arc<Outbox>, item: OutboxItem, tasks: &mut tokio::tas
             let destination =
                 lock(&outbox.destinations).entry(key).or_insert_with(|| Arc::new(Semaphore::new(capacity))).clone();
             let within_rate = |platform: &crate::platforms::Platform| {
-                outbox.rates.try_take(item.channel.name.as_str(), platform.sends_per_second(), outbox.clock.now_ms())
+                outbox.rates.try_take(
+                    item.channel.name.as_str(),
+                    crate::rates::Rate::per_second(platform.sends_per_second()),
+                    outbox.clock.now_ms(),
+                )
             };
             match destination.try_acquire_owned() {
                 Ok(p) if !matches!(t, Target::Platform { platform, .. } if !within_rate(platform)) => Some(p),
@@ -506,6 +510,7 @@ mod tests {
                 webhook_secret: Some(WebhookSecret::generate()),
             },
             platform: None,
+            web: None,
         };
         Outbox::new(
             Arc::new(crate::conversation::MemoryConversationStore::default()),

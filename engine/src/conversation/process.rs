@@ -331,13 +331,23 @@ async fn commit(
     // Serialized once: the stored answer, the webhook delivery and the caller's answer.
     let answered = Answered::new(answer);
     let channel = conversation.channel_ref_and_id().0;
-    let deliver = answered.answer.run_id.is_some() && has_webhook(inner, &channel).await;
+    // A web chat's transcript shows the visitor's message even when no flow answered it.
+    let route = reply_route(inner, &channel).await;
+    let deliver = route == ReplyRoute::Outbox && answered.answer.run_id.is_some();
     let outbox = deliver.then(|| webhook_body(&answered.json, conversation));
+    let transcript = if route == ReplyRoute::Transcript {
+        crate::web_chat::transcript::entries_of(inbound, &answered.answer, inner.now_ms())
+    } else {
+        Vec::new()
+    };
+    // The page follows the transcript: it is told once the entries are committed.
+    let notify_page = !transcript.is_empty();
     // While the store refuses writes, nothing is answered before it is stored (writer.rs); a
     // fenced commit (the conversation lock was lost) is known only once it is tried.
     let must_wait = remember_answer
         || !matches!(paused, PausedChange::Keep)
         || outbox.is_some()
+        || notify_page
         || fence.is_some()
         || inner.writer.failing();
     let cleared = matches!(paused, PausedChange::Clear);
@@ -357,6 +367,7 @@ async fn commit(
         history,
         outbox,
         fence,
+        transcript,
     };
     inner.writer.write(WriteOp::Complete(Box::new(done)), must_wait).await.map_err(|e| {
         if e.fenced {
@@ -371,6 +382,9 @@ async fn commit(
     }
     if has_outbox {
         inner.outbox_wake.notify_one();
+    }
+    if notify_page {
+        inner.transcripts.written(conversation);
     }
     Ok(answered)
 }
@@ -396,15 +410,31 @@ fn webhook_body(answer_json: &[u8], conversation: &super::types::ConversationId)
     body
 }
 
-/// Whether the channel's replies are delivered (the channel is still the same incarnation,
-/// and has a webhook URL or is a messaging platform's, whose API takes them). When the channel cannot be read, the delivery is stored
-/// anyway (nothing is lost): the outbox looks the channel up again when it sends it.
-async fn has_webhook(inner: &Inner, channel: &crate::channel::ChannelRef) -> bool {
+/// Where a finished message's replies go besides the caller's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReplyRoute {
+    /// Nowhere else (a channel without a webhook URL, a channel that is gone).
+    Answer,
+    /// A delivery in the outbox: the channel has a webhook URL or is a messaging platform's,
+    /// whose API takes them.
+    Outbox,
+    /// The conversation's transcript: a web chat, whose page reads it.
+    Transcript,
+}
+
+/// Where the replies of `channel` go (when it is still the same incarnation). When the channel
+/// cannot be read, the delivery is stored in the outbox anyway (nothing is lost): the outbox
+/// looks the channel up again when it sends it.
+async fn reply_route(inner: &Inner, channel: &crate::channel::ChannelRef) -> ReplyRoute {
     match inner.options.channels.channel(&channel.name).await {
-        Ok(c) => c.is_some_and(|c| channel.is(&c) && (c.delivery.webhook_url.is_some() || c.platform.is_some())),
+        Ok(Some(c)) if channel.is(&c) && c.web.is_some() => ReplyRoute::Transcript,
+        Ok(Some(c)) if channel.is(&c) && (c.delivery.webhook_url.is_some() || c.platform.is_some()) => {
+            ReplyRoute::Outbox
+        }
+        Ok(_) => ReplyRoute::Answer,
         Err(e) => {
             tracing::warn!(channel = %channel, error = %e, "could not read a channel; its delivery is stored and sent when the channel can be read");
-            true
+            ReplyRoute::Outbox
         }
     }
 }

@@ -61,6 +61,7 @@ impl Conversations {
             stop,
             background: Mutex::default(),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            transcripts: crate::web_chat::Watchers::default(),
             shared,
             activity: Arc::default(),
         });
@@ -182,6 +183,26 @@ impl Conversations {
             return Ok(MessageState::Running);
         }
         Ok(MessageState::Unknown)
+    }
+
+    /// A web chat conversation's transcript after entry `after`, oldest first, at most
+    /// [`MAX_READ`](crate::web_chat::transcript::MAX_READ) entries.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store failed.
+    pub async fn transcript(
+        &self,
+        conversation: &ConversationId,
+        after: i64,
+    ) -> Result<Vec<crate::web_chat::Entry>, StoreError> {
+        self.inner.store.transcript(conversation, after, crate::web_chat::transcript::MAX_READ).await
+    }
+
+    /// What a stream of `conversation`'s transcript waits on: it is woken when this process
+    /// commits entries of the conversation (hold it while the stream is open; see
+    /// [`Watchers`](crate::web_chat::Watchers)).
+    pub fn watch_transcript(&self, conversation: &ConversationId) -> Arc<tokio::sync::Notify> {
+        self.inner.transcripts.watch(conversation)
     }
 
     /// A run's history.

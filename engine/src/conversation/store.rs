@@ -62,6 +62,11 @@ pub struct Completion {
     /// ([`ConversationLock::fence`]): the store commits nothing of this completion unless the
     /// token is still the conversation's current one ([`StoreError::Fenced`]).
     pub fence: Option<i64>,
+    /// For a web chat's conversation, what the transcript gains
+    /// ([`entries_of`](crate::web_chat::transcript::entries_of)); the store numbers them after
+    /// the conversation's last entry and keeps at most
+    /// [`MAX_ENTRIES`](crate::web_chat::transcript::MAX_ENTRIES). Empty for other channels.
+    pub transcript: Vec<crate::web_chat::Entry>,
 }
 
 /// One write.
@@ -206,8 +211,17 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn outbox_progress(&self, id: &str, lease: i64, sent: u32) -> Result<(), StoreError>;
     /// Deliveries waiting, for metrics and bounds.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
-    /// Deletes what the retention policy no longer keeps.
+    /// Deletes what the retention policy no longer keeps (and web chat transcripts older than
+    /// a session lasts, [`SESSION_TTL_S`](crate::web_chat::session::SESSION_TTL_S)).
     async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError>;
+    /// A web chat conversation's transcript after entry `after` (0: from the start), oldest
+    /// first, at most `limit` entries.
+    async fn transcript(
+        &self,
+        conversation: &ConversationId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::web_chat::Entry>, StoreError>;
     /// Every conversation with a paused run (expired or not) and when it expires (Unix
     /// seconds), when this process is the store's only writer and there are at most `limit`;
     /// `None` otherwise. With it the service skips the paused-run read for the other
@@ -314,6 +328,8 @@ struct Memory {
     runs: HashMap<RunId, RunHistory>,
     /// Deliveries in the order written, each with when it is due and its conversation.
     outbox: VecDeque<(OutboxItem, i64, ConversationId)>,
+    /// Web chat transcripts, oldest entry first.
+    transcripts: HashMap<ConversationId, VecDeque<crate::web_chat::Entry>>,
     effects: HashMap<EffectKey, (Option<RecordedResponse>, i64)>,
 }
 
@@ -416,6 +432,17 @@ impl ConversationStore for MemoryConversationStore {
                             sent: 0,
                         };
                         m.outbox.push_back((item, now, done.conversation.clone()));
+                    }
+                    if !done.transcript.is_empty() {
+                        let t = m.transcripts.entry(c.clone()).or_default();
+                        let last = t.back().map_or(0, |e| e.seq);
+                        for (seq, entry) in (last + 1..).zip(&done.transcript) {
+                            t.push_back(crate::web_chat::Entry { seq, at_ms: now, ..entry.clone() });
+                        }
+                        let max = usize::try_from(crate::web_chat::transcript::MAX_ENTRIES).unwrap_or(usize::MAX);
+                        while t.len() > max {
+                            t.pop_front();
+                        }
                     }
                 }
             }
@@ -531,7 +558,26 @@ impl ConversationStore for MemoryConversationStore {
         let now_s = now_ms / 1000;
         m.paused.retain(|_, p| p.expires_at > now_s);
         pruned.paused = (before - m.paused.len()) as u64;
+        let transcripts_before = now_ms.saturating_sub(crate::web_chat::session::SESSION_TTL_S * 1000);
+        m.transcripts.retain(|_, t| {
+            t.retain(|e| e.at_ms >= transcripts_before);
+            !t.is_empty()
+        });
         Ok(pruned)
+    }
+
+    async fn transcript(
+        &self,
+        conversation: &ConversationId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::web_chat::Entry>, StoreError> {
+        Ok(self
+            .lock()
+            .transcripts
+            .get(conversation)
+            .map(|t| t.iter().filter(|e| e.seq > after).take(limit).cloned().collect())
+            .unwrap_or_default())
     }
 }
 

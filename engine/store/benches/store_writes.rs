@@ -73,6 +73,7 @@ async fn one_message(store: &dyn Backend, worker: usize, n: usize) {
         history: vec![(summary, segment)],
         outbox: None,
         fence: None,
+        transcript: Vec::new(),
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
 }

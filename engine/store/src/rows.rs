@@ -213,7 +213,7 @@ impl IntegrationRow {
         let config: IntegrationConfig = serde_json::from_str(&self.config).map_err(|e| corrupt(e.to_string()))?;
         let status = self.status;
         Ok(IntegrationRecord {
-            name: IntegrationName::new(name.clone()).map_err(corrupt)?,
+            name: IntegrationName::new(name.clone()).map_err(|e| corrupt(e.to_string()))?,
             config,
             client_secret_set: self.client_secret_set,
             status: IntegrationStatus::parse(&status).ok_or_else(|| corrupt(format!("unknown status `{status}`")))?,

@@ -261,6 +261,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         history: vec![(summary(RunStatus::Paused, 2_000), segment("hello", "paused"))],
         outbox: Some(json!({"conversation_id": "conv-1", "n": 1}).to_string().into_bytes()),
         fence: None,
+        transcript: Vec::new(),
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(!store.is_accepted(&c, &m("m-1")).await.unwrap());
@@ -286,6 +287,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
         history: vec![(summary(RunStatus::Completed, 3_000), quiet("again", "completed"))],
         outbox: None,
         fence: None,
+        transcript: Vec::new(),
     };
     store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
     assert!(store.paused(&c).await.unwrap().is_none());
@@ -380,6 +382,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
             history: vec![],
             outbox: Some(json!({"conversation_id": conversation.as_str(), "n": n}).to_string().into_bytes()),
             fence: None,
+            transcript: Vec::new(),
         }))
     };
     store.write(&[delivery(&c, 10)]).await.unwrap();
@@ -485,6 +488,83 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!(at(other("sales"), t + 1_200_004).await, Sighting::Accepted, "room again");
 }
 
+/// A web chat's transcript: each finished message's entries numbered after the last, read
+/// from any entry on, kept apart per conversation, at most
+/// [`MAX_ENTRIES`](tern_engine::web_chat::transcript::MAX_ENTRIES) per conversation, sealed (the
+/// text `transcript-secret-words` must not appear in plaintext in the database afterwards: the
+/// callers check), and pruned once no session can read it.
+pub async fn run_transcript_suite(store: &dyn tern_engine::conversation::ConversationStore) {
+    use tern_engine::conversation::{
+        Answer, AnswerStatus, Answered, Completion, ConversationId, MessageId, PausedChange, Retention, WriteOp,
+    };
+    use tern_engine::web_chat::transcript::MAX_ENTRIES;
+    use tern_engine::web_chat::{Entry, Speaker};
+    let entry = |from: Speaker, text: &str| Entry {
+        seq: 0,
+        at_ms: 0,
+        from,
+        message_id: "m".into(),
+        text: text.into(),
+        choices: vec![tern_engine::step::Choice::new("Yes", "yes")],
+    };
+    let complete = |c: &ConversationId, id: &str, entries: Vec<Entry>| {
+        let message_id = MessageId::new(id).unwrap();
+        WriteOp::Complete(Box::new(Completion {
+            channel: tern_engine::channel::ChannelRef::named(tern_engine::channel::ChannelName::new("site").unwrap()),
+            conversation: c.clone(),
+            message_id: message_id.clone(),
+            remember_answer: false,
+            accepted: false,
+            answer: Answered::new(Answer::without_run(AnswerStatus::NoFlow, &message_id)),
+            digest: None,
+            paused: PausedChange::Keep,
+            history: Vec::new(),
+            outbox: None,
+            fence: None,
+            transcript: entries,
+        }))
+    };
+    let a = ConversationId::new("channel:site:aaaa").unwrap();
+    let b = ConversationId::new("channel:site:bbbb").unwrap();
+    assert!(store.transcript(&a, 0, 10).await.unwrap().is_empty());
+    store
+        .write(&[
+            complete(&a, "m-1", vec![entry(Speaker::Contact, "hi"), entry(Speaker::Bot, "transcript-secret-words")]),
+            complete(&b, "m-1", vec![entry(Speaker::Contact, "other visitor")]),
+            complete(&a, "m-2", vec![entry(Speaker::Contact, "again")]),
+        ])
+        .await
+        .unwrap();
+    let got = store.transcript(&a, 0, 10).await.unwrap();
+    let shown: Vec<(i64, Speaker, &str)> = got.iter().map(|e| (e.seq, e.from, e.text.as_str())).collect();
+    assert_eq!(
+        shown,
+        [(1, Speaker::Contact, "hi"), (2, Speaker::Bot, "transcript-secret-words"), (3, Speaker::Contact, "again")]
+    );
+    assert!(got.iter().all(|e| e.at_ms > 0 && e.choices.len() == 1), "stamped by the store, choices kept");
+    assert_eq!(store.transcript(&a, 2, 10).await.unwrap().len(), 1, "after an entry");
+    assert_eq!(store.transcript(&a, 0, 2).await.unwrap().len(), 2, "at most the limit");
+    let other = store.transcript(&b, 0, 10).await.unwrap();
+    assert_eq!(other.iter().map(|e| (e.seq, e.text.as_str())).collect::<Vec<_>>(), [(1, "other visitor")]);
+    // Bounded per conversation: the oldest go first, the numbers go on.
+    let many: Vec<Entry> = (0..MAX_ENTRIES).map(|i| entry(Speaker::Bot, &format!("line {i}"))).collect();
+    store.write(&[complete(&a, "m-3", many)]).await.unwrap();
+    let kept = store.transcript(&a, 0, usize::MAX >> 1).await.unwrap();
+    assert_eq!(kept.len() as i64, MAX_ENTRIES);
+    assert_eq!(kept.first().map(|e| e.seq), Some(4));
+    assert_eq!(kept.last().map(|e| (e.seq, e.text.as_str())), Some((MAX_ENTRIES + 3, "line 499")));
+    // Pruned once no session can read it.
+    let session_ms = tern_engine::web_chat::session::SESSION_TTL_S * 1000;
+    store.prune(&Retention::default(), now() * 1000 + session_ms - 60_000).await.unwrap();
+    assert_eq!(store.transcript(&b, 0, 10).await.unwrap().len(), 1, "still within a session's life");
+    store.prune(&Retention::default(), now() * 1000 + session_ms + 60_000).await.unwrap();
+    assert!(store.transcript(&a, 0, 10).await.unwrap().is_empty());
+    assert!(store.transcript(&b, 0, 10).await.unwrap().is_empty());
+    // Kept for the callers' check that no text is in plaintext.
+    store.write(&[complete(&b, "m-9", vec![entry(Speaker::Bot, "transcript-secret-words")])]).await.unwrap();
+    assert_eq!(store.transcript(&b, 0, 10).await.unwrap()[0].text, "transcript-secret-words");
+}
+
 /// A boxed, sendable future.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
@@ -529,6 +609,7 @@ fn rotated_channel() -> tern_engine::channel::Channel {
         },
         delivery: Delivery::default(),
         platform: None,
+        web: None,
     }
 }
 
@@ -620,6 +701,7 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
             webhook_secret: Some(hook.clone()),
         },
         platform: None,
+        web: None,
     };
     store.put_channel(&channel).await.unwrap();
     let got = store.get_channel(&name).await.unwrap().unwrap();
@@ -673,6 +755,7 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
             platform: Some(tern_engine::platforms::Platform::Telegram(telegram)),
+            web: None,
         })
         .await
         .unwrap();
@@ -699,6 +782,7 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
             platform: Some(tern_engine::platforms::Platform::WhatsApp(whatsapp)),
+            web: None,
         })
         .await
         .unwrap();
@@ -709,6 +793,31 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
     assert_eq!((w.phone_number_id.as_str(), w.integration.as_str()), ("106540352242922", "meta"));
     assert_eq!(w.api_base.as_str(), "https://graph.facebook.com/v23.0");
     assert!(store.remove_channel(&number).await.unwrap());
+    // A web chat: its origins and its session key (sealed), which still verifies its tokens.
+    let site = ChannelName::new("site").unwrap();
+    let web = tern_engine::web_chat::WebChat {
+        origins: vec![tern_engine::web_chat::Origin::parse("https://shop.example").unwrap()],
+        session_key: tern_engine::web_chat::SessionKey::generate(),
+    };
+    let (session, token) = web.session_key.issue("site", 1_000);
+    store
+        .put_channel(&Channel {
+            name: site.clone(),
+            incarnation: None,
+            kind: ChannelKind::Web,
+            inbound: InboundAuth::default(),
+            delivery: Delivery::default(),
+            platform: None,
+            web: Some(web),
+        })
+        .await
+        .unwrap();
+    let got_site = store.get_channel(&site).await.unwrap().unwrap().channel;
+    assert_eq!(got_site.kind, ChannelKind::Web);
+    let got_web = got_site.web.expect("web settings");
+    assert!(got_web.allows("https://shop.example") && !got_web.allows("https://evil.example"));
+    assert_eq!(got_web.session_key.verify("site", &token, 1_001), Ok(session));
+    assert!(store.remove_channel(&site).await.unwrap());
     // Removed and added again under the same name, a channel is a new incarnation.
     let first = got.channel.incarnation.clone();
     assert!(store.remove_channel(&name).await.unwrap());
@@ -746,5 +855,6 @@ pub fn fenced_completion(
         history: Vec::new(),
         outbox: None,
         fence,
+        transcript: Vec::new(),
     }))
 }

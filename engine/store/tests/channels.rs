@@ -40,6 +40,7 @@ fn default_channel() -> Channel {
         },
         delivery: Delivery::default(),
         platform: None,
+        web: None,
     }
 }
 

@@ -33,6 +33,7 @@ async fn sqlite_passes_the_suite() {
     testing::run_suite(&*store).await;
     testing::run_conversation_suite(store.clone()).await;
     testing::run_channel_suite(&*store).await;
+    testing::run_transcript_suite(&*store).await;
     // Nothing secret is stored in plaintext, in the database or its WAL.
     let bytes = all_bytes(dir.path());
     for needle in [
@@ -45,6 +46,7 @@ async fn sqlite_passes_the_suite() {
         "secret-text-1",
         "channel-token-1",
         "hook-password-1",
+        "transcript-secret-words",
         testing::CHANNEL_SIGNING_SECRET,
         testing::CHANNEL_WEBHOOK_SECRET,
         &testing::CHANNEL_SIGNING_SECRET[6..],
@@ -61,13 +63,15 @@ async fn postgres_passes_the_suite() {
     testing::run_suite(&*store).await;
     testing::run_conversation_suite(store.clone()).await;
     testing::run_channel_suite(&*store).await;
+    testing::run_transcript_suite(&*store).await;
     // Nothing secret is stored in plaintext: every column of every row, as text.
     let dump: Vec<String> = sqlx::query_scalar(
         "SELECT t::text FROM (SELECT row_to_json(x)::text AS t FROM (SELECT * FROM integrations) x
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM tokens) x
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM secrets) x
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM answers) x
-           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM channels) x) rows",
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM channels) x
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM web_transcript) x) rows",
     )
     .fetch_all(&sqlx::PgPool::connect(&db.raw_url()).await.unwrap())
     .await
@@ -82,6 +86,7 @@ async fn postgres_passes_the_suite() {
         "secret-text-1",
         "channel-token-1",
         "hook-password-1",
+        "transcript-secret-words",
         testing::CHANNEL_SIGNING_SECRET,
         testing::CHANNEL_WEBHOOK_SECRET,
     ] {
@@ -275,6 +280,7 @@ async fn a_delivery_moved_to_another_channel_is_dropped() {
             history: Vec::new(),
             outbox: Some(b"{\"n\":1}".to_vec()),
             fence: None,
+            transcript: Vec::new(),
         };
         store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
         assert_eq!(store.outbox_len().await.unwrap(), 1);

@@ -102,7 +102,8 @@ fn form_field(field: Field) -> &'static str {
         | Field::AuthToken
         | Field::AccountSid
         | Field::From
-        | Field::SigningSecret => "",
+        | Field::SigningSecret
+        | Field::Origins => "",
     }
 }
 
@@ -151,7 +152,13 @@ async fn render(
                 dl.facts {
                     dt { "Kind" } dd { (c.kind.as_str()) }
                     dt { "Defined by" } dd { (c.source.describe()) }
-                    @if c.api_base.is_some() {
+                    @if c.kind == tern_engine::channel::ChannelKind::Web {
+                        dt { "Allowed origins" } dd { (c.origins.join(", ")) }
+                        dt { "On the pages" } dd {
+                            p { "Put this tag on the pages of those origins:" }
+                            pre.snippet { code { (tern_engine::web_chat::snippet(state.public_url.as_str(), &c.name)) } }
+                        }
+                    } @else if c.api_base.is_some() {
                         dt { "Webhook" } dd { "POST " code { "/v1/channels/" (c.name) "/webhook" } " (the platform posts its updates there)" }
                         @for (label, value) in c.platform_facts() { dt { (capitalized(label)) } dd { (value) } }
                     } @else {

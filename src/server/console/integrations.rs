@@ -489,7 +489,7 @@ pub async fn show(
 fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(IntegrationName, Draft), Problems> {
     let mut problems: Problems = Vec::new();
     let opt = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
-    let name = IntegrationName::new(f.name.trim()).map_err(|e| problems.push(("name", e))).ok();
+    let name = IntegrationName::new(f.name.trim()).map_err(|e| problems.push(("name", e.to_string()))).ok();
     let mut url = |field: &'static str, s: &str| {
         opt(s).and_then(|u| parse_endpoint(&u).map_err(|e| problems.push((field, e.to_string()))).ok())
     };

@@ -19,6 +19,7 @@ use tern_engine::platforms::telegram::Telegram;
 use tern_engine::platforms::twilio::Twilio;
 use tern_engine::platforms::whatsapp::WhatsApp;
 use tern_engine::standard_webhooks::WebhookSecret;
+use tern_engine::web_chat::{Origin, SessionKey, WebChat};
 
 use super::{Flavor, SqlStore};
 use crate::StoreError;
@@ -42,6 +43,17 @@ struct SealedConfig {
     /// A Slack channel's settings (absent for every other kind).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     slack: Option<SealedSlack>,
+    /// A web channel's settings (absent for every other kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    web: Option<SealedWeb>,
+}
+
+/// A web channel's settings, as stored (inside the encrypted config).
+#[derive(Serialize, Deserialize)]
+struct SealedWeb {
+    origins: Vec<String>,
+    /// 64 hex digits.
+    session_key: String,
 }
 
 /// A Slack channel's settings, as stored (inside the encrypted config).
@@ -121,10 +133,15 @@ impl SealedConfig {
                 }),
                 _ => None,
             },
+            web: channel.web.as_ref().map(|w| SealedWeb {
+                origins: w.origins.iter().map(ToString::to_string).collect(),
+                session_key: w.session_key.expose_hex().to_string(),
+            }),
         }
     }
 
-    fn into_parts(self, name: &str) -> Result<(InboundAuth, Delivery, Option<Platform>), StoreError> {
+    #[allow(clippy::type_complexity)] // the parts of a channel, each its own type
+    fn into_parts(self, name: &str) -> Result<(InboundAuth, Delivery, Option<Platform>, Option<WebChat>), StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt { what: format!("channel `{name}`"), reason };
         let secret = |s: &str| WebhookSecret::parse(s).map_err(|e| corrupt(e.to_string()));
         let telegram_secrets = self.telegram.iter().flat_map(|t| [&t.secret_token, &t.bot_token]);
@@ -136,6 +153,17 @@ impl SealedConfig {
         {
             tern_engine::secrets::known::remember_str(value);
         }
+        let web = match self.web {
+            None => None,
+            Some(w) => Some(WebChat {
+                origins: w
+                    .origins
+                    .iter()
+                    .map(|o| Origin::parse(o).map_err(|e| corrupt(format!("origin: {e}"))))
+                    .collect::<Result<_, _>>()?,
+                session_key: SessionKey::parse(&w.session_key).map_err(|e| corrupt(e.to_string()))?,
+            }),
+        };
         let api_base = |u: &str| url::Url::parse(u).map_err(|e| corrupt(format!("API base: {e}")));
         let integration = |name: String| IntegrationName::new(name).map_err(|e| corrupt(format!("integration: {e}")));
         let platform = match (self.telegram, self.whatsapp, self.twilio, self.slack) {
@@ -178,7 +206,7 @@ impl SealedConfig {
                 .map_err(|e| corrupt(format!("webhook URL: {e}")))?,
             webhook_secret: self.webhook_secret.as_deref().map(secret).transpose()?,
         };
-        Ok((inbound, delivery, platform))
+        Ok((inbound, delivery, platform, web))
     }
 }
 
@@ -193,23 +221,31 @@ impl<F: Flavor> SqlStore<F> {
             "whatsapp" => ChannelKind::Whatsapp,
             "twilio" => ChannelKind::Twilio,
             "slack" => ChannelKind::Slack,
+            "web" => ChannelKind::Web,
             other => return Err(corrupt(format!("unknown kind `{other}`"))),
         };
         let incarnation: String = r.get("incarnation");
         let blob: Vec<u8> = r.get("config");
         let sealed: SealedConfig = self.sealer.open_json("channels", &name, "config", &blob)?;
-        let (inbound, delivery, platform) = sealed.into_parts(&name)?;
-        if platform.as_ref().map(Platform::kind).unwrap_or(ChannelKind::Generic) != kind {
+        let (inbound, delivery, platform, web) = sealed.into_parts(&name)?;
+        let settings_kind = match (&platform, &web) {
+            (Some(p), None) => p.kind(),
+            (None, Some(_)) => ChannelKind::Web,
+            (None, None) => ChannelKind::Generic,
+            (Some(_), Some(_)) => return Err(corrupt("it has the settings of a platform and of a web chat".into())),
+        };
+        if settings_kind != kind {
             return Err(corrupt(format!("its settings are not those of a {} channel", kind.as_str())));
         }
         Ok(StoredChannel {
             channel: Channel {
-                name: ChannelName::new(name.clone()).map_err(corrupt)?,
+                name: ChannelName::new(name.clone()).map_err(|e| corrupt(e.to_string()))?,
                 incarnation: Incarnation::parse(&incarnation),
                 kind,
                 inbound,
                 delivery,
                 platform,
+                web,
             },
             created_at: r.get("created_at"),
             updated_at: r.get("updated_at"),

@@ -160,9 +160,54 @@ impl<F: Flavor> SqlStore<F> {
                     .await
                     .map_err(self.db())?;
                 }
+                if !done.transcript.is_empty() {
+                    self.append_transcript(tx, c, &done.transcript, now_ms).await?;
+                }
             }
         }
         Ok(added)
+    }
+
+    /// Appends `entries` to conversation `c`'s web chat transcript after its last entry,
+    /// stamped `now_ms`, and drops what is beyond
+    /// [`MAX_ENTRIES`](tern_engine::web_chat::transcript::MAX_ENTRIES) (the oldest).
+    async fn append_transcript(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        c: &str,
+        entries: &[tern_engine::web_chat::Entry],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let last: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM web_transcript WHERE conversation_id = $1")
+                .bind(c)
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(self.db())?;
+        let mut seq = last;
+        for (next, entry) in (last + 1..).zip(entries) {
+            seq = next;
+            let entry = tern_engine::web_chat::Entry { seq, at_ms: now_ms, ..entry.clone() };
+            let body = self.sealer.seal("web_transcript", &format!("{c}/{seq}"), "body", &entry)?;
+            sqlx::query("INSERT INTO web_transcript (conversation_id, seq, at_ms, body) VALUES ($1, $2, $3, $4)")
+                .bind(c)
+                .bind(seq)
+                .bind(now_ms)
+                .bind(body)
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db())?;
+        }
+        let keep_after = seq - tern_engine::web_chat::transcript::MAX_ENTRIES;
+        if keep_after > 0 {
+            sqlx::query("DELETE FROM web_transcript WHERE conversation_id = $1 AND seq <= $2")
+                .bind(c)
+                .bind(keep_after)
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db())?;
+        }
+        Ok(())
     }
 
     /// Drops an accepted message from the inbox.
@@ -313,6 +358,8 @@ impl<F: Flavor> SqlStore<F> {
         pruned.paused += self.delete_chunked("conversations", "expires_at <= $1", now_s, "expires_at", None).await?;
         self.delete_chunked("pending_authorizations", "expires_at < $1", now_s, "expires_at", None).await?;
         self.prune_webhook_ids(retention, now_ms).await?;
+        let transcripts_before = now_ms.saturating_sub(tern_engine::web_chat::session::SESSION_TTL_S * 1000);
+        self.delete_chunked("web_transcript", "at_ms < $1", transcripts_before, "at_ms", None).await?;
         Ok(pruned)
     }
 
@@ -637,6 +684,27 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
 
     async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError> {
         F::prune(self, retention, now_ms).await
+    }
+
+    async fn transcript(
+        &self,
+        conversation: &ConversationId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<tern_engine::web_chat::Entry>, StoreError> {
+        let c = conversation.as_str();
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, body FROM web_transcript WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(c)
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db())?;
+        rows.iter()
+            .map(|(seq, body)| self.sealer.open_json("web_transcript", &format!("{c}/{seq}"), "body", body))
+            .collect()
     }
 
     fn is_shared(&self) -> bool {

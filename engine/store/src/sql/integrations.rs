@@ -334,7 +334,7 @@ impl<F: Flavor> Store for SqlStore<F> {
         let corrupt = |reason: String| StoreError::Corrupt { what: "pending authorization".into(), reason };
         let owner: String = r.get("owner");
         Ok(Some(PendingAuthorization {
-            integration: IntegrationName::new(r.get::<String, _>("integration")).map_err(corrupt)?,
+            integration: IntegrationName::new(r.get::<String, _>("integration")).map_err(|e| corrupt(e.to_string()))?,
             owner: parse_owner(&owner).ok_or_else(|| corrupt(format!("bad owner `{owner}`")))?,
             verifier: self.sealer.decrypt_secret(
                 "pending_authorizations",

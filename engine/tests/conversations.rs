@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
-//! The conversation service with the built-in steps, in process: ordering, dedupe of a message
+//! The conversation service with the built-in steps (dev-dependencies of the engine), in process: ordering, dedupe of a message
 //! still running, bounds, history across a pause, retention with an injected clock, and a
 //! paused run stored in the previous format (1) still resuming. No HTTP server: the seams are
 //! the service and its stores (in memory and SQLite).
