@@ -2,7 +2,7 @@
 //! WebDriver (fantoccini). The operator signs in, adds an integration with a mistake, fixes it,
 //! clicks Authorize, logs in at panva's oidc-provider, comes back to the "All set!" banner,
 //! tests, edits and removes it; a conversation uses the token in between. A second test looks
-//! at every example flow's picture, chats on the Try it page through a pause, and opens the
+//! at every example flow's picture, chats in the Try it page's web chat through a pause, and opens the
 //! run's page from the runs list.
 //!
 //! `TERN_SCREENSHOTS=DIR` saves a PNG of each page there (kept out of the repository).
@@ -342,17 +342,35 @@ fn flows_try_it_and_runs_in_a_real_browser() {
                 c.execute("return getComputedStyle(document.querySelector('text')).fontFamily", vec![]).await.unwrap();
             assert_eq!(svg_font, page_font, "the picture is in the page's font");
 
-            // Try it: the Teamleader flow asks, pauses, and the answer resumes it.
+            // Try it, the web chat widget inside the page: the Teamleader flow, chosen by its id,
+            // asks, pauses, and the answer resumes it; each reply links to its run.
             c.goto(&format!("{base}/try")).await.unwrap();
-            wait_for_text(&c, "No messages yet.").await;
-            c.find(Locator::Id("try-text")).await.unwrap().send_keys("last name").await.unwrap();
-            c.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
+            wait_for_text(&c, "Start with").await;
+            c.find(Locator::Id("try-flow-id")).await.unwrap().select_by_value("teamleader-last-name").await.unwrap();
+            c.find(Locator::Id("new-conversation")).await.unwrap().click().await.unwrap();
+            let message = c.wait().for_element(Locator::Css("#try-chat textarea[aria-label='Message']")).await.unwrap();
+            message.send_keys("look up a last name").await.unwrap();
+            message.send_keys("\u{E007}").await.unwrap();
             wait_for_text(&c, "What is your Teamleader contact ID?").await;
-            c.find(Locator::Id("try-text")).await.unwrap().send_keys("c1a2").await.unwrap();
-            c.find(Locator::Id("send")).await.unwrap().click().await.unwrap();
-            let page = wait_for_text(&c, "run of teamleader-last-name").await;
+            let message = c.find(Locator::Css("#try-chat textarea[aria-label='Message']")).await.unwrap();
+            message.send_keys("c1a2").await.unwrap();
+            message.send_keys("\u{E007}").await.unwrap();
+            wait_for_text(&c, "c1a2").await;
+            let log = c.find(Locator::Css("#try-chat [role='log']")).await.unwrap();
+            // Both messages are delivered (the first, which started the chosen flow, too).
+            let started = std::time::Instant::now();
+            while log.find_all(Locator::Css(".tern-delivered")).await.unwrap().len() < 2 {
+                assert!(started.elapsed() < Duration::from_secs(20), "both messages delivered");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let started = std::time::Instant::now();
+            while log.find_all(Locator::Css("a.tern-run")).await.unwrap().len() < 2 {
+                assert!(started.elapsed() < Duration::from_secs(20), "two replies with their run's link");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             shot(&c, "try-it").await;
-            assert!(page.contains("c1a2"), "{page}");
+            let run_link = log.find(Locator::Css("a.tern-run")).await.unwrap().attr("href").await.unwrap().unwrap();
+            assert!(run_link.starts_with("/runs/"), "{run_link}");
 
             // The runs list has it; its page has the transcript across the pause and the steps.
             c.goto(&format!("{base}/runs")).await.unwrap();

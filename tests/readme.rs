@@ -734,7 +734,8 @@ fn channel_commands() {
     assert!(out.contains("webhook URL:     https://chat.example.com/tern-replies"), "{out}");
     assert!(out.contains("channel `web` removed"), "{out}");
     let list = s.ok(&b, "tern channels list");
-    assert!(list.contains("support") && list.contains("default") && !list.contains("web "), "{list}");
+    assert!(list.contains("support") && list.contains("default"), "{list}");
+    assert!(!list.lines().any(|l| l.starts_with("web ")), "the channel `web` is removed: {list}");
     assert!(!out.contains("placeholder-support-token") && !list.contains("placeholder-"), "no secret is shown: {out}");
 }
 
@@ -832,8 +833,9 @@ fn web_chat_commands() {
         ),
         "{out}"
     );
-    let shown = s.ok(&b, "tern channels show site");
+    let shown = s.ok(&b, "tern channels show site --public-url https://chat.example.com");
     assert!(shown.contains("https://www.example.com"), "{shown}");
+    assert!(shown.contains(r#"<script src="https://chat.example.com/v1/channels/site/web/widget.js""#), "{shown}");
 }
 
 /// The WhatsApp block: the token kept as a secret, the integration and the channel added, and

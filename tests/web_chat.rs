@@ -104,7 +104,7 @@ fn a_visitor_chats_on_another_site_in_a_real_browser() {
         let placeholder = "__TAG__";
         let page = |tag: &str| {
             format!(
-                "<!doctype html><html lang=en><head><title>Shop</title><meta name=viewport content='width=device-width'></head><body><h1>Our shop</h1><p>Welcome.</p>{tag}</body></html>"
+                "<!doctype html><html lang=en><head><title>Shop</title><meta name=viewport content='width=device-width'><style>.tern-chat {{ --tern-accent: rgb(15, 118, 110) }}</style></head><body><h1>Our shop</h1><p>Welcome.</p>{tag}</body></html>"
             )
         };
         // The allowed origin is known only once its server listens: the page is served with a
@@ -147,6 +147,12 @@ fn a_visitor_chats_on_another_site_in_a_real_browser() {
             shot(&c, "web-chat-closed").await;
             open_chat(&c).await;
             shot(&c, "web-chat-open").await;
+            // The page's own colour wins over the widget's default.
+            let accent = c
+                .execute("return getComputedStyle(document.querySelector('.tern-header')).backgroundColor", vec![])
+                .await
+                .unwrap();
+            assert_eq!(accent, "rgb(15, 118, 110)", "the page's --tern-accent");
             send(&c, "help").await;
             let buttons = c.wait().for_element(Locator::XPath("//button[normalize-space()='Billing']")).await.unwrap();
             assert!(log_text(&c).await.contains("What is it about?"));

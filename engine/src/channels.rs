@@ -266,7 +266,9 @@ impl ChannelSource {
             }
             Self::ConfigFile => "tern.toml ([channels.NAME])",
             Self::Stored => "the store",
-            Self::Builtin => "Tern itself (the console's test conversations: no credentials, no webhook)",
+            Self::Builtin => {
+                "Tern itself (the console's Try it chat: only the console's own pages use it, and its replies stay there)"
+            }
         }
     }
 }
@@ -673,14 +675,20 @@ impl Channels {
         open: BTreeSet<ChannelName>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // The console's Try it: a web chat of Tern's own pages, with a key of this process (its
+        // sessions end with it).
         let console = Channel {
             name: ChannelName::console_channel(),
             incarnation: None,
-            kind: ChannelKind::Generic,
+            kind: ChannelKind::Web,
             inbound: InboundAuth::default(),
             delivery: Delivery::default(),
             platform: None,
-            web: None,
+            web: Some(crate::web_chat::WebChat {
+                origins: Vec::new(),
+                session_key: crate::web_chat::SessionKey::generate(),
+                same_origin: true,
+            }),
         };
         let configured = std::iter::once((console, ChannelSource::Builtin))
             .chain(configured)

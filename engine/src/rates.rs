@@ -1,15 +1,29 @@
 //! Token buckets by key ([`Rates`]): the outbox's send rate per platform channel, and the web
 //! chat's limits per session and per address. Each key's bucket is refilled at its [`Rate`] and
 //! holds at most its burst. Per process; at most the number of keys given to [`Rates::new`]:
-//! when full, buckets idle for a minute (full again, so nothing to remember) are dropped, and
-//! a new key beyond the bound is let through rather than remembered (the bound is on memory;
-//! the limits that must hold under a flood of new keys sit in front of it, e.g. the web chat's
-//! per-address limit before its per-session one).
+//! when full, buckets idle for a minute (full again, so nothing to remember) are dropped (at
+//! most once a second, so that a flood of new keys does not scan the map each time), and a new
+//! key beyond the bound is let through ([`WhenFull::Allow`]: the outbox, whose keys are the
+//! channels) or refused ([`WhenFull::Refuse`]: limits on what visitors send, which a flood of
+//! new keys must not switch off).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::sync::lock;
+
+/// Who a client's limits count against: an IPv4 address, or the /64 network of an IPv6 address
+/// (one subscriber's, which hands out its addresses freely; RFC 6177). An IPv4-mapped IPv6
+/// address is its IPv4 address.
+pub fn client_network(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
 
 /// How fast a bucket refills and how much it holds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,17 +47,38 @@ impl Rate {
     }
 }
 
+/// What a new key gets when the buckets are full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Let it through, unremembered.
+    Allow,
+    /// Refuse it (for a minute, the time an idle bucket takes to be dropped).
+    Refuse,
+}
+
 /// The buckets: per key, the takes available and when they were counted (Unix ms).
 #[derive(Debug)]
 pub struct Rates {
-    buckets: Mutex<HashMap<String, (f64, i64)>>,
+    buckets: Mutex<Buckets>,
     max_keys: usize,
+    when_full: WhenFull,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    by_key: HashMap<String, (f64, i64)>,
+    last_sweep_ms: i64,
 }
 
 impl Rates {
-    /// Buckets for at most `max_keys` keys.
+    /// Buckets for at most `max_keys` keys; a new key beyond them is let through.
     pub fn new(max_keys: usize) -> Self {
-        Self { buckets: Mutex::new(HashMap::new()), max_keys }
+        Self::with_policy(max_keys, WhenFull::Allow)
+    }
+
+    /// Buckets for at most `max_keys` keys; a new key beyond them gets `when_full`.
+    pub fn with_policy(max_keys: usize, when_full: WhenFull) -> Self {
+        Self { buckets: Mutex::new(Buckets::default()), max_keys, when_full }
     }
 
     /// Takes one from `key`'s bucket at `now_ms` when it has one.
@@ -55,13 +90,20 @@ impl Rates {
     /// long until it has one (milliseconds, at least 1), for a `Retry-After`.
     pub fn wait_for(&self, key: &str, rate: Rate, now_ms: i64) -> Option<i64> {
         let mut buckets = lock(&self.buckets);
-        if !buckets.contains_key(key) && buckets.len() >= self.max_keys {
-            buckets.retain(|_, (_, at)| now_ms.saturating_sub(*at) < 60_000);
-            if buckets.len() >= self.max_keys {
-                return None;
+        let Buckets { by_key, last_sweep_ms } = &mut *buckets;
+        if !by_key.contains_key(key) && by_key.len() >= self.max_keys {
+            if now_ms.saturating_sub(*last_sweep_ms) >= 1000 {
+                by_key.retain(|_, (_, at)| now_ms.saturating_sub(*at) < 60_000);
+                *last_sweep_ms = now_ms;
+            }
+            if by_key.len() >= self.max_keys {
+                return match self.when_full {
+                    WhenFull::Allow => None,
+                    WhenFull::Refuse => Some(60_000),
+                };
             }
         }
-        let (tokens, at) = buckets.entry(key.to_string()).or_insert((rate.burst, now_ms));
+        let (tokens, at) = by_key.entry(key.to_string()).or_insert((rate.burst, now_ms));
         let elapsed_s = now_ms.saturating_sub(*at).max(0) as f64 / 1000.0;
         *tokens = (*tokens + elapsed_s * rate.per_second).min(rate.burst);
         *at = now_ms;
@@ -111,5 +153,14 @@ mod tests {
         assert!(r.try_take("c", rate, 0));
         assert!(!r.try_take("a", rate, 0), "remembered keys keep their limit");
         assert!(r.try_take("c", rate, 61_000) && !r.try_take("c", rate, 61_000), "idle keys make room");
+    }
+
+    #[test]
+    fn limits_that_must_hold_refuse_new_keys_when_full() {
+        let r = Rates::with_policy(2, WhenFull::Refuse);
+        let rate = Rate::per_minute(1, 1);
+        assert!(r.try_take("a", rate, 0) && r.try_take("b", rate, 0));
+        assert_eq!(r.wait_for("c", rate, 0), Some(60_000), "a flood of new keys switches nothing off");
+        assert_eq!(r.wait_for("c", rate, 61_000), None, "idle keys make room");
     }
 }

@@ -190,6 +190,9 @@ pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<Exi
         ChannelsCommand::Add(a) => {
             let store = shared.open_store().await.ok();
             add(&channels, *a, &shared.public_url, store).await?;
+            if !shared.public_url_given {
+                println!("{}", super::integrations::default_public_url_note(&shared.public_url));
+            }
         }
         ChannelsCommand::List { json } => {
             let all = channels.list().await?;
@@ -217,6 +220,12 @@ pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<Exi
                 println!("{}", serde_json::to_string_pretty(&c)?);
             } else {
                 print_channel(&c);
+                if c.kind == ChannelKind::Web {
+                    println!(
+                        "tag:             {}",
+                        tern_engine::web_chat::snippet(shared.public_url.as_str(), &c.name)
+                    );
+                }
             }
         }
         ChannelsCommand::Remove { name } => {
@@ -228,11 +237,57 @@ pub async fn channels(shared: &Shared, args: ChannelsArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// `tern channels test NAME` of a web chat: the widget answers at the address of its tag.
+async fn test_web(shared: &Shared, summary: &ChannelSummary) -> anyhow::Result<ExitCode> {
+    let name = &summary.name;
+    let widget = shared
+        .public_url
+        .join(&format!("/v1/channels/{name}/web/widget.js"))
+        .map_err(|e| anyhow::anyhow!("the public URL: {e}"))?;
+    println!("origins:     {} (only their pages get answers)", summary.origins.join(", "));
+    let reached = shared
+        .http()?
+        .send_raw(
+            reqwest::Method::GET,
+            widget.clone(),
+            Default::default(),
+            Vec::new(),
+            std::time::Duration::from_secs(10),
+            false,
+        )
+        .await;
+    let failed = match reached {
+        Ok(r) if r.status.is_success() => {
+            println!("widget:      {widget} (answered from here)");
+            false
+        }
+        Ok(r) => {
+            println!(
+                "widget:      {widget} answered {} from here; is this `tern serve`, started after the channel was added?",
+                r.status.as_u16()
+            );
+            true
+        }
+        Err(e) => {
+            println!(
+                "widget:      {widget} is not reachable from here ({}); start `tern serve`, or give --public-url the address browsers reach it at",
+                tern_engine::secrets::known::mask(&e.to_string())
+            );
+            true
+        }
+    };
+    next_steps(summary, &shared.public_url, &Vars::default());
+    Ok(if failed { ExitCode::from(super::EXIT_FAILED) } else { ExitCode::SUCCESS })
+}
+
 /// `tern channels test NAME`.
 async fn test(shared: &Shared, channels: &Channels, name: &ChannelName) -> anyhow::Result<ExitCode> {
     use tern_engine::channel::ChannelDirectory as _;
     let summary = channels.get(name).await?;
     let channel = channels.channel(name).await?.ok_or_else(|| anyhow::anyhow!("there is no channel `{name}`"))?;
+    if channel.web.is_some() {
+        return test_web(shared, &summary).await;
+    }
     let Some(platform) = &channel.platform else {
         println!("channel `{name}` is generic: there is no platform to check it with.");
         next_steps(&summary, &shared.public_url, &Vars::default());
@@ -514,7 +569,8 @@ fn next_steps(saved: &ChannelSummary, public_url: &url::Url, vars: &Vars) {
             println!(
                 "(data-title sets the chat's title, data-avatar an image; the look follows the CSS variables --tern-accent, --tern-font and others on .tern-chat)"
             );
-            if !public_url.scheme().eq_ignore_ascii_case("https") {
+            let https_pages = saved.origins.iter().any(|o| o.starts_with("https://"));
+            if https_pages && !public_url.scheme().eq_ignore_ascii_case("https") {
                 println!(
                     "Pages served over https need the server at an https address too: give --public-url (or TERN_PUBLIC_URL) with the address visitors' browsers reach it at."
                 );
@@ -593,7 +649,11 @@ fn print_channel(c: &ChannelSummary) {
     println!("kind:            {}", c.kind.as_str());
     println!("defined by:      {}", c.source.describe());
     if c.kind == ChannelKind::Web {
-        println!("origins:         {}", c.origins.join(", "));
+        if c.origins.is_empty() {
+            println!("origins:         none: only Tern's own pages (the console's Try it)");
+        } else {
+            println!("origins:         {}", c.origins.join(", "));
+        }
         println!("routes:          /v1/channels/{}/web/… (the widget and its visitors' sessions)", c.name);
     } else if c.api_base.is_some() {
         println!("webhook:         POST /v1/channels/{}/webhook (the platform posts its updates there)", c.name);

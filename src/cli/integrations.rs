@@ -183,7 +183,7 @@ pub async fn integrations(shared: &Shared, args: IntegrationsArgs) -> anyhow::Re
 }
 
 /// Said next to a callback URL built from the default public URL.
-fn default_public_url_note(public_url: &url::Url) -> String {
+pub(crate) fn default_public_url_note(public_url: &url::Url) -> String {
     format!(
         "(from the default public URL {public_url}, `tern serve`'s default address; if it listens elsewhere or behind a proxy, give the same --public-url or TERN_PUBLIC_URL to both commands)"
     )

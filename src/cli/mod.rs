@@ -82,7 +82,7 @@ enum Command {
     /// Serve the flows: the conversation API (messages in, replies out), the channels'
     /// webhooks, the OAuth callback, and the operator console at the public URL (sign in with
     /// the admin token: `admin.token` in the data directory, or TERN_ADMIN_TOKEN).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Browse run history recorded by `tern serve` (list, show).
     Runs(runs::RunsArgs),
     /// Call an integration's API with its token and print the answer (like `gh api`).
@@ -136,7 +136,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Integrations(args) => integrations::integrations(&cli.shared, args).await,
         Command::Secrets(args) => secrets::secrets(&cli.shared, args).await,
         Command::Channels(args) => channels::channels(&cli.shared, args).await,
-        Command::Serve(args) => serve::serve(&cli.shared, args).await,
+        Command::Serve(args) => serve::serve(&cli.shared, *args).await,
         Command::Runs(args) => runs::runs(&cli.shared, args).await,
         Command::Api(args) => api::api(&cli.shared, args).await,
         Command::Keys(args) => keys::keys(&cli.shared, args).await,

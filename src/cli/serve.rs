@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// network; a warning is logged at start-up and shown on every console page.
     #[arg(long, env = "TERN_INSECURE_OPEN_CHANNEL", value_delimiter = ',', value_name = "NAME")]
     insecure_open_channel: Vec<tern_engine::channel::ChannelName>,
+    /// Reverse proxies in front of `tern serve` (comma-separated IP addresses): for their
+    /// requests, a web chat visitor's address (the key of the per-address limits) is the last
+    /// address of `X-Forwarded-For` that is not one of them. Without it, every visitor behind a
+    /// proxy has the proxy's address.
+    #[arg(long, env = "TERN_TRUSTED_PROXIES", value_delimiter = ',', value_name = "IP")]
+    trusted_proxy: Vec<std::net::IpAddr>,
     /// How long a message request waits for its run before answering 202 with the URL of the
     /// answer (the run goes on), in seconds.
     #[arg(long, default_value_t = 25, env = "TERN_REPLY_WAIT", value_name = "SECS")]
@@ -249,7 +255,10 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
         reply_wait: std::time::Duration::from_secs(args.reply_wait.max(1)),
         readiness: Default::default(),
         public_url: shared.public_url.clone(),
-        web: Default::default(),
+        web: crate::server::web_chat::WebEdge {
+            trusted_proxies: args.trusted_proxy.clone(),
+            ..crate::server::web_chat::WebEdge::default()
+        },
     });
     // Messages acknowledged before a crash and not answered yet.
     conversations.recover().await?;
@@ -376,8 +385,17 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
             "channel `default` (POST /v1/conversations/{{id}}/messages)"
         );
     }
-    // Every platform channel and where its platform posts (the URL to give it).
+    // Every platform channel and where its platform posts (the URL to give it); every web chat
+    // and the tag for its pages, with this server's public URL.
     if let Ok(all) = state.channel_service.list().await {
+        for c in all.iter().filter(|c| c.kind == tern_engine::channel::ChannelKind::Web && !c.origins.is_empty()) {
+            tracing::info!(
+                origins = %c.origins.join(" "),
+                tag = %tern_engine::web_chat::snippet(shared.public_url.as_str(), &c.name),
+                "channel `{}` is a web chat: put the tag on the pages of its origins",
+                c.name
+            );
+        }
         for c in all.iter().filter(|c| c.api_base.is_some()) {
             tracing::info!(
                 kind = c.kind.as_str(),

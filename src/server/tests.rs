@@ -514,38 +514,53 @@ async fn the_console_needs_a_sign_in_and_refuses_a_wrong_token() {
 async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() {
     let h = Harness::new().await;
     let cookie = sign_in(&h).await;
-    // Try it: two messages to the `ask` flow in a test conversation.
-    let (_, html) = page(&h, "/try", &cookie).await;
-    let csrf = csrf_in(&html);
-    let at = html.find("name=\"conversation\" value=\"").unwrap() + 27;
-    let conversation = html[at..].split('"').next().unwrap().to_string();
-    assert!(conversation.starts_with("try-"), "{conversation}");
-    for text in ["ask", "<b>bold</b>"] {
-        let body = format!(
-            "csrf={csrf}&conversation={conversation}&text={}&flow=",
-            url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>()
-        );
-        let (status, headers, _) = form(&h, "/try", &cookie, &body).await;
-        assert_eq!(status, StatusCode::SEE_OTHER);
-        assert_eq!(headers[header::LOCATION], format!("/try?conversation={conversation}"));
-    }
-    let (status, html) = page(&h, &format!("/try?conversation={conversation}"), &cookie).await;
+    // Try it: the page carries the chat's session (only a signed-in operator gets one) and the
+    // widget; its requests, of the console's own origin, send two messages to the `ask` flow.
+    let req = Request::get("/try").header(header::COOKIE, &cookie).body(Body::empty()).unwrap();
+    let (status, headers, html) = h.send(req).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("what?") && html.contains("got &lt;b&gt;bold&lt;/b&gt;"), "escaped: {html}");
-    assert!(!html.contains("<b>bold"), "{html}");
-    // A message no flow answers is said so, not lost.
-    let body = format!("csrf={csrf}&conversation={conversation}&text=zzz&flow=");
-    let (status, _, html) = form(&h, "/try", &cookie, &body).await;
-    assert_eq!(status, StatusCode::OK, "the page with the problem, not a redirect that carries it");
-    assert!(html.contains("No flow answered “zzz”"), "{html}");
-    // A problem is never taken from the URL, where a link could put any text.
-    let (_, html) = page(
-        &h,
-        &format!("/try?conversation={conversation}&problem=Your+session+expired,+go+to+evil.example"),
-        &cookie,
-    )
-    .await;
-    assert!(!html.contains("evil.example"), "{html}");
+    let html = html.as_str().unwrap().to_string();
+    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().contains("script-src 'self'"));
+    assert!(html.contains("src=\"/v1/channels/console/web/widget.js\""), "{html}");
+    let at = html.find("data-session=\"").unwrap() + 14;
+    let token = html[at..].split('"').next().unwrap().to_string();
+    let conversation = token.split('.').nth(1).unwrap().to_string();
+    let own_page = |method: Method, path: &str, body: Option<Value>| {
+        let r = Request::builder()
+            .method(method)
+            .uri(format!("/v1/channels/console/web/{path}"))
+            .header("sec-fetch-site", "same-origin")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        r.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap()
+    };
+    let transcript = async |n: usize| {
+        for _ in 0..500 {
+            let (_, _, body) = h.send_as_is(own_page(Method::GET, "history", None)).await;
+            let entries = body["entries"].as_array().cloned().unwrap_or_default();
+            if entries.len() >= n {
+                return entries;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the Try it transcript never had {n} entries");
+    };
+    for (i, text) in ["ask", "<b>bold</b>"].into_iter().enumerate() {
+        let body = json!({"message_id": format!("t-{i}"), "text": text});
+        let (status, _, answer) = h.send_as_is(own_page(Method::POST, "messages", Some(body))).await;
+        assert!(status.is_success(), "{answer}");
+        transcript(2 * (i + 1)).await;
+    }
+    let entries = transcript(4).await;
+    assert_eq!(entries[1]["text"], "what?");
+    assert_eq!(entries[3]["text"], "got <b>bold</b>", "a text, which the widget shows as text");
+    assert!(entries[3]["run_id"].is_string(), "a reply links to its run: {entries:?}");
+    // The console's chat gives sessions to no one who asks, and answers no other page.
+    let (status, _, _) = h.send_as_is(own_page(Method::POST, "sessions", Some(json!({})))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut from_elsewhere = own_page(Method::GET, "history", None);
+    from_elsewhere.headers_mut().remove("sec-fetch-site");
+    assert_eq!(h.send_as_is(from_elsewhere).await.0, StatusCode::FORBIDDEN);
 
     // Runs: the one run, with both activations, in the console's own channel (apart from the
     // `default` channel's conversation of the same id, and never delivered to its webhook).

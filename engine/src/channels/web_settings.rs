@@ -42,5 +42,5 @@ pub(super) fn check(draft: ChannelDraft, problems: &mut Vec<Problem>) -> Option<
         }
     }
     let session_key = draft.session_key.unwrap_or_else(SessionKey::generate);
-    (!origins.is_empty()).then_some(WebChat { origins, session_key })
+    (!origins.is_empty()).then_some(WebChat { origins, session_key, same_origin: false })
 }

@@ -25,6 +25,7 @@
 
 pub mod origin;
 pub mod session;
+pub mod slots;
 pub mod transcript;
 pub mod watch;
 
@@ -32,10 +33,17 @@ use std::fmt;
 
 pub use origin::{Origin, OriginError};
 pub use session::{Session, SessionError, SessionKey};
+pub use slots::{StreamSlot, StreamSlots, TooManyStreams};
 pub use transcript::{Entry, Speaker};
 pub use watch::Watchers;
 
 use crate::rates::{Rate, Rates};
+
+/// The key of a caller's address for the limits: its
+/// [`client_network`](crate::rates::client_network) (an IPv6 /64 is one caller), written out.
+pub fn address_key(ip: std::net::IpAddr) -> String {
+    crate::rates::client_network(ip).to_string()
+}
 
 /// The `<script>` tag that puts the chat of channel `channel` on a page, for a server reached at
 /// `public_url` (its scheme, host and port; a trailing `/` is fine): the widget script served
@@ -73,6 +81,10 @@ pub struct WebChat {
     pub origins: Vec<Origin>,
     /// The key that signs the visitors' session tokens.
     pub session_key: SessionKey,
+    /// Pages of Tern's own origin may use it too: the console's Try it, whose requests a
+    /// browser marks `Sec-Fetch-Site: same-origin` (a header no page can set; Fetch standard,
+    /// "Fetch metadata"). Never stored: only the built-in `console` channel has it.
+    pub same_origin: bool,
 }
 
 impl fmt::Debug for WebChat {
@@ -86,6 +98,13 @@ impl WebChat {
     /// origin (compared as the browser serializes it: scheme, host and port; RFC 6454 §6).
     pub fn allows(&self, origin: &str) -> bool {
         self.origins.iter().any(|o| o.as_str() == origin)
+    }
+
+    /// Whether a request with these `Origin` and `Sec-Fetch-Site` headers comes from a page that
+    /// may use the chat: a page of an allowed origin, or, for a chat of Tern's own pages
+    /// ([`WebChat::same_origin`]), a page of Tern's origin.
+    pub fn allows_page(&self, origin: Option<&str>, fetch_site: Option<&str>) -> bool {
+        origin.is_some_and(|o| self.allows(o)) || (self.same_origin && fetch_site == Some("same-origin"))
     }
 }
 
@@ -134,7 +153,7 @@ impl Default for WebLimits {
 impl WebLimits {
     /// Limits at `limits`, remembering at most [`MAX_RATE_KEYS`] keys.
     pub fn new(limits: WebRates) -> Self {
-        Self { rates: Rates::new(MAX_RATE_KEYS), limits }
+        Self { rates: Rates::with_policy(MAX_RATE_KEYS, crate::rates::WhenFull::Refuse), limits }
     }
 
     /// A new session from `address` at `now_ms`: `Err(ms)` to wait when over the limit.
@@ -170,6 +189,17 @@ impl WebLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_address() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        assert_eq!(address_key("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(address_key("192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
 
     #[test]
     fn an_address_over_its_limit_waits_and_each_session_has_its_own() {

@@ -26,6 +26,14 @@ pub enum OriginError {
         /// Its scheme.
         scheme: String,
     },
+    /// A wildcard: origins are compared exactly.
+    #[error(
+        "`{text}`: an origin is exact, and `*` matches nothing a browser sends; give each origin (repeat the option)"
+    )]
+    Wildcard {
+        /// The text (cut to 100 characters).
+        text: String,
+    },
     /// A path, query, fragment or user name after the host.
     #[error(
         "`{text}` has more than an origin; give scheme, host and port only (`{origin}`): every page of that origin may then use the chat"
@@ -55,6 +63,9 @@ impl Origin {
         let origin = url.origin().ascii_serialization();
         if url.host_str().is_none_or(str::is_empty) {
             return Err(OriginError::NotAUrl { text: cut() });
+        }
+        if text.contains('*') {
+            return Err(OriginError::Wildcard { text: cut() });
         }
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
             return Err(OriginError::MoreThanAnOrigin { text: cut(), origin });
@@ -104,6 +115,13 @@ mod tests {
         assert!(matches!(Origin::parse("example.com"), Err(OriginError::NotAUrl { .. })));
         assert!(matches!(Origin::parse("ftp://example.com"), Err(OriginError::Scheme { .. })));
         assert!(matches!(Origin::parse("file:///tmp/x.html"), Err(OriginError::Scheme { .. })));
+        for wild in ["https://*.example.com", "https://*", "*"] {
+            assert!(
+                matches!(Origin::parse(wild), Err(OriginError::Wildcard { .. }) | Err(OriginError::NotAUrl { .. })),
+                "{wild}"
+            );
+        }
+        assert!(matches!(Origin::parse("https://*.example.com"), Err(OriginError::Wildcard { .. })));
         for more in
             ["https://example.com/shop", "https://example.com/?a=1", "https://example.com/#x", "https://u@example.com"]
         {

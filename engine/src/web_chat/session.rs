@@ -90,6 +90,10 @@ impl SessionKey {
         else {
             return Err(SessionError::Malformed);
         };
+        // One way to write each token: digits only, no sign, no leading zero.
+        if expires_at.is_empty() || expires_at.starts_with('0') || !expires_at.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SessionError::Malformed);
+        }
         let expires_at: i64 = expires_at.parse().map_err(|_| SessionError::Malformed)?;
         if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(SessionError::Malformed);
@@ -150,7 +154,9 @@ mod tests {
         assert_eq!(key.verify("site", &other_id, 1), Err(SessionError::BadSignature), "another visitor's id");
         let later = token.replacen(&session.expires_at.to_string(), &(session.expires_at + 1).to_string(), 1);
         assert_eq!(key.verify("site", &later, 1), Err(SessionError::BadSignature), "a longer life");
-        for bad in ["", "v1", "v2.a.b.c", "v1.x.1.AAAA", &format!("{token}.x"), &"v".repeat(500)] {
+        let plus = token.replacen(&format!(".{}.", session.expires_at), &format!(".+{}.", session.expires_at), 1);
+        let zero = token.replacen(&format!(".{}.", session.expires_at), &format!(".0{}.", session.expires_at), 1);
+        for bad in ["", "v1", "v2.a.b.c", "v1.x.1.AAAA", &format!("{token}.x"), &"v".repeat(500), &plus, &zero] {
             assert_eq!(key.verify("site", bad, 1), Err(SessionError::Malformed), "{bad}");
         }
         let no_mac = token.rsplit_once('.').map(|(head, _)| format!("{head}.")).unwrap();

@@ -46,6 +46,9 @@ pub struct Entry {
     /// The choices offered with a reply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<Choice>,
+    /// The run that sent a reply (the console's Try it links to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// What the transcript shows of a visitor's message: the widget's `display` text (a pressed
@@ -60,17 +63,24 @@ pub fn shown_text(inbound: &Inbound) -> &str {
         .unwrap_or(&inbound.text)
 }
 
-/// The entries one finished message adds, at `at_ms`: the visitor's message (for a message, not
-/// for an event such as a finished login), then each reply. `seq` is 0: the store numbers them.
+/// The entries one finished message adds, at `at_ms`: the visitor's message (for a message, or
+/// the message that started a chosen flow in the console's Try it; not for an event such as a
+/// finished login), then each reply. `seq` is 0: the store numbers them.
 pub fn entries_of(inbound: &Inbound, answer: &Answer, at_ms: i64) -> Vec<Entry> {
     let message_id = inbound.message_id.to_string();
-    let own = matches!(inbound.trigger, Trigger::Message).then(|| Entry {
+    let written = match inbound.trigger {
+        Trigger::Message => true,
+        Trigger::Start { .. } => !inbound.text.is_empty(),
+        Trigger::Resume { .. } => false,
+    };
+    let own = written.then(|| Entry {
         seq: 0,
         at_ms,
         from: Speaker::Contact,
         message_id: message_id.clone(),
         text: shown_text(inbound).to_string(),
         choices: Vec::new(),
+        run_id: None,
     });
     let replies = answer.replies.iter().map(|r| Entry {
         seq: 0,
@@ -79,6 +89,7 @@ pub fn entries_of(inbound: &Inbound, answer: &Answer, at_ms: i64) -> Vec<Entry> 
         message_id: message_id.clone(),
         text: r.text.clone(),
         choices: r.choices.clone(),
+        run_id: answer.run_id.as_ref().map(ToString::to_string),
     });
     own.into_iter().chain(replies).collect()
 }
@@ -113,6 +124,16 @@ mod tests {
             [(Speaker::Contact, "Ada Lovelace"), (Speaker::Bot, "Hello Ada"), (Speaker::Bot, "Anything else?")]
         );
         assert!(entries.iter().all(|e| e.message_id == inbound.message_id.as_str() && e.at_ms == 7));
+    }
+
+    #[test]
+    fn a_message_that_starts_a_chosen_flow_is_the_visitor_s_too() {
+        let mut inbound = Inbound::message(ConversationId::new("c").unwrap(), None, "look up");
+        inbound.trigger = Trigger::Start { flow_id: "lookup".into(), event: None };
+        let entries = entries_of(&inbound, &answer(&["Which contact?"]), 7);
+        assert_eq!(entries.iter().map(|e| e.from).collect::<Vec<_>>(), [Speaker::Contact, Speaker::Bot]);
+        inbound.text.clear();
+        assert_eq!(entries_of(&inbound, &answer(&["An event's reply"]), 7).len(), 1, "an event has no words");
     }
 
     #[test]

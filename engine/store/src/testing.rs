@@ -506,6 +506,7 @@ pub async fn run_transcript_suite(store: &dyn tern_engine::conversation::Convers
         message_id: "m".into(),
         text: text.into(),
         choices: vec![tern_engine::step::Choice::new("Yes", "yes")],
+        run_id: None,
     };
     let complete = |c: &ConversationId, id: &str, entries: Vec<Entry>| {
         let message_id = MessageId::new(id).unwrap();
@@ -798,6 +799,7 @@ pub async fn run_channel_suite(store: &dyn tern_engine::channel::ChannelStore) {
     let web = tern_engine::web_chat::WebChat {
         origins: vec![tern_engine::web_chat::Origin::parse("https://shop.example").unwrap()],
         session_key: tern_engine::web_chat::SessionKey::generate(),
+        same_origin: false,
     };
     let (session, token) = web.session_key.issue("site", 1_000);
     store

@@ -152,7 +152,9 @@ async fn render(
                 dl.facts {
                     dt { "Kind" } dd { (c.kind.as_str()) }
                     dt { "Defined by" } dd { (c.source.describe()) }
-                    @if c.kind == tern_engine::channel::ChannelKind::Web {
+                    @if c.source == ChannelSource::Builtin {
+                        dt { "Pages" } dd { "The console's " a href="/try" { "Try it" } " only" }
+                    } @else if c.kind == tern_engine::channel::ChannelKind::Web {
                         dt { "Allowed origins" } dd { (c.origins.join(", ")) }
                         dt { "On the pages" } dd {
                             p { "Put this tag on the pages of those origins:" }

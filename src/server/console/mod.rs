@@ -55,7 +55,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/channels", get(channels::list).post(channels::save))
         .route("/channels/{name}/remove", post(channels::remove))
         .route("/flows/{id}/graph.svg", get(flows::graph))
-        .route("/try", get(try_it::show).post(try_it::send))
+        .route("/try", get(try_it::show))
         .layer(axum::middleware::map_response(security_headers))
 }
 

@@ -260,7 +260,7 @@ pub fn run_page(run: &RunHistory, handled_by: Option<&RunHistory>) -> Markup {
                 } @else {
                     div.bubble.contact aria-label="The contact wrote" { (g.message) }
                 }
-                @for r in &g.replies { div.bubble.tern aria-label="Tern replied" { (r.text) (super::try_it::choice_list(&r.choices)) } }
+                @for r in &g.replies { div.bubble.tern aria-label="Tern replied" { (r.text) (choice_list(&r.choices)) } }
             }
         }
         @if !run.deliveries.is_empty() {
@@ -369,4 +369,11 @@ pub fn url_path(s: &str) -> String {
 /// A value for a query string.
 pub fn url_query(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A reply's choices, as the numbered list a channel without buttons shows.
+fn choice_list(choices: &[tern_engine::Choice]) -> maud::Markup {
+    maud::html! {
+        @if !choices.is_empty() { ol.choices { @for c in choices { li { (c.title) } } } }
+    }
 }

@@ -68,13 +68,7 @@ struct Inner {
 /// Who a failed sign-in is counted against: an IPv4 address, or the /64 of an IPv6 address (an
 /// IPv4-mapped IPv6 address is its IPv4 address); `None` when the address is unknown.
 fn client_key(client: Option<IpAddr>) -> Option<IpAddr> {
-    match client? {
-        IpAddr::V6(v6) => Some(match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
-        }),
-        v4 => Some(v4),
-    }
+    client.map(tern_engine::rates::client_network)
 }
 
 /// Failed sign-ins per client within [`FAILURE_WINDOW`], bounded by [`MAX_THROTTLED`] clients

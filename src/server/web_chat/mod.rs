@@ -43,18 +43,50 @@ const WIDGET_JS: &str = include_str!("widget.js");
 /// The widget's styles.
 const WIDGET_CSS: &str = include_str!("widget.css");
 
-/// What the web chat's routes share in one process: the rate limits and the open streams.
+/// What the web chat's routes share in one process: the rate limits, the open streams, and the
+/// proxies whose `X-Forwarded-For` names the visitor.
 #[derive(Debug)]
 pub struct WebEdge {
     /// Per address and per session ([`WebLimits`]).
     pub limits: WebLimits,
     /// One permit per open event stream, [`web_chat::MAX_STREAMS`] in all.
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// The open streams by session and by address.
+    pub slots: Arc<web_chat::StreamSlots>,
+    /// Reverse proxies in front of Tern (`--trusted-proxy`): for a request from one of them,
+    /// the visitor's address is the last one of `X-Forwarded-For` that is not theirs.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for WebEdge {
     fn default() -> Self {
-        Self { limits: WebLimits::default(), streams: Arc::new(tokio::sync::Semaphore::new(web_chat::MAX_STREAMS)) }
+        Self {
+            limits: WebLimits::default(),
+            streams: Arc::new(tokio::sync::Semaphore::new(web_chat::MAX_STREAMS)),
+            slots: Arc::default(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl WebEdge {
+    /// The visitor's address for the limits ([`web_chat::address_key`]): the peer's, or behind
+    /// a trusted proxy the last address of `X-Forwarded-For` that is not a trusted proxy's
+    /// (the ones before it are the client's own words).
+    pub fn visitor_address(&self, peer: Option<std::net::IpAddr>, headers: &HeaderMap) -> String {
+        let Some(peer) = peer else { return "unknown".into() };
+        if !self.trusted_proxies.contains(&peer) {
+            return web_chat::address_key(peer);
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+            .collect::<Vec<_>>();
+        let visitor = forwarded.into_iter().rev().find(|a| !self.trusted_proxies.contains(a)).unwrap_or(peer);
+        web_chat::address_key(visitor)
     }
 }
 
@@ -93,8 +125,9 @@ pub struct WebRequest {
     pub channel: Arc<Channel>,
     /// Its web chat settings.
     pub web: WebChat,
-    /// The page's origin, as the browser sent it.
-    pub origin: HeaderValue,
+    /// The page's origin, as the browser sent it (`None` for a request of Tern's own page
+    /// that a browser sends without it: a same-origin `GET`).
+    pub origin: Option<HeaderValue>,
     /// The caller's address (the limits' key).
     pub address: String,
     /// The request's headers.
@@ -111,11 +144,14 @@ impl WebRequest {
 
     /// The visitor's session from `Authorization: Bearer …`.
     fn session(&self) -> Result<Session, ApiError> {
+        // The scheme's name is case-insensitive (RFC 9110 §11.1).
         let token = self
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(no_session)?;
         let now_s = tern_engine::clock::system().now_ms() / 1000;
         self.web.session_key.verify(&self.channel_ref(), token.trim(), now_s).map_err(|e| {
@@ -132,7 +168,10 @@ impl WebRequest {
     /// `response` with the CORS headers that let the page read it (Fetch standard, CORS
     /// protocol: `Access-Control-Allow-Origin` naming the origin, `Vary: Origin`).
     fn answer(&self, response: Response) -> Response {
-        with_cors(response, &self.origin)
+        match &self.origin {
+            Some(origin) => with_cors(response, origin),
+            None => response,
+        }
     }
 }
 
@@ -143,6 +182,23 @@ fn with_cors(mut response: Response, origin: &HeaderValue) -> Response {
     // The widget waits as long as a 429 says.
     h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after"));
     response
+}
+
+/// Logs a request refused because its page's origin is not the channel's, with what to do: a
+/// browser asks first (the preflight), so that this is the one trace of a page that shows a
+/// chat that cannot reach its server.
+fn log_other_origin(channel: &ChannelName, web: &WebChat, headers: &HeaderMap) {
+    let origin: String = headers
+        .get(header::ORIGIN)
+        .map(|o| String::from_utf8_lossy(o.as_bytes()).chars().take(100).collect())
+        .unwrap_or_else(|| "(none)".into());
+    let allowed: Vec<&str> = web.origins.iter().map(|o| o.as_str()).collect();
+    tracing::info!(
+        channel = %channel,
+        origin = %origin.escape_debug(),
+        allowed = %allowed.join(" "),
+        "refused a web chat request from a page of another origin; if that page should have the chat, add its origin: `tern channels add {channel} --kind web --update --origin …` with each origin"
+    );
 }
 
 /// The web channel called `name`, if there is one.
@@ -173,20 +229,17 @@ impl FromRequest<Arc<AppState>> for WebRequest {
         .map(|Path(p)| p.get("name").cloned().unwrap_or_default())
         .unwrap_or_default();
         let Some((channel, web)) = web_channel(state, &name).await else { return Err(not_for_this_page()) };
-        let Some(origin) = parts.headers.get(header::ORIGIN).filter(|o| o.to_str().is_ok_and(|o| web.allows(o))) else {
-            tracing::info!(
-                channel = %channel.name,
-                origin = %parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("").chars().take(100).collect::<String>().escape_debug(),
-                "refused a web chat request from a page of another origin"
-            );
+        let header_text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        if !web.allows_page(header_text("origin"), header_text("sec-fetch-site")) {
+            log_other_origin(&channel.name, &web, &parts.headers);
             return Err(not_for_this_page());
-        };
-        let origin = origin.clone();
-        let address = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_string(), |ConnectInfo(a)| a.ip().to_string());
-        let body = super::channel_request::read_body(body).await.map_err(|r| with_cors(r, &origin))?;
+        }
+        let origin = parts.headers.get(header::ORIGIN).cloned();
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+        let address = state.web.visitor_address(peer, &parts.headers);
+        let body = super::channel_request::read_body(body)
+            .await
+            .map_err(|r| if let Some(o) = &origin { with_cors(r, o) } else { r })?;
         Ok(Self { channel, web, origin, address, headers: parts.headers, body })
     }
 }
@@ -199,8 +252,9 @@ pub async fn preflight(
     headers: HeaderMap,
 ) -> Response {
     let name = params.iter().find(|(k, _)| k == "name").map_or("", |(_, v)| v.as_str());
-    let Some((_, web)) = web_channel(&state, name).await else { return not_for_this_page() };
+    let Some((channel, web)) = web_channel(&state, name).await else { return not_for_this_page() };
     let Some(origin) = headers.get(header::ORIGIN).filter(|o| o.to_str().is_ok_and(|o| web.allows(o))) else {
+        log_other_origin(&channel.name, &web, &headers);
         return not_for_this_page();
     };
     let mut r = StatusCode::NO_CONTENT.into_response();
@@ -289,6 +343,10 @@ pub struct NewSession {
     )
 )]
 pub async fn post_session(State(state): State<Arc<AppState>>, req: WebRequest) -> Response {
+    if req.web.same_origin {
+        // The console's Try it: its sessions come with the signed-in console's page only.
+        return not_for_this_page();
+    }
     let now_ms = tern_engine::clock::system().now_ms();
     if let Err(wait) = state.web.limits.session(req.channel.name.as_str(), &req.address, now_ms) {
         return req.answer(slow_down(wait, "new chats from this address").into_response());
@@ -315,6 +373,9 @@ pub struct WebMessage {
     /// also `{{message.metadata.web.display}}`.
     #[serde(default)]
     pub display: Option<String>,
+    /// The console's Try it only: start this flow with the message, whatever its trigger.
+    #[serde(default)]
+    pub start_flow: Option<String>,
 }
 
 /// The message was taken: its replies reach the page through the stream.
@@ -363,7 +424,7 @@ async fn take_message(state: &AppState, req: &WebRequest) -> Result<Response, Ap
     })?;
     let bad = |m: String| ApiError::unprocessable(m).code("bad-message");
     let chars = msg.text.chars().count();
-    if msg.text.trim().is_empty() {
+    if msg.text.chars().all(|c| c.is_whitespace() || tern_engine::is_hidden_char(c)) {
         return Err(bad("the message is empty; write something".into()));
     }
     if chars > web_chat::MAX_TEXT_CHARS {
@@ -373,19 +434,35 @@ async fn take_message(state: &AppState, req: &WebRequest) -> Result<Response, Ap
     if display.is_some_and(|d| d.chars().count() > web_chat::MAX_DISPLAY_CHARS) {
         return Err(bad(format!("`display` has more than {} characters", web_chat::MAX_DISPLAY_CHARS)));
     }
+    if display.is_some_and(|d| d.chars().any(tern_engine::is_hidden_char)) {
+        return Err(bad(
+            "`display` has an invisible or text-direction character: it must show what was chosen as it is".into(),
+        ));
+    }
     let now_ms = tern_engine::clock::system().now_ms();
     if let Err(wait) = state.web.limits.message(req.channel.name.as_str(), &req.address, &session.id, now_ms) {
         return Err(slow_down(wait, "messages"));
+    }
+    if msg.start_flow.is_some() && !req.web.same_origin {
+        return Err(bad(
+            "`start_flow` is for the console's Try it only; a visitor's message starts the flow whose trigger matches"
+                .into(),
+        ));
     }
     let message_id = MessageId::from_channel(&msg.message_id)?;
     let mut inbound = Inbound::message(req.conversation(&session)?, Some(message_id.clone()), msg.text);
     inbound.contact.insert("id".into(), json!(session.id));
     let mut web = Map::new();
-    web.insert("origin".into(), json!(req.origin.to_str().unwrap_or_default()));
+    if let Some(origin) = req.origin.as_ref().and_then(|o| o.to_str().ok()) {
+        web.insert("origin".into(), json!(origin));
+    }
     if let Some(d) = display {
         web.insert("display".into(), json!(d));
     }
     inbound.metadata.insert("web".into(), Value::Object(web));
+    if let Some(flow_id) = msg.start_flow.filter(|f| !f.is_empty()) {
+        inbound.trigger = tern_engine::conversation::Trigger::Start { flow_id, event: None };
+    }
     state.metrics.message();
     let mut ticket = state.conversations.submit(inbound, None)?;
     let taken = axum::Json(Taken { message_id: message_id.to_string() });

@@ -7,9 +7,11 @@
 //! ([`Conversations::watch_transcript`](tern_engine::conversation::Conversations::watch_transcript));
 //! those committed by another instance on the same database are found by reading the store
 //! every [`STREAM_POLL_MS`](web_chat::STREAM_POLL_MS). Bounds: [`MAX_STREAMS`](web_chat::MAX_STREAMS)
-//! open streams per process (then `503`), a limit of new streams per session, and each stream
-//! ends after [`STREAM_MAX_SECS`](web_chat::STREAM_MAX_SECS) (the widget opens the next one
-//! from the last entry it saw); a keep-alive comment every
+//! open streams per process (then `503`), at most 20 per address (then `429`) and 3 per
+//! session (a newer one ends the oldest: [`StreamSlots`](web_chat::StreamSlots)), a limit of
+//! new streams per session, and each stream ends after
+//! [`STREAM_MAX_SECS`](web_chat::STREAM_MAX_SECS) (the widget opens the next one from the last
+//! entry it saw), or when its channel is removed; a keep-alive comment every
 //! [`STREAM_KEEP_ALIVE_SECS`](web_chat::STREAM_KEEP_ALIVE_SECS).
 
 use std::collections::VecDeque;
@@ -41,8 +43,13 @@ struct Follow {
     /// Woken when this process commits entries of the conversation.
     wake: Arc<tokio::sync::Notify>,
     ends_at: Instant,
+    /// The channel as the session names it (with its incarnation): when it is removed, the
+    /// stream ends.
+    channel: (tern_engine::channel::ChannelName, String),
     /// The stream's place among the open ones, given back when it ends.
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Its place among its session's and its address's streams.
+    slot: web_chat::StreamSlot,
 }
 
 impl Follow {
@@ -74,11 +81,28 @@ impl Follow {
                 }
             }
             let poll = tokio::time::sleep(Duration::from_millis(web_chat::STREAM_POLL_MS));
+            let replaced = self.slot.ended.clone();
             tokio::select! {
                 () = &mut woken => {}
-                () = poll => {}
+                () = poll => {
+                    if !self.channel_is_there().await {
+                        return None;
+                    }
+                }
+                () = replaced.notified() => return None,
                 () = tokio::time::sleep_until(self.ends_at) => return None,
             }
+        }
+    }
+
+    /// Whether the stream's channel is still the one its session was made for.
+    async fn channel_is_there(&self) -> bool {
+        let (name, reference) = &self.channel;
+        match self.state.channels.channel(name).await {
+            Ok(Some(c)) => c.web.is_some() && tern_engine::channel::ChannelRef::of(&c).to_string() == *reference,
+            Ok(None) => false,
+            // The store cannot be read: go on, the next look decides.
+            Err(_) => true,
         }
     }
 }
@@ -110,6 +134,11 @@ async fn open(state: Arc<AppState>, after: After, req: &WebRequest) -> Result<Re
     if let Err(wait) = state.web.limits.stream(req.channel.name.as_str(), &session.id, now_ms) {
         return Err(slow_down(wait, "reconnections"));
     }
+    let slot = state.web.slots.take(&session.id, &req.address).map_err(|e| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, format!("{e}; close some, or try again later"))
+            .code("too-many-streams")
+            .retry_after_secs(30)
+    })?;
     let permit = state.web.streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too many chats are open on this server; try again shortly")
             .code("too-many-streams")
@@ -125,7 +154,9 @@ async fn open(state: Arc<AppState>, after: After, req: &WebRequest) -> Result<Re
         last: after.after.or(last_event_id).unwrap_or(0).max(0),
         pending: VecDeque::new(),
         ends_at: Instant::now() + Duration::from_secs(web_chat::STREAM_MAX_SECS),
+        channel: (req.channel.name.clone(), req.channel_ref()),
         _permit: permit,
+        slot,
     };
     let events = futures_util::stream::unfold(follow, Follow::next);
     let sse =

@@ -163,6 +163,10 @@ async fn pages_of_other_origins_get_nothing() {
             assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN), "{origin:?} {method} {path}");
         }
     }
+    // A page of Tern's own origin is not one of a visitors' chat's origins.
+    let mut own = request(Method::GET, "/v1/channels/site/web/history", None, Some(&session), None);
+    own.headers_mut().insert("sec-fetch-site", "same-origin".parse().unwrap());
+    assert_eq!(h.send_as_is(own).await.0, StatusCode::FORBIDDEN);
     // The other web channel's origin is not this one's.
     let (status, _, _) = h
         .send_as_is(request(
@@ -202,6 +206,9 @@ async fn a_bad_message_says_what_is_wrong() {
         (json!({"message_id": "m", "text": "x".repeat(2001)}), "bad-message"),
         (json!({"message_id": "m", "text": "hi", "display": "y".repeat(201)}), "bad-message"),
         (json!({"message_id": "a\u{200B}b", "text": "hi"}), "bad-id"),
+        (json!({"message_id": "m", "text": "hi", "start_flow": "ask"}), "bad-message"),
+        (json!({"message_id": "m", "text": "\u{200B}\u{200B}"}), "bad-message"),
+        (json!({"message_id": "m", "text": "hi", "display": "Yes\u{202E}oN"}), "bad-message"),
     ] {
         let (status, _, answer) = h
             .send_as_is(request(Method::POST, "/v1/channels/site/web/messages", Some(SHOP), Some(&session), Some(body)))
@@ -249,4 +256,42 @@ async fn the_stream_sends_the_transcript_then_what_comes_next() {
     assert!(mine.contains("id: 3") && mine.contains(r#""from":"contact""#) && mine.contains("fine"), "{mine}");
     let reply = next_event().await;
     assert!(reply.contains("id: 4") && reply.contains(r#""from":"bot""#) && reply.contains("got fine"), "{reply}");
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_stream() {
+    let h = with_site().await;
+    // The oneshot requests have no peer address: they are one address.
+    let mut open = Vec::new();
+    for _ in 0..(tern_engine::web_chat::slots::MAX_STREAMS_PER_ADDRESS / 3 + 1) {
+        let session = new_session(&h, "site", SHOP).await;
+        for _ in 0..3 {
+            let resp = h
+                .app
+                .clone()
+                .oneshot(request(Method::GET, "/v1/channels/site/web/stream", Some(SHOP), Some(&session), None))
+                .await
+                .unwrap();
+            open.push(resp);
+        }
+    }
+    let statuses: Vec<u16> = open.iter().map(|r| r.status().as_u16()).collect();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(statuses.len() - refused, tern_engine::web_chat::slots::MAX_STREAMS_PER_ADDRESS, "{statuses:?}");
+    assert!(refused >= 1, "{statuses:?}");
+    drop(open);
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_visitor_is_the_last_address_it_did_not_add() {
+    let edge = super::WebEdge { trusted_proxies: vec!["10.0.0.1".parse().unwrap()], ..super::WebEdge::default() };
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("x-forwarded-for", "6.6.6.6, 1.2.3.4".parse().unwrap());
+    let proxy = Some("10.0.0.1".parse().unwrap());
+    assert_eq!(edge.visitor_address(proxy, &headers), "1.2.3.4", "what the client wrote before is not believed");
+    let direct = Some("5.6.7.8".parse().unwrap());
+    assert_eq!(edge.visitor_address(direct, &headers), "5.6.7.8", "a client that is no proxy is itself");
+    assert_eq!(edge.visitor_address(proxy, &axum::http::HeaderMap::new()), "10.0.0.1");
+    let ipv6 = Some("2001:db8:1:2::99".parse().unwrap());
+    assert_eq!(edge.visitor_address(ipv6, &headers), "2001:db8:1:2::");
 }

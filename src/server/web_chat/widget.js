@@ -17,6 +17,17 @@
   var title = script.getAttribute("data-title") || "Chat";
   var avatar = script.getAttribute("data-avatar");
   var startOpen = script.getAttribute("data-open") === "true";
+  // Tern's own pages (the console's Try it): the chat inside an element of the page, with a
+  // session the page was given, a flow to start, and a link to each reply's run.
+  var mount = script.getAttribute("data-mount");
+  var given = script.getAttribute("data-session");
+  var givenExpires = Number(script.getAttribute("data-session-expires") || 0);
+  var startFlow = script.getAttribute("data-start-flow") || "";
+  var runLinks = script.getAttribute("data-run-links");
+  if (mount) storeKey += ":" + mount;
+  if (given && (script.getAttribute("data-new") === "true" || !loadSessionFrom(storeKey))) {
+    try { localStorage.setItem(storeKey, JSON.stringify({ session: given, expires_at: givenExpires })); } catch (e) { /* ignore */ }
+  }
 
   // ---- state ----
   var session = loadSession();
@@ -49,7 +60,14 @@
     c.getRandomValues(b);
     return Array.from(b, function (x) { return (x + 256).toString(16).slice(1); }).join("");
   }
+  function loadSessionFrom(key) {
+    try {
+      var s = JSON.parse(localStorage.getItem(key) || "null");
+      return s && typeof s.session === "string" && s.expires_at * 1000 > Date.now() + 30000 ? s : null;
+    } catch (e) { return null; }
+  }
   function loadSession() {
+    if (mount && given && !loadSessionFrom(storeKey)) return { session: given, expires_at: givenExpires };
     try {
       var s = JSON.parse(localStorage.getItem(storeKey) || "null");
       if (s && typeof s.session === "string" && s.expires_at * 1000 > Date.now() + 30000) return s;
@@ -136,7 +154,7 @@
         if (typeof j.last_seq === "number" && j.last_seq > lastSeq) lastSeq = j.last_seq;
         if (list.length < 100) break;
       }
-    } catch (e) { /* the stream replays what is missing */ }
+    } catch (e) { unreachable(); /* the stream replays what is missing once it answers */ }
     startStream();
   }
 
@@ -241,6 +259,11 @@
         });
         b.appendChild(g);
       }
+      if (runLinks && e.run_id) {
+        var r = el("a", "tern-run", "run");
+        r.href = runLinks + encodeURIComponent(e.run_id);
+        b.appendChild(r);
+      }
       if (seq > maxBotSeq) maxBotSeq = seq;
       place(b, seq);
       if (!fromHistory && !isOpen) { unread++; updateBadge(); }
@@ -296,6 +319,20 @@
   function scrollDown() {
     if (scroller) scroller.scrollTop = scroller.scrollHeight;
   }
+  // A request the browser could not complete: the server is down or elsewhere, or it refused
+  // this page's origin (the browser hides which). Said once, with what to check.
+  var warned = false;
+  function unreachable() {
+    if (warned) return;
+    warned = true;
+    if (window.console) {
+      console.warn("Tern chat: " + api + " did not answer this page. Either the server is not reachable at that " +
+        "address (check tern serve's --public-url), or this page's origin, " + location.origin + ", is not one " +
+        "of the channel's allowed origins (tern channels add " + name + " --kind web --origin " + location.origin +
+        " --update, with every other origin too).");
+    }
+    sysLine("The chat cannot reach its server right now.");
+  }
   function sysLine(text) {
     var n = el("div", "tern-msg tern-system tern-error", text);
     place(n, Infinity);
@@ -338,6 +375,7 @@
     awaiting.add(m.id);
     updateTyping();
     var body = { message_id: m.id, text: m.text };
+    if (startFlow) { body.start_flow = startFlow; startFlow = ""; }
     if (m.display != null && m.display !== m.text) body.display = m.display;
     var tries = 0, reauth = 0, waits = 0;
     for (;;) {
@@ -350,6 +388,7 @@
         if (e.status >= 400 && e.status < 500 && e.status !== 429) {
           return fail(m, e.message);
         }
+        if (!e.status) unreachable();
       }
       if (m.state === "delivered") return;
       if (res && (res.status === 200 || res.status === 202 || res.ok)) {
@@ -532,8 +571,19 @@
     launcher.addEventListener("click", function () { if (isOpen) close(); else open(); });
 
     root.appendChild(panel);
-    root.appendChild(launcher);
-    document.body.appendChild(root);
+    var host = mount && document.querySelector(mount);
+    if (host) {
+      // Inline: always open, no launcher.
+      root.classList.add("tern-inline");
+      x.remove();
+      launcher.hidden = true;
+      root.appendChild(launcher);
+      host.appendChild(root);
+      startOpen = true;
+    } else {
+      root.appendChild(launcher);
+      document.body.appendChild(root);
+    }
 
     // anything rendered before the DOM existed is re-placed now
     if (startOpen) open();

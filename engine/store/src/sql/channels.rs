@@ -162,6 +162,7 @@ impl SealedConfig {
                     .map(|o| Origin::parse(o).map_err(|e| corrupt(format!("origin: {e}"))))
                     .collect::<Result<_, _>>()?,
                 session_key: SessionKey::parse(&w.session_key).map_err(|e| corrupt(e.to_string()))?,
+                same_origin: false,
             }),
         };
         let api_base = |u: &str| url::Url::parse(u).map_err(|e| corrupt(format!("API base: {e}")));
