@@ -3,7 +3,8 @@
 //! chat, answers an `ask` with a button, gets a reply that arrives 30 s later over the stream
 //! (the API behind the flow is that slow), reloads the page and sees the conversation again,
 //! logs in to a CRM through `oauth_request` in a new tab and sees the conversation go on by
-//! itself. A second visitor (another browser profile) sees nothing of the first's; a page on
+//! itself. The server is killed (`kill -9`) while a reply is on its way: after a restart the
+//! reply reaches the open page, and the API call is not repeated. A second visitor (another browser profile) sees nothing of the first's; a page on
 //! an origin the channel does not allow gets nothing.
 //!
 //! `TERN_SCREENSHOTS=DIR` saves the widget closed, open, with buttons and on a phone-sized
@@ -137,7 +138,8 @@ fn a_visitor_chats_on_another_site_in_a_real_browser() {
         assert_eq!(tag, format!(r#"<script src="{base}/v1/channels/site/web/widget.js" data-title="Chat" async></script>"#));
         *tag_cell.lock().unwrap() = tag.replace("data-title=\"Chat\"", "data-title=\"Shop support\"");
         let elsewhere = host_page(page(&tag)).await;
-        let _server = Server::start_at(&data, flows.path(), &format!("127.0.0.1:{port}"), &base);
+        let listen = format!("127.0.0.1:{port}");
+        let mut server = Server::start_at(&data, flows.path(), &listen, &base);
         let (_driver, webdriver) = chromedriver();
 
         let c = connect(&webdriver).await;
@@ -171,6 +173,28 @@ fn a_visitor_chats_on_another_site_in_a_real_browser() {
             for line in ["help", "What is it about?", "Billing", "Ticket T-1 is open for billing."] {
                 assert!(log.contains(line), "{line} after the reload: {log}");
             }
+
+            // A crash while a reply is on its way: the message was stored before the server
+            // answered, so after a restart it is taken up again; the API call it was making is
+            // not repeated (its outcome is unknown: the flow fails, and the default error reply
+            // says so), and that reply reaches the open page over the stream.
+            let tickets = || api.requests().iter().filter(|r| r.uri.starts_with("/tickets")).count();
+            send(&c, "help").await;
+            let shipping = c
+                .wait()
+                .for_element(Locator::XPath("//button[normalize-space()='Shipping' and not(@disabled)]"))
+                .await
+                .unwrap();
+            shipping.click().await.unwrap();
+            let started = std::time::Instant::now();
+            while tickets() < 2 || c.find_all(Locator::Css(".tern-msg-visitor.tern-sent")).await.unwrap().is_empty() {
+                assert!(started.elapsed() < Duration::from_secs(20), "the message stored and the API called");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            server.kill9();
+            server = Server::start_at(&data, flows.path(), &listen, &base);
+            wait_for_text_within(&c, tern_engine::conversation::DEFAULT_ERROR_REPLY, Duration::from_secs(60)).await;
+            assert_eq!(tickets(), 2, "the call whose outcome the crash hid is not made again");
 
             // A login in a new tab: the conversation goes on by itself.
             send(&c, "login").await;

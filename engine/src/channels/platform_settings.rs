@@ -14,13 +14,7 @@ use crate::platforms::{Platform, slack, telegram, twilio, whatsapp};
 /// The settings of a `kind` channel from `draft`, each broken rule pushed to `problems`.
 pub(super) fn check(kind: ChannelKind, draft: &ChannelDraft, problems: &mut Vec<Problem>) -> Option<Platform> {
     let name = kind.as_str();
-    let generic = [
-        (Field::Tokens, !draft.tokens.is_empty()),
-        (Field::SigningSecrets, !draft.signing_secrets.is_empty()),
-        (Field::WebhookUrl, draft.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty())),
-        (Field::WebhookSecret, draft.webhook_secret.is_some()),
-    ];
-    refuse_given(&generic, problems, |label| {
+    refuse_given(&given_generic_fields(draft), problems, |label| {
         format!(
             "a {name} channel takes its messages from the platform at /v1/channels/NAME/webhook and sends replies through the platform's API: it has no {label}; leave it out"
         )
@@ -53,6 +47,16 @@ fn own_fields(kind: ChannelKind) -> &'static [Field] {
         ChannelKind::Slack => &[Field::SigningSecret, Field::Integration, Field::ApiBase],
         ChannelKind::Web => &[Field::Origins],
     }
+}
+
+/// Each setting of a generic channel in `draft`, and whether it is given.
+pub(super) fn given_generic_fields(draft: &ChannelDraft) -> [(Field, bool); 4] {
+    [
+        (Field::Tokens, !draft.tokens.is_empty()),
+        (Field::SigningSecrets, !draft.signing_secrets.is_empty()),
+        (Field::WebhookUrl, draft.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty())),
+        (Field::WebhookSecret, draft.webhook_secret.is_some()),
+    ]
 }
 
 /// Each platform field of `draft` (a web chat's among them), and whether it is given.

@@ -4,19 +4,13 @@
 //! to the page) nor a platform's. The session key is the stored one when the settings are
 //! replaced ([`ChannelDraft::session_key`]), else a new one.
 
-use super::platform_settings::{given_platform_fields, refuse_given};
+use super::platform_settings::{given_generic_fields, given_platform_fields, refuse_given};
 use super::{ChannelDraft, Field, Problem};
 use crate::web_chat::{MAX_ORIGINS, Origin, SessionKey, WebChat};
 
 /// The web chat of `draft`, each broken rule pushed to `problems`.
 pub(super) fn check(draft: ChannelDraft, problems: &mut Vec<Problem>) -> Option<WebChat> {
-    let generic = [
-        (Field::Tokens, !draft.tokens.is_empty()),
-        (Field::SigningSecrets, !draft.signing_secrets.is_empty()),
-        (Field::WebhookUrl, draft.webhook_url.as_deref().is_some_and(|u| !u.trim().is_empty())),
-        (Field::WebhookSecret, draft.webhook_secret.is_some()),
-    ];
-    refuse_given(&generic, problems, |label| {
+    refuse_given(&given_generic_fields(&draft), problems, |label| {
         format!(
             "a web channel's visitors are authenticated by the sessions Tern gives their pages, and replies go to the page: it has no {label}; leave it out"
         )

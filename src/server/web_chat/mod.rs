@@ -268,8 +268,11 @@ pub async fn preflight(
     with_cors(r, origin)
 }
 
-/// A static file of the widget.
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+/// A static file of the widget, for a web channel's name only.
+async fn asset(state: &AppState, channel: &str, content_type: &'static str, body: &'static str) -> Response {
+    if web_channel(state, channel).await.is_none() {
+        return not_for_this_page();
+    }
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -294,10 +297,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     )
 )]
 pub async fn get_widget_js(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    match web_channel(&state, &name).await {
-        Some(_) => asset("text/javascript; charset=utf-8", WIDGET_JS),
-        None => not_for_this_page(),
-    }
+    asset(&state, &name, "text/javascript; charset=utf-8", WIDGET_JS).await
 }
 
 /// The widget's styles.
@@ -312,10 +312,7 @@ pub async fn get_widget_js(State(state): State<Arc<AppState>>, Path(name): Path<
     )
 )]
 pub async fn get_widget_css(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    match web_channel(&state, &name).await {
-        Some(_) => asset("text/css; charset=utf-8", WIDGET_CSS),
-        None => not_for_this_page(),
-    }
+    asset(&state, &name, "text/css; charset=utf-8", WIDGET_CSS).await
 }
 
 /// A new session: the token the widget keeps and sends with every request.
