@@ -530,6 +530,7 @@ async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() 
             .method(method)
             .uri(format!("/v1/channels/console/web/{path}"))
             .header("sec-fetch-site", "same-origin")
+            .header(header::COOKIE, &cookie)
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .header(header::CONTENT_TYPE, "application/json");
         r.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap()
@@ -561,6 +562,10 @@ async fn console_runs_flows_and_try_it_show_a_paused_and_resumed_conversation() 
     let mut from_elsewhere = own_page(Method::GET, "history", None);
     from_elsewhere.headers_mut().remove("sec-fetch-site");
     assert_eq!(h.send_as_is(from_elsewhere).await.0, StatusCode::FORBIDDEN);
+    // Its sessions go with the sign-in: without the console's cookie (signed out), none.
+    let mut signed_out = own_page(Method::GET, "history", None);
+    signed_out.headers_mut().remove(header::COOKIE);
+    assert_eq!(h.send_as_is(signed_out).await.0, StatusCode::UNAUTHORIZED);
 
     // Runs: the one run, with both activations, in the console's own channel (apart from the
     // `default` channel's conversation of the same id, and never delivered to its webhook).

@@ -54,7 +54,10 @@ impl StreamSlots {
     /// [`TooManyStreams`]: the address has [`MAX_STREAMS_PER_ADDRESS`] open.
     pub fn take(self: &Arc<Self>, session: &str, address: &str) -> Result<StreamSlot, TooManyStreams> {
         let mut s = lock(&self.inner);
-        if s.by_address.get(address).copied().unwrap_or(0) >= MAX_STREAMS_PER_ADDRESS {
+        // A session at its own bound replaces its oldest stream: that adds none to the
+        // address's, so it is never refused for the address's bound.
+        let replaces = s.by_session.get(session).is_some_and(|v| v.len() >= MAX_STREAMS_PER_SESSION);
+        if !replaces && s.by_address.get(address).copied().unwrap_or(0) >= MAX_STREAMS_PER_ADDRESS {
             return Err(TooManyStreams);
         }
         s.next += 1;
@@ -122,6 +125,9 @@ mod tests {
         }
         assert_eq!(slots.of_address("a"), MAX_STREAMS_PER_ADDRESS);
         assert!(slots.take("x", "b").is_ok(), "another address is not affected");
+        let reconnect = slots.take("s", "a");
+        assert!(reconnect.is_ok(), "a session at its own bound replaces its oldest, at the address's bound too");
+        drop(reconnect);
         drop(held);
         drop(more);
         drop(newest);

@@ -71,22 +71,31 @@ impl Default for WebEdge {
 
 impl WebEdge {
     /// The visitor's address for the limits ([`web_chat::address_key`]): the peer's, or behind
-    /// a trusted proxy the last address of `X-Forwarded-For` that is not a trusted proxy's
-    /// (the ones before it are the client's own words).
+    /// a trusted proxy the last entry of `X-Forwarded-For` that is not a trusted proxy's (an
+    /// address, with a port or not); what stands before it is the client's own words and is
+    /// never read. An entry there that is no address (`unknown`) counts as the proxy itself.
     pub fn visitor_address(&self, peer: Option<std::net::IpAddr>, headers: &HeaderMap) -> String {
         let Some(peer) = peer else { return "unknown".into() };
         if !self.trusted_proxies.contains(&peer) {
             return web_chat::address_key(peer);
         }
-        let forwarded = headers
+        let entries: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or(""))
             .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-            .collect::<Vec<_>>();
-        let visitor = forwarded.into_iter().rev().find(|a| !self.trusted_proxies.contains(a)).unwrap_or(peer);
-        web_chat::address_key(visitor)
+            .map(str::trim)
+            .collect();
+        for entry in entries.into_iter().rev() {
+            let ip =
+                entry.parse::<std::net::IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()));
+            match ip {
+                Some(ip) if self.trusted_proxies.contains(&ip) => {}
+                Some(ip) => return web_chat::address_key(ip),
+                None => return web_chat::address_key(peer),
+            }
+        }
+        web_chat::address_key(peer)
     }
 }
 
@@ -235,6 +244,11 @@ impl FromRequest<Arc<AppState>> for WebRequest {
             return Err(not_for_this_page());
         }
         let origin = parts.headers.get(header::ORIGIN).cloned();
+        // The console's Try it: only while the operator is signed in (the page's requests carry
+        // the console's cookie), so that signing out ends its sessions too.
+        if web.same_origin && state.sessions.of(&parts.headers).is_none() {
+            return Err(no_session().into_response());
+        }
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
         let address = state.web.visitor_address(peer, &parts.headers);
         let body = super::channel_request::read_body(body)

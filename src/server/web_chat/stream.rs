@@ -43,6 +43,9 @@ struct Follow {
     /// Woken when this process commits entries of the conversation.
     wake: Arc<tokio::sync::Notify>,
     ends_at: Instant,
+    /// When to look again whether the channel is still there (every poll interval, however
+    /// busy the conversation).
+    next_check: Instant,
     /// The channel as the session names it (with its incarnation): when it is removed, the
     /// stream ends.
     channel: (tern_engine::channel::ChannelName, String),
@@ -84,13 +87,15 @@ impl Follow {
             let replaced = self.slot.ended.clone();
             tokio::select! {
                 () = &mut woken => {}
-                () = poll => {
-                    if !self.channel_is_there().await {
-                        return None;
-                    }
-                }
+                () = poll => {}
                 () = replaced.notified() => return None,
                 () = tokio::time::sleep_until(self.ends_at) => return None,
+            }
+            if Instant::now() >= self.next_check {
+                if !self.channel_is_there().await {
+                    return None;
+                }
+                self.next_check = Instant::now() + Duration::from_millis(web_chat::STREAM_POLL_MS);
             }
         }
     }
@@ -154,6 +159,7 @@ async fn open(state: Arc<AppState>, after: After, req: &WebRequest) -> Result<Re
         last: after.after.or(last_event_id).unwrap_or(0).max(0),
         pending: VecDeque::new(),
         ends_at: Instant::now() + Duration::from_secs(web_chat::STREAM_MAX_SECS),
+        next_check: Instant::now() + Duration::from_millis(web_chat::STREAM_POLL_MS),
         channel: (req.channel.name.clone(), req.channel_ref()),
         _permit: permit,
         slot,

@@ -292,6 +292,15 @@ fn behind_a_trusted_proxy_the_visitor_is_the_last_address_it_did_not_add() {
     let direct = Some("5.6.7.8".parse().unwrap());
     assert_eq!(edge.visitor_address(direct, &headers), "5.6.7.8", "a client that is no proxy is itself");
     assert_eq!(edge.visitor_address(proxy, &axum::http::HeaderMap::new()), "10.0.0.1");
+    for (forwarded, visitor) in [
+        ("6.6.6.6, 1.2.3.4:4444", "1.2.3.4"),
+        ("6.6.6.6, [2001:db8::5]:4444", "2001:db8::"),
+        ("6.6.6.6, unknown", "10.0.0.1"),
+        ("6.6.6.6, 1.2.3.4, 10.0.0.1", "1.2.3.4"),
+    ] {
+        headers.insert("x-forwarded-for", forwarded.parse().unwrap());
+        assert_eq!(edge.visitor_address(proxy, &headers), visitor, "{forwarded}");
+    }
     let ipv6 = Some("2001:db8:1:2::99".parse().unwrap());
     assert_eq!(edge.visitor_address(ipv6, &headers), "2001:db8:1:2::");
 }

@@ -24,6 +24,9 @@
   var givenExpires = Number(script.getAttribute("data-session-expires") || 0);
   var startFlow = script.getAttribute("data-start-flow") || "";
   var runLinks = script.getAttribute("data-run-links");
+  // A chat of Tern's own pages goes with the operator's sign-in (its cookie); a visitors' chat
+  // sends no cookie anywhere.
+  var creds = mount ? "same-origin" : "omit";
   if (mount) storeKey += ":" + mount;
   if (given && (script.getAttribute("data-new") === "true" || !loadSessionFrom(storeKey))) {
     try { localStorage.setItem(storeKey, JSON.stringify({ session: given, expires_at: givenExpires })); } catch (e) { /* ignore */ }
@@ -98,7 +101,7 @@
       headers: h,
       body: opts.body != null ? JSON.stringify(opts.body) : undefined,
       mode: "cors",
-      credentials: "omit",
+      credentials: creds,
       cache: "no-store",
       signal: opts.signal
     });
@@ -173,7 +176,7 @@
       try {
         var res = await fetch(api + "/stream?after=" + lastSeq, {
           headers: { Authorization: "Bearer " + s.session, Accept: "text/event-stream" },
-          mode: "cors", credentials: "omit", cache: "no-store", signal: streamCtl.signal
+          mode: "cors", credentials: creds, cache: "no-store", signal: streamCtl.signal
         });
         if (res.status === 401) { if (session === s) dropSession(); break; }
         if (!res.ok || !res.body) throw new Error("stream " + res.status);
