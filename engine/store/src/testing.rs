@@ -494,9 +494,7 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
 /// text `transcript-secret-words` must not appear in plaintext in the database afterwards: the
 /// callers check), and pruned once no session can read it.
 pub async fn run_transcript_suite(store: &dyn tern_engine::conversation::ConversationStore) {
-    use tern_engine::conversation::{
-        Answer, AnswerStatus, Answered, Completion, ConversationId, MessageId, PausedChange, Retention, WriteOp,
-    };
+    use tern_engine::conversation::{Completion, ConversationId, Retention, WriteOp};
     use tern_engine::web_chat::transcript::MAX_ENTRIES;
     use tern_engine::web_chat::{Entry, Speaker};
     let entry = |from: Speaker, text: &str| Entry {
@@ -509,20 +507,10 @@ pub async fn run_transcript_suite(store: &dyn tern_engine::conversation::Convers
         run_id: None,
     };
     let complete = |c: &ConversationId, id: &str, entries: Vec<Entry>| {
-        let message_id = MessageId::new(id).unwrap();
         WriteOp::Complete(Box::new(Completion {
             channel: tern_engine::channel::ChannelRef::named(tern_engine::channel::ChannelName::new("site").unwrap()),
-            conversation: c.clone(),
-            message_id: message_id.clone(),
-            remember_answer: false,
-            accepted: false,
-            answer: Answered::new(Answer::without_run(AnswerStatus::NoFlow, &message_id)),
-            digest: None,
-            paused: PausedChange::Keep,
-            history: Vec::new(),
-            outbox: None,
-            fence: None,
             transcript: entries,
+            ..no_run_completion(c, id)
         }))
     };
     let a = ConversationId::new("channel:site:aaaa").unwrap();
@@ -843,20 +831,36 @@ pub fn fenced_completion(
     message_id: &str,
     fence: Option<i64>,
 ) -> tern_engine::conversation::WriteOp {
-    use tern_engine::conversation::{Answer, AnswerStatus, Answered, Completion, MessageId, PausedChange, WriteOp};
+    tern_engine::conversation::WriteOp::Complete(Box::new(tern_engine::conversation::Completion {
+        remember_answer: true,
+        fence,
+        ..no_run_completion(conversation, message_id)
+    }))
+}
+
+/// A finished message of `conversation` in the `default` channel that started no run: nothing
+/// remembered, kept, delivered or fenced (tests set what they need with struct update).
+///
+/// # Panics
+/// `message_id` is not a valid message id.
+pub fn no_run_completion(
+    conversation: &tern_engine::conversation::ConversationId,
+    message_id: &str,
+) -> tern_engine::conversation::Completion {
+    use tern_engine::conversation::{Answer, AnswerStatus, Answered, Completion, MessageId, PausedChange};
     let message_id = MessageId::new(message_id).unwrap();
-    WriteOp::Complete(Box::new(Completion {
+    Completion {
         channel: tern_engine::channel::ChannelRef::named(tern_engine::channel::ChannelName::default_channel()),
         conversation: conversation.clone(),
         message_id: message_id.clone(),
-        remember_answer: true,
+        remember_answer: false,
         accepted: false,
         answer: Answered::new(Answer::without_run(AnswerStatus::NoFlow, &message_id)),
         digest: None,
         paused: PausedChange::Keep,
         history: Vec::new(),
         outbox: None,
-        fence,
+        fence: None,
         transcript: Vec::new(),
-    }))
+    }
 }

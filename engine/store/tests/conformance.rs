@@ -249,7 +249,7 @@ async fn sqlite_connections_opened_while_the_file_is_unwritable_do_not_stay_read
 /// were bound does not open it either.
 #[tokio::test]
 async fn a_delivery_moved_to_another_channel_is_dropped() {
-    use tern_engine::conversation::{Answer, AnswerStatus, Answered, Completion, MessageId, PausedChange, WriteOp};
+    use tern_engine::conversation::{Completion, WriteOp};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tern.db");
     let (key, _) = MasterKey::generate();
@@ -264,23 +264,13 @@ async fn a_delivery_moved_to_another_channel_is_dropped() {
     .into_iter()
     .enumerate()
     {
-        let message_id = MessageId::new(format!("m-{n}")).unwrap();
         let done = Completion {
             channel: tern_engine::channel::ChannelRef {
                 name: tern_engine::channel::ChannelName::new("sms").unwrap(),
                 incarnation: Some(tern_engine::channel::Incarnation::generate()),
             },
-            conversation: c.clone(),
-            message_id: message_id.clone(),
-            remember_answer: false,
-            accepted: false,
-            answer: Answered::new(Answer::without_run(AnswerStatus::NoFlow, &message_id)),
-            digest: None,
-            paused: PausedChange::Keep,
-            history: Vec::new(),
             outbox: Some(b"{\"n\":1}".to_vec()),
-            fence: None,
-            transcript: Vec::new(),
+            ..testing::no_run_completion(&c, &format!("m-{n}"))
         };
         store.write(&[WriteOp::Complete(Box::new(done))]).await.unwrap();
         assert_eq!(store.outbox_len().await.unwrap(), 1);
