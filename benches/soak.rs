@@ -10,7 +10,8 @@
 //!
 //! `cargo bench --bench soak`. With `BASELINE_BIN=/path/to/older/tern`, the same soak runs
 //! first against that binary (the numbers before a change, in the same run).
-//! `SOAK_ARGS` adds arguments to the current binary's `serve` (e.g. retention settings);
+//! `SOAK_ARGS` adds arguments to the current binary's `serve` (e.g. retention settings),
+//! `BASELINE_ARGS` to the baseline's (give both the same retention to compare like for like);
 //! `TERN_BIN` soaks another build of the current version instead of this profile's binary.
 
 #![allow(clippy::unwrap_used)] // the shared test support unwraps: a panic ends the benchmark with its message
@@ -88,20 +89,21 @@ fn soak(label: &str, bin: &str, extra: &[String], api_url: &str, secs: u64, conc
     )
     .expect("flow");
     let data = tempfile::tempdir().expect("tempdir");
+    // A baseline from before channel authentication (issue 22) has no `--channel-token`: its
+    // edge is open and the clients' bearer token is ignored.
+    let help = std::process::Command::new(bin).args(["serve", "--help"]).output().expect("tern serve --help");
+    let channel_token: &[&str] = if String::from_utf8_lossy(&help.stdout).contains("--channel-token") {
+        &["--channel-token", support::CHANNEL_TOKEN]
+    } else {
+        &[]
+    };
     let mut child = std::process::Command::new(bin)
         .env("TERN_DATA_DIR", data.path())
         .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
         .env("TERN_ADMIN_TOKEN", "soak-test-admin-token-0123")
-        .args([
-            "serve",
-            "--channel-token",
-            support::CHANNEL_TOKEN,
-            "--listen",
-            "127.0.0.1:0",
-            "--watch",
-            "false",
-            "--flows",
-        ])
+        .arg("serve")
+        .args(channel_token)
+        .args(["--listen", "127.0.0.1:0", "--watch", "false", "--flows"])
         .arg(flows.path())
         .args(["--max-concurrency", "4096"])
         .args(extra)
@@ -200,11 +202,14 @@ fn main() {
     let concurrency = env_num("CONCURRENCY", 16, 2) as usize;
     let api = support::TestApi::start_quiet();
     let mut reports = Vec::new();
+    let args = |var: &str| -> Vec<String> {
+        std::env::var(var).map(|a| a.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+    };
     if let Ok(baseline) = std::env::var("BASELINE_BIN") {
-        reports.push(soak("baseline (BASELINE_BIN)", &baseline, &[], &api.url(), secs, concurrency));
+        let extra = args("BASELINE_ARGS");
+        reports.push(soak("baseline (BASELINE_BIN)", &baseline, &extra, &api.url(), secs, concurrency));
     }
-    let extra: Vec<String> =
-        std::env::var("SOAK_ARGS").map(|a| a.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
+    let extra = args("SOAK_ARGS");
     // TERN_BIN: soak another build of this version (e.g. `target/release/tern` while the
     // driver itself is a debug build).
     let bin = std::env::var("TERN_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tern").to_string());

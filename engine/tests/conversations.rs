@@ -544,3 +544,54 @@ async fn message_id_reuse(store: Arc<dyn ConversationStore>) {
     assert_eq!(next.replies[0].text, "got hi");
     s.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A step that panics (a bug in a step type, say a plugin host's): the message fails with
+/// `interrupted`, and the conversation's next message is handled as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_step_fails_its_message_not_the_conversation() {
+    use tern_engine::{BuildContext, Outcome, Step, StepContext, StepFailure, StepType};
+
+    struct Boom;
+    impl StepType for Boom {
+        fn name(&self) -> &str {
+            "boom"
+        }
+        fn description(&self) -> &str {
+            "Panics"
+        }
+        fn config_schema(&self) -> serde_json::Value {
+            json!({"type": "object"})
+        }
+        fn build(&self, _: &serde_json::Value, _: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
+            Some(Box::new(BoomStep))
+        }
+    }
+    #[derive(Debug)]
+    struct BoomStep;
+    #[async_trait::async_trait]
+    impl Step for BoomStep {
+        async fn run(&self, _: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
+            panic!("a bug in a step")
+        }
+    }
+
+    let mut registry = tern_steps::registry();
+    registry.register(Arc::new(Boom)).unwrap();
+    let engine = Engine { registry: Arc::new(registry), ..engine() };
+    let source = r#"{"version": 1, "id": "boom", "trigger": {"type": "message", "match": {"regex": "^go$"}},
+      "steps": [{"id": "b", "type": "boom"}, {"id": "say", "type": "send_message", "text": "done"}]}"#;
+    let boom = flow(&engine, source);
+    let s = Conversations::start(
+        engine,
+        Arc::new(MemoryConversationStore::default()),
+        ConversationOptions::default(),
+        None,
+    );
+    s.set_flows(vec![boom]);
+    let first = s.submit(msg("c", Some("m-1"), "go"), None).unwrap().wait().await;
+    assert!(matches!(first, Err(ConversationError::Interrupted { .. })), "{first:?}");
+    // The worker survived: the next message of the same conversation is handled.
+    let second = s.submit(msg("c", Some("m-2"), "go"), None).unwrap().wait().await;
+    assert!(matches!(second, Err(ConversationError::Interrupted { .. })), "{second:?}");
+    assert_eq!(s.in_flight(), 0);
+}

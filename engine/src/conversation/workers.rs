@@ -12,6 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use super::error::ConversationError;
 use super::inner::Inner;
 use super::process;
@@ -78,10 +80,17 @@ async fn handle(
         .await
         .map_err(|e| ConversationError::store(conversation, &e))?;
     let fence = held.as_ref().and_then(|h| h.fence());
-    // Its own task: a panic in a step fails this message, not the conversation's worker.
-    let task = tokio::spawn(process::process(inner.clone(), job.clone(), fence));
-    let outcome = task.await.unwrap_or_else(|e| {
-        tracing::error!(conversation = %conversation, error = %e, "the task handling a message failed");
+    // A panic in a step fails this message, not the conversation's worker: caught here, in
+    // the worker's own task (no task of its own per message, which would cost a spawn and a
+    // wake-up for every message).
+    let run = std::panic::AssertUnwindSafe(process::process(inner.clone(), job.clone(), fence));
+    let outcome = run.catch_unwind().await.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(conversation = %conversation, panic = %what, "the task handling a message failed");
         Err(ConversationError::Interrupted { conversation: conversation.to_string() })
     });
     if let Some(held) = held {

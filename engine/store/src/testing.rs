@@ -296,6 +296,39 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!(run.summary.status, RunStatus::Completed);
     assert_eq!(run.summary.finished_at_ms, Some(t0 + 3_000));
     assert_eq!(run.segments.iter().map(|s| s.message.as_str()).collect::<Vec<_>>(), ["hello", "again"]);
+
+    // One batch of several runs (their history rows go in multi-row statements), one of them
+    // with two segments in the same batch (the second must follow the first).
+    let other = ConversationId::new("conv-batch").unwrap();
+    let batch_done = |run: &str, status: RunStatus, message: &str| {
+        let mut s = summary(status, 4_000);
+        s.run_id = RunId::new(run).unwrap();
+        s.conversation_id = other.to_string();
+        Completion {
+            history: vec![(s, segment(message, status.as_str()))],
+            paused: PausedChange::Keep,
+            ..no_run_completion(&other, &format!("{run}-{message}"))
+        }
+    };
+    let batch: Vec<WriteOp> = [
+        batch_done("batch-a", RunStatus::Completed, "a"),
+        batch_done("batch-c", RunStatus::Paused, "c1"),
+        batch_done("batch-b", RunStatus::Completed, "b"),
+        batch_done("batch-c", RunStatus::Completed, "c2"),
+        batch_done("batch-d", RunStatus::Completed, "d"),
+    ]
+    .into_iter()
+    .map(|d| WriteOp::Complete(Box::new(d)))
+    .collect();
+    store.write(&batch).await.unwrap();
+    for (run, messages) in
+        [("batch-a", &["a"][..]), ("batch-b", &["b"]), ("batch-c", &["c1", "c2"]), ("batch-d", &["d"])]
+    {
+        let stored = store.run(&RunId::new(run).unwrap()).await.unwrap().unwrap();
+        assert_eq!(stored.segments.iter().map(|s| s.message.as_str()).collect::<Vec<_>>(), messages, "{run}");
+    }
+    let c_run = store.run(&RunId::new("batch-c").unwrap()).await.unwrap().unwrap();
+    assert_eq!(c_run.summary.status, RunStatus::Completed, "the later segment's status");
     // The summary keeps what the runs list shows without reading segments: work summed over
     // the activations (1 ms each), no recovery, and the last activation sent nothing.
     assert_eq!(
@@ -439,7 +472,8 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!((pruned.runs, pruned.answers), (0, 0));
     let none_kept = Retention { history_max_runs: 0, max_answers: 0, ..Retention::default() };
     let pruned = store.prune(&none_kept, now() * 1000).await.unwrap();
-    assert_eq!((pruned.runs, pruned.answers), (1, 1));
+    // run-1 and the four runs of the one-batch write.
+    assert_eq!((pruned.runs, pruned.answers), (5, 1));
     assert!(store.run(&run_1).await.unwrap().is_none());
     assert!(store.answer(&c, &m("m-1")).await.unwrap().is_none());
 

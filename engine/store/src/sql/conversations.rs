@@ -27,6 +27,66 @@ use crate::rows::{OUTBOX_BINDING, SUMMARY_COLUMNS, SummaryRow, message_row, mess
 const PRUNE_CHUNK: i64 = 500;
 
 /// A run summary from a `run_history` row.
+/// Most history rows in one statement: 13 bound values each, far within both databases'
+/// limits (SQLite 32,766, PostgreSQL 65,535).
+const HISTORY_ROWS_PER_STATEMENT: usize = 64;
+
+/// The statement that inserts `rows` history rows (at most [`HISTORY_ROWS_PER_STATEMENT`])
+/// and returns each one's run id and segment count; one text per size, made once.
+fn history_insert(rows: usize) -> &'static str {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=HISTORY_ROWS_PER_STATEMENT)
+            .map(|n| {
+                let values = (0..n)
+                    .map(|r| {
+                        let p = |i: usize| format!("${}", r * 13 + i);
+                        format!(
+                            "({}, {}, {}, {}, {}, {}, {}, {}, {}, 1, {}, {}, {}, {})",
+                            p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "INSERT INTO run_history (run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms,
+                       updated_at_ms, finished_at_ms, segments, first_segment, work_ms, recovered, answered_last)
+                     VALUES {values}
+                     ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at_ms = excluded.updated_at_ms,
+                       finished_at_ms = excluded.finished_at_ms, segments = run_history.segments + 1,
+                       work_ms = run_history.work_ms + excluded.work_ms,
+                       recovered = CASE WHEN excluded.recovered = 1 THEN 1 ELSE run_history.recovered END,
+                       answered_last = excluded.answered_last
+                     RETURNING run_id, segments"
+                )
+            })
+            .collect()
+    });
+    texts.get(rows.min(HISTORY_ROWS_PER_STATEMENT)).map_or("", String::as_str)
+}
+
+/// `segments` cut into the chunks [`SqlStore::append_histories`] writes, in order: each at
+/// most [`HISTORY_ROWS_PER_STATEMENT`] long and a power of two, none naming a run twice.
+fn history_chunks<'a, 'o>(segments: &'a [&'o (RunSummary, Segment)]) -> Vec<&'a [&'o (RunSummary, Segment)]> {
+    let mut chunks = Vec::new();
+    let mut rest = segments;
+    while !rest.is_empty() {
+        // The longest prefix that names each run once.
+        let limit = rest
+            .iter()
+            .take(HISTORY_ROWS_PER_STATEMENT)
+            .enumerate()
+            .position(|(i, (s, _))| rest[..i].iter().any(|(t, _)| t.run_id == s.run_id))
+            .unwrap_or(rest.len().min(HISTORY_ROWS_PER_STATEMENT));
+        // The largest power of two within it (at least 1).
+        let size = 1usize << (usize::BITS - 1 - limit.max(1).leading_zeros());
+        let (chunk, next) = rest.split_at(size.min(rest.len()));
+        chunks.push(chunk);
+        rest = next;
+    }
+    chunks
+}
+
 fn summary_of(r: &AnyRow) -> Result<RunSummary, StoreError> {
     SummaryRow {
         run_id: r.get("run_id"),
@@ -47,12 +107,18 @@ fn summary_of(r: &AnyRow) -> Result<RunSummary, StoreError> {
 
 impl<F: Flavor> SqlStore<F> {
     /// Applies a batch's operations in `tx`; returns how many runs they added to history.
+    ///
+    /// The batch's history goes in last, a few statements for all of it
+    /// ([`append_histories`](Self::append_histories)) rather than one per run: each statement
+    /// is a round trip to the database (for SQLite, to its connection's thread), and history is
+    /// the one row every message writes. Its tables are written by nothing else in the batch,
+    /// so writing them after the other rows changes nothing but the statement count.
     pub(crate) async fn apply_all(&self, tx: &mut Transaction<'_, Any>, ops: &[WriteOp]) -> Result<i64, StoreError> {
-        let mut added = 0;
+        let mut history = Vec::new();
         for op in ops {
-            added += self.apply(tx, op).await?;
+            self.apply(tx, op, &mut history).await?;
         }
-        Ok(added)
+        self.append_histories(tx, &history).await
     }
 
     /// Fails with [`StoreError::Fenced`] unless `epoch` is still the conversation's fencing
@@ -72,10 +138,14 @@ impl<F: Flavor> SqlStore<F> {
         current.map(drop).ok_or_else(fenced)
     }
 
-    /// Applies one operation; returns how many runs it added to history.
-    async fn apply(&self, tx: &mut Transaction<'_, Any>, op: &WriteOp) -> Result<i64, StoreError> {
+    /// Applies one operation but its history, which it adds to `history`.
+    async fn apply<'o>(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        op: &'o WriteOp,
+        history: &mut Vec<&'o (RunSummary, Segment)>,
+    ) -> Result<(), StoreError> {
         let now_ms = self.now_ms();
-        let mut added = 0;
         match op {
             WriteOp::Accept(m) => {
                 let row = message_row(&m.conversation, &m.message_id);
@@ -137,11 +207,7 @@ impl<F: Flavor> SqlStore<F> {
                 if done.accepted {
                     self.forget(tx, c, done.message_id.as_str()).await?;
                 }
-                for (summary, segment) in &done.history {
-                    if self.append_history(tx, summary, segment).await? {
-                        added += 1;
-                    }
-                }
+                history.extend(done.history.iter());
                 if let Some(body) = &done.outbox {
                     let id = tern_engine::conversation::new_delivery_id();
                     let channel = done.channel.to_string();
@@ -165,7 +231,7 @@ impl<F: Flavor> SqlStore<F> {
                 }
             }
         }
-        Ok(added)
+        Ok(())
     }
 
     /// Appends `entries` to conversation `c`'s web chat transcript after its last entry,
@@ -246,62 +312,69 @@ impl<F: Flavor> SqlStore<F> {
         Ok(())
     }
 
-    /// Adds a segment; returns whether it started a new run. One statement for a new run: the
-    /// segment goes into the summary row. When the run already has a row (it paused and
+    /// Adds segments to history; returns how many runs they started. A segment of a new run
+    /// goes into the run's summary row; when the run already has a row (it paused and
     /// resumed), the row is updated and the segment is appended to `run_segments` under the
     /// next seq.
-    async fn append_history(
+    ///
+    /// The rows go in multi-row statements ([`history_chunks`]): one per chunk, whose sizes
+    /// are powers of two (so that few statement texts are prepared and cached), each chunk
+    /// naming a run at most once (a second segment of a run in one batch goes in a later
+    /// chunk, after the first).
+    async fn append_histories(
         &self,
         tx: &mut Transaction<'_, Any>,
-        s: &RunSummary,
-        segment: &Segment,
-    ) -> Result<bool, StoreError> {
-        let first = self.sealer.seal("run_history", s.run_id.as_str(), "first_segment", segment)?;
-        let facts = s.clone().with_segment(None, segment);
-        let count: i64 = sqlx::query_scalar(
-            "INSERT INTO run_history (run_id, conversation_id, contact_id, flow_id, flow_version, status, started_at_ms,
-               updated_at_ms, finished_at_ms, segments, first_segment, work_ms, recovered, answered_last)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $13)
-             ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, updated_at_ms = excluded.updated_at_ms,
-               finished_at_ms = excluded.finished_at_ms, segments = run_history.segments + 1,
-               work_ms = run_history.work_ms + excluded.work_ms,
-               recovered = CASE WHEN excluded.recovered = 1 THEN 1 ELSE run_history.recovered END,
-               answered_last = excluded.answered_last
-             RETURNING segments",
-        )
-        .bind(s.run_id.as_str())
-        .bind(&s.conversation_id)
-        .bind(s.contact_id.as_deref().map(|c| self.text(c).into_owned()))
-        .bind(&s.flow_id)
-        .bind(&s.flow_version)
-        .bind(s.status.as_str())
-        .bind(s.started_at_ms)
-        .bind(s.updated_at_ms)
-        .bind(s.finished_at_ms)
-        .bind(first)
-        // This activation's facts; the update adds them to the run's (RunSummary::with_segment
-        // for one activation).
-        .bind(facts.work_ms)
-        .bind(facts.recovered.map(i64::from))
-        .bind(facts.answered_last.map(i64::from))
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(self.db())?;
-        if count > 1 {
-            let seq = count - 1;
-            let blob = self.sealer.seal("run_segments", &format!("{}/{seq}", s.run_id), "body", segment)?;
-            sqlx::query(
-                "INSERT INTO run_segments (run_id, seq, body) VALUES ($1, $2, $3)
-                 ON CONFLICT (run_id, seq) DO UPDATE SET body = excluded.body",
-            )
-            .bind(s.run_id.as_str())
-            .bind(seq)
-            .bind(blob)
-            .execute(&mut **tx)
-            .await
-            .map_err(self.db())?;
+        segments: &[&(RunSummary, Segment)],
+    ) -> Result<i64, StoreError> {
+        let mut started = 0;
+        for chunk in history_chunks(segments) {
+            let mut q = sqlx::query(history_insert(chunk.len()));
+            for (s, segment) in chunk.iter().copied() {
+                let first = self.sealer.seal("run_history", s.run_id.as_str(), "first_segment", segment)?;
+                // This activation's facts; the update adds them to the run's
+                // (RunSummary::with_segment for one activation).
+                let facts = s.clone().with_segment(None, segment);
+                q = q
+                    .bind(s.run_id.as_str())
+                    .bind(&s.conversation_id)
+                    .bind(s.contact_id.as_deref().map(|c| self.text(c).into_owned()))
+                    .bind(&s.flow_id)
+                    .bind(&s.flow_version)
+                    .bind(s.status.as_str())
+                    .bind(s.started_at_ms)
+                    .bind(s.updated_at_ms)
+                    .bind(s.finished_at_ms)
+                    .bind(first)
+                    .bind(facts.work_ms)
+                    .bind(facts.recovered.map(i64::from))
+                    .bind(facts.answered_last.map(i64::from));
+            }
+            let rows = q.fetch_all(&mut **tx).await.map_err(self.db())?;
+            for row in rows {
+                let (run_id, count): (String, i64) =
+                    (row.try_get(0).map_err(self.db())?, row.try_get(1).map_err(self.db())?);
+                if count == 1 {
+                    started += 1;
+                    continue;
+                }
+                let Some((_, segment)) = chunk.iter().copied().find(|(s, _)| s.run_id.as_str() == run_id) else {
+                    continue;
+                };
+                let seq = count - 1;
+                let blob = self.sealer.seal("run_segments", &format!("{run_id}/{seq}"), "body", segment)?;
+                sqlx::query(
+                    "INSERT INTO run_segments (run_id, seq, body) VALUES ($1, $2, $3)
+                     ON CONFLICT (run_id, seq) DO UPDATE SET body = excluded.body",
+                )
+                .bind(&run_id)
+                .bind(seq)
+                .bind(blob)
+                .execute(&mut **tx)
+                .await
+                .map_err(self.db())?;
+            }
         }
-        Ok(count == 1)
+        Ok(started)
     }
 
     /// Deletes rows of `table` matching `condition` (with `$1` bound to `bind`), oldest by
