@@ -99,6 +99,20 @@ pub(crate) async fn wait_for_text(c: &Client, needle: &str) -> String {
     wait_for_text_within(c, needle, Duration::from_secs(20)).await
 }
 
+/// Waits until the page's address contains `part`: after a click that submits a form, the old
+/// page stays (and its elements can be found, then go stale) until the new one replaces it.
+pub(crate) async fn wait_for_url(c: &Client, part: &str) {
+    let started = Instant::now();
+    loop {
+        let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        if url.contains(part) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the address never contained `{part}`; it is {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// [`wait_for_text`] for at most `limit`.
 pub(crate) async fn wait_for_text_within(c: &Client, needle: &str, limit: Duration) -> String {
     let started = Instant::now();
@@ -348,6 +362,9 @@ fn flows_try_it_and_runs_in_a_real_browser() {
             wait_for_text(&c, "Start with").await;
             c.find(Locator::Id("try-flow-id")).await.unwrap().select_by_value("teamleader-last-name").await.unwrap();
             c.find(Locator::Id("new-conversation")).await.unwrap().click().await.unwrap();
+            // The button submits a form: until the new page is in, the old page's chat is still
+            // there (typing into it fails with a stale element), so wait for the new address.
+            wait_for_url(&c, "new=1").await;
             let message = c.wait().for_element(Locator::Css("#try-chat textarea[aria-label='Message']")).await.unwrap();
             message.send_keys("look up a last name").await.unwrap();
             message.send_keys("\u{E007}").await.unwrap();
@@ -377,6 +394,8 @@ fn flows_try_it_and_runs_in_a_real_browser() {
             wait_for_text(&c, "teamleader-last-name").await;
             c.find(Locator::Css("#f-flow")).await.unwrap().select_by_value("teamleader-last-name").await.unwrap();
             c.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
+            // "Any status" is on the unfiltered page too: the filtered page's address says it is in.
+            wait_for_url(&c, "flow=teamleader-last-name").await;
             wait_for_text(&c, "Any status").await;
             shot(&c, "runs").await;
             // On a phone-sized window nothing is wider than the screen (tables scroll inside).
