@@ -26,7 +26,6 @@ use crate::rows::{OUTBOX_BINDING, SUMMARY_COLUMNS, SummaryRow, message_row, mess
 /// so that writers are never blocked for long).
 const PRUNE_CHUNK: i64 = 500;
 
-/// A run summary from a `run_history` row.
 /// Most history rows in one statement: 13 bound values each, far within both databases'
 /// limits (SQLite 32,766, PostgreSQL 65,535).
 const HISTORY_ROWS_PER_STATEMENT: usize = 64;
@@ -87,6 +86,7 @@ fn history_chunks<'a, 'o>(segments: &'a [&'o (RunSummary, Segment)]) -> Vec<&'a 
     chunks
 }
 
+/// A run summary from a `run_history` row.
 fn summary_of(r: &AnyRow) -> Result<RunSummary, StoreError> {
     SummaryRow {
         run_id: r.get("run_id"),
