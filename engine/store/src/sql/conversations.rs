@@ -30,14 +30,15 @@ const PRUNE_CHUNK: i64 = 500;
 /// limits (SQLite 32,766, PostgreSQL 65,535).
 const HISTORY_ROWS_PER_STATEMENT: usize = 64;
 
-/// The statement that inserts `rows` history rows (at most [`HISTORY_ROWS_PER_STATEMENT`])
-/// and returns each one's run id and segment count; one text per size, made once.
+/// The statement that inserts `rows` history rows and returns each one's run id and segment
+/// count. `rows` is a chunk size of [`history_chunks`]: a power of two up to
+/// [`HISTORY_ROWS_PER_STATEMENT`], so there are seven texts, each made once.
 fn history_insert(rows: usize) -> &'static str {
     static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let texts = TEXTS.get_or_init(|| {
-        (0..=HISTORY_ROWS_PER_STATEMENT)
-            .map(|n| {
-                let values = (0..n)
+        (0..=HISTORY_ROWS_PER_STATEMENT.trailing_zeros())
+            .map(|log| {
+                let values = (0..1usize << log)
                     .map(|r| {
                         let p = |i: usize| format!("${}", r * 13 + i);
                         format!(
@@ -61,7 +62,10 @@ fn history_insert(rows: usize) -> &'static str {
             })
             .collect()
     });
-    texts.get(rows.min(HISTORY_ROWS_PER_STATEMENT)).map_or("", String::as_str)
+    debug_assert!(rows.is_power_of_two() && rows <= HISTORY_ROWS_PER_STATEMENT, "a chunk size of history_chunks");
+    // history_chunks only makes powers of two within the limit, so the index is in range.
+    let log = rows.clamp(1, HISTORY_ROWS_PER_STATEMENT).ilog2() as usize;
+    texts.get(log).map_or("", String::as_str)
 }
 
 /// `segments` cut into the chunks [`SqlStore::append_histories`] writes, in order: each at
