@@ -41,6 +41,7 @@ mod support {
     }
 }
 
+mod auth_kinds;
 mod browser;
 mod channel_edge;
 mod channels;

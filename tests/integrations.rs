@@ -706,7 +706,10 @@ impl InProcess {
 
     async fn bearer(&self) -> String {
         let grant = self.service.grant(&crm(), &TokenOwner::Workspace).await.unwrap();
-        grant.credential.value.to_str().unwrap().to_string()
+        match &grant.credential {
+            tern_engine::Credential::Header { value, .. } => value.to_str().unwrap().to_string(),
+            other => panic!("not a header credential: {other:?}"),
+        }
     }
 }
 

@@ -70,6 +70,8 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
     ("README.md", "tern integrations add billing", Check::Test("integration_commands")),
+    ("README.md", "export ERP_PASSWORD=…", Check::Test("credential_kind_commands")),
+    ("README.md", "export BANK_KEY=…", Check::Test("client_certificate_commands")),
     ("README.md", "tern api teamleader /contacts.info", Check::Test("integration_commands")),
     ("README.md", "cargo run -p tern-plugin-build", Check::Test("step_plugin_commands")),
     ("README.md", "Cargo.toml        workspace", Check::Test("layouts_name_existing_paths")),
@@ -720,6 +722,52 @@ fn integration_commands() {
     let r = s.sh(&with_placeholders(&api.text));
     assert_eq!(r.code(), 1, "README.md:{}: {}", api.line, r.stdout());
     assert!(r.stderr().contains("tern integrations authorize teamleader"), "{}", r.stderr());
+}
+
+/// The Basic, API-key and service-account block, with a Google-format key file of the test
+/// service account where the README's `service-account.json` is.
+#[test]
+fn credential_kind_commands() {
+    let s = Sandbox::new();
+    let key = crate::support::credentials::key_file("https://oauth2.googleapis.com/token");
+    std::fs::write(s.path("service-account.json"), key).unwrap();
+    let b = block("README.md", "export ERP_PASSWORD=…");
+    let out = s.ok(&b, &with_placeholders(&b.text));
+    for saved in [
+        "integration `erp` saved (basic)",
+        "integration `marketing` saved (api_key)",
+        "integration `sheets` saved (jwt_bearer)",
+    ] {
+        assert!(out.contains(saved), "{saved}: {out}");
+    }
+    for name in ["erp", "marketing", "sheets"] {
+        assert!(out.lines().any(|l| l.starts_with(name) && l.contains("ready")), "{name}: {out}");
+    }
+    let shown = s.ok(&b, "tern integrations show sheets");
+    assert!(shown.contains("token URL:         https://oauth2.googleapis.com/token"), "{shown}");
+    assert!(
+        shown.contains(crate::support::credentials::CLIENT_EMAIL) && shown.contains("private key:       set"),
+        "{shown}"
+    );
+    assert!(!format!("{out}{shown}").contains("placeholder-value"), "no secret is shown");
+}
+
+/// The client-certificate block, with a certificate, key and CA made by the mTLS test server
+/// where the README's files are.
+#[test]
+fn client_certificate_commands() {
+    let s = Sandbox::new();
+    let server = crate::support::mtls::MtlsServer::start();
+    let client = server.client();
+    std::fs::write(s.path("client.pem"), &client.cert).unwrap();
+    std::fs::write(s.path("client-key.pem"), &client.key).unwrap();
+    std::fs::write(s.path("bank-ca.pem"), server.ca_pem()).unwrap();
+    let b = block("README.md", "export BANK_KEY=…");
+    let out = s.ok(&b, &with_placeholders(&b.text));
+    assert!(out.contains("integration `bank` saved (api_key)"), "{out}");
+    assert!(out.contains("client cert:       CN=tern-client, expires"), "{out}");
+    assert!(out.contains("private CA:        set"), "{out}");
+    assert!(!out.contains("WARNING"), "a 90-day certificate is not about to expire: {out}");
 }
 
 #[test]

@@ -141,6 +141,7 @@ impl RecordedResponse {
             headers,
             body: self.body,
             token_refreshed: false,
+            rate_limit_wait: None,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::ids::IntegrationName;
@@ -22,27 +23,79 @@ pub enum TokenOwner {
     Contact(String),
 }
 
-/// A header carrying a credential. Its value never prints.
+/// Where a credential goes in a request: a header (`Authorization: Bearer …`, `Basic …`, an
+/// API key's own header) or a query parameter (`?api_key=…`, as several marketing and CRM APIs
+/// want it). Its value never prints.
 #[derive(Clone)]
-pub struct Credential {
-    /// Usually `Authorization`.
-    pub header: HeaderName,
-    /// The header value, marked sensitive.
-    pub value: HeaderValue,
+pub enum Credential {
+    /// A request header.
+    Header {
+        /// Usually `Authorization`.
+        name: HeaderName,
+        /// The header value, marked sensitive.
+        value: HeaderValue,
+    },
+    /// A query parameter, added to the URL only as the request is sent: the URL that is shown
+    /// (logs, errors, history, traces) never has it, and any parameter of the same name the
+    /// flow wrote is replaced.
+    Query {
+        /// The parameter's name.
+        name: String,
+        /// Its value.
+        value: SecretString,
+    },
 }
 
 impl Credential {
-    /// A `Authorization: Bearer …` credential. Returns `None` if the token cannot be a header.
+    /// A `Authorization: Bearer …` credential (RFC 6750 §2.1). Returns `None` if the token
+    /// cannot be a header.
     pub fn bearer(token: &str) -> Option<Self> {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        Self::header(reqwest::header::AUTHORIZATION, &format!("Bearer {token}"))
+    }
+
+    /// An `Authorization: Basic …` credential (RFC 7617 §2): `user:password` in UTF-8, base64
+    /// encoded. The encoded form is registered with the masker ([`crate::secrets::known`]).
+    /// Returns `None` if the user id holds a `:` (RFC 7617 forbids it: the password would
+    /// start there) or a control character.
+    pub fn basic(user: &str, password: &str) -> Option<Self> {
+        use base64::Engine as _;
+        if user.contains(':') || user.chars().chain(password.chars()).any(char::is_control) {
+            return None;
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        crate::secrets::known::remember_str(&encoded);
+        Self::header(reqwest::header::AUTHORIZATION, &format!("Basic {encoded}"))
+    }
+
+    /// A header credential, marked sensitive. Returns `None` if `value` cannot be a header.
+    pub fn header(name: HeaderName, value: &str) -> Option<Self> {
+        let mut value = HeaderValue::from_str(value).ok()?;
         value.set_sensitive(true);
-        Some(Self { header: reqwest::header::AUTHORIZATION, value })
+        Some(Self::Header { name, value })
+    }
+
+    /// The URL to send a request for `url` to with a query credential: `url` with the
+    /// parameter set. `None` for a header credential (`url` as it is).
+    pub(crate) fn url_to_send(&self, url: &url::Url) -> Option<url::Url> {
+        let Self::Query { name, value } = self else { return None };
+        let mut sent = url.clone();
+        let kept: Vec<(String, String)> =
+            url.query_pairs().filter(|(k, _)| k != name).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        sent.set_query(None);
+        let mut pairs = sent.query_pairs_mut();
+        pairs.extend_pairs(kept);
+        pairs.append_pair(name, value.expose_secret());
+        drop(pairs);
+        Some(sent)
     }
 }
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credential({}: [redacted])", self.header)
+        match self {
+            Self::Header { name, .. } => write!(f, "Credential({name}: [redacted])"),
+            Self::Query { name, .. } => write!(f, "Credential(?{name}=[redacted])"),
+        }
     }
 }
 
@@ -60,6 +113,10 @@ pub struct Grant {
     /// The stored token's version; a refresh after a rejection compares it to know whether
     /// another caller already refreshed.
     pub generation: i64,
+    /// The integration's own HTTP client, when it presents a client certificate or trusts a
+    /// private CA ([`HttpClient::with_client_tls`](crate::http::HttpClient::with_client_tls));
+    /// `None`: the shared client.
+    pub client: Option<crate::http::HttpClient>,
 }
 
 impl Grant {
@@ -175,6 +232,36 @@ mod tests {
         let c = Credential::bearer("s3cr3t-token").unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("s3cr3t"), "{printed}");
-        assert!(c.value.is_sensitive());
+        assert!(matches!(&c, Credential::Header { value, .. } if value.is_sensitive()));
+        let q = Credential::Query { name: "api_key".into(), value: SecretString::from("s3cr3t-key".to_string()) };
+        assert_eq!(format!("{q:?}"), "Credential(?api_key=[redacted])");
+    }
+
+    #[test]
+    fn basic_credentials_follow_rfc_7617() {
+        // RFC 7617 §2's example: Aladdin / open sesame.
+        let Some(Credential::Header { name, value }) = Credential::basic("Aladdin", "open sesame") else { panic!() };
+        assert_eq!(name, reqwest::header::AUTHORIZATION);
+        assert_eq!(value.to_str().unwrap(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert!(value.is_sensitive());
+        // A colon in the user id would move the password's start; a control character cannot
+        // be typed by a person and breaks the header.
+        assert!(Credential::basic("a:b", "pw").is_none());
+        assert!(Credential::basic("user", "pw\n").is_none());
+        // The password may hold a colon, and UTF-8 (RFC 7617 §2.1's charset).
+        assert!(Credential::basic("user", "p:w").is_some());
+        let Some(Credential::Header { value, .. }) = Credential::basic("test", "123£") else { panic!() };
+        assert_eq!(value.to_str().unwrap(), "Basic dGVzdDoxMjPCow==");
+    }
+
+    #[test]
+    fn a_query_credential_replaces_a_parameter_of_its_name_and_keeps_the_rest() {
+        let q = Credential::Query { name: "api_key".into(), value: SecretString::from("k&y=1".to_string()) };
+        let url = url::Url::parse("https://api.example.com/v1/x?q=a%20b&api_key=mine&n=2").unwrap();
+        let sent = q.url_to_send(&url).unwrap();
+        assert_eq!(sent.as_str(), "https://api.example.com/v1/x?q=a+b&n=2&api_key=k%26y%3D1");
+        let bare = url::Url::parse("https://api.example.com/v1/x").unwrap();
+        assert_eq!(q.url_to_send(&bare).unwrap().as_str(), "https://api.example.com/v1/x?api_key=k%26y%3D1");
+        assert!(Credential::bearer("t").unwrap().url_to_send(&bare).is_none());
     }
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::tokens::TokenOwner;
-use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
+use tern_integrations::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, parse_endpoint};
+use tern_integrations::jwt::ServiceAccountKey;
 use tern_integrations::{AuthError, CallbackParams, Draft, Integrations, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationStatus, Readiness, Store};
 
@@ -30,6 +32,15 @@ enum KindArg {
     AuthorizationCode,
     ClientCredentials,
     Static,
+    Basic,
+    ApiKey,
+    JwtBearer,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KeyInArg {
+    Header,
+    Query,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -42,15 +53,20 @@ enum ClientAuthArg {
 struct AddArgs {
     /// The integration's name, used in flows as `"integration": "NAME"`.
     name: IntegrationName,
-    /// Provider preset: teamleader, zoho, google, microsoft, github, intercom.
+    /// Provider preset: teamleader, zoho, google, microsoft, github, intercom, slack, hubspot,
+    /// salesforce (`--data-center sandbox` for sandboxes), google-service-account (with
+    /// `--key-file`).
     #[arg(long, value_parser = Profile::parse)]
     profile: Option<Profile>,
-    /// Data center for multi-DC providers (Zoho: us, eu, in, au, cn, jp, ca, sa; Intercom: us, eu, au).
+    /// Data center for multi-DC providers (Zoho: us, eu, in, au, cn, jp, ca, sa; Intercom: us, eu, au;
+    /// Salesforce: production, sandbox).
     #[arg(long)]
     data_center: Option<String>,
-    /// How tokens are obtained.
-    #[arg(long, value_enum, default_value = "authorization-code")]
-    kind: KindArg,
+    /// How the integration authenticates: authorization-code (the default: a person signs in),
+    /// client-credentials, static, basic, api-key or jwt-bearer. A profile of one kind
+    /// (google-service-account) sets it.
+    #[arg(long, value_enum)]
+    kind: Option<KindArg>,
     /// The OAuth client id.
     #[arg(long)]
     client_id: Option<String>,
@@ -90,6 +106,49 @@ struct AddArgs {
     /// For `static`: the header to send it in (default Authorization, as a Bearer token).
     #[arg(long)]
     static_header: Option<String>,
+    /// For `basic`: the user name (no `:`).
+    #[arg(long, value_name = "USER")]
+    username: Option<String>,
+    /// For `basic`: read the password from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["password_file", "password_stdin"])]
+    password_env: Option<String>,
+    /// For `basic`: read the password from this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "password_stdin")]
+    password_file: Option<PathBuf>,
+    /// For `basic`: read the password from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// For `api-key`: read the key from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with_all = ["key_file", "key_stdin"])]
+    key_env: Option<String>,
+    /// For `api-key`: read the key from this file. For `jwt-bearer`: the service account's
+    /// JSON key file (Google's format: its `client_email`, `private_key`, `private_key_id` and
+    /// `token_uri` are used), or an RSA private key in PEM with --client-id and --token-url.
+    #[arg(long, value_name = "PATH", conflicts_with = "key_stdin")]
+    key_file: Option<PathBuf>,
+    /// For `api-key`: read the key from standard input.
+    #[arg(long)]
+    key_stdin: bool,
+    /// For `api-key`: send the key in a header (default) or in a query parameter.
+    #[arg(long, value_enum)]
+    key_in: Option<KeyInArg>,
+    /// For `api-key`: the header or query parameter the key goes in (`X-API-Key`, `api_key`).
+    #[arg(long, value_name = "NAME")]
+    key_name: Option<String>,
+    /// For `jwt-bearer`: the user the service account acts for (the `sub` claim; Google's
+    /// domain-wide delegation).
+    #[arg(long, value_name = "EMAIL")]
+    subject: Option<String>,
+    /// Any kind: a client certificate (PEM file: the certificate, then any intermediates)
+    /// presented to the API origins (mutual TLS); with --client-key.
+    #[arg(long, value_name = "PEM")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM file); stored encrypted.
+    #[arg(long, value_name = "PEM")]
+    client_key: Option<PathBuf>,
+    /// Any kind: a private CA (PEM file) trusted for the API origins besides the public ones.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
     /// Where the account identifier is in the integration's events (`account.id`, `$.team_id`).
     #[arg(long)]
     event_identifier: Option<String>,
@@ -192,12 +251,17 @@ pub(crate) fn default_public_url_note(public_url: &url::Url) -> String {
 /// `default_public_url` is the public URL when it was left at its default (said next to the
 /// callback URL, which is built from it).
 async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url::Url>) -> anyhow::Result<ExitCode> {
+    let kind = match a.kind {
+        Some(KindArg::AuthorizationCode) => Kind::AuthorizationCode,
+        Some(KindArg::ClientCredentials) => Kind::ClientCredentials,
+        Some(KindArg::Static) => Kind::Static,
+        Some(KindArg::Basic) => Kind::Basic,
+        Some(KindArg::ApiKey) => Kind::ApiKey,
+        Some(KindArg::JwtBearer) => Kind::JwtBearer,
+        None => a.profile.and_then(|p| p.spec().kind).unwrap_or_default(),
+    };
     let mut config = IntegrationConfig {
-        kind: match a.kind {
-            KindArg::AuthorizationCode => Kind::AuthorizationCode,
-            KindArg::ClientCredentials => Kind::ClientCredentials,
-            KindArg::Static => Kind::Static,
-        },
+        kind,
         client_id: a.client_id,
         scopes: IntegrationConfig::split_scopes(&a.scopes),
         authorization_url: a.authorization_url,
@@ -212,8 +276,18 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
         account_field: a.account_field,
         identity_url: a.identity_url,
         events_secret: a.events_secret,
+        username: a.username,
+        key_in: a.key_in.map(|k| match k {
+            KeyInArg::Header => KeyIn::Header,
+            KeyInArg::Query => KeyIn::Query,
+        }),
+        key_name: a.key_name,
+        subject: a.subject,
+        client_cert: a.client_cert.as_deref().map(|p| read_pem(p, "client certificate")).transpose()?,
+        ca_cert: a.ca_cert.as_deref().map(|p| read_pem(p, "CA certificate")).transpose()?,
         ..IntegrationConfig::default()
     };
+    let client_key = a.client_key.as_deref().map(|p| read_pem(p, "client key").map(SecretString::from)).transpose()?;
     if !a.refresh_on_status.is_empty() {
         config.refresh_on_status = a.refresh_on_status;
     }
@@ -221,16 +295,40 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
         ClientAuthArg::Basic => ClientAuth::Basic,
         ClientAuthArg::Body => ClientAuth::Body,
     });
-    let client_secret = if a.client_secret_env.is_some() || a.client_secret_file.is_some() || a.client_secret_stdin {
-        Some(read_secret(a.client_secret_env.as_deref(), a.client_secret_file.as_ref(), "client secret")?)
-    } else {
-        None
+    let given = |env: &Option<String>, file: &Option<PathBuf>, stdin: bool| env.is_some() || file.is_some() || stdin;
+    let client_secret_given = given(&a.client_secret_env, &a.client_secret_file, a.client_secret_stdin);
+    let password_given = given(&a.password_env, &a.password_file, a.password_stdin);
+    let key_given = given(&a.key_env, &a.key_file, a.key_stdin);
+    // Each kind reads its own secret's options; another kind's are a mistake worth saying.
+    let (own, others): (&str, &[(bool, &str)]) = match kind {
+        Kind::Basic => ("--password-env", &[(client_secret_given, "--client-secret-*"), (key_given, "--key-*")]),
+        Kind::ApiKey | Kind::JwtBearer => {
+            ("--key-env/--key-file", &[(client_secret_given, "--client-secret-*"), (password_given, "--password-*")])
+        }
+        _ => ("--client-secret-env", &[(password_given, "--password-*"), (key_given, "--key-*")]),
+    };
+    if let Some((_, wrong)) = others.iter().find(|(g, _)| *g) {
+        anyhow::bail!("{wrong} is not read for a {} integration; give its secret with {own}", kind.as_str());
+    }
+    let client_secret = match kind {
+        Kind::Basic if password_given => {
+            Some(read_secret(a.password_env.as_deref(), a.password_file.as_ref(), "password")?)
+        }
+        Kind::ApiKey if key_given => Some(read_secret(a.key_env.as_deref(), a.key_file.as_ref(), "API key")?),
+        Kind::JwtBearer if key_given => {
+            let text = read_secret(a.key_env.as_deref(), a.key_file.as_ref(), "service account key")?;
+            Some(service_account_key(text, &mut config)?)
+        }
+        _ if client_secret_given => {
+            Some(read_secret(a.client_secret_env.as_deref(), a.client_secret_file.as_ref(), "client secret")?)
+        }
+        _ => None,
     };
     // Endpoints Tern would refuse are flagged now, not after a person has signed in and
     // consented, but saved anyway: `tern serve` may run with --allow-private-network where this
     // command does not.
     let options = SaveOptions { replace: a.update, reachability: Reachability::Warn };
-    let saved = match service.save(&a.name, Draft { config, client_auth, client_secret }, options).await {
+    let saved = match service.save(&a.name, Draft { config, client_auth, client_secret, client_key }, options).await {
         Ok(saved) => saved,
         Err(SaveError::Exists { integration }) => {
             anyhow::bail!("integration `{integration}` already exists; pass --update to change it, or remove it first")
@@ -257,6 +355,54 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
     Ok(ExitCode::SUCCESS)
 }
 
+/// A client certificate as `show` and `test` say it: its subject and expiry, and a warning
+/// when it expires within [`EXPIRY_WARNING_SECS`](tern_engine::http::tls::EXPIRY_WARNING_SECS).
+fn certificate_line(cert: &str, key_set: bool, now: i64) -> String {
+    match tern_engine::http::tls::certificate_facts(cert) {
+        Ok(f) => {
+            let when = if f.not_after <= now { "expired" } else { "expires" };
+            let warn = if f.expires_soon(now) {
+                " — WARNING: renew it (--client-cert and --client-key with --update)"
+            } else {
+                ""
+            };
+            let key = if key_set { "" } else { " (its key is not stored)" };
+            format!("{}, {when} {} ({}){key}{warn}", f.subject, time_s(f.not_after), relative_s(f.not_after, now))
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A PEM file's text (`what` names it in the error).
+fn read_pem(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} from {}", path.display()))?;
+    anyhow::ensure!(
+        text.contains("-----BEGIN "),
+        "{} is not a PEM file (no `-----BEGIN …-----` line) for the {what}",
+        path.display()
+    );
+    Ok(text)
+}
+
+/// A `jwt_bearer` integration's key: a Google service-account JSON key file (its
+/// `client_email`, `private_key_id` and `token_uri` fill in what the command line left out),
+/// or an RSA private key in PEM as it is. Returns the private key to store.
+fn service_account_key(text: SecretString, config: &mut IntegrationConfig) -> anyhow::Result<SecretString> {
+    if !text.expose_secret().trim_start().starts_with('{') {
+        return Ok(text);
+    }
+    let key = ServiceAccountKey::parse(text.expose_secret())?;
+    config.client_id.get_or_insert(key.client_email);
+    if config.token_url.is_none() {
+        config.token_url = key.token_uri;
+    }
+    if config.key_id.is_none() {
+        config.key_id = key.private_key_id;
+    }
+    Ok(key.private_key)
+}
+
 async fn list(store: &dyn Store, as_json: bool) -> anyhow::Result<ExitCode> {
     let all = store.list_integrations().await?;
     if as_json {
@@ -269,7 +415,7 @@ async fn list(store: &dyn Store, as_json: bool) -> anyhow::Result<ExitCode> {
     for r in all {
         // Service accounts and static keys need no authorization: "ready", not "incomplete".
         let status = match (r.status, r.config.kind) {
-            (IntegrationStatus::Incomplete, Kind::Static | Kind::ClientCredentials) => "ready",
+            (IntegrationStatus::Incomplete, k) if !k.needs_authorization() => "ready",
             (s, _) => s.as_str(),
         };
         println!("{:<20} {:<19} {:<22} {}", r.name, r.config.kind.as_str(), status, r.config.api_origins.join(", "));
@@ -322,12 +468,30 @@ async fn show(
             c.data_center.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
         );
     }
-    println!("client id:         {}", c.client_id.as_deref().unwrap_or("-"));
-    println!("client secret:     {}", if rec.client_secret_set { "set" } else { "not set" });
+    if let Some(user) = &c.username {
+        println!("user name:         {user}");
+    }
+    if c.kind == Kind::ApiKey {
+        let key_in = if c.key_in == Some(KeyIn::Query) { "query parameter" } else { "header" };
+        println!("API key in:        {key_in} {}", c.key_name.as_deref().unwrap_or("-"));
+    }
+    if c.kind.uses_tokens() {
+        println!("client id:         {}", c.client_id.as_deref().unwrap_or("-"));
+    }
+    if let Some(subject) = &c.subject {
+        println!("subject:           {subject}");
+    }
+    println!("{:<19}{}", format!("{}:", c.kind.secret_name()), if rec.client_secret_set { "set" } else { "not set" });
     println!("scopes:            {}", c.scopes.join(&c.scope_delimiter));
     println!("authorization URL: {}", opt(&c.authorization_url));
     println!("token URL:         {}", opt(&c.token_url));
     println!("API origins:       {}", c.api_origins.join(", "));
+    if let Some(cert) = &c.client_cert {
+        println!("client cert:       {}", certificate_line(cert, rec.client_key_set, now));
+    }
+    if c.ca_cert.is_some() {
+        println!("private CA:        set (trusted for the API origins)");
+    }
     println!("client auth:       {}", serde_json::to_value(c.client_auth)?.as_str().unwrap_or(""));
     println!("callback URL:      {}", service.callback_url());
     if let Some(public_url) = default_public_url {
@@ -363,6 +527,9 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
         println!("  why:           {m}");
     }
     println!("  kind:          {}", rec.config.kind.as_str());
+    if let Some(cert) = &rec.config.client_cert {
+        println!("  client cert:   {}", certificate_line(cert, rec.client_key_set, now));
+    }
     let account =
         report.live.as_ref().and_then(|l| l.account.clone()).or_else(|| report.token.as_ref()?.account.clone());
     if let Some(a) = account {

@@ -425,7 +425,20 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
                     );
                 }
             }
+            let now = state.store.clock().now_s();
             for r in list {
+                if let Some(facts) =
+                    r.config.client_cert.as_deref().and_then(|c| tern_engine::http::tls::certificate_facts(c).ok())
+                    && facts.expires_soon(now)
+                {
+                    tracing::warn!(
+                        integration = %r.name,
+                        subject = %facts.subject,
+                        expires_in_days = facts.not_after.saturating_sub(now) / 86_400,
+                        "the integration's client certificate expires soon (or has expired): renew it with `tern integrations add {} --update --client-cert … --client-key …`",
+                        r.name
+                    );
+                }
                 match r.status {
                     tern_store::IntegrationStatus::Authorized => {}
                     tern_store::IntegrationStatus::NeedsReauthorization => tracing::warn!(
@@ -434,8 +447,7 @@ async fn startup_summary(shared: &Shared, state: &AppState, addr: std::net::Sock
                         "integration needs re-authorization: flows that use it fail until `tern integrations authorize {}` or the console's Authorize button",
                         r.name
                     ),
-                    tern_store::IntegrationStatus::Incomplete
-                        if r.config.kind != tern_integrations::config::Kind::AuthorizationCode => {}
+                    tern_store::IntegrationStatus::Incomplete if !r.config.kind.needs_authorization() => {}
                     tern_store::IntegrationStatus::Incomplete => tracing::warn!(
                         integration = %r.name,
                         "integration was never authorized: run `tern integrations authorize {}` or use the console's Authorize button",

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tern_engine::IntegrationName;
 use tern_integrations::config::{ClientAuth, IntegrationConfig};
-use tern_integrations::{Draft, Problem, Reachability, SaveError, SaveOptions};
+use tern_integrations::{Draft, Field, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::IntegrationRecord;
 
 use super::AppState;
@@ -100,7 +100,8 @@ fn integration_name(name: &str) -> Result<IntegrationName, ApiError> {
 }
 
 /// `PUT /v1/integrations/{name}`: the settings of DESIGN §4 as JSON (the same fields as
-/// `tern integrations show --json`), plus an optional write-only `client_secret`.
+/// `tern integrations show --json`), plus an optional write-only secret: `client_secret`, or for the kinds
+/// `basic`, `api_key` and `jwt_bearer` their `password`, `api_key` or `private_key`.
 #[utoipa::path(
     put,
     path = "/v1/integrations/{name}",
@@ -129,16 +130,41 @@ pub async fn put_integration(
     let object = value
         .as_object_mut()
         .ok_or_else(|| ApiError::unprocessable("the body must be a JSON object of integration settings"))?;
-    let secret = match object.remove("client_secret") {
+    // The write-only secret, under its kind's name: `client_secret`, `password`, `api_key` or
+    // `private_key`.
+    let mut secrets = Vec::new();
+    for field in [Field::ClientSecret, Field::Password, Field::ApiKey, Field::PrivateKey] {
+        match object.remove(field.json_name()) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if !s.is_empty() => secrets.push((field, SecretString::from(s))),
+            Some(_) => {
+                return Err(ApiError::unprocessable(format!("/{} must be a non-empty string", field.json_name())));
+            }
+        }
+    }
+    let client_key = match object.remove("client_key") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() => Some(SecretString::from(s)),
-        Some(_) => return Err(ApiError::unprocessable("/client_secret must be a non-empty string")),
+        Some(_) => return Err(ApiError::unprocessable("/client_key must be a non-empty string (PEM)")),
     };
     let explicit_auth = object.contains_key("client_auth");
     let config: IntegrationConfig =
         super::json_errors::from_value(value).map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let client_auth: Option<ClientAuth> = explicit_auth.then_some(config.client_auth);
-    let draft = Draft { config, client_auth, client_secret: secret };
+    let own = Field::secret_of(config.kind);
+    let secret = match secrets.pop() {
+        None => None,
+        Some((field, secret)) if field == own && secrets.is_empty() => Some(secret),
+        Some((field, _)) => {
+            return Err(ApiError::unprocessable(format!(
+                "/{}: a {} integration takes its secret as `{}` (and only that one)",
+                field.json_name(),
+                config.kind.as_str(),
+                own.json_name()
+            )));
+        }
+    };
+    let draft = Draft { config, client_auth, client_secret: secret, client_key };
     // A PUT replaces; it resolves no host names (what the console and the CLI flag).
     let options = SaveOptions { replace: true, reachability: Reachability::Unchecked };
     let saved = state.integrations.save(&name, draft, options).await.map_err(|e| match e {

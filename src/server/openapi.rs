@@ -36,7 +36,7 @@ pub struct FieldProblem {
 }
 
 /// `PUT /v1/integrations/{name}`'s body: the integration's settings plus the write-only
-/// `client_secret`.
+/// secret of its kind.
 pub struct IntegrationSettings;
 
 impl PartialSchema for IntegrationSettings {
@@ -44,11 +44,21 @@ impl PartialSchema for IntegrationSettings {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         let mut schema = <tern_integrations::config::IntegrationConfig as PartialSchema>::schema();
         if let RefOr::T(Schema::Object(object)) = &mut schema {
-            let secret = ObjectBuilder::new()
-                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
-                .min_length(Some(1))
-                .description(Some("The OAuth client secret (write-only: never returned)."));
-            object.properties.insert("client_secret".into(), secret.into());
+            for (name, what) in [
+                ("client_secret", "The OAuth client secret"),
+                ("password", "A `basic` integration's password"),
+                ("api_key", "An `api_key` integration's key"),
+                ("private_key", "A `jwt_bearer` integration's RSA private key in PEM"),
+                ("client_key", "The private key (PEM) of the `client_cert` (mutual TLS; any kind)"),
+            ] {
+                let secret = ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+                    .min_length(Some(1))
+                    .description(Some(format!(
+                        "{what} (write-only: never returned; one secret per request, the kind's own)."
+                    )));
+                object.properties.insert(name.into(), secret.into());
+            }
         }
         schema
     }

@@ -182,6 +182,12 @@ impl Call {
                             "the provider rejected the token; Tern refreshed it and sent the request again",
                         );
                     }
+                    if let Some(wait) = resp.rate_limit_wait {
+                        response["rate_limited"] = Value::from(format!(
+                            "the API answered 429 Too Many Requests; Tern waited {} ms (its Retry-After) and sent the request again",
+                            wait.as_millis()
+                        ));
+                    }
                     cx.record("response", response);
                     (
                         json!({ "status": status, "duration_us": duration_us }),

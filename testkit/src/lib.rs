@@ -1,7 +1,9 @@
 //! Tern's shared test support, for the tests and benchmarks: the conversation service in
 //! process with the built-in steps ([`service`]), a real HTTP API on 127.0.0.1:0 that records
 //! every request it receives (and a scripted one, [`scripted`]), the OAuth 2.0 test server
-//! ([`oauth`]), panva's oidc-provider under Node ([`oidc`]), hand-written WebAssembly plugins
+//! ([`oauth`]), an API that checks Basic, API-key and JWT-bearer credentials ([`credentials`]), an
+//! HTTPS API that requires a client certificate from its own CA ([`mtls`]), panva's
+//! oidc-provider under Node ([`oidc`]), hand-written WebAssembly plugins
 //! ([`wasm`]), the checks for tools from outside Cargo ([`tools`]), flow documents tests share
 //! ([`fixtures`]), temporary flow files, and a runner for the `tern` binary.
 //!
@@ -12,7 +14,9 @@
 // Test support: a panic is a failed test with its message.
 #![allow(clippy::unwrap_used)]
 
+pub mod credentials;
 pub mod fixtures;
+pub mod mtls;
 pub mod oauth;
 pub mod oidc;
 pub mod scripted;

@@ -9,7 +9,7 @@ use url::Url;
 
 pub use tern_engine::http::{OriginError, parse_origin};
 
-/// How the integration gets its token.
+/// How the integration authenticates its API calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -20,6 +20,17 @@ pub enum Kind {
     ClientCredentials,
     /// A fixed API key or token taken from a named secret.
     Static,
+    /// HTTP Basic authentication (RFC 7617): `username` and a password stored encrypted with
+    /// the integration.
+    Basic,
+    /// An API key stored encrypted with the integration, sent in a header or a query
+    /// parameter (`key_in`, `key_name`).
+    ApiKey,
+    /// A service account that signs its own token requests (RFC 7523 §2.1 JWT bearer grant,
+    /// RS256): `client_id` is the issuer (Google's `client_email`), the private key is stored
+    /// encrypted with the integration, tokens are fetched and refreshed like a service
+    /// account's.
+    JwtBearer,
 }
 
 impl Kind {
@@ -29,8 +40,55 @@ impl Kind {
             Kind::AuthorizationCode => "authorization_code",
             Kind::ClientCredentials => "client_credentials",
             Kind::Static => "static",
+            Kind::Basic => "basic",
+            Kind::ApiKey => "api_key",
+            Kind::JwtBearer => "jwt_bearer",
         }
     }
+
+    /// Whether a person must authorize it in a browser before it can be used.
+    pub fn needs_authorization(self) -> bool {
+        self == Kind::AuthorizationCode
+    }
+
+    /// Whether Tern fetches its tokens itself at the token endpoint (and fetches a new one
+    /// when the old expires or is rejected), with no person and no refresh token.
+    pub fn fetches_its_own_tokens(self) -> bool {
+        matches!(self, Kind::ClientCredentials | Kind::JwtBearer)
+    }
+
+    /// Whether it uses OAuth tokens at all (the others send a fixed credential).
+    pub fn uses_tokens(self) -> bool {
+        matches!(self, Kind::AuthorizationCode | Kind::ClientCredentials | Kind::JwtBearer)
+    }
+
+    /// What the secret stored with the integration is, in a person's words: `client secret`,
+    /// `password`, `API key` or `private key`.
+    pub fn secret_name(self) -> &'static str {
+        match self {
+            Kind::Basic => "password",
+            Kind::ApiKey => "API key",
+            Kind::JwtBearer => "private key",
+            _ => "client secret",
+        }
+    }
+
+    /// Whether the stored secret is sent to the API origins (a password, an API key) rather
+    /// than to the token URL (a client secret, a signed assertion).
+    pub fn secret_goes_to_api(self) -> bool {
+        matches!(self, Kind::Basic | Kind::ApiKey)
+    }
+}
+
+/// Where an API key is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyIn {
+    /// In the request header `key_name`, as it is.
+    #[default]
+    Header,
+    /// In the query parameter `key_name`; never shown in a logged or displayed URL.
+    Query,
 }
 
 /// How the client authenticates at the token endpoint.
@@ -63,6 +121,14 @@ pub enum Profile {
     /// A Slack app (OAuth v2): the bot token (`xoxb-…`) is the `access_token`; with token
     /// rotation enabled it expires and comes with a refresh token.
     Slack,
+    /// A Google service account (`jwt_bearer`, Google's JSON key file).
+    #[serde(rename = "google-service-account")]
+    GoogleServiceAccount,
+    /// HubSpot (OAuth; 30-minute access tokens).
+    Hubspot,
+    /// Salesforce (OAuth; the org's API host is the token response's `instance_url`;
+    /// `data_center` production or sandbox).
+    Salesforce,
 }
 
 /// An integration's settings (no secrets).
@@ -115,6 +181,33 @@ pub struct IntegrationConfig {
     /// `static` kind: the header to send it in; `Authorization` (the default) sends `Bearer …`.
     #[serde(default)]
     pub static_header: Option<String>,
+    /// `basic` kind: the user name (RFC 7617 user-id; no `:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `api_key` kind: where the key is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_in: Option<KeyIn>,
+    /// `api_key` kind: the header or query parameter the key is sent in (`X-API-Key`,
+    /// `api_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    /// `jwt_bearer` kind: the `sub` claim, the user a service account acts for (Google's
+    /// domain-wide delegation); without it the service account acts as itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// `jwt_bearer` kind: the key's id, sent as the assertion's `kid` header (Google's
+    /// `private_key_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Any kind: the client certificate presented to the API origins (mutual TLS), PEM, the
+    /// certificate first and then its intermediates. Its private key is stored encrypted apart
+    /// from the settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// Any kind: a private certificate authority (PEM) trusted for the API origins besides the
+    /// public ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
     /// Events: where the account identifier is in an event body (`account.id`, `$.team_id`).
     #[serde(default)]
     pub event_identifier: Option<String>,
@@ -167,6 +260,13 @@ impl Default for IntegrationConfig {
             refresh_skew_secs: default_skew(),
             static_secret: None,
             static_header: None,
+            username: None,
+            key_in: None,
+            key_name: None,
+            subject: None,
+            key_id: None,
+            client_cert: None,
+            ca_cert: None,
             event_identifier: None,
             account_field: None,
             identity_url: None,

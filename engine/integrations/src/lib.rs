@@ -23,6 +23,7 @@
 mod authorize;
 pub mod config;
 mod events;
+pub mod jwt;
 pub mod oauth;
 mod probe;
 pub mod problems;
@@ -67,6 +68,9 @@ pub struct Integrations {
     /// Usable grants, bounded by [`source::CACHE_CAPACITY`] credentials.
     cache: Arc<Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>>,
     observer: Option<TokenObserver>,
+    /// The HTTP clients of integrations with a client certificate or a private CA, with the
+    /// `updated_at` of the settings they were built from; at most [`source::CACHE_CAPACITY`].
+    tls_clients: Arc<Mutex<HashMap<IntegrationName, (i64, HttpClient)>>>,
     /// What token and authorization-state expiry are judged by.
     clock: Arc<dyn Clock>,
 }
@@ -111,7 +115,17 @@ impl Integrations {
     /// [`clock`](Store::clock).
     pub fn new(store: Arc<dyn Store>, http: HttpClient, public_url: url::Url, secrets: Arc<dyn SecretSource>) -> Self {
         let clock = store.clock();
-        Self { store, http, public_url, secrets, flights: Arc::default(), cache: Arc::default(), observer: None, clock }
+        Self {
+            store,
+            http,
+            public_url,
+            secrets,
+            flights: Arc::default(),
+            cache: Arc::default(),
+            observer: None,
+            tls_clients: Arc::default(),
+            clock,
+        }
     }
 
     /// Judges token and authorization-state expiry by `clock` instead of the store's (tests

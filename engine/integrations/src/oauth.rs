@@ -140,6 +140,9 @@ impl TernTokenResponse {
         } else if profile.is_some_and(|p| p.spec().expires_in_may_be_ms) && expires_in.is_some_and(|e| e > 86_400 * 2) {
             expires_in = expires_in.map(|ms| ms / 1000);
         }
+        if expires_in.is_none() {
+            expires_in = profile.and_then(|p| p.spec().assumed_lifetime_secs);
+        }
         if let Some(e) = expires_in.filter(|e| *e > MAX_TOKEN_LIFETIME_SECS) {
             tracing::warn!(
                 expires_in = e,
@@ -279,6 +282,40 @@ pub async fn send(client: &HttpClient, req: oauth2::HttpRequest) -> Result<oauth
     out.body(body).map_err(|e| AdapterError(e.to_string()))
 }
 
+/// A token request whose grant `oauth2` does not build (the JWT bearer grant of RFC 7523
+/// §2.1): `form` (already encoded) is posted to `token_url` through [`send`], and the answer
+/// read as every other token response (RFC 6749 §5.1, or an error of §5.2).
+///
+/// # Errors
+/// As `oauth2`'s own requests, for [`classify`].
+pub async fn request_token(
+    client: &HttpClient,
+    token_url: &url::Url,
+    form: String,
+) -> Result<TernTokenResponse, RequestTokenError<AdapterError, BasicErrorResponse>> {
+    let req = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(token_url.as_str())
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(http::header::ACCEPT, "application/json")
+        .body(form.into_bytes())
+        .map_err(|e| RequestTokenError::Other(format!("the token request could not be built: {e}")))?;
+    let resp = send(client, req).await.map_err(RequestTokenError::Request)?;
+    let body = resp.body();
+    if resp.status().is_success() {
+        serde_json::from_slice(body)
+            .map_err(|e| RequestTokenError::Other(format!("the token response could not be read: {e}")))
+    } else {
+        match serde_json::from_slice::<BasicErrorResponse>(body) {
+            Ok(error) => Err(RequestTokenError::ServerResponse(error)),
+            Err(_) => Err(RequestTokenError::Other(format!(
+                "the token endpoint answered {} without an OAuth error",
+                resp.status().as_u16()
+            ))),
+        }
+    }
+}
+
 /// A token endpoint's body as UTF-8 JSON, recognised by its shape: a JSON object (whatever the
 /// content type says: some providers label it `text/plain` or `text/html`), else form fields
 /// with `access_token` or `error` (RFC 6749 §5.1/§5.2 as GitHub sends them without `Accept`).
@@ -345,6 +382,15 @@ mod tests {
         let r: TernTokenResponse = serde_json::from_str(r#"{"access_token":"a","token_type":"bearer"}"#).unwrap();
         assert_eq!(r.expires_in(), None);
         assert!(r.into_record(None, None, NOW).expires_at.is_none());
+
+        // Salesforce sends no expires_in: its tokens are refreshed after an hour, or a 401.
+        let sf: TernTokenResponse = serde_json::from_str(
+            r#"{"access_token":"00D!a","instance_url":"https://acme.my.salesforce.com","id":"https://login.salesforce.com/id/00D/005","token_type":"Bearer","issued_at":"1700000000000","signature":"x"}"#,
+        )
+        .unwrap();
+        let rec = sf.into_record(Some(Profile::Salesforce), None, NOW);
+        assert_eq!(rec.expires_at, Some(NOW + 3600));
+        assert_eq!(rec.metadata["instance_url"], "https://acme.my.salesforce.com");
 
         let z: TernTokenResponse =
             serde_json::from_str(r#"{"access_token":"a","expires_in":3600000,"expires_in_sec":3600}"#).unwrap();

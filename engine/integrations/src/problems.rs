@@ -37,6 +37,41 @@ pub enum Field {
     AccountField,
     /// The identity request's URL (`identity_url`).
     IdentityUrl,
+    /// A `basic` integration's user name (`username`).
+    Username,
+    /// A `basic` integration's password, stored apart from the settings (`password`).
+    Password,
+    /// An `api_key` integration's key, stored apart from the settings (`api_key`).
+    ApiKey,
+    /// Where the API key goes (`key_in`).
+    KeyIn,
+    /// The API key's header or parameter (`key_name`).
+    KeyName,
+    /// A `jwt_bearer` integration's private key, stored apart from the settings
+    /// (`private_key`).
+    PrivateKey,
+    /// A `jwt_bearer` integration's subject (`subject`).
+    Subject,
+    /// The client certificate (`client_cert`).
+    ClientCert,
+    /// The client certificate's private key, stored apart from the settings (`client_key`).
+    ClientKey,
+    /// A private CA for the API origins (`ca_cert`).
+    CaCert,
+}
+
+impl Field {
+    /// The field holding the secret stored with an integration of `kind`: its client secret,
+    /// password, API key or private key.
+    pub fn secret_of(kind: crate::config::Kind) -> Self {
+        use crate::config::Kind;
+        match kind {
+            Kind::Basic => Field::Password,
+            Kind::ApiKey => Field::ApiKey,
+            Kind::JwtBearer => Field::PrivateKey,
+            Kind::AuthorizationCode | Kind::ClientCredentials | Kind::Static => Field::ClientSecret,
+        }
+    }
 }
 
 impl Field {
@@ -56,6 +91,16 @@ impl Field {
             Field::EventIdentifier => "event_identifier",
             Field::AccountField => "account_field",
             Field::IdentityUrl => "identity_url",
+            Field::Username => "username",
+            Field::Password => "password",
+            Field::ApiKey => "api_key",
+            Field::KeyIn => "key_in",
+            Field::KeyName => "key_name",
+            Field::PrivateKey => "private_key",
+            Field::Subject => "subject",
+            Field::ClientCert => "client_cert",
+            Field::ClientKey => "client_key",
+            Field::CaCert => "ca_cert",
         }
     }
 
@@ -76,6 +121,16 @@ impl Field {
             Field::EventIdentifier => "--event-identifier",
             Field::AccountField => "--account-field",
             Field::IdentityUrl => "--identity-url",
+            Field::Username => "--username",
+            Field::Password => "--password-env, --password-file or --password-stdin",
+            Field::ApiKey => "--key-env, --key-file or --key-stdin",
+            Field::KeyIn => "--key-in",
+            Field::KeyName => "--key-name",
+            Field::PrivateKey => "--key-file",
+            Field::Subject => "--subject",
+            Field::ClientCert => "--client-cert",
+            Field::ClientKey => "--client-key",
+            Field::CaCert => "--ca-cert",
         }
     }
 }

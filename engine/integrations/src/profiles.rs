@@ -10,7 +10,7 @@
 
 use url::Url;
 
-use crate::config::{ClientAuth, IntegrationConfig, Profile};
+use crate::config::{ClientAuth, IntegrationConfig, Kind, Profile};
 use crate::problems::{Field, Problem};
 
 /// One region (data center) of a provider: where to authorize, where to get tokens and where
@@ -66,6 +66,19 @@ pub struct ProfileSpec {
     /// Whether `expires_in` may come in milliseconds: a value over two days, without
     /// `expires_in_sec` beside it, is divided by 1000 (Zoho once sent it so).
     pub expires_in_may_be_ms: bool,
+    /// The kind of integration it is, when it is not an authorization-code one
+    /// (`google-service-account`: `jwt_bearer`).
+    pub kind: Option<Kind>,
+    /// A field of the token response that names this account's own API origin, and the host
+    /// suffixes it may have (Salesforce's `instance_url`, on `.salesforce.com` or
+    /// `.force.com`): the token also goes there. An answer whose field is not an https URL on
+    /// those hosts adds nothing.
+    pub api_origin_from_token: Option<(&'static str, &'static [&'static str])>,
+    /// How long a token answered without `expires_in` is used before it is refreshed
+    /// (seconds; Salesforce's tokens live as long as the org's session timeout, two hours
+    /// by default, and say nothing): refreshed by age as well as after a 401. `None`: such a
+    /// token does not expire.
+    pub assumed_lifetime_secs: Option<u64>,
 }
 
 /// A Zoho region: the accounts server (authorization and token endpoints, and what the callback
@@ -124,6 +137,9 @@ pub const PROFILES: &[ProfileSpec] = &[
         scopes: ScopeRule::AsGiven,
         authorize_params: &[],
         expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
     },
     ProfileSpec {
         profile: Profile::Zoho,
@@ -144,6 +160,9 @@ pub const PROFILES: &[ProfileSpec] = &[
         scopes: ScopeRule::AsGiven,
         authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
         expires_in_may_be_ms: true,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
     },
     ProfileSpec {
         profile: Profile::Google,
@@ -159,6 +178,9 @@ pub const PROFILES: &[ProfileSpec] = &[
         scopes: ScopeRule::AsGiven,
         authorize_params: &[("access_type", "offline"), ("prompt", "consent")],
         expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
     },
     ProfileSpec {
         profile: Profile::Microsoft,
@@ -174,6 +196,9 @@ pub const PROFILES: &[ProfileSpec] = &[
         scopes: ScopeRule::Include("offline_access"),
         authorize_params: &[("response_mode", "query")],
         expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
     },
     ProfileSpec {
         profile: Profile::Github,
@@ -189,6 +214,9 @@ pub const PROFILES: &[ProfileSpec] = &[
         scopes: ScopeRule::AsGiven,
         authorize_params: &[],
         expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
     },
     ProfileSpec {
         profile: Profile::Intercom,
@@ -204,6 +232,9 @@ pub const PROFILES: &[ProfileSpec] = &[
         scopes: ScopeRule::Unused,
         authorize_params: &[],
         expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
     },
     // api.slack.com/authentication/oauth-v2: the bot's scopes in `scope`, comma-separated; the
     // bot token is the answer's `access_token` (`xoxb-…`), refreshable when token rotation is
@@ -222,9 +253,83 @@ pub const PROFILES: &[ProfileSpec] = &[
         scopes: ScopeRule::AsGiven,
         authorize_params: &[],
         expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
+    },
+    ProfileSpec {
+        profile: Profile::GoogleServiceAccount,
+        name: "google-service-account",
+        label: "Google service account",
+        regions: &[Region {
+            code: "",
+            authorization_url: "",
+            token_url: "https://oauth2.googleapis.com/token",
+            api_origin: "https://www.googleapis.com",
+            accounts_server: None,
+        }],
+        client_auth: None,
+        scope_delimiter: None,
+        scopes: ScopeRule::AsGiven,
+        authorize_params: &[],
+        expires_in_may_be_ms: false,
+        kind: Some(Kind::JwtBearer),
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
+    },
+    // HubSpot: access tokens last 30 minutes and are refreshed before they expire (the
+    // 5-minute skew), never on a 401; the client id and secret go in the body.
+    ProfileSpec {
+        profile: Profile::Hubspot,
+        name: "hubspot",
+        label: "HubSpot",
+        regions: single!(
+            "https://app.hubspot.com/oauth/authorize",
+            "https://api.hubapi.com/oauth/v1/token",
+            "https://api.hubapi.com"
+        ),
+        client_auth: Some(ClientAuth::Body),
+        scope_delimiter: None,
+        scopes: ScopeRule::AsGiven,
+        authorize_params: &[],
+        expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: None,
+        assumed_lifetime_secs: None,
+    },
+    // Salesforce: each org has its own API host, named by the token response's
+    // `instance_url`; tokens come without `expires_in` and are refreshed after a 401. The
+    // `sandbox` region signs in at test.salesforce.com.
+    ProfileSpec {
+        profile: Profile::Salesforce,
+        name: "salesforce",
+        label: "Salesforce",
+        regions: &[
+            Region {
+                code: "production",
+                authorization_url: "https://login.salesforce.com/services/oauth2/authorize",
+                token_url: "https://login.salesforce.com/services/oauth2/token",
+                api_origin: "https://login.salesforce.com",
+                accounts_server: None,
+            },
+            Region {
+                code: "sandbox",
+                authorization_url: "https://test.salesforce.com/services/oauth2/authorize",
+                token_url: "https://test.salesforce.com/services/oauth2/token",
+                api_origin: "https://test.salesforce.com",
+                accounts_server: None,
+            },
+        ],
+        client_auth: Some(ClientAuth::Body),
+        scope_delimiter: None,
+        scopes: ScopeRule::Include("refresh_token"),
+        authorize_params: &[],
+        expires_in_may_be_ms: false,
+        kind: None,
+        api_origin_from_token: Some(("instance_url", &[".salesforce.com", ".force.com"])),
+        assumed_lifetime_secs: Some(3600),
     },
 ];
-
 /// A profile name that is not in [`PROFILES`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown profile `{given}`; known: {}", Profile::names().collect::<Vec<_>>().join(", "))]
@@ -294,6 +399,16 @@ impl ProfileSpec {
         self.regions.iter().find(|r| r.accounts_server == Some(server))
     }
 
+    /// The API origin a token response names for its account ([`Self::api_origin_from_token`]):
+    /// an https URL whose host ends in one of the allowed suffixes (as a whole label:
+    /// `evilsalesforce.com` is not `.salesforce.com`); `None` otherwise.
+    pub fn api_origin_of(&self, metadata: &serde_json::Map<String, serde_json::Value>) -> Option<url::Origin> {
+        let (field, suffixes) = self.api_origin_from_token?;
+        let url = Url::parse(metadata.get(field)?.as_str()?).ok()?;
+        let host = url.host_str()?.to_ascii_lowercase();
+        (url.scheme() == "https" && suffixes.iter().any(|s| host.ends_with(s))).then(|| url.origin())
+    }
+
     /// Whether callbacks of this provider may name an accounts server.
     pub fn follows_accounts_server(&self) -> bool {
         self.regions.iter().any(|r| r.accounts_server.is_some())
@@ -310,6 +425,19 @@ impl IntegrationConfig {
     pub fn apply_profile(&mut self) -> Result<(), Problem> {
         let Some(profile) = self.profile else { return Ok(()) };
         let spec = profile.spec();
+        if let Some(kind) = spec.kind {
+            // The profile is of one kind: the default kind becomes it, another is a mistake.
+            if self.kind == Kind::AuthorizationCode {
+                self.kind = kind;
+            } else if self.kind != kind {
+                return Err(Problem::at(Field::Profile).text(format!(
+                    "the {} profile is a {} integration, not {}",
+                    spec.name,
+                    kind.as_str(),
+                    self.kind.as_str()
+                )));
+            }
+        }
         for (k, v) in spec.authorize_params {
             self.extra_authorize_params.entry((*k).to_string()).or_insert_with(|| (*v).to_string());
         }
@@ -370,22 +498,71 @@ mod tests {
             Profile::Github,
             Profile::Intercom,
             Profile::Slack,
+            Profile::GoogleServiceAccount,
+            Profile::Hubspot,
+            Profile::Salesforce,
         ] {
             assert_eq!(PROFILES.iter().filter(|s| s.profile == p).count(), 1, "{p:?}");
             assert_eq!(serde_json::to_value(p).unwrap(), p.as_str(), "{p:?}");
             assert_eq!(Profile::parse(p.as_str()), Ok(p));
         }
-        assert_eq!(PROFILES.len(), 7);
+        assert_eq!(PROFILES.len(), 10);
         for spec in PROFILES {
             assert!(!spec.regions.is_empty(), "{}", spec.name);
+            // A service account's profile has no browser sign-in.
+            let browser = spec.kind.is_none_or(Kind::needs_authorization);
             for r in spec.regions {
-                for u in [r.authorization_url, r.token_url, r.api_origin] {
+                assert_eq!(r.authorization_url.is_empty(), !browser, "{}", spec.name);
+                for u in [r.authorization_url, r.token_url, r.api_origin].into_iter().filter(|u| !u.is_empty()) {
                     assert!(Url::parse(u).is_ok_and(|u| u.scheme() == "https"), "{}: {u}", spec.name);
                 }
                 assert!(crate::config::parse_origin(r.api_origin).is_ok(), "{}: {}", spec.name, r.api_origin);
             }
         }
         assert!(Profile::parse("mars").unwrap_err().to_string().contains("known: teamleader, zoho"));
+    }
+
+    #[test]
+    fn a_profile_of_one_kind_sets_it_or_refuses_another() {
+        let mut c = IntegrationConfig { profile: Some(Profile::GoogleServiceAccount), ..Default::default() };
+        c.apply_profile().unwrap();
+        assert_eq!(c.kind, Kind::JwtBearer);
+        assert_eq!(c.token_url.unwrap().as_str(), "https://oauth2.googleapis.com/token");
+        assert!(c.authorization_url.is_none());
+        let mut c = IntegrationConfig {
+            profile: Some(Profile::GoogleServiceAccount),
+            kind: Kind::ClientCredentials,
+            ..Default::default()
+        };
+        let p = c.apply_profile().unwrap_err();
+        assert_eq!(p.field, Field::Profile);
+        assert!(p.to_string().contains("is a jwt_bearer integration, not client_credentials"), "{p}");
+    }
+
+    #[test]
+    fn salesforce_tokens_may_go_to_the_orgs_own_instance_only() {
+        let spec = Profile::Salesforce.spec();
+        let origin = |v: serde_json::Value| {
+            let meta = serde_json::Map::from_iter([("instance_url".to_string(), v)]);
+            spec.api_origin_of(&meta).map(|o| o.ascii_serialization())
+        };
+        assert_eq!(origin("https://acme.my.salesforce.com".into()).as_deref(), Some("https://acme.my.salesforce.com"));
+        assert_eq!(
+            origin("https://acme--dev.sandbox.my.salesforce.com/".into()).as_deref(),
+            Some("https://acme--dev.sandbox.my.salesforce.com")
+        );
+        assert_eq!(origin("https://na1.force.com".into()).as_deref(), Some("https://na1.force.com"));
+        for bad in [
+            "http://acme.my.salesforce.com",
+            "https://evil.example",
+            "https://salesforce.com.evil.example",
+            "https://evilsalesforce.com",
+            "not a url",
+        ] {
+            assert_eq!(origin(bad.into()), None, "{bad}");
+        }
+        assert_eq!(origin(serde_json::json!(42)), None);
+        assert_eq!(Profile::Google.spec().api_origin_of(&serde_json::Map::new()), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::config::{ClientAuth, IntegrationConfig, Kind, RESERVED_AUTHORIZE_PARAMS, parse_origin};
+use crate::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, RESERVED_AUTHORIZE_PARAMS, parse_origin};
 use crate::problems::{Field, Problem};
 use crate::store::IntegrationRecord;
 
@@ -28,6 +28,8 @@ pub struct Draft {
     pub client_auth: Option<ClientAuth>,
     /// A new client secret; `None` keeps the stored one.
     pub client_secret: Option<SecretString>,
+    /// A new private key of the client certificate; `None` keeps the stored one.
+    pub client_key: Option<SecretString>,
 }
 
 /// A draft that passed every rule: what to store.
@@ -37,6 +39,8 @@ pub struct Checked {
     pub config: IntegrationConfig,
     /// A new client secret; `None` keeps the stored one.
     pub client_secret: Option<SecretString>,
+    /// A new private key of the client certificate; `None` keeps the stored one.
+    pub client_key: Option<SecretString>,
 }
 
 impl Draft {
@@ -52,29 +56,60 @@ impl Draft {
             Err(p) => (None, p),
         };
         let stored_secret = stored.is_some_and(|r| r.client_secret_set);
-        if self.client_secret.is_none() {
-            if kind == Kind::ClientCredentials && !stored_secret {
-                problems.push(
-                    Problem::at(Field::ClientSecret)
-                        .text("a client_credentials integration needs its client secret (")
-                        .field(Field::ClientSecret)
-                        .text(")"),
-                );
+        let secret_field = Field::secret_of(kind);
+        let secret_again = |why: &str| {
+            Problem::at(secret_field)
+                .text(format!("{why}: type the {} again (", kind.secret_name()))
+                .field(secret_field)
+                .text(format!("); a stored {} is only sent where it was saved for", kind.secret_name()))
+        };
+        match &self.client_secret {
+            None => {
+                let needs_secret = !matches!(kind, Kind::AuthorizationCode | Kind::Static);
+                if needs_secret && !stored_secret {
+                    problems.push(
+                        Problem::at(secret_field)
+                            .text(format!("a {} integration needs its {} (", kind.as_str(), kind.secret_name()))
+                            .field(secret_field)
+                            .text(")"),
+                    );
+                }
+                if let (Some(r), Some(c)) = (stored, &config)
+                    && stored_secret
+                {
+                    if r.config.kind != c.kind && kind != Kind::Static {
+                        problems.push(secret_again(&format!(
+                            "the kind changed from {} to {}",
+                            r.config.kind.as_str(),
+                            c.kind.as_str()
+                        )));
+                    } else if kind.secret_goes_to_api() {
+                        let before = r.config.origins();
+                        if let Some(new) = c.origins().iter().find(|o| !before.contains(o)) {
+                            problems.push(secret_again(&format!(
+                                "the API origins now include {}",
+                                new.ascii_serialization()
+                            )));
+                        }
+                    } else if r.config.token_url.as_ref().map(Url::origin) != c.token_url.as_ref().map(Url::origin) {
+                        problems.push(secret_again("the token URL moved to another host"));
+                    }
+                }
             }
-            if let (Some(r), Some(c)) = (stored, &config)
-                && stored_secret
-                && r.config.token_url.as_ref().map(Url::origin) != c.token_url.as_ref().map(Url::origin)
-            {
-                problems.push(
-                    Problem::at(Field::ClientSecret)
-                        .text("the token URL moved to another host: type the client secret again (")
-                        .field(Field::ClientSecret)
-                        .text("); a stored secret is only sent where it was saved for"),
-                );
+            Some(secret) if kind == Kind::JwtBearer => {
+                if let Err(reason) = crate::jwt::check_private_key(secret) {
+                    problems.push(Problem::at(Field::PrivateKey).text(reason));
+                }
             }
+            Some(_) => {}
+        }
+        if let Some(c) = &config {
+            problems.extend(tls_problems(c, self.client_key.as_ref(), stored));
         }
         match config {
-            Some(config) if problems.is_empty() => Ok(Checked { config, client_secret: self.client_secret }),
+            Some(config) if problems.is_empty() => {
+                Ok(Checked { config, client_secret: self.client_secret, client_key: self.client_key })
+            }
             _ => Err(problems),
         }
     }
@@ -144,6 +179,39 @@ impl IntegrationConfig {
                     out.push(required(Field::AuthorizationUrl, "an authorization URL"));
                 }
             }
+            Kind::JwtBearer => {
+                if self.client_id.as_deref().is_none_or(str::is_empty) {
+                    out.push(
+                        Problem::at(Field::ClientId)
+                            .text("a jwt_bearer integration needs its issuer, the service account's e-mail (")
+                            .field(Field::ClientId)
+                            .text(", or the key file's `client_email`)"),
+                    );
+                }
+                if self.token_url.is_none() {
+                    out.push(required(Field::TokenUrl, "a token URL"));
+                }
+                if self.subject.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                    out.push(Problem::at(Field::Subject).field(Field::Subject).text(" must not be empty"));
+                }
+            }
+            Kind::Basic => {
+                match self.username.as_deref() {
+                    None | Some("") => out.push(
+                        Problem::at(Field::Username)
+                            .text("a basic integration needs its user name (")
+                            .field(Field::Username)
+                            .text(")"),
+                    ),
+                    // RFC 7617 §2: the user-id cannot contain a colon (the password starts there).
+                    Some(u) if u.contains(':') || u.chars().any(char::is_control) => out.push(
+                        Problem::at(Field::Username)
+                            .text("the user name cannot contain `:` or control characters (RFC 7617 §2)"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            Kind::ApiKey => out.extend(key_name_problems(self.key_in.unwrap_or_default(), self.key_name.as_deref())),
             Kind::Static => {
                 if self.static_secret.is_none() {
                     out.push(
@@ -219,6 +287,83 @@ impl IntegrationConfig {
         }
     }
 }
+
+/// What is wrong with the client certificate, its key and the private CA: a certificate
+/// without its key (given now, or stored with the same certificate), a key without a
+/// certificate, and PEM texts that do not load together.
+fn tls_problems(c: &IntegrationConfig, key: Option<&SecretString>, stored: Option<&IntegrationRecord>) -> Vec<Problem> {
+    use tern_engine::http::tls::{ClientTls, TlsError};
+    let mut out = Vec::new();
+    let same_cert_stored = stored.is_some_and(|r| r.client_key_set && r.config.client_cert == c.client_cert);
+    match (&c.client_cert, key) {
+        (Some(_), None) if !same_cert_stored => out.push(
+            Problem::at(Field::ClientKey)
+                .text("a client certificate needs its private key (")
+                .field(Field::ClientKey)
+                .text(if stored.is_some_and(|r| r.client_key_set) {
+                    "); the certificate changed, so give its key again"
+                } else {
+                    ")"
+                }),
+        ),
+        (None, Some(_)) => out.push(
+            Problem::at(Field::ClientCert)
+                .text("a private key was given without its certificate (")
+                .field(Field::ClientCert)
+                .text(")"),
+        ),
+        _ => {}
+    }
+    let cert = c.client_cert.as_deref().filter(|_| key.is_some());
+    if let Err(e) = ClientTls::parse(cert, key, c.ca_cert.as_deref()) {
+        let field = match e {
+            TlsError::BadCertificate { .. } => Field::ClientCert,
+            TlsError::BadCa { .. } => Field::CaCert,
+            TlsError::BadIdentity { .. } => Field::ClientKey,
+        };
+        out.push(Problem::at(field).text(e.to_string()));
+    } else if let Some(cert) = c.client_cert.as_deref().filter(|_| key.is_none())
+        && let Err(e) = tern_engine::http::tls::certificate_facts(cert)
+    {
+        out.push(Problem::at(Field::ClientCert).text(e.to_string()));
+    }
+    out
+}
+
+/// What is wrong with an API key's header or parameter name: missing, not a header name, or a
+/// header the HTTP client or the request's framing owns.
+fn key_name_problems(key_in: KeyIn, name: Option<&str>) -> Option<Problem> {
+    let Some(name) = name.filter(|n| !n.trim().is_empty()) else {
+        return Some(
+            Problem::at(Field::KeyName)
+                .text("an api_key integration needs the name of its ")
+                .text(if key_in == KeyIn::Query { "query parameter (" } else { "header (" })
+                .field(Field::KeyName)
+                .text(if key_in == KeyIn::Query { " api_key, for example)" } else { " X-API-Key, for example)" }),
+        );
+    };
+    match key_in {
+        KeyIn::Query => (name.len() > 100 || name.chars().any(|c| c.is_control() || c == '&' || c == '=' || c == '#'))
+            .then(|| {
+                Problem::at(Field::KeyName)
+                    .text(format!("`{name}` cannot be a query parameter name (no `&`, `=`, `#` or control characters, at most 100 characters)"))
+            }),
+        KeyIn::Header => match reqwest::header::HeaderName::from_bytes(name.as_bytes()) {
+            Err(_) => Some(Problem::at(Field::KeyName).text(format!(
+                "`{name}` is not a header name (letters, digits and `-`, for example X-API-Key)"
+            ))),
+            Ok(h) if FRAMING_HEADERS.contains(&h.as_str()) => Some(
+                Problem::at(Field::KeyName)
+                    .text(format!("`{name}` is set by the HTTP client itself; choose the header the API documents for its key")),
+            ),
+            Ok(_) => None,
+        },
+    }
+}
+
+/// Headers the HTTP client sets from the request itself (lower case); a key cannot go there.
+const FRAMING_HEADERS: &[&str] =
+    &["host", "content-length", "content-type", "transfer-encoding", "connection", "te", "upgrade", "expect", "cookie"];
 
 /// "`what` is required (`field`, or a `profile`)".
 fn required(field: Field, what: &str) -> Problem {
@@ -406,6 +551,7 @@ mod tests {
             name: IntegrationName::new("svc").unwrap(),
             config,
             client_secret_set,
+            client_key_set: false,
             status: IntegrationStatus::Incomplete,
             status_message: None,
             created_at: 0,

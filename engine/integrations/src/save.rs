@@ -96,7 +96,15 @@ impl Integrations {
         if stored.is_some() && !options.replace {
             return Err(SaveError::Exists { integration: name.clone() });
         }
-        self.store.put_integration(name, &checked.config, checked.client_secret.as_ref()).await.map_err(store_err)?;
+        self.store
+            .put_integration_with_key(
+                name,
+                &checked.config,
+                checked.client_secret.as_ref(),
+                checked.client_key.as_ref(),
+            )
+            .await
+            .map_err(store_err)?;
         self.invalidate(name);
         let record = self.store.get_integration(name).await.map_err(store_err)?.ok_or_else(|| {
             store_err(StoreError::Corrupt {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use oauth2::{RefreshToken, Scope};
 use reqwest::header::{HeaderName, HeaderValue};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use super::config::Kind;
@@ -94,6 +94,51 @@ impl Integrations {
     /// an operator changed or re-authorized it in another process, for example).
     pub fn invalidate(&self, name: &IntegrationName) {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.tls_clients.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+    }
+
+    /// The integration's own HTTP client when it has a client certificate or a private CA
+    /// (built once per version of its settings), for [`Grant::client`].
+    async fn tls_client(&self, rec: &IntegrationRecord) -> Result<Option<tern_engine::http::HttpClient>, TokenError> {
+        let c = &rec.config;
+        if c.client_cert.is_none() && c.ca_cert.is_none() {
+            return Ok(None);
+        }
+        if let Some((version, client)) = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner()).get(&rec.name)
+            && *version == rec.updated_at
+        {
+            return Ok(Some(client.clone()));
+        }
+        let name = &rec.name;
+        let key = match &c.client_cert {
+            Some(_) => Some(self.store.client_key(name).await.map_err(Self::store_err(name))?.ok_or_else(|| {
+                TokenError::Provider {
+                    integration: name.clone(),
+                    reason: "its client certificate's key is not stored; add it again with --client-key".into(),
+                }
+            })?),
+            None => None,
+        };
+        let bad = |e: tern_engine::http::tls::TlsError| TokenError::Provider {
+            integration: name.clone(),
+            reason: e.to_string(),
+        };
+        let tls =
+            tern_engine::http::tls::ClientTls::parse(c.client_cert.as_deref(), key.as_ref(), c.ca_cert.as_deref())
+                .map_err(bad)?;
+        let client = self.http.with_client_tls(&tls).map_err(bad)?;
+        let mut clients = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner());
+        if clients.len() >= CACHE_CAPACITY {
+            clients.clear();
+        }
+        clients.insert(name.clone(), (rec.updated_at, client.clone()));
+        Ok(Some(client))
+    }
+
+    /// `grant` with the integration's own client, when it has one.
+    async fn with_tls(&self, rec: &IntegrationRecord, mut grant: Grant) -> Result<Grant, TokenError> {
+        grant.client = self.tls_client(rec).await?;
+        Ok(grant)
     }
 
     pub(super) fn forget(&self, name: &IntegrationName, owner: &TokenOwner) {
@@ -142,13 +187,22 @@ impl Integrations {
                 integration: rec.name.clone(),
                 reason: "the access token contains characters that cannot go into a header".into(),
             })?;
-        let refreshable = token.refresh_token.is_some() || rec.config.kind == Kind::ClientCredentials;
+        let refreshable = token.refresh_token.is_some() || rec.config.kind.fetches_its_own_tokens();
+        // The account's own API host, when the profile's token responses name one
+        // (Salesforce's `instance_url`).
+        let mut origins = rec.config.origins();
+        if let Some(own) = rec.config.profile.and_then(|p| p.spec().api_origin_of(&token.metadata))
+            && !origins.contains(&own)
+        {
+            origins.push(own);
+        }
         Ok(Grant {
             credential,
-            api_origins: rec.config.origins().into(),
+            api_origins: origins.into(),
             refresh_on_status: rec.config.refresh_on_status.clone().into(),
             refreshable,
             generation: token.version,
+            client: None,
         })
     }
 
@@ -174,11 +228,57 @@ impl Integrations {
         let mut value = HeaderValue::from_str(&text).map_err(|_| bad("the secret cannot go into a header"))?;
         value.set_sensitive(true);
         Ok(Grant {
-            credential: Credential { header, value },
+            credential: Credential::Header { name: header, value },
             api_origins: rec.config.origins().into(),
             refresh_on_status: Vec::new().into(),
             refreshable: false,
             generation: 0,
+            client: None,
+        })
+    }
+
+    /// The grant of a `basic` or `api_key` integration: its stored password or key, sent as
+    /// the kind says, to its API origins only. Nothing to refresh: a 401 is the API's answer.
+    async fn fixed_grant(&self, rec: &IntegrationRecord) -> Result<Grant, TokenError> {
+        let name = &rec.name;
+        let secret = self.store.client_secret(name).await.map_err(Self::store_err(name))?.ok_or_else(|| {
+            TokenError::NotAuthorized {
+                integration: name.clone(),
+                for_whom: format!(
+                    " (its {} is not set; `tern integrations add {name} --update` with it)",
+                    rec.config.kind.secret_name()
+                ),
+            }
+        })?;
+        tern_engine::secrets::known::remember_str(secret.expose_secret());
+        let bad = |reason: String| TokenError::Provider { integration: name.clone(), reason };
+        let credential = match rec.config.kind {
+            Kind::Basic => {
+                let user = rec.config.username.as_deref().unwrap_or_default();
+                Credential::basic(user, secret.expose_secret()).ok_or_else(|| {
+                    bad("the user name or password holds a character Basic authentication cannot carry (RFC 7617: no `:` in the user name, no control characters)".into())
+                })?
+            }
+            _ => {
+                let key_name = rec.config.key_name.clone().unwrap_or_default();
+                match rec.config.key_in.unwrap_or_default() {
+                    crate::config::KeyIn::Query => Credential::Query { name: key_name, value: secret },
+                    crate::config::KeyIn::Header => {
+                        let header = HeaderName::from_bytes(key_name.as_bytes())
+                            .map_err(|_| bad(format!("`{key_name}` is not a header name")))?;
+                        Credential::header(header, secret.expose_secret())
+                            .ok_or_else(|| bad("the API key holds characters that cannot go into a header".into()))?
+                    }
+                }
+            }
+        };
+        Ok(Grant {
+            credential,
+            api_origins: rec.config.origins().into(),
+            refresh_on_status: Vec::new().into(),
+            refreshable: false,
+            generation: 0,
+            client: None,
         })
     }
 
@@ -297,6 +397,15 @@ impl Integrations {
         };
         let previous_refresh = current.as_ref().and_then(|t| t.refresh_token.clone());
         let result = match rec.config.kind {
+            Kind::JwtBearer => {
+                let key = secret.as_ref().ok_or_else(|| TokenError::Provider {
+                    integration: name.clone(),
+                    reason: "its private key is not stored; add it again with --key-file".into(),
+                })?;
+                let body = crate::jwt::token_request_body(&rec.config, key, self.now_s())
+                    .map_err(|reason| TokenError::Provider { integration: name.clone(), reason })?;
+                oauth::request_token(&self.http, &token_url, body).await
+            }
             Kind::ClientCredentials => {
                 let mut req = client.exchange_client_credentials();
                 if !rec.config.scopes.is_empty() {
@@ -342,6 +451,22 @@ impl Integrations {
                 self.observe(name, super::TokenEvent::Refreshed);
                 Ok(fresh)
             }
+            // A service account's own credentials were refused: nothing a person can authorize
+            // again, and no refresh token is dead; the operator must correct the key, scopes or
+            // subject.
+            Err(TokenEndpointError::InvalidGrant { description }) if rec.config.kind.fetches_its_own_tokens() => {
+                drop(lock);
+                let what = if rec.config.kind == Kind::JwtBearer { "signed assertion" } else { "client credentials" };
+                tracing::warn!(integration = %name, "the token endpoint refused the service account's {what}");
+                self.observe(name, super::TokenEvent::Failed);
+                Err(TokenError::Provider {
+                    integration: name.clone(),
+                    reason: format!(
+                        "the token endpoint refused the service account's {what} (invalid_grant{}); check its key, scopes and subject",
+                        description.map(|d| format!(": {d}")).unwrap_or_default()
+                    ),
+                })
+            }
             Err(TokenEndpointError::InvalidGrant { description }) => {
                 drop(lock);
                 // Another process may have rotated the refresh token: read the store once more.
@@ -382,8 +507,28 @@ impl TokenSource for Integrations {
         }
         let key = (name.clone(), owner.clone());
         let rec = self.record(name).await?;
-        if rec.config.kind == Kind::Static {
-            return self.static_grant(&rec);
+        match rec.config.kind {
+            Kind::Static => {
+                let grant = self.with_tls(&rec, self.static_grant(&rec)?).await?;
+                return Ok(grant);
+            }
+            Kind::Basic | Kind::ApiKey => {
+                let grant = self.fixed_grant(&rec).await?;
+                let grant = self.with_tls(&rec, grant).await?;
+                // Kept like a token that never expires: the next calls read no store.
+                let fixed = TokenRecord {
+                    access_token: SecretString::from(String::new()),
+                    refresh_token: None,
+                    expires_at: None,
+                    obtained_at: self.now_s(),
+                    scopes: None,
+                    metadata: Map::new(),
+                    version: 0,
+                };
+                self.remember(key, &grant, &fixed, 0);
+                return Ok(grant);
+            }
+            _ => {}
         }
         if rec.config.kind == Kind::AuthorizationCode && *owner == TokenOwner::Workspace {
             match rec.status {
@@ -402,17 +547,17 @@ impl TokenSource for Integrations {
         let skew = i64::try_from(rec.config.refresh_skew_secs).unwrap_or(300);
         let stored = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?;
         let token = match stored {
-            None if rec.config.kind == Kind::ClientCredentials => self.refresh_token(&rec, owner, 0).await?,
+            None if rec.config.kind.fetches_its_own_tokens() => self.refresh_token(&rec, owner, 0).await?,
             None => return Err(TokenError::NotAuthorized { integration: name.clone(), for_whom: for_whom(owner) }),
             Some(t)
                 if t.expires_within(skew, self.now_s())
-                    && (t.refresh_token.is_some() || rec.config.kind == Kind::ClientCredentials) =>
+                    && (t.refresh_token.is_some() || rec.config.kind.fetches_its_own_tokens()) =>
             {
                 self.refresh_token(&rec, owner, t.version).await?
             }
             Some(t) => t,
         };
-        let grant = Self::make_grant(&rec, &token)?;
+        let grant = self.with_tls(&rec, Self::make_grant(&rec, &token)?).await?;
         self.remember(key, &grant, &token, skew);
         Ok(grant)
     }
@@ -421,7 +566,7 @@ impl TokenSource for Integrations {
         self.forget(name, owner);
         let rec = self.record(name).await?;
         let token = self.refresh_token(&rec, owner, rejected.generation).await?;
-        let grant = Self::make_grant(&rec, &token)?;
+        let grant = self.with_tls(&rec, Self::make_grant(&rec, &token)?).await?;
         let skew = i64::try_from(rec.config.refresh_skew_secs).unwrap_or(300);
         self.remember((name.clone(), owner.clone()), &grant, &token, skew);
         Ok(grant)

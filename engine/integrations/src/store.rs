@@ -62,6 +62,8 @@ pub struct IntegrationRecord {
     pub config: IntegrationConfig,
     /// Whether a client secret is stored (the secret itself is never returned here).
     pub client_secret_set: bool,
+    /// Whether the client certificate's private key is stored (never the key itself).
+    pub client_key_set: bool,
     /// Where it stands.
     pub status: IntegrationStatus,
     /// Why, when it needs attention.
@@ -94,6 +96,9 @@ impl IntegrationRecord {
             }
             (_, Kind::ClientCredentials) => Readiness::Ready("Ready (service account)"),
             (_, Kind::Static) => Readiness::Ready("Ready (static key)"),
+            (_, Kind::Basic) => Readiness::Ready("Ready (user name and password)"),
+            (_, Kind::ApiKey) => Readiness::Ready("Ready (API key)"),
+            (_, Kind::JwtBearer) => Readiness::Ready("Ready (service account key)"),
         }
     }
 }
@@ -197,7 +202,20 @@ pub trait Store: Send + Sync + fmt::Debug {
         name: &IntegrationName,
         config: &IntegrationConfig,
         client_secret: Option<&SecretString>,
+    ) -> Result<(), StoreError> {
+        self.put_integration_with_key(name, config, client_secret, None).await
+    }
+    /// [`put_integration`](Self::put_integration) with the client certificate's private key
+    /// (`None` keeps the stored one), in one statement.
+    async fn put_integration_with_key(
+        &self,
+        name: &IntegrationName,
+        config: &IntegrationConfig,
+        client_secret: Option<&SecretString>,
+        client_key: Option<&SecretString>,
     ) -> Result<(), StoreError>;
+    /// The client certificate's private key.
+    async fn client_key(&self, name: &IntegrationName) -> Result<Option<SecretString>, StoreError>;
     /// One integration.
     async fn get_integration(&self, name: &IntegrationName) -> Result<Option<IntegrationRecord>, StoreError>;
     /// Every integration, by name.

@@ -334,6 +334,9 @@ pub struct HttpResponse {
     /// Whether the integration's token was refreshed and the request sent again after the
     /// provider rejected the first token (`refresh_on_status`, 401 by default).
     pub token_refreshed: bool,
+    /// How long Tern waited before sending the request again after the integration's API
+    /// answered 429 with a `Retry-After` (once, within the request's time).
+    pub rate_limit_wait: Option<Duration>,
 }
 
 impl HttpResponse {
@@ -434,22 +437,53 @@ struct Exchange<'a> {
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: reqwest::Client,
+    /// With [`with_client_tls`](Self::with_client_tls): the plain client, for the hops of an
+    /// exchange that leave its first origin (they get no client certificate, and no private CA
+    /// is trusted there).
+    plain: Option<reqwest::Client>,
     policy: Arc<HttpPolicy>,
+}
+
+/// The guarded client's settings: no redirects (followed by hand), no proxy, the guarded
+/// resolver, the user agent and the connection timeouts.
+fn builder(policy: &HttpPolicy) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(guard::GuardedResolver { allow_private: policy.allow_private_network }))
+        .user_agent(policy.user_agent.clone())
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
 }
 
 impl HttpClient {
     /// Builds the client.
     pub fn new(policy: HttpPolicy) -> Result<Self, HttpError> {
-        let inner = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(Arc::new(guard::GuardedResolver { allow_private: policy.allow_private_network }))
-            .user_agent(policy.user_agent.clone())
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
+        let inner = builder(&policy)
             .build()
             .map_err(|e| HttpError::Transport { url: "(client setup)".into(), reason: e.to_string() })?;
-        Ok(Self { inner, policy: Arc::new(policy) })
+        Ok(Self { inner, plain: None, policy: Arc::new(policy) })
+    }
+
+    /// A client of its own for an integration with a client certificate or a private CA
+    /// ([`ClientTls`](super::tls::ClientTls)), under the same policy: the certificate is
+    /// presented, and the CA trusted, only on each request's first origin (the integration's
+    /// API origin: [`Outbound`](super::Outbound) checks it first); hops that leave it continue
+    /// on this client's plain one. A separate connection pool, so that no connection made with
+    /// the certificate serves another integration.
+    ///
+    /// # Errors
+    /// The certificate, key or CA cannot be loaded.
+    pub fn with_client_tls(&self, tls: &super::tls::ClientTls) -> Result<Self, super::tls::TlsError> {
+        let inner = tls
+            .apply(builder(&self.policy).use_rustls_tls())?
+            .build()
+            .map_err(|e| super::tls::TlsError::BadIdentity { reason: e.to_string() })?;
+        Ok(Self {
+            inner,
+            plain: Some(self.plain.clone().unwrap_or_else(|| self.inner.clone())),
+            policy: self.policy.clone(),
+        })
     }
 
     /// The policy in force.
@@ -537,12 +571,25 @@ impl HttpClient {
             if remaining.is_zero() {
                 return Err(HttpError::Timeout { url: display_url(&url), timeout: x.timeout });
             }
-            let mut rb = self.inner.request(method.clone(), url.clone()).timeout(remaining);
+            // A query credential is added to the URL sent, never to `url`, which is what errors,
+            // redirects and the response show.
+            let sent = credential.and_then(|c| c.url_to_send(&url)).unwrap_or_else(|| url.clone());
+            // A client certificate is only for the first origin.
+            let client = match &self.plain {
+                Some(plain) if url.origin() != first_origin => plain,
+                _ => &self.inner,
+            };
+            let mut rb = client.request(method.clone(), sent).timeout(remaining);
             if let Some(h) = headers.filter(|h| !h.is_empty()) {
-                rb = rb.headers(h.clone());
+                let mut h = h.clone();
+                // The credential's header is the integration's: a flow's own value of it goes.
+                if let Some(Credential::Header { name, .. }) = credential {
+                    h.remove(name);
+                }
+                rb = rb.headers(h);
             }
-            if let Some(c) = credential {
-                rb = rb.header(c.header.clone(), c.value.clone());
+            if let Some(Credential::Header { name, value }) = credential {
+                rb = rb.header(name.clone(), value.clone());
             }
             if let Some(b) = &body {
                 if let Some(ct) = &x.content_type {
@@ -608,13 +655,15 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, url, headers, body, token_refreshed: false })
+        Ok(HttpResponse { status, url, headers, body, token_refreshed: false, rate_limit_wait: None })
     }
 
     fn transport_error(&self, url: &Url, timeout: Duration, e: reqwest::Error) -> HttpError {
         if e.is_timeout() {
             return HttpError::Timeout { url: display_url(url), timeout };
         }
+        // The URL sent may carry a query credential: reqwest's message must not repeat it.
+        let e = e.without_url();
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         let mut reasons = Vec::new();
         while let Some(err) = source {

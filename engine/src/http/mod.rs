@@ -11,6 +11,7 @@ mod outbound;
 mod request;
 pub mod retry;
 pub mod special_purpose;
+pub mod tls;
 mod url_template;
 
 pub use budget::MAX_REQUEST_TEMPLATE_BYTES;

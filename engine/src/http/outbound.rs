@@ -1,8 +1,11 @@
 //! Requests on behalf of an integration: check the token may go to the URL's origin before
-//! connecting, inject it, and after a "token rejected" status refresh once and retry once.
+//! connecting, inject it, after a "token rejected" status refresh once and retry once, and
+//! after a 429 with a `Retry-After` that fits in the request's time wait it out and send once
+//! more.
 
 use std::sync::Arc;
 
+use super::retry::{MAX_WAIT, retry_after};
 use super::{HttpClient, HttpError, HttpResponse, PreparedRequest, display_url};
 use crate::ids::IntegrationName;
 use crate::tokens::{Grant, TokenError, TokenOwner, TokenSource};
@@ -36,16 +39,45 @@ impl Outbound {
             self.tokens.as_ref().ok_or_else(|| TokenError::NoTokenSource { integration: integration.clone() })?;
         let grant = tokens.grant(integration, owner).await?;
         check_origin(integration, &grant, req)?;
-        let resp = self.client.send(req, Some(&grant.credential)).await?;
-        if grant.refreshable && grant.refresh_on_status.contains(&resp.status.as_u16()) {
+        let started = tokio::time::Instant::now();
+        let resp = self.client_for(&grant).send(req, Some(&grant.credential)).await?;
+        let (grant, resp) = if grant.refreshable && grant.refresh_on_status.contains(&resp.status.as_u16()) {
             tracing::info!(%integration, status = resp.status.as_u16(), "token rejected; refreshing once");
             let fresh = tokens.refresh(integration, owner, &grant).await?;
             check_origin(integration, &fresh, req)?;
-            let mut resp = self.client.send(req, Some(&fresh.credential)).await?;
+            let mut resp = self.client_for(&fresh).send(req, Some(&fresh.credential)).await?;
             resp.token_refreshed = true;
-            return Ok(resp);
+            (fresh, resp)
+        } else {
+            (grant, resp)
+        };
+        // The API's rate limit: its `Retry-After` is waited out once when the request's
+        // deadline leaves room for it and the answer (a 429 is a request the server did not
+        // act on: RFC 6585 §4, so sending it again repeats nothing).
+        if resp.status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            && let Some(wait) = retry_after(&resp.headers, std::time::SystemTime::now())
+        {
+            let left = req.timeout.saturating_sub(started.elapsed());
+            if wait <= MAX_WAIT && wait.saturating_mul(2) < left {
+                tracing::info!(%integration, wait_ms = wait.as_millis() as u64, "rate limited (429); waiting out Retry-After once");
+                tokio::time::sleep(wait).await;
+                let remaining = PreparedRequest { timeout: left.saturating_sub(wait), ..req.clone() };
+                let token_refreshed = resp.token_refreshed;
+                let mut again = self.client_for(&grant).send(&remaining, Some(&grant.credential)).await?;
+                again.token_refreshed = token_refreshed;
+                again.rate_limit_wait = Some(wait);
+                return Ok(again);
+            }
         }
         Ok(resp)
+    }
+}
+
+impl Outbound {
+    /// The client to send a grant's requests with: the integration's own when it presents a
+    /// client certificate or trusts a private CA, else the shared one.
+    fn client_for<'a>(&'a self, grant: &'a Grant) -> &'a HttpClient {
+        grant.client.as_ref().unwrap_or(&self.client)
     }
 }
 

@@ -256,12 +256,7 @@ pub fn parse(twilio: &Twilio, body: &[u8]) -> Result<Received, UpdateError> {
 /// The `Authorization: Basic` credential of the REST API calls (Account SID and auth token),
 /// marked sensitive.
 pub fn credential(twilio: &Twilio) -> Option<Credential> {
-    let pair = format!("{}:{}", twilio.account_sid, twilio.auth_token.expose_secret());
-    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-    crate::secrets::known::remember_str(&encoded);
-    let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {encoded}")).ok()?;
-    value.set_sensitive(true);
-    Some(Credential { header: reqwest::header::AUTHORIZATION, value })
+    Credential::basic(&twilio.account_sid, twilio.auth_token.expose_secret())
 }
 
 /// The Messages API calls of one reply to `to`: its text (choices numbered after it) in parts

@@ -66,6 +66,19 @@ async fn integrations(store: &dyn Store) {
     assert_eq!(rec.status, IntegrationStatus::NeedsReauthorization);
     assert_eq!(rec.status_message.as_deref(), Some("invalid_grant"));
     assert_eq!(store.list_integrations().await.unwrap().len(), 1);
+    // A client certificate's key: stored with the settings, kept while the certificate is,
+    // removed with it.
+    let key = SecretString::from("-----BEGIN PRIVATE KEY-----\nclient-key-1\n".to_string());
+    config.client_cert = Some("-----BEGIN CERTIFICATE-----\n".into());
+    store.put_integration_with_key(&tl, &config, None, Some(&key)).await.unwrap();
+    assert!(store.get_integration(&tl).await.unwrap().unwrap().client_key_set);
+    store.put_integration(&tl, &config, None).await.unwrap();
+    assert_eq!(store.client_key(&tl).await.unwrap().unwrap().expose_secret(), key.expose_secret());
+    assert_eq!(store.client_secret(&tl).await.unwrap().unwrap().expose_secret(), "client-secret-1");
+    config.client_cert = None;
+    store.put_integration(&tl, &config, None).await.unwrap();
+    assert!(store.client_key(&tl).await.unwrap().is_none(), "no certificate, no key");
+    assert!(!store.get_integration(&tl).await.unwrap().unwrap().client_key_set);
     // Removing cascades to tokens.
     store.put_token(&tl, &TokenOwner::Workspace, &token("a", None)).await.unwrap();
     assert!(store.remove_integration(&tl).await.unwrap());

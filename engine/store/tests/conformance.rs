@@ -38,6 +38,7 @@ async fn sqlite_passes_the_suite() {
     let bytes = all_bytes(dir.path());
     for needle in [
         "client-secret-1",
+        "client-key-1",
         "at-2",
         "rt-3",
         "at-contact",
@@ -79,6 +80,7 @@ async fn postgres_passes_the_suite() {
     let dump = dump.join("\n");
     for needle in [
         "client-secret-1",
+        "client-key-1",
         "at-2",
         "rt-3",
         "at-contact",

@@ -142,7 +142,10 @@ fn integrations(store: Arc<dyn Store>) -> Arc<Integrations> {
 }
 
 fn bearer(grant: &Grant) -> String {
-    grant.credential.value.to_str().unwrap().to_string()
+    match &grant.credential {
+        tern_engine::Credential::Header { value, .. } => value.to_str().unwrap().to_string(),
+        other => panic!("not a header credential: {other:?}"),
+    }
 }
 
 async fn stored(store: &Arc<dyn Store>) -> TokenRecord {
@@ -309,13 +312,17 @@ impl tern_store::TokenLock for CountingLock {
 
 #[async_trait::async_trait]
 impl Store for CountingStore {
-    async fn put_integration(
+    async fn put_integration_with_key(
         &self,
         name: &IntegrationName,
         config: &IntegrationConfig,
         client_secret: Option<&SecretString>,
+        client_key: Option<&SecretString>,
     ) -> Result<(), tern_store::StoreError> {
-        self.inner.put_integration(name, config, client_secret).await
+        self.inner.put_integration_with_key(name, config, client_secret, client_key).await
+    }
+    async fn client_key(&self, name: &IntegrationName) -> Result<Option<SecretString>, tern_store::StoreError> {
+        self.inner.client_key(name).await
     }
     async fn get_integration(
         &self,

@@ -16,8 +16,9 @@ use maud::{Markup, html};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tern_engine::IntegrationName;
+use tern_engine::http::tls::certificate_facts;
 use tern_engine::tokens::TokenOwner;
-use tern_integrations::config::{ClientAuth, IntegrationConfig, Kind, Profile, parse_endpoint};
+use tern_integrations::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, parse_endpoint};
 use tern_integrations::{ACCOUNT_ID, Draft, Field, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 
@@ -91,6 +92,16 @@ pub struct IntegrationForm {
     #[serde(default)]
     static_header: String,
     #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    api_key: String,
+    #[serde(default)]
+    key_in: String,
+    #[serde(default)]
+    key_name: String,
+    #[serde(default)]
     identity_url: String,
     #[serde(default)]
     account_field: String,
@@ -114,14 +125,15 @@ impl IntegrationForm {
             authorization_url: url(&c.authorization_url),
             token_url: url(&c.token_url),
             api_origins: c.api_origins.join(" "),
-            // A static key has no token endpoint: no client authentication to choose.
-            client_auth: match c.kind {
-                Kind::Static => String::new(),
-                Kind::AuthorizationCode | Kind::ClientCredentials => serde_json::to_value(c.client_auth)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+            // A fixed credential has no token endpoint: no client authentication to choose.
+            client_auth: if c.kind.uses_tokens() {
+                serde_json::to_value(c.client_auth).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            } else {
+                String::new()
             },
+            username: c.username.clone().unwrap_or_default(),
+            key_in: if c.key_in == Some(KeyIn::Query) { "query".into() } else { String::new() },
+            key_name: c.key_name.clone().unwrap_or_default(),
             params: c.extra_authorize_params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
             static_secret: c.static_secret.clone().unwrap_or_default(),
             static_header: c.static_header.clone().unwrap_or_default(),
@@ -155,6 +167,14 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "The name of a secret that holds the key, set with `tern secrets set NAME`.",
     ),
     ("static_header", "Static key: header", "Header that carries the key (default Authorization: Bearer)."),
+    ("username", "User name", "Sent with the password as HTTP Basic authentication (RFC 7617)."),
+    ("password", "Password", "Stored encrypted; never shown again; sent only to the API origins."),
+    ("api_key", "API key", "Stored encrypted; never shown again; sent only to the API origins."),
+    (
+        "key_name",
+        "Key header or parameter",
+        "The header (e.g. X-API-Key) or query parameter (e.g. api_key) the API documents for its key.",
+    ),
     (
         "identity_url",
         "Identity URL",
@@ -178,16 +198,23 @@ const KINDS: &[(&str, &str)] = &[
     ("authorization_code", "Authorization code (a person signs in)"),
     ("client_credentials", "Service account (client credentials)"),
     ("static", "Static API key"),
+    ("basic", "User name and password (Basic)"),
+    ("api_key", "API key (header or query)"),
 ];
+
+/// The form fields that hold a secret: a password input, never filled in.
+const SECRET_FIELDS: &[&str] = &["client_secret", "password", "api_key"];
 
 /// Whether the form of `kind` has `field`: each kind shows only what it uses.
 fn shown(kind: &str, field: &str) -> bool {
     match field {
         "client_id" | "client_secret" | "scopes" | "token_url" | "client_auth" | "profile" | "data_center" => {
-            kind != "static"
+            matches!(kind, "authorization_code" | "client_credentials")
         }
         "authorization_url" | "params" => kind == "authorization_code",
         "static_secret" | "static_header" => kind == "static",
+        "username" | "password" => kind == "basic",
+        "api_key" | "key_in" | "key_name" => kind == "api_key",
         _ => true,
     }
 }
@@ -211,6 +238,7 @@ fn worded(problem: &Problem) -> (&'static str, String) {
         let name = form_field(field);
         let label = match FIELDS.iter().find(|(f, _, _)| *f == name) {
             Some((_, label, _)) => label,
+            None if name == "key_in" => "Send the key in",
             None => "Profile",
         };
         Cow::Owned(format!("“{label}”"))
@@ -311,7 +339,19 @@ async fn render(
                             @let rec = &r.record;
                             @let name = rec.name.as_str();
                             tr id={"row-" (name)} {
-                                td { strong { (name) } br; span.muted { (rec.config.kind.as_str().replace('_', " ")) } }
+                                td {
+                                    strong { (name) } br; span.muted { (rec.config.kind.as_str().replace('_', " ")) }
+                                    @if let Some(f) = rec.config.client_cert.as_deref().and_then(|c| certificate_facts(c).ok()) {
+                                        br;
+                                        @if f.expires_soon(now) {
+                                            span.badge.warn id={"cert-" (name)} title=(f.subject) {
+                                                "Client certificate " (if f.not_after <= now { "expired " } else { "expires " }) (relative(f.not_after, now)) ": renew it"
+                                            }
+                                        } @else {
+                                            span.muted id={"cert-" (name)} title=(f.subject) { "client certificate expires " (relative(f.not_after, now)) }
+                                        }
+                                    }
+                                }
                                 td { (status_badge(rec)) }
                                 td { (r.account.as_deref().unwrap_or("–")) }
                                 td {
@@ -392,15 +432,23 @@ async fn render(
             @for p in problem_of("profile") { p.field-error { (prose(&p)) } }
             @for (field, label, help) in FIELDS.iter().filter(|(f, _, _)| shown(kind, f)) {
                 label for={"f-" (field)} { (label) }
-                @let value = if *field == "client_secret" { "" } else { field_value(form, field) };
-                input id={"f-" (field)} type=(if *field == "client_secret" { "password" } else { "text" }) name=(field) value=(value)
+                @let secret = SECRET_FIELDS.contains(field);
+                @let value = if secret { "" } else { field_value(form, field) };
+                input id={"f-" (field)} type=(if secret { "password" } else { "text" }) name=(field) value=(value)
                     autocomplete="off" aria-invalid=[(!problem_of(field).is_empty()).then_some("true")]
                     aria-describedby={"h-" (field)};
                 p.muted id={"h-" (field)} {
                     (prose(help))
-                    @if *field == "client_secret" && editing { " Leave blank to keep the stored secret." }
+                    @if secret && editing { " Leave blank to keep the stored secret." }
                 }
                 @for p in problem_of(field) { p.field-error { (prose(&p)) } }
+            }
+            @if shown(kind, "key_in") {
+                label for="f-key_in" { "Send the key in" }
+                select #f-key_in name="key_in" {
+                    option value="" selected[form.key_in != "query"] { "A header" }
+                    option value="query" selected[form.key_in == "query"] { "A query parameter (never shown in logs)" }
+                }
             }
             @if shown(kind, "client_auth") {
                 label for="f-client_auth" { "Client authentication" }
@@ -427,6 +475,8 @@ fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
         "params" => &f.params,
         "static_secret" => &f.static_secret,
         "static_header" => &f.static_header,
+        "username" => &f.username,
+        "key_name" => &f.key_name,
         "identity_url" => &f.identity_url,
         "account_field" => &f.account_field,
         "event_identifier" => &f.event_identifier,
@@ -511,6 +561,8 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
         kind: match f.kind.as_str() {
             "client_credentials" => Kind::ClientCredentials,
             "static" => Kind::Static,
+            "basic" => Kind::Basic,
+            "api_key" => Kind::ApiKey,
             _ => Kind::AuthorizationCode,
         },
         client_id: opt(&f.client_id),
@@ -523,6 +575,9 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
         data_center: opt(&f.data_center),
         static_secret: opt(&f.static_secret),
         static_header: opt(&f.static_header),
+        username: opt(&f.username),
+        key_in: (f.kind == "api_key").then_some(if f.key_in == "query" { KeyIn::Query } else { KeyIn::Header }),
+        key_name: opt(&f.key_name),
         identity_url,
         account_field: opt(&f.account_field),
         event_identifier: opt(&f.event_identifier),
@@ -534,7 +589,14 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
         "body" => Some(ClientAuth::Body),
         _ => None,
     };
-    let draft = Draft { config, client_auth, client_secret: opt(&f.client_secret).map(SecretString::from) };
+    // The secret field of the form's kind (the others are not shown, so not sent).
+    let secret = match f.kind.as_str() {
+        "basic" => &f.password,
+        "api_key" => &f.api_key,
+        _ => &f.client_secret,
+    };
+    // A client certificate is set from the command line or the admin API; its stored key is kept.
+    let draft = Draft { config, client_auth, client_secret: opt(secret).map(SecretString::from), client_key: None };
     match name {
         Some(name) if problems.is_empty() => Ok((name, draft)),
         _ => {
@@ -655,7 +717,14 @@ fn test_banner(report: &tern_integrations::TestReport, now: i64) -> Markup {
         (Some(l), true) if l.error.is_some() => ("bad", "the live call failed.".to_string()),
         (Some(_), true) => ("ok", "it works: the identity URL answered.".to_string()),
         (None, true) => match kind {
-            Kind::Static => ("warn", "nothing to call; add an identity URL to test it.".to_string()),
+            Kind::Static | Kind::Basic | Kind::ApiKey => {
+                ("warn", "nothing to call; add an identity URL to test it.".to_string())
+            }
+            Kind::JwtBearer => (
+                "ok",
+                "a token was fetched with the service account's signed assertion; no API was called (add an identity URL to call one)."
+                    .to_string(),
+            ),
             Kind::ClientCredentials => (
                 "ok",
                 "a token was fetched with the client id and secret; no API was called (add an identity URL to call one)."
@@ -684,7 +753,10 @@ fn test_banner(report: &tern_integrations::TestReport, now: i64) -> Markup {
                         @if report.live.is_some() { "; it was sent with the call below." } @else { "; it was not sent anywhere." }
                     }
                 }
-                @if let Some(t) = report.token.as_ref().filter(|_| kind != Kind::Static) {
+                @if matches!(kind, Kind::Basic | Kind::ApiKey) && report.token_error.is_none() {
+                    li { "The " (kind.secret_name()) " is stored" @if report.live.is_some() { "; it was sent with the call below." } @else { "; it was not sent anywhere." } }
+                }
+                @if let Some(t) = report.token.as_ref().filter(|_| kind.uses_tokens()) {
                     li { "Token " (t.expires_at.map_or("does not expire".to_string(), |e| format!("expires {}", relative(e, now)))) "; refresh token " (if t.refreshable { "stored" } else { "none" }) }
                 }
                 @if let Some(l) = &report.live {

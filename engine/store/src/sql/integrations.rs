@@ -23,6 +23,7 @@ fn integration_of(r: &AnyRow) -> Result<IntegrationRecord, StoreError> {
         name: r.get("name"),
         config: r.get("config"),
         client_secret_set: r.get::<Option<Vec<u8>>, _>("client_secret").is_some(),
+        client_key_set: r.get::<Option<Vec<u8>>, _>("client_key").is_some(),
         status: r.get("status"),
         status_message: r.get("status_message"),
         created_at: r.get("created_at"),
@@ -177,27 +178,34 @@ impl<F: Flavor> TokenLock for SqlTokenLock<F> {
 
 #[async_trait]
 impl<F: Flavor> Store for SqlStore<F> {
-    async fn put_integration(
+    async fn put_integration_with_key(
         &self,
         name: &IntegrationName,
         config: &IntegrationConfig,
         client_secret: Option<&SecretString>,
+        client_key: Option<&SecretString>,
     ) -> Result<(), StoreError> {
         let config_json = serde_json::to_string(config)
             .map_err(|e| StoreError::Corrupt { what: format!("integration `{name}`"), reason: e.to_string() })?;
         let secret =
             client_secret.map(|s| self.sealer.encrypt_secret("integrations", name.as_str(), "client_secret", s));
+        let key = client_key.map(|s| self.sealer.encrypt_secret("integrations", name.as_str(), "client_key", s));
+        // A certificate removed from the settings takes its key with it.
+        let keep_key = config.client_cert.is_some();
         sqlx::query(
-            "INSERT INTO integrations (name, config, client_secret, status, created_at, updated_at)
-             VALUES ($1, $2, $3, 'incomplete', $4, $4)
+            "INSERT INTO integrations (name, config, client_secret, client_key, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, 'incomplete', $5, $5)
              ON CONFLICT (name) DO UPDATE SET config = excluded.config,
                client_secret = COALESCE(excluded.client_secret, integrations.client_secret),
+               client_key = CASE WHEN $6 THEN COALESCE(excluded.client_key, integrations.client_key) END,
                updated_at = excluded.updated_at",
         )
         .bind(name.as_str())
         .bind(config_json)
         .bind(secret)
+        .bind(key)
         .bind(self.now_s())
+        .bind(keep_key)
         .execute(&self.pool)
         .await
         .map_err(self.db())?;
@@ -229,6 +237,15 @@ impl<F: Flavor> Store for SqlStore<F> {
         blob.flatten()
             .map(|b| self.sealer.decrypt_secret("integrations", name.as_str(), "client_secret", &b))
             .transpose()
+    }
+
+    async fn client_key(&self, name: &IntegrationName) -> Result<Option<SecretString>, StoreError> {
+        let blob: Option<Option<Vec<u8>>> = sqlx::query_scalar("SELECT client_key FROM integrations WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())?;
+        blob.flatten().map(|b| self.sealer.decrypt_secret("integrations", name.as_str(), "client_key", &b)).transpose()
     }
 
     async fn remove_integration(&self, name: &IntegrationName) -> Result<bool, StoreError> {
