@@ -181,9 +181,56 @@ fn a_rate_limited_answer_is_waited_out_once() {
         assert_eq!(c.replies(), ["Ada Lovelace via basic"], "{:#}", c.json());
         let lookup = c.step("lookup");
         let said = lookup["detail"]["response"]["rate_limited"].as_str().unwrap_or_default();
-        assert!(said.contains("429") && said.contains("1000 ms"), "{lookup:#}");
+        let waited = lookup["detail"]["response"]["rate_limit_wait_ms"].as_u64().unwrap_or_default();
+        assert!(said.contains("429") && waited >= 1000, "its Retry-After was 1 s: {lookup:#}");
         let calls = api.requests().iter().filter(|r| r.uri == "/limited/me").count();
         assert_eq!(calls, 2, "the first answer was 429, the second the data");
+    });
+}
+
+/// A burst of conversations against an API that refuses more than 12 requests in any second:
+/// with the integration's rate limit (8/s, burst 2) every request waits its turn, none is
+/// refused, no step fails, and the waits are in the traces.
+#[test]
+fn a_burst_waits_for_the_integrations_rate_limit_instead_of_failing() {
+    use tern_integrations::config::{RateLimit, RatePeriod};
+    let api = CredentialApi::start();
+    rt().block_on(async {
+        let k = Kinds::new().await;
+        let rate = RateLimit { requests: 8, per: RatePeriod::Second, burst: Some(2) };
+        k.save("erp", IntegrationConfig { rate_limit: Some(rate), ..basic(&api) }, Some(credentials::PASSWORD))
+            .await
+            .unwrap();
+        let flow = json!({
+            "version": 1, "id": "who", "trigger": {"type": "message"},
+            "steps": [
+                {"id": "lookup", "type": "fetch_variables", "integration": "erp",
+                 "request": {"method": "GET", "url": format!("{}/strict/me", api.url())},
+                 "variables": {"name": "data.name"}},
+                {"id": "hi", "type": "send_message", "text": "{{name}}"}
+            ]
+        });
+        let tokens: Arc<dyn TokenSource> = k.service.clone();
+        let service = Service::builder().flow(&flow).tokens(tokens).start();
+        let all = futures_util::future::join_all((0..40).map(|_| service.converse(&["hi"]))).await;
+        // Each conversation's own run (converse, called concurrently, sees the others' runs too).
+        let own_lookup = |c: &crate::support::service::Conversation| {
+            let run = c.runs.iter().find(|r| Some(&r.run_id) == c.main().run_id.as_ref()).expect("its run");
+            let entry = run.trace.iter().find(|t| t.step.as_str() == "lookup").expect("the lookup");
+            serde_json::to_value(entry).unwrap()
+        };
+        let waited = all
+            .iter()
+            .filter(|c| own_lookup(c)["detail"]["response"]["rate_limit_wait_ms"].as_u64().is_some_and(|ms| ms > 0))
+            .count();
+        for c in &all {
+            assert_eq!(c.replies(), ["Ada Lovelace"], "{:#}", c.json());
+        }
+        assert_eq!(api.strict_refused(), 0, "the API never had to refuse a request");
+        assert!(waited >= 30, "most of the 40 waited their turn: {waited}");
+        let said = own_lookup(all.iter().max_by_key(|c| own_lookup(c)["duration_us"].as_u64()).unwrap());
+        let why = said["detail"]["response"]["rate_limited"].as_str().unwrap_or_default();
+        assert!(why.contains("for the integration's rate limit"), "{said:#}");
     });
 }
 
@@ -301,12 +348,20 @@ fn what_each_kind_needs_is_said_at_its_field() {
         let colon = IntegrationConfig { username: Some("a:b".into()), ..basic(&api) };
         let p = problems(k.save("a", colon, Some("pw")).await.unwrap_err());
         assert!(p[0].to_string().contains("RFC 7617"), "{p:?}");
+        // A password or key that could not be masked, or could not go into a request.
+        for (bad, says) in [("short", "shorter than 8"), ("line\r\nX-Evil: 1", "control character")] {
+            let p = problems(k.save("a", basic(&api), Some(bad)).await.unwrap_err());
+            assert_eq!(fields(&p), [Field::Password], "{p:?}");
+            assert!(p[0].to_string().contains(says), "{p:?}");
+        }
+        let p = problems(k.save("b", api_key(&api, KeyIn::Header), Some(&"k".repeat(5000))).await.unwrap_err());
+        assert!(p[0].to_string().contains("longer than 4096"), "{p:?}");
 
         let no_name = IntegrationConfig { key_name: None, ..api_key(&api, KeyIn::Query) };
         let p = problems(k.save("b", no_name, None).await.unwrap_err());
         assert_eq!(fields(&p), [Field::KeyName, Field::ApiKey], "{p:?}");
         let framing = IntegrationConfig { key_name: Some("Content-Length".into()), ..api_key(&api, KeyIn::Header) };
-        let p = problems(k.save("b", framing, Some("k")).await.unwrap_err());
+        let p = problems(k.save("b", framing, Some(credentials::API_KEY)).await.unwrap_err());
         assert_eq!(fields(&p), [Field::KeyName], "{p:?}");
 
         let (config, _) = jwt_bearer(&api, None);
@@ -449,7 +504,7 @@ fn the_command_line_adds_each_kind_and_leaks_nothing() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("--key-* is not read for a basic integration"), "{err}");
+    assert!(!out.status.success() && err.contains("--key-* is not read for an integration of kind basic"), "{err}");
 
     let mut files = Vec::new();
     for e in std::fs::read_dir(&data).unwrap() {

@@ -142,6 +142,7 @@ impl RecordedResponse {
             body: self.body,
             token_refreshed: false,
             rate_limit_wait: None,
+            retried_after_429: false,
         })
     }
 }

@@ -117,6 +117,9 @@ pub struct Grant {
     /// private CA ([`HttpClient::with_client_tls`](crate::http::HttpClient::with_client_tls));
     /// `None`: the shared client.
     pub client: Option<crate::http::HttpClient>,
+    /// The integration's rate limit, shared by all its grants; `None`: none is kept (a token
+    /// source without integrations' settings).
+    pub limiter: Option<std::sync::Arc<crate::http::limit::RateLimiter>>,
 }
 
 impl Grant {

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::tokens::TokenOwner;
-use tern_integrations::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, parse_endpoint};
+use tern_integrations::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, RateLimit, parse_endpoint};
 use tern_integrations::jwt::ServiceAccountKey;
 use tern_integrations::{AuthError, CallbackParams, Draft, Integrations, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationStatus, Readiness, Store};
@@ -139,6 +139,13 @@ struct AddArgs {
     /// domain-wide delegation).
     #[arg(long, value_name = "EMAIL")]
     subject: Option<String>,
+    /// Any kind: the most requests to the API per second or minute from this process
+    /// (`5/s`, `100/min`); more wait their turn, up to their step's deadline.
+    #[arg(long, value_name = "RATE", value_parser = RateLimit::parse)]
+    rate_limit: Option<RateLimit>,
+    /// With --rate-limit: the most requests at once (default: a second's worth).
+    #[arg(long, value_name = "N", requires = "rate_limit")]
+    rate_burst: Option<u32>,
     /// Any kind: a client certificate (PEM file: the certificate, then any intermediates)
     /// presented to the API origins (mutual TLS); with --client-key.
     #[arg(long, value_name = "PEM")]
@@ -283,6 +290,7 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
         }),
         key_name: a.key_name,
         subject: a.subject,
+        rate_limit: a.rate_limit.map(|r| RateLimit { burst: a.rate_burst, ..r }),
         client_cert: a.client_cert.as_deref().map(|p| read_pem(p, "client certificate")).transpose()?,
         ca_cert: a.ca_cert.as_deref().map(|p| read_pem(p, "CA certificate")).transpose()?,
         ..IntegrationConfig::default()
@@ -308,7 +316,11 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
         _ => ("--client-secret-env", &[(password_given, "--password-*"), (key_given, "--key-*")]),
     };
     if let Some((_, wrong)) = others.iter().find(|(g, _)| *g) {
-        anyhow::bail!("{wrong} is not read for a {} integration; give its secret with {own}", kind.as_str());
+        let default = if a.kind.is_none() { " (the default kind; give --kind)" } else { "" };
+        anyhow::bail!(
+            "{wrong} is not read for an integration of kind {}{default}; give its secret with {own}",
+            kind.as_str()
+        );
     }
     let client_secret = match kind {
         Kind::Basic if password_given => {
@@ -343,6 +355,15 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
     for problem in &saved.warnings {
         eprintln!("warning: {problem}");
     }
+    if let Some(cert) = &saved.record.config.client_cert
+        && let Ok(f) = tern_engine::http::tls::certificate_facts(cert)
+    {
+        let now = service.store().clock().now_s();
+        if f.expires_soon(now) {
+            let when = if f.not_after <= now { "has expired" } else { "expires soon" };
+            eprintln!("warning: the client certificate {when}: {}", certificate_line(cert, true, now));
+        }
+    }
     let kind = saved.record.config.kind;
     println!("integration `{}` saved ({}).", a.name, kind.as_str());
     if kind == Kind::AuthorizationCode {
@@ -375,8 +396,8 @@ fn certificate_line(cert: &str, key_set: bool, now: i64) -> String {
 
 /// A PEM file's text (`what` names it in the error).
 fn read_pem(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} from {}", path.display()))?;
+    // A certificate chain is a few kilobytes; 256 KiB leaves room for long ones.
+    let text = super::secret_input::read_bounded(path, what, 256 * 1024)?;
     anyhow::ensure!(
         text.contains("-----BEGIN "),
         "{} is not a PEM file (no `-----BEGIN …-----` line) for the {what}",
@@ -413,12 +434,13 @@ async fn list(store: &dyn Store, as_json: bool) -> anyhow::Result<ExitCode> {
         println!("no integrations; add one with `tern integrations add NAME --profile …`");
     }
     for r in all {
-        // Service accounts and static keys need no authorization: "ready", not "incomplete".
-        let status = match (r.status, r.config.kind) {
-            (IntegrationStatus::Incomplete, k) if !k.needs_authorization() => "ready",
-            (s, _) => s.as_str(),
-        };
-        println!("{:<20} {:<19} {:<22} {}", r.name, r.config.kind.as_str(), status, r.config.api_origins.join(", "));
+        println!(
+            "{:<20} {:<19} {:<22} {}",
+            r.name.as_str(),
+            r.config.kind.as_str(),
+            r.status_word(),
+            r.config.api_origins.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -458,7 +480,7 @@ async fn show(
     println!("kind:              {}", c.kind.as_str());
     println!(
         "status:            {}{}",
-        rec.status.as_str(),
+        rec.status_word(),
         rec.status_message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
     );
     if let Some(p) = c.profile {
@@ -475,29 +497,40 @@ async fn show(
         let key_in = if c.key_in == Some(KeyIn::Query) { "query parameter" } else { "header" };
         println!("API key in:        {key_in} {}", c.key_name.as_deref().unwrap_or("-"));
     }
-    if c.kind.uses_tokens() {
+    if c.kind.uses_tokens() || c.client_id.is_some() {
         println!("client id:         {}", c.client_id.as_deref().unwrap_or("-"));
     }
     if let Some(subject) = &c.subject {
         println!("subject:           {subject}");
     }
     println!("{:<19}{}", format!("{}:", c.kind.secret_name()), if rec.client_secret_set { "set" } else { "not set" });
-    println!("scopes:            {}", c.scopes.join(&c.scope_delimiter));
-    println!("authorization URL: {}", opt(&c.authorization_url));
-    println!("token URL:         {}", opt(&c.token_url));
+    if c.kind.uses_tokens() {
+        println!("scopes:            {}", c.scopes.join(&c.scope_delimiter));
+        println!("authorization URL: {}", opt(&c.authorization_url));
+        println!("token URL:         {}", opt(&c.token_url));
+    }
     println!("API origins:       {}", c.api_origins.join(", "));
+    if let Some(rate) = &c.rate_limit {
+        println!("rate limit:        {rate} per process");
+    }
     if let Some(cert) = &c.client_cert {
         println!("client cert:       {}", certificate_line(cert, rec.client_key_set, now));
     }
     if c.ca_cert.is_some() {
         println!("private CA:        set (trusted for the API origins)");
     }
-    println!("client auth:       {}", serde_json::to_value(c.client_auth)?.as_str().unwrap_or(""));
-    println!("callback URL:      {}", service.callback_url());
-    if let Some(public_url) = default_public_url {
-        println!("                   {}", default_public_url_note(public_url));
+    if matches!(c.kind, Kind::AuthorizationCode | Kind::ClientCredentials) {
+        println!("client auth:       {}", serde_json::to_value(c.client_auth)?.as_str().unwrap_or(""));
+    }
+    if c.kind.needs_authorization() {
+        println!("callback URL:      {}", service.callback_url());
+        if let Some(public_url) = default_public_url {
+            println!("                   {}", default_public_url_note(public_url));
+        }
     }
     match &out["token"] {
+        // Passwords and keys are sent as they are: there is no token to show.
+        _ if !c.kind.uses_tokens() => {}
         Value::Null => println!("token:             none"),
         t => println!(
             "token:             {}, refresh token {}{}",
@@ -519,7 +552,17 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
     let report = service.test(name).await?;
     let now = service.store().clock().now_s();
     let rec = &report.record;
+    // The headline is the verdict: "Ready" only when the test found nothing wrong.
+    let cert_expired = rec
+        .config
+        .client_cert
+        .as_deref()
+        .and_then(|c| tern_engine::http::tls::certificate_facts(c).ok())
+        .is_some_and(|f| f.not_after <= now);
+    let failed =
+        cert_expired || report.token_error.is_some() || report.live.as_ref().is_some_and(|l| l.error.is_some());
     let status = match rec.readiness() {
+        Readiness::Ready(_) if failed => "Cannot be used (the problem is below)",
         Readiness::Ready(w) | Readiness::NeedsAction(w) => w,
     };
     println!("integration {name}: {status}");

@@ -182,15 +182,26 @@ impl Call {
                             "the provider rejected the token; Tern refreshed it and sent the request again",
                         );
                     }
-                    if let Some(wait) = resp.rate_limit_wait {
-                        response["rate_limited"] = Value::from(format!(
-                            "the API answered 429 Too Many Requests; Tern waited {} ms (its Retry-After) and sent the request again",
-                            wait.as_millis()
-                        ));
+                    if resp.rate_limit_wait.is_some() || resp.retried_after_429 {
+                        let wait = resp.rate_limit_wait.unwrap_or_default();
+                        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                        response["rate_limit_wait_ms"] = Value::from(ms);
+                        response["rate_limited"] = Value::from(if resp.retried_after_429 {
+                            format!(
+                                "the API answered 429 Too Many Requests; Tern waited {ms} ms (its Retry-After, and the integration's rate limit) and sent the request again"
+                            )
+                        } else {
+                            format!("Tern waited {ms} ms for the integration's rate limit before sending")
+                        });
                     }
                     cx.record("response", response);
+                    let mut attempt = json!({ "status": status, "duration_us": duration_us });
+                    if resp.retried_after_429 {
+                        // Sent twice within this attempt: a 429, its Retry-After, then this answer.
+                        attempt["resent_after_429"] = Value::Bool(true);
+                    }
                     (
-                        json!({ "status": status, "duration_us": duration_us }),
+                        attempt,
                         !self.accepts(status) && retry::is_retryable_status(status),
                         retry::retry_after(&resp.headers, SystemTime::now()),
                     )

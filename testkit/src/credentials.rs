@@ -88,6 +88,10 @@ struct St {
     subject: Option<String>,
     /// Requests `/limited/me` received.
     limited: usize,
+    /// When `/strict/me` accepted its requests of the last second.
+    strict_accepted: std::collections::VecDeque<std::time::Instant>,
+    /// Requests `/strict/me` refused with 429.
+    strict_refused: usize,
 }
 
 #[derive(Clone, Default)]
@@ -144,6 +148,11 @@ impl CredentialApi {
         self.state.0.lock().unwrap().requests.clone()
     }
 
+    /// How many requests `/strict/me` refused for its rate limit.
+    pub fn strict_refused(&self) -> usize {
+        self.state.0.lock().unwrap().strict_refused
+    }
+
     /// Every assertion the token endpoint received.
     pub fn assertions(&self) -> Vec<Assertion> {
         self.state.0.lock().unwrap().assertions.clone()
@@ -171,6 +180,7 @@ fn app(state: Shared) -> Router {
         .route("/key/query/me", any(key_query_me))
         .route("/google/me", get(google_me))
         .route("/limited/me", any(limited_me))
+        .route("/strict/me", any(strict_me))
         .route("/token", post(token))
         .route("/redirect", any(redirect))
         .fallback(any(|OriginalUri(uri): OriginalUri| async move { axum::Json(json!({"uri": uri.to_string()})) }))
@@ -243,6 +253,32 @@ async fn limited_me(State(s): State<Shared>, headers: HeaderMap) -> Response {
             axum::Json(json!({"status": "error", "category": "RATE_LIMITS"})),
         )
             .into_response();
+    }
+    basic_me(headers).await
+}
+
+/// The most requests `/strict/me` accepts in any second.
+pub const STRICT_PER_SECOND: usize = 12;
+
+/// A HubSpot-like limit: at most [`STRICT_PER_SECOND`] requests in any second (a sliding
+/// window); beyond it, `429` with `Retry-After: 1`. Otherwise [`basic_me`]'s answer.
+async fn strict_me(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    {
+        let mut st = s.0.lock().unwrap();
+        let now = std::time::Instant::now();
+        while st.strict_accepted.front().is_some_and(|t| now.duration_since(*t) >= std::time::Duration::from_secs(1)) {
+            st.strict_accepted.pop_front();
+        }
+        if st.strict_accepted.len() >= STRICT_PER_SECOND {
+            st.strict_refused += 1;
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(json!({"category": "RATE_LIMITS"})),
+            )
+                .into_response();
+        }
+        st.strict_accepted.push_back(now);
     }
     basic_me(headers).await
 }

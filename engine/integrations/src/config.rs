@@ -80,6 +80,73 @@ impl Kind {
     }
 }
 
+/// An integration's request rate: `requests` per second or minute, at most `burst` at once
+/// (a token bucket: [`tern_engine::rates::Rate`]). Requests beyond it wait their turn, up to
+/// their step's deadline ([`tern_engine::http::limit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests per [`per`](Self::per) (1–100000).
+    pub requests: u32,
+    /// The period.
+    pub per: RatePeriod,
+    /// Most requests at once (1–100000); by default a second's worth, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// The period of a [`RateLimit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RatePeriod {
+    /// Per second.
+    Second,
+    /// Per minute.
+    Minute,
+}
+
+/// The most requests or burst a [`RateLimit`] may have.
+pub const MAX_RATE: u32 = 100_000;
+
+impl RateLimit {
+    /// Parses `5/s`, `5/second`, `100/min` or `100/minute`.
+    ///
+    /// # Errors
+    /// What is wrong, with an example.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not a rate; write REQUESTS/s or REQUESTS/min, for example 5/s or 100/min");
+        let (n, per) = text.trim().split_once('/').ok_or_else(bad)?;
+        let requests: u32 = n.trim().parse().map_err(|_| bad())?;
+        let per = match per.trim() {
+            "s" | "sec" | "second" => RatePeriod::Second,
+            "m" | "min" | "minute" => RatePeriod::Minute,
+            _ => return Err(bad()),
+        };
+        Ok(Self { requests, per, burst: None })
+    }
+
+    /// The token bucket's rate.
+    pub fn rate(&self) -> tern_engine::rates::Rate {
+        let per_second = match self.per {
+            RatePeriod::Second => f64::from(self.requests),
+            RatePeriod::Minute => f64::from(self.requests) / 60.0,
+        };
+        let burst = self.burst.map_or_else(|| per_second.ceil().max(1.0), f64::from);
+        tern_engine::rates::Rate { per_second, burst }
+    }
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per = if self.per == RatePeriod::Second { "s" } else { "min" };
+        write!(f, "{}/{per}", self.requests)?;
+        if let Some(b) = self.burst {
+            write!(f, " (burst {b})")?;
+        }
+        Ok(())
+    }
+}
+
 /// Where an API key is sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -199,6 +266,9 @@ pub struct IntegrationConfig {
     /// `private_key_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    /// Any kind: the most requests to the API origins (per process); more wait their turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Any kind: the client certificate presented to the API origins (mutual TLS), PEM, the
     /// certificate first and then its intermediates. Its private key is stored encrypted apart
     /// from the settings.
@@ -265,6 +335,7 @@ impl Default for IntegrationConfig {
             key_name: None,
             subject: None,
             key_id: None,
+            rate_limit: None,
             client_cert: None,
             ca_cert: None,
             event_identifier: None,

@@ -70,10 +70,17 @@ pub struct Integrations {
     observer: Option<TokenObserver>,
     /// The HTTP clients of integrations with a client certificate or a private CA, with the
     /// `updated_at` of the settings they were built from; at most [`source::CACHE_CAPACITY`].
-    tls_clients: Arc<Mutex<HashMap<IntegrationName, (i64, HttpClient)>>>,
+    tls_clients: PerIntegration<HttpClient>,
+    /// Each integration's rate limit, with the `updated_at` of the settings it was made from;
+    /// at most [`source::CACHE_CAPACITY`].
+    limiters: PerIntegration<Arc<tern_engine::http::limit::RateLimiter>>,
     /// What token and authorization-state expiry are judged by.
     clock: Arc<dyn Clock>,
 }
+
+/// Something built from an integration's settings, with the `updated_at` of the settings it was
+/// built from (a newer version builds it again).
+type PerIntegration<T> = Arc<Mutex<HashMap<IntegrationName, (i64, T)>>>;
 
 /// What happened to a token refresh, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +131,7 @@ impl Integrations {
             cache: Arc::default(),
             observer: None,
             tls_clients: Arc::default(),
+            limiters: Arc::default(),
             clock,
         }
     }

@@ -151,7 +151,25 @@ impl TernTokenResponse {
             );
             expires_in = Some(MAX_TOKEN_LIFETIME_SECS);
         }
-        let metadata: Map<String, Value> = self.extra.into_iter().filter(|(k, _)| !is_secretish(k)).collect();
+        // Metadata is readable by flows (`{{integration.NAME.FIELD}}`): no field that holds a
+        // token under another name, nor one that contains it.
+        let tokens: Vec<&str> = std::iter::once(self.access_token.secret().as_str())
+            .chain(self.refresh_token.as_ref().map(|r| r.secret().as_str()))
+            .filter(|t| !t.is_empty())
+            .collect();
+        // (A token shorter than the masker's 8 characters only by equality: "a" is in every word.)
+        let in_text = |text: &str| tokens.iter().any(|t| text == *t || (t.len() >= 8 && text.contains(t)));
+        let holds_token = |v: &Value| match v {
+            Value::String(text) => in_text(text),
+            Value::Array(_) | Value::Object(_) => in_text(&v.to_string()),
+            _ => false,
+        };
+        let metadata: Map<String, Value> = self
+            .extra
+            .iter()
+            .filter(|(k, v)| !is_secretish(k) && !holds_token(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         // Masked everywhere from the moment they are known, before they are stored.
         tern_engine::secrets::known::remember_str(self.access_token.secret());
         if let Some(r) = &self.refresh_token {
@@ -378,6 +396,13 @@ mod tests {
         assert_eq!(rec.refresh_token.unwrap().expose_secret(), "old-rt");
         assert_eq!(rec.metadata.get("api_domain"), Some(&Value::from("https://www.zohoapis.eu")));
         assert!(!rec.metadata.contains_key("id_token"), "token-like fields are not metadata");
+        let echo: TernTokenResponse = serde_json::from_str(
+            r#"{"access_token":"ya29.secret-token","refresh_token":"rt-0123456789","note":"ya29.secret-token","links":{"self":"x?t=rt-0123456789"},"region":"eu"}"#,
+        )
+        .unwrap();
+        let rec = echo.into_record(None, None, NOW);
+        assert!(!rec.metadata.contains_key("note") && !rec.metadata.contains_key("links"), "{:?}", rec.metadata);
+        assert_eq!(rec.metadata.get("region"), Some(&Value::from("eu")));
 
         let r: TernTokenResponse = serde_json::from_str(r#"{"access_token":"a","token_type":"bearer"}"#).unwrap();
         assert_eq!(r.expires_in(), None);

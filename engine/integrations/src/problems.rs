@@ -58,6 +58,8 @@ pub enum Field {
     ClientKey,
     /// A private CA for the API origins (`ca_cert`).
     CaCert,
+    /// The request rate (`rate_limit`).
+    RateLimit,
 }
 
 impl Field {
@@ -101,6 +103,7 @@ impl Field {
             Field::ClientCert => "client_cert",
             Field::ClientKey => "client_key",
             Field::CaCert => "ca_cert",
+            Field::RateLimit => "rate_limit",
         }
     }
 
@@ -131,6 +134,7 @@ impl Field {
             Field::ClientCert => "--client-cert",
             Field::ClientKey => "--client-key",
             Field::CaCert => "--ca-cert",
+            Field::RateLimit => "--rate-limit",
         }
     }
 }

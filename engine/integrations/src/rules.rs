@@ -61,7 +61,7 @@ impl Draft {
             Problem::at(secret_field)
                 .text(format!("{why}: type the {} again (", kind.secret_name()))
                 .field(secret_field)
-                .text(format!("); a stored {} is only sent where it was saved for", kind.secret_name()))
+                .text(format!("); a stored {} is only used where it was saved for", kind.secret_name()))
         };
         match &self.client_secret {
             None => {
@@ -69,7 +69,12 @@ impl Draft {
                 if needs_secret && !stored_secret {
                     problems.push(
                         Problem::at(secret_field)
-                            .text(format!("a {} integration needs its {} (", kind.as_str(), kind.secret_name()))
+                            .text(format!(
+                                "{} {} integration needs its {} (",
+                                article(kind.as_str()),
+                                kind.as_str(),
+                                kind.secret_name()
+                            ))
                             .field(secret_field)
                             .text(")"),
                     );
@@ -101,6 +106,7 @@ impl Draft {
                     problems.push(Problem::at(Field::PrivateKey).text(reason));
                 }
             }
+            Some(secret) if kind.secret_goes_to_api() => problems.extend(sent_secret_problem(kind, secret)),
             Some(_) => {}
         }
         if let Some(c) = &config {
@@ -152,6 +158,15 @@ impl IntegrationConfig {
             }
         }
         self.event_problems(&mut out);
+        if let Some(r) = &self.rate_limit {
+            let fits = |n: u32| (1..=crate::config::MAX_RATE).contains(&n);
+            if !fits(r.requests) || !r.burst.is_none_or(fits) {
+                out.push(Problem::at(Field::RateLimit).text(format!(
+                    "the rate's requests and burst must be between 1 and {} (for example 5/s)",
+                    crate::config::MAX_RATE
+                )));
+            }
+        }
         for k in self.extra_authorize_params.keys() {
             if RESERVED_AUTHORIZE_PARAMS.contains(&k.as_str()) {
                 out.push(
@@ -208,6 +223,9 @@ impl IntegrationConfig {
                         Problem::at(Field::Username)
                             .text("the user name cannot contain `:` or control characters (RFC 7617 §2)"),
                     ),
+                    Some(u) if u.len() > 256 => {
+                        out.push(Problem::at(Field::Username).text("the user name is longer than 256 bytes"));
+                    }
                     Some(_) => {}
                 }
             }
@@ -288,6 +306,41 @@ impl IntegrationConfig {
     }
 }
 
+/// "a" or "an" before a word (`an api_key integration`).
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+}
+
+/// The shortest password or API key accepted: Tern masks every secret it knows in logs, errors
+/// and history, and a shorter one cannot be told apart from ordinary words.
+pub const MIN_SENT_SECRET_CHARS: usize = 8;
+/// The longest password or API key accepted (a header's worth).
+pub const MAX_SENT_SECRET_BYTES: usize = 4096;
+
+/// What is wrong with a password or API key that goes into every request: too short to be
+/// masked, too long for a header, or holding a control character (a line break would end the
+/// header it goes in).
+fn sent_secret_problem(kind: Kind, secret: &SecretString) -> Option<Problem> {
+    use secrecy::ExposeSecret as _;
+    let value = secret.expose_secret();
+    let field = Field::secret_of(kind);
+    let what = kind.secret_name();
+    let problem = if value.chars().count() < MIN_SENT_SECRET_CHARS {
+        format!(
+            "the {what} is shorter than {MIN_SENT_SECRET_CHARS} characters; Tern masks every secret in logs, errors and history, and one this short cannot be told apart from ordinary text: use a longer one"
+        )
+    } else if value.len() > MAX_SENT_SECRET_BYTES {
+        format!("the {what} is longer than {MAX_SENT_SECRET_BYTES} bytes; no API takes one that long in a request")
+    } else if value.chars().any(char::is_control) {
+        format!(
+            "the {what} holds a control character (a line break, a tab); it could not go into a request: check what was read"
+        )
+    } else {
+        return None;
+    };
+    Some(Problem::at(field).text(problem))
+}
+
 /// What is wrong with the client certificate, its key and the private CA: a certificate
 /// without its key (given now, or stored with the same certificate), a key without a
 /// certificate, and PEM texts that do not load together.
@@ -342,20 +395,24 @@ fn key_name_problems(key_in: KeyIn, name: Option<&str>) -> Option<Problem> {
                 .text(if key_in == KeyIn::Query { " api_key, for example)" } else { " X-API-Key, for example)" }),
         );
     };
+    if name.len() > 100 {
+        return Some(
+            Problem::at(Field::KeyName).text("the key's header or parameter name is longer than 100 characters"),
+        );
+    }
     match key_in {
-        KeyIn::Query => (name.len() > 100 || name.chars().any(|c| c.is_control() || c == '&' || c == '=' || c == '#'))
-            .then(|| {
-                Problem::at(Field::KeyName)
-                    .text(format!("`{name}` cannot be a query parameter name (no `&`, `=`, `#` or control characters, at most 100 characters)"))
-            }),
+        KeyIn::Query => (name.chars().any(|c| c.is_control() || c == '&' || c == '=' || c == '#')).then(|| {
+            Problem::at(Field::KeyName)
+                .text(format!("`{name}` cannot be a query parameter name (no `&`, `=`, `#` or control characters)"))
+        }),
         KeyIn::Header => match reqwest::header::HeaderName::from_bytes(name.as_bytes()) {
-            Err(_) => Some(Problem::at(Field::KeyName).text(format!(
-                "`{name}` is not a header name (letters, digits and `-`, for example X-API-Key)"
-            ))),
-            Ok(h) if FRAMING_HEADERS.contains(&h.as_str()) => Some(
+            Err(_) => Some(
                 Problem::at(Field::KeyName)
-                    .text(format!("`{name}` is set by the HTTP client itself; choose the header the API documents for its key")),
+                    .text(format!("`{name}` is not a header name (letters, digits and `-`, for example X-API-Key)")),
             ),
+            Ok(h) if FRAMING_HEADERS.contains(&h.as_str()) => Some(Problem::at(Field::KeyName).text(format!(
+                "`{name}` is set by the HTTP client itself; choose the header the API documents for its key"
+            ))),
             Ok(_) => None,
         },
     }

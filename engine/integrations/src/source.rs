@@ -135,9 +135,27 @@ impl Integrations {
         Ok(Some(client))
     }
 
-    /// `grant` with the integration's own client, when it has one.
+    /// The integration's rate limit (its configured rate, and what its API says), one per
+    /// version of its settings.
+    fn limiter(&self, rec: &IntegrationRecord) -> Arc<tern_engine::http::limit::RateLimiter> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((version, limiter)) = limiters.get(&rec.name)
+            && *version == rec.updated_at
+        {
+            return limiter.clone();
+        }
+        if limiters.len() >= CACHE_CAPACITY {
+            limiters.clear();
+        }
+        let limiter = Arc::new(tern_engine::http::limit::RateLimiter::new(rec.config.rate_limit.map(|r| r.rate())));
+        limiters.insert(rec.name.clone(), (rec.updated_at, limiter.clone()));
+        limiter
+    }
+
+    /// `grant` with the integration's rate limit, and its own client when it has one.
     async fn with_tls(&self, rec: &IntegrationRecord, mut grant: Grant) -> Result<Grant, TokenError> {
         grant.client = self.tls_client(rec).await?;
+        grant.limiter = Some(self.limiter(rec));
         Ok(grant)
     }
 
@@ -203,6 +221,7 @@ impl Integrations {
             refreshable,
             generation: token.version,
             client: None,
+            limiter: None,
         })
     }
 
@@ -234,6 +253,7 @@ impl Integrations {
             refreshable: false,
             generation: 0,
             client: None,
+            limiter: None,
         })
     }
 
@@ -279,6 +299,7 @@ impl Integrations {
             refreshable: false,
             generation: 0,
             client: None,
+            limiter: None,
         })
     }
 

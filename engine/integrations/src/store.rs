@@ -84,6 +84,16 @@ pub enum Readiness {
 }
 
 impl IntegrationRecord {
+    /// Its status in one word, as `integrations list` and `show` print it: the stored status,
+    /// but `ready` for a kind that needs no authorization and was never refused
+    /// (service accounts, keys, passwords).
+    pub fn status_word(&self) -> &'static str {
+        match (self.status, self.config.kind) {
+            (IntegrationStatus::Incomplete, k) if !k.needs_authorization() => "ready",
+            (s, _) => s.as_str(),
+        }
+    }
+
     /// What the console and `tern integrations test` say about the integration: service
     /// accounts and static keys need no authorization, so they are never "incomplete".
     pub fn readiness(&self) -> Readiness {

@@ -44,6 +44,17 @@ impl Default for HttpPolicy {
 /// secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// The integration's rate limit (configured, or the API's own) would hold the request past
+    /// its deadline, or too many requests already wait for it.
+    #[error(
+        "integration `{integration}` is rate limited: {reason}; the request was not sent (raise the step's timeout, or lower the traffic)"
+    )]
+    RateLimited {
+        /// The integration.
+        integration: String,
+        /// Why the request was not sent.
+        reason: String,
+    },
     /// The destination is not allowed (SSRF guard, scheme).
     #[error("request to {url} was denied: {reason}")]
     Denied {
@@ -168,6 +179,7 @@ impl HttpError {
             HttpError::RedirectBodyCrossOrigin { .. } => "redirect-body-cross-origin",
             HttpError::OriginNotAllowed { .. } => "token-origin",
             HttpError::Token(_) => "integration",
+            HttpError::RateLimited { .. } => "rate-limited",
             HttpError::TooManyRedirects { .. } | HttpError::BadRedirect { .. } | HttpError::Transport { .. } => "http",
         }
     }
@@ -205,6 +217,21 @@ fn json_depth(bytes: &[u8], stop_at: usize) -> usize {
     }
     deepest
 }
+
+/// TLS failures (as rustls words them) and what to do about them.
+const TLS_HINTS: &[(&str, &str)] = &[
+    (
+        "UnknownIssuer",
+        " (the server's certificate is not signed by a CA Tern trusts; a private CA goes in the integration's --ca-cert)",
+    ),
+    (
+        "CertificateRequired",
+        " (the server wants a client certificate: the integration's --client-cert and --client-key)",
+    ),
+    ("BadCertificate", " (the server refused the client certificate: is it the one its operator issued?)"),
+    ("NotValidForName", " (the server's certificate is for another host name)"),
+    ("Expired", " (a certificate has expired)"),
+];
 
 /// What replaces a credential in a displayed URL.
 pub const MASKED: &str = "***";
@@ -334,9 +361,13 @@ pub struct HttpResponse {
     /// Whether the integration's token was refreshed and the request sent again after the
     /// provider rejected the first token (`refresh_on_status`, 401 by default).
     pub token_refreshed: bool,
-    /// How long Tern waited before sending the request again after the integration's API
-    /// answered 429 with a `Retry-After` (once, within the request's time).
+    /// How long the request waited for its integration's rate limit: the configured rate, the
+    /// API's own rate-limit headers, and a 429's `Retry-After` (see
+    /// [`RateLimiter`](super::limit::RateLimiter)).
     pub rate_limit_wait: Option<Duration>,
+    /// Whether the API answered 429 first and the request was sent again after its
+    /// `Retry-After` (once, within the request's time).
+    pub retried_after_429: bool,
 }
 
 impl HttpResponse {
@@ -655,7 +686,15 @@ impl HttpClient {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(HttpResponse { status, url, headers, body, token_refreshed: false, rate_limit_wait: None })
+        Ok(HttpResponse {
+            status,
+            url,
+            headers,
+            body,
+            token_refreshed: false,
+            rate_limit_wait: None,
+            retried_after_429: false,
+        })
     }
 
     fn transport_error(&self, url: &Url, timeout: Duration, e: reqwest::Error) -> HttpError {
@@ -675,7 +714,14 @@ impl HttpClient {
         }
         reasons.dedup();
         // reqwest's own message repeats the URL with its query; keep only the causes.
-        let reason = if reasons.len() > 1 { reasons[1..].join(": ") } else { reasons.join(": ") };
+        let mut reason = if reasons.len() > 1 { reasons[1..].join(": ") } else { reasons.join(": ") };
+        // What a TLS failure means for the integration's settings.
+        for (says, hint) in TLS_HINTS {
+            if reason.contains(says) {
+                reason.push_str(hint);
+                break;
+            }
+        }
         HttpError::Transport { url: display_url(url), reason }
     }
 }

@@ -6,6 +6,7 @@ mod client;
 pub mod decode;
 mod fields;
 pub mod guard;
+pub mod limit;
 mod origin;
 mod outbound;
 mod request;

@@ -5,6 +5,10 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
 use super::retry::{MAX_WAIT, retry_after};
 use super::{HttpClient, HttpError, HttpResponse, PreparedRequest, display_url};
 use crate::ids::IntegrationName;
@@ -39,37 +43,77 @@ impl Outbound {
             self.tokens.as_ref().ok_or_else(|| TokenError::NoTokenSource { integration: integration.clone() })?;
         let grant = tokens.grant(integration, owner).await?;
         check_origin(integration, &grant, req)?;
-        let started = tokio::time::Instant::now();
-        let resp = self.client_for(&grant).send(req, Some(&grant.credential)).await?;
-        let (grant, resp) = if grant.refreshable && grant.refresh_on_status.contains(&resp.status.as_u16()) {
+        let started = Instant::now();
+        let deadline = started + req.timeout;
+        let (resp, mut waited) = self.send_limited(integration, &grant, req, deadline).await?;
+        let (grant, mut resp) = if grant.refreshable && grant.refresh_on_status.contains(&resp.status.as_u16()) {
             tracing::info!(%integration, status = resp.status.as_u16(), "token rejected; refreshing once");
             let fresh = tokens.refresh(integration, owner, &grant).await?;
             check_origin(integration, &fresh, req)?;
-            let mut resp = self.client_for(&fresh).send(req, Some(&fresh.credential)).await?;
+            let (mut resp, w) = self.send_limited(integration, &fresh, req, deadline).await?;
+            waited += w;
             resp.token_refreshed = true;
             (fresh, resp)
         } else {
             (grant, resp)
         };
-        // The API's rate limit: its `Retry-After` is waited out once when the request's
-        // deadline leaves room for it and the answer (a 429 is a request the server did not
-        // act on: RFC 6585 §4, so sending it again repeats nothing).
+        // The API's rate limit: its `Retry-After` holds every request of the integration, and
+        // this one is sent once more when its deadline leaves room for the wait and the answer
+        // (a 429 is a request the server did not act on, RFC 6585 §4: sending it again repeats
+        // nothing).
         if resp.status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            && let Some(wait) = retry_after(&resp.headers, std::time::SystemTime::now())
+            && let Some(wait) = retry_after(&resp.headers, SystemTime::now())
         {
-            let left = req.timeout.saturating_sub(started.elapsed());
-            if wait <= MAX_WAIT && wait.saturating_mul(2) < left {
-                tracing::info!(%integration, wait_ms = wait.as_millis() as u64, "rate limited (429); waiting out Retry-After once");
-                tokio::time::sleep(wait).await;
-                let remaining = PreparedRequest { timeout: left.saturating_sub(wait), ..req.clone() };
+            if let Some(limiter) = &grant.limiter {
+                limiter.hold(wait);
+            }
+            if wait <= MAX_WAIT && started.elapsed() + wait.saturating_mul(2) < req.timeout {
+                tracing::info!(%integration, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "rate limited (429); waiting out Retry-After once");
+                if grant.limiter.is_none() {
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                }
                 let token_refreshed = resp.token_refreshed;
-                let mut again = self.client_for(&grant).send(&remaining, Some(&grant.credential)).await?;
-                again.token_refreshed = token_refreshed;
-                again.rate_limit_wait = Some(wait);
-                return Ok(again);
+                let (again, w) = self.send_limited(integration, &grant, req, deadline).await?;
+                waited += w;
+                resp = again;
+                resp.token_refreshed = token_refreshed;
+                resp.retried_after_429 = true;
             }
         }
+        resp.rate_limit_wait = (!waited.is_zero()).then_some(waited);
         Ok(resp)
+    }
+
+    /// Sends `req` with `grant` once the integration's rate limit lets it (not past
+    /// `deadline`), and learns from the answer's rate-limit headers. Returns the answer and how
+    /// long it waited.
+    async fn send_limited(
+        &self,
+        integration: &IntegrationName,
+        grant: &Grant,
+        req: &PreparedRequest,
+        deadline: Instant,
+    ) -> Result<(HttpResponse, Duration), HttpError> {
+        let waited = match &grant.limiter {
+            Some(limiter) => limiter.acquire(integration.as_str(), deadline).await?,
+            None => Duration::ZERO,
+        };
+        let later;
+        let req = if waited.is_zero() {
+            req
+        } else {
+            later = PreparedRequest { timeout: deadline.saturating_duration_since(Instant::now()), ..req.clone() };
+            &later
+        };
+        let resp = self.client_for(grant).send(req, Some(&grant.credential)).await?;
+        if let Some(limiter) = &grant.limiter {
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if let Some(hold) = limiter.learn(&resp.headers, now) {
+                tracing::info!(%integration, hold_ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX), "the API says its rate limit is used up; holding the integration's requests until it resets");
+            }
+        }
+        Ok((resp, waited))
     }
 }
 

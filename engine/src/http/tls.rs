@@ -30,7 +30,7 @@ pub enum TlsError {
     },
     /// The key does not go with the certificate, or is no private key.
     #[error(
-        "the client key and certificate cannot be used together ({reason}); give the private key (PEM, `-----BEGIN PRIVATE KEY-----` or `-----BEGIN EC PRIVATE KEY-----`) of that certificate"
+        "the client key and certificate cannot be used together: {reason}; give the private key (PEM, `-----BEGIN PRIVATE KEY-----` or `-----BEGIN EC PRIVATE KEY-----`) of that certificate"
     )]
     BadIdentity {
         /// What the TLS library said.
@@ -145,8 +145,22 @@ impl ClientTls {
     }
 }
 
-/// The TLS library's reason, without the error chain's repetitions.
+/// What the TLS library's words for a refused certificate or key mean.
+const REASONS: &[(&str, &str)] = &[
+    ("UnsupportedCertVersion", "the certificate is X.509 version 1, which is not supported: reissue it as version 3"),
+    ("KeyMismatch", "the key is not the certificate's"),
+    ("no private key", "no private key was found in the key file"),
+    ("CertExpired", "the certificate has expired"),
+];
+
+/// The TLS library's reason in an operator's words where they are known, else its own
+/// without the error chain's repetitions.
 fn tls_reason(e: &reqwest::Error) -> String {
+    let raw = raw_reason(e);
+    REASONS.iter().find(|(says, _)| raw.contains(says)).map_or(raw, |(_, means)| (*means).to_string())
+}
+
+fn raw_reason(e: &reqwest::Error) -> String {
     let mut reasons = vec![e.to_string()];
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
