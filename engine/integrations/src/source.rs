@@ -246,15 +246,21 @@ impl Integrations {
         };
         let mut value = HeaderValue::from_str(&text).map_err(|_| bad("the secret cannot go into a header"))?;
         value.set_sensitive(true);
-        Ok(Grant {
-            credential: Credential::Header { name: header, value },
+        Ok(Self::fixed(rec, Credential::Header { name: header, value }))
+    }
+
+    /// The grant of a credential that is sent as it is (a static key, a password, an API
+    /// key): to the API origins only, nothing to refresh (a 401 is the API's answer).
+    fn fixed(rec: &IntegrationRecord, credential: Credential) -> Grant {
+        Grant {
+            credential,
             api_origins: rec.config.origins().into(),
             refresh_on_status: Vec::new().into(),
             refreshable: false,
             generation: 0,
             client: None,
             limiter: None,
-        })
+        }
     }
 
     /// The grant of a `basic` or `api_key` integration: its stored password or key, sent as
@@ -292,15 +298,7 @@ impl Integrations {
                 }
             }
         };
-        Ok(Grant {
-            credential,
-            api_origins: rec.config.origins().into(),
-            refresh_on_status: Vec::new().into(),
-            refreshable: false,
-            generation: 0,
-            client: None,
-            limiter: None,
-        })
+        Ok(Self::fixed(rec, credential))
     }
 
     /// Refreshes (or, for service accounts, fetches) the token unless someone already did since
