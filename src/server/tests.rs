@@ -51,6 +51,8 @@ pub(crate) struct Harness {
     pub(crate) conversations: Conversations,
     /// The channels service (to add channels).
     pub(crate) channels: Arc<tern_engine::channels::Channels>,
+    /// The store (to set what no route sets).
+    pub(crate) store: Arc<SqliteStore>,
 }
 
 impl Harness {
@@ -58,6 +60,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let (key, _) = MasterKey::generate();
         let store = Arc::new(SqliteStore::open(&dir.path().join("tern.db"), Keyring::new(key)).await.unwrap());
+        let store_handle = store.clone();
         let secrets = Arc::new(LayeredSecrets::new(Vec::new()));
         let http = HttpClient::new(HttpPolicy::default()).unwrap();
         let public = "http://127.0.0.1:8080".parse().unwrap();
@@ -110,7 +113,7 @@ impl Harness {
             public_url: url::Url::parse("http://127.0.0.1:8080").unwrap(),
             web: Default::default(),
         });
-        Self { _dir: dir, app: app(state), conversations, channels }
+        Self { _dir: dir, app: app(state), conversations, channels, store: store_handle }
     }
 
     /// One request through the router: status, headers and body (JSON when it parses, else
@@ -967,6 +970,57 @@ async fn console_banners_name_only_real_integrations_and_a_moved_token_url_needs
     let (status, _, html) = form(&h, "/integrations", &cookie, &moved).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(html.contains("type the client secret again"), "{html}");
+    h.stop().await;
+}
+
+/// What needs the operator is said on the integrations page with the way to fix it: a revoked
+/// authorization (with its Authorize button) and a client certificate about to expire (with
+/// the command that renews it); a healthy integration gets no banner.
+#[tokio::test]
+async fn integrations_that_need_the_operator_get_a_banner_with_the_fix() {
+    use tern_integrations::store::Store as _;
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let server = testkit::mtls::MtlsServer::start();
+    let soon = server.client_expiring_in(10);
+    let fine = server.client();
+    for (name, pem) in [("bank", &soon), ("bank2", &fine)] {
+        let body = json!({
+            "kind": "api_key", "key_name": "X-Api-Key", "api_key": "key-0123456789",
+            "api_origins": ["https://api.bank.example"], "client_cert": pem.cert, "client_key": pem.key,
+        });
+        let (status, answer) = h.admin(Method::PUT, &format!("/v1/integrations/{name}"), Some(ADMIN), Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["integration"]["client_key_set"], true, "{answer}");
+        assert!(!answer.to_string().contains("PRIVATE KEY"), "the key is never answered: {answer}");
+    }
+    let crm = tern_engine::IntegrationName::new("crm").unwrap();
+    let config = tern_integrations::config::IntegrationConfig {
+        client_id: Some("id".into()),
+        authorization_url: Some("https://auth.example/authorize".parse().unwrap()),
+        token_url: Some("https://auth.example/token".parse().unwrap()),
+        api_origins: vec!["https://api.example".into()],
+        ..Default::default()
+    };
+    h.store.put_integration(&crm, &config, None).await.unwrap();
+    h.store
+        .set_status(
+            &crm,
+            tern_store::IntegrationStatus::NeedsReauthorization,
+            Some("the provider rejected the refresh token (invalid_grant)"),
+        )
+        .await
+        .unwrap();
+    let (_, html) = page(&h, "/", &cookie).await;
+    assert!(html.contains("id=\"attention-crm\"") && html.contains("needs to be authorized again"), "{html}");
+    assert!(html.contains("action=\"/integrations/crm/authorize\"") && html.contains("Authorize crm"), "{html}");
+    assert!(html.contains("id=\"attention-cert-bank\"") && html.contains("CN=tern-client"), "{html}");
+    assert!(html.contains("tern integrations add bank --update"), "{html}");
+    assert!(
+        !html.contains("attention-cert-bank2") && !html.contains("attention-bank"),
+        "healthy ones get none: {html}"
+    );
+    assert!(!html.contains(&soon.key) && !html.contains("PRIVATE KEY"), "{html}");
     h.stop().await;
 }
 

@@ -328,6 +328,7 @@ async fn render(
     let body = html! {
         h1 { "Integrations" }
         (banners)
+        (attention(&list, now, csrf))
         @if list.is_empty() {
             p.card { "No integrations yet. Add one below: Tern keeps its tokens fresh and sends them only to its API origins." }
         } @else {
@@ -463,6 +464,41 @@ async fn render(
         }
     };
     (status, html(page("Integrations", Nav::Integrations, Some(csrf), body))).into_response()
+}
+
+/// What needs an operator before contacts notice, one banner per integration, with the way to
+/// fix it: an authorization the provider revoked (an Authorize button), and a client
+/// certificate that expires within [`EXPIRY_WARNING_SECS`] or has expired (the command that
+/// renews it).
+///
+/// [`EXPIRY_WARNING_SECS`]: tern_engine::http::tls::EXPIRY_WARNING_SECS
+fn attention(list: &[Row], now: i64, csrf: &str) -> Markup {
+    html! {
+        @for r in list {
+            @let rec = &r.record;
+            @let name = rec.name.as_str();
+            @if rec.status == IntegrationStatus::NeedsReauthorization {
+                div.banner.bad role="alert" id={"attention-" (name)} {
+                    "Integration " strong { (name) } " needs to be authorized again"
+                    @if let Some(m) = &rec.status_message { ": " (prose(reason(m))) }
+                    ". Flows that use it fail until then. "
+                    form.inline method="post" action={"/integrations/" (name) "/authorize"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button type="submit" { "Authorize " (name) }
+                    }
+                }
+            }
+            @if let Some(f) = rec.config.client_cert.as_deref().and_then(|c| certificate_facts(c).ok()).filter(|f| f.expires_soon(now)) {
+                div.banner.warn role="alert" id={"attention-cert-" (name)} {
+                    "The client certificate of " strong { (name) } " (" (f.subject) ") "
+                    (if f.not_after <= now { "expired " } else { "expires " }) (relative(f.not_after, now))
+                    ": its API will refuse the calls. Renew it with "
+                    code { "tern integrations add " (name) " --update … --client-cert NEW.pem --client-key NEW-key.pem" }
+                    "."
+                }
+            }
+        }
+    }
 }
 
 fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
