@@ -1,6 +1,7 @@
 //! Prometheus metrics for `GET /metrics`: messages, runs by flow and outcome, step latency by
 //! step type and outcome, step failures by code, token requests by integration and outcome, the
-//! HTTP statuses steps received, platform updates and reply deliveries by channel and outcome.
+//! HTTP statuses steps received, the time requests waited for their integration's rate limit,
+//! platform updates and reply deliveries by channel and outcome.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +52,14 @@ struct HttpLabels {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationLabels {
+    integration: String,
+}
+
+/// Seconds, counted as a float.
+type SecondsCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
 type HistogramFamily = Family<StepLabels, Histogram, fn() -> Histogram>;
 
 fn step_histogram() -> Histogram {
@@ -67,6 +76,7 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
     http: Family<HttpLabels, Counter>,
+    rate_limit_waits: Family<IntegrationLabels, SecondsCounter>,
     platform: Family<PlatformLabels, Counter>,
     deliveries: Family<DeliveryLabels, Counter>,
     /// What `deliveries` last took from the service's channel activity, per channel: (sent,
@@ -89,6 +99,12 @@ impl Default for Metrics {
         let http = Family::<HttpLabels, Counter>::default();
         registry.register("token_requests", "Token refreshes by integration and outcome", tokens.clone());
         registry.register("http_responses", "Responses of steps' HTTP requests by step type and status", http.clone());
+        let rate_limit_waits = Family::<IntegrationLabels, SecondsCounter>::default();
+        registry.register(
+            "integration_rate_limit_wait_seconds",
+            "Time steps' requests waited for their integration's rate limit (its configured rate, the API's Retry-After and RateLimit headers), by integration",
+            rate_limit_waits.clone(),
+        );
         let platform = Family::<PlatformLabels, Counter>::default();
         registry.register(
             "platform_updates",
@@ -109,6 +125,7 @@ impl Default for Metrics {
             failures,
             tokens,
             http,
+            rate_limit_waits,
             platform,
             deliveries,
             delivered: Default::default(),
@@ -142,6 +159,11 @@ impl Metrics {
             self.steps
                 .get_or_create(&StepLabels { step_type: t.step_type.to_string(), status })
                 .observe(t.duration_us as f64 / 1e6);
+            if let Some((integration, seconds)) = rate_limit_wait(&t.detail) {
+                self.rate_limit_waits
+                    .get_or_create(&IntegrationLabels { integration: integration.into() })
+                    .inc_by(seconds);
+            }
             for status in http_statuses(&t.detail) {
                 self.http
                     .get_or_create(&HttpLabels { step_type: t.step_type.to_string(), status: status.to_string() })
@@ -195,9 +217,27 @@ fn http_statuses(detail: &serde_json::Map<String, serde_json::Value>) -> impl It
     builtin.into_iter().chain(plugin)
 }
 
+/// The integration a built-in step's request went through and how long it waited for its rate
+/// limit, in seconds (`detail.request.integration`, `detail.response.rate_limit_wait_ms`).
+fn rate_limit_wait(detail: &serde_json::Map<String, serde_json::Value>) -> Option<(&str, f64)> {
+    let ms = detail.get("response")?.get("rate_limit_wait_ms")?.as_u64()?;
+    let integration = detail.get("request")?.get("integration")?.as_str()?;
+    #[allow(clippy::cast_precision_loss)] // milliseconds of waiting: far below 2^52
+    Some((integration, ms as f64 / 1000.0))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    #[test]
+    fn rate_limit_waits_are_counted_by_integration() {
+        let waited =
+            json!({"request": {"integration": "crm"}, "response": {"status": 200, "rate_limit_wait_ms": 1500}});
+        assert_eq!(super::rate_limit_wait(waited.as_object().unwrap()), Some(("crm", 1.5)));
+        let none = json!({"request": {"integration": "crm"}, "response": {"status": 200}});
+        assert_eq!(super::rate_limit_wait(none.as_object().unwrap()), None);
+    }
 
     #[test]
     fn statuses_come_from_built_in_steps_and_every_plugin_request() {
