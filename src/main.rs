@@ -36,7 +36,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // `{:#}` prints the whole cause chain, with every known secret masked.
-            eprintln!("error: {}", tern_engine::secrets::known::mask(&format!("{e:#}")));
+            // What an API answered may be in it: shown without its control characters.
+            eprintln!("error: {}", cli::terminal::safe(&format!("{e:#}")));
             ExitCode::from(cli::exit_code_for(&e))
         }
     }

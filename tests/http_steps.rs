@@ -74,3 +74,23 @@ fn secrets_are_masked_in_output() {
     );
     assert!(stdout.contains("[redacted]"), "{stdout}");
 }
+
+/// What an API answers reaches the operator's terminal without its control characters: no
+/// escape sequence can retitle or clear it (the error, the notes, the replies).
+#[test]
+fn an_apis_escape_sequences_never_reach_the_terminal() {
+    let api = TestApi::start();
+    let flows = Flows::new();
+    let path = flows.write(
+        "esc",
+        &json!({"version": 1, "id": "esc", "steps": [
+            {"id": "call", "type": "http_request", "request": {"method": "GET", "url": format!("{}/escapes", api.url())}}
+        ]}),
+    );
+    let r = run_flow(&path, &["hi"], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    let err = r.stderr();
+    assert!(err.contains("answered 500") && err.contains("cleared"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}') && !err.contains('\r'), "{err:?}");
+    assert!(err.contains('\u{FFFD}'), "shown as replacement characters: {err:?}");
+}

@@ -67,12 +67,7 @@ pub async fn api(shared: &Shared, args: ApiArgs) -> anyhow::Result<ExitCode> {
     // What the API answers can echo the credential (or any other secret Tern holds): masked
     // like everything else that leaves the process.
     // Control characters (terminal escape sequences an API may send) are shown as `�`.
-    let mask = |text: &str| {
-        tern_engine::secrets::known::mask(text)
-            .chars()
-            .map(|c| if c.is_control() && c != '\n' && c != '\t' { '\u{FFFD}' } else { c })
-            .collect::<String>()
-    };
+    let mask = super::terminal::safe;
     if args.include {
         println!("{} {}", resp.status.as_u16(), resp.status.canonical_reason().unwrap_or(""));
         for (k, v) in &resp.headers {

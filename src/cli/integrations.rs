@@ -567,7 +567,7 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
     };
     println!("integration {name}: {status}");
     if let Some(m) = &rec.status_message {
-        println!("  why:           {m}");
+        println!("  why:           {}", super::terminal::safe(m));
     }
     println!("  kind:          {}", rec.config.kind.as_str());
     if let Some(cert) = &rec.config.client_cert {
@@ -594,7 +594,7 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
     }
     let mut usable = report.token_error.is_none();
     if let Some(e) = &report.token_error {
-        println!("  problem:       {e}");
+        println!("  problem:       {}", super::terminal::safe(&e.to_string()));
     }
     match &report.live {
         Some(l) => {
@@ -606,7 +606,7 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
                 }
                 (None, None) => "no answer".into(),
             };
-            println!("  live call:     GET {} → {outcome}", l.url);
+            println!("  live call:     GET {} → {}", l.url, super::terminal::safe(&outcome));
         }
         None if usable => println!("  live call:     none (no --identity-url); try one with `tern api {name} PATH`"),
         None => {}

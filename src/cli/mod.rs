@@ -19,6 +19,7 @@ mod secret_input;
 mod secrets;
 mod serve;
 mod table;
+pub mod terminal;
 #[cfg(test)]
 pub use serve::default_channel;
 mod validate;

@@ -186,7 +186,7 @@ async fn converse(
     let sink: Option<ReplySink> = (!args.json).then(|| {
         Arc::new(|r: &tern_engine::Reply| {
             // Choices as a channel without buttons shows them: numbered after the text.
-            println!("{}", tern_engine::Choice::numbered(&r.text, &r.choices));
+            println!("{}", super::terminal::safe(&tern_engine::Choice::numbered(&r.text, &r.choices)));
         }) as ReplySink
     });
     let conversation = ConversationId::new(args.conversation.clone())?;
@@ -298,9 +298,9 @@ impl Notes {
 
     fn line(&self, text: &str) {
         if self.dim {
-            eprintln!("\x1b[2mnote: {text}\x1b[0m");
+            eprintln!("\x1b[2mnote: {}\x1b[0m", super::terminal::safe(text));
         } else {
-            eprintln!("note: {text}");
+            eprintln!("note: {}", super::terminal::safe(text));
         }
     }
 

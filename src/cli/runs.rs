@@ -101,7 +101,8 @@ pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
                     "no runs match (a channel's conversation is found with --channel NAME --conversation ID; runs are kept as long as `tern serve --history-retention` says)"
                 );
             } else {
-                print!("{}", table(&page.runs));
+                // History holds what contacts wrote and APIs answered: no control characters.
+                print!("{}", super::terminal::safe(&table(&page.runs)));
                 if page.next.is_some() {
                     println!("(more runs: raise --limit or narrow with --flow, --status, --conversation)");
                 }
@@ -124,7 +125,7 @@ pub async fn runs(shared: &Shared, args: RunsArgs) -> anyhow::Result<ExitCode> {
                 let error_flow = tern_engine::conversation::error_flow_run_of(&*store, &run)
                     .await
                     .context("could not read run history")?;
-                print!("{}", show(&run, error_flow.as_ref()));
+                print!("{}", super::terminal::safe(&show(&run, error_flow.as_ref())));
             }
         }
     }

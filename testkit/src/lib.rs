@@ -154,6 +154,7 @@ fn app(shared: Shared) -> Router {
         .route("/redirect307", any(redirect_307))
         .route("/big", any(big))
         .route("/deep", any(deep))
+        .route("/escapes", any(escapes))
         .fallback(echo)
         .layer(axum::middleware::from_fn_with_state(shared.clone(), record))
         .with_state(shared)
@@ -212,6 +213,12 @@ async fn redirect(Query(q): Query<std::collections::HashMap<String, String>>) ->
 async fn redirect_307(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
     let to = q.get("to").cloned().unwrap_or_else(|| "/".into());
     (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response()
+}
+
+/// A 500 whose body holds terminal escape sequences (a window title, clear screen), as a hostile
+/// or broken API may send.
+async fn escapes() -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, "\u{1b}]0;PWNED\u{7}\u{1b}[2Jcleared\r\n").into_response()
 }
 
 /// `{"v": "xxx…"}` with `bytes` characters.
