@@ -973,6 +973,32 @@ async fn console_banners_name_only_real_integrations_and_a_moved_token_url_needs
     h.stop().await;
 }
 
+/// The console's form takes a basic integration with a rate limit, shows the rate again when
+/// editing, and puts a rate it cannot read, or a password too short to mask, at its field.
+#[tokio::test]
+async fn the_form_takes_a_basic_integration_with_a_rate_limit() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let (_, html) = page(&h, "/?kind=basic", &cookie).await;
+    let csrf = csrf_in(&html);
+    assert!(html.contains("name=\"username\"") && html.contains("name=\"password\" value=\"\""), "{html}");
+    assert!(!html.contains("name=\"client_secret\""), "{html}");
+    let base = format!("csrf={csrf}&name=erp&kind=basic&username=bot&api_origins=https%3A%2F%2Ferp.example");
+    let (status, _, html) = form(&h, "/integrations", &cookie, &format!("{base}&password=short&rate_limit=five")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("is not a rate") && html.contains("5/s or 100/min"), "{html}");
+    let (status, _, html) =
+        form(&h, "/integrations", &cookie, &format!("{base}&password=pw-0123456789&rate_limit=5%2Fs+burst+3")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let (_, html) = page(&h, "/?edit=erp", &cookie).await;
+    assert!(html.contains("value=\"5/s burst 3\""), "{html}");
+    assert!(!html.contains("pw-0123456789"), "{html}");
+    let (status, _, html) = form(&h, "/integrations", &cookie, &format!("{base}&original=erp&password=short")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("shorter than 8 characters"), "{html}");
+    h.stop().await;
+}
+
 /// What needs the operator is said on the integrations page with the way to fix it: a revoked
 /// authorization (with its Authorize button) and a client certificate about to expire (with
 /// the command that renews it); a healthy integration gets no banner.

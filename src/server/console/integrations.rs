@@ -18,7 +18,9 @@ use serde::Deserialize;
 use tern_engine::IntegrationName;
 use tern_engine::http::tls::certificate_facts;
 use tern_engine::tokens::TokenOwner;
-use tern_integrations::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, parse_endpoint};
+use tern_integrations::config::{
+    ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, RateLimit, RatePeriod, parse_endpoint,
+};
 use tern_integrations::{ACCOUNT_ID, Draft, Field, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 
@@ -107,6 +109,8 @@ pub struct IntegrationForm {
     account_field: String,
     #[serde(default)]
     event_identifier: String,
+    #[serde(default)]
+    rate_limit: String,
 }
 
 impl IntegrationForm {
@@ -140,6 +144,7 @@ impl IntegrationForm {
             identity_url: url(&c.identity_url),
             account_field: c.account_field.clone().unwrap_or_default(),
             event_identifier: c.event_identifier.clone().unwrap_or_default(),
+            rate_limit: c.rate_limit.map(|r| rate_text(&r)).unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -191,6 +196,11 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "Where the account id is in an event the service posts to Tern, e.g. account.id.",
     ),
     ("data_center", "Data center", "Zoho and Intercom: e.g. `eu`."),
+    (
+        "rate_limit",
+        "Rate limit",
+        "Most requests to the API from this server, e.g. 5/s or 100/min (optionally `5/s burst 10`); more wait their turn. Empty: none.",
+    ),
 ];
 
 /// The kinds, with the words of their tabs.
@@ -222,6 +232,28 @@ fn shown(kind: &str, field: &str) -> bool {
 /// The kind of the form: one of [`KINDS`], the first when `kind` is none of them.
 fn kind_of(kind: &str) -> &'static str {
     KINDS.iter().map(|(k, _)| *k).find(|k| *k == kind).unwrap_or(KINDS[0].0)
+}
+
+/// A rate as the form shows it: `5/s`, `100/min burst 10`.
+fn rate_text(r: &RateLimit) -> String {
+    let per = if r.per == RatePeriod::Second { "s" } else { "min" };
+    match r.burst {
+        Some(b) => format!("{}/{per} burst {b}", r.requests),
+        None => format!("{}/{per}", r.requests),
+    }
+}
+
+/// The form's rate: [`RateLimit::parse`], then an optional `burst N`.
+fn parse_rate(text: &str) -> Result<RateLimit, String> {
+    let (rate, burst) = match text.split_once("burst") {
+        Some((rate, burst)) => (rate, Some(burst.trim())),
+        None => (text, None),
+    };
+    let mut r = RateLimit::parse(rate)?;
+    if let Some(b) = burst {
+        r.burst = Some(b.parse().map_err(|_| format!("`{b}` is not a number of requests (e.g. 5/s burst 10)"))?);
+    }
+    Ok(r)
 }
 
 /// The form field a setting is edited in: its JSON name, but for the extra parameters.
@@ -516,6 +548,7 @@ fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
         "identity_url" => &f.identity_url,
         "account_field" => &f.account_field,
         "event_identifier" => &f.event_identifier,
+        "rate_limit" => &f.rate_limit,
         "data_center" => &f.data_center,
         _ => "",
     }
@@ -593,6 +626,7 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
     }
     let profile =
         opt(&f.profile).and_then(|p| Profile::parse(&p).map_err(|e| problems.push(("profile", e.to_string()))).ok());
+    let rate_limit = opt(&f.rate_limit).and_then(|r| parse_rate(&r).map_err(|e| problems.push(("rate_limit", e))).ok());
     let config = IntegrationConfig {
         kind: match f.kind.as_str() {
             "client_credentials" => Kind::ClientCredentials,
@@ -617,6 +651,7 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
         identity_url,
         account_field: opt(&f.account_field),
         event_identifier: opt(&f.event_identifier),
+        rate_limit,
         // Settings the form does not show (refresh_on_status, refresh_skew_secs, …) are kept.
         ..base.map(|r| r.config.clone()).unwrap_or_default()
     };
