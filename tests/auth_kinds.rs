@@ -234,6 +234,31 @@ fn a_burst_waits_for_the_integrations_rate_limit_instead_of_failing() {
     });
 }
 
+/// The integration's rate limit outlives a token refresh (which changes the stored settings'
+/// version): a 1/min integration whose token was just renewed still holds its second request.
+#[test]
+fn a_token_refresh_keeps_the_integrations_rate_limit() {
+    use tern_integrations::config::{RateLimit, RatePeriod};
+    let api = CredentialApi::start();
+    rt().block_on(async {
+        let k = Kinds::new().await;
+        let (config, key) = jwt_bearer(&api, None);
+        let rate = RateLimit { requests: 1, per: RatePeriod::Minute, burst: Some(1) };
+        k.save("sheets", IntegrationConfig { rate_limit: Some(rate), ..config }, Some(&key)).await.unwrap();
+        let url = format!("{}/google/me", api.url());
+        let c = k.call("sheets", &url).await;
+        assert_eq!(c.replies(), ["Ada Lovelace via jwt_bearer"], "{:#}", c.json());
+        k.clock.advance(std::time::Duration::from_secs(55 * 60));
+        api.advance(55 * 60);
+        let c = k.call("sheets", &url).await;
+        let message = c.failed_at("lookup", "rate-limited");
+        assert!(message.contains("would pass the step's deadline"), "{message}");
+        assert_eq!(api.assertions().len(), 2, "the token was renewed before the request was held");
+        let calls = api.requests().iter().filter(|r| r.uri == "/google/me").count();
+        assert_eq!(calls, 1, "one request a minute");
+    });
+}
+
 #[test]
 fn fixed_credentials_never_reach_another_origin() {
     let api = CredentialApi::start();

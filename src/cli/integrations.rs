@@ -576,13 +576,13 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
     let account =
         report.live.as_ref().and_then(|l| l.account.clone()).or_else(|| report.token.as_ref()?.account.clone());
     if let Some(a) = account {
-        println!("  account:       {a}");
+        println!("  account:       {}", super::terminal::safe(&a));
     }
     match &report.token {
         None => println!("  token:         none"),
         Some(t) => {
             let scopes = t.scopes.as_ref().map_or_else(|| rec.config.scopes.join(" "), |s| s.join(" "));
-            println!("  scopes:        {}", if scopes.is_empty() { "-" } else { &scopes });
+            println!("  scopes:        {}", super::terminal::safe(if scopes.is_empty() { "-" } else { &scopes }));
             let expiry = match t.expires_at {
                 None => "does not expire".to_string(),
                 Some(e) if e <= now => format!("expired at {} ({})", time_s(e), relative_s(e, now)),
@@ -593,6 +593,11 @@ async fn test(service: &Integrations, name: &IntegrationName) -> anyhow::Result<
         }
     }
     let mut usable = report.token_error.is_none();
+    if cert_expired {
+        println!(
+            "  problem:       the client certificate has expired; renew it (--client-cert and --client-key with --update)"
+        );
+    }
     if let Some(e) = &report.token_error {
         println!("  problem:       {}", super::terminal::safe(&e.to_string()));
     }

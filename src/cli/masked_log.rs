@@ -1,5 +1,6 @@
 //! Log output with every known secret value masked: each formatted log line passes through
-//! [`tern_engine::secrets::known::mask_bytes`] before it reaches standard error.
+//! [`tern_engine::secrets::known::mask_bytes`], then [`super::terminal::safe_log_line`] (one
+//! line, no control characters), before it reaches standard error.
 
 use std::io::{self, Write};
 
@@ -27,7 +28,10 @@ impl Write for MaskedLine {
             return Ok(());
         }
         let masked = tern_engine::secrets::known::mask_bytes(&self.buf);
-        let result = io::stderr().lock().write_all(&masked);
+        // One event, one line, no control character from what it quotes (log forging,
+        // terminal escapes): see `terminal::safe_log_line`.
+        let line = super::terminal::safe_log_line(&String::from_utf8_lossy(&masked));
+        let result = io::stderr().lock().write_all(line.as_bytes());
         self.buf.clear();
         result
     }

@@ -69,18 +69,18 @@ pub struct Integrations {
     cache: Arc<Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>>,
     observer: Option<TokenObserver>,
     /// The HTTP clients of integrations with a client certificate or a private CA, with the
-    /// `updated_at` of the settings they were built from; at most [`source::CACHE_CAPACITY`].
-    tls_clients: PerIntegration<HttpClient>,
-    /// Each integration's rate limit, with the `updated_at` of the settings it was made from;
-    /// at most [`source::CACHE_CAPACITY`].
-    limiters: PerIntegration<Arc<tern_engine::http::limit::RateLimiter>>,
+    /// certificate and CA they were built from; at most [`source::CACHE_CAPACITY`].
+    tls_clients: PerIntegration<(Option<String>, Option<String>), HttpClient>,
+    /// Each integration's rate limit, with the configured rate it was made for; at most
+    /// [`source::CACHE_CAPACITY`].
+    limiters: PerIntegration<Option<config::RateLimit>, Arc<tern_engine::http::limit::RateLimiter>>,
     /// What token and authorization-state expiry are judged by.
     clock: Arc<dyn Clock>,
 }
 
-/// Something built from an integration's settings, with the `updated_at` of the settings it was
-/// built from (a newer version builds it again).
-type PerIntegration<T> = Arc<Mutex<HashMap<IntegrationName, (i64, T)>>>;
+/// Something built from part of an integration's settings (`K`), kept with that part: settings
+/// whose part differs build it again.
+type PerIntegration<K, T> = Arc<Mutex<HashMap<IntegrationName, (K, T)>>>;
 
 /// What happened to a token refresh, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

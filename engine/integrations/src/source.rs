@@ -98,14 +98,17 @@ impl Integrations {
     }
 
     /// The integration's own HTTP client when it has a client certificate or a private CA
-    /// (built once per version of its settings), for [`Grant::client`].
+    /// (built once per certificate and CA), for [`Grant::client`].
     async fn tls_client(&self, rec: &IntegrationRecord) -> Result<Option<tern_engine::http::HttpClient>, TokenError> {
         let c = &rec.config;
         if c.client_cert.is_none() && c.ca_cert.is_none() {
             return Ok(None);
         }
-        if let Some((version, client)) = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner()).get(&rec.name)
-            && *version == rec.updated_at
+        // Kept while the certificate and the CA stay the same (a token refresh changes the
+        // settings' version, not these).
+        let made_from = (c.client_cert.clone(), c.ca_cert.clone());
+        if let Some((from, client)) = self.tls_clients.lock().unwrap_or_else(|p| p.into_inner()).get(&rec.name)
+            && *from == made_from
         {
             return Ok(Some(client.clone()));
         }
@@ -131,24 +134,27 @@ impl Integrations {
         if clients.len() >= CACHE_CAPACITY {
             clients.clear();
         }
-        clients.insert(name.clone(), (rec.updated_at, client.clone()));
+        clients.insert(name.clone(), (made_from, client.clone()));
         Ok(Some(client))
     }
 
     /// The integration's rate limit (its configured rate, and what its API says), one per
-    /// version of its settings.
+    /// configured rate.
     fn limiter(&self, rec: &IntegrationRecord) -> Arc<tern_engine::http::limit::RateLimiter> {
+        // Kept while the configured rate stays the same (not per version of the settings: a
+        // token refresh changes those, and must not reset the bucket or the API's hold).
+        let rate = rec.config.rate_limit;
         let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((version, limiter)) = limiters.get(&rec.name)
-            && *version == rec.updated_at
+        if let Some((configured, limiter)) = limiters.get(&rec.name)
+            && *configured == rate
         {
             return limiter.clone();
         }
         if limiters.len() >= CACHE_CAPACITY {
             limiters.clear();
         }
-        let limiter = Arc::new(tern_engine::http::limit::RateLimiter::new(rec.config.rate_limit.map(|r| r.rate())));
-        limiters.insert(rec.name.clone(), (rec.updated_at, limiter.clone()));
+        let limiter = Arc::new(tern_engine::http::limit::RateLimiter::new(rate.map(|r| r.rate())));
+        limiters.insert(rec.name.clone(), (rate, limiter.clone()));
         limiter
     }
 

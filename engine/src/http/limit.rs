@@ -113,7 +113,8 @@ impl RateLimiter {
                 return Err(HttpError::RateLimited {
                     integration: integration.to_string(),
                     reason: format!(
-                        "waiting {} ms more for its rate limit would pass the step's deadline",
+                        "after waiting {} ms, waiting {} ms more for its rate limit would pass the step's deadline",
+                        start.elapsed().as_millis(),
                         wait.as_millis()
                     ),
                 });
@@ -149,8 +150,15 @@ impl RateLimiter {
         if remaining > 0 {
             return None;
         }
+        // Seconds to wait; or a Unix time, in seconds (GitHub) or milliseconds (some gateways).
         let reset = number("ratelimit-reset").or_else(|| number("x-ratelimit-reset")).map(|r| {
-            if r > 1_000_000_000 { Duration::from_secs(r.saturating_sub(now_unix_s)) } else { Duration::from_secs(r) }
+            if r > 1_000_000_000_000 {
+                Duration::from_millis(r.saturating_sub(now_unix_s.saturating_mul(1000)))
+            } else if r > 1_000_000_000 {
+                Duration::from_secs(r.saturating_sub(now_unix_s))
+            } else {
+                Duration::from_secs(r)
+            }
         });
         let interval = number("x-hubspot-ratelimit-interval-milliseconds").map(Duration::from_millis);
         let wait = reset.or(interval).unwrap_or(Duration::from_secs(1));
@@ -191,6 +199,8 @@ mod tests {
         assert_eq!(l.learn(&h, 1_700_000_000), Some(Duration::from_secs(5)), "a Unix reset");
         h.insert("x-ratelimit-reset", "3".parse().unwrap());
         assert_eq!(l.learn(&h, 1_700_000_000), Some(Duration::from_secs(3)), "seconds");
+        h.insert("x-ratelimit-reset", "1700000004500".parse().unwrap());
+        assert_eq!(l.learn(&h, 1_700_000_000), Some(Duration::from_millis(4500)), "a Unix time in milliseconds");
         h.insert("x-ratelimit-remaining", "7".parse().unwrap());
         assert_eq!(l.learn(&h, 1_700_000_000), None, "requests left: no hold");
         let mut hubspot = HeaderMap::new();

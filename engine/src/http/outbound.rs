@@ -58,16 +58,17 @@ impl Outbound {
             (grant, resp)
         };
         // The API's rate limit: its `Retry-After` holds every request of the integration, and
-        // this one is sent once more when its deadline leaves room for the wait and the answer
-        // (a 429 is a request the server did not act on, RFC 6585 §4: sending it again repeats
-        // nothing).
+        // this one is sent once more when its deadline leaves room for the wait and the answer,
+        // and sending it again cannot do a thing twice: an idempotent method (RFC 9110 §9.2.2),
+        // or a request with an `Idempotency-Key` (the rule of a step's `retry`).
         if resp.status == reqwest::StatusCode::TOO_MANY_REQUESTS
             && let Some(wait) = retry_after(&resp.headers, SystemTime::now())
         {
             if let Some(limiter) = &grant.limiter {
                 limiter.hold(wait);
             }
-            if wait <= MAX_WAIT && started.elapsed() + wait.saturating_mul(2) < req.timeout {
+            let repeatable = req.method.is_idempotent() || req.headers.contains_key("idempotency-key");
+            if repeatable && wait <= MAX_WAIT && started.elapsed() + wait.saturating_mul(2) < req.timeout {
                 tracing::info!(%integration, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "rate limited (429); waiting out Retry-After once");
                 if grant.limiter.is_none() {
                     tokio::time::sleep(wait).await;
