@@ -244,3 +244,18 @@ fn a_match_without_keywords_or_regex_is_warned_about() {
     let out = tern().env("TERN_DATA_DIR", fresh_data_dir()).arg("validate").arg(&flow).output().unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("matches-everything"));
 }
+
+/// A flow file's escape sequences (in a key that becomes a JSON pointer) never reach the
+/// terminal through a diagnostic.
+#[test]
+fn diagnostics_quote_the_file_without_its_control_characters() {
+    let flows = crate::support::Flows::new();
+    let text = "{\"version\": 1, \"id\": \"esc\", \"steps\": [{\"id\": \"a\", \"type\": \"send_message\", \"text\": \"hi\", \"\\u001b]0;PWNED\\u0007\": 1}]}";
+    let path = flows.dir.path().join("esc.json");
+    std::fs::write(&path, text).unwrap();
+    let r = crate::support::run(["validate", path.to_str().unwrap()]);
+    assert_ne!(r.code(), 0, "{}", r.stderr());
+    let err = r.stderr();
+    assert!(err.contains("PWNED"), "the key is quoted: {err:?}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+}

@@ -240,7 +240,9 @@ pub fn parse_error_reply(s: &str) -> Result<String, ErrorReplyError> {
 
 pub fn print_diagnostics(file: &Path, diagnostics: &[Diagnostic]) {
     for d in diagnostics {
-        eprintln!("{}:{d}", file.display());
+        // A diagnostic quotes the flow file (paths, values): no control character of it
+        // reaches the terminal.
+        eprintln!("{}", terminal::safe(&format!("{}:{d}", file.display())));
     }
 }
 

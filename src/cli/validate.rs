@@ -45,7 +45,7 @@ pub async fn validate(shared: &super::context::Shared, args: ValidateArgs) -> an
                     tern_engine::flow_set::FlowFileError::Io { cause, .. } => cause.to_string(),
                     e => e.to_string(),
                 };
-                eprintln!("{}: error[unreadable]: {cause}", file.display());
+                eprintln!("{}", super::terminal::safe(&format!("{}: error[unreadable]: {cause}", file.display())));
                 errors += 1;
                 continue;
             }
