@@ -108,13 +108,21 @@ pub enum RatePeriod {
 /// The most requests or burst a [`RateLimit`] may have.
 pub const MAX_RATE: u32 = 100_000;
 
+/// A rate that does not parse ([`RateLimit::parse`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not a rate; write REQUESTS/s or REQUESTS/min, for example 5/s or 100/min")]
+pub struct RateLimitError {
+    /// What was given (at most 100 characters).
+    pub given: String,
+}
+
 impl RateLimit {
     /// Parses `5/s`, `5/second`, `100/min` or `100/minute`.
     ///
     /// # Errors
-    /// What is wrong, with an example.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("`{text}` is not a rate; write REQUESTS/s or REQUESTS/min, for example 5/s or 100/min");
+    /// [`RateLimitError`], with an example.
+    pub fn parse(text: &str) -> Result<Self, RateLimitError> {
+        let bad = || RateLimitError { given: text.chars().take(100).collect() };
         let (n, per) = text.trim().split_once('/').ok_or_else(bad)?;
         let requests: u32 = n.trim().parse().map_err(|_| bad())?;
         let per = match per.trim() {

@@ -23,6 +23,22 @@ pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// How long an assertion is valid (seconds): Google refuses more than an hour.
 pub const ASSERTION_LIFETIME_SECS: i64 = 3600;
 
+/// Why an assertion cannot be made. Messages are the operator's words; never a key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AssertionError {
+    /// The key is not an RSA private key in PEM.
+    #[error(
+        "the private key is not an RSA private key in PEM (`-----BEGIN PRIVATE KEY-----` … `-----END PRIVATE KEY-----`)"
+    )]
+    NotRsaPem,
+    /// The key cannot sign RS256 (too short, or not a signing key).
+    #[error("the private key cannot sign RS256 assertions (an RSA key of at least 2048 bits is needed)")]
+    CannotSign,
+    /// The settings lack what the assertion names.
+    #[error("no {0} is configured")]
+    Missing(&'static str),
+}
+
 /// What Tern takes from a Google service-account key file (the JSON a console's "Create key"
 /// downloads).
 #[derive(Debug)]
@@ -68,7 +84,7 @@ pub enum KeyFileError {
     },
     /// The private key cannot sign.
     #[error("the key file's `private_key`: {0}")]
-    BadKey(String),
+    BadKey(AssertionError),
 }
 
 #[derive(Deserialize)]
@@ -112,19 +128,16 @@ impl ServiceAccountKey {
 /// signing a test assertion with it.
 ///
 /// # Errors
-/// What is wrong, in an operator's words (never the key).
-pub fn check_private_key(pem: &SecretString) -> Result<(), String> {
+/// [`AssertionError::NotRsaPem`] or [`AssertionError::CannotSign`].
+pub fn check_private_key(pem: &SecretString) -> Result<(), AssertionError> {
     let key = encoding_key(pem)?;
     jsonwebtoken::encode(&Header::new(Algorithm::RS256), &serde_json::json!({"check": true}), &key)
         .map(drop)
-        .map_err(|_| "the private key cannot sign RS256 assertions (an RSA key of at least 2048 bits is needed)".into())
+        .map_err(|_| AssertionError::CannotSign)
 }
 
-fn encoding_key(pem: &SecretString) -> Result<EncodingKey, String> {
-    EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes()).map_err(|_| {
-        "the private key is not an RSA private key in PEM (`-----BEGIN PRIVATE KEY-----` … `-----END PRIVATE KEY-----`)"
-            .to_string()
-    })
+fn encoding_key(pem: &SecretString) -> Result<EncodingKey, AssertionError> {
+    EncodingKey::from_rsa_pem(pem.expose_secret().as_bytes()).map_err(|_| AssertionError::NotRsaPem)
 }
 
 /// The claims of the assertion (RFC 7523 §3).
@@ -150,11 +163,15 @@ pub struct Claims {
 /// request that carries it.
 ///
 /// # Errors
-/// The configuration lacks the issuer or the token URL, or the key cannot sign (the operator's
-/// words).
-pub fn token_request_body(config: &IntegrationConfig, key: &SecretString, now_s: i64) -> Result<String, String> {
-    let iss = config.client_id.clone().ok_or("no issuer (client_id) is configured")?;
-    let aud = config.token_url.as_ref().ok_or("no token URL is configured")?.to_string();
+/// [`AssertionError`]: the configuration lacks the issuer or the token URL, or the key cannot
+/// sign.
+pub fn token_request_body(
+    config: &IntegrationConfig,
+    key: &SecretString,
+    now_s: i64,
+) -> Result<String, AssertionError> {
+    let iss = config.client_id.clone().ok_or(AssertionError::Missing("issuer (client_id)"))?;
+    let aud = config.token_url.as_ref().ok_or(AssertionError::Missing("token URL"))?.to_string();
     let claims = Claims {
         iss,
         sub: config.subject.clone(),
@@ -165,8 +182,8 @@ pub fn token_request_body(config: &IntegrationConfig, key: &SecretString, now_s:
     };
     let mut header = Header::new(Algorithm::RS256);
     header.kid = config.key_id.clone();
-    let assertion = jsonwebtoken::encode(&header, &claims, &encoding_key(key)?)
-        .map_err(|_| "the private key cannot sign RS256 assertions".to_string())?;
+    let assertion =
+        jsonwebtoken::encode(&header, &claims, &encoding_key(key)?).map_err(|_| AssertionError::CannotSign)?;
     // An assertion is as good as a token for an hour: masked everywhere.
     tern_engine::secrets::known::remember_str(&assertion);
     Ok(url::form_urlencoded::Serializer::new(String::new())

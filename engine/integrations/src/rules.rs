@@ -102,8 +102,8 @@ impl Draft {
                 }
             }
             Some(secret) if kind == Kind::JwtBearer => {
-                if let Err(reason) = crate::jwt::check_private_key(secret) {
-                    problems.push(Problem::at(Field::PrivateKey).text(reason));
+                if let Err(e) = crate::jwt::check_private_key(secret) {
+                    problems.push(Problem::at(Field::PrivateKey).text(e.to_string()));
                 }
             }
             Some(secret) if kind.secret_goes_to_api() => problems.extend(sent_secret_problem(kind, secret)),

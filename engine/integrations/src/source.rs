@@ -428,7 +428,7 @@ impl Integrations {
                     reason: "its private key is not stored; add it again with --key-file".into(),
                 })?;
                 let body = crate::jwt::token_request_body(&rec.config, key, self.now_s())
-                    .map_err(|reason| TokenError::Provider { integration: name.clone(), reason })?;
+                    .map_err(|e| TokenError::Provider { integration: name.clone(), reason: e.to_string() })?;
                 oauth::request_token(&self.http, &token_url, body).await
             }
             Kind::ClientCredentials => {

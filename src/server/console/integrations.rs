@@ -249,7 +249,7 @@ fn parse_rate(text: &str) -> Result<RateLimit, String> {
         Some((rate, burst)) => (rate, Some(burst.trim())),
         None => (text, None),
     };
-    let mut r = RateLimit::parse(rate)?;
+    let mut r = RateLimit::parse(rate).map_err(|e| e.to_string())?;
     if let Some(b) = burst {
         r.burst = Some(b.parse().map_err(|_| format!("`{b}` is not a number of requests (e.g. 5/s burst 10)"))?);
     }
