@@ -290,7 +290,7 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
         }),
         key_name: a.key_name,
         subject: a.subject,
-        rate_limit: a.rate_limit.map(|r| RateLimit { burst: a.rate_burst, ..r }),
+        rate_limit: a.rate_limit.map(|r| RateLimit { burst: a.rate_burst.or(r.burst), ..r }),
         client_cert: a.client_cert.as_deref().map(|p| read_pem(p, "client certificate")).transpose()?,
         ca_cert: a.ca_cert.as_deref().map(|p| read_pem(p, "CA certificate")).transpose()?,
         ..IntegrationConfig::default()

@@ -110,27 +110,32 @@ pub const MAX_RATE: u32 = 100_000;
 
 /// A rate that does not parse ([`RateLimit::parse`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("`{given}` is not a rate; write REQUESTS/s or REQUESTS/min, for example 5/s or 100/min")]
+#[error("`{given}` is not a rate; write REQUESTS/s or REQUESTS/min, for example 5/s or 100/min (optionally `burst N`)")]
 pub struct RateLimitError {
     /// What was given (at most 100 characters).
     pub given: String,
 }
 
 impl RateLimit {
-    /// Parses `5/s`, `5/second`, `100/min` or `100/minute`.
+    /// Parses `5/s`, `5/second`, `100/min` or `100/minute`, optionally followed by
+    /// `burst N` (what [`Display`](std::fmt::Display) writes).
     ///
     /// # Errors
     /// [`RateLimitError`], with an example.
     pub fn parse(text: &str) -> Result<Self, RateLimitError> {
         let bad = || RateLimitError { given: text.chars().take(100).collect() };
-        let (n, per) = text.trim().split_once('/').ok_or_else(bad)?;
+        let (rate, burst) = match text.split_once("burst") {
+            Some((rate, burst)) => (rate, Some(burst.trim().parse::<u32>().map_err(|_| bad())?)),
+            None => (text, None),
+        };
+        let (n, per) = rate.trim().split_once('/').ok_or_else(bad)?;
         let requests: u32 = n.trim().parse().map_err(|_| bad())?;
         let per = match per.trim() {
             "s" | "sec" | "second" => RatePeriod::Second,
             "m" | "min" | "minute" => RatePeriod::Minute,
             _ => return Err(bad()),
         };
-        Ok(Self { requests, per, burst: None })
+        Ok(Self { requests, per, burst })
     }
 
     /// The token bucket's rate.
@@ -149,7 +154,7 @@ impl std::fmt::Display for RateLimit {
         let per = if self.per == RatePeriod::Second { "s" } else { "min" };
         write!(f, "{}/{per}", self.requests)?;
         if let Some(b) = self.burst {
-            write!(f, " (burst {b})")?;
+            write!(f, " burst {b}")?;
         }
         Ok(())
     }

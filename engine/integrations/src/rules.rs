@@ -484,6 +484,21 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_reads_back_what_it_writes() {
+        use crate::config::{RateLimit, RatePeriod};
+        for text in ["5/s", "100/min", "5/s burst 10"] {
+            assert_eq!(RateLimit::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(
+            RateLimit::parse(" 100 / minute burst 3 ").unwrap(),
+            RateLimit { requests: 100, per: RatePeriod::Minute, burst: Some(3) }
+        );
+        for bad in ["five", "5/hour", "5/s burst", "5/s burst x", "-1/s"] {
+            assert!(RateLimit::parse(bad).unwrap_err().to_string().contains("is not a rate"), "{bad}");
+        }
+    }
+
+    #[test]
     fn finish_applies_profile_then_explicit_choices() {
         let c = IntegrationConfig {
             profile: Some(Profile::Teamleader),

@@ -74,13 +74,14 @@ impl CertificateFacts {
     }
 }
 
-fn certificates(pem_text: &str) -> Result<Vec<x509_cert::Certificate>, String> {
-    let blocks = pem::parse_many(pem_text).map_err(|e| e.to_string())?;
+/// The certificates of a PEM text; `fault` words what is wrong (the certificate's or the CA's).
+fn certificates(pem_text: &str, fault: fn(String) -> TlsError) -> Result<Vec<x509_cert::Certificate>, TlsError> {
+    let blocks = pem::parse_many(pem_text).map_err(|e| fault(e.to_string()))?;
     let certs: Vec<_> = blocks.iter().filter(|b| b.tag() == "CERTIFICATE").collect();
     if certs.is_empty() {
-        return Err("no `CERTIFICATE` block".into());
+        return Err(fault("no `CERTIFICATE` block".into()));
     }
-    certs.iter().map(|b| x509_cert::Certificate::from_der(b.contents()).map_err(|e| e.to_string())).collect()
+    certs.iter().map(|b| x509_cert::Certificate::from_der(b.contents()).map_err(|e| fault(e.to_string()))).collect()
 }
 
 /// The subject and expiry of the first certificate in `cert_pem`.
@@ -88,7 +89,7 @@ fn certificates(pem_text: &str) -> Result<Vec<x509_cert::Certificate>, String> {
 /// # Errors
 /// [`TlsError::BadCertificate`].
 pub fn certificate_facts(cert_pem: &str) -> Result<CertificateFacts, TlsError> {
-    let chain = certificates(cert_pem).map_err(|reason| TlsError::BadCertificate { reason })?;
+    let chain = certificates(cert_pem, |reason| TlsError::BadCertificate { reason })?;
     let leaf = &chain[0].tbs_certificate;
     Ok(CertificateFacts {
         subject: leaf.subject.to_string(),
@@ -115,7 +116,7 @@ impl ClientTls {
             identity = Some(SecretString::from(pem_text));
         }
         if let Some(ca) = ca {
-            certificates(ca).map_err(|reason| TlsError::BadCa { reason })?;
+            certificates(ca, |reason| TlsError::BadCa { reason })?;
             reqwest::Certificate::from_pem_bundle(ca.as_bytes())
                 .map_err(|e| TlsError::BadCa { reason: tls_reason(&e) })?;
         }

@@ -18,9 +18,7 @@ use serde::Deserialize;
 use tern_engine::IntegrationName;
 use tern_engine::http::tls::certificate_facts;
 use tern_engine::tokens::TokenOwner;
-use tern_integrations::config::{
-    ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, RateLimit, RatePeriod, parse_endpoint,
-};
+use tern_integrations::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, RateLimit, parse_endpoint};
 use tern_integrations::{ACCOUNT_ID, Draft, Field, Problem, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationRecord, IntegrationStatus, Readiness};
 
@@ -144,7 +142,7 @@ impl IntegrationForm {
             identity_url: url(&c.identity_url),
             account_field: c.account_field.clone().unwrap_or_default(),
             event_identifier: c.event_identifier.clone().unwrap_or_default(),
-            rate_limit: c.rate_limit.map(|r| rate_text(&r)).unwrap_or_default(),
+            rate_limit: c.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -232,28 +230,6 @@ fn shown(kind: &str, field: &str) -> bool {
 /// The kind of the form: one of [`KINDS`], the first when `kind` is none of them.
 fn kind_of(kind: &str) -> &'static str {
     KINDS.iter().map(|(k, _)| *k).find(|k| *k == kind).unwrap_or(KINDS[0].0)
-}
-
-/// A rate as the form shows it: `5/s`, `100/min burst 10`.
-fn rate_text(r: &RateLimit) -> String {
-    let per = if r.per == RatePeriod::Second { "s" } else { "min" };
-    match r.burst {
-        Some(b) => format!("{}/{per} burst {b}", r.requests),
-        None => format!("{}/{per}", r.requests),
-    }
-}
-
-/// The form's rate: [`RateLimit::parse`], then an optional `burst N`.
-fn parse_rate(text: &str) -> Result<RateLimit, String> {
-    let (rate, burst) = match text.split_once("burst") {
-        Some((rate, burst)) => (rate, Some(burst.trim())),
-        None => (text, None),
-    };
-    let mut r = RateLimit::parse(rate).map_err(|e| e.to_string())?;
-    if let Some(b) = burst {
-        r.burst = Some(b.parse().map_err(|_| format!("`{b}` is not a number of requests (e.g. 5/s burst 10)"))?);
-    }
-    Ok(r)
 }
 
 /// The form field a setting is edited in: its JSON name, but for the extra parameters.
@@ -626,7 +602,8 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
     }
     let profile =
         opt(&f.profile).and_then(|p| Profile::parse(&p).map_err(|e| problems.push(("profile", e.to_string()))).ok());
-    let rate_limit = opt(&f.rate_limit).and_then(|r| parse_rate(&r).map_err(|e| problems.push(("rate_limit", e))).ok());
+    let rate_limit = opt(&f.rate_limit)
+        .and_then(|r| RateLimit::parse(&r).map_err(|e| problems.push(("rate_limit", e.to_string()))).ok());
     let config = IntegrationConfig {
         kind: match f.kind.as_str() {
             "client_credentials" => Kind::ClientCredentials,
