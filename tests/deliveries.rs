@@ -37,7 +37,7 @@ fn serve_cmd(data: &Path, flows: &Path, extra: &[&str]) -> Command {
 }
 
 /// A receiver process that verifies with a reference library; its report lines arrive on `lines`.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
     lines: std::sync::mpsc::Receiver<Value>,
 }
@@ -70,13 +70,13 @@ impl Receiver {
         Self { child, lines }
     }
 
-    fn next(&self) -> Value {
+    pub(crate) fn next(&self) -> Value {
         self.lines.recv_timeout(Duration::from_secs(30)).expect("the receiver reported a request within 30 s")
     }
 }
 
 /// The Python reference library in the virtual environment `scripts/test` makes.
-fn python_receiver(port: u16, secret: &str) -> Option<Receiver> {
+pub(crate) fn python_receiver(port: u16, secret: &str) -> Option<Receiver> {
     let python = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tern-standardwebhooks/bin/python"));
     let Some(python) = python.filter(|p| p.is_file()) else {
         let message = "the Python receiver needs `standardwebhooks` in ~/.cache/tern-standardwebhooks (`scripts/test` installs it)";

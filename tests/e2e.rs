@@ -45,6 +45,7 @@ mod auth_kinds;
 mod browser;
 mod channel_edge;
 mod channels;
+mod connection_events;
 mod contract;
 mod deliveries;
 mod edges;

@@ -446,3 +446,59 @@ fn keys_rotate_on_postgres() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("does not match the store"));
     rt.block_on(db.drop_db());
 }
+
+/// Two instances on one database share an integration's rate limit: 8 a second (burst 2) is
+/// the rate of both together. The API refuses more than 12 requests in any second, so two
+/// buckets of their own (up to 20 in the first second) would be refused; 40 conversations
+/// over the two instances are all answered and the API never refuses one.
+#[test]
+fn two_instances_share_an_integrations_rate_limit() {
+    use crate::support::credentials::{self, CredentialApi};
+    let rt = rt();
+    let db = rt.block_on(PgTestDb::create());
+    let key = {
+        let (_, text) = tern_store::crypto::MasterKey::generate();
+        text.to_string()
+    };
+    let api = CredentialApi::start();
+    let out = tern()
+        .env("TERN_DATA_DIR", fresh_data_dir())
+        .env("TERN_DATABASE_URL", db.raw_url())
+        .env("TERN_MASTER_KEY", &key)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .env("ERP_PASSWORD", credentials::PASSWORD)
+        .args(["integrations", "add", "erp", "--kind", "basic", "--username", credentials::USERNAME])
+        .args(["--password-env", "ERP_PASSWORD", "--api-origin", &api.url(), "--rate-limit", "8/s burst 2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let flows = Flows::new();
+    flows.write(
+        "who",
+        &json!({"version": 1, "id": "who", "trigger": {"type": "message"}, "steps": [
+            {"id": "lookup", "type": "fetch_variables", "integration": "erp",
+             "request": {"url": format!("{}/strict/me", api.url())}, "variables": {"name": "data.name"}},
+            {"id": "say", "type": "send_message", "text": "{{name}}"}
+        ]}),
+    );
+    let servers: Vec<Server> = (0..2).map(|_| serve(&db, &key, flows.dir.path())).collect();
+    let urls = Arc::new(servers.iter().map(|s| s.url.clone()).collect::<Vec<_>>());
+    rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40usize {
+            let (client, urls) = (client.clone(), urls.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"text": "hi", "message_id": format!("m-{i}")});
+                send(&client, &urls, i % 2, &format!("rate-{i}"), body).await
+            }));
+        }
+        for t in tasks {
+            let answer = t.await.unwrap();
+            assert_eq!(answer["replies"][0]["text"], "Ada Lovelace", "{answer}");
+        }
+    });
+    assert_eq!(api.strict_refused(), 0, "the two instances kept to one limit together");
+    drop(servers);
+    rt.block_on(db.drop_db());
+}

@@ -72,6 +72,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "tern integrations add billing", Check::Test("integration_commands")),
     ("README.md", "export ERP_PASSWORD=…", Check::Test("credential_kind_commands")),
     ("README.md", "export BANK_KEY=…", Check::Test("client_certificate_commands")),
+    ("README.md", "tern channels add ops --kind generic", Check::Test("connection_events_commands")),
     ("README.md", "tern api teamleader /contacts.info", Check::Test("integration_commands")),
     ("README.md", "cargo run -p tern-plugin-build", Check::Test("step_plugin_commands")),
     ("README.md", "Cargo.toml        workspace", Check::Test("layouts_name_existing_paths")),
@@ -768,6 +769,27 @@ fn client_certificate_commands() {
     assert!(out.contains("client cert:       CN=tern-client, expires"), "{out}");
     assert!(out.contains("private CA:        set"), "{out}");
     assert!(!out.contains("WARNING"), "a 90-day certificate is not about to expire: {out}");
+}
+
+/// The connection events block: the channel is added and `tern serve` starts with it (and,
+/// without the channel, refuses to start and says how to add it). What the events say is
+/// checked by `connection_events.rs`.
+#[test]
+fn connection_events_commands() {
+    let s = Sandbox::new();
+    let b = block("README.md", "tern channels add ops --kind generic");
+    let mut lines = b.text.lines();
+    let (add, serve) = (lines.next().unwrap(), lines.next().unwrap());
+    let port = free_port();
+    let listen = format!("{serve} --listen 127.0.0.1:{port}");
+    let refused = s.sh(&listen);
+    assert_ne!(refused.code(), 0, "no channel `ops` yet");
+    assert!(refused.stderr().contains("tern channels add ops"), "says how to add it: {}", refused.stderr());
+    let out = s.ok(&b, add);
+    assert!(out.contains("channel `ops` saved"), "{out}");
+    let (_server, log) = serve_logged(&s, &listen, port, |_| {});
+    let log = std::fs::read_to_string(log.path()).unwrap();
+    assert!(!log.contains("connection events cannot be sent"), "{log}");
 }
 
 #[test]

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// proxy has the proxy's address.
     #[arg(long, env = "TERN_TRUSTED_PROXIES", value_delimiter = ',', value_name = "IP")]
     trusted_proxy: Vec<std::net::IpAddr>,
+    /// Send connection events (an integration authorized, a failed token refresh, one that
+    /// needs to be authorized again, a client certificate near its expiry) as signed webhooks
+    /// to this generic channel's webhook URL (`tern channels add ops --webhook-url URL`).
+    #[arg(long, env = "TERN_CONNECTION_EVENTS_CHANNEL", value_name = "CHANNEL")]
+    connection_events_channel: Option<ChannelName>,
     /// How long a message request waits for its run before answering 202 with the URL of the
     /// answer (the run goes on), in seconds.
     #[arg(long, default_value_t = 25, env = "TERN_REPLY_WAIT", value_name = "SECS")]
@@ -187,10 +192,15 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let store = shared.open_store().await?;
     let secrets = shared.secrets(Some(&*store)).await?;
     let metrics = Arc::new(crate::server::Metrics::default());
+    let (reports, reported) = tern_integrations::alerts::Reports::new();
     let observer = {
         let metrics = metrics.clone();
-        Arc::new(move |name: &tern_engine::IntegrationName, event: tern_integrations::TokenEvent| {
-            metrics.token(name.as_str(), event.as_str());
+        let reports = args.connection_events_channel.is_some().then_some(reports);
+        Arc::new(move |outcome: &tern_integrations::TokenOutcome<'_>| {
+            metrics.token(outcome.integration.as_str(), outcome.event.as_str());
+            if let Some(reports) = &reports {
+                reports.observe(outcome);
+            }
         })
     };
     let integrations = Arc::new(
@@ -224,6 +234,18 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     let channels = channels(shared, &args, store.clone(), &admin_token).await?;
     for secret in &args.channel_secret {
         tern_engine::secrets::known::remember_str(&secret.to_whsec());
+    }
+    let (stop_events, events_stopped) = tokio::sync::watch::channel(false);
+    if let Some(channel) = &args.connection_events_channel {
+        let events = tern_integrations::alerts::ConnectionEvents::new(
+            store.clone(),
+            channels.clone(),
+            channel.clone(),
+            shared.public_url.clone(),
+            tern_engine::clock::system(),
+        );
+        events.destination().await.context("--connection-events-channel")?;
+        tokio::spawn(events.run(store.clone(), reported, events_stopped));
     }
     let engine = Engine {
         registry,
@@ -285,6 +307,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     )
     .await;
     // Runs still going finish, history and answers are committed, then the process ends.
+    stop_events.send_replace(true);
     conversations.shutdown(std::time::Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
 }

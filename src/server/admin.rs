@@ -338,9 +338,34 @@ pub async fn list_flows(State(state): State<Arc<AppState>>, _: Admin) -> Result<
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct IntegrationList {
     /// Every integration (never a secret).
-    pub integrations: Vec<IntegrationRecord>,
+    pub integrations: Vec<IntegrationItem>,
     /// The OAuth callback URL to register at providers.
     pub callback_url: String,
+}
+
+/// One integration in [`IntegrationList`]: the stored record and where it stands in one word.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IntegrationItem {
+    /// The stored record (`status` is the stored status: a key or service account that was
+    /// never refused stays `incomplete` there).
+    #[serde(flatten)]
+    pub record: IntegrationRecord,
+    /// Where it stands, as `tern integrations list` says it: `ready` (a key, password or service
+    /// account that needs no person), `authorized`, `incomplete` (never authorized) or
+    /// `needs_reauthorization`.
+    pub state: &'static str,
+    /// When the last token request of the workspace's credential failed (Unix seconds) and
+    /// why, if none succeeded since, as this instance saw it.
+    pub last_refresh_failure: Option<RefreshFailure>,
+}
+
+/// A failed token request.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RefreshFailure {
+    /// When, Unix seconds.
+    pub at: i64,
+    /// Why.
+    pub reason: String,
 }
 
 /// `GET /v1/integrations`: every integration, never a secret.
@@ -357,6 +382,17 @@ pub struct IntegrationList {
 )]
 pub async fn api_list(State(state): State<Arc<AppState>>, _: Admin) -> Result<Response, ApiError> {
     let list = state.store.list_integrations().await.map_err(internal)?;
+    let list = list
+        .into_iter()
+        .map(|record| IntegrationItem {
+            state: record.status_word(),
+            last_refresh_failure: state
+                .integrations
+                .last_refresh_failure(&record.name)
+                .map(|(at, reason)| RefreshFailure { at, reason }),
+            record,
+        })
+        .collect();
     let callback_url = state.integrations.callback_url().to_string();
     Ok(axum::Json(IntegrationList { integrations: list, callback_url }).into_response())
 }

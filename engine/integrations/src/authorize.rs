@@ -287,6 +287,7 @@ impl Integrations {
             self.store.set_status(name, IntegrationStatus::Authorized, None).await?;
         }
         self.forget(name, &pending.owner);
+        self.observe(name, &pending.owner, crate::TokenEvent::Authorized, None);
         tracing::info!(integration = %name, "authorization complete");
         Ok(Completed { integration: name.clone(), owner: pending.owner, conversation: pending.conversation })
     }

@@ -20,6 +20,7 @@
 //! process (one async mutex per credential) and across processes (the store's token lock,
 //! then a re-read of the stored token).
 
+pub mod alerts;
 mod authorize;
 pub mod config;
 mod events;
@@ -68,6 +69,9 @@ pub struct Integrations {
     /// Usable grants, bounded by [`source::CACHE_CAPACITY`] credentials.
     cache: Arc<Mutex<HashMap<IntegrationName, HashMap<TokenOwner, source::Cached>>>>,
     observer: Option<TokenObserver>,
+    /// The last failed token request of each workspace credential, until one succeeds: when
+    /// (Unix seconds) and why; at most [`source::CACHE_CAPACITY`] integrations.
+    failures: Arc<Mutex<HashMap<IntegrationName, (i64, String)>>>,
     /// The HTTP clients of integrations with a client certificate or a private CA, with the
     /// certificate and CA they were built from; at most [`source::CACHE_CAPACITY`].
     tls_clients: PerIntegration<(Option<String>, Option<String>), HttpClient>,
@@ -82,9 +86,12 @@ pub struct Integrations {
 /// whose part differs build it again.
 type PerIntegration<K, T> = Arc<Mutex<HashMap<IntegrationName, (K, T)>>>;
 
-/// What happened to a token refresh, for metrics.
+/// What happened to a token request, for metrics and connection events ([`alerts`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenEvent {
+    /// An operator completed the authorization (the code was exchanged for the workspace's
+    /// tokens).
+    Authorized,
     /// A new access token was obtained (refresh or client credentials).
     Refreshed,
     /// The token endpoint failed (network, 5xx, a malformed answer); a later try may work.
@@ -97,6 +104,7 @@ impl TokenEvent {
     /// A stable label.
     pub fn as_str(self) -> &'static str {
         match self {
+            TokenEvent::Authorized => "authorized",
             TokenEvent::Refreshed => "refreshed",
             TokenEvent::Failed => "failed",
             TokenEvent::NeedsReauthorization => "needs_reauthorization",
@@ -104,8 +112,24 @@ impl TokenEvent {
     }
 }
 
-/// Called after every token request (the server counts them for `/metrics`).
-pub type TokenObserver = Arc<dyn Fn(&IntegrationName, TokenEvent) + Send + Sync>;
+/// One token request's outcome, as a [`TokenObserver`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenOutcome<'a> {
+    /// The integration.
+    pub integration: &'a IntegrationName,
+    /// What happened.
+    pub event: TokenEvent,
+    /// Whether the credential is the workspace's (not a contact's own login).
+    pub workspace: bool,
+    /// Why, for [`TokenEvent::Failed`] and [`TokenEvent::NeedsReauthorization`] (no secret in
+    /// it).
+    pub why: Option<&'a str>,
+}
+
+/// Called after every token request (the server counts them for `/metrics` and raises
+/// connection events from the workspace's, [`alerts`]). Called on the task that made the
+/// request: it must not block.
+pub type TokenObserver = Arc<dyn Fn(&TokenOutcome<'_>) + Send + Sync>;
 
 impl std::fmt::Debug for Integrations {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +154,7 @@ impl Integrations {
             flights: Arc::default(),
             cache: Arc::default(),
             observer: None,
+            failures: Arc::default(),
             tls_clients: Arc::default(),
             limiters: Arc::default(),
             clock,
@@ -155,10 +180,33 @@ impl Integrations {
         self
     }
 
-    fn observe(&self, name: &IntegrationName, event: TokenEvent) {
-        if let Some(o) = &self.observer {
-            o(name, event);
+    fn observe(&self, name: &IntegrationName, owner: &TokenOwner, event: TokenEvent, why: Option<&str>) {
+        let workspace = *owner == TokenOwner::Workspace;
+        if workspace {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            match (event, why) {
+                (TokenEvent::Failed, Some(why)) => {
+                    if failures.len() >= source::CACHE_CAPACITY && !failures.contains_key(name) {
+                        failures.clear();
+                    }
+                    failures.insert(name.clone(), (self.now_s(), why.to_string()));
+                }
+                (TokenEvent::Failed, None) => {}
+                _ => {
+                    failures.remove(name);
+                }
+            }
         }
+        if let Some(o) = &self.observer {
+            o(&TokenOutcome { integration: name, event, workspace, why });
+        }
+    }
+
+    /// When the last token request of `name`'s workspace credential failed (Unix seconds) and
+    /// why, if no request has succeeded since, as this process saw it (each instance of a
+    /// shared database keeps its own). The console shows it as a banner.
+    pub fn last_refresh_failure(&self, name: &IntegrationName) -> Option<(i64, String)> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     /// The callback URL to register at the provider.

@@ -153,7 +153,11 @@ impl Integrations {
         if limiters.len() >= CACHE_CAPACITY {
             limiters.clear();
         }
-        let limiter = Arc::new(tern_engine::http::limit::RateLimiter::new(rate.map(|r| r.rate())));
+        let limiter = tern_engine::http::limit::RateLimiter::new(rate.map(|r| r.rate()));
+        let limiter = Arc::new(match self.store.shared_bucket() {
+            Some(bucket) => limiter.shared(bucket, rec.name.as_str()),
+            None => limiter,
+        });
         limiters.insert(rec.name.clone(), (rate, limiter.clone()));
         limiter
     }
@@ -473,7 +477,7 @@ impl Integrations {
                     Err(e) => self.keep_rotated(rec, owner, &fresh, current_version, &e).await?,
                 };
                 tracing::info!(integration = %name, version = fresh.version, "token refreshed");
-                self.observe(name, super::TokenEvent::Refreshed);
+                self.observe(name, owner, super::TokenEvent::Refreshed, None);
                 Ok(fresh)
             }
             // A service account's own credentials were refused: nothing a person can authorize
@@ -483,14 +487,12 @@ impl Integrations {
                 drop(lock);
                 let what = if rec.config.kind == Kind::JwtBearer { "signed assertion" } else { "client credentials" };
                 tracing::warn!(integration = %name, "the token endpoint refused the service account's {what}");
-                self.observe(name, super::TokenEvent::Failed);
-                Err(TokenError::Provider {
-                    integration: name.clone(),
-                    reason: format!(
-                        "the token endpoint refused the service account's {what} (invalid_grant{}); check its key, scopes and subject",
-                        description.map(|d| format!(": {d}")).unwrap_or_default()
-                    ),
-                })
+                let reason = format!(
+                    "the token endpoint refused the service account's {what} (invalid_grant{}); check its key, scopes and subject",
+                    description.map(|d| format!(": {d}")).unwrap_or_default()
+                );
+                self.observe(name, owner, super::TokenEvent::Failed, Some(&reason));
+                Err(TokenError::Provider { integration: name.clone(), reason })
             }
             Err(TokenEndpointError::InvalidGrant { description }) => {
                 drop(lock);
@@ -512,13 +514,14 @@ impl Integrations {
                 }
                 self.forget(name, owner);
                 tracing::warn!(integration = %name, "refresh token rejected; needs re-authorization");
-                self.observe(name, super::TokenEvent::NeedsReauthorization);
+                self.observe(name, owner, super::TokenEvent::NeedsReauthorization, Some(&reason));
                 Err(TokenError::NeedsReauthorization { integration: name.clone(), reason })
             }
             Err(e) => {
                 tracing::warn!(integration = %name, error = %e, "token refresh failed; the next use tries again");
-                self.observe(name, super::TokenEvent::Failed);
-                Err(TokenError::Provider { integration: name.clone(), reason: e.to_string() })
+                let reason = e.to_string();
+                self.observe(name, owner, super::TokenEvent::Failed, Some(&reason));
+                Err(TokenError::Provider { integration: name.clone(), reason })
             }
         }
     }

@@ -283,6 +283,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The clock the store stamps rows with and judges expiry by; services built over the
     /// store use it too unless given another.
     fn clock(&self) -> Arc<dyn Clock>;
+
+    /// Where integrations' rate limits are shared with the other instances of this store, when
+    /// several share it (PostgreSQL); `None` (the default) for a store of one process: each
+    /// limiter then keeps its own bucket.
+    fn shared_bucket(&self) -> Option<Arc<dyn tern_engine::http::limit::SharedBucket>> {
+        None
+    }
 }
 
 impl TokenRecord {

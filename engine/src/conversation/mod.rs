@@ -89,8 +89,8 @@ pub use queue::{MessageState, Ticket};
 pub use recovery::{Recovery, Unanswered, error_flow_run_of};
 pub use service::Conversations;
 pub use store::{
-    Completion, ConversationLock, ConversationStore, MemoryConversationStore, OutboxItem, PausedChange, Pruned,
-    Remembered, Retention, WriteOp,
+    Completion, ConversationLock, ConversationStore, MAX_NOTICE_ID, MAX_NOTICES, MemoryConversationStore, Notice,
+    OutboxItem, PausedChange, Pruned, Remembered, Retention, WriteOp,
 };
 pub use types::{
     Answer, AnswerStatus, Answered, ConversationId, DeliveryStatus, ErrorFlowRun, Inbound, MAX_DELIVERY_STATUSES,

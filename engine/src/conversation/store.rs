@@ -79,7 +79,32 @@ pub enum WriteOp {
     Complete(Box<Completion>),
     /// Removes an accepted message that turned out to be answered already.
     Forget(ConversationId, MessageId),
+    /// Queues a [`Notice`] for delivery, unless a notice with its id was queued within
+    /// [`Retention::notices_max_age_ms`].
+    Notify(Box<Notice>),
 }
+
+/// A signed delivery that belongs to no conversation: an operator's notice, such as a
+/// connection event of an integration (`tern_integrations::alerts`). It goes out through the
+/// webhook outbox like a reply (signed, retried, kept across restarts), but its id is chosen by
+/// whoever raises it and is remembered: the same id queued again (by another instance, or by
+/// the same condition found again after a restart) within [`Retention::notices_max_age_ms`] is
+/// not sent again. The id is also the delivery's `webhook-id`, so a receiver can dedupe too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    /// Its id: at most [`MAX_NOTICE_ID`] characters of `A-Za-z0-9_-`.
+    pub id: String,
+    /// The channel whose webhook it goes to.
+    pub channel: crate::channel::ChannelRef,
+    /// The JSON body to post.
+    pub body: Value,
+}
+
+/// The longest [`Notice::id`], in characters.
+pub const MAX_NOTICE_ID: usize = 64;
+
+/// Most notice ids remembered: a retention pass forgets the oldest beyond this.
+pub const MAX_NOTICES: u64 = 100_000;
 
 /// A remembered answer and the digest of the message it answered ([`Inbound::digest`];
 /// `None` for answers remembered before digests were kept).
@@ -132,6 +157,8 @@ pub struct Retention {
     /// this many live ids at a retention pass has its new signed requests refused like replays
     /// until a pass finds fewer, and no other sender is affected.
     pub max_webhook_ids_per_sender: u64,
+    /// A [`Notice`]'s id is remembered (and the same notice not queued again) for this long.
+    pub notices_max_age_ms: i64,
 }
 
 impl Default for Retention {
@@ -142,6 +169,7 @@ impl Default for Retention {
             dedupe_window_ms: 86_400_000,
             max_answers: 1_000_000,
             max_webhook_ids_per_sender: crate::channel_auth::MAX_SEEN_WEBHOOK_IDS_PER_SENDER,
+            notices_max_age_ms: 7 * 86_400_000,
         }
     }
 }
@@ -327,7 +355,9 @@ struct Memory {
     seq: u64,
     runs: HashMap<RunId, RunHistory>,
     /// Deliveries in the order written, each with when it is due and its conversation.
-    outbox: VecDeque<(OutboxItem, i64, ConversationId)>,
+    outbox: VecDeque<(OutboxItem, i64, Option<ConversationId>)>,
+    /// Queued notices' ids, with when.
+    notices: HashMap<String, i64>,
     /// Web chat transcripts, oldest entry first.
     transcripts: HashMap<ConversationId, VecDeque<crate::web_chat::Entry>>,
     effects: HashMap<EffectKey, (Option<RecordedResponse>, i64)>,
@@ -389,6 +419,20 @@ impl ConversationStore for MemoryConversationStore {
                     }
                 }
                 WriteOp::Forget(c, id) => m.accepted.retain(|_, a| !(&a.conversation == c && &a.message_id == id)),
+                WriteOp::Notify(notice) => {
+                    if m.notices.insert(notice.id.clone(), now).is_none() {
+                        let item = OutboxItem {
+                            id: notice.id.clone(),
+                            channel: notice.channel.clone(),
+                            body: notice.body.clone(),
+                            attempts: 0,
+                            created_at_ms: now,
+                            lease: 0,
+                            sent: 0,
+                        };
+                        m.outbox.push_back((item, now, None));
+                    }
+                }
                 WriteOp::Complete(done) => {
                     let c = &done.conversation;
                     match &done.paused {
@@ -431,7 +475,7 @@ impl ConversationStore for MemoryConversationStore {
                             lease: 0,
                             sent: 0,
                         };
-                        m.outbox.push_back((item, now, done.conversation.clone()));
+                        m.outbox.push_back((item, now, Some(done.conversation.clone())));
                     }
                     if !done.transcript.is_empty() {
                         let t = m.transcripts.entry(c.clone()).or_default();
@@ -477,8 +521,11 @@ impl ConversationStore for MemoryConversationStore {
         let mut m = self.lock();
         // Only a conversation's oldest delivery (the first written) may be claimed.
         let mut seen = std::collections::HashSet::new();
-        let mut due: Vec<&mut (OutboxItem, i64, ConversationId)> =
-            m.outbox.iter_mut().filter(|(_, at, c)| seen.insert(c.clone()) && *at <= now_ms).collect();
+        let mut due: Vec<&mut (OutboxItem, i64, Option<ConversationId>)> = m
+            .outbox
+            .iter_mut()
+            .filter(|(_, at, c)| c.as_ref().is_none_or(|c| seen.insert(c.clone())) && *at <= now_ms)
+            .collect();
         due.sort_by_key(|(i, at, _)| (*at, i.created_at_ms));
         Ok(due
             .into_iter()
@@ -554,6 +601,16 @@ impl ConversationStore for MemoryConversationStore {
         }
         pruned.answers = (before - m.answers.len()) as u64;
         m.effects.retain(|_, (_, at)| now_ms - *at <= retention.dedupe_window_ms);
+        m.notices.retain(|_, at| now_ms - *at <= retention.notices_max_age_ms);
+        let max_notices = usize::try_from(MAX_NOTICES).unwrap_or(usize::MAX);
+        if m.notices.len() > max_notices {
+            let mut ages: Vec<(i64, String)> = m.notices.iter().map(|(k, at)| (*at, k.clone())).collect();
+            ages.sort();
+            let excess = m.notices.len() - max_notices;
+            for (_, k) in ages.into_iter().take(excess) {
+                m.notices.remove(&k);
+            }
+        }
         let before = m.paused.len();
         let now_s = now_ms / 1000;
         m.paused.retain(|_, p| p.expires_at > now_s);

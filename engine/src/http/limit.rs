@@ -6,9 +6,13 @@
 //!
 //! A request that finds the bucket empty or the API's hold in force waits in a queue of at most
 //! [`MAX_WAITING`] requests per integration, and never past its deadline: then it fails with
-//! [`HttpError::RateLimited`] instead of waiting in vain. Per process: with several instances,
-//! each keeps its own bucket (give each instance its share of the API's limit); the API's own
-//! answers hold every instance that receives them.
+//! [`HttpError::RateLimited`] instead of waiting in vain.
+//!
+//! **Several instances.** On a store that several instances share (PostgreSQL), the bucket and
+//! the API's holds live in the database ([`SharedBucket`]): one row per integration, taken with
+//! one `UPDATE` per request, so the configured rate is the rate of all instances together, and a
+//! `429` one instance receives holds the others too. When the database cannot be reached, a
+//! request is limited by this process's own bucket (with a warning) rather than failed.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +23,7 @@ use tokio::time::Instant;
 
 use super::HttpError;
 use crate::rates::Rate;
+use crate::storage::StoreError;
 
 /// Most requests of one integration waiting for the rate limit at once; more fail at once.
 pub const MAX_WAITING: usize = 1000;
@@ -27,21 +32,80 @@ pub const MAX_WAITING: usize = 1000;
 /// to this): one hour.
 pub const MAX_HOLD: Duration = Duration::from_secs(3600);
 
+/// A rate-limit bucket that several instances share (`tern-store` keeps it in the database on
+/// PostgreSQL), under a key (the integration's name). Times are Unix milliseconds.
+#[async_trait::async_trait]
+pub trait SharedBucket: Send + Sync + std::fmt::Debug {
+    /// Takes a place for one request at `now_ms` in the bucket of `key`, filled at `rate` (a
+    /// new bucket starts full; `None`: only the API's holds limit it). Returns `None` when the
+    /// request may go, else how long until it may try again.
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn take(&self, key: &str, rate: Option<Rate>, now_ms: i64) -> Result<Option<Duration>, StoreError>;
+
+    /// Holds every request of `key` until `until_ms` (a later hold already there is kept).
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn hold(&self, key: &str, until_ms: i64) -> Result<(), StoreError>;
+}
+
 /// The rate limit of one integration. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: Option<Rate>,
-    state: Mutex<State>,
+    /// This process's bucket, at milliseconds since `epoch`.
+    state: Mutex<Bucket>,
+    epoch: Instant,
     waiting: AtomicUsize,
+    /// The bucket shared with other instances, and this limiter's key in it.
+    shared: Option<(std::sync::Arc<dyn SharedBucket>, String)>,
 }
 
-#[derive(Debug)]
-struct State {
-    /// Takes available, and when they were counted.
-    tokens: f64,
-    counted: Instant,
-    /// No request before this (the API's own answer).
-    hold_until: Option<Instant>,
+/// A token bucket and the API's hold, at millisecond times on one clock: this process's own
+/// (milliseconds since the limiter was made) or the shared one's (Unix milliseconds, in the
+/// database). The one formula both use.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bucket {
+    /// Takes available when last counted.
+    pub tokens: f64,
+    /// When they were counted.
+    pub counted_ms: i64,
+    /// No request before this (the API's own answer); 0 for none.
+    pub hold_until_ms: i64,
+}
+
+impl Bucket {
+    /// A full bucket at `rate` (empty without one), counted at `now_ms`.
+    pub fn full(rate: Option<Rate>, now_ms: i64) -> Self {
+        Self { tokens: rate.map_or(0.0, |r| r.burst), counted_ms: now_ms, hold_until_ms: 0 }
+    }
+
+    /// Takes a place for one request at `now_ms`: `None` when it may go (the bucket is
+    /// updated), else how long until it may try again (the hold's end, or the next take). A
+    /// clock behind the one that last counted adds nothing (instances' clocks differ a little).
+    pub fn take(&mut self, rate: Option<Rate>, now_ms: i64) -> Option<Duration> {
+        if self.hold_until_ms > now_ms {
+            return Some(Duration::from_millis(u64::try_from(self.hold_until_ms - now_ms).unwrap_or(0)));
+        }
+        let rate = rate?;
+        let elapsed_s = now_ms.saturating_sub(self.counted_ms).max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed_s * rate.per_second).min(rate.burst);
+        self.counted_ms = self.counted_ms.max(now_ms);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            None
+        } else {
+            let missing = (1.0 - self.tokens) / rate.per_second.max(f64::MIN_POSITIVE);
+            Some(Duration::from_secs_f64(missing.max(0.001)))
+        }
+    }
+
+    /// Holds every request until `until_ms` (a later hold already there is kept).
+    pub fn hold(&mut self, until_ms: i64) {
+        self.hold_until_ms = self.hold_until_ms.max(until_ms);
+    }
 }
 
 /// Leaves the queue when dropped (a request whose caller went away counts no more).
@@ -56,39 +120,55 @@ impl Drop for InQueue<'_> {
 impl RateLimiter {
     /// A limiter at `rate` (`None`: only what the API says limits it).
     pub fn new(rate: Option<Rate>) -> Self {
-        let burst = rate.map_or(0.0, |r| r.burst);
         Self {
             rate,
-            state: Mutex::new(State { tokens: burst, counted: Instant::now(), hold_until: None }),
+            state: Mutex::new(Bucket::full(rate, 0)),
+            epoch: Instant::now(),
             waiting: AtomicUsize::new(0),
+            shared: None,
         }
+    }
+
+    /// Limits through `bucket`, under `key`, shared with the other instances; this process's
+    /// own bucket is used only while `bucket` fails.
+    #[must_use]
+    pub fn shared(mut self, bucket: std::sync::Arc<dyn SharedBucket>, key: &str) -> Self {
+        self.shared = Some((bucket, key.to_string()));
+        self
+    }
+
+    /// Whether the limit is shared with other instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// How long to wait before a request may go, taking its place when none: this process's
+    /// hold first, then the shared bucket, or this process's when there is none or it fails.
+    async fn wait_for_place(&self, integration: &str) -> Option<Duration> {
+        if let Some((bucket, key)) = &self.shared {
+            if let Some(held) = crate::sync::lock(&self.state).take(None, self.local_ms()) {
+                return Some(held);
+            }
+            match bucket.take(key, self.rate, unix_ms()).await {
+                Ok(wait) => return wait,
+                Err(e) => tracing::warn!(
+                    integration,
+                    error = %e,
+                    "the shared rate limit could not be read; this request is limited by this instance's own bucket"
+                ),
+            }
+        }
+        crate::sync::lock(&self.state).take(self.rate, self.local_ms())
+    }
+
+    /// Milliseconds since the limiter was made (this process's bucket's clock).
+    fn local_ms(&self) -> i64 {
+        i64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
     /// The configured rate.
     pub fn rate(&self) -> Option<Rate> {
         self.rate
-    }
-
-    /// How long to wait before a request may go now, taking its place when none.
-    fn next_wait(&self, now: Instant) -> Option<Duration> {
-        let mut s = crate::sync::lock(&self.state);
-        if let Some(until) = s.hold_until {
-            if until > now {
-                return Some(until - now);
-            }
-            s.hold_until = None;
-        }
-        let rate = self.rate?;
-        let elapsed = now.saturating_duration_since(s.counted).as_secs_f64();
-        s.tokens = (s.tokens + elapsed * rate.per_second).min(rate.burst);
-        s.counted = now;
-        if s.tokens >= 1.0 {
-            s.tokens -= 1.0;
-            None
-        } else {
-            let missing = (1.0 - s.tokens) / rate.per_second.max(f64::MIN_POSITIVE);
-            Some(Duration::from_secs_f64(missing.max(0.001)))
-        }
     }
 
     /// Waits until a request of `integration` may be sent, but not past `deadline`; returns how
@@ -98,7 +178,7 @@ impl RateLimiter {
     /// [`HttpError::RateLimited`] when the wait would pass the deadline or the queue is full.
     pub async fn acquire(&self, integration: &str, deadline: Instant) -> Result<Duration, HttpError> {
         let start = Instant::now();
-        let Some(mut wait) = self.next_wait(start) else { return Ok(Duration::ZERO) };
+        let Some(mut wait) = self.wait_for_place(integration).await else { return Ok(Duration::ZERO) };
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(HttpError::RateLimited {
@@ -120,7 +200,7 @@ impl RateLimiter {
                 });
             }
             tokio::time::sleep(wait).await;
-            match self.next_wait(Instant::now()) {
+            match self.wait_for_place(integration).await {
                 None => return Ok(start.elapsed()),
                 Some(w) => wait = w,
             }
@@ -129,11 +209,23 @@ impl RateLimiter {
 
     /// Holds every request for `wait` from now (a 429's `Retry-After`), at most [`MAX_HOLD`];
     /// a longer hold already in force is kept.
+    /// With a shared bucket, the hold is written there too (in a task of its own: the other
+    /// instances learn it a moment later).
     pub fn hold(&self, wait: Duration) {
-        let until = Instant::now() + wait.min(MAX_HOLD);
-        let mut s = crate::sync::lock(&self.state);
-        if s.hold_until.is_none_or(|h| h < until) {
-            s.hold_until = Some(until);
+        let wait = wait.min(MAX_HOLD);
+        let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        let local = self.local_ms();
+        crate::sync::lock(&self.state).hold(local.saturating_add(wait_ms));
+        if let Some((bucket, key)) = &self.shared
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (bucket, key) = (bucket.clone(), key.clone());
+            let until_ms = unix_ms().saturating_add(wait_ms);
+            handle.spawn(async move {
+                if let Err(e) = bucket.hold(&key, until_ms).await {
+                    tracing::warn!(integration = %key, error = %e, "the API's rate-limit hold could not be shared with the other instances");
+                }
+            });
         }
     }
 
@@ -165,6 +257,13 @@ impl RateLimiter {
         self.hold(wait);
         Some(wait.min(MAX_HOLD))
     }
+}
+
+/// Unix milliseconds now.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

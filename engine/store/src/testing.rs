@@ -535,6 +535,80 @@ pub async fn run_conversation_suite(store: Arc<dyn Backend>) {
     assert_eq!(at(other("sales"), t + 1_200_004).await, Sighting::Accepted, "room again");
 }
 
+/// The rate-limit bucket that instances share: a new key starts full and each key has its
+/// own; takes wait for the refill; an API's hold stops every take until it ends (a shorter hold
+/// does not cut a longer one); and takes at the same instant from many tasks are serialized
+/// (exactly the burst goes).
+pub async fn run_rate_bucket_suite(bucket: Arc<dyn tern_engine::http::limit::SharedBucket>) {
+    use tern_engine::rates::Rate;
+    let ms = Duration::from_millis;
+    let rate = Some(Rate { per_second: 2.0, burst: 2.0 });
+    let t = now() * 1000;
+    assert_eq!(bucket.take("crm", rate, t).await.unwrap(), None);
+    assert_eq!(bucket.take("crm", rate, t).await.unwrap(), None, "the burst");
+    assert_eq!(bucket.take("crm", rate, t).await.unwrap(), Some(ms(500)), "two a second");
+    assert_eq!(bucket.take("other", rate, t).await.unwrap(), None, "another key has its own bucket");
+    assert_eq!(bucket.take("crm", rate, t + 500).await.unwrap(), None, "refilled");
+    assert_eq!(bucket.take("crm", rate, t + 400).await.unwrap(), Some(ms(500)), "a clock behind adds nothing");
+    bucket.hold("crm", t + 5_000).await.unwrap();
+    bucket.hold("crm", t + 1_000).await.unwrap();
+    assert_eq!(bucket.take("crm", rate, t + 2_000).await.unwrap(), Some(ms(3_000)), "the longer hold is kept");
+    assert_eq!(bucket.take("crm", rate, t + 5_000).await.unwrap(), None, "after the hold");
+    assert_eq!(bucket.take("api", None, t).await.unwrap(), None, "no rate: only holds limit");
+    bucket.hold("api", t + 1_000).await.unwrap();
+    assert_eq!(bucket.take("api", None, t).await.unwrap(), Some(ms(1_000)));
+    let slow = Some(Rate { per_second: 0.001, burst: 5.0 });
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let bucket = bucket.clone();
+        tasks.spawn(async move { bucket.take("burst", slow, t).await.unwrap() });
+    }
+    let went = tasks.join_all().await.into_iter().filter(Option::is_none).count();
+    assert_eq!(went, 5, "20 takes at once on a bucket of 5: 5 go");
+}
+
+/// Notices (deliveries of no conversation, such as connection events): queued once per id
+/// however often written (two instances, a restart), due at once with their own id as the
+/// `webhook-id`, remembered after they are sent, forgotten by retention (and queued again),
+/// and sealed at rest (the text `notice-secret-words` must not appear in plaintext: the
+/// callers check).
+pub async fn run_notice_suite(store: &dyn tern_engine::conversation::ConversationStore) {
+    use tern_engine::channel::{ChannelName, ChannelRef};
+    use tern_engine::conversation::{Notice, Retention, WriteOp};
+    let before = store.outbox_len().await.unwrap();
+    let ops = ChannelRef::named(ChannelName::new("ops").unwrap());
+    let notice = Notice {
+        id: "conn_0123456789abcdef0123456789abcdef".into(),
+        channel: ops.clone(),
+        body: json!({"type": "integration.needs_reauthorization", "data": {"reason": "notice-secret-words"}}),
+    };
+    let write = |n: &Notice| WriteOp::Notify(Box::new(n.clone()));
+    store.write(&[write(&notice)]).await.unwrap();
+    store.write(&[write(&notice), write(&notice)]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), before + 1, "queued once");
+    let due = store.outbox_due(now() * 1000 + 1_000, 100).await.unwrap();
+    let item = due.iter().find(|i| i.id == notice.id).expect("the notice is due, under its own id");
+    assert_eq!((&item.channel, &item.body), (&ops, &notice.body));
+    // Another notice is not held back by the first one (no conversation orders them).
+    let second = Notice { id: "conn_second".into(), ..notice.clone() };
+    store.write(&[write(&second)]).await.unwrap();
+    let due = store.outbox_due(now() * 1000 + 2_000, 100).await.unwrap();
+    assert!(due.iter().any(|i| i.id == second.id), "a second notice goes while the first is in flight");
+    store.outbox_remove(&notice.id).await.unwrap();
+    store.outbox_remove(&second.id).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), before);
+    // Sent, and still remembered: the same condition found again is not sent again.
+    store.write(&[write(&notice)]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), before, "remembered after it was sent");
+    store.prune(&Retention::default(), now() * 1000 + 10_000).await.unwrap();
+    store.write(&[write(&notice)]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), before, "remembered within the retention");
+    let forget = Retention { notices_max_age_ms: 0, ..Retention::default() };
+    store.prune(&forget, now() * 1000 + 10_000).await.unwrap();
+    store.write(&[write(&notice)]).await.unwrap();
+    assert_eq!(store.outbox_len().await.unwrap(), before + 1, "queued again once forgotten");
+}
+
 /// A web chat's transcript: each finished message's entries numbered after the last, read
 /// from any entry on, kept apart per conversation, at most
 /// [`MAX_ENTRIES`](tern_engine::web_chat::transcript::MAX_ENTRIES) per conversation, sealed (the

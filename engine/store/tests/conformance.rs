@@ -34,6 +34,8 @@ async fn sqlite_passes_the_suite() {
     testing::run_conversation_suite(store.clone()).await;
     testing::run_channel_suite(&*store).await;
     testing::run_transcript_suite(&*store).await;
+    testing::run_notice_suite(&*store).await;
+    testing::run_rate_bucket_suite(store.clone()).await;
     // Nothing secret is stored in plaintext, in the database or its WAL.
     let bytes = all_bytes(dir.path());
     for needle in [
@@ -48,12 +50,19 @@ async fn sqlite_passes_the_suite() {
         "channel-token-1",
         "hook-password-1",
         "transcript-secret-words",
+        "notice-secret-words",
         testing::CHANNEL_SIGNING_SECRET,
         testing::CHANNEL_WEBHOOK_SECRET,
         &testing::CHANNEL_SIGNING_SECRET[6..],
     ] {
         assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle} found in plaintext");
     }
+}
+
+/// The memory store keeps notices by the same rules as the SQL stores.
+#[tokio::test]
+async fn the_memory_store_passes_the_notice_suite() {
+    testing::run_notice_suite(&tern_engine::conversation::MemoryConversationStore::default()).await;
 }
 
 #[tokio::test]
@@ -65,6 +74,8 @@ async fn postgres_passes_the_suite() {
     testing::run_conversation_suite(store.clone()).await;
     testing::run_channel_suite(&*store).await;
     testing::run_transcript_suite(&*store).await;
+    testing::run_notice_suite(&*store).await;
+    testing::run_rate_bucket_suite(store.clone()).await;
     // Nothing secret is stored in plaintext: every column of every row, as text.
     let dump: Vec<String> = sqlx::query_scalar(
         "SELECT t::text FROM (SELECT row_to_json(x)::text AS t FROM (SELECT * FROM integrations) x
@@ -72,7 +83,8 @@ async fn postgres_passes_the_suite() {
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM secrets) x
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM answers) x
            UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM channels) x
-           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM web_transcript) x) rows",
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM web_transcript) x
+           UNION ALL SELECT row_to_json(x)::text FROM (SELECT * FROM outbox) x) rows",
     )
     .fetch_all(&sqlx::PgPool::connect(&db.raw_url()).await.unwrap())
     .await
@@ -89,6 +101,7 @@ async fn postgres_passes_the_suite() {
         "channel-token-1",
         "hook-password-1",
         "transcript-secret-words",
+        "notice-secret-words",
         testing::CHANNEL_SIGNING_SECRET,
         testing::CHANNEL_WEBHOOK_SECRET,
     ] {

@@ -287,6 +287,8 @@ struct Row {
     expires_at: Option<Option<i64>>,
     obtained_at: Option<i64>,
     account: Option<String>,
+    /// The last failed token request, when none succeeded since (this process's).
+    failure: Option<(i64, String)>,
 }
 
 async fn rows(state: &AppState) -> Result<Vec<Row>, tern_store::StoreError> {
@@ -294,6 +296,7 @@ async fn rows(state: &AppState) -> Result<Vec<Row>, tern_store::StoreError> {
     for record in state.store.list_integrations().await? {
         let token = state.store.get_token(&record.name, &TokenOwner::Workspace).await?;
         out.push(Row {
+            failure: state.integrations.last_refresh_failure(&record.name),
             expires_at: token.as_ref().map(|t| t.expires_at),
             obtained_at: token.as_ref().map(|t| t.obtained_at),
             account: token
@@ -475,9 +478,10 @@ async fn render(
 }
 
 /// What needs an operator before contacts notice, one banner per integration, with the way to
-/// fix it: an authorization the provider revoked (an Authorize button), and a client
-/// certificate that expires within [`EXPIRY_WARNING_SECS`] or has expired (the command that
-/// renews it).
+/// fix it: an authorization the provider revoked (an Authorize button), a token request that
+/// failed and has not succeeded since (a Test button), and a client certificate that expires
+/// within [`EXPIRY_WARNING_SECS`] or has expired (the command that renews it). The same
+/// conditions are sent as connection events (`tern_integrations::alerts`).
 ///
 /// [`EXPIRY_WARNING_SECS`]: tern_engine::http::tls::EXPIRY_WARNING_SECS
 fn attention(list: &[Row], now: i64, csrf: &str) -> Markup {
@@ -493,6 +497,16 @@ fn attention(list: &[Row], now: i64, csrf: &str) -> Markup {
                     form.inline method="post" action={"/integrations/" (name) "/authorize"} {
                         input type="hidden" name="csrf" value=(csrf);
                         button type="submit" { "Authorize " (name) }
+                    }
+                }
+            }
+            @if let Some((at, why)) = r.failure.as_ref().filter(|_| rec.status != IntegrationStatus::NeedsReauthorization) {
+                div.banner.warn role="alert" id={"attention-refresh-" (name)} {
+                    "The last token request of " strong { (name) } " failed " (relative(*at, now)) ": " (prose(why))
+                    ". Tern tries again when a flow next uses it. "
+                    form.inline method="post" action={"/integrations/" (name) "/test"} {
+                        input type="hidden" name="csrf" value=(csrf);
+                        button.secondary type="submit" { "Test " (name) }
                     }
                 }
             }

@@ -169,6 +169,23 @@ impl<F: Flavor> SqlStore<F> {
                 .map_err(self.db())?;
             }
             WriteOp::Forget(c, m) => self.forget(tx, c.as_str(), m.as_str()).await?,
+            WriteOp::Notify(notice) => {
+                let queued =
+                    sqlx::query("INSERT INTO notices (id, created_at_ms) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                        .bind(&notice.id)
+                        .bind(now_ms)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(self.db())?
+                        .rows_affected();
+                if queued == 1 {
+                    let body = serde_json::to_vec(&notice.body).map_err(|e| StoreError::Corrupt {
+                        what: format!("notice `{}`", notice.id),
+                        reason: e.to_string(),
+                    })?;
+                    self.insert_outbox(tx, &notice.id, &notice.channel, &body, None, now_ms).await?;
+                }
+            }
             WriteOp::Complete(done) => {
                 let c = done.conversation.as_str();
                 if let Some(epoch) = done.fence {
@@ -214,21 +231,7 @@ impl<F: Flavor> SqlStore<F> {
                 history.extend(done.history.iter());
                 if let Some(body) = &done.outbox {
                     let id = tern_engine::conversation::new_delivery_id();
-                    let channel = done.channel.to_string();
-                    let row = outbox_row(OUTBOX_BINDING, &id, &channel);
-                    let blob = self.sealer.seal_json_bytes("outbox", &row, "body", body);
-                    sqlx::query(
-                        "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms, binding, conversation) VALUES ($1, $2, $3, 0, $4, $4, $5, $6)",
-                    )
-                    .bind(&id)
-                    .bind(&channel)
-                    .bind(blob)
-                    .bind(now_ms)
-                    .bind(OUTBOX_BINDING)
-                    .bind(c)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(self.db())?;
+                    self.insert_outbox(tx, &id, &done.channel, body, Some(c), now_ms).await?;
                 }
                 if !done.transcript.is_empty() {
                     self.append_transcript(tx, c, &done.transcript, now_ms).await?;
@@ -241,6 +244,35 @@ impl<F: Flavor> SqlStore<F> {
     /// Appends `entries` to conversation `c`'s web chat transcript after its last entry,
     /// stamped `now_ms`, and drops what is beyond
     /// [`MAX_ENTRIES`](tern_engine::web_chat::transcript::MAX_ENTRIES) (the oldest).
+    /// Queues the delivery `id` of `body` (JSON) to `channel`, sealed and bound to its row;
+    /// `conversation` orders it after that conversation's earlier deliveries (a notice has none).
+    async fn insert_outbox(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        id: &str,
+        channel: &ChannelRef,
+        body: &[u8],
+        conversation: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let channel = channel.to_string();
+        let row = outbox_row(OUTBOX_BINDING, id, &channel);
+        let blob = self.sealer.seal_json_bytes("outbox", &row, "body", body);
+        sqlx::query(
+            "INSERT INTO outbox (id, channel, body, attempts, next_attempt_ms, created_at_ms, binding, conversation) VALUES ($1, $2, $3, 0, $4, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(&channel)
+        .bind(blob)
+        .bind(now_ms)
+        .bind(OUTBOX_BINDING)
+        .bind(conversation)
+        .execute(&mut **tx)
+        .await
+        .map_err(self.db())?;
+        Ok(())
+    }
+
     async fn append_transcript(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -435,6 +467,16 @@ impl<F: Flavor> SqlStore<F> {
         pruned.paused += self.delete_chunked("conversations", "expires_at <= $1", now_s, "expires_at", None).await?;
         self.delete_chunked("pending_authorizations", "expires_at < $1", now_s, "expires_at", None).await?;
         self.prune_webhook_ids(retention, now_ms).await?;
+        let idle_before = now_ms.saturating_sub(super::rate_buckets::IDLE_MS);
+        self.delete_chunked("rate_buckets", "counted_ms < $1 AND hold_until_ms < $1", idle_before, "counted_ms", None)
+            .await?;
+        let notices_before = now_ms.saturating_sub(retention.notices_max_age_ms);
+        self.delete_chunked("notices", "created_at_ms < $1", notices_before, "created_at_ms", None).await?;
+        let excess =
+            self.count("notices").await? - i64::try_from(tern_engine::conversation::MAX_NOTICES).unwrap_or(i64::MAX);
+        if excess > 0 {
+            self.delete_chunked("notices", "$1 = $1", 0, "created_at_ms", Some(excess)).await?;
+        }
         let transcripts_before = now_ms.saturating_sub(tern_engine::web_chat::session::SESSION_TTL_S * 1000);
         self.delete_chunked("web_transcript", "at_ms < $1", transcripts_before, "at_ms", None).await?;
         Ok(pruned)

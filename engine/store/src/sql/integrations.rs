@@ -416,4 +416,8 @@ impl<F: Flavor> Store for SqlStore<F> {
     fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
     }
+
+    fn shared_bucket(&self) -> Option<Arc<dyn tern_engine::http::limit::SharedBucket>> {
+        F::DIALECT.shared.then(|| Arc::new(self.clone()) as Arc<dyn tern_engine::http::limit::SharedBucket>)
+    }
 }

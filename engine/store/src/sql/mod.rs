@@ -30,6 +30,7 @@ mod channels;
 mod conversations;
 mod effects;
 mod integrations;
+mod rate_buckets;
 mod webhook_ids;
 
 use std::borrow::Cow;
