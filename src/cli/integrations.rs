@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tern_engine::IntegrationName;
 use tern_engine::tokens::TokenOwner;
 use tern_integrations::config::{ClientAuth, IntegrationConfig, KeyIn, Kind, Profile, RateLimit, parse_endpoint};
-use tern_integrations::jwt::ServiceAccountKey;
 use tern_integrations::{AuthError, CallbackParams, Draft, Integrations, Reachability, SaveError, SaveOptions};
 use tern_store::{IntegrationStatus, Readiness, Store};
 
@@ -329,7 +328,7 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
         Kind::ApiKey if key_given => Some(read_secret(a.key_env.as_deref(), a.key_file.as_ref(), "API key")?),
         Kind::JwtBearer if key_given => {
             let text = read_secret(a.key_env.as_deref(), a.key_file.as_ref(), "service account key")?;
-            Some(service_account_key(text, &mut config)?)
+            Some(tern_integrations::jwt::key_material(text, &mut config)?)
         }
         _ if client_secret_given => {
             Some(read_secret(a.client_secret_env.as_deref(), a.client_secret_file.as_ref(), "client secret")?)
@@ -404,24 +403,6 @@ fn read_pem(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
         path.display()
     );
     Ok(text)
-}
-
-/// A `jwt_bearer` integration's key: a Google service-account JSON key file (its
-/// `client_email`, `private_key_id` and `token_uri` fill in what the command line left out),
-/// or an RSA private key in PEM as it is. Returns the private key to store.
-fn service_account_key(text: SecretString, config: &mut IntegrationConfig) -> anyhow::Result<SecretString> {
-    if !text.expose_secret().trim_start().starts_with('{') {
-        return Ok(text);
-    }
-    let key = ServiceAccountKey::parse(text.expose_secret())?;
-    config.client_id.get_or_insert(key.client_email);
-    if config.token_url.is_none() {
-        config.token_url = key.token_uri;
-    }
-    if config.key_id.is_none() {
-        config.key_id = key.private_key_id;
-    }
-    Ok(key.private_key)
 }
 
 async fn list(store: &dyn Store, as_json: bool) -> anyhow::Result<ExitCode> {

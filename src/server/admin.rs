@@ -101,7 +101,9 @@ fn integration_name(name: &str) -> Result<IntegrationName, ApiError> {
 
 /// `PUT /v1/integrations/{name}`: the settings of DESIGN §4 as JSON (the same fields as
 /// `tern integrations show --json`), plus an optional write-only secret: `client_secret`, or for the kinds
-/// `basic`, `api_key` and `jwt_bearer` their `password`, `api_key` or `private_key`.
+/// `basic`, `api_key` and `jwt_bearer` their `password`, `api_key` or `private_key` (an RSA key
+/// in PEM, or a Google service-account JSON key file's text, which also fills in `client_id`,
+/// `key_id` and `token_url` when they are not given); `client_key` with `client_cert`.
 #[utoipa::path(
     put,
     path = "/v1/integrations/{name}",
@@ -163,6 +165,15 @@ pub async fn put_integration(
                 own.json_name()
             )));
         }
+    };
+    // A service account's JSON key file fills in its account, key id and token URL.
+    let mut config = config;
+    let secret = match (config.kind, secret) {
+        (tern_integrations::config::Kind::JwtBearer, Some(text)) => Some(
+            tern_integrations::jwt::key_material(text, &mut config)
+                .map_err(|e| ApiError::unprocessable(format!("/private_key: {e}")))?,
+        ),
+        (_, secret) => secret,
     };
     let draft = Draft { config, client_auth, client_secret: secret, client_key };
     // A PUT replaces; it resolves no host names (what the console and the CLI flag).

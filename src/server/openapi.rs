@@ -48,7 +48,10 @@ impl PartialSchema for IntegrationSettings {
                 ("client_secret", "The OAuth client secret"),
                 ("password", "A `basic` integration's password"),
                 ("api_key", "An `api_key` integration's key"),
-                ("private_key", "A `jwt_bearer` integration's RSA private key in PEM"),
+                (
+                    "private_key",
+                    "A `jwt_bearer` integration's RSA private key in PEM, or its Google service-account JSON key file",
+                ),
                 ("client_key", "The private key (PEM) of the `client_cert` (mutual TLS; any kind)"),
             ] {
                 let secret = ObjectBuilder::new()

@@ -999,6 +999,67 @@ async fn the_form_takes_a_basic_integration_with_a_rate_limit() {
     h.stop().await;
 }
 
+/// The console's form takes a service account's JSON key file (its account, key id and token
+/// URL fill in the settings; the key is stored, never shown) and a client certificate with its
+/// key and a private CA on any kind; editing keeps the certificate and the stored key when their
+/// fields are left as they are, and a key file that is not one is said at its field.
+#[tokio::test]
+async fn the_form_takes_a_key_file_and_a_client_certificate() {
+    use tern_integrations::store::Store as _;
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let (_, html) = page(&h, "/?kind=jwt_bearer", &cookie).await;
+    let csrf = csrf_in(&html);
+    assert!(html.contains("<textarea id=\"f-private_key\""), "{html}");
+    assert!(html.contains("<textarea id=\"f-client_cert\""), "every kind can have a certificate: {html}");
+    let pem = std::fs::read_to_string(testkit::repo().join("testkit/fixtures/service-account-test.key.pem")).unwrap();
+    let key_file = json!({
+        "type": "service_account", "client_email": "bot@project.iam.gserviceaccount.com",
+        "private_key_id": "kid-1", "private_key": pem, "token_uri": "https://oauth2.googleapis.com/token",
+    })
+    .to_string();
+    let tls = testkit::mtls::MtlsServer::start();
+    let client = tls.client();
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let base = format!(
+        "csrf={csrf}&name=sheets&kind=jwt_bearer&scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fspreadsheets&api_origins=https%3A%2F%2Fsheets.googleapis.com"
+    );
+    let (status, _, html) = form(&h, "/integrations", &cookie, &format!("{base}&private_key=%7B%22type%22%3A1")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("not a service-account key in JSON"), "{html}");
+    let full = format!(
+        "{base}&private_key={}&client_cert={}&client_key={}&ca_cert={}",
+        enc(&key_file),
+        enc(&client.cert),
+        enc(&client.key),
+        enc(&tls.ca_pem())
+    );
+    let (status, _, html) = form(&h, "/integrations", &cookie, &full).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let sheets = tern_engine::IntegrationName::new("sheets").unwrap();
+    let rec = h.store.get_integration(&sheets).await.unwrap().unwrap();
+    assert_eq!(rec.config.client_id.as_deref(), Some("bot@project.iam.gserviceaccount.com"));
+    assert_eq!(rec.config.key_id.as_deref(), Some("kid-1"));
+    assert_eq!(rec.config.token_url.as_ref().map(url::Url::as_str), Some("https://oauth2.googleapis.com/token"));
+    assert!(rec.config.client_cert.is_some() && rec.config.ca_cert.is_some() && rec.client_key_set);
+    // Edited with the secrets left blank: the key, the certificate and its key are kept.
+    let (_, html) = page(&h, "/?edit=sheets", &cookie).await;
+    assert!(!html.contains("PRIVATE KEY"), "no key is shown again: {html}");
+    assert!(html.contains("value=\"https://oauth2.googleapis.com/token\""), "the key file's token URL: {html}");
+    // What the browser sends back: the fields as shown, the secrets blank.
+    let edit = format!(
+        "{base}&original=sheets&token_url={}&subject=ada%40example.com&client_cert={}",
+        enc("https://oauth2.googleapis.com/token"),
+        enc(&client.cert)
+    );
+    let (status, _, html) = form(&h, "/integrations", &cookie, &edit).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let rec = h.store.get_integration(&sheets).await.unwrap().unwrap();
+    assert_eq!(rec.config.subject.as_deref(), Some("ada@example.com"));
+    assert!(rec.client_key_set && rec.client_secret_set, "{rec:?}");
+    h.stop().await;
+}
+
 /// What needs the operator is said on the integrations page with the way to fix it: a revoked
 /// authorization (with its Authorize button) and a client certificate about to expire (with
 /// the command that renews it); a healthy integration gets no banner.

@@ -123,6 +123,31 @@ impl ServiceAccountKey {
     }
 }
 
+/// A `jwt_bearer` integration's key as an operator gives it (the command line's `--key-file`,
+/// the console's field, the admin API's `private_key`): a Google service-account JSON key file,
+/// whose `client_email`, `private_key_id` and `token_uri` fill in what `config` leaves out, or
+/// an RSA private key in PEM as it is. Returns the private key to store.
+///
+/// # Errors
+/// [`KeyFileError`]: a JSON text that is not a service-account key.
+pub fn key_material(
+    text: SecretString,
+    config: &mut crate::config::IntegrationConfig,
+) -> Result<SecretString, KeyFileError> {
+    if !text.expose_secret().trim_start().starts_with('{') {
+        return Ok(text);
+    }
+    let key = ServiceAccountKey::parse(text.expose_secret())?;
+    config.client_id.get_or_insert(key.client_email);
+    if config.token_url.is_none() {
+        config.token_url = key.token_uri;
+    }
+    if config.key_id.is_none() {
+        config.key_id = key.private_key_id;
+    }
+    Ok(key.private_key)
+}
+
 /// Whether `pem` is an RSA private key Tern can sign RS256 assertions with (PKCS#8
 /// `BEGIN PRIVATE KEY`, as Google's key files hold, or PKCS#1 `BEGIN RSA PRIVATE KEY`), by
 /// signing a test assertion with it.

@@ -5,7 +5,8 @@
 //! and most CRMs send) — after which every request of the integration waits until the reset.
 //!
 //! A request that finds the bucket empty or the API's hold in force waits in a queue of at most
-//! [`MAX_WAITING`] requests per integration, and never past its deadline: then it fails with
+//! [`MAX_WAITING`] requests per integration, first come first served within the process, and
+//! never past its deadline: then it fails with
 //! [`HttpError::RateLimited`] instead of waiting in vain.
 //!
 //! **Several instances.** On a store that several instances share (PostgreSQL), the bucket and
@@ -59,6 +60,8 @@ pub struct RateLimiter {
     state: Mutex<Bucket>,
     epoch: Instant,
     waiting: AtomicUsize,
+    /// The waiting requests, in the order they came: the head takes the next place.
+    queue: tokio::sync::Mutex<()>,
     /// The bucket shared with other instances, and this limiter's key in it.
     shared: Option<(std::sync::Arc<dyn SharedBucket>, String)>,
 }
@@ -125,6 +128,7 @@ impl RateLimiter {
             state: Mutex::new(Bucket::full(rate, 0)),
             epoch: Instant::now(),
             waiting: AtomicUsize::new(0),
+            queue: tokio::sync::Mutex::new(()),
             shared: None,
         }
     }
@@ -178,7 +182,10 @@ impl RateLimiter {
     /// [`HttpError::RateLimited`] when the wait would pass the deadline or the queue is full.
     pub async fn acquire(&self, integration: &str, deadline: Instant) -> Result<Duration, HttpError> {
         let start = Instant::now();
-        let Some(mut wait) = self.wait_for_place(integration).await else { return Ok(Duration::ZERO) };
+        // Nobody waiting: go at once when there is a place.
+        if self.waiting.load(Ordering::Acquire) == 0 && self.wait_for_place(integration).await.is_none() {
+            return Ok(Duration::ZERO);
+        }
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(HttpError::RateLimited {
@@ -187,23 +194,25 @@ impl RateLimiter {
             });
         }
         let _queued = InQueue(&self.waiting);
+        let late = |wait: Duration| HttpError::RateLimited {
+            integration: integration.to_string(),
+            reason: format!(
+                "after waiting {} ms, waiting {} ms more for its rate limit would pass the step's deadline",
+                start.elapsed().as_millis(),
+                wait.as_millis()
+            ),
+        };
+        // First come, first served: the waiting requests take their turn at the head of the
+        // queue (tokio's mutex wakes its waiters in order).
+        let Ok(_head) = tokio::time::timeout_at(deadline, self.queue.lock()).await else {
+            return Err(late(Duration::ZERO));
+        };
         loop {
-            let now = Instant::now();
-            if now + wait >= deadline {
-                return Err(HttpError::RateLimited {
-                    integration: integration.to_string(),
-                    reason: format!(
-                        "after waiting {} ms, waiting {} ms more for its rate limit would pass the step's deadline",
-                        start.elapsed().as_millis(),
-                        wait.as_millis()
-                    ),
-                });
+            let Some(wait) = self.wait_for_place(integration).await else { return Ok(start.elapsed()) };
+            if Instant::now() + wait >= deadline {
+                return Err(late(wait));
             }
             tokio::time::sleep(wait).await;
-            match self.wait_for_place(integration).await {
-                None => return Ok(start.elapsed()),
-                Some(w) => wait = w,
-            }
         }
     }
 
@@ -310,6 +319,29 @@ mod tests {
         l.hold(Duration::from_secs(86_400 * 365));
         let e = l.acquire("crm", far()).await.unwrap_err();
         assert!(e.to_string().contains("deadline"), "a hold is at most an hour: {e}");
+    }
+
+    /// Waiting requests go in the order they came, whatever the timing of their retries.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_go_first_come_first_served() {
+        let l = std::sync::Arc::new(RateLimiter::new(Some(Rate { per_second: 1.0, burst: 1.0 })));
+        l.acquire("crm", far()).await.unwrap();
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (waiter, order) = (l.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                waiter.acquire("crm", far()).await.unwrap();
+                order.lock().unwrap().push(i);
+            }));
+            while l.waiting.load(Ordering::Acquire) < i + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
     }
 
     #[tokio::test(start_paused = true)]

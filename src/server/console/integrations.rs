@@ -109,6 +109,16 @@ pub struct IntegrationForm {
     event_identifier: String,
     #[serde(default)]
     rate_limit: String,
+    #[serde(default)]
+    private_key: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    client_cert: String,
+    #[serde(default)]
+    client_key: String,
+    #[serde(default)]
+    ca_cert: String,
 }
 
 impl IntegrationForm {
@@ -143,6 +153,10 @@ impl IntegrationForm {
             account_field: c.account_field.clone().unwrap_or_default(),
             event_identifier: c.event_identifier.clone().unwrap_or_default(),
             rate_limit: c.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
+            subject: c.subject.clone().unwrap_or_default(),
+            // Certificates are public: shown, so that an edit keeps them as they are.
+            client_cert: c.client_cert.clone().unwrap_or_default(),
+            ca_cert: c.ca_cert.clone().unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -195,6 +209,27 @@ const FIELDS: &[(&str, &str, &str)] = &[
     ),
     ("data_center", "Data center", "Zoho and Intercom: e.g. `eu`."),
     (
+        "private_key",
+        "Service account key",
+        "Paste the JSON key file (Google Cloud console: IAM → Service accounts → Keys → Add key → JSON) or an RSA private key in PEM. Stored encrypted; never shown again.",
+    ),
+    ("subject", "Subject", "Optional: the user the service account acts for (domain-wide delegation)."),
+    (
+        "client_cert",
+        "Client certificate",
+        "Optional, for APIs that require one (mutual TLS): PEM, the certificate then any intermediates. Presented only to the API origins.",
+    ),
+    (
+        "client_key",
+        "Client certificate key",
+        "PEM; needed with a new certificate. Stored encrypted; never shown again.",
+    ),
+    (
+        "ca_cert",
+        "Private CA",
+        "Optional: PEM of the CA that signed the API's own certificate, trusted only for the API origins.",
+    ),
+    (
         "rate_limit",
         "Rate limit",
         "Most requests to the API from this server, e.g. 5/s or 100/min (optionally `5/s burst 10`); more wait their turn. Empty: none.",
@@ -208,17 +243,23 @@ const KINDS: &[(&str, &str)] = &[
     ("static", "Static API key"),
     ("basic", "User name and password (Basic)"),
     ("api_key", "API key (header or query)"),
+    ("jwt_bearer", "Service account key (JWT bearer, e.g. Google)"),
 ];
 
 /// The form fields that hold a secret: a password input, never filled in.
-const SECRET_FIELDS: &[&str] = &["client_secret", "password", "api_key"];
+const SECRET_FIELDS: &[&str] = &["client_secret", "password", "api_key", "private_key", "client_key"];
+
+/// The form fields that hold a PEM or JSON text: a text area.
+const LONG_FIELDS: &[&str] = &["private_key", "client_cert", "client_key", "ca_cert"];
 
 /// Whether the form of `kind` has `field`: each kind shows only what it uses.
 fn shown(kind: &str, field: &str) -> bool {
     match field {
-        "client_id" | "client_secret" | "scopes" | "token_url" | "client_auth" | "profile" | "data_center" => {
+        "client_id" | "client_secret" | "client_auth" | "profile" | "data_center" => {
             matches!(kind, "authorization_code" | "client_credentials")
         }
+        "scopes" | "token_url" => matches!(kind, "authorization_code" | "client_credentials" | "jwt_bearer"),
+        "private_key" | "subject" => kind == "jwt_bearer",
         "authorization_url" | "params" => kind == "authorization_code",
         "static_secret" | "static_header" => kind == "static",
         "username" | "password" => kind == "basic",
@@ -446,9 +487,15 @@ async fn render(
                 label for={"f-" (field)} { (label) }
                 @let secret = SECRET_FIELDS.contains(field);
                 @let value = if secret { "" } else { field_value(form, field) };
-                input id={"f-" (field)} type=(if secret { "password" } else { "text" }) name=(field) value=(value)
-                    autocomplete="off" aria-invalid=[(!problem_of(field).is_empty()).then_some("true")]
-                    aria-describedby={"h-" (field)};
+                @if LONG_FIELDS.contains(field) {
+                    textarea id={"f-" (field)} name=(field) rows="4" spellcheck="false" autocomplete="off"
+                        aria-invalid=[(!problem_of(field).is_empty()).then_some("true")]
+                        aria-describedby={"h-" (field)} { (value) }
+                } @else {
+                    input id={"f-" (field)} type=(if secret { "password" } else { "text" }) name=(field) value=(value)
+                        autocomplete="off" aria-invalid=[(!problem_of(field).is_empty()).then_some("true")]
+                        aria-describedby={"h-" (field)};
+                }
                 p.muted id={"h-" (field)} {
                     (prose(help))
                     @if secret && editing { " Leave blank to keep the stored secret." }
@@ -539,6 +586,9 @@ fn field_value<'a>(f: &'a IntegrationForm, field: &str) -> &'a str {
         "account_field" => &f.account_field,
         "event_identifier" => &f.event_identifier,
         "rate_limit" => &f.rate_limit,
+        "subject" => &f.subject,
+        "client_cert" => &f.client_cert,
+        "ca_cert" => &f.ca_cert,
         "data_center" => &f.data_center,
         _ => "",
     }
@@ -624,9 +674,15 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
             "static" => Kind::Static,
             "basic" => Kind::Basic,
             "api_key" => Kind::ApiKey,
+            "jwt_bearer" => Kind::JwtBearer,
             _ => Kind::AuthorizationCode,
         },
-        client_id: opt(&f.client_id),
+        // Not in a service account key's form: the key file's `client_email` (kept when editing).
+        client_id: if shown(&f.kind, "client_id") {
+            opt(&f.client_id)
+        } else {
+            base.and_then(|r| r.config.client_id.clone())
+        },
         scopes: IntegrationConfig::split_scopes(&f.scopes),
         authorization_url,
         token_url,
@@ -643,6 +699,10 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
         account_field: opt(&f.account_field),
         event_identifier: opt(&f.event_identifier),
         rate_limit,
+        subject: opt(&f.subject),
+        // A certificate left blank keeps the stored one (the form shows it when editing).
+        client_cert: opt(&f.client_cert).or_else(|| base.and_then(|r| r.config.client_cert.clone())),
+        ca_cert: opt(&f.ca_cert).or_else(|| base.and_then(|r| r.config.ca_cert.clone())),
         // Settings the form does not show (refresh_on_status, refresh_skew_secs, …) are kept.
         ..base.map(|r| r.config.clone()).unwrap_or_default()
     };
@@ -655,10 +715,23 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
     let secret = match f.kind.as_str() {
         "basic" => &f.password,
         "api_key" => &f.api_key,
+        "jwt_bearer" => &f.private_key,
         _ => &f.client_secret,
     };
-    // A client certificate is set from the command line or the admin API; its stored key is kept.
-    let draft = Draft { config, client_auth, client_secret: opt(secret).map(SecretString::from), client_key: None };
+    let mut config = config;
+    let mut client_secret = opt(secret).map(SecretString::from);
+    if config.kind == Kind::JwtBearer
+        && let Some(text) = client_secret.take()
+    {
+        // A JSON key file fills in the account, key id and token URL.
+        match tern_integrations::jwt::key_material(text, &mut config) {
+            Ok(key) => client_secret = Some(key),
+            Err(e) => problems.push(("private_key", e.to_string())),
+        }
+    }
+    // A client certificate's key left blank keeps the stored one.
+    let client_key = opt(&f.client_key).map(SecretString::from);
+    let draft = Draft { config, client_auth, client_secret, client_key };
     match name {
         Some(name) if problems.is_empty() => Ok((name, draft)),
         _ => {
