@@ -572,7 +572,7 @@ fn a_client_certificate_opens_the_api_that_requires_it_and_nothing_else() {
                     client_key: key.map(SecretString::from),
                 };
                 let options = SaveOptions { replace: true, reachability: Reachability::Unchecked };
-                service.save(&name(n), draft, options).await.map(drop)
+                service.save(&name(n), draft, options).await
             }
         };
         save("bank", with_cert(Some(client.cert.clone()), Some(server.ca_pem())), Some(client.key.clone()))
@@ -624,5 +624,9 @@ fn a_client_certificate_opens_the_api_that_requires_it_and_nothing_else() {
         save("bank", with_cert(Some(client.cert.clone()), Some(server.ca_pem())), None).await.unwrap();
         let c = k.call("bank", &url).await;
         assert_eq!(c.replies(), ["Ada Lovelace via mtls"], "{:#}", c.json());
+        // Settings that leave the certificate out remove it, and say so.
+        let saved = save("bank", with_cert(None, Some(server.ca_pem())), None).await.unwrap();
+        assert_eq!(saved.warnings.iter().map(|p| p.field).collect::<Vec<_>>(), [Field::ClientCert]);
+        assert!(saved.warnings[0].to_string().contains("removed"), "{:?}", saved.warnings);
     });
 }

@@ -130,6 +130,7 @@ fn connection_events_reach_the_operator_signed_and_once_each() {
     assert!(cert["body"]["data"]["fix"].as_str().unwrap().contains("--client-cert NEW.pem"), "{cert}");
 
     let rt = rt();
+    let mut rejected_body = String::new();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     rt.block_on(async {
         authorize_crm(&client, &base).await;
@@ -153,12 +154,17 @@ fn connection_events_reach_the_operator_signed_and_once_each() {
         let page = client.get(format!("{base}/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
         assert!(page.contains("id=\"attention-refresh-crm\""), "a banner for the failed refresh");
 
-        // The provider rejects the refresh token.
-        auth.set(|f| f.html_500 = false);
+        // The provider rejects the refresh token, and echoes the request (the refresh token)
+        // in its error description.
+        auth.set(|f| {
+            f.html_500 = false;
+            f.echo_request = true;
+        });
         auth.revoke_refresh_tokens();
         let (_, answer) = post(&client, &base, "c-9", json!({"id": "m-9", "text": "hi"})).await;
         assert_eq!(answer["status"], "failed", "{answer}");
         let rejected = events.of("integration.needs_reauthorization");
+        rejected_body = rejected.to_string();
         assert!(rejected["body"]["data"]["reason"].as_str().unwrap().contains("invalid_grant"), "{rejected}");
         assert!(rejected["body"]["data"]["fix"].as_str().unwrap().contains("tern integrations authorize crm"));
         let page = client.get(format!("{base}/")).header("cookie", &cookie).send().await.unwrap().text().await.unwrap();
@@ -170,6 +176,14 @@ fn connection_events_reach_the_operator_signed_and_once_each() {
     // authorization, and sends nothing new; the next event is the next authorization.
     server.kill9();
     let _server = serve(&data, flows.path(), port);
+    // The provider's words were stored masked: after the restart (when the process no longer
+    // knows the old refresh token) neither the admin API nor the event shows it.
+    let list = rt.block_on(crate::serve::admin_get(&client, &base, "/v1/integrations")).to_string();
+    assert!(list.contains("refresh token revoked"), "the reason is kept: {list}");
+    for secret in auth.secrets() {
+        assert!(!list.contains(&secret), "a secret in the admin API's list");
+        assert!(!rejected_body.contains(&secret), "a secret in the event");
+    }
     rt.block_on(authorize_crm(&client, &base));
     let next = events.receiver.next();
     assert_eq!(next["body"]["type"], "integration.authorized", "nothing sent twice: {next}");

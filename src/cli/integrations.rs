@@ -138,8 +138,9 @@ struct AddArgs {
     /// domain-wide delegation).
     #[arg(long, value_name = "EMAIL")]
     subject: Option<String>,
-    /// Any kind: the most requests to the API per second or minute from this process
-    /// (`5/s`, `100/min`); more wait their turn, up to their step's deadline.
+    /// Any kind: the most requests to the API per second or minute (`5/s`, `100/min`, with an
+    /// optional burst: `5/s burst 10`); more wait their turn, up to their step's deadline.
+    /// Shared by the instances of a PostgreSQL store.
     #[arg(long, value_name = "RATE", value_parser = RateLimit::parse)]
     rate_limit: Option<RateLimit>,
     /// With --rate-limit: the most requests at once (default: a second's worth).
@@ -289,7 +290,13 @@ async fn add(service: &Integrations, a: AddArgs, default_public_url: Option<&url
         }),
         key_name: a.key_name,
         subject: a.subject,
-        rate_limit: a.rate_limit.map(|r| RateLimit { burst: a.rate_burst.or(r.burst), ..r }),
+        rate_limit: match (a.rate_limit, a.rate_burst) {
+            (Some(r), Some(b)) if r.burst.is_some_and(|rb| rb != b) => anyhow::bail!(
+                "--rate-limit `{r}` and --rate-burst {b} give two bursts; give the burst once (`--rate-limit \"{} burst {b}\"`)",
+                RateLimit { burst: None, ..r }
+            ),
+            (r, b) => r.map(|r| RateLimit { burst: b.or(r.burst), ..r }),
+        },
         client_cert: a.client_cert.as_deref().map(|p| read_pem(p, "client certificate")).transpose()?,
         ca_cert: a.ca_cert.as_deref().map(|p| read_pem(p, "CA certificate")).transpose()?,
         ..IntegrationConfig::default()
@@ -492,7 +499,8 @@ async fn show(
     }
     println!("API origins:       {}", c.api_origins.join(", "));
     if let Some(rate) = &c.rate_limit {
-        println!("rate limit:        {rate} per process");
+        let scope = if store.shared_bucket().is_some() { "shared by the instances" } else { "per process" };
+        println!("rate limit:        {rate} ({scope})");
     }
     if let Some(cert) = &c.client_cert {
         println!("client cert:       {}", certificate_line(cert, rec.client_key_set, now));

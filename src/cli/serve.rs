@@ -245,6 +245,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
             tern_engine::clock::system(),
         );
         events.destination().await.context("--connection-events-channel")?;
+        tracing::info!(channel = %channel, "connection events go to this channel's webhook");
         tokio::spawn(events.run(store.clone(), reported, events_stopped));
     }
     let engine = Engine {

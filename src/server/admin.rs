@@ -29,6 +29,9 @@ pub struct SavedIntegration {
     pub integration: IntegrationRecord,
     /// The OAuth callback URL.
     pub callback_url: String,
+    /// What was saved but deserves a look, each with its JSON path (`/client_cert`): e.g. a
+    /// stored client certificate these settings leave out, which is removed.
+    pub warnings: Vec<String>,
 }
 
 /// `GET /v1/secrets`: names, never values.
@@ -185,7 +188,9 @@ pub async fn put_integration(
         other => internal(other),
     })?;
     let callback = state.integrations.callback_url();
-    Ok(axum::Json(SavedIntegration { integration: saved.record, callback_url: callback.to_string() }).into_response())
+    let warnings = saved.warnings.iter().map(json_words).collect();
+    Ok(axum::Json(SavedIntegration { integration: saved.record, callback_url: callback.to_string(), warnings })
+        .into_response())
 }
 
 /// A problem in the API's words: at its JSON pointer, fields named as in the JSON body.

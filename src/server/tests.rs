@@ -1027,6 +1027,7 @@ async fn the_form_takes_a_key_file_and_a_client_certificate() {
     let (status, _, html) = form(&h, "/integrations", &cookie, &format!("{base}&private_key=%7B%22type%22%3A1")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
     assert!(html.contains("not a service-account key in JSON"), "{html}");
+    assert!(!html.contains("a token URL is required"), "nothing blamed on the fields the file would fill: {html}");
     let full = format!(
         "{base}&private_key={}&client_cert={}&client_key={}&ca_cert={}",
         enc(&key_file),
@@ -1048,7 +1049,8 @@ async fn the_form_takes_a_key_file_and_a_client_certificate() {
     assert!(html.contains("value=\"https://oauth2.googleapis.com/token\""), "the key file's token URL: {html}");
     // What the browser sends back: the fields as shown, the secrets blank.
     let edit = format!(
-        "{base}&original=sheets&token_url={}&subject=ada%40example.com&client_cert={}",
+        "{base}&original=sheets&client_id={}&token_url={}&subject=ada%40example.com&client_cert={}",
+        enc("bot@project.iam.gserviceaccount.com"),
         enc("https://oauth2.googleapis.com/token"),
         enc(&client.cert)
     );
@@ -1057,6 +1059,13 @@ async fn the_form_takes_a_key_file_and_a_client_certificate() {
     let rec = h.store.get_integration(&sheets).await.unwrap().unwrap();
     assert_eq!(rec.config.subject.as_deref(), Some("ada@example.com"));
     assert!(rec.client_key_set && rec.client_secret_set, "{rec:?}");
+    // A new key file of another account replaces the account and key id the form still shows.
+    let rotated = key_file.replace("bot@project", "new-bot@project").replace("kid-1", "kid-2");
+    let (status, _, html) = form(&h, "/integrations", &cookie, &format!("{edit}&private_key={}", enc(&rotated))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{html}");
+    let rec = h.store.get_integration(&sheets).await.unwrap().unwrap();
+    assert_eq!(rec.config.client_id.as_deref(), Some("new-bot@project.iam.gserviceaccount.com"));
+    assert_eq!(rec.config.key_id.as_deref(), Some("kid-2"));
     h.stop().await;
 }
 

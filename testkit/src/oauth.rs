@@ -43,6 +43,9 @@ pub struct Faults {
     pub lowercase_token_type: bool,
     /// Refuse the authorization with this `error` (and an HTML-ish description).
     pub deny: Option<String>,
+    /// A rejected refresh says the request it got in its `error_description` (some providers
+    /// echo the form, client secret and refresh token included).
+    pub echo_request: bool,
 }
 
 impl Default for Faults {
@@ -57,6 +60,7 @@ impl Default for Faults {
             no_rotation: false,
             lowercase_token_type: false,
             deny: None,
+            echo_request: false,
         }
     }
 }
@@ -259,6 +263,16 @@ async fn token(State(s): State<Shared>, headers: HeaderMap, Form(form): Form<Has
         "refresh_token" => {
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
             if st.refresh.get(&rt) != Some(&true) {
+                if st.faults.echo_request {
+                    let mut raw: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    raw.sort();
+                    let description = format!("refresh token revoked; raw={}", raw.join("&"));
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": "invalid_grant", "error_description": description})),
+                    )
+                        .into_response();
+                }
                 return oauth_error("invalid_grant");
             }
             if st.faults.no_rotation {

@@ -180,7 +180,7 @@ impl ConnectionEvent {
                 "authorize it again: the console's Authorize button, or `tern integrations authorize {name}`"
             )),
             ConnectionEventKind::CertificateExpiring => Some(format!(
-                "renew the certificate: `tern integrations add {name} --update --client-cert NEW.pem --client-key NEW-key.pem`"
+                "renew the certificate: paste the new certificate and its key in the console's Edit form, or give them with the integration's other options to `tern integrations add {name} --update … --client-cert NEW.pem --client-key NEW-key.pem`"
             )),
         }
     }
@@ -230,7 +230,7 @@ fn rfc3339(s: i64) -> String {
 pub enum AlertError {
     /// The configured channel is not there (any more).
     #[error(
-        "the connection events channel `{channel}` does not exist; add it (`tern channels add {channel} --webhook-url URL`) or start without --connection-events-channel"
+        "the connection events channel `{channel}` does not exist; add it (`tern channels add {channel} --kind generic --webhook-url URL`) or start without --connection-events-channel"
     )]
     NoChannel {
         /// The channel.
@@ -248,7 +248,8 @@ pub enum AlertError {
     },
     /// The channel has no webhook URL or no webhook secret.
     #[error(
-        "the connection events channel `{channel}` has no webhook URL and secret; give it both (`tern channels add {channel} --update --webhook-url URL`)"
+        "the connection events channel `{channel}` has no webhook URL; add a channel of its own for the events (`tern channels add ops --kind generic --webhook-url URL`) and name it with --connection-events-channel ops{}",
+        if channel.is_default() { " (the `default` channel's webhook is `tern serve --webhook-url`)" } else { "" }
     )]
     NoWebhook {
         /// The channel.

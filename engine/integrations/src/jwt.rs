@@ -103,9 +103,20 @@ impl ServiceAccountKey {
     /// # Errors
     /// [`KeyFileError`], the first problem found.
     pub fn parse(text: &str) -> Result<Self, KeyFileError> {
-        let file: KeyFile = serde_json::from_str(text).map_err(|e| KeyFileError::NotJson {
-            reason: format!("line {}, column {}: {:?}", e.line(), e.column(), e.classify()),
-        })?;
+        let file: KeyFile =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text)).map_err(|e| {
+                // The field, where and what kind of fault; never the text (it holds the key).
+                let inner = e.inner();
+                let at = match e.path().to_string() {
+                    p if p != "." && inner.classify() == serde_json::error::Category::Data => {
+                        format!("`{p}` must be a string; ")
+                    }
+                    _ => String::new(),
+                };
+                KeyFileError::NotJson {
+                    reason: format!("{at}line {}, column {}: {:?}", inner.line(), inner.column(), inner.classify()),
+                }
+            })?;
         if let Some(found) = file.kind.filter(|k| k != "service_account") {
             return Err(KeyFileError::WrongType { found: found.chars().take(40).collect() });
         }
@@ -253,6 +264,8 @@ mod tests {
             fault(serde_json::json!({"private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}));
         assert!(bad.contains("not an RSA private key in PEM") && !bad.contains("AAAA"), "{bad}");
         assert!(fault(serde_json::json!({"token_uri": "::"})).contains("`token_uri` is not a URL"));
+        let wrong_type = fault(serde_json::json!({"client_email": 42}));
+        assert!(wrong_type.contains("`client_email` must be a string"), "{wrong_type}");
         let not_json = ServiceAccountKey::parse("-----BEGIN PRIVATE KEY-----").unwrap_err().to_string();
         assert!(not_json.contains("not a service-account key in JSON") && !not_json.contains("BEGIN"), "{not_json}");
     }

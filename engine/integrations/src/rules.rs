@@ -245,7 +245,35 @@ impl IntegrationConfig {
             if let Some(u) = u
                 && !matches!(u.scheme(), "https" | "http")
             {
-                out.push(Problem::at(field).text(format!("{u} must be an https URL")));
+                out.push(
+                    Problem::at(field).text(format!("{} must be an https URL", tern_engine::http::display_url(u))),
+                );
+            }
+        }
+        // Names that go into requests and onto terminals: no control characters (a line break
+        // would end a header or a form field, an escape would drive a terminal).
+        for (field, value) in [(Field::ClientId, &self.client_id), (Field::Subject, &self.subject)] {
+            if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+                out.push(
+                    Problem::at(field)
+                        .field(field)
+                        .text(" cannot contain control characters (a line break, a tab, an escape)"),
+                );
+            }
+        }
+        // Settings are shown (`show`, the admin API, the console): credentials have their own,
+        // encrypted, fields.
+        for (field, u) in [
+            (Field::AuthorizationUrl, &self.authorization_url),
+            (Field::TokenUrl, &self.token_url),
+            (Field::IdentityUrl, &self.identity_url),
+        ] {
+            if let Some(u) = u
+                && (!u.username().is_empty() || u.password().is_some())
+            {
+                out.push(Problem::at(field).text(
+                    "a URL with a user name or password in it is not accepted (it would be shown with the settings); give the client's credentials as its client id and secret",
+                ));
             }
         }
         // The client secret, authorization codes and refresh tokens travel to the token URL:
@@ -591,6 +619,25 @@ mod tests {
             ..IntegrationConfig::default()
         }
         .finish(None)
+    }
+
+    /// Credentials in a URL would be shown with the settings; a control character in a name
+    /// would end a header or drive a terminal. Both are said at their field, without the secret.
+    #[test]
+    fn credentials_in_urls_and_control_characters_in_names_are_refused() {
+        let problems = with_token_url("https://tu:TOKPW@auth.example.com/token").unwrap_err();
+        assert!(problems.iter().any(|p| p.field == Field::TokenUrl), "{problems:?}");
+        assert!(
+            text(&problems).contains("user name or password") && !text(&problems).contains("TOKPW"),
+            "{problems:?}"
+        );
+        let escape = IntegrationConfig {
+            client_id: Some("bot\u{1b}[2J@example.com".into()),
+            ..with_token_url("https://auth.example.com/token").unwrap()
+        }
+        .finish(None)
+        .unwrap_err();
+        assert!(escape.iter().any(|p| p.field == Field::ClientId), "{escape:?}");
     }
 
     #[test]

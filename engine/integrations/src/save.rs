@@ -43,7 +43,8 @@ pub struct SaveOptions {
 pub struct Saved {
     /// The integration as stored now (never its secret).
     pub record: IntegrationRecord,
-    /// Endpoints Tern would refuse to call, with [`Reachability::Warn`].
+    /// What was saved but deserves a look: endpoints Tern would refuse to call (with
+    /// [`Reachability::Warn`]), a stored client certificate the new settings leave out.
     pub warnings: Vec<Problem>,
 }
 
@@ -95,6 +96,13 @@ impl Integrations {
         }
         if stored.is_some() && !options.replace {
             return Err(SaveError::Exists { integration: name.clone() });
+        }
+        // Settings replace settings: a certificate left out is removed, which the API will
+        // notice before the operator does.
+        if stored.as_ref().is_some_and(|r| r.config.client_cert.is_some()) && checked.config.client_cert.is_none() {
+            warnings.push(Problem::at(Field::ClientCert).text(
+                "the stored client certificate is removed with these settings; give the certificate and its key again to keep it",
+            ));
         }
         self.store
             .put_integration_with_key(

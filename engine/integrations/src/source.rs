@@ -50,6 +50,21 @@ fn usable_after_refresh(t: &TokenRecord, now_s: i64) -> bool {
     !t.is_expired(now_s)
 }
 
+/// A reason that quotes the token endpoint's answer, with every secret this process knows
+/// masked, before it is stored (`status_message`), shown or sent as a connection event: a
+/// provider may echo the request (the client secret, the refresh token) in its
+/// `error_description`, and after a restart those values are no longer known to mask.
+fn provider_words(reason: &str) -> String {
+    tern_engine::secrets::known::mask(reason).into_owned()
+}
+
+/// Lets a credential's lock go after a refresh that stores nothing.
+async fn release(lock: Box<dyn crate::store::TokenLock>, name: &IntegrationName) {
+    if let Err(e) = lock.release().await {
+        tracing::debug!(integration = %name, error = %e, "a token lock's release failed; it goes with its connection");
+    }
+}
+
 fn for_whom(owner: &TokenOwner) -> String {
     match owner {
         TokenOwner::Workspace => String::new(),
@@ -444,7 +459,7 @@ impl Integrations {
             }
             _ => {
                 let Some(rt) = &previous_refresh else {
-                    drop(lock);
+                    release(lock, name).await;
                     return Err(TokenError::NeedsReauthorization {
                         integration: name.clone(),
                         reason: "the token expired and the provider issued no refresh token".into(),
@@ -484,28 +499,28 @@ impl Integrations {
             // again, and no refresh token is dead; the operator must correct the key, scopes or
             // subject.
             Err(TokenEndpointError::InvalidGrant { description }) if rec.config.kind.fetches_its_own_tokens() => {
-                drop(lock);
+                release(lock, name).await;
                 let what = if rec.config.kind == Kind::JwtBearer { "signed assertion" } else { "client credentials" };
                 tracing::warn!(integration = %name, "the token endpoint refused the service account's {what}");
-                let reason = format!(
+                let reason = provider_words(&format!(
                     "the token endpoint refused the service account's {what} (invalid_grant{}); check its key, scopes and subject",
                     description.map(|d| format!(": {d}")).unwrap_or_default()
-                );
+                ));
                 self.observe(name, owner, super::TokenEvent::Failed, Some(&reason));
                 Err(TokenError::Provider { integration: name.clone(), reason })
             }
             Err(TokenEndpointError::InvalidGrant { description }) => {
-                drop(lock);
+                release(lock, name).await;
                 // Another process may have rotated the refresh token: read the store once more.
                 if let Some(t) = self.store.get_token(name, owner).await.map_err(Self::store_err(name))?
                     && t.version > current_version
                 {
                     return Ok(t);
                 }
-                let reason = format!(
+                let reason = provider_words(&format!(
                     "the provider rejected the refresh token (invalid_grant{}); run `tern integrations authorize {name}`",
                     description.map(|d| format!(": {d}")).unwrap_or_default()
-                );
+                ));
                 if *owner == TokenOwner::Workspace {
                     self.store
                         .set_status(name, IntegrationStatus::NeedsReauthorization, Some(&reason))
@@ -518,8 +533,9 @@ impl Integrations {
                 Err(TokenError::NeedsReauthorization { integration: name.clone(), reason })
             }
             Err(e) => {
+                release(lock, name).await;
                 tracing::warn!(integration = %name, error = %e, "token refresh failed; the next use tries again");
-                let reason = e.to_string();
+                let reason = provider_words(&e.to_string());
                 self.observe(name, owner, super::TokenEvent::Failed, Some(&reason));
                 Err(TokenError::Provider { integration: name.clone(), reason })
             }

@@ -189,6 +189,14 @@ pub trait TokenLock: Send {
     async fn set_status(&mut self, status: IntegrationStatus, message: Option<&str>) -> Result<(), StoreError>;
     /// Makes the writes durable and releases the lock.
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// Lets the credential go without writing anything (a transaction merely dropped would be
+    /// rolled back by the pool later, which may take it for a broken connection).
+    ///
+    /// # Errors
+    /// The store failed (the lock is released all the same when its connection goes).
+    async fn release(self: Box<Self>) -> Result<(), StoreError> {
+        self.commit().await
+    }
 }
 
 /// Names and dates of stored secrets (values are never listed).

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tern_engine::IntegrationName;
 use tern_engine::http::tls::certificate_facts;
@@ -167,7 +167,11 @@ type Problems = Vec<(&'static str, String)>;
 
 /// The form's fields: name, label, help.
 const FIELDS: &[(&str, &str, &str)] = &[
-    ("client_id", "Client ID", "From the provider's app registration."),
+    (
+        "client_id",
+        "Client ID",
+        "From the provider's app registration; for a service account key, its e-mail (a JSON key file fills it in).",
+    ),
     ("client_secret", "Client secret", "Stored encrypted; never shown again."),
     ("scopes", "Scopes", "Space-separated, e.g. contacts offline_access."),
     ("authorization_url", "Authorization URL", "Not needed with a profile."),
@@ -255,10 +259,12 @@ const LONG_FIELDS: &[&str] = &["private_key", "client_cert", "client_key", "ca_c
 /// Whether the form of `kind` has `field`: each kind shows only what it uses.
 fn shown(kind: &str, field: &str) -> bool {
     match field {
-        "client_id" | "client_secret" | "client_auth" | "profile" | "data_center" => {
+        "client_secret" | "client_auth" | "profile" | "data_center" => {
             matches!(kind, "authorization_code" | "client_credentials")
         }
-        "scopes" | "token_url" => matches!(kind, "authorization_code" | "client_credentials" | "jwt_bearer"),
+        "client_id" | "scopes" | "token_url" => {
+            matches!(kind, "authorization_code" | "client_credentials" | "jwt_bearer")
+        }
         "private_key" | "subject" => kind == "jwt_bearer",
         "authorization_url" | "params" => kind == "authorization_code",
         "static_secret" | "static_header" => kind == "static",
@@ -677,12 +683,7 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
             "jwt_bearer" => Kind::JwtBearer,
             _ => Kind::AuthorizationCode,
         },
-        // Not in a service account key's form: the key file's `client_email` (kept when editing).
-        client_id: if shown(&f.kind, "client_id") {
-            opt(&f.client_id)
-        } else {
-            base.and_then(|r| r.config.client_id.clone())
-        },
+        client_id: opt(&f.client_id),
         scopes: IntegrationConfig::split_scopes(&f.scopes),
         authorization_url,
         token_url,
@@ -723,7 +724,12 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
     if config.kind == Kind::JwtBearer
         && let Some(text) = client_secret.take()
     {
-        // A JSON key file fills in the account, key id and token URL.
+        // A JSON key file names its account and key: they replace what the form (or the key
+        // it replaces) said; its token URL fills in an empty one.
+        if text.expose_secret().trim_start().starts_with('{') {
+            config.client_id = None;
+            config.key_id = None;
+        }
         match tern_integrations::jwt::key_material(text, &mut config) {
             Ok(key) => client_secret = Some(key),
             Err(e) => problems.push(("private_key", e.to_string())),
@@ -735,7 +741,11 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
     match name {
         Some(name) if problems.is_empty() => Ok((name, draft)),
         _ => {
-            let unreadable: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+            let mut unreadable: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+            // A key file that did not read filled in nothing: "required" would blame the wrong field.
+            if unreadable.contains(&"private_key") {
+                unreadable.extend(["client_id", "token_url"]);
+            }
             for (field, text) in draft.check(base).err().iter().flatten().map(worded) {
                 // A URL that did not parse already has its problem; "required" would contradict it.
                 if !unreadable.contains(&field) {
