@@ -128,6 +128,32 @@ fn traps_timeouts_memory_and_big_output_are_step_errors_naming_the_plugin() {
     assert_eq!(r["replies"][0]["text"], "sorry, that did not work");
 }
 
+/// A field the plugin's schema does not list is a typo, said at its pointer with the nearest
+/// listed field, without the schema having to say `additionalProperties: false`; a schema that
+/// says what other fields may be keeps its own rule. A plugin step type no loaded plugin
+/// defines says how plugins are installed.
+#[test]
+fn a_typo_in_a_plugin_steps_config_is_caught_without_additional_properties_false() {
+    let env = Env::new();
+    let listed = r#"{"type":"object","properties":{"greeting_name":{"type":"string"}}}"#;
+    env.install("p.wasm", &Plugin::new(FIRST_CALL).string("schema", listed).build());
+    let typo = env.flows.write("typo", &one_step(json!({"id": "p", "type": "wat.test", "greetng_name": "x"})));
+    let r = env.run(&["validate", typo.to_str().unwrap()], false);
+    assert_eq!(r.code(), 2, "{}", r.stderr());
+    assert!(r.stderr().contains("error[unknown-field] at /steps/0/greetng_name"), "{}", r.stderr());
+    assert!(r.stderr().contains("did you mean `greeting_name`"), "{}", r.stderr());
+    let right = env.flows.write("right", &one_step(json!({"id": "p", "type": "wat.test", "greeting_name": "x"})));
+    let r = env.run(&["validate", right.to_str().unwrap()], false);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let open = r#"{"type":"object","properties":{"greeting_name":{"type":"string"}},"additionalProperties":true}"#;
+    env.install("p.wasm", &Plugin::new(FIRST_CALL).string("schema", open).build());
+    let r = env.run(&["validate", typo.to_str().unwrap()], false);
+    assert_eq!(r.code(), 0, "the schema allows other fields: {}", r.stderr());
+    let missing = env.flows.write("missing", &one_step(json!({"id": "p", "type": "acme.lookup"})));
+    let r = env.run(&["validate", missing.to_str().unwrap()], false);
+    assert!(r.stderr().contains("tern plugins install"), "{}", r.stderr());
+}
+
 #[test]
 fn components_outside_the_world_are_refused_at_load_time() {
     let env = Env::new();

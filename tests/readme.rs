@@ -79,7 +79,11 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "cargo install cargo-fuzz --locked", Check::Test("fuzz_commands_name_real_targets")),
     ("plugins/README.md", "plugins/", Check::Test("layouts_name_existing_paths")),
     ("plugins/README.md", "{ \"id\": \"split\"", Check::Illustration("a step inside a flow; the example flows run it")),
-    ("plugins/README.md", "tern plugins check name-parts.wasm", Check::Test("plugin_guide_commands")),
+    (
+        "plugins/README.md",
+        "tern plugins check plugins/examples/c-name-parts/name-parts.wasm",
+        Check::Test("plugin_guide_commands"),
+    ),
     ("plugins/README.md", "#include \"step.h\"", Check::Test("the_c_snippet_builds_with_the_crates_io_tools")),
     ("plugins/README.md", "cargo run -p tern-plugin-build", Check::Test("plugin_guide_commands")),
     ("plugins/README.md", "wit-bindgen c plugins/wit", Check::Test("the_c_snippet_builds_with_the_crates_io_tools")),
@@ -959,9 +963,21 @@ fn step_plugin_commands() {
     let out = s.ok(&b, &with_plugin_builds_done(&s, &b.text));
     assert_check_output(&out);
     assert!(out.contains("Nice to meet you, ada! (lovelace)"), "{out}");
+    assert_no_wasm_at_the_root(&s);
 }
 
-/// What `tern plugins check name-parts.wasm --step-config '{"name": "ada lovelace"}'` prints:
+/// The guides' commands leave their builds where `.gitignore` expects them (beside their
+/// example), not as an untracked `.wasm` at the repository root.
+fn assert_no_wasm_at_the_root(s: &Sandbox) {
+    let stray: Vec<String> = std::fs::read_dir(s.path("."))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".wasm"))
+        .collect();
+    assert!(stray.is_empty(), "built files left at the repository root: {stray:?}");
+}
+
+/// What `tern plugins check …/name-parts.wasm --step-config '{"name": "ada lovelace"}'` prints:
 /// the first word as the first name, the rest as the last name, spelt as written.
 fn assert_check_output(out: &str) {
     assert!(out.contains("\"type\": \"text.name-parts\""), "{out}");
@@ -984,9 +1000,10 @@ fn plugin_guide_commands() {
     s.ok(&js, &js.text);
     assert!(s.path("plugins/examples/js-crm-lookup/crm-lookup.wasm").exists());
 
-    let usage = block(file, "tern plugins check name-parts.wasm");
+    let usage = block(file, "tern plugins check plugins/examples/c-name-parts/name-parts.wasm");
     let out = s.ok(&usage, &usage.text);
     assert_check_output(&out);
+    assert_no_wasm_at_the_root(&s);
     assert!(out.contains("installed crm.lookup-contact"), "{out}");
     assert!(out.contains("Nice to meet you, ada! (lovelace)"), "{out}");
 

@@ -423,6 +423,11 @@ fn unknown_step_type(registry: &Registry, kind: &str, base: &str) -> Diagnostic 
     let names = registry.names();
     let hint = match nearest(kind, names.iter().copied()) {
         Some(n) => format!("did you mean `{n}`? Known step types: {}", names.join(", ")),
+        // A namespaced name is a plugin's (`acme.lookup-contact`): say how plugins get here.
+        None if kind.contains('.') => format!(
+            "`{kind}` would be a plugin's step type, and no loaded plugin defines it: install the plugin (`tern plugins install FILE.wasm`; `tern plugins list` shows what is installed). A `tern serve` started before the plugin was installed does not have it until it is restarted. Known step types: {}",
+            names.join(", ")
+        ),
         None => format!("known step types: {}", names.join(", ")),
     };
     Diagnostic::error("unknown-step-type", format!("{base}/type"), format!("unknown step type `{kind}`"))

@@ -64,6 +64,16 @@ fn every_problem_is_reported_at_once_with_its_pointer() {
     assert!(format!("{typo}").contains("`send_message`"), "the nearest step type is suggested: {typo}");
 }
 
+/// A plugin's step type that no loaded plugin defines says how plugins get there, and that a
+/// server started before the install does not have it yet.
+#[test]
+fn a_missing_plugin_step_says_how_plugins_are_installed() {
+    let d = errors(&flow(json!([{"id": "p", "type": "acme.lookup-contact", "email": "x"}])));
+    let missing = d.iter().find(|x| x.code == "unknown-step-type").expect("unknown step type");
+    let said = format!("{missing}");
+    assert!(said.contains("tern plugins install") && said.contains("restarted"), "{said}");
+}
+
 #[test]
 fn diagnostics_carry_line_and_column_of_the_source() {
     let text = "{\n  \"version\": 1,\n  \"id\": \"t\",\n  \"steps\": [\n    {\"id\": \"a\", \"type\": \"send_message\", \"text\": \"x\", \"oops\": 1}\n  ]\n}";

@@ -148,18 +148,20 @@ impl Plugin {
                 });
             }
             Ok(Err(join)) => return Err(invalid(format!("the compiler stopped: {join}"))),
-            Ok(Ok(Err(e))) => return Err(invalid(format!("{e:#}"))),
+            Ok(Ok(Err(e))) => return Err(invalid(with_build_hint(format!("{e:#}")))),
             Ok(Ok(Ok(c))) => c,
         };
         for (name, _) in component.component_type().imports(&runtime.engine) {
             check_import(path, name)?;
         }
-        let instance_pre = runtime
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| PluginError::NotAStep { path: path.to_path_buf(), reason: format!("{e:#}") })?;
-        let pre = StepPre::new(instance_pre)
-            .map_err(|e| PluginError::NotAStep { path: path.to_path_buf(), reason: format!("{e:#}") })?;
+        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| PluginError::NotAStep {
+            path: path.to_path_buf(),
+            reason: with_build_hint(format!("{e:#}")),
+        })?;
+        let pre = StepPre::new(instance_pre).map_err(|e| PluginError::NotAStep {
+            path: path.to_path_buf(),
+            reason: with_build_hint(format!("{e:#}")),
+        })?;
         let describe_error = |reason: String| PluginError::Describe { path: path.to_path_buf(), reason };
         let raw = describe(runtime, &pre).await.map_err(describe_error)?;
         let info = check_info(raw).map_err(describe_error)?;
@@ -226,9 +228,31 @@ fn check_info(raw: StepInfo) -> Result<PluginInfo, String> {
     Ok(PluginInfo { name: raw.name, version: raw.version, description: raw.description, config_schema, output_schema })
 }
 
+/// A compiler's or linker's reason, with what to do when it is a known build mistake: a
+/// component built for the component model's async ABI (`task.cancel`, `task.return`, a
+/// `requires the component model async feature`), which Tern's host does not run — the
+/// JavaScript toolchain makes one unless it is told `--sync`.
+fn with_build_hint(reason: String) -> String {
+    if reason.contains("async feature") || reason.contains("task.cancel") || reason.contains("task.return") {
+        format!(
+            "{reason}; the component uses the component model's async ABI, which Tern does not run: build it synchronously (componentize-qjs: add `--sync`; see plugins/README.md)"
+        )
+    } else {
+        reason
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The linker's words for an async-ABI component get the fix; other reasons stay as they are.
+    #[test]
+    fn an_async_component_is_told_to_build_with_sync() {
+        let said = with_build_hint("`task.cancel` requires the component model async feature".into());
+        assert!(said.contains("--sync"), "{said}");
+        assert_eq!(with_build_hint("unknown import".into()), "unknown import");
+    }
 
     #[test]
     fn imports_are_checked_against_the_world_and_its_version() {

@@ -49,6 +49,35 @@ impl PluginStepType {
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
     }
+
+    /// A field the config schema does not declare is a typo, unless the schema says what other
+    /// fields may be (`additionalProperties`): then its own rule decides. So a plugin author
+    /// who lists the step's `properties` gets typos caught, as for built-in steps, without
+    /// writing `"additionalProperties": false`. Reports each unknown field with the nearest
+    /// declared one; `false` when there was any.
+    fn known_fields_only(&self, config: &Value, cx: &mut BuildContext<'_>) -> bool {
+        let schema = &self.plugin.info.config_schema;
+        let (Some(declared), None) =
+            (schema.get("properties").and_then(Value::as_object), schema.get("additionalProperties"))
+        else {
+            return true;
+        };
+        let Some(fields) = config.as_object() else { return true };
+        let mut ok = true;
+        for key in fields.keys().filter(|k| !declared.contains_key(k.as_str())) {
+            let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+            let hint = match tern_engine::diagnostics::nearest(key, names.iter().copied()) {
+                Some(n) => {
+                    format!("did you mean `{n}`? The `{}` step's fields: {}", self.plugin.info.name, names.join(", "))
+                }
+                None => format!("the `{}` step's fields: {}", self.plugin.info.name, names.join(", ")),
+            };
+            let pointer = format!("/{}", key.replace('~', "~0").replace('/', "~1"));
+            cx.error("unknown-field", &pointer, format!("unknown field `{key}`"), Some(hint));
+            ok = false;
+        }
+        ok
+    }
 }
 
 impl StepType for PluginStepType {
@@ -103,6 +132,7 @@ impl StepType for PluginStepType {
                 ok = false;
             }
         }
+        ok &= self.known_fields_only(&config, cx);
         for error in self.plugin.validator.iter_errors(&config) {
             let pointer = error.instance_path().to_string();
             cx.error(

@@ -110,6 +110,7 @@ pub async fn registry(shared: &context::Shared) -> anyhow::Result<Registry> {
     let plugins = tern_plugins::load_dir(&runtime, &dir).await.map_err(plugin_errors)?;
     for plugin in plugins {
         let (name, path) = (plugin.info.name.clone(), plugin.path.clone());
+        tracing::info!(step_type = %name, file = %path.display(), "plugin loaded");
         registry.register(std::sync::Arc::new(tern_plugins::PluginStepType::new(plugin))).map_err(|_| {
             anyhow::anyhow!(
                 "{}: step type `{name}` is already defined by a built-in step or another plugin; rename or remove it",

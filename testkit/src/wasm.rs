@@ -45,7 +45,8 @@ impl Plugin {
         }
     }
 
-    /// Adds a string constant; its pointer and length are `$NAME_ptr`/`$NAME_len` globals.
+    /// Adds a string constant, or replaces a default one (`schema`: the config schema); its
+    /// pointer and length are `$NAME_ptr`/`$NAME_len` globals.
     pub fn string(mut self, name: &str, value: &str) -> Self {
         self.strings.push((name.to_string(), value.to_string()));
         self
@@ -66,7 +67,13 @@ impl Plugin {
             ("again".to_string(), "again".to_string()),
             ("ok".to_string(), "ok".to_string()),
         ];
-        strings.extend(self.strings.iter().cloned());
+        // A string of the same name replaces the default (`schema`, `output`, …).
+        for (name, value) in &self.strings {
+            match strings.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1.clone_from(value),
+                None => strings.push((name.clone(), value.clone())),
+            }
+        }
         let mut data = String::new();
         let mut globals = String::new();
         let mut at = 16u32;
