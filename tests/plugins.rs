@@ -324,16 +324,70 @@ fn build_c_example(dir: &Path) -> PathBuf {
 
 /// Builds the JavaScript example from source (componentize-qjs from npm) into `dir`.
 fn build_js_example(dir: &Path) -> PathBuf {
-    let src = repo().join("plugins/examples/js-crm-lookup");
-    let out_file = dir.join("crm-lookup.wasm");
+    build_js(&repo().join("plugins/examples/js-crm-lookup"), &dir.join("crm-lookup.wasm"))
+}
+
+/// Builds `src/plugin.js`, which imports the helper library as `../../sdk/js/tern-step.js`,
+/// into `out` the way the examples' `npm run build` does.
+fn build_js(src: &Path, out_file: &Path) -> PathBuf {
     let out = Command::new(tools::componentize_qjs())
-        .args(["--wit", "../../wit", "--world", "step", "--js", "plugin.js", "--sync", "--stub-wasi", "-o"])
-        .arg(&out_file)
-        .current_dir(&src)
+        .args(["--wit"])
+        .arg(repo().join("plugins/wit"))
+        .args(["--world", "step", "--js", "plugin.js", "--module-root", "../..", "--sync", "--stub-wasi", "-o"])
+        .arg(out_file)
+        .current_dir(src)
         .output()
         .unwrap();
     assert!(out.status.success(), "componentize-qjs: {}", String::from_utf8_lossy(&out.stderr));
-    out_file
+    out_file.to_path_buf()
+}
+
+/// The lines of a step's source that are its author's code: not blank, not a comment.
+fn code_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//"))
+        .count()
+}
+
+/// With the JavaScript helper library a step is its logic: the upper-case step and the CRM
+/// lookup are at most 30 lines of their author's code each (the README counts them), and an
+/// exception the step throws reaches the step's error with its message and where it was
+/// thrown, not as a bare trap.
+#[test]
+fn a_javascript_step_with_the_helper_library_is_short_and_its_exceptions_have_words() {
+    if !tools::available("a_javascript_step_with_the_helper_library", &[&tools::NODE]) {
+        return;
+    }
+    let examples = repo().join("plugins/examples");
+    for (name, most) in [("js-shout", 30), ("js-crm-lookup", 30)] {
+        let n = code_lines(&examples.join(name).join("plugin.js"));
+        assert!(n <= most, "{name}: {n} lines of code");
+    }
+    let env = Env::new();
+    build_js(&examples.join("js-shout"), &env.plugins.path().join("shout.wasm"));
+    let flow = one_step(json!({"id": "p", "type": "text.shout", "text": "{{message.text}}", "save_as": "greeting"}));
+    let r = env.run_flow(&flow, &["hello grâce"], false);
+    assert_eq!(r["replies"][0]["text"], "HELLO GRÂCE", "{r}");
+
+    // A step that throws, built the same way from a copy of the library.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sdk/js")).unwrap();
+    std::fs::copy(repo().join("plugins/sdk/js/tern-step.js"), dir.path().join("sdk/js/tern-step.js")).unwrap();
+    let src = dir.path().join("examples/boom");
+    std::fs::create_dir_all(&src).unwrap();
+    let thrower = std::fs::read_to_string(examples.join("js-shout/plugin.js"))
+        .unwrap()
+        .replace("config.text.toUpperCase()", "config.missing.field")
+        .replace("text.shout", "text.boom");
+    std::fs::write(src.join("plugin.js"), thrower).unwrap();
+    let boom = build_js(&src, &dir.path().join("boom.wasm"));
+    let r =
+        env.run(&["plugins", "check", boom.to_str().unwrap(), "--step-config", r#"{"text":"x","save_as":"y"}"#], false);
+    assert_ne!(r.code(), 0);
+    assert!(r.stdout().contains("TypeError") && r.stdout().contains("plugin.js"), "{}{}", r.stdout(), r.stderr());
+    assert!(!r.stdout().contains("unreachable"), "{}", r.stdout());
 }
 
 fn example_flow(name: &str) -> Value {
