@@ -89,6 +89,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("plugins/README.md", "wit-bindgen c plugins/wit", Check::Test("the_c_snippet_builds_with_the_crates_io_tools")),
     ("plugins/README.md", "import host from", Check::Test("plugin_guide_commands")),
     ("plugins/README.md", "(cd plugins/examples/js-crm-lookup", Check::Test("plugin_guide_commands")),
+    ("plugins/README.md", "tern plugins new acme.shout", Check::Test("plugin_scaffold_commands")),
 ];
 
 /// A fenced block: where it starts, its language, its text (with the list indentation removed).
@@ -1017,6 +1018,36 @@ fn plugin_guide_commands() {
     );
     let out = s.ok(&snippet, "tern plugins check plugins/examples/js-crm-lookup/hello.wasm");
     assert!(out.contains("\"greeting\": \"hello\""), "{out}");
+}
+
+/// The scaffold's commands as the guide shows them: `tern plugins new` writes the folder, its
+/// build (run with the componentize-qjs these tests installed, in place of `npm install && npm
+/// run build`, which would download it) makes a component, and the sample run upper-cases the
+/// text. The scaffold's own README shows the same three commands.
+#[test]
+fn plugin_scaffold_commands() {
+    if !tools::available("plugin_scaffold_commands", &[&tools::NODE]) {
+        return;
+    }
+    let s = Sandbox::new();
+    let b = block("plugins/README.md", "tern plugins new acme.shout");
+    let mut lines = b.text.lines();
+    let (new, build, check) = (lines.next().unwrap(), lines.next().unwrap(), lines.next().unwrap());
+    let out = s.ok(&b, new);
+    assert!(out.contains("acme-shout") && out.contains("plugin.js"), "{out}");
+    assert!(build.starts_with("cd acme-shout && npm install && npm run build"), "{build}");
+    let package: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("acme-shout/package.json")).unwrap()).unwrap();
+    let script = package["scripts"]["build"].as_str().unwrap();
+    let local = script.replacen("componentize-qjs", tools::componentize_qjs().to_str().unwrap(), 1);
+    s.ok(&b, &format!("cd acme-shout && {local}"));
+    let out = s.ok(&b, &format!("cd acme-shout && {check}"));
+    assert!(out.contains("\"loud\": \"HELLO\"") && out.contains("\"status\": \"completed\""), "{out}");
+    let own = std::fs::read_to_string(s.path("acme-shout/README.md")).unwrap();
+    assert!(own.contains("npm install && npm run build") && own.contains(check), "{own}");
+    assert!(s.sh("tern plugins new acme.shout").code() != 0, "an existing folder is not overwritten");
+    let bad = s.sh("tern plugins new 'Acme Shout'");
+    assert!(bad.stderr().contains("cannot be a step type name"), "{}", bad.stderr());
 }
 
 #[test]

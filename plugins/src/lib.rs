@@ -32,6 +32,7 @@ mod host;
 mod limits;
 mod plugin;
 mod runtime;
+pub mod scaffold;
 mod step;
 
 use std::path::{Path, PathBuf};
@@ -39,7 +40,7 @@ use std::sync::Arc;
 
 pub use error::PluginError;
 pub use limits::Limits;
-pub use plugin::{HOST_INTERFACE, Plugin, PluginInfo, WORLD_PACKAGE, WORLD_VERSION};
+pub use plugin::{HOST_INTERFACE, Plugin, PluginInfo, WORLD_PACKAGE, WORLD_VERSION, valid_name};
 pub use runtime::Runtime;
 pub use step::PluginStepType;
 

@@ -61,8 +61,9 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// Step type names: lowercase letters, digits, `_`, `-` and `.`, starting with a letter.
-fn valid_name(name: &str) -> bool {
+/// Whether `name` may be a plugin's step type name: lowercase letters, digits, `_`, `-` and
+/// `.`, starting with a letter, at most 64 characters.
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && name.len() <= 64

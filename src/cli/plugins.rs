@@ -1,4 +1,4 @@
-//! `tern plugins list|check|install`: WebAssembly step plugins (see plugins/README.md).
+//! `tern plugins new|list|check|install`: WebAssembly step plugins (see plugins/README.md).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,8 +19,32 @@ pub struct PluginsArgs {
     command: PluginsCommand,
 }
 
+/// The language of a new plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    /// JavaScript (componentize-qjs from npm), with Tern's helper library.
+    Js,
+    /// C (clang and wasi-libc): not scaffolded yet; start from plugins/examples/c-name-parts.
+    C,
+    /// Python (componentize-py): not scaffolded yet.
+    Python,
+}
+
 #[derive(Debug, Subcommand)]
 enum PluginsCommand {
+    /// Create a folder with a new step plugin: its source, the helper library, the world, the
+    /// build (toolchain pinned) and a README of three commands (build, run once, install).
+    New {
+        /// The step type name flows will use (`acme.lookup-contact`); the folder is named after
+        /// it (`acme-lookup-contact`).
+        name: String,
+        /// The language.
+        #[arg(long, value_enum, default_value = "js")]
+        lang: Lang,
+        /// Where to create the folder (default: the current directory).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
     /// List the installed plugins (the `*.wasm` files in the plugin directory).
     List {
         /// Print JSON.
@@ -61,6 +85,7 @@ enum PluginsCommand {
 
 pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        PluginsCommand::New { name, lang, dir } => new(&name, lang, &dir),
         PluginsCommand::List { json } => list(shared, json).await,
         PluginsCommand::Check { file, step_config, vars, message, allow_origins } => {
             check(shared, &file, &step_config, &vars, &message, &allow_origins).await
@@ -69,6 +94,36 @@ pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitC
             install(shared, &file, &allow_origins, replace).await
         }
     }
+}
+
+/// `tern plugins new`: writes the scaffold into a folder that must not exist yet.
+fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<ExitCode> {
+    let files = match lang {
+        Lang::Js => tern_plugins::scaffold::javascript(name)?,
+        Lang::C | Lang::Python => anyhow::bail!(
+            "`--lang {}` is not scaffolded yet: use `--lang js`, or start from plugins/examples/c-name-parts (plugins/README.md, \"A plugin in C\")",
+            if lang == Lang::C { "c" } else { "python" }
+        ),
+    };
+    let folder = dir.join(tern_plugins::scaffold::folder_name(name));
+    anyhow::ensure!(
+        !folder.exists(),
+        "{} already exists; choose another name or --dir, or remove it first",
+        super::terminal::safe(&folder.display().to_string())
+    );
+    for f in &files {
+        let path = folder.join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, &f.text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("created {} (step type `{name}`):", folder.display());
+    for f in &files {
+        println!("  {}", f.path.display());
+    }
+    println!("Next: cd {} and run the three commands in its README.md", folder.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn origins(list: &[String]) -> anyhow::Result<Vec<url::Origin>> {
