@@ -1035,16 +1035,24 @@ fn plugin_scaffold_commands() {
     let (new, build, check) = (lines.next().unwrap(), lines.next().unwrap(), lines.next().unwrap());
     let out = s.ok(&b, new);
     assert!(out.contains("acme-shout") && out.contains("plugin.js"), "{out}");
-    assert!(build.starts_with("cd acme-shout && npm install && npm run build"), "{build}");
-    let package: Value =
-        serde_json::from_str(&std::fs::read_to_string(s.path("acme-shout/package.json")).unwrap()).unwrap();
-    let script = package["scripts"]["build"].as_str().unwrap();
-    let local = script.replacen("componentize-qjs", tools::componentize_qjs().to_str().unwrap(), 1);
-    s.ok(&b, &format!("cd acme-shout && {local}"));
+    assert!(build.starts_with("cd acme-shout && npm install && tern plugins build ."), "{build}");
+    // Before `npm install`, the build says what to run.
+    let missing = s.sh("tern plugins build acme-shout");
+    assert!(missing.stderr().contains("run `npm install` there"), "{}", missing.stderr());
+    // `npm install`: the componentize-qjs these tests installed, linked in.
+    let modules = tools::componentize_qjs().parent().unwrap().parent().unwrap().to_path_buf();
+    std::os::unix::fs::symlink(&modules, s.path("acme-shout/node_modules")).unwrap();
+    let out = s.ok(&b, &build.replace("npm install && ", ""));
+    assert!(out.contains("acme-shout.wasm"), "the .wasm path is printed: {out}");
     let out = s.ok(&b, &format!("cd acme-shout && {check}"));
     assert!(out.contains("\"loud\": \"HELLO\"") && out.contains("\"status\": \"completed\""), "{out}");
     let own = std::fs::read_to_string(s.path("acme-shout/README.md")).unwrap();
-    assert!(own.contains("npm install && npm run build") && own.contains(check), "{own}");
+    assert!(own.contains("npm install && tern plugins build .") && own.contains(check), "{own}");
+    // The C example builds with the same command.
+    if tools::available("plugin_scaffold_commands (C)", &[&tools::CLANG_WASI]) {
+        let out = s.ok(&b, "tern plugins build plugins/examples/c-name-parts -o c-build/name-parts.wasm");
+        assert!(out.contains("c-build/name-parts.wasm") && s.path("c-build/name-parts.wasm").is_file(), "{out}");
+    }
     assert!(s.sh("tern plugins new acme.shout").code() != 0, "an existing folder is not overwritten");
     let bad = s.sh("tern plugins new 'Acme Shout'");
     assert!(bad.stderr().contains("cannot be a step type name"), "{}", bad.stderr());

@@ -103,7 +103,7 @@ export const {{ describe, run }} = step({{
 A Tern step plugin in JavaScript. Build it, run it once, install it:
 
 ```sh
-npm install && npm run build
+npm install && tern plugins build .
 tern plugins check {wasm} --step-config '{SAMPLE_CONFIG}'
 tern plugins install {wasm}
 ```
@@ -112,7 +112,8 @@ Then use it in a flow: `{{"id": "shout", "type": "{name}", "text": "{{{{message.
 
 - `plugin.js` is the step; `tern-step.js` is Tern's helper library (parsed JSON in and out,
   errors as values, `http.fetch` through an integration); `wit/step.wit` is the world.
-- `npm run build` needs Node.js and npm; it builds `{wasm}` with componentize-qjs {COMPONENTIZE_QJS}.
+- `npm install` needs Node.js and npm: it installs componentize-qjs {COMPONENTIZE_QJS}, which
+  `tern plugins build .` (or `npm run build`) uses to build `{wasm}`.
 - A field the step's `config` does not list is reported as a typo by `tern validate`.
 "#
     );

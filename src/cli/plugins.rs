@@ -45,6 +45,16 @@ enum PluginsCommand {
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
+    /// Build a plugin's folder into a component with its language's toolchain: JavaScript
+    /// (`plugin.js`: componentize-qjs from the folder's `npm install`) or C (`*.c`: clang-19
+    /// and wasi-libc); prints the `.wasm` path.
+    Build {
+        /// The plugin's folder.
+        dir: PathBuf,
+        /// The component to write (default: `<folder>/<folder name>.wasm`).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// List the installed plugins (the `*.wasm` files in the plugin directory).
     List {
         /// Print JSON.
@@ -86,6 +96,7 @@ enum PluginsCommand {
 pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         PluginsCommand::New { name, lang, dir } => new(&name, lang, &dir),
+        PluginsCommand::Build { dir, output } => build(&dir, output),
         PluginsCommand::List { json } => list(shared, json).await,
         PluginsCommand::Check { file, step_config, vars, message, allow_origins } => {
             check(shared, &file, &step_config, &vars, &message, &allow_origins).await
@@ -124,6 +135,79 @@ fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     println!("Next: cd {} and run the three commands in its README.md", folder.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `tern plugins build`: the folder's language by its files, then its toolchain.
+fn build(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(dir.is_dir(), "{} is not a folder; give the plugin's folder", dir.display());
+    let dir = dir.canonicalize().with_context(|| format!("cannot read {}", dir.display()))?;
+    let folder = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin".into());
+    let out = match output {
+        Some(o) => std::path::absolute(&o).with_context(|| format!("cannot use {}", o.display()))?,
+        None => dir.join(format!("{folder}.wasm")),
+    };
+    // The folder's own WIT when it has one (a scaffold does), else the world this Tern runs.
+    let work = tempfile::tempdir().context("cannot make a temporary folder")?;
+    let wit = if dir.join("wit").is_dir() {
+        dir.join("wit")
+    } else {
+        let wit = work.path().join("wit");
+        std::fs::create_dir_all(&wit)?;
+        std::fs::write(wit.join("step.wit"), tern_plugins::scaffold::WIT)?;
+        wit
+    };
+    let has_c = std::fs::read_dir(&dir)?.filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "c"));
+    if dir.join("plugin.js").is_file() {
+        build_js(&dir, &wit, &out)?;
+    } else if has_c {
+        tern_plugin_build::build_c(&dir, &wit, work.path(), &out)?;
+    } else {
+        anyhow::bail!(
+            "{} has no plugin.js (JavaScript) and no .c file (C); start one with `tern plugins new NAME`",
+            dir.display()
+        );
+    }
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    println!("built {} ({} KiB)", out.display(), size / 1024);
+    println!("Next: tern plugins check {} --step-config '{{…}}'", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A JavaScript plugin: componentize-qjs from the folder's `node_modules`, synchronous, WASI
+/// stubbed, with the module root its `package.json` build names (`--module-root`), or the folder.
+fn build_js(dir: &Path, wit: &Path, out: &Path) -> anyhow::Result<()> {
+    let tool = dir.join("node_modules/.bin/componentize-qjs");
+    anyhow::ensure!(
+        tool.is_file(),
+        "componentize-qjs is not installed in {}: run `npm install` there first (it needs Node.js and npm; on Debian `apt install nodejs npm`)",
+        dir.display()
+    );
+    let script: Option<String> = std::fs::read_to_string(dir.join("package.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|p| p["scripts"]["build"].as_str().map(str::to_string));
+    let root = script
+        .as_deref()
+        .and_then(|s| s.split_whitespace().skip_while(|w| *w != "--module-root").nth(1))
+        .map_or_else(|| dir.to_path_buf(), |r| dir.join(r));
+    let output = std::process::Command::new(&tool)
+        .arg("--wit")
+        .arg(wit)
+        .args(["--world", "step", "--js", "plugin.js", "--module-root"])
+        .arg(&root)
+        .args(["--sync", "--stub-wasi", "-o"])
+        .arg(out)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "componentize-qjs failed:\n{}{}",
+            super::terminal::safe(&String::from_utf8_lossy(&output.stdout)),
+            super::terminal::safe(&String::from_utf8_lossy(&output.stderr))
+        );
+    }
+    Ok(())
 }
 
 fn origins(list: &[String]) -> anyhow::Result<Vec<url::Origin>> {
