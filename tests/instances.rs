@@ -472,7 +472,27 @@ fn two_instances_share_an_integrations_rate_limit() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same API without a limit: its requests never touch the shared bucket.
+    let out = tern()
+        .env("TERN_DATA_DIR", fresh_data_dir())
+        .env("TERN_DATABASE_URL", db.raw_url())
+        .env("TERN_MASTER_KEY", &key)
+        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+        .env("ERP_PASSWORD", credentials::PASSWORD)
+        .args(["integrations", "add", "plain", "--kind", "basic", "--username", credentials::USERNAME])
+        .args(["--password-env", "ERP_PASSWORD", "--api-origin", &api.url()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let flows = Flows::new();
+    flows.write(
+        "plain",
+        &json!({"version": 1, "id": "plain", "trigger": {"type": "message", "match": {"keywords": ["plain"]}, "priority": 5}, "steps": [
+            {"id": "lookup", "type": "fetch_variables", "integration": "plain",
+             "request": {"url": format!("{}/basic/me", api.url())}, "variables": {"name": "data.name"}},
+            {"id": "say", "type": "send_message", "text": "{{name}}"}
+        ]}),
+    );
     flows.write(
         "who",
         &json!({"version": 1, "id": "who", "trigger": {"type": "message"}, "steps": [
@@ -497,6 +517,11 @@ fn two_instances_share_an_integrations_rate_limit() {
             let answer = t.await.unwrap();
             assert_eq!(answer["replies"][0]["text"], "Ada Lovelace", "{answer}");
         }
+        let answer = send(&client, &urls, 0, "plain-1", json!({"text": "plain", "message_id": "p-1"})).await;
+        assert_eq!(answer["replies"][0]["text"], "Ada Lovelace", "{answer}");
+        let pool = sqlx::PgPool::connect(&db.raw_url()).await.unwrap();
+        let buckets: Vec<String> = sqlx::query_scalar("SELECT name FROM rate_buckets").fetch_all(&pool).await.unwrap();
+        assert_eq!(buckets, ["erp"], "only the limited integration's requests use the database's bucket");
     });
     assert_eq!(api.strict_refused(), 0, "the two instances kept to one limit together");
     drop(servers);

@@ -1056,6 +1056,12 @@ fn plugin_scaffold_commands() {
     assert!(s.sh("tern plugins new acme.shout").code() != 0, "an existing folder is not overwritten");
     let bad = s.sh("tern plugins new 'Acme Shout'");
     assert!(bad.stderr().contains("cannot be a step type name"), "{}", bad.stderr());
+    let builtin = s.sh("tern plugins new send_message");
+    assert!(builtin.stderr().contains("is a built-in step"), "{}", builtin.stderr());
+    // A sample configuration that does not fit is said at its own field, with the step's fields.
+    let wrong = s.sh("cd acme-shout && tern plugins check acme-shout.wasm --step-config '{\"txt\": \"hi\"}'");
+    assert!(wrong.stderr().contains("--step-config/txt: error[unknown-field]"), "{}", wrong.stderr());
+    assert!(wrong.stderr().contains("text (required)"), "{}", wrong.stderr());
 }
 
 #[test]

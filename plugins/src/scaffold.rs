@@ -23,7 +23,7 @@ pub const COMPONENTIZE_QJS: &str = "0.4.5";
 pub enum ScaffoldError {
     /// The name cannot be a step type name.
     #[error(
-        "`{name}` cannot be a step type name: use lowercase letters, digits, `_`, `-` and `.`, starting with a letter (e.g. `acme.lookup-contact`)"
+        "`{name}` cannot be a step type name: use lowercase letters, digits, `_`, `-` and `.`, starting with a letter and not ending with a sign (e.g. `acme.lookup-contact`)"
     )]
     BadName {
         /// The name given.
@@ -57,7 +57,10 @@ pub const SAMPLE_CONFIG: &str = r#"{"text": "hello", "save_as": "loud"}"#;
 /// # Errors
 /// [`ScaffoldError::BadName`].
 pub fn javascript(name: &str) -> Result<Vec<ScaffoldFile>, ScaffoldError> {
-    if !crate::valid_name(name) {
+    // The loader's rule, and a name a person would write: no empty part (`acme..x`), no
+    // trailing `.`, `-` or `_`.
+    let tidy = !name.contains("..") && !name.ends_with(['.', '-', '_']);
+    if !crate::valid_name(name) || !tidy {
         return Err(ScaffoldError::BadName { name: name.to_string() });
     }
     let folder = folder_name(name);
@@ -140,6 +143,8 @@ mod tests {
         assert!(text("plugin.js").contains(r#"name: "acme.hello""#));
         assert!(text("package.json").contains("-o acme-hello.wasm") && text("package.json").contains("\"0.4.5\""));
         assert!(text("README.md").contains("tern plugins check acme-hello.wasm --step-config"));
-        assert!(matches!(javascript("Acme Hello"), Err(ScaffoldError::BadName { .. })));
+        for bad in ["Acme Hello", "acme..hello", "acme-", "acme."] {
+            assert!(matches!(javascript(bad), Err(ScaffoldError::BadName { .. })), "{bad}");
+        }
     }
 }

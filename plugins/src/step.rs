@@ -50,6 +50,25 @@ impl PluginStepType {
         &self.plugin
     }
 
+    /// The step's fields, said in a hint: each field its schema lists, the required ones marked.
+    fn fields_hint(&self) -> String {
+        let schema = &self.plugin.info.config_schema;
+        let required: Vec<&str> =
+            schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let fields: Vec<String> = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| if required.contains(&k.as_str()) { format!("{k} (required)") } else { k.clone() })
+            .collect();
+        if fields.is_empty() {
+            format!("`tern schema` has the `{}` step's schema", self.plugin.info.name)
+        } else {
+            format!("the `{}` step's fields: {}", self.plugin.info.name, fields.join(", "))
+        }
+    }
+
     /// A field the config schema does not declare is a typo, unless the schema says what other
     /// fields may be (`additionalProperties`): then its own rule decides. So a plugin author
     /// who lists the step's `properties` gets typos caught, as for built-in steps, without
@@ -135,12 +154,7 @@ impl StepType for PluginStepType {
         ok &= self.known_fields_only(&config, cx);
         for error in self.plugin.validator.iter_errors(&config) {
             let pointer = error.instance_path().to_string();
-            cx.error(
-                "plugin-config",
-                &pointer,
-                format!("{error}"),
-                Some(format!("see `tern schema` for the `{}` step's fields", self.plugin.info.name)),
-            );
+            cx.error("plugin-config", &pointer, format!("{error}"), Some(self.fields_hint()));
             ok = false;
         }
         let integrations = integrations_named(&config, cx, &mut ok);

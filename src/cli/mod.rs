@@ -90,7 +90,7 @@ enum Command {
     Api(api::ApiArgs),
     /// Manage the master key (rotate).
     Keys(keys::KeysArgs),
-    /// WebAssembly step plugins (list, check, install).
+    /// WebAssembly step plugins (new, build, check, install, list).
     Plugins(plugins::PluginsArgs),
     /// See Tern work in a minute, with no setup and no network: a local OAuth provider and a
     /// CRM-like API start on this machine, Tern authorizes an integration, runs the example

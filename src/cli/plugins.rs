@@ -109,11 +109,14 @@ pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitC
 
 /// `tern plugins new`: writes the scaffold into a folder that must not exist yet.
 fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<ExitCode> {
+    refuse_builtin(name)?;
     let files = match lang {
         Lang::Js => tern_plugins::scaffold::javascript(name)?,
-        Lang::C | Lang::Python => anyhow::bail!(
-            "`--lang {}` is not scaffolded yet: use `--lang js`, or start from plugins/examples/c-name-parts (plugins/README.md, \"A plugin in C\")",
-            if lang == Lang::C { "c" } else { "python" }
+        Lang::C => anyhow::bail!(
+            "`--lang c` is not scaffolded yet: start from plugins/examples/c-name-parts (plugins/README.md, \"A plugin in C\"), or use `--lang js`"
+        ),
+        Lang::Python => anyhow::bail!(
+            "`--lang python` is not available yet: Tern has no Python guest yet (componentize-py); use `--lang js`"
         ),
     };
     let folder = dir.join(tern_plugins::scaffold::folder_name(name));
@@ -169,7 +172,7 @@ fn build(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     println!("built {} ({} KiB)", out.display(), size / 1024);
-    println!("Next: tern plugins check {} --step-config '{{…}}'", out.display());
+    println!("Next: tern plugins check {} --step-config 'JSON: the step's fields'", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -206,6 +209,14 @@ fn build_js(dir: &Path, wit: &Path, out: &Path) -> anyhow::Result<()> {
             super::terminal::safe(&String::from_utf8_lossy(&output.stdout)),
             super::terminal::safe(&String::from_utf8_lossy(&output.stderr))
         );
+    }
+    Ok(())
+}
+
+/// A plugin may not take a built-in step's name (`new`, `check` and `install` say the same).
+fn refuse_builtin(name: &str) -> anyhow::Result<()> {
+    if tern_steps::registry().get(name).is_some() {
+        anyhow::bail!("step type `{name}` is a built-in step; a plugin must use another name (e.g. `acme.{name}`)");
     }
     Ok(())
 }
@@ -271,6 +282,7 @@ async fn check(
         tern_plugins::WORLD_VERSION
     );
 
+    refuse_builtin(&plugin.info.name).with_context(|| file.display().to_string())?;
     // One run: a flow with this step alone, through the same engine as `tern run`.
     let mut registry = tern_steps::registry();
     registry.register(Arc::new(PluginStepType::new(plugin.clone())))?;
@@ -282,10 +294,15 @@ async fn check(
     let flow = match load_flow(&flow.to_string(), &opts) {
         Ok(f) => f,
         Err(diags) => {
+            // Said at the field of --step-config, not in the one-step flow made from it.
             for d in &diags {
-                eprintln!("sample config: {d}");
+                let at = d.pointer.strip_prefix("/steps/0").unwrap_or(&d.pointer);
+                let hint = d.hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+                eprintln!("--step-config{at}: error[{}]: {}{hint}", d.code, super::terminal::safe(&d.message));
             }
-            anyhow::bail!("the sample configuration does not fit the plugin's config schema; pass --step-config JSON");
+            anyhow::bail!(
+                "--step-config does not fit the plugin's config schema (above); correct it and run check again"
+            );
         }
     };
     let with_store = !flow.integrations.is_empty() || shared.has_store();
@@ -324,9 +341,7 @@ async fn install(shared: &Shared, file: &Path, allow: &[String], replace: bool) 
     let runtime = shared.plugin_runtime()?;
     let plugin = Plugin::load(&runtime, file, allowed.clone()).await?;
     let name = &plugin.info.name;
-    if tern_steps::registry().get(name).is_some() {
-        anyhow::bail!("{}: step type `{name}` is a built-in step; the plugin must use another name", file.display());
-    }
+    refuse_builtin(name).with_context(|| file.display().to_string())?;
     let dir = shared.plugins_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let target = dir.join(format!("{name}.wasm"));

@@ -169,9 +169,12 @@ impl Integrations {
             limiters.clear();
         }
         let limiter = tern_engine::http::limit::RateLimiter::new(rate.map(|r| r.rate()));
-        let limiter = Arc::new(match self.store.shared_bucket() {
-            Some(bucket) => limiter.shared(bucket, rec.name.as_str()),
-            None => limiter,
+        // Shared through the database only when a rate is configured: that costs a short
+        // transaction per request, which an integration without a limit must not pay (its
+        // API's holds stay with the instance that received them).
+        let limiter = Arc::new(match (rate, self.store.shared_bucket()) {
+            (Some(_), Some(bucket)) => limiter.shared(bucket, rec.name.as_str()),
+            _ => limiter,
         });
         limiters.insert(rec.name.clone(), (rate, limiter.clone()));
         limiter

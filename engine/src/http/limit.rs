@@ -9,10 +9,12 @@
 //! never past its deadline: then it fails with
 //! [`HttpError::RateLimited`] instead of waiting in vain.
 //!
-//! **Several instances.** On a store that several instances share (PostgreSQL), the bucket and
-//! the API's holds live in the database ([`SharedBucket`]): one row per integration, taken with
-//! one `UPDATE` per request, so the configured rate is the rate of all instances together, and a
-//! `429` one instance receives holds the others too. When the database cannot be reached, a
+//! **Several instances.** On a store that several instances share (PostgreSQL), the bucket of
+//! an integration with a configured rate, and its API's holds, live in the database
+//! ([`SharedBucket`]): one row per integration, taken in one short transaction per request, so
+//! the configured rate is the rate of all instances together, and a `429` one instance receives
+//! holds the others too. An integration without a configured rate pays nothing of that: its
+//! API's holds stay with the instance that received them. When the database cannot be reached, a
 //! request is limited by this process's own bucket (with a warning) rather than failed.
 
 use std::sync::Mutex;
