@@ -281,6 +281,23 @@ fn plugins_install_list_and_clash_with_built_in_steps() {
     let r = env.run(&["plugins", "install", file.to_str().unwrap()], false);
     assert_eq!(r.code(), 2);
     assert!(r.stderr().contains("--replace"), "{}", r.stderr());
+    // The text list shows the step type, the version, the start of the SHA-256 and the origins;
+    // `install --sha256` installs only the file with that checksum.
+    let sha = list[0]["sha256"].as_str().unwrap().to_string();
+    let text = env.run(&["plugins", "list"], false).stdout();
+    assert!(
+        text.contains("wat.test") && text.contains(&sha[..12]) && text.contains("https://api.example.com"),
+        "{text}"
+    );
+    let wrong = "0".repeat(64);
+    let r = env.run(&["plugins", "install", file.to_str().unwrap(), "--replace", "--sha256", &wrong], false);
+    assert_ne!(r.code(), 0);
+    assert!(r.stderr().contains("not the plugin you meant") && r.stderr().contains(&sha), "{}", r.stderr());
+    let r = env.run(&["plugins", "install", file.to_str().unwrap(), "--replace", "--sha256", &sha], false);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    let left: Vec<_> =
+        std::fs::read_dir(env.plugins.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().ends_with(".staging")), "nothing staged is left: {left:?}");
 
     // `tern schema` includes the plugin's step type.
     let schema = env.run(&["schema"], false).stdout();

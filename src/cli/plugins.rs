@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
+use sha2::Digest as _;
 use tern_engine::{LoadOptions, Message, RunInput, load_flow};
 use tern_plugins::{Plugin, PluginStepType};
 
@@ -90,6 +91,10 @@ enum PluginsCommand {
         /// Replace an installed plugin with the same step type.
         #[arg(long)]
         replace: bool,
+        /// Install only if the file's SHA-256 is this (64 hex digits, as its publisher gives
+        /// it and `tern plugins list` shows it).
+        #[arg(long = "sha256", value_name = "HEX")]
+        sha256: Option<String>,
     },
 }
 
@@ -101,8 +106,8 @@ pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitC
         PluginsCommand::Check { file, step_config, vars, message, allow_origins } => {
             check(shared, &file, &step_config, &vars, &message, &allow_origins).await
         }
-        PluginsCommand::Install { file, allow_origins, replace } => {
-            install(shared, &file, &allow_origins, replace).await
+        PluginsCommand::Install { file, allow_origins, replace, sha256 } => {
+            install(shared, &file, &allow_origins, replace, sha256.as_deref()).await
         }
     }
 }
@@ -256,9 +261,20 @@ async fn list(shared: &Shared, json: bool) -> anyhow::Result<ExitCode> {
         let list: Vec<Value> = plugins.iter().map(|p| describe(p)).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
+        println!("{:<28} {:<10} {:<14} {:<30} FILE", "STEP TYPE", "VERSION", "SHA256", "ALLOWED ORIGINS");
         for p in &plugins {
-            println!("{:<28} {:<10} {}  {}", p.info.name, p.info.version, p.path.display(), p.info.description);
+            let origins: Vec<String> = p.allowed_origins().iter().map(|o| o.ascii_serialization()).collect();
+            let origins = if origins.is_empty() { "-".to_string() } else { origins.join(",") };
+            println!(
+                "{:<28} {:<10} {:<14} {:<30} {}",
+                p.info.name,
+                super::terminal::safe(&p.info.version),
+                format!("{}…", p.sha256.get(..12).unwrap_or(&p.sha256)),
+                origins,
+                p.path.display()
+            );
         }
+        println!("(`--json` gives each plugin's whole SHA-256 and description)");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -336,14 +352,43 @@ async fn check(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn install(shared: &Shared, file: &Path, allow: &[String], replace: bool) -> anyhow::Result<ExitCode> {
+async fn install(
+    shared: &Shared,
+    file: &Path,
+    allow: &[String],
+    replace: bool,
+    pin: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let allowed = origins(allow)?;
-    let runtime = shared.plugin_runtime()?;
-    let plugin = Plugin::load(&runtime, file, allowed.clone()).await?;
-    let name = &plugin.info.name;
-    refuse_builtin(name).with_context(|| file.display().to_string())?;
+    // The bytes are read once: what is checked (the pin, the load) is what is installed.
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if let Some(pin) = pin {
+        let pin = pin.trim().to_ascii_lowercase();
+        anyhow::ensure!(
+            pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit()),
+            "--sha256 takes the 64 hex digits of a SHA-256"
+        );
+        let actual = hex::encode(sha2::Sha256::digest(&bytes));
+        anyhow::ensure!(
+            actual == pin,
+            "{}: its SHA-256 is {actual}, not the pinned {pin}; it is not the plugin you meant to install (get it again from its publisher)",
+            file.display()
+        );
+    }
     let dir = shared.plugins_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Staged under a name the plugin loader does not list (`*.wasm` only).
+    let staged = tempfile::Builder::new()
+        .suffix(".staging")
+        .tempfile_in(&dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    std::fs::write(staged.path(), &bytes).with_context(|| format!("cannot write {}", staged.path().display()))?;
+    let runtime = shared.plugin_runtime()?;
+    let plugin = Plugin::load(&runtime, staged.path(), allowed.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let name = &plugin.info.name;
+    refuse_builtin(name).with_context(|| file.display().to_string())?;
     let target = dir.join(format!("{name}.wasm"));
     if target.exists() && !replace {
         anyhow::bail!("{name} is already installed at {}; pass --replace to replace it", target.display());
@@ -351,15 +396,14 @@ async fn install(shared: &Shared, file: &Path, allow: &[String], replace: bool) 
     // Another file may declare the same step type under another file name.
     for other in tern_plugins::plugin_files(&dir)? {
         if other != target
+            && other != staged.path()
             && let Ok(p) = Plugin::load(&runtime, &other, Vec::new()).await
             && p.info.name == *name
         {
             anyhow::bail!("{} already provides step type `{name}`; remove it first", other.display());
         }
     }
-    let tmp = target.with_extension("wasm.tmp");
-    std::fs::copy(file, &tmp).with_context(|| format!("cannot copy {} to {}", file.display(), tmp.display()))?;
-    std::fs::rename(&tmp, &target).with_context(|| format!("cannot install {}", target.display()))?;
+    staged.persist(&target).map_err(|e| anyhow::anyhow!("cannot install {}: {}", target.display(), e.error))?;
     let allow_file = tern_plugins::allowlist_path(&target);
     if allowed.is_empty() {
         let _ = std::fs::remove_file(&allow_file);
@@ -368,10 +412,11 @@ async fn install(shared: &Shared, file: &Path, allow: &[String], replace: bool) 
         std::fs::write(&allow_file, text).with_context(|| format!("cannot write {}", allow_file.display()))?;
     }
     println!(
-        "installed {name} {} at {} (compiled in {} ms); flows can use \"type\": \"{name}\"",
+        "installed {name} {} at {} (compiled in {} ms, sha256 {}); flows can use \"type\": \"{name}\"",
         plugin.info.version,
         target.display(),
-        plugin.load_time.as_millis()
+        plugin.load_time.as_millis(),
+        plugin.sha256
     );
     Ok(ExitCode::SUCCESS)
 }
