@@ -95,7 +95,7 @@ fn traps_timeouts_memory_and_big_output_are_step_errors_naming_the_plugin() {
             "plugin-memory",
             "needed more than 64 MiB of memory",
         ),
-        ("(unreachable)", "plugin-trap", "trapped"),
+        ("(unreachable)", "plugin-trap", "aborted without an error value"),
         (
             "(call $ok (i32.const 131072) (i32.const 2000000) (i32.const 0) (i32.const 0))",
             "plugin-output",

@@ -287,6 +287,11 @@ pub(crate) fn explain_trap(e: &wasmtime::Error, runtime: &Runtime, time: Duratio
         Some(wasmtime::Trap::OutOfFuel) => {
             format!("ran out of fuel ({} instructions); it probably loops forever", runtime.limits.fuel)
         }
+        // The guest aborted: say what usually makes it, since the guest said nothing.
+        Some(wasmtime::Trap::UnreachableCodeReached) => format!(
+            "trapped: {}; the plugin aborted without an error value: in JavaScript, an exception thrown outside the helper library's `step()` (plugins/sdk/js/tern-step.js turns them into step errors with their words) or an export the world names (`describe`, `run`) missing or misspelled; in C, a call to abort()",
+            wasmtime::Trap::UnreachableCodeReached
+        ),
         Some(trap) => format!("trapped: {trap}"),
         None => {
             let text = format!("{e:#}");
