@@ -461,29 +461,24 @@ fn two_instances_share_an_integrations_rate_limit() {
         text.to_string()
     };
     let api = CredentialApi::start();
-    let out = tern()
-        .env("TERN_DATA_DIR", fresh_data_dir())
-        .env("TERN_DATABASE_URL", db.raw_url())
-        .env("TERN_MASTER_KEY", &key)
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .env("ERP_PASSWORD", credentials::PASSWORD)
-        .args(["integrations", "add", "erp", "--kind", "basic", "--username", credentials::USERNAME])
-        .args(["--password-env", "ERP_PASSWORD", "--api-origin", &api.url(), "--rate-limit", "8/s burst 2"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `tern integrations add NAME --kind basic … EXTRA` against the API, stored in the database.
+    let add = |name: &str, extra: &[&str]| {
+        let out = tern()
+            .env("TERN_DATA_DIR", fresh_data_dir())
+            .env("TERN_DATABASE_URL", db.raw_url())
+            .env("TERN_MASTER_KEY", &key)
+            .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
+            .env("ERP_PASSWORD", credentials::PASSWORD)
+            .args(["integrations", "add", name, "--kind", "basic", "--username", credentials::USERNAME])
+            .args(["--password-env", "ERP_PASSWORD", "--api-origin", &api.url()])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    add("erp", &["--rate-limit", "8/s burst 2"]);
     // The same API without a limit: its requests never touch the shared bucket.
-    let out = tern()
-        .env("TERN_DATA_DIR", fresh_data_dir())
-        .env("TERN_DATABASE_URL", db.raw_url())
-        .env("TERN_MASTER_KEY", &key)
-        .env("TERN_ALLOW_PRIVATE_NETWORK", "1")
-        .env("ERP_PASSWORD", credentials::PASSWORD)
-        .args(["integrations", "add", "plain", "--kind", "basic", "--username", credentials::USERNAME])
-        .args(["--password-env", "ERP_PASSWORD", "--api-origin", &api.url()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    add("plain", &[]);
     let flows = Flows::new();
     flows.write(
         "plain",

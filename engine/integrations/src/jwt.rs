@@ -136,8 +136,11 @@ impl ServiceAccountKey {
 
 /// A `jwt_bearer` integration's key as an operator gives it (the command line's `--key-file`,
 /// the console's field, the admin API's `private_key`): a Google service-account JSON key file,
-/// whose `client_email`, `private_key_id` and `token_uri` fill in what `config` leaves out, or
-/// an RSA private key in PEM as it is. Returns the private key to store.
+/// or an RSA private key in PEM as it is. A key file names the account and key it is: its
+/// `client_email` and `private_key_id` replace `config`'s (the assertion's `iss` and `kid` must
+/// be the key's own, so a new key file of another account takes its place whatever the form or
+/// flags still said), and its `token_uri` fills in an empty token URL. Returns the private key to
+/// store.
 ///
 /// # Errors
 /// [`KeyFileError`]: a JSON text that is not a service-account key.
@@ -149,12 +152,10 @@ pub fn key_material(
         return Ok(text);
     }
     let key = ServiceAccountKey::parse(text.expose_secret())?;
-    config.client_id.get_or_insert(key.client_email);
+    config.client_id = Some(key.client_email);
+    config.key_id = key.private_key_id;
     if config.token_url.is_none() {
         config.token_url = key.token_uri;
-    }
-    if config.key_id.is_none() {
-        config.key_id = key.private_key_id;
     }
     Ok(key.private_key)
 }
@@ -268,6 +269,27 @@ mod tests {
         assert!(wrong_type.contains("`client_email` must be a string"), "{wrong_type}");
         let not_json = ServiceAccountKey::parse("-----BEGIN PRIVATE KEY-----").unwrap_err().to_string();
         assert!(not_json.contains("not a service-account key in JSON") && !not_json.contains("BEGIN"), "{not_json}");
+    }
+
+    /// A key file's account and key id replace what the settings said (the assertion must name
+    /// the key's own account); its token URL only fills in an empty one; a PEM key changes nothing.
+    #[test]
+    fn a_key_file_names_its_own_account_and_key() {
+        let mut config = crate::config::IntegrationConfig {
+            client_id: Some("old@p.iam.gserviceaccount.com".into()),
+            key_id: Some("kid-old".into()),
+            token_url: Some(Url::parse("https://tokens.example.com/token").unwrap()),
+            ..Default::default()
+        };
+        let text = SecretString::from(key_file(serde_json::json!({})));
+        key_material(text, &mut config).unwrap();
+        assert_eq!(config.client_id.as_deref(), Some("bot@p.iam.gserviceaccount.com"));
+        assert_eq!(config.key_id.as_deref(), Some("kid-1"));
+        assert_eq!(config.token_url.as_ref().map(Url::as_str), Some("https://tokens.example.com/token"));
+        let before = config.clone();
+        let pem = SecretString::from("-----BEGIN PRIVATE KEY-----".to_string());
+        key_material(pem, &mut config).unwrap();
+        assert_eq!(config.client_id, before.client_id);
     }
 
     #[test]

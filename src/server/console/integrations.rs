@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use tern_engine::IntegrationName;
 use tern_engine::http::tls::certificate_facts;
@@ -724,12 +724,7 @@ fn parse(f: &IntegrationForm, base: Option<&IntegrationRecord>) -> Result<(Integ
     if config.kind == Kind::JwtBearer
         && let Some(text) = client_secret.take()
     {
-        // A JSON key file names its account and key: they replace what the form (or the key
-        // it replaces) said; its token URL fills in an empty one.
-        if text.expose_secret().trim_start().starts_with('{') {
-            config.client_id = None;
-            config.key_id = None;
-        }
+        // A JSON key file names its account and key, in place of what the form still shows.
         match tern_integrations::jwt::key_material(text, &mut config) {
             Ok(key) => client_secret = Some(key),
             Err(e) => problems.push(("private_key", e.to_string())),
