@@ -6,7 +6,9 @@
 //! - `native step`: the same name-splitting logic as a Rust step, run by the engine;
 //! - `C plugin`: plugins/examples/c-name-parts built from source, run by the engine (fresh
 //!   store and instance, run, drop);
-//! - `JavaScript plugin`: the same logic in QuickJS (benches/plugins/name_parts.js).
+//! - `JavaScript plugin`: the same logic in QuickJS (benches/plugins/name_parts.js);
+//! - `Python plugin`: the same logic in CPython (benches/plugins/name_parts.py, componentize-py,
+//!   with the helper library).
 //!
 //! Plus loading each component from the warm compilation cache. Run with
 //! `cargo bench --bench plugins`; numbers go to benches/BENCHMARKS.md.
@@ -102,6 +104,19 @@ fn build_js(out: &Path) {
     assert!(status.success());
 }
 
+/// Builds benches/plugins/name_parts.py with componentize-py (WASI stubbed, as `tern plugins
+/// build` does) and the helper library.
+fn build_py(bin: &Path, out: &Path) {
+    let status = std::process::Command::new(bin.join("componentize-py"))
+        .args(["-d", "plugins/wit", "-w", "step", "componentize", "--stub-wasi", "name_parts"])
+        .args(["-p", "benches/plugins", "-p", "plugins/sdk/python", "-o"])
+        .arg(out)
+        .current_dir(repo())
+        .status()
+        .expect("componentize-py");
+    assert!(status.success());
+}
+
 fn flow(registry: &Registry, step_type: &str) -> CompiledFlow {
     let flow = json!({"version": 1, "id": "bench", "variables": {"full_name": ""}, "steps": [
         {"id": "s", "type": step_type, "name": "{{full_name}}", "first_as": "first", "last_as": "last"}
@@ -144,6 +159,15 @@ fn main() {
     } else {
         std::fs::copy(&c_file, &js_file).expect("copy");
     }
+    let py_file = scratch.path().join("py-name-parts.wasm");
+    let py_bin = if only.as_deref().is_none_or(|o| o == "py") {
+        testkit::tools::componentize_py("benches/plugins.rs (Python)")
+    } else {
+        None
+    };
+    if let Some(bin) = &py_bin {
+        build_py(bin, &py_file);
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let cache = scratch.path().join("cache");
@@ -151,29 +175,42 @@ fn main() {
     println!("pooling allocator: {}", runtime.is_pooling());
     let c = rt.block_on(Plugin::load(&runtime, &c_file, Vec::new())).expect("load C");
     let js = rt.block_on(Plugin::load(&runtime, &js_file, Vec::new())).expect("load JS");
+    let py = py_bin.as_ref().map(|_| rt.block_on(Plugin::load(&runtime, &py_file, Vec::new())).expect("load Python"));
     println!(
-        "first load (compile): C {:.1} ms, JS {:.1} ms",
+        "first load (compile): C {:.1} ms, JS {:.1} ms, Python {}",
         c.load_time.as_secs_f64() * 1e3,
-        js.load_time.as_secs_f64() * 1e3
+        js.load_time.as_secs_f64() * 1e3,
+        py.as_ref().map_or("not built".to_string(), |p| format!("{:.1} ms", p.load_time.as_secs_f64() * 1e3))
     );
 
     // Loading from the warm cache, as every later start does.
-    let mut loads: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let files: Vec<&Path> = [Some(c_file.as_path()), Some(js_file.as_path()), py.as_ref().map(|_| py_file.as_path())]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut loads: Vec<Vec<Duration>> = vec![Vec::new(); files.len()];
     for _ in 0..warm_loads {
-        for (i, f) in [&c_file, &js_file].iter().enumerate() {
+        for (i, f) in files.iter().enumerate() {
             let p = rt.block_on(Plugin::load(&runtime, f, Vec::new())).expect("load");
             loads[i].push(p.load_time);
         }
     }
-    let (c_load, _) = median_us(loads[0].clone());
-    let (js_load, _) = median_us(loads[1].clone());
-    println!("precompiled load (median of {warm_loads}): C {:.3} ms, JS {:.3} ms", c_load / 1e3, js_load / 1e3);
+    let medians: Vec<String> = ["C", "JS", "Python"]
+        .iter()
+        .zip(loads)
+        .map(|(label, l)| format!("{label} {:.3} ms", median_us(l).0 / 1e3))
+        .collect();
+    println!("precompiled load (median of {warm_loads}): {}", medians.join(", "));
 
     let mut registry = tern_steps::registry();
     registry.register(Arc::new(NativeNameParts)).expect("native");
     registry.register(Arc::new(PluginStepType::new(Arc::new(c)))).expect("C");
     if with_js {
         registry.register(Arc::new(PluginStepType::new(Arc::new(js)))).expect("JS");
+    }
+    let with_py = py.is_some();
+    if let Some(py) = py {
+        registry.register(Arc::new(PluginStepType::new(Arc::new(py)))).expect("Python");
     }
     let client = HttpClient::new(HttpPolicy::default()).expect("client");
     let engine = Engine {
@@ -186,6 +223,7 @@ fn main() {
         flow(&engine.registry, "native.name-parts"),
         flow(&engine.registry, "text.name-parts"),
         flow(&engine.registry, if with_js { "js.name-parts" } else { "native.name-parts" }),
+        flow(&engine.registry, if with_py { "py.name-parts" } else { "native.name-parts" }),
     ];
     // ~1 KB in (the rendered configuration) and ~1 KB out (the last name).
     let name = format!("ada {}", "lovelace-byron ".repeat(68).trim_end());
@@ -194,7 +232,7 @@ fn main() {
     let config_json = json!({"name": name, "first_as": "first", "last_as": "last"}).to_string();
     println!("payload: {} bytes of configuration in", config_json.len());
 
-    let mut samples: [Vec<Duration>; 4] = Default::default();
+    let mut samples: [Vec<Duration>; 5] = Default::default();
     for _ in 0..rounds {
         // serde_json round-trip of the same payload.
         for _ in 0..per_round {
@@ -206,7 +244,7 @@ fn main() {
             samples[0].push(t.elapsed());
         }
         for (i, f) in flows.iter().enumerate() {
-            if only.as_deref().is_some_and(|o| o != ["native", "c", "js"][i]) {
+            if only.as_deref().is_some_and(|o| o != ["native", "c", "js", "py"][i]) || (i == 3 && !with_py) {
                 continue;
             }
             rt.block_on(async {
@@ -223,7 +261,7 @@ fn main() {
     }
     println!("per call (median / p99, µs), {} calls each, interleaved in {rounds} rounds:", rounds * per_round);
     for (label, s) in
-        ["serde_json round-trip", "native step (engine)", "C plugin (engine)", "JavaScript plugin (engine)"]
+        ["serde_json round-trip", "native step (engine)", "C plugin (engine)", "JavaScript plugin (engine)", "Python plugin (engine)"]
             .iter()
             .zip(samples)
     {

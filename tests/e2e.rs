@@ -56,6 +56,7 @@ mod http_steps;
 mod instances;
 mod integrations;
 mod lock_loss;
+mod plugin_authoring;
 mod plugins;
 mod readme;
 mod real_apis;

@@ -12,18 +12,18 @@ use crate::support::wasm::{FIRST_CALL, Plugin, header_store};
 use crate::support::{Flows, Run, TestApi, fresh_data_dir, repo, tern};
 
 /// A data directory, a plugin directory and flow files for one test.
-struct Env {
+pub(crate) struct Env {
     data: PathBuf,
-    plugins: tempfile::TempDir,
+    pub(crate) plugins: tempfile::TempDir,
     flows: Flows,
 }
 
 impl Env {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { data: fresh_data_dir(), plugins: tempfile::tempdir().unwrap(), flows: Flows::new() }
     }
 
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = tern();
         c.env("TERN_DATA_DIR", &self.data).env("TERN_PLUGINS_DIR", self.plugins.path());
         c
@@ -35,7 +35,7 @@ impl Env {
         path
     }
 
-    fn run(&self, args: &[&str], private: bool) -> Run {
+    pub(crate) fn run(&self, args: &[&str], private: bool) -> Run {
         let mut c = self.cmd();
         if private {
             c.env("TERN_ALLOW_PRIVATE_NETWORK", "1");
@@ -44,7 +44,7 @@ impl Env {
     }
 
     /// `tern run FLOW --json` with the messages; the result JSON.
-    fn run_flow(&self, flow: &Value, messages: &[&str], private: bool) -> Value {
+    pub(crate) fn run_flow(&self, flow: &Value, messages: &[&str], private: bool) -> Value {
         let path = self.flows.write("flow", flow);
         let mut args = vec!["run", path.to_str().unwrap(), "--json"];
         for m in messages {
@@ -413,7 +413,7 @@ fn example_flow(name: &str) -> Value {
 }
 
 /// `tern serve` with a plugin directory; returns the server and its base URL.
-fn serve(env: &Env, flows: &Path) -> (crate::serve::Server, String) {
+pub(crate) fn serve(env: &Env, flows: &Path) -> (crate::serve::Server, String) {
     let mut cmd = env.cmd();
     cmd.env("TERN_ALLOW_PRIVATE_NETWORK", "1").env("TERN_ADMIN_TOKEN", crate::serve::ADMIN).args([
         "serve",

@@ -90,6 +90,8 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("plugins/README.md", "import host from", Check::Test("plugin_guide_commands")),
     ("plugins/README.md", "(cd plugins/examples/js-crm-lookup", Check::Test("plugin_guide_commands")),
     ("plugins/README.md", "tern plugins new acme.shout", Check::Test("plugin_scaffold_commands")),
+    ("plugins/README.md", "{", Check::Test("the_fixture_example_is_the_python_examples_fixture")),
+    ("plugins/README.md", "python3 -m venv ~/.cache/tern-componentize-py", Check::Test("python_plugin_commands")),
 ];
 
 /// A fenced block: where it starts, its language, its text (with the list indentation removed).
@@ -1032,7 +1034,7 @@ fn plugin_scaffold_commands() {
     let s = Sandbox::new();
     let b = block("plugins/README.md", "tern plugins new acme.shout");
     let mut lines = b.text.lines();
-    let (new, build, check) = (lines.next().unwrap(), lines.next().unwrap(), lines.next().unwrap());
+    let (new, build, test) = (lines.next().unwrap(), lines.next().unwrap(), lines.next().unwrap());
     let out = s.ok(&b, new);
     assert!(out.contains("acme-shout") && out.contains("plugin.js"), "{out}");
     assert!(build.starts_with("cd acme-shout && npm install && tern plugins build ."), "{build}");
@@ -1044,10 +1046,10 @@ fn plugin_scaffold_commands() {
     std::os::unix::fs::symlink(&modules, s.path("acme-shout/node_modules")).unwrap();
     let out = s.ok(&b, &build.replace("npm install && ", ""));
     assert!(out.contains("acme-shout.wasm"), "the .wasm path is printed: {out}");
-    let out = s.ok(&b, &format!("cd acme-shout && {check}"));
-    assert!(out.contains("\"loud\": \"HELLO\"") && out.contains("\"status\": \"completed\""), "{out}");
+    let out = s.ok(&b, &format!("cd acme-shout && {test}"));
+    assert!(out.contains("\"loud\": \"HELLO\"") && out.contains("PASS fixture.json"), "{out}");
     let own = std::fs::read_to_string(s.path("acme-shout/README.md")).unwrap();
-    assert!(own.contains("npm install && tern plugins build .") && own.contains(check), "{own}");
+    assert!(own.contains("npm install && tern plugins build .") && own.contains(test), "{own}");
     // The C example builds with the same command.
     if tools::available("plugin_scaffold_commands (C)", &[&tools::CLANG_WASI]) {
         let out = s.ok(&b, "tern plugins build plugins/examples/c-name-parts -o c-build/name-parts.wasm");
@@ -1062,6 +1064,34 @@ fn plugin_scaffold_commands() {
     let wrong = s.sh("cd acme-shout && tern plugins check acme-shout.wasm --step-config '{\"txt\": \"hi\"}'");
     assert!(wrong.stderr().contains("--step-config/txt: error[unknown-field]"), "{}", wrong.stderr());
     assert!(wrong.stderr().contains("text (required)"), "{}", wrong.stderr());
+}
+
+/// The fixture the guide explains is the Python example's, which its test runs.
+#[test]
+fn the_fixture_example_is_the_python_examples_fixture() {
+    let b = block("plugins/README.md", "{");
+    assert_eq!(b.lang, "json");
+    let shown: serde_json::Value = serde_json::from_str(&b.text).unwrap();
+    let file = std::fs::read_to_string(repo().join("plugins/examples/py-crm-lookup/fixture.json")).unwrap();
+    assert_eq!(shown, serde_json::from_str::<serde_json::Value>(&file).unwrap());
+}
+
+/// The Python commands as the guide shows them: componentize-py in the virtual environment the
+/// tests installed (the first line, run by `scripts/test`), the example built with it, and its
+/// fixture passing.
+#[test]
+fn python_plugin_commands() {
+    if tools::componentize_py("python_plugin_commands").is_none() {
+        return;
+    }
+    let s = Sandbox::new();
+    let b = block("plugins/README.md", "python3 -m venv ~/.cache/tern-componentize-py");
+    let lines: Vec<&str> = b.text.lines().collect();
+    assert!(lines[0].contains(&format!("componentize-py=={}", tools::COMPONENTIZE_PY)), "{}", lines[0]);
+    let out = s.ok(&b, lines[1]);
+    assert!(out.contains("crm-contact-name.wasm"), "{out}");
+    let out = s.ok(&b, lines[2]);
+    assert!(out.contains("PASS") && out.contains("\"first_name\": \"Erlich\""), "{out}");
 }
 
 #[test]

@@ -25,18 +25,31 @@ use tern_engine::{IntegrationName, TokenOwner as EngineOwner};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::bindings::tern::step::host::{self, HttpError, HttpRequest, HttpResponse, LogLevel, TokenOwner};
+use crate::fixture::{Call, Replay};
 
 /// Headers a plugin may not set: the host owns credentials.
 const STRIPPED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// Where a plugin's `http-fetch` calls go.
+pub(crate) enum Calls {
+    /// Outside a run (`describe`): no call can be made.
+    None,
+    /// The step's journaled call path (guarded client, effect journal, call numbers).
+    Journal(CallJournal),
+    /// A test fixture's recorded answers (`tern plugins test`): no network, no token.
+    Replay(Arc<Replay>),
+}
+
+/// The timeout of a replayed call that names none (nothing waits on a recording).
+const REPLAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The store's data for one execution.
 pub struct HostState {
     pub(crate) limits: StoreLimits,
     pub(crate) plugin: Arc<str>,
     pub(crate) step: String,
-    /// The step's journaled call path (guarded client, effect journal, call numbers); `None`
-    /// outside a run (`describe`), where no call can be made.
-    pub(crate) calls: Option<CallJournal>,
+    /// Where `http-fetch` goes.
+    pub(crate) calls: Calls,
     pub(crate) contact: Option<String>,
     /// Integrations the step's configuration names; the only ones `http-fetch` may use.
     pub(crate) integrations: Arc<BTreeSet<IntegrationName>>,
@@ -83,8 +96,10 @@ impl host::Host for HostState {
         if self.http_calls_left == 0 {
             return Err(HttpError::Denied("this step already made its allowed number of http-fetch calls".into()));
         }
-        let Some(default_timeout) = self.calls.as_ref().map(|c| c.outbound().client.policy().default_timeout) else {
-            return Err(outside_a_run());
+        let default_timeout = match &self.calls {
+            Calls::None => return Err(outside_a_run()),
+            Calls::Journal(c) => c.outbound().client.policy().default_timeout,
+            Calls::Replay(_) => REPLAY_TIMEOUT,
         };
         self.http_calls_left -= 1;
         let (prepared, auth) = self.prepare(request, default_timeout)?;
@@ -92,10 +107,25 @@ impl host::Host for HostState {
         if let Some((i, _)) = &auth {
             summary["integration"] = Value::from(i.as_str());
         }
-        let auth = auth.as_ref().map(|(i, o)| (i, o));
-        let result = match self.calls.as_mut() {
-            Some(calls) => calls.send_next(&prepared, auth).await,
-            None => return Err(outside_a_run()),
+        let result = match &mut self.calls {
+            Calls::None => return Err(outside_a_run()),
+            Calls::Journal(calls) => calls.send_next(&prepared, auth.as_ref().map(|(i, o)| (i, o))).await,
+            Calls::Replay(replay) => {
+                let answer = replay_call(replay, &prepared, auth.as_ref().map(|(i, _)| i));
+                match answer {
+                    Ok((index, response)) => {
+                        summary["status"] = Value::from(response.status);
+                        summary["fixture"] = Value::from(format!("/http/{index}"));
+                        self.fetches.push(summary);
+                        return Ok(response);
+                    }
+                    Err(words) => {
+                        summary["error"] = Value::from(words.as_str());
+                        self.fetches.push(summary);
+                        return Err(HttpError::Failed(words));
+                    }
+                }
+            }
         };
         match &result {
             Ok(r) => summary["status"] = Value::from(r.status.as_u16()),
@@ -189,6 +219,23 @@ impl HostState {
         }
         Ok((PreparedRequest { method, url, headers, body, timeout }, auth))
     }
+}
+
+/// A call answered from a fixture's recording: the matching exchange's index and answer, or the
+/// words that say what to record.
+fn replay_call(
+    replay: &Replay,
+    r: &PreparedRequest,
+    integration: Option<&IntegrationName>,
+) -> Result<(usize, HttpResponse), String> {
+    let body = match &r.body {
+        Some(RequestBody::Bytes(b)) => Some(&b[..]),
+        _ => None,
+    };
+    let call =
+        Call { method: r.method.as_str(), url: r.url.as_str(), integration: integration.map(|i| i.as_str()), body };
+    let a = replay.answer(&call)?;
+    Ok((a.index, HttpResponse { status: a.status, headers: a.headers, body: a.body }))
 }
 
 /// `http-fetch` where there is no step's run (`describe`).

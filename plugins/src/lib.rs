@@ -28,6 +28,7 @@
 
 mod bindings;
 mod error;
+pub mod fixture;
 mod host;
 mod limits;
 mod plugin;
@@ -40,7 +41,7 @@ use std::sync::Arc;
 
 pub use error::PluginError;
 pub use limits::Limits;
-pub use plugin::{HOST_INTERFACE, Plugin, PluginInfo, WORLD_PACKAGE, WORLD_VERSION, valid_name};
+pub use plugin::{HOST_INTERFACE, Plugin, PluginInfo, PluginSummary, WORLD_PACKAGE, WORLD_VERSION, valid_name};
 pub use runtime::Runtime;
 pub use step::PluginStepType;
 

@@ -61,6 +61,29 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// An installed plugin as `tern plugins list --json` and the console show it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PluginSummary {
+    /// The step type flows use.
+    #[serde(rename = "type")]
+    pub step_type: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// Its one-line description.
+    pub description: String,
+    /// SHA-256 of the component, hex (what `install --sha256` pins).
+    pub sha256: String,
+    /// Origins the operator allowed for calls without an integration.
+    pub allowed_origins: Vec<String>,
+    /// The step's fields that name integrations (`integration`, `integrations`): the plugin
+    /// calls APIs only through the integrations a flow names there. Empty: it uses none.
+    pub integration_fields: Vec<String>,
+    /// The component's file.
+    pub file: String,
+    /// How long loading took, in milliseconds.
+    pub load_ms: f64,
+}
+
 /// Whether `name` may be a plugin's step type name: lowercase letters, digits, `_`, `-` and
 /// `.`, starting with a letter, at most 64 characters.
 pub fn valid_name(name: &str) -> bool {
@@ -116,6 +139,26 @@ impl Plugin {
     /// Origins it may call without an integration.
     pub fn allowed_origins(&self) -> &[url::Origin] {
         &self.allowed_origins
+    }
+
+    /// What `tern plugins list` and the console show about it.
+    pub fn summary(&self) -> PluginSummary {
+        let props = self.info.config_schema.get("properties").and_then(Value::as_object);
+        let integration_fields = ["integration", "integrations"]
+            .into_iter()
+            .filter(|f| props.is_some_and(|p| p.contains_key(*f)))
+            .map(str::to_string)
+            .collect();
+        PluginSummary {
+            step_type: self.info.name.clone(),
+            version: self.info.version.clone(),
+            description: self.info.description.clone(),
+            sha256: self.sha256.clone(),
+            allowed_origins: self.allowed_origins.iter().map(url::Origin::ascii_serialization).collect(),
+            integration_fields,
+            file: self.path.display().to_string(),
+            load_ms: self.load_time.as_secs_f64() * 1000.0,
+        }
     }
 
     /// Loads the component at `path`. `allowed_origins` are the origins it may call without an
@@ -189,7 +232,7 @@ async fn describe(runtime: &Runtime, pre: &StepPre<HostState>) -> Result<StepInf
             limits: StoreLimitsBuilder::new().build(),
             plugin: Arc::from("(loading)"),
             step: String::new(),
-            calls: None,
+            calls: crate::host::Calls::None,
             contact: None,
             integrations: Arc::default(),
             allowed_origins: Arc::default(),

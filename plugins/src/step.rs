@@ -14,7 +14,8 @@ use tern_engine::{IntegrationName, Target, VarName};
 use wasmtime::{Store, StoreLimitsBuilder};
 
 use crate::bindings::tern::step::host::{Invocation, StepError};
-use crate::host::HostState;
+use crate::fixture::Replay;
+use crate::host::{Calls, HostState};
 use crate::limits::TICK;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
@@ -24,6 +25,7 @@ use crate::runtime::Runtime;
 pub struct PluginStepType {
     plugin: Arc<Plugin>,
     schema: Value,
+    replay: Option<Arc<Replay>>,
 }
 
 impl PluginStepType {
@@ -42,7 +44,15 @@ impl PluginStepType {
                        "description": "Longest time the plugin may run, in milliseconds (capped by Tern's limit and the run's deadline)."}),
             );
         }
-        Self { plugin, schema }
+        Self { plugin, schema, replay: None }
+    }
+
+    /// The same step type answering every `http-fetch` from a test fixture's recording
+    /// (`tern plugins test`) instead of the network.
+    #[must_use]
+    pub fn with_replay(mut self, replay: Arc<Replay>) -> Self {
+        self.replay = Some(replay);
+        self
     }
 
     /// The plugin.
@@ -171,6 +181,7 @@ impl StepType for PluginStepType {
             integrations: Arc::new(integrations),
             declared,
             timeout,
+            replay: self.replay.clone(),
         }))
     }
 }
@@ -250,6 +261,7 @@ pub struct PluginStep {
     integrations: Arc<BTreeSet<IntegrationName>>,
     declared: BTreeSet<String>,
     timeout: Option<Duration>,
+    replay: Option<Arc<Replay>>,
 }
 
 fn failure(code: &'static str, message: String) -> StepFailure {
@@ -289,7 +301,7 @@ pub(crate) fn explain_trap(e: &wasmtime::Error, runtime: &Runtime, time: Duratio
         }
         // The guest aborted: say what usually makes it, since the guest said nothing.
         Some(wasmtime::Trap::UnreachableCodeReached) => format!(
-            "trapped: {}; the plugin aborted without an error value: in JavaScript, an exception thrown outside the helper library's `step()` (plugins/sdk/js/tern-step.js turns them into step errors with their words) or an export the world names (`describe`, `run`) missing or misspelled; in C, a call to abort()",
+            "trapped: {}; the plugin aborted without an error value: in JavaScript, an exception thrown outside the helper library's `step()` (plugins/sdk/js/tern-step.js turns them into step errors with their words) or an export the world names (`describe`, `run`) missing or misspelled; in Python, a call that needs WASI (open(), os.environ, time, random), which plugins do not get; in C, a call to abort()",
             wasmtime::Trap::UnreachableCodeReached
         ),
         Some(trap) => format!("trapped: {trap}"),
@@ -335,7 +347,10 @@ impl Step for PluginStep {
             limits: StoreLimitsBuilder::new().build(),
             plugin: self.name.clone(),
             step: cx.step_id().to_string(),
-            calls: Some(cx.call_journal()),
+            calls: match &self.replay {
+                Some(replay) => Calls::Replay(replay.clone()),
+                None => Calls::Journal(cx.call_journal()),
+            },
             contact: cx.contact_id().map(std::borrow::Cow::into_owned),
             integrations: self.integrations.clone(),
             allowed_origins: self.plugin.allowed_origins.clone(),

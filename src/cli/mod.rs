@@ -101,16 +101,25 @@ enum Command {
 /// The step types available to flows: the built-in ones and the plugins installed in the
 /// plugin directory.
 pub async fn registry(shared: &context::Shared) -> anyhow::Result<Registry> {
+    Ok(registry_and_plugins(shared).await?.0)
+}
+
+/// [`registry`], and what each loaded plugin is (for the console's plugin page).
+pub async fn registry_and_plugins(
+    shared: &context::Shared,
+) -> anyhow::Result<(Registry, Vec<tern_plugins::PluginSummary>)> {
     let mut registry = tern_steps::registry();
+    let mut summaries = Vec::new();
     let dir = shared.plugins_dir();
     if tern_plugins::plugin_files(&dir)?.is_empty() {
-        return Ok(registry);
+        return Ok((registry, summaries));
     }
     let runtime = shared.plugin_runtime()?;
     let plugins = tern_plugins::load_dir(&runtime, &dir).await.map_err(plugin_errors)?;
     for plugin in plugins {
         let (name, path) = (plugin.info.name.clone(), plugin.path.clone());
         tracing::info!(step_type = %name, file = %path.display(), "plugin loaded");
+        summaries.push(plugin.summary());
         registry.register(std::sync::Arc::new(tern_plugins::PluginStepType::new(plugin))).map_err(|_| {
             anyhow::anyhow!(
                 "{}: step type `{name}` is already defined by a built-in step or another plugin; rename or remove it",
@@ -118,7 +127,7 @@ pub async fn registry(shared: &context::Shared) -> anyhow::Result<Registry> {
             )
         })?;
     }
-    Ok(registry)
+    Ok((registry, summaries))
 }
 
 /// Every plugin that failed to load, one per line.

@@ -25,10 +25,10 @@ pub struct PluginsArgs {
 enum Lang {
     /// JavaScript (componentize-qjs from npm), with Tern's helper library.
     Js,
-    /// C (clang and wasi-libc): not scaffolded yet; start from plugins/examples/c-name-parts.
-    C,
-    /// Python (componentize-py): not scaffolded yet.
+    /// Python (componentize-py from PyPI), with Tern's helper library.
     Python,
+    /// C (clang-19 and wasi-libc), with Tern's single-header helper library.
+    C,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,8 +47,9 @@ enum PluginsCommand {
         dir: PathBuf,
     },
     /// Build a plugin's folder into a component with its language's toolchain: JavaScript
-    /// (`plugin.js`: componentize-qjs from the folder's `npm install`) or C (`*.c`: clang-19
-    /// and wasi-libc); prints the `.wasm` path.
+    /// (`plugin.js`: componentize-qjs from the folder's `npm install`), Python (`plugin.py`:
+    /// componentize-py from the folder's `.venv` or `PATH`) or C (`*.c`: clang-19 and
+    /// wasi-libc); prints the `.wasm` path.
     Build {
         /// The plugin's folder.
         dir: PathBuf,
@@ -79,6 +80,21 @@ enum PluginsCommand {
         #[arg(long = "allow-origin", value_name = "ORIGIN")]
         allow_origins: Vec<String>,
     },
+    /// Run the step once against a test fixture (a JSON file of the step's config, the run's
+    /// variables, recorded HTTP answers and what the run must produce): no network, no
+    /// integration, no token. Prints the variables, the outcome and the host's calls; exits
+    /// non-zero when the run differs from the fixture's `expect` (for CI).
+    Test {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The fixture (see plugins/README.md, "Test with a fixture").
+        #[arg(long, value_name = "FILE")]
+        fixture: PathBuf,
+        /// Origins the plugin may call without an integration, as `install --allow-origin`
+        /// will allow them (the calls are still answered from the fixture).
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
+    },
     /// Check a component and copy it into the plugin directory as `<step type>.wasm`
     /// (compiling it into the cache, so later starts are fast).
     Install {
@@ -106,6 +122,7 @@ pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitC
         PluginsCommand::Check { file, step_config, vars, message, allow_origins } => {
             check(shared, &file, &step_config, &vars, &message, &allow_origins).await
         }
+        PluginsCommand::Test { file, fixture, allow_origins } => test(shared, &file, &fixture, &allow_origins).await,
         PluginsCommand::Install { file, allow_origins, replace, sha256 } => {
             install(shared, &file, &allow_origins, replace, sha256.as_deref()).await
         }
@@ -115,15 +132,13 @@ pub async fn plugins(shared: &Shared, args: PluginsArgs) -> anyhow::Result<ExitC
 /// `tern plugins new`: writes the scaffold into a folder that must not exist yet.
 fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<ExitCode> {
     refuse_builtin(name)?;
-    let files = match lang {
-        Lang::Js => tern_plugins::scaffold::javascript(name)?,
-        Lang::C => anyhow::bail!(
-            "`--lang c` is not scaffolded yet: start from plugins/examples/c-name-parts (plugins/README.md, \"A plugin in C\"), or use `--lang js`"
-        ),
-        Lang::Python => anyhow::bail!(
-            "`--lang python` is not available yet: Tern has no Python guest yet (componentize-py); use `--lang js`"
-        ),
+    use tern_plugins::scaffold::Lang as L;
+    let lang = match lang {
+        Lang::Js => L::JavaScript,
+        Lang::Python => L::Python,
+        Lang::C => L::C,
     };
+    let files = tern_plugins::scaffold::files(name, lang)?;
     let folder = dir.join(tern_plugins::scaffold::folder_name(name));
     anyhow::ensure!(
         !folder.exists(),
@@ -167,17 +182,23 @@ fn build(dir: &Path, output: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let has_c = std::fs::read_dir(&dir)?.filter_map(Result::ok).any(|e| e.path().extension().is_some_and(|x| x == "c"));
     if dir.join("plugin.js").is_file() {
         build_js(&dir, &wit, &out)?;
+    } else if dir.join("plugin.py").is_file() {
+        build_py(&dir, &wit, work.path(), &out)?;
     } else if has_c {
         tern_plugin_build::build_c(&dir, &wit, work.path(), &out)?;
     } else {
         anyhow::bail!(
-            "{} has no plugin.js (JavaScript) and no .c file (C); start one with `tern plugins new NAME`",
+            "{} has no plugin.js (JavaScript), plugin.py (Python) or .c file (C); start one with `tern plugins new NAME --lang js|python|c`",
             dir.display()
         );
     }
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
     println!("built {} ({} KiB)", out.display(), size / 1024);
-    println!("Next: tern plugins check {} --step-config 'JSON: the step's fields'", out.display());
+    if dir.join("fixture.json").is_file() {
+        println!("Next: tern plugins test {} --fixture {}", out.display(), dir.join("fixture.json").display());
+    } else {
+        println!("Next: tern plugins check {} --step-config 'JSON: the step's fields'", out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -218,6 +239,50 @@ fn build_js(dir: &Path, wit: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A Python plugin: componentize-py from the folder's `.venv` (the scaffold's README makes it),
+/// else from `PATH`, with WASI stubbed inside the component (no WASI import reaches the host).
+/// `tern_step` is the folder's own copy when it has one (a scaffold does), else the helper
+/// library this Tern ships.
+fn build_py(dir: &Path, wit: &Path, work: &Path, out: &Path) -> anyhow::Result<()> {
+    let helper = work.join("sdk");
+    std::fs::create_dir_all(&helper)?;
+    std::fs::write(helper.join("tern_step.py"), tern_plugins::scaffold::PY_HELPER)?;
+    let local = dir.join(".venv/bin/componentize-py");
+    let tool = if local.is_file() {
+        local
+    } else {
+        let on_path = std::env::var_os("PATH")
+            .and_then(|p| std::env::split_paths(&p).map(|d| d.join("componentize-py")).find(|p| p.is_file()));
+        on_path.ok_or_else(|| {
+            anyhow::anyhow!(
+                "componentize-py is not installed for {}: run `python3 -m venv .venv && .venv/bin/pip install -r requirements.txt` there (or `pip install componentize-py=={}`); it needs Python 3.10 or later (on Debian `apt install python3-venv`)",
+                dir.display(),
+                tern_plugins::scaffold::COMPONENTIZE_PY
+            )
+        })?
+    };
+    let output = std::process::Command::new(&tool)
+        .arg("-d")
+        .arg(wit)
+        .args(["-w", "step", "componentize", "--stub-wasi", "plugin", "-p"])
+        .arg(dir)
+        .arg("-p")
+        .arg(&helper)
+        .arg("-o")
+        .arg(out)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "componentize-py failed:\n{}{}",
+            super::terminal::safe(&String::from_utf8_lossy(&output.stdout)),
+            super::terminal::safe(&String::from_utf8_lossy(&output.stderr))
+        );
+    }
+    Ok(())
+}
+
 /// A plugin may not take a built-in step's name (`new`, `check` and `install` say the same).
 fn refuse_builtin(name: &str) -> anyhow::Result<()> {
     if tern_steps::registry().get(name).is_some() {
@@ -233,15 +298,7 @@ fn origins(list: &[String]) -> anyhow::Result<Vec<url::Origin>> {
 }
 
 fn describe(plugin: &Plugin) -> Value {
-    json!({
-        "type": plugin.info.name,
-        "version": plugin.info.version,
-        "description": plugin.info.description,
-        "file": plugin.path.display().to_string(),
-        "sha256": plugin.sha256,
-        "allowed_origins": plugin.allowed_origins().iter().map(|o| o.ascii_serialization()).collect::<Vec<_>>(),
-        "load_ms": plugin.load_time.as_secs_f64() * 1000.0,
-    })
+    serde_json::to_value(plugin.summary()).unwrap_or_default()
 }
 
 async fn list(shared: &Shared, json: bool) -> anyhow::Result<ExitCode> {
@@ -261,17 +318,22 @@ async fn list(shared: &Shared, json: bool) -> anyhow::Result<ExitCode> {
         let list: Vec<Value> = plugins.iter().map(|p| describe(p)).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:<28} {:<10} {:<14} {:<30} FILE", "STEP TYPE", "VERSION", "SHA256", "ALLOWED ORIGINS");
-        for p in &plugins {
-            let origins: Vec<String> = p.allowed_origins().iter().map(|o| o.ascii_serialization()).collect();
-            let origins = if origins.is_empty() { "-".to_string() } else { origins.join(",") };
+        println!("{:<28} {:<10} {:<14} {:<24} {:<30} FILE", "STEP TYPE", "VERSION", "SHA256", "INTEGRATIONS", "ALLOWED ORIGINS");
+        for p in plugins.iter().map(|p| p.summary()) {
+            let dash = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(",") };
+            let integrations = if p.integration_fields.is_empty() {
+                "-".to_string()
+            } else {
+                format!("via `{}`", p.integration_fields.join("`/`"))
+            };
             println!(
-                "{:<28} {:<10} {:<14} {:<30} {}",
-                p.info.name,
-                super::terminal::safe(&p.info.version),
+                "{:<28} {:<10} {:<14} {:<24} {:<30} {}",
+                p.step_type,
+                super::terminal::safe(&p.version),
                 format!("{}…", p.sha256.get(..12).unwrap_or(&p.sha256)),
-                origins,
-                p.path.display()
+                integrations,
+                dash(&p.allowed_origins),
+                p.file
             );
         }
         println!("(`--json` gives each plugin's whole SHA-256 and description)");
@@ -299,28 +361,9 @@ async fn check(
     );
 
     refuse_builtin(&plugin.info.name).with_context(|| file.display().to_string())?;
-    // One run: a flow with this step alone, through the same engine as `tern run`.
     let mut registry = tern_steps::registry();
     registry.register(Arc::new(PluginStepType::new(plugin.clone())))?;
-    let mut step = config.clone();
-    step.insert("id".into(), json!("check"));
-    step.insert("type".into(), json!(plugin.info.name));
-    let flow = json!({"version": 1, "id": "plugin-check", "steps": [Value::Object(step)]});
-    let opts = LoadOptions::new(&registry);
-    let flow = match load_flow(&flow.to_string(), &opts) {
-        Ok(f) => f,
-        Err(diags) => {
-            // Said at the field of --step-config, not in the one-step flow made from it.
-            for d in &diags {
-                let at = d.pointer.strip_prefix("/steps/0").unwrap_or(&d.pointer);
-                let hint = d.hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
-                eprintln!("--step-config{at}: error[{}]: {}{hint}", d.code, super::terminal::safe(&d.message));
-            }
-            anyhow::bail!(
-                "--step-config does not fit the plugin's config schema (above); correct it and run check again"
-            );
-        }
-    };
+    let flow = one_step_flow(&plugin, &registry, config, "--step-config")?;
     let with_store = !flow.integrations.is_empty() || shared.has_store();
     let engine = super::run::engine(shared, with_store, Arc::new(registry)).await?;
     let input = RunInput {
@@ -350,6 +393,95 @@ async fn check(
         return Err(super::Failed("the sample run failed".into()).into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flow with the plugin's step alone, from the step's fields; a field that does not fit the
+/// plugin's schema is reported at `source` (`--step-config`, a fixture's `/config`).
+fn one_step_flow(
+    plugin: &Plugin,
+    registry: &tern_engine::Registry,
+    config: Map<String, Value>,
+    source: &str,
+) -> anyhow::Result<tern_engine::CompiledFlow> {
+    let mut step = config;
+    step.insert("id".into(), json!("check"));
+    step.insert("type".into(), json!(plugin.info.name));
+    let flow = json!({"version": 1, "id": "plugin-check", "steps": [Value::Object(step)]});
+    match load_flow(&flow.to_string(), &LoadOptions::new(registry)) {
+        Ok(f) => Ok(f),
+        Err(diags) => {
+            // Said at the field of the step's config, not in the one-step flow made from it.
+            for d in &diags {
+                let at = d.pointer.strip_prefix("/steps/0").unwrap_or(&d.pointer);
+                let hint = d.hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+                eprintln!("{source}{at}: error[{}]: {}{hint}", d.code, super::terminal::safe(&d.message));
+            }
+            anyhow::bail!("{source} does not fit the plugin's config schema (above); correct it and try again")
+        }
+    }
+}
+
+/// `tern plugins test`: one run against a fixture's recording, checked against its `expect`.
+async fn test(shared: &Shared, file: &Path, fixture_path: &Path, allow: &[String]) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(fixture_path)
+        .with_context(|| format!("cannot read the fixture {}", fixture_path.display()))?;
+    let fixture = tern_plugins::fixture::Fixture::parse(&text)
+        .map_err(|e| anyhow::anyhow!("fixture {}, at {e}", fixture_path.display()))?;
+    let runtime = shared.plugin_runtime()?;
+    let plugin = Arc::new(Plugin::load(&runtime, file, origins(allow)?).await?);
+    refuse_builtin(&plugin.info.name).with_context(|| file.display().to_string())?;
+    let replay = Arc::new(fixture.replay());
+    let mut registry = tern_steps::registry();
+    registry.register(Arc::new(PluginStepType::new(plugin.clone()).with_replay(replay.clone())))?;
+    let source = format!("{} /config", fixture_path.display());
+    let flow = one_step_flow(&plugin, &registry, fixture.config.clone(), &source)?;
+    // No store and no token source: every call is answered from the recording.
+    let engine = super::run::engine(shared, false, Arc::new(registry)).await?;
+    let input = RunInput {
+        conversation_id: "plugin-test".into(),
+        contact: json!({"id": fixture.contact}),
+        message: Message { text: fixture.message.clone(), ..Default::default() },
+        event: None,
+        journal: None,
+    };
+    let started = Instant::now();
+    let result = engine.start(&flow, input, fixture.variables.clone(), None).await;
+    let elapsed = started.elapsed();
+    let trace = result.trace.first();
+    let outcome = trace.and_then(|t| t.detail.get("outcome")).and_then(Value::as_str);
+    let unused = replay.unused();
+    let problems = fixture.expect.check(&tern_plugins::fixture::Observed {
+        variables: &result.variables,
+        outcome,
+        error: result.error.as_ref().map(|e| (e.code.as_str(), e.message.as_str())),
+        unused: &unused,
+    });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "step": plugin.info.name,
+            "status": result.status,
+            "variables": result.variables,
+            "outcome": outcome,
+            "calls": trace.and_then(|t| t.detail.get("requests")).cloned().unwrap_or(json!([])),
+            "error": result.error,
+            "fuel": trace.and_then(|t| t.detail.get("fuel")),
+            "run_ms": elapsed.as_secs_f64() * 1000.0,
+        }))?
+    );
+    if problems.is_empty() {
+        println!("PASS {} ({})", fixture_path.display(), plugin.info.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &problems {
+        eprintln!("  - {}", super::terminal::safe(p));
+    }
+    Err(super::Failed(format!(
+        "FAIL {}: {} difference(s) from the fixture (above)",
+        fixture_path.display(),
+        problems.len()
+    ))
+    .into())
 }
 
 async fn install(

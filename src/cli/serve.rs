@@ -214,7 +214,8 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
             if args.flows.exists() { "is not a directory" } else { "does not exist" }
         );
     }
-    let registry = Arc::new(super::registry(shared).await?);
+    let (registry, plugins) = super::registry_and_plugins(shared).await?;
+    let registry = Arc::new(registry);
     let (flows, invalid) = load_dir(&args.flows, &registry, &*store, shared.allow_private_network).await?;
     let broken = invalid.len();
     if broken > 0 && !args.skip_invalid {
@@ -282,6 +283,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
             trusted_proxies: args.trusted_proxy.clone(),
             ..crate::server::web_chat::WebEdge::default()
         },
+        plugins,
     });
     // Messages acknowledged before a crash and not answered yet.
     conversations.recover().await?;

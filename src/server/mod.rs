@@ -87,6 +87,9 @@ pub struct AppState {
     pub public_url: url::Url,
     /// The web chat's limits and open streams.
     pub web: web_chat::WebEdge,
+    /// The step plugins loaded at start (the console's plugin page); installing one needs a
+    /// restart.
+    pub plugins: Vec<tern_plugins::PluginSummary>,
 }
 
 impl AppState {

@@ -112,6 +112,16 @@ impl Harness {
             readiness: Default::default(),
             public_url: url::Url::parse("http://127.0.0.1:8080").unwrap(),
             web: Default::default(),
+            plugins: vec![tern_plugins::PluginSummary {
+                step_type: "crm.contact-name".into(),
+                version: "0.1.0".into(),
+                description: "Looks up a CRM contact's <name>".into(),
+                sha256: "ab".repeat(32),
+                allowed_origins: vec!["https://api.example.com".into()],
+                integration_fields: vec!["integration".into()],
+                file: "/data/plugins/crm.contact-name.wasm".into(),
+                load_ms: 1.0,
+            }],
         });
         Self { _dir: dir, app: app(state), conversations, channels, store: store_handle }
     }
@@ -479,7 +489,7 @@ fn csrf_in(html: &str) -> String {
 #[tokio::test]
 async fn the_console_needs_a_sign_in_and_refuses_a_wrong_token() {
     let h = Harness::new().await;
-    for uri in ["/", "/runs", "/flows", "/try", "/runs/x", "/flows/hello/graph.svg"] {
+    for uri in ["/", "/runs", "/flows", "/try", "/plugins", "/runs/x", "/flows/hello/graph.svg"] {
         let (status, headers, _) = h.send(Request::get(uri).body(Body::empty()).unwrap()).await;
         assert_eq!(status, StatusCode::SEE_OTHER, "{uri}");
         assert!(headers[header::LOCATION].to_str().unwrap().starts_with("/login?next="), "{uri}");
@@ -1464,11 +1474,33 @@ async fn conversations_and_answers_are_each_channel_s_own() {
 async fn every_console_page_warns_while_a_channel_is_open() {
     let h = Harness::new().await;
     let cookie = sign_in(&h).await;
-    for uri in ["/", "/runs", "/flows", "/try", "/channels"] {
+    for uri in ["/", "/runs", "/flows", "/try", "/channels", "/plugins"] {
         let (status, html) = page(&h, uri, &cookie).await;
         assert_eq!(status, StatusCode::OK, "{uri}");
         let banner = html.split("id=\"open-channels\"").nth(1).unwrap_or_else(|| panic!("no banner on {uri}: {html}"));
         assert!(banner.contains("channel kiosk accepts messages without credentials"), "{uri}: {banner}");
+    }
+    h.stop().await;
+}
+
+/// The plugins page shows each loaded plugin's step type, version, integrations, allowed
+/// origins and whole SHA-256, escaped (the sign-in test covers it needing a session).
+#[tokio::test]
+async fn the_plugins_page_lists_the_loaded_plugins_with_their_checksums() {
+    let h = Harness::new().await;
+    let cookie = sign_in(&h).await;
+    let (status, html) = page(&h, "/plugins", &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        "id=\"plugin-crm.contact-name\"",
+        "0.1.0",
+        &"ab".repeat(32),
+        "https://api.example.com",
+        "<code>integration</code> field",
+        "CRM contact's &lt;name&gt;",
+        "aria-current=\"page\"",
+    ] {
+        assert!(html.contains(expected), "{expected} missing: {html}");
     }
     h.stop().await;
 }

@@ -106,6 +106,32 @@ pub fn componentize_qjs() -> PathBuf {
     bin
 }
 
+/// The componentize-py version `scripts/test` installs and the Python scaffold pins.
+pub const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// The folder holding `componentize-py` (the Python plugin compiler, in
+/// `~/.cache/tern-componentize-py/bin`), or `None` when it is not installed: then the test is
+/// skipped with the install command, or fails under `TERN_TEST_REQUIRE_TOOLS=1`.
+pub fn componentize_py(test: &str) -> Option<PathBuf> {
+    let bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tern-componentize-py/bin"));
+    if let Some(bin) = bin
+        && std::process::Command::new(bin.join("componentize-py"))
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(COMPONENTIZE_PY))
+    {
+        return Some(bin);
+    }
+    let message = format!(
+        "{test} needs componentize-py {COMPONENTIZE_PY} (install with `python3 -m venv ~/.cache/tern-componentize-py && ~/.cache/tern-componentize-py/bin/pip install componentize-py=={COMPONENTIZE_PY}`). `scripts/test` installs everything the tests need"
+    );
+    if std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{message}");
+    }
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
+    None
+}
+
 /// The platforms' own Python libraries, pinned (also in `scripts/test`): Twilio's request
 /// validator and Slack's signature verifier sign the platform channel tests' webhooks.
 pub const PLATFORM_SDKS: &[(&str, &str)] = &[("twilio", "9.13.0"), ("slack_sdk", "3.48.0")];

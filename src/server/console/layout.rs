@@ -17,6 +17,8 @@ pub enum Nav {
     Try,
     /// Channels.
     Channels,
+    /// Plugins.
+    Plugins,
     /// None (sign-in).
     None,
 }
@@ -90,6 +92,7 @@ pub fn page(title: &str, nav: Nav, csrf: Option<&str>, body: Markup) -> Markup {
                             (item(Nav::Runs, "/runs", "Runs")) " "
                             (item(Nav::Flows, "/flows", "Flows")) " "
                             (item(Nav::Channels, "/channels", "Channels")) " "
+                            (item(Nav::Plugins, "/plugins", "Plugins")) " "
                             (item(Nav::Try, "/try", "Try it"))
                         }
                         form method="post" action="/logout" {

@@ -19,6 +19,7 @@ mod flows;
 mod integrations;
 mod layout;
 pub mod open_channels;
+mod plugins;
 mod runs;
 pub mod session;
 mod sign_in;
@@ -56,6 +57,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/channels/{name}/remove", post(channels::remove))
         .route("/flows/{id}/graph.svg", get(flows::graph))
         .route("/try", get(try_it::show))
+        .route("/plugins", get(plugins::list))
         .layer(axum::middleware::map_response(security_headers))
 }
 
