@@ -260,10 +260,15 @@ fn main() {
         }
     }
     println!("per call (median / p99, µs), {} calls each, interleaved in {rounds} rounds:", rounds * per_round);
-    for (label, s) in
-        ["serde_json round-trip", "native step (engine)", "C plugin (engine)", "JavaScript plugin (engine)", "Python plugin (engine)"]
-            .iter()
-            .zip(samples)
+    for (label, s) in [
+        "serde_json round-trip",
+        "native step (engine)",
+        "C plugin (engine)",
+        "JavaScript plugin (engine)",
+        "Python plugin (engine)",
+    ]
+    .iter()
+    .zip(samples)
     {
         if s.is_empty() {
             continue;

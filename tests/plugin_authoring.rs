@@ -98,7 +98,7 @@ fn plugins_test_replays_recorded_answers_and_checks_the_expectations() {
     let f = fixture(&json!({"http": [{"request": {"url": "https://crm.invalid/", "methd": "GET"}}]}));
     let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
     assert_eq!(r.code(), 2);
-    assert!(r.stderr().contains("at /http/0/request: unknown field `methd`"), "{}", r.stderr());
+    assert!(r.stderr().contains("at /http/0/request/methd: unknown field `methd`"), "{}", r.stderr());
     // And a config that does not fit the plugin's schema, at the fixture's /config.
     let plain = dir.path().join("plain.wasm");
     std::fs::write(&plain, Plugin::new(FIRST_CALL).build()).unwrap();
@@ -212,7 +212,7 @@ fn a_scaffold_in_each_language_builds_tests_installs_and_serves() {
     let text: Vec<String> = langs.iter().map(|l| format!("{{{{loud_{}}}}}", l.flag)).collect();
     steps.push(json!({"id": "say", "type": "send_message", "text": text.join(" ")}));
     let flows = tempfile::tempdir().unwrap();
-    let flow = json!({"version": 1, "id": "loud", "steps": steps});
+    let flow = json!({"version": 1, "id": "loud", "trigger": {"type": "message", "match": {"keywords": ["hi"]}}, "steps": steps});
     std::fs::write(flows.path().join("loud.json"), flow.to_string()).unwrap();
     let (_server, url) = serve(&env, flows.path());
     crate::serve::rt().block_on(async {

@@ -90,7 +90,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("plugins/README.md", "import host from", Check::Test("plugin_guide_commands")),
     ("plugins/README.md", "(cd plugins/examples/js-crm-lookup", Check::Test("plugin_guide_commands")),
     ("plugins/README.md", "tern plugins new acme.shout", Check::Test("plugin_scaffold_commands")),
-    ("plugins/README.md", "{", Check::Test("the_fixture_example_is_the_python_examples_fixture")),
+    ("plugins/README.md", "{ \"config\"", Check::Test("the_fixture_example_is_the_python_examples_fixture")),
     ("plugins/README.md", "python3 -m venv ~/.cache/tern-componentize-py", Check::Test("python_plugin_commands")),
 ];
 
@@ -1069,7 +1069,7 @@ fn plugin_scaffold_commands() {
 /// The fixture the guide explains is the Python example's, which its test runs.
 #[test]
 fn the_fixture_example_is_the_python_examples_fixture() {
-    let b = block("plugins/README.md", "{");
+    let b = block("plugins/README.md", "{ \"config\"");
     assert_eq!(b.lang, "json");
     let shown: serde_json::Value = serde_json::from_str(&b.text).unwrap();
     let file = std::fs::read_to_string(repo().join("plugins/examples/py-crm-lookup/fixture.json")).unwrap();

@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn a_wrong_field_is_named_by_its_pointer() {
         let e = Fixture::parse(r#"{"http": [{"request": {"url": "https://a.example", "methd": "GET"}}]}"#).unwrap_err();
-        assert!(e.to_string().starts_with("/http/0/request: unknown field `methd`"), "{e}");
+        assert!(e.to_string().starts_with("/http/0/request/methd: unknown field `methd`"), "{e}");
         let e = Fixture::parse(r#"{"http": [{"request": {"url": "not a url"}}]}"#).unwrap_err();
         assert!(e.to_string().starts_with("/http/0/request/url:"), "{e}");
         let e = Fixture::parse(r#"{"expect": {"variables": 3}}"#).unwrap_err();

@@ -73,7 +73,8 @@ fn pooling(limits: &Limits) -> PoolingAllocationConfig {
         .total_stacks(POOL_INSTANCES)
         .max_memories_per_component(4)
         .max_tables_per_component(8)
-        .max_core_instances_per_component(16)
+        // componentize-py's CPython links 38 core modules into one component.
+        .max_core_instances_per_component(64)
         .max_memory_size(limits.memory_bytes)
         // Reset small memories, tables and stacks in place instead of returning their pages to
         // the kernel after every execution (each execution is a fresh instance).

@@ -318,7 +318,10 @@ async fn list(shared: &Shared, json: bool) -> anyhow::Result<ExitCode> {
         let list: Vec<Value> = plugins.iter().map(|p| describe(p)).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:<28} {:<10} {:<14} {:<24} {:<30} FILE", "STEP TYPE", "VERSION", "SHA256", "INTEGRATIONS", "ALLOWED ORIGINS");
+        println!(
+            "{:<28} {:<10} {:<14} {:<24} {:<30} FILE",
+            "STEP TYPE", "VERSION", "SHA256", "INTEGRATIONS", "ALLOWED ORIGINS"
+        );
         for p in plugins.iter().map(|p| p.summary()) {
             let dash = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(",") };
             let integrations = if p.integration_fields.is_empty() {
@@ -363,7 +366,7 @@ async fn check(
     refuse_builtin(&plugin.info.name).with_context(|| file.display().to_string())?;
     let mut registry = tern_steps::registry();
     registry.register(Arc::new(PluginStepType::new(plugin.clone())))?;
-    let flow = one_step_flow(&plugin, &registry, config, "--step-config")?;
+    let flow = one_step_flow(&plugin, &registry, config, &vars, "--step-config")?;
     let with_store = !flow.integrations.is_empty() || shared.has_store();
     let engine = super::run::engine(shared, with_store, Arc::new(registry)).await?;
     let input = RunInput {
@@ -397,16 +400,18 @@ async fn check(
 
 /// A flow with the plugin's step alone, from the step's fields; a field that does not fit the
 /// plugin's schema is reported at `source` (`--step-config`, a fixture's `/config`).
+/// The run's variables are declared in the flow, so placeholders that use them compile.
 fn one_step_flow(
     plugin: &Plugin,
     registry: &tern_engine::Registry,
     config: Map<String, Value>,
+    vars: &Map<String, Value>,
     source: &str,
 ) -> anyhow::Result<tern_engine::CompiledFlow> {
     let mut step = config;
     step.insert("id".into(), json!("check"));
     step.insert("type".into(), json!(plugin.info.name));
-    let flow = json!({"version": 1, "id": "plugin-check", "steps": [Value::Object(step)]});
+    let flow = json!({"version": 1, "id": "plugin-check", "variables": vars, "steps": [Value::Object(step)]});
     match load_flow(&flow.to_string(), &LoadOptions::new(registry)) {
         Ok(f) => Ok(f),
         Err(diags) => {
@@ -434,7 +439,7 @@ async fn test(shared: &Shared, file: &Path, fixture_path: &Path, allow: &[String
     let mut registry = tern_steps::registry();
     registry.register(Arc::new(PluginStepType::new(plugin.clone()).with_replay(replay.clone())))?;
     let source = format!("{} /config", fixture_path.display());
-    let flow = one_step_flow(&plugin, &registry, fixture.config.clone(), &source)?;
+    let flow = one_step_flow(&plugin, &registry, fixture.config.clone(), &fixture.variables, &source)?;
     // No store and no token source: every call is answered from the recording.
     let engine = super::run::engine(shared, false, Arc::new(registry)).await?;
     let input = RunInput {

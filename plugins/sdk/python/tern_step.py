@@ -104,6 +104,13 @@ def log(level: str, message: str) -> None:
     _host.log(_LEVELS.get(level, _host.LogLevel.INFO), str(message))
 
 
+def _where(e: BaseException) -> str:
+    """Where an exception was raised, innermost last. Built from the frames alone: the
+    traceback module's own formatting reads the source files, and a plugin has no files."""
+    frames = _traceback.walk_tb(e.__traceback__)
+    return "\n".join(f"  at {f.f_code.co_filename}:{line} in {f.f_code.co_name}" for f, line in frames)
+
+
 def step(name: str, version: str, description: str, run: Callable[..., Any],
          config: Optional[Dict[str, Any]] = None, required=(), output: Optional[Dict[str, Any]] = None):
     """The class componentize-py exports (assign it to `WitWorld`); see the top of this file."""
@@ -121,8 +128,7 @@ def step(name: str, version: str, description: str, run: Callable[..., Any],
             except StepError as e:
                 raise _Err(_KINDS[e.kind](e.message))
             except Exception as e:  # every other exception reaches the step error with its words
-                words = "".join(_traceback.format_exception(e)).strip()
-                raise _Err(_host.StepError_Fatal(f"the step raised {type(e).__name__}: {e}\n{words}"))
+                raise _Err(_host.StepError_Fatal(f"the step raised {type(e).__name__}: {e}\n{_where(e)}"))
             if isinstance(result, Result):
                 return _host.Output(variables_json=_json.dumps(result.variables), outcome=result.outcome)
             return _host.Output(variables_json=_json.dumps(result or {}), outcome=None)
