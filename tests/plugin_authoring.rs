@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::plugins::{Env, serve};
+use crate::plugins::{Env, crm_example_through_an_integration, serve};
 use crate::support::wasm::{FIRST_CALL, Plugin, header_store};
 use crate::support::{Run, repo, tools};
 
@@ -60,9 +60,12 @@ fn plugins_test_replays_recorded_answers_and_checks_the_expectations() {
         std::fs::write(&path, value.to_string()).unwrap();
         path
     };
+    let crm = json!({"crm": ["https://crm.invalid"]});
     let recorded = json!({"request": {"url": "https://crm.invalid/contacts/42", "integration": "crm"},
                           "response": {"status": 200, "json": {"id": 42}}});
-    let f = fixture(&json!({"config": {"integration": "crm"}, "http": [recorded], "expect": {"outcome": "ok"}}));
+    let f = fixture(
+        &json!({"config": {"integration": "crm"}, "integrations": crm, "http": [recorded], "expect": {"outcome": "ok"}}),
+    );
     let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     let out: Value = serde_json::from_str(r.stdout().split("\nPASS").next().unwrap()).unwrap();
@@ -71,7 +74,7 @@ fn plugins_test_replays_recorded_answers_and_checks_the_expectations() {
     assert!(r.stdout().contains("PASS"), "{}", r.stdout());
 
     // Nothing recorded for the call: the plugin gets a `failed` error that says what to add.
-    let f = fixture(&json!({"config": {"integration": "crm"}, "expect": {"outcome": "ok"}}));
+    let f = fixture(&json!({"config": {"integration": "crm"}, "integrations": crm, "expect": {"outcome": "ok"}}));
     let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
     assert_eq!(r.code(), 1, "{}", r.stderr());
     assert!(r.stdout().contains("no recorded answer (left) for GET https://crm.invalid/contacts/42"), "{}", r.stdout());
@@ -79,7 +82,7 @@ fn plugins_test_replays_recorded_answers_and_checks_the_expectations() {
 
     // A recorded answer nobody asked for, and a variable that was not set: both are said.
     let extra = json!({"request": {"url": "https://crm.invalid/other"}});
-    let f = fixture(&json!({"config": {"integration": "crm"}, "http": [recorded, extra],
+    let f = fixture(&json!({"config": {"integration": "crm"}, "integrations": crm, "http": [recorded, extra],
                             "expect": {"outcome": "ok", "variables": {"contact": {"id": 42}}}}));
     let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
     assert_eq!(r.code(), 1);
@@ -93,6 +96,18 @@ fn plugins_test_replays_recorded_answers_and_checks_the_expectations() {
     let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
     assert_eq!(r.code(), 1);
     assert!(r.stdout().contains("is not named in this step's configuration"), "{}", r.stdout());
+
+    // The integration's API origins hold under replay: a fixture that does not give them, or a
+    // call elsewhere, is refused before any recorded answer is used.
+    let f = fixture(&json!({"config": {"integration": "crm"}, "http": [recorded], "expect": {"outcome": "ok"}}));
+    let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
+    assert_eq!(r.code(), 1);
+    assert!(r.stdout().contains("does not give integration `crm`'s API origins"), "{}", r.stdout());
+    let f = fixture(&json!({"config": {"integration": "crm"}, "integrations": {"crm": ["https://api.crm.invalid"]},
+                            "http": [recorded], "expect": {"outcome": "ok"}}));
+    let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
+    assert_eq!(r.code(), 1);
+    assert!(r.stdout().contains("may not be sent to https://crm.invalid"), "{}", r.stdout());
 
     // A fixture with a mistake is refused at its field.
     let f = fixture(&json!({"http": [{"request": {"url": "https://crm.invalid/", "methd": "GET"}}]}));
@@ -231,7 +246,6 @@ fn the_python_example_maps_two_crm_fields_through_an_integration() {
     let Some(bin) = tools::componentize_py("the_python_example_maps_two_crm_fields_through_an_integration") else {
         return;
     };
-    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
     let example = repo().join("plugins/examples/py-crm-lookup");
     let n = python_code_lines(&example.join("plugin.py"));
     assert!(n <= 30, "py-crm-lookup: {n} lines of code");
@@ -248,38 +262,7 @@ fn the_python_example_maps_two_crm_fields_through_an_integration() {
     let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", fixture.to_str().unwrap()], false);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
 
-    let auth = AuthServer::start();
-    let a = auth.url();
-    let r = Run {
-        output: env
-            .cmd()
-            .env("CS", CLIENT_SECRET)
-            .args(["integrations", "add", "crm", "--kind", "client-credentials", "--client-id", CLIENT_ID])
-            .args(["--client-secret-env", "CS", "--token-url", &format!("{a}/token"), "--api-origin", &a])
-            .output()
-            .unwrap(),
-    };
-    assert_eq!(r.code(), 0, "{}", r.stderr());
-    let text = std::fs::read_to_string(example.join("flow.json")).unwrap();
-    let flow: Value =
-        serde_json::from_str(&text.replace("https://api.focus.teamleader.eu", &format!("{a}/api"))).unwrap();
-    let r = env.run_flow(&flow, &["contact", "c1a2"], true);
-    assert_eq!(r["replies"][1]["text"], "Erlich Bachman (c1a2)", "{r}");
-    let r = env.run_flow(&flow, &["contact", "nobody"], true);
-    assert_eq!(r["replies"][1]["text"], "There is no contact nobody.", "{r}");
-    let headers = auth.api_auth_headers();
-    assert!(headers.len() >= 2 && headers.iter().all(|h| h.starts_with("Bearer ")), "{headers:?}");
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("crm.json"), flow.to_string()).unwrap();
-    let (_server, url) = serve(&env, dir.path());
-    crate::serve::rt().block_on(async {
-        let client = reqwest::Client::new();
-        let (_, r) = crate::serve::post(&client, &url, "crm-1", json!({"text": "contact"})).await;
-        assert_eq!(r["replies"][0]["text"], "Which contact id?", "{r}");
-        let (_, r) = crate::serve::post(&client, &url, "crm-1", json!({"text": "c1a2"})).await;
-        assert_eq!(r["replies"][0]["text"], "Erlich Bachman (c1a2)", "{r}");
-    });
+    crm_example_through_an_integration(&env, "py-crm-lookup");
 }
 
 const PYTHON_PROBE: &str = r#"

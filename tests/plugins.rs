@@ -487,10 +487,19 @@ fn the_javascript_example_calls_the_crm_through_an_integration() {
     if !tools::available("the_javascript_example_calls_the_crm_through_an_integration", &[&tools::NODE]) {
         return;
     }
-    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
     let env = Env::new();
-    let auth = AuthServer::start();
     build_js_example(env.plugins.path());
+    let not_found = crm_example_through_an_integration(&env, "js-crm-lookup");
+    let lookup = not_found["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap();
+    assert_eq!(lookup["detail"]["outcome"], "not_found", "{not_found}");
+}
+
+/// Runs the CRM example flow `example` (its plugin installed in `env`) against the OAuth test
+/// server through a client-credentials integration, in `tern run` (a known and an unknown
+/// contact) and in `tern serve`; returns the unknown contact's run.
+pub(crate) fn crm_example_through_an_integration(env: &Env, example: &str) -> Value {
+    use crate::support::oauth::{AuthServer, CLIENT_ID, CLIENT_SECRET};
+    let auth = AuthServer::start();
     let a = auth.url();
     let r = Run {
         output: env
@@ -503,21 +512,19 @@ fn the_javascript_example_calls_the_crm_through_an_integration() {
     };
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let flow: Value = serde_json::from_str(
-        &example_flow("js-crm-lookup").to_string().replace("https://api.focus.teamleader.eu", &format!("{a}/api")),
+        &example_flow(example).to_string().replace("https://api.focus.teamleader.eu", &format!("{a}/api")),
     )
     .unwrap();
     let r = env.run_flow(&flow, &["contact", "c1a2"], true);
     assert_eq!(r["replies"][1]["text"], "Erlich Bachman (c1a2)", "{r}");
-    let r = env.run_flow(&flow, &["contact", "nobody"], true);
-    assert_eq!(r["replies"][1]["text"], "There is no contact nobody.", "{r}");
-    let lookup = r["trace"].as_array().unwrap().iter().find(|t| t["step"] == "lookup").unwrap();
-    assert_eq!(lookup["detail"]["outcome"], "not_found", "{r}");
+    let not_found = env.run_flow(&flow, &["contact", "nobody"], true);
+    assert_eq!(not_found["replies"][1]["text"], "There is no contact nobody.", "{not_found}");
     let headers = auth.api_auth_headers();
     assert!(headers.len() >= 2 && headers.iter().all(|h| h.starts_with("Bearer ")), "{headers:?}");
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("crm.json"), flow.to_string()).unwrap();
-    let (_server, url) = serve(&env, dir.path());
+    let (_server, url) = serve(env, dir.path());
     crate::serve::rt().block_on(async {
         let client = reqwest::Client::new();
         let (_, r) = crate::serve::post(&client, &url, "crm-1", json!({"text": "contact"})).await;
@@ -525,6 +532,7 @@ fn the_javascript_example_calls_the_crm_through_an_integration() {
         let (_, r) = crate::serve::post(&client, &url, "crm-1", json!({"text": "c1a2"})).await;
         assert_eq!(r["replies"][0]["text"], "Erlich Bachman (c1a2)", "{r}");
     });
+    not_found
 }
 
 #[test]

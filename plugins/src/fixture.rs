@@ -41,6 +41,11 @@ pub struct Fixture {
     /// The conversation contact's id (`token: contact` calls need one; default `fixture-contact`).
     #[serde(default = "default_contact")]
     pub contact: String,
+    /// The API origins of each integration the step may use (`{"crm": ["https://api.example.com"]}`),
+    /// as the operator configures them: a call naming an integration must go to one of its
+    /// origins, as in a flow.
+    #[serde(default)]
+    pub integrations: BTreeMap<String, Vec<String>>,
     /// The recorded HTTP exchanges, in the order they are expected.
     #[serde(default)]
     pub http: Vec<Exchange>,
@@ -144,6 +149,23 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
+/// The largest fixture file read, in bytes.
+pub const MAX_FIXTURE_BYTES: usize = 16 << 20;
+
+/// The largest recorded body, in bytes: what the host's HTTP policy lets a step receive.
+const MAX_RESPONSE_BYTES: usize = 10 << 20;
+
+/// The step error codes a plugin step can fail with (plugins/README.md, "Limits and errors").
+pub const ERROR_CODES: &[&str] = &[
+    "plugin-timeout",
+    "plugin-memory",
+    "plugin-trap",
+    "plugin-output",
+    "plugin-invalid-config",
+    "plugin-retryable",
+    "plugin-fatal",
+];
+
 /// Why a fixture cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
@@ -163,11 +185,55 @@ impl Fixture {
     /// # Errors
     /// [`FixtureError::Invalid`] with the field's JSON pointer.
     pub fn parse(text: &str) -> Result<Self, FixtureError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let fixture: Fixture = serde_path_to_error::deserialize(de).map_err(|e| {
+        let invalid = |at: &str, message: String| FixtureError::Invalid { at: at.to_string(), message };
+        if text.len() > MAX_FIXTURE_BYTES {
+            return Err(invalid("/", format!("the fixture is larger than {} MiB", MAX_FIXTURE_BYTES >> 20)));
+        }
+        let value: Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+            .map_err(|e| invalid("/", format!("not JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(invalid(
+                "/",
+                "a fixture is a JSON object: {\"config\": {…}, \"http\": […], \"expect\": {…}}".into(),
+            ));
+        }
+        let fixture: Fixture = serde_path_to_error::deserialize(value).map_err(|e| {
             let at = pointer(&e.path().to_string());
             FixtureError::Invalid { at, message: e.into_inner().to_string() }
         })?;
+        if fixture.expect.error_contains.is_some() && fixture.expect.error.is_none() {
+            return Err(invalid(
+                "/expect/error_contains",
+                "`error_contains` needs `error`, the step error code the step must fail with (e.g. `plugin-fatal`)"
+                    .into(),
+            ));
+        }
+        if let Some(o) = &fixture.expect.outcome
+            && !(o.is_string() || o.is_null())
+        {
+            return Err(invalid("/expect/outcome", "an outcome is a label (a string), or null for none".into()));
+        }
+        if let Some(code) = &fixture.expect.error
+            && !ERROR_CODES.contains(&code.as_str())
+        {
+            return Err(invalid(
+                "/expect/error",
+                format!("`{code}` is not a plugin step error code: {}", ERROR_CODES.join(", ")),
+            ));
+        }
+        for (name, origins) in &fixture.integrations {
+            for (k, o) in origins.iter().enumerate() {
+                match url::Url::parse(o) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.origin().is_tuple() => {}
+                    _ => {
+                        return Err(invalid(
+                            &format!("/integrations/{name}/{k}"),
+                            format!("`{o}` is not an http(s) origin"),
+                        ));
+                    }
+                }
+            }
+        }
         for (i, x) in fixture.http.iter().enumerate() {
             let at = format!("/http/{i}/request");
             let url = url::Url::parse(&x.request.url).map_err(|e| FixtureError::Invalid {
@@ -176,6 +242,38 @@ impl Fixture {
             })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(FixtureError::Invalid { at: format!("{at}/url"), message: "use an http(s) URL".into() });
+            }
+            let method = x.request.method.to_ascii_uppercase();
+            if !["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"].contains(&method.as_str()) {
+                return Err(FixtureError::Invalid {
+                    at: format!("{at}/method"),
+                    message: "use GET, POST, PUT, PATCH, DELETE or HEAD".into(),
+                });
+            }
+            let r = &x.response;
+            if !(100..=599).contains(&r.status) {
+                return Err(FixtureError::Invalid {
+                    at: format!("/http/{i}/response/status"),
+                    message: "a status code is 100 to 599".into(),
+                });
+            }
+            for (name, value) in &r.headers {
+                let ok_name = !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+                if !ok_name || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    return Err(FixtureError::Invalid {
+                        at: format!("/http/{i}/response/headers/{name}"),
+                        message: "not a header an HTTP server could send (a token name; no CR, LF or NUL in the value)"
+                            .into(),
+                    });
+                }
+            }
+            let size = r.json.as_ref().map_or(0, |v| v.to_string().len()) + r.body.as_ref().map_or(0, String::len);
+            if size > MAX_RESPONSE_BYTES {
+                return Err(FixtureError::Invalid {
+                    at: format!("/http/{i}/response"),
+                    message: format!("the body is larger than the {} MiB a step may receive", MAX_RESPONSE_BYTES >> 20),
+                });
             }
             if x.request.json.is_some() && x.request.body.is_some() {
                 return Err(FixtureError::Invalid { at, message: "give `json` or `body`, not both".into() });
@@ -192,7 +290,12 @@ impl Fixture {
 
     /// The recorded answers, ready for the host.
     pub fn replay(&self) -> Replay {
-        Replay { exchanges: self.http.clone(), used: Mutex::new(vec![false; self.http.len()]) }
+        let integrations = self
+            .integrations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().filter_map(|o| url::Url::parse(o).ok()).map(|u| u.origin()).collect()))
+            .collect();
+        Replay { exchanges: self.http.clone(), used: Mutex::new(vec![false; self.http.len()]), integrations }
     }
 }
 
@@ -252,6 +355,7 @@ pub struct Answer {
 pub struct Replay {
     exchanges: Vec<Exchange>,
     used: Mutex<Vec<bool>>,
+    integrations: BTreeMap<String, Vec<url::Origin>>,
 }
 
 impl Replay {
@@ -260,6 +364,24 @@ impl Replay {
     /// # Errors
     /// The words for the plugin when nobody recorded this call (what to add to the fixture).
     pub fn answer(&self, call: &Call<'_>) -> Result<Answer, String> {
+        if let Some(name) = call.integration {
+            let origin = url::Url::parse(call.url).map(|u| u.origin()).map_err(|e| e.to_string())?;
+            match self.integrations.get(name) {
+                None => {
+                    return Err(format!(
+                        "the fixture does not give integration `{name}`'s API origins; add \"integrations\": {{\"{name}\": [\"{}\"]}} as the operator configures them",
+                        origin.ascii_serialization()
+                    ));
+                }
+                Some(origins) if !origins.contains(&origin) => {
+                    return Err(format!(
+                        "the token of integration `{name}` may not be sent to {}: not one of its API origins in the fixture",
+                        origin.ascii_serialization()
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let found = self
             .exchanges
@@ -397,7 +519,7 @@ mod tests {
     #[test]
     fn each_recorded_answer_answers_once_in_order() {
         let f = Fixture::parse(
-            r#"{"http": [
+            r#"{"integrations": {"crm": ["https://a.example"]}, "http": [
                 {"request": {"url": "https://a.example/x"}, "response": {"json": {"n": 1}}},
                 {"request": {"url": "https://a.example/x"}, "response": {"status": 404}},
                 {"request": {"method": "post", "url": "https://a.example/y", "integration": "crm", "json": {"id": 1}}}
@@ -421,6 +543,33 @@ mod tests {
             Call { method: "POST", url: "https://a.example/y", integration: Some("crm"), body: Some(b"{\"id\": 1}") };
         assert_eq!(r.answer(&right).unwrap().index, 2);
         assert!(r.unused().is_empty());
+        let elsewhere = Call { method: "GET", url: "https://b.example/y", integration: Some("crm"), body: None };
+        assert!(r.answer(&elsewhere).unwrap_err().contains("may not be sent to https://b.example"));
+        let unknown = Call { method: "GET", url: "https://a.example/x", integration: Some("billing"), body: None };
+        assert!(r.answer(&unknown).unwrap_err().contains("does not give integration `billing`'s API origins"));
+    }
+
+    #[test]
+    fn unusable_expectations_and_impossible_answers_are_refused() {
+        for (text, at) in [
+            (r#"[]"#, "/: a fixture is a JSON object"),
+            (r#"{"expect": {"error_contains": "x"}}"#, "/expect/error_contains:"),
+            (r#"{"expect": {"outcome": 5}}"#, "/expect/outcome:"),
+            (r#"{"expect": {"error": "no-such-code"}}"#, "/expect/error:"),
+            (
+                r#"{"http": [{"request": {"url": "https://a.example"}, "response": {"status": 0}}]}"#,
+                "/http/0/response/status:",
+            ),
+            (r#"{"http": [{"request": {"url": "https://a.example", "method": "GE T"}}]}"#, "/http/0/request/method:"),
+            (
+                r#"{"http": [{"request": {"url": "https://a.example"}, "response": {"headers": {"x": "a\r\nB: 1"}}}]}"#,
+                "/http/0/response/headers/x:",
+            ),
+            (r#"{"integrations": {"crm": ["ftp://a.example"]}}"#, "/integrations/crm/0:"),
+        ] {
+            let e = Fixture::parse(text).unwrap_err().to_string();
+            assert!(e.starts_with(at), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -219,19 +219,18 @@ fn build_js(dir: &Path, wit: &Path, out: &Path) -> anyhow::Result<()> {
         .as_deref()
         .and_then(|s| s.split_whitespace().skip_while(|w| *w != "--module-root").nth(1))
         .map_or_else(|| dir.to_path_buf(), |r| dir.join(r));
-    let output = std::process::Command::new(&tool)
-        .arg("--wit")
-        .arg(wit)
-        .args(["--world", "step", "--js", "plugin.js", "--module-root"])
-        .arg(&root)
-        .args(["--sync", "--stub-wasi", "-o"])
-        .arg(out)
-        .current_dir(dir)
-        .output()
-        .with_context(|| format!("cannot run {}", tool.display()))?;
+    let mut cmd = std::process::Command::new(&tool);
+    cmd.arg("--wit").arg(wit).args(["--world", "step", "--js", "plugin.js", "--module-root"]).arg(&root);
+    cmd.args(["--sync", "--stub-wasi", "-o"]).arg(out).current_dir(dir);
+    run_toolchain(cmd, "componentize-qjs")
+}
+
+/// Runs a language's toolchain; when it fails, its own output says why.
+fn run_toolchain(mut cmd: std::process::Command, name: &str) -> anyhow::Result<()> {
+    let output = cmd.output().with_context(|| format!("cannot run {}", cmd.get_program().to_string_lossy()))?;
     if !output.status.success() {
         anyhow::bail!(
-            "componentize-qjs failed:\n{}{}",
+            "{name} failed:\n{}{}",
             super::terminal::safe(&String::from_utf8_lossy(&output.stdout)),
             super::terminal::safe(&String::from_utf8_lossy(&output.stderr))
         );
@@ -261,26 +260,10 @@ fn build_py(dir: &Path, wit: &Path, work: &Path, out: &Path) -> anyhow::Result<(
             )
         })?
     };
-    let output = std::process::Command::new(&tool)
-        .arg("-d")
-        .arg(wit)
-        .args(["-w", "step", "componentize", "--stub-wasi", "plugin", "-p"])
-        .arg(dir)
-        .arg("-p")
-        .arg(&helper)
-        .arg("-o")
-        .arg(out)
-        .current_dir(dir)
-        .output()
-        .with_context(|| format!("cannot run {}", tool.display()))?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "componentize-py failed:\n{}{}",
-            super::terminal::safe(&String::from_utf8_lossy(&output.stdout)),
-            super::terminal::safe(&String::from_utf8_lossy(&output.stderr))
-        );
-    }
-    Ok(())
+    let mut cmd = std::process::Command::new(&tool);
+    cmd.arg("-d").arg(wit).args(["-w", "step", "componentize", "--stub-wasi", "plugin"]);
+    cmd.arg("-p").arg(dir).arg("-p").arg(&helper).arg("-o").arg(out).current_dir(dir);
+    run_toolchain(cmd, "componentize-py")
 }
 
 /// A plugin may not take a built-in step's name (`new`, `check` and `install` say the same).
@@ -426,10 +409,31 @@ fn one_step_flow(
     }
 }
 
+/// A fixture's text, at most [`MAX_FIXTURE_BYTES`](tern_plugins::fixture::MAX_FIXTURE_BYTES)
+/// read (a larger one is refused by the parser).
+fn read_fixture(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "there is no such file".to_string(),
+            std::io::ErrorKind::IsADirectory => "it is a folder; give the fixture's JSON file".to_string(),
+            std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_string(),
+            _ => e.to_string(),
+        };
+        anyhow::anyhow!("cannot read the fixture {}: {why}", path.display())
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(cannot(std::io::Error::from(std::io::ErrorKind::IsADirectory)));
+    }
+    let mut text = String::new();
+    file.take(tern_plugins::fixture::MAX_FIXTURE_BYTES as u64 + 1).read_to_string(&mut text).map_err(cannot)?;
+    Ok(text)
+}
+
 /// `tern plugins test`: one run against a fixture's recording, checked against its `expect`.
 async fn test(shared: &Shared, file: &Path, fixture_path: &Path, allow: &[String]) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(fixture_path)
-        .with_context(|| format!("cannot read the fixture {}", fixture_path.display()))?;
+    let text = read_fixture(fixture_path)?;
     let fixture = tern_plugins::fixture::Fixture::parse(&text)
         .map_err(|e| anyhow::anyhow!("fixture {}, at {e}", fixture_path.display()))?;
     let runtime = shared.plugin_runtime()?;

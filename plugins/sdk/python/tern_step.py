@@ -107,8 +107,10 @@ def log(level: str, message: str) -> None:
 def _where(e: BaseException) -> str:
     """Where an exception was raised, innermost last. Built from the frames alone: the
     traceback module's own formatting reads the source files, and a plugin has no files."""
-    frames = _traceback.walk_tb(e.__traceback__)
-    return "\n".join(f"  at {f.f_code.co_filename}:{line} in {f.f_code.co_name}" for f, line in frames)
+    frames = [f"  at {f.f_code.co_filename}:{line} in {f.f_code.co_name}" for f, line in _traceback.walk_tb(e.__traceback__)]
+    if len(frames) > 20:  # deep recursion: the outermost frames and the innermost
+        frames = frames[:5] + [f"  … {len(frames) - 20} more frames …"] + frames[-15:]
+    return "\n".join(frames)
 
 
 def step(name: str, version: str, description: str, run: Callable[..., Any],
@@ -125,12 +127,20 @@ def step(name: str, version: str, description: str, run: Callable[..., Any],
         def run(self, invocation: _host.Invocation, config_json: str, variables_json: str) -> _host.Output:
             try:
                 result = run(_json.loads(config_json), _json.loads(variables_json), invocation)
+                if isinstance(result, Result):
+                    variables, outcome = result.variables, result.outcome
+                else:
+                    variables, outcome = ({} if result is None else result), None
+                if not isinstance(variables, dict):
+                    raise TypeError(f"run returned {type(variables).__name__}; return a dict of variables or a Result")
+                if outcome is not None and not isinstance(outcome, str):
+                    raise TypeError(f"the outcome is {type(outcome).__name__}; an outcome is a str label or None")
+                return _host.Output(variables_json=_json.dumps(variables, allow_nan=False), outcome=outcome)
             except StepError as e:
                 raise _Err(_KINDS[e.kind](e.message))
-            except Exception as e:  # every other exception reaches the step error with its words
+            except _Err:
+                raise
+            except BaseException as e:  # SystemExit too: every exception reaches the step error with its words
                 raise _Err(_host.StepError_Fatal(f"the step raised {type(e).__name__}: {e}\n{_where(e)}"))
-            if isinstance(result, Result):
-                return _host.Output(variables_json=_json.dumps(result.variables), outcome=result.outcome)
-            return _host.Output(variables_json=_json.dumps(result or {}), outcome=None)
 
     return WitWorld
