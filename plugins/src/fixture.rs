@@ -324,6 +324,12 @@ fn pointer(path: &str) -> String {
     out
 }
 
+/// Why a replayed call gets no recorded answer; the words are for the plugin and the author
+/// (what to add to the fixture, or which rule refused the call).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAnswered(pub String);
+
 /// A plugin's call, as [`Replay::answer`] matches it.
 #[derive(Debug)]
 pub struct Call<'a> {
@@ -363,21 +369,21 @@ impl Replay {
     ///
     /// # Errors
     /// The words for the plugin when nobody recorded this call (what to add to the fixture).
-    pub fn answer(&self, call: &Call<'_>) -> Result<Answer, String> {
+    pub fn answer(&self, call: &Call<'_>) -> Result<Answer, NotAnswered> {
         if let Some(name) = call.integration {
-            let origin = url::Url::parse(call.url).map(|u| u.origin()).map_err(|e| e.to_string())?;
+            let origin = url::Url::parse(call.url).map(|u| u.origin()).map_err(|e| NotAnswered(e.to_string()))?;
             match self.integrations.get(name) {
                 None => {
-                    return Err(format!(
+                    return Err(NotAnswered(format!(
                         "the fixture does not give integration `{name}`'s API origins; add \"integrations\": {{\"{name}\": [\"{}\"]}} as the operator configures them",
                         origin.ascii_serialization()
-                    ));
+                    )));
                 }
                 Some(origins) if !origins.contains(&origin) => {
-                    return Err(format!(
+                    return Err(NotAnswered(format!(
                         "the token of integration `{name}` may not be sent to {}: not one of its API origins in the fixture",
                         origin.ascii_serialization()
-                    ));
+                    )));
                 }
                 Some(_) => {}
             }
@@ -389,14 +395,14 @@ impl Replay {
             .enumerate()
             .find(|(i, x)| !used.get(*i).copied().unwrap_or(true) && matches(&x.request, call));
         let Some((index, x)) = found else {
-            return Err(format!(
+            return Err(NotAnswered(format!(
                 "the fixture has no recorded answer (left) for {} {}{}; add one under \"http\": {}",
                 call.method,
                 call.url,
                 call.integration.map(|i| format!(" with integration `{i}`")).unwrap_or_default(),
                 json!({"request": {"method": call.method, "url": call.url, "integration": call.integration},
                        "response": {"status": 200, "json": {}}})
-            ));
+            )));
         };
         if let Some(u) = used.get_mut(index) {
             *u = true;
@@ -531,7 +537,7 @@ mod tests {
         let a = r.answer(&get).unwrap();
         assert_eq!((a.index, a.status, a.body.as_slice()), (0, 200, br#"{"n":1}"#.as_slice()));
         assert_eq!(r.answer(&get).unwrap().status, 404);
-        assert!(r.answer(&get).unwrap_err().contains("no recorded answer (left) for GET https://A.example/x"));
+        assert!(r.answer(&get).unwrap_err().0.contains("no recorded answer (left) for GET https://A.example/x"));
         let wrong_body =
             Call { method: "POST", url: "https://a.example/y", integration: Some("crm"), body: Some(b"{}") };
         assert!(r.answer(&wrong_body).is_err());
@@ -544,9 +550,9 @@ mod tests {
         assert_eq!(r.answer(&right).unwrap().index, 2);
         assert!(r.unused().is_empty());
         let elsewhere = Call { method: "GET", url: "https://b.example/y", integration: Some("crm"), body: None };
-        assert!(r.answer(&elsewhere).unwrap_err().contains("may not be sent to https://b.example"));
+        assert!(r.answer(&elsewhere).unwrap_err().0.contains("may not be sent to https://b.example"));
         let unknown = Call { method: "GET", url: "https://a.example/x", integration: Some("billing"), body: None };
-        assert!(r.answer(&unknown).unwrap_err().contains("does not give integration `billing`'s API origins"));
+        assert!(r.answer(&unknown).unwrap_err().0.contains("does not give integration `billing`'s API origins"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use tern_engine::{IntegrationName, TokenOwner as EngineOwner};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 use crate::bindings::tern::step::host::{self, HttpError, HttpRequest, HttpResponse, LogLevel, TokenOwner};
-use crate::fixture::{Call, Replay};
+use crate::fixture::{Call, NotAnswered, Replay};
 
 /// Headers a plugin may not set: the host owns credentials.
 const STRIPPED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
@@ -119,7 +119,7 @@ impl host::Host for HostState {
                         self.fetches.push(summary);
                         return Ok(response);
                     }
-                    Err(words) => {
+                    Err(NotAnswered(words)) => {
                         summary["error"] = Value::from(words.as_str());
                         self.fetches.push(summary);
                         return Err(HttpError::Failed(words));
@@ -227,7 +227,7 @@ fn replay_call(
     replay: &Replay,
     r: &PreparedRequest,
     integration: Option<&IntegrationName>,
-) -> Result<(usize, HttpResponse), String> {
+) -> Result<(usize, HttpResponse), NotAnswered> {
     let body = match &r.body {
         Some(RequestBody::Bytes(b)) => Some(&b[..]),
         _ => None,
