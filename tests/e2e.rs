@@ -55,6 +55,7 @@ mod health;
 mod http_steps;
 mod instances;
 mod integrations;
+mod jsonpath_cts;
 mod lock_loss;
 mod plugin_authoring;
 mod plugins;

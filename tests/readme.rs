@@ -66,6 +66,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "export SLACK_SIGNING_SECRET=…", Check::Test("slack_commands")),
     ("README.md", "tern channels add site --kind web", Check::Test("web_chat_commands")),
     ("README.md", "\"steps\": [", Check::Test("the_choices_example_runs")),
+    ("README.md", "\"variables\": { \"deals\"", Check::Test("the_loop_example_runs")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
@@ -857,6 +858,28 @@ fn the_choices_example_runs() {
     let out = s.ok(&b, "tern run which.json -m hi -m Bob");
     assert!(out.contains("Which contact are you?\n\n1. Ann\n2. Bob"), "{out}");
     assert!(out.contains("Chosen: c-2"), "a typed title picks its payload: {out}");
+}
+
+/// The loop example runs as written, against a loopback API for `api.example.com`: one pass
+/// per deal, the deal whose lookup fails skipped (`on_item_error: skip`), the rest collected.
+#[test]
+fn the_loop_example_runs() {
+    use testkit::scripted::{Scripted, answer, json_answer};
+    let api = Scripted::start(vec![
+        ("/deals/1", vec![json_answer(json!({"data": {"stage": "won"}}))]),
+        ("/deals/2", vec![answer(500, Some("application/json"), "{}")]),
+    ]);
+    let b = block("README.md", "\"variables\": { \"deals\"");
+    let text = b.text.replace("https://api.example.com", &api.url());
+    let flow: serde_json::Value =
+        serde_json::from_str(&format!("{{\"version\": 1, \"id\": \"deals\", {text}}}")).unwrap();
+    let s = Sandbox::new();
+    std::fs::write(s.path("deals.json"), flow.to_string()).unwrap();
+    s.ok(&b, "tern validate --allow-private-network deals.json");
+    let out = s.ok(&b, "tern run deals.json --allow-private-network -m hi");
+    assert!(out.contains("Your deals: [\"Roof: won\"]"), "{out}");
+    let asked: Vec<String> = api.requests().into_iter().map(|r| r.uri).collect();
+    assert_eq!(asked, ["/deals/1", "/deals/2"], "one lookup per deal");
 }
 
 /// The Twilio block: the channel added and shown, the webhook to set in the Twilio Console

@@ -85,12 +85,11 @@ fn check_root_field(pointer: &str, var: &VarRef, diags: &mut Vec<Diagnostic>) {
     );
 }
 
-/// Reports unreachable steps and loops without a pausing step. `roots` are steps reachable
-/// without an edge (the flow-level `on_error` step).
-pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, roots: &[usize], diags: &mut Vec<Diagnostic>) {
+/// Each step's successors (its `next` or the following step, `on_error`, the targets in its
+/// own fields); `steps.len()` stands for "the run ends".
+fn successors(steps: &[CompiledStep], facts: &Facts) -> Vec<Vec<usize>> {
     let n = steps.len();
-    // Successors; `n` stands for "the run ends".
-    let succ: Vec<Vec<usize>> = (0..n)
+    (0..n)
         .map(|i| {
             let mut out: Vec<usize> = facts.edges[i]
                 .iter()
@@ -109,7 +108,85 @@ pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, roots: &[usize]
             out.dedup();
             out
         })
+        .collect()
+}
+
+/// Every step reachable from `start` along `edges` without passing through `avoid` (which is
+/// not included); `start` itself is included unless it is `avoid`.
+fn reach(start: &[usize], edges: &[Vec<usize>], avoid: usize) -> HashSet<usize> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<usize> = start.to_vec();
+    while let Some(i) = stack.pop() {
+        if i == avoid || i >= edges.len() || !seen.insert(i) {
+            continue;
+        }
+        stack.extend(edges[i].iter().copied());
+    }
+    seen
+}
+
+/// Finds the body of each repeating step (`for_each`): the steps on a way from its `body`
+/// back to it. Reports a body that never comes back (`body-never-returns`), and marks each
+/// step with the loops whose body holds it ([`CompiledStep::loops`]) and the innermost one that
+/// catches its failures ([`CompiledStep::caught_by`]).
+pub(crate) fn loop_bodies(steps: &mut [CompiledStep], facts: &Facts, diags: &mut Vec<Diagnostic>) {
+    let n = steps.len();
+    let succ = successors(steps, facts);
+    let mut pred = vec![Vec::new(); n];
+    for (i, out) in succ.iter().enumerate() {
+        for &j in out.iter().filter(|&&j| j < n) {
+            pred[j].push(i);
+        }
+    }
+    // For each step, the loops whose body holds it: (size of the body, loop).
+    let mut within: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for (l, step) in steps.iter().enumerate() {
+        let Some(repeat) = step.behavior.repeats else { continue };
+        let forward = reach(&[repeat.body], &succ, l);
+        let backward = reach(&pred[l], &pred, l);
+        if !backward.contains(&repeat.body) {
+            let field =
+                step.jumps.iter().find(|j| j.jump == Jump::Step(repeat.body)).map_or("", |j| j.pointer.as_str());
+            let first = &steps[repeat.body].id;
+            diags.push(
+                Diagnostic::error(
+                    "body-never-returns",
+                    format!("/steps/{l}{field}"),
+                    format!(
+                        "the body of `{}` starts at `{first}`, but no way from there leads back to `{}`",
+                        step.id, step.id
+                    ),
+                )
+                .with_hint(format!("end the body with a step whose `next` is `{}`", step.id)),
+            );
+            continue;
+        }
+        let body: Vec<usize> = forward.intersection(&backward).copied().collect();
+        for &i in &body {
+            within[i].push((body.len(), l));
+        }
+    }
+    let catches = |l: usize| steps[l].behavior.repeats.is_some_and(|r| r.catches_failures);
+    let found: Vec<(Vec<usize>, Option<usize>)> = within
+        .into_iter()
+        .map(|mut loops| {
+            loops.sort_unstable();
+            let loops: Vec<usize> = loops.into_iter().map(|(_, l)| l).collect();
+            let caught_by = loops.iter().copied().find(|&l| catches(l));
+            (loops, caught_by)
+        })
         .collect();
+    for (step, (loops, caught_by)) in steps.iter_mut().zip(found) {
+        step.loops = loops;
+        step.caught_by = caught_by;
+    }
+}
+
+/// Reports unreachable steps and loops without a pausing step. `roots` are steps reachable
+/// without an edge (the flow-level `on_error` step).
+pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, roots: &[usize], diags: &mut Vec<Diagnostic>) {
+    let n = steps.len();
+    let succ = successors(steps, facts);
 
     let mut reachable = vec![false; n + 1];
     let mut stack = vec![0];
@@ -134,7 +211,9 @@ pub(crate) fn check_graph(steps: &[CompiledStep], facts: &Facts, roots: &[usize]
 
     for scc in strongly_connected(&succ, n) {
         let is_cycle = scc.len() > 1 || succ[scc[0]].contains(&scc[0]);
-        if !is_cycle || scc.iter().any(|&i| steps[i].behavior.pauses) {
+        // A loop through a pausing step waits for the user; one through a repeating step
+        // (`for_each`) runs a bounded number of times.
+        if !is_cycle || scc.iter().any(|&i| steps[i].behavior.pauses || steps[i].behavior.repeats.is_some()) {
             continue;
         }
         let members: HashSet<usize> = scc.iter().copied().collect();

@@ -118,6 +118,7 @@ const PASSES: &[(&str, Pass)] = &[
     ("flow on_error", resolve_flow_on_error),
     ("trigger", read_trigger),
     ("variables", check_variables),
+    ("loop bodies", find_loop_bodies),
     ("graph", check_graph),
     ("private hosts", check_private_hosts),
 ];
@@ -405,6 +406,8 @@ fn build_steps(load: &mut Load<'_>) -> ControlFlow<()> {
                     summary: crate::graph::step_summary(config),
                     step,
                     behavior,
+                    loops: Vec::new(),
+                    caught_by: None,
                 });
             }
             (built, _) => {
@@ -463,6 +466,14 @@ fn read_trigger(load: &mut Load<'_>) -> ControlFlow<()> {
 fn check_variables(load: &mut Load<'_>) -> ControlFlow<()> {
     let initial: BTreeSet<&str> = load.initial.iter().map(String::as_str).collect();
     load.secrets = analysis::check_variables(&load.facts, &initial, &mut load.diags);
+    ControlFlow::Continue(())
+}
+
+/// The bodies of repeating steps (`for_each`), when every step was built.
+fn find_loop_bodies(load: &mut Load<'_>) -> ControlFlow<()> {
+    if load.all_built && load.steps.len() == load.raw_steps.len() {
+        analysis::loop_bodies(&mut load.steps, &load.facts, &mut load.diags);
+    }
     ControlFlow::Continue(())
 }
 

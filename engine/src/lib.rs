@@ -90,8 +90,8 @@ pub use run::{
     Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry, UnknownStatus,
 };
 pub use step::{
-    Behavior, BuildContext, Choice, CompiledFlow, CompiledStep, Jump, MAX_CHOICE_PAYLOAD_BYTES, MAX_CHOICE_TITLE_CHARS,
-    MAX_CHOICES, Message, Outcome, Registry, Reply, ReplySink, RunEnv, Step, StepContext, StepFailure, StepJump,
-    StepType,
+    Behavior, BuildContext, CaughtFailure, Choice, CompiledFlow, CompiledStep, Jump, MAX_CHOICE_PAYLOAD_BYTES,
+    MAX_CHOICE_TITLE_CHARS, MAX_CHOICES, Message, Outcome, Registry, Repeat, Reply, ReplySink, RunEnv, Step,
+    StepContext, StepFailure, StepJump, StepType,
 };
 pub use tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};

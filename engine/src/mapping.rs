@@ -1,51 +1,71 @@
 //! Response mapping: pulling fields such as `data.last_name` out of a JSON response.
 //!
 //! Two notations: a dot path (`data.last_name`, `data.emails.0.email`), the form flow designers
-//! know from Bird's *Fetch variables*, and JSONPath (`$.data.emails[0].email`, RFC 9535 through
-//! `jsonpath-rust`). Both are compiled when the flow is loaded; nothing is parsed per request.
+//! know from Bird's *Fetch variables*, and JSONPath (`$.data.emails[0].email`), exactly as RFC
+//! 9535 defines it. Both are compiled when the flow is loaded; nothing is parsed per request.
+//!
+//! JSONPath goes through `serde_json_path`, which passes the whole official JSONPath Compliance
+//! Test Suite (so does Tern: `engine/tests/jsonpath_cts.rs` runs the suite through this module).
+//! `jsonpath-rust`, used before, failed 7 of its 687 cases (nested filters, the order of a
+//! descendant segment with several names, function expressions used where the RFC forbids them).
+//! The library owns the grammar; this module only asks it questions (is this prefix of the
+//! query a query of its own? is it singular?), so there is no second JSONPath parser here.
 //!
 //! "Not found" and "found nothing" differ. A path whose names and indexes do not exist in the
 //! response is not found (a default applies, or the step fails). A wildcard, slice, filter or
 //! descendant query over parts that do exist yields the array of its matches, which is `[]`
 //! when nothing matches (RFC 9535 §2.1: the result is a possibly empty node list).
 
-use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json_path::JsonPath;
 
 use crate::dot_path::describe;
 
-/// One name or index selector of a JSONPath query.
-#[derive(Clone, Debug)]
-pub enum Step {
-    /// `.name` or `['name']`.
-    Name(String),
-    /// `[3]`, or `[-1]` from the end.
-    Index(i64),
-}
+/// The longest JSONPath query a flow may write, in bytes (longer ones are refused at load).
+pub const MAX_JSON_PATH_BYTES: usize = 4096;
 
-impl Step {
-    fn select<'v>(&self, value: &'v Value) -> Option<&'v Value> {
-        match (self, value) {
-            (Step::Name(n), Value::Object(m)) => m.get(n),
-            (Step::Index(i), Value::Array(a)) => {
-                let at = if *i < 0 { a.len().checked_sub(i.unsigned_abs() as usize)? } else { *i as usize };
-                a.get(at)
-            }
-            _ => None,
-        }
-    }
-
-    fn write(&self, out: &mut String) {
-        match self {
-            Step::Name(n) => {
-                out.push('.');
-                out.push_str(n);
-            }
-            Step::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
+/// Why a path could not be compiled. The message is in the flow designer's words.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    /// The path is empty.
+    #[error("the path is empty; write `data.field` or `$.data.field`")]
+    Empty,
+    /// A dot path with an empty segment.
+    #[error("`{path}` has an empty segment (two dots in a row, or a leading/trailing dot)")]
+    EmptySegment {
+        /// The path as written.
+        path: String,
+    },
+    /// A dot path segment with JSONPath syntax in it.
+    #[error("`{path}`: segment `{segment}` is not a plain name; use `$.` JSONPath for brackets, wildcards or filters")]
+    NotAName {
+        /// The path as written.
+        path: String,
+        /// The offending segment.
+        segment: String,
+    },
+    /// Blank space before or after a JSONPath query (RFC 9535 §2.1.1 allows none).
+    #[error("`{path}` starts or ends with blank space, which JSONPath does not allow (RFC 9535 §2.1.1); remove it")]
+    Blank {
+        /// The path as written.
+        path: String,
+    },
+    /// A JSONPath query longer than [`MAX_JSON_PATH_BYTES`].
+    #[error("the JSONPath query is {len} bytes long; the limit is {MAX_JSON_PATH_BYTES}")]
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Not a JSONPath query as RFC 9535 defines it.
+    #[error("`{path}` is not valid JSONPath (RFC 9535): {problem}")]
+    JsonPath {
+        /// The path as written.
+        path: String,
+        /// The parser's explanation, with the position.
+        problem: String,
+    },
 }
 
 /// A compiled path into a response body.
@@ -63,46 +83,84 @@ pub enum ResponsePath {
         /// The path as written.
         raw: String,
         /// The compiled query.
-        query: Box<JpQuery>,
+        query: Box<JsonPath>,
         /// Whether the query can select at most one node (names and indexes only). A singular
         /// query yields the node itself; any other yields an array of all matches.
         singular: bool,
-        /// The leading name and index selectors (the whole query when it is singular): when
-        /// they do not exist, the path is not found.
-        prefix: Vec<Step>,
+        /// The leading name and index segments, shortest first (the whole query last when it
+        /// is singular): when one does not exist, the path is not found.
+        prefix: Vec<PrefixQuery>,
     },
+}
+
+/// One leading singular part of a JSONPath query (see [`ResponsePath::JsonPath`]): the query
+/// as written up to byte `end`, itself a singular query (RFC 9535 §2.3.5.1: names and indexes
+/// only).
+#[derive(Clone, Debug)]
+pub struct PrefixQuery {
+    end: usize,
+    query: JsonPath,
+}
+
+/// Whether `query` (a valid JSONPath query) is singular. RFC 9535 §2.3.5.1 lets a comparison
+/// take only singular queries, so the library's own grammar answers.
+fn is_singular(query: &str) -> bool {
+    JsonPath::parse(&format!("$[?{query}==null]")).is_ok()
+}
+
+/// The leading singular parts of a valid query, shortest first, not counting `$` alone. A
+/// prefix that parses as a query on its own ends at a segment boundary: one that cuts a name,
+/// a string or a bracket open is not valid JSONPath.
+fn singular_prefixes(raw: &str) -> Vec<PrefixQuery> {
+    let mut found = Vec::new();
+    for (end, c) in raw.char_indices().skip(1) {
+        if !matches!(c, '.' | '[' | ' ' | '\t' | '\n' | '\r') {
+            continue;
+        }
+        let head = &raw[..end];
+        if head == "$" || head.ends_with([' ', '\t', '\n', '\r']) {
+            continue;
+        }
+        match JsonPath::parse(head) {
+            Ok(query) if is_singular(head) => found.push(PrefixQuery { end, query }),
+            Ok(_) => break,
+            Err(_) => {}
+        }
+    }
+    found
 }
 
 impl ResponsePath {
     /// Compiles a path. Paths starting with `$` are JSONPath, others dot paths.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        if raw.starts_with('$') {
-            let query = jsonpath_rust::parser::parse_json_path(raw)
-                .map_err(|e| format!("`{raw}` is not valid JSONPath: {e}"))?;
-            let prefix: Vec<Step> = query
-                .segments
-                .iter()
-                .map_while(|s| match s {
-                    Segment::Selector(Selector::Name(n)) => Some(Step::Name(n.clone())),
-                    Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
-                    _ => None,
-                })
-                .collect();
-            let singular = prefix.len() == query.segments.len();
+    ///
+    /// # Errors
+    /// [`PathError`] with the path and what is wrong with it.
+    pub fn parse(raw: &str) -> Result<Self, PathError> {
+        if raw.trim_start().starts_with('$') {
+            if raw.trim() != raw {
+                return Err(PathError::Blank { path: raw.to_string() });
+            }
+            if raw.len() > MAX_JSON_PATH_BYTES {
+                return Err(PathError::TooLong { len: raw.len() });
+            }
+            let query = JsonPath::parse(raw)
+                .map_err(|e| PathError::JsonPath { path: raw.to_string(), problem: e.to_string() })?;
+            let singular = is_singular(raw);
+            let mut prefix = singular_prefixes(raw);
+            if singular && raw != "$" {
+                prefix.push(PrefixQuery { end: raw.len(), query: query.clone() });
+            }
             return Ok(Self::JsonPath { raw: raw.to_string(), query: Box::new(query), singular, prefix });
         }
         if raw.is_empty() {
-            return Err("the path is empty; write `data.field` or `$.data.field`".into());
+            return Err(PathError::Empty);
         }
         let segments: Vec<String> = raw.split('.').map(str::to_string).collect();
         if segments.iter().any(String::is_empty) {
-            return Err(format!("`{raw}` has an empty segment (two dots in a row, or a leading/trailing dot)"));
+            return Err(PathError::EmptySegment { path: raw.to_string() });
         }
         if let Some(seg) = segments.iter().find(|s| s.contains(['[', ']', '*', ' '])) {
-            return Err(format!(
-                "`{raw}`: segment `{seg}` is not a plain name; use `$.` JSONPath for brackets, wildcards or filters"
-            ));
+            return Err(PathError::NotAName { path: raw.to_string(), segment: seg.clone() });
         }
         Ok(Self::Dot { raw: raw.to_string(), segments })
     }
@@ -121,29 +179,33 @@ impl ResponsePath {
                 .cloned()
                 .map_err(|miss| format!("`{raw}` not found: {}", miss.explain(segments, "the response"))),
             Self::JsonPath { raw, query, singular, prefix } => {
-                let mut current = body;
-                let mut at = String::from("$");
-                for step in prefix {
-                    current = step.select(current).ok_or_else(|| {
-                        let mut missing = String::new();
-                        step.write(&mut missing);
-                        let within = if at == "$" { "the response".to_string() } else { format!("`{at}`") };
-                        format!(
-                            "`{raw}` not found: {within} has no `{}` ({})",
-                            &missing.trim_start_matches('.'),
-                            describe(current)
-                        )
-                    })?;
-                    step.write(&mut at);
+                let one = |p: &PrefixQuery| p.query.query(body).first();
+                match prefix.last().map(|p| (p, one(p))) {
+                    Some((_, None)) => return Err(Self::missing(raw, prefix, body)),
+                    Some((_, Some(node))) if *singular => return Ok(node.clone()),
+                    None if *singular => return Ok(body.clone()),
+                    _ => {}
                 }
-                if *singular {
-                    return Ok(current.clone());
-                }
-                let found = jsonpath_rust::query::js_path_process(query, body)
-                    .map_err(|e| format!("`{raw}` could not be evaluated: {e}"))?;
-                Ok(Value::Array(found.into_iter().map(|r| r.val.clone()).collect()))
+                Ok(Value::Array(query.query(body).all().into_iter().cloned().collect()))
             }
         }
+    }
+
+    /// Says which leading part of `raw` is missing and what is there instead.
+    fn missing(raw: &str, prefix: &[PrefixQuery], body: &Value) -> String {
+        let mut within = body;
+        let mut at = 1; // after `$`
+        for p in prefix {
+            let Some(node) = p.query.query(body).first() else {
+                let place = if at == 1 { "the response".to_string() } else { format!("`{}`", &raw[..at]) };
+                let step = raw[at..p.end].trim_start();
+                let step = step.strip_prefix('.').unwrap_or(step);
+                return format!("`{raw}` not found: {place} has no `{step}` ({})", describe(within));
+            };
+            within = node;
+            at = p.end;
+        }
+        format!("`{raw}` not found")
     }
 }
 
@@ -232,6 +294,7 @@ mod tests {
         assert!(err.contains("`data` has no `lastname`") && err.contains("last_name"), "{err}");
         assert!(ResponsePath::parse("data..x").is_err());
         assert!(ResponsePath::parse("data[0]").is_err());
+        assert!(ResponsePath::parse(" data").is_err());
     }
 
     #[test]
@@ -261,6 +324,37 @@ mod tests {
         assert!(err.contains("not found: `$.desk` has no `escalatd`") && err.contains("escalated"), "{err}");
         let m = Mapping { path: ResponsePath::parse("$.desk.escalated[*]").unwrap(), default: Some(json!("none")) };
         assert_eq!(m.apply(&desk).unwrap(), json!([]), "an empty match is a value, not a missing path");
+    }
+
+    #[test]
+    fn rfc_9535_cases_the_old_library_got_wrong() {
+        let sel = |p: &str, doc: Value| ResponsePath::parse(p).map_err(|e| e.to_string())?.select(&doc);
+        assert_eq!(sel("$[?@[?@>1]]", json!([[0, 1], [2]])).unwrap(), json!([[2]]), "nested filter");
+        assert_eq!(
+            sel("$..['a','d']", json!({"a": 1, "b": {"d": 2, "a": 3}, "d": 4})).unwrap(),
+            json!([1, 4, 3, 2]),
+            "a descendant segment with several names yields in document order per node"
+        );
+        for bad in ["$[?length(@.a)]", "$[?value(@.a)]", "$[?count(@..*)]", "$[?length(@.*)<3]", " $.a", "$.a "] {
+            let err = sel(bad, json!({})).unwrap_err();
+            assert!(err.contains("RFC 9535"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn bracket_names_and_the_missing_part_as_written() {
+        let doc = json!({"a.b": {"x y": [10, 20]}, "c": {"d": 1}});
+        let sel = |p: &str| ResponsePath::parse(p).unwrap().select(&doc);
+        assert_eq!(sel("$['a.b']['x y'][1]").unwrap(), json!(20));
+        assert_eq!(sel("$['a.b']['x y'][*]").unwrap(), json!([10, 20]));
+        assert_eq!(sel("$").unwrap(), doc);
+        let err = sel("$['a.b']['x z'][0]").unwrap_err();
+        assert!(err.contains("`$['a.b']` has no `['x z']`"), "{err}");
+        let err = sel("$.c.e[*]").unwrap_err();
+        assert!(err.contains("`$.c` has no `e`"), "{err}");
+        let err = sel("$.c.d.e").unwrap_err();
+        assert!(err.contains("`$.c.d` has no `e`"), "{err}");
+        assert!(matches!(ResponsePath::parse(&format!("$.{}", "a".repeat(5000))), Err(PathError::TooLong { .. })));
     }
 
     #[test]

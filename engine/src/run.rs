@@ -15,7 +15,9 @@ use crate::effects::JournalScope;
 use crate::http::Outbound;
 use crate::ids::{FlowId, RunId, StepId};
 use crate::secrets::{Masker, SecretMap, SecretSource};
-use crate::step::{CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure};
+use crate::step::{
+    CaughtFailure, CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure,
+};
 
 /// What a run starts or resumes with.
 #[derive(Clone, Debug, Default)]
@@ -64,6 +66,10 @@ pub struct RunSnapshot {
     pub executed_steps: u32,
     /// What the step paused with.
     pub paused_with: Value,
+    /// What steps kept for their next visit ([`StepContext::state`]), by step id: where each
+    /// active `for_each` is in its list.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub step_state: Map<String, Value>,
 }
 
 /// How a run (activation) ended: the one run status, from the run's result to history (each
@@ -234,6 +240,8 @@ struct Activation<'a> {
     trace: Vec<TraceEntry>,
     /// Whether the flow-level `on_error` was taken in this activation (it is taken once).
     fallback_taken: bool,
+    /// What steps kept for their next visit (see [`RunSnapshot::step_state`]).
+    step_state: Map<String, Value>,
 }
 
 impl Engine {
@@ -248,7 +256,7 @@ impl Engine {
         let mut vars = flow.variables.clone();
         vars.extend(overrides);
         let run_id = RunId::generate();
-        let act = self.activation(flow, input, run_id, vars, 0).await;
+        let act = self.activation(flow, input, run_id, vars, 0, Map::new()).await;
         self.drive(act, 0, None, sink).await
     }
 
@@ -260,8 +268,8 @@ impl Engine {
         input: RunInput,
         sink: Option<&ReplySink>,
     ) -> RunResult {
-        let RunSnapshot { run_id, step, variables, executed_steps, paused_with, flow_id } = snapshot;
-        let act = self.activation(flow, input, run_id, variables, executed_steps).await;
+        let RunSnapshot { run_id, step, variables, executed_steps, paused_with, flow_id, step_state } = snapshot;
+        let act = self.activation(flow, input, run_id, variables, executed_steps, step_state).await;
         let Some(index) = flow.step_index(&step).filter(|_| flow_id == flow.id) else {
             let mut act = act;
             let error = RunError {
@@ -284,6 +292,7 @@ impl Engine {
         run_id: RunId,
         vars: Map<String, Value>,
         executed: u32,
+        step_state: Map<String, Value>,
     ) -> Activation<'a> {
         let secrets: SecretMap =
             flow.secrets.iter().filter_map(|n| self.secrets.get(n).map(|s| (n.clone(), s))).collect();
@@ -327,7 +336,17 @@ impl Engine {
             masker,
             journal: input.journal,
         };
-        Activation { flow, env, run_id, vars, executed, replies: Vec::new(), trace: Vec::new(), fallback_taken: false }
+        Activation {
+            flow,
+            env,
+            run_id,
+            vars,
+            executed,
+            replies: Vec::new(),
+            trace: Vec::new(),
+            fallback_taken: false,
+            step_state,
+        }
     }
 
     async fn drive(
@@ -340,6 +359,10 @@ impl Engine {
         let flow = act.flow;
         let deadline = tokio::time::Instant::now() + self.limits.deadline;
         tracing::debug!(flow = %flow.id, run = %act.run_id, resumed = resume_with.is_some(), "run activation");
+        // A body step's failure on its way back to the repeating step that catches it.
+        let mut caught: Option<CaughtFailure> = None;
+        // The step the run came from in this activation (for repeating steps).
+        let mut previous: Option<usize> = None;
         loop {
             let Some(compiled) = flow.steps.get(index) else {
                 return finish(&mut act, RunStatus::Completed, None, None);
@@ -371,6 +394,9 @@ impl Engine {
                     detail: &mut detail,
                     deadline,
                     seq: act.executed - 1,
+                    states: &mut act.step_state,
+                    caught: caught.take(),
+                    from_body: previous.is_some_and(|p| flow.steps[p].loops.contains(&index)),
                 };
                 if tokio::time::Instant::now() >= deadline {
                     let error = RunError {
@@ -400,18 +426,34 @@ impl Engine {
                         variables: act.vars.clone(),
                         executed_steps: act.executed,
                         paused_with: with,
+                        step_state: act.step_state.clone(),
                     };
                     return finish(&mut act, RunStatus::Paused, None, Some(snapshot));
                 }
                 Err(failure) => {
                     let error = step_error(&act.env.masker, &compiled.id, &failure);
                     tracing::info!(flow = %flow.id, run = %act.run_id, step = %compiled.id, code = %error.code, error = %error.message, "step failed");
-                    // The step's own `on_error`, else the flow's (once per activation).
+                    // The step's own `on_error`, else the loop whose body it is in when that loop
+                    // catches failures, else the flow's (once per activation).
+                    if compiled.on_error.is_none()
+                        && let Some(repeat) = compiled.caught_by
+                    {
+                        caught = Some(CaughtFailure {
+                            step: compiled.id.clone(),
+                            code: error.code.clone(),
+                            message: error.message.clone(),
+                        });
+                        push_trace(&mut act, index, started, detail, StepStatus::ErrorHandled, Some(error));
+                        previous = Some(index);
+                        index = repeat;
+                        continue;
+                    }
                     let flow_fallback = flow.on_error.filter(|_| !act.fallback_taken);
                     act.fallback_taken |= compiled.on_error.is_none() && flow_fallback.is_some();
                     match compiled.on_error.or(flow_fallback) {
                         Some(j) => {
                             push_trace(&mut act, index, started, detail, StepStatus::ErrorHandled, Some(error));
+                            previous = Some(index);
                             index = match j {
                                 Jump::Step(i) => i,
                                 Jump::End => return finish(&mut act, RunStatus::Completed, None, None),
@@ -426,6 +468,7 @@ impl Engine {
                 }
             };
             push_trace(&mut act, index, started, detail, StepStatus::Ok, None);
+            previous = Some(index);
             index = match jump {
                 Jump::Step(i) => i,
                 Jump::End => return finish(&mut act, RunStatus::Completed, None, None),

@@ -6,6 +6,10 @@
 
 mod support;
 
+/// `for_each`.
+#[path = "compile_and_run/loops.rs"]
+mod loops;
+
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};

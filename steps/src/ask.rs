@@ -123,6 +123,6 @@ impl Step for AskStep {
     }
 
     fn behavior(&self) -> Behavior {
-        Behavior { pauses: true, terminal: false }
+        Behavior { pauses: true, ..Behavior::default() }
     }
 }

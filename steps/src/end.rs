@@ -39,6 +39,6 @@ impl Step for EndStep {
     }
 
     fn behavior(&self) -> Behavior {
-        Behavior { pauses: false, terminal: true }
+        Behavior { terminal: true, ..Behavior::default() }
     }
 }

@@ -15,6 +15,7 @@ use tern_engine::{
 };
 
 use crate::http_common::{Call, StatusPattern, TokenChoice, build_mappings, map_response};
+use crate::paginate::{Paginate, PaginateConfig};
 
 /// Config of `fetch_variables`.
 #[derive(Deserialize, JsonSchema)]
@@ -29,8 +30,15 @@ struct Config {
     #[serde(default)]
     token: TokenChoice,
     /// Variable → response path: `"data.last_name"`, `"$.data.emails[0].email"`, or
-    /// `{ "path": …, "default": … }`. A missing path without a default takes `on_error`.
+    /// `{ "path": …, "default": … }`. A missing path without a default takes `on_error`. With
+    /// `paginate`, read from the first page (totals, metadata) and optional.
+    #[serde(default)]
     variables: BTreeMap<VarName, MappingConfig>,
+    /// Follow the API's pages and collect their items into one list variable: `{"items":
+    /// "$.data[*]", "as": "contacts", "next_link": "links.next"}` (or `link_header`, `cursor`,
+    /// `page`, `offset`; `max_pages`, `max_items`).
+    #[serde(default)]
+    paginate: Option<PaginateConfig>,
     /// Statuses that count as success (default `["2xx"]`); others take `on_error`.
     #[serde(default)]
     accept_status: Vec<StatusPattern>,
@@ -64,7 +72,7 @@ impl StepType for FetchVariables {
     fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
         let cfg: Config = cx.config(config)?;
         let call = Call::build(cx, &cfg.request, cfg.integration.as_ref(), cfg.token, &cfg.accept_status, cfg.retry);
-        if cfg.variables.is_empty() {
+        if cfg.variables.is_empty() && cfg.paginate.is_none() {
             cx.error(
                 "invalid-value",
                 "/variables",
@@ -72,18 +80,22 @@ impl StepType for FetchVariables {
                 Some("map a response field: \"last_name\": \"data.last_name\"".into()),
             );
         }
+        let paginate = cfg.paginate.map(|p| Paginate::build(cx, p));
         if let Some(v) = &cfg.save_status_as {
             cx.defines("/save_status_as", v);
         }
         let mappings = build_mappings(cx, &cfg.variables);
-        if cfg.variables.is_empty() {
-            return None;
-        }
+        let paginate = match paginate {
+            Some(p) => Some(p?),
+            None if cfg.variables.is_empty() => return None,
+            None => None,
+        };
         Some(Box::new(Fetch {
             call: call?,
             save_status_as: cfg.save_status_as,
             map_status: cfg.map_status,
             mappings: mappings?,
+            paginate,
         }))
     }
 }
@@ -94,12 +106,19 @@ struct Fetch {
     save_status_as: Option<VarName>,
     map_status: Vec<StatusPattern>,
     mappings: Vec<(VarName, Mapping)>,
+    paginate: Option<Paginate>,
 }
 
 #[async_trait]
 impl Step for Fetch {
     async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
-        let resp = self.call.perform(cx).await?;
+        let resp = match &self.paginate {
+            Some(p) => {
+                let first = self.call.render(cx)?;
+                p.run(cx, &self.call, first).await?
+            }
+            None => self.call.perform(cx).await?,
+        };
         if let Some(v) = &self.save_status_as {
             cx.set_var(v, Value::from(resp.status.as_u16()));
         }

@@ -13,9 +13,13 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use tern_engine::diagnostics::pointer_push;
 use tern_engine::http::retry::{self, RetryConfig};
-use tern_engine::http::{HttpResponse, RequestConfig, RequestTemplate, display_url};
+use tern_engine::http::{HttpResponse, PreparedRequest, RequestConfig, RequestTemplate, display_url};
 use tern_engine::mapping::{Mapping, MappingConfig};
 use tern_engine::{BuildContext, IntegrationName, StepContext, StepFailure, TokenOwner, VarName};
+
+/// Journal numbers reserved per call of a step: its attempts (the first and up to
+/// [`retry::MAX_RETRIES`] retries) are numbered `call * ATTEMPTS_PER_CALL + attempt`.
+const ATTEMPTS_PER_CALL: u32 = 16;
 
 /// Whose token to use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
@@ -138,7 +142,25 @@ impl Call {
     /// Renders and sends the request, retrying as the step's `retry` allows, and records
     /// summaries (with every attempt) for the run history.
     pub async fn perform(&self, cx: &mut StepContext<'_>) -> Result<HttpResponse, StepFailure> {
-        let mut prepared = self.request.render(&cx.scope(), cx.default_timeout())?;
+        let prepared = self.render(cx)?;
+        self.send(cx, prepared, 0).await
+    }
+
+    /// Renders the request for this run.
+    pub fn render(&self, cx: &StepContext<'_>) -> Result<PreparedRequest, StepFailure> {
+        Ok(self.request.render(&cx.scope(), cx.default_timeout())?)
+    }
+
+    /// Sends a rendered request (the step's `call`-th, from 0: a paginated step sends one per
+    /// page), retrying as the step's `retry` allows, and records summaries (with every
+    /// attempt) for the run history. Each attempt of each call is journaled under its own
+    /// number.
+    pub async fn send(
+        &self,
+        cx: &mut StepContext<'_>,
+        mut prepared: PreparedRequest,
+        call: u32,
+    ) -> Result<HttpResponse, StepFailure> {
         let step_timeout = prepared.timeout;
         let owner = match self.token {
             TokenChoice::Workspace => TokenOwner::Workspace,
@@ -166,7 +188,8 @@ impl Call {
         loop {
             prepared.timeout = step_timeout.min(cx.time_left());
             let started = Instant::now();
-            let result = cx.send_attempt(&prepared, auth, u32::from(retries)).await;
+            let attempt_no = call.saturating_mul(ATTEMPTS_PER_CALL).saturating_add(u32::from(retries));
+            let result = cx.send_attempt(&prepared, auth, attempt_no).await;
             let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             let (mut attempt, retryable, server_wait) = match &result {
                 Ok(resp) => {

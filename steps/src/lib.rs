@@ -8,9 +8,11 @@ mod branch;
 mod choices;
 mod end;
 mod fetch_variables;
+mod for_each;
 mod http_common;
 mod http_request;
 mod oauth_request;
+mod paginate;
 mod send_message;
 mod set_variables;
 
@@ -25,6 +27,7 @@ pub fn builtins() -> Vec<Arc<dyn StepType>> {
         Arc::new(ask::Ask),
         Arc::new(set_variables::SetVariables),
         Arc::new(branch::Branch),
+        Arc::new(for_each::ForEach),
         Arc::new(http_request::HttpRequest),
         Arc::new(fetch_variables::FetchVariables),
         Arc::new(oauth_request::OAuthRequest),

@@ -157,6 +157,6 @@ impl Step for Login {
     }
 
     fn behavior(&self) -> Behavior {
-        Behavior { pauses: true, terminal: false }
+        Behavior { pauses: true, ..Behavior::default() }
     }
 }

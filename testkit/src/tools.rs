@@ -54,6 +54,31 @@ pub const COMPONENT_CLIS: Tool = Tool {
     install: "cargo install --locked wit-bindgen-cli@0.60.0 wasm-tools@1.254.2",
 };
 
+/// Fails the test with `message` under `TERN_TEST_REQUIRE_TOOLS=1`; otherwise prints
+/// `SKIPPED <message>.` straight to standard error, and the caller returns early.
+fn skip_or_fail(message: &str) {
+    if std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{message}");
+    }
+    let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
+}
+
+/// The official JSONPath Compliance Test Suite (RFC 9535), pinned in `tests/jsonpath` (the npm
+/// package `jsonpath-rfc9535` ships the suite's `cts.json`), or `None` when it is not
+/// installed: then the test is skipped with the install command, or fails under
+/// `TERN_TEST_REQUIRE_TOOLS=1`.
+pub fn jsonpath_cts(test: &str) -> Option<PathBuf> {
+    let cts = crate::repo()
+        .join("tests/jsonpath/node_modules/jsonpath-rfc9535/src/__tests__/jsonpath-compliance-test-suite/cts.json");
+    if cts.is_file() {
+        return Some(cts);
+    }
+    skip_or_fail(&format!(
+        "{test} needs the JSONPath Compliance Test Suite (install with `npm ci --prefix tests/jsonpath`). `scripts/test` installs everything the tests need"
+    ));
+    None
+}
+
 fn on_path(program: &str) -> bool {
     let Some(path) = std::env::var_os("PATH") else { return false };
     std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
@@ -76,10 +101,7 @@ pub fn available(test: &str, tools: &[&Tool]) -> bool {
         return true;
     }
     let message = format!("{test} needs {}. `scripts/test` installs everything the tests need", missing.join(" and "));
-    if std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
-        panic!("{message}");
-    }
-    let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
+    skip_or_fail(&message);
     false
 }
 
@@ -125,10 +147,7 @@ pub fn componentize_py(test: &str) -> Option<PathBuf> {
     let message = format!(
         "{test} needs componentize-py {COMPONENTIZE_PY} (install with `python3 -m venv ~/.cache/tern-componentize-py && ~/.cache/tern-componentize-py/bin/pip install componentize-py=={COMPONENTIZE_PY}`). `scripts/test` installs everything the tests need"
     );
-    if std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
-        panic!("{message}");
-    }
-    let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
+    skip_or_fail(&message);
     None
 }
 
@@ -158,10 +177,7 @@ pub fn platform_sdks(test: &str) -> Option<PathBuf> {
         pins.join(" and "),
         pins.join(" ")
     );
-    if std::env::var_os("TERN_TEST_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
-        panic!("{message}");
-    }
-    let _ = writeln!(std::io::stderr(), "\nSKIPPED {message}.\n");
+    skip_or_fail(&message);
     None
 }
 

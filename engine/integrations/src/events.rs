@@ -150,6 +150,7 @@ impl Integrations {
             return Err(EventError::NoEvents { integration: name.clone() });
         };
         let identifier = ResponsePath::parse(path)
+            .map_err(|e| e.to_string())
             .and_then(|p| p.select(event))
             .map(|v| value_text(&v).into_owned())
             .map_err(|e| EventError::NoIdentifier { integration: name.clone(), reason: e.to_string() })?;

@@ -21,7 +21,7 @@ impl Step for Plain {
         Ok(if self.0 { Outcome::End } else { Outcome::Next })
     }
     fn behavior(&self) -> Behavior {
-        Behavior { pauses: false, terminal: self.0 }
+        Behavior { terminal: self.0, ..Behavior::default() }
     }
 }
 

@@ -34,6 +34,14 @@ pub struct CompiledStep {
     pub step: Box<dyn Step>,
     /// Its behaviour.
     pub behavior: Behavior,
+    /// The repeating steps (`for_each`) whose body holds this step, innermost first. The run
+    /// coming from one of these steps to the loop ends a pass; coming from anywhere else
+    /// starts the loop anew.
+    pub loops: Vec<usize>,
+    /// The innermost of [`CompiledStep::loops`] that catches the body's failures
+    /// ([`Repeat::catches_failures`](super::Repeat)): a failure of this step without its own
+    /// `on_error` goes back there.
+    pub caught_by: Option<usize>,
 }
 
 /// A place a step may jump to, declared in its own fields (not `next` or `on_error`).

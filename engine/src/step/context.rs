@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::CaughtFailure;
 use super::env::{RunEnv, RunScope};
 use crate::http::Outbound;
 use crate::ids::{RunId, StepId, VarName};
@@ -106,6 +107,12 @@ pub struct StepContext<'a> {
     pub(crate) deadline: tokio::time::Instant,
     /// Steps the run executed before this one (the step's position, for the effect journal).
     pub(crate) seq: u32,
+    /// Every step's kept state, by step id (see [`StepContext::state`]).
+    pub(crate) states: &'a mut Map<String, Value>,
+    /// The body failure that brought the run back to this (repeating) step.
+    pub(crate) caught: Option<CaughtFailure>,
+    /// Whether the run came to this step from a step of its body (see [`CompiledStep::loops`](super::CompiledStep)).
+    pub(crate) from_body: bool,
 }
 
 impl StepContext<'_> {
@@ -206,6 +213,34 @@ impl StepContext<'_> {
         self.env.contact.as_object().and_then(super::contact_id)
     }
 
+    /// What this step kept for its next visit in this run ([`StepContext::set_state`]), if
+    /// anything. A paused run keeps it (in its snapshot), so it survives restarts.
+    pub fn state(&self) -> Option<&Value> {
+        self.states.get(self.step_id.as_str())
+    }
+
+    /// Keeps `state` for this step's next visit in this run; `None` forgets it. Repeating steps
+    /// (`for_each`) keep their place in the list here. Keep it small: it is stored with every
+    /// paused run.
+    pub fn set_state(&mut self, state: Option<Value>) {
+        match state {
+            Some(v) => self.states.insert(self.step_id.as_str().to_string(), v),
+            None => self.states.remove(self.step_id.as_str()),
+        };
+    }
+
+    /// Whether the run came to this repeating step from a step of its own body (a pass
+    /// ended), rather than from elsewhere (the loop starts, or starts again).
+    pub fn returned_from_body(&self) -> bool {
+        self.from_body
+    }
+
+    /// The failure of a body step that brought the run back to this repeating step (see
+    /// [`Repeat::catches_failures`](super::Repeat)); `None` when the body's pass went well.
+    pub fn caught_failure(&self) -> Option<&CaughtFailure> {
+        self.caught.as_ref()
+    }
+
     /// Records a detail for the run history (request and response summaries). Secret values
     /// are masked before the trace is stored or shown.
     pub fn record(&mut self, key: &str, value: Value) {
@@ -229,7 +264,7 @@ mod tests {
         let outbound = Outbound { client: HttpClient::new(HttpPolicy::default()).unwrap(), tokens: None };
         let step = StepId::new("s").unwrap();
         let run = RunId::generate();
-        let (mut vars, mut replies, mut detail) = (Map::new(), Vec::new(), Map::new());
+        let (mut vars, mut replies, mut detail, mut states) = (Map::new(), Vec::new(), Map::new(), Map::new());
         let cx = StepContext {
             step_id: &step,
             flow_id: "f",
@@ -242,6 +277,9 @@ mod tests {
             detail: &mut detail,
             deadline: tokio::time::Instant::now(),
             seq: 0,
+            states: &mut states,
+            caught: None,
+            from_body: false,
         };
         cx.contact_id().map(std::borrow::Cow::into_owned)
     }

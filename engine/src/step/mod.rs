@@ -48,7 +48,7 @@ pub use context::{
     Choice, MAX_CHOICE_PAYLOAD_BYTES, MAX_CHOICE_TITLE_CHARS, MAX_CHOICES, Reply, ReplySink, StepContext,
 };
 pub use env::{Message, RunEnv, RunScope, contact_id};
-pub use outcome::{Behavior, Jump, Outcome, StepFailure};
+pub use outcome::{Behavior, CaughtFailure, Jump, Outcome, Repeat, StepFailure};
 pub use registry::Registry;
 pub use send::CallJournal;
 pub use traits::{Step, StepType};

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::http::HttpError;
-use crate::ids::VarName;
+use crate::ids::{StepId, VarName};
 use crate::template::RenderError;
 
 /// Where the executor goes after a step.
@@ -37,6 +37,37 @@ pub struct Behavior {
     pub pauses: bool,
     /// The step never continues to a following step (`end`).
     pub terminal: bool,
+    /// The step runs a body of steps a bounded number of times (`for_each`): the run comes
+    /// back to it after each pass, so a cycle through it is not a busy loop.
+    pub repeats: Option<Repeat>,
+}
+
+/// How a repeating step ([`Behavior::repeats`]) runs its body.
+///
+/// The body is every step on a way from `body` back to the repeating step (the compiler
+/// finds them and refuses a body that never comes back). The repeating step keeps its
+/// progress with [`StepContext::state`](super::StepContext::state), which a paused run keeps,
+/// so an iteration may pause (an `ask` per item) and resume after a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repeat {
+    /// The first step of each pass.
+    pub body: usize,
+    /// Whether a failing body step without its own `on_error` comes back to the repeating
+    /// step (which reads the failure with [`StepContext::caught_failure`](super::StepContext::caught_failure))
+    /// instead of taking the flow's `on_error` or failing the run.
+    pub catches_failures: bool,
+}
+
+/// A body step's failure, as the repeating step that caught it sees it
+/// ([`StepContext::caught_failure`](super::StepContext::caught_failure)); secrets masked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaughtFailure {
+    /// The step that failed.
+    pub step: StepId,
+    /// Its stable code (`http-status`, `mapping`, …).
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
 }
 
 /// Why a step failed. The executor adds the step id; `on_error` catches every kind.

@@ -7,4 +7,5 @@
 mod choices;
 mod failures;
 mod http_steps;
+mod pagination;
 mod real_apis;
