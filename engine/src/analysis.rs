@@ -138,8 +138,8 @@ pub(crate) fn loop_bodies(steps: &mut [CompiledStep], facts: &Facts, diags: &mut
             pred[j].push(i);
         }
     }
-    // For each step, the loops whose body holds it: (size of the body, loop).
-    let mut within: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    // Each loop's body, first as found; then without the loops that enclose it.
+    let mut bodies: Vec<(usize, HashSet<usize>)> = Vec::new();
     for (l, step) in steps.iter().enumerate() {
         let Some(repeat) = step.behavior.repeats else { continue };
         let forward = reach(&[repeat.body], &succ, l);
@@ -161,9 +161,49 @@ pub(crate) fn loop_bodies(steps: &mut [CompiledStep], facts: &Facts, diags: &mut
             );
             continue;
         }
-        let body: Vec<usize> = forward.intersection(&backward).copied().collect();
-        for &i in &body {
-            within[i].push((body.len(), l));
+        let body: HashSet<usize> = forward.intersection(&backward).copied().collect();
+        bodies.push((l, body));
+    }
+    // A loop inside another one can reach the outer loop (a body step's `on_error` going to
+    // it), and then each is in the other's body. The outer one is the one every way from the
+    // flow's first step to the inner one passes (it dominates it): it is taken out of the inner
+    // loop's body, so that coming from the outer loop starts the inner one anew.
+    let snapshot: Vec<(usize, HashSet<usize>)> = bodies.clone();
+    for (l, body) in &mut bodies {
+        for (m, other) in &snapshot {
+            let mutual = m != l && body.contains(m) && other.contains(l);
+            if mutual && !reach(&[0], &succ, *m).contains(l) {
+                body.remove(m);
+            }
+        }
+    }
+    for (l, body) in &bodies {
+        let (l, step) = (*l, &steps[*l]);
+        let exit = match step.next {
+            Some(Jump::Step(k)) => Some(k),
+            Some(Jump::End) => None,
+            None => Some(l + 1).filter(|&k| k < n),
+        };
+        if let Some(k) = exit.filter(|k| *k == l || body.contains(k)) {
+            let at = if step.next.is_some() { format!("/steps/{l}/next") } else { format!("/steps/{l}") };
+            diags.push(
+                Diagnostic::error(
+                    "loop-exit-in-body",
+                    at,
+                    format!(
+                        "after its last item `{}` would go on to `{}`, which is the loop itself or a step of its body, so the loop would start over",
+                        step.id, steps[k].id
+                    ),
+                )
+                .with_hint(format!("give `{}` a `next` outside its body (a step after the loop, or `end`)", step.id)),
+            );
+        }
+    }
+    // For each step, the loops whose body holds it: (size of the body, loop).
+    let mut within: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+    for (l, body) in &bodies {
+        for &i in body {
+            within[i].push((body.len(), *l));
         }
     }
     let catches = |l: usize| steps[l].behavior.repeats.is_some_and(|r| r.catches_failures);

@@ -87,7 +87,8 @@ pub use ids::{
     OPAQUE_ID_PATTERN, RunId, StepId, Target, VarName, is_hidden_char, is_ident_char,
 };
 pub use run::{
-    Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry, UnknownStatus,
+    CAUGHT_BY, Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry,
+    UnknownStatus,
 };
 pub use step::{
     Behavior, BuildContext, CaughtFailure, Choice, CompiledFlow, CompiledStep, Jump, MAX_CHOICE_PAYLOAD_BYTES,

@@ -25,6 +25,15 @@ use crate::dot_path::describe;
 
 /// The longest JSONPath query a flow may write, in bytes (longer ones are refused at load).
 pub const MAX_JSON_PATH_BYTES: usize = 4096;
+/// The deepest nesting of brackets and parentheses a JSONPath query may have (filters inside
+/// filters): the parser's time grows exponentially with it, so deeper queries are refused
+/// before it runs.
+pub const MAX_JSON_PATH_NESTING: usize = 8;
+/// The most segments (`.name`, `[0]`, `[*]`, …) a JSONPath query may have.
+pub const MAX_JSON_PATH_SEGMENTS: usize = 64;
+
+/// Blank space as RFC 9535 §2.1.1 defines it (`B`): space, tab, line feed, carriage return.
+const BLANK: [char; 4] = [' ', '\t', '\n', '\r'];
 
 /// Why a path could not be compiled. The message is in the flow designer's words.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +67,15 @@ pub enum PathError {
         /// Its length in bytes.
         len: usize,
     },
+    /// Brackets or parentheses nested deeper than [`MAX_JSON_PATH_NESTING`].
+    #[error("the JSONPath query nests brackets or parentheses {depth} deep; the limit is {MAX_JSON_PATH_NESTING}")]
+    TooDeep {
+        /// How deep.
+        depth: usize,
+    },
+    /// More segments than [`MAX_JSON_PATH_SEGMENTS`].
+    #[error("the JSONPath query has more than {MAX_JSON_PATH_SEGMENTS} segments")]
+    TooManySegments,
     /// Not a JSONPath query as RFC 9535 defines it.
     #[error("`{path}` is not valid JSONPath (RFC 9535): {problem}")]
     JsonPath {
@@ -87,19 +105,38 @@ pub enum ResponsePath {
         /// Whether the query can select at most one node (names and indexes only). A singular
         /// query yields the node itself; any other yields an array of all matches.
         singular: bool,
-        /// The leading name and index segments, shortest first (the whole query last when it
-        /// is singular): when one does not exist, the path is not found.
-        prefix: Vec<PrefixQuery>,
+        /// The leading name and index segments (the whole query when it is singular): when one
+        /// does not exist, the path is not found.
+        prefix: Prefix,
     },
 }
 
-/// One leading singular part of a JSONPath query (see [`ResponsePath::JsonPath`]): the query
-/// as written up to byte `end`, itself a singular query (RFC 9535 §2.3.5.1: names and indexes
-/// only).
-#[derive(Clone, Debug)]
-pub struct PrefixQuery {
-    end: usize,
-    query: JsonPath,
+impl PathError {
+    /// What to write instead, for the diagnostic's hint.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            Self::JsonPath { .. }
+            | Self::Blank { .. }
+            | Self::TooLong { .. }
+            | Self::TooDeep { .. }
+            | Self::TooManySegments => {
+                "JSONPath as RFC 9535 writes it: `$.data.emails[0].email`, `$.data[*].id`, `$.data[?@.type == 'primary'].email`; a function's result must be compared (`[?length(@.tags) > 2]`), except match() and search(), which are tests (`[?match(@.id, 'C[0-9]+')]`)"
+            }
+            Self::Empty | Self::EmptySegment { .. } | Self::NotAName { .. } => {
+                "write `data.last_name`, or JSONPath such as `$.data.emails[0].email`"
+            }
+        }
+    }
+}
+
+/// The leading singular parts of a JSONPath query (see [`ResponsePath::JsonPath`]): the query
+/// as written up to each of `ends` is itself a singular query (RFC 9535 §2.3.5.1: names and
+/// indexes only). Only the longest is kept compiled (the one every selection checks); the
+/// others are compiled when a selection misses, to say which part is missing.
+#[derive(Clone, Debug, Default)]
+pub struct Prefix {
+    ends: Vec<usize>,
+    longest: Option<JsonPath>,
 }
 
 /// Whether `query` (a valid JSONPath query) is singular. RFC 9535 §2.3.5.1 lets a comparison
@@ -108,26 +145,64 @@ fn is_singular(query: &str) -> bool {
     JsonPath::parse(&format!("$[?{query}==null]")).is_ok()
 }
 
-/// The leading singular parts of a valid query, shortest first, not counting `$` alone. A
-/// prefix that parses as a query on its own ends at a segment boundary: one that cuts a name,
-/// a string or a bracket open is not valid JSONPath.
-fn singular_prefixes(raw: &str) -> Vec<PrefixQuery> {
-    let mut found = Vec::new();
+/// How deep brackets and parentheses nest in `raw`, outside string literals.
+fn nesting(raw: &str) -> usize {
+    let (mut depth, mut deepest, mut quote, mut escaped) = (0usize, 0usize, None, false);
+    for c in raw.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '[' | '(' => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                ']' | ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    deepest
+}
+
+/// The ends of the leading singular parts of a valid query, shortest first, not counting `$`
+/// alone. A prefix that parses as a query on its own ends at a segment boundary: one that cuts
+/// a name, a string or a bracket open is not valid JSONPath.
+fn singular_prefixes(raw: &str) -> Result<Vec<usize>, PathError> {
+    let mut ends = Vec::new();
+    let mut candidates = 0;
     for (end, c) in raw.char_indices().skip(1) {
-        if !matches!(c, '.' | '[' | ' ' | '\t' | '\n' | '\r') {
+        if !matches!(c, '.' | '[') && !BLANK.contains(&c) {
             continue;
         }
         let head = &raw[..end];
-        if head == "$" || head.ends_with([' ', '\t', '\n', '\r']) {
+        if head == "$" || head.ends_with(BLANK) {
             continue;
         }
+        candidates += 1;
+        if candidates > MAX_JSON_PATH_SEGMENTS * 4 {
+            return Err(PathError::TooManySegments);
+        }
         match JsonPath::parse(head) {
-            Ok(query) if is_singular(head) => found.push(PrefixQuery { end, query }),
+            Ok(_) if is_singular(head) => {
+                ends.push(end);
+                if ends.len() > MAX_JSON_PATH_SEGMENTS {
+                    return Err(PathError::TooManySegments);
+                }
+            }
             Ok(_) => break,
             Err(_) => {}
         }
     }
-    found
+    Ok(ends)
 }
 
 impl ResponsePath {
@@ -136,20 +211,30 @@ impl ResponsePath {
     /// # Errors
     /// [`PathError`] with the path and what is wrong with it.
     pub fn parse(raw: &str) -> Result<Self, PathError> {
-        if raw.trim_start().starts_with('$') {
-            if raw.trim() != raw {
+        if raw.trim_start_matches(BLANK).starts_with('$') {
+            if raw.trim_matches(BLANK) != raw {
                 return Err(PathError::Blank { path: raw.to_string() });
             }
             if raw.len() > MAX_JSON_PATH_BYTES {
                 return Err(PathError::TooLong { len: raw.len() });
             }
+            let depth = nesting(raw);
+            if depth > MAX_JSON_PATH_NESTING {
+                return Err(PathError::TooDeep { depth });
+            }
             let query = JsonPath::parse(raw)
                 .map_err(|e| PathError::JsonPath { path: raw.to_string(), problem: e.to_string() })?;
             let singular = is_singular(raw);
-            let mut prefix = singular_prefixes(raw);
+            let mut ends = singular_prefixes(raw)?;
             if singular && raw != "$" {
-                prefix.push(PrefixQuery { end: raw.len(), query: query.clone() });
+                ends.push(raw.len());
             }
+            let longest = match ends.last() {
+                Some(&end) if end == raw.len() => Some(query.clone()),
+                Some(&end) => JsonPath::parse(&raw[..end]).ok(),
+                None => None,
+            };
+            let prefix = Prefix { ends, longest };
             return Ok(Self::JsonPath { raw: raw.to_string(), query: Box::new(query), singular, prefix });
         }
         if raw.is_empty() {
@@ -179,10 +264,9 @@ impl ResponsePath {
                 .cloned()
                 .map_err(|miss| format!("`{raw}` not found: {}", miss.explain(segments, "the response"))),
             Self::JsonPath { raw, query, singular, prefix } => {
-                let one = |p: &PrefixQuery| p.query.query(body).first();
-                match prefix.last().map(|p| (p, one(p))) {
-                    Some((_, None)) => return Err(Self::missing(raw, prefix, body)),
-                    Some((_, Some(node))) if *singular => return Ok(node.clone()),
+                match prefix.longest.as_ref().map(|q| q.query(body).first()) {
+                    Some(None) => return Err(Self::missing(raw, &prefix.ends, body)),
+                    Some(Some(node)) if *singular => return Ok(node.clone()),
                     None if *singular => return Ok(body.clone()),
                     _ => {}
                 }
@@ -191,21 +275,28 @@ impl ResponsePath {
         }
     }
 
-    /// Says which leading part of `raw` is missing and what is there instead.
-    fn missing(raw: &str, prefix: &[PrefixQuery], body: &Value) -> String {
-        let mut within = body;
-        let mut at = 1; // after `$`
-        for p in prefix {
-            let Some(node) = p.query.query(body).first() else {
-                let place = if at == 1 { "the response".to_string() } else { format!("`{}`", &raw[..at]) };
-                let step = raw[at..p.end].trim_start();
-                let step = step.strip_prefix('.').unwrap_or(step);
-                return format!("`{raw}` not found: {place} has no `{step}` ({})", describe(within));
-            };
-            within = node;
-            at = p.end;
+    /// Says which leading part of `raw` is missing and what is there instead. Whether a part
+    /// exists is monotonic (a longer part exists only if the shorter ones do), so the first
+    /// missing one is found by bisection: a few parses, however long the query.
+    fn missing(raw: &str, ends: &[usize], body: &Value) -> String {
+        let node = |end: usize| JsonPath::parse(&raw[..end]).ok().and_then(|q| q.query(body).first().cloned());
+        // The first part that is missing is at `lo`: the parts before it exist.
+        let (mut lo, mut hi) = (0, ends.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if node(ends[mid]).is_some() {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
-        format!("`{raw}` not found")
+        let Some(&end) = ends.get(lo) else { return format!("`{raw}` not found") };
+        let at = if lo == 0 { 1 } else { ends[lo - 1] };
+        let within = if lo == 0 { body.clone() } else { node(at).unwrap_or(Value::Null) };
+        let place = if lo == 0 { "the response".to_string() } else { format!("`{}`", &raw[..at]) };
+        let step = raw[at..end].trim_start_matches(BLANK);
+        let step = step.strip_prefix('.').unwrap_or(step);
+        format!("`{raw}` not found: {place} has no `{step}` ({})", describe(&within))
     }
 }
 
@@ -355,6 +446,27 @@ mod tests {
         let err = sel("$.c.d.e").unwrap_err();
         assert!(err.contains("`$.c.d` has no `e`"), "{err}");
         assert!(matches!(ResponsePath::parse(&format!("$.{}", "a".repeat(5000))), Err(PathError::TooLong { .. })));
+    }
+
+    /// Queries whose parsing or compiled form would grow out of bounds are refused before
+    /// the parser runs: nested filters (the parser's time is exponential in their depth) and
+    /// thousands of segments; RFC 9535's blank space is only space, tab, LF and CR.
+    #[test]
+    fn bounded_queries() {
+        let deep = format!("${}{}", "[?@".repeat(20), "]".repeat(20));
+        assert!(matches!(ResponsePath::parse(&deep), Err(PathError::TooDeep { depth: 20 })));
+        let unclosed = format!("${}", "[?@".repeat(20));
+        assert!(matches!(ResponsePath::parse(&unclosed), Err(PathError::TooDeep { .. })));
+        assert!(ResponsePath::parse("$[?@[?@[?@ > 1]]]").is_ok(), "a few levels are fine");
+        assert!(ResponsePath::parse("$['[[[[[[[[[[']").is_ok(), "brackets in names do not count");
+        let long = format!("${}", "[0]".repeat(1364));
+        assert!(matches!(ResponsePath::parse(&long), Err(PathError::TooManySegments)));
+        let sixty = format!("${}", ".a".repeat(60));
+        let p = ResponsePath::parse(&sixty).unwrap();
+        let err = p.select(&json!({"a": {"a": 1}})).unwrap_err();
+        assert!(err.contains("`$.a.a` has no `a` (it is a number)"), "{err}");
+        let name = "$.a\u{a0}";
+        assert_eq!(ResponsePath::parse(name).unwrap().select(&json!({"a\u{a0}": 7})).unwrap(), json!(7));
     }
 
     #[test]

@@ -19,6 +19,10 @@ use crate::step::{
     CaughtFailure, CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure,
 };
 
+/// The trace detail naming the repeating step (`for_each`) that caught a body step's failure
+/// (its `on_item_error`), on that step's entry.
+pub const CAUGHT_BY: &str = "caught_by";
+
 /// What a run starts or resumes with.
 #[derive(Clone, Debug, Default)]
 pub struct RunInput {
@@ -372,7 +376,7 @@ impl Engine {
                     step: Some(compiled.id.clone()),
                     code: "step-budget".into(),
                     message: format!(
-                        "the run executed {} steps, its budget; a loop in the flow probably never ends",
+                        "the run executed {} steps, its budget; a loop in the flow probably never ends, or a for_each has more items than the budget holds (each pass takes its body's steps and one for the loop)",
                         self.limits.max_steps
                     ),
                 };
@@ -443,6 +447,7 @@ impl Engine {
                             code: error.code.clone(),
                             message: error.message.clone(),
                         });
+                        detail.insert(CAUGHT_BY.into(), Value::from(flow.steps[repeat].id.as_str()));
                         push_trace(&mut act, index, started, detail, StepStatus::ErrorHandled, Some(error));
                         previous = Some(index);
                         index = repeat;

@@ -304,13 +304,18 @@ impl Notes {
         }
     }
 
-    /// One line per step whose failure `on_error` (the step's or the flow's) caught.
+    /// One line per step whose failure `on_error` (the step's or the flow's) or a loop's
+    /// `on_item_error` caught.
     fn caught(&self, trace: &[tern_engine::TraceEntry]) {
         for entry in trace.iter().filter(|t| t.status == StepStatus::ErrorHandled) {
             if let Some(e) = &entry.error {
                 // One line, however the API's answer was laid out.
                 let message = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
-                self.line(&format!("step `{}` failed [{}]: {message} (caught by on_error)", entry.step, e.code));
+                let by = match entry.detail.get(tern_engine::CAUGHT_BY).and_then(|v| v.as_str()) {
+                    Some(repeat) => format!("caught by `{repeat}`: on_item_error"),
+                    None => "caught by on_error".to_string(),
+                };
+                self.line(&format!("step `{}` failed [{}]: {message} ({by})", entry.step, e.code));
             }
         }
     }

@@ -72,7 +72,10 @@ impl StepType for FetchVariables {
     fn build(&self, config: &Value, cx: &mut BuildContext<'_>) -> Option<Box<dyn Step>> {
         let cfg: Config = cx.config(config)?;
         let call = Call::build(cx, &cfg.request, cfg.integration.as_ref(), cfg.token, &cfg.accept_status, cfg.retry);
-        if cfg.variables.is_empty() && cfg.paginate.is_none() {
+        // A misspelt `variables` is already reported as an unknown field, with the suggestion.
+        let known = schema_of::<Config>();
+        let misspelt = config.as_object().is_some_and(|m| m.keys().any(|k| known["properties"].get(k).is_none()));
+        if cfg.variables.is_empty() && cfg.paginate.is_none() && !misspelt {
             cx.error(
                 "invalid-value",
                 "/variables",
@@ -112,13 +115,7 @@ struct Fetch {
 #[async_trait]
 impl Step for Fetch {
     async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
-        let resp = match &self.paginate {
-            Some(p) => {
-                let first = self.call.render(cx)?;
-                p.run(cx, &self.call, first).await?
-            }
-            None => self.call.perform(cx).await?,
-        };
+        let resp = crate::paginate::fetch(cx, &self.call, self.paginate.as_ref()).await?;
         if let Some(v) = &self.save_status_as {
             cx.set_var(v, Value::from(resp.status.as_u16()));
         }

@@ -3,8 +3,10 @@
 //! The body is ordinary steps of the flow: it starts at `body`, and a pass ends when the run
 //! comes back to the `for_each` step (the body's last step has `"next": "<the for_each id>"`).
 //! The compiler finds the body's steps (every step on a way from `body` back to the loop) and
-//! refuses a body that never comes back. Each pass sets `item_as` (and `index_as`); after the
-//! last one the step sets `collect.as` (one value per pass) and continues with its `next`.
+//! refuses a body that never comes back, and a loop whose way out (its `next`, or the step
+//! after it) leads back into its body. Each pass sets `item_as` (and `index_as`); `collect.as`
+//! holds one value per pass so far (`[]` before the first), so a body that leaves the loop
+//! early keeps what was collected; after the last pass the step continues with its `next`.
 //!
 //! Where it is in the list is the step's kept state ([`StepContext::set_state`]), which a
 //! paused run keeps: a body may `ask` once per item, and the loop goes on after a restart,
@@ -12,8 +14,8 @@
 //!
 //! Bounds: at most `max_items` items (default [`DEFAULT_MAX_ITEMS`], at most
 //! [`MAX_ITEMS`]); a longer list fails the step (say `max_items`, or narrow the list with a
-//! JSONPath filter) rather than silently dropping items. Every body step counts against the
-//! run's step budget (1000 steps).
+//! JSONPath filter) rather than silently dropping items. Every pass counts its body's steps and
+//! one for the loop against the run's step budget (1000 steps): a one-step body fits 499 items.
 //!
 //! A failing body step without its own `on_error`: `on_item_error` says what happens:
 //! `stop` (default) fails the loop like any step (its `on_error`, the flow's, or the run
@@ -108,17 +110,27 @@ impl StepType for ForEach {
         cx.defines("/item_as", &cfg.item_as);
         if let Some(v) = &cfg.index_as {
             cx.defines("/index_as", v);
+            if *v == cfg.item_as {
+                cx.error(
+                    "invalid-value",
+                    "/index_as",
+                    format!("`index_as` and `item_as` are both `{v}`: the position would replace the item"),
+                    Some("give the position its own variable, such as \"index_as\": \"n\"".into()),
+                );
+                ok = false;
+            }
         }
         let items = cx.json_template("/items", &cfg.items);
-        if !(cfg.items.is_array() || cfg.items.is_string()) {
+        let one_placeholder = matches!(&items, Some(JsonTemplate::Text(t)) if t.as_single_var().is_some());
+        if !(cfg.items.is_array() || one_placeholder) && items.is_some() {
             cx.error(
                 "invalid-value",
                 "/items",
                 format!(
-                    "`items` must be a list or a placeholder such as \"{{{{contacts}}}}\", not {}",
+                    "`items` must be a list, or one placeholder alone such as \"{{{{contacts}}}}\", but {}",
                     describe(&cfg.items)
                 ),
-                None,
+                Some("write \"items\": \"{{contacts}}\" for the list in the variable `contacts`".into()),
             );
             ok = false;
         }
@@ -232,7 +244,7 @@ impl Loop {
                 return Err(fail(
                     "not-a-list",
                     format!(
-                        "`items` is {}, not a list; give a variable that holds a list (a mapping with a JSONPath such as `$.results[*]` makes one)",
+                        "`items` must be a list, but {}; give a variable that holds a list (a mapping with a JSONPath such as `$.results[*]` makes one)",
                         describe(&other)
                     ),
                 ));
@@ -283,7 +295,7 @@ impl Step for Loop {
         // Coming from outside the body, the loop starts (again), whatever an earlier, unfinished
         // run of it left behind (a body step whose `on_error` left the loop).
         let kept = cx.state().filter(|_| cx.returned_from_body());
-        let mut progress = match kept {
+        let progress = match kept {
             None => self.start(cx)?,
             Some(state) => {
                 let mut progress: Progress = serde_json::from_value(state.clone())
@@ -297,15 +309,17 @@ impl Step for Loop {
         };
         cx.record("items", json!(progress.items.len()));
         cx.record("index", json!(progress.index));
+        // What was collected so far is in its variables at every pass, so a body that leaves
+        // the loop early (a branch out of it) keeps what the passes before collected.
+        if let Some((name, _)) = &self.collect {
+            cx.set_var(name, Value::Array(progress.collected.clone()));
+        }
+        if let Some(name) = &self.errors_as {
+            cx.set_var(name, Value::Array(progress.errors.clone()));
+        }
         let Some(item) = progress.items.get(progress.index).cloned() else {
-            // Done: hand over what was collected and forget the place.
+            // Done: forget the place.
             cx.set_state(None);
-            if let Some((name, _)) = &self.collect {
-                cx.set_var(name, Value::Array(std::mem::take(&mut progress.collected)));
-            }
-            if let Some(name) = &self.errors_as {
-                cx.set_var(name, Value::Array(std::mem::take(&mut progress.errors)));
-            }
             return Ok(Outcome::Next);
         };
         cx.set_var(&self.item_as, item);

@@ -181,7 +181,12 @@ impl Call {
         if !prepared.headers.is_empty() {
             summary["headers"] = prepared.headers.keys().map(|k| k.as_str()).collect();
         }
-        cx.record("request", summary);
+        // A paginated step's trace shows its first call here (the one its variables read);
+        // every page is in `detail.pagination`.
+        let first_call = call == 0;
+        if first_call {
+            cx.record("request", summary);
+        }
         let auth = self.integration.as_ref().map(|i| (i, &owner));
         let mut attempts = Vec::new();
         let mut retries = 0u8;
@@ -217,7 +222,9 @@ impl Call {
                             format!("Tern waited {ms} ms for the integration's rate limit before sending")
                         });
                     }
-                    cx.record("response", response);
+                    if first_call {
+                        cx.record("response", response);
+                    }
                     let mut attempt = json!({ "status": status, "duration_us": duration_us });
                     if resp.retried_after_429 {
                         // Sent twice within this attempt: a 429, its Retry-After, then this answer.
@@ -257,7 +264,9 @@ impl Call {
             match next {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => {
-                    cx.record("attempts", Value::Array(attempts));
+                    if first_call {
+                        cx.record("attempts", Value::Array(attempts));
+                    }
                     return result;
                 }
             }

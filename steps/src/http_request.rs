@@ -14,6 +14,7 @@ use tern_engine::{
 };
 
 use crate::http_common::{Call, StatusPattern, TokenChoice, build_mappings, map_response};
+use crate::paginate::{Paginate, PaginateConfig};
 
 /// Config of `http_request`.
 #[derive(Deserialize, JsonSchema)]
@@ -49,6 +50,10 @@ struct Config {
     /// Variable → response path, as in `fetch_variables`.
     #[serde(default)]
     variables: BTreeMap<VarName, MappingConfig>,
+    /// Follow the API's pages and collect their items into one list variable, as in
+    /// `fetch_variables`; `save_response_as` and `variables` read the first page.
+    #[serde(default)]
+    paginate: Option<PaginateConfig>,
 }
 
 pub struct HttpRequest;
@@ -73,7 +78,12 @@ impl StepType for HttpRequest {
             cx.defines("/save_response_as", v);
         }
         let mappings = build_mappings(cx, &cfg.variables);
+        let paginate = match cfg.paginate.map(|p| Paginate::build(cx, p)) {
+            Some(built) => Some(built?),
+            None => None,
+        };
         Some(Box::new(Request {
+            paginate,
             call: call?,
             save_status_as: cfg.save_status_as,
             save_response_as: cfg.save_response_as,
@@ -90,12 +100,13 @@ struct Request {
     save_response_as: Option<VarName>,
     map_status: Vec<StatusPattern>,
     mappings: Vec<(VarName, Mapping)>,
+    paginate: Option<Paginate>,
 }
 
 #[async_trait]
 impl Step for Request {
     async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
-        let resp = self.call.perform(cx).await?;
+        let resp = crate::paginate::fetch(cx, &self.call, self.paginate.as_ref()).await?;
         if let Some(v) = &self.save_status_as {
             cx.set_var(v, Value::from(resp.status.as_u16()));
         }

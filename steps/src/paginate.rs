@@ -1,4 +1,4 @@
-//! `paginate` on `fetch_variables`: follow an API's pages and collect their items into one
+//! `paginate` on `fetch_variables` and `http_request`: follow an API's pages and collect their items into one
 //! list.
 //!
 //! One way to the next page, exactly one of:
@@ -16,7 +16,8 @@
 //! It stops when there is no next page (no link, an empty or repeated cursor, a page without
 //! items), after `max_pages` pages (default [`DEFAULT_MAX_PAGES`], at most [`MAX_PAGES`]) or
 //! once `max_items` items are collected (default [`DEFAULT_MAX_ITEMS`], at most
-//! [`MAX_ITEMS`]); the trace says when a bound stopped it (`truncated`). A next page must be on
+//! [`MAX_ITEMS`]) or once the pages' bodies total the response size limit (10 MiB by
+//! default, the cap of one response); the trace says when a bound stopped it (`truncated`). A next page must be on
 //! the first request's origin: a link elsewhere fails the step (tokens and the flow's headers
 //! go only where the flow said). Each page is a call of its own through the step's journaled
 //! path, with the step's `retry`; a page whose status is not accepted fails the step.
@@ -145,13 +146,28 @@ impl Paginate {
             );
             return None;
         }
+        for (rel, param) in [
+            ("/paginate/cursor/param", cfg.cursor.as_ref().map(|c| &c.param)),
+            ("/paginate/page/param", cfg.page.as_ref().map(|c| &c.param)),
+            ("/paginate/offset/param", cfg.offset.as_ref().map(|c| &c.param)),
+        ] {
+            if param.is_some_and(|p| p.trim().is_empty()) {
+                cx.error(
+                    "invalid-value",
+                    rel,
+                    "the query parameter's name is empty",
+                    Some("name it: \"param\": \"page\"".into()),
+                );
+                return None;
+            }
+        }
         let next = if let Some(raw) = &cfg.next_link {
-            Next::Link(Mapping { path: path(cx, "/paginate/next_link", raw)?, default: Some(Value::Null) })
+            Next::Link(Mapping { path: path(cx, "/paginate/next_link", raw)?, default: None })
         } else if cfg.link_header {
             Next::LinkHeader
         } else if let Some(c) = cfg.cursor {
             let from = path(cx, "/paginate/cursor/from", &c.from)?;
-            Next::Cursor { from: Mapping { path: from, default: Some(Value::Null) }, param: c.param }
+            Next::Cursor { from: Mapping { path: from, default: None }, param: c.param }
         } else if let Some(p) = cfg.page {
             Next::Page { start: p.start.unwrap_or(1), param: p.param }
         } else {
@@ -183,14 +199,33 @@ impl Paginate {
         let mut items: Vec<Value> = Vec::new();
         let mut pages = Vec::new();
         let mut first_response = None;
-        let mut previous_cursor: Option<String> = None;
+        // Every cursor and page URL seen: one that comes back is a cycle, and the pages stop.
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut counter = match &self.next {
             Next::Page { start, .. } | Next::Offset { start, .. } => *start,
             _ => 0,
         };
         let mut truncated = None;
+        let mut stopped = String::new();
+        // All pages together are held to one response's size cap (10 MiB by default).
+        let byte_cap = cx.outbound().client.policy().max_response_bytes;
+        let mut bytes = 0usize;
         for page in 0..self.max_pages {
+            let sent = self.param_sent(&request.url);
             let resp = call.send(cx, request.clone(), page).await?;
+            bytes = bytes.saturating_add(resp.body.len());
+            if resp.url.origin() != origin {
+                return Err(StepFailure::Other {
+                    code: "pagination",
+                    message: format!(
+                        "page {} was redirected to {}, which is not on the first request's origin ({}); Tern takes pages only from the same origin",
+                        page + 1,
+                        display_url(&resp.url),
+                        origin.ascii_serialization()
+                    ),
+                });
+            }
+            seen.insert(resp.url.to_string());
             if !call.accepts(resp.status.as_u16()) {
                 return Err(call.status_error(&resp));
             }
@@ -202,27 +237,63 @@ impl Paginate {
                     return Err(self.fail(
                         page,
                         &resp,
-                        format!("`{}` is {}, not a list", self.items.raw(), tern_engine::dot_path::describe(&other)),
+                        format!(
+                            "`{}` must select a list, but {}",
+                            self.items.raw(),
+                            tern_engine::dot_path::describe(&other)
+                        ),
                     ));
                 }
                 Err(why) => return Err(self.fail(page, &resp, why)),
             };
             let count = found.len();
-            pages.push(json!({"url": display_url(&resp.url), "status": resp.status.as_u16(), "items": count}));
+            let mut summary = json!({"url": display_url(&resp.url), "status": resp.status.as_u16(), "items": count});
+            if let Some((name, value)) = sent {
+                summary[name] = Value::from(value);
+            }
+            pages.push(summary);
             let room = self.max_items as usize - items.len();
             if count > room {
                 truncated = Some(format!("stopped at max_items ({})", self.max_items));
             }
             items.extend(found.into_iter().take(room));
-            let next_url = if truncated.is_some() || count == 0 {
-                None
+            if truncated.is_none() && bytes >= byte_cap {
+                truncated = Some(format!(
+                    "stopped after {bytes} bytes of pages; all pages together are held to {byte_cap} bytes (the response size limit)"
+                ));
+            }
+            let next = if truncated.is_some() {
+                Err(String::new())
+            } else if count == 0 {
+                Err(format!("page {} had no items", page + 1))
             } else {
-                self.next_request(&resp, &body, &mut counter, count, &mut previous_cursor)?
+                self.next_request(&resp, &body, &mut counter, count, &mut seen)?
             };
             if first_response.is_none() {
                 first_response = Some(resp);
             }
-            let Some(next_url) = next_url else { break };
+            let next_url = match next {
+                Ok(url) => url,
+                Err(why) => {
+                    stopped = why;
+                    break;
+                }
+            };
+            if !next_url.username().is_empty() || next_url.password().is_some() {
+                return Err(StepFailure::Other {
+                    code: "pagination",
+                    message: format!(
+                        "page {}: the next page's URL carries a user name or password ({}); Tern does not send credentials a response chose",
+                        page + 1,
+                        display_url(&next_url)
+                    ),
+                });
+            }
+            if seen.contains(next_url.as_str()) {
+                stopped =
+                    format!("page {}: the next page is one already fetched ({})", page + 1, display_url(&next_url));
+                break;
+            }
             if next_url.origin() != origin {
                 return Err(StepFailure::Other {
                     code: "pagination",
@@ -241,12 +312,25 @@ impl Paginate {
             request.url = next_url;
         }
         let mut detail = json!({"pages": pages, "items": items.len()});
-        if let Some(t) = truncated {
-            detail["truncated"] = Value::from(t);
+        match truncated {
+            Some(t) => detail["truncated"] = Value::from(t),
+            None => detail["last_page"] = Value::from(stopped),
         }
         cx.record("pagination", detail);
         cx.set_var(&self.into, Value::Array(items));
         first_response.ok_or_else(|| StepFailure::Other { code: "pagination", message: "no page was fetched".into() })
+    }
+
+    /// The query parameter this kind of pagination sets, with its value in `url`, for the
+    /// trace (the page summaries' URLs leave the query out, since it may hold secrets).
+    fn param_sent(&self, url: &Url) -> Option<(&'static str, String)> {
+        let (label, param) = match &self.next {
+            Next::Cursor { param, .. } => ("cursor", param),
+            Next::Page { param, .. } => ("page", param),
+            Next::Offset { param, .. } => ("offset", param),
+            Next::Link(_) | Next::LinkHeader => return None,
+        };
+        url.query_pairs().find(|(k, _)| k == param.as_str()).map(|(_, v)| (label, v.into_owned()))
     }
 
     fn fail(&self, page: u32, resp: &HttpResponse, why: String) -> StepFailure {
@@ -256,22 +340,39 @@ impl Paginate {
         }
     }
 
-    /// The next page's URL, or `None` at the last page.
+    /// The next page's URL, or why there is none (for the trace: a missing field is named with
+    /// what the page has instead, so a misspelt path is easy to find).
     fn next_request(
         &self,
         resp: &HttpResponse,
         body: &Value,
         counter: &mut u64,
         count: usize,
-        previous_cursor: &mut Option<String>,
-    ) -> Result<Option<Url>, StepFailure> {
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Result<Result<Url, String>, StepFailure> {
         let mut url = resp.url.clone();
+        let read = |m: &Mapping| m.path.select(body);
         match &self.next {
-            Next::Link(m) => match m.apply(body).unwrap_or(Value::Null) {
-                Value::String(s) if !s.trim().is_empty() => resp.url.join(s.trim()).map(Some).map_err(|e| {
-                    StepFailure::Other { code: "pagination", message: format!("the next link `{s}` is not a URL: {e}") }
+            Next::Link(m) => match read(m) {
+                Ok(Value::String(s)) if !s.trim().is_empty() => match resp.url.join(s.trim()) {
+                    Ok(u) => Ok(Ok(u)),
+                    Err(e) => Err(StepFailure::Other {
+                        code: "pagination",
+                        message: format!("the next link `{s}` is not a URL: {e}"),
+                    }),
+                },
+                Ok(v @ (Value::Null | Value::String(_))) => {
+                    Ok(Err(format!("`{}` holds no next link ({})", m.path.raw(), short(&v))))
+                }
+                Ok(v) => Err(StepFailure::Other {
+                    code: "pagination",
+                    message: format!(
+                        "`{}` must hold the next page's URL, but {}; point `next_link` at the URL itself (HAL: `_links.next.href`)",
+                        m.path.raw(),
+                        tern_engine::dot_path::describe(&v)
+                    ),
                 }),
-                _ => Ok(None),
+                Err(why) => Ok(Err(why)),
             },
             Next::LinkHeader => {
                 for value in resp.headers.get_all("link") {
@@ -281,35 +382,65 @@ impl Paginate {
                         message: format!("the Link header cannot be read (RFC 8288): {e}"),
                     })?;
                     if let Some(next) = links.into_iter().find(|l| l.rel == "next") {
-                        return Ok(Some(next.target));
+                        return Ok(Ok(next.target));
                     }
                 }
-                Ok(None)
+                Ok(Err("the Link header has no rel=\"next\"".into()))
             }
             Next::Cursor { from, param } => {
-                let cursor = match from.apply(body).unwrap_or(Value::Null) {
-                    Value::String(s) => s,
-                    Value::Number(n) => n.to_string(),
-                    _ => return Ok(None),
+                let cursor = match read(from) {
+                    Ok(Value::String(s)) => s,
+                    Ok(Value::Number(n)) => n.to_string(),
+                    Ok(v) => return Ok(Err(format!("`{}` holds no cursor ({})", from.path.raw(), short(&v)))),
+                    Err(why) => return Ok(Err(why)),
                 };
-                if cursor.is_empty() || previous_cursor.as_deref() == Some(cursor.as_str()) {
-                    return Ok(None);
+                if cursor.is_empty() {
+                    return Ok(Err(format!("`{}` is empty", from.path.raw())));
+                }
+                if !seen.insert(format!("cursor:{cursor}")) {
+                    return Ok(Err(format!("`{}` repeats a cursor already followed", from.path.raw())));
                 }
                 set_query(&mut url, param, &cursor);
-                *previous_cursor = Some(cursor);
-                Ok(Some(url))
+                Ok(Ok(url))
             }
             Next::Page { param, .. } => {
-                *counter += 1;
+                *counter = counter.saturating_add(1);
                 set_query(&mut url, param, &counter.to_string());
-                Ok(Some(url))
+                Ok(Ok(url))
             }
             Next::Offset { param, .. } => {
-                *counter += count as u64;
+                *counter = counter.saturating_add(count as u64);
                 set_query(&mut url, param, &counter.to_string());
-                Ok(Some(url))
+                Ok(Ok(url))
             }
         }
+    }
+}
+
+/// A value in a few words (`it is null`), for why pagination stopped.
+fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.trim().is_empty() => "it is empty".into(),
+        other => tern_engine::dot_path::describe(other),
+    }
+}
+
+/// Sends the step's request: once, or page after page when the step has `paginate`. Returns
+/// the (first) answer.
+///
+/// # Errors
+/// As [`Call::perform`] and [`Paginate::run`].
+pub async fn fetch(
+    cx: &mut StepContext<'_>,
+    call: &Call,
+    paginate: Option<&Paginate>,
+) -> Result<HttpResponse, StepFailure> {
+    match paginate {
+        Some(p) => {
+            let first = call.render(cx)?;
+            p.run(cx, call, first).await
+        }
+        None => call.perform(cx).await,
     }
 }
 

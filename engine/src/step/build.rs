@@ -217,12 +217,7 @@ impl<'a> BuildContext<'a> {
         match ResponsePath::parse(path) {
             Ok(path) => Some(Mapping { path, default: default.cloned() }),
             Err(e) => {
-                self.error(
-                    "bad-json-path",
-                    &at,
-                    e.to_string(),
-                    Some("write `data.last_name` or `$.data.emails[0].email`".into()),
-                );
+                self.error("bad-json-path", &at, e.to_string(), Some(e.hint().into()));
                 None
             }
         }

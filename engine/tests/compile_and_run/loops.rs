@@ -90,7 +90,7 @@ fn a_list_longer_than_max_items_or_not_a_list_fails_with_words() {
     f["variables"]["contacts"] = json!({"name": "Ada"});
     let error = start(&e, &compiled(&f), "go").error.unwrap();
     assert_eq!(error.code, "not-a-list");
-    assert!(error.message.contains("not a list"), "{}", error.message);
+    assert!(error.message.contains("must be a list, but it has name"), "{}", error.message);
 }
 
 /// "Which of these contacts is yours?" once per item, each answer through a snapshot that
@@ -178,6 +178,93 @@ fn the_compiler_checks_the_body() {
     ] {
         assert!(found.contains(&expected), "{expected:?} in {d:#?}");
     }
+}
+
+/// A loop that would go on into its own body after the last item (its body right after it and
+/// no `next`) is refused; so is `items` that is text rather than a list or one placeholder.
+#[test]
+fn a_way_out_into_the_body_and_text_items_are_refused() {
+    let d = errors(&flow(json!([
+        {"id": "each", "type": "for_each", "items": "{{list}}", "item_as": "x", "body": "q"},
+        {"id": "q", "type": "ask", "text": "{{x}}?", "save_as": "a", "next": "each"}
+    ])));
+    assert!(codes(&d).contains(&("loop-exit-in-body", "/steps/0")), "{d:#?}");
+    let d = errors(&flow(json!([
+        {"id": "each", "type": "for_each", "items": "{{list}}", "item_as": "x", "body": "q", "next": "q"},
+        {"id": "q", "type": "ask", "text": "{{x}}?", "save_as": "a", "next": "each"}
+    ])));
+    assert!(codes(&d).contains(&("loop-exit-in-body", "/steps/0/next")), "{d:#?}");
+    for text in ["people", "{{people}} ", "{{a}}{{b}}"] {
+        let d = errors(&flow(json!([
+            {"id": "each", "type": "for_each", "items": text, "item_as": "x", "body": "say", "next": "end"},
+            {"id": "say", "type": "send_message", "text": "{{x}}", "next": "each"}
+        ])));
+        assert!(codes(&d).contains(&("invalid-value", "/steps/0/items")), "{text}: {d:#?}");
+    }
+}
+
+/// A body that branches out of the loop ends it there: what was collected so far is kept, and
+/// the failure a loop caught names the loop in the trace.
+#[test]
+fn leaving_early_keeps_what_was_collected() {
+    let f = compiled(&json!({
+        "version": 1, "id": "t", "variables": {"names": ["Ada", "Grace", "Linus"]},
+        "steps": [
+            {"id": "each", "type": "for_each", "items": "{{names}}", "item_as": "who", "body": "q",
+             "collect": {"as": "seen", "value": "{{who}}"}},
+            {"id": "none", "type": "send_message", "text": "nobody", "next": "end"},
+            {"id": "q", "type": "ask", "text": "Is {{who}} you?", "save_as": "said"},
+            {"id": "yes", "type": "branch", "cases": [{"when": {"var": "said", "equals": "yes"}, "next": "found"}], "next": "each"},
+            {"id": "found", "type": "send_message", "text": "found {{who}} after {{seen}}", "next": "end"}
+        ]
+    }));
+    let e = engine(RunLimits::default());
+    let mut r = start(&e, &f, "go");
+    let mut said = replies(&r);
+    for answer in ["no", "yes"] {
+        r = rt().block_on(e.resume(&f, r.snapshot.clone().unwrap(), input(answer), None));
+        said.extend(replies(&r));
+    }
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    assert_eq!(said, ["Is Ada you?", "Is Grace you?", "found Grace after [\"Ada\"]"]);
+
+    let caught = start(&e, &compiled(&greeting_loop("skip")), "go");
+    let boom = caught.trace.iter().find(|t| t.step.as_str() == "boom").unwrap();
+    assert_eq!(boom.detail.get(tern_engine::CAUGHT_BY), Some(&json!("each")), "{boom:?}");
+}
+
+/// An inner loop whose body step's `on_error` goes to the outer loop: the outer loop's next pass
+/// starts the inner loop anew (with the new outer item), not where it was left.
+#[test]
+fn an_inner_loop_left_through_on_error_starts_anew() {
+    let f = compiled(&json!({
+        "version": 1, "id": "t", "variables": {"outer_items": ["1", "2"]},
+        "steps": [
+            {"id": "outer", "type": "for_each", "items": "{{outer_items}}", "item_as": "o", "body": "inner"},
+            {"id": "done", "type": "send_message", "text": "done", "next": "end"},
+            {"id": "inner", "type": "for_each", "items": ["{{o}}-a", "{{o}}-b", "{{o}}-c"], "item_as": "i", "body": "say", "next": "outer"},
+            {"id": "say", "type": "send_message", "text": "{{i}}", "next": "check"},
+            {"id": "check", "type": "branch", "cases": [{"when": {"var": "i", "equals": "1-b"}, "next": "boom"}], "next": "inner"},
+            {"id": "boom", "type": "fail", "code": "b", "on_error": "outer"}
+        ]
+    }));
+    let r = start(&engine(RunLimits::default()), &f, "go");
+    assert_eq!(r.status, RunStatus::Completed, "{:?}", r.error);
+    assert_eq!(replies(&r), ["1-a", "1-b", "2-a", "2-b", "2-c", "done"]);
+}
+
+#[test]
+fn a_loop_going_on_to_itself_or_naming_its_item_twice_is_refused() {
+    let d = errors(&flow(json!([
+        {"id": "each", "type": "for_each", "items": "{{list}}", "item_as": "x", "body": "say", "next": "each"},
+        {"id": "say", "type": "send_message", "text": "{{x}}", "next": "each"}
+    ])));
+    assert!(codes(&d).contains(&("loop-exit-in-body", "/steps/0/next")), "{d:#?}");
+    let d = errors(&flow(json!([
+        {"id": "each", "type": "for_each", "items": "{{list}}", "item_as": "x", "index_as": "x", "body": "say", "next": "end"},
+        {"id": "say", "type": "send_message", "text": "{{x}}", "next": "each"}
+    ])));
+    assert!(codes(&d).contains(&("invalid-value", "/steps/0/index_as")), "{d:#?}");
 }
 
 /// A loop is not a busy loop: no `loop-without-pause` warning for the cycle through it.

@@ -151,6 +151,101 @@ async fn a_next_page_on_another_origin_or_a_failing_page_fails_the_step() {
     c.failed_at("list", "http-status");
 }
 
+/// Why the pages stopped is in the trace, a misspelt path named with what the page has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_says_why_the_pages_stopped() {
+    let api =
+        Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({"links": {"next": "/contacts/p2"}})))])]);
+    let flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "next_link": "links.nxt"}));
+    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let detail = c.step("list")["detail"]["pagination"].clone();
+    let why = detail["last_page"].as_str().unwrap_or_default();
+    assert!(why.contains("`links` has no `nxt`") && why.contains("next"), "{detail}");
+
+    let pages = (1..=2)
+        .map(|n| json_answer(page(n, json!({"meta": {"next_cursor": if n == 1 { json!("c2") } else { json!("") }}}))))
+        .collect();
+    let api = Scripted::start(vec![("/contacts", pages)]);
+    let flow = paging_flow(
+        &api,
+        json!({"items": "data", "as": "contacts", "cursor": {"from": "meta.next_cursor", "param": "after"}}),
+    );
+    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let detail = c.step("list")["detail"]["pagination"].clone();
+    assert_eq!(detail["pages"][1]["cursor"], "c2", "{detail}");
+    assert!(detail["last_page"].as_str().unwrap_or_default().contains("is empty"), "{detail}");
+}
+
+/// A page redirected to another origin, a next link with credentials in it, or a next link
+/// that is not a URL fails the step; a cursor that comes back stops the pages; a page number
+/// near the largest integer does not overflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_pages() {
+    let elsewhere = Scripted::start(vec![("/stolen", vec![json_answer(json!({"data": ["EVIL"]}))])]);
+    let mut moved = answer(302, None, "");
+    moved.headers.push(("location", format!("http://localhost:{}/stolen", elsewhere.addr.port())));
+    let api = Scripted::start(vec![
+        ("/contacts", vec![json_answer(page(1, json!({"links": {"next": "/contacts/p2"}})))]),
+        ("/contacts/p2", vec![moved]),
+    ]);
+    let mut flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "next_link": "links.next"}));
+    flow["steps"][0]["on_error"] = json!("end");
+    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let error = c.step("list")["error"].clone();
+    assert!(error["message"].as_str().unwrap_or_default().contains("redirected"), "{error}");
+
+    for next in [json!("http://u:p@127.0.0.1:1/x"), json!({"href": "/contacts/p2"})] {
+        let api = Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({"links": {"next": next}})))])]);
+        let mut flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "next_link": "links.next"}));
+        flow["steps"][0]["on_error"] = json!("end");
+        let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+        assert_eq!(c.step("list")["error"]["code"], "pagination", "{next}: {:#}", c.json());
+        assert_eq!(api.requests().len(), 1, "{next}: nothing more is sent");
+    }
+
+    let cursors = ["A", "B", "A"]
+        .iter()
+        .enumerate()
+        .map(|(n, k)| json_answer(page(n as u64 + 1, json!({"meta": {"next_cursor": k}}))))
+        .collect();
+    let api = Scripted::start(vec![("/contacts", cursors)]);
+    let flow = paging_flow(
+        &api,
+        json!({"items": "data", "as": "contacts", "cursor": {"from": "meta.next_cursor", "param": "after"}}),
+    );
+    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    assert_eq!(api.requests().len(), 3, "A, B, then A again: stop");
+    assert!(
+        c.step("list")["detail"]["pagination"]["last_page"].as_str().unwrap_or_default().contains("already followed")
+    );
+
+    let api =
+        Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({}))), json_answer(page(2, json!({})))])]);
+    let flow = paging_flow(
+        &api,
+        json!({"items": "data", "as": "contacts", "page": {"param": "page", "start": u64::MAX}, "max_pages": 2}),
+    );
+    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    assert_eq!(c.json()["status"], "completed", "{:#}", c.json());
+}
+
+/// `http_request` pages the same way; `save_response_as` keeps the first page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_pages_too() {
+    let api = Scripted::start(vec![
+        ("/contacts", vec![json_answer(page(1, json!({"links": {"next": "/contacts/p2"}})))]),
+        ("/contacts/p2", vec![json_answer(page(2, json!({})))]),
+    ]);
+    let flow = json!({"version": 1, "id": "pages", "steps": [
+        {"id": "list", "type": "http_request", "request": {"url": format!("{}/contacts", api.url())},
+         "paginate": {"items": "data", "as": "contacts", "next_link": "links.next"}, "save_response_as": "first"},
+        {"id": "say", "type": "send_message", "text": "{{contacts}} total={{first.meta.total}}"}
+    ]});
+    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    assert_eq!(ids(&c), [11, 12, 21, 22], "{:#}", c.json());
+    assert!(c.replies()[0].ends_with("total=14"), "{:?}", c.replies());
+}
+
 #[tokio::test]
 async fn one_way_to_the_next_page_is_required() {
     let flow = json!({"version": 1, "id": "pages", "steps": [
@@ -160,4 +255,10 @@ async fn one_way_to_the_next_page_is_required() {
     let problems = Service::builder().flow(&flow).refused();
     assert!(problems.contains("/steps/0/paginate") && problems.contains("exactly one of"), "{problems}");
     assert!(problems.contains("/steps/0/paginate/max_pages"), "{problems}");
+    let flow = json!({"version": 1, "id": "pages", "steps": [
+        {"id": "list", "type": "fetch_variables", "request": {"url": "https://api.example.com/contacts"},
+         "paginate": {"items": "data", "as": "contacts", "page": {"param": " "}}}
+    ]});
+    let problems = Service::builder().flow(&flow).refused();
+    assert!(problems.contains("/steps/0/paginate/page/param"), "{problems}");
 }
