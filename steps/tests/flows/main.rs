@@ -7,5 +7,6 @@
 mod choices;
 mod failures;
 mod http_steps;
+mod lists;
 mod pagination;
 mod real_apis;

@@ -16,6 +16,21 @@ fn paging_flow(api: &Scripted, paginate: Value) -> Value {
     ]})
 }
 
+/// `paginate` by the cursor in `meta.next_cursor`, sent back as `after`.
+fn by_cursor() -> Value {
+    json!({"items": "data", "as": "contacts", "cursor": {"from": "meta.next_cursor", "param": "after"}})
+}
+
+/// `paginate` by the URL in `links.next`.
+fn by_link() -> Value {
+    json!({"items": "data", "as": "contacts", "next_link": "links.next"})
+}
+
+/// The paging flow over `api` with `paginate`, run once (the message "go").
+async fn converse(api: &Scripted, paginate: Value) -> testkit::service::Conversation {
+    Service::builder().flow(&paging_flow(api, paginate)).start().converse(&["go"]).await
+}
+
 /// Page `n` (from 1) of `pages`, two contacts each, with `extra` fields merged in.
 fn page(n: u64, extra: Value) -> Value {
     let mut body = json!({"data": [{"id": n * 10 + 1}, {"id": n * 10 + 2}], "meta": {"total": 14}});
@@ -40,11 +55,7 @@ async fn seven_pages_with_a_cursor() {
         })
         .collect();
     let api = Scripted::start(vec![("/contacts", pages)]);
-    let flow = paging_flow(
-        &api,
-        json!({"items": "data", "as": "contacts", "cursor": {"from": "meta.next_cursor", "param": "after"}}),
-    );
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, by_cursor()).await;
     assert_eq!(c.json()["status"], "completed", "{:#}", c.json());
     let want: Vec<u64> = (1..=7).flat_map(|n| [n * 10 + 1, n * 10 + 2]).collect();
     assert_eq!(ids(&c), want, "every page's items, in order");
@@ -65,8 +76,7 @@ async fn next_links_relative_absolute_and_in_the_link_header() {
         ("/contacts", vec![json_answer(page(1, json!({"links": {"next": "/contacts/p2?limit=2"}})))]),
         ("/contacts/p2", vec![json_answer(page(2, json!({"links": {"next": null}})))]),
     ]);
-    let flow = paging_flow(&api, json!({"items": "$.data[*]", "as": "contacts", "next_link": "links.next"}));
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, json!({"items": "$.data[*]", "as": "contacts", "next_link": "links.next"})).await;
     assert_eq!(ids(&c), [11, 12, 21, 22], "{:#}", c.json());
 
     // GitHub-style: `Link: <…>; rel="next", <…>; rel="last"`, relative targets resolved.
@@ -82,8 +92,7 @@ async fn next_links_relative_absolute_and_in_the_link_header() {
         ("/contacts/2", vec![with_link(2, Some(r#"</contacts/3>; rel="next last""#))]),
         ("/contacts/3", vec![with_link(3, Some(r#"</contacts>; rel="first""#))]),
     ]);
-    let flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "link_header": true}));
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, json!({"items": "data", "as": "contacts", "link_header": true})).await;
     assert_eq!(ids(&c), [11, 12, 21, 22, 31, 32], "{:#}", c.json());
 }
 
@@ -92,15 +101,13 @@ async fn pages_and_offsets_stop_at_an_empty_page() {
     let empty = json_answer(json!({"data": []}));
     let script = || vec![json_answer(page(1, json!({}))), json_answer(page(2, json!({}))), empty.clone()];
     let api = Scripted::start(vec![("/contacts", script())]);
-    let flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "page": {"param": "page"}}));
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, json!({"items": "data", "as": "contacts", "page": {"param": "page"}})).await;
     assert_eq!(ids(&c), [11, 12, 21, 22]);
     let uris: Vec<String> = api.requests().into_iter().map(|r| r.uri).collect();
     assert_eq!(uris, ["/contacts?limit=2&page=1", "/contacts?limit=2&page=2", "/contacts?limit=2&page=3"]);
 
     let api = Scripted::start(vec![("/contacts", script())]);
-    let flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "offset": {"param": "offset"}}));
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, json!({"items": "data", "as": "contacts", "offset": {"param": "offset"}})).await;
     assert_eq!(ids(&c), [11, 12, 21, 22]);
     let uris: Vec<String> = api.requests().into_iter().map(|r| r.uri).collect();
     assert_eq!(uris, ["/contacts?limit=2&offset=0", "/contacts?limit=2&offset=2", "/contacts?limit=2&offset=4"]);
@@ -110,16 +117,14 @@ async fn pages_and_offsets_stop_at_an_empty_page() {
 async fn max_pages_and_max_items_bound_it_and_the_trace_says_so() {
     let endless = || (1..=30).map(|n| json_answer(page(n, json!({})))).collect::<Vec<_>>();
     let api = Scripted::start(vec![("/contacts", endless())]);
-    let flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "page": {"param": "page"}, "max_pages": 3}));
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, json!({"items": "data", "as": "contacts", "page": {"param": "page"}, "max_pages": 3})).await;
     assert_eq!(ids(&c), [11, 12, 21, 22, 31, 32]);
     assert_eq!(api.requests().len(), 3);
     let truncated = c.step("list")["detail"]["pagination"]["truncated"].as_str().unwrap_or_default().to_string();
     assert!(truncated.contains("max_pages (3)"), "{truncated}");
 
     let api = Scripted::start(vec![("/contacts", endless())]);
-    let flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "page": {"param": "page"}, "max_items": 5}));
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, json!({"items": "data", "as": "contacts", "page": {"param": "page"}, "max_items": 5})).await;
     assert_eq!(ids(&c), [11, 12, 21, 22, 31]);
     assert_eq!(api.requests().len(), 3, "no page is fetched past the item cap");
 }
@@ -130,7 +135,7 @@ async fn a_next_page_on_another_origin_or_a_failing_page_fails_the_step() {
         "/contacts",
         vec![json_answer(page(1, json!({"links": {"next": "https://elsewhere.example/steal"}})))],
     )]);
-    let mut flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "next_link": "links.next"}));
+    let mut flow = paging_flow(&api, by_link());
     flow["steps"][0]["on_error"] = json!("end");
     let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
     let list = c.step("list");
@@ -143,11 +148,7 @@ async fn a_next_page_on_another_origin_or_a_failing_page_fails_the_step() {
         "/contacts",
         vec![json_answer(page(1, json!({"meta": {"next_cursor": "c2"}}))), answer(500, Some("application/json"), "{}")],
     )]);
-    let flow = paging_flow(
-        &api,
-        json!({"items": "data", "as": "contacts", "cursor": {"from": "meta.next_cursor", "param": "after"}}),
-    );
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, by_cursor()).await;
     c.failed_at("list", "http-status");
 }
 
@@ -156,8 +157,7 @@ async fn a_next_page_on_another_origin_or_a_failing_page_fails_the_step() {
 async fn the_trace_says_why_the_pages_stopped() {
     let api =
         Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({"links": {"next": "/contacts/p2"}})))])]);
-    let flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "next_link": "links.nxt"}));
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, json!({"items": "data", "as": "contacts", "next_link": "links.nxt"})).await;
     let detail = c.step("list")["detail"]["pagination"].clone();
     let why = detail["last_page"].as_str().unwrap_or_default();
     assert!(why.contains("`links` has no `nxt`") && why.contains("next"), "{detail}");
@@ -166,11 +166,7 @@ async fn the_trace_says_why_the_pages_stopped() {
         .map(|n| json_answer(page(n, json!({"meta": {"next_cursor": if n == 1 { json!("c2") } else { json!("") }}}))))
         .collect();
     let api = Scripted::start(vec![("/contacts", pages)]);
-    let flow = paging_flow(
-        &api,
-        json!({"items": "data", "as": "contacts", "cursor": {"from": "meta.next_cursor", "param": "after"}}),
-    );
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, by_cursor()).await;
     let detail = c.step("list")["detail"]["pagination"].clone();
     assert_eq!(detail["pages"][1]["cursor"], "c2", "{detail}");
     assert!(detail["last_page"].as_str().unwrap_or_default().contains("is empty"), "{detail}");
@@ -188,7 +184,7 @@ async fn hostile_pages() {
         ("/contacts", vec![json_answer(page(1, json!({"links": {"next": "/contacts/p2"}})))]),
         ("/contacts/p2", vec![moved]),
     ]);
-    let mut flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "next_link": "links.next"}));
+    let mut flow = paging_flow(&api, by_link());
     flow["steps"][0]["on_error"] = json!("end");
     let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
     let error = c.step("list")["error"].clone();
@@ -196,7 +192,7 @@ async fn hostile_pages() {
 
     for next in [json!("http://u:p@127.0.0.1:1/x"), json!({"href": "/contacts/p2"})] {
         let api = Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({"links": {"next": next}})))])]);
-        let mut flow = paging_flow(&api, json!({"items": "data", "as": "contacts", "next_link": "links.next"}));
+        let mut flow = paging_flow(&api, by_link());
         flow["steps"][0]["on_error"] = json!("end");
         let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
         assert_eq!(c.step("list")["error"]["code"], "pagination", "{next}: {:#}", c.json());
@@ -209,11 +205,7 @@ async fn hostile_pages() {
         .map(|(n, k)| json_answer(page(n as u64 + 1, json!({"meta": {"next_cursor": k}}))))
         .collect();
     let api = Scripted::start(vec![("/contacts", cursors)]);
-    let flow = paging_flow(
-        &api,
-        json!({"items": "data", "as": "contacts", "cursor": {"from": "meta.next_cursor", "param": "after"}}),
-    );
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let c = converse(&api, by_cursor()).await;
     assert_eq!(api.requests().len(), 3, "A, B, then A again: stop");
     assert!(
         c.step("list")["detail"]["pagination"]["last_page"].as_str().unwrap_or_default().contains("already followed")
@@ -221,11 +213,11 @@ async fn hostile_pages() {
 
     let api =
         Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({}))), json_answer(page(2, json!({})))])]);
-    let flow = paging_flow(
+    let c = converse(
         &api,
         json!({"items": "data", "as": "contacts", "page": {"param": "page", "start": u64::MAX}, "max_pages": 2}),
-    );
-    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    )
+    .await;
     assert_eq!(c.json()["status"], "completed", "{:#}", c.json());
 }
 
