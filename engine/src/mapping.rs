@@ -31,6 +31,12 @@ pub const MAX_JSON_PATH_BYTES: usize = 4096;
 pub const MAX_JSON_PATH_NESTING: usize = 8;
 /// The most segments (`.name`, `[0]`, `[*]`, …) a JSONPath query may have.
 pub const MAX_JSON_PATH_SEGMENTS: usize = 64;
+/// The most descendant segments (`..`) a JSONPath query may have: each one multiplies the
+/// nodes the next visits, so two over a deep answer can select billions.
+pub const MAX_JSON_PATH_DESCENDANTS: usize = 1;
+/// The most JSON values (counting every value inside each selected node) one selection may
+/// copy out of a response: `$..*` over a deep answer selects every subtree of every level.
+pub const MAX_SELECTED_VALUES: usize = 200_000;
 
 /// Blank space as RFC 9535 §2.1.1 defines it (`B`): space, tab, line feed, carriage return.
 const BLANK: [char; 4] = [' ', '\t', '\n', '\r'];
@@ -76,6 +82,12 @@ pub enum PathError {
     /// More segments than [`MAX_JSON_PATH_SEGMENTS`].
     #[error("the JSONPath query has more than {MAX_JSON_PATH_SEGMENTS} segments")]
     TooManySegments,
+    /// More descendant segments (`..`) than [`MAX_JSON_PATH_DESCENDANTS`].
+    #[error("the JSONPath query has {count} descendant segments (`..`); the limit is {MAX_JSON_PATH_DESCENDANTS}")]
+    TooManyDescendants {
+        /// How many.
+        count: usize,
+    },
     /// Not a JSONPath query as RFC 9535 defines it.
     #[error("`{path}` is not valid JSONPath (RFC 9535): {problem}")]
     JsonPath {
@@ -119,7 +131,8 @@ impl PathError {
             | Self::Blank { .. }
             | Self::TooLong { .. }
             | Self::TooDeep { .. }
-            | Self::TooManySegments => {
+            | Self::TooManySegments
+            | Self::TooManyDescendants { .. } => {
                 "JSONPath as RFC 9535 writes it: `$.data.emails[0].email`, `$.data[*].id`, `$.data[?@.type == 'primary'].email`; a function's result must be compared (`[?length(@.tags) > 2]`), except match() and search(), which are tests (`[?match(@.id, 'C[0-9]+')]`)"
             }
             Self::Empty | Self::EmptySegment { .. } | Self::NotAName { .. } => {
@@ -145,10 +158,18 @@ fn is_singular(query: &str) -> bool {
     JsonPath::parse(&format!("$[?{query}==null]")).is_ok()
 }
 
-/// How deep brackets and parentheses nest in `raw`, outside string literals.
-fn nesting(raw: &str) -> usize {
+/// How deep brackets and parentheses nest in `raw`, and how many descendant segments (`..`) it
+/// has, outside string literals.
+fn nesting(raw: &str) -> (usize, usize) {
     let (mut depth, mut deepest, mut quote, mut escaped) = (0usize, 0usize, None, false);
+    let (mut descendants, mut previous) = (0usize, ' ');
     for c in raw.chars() {
+        if quote.is_none() && c == '.' && previous == '.' {
+            descendants += 1;
+            previous = ' ';
+            continue;
+        }
+        previous = c;
         match quote {
             Some(q) => {
                 if escaped {
@@ -170,7 +191,7 @@ fn nesting(raw: &str) -> usize {
             },
         }
     }
-    deepest
+    (deepest, descendants)
 }
 
 /// The ends of the leading singular parts of a valid query, shortest first, not counting `$`
@@ -194,7 +215,7 @@ fn singular_prefixes(raw: &str) -> Result<Vec<usize>, PathError> {
         match JsonPath::parse(head) {
             Ok(_) if is_singular(head) => {
                 ends.push(end);
-                if ends.len() > MAX_JSON_PATH_SEGMENTS {
+                if ends.len() >= MAX_JSON_PATH_SEGMENTS {
                     return Err(PathError::TooManySegments);
                 }
             }
@@ -203,6 +224,19 @@ fn singular_prefixes(raw: &str) -> Result<Vec<usize>, PathError> {
         }
     }
     Ok(ends)
+}
+
+/// Counts the values in `v` (itself included) against `budget`; false once it runs out.
+fn within_budget(v: &Value, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match v {
+        Value::Array(items) => items.iter().all(|x| within_budget(x, budget)),
+        Value::Object(map) => map.values().all(|x| within_budget(x, budget)),
+        _ => true,
+    }
 }
 
 impl ResponsePath {
@@ -218,9 +252,12 @@ impl ResponsePath {
             if raw.len() > MAX_JSON_PATH_BYTES {
                 return Err(PathError::TooLong { len: raw.len() });
             }
-            let depth = nesting(raw);
+            let (depth, descendants) = nesting(raw);
             if depth > MAX_JSON_PATH_NESTING {
                 return Err(PathError::TooDeep { depth });
+            }
+            if descendants > MAX_JSON_PATH_DESCENDANTS {
+                return Err(PathError::TooManyDescendants { count: descendants });
             }
             let query = JsonPath::parse(raw)
                 .map_err(|e| PathError::JsonPath { path: raw.to_string(), problem: e.to_string() })?;
@@ -228,6 +265,9 @@ impl ResponsePath {
             let mut ends = singular_prefixes(raw)?;
             if singular && raw != "$" {
                 ends.push(raw.len());
+            }
+            if ends.len() > MAX_JSON_PATH_SEGMENTS {
+                return Err(PathError::TooManySegments);
             }
             let longest = match ends.last() {
                 Some(&end) if end == raw.len() => Some(query.clone()),
@@ -270,7 +310,14 @@ impl ResponsePath {
                     None if *singular => return Ok(body.clone()),
                     _ => {}
                 }
-                Ok(Value::Array(query.query(body).all().into_iter().cloned().collect()))
+                let nodes = query.query(body).all();
+                let mut budget = MAX_SELECTED_VALUES;
+                if !nodes.iter().all(|n| within_budget(n, &mut budget)) {
+                    return Err(format!(
+                        "`{raw}` selects more than {MAX_SELECTED_VALUES} values in this response; narrow the query (a name after `..`, a filter)"
+                    ));
+                }
+                Ok(Value::Array(nodes.into_iter().cloned().collect()))
             }
         }
     }
@@ -459,6 +506,16 @@ mod tests {
         assert!(matches!(ResponsePath::parse(&unclosed), Err(PathError::TooDeep { .. })));
         assert!(ResponsePath::parse("$[?@[?@[?@ > 1]]]").is_ok(), "a few levels are fine");
         assert!(ResponsePath::parse("$['[[[[[[[[[[']").is_ok(), "brackets in names do not count");
+        assert!(matches!(ResponsePath::parse("$..a..b"), Err(PathError::TooManyDescendants { count: 2 })));
+        assert!(ResponsePath::parse("$['..'][?@.x == '..']..a").is_ok(), "`..` in strings does not count");
+        assert!(matches!(ResponsePath::parse(&format!("${}", "[0]".repeat(65))), Err(PathError::TooManySegments)));
+        assert!(ResponsePath::parse(&format!("${}", "[0]".repeat(64))).is_ok());
+        let mut deep = json!(1);
+        for _ in 0..700 {
+            deep = json!({"a": deep, "b": [1, 2, 3]});
+        }
+        let err = ResponsePath::parse("$..*").unwrap().select(&deep).unwrap_err();
+        assert!(err.contains("selects more than"), "{err}");
         let long = format!("${}", "[0]".repeat(1364));
         assert!(matches!(ResponsePath::parse(&long), Err(PathError::TooManySegments)));
         let sixty = format!("${}", ".a".repeat(60));

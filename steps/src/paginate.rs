@@ -40,6 +40,8 @@ pub const MAX_PAGES: u32 = 100;
 pub const DEFAULT_MAX_ITEMS: u32 = 1000;
 /// The most `max_items` may be.
 pub const MAX_ITEMS: u32 = 10_000;
+/// The largest first page number or offset (`start`).
+pub const MAX_START: u64 = 1_000_000_000;
 
 /// `paginate` as written in a flow.
 #[derive(Deserialize, JsonSchema)]
@@ -158,6 +160,15 @@ impl Paginate {
                     "the query parameter's name is empty",
                     Some("name it: \"param\": \"page\"".into()),
                 );
+                return None;
+            }
+        }
+        for (rel, start) in [
+            ("/paginate/page/start", cfg.page.as_ref().and_then(|c| c.start)),
+            ("/paginate/offset/start", cfg.offset.as_ref().and_then(|c| c.start)),
+        ] {
+            if start.is_some_and(|s| s > MAX_START) {
+                cx.error("invalid-value", rel, format!("the first value is at most {MAX_START}"), None);
                 return None;
             }
         }

@@ -643,6 +643,13 @@ impl HttpClient {
                     .to_str()
                     .map_err(|_| bad("not text".into()))?;
                 let next = url.join(location).map_err(|e| bad(e.to_string()))?;
+                // A user name or password in the Location would become an `Authorization`
+                // header the answering server chose.
+                if !next.username().is_empty() || next.password().is_some() {
+                    return Err(bad(
+                        "it carries a user name or password, which Tern does not send where a redirect says".into(),
+                    ));
+                }
                 if next.origin() != first_origin {
                     credential = None;
                     headers = None;

@@ -190,6 +190,22 @@ async fn hostile_pages() {
     let error = c.step("list")["error"].clone();
     assert!(error["message"].as_str().unwrap_or_default().contains("redirected"), "{error}");
 
+    // A redirect whose Location carries a user name and password is not followed: it would
+    // become an `Authorization` header the answering server chose.
+    let target = Scripted::start(vec![("/next", vec![json_answer(page(2, json!({})))])]);
+    let mut with_user = answer(302, None, "");
+    with_user.headers.push(("location", format!("http://u:p@{}/next", target.addr)));
+    let api = Scripted::start(vec![
+        ("/contacts", vec![json_answer(page(1, json!({"links": {"next": "/redir"}})))]),
+        ("/redir", vec![with_user]),
+    ]);
+    let mut flow = paging_flow(&api, by_link());
+    flow["steps"][0]["on_error"] = json!("end");
+    let c = Service::builder().flow(&flow).start().converse(&["go"]).await;
+    let error = c.step("list")["error"].clone();
+    assert!(error["message"].as_str().unwrap_or_default().contains("user name or password"), "{error}");
+    assert!(target.requests().is_empty(), "nothing reaches the redirect's target");
+
     for next in [json!("http://u:p@127.0.0.1:1/x"), json!({"href": "/contacts/p2"})] {
         let api = Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({"links": {"next": next}})))])]);
         let mut flow = paging_flow(&api, by_link());
@@ -215,7 +231,7 @@ async fn hostile_pages() {
         Scripted::start(vec![("/contacts", vec![json_answer(page(1, json!({}))), json_answer(page(2, json!({})))])]);
     let c = converse(
         &api,
-        json!({"items": "data", "as": "contacts", "page": {"param": "page", "start": u64::MAX}, "max_pages": 2}),
+        json!({"items": "data", "as": "contacts", "page": {"param": "page", "start": 1_000_000_000}, "max_pages": 2}),
     )
     .await;
     assert_eq!(c.json()["status"], "completed", "{:#}", c.json());
@@ -253,4 +269,10 @@ async fn one_way_to_the_next_page_is_required() {
     ]});
     let problems = Service::builder().flow(&flow).refused();
     assert!(problems.contains("/steps/0/paginate/page/param"), "{problems}");
+    let flow = json!({"version": 1, "id": "pages", "steps": [
+        {"id": "list", "type": "fetch_variables", "request": {"url": "https://api.example.com/contacts"},
+         "paginate": {"items": "data", "as": "contacts", "offset": {"param": "o", "start": u64::MAX}}}
+    ]});
+    let problems = Service::builder().flow(&flow).refused();
+    assert!(problems.contains("/steps/0/paginate/offset/start"), "{problems}");
 }
