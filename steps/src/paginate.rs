@@ -274,9 +274,9 @@ impl Paginate {
                 ));
             }
             let next = if truncated.is_some() {
-                Err(String::new())
+                After::Last(String::new())
             } else if count == 0 {
-                Err(format!("page {} had no items", page + 1))
+                After::Last(format!("page {} had no items", page + 1))
             } else {
                 self.next_request(&resp, &body, &mut counter, count, &mut seen)?
             };
@@ -284,8 +284,8 @@ impl Paginate {
                 first_response = Some(resp);
             }
             let next_url = match next {
-                Ok(url) => url,
-                Err(why) => {
+                After::Next(url) => url,
+                After::Last(why) => {
                     stopped = why;
                     break;
                 }
@@ -360,20 +360,20 @@ impl Paginate {
         counter: &mut u64,
         count: usize,
         seen: &mut std::collections::HashSet<String>,
-    ) -> Result<Result<Url, String>, StepFailure> {
+    ) -> Result<After, StepFailure> {
         let mut url = resp.url.clone();
         let read = |m: &Mapping| m.path.select(body);
         match &self.next {
             Next::Link(m) => match read(m) {
                 Ok(Value::String(s)) if !s.trim().is_empty() => match resp.url.join(s.trim()) {
-                    Ok(u) => Ok(Ok(u)),
+                    Ok(u) => Ok(After::Next(u)),
                     Err(e) => Err(StepFailure::Other {
                         code: "pagination",
                         message: format!("the next link `{s}` is not a URL: {e}"),
                     }),
                 },
                 Ok(v @ (Value::Null | Value::String(_))) => {
-                    Ok(Err(format!("`{}` holds no next link ({})", m.path.raw(), short(&v))))
+                    Ok(After::Last(format!("`{}` holds no next link ({})", m.path.raw(), short(&v))))
                 }
                 Ok(v) => Err(StepFailure::Other {
                     code: "pagination",
@@ -383,7 +383,7 @@ impl Paginate {
                         tern_engine::dot_path::describe(&v)
                     ),
                 }),
-                Err(why) => Ok(Err(why)),
+                Err(why) => Ok(After::Last(why)),
             },
             Next::LinkHeader => {
                 for value in resp.headers.get_all("link") {
@@ -393,39 +393,47 @@ impl Paginate {
                         message: format!("the Link header cannot be read (RFC 8288): {e}"),
                     })?;
                     if let Some(next) = links.into_iter().find(|l| l.rel == "next") {
-                        return Ok(Ok(next.target));
+                        return Ok(After::Next(next.target));
                     }
                 }
-                Ok(Err("the Link header has no rel=\"next\"".into()))
+                Ok(After::Last("the Link header has no rel=\"next\"".into()))
             }
             Next::Cursor { from, param } => {
                 let cursor = match read(from) {
                     Ok(Value::String(s)) => s,
                     Ok(Value::Number(n)) => n.to_string(),
-                    Ok(v) => return Ok(Err(format!("`{}` holds no cursor ({})", from.path.raw(), short(&v)))),
-                    Err(why) => return Ok(Err(why)),
+                    Ok(v) => return Ok(After::Last(format!("`{}` holds no cursor ({})", from.path.raw(), short(&v)))),
+                    Err(why) => return Ok(After::Last(why)),
                 };
                 if cursor.is_empty() {
-                    return Ok(Err(format!("`{}` is empty", from.path.raw())));
+                    return Ok(After::Last(format!("`{}` is empty", from.path.raw())));
                 }
                 if !seen.insert(format!("cursor:{cursor}")) {
-                    return Ok(Err(format!("`{}` repeats a cursor already followed", from.path.raw())));
+                    return Ok(After::Last(format!("`{}` repeats a cursor already followed", from.path.raw())));
                 }
                 set_query(&mut url, param, &cursor);
-                Ok(Ok(url))
+                Ok(After::Next(url))
             }
             Next::Page { param, .. } => {
                 *counter = counter.saturating_add(1);
                 set_query(&mut url, param, &counter.to_string());
-                Ok(Ok(url))
+                Ok(After::Next(url))
             }
             Next::Offset { param, .. } => {
                 *counter = counter.saturating_add(count as u64);
                 set_query(&mut url, param, &counter.to_string());
-                Ok(Ok(url))
+                Ok(After::Next(url))
             }
         }
     }
+}
+
+/// What follows a page: the next one, or nothing (and why, for the trace).
+enum After {
+    /// The next page's URL.
+    Next(Url),
+    /// This was the last page, for this reason.
+    Last(String),
 }
 
 /// A value in a few words (`it is null`), for why pagination stopped.
