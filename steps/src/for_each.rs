@@ -8,7 +8,7 @@
 //! holds one value per pass so far (`[]` before the first), so a body that leaves the loop
 //! early keeps what was collected; after the last pass the step continues with its `next`.
 //!
-//! Where it is in the list is the step's kept state ([`StepContext::set_state`]), which a
+//! Where it is in the list is the step's kept state ([`StepContext::take_state`], `set_state`), which a
 //! paused run keeps: a body may `ask` once per item, and the loop goes on after a restart,
 //! on another instance, with the same list (taken once, when the loop starts).
 //!
@@ -24,7 +24,7 @@
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tern_engine::dot_path::describe;
 use tern_engine::template::JsonTemplate;
@@ -134,16 +134,8 @@ impl StepType for ForEach {
             );
             ok = false;
         }
-        let max_items = cfg.max_items.unwrap_or(DEFAULT_MAX_ITEMS);
-        if max_items == 0 || max_items > MAX_ITEMS {
-            cx.error(
-                "invalid-value",
-                "/max_items",
-                format!("`max_items` is {max_items}; give a number from 1 to {MAX_ITEMS}"),
-                None,
-            );
-            ok = false;
-        }
+        let max_items = cx.bound("/max_items", cfg.max_items, DEFAULT_MAX_ITEMS, MAX_ITEMS);
+        ok &= max_items.is_some();
         let collect = match &cfg.collect {
             Some(c) => {
                 cx.defines("/collect/as", &c.into);
@@ -194,7 +186,7 @@ impl StepType for ForEach {
                 _ => None,
             },
         };
-        let (Some(items), Some(body), true) = (items, body, ok) else { return None };
+        let (Some(items), Some(body), Some(max_items), true) = (items, body, max_items, ok) else { return None };
         Some(Box::new(Loop {
             items,
             item_as: cfg.item_as,
@@ -220,8 +212,10 @@ struct Loop {
     errors_as: Option<VarName>,
 }
 
-/// Where a loop is: its list (taken once), the next position, what was collected so far.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// Where a loop is: its list (taken once), the next position, what was collected so far. Kept
+/// as the step's state between passes and moved in and out of it, so the list is never copied
+/// per pass.
+#[derive(Debug, Default, Deserialize)]
 struct Progress {
     items: Vec<Value>,
     index: usize,
@@ -229,6 +223,28 @@ struct Progress {
     collected: Vec<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     errors: Vec<Value>,
+}
+
+impl Progress {
+    /// Reads the kept state (moved: `serde_json::from_value` takes the values it holds).
+    fn from_state(state: Value) -> Result<Self, StepFailure> {
+        serde_json::from_value(state)
+            .map_err(|e| fail("loop-state", format!("the loop's saved place cannot be read ({e})")))
+    }
+
+    /// The state to keep (moved: the list and values go into it).
+    fn into_state(self) -> Value {
+        let mut state = serde_json::Map::new();
+        state.insert("items".into(), Value::Array(self.items));
+        state.insert("index".into(), json!(self.index));
+        if !self.collected.is_empty() {
+            state.insert("collected".into(), Value::Array(self.collected));
+        }
+        if !self.errors.is_empty() {
+            state.insert("errors".into(), Value::Array(self.errors));
+        }
+        Value::Object(state)
+    }
 }
 
 fn fail(code: &'static str, message: String) -> StepFailure {
@@ -294,16 +310,12 @@ impl Step for Loop {
     async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
         // Coming from outside the body, the loop starts (again), whatever an earlier, unfinished
         // run of it left behind (a body step whose `on_error` left the loop).
-        let kept = cx.state().filter(|_| cx.returned_from_body());
+        let kept = cx.take_state().filter(|_| cx.returned_from_body());
         let progress = match kept {
             None => self.start(cx)?,
             Some(state) => {
-                let mut progress: Progress = serde_json::from_value(state.clone())
-                    .map_err(|e| fail("loop-state", format!("the loop's saved place cannot be read ({e})")))?;
-                if let Err(e) = self.end_pass(cx, &mut progress) {
-                    cx.set_state(None);
-                    return Err(e);
-                }
+                let mut progress = Progress::from_state(state)?;
+                self.end_pass(cx, &mut progress)?;
                 progress
             }
         };
@@ -317,17 +329,13 @@ impl Step for Loop {
         if let Some(name) = &self.errors_as {
             cx.set_var(name, Value::Array(progress.errors.clone()));
         }
-        let Some(item) = progress.items.get(progress.index).cloned() else {
-            // Done: forget the place.
-            cx.set_state(None);
-            return Ok(Outcome::Next);
-        };
+        // Done: the place is forgotten (it was taken out of the state).
+        let Some(item) = progress.items.get(progress.index).cloned() else { return Ok(Outcome::Next) };
         cx.set_var(&self.item_as, item);
         if let Some(name) = &self.index_as {
             cx.set_var(name, json!(progress.index));
         }
-        let state = serde_json::to_value(&progress).map_err(|e| fail("loop-state", e.to_string()))?;
-        cx.set_state(Some(state));
+        cx.set_state(Some(progress.into_state()));
         Ok(Outcome::Goto(Jump::Step(self.body)))
     }
 

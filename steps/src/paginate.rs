@@ -121,22 +121,13 @@ fn path(cx: &mut BuildContext<'_>, rel: &str, raw: &str) -> Option<ResponsePath>
     cx.mapping(rel, &tern_engine::mapping::MappingConfig::Path(raw.to_string())).map(|m| m.path)
 }
 
-fn bounded(cx: &mut BuildContext<'_>, rel: &str, given: Option<u32>, default: u32, max: u32) -> Option<u32> {
-    let value = given.unwrap_or(default);
-    if value == 0 || value > max {
-        cx.error("invalid-value", rel, format!("{value} is out of range; give a number from 1 to {max}"), None);
-        return None;
-    }
-    Some(value)
-}
-
 impl Paginate {
     /// Compiles `paginate` at `/paginate`, reporting every problem.
     pub fn build(cx: &mut BuildContext<'_>, cfg: PaginateConfig) -> Option<Self> {
         cx.defines("/paginate/as", &cfg.into);
         let items = path(cx, "/paginate/items", &cfg.items);
-        let max_pages = bounded(cx, "/paginate/max_pages", cfg.max_pages, DEFAULT_MAX_PAGES, MAX_PAGES);
-        let max_items = bounded(cx, "/paginate/max_items", cfg.max_items, DEFAULT_MAX_ITEMS, MAX_ITEMS);
+        let max_pages = cx.bound("/paginate/max_pages", cfg.max_pages, DEFAULT_MAX_PAGES, MAX_PAGES);
+        let max_items = cx.bound("/paginate/max_items", cfg.max_items, DEFAULT_MAX_ITEMS, MAX_ITEMS);
         let given =
             [cfg.next_link.is_some(), cfg.link_header, cfg.cursor.is_some(), cfg.page.is_some(), cfg.offset.is_some()];
         if given.iter().filter(|g| **g).count() != 1 {

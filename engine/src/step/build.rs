@@ -223,6 +223,18 @@ impl<'a> BuildContext<'a> {
         }
     }
 
+    /// A bound the flow may set at `rel` (`max_items`, `max_pages`): `given`, or `default`
+    /// when absent; an `invalid-value` error when it is not from 1 to `max`.
+    pub fn bound(&mut self, rel: &str, given: Option<u32>, default: u32, max: u32) -> Option<u32> {
+        let value = given.unwrap_or(default);
+        if value == 0 || value > max {
+            let field = rel.rsplit('/').next().unwrap_or(rel);
+            self.error("invalid-value", rel, format!("`{field}` is {value}; give a number from 1 to {max}"), None);
+            return None;
+        }
+        Some(value)
+    }
+
     /// Compiles a regular expression at `rel` (size-limited).
     pub fn regex(&mut self, rel: &str, pattern: &str) -> Option<Regex> {
         match regex::RegexBuilder::new(pattern).size_limit(1 << 20).build() {

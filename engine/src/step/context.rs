@@ -213,10 +213,11 @@ impl StepContext<'_> {
         self.env.contact.as_object().and_then(super::contact_id)
     }
 
-    /// What this step kept for its next visit in this run ([`StepContext::set_state`]), if
-    /// anything. A paused run keeps it (in its snapshot), so it survives restarts.
-    pub fn state(&self) -> Option<&Value> {
-        self.states.get(self.step_id.as_str())
+    /// Takes what this step kept for its next visit in this run ([`StepContext::set_state`]),
+    /// if anything: moved out, not copied (put it back with `set_state`). A paused run keeps
+    /// it (in its snapshot), so it survives restarts.
+    pub fn take_state(&mut self) -> Option<Value> {
+        self.states.remove(self.step_id.as_str())
     }
 
     /// Keeps `state` for this step's next visit in this run; `None` forgets it. Repeating steps
