@@ -67,6 +67,7 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "tern channels add site --kind web", Check::Test("web_chat_commands")),
     ("README.md", "\"steps\": [", Check::Test("the_choices_example_runs")),
     ("README.md", "\"variables\": { \"deals\"", Check::Test("the_loop_example_runs")),
+    ("README.md", "\"variables\": { \"lines\"", Check::Test("the_expressions_example_runs")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
@@ -880,6 +881,30 @@ fn the_loop_example_runs() {
     assert!(out.contains("Your deals: [\"Roof: won\"]"), "{out}");
     let asked: Vec<String> = api.requests().into_iter().map(|r| r.uri).collect();
     assert_eq!(asked, ["/deals/1", "/deals/2"], "one lookup per deal");
+}
+
+/// The expressions block: totals, names and a condition computed by expressions, both ways
+/// through the branch.
+#[test]
+fn the_expressions_example_runs() {
+    let b = block("README.md", "\"variables\": { \"lines\"");
+    let flow: serde_json::Value =
+        serde_json::from_str(&format!("{{\"version\": 1, \"id\": \"order\", {}}}", b.text)).unwrap();
+    let s = Sandbox::new();
+    std::fs::write(s.path("order.json"), flow.to_string()).unwrap();
+    s.ok(&b, "tern validate order.json");
+    let out = s.ok(&b, "tern run order.json -m hello");
+    assert!(out.contains("TEA, CAKE: 21.00 EUR"), "{out}");
+    assert!(!out.contains("gift-wrapped"), "{out}");
+    let out = s.ok(&b, "tern run order.json -m 'As a GIFT please'");
+    assert!(out.contains("TEA, CAKE: 21.00 EUR, gift-wrapped"), "{out}");
+    // A type error is reported by `tern validate` at its pointer, in the designer's words.
+    let broken = flow.to_string().replace("l.qty * l.price", "l.qty * 'price'");
+    std::fs::write(s.path("broken.json"), broken).unwrap();
+    let r = s.sh("tern validate broken.json");
+    assert_ne!(r.code(), 0, "a broken expression must fail validation");
+    let out = format!("{}{}", r.stdout(), r.stderr());
+    assert!(out.contains("/steps/0/variables/total") && out.contains("cannot combine a number and a text"), "{out}");
 }
 
 /// The Twilio block: the channel added and shown, the webhook to set in the Twilio Console

@@ -54,6 +54,7 @@ pub mod dot_path;
 mod duplicates;
 pub mod effects;
 mod error;
+pub mod expr;
 mod fallback;
 mod flow;
 pub mod flow_set;

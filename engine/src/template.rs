@@ -5,9 +5,10 @@
 //! roots: `message.text`, `contact.*`, `conversation.id`, `secrets.NAME` and
 //! `integration.NAME.FIELD`. One filter exists, `{{contact.name | default: "there"}}`: the
 //! literal (a JSON string, number or boolean) stands in when the value is missing, `null` or the
-//! empty string. There is no other filter, no expression language and no code execution, and there
-//! is no placeholder that yields an access token: tokens are injected by the HTTP layer, never
-//! read by a flow.
+//! empty string. Anything else inside the braces is an expression (`{{ total * 1.2 }}`,
+//! `{{ deals.filter(d, d.open).size() }}`; see [`crate::expr`]): checked when the flow loads,
+//! evaluated without I/O and within bounds. No placeholder yields an access token: tokens are
+//! injected by the HTTP layer, never read by a flow.
 //!
 //! How a value is escaped depends on where it lands, so rendering is parameterised by an
 //! encoder: URL templates percent-encode (see [`crate::http::UrlTemplate`]), JSON bodies keep the
@@ -18,6 +19,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::expr::Expression;
 use crate::ids::{IntegrationName, VarName};
 
 /// Largest string a single template may render to.
@@ -111,7 +113,7 @@ impl VarRef {
         for p in &parts {
             if let Some(c) = p.chars().find(|c| !crate::ids::is_ident_char(*c)) {
                 return Err(format!(
-                    "`{raw}` contains `{c}`; placeholders are names and dotted paths only (no expressions)"
+                    "`{raw}` contains `{c}`; write a name or a dotted path here (expressions go in `{{ … }}` without a `default`)"
                 ));
             }
         }
@@ -182,6 +184,20 @@ pub enum RenderError {
 pub trait Scope {
     /// The value a placeholder refers to.
     fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError>;
+
+    /// The whole value of a root (`var` has an empty path) for an expression to read. The
+    /// default resolves it like a placeholder; a scope that counts what placeholders splice in
+    /// counts the expression's result instead ([`Scope::charge`]).
+    fn root(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
+        self.resolve(var)
+    }
+
+    /// Counts an expression's result (`raw` is the expression as written) against the scope's
+    /// limits; the default accepts everything.
+    fn charge(&self, raw: &str, value: &Value) -> Result<(), RenderError> {
+        let _ = (raw, value);
+        Ok(())
+    }
 }
 
 /// Follows a dotted path into a JSON value, explaining what is missing when it fails.
@@ -206,6 +222,45 @@ pub fn value_text(value: &Value) -> Cow<'_, str> {
 enum Part {
     Lit(String),
     Var(VarRef),
+    Expr(Box<Expression>),
+}
+
+impl Part {
+    /// Parses the inside of `{{ … }}`: a reference (with its `default` filter) when it looks
+    /// like one, an expression otherwise.
+    fn placeholder(inner: &str) -> Result<Self, TemplateError> {
+        let reference_error = match VarRef::parse_placeholder(inner) {
+            Ok(v) => return Ok(Part::Var(v)),
+            Err(message) => message,
+        };
+        let trimmed = inner.trim();
+        let plain = trimmed.chars().all(|c| crate::ids::is_ident_char(c) || c == '.');
+        let filter = trimmed.replace("||", "").contains('|');
+        if plain || filter {
+            return Err(TemplateError { message: reference_error });
+        }
+        Expression::parse(trimmed)
+            .map(|e| Part::Expr(Box::new(e)))
+            .map_err(|e| TemplateError { message: e.to_string() })
+    }
+
+    /// The value of a placeholder part.
+    fn value<'s>(&'s self, scope: &'s dyn Scope) -> Result<Cow<'s, Value>, RenderError> {
+        match self {
+            Part::Lit(s) => Ok(Cow::Owned(Value::String(s.clone()))),
+            Part::Var(v) => v.resolve(scope),
+            Part::Expr(e) => e.eval(scope).map(Cow::Owned),
+        }
+    }
+
+    /// The placeholder as written, for messages.
+    fn raw(&self) -> &str {
+        match self {
+            Part::Lit(s) => s,
+            Part::Var(v) => &v.raw,
+            Part::Expr(e) => e.source(),
+        }
+    }
 }
 
 /// A parsed template string.
@@ -235,8 +290,7 @@ impl Template {
             let close = after.find("}}").ok_or_else(|| TemplateError {
                 message: format!("`{{{{` at byte {} is never closed with `}}}}`", source.len() - rest.len() + open),
             })?;
-            let var = VarRef::parse_placeholder(&after[..close]).map_err(|message| TemplateError { message })?;
-            parts.push(Part::Var(var));
+            parts.push(Part::placeholder(&after[..close])?);
             rest = &after[close + 2..];
         }
         if !rest.is_empty() {
@@ -245,11 +299,20 @@ impl Template {
         Ok(Self { parts })
     }
 
-    /// The placeholders, in order.
+    /// The placeholders, in order, and what the expressions among them read.
     pub fn vars(&self) -> impl Iterator<Item = &VarRef> {
+        self.parts.iter().flat_map(|p| match p {
+            Part::Var(v) => std::slice::from_ref(v),
+            Part::Expr(e) => e.refs(),
+            Part::Lit(_) => &[],
+        })
+    }
+
+    /// The expressions among the placeholders, in order.
+    pub fn expressions(&self) -> impl Iterator<Item = &Expression> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Var(v) => Some(v),
-            Part::Lit(_) => None,
+            Part::Expr(e) => Some(e.as_ref()),
+            _ => None,
         })
     }
 
@@ -262,12 +325,32 @@ impl Template {
         }
     }
 
-    /// The placeholder when the whole template is exactly one placeholder.
+    /// The placeholder when the whole template is exactly one placeholder (not an expression).
     pub fn as_single_var(&self) -> Option<&VarRef> {
         match self.parts.as_slice() {
             [Part::Var(v)] => Some(v),
             _ => None,
         }
+    }
+
+    /// The one placeholder or expression, when the whole template is exactly that.
+    fn single(&self) -> Option<&Part> {
+        match self.parts.as_slice() {
+            [p @ (Part::Var(_) | Part::Expr(_))] => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether the whole template is one placeholder or one expression, which keeps its
+    /// value's JSON type when rendered as a value.
+    pub fn is_single_placeholder(&self) -> bool {
+        self.single().is_some()
+    }
+
+    /// The template with `stand_in` in place of every placeholder and expression, nothing
+    /// evaluated (to check the literal text around them, as URL templates do).
+    pub fn with_stand_in(&self, stand_in: &str) -> String {
+        self.parts.iter().map(|p| if let Part::Lit(s) = p { s.as_str() } else { stand_in }).collect()
     }
 
     /// Renders to a string, splicing values with [`value_text`].
@@ -279,19 +362,20 @@ impl Template {
     }
 
     /// Renders to a string; each value goes through `encode` (literal text does not), which
-    /// usually escapes its [`value_text`].
+    /// usually escapes its [`value_text`]. `encode` gets the placeholder as written (for its
+    /// messages), the value and the output.
     pub fn render_encoded(
         &self,
         scope: &dyn Scope,
-        mut encode: impl FnMut(&VarRef, &Value, &mut String) -> Result<(), RenderError>,
+        mut encode: impl FnMut(&str, &Value, &mut String) -> Result<(), RenderError>,
     ) -> Result<String, RenderError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Lit(s) => out.push_str(s),
-                Part::Var(v) => {
-                    let value = v.resolve(scope)?;
-                    encode(v, &value, &mut out)?;
+                placeholder => {
+                    let value = placeholder.value(scope)?;
+                    encode(placeholder.raw(), &value, &mut out)?;
                 }
             }
             if out.len() > MAX_RENDERED_BYTES {
@@ -304,8 +388,8 @@ impl Template {
     /// Renders to a JSON value: a template that is exactly one placeholder keeps the value's JSON
     /// type; anything else is a string.
     pub fn render_value(&self, scope: &dyn Scope) -> Result<Value, RenderError> {
-        match self.as_single_var() {
-            Some(v) => Ok(v.resolve(scope)?.into_owned()),
+        match self.single() {
+            Some(p) => Ok(p.value(scope)?.into_owned()),
             None => self.render(scope).map(Value::String),
         }
     }
@@ -314,8 +398,8 @@ impl Template {
     /// array gives one text per element (repeated query parameters and form fields); anything
     /// else gives one text.
     pub fn render_texts(&self, scope: &dyn Scope, out: &mut Vec<String>) -> Result<(), RenderError> {
-        if let Some(v) = self.as_single_var() {
-            let value = v.resolve(scope)?;
+        if let Some(p) = self.single() {
+            let value = p.value(scope)?;
             if let Value::Array(items) = value.as_ref() {
                 out.extend(items.iter().map(|item| value_text(item).into_owned()));
                 return Ok(());
@@ -451,7 +535,8 @@ mod tests {
     #[test]
     fn rejects_bad_templates() {
         assert!(Template::parse("{{ unclosed").unwrap_err().message.contains("never closed"));
-        assert!(Template::parse("{{ a + b }}").unwrap_err().message.contains("no expressions"));
+        assert!(Template::parse("{{ a + }}").unwrap_err().message.contains("ends too early"));
+        assert!(Template::parse("{{ a.b$ }}").unwrap_err().message.contains("`$`"));
         assert!(Template::parse("{{}}").is_err());
         assert!(Template::parse("{{secrets}}").is_err());
         assert!(Template::parse("{{integration.zoho}}").is_err());

@@ -1,12 +1,17 @@
 //! `branch`: choose the next step by conditions on variables. The first case whose condition
 //! holds wins; when none does, the step continues like any other (its `next`, or the following
 //! step).
+//!
+//! A condition is either a test on one value (`{"var": "qty", "gte": 100}`) or an expression
+//! (`"order.total > 100 && contact.country == 'FR'"`, see `tern_engine::expr`), which must give
+//! true or false.
 
 use async_trait::async_trait;
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
+use tern_engine::expr::Expression;
 use tern_engine::template::{JsonTemplate, Scope, VarRef, value_text};
 use tern_engine::{BuildContext, Jump, Outcome, Step, StepContext, StepFailure, StepType, Target, schema::schema_of};
 
@@ -22,10 +27,21 @@ struct Config {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseConfig {
-    /// The condition.
-    when: ConditionConfig,
+    /// The condition: an expression that gives true or false (`"qty >= 100 && vip"`), or a
+    /// test on one value (`{"var": "qty", "gte": 100}`).
+    when: WhenConfig,
     /// Where to go when it holds: a step id or `end`.
     next: Target,
+}
+
+/// A condition as written.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum WhenConfig {
+    /// An expression that gives true or false.
+    Expression(String),
+    /// A test on one value.
+    Test(ConditionConfig),
 }
 
 /// A test on one value. Give `var` and exactly one operator.
@@ -92,9 +108,14 @@ enum Test {
 }
 
 #[derive(Debug)]
+enum Condition {
+    On(VarRef, Test),
+    Expression(Expression),
+}
+
+#[derive(Debug)]
 struct Case {
-    var: VarRef,
-    test: Test,
+    condition: Condition,
     jump: Jump,
 }
 
@@ -105,7 +126,7 @@ impl StepType for Branch {
         "branch"
     }
     fn description(&self) -> &str {
-        "Go to the first case whose condition holds (equals, not_equals, exists, matches, gt/gte/lt/lte)"
+        "Go to the first case whose condition holds (an expression, or equals, not_equals, exists, matches, gt/gte/lt/lte)"
     }
     fn config_schema(&self) -> Value {
         schema_of::<Config>()
@@ -120,7 +141,18 @@ impl StepType for Branch {
         let mut ok = true;
         for (i, case) in cfg.cases.iter().enumerate() {
             let rel = format!("/cases/{i}");
-            let c = &case.when;
+            let c = match &case.when {
+                WhenConfig::Test(c) => c,
+                WhenConfig::Expression(text) => {
+                    let jump = cx.labeled_target(&format!("{rel}/next"), &case.next, text.trim());
+                    let at = format!("{rel}/when");
+                    match (cx.condition(&at, text), jump) {
+                        (Some(e), Some(jump)) => cases.push(Case { condition: Condition::Expression(e), jump }),
+                        _ => ok = false,
+                    }
+                    continue;
+                }
+            };
             let jump = cx.labeled_target(&format!("{rel}/next"), &case.next, c.label());
             let var = match VarRef::parse(&c.var) {
                 Ok(v) => {
@@ -168,7 +200,7 @@ impl StepType for Branch {
                 continue;
             }
             match (var, tests.pop().flatten(), jump) {
-                (Some(var), Some(test), Some(jump)) => cases.push(Case { var, test, jump }),
+                (Some(var), Some(test), Some(jump)) => cases.push(Case { condition: Condition::On(var, test), jump }),
                 _ => ok = false,
             }
         }
@@ -210,8 +242,18 @@ impl Step for BranchStep {
         {
             let scope = cx.scope();
             for (i, case) in self.cases.iter().enumerate() {
-                let value = scope.resolve(&case.var).ok().map(|v| v.into_owned());
-                let holds = match (&case.test, &value) {
+                let (var, test) = match &case.condition {
+                    Condition::Expression(e) => {
+                        if e.holds(&scope)? {
+                            taken = Some(i);
+                            break;
+                        }
+                        continue;
+                    }
+                    Condition::On(var, test) => (var, test),
+                };
+                let value = scope.resolve(var).ok().map(|v| v.into_owned());
+                let holds = match (test, &value) {
                     (Test::Exists(want), v) => *want == v.as_ref().is_some_and(|v| !v.is_null()),
                     (_, None) => false,
                     (Test::Equals(t), Some(v)) => loosely_equal(v, &t.render(&scope)?),

@@ -121,7 +121,7 @@ impl StepType for ForEach {
             }
         }
         let items = cx.json_template("/items", &cfg.items);
-        let one_placeholder = matches!(&items, Some(JsonTemplate::Text(t)) if t.as_single_var().is_some());
+        let one_placeholder = matches!(&items, Some(JsonTemplate::Text(t)) if t.is_single_placeholder());
         if !(cfg.items.is_array() || one_placeholder) && items.is_some() {
             cx.error(
                 "invalid-value",

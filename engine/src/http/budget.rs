@@ -65,14 +65,23 @@ fn size_within(value: &Value, limit: usize) -> Option<usize> {
 impl Scope for Budgeted<'_> {
     fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
         let value = self.inner.resolve(var)?;
+        self.charge(&var.raw, &value)?;
+        Ok(value)
+    }
+
+    fn root(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
+        self.inner.root(var)
+    }
+
+    fn charge(&self, raw: &str, value: &Value) -> Result<(), RenderError> {
         let left = self.left.get();
-        match size_within(&value, left) {
+        match size_within(value, left) {
             Some(n) => {
                 self.left.set(left - n);
-                Ok(value)
+                Ok(())
             }
             None => Err(RenderError::Rejected {
-                var: var.raw.clone(),
+                var: raw.to_string(),
                 reason: format!(
                     "makes the request larger than {MAX_REQUEST_TEMPLATE_BYTES} bytes: the values spliced into the URL, query, headers and body count against one limit; send less (a field or a page of it) instead"
                 ),

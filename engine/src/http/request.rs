@@ -307,7 +307,7 @@ impl RequestTemplate {
                 let text = value_text(value);
                 if text.contains(['\r', '\n', '\0']) {
                     return Err(RenderError::Rejected {
-                        var: var.raw.clone(),
+                        var: var.to_string(),
                         reason: format!("contains CR, LF or NUL and cannot go into header `{name}`"),
                     });
                 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::{Jump, StepJump};
 use crate::checked::parse_checked;
 use crate::diagnostics::{Diagnostic, nearest};
+use crate::expr::{Expression, Kind};
 use crate::flow::HEADER_FIELDS;
 use crate::http::{RequestConfig, RequestTemplate};
 use crate::ids::{IntegrationName, StepId, Target, VarName};
@@ -183,6 +184,44 @@ impl<'a> BuildContext<'a> {
                 None
             }
         }
+    }
+
+    /// Parses an expression at `rel` (see [`crate::expr`]) and records the flow values it
+    /// reads; a `bad-expression` error when it cannot be used.
+    pub fn expression(&mut self, rel: &str, text: &str) -> Option<Expression> {
+        match Expression::parse(text) {
+            Ok(e) => {
+                for v in e.refs() {
+                    self.use_var(rel, v);
+                }
+                Some(e)
+            }
+            Err(e) => {
+                self.error(
+                    "bad-expression",
+                    rel,
+                    e.to_string(),
+                    Some("expressions are CEL, such as `order.total > 100 && contact.country == 'FR'`; see the README's Expressions section".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// [`BuildContext::expression`] for a condition: a `not-a-condition` error when the
+    /// expression is known to give something other than true or false.
+    pub fn condition(&mut self, rel: &str, text: &str) -> Option<Expression> {
+        let e = self.expression(rel, text)?;
+        if !matches!(e.kind(), Kind::Bool | Kind::Any) {
+            self.error(
+                "not-a-condition",
+                rel,
+                format!("`{}` gives {}, but a condition must give true or false", e.source(), e.kind().words()),
+                Some("compare it: `x > 0`, `x != null`, `x == 'yes'`".into()),
+            );
+            return None;
+        }
+        Some(e)
     }
 
     /// Compiles a request at `rel`.

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // test code: a panic is a failed test with its message
 
 mod choices;
+mod expressions;
 mod failures;
 mod http_steps;
 mod lists;

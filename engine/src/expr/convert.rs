@@ -1,0 +1,173 @@
+//! Between JSON and CEL values, and CEL's run-time errors in a flow designer's words.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::objects::Key;
+use cel::{ExecutionError, Value};
+use serde_json::Value as Json;
+
+use super::functions::Number;
+use crate::template::MAX_RENDERED_BYTES;
+
+/// A JSON value as CEL sees it: every number is a whole number (`int`) when it is one and
+/// fits, a `double` otherwise; never CEL's `uint`, which would not mix with the others.
+pub(super) fn from_json(value: &Json) -> Value {
+    match value {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(Arc::new(s.clone())),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
+        Json::Object(map) => {
+            let map: HashMap<Key, Value> =
+                map.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v))).collect();
+            Value::Map(cel::objects::Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// The number a value holds, if it is one.
+pub(super) fn number(value: &Value) -> Option<Number> {
+    match value {
+        Value::Int(i) => Some(Number::Int(*i)),
+        Value::UInt(u) => Some(i64::try_from(*u).map(Number::Int).unwrap_or(Number::Float(*u as f64))),
+        Value::Float(f) => Some(Number::Float(*f)),
+        _ => None,
+    }
+}
+
+/// A result as JSON: a whole `double` becomes a whole number (`3.0` → `3`), a time its RFC 3339
+/// text, a duration its seconds. Refused when larger than
+/// [`MAX_RENDERED_BYTES`](crate::template::MAX_RENDERED_BYTES) (measured before anything is
+/// copied) or when it has no JSON form.
+pub(super) fn to_json(value: &Value) -> Result<Json, String> {
+    let mut left = MAX_RENDERED_BYTES;
+    convert(value, &mut left)
+}
+
+fn take(left: &mut usize, n: usize) -> Result<(), String> {
+    *left = left
+        .checked_sub(n)
+        .ok_or_else(|| format!("gives a result larger than {MAX_RENDERED_BYTES} bytes; select less"))?;
+    Ok(())
+}
+
+fn convert(value: &Value, left: &mut usize) -> Result<Json, String> {
+    take(left, 8)?;
+    Ok(match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::from(*i),
+        Value::UInt(u) => Json::from(*u),
+        Value::Float(f) => {
+            if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                Json::from(*f as i64)
+            } else {
+                serde_json::Number::from_f64(*f).map(Json::Number).ok_or("gives a number that is not finite")?
+            }
+        }
+        Value::String(s) => {
+            take(left, s.len())?;
+            Json::String(s.to_string())
+        }
+        Value::List(items) => Json::Array(items.iter().map(|v| convert(v, left)).collect::<Result<_, _>>()?),
+        Value::Map(map) => {
+            let mut out = serde_json::Map::new();
+            let mut entries: Vec<_> = map.map.iter().collect();
+            entries.sort_by(|a, b| key_text(a.0).cmp(&key_text(b.0)));
+            for (k, v) in entries {
+                let key = key_text(k);
+                take(left, key.len())?;
+                out.insert(key, convert(v, left)?);
+            }
+            Json::Object(out)
+        }
+        Value::Timestamp(t) => Json::String(t.to_rfc3339()),
+        Value::Duration(d) => {
+            let seconds = d.num_milliseconds() as f64 / 1000.0;
+            convert(&Value::Float(seconds), left)?
+        }
+        other => {
+            return Err(format!(
+                "gives {}, which cannot be stored; an optional value (`x.?field`) needs `.orValue(default)`",
+                kind_words(other)
+            ));
+        }
+    })
+}
+
+fn key_text(key: &Key) -> String {
+    match key {
+        Key::String(s) => s.to_string(),
+        Key::Int(i) => i.to_string(),
+        Key::Uint(u) => u.to_string(),
+        Key::Bool(b) => b.to_string(),
+    }
+}
+
+/// A value's kind in a flow designer's words.
+pub(super) fn kind_words(value: &Value) -> &'static str {
+    match value {
+        Value::Int(_) | Value::UInt(_) | Value::Float(_) => "a number",
+        Value::String(_) => "a text",
+        Value::Bool(_) => "true/false",
+        Value::List(_) => "a list",
+        Value::Map(_) => "an object",
+        Value::Null => "null (no value)",
+        Value::Timestamp(_) => "a time",
+        Value::Duration(_) => "a duration",
+        Value::Bytes(_) => "bytes",
+        _ => "a value of its own kind",
+    }
+}
+
+/// CEL's type names in a flow designer's words.
+fn type_words(name: &str) -> &str {
+    match name {
+        "int" | "uint" | "double" => "a number",
+        "string" => "a text",
+        "bool" => "true/false",
+        "list" => "a list",
+        "map" => "an object",
+        "null_type" => "null (no value)",
+        "google.protobuf.Timestamp" | "timestamp" => "a time",
+        "google.protobuf.Duration" | "duration" => "a duration",
+        other => other,
+    }
+}
+
+/// A run-time error in a flow designer's words.
+pub(super) fn explain(error: &ExecutionError) -> String {
+    match error {
+        ExecutionError::FunctionError { function, message } if function.is_empty() => message.clone(),
+        ExecutionError::FunctionError { function, message } => format!("`{function}`: {message}"),
+        ExecutionError::NoSuchKey(key) => format!(
+            "reads the field `{key}`, which is not there; check with `has(x.{key})` or write `x.?{key}.orValue(…)`"
+        ),
+        ExecutionError::UndeclaredReference(name) => format!("`{name}` is not known here"),
+        ExecutionError::NoSuchOverload(o) => {
+            let types: Vec<&str> = o.argument_types().iter().map(|t| type_words(t)).collect();
+            let name = o.function().trim_matches('_');
+            if o.is_member_function() && !types.is_empty() {
+                format!("`.{name}()` cannot be used on {} with {}", types[0], types[1..].join(", "))
+            } else {
+                format!("`{name}` cannot be used with {}", types.join(" and "))
+            }
+        }
+        ExecutionError::IndexOutOfBounds(i) => {
+            format!("index {} is past the end of the list", to_json(i).map(|j| j.to_string()).unwrap_or_default())
+        }
+        ExecutionError::DivisionByZero(_) | ExecutionError::RemainderByZero(_) => "divides by zero".into(),
+        ExecutionError::Overflow(..) => "the result is too large for a number".into(),
+        ExecutionError::UnexpectedType { got, want } => {
+            format!("expected {}, got {}", type_words(want), type_words(got))
+        }
+        ExecutionError::ValuesNotComparable(a, b) => format!("cannot compare {} with {}", kind_words(a), kind_words(b)),
+        ExecutionError::UnsupportedIndex(i, on) => format!("cannot read item {} of {}", kind_words(i), kind_words(on)),
+        other => other.to_string(),
+    }
+}
