@@ -114,7 +114,7 @@ pub fn response_mapping(data: &[u8]) {
     let body = serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.to_string()));
     let Ok(path) = ResponsePath::parse(path) else { return };
     let _ = path.raw();
-    let mapping = Mapping { path, default: Some(Value::Null) };
+    let mapping = Mapping { default: Some(Value::Null), ..Mapping::of(path) };
     let _ = mapping.apply(&body);
 }
 

@@ -904,7 +904,11 @@ fn the_expressions_example_runs() {
     let r = s.sh("tern validate broken.json");
     assert_ne!(r.code(), 0, "a broken expression must fail validation");
     let out = format!("{}{}", r.stdout(), r.stderr());
-    assert!(out.contains("/steps/0/variables/total") && out.contains("cannot combine a number and a text"), "{out}");
+    assert!(
+        out.contains("/steps/0/variables/total")
+            && out.contains("`*` works on numbers (and times and durations); one side is a text"),
+        "{out}"
+    );
 }
 
 /// The Twilio block: the channel added and shown, the webhook to set in the Twilio Console

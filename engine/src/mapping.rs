@@ -367,6 +367,11 @@ pub struct MappingWithDefault {
     /// error path.
     #[serde(default)]
     pub default: Option<Value>,
+    /// An expression ([`crate::expr`]) applied to the selected value, which it reads as
+    /// `value`: `"value.filter(d, d.status == 'open')"`, `"value.trim().lower()"`. Not applied
+    /// to the `default`.
+    #[serde(default)]
+    pub transform: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for MappingConfig {
@@ -391,6 +396,14 @@ impl MappingConfig {
             Self::WithDefault(m) => (&m.path, m.default.as_ref()),
         }
     }
+
+    /// The `transform` expression, as written.
+    pub fn transform(&self) -> Option<&str> {
+        match self {
+            Self::Path(_) => None,
+            Self::WithDefault(m) => m.transform.as_deref(),
+        }
+    }
 }
 
 /// A compiled mapping.
@@ -400,15 +413,44 @@ pub struct Mapping {
     pub path: ResponsePath,
     /// What to use when the path is missing.
     pub default: Option<Value>,
+    /// What to compute from the selected value (it reads only `value`).
+    pub transform: Option<crate::expr::Expression>,
 }
 
+/// The name a mapping's `transform` reads the selected value as.
+pub const TRANSFORM_VALUE: &str = "value";
+
 impl Mapping {
-    /// Reads the value, falling back to the default.
+    /// A mapping of `path` alone.
+    pub fn of(path: ResponsePath) -> Self {
+        Self { path, default: None, transform: None }
+    }
+
+    /// Reads the value (and transforms it), falling back to the default.
     pub fn apply(&self, body: &Value) -> Result<Value, String> {
-        match self.path.select(body) {
-            Ok(v) => Ok(v),
-            Err(e) => self.default.clone().ok_or(e),
+        let value = match self.path.select(body) {
+            Ok(v) => v,
+            Err(e) => return self.default.clone().ok_or(e),
+        };
+        match &self.transform {
+            None => Ok(value),
+            Some(t) => t.eval_with_locals(&NothingElse, &[(TRANSFORM_VALUE, &value)]).map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// The scope of a `transform`: it reads only `value`, checked when the flow loads.
+struct NothingElse;
+
+impl crate::template::Scope for NothingElse {
+    fn resolve(
+        &self,
+        var: &crate::template::VarRef,
+    ) -> Result<std::borrow::Cow<'_, Value>, crate::template::RenderError> {
+        Err(crate::template::RenderError::Missing {
+            var: var.raw.clone(),
+            reason: "a transform reads only `value`".into(),
+        })
     }
 }
 
@@ -460,7 +502,11 @@ mod tests {
         assert_eq!(sel("$..nowhere").unwrap(), json!([]));
         let err = sel("$.desk.escalatd[*]").unwrap_err();
         assert!(err.contains("not found: `$.desk` has no `escalatd`") && err.contains("escalated"), "{err}");
-        let m = Mapping { path: ResponsePath::parse("$.desk.escalated[*]").unwrap(), default: Some(json!("none")) };
+        let m = Mapping {
+            path: ResponsePath::parse("$.desk.escalated[*]").unwrap(),
+            default: Some(json!("none")),
+            transform: None,
+        };
         assert_eq!(m.apply(&desk).unwrap(), json!([]), "an empty match is a value, not a missing path");
     }
 
@@ -528,7 +574,24 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let m = Mapping { path: ResponsePath::parse("data.phone").unwrap(), default: Some(json!("none")) };
+        let m =
+            Mapping { path: ResponsePath::parse("data.phone").unwrap(), default: Some(json!("none")), transform: None };
         assert_eq!(m.apply(&body()).unwrap(), json!("none"));
+    }
+
+    #[test]
+    fn a_transform_computes_from_the_selected_value_only() {
+        let transform =
+            crate::expr::Expression::parse_with_locals("value.filter(n, n > 1).size()", &["value"]).unwrap();
+        let m = Mapping { transform: Some(transform), ..Mapping::of(ResponsePath::parse("$.n[*]").unwrap()) };
+        assert_eq!(m.apply(&json!({"n": [1, 2, 3]})).unwrap(), json!(2));
+        let with_default = Mapping { default: Some(json!("none")), ..m.clone() };
+        assert_eq!(
+            with_default.apply(&json!({"n": []})).unwrap(),
+            json!(0),
+            "an empty match is transformed like any value"
+        );
+        let missing = Mapping { path: ResponsePath::parse("data.x").unwrap(), ..with_default };
+        assert_eq!(missing.apply(&json!({})).unwrap(), json!("none"), "the default is used as written");
     }
 }

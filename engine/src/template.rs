@@ -113,7 +113,7 @@ impl VarRef {
         for p in &parts {
             if let Some(c) = p.chars().find(|c| !crate::ids::is_ident_char(*c)) {
                 return Err(format!(
-                    "`{raw}` contains `{c}`; write a name or a dotted path here (expressions go in `{{ … }}` without a `default`)"
+                    "`{raw}` contains `{c}`; write a name or a dotted path here; a `default` cannot follow an expression (write `x != null ? x : 'none'` instead)"
                 ));
             }
         }
@@ -178,6 +178,26 @@ pub enum RenderError {
         /// Why it was rejected.
         reason: String,
     },
+    /// An expression outside a placeholder (a branch condition, a mapping's `transform`)
+    /// failed.
+    #[error("`{expression}` {reason}")]
+    Expression {
+        /// The expression as written.
+        expression: String,
+        /// What went wrong, in the designer's words.
+        reason: String,
+    },
+}
+
+impl RenderError {
+    /// The error as a placeholder's: an expression's failure names the expression in braces,
+    /// as the designer wrote it in the template.
+    fn in_placeholder(self) -> Self {
+        match self {
+            RenderError::Expression { expression, reason } => RenderError::Rejected { var: expression, reason },
+            other => other,
+        }
+    }
 }
 
 /// Resolves placeholders against the state of a run.
@@ -229,19 +249,21 @@ impl Part {
     /// Parses the inside of `{{ … }}`: a reference (with its `default` filter) when it looks
     /// like one, an expression otherwise.
     fn placeholder(inner: &str) -> Result<Self, TemplateError> {
+        let trimmed = inner.trim();
+        let literal = matches!(trimmed, "true" | "false" | "null") || trimmed.parse::<f64>().is_ok();
         let reference_error = match VarRef::parse_placeholder(inner) {
-            Ok(v) => return Ok(Part::Var(v)),
+            Ok(v) if !literal => return Ok(Part::Var(v)),
+            Ok(_) => String::new(),
             Err(message) => message,
         };
-        let trimmed = inner.trim();
-        let plain = trimmed.chars().all(|c| crate::ids::is_ident_char(c) || c == '.');
+        let plain = !literal && trimmed.chars().all(|c| crate::ids::is_ident_char(c) || c == '.');
         let filter = trimmed.replace("||", "").contains('|');
         if plain || filter {
-            return Err(TemplateError { message: reference_error });
+            return Err(TemplateError { message: reference_error, expression: false });
         }
         Expression::parse(trimmed)
             .map(|e| Part::Expr(Box::new(e)))
-            .map_err(|e| TemplateError { message: e.to_string() })
+            .map_err(|e| TemplateError { message: e.to_string(), expression: true })
     }
 
     /// The value of a placeholder part.
@@ -249,7 +271,7 @@ impl Part {
         match self {
             Part::Lit(s) => Ok(Cow::Owned(Value::String(s.clone()))),
             Part::Var(v) => v.resolve(scope),
-            Part::Expr(e) => e.eval(scope).map(Cow::Owned),
+            Part::Expr(e) => e.eval(scope).map(Cow::Owned).map_err(RenderError::in_placeholder),
         }
     }
 
@@ -275,6 +297,19 @@ pub struct Template {
 pub struct TemplateError {
     /// What is wrong.
     pub message: String,
+    /// Whether the placeholder was read as an expression (its hint is about expressions).
+    pub expression: bool,
+}
+
+impl TemplateError {
+    /// A hint for the designer: how placeholders or expressions are written.
+    pub fn hint(&self) -> &'static str {
+        if self.expression {
+            "expressions are CEL, such as `{{ total * 1.2 }}` or `{{ items.map(i, i.name).join(', ') }}`; see the README's Expressions section"
+        } else {
+            "placeholders look like `{{name}}` or `{{message.text}}`"
+        }
+    }
 }
 
 impl Template {
@@ -289,6 +324,7 @@ impl Template {
             let after = &rest[open + 2..];
             let close = after.find("}}").ok_or_else(|| TemplateError {
                 message: format!("`{{{{` at byte {} is never closed with `}}}}`", source.len() - rest.len() + open),
+                expression: false,
             })?;
             parts.push(Part::placeholder(&after[..close])?);
             rest = &after[close + 2..];

@@ -27,8 +27,7 @@ struct Config {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CaseConfig {
-    /// The condition: an expression that gives true or false (`"qty >= 100 && vip"`), or a
-    /// test on one value (`{"var": "qty", "gte": 100}`).
+    /// The condition: an expression giving true or false such as `qty >= 100 && vip`, or a test on one value such as `{"var": "qty", "gte": 100}`.
     when: WhenConfig,
     /// Where to go when it holds: a step id or `end`.
     next: Target,
@@ -94,6 +93,9 @@ impl ConditionConfig {
         format!("{} {}", self.var, ops.join(", "))
     }
 }
+
+/// The operators of a test on one value, as written.
+const OPERATORS: &[&str] = &["equals", "not_equals", "exists", "matches", "gt", "gte", "lt", "lte"];
 
 /// A numeric comparison.
 type CompareFn = fn(f64, f64) -> bool;
@@ -188,6 +190,15 @@ impl StepType for Branch {
                 if let Some(b) = bound {
                     tests.push(Some(Test::Compare(op, b)));
                 }
+            }
+            // An operator dropped for a problem of its own (`"gt": "3"`) was reported already.
+            let written = config
+                .pointer(&format!("/cases/{i}/when"))
+                .and_then(Value::as_object)
+                .map_or(0, |o| OPERATORS.iter().filter(|k| o.contains_key(**k)).count());
+            if tests.is_empty() && written > 0 {
+                ok = false;
+                continue;
             }
             if tests.len() != 1 {
                 cx.error(

@@ -164,12 +164,12 @@ impl Paginate {
             }
         }
         let next = if let Some(raw) = &cfg.next_link {
-            Next::Link(Mapping { path: path(cx, "/paginate/next_link", raw)?, default: None })
+            Next::Link(Mapping::of(path(cx, "/paginate/next_link", raw)?))
         } else if cfg.link_header {
             Next::LinkHeader
         } else if let Some(c) = cfg.cursor {
             let from = path(cx, "/paginate/cursor/from", &c.from)?;
-            Next::Cursor { from: Mapping { path: from, default: None }, param: c.param }
+            Next::Cursor { from: Mapping::of(from), param: c.param }
         } else if let Some(p) = cfg.page {
             Next::Page { start: p.start.unwrap_or(1), param: p.param }
         } else {

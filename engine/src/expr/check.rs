@@ -88,6 +88,7 @@ const A: &[Kind] = &[
 const SIZED: &[Kind] = &[Kind::Text, Kind::List, Kind::Object];
 const TIME: &[Kind] = &[Kind::Time];
 const TIME_OR_TEXT: &[Kind] = &[Kind::Time, Kind::Text];
+const TIME_OR_TEXT_OR_NUMBER: &[Kind] = &[Kind::Time, Kind::Text, Kind::Number];
 
 const fn f(
     name: &'static str,
@@ -128,7 +129,14 @@ pub static FUNCTIONS: &[Function] = &[
     f("double", None, &[A], 0, Kind::Number, "a number from a number or a text"),
     f("string", None, &[A], 0, Kind::Text, "the text of a value"),
     f("bool", None, &[A], 0, Kind::Bool, "true/false from 'true'/'false'"),
-    f("timestamp", None, &[TIME_OR_TEXT], 0, Kind::Time, "timestamp('2026-12-07T10:00:00Z')"),
+    f(
+        "timestamp",
+        None,
+        &[TIME_OR_TEXT_OR_NUMBER],
+        0,
+        Kind::Time,
+        "timestamp('2026-12-07T10:00:00Z'), or seconds since 1970",
+    ),
     f("duration", None, &[T], 0, Kind::Duration, "duration('1h30m')"),
     f("getFullYear", Some(TIME), &[T], 1, Kind::Number, "year, optionally in a time zone"),
     f("getMonth", Some(TIME), &[T], 1, Kind::Number, "month, 0 for January"),
@@ -149,6 +157,9 @@ pub static FUNCTIONS: &[Function] = &[
     f("math.abs", None, &[N], 0, Kind::Number, "without its sign"),
 ];
 
+/// Function namespaces (`math.round`): a call on one of these names is a global function.
+const NAMESPACES: &[&str] = &["math"];
+
 /// The flow roots an expression may read besides variables.
 const ROOTS: &[(&str, Root)] = &[
     ("message", Root::Message),
@@ -157,13 +168,39 @@ const ROOTS: &[(&str, Root)] = &[
     ("event", Root::Event),
 ];
 
-/// The run-time operator each arithmetic operator becomes (`functions` implements them).
-pub(super) const ARITHMETIC: &[(&str, &str)] = &[
+/// The run-time operator each arithmetic or comparison operator becomes (`functions`
+/// implements them: JSON numbers, and texts that hold numbers).
+pub(super) const OPERATORS: &[(&str, &str)] = &[
     (operators::ADD, "@add"),
     (operators::SUBSTRACT, "@sub"),
     (operators::MULTIPLY, "@mul"),
     (operators::DIVIDE, "@div"),
     (operators::MODULO, "@mod"),
+    (operators::EQUALS, "@eq"),
+    (operators::NOT_EQUALS, "@ne"),
+    (operators::LESS, "@lt"),
+    (operators::LESS_EQUALS, "@le"),
+    (operators::GREATER, "@gt"),
+    (operators::GREATER_EQUALS, "@ge"),
+];
+
+/// Names people bring from JavaScript or Python, and what to write instead.
+const FAMILIAR: &[(&str, &str)] = &[
+    ("length", "write `x.size()`"),
+    ("lenght", "write `x.size()`"),
+    ("len", "write `x.size()`"),
+    ("count", "write `x.size()`"),
+    ("toUpperCase", "write `x.upper()`"),
+    ("toLowerCase", "write `x.lower()`"),
+    ("toUpper", "write `x.upper()`"),
+    ("toLower", "write `x.lower()`"),
+    ("includes", "write `x.contains(y)`, or `y in list`"),
+    ("indexOf", "write `x.contains(y)`, or `y in list`"),
+    ("strip", "write `x.trim()`"),
+    ("round", "write `math.round(x)`"),
+    ("max", "write `math.greatest(list)`"),
+    ("min", "write `math.least(list)`"),
+    ("now", "expressions have no clock; take the time from the message, an API answer or a variable"),
 ];
 
 /// Standard functions that run as Tern's own, for JSON numbers (`sort` of `[80, 120.5]`).
@@ -187,7 +224,9 @@ struct Checker<'s> {
     refs: Vec<VarRef>,
 }
 
-pub(super) fn check(source: &str, mut ast: IdedExpr) -> Result<Checked, ExprError> {
+/// Checks `ast`; `locals` are names the caller binds itself (`value` in a mapping's
+/// `transform`), read as values of any kind and not recorded as flow references.
+pub(super) fn check(source: &str, mut ast: IdedExpr, locals: &[&str]) -> Result<Checked, ExprError> {
     let depth = depth(&ast);
     if depth > MAX_DEPTH {
         return Err(ExprError::TooDeep {
@@ -195,7 +234,8 @@ pub(super) fn check(source: &str, mut ast: IdedExpr) -> Result<Checked, ExprErro
             what: format!("{depth} levels; the limit is {MAX_DEPTH}"),
         });
     }
-    let mut checker = Checker { source, locals: Vec::new(), loops: 0, refs: Vec::new() };
+    let locals = locals.iter().map(|l| l.to_string()).collect();
+    let mut checker = Checker { source, locals, loops: 0, refs: Vec::new() };
     let kind = checker.expr(&mut ast)?;
     Ok(Checked { ast, refs: checker.refs, kind })
 }
@@ -395,6 +435,14 @@ impl Checker<'_> {
         // Calls the macros generated (`@result + [x]`, `@not_strictly_false`) are left alone.
         let generated = call.func_name.contains('@')
             || call.args.first().is_some_and(|a| matches!(&a.expr, Expr::Ident(n) if n.starts_with('@')));
+        // `math.round(x)` parses as a call of `round` on `math`; it is the global `math.round`.
+        if let Some(Expr::Ident(ns)) = call.target.as_deref().map(|t| &t.expr)
+            && NAMESPACES.contains(&ns.as_str())
+            && !self.locals.contains(ns)
+        {
+            call.func_name = format!("{ns}.{}", call.func_name);
+            call.target = None;
+        }
         let mut kinds = Vec::with_capacity(call.args.len());
         let target = match call.target.as_mut() {
             Some(t) => Some(self.expr(t)?),
@@ -436,7 +484,9 @@ impl Checker<'_> {
             }
             operators::EQUALS | operators::NOT_EQUALS => {
                 let (a, b) = (op(0), op(1));
-                if a != Kind::Any && b != Kind::Any && a != b && a != Kind::Null && b != Kind::Null {
+                let numeric = matches!((a, b), (Kind::Text, Kind::Number) | (Kind::Number, Kind::Text))
+                    && !call.args.iter().any(is_text_literal);
+                if a != Kind::Any && b != Kind::Any && a != b && a != Kind::Null && b != Kind::Null && !numeric {
                     return Err(self.type_error(format!(
                         "`{}` compares {} with {}, which are never equal; convert one side (`string(x)`, `int(x)`)",
                         symbol(name),
@@ -444,6 +494,7 @@ impl Checker<'_> {
                         b.words()
                     )));
                 }
+                rename(call);
                 Kind::Bool
             }
             operators::LESS | operators::LESS_EQUALS | operators::GREATER | operators::GREATER_EQUALS => {
@@ -458,7 +509,11 @@ impl Checker<'_> {
                         )));
                     }
                 }
-                if a != Kind::Any && b != Kind::Any && a != b {
+                // A text compared with a number is read as a number when it holds one (answers
+                // typed by people are texts); a quoted literal never changes, so it is refused.
+                let numeric = matches!((a, b), (Kind::Text, Kind::Number) | (Kind::Number, Kind::Text))
+                    && !call.args.iter().any(is_text_literal);
+                if a != Kind::Any && b != Kind::Any && a != b && !numeric {
                     return Err(self.type_error(format!(
                         "`{}` compares {} with {}; convert one side (`int(x)`, `double(x)`, `string(x)`)",
                         symbol(name),
@@ -466,13 +521,22 @@ impl Checker<'_> {
                         b.words()
                     )));
                 }
+                rename(call);
                 Kind::Bool
             }
             operators::ADD | operators::SUBSTRACT | operators::MULTIPLY | operators::DIVIDE | operators::MODULO => {
-                let kind = self.arithmetic(name, op(0), op(1))?;
-                if let Some((_, to)) = ARITHMETIC.iter().find(|(from, _)| *from == name) {
-                    call.func_name = (*to).into();
-                }
+                // A text that is not a quoted literal may hold a number (`qty * 2`).
+                let computed_text =
+                    |k: usize| kinds.get(k) == Some(&Kind::Text) && !call.args.get(k).is_some_and(is_text_literal);
+                let (a, b) = match name {
+                    operators::ADD => (op(0), op(1)),
+                    _ => (
+                        if computed_text(0) { Kind::Any } else { op(0) },
+                        if computed_text(1) { Kind::Any } else { op(1) },
+                    ),
+                };
+                let kind = self.arithmetic(name, a, b)?;
+                rename(call);
                 kind
             }
             operators::NEGATE => {
@@ -517,7 +581,7 @@ impl Checker<'_> {
     }
 
     fn arithmetic(&self, name: &str, a: Kind, b: Kind) -> Result<Kind, ExprError> {
-        use Kind::{Any, Duration, List, Number, Object, Text, Time};
+        use Kind::{Any, Duration, List, Number, Text, Time};
         let sym = symbol(name);
         let result = match (name, a, b) {
             (_, Number, Number) => Some(Number),
@@ -528,7 +592,9 @@ impl Checker<'_> {
             (operators::SUBSTRACT, Time, Time) => Some(Duration),
             (operators::SUBSTRACT, Time, Duration) => Some(Time),
             (_, Any, Any) => Some(Any),
-            (operators::ADD, Any, k) | (operators::ADD, k, Any) if k != Object => {
+            (operators::ADD, Any, k) | (operators::ADD, k, Any)
+                if matches!(k, Number | Text | List | Time | Duration) =>
+            {
                 Some(if k == Number { Number } else { Any })
             }
             (_, Any, k) | (_, k, Any) if matches!(k, Number | Time | Duration) => {
@@ -543,7 +609,17 @@ impl Checker<'_> {
                 }
                 _ => "",
             };
-            self.type_error(format!("`{sym}` cannot combine {} and {}{hint}", a.words(), b.words()))
+            // With one side unknown, name the side that is known to be wrong.
+            let message = match (a, b) {
+                (Any, k) | (k, Any) if name == operators::ADD => {
+                    format!("`+` adds numbers, texts, lists or a duration to a time; one side is {}", k.words())
+                }
+                (Any, k) | (k, Any) => {
+                    format!("`{sym}` works on numbers (and times and durations); one side is {}", k.words())
+                }
+                _ => format!("`{sym}` cannot combine {} and {}{hint}", a.words(), b.words()),
+            };
+            self.type_error(message)
         })
     }
 
@@ -551,9 +627,11 @@ impl Checker<'_> {
         let name = call.func_name.as_str();
         let candidates: Vec<&Function> = FUNCTIONS.iter().filter(|f| f.name == name).collect();
         if candidates.is_empty() {
-            let hint = match nearest(name, FUNCTIONS.iter().map(|f| f.name)) {
-                Some(n) => format!("; did you mean `{n}`?"),
-                None => "; the functions are listed in the README under Expressions".into(),
+            let familiar = FAMILIAR.iter().find(|(n, _)| *n == name || n.to_lowercase() == name.to_lowercase());
+            let hint = match (familiar, nearest(name, FUNCTIONS.iter().map(|f| f.name))) {
+                (Some((_, instead)), _) => format!("; {instead}"),
+                (None, Some(n)) => format!("; did you mean `{n}`?"),
+                (None, None) => "; the functions are listed in the README under Expressions".into(),
             };
             return Err(ExprError::Function {
                 expression: self.source.into(),
@@ -620,6 +698,17 @@ impl Checker<'_> {
         }
         Ok(func.returns)
     }
+}
+
+/// Gives an operator its run-time implementation ([`OPERATORS`]).
+fn rename(call: &mut CallExpr) {
+    if let Some((_, to)) = OPERATORS.iter().find(|(from, _)| *from == call.func_name) {
+        call.func_name = (*to).into();
+    }
+}
+
+fn is_text_literal(e: &IdedExpr) -> bool {
+    matches!(e.expr, Expr::Literal(LiteralValue::String(_)))
 }
 
 /// How an operator is written.

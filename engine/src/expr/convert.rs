@@ -144,7 +144,18 @@ fn type_words(name: &str) -> &str {
 pub(super) fn explain(error: &ExecutionError) -> String {
     match error {
         ExecutionError::FunctionError { function, message } if function.is_empty() => message.clone(),
-        ExecutionError::FunctionError { function, message } => format!("`{function}`: {message}"),
+        ExecutionError::FunctionError { function, message } => match function.as_str() {
+            "int" | "uint" => {
+                "`int` could not read a whole number from the text; check it first with `x.matches('^-?[0-9]+$')`"
+                    .into()
+            }
+            "double" => "`double` could not read a number from the text".into(),
+            "timestamp" => {
+                "`timestamp` could not read a time; write it as RFC 3339, such as 2026-12-07T10:00:00Z".into()
+            }
+            "duration" => "`duration` could not read a duration; write it such as 90s, 10m or 1h30m".into(),
+            _ => format!("`{function}`: {message}"),
+        },
         ExecutionError::NoSuchKey(key) => format!(
             "reads the field `{key}`, which is not there; check with `has(x.{key})` or write `x.?{key}.orValue(…)`"
         ),
@@ -152,8 +163,13 @@ pub(super) fn explain(error: &ExecutionError) -> String {
         ExecutionError::NoSuchOverload(o) => {
             let types: Vec<&str> = o.argument_types().iter().map(|t| type_words(t)).collect();
             let name = o.function().trim_matches('_');
-            if o.is_member_function() && !types.is_empty() {
-                format!("`.{name}()` cannot be used on {} with {}", types[0], types[1..].join(", "))
+            if name == "." && types.first() == Some(&"null (no value)") {
+                return "reads a field of something that is null (not set); check it first with `x != null`, or write `x.?field.orValue(…)`".into();
+            }
+            if o.is_member_function() && types.len() == 1 {
+                format!("`.{name}()` cannot be used on {}", types[0])
+            } else if o.is_member_function() && !types.is_empty() {
+                format!("`.{name}()` cannot be used on {} with {} as argument", types[0], types[1..].join(", "))
             } else {
                 format!("`{name}` cannot be used with {}", types.join(" and "))
             }

@@ -111,6 +111,12 @@ fn base_context() -> Context<'static, 'static> {
     let _ = ctx.add_function("@mul", |a: Value, b: Value| arithmetic('*', &a, &b));
     let _ = ctx.add_function("@div", |a: Value, b: Value| arithmetic('/', &a, &b));
     let _ = ctx.add_function("@mod", |a: Value, b: Value| arithmetic('%', &a, &b));
+    let _ = ctx.add_function("@eq", |a: Value, b: Value| equal(&a, &b));
+    let _ = ctx.add_function("@ne", |a: Value, b: Value| !equal(&a, &b));
+    let _ = ctx.add_function("@lt", |a: Value, b: Value| compare(&a, &b).map(|o| o.is_lt()));
+    let _ = ctx.add_function("@le", |a: Value, b: Value| compare(&a, &b).map(|o| o.is_le()));
+    let _ = ctx.add_function("@gt", |a: Value, b: Value| compare(&a, &b).map(|o| o.is_gt()));
+    let _ = ctx.add_function("@ge", |a: Value, b: Value| compare(&a, &b).map(|o| o.is_ge()));
     let _ = ctx.add_function("lower", |This(s): This<Arc<String>>| text(s.to_lowercase()));
     let _ = ctx.add_function("upper", |This(s): This<Arc<String>>| text(s.to_uppercase()));
     let _ = ctx.add_function("trim", |This(s): This<Arc<String>>| text(s.trim().to_string()));
@@ -259,7 +265,38 @@ fn format_number(This(n): This<Value>, decimals: Value) -> Result<Value> {
         Some(Number::Int(d)) if (0..=10).contains(&d) => d as usize,
         _ => return Err(fail("`formatNumber` takes the number of decimals, from 0 to 10")),
     };
-    text(format!("{:.*}", decimals, value.as_f64()))
+    text(round_half_up(value.as_f64(), decimals))
+}
+
+/// `value` with `decimals` decimals, halves rounded away from zero on the number as JSON
+/// wrote it (`2.675` → `2.68`, `0.125` → `0.13`), not on its nearest binary fraction.
+fn round_half_up(value: f64, decimals: usize) -> String {
+    // Rust prints the shortest text that reads back as the same f64, without an exponent.
+    let shortest = format!("{}", value.abs());
+    let (whole, fraction) = shortest.split_once('.').unwrap_or((&shortest, ""));
+    let mut digits: Vec<u8> =
+        whole.bytes().chain(fraction.bytes().chain(std::iter::repeat(b'0')).take(decimals)).map(|b| b - b'0').collect();
+    if fraction.as_bytes().get(decimals).is_some_and(|d| *d >= b'5') {
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, 1);
+                break;
+            }
+            i -= 1;
+            if digits[i] == 9 {
+                digits[i] = 0;
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+    }
+    let text: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
+    let (int_part, dec_part) = text.split_at(text.len() - decimals);
+    let zero = digits.iter().all(|d| *d == 0);
+    let sign = if value < 0.0 && !zero { "-" } else { "" };
+    if decimals == 0 { format!("{sign}{int_part}") } else { format!("{sign}{int_part}.{dec_part}") }
 }
 
 fn format_time(This(t): This<Value>, Arguments(args): Arguments) -> Result<Value> {
@@ -311,10 +348,77 @@ impl Number {
     }
 }
 
+/// A number, or a text that holds one when `other` is a number (`"150"` typed by a contact).
+fn number_beside(value: &Value, other: &Value) -> Option<Number> {
+    number(value).or_else(|| match (value, number(other)) {
+        (Value::String(s), Some(_)) => text_number(s),
+        _ => None,
+    })
+}
+
+/// The number a text holds (`" 150 "`, `"2.5"`), if it holds one and nothing else.
+fn text_number(text: &str) -> Option<Number> {
+    let t = text.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(Number::Int(i));
+    }
+    t.parse::<f64>().ok().filter(|f| f.is_finite()).map(Number::Float)
+}
+
+fn numbers_cmp(x: Number, y: Number) -> Option<std::cmp::Ordering> {
+    match (x, y) {
+        (Number::Int(a), Number::Int(b)) => Some(a.cmp(&b)),
+        _ => x.as_f64().partial_cmp(&y.as_f64()),
+    }
+}
+
+/// `==`: CEL's equality, with a number equal to a text that holds it.
+fn equal(a: &Value, b: &Value) -> bool {
+    match (number_beside(a, b), number_beside(b, a)) {
+        (Some(x), Some(y)) => numbers_cmp(x, y) == Some(std::cmp::Ordering::Equal),
+        _ => a == b,
+    }
+}
+
+/// `< <= > >=`: numbers (and a text that holds a number beside one), texts, times, durations,
+/// booleans.
+fn compare(a: &Value, b: &Value) -> Result<std::cmp::Ordering> {
+    let unordered = || fail(format!("cannot compare {} with {}", kind_words(a), kind_words(b)));
+    if let (Some(x), Some(y)) = (number_beside(a, b), number_beside(b, a)) {
+        return numbers_cmp(x, y).ok_or_else(unordered);
+    }
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
+        (Value::Timestamp(x), Value::Timestamp(y)) => Ok(x.cmp(y)),
+        (Value::Duration(x), Value::Duration(y)) => Ok(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Ok(x.cmp(y)),
+        _ => Err(match (a, b) {
+            (Value::String(s), _) | (_, Value::String(s)) if number(a).or(number(b)).is_some() => {
+                fail(format!("cannot compare the text `{}` with a number: it does not hold a number", cut(s)))
+            }
+            _ => unordered(),
+        }),
+    }
+}
+
+/// A text cut to 40 characters for a message.
+fn cut(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 /// `+ - * / %` with JSON-number rules (whole numbers stay whole while the result is whole; a
 /// division that is not exact gives a fraction), plus CEL's text, list and time arithmetic.
 fn arithmetic(op: char, a: &Value, b: &Value) -> Result<Value> {
     if let (Some(x), Some(y)) = (number(a), number(b)) {
+        return numbers(op, x, y);
+    }
+    // `- * / %` read a text beside a number as the number it holds; `+` joins texts instead.
+    if op != '+'
+        && let (Some(x), Some(y)) = (number_beside(a, b), number_beside(b, a))
+    {
         return numbers(op, x, y);
     }
     match (op, a, b) {
@@ -333,6 +437,9 @@ fn arithmetic(op: char, a: &Value, b: &Value) -> Result<Value> {
         ('-', Value::Timestamp(x), Value::Timestamp(y)) => Ok(Value::Duration(x.signed_duration_since(*y))),
         ('+', Value::Duration(x), Value::Duration(y)) => duration(x.checked_add(y)),
         ('-', Value::Duration(x), Value::Duration(y)) => duration(x.checked_sub(y)),
+        ('+', Value::String(_), _) | ('+', _, Value::String(_)) if number(a).or(number(b)).is_some() => Err(fail(
+            "cannot add a text and a number; `+` joins texts: write `string(n)` to join, or `double(t)` to add numbers",
+        )),
         _ => {
             let verb = match op {
                 '+' => "add",

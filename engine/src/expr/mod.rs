@@ -19,6 +19,9 @@
 //! - **Numbers are JSON numbers.** Variables come from JSON, which has one number type, so
 //!   `qty * 1.5` and `count + 1` work whatever the JSON held; a result that is whole stays
 //!   whole, and `7 / 2` is `3.5` (CEL alone would refuse `int * double` and make `7 / 2` 3).
+//! - **A text that holds a number counts as one** where a number is compared or computed with
+//!   (`qty >= 100`, `qty == 150`, `qty * 2` when `qty` is the contact's answer `"150"`), as in
+//!   the `branch` test form; `+` with a text joins texts, so write `double(qty) + 1`.
 //! - **What an expression can read**: flow variables, `message`, `contact`, `conversation`
 //!   and `event`, never `secrets` or `integration` (an expression could transform a secret into
 //!   a form the reply masking no longer recognises). A variable that is not set yet reads as
@@ -150,9 +153,18 @@ impl Expression {
     /// # Errors
     /// [`ExprError`], the first problem found.
     pub fn parse(source: &str) -> Result<Self, ExprError> {
+        Self::parse_with_locals(source, &[])
+    }
+
+    /// [`Expression::parse`] for an expression that may also read `locals`, names the caller
+    /// binds itself when evaluating ([`Expression::eval_with_locals`]).
+    ///
+    /// # Errors
+    /// [`ExprError`], the first problem found.
+    pub fn parse_with_locals(source: &str, locals: &[&str]) -> Result<Self, ExprError> {
         let source = source.trim();
         let ast = parse::parse(source)?;
-        let checked = check::check(source, ast)?;
+        let checked = check::check(source, ast, locals)?;
         let mut roots: Vec<VarRef> = Vec::new();
         for r in &checked.refs {
             if !roots.iter().any(|x| x.root == r.root) {
@@ -185,10 +197,18 @@ impl Expression {
     /// Evaluates against a run's values.
     ///
     /// # Errors
-    /// [`RenderError::Rejected`] with what went wrong in the designer's words (a field that is
+    /// [`RenderError::Expression`] with what went wrong in the designer's words (a field that is
     /// not there, a division by zero, a bound exceeded), or an error of the scope.
     pub fn eval(&self, scope: &dyn Scope) -> Result<Value, RenderError> {
-        let mut bound = Vec::with_capacity(self.roots.len());
+        self.eval_with_locals(scope, &[])
+    }
+
+    /// [`Expression::eval`] with the locals the expression was parsed with bound to values.
+    ///
+    /// # Errors
+    /// As [`Expression::eval`].
+    pub fn eval_with_locals(&self, scope: &dyn Scope, locals: &[(&str, &Value)]) -> Result<Value, RenderError> {
+        let mut bound: Vec<(&str, Cow<'_, Value>)> = locals.iter().map(|(n, v)| (*n, Cow::Borrowed(*v))).collect();
         for root in &self.roots {
             let value = match scope.root(root) {
                 Ok(v) => v,
@@ -205,7 +225,7 @@ impl Expression {
     /// Evaluates a condition: the result must be `true` or `false`.
     ///
     /// # Errors
-    /// As [`Expression::eval`], and [`RenderError::Rejected`] when the result is not a boolean.
+    /// As [`Expression::eval`], and [`RenderError::Expression`] when the result is not a boolean.
     pub fn holds(&self, scope: &dyn Scope) -> Result<bool, RenderError> {
         match self.eval(scope)? {
             Value::Bool(b) => Ok(b),
@@ -217,7 +237,7 @@ impl Expression {
     }
 
     fn rejected(&self, reason: String) -> RenderError {
-        RenderError::Rejected { var: self.source.clone(), reason }
+        RenderError::Expression { expression: self.source.clone(), reason }
     }
 }
 

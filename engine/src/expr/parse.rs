@@ -52,7 +52,10 @@ pub(super) fn parse(source: &str) -> Result<cel::IdedExpr, ExprError> {
             let first = errors.errors.first();
             // The parser counts columns from 1.
             let at = first.map(|e| usize::try_from(e.pos.1).unwrap_or(1).max(1)).unwrap_or(1);
-            let message = first.map(|e| reword(&e.msg)).unwrap_or_else(|| "it does not parse".into());
+            let mut message = first.map(|e| reword(&e.msg)).unwrap_or_else(|| "it does not parse".into());
+            if let Some(hint) = mistake(source) {
+                message = format!("{message} ({hint})");
+            }
             Err(ExprError::Syntax { expression: source.into(), message, at })
         }
         None => Err(ExprError::TooDeep { expression: source.into(), what: "the parser gave up".into() }),
@@ -85,6 +88,31 @@ fn bracket_depth(source: &str) -> usize {
         }
     }
     max
+}
+
+/// A likely cause of a syntax error, from habits of other languages and of JSON.
+fn mistake(source: &str) -> Option<&'static str> {
+    let words: Vec<&str> = source.split(|c: char| !c.is_alphanumeric() && c != '_').collect();
+    let single_equals = source.char_indices().any(|(i, c)| {
+        c == '='
+            && !matches!(source[..i].chars().last(), Some('=' | '!' | '<' | '>'))
+            && !source[i + 1..].starts_with('=')
+    });
+    if source.starts_with("{{") || source.ends_with("}}") {
+        Some("conditions and transforms are written without `{{ }}`")
+    } else if source.contains("===") || source.contains("!==") {
+        Some("compare with `==` and `!=`")
+    } else if single_equals {
+        Some("compare with `==`; a single `=` does not assign anything")
+    } else if words.iter().any(|w| matches!(*w, "and" | "or" | "not" | "AND" | "OR" | "NOT")) {
+        Some("combine conditions with `&&`, `||` and `!`")
+    } else if source.matches('{').count() > source.matches('}').count() {
+        Some("`}}` ends a placeholder: write `} }` inside an expression")
+    } else if source.contains('\n') {
+        Some("the text has a line break: inside a JSON string, write `\\\\n` for CEL's `\\n`")
+    } else {
+        None
+    }
 }
 
 /// The parser's message in a flow designer's words.

@@ -106,6 +106,8 @@ fn missing_values_read_as_null_and_optional_fields_have_defaults() {
     assert_eq!(eval("has(deals[0].owner) && !has(deals[1].owner)"), json!(true));
     let err = eval_err("deals[1].owner", &vars());
     assert!(err.contains("`owner`, which is not there"), "{err}");
+    let err = eval_err("nothing.field", &vars());
+    assert!(err.contains("reads a field of something that is null"), "{err}");
     let err = eval_err("deals[7]", &vars());
     assert!(err.contains("index 7 is past the end"), "{err}");
 }
@@ -225,4 +227,83 @@ fn work_is_bounded_at_run_time() {
     assert!(err.contains("more than 16 MiB of text"), "{err}");
     // Within the bounds the same shapes work.
     assert_eq!(Expression::parse("items.map(a, a * 2).sum()").unwrap().eval(&scope).unwrap(), json!(999_000));
+}
+
+#[test]
+fn with_one_side_unknown_the_known_side_is_named() {
+    for (source, words) in [
+        ("n * 'price'", "`*` works on numbers (and times and durations); one side is a text"),
+        ("n + true", "`+` adds numbers, texts, lists or a duration to a time; one side is true/false"),
+        ("n + {'a': 1}", "one side is an object"),
+    ] {
+        let err = parse_err(source).to_string();
+        assert!(err.contains(words), "{source}: {err}");
+    }
+    assert!(Expression::parse("n + 1").is_ok() && Expression::parse("name + '!'").is_ok());
+}
+
+#[test]
+fn a_text_that_holds_a_number_counts_as_one_beside_a_number() {
+    let scope = Vars(json!({"qty": "150", "word": "many", "n": 3, "message": {"text": "7"}}));
+    let yes = |s: &str| Expression::parse(s).unwrap().eval(&scope).unwrap();
+    assert_eq!(yes("qty >= 100"), json!(true));
+    assert_eq!(yes("qty == 150 && 150 == qty && qty != 151"), json!(true));
+    assert_eq!(yes("qty * 2"), json!(300));
+    assert_eq!(yes("qty + '!'"), json!("150!"), "`+` with a text joins texts");
+    assert_eq!(yes("message.text > 10"), json!(false), "message.text is a text that may hold a number");
+    assert_eq!(yes("'10' < '9'"), json!(true), "two texts compare as texts");
+    let err = eval_err("word > 3", &scope);
+    assert!(err.contains("the text `many`") && err.contains("does not hold a number"), "{err}");
+    let err = eval_err("qty + 1", &scope);
+    assert!(err.contains("`+` joins texts") && err.contains("double(t)"), "{err}");
+    assert!(matches!(parse_err("'abc' > 3"), ExprError::Type { .. }), "a quoted literal never holds a number later");
+}
+
+#[test]
+fn namespaced_and_literal_and_familiar_names() {
+    assert_eq!(eval("math.round(2.5) + math.floor(price) + math.abs(-2)"), json!(6));
+    for (template, value) in
+        [("{{ 0 }}", json!(0)), ("{{ true }}", json!(true)), ("{{ null }}", Value::Null), ("{{ 2.5 }}", json!(2.5))]
+    {
+        assert_eq!(Template::parse(template).unwrap().render_value(&vars()).unwrap(), value, "{template}");
+    }
+    for (source, hint) in
+        [("name.length()", "write `x.size()`"), ("name.toUpperCase()", "write `x.upper()`"), ("now()", "no clock")]
+    {
+        let err = parse_err(source).to_string();
+        assert!(err.contains(hint), "{source}: {err}");
+    }
+    assert_eq!(eval("timestamp(0)"), json!("1970-01-01T00:00:00+00:00"));
+}
+
+#[test]
+fn format_number_rounds_halves_up_as_written() {
+    for (n, d, text) in [
+        (0.125, 2, "0.13"),
+        (2.675, 2, "2.68"),
+        (-0.001, 2, "0.00"),
+        (-1.5, 0, "-2"),
+        (9.995, 2, "10.00"),
+        (1234.5, 0, "1235"),
+        (7.0, 3, "7.000"),
+        (1e21, 1, "1000000000000000000000.0"),
+    ] {
+        let scope = Vars(json!({"n": n}));
+        let got = Expression::parse(&format!("n.formatNumber({d})")).unwrap().eval(&scope).unwrap();
+        assert_eq!(got, json!(text), "{n} with {d}");
+    }
+}
+
+#[test]
+fn habits_of_other_languages_get_a_hint() {
+    for (source, hint) in [
+        ("n = 3", "compare with `==`"),
+        ("n === 3", "compare with `==` and `!=`"),
+        ("n > 1 and n < 5", "`&&`"),
+        ("{{ n > 1 }}", "without `{{ }}`"),
+        ("{'a': {'b': 1", "write `} }`"),
+    ] {
+        let err = parse_err(source).to_string();
+        assert!(err.contains(hint), "{source}: {err}");
+    }
 }

@@ -17,7 +17,7 @@ use crate::expr::{Expression, Kind};
 use crate::flow::HEADER_FIELDS;
 use crate::http::{RequestConfig, RequestTemplate};
 use crate::ids::{IntegrationName, StepId, Target, VarName};
-use crate::mapping::{Mapping, MappingConfig, ResponsePath};
+use crate::mapping::{Mapping, MappingConfig, ResponsePath, TRANSFORM_VALUE};
 use crate::template::{JsonTemplate, RESERVED_ROOTS, Root, Template, VarRef};
 
 /// What the steps of a flow declare while they are built, for the whole-flow checks
@@ -159,12 +159,8 @@ impl<'a> BuildContext<'a> {
                 Some(t)
             }
             Err(e) => {
-                self.error(
-                    "bad-template",
-                    rel,
-                    e.message,
-                    Some("placeholders look like `{{name}}` or `{{message.text}}`".into()),
-                );
+                let hint = e.hint().to_string();
+                self.error("bad-template", rel, e.message, Some(hint));
                 None
             }
         }
@@ -180,7 +176,8 @@ impl<'a> BuildContext<'a> {
                 Some(t)
             }
             Err((p, e)) => {
-                self.error("bad-template", &format!("{rel}{p}"), e.message, None);
+                let hint = e.hint().to_string();
+                self.error("bad-template", &format!("{rel}{p}"), e.message, Some(hint));
                 None
             }
         }
@@ -253,10 +250,43 @@ impl<'a> BuildContext<'a> {
             MappingConfig::Path(_) => rel.to_string(),
             MappingConfig::WithDefault(_) => format!("{rel}/path"),
         };
-        match ResponsePath::parse(path) {
-            Ok(path) => Some(Mapping { path, default: default.cloned() }),
+        let path = match ResponsePath::parse(path) {
+            Ok(path) => Some(path),
             Err(e) => {
                 self.error("bad-json-path", &at, e.to_string(), Some(e.hint().into()));
+                None
+            }
+        };
+        let transform = match cfg.transform() {
+            None => Some(None),
+            Some(text) => self.transform(&format!("{rel}/transform"), text).map(Some),
+        };
+        Some(Mapping { path: path?, default: default.cloned(), transform: transform? })
+    }
+
+    /// A mapping's `transform`: an expression that reads only the selected `value`.
+    fn transform(&mut self, rel: &str, text: &str) -> Option<Expression> {
+        match Expression::parse_with_locals(text, &[TRANSFORM_VALUE]) {
+            Ok(e) if e.refs().is_empty() => Some(e),
+            Ok(e) => {
+                let names: Vec<&str> = e.refs().iter().map(|r| r.raw.as_str()).collect();
+                let typo = names
+                    .iter()
+                    .find_map(|n| nearest(n.split('.').next().unwrap_or(n), std::iter::once(TRANSFORM_VALUE)));
+                let hint = match typo {
+                    Some(v) => format!("did you mean `{v}`?"),
+                    None => "map the field first, then compute with other variables in a `set_variables` step".into(),
+                };
+                self.error(
+                    "bad-expression",
+                    rel,
+                    format!("a transform reads only `value` (the selected field), not `{}`", names.join("`, `")),
+                    Some(hint),
+                );
+                None
+            }
+            Err(e) => {
+                self.error("bad-expression", rel, e.to_string(), None);
                 None
             }
         }

@@ -18,7 +18,8 @@ async fn a_crm_answer_is_filtered_summed_sorted_and_looped_over_by_expressions()
     )]);
     let flow = json!({"version": 1, "id": "deals", "steps": [
         {"id": "fetch", "type": "fetch_variables", "request": {"url": format!("{}/deals", api.url())},
-         "variables": {"deals": "$.data[*]"}},
+         "variables": {"deals": "$.data[*]",
+                       "titles": {"path": "$.data[*]", "transform": "value.map(d, d.title).join(', ')"}}},
         {"id": "sum", "type": "set_variables", "variables": {
             "open": "{{ deals.filter(d, d.status == 'open') }}",
             "total": "{{ deals.filter(d, d.status == 'open').map(d, d.amount).sum() }}"}},
@@ -35,6 +36,7 @@ async fn a_crm_answer_is_filtered_summed_sorted_and_looped_over_by_expressions()
     let vars = &c.json()["variables"];
     assert_eq!(vars["total"], json!(5200.5), "one expression keeps its JSON type");
     assert_eq!(vars["open"].as_array().map(Vec::len), Some(2));
+    assert_eq!(vars["titles"], json!("roof, porch, garage"), "a mapping's transform");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
