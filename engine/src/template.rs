@@ -77,7 +77,7 @@ impl VarRef {
         let literal = filter.trim().strip_prefix("default").map(str::trim_start).and_then(|f| f.strip_prefix(':'));
         let Some(literal) = literal else {
             return Err(format!(
-                "`{whole}`: the only filter is `| default: \"text\"` (there is no expression language)"
+                "`{whole}`: the only filter is `| default: \"text\"` (an expression cannot take a filter)"
             ));
         };
         let default: Value = serde_json::from_str(literal.trim()).map_err(|_| {
@@ -250,7 +250,8 @@ impl Part {
     /// like one, an expression otherwise.
     fn placeholder(inner: &str) -> Result<Self, TemplateError> {
         let trimmed = inner.trim();
-        let literal = matches!(trimmed, "true" | "false" | "null") || trimmed.parse::<f64>().is_ok();
+        let literal =
+            matches!(trimmed, "true" | "false" | "null") || trimmed.parse::<f64>().is_ok() || trimmed.starts_with('-');
         let reference_error = match VarRef::parse_placeholder(inner) {
             Ok(v) if !literal => return Ok(Part::Var(v)),
             Ok(_) => String::new(),
@@ -537,16 +538,18 @@ impl JsonTemplate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    struct Vars(Value);
+    /// A scope over one JSON object: its keys are the variables, and `message` and `contact`.
+    pub(crate) struct Vars(pub(crate) Value);
     impl Scope for Vars {
         fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
             let name = match &var.root {
                 Root::Var(n) => n.as_str().to_string(),
                 Root::Message => "message".into(),
+                Root::Contact => "contact".into(),
                 other => panic!("unexpected root {other:?}"),
             };
             let root = self

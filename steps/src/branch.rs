@@ -40,7 +40,7 @@ enum WhenConfig {
     /// An expression that gives true or false.
     Expression(String),
     /// A test on one value.
-    Test(ConditionConfig),
+    Test(Box<ConditionConfig>),
 }
 
 /// A test on one value. Give `var` and exactly one operator.

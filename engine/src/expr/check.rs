@@ -204,7 +204,15 @@ const FAMILIAR: &[(&str, &str)] = &[
 ];
 
 /// Standard functions that run as Tern's own, for JSON numbers (`sort` of `[80, 120.5]`).
-const OVERRIDES: &[(&str, &str)] = &[("sort", "@sort")];
+/// Also those that copy or search, so that their work counts against the evaluation's budget
+/// (`flatten`, `reverse`, `distinct`) and a pattern is compiled once (`matches`).
+const OVERRIDES: &[(&str, &str)] = &[
+    ("sort", "@sort"),
+    ("flatten", "@flatten"),
+    ("reverse", "@reverse"),
+    ("distinct", "@distinct"),
+    ("matches", "@matches"),
+];
 
 /// The run-time function that charges a macro's list to the iteration budget.
 pub(super) const ITERATE: &str = "@iterate";

@@ -7,12 +7,38 @@ use cel::objects::Key;
 use cel::{ExecutionError, Value};
 use serde_json::Value as Json;
 
+use super::MAX_VALUE_DEPTH;
 use super::functions::Number;
 use crate::template::MAX_RENDERED_BYTES;
 
 /// A JSON value as CEL sees it: every number is a whole number (`int`) when it is one and
 /// fits, a `double` otherwise; never CEL's `uint`, which would not mix with the others.
-pub(super) fn from_json(value: &Json) -> Value {
+pub(super) fn from_json(value: &Json) -> Result<Value, String> {
+    if depth(value) > MAX_VALUE_DEPTH {
+        return Err(format!("reads a value nested more than {MAX_VALUE_DEPTH} levels deep; select a part of it first"));
+    }
+    Ok(convert_in(value))
+}
+
+/// How deeply `value` nests, without recursion.
+fn depth(value: &Json) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        if d > MAX_VALUE_DEPTH {
+            break;
+        }
+        match v {
+            Json::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Json::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn convert_in(value: &Json) -> Value {
     match value {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
@@ -21,10 +47,10 @@ pub(super) fn from_json(value: &Json) -> Value {
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         Json::String(s) => Value::String(Arc::new(s.clone())),
-        Json::Array(items) => Value::List(Arc::new(items.iter().map(from_json).collect())),
+        Json::Array(items) => Value::List(Arc::new(items.iter().map(convert_in).collect())),
         Json::Object(map) => {
             let map: HashMap<Key, Value> =
-                map.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), from_json(v))).collect();
+                map.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), convert_in(v))).collect();
             Value::Map(cel::objects::Map { map: Arc::new(map) })
         }
     }
@@ -46,7 +72,7 @@ pub(super) fn number(value: &Value) -> Option<Number> {
 /// copied) or when it has no JSON form.
 pub(super) fn to_json(value: &Value) -> Result<Json, String> {
     let mut left = MAX_RENDERED_BYTES;
-    convert(value, &mut left)
+    convert(value, &mut left, 1)
 }
 
 fn take(left: &mut usize, n: usize) -> Result<(), String> {
@@ -56,8 +82,11 @@ fn take(left: &mut usize, n: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn convert(value: &Value, left: &mut usize) -> Result<Json, String> {
+fn convert(value: &Value, left: &mut usize, depth: usize) -> Result<Json, String> {
     take(left, 8)?;
+    if depth > MAX_VALUE_DEPTH {
+        return Err(format!("gives a value nested more than {MAX_VALUE_DEPTH} levels deep"));
+    }
     Ok(match value {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
@@ -74,22 +103,22 @@ fn convert(value: &Value, left: &mut usize) -> Result<Json, String> {
             take(left, s.len())?;
             Json::String(s.to_string())
         }
-        Value::List(items) => Json::Array(items.iter().map(|v| convert(v, left)).collect::<Result<_, _>>()?),
+        Value::List(items) => Json::Array(items.iter().map(|v| convert(v, left, depth + 1)).collect::<Result<_, _>>()?),
         Value::Map(map) => {
             let mut out = serde_json::Map::new();
             let mut entries: Vec<_> = map.map.iter().collect();
-            entries.sort_by(|a, b| key_text(a.0).cmp(&key_text(b.0)));
+            entries.sort_by_key(|e| key_text(e.0));
             for (k, v) in entries {
                 let key = key_text(k);
                 take(left, key.len())?;
-                out.insert(key, convert(v, left)?);
+                out.insert(key, convert(v, left, depth + 1)?);
             }
             Json::Object(out)
         }
         Value::Timestamp(t) => Json::String(t.to_rfc3339()),
         Value::Duration(d) => {
             let seconds = d.num_milliseconds() as f64 / 1000.0;
-            convert(&Value::Float(seconds), left)?
+            convert(&Value::Float(seconds), left, depth)?
         }
         other => {
             return Err(format!(
@@ -128,6 +157,9 @@ pub(super) fn kind_words(value: &Value) -> &'static str {
 /// CEL's type names in a flow designer's words.
 fn type_words(name: &str) -> &str {
     match name {
+        "Arc<String>" => "a text",
+        "Arc<Vec<Value>>" => "a list",
+        "i64" | "u64" | "f64" => "a number",
         "int" | "uint" | "double" => "a number",
         "string" => "a text",
         "bool" => "true/false",
@@ -140,8 +172,35 @@ fn type_words(name: &str) -> &str {
     }
 }
 
-/// A run-time error in a flow designer's words.
+/// A value's kind from its debug text (what CEL puts in some errors), never the value itself.
+fn debug_words(debug: &str) -> &'static str {
+    let head = debug.split('(').next().unwrap_or_default();
+    match head {
+        "Int" | "UInt" | "Float" => "a number",
+        "String" => "a text",
+        "List" => "a list",
+        "Map" | "DefaultMap" => "an object",
+        "Bool" => "true/false",
+        "Null" => "null (no value)",
+        "Timestamp" => "a time",
+        "Duration" => "a duration",
+        _ => "a value of another kind",
+    }
+}
+
+/// The longest run-time message, in characters (values are never quoted whole).
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A run-time error in a flow designer's words, at most [`MAX_MESSAGE_CHARS`].
 pub(super) fn explain(error: &ExecutionError) -> String {
+    let text = words(error);
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}
+
+fn words(error: &ExecutionError) -> String {
     match error {
         ExecutionError::FunctionError { function, message } if function.is_empty() => message.clone(),
         ExecutionError::FunctionError { function, message } => match function.as_str() {
@@ -175,12 +234,15 @@ pub(super) fn explain(error: &ExecutionError) -> String {
             }
         }
         ExecutionError::IndexOutOfBounds(i) => {
-            format!("index {} is past the end of the list", to_json(i).map(|j| j.to_string()).unwrap_or_default())
+            format!(
+                "index {} is outside the list (items are counted from 0)",
+                to_json(i).map(|j| j.to_string()).unwrap_or_default()
+            )
         }
         ExecutionError::DivisionByZero(_) | ExecutionError::RemainderByZero(_) => "divides by zero".into(),
         ExecutionError::Overflow(..) => "the result is too large for a number".into(),
         ExecutionError::UnexpectedType { got, want } => {
-            format!("expected {}, got {}", type_words(want), type_words(got))
+            format!("expected {}, got {}", type_words(want), debug_words(got))
         }
         ExecutionError::ValuesNotComparable(a, b) => format!("cannot compare {} with {}", kind_words(a), kind_words(b)),
         ExecutionError::UnsupportedIndex(i, on) => format!("cannot read item {} of {}", kind_words(i), kind_words(on)),

@@ -90,14 +90,18 @@ pub(super) fn evaluate(
     let result = BASE.with(|base| {
         let mut ctx = base.new_inner_scope();
         for (name, value) in bound {
-            ctx.add_variable_from_value(*name, from_json(value));
+            match from_json(value) {
+                Ok(v) => ctx.add_variable_from_value(*name, v),
+                Err(e) => return Err(Err(format!("`{name}`: {e}"))),
+            }
         }
-        ctx.resolve(ast)
+        ctx.resolve(ast).map_err(Ok)
     });
     BUDGET.with(|b| b.deadline.set(None));
     match result {
         Ok(value) => to_json(&value),
-        Err(e) => Err(super::convert::explain(&e)),
+        Err(Ok(e)) => Err(super::convert::explain(&e)),
+        Err(Err(reason)) => Err(reason),
     }
 }
 
@@ -126,6 +130,13 @@ fn base_context() -> Context<'static, 'static> {
     let _ = ctx.add_function("sum", sum);
     let _ = ctx.add_function("@sort", sort);
     let _ = ctx.add_function("@sortByKeys", sort_by_keys);
+    let _ = ctx.add_function("@flatten", flatten);
+    let _ = ctx.add_function("@reverse", |This(l): This<Arc<Vec<Value>>>| -> Result<Value> {
+        charge_bytes(l.len())?;
+        Ok(Value::List(Arc::new(l.iter().rev().cloned().collect())))
+    });
+    let _ = ctx.add_function("@distinct", distinct);
+    let _ = ctx.add_function("@matches", matches);
     let _ = ctx.add_function("first", |This(l): This<Arc<Vec<Value>>>| l.first().cloned().unwrap_or(Value::Null));
     let _ = ctx.add_function("last", |This(l): This<Arc<Vec<Value>>>| l.last().cloned().unwrap_or(Value::Null));
     let _ = ctx.add_function("formatNumber", format_number);
@@ -211,6 +222,7 @@ fn sum(This(list): This<Arc<Vec<Value>>>) -> Result<Value> {
 /// Numbers (whole or not, together), texts, booleans or times, in ascending order.
 fn sort(This(list): This<Arc<Vec<Value>>>) -> Result<Value> {
     one_kind("sort", &list)?;
+    charge_bytes(list.len())?;
     let mut items = list.as_ref().clone();
     items.sort_by(order);
     Ok(Value::List(Arc::new(items)))
@@ -222,6 +234,75 @@ fn sort_by_keys(This(list): This<Arc<Vec<Value>>>, keys: Arc<Vec<Value>>) -> Res
     let mut pairs: Vec<(&Value, &Value)> = keys.iter().zip(list.iter()).collect();
     pairs.sort_by(|a, b| order(a.0, b.0));
     Ok(Value::List(Arc::new(pairs.into_iter().map(|(_, v)| v.clone()).collect())))
+}
+
+/// Lists inside the list spliced in, `depth` levels (1 when not given); every item copied
+/// counts against the budget.
+fn flatten(This(list): This<Arc<Vec<Value>>>, Arguments(args): Arguments) -> Result<Value> {
+    let depth = match args.first() {
+        None => 1,
+        Some(v) => match number(v) {
+            Some(Number::Int(d)) if (0..=super::MAX_VALUE_DEPTH as i64).contains(&d) => d as usize,
+            _ => return Err(fail(format!("`flatten` takes a depth from 0 to {}", super::MAX_VALUE_DEPTH))),
+        },
+    };
+    fn into(items: &[Value], depth: usize, out: &mut Vec<Value>) -> Result<()> {
+        charge_bytes(items.len())?;
+        for item in items {
+            match item {
+                Value::List(inner) if depth > 0 => into(inner, depth - 1, out)?,
+                other => out.push(other.clone()),
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    into(&list, depth, &mut out)?;
+    Ok(Value::List(Arc::new(out)))
+}
+
+/// The items without repeats, first occurrences kept; items are the same when their JSON is
+/// (so `1` and `1.0` are), found through a set: linear, not quadratic.
+fn distinct(This(list): This<Arc<Vec<Value>>>) -> Result<Value> {
+    charge_bytes(list.len())?;
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    let mut out = Vec::new();
+    for item in list.iter() {
+        let key = to_json(item).map_err(fail)?.to_string();
+        charge_bytes(key.len())?;
+        if seen.insert(key) {
+            out.push(item.clone());
+        }
+    }
+    Ok(Value::List(Arc::new(out)))
+}
+
+thread_local! {
+    /// Patterns compiled by `matches`, at most [`MAX_PATTERNS`] (emptied when full): a pattern
+    /// is a literal of the flow, so a loop compiles it once.
+    static PATTERNS: std::cell::RefCell<std::collections::HashMap<String, regex::Regex>> = Default::default();
+}
+
+/// The most compiled `matches` patterns kept per thread.
+const MAX_PATTERNS: usize = 64;
+
+/// `text.matches(pattern)`: whether the regular expression finds a match in the text.
+fn matches(This(text): This<Arc<String>>, pattern: Arc<String>) -> Result<Value> {
+    check_time()?;
+    PATTERNS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(pattern.as_str()) {
+            let re = regex::RegexBuilder::new(&pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| fail(format!("`matches`: invalid regular expression: {e}")))?;
+            if cache.len() >= MAX_PATTERNS {
+                cache.clear();
+            }
+            cache.insert(pattern.to_string(), re);
+        }
+        Ok(Value::Bool(cache.get(pattern.as_str()).is_some_and(|re| re.is_match(&text))))
+    })
 }
 
 /// Refuses a list whose items cannot be ordered together.

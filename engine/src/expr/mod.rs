@@ -68,6 +68,10 @@ pub const MAX_ITERATIONS: u64 = 100_000;
 /// The most bytes of new text (and list items) one evaluation may produce with `+`, `join`,
 /// `replace`, `lower`, `upper`, `formatTime`, … together.
 pub const MAX_PRODUCED_BYTES: usize = 16 * 1024 * 1024;
+/// The deepest a value an expression reads or gives may nest (lists and objects inside each
+/// other): a flow can build deeper values step by step, which an expression neither reads nor
+/// returns.
+pub const MAX_VALUE_DEPTH: usize = 64;
 /// How long one evaluation may run before it is stopped (a backstop: the bounds above keep
 /// real expressions far below it).
 pub const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(1);
@@ -217,6 +221,13 @@ impl Expression {
             };
             bound.push((root.raw.as_str(), value));
         }
+        for (name, value) in &bound {
+            if holds_secret(value) {
+                return Err(self.rejected(format!(
+                    "reads `{name}`, which holds a secret's value; expressions cannot transform secrets (the result would escape masking): use `{{{{secrets.NAME}}}}` alone in a request field"
+                )));
+            }
+        }
         let value = functions::evaluate(&self.ast, &bound).map_err(|reason| self.rejected(reason))?;
         scope.charge(&self.source, &value)?;
         Ok(value)
@@ -239,6 +250,32 @@ impl Expression {
     fn rejected(&self, reason: String) -> RenderError {
         RenderError::Expression { expression: self.source.clone(), reason }
     }
+}
+
+/// Whether any text in `value` contains a secret value the process knows
+/// ([`crate::secrets::known`]). Walks with a stack of its own: a value may be nested deeply.
+fn holds_secret(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => {
+                if matches!(crate::secrets::known::mask(s), Cow::Owned(_)) {
+                    return true;
+                }
+            }
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if matches!(crate::secrets::known::mask(k), Cow::Owned(_)) {
+                        return true;
+                    }
+                    stack.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -98,7 +98,11 @@ fn mistake(source: &str) -> Option<&'static str> {
             && !matches!(source[..i].chars().last(), Some('=' | '!' | '<' | '>'))
             && !source[i + 1..].starts_with('=')
     });
-    if source.starts_with("{{") || source.ends_with("}}") {
+    if source.contains('\\') {
+        Some(
+            "a backslash in a quoted text starts an escape such as `\\n`: write `\\\\` for one backslash (in a JSON string `\\\\\\\\`), or a raw text such as r'^\\w+$'",
+        )
+    } else if source.starts_with("{{") || source.ends_with("}}") {
         Some("conditions and transforms are written without `{{ }}`")
     } else if source.contains("===") || source.contains("!==") {
         Some("compare with `==` and `!=`")

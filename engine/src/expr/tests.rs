@@ -1,25 +1,8 @@
-use std::borrow::Cow;
-
 use serde_json::{Value, json};
 
 use super::*;
-use crate::template::{Root, Template, walk_path};
-
-struct Vars(Value);
-
-impl Scope for Vars {
-    fn resolve(&self, var: &VarRef) -> Result<Cow<'_, Value>, RenderError> {
-        let name = match &var.root {
-            Root::Var(n) => n.as_str().to_string(),
-            Root::Message => "message".into(),
-            Root::Contact => "contact".into(),
-            other => panic!("unexpected root {other:?}"),
-        };
-        let root =
-            self.0.get(&name).ok_or_else(|| RenderError::Missing { var: var.raw.clone(), reason: "not set".into() })?;
-        walk_path(root, &var.path, &var.raw).map(Cow::Borrowed)
-    }
-}
+use crate::template::Template;
+use crate::template::tests::Vars;
 
 fn vars() -> Vars {
     Vars(json!({
@@ -109,7 +92,7 @@ fn missing_values_read_as_null_and_optional_fields_have_defaults() {
     let err = eval_err("nothing.field", &vars());
     assert!(err.contains("reads a field of something that is null"), "{err}");
     let err = eval_err("deals[7]", &vars());
-    assert!(err.contains("index 7 is past the end"), "{err}");
+    assert!(err.contains("index 7 is outside the list"), "{err}");
 }
 
 #[test]
@@ -305,5 +288,58 @@ fn habits_of_other_languages_get_a_hint() {
     ] {
         let err = parse_err(source).to_string();
         assert!(err.contains(hint), "{source}: {err}");
+    }
+}
+
+#[test]
+fn values_holding_a_secret_are_not_transformed() {
+    crate::secrets::known::remember_str("expr-test-secret-6f1c2a");
+    let scope =
+        Vars(json!({"k": "expr-test-secret-6f1c2a", "wrapped": {"h": ["Bearer expr-test-secret-6f1c2a"]}, "n": 1}));
+    for source in ["k.upper()", "wrapped.h[0].size()", "k.startsWith('expr')"] {
+        let err = eval_err(source, &scope);
+        assert!(err.contains("holds a secret's value"), "{source}: {err}");
+    }
+    assert_eq!(Expression::parse("n + 1").unwrap().eval(&scope).unwrap(), json!(2), "other values still work");
+    let transform = Expression::parse_with_locals("value.upper()", &["value"]).unwrap();
+    let err = transform.eval_with_locals(&vars(), &[("value", &json!("expr-test-secret-6f1c2a"))]).unwrap_err();
+    assert!(err.to_string().contains("holds a secret"), "{err}");
+}
+
+#[test]
+fn deep_values_and_copies_are_bounded() {
+    let mut deep = json!(1);
+    for _ in 0..100 {
+        deep = json!([deep]);
+    }
+    let list: Vec<i64> = (0..50_000).collect();
+    let scope = Vars(json!({"deep": deep, "xs": list, "a": list, "n": 1}));
+    let err = eval_err("deep.size()", &scope);
+    assert!(err.contains("nested more than 64 levels"), "{err}");
+    let wrap = format!("{}n{}", "[".repeat(30), "]".repeat(30));
+    let mut value = json!(1);
+    for _ in 0..3 {
+        value = Expression::parse(&wrap).unwrap().eval(&Vars(json!({"n": value}))).unwrap_or(json!(null));
+    }
+    assert_eq!(value, Value::Null, "a result nested too deeply is refused before it is stored");
+    let many = format!("[{}].flatten().size()", vec!["a"; 400].join(","));
+    // Whichever bound stops it first (the copies, or in a debug build the time backstop).
+    let stopped = |err: String| err.contains("more than 16 MiB") || err.contains("was stopped");
+    assert!(stopped(eval_err(&many, &scope)), "flatten copies count");
+    let reversed = format!("[{}].map(l, l.reverse().size()).sum()", vec!["a"; 400].join(","));
+    assert!(stopped(eval_err(&reversed, &scope)), "reverse copies count");
+    assert_eq!(Expression::parse("xs.distinct().size()").unwrap().eval(&scope).unwrap(), json!(50_000));
+    assert_eq!(eval("[1, 1.0, 2, 'a', 'a', [1], [1]].distinct()"), json!([1, 2, "a", [1]]));
+    assert_eq!(eval("[[1, [2]], [3]].flatten()"), json!([1, [2], 3]));
+    assert_eq!(eval("[[1, [2]], [3]].flatten(2)"), json!([1, 2, 3]));
+    assert_eq!(eval("csv.split(',').filter(s, s.matches('^[a-c]$')).size()"), json!(3));
+}
+
+#[test]
+fn run_time_errors_never_quote_whole_values_or_rust_types() {
+    let scope = Vars(json!({"n": 5, "o": {"a": 1}, "xs": vec!["x".repeat(100); 10_000]}));
+    for source in ["n.lower()", "o.sum()", "xs.lower()"] {
+        let err = eval_err(source, &scope);
+        assert!(err.len() < 500 && !err.contains("Arc<") && !err.contains("Int(5)"), "{source}: {err}");
     }
 }

@@ -110,7 +110,9 @@ impl UrlTemplate {
         let query = this.query.as_ref().map(sample).transpose().map_err(|e| e.to_string())?;
         let sample = assemble(&origin, &path, query.as_deref())
             .map_err(|e| format!("{e}; percent-encode special characters in the URL's literal text"))?;
-        if this.vars().next().is_none() {
+        let computed = this.path.expressions().next().is_some()
+            || this.query.as_ref().is_some_and(|q| q.expressions().next().is_some());
+        if this.vars().next().is_none() && !computed {
             this.fixed = Some(sample);
         }
         Ok(this)
@@ -242,6 +244,15 @@ mod tests {
         assert!(UrlTemplate::parse("https://user:pw@x/y").is_err());
         assert!(UrlTemplate::parse("https://x/a b").is_err());
         assert!(UrlTemplate::parse("https://x/y#{{id}}").is_err());
+    }
+
+    #[test]
+    fn an_expression_without_variables_is_evaluated_not_fixed() {
+        assert_eq!(
+            render("https://x/{{ 'abc' }}/{{ 1 + 1 }}?q={{ [1, 2].size() }}", json!({})).unwrap(),
+            "https://x/abc/2?q=2"
+        );
+        assert_eq!(render("https://x/{{ 'a/b' }}", json!({})).unwrap(), "https://x/a%2Fb");
     }
 
     #[test]
