@@ -13,9 +13,30 @@ use crate::template::MAX_RENDERED_BYTES;
 
 /// A JSON value as CEL sees it: every number is a whole number (`int`) when it is one and
 /// fits, a `double` otherwise; never CEL's `uint`, which would not mix with the others.
-pub(super) fn from_json(value: &Json) -> Result<Value, String> {
+/// Why a value cannot go into or come out of an expression. Messages are in the designer's
+/// words.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ValueError {
+    /// A value read is nested deeper than [`MAX_VALUE_DEPTH`].
+    #[error("reads a value nested more than {MAX_VALUE_DEPTH} levels deep; select a part of it first")]
+    TooDeepToRead,
+    /// The result is nested deeper than [`MAX_VALUE_DEPTH`].
+    #[error("gives a value nested more than {MAX_VALUE_DEPTH} levels deep")]
+    TooDeepToGive,
+    /// The result is larger than [`MAX_RENDERED_BYTES`] as JSON.
+    #[error("gives a result larger than {MAX_RENDERED_BYTES} bytes; select less")]
+    TooLarge,
+    /// The result is NaN or infinite.
+    #[error("gives a number that is not finite")]
+    NotFinite,
+    /// The result has no JSON form (the kind, in words).
+    #[error("gives {0}, which cannot be stored; an optional value (`x.?field`) needs `.orValue(default)`")]
+    NoJson(&'static str),
+}
+
+pub(super) fn from_json(value: &Json) -> Result<Value, ValueError> {
     if depth(value) > MAX_VALUE_DEPTH {
-        return Err(format!("reads a value nested more than {MAX_VALUE_DEPTH} levels deep; select a part of it first"));
+        return Err(ValueError::TooDeepToRead);
     }
     Ok(convert_in(value))
 }
@@ -70,22 +91,20 @@ pub(super) fn number(value: &Value) -> Option<Number> {
 /// text, a duration its seconds. Refused when larger than
 /// [`MAX_RENDERED_BYTES`](crate::template::MAX_RENDERED_BYTES) (measured before anything is
 /// copied) or when it has no JSON form.
-pub(super) fn to_json(value: &Value) -> Result<Json, String> {
+pub(super) fn to_json(value: &Value) -> Result<Json, ValueError> {
     let mut left = MAX_RENDERED_BYTES;
     convert(value, &mut left, 1)
 }
 
-fn take(left: &mut usize, n: usize) -> Result<(), String> {
-    *left = left
-        .checked_sub(n)
-        .ok_or_else(|| format!("gives a result larger than {MAX_RENDERED_BYTES} bytes; select less"))?;
+fn take(left: &mut usize, n: usize) -> Result<(), ValueError> {
+    *left = left.checked_sub(n).ok_or(ValueError::TooLarge)?;
     Ok(())
 }
 
-fn convert(value: &Value, left: &mut usize, depth: usize) -> Result<Json, String> {
+fn convert(value: &Value, left: &mut usize, depth: usize) -> Result<Json, ValueError> {
     take(left, 8)?;
     if depth > MAX_VALUE_DEPTH {
-        return Err(format!("gives a value nested more than {MAX_VALUE_DEPTH} levels deep"));
+        return Err(ValueError::TooDeepToGive);
     }
     Ok(match value {
         Value::Null => Json::Null,
@@ -96,7 +115,7 @@ fn convert(value: &Value, left: &mut usize, depth: usize) -> Result<Json, String
             if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
                 Json::from(*f as i64)
             } else {
-                serde_json::Number::from_f64(*f).map(Json::Number).ok_or("gives a number that is not finite")?
+                serde_json::Number::from_f64(*f).map(Json::Number).ok_or(ValueError::NotFinite)?
             }
         }
         Value::String(s) => {
@@ -120,12 +139,7 @@ fn convert(value: &Value, left: &mut usize, depth: usize) -> Result<Json, String
             let seconds = d.num_milliseconds() as f64 / 1000.0;
             convert(&Value::Float(seconds), left, depth)?
         }
-        other => {
-            return Err(format!(
-                "gives {}, which cannot be stored; an optional value (`x.?field`) needs `.orValue(default)`",
-                kind_words(other)
-            ));
-        }
+        other => return Err(ValueError::NoJson(kind_words(other))),
     })
 }
 

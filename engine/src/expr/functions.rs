@@ -13,7 +13,7 @@ use cel::{Context, ExecutionError, Value};
 use chrono::{DateTime, FixedOffset, TimeDelta};
 
 use super::check::ITERATE;
-use super::convert::{from_json, kind_words, number, to_json};
+use super::convert::{ValueError, explain, from_json, kind_words, number, to_json};
 use super::{MAX_ITERATIONS, MAX_PRODUCED_BYTES, MAX_TIME};
 
 struct Budget {
@@ -77,11 +77,30 @@ fn charge_bytes(n: usize) -> Result<()> {
     })
 }
 
-/// Evaluates `ast` with `bound` as its root names. Errors are in the designer's words.
+/// Why an evaluation failed; the message is in the designer's words.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum EvalError {
+    /// A root it reads cannot be read (its name, and why).
+    #[error("`{name}`: {error}")]
+    Input {
+        /// The root's name.
+        name: String,
+        /// Why.
+        error: ValueError,
+    },
+    /// The result cannot be stored.
+    #[error("{0}")]
+    Result(#[from] ValueError),
+    /// CEL stopped with an error (a bound, a missing field, a division by zero).
+    #[error("{}", explain(.0))]
+    Run(ExecutionError),
+}
+
+/// Evaluates `ast` with `bound` as its root names.
 pub(super) fn evaluate(
     ast: &cel::IdedExpr,
     bound: &[(&str, std::borrow::Cow<'_, serde_json::Value>)],
-) -> std::result::Result<serde_json::Value, String> {
+) -> std::result::Result<serde_json::Value, EvalError> {
     BUDGET.with(|b| {
         b.iterations.set(0);
         b.produced.set(0);
@@ -92,17 +111,13 @@ pub(super) fn evaluate(
         for (name, value) in bound {
             match from_json(value) {
                 Ok(v) => ctx.add_variable_from_value(*name, v),
-                Err(e) => return Err(Err(format!("`{name}`: {e}"))),
+                Err(error) => return Err(EvalError::Input { name: name.to_string(), error }),
             }
         }
-        ctx.resolve(ast).map_err(Ok)
+        ctx.resolve(ast).map_err(EvalError::Run)
     });
     BUDGET.with(|b| b.deadline.set(None));
-    match result {
-        Ok(value) => to_json(&value),
-        Err(Ok(e)) => Err(super::convert::explain(&e)),
-        Err(Err(reason)) => Err(reason),
-    }
+    Ok(to_json(&result?)?)
 }
 
 fn base_context() -> Context<'static, 'static> {
@@ -198,7 +213,7 @@ fn join(This(list): This<Arc<Vec<Value>>>, Arguments(args): Arguments) -> Result
         let part = match item {
             Value::String(s) => s.to_string(),
             Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Bool(_) => {
-                to_json(item).map_err(fail)?.to_string()
+                to_json(item).map_err(|e| fail(e.to_string()))?.to_string()
             }
             Value::Null => String::new(),
             other => {
@@ -268,7 +283,7 @@ fn distinct(This(list): This<Arc<Vec<Value>>>) -> Result<Value> {
     let mut seen = std::collections::HashSet::with_capacity(list.len());
     let mut out = Vec::new();
     for item in list.iter() {
-        let key = to_json(item).map_err(fail)?.to_string();
+        let key = to_json(item).map_err(|e| fail(e.to_string()))?.to_string();
         charge_bytes(key.len())?;
         if seen.insert(key) {
             out.push(item.clone());

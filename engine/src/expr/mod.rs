@@ -228,7 +228,7 @@ impl Expression {
                 )));
             }
         }
-        let value = functions::evaluate(&self.ast, &bound).map_err(|reason| self.rejected(reason))?;
+        let value = functions::evaluate(&self.ast, &bound).map_err(|e| self.rejected(e.to_string()))?;
         scope.charge(&self.source, &value)?;
         Ok(value)
     }
