@@ -33,7 +33,7 @@ fn engine(allow_private_network: bool) -> Engine {
     let client = HttpClient::new(HttpPolicy { allow_private_network, ..HttpPolicy::default() }).expect("client");
     Engine {
         registry: Arc::new(tern_steps::registry()),
-        outbound: Outbound { client, tokens: None },
+        outbound: Outbound::new(client, None),
         secrets: Arc::new(NoSecrets),
         limits: RunLimits::default(),
     }

@@ -89,7 +89,7 @@ fn main() {
     let client = HttpClient::new(HttpPolicy { allow_private_network: true, ..HttpPolicy::default() }).expect("client");
     let engine = Engine {
         registry: Arc::new(tern_steps::registry()),
-        outbound: Outbound { client, tokens: None },
+        outbound: Outbound::new(client, None),
         secrets: Arc::new(NoSecrets),
         limits: RunLimits::default(),
     };

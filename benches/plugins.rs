@@ -215,7 +215,7 @@ fn main() {
     let client = HttpClient::new(HttpPolicy::default()).expect("client");
     let engine = Engine {
         registry: Arc::new(registry),
-        outbound: Outbound { client, tokens: None },
+        outbound: Outbound::new(client, None),
         secrets: Arc::new(NoSecrets),
         limits: RunLimits::default(),
     };

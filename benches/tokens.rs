@@ -88,7 +88,7 @@ fn main() {
         let integrations = Arc::new(Integrations::new(store.clone(), http.clone(), public, Arc::new(NoSecrets)));
         let engine = Arc::new(Engine {
             registry: Arc::new(tern_steps::registry()),
-            outbound: Outbound { client: http.clone(), tokens: Some(integrations.clone()) },
+            outbound: Outbound::new(http.clone(), Some(integrations.clone())),
             secrets: Arc::new(NoSecrets),
             limits: Default::default(),
         });

@@ -314,8 +314,8 @@ fn flows_try_it_and_runs_in_a_real_browser() {
             wait_for_text(&c, "Last run").await;
             shot(&c, "flows").await;
             let mut ids = Vec::new();
-            for f in std::fs::read_dir(&examples).unwrap() {
-                let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+            for f in tern_engine::flow_set::flow_files(std::slice::from_ref(&examples)).unwrap() {
+                let text = std::fs::read_to_string(f).unwrap();
                 let v: serde_json::Value = serde_json::from_str(&text).unwrap();
                 ids.push(v["id"].as_str().unwrap().to_string());
             }

@@ -50,6 +50,7 @@ mod contract;
 mod deliveries;
 mod edges;
 mod failures;
+mod flow_tests;
 mod flows_graph;
 mod health;
 mod http_steps;

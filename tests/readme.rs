@@ -68,6 +68,12 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "\"steps\": [", Check::Test("the_choices_example_runs")),
     ("README.md", "\"variables\": { \"deals\"", Check::Test("the_loop_example_runs")),
     ("README.md", "\"variables\": { \"lines\"", Check::Test("the_expressions_example_runs")),
+    (
+        "README.md",
+        "{ \"integrations\": { \"teamleader\"",
+        Check::Test("the_flow_test_example_is_the_file_in_flows_examples"),
+    ),
+    ("README.md", "tern test flows/examples", Check::Test("flow_test_commands")),
     ("README.md", "export TL_SECRET=…", Check::Test("integration_commands")),
     ("README.md", "tern integrations add zoho", Check::Test("integration_commands")),
     ("README.md", "tern integrations add google", Check::Test("integration_commands")),
@@ -108,6 +114,13 @@ impl Block {
     fn first_line(&self) -> &str {
         self.text.lines().find(|l| !l.trim().is_empty()).unwrap_or("")
     }
+
+    /// Whether the block is the one `key` names: its first line starts with `key`, or is `key`
+    /// itself when the key is one character (`{` names the block whose first line is just `{`).
+    fn is(&self, key: &str) -> bool {
+        let first = self.first_line();
+        if key.chars().count() == 1 { first.trim_end() == key } else { first.starts_with(key) }
+    }
 }
 
 fn blocks(file: &'static str) -> Vec<Block> {
@@ -132,7 +145,7 @@ fn blocks(file: &'static str) -> Vec<Block> {
 
 /// The one block of `file` whose first line starts with `first`.
 fn block(file: &'static str, first: &str) -> Block {
-    let mut found: Vec<Block> = blocks(file).into_iter().filter(|b| b.first_line().starts_with(first)).collect();
+    let mut found: Vec<Block> = blocks(file).into_iter().filter(|b| b.is(first)).collect();
     assert_eq!(found.len(), 1, "{file} should have exactly one block starting with `{first}`");
     found.remove(0)
 }
@@ -142,8 +155,7 @@ fn every_block_of_the_readmes_is_checked() {
     let mut problems = Vec::new();
     for file in ["README.md", "plugins/README.md"] {
         for b in blocks(file) {
-            let entries: Vec<_> =
-                BLOCKS.iter().filter(|(f, first, _)| *f == file && b.first_line().starts_with(first)).collect();
+            let entries: Vec<_> = BLOCKS.iter().filter(|(f, first, _)| *f == file && b.is(first)).collect();
             match entries.as_slice() {
                 [] => problems.push(format!(
                     "{file}:{}: the block starting `{}` has no entry in tests/readme.rs BLOCKS (add a test that runs it)",
@@ -161,7 +173,7 @@ fn every_block_of_the_readmes_is_checked() {
     }
     let this_file = std::fs::read_to_string(repo().join("tests/readme.rs")).unwrap();
     for (file, first, check) in BLOCKS {
-        if !blocks(file).iter().any(|b| b.first_line().starts_with(first)) {
+        if !blocks(file).iter().any(|b| b.is(first)) {
             problems.push(format!("{file}: BLOCKS lists `{first}`, which is no longer there"));
         }
         match check {
@@ -909,6 +921,73 @@ fn the_expressions_example_runs() {
             && out.contains("`*` works on numbers (and times and durations); one side is a text"),
         "{out}"
     );
+}
+
+#[test]
+fn the_flow_test_example_is_the_file_in_flows_examples() {
+    let b = block("README.md", "{ \"integrations\": { \"teamleader\"");
+    assert_eq!(b.lang, "json");
+    let shown: Value = serde_json::from_str(&b.text).unwrap();
+    let path = "flows/examples/teamleader-last-name.test.json";
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(repo().join(path)).unwrap()).unwrap();
+    assert_eq!(shown, file, "README.md:{} differs from {path}", b.line);
+}
+
+/// The flow tests of the examples pass as the README runs them, the JUnit report is what a
+/// JUnit consumer (Python's `junitparser`) reads, and a changed reply fails with a diff at its
+/// pointer.
+#[test]
+fn flow_test_commands() {
+    let b = block("README.md", "tern test flows/examples");
+    let s = Sandbox::new();
+    let out = s.ok(&b, &b.text);
+    let tests = flow_test_count(&s.path("flows/examples"));
+    assert!(out.contains(&format!("{tests} passed, 0 failed")), "{out}");
+    assert!(out.contains("ok      a known contact is greeted by name"), "{out}");
+    let report = std::fs::read_to_string(s.path("flow-tests.xml")).unwrap();
+    assert!(report.contains(&format!("tests=\"{tests}\" failures=\"0\"")), "{report}");
+    if let Some(python) = tools::junitparser("flow_test_commands") {
+        let read = Command::new(python)
+            .args(["-c", JUNIT_SUMMARY, &s.path("flow-tests.xml").display().to_string()])
+            .output()
+            .unwrap();
+        assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+        assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), format!("{tests} 0"));
+    }
+    // A changed reply: the test fails, says where and shows the difference.
+    let path = s.path("flows/examples/teamleader-last-name.test.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("Hello Ada Lovelace!", "Hello Ada Byron!");
+    std::fs::write(&path, text).unwrap();
+    let r = s.sh("tern test flows/examples --junit flow-tests.xml");
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    let out = r.stdout();
+    assert!(out.contains("FAILED  a known contact is greeted by name"), "{out}");
+    assert!(out.contains("/tests/0/conversation/1/tern: the replies to \"42\" differ"), "{out}");
+    assert!(out.contains("- Hello Ada Byron!") && out.contains("+ Hello Ada Lovelace!"), "{out}");
+    assert!(out.contains(&format!("{} passed, 1 failed", tests - 1)), "{out}");
+    if let Some(python) = tools::junitparser("flow_test_commands") {
+        let read = Command::new(python)
+            .args(["-c", JUNIT_SUMMARY, &s.path("flow-tests.xml").display().to_string()])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), format!("{tests} 1"));
+    }
+}
+
+/// Prints the number of test cases and of failed ones in a JUnit file, as junitparser reads it.
+const JUNIT_SUMMARY: &str = "import sys\nfrom junitparser import JUnitXml, Failure\nxml = JUnitXml.fromfile(sys.argv[1])\ncases = [c for s in xml for c in s]\nprint(len(cases), sum(1 for c in cases if any(isinstance(r, Failure) for r in c.result)))";
+
+/// The test cases in the `*.test.json` files of `dir`.
+fn flow_test_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".test.json"))
+        .map(|p| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            v["tests"].as_array().unwrap().len()
+        })
+        .sum()
 }
 
 /// The Twilio block: the channel added and shown, the webhook to set in the Twilio Console

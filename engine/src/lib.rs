@@ -58,6 +58,7 @@ pub mod expr;
 mod fallback;
 mod flow;
 pub mod flow_set;
+pub mod flow_test;
 pub mod graph;
 pub mod http;
 mod ids;

@@ -19,7 +19,7 @@ use tern_engine::{Engine, LoadOptions, RunLimits, RunStatus, load_flow};
 fn engine() -> Engine {
     Engine {
         registry: Arc::new(tern_steps::registry()),
-        outbound: Outbound { client: HttpClient::new(HttpPolicy::default()).unwrap(), tokens: None },
+        outbound: Outbound::new(HttpClient::new(HttpPolicy::default()).unwrap(), None),
         secrets: Arc::new(NoSecrets),
         limits: RunLimits::default(),
     }

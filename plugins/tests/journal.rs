@@ -32,7 +32,7 @@ async fn engine_with_post_twice(api: &TestApi) -> (Engine, CompiledFlow) {
     let client = HttpClient::new(HttpPolicy { allow_private_network: true, ..HttpPolicy::default() }).unwrap();
     let engine = Engine {
         registry: Arc::new(registry),
-        outbound: Outbound { client, tokens: None },
+        outbound: Outbound::new(client, None),
         secrets: Arc::new(LayeredSecrets::new(Vec::new())),
         limits: Default::default(),
     };

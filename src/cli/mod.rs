@@ -20,6 +20,7 @@ mod secrets;
 mod serve;
 mod table;
 pub mod terminal;
+mod test;
 #[cfg(test)]
 pub use serve::default_channel;
 mod validate;
@@ -67,6 +68,9 @@ enum Command {
     Run(run::RunArgs),
     /// Check flow files and report every problem (file, JSON pointer, line:column, hint).
     Validate(validate::ValidateArgs),
+    /// Run the flow tests (`*.test.json`: conversations with recorded API answers), or record
+    /// their answers from the real APIs (`--record`).
+    Test(test::TestArgs),
     /// Work with flow files: `graph` draws one (SVG, Graphviz DOT or Mermaid).
     Flows(flows::FlowsArgs),
     /// Print the JSON Schema of the flow format.
@@ -141,6 +145,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run::run(&cli.shared, args).await,
         Command::Validate(args) => validate::validate(&cli.shared, args).await,
+        Command::Test(args) => test::test(&cli.shared, args).await,
         Command::Flows(args) => flows::flows(&cli.shared, args).await,
         Command::Schema(args) => schema::schema(&cli.shared, args).await,
         Command::Openapi(args) => openapi::openapi(args).await,

@@ -76,7 +76,7 @@ pub async fn engine(shared: &Shared, with_store: bool, registry: Arc<Registry>) 
     } else {
         (None, shared.secrets(None).await?)
     };
-    Ok(Engine { registry, outbound: Outbound { client, tokens }, secrets, limits: RunLimits::default() })
+    Ok(Engine { registry, outbound: Outbound::new(client, tokens), secrets, limits: RunLimits::default() })
 }
 
 pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -251,7 +251,7 @@ pub async fn serve(shared: &Shared, args: ServeArgs) -> anyhow::Result<ExitCode>
     }
     let engine = Engine {
         registry,
-        outbound: Outbound { client: shared.http()?, tokens: Some(integrations.clone()) },
+        outbound: Outbound::new(shared.http()?, Some(integrations.clone())),
         secrets: secrets.clone(),
         limits: RunLimits::default(),
     };

@@ -103,7 +103,7 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
     .map_err(|d| anyhow::anyhow!("the embedded flow is invalid: {d:?}"))?;
     let engine = Engine {
         registry: Arc::new(registry),
-        outbound: Outbound { client: http, tokens: Some(integrations.clone()) },
+        outbound: Outbound::new(http, Some(integrations.clone())),
         secrets: Arc::new(NoSecrets),
         limits: RunLimits::default(),
     };

@@ -67,7 +67,7 @@ impl Harness {
         let integrations = Arc::new(Integrations::new(store.clone(), http.clone(), public, secrets.clone()));
         let engine = Engine {
             registry: Arc::new(tern_steps::registry()),
-            outbound: Outbound { client: http, tokens: Some(integrations.clone()) },
+            outbound: Outbound::new(http, Some(integrations.clone())),
             secrets: secrets.clone(),
             limits: RunLimits::default(),
         };

@@ -86,7 +86,7 @@ impl ServiceBuilder {
         }
         let engine = Engine {
             registry: Arc::new(tern_steps::registry()),
-            outbound: Outbound { client, tokens: self.tokens },
+            outbound: Outbound::new(client, self.tokens),
             secrets: Arc::new(secrets),
             limits: RunLimits::default(),
         };

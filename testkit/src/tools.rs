@@ -159,21 +159,38 @@ pub const PLATFORM_SDKS: &[(&str, &str)] = &[("twilio", "9.13.0"), ("slack_sdk",
 /// not installed: then the test is skipped with the install command, or fails under
 /// `TERN_TEST_REQUIRE_TOOLS=1`.
 pub fn platform_sdks(test: &str) -> Option<PathBuf> {
-    let venv = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tern-platform-sdks/bin/python"));
-    let check = PLATFORM_SDKS
+    python_packages(test, "tern-platform-sdks", PLATFORM_SDKS)
+}
+
+/// junitparser, a JUnit XML reader (PyPI), pinned (also in `scripts/test`): what reads
+/// `tern test --junit` in the tests, as a CI system would.
+pub const JUNITPARSER: &[(&str, &str)] = &[("junitparser", "5.0.3")];
+
+/// Python with [`JUNITPARSER`] (in `~/.cache/tern-junitparser`), or `None` as
+/// [`platform_sdks`].
+pub fn junitparser(test: &str) -> Option<PathBuf> {
+    python_packages(test, "tern-junitparser", JUNITPARSER)
+}
+
+/// Python in the virtual environment `~/.cache/VENV` with `pins` installed, or `None` when they
+/// are not: then the test is skipped with the install command, or fails under
+/// `TERN_TEST_REQUIRE_TOOLS=1`.
+fn python_packages(test: &str, venv: &str, pins: &[(&str, &str)]) -> Option<PathBuf> {
+    let python = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join(venv).join("bin/python"));
+    let check = pins
         .iter()
         .map(|(name, version)| format!("m.version('{name}') == '{version}'"))
         .collect::<Vec<_>>()
         .join(" and ");
     let check = format!("import importlib.metadata as m; assert {check}");
-    if let Some(python) = venv.filter(|p| p.is_file())
+    if let Some(python) = python.filter(|p| p.is_file())
         && std::process::Command::new(&python).args(["-c", &check]).status().is_ok_and(|s| s.success())
     {
         return Some(python);
     }
-    let pins: Vec<String> = PLATFORM_SDKS.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+    let pins: Vec<String> = pins.iter().map(|(n, v)| format!("{n}=={v}")).collect();
     let message = format!(
-        "{test} needs the Python packages {} (install with `python3 -m venv ~/.cache/tern-platform-sdks && ~/.cache/tern-platform-sdks/bin/pip install {}`). `scripts/test` installs everything the tests need",
+        "{test} needs the Python packages {} (install with `python3 -m venv ~/.cache/{venv} && ~/.cache/{venv}/bin/pip install {}`). `scripts/test` installs everything the tests need",
         pins.join(" and "),
         pins.join(" ")
     );

@@ -184,7 +184,7 @@ impl Integrations {
     }
 
     fn outbound(&self) -> Outbound {
-        Outbound { client: self.http.clone(), tokens: Some(Arc::new(self.clone())) }
+        Outbound::new(self.http.clone(), Some(Arc::new(self.clone())))
     }
 
     /// Sends `call` with the integration's workspace token, as a flow's step would.

@@ -514,10 +514,7 @@ mod tests {
         };
         Outbox::new(
             Arc::new(crate::conversation::MemoryConversationStore::default()),
-            Outbound {
-                client: crate::http::HttpClient::new(crate::http::HttpPolicy::default()).unwrap(),
-                tokens: None,
-            },
+            Outbound::new(crate::http::HttpClient::new(crate::http::HttpPolicy::default()).unwrap(), None),
             Arc::new(FixedChannels::new([channel])),
             OutboxPolicy::default(),
             crate::clock::system(),

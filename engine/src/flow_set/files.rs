@@ -81,7 +81,11 @@ pub fn read_flow(path: &Path, limit: usize) -> Result<String, FlowFileError> {
     Ok(text)
 }
 
-/// `paths` with each directory replaced by the `.json` files it contains (sorted by name).
+/// How a flow test file's name ends (`tern test`); such files sit beside flows and are not flows.
+pub const TEST_FILE_SUFFIX: &str = ".test.json";
+
+/// `paths` with each directory replaced by the `.json` files it contains (sorted by name),
+/// flow test files ([`TEST_FILE_SUFFIX`]) left out.
 ///
 /// # Errors
 /// [`FlowFileError::List`] when a directory cannot be listed.
@@ -94,6 +98,7 @@ pub fn flow_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, FlowFileError> {
                 .map_err(list)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.extension().is_some_and(|e| e == "json"))
+                .filter(|f| !f.to_string_lossy().ends_with(TEST_FILE_SUFFIX))
                 .collect();
             files.sort();
             out.extend(files);

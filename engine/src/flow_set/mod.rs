@@ -23,7 +23,9 @@ mod versions;
 
 use std::sync::Arc;
 
-pub use files::{ErrorFlows, FileOutcome, FlowFile, FlowFileError, flow_files, load_files, read_flow};
+pub use files::{
+    ErrorFlows, FileOutcome, FlowFile, FlowFileError, TEST_FILE_SUFFIX, flow_files, load_files, read_flow,
+};
 pub(crate) use versions::FlowVersions;
 
 use crate::flow::Trigger;

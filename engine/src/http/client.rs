@@ -164,6 +164,14 @@ pub enum HttpError {
     /// No token could be had.
     #[error(transparent)]
     Token(#[from] crate::tokens::TokenError),
+    /// A test's recording has no answer for the request (`tern test`); nothing was sent.
+    #[error("{message}")]
+    NotRecorded {
+        /// The URL (query removed).
+        url: String,
+        /// What to add to the recording.
+        message: String,
+    },
 }
 
 impl HttpError {
@@ -180,6 +188,7 @@ impl HttpError {
             HttpError::OriginNotAllowed { .. } => "token-origin",
             HttpError::Token(_) => "integration",
             HttpError::RateLimited { .. } => "rate-limited",
+            HttpError::NotRecorded { .. } => "not-recorded",
             HttpError::TooManyRedirects { .. } | HttpError::BadRedirect { .. } | HttpError::Transport { .. } => "http",
         }
     }

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod limit;
 mod origin;
 mod outbound;
+pub mod recording;
 mod request;
 pub mod retry;
 pub mod special_purpose;
@@ -22,5 +23,6 @@ pub use client::{
 pub use fields::{FieldValue, Fields};
 pub use origin::{OriginError, parse_origin};
 pub use outbound::Outbound;
+pub use recording::Tape;
 pub use request::{MAX_TIMEOUT, Method, PreparedRequest, RequestBody, RequestConfig, RequestTemplate};
 pub use url_template::UrlTemplate;

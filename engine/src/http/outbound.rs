@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::retry::{MAX_WAIT, retry_after};
-use super::{HttpClient, HttpError, HttpResponse, PreparedRequest, display_url};
+use super::{HttpClient, HttpError, HttpResponse, PreparedRequest, Tape, display_url};
 use crate::ids::IntegrationName;
 use crate::tokens::{Grant, TokenError, TokenOwner, TokenSource};
 
@@ -21,17 +21,55 @@ pub struct Outbound {
     pub client: HttpClient,
     /// Where integration tokens come from; `None` when no store is configured.
     pub tokens: Option<Arc<dyn TokenSource>>,
+    /// A test's recording: answers come from it instead of the network, or calls are recorded
+    /// into it (`tern test`, `tern test --record`). `None` in a server.
+    pub tape: Option<Tape>,
 }
 
 impl std::fmt::Debug for Outbound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbound").field("tokens", &self.tokens.is_some()).finish_non_exhaustive()
+        f.debug_struct("Outbound")
+            .field("tokens", &self.tokens.is_some())
+            .field("tape", &self.tape.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 impl Outbound {
-    /// Sends `req`, with the integration's token when `auth` names one.
+    /// Requests through `client`, with tokens from `tokens`, on the network.
+    pub fn new(client: HttpClient, tokens: Option<Arc<dyn TokenSource>>) -> Self {
+        Self { client, tokens, tape: None }
+    }
+
+    /// This, answering from a recording or recording what it sends (see [`Tape`]).
+    #[must_use]
+    pub fn with_tape(mut self, tape: Tape) -> Self {
+        self.tape = Some(tape);
+        self
+    }
+
+    /// Sends `req`, with the integration's token when `auth` names one. With a [`Tape`] that
+    /// replays, the answer comes from the recording and no token is fetched.
     pub async fn execute(
+        &self,
+        req: &PreparedRequest,
+        auth: Option<(&IntegrationName, &TokenOwner)>,
+    ) -> Result<HttpResponse, HttpError> {
+        let integration = auth.map(|(i, _)| i.as_str());
+        match &self.tape {
+            Some(Tape::Replay(replay)) => replay
+                .respond(req, integration)
+                .map_err(|e| HttpError::NotRecorded { url: display_url(&req.url), message: e.0 }),
+            Some(Tape::Record(recorder)) => {
+                let resp = self.execute_live(req, auth).await?;
+                recorder.record(req, integration, &resp);
+                Ok(resp)
+            }
+            None => self.execute_live(req, auth).await,
+        }
+    }
+
+    async fn execute_live(
         &self,
         req: &PreparedRequest,
         auth: Option<(&IntegrationName, &TokenOwner)>,
@@ -42,6 +80,9 @@ impl Outbound {
         let tokens =
             self.tokens.as_ref().ok_or_else(|| TokenError::NoTokenSource { integration: integration.clone() })?;
         let grant = tokens.grant(integration, owner).await?;
+        if let Some(Tape::Record(recorder)) = &self.tape {
+            recorder.learn_origins(integration.as_str(), &grant.api_origins);
+        }
         check_origin(integration, &grant, req)?;
         let started = Instant::now();
         let deadline = started + req.timeout;

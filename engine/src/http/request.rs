@@ -356,6 +356,16 @@ pub enum RequestBody {
     },
 }
 
+impl RequestBody {
+    /// The bytes sent (JSON encoded compactly).
+    pub fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            RequestBody::Json(v) => v.to_string().into_bytes().into(),
+            RequestBody::Bytes(b) | RequestBody::Encoded { bytes: b, .. } => b.as_slice().into(),
+        }
+    }
+}
+
 /// A rendered request, ready to send.
 #[derive(Clone, Debug)]
 pub struct PreparedRequest {

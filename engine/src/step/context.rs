@@ -262,7 +262,7 @@ mod tests {
     /// What `token: contact` and plugins get as the contact's id for this contact object.
     fn step_sees(contact: &Value) -> Option<String> {
         let env = RunEnv { contact: contact.clone(), ..RunEnv::default() };
-        let outbound = Outbound { client: HttpClient::new(HttpPolicy::default()).unwrap(), tokens: None };
+        let outbound = Outbound::new(HttpClient::new(HttpPolicy::default()).unwrap(), None);
         let step = StepId::new("s").unwrap();
         let run = RunId::generate();
         let (mut vars, mut replies, mut detail, mut states) = (Map::new(), Vec::new(), Map::new(), Map::new());

@@ -34,7 +34,7 @@ pub fn registry() -> Registry {
 pub fn engine(limits: RunLimits) -> Engine {
     Engine {
         registry: Arc::new(registry()),
-        outbound: Outbound { client: HttpClient::new(HttpPolicy::default()).expect("client"), tokens: None },
+        outbound: Outbound::new(HttpClient::new(HttpPolicy::default()).expect("client"), None),
         secrets: Arc::new(NoSecrets),
         limits,
     }
