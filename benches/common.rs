@@ -42,6 +42,7 @@ pub fn input() -> RunInput {
     RunInput {
         event: None,
         journal: None,
+        flows: None,
         conversation_id: "bench".into(),
         contact: json!({"id": "u1"}),
         message: Message { text: "go".into(), ..Default::default() },

@@ -44,6 +44,7 @@ async fn one(ctx: &Ctx, side: Side) {
             let input = RunInput {
                 event: None,
                 journal: None,
+                flows: None,
                 conversation_id: "load".into(),
                 contact: json!({"id": "u1"}),
                 message: Message { text: "go".into(), ..Default::default() },

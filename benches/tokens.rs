@@ -37,6 +37,7 @@ fn input(i: usize) -> RunInput {
     RunInput {
         event: None,
         journal: None,
+        flows: None,
         conversation_id: format!("c{i}"),
         contact: json!({"id": "u"}),
         message: Message { text: "go".into(), ..Default::default() },

@@ -110,6 +110,36 @@ fn a_recorded_conversation_replays_without_the_api_and_without_secrets() {
     );
 }
 
+/// A run that fails with nothing to catch it gets the default error reply, as in `tern serve`;
+/// recording with the API unreachable writes nothing and says why.
+#[test]
+fn the_default_error_reply_is_tested_and_a_failed_recording_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // Port 9 (discard) on loopback: nothing listens there.
+    let flow = json!({
+        "version": 1, "id": "down", "trigger": {"type": "message"},
+        "steps": [{"id": "call", "type": "http_request", "request": {"url": "http://127.0.0.1:9/x"}}]
+    });
+    std::fs::write(dir.path().join("down.json"), flow.to_string()).unwrap();
+    let test = json!({"tests": [{"name": "fails kindly", "conversation": [
+        {"contact": "hi", "tern": ["Sorry, something went wrong. Please try again later."]}],
+        "http": [{"request": {"url": "http://127.0.0.1:9/x"}, "response": {"status": 500}}],
+        "expect": {"status": "failed", "error": "http-status"}}]});
+    let file = dir.path().join("down.test.json");
+    std::fs::write(&file, test.to_string()).unwrap();
+    let (code, out) = tern_test(dir.path(), data.path(), &[], &[]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = tern_test(dir.path(), data.path(), &["--no-error-reply"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("- Sorry, something went wrong") && out.contains("+ (no replies)"), "{out}");
+    let (code, out) = tern_test(dir.path(), data.path(), &["--record"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("step `call` of flow `down` failed [http]"), "{out}");
+    assert!(out.contains("nothing recorded into"), "{out}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), test.to_string(), "the test file is unchanged");
+}
+
 #[test]
 fn a_broken_test_file_names_every_problem_and_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,6 +158,10 @@ fn a_broken_test_file_names_every_problem_and_runs_nothing() {
     // No test files at all: said so, with where to look.
     let empty = tempfile::tempdir().unwrap();
     let (code, out) = tern_test(empty.path(), data.path(), &[], &[]);
-    assert_ne!(code, 0, "{out}");
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains("no test files (`*.test.json`)"), "{out}");
+    // A flow given where a test is expected.
+    let (code, out) = tern_test(&dir.path().join("lookup.json"), data.path(), &[], &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("is not a flow test: test files are named NAME.test.json"), "{out}");
 }

@@ -77,7 +77,11 @@ fn plugins_test_replays_recorded_answers_and_checks_the_expectations() {
     let f = fixture(&json!({"config": {"integration": "crm"}, "integrations": crm, "expect": {"outcome": "ok"}}));
     let r = env.run(&["plugins", "test", wasm.to_str().unwrap(), "--fixture", f.to_str().unwrap()], false);
     assert_eq!(r.code(), 1, "{}", r.stderr());
-    assert!(r.stdout().contains("no recorded answer (left) for GET https://crm.invalid/contacts/42"), "{}", r.stdout());
+    assert!(
+        r.stdout().contains("no recorded answer is left for GET https://crm.invalid/contacts/42"),
+        "{}",
+        r.stdout()
+    );
     assert!(r.stderr().contains("the outcome is") && r.stderr().contains("FAIL"), "{}", r.stderr());
 
     // A recorded answer nobody asked for, and a variable that was not set: both are said.

@@ -68,6 +68,8 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "\"steps\": [", Check::Test("the_choices_example_runs")),
     ("README.md", "\"variables\": { \"deals\"", Check::Test("the_loop_example_runs")),
     ("README.md", "\"variables\": { \"lines\"", Check::Test("the_expressions_example_runs")),
+    ("README.md", "{ \"version\": 1, \"id\": \"identify\"", Check::Test("the_subflow_example_runs")),
+    ("README.md", "{ \"id\": \"who\", \"type\": \"call_flow\"", Check::Test("the_subflow_example_runs")),
     (
         "README.md",
         "{ \"integrations\": { \"teamleader\"",
@@ -921,6 +923,34 @@ fn the_expressions_example_runs() {
             && out.contains("`*` works on numbers (and times and durations); one side is a text"),
         "{out}"
     );
+}
+
+/// The subflow blocks: the called flow as shown, and a caller around the README's step, run by
+/// `tern run` (which loads the called flow from the same folder) and checked by `tern validate`.
+#[test]
+fn the_subflow_example_runs() {
+    let called = block("README.md", "{ \"version\": 1, \"id\": \"identify\"");
+    let step = block("README.md", "{ \"id\": \"who\", \"type\": \"call_flow\"");
+    let step: Value = serde_json::from_str(&step.text).unwrap();
+    let caller = json!({
+        "version": 1, "id": "billing", "trigger": {"type": "message", "match": {"keywords": ["invoice"]}},
+        "steps": [step, {"id": "done", "type": "send_message", "text": "Thanks, {{customer}}."}]
+    });
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path("sub")).unwrap();
+    std::fs::write(s.path("sub/identify.json"), &called.text).unwrap();
+    std::fs::write(s.path("sub/billing.json"), caller.to_string()).unwrap();
+    s.ok(&called, "tern validate sub");
+    let out = s.ok(&called, "tern run sub/billing.json -m invoice -m C-42");
+    assert!(out.contains("Your customer number, for your invoice?") && out.contains("Thanks, C-42."), "{out}");
+    // A call that does not match the called flow's interface is an error at its pointer.
+    let broken = caller.to_string().replace("\"purpose\"", "\"purpse\"");
+    std::fs::write(s.path("sub/billing.json"), broken).unwrap();
+    let r = s.sh("tern validate sub");
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    let out = format!("{}{}", r.stdout(), r.stderr());
+    assert!(out.contains("error[unknown-input] at /steps/0/inputs/purpse"), "{out}");
+    assert!(out.contains("did you mean `purpose`?"), "{out}");
 }
 
 #[test]

@@ -39,9 +39,13 @@ fn invalid_flows_report_expected_diagnostics() {
     let opts = tern_engine::LoadOptions::new(&registry);
     for file in files {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
-        let diags = match tern_engine::load_flow(&std::fs::read_to_string(&file).unwrap(), &opts) {
-            Ok(flow) => flow.warnings,
-            Err(diags) => diags,
+        // As `tern validate` loads it: the file alone, then the checks across the set (its
+        // calls to other flows).
+        let loaded = tern_engine::flow_set::load_files(std::slice::from_ref(&file), &opts).unwrap();
+        let diags = match loaded.into_iter().next().unwrap().outcome {
+            tern_engine::flow_set::FileOutcome::Loaded { flow, .. } => flow.flow.warnings.clone(),
+            tern_engine::flow_set::FileOutcome::Invalid(diags) => diags,
+            other => panic!("{name}: {other:?}"),
         };
         let errors = diags.iter().filter(|d| d.is_error()).count();
         assert!(errors > 0, "{name} must fail validation");

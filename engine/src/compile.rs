@@ -118,6 +118,7 @@ const PASSES: &[(&str, Pass)] = &[
     ("flow on_error", resolve_flow_on_error),
     ("trigger", read_trigger),
     ("variables", check_variables),
+    ("interface", check_interface),
     ("loop bodies", find_loop_bodies),
     ("graph", check_graph),
     ("private hosts", check_private_hosts),
@@ -202,6 +203,9 @@ impl<'a> Load<'a> {
             integrations: std::mem::take(&mut self.facts.integrations),
             integration_metadata: std::mem::take(&mut self.facts.integration_metadata),
             secrets: std::mem::take(&mut self.secrets),
+            inputs: cfg.inputs.into_iter().collect(),
+            outputs: cfg.outputs.into_iter().collect(),
+            calls: std::mem::take(&mut self.facts.calls),
             warnings: Vec::new(),
         })
     }
@@ -259,7 +263,7 @@ fn read_top_level(load: &mut Load<'_>) -> ControlFlow<()> {
         None => load.doc.get("steps").and_then(Value::as_array).cloned().unwrap_or_default(),
     };
     load.initial = match &cfg {
-        Some(c) => c.variables.keys().map(|k| k.as_str().to_string()).collect(),
+        Some(c) => c.variables.keys().chain(&c.inputs).map(|k| k.as_str().to_string()).collect(),
         None => top
             .defines
             .iter()
@@ -466,6 +470,47 @@ fn read_trigger(load: &mut Load<'_>) -> ControlFlow<()> {
 fn check_variables(load: &mut Load<'_>) -> ControlFlow<()> {
     let initial: BTreeSet<&str> = load.initial.iter().map(String::as_str).collect();
     load.secrets = analysis::check_variables(&load.facts, &initial, &mut load.diags);
+    ControlFlow::Continue(())
+}
+
+/// The flow's interface for callers: every declared output is a variable the flow has (an
+/// initial variable, an input, or one a step sets), each name declared once.
+fn check_interface(load: &mut Load<'_>) -> ControlFlow<()> {
+    let Some(cfg) = &load.cfg else { return ControlFlow::Continue(()) };
+    let defined: BTreeSet<&str> =
+        load.initial.iter().map(String::as_str).chain(load.facts.defines.iter().map(|(_, v)| v.as_str())).collect();
+    for (field, names) in [("inputs", &cfg.inputs), ("outputs", &cfg.outputs)] {
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                load.diags.push(Diagnostic::error(
+                    "duplicate-name",
+                    format!("/{field}/{i}"),
+                    format!("`{name}` is already in `{field}`"),
+                ));
+            } else if RESERVED_ROOTS.contains(&name.as_str()) {
+                load.diags.push(Diagnostic::error(
+                    "reserved-variable",
+                    format!("/{field}/{i}"),
+                    format!("`{name}` is a built-in template root and cannot be a variable"),
+                ));
+            }
+        }
+    }
+    for (i, name) in cfg.outputs.iter().enumerate() {
+        if !defined.contains(name.as_str()) {
+            let mut d = Diagnostic::error(
+                "undefined-output",
+                format!("/outputs/{i}"),
+                format!(
+                    "output `{name}` is never set in this flow: no step sets it, and it is not a variable or input"
+                ),
+            );
+            if let Some(near) = crate::diagnostics::nearest(name.as_str(), defined.iter().copied()) {
+                d = d.with_hint(format!("did you mean `{near}`?"));
+            }
+            load.diags.push(d);
+        }
+    }
     ControlFlow::Continue(())
 }
 

@@ -31,6 +31,13 @@ pub struct FlowConfig {
     /// Variables with their initial values; `tern run --var NAME=VALUE` overrides them.
     #[serde(default)]
     pub variables: BTreeMap<VarName, Value>,
+    /// The variables a caller must give when it runs this flow with `call_flow`; each is set
+    /// before the first step.
+    #[serde(default)]
+    pub inputs: Vec<VarName>,
+    /// The variables a caller may take back (`call_flow`'s `outputs`) when this flow ends.
+    #[serde(default)]
+    pub outputs: Vec<VarName>,
     /// Where a failing step without its own `on_error` goes (a step id, or `end` to finish
     /// quietly). Taken at most once per run activation: a failure after it fails the run.
     #[serde(default)]

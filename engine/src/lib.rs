@@ -89,12 +89,12 @@ pub use ids::{
     OPAQUE_ID_PATTERN, RunId, StepId, Target, VarName, is_hidden_char, is_ident_char,
 };
 pub use run::{
-    CAUGHT_BY, Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus, TraceEntry,
-    UnknownStatus,
+    CAUGHT_BY, CallerFrame, Engine, RunError, RunInput, RunLimits, RunResult, RunSnapshot, RunStatus, StepStatus,
+    TraceEntry, UnknownStatus,
 };
 pub use step::{
-    Behavior, BuildContext, CaughtFailure, Choice, CompiledFlow, CompiledStep, Jump, MAX_CHOICE_PAYLOAD_BYTES,
-    MAX_CHOICE_TITLE_CHARS, MAX_CHOICES, Message, Outcome, Registry, Repeat, Reply, ReplySink, RunEnv, Step,
-    StepContext, StepFailure, StepJump, StepType,
+    Behavior, BuildContext, CallRequest, CaughtFailure, Choice, CompiledFlow, CompiledStep, FixedFlows, FlowCall,
+    FlowResolver, Jump, MAX_CALL_DEPTH, MAX_CHOICE_PAYLOAD_BYTES, MAX_CHOICE_TITLE_CHARS, MAX_CHOICES, Message,
+    Outcome, Registry, Repeat, Reply, ReplySink, RunEnv, Step, StepContext, StepFailure, StepJump, StepType,
 };
 pub use tokens::{Credential, Grant, TokenError, TokenOwner, TokenSource};

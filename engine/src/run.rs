@@ -13,10 +13,11 @@ use serde_json::{Map, Value};
 
 use crate::effects::JournalScope;
 use crate::http::Outbound;
-use crate::ids::{FlowId, RunId, StepId};
-use crate::secrets::{Masker, SecretMap, SecretSource};
+use crate::ids::{FlowId, RunId, StepId, VarName};
+use crate::secrets::{Masker, SecretSource};
 use crate::step::{
-    CaughtFailure, CompiledFlow, Jump, Message, Outcome, Registry, Reply, ReplySink, RunEnv, StepContext, StepFailure,
+    CallRequest, CaughtFailure, CompiledFlow, FlowResolver, Jump, MAX_CALL_DEPTH, Message, Outcome, Registry, Reply,
+    ReplySink, RunEnv, StepContext, StepFailure,
 };
 
 /// The trace detail naming the repeating step (`for_each`) that caught a body step's failure
@@ -24,7 +25,7 @@ use crate::step::{
 pub const CAUGHT_BY: &str = "caught_by";
 
 /// What a run starts or resumes with.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RunInput {
     /// The conversation.
     pub conversation_id: String,
@@ -37,6 +38,20 @@ pub struct RunInput {
     pub event: Option<Value>,
     /// Where calls that are not idempotent are recorded (SECURITY R12); `None` runs without.
     pub journal: Option<JournalScope>,
+    /// Where `call_flow` finds the flows it calls (the conversation service's flow set and
+    /// versions); `None`: a call fails its step (`unknown-flow`).
+    pub flows: Option<Arc<dyn FlowResolver>>,
+}
+
+impl std::fmt::Debug for RunInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunInput")
+            .field("conversation_id", &self.conversation_id)
+            .field("message", &self.message)
+            .field("journal", &self.journal.is_some())
+            .field("flows", &self.flows.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Limits on one run.
@@ -74,6 +89,33 @@ pub struct RunSnapshot {
     /// active `for_each` is in its list.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub step_state: Map<String, Value>,
+    /// The flows that called the paused one and wait for it to end (`call_flow`), outermost
+    /// first; empty when the run's own flow paused. `flow_id`, `step`, `variables` and
+    /// `step_state` above are then the called flow's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<CallerFrame>,
+    /// The version (hash) of the paused flow when it is a called one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_hash: Option<String>,
+}
+
+/// A flow waiting for the flow it called (`call_flow`) to end.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CallerFrame {
+    /// The calling flow.
+    pub flow_id: FlowId,
+    /// Its version; `None` for the run's own flow (the version the paused run is pinned to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_hash: Option<String>,
+    /// The calling step.
+    pub step: StepId,
+    /// The caller's variables at the call.
+    pub variables: Map<String, Value>,
+    /// What its steps kept for their next visit.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub step_state: Map<String, Value>,
+    /// What it takes back: (its variable, the called flow's output).
+    pub outputs: Vec<(VarName, VarName)>,
 }
 
 /// How a run (activation) ended: the one run status, from the run's result to history (each
@@ -235,7 +277,16 @@ impl std::fmt::Debug for Engine {
 }
 
 struct Activation<'a> {
-    flow: &'a CompiledFlow,
+    /// The run's own flow.
+    root: &'a CompiledFlow,
+    /// The flow running now when it is a called one, with its version.
+    current: Option<(Arc<CompiledFlow>, String)>,
+    /// The flows waiting for it, outermost first, each with its flow (`None`: the root).
+    callers: Vec<(CallerFrame, Option<Arc<CompiledFlow>>)>,
+    /// Where called flows are found.
+    resolver: Option<Arc<dyn FlowResolver>>,
+    /// What the caller sent, left unmasked (see [`Masker::sent_by_caller`]).
+    sent: Vec<u8>,
     env: RunEnv,
     run_id: RunId,
     vars: Map<String, Value>,
@@ -264,7 +315,9 @@ impl Engine {
         self.drive(act, 0, None, sink).await
     }
 
-    /// Resumes a paused run with the next message.
+    /// Resumes a paused run with the next message. `flow` is the run's own flow (the version
+    /// it is pinned to); the flows it called and that wait (`snapshot.callers`) are found with
+    /// the input's [`FlowResolver`], by version.
     pub async fn resume(
         &self,
         flow: &CompiledFlow,
@@ -272,19 +325,66 @@ impl Engine {
         input: RunInput,
         sink: Option<&ReplySink>,
     ) -> RunResult {
-        let RunSnapshot { run_id, step, variables, executed_steps, paused_with, flow_id, step_state } = snapshot;
-        let act = self.activation(flow, input, run_id, variables, executed_steps, step_state).await;
-        let Some(index) = flow.step_index(&step).filter(|_| flow_id == flow.id) else {
-            let mut act = act;
-            let error = RunError {
-                step: Some(step.clone()),
-                code: "stale-snapshot".into(),
-                message: format!(
-                    "the paused run is at step `{step}` of flow `{flow_id}`, which the loaded flow `{}` does not have",
-                    flow.id
-                ),
+        let RunSnapshot {
+            run_id,
+            step,
+            variables,
+            executed_steps,
+            paused_with,
+            flow_id,
+            step_state,
+            callers,
+            flow_hash,
+        } = snapshot;
+        let mut act = self.activation(flow, input, run_id, variables, executed_steps, step_state).await;
+        let stale = |act: &mut Activation<'_>, message: String| {
+            let error = RunError { step: Some(step.clone()), code: "stale-snapshot".into(), message };
+            finish(act, RunStatus::Failed, Some(error), None)
+        };
+        if !callers.is_empty() {
+            // The called flows' versions, as the run left them.
+            let resolver = act.resolver.clone();
+            let find = |hash: Option<String>| {
+                let resolver = resolver.clone();
+                async move {
+                    match (resolver, hash) {
+                        (Some(r), Some(h)) => r.version(&h).await.map(|f| Some((f, h))),
+                        (_, None) => Some(None),
+                        (None, Some(_)) => None,
+                    }
+                }
             };
-            return finish(&mut act, RunStatus::Failed, Some(error), None);
+            let Some(Some(current)) = find(flow_hash).await else {
+                let message = format!("the paused run waits in flow `{flow_id}`, whose version is no longer known");
+                return stale(&mut act, message);
+            };
+            let mut frames = Vec::with_capacity(callers.len());
+            for frame in callers {
+                let Some(found) = find(frame.flow_hash.clone()).await else {
+                    let message = format!(
+                        "flow `{}` waits for a flow it called, and its version is no longer known",
+                        frame.flow_id
+                    );
+                    return stale(&mut act, message);
+                };
+                let caller = found.map(|(f, _)| f);
+                if let Some(f) = &caller {
+                    self.extend_env(&mut act.env, f, &act.sent).await;
+                }
+                frames.push((frame, caller));
+            }
+            self.extend_env(&mut act.env, &current.0, &act.sent).await;
+            act.callers = frames;
+            act.current = Some(current);
+        }
+        let running = act.current.as_ref().map(|(f, _)| f.clone());
+        let running: &CompiledFlow = running.as_deref().unwrap_or(act.root);
+        let Some(index) = running.step_index(&step).filter(|_| flow_id == running.id) else {
+            let message = format!(
+                "the paused run is at step `{step}` of flow `{flow_id}`, which the loaded flow `{}` does not have",
+                running.id
+            );
+            return stale(&mut act, message);
         };
         self.drive(act, index, Some(paused_with), sink).await
     }
@@ -298,8 +398,6 @@ impl Engine {
         executed: u32,
         step_state: Map<String, Value>,
     ) -> Activation<'a> {
-        let secrets: SecretMap =
-            flow.secrets.iter().filter_map(|n| self.secrets.get(n).map(|s| (n.clone(), s))).collect();
         // What the caller sent is not masked in the run's output (no oracle for guessing secrets).
         let mut sent = Vec::with_capacity(input.message.text.len() + 256);
         sent.extend_from_slice(input.conversation_id.as_bytes());
@@ -311,37 +409,24 @@ impl Engine {
         {
             collect_strings(v, &mut sent);
         }
-        let masker = Masker::new(secrets.values()).sent_by_caller(&sent);
-        let undecryptable_secrets = flow
-            .secrets
-            .iter()
-            .filter(|n| !secrets.contains_key(*n) && self.secrets.undecryptable(n))
-            .cloned()
-            .collect();
-        let mut integrations = HashMap::new();
-        if let Some(tokens) = &self.outbound.tokens {
-            for name in &flow.integration_metadata {
-                match tokens.metadata(name).await {
-                    Ok(meta) => {
-                        integrations.insert(name.clone(), meta);
-                    }
-                    Err(e) => tracing::debug!(integration = %name, error = %e, "no integration metadata"),
-                }
-            }
-        }
-        let env = RunEnv {
+        let mut env = RunEnv {
             conversation_id: input.conversation_id,
             contact: if input.contact.is_object() { input.contact } else { Value::Object(Map::new()) },
             message: input.message,
             event: input.event,
-            secrets,
-            undecryptable_secrets,
-            integrations,
-            masker,
+            secrets: Default::default(),
+            undecryptable_secrets: Vec::new(),
+            integrations: HashMap::new(),
+            masker: Masker::new(std::iter::empty()).sent_by_caller(&sent),
             journal: input.journal,
         };
+        self.extend_env(&mut env, flow, &sent).await;
         Activation {
-            flow,
+            root: flow,
+            current: None,
+            callers: Vec::new(),
+            resolver: input.flows,
+            sent,
             env,
             run_id,
             vars,
@@ -353,6 +438,91 @@ impl Engine {
         }
     }
 
+    /// Adds what `flow` needs to the run's environment: its secrets (and the masker that hides
+    /// them) and its integrations' metadata. A run's own flow, then each flow it calls.
+    async fn extend_env(&self, env: &mut RunEnv, flow: &CompiledFlow, sent: &[u8]) {
+        let mut added = false;
+        for name in &flow.secrets {
+            if env.secrets.contains_key(name) || env.undecryptable_secrets.contains(name) {
+                continue;
+            }
+            match self.secrets.get(name) {
+                Some(value) => {
+                    env.secrets.insert(name.clone(), value);
+                    added = true;
+                }
+                None if self.secrets.undecryptable(name) => env.undecryptable_secrets.push(name.clone()),
+                None => {}
+            }
+        }
+        if added {
+            env.masker = Masker::new(env.secrets.values()).sent_by_caller(sent);
+        }
+        if let Some(tokens) = &self.outbound.tokens {
+            for name in &flow.integration_metadata {
+                if env.integrations.contains_key(name) {
+                    continue;
+                }
+                match tokens.metadata(name).await {
+                    Ok(meta) => {
+                        env.integrations.insert(name.clone(), meta);
+                    }
+                    Err(e) => tracing::debug!(integration = %name, error = %e, "no integration metadata"),
+                }
+            }
+        }
+    }
+
+    /// Runs the flow `req` names from its first step, keeping the caller (at step `index` of
+    /// `caller`) in a frame.
+    ///
+    /// # Errors
+    /// The calling step's failure: calls nested too deep, no such flow loaded.
+    async fn enter(
+        &self,
+        act: &mut Activation<'_>,
+        caller: &CompiledFlow,
+        index: usize,
+        req: CallRequest,
+    ) -> Result<(), StepFailure> {
+        if act.callers.len() >= MAX_CALL_DEPTH {
+            return Err(StepFailure::Other {
+                code: "call-depth",
+                message: format!(
+                    "calls nest {MAX_CALL_DEPTH} flows deep here, the limit; a flow probably calls itself (or a flow that calls it back) without end"
+                ),
+            });
+        }
+        let Some(callee) = act.resolver.as_ref().and_then(|r| r.current(req.flow.as_str())) else {
+            return Err(StepFailure::Other {
+                code: "unknown-flow",
+                message: format!(
+                    "flow `{}` is not loaded; load it with the flows that call it (the same folder)",
+                    req.flow
+                ),
+            });
+        };
+        self.extend_env(&mut act.env, &callee.flow, &act.sent).await;
+        let (flow, flow_hash) = match act.current.take() {
+            Some((f, h)) => (Some(f), Some(h)),
+            None => (None, None),
+        };
+        let frame = CallerFrame {
+            flow_id: caller.id.clone(),
+            flow_hash,
+            step: caller.steps[index].id.clone(),
+            variables: std::mem::take(&mut act.vars),
+            step_state: std::mem::take(&mut act.step_state),
+            outputs: req.outputs,
+        };
+        act.callers.push((frame, flow));
+        let mut vars = callee.flow.variables.clone();
+        vars.extend(req.inputs);
+        act.vars = vars;
+        act.current = Some((callee.flow, callee.hash));
+        Ok(())
+    }
+
     async fn drive(
         &self,
         mut act: Activation<'_>,
@@ -360,32 +530,44 @@ impl Engine {
         mut resume_with: Option<Value>,
         sink: Option<&ReplySink>,
     ) -> RunResult {
-        let flow = act.flow;
         let deadline = tokio::time::Instant::now() + self.limits.deadline;
-        tracing::debug!(flow = %flow.id, run = %act.run_id, resumed = resume_with.is_some(), "run activation");
+        tracing::debug!(flow = %act.root.id, run = %act.run_id, resumed = resume_with.is_some(), "run activation");
         // A body step's failure on its way back to the repeating step that catches it.
         let mut caught: Option<CaughtFailure> = None;
         // The step the run came from in this activation (for repeating steps).
         let mut previous: Option<usize> = None;
+        // A called flow's failure, on its way to the calling step.
+        let mut returned_failure: Option<StepFailure> = None;
         loop {
+            let running = act.current.as_ref().map(|(f, _)| f.clone());
+            let flow: &CompiledFlow = running.as_deref().unwrap_or(act.root);
             let Some(compiled) = flow.steps.get(index) else {
-                return finish(&mut act, RunStatus::Completed, None, None);
+                match returned(&mut act) {
+                    Some((i, next)) => {
+                        previous = Some(i);
+                        index = next;
+                        continue;
+                    }
+                    None => return finish(&mut act, RunStatus::Completed, None, None),
+                }
             };
-            if act.executed >= self.limits.max_steps {
-                let error = RunError {
-                    step: Some(compiled.id.clone()),
-                    code: "step-budget".into(),
-                    message: format!(
-                        "the run executed {} steps, its budget; a loop in the flow probably never ends, or a for_each has more items than the budget holds (each pass takes its body's steps and one for the loop)",
-                        self.limits.max_steps
-                    ),
-                };
-                return finish(&mut act, RunStatus::Failed, Some(error), None);
-            }
-            act.executed += 1;
             let started = Instant::now();
             let mut detail = Map::new();
-            let result = {
+            let result = if let Some(failure) = returned_failure.take() {
+                Err(failure)
+            } else {
+                if act.executed >= self.limits.max_steps {
+                    let error = RunError {
+                        step: Some(compiled.id.clone()),
+                        code: "step-budget".into(),
+                        message: format!(
+                            "the run executed {} steps, its budget; a loop in the flow probably never ends, or a for_each has more items than the budget holds (each pass takes its body's steps and one for the loop)",
+                            self.limits.max_steps
+                        ),
+                    };
+                    return finish(&mut act, RunStatus::Failed, Some(error), None);
+                }
+                act.executed += 1;
                 let mut cx = StepContext {
                     step_id: &compiled.id,
                     flow_id: flow.id.as_str(),
@@ -418,11 +600,29 @@ impl Engine {
                 }
             };
             let jump = match result {
-                Ok(Outcome::Next) => compiled.next.unwrap_or(Jump::Step(index + 1)),
-                Ok(Outcome::Goto(j)) => j,
-                Ok(Outcome::End) => Jump::End,
+                Ok(outcome @ (Outcome::Next | Outcome::Goto(_) | Outcome::End)) => {
+                    push_trace(&mut act, flow, index, started, detail, StepStatus::Ok, None);
+                    match outcome {
+                        Outcome::Goto(j) => j,
+                        Outcome::End => Jump::End,
+                        _ => compiled.next.unwrap_or(Jump::Step(index + 1)),
+                    }
+                }
+                Ok(Outcome::Call(req)) => {
+                    match self.enter(&mut act, flow, index, *req).await {
+                        Ok(()) => {
+                            push_trace(&mut act, flow, index, started, detail, StepStatus::Ok, None);
+                            previous = None;
+                            index = 0;
+                        }
+                        // The call could not start: the calling step fails, through the same
+                        // path as any failure (on the next turn of the loop).
+                        Err(failure) => returned_failure = Some(failure),
+                    }
+                    continue;
+                }
                 Ok(Outcome::Pause(with)) => {
-                    push_trace(&mut act, index, started, detail, StepStatus::Paused, None);
+                    push_trace(&mut act, flow, index, started, detail, StepStatus::Paused, None);
                     let snapshot = RunSnapshot {
                         run_id: act.run_id.clone(),
                         flow_id: flow.id.clone(),
@@ -431,6 +631,8 @@ impl Engine {
                         executed_steps: act.executed,
                         paused_with: with,
                         step_state: act.step_state.clone(),
+                        callers: act.callers.iter().map(|(frame, _)| frame.clone()).collect(),
+                        flow_hash: act.current.as_ref().map(|(_, h)| h.clone()),
                     };
                     return finish(&mut act, RunStatus::Paused, None, Some(snapshot));
                 }
@@ -438,7 +640,8 @@ impl Engine {
                     let error = step_error(&act.env.masker, &compiled.id, &failure);
                     tracing::info!(flow = %flow.id, run = %act.run_id, step = %compiled.id, code = %error.code, error = %error.message, "step failed");
                     // The step's own `on_error`, else the loop whose body it is in when that loop
-                    // catches failures, else the flow's (once per activation).
+                    // catches failures, else the flow's (once per activation), else the step
+                    // that called this flow.
                     if compiled.on_error.is_none()
                         && let Some(repeat) = compiled.caught_by
                     {
@@ -448,7 +651,7 @@ impl Engine {
                             message: error.message.clone(),
                         });
                         detail.insert(CAUGHT_BY.into(), Value::from(flow.steps[repeat].id.as_str()));
-                        push_trace(&mut act, index, started, detail, StepStatus::ErrorHandled, Some(error));
+                        push_trace(&mut act, flow, index, started, detail, StepStatus::ErrorHandled, Some(error));
                         previous = Some(index);
                         index = repeat;
                         continue;
@@ -457,29 +660,84 @@ impl Engine {
                     act.fallback_taken |= compiled.on_error.is_none() && flow_fallback.is_some();
                     match compiled.on_error.or(flow_fallback) {
                         Some(j) => {
-                            push_trace(&mut act, index, started, detail, StepStatus::ErrorHandled, Some(error));
-                            previous = Some(index);
-                            index = match j {
-                                Jump::Step(i) => i,
-                                Jump::End => return finish(&mut act, RunStatus::Completed, None, None),
-                            };
-                            continue;
+                            push_trace(&mut act, flow, index, started, detail, StepStatus::ErrorHandled, Some(error));
+                            j
                         }
                         None => {
-                            push_trace(&mut act, index, started, detail, StepStatus::Failed, Some(error.clone()));
-                            return finish(&mut act, RunStatus::Failed, Some(error), None);
+                            push_trace(&mut act, flow, index, started, detail, StepStatus::Failed, Some(error.clone()));
+                            // A called flow's failure is its calling step's.
+                            match failed_call(&mut act, &error) {
+                                Some((i, failure)) => {
+                                    returned_failure = Some(failure);
+                                    previous = None;
+                                    index = i;
+                                    continue;
+                                }
+                                None => return finish(&mut act, RunStatus::Failed, Some(error), None),
+                            }
                         }
                     }
                 }
             };
-            push_trace(&mut act, index, started, detail, StepStatus::Ok, None);
             previous = Some(index);
             index = match jump {
                 Jump::Step(i) => i,
-                Jump::End => return finish(&mut act, RunStatus::Completed, None, None),
+                Jump::End => match returned(&mut act) {
+                    Some((i, next)) => {
+                        previous = Some(i);
+                        next
+                    }
+                    None => return finish(&mut act, RunStatus::Completed, None, None),
+                },
             };
         }
     }
+}
+
+/// The flow running now ended. Back in the flow that called it (outputs copied, its
+/// variables restored): the calling step's index and where the caller goes on. `None` when
+/// the run's own flow ended.
+fn returned(act: &mut Activation<'_>) -> Option<(usize, usize)> {
+    loop {
+        let index = back_to_caller(act, true)?;
+        let running = act.current.as_ref().map(|(f, _)| f.clone());
+        let flow: &CompiledFlow = running.as_deref().unwrap_or(act.root);
+        match flow.steps.get(index).and_then(|s| s.next).unwrap_or(Jump::Step(index + 1)) {
+            Jump::Step(next) => return Some((index, next)),
+            // The calling step was the caller's last: the caller ended too.
+            Jump::End => {}
+        }
+    }
+}
+
+/// A called flow failed and nothing in it caught the failure: back in the caller, the calling
+/// step's index and its failure. `None` when the run's own flow failed.
+fn failed_call(act: &mut Activation<'_>, error: &RunError) -> Option<(usize, StepFailure)> {
+    let callee = act.current.as_ref().map(|(f, _)| f.id.clone())?;
+    let index = back_to_caller(act, false)?;
+    let at = error.step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default();
+    let message = format!("flow `{callee}` failed{at} [{}]: {}", error.code, error.message);
+    Some((index, StepFailure::Other { code: "call-failed", message }))
+}
+
+/// Pops the innermost caller frame: its variables (with the outputs when `ended`), its kept
+/// state and its flow come back. Returns the calling step's index.
+fn back_to_caller(act: &mut Activation<'_>, ended: bool) -> Option<usize> {
+    let (frame, flow) = act.callers.pop()?;
+    let mut vars = frame.variables;
+    if ended {
+        for (mine, theirs) in &frame.outputs {
+            // An output the called flow never set comes back as null.
+            let value = act.vars.get(theirs.as_str()).cloned().unwrap_or(Value::Null);
+            vars.insert(mine.as_str().to_string(), value);
+        }
+    }
+    act.vars = vars;
+    act.step_state = frame.step_state;
+    act.current = flow.zip(frame.flow_hash);
+    let running = act.current.as_ref().map(|(f, _)| f.clone());
+    let caller: &CompiledFlow = running.as_deref().unwrap_or(act.root);
+    caller.step_index(&frame.step)
 }
 
 /// Every string and key in `v`, one per line.
@@ -509,13 +767,18 @@ fn step_error(masker: &Masker, step: &StepId, failure: &StepFailure) -> RunError
 
 fn push_trace(
     act: &mut Activation<'_>,
+    flow: &CompiledFlow,
     index: usize,
     started: Instant,
     mut detail: Map<String, Value>,
     status: StepStatus,
     error: Option<RunError>,
 ) {
-    let step = &act.flow.steps[index];
+    let step = &flow.steps[index];
+    if !std::ptr::eq(flow, act.root) {
+        // A step of a called flow says which flow it is in.
+        detail.insert("in_flow".into(), Value::from(flow.id.as_str()));
+    }
     let mut d = Value::Object(std::mem::take(&mut detail));
     act.env.masker.mask_value(&mut d);
     let detail = match d {
@@ -542,10 +805,10 @@ fn finish(
     let mut variables = Value::Object(std::mem::take(&mut act.vars));
     act.env.masker.mask_value(&mut variables);
     let replies = std::mem::take(&mut act.replies);
-    tracing::debug!(flow = %act.flow.id, run = %act.run_id, ?status, steps = act.trace.len(), "run activation ended");
+    tracing::debug!(flow = %act.root.id, run = %act.run_id, ?status, steps = act.trace.len(), "run activation ended");
     RunResult {
         run_id: act.run_id.clone(),
-        flow_id: act.flow.id.clone(),
+        flow_id: act.root.id.clone(),
         status,
         replies,
         variables: match variables {

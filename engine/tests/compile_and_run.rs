@@ -10,6 +10,10 @@ mod support;
 #[path = "compile_and_run/loops.rs"]
 mod loops;
 
+/// `call_flow`.
+#[path = "compile_and_run/calls.rs"]
+mod calls;
+
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};

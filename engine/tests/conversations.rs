@@ -595,3 +595,56 @@ async fn a_panicking_step_fails_its_message_not_the_conversation() {
     assert!(matches!(second, Err(ConversationError::Interrupted { .. })), "{second:?}");
     assert_eq!(s.in_flight(), 0);
 }
+
+/// A called flow asks for a customer number, pauses over a restart of the service (a new
+/// service on the same SQLite file, with `identify` changed meanwhile) and returns the number
+/// to two different callers, each on the version it started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_called_flow_pauses_over_a_restart_and_returns_to_each_caller() {
+    const IDENTIFY: &str = r#"{"version": 1, "id": "identify", "inputs": ["purpose"], "outputs": ["customer_id"],
+      "steps": [{"id": "ask", "type": "ask", "text": "Customer number for {{purpose}}?", "save_as": "customer_id"}]}"#;
+    const IDENTIFY_V2: &str = r#"{"version": 1, "id": "identify", "inputs": ["purpose"], "outputs": ["customer_id"],
+      "steps": [{"id": "ask", "type": "ask", "text": "CHANGED {{purpose}}", "save_as": "customer_id"}]}"#;
+    let caller = |id: &str, word: &str| {
+        format!(
+            r#"{{"version": 1, "id": "{id}", "trigger": {{"type": "message", "match": {{"keywords": ["{word}"]}}}},
+              "steps": [
+                {{"id": "who", "type": "call_flow", "flow": "identify", "inputs": {{"purpose": "{word}"}}, "outputs": {{"customer": "customer_id"}}}},
+                {{"id": "done", "type": "send_message", "text": "{word} for {{{{customer}}}}"}}]}}"#
+        )
+    };
+    let (billing_src, support_src) = (caller("billing", "invoice"), caller("support", "ticket"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(&dir).await;
+    let first = engine();
+    let loaded: Vec<LoadedFlow> =
+        [IDENTIFY, billing_src.as_str(), support_src.as_str()].iter().map(|s| flow(&first, s)).collect();
+    for (f, src) in loaded.iter().zip([IDENTIFY, &billing_src, &support_src]) {
+        store.put_flow_version(&f.hash, f.flow.id.as_str(), src).await.unwrap();
+    }
+    let s = Conversations::start(first, store.clone(), ConversationOptions::default(), None);
+    s.set_flows(loaded);
+    let a = s.submit(msg("c-bill", Some("m1"), "invoice"), None).unwrap().wait().await.unwrap();
+    assert_eq!(a.status, AnswerStatus::Paused, "{:?}", a.error);
+    assert_eq!(a.replies[0].text, "Customer number for invoice?");
+    let b = s.submit(msg("c-sup", Some("m1"), "ticket"), None).unwrap().wait().await.unwrap();
+    assert_eq!(b.replies[0].text, "Customer number for ticket?");
+    s.shutdown(Duration::from_secs(5)).await;
+    drop(s);
+
+    // A new service on the same store; `identify` changed in the meantime.
+    let second = engine();
+    let v2 = flow(&second, IDENTIFY_V2);
+    store.put_flow_version(&v2.hash, "identify", IDENTIFY_V2).await.unwrap();
+    let s = Conversations::start(second.clone(), store.clone(), ConversationOptions::default(), None);
+    s.set_flows(vec![v2, flow(&second, &billing_src), flow(&second, &support_src)]);
+    let a = s.submit(msg("c-bill", Some("m2"), "C-42"), None).unwrap().wait().await.unwrap();
+    assert_eq!(a.status, AnswerStatus::Completed, "{:?}", a.error);
+    assert_eq!(a.replies[0].text, "invoice for C-42");
+    let b = s.submit(msg("c-sup", Some("m2"), "C-7"), None).unwrap().wait().await.unwrap();
+    assert_eq!(b.replies[0].text, "ticket for C-7", "{:?}", b.error);
+    // A new call starts the current version.
+    let c = s.submit(msg("c-new", Some("m1"), "invoice"), None).unwrap().wait().await.unwrap();
+    assert_eq!(c.replies[0].text, "CHANGED invoice");
+    s.shutdown(Duration::from_secs(5)).await;
+}

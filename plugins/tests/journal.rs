@@ -50,6 +50,7 @@ fn input(store: Option<&Arc<MemoryConversationStore>>, message_id: &str) -> RunI
         contact: json!({"id": "u1"}),
         message: Message { text: "open a ticket".into(), id: Some(message_id.into()), metadata: Map::new() },
         event: None,
+        flows: None,
         journal: store.map(|s| JournalScope {
             journal: s.clone(),
             conversation: "c1".into(),

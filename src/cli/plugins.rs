@@ -358,6 +358,7 @@ async fn check(
         message: Message { text: message.to_string(), ..Default::default() },
         event: None,
         journal: None,
+        flows: None,
     };
     let started = Instant::now();
     let result = engine.start(&flow, input, vars, None).await;
@@ -452,6 +453,7 @@ async fn test(shared: &Shared, file: &Path, fixture_path: &Path, allow: &[String
         message: Message { text: fixture.message.clone(), ..Default::default() },
         event: None,
         journal: None,
+        flows: None,
     };
     let started = Instant::now();
     let result = engine.start(&flow, input, fixture.variables.clone(), None).await;

@@ -114,6 +114,9 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let (Some(f), Some(path)) = (&error_flow, &args.error_flow) {
         flows.push(LoadedFlow { hash: flow_hash(&format!("error\n{}", path.display())), flow: f.clone() });
     }
+    if !flow.calls.is_empty() {
+        flows.extend(called_flows(&args.flow, &flow, &registry, integrations.as_ref(), shared.allow_private_network)?);
+    }
     let runs = Arc::new(Mutex::new(Vec::<Observed>::new()));
     let observer = (args.repeat <= 1).then(|| {
         let runs = runs.clone();
@@ -133,6 +136,45 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     service.shutdown(std::time::Duration::from_secs(5)).await;
     outcome
+}
+
+/// The flows `flow` (the file at `path`) may call: the other flows of its folder, as `tern serve
+/// --flows FOLDER` would load them. Its calls are checked against them first.
+fn called_flows(
+    path: &std::path::Path,
+    flow: &CompiledFlow,
+    registry: &Registry,
+    integrations: Option<&std::collections::BTreeSet<tern_engine::IntegrationName>>,
+    allow_private_network: bool,
+) -> anyhow::Result<Vec<LoadedFlow>> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let opts =
+        tern_engine::LoadOptions { integrations, allow_private_network, ..tern_engine::LoadOptions::new(registry) };
+    let others: Vec<LoadedFlow> = tern_engine::flow_set::load_files(&[dir.to_path_buf()], &opts)?
+        .into_iter()
+        .filter_map(|f| match f.outcome {
+            tern_engine::flow_set::FileOutcome::Loaded { flow: loaded, .. } if loaded.flow.id != flow.id => {
+                Some(loaded)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut set: Vec<&CompiledFlow> = vec![flow];
+    set.extend(others.iter().map(|f| &*f.flow));
+    let problems = tern_engine::flow_set::check_calls(&set).into_iter().next().unwrap_or_default();
+    if !problems.is_empty() {
+        let text = tern_engine::flow_set::read_flow(path, usize::MAX).unwrap_or_default();
+        let mut problems = problems;
+        tern_engine::diagnostics::locate(&text, &mut problems);
+        super::print_diagnostics(path, &problems);
+        anyhow::bail!(
+            "{}: its calls do not match the flows of {}; run `tern validate {}`",
+            path.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(others)
 }
 
 /// What the run observer saw of one activation (for notes and `--json`).

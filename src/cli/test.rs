@@ -35,6 +35,8 @@ pub struct TestArgs {
     /// Also write a JUnit XML report here (for CI).
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    #[command(flatten)]
+    error_reply: super::ErrorReplyArgs,
 }
 
 /// What one test file came to.
@@ -51,15 +53,27 @@ struct CaseReport {
 
 pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    for p in &args.paths {
+        if !p.exists() {
+            return Err(anyhow::anyhow!("{} does not exist", p.display()));
+        }
+        if p.is_file() && !p.to_string_lossy().ends_with(flow_test::TEST_FILE_SUFFIX) {
+            return Err(anyhow::anyhow!(
+                "{} is not a flow test: test files are named NAME{} and sit next to the flows they test; to test the flows of a folder, give the folder",
+                p.display(),
+                flow_test::TEST_FILE_SUFFIX
+            ));
+        }
+    }
     let files = flow_test::test_files(&args.paths)?;
     if files.is_empty() {
         let where_ = args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-        return Err(Failed(format!(
+        return Err(anyhow::anyhow!(
             "no test files (`*{}`) in {where_}; write one next to your flows (see the README, \"Flow tests\")",
             flow_test::TEST_FILE_SUFFIX
-        ))
-        .into());
+        ));
     }
+    let options = flow_test::CaseOptions { error_reply: args.error_reply.text() };
     let registry = Arc::new(super::registry(shared).await?);
     let mode = if args.record { Mode::Record } else { Mode::Replay };
     // Replaying needs no store: no token is fetched and secrets come from the test file.
@@ -93,8 +107,15 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let flows_path = flows_path(&path, &test_file);
-        let flows = flow_sets.entry(flows_path.clone()).or_insert_with(|| load_flow_set(&flows_path, &opts)).clone();
-        println!("{}", super::terminal::safe(&path.display().to_string()));
+        let flows = if flows_path.exists() {
+            flow_sets.entry(flows_path.clone()).or_insert_with(|| load_flow_set(&flows_path, &opts)).clone()
+        } else {
+            None
+        };
+        let selected = test_file.tests.iter().any(|c| args.name.as_ref().is_none_or(|n| c.name.contains(n.as_str())));
+        if selected {
+            println!("{}", super::terminal::safe(&path.display().to_string()));
+        }
         let mut cases = Vec::new();
         let mut recorded = test_file.clone();
         for (index, case) in test_file.tests.iter().enumerate() {
@@ -102,11 +123,18 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
             let Some(flows) = &flows else {
-                let message = format!(
-                    "the flows in {} do not load; run `tern validate {}`",
-                    flows_path.display(),
-                    flows_path.display()
-                );
+                let message = if flows_path.exists() {
+                    format!(
+                        "the flows in {} do not load (their problems are above); run `tern validate {}`",
+                        flows_path.display(),
+                        flows_path.display()
+                    )
+                } else {
+                    format!(
+                        "{} does not exist; `flows` is a flow file or folder, relative to the test file",
+                        flows_path.display()
+                    )
+                };
                 let report = CaseReport {
                     name: case.name.clone(),
                     problems: vec![Problem { at: "/flows".into(), message, diff: None }],
@@ -116,7 +144,7 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
                 cases.push(report);
                 continue;
             };
-            let observed = flow_test::run_case(&engine, flows, &test_file, index, mode).await;
+            let observed = flow_test::run_case(&engine, flows, &test_file, index, mode, &options).await;
             let problems = match mode {
                 Mode::Replay => flow_test::check(case, index, &observed),
                 Mode::Record => {
@@ -135,19 +163,7 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
                     if let Some(slot) = recorded.tests.get_mut(index) {
                         *slot = flow_test::recorded(case, &observed);
                     }
-                    observed
-                        .turns
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(t, o)| match o {
-                            flow_test::TurnOutcome::NotAnswered(why) => Some(Problem {
-                                at: format!("/tests/{index}/conversation/{t}"),
-                                message: format!("not recorded: {why}"),
-                                diff: None,
-                            }),
-                            flow_test::TurnOutcome::Answered { .. } => None,
-                        })
-                        .collect()
+                    record_problems(index, case, &observed)
                 }
             };
             let report = CaseReport { name: case.name.clone(), problems, elapsed: observed.elapsed };
@@ -155,8 +171,15 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
             cases.push(report);
         }
         if args.record && flows.is_some() {
-            write_test_file(&path, &recorded)?;
-            println!("  recorded into {}", super::terminal::safe(&path.display().to_string()));
+            if cases.iter().any(|c| !c.problems.is_empty()) {
+                println!(
+                    "  nothing recorded into {}: fix what is above and record again",
+                    super::terminal::safe(&path.display().to_string())
+                );
+            } else {
+                write_test_file(&path, &recorded)?;
+                println!("  recorded into {}", super::terminal::safe(&path.display().to_string()));
+            }
         }
         reports.push(FileReport { path, cases });
     }
@@ -179,6 +202,58 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Error codes of step failures that say the recording run could not reach the API as it
+/// should (network, addresses, tokens, secrets): what it would record is that failure, not the
+/// API's answer.
+const NOT_THE_API: &[&str] =
+    &["http", "http-denied", "http-timeout", "integration", "token-origin", "rate-limited", "not-recorded"];
+
+/// Why a recording run's result should not become the test's expectation: a turn without an
+/// answer, a step that failed before reaching the API, a missing secret, or a variable
+/// `expect` names that the run did not set.
+fn record_problems(index: usize, case: &flow_test::TestCase, observed: &flow_test::Observed) -> Vec<Problem> {
+    let at = format!("/tests/{index}");
+    let mut out = Vec::new();
+    for (t, o) in observed.turns.iter().enumerate() {
+        if let flow_test::TurnOutcome::NotAnswered(why) = o {
+            out.push(Problem {
+                at: format!("{at}/conversation/{t}"),
+                message: format!("no answer: {why}"),
+                diff: None,
+            });
+        }
+    }
+    for f in &observed.failures {
+        let missing_secret = f.code == "template" && f.message.contains("no secret `");
+        if NOT_THE_API.contains(&f.code.as_str()) || missing_secret {
+            let hint = if missing_secret {
+                "set the secret for this data directory (`tern secrets set`, or TERN_SECRET_NAME); a recording uses the real secrets, not the test file's"
+            } else if f.code == "http-denied" {
+                "an API on this machine or a private network needs --allow-private-network"
+            } else {
+                "check the API is reachable from here, then record again"
+            };
+            out.push(Problem {
+                at: format!("{at}/http"),
+                message: format!("step `{}` of flow `{}` failed [{}]: {} — {hint}", f.step, f.flow, f.code, f.message),
+                diff: None,
+            });
+        }
+    }
+    for name in case.expect.variables.keys() {
+        if !observed.variables.contains_key(name) {
+            out.push(Problem {
+                at: tern_engine::diagnostics::pointer_push(&format!("{at}/expect/variables"), name),
+                message: format!(
+                    "variable `{name}` is not set at the end of the run; remove it from `expect`, or check the flow"
+                ),
+                diff: None,
+            });
+        }
+    }
+    out
 }
 
 fn read_test_file(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {

@@ -142,6 +142,7 @@ async fn converse(engine: &Engine, flow: &tern_engine::CompiledFlow) -> anyhow::
     let input = |text: &str| RunInput {
         event: None,
         journal: None,
+        flows: None,
         conversation_id: "demo".into(),
         contact: json!({"id": "demo-user"}),
         message: Message { text: text.into(), ..Default::default() },

@@ -5,6 +5,7 @@
 
 mod ask;
 mod branch;
+mod call_flow;
 mod choices;
 mod end;
 mod fetch_variables;
@@ -28,6 +29,7 @@ pub fn builtins() -> Vec<Arc<dyn StepType>> {
         Arc::new(set_variables::SetVariables),
         Arc::new(branch::Branch),
         Arc::new(for_each::ForEach),
+        Arc::new(call_flow::CallFlow),
         Arc::new(http_request::HttpRequest),
         Arc::new(fetch_variables::FetchVariables),
         Arc::new(oauth_request::OAuthRequest),

@@ -10,6 +10,37 @@ use crate::step::{CompiledFlow, Registry};
 use crate::storage::StoreError;
 use crate::sync;
 
+/// The flows a run's `call_flow` steps call: the current set, and the versions paused runs
+/// are pinned to (in memory, or recompiled from the store).
+pub(super) struct ServiceFlows {
+    pub(super) flows: Arc<Flows>,
+    pub(super) store: Arc<dyn ConversationStore>,
+    pub(super) registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for ServiceFlows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceFlows").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::step::FlowResolver for ServiceFlows {
+    fn current(&self, id: &str) -> Option<crate::flow_set::LoadedFlow> {
+        self.flows.current().by_id(id).cloned()
+    }
+
+    async fn version(&self, hash: &str) -> Option<Arc<CompiledFlow>> {
+        match self.flows.version(hash, &*self.store, &self.registry).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(version = hash, error = %e, "cannot read a called flow's version from the store");
+                None
+            }
+        }
+    }
+}
+
 /// The current flows and the versions known.
 #[derive(Debug, Default)]
 pub(super) struct Flows {

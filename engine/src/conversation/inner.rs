@@ -19,7 +19,7 @@ pub(super) struct Inner {
     pub(super) engine: Engine,
     pub(super) store: Arc<dyn ConversationStore>,
     pub(super) options: ConversationOptions,
-    pub(super) flows: Flows,
+    pub(super) flows: Arc<Flows>,
     /// See [`PausedIndex`].
     pub(super) paused: PausedIndex,
     pub(super) queue: Queue,

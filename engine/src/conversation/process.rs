@@ -255,6 +255,11 @@ fn run_input(inner: &Inner, inbound: &Inbound, recovered: bool, event: Option<Va
             conversation: inbound.conversation.to_string(),
             message_id: format!("{message_id}{scope}"),
         }),
+        flows: Some(Arc::new(super::flows::ServiceFlows {
+            flows: inner.flows.clone(),
+            store: inner.store.clone(),
+            registry: inner.engine.registry.clone(),
+        })),
     }
 }
 

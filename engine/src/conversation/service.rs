@@ -54,7 +54,7 @@ impl Conversations {
             engine,
             store,
             options,
-            flows: Flows::default(),
+            flows: Arc::new(Flows::default()),
             paused: PausedIndex::default(),
             writer,
             observer,

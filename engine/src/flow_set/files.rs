@@ -185,7 +185,7 @@ pub enum FileOutcome {
 pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowFile>, FlowFileError> {
     let mut error_flows = ErrorFlows::default();
     let files = flow_files(paths)?;
-    Ok(files
+    let mut loaded: Vec<FlowFile> = files
         .into_iter()
         .map(|path| {
             let outcome = match read_flow(&path, opts.limits.max_bytes) {
@@ -206,7 +206,29 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowF
             };
             FlowFile { path, outcome }
         })
-        .collect())
+        .collect();
+    // The checks across the set: a file whose calls do not match the flows they call does
+    // not load.
+    let flows: Vec<&CompiledFlow> = loaded
+        .iter()
+        .filter_map(|f| match &f.outcome {
+            FileOutcome::Loaded { flow, .. } => Some(&*flow.flow),
+            _ => None,
+        })
+        .collect();
+    let mut problems = super::check_calls(&flows).into_iter();
+    for file in &mut loaded {
+        if let FileOutcome::Loaded { flow, source } = &file.outcome {
+            let found = problems.next().unwrap_or_default();
+            if !found.is_empty() {
+                let mut diags = flow.flow.warnings.clone();
+                diags.extend(found);
+                crate::diagnostics::locate(source, &mut diags);
+                file.outcome = FileOutcome::Invalid(diags);
+            }
+        }
+    }
+    Ok(loaded)
 }
 
 #[cfg(test)]

@@ -18,11 +18,13 @@
 //!   read with the size limit checked first (`files.rs`), compiled, and a second error flow
 //!   refused (`second-error-flow`), so `tern validate` and `tern serve` judge a directory alike.
 
+mod calls;
 mod files;
 mod versions;
 
 use std::sync::Arc;
 
+pub use calls::check_calls;
 pub use files::{
     ErrorFlows, FileOutcome, FlowFile, FlowFileError, TEST_FILE_SUFFIX, flow_files, load_files, read_flow,
 };

@@ -38,7 +38,7 @@ pub fn check(case: &TestCase, index: usize, observed: &Observed) -> Vec<Problem>
                 ),
                 None,
             ),
-            TurnOutcome::Answered { replies, .. } => {
+            TurnOutcome::Answered { replies, flow, .. } => {
                 if let Some(want) = &turn.tern
                     && !replies_match(want, replies)
                 {
@@ -46,7 +46,8 @@ pub fn check(case: &TestCase, index: usize, observed: &Observed) -> Vec<Problem>
                         &want.iter().map(shown_expected).collect::<Vec<_>>(),
                         &replies.iter().map(shown).collect::<Vec<_>>(),
                     );
-                    push(format!("{at}/tern"), format!("the replies to {:?} differ", turn.contact), Some(diff));
+                    let by = flow.as_ref().map(|f| format!(" (flow `{f}` answered)")).unwrap_or_default();
+                    push(format!("{at}/tern"), format!("the replies to {:?} differ{by}", turn.contact), Some(diff));
                 }
             }
         }
@@ -172,9 +173,13 @@ fn pretty(v: &Value) -> Vec<String> {
     vec![serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())]
 }
 
+/// What a diff shows for an empty list of replies.
+const NO_REPLIES: &str = "(no replies)";
+
 /// A line diff of two lists of texts (each may span lines): `-` expected, `+` actual, ` ` both.
 fn diff(want: &[String], got: &[String]) -> String {
-    let (want, got) = (want.join("\n") + "\n", got.join("\n") + "\n");
+    let joined = |list: &[String]| if list.is_empty() { format!("{NO_REPLIES}\n") } else { list.join("\n") + "\n" };
+    let (want, got) = (joined(want), joined(got));
     let mut out = String::new();
     for change in similar::TextDiff::from_lines(&want, &got).iter_all_changes() {
         let sign = match change.tag() {

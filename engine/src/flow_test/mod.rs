@@ -53,7 +53,7 @@ pub use file::{
     DescribedReply, Expect, ExpectedReply, ExpectedStatus, MAX_CASES, MAX_TEST_FILE_BYTES, MAX_TURNS, TestCase,
     TestFile, Turn,
 };
-pub use run::{Mode, Observed, TURN_TIMEOUT, TurnOutcome, run_case};
+pub use run::{CaseOptions, Mode, Observed, StepFailed, TURN_TIMEOUT, TurnOutcome, run_case};
 
 pub use crate::flow_set::TEST_FILE_SUFFIX;
 

@@ -53,10 +53,25 @@ pub struct Observed {
     /// Calls the recording had no answer for, as (step, what to add), even those an
     /// `on_error` caught (replay).
     pub not_recorded: Vec<(String, String)>,
+    /// Every step failure of the runs, caught or not, as (flow, step, code, message).
+    pub failures: Vec<StepFailed>,
     /// What was recorded (record).
     pub recorded: Option<Recording>,
     /// How long the case took.
     pub elapsed: Duration,
+}
+
+/// A step that failed in a run, caught or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepFailed {
+    /// The flow it is in.
+    pub flow: String,
+    /// The step.
+    pub step: String,
+    /// The error code.
+    pub code: String,
+    /// What went wrong (secrets masked).
+    pub message: String,
 }
 
 /// What came of one turn.
@@ -64,6 +79,8 @@ pub struct Observed {
 pub enum TurnOutcome {
     /// The message was answered.
     Answered {
+        /// The flow that answered (`None` when none started).
+        flow: Option<String>,
         /// How the run ended or paused.
         status: AnswerStatus,
         /// The replies, in order.
@@ -88,9 +105,24 @@ impl SecretSource for TestSecrets {
     }
 }
 
+/// How cases run, besides their file.
+#[derive(Clone, Debug, Default)]
+pub struct CaseOptions {
+    /// The reply a contact gets when a run fails and nothing caught it (as `tern serve
+    /// --error-reply`); `None` for none.
+    pub error_reply: Option<String>,
+}
+
 /// Runs test case `index` of `file` against `flows`, with `engine`'s steps and limits (and its
 /// tokens and secrets when recording).
-pub async fn run_case(engine: &Engine, flows: &[LoadedFlow], file: &TestFile, index: usize, mode: Mode) -> Observed {
+pub async fn run_case(
+    engine: &Engine,
+    flows: &[LoadedFlow],
+    file: &TestFile,
+    index: usize,
+    mode: Mode,
+    options: &CaseOptions,
+) -> Observed {
     let started = Instant::now();
     let case = &file.tests[index];
     let mut engine = engine.clone();
@@ -109,10 +141,23 @@ pub async fn run_case(engine: &Engine, flows: &[LoadedFlow], file: &TestFile, in
     };
     let results = Arc::new(Mutex::new(Vec::<(crate::RunId, Map<String, Value>)>::new()));
     let not_recorded = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let failures = Arc::new(Mutex::new(Vec::<StepFailed>::new()));
     let observer: RunObserver = {
         let results = results.clone();
         let not_recorded = not_recorded.clone();
+        let failures = failures.clone();
         Arc::new(move |r: &RunResult| {
+            let failed = r.trace.iter().filter_map(|t| {
+                let e = t.error.as_ref()?;
+                let flow = t.detail.get("in_flow").and_then(Value::as_str).unwrap_or(r.flow_id.as_str());
+                Some(StepFailed {
+                    flow: flow.to_string(),
+                    step: t.step.to_string(),
+                    code: e.code.clone(),
+                    message: e.message.clone(),
+                })
+            });
+            failures.lock().unwrap_or_else(PoisonError::into_inner).extend(failed);
             let missing = r.trace.iter().filter_map(|t| {
                 let e = t.error.as_ref().filter(|e| e.code == NOT_RECORDED)?;
                 Some((t.step.to_string(), e.message.clone()))
@@ -127,11 +172,20 @@ pub async fn run_case(engine: &Engine, flows: &[LoadedFlow], file: &TestFile, in
     let service = Conversations::start(
         engine,
         Arc::new(MemoryConversationStore::default()),
-        ConversationOptions::default(),
+        ConversationOptions { error_reply: options.error_reply.clone(), ..ConversationOptions::default() },
         Some(observer),
     );
     service.set_flows(flows.to_vec());
-    let (turns, last) = converse(&service, case, index).await;
+    let (turns, last) = match &case.start {
+        Some(id) if !flows.iter().any(|f| f.flow.id.as_str() == id) => {
+            let ids = flows.iter().map(|f| f.flow.id.as_str());
+            let hint =
+                crate::diagnostics::nearest(id, ids).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
+            let why = format!("`start` names flow `{id}`, which is not among the flows under test{hint}");
+            (case.conversation.iter().map(|_| TurnOutcome::NotAnswered(why.clone())).collect(), None)
+        }
+        _ => converse(&service, case, index).await,
+    };
     service.shutdown(Duration::from_secs(5)).await;
     let (status, error, run_id) = match last {
         Some((status, error, run_id)) => (Some(status), error, run_id),
@@ -152,6 +206,7 @@ pub async fn run_case(engine: &Engine, flows: &[LoadedFlow], file: &TestFile, in
         variables,
         unused: replay.map(|r| r.unused()).unwrap_or_default(),
         not_recorded: std::mem::take(&mut *not_recorded.lock().unwrap_or_else(PoisonError::into_inner)),
+        failures: std::mem::take(&mut *failures.lock().unwrap_or_else(PoisonError::into_inner)),
         recorded: recorder.map(|r| r.take()),
         elapsed: started.elapsed(),
     }
@@ -185,7 +240,7 @@ async fn converse(service: &Conversations, case: &TestCase, index: usize) -> (Ve
         match answer {
             Some(Ok(a)) => {
                 last = Some((a.status, a.error.clone(), a.run_id.clone()));
-                turns.push(TurnOutcome::Answered { status: a.status, replies: a.replies });
+                turns.push(TurnOutcome::Answered { flow: a.flow_id.clone(), status: a.status, replies: a.replies });
             }
             Some(Err(e)) => turns.push(TurnOutcome::NotAnswered(e.to_string())),
             None => turns.push(TurnOutcome::NotAnswered(format!(

@@ -237,7 +237,7 @@ impl Replay {
                 }
                 Some(origins) if !origins.contains(&origin) => {
                     return Err(NotAnswered(format!(
-                        "the token of integration `{name}` may not be sent to {}: not one of its API origins in the test",
+                        "the token of integration `{name}` may not be sent to {}: not one of its API origins in the test; if the operator allows it, add it to \"integrations\": {{\"{name}\": [...]}}",
                         origin.ascii_serialization()
                     )));
                 }
@@ -258,8 +258,24 @@ impl Replay {
             if let Some(i) = call.integration {
                 request["integration"] = Value::from(i);
             }
+            if let Some(body) = body.as_deref().filter(|b| !b.is_empty()) {
+                match serde_json::from_slice::<Value>(body) {
+                    Ok(v) => request["json"] = v,
+                    Err(_) => request["body"] = Value::from(String::from_utf8_lossy(body).into_owned()),
+                }
+            }
+            let closest = self
+                .exchanges
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !used.get(*i).copied().unwrap_or(true))
+                .find_map(|(i, x)| {
+                    near_miss(&x.request, &masked)
+                        .map(|why| format!("; the recorded answer {i} (from 0) is for the same address but {why}"))
+                })
+                .unwrap_or_default();
             return Err(NotAnswered(format!(
-                "no recorded answer (left) for {} {}{}; add one under \"http\": {}",
+                "no recorded answer is left for {} {}{}{closest}; add one under \"http\": {}",
                 call.method,
                 url,
                 call.integration.map(|i| format!(" with integration `{i}`")).unwrap_or_default(),
@@ -321,16 +337,103 @@ impl Replay {
     }
 }
 
+/// Whether `call` (secret values masked) is the call `recorded` is for. The recording is
+/// masked too, so a secret written out in it matches the same secret sent.
 fn matches(recorded: &RecordedRequest, call: &Call<'_>) -> bool {
-    let body_ok = match (&recorded.json, &recorded.body) {
-        (Some(v), _) => call.body.and_then(|b| serde_json::from_slice::<Value>(b).ok()).as_ref() == Some(v),
-        (None, Some(t)) => call.body.unwrap_or_default() == t.as_bytes(),
-        (None, None) => true,
-    };
     recorded.method.eq_ignore_ascii_case(call.method)
-        && same_url(&recorded.url, call.url)
+        && same_url(&known::mask(&recorded.url), call.url)
         && recorded.integration.as_deref() == call.integration
-        && body_ok
+        && body_difference(recorded, call.body).is_none()
+}
+
+/// How the body sent differs from the one recorded, in words; `None` when it matches (or the
+/// recording does not say).
+fn body_difference(recorded: &RecordedRequest, sent: Option<&[u8]>) -> Option<String> {
+    match (&recorded.json, &recorded.body) {
+        (Some(want), _) => {
+            let want = serde_json::from_str::<Value>(&known::mask(&want.to_string())).unwrap_or_else(|_| want.clone());
+            match sent.and_then(|b| serde_json::from_slice::<Value>(b).ok()) {
+                None => Some("its JSON body was not sent (the call has no JSON body)".into()),
+                Some(got) => first_difference(&want, &got, String::new()).map(|(at, w, g)| {
+                    format!(
+                        "the JSON body differs at `{}`: recorded {w}, sent {g}",
+                        if at.is_empty() { "/" } else { &at }
+                    )
+                }),
+            }
+        }
+        (None, Some(text)) => {
+            let text = known::mask(text);
+            (sent.unwrap_or_default() != text.as_bytes()).then(|| {
+                let got = String::from_utf8_lossy(sent.unwrap_or_default()).chars().take(200).collect::<String>();
+                format!("the body differs: sent {got:?}")
+            })
+        }
+        (None, None) => None,
+    }
+}
+
+/// The first place two JSON values differ: (JSON pointer, recorded, sent), each cut short.
+fn first_difference(want: &Value, got: &Value, at: String) -> Option<(String, String, String)> {
+    let short = |v: &Value| v.to_string().chars().take(80).collect::<String>();
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, wv) in w {
+                let here = crate::diagnostics::pointer_push(&at, k);
+                match g.get(k) {
+                    None => return Some((here, short(wv), "nothing".into())),
+                    Some(gv) => {
+                        if let Some(d) = first_difference(wv, gv, here) {
+                            return Some(d);
+                        }
+                    }
+                }
+            }
+            g.iter()
+                .find(|(k, _)| !w.contains_key(*k))
+                .map(|(k, gv)| (crate::diagnostics::pointer_push(&at, k), "nothing".into(), short(gv)))
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => {
+            w.iter().zip(g).enumerate().find_map(|(i, (wv, gv))| first_difference(wv, gv, format!("{at}/{i}")))
+        }
+        _ => (want != got).then(|| (at, short(want), short(got))),
+    }
+}
+
+/// Why a recorded request for the same address (origin and path) does not answer `call`, in
+/// words; `None` for another address (or no difference found).
+fn near_miss(recorded: &RecordedRequest, call: &Call<'_>) -> Option<String> {
+    let (Ok(r), Ok(c)) = (url::Url::parse(&known::mask(&recorded.url)), url::Url::parse(call.url)) else { return None };
+    let path = |u: &url::Url| percent_encoding::percent_decode_str(u.path()).decode_utf8_lossy().into_owned();
+    if r.origin() != c.origin() || path(&r) != path(&c) {
+        return None;
+    }
+    let mut why = Vec::new();
+    if !recorded.method.eq_ignore_ascii_case(call.method) {
+        why.push(format!("its method is {}", recorded.method.to_ascii_uppercase()));
+    }
+    let pairs = |u: &url::Url| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>();
+    let (rp, cp) = (pairs(&r), pairs(&c));
+    if rp != cp {
+        let (mut rs, mut cs) = (rp.clone(), cp.clone());
+        rs.sort();
+        cs.sort();
+        if rs == cs {
+            why.push("its query has the same parameters in another order (the order counts)".into());
+        } else {
+            why.push(format!("its query is `{}`", r.query().unwrap_or("")));
+        }
+    }
+    if recorded.integration.as_deref() != call.integration {
+        why.push(match &recorded.integration {
+            Some(i) => format!("it is for integration `{i}`"),
+            None => "it names no integration".into(),
+        });
+    }
+    if let Some(d) = body_difference(recorded, call.body) {
+        why.push(d);
+    }
+    (!why.is_empty()).then(|| why.join(", "))
 }
 
 /// URLs compared as parsed and decoded: `https://A.example` is `https://a.example/`, and
@@ -477,7 +580,7 @@ mod tests {
         let a = r.answer(&get).unwrap();
         assert_eq!((a.index, a.status, a.body.as_slice()), (0, 200, br#"{"n":1}"#.as_slice()));
         assert_eq!(r.answer(&get).unwrap().status, 404);
-        assert!(r.answer(&get).unwrap_err().0.contains("no recorded answer (left) for GET https://A.example/x"));
+        assert!(r.answer(&get).unwrap_err().0.contains("no recorded answer is left for GET https://A.example/x"));
         assert!(same_url("https://a.example/o?f=status,eta&q=a%20b", "https://a.example:443/o?f=status%2Ceta&q=a+b"));
         assert!(
             !same_url("https://a.example/o?f=1&g=2", "https://a.example/o?g=2&f=1"),
@@ -501,6 +604,28 @@ mod tests {
     }
 
     #[test]
+    fn a_near_miss_says_how_it_differs() {
+        let r = Replay::new(
+            exchanges(json!([
+                {"request": {"method": "POST", "url": "https://a.example/t?a=1&b=2", "json": {"prio": "2", "x": [1]}}},
+            ])),
+            &BTreeMap::new(),
+        );
+        let call = Call {
+            method: "POST",
+            url: "https://a.example/t?b=2&a=1",
+            integration: None,
+            body: Some(br#"{"prio": 2, "x": [1]}"#),
+        };
+        let why = r.answer(&call).unwrap_err().0;
+        assert!(why.contains("the recorded answer 0 (from 0) is for the same address but its query has the same parameters in another order"), "{why}");
+        assert!(why.contains("the JSON body differs at `/prio`: recorded \"2\", sent 2"), "{why}");
+        assert!(why.contains(r#""json":{"prio":2,"x":[1]}"#), "the exchange to add has the body sent: {why}");
+        let elsewhere = Call { method: "GET", url: "https://a.example/other", integration: None, body: None };
+        assert!(!r.answer(&elsewhere).unwrap_err().0.contains("same address"));
+    }
+
+    #[test]
     fn a_known_secret_matches_its_masked_recording() {
         known::remember_str("rec-secret-0123456789");
         let r = Replay::new(
@@ -512,6 +637,12 @@ mod tests {
         assert_eq!(r.answer(&call).unwrap().status, 204);
         let missing = r.answer(&call).unwrap_err().0;
         assert!(!missing.contains("rec-secret-0123456789"), "{missing}");
+        // A recording that writes the secret out matches it too.
+        let r = Replay::new(
+            exchanges(json!([{"request": {"url": "https://a.example/x?key=rec-secret-0123456789"}}])),
+            &BTreeMap::new(),
+        );
+        assert_eq!(r.answer(&call).unwrap().status, 200);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub(crate) struct Facts {
     /// Origins that requests write out, at the pointers of their URLs (checked against the
     /// outbound guard without I/O: `private-address`).
     pub literal_origins: Vec<(String, url::Url)>,
+    /// The calls to other flows (`call_flow`), for the checks across a set of flows.
+    pub calls: Vec<super::FlowCall>,
 }
 
 impl Facts {
@@ -333,6 +335,29 @@ impl<'a> BuildContext<'a> {
         self.facts.edges[self.index].push(jump);
         self.facts.jumps[self.index].push(StepJump { pointer: rel.to_string(), label, jump });
         Some(jump)
+    }
+
+    /// Records that the step runs flow `flow` (its id at `rel`) with `inputs`, taking back
+    /// `outputs` as (this flow's variable, the called flow's output): checked against the
+    /// called flow's interface when a set of flows is loaded
+    /// ([`check_calls`](crate::flow_set::check_calls)).
+    pub fn calls(
+        &mut self,
+        rel: &str,
+        flow: &crate::ids::FlowId,
+        inputs: BTreeSet<VarName>,
+        outputs: Vec<(VarName, VarName)>,
+    ) {
+        let pointer = self.pointer(rel);
+        let step_pointer = self.pointer("");
+        self.facts.calls.push(super::FlowCall {
+            step: self.step_id.clone(),
+            pointer,
+            step_pointer,
+            flow: flow.clone(),
+            inputs,
+            outputs,
+        });
     }
 
     /// Records that the step sets `var`.

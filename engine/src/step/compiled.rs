@@ -80,6 +80,12 @@ pub struct CompiledFlow {
     pub integration_metadata: BTreeSet<IntegrationName>,
     /// Secrets the flow uses.
     pub secrets: BTreeSet<String>,
+    /// What a caller must give when it runs this flow with `call_flow` (its `inputs`).
+    pub inputs: BTreeSet<crate::ids::VarName>,
+    /// What a caller may take back when it ends (its `outputs`).
+    pub outputs: BTreeSet<crate::ids::VarName>,
+    /// The flows its steps call.
+    pub calls: Vec<super::FlowCall>,
     /// Warnings found while loading.
     pub warnings: Vec<Diagnostic>,
 }

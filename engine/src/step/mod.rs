@@ -25,6 +25,7 @@
 //! |---|---|
 //! | `outcome.rs` | [`Jump`], [`Outcome`], [`Behavior`], [`StepFailure`] |
 //! | `build.rs` | [`BuildContext`] and the facts it records |
+//! | `call.rs` | calls between flows: [`CallRequest`], [`FlowCall`], [`FlowResolver`] |
 //! | `compiled.rs` | [`CompiledFlow`], [`CompiledStep`], [`StepJump`] |
 //! | `context.rs`, `send.rs` | [`StepContext`], [`Reply`]; the journaled call path, [`CallJournal`] |
 //! | `env.rs` | [`RunEnv`], [`Message`], [`RunScope`] (placeholders at run time), [`contact_id`] |
@@ -32,6 +33,7 @@
 //! | `registry.rs` | [`Registry`] |
 
 mod build;
+mod call;
 mod compiled;
 mod context;
 mod env;
@@ -43,6 +45,7 @@ mod traits;
 
 pub use build::BuildContext;
 pub(crate) use build::{Facts, resolve_target};
+pub use call::{CallRequest, FixedFlows, FlowCall, FlowResolver, MAX_CALL_DEPTH};
 pub use compiled::{CompiledFlow, CompiledStep, StepJump};
 pub use context::{
     Choice, MAX_CHOICE_PAYLOAD_BYTES, MAX_CHOICE_TITLE_CHARS, MAX_CHOICES, Reply, ReplySink, StepContext,

@@ -28,6 +28,10 @@ pub enum Outcome {
     Pause(Value),
     /// End the run.
     End,
+    /// Run another flow of the set (`call_flow`); when it ends, its outputs are set and the
+    /// run goes on with this step's `next`. The executor keeps the caller in a frame that a
+    /// pause keeps too.
+    Call(Box<super::CallRequest>),
 }
 
 /// Static facts about a step that validation needs.

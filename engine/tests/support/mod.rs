@@ -70,6 +70,7 @@ pub fn input(text: &str) -> RunInput {
         contact: json!({"id": "u-1"}),
         message: Message { text: text.into(), ..Default::default() },
         event: None,
+        flows: None,
     }
 }
 
