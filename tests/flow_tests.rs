@@ -14,7 +14,7 @@ fn write_flow(dir: &std::path::Path, api: &str) {
         "steps": [
             {"id": "ask", "type": "ask", "text": "Which contact?", "save_as": "id"},
             {"id": "find", "type": "fetch_variables",
-             "request": {"method": "POST", "url": format!("{api}/contacts.info"), "body": {"id": "{{id}}"}},
+             "request": {"method": "POST", "url": format!("{api}/contacts.info"), "body": {"id": "{{id}}", "pin": "{{secrets.PIN}}"}},
              "variables": {"last_name": "data.last_name"}, "on_error": "missing"},
             {"id": "audit", "type": "http_request",
              "request": {"url": format!("{api}/audit?contact={{{{id}}}}&key={{{{secrets.CRM_KEY}}}}")},
@@ -39,7 +39,11 @@ fn tern_test(dir: &std::path::Path, data: &std::path::Path, args: &[&str], env: 
 
 #[test]
 fn a_recorded_conversation_replays_without_the_api_and_without_secrets() {
-    const SECRET: &str = "crm-key-0123456789abcdef";
+    // A key with characters a URL encodes, and a short PIN (under the 8 characters the
+    // process-wide masker takes; the run's own masker knows it).
+    const SECRET: &str = "crm key/0123456789!abc";
+    const ENCODED: &str = "crm%20key%2F0123456789%21abc";
+    const PIN: &str = "482913";
     let dir = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let api = TestApi::start();
@@ -56,11 +60,14 @@ fn a_recorded_conversation_replays_without_the_api_and_without_secrets() {
     )
     .unwrap();
 
-    let (code, out) = tern_test(dir.path(), data.path(), &["--record"], &[("TERN_SECRET_CRM_KEY", SECRET)]);
+    let secrets = [("TERN_SECRET_CRM_KEY", SECRET), ("TERN_SECRET_PIN", PIN)];
+    let (code, out) = tern_test(dir.path(), data.path(), &["--record"], &secrets);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("recorded into"), "{out}");
     let text = std::fs::read_to_string(&test_file).unwrap();
-    assert!(!text.contains(SECRET), "a secret value reached the recording:\n{text}");
+    for secret in [SECRET, ENCODED, PIN] {
+        assert!(!text.contains(secret), "a secret value ({secret}) reached the recording:\n{text}");
+    }
     let recorded: Value = serde_json::from_str(&text).unwrap();
     let known = &recorded["tests"][0];
     assert_eq!(known["conversation"][0]["tern"], json!(["Which contact?"]), "{text}");
@@ -69,7 +76,7 @@ fn a_recorded_conversation_replays_without_the_api_and_without_secrets() {
     assert_eq!(known["expect"]["status"], "completed", "{text}");
     let http = known["http"].as_array().unwrap();
     assert_eq!(http.len(), 2, "{text}");
-    assert_eq!(http[0]["request"]["json"], json!({"id": "c1a2"}), "{text}");
+    assert_eq!(http[0]["request"]["json"], json!({"id": "c1a2", "pin": "[redacted]"}), "{text}");
     assert_eq!(http[0]["response"]["json"]["data"]["last_name"], "Bachman", "{text}");
     // The GET's URL carried the key, and the API echoed it: both masked.
     assert!(http[1]["request"]["url"].as_str().unwrap().contains("[redacted]"), "{text}");

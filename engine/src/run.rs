@@ -489,7 +489,7 @@ impl Engine {
             return Err(StepFailure::Other {
                 code: "call-depth",
                 message: format!(
-                    "calls nest {MAX_CALL_DEPTH} flows deep here, the limit; a flow probably calls itself (or a flow that calls it back) without end"
+                    "{MAX_CALL_DEPTH} calls are already nested here (the limit); a flow probably calls itself, or a flow that calls it back, without end"
                 ),
             });
         }
@@ -502,6 +502,34 @@ impl Engine {
                 ),
             });
         };
+        // The flows may have changed while the run waited: the version loaded now must still
+        // take what this (older) caller gives.
+        let missing: Vec<&str> =
+            callee.flow.inputs.iter().filter(|i| !req.inputs.contains_key(i.as_str())).map(|i| i.as_str()).collect();
+        let unknown: Vec<&str> = req
+            .outputs
+            .iter()
+            .filter(|(_, theirs)| !callee.flow.outputs.contains(theirs))
+            .map(|(_, theirs)| theirs.as_str())
+            .collect();
+        if !missing.is_empty() || !unknown.is_empty() {
+            let mut why = Vec::new();
+            if !missing.is_empty() {
+                why.push(format!("needs the input(s) {}", missing.join(", ")));
+            }
+            if !unknown.is_empty() {
+                why.push(format!("has no output(s) {}", unknown.join(", ")));
+            }
+            return Err(StepFailure::Other {
+                code: "call-mismatch",
+                message: format!(
+                    "flow `{}` as loaded now {}, which this version of flow `{}` does not match: the flows changed while this run waited",
+                    req.flow,
+                    why.join(" and "),
+                    caller.id
+                ),
+            });
+        }
         self.extend_env(&mut act.env, &callee.flow, &act.sent).await;
         let (flow, flow_hash) = match act.current.take() {
             Some((f, h)) => (Some(f), Some(h)),
@@ -541,6 +569,7 @@ impl Engine {
         loop {
             let running = act.current.as_ref().map(|(f, _)| f.clone());
             let flow: &CompiledFlow = running.as_deref().unwrap_or(act.root);
+            let called = running.is_some();
             let Some(compiled) = flow.steps.get(index) else {
                 match returned(&mut act) {
                     Some((i, next)) => {
@@ -601,7 +630,7 @@ impl Engine {
             };
             let jump = match result {
                 Ok(outcome @ (Outcome::Next | Outcome::Goto(_) | Outcome::End)) => {
-                    push_trace(&mut act, flow, index, started, detail, StepStatus::Ok, None);
+                    push_trace(&mut act, Here { flow, index, called }, started, detail, StepStatus::Ok, None);
                     match outcome {
                         Outcome::Goto(j) => j,
                         Outcome::End => Jump::End,
@@ -611,7 +640,7 @@ impl Engine {
                 Ok(Outcome::Call(req)) => {
                     match self.enter(&mut act, flow, index, *req).await {
                         Ok(()) => {
-                            push_trace(&mut act, flow, index, started, detail, StepStatus::Ok, None);
+                            push_trace(&mut act, Here { flow, index, called }, started, detail, StepStatus::Ok, None);
                             previous = None;
                             index = 0;
                         }
@@ -622,7 +651,7 @@ impl Engine {
                     continue;
                 }
                 Ok(Outcome::Pause(with)) => {
-                    push_trace(&mut act, flow, index, started, detail, StepStatus::Paused, None);
+                    push_trace(&mut act, Here { flow, index, called }, started, detail, StepStatus::Paused, None);
                     let snapshot = RunSnapshot {
                         run_id: act.run_id.clone(),
                         flow_id: flow.id.clone(),
@@ -651,7 +680,14 @@ impl Engine {
                             message: error.message.clone(),
                         });
                         detail.insert(CAUGHT_BY.into(), Value::from(flow.steps[repeat].id.as_str()));
-                        push_trace(&mut act, flow, index, started, detail, StepStatus::ErrorHandled, Some(error));
+                        push_trace(
+                            &mut act,
+                            Here { flow, index, called },
+                            started,
+                            detail,
+                            StepStatus::ErrorHandled,
+                            Some(error),
+                        );
                         previous = Some(index);
                         index = repeat;
                         continue;
@@ -660,11 +696,25 @@ impl Engine {
                     act.fallback_taken |= compiled.on_error.is_none() && flow_fallback.is_some();
                     match compiled.on_error.or(flow_fallback) {
                         Some(j) => {
-                            push_trace(&mut act, flow, index, started, detail, StepStatus::ErrorHandled, Some(error));
+                            push_trace(
+                                &mut act,
+                                Here { flow, index, called },
+                                started,
+                                detail,
+                                StepStatus::ErrorHandled,
+                                Some(error),
+                            );
                             j
                         }
                         None => {
-                            push_trace(&mut act, flow, index, started, detail, StepStatus::Failed, Some(error.clone()));
+                            push_trace(
+                                &mut act,
+                                Here { flow, index, called },
+                                started,
+                                detail,
+                                StepStatus::Failed,
+                                Some(error.clone()),
+                            );
                             // A called flow's failure is its calling step's.
                             match failed_call(&mut act, &error) {
                                 Some((i, failure)) => {
@@ -715,8 +765,13 @@ fn returned(act: &mut Activation<'_>) -> Option<(usize, usize)> {
 fn failed_call(act: &mut Activation<'_>, error: &RunError) -> Option<(usize, StepFailure)> {
     let callee = act.current.as_ref().map(|(f, _)| f.id.clone())?;
     let index = back_to_caller(act, false)?;
-    let at = error.step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default();
-    let message = format!("flow `{callee}` failed{at} [{}]: {}", error.code, error.message);
+    // A failure passed up through several calls says once where it started.
+    let message = if error.code == "call-failed" {
+        error.message.clone()
+    } else {
+        let at = error.step.as_ref().map(|s| format!(" at step `{s}`")).unwrap_or_default();
+        format!("flow `{callee}` failed{at} [{}]: {}", error.code, error.message)
+    };
     Some((index, StepFailure::Other { code: "call-failed", message }))
 }
 
@@ -765,17 +820,23 @@ fn step_error(masker: &Masker, step: &StepId, failure: &StepFailure) -> RunError
     RunError { step: Some(step.clone()), code: failure.code().to_string(), message: masker.mask(&failure.to_string()) }
 }
 
+/// Where a step is: its flow, its index there, and whether that flow is a called one.
+struct Here<'f> {
+    flow: &'f CompiledFlow,
+    index: usize,
+    called: bool,
+}
+
 fn push_trace(
     act: &mut Activation<'_>,
-    flow: &CompiledFlow,
-    index: usize,
+    Here { flow, index, called }: Here<'_>,
     started: Instant,
     mut detail: Map<String, Value>,
     status: StepStatus,
     error: Option<RunError>,
 ) {
     let step = &flow.steps[index];
-    if !std::ptr::eq(flow, act.root) {
+    if called {
         // A step of a called flow says which flow it is in.
         detail.insert("in_flow".into(), Value::from(flow.id.as_str()));
     }
@@ -798,9 +859,17 @@ fn push_trace(
 fn finish(
     act: &mut Activation<'_>,
     status: RunStatus,
-    error: Option<RunError>,
+    mut error: Option<RunError>,
     snapshot: Option<RunSnapshot>,
 ) -> RunResult {
+    // The run's variables are its own flow's, also when it stopped inside a called flow (whose
+    // variables the snapshot keeps); a failure there says in which flow.
+    if let Some((outermost, _)) = act.callers.first_mut() {
+        act.vars = std::mem::take(&mut outermost.variables);
+        if let (Some(e), Some((flow, _))) = (error.as_mut(), act.current.as_ref()) {
+            e.message = format!("in flow `{}`: {}", flow.id, e.message);
+        }
+    }
     // The activation ends here: its variables are moved, not copied.
     let mut variables = Value::Object(std::mem::take(&mut act.vars));
     act.env.masker.mask_value(&mut variables);

@@ -139,7 +139,8 @@ pub async fn run(shared: &Shared, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The flows `flow` (the file at `path`) may call: the other flows of its folder, as `tern serve
-/// --flows FOLDER` would load them. Its calls are checked against them first.
+/// --flows FOLDER` would load them (not the folder's error flow: `--error-flow` names one). The
+/// folder is loaded as a set, so `flow`'s calls are checked against it first.
 fn called_flows(
     path: &std::path::Path,
     flow: &CompiledFlow,
@@ -147,32 +148,33 @@ fn called_flows(
     integrations: Option<&std::collections::BTreeSet<tern_engine::IntegrationName>>,
     allow_private_network: bool,
 ) -> anyhow::Result<Vec<LoadedFlow>> {
+    use tern_engine::flow_set::FileOutcome;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let opts =
         tern_engine::LoadOptions { integrations, allow_private_network, ..tern_engine::LoadOptions::new(registry) };
-    let others: Vec<LoadedFlow> = tern_engine::flow_set::load_files(&[dir.to_path_buf()], &opts)?
-        .into_iter()
-        .filter_map(|f| match f.outcome {
-            tern_engine::flow_set::FileOutcome::Loaded { flow: loaded, .. } if loaded.flow.id != flow.id => {
-                Some(loaded)
+    let this = std::fs::canonicalize(path).ok();
+    let mut others = Vec::new();
+    for file in tern_engine::flow_set::load_files(&[dir.to_path_buf()], &opts)? {
+        let is_this = this.is_some() && std::fs::canonicalize(&file.path).ok() == this;
+        match file.outcome {
+            FileOutcome::Invalid(diags) if is_this => {
+                super::print_diagnostics(path, &diags);
+                anyhow::bail!(
+                    "{}: loaded with the flows of {}, it has problems (above); run `tern validate {}`",
+                    path.display(),
+                    dir.display(),
+                    dir.display()
+                );
             }
-            _ => None,
-        })
-        .collect();
-    let mut set: Vec<&CompiledFlow> = vec![flow];
-    set.extend(others.iter().map(|f| &*f.flow));
-    let problems = tern_engine::flow_set::check_calls(&set).into_iter().next().unwrap_or_default();
-    if !problems.is_empty() {
-        let text = tern_engine::flow_set::read_flow(path, usize::MAX).unwrap_or_default();
-        let mut problems = problems;
-        tern_engine::diagnostics::locate(&text, &mut problems);
-        super::print_diagnostics(path, &problems);
-        anyhow::bail!(
-            "{}: its calls do not match the flows of {}; run `tern validate {}`",
-            path.display(),
-            dir.display(),
-            dir.display()
-        );
+            FileOutcome::Loaded { flow: loaded, .. }
+                if !is_this
+                    && loaded.flow.id != flow.id
+                    && !matches!(loaded.flow.trigger, Some(tern_engine::Trigger::Error)) =>
+            {
+                others.push(loaded);
+            }
+            _ => {}
+        }
     }
     Ok(others)
 }

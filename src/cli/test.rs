@@ -177,8 +177,14 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
                     super::terminal::safe(&path.display().to_string())
                 );
             } else {
-                write_test_file(&path, &recorded)?;
-                println!("  recorded into {}", super::terminal::safe(&path.display().to_string()));
+                match write_test_file(&path, &recorded) {
+                    Ok(()) => println!("  recorded into {}", super::terminal::safe(&path.display().to_string())),
+                    Err(e) => cases.push(CaseReport {
+                        name: "(the recording)".into(),
+                        problems: vec![Problem { at: String::new(), message: format!("{e:#}"), diff: None }],
+                        elapsed: Duration::ZERO,
+                    }),
+                }
             }
         }
         reports.push(FileReport { path, cases });
@@ -260,6 +266,9 @@ fn read_test_file(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {
     let text = read_flow(path, flow_test::MAX_TEST_FILE_BYTES).map_err(|e| {
         let cause = match &e {
             tern_engine::flow_set::FlowFileError::Io { cause, .. } => cause.to_string(),
+            tern_engine::flow_set::FlowFileError::TooLarge { bytes, limit, .. } => {
+                format!("the test file is {bytes} bytes; the limit is {limit}")
+            }
             e => e.to_string(),
         };
         vec![Diagnostic::error("unreadable", "", format!("cannot read the test file: {cause}"))]
@@ -307,7 +316,7 @@ fn load_flow_set(path: &Path, opts: &LoadOptions<'_>) -> Option<Vec<LoadedFlow>>
         }
     }
     if flows.is_empty() && ok {
-        eprintln!("{}: no flows here", path.display());
+        eprintln!("{}", super::terminal::safe(&format!("{}: no flows here", path.display())));
         ok = false;
     }
     ok.then_some(flows)
@@ -330,15 +339,37 @@ fn print_case(report: &CaseReport) {
     }
 }
 
-/// Writes a recorded test file: pretty JSON, replaced in one step (a crash leaves the old file).
+/// Writes a recorded test file: pretty JSON, at most what `tern test` reads, with the old
+/// file's permissions, replaced in one step (a crash leaves the old file; a symbolic link is
+/// replaced, its target is not written through).
 fn write_test_file(path: &Path, file: &TestFile) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(file)?;
     text.push('\n');
+    if text.len() > flow_test::MAX_TEST_FILE_BYTES {
+        anyhow::bail!(
+            "not recorded: the recording is {} MiB, more than the {} MiB a test file may hold; make the conversation ask the API for less",
+            text.len() >> 20,
+            flow_test::MAX_TEST_FILE_BYTES >> 20
+        );
+    }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
     std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(meta.permissions())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     tmp.persist(path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
+}
+
+/// `text` as a JUnit report may hold it: secret values masked, and only characters XML 1.0
+/// allows (`Char`, XML 1.0 §2.2; others become U+FFFD).
+fn xml_text(text: &str) -> String {
+    let allowed =
+        |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    tern_engine::secrets::known::mask(text).chars().map(|c| if allowed(c) { c } else { '\u{FFFD}' }).collect()
 }
 
 /// The JUnit XML report: a suite per test file, a case per test, each problem in its failure.
@@ -346,14 +377,14 @@ fn write_junit(path: &Path, reports: &[FileReport]) -> anyhow::Result<()> {
     use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
     let mut report = Report::new("tern test");
     for file in reports {
-        let mut suite = TestSuite::new(file.path.display().to_string());
+        let mut suite = TestSuite::new(xml_text(&file.path.display().to_string()));
         for case in &file.cases {
             let status = if case.problems.is_empty() {
                 TestCaseStatus::success()
             } else {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 if let Some(first) = case.problems.first() {
-                    s.set_message(format!("{}: {}", first.at, first.message));
+                    s.set_message(xml_text(&format!("{}: {}", first.at, first.message)));
                 }
                 let text: Vec<String> = case
                     .problems
@@ -363,11 +394,11 @@ fn write_junit(path: &Path, reports: &[FileReport]) -> anyhow::Result<()> {
                         None => format!("{}: {}", p.at, p.message),
                     })
                     .collect();
-                s.set_description(text.join("\n"));
+                s.set_description(xml_text(&text.join("\n")));
                 s
             };
-            let mut tc = TestCase::new(case.name.clone(), status);
-            tc.set_classname(file.path.display().to_string());
+            let mut tc = TestCase::new(xml_text(&case.name), status);
+            tc.set_classname(xml_text(&file.path.display().to_string()));
             tc.set_time(case.elapsed);
             suite.add_test_case(tc);
         }

@@ -1,9 +1,9 @@
 //! Flow files: listing a directory, reading a file with the size limit checked first, and
 //! loading a list of files into flows with every file's problems.
 //!
-//! A file's length is taken from its metadata, then the read stops one byte past the limit (a
-//! file that grows, or a device or pipe whose metadata says nothing, cannot make Tern read
-//! more).
+//! Only regular files are read (a pipe or device would block or never end). A file's length is
+//! taken from its metadata, then the read stops one byte past the limit (a file that grows
+//! cannot make Tern read more).
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,10 @@ impl FlowFileError {
 pub fn read_flow(path: &Path, limit: usize) -> Result<String, FlowFileError> {
     let io = |cause| FlowFileError::Io { path: path.display().to_string(), cause };
     let too_large = |bytes| FlowFileError::TooLarge { path: path.display().to_string(), bytes, limit };
+    // A pipe or device would block the read or never end: only regular files are read.
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file")));
+    }
     let file = std::fs::File::open(path).map_err(io)?;
     let limit64 = u64::try_from(limit).unwrap_or(u64::MAX);
     let len = file.metadata().map_err(io)?.len();
@@ -185,19 +189,50 @@ pub enum FileOutcome {
 pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowFile>, FlowFileError> {
     let mut error_flows = ErrorFlows::default();
     let files = flow_files(paths)?;
+    // The ids of flows that do not load, for the checks of calls to them.
+    let mut broken_ids: Vec<String> = Vec::new();
+    // Each id once in a set: the file that has it first.
+    let mut ids: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     let mut loaded: Vec<FlowFile> = files
         .into_iter()
         .map(|path| {
             let outcome = match read_flow(&path, opts.limits.max_bytes) {
                 Ok(source) => match load_flow(&source, opts) {
-                    Ok(flow) => match error_flows.check(&flow, &path) {
-                        Some(problem) => FileOutcome::SecondErrorFlow { flow: Box::new(flow), problem },
+                    Ok(flow) => match ids.get(flow.id.as_str()) {
+                        Some(first) => {
+                            let mut d = Diagnostic::error(
+                                "duplicate-flow-id",
+                                "/id",
+                                format!(
+                                    "flow id `{}` is already the id of {}; each flow of a set has its own id",
+                                    flow.id,
+                                    first.display()
+                                ),
+                            )
+                            .with_hint("rename one of them, or remove the copy");
+                            crate::diagnostics::locate(&source, std::slice::from_mut(&mut d));
+                            FileOutcome::Invalid(vec![d])
+                        }
                         None => {
-                            let flow = LoadedFlow { hash: flow_hash(&source), flow: Arc::new(flow) };
-                            FileOutcome::Loaded { source, flow }
+                            ids.insert(flow.id.to_string(), path.clone());
+                            match error_flows.check(&flow, &path) {
+                                Some(problem) => FileOutcome::SecondErrorFlow { flow: Box::new(flow), problem },
+                                None => {
+                                    let flow = LoadedFlow { hash: flow_hash(&source), flow: Arc::new(flow) };
+                                    FileOutcome::Loaded { source, flow }
+                                }
+                            }
                         }
                     },
-                    Err(diags) => FileOutcome::Invalid(diags),
+                    Err(diags) => {
+                        if let Some(id) = crate::json::from_str::<serde_json::Value>(&source)
+                            .ok()
+                            .and_then(|v| v.get("id").and_then(serde_json::Value::as_str).map(str::to_string))
+                        {
+                            broken_ids.push(id);
+                        }
+                        FileOutcome::Invalid(diags)
+                    }
                 },
                 Err(e) => match e.diagnostic() {
                     Some(d) => FileOutcome::Invalid(vec![d]),
@@ -216,7 +251,8 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowF
             _ => None,
         })
         .collect();
-    let mut problems = super::check_calls(&flows).into_iter();
+    let broken: Vec<&str> = broken_ids.iter().map(String::as_str).collect();
+    let mut problems = super::check_calls(&flows, &broken).into_iter();
     for file in &mut loaded {
         if let FileOutcome::Loaded { flow, source } = &file.outcome {
             let found = problems.next().unwrap_or_default();
@@ -251,8 +287,9 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_device_without_a_length_is_read_only_up_to_the_limit() {
+    fn a_device_or_pipe_is_not_read() {
+        // A device without a length (or a FIFO, which would block) is not a flow file.
         let err = read_flow(Path::new("/dev/zero"), 4096).unwrap_err();
-        assert!(matches!(err, FlowFileError::TooLarge { bytes: 4097, .. }), "{err}");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

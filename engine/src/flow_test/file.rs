@@ -156,9 +156,20 @@ impl TestFile {
             let message = format!("the test file is {} bytes; the limit is {MAX_TEST_FILE_BYTES}", text.len());
             return Err(vec![Diagnostic::error("too-large", "", message)]);
         }
-        let value: Value = match crate::json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return Err(vec![Diagnostic::error("not-json", "", format!("the test file is not JSON: {e}"))]),
+        let text = crate::json::without_bom_str(text);
+        let value: Value = match crate::duplicates::parse(text) {
+            Ok((v, repeated)) => {
+                // A key written twice keeps only its last value: the first would be ignored.
+                diags.extend(crate::duplicates::diagnostics(text, &repeated));
+                v
+            }
+            Err(e) => {
+                let mut d = Diagnostic::error("not-json", "", format!("the test file is not JSON: {e}"))
+                    .with_hint("check for a missing comma or quote near this position");
+                d.line = Some(e.line());
+                d.column = Some(e.column());
+                return Err(vec![d]);
+            }
         };
         let (file, _) = crate::checked::parse_checked::<TestFile>(&value, "", &[], &mut diags);
         if let Some(file) = &file {
@@ -215,6 +226,12 @@ impl TestFile {
             }
             if case.name.trim().is_empty() {
                 diags.push(Diagnostic::error("invalid-value", format!("{at}/name"), "the name is empty"));
+            } else if case.name.chars().any(char::is_control) || case.name.chars().count() > 200 {
+                diags.push(Diagnostic::error(
+                    "invalid-value",
+                    format!("{at}/name"),
+                    "a test's name is one line of at most 200 characters, without control characters",
+                ));
             }
             if case.conversation.is_empty() {
                 diags.push(
@@ -295,6 +312,22 @@ mod tests {
             assert!(at.contains(&want), "{want} not in {at:?}");
         }
         assert!(diags.iter().all(|d| d.line.is_some()), "{diags:?}");
+    }
+
+    #[test]
+    fn a_key_written_twice_and_a_name_of_two_lines_are_refused() {
+        let diags = TestFile::parse(
+            "{\"tests\": [{\"name\": \"a\\nok  forged\", \"conversation\": [{\"contact\": \"x\"}]}], \"tests\": []}",
+        )
+        .unwrap_err();
+        let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+        assert!(codes.contains(&"duplicate-key"), "{diags:?}");
+        let diags = TestFile::parse(
+            "\u{feff}{\"tests\": [{\"name\": \"a\\nok  forged\", \"conversation\": [{\"contact\": \"x\"}]}]}",
+        )
+        .unwrap_err();
+        assert_eq!(diags[0].pointer, "/tests/0/name", "{diags:?}");
+        assert_eq!(diags[0].line, Some(1), "a byte order mark does not lose the position");
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()>
             if depth + 1 < MAX_DEPTH && !name.starts_with('.') && !SKIPPED.contains(&name.as_str()) {
                 walk(&path, depth + 1, out)?;
             }
-        } else if name.ends_with(TEST_FILE_SUFFIX) {
+        } else if kind.is_file() && name.ends_with(TEST_FILE_SUFFIX) {
             out.push(path);
         }
     }

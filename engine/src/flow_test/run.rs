@@ -142,11 +142,14 @@ pub async fn run_case(
     let results = Arc::new(Mutex::new(Vec::<(crate::RunId, Map<String, Value>)>::new()));
     let not_recorded = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let failures = Arc::new(Mutex::new(Vec::<StepFailed>::new()));
+    let maskers = Arc::new(Mutex::new(Vec::<crate::secrets::Masker>::new()));
     let observer: RunObserver = {
         let results = results.clone();
         let not_recorded = not_recorded.clone();
         let failures = failures.clone();
+        let maskers = maskers.clone();
         Arc::new(move |r: &RunResult| {
+            maskers.lock().unwrap_or_else(PoisonError::into_inner).push(r.masker.clone());
             let failed = r.trace.iter().filter_map(|t| {
                 let e = t.error.as_ref()?;
                 let flow = t.detail.get("in_flow").and_then(Value::as_str).unwrap_or(r.flow_id.as_str());
@@ -207,7 +210,19 @@ pub async fn run_case(
         unused: replay.map(|r| r.unused()).unwrap_or_default(),
         not_recorded: std::mem::take(&mut *not_recorded.lock().unwrap_or_else(PoisonError::into_inner)),
         failures: std::mem::take(&mut *failures.lock().unwrap_or_else(PoisonError::into_inner)),
-        recorded: recorder.map(|r| r.take()),
+        recorded: recorder.map(|r| {
+            // The runs' own secrets too (the process-wide masker skips values under 8
+            // characters; a run's masker knows its secrets from 4).
+            let mut recording = r.take();
+            let maskers = maskers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Ok(mut v) = serde_json::to_value(&recording.exchanges) {
+                maskers.iter().for_each(|m| m.mask_value(&mut v));
+                if let Ok(masked) = serde_json::from_value(v) {
+                    recording.exchanges = masked;
+                }
+            }
+            recording
+        }),
         elapsed: started.elapsed(),
     }
 }

@@ -14,7 +14,7 @@ mod request;
 pub mod retry;
 pub mod special_purpose;
 pub mod tls;
-mod url_template;
+pub(crate) mod url_template;
 
 pub use budget::MAX_REQUEST_TEMPLATE_BYTES;
 pub use client::{

@@ -48,6 +48,11 @@ impl Outbound {
         self
     }
 
+    /// Whether answers come from a recording (nothing waits on it: retries need not sleep).
+    pub fn replaying(&self) -> bool {
+        matches!(self.tape, Some(Tape::Replay(_)))
+    }
+
     /// Sends `req`, with the integration's token when `auth` names one. With a [`Tape`] that
     /// replays, the answer comes from the recording and no token is fetched.
     pub async fn execute(
@@ -57,9 +62,15 @@ impl Outbound {
     ) -> Result<HttpResponse, HttpError> {
         let integration = auth.map(|(i, _)| i.as_str());
         match &self.tape {
-            Some(Tape::Replay(replay)) => replay
-                .respond(req, integration)
-                .map_err(|e| HttpError::NotRecorded { url: display_url(&req.url), message: e.0 }),
+            Some(Tape::Replay(replay)) => {
+                // The address rules hold as in a real run: a test must not pass for a call that
+                // production refuses.
+                super::guard::check_url_host(&req.url, self.client.policy().allow_private_network)
+                    .map_err(|reason| HttpError::Denied { url: display_url(&req.url), reason })?;
+                replay
+                    .respond(req, integration)
+                    .map_err(|e| HttpError::NotRecorded { url: display_url(&req.url), message: e.0 })
+            }
             Some(Tape::Record(recorder)) => {
                 let resp = self.execute_live(req, auth).await?;
                 recorder.record(req, integration, &resp);

@@ -37,6 +37,25 @@ use crate::secrets::known;
 pub const MAX_BODY_BYTES: usize = 10 << 20;
 /// Most exchanges one recording holds.
 pub const MAX_EXCHANGES: usize = 1000;
+/// Most bytes (as JSON) of exchanges one recording holds: what a test file may hold.
+pub const MAX_RECORDING_BYTES: usize = 16 << 20;
+
+/// `content_type` with its charset said as UTF-8 (the charset a recorded text body is in).
+fn utf8_content_type(content_type: &str) -> String {
+    let mut parts = content_type.split(';').map(str::trim);
+    let media = parts.next().unwrap_or_default();
+    let rest: Vec<&str> = parts.filter(|p| !p.to_ascii_lowercase().starts_with("charset=")).collect();
+    let had_charset = content_type.to_ascii_lowercase().contains("charset=");
+    let mut out = media.to_string();
+    for p in rest {
+        out.push_str("; ");
+        out.push_str(p);
+    }
+    if had_charset {
+        out.push_str("; charset=utf-8");
+    }
+    out
+}
 
 /// One recorded call and its answer.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -109,6 +128,8 @@ pub fn problems(exchanges: &[Exchange]) -> Vec<(String, String)> {
         let mut problem = |at: &str, message: &str| out.push((format!("/{i}/{at}"), message.to_string()));
         match url::Url::parse(&x.request.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            // A URL whose origin was a secret, masked when it was recorded.
+            Err(_) if x.request.url.starts_with(known::REDACTED) => {}
             Ok(_) => problem("request/url", "use an http(s) URL"),
             Err(e) => problem("request/url", &format!("`{}` is not an absolute URL: {e}", x.request.url)),
         }
@@ -473,6 +494,8 @@ pub struct Recorder {
 
 #[derive(Debug, Default)]
 struct Recorded {
+    /// The recorded exchanges' size as JSON.
+    bytes: usize,
     exchanges: Vec<Exchange>,
     origins: BTreeMap<String, BTreeSet<String>>,
     dropped: usize,
@@ -482,7 +505,8 @@ impl Recorder {
     /// Records one answered call (at most [`MAX_EXCHANGES`]; later ones are counted, not kept).
     pub fn record(&self, req: &PreparedRequest, integration: Option<&str>, resp: &HttpResponse) {
         let body = req.body.as_ref().map(RequestBody::bytes);
-        let (json, body) = split_body(body.as_deref(), true);
+        let request_type = req.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let (json, body) = split_body(body.as_deref(), request_type, true);
         let request = RecordedRequest {
             method: req.method.as_str().to_string(),
             url: known::mask(req.url.as_str()).into_owned(),
@@ -490,16 +514,25 @@ impl Recorder {
             json,
             body,
         };
+        let content_type = resp.headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let (json, body) = split_body(Some(&resp.body), content_type, resp.is_json_type());
         let headers = resp
             .headers
             .iter()
             .filter(|(k, _)| !UNRECORDED_HEADERS.contains(&k.as_str()))
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), known::mask(v).into_owned())))
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes());
+                // The body is recorded as UTF-8 text, whatever charset it came in.
+                let v = if k == reqwest::header::CONTENT_TYPE { utf8_content_type(&v) } else { v.into_owned() };
+                (k.as_str().to_string(), known::mask(&v).into_owned())
+            })
             .collect();
-        let (json, body) = split_body(Some(&resp.body), resp.is_json_type());
         let response = RecordedResponse { status: resp.status.as_u16(), headers, json, body };
+        let size = serde_json::to_string(&request).map_or(0, |s| s.len())
+            + serde_json::to_string(&response).map_or(0, |s| s.len());
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.exchanges.len() < MAX_EXCHANGES {
+        if inner.exchanges.len() < MAX_EXCHANGES && inner.bytes + size <= MAX_RECORDING_BYTES {
+            inner.bytes += size;
             inner.exchanges.push(Exchange { request, response });
         } else {
             inner.dropped += 1;
@@ -518,6 +551,7 @@ impl Recorder {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let origins =
             std::mem::take(&mut inner.origins).into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect();
+        inner.bytes = 0;
         Recording {
             exchanges: std::mem::take(&mut inner.exchanges),
             origins,
@@ -533,19 +567,43 @@ pub struct Recording {
     pub exchanges: Vec<Exchange>,
     /// Each integration's API origins, as the operator configured them.
     pub origins: BTreeMap<String, Vec<String>>,
-    /// How many exchanges were past [`MAX_EXCHANGES`] and left out.
+    /// How many exchanges were past [`MAX_EXCHANGES`] or [`MAX_RECORDING_BYTES`] and left out.
     pub dropped: usize,
 }
 
-/// A body as a recording shows it: JSON when it is JSON (and `json_wanted`), else text
-/// (invalid UTF-8 replaced), with known secret values masked; nothing for an empty body.
-fn split_body(bytes: Option<&[u8]>, json_wanted: bool) -> (Option<Value>, Option<String>) {
+/// A body as a recording shows it: JSON when it is JSON (and `json_wanted`), else text read in
+/// the charset `content_type` declares; known secret values masked in the text and, once
+/// parsed, in every string of the JSON (an API may escape a value differently, `\/` or
+/// `\u00e9`); nothing for an empty body.
+fn split_body(bytes: Option<&[u8]>, content_type: Option<&str>, json_wanted: bool) -> (Option<Value>, Option<String>) {
     let Some(bytes) = bytes.filter(|b| !b.is_empty()) else { return (None, None) };
-    let text = known::mask(&String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY_BYTES)])).into_owned();
-    if json_wanted && let Ok(v) = serde_json::from_str::<Value>(&text) {
+    let bytes = &bytes[..bytes.len().min(MAX_BODY_BYTES)];
+    let text = super::decode::text_lossy(content_type, bytes);
+    if json_wanted && let Ok(mut v) = serde_json::from_str::<Value>(&text) {
+        mask_strings(&mut v);
         return (Some(v), None);
     }
-    (None, Some(text))
+    (None, Some(known::mask(&text).into_owned()))
+}
+
+/// Masks known secret values in every string (and key) of `v`.
+fn mask_strings(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(m) = known::mask(s) {
+                *s = m;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_strings),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (k, mut item) in entries {
+                mask_strings(&mut item);
+                map.insert(known::mask(&k).into_owned(), item);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Where [`Outbound`](super::Outbound) takes its answers from instead of (or besides) the

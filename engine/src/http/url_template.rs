@@ -12,8 +12,9 @@ use url::Url;
 
 use crate::template::{RenderError, Root, Scope, Template, VarRef};
 
-/// Everything but RFC 3986 unreserved characters is encoded.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+/// Everything but RFC 3986 unreserved characters is encoded (also the form of a secret value
+/// in a URL that the masker knows, [`crate::secrets::known`]).
+pub(crate) const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 #[derive(Clone, Debug)]
 enum Origin {

@@ -7,8 +7,9 @@
 //! leaves the process or reaches disk: run results and history, step errors, API answers, CLI
 //! output and every log line.
 //!
-//! Besides the raw value, its percent-encoded and JSON-escaped forms are registered when they
-//! differ (an API that echoes a query string or a JSON-encoded header shows those).
+//! Besides the raw value, its percent-encoded forms (form encoding, and the URL encoding URL
+//! templates use) and its JSON-escaped form are registered when they differ (an API that echoes
+//! a query string or a JSON-encoded header shows those).
 //!
 //! Bounds: at most [`MAX_VALUES`] values of at most [`MAX_VALUE_BYTES`] bytes each. When the
 //! registry is full the value registered least recently is forgotten first; values in use are
@@ -51,9 +52,11 @@ pub fn remember(value: &SecretString) {
 pub fn remember_str(value: &str) {
     let mut forms = vec![value.to_string()];
     let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
+    // As a URL template writes it into a path or query (RFC 3986 unreserved kept).
+    let in_url = percent_encoding::utf8_percent_encode(value, crate::http::url_template::COMPONENT).to_string();
     let json = serde_json::to_string(value).unwrap_or_default();
     let json = json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_string();
-    for form in [encoded, json] {
+    for form in [encoded, in_url, json] {
         if !forms.contains(&form) {
             forms.push(form);
         }

@@ -73,9 +73,12 @@ fn a_called_flow_asks_pauses_and_returns_its_output_to_each_caller() {
         assert_eq!(snapshot.callers.len(), 1);
         assert_eq!(snapshot.callers[0].flow_id.as_str(), id);
         assert_eq!(snapshot.flow_hash.as_deref(), Some(identify.hash.as_str()));
-        // The called flow sees its inputs and its own variables, not the caller's.
-        assert_eq!(runs[0].variables["purpose"], purpose);
-        assert_eq!(runs[0].variables["greeting"], "private");
+        // The called flow sees its inputs and its own variables, not the caller's; the run shows
+        // its own flow's variables.
+        assert_eq!(snapshot.variables["purpose"], purpose);
+        assert_eq!(snapshot.variables["greeting"], "private");
+        assert_eq!(runs[0].variables["greeting"], "hello");
+        assert!(runs[0].variables.get("purpose").is_none());
         let end = &runs[1];
         assert_eq!(end.status, RunStatus::Completed, "{:?}", end.error);
         assert_eq!(replies(end), ["Thanks.", "hello C-42 (none)"]);
@@ -108,6 +111,36 @@ fn a_paused_call_resumes_the_version_it_started_with() {
     let end = rt().block_on(e.resume(&root.flow, snapshot, i, None));
     assert_eq!(end.status, RunStatus::Failed);
     assert_eq!(end.error.unwrap().code, "stale-snapshot");
+}
+
+#[test]
+fn a_paused_caller_meeting_a_changed_interface_fails_its_call_clearly() {
+    // `main` calls `identify` twice; while the first call waits, `identify` gains an input.
+    let root = loaded(&json!({
+        "version": 1, "id": "main",
+        "steps": [
+            {"id": "first", "type": "call_flow", "flow": "identify", "inputs": {"purpose": "a"}, "outputs": {"one": "customer_id"}},
+            {"id": "second", "type": "call_flow", "flow": "identify", "inputs": {"purpose": "b"}, "outputs": {"two": "customer_id"},
+             "on_error": "sorry"},
+            {"id": "done", "type": "send_message", "text": "{{one}} {{two}}", "next": "end"},
+            {"id": "sorry", "type": "send_message", "text": "sorry"}
+        ]
+    }));
+    let old = loaded(&identify());
+    let mut changed = identify();
+    changed["inputs"] = json!(["purpose", "lang"]);
+    let new = loaded(&changed);
+    let runs = converse(&root.flow, &[&old, &root], &[]);
+    let e = engine(RunLimits::default());
+    let mut i = input("C-1");
+    i.flows = Some(Arc::new(FixedFlows(vec![new, root.clone(), old.clone()])));
+    // The current `identify` is the first in the list: the changed one.
+    let end = rt().block_on(e.resume(&root.flow, runs[0].snapshot.clone().unwrap(), i, None));
+    assert_eq!(replies(&end), ["Thanks.", "sorry"], "{:?}", end.trace);
+    let failed = end.trace.iter().rev().find(|t| t.step.as_str() == "second").unwrap();
+    let error = failed.error.as_ref().unwrap();
+    assert_eq!(error.code, "call-mismatch");
+    assert!(error.message.contains("needs the input(s) lang"), "{}", error.message);
 }
 
 #[test]
@@ -154,9 +187,11 @@ fn a_flow_that_calls_itself_stops_at_the_depth_bound() {
     let runs = converse(&looping.flow, &[&looping], &[]);
     assert_eq!(runs[0].status, RunStatus::Failed);
     let error = runs[0].error.as_ref().unwrap();
-    // The deepest call fails; each caller's call fails in turn, up to the run's own flow.
+    // The deepest call fails; each caller's call fails in turn, up to the run's own flow, and
+    // the message says once where it started.
     assert_eq!(error.code, "call-failed", "{error:?}");
     assert!(error.message.contains("call-depth"), "{}", error.message);
+    assert_eq!(error.message.matches("failed at step").count(), 1, "{}", error.message);
     // Without a flow set (outside the conversation service), a call says what is missing.
     let e = engine(RunLimits::default());
     let alone = rt().block_on(e.start(&looping.flow, input("x"), Map::new(), None));
@@ -171,7 +206,7 @@ fn calls_are_checked_against_the_called_flow_s_interface() {
     doc["steps"][0]["outputs"] = json!({"customer": "customer"});
     doc["steps"].as_array_mut().unwrap().push(json!({"id": "other", "type": "call_flow", "flow": "identfy"}));
     let billing = compiled(&doc);
-    let found = check_calls(&[&called, &billing]);
+    let found = check_calls(&[&called, &billing], &[]);
     assert!(found[0].is_empty(), "{:?}", found[0]);
     let at: Vec<(&str, &str)> = found[1].iter().map(|d| (d.code, d.pointer.as_str())).collect();
     assert_eq!(
@@ -185,9 +220,49 @@ fn calls_are_checked_against_the_called_flow_s_interface() {
     );
     assert_eq!(found[1][1].hint.as_deref(), Some("did you mean `purpose`?"));
     assert_eq!(found[1][3].hint.as_deref(), Some("did you mean `identify`?"));
+    // A call to a flow that does not load says so (not that the flow is missing); a call to the
+    // error flow or an event flow is refused.
+    let found = check_calls(&[&billing], &["identify"]);
+    assert_eq!(found[0][0].code, "called-flow-invalid");
+    let error_flow = compiled(&json!({"version": 1, "id": "identify", "trigger": {"type": "error"},
+        "steps": [{"id": "s", "type": "send_message", "text": "{{error.code}}"}]}));
+    let found = check_calls(&[&error_flow, &billing], &[]);
+    assert_eq!(found[1][0].code, "uncallable-flow", "{:?}", found[1]);
     // An output the flow never sets is refused when the called flow loads.
     let mut bad = identify();
     bad["outputs"] = json!(["customer_id", "customr"]);
     let d = crate::support::compile(&bad).unwrap_err();
     assert!(d.iter().any(|d| d.code == "undefined-output" && d.pointer == "/outputs/1"), "{d:?}");
+}
+
+#[test]
+fn a_set_of_flows_refuses_a_second_flow_with_the_same_id_and_names_a_broken_callee() {
+    use tern_engine::flow_set::{FileOutcome, load_files};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-identify.json"), identify().to_string()).unwrap();
+    std::fs::write(dir.path().join("b-identify-copy.json"), identify().to_string()).unwrap();
+    std::fs::write(dir.path().join("c-billing.json"), caller("billing", "x").to_string()).unwrap();
+    let registry = crate::support::registry();
+    let opts = tern_engine::LoadOptions::new(&registry);
+    let files = load_files(&[dir.path().to_path_buf()], &opts).unwrap();
+    let outcome = |name: &str| &files.iter().find(|f| f.path.ends_with(name)).unwrap().outcome;
+    assert!(matches!(outcome("a-identify.json"), FileOutcome::Loaded { .. }));
+    match outcome("b-identify-copy.json") {
+        FileOutcome::Invalid(d) => {
+            assert_eq!(d[0].code, "duplicate-flow-id");
+            assert!(d[0].message.contains("a-identify.json"), "{}", d[0].message);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(outcome("c-billing.json"), FileOutcome::Loaded { .. }));
+    // The called flow broken: its callers say so, not that it is missing.
+    let mut broken = identify();
+    broken["steps"][0]["txt"] = json!("typo");
+    std::fs::remove_file(dir.path().join("b-identify-copy.json")).unwrap();
+    std::fs::write(dir.path().join("a-identify.json"), broken.to_string()).unwrap();
+    let files = load_files(&[dir.path().to_path_buf()], &opts).unwrap();
+    match &files.iter().find(|f| f.path.ends_with("c-billing.json")).unwrap().outcome {
+        FileOutcome::Invalid(d) => assert_eq!(d[0].code, "called-flow-invalid", "{d:?}"),
+        other => panic!("{other:?}"),
+    }
 }
