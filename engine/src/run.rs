@@ -506,16 +506,25 @@ impl Engine {
         // take what this (older) caller gives.
         let missing: Vec<&str> =
             callee.flow.inputs.iter().filter(|i| !req.inputs.contains_key(i.as_str())).map(|i| i.as_str()).collect();
+        let extra: Vec<&str> = req
+            .inputs
+            .keys()
+            .filter(|k| !callee.flow.inputs.iter().any(|i| i.as_str() == k.as_str()))
+            .map(String::as_str)
+            .collect();
         let unknown: Vec<&str> = req
             .outputs
             .iter()
             .filter(|(_, theirs)| !callee.flow.outputs.contains(theirs))
             .map(|(_, theirs)| theirs.as_str())
             .collect();
-        if !missing.is_empty() || !unknown.is_empty() {
+        if !missing.is_empty() || !extra.is_empty() || !unknown.is_empty() {
             let mut why = Vec::new();
             if !missing.is_empty() {
                 why.push(format!("needs the input(s) {}", missing.join(", ")));
+            }
+            if !extra.is_empty() {
+                why.push(format!("no longer takes the input(s) {}", extra.join(", ")));
             }
             if !unknown.is_empty() {
                 why.push(format!("has no output(s) {}", unknown.join(", ")));
@@ -580,6 +589,7 @@ impl Engine {
                     None => return finish(&mut act, RunStatus::Completed, None, None),
                 }
             };
+            let here = Here { flow, index, called };
             let started = Instant::now();
             let mut detail = Map::new();
             let result = if let Some(failure) = returned_failure.take() {
@@ -630,7 +640,7 @@ impl Engine {
             };
             let jump = match result {
                 Ok(outcome @ (Outcome::Next | Outcome::Goto(_) | Outcome::End)) => {
-                    push_trace(&mut act, Here { flow, index, called }, started, detail, StepStatus::Ok, None);
+                    push_trace(&mut act, here, started, detail, StepStatus::Ok, None);
                     match outcome {
                         Outcome::Goto(j) => j,
                         Outcome::End => Jump::End,
@@ -640,7 +650,7 @@ impl Engine {
                 Ok(Outcome::Call(req)) => {
                     match self.enter(&mut act, flow, index, *req).await {
                         Ok(()) => {
-                            push_trace(&mut act, Here { flow, index, called }, started, detail, StepStatus::Ok, None);
+                            push_trace(&mut act, here, started, detail, StepStatus::Ok, None);
                             previous = None;
                             index = 0;
                         }
@@ -651,7 +661,7 @@ impl Engine {
                     continue;
                 }
                 Ok(Outcome::Pause(with)) => {
-                    push_trace(&mut act, Here { flow, index, called }, started, detail, StepStatus::Paused, None);
+                    push_trace(&mut act, here, started, detail, StepStatus::Paused, None);
                     let snapshot = RunSnapshot {
                         run_id: act.run_id.clone(),
                         flow_id: flow.id.clone(),
@@ -680,14 +690,7 @@ impl Engine {
                             message: error.message.clone(),
                         });
                         detail.insert(CAUGHT_BY.into(), Value::from(flow.steps[repeat].id.as_str()));
-                        push_trace(
-                            &mut act,
-                            Here { flow, index, called },
-                            started,
-                            detail,
-                            StepStatus::ErrorHandled,
-                            Some(error),
-                        );
+                        push_trace(&mut act, here, started, detail, StepStatus::ErrorHandled, Some(error));
                         previous = Some(index);
                         index = repeat;
                         continue;
@@ -696,25 +699,11 @@ impl Engine {
                     act.fallback_taken |= compiled.on_error.is_none() && flow_fallback.is_some();
                     match compiled.on_error.or(flow_fallback) {
                         Some(j) => {
-                            push_trace(
-                                &mut act,
-                                Here { flow, index, called },
-                                started,
-                                detail,
-                                StepStatus::ErrorHandled,
-                                Some(error),
-                            );
+                            push_trace(&mut act, here, started, detail, StepStatus::ErrorHandled, Some(error));
                             j
                         }
                         None => {
-                            push_trace(
-                                &mut act,
-                                Here { flow, index, called },
-                                started,
-                                detail,
-                                StepStatus::Failed,
-                                Some(error.clone()),
-                            );
+                            push_trace(&mut act, here, started, detail, StepStatus::Failed, Some(error.clone()));
                             // A called flow's failure is its calling step's.
                             match failed_call(&mut act, &error) {
                                 Some((i, failure)) => {
@@ -821,6 +810,7 @@ fn step_error(masker: &Masker, step: &StepId, failure: &StepFailure) -> RunError
 }
 
 /// Where a step is: its flow, its index there, and whether that flow is a called one.
+#[derive(Clone, Copy)]
 struct Here<'f> {
     flow: &'f CompiledFlow,
     index: usize,

@@ -153,19 +153,33 @@ fn called_flows(
     let opts =
         tern_engine::LoadOptions { integrations, allow_private_network, ..tern_engine::LoadOptions::new(registry) };
     let this = std::fs::canonicalize(path).ok();
+    let files = tern_engine::flow_set::load_files(&[dir.to_path_buf()], &opts)?;
+    // The run's flow does not load with its folder, or two flows there share an id (which one
+    // a call would run is then a guess): every problem of the folder, then stop.
+    let refused = files.iter().any(|f| match &f.outcome {
+        FileOutcome::Invalid(diags) => {
+            (this.is_some() && std::fs::canonicalize(&f.path).ok() == this)
+                || diags.iter().any(|d| d.code == "duplicate-flow-id")
+        }
+        _ => false,
+    });
+    if refused {
+        for f in &files {
+            if let FileOutcome::Invalid(diags) = &f.outcome {
+                super::print_diagnostics(&f.path, diags);
+            }
+        }
+        anyhow::bail!(
+            "{}: loaded with the flows of {}, the set has problems (above); run `tern validate {}`",
+            path.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
     let mut others = Vec::new();
-    for file in tern_engine::flow_set::load_files(&[dir.to_path_buf()], &opts)? {
+    for file in files {
         let is_this = this.is_some() && std::fs::canonicalize(&file.path).ok() == this;
         match file.outcome {
-            FileOutcome::Invalid(diags) if is_this => {
-                super::print_diagnostics(path, &diags);
-                anyhow::bail!(
-                    "{}: loaded with the flows of {}, it has problems (above); run `tern validate {}`",
-                    path.display(),
-                    dir.display(),
-                    dir.display()
-                );
-            }
             FileOutcome::Loaded { flow: loaded, .. }
                 if !is_this
                     && loaded.flow.id != flow.id

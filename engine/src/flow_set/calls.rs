@@ -39,7 +39,9 @@ pub fn check_calls(flows: &[&CompiledFlow], broken: &[&str]) -> Vec<Vec<Diagnost
                     );
                     d = match nearest(call.flow.as_str(), ids) {
                         Some(near) => d.with_hint(format!("did you mean `{near}`?")),
-                        None => d.with_hint("put the called flow's file in the same folder (`tern validate FOLDER`)"),
+                        None => d.with_hint(
+                            "calls are checked against the flows loaded together: put the called flow's file in the same folder and validate the folder (`tern validate FOLDER`)",
+                        ),
                     };
                     diags.push(d);
                     continue;

@@ -226,7 +226,9 @@ impl TestFile {
             }
             if case.name.trim().is_empty() {
                 diags.push(Diagnostic::error("invalid-value", format!("{at}/name"), "the name is empty"));
-            } else if case.name.chars().any(char::is_control) || case.name.chars().count() > 200 {
+            } else if case.name.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+                || case.name.chars().count() > 200
+            {
                 diags.push(Diagnostic::error(
                     "invalid-value",
                     format!("{at}/name"),

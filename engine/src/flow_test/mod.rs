@@ -94,7 +94,8 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()>
             if depth + 1 < MAX_DEPTH && !name.starts_with('.') && !SKIPPED.contains(&name.as_str()) {
                 walk(&path, depth + 1, out)?;
             }
-        } else if kind.is_file() && name.ends_with(TEST_FILE_SUFFIX) {
+        } else if name.ends_with(TEST_FILE_SUFFIX) && std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            // A regular file, or a link to one (not a pipe or device: reading it could block).
             out.push(path);
         }
     }

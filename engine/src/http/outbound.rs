@@ -65,8 +65,10 @@ impl Outbound {
             Some(Tape::Replay(replay)) => {
                 // The address rules hold as in a real run: a test must not pass for a call that
                 // production refuses.
-                super::guard::check_url_host(&req.url, self.client.policy().allow_private_network)
-                    .map_err(|reason| HttpError::Denied { url: display_url(&req.url), reason })?;
+                if let Some(reason) = super::guard::static_refusal(&req.url, self.client.policy().allow_private_network)
+                {
+                    return Err(HttpError::Denied { url: display_url(&req.url), reason });
+                }
                 replay
                     .respond(req, integration)
                     .map_err(|e| HttpError::NotRecorded { url: display_url(&req.url), message: e.0 })

@@ -662,6 +662,38 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_call_follows_the_address_rules() {
+        use crate::http::{HttpClient, HttpError, HttpPolicy, Method, Outbound, PreparedRequest};
+        let replay = Arc::new(Replay::new(
+            exchanges(
+                json!([{"request": {"url": "http://localhost/x"}}, {"request": {"url": "http://169.254.169.254/x"}}]),
+            ),
+            &BTreeMap::new(),
+        ));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for (url, allow) in
+            [("http://localhost/x", false), ("http://169.254.169.254/x", false), ("http://localhost/x", true)]
+        {
+            let policy = HttpPolicy { allow_private_network: allow, ..HttpPolicy::default() };
+            let outbound =
+                Outbound::new(HttpClient::new(policy).unwrap(), None).with_tape(Tape::Replay(replay.clone()));
+            let req = PreparedRequest {
+                method: Method::Get,
+                url: url::Url::parse(url).unwrap(),
+                headers: HeaderMap::new(),
+                body: None,
+                timeout: std::time::Duration::from_secs(1),
+            };
+            let got = rt.block_on(outbound.execute(&req, None));
+            match (allow, got) {
+                (false, Err(HttpError::Denied { .. })) => {}
+                (true, Ok(r)) => assert_eq!(r.status, 200),
+                (_, other) => panic!("{url} (allow {allow}): {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_near_miss_says_how_it_differs() {
         let r = Replay::new(
             exchanges(json!([

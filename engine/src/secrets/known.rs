@@ -50,18 +50,25 @@ pub fn remember(value: &SecretString) {
 
 /// Registers a secret value given as text (see [`remember`]).
 pub fn remember_str(value: &str) {
+    KNOWN.write().unwrap_or_else(|p| p.into_inner()).insert(forms(value));
+}
+
+/// `value` and the forms it travels in, each once: form-encoded (`a+b`), URL-encoded as URL
+/// templates write it (`a%20b`, RFC 3986 unreserved kept), JSON-escaped (`\"`, `\u00e9` kept
+/// as UTF-8), and JSON-escaped with `/` as `\/` (as PHP and others write it).
+pub fn forms(value: &str) -> Vec<String> {
     let mut forms = vec![value.to_string()];
     let encoded: String = url::form_urlencoded::byte_serialize(value.as_bytes()).collect();
-    // As a URL template writes it into a path or query (RFC 3986 unreserved kept).
     let in_url = percent_encoding::utf8_percent_encode(value, crate::http::url_template::COMPONENT).to_string();
     let json = serde_json::to_string(value).unwrap_or_default();
     let json = json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_string();
-    for form in [encoded, in_url, json] {
+    let json_slash = json.replace('/', "\\/");
+    for form in [encoded, in_url, json, json_slash] {
         if !forms.contains(&form) {
             forms.push(form);
         }
     }
-    KNOWN.write().unwrap_or_else(|p| p.into_inner()).insert(forms);
+    forms
 }
 
 impl Known {

@@ -108,9 +108,17 @@ impl Masker {
     /// [`MIN_MASKED_CHARS`] characters are not masked: they would mangle ordinary text and are
     /// not secrets worth the name).
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a SecretString>) -> Self {
-        let mut values: Vec<SecretString> =
-            secrets.into_iter().filter(|s| s.expose_secret().chars().count() >= MIN_MASKED_CHARS).cloned().collect();
-        values.iter().for_each(known::remember);
+        let given: Vec<&SecretString> =
+            secrets.into_iter().filter(|s| s.expose_secret().chars().count() >= MIN_MASKED_CHARS).collect();
+        given.iter().for_each(|s| known::remember(s));
+        // Each value in every form it travels in (encoded in a URL or form, escaped in JSON), so
+        // a short value's encoded forms are masked too (the registry takes 8 characters or more).
+        let mut values: Vec<SecretString> = Vec::new();
+        for form in given.iter().flat_map(|s| known::forms(s.expose_secret())) {
+            if form.chars().count() >= MIN_MASKED_CHARS && !values.iter().any(|v| v.expose_secret() == form) {
+                values.push(SecretString::from(form));
+            }
+        }
         // Longer values first, so a secret that contains another is masked whole.
         values.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
         Self { values, keep: std::sync::Arc::default() }
@@ -235,6 +243,16 @@ pub type SecretMap = HashMap<String, SecretString>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_s_secret_is_masked_in_every_form_it_travels_in() {
+        // Short (under the registry's 8 characters), with a space and a slash.
+        let m = Masker::new([&SecretString::from("pa s/1")]);
+        let text = "form a=pa+s%2F1, url pa%20s%2F1, json \"pa s\\/1\", raw pa s/1";
+        let masked = m.mask(text);
+        assert_eq!(masked.matches(known::REDACTED).count(), 4, "{masked}");
+        assert!(!masked.contains("pa"), "{masked}");
+    }
 
     #[test]
     fn masks_known_values_and_never_prints() {
