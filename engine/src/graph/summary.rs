@@ -12,7 +12,8 @@ fn short(text: &str) -> String {
 }
 
 /// The lines that say what a step does, from its own fields (`text`, `request.method` and
-/// `request.url`, `variables`, `save_as`, `integration`); empty when it has none of them.
+/// `request.url`, `variables`, `save_as`, `integration`, the `flow` a `call_flow` runs and the
+/// `outputs` it takes back); empty when it has none of them.
 pub fn step_summary(config: &Value) -> Vec<String> {
     let mut lines = Vec::new();
     let text = |field: &str| config.get(field).and_then(Value::as_str).filter(|s| !s.trim().is_empty());
@@ -34,6 +35,13 @@ pub fn step_summary(config: &Value) -> Vec<String> {
     }
     if let Some(answer) = text("save_as") {
         lines.push(short(&format!("answer → {answer}")));
+    }
+    if let Some(flow) = text("flow") {
+        lines.push(short(&format!("runs flow {flow}")));
+    }
+    if let Some(outputs) = config.get("outputs").and_then(Value::as_object).filter(|v| !v.is_empty()) {
+        let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
+        lines.push(short(&format!("sets {}", names.join(", "))));
     }
     lines
 }

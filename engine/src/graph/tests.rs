@@ -416,6 +416,7 @@ fn boxes_say_what_each_step_does() {
          "request": {"method": "post", "url": "https://api.example.com/contacts.info"},
          "variables": {"last_name": "data.last_name", "first_name": "data.first_name"}},
         {"id": "fetch", "type": "say", "request": {"url": "https://api.example.com/a/very/long/path/that/goes/on/and/on/and/on/and/on"}},
+        {"id": "who", "type": "say", "flow": "identify", "outputs": {"customer": "customer_id"}},
         {"id": "plain", "type": "stop"}
     ]}));
     assert_eq!(g.nodes[0].lines(), ["hello", "say", "“Hello {{name}}, welcome!”"]);
@@ -433,7 +434,8 @@ fn boxes_say_what_each_step_does() {
     let get = &g.nodes[3].does[0];
     assert!(get.starts_with("GET https://api.example.com/") && get.ends_with('…'), "{get}");
     assert_eq!(get.chars().count(), MAX_SUMMARY_CHARS);
-    assert_eq!(g.nodes[4].lines(), ["plain", "stop"]);
+    assert_eq!(g.nodes[4].lines(), ["who", "say", "runs flow identify", "sets customer"]);
+    assert_eq!(g.nodes[5].lines(), ["plain", "stop"]);
     let texts = svg_texts(&g.to_svg().unwrap());
     assert!(texts.iter().any(|t| t.contains("POST https://api.example.com/contacts.info")), "{texts:?}");
 }
