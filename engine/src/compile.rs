@@ -83,6 +83,16 @@ fn guess_defines(config: &Value) -> Vec<(String, VarName)> {
 
 /// Loads a flow from its JSON text: every problem is reported at once, with line and column.
 pub fn load_flow(source: &str, opts: &LoadOptions<'_>) -> Result<CompiledFlow, Vec<Diagnostic>> {
+    load_flow_and_calls(source, opts).0
+}
+
+/// [`load_flow`], and the calls to other flows its steps make even when the flow does not
+/// load (a loaded flow has them in [`CompiledFlow::calls`]): the checks across a set of flows
+/// report a broken flow's call problems with its other problems.
+pub fn load_flow_and_calls(
+    source: &str,
+    opts: &LoadOptions<'_>,
+) -> (Result<CompiledFlow, Vec<Diagnostic>>, Vec<crate::step::FlowCall>) {
     // A flow file saved with a byte order mark reads like one without (crate::json).
     let source = crate::json::without_bom_str(source);
     let mut load = Load::new(source, opts);
@@ -92,15 +102,19 @@ pub fn load_flow(source: &str, opts: &LoadOptions<'_>) -> Result<CompiledFlow, V
     }
     let stopped = stopped.is_some();
     let result = if stopped { None } else { load.assemble() };
+    // What `assemble` did not take: the calls of a flow that does not load.
+    let calls = std::mem::take(&mut load.facts.calls);
     let mut diags = load.diags;
     locate(source, &mut diags);
     diags.sort_by_key(|d| (d.line, d.column, d.severity));
     match result {
         Some(mut flow) if !diags.iter().any(Diagnostic::is_error) => {
             flow.warnings = diags;
-            Ok(flow)
+            let calls = flow.calls.clone();
+            (Ok(flow), calls)
         }
-        _ => Err(diags),
+        Some(flow) => (Err(diags), flow.calls),
+        None => (Err(diags), calls),
     }
 }
 

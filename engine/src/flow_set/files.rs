@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{LoadedFlow, flow_hash};
-use crate::compile::{LoadOptions, load_flow};
+use crate::compile::{LoadOptions, load_flow_and_calls};
 use crate::diagnostics::Diagnostic;
 use crate::flow::Trigger;
 use crate::step::CompiledFlow;
@@ -193,12 +193,15 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowF
     let mut broken_ids: Vec<String> = Vec::new();
     // Each id once in a set: the file that has it first.
     let mut ids: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    // The calls of flows that do not load (file index, calls, source), checked with the rest.
+    let mut broken_calls: Vec<(usize, Vec<crate::step::FlowCall>, String)> = Vec::new();
     let mut loaded: Vec<FlowFile> = files
         .into_iter()
-        .map(|path| {
+        .enumerate()
+        .map(|(index, path)| {
             let outcome = match read_flow(&path, opts.limits.max_bytes) {
-                Ok(source) => match load_flow(&source, opts) {
-                    Ok(flow) => match ids.get(flow.id.as_str()) {
+                Ok(source) => match load_flow_and_calls(&source, opts) {
+                    (Ok(flow), _) => match ids.get(flow.id.as_str()) {
                         Some(first) => {
                             let mut d = Diagnostic::error(
                                 "duplicate-flow-id",
@@ -224,12 +227,15 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowF
                             }
                         }
                     },
-                    Err(diags) => {
+                    (Err(diags), calls) => {
                         if let Some(id) = crate::json::from_str::<serde_json::Value>(&source)
                             .ok()
                             .and_then(|v| v.get("id").and_then(serde_json::Value::as_str).map(str::to_string))
                         {
                             broken_ids.push(id);
+                        }
+                        if !calls.is_empty() {
+                            broken_calls.push((index, calls, source));
                         }
                         FileOutcome::Invalid(diags)
                     }
@@ -253,6 +259,16 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowF
         .collect();
     let broken: Vec<&str> = broken_ids.iter().map(String::as_str).collect();
     let mut problems = super::check_calls(&flows, &broken).into_iter();
+    // A flow that does not load still has its calls checked, so that every problem is
+    // reported at once.
+    let broken_found: Vec<(usize, Vec<Diagnostic>)> = broken_calls
+        .into_iter()
+        .map(|(index, calls, source)| {
+            let mut found = super::check_these_calls(&calls, &flows, &broken);
+            crate::diagnostics::locate(&source, &mut found);
+            (index, found)
+        })
+        .collect();
     for file in &mut loaded {
         if let FileOutcome::Loaded { flow, source } = &file.outcome {
             let found = problems.next().unwrap_or_default();
@@ -262,6 +278,12 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions<'_>) -> Result<Vec<FlowF
                 crate::diagnostics::locate(source, &mut diags);
                 file.outcome = FileOutcome::Invalid(diags);
             }
+        }
+    }
+    for (index, found) in broken_found {
+        if let Some(FileOutcome::Invalid(diags)) = loaded.get_mut(index).map(|f| &mut f.outcome) {
+            diags.extend(found);
+            diags.sort_by_key(|d| (d.line, d.column, d.severity));
         }
     }
     Ok(loaded)

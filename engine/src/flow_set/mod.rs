@@ -24,7 +24,7 @@ mod versions;
 
 use std::sync::Arc;
 
-pub use calls::check_calls;
+pub use calls::{check_calls, check_these_calls};
 pub use files::{
     ErrorFlows, FileOutcome, FlowFile, FlowFileError, TEST_FILE_SUFFIX, flow_files, load_files, read_flow,
 };

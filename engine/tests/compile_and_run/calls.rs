@@ -265,4 +265,21 @@ fn a_set_of_flows_refuses_a_second_flow_with_the_same_id_and_names_a_broken_call
         FileOutcome::Invalid(d) => assert_eq!(d[0].code, "called-flow-invalid", "{d:?}"),
         other => panic!("{other:?}"),
     }
+    // A caller with a problem of its own still has its calls checked: every problem at once.
+    std::fs::write(dir.path().join("a-identify.json"), identify().to_string()).unwrap();
+    let mut billing = caller("billing", "x");
+    billing["steps"][0]["flow"] = json!("identfy");
+    billing["steps"][1]["text"] = json!("{{nope}}");
+    std::fs::write(dir.path().join("c-billing.json"), billing.to_string()).unwrap();
+    let files = load_files(&[dir.path().to_path_buf()], &opts).unwrap();
+    match &files.iter().find(|f| f.path.ends_with("c-billing.json")).unwrap().outcome {
+        FileOutcome::Invalid(d) => {
+            let codes: Vec<&str> = d.iter().map(|d| d.code).collect();
+            assert!(codes.contains(&"undefined-variable") && codes.contains(&"unknown-flow"), "{codes:?}");
+            let unknown = d.iter().find(|d| d.code == "unknown-flow").unwrap();
+            assert_eq!(unknown.hint.as_deref(), Some("did you mean `identify`?"));
+            assert!(unknown.line.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
 }
