@@ -172,3 +172,28 @@ fn a_broken_test_file_names_every_problem_and_runs_nothing() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("is not a flow test: test files are named NAME.test.json"), "{out}");
 }
+
+/// Recording with a secret this data directory does not have writes nothing and names it.
+#[test]
+fn a_recording_without_the_flow_s_secret_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let flow = json!({
+        "version": 1, "id": "keyed", "trigger": {"type": "message"},
+        "steps": [
+            {"id": "call", "type": "http_request", "request": {"url": "https://api.example.com/x?key={{secrets.CRM_KEY}}"},
+             "on_error": "sorry"},
+            {"id": "ok", "type": "send_message", "text": "ok", "next": "end"},
+            {"id": "sorry", "type": "send_message", "text": "sorry"}
+        ]
+    });
+    std::fs::write(dir.path().join("keyed.json"), flow.to_string()).unwrap();
+    let file = dir.path().join("keyed.test.json");
+    let test = json!({"tests": [{"name": "calls", "conversation": [{"contact": "hi"}]}]});
+    std::fs::write(&file, test.to_string()).unwrap();
+    let (code, out) = tern_test(dir.path(), data.path(), &["--record"], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("step `call` of flow `keyed` failed [template]"), "{out}");
+    assert!(out.contains("set CRM_KEY for this data directory"), "{out}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), test.to_string(), "the test file is unchanged");
+}

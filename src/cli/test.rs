@@ -163,7 +163,7 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
                     if let Some(slot) = recorded.tests.get_mut(index) {
                         *slot = flow_test::recorded(case, &observed);
                     }
-                    record_problems(index, case, &observed)
+                    flow_test::record_problems(&engine, flows, case, index, &observed)
                 }
             };
             let report = CaseReport { name: case.name.clone(), problems, elapsed: observed.elapsed };
@@ -208,58 +208,6 @@ pub async fn test(shared: &Shared, args: TestArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Error codes of step failures that say the recording run could not reach the API as it
-/// should (network, addresses, tokens, secrets): what it would record is that failure, not the
-/// API's answer.
-const NOT_THE_API: &[&str] =
-    &["http", "http-denied", "http-timeout", "integration", "token-origin", "rate-limited", "not-recorded"];
-
-/// Why a recording run's result should not become the test's expectation: a turn without an
-/// answer, a step that failed before reaching the API, a missing secret, or a variable
-/// `expect` names that the run did not set.
-fn record_problems(index: usize, case: &flow_test::TestCase, observed: &flow_test::Observed) -> Vec<Problem> {
-    let at = format!("/tests/{index}");
-    let mut out = Vec::new();
-    for (t, o) in observed.turns.iter().enumerate() {
-        if let flow_test::TurnOutcome::NotAnswered(why) = o {
-            out.push(Problem {
-                at: format!("{at}/conversation/{t}"),
-                message: format!("no answer: {why}"),
-                diff: None,
-            });
-        }
-    }
-    for f in &observed.failures {
-        let missing_secret = f.code == "template" && f.message.contains("no secret `");
-        if NOT_THE_API.contains(&f.code.as_str()) || missing_secret {
-            let hint = if missing_secret {
-                "set the secret for this data directory (`tern secrets set`, or TERN_SECRET_NAME); a recording uses the real secrets, not the test file's"
-            } else if f.code == "http-denied" {
-                "an API on this machine or a private network needs --allow-private-network"
-            } else {
-                "check the API is reachable from here, then record again"
-            };
-            out.push(Problem {
-                at: format!("{at}/http"),
-                message: format!("step `{}` of flow `{}` failed [{}]: {} — {hint}", f.step, f.flow, f.code, f.message),
-                diff: None,
-            });
-        }
-    }
-    for name in case.expect.variables.keys() {
-        if !observed.variables.contains_key(name) {
-            out.push(Problem {
-                at: tern_engine::diagnostics::pointer_push(&format!("{at}/expect/variables"), name),
-                message: format!(
-                    "variable `{name}` is not set at the end of the run; remove it from `expect`, or check the flow"
-                ),
-                diff: None,
-            });
-        }
-    }
-    out
 }
 
 fn read_test_file(path: &Path) -> Result<TestFile, Vec<Diagnostic>> {

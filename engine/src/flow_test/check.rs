@@ -5,7 +5,10 @@ use serde_json::Value;
 
 use super::file::{DescribedReply, ExpectedReply, ExpectedStatus, TestCase, Turn};
 use super::run::{Observed, TurnOutcome};
+use crate::Engine;
 use crate::conversation::{AnswerStatus, ReplyText};
+use crate::flow_set::LoadedFlow;
+use crate::http::NOT_RECORDED;
 
 /// One way a case differs from what it expects.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -227,6 +230,73 @@ pub fn recorded(case: &TestCase, observed: &Observed) -> TestCase {
     for (name, value) in &mut out.expect.variables {
         if let Some(now) = observed.variables.get(name) {
             value.clone_from(now);
+        }
+    }
+    out
+}
+
+/// Error codes of step failures that say a recording run could not reach the API as it should
+/// (network, addresses, tokens): what it would record is that failure, not the API's answer.
+const NOT_THE_API: &[&str] =
+    &["http", "http-denied", "http-timeout", "integration", "token-origin", "rate-limited", NOT_RECORDED];
+
+/// Why what a recording run did (case `index`, run with `engine` against `flows`) should not
+/// become the test's expectation: a turn without an answer, a step that failed before reaching
+/// the API, a secret the failed flow uses that `engine` does not have, or a variable `expect`
+/// names that the run did not set. Empty: the recording may be written.
+pub fn record_problems(
+    engine: &Engine,
+    flows: &[LoadedFlow],
+    case: &TestCase,
+    index: usize,
+    observed: &Observed,
+) -> Vec<Problem> {
+    let at = format!("/tests/{index}");
+    let mut out = Vec::new();
+    for (t, o) in observed.turns.iter().enumerate() {
+        if let TurnOutcome::NotAnswered(why) = o {
+            out.push(Problem {
+                at: format!("{at}/conversation/{t}"),
+                message: format!("no answer: {why}"),
+                diff: None,
+            });
+        }
+    }
+    for f in &observed.failures {
+        let missing: Vec<&str> = flows
+            .iter()
+            .filter(|l| f.code == "template" && l.flow.id.as_str() == f.flow)
+            .flat_map(|l| l.flow.secrets.iter())
+            .filter(|name| engine.secrets.get(name).is_none())
+            .map(String::as_str)
+            .collect();
+        let hint = if !missing.is_empty() {
+            format!(
+                "set {} for this data directory (`tern secrets set NAME`, or TERN_SECRET_NAME); a recording uses the real secrets, not the test file's",
+                missing.join(", ")
+            )
+        } else if f.code == "http-denied" {
+            "an API on this machine or a private network needs --allow-private-network".into()
+        } else if NOT_THE_API.contains(&f.code.as_str()) {
+            "check the API is reachable from here, then record again".into()
+        } else {
+            continue;
+        };
+        out.push(Problem {
+            at: format!("{at}/http"),
+            message: format!("step `{}` of flow `{}` failed [{}]: {} — {hint}", f.step, f.flow, f.code, f.message),
+            diff: None,
+        });
+    }
+    for name in case.expect.variables.keys() {
+        if !observed.variables.contains_key(name) {
+            out.push(Problem {
+                at: crate::diagnostics::pointer_push(&format!("{at}/expect/variables"), name),
+                message: format!(
+                    "variable `{name}` is not set at the end of the run; remove it from `expect`, or check the flow"
+                ),
+                diff: None,
+            });
         }
     }
     out

@@ -48,7 +48,7 @@ mod run;
 
 use std::path::{Path, PathBuf};
 
-pub use check::{Problem, check, recorded};
+pub use check::{Problem, check, record_problems, recorded};
 pub use file::{
     DescribedReply, Expect, ExpectedReply, ExpectedStatus, MAX_CASES, MAX_TEST_FILE_BYTES, MAX_TURNS, TestCase,
     TestFile, Turn,

@@ -15,14 +15,10 @@ use crate::conversation::{
     RunObserver, Trigger,
 };
 use crate::flow_set::LoadedFlow;
-use crate::http::Tape;
 use crate::http::recording::{Recorder, Recording, Replay};
+use crate::http::{NOT_RECORDED, Tape};
 use crate::secrets::{SecretSource, known};
 use crate::{Engine, RunError, RunResult};
-
-/// The step error code of a call the recording has no answer for
-/// ([`HttpError::NotRecorded`](crate::http::HttpError::NotRecorded)).
-const NOT_RECORDED: &str = "not-recorded";
 
 /// How long one turn may take before the test gives up on it (a backstop: a replayed call
 /// answers at once).

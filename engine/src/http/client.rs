@@ -174,6 +174,9 @@ pub enum HttpError {
     },
 }
 
+/// The code of [`HttpError::NotRecorded`]: a test's recording has no answer for a call.
+pub const NOT_RECORDED: &str = "not-recorded";
+
 impl HttpError {
     /// A stable, kebab-case code for the failure, as shown in run results.
     pub fn code(&self) -> &'static str {
@@ -188,7 +191,7 @@ impl HttpError {
             HttpError::OriginNotAllowed { .. } => "token-origin",
             HttpError::Token(_) => "integration",
             HttpError::RateLimited { .. } => "rate-limited",
-            HttpError::NotRecorded { .. } => "not-recorded",
+            HttpError::NotRecorded { .. } => NOT_RECORDED,
             HttpError::TooManyRedirects { .. } | HttpError::BadRedirect { .. } | HttpError::Transport { .. } => "http",
         }
     }

@@ -18,7 +18,8 @@ pub(crate) mod url_template;
 
 pub use budget::MAX_REQUEST_TEMPLATE_BYTES;
 pub use client::{
-    HttpClient, HttpError, HttpPolicy, HttpResponse, MASKED, display_url, is_token_like, remember_url_secrets,
+    HttpClient, HttpError, HttpPolicy, HttpResponse, MASKED, NOT_RECORDED, display_url, is_token_like,
+    remember_url_secrets,
 };
 pub use fields::{FieldValue, Fields};
 pub use origin::{OriginError, parse_origin};

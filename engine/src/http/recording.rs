@@ -425,16 +425,14 @@ fn first_difference(want: &Value, got: &Value, at: String) -> Option<(String, St
 /// words; `None` for another address (or no difference found).
 fn near_miss(recorded: &RecordedRequest, call: &Call<'_>) -> Option<String> {
     let (Ok(r), Ok(c)) = (url::Url::parse(&known::mask(&recorded.url)), url::Url::parse(call.url)) else { return None };
-    let path = |u: &url::Url| percent_encoding::percent_decode_str(u.path()).decode_utf8_lossy().into_owned();
-    if r.origin() != c.origin() || path(&r) != path(&c) {
+    if r.origin() != c.origin() || decoded_path(&r) != decoded_path(&c) {
         return None;
     }
     let mut why = Vec::new();
     if !recorded.method.eq_ignore_ascii_case(call.method) {
         why.push(format!("its method is {}", recorded.method.to_ascii_uppercase()));
     }
-    let pairs = |u: &url::Url| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>();
-    let (rp, cp) = (pairs(&r), pairs(&c));
+    let (rp, cp) = (query_pairs(&r), query_pairs(&c));
     if rp != cp {
         let (mut rs, mut cs) = (rp.clone(), cp.clone());
         rs.sort();
@@ -462,14 +460,22 @@ fn near_miss(recorded: &RecordedRequest, call: &Call<'_>) -> Option<String> {
 /// order; the fragment, never sent, is ignored).
 fn same_url(a: &str, b: &str) -> bool {
     let (Ok(a), Ok(b)) = (url::Url::parse(a), url::Url::parse(b)) else { return a == b };
-    let pairs = |u: &url::Url| u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect::<Vec<_>>();
-    let path = |u: &url::Url| percent_encoding::percent_decode_str(u.path()).decode_utf8_lossy().into_owned();
     a.scheme() == b.scheme()
         && a.username() == b.username()
         && a.host() == b.host()
         && a.port_or_known_default() == b.port_or_known_default()
-        && path(&a) == path(&b)
-        && pairs(&a) == pairs(&b)
+        && decoded_path(&a) == decoded_path(&b)
+        && query_pairs(&a) == query_pairs(&b)
+}
+
+/// A URL's path, percent-decoded.
+fn decoded_path(u: &url::Url) -> String {
+    percent_encoding::percent_decode_str(u.path()).decode_utf8_lossy().into_owned()
+}
+
+/// A URL's query as decoded name–value pairs, in order.
+fn query_pairs(u: &url::Url) -> Vec<(String, String)> {
+    u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 /// Response headers a recording leaves out: the connection's, the server's clock and cookies.
