@@ -40,6 +40,8 @@ pub fn compile(registry: &Registry, flow: &Value) -> CompiledFlow {
 /// The message every benchmark run starts with.
 pub fn input() -> RunInput {
     RunInput {
+        now_ms: None,
+        woken: None,
         event: None,
         journal: None,
         flows: None,

@@ -42,6 +42,8 @@ async fn one(ctx: &Ctx, side: Side) {
     match side {
         Side::Tern => {
             let input = RunInput {
+                now_ms: None,
+                woken: None,
                 event: None,
                 journal: None,
                 flows: None,

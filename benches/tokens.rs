@@ -35,6 +35,8 @@ use tern_store::{IntegrationStatus, SqliteStore, Store, TokenRecord};
 
 fn input(i: usize) -> RunInput {
     RunInput {
+        now_ms: None,
+        woken: None,
         event: None,
         journal: None,
         flows: None,

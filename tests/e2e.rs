@@ -70,6 +70,7 @@ mod security;
 mod serve;
 mod slack;
 mod telegram;
+mod timers;
 mod twilio;
 mod validate;
 mod web_chat;

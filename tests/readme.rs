@@ -66,6 +66,8 @@ const BLOCKS: &[(&str, &str, Check)] = &[
     ("README.md", "export SLACK_SIGNING_SECRET=…", Check::Test("slack_commands")),
     ("README.md", "tern channels add site --kind web", Check::Test("web_chat_commands")),
     ("README.md", "\"steps\": [", Check::Test("the_choices_example_runs")),
+    ("README.md", "{ \"id\": \"order_number\", \"type\": \"ask\"", Check::Test("the_time_examples_validate")),
+    ("README.md", "{ \"id\": \"tomorrow\", \"type\": \"wait\"", Check::Test("the_time_examples_validate")),
     ("README.md", "\"variables\": { \"deals\"", Check::Test("the_loop_example_runs")),
     ("README.md", "\"variables\": { \"lines\"", Check::Test("the_expressions_example_runs")),
     ("README.md", "{ \"version\": 1, \"id\": \"identify\"", Check::Test("the_subflow_example_runs")),
@@ -873,6 +875,35 @@ fn the_choices_example_runs() {
     let out = s.ok(&b, "tern run which.json -m hi -m Bob");
     assert!(out.contains("Which contact are you?\n\n1. Ann\n2. Bob"), "{out}");
     assert!(out.contains("Chosen: c-2"), "a typed title picks its payload: {out}");
+}
+
+/// The time examples are steps that validate in a flow; a reminder later than the timeout is
+/// refused at its pointer, in words.
+#[test]
+fn the_time_examples_validate() {
+    let ask = block("README.md", "{ \"id\": \"order_number\", \"type\": \"ask\"");
+    let wait = block("README.md", "{ \"id\": \"tomorrow\", \"type\": \"wait\"");
+    let flow = |ask: Value| {
+        json!({"version": 1, "id": "orders", "trigger": {"type": "message", "match": {"keywords": ["order"]}},
+        "steps": [
+          ask,
+          serde_json::from_str::<Value>(&wait.text).unwrap(),
+          {"id": "follow_up", "type": "send_message", "text": "About order {{order}}…", "next": "end"},
+          {"id": "closing", "type": "send_message", "text": "We'll close this for now."}
+        ]})
+    };
+    let s = Sandbox::new();
+    let good: Value = serde_json::from_str(&ask.text).unwrap();
+    std::fs::write(s.path("orders.json"), flow(good.clone()).to_string()).unwrap();
+    s.ok(&ask, "tern validate orders.json");
+    let mut late = good;
+    late["reminders"][1]["after"] = json!("2d");
+    std::fs::write(s.path("late.json"), flow(late).to_string()).unwrap();
+    let r = s.sh("tern validate late.json");
+    assert_ne!(r.code(), 0, "a reminder after the timeout must fail validation");
+    let out = format!("{}{}", r.stdout(), r.stderr());
+    assert!(out.contains("error[reminder-after-timeout] at /steps/0/reminders/1/after"), "{out}");
+    assert!(out.contains("reminder 2 comes after 2d, but the question times out after 1d"), "{out}");
 }
 
 /// The loop example runs as written, against a loopback API for `api.example.com`: one pass

@@ -75,6 +75,7 @@ pub mod step;
 pub mod storage;
 mod sync;
 pub mod template;
+pub mod timing;
 pub mod tokens;
 pub mod web_chat;
 

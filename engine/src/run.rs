@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::clock::Clock as _;
 use crate::effects::JournalScope;
 use crate::http::Outbound;
 use crate::ids::{FlowId, RunId, StepId, VarName};
@@ -41,6 +42,12 @@ pub struct RunInput {
     /// Where `call_flow` finds the flows it calls (the conversation service's flow set and
     /// versions); `None`: a call fails its step (`unknown-flow`).
     pub flows: Option<Arc<dyn FlowResolver>>,
+    /// The activation's wall-clock time (Unix milliseconds) from the caller's clock
+    /// ([`StepContext::now_ms`](crate::StepContext::now_ms)); `None`: the system clock.
+    pub now_ms: Option<i64>,
+    /// The paused run's timer that resumes it, when no message does
+    /// ([`StepContext::woken`](crate::StepContext::woken)).
+    pub woken: Option<crate::timing::Wake>,
 }
 
 impl std::fmt::Debug for RunInput {
@@ -50,6 +57,8 @@ impl std::fmt::Debug for RunInput {
             .field("message", &self.message)
             .field("journal", &self.journal.is_some())
             .field("flows", &self.flows.is_some())
+            .field("now_ms", &self.now_ms)
+            .field("woken", &self.woken)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +106,15 @@ pub struct RunSnapshot {
     /// The version (hash) of the paused flow when it is a called one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_hash: Option<String>,
+    /// When the run is to be resumed without a message (Unix milliseconds), as the paused step
+    /// asked ([`StepContext::wake_at`](crate::StepContext::wake_at)): the paused run's timer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_at_ms: Option<i64>,
+    /// The contact as the last message gave it, kept when the run has a timer
+    /// ([`RunSnapshot::wake_at_ms`]): a timer brings no contact of its own, and the steps it
+    /// resumes still see `{{contact.*}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Map<String, Value>>,
 }
 
 /// A flow waiting for the flow it called (`call_flow`) to end.
@@ -335,6 +353,8 @@ impl Engine {
             step_state,
             callers,
             flow_hash,
+            wake_at_ms: _,
+            contact: _,
         } = snapshot;
         let mut act = self.activation(flow, input, run_id, variables, executed_steps, step_state).await;
         let stale = |act: &mut Activation<'_>, message: String| {
@@ -419,6 +439,8 @@ impl Engine {
             integrations: HashMap::new(),
             masker: Masker::new(std::iter::empty()).sent_by_caller(&sent),
             journal: input.journal,
+            now_ms: input.now_ms.unwrap_or_else(|| crate::clock::SystemClock.now_ms()),
+            woken: input.woken,
         };
         self.extend_env(&mut env, flow, &sent).await;
         Activation {
@@ -591,6 +613,8 @@ impl Engine {
             };
             let here = Here { flow, index, called };
             let started = Instant::now();
+            // When this step, if it pauses, wants the run woken.
+            let mut wake_at: Option<i64> = None;
             let mut detail = Map::new();
             let result = if let Some(failure) = returned_failure.take() {
                 Err(failure)
@@ -622,6 +646,8 @@ impl Engine {
                     states: &mut act.step_state,
                     caught: caught.take(),
                     from_body: previous.is_some_and(|p| flow.steps[p].loops.contains(&index)),
+                    woken: if resume_with.is_some() { act.env.woken } else { None },
+                    wake_at: &mut wake_at,
                 };
                 if tokio::time::Instant::now() >= deadline {
                     let error = RunError {
@@ -672,6 +698,8 @@ impl Engine {
                         step_state: act.step_state.clone(),
                         callers: act.callers.iter().map(|(frame, _)| frame.clone()).collect(),
                         flow_hash: act.current.as_ref().map(|(_, h)| h.clone()),
+                        wake_at_ms: wake_at,
+                        contact: wake_at.and_then(|_| act.env.contact.as_object().cloned()),
                     };
                     return finish(&mut act, RunStatus::Paused, None, Some(snapshot));
                 }

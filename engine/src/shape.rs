@@ -91,9 +91,16 @@ impl<'s> Walker<'s> {
         self.report.diags.push(d);
     }
 
+    /// A value of the wrong JSON type; the hint shows the schema's `examples` when it has them
+    /// (a duration: `"30s"`).
     fn wrong_type(&mut self, value: &Value, schema: &Value, pointer: &str) {
         let message = format!("expected {}, found {}", describe(schema, self.defs), found(value));
-        self.error("invalid-type", pointer, message, None);
+        let hint = schema
+            .get("examples")
+            .and_then(Value::as_array)
+            .filter(|e| !e.is_empty())
+            .map(|e| format!("for example {}", e.iter().map(Value::to_string).collect::<Vec<_>>().join(", ")));
+        self.error("invalid-type", pointer, message, hint);
     }
 
     /// Checks one value; `true` when it is usable (possibly after dropping optional fields).

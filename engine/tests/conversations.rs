@@ -16,6 +16,9 @@ use tern_engine::http::{HttpClient, HttpPolicy, Outbound};
 use tern_engine::secrets::NoSecrets;
 use tern_engine::{Engine, LoadOptions, RunLimits, RunStatus, load_flow};
 
+#[path = "conversations/timers.rs"]
+mod timers;
+
 fn engine() -> Engine {
     Engine {
         registry: Arc::new(tern_steps::registry()),

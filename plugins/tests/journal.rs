@@ -46,6 +46,8 @@ async fn engine_with_post_twice(api: &TestApi) -> (Engine, CompiledFlow) {
 /// Message `message_id` of conversation `c1`, journaled in `store` (or not journaled).
 fn input(store: Option<&Arc<MemoryConversationStore>>, message_id: &str) -> RunInput {
     RunInput {
+        now_ms: None,
+        woken: None,
         conversation_id: "c1".into(),
         contact: json!({"id": "u1"}),
         message: Message { text: "open a ticket".into(), id: Some(message_id.into()), metadata: Map::new() },

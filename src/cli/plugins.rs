@@ -353,6 +353,8 @@ async fn check(
     let with_store = !flow.integrations.is_empty() || shared.has_store();
     let engine = super::run::engine(shared, with_store, Arc::new(registry)).await?;
     let input = RunInput {
+        now_ms: None,
+        woken: None,
         conversation_id: "plugin-check".into(),
         contact: json!({"id": "cli-user"}),
         message: Message { text: message.to_string(), ..Default::default() },
@@ -448,6 +450,8 @@ async fn test(shared: &Shared, file: &Path, fixture_path: &Path, allow: &[String
     // No store and no token source: every call is answered from the recording.
     let engine = super::run::engine(shared, false, Arc::new(registry)).await?;
     let input = RunInput {
+        now_ms: None,
+        woken: None,
         conversation_id: "plugin-test".into(),
         contact: json!({"id": fixture.contact}),
         message: Message { text: fixture.message.clone(), ..Default::default() },

@@ -140,6 +140,8 @@ pub async fn demo(_: DemoArgs) -> anyhow::Result<ExitCode> {
 
 async fn converse(engine: &Engine, flow: &tern_engine::CompiledFlow) -> anyhow::Result<()> {
     let input = |text: &str| RunInput {
+        now_ms: None,
+        woken: None,
         event: None,
         journal: None,
         flows: None,

@@ -2,14 +2,24 @@
 //! ([`crate::choices`]) the answer is the chosen choice's payload: a button press, or a typed
 //! number, title or payload; typed text that picks none is stored as it is, or, with `reask`,
 //! answered with `reask` and the choices again.
+//!
+//! With `reminders` and `timeout` the question does not wait forever: each reminder is sent
+//! (with the choices again) when its `after` has passed since the question, and when `timeout`
+//! passes the run goes to `on_timeout` (or ends). The paused run keeps when the question was
+//! asked and how many reminders went out, and asks for one wake-up at a time
+//! ([`StepContext::wake_at`]); an answer cancels it (the conversation service replaces the
+//! paused run and its timer in one commit). A `reask` restarts the clock: the contact did
+//! answer.
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 use tern_engine::template::Template;
+use tern_engine::timing::FlowDuration;
 use tern_engine::{
-    Behavior, BuildContext, Choice, Outcome, Step, StepContext, StepFailure, StepType, VarName, schema::schema_of,
+    Behavior, BuildContext, Choice, Jump, Outcome, Step, StepContext, StepFailure, StepType, Target, VarName,
+    schema::schema_of,
 };
 
 use crate::choices::{ChoiceConfig, Choices, ChoicesFrom};
@@ -35,7 +45,32 @@ struct Config {
     /// the typed text is stored as the answer.
     #[serde(default)]
     reask: Option<String>,
+    /// How long to wait for the answer (`"10m"`, `"1h30m"`, `"2d"`; 1 s to 30 days). When it
+    /// passes without an answer the run goes to `on_timeout`, or ends.
+    #[serde(default)]
+    timeout: Option<FlowDuration>,
+    /// Where the run goes when `timeout` passes: a step id or `end` (the default).
+    #[serde(default)]
+    on_timeout: Option<Target>,
+    /// Reminders sent while the question waits, at most 5, in order of `after`, each
+    /// `{"after": "5m", "text": "…"}`: `text` (a template) is sent with the choices again when
+    /// `after` has passed since the question; before `timeout` when there is one.
+    #[serde(default)]
+    reminders: Vec<ReminderConfig>,
 }
+
+/// A reminder of an unanswered question.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReminderConfig {
+    /// How long after the question (`"5m"`).
+    after: FlowDuration,
+    /// What to send; a template.
+    text: String,
+}
+
+/// Most reminders one question may have.
+pub const MAX_REMINDERS: usize = 5;
 
 pub struct Ask;
 
@@ -53,6 +88,7 @@ impl StepType for Ask {
         let cfg: Config = cx.config(config)?;
         cx.defines("/save_as", &cfg.save_as);
         let text = cx.template("/text", &cfg.text);
+        let timers = Timers::build(cx, &cfg);
         let choices = Choices::build(cx, cfg.choices, cfg.choices_from);
         let reask = cfg.reask.as_ref().map(|r| cx.template("/reask", r));
         if reask.is_some() && choices.as_ref().is_some_and(Choices::is_empty) {
@@ -67,7 +103,96 @@ impl StepType for Ask {
             None => None,
             Some(r) => Some(r?),
         };
-        Some(Box::new(AskStep { text: text?, save_as: cfg.save_as, choices: choices?, reask }))
+        Some(Box::new(AskStep { text: text?, save_as: cfg.save_as, choices: choices?, reask, timers: timers? }))
+    }
+}
+
+/// When an unanswered question sends its reminders and gives up.
+#[derive(Debug, Default)]
+struct Timers {
+    /// Each reminder's delay after the question (ms) and text, in order.
+    reminders: Vec<(i64, Template)>,
+    /// The timeout (ms) and where the run goes then.
+    timeout: Option<(i64, Jump)>,
+}
+
+impl Timers {
+    /// Checks every problem at once: too many reminders, reminders out of order or not before
+    /// the timeout, `on_timeout` without a timeout.
+    fn build(cx: &mut BuildContext<'_>, cfg: &Config) -> Option<Self> {
+        let mut ok = true;
+        if cfg.reminders.len() > MAX_REMINDERS {
+            let n = cfg.reminders.len();
+            cx.error(
+                "too-many-reminders",
+                "/reminders",
+                format!("the question has {n} reminders; at most {MAX_REMINDERS} are sent"),
+                Some("keep the reminders that matter; for a longer follow-up, go to steps with `on_timeout`".into()),
+            );
+            ok = false;
+        }
+        let mut reminders = Vec::with_capacity(cfg.reminders.len());
+        let mut previous: Option<FlowDuration> = None;
+        for (i, r) in cfg.reminders.iter().enumerate() {
+            if previous.is_some_and(|p| r.after <= p) {
+                cx.error(
+                    "reminders-out-of-order",
+                    &format!("/reminders/{i}/after"),
+                    format!(
+                        "reminder {} comes after {} but the one before it after {}",
+                        i + 1,
+                        r.after,
+                        previous.map(|p| p.to_string()).unwrap_or_default()
+                    ),
+                    Some("list the reminders in the order they are sent, each later than the one before".into()),
+                );
+                ok = false;
+            }
+            if let Some(t) = cfg.timeout
+                && r.after >= t
+            {
+                cx.error(
+                    "reminder-after-timeout",
+                    &format!("/reminders/{i}/after"),
+                    format!("reminder {} comes after {}, but the question times out after {t}", i + 1, r.after),
+                    Some("give the reminder a shorter `after`, or the question a longer `timeout`".into()),
+                );
+                ok = false;
+            }
+            previous = Some(r.after);
+            match cx.template(&format!("/reminders/{i}/text"), &r.text) {
+                Some(t) => reminders.push((r.after.as_ms(), t)),
+                None => ok = false,
+            }
+        }
+        let timeout = match (cfg.timeout, &cfg.on_timeout) {
+            (Some(t), Some(target)) => Some((t.as_ms(), cx.target("/on_timeout", target)?)),
+            (Some(t), None) => Some((t.as_ms(), Jump::End)),
+            (None, Some(_)) => {
+                cx.error(
+                    "on-timeout-without-timeout",
+                    "/on_timeout",
+                    "`on_timeout` is taken when `timeout` passes, and this question has no `timeout`",
+                    Some(
+                        "add `\"timeout\": \"10m\"` (or how long the question should wait), or remove `on_timeout`"
+                            .into(),
+                    ),
+                );
+                return None;
+            }
+            (None, None) => None,
+        };
+        ok.then_some(Self { reminders, timeout })
+    }
+
+    /// When the question asked at `asked_at_ms`, with `reminded` reminders sent, wants the run
+    /// woken next; `None` when nothing is left to do but wait for the answer.
+    fn next_wake(&self, asked: &Asked) -> Option<i64> {
+        let after = match self.reminders.get(asked.reminded as usize) {
+            Some((after, _)) => *after,
+            None => self.timeout?.0,
+        };
+        Some(asked.asked_at_ms.saturating_add(after))
     }
 }
 
@@ -77,13 +202,67 @@ struct AskStep {
     save_as: VarName,
     choices: Choices,
     reask: Option<Template>,
+    timers: Timers,
 }
 
-/// What a paused `ask` keeps: the choices it offered, to read the answer against.
+/// What a paused `ask` keeps: the choices it offered, to read the answer against, and when it
+/// asked and how many reminders it sent, for its timers. (Runs paused before timers existed
+/// kept only the choices, or `null`.)
 #[derive(serde::Serialize, Deserialize, Default)]
 struct Asked {
     #[serde(default)]
     choices: Vec<Choice>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    asked_at_ms: i64,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    reminded: u32,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+impl AskStep {
+    /// Pauses with `asked`, asking for the next wake-up its timers need.
+    fn pause(&self, cx: &mut StepContext<'_>, asked: &Asked) -> Result<Outcome, StepFailure> {
+        if let Some(at) = self.timers.next_wake(asked) {
+            cx.wake_at(at);
+            cx.record("wakes_at_ms", Value::from(at));
+        }
+        let state = if asked.choices.is_empty() && self.timers.reminders.is_empty() && self.timers.timeout.is_none() {
+            Value::Null
+        } else {
+            serde_json::to_value(asked).map_err(|e| StepFailure::Other { code: "internal", message: e.to_string() })?
+        };
+        Ok(Outcome::Pause(state))
+    }
+
+    /// The question's timer fired: the next reminder, or the timeout.
+    fn woken(&self, cx: &mut StepContext<'_>, mut asked: Asked, late_ms: i64) -> Result<Outcome, StepFailure> {
+        cx.record("late_ms", Value::from(late_ms));
+        if let Some((_, text)) = self.timers.reminders.get(asked.reminded as usize) {
+            let text = text.render(&cx.scope())?;
+            cx.reply_with_choices(text, asked.choices.clone());
+            asked.reminded += 1;
+            cx.record("reminder", Value::from(asked.reminded));
+            return self.pause(cx, &asked);
+        }
+        match self.timers.timeout {
+            Some((_, jump)) => {
+                cx.record("timed_out", Value::Bool(true));
+                Ok(match jump {
+                    Jump::End => Outcome::End,
+                    j => Outcome::Goto(j),
+                })
+            }
+            // Nothing is due (every reminder went out and there is no timeout): keep waiting.
+            None => self.pause(cx, &asked),
+        }
+    }
 }
 
 #[async_trait]
@@ -91,14 +270,17 @@ impl Step for AskStep {
     async fn run(&self, cx: &mut StepContext<'_>) -> Result<Outcome, StepFailure> {
         let text = self.text.render(&cx.scope())?;
         let choices = self.choices.render(cx)?;
-        let state = if choices.is_empty() { Value::Null } else { serde_json::json!({"choices": choices}) };
+        let asked = Asked { choices: choices.clone(), asked_at_ms: cx.now_ms(), reminded: 0 };
         cx.reply_with_choices(text, choices);
-        Ok(Outcome::Pause(state))
+        self.pause(cx, &asked)
     }
 
     async fn resume(&self, cx: &mut StepContext<'_>, state: Value) -> Result<Outcome, StepFailure> {
         // A run paused before choices existed kept `null`: no choices.
-        let asked: Asked = serde_json::from_value(state.clone()).unwrap_or_default();
+        let mut asked: Asked = serde_json::from_value(state).unwrap_or_default();
+        if let Some(wake) = cx.woken() {
+            return self.woken(cx, asked, wake.late_ms());
+        }
         let answer = cx.message_text().trim().to_string();
         if asked.choices.is_empty() {
             cx.set_var(&self.save_as, Value::String(answer));
@@ -112,8 +294,11 @@ impl Step for AskStep {
         match &self.reask {
             Some(reask) => {
                 let text = reask.render(&cx.scope())?;
-                cx.reply_with_choices(text, asked.choices);
-                Ok(Outcome::Pause(state))
+                cx.reply_with_choices(text, asked.choices.clone());
+                // The contact answered: reminders and the timeout count from now.
+                asked.asked_at_ms = cx.now_ms();
+                asked.reminded = 0;
+                self.pause(cx, &asked)
             }
             None => {
                 cx.set_var(&self.save_as, Value::String(answer));

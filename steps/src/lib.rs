@@ -16,6 +16,7 @@ mod oauth_request;
 mod paginate;
 mod send_message;
 mod set_variables;
+mod wait;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ pub fn builtins() -> Vec<Arc<dyn StepType>> {
         Arc::new(send_message::SendMessage),
         Arc::new(ask::Ask),
         Arc::new(set_variables::SetVariables),
+        Arc::new(wait::Wait),
         Arc::new(branch::Branch),
         Arc::new(for_each::ForEach),
         Arc::new(call_flow::CallFlow),

@@ -1,6 +1,7 @@
 //! Background maintenance: retention, checkpoints of the write-ahead log, recovery of messages
 //! accepted before a crash, taking over messages another instance accepted and did not answer
-//! (on a shared store), and the webhook outbox. Every loop ends when the service stops.
+//! (on a shared store), paused runs' timers, and the webhook outbox. Every loop ends when the
+//! service stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +21,26 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Most messages taken over per look.
 const ADOPT_BATCH: usize = 256;
 
+/// How often the store is asked for paused runs whose timer is due: a timer fires at most
+/// about this much after it is due (plus the conversation's queue), unless the service was
+/// down then (it fires late, at the next start).
+pub const TIMER_POLL: Duration = Duration::from_secs(1);
+
+/// How long a claimed timer is left to the instance that claimed it before it may be fired
+/// again (by any instance): longer than a run's activation may take. A timer whose instance
+/// died fires this much late.
+pub const TIMER_LEASE: Duration = Duration::from_secs(120);
+
+/// Most timers fired per look (the rest on the next).
+const TIMER_BATCH: usize = 256;
+
 /// Starts the background tasks: retention, checkpoints, taking over on a shared store, and
 /// webhook delivery (channels' webhooks are looked up per delivery).
 pub(super) fn spawn(inner: &Arc<Inner>) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![tokio::spawn(prune_loop(inner.clone())), tokio::spawn(checkpoint_loop(inner.clone()))];
+    if let Some(every) = inner.options.timer_poll {
+        tasks.push(tokio::spawn(timer_loop(inner.clone(), every)));
+    }
     if inner.shared {
         tasks.push(tokio::spawn(adopt_loop(inner.clone())));
     }
@@ -49,6 +66,9 @@ pub(super) async fn recover(inner: &Arc<Inner>) -> Result<usize, StoreError> {
     if let Some(rows) = inner.store.paused_index(PAUSED_INDEX_LIMIT).await? {
         inner.paused.load(rows);
     }
+    // A timer this process claimed before it stopped fires now rather than when its lease
+    // ends (a store shared by several instances keeps the leases: another may be firing it).
+    inner.store.release_timer_claims().await?;
     let accepted = inner.store.accepted().await?;
     let n = accepted.len();
     for m in accepted {
@@ -107,6 +127,49 @@ async fn adopt_loop(inner: Arc<Inner>) {
         }
         if taken > 0 {
             tracing::info!(messages = taken, "took over accepted messages that no instance answered");
+        }
+    }
+}
+
+/// Queues a timer message ([`Trigger::Timer`](super::Trigger::Timer)) for every paused run
+/// whose timer is due, claimed for [`TIMER_LEASE`]; returns their tickets. A timer that cannot
+/// be queued now (the service is overloaded) fires once its lease ends.
+///
+/// # Errors
+/// The store failed.
+pub(super) async fn fire_due_timers(inner: &Arc<Inner>) -> Result<Vec<super::Ticket>, StoreError> {
+    let lease_ms = i64::try_from(TIMER_LEASE.as_millis()).unwrap_or(i64::MAX);
+    let due = inner.store.timers_due(inner.now_ms(), TIMER_BATCH, lease_ms).await?;
+    let mut tickets = Vec::with_capacity(due.len());
+    for t in due {
+        let inbound = super::Inbound::timer(t.conversation, &t.run_id, t.due_at_ms);
+        let key = (inbound.conversation.clone(), inbound.message_id.clone());
+        if inner.queue.contains(&key) {
+            continue;
+        }
+        match workers::enqueue(inner, inbound, None, false) {
+            Ok(ticket) => tickets.push(ticket),
+            Err(e) => {
+                tracing::warn!(conversation = %key.0, error = %e, "could not queue a due timer; it fires again when its lease ends");
+                break;
+            }
+        }
+    }
+    Ok(tickets)
+}
+
+/// Fires due timers every `every` ([`TIMER_POLL`] by default) until the service stops.
+async fn timer_loop(inner: Arc<Inner>, every: Duration) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match fire_due_timers(&inner).await {
+            Ok(t) if !t.is_empty() => tracing::debug!(timers = t.len(), "fired due timers"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not look for due timers"),
         }
     }
 }

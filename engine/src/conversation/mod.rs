@@ -81,7 +81,7 @@ mod writer;
 pub use activity::{Activity, ChannelActivity, Delivered, MAX_CHANNELS};
 pub use error::ConversationError;
 pub use listing::{DEFAULT_RUNS_PAGE, MAX_RUNS_PAGE, RunCursor, RunCursorError, RunPage, RunQuery};
-pub use maintenance::CHECKPOINT_EVERY;
+pub use maintenance::{CHECKPOINT_EVERY, TIMER_LEASE, TIMER_POLL};
 pub use options::{ADOPT_AFTER, ADOPT_EVERY, ConversationOptions, DEFAULT_ERROR_REPLY, RunObserver};
 pub use outbox::{DEFER, MAX_ATTEMPT_TIMEOUT, OUTBOX_LEASE, OutboxPolicy, new_delivery_id};
 pub use paused_index::PAUSED_INDEX_LIMIT;
@@ -89,8 +89,8 @@ pub use queue::{MessageState, Ticket};
 pub use recovery::{Recovery, Unanswered, error_flow_run_of};
 pub use service::Conversations;
 pub use store::{
-    Completion, ConversationLock, ConversationStore, MAX_NOTICE_ID, MAX_NOTICES, MemoryConversationStore, Notice,
-    OutboxItem, PausedChange, Pruned, Remembered, Retention, WriteOp,
+    Completion, ConversationLock, ConversationStore, DueTimer, MAX_NOTICE_ID, MAX_NOTICES, MemoryConversationStore,
+    Notice, OutboxItem, PausedChange, Pruned, Remembered, Retention, WriteOp,
 };
 pub use types::{
     Answer, AnswerStatus, Answered, ConversationId, DeliveryStatus, ErrorFlowRun, Inbound, MAX_DELIVERY_STATUSES,

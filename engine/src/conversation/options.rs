@@ -41,6 +41,10 @@ pub struct ConversationOptions {
     pub adopt_every: Duration,
     /// … and how old such a message must be before this one takes it over ([`ADOPT_AFTER`]).
     pub adopt_after: Duration,
+    /// How often due timers of paused runs are fired ([`TIMER_POLL`](super::TIMER_POLL));
+    /// `None`: only when [`Conversations::fire_due_timers`](super::Conversations::fire_due_timers)
+    /// is called (tests that move a manual clock).
+    pub timer_poll: Option<Duration>,
     /// What paused-run expiry, retention, history times and webhook retries are judged by
     /// (the system clock; tests pass a [`ManualClock`](crate::clock::ManualClock), and give
     /// the store the same one).
@@ -61,6 +65,7 @@ impl Default for ConversationOptions {
             error_reply: None,
             adopt_every: ADOPT_EVERY,
             adopt_after: ADOPT_AFTER,
+            timer_poll: Some(super::TIMER_POLL),
             clock: clock::system(),
         }
     }

@@ -53,7 +53,8 @@ pub(super) async fn process(
     {
         if recovered {
             let _ = inner.writer.write(WriteOp::Forget(conversation.clone(), message_id.clone()), true).await;
-        } else if remembered.digest.as_ref().is_some_and(|d| *d != inbound.digest()) {
+        } else if !message_id.is_timer() && remembered.digest.as_ref().is_some_and(|d| *d != inbound.digest()) {
+            // (A timer's firing is the same firing whatever contact it was given.)
             // Another message under an answered id: refused, never answered with another's reply.
             return Err(ConversationError::MessageIdReused { message_id: message_id.to_string() });
         }
@@ -67,6 +68,16 @@ pub(super) async fn process(
     let was_paused = stored.is_some();
     let now_s = inner.now_ms() / 1000;
     let live = stored.filter(|p| p.expires_at > now_s);
+    // A timer brings no contact: its run sees (and its history names) the contact as the last
+    // message gave it.
+    let with_contact;
+    let inbound = match (&inbound.trigger, &live) {
+        (Trigger::Timer { .. }, Some(p)) if p.snapshot.contact.is_some() => {
+            with_contact = Inbound { contact: p.snapshot.contact.clone().unwrap_or_default(), ..(**inbound).clone() };
+            &with_contact
+        }
+        _ => inbound,
+    };
     let started_ms = inner.now_ms();
     let engine = &inner.engine;
     let (result, flow_hash, run_started_ms) = match (&inbound.trigger, live) {
@@ -93,6 +104,22 @@ pub(super) async fn process(
             let input = run_input(&inner, inbound, recovered, event, "");
             let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
             (result, paused.flow_hash, paused.started_at_ms)
+        }
+        (Trigger::Timer { due_at_ms }, Some(paused)) if paused.snapshot.wake_at_ms == Some(*due_at_ms) => {
+            let version = inner.flows.version(&paused.flow_hash, &*inner.store, &inner.engine.registry);
+            let flow = version.await.map_err(store_err)?.ok_or_else(|| ConversationError::Paused {
+                conversation: conversation.to_string(),
+                reason: format!("its flow version {} is no longer stored", paused.flow_hash),
+            })?;
+            let input = run_input(&inner, inbound, recovered, None, "");
+            let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
+            (result, paused.flow_hash, paused.started_at_ms)
+        }
+        (Trigger::Timer { .. }, _) => {
+            // The contact answered first (the paused run was replaced or ended): the timer is
+            // spent and the conversation's state is left as it is.
+            let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
+            return commit(&inner, inbound, answer, PausedChange::Keep, Vec::new(), recovered, fence).await;
         }
         (Trigger::Resume { .. }, None) => {
             let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
@@ -163,7 +190,7 @@ pub(super) async fn process(
     let mut paused = PausedChange::Keep;
     let mut history = Vec::with_capacity(2);
     for mut activation in std::iter::once(main).chain(error_run) {
-        if let Some(change) = activation.paused_change(now_s.saturating_add(ttl)) {
+        if let Some(change) = activation.paused_change(now_s, ttl) {
             paused = change;
         }
         history.push(activation.into_history(inbound));
@@ -175,12 +202,16 @@ pub(super) async fn process(
 }
 
 impl Activation {
-    /// The paused run to store, when this activation paused.
-    fn paused_change(&mut self, expires_at: i64) -> Option<PausedChange> {
+    /// The paused run to store, when this activation paused. It expires `ttl` seconds after
+    /// `now_s`, or after its timer is due when that is later (a timer fires late rather than
+    /// never, within the same `ttl`).
+    fn paused_change(&mut self, now_s: i64, ttl: i64) -> Option<PausedChange> {
         if self.result.status != RunStatus::Paused {
             return None;
         }
         let snapshot = self.result.snapshot.take()?;
+        let from = snapshot.wake_at_ms.map_or(now_s, |at| at.div_euclid(1000).max(now_s));
+        let expires_at = from.saturating_add(ttl);
         Some(PausedChange::Set(Box::new(PausedRun {
             format: PAUSED_FORMAT,
             flow_hash: self.flow_hash.clone(),
@@ -219,6 +250,10 @@ impl Activation {
             event: match &inbound.trigger {
                 Trigger::Resume { event } => Some(masked(masker, event)),
                 Trigger::Start { event, .. } => event.as_ref().map(|e| masked(masker, e)),
+                Trigger::Timer { due_at_ms } => Some(serde_json::json!({"timer": {
+                    "due_at_ms": due_at_ms,
+                    "late_ms": started_ms.saturating_sub(*due_at_ms).max(0),
+                }})),
                 Trigger::Message => None,
             },
             started_at_ms: started_ms,
@@ -242,7 +277,7 @@ fn run_input(inner: &Inner, inbound: &Inbound, recovered: bool, event: Option<Va
         contact: Value::Object(inbound.contact.clone()),
         message: Message {
             text: inbound.text.clone(),
-            id: (!message_id.is_generated()).then(|| message_id.to_string()),
+            id: (!message_id.is_generated() && !message_id.is_timer()).then(|| message_id.to_string()),
             metadata: inbound.metadata.clone(),
         },
         event,
@@ -260,6 +295,11 @@ fn run_input(inner: &Inner, inbound: &Inbound, recovered: bool, event: Option<Va
             store: inner.store.clone(),
             registry: inner.engine.registry.clone(),
         })),
+        now_ms: Some(inner.now_ms()),
+        woken: match inbound.trigger {
+            Trigger::Timer { due_at_ms } => Some(crate::timing::Wake { due_at_ms, fired_at_ms: inner.now_ms() }),
+            _ => None,
+        },
     }
 }
 

@@ -257,6 +257,16 @@ impl Conversations {
         }
     }
 
+    /// Fires the paused runs' timers that are due now (the service does this every
+    /// [`TIMER_POLL`](super::TIMER_POLL) on its own; tests call it after moving a manual
+    /// clock). Returns the tickets of the timer messages queued.
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn fire_due_timers(&self) -> Result<Vec<super::Ticket>, StoreError> {
+        maintenance::fire_due_timers(&self.inner).await
+    }
+
     /// Runs retention once now.
     ///
     /// # Errors

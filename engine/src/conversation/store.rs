@@ -106,6 +106,17 @@ pub const MAX_NOTICE_ID: usize = 64;
 /// Most notice ids remembered: a retention pass forgets the oldest beyond this.
 pub const MAX_NOTICES: u64 = 100_000;
 
+/// A paused run whose timer is due ([`ConversationStore::timers_due`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTimer {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The paused run.
+    pub run_id: RunId,
+    /// When its timer was due, Unix milliseconds.
+    pub due_at_ms: i64,
+}
+
 /// A remembered answer and the digest of the message it answered ([`Inbound::digest`];
 /// `None` for answers remembered before digests were kept).
 #[derive(Clone, Debug, PartialEq)]
@@ -239,6 +250,20 @@ pub trait ConversationStore: EffectJournal + Send + Sync + std::fmt::Debug {
     async fn outbox_progress(&self, id: &str, lease: i64, sent: u32) -> Result<(), StoreError>;
     /// Deliveries waiting, for metrics and bounds.
     async fn outbox_len(&self) -> Result<u64, StoreError>;
+    /// Claims up to `limit` paused runs whose timer ([`RunSnapshot::wake_at_ms`](crate::RunSnapshot::wake_at_ms))
+    /// is due at `now_ms`, most overdue first: each one returned is not returned again (to
+    /// this process or another sharing the store) for `lease_ms`, unless the paused run is
+    /// written again meanwhile (which sets or clears its timer anew). A process that dies after
+    /// claiming one leaves it to fire again, late, once the lease ends; firing twice does no
+    /// harm, as the firing's message id is the same ([`MessageId::timer`](super::MessageId::timer)).
+    async fn timers_due(&self, now_ms: i64, limit: usize, lease_ms: i64) -> Result<Vec<DueTimer>, StoreError>;
+    /// At start-up, before any timer fires: forgets the claims of [`timers_due`](Self::timers_due),
+    /// where this process is the store's only user (the claims are its own, left by a stop or a
+    /// crash); nothing on a store shared by several processes (another may be firing them).
+    ///
+    /// # Errors
+    /// The store failed.
+    async fn release_timer_claims(&self) -> Result<(), StoreError>;
     /// Deletes what the retention policy no longer keeps (and web chat transcripts older than
     /// a session lasts, [`SESSION_TTL_S`](crate::web_chat::session::SESSION_TTL_S)).
     async fn prune(&self, retention: &Retention, now_ms: i64) -> Result<Pruned, StoreError>;
@@ -350,6 +375,9 @@ impl Default for MemoryConversationStore {
 struct Memory {
     versions: HashMap<String, String>,
     paused: HashMap<ConversationId, PausedRun>,
+    /// Until when each conversation's due timer is claimed (removed when its paused run is
+    /// written).
+    timer_leases: HashMap<ConversationId, i64>,
     answers: HashMap<(ConversationId, MessageId), (Remembered, i64)>,
     accepted: BTreeMap<u64, Inbound>,
     seq: u64,
@@ -439,9 +467,11 @@ impl ConversationStore for MemoryConversationStore {
                         PausedChange::Keep => {}
                         PausedChange::Clear => {
                             m.paused.remove(c);
+                            m.timer_leases.remove(c);
                         }
                         PausedChange::Set(p) => {
                             m.paused.insert(c.clone(), (**p).clone());
+                            m.timer_leases.remove(c);
                         }
                     }
                     if done.remember_answer {
@@ -566,6 +596,31 @@ impl ConversationStore for MemoryConversationStore {
         Ok(self.lock().outbox.len() as u64)
     }
 
+    async fn release_timer_claims(&self) -> Result<(), StoreError> {
+        self.lock().timer_leases.clear();
+        Ok(())
+    }
+
+    async fn timers_due(&self, now_ms: i64, limit: usize, lease_ms: i64) -> Result<Vec<DueTimer>, StoreError> {
+        let mut guard = self.lock();
+        let m = &mut *guard;
+        let mut due: Vec<DueTimer> = m
+            .paused
+            .iter()
+            .filter_map(|(c, p)| {
+                let at = p.snapshot.wake_at_ms.filter(|at| *at <= now_ms)?;
+                let free = m.timer_leases.get(c).is_none_or(|until| *until <= now_ms);
+                free.then(|| DueTimer { conversation: c.clone(), run_id: p.snapshot.run_id.clone(), due_at_ms: at })
+            })
+            .collect();
+        due.sort_by_key(|t| t.due_at_ms);
+        due.truncate(limit);
+        for t in &due {
+            m.timer_leases.insert(t.conversation.clone(), now_ms.saturating_add(lease_ms));
+        }
+        Ok(due)
+    }
+
     async fn paused_index(&self, limit: usize) -> Result<Option<Vec<(ConversationId, i64)>>, StoreError> {
         let m = self.lock();
         Ok((m.paused.len() <= limit).then(|| m.paused.iter().map(|(c, p)| (c.clone(), p.expires_at)).collect()))
@@ -614,6 +669,8 @@ impl ConversationStore for MemoryConversationStore {
         let before = m.paused.len();
         let now_s = now_ms / 1000;
         m.paused.retain(|_, p| p.expires_at > now_s);
+        let Memory { paused, timer_leases, .. } = &mut *m;
+        timer_leases.retain(|c, _| paused.contains_key(c));
         pruned.paused = (before - m.paused.len()) as u64;
         let transcripts_before = now_ms.saturating_sub(crate::web_chat::session::SESSION_TTL_S * 1000);
         m.transcripts.retain(|_, t| {

@@ -137,9 +137,24 @@ impl MessageId {
         Self(format!("{GENERATED_PREFIX}{}", uuid::Builder::from_random_bytes(rand::random()).into_uuid()).into())
     }
 
-    /// Whether Tern made this id up (a channel cannot send such an id: [`MessageId::from_channel`]).
+    /// Whether Tern made this id up for a message without one (a channel cannot send such an
+    /// id: [`MessageId::from_channel`]). Such an id never comes back, so it is not deduplicated.
+    /// A timer's id ([`MessageId::timer`]) is Tern's too, but is not one of these: it comes
+    /// back the same when the timer fires again after a crash.
     pub fn is_generated(&self) -> bool {
-        self.0.starts_with(GENERATED_PREFIX)
+        self.0.starts_with(GENERATED_PREFIX) && !self.is_timer()
+    }
+
+    /// The id of a paused run's timer firing: `tern-timer-<run id>-<due ms>`, the same every
+    /// time that timer fires, so that a firing repeated after a crash (or by another instance)
+    /// is deduplicated like a channel's message and its calls are journaled.
+    pub fn timer(run_id: &crate::ids::RunId, due_at_ms: i64) -> Self {
+        Self(format!("{TIMER_PREFIX}{run_id}-{due_at_ms}").into())
+    }
+
+    /// Whether this is a timer's id ([`MessageId::timer`]).
+    pub fn is_timer(&self) -> bool {
+        self.0.starts_with(TIMER_PREFIX)
     }
 
     /// A channel's message id: validated like [`MessageId::new`], and refused when it starts
@@ -161,6 +176,9 @@ impl MessageId {
 /// The prefix of the message ids Tern makes up.
 const GENERATED_PREFIX: &str = "tern-";
 
+/// The prefix of timers' message ids (within [`GENERATED_PREFIX`], so no channel can send one).
+const TIMER_PREFIX: &str = "tern-timer-";
+
 /// What starts or continues a conversation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -181,6 +199,14 @@ pub enum Trigger {
         /// The event, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event: Option<Value>,
+    },
+    /// The paused run's timer is due ([`RunSnapshot::wake_at_ms`](crate::RunSnapshot::wake_at_ms)):
+    /// resumes it without a message (a reminder, a timeout, the end of a wait), when the
+    /// conversation's paused run still waits for this timer; otherwise nothing happens (the
+    /// contact answered first).
+    Timer {
+        /// When the timer was due, Unix milliseconds.
+        due_at_ms: i64,
     },
 }
 
@@ -221,6 +247,14 @@ impl Inbound {
             metadata: Map::new(),
             trigger: Trigger::Message,
             variables: Map::new(),
+        }
+    }
+
+    /// A paused run's timer firing ([`Trigger::Timer`]), under its own id ([`MessageId::timer`]).
+    pub fn timer(conversation: ConversationId, run_id: &crate::ids::RunId, due_at_ms: i64) -> Self {
+        Self {
+            trigger: Trigger::Timer { due_at_ms },
+            ..Self::message(conversation, Some(MessageId::timer(run_id, due_at_ms)), "")
         }
     }
 

@@ -113,6 +113,10 @@ pub struct StepContext<'a> {
     pub(crate) caught: Option<CaughtFailure>,
     /// Whether the run came to this step from a step of its body (see [`CompiledStep::loops`](super::CompiledStep)).
     pub(crate) from_body: bool,
+    /// The timer that resumed the run, for the step that paused ([`StepContext::woken`]).
+    pub(crate) woken: Option<crate::timing::Wake>,
+    /// When the step, if it pauses, wants the run woken ([`StepContext::wake_at`]).
+    pub(crate) wake_at: &'a mut Option<i64>,
 }
 
 impl StepContext<'_> {
@@ -242,6 +246,27 @@ impl StepContext<'_> {
         self.caught.as_ref()
     }
 
+    /// The activation's wall-clock time, Unix milliseconds (the conversation service's clock,
+    /// so tests move it without sleeping).
+    pub fn now_ms(&self) -> i64 {
+        self.env.now_ms
+    }
+
+    /// The timer that resumed the run, when no message did: in [`Step::resume`](super::Step::resume)
+    /// of the step that asked for it with [`StepContext::wake_at`]; `None` for every other
+    /// step and for a run resumed by a message or an event.
+    pub fn woken(&self) -> Option<crate::timing::Wake> {
+        self.woken
+    }
+
+    /// Asks for the run to be resumed at `at_ms` (Unix milliseconds) without a message, when
+    /// this step returns [`Outcome::Pause`](super::Outcome::Pause): the conversation service
+    /// keeps one durable timer per paused run, cancelled when a message resumes the run first.
+    /// Ignored unless the step pauses; the last call counts.
+    pub fn wake_at(&mut self, at_ms: i64) {
+        *self.wake_at = Some(at_ms);
+    }
+
     /// Records a detail for the run history (request and response summaries). Secret values
     /// are masked before the trace is stored or shown.
     pub fn record(&mut self, key: &str, value: Value) {
@@ -281,6 +306,8 @@ mod tests {
             states: &mut states,
             caught: None,
             from_body: false,
+            woken: None,
+            wake_at: &mut None,
         };
         cx.contact_id().map(std::borrow::Cow::into_owned)
     }

@@ -60,6 +60,10 @@ pub struct RunEnv {
     pub masker: Masker,
     /// The effect journal of the message being processed.
     pub journal: Option<JournalScope>,
+    /// The activation's wall-clock time (Unix milliseconds, from the service's clock).
+    pub now_ms: i64,
+    /// The timer that resumed the run, when no message did.
+    pub woken: Option<crate::timing::Wake>,
 }
 
 /// Placeholder resolution over a run's variables and environment.

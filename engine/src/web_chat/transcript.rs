@@ -71,7 +71,7 @@ pub fn entries_of(inbound: &Inbound, answer: &Answer, at_ms: i64) -> Vec<Entry> 
     let written = match inbound.trigger {
         Trigger::Message => true,
         Trigger::Start { .. } => !inbound.text.is_empty(),
-        Trigger::Resume { .. } => false,
+        Trigger::Resume { .. } | Trigger::Timer { .. } => false,
     };
     let own = written.then(|| Entry {
         seq: 0,

@@ -65,6 +65,8 @@ pub fn flow(steps: Value) -> Value {
 /// A message `text` in conversation `c-1` from contact `u-1`.
 pub fn input(text: &str) -> RunInput {
     RunInput {
+        now_ms: None,
+        woken: None,
         journal: None,
         conversation_id: "c-1".into(),
         contact: json!({"id": "u-1"}),

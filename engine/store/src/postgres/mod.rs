@@ -153,6 +153,7 @@ impl Flavor for Postgres {
         // Claimed for this instance: leased (another instance skips them), then removed or
         // rescheduled by the delivery loop.
         outbox_due: crate::sql::outbox_due!("FOR UPDATE SKIP LOCKED"),
+        timers_due: crate::sql::timers_due!("FOR UPDATE SKIP LOCKED"),
         token_lock_setup: &["SET LOCAL idle_in_transaction_session_timeout = 0", "SET LOCAL statement_timeout = 0"],
         token_lock: Some("SELECT pg_advisory_xact_lock($1)"),
         lock_tables: Some("LOCK TABLE {tables} IN EXCLUSIVE MODE"),

@@ -14,8 +14,8 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use tern_engine::channel::ChannelRef;
 use tern_engine::conversation::{
-    ConversationId, ConversationLock, ConversationStore, Inbound, MessageId, OutboxItem, PausedChange, PausedRun,
-    Pruned, Remembered, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
+    ConversationId, ConversationLock, ConversationStore, DueTimer, Inbound, MessageId, OutboxItem, PausedChange,
+    PausedRun, Pruned, Remembered, Retention, RunHistory, RunId, RunPage, RunQuery, RunSummary, Segment, WriteOp,
 };
 
 use super::{Flavor, SqlStore};
@@ -202,7 +202,8 @@ impl<F: Flavor> SqlStore<F> {
                     }
                     PausedChange::Set(p) => {
                         let blob = self.sealer.seal("conversations", c, "snapshot", &**p)?;
-                        self.put_paused(&mut **tx, c, &p.flow_hash, blob, p.expires_at).await?;
+                        let wake = p.snapshot.wake_at_ms.map(|at| (p.snapshot.run_id.as_str(), at));
+                        self.put_paused(&mut **tx, c, &p.flow_hash, blob, p.expires_at, wake).await?;
                     }
                 }
                 if done.remember_answer {
@@ -323,7 +324,8 @@ impl<F: Flavor> SqlStore<F> {
         Ok(())
     }
 
-    /// Writes a conversation's paused run (its sealed snapshot).
+    /// Writes a conversation's paused run (its sealed snapshot) and its timer (`wake`: the
+    /// run's id and when it is due), replacing the earlier one's; the timer is unclaimed.
     async fn put_paused<'e, E: sqlx::Executor<'e, Database = Any>>(
         &self,
         exec: E,
@@ -331,17 +333,22 @@ impl<F: Flavor> SqlStore<F> {
         flow_hash: &str,
         sealed: Vec<u8>,
         expires_at: i64,
+        wake: Option<(&str, i64)>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO conversations (conversation_id, flow_hash, snapshot, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO conversations (conversation_id, flow_hash, snapshot, expires_at, updated_at, wake_run_id, wake_at_ms, wake_lease_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)
              ON CONFLICT (conversation_id) DO UPDATE SET flow_hash = excluded.flow_hash, snapshot = excluded.snapshot,
-               expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+               expires_at = excluded.expires_at, updated_at = excluded.updated_at, wake_run_id = excluded.wake_run_id,
+               wake_at_ms = excluded.wake_at_ms, wake_lease_ms = NULL",
         )
         .bind(conversation)
         .bind(flow_hash)
         .bind(sealed)
         .bind(expires_at)
         .bind(self.now_s())
+        .bind(wake.map(|(run, _)| run))
+        .bind(wake.map(|(_, at)| at))
         .execute(exec)
         .await
         .map_err(self.db())?;
@@ -779,6 +786,45 @@ impl<F: Flavor> ConversationStore for SqlStore<F> {
         Ok(out)
     }
 
+    async fn release_timer_claims(&self) -> Result<(), StoreError> {
+        if F::DIALECT.shared {
+            return Ok(());
+        }
+        let _gate = self.gate().await;
+        sqlx::query("UPDATE conversations SET wake_lease_ms = NULL WHERE wake_lease_ms IS NOT NULL")
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Claims due timers ([`Dialect::timers_due`](super::Dialect::timers_due)), most overdue
+    /// first. A row whose ids do not validate cannot have been written by Tern; it is skipped.
+    async fn timers_due(&self, now_ms: i64, limit: usize, lease_ms: i64) -> Result<Vec<DueTimer>, StoreError> {
+        let rows: Vec<(String, Option<String>, Option<i64>)> = {
+            let _gate = self.gate().await;
+            sqlx::query_as(F::DIALECT.timers_due)
+                .bind(now_ms)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(lease_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.db())?
+        };
+        let mut due: Vec<DueTimer> = rows
+            .into_iter()
+            .filter_map(|(c, run, at)| {
+                Some(DueTimer {
+                    conversation: ConversationId::new(c).ok()?,
+                    run_id: RunId::new(run?).ok()?,
+                    due_at_ms: at?,
+                })
+            })
+            .collect();
+        due.sort_by_key(|t| t.due_at_ms);
+        Ok(due)
+    }
+
     async fn outbox_remove(&self, id: &str) -> Result<(), StoreError> {
         let _gate = self.gate().await;
         sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(&self.pool).await.map_err(self.db())?;
@@ -870,7 +916,7 @@ impl<F: Flavor> SqlStore<F> {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         let sealed = self.sealer.seal("conversations", conversation, "snapshot", blob)?;
-        self.put_paused(&self.pool, conversation, flow_hash, sealed, expires_at).await
+        self.put_paused(&self.pool, conversation, flow_hash, sealed, expires_at, None).await
     }
 
     /// Moves a run's first segment to where schema version 3 kept it (`run_segments`, seq 0),

@@ -85,6 +85,11 @@ pub struct Dialect {
     /// they were written, a later one waiting while an earlier one is in flight or retried
     /// (written once, [`outbox_due!`], with the database's row lock as the argument).
     pub(crate) outbox_due: &'static str,
+    /// Claims paused runs whose timer is due (`$1` now in ms, `$2` how many, `$3` the lease in
+    /// ms): sets their `wake_lease_ms` to `$1 + $3` and returns `conversation_id, wake_run_id,
+    /// wake_at_ms` of the most overdue unclaimed ones (written once, [`timers_due!`], with the
+    /// database's row lock as the argument).
+    pub(crate) timers_due: &'static str,
     /// Statements run first in the transaction of a token refresh, without parameters.
     pub(crate) token_lock_setup: &'static [&'static str],
     /// The statement that takes a credential for a refresh (`$1`: its lock key), if the
@@ -120,6 +125,23 @@ macro_rules! outbox_due {
     };
 }
 pub(crate) use outbox_due;
+
+/// The statement of [`Dialect::timers_due`], with `$lock` after the candidates' query (`""`,
+/// or PostgreSQL's `FOR UPDATE SKIP LOCKED`, so that instances sharing the database skip the
+/// rows another is claiming and each timer is claimed by one).
+macro_rules! timers_due {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE conversations SET wake_lease_ms = $1 + $3 WHERE conversation_id IN (
+               SELECT conversation_id FROM conversations
+               WHERE wake_at_ms <= $1 AND (wake_lease_ms IS NULL OR wake_lease_ms <= $1)
+               ORDER BY wake_at_ms LIMIT $2 ",
+            $lock,
+            ") RETURNING conversation_id, wake_run_id, wake_at_ms"
+        )
+    };
+}
+pub(crate) use timers_due;
 
 /// What one database keeps and does on its own, next to its [`Dialect`].
 #[async_trait]

@@ -287,6 +287,7 @@ impl Flavor for Sqlite {
         row_ref: ("CAST(rowid AS TEXT)", "rowid = CAST($2 AS INTEGER)"),
         runs_before: "(updated_at_ms < {at} OR (updated_at_ms = {at} AND run_id < {id}))",
         outbox_due: crate::sql::outbox_due!(""),
+        timers_due: crate::sql::timers_due!(""),
         token_lock_setup: &[],
         token_lock: None,
         lock_tables: None,
