@@ -43,6 +43,12 @@ pub enum DurationError {
         /// What was given.
         text: String,
     },
+    /// A capital `M` (months, to humantime), most likely meant as minutes.
+    #[error("`{text}` uses `M`, which means months; write `m` for minutes")]
+    Months {
+        /// What was given.
+        text: String,
+    },
     /// Longer than [`MAX_FLOW_DURATION`].
     #[error("`{text}` is longer than 30 days, the longest a paused run waits for one timer")]
     TooLong {
@@ -62,6 +68,9 @@ impl FlowDuration {
         // A bare number has no unit: "30" could be seconds or minutes, so it is refused.
         if trimmed.is_empty() || trimmed.chars().all(|c| c.is_ascii_digit()) {
             return Err(DurationError::Unreadable { text: shown() });
+        }
+        if trimmed.contains('M') {
+            return Err(DurationError::Months { text: shown() });
         }
         let d = humantime::parse_duration(trimmed).map_err(|_| DurationError::Unreadable { text: shown() })?;
         if d < MIN_FLOW_DURATION {
@@ -183,6 +192,7 @@ mod tests {
         }
         assert!(matches!(FlowDuration::parse("500ms").unwrap_err(), DurationError::TooShort { .. }));
         assert!(matches!(FlowDuration::parse("31d").unwrap_err(), DurationError::TooLong { .. }));
+        assert!(matches!(FlowDuration::parse("10M").unwrap_err(), DurationError::Months { .. }));
         assert!(FlowDuration::parse("30d").is_ok());
     }
 

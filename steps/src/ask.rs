@@ -89,6 +89,7 @@ impl StepType for Ask {
         cx.defines("/save_as", &cfg.save_as);
         let text = cx.template("/text", &cfg.text);
         let timers = Timers::build(cx, &cfg);
+        warn_answer_used_before_given(cx, &cfg);
         let choices = Choices::build(cx, cfg.choices, cfg.choices_from);
         let reask = cfg.reask.as_ref().map(|r| cx.template("/reask", r));
         if reask.is_some() && choices.as_ref().is_some_and(Choices::is_empty) {
@@ -104,6 +105,31 @@ impl StepType for Ask {
             Some(r) => Some(r?),
         };
         Some(Box::new(AskStep { text: text?, save_as: cfg.save_as, choices: choices?, reask, timers: timers? }))
+    }
+}
+
+/// The question's own answer (`save_as`) in what it sends before the answer comes (its text,
+/// `reask`, reminders) has no value the first time it is asked: a warning, since a question
+/// asked again in a loop may have an earlier answer.
+fn warn_answer_used_before_given(cx: &mut BuildContext<'_>, cfg: &Config) {
+    let texts = std::iter::once(("/text".to_string(), cfg.text.as_str()))
+        .chain(cfg.reask.as_deref().map(|r| ("/reask".to_string(), r)))
+        .chain(cfg.reminders.iter().enumerate().map(|(i, r)| (format!("/reminders/{i}/text"), r.text.as_str())));
+    for (rel, text) in texts {
+        let Ok(t) = Template::parse(text) else { continue };
+        let uses_answer =
+            t.vars().any(|v| matches!(&v.root, tern_engine::template::Root::Var(name) if *name == cfg.save_as));
+        if uses_answer && !text.contains("| default") {
+            cx.warning(
+                "answer-used-before-given",
+                &rel,
+                format!(
+                    "`{{{{{}}}}}` is this question's own answer, which has no value until the contact answers",
+                    cfg.save_as
+                ),
+                Some(format!("use another variable, or give a default: `{{{{{} | default: \"…\"}}}}`", cfg.save_as)),
+            );
+        }
     }
 }
 
@@ -160,13 +186,33 @@ impl Timers {
                 ok = false;
             }
             previous = Some(r.after);
+            if r.text.trim().is_empty() {
+                cx.error(
+                    "empty-text",
+                    &format!("/reminders/{i}/text"),
+                    format!("reminder {} has no text; the contact would get an empty message", i + 1),
+                    Some("write what the reminder says, such as \"Still there?\"".into()),
+                );
+                ok = false;
+                continue;
+            }
             match cx.template(&format!("/reminders/{i}/text"), &r.text) {
                 Some(t) => reminders.push((r.after.as_ms(), t)),
                 None => ok = false,
             }
         }
         let timeout = match (cfg.timeout, &cfg.on_timeout) {
-            (Some(t), Some(target)) => Some((t.as_ms(), cx.target("/on_timeout", target)?)),
+            (Some(t), Some(target)) => {
+                if matches!(target, Target::Step(id) if id == cx.step_id()) {
+                    cx.warning(
+                        "timeout-asks-again",
+                        "/on_timeout",
+                        format!("`on_timeout` asks this question again: a contact who has gone gets it every {t} until the run's step budget or the paused run's expiry ends it"),
+                        Some("go to a step that closes the conversation, or send a reminder and then end".into()),
+                    );
+                }
+                Some((t.as_ms(), cx.target("/on_timeout", target)?))
+            }
             (Some(t), None) => Some((t.as_ms(), Jump::End)),
             (None, Some(_)) => {
                 cx.error(
@@ -241,27 +287,40 @@ impl AskStep {
         Ok(Outcome::Pause(state))
     }
 
-    /// The question's timer fired: the next reminder, or the timeout.
+    /// The question's timer fired: the timeout when it has passed, else the latest reminder
+    /// that is due. After downtime several may be due at once: only the last one counts (the
+    /// contact is not sent a burst of reminders, nor reminders after the timeout); the trace
+    /// says how many were skipped.
     fn woken(&self, cx: &mut StepContext<'_>, mut asked: Asked, late_ms: i64) -> Result<Outcome, StepFailure> {
         cx.record("late_ms", Value::from(late_ms));
-        if let Some((_, text)) = self.timers.reminders.get(asked.reminded as usize) {
-            let text = text.render(&cx.scope())?;
-            cx.reply_with_choices(text, asked.choices.clone());
-            asked.reminded += 1;
-            cx.record("reminder", Value::from(asked.reminded));
-            return self.pause(cx, &asked);
-        }
-        match self.timers.timeout {
-            Some((_, jump)) => {
-                cx.record("timed_out", Value::Bool(true));
-                Ok(match jump {
-                    Jump::End => Outcome::End,
-                    j => Outcome::Goto(j),
-                })
+        let elapsed = cx.now_ms().saturating_sub(asked.asked_at_ms);
+        let pending = self.timers.reminders.iter().enumerate().skip(asked.reminded as usize);
+        let due: Vec<usize> = pending.filter(|(_, (after, _))| *after <= elapsed).map(|(i, _)| i).collect();
+        if let Some((timeout, jump)) = self.timers.timeout
+            && elapsed >= timeout
+        {
+            if !due.is_empty() {
+                cx.record("skipped_reminders", Value::from(due.len()));
             }
-            // Nothing is due (every reminder went out and there is no timeout): keep waiting.
-            None => self.pause(cx, &asked),
+            cx.record("timed_out", Value::Bool(true));
+            return Ok(match jump {
+                Jump::End => Outcome::End,
+                j => Outcome::Goto(j),
+            });
         }
+        let Some(&last) = due.last() else {
+            // Nothing is due (the timer fired early, or every reminder went out and there is
+            // no timeout): keep waiting.
+            return self.pause(cx, &asked);
+        };
+        if due.len() > 1 {
+            cx.record("skipped_reminders", Value::from(due.len() - 1));
+        }
+        let text = self.timers.reminders[last].1.render(&cx.scope())?;
+        cx.reply_with_choices(text, asked.choices.clone());
+        asked.reminded = u32::try_from(last + 1).unwrap_or(u32::MAX);
+        cx.record("reminder", Value::from(asked.reminded));
+        self.pause(cx, &asked)
     }
 }
 

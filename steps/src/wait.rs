@@ -39,7 +39,7 @@ struct HoursConfig {
     time_zone: String,
     /// The open days, as `mon` … `sun` (default: every day).
     #[serde(default)]
-    days: Vec<String>,
+    days: Option<Vec<String>>,
     /// Opening time, `HH:MM` in the time zone (default `00:00`).
     #[serde(default)]
     from: Option<String>,
@@ -134,8 +134,18 @@ impl Hours {
                 None
             }
         };
-        let mut days = [cfg.days.is_empty(); 7];
-        for (i, d) in cfg.days.iter().enumerate() {
+        let given = cfg.days.as_deref().unwrap_or_default();
+        if cfg.days.as_ref().is_some_and(Vec::is_empty) {
+            cx.error(
+                "empty-opening-hours",
+                "/within/days",
+                "`days` lists no open day, so the wait would never end",
+                Some("list the open days, such as [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"], or leave `days` out for every day".into()),
+            );
+            ok = false;
+        }
+        let mut days = [cfg.days.is_none(); 7];
+        for (i, d) in given.iter().enumerate() {
             match DAYS.iter().position(|n| n.eq_ignore_ascii_case(d)) {
                 Some(p) => days[p] = true,
                 None => {

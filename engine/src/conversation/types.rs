@@ -166,7 +166,9 @@ impl MessageId {
     /// [`ConversationError::ReservedId`].
     pub fn from_channel(s: impl Into<String>) -> Result<Self, ConversationError> {
         let id = Self::new(s)?;
-        if id.is_generated() {
+        // Every id Tern makes up, a timer's included: a channel that sent a timer's id would
+        // answer the timer's firing in advance (and so cancel it).
+        if id.0.starts_with(GENERATED_PREFIX) {
             return Err(ConversationError::ReservedId { prefix: GENERATED_PREFIX });
         }
         Ok(id)

@@ -609,6 +609,77 @@ pub async fn run_notice_suite(store: &dyn tern_engine::conversation::Conversatio
     assert_eq!(store.outbox_len().await.unwrap(), before + 1, "queued again once forgotten");
 }
 
+/// Paused runs' timers ([`ConversationStore::timers_due`](tern_engine::conversation::ConversationStore::timers_due)):
+/// due ones claimed most overdue first, each once until its lease ends (then again), a claim
+/// dropped when the paused run is written again, a timer gone with its paused run, and
+/// claims released at start-up only on a store with one process.
+pub async fn run_timer_suite(store: &dyn tern_engine::conversation::ConversationStore) {
+    use tern_engine::conversation::{Completion, ConversationId, PausedChange, PausedRun, WriteOp};
+    let t = now() * 1000;
+    let pause = |c: &ConversationId, run: &str, wake: Option<i64>| {
+        let snapshot = serde_json::from_value(json!({
+            "run_id": run, "flow_id": "f", "step": "s", "variables": {}, "executed_steps": 1,
+            "paused_with": null, "wake_at_ms": wake
+        }))
+        .unwrap();
+        let paused = PausedRun {
+            format: tern_engine::conversation::PAUSED_FORMAT,
+            flow_hash: "h".into(),
+            snapshot,
+            started_at_ms: t,
+            expires_at: now() + 3600,
+        };
+        WriteOp::Complete(Box::new(Completion {
+            paused: PausedChange::Set(Box::new(paused)),
+            ..no_run_completion(c, &format!("m-{run}"))
+        }))
+    };
+    let (a, b, c) = (
+        ConversationId::new("timer-a").unwrap(),
+        ConversationId::new("timer-b").unwrap(),
+        ConversationId::new("timer-c").unwrap(),
+    );
+    store
+        .write(&[pause(&a, "run-a", Some(t + 2_000)), pause(&b, "run-b", Some(t + 1_000)), pause(&c, "run-c", None)])
+        .await
+        .unwrap();
+    let mine = |due: Vec<tern_engine::conversation::DueTimer>| {
+        due.into_iter()
+            .filter(|d| d.conversation.as_str().starts_with("timer-"))
+            .map(|d| (d.conversation.as_str().to_string(), d.run_id.to_string(), d.due_at_ms))
+            .collect::<Vec<_>>()
+    };
+    assert!(mine(store.timers_due(t + 500, 10, 60_000).await.unwrap()).is_empty(), "nothing due yet");
+    let due = mine(store.timers_due(t + 5_000, 10, 60_000).await.unwrap());
+    assert_eq!(
+        due,
+        [("timer-b".into(), "run-b".into(), t + 1_000), ("timer-a".into(), "run-a".into(), t + 2_000)],
+        "most overdue first; a paused run without a timer is never due"
+    );
+    assert!(mine(store.timers_due(t + 6_000, 10, 60_000).await.unwrap()).is_empty(), "claimed: not again");
+    let again = mine(store.timers_due(t + 65_001, 1, 60_000).await.unwrap());
+    assert_eq!(again.len(), 1, "once the lease ends it is due again, within the limit");
+    // Written again (the timer fired and the run paused anew): a new, unclaimed timer.
+    store.write(&[pause(&b, "run-b", Some(t + 3_000))]).await.unwrap();
+    let rewritten = mine(store.timers_due(t + 66_000, 10, 60_000).await.unwrap());
+    assert!(rewritten.contains(&("timer-b".into(), "run-b".into(), t + 3_000)), "{rewritten:?}");
+    // Ended: the timer goes with the paused run.
+    let end = |c: &ConversationId| {
+        WriteOp::Complete(Box::new(Completion { paused: PausedChange::Clear, ..no_run_completion(c, "m-end") }))
+    };
+    store.write(&[end(&a), end(&b), end(&c)]).await.unwrap();
+    store.write(&[pause(&c, "run-c2", Some(t + 1_000))]).await.unwrap();
+    assert_eq!(mine(store.timers_due(t + 200_000, 10, 60_000).await.unwrap()).len(), 1, "only the new one");
+    store.release_timer_claims().await.unwrap();
+    let released = mine(store.timers_due(t + 200_001, 10, 60_000).await.unwrap());
+    if store.is_shared() {
+        assert!(released.is_empty(), "another instance may be firing it: the claim stays");
+    } else {
+        assert_eq!(released.len(), 1, "the only process's claims are released at start-up");
+    }
+    store.write(&[end(&c)]).await.unwrap();
+}
+
 /// A web chat's transcript: each finished message's entries numbered after the last, read
 /// from any entry on, kept apart per conversation, at most
 /// [`MAX_ENTRIES`](tern_engine::web_chat::transcript::MAX_ENTRIES) per conversation, sealed (the

@@ -35,6 +35,7 @@ async fn sqlite_passes_the_suite() {
     testing::run_channel_suite(&*store).await;
     testing::run_transcript_suite(&*store).await;
     testing::run_notice_suite(&*store).await;
+    testing::run_timer_suite(&*store).await;
     testing::run_rate_bucket_suite(store.clone()).await;
     // Nothing secret is stored in plaintext, in the database or its WAL.
     let bytes = all_bytes(dir.path());
@@ -63,6 +64,7 @@ async fn sqlite_passes_the_suite() {
 #[tokio::test]
 async fn the_memory_store_passes_the_notice_suite() {
     testing::run_notice_suite(&tern_engine::conversation::MemoryConversationStore::default()).await;
+    testing::run_timer_suite(&tern_engine::conversation::MemoryConversationStore::default()).await;
 }
 
 #[tokio::test]
@@ -75,6 +77,7 @@ async fn postgres_passes_the_suite() {
     testing::run_channel_suite(&*store).await;
     testing::run_transcript_suite(&*store).await;
     testing::run_notice_suite(&*store).await;
+    testing::run_timer_suite(&*store).await;
     testing::run_rate_bucket_suite(store.clone()).await;
     // Nothing secret is stored in plaintext: every column of every row, as text.
     let dump: Vec<String> = sqlx::query_scalar(

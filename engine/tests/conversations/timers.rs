@@ -109,6 +109,37 @@ async fn an_unanswered_question_sends_its_reminders_then_times_out() {
     }
 }
 
+/// After downtime several timers of a question are due at once: the contact gets the latest
+/// reminder only, or only the timeout, not a burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_reminders_are_not_sent_in_a_burst() {
+    let clock = Arc::new(ManualClock::at_system_time());
+    let s = start(Arc::new(MemoryConversationStore::with_clock(clock.clone())), &clock);
+    let mut first = msg("burst", Some("m1"), "order");
+    first.contact.insert("id".into(), "bo".into());
+    let asked = s.submit(first, None).unwrap().wait().await.unwrap();
+    clock.advance(Duration::from_secs(7 * 60));
+    let fired = fire(&s).await;
+    assert_eq!(texts(&fired[0]), ["Last call for bo"], "only the latest reminder that is due");
+    clock.advance(Duration::from_secs(60));
+    assert!(fire(&s).await.is_empty(), "the skipped reminder does not come later");
+    clock.advance(Duration::from_secs(2 * 60));
+    assert_eq!(texts(&fire(&s).await[0]), ["No answer, closing."]);
+    let history = s.run(asked.run_id.as_ref().unwrap()).await.unwrap().unwrap();
+    let reminded = history.segments[1].trace.iter().find(|t| t.step.as_str() == "number").unwrap();
+    assert_eq!(reminded.detail["skipped_reminders"], 1);
+
+    let other = s.submit(msg("burst-2", Some("m1"), "order"), None).unwrap().wait().await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let fired = fire(&s).await;
+    assert_eq!(fired.len(), 1);
+    assert_eq!(texts(&fired[0]), ["No answer, closing."], "past the timeout: no reminder at all");
+    let history = s.run(other.run_id.as_ref().unwrap()).await.unwrap().unwrap();
+    let ended = history.segments[1].trace.iter().find(|t| t.step.as_str() == "number").unwrap();
+    assert_eq!(ended.detail["skipped_reminders"], 2);
+    s.shutdown(Duration::from_secs(5)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_cancels_the_timer_and_a_new_question_starts_its_own() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,6 +218,17 @@ async fn a_timer_survives_a_restart_and_fires_late_after_downtime() {
     let late = &history.segments.last().unwrap().event.as_ref().unwrap()["timer"]["late_ms"];
     assert_eq!(late, 1_800_000, "history says it fired half an hour late");
     s.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A channel cannot send a timer's message id: it would answer the timer's firing in advance
+/// and so cancel it.
+#[test]
+fn a_channel_cannot_send_a_timer_s_message_id() {
+    use tern_engine::conversation::MessageId;
+    for id in ["tern-timer-x", "tern-timer-0e3c-1796682216734", "tern-anything"] {
+        assert!(MessageId::from_channel(id).is_err(), "{id}");
+    }
+    assert!(MessageId::from_channel("timer-1").is_ok());
 }
 
 /// Two instances on one PostgreSQL database, each with its own connections, fire together:
