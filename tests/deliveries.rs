@@ -25,7 +25,7 @@ fn echo_flows() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn serve_cmd(data: &Path, flows: &Path, extra: &[&str]) -> Command {
+pub(crate) fn serve_cmd(data: &Path, flows: &Path, extra: &[&str]) -> Command {
     let mut cmd = tern();
     cmd.env("TERN_DATA_DIR", data)
         .env("TERN_ALLOW_PRIVATE_NETWORK", "1")

@@ -68,6 +68,15 @@ pub(super) async fn process(
     let was_paused = stored.is_some();
     let now_s = inner.now_ms() / 1000;
     let live = stored.filter(|p| p.expires_at > now_s);
+    // A timer resumes the paused run only while it still waits for that timer. Otherwise the
+    // contact answered first (the paused run was replaced or ended): the timer is spent and
+    // the conversation's state is left as it is.
+    if let Trigger::Timer { due_at_ms } = inbound.trigger
+        && live.as_ref().is_none_or(|p| p.snapshot.wake_at_ms != Some(due_at_ms))
+    {
+        let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
+        return commit(&inner, inbound, answer, PausedChange::Keep, Vec::new(), recovered, fence).await;
+    }
     // A timer brings no contact: its run sees (and its history names) the contact as the last
     // message gave it.
     let with_contact;
@@ -91,7 +100,7 @@ pub(super) async fn process(
             let result = engine.start(&loaded.flow, input, inbound.variables.clone(), sink.as_ref()).await;
             (result, loaded.hash.clone(), started_ms)
         }
-        (Trigger::Message | Trigger::Resume { .. }, Some(paused)) => {
+        (Trigger::Message | Trigger::Resume { .. } | Trigger::Timer { .. }, Some(paused)) => {
             let version = inner.flows.version(&paused.flow_hash, &*inner.store, &inner.engine.registry);
             let flow = version.await.map_err(store_err)?.ok_or_else(|| ConversationError::Paused {
                 conversation: conversation.to_string(),
@@ -105,23 +114,7 @@ pub(super) async fn process(
             let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
             (result, paused.flow_hash, paused.started_at_ms)
         }
-        (Trigger::Timer { due_at_ms }, Some(paused)) if paused.snapshot.wake_at_ms == Some(*due_at_ms) => {
-            let version = inner.flows.version(&paused.flow_hash, &*inner.store, &inner.engine.registry);
-            let flow = version.await.map_err(store_err)?.ok_or_else(|| ConversationError::Paused {
-                conversation: conversation.to_string(),
-                reason: format!("its flow version {} is no longer stored", paused.flow_hash),
-            })?;
-            let input = run_input(&inner, inbound, recovered, None, "");
-            let result = engine.resume(&flow, paused.snapshot, input, sink.as_ref()).await;
-            (result, paused.flow_hash, paused.started_at_ms)
-        }
-        (Trigger::Timer { .. }, _) => {
-            // The contact answered first (the paused run was replaced or ended): the timer is
-            // spent and the conversation's state is left as it is.
-            let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
-            return commit(&inner, inbound, answer, PausedChange::Keep, Vec::new(), recovered, fence).await;
-        }
-        (Trigger::Resume { .. }, None) => {
+        (Trigger::Resume { .. } | Trigger::Timer { .. }, None) => {
             let answer = Answer::without_run(AnswerStatus::NoPausedRun, &message_id);
             return finish_without_run(&inner, inbound, answer, was_paused, recovered, fence).await;
         }
