@@ -186,7 +186,8 @@ impl Timers {
                 ok = false;
             }
             previous = Some(r.after);
-            if r.text.trim().is_empty() {
+            // Blank: white space and invisible characters (a zero-width space shows nothing).
+            if r.text.chars().all(|c| c.is_whitespace() || tern_engine::is_hidden_char(c)) {
                 cx.error(
                     "empty-text",
                     &format!("/reminders/{i}/text"),
