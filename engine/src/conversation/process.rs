@@ -245,7 +245,7 @@ impl Activation {
                 Trigger::Start { event, .. } => event.as_ref().map(|e| masked(masker, e)),
                 Trigger::Timer { due_at_ms } => Some(serde_json::json!({"timer": {
                     "due_at_ms": due_at_ms,
-                    "late_ms": started_ms.saturating_sub(*due_at_ms).max(0),
+                    "late_ms": crate::timing::Wake { due_at_ms: *due_at_ms, fired_at_ms: started_ms }.late_ms(),
                 }})),
                 Trigger::Message => None,
             },
@@ -265,6 +265,7 @@ impl Activation {
 /// error flow's run apart from those of the run that failed (same message, other steps).
 fn run_input(inner: &Inner, inbound: &Inbound, recovered: bool, event: Option<Value>, scope: &str) -> RunInput {
     let message_id = &inbound.message_id;
+    let now_ms = inner.now_ms();
     RunInput {
         conversation_id: inbound.conversation.to_string(),
         contact: Value::Object(inbound.contact.clone()),
@@ -288,9 +289,9 @@ fn run_input(inner: &Inner, inbound: &Inbound, recovered: bool, event: Option<Va
             store: inner.store.clone(),
             registry: inner.engine.registry.clone(),
         })),
-        now_ms: Some(inner.now_ms()),
+        now_ms: Some(now_ms),
         woken: match inbound.trigger {
-            Trigger::Timer { due_at_ms } => Some(crate::timing::Wake { due_at_ms, fired_at_ms: inner.now_ms() }),
+            Trigger::Timer { due_at_ms } => Some(crate::timing::Wake { due_at_ms, fired_at_ms: now_ms }),
             _ => None,
         },
     }
